@@ -83,7 +83,8 @@ internal static class RowFormats
                 TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(src), dst);
                 break;
             default:
-                throw new NotSupportedException($"weights of type {type} are not supported yet");
+                Dequant.Row(type, src, dst);
+                break;
         }
     }
 }
