@@ -33,6 +33,30 @@ public static unsafe partial class MatVec
         return Vector256.Equals(Avx2.Shuffle(v, ctrl) & bit, bit);
     }
 
+    /// <summary>Unpacks the 12-byte K-quant scale field: byte k of <paramref name="scales"/>/<paramref name="mins"/> is sub-block k's 6-bit value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScalesMinsK(byte* s, out ulong scales, out ulong mins)
+    {
+        const uint k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+        uint u0 = *(uint*)s, u1 = *(uint*)(s + 4), u2 = *(uint*)(s + 8);
+        uint sLo = u0 & k1;
+        uint sHi = (u2 & k2) | (((u0 >> 6) & k3) << 4);
+        uint mLo = u1 & k1;
+        uint mHi = ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4);
+        scales = sLo | ((ulong)sHi << 32);
+        mins = mLo | ((ulong)mHi << 32);
+    }
+
+    /// <summary>8 int lanes: mins[j] * (bsums[2j] + bsums[2j+1]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> MinsTermVec(ulong mins, byte* a)
+    {
+        var bsums = Vector256.Load((short*)(a + KQuants.Q8KBsumsOffset));
+        var pairs = Vector128.Shuffle(Vector128.CreateScalar(mins).AsByte(), Vector128.Create((byte)0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+        var dup = Avx2.ConvertToVector256Int16(pairs); // m0 m0 m1 m1 ... m7 m7 as shorts
+        return Avx2.MultiplyAddAdjacent(bsums, dup);
+    }
+
     private static float DotQ8_0Avx2(byte* w, byte* a, int nb)
     {
         var acc = Vector256<float>.Zero;
@@ -99,42 +123,38 @@ public static unsafe partial class MatVec
 
     private static float DotQ4_KAvx2(byte* w, byte* a, int nb)
     {
-        byte* sc = stackalloc byte[8];
-        byte* m = stackalloc byte[8];
         var acc = Vector256<float>.Zero;
-        float mins = 0;
+        var minsAcc = Vector256<float>.Zero;
         var low = Vector256.Create((byte)0x0F);
         for (int i = 0; i < nb; i++, w += 144, a += Q8K)
         {
             float dx = *(float*)a;
-            ScalesMinsK(w + 4, sc, m);
+            ScalesMinsK(w + 4, out ulong sc, out ulong m);
             sbyte* x = (sbyte*)(a + 4);
             byte* q = w + 16;
             var sumi = Vector256<int>.Zero;
             for (int c = 0; c < 4; c++)
             {
                 var b = Vector256.Load(q + 32 * c);
-                sumi += ScaledPairs(b & low, x + 64 * c, sc[2 * c]);
-                sumi += ScaledPairs((b.AsUInt16() >> 4).AsByte() & low, x + 64 * c + 32, sc[2 * c + 1]);
+                sumi += ScaledPairs(b & low, x + 64 * c, (byte)(sc >> (16 * c)));
+                sumi += ScaledPairs((b.AsUInt16() >> 4).AsByte() & low, x + 64 * c + 32, (byte)(sc >> (16 * c + 8)));
             }
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create(dx * Half(w)), acc);
-            mins += dx * Half(w + 2) * MinsTerm(m, a);
+            minsAcc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinsTermVec(m, a)), Vector256.Create(dx * Half(w + 2)), minsAcc);
         }
-        return Vector256.Sum(acc) - mins;
+        return Vector256.Sum(acc - minsAcc);
     }
 
     private static float DotQ5_KAvx2(byte* w, byte* a, int nb)
     {
-        byte* sc = stackalloc byte[8];
-        byte* m = stackalloc byte[8];
         var acc = Vector256<float>.Zero;
-        float mins = 0;
+        var minsAcc = Vector256<float>.Zero;
         var low = Vector256.Create((byte)0x0F);
         var b16 = Vector256.Create((byte)0x10);
         for (int i = 0; i < nb; i++, w += 176, a += Q8K)
         {
             float dx = *(float*)a;
-            ScalesMinsK(w + 4, sc, m);
+            ScalesMinsK(w + 4, out ulong sc, out ulong m);
             sbyte* x = (sbyte*)(a + 4);
             var qh = Vector256.Load(w + 16);
             byte* q = w + 48;
@@ -146,13 +166,13 @@ public static unsafe partial class MatVec
                 var bit1 = Vector256.Create((byte)(2 << (2 * c)));
                 var h0 = Vector256.Equals(qh & bit0, bit0) & b16;
                 var h1 = Vector256.Equals(qh & bit1, bit1) & b16;
-                sumi += ScaledPairs((b & low) | h0, x + 64 * c, sc[2 * c]);
-                sumi += ScaledPairs(((b.AsUInt16() >> 4).AsByte() & low) | h1, x + 64 * c + 32, sc[2 * c + 1]);
+                sumi += ScaledPairs((b & low) | h0, x + 64 * c, (byte)(sc >> (16 * c)));
+                sumi += ScaledPairs(((b.AsUInt16() >> 4).AsByte() & low) | h1, x + 64 * c + 32, (byte)(sc >> (16 * c + 8)));
             }
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sumi), Vector256.Create(dx * Half(w)), acc);
-            mins += dx * Half(w + 2) * MinsTerm(m, a);
+            minsAcc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinsTermVec(m, a)), Vector256.Create(dx * Half(w + 2)), minsAcc);
         }
-        return Vector256.Sum(acc) - mins;
+        return Vector256.Sum(acc - minsAcc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -61,15 +61,13 @@ public static unsafe partial class MatVec
 
     private static float DotQ4_KAvx512(byte* w, byte* a, int nb)
     {
-        byte* sc = stackalloc byte[8];
-        byte* m = stackalloc byte[8];
         var acc = Vector512<float>.Zero;
-        float mins = 0;
+        var minsAcc = Vector256<float>.Zero;
         var low = Vector512.Create((byte)0x0F);
         for (int i = 0; i < nb; i++, w += 144, a += Q8K)
         {
             float dx = *(float*)a;
-            ScalesMinsK(w + 4, sc, m);
+            ScalesMinsK(w + 4, out ulong sc, out ulong m);
             sbyte* x = (sbyte*)(a + 4);
             byte* q = w + 16;
             var sumi = Vector512<int>.Zero;
@@ -80,12 +78,12 @@ public static unsafe partial class MatVec
                 sbyte* xs = x + 128 * k;
                 var xlo = Join(Vector256.Load(xs), Vector256.Load(xs + 64));
                 var xhi = Join(Vector256.Load(xs + 32), Vector256.Load(xs + 96));
-                sumi += ScaledPairs512(b & low, xlo, sc[4 * k], sc[4 * k + 2]);
-                sumi += ScaledPairs512((b.AsUInt16() >> 4).AsByte() & low, xhi, sc[4 * k + 1], sc[4 * k + 3]);
+                sumi += ScaledPairs512(b & low, xlo, (byte)(sc >> (32 * k)), (byte)(sc >> (32 * k + 16)));
+                sumi += ScaledPairs512((b.AsUInt16() >> 4).AsByte() & low, xhi, (byte)(sc >> (32 * k + 8)), (byte)(sc >> (32 * k + 24)));
             }
             acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(dx * Half(w)), acc);
-            mins += dx * Half(w + 2) * MinsTerm(m, a);
+            minsAcc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinsTermVec(m, a)), Vector256.Create(dx * Half(w + 2)), minsAcc);
         }
-        return Vector512.Sum(acc) - mins;
+        return Vector512.Sum(acc) - Vector256.Sum(minsAcc);
     }
 }

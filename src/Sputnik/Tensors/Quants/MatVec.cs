@@ -166,7 +166,20 @@ public static unsafe partial class MatVec
         }
     }
 
-    private static float Half(byte* p) => (float)BitConverter.UInt16BitsToHalf(*(ushort*)p);
+    // F16 -> float through a 256 KiB table (like ggml's table_f32_f16): .NET converts Half in software, which is
+    // slower than one L1/L2 load per block scale.
+    private static readonly float[] HalfTable = BuildHalfTable();
+    private static readonly float* HalfTablePtr = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(HalfTable));
+
+    private static float[] BuildHalfTable()
+    {
+        float[] t = GC.AllocateUninitializedArray<float>(65536, pinned: true);
+        for (int i = 0; i < t.Length; i++) t[i] = (float)BitConverter.UInt16BitsToHalf((ushort)i);
+        return t;
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float Half(byte* p) => HalfTablePtr[*(ushort*)p];
 
     // ======================= float weights =======================
 
