@@ -1,0 +1,41 @@
+using System.Diagnostics;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Sputnik.Tensors;
+using Sputnik.Tensors.Quants;
+
+// Single-threaded matvec throughput: dotnet run -c Release --project bench/Sputnik.Bench [rows] [cols] [types...]
+int rows = args.Length > 0 ? int.Parse(args[0]) : 1536;
+int cols = args.Length > 1 ? int.Parse(args[1]) : 8960;
+GgmlType[] types = args.Length > 2 ? args[2..].Select(Enum.Parse<GgmlType>).ToArray() : [GgmlType.Q4_K, GgmlType.Q8_0];
+Console.WriteLine($"Vector512.IsHardwareAccelerated={Vector512.IsHardwareAccelerated} Avx512BW={Avx512BW.IsSupported} Vector256={Vector256.IsHardwareAccelerated} Avx2={Avx2.IsSupported} AvxVnni={AvxVnni.IsSupported}");
+
+var rng = new Random(1);
+float[] row = new float[cols];
+float[] x = new float[cols];
+for (int i = 0; i < cols; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+foreach (GgmlType t in types)
+{
+    int rb = (int)GgmlTypeInfo.RowBytes(t, cols);
+    var w = new byte[(long)rb * rows];
+    for (int r = 0; r < rows; r++)
+    {
+        for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
+        Quant.Row(t, row, w.AsSpan(r * rb, rb));
+    }
+    var y = new float[rows];
+    var scratch = new byte[MatVec.ScratchBytes(t, cols)];
+    for (int i = 0; i < 20; i++) MatVec.Compute(t, w, rows, cols, x, y, scratch); // warm up / tier up
+    int iters = 0;
+    var sw = Stopwatch.StartNew();
+    double best = double.MaxValue;
+    while (sw.Elapsed.TotalSeconds < 2)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        MatVec.Compute(t, w, rows, cols, x, y, scratch);
+        best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+        iters++;
+    }
+    double avg = sw.Elapsed.TotalSeconds / iters;
+    Console.WriteLine($"{t,-5} {rows}x{cols}: {w.Length / 1e6:F1} MB, avg {avg * 1e3:F3} ms ({w.Length / avg / 1e9:F2} GB/s), best {best * 1e3:F3} ms ({w.Length / best / 1e9:F2} GB/s), {iters} iters");
+}

@@ -1,0 +1,89 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Sputnik.Tensors.Quants;
+
+// 512-bit kernels (AVX-512 F/BW): two 32-weight blocks, or 128 weights of a super-block, per iteration.
+public static unsafe partial class MatVec
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> MulAddBytes512(Vector512<byte> u, Vector512<sbyte> s) =>
+        Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u, s), Vector512<short>.One);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<T> Join<T>(Vector256<T> lo, Vector256<T> hi) => Vector512.Create(lo, hi);
+
+    private static float DotQ8_0Avx512(byte* w, byte* a, int nb)
+    {
+        var acc = Vector512<float>.Zero;
+        int i = 0;
+        for (; i + 2 <= nb; i += 2, w += 2 * Q80, a += 2 * Q80)
+        {
+            var wq = Join(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(w + Q80 + 2)));
+            var xq = Join(Vector256.Load((sbyte*)(a + 2)), Vector256.Load((sbyte*)(a + Q80 + 2)));
+            var sx = Vector512.ConditionalSelect(Vector512.LessThan(wq, Vector512<sbyte>.Zero), -xq, xq);
+            var p = MulAddBytes512(Avx512BW.Abs(wq), sx);
+            var d = Join(Vector256.Create(Half(w) * Half(a)), Vector256.Create(Half(w + Q80) * Half(a + Q80)));
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), d, acc);
+        }
+        float sum = Vector512.Sum(acc);
+        if (i < nb) sum += DotQ8_0Avx2(w, a, nb - i);
+        return sum;
+    }
+
+    private static float DotQ4_0Avx512(byte* w, byte* a, float* sums, int nb)
+    {
+        var acc = Vector512<float>.Zero;
+        float corr = 0;
+        int i = 0;
+        for (; i + 2 <= nb; i += 2, w += 36, a += 2 * Q80)
+        {
+            float d0 = Half(w), d1 = Half(w + 18);
+            var q = Join(Nibbles(w + 2), Nibbles(w + 20));
+            var xq = Join(Vector256.Load((sbyte*)(a + 2)), Vector256.Load((sbyte*)(a + Q80 + 2)));
+            var p = MulAddBytes512(q, xq);
+            var d = Join(Vector256.Create(d0 * Half(a)), Vector256.Create(d1 * Half(a + Q80)));
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), d, acc);
+            corr += d0 * sums[i] + d1 * sums[i + 1];
+        }
+        float sum = Vector512.Sum(acc) - 8 * corr;
+        if (i < nb) sum += DotQ4_0Avx2(w, a, sums + i, nb - i);
+        return sum;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> ScaledPairs512(Vector512<byte> q, Vector512<sbyte> x, int s0, int s1)
+    {
+        var p = Avx512BW.MultiplyAddAdjacent(q, x);
+        return Avx512BW.MultiplyAddAdjacent(p, Join(Vector256.Create((short)s0), Vector256.Create((short)s1)));
+    }
+
+    private static float DotQ4_KAvx512(byte* w, byte* a, int nb)
+    {
+        var acc = Vector512<float>.Zero;
+        var minsAcc = Vector256<float>.Zero;
+        var low = Vector512.Create((byte)0x0F);
+        for (int i = 0; i < nb; i++, w += 144, a += Q8K)
+        {
+            float dx = *(float*)a;
+            ScalesMinsK(w + 4, out ulong sc, out ulong m);
+            sbyte* x = (sbyte*)(a + 4);
+            byte* q = w + 16;
+            var sumi = Vector512<int>.Zero;
+            for (int k = 0; k < 2; k++)
+            {
+                // 64 bytes = chunks 2k and 2k+1; low nibbles pair with x[128k..+32) and x[128k+64..+32), high with the +32 halves
+                var b = Vector512.Load(q + 64 * k);
+                sbyte* xs = x + 128 * k;
+                var xlo = Join(Vector256.Load(xs), Vector256.Load(xs + 64));
+                var xhi = Join(Vector256.Load(xs + 32), Vector256.Load(xs + 96));
+                sumi += ScaledPairs512(b & low, xlo, (byte)(sc >> (32 * k)), (byte)(sc >> (32 * k + 16)));
+                sumi += ScaledPairs512((b.AsUInt16() >> 4).AsByte() & low, xhi, (byte)(sc >> (32 * k + 8)), (byte)(sc >> (32 * k + 24)));
+            }
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(dx * Half(w)), acc);
+            minsAcc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinsTermVec(m, a)), Vector256.Create(dx * Half(w + 2)), minsAcc);
+        }
+        return Vector512.Sum(acc) - Vector256.Sum(minsAcc);
+    }
+}

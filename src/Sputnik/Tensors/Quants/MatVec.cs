@@ -1,0 +1,226 @@
+using System.Buffers.Binary;
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Sputnik.Tensors.Quants;
+
+/// <summary>Which implementation of the dot kernels to run.</summary>
+internal enum KernelPath
+{
+    Scalar,
+    Avx2,
+    Avx512,
+}
+
+/// <summary>
+/// Matrix × vector products y[r] = dot(weight row r, x) for decode. For quantized weights x is quantized once per call into
+/// an activation buffer: Q8_0 blocks (plus per-block sums d*Σq) for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights, Q8_K blocks for
+/// Q4_K/Q5_K/Q6_K weights, plain floats for F32/F16/BF16; the dot products then run in integers like ggml_vec_dot_*.
+/// </summary>
+public static unsafe partial class MatVec
+{
+    internal static readonly KernelPath DefaultPath =
+        Vector512.IsHardwareAccelerated && Avx512BW.IsSupported && Avx512F.IsSupported ? KernelPath.Avx512
+        : Vector256.IsHardwareAccelerated && Avx2.IsSupported && Fma.IsSupported ? KernelPath.Avx2
+        : KernelPath.Scalar;
+
+    /// <summary>True when <paramref name="wType"/> weights can be used here.</summary>
+    public static bool IsSupported(GgmlType wType) => ActivationTypeOrNull(wType) is not null;
+
+    /// <summary>The format x is converted to for <paramref name="wType"/> weights (F32, Q8_0 or Q8_K).</summary>
+    public static GgmlType ActivationType(GgmlType wType) =>
+        ActivationTypeOrNull(wType) ?? throw new NotSupportedException($"Matrix-vector product with ggml type {wType} weights is not supported");
+
+    private static GgmlType? ActivationTypeOrNull(GgmlType wType) => wType switch
+    {
+        GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 => GgmlType.F32,
+        GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 => GgmlType.Q8_0,
+        GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => GgmlType.Q8_K,
+        _ => null,
+    };
+
+    /// <summary>Bytes of the activation (scratch) buffer needed for rows of <paramref name="cols"/> weights of <paramref name="wType"/>.</summary>
+    public static int ScratchBytes(GgmlType wType, int cols)
+    {
+        GgmlType a = ActivationType(wType);
+        GgmlTypeInfo.RowBytes(wType, cols); // validates the row length
+        return a switch
+        {
+            GgmlType.F32 => cols * 4,
+            GgmlType.Q8_0 => cols / 32 * (34 + 4),
+            _ => cols / 256 * 292,
+        };
+    }
+
+    /// <summary>Converts x into the activation format for <paramref name="wType"/> weights; <paramref name="scratch"/> needs <see cref="ScratchBytes"/> bytes.</summary>
+    public static void QuantizeActivation(GgmlType wType, ReadOnlySpan<float> x, Span<byte> scratch)
+    {
+        int need = ScratchBytes(wType, x.Length);
+        if (scratch.Length < need) throw new ArgumentException($"scratch needs {need} bytes, got {scratch.Length}");
+        switch (ActivationType(wType))
+        {
+            case GgmlType.F32:
+                MemoryMarshal.AsBytes(x).CopyTo(scratch);
+                break;
+            case GgmlType.Q8_0:
+            {
+                int nb = x.Length / 32;
+                Span<float> sums = MemoryMarshal.Cast<byte, float>(scratch.Slice(nb * 34, nb * 4));
+                for (int i = 0; i < nb; i++)
+                {
+                    Span<byte> blk = scratch.Slice(i * 34, 34);
+                    LegacyQuants.QuantQ8_0(x.Slice(i * 32, 32), blk);
+                    int s = 0;
+                    for (int j = 0; j < 32; j++) s += (sbyte)blk[2 + j];
+                    sums[i] = FloatConvert.ReadHalf(blk, 0) * s;
+                }
+                break;
+            }
+            default:
+                Quant.Row(GgmlType.Q8_K, x, scratch.Slice(0, need));
+                break;
+        }
+    }
+
+    /// <summary>Dot product of one weight row (<paramref name="cols"/> weights) with an activation from <see cref="QuantizeActivation"/>.</summary>
+    public static float Dot(GgmlType wType, ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activation, int cols) =>
+        Dot(wType, weightRow, activation, cols, DefaultPath);
+
+    internal static float Dot(GgmlType wType, ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activation, int cols, KernelPath path)
+    {
+        Check(wType, weightRow.Length, 1, cols, activation.Length);
+        fixed (byte* w = weightRow)
+        fixed (byte* a = activation)
+            return DotRow(wType, w, a, cols, path);
+    }
+
+    /// <summary>
+    /// y[r] = dot(row r, x) for r in [r0, r1) (y is indexed by absolute row), with x already in <paramref name="activation"/>.
+    /// Independent row ranges may run on different threads sharing one activation buffer.
+    /// </summary>
+    public static void ComputeRows(GgmlType wType, ReadOnlySpan<byte> weights, int cols, ReadOnlySpan<byte> activation, Span<float> y, int r0, int r1) =>
+        ComputeRows(wType, weights, cols, activation, y, r0, r1, DefaultPath);
+
+    internal static void ComputeRows(GgmlType wType, ReadOnlySpan<byte> weights, int cols, ReadOnlySpan<byte> activation, Span<float> y, int r0, int r1, KernelPath path)
+    {
+        int rowBytes = (int)GgmlTypeInfo.RowBytes(wType, cols);
+        if (r0 < 0 || r1 < r0 || r1 > y.Length) throw new ArgumentOutOfRangeException(nameof(r1), $"row range [{r0}, {r1}) outside y of {y.Length}");
+        Check(wType, weights.Length, r1, cols, activation.Length);
+        fixed (byte* w = weights)
+        fixed (byte* a = activation)
+        {
+            for (int r = r0; r < r1; r++) y[r] = DotRow(wType, w + (long)r * rowBytes, a, cols, path);
+        }
+    }
+
+    /// <summary>y = W x for a row-major <paramref name="rows"/>×<paramref name="cols"/> matrix; <paramref name="scratch"/> needs <see cref="ScratchBytes"/> bytes.</summary>
+    public static void Compute(GgmlType wType, ReadOnlySpan<byte> weights, int rows, int cols, ReadOnlySpan<float> x, Span<float> y, Span<byte> scratch)
+    {
+        if (x.Length != cols) throw new ArgumentException($"x has {x.Length} values, expected {cols}");
+        if (y.Length < rows) throw new ArgumentException($"y has {y.Length} values, expected {rows}");
+        QuantizeActivation(wType, x, scratch);
+        ComputeRows(wType, weights, cols, scratch.Slice(0, ScratchBytes(wType, cols)), y, 0, rows);
+    }
+
+    private static void Check(GgmlType wType, int weightBytes, int rows, int cols, int activationBytes)
+    {
+        long rowBytes = GgmlTypeInfo.RowBytes(wType, cols);
+        if (weightBytes < rowBytes * rows) throw new ArgumentException($"{wType} weights need {rowBytes * rows} bytes for {rows} rows of {cols}, got {weightBytes}");
+        int need = ScratchBytes(wType, cols);
+        if (activationBytes < need) throw new ArgumentException($"activation needs {need} bytes, got {activationBytes}");
+    }
+
+    private static float DotRow(GgmlType wType, byte* w, byte* a, int cols, KernelPath path)
+    {
+        int nb32 = cols / 32;
+        float* sums = (float*)(a + nb32 * 34);
+        int nbK = cols / 256;
+        switch (wType)
+        {
+            case GgmlType.F32:
+                return TensorPrimitives.Dot(new ReadOnlySpan<float>(w, cols), new ReadOnlySpan<float>(a, cols));
+            case GgmlType.F16:
+                return DotF16(w, (float*)a, cols);
+            case GgmlType.BF16:
+                return path == KernelPath.Scalar ? DotBF16Scalar(w, (float*)a, cols) : DotBF16Vec(w, (float*)a, cols);
+            case GgmlType.Q8_0:
+                return path switch { KernelPath.Avx512 => DotQ8_0Avx512(w, a, nb32), KernelPath.Avx2 => DotQ8_0Avx2(w, a, nb32), _ => DotQ8_0Scalar(w, a, nb32) };
+            case GgmlType.Q4_0:
+                return path switch { KernelPath.Avx512 => DotQ4_0Avx512(w, a, sums, nb32), KernelPath.Avx2 => DotQ4_0Avx2(w, a, sums, nb32), _ => DotQ4_0Scalar(w, a, nb32) };
+            case GgmlType.Q4_1:
+                return path == KernelPath.Scalar ? DotQ4_1Scalar(w, a, sums, nb32) : DotQ4_1Avx2(w, a, sums, nb32);
+            case GgmlType.Q5_0:
+                return path == KernelPath.Scalar ? DotQ5_0Scalar(w, a, nb32) : DotQ5Avx2(w, a, sums, nb32, false);
+            case GgmlType.Q5_1:
+                return path == KernelPath.Scalar ? DotQ5_1Scalar(w, a, sums, nb32) : DotQ5Avx2(w, a, sums, nb32, true);
+            case GgmlType.Q4_K:
+                return path switch { KernelPath.Avx512 => DotQ4_KAvx512(w, a, nbK), KernelPath.Avx2 => DotQ4_KAvx2(w, a, nbK), _ => DotQ4_KScalar(w, a, nbK) };
+            case GgmlType.Q5_K:
+                return path == KernelPath.Scalar ? DotQ5_KScalar(w, a, nbK) : DotQ5_KAvx2(w, a, nbK);
+            case GgmlType.Q6_K:
+                return path == KernelPath.Scalar ? DotQ6_KScalar(w, a, nbK) : DotQ6_KAvx2(w, a, nbK);
+            default:
+                throw new NotSupportedException($"Matrix-vector product with ggml type {wType} weights is not supported");
+        }
+    }
+
+    // F16 -> float through a 256 KiB table (like ggml's table_f32_f16): .NET converts Half in software, which is
+    // slower than one L1/L2 load per block scale.
+    private static readonly float[] HalfTable = BuildHalfTable();
+    private static readonly float* HalfTablePtr = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(HalfTable));
+
+    private static float[] BuildHalfTable()
+    {
+        float[] t = GC.AllocateUninitializedArray<float>(65536, pinned: true);
+        for (int i = 0; i < t.Length; i++) t[i] = (float)BitConverter.UInt16BitsToHalf((ushort)i);
+        return t;
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static float Half(byte* p) => HalfTablePtr[*(ushort*)p];
+
+    // ======================= float weights =======================
+
+    private static float DotF16(byte* w, float* x, int n)
+    {
+        // Converts 256 halves at a time with the vectorized TensorPrimitives conversion into an L1-resident buffer.
+        const int Chunk = 256;
+        float* buf = stackalloc float[Chunk];
+        float sum = 0;
+        for (int i = 0; i < n; i += Chunk)
+        {
+            int len = Math.Min(Chunk, n - i);
+            var dst = new Span<float>(buf, len);
+            TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(w + 2L * i, len), dst);
+            sum += TensorPrimitives.Dot(dst, new ReadOnlySpan<float>(x + i, len));
+        }
+        return sum;
+    }
+
+    private static float DotBF16Scalar(byte* w, float* x, int n)
+    {
+        ushort* h = (ushort*)w;
+        float sum = 0;
+        for (int i = 0; i < n; i++) sum += BitConverter.Int32BitsToSingle(h[i] << 16) * x[i];
+        return sum;
+    }
+
+    private static float DotBF16Vec(byte* w, float* x, int n)
+    {
+        ushort* h = (ushort*)w;
+        var acc0 = Vector256<float>.Zero;
+        var acc1 = Vector256<float>.Zero;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            var (lo, hi) = Vector256.Widen(Vector256.Load(h + i));
+            acc0 = Vector256.FusedMultiplyAdd((lo << 16).AsSingle(), Vector256.Load(x + i), acc0);
+            acc1 = Vector256.FusedMultiplyAdd((hi << 16).AsSingle(), Vector256.Load(x + i + 8), acc1);
+        }
+        float sum = Vector256.Sum(acc0 + acc1);
+        for (; i < n; i++) sum += BitConverter.Int32BitsToSingle(h[i] << 16) * x[i];
+        return sum;
+    }
+}
