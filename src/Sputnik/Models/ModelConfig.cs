@@ -1,0 +1,69 @@
+using Sputnik.Gguf;
+
+namespace Sputnik.Models;
+
+/// <summary>Hyper-parameters of a llama-family decoder, read from `{arch}.*` GGUF keys with llama.cpp's defaults.</summary>
+public sealed record ModelConfig
+{
+    public required string Architecture { get; init; }
+    public required int Dim { get; init; }
+    public required int Layers { get; init; }
+    public required int Heads { get; init; }
+    public required int KvHeads { get; init; }
+    public required int HeadDim { get; init; }
+    public required int FfnDim { get; init; }
+    public required int VocabSize { get; init; }
+    public required int ContextLength { get; init; }
+    public float RopeBase { get; init; } = 10000f;
+    public required int RopeDims { get; init; }
+    public bool RopeNeox { get; init; }
+    public float RmsEps { get; init; } = 1e-5f;
+
+    public int QDim => Heads * HeadDim;
+    public int KvDim => KvHeads * HeadDim;
+
+    /// <summary>Reads the config; tensor shapes fill in keys that small or old files leave out.</summary>
+    public static ModelConfig FromGguf(GgufFile f, string arch, bool ropeNeox)
+    {
+        int Key(string name, int? fallback)
+        {
+            string key = $"{arch}.{name}";
+            if (f.TryGetInt64(key, out long v))
+            {
+                if (v <= 0 || v > 1 << 24) throw new GgufFormatException($"metadata '{key}' = {v} is out of range");
+                return (int)v;
+            }
+            return fallback ?? throw new GgufFormatException($"{f.Path}: metadata '{key}' is missing");
+        }
+
+        var embd = f.GetTensor("token_embd.weight");
+        int dim = Key("embedding_length", (int)embd.Columns);
+        int layers = Key("block_count", CountBlocks(f));
+        int heads = Key("attention.head_count", null);
+        int kvHeads = Key("attention.head_count_kv", heads);
+        int headDim = Key("attention.key_length", dim / heads);
+        int ffn = Key("feed_forward_length", (int?)f.FindTensor("blk.0.ffn_gate.weight")?.Rows);
+        int vocab = Key("vocab_size", (int)embd.Rows);
+        int ctx = Key("context_length", 2048);
+        int ropeDims = Key("rope.dimension_count", headDim);
+        if (heads % kvHeads != 0)
+            throw new GgufFormatException($"{f.Path}: head_count {heads} is not a multiple of head_count_kv {kvHeads}");
+        if (ropeDims > headDim || ropeDims % 2 != 0)
+            throw new GgufFormatException($"{f.Path}: rope.dimension_count {ropeDims} does not fit head size {headDim}");
+        float ropeBase = f.TryGetFloat($"{arch}.rope.freq_base", out float rb) ? rb : 10000f;
+        float eps = f.TryGetFloat($"{arch}.attention.layer_norm_rms_epsilon", out float e) ? e : 1e-5f;
+        return new ModelConfig
+        {
+            Architecture = arch, Dim = dim, Layers = layers, Heads = heads, KvHeads = kvHeads, HeadDim = headDim,
+            FfnDim = ffn, VocabSize = vocab, ContextLength = ctx, RopeBase = ropeBase, RopeDims = ropeDims,
+            RopeNeox = ropeNeox, RmsEps = eps,
+        };
+    }
+
+    private static int CountBlocks(GgufFile f)
+    {
+        int n = 0;
+        while (f.FindTensor($"blk.{n}.attn_norm.weight") != null) n++;
+        return n;
+    }
+}

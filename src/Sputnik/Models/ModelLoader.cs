@@ -1,0 +1,37 @@
+using Sputnik.Gguf;
+using Sputnik.Tensors;
+
+namespace Sputnik.Models;
+
+/// <summary>Maps `general.architecture` to the class that runs it.</summary>
+public static class ModelLoader
+{
+    private static readonly Dictionary<string, Func<GgufFile, WorkerPool, LanguageModel>> Architectures = new()
+    {
+        [Llama.Name] = Llama.Load,
+        [Qwen2.Name] = Qwen2.Load,
+    };
+
+    public static IReadOnlyCollection<string> SupportedArchitectures => Architectures.Keys;
+
+    /// <summary>Builds the model over an open file. The model owns the file and the pool from here on.</summary>
+    public static LanguageModel Load(GgufFile file, int threads)
+    {
+        string arch = file.Architecture ?? throw new GgufFormatException($"{file.Path}: metadata 'general.architecture' is missing");
+        if (!Architectures.TryGetValue(arch, out var load))
+            throw new UnsupportedModelException($"{file.Path}: unknown architecture '{arch}' (supported: {string.Join(", ", Architectures.Keys)})");
+        var pool = new WorkerPool(threads);
+        try
+        {
+            return load(file, pool);
+        }
+        catch
+        {
+            pool.Dispose();
+            throw;
+        }
+    }
+}
+
+/// <summary>A well-formed file for an architecture or feature Sputnik does not run.</summary>
+public sealed class UnsupportedModelException(string message) : Exception(message);

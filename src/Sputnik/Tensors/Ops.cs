@@ -1,0 +1,65 @@
+using System.Numerics.Tensors;
+
+namespace Sputnik.Tensors;
+
+/// <summary>The small per-token operations of a transformer block, vectorised through TensorPrimitives.</summary>
+public static class Ops
+{
+    /// <summary>out = x / sqrt(mean(x²) + eps) * weight.</summary>
+    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> output)
+    {
+        float ss = TensorPrimitives.SumOfSquares(x);
+        float scale = 1f / MathF.Sqrt(ss / x.Length + eps);
+        TensorPrimitives.Multiply(x, scale, output);
+        TensorPrimitives.Multiply(output, weight, output);
+    }
+
+    /// <summary>In-place numerically stable softmax.</summary>
+    public static void Softmax(Span<float> x)
+    {
+        float max = TensorPrimitives.Max(x);
+        TensorPrimitives.Subtract(x, max, x);
+        TensorPrimitives.Exp(x, x);
+        float sum = TensorPrimitives.Sum(x);
+        TensorPrimitives.Multiply(x, 1f / sum, x);
+    }
+
+    /// <summary>gate = silu(gate) * up, the SwiGLU non-linearity.</summary>
+    public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
+    {
+        // silu(g) = g * sigmoid(g)
+        for (int i = 0; i < gate.Length; i++)
+        {
+            float g = gate[i];
+            gate[i] = g / (1f + MathF.Exp(-g)) * up[i];
+        }
+    }
+
+    /// <summary>
+    /// Rotates one head in place. <paramref name="cos"/>/<paramref name="sin"/> hold one angle per rotated pair.
+    /// Normal pairing rotates (x[2i], x[2i+1]) as llama.cpp does for `llama` (whose Q/K rows the converter
+    /// permuted); NeoX pairing rotates (x[i], x[i + n/2]) as Qwen2 and the HF layout expect.
+    /// </summary>
+    public static void Rope(Span<float> head, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, bool neox)
+    {
+        int pairs = cos.Length;
+        if (neox)
+        {
+            for (int i = 0; i < pairs; i++)
+            {
+                float a = head[i], b = head[i + pairs];
+                head[i] = a * cos[i] - b * sin[i];
+                head[i + pairs] = a * sin[i] + b * cos[i];
+            }
+        }
+        else
+        {
+            for (int i = 0; i < pairs; i++)
+            {
+                float a = head[2 * i], b = head[2 * i + 1];
+                head[2 * i] = a * cos[i] - b * sin[i];
+                head[2 * i + 1] = a * sin[i] + b * cos[i];
+            }
+        }
+    }
+}
