@@ -16,7 +16,7 @@ public enum TokenType
 /// Everything a <see cref="Tokenizer"/> needs, as read from GGUF <c>tokenizer.ggml.*</c> keys or a Hugging Face
 /// tokenizer.json. Missing values take the defaults llama.cpp applies (see <see cref="Resolve"/>).
 /// </summary>
-public sealed record TokenizerData
+public sealed partial record TokenizerData
 {
     /// <summary>"gpt2" (byte-level BPE) or "llama" (SentencePiece BPE).</summary>
     public required string Model { get; init; }
