@@ -68,7 +68,8 @@ public static class HfTokenizerJson
         var ids = byId.ToDictionary(kv => kv.Value, kv => kv.Key, StringComparer.Ordinal);
         int? Find(params string[] texts)
         {
-            foreach (var s in texts) if (ids.TryGetValue(s, out int id)) return id;
+            // only added tokens qualify: a plain vocabulary entry such as "<s>" in a byte-level BPE is ordinary text
+            foreach (var s in texts) if (ids.TryGetValue(s, out int id) && addedTypes.ContainsKey(id)) return id;
             return null;
         }
 
