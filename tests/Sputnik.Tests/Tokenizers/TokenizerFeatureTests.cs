@@ -207,6 +207,16 @@ public class TokenizerFeatureTests
         Assert.Equal(32000, Spm.VocabSize);
     }
 
+    [Fact]
+    public void Stories260K_prompt_tokenizes_like_the_golden_file()
+    {
+        // the model's GGUF lacks add_bos_token: the llama (SPM) default adds BOS
+        var tok = Tokenizer.Create(TokenizerData.FromGguf(Fixtures.Require(Fixtures.Model("stories260K.gguf"))));
+        Assert.True(tok.AddBos);
+        Assert.Equal(new[] { 1, 403, 407, 261, 378 }, tok.Encode("Once upon a time"));
+        Assert.Equal("Once upon a time", tok.Decode(tok.Encode("Once upon a time", addBos: false)));
+    }
+
     private static bool IsCompleteUtf8(ReadOnlySpan<byte> bytes) =>
         System.Text.Unicode.Utf8.IsValid(bytes);
 }
