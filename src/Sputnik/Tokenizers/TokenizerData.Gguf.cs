@@ -1,0 +1,49 @@
+using Sputnik.Gguf;
+
+namespace Sputnik.Tokenizers;
+
+public sealed partial record TokenizerData
+{
+    /// <summary>Reads the <c>tokenizer.ggml.*</c> keys of a GGUF file.</summary>
+    public static TokenizerData FromGguf(string path)
+    {
+        using var f = GgufFile.Open(path);
+        return FromGguf(f);
+    }
+
+    /// <summary>Reads the <c>tokenizer.ggml.*</c> keys of an open GGUF file.</summary>
+    public static TokenizerData FromGguf(GgufFile f)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        const string p = "tokenizer.ggml.";
+        string model = f.GetString(p + "model");
+        if (!f.TryGetStringArray(p + "tokens", out var tokens) || tokens == null)
+            throw new GgufFormatException($"{f.Path}: metadata '{p}tokens' is missing");
+        f.TryGetFloatArray(p + "scores", out var scores);
+        f.TryGetIntArray(p + "token_type", out var types);
+        f.TryGetStringArray(p + "merges", out var merges);
+        f.TryGetString(p + "pre", out var pre);
+
+        int? Id(string key) => f.TryGetUInt32(p + key, out uint v) ? (int)v : null;
+        bool? Flag(string key) => f.TryGetBool(p + key, out bool b) ? b : null;
+
+        return new TokenizerData
+        {
+            Model = model,
+            Pre = pre,
+            Tokens = tokens,
+            Scores = scores,
+            TokenTypes = types,
+            Merges = merges,
+            BosId = Id("bos_token_id"),
+            EosId = Id("eos_token_id"),
+            UnknownId = Id("unknown_token_id"),
+            PadId = Id("padding_token_id"),
+            EotId = Id("eot_token_id"),
+            EomId = Id("eom_token_id"),
+            AddBos = Flag("add_bos_token"),
+            AddEos = Flag("add_eos_token"),
+            AddSpacePrefix = Flag("add_space_prefix"),
+        };
+    }
+}

@@ -1,0 +1,72 @@
+namespace Sputnik.Tokenizers;
+
+/// <summary>llama.cpp token types (GGUF <c>tokenizer.ggml.token_type</c>).</summary>
+public enum TokenType
+{
+    Undefined = 0,
+    Normal = 1,
+    Unknown = 2,
+    Control = 3,
+    UserDefined = 4,
+    Unused = 5,
+    Byte = 6,
+}
+
+/// <summary>
+/// Everything a <see cref="Tokenizer"/> needs, as read from GGUF <c>tokenizer.ggml.*</c> keys or a Hugging Face
+/// tokenizer.json. Missing values take the defaults llama.cpp applies (see <see cref="Resolve"/>).
+/// </summary>
+public sealed partial record TokenizerData
+{
+    /// <summary>"gpt2" (byte-level BPE) or "llama" (SentencePiece BPE).</summary>
+    public required string Model { get; init; }
+
+    /// <summary>Pre-tokenizer name ("default", "gpt2", "llama-bpe", "qwen2", "deepseek-llm", ...); BPE only.</summary>
+    public string? Pre { get; init; }
+
+    public required string[] Tokens { get; init; }
+    public float[]? Scores { get; init; }
+
+    /// <summary>llama.cpp token types: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.</summary>
+    public int[]? TokenTypes { get; init; }
+
+    /// <summary>BPE merges in "left right" form, in rank order.</summary>
+    public string[]? Merges { get; init; }
+
+    public int? BosId { get; init; }
+    public int? EosId { get; init; }
+    public int? UnknownId { get; init; }
+    public int? PadId { get; init; }
+    public int? EotId { get; init; }
+    public int? EomId { get; init; }
+    public bool? AddBos { get; init; }
+    public bool? AddEos { get; init; }
+    public bool? AddSpacePrefix { get; init; }
+
+    /// <summary>True for the SentencePiece ("llama") model.</summary>
+    public bool IsSpm => string.Equals(Model, "llama", StringComparison.Ordinal);
+
+    /// <summary>The pre-tokenizer name as llama.cpp would resolve it ("default" when missing).</summary>
+    public string EffectivePre => string.IsNullOrEmpty(Pre) ? "default" : Pre;
+
+    internal ResolvedSettings Resolve()
+    {
+        int n = Tokens.Length;
+        int? Valid(int? id, int? fallback) => id is { } v && v >= 0 && v < n ? v : fallback is { } f && f >= 0 && f < n ? f : null;
+        if (IsSpm)
+        {
+            return new ResolvedSettings(
+                Valid(BosId, 1), Valid(EosId, 2), Valid(UnknownId, 0), Valid(PadId, null),
+                AddBos ?? true, AddEos ?? false, AddSpacePrefix ?? true, CleanSpaces: false, IgnoreMerges: false);
+        }
+        if (!string.Equals(Model, "gpt2", StringComparison.Ordinal))
+            throw new NotSupportedException($"tokenizer model '{Model}' is not supported (expected 'gpt2' or 'llama')");
+        var pre = PreTokenizer.Resolve(EffectivePre);
+        return new ResolvedSettings(
+            Valid(BosId, pre.NoBos ? null : 11), Valid(EosId, 11), Valid(UnknownId, null), Valid(PadId, null),
+            AddBos ?? pre.AddBos, AddEos ?? false, AddSpacePrefix ?? false, pre.CleanSpaces, pre.IgnoreMerges);
+    }
+}
+
+internal readonly record struct ResolvedSettings(
+    int? Bos, int? Eos, int? Unk, int? Pad, bool AddBos, bool AddEos, bool AddSpacePrefix, bool CleanSpaces, bool IgnoreMerges);
