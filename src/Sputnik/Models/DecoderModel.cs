@@ -23,6 +23,8 @@ public sealed class DecoderModel : LanguageModel
     private readonly float[] _outputNorm;
     private readonly Layer[] _layers;
     private readonly float[]? _ropeFreqFactors;
+    // Largest activation buffer any matrix needs, so each state sizes its buffer once.
+    private readonly int _maxInputBytes;
 
     public DecoderModel(GgufFile file, ModelConfig config, WorkerPool pool) : base(file, config, pool)
     {
@@ -51,7 +53,10 @@ public sealed class DecoderModel : LanguageModel
                 Bv = OptionalVector(p + "attn_v.bias", config.KvDim),
             };
         }
+        _maxInputBytes = _layers.SelectMany(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down })
+            .Append(_output).Max(w => w.InputBytes);
     }
+
 
     private WeightMatrix Matrix(string name, int cols, int rows)
     {
@@ -87,7 +92,8 @@ public sealed class DecoderModel : LanguageModel
 
         // Current matvec job, read by the cached worker delegate (no closure per call).
         public WeightMatrix? MvW;
-        public float[] MvX = [], MvY = [];
+        public byte[] MvInput = [];
+        public float[] MvY = [];
         public Action<int, int>? MvBody;
         public int AttnPos, AttnLayer;
         public Action<int, int>? AttnBody;
@@ -180,10 +186,11 @@ public sealed class DecoderModel : LanguageModel
 
     private void MatVec(DecoderState s, WeightMatrix w, float[] x, float[] y)
     {
+        if (s.MvInput.Length < w.InputBytes) s.MvInput = new byte[Math.Max(w.InputBytes, _maxInputBytes)];
+        w.PrepareInput(x, s.MvInput);
         s.MvW = w;
-        s.MvX = x;
         s.MvY = y;
-        s.MvBody ??= (r0, r1) => s.MvW!.MatVec(s.MvX.AsSpan(0, s.MvW.Cols), s.MvY, r0, r1);
+        s.MvBody ??= (r0, r1) => s.MvW!.MatVecRows(s.MvInput, s.MvY, r0, r1);
         // Small matrices are cheaper on one thread than the hand-off to workers.
         int minRows = Math.Max(1, 32768 / Math.Max(1, w.Cols));
         Pool.For(w.Rows, s.MvBody, minPerThread: minRows);

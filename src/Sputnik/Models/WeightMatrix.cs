@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using Sputnik.Gguf;
 using Sputnik.Tensors;
+using Sputnik.Tensors.Quants;
 
 namespace Sputnik.Models;
 
@@ -47,24 +48,39 @@ public sealed unsafe class WeightMatrix
         return v;
     }
 
-    // One decoded row per thread for types without a direct kernel; allocated once per thread, not per call.
+    /// <summary>True when a direct integer/float kernel exists; otherwise rows are decoded to float first.</summary>
+    public bool HasKernel => MatVec.IsSupported(Type);
+
+    /// <summary>Bytes of activation scratch <see cref="PrepareInput"/> needs.</summary>
+    public int InputBytes => HasKernel ? MatVec.ScratchBytes(Type, Cols) : Cols * sizeof(float);
+
+    /// <summary>Converts x once per product into the format the kernel reads (Q8_0/Q8_K blocks or floats).</summary>
+    public void PrepareInput(ReadOnlySpan<float> x, Span<byte> input)
+    {
+        if (HasKernel) MatVec.QuantizeActivation(Type, x[..Cols], input);
+        else MemoryMarshal.AsBytes(x[..Cols]).CopyTo(input);
+    }
+
+    // One decoded row per thread for types without a kernel; allocated once per thread, not per call.
     [ThreadStatic] private static float[]? t_rowScratch;
 
-    /// <summary>y[r] = dot(W[r], x) for rows [r0, r1).</summary>
-    public void MatVec(ReadOnlySpan<float> x, Span<float> y, int r0, int r1)
+    /// <summary>y[r] = dot(W[r], x) for rows [r0, r1), x given as prepared by <see cref="PrepareInput"/>.</summary>
+    public void MatVecRows(ReadOnlySpan<byte> input, Span<float> y, int r0, int r1)
     {
-        if (Type == GgmlType.F32)
+        if (r1 <= r0) return;
+        var weights = new ReadOnlySpan<byte>(_data + (long)r0 * RowBytes, checked((r1 - r0) * RowBytes));
+        if (HasKernel)
         {
-            var w = new ReadOnlySpan<float>(_data, checked(Rows * Cols));
-            for (int r = r0; r < r1; r++) y[r] = TensorPrimitives.Dot(w.Slice(r * Cols, Cols), x);
+            MatVec.ComputeRows(Type, weights, Cols, input, y[r0..r1], 0, r1 - r0);
             return;
         }
+        var x = MemoryMarshal.Cast<byte, float>(input)[..Cols];
         if (t_rowScratch == null || t_rowScratch.Length < Cols) t_rowScratch = new float[Cols];
         var scratch = t_rowScratch.AsSpan(0, Cols);
         for (int r = r0; r < r1; r++)
         {
-            RowFormats.Decode(Type, RowData(r), scratch[..Cols]);
-            y[r] = TensorPrimitives.Dot(scratch[..Cols], x);
+            RowFormats.Decode(Type, RowData(r), scratch);
+            y[r] = TensorPrimitives.Dot(scratch, x);
         }
     }
 }

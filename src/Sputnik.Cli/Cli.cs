@@ -1,0 +1,55 @@
+using System.CommandLine;
+using Sputnik.Gguf;
+using Sputnik.Inference;
+using Sputnik.Models;
+
+namespace Sputnik.Cli;
+
+/// <summary>Options shared by several commands.</summary>
+internal static class CliOptions
+{
+    public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show stack traces on errors", Recursive = true };
+
+    public static Option<string> Model() => new("--model", "-m") { Description = "Path to a GGUF model file", Required = true };
+
+    public static Option<int> Threads() => new("--threads", "-t")
+    {
+        Description = "Worker threads",
+        DefaultValueFactory = _ => Environment.ProcessorCount,
+    };
+}
+
+/// <summary>Parses, runs, and turns every failure into one readable line on stderr with exit code 1.</summary>
+internal static class Cli
+{
+    public static int Invoke(RootCommand root, string[] args)
+    {
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            Console.Error.WriteLine($"error: {parse.Errors[0].Message} (see 'sputnik {parse.CommandResult.Command.Name} --help')");
+            return 1;
+        }
+        bool verbose = parse.GetValue(CliOptions.Verbose);
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception ex)
+        {
+            Console.Out.Flush();
+            Console.Error.WriteLine($"error: {Describe(ex)}");
+            if (verbose) Console.Error.WriteLine(ex);
+            return 1;
+        }
+    }
+
+    private static string Describe(Exception ex) => ex switch
+    {
+        AggregateException { InnerException: { } inner } => Describe(inner),
+        FileNotFoundException f => f.Message,
+        GgufFormatException or UnsupportedModelException or ArgumentException or ContextOverflowException => ex.Message,
+        UnauthorizedAccessException or IOException => ex.Message,
+        _ => $"{ex.GetType().Name}: {ex.Message}",
+    };
+}

@@ -1,0 +1,73 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Sputnik.Gguf;
+using Sputnik.Models;
+using Sputnik.Tokenizers;
+
+namespace Sputnik.Cli.Commands;
+
+/// <summary>`sputnik info MODEL [--json]` — what a GGUF file holds.</summary>
+internal static class InfoCommand
+{
+    public static Command Create()
+    {
+        var path = new Argument<string>("MODEL") { Description = "Path to a GGUF file" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var cmd = new Command("info", "Show architecture, parameters, tensor types, context and tokenizer of a model") { path, json };
+        cmd.SetAction(r => Run(r.GetValue(path)!, r.GetValue(json)));
+        return cmd;
+    }
+
+    private static int Run(string path, bool asJson)
+    {
+        using var file = GgufFile.Open(path);
+        var info = Describe(file);
+        if (asJson)
+        {
+            Console.WriteLine(info.ToJsonString(JsonOutput.Indented));
+            return 0;
+        }
+        foreach (var (key, value) in info)
+        {
+            string text = value switch
+            {
+                JsonObject o => string.Join(", ", o.Select(kv => $"{kv.Key} {kv.Value}")),
+                null => "-",
+                _ => value.ToString(),
+            };
+            Console.WriteLine($"{key,-22} {text}");
+        }
+        return 0;
+    }
+
+    internal static JsonObject Describe(GgufFile file)
+    {
+        string arch = file.Architecture ?? "unknown";
+        var types = new JsonObject();
+        foreach (var g in file.Tensors.GroupBy(t => t.Type).OrderByDescending(g => g.Count()))
+            types[g.Key.ToString()] = g.Count();
+        var o = new JsonObject
+        {
+            ["path"] = file.Path,
+            ["gguf_version"] = file.Version,
+            ["file_bytes"] = file.FileSize,
+            ["architecture"] = arch,
+            ["name"] = file.GetStringOrNull("general.name"),
+            ["supported"] = ModelLoader.SupportedArchitectures.Contains(arch),
+            ["parameters"] = file.Tensors.Sum(t => t.ElementCount),
+            ["tensor_count"] = file.Tensors.Count,
+            ["tensor_types"] = types,
+            ["context_length"] = file.TryGetInt64($"{arch}.context_length", out long ctx) ? ctx : null,
+            ["embedding_length"] = file.TryGetInt64($"{arch}.embedding_length", out long e) ? e : null,
+            ["block_count"] = file.TryGetInt64($"{arch}.block_count", out long b) ? b : null,
+            ["head_count"] = file.TryGetInt64($"{arch}.attention.head_count", out long h) ? h : null,
+            ["head_count_kv"] = file.TryGetInt64($"{arch}.attention.head_count_kv", out long hkv) ? hkv : null,
+            ["tokenizer"] = file.GetStringOrNull("tokenizer.ggml.model"),
+            ["tokenizer_pre"] = file.GetStringOrNull("tokenizer.ggml.pre"),
+            ["vocab_size"] = file.TryGetStringArray("tokenizer.ggml.tokens", out var toks) ? toks!.Length : null,
+            ["chat_template"] = file.GetStringOrNull("tokenizer.chat_template") != null,
+        };
+        return o;
+    }
+}

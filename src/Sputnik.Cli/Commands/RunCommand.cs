@@ -1,0 +1,97 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Sputnik.Inference;
+
+namespace Sputnik.Cli.Commands;
+
+/// <summary>`sputnik run -m MODEL -p PROMPT …` — streams a plain continuation of the prompt.</summary>
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var model = CliOptions.Model();
+        var threads = CliOptions.Threads();
+        var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text (\"\" generates from BOS alone)", DefaultValueFactory = _ => "" };
+        var n = new Option<int>("--n-predict", "-n") { Description = "Tokens to generate", DefaultValueFactory = _ => 128 };
+        var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = model's, capped at 4096)" };
+        var temp = new Option<float>("--temp") { Description = "Temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
+        var topK = new Option<int>("--top-k") { Description = "Top-k (0 = off)", DefaultValueFactory = _ => 40 };
+        var topP = new Option<float>("--top-p") { Description = "Top-p (1 = off)", DefaultValueFactory = _ => 0.95f };
+        var minP = new Option<float>("--min-p") { Description = "Min-p (0 = off)", DefaultValueFactory = _ => 0.05f };
+        var repeat = new Option<float>("--repeat-penalty") { Description = "Repetition penalty (1 = off)", DefaultValueFactory = _ => 1f };
+        var presence = new Option<float>("--presence-penalty") { Description = "Presence penalty" };
+        var frequency = new Option<float>("--frequency-penalty") { Description = "Frequency penalty" };
+        var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed for reproducible sampling" };
+        var noBos = new Option<bool>("--no-bos") { Description = "Do not add BOS" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object with tokens, text and timings" };
+        var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var cmd = new Command("run", "Generate a continuation of a prompt")
+        {
+            model, threads, prompt, n, ctx, temp, topK, topP, minP, repeat, presence, frequency, seed, noBos, json, stop,
+        };
+        cmd.SetAction(r =>
+        {
+            if (r.GetValue(n) < 0) throw new ArgumentException($"-n {r.GetValue(n)} must not be negative");
+            if (r.GetValue(threads) < 1) throw new ArgumentException($"-t {r.GetValue(threads)} must be at least 1");
+            var sampling = new SamplingOptions
+            {
+                Temperature = r.GetValue(temp), TopK = r.GetValue(topK), TopP = r.GetValue(topP), MinP = r.GetValue(minP),
+                RepeatPenalty = r.GetValue(repeat), PresencePenalty = r.GetValue(presence), FrequencyPenalty = r.GetValue(frequency),
+                Seed = r.GetValue(seed),
+            };
+            sampling.Validate();
+            using var m = SputnikModel.Load(r.GetValue(model)!, new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx) });
+            string text = r.GetValue(prompt) ?? "";
+            var promptTokens = m.Tokenizer.Encode(text, addBos: !r.GetValue(noBos), parseSpecial: true).ToList();
+            if (promptTokens.Count == 0)
+            {
+                if (r.GetValue(noBos)) throw new ArgumentException("empty prompt with --no-bos: there is nothing to generate from");
+                promptTokens.Add(m.Tokenizer.BosId);
+            }
+            var options = new GenerationOptions { MaxTokens = r.GetValue(n), Sampling = sampling, StopStrings = r.GetValue(stop) ?? [] };
+            var stats = new GenerationStats();
+            var generator = new Generator(m.Model, m.Tokenizer);
+            var state = m.CreateState();
+            bool asJson = r.GetValue(json);
+            var tokens = new List<int>();
+            var output = new System.Text.StringBuilder();
+            using var stdout = Console.OpenStandardOutput();
+            foreach (var step in generator.Generate(state, promptTokens, options, stats))
+            {
+                if (!m.Tokenizer.IsEndOfGeneration(step.Id)) tokens.Add(step.Id);
+                output.Append(step.Text);
+                if (!asJson && step.Text.Length > 0)
+                {
+                    stdout.Write(System.Text.Encoding.UTF8.GetBytes(step.Text));
+                    stdout.Flush();
+                }
+            }
+            if (asJson)
+            {
+                var o = new JsonObject
+                {
+                    ["prompt_tokens"] = new JsonArray(promptTokens.Select(t => (JsonNode)t).ToArray()),
+                    ["tokens"] = new JsonArray(tokens.Select(t => (JsonNode)t).ToArray()),
+                    ["text"] = output.ToString(),
+                    ["finish_reason"] = stats.FinishReason.ToString().ToLowerInvariant(),
+                    ["timings"] = new JsonObject
+                    {
+                        ["prompt_ms"] = Math.Round(stats.PromptMs, 3),
+                        ["prompt_tok_s"] = Math.Round(stats.PromptTokensPerSecond, 2),
+                        ["gen_ms"] = Math.Round(stats.GenerationMs, 3),
+                        ["gen_tok_s"] = Math.Round(stats.GenerationTokensPerSecond, 2),
+                    },
+                };
+                Console.WriteLine(o.ToJsonString(JsonOutput.Options));
+            }
+            else
+            {
+                Console.WriteLine();
+                Console.Error.WriteLine($"prompt: {stats.PromptTokens} tokens in {stats.PromptMs:F1} ms ({stats.PromptTokensPerSecond:F1} tok/s) | " +
+                    $"generated: {stats.GeneratedTokens} tokens in {stats.GenerationMs:F1} ms ({stats.GenerationTokensPerSecond:F1} tok/s)");
+            }
+            return 0;
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,132 @@
+using System.Diagnostics;
+using Sputnik.Models;
+using Sputnik.Tokenizers;
+
+namespace Sputnik.Inference;
+
+/// <summary>Limits and stop rules of one generation.</summary>
+public sealed record GenerationOptions
+{
+    public int MaxTokens { get; init; } = 128;
+    public SamplingOptions Sampling { get; init; } = new();
+    public IReadOnlyList<string> StopStrings { get; init; } = [];
+    /// <summary>Stop at end-of-generation tokens (EOS, EOT, &lt;|im_end|&gt; …).</summary>
+    public bool StopAtEndOfGeneration { get; init; } = true;
+}
+
+public enum FinishReason { Stop, Length, ContextFull, Cancelled }
+
+/// <summary>One step of generation: the sampled token and the text it releases (possibly empty while a UTF-8 character or a stop string is incomplete).</summary>
+public readonly record struct GeneratedToken(int Id, string Text);
+
+/// <summary>Timings and counts of one generation, llama.cpp style.</summary>
+public sealed class GenerationStats
+{
+    public int PromptTokens { get; set; }
+    public int CachedPromptTokens { get; set; }
+    public int GeneratedTokens { get; set; }
+    public double PromptMs { get; set; }
+    public double GenerationMs { get; set; }
+    public FinishReason FinishReason { get; set; } = FinishReason.Length;
+    public string? StopString { get; set; }
+
+    public double PromptTokensPerSecond => PromptMs > 0 ? (PromptTokens - CachedPromptTokens) * 1000.0 / PromptMs : 0;
+    public double GenerationTokensPerSecond => GenerationMs > 0 ? GeneratedTokens * 1000.0 / GenerationMs : 0;
+}
+
+/// <summary>
+/// Runs the prompt → sample → feed loop for one sequence. The state's KV cache is reused: when it already holds
+/// a prefix of the new prompt, only the rest is computed (prompt caching).
+/// </summary>
+public sealed class Generator(LanguageModel model, Tokenizer tokenizer)
+{
+    public LanguageModel Model { get; } = model;
+    public Tokenizer Tokenizer { get; } = tokenizer;
+
+    /// <summary>
+    /// Yields generated tokens with their text. <paramref name="history"/> receives prompt + generated tokens;
+    /// <paramref name="stats"/> is filled as generation proceeds.
+    /// </summary>
+    public IEnumerable<GeneratedToken> Generate(InferenceState state, IReadOnlyList<int> prompt, GenerationOptions options,
+        GenerationStats stats, List<int>? history = null, CancellationToken cancellationToken = default)
+    {
+        if (prompt.Count == 0) throw new ArgumentException("the prompt has no tokens (add BOS to generate from nothing)");
+        if (options.MaxTokens < 0) throw new ArgumentException($"max tokens {options.MaxTokens} must not be negative");
+        if (prompt.Count > state.Capacity)
+            throw new ContextOverflowException($"the prompt has {prompt.Count} tokens, more than the context of {state.Capacity}");
+        history ??= new List<int>(prompt.Count + options.MaxTokens);
+
+        var sampler = new Sampler(options.Sampling, Model.Config.VocabSize);
+        var decoder = new StreamingDecoder(Tokenizer);
+        var stops = new StopMatcher(options.StopStrings);
+        stats.PromptTokens = prompt.Count;
+
+        var sw = Stopwatch.StartNew();
+        int reuse = ReusablePrefix(state, history, prompt);
+        state.Truncate(reuse);
+        stats.CachedPromptTokens = reuse;
+        history.Clear();
+        history.AddRange(prompt);
+        FeedPrompt(state, history, reuse);
+        float[] logits = state.Logits;
+        stats.PromptMs = sw.Elapsed.TotalMilliseconds;
+        sw.Restart();
+
+        for (int step = 0; step < options.MaxTokens; step++)
+        {
+            if (cancellationToken.IsCancellationRequested) { stats.FinishReason = FinishReason.Cancelled; break; }
+            int token = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history));
+            history.Add(token);
+            stats.GeneratedTokens++;
+            stats.GenerationMs = sw.Elapsed.TotalMilliseconds;
+            if (options.StopAtEndOfGeneration && Tokenizer.IsEndOfGeneration(token))
+            {
+                stats.FinishReason = FinishReason.Stop;
+                string tail = stops.Push(decoder.Flush()) + stops.Flush();
+                yield return new GeneratedToken(token, tail);
+                yield break;
+            }
+            string text = stops.Push(decoder.Add(token));
+            if (stops.Matched != null)
+            {
+                stats.FinishReason = FinishReason.Stop;
+                stats.StopString = stops.Matched;
+                yield return new GeneratedToken(token, text);
+                yield break;
+            }
+            bool last = step == options.MaxTokens - 1;
+            if (!last && state.Position >= state.Capacity)
+            {
+                stats.FinishReason = FinishReason.ContextFull;
+                yield return new GeneratedToken(token, text + stops.Push(decoder.Flush()) + stops.Flush());
+                yield break;
+            }
+            if (last) text += stops.Push(decoder.Flush()) + stops.Flush();
+            yield return new GeneratedToken(token, text);
+            if (!last) FeedToken(state, token);
+            stats.GenerationMs = sw.Elapsed.TotalMilliseconds;
+        }
+        if (stats.FinishReason != FinishReason.Cancelled) stats.FinishReason = FinishReason.Length;
+    }
+
+    private void FeedPrompt(InferenceState state, List<int> history, int from) =>
+        Model.Forward(state, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history)[from..]);
+
+    private void FeedToken(InferenceState state, int token)
+    {
+        Span<int> one = [token];
+        Model.Forward(state, one);
+    }
+
+    /// <summary>How many leading prompt tokens are already in the cache (always leaves one to compute logits from).</summary>
+    private static int ReusablePrefix(InferenceState state, List<int> history, IReadOnlyList<int> prompt)
+    {
+        int n = Math.Min(Math.Min(state.Position, history.Count), prompt.Count - 1);
+        int i = 0;
+        while (i < n && history[i] == prompt[i]) i++;
+        return i;
+    }
+}
+
+/// <summary>Prompt plus requested tokens do not fit the context.</summary>
+public sealed class ContextOverflowException(string message) : Exception(message);

@@ -1,0 +1,122 @@
+namespace Sputnik.Inference;
+
+/// <summary>Text released by one <see cref="ReasoningParser.Push"/>: the part that is thinking and the part that is answer.</summary>
+public readonly record struct ReasoningDelta(string Reasoning, string Content)
+{
+    public bool IsEmpty => Reasoning.Length == 0 && Content.Length == 0;
+}
+
+/// <summary>
+/// Splits streamed model output into reasoning and answer at &lt;think&gt;…&lt;/think&gt;, incrementally: a tag
+/// split across tokens is held back until it is complete, a missing close tag leaves everything in reasoning,
+/// and a prompt that already opened the thinking block (R1-Distill templates end with "&lt;think&gt;\n")
+/// starts inside it.
+/// </summary>
+public sealed class ReasoningParser
+{
+    public enum Phase { BeforeThinking, Thinking, Answer }
+
+    private readonly string _open;
+    private readonly string _close;
+    private string _pending = "";
+    private bool _answerStarted;
+
+    public ReasoningParser(bool startsInThinking = false, string openTag = "<think>", string closeTag = "</think>")
+    {
+        _open = openTag;
+        _close = closeTag;
+        State = startsInThinking ? Phase.Thinking : Phase.BeforeThinking;
+    }
+
+    public Phase State { get; private set; }
+
+    /// <summary>True once the close tag was seen.</summary>
+    public bool ThinkingClosed { get; private set; }
+
+    public ReasoningDelta Push(string text)
+    {
+        _pending += text;
+        string reasoning = "", content = "";
+        while (_pending.Length > 0)
+        {
+            if (State == Phase.BeforeThinking)
+            {
+                // Leading whitespace may precede the open tag; anything else means the model answered directly.
+                string trimmed = _pending.TrimStart();
+                if (trimmed.Length == 0) return new(reasoning, content);
+                if (trimmed.StartsWith(_open, StringComparison.Ordinal))
+                {
+                    _pending = trimmed[_open.Length..];
+                    State = Phase.Thinking;
+                    continue;
+                }
+                if (_open.StartsWith(trimmed, StringComparison.Ordinal)) return new(reasoning, content);
+                State = Phase.Answer;
+                continue;
+            }
+            if (State == Phase.Thinking)
+            {
+                int i = _pending.IndexOf(_close, StringComparison.Ordinal);
+                if (i >= 0)
+                {
+                    reasoning += _pending[..i];
+                    _pending = _pending[(i + _close.Length)..];
+                    State = Phase.Answer;
+                    ThinkingClosed = true;
+                    continue;
+                }
+                int hold = PartialSuffix(_pending, _close);
+                reasoning += _pending[..^hold];
+                _pending = _pending[^hold..];
+                return new(StripLeadingNewline(reasoning), content);
+            }
+            // Answer: the blank lines between the close tag and the answer are layout, not content.
+            string answer = _answerStarted || !ThinkingClosed ? _pending : _pending.TrimStart('\n', '\r', ' ');
+            _pending = "";
+            if (answer.Length > 0) _answerStarted = true;
+            content += answer;
+        }
+        return new(StripLeadingNewline(reasoning), content);
+    }
+
+    private bool _reasoningStarted;
+
+    // The newline after <think> is layout; drop it once, at the very start of the reasoning.
+    private string StripLeadingNewline(string reasoning)
+    {
+        if (_reasoningStarted || reasoning.Length == 0) return reasoning;
+        string r = reasoning.TrimStart('\n', '\r');
+        if (r.Length > 0) _reasoningStarted = true;
+        return r;
+    }
+
+    /// <summary>Releases held-back text at the end of generation: an unclosed thinking block stays reasoning.</summary>
+    public ReasoningDelta Flush()
+    {
+        string rest = _pending;
+        _pending = "";
+        return State switch
+        {
+            Phase.Thinking => new(StripLeadingNewline(rest), ""),
+            Phase.BeforeThinking => new("", rest),
+            _ => new("", rest),
+        };
+    }
+
+    private static int PartialSuffix(string text, string tag)
+    {
+        for (int len = Math.Min(tag.Length - 1, text.Length); len > 0; len--)
+            if (text.AsSpan(text.Length - len).SequenceEqual(tag.AsSpan(0, len))) return len;
+        return 0;
+    }
+
+    /// <summary>Splits a complete message into (reasoning, content); content is what R1's template keeps in history.</summary>
+    public static (string? Reasoning, string Content) Split(string text, bool startsInThinking = false)
+    {
+        var p = new ReasoningParser(startsInThinking);
+        var a = p.Push(text);
+        var b = p.Flush();
+        string reasoning = a.Reasoning + b.Reasoning;
+        return (p.State == Phase.Answer || reasoning.Length > 0 ? reasoning : null, a.Content + b.Content);
+    }
+}
