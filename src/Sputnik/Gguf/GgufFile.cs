@@ -73,14 +73,16 @@ public sealed unsafe class GgufFile : IDisposable
             Alignment = DefaultAlignment;
             if (meta.TryGetValue("general.alignment", out var alignValue))
             {
-                long a = alignValue.AsInt64() ?? -1;
+                long a = alignValue.Value is bool ? -1 : alignValue.AsInt64() ?? -1;
                 if (a <= 0 || a > 1 << 20 || (a & (a - 1)) != 0)
                     throw new GgufFormatException($"metadata 'general.alignment' = {alignValue} is not a power of two up to 1 MiB");
                 Alignment = (int)a;
             }
 
-            var tensors = new GgufTensorInfo[tensorCount];
-            _tensorsByName = new Dictionary<string, GgufTensorInfo>((int)tensorCount);
+            // The count is only bounded by the bytes left in the file (gigabytes of tensor data for a real model), so
+            // size the collections modestly and let real entries grow them.
+            var tensors = new List<GgufTensorInfo>((int)Math.Min(tensorCount, 4096));
+            _tensorsByName = new Dictionary<string, GgufTensorInfo>((int)Math.Min(tensorCount, 4096));
             for (int i = 0; i < tensorCount; i++)
             {
                 long at = r.Position;
@@ -89,12 +91,13 @@ public sealed unsafe class GgufFile : IDisposable
                     throw new GgufFormatException($"tensor name '{t.Name}' at offset {at} appears twice");
                 if (t.Offset % Alignment != 0)
                     throw new GgufFormatException($"tensor '{t.Name}': data offset {t.Offset} is not a multiple of the alignment {Alignment}");
-                tensors[i] = t;
+                tensors.Add(t);
             }
-            Tensors = tensors;
+            var tensorArray = tensors.ToArray();
+            Tensors = tensorArray;
 
             DataOffset = AlignUp(r.Position, Alignment);
-            CheckExtents(tensors);
+            CheckExtents(tensorArray);
         }
         catch
         {
@@ -114,7 +117,7 @@ public sealed unsafe class GgufFile : IDisposable
         foreach (var t in tensors)
             if (t.Offset > dataBytes || t.ByteSize > dataBytes - t.Offset)
                 throw new GgufFormatException(
-                    $"tensor '{t.Name}' ({t.ByteSize} bytes at data offset {t.Offset}, file offset {DataOffset + t.Offset}) extends past the end of the file ({FileSize} bytes)");
+                    $"tensor '{t.Name}' ({t.ByteSize} bytes at data offset {t.Offset}, file offset {(ulong)DataOffset + (ulong)t.Offset}) extends past the end of the file ({FileSize} bytes)");
         var sorted = (GgufTensorInfo[])tensors.Clone();
         Array.Sort(sorted, (a, b) => a.Offset.CompareTo(b.Offset));
         for (int i = 1; i < sorted.Length; i++)

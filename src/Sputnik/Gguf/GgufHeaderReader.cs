@@ -13,6 +13,9 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
     // Nested arrays deeper than this are not used by any real model and would only serve to blow the stack.
     private const int MaxArrayDepth = 8;
     private const long MaxStringBytes = 1L << 30;
+    // Counts are only bounded by the bytes left in the file, which for a real model includes gigabytes of tensor
+    // data; arrays of references are therefore grown as elements are actually read, not sized from the count.
+    private const int MaxPreallocatedItems = 1 << 16;
 
     public long Position { get; private set; }
 
@@ -25,6 +28,13 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
         var span = new ReadOnlySpan<byte>(start + Position, n);
         Position += n;
         return span;
+    }
+
+    /// <summary>Like Take for a metadata value; the "value of 'key'" text is only built when the read fails.</summary>
+    private ReadOnlySpan<byte> TakeValue(int n, string key)
+    {
+        if (n >= 0 && Remaining >= n) return Take(n, key);
+        return Take(n, $"value of '{key}'");
     }
 
     public uint U32(string what) => BinaryPrimitives.ReadUInt32LittleEndian(Take(4, what));
@@ -55,20 +65,20 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
     {
         switch (type)
         {
-            case GgufValueType.UInt8: return Take(1, key)[0];
-            case GgufValueType.Int8: return (sbyte)Take(1, key)[0];
-            case GgufValueType.UInt16: return BinaryPrimitives.ReadUInt16LittleEndian(Take(2, key));
-            case GgufValueType.Int16: return BinaryPrimitives.ReadInt16LittleEndian(Take(2, key));
-            case GgufValueType.UInt32: return BinaryPrimitives.ReadUInt32LittleEndian(Take(4, key));
-            case GgufValueType.Int32: return BinaryPrimitives.ReadInt32LittleEndian(Take(4, key));
-            case GgufValueType.Float32: return BinaryPrimitives.ReadSingleLittleEndian(Take(4, key));
-            case GgufValueType.UInt64: return BinaryPrimitives.ReadUInt64LittleEndian(Take(8, key));
-            case GgufValueType.Int64: return BinaryPrimitives.ReadInt64LittleEndian(Take(8, key));
-            case GgufValueType.Float64: return BinaryPrimitives.ReadDoubleLittleEndian(Take(8, key));
+            case GgufValueType.UInt8: return TakeValue(1, key)[0];
+            case GgufValueType.Int8: return (sbyte)TakeValue(1, key)[0];
+            case GgufValueType.UInt16: return BinaryPrimitives.ReadUInt16LittleEndian(TakeValue(2, key));
+            case GgufValueType.Int16: return BinaryPrimitives.ReadInt16LittleEndian(TakeValue(2, key));
+            case GgufValueType.UInt32: return BinaryPrimitives.ReadUInt32LittleEndian(TakeValue(4, key));
+            case GgufValueType.Int32: return BinaryPrimitives.ReadInt32LittleEndian(TakeValue(4, key));
+            case GgufValueType.Float32: return BinaryPrimitives.ReadSingleLittleEndian(TakeValue(4, key));
+            case GgufValueType.UInt64: return BinaryPrimitives.ReadUInt64LittleEndian(TakeValue(8, key));
+            case GgufValueType.Int64: return BinaryPrimitives.ReadInt64LittleEndian(TakeValue(8, key));
+            case GgufValueType.Float64: return BinaryPrimitives.ReadDoubleLittleEndian(TakeValue(8, key));
             case GgufValueType.Bool:
             {
                 long at = Position;
-                byte b = Take(1, key)[0];
+                byte b = TakeValue(1, key)[0];
                 if (b > 1) throw new GgufFormatException($"metadata '{key}': bool byte {b} at offset {at} is neither 0 nor 1");
                 return b == 1;
             }
@@ -92,7 +102,7 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
         if (count != n) throw new GgufFormatException($"metadata '{key}': array of {n} elements at offset {at} is too large");
         switch (elemType)
         {
-            case GgufValueType.UInt8: return new(elemType, Take(count, key).ToArray());
+            case GgufValueType.UInt8: return new(elemType, TakeValue(count, key).ToArray());
             case GgufValueType.Int8: return new(elemType, ToArray<sbyte>(count, key));
             case GgufValueType.UInt16: return new(elemType, ToArray<ushort>(count, key));
             case GgufValueType.Int16: return new(elemType, ToArray<short>(count, key));
@@ -104,21 +114,21 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
             case GgufValueType.Float64: return new(elemType, ToArray<double>(count, key));
             case GgufValueType.Bool:
             {
-                var items = new bool[count];
-                for (int i = 0; i < count; i++) items[i] = (bool)Scalar(GgufValueType.Bool, key, depth);
-                return new(elemType, items);
+                var items = new List<bool>(Math.Min(count, MaxPreallocatedItems));
+                for (int i = 0; i < count; i++) items.Add((bool)Scalar(GgufValueType.Bool, key, depth));
+                return new(elemType, items.ToArray());
             }
             case GgufValueType.String:
             {
-                var items = new string[count];
-                for (int i = 0; i < count; i++) items[i] = String($"element {i} of '{key}'");
-                return new(elemType, items);
+                var items = new List<string>(Math.Min(count, MaxPreallocatedItems));
+                for (int i = 0; i < count; i++) items.Add(String($"element {i} of '{key}'"));
+                return new(elemType, items.ToArray());
             }
             default:
             {
-                var items = new GgufArray[count];
-                for (int i = 0; i < count; i++) items[i] = Array(key, depth + 1);
-                return new(elemType, items);
+                var items = new List<GgufArray>(Math.Min(count, MaxPreallocatedItems));
+                for (int i = 0; i < count; i++) items.Add(Array(key, depth + 1));
+                return new(elemType, items.ToArray());
             }
         }
     }
@@ -126,7 +136,10 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
     // Little-endian host assumed (x64/arm64), so the bytes are the values.
     private T[] ToArray<T>(int count, string key) where T : unmanaged
     {
-        var bytes = Take(checked(count * sizeof(T)), key);
+        // Only reachable for files over 2 GiB, where the count passes the bytes-left check; spans stop at 2 GiB.
+        if ((long)count * sizeof(T) > int.MaxValue)
+            throw new GgufFormatException($"metadata '{key}': array of {count} {sizeof(T)}-byte elements at offset {Position} is over 2 GiB");
+        var bytes = TakeValue(count * sizeof(T), key);
         return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(bytes).ToArray();
     }
 

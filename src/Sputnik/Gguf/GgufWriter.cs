@@ -20,10 +20,18 @@ public sealed class GgufWriter
 
     public GgufWriter Set(string key, GgufValue value)
     {
+        if (key == "general.alignment")
+        {
+            // Validate before storing: a zero, negative or non-power-of-two alignment would make the layout below divide
+            // by zero or go backwards, and the reader rejects such files anyway.
+            long a = value.Value is bool ? -1 : value.AsInt64() ?? -1;
+            if (a <= 0 || a > 1 << 20 || (a & (a - 1)) != 0)
+                throw new ArgumentException($"general.alignment must be an integer power of two up to 1 MiB, not {value.Type} {value}");
+            Alignment = (int)a;
+        }
         int i = _metadata.FindIndex(kv => kv.Key == key);
         if (i >= 0) _metadata[i] = new(key, value);
         else _metadata.Add(new(key, value));
-        if (key == "general.alignment") Alignment = (int)(value.AsInt64() ?? GgufFile.DefaultAlignment);
         return this;
     }
 
