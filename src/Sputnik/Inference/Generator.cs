@@ -12,12 +12,35 @@ public sealed record GenerationOptions
     public IReadOnlyList<string> StopStrings { get; init; } = [];
     /// <summary>Stop at end-of-generation tokens (EOS, EOT, &lt;|im_end|&gt; …).</summary>
     public bool StopAtEndOfGeneration { get; init; } = true;
+    /// <summary>Track &lt;think&gt; reasoning (and enforce its budget); null for plain completion.</summary>
+    public ReasoningOptions? Reasoning { get; init; }
 }
 
 public enum FinishReason { Stop, Length, ContextFull, Cancelled }
 
 /// <summary>One step of generation: the sampled token and the text it releases (possibly empty while a UTF-8 character or a stop string is incomplete).</summary>
-public readonly record struct GeneratedToken(int Id, string Text);
+/// <summary>
+/// One step of generation: the sampled token and the text it releases (possibly empty while a UTF-8 character or
+/// a stop string is incomplete). <see cref="Split"/> divides that text into reasoning and answer when the
+/// generation tracks reasoning (<see cref="GenerationOptions.Reasoning"/> set).
+/// </summary>
+public readonly record struct GeneratedToken(int Id, string Text, ReasoningDelta? Split = null);
+
+/// <summary>
+/// Reasoning tracking and its budget: once <see cref="MaxThinkingTokens"/> tokens were spent inside the
+/// thinking block, the generator writes <see cref="Cue"/> + <see cref="CloseText"/> itself and the model answers.
+/// </summary>
+public sealed record ReasoningOptions
+{
+    /// <summary>Thinking tokens allowed; int.MaxValue means unlimited (tracking only).</summary>
+    public int MaxThinkingTokens { get; init; } = int.MaxValue;
+    /// <summary>Text that ends the thinking block (parsed with special tokens, so a &lt;/think&gt; token id is used when the vocabulary has one).</summary>
+    public string CloseText { get; init; } = "\n</think>\n\n";
+    /// <summary>A short cue written before the close text when the budget runs out.</summary>
+    public string Cue { get; init; } = "\n\nOkay, time is up. Let me give the final answer now.";
+    /// <summary>The prompt already opened the thinking block (R1-Distill templates end with "&lt;think&gt;\n").</summary>
+    public bool StartsInThinking { get; init; }
+}
 
 /// <summary>Timings and counts of one generation, llama.cpp style.</summary>
 public sealed class GenerationStats
@@ -25,6 +48,8 @@ public sealed class GenerationStats
     public int PromptTokens { get; set; }
     public int CachedPromptTokens { get; set; }
     public int GeneratedTokens { get; set; }
+    /// <summary>Generated tokens that fell inside the thinking block.</summary>
+    public int ReasoningTokens { get; set; }
     public double PromptMs { get; set; }
     public double GenerationMs { get; set; }
     public FinishReason FinishReason { get; set; } = FinishReason.Length;
@@ -72,18 +97,40 @@ public sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         stats.PromptMs = sw.Elapsed.TotalMilliseconds;
         sw.Restart();
 
+        var reasoning = options.Reasoning;
+        var parser = reasoning == null ? null : new ReasoningParser(reasoning.StartsInThinking);
+        int thinkingTokens = 0;
+        bool forcedClose = false;
+
         for (int step = 0; step < options.MaxTokens; step++)
         {
             if (cancellationToken.IsCancellationRequested) { stats.FinishReason = FinishReason.Cancelled; break; }
+
+            // Reasoning budget spent: write the end-of-thinking text ourselves and let the model answer.
+            if (parser != null && !forcedClose && parser.State == ReasoningParser.Phase.Thinking && thinkingTokens >= reasoning!.MaxThinkingTokens)
+            {
+                forcedClose = true;
+                int[] closing = Tokenizer.Encode(reasoning.Cue + reasoning.CloseText, addBos: false, parseSpecial: true);
+                if (state.Position + closing.Length >= state.Capacity) { stats.FinishReason = FinishReason.ContextFull; yield break; }
+                foreach (int id in closing)
+                {
+                    history.Add(id);
+                    stats.GeneratedTokens++;
+                    string forced = stops.Push(decoder.Add(id));
+                    yield return new GeneratedToken(id, forced, parser.Push(forced));
+                }
+                Model.Forward(state, closing);
+            }
+
             int token = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history));
             history.Add(token);
             stats.GeneratedTokens++;
+            if (parser?.State == ReasoningParser.Phase.Thinking) { thinkingTokens++; stats.ReasoningTokens++; }
             stats.GenerationMs = sw.Elapsed.TotalMilliseconds;
             if (options.StopAtEndOfGeneration && Tokenizer.IsEndOfGeneration(token))
             {
                 stats.FinishReason = FinishReason.Stop;
-                string tail = stops.Push(decoder.Flush()) + stops.Flush();
-                yield return new GeneratedToken(token, tail);
+                yield return Final(token, stops.Push(decoder.Flush()) + stops.Flush(), parser);
                 yield break;
             }
             string text = stops.Push(decoder.Add(token));
@@ -91,22 +138,35 @@ public sealed class Generator(LanguageModel model, Tokenizer tokenizer)
             {
                 stats.FinishReason = FinishReason.Stop;
                 stats.StopString = stops.Matched;
-                yield return new GeneratedToken(token, text);
+                yield return Final(token, text, parser);
                 yield break;
             }
             bool last = step == options.MaxTokens - 1;
             if (!last && state.Position >= state.Capacity)
             {
                 stats.FinishReason = FinishReason.ContextFull;
-                yield return new GeneratedToken(token, text + stops.Push(decoder.Flush()) + stops.Flush());
+                yield return Final(token, text + stops.Push(decoder.Flush()) + stops.Flush(), parser);
                 yield break;
             }
-            if (last) text += stops.Push(decoder.Flush()) + stops.Flush();
-            yield return new GeneratedToken(token, text);
-            if (!last) FeedToken(state, token);
+            if (last)
+            {
+                yield return Final(token, text + stops.Push(decoder.Flush()) + stops.Flush(), parser);
+                break;
+            }
+            yield return new GeneratedToken(token, text, parser?.Push(text));
+            FeedToken(state, token);
             stats.GenerationMs = sw.Elapsed.TotalMilliseconds;
         }
         if (stats.FinishReason != FinishReason.Cancelled) stats.FinishReason = FinishReason.Length;
+    }
+
+    // The last step also releases whatever the reasoning parser held back.
+    private static GeneratedToken Final(int token, string text, ReasoningParser? parser)
+    {
+        if (parser == null) return new GeneratedToken(token, text);
+        var a = parser.Push(text);
+        var b = parser.Flush();
+        return new GeneratedToken(token, text, new ReasoningDelta(a.Reasoning + b.Reasoning, a.Content + b.Content));
     }
 
     private void FeedPrompt(InferenceState state, List<int> history, int from) =>
