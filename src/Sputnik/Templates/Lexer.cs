@@ -125,7 +125,7 @@ internal sealed class Lexer
         var minus = p < _src.Length && _src[p] == '-';
         if (minus) p++;
         if (string.CompareOrdinal(_src, p, "%}", 0, 2) != 0) return false;
-        afterTag = AfterEnd(p + 2, minus, true);
+        afterTag = AfterEnd(p + 2, minus, false); // jinja2 applies no trim_blocks after {% raw %}
         return true;
     }
 

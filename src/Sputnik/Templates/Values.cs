@@ -166,7 +166,7 @@ internal static class ValueConverter
         null => null,
         JsonObject o => o.ToDictionary(kv => kv.Key, kv => FromJsonNode(kv.Value)),
         JsonArray a => a.Select(FromJsonNode).ToList(),
-        JsonValue v => FromJson(JsonSerializer.Deserialize<JsonElement>(v.ToJsonString())),
+        JsonValue v => FromJson(JsonDocument.Parse(v.ToJsonString()).RootElement),
         _ => null,
     };
 }

@@ -54,6 +54,11 @@ cases = [
  "{% set j = joiner('|') %}{% for x in l %}{{ j() }}{{ x }}{% endfor %}",
  "{{ ['it\\'s', \"q\\\"\", 'a\\nb'] }} {{ {'k': none, 'f': 1.5, 't': true} }}",
  "{{ x.y is defined }} {{ d.zz is defined }} {{ d.zz }}|{{ e | first is defined }}",
+ "{% raw %}\n  {{ x }}\n{% endraw %}\nq",
+ "a\r\nb\r\n{% if true %}\r\nc\r\n{% endif %}\r\n",
+ "  {%- if true %} a {% endif -%}  \n  b|{% if true -%}\n\n  a\n{%- endif %}",
+ "{{ -2 ** 2 }} {{ 2 ** 3 ** 2 }} {{ 'x' ~ 1 + 2 if false else 'z' }} {{ {'a': {'b': 1}} }}",
+ "{% macro m(a, b=2) %}{{ a }}-{{ b }}{% endmacro %}{% for x in [1, 2] %}{{ m(x) }}{{ loop.cycle('o', 'e') }} {% endfor %}",
 ]
 out = []
 for c in cases:
