@@ -117,6 +117,6 @@ public sealed class ReasoningParser
         var a = p.Push(text);
         var b = p.Flush();
         string reasoning = a.Reasoning + b.Reasoning;
-        return (p.State == Phase.Answer || reasoning.Length > 0 ? reasoning : null, a.Content + b.Content);
+        return (p.ThinkingClosed || p.State == Phase.Thinking ? reasoning : null, a.Content + b.Content);
     }
 }
