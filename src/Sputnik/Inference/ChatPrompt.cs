@@ -1,0 +1,104 @@
+using System.Text.Json.Nodes;
+using Sputnik.Templates;
+using Sputnik.Tokenizers;
+
+namespace Sputnik.Inference;
+
+/// <summary>A tool call made by the assistant (OpenAI shape: id, function name, JSON arguments).</summary>
+public sealed record ToolCall(string Id, string Name, string ArgumentsJson);
+
+/// <summary>One chat turn. Roles: system, user, assistant, tool.</summary>
+public sealed record ChatMessage(string Role, string? Content)
+{
+    /// <summary>The assistant's thinking, kept for display; never fed back to the model (R1 strips it from history).</summary>
+    public string? ReasoningContent { get; init; }
+    public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+    public string? ToolCallId { get; init; }
+    public string? Name { get; init; }
+
+    public static ChatMessage System(string text) => new("system", text);
+    public static ChatMessage User(string text) => new("user", text);
+    public static ChatMessage Assistant(string text) => new("assistant", text);
+}
+
+/// <summary>A rendered prompt: text, tokens, and whether generation starts inside a &lt;think&gt; block.</summary>
+public sealed record ChatPrompt(string Text, int[] Tokens, bool StartsInThinking);
+
+/// <summary>
+/// Renders chat messages with the model's own Jinja chat template (ChatML when the file has none) and tokenizes
+/// the result with special tokens parsed, adding BOS only when the template did not already write it.
+/// </summary>
+public sealed class ChatPromptBuilder
+{
+    /// <summary>Used when the model carries no template.</summary>
+    public const string ChatMLTemplate =
+        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+    private readonly Tokenizer _tokenizer;
+
+    public ChatPromptBuilder(Tokenizer tokenizer, string? template)
+    {
+        _tokenizer = tokenizer;
+        Template = string.IsNullOrWhiteSpace(template) ? ChatMLTemplate : template;
+        ChatTemplate.Parse(Template); // fail early, with line and column, on a template we cannot run
+    }
+
+    public string Template { get; }
+
+    /// <summary>True when the template or vocabulary knows &lt;think&gt; blocks (R1 and its distills).</summary>
+    public bool SupportsThinking => Template.Contains("<think>", StringComparison.Ordinal) || _tokenizer.FindToken("<think>") != null;
+
+    /// <param name="thinking">false closes the thinking block in the prompt so the model answers directly.</param>
+    public ChatPrompt Build(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true,
+        IEnumerable<object?>? tools = null, bool thinking = true, IDictionary<string, object?>? extra = null)
+    {
+        string bos = _tokenizer.BosId >= 0 ? _tokenizer.TokenPiece(_tokenizer.BosId) : "";
+        string eos = _tokenizer.EosId >= 0 ? _tokenizer.TokenPiece(_tokenizer.EosId) : "";
+        string text = ChatTemplate.Apply(Template, messages.Select(ToTemplateValue), addGenerationPrompt, bos, eos, tools, extra);
+        bool startsInThinking = addGenerationPrompt && text.TrimEnd().EndsWith("<think>", StringComparison.Ordinal);
+        if (startsInThinking && !thinking)
+        {
+            text += (text.EndsWith('\n') ? "" : "\n") + "\n</think>\n\n";
+            startsInThinking = false;
+        }
+        bool templateWroteBos = bos.Length > 0 && text.StartsWith(bos, StringComparison.Ordinal);
+        int[] tokens = _tokenizer.Encode(text, addBos: !templateWroteBos, parseSpecial: true);
+        return new ChatPrompt(text, tokens, startsInThinking);
+    }
+
+    private static Dictionary<string, object?> ToTemplateValue(ChatMessage m)
+    {
+        var d = new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content ?? "" };
+        if (m.Name != null) d["name"] = m.Name;
+        if (m.ToolCallId != null) d["tool_call_id"] = m.ToolCallId;
+        if (m.ToolCalls is { Count: > 0 })
+        {
+            if (m.Content == null) d["content"] = null;
+            d["tool_calls"] = m.ToolCalls.Select(tc => (object?)new Dictionary<string, object?>
+            {
+                ["id"] = tc.Id,
+                ["type"] = "function",
+                ["function"] = new Dictionary<string, object?>
+                {
+                    ["name"] = tc.Name,
+                    // Templates index into arguments (Llama, Qwen) so pass an object when the JSON is one.
+                    ["arguments"] = ParseArguments(tc.ArgumentsJson),
+                },
+            }).ToList();
+        }
+        return d;
+    }
+
+    private static object? ParseArguments(string json)
+    {
+        try
+        {
+            return JsonNode.Parse(json) is JsonObject o ? o : json;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return json;
+        }
+    }
+}
