@@ -8,4 +8,6 @@ root.Options.Add(CliOptions.Verbose);
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(RunCommand.Create());
+root.Subcommands.Add(ChatCommand.Create());
+root.Subcommands.Add(TemplateCommand.Create());
 return Cli.Invoke(root, args);

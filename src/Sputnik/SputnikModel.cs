@@ -42,6 +42,7 @@ public sealed class SputnikModel : IDisposable
         var file = GgufFile.Open(path);
         try
         {
+            ModelLoader.EnsureSupported(file);
             var tokenizer = Tokenizer.Create(TokenizerData.FromGguf(file));
             var model = ModelLoader.Load(file, options.Threads);
             int ctx = options.ContextLength > 0 ? options.ContextLength : Math.Min(model.Config.ContextLength, 4096);

@@ -14,12 +14,19 @@ public static class ModelLoader
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Architectures.Keys;
 
+    /// <summary>Throws a clear error when the file's architecture is missing or not one Sputnik runs.</summary>
+    public static void EnsureSupported(GgufFile file)
+    {
+        string arch = file.Architecture ?? throw new GgufFormatException($"{file.Path}: metadata 'general.architecture' is missing");
+        if (!Architectures.ContainsKey(arch))
+            throw new UnsupportedModelException($"{file.Path}: unknown architecture '{arch}' (supported: {string.Join(", ", Architectures.Keys)})");
+    }
+
     /// <summary>Builds the model over an open file. The model owns the file and the pool from here on.</summary>
     public static LanguageModel Load(GgufFile file, int threads)
     {
-        string arch = file.Architecture ?? throw new GgufFormatException($"{file.Path}: metadata 'general.architecture' is missing");
-        if (!Architectures.TryGetValue(arch, out var load))
-            throw new UnsupportedModelException($"{file.Path}: unknown architecture '{arch}' (supported: {string.Join(", ", Architectures.Keys)})");
+        EnsureSupported(file);
+        var load = Architectures[file.Architecture!];
         var pool = new WorkerPool(threads);
         try
         {

@@ -1,0 +1,226 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using Spectre.Console;
+using Sputnik.Inference;
+
+namespace Sputnik.Cli.Commands;
+
+/// <summary>
+/// `sputnik chat [-m MODEL]` — a terminal chat using the model's template. Thinking streams dimmed and folds
+/// into a one-line summary when the answer starts; Ctrl+C stops the answer, not the program. With stdin
+/// redirected it reads one message per line and prints plain text, so it can be scripted.
+/// </summary>
+internal static class ChatCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model", "-m") { Description = "GGUF model to chat with" };
+        var threads = CliOptions.Threads();
+        var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = model's, capped at 4096)" };
+        var temp = new Option<float>("--temp") { Description = "Temperature", DefaultValueFactory = _ => 0.6f };
+        var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed" };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens per answer", DefaultValueFactory = _ => 2048 };
+        var system = new Option<string?>("--system") { Description = "System prompt" };
+        var budget = new Option<int?>("--budget") { Description = "Thinking budget in tokens" };
+        var noThink = new Option<bool>("--no-think") { Description = "Start with thinking off" };
+        var cmd = new Command("chat", "Chat with a model in the terminal") { model, threads, ctx, temp, seed, maxTokens, system, budget, noThink };
+        cmd.SetAction(r =>
+        {
+            string path = r.GetValue(model) ?? DefaultModel.Path()
+                ?? throw new ArgumentException("no model given: pass -m path/to/model.gguf");
+            using var m = SputnikModel.Load(path, new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx) });
+            var session = new ChatSession(m, new ChatOptions
+            {
+                Sampling = new SamplingOptions { Temperature = r.GetValue(temp), Seed = r.GetValue(seed) },
+                MaxTokens = r.GetValue(maxTokens),
+                Thinking = !r.GetValue(noThink),
+                ThinkingBudget = r.GetValue(budget),
+            })
+            { SystemPrompt = r.GetValue(system) };
+            return new ChatLoop(session, interactive: !Console.IsInputRedirected && !Console.IsOutputRedirected).Run();
+        });
+        return cmd;
+    }
+}
+
+/// <summary>The read–answer loop and the slash commands.</summary>
+internal sealed class ChatLoop(ChatSession session, bool interactive)
+{
+    private CancellationTokenSource? _turn;
+    private string _lastReasoning = "";
+
+    public int Run()
+    {
+        Console.CancelKeyPress += OnCancel;
+        try
+        {
+            if (interactive)
+                AnsiConsole.MarkupLine("[grey]Sputnik chat — /help for commands, Ctrl+C stops an answer, /exit quits.[/]");
+            while (true)
+            {
+                if (interactive) AnsiConsole.Markup("[bold green]>[/] ");
+                string? line = Console.ReadLine();
+                if (line == null) return 0;
+                line = line.Trim();
+                if (line.Length == 0) continue;
+                if (line.StartsWith('/'))
+                {
+                    if (!Command(line)) return 0;
+                    continue;
+                }
+                Answer(line);
+            }
+        }
+        finally
+        {
+            Console.CancelKeyPress -= OnCancel;
+        }
+    }
+
+    private void OnCancel(object? sender, ConsoleCancelEventArgs e)
+    {
+        if (_turn is { IsCancellationRequested: false } turn)
+        {
+            e.Cancel = true; // stop the answer, keep the program
+            turn.Cancel();
+        }
+    }
+
+    private void Answer(string text)
+    {
+        using var turn = _turn = new CancellationTokenSource();
+        var sw = Stopwatch.StartNew();
+        var reasoning = new System.Text.StringBuilder();
+        double thinkSeconds = 0;
+        bool answering = false;
+        try
+        {
+            foreach (var u in session.Send(text, turn.Token))
+            {
+                if (u.Reasoning.Length > 0)
+                {
+                    if (reasoning.Length == 0) Write("Thinking…\n", dim: true);
+                    reasoning.Append(u.Reasoning);
+                    Write(u.Reasoning, dim: true);
+                }
+                if (u.Content.Length > 0)
+                {
+                    if (!answering)
+                    {
+                        answering = true;
+                        thinkSeconds = sw.Elapsed.TotalSeconds;
+                        if (reasoning.Length > 0) FoldThinking(reasoning.ToString(), thinkSeconds);
+                    }
+                    Write(u.Content, dim: false);
+                }
+            }
+        }
+        catch (ContextOverflowException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return;
+        }
+        finally
+        {
+            _turn = null;
+        }
+        _lastReasoning = reasoning.ToString();
+        Console.WriteLine();
+        var s = session.LastStats!;
+        string status = turn.IsCancellationRequested ? " (stopped)" : "";
+        string line = $"[{s.GeneratedTokens} tokens, {s.GenerationTokensPerSecond:F1} tok/s, prompt {s.PromptTokens - s.CachedPromptTokens} new + {s.CachedPromptTokens} cached{status}]";
+        if (interactive) AnsiConsole.MarkupLine($"[grey]{Markup.Escape(line)}[/]");
+        else Console.Error.WriteLine(line);
+    }
+
+    // Replace the streamed thinking with a one-line summary; /thinking shows it again.
+    private void FoldThinking(string reasoning, double seconds)
+    {
+        if (!interactive)
+        {
+            Console.WriteLine();
+            Console.WriteLine();
+            return;
+        }
+        int width = Math.Max(20, Console.WindowWidth);
+        int lines = 1 + reasoning.Split('\n').Sum(l => 1 + l.Length / width);
+        Console.Write($"\r\u001b[{lines}A\u001b[J");
+        AnsiConsole.MarkupLine($"[grey]▸ Thought for {seconds:F1}s ({reasoning.Length} chars) — /thinking to expand[/]");
+    }
+
+    private void Write(string text, bool dim)
+    {
+        if (interactive && dim) AnsiConsole.Markup($"[grey]{Markup.Escape(text)}[/]");
+        else if (interactive) AnsiConsole.Write(new Text(text));
+        else if (dim) Console.Write(text);
+        else Console.Write(text);
+        Console.Out.Flush();
+    }
+
+    /// <summary>Runs a slash command; false means quit.</summary>
+    private bool Command(string line)
+    {
+        string[] parts = line.Split(' ', 2, StringSplitOptions.TrimEntries);
+        string arg = parts.Length > 1 ? parts[1] : "";
+        switch (parts[0])
+        {
+            case "/exit" or "/quit":
+                return false;
+            case "/help":
+                Say("/think on|off   thinking before answering\n/budget N       thinking budget in tokens (0 = none, 'off' = unlimited)\n" +
+                    "/system TEXT    set the system prompt\n/clear          forget the conversation\n/save FILE      save the conversation as JSON\n" +
+                    "/load FILE      load a saved conversation\n/thinking       show the last answer's thinking\n/exit           quit");
+                break;
+            case "/think":
+                if (arg is not ("on" or "off")) { Say("usage: /think on|off"); break; }
+                session.Options = session.Options with { Thinking = arg == "on" };
+                Say($"thinking {arg}{(session.SupportsThinking ? "" : " (this model has no <think> support)")}");
+                break;
+            case "/budget":
+                if (arg == "off") { session.Options = session.Options with { ThinkingBudget = null }; Say("thinking budget: unlimited"); break; }
+                if (!int.TryParse(arg, out int n) || n < 0) { Say("usage: /budget N (tokens, 0 or more) or /budget off"); break; }
+                session.Options = session.Options with { ThinkingBudget = n };
+                Say($"thinking budget: {n} tokens");
+                break;
+            case "/system":
+                session.SystemPrompt = arg.Length > 0 ? arg : null;
+                Say(arg.Length > 0 ? "system prompt set" : "system prompt cleared");
+                break;
+            case "/clear":
+                session.Clear();
+                Say("conversation cleared");
+                break;
+            case "/save":
+                if (arg.Length == 0) { Say("usage: /save FILE"); break; }
+                Try(() => { ChatFile.Save(arg, session); Say($"saved {session.Messages.Count} messages to {arg}"); });
+                break;
+            case "/load":
+                if (arg.Length == 0) { Say("usage: /load FILE"); break; }
+                Try(() => { ChatFile.Load(arg, session); Say($"loaded {session.Messages.Count} messages from {arg}"); });
+                break;
+            case "/thinking":
+                Say(_lastReasoning.Length > 0 ? _lastReasoning : "(no thinking in the last answer)");
+                break;
+            default:
+                Say($"unknown command {parts[0]} — /help lists them");
+                break;
+        }
+        return true;
+    }
+
+    private void Say(string text)
+    {
+        if (interactive) AnsiConsole.MarkupLine($"[grey]{Markup.Escape(text)}[/]");
+        else Console.WriteLine(text);
+    }
+
+    private void Try(Action action)
+    {
+        try { action(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or ArgumentException)
+        {
+            Say($"error: {e.Message}");
+        }
+    }
+}
