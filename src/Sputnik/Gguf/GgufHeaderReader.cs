@@ -59,6 +59,21 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
         return Encoding.UTF8.GetString(Take((int)n, what));
     }
 
+    /// <summary>One string of a string array; the error label is only built when the read fails (vocabularies hold 150k strings).</summary>
+    private string ArrayString(string key, int index)
+    {
+        if (Remaining >= 8)
+        {
+            ulong n = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(start + Position, 8));
+            if (n <= (ulong)(Remaining - 8) && n <= MaxStringBytes)
+            {
+                Position += 8;
+                return Encoding.UTF8.GetString(Take((int)n, key));
+            }
+        }
+        return String($"element {index} of '{key}'");
+    }
+
     public GgufValue Value(GgufValueType type, string key, int depth = 0) => new(type, Scalar(type, key, depth));
 
     private object Scalar(GgufValueType type, string key, int depth)
@@ -121,7 +136,7 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
             case GgufValueType.String:
             {
                 var items = new List<string>(Math.Min(count, MaxPreallocatedItems));
-                for (int i = 0; i < count; i++) items.Add(String($"element {i} of '{key}'"));
+                for (int i = 0; i < count; i++) items.Add(ArrayString(key, i));
                 return new(elemType, items.ToArray());
             }
             default:
