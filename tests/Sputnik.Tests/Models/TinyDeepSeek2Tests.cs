@@ -413,4 +413,38 @@ public class TinyDeepSeek2Tests
             dir.Delete(recursive: true);
         }
     }
+
+    [Theory]
+    [InlineData(Sputnik.Tensors.GgmlType.F32)]
+    [InlineData(Sputnik.Tensors.GgmlType.Q8_0)]
+    [InlineData(Sputnik.Tensors.GgmlType.Q4_K)]
+    public void Synth_tiny_preset_loads_runs_and_counts_experts(Sputnik.Tensors.GgmlType type)
+    {
+        var dir = Directory.CreateTempSubdirectory("sputnik-ds2-synth-");
+        try
+        {
+            string path = Path.Combine(dir.FullName, "tiny.gguf");
+            var gw = new GgufWriter();
+            DeepSeek2Synth.Write(gw, DeepSeek2Synth.Tiny, type, seed: 1);
+            gw.Write(path);
+            using var model = (DeepSeek2)ModelLoader.Load(GgufFile.Open(path), threads: 2);
+            Assert.Equal(DeepSeek2Synth.Tiny with { }, model.DsConfig with { });
+            model.MoeStats = model.CreateMoeStats();
+            var a = model.Forward(model.CreateState(16), [1, 2, 3, 4]).ToArray();
+            model.NaiveAttention = true;
+            var b = model.Forward(model.CreateState(16), [1, 2, 3, 4]).ToArray();
+            Assert.All(a, v => Assert.True(float.IsFinite(v)));
+            // Quantized k_b/v_b see Q8-quantized activations on the absorbed path and float ones on the naive path.
+            double tol = type == Sputnik.Tensors.GgmlType.F32 ? 1e-4 : 3e-2;
+            for (int i = 0; i < a.Length; i++) Assert.True(Math.Abs(a[i] - b[i]) < tol, $"logit {i}: {a[i]} vs {b[i]}");
+            var text = new StringWriter();
+            model.MoeStats.Print(text, model.FirstMoeLayer);
+            Assert.Contains("8 tokens", text.ToString());
+            Assert.Contains("expert    0", text.ToString());
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
 }
