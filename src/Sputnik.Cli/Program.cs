@@ -10,4 +10,5 @@ root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(ChatCommand.Create());
 root.Subcommands.Add(TemplateCommand.Create());
+root.Subcommands.Add(ConvertCommand.Create());
 return Cli.Invoke(root, args);
