@@ -8,4 +8,5 @@ root.Options.Add(CliOptions.Verbose);
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(RunCommand.Create());
+root.Subcommands.Add(ServeCommand.Create());
 return Cli.Invoke(root, args);
