@@ -135,8 +135,10 @@ public sealed partial class ServerJson : JsonSerializerContext;
 /// <summary>The context the endpoints use: <see cref="ServerJson.Default"/> with readable escaping (no \u0022 for quotes).</summary>
 public sealed partial class ServerJson
 {
-    public static ServerJson Api { get; } = new(new System.Text.Json.JsonSerializerOptions(Default.Options!)
+    public static ServerJson Api { get; } = new(new System.Text.Json.JsonSerializerOptions
     {
+        PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     });
 }
