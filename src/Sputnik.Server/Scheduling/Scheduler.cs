@@ -120,22 +120,32 @@ public sealed class Scheduler : IDisposable
         }
     }
 
+    /// <summary>
+    /// The idle slot whose cache serves this prompt best: the longest shared prefix, counted only when it covers at
+    /// least half of what the slot holds (so a new conversation that merely shares a template header does not evict
+    /// a long cached one); otherwise an empty slot, otherwise the least recently used.
+    /// </summary>
     private Slot? PickSlot(int[] prompt)
     {
         Slot? best = null;
-        int bestPrefix = -1;
+        int bestPrefix = 0;
+        Slot? fallback = null;
         foreach (var s in _slots)
         {
             if (!s.IsIdle) continue;
             int p = s.SharedPrefix(prompt);
-            if (p > bestPrefix || (p == bestPrefix && s.LastUsed < best!.LastUsed))
+            if (p > 0 && p * 2 >= Math.Min(s.History.Count, s.State.Position) && p > bestPrefix)
             {
                 best = s;
                 bestPrefix = p;
             }
+            if (fallback == null || Rank(s) < Rank(fallback)) fallback = s;
         }
-        return best;
+        return best ?? fallback;
     }
+
+    // Empty slots first, then the least recently used.
+    private static long Rank(Slot s) => s.History.Count == 0 ? long.MinValue + s.Id : s.LastUsed;
 
     private void Start(InferenceJob job, Slot slot)
     {

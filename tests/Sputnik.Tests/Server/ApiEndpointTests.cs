@@ -51,7 +51,7 @@ public sealed class ApiEndpointTests : IAsyncLifetime
         Assert.Equal(text, (string)b.Body["choices"]![0]!["message"]!["content"]!);
         string stop = text.Trim().Split(' ')[0];
         Assert.False(string.IsNullOrEmpty(stop));
-        var c = await _s.PostAsync("/v1/chat/completions", TestServer.ChatBody(maxTokens: 12, extra: $$""","stop":["{{stop}}"]"""));
+        var c = await _s.PostAsync("/v1/chat/completions", TestServer.ChatBody(maxTokens: 12, extra: $$""","stop":[{{System.Text.Json.JsonSerializer.Serialize(stop)}}]"""));
         Assert.Equal("stop", (string)c.Body["choices"]![0]!["finish_reason"]!);
         Assert.DoesNotContain(stop, (string)c.Body["choices"]![0]!["message"]!["content"]!);
     }
