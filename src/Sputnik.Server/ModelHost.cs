@@ -15,7 +15,7 @@ public sealed class ModelHost : IDisposable
         Metrics = metrics;
         _ownsModel = ownsModel;
         Id = options.ModelAlias ?? Path.GetFileNameWithoutExtension(options.ModelPath);
-        Builder = new ChatPromptBuilder(model.Tokenizer, model.ChatTemplate);
+        Builder = new ChatPromptBuilder(model.Tokenizer, options.ChatTemplate ?? model.ChatTemplate);
         Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay);
         var info = new FileInfo(options.ModelPath);
         string identity = $"{info.FullName}|{(info.Exists ? info.Length : 0)}|{(info.Exists ? info.LastWriteTimeUtc.Ticks : 0)}";

@@ -9,6 +9,8 @@ public sealed record ServerOptions
     public string ModelPath { get; init; } = "";
     /// <summary>Name the model is served under; defaults to the file name without .gguf.</summary>
     public string? ModelAlias { get; init; }
+    /// <summary>A Jinja chat template to use instead of the model's own (llama.cpp's --chat-template-file).</summary>
+    public string? ChatTemplate { get; init; }
     /// <summary>Sequences generated at once (slots, each with its own KV cache).</summary>
     public int Parallel { get; init; } = 1;
     /// <summary>Context per slot; 0 = the model's, capped at 4096.</summary>

@@ -25,10 +25,11 @@ internal static class ServeCommand
         var priceHit = new Option<double>("--price-cache-hit") { Description = "USD per 1M cached input tokens", DefaultValueFactory = _ => d.Prices.CacheHitInput };
         var priceMiss = new Option<double>("--price-cache-miss") { Description = "USD per 1M uncached input tokens", DefaultValueFactory = _ => d.Prices.CacheMissInput };
         var priceOut = new Option<double>("--price-output") { Description = "USD per 1M output tokens", DefaultValueFactory = _ => d.Prices.Output };
+        var template = new Option<string?>("--chat-template-file") { Description = "Jinja chat template to use instead of the model's" };
         var noWeb = new Option<bool>("--no-webui") { Description = "Serve the API only (no chat app, no history store)" };
         var cmd = new Command("serve", "Serve the model over an OpenAI/DeepSeek-compatible HTTP API with a chat web app")
         {
-            model, threads, host, port, parallel, ctx, apiKey, maxQueue, cacheRam, cacheDir, dataDir, alias, watts, priceHit, priceMiss, priceOut, noWeb,
+            model, threads, host, port, parallel, ctx, apiKey, maxQueue, cacheRam, cacheDir, dataDir, alias, watts, priceHit, priceMiss, priceOut, template, noWeb,
         };
         cmd.SetAction(async (r, ct) =>
         {
@@ -40,6 +41,7 @@ internal static class ServeCommand
                 CacheRamMb = r.GetValue(cacheRam), DataDir = r.GetValue(dataDir), ModelAlias = r.GetValue(alias),
                 WattsPerCore = r.GetValue(watts), Prices = new PriceTable(r.GetValue(priceHit), r.GetValue(priceMiss), r.GetValue(priceOut)),
                 EnableWebApp = !r.GetValue(noWeb),
+                ChatTemplate = r.GetValue(template) is { } tf ? File.ReadAllText(tf) : null,
             };
             await using var server = await ServerHost.StartAsync(options,
                 log: (level, msg) => Console.Error.WriteLine($"{level.ToString().ToLowerInvariant()}: {msg}"), cancellationToken: ct);
