@@ -16,10 +16,14 @@ public sealed class ModelHost : IDisposable
         _ownsModel = ownsModel;
         Id = options.ModelAlias ?? Path.GetFileNameWithoutExtension(options.ModelPath);
         Builder = new ChatPromptBuilder(model.Tokenizer, options.ChatTemplate ?? model.ChatTemplate);
-        Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay);
         var info = new FileInfo(options.ModelPath);
-        string identity = $"{info.FullName}|{(info.Exists ? info.Length : 0)}|{(info.Exists ? info.LastWriteTimeUtc.Ticks : 0)}";
-        Fingerprint = "fp_" + Convert.ToHexStringLower(Sha256(identity))[..10];
+        Identity = FileIdentity(info);
+        Fingerprint = "fp_" + Identity[..10];
+        var c = model.Model.Config;
+        var cache = options.CacheRamMb > 0 || options.CacheDir != null
+            ? new PromptCache(options.CacheRamMb * 1024L * 1024L, options.CacheDir, Identity + "|ctx" + model.ContextLength, c.Layers, c.KvDim)
+            : null;
+        Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache);
         Created = info.Exists ? new DateTimeOffset(info.LastWriteTimeUtc).ToUnixTimeSeconds() : DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     }
 
@@ -49,7 +53,18 @@ public sealed class ModelHost : IDisposable
                 Model.ChatTemplate != null, Builder.SupportsThinking, Scheduler.SlotCount));
     }
 
-    private static byte[] Sha256(string s) => System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(s));
+    /// <summary>The model file's identity: its size and a hash of its first MiB (header, metadata, first tensors).</summary>
+    public string Identity { get; }
+
+    private static string FileIdentity(FileInfo info)
+    {
+        if (!info.Exists) return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(info.FullName)));
+        using var f = info.OpenRead();
+        var head = new byte[(int)Math.Min(info.Length, 1 << 20)];
+        f.ReadExactly(head);
+        var hash = System.Security.Cryptography.SHA256.HashData([.. head, .. BitConverter.GetBytes(info.Length)]);
+        return Convert.ToHexStringLower(hash);
+    }
 
     public void Dispose()
     {

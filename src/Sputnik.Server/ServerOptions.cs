@@ -20,7 +20,9 @@ public sealed record ServerOptions
     public string? ApiKey { get; init; }
     /// <summary>Requests allowed to wait for a slot; more get 429.</summary>
     public int MaxQueue { get; init; } = 64;
-    public int CacheRamMb { get; init; }
+    /// <summary>RAM for prompt-cache snapshots beyond the slots' own KV (0 with no --cache-dir turns them off).</summary>
+    public int CacheRamMb { get; init; } = 512;
+    /// <summary>Where prompt-cache snapshots persist across restarts.</summary>
     public string? CacheDir { get; init; }
     /// <summary>Where chat history (SQLite) lives; null = ~/.sputnik.</summary>
     public string? DataDir { get; init; }

@@ -17,8 +17,8 @@ internal static class ServeCommand
         var ctx = new Option<int>("--ctx", "-c") { Description = "Context length per slot (0 = model's, capped at 4096)" };
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on the API" };
         var maxQueue = new Option<int>("--max-queue") { Description = "Requests allowed to wait for a slot (more get 429)", DefaultValueFactory = _ => d.MaxQueue };
-        var cacheRam = new Option<int>("--cache-ram") { Description = "Prompt-cache RAM budget in MB (reserved; the cache is the slots' KV today)" };
-        var cacheDir = new Option<string?>("--cache-dir") { Description = "Persist prompt-cache KV here (reserved; not implemented yet)" };
+        var cacheRam = new Option<int>("--cache-ram") { Description = "Prompt-cache RAM in MB beyond the slots' KV (LRU)", DefaultValueFactory = _ => d.CacheRamMb };
+        var cacheDir = new Option<string?>("--cache-dir") { Description = "Persist prompt-cache KV here; reused after a restart of the same model file" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Chat history folder (default ~/.sputnik)" };
         var alias = new Option<string?>("--alias") { Description = "Model name in the API (default: file name without .gguf)" };
         var watts = new Option<double>("--watts") { Description = "Watts per busy core for the energy estimate", DefaultValueFactory = _ => d.WattsPerCore };
@@ -33,12 +33,11 @@ internal static class ServeCommand
         };
         cmd.SetAction(async (r, ct) =>
         {
-            if (r.GetValue(cacheDir) != null) throw new ArgumentException("--cache-dir (prompt cache on disk) is not implemented yet");
             var options = new ServerOptions
             {
                 ModelPath = r.GetValue(model)!, Threads = r.GetValue(threads), Host = r.GetValue(host)!, Port = r.GetValue(port),
                 Parallel = r.GetValue(parallel), ContextLength = r.GetValue(ctx), ApiKey = r.GetValue(apiKey), MaxQueue = r.GetValue(maxQueue),
-                CacheRamMb = r.GetValue(cacheRam), DataDir = r.GetValue(dataDir), ModelAlias = r.GetValue(alias),
+                CacheRamMb = r.GetValue(cacheRam), CacheDir = r.GetValue(cacheDir), DataDir = r.GetValue(dataDir), ModelAlias = r.GetValue(alias),
                 WattsPerCore = r.GetValue(watts), Prices = new PriceTable(r.GetValue(priceHit), r.GetValue(priceMiss), r.GetValue(priceOut)),
                 EnableWebApp = !r.GetValue(noWeb),
                 ChatTemplate = r.GetValue(template) is { } tf ? File.ReadAllText(tf) : null,

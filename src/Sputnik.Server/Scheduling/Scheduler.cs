@@ -26,8 +26,12 @@ public sealed class Scheduler : IDisposable
     private volatile bool _stopping;
     private long _clock;
 
-    public Scheduler(SputnikModel model, int parallel, int maxQueue, ServerMetrics metrics, TimeSpan stepDelay = default, IStepExecutor? executor = null)
+    private readonly PromptCache? _cache;
+
+    public Scheduler(SputnikModel model, int parallel, int maxQueue, ServerMetrics metrics, TimeSpan stepDelay = default,
+        IStepExecutor? executor = null, PromptCache? cache = null)
     {
+        _cache = cache;
         _model = model;
         _generator = new Generator(model.Model, model.Tokenizer);
         _slots = Enumerable.Range(0, parallel).Select(i => new Slot(i, model.CreateState())).ToArray();
@@ -90,6 +94,9 @@ public sealed class Scheduler : IDisposable
             foreach (var a in _active) a.Job.Complete(new ApiException(503, "the server is shutting down"));
             foreach (var j in _queue) j.Complete(new ApiException(503, "the server is shutting down"));
             _queue.Clear();
+            // What the slots hold survives a restart when the cache is on disk.
+            foreach (var slot in _slots)
+                if (slot.IsIdle) _cache?.Save(slot);
         }
     }
 
@@ -113,6 +120,7 @@ public sealed class Scheduler : IDisposable
                     var slot = PickSlot(job.Prompt);
                     if (slot == null) break;
                     _queue.Remove(node);
+                    UseCache(slot, job.Prompt);
                     Start(job, slot);
                 }
                 node = next;
@@ -146,6 +154,20 @@ public sealed class Scheduler : IDisposable
 
     // Empty slots first, then the least recently used.
     private static long Rank(Slot s) => s.History.Count == 0 ? long.MinValue + s.Id : s.LastUsed;
+
+    /// <summary>
+    /// Before a slot is reused: snapshot what it holds if the new prompt would overwrite part of it, and copy in a
+    /// cached prefix that is longer than what the slot already shares with the prompt.
+    /// </summary>
+    private void UseCache(Slot slot, int[] prompt)
+    {
+        if (_cache == null) return;
+        int shared = slot.SharedPrefix(prompt);
+        int held = Math.Min(slot.History.Count, slot.State.Position);
+        int fromCache = _cache.BestPrefix(prompt, shared, out var entry);
+        if (shared < held) _cache.Save(slot);
+        if (entry != null && !_cache.Restore(entry, slot, fromCache)) slot.Reset();
+    }
 
     private void Start(InferenceJob job, Slot slot)
     {
