@@ -64,8 +64,13 @@ public sealed class Scheduler : IDisposable
                     code: "queue_full") { RetryAfterSeconds = 1 };
             _queue.AddLast(job);
         }
-        job.Cancellation.Register(() => _wake.Release());
+        job.Cancellation.Register(Wake);
         _wake.Release();
+    }
+
+    private void Wake()
+    {
+        try { _wake.Release(); } catch (ObjectDisposedException) { }
     }
 
     private void Loop()
