@@ -29,9 +29,10 @@ internal static class StaticFiles
             ".css" => "text/css; charset=utf-8",
             ".svg" => "image/svg+xml",
             ".png" => "image/png",
+            ".woff2" => "font/woff2",
             _ => "text/plain; charset=utf-8",
         };
-        ctx.Response.Headers.CacheControl = "no-cache";
+        ctx.Response.Headers.CacheControl = path.StartsWith("vendor/", StringComparison.Ordinal) ? "public, max-age=86400" : "no-cache";
         using var s = Asm.GetManifestResourceStream(name)!;
         await s.CopyToAsync(ctx.Response.Body, ctx.RequestAborted);
     }

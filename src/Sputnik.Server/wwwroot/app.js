@@ -20,10 +20,25 @@ async function api(method, path, body) {
   return j;
 }
 
+// Math ($$…$$, \[…\], \(…\), $…$) is cut out before marked sees it (marked would eat the backslashes),
+// rendered by KaTeX, and put back into marked's HTML; DOMPurify then cleans the whole thing.
+const MATH = /\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\]|\\\(([\s\S]+?)\\\)|\$([^\s$](?:[^$\n]*?[^\s$])?)\$/g;
+
 function renderMarkdown(text) {
-  const html = DOMPurify.sanitize(marked.parse(text || ""));
+  const math = [];
+  // Code spans and fences keep their dollars.
+  const protectedText = (text || "").split(/(```[\s\S]*?(?:```|$)|`[^`\n]*`)/).map((part, i) => i % 2 ? part : part.replace(MATH, (m, d1, d2, i1, i2) => {
+    const display = d1 !== undefined || d2 !== undefined;
+    const tex = d1 ?? d2 ?? i1 ?? i2;
+    let html;
+    try { html = katex.renderToString(tex, { displayMode: display, throwOnError: false }); } catch { html = null; }
+    if (html === null) return m;
+    math.push(html);
+    return `@@MATH${math.length - 1}@@`;
+  })).join("");
+  const html = marked.parse(protectedText).replace(/@@MATH(\d+)@@/g, (_, i) => math[Number(i)]);
   const div = document.createElement("div");
-  div.innerHTML = html;
+  div.innerHTML = DOMPurify.sanitize(html);
   div.querySelectorAll("pre code").forEach((el) => hljs.highlightElement(el));
   return div;
 }

@@ -59,6 +59,18 @@ public sealed class BrowserTests
             Assert.Contains("tok/s", (string)o["meta"]!);
             Assert.Equal(1, (int)o["conversations"]!);
 
+            // Markdown, code highlighting and math go through the vendored libraries.
+            var rendered = JsonNode.Parse((string)(await cdp.EvalAsync("""
+                (() => { const d = renderMarkdown('# Title\n\nEuler: $e^{i\\pi}+1=0$ costs $5\n\n```js\nlet a = 1;\n```\n<img src=x onerror=alert(1)>');
+                  return JSON.stringify({ h1: !!d.querySelector('h1'), katex: !!d.querySelector('.katex'), hljs: !!d.querySelector('code.hljs'),
+                    dollars: d.textContent.includes('$5'), onerror: d.innerHTML.includes('onerror') }); })()
+                """))!)!;
+            Assert.True((bool)rendered["h1"]!);
+            Assert.True((bool)rendered["katex"]!);
+            Assert.True((bool)rendered["hljs"]!);
+            Assert.True((bool)rendered["dollars"]!);
+            Assert.False((bool)rendered["onerror"]!);
+
             var shot = await cdp.SendAsync("Page.captureScreenshot", new JsonObject { ["format"] = "png" });
             string dir = Path.Combine(AppContext.BaseDirectory, "screenshots");
             Directory.CreateDirectory(dir);
