@@ -11,4 +11,5 @@ root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(ChatCommand.Create());
 root.Subcommands.Add(TemplateCommand.Create());
 root.Subcommands.Add(ConvertCommand.Create());
+root.Subcommands.Add(ServeCommand.Create());
 return Cli.Invoke(root, args);
