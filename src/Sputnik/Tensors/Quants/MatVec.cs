@@ -132,7 +132,7 @@ public static unsafe partial class MatVec
         if (activationBytes < need) throw new ArgumentException($"activation needs {need} bytes, got {activationBytes}");
     }
 
-    private static float DotRow(GgmlType wType, byte* w, byte* a, int cols, KernelPath path)
+    internal static float DotRow(GgmlType wType, byte* w, byte* a, int cols, KernelPath path)
     {
         int nb32 = cols / 32;
         float* sums = (float*)(a + nb32 * 34);
