@@ -17,13 +17,12 @@ public sealed partial class DecoderModel
         s.AttnLayer = layer;
         s.AttnPos0 = pos0;
         s.AttnTokens = n;
-        s.AttnBody ??= (i0, i1) => AttendItems(s, i0, i1);
         int items = n * c.KvHeads;
         // Work of one item: the keys and values it reads times the query heads sharing them. Short contexts of
         // tiny models (stories260K) stay on the calling thread; long ones split across heads and tokens.
         long perItem = (long)(pos0 + (n + 1) / 2) * c.HeadDim * (c.Heads / c.KvHeads) * 2;
         int minItems = (int)Math.Clamp(65536 / Math.Max(1, perItem), 1, items);
-        Pool.For(items, s.AttnBody, minPerThread: minItems);
+        Pool.For(items, s.AttnBody!, minPerThread: minItems);
         s.ActSource = null; // AttnOut was rewritten
     }
 

@@ -76,13 +76,25 @@ public sealed partial class DecoderModel : LanguageModel
     private float[]? OptionalVector(string name, int length) => File.FindTensor(name) is null ? null : Vector(name, length);
 
     /// <summary>Most tokens one forward pass processes together; longer inputs run in chunks of this size.</summary>
-    public int MaxBatch { get; init; } = 512;
+    public int MaxBatch { get; set; } = 512;
 
     public override InferenceState CreateState(int contextLength, KvCacheType kvType)
     {
         var c = Config;
         var cache = new KvCache(c.Layers, contextLength, c.KvDim, kvType, c.HeadDim);
-        return new DecoderState(cache, c, RopeFrequencies());
+        var s = new DecoderState(cache, c, RopeFrequencies());
+        BindJobs(s);
+        return s;
+    }
+
+    // The worker delegates are created once per state here: a lambda capturing a parameter of a per-call method
+    // would allocate its closure on every call, even when the delegate is cached.
+    private void BindJobs(DecoderState s)
+    {
+        s.SwiGluBody = (i0, i1) => Ops.SwiGlu(s.H1.AsSpan(i0, i1 - i0), s.H3.AsSpan(i0, i1 - i0));
+        s.PrepBody = (t0, t1) => s.MmW!.PrepareInputs(s.MmX, s.Act, t0, t1);
+        s.MmBody = (r0, r1) => s.MmW!.MatMulRows(s.Act, s.MmTokens, s.MmY, r0, r1);
+        s.AttnBody = (i0, i1) => AttendItems(s, i0, i1);
     }
 
     /// <summary>RoPE frequency per rotated pair: base^(−2i/d), divided by per-pair factors when the file has rope_freqs.</summary>
@@ -181,8 +193,7 @@ public sealed partial class DecoderModel : LanguageModel
 
     private void SwiGluRows(DecoderState s, int count)
     {
-        s.SwiGluBody ??= (i0, i1) => Ops.SwiGlu(s.H1.AsSpan(i0, i1 - i0), s.H3.AsSpan(i0, i1 - i0));
-        Pool.For(count, s.SwiGluBody, minPerThread: 1 << 15);
+        Pool.For(count, s.SwiGluBody!, minPerThread: 1 << 15);
     }
 
     /// <summary>y (n × w.Rows) = x (n × w.Cols) · Wᵀ: prepares x once for w's kernel (skipped when x was just prepared for the same format), then splits rows over the pool.</summary>
@@ -193,8 +204,7 @@ public sealed partial class DecoderModel : LanguageModel
         {
             s.MmW = w;
             s.MmX = x;
-            s.PrepBody ??= (t0, t1) => s.MmW!.PrepareInputs(s.MmX, s.Act, t0, t1);
-            Pool.For(n, s.PrepBody, minPerThread: Math.Max(1, 16384 / w.Cols));
+            Pool.For(n, s.PrepBody!, minPerThread: Math.Max(1, 16384 / w.Cols));
             s.ActSource = x;
             s.ActType = actType;
             s.ActTokens = n;
@@ -202,11 +212,10 @@ public sealed partial class DecoderModel : LanguageModel
         s.MmW = w;
         s.MmY = y;
         s.MmTokens = n;
-        s.MmBody ??= (r0, r1) => s.MmW!.MatMulRows(s.Act, s.MmTokens, s.MmY, r0, r1);
         // Small products are cheaper on one thread than the hand-off to workers (stories260K decodes on one).
         long work = (long)w.Cols * n;
         int minRows = (int)Math.Max(1, 32768 / work);
-        Pool.For(w.Rows, s.MmBody, minPerThread: minRows);
+        Pool.For(w.Rows, s.MmBody!, minPerThread: minRows);
         if (ReferenceEquals(y, s.ActSource)) s.ActSource = null;
     }
 }
