@@ -22,52 +22,27 @@ public static unsafe partial class MatMul
                 for (; t + Group <= t1; t += Group)
                     Q4Kx4(w, a + (long)t * stride, stride, cols / 256, y + (long)t * ldy, ldy);
                 break;
+            case GgmlType.Q8_0 when cols % 64 == 0:
+                for (; t + Group <= t1; t += Group)
+                    Q8_0x4(w, a + (long)t * stride, stride, cols / 64, y + (long)t * ldy, ldy);
+                break;
         }
         return t;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> ScalePair(ulong scales, int lo, int hi) =>
-        Vector512.Create(Vector256.Create((short)(byte)(scales >> (8 * lo))), Vector256.Create((short)(byte)(scales >> (8 * hi))));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Scaled(Vector512<byte> q, byte* x, Vector512<short> scale) =>
-        Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q, Vector512.Load((sbyte*)x)), scale);
-
-    /// <summary>
-    /// One Q4_K row × 4 Q8_K tokens. Chunk c (32 bytes) holds sub-block 2c in its low nibbles and 2c+1 in its high
-    /// nibbles; unpacking it as [low | high] lines it up with 64 contiguous activation bytes x[64c..64c+64).
-    /// </summary>
+    /// <summary>One Q4_K row × 4 Q8_K tokens: each super-block is unpacked once (<see cref="MatVec.Q4KBlock"/>) and used for all four.</summary>
     private static void Q4Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy)
     {
-        var low = Vector256.Create((byte)0x0F);
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         Vector256<float> mAcc0 = default, mAcc1 = default, mAcc2 = default, mAcc3 = default;
         byte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
         for (int i = 0; i < nb; i++, w += 144, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
         {
-            UnpackScalesMinsK(w + 4, out ulong sc, out ulong m);
-            float d = Half(w), dmin = Half(w + 2);
-            byte* qs = w + 16;
-            var b0 = Vector256.Load(qs);
-            var b1 = Vector256.Load(qs + 32);
-            var b2 = Vector256.Load(qs + 64);
-            var b3 = Vector256.Load(qs + 96);
-            var q0 = Vector512.Create(b0 & low, (b0.AsUInt16() >> 4).AsByte() & low);
-            var q1 = Vector512.Create(b1 & low, (b1.AsUInt16() >> 4).AsByte() & low);
-            var q2 = Vector512.Create(b2 & low, (b2.AsUInt16() >> 4).AsByte() & low);
-            var q3 = Vector512.Create(b3 & low, (b3.AsUInt16() >> 4).AsByte() & low);
-            var s0 = ScalePair(sc, 0, 1);
-            var s1 = ScalePair(sc, 2, 3);
-            var s2 = ScalePair(sc, 4, 5);
-            var s3 = ScalePair(sc, 6, 7);
-            var mins = Avx2.ConvertToVector256Int16(Vector128.Shuffle(Vector128.CreateScalar(m).AsByte(),
-                Vector128.Create((byte)0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
-
-            Token(q0, q1, q2, q3, s0, s1, s2, s3, mins, a0, d, dmin, ref acc0, ref mAcc0);
-            Token(q0, q1, q2, q3, s0, s1, s2, s3, mins, a1, d, dmin, ref acc1, ref mAcc1);
-            Token(q0, q1, q2, q3, s0, s1, s2, s3, mins, a2, d, dmin, ref acc2, ref mAcc2);
-            Token(q0, q1, q2, q3, s0, s1, s2, s3, mins, a3, d, dmin, ref acc3, ref mAcc3);
+            var blk = MatVec.Q4KBlock.Unpack(w);
+            blk.Token(a0, ref acc0, ref mAcc0);
+            blk.Token(a1, ref acc1, ref mAcc1);
+            blk.Token(a2, ref acc2, ref mAcc2);
+            blk.Token(a3, ref acc3, ref mAcc3);
         }
         y[0] = Vector512.Sum(acc0) - Vector256.Sum(mAcc0);
         y[ldy] = Vector512.Sum(acc1) - Vector256.Sum(mAcc1);
@@ -75,23 +50,44 @@ public static unsafe partial class MatMul
         y[3 * ldy] = Vector512.Sum(acc3) - Vector256.Sum(mAcc3);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Token(Vector512<byte> q0, Vector512<byte> q1, Vector512<byte> q2, Vector512<byte> q3,
-        Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3, Vector256<short> mins,
-        byte* a, float d, float dmin, ref Vector512<float> acc, ref Vector256<float> mAcc)
+    private const int Q80 = 34;
+
+    /// <summary>
+    /// One Q8_0 row × 4 Q8_0 tokens, two 32-weight blocks per step. vpmaddubsw needs an unsigned operand: |w| is
+    /// computed once and w's sign moved onto each token's x.
+    /// </summary>
+    private static void Q8_0x4(byte* w, byte* a, int stride, int pairs, float* y, int ldy)
     {
-        byte* x = a + 4;
-        var sumi = Scaled(q0, x, s0) + Scaled(q1, x + 64, s1) + (Scaled(q2, x + 128, s2) + Scaled(q3, x + 192, s3));
-        float dx = *(float*)a;
-        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(dx * d), acc);
-        var mt = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(a + KQuants.Q8KBsumsOffset)), mins);
-        mAcc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mt), Vector256.Create(dx * dmin), mAcc);
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        byte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
+        for (int i = 0; i < pairs; i++, w += 2 * Q80, a0 += 2 * Q80, a1 += 2 * Q80, a2 += 2 * Q80, a3 += 2 * Q80)
+        {
+            var wq = Vector512.Create(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(w + Q80 + 2)));
+            var neg = Vector512.LessThan(wq, Vector512<sbyte>.Zero);
+            var aw = Avx512BW.Abs(wq);
+            float d0 = Half(w), d1 = Half(w + Q80);
+            Q8Token(aw, neg, d0, d1, a0, ref acc0);
+            Q8Token(aw, neg, d0, d1, a1, ref acc1);
+            Q8Token(aw, neg, d0, d1, a2, ref acc2);
+            Q8Token(aw, neg, d0, d1, a3, ref acc3);
+        }
+        y[0] = Vector512.Sum(acc0);
+        y[ldy] = Vector512.Sum(acc1);
+        y[2 * ldy] = Vector512.Sum(acc2);
+        y[3 * ldy] = Vector512.Sum(acc3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q8Token(Vector512<byte> aw, Vector512<sbyte> neg, float d0, float d1, byte* a, ref Vector512<float> acc)
+    {
+        var x = Vector512.Create(Vector256.Load((sbyte*)(a + 2)), Vector256.Load((sbyte*)(a + Q80 + 2)));
+        var sx = Vector512.ConditionalSelect(neg, -x, x);
+        var p = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(aw, sx), Vector512<short>.One);
+        var d = Vector512.Create(Vector256.Create(d0 * Half(a)), Vector256.Create(d1 * Half(a + Q80)));
+        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), d, acc);
     }
 
     // F16 scale → float through the matvec kernels' lookup table.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Half(byte* p) => MatVec.HalfToFloat(p);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void UnpackScalesMinsK(byte* s, out ulong scales, out ulong mins) => MatVec.UnpackScalesMinsK(s, out scales, out mins);
 }

@@ -184,8 +184,6 @@ public static unsafe partial class MatVec
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal static float HalfToFloat(byte* p) => HalfTablePtr[*(ushort*)p];
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal static void UnpackScalesMinsK(byte* s, out ulong scales, out ulong mins) => ScalesMinsK(s, out scales, out mins);
 
     // ======================= float weights =======================
 
