@@ -22,6 +22,14 @@ public static unsafe partial class MatMul
                 for (; t + Group <= t1; t += Group)
                     Q4Kx4(w, a + (long)t * stride, stride, cols / 256, y + (long)t * ldy, ldy);
                 break;
+            case GgmlType.Q5_K:
+                for (; t + Group <= t1; t += Group)
+                    Q5Kx4(w, a + (long)t * stride, stride, cols / 256, y + (long)t * ldy, ldy);
+                break;
+            case GgmlType.Q6_K:
+                for (; t + Group <= t1; t += Group)
+                    Q6Kx4(w, a + (long)t * stride, stride, cols / 256, y + (long)t * ldy, ldy);
+                break;
             case GgmlType.Q8_0 when cols % 64 == 0:
                 for (; t + Group <= t1; t += Group)
                     Q8_0x4(w, a + (long)t * stride, stride, cols / 64, y + (long)t * ldy, ldy);
@@ -48,6 +56,44 @@ public static unsafe partial class MatMul
         y[ldy] = Vector512.Sum(acc1) - Vector256.Sum(mAcc1);
         y[2 * ldy] = Vector512.Sum(acc2) - Vector256.Sum(mAcc2);
         y[3 * ldy] = Vector512.Sum(acc3) - Vector256.Sum(mAcc3);
+    }
+
+    private static void Q5Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy)
+    {
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector256<float> mAcc0 = default, mAcc1 = default, mAcc2 = default, mAcc3 = default;
+        byte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
+        for (int i = 0; i < nb; i++, w += 176, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
+        {
+            var blk = MatVec.Q4KBlock.Unpack5(w);
+            blk.Token(a0, ref acc0, ref mAcc0);
+            blk.Token(a1, ref acc1, ref mAcc1);
+            blk.Token(a2, ref acc2, ref mAcc2);
+            blk.Token(a3, ref acc3, ref mAcc3);
+        }
+        y[0] = Vector512.Sum(acc0) - Vector256.Sum(mAcc0);
+        y[ldy] = Vector512.Sum(acc1) - Vector256.Sum(mAcc1);
+        y[2 * ldy] = Vector512.Sum(acc2) - Vector256.Sum(mAcc2);
+        y[3 * ldy] = Vector512.Sum(acc3) - Vector256.Sum(mAcc3);
+    }
+
+    private static void Q6Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy)
+    {
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector256<float> oAcc0 = default, oAcc1 = default, oAcc2 = default, oAcc3 = default;
+        byte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
+        for (int i = 0; i < nb; i++, w += 210, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
+        {
+            var blk = MatVec.Q6KBlock.Unpack(w);
+            blk.Token(a0, ref acc0, ref oAcc0);
+            blk.Token(a1, ref acc1, ref oAcc1);
+            blk.Token(a2, ref acc2, ref oAcc2);
+            blk.Token(a3, ref acc3, ref oAcc3);
+        }
+        y[0] = Vector512.Sum(acc0) - Vector256.Sum(oAcc0);
+        y[ldy] = Vector512.Sum(acc1) - Vector256.Sum(oAcc1);
+        y[2 * ldy] = Vector512.Sum(acc2) - Vector256.Sum(oAcc2);
+        y[3 * ldy] = Vector512.Sum(acc3) - Vector256.Sum(oAcc3);
     }
 
     private const int Q80 = 34;

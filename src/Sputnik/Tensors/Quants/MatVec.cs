@@ -158,9 +158,9 @@ public static unsafe partial class MatVec
             case GgmlType.Q4_K:
                 return path switch { KernelPath.Avx512 => DotQ4_KAvx512(w, a, nbK), KernelPath.Avx2 => DotQ4_KAvx2(w, a, nbK), _ => DotQ4_KScalar(w, a, nbK) };
             case GgmlType.Q5_K:
-                return path == KernelPath.Scalar ? DotQ5_KScalar(w, a, nbK) : DotQ5_KAvx2(w, a, nbK);
+                return path switch { KernelPath.Avx512 => DotQ5_KAvx512(w, a, nbK), KernelPath.Avx2 => DotQ5_KAvx2(w, a, nbK), _ => DotQ5_KScalar(w, a, nbK) };
             case GgmlType.Q6_K:
-                return path == KernelPath.Scalar ? DotQ6_KScalar(w, a, nbK) : DotQ6_KAvx2(w, a, nbK);
+                return path switch { KernelPath.Avx512 => DotQ6_KAvx512(w, a, nbK), KernelPath.Avx2 => DotQ6_KAvx2(w, a, nbK), _ => DotQ6_KScalar(w, a, nbK) };
             default:
                 throw new NotSupportedException($"Matrix-vector product with ggml type {wType} weights is not supported");
         }
