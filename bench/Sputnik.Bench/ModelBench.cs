@@ -15,12 +15,14 @@ internal static class ModelBench
 
     public static void Run(string[] args)
     {
-        GgmlType type = args.Length > 0 ? Enum.Parse<GgmlType>(args[0]) : GgmlType.Q4_K;
+        // an existing .gguf (e.g. stories260K) or a weight type for the random qwen2-1.5B-shaped model
+        string? file = args.Length > 0 && args[0].EndsWith(".gguf", StringComparison.Ordinal) ? args[0] : null;
+        GgmlType type = file == null && args.Length > 0 ? Enum.Parse<GgmlType>(args[0]) : GgmlType.Q4_K;
         int threads = args.Length > 1 ? int.Parse(args[1]) : 2;
         int pp = args.Length > 2 ? int.Parse(args[2]) : 128;
         int tg = args.Length > 3 ? int.Parse(args[3]) : 64;
         var kv = args.Length > 4 ? Enum.Parse<KvCacheType>(args[4]) : KvCacheType.F16;
-        string path = Path.Combine(Path.GetTempPath(), $"sputnik-bench-qwen2-1.5b-{type}.gguf");
+        string path = file ?? Path.Combine(Path.GetTempPath(), $"sputnik-bench-qwen2-1.5b-{type}.gguf");
         if (!File.Exists(path)) Write(path, type);
 
         using var model = ModelLoader.Load(GgufFile.Open(path), threads);
@@ -30,7 +32,7 @@ internal static class ModelBench
         Console.WriteLine($"{path}: {type}, {threads} threads, kv {kv}, {layerBytes / 1e9:F2} GB of weights read per decoded token");
 
         var rng = new Random(1);
-        int[] prompt = Enumerable.Range(0, pp).Select(_ => rng.Next(Vocab)).ToArray();
+        int[] prompt = Enumerable.Range(0, pp).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
         // warm-up: pages the file in and tiers the JIT up
         model.Forward(model.CreateState(pp + tg + 8, kv), prompt);
         double best = double.MaxValue;
@@ -47,10 +49,18 @@ internal static class ModelBench
         model.Forward(st, prompt.AsSpan(0, 8));
         Span<int> tok = [1];
         for (int i = 0; i < 4; i++) model.Forward(st, tok);
+        long a0 = GC.GetAllocatedBytesForCurrentThread();
         long d0 = Stopwatch.GetTimestamp();
-        for (int i = 0; i < tg; i++) model.Forward(st, tok);
+        double fastest = double.MaxValue;
+        for (int i = 0; i < tg; i++)
+        {
+            long s0 = Stopwatch.GetTimestamp();
+            model.Forward(st, tok);
+            fastest = Math.Min(fastest, Stopwatch.GetElapsedTime(s0).TotalSeconds);
+        }
         double dt = Stopwatch.GetElapsedTime(d0).TotalSeconds / tg;
-        Console.WriteLine($"tg{tg}: {1 / dt:F2} tok/s ({dt * 1e3:F1} ms/token, {layerBytes / dt / 1e9:F1} GB/s of weights)");
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - a0;
+        Console.WriteLine($"tg{tg}: {1 / dt:F2} tok/s ({dt * 1e3:F1} ms/token, {layerBytes / dt / 1e9:F1} GB/s of weights, {allocated} bytes allocated); fastest token {fastest * 1e3:F1} ms = {1 / fastest:F2} tok/s, {layerBytes / fastest / 1e9:F1} GB/s");
     }
 
     private static void Write(string path, GgmlType type)
