@@ -58,13 +58,12 @@ public sealed partial class DecoderModel
         for (int t0 = 0; t0 < len; t0 += KvChunk)
         {
             int cnt = Math.Min(KvChunk, len - t0);
-            var keys = kvBuf.AsSpan(0, cnt * hd);
-            cache.ReadKeys(layer, t0, cnt, g * hd, hd, keys);
+            var keys = cache.KeysAsFloat(layer, t0, cnt, g * hd, hd, kvBuf, out int ks);
             for (int j = 0; j < group; j++)
             {
                 var q = s.Q.AsSpan(i * c.QDim + (g * group + j) * hd, hd);
                 var scores = scoreBuf.AsSpan(j * len + t0, cnt);
-                for (int t = 0; t < cnt; t++) scores[t] = TensorPrimitives.Dot(q, keys.Slice(t * hd, hd)) * scale;
+                for (int t = 0; t < cnt; t++) scores[t] = TensorPrimitives.Dot(q, keys.Slice(t * ks, hd)) * scale;
             }
         }
 
@@ -81,13 +80,12 @@ public sealed partial class DecoderModel
         for (int t0 = 0; t0 < len; t0 += KvChunk)
         {
             int cnt = Math.Min(KvChunk, len - t0);
-            var values = kvBuf.AsSpan(0, cnt * hd);
-            cache.ReadValues(layer, t0, cnt, g * hd, hd, values);
+            var values = cache.ValuesAsFloat(layer, t0, cnt, g * hd, hd, kvBuf, out int vs);
             for (int j = 0; j < group; j++)
             {
                 var o = s.AttnOut.AsSpan(i * c.QDim + (g * group + j) * hd, hd);
                 var p = scoreBuf.AsSpan(j * len + t0, cnt);
-                for (int t = 0; t < cnt; t++) TensorPrimitives.MultiplyAdd(values.Slice(t * hd, hd), p[t], o, o);
+                for (int t = 0; t < cnt; t++) TensorPrimitives.MultiplyAdd(values.Slice(t * vs, hd), p[t], o, o);
             }
         }
 

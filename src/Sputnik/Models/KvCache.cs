@@ -56,6 +56,30 @@ public sealed class KvCache
         Encode(value[..KvDim], _values[layer].AsSpan(pos * _rowBytes, _rowBytes));
     }
 
+    /// <summary>
+    /// Elements [offset, offset+width) of keys at positions [pos0, pos0+count) as floats, one position every
+    /// <paramref name="stride"/> floats: a view of the cache itself for F32, otherwise decoded into <paramref name="buffer"/>.
+    /// </summary>
+    public ReadOnlySpan<float> KeysAsFloat(int layer, int pos0, int count, int offset, int width, Span<float> buffer, out int stride) =>
+        AsFloat(_keys[layer], pos0, count, offset, width, buffer, out stride);
+
+    public ReadOnlySpan<float> ValuesAsFloat(int layer, int pos0, int count, int offset, int width, Span<float> buffer, out int stride) =>
+        AsFloat(_values[layer], pos0, count, offset, width, buffer, out stride);
+
+    private ReadOnlySpan<float> AsFloat(byte[] data, int pos0, int count, int offset, int width, Span<float> buffer, out int stride)
+    {
+        if (Type == KvCacheType.F32)
+        {
+            if (pos0 < 0 || count < 1 || pos0 + count > Capacity || offset < 0 || offset + width > KvDim)
+                throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) x [{offset}, {offset + width}) outside the cache");
+            stride = KvDim;
+            return MemoryMarshal.Cast<byte, float>(data.AsSpan(pos0 * _rowBytes, count * _rowBytes)).Slice(offset, (count - 1) * KvDim + width);
+        }
+        stride = width;
+        Read(data, pos0, count, offset, width, buffer);
+        return buffer[..(count * width)];
+    }
+
     /// <summary>Decodes elements [offset, offset+width) of positions [pos0, pos0+count) into dst, width floats per position.</summary>
     public void ReadKeys(int layer, int pos0, int count, int offset, int width, Span<float> dst) => Read(_keys[layer], pos0, count, offset, width, dst);
 

@@ -8,7 +8,7 @@ namespace Sputnik.Tests.Models;
 public class BatchedForwardTests
 {
     private static readonly string Stories = Fixtures.Model("stories260K.gguf");
-    private static readonly Lazy<string> Qwen = new(() => RandomQwen2.Write("batched"));
+    private static readonly Lazy<string> Qwen = new(() => RandomQwen2.Path_);
 
     private static LanguageModel Load(string path, int threads, int maxBatch = 512)
     {

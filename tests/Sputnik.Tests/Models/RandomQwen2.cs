@@ -9,9 +9,14 @@ internal static class RandomQwen2
 {
     public const int Dim = 256, Layers = 2, Heads = 4, KvHeads = 2, Ffn = 512, Vocab = 300;
 
-    public static string Write(string name)
+    /// <summary>The model's path: written once per machine (the content is seeded, so a file left by an earlier run is the same), renamed into place so parallel test runs never see half a file.</summary>
+    public static string Path_ { get; } = Write();
+
+    private static string Write()
     {
-        string path = Path.Combine(Path.GetTempPath(), $"sputnik-{name}-{Environment.ProcessId}.gguf");
+        string path = Path.Combine(Path.GetTempPath(), "sputnik-test-random-qwen2-v1.gguf");
+        if (File.Exists(path)) return path;
+        string tmp = path + $".{Environment.ProcessId}.tmp";
         var rng = new Random(7);
         var w = new GgufWriter()
             .Set("general.architecture", "qwen2")
@@ -61,7 +66,8 @@ internal static class RandomQwen2
             Mat(p + "ffn_up.weight", GgmlType.Q8_0, Dim, Ffn, 0.1f);
             Mat(p + "ffn_down.weight", GgmlType.Q6_K, Ffn, Dim, 0.05f);
         }
-        w.Write(path);
+        w.Write(tmp);
+        File.Move(tmp, path, overwrite: true);
         return path;
     }
 
