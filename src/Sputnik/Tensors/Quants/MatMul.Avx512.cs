@@ -38,38 +38,35 @@ public static unsafe partial class MatMul
         return t;
     }
 
-    /// <summary>One Q4_K row × 4 Q8_K tokens: each super-block is unpacked once (<see cref="MatVec.Q4KBlock"/>) and used for all four.</summary>
-    private static void Q4Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy)
-    {
-        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        Vector256<float> mAcc0 = default, mAcc1 = default, mAcc2 = default, mAcc3 = default;
-        byte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
-        for (int i = 0; i < nb; i++, w += 144, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
-        {
-            var blk = MatVec.Q4KBlock.Unpack(w);
-            blk.Token(a0, ref acc0, ref mAcc0);
-            blk.Token(a1, ref acc1, ref mAcc1);
-            blk.Token(a2, ref acc2, ref mAcc2);
-            blk.Token(a3, ref acc3, ref mAcc3);
-        }
-        y[0] = Vector512.Sum(acc0) - Vector256.Sum(mAcc0);
-        y[ldy] = Vector512.Sum(acc1) - Vector256.Sum(mAcc1);
-        y[2 * ldy] = Vector512.Sum(acc2) - Vector256.Sum(mAcc2);
-        y[3 * ldy] = Vector512.Sum(acc3) - Vector256.Sum(mAcc3);
-    }
+    private static void Q4Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy) => Kx4(w, a, stride, nb, y, ldy, false);
 
-    private static void Q5Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy)
+    private static void Q5Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy) => Kx4(w, a, stride, nb, y, ldy, true);
+
+    /// <summary>One Q4_K/Q5_K row × 4 Q8_K tokens: each super-block is unpacked once and used for all four.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy, bool q5)
     {
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         Vector256<float> mAcc0 = default, mAcc1 = default, mAcc2 = default, mAcc3 = default;
         byte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
-        for (int i = 0; i < nb; i++, w += 176, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
+        int blockBytes = q5 ? 176 : 144;
+        for (int i = 0; i < nb; i++, w += blockBytes, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
         {
-            var blk = MatVec.Q4KBlock.Unpack5(w);
-            blk.Token(a0, ref acc0, ref mAcc0);
-            blk.Token(a1, ref acc1, ref mAcc1);
-            blk.Token(a2, ref acc2, ref mAcc2);
-            blk.Token(a3, ref acc3, ref mAcc3);
+            MatVec.UnpackScalesMinsK(w + 4, out ulong sc, out ulong m);
+            var q0 = MatVec.KQuants512(w, 0, q5);
+            var q1 = MatVec.KQuants512(w, 1, q5);
+            var q2 = MatVec.KQuants512(w, 2, q5);
+            var q3 = MatVec.KQuants512(w, 3, q5);
+            var s0 = MatVec.KScalePair(sc, 0);
+            var s1 = MatVec.KScalePair(sc, 1);
+            var s2 = MatVec.KScalePair(sc, 2);
+            var s3 = MatVec.KScalePair(sc, 3);
+            var mins = MatVec.KMins(m);
+            float d = Half(w), dmin = Half(w + 2);
+            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a0, d, dmin, ref acc0, ref mAcc0);
+            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a1, d, dmin, ref acc1, ref mAcc1);
+            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a2, d, dmin, ref acc2, ref mAcc2);
+            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a3, d, dmin, ref acc3, ref mAcc3);
         }
         y[0] = Vector512.Sum(acc0) - Vector256.Sum(mAcc0);
         y[ldy] = Vector512.Sum(acc1) - Vector256.Sum(mAcc1);
@@ -84,11 +81,20 @@ public static unsafe partial class MatMul
         byte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
         for (int i = 0; i < nb; i++, w += 210, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
         {
-            var blk = MatVec.Q6KBlock.Unpack(w);
-            blk.Token(a0, ref acc0, ref oAcc0);
-            blk.Token(a1, ref acc1, ref oAcc1);
-            blk.Token(a2, ref acc2, ref oAcc2);
-            blk.Token(a3, ref acc3, ref oAcc3);
+            var sc = MatVec.Q6Scales(w);
+            var q0 = MatVec.Q6Quants512(w, 0);
+            var q1 = MatVec.Q6Quants512(w, 1);
+            var q2 = MatVec.Q6Quants512(w, 2);
+            var q3 = MatVec.Q6Quants512(w, 3);
+            var s0 = MatVec.Q6Scale512(sc, 0);
+            var s1 = MatVec.Q6Scale512(sc, 1);
+            var s2 = MatVec.Q6Scale512(sc, 2);
+            var s3 = MatVec.Q6Scale512(sc, 3);
+            float d = Half(w + KQuants.Q6KDOffset);
+            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, sc, a0, d, ref acc0, ref oAcc0);
+            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, sc, a1, d, ref acc1, ref oAcc1);
+            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, sc, a2, d, ref acc2, ref oAcc2);
+            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, sc, a3, d, ref acc3, ref oAcc3);
         }
         y[0] = Vector512.Sum(acc0) - Vector256.Sum(oAcc0);
         y[ldy] = Vector512.Sum(acc1) - Vector256.Sum(oAcc1);
