@@ -1,12 +1,12 @@
 namespace Sputnik.Tensors;
 
 /// <summary>
-/// A persistent pool of worker threads for splitting a loop into even, contiguous ranges. One call hands the
-/// same delegate to every worker and waits for all of them; nothing is allocated per call, so the decode loop
-/// can use it per matrix without garbage. The calling thread takes the first range itself.
+/// A persistent pool of worker threads for splitting a loop into contiguous chunks. One call hands the same
+/// delegate to every worker and returns when every chunk is done; nothing is allocated per call, so the decode
+/// loop can use it per matrix without garbage. The calling thread works on chunks too.
 /// </summary>
 /// <remarks>
-/// Hand-off: a call bumps a volatile generation counter. Workers spin on it for a short while after finishing
+/// Hand-off: a call bumps a generation counter. Workers spin on it for a short while after finishing
 /// (a decode step issues hundreds of calls microseconds apart, and waking a thread blocked in a semaphore costs
 /// tens of microseconds), then announce they are going to sleep and block. The caller releases the semaphore of
 /// exactly those workers that announced sleeping; the announce/claim handshake with Interlocked.Exchange makes
@@ -16,17 +16,17 @@ public sealed class WorkerPool : IDisposable
 {
     // How long an idle worker spins before it blocks: longer than the gaps between the matrix products of one
     // token, short enough not to burn a core while the caller samples or waits for input.
-    private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 5000; // 200 µs
+    private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 20000; // 50 µs
 
     private readonly Thread[] _threads;
     private readonly SemaphoreSlim[] _wake;
     private readonly int[] _sleeping;
     private Action<int, int>? _body;
-    private int _total;
-    // Generation (high bits) and part count (low 16 bits) of the current call, published in one write so a worker
-    // that is not part of call g can never mistake call g+1's part count for g's.
-    private long _call;
-    private int _pending;
+    private int _total, _chunks;
+    // Generation of the current call (high 32 bits) and the next unclaimed chunk (low 32 bits) in one word, so a
+    // late worker's claim of call g can never succeed against call g+1.
+    private long _next;
+    private int _completed;
     private volatile bool _stopping;
     private Exception? _workerError;
 
@@ -49,35 +49,66 @@ public sealed class WorkerPool : IDisposable
         }
     }
 
-    /// <summary>Runs body(start, end) over [0, total) split into at most <see cref="Threads"/> contiguous ranges of at least <paramref name="minPerThread"/>.</summary>
+    /// <summary>
+    /// Runs body(start, end) over [0, total) in contiguous chunks of at least <paramref name="minPerThread"/>, using at
+    /// most <see cref="Threads"/> threads (the caller included).
+    /// </summary>
+    /// <remarks>
+    /// Chunks are claimed dynamically (a few per thread) rather than one fixed range per thread: when the machine is
+    /// oversubscribed and a worker is descheduled, the others take its share instead of waiting for it at the
+    /// barrier, and uneven work evens out.
+    /// </remarks>
     public void For(int total, Action<int, int> body, int minPerThread = 1)
     {
-        int parts = Math.Min(Threads, Math.Max(1, total / Math.Max(1, minPerThread)));
-        if (parts <= 1 || total <= 1)
+        int chunks = Math.Min(Threads * ChunksPerThread, Math.Max(1, total / Math.Max(1, minPerThread)));
+        if (Threads == 1 || chunks <= 1 || total <= 1)
         {
             if (total > 0) body(0, total);
             return;
         }
+        chunks = Math.Min(chunks, total);
+        // A call that gives each thread one chunk still uses at most Threads threads.
+        int helpers = Math.Min(Threads - 1, chunks - 1);
         _body = body;
         _total = total;
-        Volatile.Write(ref _pending, parts - 1);
-        long gen = (_call >> 16) + 1;
-        Interlocked.Exchange(ref _call, gen << 16 | (long)parts); // full fence: publishes the fields above
-        for (int i = 0; i < parts - 1; i++)
+        _chunks = chunks;
+        Volatile.Write(ref _completed, 0);
+        long gen = (Volatile.Read(ref _next) >> 32) + 1;
+        Interlocked.Exchange(ref _next, gen << 32); // full fence: publishes the fields above
+        for (int i = 0; i < helpers; i++)
             if (Interlocked.Exchange(ref _sleeping[i], 0) == 1) _wake[i].Release();
 
-        var (s, e) = Range(0, parts, total);
-        try { body(s, e); }
+        try { RunChunks(gen); }
         finally
         {
             var spin = new SpinWait();
-            while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref _completed) != chunks) spin.SpinOnce(sleep1Threshold: -1);
             _body = null;
         }
         if (_workerError is { } err)
         {
             _workerError = null;
             throw new AggregateException("a worker thread failed", err);
+        }
+    }
+
+    private const int ChunksPerThread = 4;
+
+    /// <summary>Claims and runs chunks of call <paramref name="gen"/> until none is left (or the call is over).</summary>
+    private void RunChunks(long gen)
+    {
+        while (true)
+        {
+            long v = Volatile.Read(ref _next);
+            if (v >> 32 != gen) return;
+            int chunk = (int)(v & 0xFFFFFFFF);
+            if (chunk >= _chunks) return;
+            if (Interlocked.CompareExchange(ref _next, v + 1, v) != v) continue;
+            // A claimed chunk keeps the call alive (the caller waits for it), so its fields are stable here.
+            var (s, e) = Range(chunk, _chunks, _total);
+            try { _body!(s, e); }
+            catch (Exception ex) { _workerError = ex; }
+            finally { Interlocked.Increment(ref _completed); }
         }
     }
 
@@ -90,18 +121,18 @@ public sealed class WorkerPool : IDisposable
     private void WorkerLoop(int worker)
     {
         int slot = worker - 1;
-        long seen = Volatile.Read(ref _call);
+        long seen = Volatile.Read(ref _next) >> 32;
         while (true)
         {
             long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
             int spins = 0;
-            while (Volatile.Read(ref _call) == seen && !_stopping)
+            while (Volatile.Read(ref _next) >> 32 == seen && !_stopping)
             {
                 Thread.SpinWait(4);
                 if ((++spins & 63) != 0 || System.Diagnostics.Stopwatch.GetTimestamp() < deadline) continue;
                 // Announce sleep (full fence), then re-check: a call that started in between may not have seen the flag.
                 Interlocked.Exchange(ref _sleeping[slot], 1);
-                if (Volatile.Read(ref _call) != seen || _stopping)
+                if (Volatile.Read(ref _next) >> 32 != seen || _stopping)
                 {
                     // If the caller already claimed the flag it also released the semaphore: consume that release.
                     if (Interlocked.Exchange(ref _sleeping[slot], 0) == 0) _wake[slot].Wait();
@@ -110,13 +141,8 @@ public sealed class WorkerPool : IDisposable
                 deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
             }
             if (_stopping) return;
-            seen = Volatile.Read(ref _call);
-            int parts = (int)(seen & 0xFFFF);
-            if (worker >= parts) continue;
-            var (s, e) = Range(worker, parts, _total);
-            try { _body!(s, e); }
-            catch (Exception ex) { _workerError = ex; }
-            finally { Interlocked.Decrement(ref _pending); }
+            seen = Volatile.Read(ref _next) >> 32;
+            RunChunks(seen);
         }
     }
 
