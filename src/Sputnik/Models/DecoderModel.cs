@@ -204,7 +204,8 @@ public sealed partial class DecoderModel : LanguageModel
         {
             s.MmW = w;
             s.MmX = x;
-            Pool.For(n, s.PrepBody!, minPerThread: Math.Max(1, 16384 / w.Cols));
+            if (n == 1) w.PrepareInput(x, s.Act);
+            else Pool.For(n, s.PrepBody!, minPerThread: Math.Max(1, 16384 / w.Cols));
             s.ActSource = x;
             s.ActType = actType;
             s.ActTokens = n;

@@ -72,6 +72,11 @@ public sealed unsafe class WeightMatrix
     public void MatMulRows(ReadOnlySpan<byte> input, int tokens, Span<float> y, int r0, int r1)
     {
         if (r1 <= r0) return;
+        if (tokens == 1)
+        {
+            MatVecRows(input, y, r0, r1); // decode: the lean matrix-vector path
+            return;
+        }
         if (HasKernel)
         {
             var weights = new ReadOnlySpan<byte>(_data + (long)r0 * RowBytes, checked((r1 - r0) * RowBytes));

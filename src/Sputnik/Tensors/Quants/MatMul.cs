@@ -77,7 +77,8 @@ public static unsafe partial class MatMul
                 {
                     byte* wr = w + (long)r * rowBytes;
                     int t = t0;
-                    if (path == KernelPath.Avx512)
+                    // only entered with a full group: decode (one token) must not pay for the large kernel's frame
+                    if (path == KernelPath.Avx512 && t1 - t0 >= Group)
                         t = MultiTokenAvx512(wType, wr, cols, a, stride, t0, t1, y + r, ldy);
                     for (; t < t1; t++)
                         y[(long)t * ldy + r] = MatVec.DotRow(wType, wr, a + (long)t * stride, cols, path);
