@@ -12,6 +12,9 @@ public sealed record ModelOptions
 
     /// <summary>Context (KV cache) length per sequence; 0 means the model's trained context, capped at 4096.</summary>
     public int ContextLength { get; init; }
+
+    /// <summary>Element format of the KV cache; F16 halves memory and attention bandwidth at a tiny accuracy cost.</summary>
+    public KvCacheType KvType { get; init; } = KvCacheType.F16;
 }
 
 /// <summary>
@@ -20,8 +23,9 @@ public sealed record ModelOptions
 /// </summary>
 public sealed class SputnikModel : IDisposable
 {
-    private SputnikModel(LanguageModel model, Tokenizer tokenizer, int contextLength)
+    private SputnikModel(LanguageModel model, Tokenizer tokenizer, int contextLength, KvCacheType kvType)
     {
+        KvType = kvType;
         Model = model;
         Tokenizer = tokenizer;
         ContextLength = contextLength;
@@ -30,6 +34,7 @@ public sealed class SputnikModel : IDisposable
     public LanguageModel Model { get; }
     public Tokenizer Tokenizer { get; }
     public int ContextLength { get; }
+    public KvCacheType KvType { get; }
     public GgufFile File => Model.File;
     public string? ChatTemplate => File.GetStringOrNull("tokenizer.chat_template");
 
@@ -46,7 +51,7 @@ public sealed class SputnikModel : IDisposable
             var tokenizer = Tokenizer.Create(TokenizerData.FromGguf(file));
             var model = ModelLoader.Load(file, options.Threads);
             int ctx = options.ContextLength > 0 ? options.ContextLength : Math.Min(model.Config.ContextLength, 4096);
-            return new SputnikModel(model, tokenizer, ctx);
+            return new SputnikModel(model, tokenizer, ctx, options.KvType);
         }
         catch
         {
@@ -59,7 +64,7 @@ public sealed class SputnikModel : IDisposable
         Task.Run(() => Load(path, options), cancellationToken);
 
     /// <summary>A fresh KV cache and scratch for one sequence.</summary>
-    public InferenceState CreateState() => Model.CreateState(ContextLength);
+    public InferenceState CreateState() => Model.CreateState(ContextLength, KvType);
 
     public void Dispose() => Model.Dispose();
 }
