@@ -65,8 +65,10 @@ public sealed class PromptCache
         var entry = new Entry(tokens) { Keys = new float[_layers][], Values = new float[_layers][], LastUsed = ++_clock };
         for (int l = 0; l < _layers; l++)
         {
-            entry.Keys[l] = cache.Keys(l, n).ToArray();
-            entry.Values[l] = cache.Values(l, n).ToArray();
+            entry.Keys[l] = new float[n * _kvDim];
+            entry.Values[l] = new float[n * _kvDim];
+            cache.ReadKeys(l, 0, n, 0, _kvDim, entry.Keys[l]);
+            cache.ReadValues(l, 0, n, 0, _kvDim, entry.Values[l]);
         }
         if (entry.Bytes > _maxBytes && _dir == null) return;
         _entries.Add(entry);
@@ -100,8 +102,7 @@ public sealed class PromptCache
         for (int l = 0; l < _layers; l++)
             for (int p = 0; p < length; p++)
             {
-                e.Keys![l].AsSpan(p * _kvDim, _kvDim).CopyTo(cache.Key(l, p));
-                e.Values![l].AsSpan(p * _kvDim, _kvDim).CopyTo(cache.Value(l, p));
+                cache.Write(l, p, e.Keys![l].AsSpan(p * _kvDim, _kvDim), e.Values![l].AsSpan(p * _kvDim, _kvDim));
             }
         cache.Length = length;
         slot.History.AddRange(e.Tokens.AsSpan(0, length));

@@ -147,7 +147,8 @@ public sealed class DeepSeek2 : LanguageModel, IMoeModel
 
     // ---- state ---------------------------------------------------------------------------------------------
 
-    public override InferenceState CreateState(int contextLength)
+    // TODO(perf): the latent cache is F32 whatever kvType asks; an F16 latent would halve it to llama.cpp's size.
+    public override InferenceState CreateState(int contextLength, KvCacheType kvType)
     {
         if (contextLength < 1) throw new ArgumentOutOfRangeException(nameof(contextLength), "context must hold at least one token");
         return new State(this, contextLength, NaiveAttention);
