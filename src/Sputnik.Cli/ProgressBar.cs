@@ -6,9 +6,12 @@ namespace Sputnik.Cli;
 /// <summary>A Spectre.Console progress bar on stderr (stdout stays clean); silent when stderr is not a terminal.</summary>
 internal static class ProgressBar
 {
+    /// <summary>Tests that capture Console.Error turn the bar off.</summary>
+    internal static bool Enabled { get; set; } = true;
+
     public static T Run<T>(string title, Func<Action<ToolProgress>, T> work)
     {
-        if (Console.IsErrorRedirected) return work(_ => { });
+        if (!Enabled || Console.IsErrorRedirected) return work(_ => { });
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
         return console.Progress()
             .AutoClear(true)

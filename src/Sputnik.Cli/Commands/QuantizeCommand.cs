@@ -19,6 +19,7 @@ internal static class QuantizeCommand
             var fileType = QuantMix.Parse(r.GetValue(type)!);
             if (r.GetValue(threads) < 1) throw new ArgumentException($"-t {r.GetValue(threads)} must be at least 1");
             string src = r.GetValue(input)!, dst = r.GetValue(output)!;
+            if (!File.Exists(src)) throw new FileNotFoundException($"model file not found: {src}", src);
             var sw = Stopwatch.StartNew();
             var result = ProgressBar.Run($"quantize {QuantMix.Name(fileType)}", progress =>
                 GgufQuantizer.Quantize(src, dst, fileType, r.GetValue(threads), progress));
