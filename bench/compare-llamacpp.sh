@@ -59,24 +59,28 @@ for round in $(seq 1 "$ROUNDS"); do
   "$root/sputnik" bench -m "$model" -p "$PP" -n "$TG" -t "$threads" -r "$REPS" --json > "$out/sputnik.$round.json"
 done
 
-python3 - "$out" "$ROUNDS" "$model" "$threads" <<'PY'
+python3 - "$out" "$ROUNDS" "$model" "$threads" "$PP" "$TG" <<'PY'
 import json, sys, os
-out, rounds, model, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-def best(vals): return max(vals) if vals else float('nan')
-ll = {"pp": [], "tg": []}; sp = {"pp": [], "tg": []}; ll_std = {}; sp_std = {}
+out, rounds, model, threads, pp, tg = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+runs = {("llama.cpp", k): [] for k in ("pp", "tg")}
+runs.update({("sputnik", k): [] for k in ("pp", "tg")})
 for r in range(1, rounds + 1):
     for e in json.load(open(f"{out}/llama.{r}.json")):
-        kind = "pp" if e["n_prompt"] > 0 and e["n_gen"] == 0 else "tg"
-        ll[kind].append(e["avg_ts"]); ll_std[kind] = e["stddev_ts"]
+        kind = "pp" if e["n_gen"] == 0 else "tg"
+        runs[("llama.cpp", kind)].append((e["avg_ts"], e["stddev_ts"]))
     s = json.load(open(f"{out}/sputnik.{r}.json"))
     for kind in ("pp", "tg"):
         if s.get(kind):
-            sp[kind].append(s[kind]["tok_s"]); sp_std[kind] = s[kind]["std"]
-print(f"model: {os.path.basename(model)}   threads: {threads}   (best of {rounds} alternating rounds, each a mean over reps)")
-print(f"{'test':<8}{'llama.cpp t/s':>16}{'sputnik t/s':>16}{'sputnik/llama.cpp':>20}")
-for kind, n in (("pp", None), ("tg", None)):
-    a, b = best(ll[kind]), best(sp[kind])
-    label = kind
-    print(f"{label:<8}{a:>16.2f}{b:>16.2f}{(b / a if a else float('nan')):>20.3f}")
+            runs[("sputnik", kind)].append((s[kind]["tok_s"], s[kind]["std"]))
+def best(key):
+    v = runs[key]
+    return max(v) if v else (float("nan"), float("nan"))
+print(f"model: {os.path.basename(model)} ({os.path.getsize(model) / 2**20:.1f} MiB), threads: {threads}; "
+      f"best of {rounds} alternating rounds, each the mean ± stddev of its reps")
+print(f"| test | llama.cpp t/s | sputnik t/s | sputnik / llama.cpp |")
+print(f"| ---- | ------------: | ----------: | ------------------: |")
+for kind, n in (("pp", pp), ("tg", tg)):
+    a, sa = best(("llama.cpp", kind)); b, sb = best(("sputnik", kind))
+    print(f"| {kind}{n} | {a:.2f} ± {sa:.2f} | {b:.2f} ± {sb:.2f} | {b / a if a else float('nan'):.3f} |")
 PY
 rm -rf "$out"
