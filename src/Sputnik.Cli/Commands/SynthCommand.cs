@@ -1,3 +1,4 @@
+using Sputnik.Models;
 using System.CommandLine;
 using System.Diagnostics;
 using Sputnik.Tokenizers;
@@ -11,7 +12,7 @@ internal static class SynthCommand
     public static Command Create()
     {
         var arch = new Option<string?>("--arch") { Description = "Architecture (qwen2, llama); must match the preset's" };
-        var preset = new Option<string>("--preset") { Description = $"Model shape: {string.Join(", ", SyntheticModel.Presets.Select(p => p.Name))}", Required = true };
+        var preset = new Option<string>("--preset") { Description = $"Model shape: {string.Join(", ", SyntheticModel.Presets.Select(p => p.Name).Concat(DeepSeek2Synth.Presets.Keys))}", Required = true };
         var type = new Option<string>("--type") { Description = $"File type: {string.Join(", ", QuantMix.TypeNames)}", DefaultValueFactory = _ => "F16" };
         var output = new Option<string>("--output", "-o") { Description = "GGUF file to write", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "Random seed (same seed, same bytes)" };
@@ -23,6 +24,16 @@ internal static class SynthCommand
         };
         cmd.SetAction(r =>
         {
+            if (DeepSeek2Synth.Presets.TryGetValue(r.GetValue(preset)!, out var deepseek))
+            {
+                if (r.GetValue(arch) is { } da && da != "deepseek2")
+                    throw new ArgumentException($"preset '{r.GetValue(preset)}' is architecture 'deepseek2', not '{da}'");
+                var dsw = Stopwatch.StartNew();
+                string dpath = r.GetValue(output)!;
+                SyntheticModel.WriteDeepSeek2(dpath, r.GetValue(preset)!, deepseek(), QuantMix.Parse(r.GetValue(type)!), r.GetValue(seed));
+                Console.Error.WriteLine($"wrote {dpath}: {r.GetValue(preset)} (deepseek2), {ProgressBar.Size(new FileInfo(dpath).Length)} in {dsw.Elapsed.TotalSeconds:F1} s");
+                return 0;
+            }
             var p = SyntheticModel.FindPreset(r.GetValue(preset)!);
             if (r.GetValue(arch) is { } a && !string.Equals(a, p.Arch, StringComparison.OrdinalIgnoreCase))
                 throw new ArgumentException($"preset '{p.Name}' is architecture '{p.Arch}', not '{a}'");

@@ -1,4 +1,5 @@
 using Sputnik.Gguf;
+using Sputnik.Models;
 using Sputnik.Tensors;
 using Sputnik.Tensors.Quants;
 using Sputnik.Tokenizers;
@@ -178,17 +179,38 @@ public static class SyntheticModel
         w.Set("general.file_type", (uint)o.FileType);
         if (QuantMix.IsQuantized(QuantMix.DefaultType(o.FileType))) w.Set("general.quantization_version", GgufQuantizer.QuantizationVersion);
 
+        WriteTokenizer(w, tok, string.IsNullOrEmpty(tok.Pre) || tok.Pre == "default" ? p.Pre : tok.Pre, vocab,
+            tok.AddBos ?? p.Arch == "llama", p.Arch == "qwen2" ? ChatMl : Llama3Chat);
+    }
+
+    private static void WriteTokenizer(GgufWriter w, TokenizerData tok, string pre, int vocab, bool addBos, string chatTemplate)
+    {
         const string t = "tokenizer.ggml.";
         w.Set(t + "model", tok.Model);
-        w.Set(t + "pre", string.IsNullOrEmpty(tok.Pre) || tok.Pre == "default" ? p.Pre : tok.Pre);
+        w.Set(t + "pre", pre);
         w.Set(t + "tokens", tok.Tokens);
         w.Set(t + "token_type", tok.TokenTypes ?? Enumerable.Repeat((int)TokenType.Normal, vocab).ToArray());
         if (tok.Merges is { } merges) w.Set(t + "merges", merges);
         if (tok.BosId is { } bos) w.Set(t + "bos_token_id", (uint)bos);
         if (tok.EosId is { } eos) w.Set(t + "eos_token_id", (uint)eos);
         if (tok.PadId is { } pad) w.Set(t + "padding_token_id", (uint)pad);
-        w.Set(t + "add_bos_token", tok.AddBos ?? p.Arch == "llama");
-        w.Set("tokenizer.chat_template", p.Arch == "qwen2" ? ChatMl : Llama3Chat);
+        w.Set(t + "add_bos_token", addBos);
+        w.Set("tokenizer.chat_template", chatTemplate);
+    }
+
+    /// <summary>
+    /// A `deepseek2` file (MLA + MoE) in the shapes of <paramref name="config"/>, with a synthetic byte-level vocabulary.
+    /// Expert matrices take the file type's base quant type (K-quant mixes are a llama/qwen2 notion here).
+    /// </summary>
+    public static void WriteDeepSeek2(string path, string name, DeepSeek2Config config, FileType fileType, ulong seed)
+    {
+        if (Directory.Exists(path)) throw new ArgumentException($"output '{path}' is a directory");
+        var tok = SyntheticVocab.Create(Math.Max(config.VocabSize, 512), "deepseek-v3"); // byte tokens + specials need room
+        var w = new GgufWriter();
+        DeepSeek2Synth.Write(w, config with { VocabSize = tok.Tokens.Length }, QuantMix.DefaultType(fileType), (int)(seed & 0x7fffffff), $"Sputnik synthetic {name}");
+        w.Set("general.file_type", (uint)fileType);
+        WriteTokenizer(w, tok, "deepseek-v3", tok.Tokens.Length, addBos: true, ChatMl);
+        w.Write(path);
     }
 
     /// <summary>Llama 3.1-style RoPE frequency factors (original context 8192, low/high frequency factors 1 and 4).</summary>

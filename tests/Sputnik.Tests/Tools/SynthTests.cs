@@ -19,6 +19,21 @@ public sealed class SynthTests : IClassFixture<TempDir>
         return path;
     }
 
+    [Fact]
+    public void Deepseek2_tiny_preset_writes_a_model_that_loads_and_generates()
+    {
+        string path = _dir.File("ds-tiny.gguf");
+        CliHarness.Ok(["synth", "--arch", "deepseek2", "--preset", "deepseek2-tiny", "--type", "Q8_0", "-o", path]);
+        using var m = SputnikModel.Load(path, new ModelOptions { Threads = 1, ContextLength = 64 });
+        Assert.Equal("deepseek2", m.File.Architecture);
+        Assert.Equal(3, m.File.TryGetInt64("deepseek2.block_count", out long layers) ? layers : -1);
+        Assert.NotNull(m.File.FindTensor("blk.1.ffn_gate_exps.weight"));
+        var prompt = m.Tokenizer.Encode("hello world");
+        Assert.Equal("hello world", m.Tokenizer.Decode(prompt.Where(t => t != m.Tokenizer.BosId).ToArray()));
+        var logits = m.Model.Forward(m.CreateState(), prompt).ToArray();
+        Assert.All(logits, v => Assert.True(float.IsFinite(v)));
+    }
+
     [Theory]
     [InlineData("qwen2-tiny")]
     [InlineData("llama-tiny")]
