@@ -49,7 +49,12 @@ public sealed class ChatPromptBuilder
     /// <summary>True when the template or vocabulary knows &lt;think&gt; blocks (R1 and its distills).</summary>
     public bool SupportsThinking => Template.Contains("<think>", StringComparison.Ordinal) || _tokenizer.FindToken("<think>") != null;
 
+    /// <summary>Renders <paramref name="messages"/> with the template and tokenizes the result.</summary>
+    /// <param name="messages">The conversation, system message first when there is one.</param>
+    /// <param name="addGenerationPrompt">Open the assistant's turn at the end (the template's <c>add_generation_prompt</c>).</param>
+    /// <param name="tools">OpenAI-style tool objects for the template's <c>tools</c> variable; null for none.</param>
     /// <param name="thinking">false closes the thinking block in the prompt so the model answers directly.</param>
+    /// <param name="extra">More template variables.</param>
     public ChatPrompt Build(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true,
         IEnumerable<object?>? tools = null, bool thinking = true, IDictionary<string, object?>? extra = null)
     {
