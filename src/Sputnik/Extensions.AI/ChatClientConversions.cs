@@ -10,6 +10,9 @@ namespace Sputnik;
 /// <summary>Maps Microsoft.Extensions.AI messages and tools to Sputnik's chat messages and template values.</summary>
 internal static class ChatClientConversions
 {
+    /// <summary>MEAI's serializer settings, compact (arguments and results go into the prompt).</summary>
+    private static readonly JsonSerializerOptions Compact = new(AIJsonUtilities.DefaultOptions) { WriteIndented = false };
+
     /// <summary>
     /// Messages in template order: system/user/assistant text, assistant <see cref="FunctionCallContent"/> as
     /// <c>tool_calls</c>, every <see cref="FunctionResultContent"/> as its own <c>tool</c> message.
@@ -32,7 +35,7 @@ internal static class ChatClientConversions
                     case TextContent t: text.Append(t.Text); break;
                     case TextReasoningContent r: reasoning.Append(r.Text); break;
                     case FunctionCallContent f:
-                        calls.Add(new ToolCall(f.CallId, f.Name, JsonSerializer.Serialize(f.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions)));
+                        calls.Add(new ToolCall(f.CallId, f.Name, JsonSerializer.Serialize(f.Arguments ?? new Dictionary<string, object?>(), Compact)));
                         break;
                     case FunctionResultContent r:
                         results.Add(new SChatMessage("tool", ResultText(r)) { ToolCallId = r.CallId });
@@ -72,7 +75,7 @@ internal static class ChatClientConversions
         null => r.Exception is { } e ? "Error: " + e.Message : "",
         string s => s,
         JsonElement je => je.ValueKind == JsonValueKind.String ? je.GetString()! : je.GetRawText(),
-        var o => JsonSerializer.Serialize(o, AIJsonUtilities.DefaultOptions),
+        var o => JsonSerializer.Serialize(o, Compact),
     };
 
     /// <summary>Function declarations as OpenAI-style tool objects for the template's <c>tools</c> variable; null for none.</summary>
