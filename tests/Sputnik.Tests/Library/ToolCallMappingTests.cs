@@ -50,4 +50,25 @@ public sealed class ToolCallMappingTests
         Assert.Equal(("c1", "Sunny"), (mapped[3].ToolCallId, mapped[3].Content));
         Assert.Equal(("c2", "21"), (mapped[4].ToolCallId, mapped[4].Content));
     }
+
+    [Fact]
+    public void ChatMLFallbackRendersToolsCallsAndResults()
+    {
+        using var model = LibraryFixture.Load();
+        var builder = new Sputnik.Inference.ChatPromptBuilder(model.Tokenizer, null);
+        var tools = ChatClientConversions.ToTools(new ChatOptions { Tools = [AIFunctionFactory.Create((string city) => city, "get_weather")] });
+        var messages = ChatClientConversions.ToMessages(
+        [
+            new(ChatRole.User, "Weather?"),
+            new(ChatRole.Assistant, [new FunctionCallContent("c1", "get_weather", new Dictionary<string, object?> { ["city"] = "Paris" })]),
+            new(ChatRole.Tool, [new FunctionResultContent("c1", "Sunny")]),
+        ], []);
+        string text = builder.Build(messages, tools: tools).Text;
+        Assert.Contains("<tools>\n{\"type\": \"function\"", text);
+        Assert.Contains("<|im_start|>assistant\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>", text);
+        Assert.Contains("<|im_start|>tool\nSunny<|im_end|>", text);
+        Assert.EndsWith("<|im_start|>assistant\n", text);
+        // Without tools the fallback is plain ChatML.
+        Assert.Equal("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", builder.Build([Sputnik.Inference.ChatMessage.User("Hi")]).Text);
+    }
 }
