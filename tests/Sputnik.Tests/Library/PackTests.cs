@@ -11,6 +11,9 @@ public sealed class PackTests
     [Fact]
     public void PackedToolInstallsAndPrintsItsVersion()
     {
+        string version = System.Text.RegularExpressions.Regex.Match(
+            File.ReadAllText(Path.Combine(Fixtures.RepoRoot, "Directory.Build.props")), "<Version>([^<]+)</Version>").Groups[1].Value;
+        Assert.NotEmpty(version);
         string temp = Path.Combine(Path.GetTempPath(), "sputnik-pack-" + Guid.NewGuid().ToString("N")[..8]);
         try
         {
@@ -36,16 +39,21 @@ public sealed class PackTests
             pack.Environment["CI"] = "false"; // no .git in the copy for Source Link to read
             var packed = ProcessRunner.Run(pack, TimeSpan.FromMinutes(5));
             Assert.True(packed.ExitCode == 0, packed.ToString());
-            Assert.True(File.Exists(Path.Combine(nupkg, "Sputnik.0.1.0.nupkg")), "the library package");
-            Assert.True(File.Exists(Path.Combine(nupkg, "Sputnik.Cli.0.1.0.nupkg")));
+            Assert.True(File.Exists(Path.Combine(nupkg, $"Sputnik.{version}.nupkg")), "the library package");
+            Assert.True(File.Exists(Path.Combine(nupkg, $"Sputnik.Cli.{version}.nupkg")));
 
             string tools = Path.Combine(temp, "tools");
-            var install = ProcessRunner.Run("dotnet", TimeSpan.FromMinutes(2), "tool", "install", "--tool-path", tools, "--add-source", nupkg, "--ignore-failed-sources", "Sputnik.Cli");
+            // Only the fresh packages: a same-named package on a public feed must not win.
+            string config = Path.Combine(temp, "nuget.config");
+            File.WriteAllText(config, $"""
+                <configuration><packageSources><clear /><add key="local" value="{nupkg}" /></packageSources></configuration>
+                """);
+            var install = ProcessRunner.Run("dotnet", TimeSpan.FromMinutes(2), "tool", "install", "--tool-path", tools, "--configfile", config, "--version", version, "Sputnik.Cli");
             Assert.True(install.ExitCode == 0, install.ToString());
             string exe = Path.Combine(tools, OperatingSystem.IsWindows() ? "sputnik.exe" : "sputnik");
-            var version = ProcessRunner.Run(exe, TimeSpan.FromMinutes(1), "--version");
-            Assert.True(version.ExitCode == 0, version.ToString());
-            Assert.StartsWith("0.1.0", version.StdOut.Trim());
+            var printed = ProcessRunner.Run(exe, TimeSpan.FromMinutes(1), "--version");
+            Assert.True(printed.ExitCode == 0, printed.ToString());
+            Assert.StartsWith(version, printed.StdOut.Trim());
         }
         finally
         {
