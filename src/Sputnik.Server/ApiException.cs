@@ -1,7 +1,7 @@
 namespace Sputnik.Server;
 
 /// <summary>An error that becomes OpenAI's error JSON with the given status.</summary>
-public sealed class ApiException(int status, string message, string? param = null, string? code = null, string? type = null)
+internal sealed class ApiException(int status, string message, string? param = null, string? code = null, string? type = null)
     : Exception(message)
 {
     public int Status { get; } = status;

@@ -6,7 +6,7 @@ using Sputnik.Server.Scheduling;
 namespace Sputnik.Server;
 
 /// <summary>The loaded model, its prompt builder and scheduler, and the facts the API reports about it.</summary>
-public sealed class ModelHost : IDisposable
+internal sealed class ModelHost : IDisposable
 {
     public ModelHost(SputnikModel model, ServerOptions options, ServerMetrics metrics, bool ownsModel)
     {

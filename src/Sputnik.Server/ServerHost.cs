@@ -31,7 +31,7 @@ public sealed class ServerHost : IAsyncDisposable
     }
 
     public Uri BaseAddress { get; }
-    public ModelHost Model => _host;
+    internal ModelHost Model => _host;
     public ServerOptions Options => _host.Options;
 
     /// <summary>Loads the model (unless given one) and starts listening.</summary>

@@ -5,7 +5,7 @@ using System.Text;
 namespace Sputnik.Server;
 
 /// <summary>Counters behind GET /metrics (Prometheus text format).</summary>
-public sealed class ServerMetrics
+internal sealed class ServerMetrics
 {
     private readonly ConcurrentDictionary<int, long> _byStatus = new();
     private long _promptTokens, _cachedTokens, _generatedTokens, _requestsDone;

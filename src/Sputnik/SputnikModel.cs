@@ -43,10 +43,10 @@ public sealed class SputnikModel : IDisposable
     }
 
     /// <summary>The transformer (llama, qwen2 or deepseek2) that computes logits.</summary>
-    public LanguageModel Model { get; }
+    internal LanguageModel Model { get; }
 
     /// <summary>The model's tokenizer (text ⇄ token ids).</summary>
-    public Tokenizer Tokenizer { get; }
+    internal Tokenizer Tokenizer { get; }
 
     /// <summary>Context (KV cache) length of each sequence created by <see cref="CreateState"/>.</summary>
     public int ContextLength { get; }
@@ -55,7 +55,7 @@ public sealed class SputnikModel : IDisposable
     public KvCacheType KvType { get; }
 
     /// <summary>The mapped GGUF file (metadata and tensors).</summary>
-    public GgufFile File => Model.File;
+    internal GgufFile File => Model.File;
 
     /// <summary>The model's Jinja chat template, or null when the file carries none (ChatML is used then).</summary>
     public string? ChatTemplate => File.GetStringOrNull("tokenizer.chat_template");
@@ -97,7 +97,7 @@ public sealed class SputnikModel : IDisposable
         Task.Run(() => Load(path, options), cancellationToken);
 
     /// <summary>A fresh KV cache and scratch for one sequence.</summary>
-    public InferenceState CreateState() => Model.CreateState(ContextLength, KvType);
+    internal InferenceState CreateState() => Model.CreateState(ContextLength, KvType);
 
     /// <summary>
     /// Starts a conversation with this model: it keeps the messages and its own KV cache, so each turn only

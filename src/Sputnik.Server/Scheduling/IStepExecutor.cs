@@ -7,14 +7,14 @@ namespace Sputnik.Server.Scheduling;
 /// sequence's step into sample → gather the next tokens of all sequences → one multi-sequence forward (weights read
 /// once per step) → scatter the logits back, and plug in here without touching the scheduler or the HTTP layer.
 /// </summary>
-public interface IStepExecutor
+internal interface IStepExecutor
 {
     /// <summary>Advances each sequence once; <paramref name="stepOne"/> does the per-sequence bookkeeping.</summary>
     void Step(IReadOnlyList<ActiveSequence> sequences, Action<ActiveSequence> stepOne);
 }
 
 /// <summary>Steps sequences one after another (today's model API).</summary>
-public sealed class SequentialStepExecutor : IStepExecutor
+internal sealed class SequentialStepExecutor : IStepExecutor
 {
     public void Step(IReadOnlyList<ActiveSequence> sequences, Action<ActiveSequence> stepOne)
     {

@@ -5,10 +5,10 @@ using Sputnik.Server.Api;
 namespace Sputnik.Server.Scheduling;
 
 /// <summary>One event of a running job: a token (with its logprobs when asked), the end, or a failure.</summary>
-public readonly record struct JobEvent(GeneratedToken Token, TokenLogprob? Logprob, bool Done, Exception? Error);
+internal readonly record struct JobEvent(GeneratedToken Token, TokenLogprob? Logprob, bool Done, Exception? Error);
 
 /// <summary>A generation request waiting for, or running in, a slot. Events flow out through <see cref="Events"/>.</summary>
-public sealed class InferenceJob
+internal sealed class InferenceJob
 {
     public InferenceJob(int[] prompt, GenerationOptions options, CancellationToken cancellation, int topLogprobs = -1)
     {

@@ -4,7 +4,7 @@ using Sputnik.Tokenizers;
 namespace Sputnik.Server.Scheduling;
 
 /// <summary>OpenAI logprobs of a sampled token: log-softmax of the raw logits (before sampling transforms).</summary>
-public static class Logprobs
+internal static class Logprobs
 {
     public static TokenLogprob For(Tokenizer tokenizer, float[] logits, int token, int top)
     {

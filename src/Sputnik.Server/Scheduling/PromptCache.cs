@@ -10,7 +10,7 @@ namespace Sputnik.Server.Scheduling;
 /// slot gets it copied back. With --cache-dir every entry is also written to disk (DeepSeek's "context caching on
 /// disk") and reloaded after a restart, but only when the file's model identity matches the loaded model.
 /// </summary>
-public sealed class PromptCache
+internal sealed class PromptCache
 {
     /// <summary>Shorter histories are not worth a snapshot.</summary>
     public const int MinTokens = 8;

@@ -9,7 +9,7 @@ namespace Sputnik.Server.Scheduling;
 /// slot whose cached tokens share the longest prefix with its prompt (least recently used otherwise), so the
 /// generator only computes the part of the prompt that is new.
 /// </summary>
-public sealed class Scheduler : IDisposable
+internal sealed class Scheduler : IDisposable
 {
     private readonly SputnikModel _model;
     private readonly Generator _generator;

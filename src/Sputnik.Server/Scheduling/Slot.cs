@@ -7,7 +7,7 @@ namespace Sputnik.Server.Scheduling;
 /// One of the --parallel sequences: its own KV cache and the token history that cache holds, kept after a job
 /// ends so the next request that shares a prefix reuses it (the prompt cache).
 /// </summary>
-public sealed class Slot(int id, InferenceState state)
+internal sealed class Slot(int id, InferenceState state)
 {
     public int Id { get; } = id;
     public InferenceState State { get; } = state;
@@ -34,7 +34,7 @@ public sealed class Slot(int id, InferenceState state)
 }
 
 /// <summary>A job bound to a slot, with the generator's enumerator that advances it one token per step.</summary>
-public sealed class ActiveSequence(InferenceJob job, Slot slot, IEnumerator<GeneratedToken> steps)
+internal sealed class ActiveSequence(InferenceJob job, Slot slot, IEnumerator<GeneratedToken> steps)
 {
     public InferenceJob Job { get; } = job;
     public Slot Slot { get; } = slot;

@@ -8,7 +8,7 @@ namespace Sputnik.Server.Storage;
 /// Chat history for the web app in SQLite (WAL, synchronous=FULL so a completed message survives kill -9).
 /// One connection, serialized by a lock: the web app's traffic is a handful of small writes.
 /// </summary>
-public sealed class ConversationStore : IDisposable
+internal sealed class ConversationStore : IDisposable
 {
     private readonly SqliteConnection _db;
     private readonly Lock _lock = new();

@@ -8,7 +8,7 @@ using Sputnik.Tokenizers;
 namespace Sputnik.Conversion;
 
 /// <summary>Output weight format of <see cref="HfConverter"/> (norms, biases and routers stay F32 as in llama.cpp).</summary>
-public enum ConvertType { F32, F16, BF16, Q8_0, Q4_K_M }
+internal enum ConvertType { F32, F16, BF16, Q8_0, Q4_K_M }
 
 /// <summary>
 /// Converts a Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json, tokenizer_config.json,
@@ -16,7 +16,7 @@ public enum ConvertType { F32, F16, BF16, Q8_0, Q4_K_M }
 /// streamed one row at a time from the memory-mapped safetensors into the writer, so the model is never held in
 /// memory (only deepseek2's kv_b, a few MB per layer, is gathered whole to transpose its key half).
 /// </summary>
-public sealed class HfConverter : IDisposable
+internal sealed class HfConverter : IDisposable
 {
     public static readonly IReadOnlyDictionary<string, string> Architectures = new Dictionary<string, string>
     {

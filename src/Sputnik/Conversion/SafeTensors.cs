@@ -6,7 +6,7 @@ using System.Text.Json;
 namespace Sputnik.Conversion;
 
 /// <summary>One tensor entry of a safetensors header.</summary>
-public sealed record SafeTensorInfo(string Name, string DType, long[] Shape, long Begin, long End, SafeTensorsFile File)
+internal sealed record SafeTensorInfo(string Name, string DType, long[] Shape, long Begin, long End, SafeTensorsFile File)
 {
     public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
 }
@@ -16,7 +16,7 @@ public sealed record SafeTensorInfo(string Name, string DType, long[] Shape, lon
 /// {dtype, shape, data_offsets}, then the raw little-endian data. Every offset is checked against the file before use.
 /// F32, F16 and BF16 are decoded to float.
 /// </summary>
-public sealed unsafe class SafeTensorsFile : IDisposable
+internal sealed unsafe class SafeTensorsFile : IDisposable
 {
     private readonly MemoryMappedFile _map;
     private readonly MemoryMappedViewAccessor _view;
@@ -126,7 +126,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 }
 
 /// <summary>All tensors of a Hugging Face model folder: model.safetensors, a sharded index, or every *.safetensors.</summary>
-public sealed class SafeTensorsSet : IDisposable
+internal sealed class SafeTensorsSet : IDisposable
 {
     private readonly List<SafeTensorsFile> _files = [];
     private readonly Dictionary<string, SafeTensorInfo> _tensors = new(StringComparer.Ordinal);
@@ -176,7 +176,7 @@ public sealed class SafeTensorsSet : IDisposable
 }
 
 /// <summary>Writes .safetensors files (tests build tiny Hugging Face checkpoints with it).</summary>
-public static class SafeTensorsWriter
+internal static class SafeTensorsWriter
 {
     public static void Write(string path, IEnumerable<(string Name, long[] Shape, float[] Data)> tensors, string dtype = "F32")
     {

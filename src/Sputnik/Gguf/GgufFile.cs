@@ -7,7 +7,7 @@ namespace Sputnik.Gguf;
 /// A GGUF v2/v3 file opened read-only. The header (metadata + tensor infos) is parsed eagerly; tensor data
 /// stays in the memory-mapped file and is handed out as spans/pointers into the mapping, never copied.
 /// </summary>
-public sealed unsafe class GgufFile : IDisposable
+internal sealed unsafe class GgufFile : IDisposable
 {
     public const uint Magic = 0x46554747; // "GGUF" little-endian
     public const int DefaultAlignment = 32;

@@ -6,7 +6,7 @@ namespace Sputnik.Gguf;
 /// One tensor's header entry. <see cref="Dims"/> follows ggml order: Dims[0] is the row length (innermost),
 /// so a PyTorch weight [out, in] appears as [in, out].
 /// </summary>
-public sealed record GgufTensorInfo(string Name, long[] Dims, GgmlType Type, long Offset, long ByteSize)
+internal sealed record GgufTensorInfo(string Name, long[] Dims, GgmlType Type, long Offset, long ByteSize)
 {
     /// <summary>Total number of elements (product of dims).</summary>
     public long ElementCount

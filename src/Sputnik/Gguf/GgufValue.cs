@@ -1,7 +1,7 @@
 namespace Sputnik.Gguf;
 
 /// <summary>The metadata value types GGUF stores on disk (ids 0–12).</summary>
-public enum GgufValueType : uint
+internal enum GgufValueType : uint
 {
     UInt8 = 0,
     Int8 = 1,
@@ -19,7 +19,7 @@ public enum GgufValueType : uint
 }
 
 /// <summary>An array value: its element type and a typed .NET array (string[], float[], int[], GgufArray[] for nested arrays …).</summary>
-public sealed record GgufArray(GgufValueType ElementType, Array Items)
+internal sealed record GgufArray(GgufValueType ElementType, Array Items)
 {
     public int Count => Items.Length;
 }
@@ -28,7 +28,7 @@ public sealed record GgufArray(GgufValueType ElementType, Array Items)
 /// One metadata value. <see cref="Value"/> holds the boxed .NET value: byte, sbyte, ushort, short, uint, int,
 /// float, bool, string, ulong, long, double, or a <see cref="GgufArray"/>.
 /// </summary>
-public sealed record GgufValue(GgufValueType Type, object Value)
+internal sealed record GgufValue(GgufValueType Type, object Value)
 {
     public static GgufValue Of(string s) => new(GgufValueType.String, s);
     public static GgufValue Of(uint v) => new(GgufValueType.UInt32, v);

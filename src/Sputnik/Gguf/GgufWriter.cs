@@ -9,7 +9,7 @@ namespace Sputnik.Gguf;
 /// Tensor data can be given as bytes or as a callback that streams it, so writers (quantize, convert) never
 /// need the whole model in memory. Sizes are known up front from type and dims, which fixes every offset.
 /// </summary>
-public sealed class GgufWriter
+internal sealed class GgufWriter
 {
     private readonly List<KeyValuePair<string, GgufValue>> _metadata = [];
     private readonly List<PendingTensor> _tensors = [];

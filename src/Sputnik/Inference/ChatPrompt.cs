@@ -12,23 +12,29 @@ public sealed record ChatMessage(string Role, string? Content)
 {
     /// <summary>The assistant's thinking, kept for display; never fed back to the model (R1 strips it from history).</summary>
     public string? ReasoningContent { get; init; }
+    /// <summary>Tool calls the assistant made in this turn.</summary>
     public IReadOnlyList<ToolCall>? ToolCalls { get; init; }
+    /// <summary>For a tool message: the id of the call it answers.</summary>
     public string? ToolCallId { get; init; }
+    /// <summary>Optional author name (or the tool name for tool messages).</summary>
     public string? Name { get; init; }
 
+    /// <summary>A system message.</summary>
     public static ChatMessage System(string text) => new("system", text);
+    /// <summary>A user message.</summary>
     public static ChatMessage User(string text) => new("user", text);
+    /// <summary>An assistant message.</summary>
     public static ChatMessage Assistant(string text) => new("assistant", text);
 }
 
 /// <summary>A rendered prompt: text, tokens, and whether generation starts inside a &lt;think&gt; block.</summary>
-public sealed record ChatPrompt(string Text, int[] Tokens, bool StartsInThinking);
+internal sealed record ChatPrompt(string Text, int[] Tokens, bool StartsInThinking);
 
 /// <summary>
 /// Renders chat messages with the model's own Jinja chat template (ChatML when the file has none) and tokenizes
 /// the result with special tokens parsed, adding BOS only when the template did not already write it.
 /// </summary>
-public sealed class ChatPromptBuilder
+internal sealed class ChatPromptBuilder
 {
     /// <summary>
     /// Used when the model carries no template: ChatML, with Hermes-style tools (a system block listing them,

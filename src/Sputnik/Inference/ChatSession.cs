@@ -68,7 +68,7 @@ public sealed record ChatUsage(int InputTokens, int CachedInputTokens, int Outpu
     public double TokensPerSecond => GenerationTime > TimeSpan.Zero ? OutputTokens / GenerationTime.TotalSeconds : 0;
 
     /// <summary>The usage recorded in generation statistics.</summary>
-    public static ChatUsage From(GenerationStats stats)
+    internal static ChatUsage From(GenerationStats stats)
     {
         ArgumentNullException.ThrowIfNull(stats);
         return new(stats.PromptTokens, stats.CachedPromptTokens, stats.GeneratedTokens, stats.ReasoningTokens,
@@ -128,7 +128,7 @@ public sealed class ChatSession
     public bool SupportsThinking => _prompts.SupportsThinking;
 
     /// <summary>Statistics of the last turn.</summary>
-    public GenerationStats? LastStats { get; private set; }
+    internal GenerationStats? LastStats { get; private set; }
 
     /// <summary>Forgets the conversation (the KV cache is reused as far as the new prompt allows).</summary>
     public void Clear() => _messages.Clear();

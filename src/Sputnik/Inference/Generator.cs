@@ -5,7 +5,7 @@ using Sputnik.Tokenizers;
 namespace Sputnik.Inference;
 
 /// <summary>Limits and stop rules of one generation.</summary>
-public sealed record GenerationOptions
+internal sealed record GenerationOptions
 {
     public int MaxTokens { get; init; } = 128;
     public SamplingOptions Sampling { get; init; } = new();
@@ -16,7 +16,18 @@ public sealed record GenerationOptions
     public ReasoningOptions? Reasoning { get; init; }
 }
 
-public enum FinishReason { Stop, Length, ContextFull, Cancelled }
+/// <summary>Why generation ended.</summary>
+public enum FinishReason
+{
+    /// <summary>An end-of-generation token or a stop string.</summary>
+    Stop,
+    /// <summary>The token limit was reached.</summary>
+    Length,
+    /// <summary>The context (KV cache) is full.</summary>
+    ContextFull,
+    /// <summary>The caller cancelled.</summary>
+    Cancelled,
+}
 
 /// <summary>One step of generation: the sampled token and the text it releases (possibly empty while a UTF-8 character or a stop string is incomplete).</summary>
 /// <summary>
@@ -24,13 +35,13 @@ public enum FinishReason { Stop, Length, ContextFull, Cancelled }
 /// a stop string is incomplete). <see cref="Split"/> divides that text into reasoning and answer when the
 /// generation tracks reasoning (<see cref="GenerationOptions.Reasoning"/> set).
 /// </summary>
-public readonly record struct GeneratedToken(int Id, string Text, ReasoningDelta? Split = null);
+internal readonly record struct GeneratedToken(int Id, string Text, ReasoningDelta? Split = null);
 
 /// <summary>
 /// Reasoning tracking and its budget: once <see cref="MaxThinkingTokens"/> tokens were spent inside the
 /// thinking block, the generator writes <see cref="Cue"/> + <see cref="CloseText"/> itself and the model answers.
 /// </summary>
-public sealed record ReasoningOptions
+internal sealed record ReasoningOptions
 {
     /// <summary>Thinking tokens allowed; int.MaxValue means unlimited (tracking only).</summary>
     public int MaxThinkingTokens { get; init; } = int.MaxValue;
@@ -43,7 +54,7 @@ public sealed record ReasoningOptions
 }
 
 /// <summary>Timings and counts of one generation, llama.cpp style.</summary>
-public sealed class GenerationStats
+internal sealed class GenerationStats
 {
     public int PromptTokens { get; set; }
     public int CachedPromptTokens { get; set; }
@@ -63,7 +74,7 @@ public sealed class GenerationStats
 /// Runs the prompt → sample → feed loop for one sequence. The state's KV cache is reused: when it already holds
 /// a prefix of the new prompt, only the rest is computed (prompt caching).
 /// </summary>
-public sealed class Generator(LanguageModel model, Tokenizer tokenizer)
+internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
 {
     public LanguageModel Model { get; } = model;
     public Tokenizer Tokenizer { get; } = tokenizer;

@@ -1,7 +1,7 @@
 namespace Sputnik.Inference;
 
 /// <summary>Text released by one <see cref="ReasoningParser.Push"/>: the part that is thinking and the part that is answer.</summary>
-public readonly record struct ReasoningDelta(string Reasoning, string Content)
+internal readonly record struct ReasoningDelta(string Reasoning, string Content)
 {
     public bool IsEmpty => Reasoning.Length == 0 && Content.Length == 0;
 }
@@ -12,7 +12,7 @@ public readonly record struct ReasoningDelta(string Reasoning, string Content)
 /// and a prompt that already opened the thinking block (R1-Distill templates end with "&lt;think&gt;\n")
 /// starts inside it.
 /// </summary>
-public sealed class ReasoningParser
+internal sealed class ReasoningParser
 {
     public enum Phase { BeforeThinking, Thinking, Answer }
 

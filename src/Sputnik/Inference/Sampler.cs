@@ -6,7 +6,7 @@ namespace Sputnik.Inference;
 /// Picks the next token from logits: penalties → top-k → top-p → min-p → temperature → draw, the order of
 /// llama.cpp's default chain. Buffers are sized to the vocabulary once; sampling allocates nothing.
 /// </summary>
-public sealed class Sampler
+internal sealed class Sampler
 {
     private readonly SamplingOptions _options;
     private readonly int[] _ids;

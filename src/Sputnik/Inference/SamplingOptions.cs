@@ -22,8 +22,10 @@ public sealed record SamplingOptions
     /// <summary>Seed for reproducible sampling; null picks a random one.</summary>
     public ulong? Seed { get; init; }
 
+    /// <summary>Always the most likely token (temperature 0).</summary>
     public static SamplingOptions Greedy { get; } = new() { Temperature = 0 };
 
+    /// <summary>True when the temperature is 0 or below.</summary>
     public bool IsGreedy => Temperature <= 0;
 
     /// <summary>Throws ArgumentException naming the bad field.</summary>

@@ -4,7 +4,7 @@ namespace Sputnik.Inference;
 /// Streams text through a set of stop strings: text is released only once it can no longer be the start of a
 /// stop string, so a stop sequence split across tokens is never half-printed.
 /// </summary>
-public sealed class StopMatcher(IReadOnlyList<string> stops)
+internal sealed class StopMatcher(IReadOnlyList<string> stops)
 {
     private readonly string[] _stops = stops.Where(s => s.Length > 0).ToArray();
     private string _pending = "";

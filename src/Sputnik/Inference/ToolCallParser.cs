@@ -7,7 +7,7 @@ namespace Sputnik.Inference;
 /// Finds tool calls in generated text, in the Hermes/Qwen form
 /// <c>&lt;tool_call&gt;{"name": ..., "arguments": {...}}&lt;/tool_call&gt;</c>; the rest stays content.
 /// </summary>
-public static partial class ToolCallParser
+internal static partial class ToolCallParser
 {
     /// <summary>The tag that opens a tool call.</summary>
     public const string OpenTag = "<tool_call>";

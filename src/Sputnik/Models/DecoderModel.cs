@@ -10,7 +10,7 @@ namespace Sputnik.Models;
 /// RoPE and a SwiGLU feed-forward. Architectures differ only in their <see cref="ModelConfig"/> (RoPE pairing)
 /// and in which optional tensors (Q/K/V biases, a separate output matrix) the file carries.
 /// </summary>
-public sealed partial class DecoderModel : LanguageModel
+internal sealed partial class DecoderModel : LanguageModel
 {
     private sealed class Layer
     {

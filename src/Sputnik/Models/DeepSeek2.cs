@@ -14,7 +14,7 @@ namespace Sputnik.Models;
 /// states created afterwards to the decompress-then-attend reference, which caches full per-head keys and values.
 /// </para>
 /// </summary>
-public sealed class DeepSeek2 : LanguageModel, IMoeModel
+internal sealed class DeepSeek2 : LanguageModel, IMoeModel
 {
     public const string Name = DeepSeek2Config.Arch;
 

@@ -3,7 +3,7 @@ using Sputnik.Gguf;
 namespace Sputnik.Models;
 
 /// <summary>How the router turns its logits into per-expert probabilities (`{arch}.expert_gating_func`).</summary>
-public enum ExpertGating
+internal enum ExpertGating
 {
     /// <summary>DeepSeek-V2 / V2-Lite: softmax over all routed experts (llama.cpp value 1, also the default when the key is absent).</summary>
     Softmax = 1,
@@ -17,7 +17,7 @@ public enum ExpertGating
 /// writes. Both the MLA layout (key_length = kv_lora_rank + rope, key_length_mla = nope + rope) and older files
 /// without the *_mla keys are understood.
 /// </summary>
-public sealed record DeepSeek2Config
+internal sealed record DeepSeek2Config
 {
     public const string Arch = "deepseek2";
 

@@ -8,7 +8,7 @@ namespace Sputnik.Models;
 /// Hyper-parameter presets and a streaming writer for synthetic `deepseek2` GGUF files (random weights with the
 /// real shapes and llama.cpp's keys), for `sputnik synth`, benchmarks and tests. The caller adds tokenizer keys.
 /// </summary>
-public static class DeepSeek2Synth
+internal static class DeepSeek2Synth
 {
     /// <summary>DeepSeek-V2-Lite shapes: ≈15.7B parameters, ≈2.4B active per token (MLA without q-LoRA, softmax routing).</summary>
     public static DeepSeek2Config V2Lite => new()

@@ -8,7 +8,7 @@ namespace Sputnik.Models;
 /// ffn_*_exps, or the per-head attn_k_b / attn_v_b): slice i is an ordinary <see cref="WeightMatrix"/> over its
 /// own contiguous bytes, so a decode step touches only the slices it uses.
 /// </summary>
-public static class TensorSlices
+internal static class TensorSlices
 {
     public static WeightMatrix[] Split3D(GgufFile file, string name, int cols, int rows, int count)
     {
@@ -44,7 +44,7 @@ public static class TensorSlices
 /// (a plain mat-vec) or transposed (rows are inputs: y = Σ_r x[r]·row_r), which is how the MLA up-projections
 /// appear in one of the two GGUF layouts for each of the absorbed and naive paths.
 /// </summary>
-public sealed class HeadMatrices
+internal sealed class HeadMatrices
 {
     private readonly WeightMatrix[] _heads;
 

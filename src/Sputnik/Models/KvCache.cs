@@ -9,7 +9,7 @@ namespace Sputnik.Models;
 /// Attention reads one head of a run of positions back as floats (<see cref="ReadKeys"/>), a chunk at a time, so the
 /// conversion runs vectorized over many values instead of one System.Half conversion per value.
 /// </summary>
-public sealed class KvCache
+internal sealed class KvCache
 {
     private const int QBlock = 32;          // values per Q8_0 block
     private const int QBlockBytes = 4 + QBlock; // float scale + 32 signed bytes

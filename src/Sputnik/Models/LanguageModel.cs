@@ -7,7 +7,7 @@ namespace Sputnik.Models;
 /// A loaded architecture: turns tokens at positions into next-token logits using a per-sequence
 /// <see cref="InferenceState"/>. Implementations keep the weights in the mapped file.
 /// </summary>
-public abstract class LanguageModel : IDisposable
+internal abstract class LanguageModel : IDisposable
 {
     protected LanguageModel(GgufFile file, ModelConfig config, WorkerPool pool)
     {
@@ -43,7 +43,7 @@ public abstract class LanguageModel : IDisposable
 }
 
 /// <summary>Per-sequence mutable state: KV cache plus activation scratch. Not thread-safe; one per sequence.</summary>
-public class InferenceState(KvCache cache, int vocab)
+internal class InferenceState(KvCache cache, int vocab)
 {
     public KvCache Cache { get; } = cache;
     public float[] Logits { get; } = new float[vocab];

@@ -5,7 +5,7 @@ namespace Sputnik.Models;
 /// (qk_rope)], shared by all heads. This is all absorbed attention needs; keys and values are never
 /// decompressed. Layout [layer][position][rank + rope] keeps one position of one layer contiguous.
 /// </summary>
-public sealed class LatentKvCache
+internal sealed class LatentKvCache
 {
     private readonly float[][] _rows;
 
@@ -35,7 +35,7 @@ public sealed class LatentKvCache
 /// The reference path's cache: fully decompressed per-head keys [k_nope | k_pe] and values, as plain multi-head
 /// attention would store them. Used only to test the absorbed path against.
 /// </summary>
-public sealed class NaiveMlaCache(int layers, int capacity, int heads, int qkHeadDim, int vHeadDim)
+internal sealed class NaiveMlaCache(int layers, int capacity, int heads, int qkHeadDim, int vHeadDim)
 {
     private readonly float[][] _keys = Enumerable.Range(0, layers).Select(_ => new float[checked((long)capacity * heads * qkHeadDim)]).ToArray();
     private readonly float[][] _values = Enumerable.Range(0, layers).Select(_ => new float[checked((long)capacity * heads * vHeadDim)]).ToArray();

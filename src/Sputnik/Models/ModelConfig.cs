@@ -3,7 +3,7 @@ using Sputnik.Gguf;
 namespace Sputnik.Models;
 
 /// <summary>Hyper-parameters of a llama-family decoder, read from `{arch}.*` GGUF keys with llama.cpp's defaults.</summary>
-public sealed record ModelConfig
+internal sealed record ModelConfig
 {
     public required string Architecture { get; init; }
     public required int Dim { get; init; }

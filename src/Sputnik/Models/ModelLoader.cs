@@ -4,7 +4,7 @@ using Sputnik.Tensors;
 namespace Sputnik.Models;
 
 /// <summary>Maps `general.architecture` to the class that runs it.</summary>
-public static class ModelLoader
+internal static class ModelLoader
 {
     private static readonly Dictionary<string, Func<GgufFile, WorkerPool, LanguageModel>> Architectures = new()
     {

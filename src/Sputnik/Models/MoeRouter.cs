@@ -8,7 +8,7 @@ namespace Sputnik.Models;
 /// selection (score of a group = sum of its top-2 biased scores; keep the best groups), top-k, optional
 /// renormalisation of the k weights, then the routed scaling factor.
 /// </summary>
-public sealed class MoeRouter
+internal sealed class MoeRouter
 {
     private readonly float[] _probs, _selection, _groupScores;
     private readonly bool[] _groupKept;
@@ -93,7 +93,7 @@ public sealed class MoeRouter
 }
 
 /// <summary>Counts how often each routed expert of each MoE layer is selected (`sputnik run --moe-stats`).</summary>
-public sealed class MoeStats
+internal sealed class MoeStats
 {
     private readonly long[][] _counts;
 
@@ -140,7 +140,7 @@ public sealed class MoeStats
 }
 
 /// <summary>A model with routed experts that can count expert selections.</summary>
-public interface IMoeModel
+internal interface IMoeModel
 {
     /// <summary>Set to a fresh <see cref="MoeStats"/> to start counting; null stops it.</summary>
     MoeStats? MoeStats { get; set; }

@@ -10,7 +10,7 @@ namespace Sputnik.Models;
 /// A read-only weight matrix living in the memory-mapped GGUF file: Rows rows of Cols weights of one ggml
 /// type. y = W·x computes one dot product per row, in parallel over row ranges.
 /// </summary>
-public sealed unsafe class WeightMatrix
+internal sealed unsafe class WeightMatrix
 {
     private readonly byte* _data;
 

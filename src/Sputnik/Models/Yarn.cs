@@ -4,7 +4,7 @@ namespace Sputnik.Models;
 /// YaRN RoPE as ggml computes it (ggml_rope_yarn_corr_dims / rope_yarn_ramp) and the deepseek2 softmax-scale
 /// correction from llama.cpp's graph. Kept separate so the formulas are unit-tested on their own.
 /// </summary>
-public static class Yarn
+internal static class Yarn
 {
     /// <summary>
     /// The pair-index range [low, high] over which YaRN blends interpolated and extrapolated angles:

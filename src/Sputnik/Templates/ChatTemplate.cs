@@ -7,7 +7,7 @@ namespace Sputnik.Templates;
 /// <c>tojson</c> = <c>json.dumps(ensure_ascii=False)</c> without key sorting or HTML escaping,
 /// <c>raise_exception</c> and <c>strftime_now</c> globals. Parsed templates are cached by source text.
 /// </summary>
-public static class ChatTemplate
+internal static class ChatTemplate
 {
     private static readonly ConcurrentDictionary<string, JinjaTemplate> Cache = new(StringComparer.Ordinal);
     private const int MaxCached = 64;

@@ -1,7 +1,7 @@
 namespace Sputnik.Templates;
 
 /// <summary>Environment switches that change how template source is lexed.</summary>
-public sealed record JinjaOptions(bool TrimBlocks = false, bool LstripBlocks = false)
+internal sealed record JinjaOptions(bool TrimBlocks = false, bool LstripBlocks = false)
 {
     /// <summary>What transformers' apply_chat_template uses: trim_blocks and lstrip_blocks on.</summary>
     public static readonly JinjaOptions HuggingFace = new(true, true);
@@ -12,7 +12,7 @@ public sealed record JinjaOptions(bool TrimBlocks = false, bool LstripBlocks = f
 /// thread-safe. Context values are plain .NET objects: string, bool, int/long/double, null, lists, string-keyed
 /// dictionaries, <see cref="System.Text.Json.JsonElement"/> or <see cref="System.Text.Json.Nodes.JsonNode"/>.
 /// </summary>
-public sealed class JinjaTemplate
+internal sealed class JinjaTemplate
 {
     private static readonly Scope GlobalScope = new(null, Globals.Create());
 

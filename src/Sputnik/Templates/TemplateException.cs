@@ -7,6 +7,7 @@ namespace Sputnik.Templates;
 /// </summary>
 public class TemplateException : Exception
 {
+    /// <summary>An error at a template position (1-based line and column).</summary>
     public TemplateException(string message, int line, int column, Exception? inner = null)
         : base(line > 0 ? $"{message} (line {line}, column {column})" : message, inner)
     {
@@ -18,8 +19,10 @@ public class TemplateException : Exception
     /// <summary>The error text without the location suffix.</summary>
     public string Reason { get; }
 
+    /// <summary>1-based template line of the error.</summary>
     public int Line { get; }
 
+    /// <summary>1-based template column of the error.</summary>
     public int Column { get; }
 }
 

@@ -8,7 +8,7 @@ namespace Sputnik.Templates;
 /// jinja2's default Undefined: prints as empty, is falsy, iterates as empty; attribute access, item access,
 /// arithmetic and JSON serialisation raise. <see cref="Hint"/> is the message those errors carry.
 /// </summary>
-public sealed class Undefined
+internal sealed class Undefined
 {
     public static readonly Undefined Instance = new("value is undefined");
 

@@ -3,7 +3,7 @@ using System.Numerics.Tensors;
 namespace Sputnik.Tensors;
 
 /// <summary>The small per-token operations of a transformer block, vectorised through TensorPrimitives.</summary>
-public static class Ops
+internal static class Ops
 {
     /// <summary>out = x / sqrt(mean(x²) + eps) * weight.</summary>
     public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> output)

@@ -12,7 +12,7 @@ namespace Sputnik.Tensors;
 /// exactly those workers that announced sleeping; the announce/claim handshake with Interlocked.Exchange makes
 /// sure every release is consumed by one Wait, so no wake-up is lost and none is left over.
 /// </remarks>
-public sealed class WorkerPool : IDisposable
+internal sealed class WorkerPool : IDisposable
 {
     // How long an idle worker spins before it blocks: longer than the gaps between the matrix products of one
     // token, short enough not to burn a core while the caller samples or waits for input.

@@ -6,7 +6,7 @@ namespace Sputnik.Tokenizers;
 /// Byte-level BPE ("gpt2" model): regex pre-tokenization per llama.cpp pre-tokenizer, GPT-2 byte mapping, and
 /// merges applied lowest rank first (leftmost on ties), as llama.cpp's llm_tokenizer_bpe_session.
 /// </summary>
-public sealed class BpeTokenizer : Tokenizer
+internal sealed class BpeTokenizer : Tokenizer
 {
     private readonly Dictionary<long, (int Rank, int Merged)> _merges;
     private readonly int[] _byteTokens = new int[256];

@@ -1,7 +1,7 @@
 namespace Sputnik.Tokenizers;
 
 /// <summary>GPT-2's reversible byte ↔ printable-character mapping used by byte-level BPE vocabularies.</summary>
-public static class ByteLevel
+internal static class ByteLevel
 {
     private static readonly char[] s_byteToChar = BuildByteToChar();
     private static readonly Dictionary<char, byte> s_charToByte = BuildCharToByte();

@@ -8,7 +8,7 @@ namespace Sputnik.Tokenizers;
 /// user-defined), merges, pre-tokenizer name inferred from the Split regex, BOS/EOS from the post-processor, a
 /// sibling tokenizer_config.json when present, or well-known token texts. Callers may override with <c>with</c>.
 /// </summary>
-public static class HfTokenizerJson
+internal static class HfTokenizerJson
 {
     private const string Llama3Regex = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     private const string Qwen2Regex = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";

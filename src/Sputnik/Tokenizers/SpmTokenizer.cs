@@ -8,7 +8,7 @@ namespace Sputnik.Tokenizers;
 /// the start and after special tokens (add_space_prefix), adjacent symbols are merged highest score first (leftmost
 /// on ties) while the merged text is a vocabulary token, and leftovers fall back to &lt;0xNN&gt; byte tokens.
 /// </summary>
-public sealed class SpmTokenizer : Tokenizer
+internal sealed class SpmTokenizer : Tokenizer
 {
     private const char Space = '\u2581'; // ▁
     private readonly float[] _scores;

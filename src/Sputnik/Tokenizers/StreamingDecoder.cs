@@ -7,7 +7,7 @@ namespace Sputnik.Tokenizers;
 /// multi-byte sequence split across tokens until it completes. Follows <see cref="Tokenizer.Decode"/>'s rules for
 /// special tokens and the SentencePiece leading space (but does not apply clean_spaces). Not thread-safe.
 /// </summary>
-public sealed class StreamingDecoder
+internal sealed class StreamingDecoder
 {
     private readonly Tokenizer _tokenizer;
     private readonly bool _renderSpecial;

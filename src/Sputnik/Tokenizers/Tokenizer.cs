@@ -7,7 +7,7 @@ namespace Sputnik.Tokenizers;
 /// ("gpt2" model, <see cref="BpeTokenizer"/>) or SentencePiece BPE ("llama" model, <see cref="SpmTokenizer"/>).
 /// Instances are immutable apart from internal caches and safe to use from several threads.
 /// </summary>
-public abstract class Tokenizer
+internal abstract class Tokenizer
 {
     private readonly string[] _pieces;
     private readonly TokenType[] _types;

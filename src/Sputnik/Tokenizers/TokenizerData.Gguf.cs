@@ -2,7 +2,7 @@ using Sputnik.Gguf;
 
 namespace Sputnik.Tokenizers;
 
-public sealed partial record TokenizerData
+internal sealed partial record TokenizerData
 {
     /// <summary>Reads the <c>tokenizer.ggml.*</c> keys of a GGUF file.</summary>
     public static TokenizerData FromGguf(string path)

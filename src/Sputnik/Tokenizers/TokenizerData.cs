@@ -1,7 +1,7 @@
 namespace Sputnik.Tokenizers;
 
 /// <summary>llama.cpp token types (GGUF <c>tokenizer.ggml.token_type</c>).</summary>
-public enum TokenType
+internal enum TokenType
 {
     Undefined = 0,
     Normal = 1,
@@ -16,7 +16,7 @@ public enum TokenType
 /// Everything a <see cref="Tokenizer"/> needs, as read from GGUF <c>tokenizer.ggml.*</c> keys or a Hugging Face
 /// tokenizer.json. Missing values take the defaults llama.cpp applies (see <see cref="Resolve"/>).
 /// </summary>
-public sealed partial record TokenizerData
+internal sealed partial record TokenizerData
 {
     /// <summary>"gpt2" (byte-level BPE) or "llama" (SentencePiece BPE).</summary>
     public required string Model { get; init; }

@@ -5,7 +5,7 @@ using Sputnik.Tensors.Quants;
 namespace Sputnik.Tools;
 
 /// <summary>What <see cref="GgufQuantizer.Quantize"/> did.</summary>
-public sealed record QuantizeResult(FileType FileType, long InputBytes, long OutputBytes, IReadOnlyDictionary<GgmlType, int> TensorTypes);
+internal sealed record QuantizeResult(FileType FileType, long InputBytes, long OutputBytes, IReadOnlyDictionary<GgmlType, int> TensorTypes);
 
 /// <summary>
 /// Re-encodes a GGUF model to another file type the way llama-quantize does (see <see cref="QuantMix"/>): same tensor
@@ -14,7 +14,7 @@ public sealed record QuantizeResult(FileType FileType, long InputBytes, long Out
 /// not change are copied byte for byte. Streams one tensor at a time and writes to a temporary file that is moved
 /// into place only when complete.
 /// </summary>
-public static class GgufQuantizer
+internal static class GgufQuantizer
 {
     /// <summary>ggml's GGML_QNT_VERSION, which llama-quantize writes as general.quantization_version.</summary>
     public const uint QuantizationVersion = 2;

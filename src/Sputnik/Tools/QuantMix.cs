@@ -4,7 +4,7 @@ using Sputnik.Tensors;
 namespace Sputnik.Tools;
 
 /// <summary>llama.cpp's LLAMA_FTYPE ids, as stored in <c>general.file_type</c>.</summary>
-public enum FileType
+internal enum FileType
 {
     AllF32 = 0,
     F16 = 1,
@@ -28,7 +28,7 @@ public enum FileType
 /// "use more bits" layers; Q4_K_S gives Q5_K to the first four attn_v and the first eighth of ffn_down; rows
 /// whose length does not fit the block size fall back (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, then F16).
 /// </summary>
-public sealed class QuantMix
+internal sealed class QuantMix
 {
     public FileType FileType { get; }
 

@@ -7,7 +7,7 @@ using Sputnik.Tokenizers;
 namespace Sputnik.Tools;
 
 /// <summary>The shape of a real (or tiny test) model that <see cref="SyntheticModel"/> can fake.</summary>
-public sealed record SynthPreset(
+internal sealed record SynthPreset(
     string Name, string Arch, int Dim, int Layers, int Ffn, int Heads, int KvHeads, int Vocab, float RopeBase, int Context,
     bool TiedEmbeddings, float RmsEps, float? Llama3RopeFactor = null)
 {
@@ -17,7 +17,7 @@ public sealed record SynthPreset(
 }
 
 /// <summary>Options for <see cref="SyntheticModel.Write"/>.</summary>
-public sealed record SynthOptions
+internal sealed record SynthOptions
 {
     public required SynthPreset Preset { get; init; }
     public FileType FileType { get; init; } = FileType.F16;
@@ -39,7 +39,7 @@ public sealed record SynthOptions
 /// independent (filled in parallel) and a 7B file streams to disk at write speed. Norm weights are 1, biases N(0, σ).
 /// Tensor types follow llama.cpp's quantization mix for the requested file type (<see cref="QuantMix"/>).
 /// </summary>
-public static class SyntheticModel
+internal static class SyntheticModel
 {
     private const string ChatMl =
         "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}" +

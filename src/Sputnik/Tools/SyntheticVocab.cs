@@ -8,7 +8,7 @@ namespace Sputnik.Tools;
 /// family's special tokens at the end. Every text round-trips (any byte has a token), so real-size models can be
 /// tokenized and benchmarked without downloading a vocabulary.
 /// </summary>
-public static class SyntheticVocab
+internal static class SyntheticVocab
 {
     private const string Letters = "etaoinshrdlcumwfgypbvkjxqz";
 

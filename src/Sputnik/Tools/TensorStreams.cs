@@ -8,7 +8,7 @@ namespace Sputnik.Tools;
 /// <param name="Count">Number of tensors.</param>
 /// <param name="BytesDone">Output bytes written so far (all tensors).</param>
 /// <param name="BytesTotal">Output bytes of all tensors.</param>
-public readonly record struct ToolProgress(string Tensor, int Index, int Count, long BytesDone, long BytesTotal);
+internal readonly record struct ToolProgress(string Tensor, int Index, int Count, long BytesDone, long BytesTotal);
 
 /// <summary>Helpers that fill a tensor's bytes in slabs of rows, rows in parallel, and stream each slab out.</summary>
 internal static class TensorStreams

@@ -4,7 +4,7 @@ using Sputnik.Tokenizers;
 namespace Sputnik.Tests.Tokenizers;
 
 /// <summary>Loads llama.cpp tokenizer test vectors and the tokenizers they belong to (cached per process).</summary>
-public static class VocabFixtures
+internal static class VocabFixtures
 {
     public const string Separator = "\n__ggml_vocab_test__\n";
 

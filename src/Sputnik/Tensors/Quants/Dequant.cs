@@ -9,7 +9,7 @@ internal delegate void BlockDecoder(ReadOnlySpan<byte> block, Span<float> weight
 internal delegate void BlockEncoder(ReadOnlySpan<float> weights, Span<byte> block);
 
 /// <summary>Dequantization of whole rows of ggml-typed data to float.</summary>
-public static class Dequant
+internal static class Dequant
 {
     /// <summary>True when <see cref="Row"/> can decode <paramref name="type"/>.</summary>
     public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || Decoder(type) is not null;
@@ -65,7 +65,7 @@ public static class Dequant
 }
 
 /// <summary>Quantization of float rows to ggml types, following llama.cpp's reference quantizers (quantize_row_*_ref).</summary>
-public static class Quant
+internal static class Quant
 {
     /// <summary>True when <see cref="Row"/> can encode <paramref name="type"/>.</summary>
     public static bool IsSupported(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 || Encoder(type) is not null;

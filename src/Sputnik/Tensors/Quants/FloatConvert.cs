@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics;
 namespace Sputnik.Tensors.Quants;
 
 /// <summary>IEEE half (F16) and bfloat16 (BF16) bit conversions as ggml does them.</summary>
-public static class FloatConvert
+internal static class FloatConvert
 {
     /// <summary>F16 bits to float (exact).</summary>
     public static float HalfToFloat(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);

@@ -7,7 +7,7 @@ namespace Sputnik.Tensors.Quants;
 // Multi-token AVX-512 kernels: one weight row against 4 tokens at once. The weights are unpacked (nibbles split,
 // scales decoded) once per super-block and reused for every token, which is what makes prefill compute-bound work
 // cheaper per token than decode.
-public static unsafe partial class MatMul
+internal static unsafe partial class MatMul
 {
     private const int Group = 4;
     private const int Q8K = 292;

@@ -10,7 +10,7 @@ namespace Sputnik.Tensors.Quants;
 /// read from memory once and reused against every token while it sits in L1, and a token tile stays in L2.
 /// Independent row ranges may run on different threads sharing one activation buffer.
 /// </summary>
-public static unsafe partial class MatMul
+internal static unsafe partial class MatMul
 {
     // Budgets for the tile sizes: a row tile should stay in L1 (32-48 KiB) next to one activation row, a token tile
     // in L2 (1-2 MiB per core on current x86 server parts) next to the row tile.

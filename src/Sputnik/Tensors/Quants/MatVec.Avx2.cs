@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 namespace Sputnik.Tensors.Quants;
 
 // 256-bit kernels (AVX2 + FMA; AVX-VNNI vpdpbusd where the CPU has it).
-public static unsafe partial class MatVec
+internal static unsafe partial class MatVec
 {
     /// <summary>Per 4 bytes: Σ u8*s8 into int32 lanes (operands small enough that vpmaddubsw never saturates).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

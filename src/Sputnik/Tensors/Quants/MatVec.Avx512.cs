@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 namespace Sputnik.Tensors.Quants;
 
 // 512-bit kernels (AVX-512 F/BW): two 32-weight blocks, or 128 weights of a super-block, per iteration.
-public static unsafe partial class MatVec
+internal static unsafe partial class MatVec
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> MulAddBytes512(Vector512<byte> u, Vector512<sbyte> s) =>

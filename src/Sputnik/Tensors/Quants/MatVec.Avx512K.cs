@@ -8,7 +8,7 @@ namespace Sputnik.Tensors.Quants;
 // in MatMul, so batched and single-token products use the same lanes in the same order and agree bit for bit.
 // Everything is passed by value and inlined: a struct holding the unpacked block was not kept in registers by the
 // JIT and ran at half the speed.
-public static unsafe partial class MatVec
+internal static unsafe partial class MatVec
 {
     /// <summary>
     /// Chunk c (32 bytes) of a Q4_K/Q5_K super-block holds sub-block 2c in its low nibbles and 2c+1 in its high

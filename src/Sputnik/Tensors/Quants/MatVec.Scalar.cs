@@ -1,7 +1,7 @@
 namespace Sputnik.Tensors.Quants;
 
 // Scalar reference kernels: integer sums per block, then float scaling, as ggml's generic vec_dot implementations.
-public static unsafe partial class MatVec
+internal static unsafe partial class MatVec
 {
     private const int Q80 = 34;    // bytes of a Q8_0 block
     private const int Q8K = 292;   // bytes of a Q8_K block

@@ -19,7 +19,7 @@ internal enum KernelPath
 /// an activation buffer: Q8_0 blocks (plus per-block sums d*Σq) for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights, Q8_K blocks for
 /// Q4_K/Q5_K/Q6_K weights, plain floats for F32/F16/BF16; the dot products then run in integers like ggml_vec_dot_*.
 /// </summary>
-public static unsafe partial class MatVec
+internal static unsafe partial class MatVec
 {
     internal static readonly KernelPath DefaultPath =
         Vector512.IsHardwareAccelerated && Avx512BW.IsSupported && Avx512F.IsSupported ? KernelPath.Avx512
