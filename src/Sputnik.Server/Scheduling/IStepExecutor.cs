@@ -39,8 +39,9 @@ public sealed class BatchedStepExecutor(LanguageModel model) : IStepExecutor
     {
         _states.Clear();
         _fed.Clear();
-        foreach (var s in sequences)
+        for (int i = 0; i < sequences.Count; i++) // index loops: no boxed enumerator per step
         {
+            var s = sequences[i];
             // A cancelled sequence is finished by its step without resuming the generator: feeding it is waste.
             if (s.Handoff.PendingToken < 0 || s.Job.Cancellation.IsCancellationRequested) continue;
             if (_fed.Count == _tokens.Length)
@@ -54,7 +55,7 @@ public sealed class BatchedStepExecutor(LanguageModel model) : IStepExecutor
             _states.Add(s.Slot.State);
         }
         if (_fed.Count > 0) FeedAll();
-        foreach (var s in sequences) stepOne(s);
+        for (int i = 0; i < sequences.Count; i++) stepOne(sequences[i]);
     }
 
     private void FeedAll()
