@@ -38,7 +38,7 @@ internal sealed class Scheduler : IDisposable
         _maxQueue = maxQueue;
         _metrics = metrics;
         _stepDelay = stepDelay;
-        _executor = executor ?? new SequentialStepExecutor();
+        _executor = executor ?? new BatchedStepExecutor(model.Model);
         _thread = new Thread(Loop) { IsBackground = true, Name = "sputnik-scheduler" };
         _thread.Start();
     }
@@ -179,8 +179,9 @@ internal sealed class Scheduler : IDisposable
         job.SlotId = slot.Id;
         job.QueueMs = Environment.TickCount64 - job.EnqueuedTicks;
         slot.LastUsed = ++_clock;
-        var steps = _generator.Generate(slot.State, job.Prompt, job.Options, job.Stats, slot.History, job.Cancellation).GetEnumerator();
-        var seq = new ActiveSequence(job, slot, steps);
+        var handoff = new DecodeHandoff();
+        var steps = _generator.Generate(slot.State, job.Prompt, job.Options, job.Stats, slot.History, job.Cancellation, handoff).GetEnumerator();
+        var seq = new ActiveSequence(job, slot, steps, handoff);
         slot.Active = seq;
         _active.Add(seq);
         job.MarkStarted();

@@ -33,9 +33,13 @@ internal sealed class Slot(int id, InferenceState state)
     }
 }
 
-/// <summary>A job bound to a slot, with the generator's enumerator that advances it one token per step.</summary>
-internal sealed class ActiveSequence(InferenceJob job, Slot slot, IEnumerator<GeneratedToken> steps)
+/// <summary>
+/// A job bound to a slot, with the generator's enumerator that advances it one token per step and the handoff
+/// through which a batched executor feeds its decode token.
+/// </summary>
+internal sealed class ActiveSequence(InferenceJob job, Slot slot, IEnumerator<GeneratedToken> steps, DecodeHandoff handoff)
 {
+    public DecodeHandoff Handoff { get; } = handoff;
     public InferenceJob Job { get; } = job;
     public Slot Slot { get; } = slot;
     public IEnumerator<GeneratedToken> Steps { get; } = steps;

@@ -83,8 +83,14 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
     /// Yields generated tokens with their text. <paramref name="history"/> receives prompt + generated tokens;
     /// <paramref name="stats"/> is filled as generation proceeds.
     /// </summary>
+    /// <remarks>
+    /// With <paramref name="handoff"/>, a caller may run the decode forward itself (for several generations in one
+    /// batched pass): after a step it reads <see cref="DecodeHandoff.PendingToken"/>, feeds that token to
+    /// <paramref name="state"/>, and calls <see cref="DecodeHandoff.MarkFed"/>; the next step then samples from the
+    /// state's logits without feeding again.
+    /// </remarks>
     public IEnumerable<GeneratedToken> Generate(InferenceState state, IReadOnlyList<int> prompt, GenerationOptions options,
-        GenerationStats stats, List<int>? history = null, CancellationToken cancellationToken = default)
+        GenerationStats stats, List<int>? history = null, CancellationToken cancellationToken = default, DecodeHandoff? handoff = null)
     {
         if (prompt.Count == 0) throw new ArgumentException("the prompt has no tokens (add BOS to generate from nothing)");
         if (options.MaxTokens < 0) throw new ArgumentException($"max tokens {options.MaxTokens} must not be negative");
@@ -168,8 +174,11 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
                 yield return Final(token, text + stops.Push(decoder.Flush()) + stops.Flush(), parser);
                 break;
             }
+            if (handoff != null) handoff.PendingToken = token;
             yield return new GeneratedToken(token, text, parser?.Push(text));
-            FeedToken(state, token);
+            if (handoff is { Fed: true }) handoff.Fed = false;
+            else FeedToken(state, token);
+            if (handoff != null) handoff.PendingToken = -1;
             stats.GenerationMs = sw.Elapsed.TotalMilliseconds;
         }
         if (stats.FinishReason != FinishReason.Cancelled) stats.FinishReason = FinishReason.Length;
@@ -200,6 +209,25 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         int i = 0;
         while (i < n && history[i] == prompt[i]) i++;
         return i;
+    }
+}
+
+/// <summary>
+/// The decode token a suspended generation will feed when it resumes, so a caller can feed it instead (together
+/// with other sequences' tokens) and tell the generation it is done.
+/// </summary>
+internal sealed class DecodeHandoff
+{
+    /// <summary>The token the next step would feed, or −1 (prefill pending, a final step, or not suspended after a sample).</summary>
+    public int PendingToken { get; internal set; } = -1;
+
+    internal bool Fed;
+
+    /// <summary>The caller has fed <see cref="PendingToken"/> to the generation's state; the next step skips its own forward.</summary>
+    public void MarkFed()
+    {
+        if (PendingToken < 0) throw new InvalidOperationException("no token is pending");
+        Fed = true;
     }
 }
 

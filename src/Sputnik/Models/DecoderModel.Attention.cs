@@ -21,6 +21,16 @@ internal sealed partial class DecoderModel
         s.AttnLayer = layer;
         s.AttnPos0 = pos0;
         s.AttnTokens = n;
+        if (s.Seqs != null)
+        {
+            // Multi-sequence decode: one token per sequence, each against its own cache; an item is (sequence, kv head).
+            long total = 0;
+            for (int b = 0; b < n; b++) total += s.Seqs[b].Position + 1;
+            long perSeqItem = total / n * c.HeadDim * (c.Heads / c.KvHeads) * 2;
+            Pool.For(n * c.KvHeads, s.AttnBody!, minPerThread: (int)Math.Clamp(65536 / Math.Max(1, perSeqItem), 1, n * c.KvHeads));
+            s.ActSource = null;
+            return;
+        }
         int blocks = (n + TokenBlock - 1) / TokenBlock;
         int items = blocks * c.KvHeads;
         // Work of one item: the keys and values it reads times the query heads sharing them. Short contexts of
@@ -35,33 +45,46 @@ internal sealed partial class DecoderModel
     {
         var c = Config;
         int n = s.AttnTokens, kvHeads = c.KvHeads, hd = c.HeadDim, group = c.Heads / kvHeads;
+        var seqs = s.Seqs;
         int blocks = (n + TokenBlock - 1) / TokenBlock;
-        int rows = group * Math.Min(n, TokenBlock);
-        if (t_scores == null || t_scores.Length < rows * s.Capacity) t_scores = new float[rows * s.Capacity];
+        int rows = group * (seqs != null ? 1 : Math.Min(n, TokenBlock));
+        int cap = seqs != null ? s.SeqsCapacity : s.Capacity;
+        if (t_scores == null || t_scores.Length < rows * cap) t_scores = new float[rows * cap];
         if (t_kv == null || t_kv.Length < KvChunk * hd) t_kv = new float[KvChunk * hd];
         if (t_sums == null || t_sums.Length < rows) t_sums = new float[rows];
+        if (seqs != null)
+        {
+            for (int item = i0; item < i1; item++)
+            {
+                int g = item % kvHeads, b = item / kvHeads;
+                var seq = seqs[b];
+                // Row b sits at its own sequence's position: shift = position − row.
+                AttendBlock(s, seq.Cache, seq.Position - b, b, b + 1, g, cap, t_scores, t_kv, t_sums);
+            }
+            return;
+        }
         for (int item = i0; item < i1; item++)
         {
             int g = item % kvHeads, k = item / kvHeads;
             // Interleave early (short) and late (long) blocks so contiguous item ranges get similar work.
             int b = (k & 1) == 0 ? k >> 1 : blocks - 1 - (k >> 1);
-            AttendBlock(s, b * TokenBlock, Math.Min(n, (b + 1) * TokenBlock), g, t_scores, t_kv, t_sums);
+            AttendBlock(s, s.Cache, s.AttnPos0, b * TokenBlock, Math.Min(n, (b + 1) * TokenBlock), g, cap, t_scores, t_kv, t_sums);
         }
     }
 
     /// <summary>
-    /// Tokens [b0, b1) of the batch, query heads of kv head g: softmax(q·Kᵀ/√d) V over positions 0..pos0+i for
-    /// token i. The causal mask is the loop bound, the 1/√d scale is applied as the scores are produced, and the
+    /// Tokens [b0, b1) of the batch, query heads of kv head g: softmax(q·Kᵀ/√d) V over positions 0..pos0+i of
+    /// <paramref name="cache"/> for token i (row i sits at position pos0 + i). The causal mask is the loop bound,
+    /// the 1/√d scale is applied as the scores are produced, and the
     /// softmax normalization is folded into the output (one multiply per head instead of one per score).
-    /// Scores of (token i, head j) live in row (i − b0)·group + j of <paramref name="scoreBuf"/>, Capacity apart.
+    /// Scores of (token i, head j) live in row (i − b0)·group + j of <paramref name="scoreBuf"/>, <paramref name="cap"/> apart.
     /// </summary>
-    private void AttendBlock(DecoderState s, int b0, int b1, int g, float[] scoreBuf, float[] kvBuf, float[] sums)
+    private void AttendBlock(DecoderState s, KvCache cache, int pos0, int b0, int b1, int g, int cap, float[] scoreBuf, float[] kvBuf, float[] sums)
     {
         var c = Config;
-        int hd = c.HeadDim, group = c.Heads / c.KvHeads, layer = s.AttnLayer, cap = s.Capacity;
-        int pos0 = s.AttnPos0, maxLen = pos0 + b1;
+        int hd = c.HeadDim, group = c.Heads / c.KvHeads, layer = s.AttnLayer;
+        int maxLen = pos0 + b1;
         float scale = 1f / MathF.Sqrt(hd);
-        var cache = s.Cache;
 
         for (int t0 = 0; t0 < maxLen; t0 += KvChunk)
         {

@@ -131,47 +131,11 @@ internal sealed partial class DecoderModel : LanguageModel
     private void Batch(DecoderState s, ReadOnlySpan<int> tokens, bool computeLogits)
     {
         var c = Config;
-        int n = tokens.Length, pos0 = s.Position, dim = c.Dim, pairs = c.RopeDims / 2;
+        int n = tokens.Length, pos0 = s.Position, dim = c.Dim;
         s.EnsureBatch(n, _maxInputBytes);
         for (int i = 0; i < n; i++) _tokenEmbedding.GetRow(tokens[i], s.X.AsSpan(i * dim, dim));
-
-        for (int l = 0; l < _layers.Length; l++)
-        {
-            var layer = _layers[l];
-            // attention rmsnorm, then q/k/v projections of the whole batch (one quantized input shared by all three)
-            RmsNormRows(s, n, layer.AttnNorm);
-            Project(s, layer.Wq, s.Xb, n, s.Q);
-            Project(s, layer.Wk, s.Xb, n, s.K);
-            Project(s, layer.Wv, s.Xb, n, s.V);
-            for (int i = 0; i < n; i++)
-            {
-                var q = s.Q.AsSpan(i * c.QDim, c.QDim);
-                var k = s.K.AsSpan(i * c.KvDim, c.KvDim);
-                var v = s.V.AsSpan(i * c.KvDim, c.KvDim);
-                if (layer.Bq != null) TensorPrimitives.Add(q, layer.Bq, q);
-                if (layer.Bk != null) TensorPrimitives.Add(k, layer.Bk, k);
-                if (layer.Bv != null) TensorPrimitives.Add(v, layer.Bv, v);
-                var cos = s.RopeCos.AsSpan((pos0 + i) * pairs, pairs);
-                var sin = s.RopeSin.AsSpan((pos0 + i) * pairs, pairs);
-                for (int h = 0; h < c.Heads; h++) Ops.Rope(q.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
-                for (int h = 0; h < c.KvHeads; h++) Ops.Rope(k.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
-                s.Cache.Write(l, pos0 + i, k, v);
-            }
-
-            Attention(s, l, pos0, n);
-
-            // output projection and residual
-            Project(s, layer.Wo, s.AttnOut, n, s.Xb);
-            TensorPrimitives.Add(s.X.AsSpan(0, n * dim), s.Xb.AsSpan(0, n * dim), s.X.AsSpan(0, n * dim));
-
-            // ffn rmsnorm, SwiGLU, down projection and residual
-            RmsNormRows(s, n, layer.FfnNorm);
-            Project(s, layer.Gate, s.Xb, n, s.H1);
-            Project(s, layer.Up, s.Xb, n, s.H3);
-            SwiGluRows(s, n * c.FfnDim);
-            Project(s, layer.Down, s.H1, n, s.Xb);
-            TensorPrimitives.Add(s.X.AsSpan(0, n * dim), s.Xb.AsSpan(0, n * dim), s.X.AsSpan(0, n * dim));
-        }
+        s.Seqs = null;
+        Layers(s, n);
         s.Cache.Length = pos0 + n;
 
         if (computeLogits)
@@ -180,6 +144,56 @@ internal sealed partial class DecoderModel : LanguageModel
             Ops.RmsNorm(s.X.AsSpan((n - 1) * dim, dim), _outputNorm, c.RmsEps, s.Xb.AsSpan(0, dim));
             s.ActSource = null;
             Project(s, _output, s.Xb, 1, s.Logits);
+        }
+    }
+
+    /// <summary>
+    /// The layer stack over the n rows of w.X. Row i belongs to sequence w.Seqs[i] at its current position when
+    /// w.Seqs is set (multi-sequence decode), otherwise to w itself at position w.Position + i (prefill).
+    /// </summary>
+    private void Layers(DecoderState w, int n)
+    {
+        var c = Config;
+        int dim = c.Dim, pairs = c.RopeDims / 2;
+        var seqs = w.Seqs;
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var layer = _layers[l];
+            // attention rmsnorm, then q/k/v projections of the whole batch (one quantized input shared by all three)
+            RmsNormRows(w, n, layer.AttnNorm);
+            Project(w, layer.Wq, w.Xb, n, w.Q);
+            Project(w, layer.Wk, w.Xb, n, w.K);
+            Project(w, layer.Wv, w.Xb, n, w.V);
+            for (int i = 0; i < n; i++)
+            {
+                var q = w.Q.AsSpan(i * c.QDim, c.QDim);
+                var k = w.K.AsSpan(i * c.KvDim, c.KvDim);
+                var v = w.V.AsSpan(i * c.KvDim, c.KvDim);
+                if (layer.Bq != null) TensorPrimitives.Add(q, layer.Bq, q);
+                if (layer.Bk != null) TensorPrimitives.Add(k, layer.Bk, k);
+                if (layer.Bv != null) TensorPrimitives.Add(v, layer.Bv, v);
+                var seq = seqs == null ? w : (DecoderState)seqs[i];
+                int pos = seqs == null ? w.Position + i : seq.Position;
+                var cos = seq.RopeCos.AsSpan(pos * pairs, pairs);
+                var sin = seq.RopeSin.AsSpan(pos * pairs, pairs);
+                for (int h = 0; h < c.Heads; h++) Ops.Rope(q.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
+                for (int h = 0; h < c.KvHeads; h++) Ops.Rope(k.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
+                seq.Cache.Write(l, pos, k, v);
+            }
+
+            Attention(w, l, w.Position, n);
+
+            // output projection and residual
+            Project(w, layer.Wo, w.AttnOut, n, w.Xb);
+            TensorPrimitives.Add(w.X.AsSpan(0, n * dim), w.Xb.AsSpan(0, n * dim), w.X.AsSpan(0, n * dim));
+
+            // ffn rmsnorm, SwiGLU, down projection and residual
+            RmsNormRows(w, n, layer.FfnNorm);
+            Project(w, layer.Gate, w.Xb, n, w.H1);
+            Project(w, layer.Up, w.Xb, n, w.H3);
+            SwiGluRows(w, n * c.FfnDim);
+            Project(w, layer.Down, w.H1, n, w.Xb);
+            TensorPrimitives.Add(w.X.AsSpan(0, n * dim), w.Xb.AsSpan(0, n * dim), w.X.AsSpan(0, n * dim));
         }
     }
 

@@ -62,4 +62,11 @@ internal sealed class DecoderState : InferenceState
     public int MmTokens;
     public Action<int, int>? MmBody, PrepBody, SwiGluBody, AttnBody;
     public int AttnPos0, AttnLayer, AttnTokens;
+
+    // Multi-sequence decode (this state is then the model's shared scratch): row i of the batch belongs to Seqs[i];
+    // SeqsCapacity is their largest capacity (the stride of the per-thread score rows).
+    public IReadOnlyList<InferenceState>? Seqs;
+    public int SeqsCapacity;
+    /// <summary>Logits of every row of a multi-sequence step (rows × vocab), before they are copied to each sequence.</summary>
+    public float[] BatchLogits = [];
 }

@@ -147,14 +147,17 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
 
     // ---- state ---------------------------------------------------------------------------------------------
 
-    // TODO(perf): the latent cache is F32 whatever kvType asks; an F16 latent would halve it to llama.cpp's size.
+    /// <summary>
+    /// The latent cache is stored as <paramref name="kvType"/> (F16 or F32; the naive reference path keeps its
+    /// decompressed cache in F32 whatever is asked).
+    /// </summary>
     public override InferenceState CreateState(int contextLength, KvCacheType kvType)
     {
         if (contextLength < 1) throw new ArgumentOutOfRangeException(nameof(contextLength), "context must hold at least one token");
-        return new State(this, contextLength, NaiveAttention);
+        return new State(this, contextLength, NaiveAttention, kvType);
     }
 
-    /// <summary>Bytes the attention cache of <paramref name="state"/> occupies (F32 in memory).</summary>
+    /// <summary>Bytes the attention cache of <paramref name="state"/> occupies.</summary>
     public static long CacheBytes(InferenceState state) => state is State s ? s.Latent?.Bytes ?? s.Naive!.Bytes : 0;
 
     private sealed class State : InferenceState
@@ -178,12 +181,12 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
         public Action<int, int>? MvBody, GateUpBody, DownBody, AttnBody;
         public int AttnLayer;
 
-        public State(DeepSeek2 m, int capacity, bool naive) : base(new KvCache(0, capacity, 0), m.DsConfig.VocabSize)
+        public State(DeepSeek2 m, int capacity, bool naive, KvCacheType kvType) : base(new KvCache(0, capacity, 0), m.DsConfig.VocabSize)
         {
             // The base KvCache holds no tensors here: it only tracks Length (the position) for InferenceState.
             var c = m.DsConfig;
             if (naive) Naive = new NaiveMlaCache(c.Layers, capacity, c.Heads, c.QkHeadDim, c.VHeadDim);
-            else Latent = new LatentKvCache(c.Layers, capacity, c.KvLoraRank, c.QkRopeDim);
+            else Latent = new LatentKvCache(c.Layers, capacity, c.KvLoraRank, c.QkRopeDim, kvType);
             X = new float[c.Dim];
             Xb = new float[Math.Max(c.Dim, c.Heads * c.VHeadDim)];
             QA = new float[Math.Max(1, c.QLoraRank)];
@@ -264,7 +267,7 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
             Ops.RmsNorm(s.KvA.AsSpan(0, c.KvLoraRank), L.KvANorm, c.RmsEps, row[..c.KvLoraRank]);
             s.KvA.AsSpan(c.KvLoraRank, c.QkRopeDim).CopyTo(row[c.KvLoraRank..]);
             Ops.Rope(row[c.KvLoraRank..], s.Cos, s.Sin, neox: false);
-            if (s.Latent != null) row.CopyTo(s.Latent.Row(l, pos));
+            s.Latent?.Write(l, pos, row);
 
             s.AttnLayer = l;
             s.AttnBody ??= s.Naive != null ? (h0, h1) => AttendNaive(s, h0, h1) : (h0, h1) => AttendAbsorbed(s, h0, h1);
@@ -290,32 +293,61 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
         }
     }
 
+    // Latent rows converted to float at a time (F16 cache): 64 × (rank + rope) floats, about 144 KiB for V2-Lite,
+    // stay in L2 while every head of the work item reads them. Per thread, allocated once.
+    private const int LatentChunk = 64;
+    [ThreadStatic] private static float[]? t_latent;
+
     private void AttendAbsorbed(State s, int h0, int h1)
     {
         var c = DsConfig;
         int l = s.AttnLayer, n = s.Position + 1, rank = c.KvLoraRank, rl = rank + c.QkRopeDim;
         var L = _layers[l];
-        var rows = s.Latent!.Rows(l, n);
+        var cache = s.Latent!;
+        if (t_latent == null || t_latent.Length < LatentChunk * rl) t_latent = new float[LatentChunk * rl];
+        var buf = t_latent;
         for (int h = h0; h < h1; h++)
         {
             var q = s.Q.AsSpan(h * c.QkHeadDim, c.QkHeadDim);
-            var qa = s.QAbs.AsSpan(h * rank, rank);
             // Fold the key up-projection into the query: score = (W_UK^T q_nope)·latent + q_pe·k_pe.
-            L.KAbsorb.Apply(h, q[..c.QkNopeDim], qa, s.HeadInput[h], s.HeadRows[h]);
-            var qpe = q[c.QkNopeDim..];
-            var scores = s.Scores.AsSpan(h * s.Capacity, n);
-            for (int t = 0; t < n; t++)
-            {
-                var r = rows.Slice(t * rl, rl);
-                scores[t] = (TensorPrimitives.Dot(qa, r[..rank]) + TensorPrimitives.Dot(qpe, r[rank..])) * _kqScale;
-            }
-            Ops.Softmax(scores);
-            var ol = s.OLat.AsSpan(h * rank, rank);
-            ol.Clear();
-            for (int t = 0; t < n; t++) TensorPrimitives.MultiplyAdd(rows.Slice(t * rl, rank), scores[t], ol, ol);
-            // Values are the latents themselves; the value up-projection runs once, after attention.
-            L.VExpand.Apply(h, ol, s.AttnOut.AsSpan(h * c.VHeadDim, c.VHeadDim), s.HeadInput[h], s.HeadRows[h]);
+            L.KAbsorb.Apply(h, q[..c.QkNopeDim], s.QAbs.AsSpan(h * rank, rank), s.HeadInput[h], s.HeadRows[h]);
         }
+        // Chunks of positions outside, heads inside: each chunk of the cache is converted once for all heads.
+        for (int t0 = 0; t0 < n; t0 += LatentChunk)
+        {
+            int cnt = Math.Min(LatentChunk, n - t0);
+            var rows = cache.Rows(l, t0, cnt, buf);
+            for (int h = h0; h < h1; h++)
+            {
+                var qa = s.QAbs.AsSpan(h * rank, rank);
+                var qpe = s.Q.AsSpan(h * c.QkHeadDim + c.QkNopeDim, c.QkRopeDim);
+                var scores = s.Scores.AsSpan(h * s.Capacity + t0, cnt);
+                for (int t = 0; t < cnt; t++)
+                {
+                    var r = rows.Slice(t * rl, rl);
+                    scores[t] = (TensorPrimitives.Dot(qa, r[..rank]) + TensorPrimitives.Dot(qpe, r[rank..])) * _kqScale;
+                }
+            }
+        }
+        for (int h = h0; h < h1; h++)
+        {
+            Ops.Softmax(s.Scores.AsSpan(h * s.Capacity, n));
+            s.OLat.AsSpan(h * rank, rank).Clear();
+        }
+        for (int t0 = 0; t0 < n; t0 += LatentChunk)
+        {
+            int cnt = Math.Min(LatentChunk, n - t0);
+            var rows = cache.Rows(l, t0, cnt, buf);
+            for (int h = h0; h < h1; h++)
+            {
+                var ol = s.OLat.AsSpan(h * rank, rank);
+                var scores = s.Scores.AsSpan(h * s.Capacity + t0, cnt);
+                for (int t = 0; t < cnt; t++) TensorPrimitives.MultiplyAdd(rows.Slice(t * rl, rank), scores[t], ol, ol);
+            }
+        }
+        // Values are the latents themselves; the value up-projection runs once per head, after attention.
+        for (int h = h0; h < h1; h++)
+            L.VExpand.Apply(h, s.OLat.AsSpan(h * rank, rank), s.AttnOut.AsSpan(h * c.VHeadDim, c.VHeadDim), s.HeadInput[h], s.HeadRows[h]);
     }
 
     private void AttendNaive(State s, int h0, int h1)

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Sputnik.Gguf;
 using Sputnik.Tensors;
 
@@ -31,6 +33,38 @@ internal abstract class LanguageModel : IDisposable
     /// last one (a view into the state, valid until the next call).
     /// </summary>
     public abstract ReadOnlySpan<float> Forward(InferenceState state, ReadOnlySpan<int> tokens);
+
+    /// <summary>
+    /// One decode step for several sequences: feeds tokens[i] to states[i] at that state's own position and leaves
+    /// the next-token logits in states[i].Logits. Each state appears at most once. Architectures that can, run the
+    /// sequences through one batched pass (weights streamed once per step); this default steps them one by one.
+    /// Not safe to call concurrently on the same model.
+    /// </summary>
+    public virtual void ForwardBatch(IReadOnlyList<InferenceState> states, ReadOnlySpan<int> tokens)
+    {
+        CheckBatch(states, tokens);
+        for (int i = 0; i < states.Count; i++)
+        {
+            var logits = Forward(states[i], tokens.Slice(i, 1));
+            if (!Unsafe.AreSame(ref MemoryMarshal.GetReference(logits), ref MemoryMarshal.GetArrayDataReference(states[i].Logits)))
+                logits.CopyTo(states[i].Logits);
+        }
+    }
+
+    /// <summary>Argument checks shared by <see cref="ForwardBatch"/> implementations (before any state is touched).</summary>
+    protected void CheckBatch(IReadOnlyList<InferenceState> states, ReadOnlySpan<int> tokens)
+    {
+        if (states.Count != tokens.Length) throw new ArgumentException($"{states.Count} states but {tokens.Length} tokens");
+        for (int i = 0; i < states.Count; i++)
+        {
+            var s = states[i];
+            if ((uint)tokens[i] >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[i]} is outside the vocabulary ({Config.VocabSize})");
+            if (s.Position >= s.Capacity) throw new InvalidOperationException($"context full: sequence {i} already holds {s.Position} of {s.Capacity} positions");
+            // A state twice would write its cache position twice in one step; batches are small, so O(n²) is fine.
+            for (int j = 0; j < i; j++)
+                if (ReferenceEquals(states[j], s)) throw new ArgumentException($"state {j} appears again at {i}", nameof(states));
+        }
+    }
 
     public virtual long ParameterCount => File.Tensors.Sum(t => t.ElementCount);
 

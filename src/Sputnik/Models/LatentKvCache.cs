@@ -1,34 +1,63 @@
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+
 namespace Sputnik.Models;
 
 /// <summary>
 /// The compressed MLA cache: per layer and position one row of [normalised kv latent (kv_lora_rank) | roped k_pe
 /// (qk_rope)], shared by all heads. This is all absorbed attention needs; keys and values are never
-/// decompressed. Layout [layer][position][rank + rope] keeps one position of one layer contiguous.
+/// decompressed. Layout [layer][position][rank + rope] keeps one position of one layer contiguous. Stored as F16
+/// by default (llama.cpp's size: 2 bytes per element) or F32; attention converts a chunk of rows at a time back
+/// to float so the conversion runs vectorized.
 /// </summary>
 internal sealed class LatentKvCache
 {
-    private readonly float[][] _rows;
+    private readonly byte[][] _rows;
+    private readonly int _rowBytes;
 
-    public LatentKvCache(int layers, int capacity, int rank, int ropeDim)
+    public LatentKvCache(int layers, int capacity, int rank, int ropeDim, KvCacheType type = KvCacheType.F16)
     {
+        if (type is not (KvCacheType.F16 or KvCacheType.F32))
+            throw new NotSupportedException($"the MLA latent cache supports F16 and F32, not {type}");
+        Type = type;
         Capacity = capacity;
         Rank = rank;
         RopeDim = ropeDim;
-        _rows = new float[layers][];
-        for (int l = 0; l < layers; l++) _rows[l] = new float[checked((long)capacity * RowLength)];
+        _rowBytes = RowLength * (type == KvCacheType.F32 ? sizeof(float) : 2);
+        _rows = new byte[layers][];
+        for (int l = 0; l < layers; l++) _rows[l] = new byte[checked((long)capacity * _rowBytes)];
     }
 
+    public KvCacheType Type { get; }
     public int Capacity { get; }
     public int Rank { get; }
     public int RopeDim { get; }
     public int RowLength => Rank + RopeDim;
 
-    public Span<float> Row(int layer, int pos) => _rows[layer].AsSpan(pos * RowLength, RowLength);
+    /// <summary>Stores the row (RowLength floats) of one position.</summary>
+    public void Write(int layer, int pos, ReadOnlySpan<float> row)
+    {
+        var dst = _rows[layer].AsSpan(pos * _rowBytes, _rowBytes);
+        if (Type == KvCacheType.F32) MemoryMarshal.AsBytes(row[..RowLength]).CopyTo(dst);
+        else TensorPrimitives.ConvertToHalf(row[..RowLength], MemoryMarshal.Cast<byte, Half>(dst));
+    }
 
-    /// <summary>Rows of positions [0, count) of one layer.</summary>
-    public ReadOnlySpan<float> Rows(int layer, int count) => _rows[layer].AsSpan(0, count * RowLength);
+    /// <summary>
+    /// Rows of positions [pos0, pos0 + count) of one layer as floats, RowLength apart: a view of the cache for F32,
+    /// otherwise decoded into <paramref name="buffer"/> (count × RowLength floats).
+    /// </summary>
+    public ReadOnlySpan<float> Rows(int layer, int pos0, int count, Span<float> buffer)
+    {
+        if (pos0 < 0 || count < 0 || pos0 + count > Capacity)
+            throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) outside the cache of {Capacity}");
+        var src = _rows[layer].AsSpan(pos0 * _rowBytes, count * _rowBytes);
+        if (Type == KvCacheType.F32) return MemoryMarshal.Cast<byte, float>(src);
+        var dst = buffer[..(count * RowLength)];
+        TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(src), dst);
+        return dst;
+    }
 
-    public long Bytes => (long)_rows.Length * Capacity * RowLength * sizeof(float);
+    public long Bytes => (long)_rows.Length * Capacity * _rowBytes;
 }
 
 /// <summary>

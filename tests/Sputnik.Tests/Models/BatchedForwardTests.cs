@@ -119,4 +119,72 @@ public class BatchedForwardTests
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.Equal(0, allocated);
     }
+    public static readonly TheoryData<string, KvCacheType, int> BatchCases = new()
+    {
+        { "stories", KvCacheType.F32, 1 }, { "stories", KvCacheType.F16, 2 },
+        { "qwen", KvCacheType.F32, 1 }, { "qwen", KvCacheType.F32, 2 }, { "qwen", KvCacheType.F16, 2 },
+    };
+
+    [Theory]
+    [MemberData(nameof(BatchCases))]
+    public void Forward_batch_matches_per_sequence_forward(string model, KvCacheType kv, int threads)
+    {
+        using var m = Load(PathOf(model), threads);
+        int[] lengths = [3, 17, 40, 9, 1];
+        int[] capacities = [64, 128, 64, 96, 64]; // different capacities: score rows are strided by the largest
+        var solo = new InferenceState[lengths.Length];
+        var batched = new InferenceState[lengths.Length];
+        for (int i = 0; i < lengths.Length; i++)
+        {
+            var prompt = Prompt(lengths[i], m.Config.VocabSize, 20 + i);
+            solo[i] = m.CreateState(capacities[i], kv);
+            batched[i] = m.CreateState(capacities[i], kv);
+            m.Forward(solo[i], prompt);
+            m.Forward(batched[i], prompt);
+        }
+        var rng = new Random(5);
+        for (int step = 0; step < 4; step++)
+        {
+            var tokens = Enumerable.Range(0, lengths.Length).Select(_ => rng.Next(m.Config.VocabSize)).ToArray();
+            // A different subset each step, in a different order: sequences join and leave the batch.
+            var pick = Enumerable.Range(0, lengths.Length).Where(i => (i + step) % 4 != 0).Reverse().ToArray();
+            m.ForwardBatch(pick.Select(i => batched[i]).ToArray(), pick.Select(i => tokens[i]).ToArray());
+            foreach (int i in pick)
+            {
+                var expected = m.Forward(solo[i], [tokens[i]]).ToArray();
+                Assert.Equal(solo[i].Position, batched[i].Position);
+                float rel = RelDiff(batched[i].Logits, expected);
+                Assert.True(rel < 1e-4f, $"{model} {kv} t={threads} step {step} seq {i}: batched vs solo rel diff {rel}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Forward_batch_rejects_a_state_twice_and_leaves_states_untouched()
+    {
+        using var m = Load(Stories, 1);
+        var a = m.CreateState(16);
+        var b = m.CreateState(16);
+        Assert.Throws<ArgumentException>(() => m.ForwardBatch([a, b, a], [1, 2, 3]));
+        Assert.Throws<ArgumentException>(() => m.ForwardBatch([a, b], [1]));
+        Assert.Equal(0, a.Position);
+        Assert.Equal(0, b.Position);
+    }
+
+    [Theory]
+    [InlineData("stories")]
+    [InlineData("qwen")]
+    public void Forward_batch_steps_allocate_nothing(string model)
+    {
+        using var m = Load(PathOf(model), threads: 1);
+        var states = Enumerable.Range(0, 4).Select(_ => m.CreateState(128)).ToArray();
+        for (int i = 0; i < states.Length; i++) m.Forward(states[i], Prompt(4 + i, m.Config.VocabSize, i));
+        IReadOnlyList<InferenceState> list = states;
+        int[] tokens = [3, 4, 5, 6];
+        for (int i = 0; i < 10; i++) m.ForwardBatch(list, tokens); // warm-up: scratch, tiering, per-thread buffers
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 30; i++) m.ForwardBatch(list, tokens);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(0, allocated);
+    }
 }

@@ -307,7 +307,8 @@ public class TinyDeepSeek2Tests
             var ds = Assert.IsType<DeepSeek2>(model);
             ds.NaiveAttention = naive;
             var stats = ds.MoeStats = ds.CreateMoeStats();
-            var state = model.CreateState(64);
+            // F32 latent: this is the exactness test against the double reference (F16 is covered below).
+            var state = model.CreateState(64, KvCacheType.F32);
             for (int n = 1; n <= tokens.Length; n++)
             {
                 var got = model.Forward(state, tokens.AsSpan(n - 1, 1)).ToArray();
@@ -317,7 +318,7 @@ public class TinyDeepSeek2Tests
             // Decode reads exactly k experts per MoE layer per token.
             Assert.Equal(tokens.Length, stats.Tokens);
             for (int l = spec.Dense; l < spec.Layers; l++) Assert.Equal(tokens.Length * spec.Used, stats.Counts(l).ToArray().Sum());
-            var batch = model.Forward(model.CreateState(64), tokens).ToArray();
+            var batch = model.Forward(model.CreateState(64, KvCacheType.F32), tokens).ToArray();
             var full = ReferenceLogits(spec, w, tokens);
             for (int i = 0; i < spec.Vocab; i++) Assert.True(Math.Abs(batch[i] - full[i]) < 1e-4, $"batched logit {i}: {batch[i]} vs {full[i]}");
         }
@@ -327,10 +328,15 @@ public class TinyDeepSeek2Tests
         }
     }
 
+    // F32 latent: summation order only (measured 7e-7 v2, 1.6e-6 v3). F16 latent (the default): measured max
+    // |Δlogit| 8.4e-4 (v2) and 1.2e-3 (v3) over the 64 steps, logits of magnitude ~1: the rounding of the cached
+    // latents and k_pe to 11-bit mantissas, compounding through the layers as the greedy continuation grows.
     [Theory]
-    [InlineData("v2")]
-    [InlineData("v3")]
-    public void Absorbed_and_naive_attention_agree_over_64_decode_steps(string variant)
+    [InlineData("v2", KvCacheType.F32, 1e-4)]
+    [InlineData("v3", KvCacheType.F32, 1e-4)]
+    [InlineData("v2", KvCacheType.F16, 3e-3)]
+    [InlineData("v3", KvCacheType.F16, 3e-3)]
+    public void Absorbed_and_naive_attention_agree_over_64_decode_steps(string variant, KvCacheType kv, double tolerance)
     {
         var spec = variant == "v2" ? V2Style : V3Style;
         var dir = Directory.CreateTempSubdirectory("sputnik-ds2-");
@@ -338,10 +344,11 @@ public class TinyDeepSeek2Tests
         {
             var (path, _) = WriteModel(dir.FullName, spec);
             using var model = (DeepSeek2)ModelLoader.Load(GgufFile.Open(path), threads: 2);
-            var absorbed = model.CreateState(80);
+            var absorbed = model.CreateState(80, kv);
             model.NaiveAttention = true;
-            var naive = model.CreateState(80);
+            var naive = model.CreateState(80, KvCacheType.F32);
             Assert.True(DeepSeek2.CacheBytes(absorbed) < DeepSeek2.CacheBytes(naive));
+            Assert.Equal((long)spec.Layers * 80 * (spec.KvRank + spec.Rope) * (kv == KvCacheType.F16 ? 2 : 4), DeepSeek2.CacheBytes(absorbed));
             int token = 1;
             double worst = 0;
             for (int step = 0; step < 64; step++)
@@ -351,7 +358,8 @@ public class TinyDeepSeek2Tests
                 for (int i = 0; i < a.Length; i++) worst = Math.Max(worst, Math.Abs(a[i] - b[i]));
                 token = Array.IndexOf(a, a.Max()); // greedy continuation, so both paths see the same tokens
             }
-            Assert.True(worst < 1e-4, $"max |absorbed − naive| = {worst}");
+            Console.WriteLine($"{variant} {kv} latent: max |absorbed − naive| = {worst}");
+            Assert.True(worst < tolerance, $"{kv} latent: max |absorbed − naive| = {worst}");
         }
         finally
         {
@@ -429,14 +437,18 @@ public class TinyDeepSeek2Tests
             gw.Write(path);
             using var model = (DeepSeek2)ModelLoader.Load(GgufFile.Open(path), threads: 2);
             Assert.Equal(DeepSeek2Synth.Tiny with { }, model.DsConfig with { });
+            bool exact = type == Sputnik.Tensors.GgmlType.F32;
+            var a16 = model.Forward(model.CreateState(16), [1, 2, 3, 4]).ToArray(); // F16 latent, the default
             model.MoeStats = model.CreateMoeStats();
-            var a = model.Forward(model.CreateState(16), [1, 2, 3, 4]).ToArray();
+            var a = model.Forward(model.CreateState(16, exact ? KvCacheType.F32 : KvCacheType.F16), [1, 2, 3, 4]).ToArray();
             model.NaiveAttention = true;
             var b = model.Forward(model.CreateState(16), [1, 2, 3, 4]).ToArray();
             Assert.All(a, v => Assert.True(float.IsFinite(v)));
             // Quantized k_b/v_b see Q8-quantized activations on the absorbed path and float ones on the naive path.
-            double tol = type == Sputnik.Tensors.GgmlType.F32 ? 1e-4 : 3e-2;
+            double tol = exact ? 1e-4 : 3e-2;
             for (int i = 0; i < a.Length; i++) Assert.True(Math.Abs(a[i] - b[i]) < tol, $"logit {i}: {a[i]} vs {b[i]}");
+            // F16 latent: measured 1.2e-4 with F32 weights.
+            for (int i = 0; i < a.Length; i++) Assert.True(Math.Abs(a16[i] - b[i]) < Math.Max(tol, 2e-3), $"F16 latent logit {i}: {a16[i]} vs {b[i]}");
             var text = new StringWriter();
             model.MoeStats.Print(text, model.FirstMoeLayer);
             Assert.Contains("8 tokens", text.ToString());

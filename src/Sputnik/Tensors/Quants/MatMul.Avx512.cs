@@ -30,6 +30,10 @@ internal static unsafe partial class MatMul
                 for (; t + Group <= t1; t += Group)
                     Q6Kx4(w, a + (long)t * stride, stride, cols / 256, y + (long)t * ldy, ldy);
                 break;
+            case GgmlType.Q5_0 or GgmlType.Q5_1:
+                for (; t + Group <= t1; t += Group)
+                    Q5x4(w, a + (long)t * stride, stride, cols / 32, y + (long)t * ldy, ldy, wType == GgmlType.Q5_1);
+                break;
             case GgmlType.Q8_0 when cols % 64 == 0:
                 for (; t + Group <= t1; t += Group)
                     Q8_0x4(w, a + (long)t * stride, stride, cols / 64, y + (long)t * ldy, ldy);
@@ -127,6 +131,48 @@ internal static unsafe partial class MatMul
         y[ldy] = Vector512.Sum(acc1);
         y[2 * ldy] = Vector512.Sum(acc2);
         y[3 * ldy] = Vector512.Sum(acc3);
+    }
+
+    /// <summary>
+    /// One Q5_0/Q5_1 row × 4 Q8_0 tokens (256-bit: a 32-weight block fills one vector). Assembling the 5-bit
+    /// values (nibbles + high bits) is most of the work in the single-token kernel; here it is done once per block
+    /// for all four tokens. Q5_0's −16 offset and Q5_1's min are folded in through the tokens' per-block sums.
+    /// </summary>
+    private static void Q5x4(byte* w, byte* a, int stride, int nb, float* y, int ldy, bool hasMin)
+    {
+        int blockBytes = hasMin ? 24 : 22, qhOff = hasMin ? 4 : 2;
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        float c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+        byte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
+        // The tokens' block sums (d·Σq) follow their blocks, as DotRow lays them out.
+        float* s0 = (float*)(a0 + nb * Q80), s1 = (float*)(a1 + nb * Q80), s2 = (float*)(a2 + nb * Q80), s3 = (float*)(a3 + nb * Q80);
+        var b16 = Vector256.Create((byte)0x10);
+        for (int i = 0; i < nb; i++, w += blockBytes)
+        {
+            float dw = Half(w);
+            var q = MatVec.Nibbles(w + qhOff + 4) | (MatVec.BitsToBytes(*(uint*)(w + qhOff)) & b16);
+            float k = hasMin ? Half(w + 2) : -16 * dw;
+            int o = i * Q80;
+            Q5Token(q, dw, a0 + o, ref acc0);
+            Q5Token(q, dw, a1 + o, ref acc1);
+            Q5Token(q, dw, a2 + o, ref acc2);
+            Q5Token(q, dw, a3 + o, ref acc3);
+            c0 += k * s0[i];
+            c1 += k * s1[i];
+            c2 += k * s2[i];
+            c3 += k * s3[i];
+        }
+        y[0] = Vector256.Sum(acc0) + c0;
+        y[ldy] = Vector256.Sum(acc1) + c1;
+        y[2 * ldy] = Vector256.Sum(acc2) + c2;
+        y[3 * ldy] = Vector256.Sum(acc3) + c3;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q5Token(Vector256<byte> q, float dw, byte* a, ref Vector256<float> acc)
+    {
+        var p = MatVec.MulAddBytes(q, Vector256.Load((sbyte*)(a + 2)));
+        acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), Vector256.Create(dw * Half(a)), acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

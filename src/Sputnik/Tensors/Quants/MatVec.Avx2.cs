@@ -9,14 +9,14 @@ internal static unsafe partial class MatVec
 {
     /// <summary>Per 4 bytes: Σ u8*s8 into int32 lanes (operands small enough that vpmaddubsw never saturates).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> MulAddBytes(Vector256<byte> u, Vector256<sbyte> s)
+    internal static Vector256<int> MulAddBytes(Vector256<byte> u, Vector256<sbyte> s)
     {
         if (AvxVnni.IsSupported) return AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u, s);
         return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, s), Vector256<short>.One);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Nibbles(byte* p16)
+    internal static Vector256<byte> Nibbles(byte* p16)
     {
         var b = Vector128.Load(p16);
         var m = Vector128.Create((byte)0x0F);
@@ -25,7 +25,7 @@ internal static unsafe partial class MatVec
 
     /// <summary>Byte i (0..31) is 0xFF where bit i of <paramref name="bits"/> is set.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> BitsToBytes(uint bits)
+    internal static Vector256<byte> BitsToBytes(uint bits)
     {
         var v = Vector256.Create(bits).AsByte();
         var ctrl = Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
