@@ -10,4 +10,6 @@ root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(ChatCommand.Create());
 root.Subcommands.Add(TemplateCommand.Create());
+root.Subcommands.Add(TrainCommand.Create());
+root.Subcommands.Add(EvalCommand.Create());
 return Cli.Invoke(root, args);

@@ -65,69 +65,35 @@ public static class TrainOps
 
     // ---------------------------------------------------------------- linear (matmul)
     /// <summary>out[N,OC] = inp[N,C] · W[OC,C]ᵀ (W is stored like a GGUF weight: one row per output channel).</summary>
-    public static void MatMulForward(Span<float> output, ReadOnlySpan<float> inp, ReadOnlySpan<float> w, int n, int c, int oc)
+    public static unsafe void MatMulForward(Span<float> output, ReadOnlySpan<float> inp, ReadOnlySpan<float> w, int n, int c, int oc)
     {
-        unsafe
-        {
-            fixed (float* po = output, pi = inp, pw = w)
-            {
-                float* o = po, ip = pi, wp = pw;
-                Par.For(n, (r0, r1) =>
-                {
-                    for (int r = r0; r < r1; r++)
-                    {
-                        var x = new ReadOnlySpan<float>(ip + (long)r * c, c);
-                        var orow = new Span<float>(o + (long)r * oc, oc);
-                        for (int j = 0; j < oc; j++) orow[j] = TensorPrimitives.Dot(x, new ReadOnlySpan<float>(wp + (long)j * c, c));
-                    }
-                }, minPerChunk: Math.Max(1, 16384 / Math.Max(1, c * oc / 64)));
-            }
-        }
+        fixed (float* po = output, pi = inp, pw = w) Gemm.ABt(po, pi, pw, n, oc, c, accumulate: false);
     }
 
     /// <summary>
     /// in the forward pass this was: out[r,j] = Σ_i inp[r,i]·W[j,i], so dinp[r,:] += Σ_j dout[r,j]·W[j,:] and
-    /// dW[j,:] += Σ_r dout[r,j]·inp[r,:]. Rows of dout that are all zero (masked tokens) are skipped.
+    /// dW[j,:] += Σ_r dout[r,j]·inp[r,:]. Both are run as C += A·Bᵀ after transposing W, dout and inp.
+    /// An empty dinp skips the input gradient.
     /// </summary>
-    public static void MatMulBackward(Span<float> dinp, Span<float> dw, ReadOnlySpan<float> dout, ReadOnlySpan<float> inp,
+    public static unsafe void MatMulBackward(Span<float> dinp, Span<float> dw, ReadOnlySpan<float> dout, ReadOnlySpan<float> inp,
         ReadOnlySpan<float> w, int n, int c, int oc)
     {
-        unsafe
+        var wt = Gemm.Rent(c * oc); var dot = Gemm.Rent(oc * n); var it = Gemm.Rent(c * n);
+        try
         {
-            fixed (float* pdi = dinp, pdw = dw, pdo = dout, pi = inp, pw = w)
+            fixed (float* pdi = dinp, pdw = dw, pdo = dout, pi = inp, pw = w, pwt = wt, pdot = dot, pit = it)
             {
-                float* di = pdi, dW = pdw, dO = pdo, ip = pi, wp = pw;
-                bool hasDinp = !dinp.IsEmpty;
-                if (hasDinp)
+                if (!dinp.IsEmpty)
                 {
-                    Par.For(n, (r0, r1) =>
-                    {
-                        for (int r = r0; r < r1; r++)
-                        {
-                            var drow = new Span<float>(di + (long)r * c, c);
-                            float* g = dO + (long)r * oc;
-                            for (int j = 0; j < oc; j++)
-                            {
-                                float gj = g[j];
-                                if (gj != 0f) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(wp + (long)j * c, c), gj, drow, drow);
-                            }
-                        }
-                    });
+                    Gemm.Transpose(pwt, pw, oc, c);                       // Wᵀ [C, OC]
+                    Gemm.ABt(pdi, pdo, pwt, n, c, oc, accumulate: true);   // dinp[N,C] += dout[N,OC]·(Wᵀ)ᵀ
                 }
-                Par.For(oc, (j0, j1) =>
-                {
-                    for (int j = j0; j < j1; j++)
-                    {
-                        var dwrow = new Span<float>(dW + (long)j * c, c);
-                        for (int r = 0; r < n; r++)
-                        {
-                            float g = dO[(long)r * oc + j];
-                            if (g != 0f) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(ip + (long)r * c, c), g, dwrow, dwrow);
-                        }
-                    }
-                });
+                Gemm.Transpose(pdot, pdo, n, oc);                          // doutᵀ [OC, N]
+                Gemm.Transpose(pit, pi, n, c);                             // inpᵀ [C, N]
+                Gemm.ABt(pdw, pdot, pit, oc, c, n, accumulate: true);      // dW[OC,C] += doutᵀ·inp
             }
         }
+        finally { Gemm.Return(wt); Gemm.Return(dot); Gemm.Return(it); }
     }
 
     // ---------------------------------------------------------------- RoPE
