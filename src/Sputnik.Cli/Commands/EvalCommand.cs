@@ -21,7 +21,7 @@ internal static class EvalCommand
         var cmd = new Command("eval", "Evaluate a model on held-out problems of a task (never seen in training)") { model, task, n, k, temp, maxNew, json, threads };
         cmd.SetAction(r =>
         {
-            string path = r.GetValue(model) ?? DefaultModel.Path() ?? throw new ArgumentException("no model: pass -m MODEL or set SPUTNIK_MODEL");
+            string path = CliOptions.ResolveModel(r.GetValue(model));
             if (!File.Exists(path)) throw new FileNotFoundException($"model not found: {path}");
             if (r.GetValue(n) < 1 || r.GetValue(k) < 1) throw new ArgumentException("--n and --samples must be at least 1");
             var t = ReasoningTask.Create(r.GetValue(task)!);
