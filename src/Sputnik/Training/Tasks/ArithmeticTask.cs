@@ -7,9 +7,9 @@ namespace Sputnik.Training.Tasks;
 /// model can follow: column arithmetic one digit at a time, each line carrying the partial result forward so the
 /// model only ever copies and does one single-digit step.
 /// </summary>
-public sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB = 3) : ReasoningTask
+public sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB = 3, string? name = null) : ReasoningTask
 {
-    public override string Name => op switch { '+' => "addition", '-' => "subtraction", _ => "multiplication" };
+    public override string Name => name ?? op switch { '+' => "addition", '-' => "subtraction", _ => "multiplication" };
 
     private static readonly string[] AddPhrasings = ["What is {0} + {1}?", "Compute {0} plus {1}.", "Add {0} and {1}.", "{0} + {1} = ?", "Calculate {0}+{1}", "What is the sum of {0} and {1}?"];
     private static readonly string[] SubPhrasings = ["What is {0} - {1}?", "Compute {0} minus {1}.", "Subtract {1} from {0}.", "{0} - {1} = ?", "Calculate {0}-{1}", "What is the difference {0} - {1}?"];

@@ -94,7 +94,7 @@ public abstract partial class ReasoningTask
         "multiplication" => new ArithmeticTask('*'),
         "countdown" => new CountdownTask(),
         "all" => new MixTask("all", [new ArithmeticTask('+'), new ArithmeticTask('-'), new ArithmeticTask('*'), new CountdownTask()]),
-        "easy" => new ArithmeticTask('+', maxDigitsA: 2, maxDigitsB: 2),
+        "easy" => new ArithmeticTask('+', maxDigitsA: 2, maxDigitsB: 2, name: "easy"),
         _ => throw new ArgumentException($"unknown task '{name}' (arithmetic, addition, subtraction, multiplication, countdown, all, easy)"),
     };
 }
