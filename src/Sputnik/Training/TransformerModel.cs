@@ -66,6 +66,12 @@ public sealed class TransformerModel
         (_cos, _sin) = TrainOps.RopeTable(c.MaxSeq, c.HeadDim, c.RopeBase);
     }
 
+    /// <summary>
+    /// Sampling temperature the losses are taken at: logits are divided by it before the softmax (as TRL does for
+    /// GRPO, so log-probs are those of the distribution the rollouts were sampled from). 1 for SFT.
+    /// </summary>
+    public float Temperature { get; set; } = 1f;
+
     public ReadOnlySpan<float> Logits => _logits.AsSpan(0, _b * _t * Config.Vocab);
     public ReadOnlySpan<float> Losses => _losses.AsSpan(0, _b * _t);
 
@@ -128,6 +134,7 @@ public sealed class TransformerModel
         }
         TrainOps.RmsNormForward(_lnf, _rstdf, _resid[c.Layers], P.W(_normF), n, d, c.RmsEps);
         TrainOps.MatMulForward(_logits, _lnf, P.W(_wout), n, d, c.Vocab);
+        if (Temperature != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(_logits.AsSpan(0, n * c.Vocab), 1f / Temperature, _logits.AsSpan(0, n * c.Vocab));
         TrainOps.CrossEntropyForward(_losses, _probs, _logits, targets, n, c.Vocab);
         double sum = 0; int count = 0;
         for (int i = 0; i < n; i++) if (targets[i] >= 0) { sum += _losses[i]; count++; }
@@ -152,6 +159,8 @@ public sealed class TransformerModel
         float scale = 1f / MathF.Sqrt(c.HeadDim);
         Array.Clear(_dlogits, 0, n * c.Vocab);
         TrainOps.CrossEntropyBackward(_dlogits, dlosses, _probs, _targets, n, c.Vocab);
+        // scaled = logits / T, so d logits = d scaled / T
+        if (Temperature != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(_dlogits.AsSpan(0, n * c.Vocab), 1f / Temperature, _dlogits.AsSpan(0, n * c.Vocab));
         Array.Clear(_dln, 0, n * d);
         TrainOps.MatMulBackward(_dln, P.G(_wout), _dlogits, _lnf, P.W(_wout), n, d, c.Vocab);
         Array.Clear(_dres, 0, n * d);

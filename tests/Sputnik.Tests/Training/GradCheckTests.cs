@@ -209,7 +209,7 @@ public class GradCheckTests
     public void WholeModel()
     {
         var c = new TrainConfig { Vocab = 11, Dim = 16, Layers = 2, Heads = 4, KvHeads = 2, FfnDim = 24, MaxSeq = 8 };
-        var m = new TransformerModel(c, seed: 3);
+        var m = new TransformerModel(c, seed: 3) { Temperature = 0.8f }; // covers the GRPO logit temperature too
         var rng = new Random(11);
         Rand(rng, m.P.Count, 0.3f).CopyTo(m.P.Data, 0);
         int b = 2, t = 5;
