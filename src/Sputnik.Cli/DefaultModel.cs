@@ -31,7 +31,8 @@ internal static class DefaultModel
         using var res = Assembly.GetExecutingAssembly().GetManifestResourceStream(FileName);
         if (res == null) return null;
         string cacheRoot = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
-            : System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+            : System.IO.Path.Combine(Environment.GetEnvironmentVariable("HOME") is { Length: > 0 } h ? h
+                : Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
         string dir = System.IO.Path.Combine(cacheRoot, "sputnik");
         string path = System.IO.Path.Combine(dir, $"sputnik-r1-tiny-{res.Length}.gguf");
         if (File.Exists(path) && new FileInfo(path).Length == res.Length) return path;
