@@ -5,6 +5,17 @@ using Sputnik.Tensors;
 using Sputnik.Tensors.Quants;
 
 // Single-threaded matvec throughput: dotnet run -c Release --project bench/Sputnik.Bench [rows] [cols] [types...]
+// Whole-model prefill/decode:        dotnet run -c Release --project bench/Sputnik.Bench model [Q4_K|Q8_0] [threads] [pp] [tg] [F16|F32|Q8_0]
+if (args.Length > 0 && args[0] == "matmul")
+{
+    MatMulBench.Run(args[1..]);
+    return;
+}
+if (args.Length > 0 && args[0] == "model")
+{
+    ModelBench.Run(args[1..]);
+    return;
+}
 int rows = args.Length > 0 ? int.Parse(args[0]) : 1536;
 int cols = args.Length > 1 ? int.Parse(args[1]) : 8960;
 GgmlType[] types = args.Length > 2 ? args[2..].Select(Enum.Parse<GgmlType>).ToArray() : [GgmlType.Q4_K, GgmlType.Q8_0];

@@ -55,7 +55,7 @@ internal static class Cli
         AggregateException { InnerException: { } inner } => Describe(inner),
         FileNotFoundException f => f.Message,
         GgufFormatException or UnsupportedModelException or ArgumentException or ContextOverflowException
-            or Sputnik.Templates.TemplateException or System.Text.Json.JsonException => ex.Message,
+            or Sputnik.Templates.TemplateException or System.Text.Json.JsonException or InvalidDataException or NotSupportedException => ex.Message,
         UnauthorizedAccessException or IOException => ex.Message,
         _ => $"{ex.GetType().Name}: {ex.Message}",
     };

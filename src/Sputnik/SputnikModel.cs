@@ -1,4 +1,6 @@
+using System.Runtime.CompilerServices;
 using Sputnik.Gguf;
+using Sputnik.Inference;
 using Sputnik.Models;
 using Sputnik.Tokenizers;
 
@@ -12,26 +14,57 @@ public sealed record ModelOptions
 
     /// <summary>Context (KV cache) length per sequence; 0 means the model's trained context, capped at 4096.</summary>
     public int ContextLength { get; init; }
+
+    /// <summary>Element format of the KV cache; F16 halves memory and attention bandwidth at a tiny accuracy cost.</summary>
+    public KvCacheType KvType { get; init; } = KvCacheType.F16;
 }
 
 /// <summary>
 /// A model file loaded and ready to run: the architecture, its tokenizer and its chat template.
 /// Loading maps the file; weights are not copied into managed memory.
 /// </summary>
+/// <remarks>
+/// <para><b>Thread safety.</b> One model may be shared by any number of chats (<see cref="CreateChat"/>) and chat
+/// clients (<see cref="SputnikChatClient"/>) on any threads. The forward pass runs on the model's own worker pool,
+/// which is not re-entrant, so their turns are serialised on a per-model lock: while one turn generates, the
+/// others wait (asynchronously) for it to finish. For parallel requests load the model once per worker or use the
+/// HTTP server, whose scheduler steps many sequences in turn.</para>
+/// <para>The lower-level members (<see cref="Model"/>, <see cref="CreateState"/>, <see cref="Generator"/>) do not
+/// take that lock; code that drives them directly must not run them concurrently with a chat on the same model.</para>
+/// </remarks>
 public sealed class SputnikModel : IDisposable
 {
-    private SputnikModel(LanguageModel model, Tokenizer tokenizer, int contextLength)
+    private SputnikModel(LanguageModel model, Tokenizer tokenizer, int contextLength, KvCacheType kvType)
     {
+        KvType = kvType;
         Model = model;
         Tokenizer = tokenizer;
         ContextLength = contextLength;
     }
 
+    /// <summary>The transformer (llama, qwen2 or deepseek2) that computes logits.</summary>
     public LanguageModel Model { get; }
+
+    /// <summary>The model's tokenizer (text ⇄ token ids).</summary>
     public Tokenizer Tokenizer { get; }
+
+    /// <summary>Context (KV cache) length of each sequence created by <see cref="CreateState"/>.</summary>
     public int ContextLength { get; }
+
+    /// <summary>Element format of the KV cache.</summary>
+    public KvCacheType KvType { get; }
+
+    /// <summary>The mapped GGUF file (metadata and tensors).</summary>
     public GgufFile File => Model.File;
+
+    /// <summary>The model's Jinja chat template, or null when the file carries none (ChatML is used then).</summary>
     public string? ChatTemplate => File.GetStringOrNull("tokenizer.chat_template");
+
+    /// <summary>A name for the model: <c>general.name</c> from the file, else the file name without extension.</summary>
+    public string Name { get; private init; } = "model";
+
+    /// <summary>Serialises turns on this model: the worker pool behind <see cref="Model"/> is not re-entrant.</summary>
+    internal SemaphoreSlim Gate { get; } = new(1, 1);
 
     /// <summary>Loads a GGUF model. Throws FileNotFoundException, GgufFormatException or UnsupportedModelException with a clear message.</summary>
     public static SputnikModel Load(string path, ModelOptions? options = null)
@@ -46,7 +79,8 @@ public sealed class SputnikModel : IDisposable
             var tokenizer = Tokenizer.Create(TokenizerData.FromGguf(file));
             var model = ModelLoader.Load(file, options.Threads);
             int ctx = options.ContextLength > 0 ? options.ContextLength : Math.Min(model.Config.ContextLength, 4096);
-            return new SputnikModel(model, tokenizer, ctx);
+            string name = file.GetStringOrNull("general.name") is { Length: > 0 } n ? n : Path.GetFileNameWithoutExtension(path);
+            return new SputnikModel(model, tokenizer, ctx, options.KvType) { Name = name };
         }
         catch
         {
@@ -55,11 +89,53 @@ public sealed class SputnikModel : IDisposable
         }
     }
 
+    /// <summary>Loads a GGUF model on a thread-pool thread; see <see cref="Load"/>.</summary>
+    /// <param name="path">The .gguf file.</param>
+    /// <param name="options">Threads, context length and KV cache type; defaults when null.</param>
+    /// <param name="cancellationToken">Cancels before loading starts (mapping a file is not interruptible).</param>
     public static Task<SputnikModel> LoadAsync(string path, ModelOptions? options = null, CancellationToken cancellationToken = default) =>
         Task.Run(() => Load(path, options), cancellationToken);
 
     /// <summary>A fresh KV cache and scratch for one sequence.</summary>
-    public InferenceState CreateState() => Model.CreateState(ContextLength);
+    public InferenceState CreateState() => Model.CreateState(ContextLength, KvType);
 
-    public void Dispose() => Model.Dispose();
+    /// <summary>
+    /// Starts a conversation with this model: it keeps the messages and its own KV cache, so each turn only
+    /// computes the new tokens. Use <see cref="ChatSession.SendAsync"/> to stream a reply (reasoning and answer
+    /// apart) or <see cref="ChatSession.AskAsync"/> for the whole reply. Many chats may share one model; their
+    /// turns run one at a time (see the remarks on <see cref="SputnikModel"/>).
+    /// </summary>
+    /// <param name="options">Sampling, limits, thinking and template; defaults when null. Can be changed between turns through <see cref="ChatSession.Options"/>.</param>
+    public ChatSession CreateChat(ChatOptions? options = null) => new(this, options);
+
+    /// <summary>Wraps this model as a Microsoft.Extensions.AI <c>IChatClient</c>; see <see cref="SputnikChatClient"/>.</summary>
+    /// <param name="options">Model id, template, thinking and default sampling; defaults when null.</param>
+    public SputnikChatClient AsChatClient(SputnikChatClientOptions? options = null) => new(this, options);
+
+    /// <summary>Releases the file mapping. Do not dispose while a chat is generating.</summary>
+    public void Dispose()
+    {
+        Model.Dispose();
+        Gate.Dispose();
+    }
+
+    /// <summary>
+    /// Runs a synchronous generation loop under the model lock, one step at a time on the thread pool, so the
+    /// caller's thread is never blocked by the forward pass. Cancellation while waiting for the lock throws.
+    /// </summary>
+    internal async IAsyncEnumerable<T> RunExclusiveAsync<T>(Func<IEnumerable<T>> steps,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        await Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            using var e = steps().GetEnumerator(); // an iterator: nothing runs before the first MoveNext
+            while (await Task.Run(e.MoveNext, CancellationToken.None).ConfigureAwait(false))
+                yield return e.Current;
+        }
+        finally
+        {
+            Gate.Release();
+        }
+    }
 }

@@ -67,7 +67,28 @@ internal static class InfoCommand
             ["tokenizer_pre"] = file.GetStringOrNull("tokenizer.ggml.pre"),
             ["vocab_size"] = file.TryGetStringArray("tokenizer.ggml.tokens", out var toks) ? toks!.Length : null,
             ["chat_template"] = file.GetStringOrNull("tokenizer.chat_template") != null,
+            ["kv_bytes_per_token"] = KvBytesPerToken(file, arch),
         };
         return o;
+    }
+
+    /// <summary>
+    /// KV-cache bytes per token at F16, from metadata: 2·layers·kv_heads·head_dim·2 for llama-family attention;
+    /// layers·(kv_lora_rank + rope_dim)·2 for deepseek2's compressed latent cache. Null when the keys are missing.
+    /// </summary>
+    internal static long? KvBytesPerToken(GgufFile file, string arch)
+    {
+        if (!file.TryGetInt64($"{arch}.block_count", out long layers)) return null;
+        if (arch == DeepSeek2Config.Arch)
+        {
+            if (!file.TryGetInt64($"{arch}.attention.kv_lora_rank", out long rank) || !file.TryGetInt64($"{arch}.rope.dimension_count", out long rope))
+                return null;
+            return layers * (rank + rope) * 2;
+        }
+        if (!file.TryGetInt64($"{arch}.attention.head_count", out long heads)) return null;
+        long kvHeads = file.TryGetInt64($"{arch}.attention.head_count_kv", out long hkv) ? hkv : heads;
+        long headDim = file.TryGetInt64($"{arch}.attention.key_length", out long kl) ? kl
+            : file.TryGetInt64($"{arch}.embedding_length", out long e) && heads > 0 ? e / heads : 0;
+        return headDim == 0 ? null : 2 * layers * kvHeads * headDim * 2;
     }
 }

@@ -25,9 +25,10 @@ internal static class RunCommand
         var noBos = new Option<bool>("--no-bos") { Description = "Do not add BOS" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object with tokens, text and timings" };
         var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var moeStats = new Option<bool>("--moe-stats") { Description = "Print the expert-load histogram of MoE models to stderr" };
         var cmd = new Command("run", "Generate a continuation of a prompt")
         {
-            model, threads, prompt, n, ctx, temp, topK, topP, minP, repeat, presence, frequency, seed, noBos, json, stop,
+            model, threads, prompt, n, ctx, temp, topK, topP, minP, repeat, presence, frequency, seed, noBos, json, stop, moeStats,
         };
         cmd.SetAction(r =>
         {
@@ -52,6 +53,9 @@ internal static class RunCommand
             var stats = new GenerationStats();
             var generator = new Generator(m.Model, m.Tokenizer);
             var state = m.CreateState();
+            var moe = r.GetValue(moeStats) ? m.Model as Sputnik.Models.IMoeModel : null;
+            if (moe != null) moe.MoeStats = moe.CreateMoeStats();
+            else if (r.GetValue(moeStats)) Console.Error.WriteLine($"--moe-stats: {m.File.Architecture} has no routed experts");
             bool asJson = r.GetValue(json);
             var tokens = new List<int>();
             var output = new System.Text.StringBuilder();
@@ -90,6 +94,7 @@ internal static class RunCommand
                 Console.Error.WriteLine($"prompt: {stats.PromptTokens} tokens in {stats.PromptMs:F1} ms ({stats.PromptTokensPerSecond:F1} tok/s) | " +
                     $"generated: {stats.GeneratedTokens} tokens in {stats.GenerationMs:F1} ms ({stats.GenerationTokensPerSecond:F1} tok/s)");
             }
+            if (moe?.MoeStats is { } counted) counted.Print(Console.Error, moe.FirstMoeLayer);
             return 0;
         });
         return cmd;

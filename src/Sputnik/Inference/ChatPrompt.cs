@@ -30,10 +30,18 @@ public sealed record ChatPrompt(string Text, int[] Tokens, bool StartsInThinking
 /// </summary>
 public sealed class ChatPromptBuilder
 {
-    /// <summary>Used when the model carries no template.</summary>
+    /// <summary>
+    /// Used when the model carries no template: ChatML, with Hermes-style tools (a system block listing them,
+    /// assistant calls as <c>&lt;tool_call&gt;</c> JSON) so tool conversations render too.
+    /// </summary>
     public const string ChatMLTemplate =
-        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
-        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+        """{% if tools %}{{ '<|im_start|>system\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n<tools>' }}""" +
+        """{% for tool in tools %}{{ '\n' + (tool | tojson) }}{% endfor %}""" +
+        """{{ '\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n' }}{% endif %}""" +
+        """{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + (message['content'] or '') }}""" +
+        """{% if message['tool_calls'] %}{% for tc in message['tool_calls'] %}{{ '\n<tool_call>\n{"name": "' + tc['function']['name'] + '", "arguments": ' + (tc['function']['arguments'] | tojson) + '}\n</tool_call>' }}{% endfor %}{% endif %}""" +
+        """{{ '<|im_end|>' + '\n' }}{% endfor %}""" +
+        """{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}""";
 
     private readonly Tokenizer _tokenizer;
 
@@ -49,7 +57,12 @@ public sealed class ChatPromptBuilder
     /// <summary>True when the template or vocabulary knows &lt;think&gt; blocks (R1 and its distills).</summary>
     public bool SupportsThinking => Template.Contains("<think>", StringComparison.Ordinal) || _tokenizer.FindToken("<think>") != null;
 
+    /// <summary>Renders <paramref name="messages"/> with the template and tokenizes the result.</summary>
+    /// <param name="messages">The conversation, system message first when there is one.</param>
+    /// <param name="addGenerationPrompt">Open the assistant's turn at the end (the template's <c>add_generation_prompt</c>).</param>
+    /// <param name="tools">OpenAI-style tool objects for the template's <c>tools</c> variable; null for none.</param>
     /// <param name="thinking">false closes the thinking block in the prompt so the model answers directly.</param>
+    /// <param name="extra">More template variables.</param>
     public ChatPrompt Build(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true,
         IEnumerable<object?>? tools = null, bool thinking = true, IDictionary<string, object?>? extra = null)
     {

@@ -102,7 +102,7 @@ public sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         int thinkingTokens = 0;
         bool forcedClose = false;
 
-        for (int step = 0; step < options.MaxTokens; step++)
+        while (stats.GeneratedTokens < options.MaxTokens)
         {
             if (cancellationToken.IsCancellationRequested) { stats.FinishReason = FinishReason.Cancelled; break; }
 
@@ -110,8 +110,12 @@ public sealed class Generator(LanguageModel model, Tokenizer tokenizer)
             if (parser != null && !forcedClose && parser.State == ReasoningParser.Phase.Thinking && thinkingTokens >= reasoning!.MaxThinkingTokens)
             {
                 forcedClose = true;
+                // The forced text counts against max tokens: drop the cue when only the close fits, and force
+                // nothing when not even that leaves room for an answer (the length limit then ends the turn).
+                int room = Math.Min(options.MaxTokens - stats.GeneratedTokens, state.Capacity - state.Position) - 1;
                 int[] closing = Tokenizer.Encode(reasoning.Cue + reasoning.CloseText, addBos: false, parseSpecial: true);
-                if (state.Position + closing.Length >= state.Capacity) { stats.FinishReason = FinishReason.ContextFull; yield break; }
+                if (closing.Length > room) closing = Tokenizer.Encode(reasoning.CloseText, addBos: false, parseSpecial: true);
+                if (closing.Length > room) closing = [];
                 foreach (int id in closing)
                 {
                     history.Add(id);
@@ -119,7 +123,7 @@ public sealed class Generator(LanguageModel model, Tokenizer tokenizer)
                     string forced = stops.Push(decoder.Add(id));
                     yield return new GeneratedToken(id, forced, parser.Push(forced));
                 }
-                Model.Forward(state, closing);
+                if (closing.Length > 0) Model.Forward(state, closing);
             }
 
             int token = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history));
@@ -141,7 +145,7 @@ public sealed class Generator(LanguageModel model, Tokenizer tokenizer)
                 yield return Final(token, text, parser);
                 yield break;
             }
-            bool last = step == options.MaxTokens - 1;
+            bool last = stats.GeneratedTokens >= options.MaxTokens;
             if (!last && state.Position >= state.Capacity)
             {
                 stats.FinishReason = FinishReason.ContextFull;

@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using Sputnik.Gguf;
 using Sputnik.Tensors;
+using Sputnik.Tensors.Quants;
 
 namespace Sputnik.Models;
 
@@ -9,7 +10,7 @@ namespace Sputnik.Models;
 /// RoPE and a SwiGLU feed-forward. Architectures differ only in their <see cref="ModelConfig"/> (RoPE pairing)
 /// and in which optional tensors (Q/K/V biases, a separate output matrix) the file carries.
 /// </summary>
-public sealed class DecoderModel : LanguageModel
+public sealed partial class DecoderModel : LanguageModel
 {
     private sealed class Layer
     {
@@ -74,29 +75,39 @@ public sealed class DecoderModel : LanguageModel
 
     private float[]? OptionalVector(string name, int length) => File.FindTensor(name) is null ? null : Vector(name, length);
 
-    public override InferenceState CreateState(int contextLength)
+    /// <summary>Most tokens one forward pass processes together; longer inputs run in chunks of this size.</summary>
+    public int MaxBatch { get; set; } = 512;
+
+    public override InferenceState CreateState(int contextLength, KvCacheType kvType)
     {
         var c = Config;
-        var cache = new KvCache(c.Layers, contextLength, c.KvDim);
-        return new DecoderState(cache, c);
+        var cache = new KvCache(c.Layers, contextLength, c.KvDim, kvType, c.HeadDim);
+        var s = new DecoderState(cache, c, RopeFrequencies());
+        BindJobs(s);
+        return s;
     }
 
-    private sealed class DecoderState(KvCache cache, ModelConfig c) : InferenceState(cache, c.VocabSize)
+    // The worker delegates are created once per state here: a lambda capturing a parameter of a per-call method
+    // would allocate its closure on every call, even when the delegate is cached.
+    private void BindJobs(DecoderState s)
     {
-        public readonly float[] X = new float[c.Dim], Xb = new float[Math.Max(c.Dim, c.QDim)];
-        public readonly float[] Q = new float[c.QDim], K = new float[c.KvDim], V = new float[c.KvDim];
-        public readonly float[] AttnOut = new float[c.QDim];
-        public readonly float[] Scores = new float[c.Heads * (long)cache.Capacity > int.MaxValue ? throw new OverflowException() : c.Heads * cache.Capacity];
-        public readonly float[] H1 = new float[c.FfnDim], H3 = new float[c.FfnDim];
-        public readonly float[] Cos = new float[c.RopeDims / 2], Sin = new float[c.RopeDims / 2];
+        s.SwiGluBody = (i0, i1) => Ops.SwiGlu(s.H1.AsSpan(i0, i1 - i0), s.H3.AsSpan(i0, i1 - i0));
+        s.PrepBody = (t0, t1) => s.MmW!.PrepareInputs(s.MmX, s.Act, t0, t1);
+        s.MmBody = (r0, r1) => s.MmW!.MatMulRows(s.Act, s.MmTokens, s.MmY, r0, r1);
+        s.AttnBody = (i0, i1) => AttendItems(s, i0, i1);
+    }
 
-        // Current matvec job, read by the cached worker delegate (no closure per call).
-        public WeightMatrix? MvW;
-        public byte[] MvInput = [];
-        public float[] MvY = [];
-        public Action<int, int>? MvBody;
-        public int AttnPos, AttnLayer;
-        public Action<int, int>? AttnBody;
+    /// <summary>RoPE frequency per rotated pair: base^(−2i/d), divided by per-pair factors when the file has rope_freqs.</summary>
+    private double[] RopeFrequencies()
+    {
+        var c = Config;
+        var f = new double[c.RopeDims / 2];
+        for (int i = 0; i < f.Length; i++)
+        {
+            f[i] = Math.Pow(c.RopeBase, -2.0 * i / c.RopeDims);
+            if (_ropeFreqFactors != null) f[i] /= _ropeFreqFactors[i];
+        }
+        return f;
     }
 
     public override ReadOnlySpan<float> Forward(InferenceState state, ReadOnlySpan<int> tokens)
@@ -105,108 +116,107 @@ public sealed class DecoderModel : LanguageModel
         if (tokens.IsEmpty) throw new ArgumentException("no tokens to feed");
         if (s.Position + tokens.Length > s.Capacity)
             throw new InvalidOperationException($"context full: {s.Position} + {tokens.Length} tokens exceed the context of {s.Capacity}");
-        for (int i = 0; i < tokens.Length; i++)
-            Step(s, tokens[i], computeLogits: i == tokens.Length - 1);
+        foreach (int token in tokens)
+            if ((uint)token >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary ({Config.VocabSize})");
+        int batch = Math.Max(1, MaxBatch);
+        for (int i = 0; i < tokens.Length; i += batch)
+        {
+            int n = Math.Min(batch, tokens.Length - i);
+            Batch(s, tokens.Slice(i, n), computeLogits: i + n == tokens.Length);
+        }
         return s.Logits;
     }
 
-    private void Step(DecoderState s, int token, bool computeLogits)
+    /// <summary>Runs tokens at positions Position.. through every layer as one batch (matrix × matrix products).</summary>
+    private void Batch(DecoderState s, ReadOnlySpan<int> tokens, bool computeLogits)
     {
         var c = Config;
-        if ((uint)token >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(token), $"token id {token} is outside the vocabulary ({c.VocabSize})");
-        int pos = s.Position;
-        _tokenEmbedding.GetRow(token, s.X);
-        RopeAngles(pos, s.Cos, s.Sin);
+        int n = tokens.Length, pos0 = s.Position, dim = c.Dim, pairs = c.RopeDims / 2;
+        s.EnsureBatch(n, _maxInputBytes);
+        for (int i = 0; i < n; i++) _tokenEmbedding.GetRow(tokens[i], s.X.AsSpan(i * dim, dim));
 
         for (int l = 0; l < _layers.Length; l++)
         {
             var layer = _layers[l];
-            // attention rmsnorm, then q/k/v projections for this position
-            Ops.RmsNorm(s.X, layer.AttnNorm, c.RmsEps, s.Xb.AsSpan(0, c.Dim));
-            MatVec(s, layer.Wq, s.Xb, s.Q);
-            MatVec(s, layer.Wk, s.Xb, s.K);
-            MatVec(s, layer.Wv, s.Xb, s.V);
-            if (layer.Bq != null) TensorPrimitives.Add(s.Q, layer.Bq, s.Q);
-            if (layer.Bk != null) TensorPrimitives.Add(s.K, layer.Bk, s.K);
-            if (layer.Bv != null) TensorPrimitives.Add(s.V, layer.Bv, s.V);
+            // attention rmsnorm, then q/k/v projections of the whole batch (one quantized input shared by all three)
+            RmsNormRows(s, n, layer.AttnNorm);
+            Project(s, layer.Wq, s.Xb, n, s.Q);
+            Project(s, layer.Wk, s.Xb, n, s.K);
+            Project(s, layer.Wv, s.Xb, n, s.V);
+            for (int i = 0; i < n; i++)
+            {
+                var q = s.Q.AsSpan(i * c.QDim, c.QDim);
+                var k = s.K.AsSpan(i * c.KvDim, c.KvDim);
+                var v = s.V.AsSpan(i * c.KvDim, c.KvDim);
+                if (layer.Bq != null) TensorPrimitives.Add(q, layer.Bq, q);
+                if (layer.Bk != null) TensorPrimitives.Add(k, layer.Bk, k);
+                if (layer.Bv != null) TensorPrimitives.Add(v, layer.Bv, v);
+                var cos = s.RopeCos.AsSpan((pos0 + i) * pairs, pairs);
+                var sin = s.RopeSin.AsSpan((pos0 + i) * pairs, pairs);
+                for (int h = 0; h < c.Heads; h++) Ops.Rope(q.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
+                for (int h = 0; h < c.KvHeads; h++) Ops.Rope(k.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
+                s.Cache.Write(l, pos0 + i, k, v);
+            }
 
-            for (int h = 0; h < c.Heads; h++) Ops.Rope(s.Q.AsSpan(h * c.HeadDim, c.RopeDims), s.Cos, s.Sin, c.RopeNeox);
-            for (int h = 0; h < c.KvHeads; h++) Ops.Rope(s.K.AsSpan(h * c.HeadDim, c.RopeDims), s.Cos, s.Sin, c.RopeNeox);
-            s.K.CopyTo(s.Cache.Key(l, pos));
-            s.V.CopyTo(s.Cache.Value(l, pos));
-
-            // grouped-query attention over positions 0..pos
-            s.AttnPos = pos;
-            s.AttnLayer = l;
-            s.AttnBody ??= (h0, h1) => AttendHeads(s, h0, h1);
-            Pool.For(c.Heads, s.AttnBody, minPerThread: Math.Max(1, 4096 / (pos + 1)));
+            Attention(s, l, pos0, n);
 
             // output projection and residual
-            MatVec(s, layer.Wo, s.AttnOut, s.Xb);
-            TensorPrimitives.Add(s.X, s.Xb.AsSpan(0, c.Dim), s.X);
+            Project(s, layer.Wo, s.AttnOut, n, s.Xb);
+            TensorPrimitives.Add(s.X.AsSpan(0, n * dim), s.Xb.AsSpan(0, n * dim), s.X.AsSpan(0, n * dim));
 
             // ffn rmsnorm, SwiGLU, down projection and residual
-            Ops.RmsNorm(s.X, layer.FfnNorm, c.RmsEps, s.Xb.AsSpan(0, c.Dim));
-            MatVec(s, layer.Gate, s.Xb, s.H1);
-            MatVec(s, layer.Up, s.Xb, s.H3);
-            Ops.SwiGlu(s.H1, s.H3);
-            MatVec(s, layer.Down, s.H1, s.Xb);
-            TensorPrimitives.Add(s.X, s.Xb.AsSpan(0, c.Dim), s.X);
+            RmsNormRows(s, n, layer.FfnNorm);
+            Project(s, layer.Gate, s.Xb, n, s.H1);
+            Project(s, layer.Up, s.Xb, n, s.H3);
+            SwiGluRows(s, n * c.FfnDim);
+            Project(s, layer.Down, s.H1, n, s.Xb);
+            TensorPrimitives.Add(s.X.AsSpan(0, n * dim), s.Xb.AsSpan(0, n * dim), s.X.AsSpan(0, n * dim));
         }
-        s.Cache.Length = pos + 1;
+        s.Cache.Length = pos0 + n;
 
         if (computeLogits)
         {
-            Ops.RmsNorm(s.X, _outputNorm, c.RmsEps, s.Xb.AsSpan(0, c.Dim));
-            MatVec(s, _output, s.Xb, s.Logits);
+            // Only the last token's logits are needed: one matrix-vector product instead of n.
+            Ops.RmsNorm(s.X.AsSpan((n - 1) * dim, dim), _outputNorm, c.RmsEps, s.Xb.AsSpan(0, dim));
+            s.ActSource = null;
+            Project(s, _output, s.Xb, 1, s.Logits);
         }
     }
 
-    private void AttendHeads(DecoderState s, int h0, int h1)
+    private void RmsNormRows(DecoderState s, int n, float[] weight)
     {
-        var c = Config;
-        int pos = s.AttnPos, n = pos + 1, group = c.Heads / c.KvHeads, hd = c.HeadDim;
-        float scale = 1f / MathF.Sqrt(hd);
-        var keys = s.Cache.Keys(s.AttnLayer, n);
-        var values = s.Cache.Values(s.AttnLayer, n);
-        for (int h = h0; h < h1; h++)
+        int dim = Config.Dim;
+        for (int i = 0; i < n; i++)
+            Ops.RmsNorm(s.X.AsSpan(i * dim, dim), weight, Config.RmsEps, s.Xb.AsSpan(i * dim, dim));
+        s.ActSource = null; // Xb changed: the prepared activations are stale
+    }
+
+    private void SwiGluRows(DecoderState s, int count)
+    {
+        Pool.For(count, s.SwiGluBody!, minPerThread: 1 << 15);
+    }
+
+    /// <summary>y (n × w.Rows) = x (n × w.Cols) · Wᵀ: prepares x once for w's kernel (skipped when x was just prepared for the same format), then splits rows over the pool.</summary>
+    private void Project(DecoderState s, WeightMatrix w, float[] x, int n, float[] y)
+    {
+        GgmlType actType = w.HasKernel ? MatVec.ActivationType(w.Type) : GgmlType.F32;
+        if (!ReferenceEquals(s.ActSource, x) || s.ActType != actType || s.ActTokens != n)
         {
-            var q = s.Q.AsSpan(h * hd, hd);
-            int kvOff = h / group * hd;
-            var scores = s.Scores.AsSpan(h * s.Capacity, n);
-            for (int t = 0; t < n; t++)
-                scores[t] = TensorPrimitives.Dot(q, keys.Slice(t * c.KvDim + kvOff, hd)) * scale;
-            Ops.Softmax(scores);
-            var o = s.AttnOut.AsSpan(h * hd, hd);
-            o.Clear();
-            for (int t = 0; t < n; t++)
-                TensorPrimitives.MultiplyAdd(values.Slice(t * c.KvDim + kvOff, hd), scores[t], o, o);
+            s.MmW = w;
+            s.MmX = x;
+            if (n == 1) w.PrepareInput(x, s.Act);
+            else Pool.For(n, s.PrepBody!, minPerThread: Math.Max(1, 16384 / w.Cols));
+            s.ActSource = x;
+            s.ActType = actType;
+            s.ActTokens = n;
         }
-    }
-
-    private void MatVec(DecoderState s, WeightMatrix w, float[] x, float[] y)
-    {
-        if (s.MvInput.Length < w.InputBytes) s.MvInput = new byte[Math.Max(w.InputBytes, _maxInputBytes)];
-        w.PrepareInput(x, s.MvInput);
-        s.MvW = w;
-        s.MvY = y;
-        s.MvBody ??= (r0, r1) => s.MvW!.MatVecRows(s.MvInput, s.MvY, r0, r1);
-        // Small matrices are cheaper on one thread than the hand-off to workers.
-        int minRows = Math.Max(1, 32768 / Math.Max(1, w.Cols));
-        Pool.For(w.Rows, s.MvBody, minPerThread: minRows);
-    }
-
-    /// <summary>RoPE angles for one position: θ_i = pos · base^(−2i/d), divided by per-pair factors when the file has rope_freqs.</summary>
-    private void RopeAngles(int pos, float[] cos, float[] sin)
-    {
-        var c = Config;
-        for (int i = 0; i < cos.Length; i++)
-        {
-            double freq = Math.Pow(c.RopeBase, -2.0 * i / c.RopeDims);
-            if (_ropeFreqFactors != null) freq /= _ropeFreqFactors[i];
-            double theta = pos * freq;
-            cos[i] = (float)Math.Cos(theta);
-            sin[i] = (float)Math.Sin(theta);
-        }
+        s.MmW = w;
+        s.MmY = y;
+        s.MmTokens = n;
+        // Small products are cheaper on one thread than the hand-off to workers (stories260K decodes on one).
+        long work = (long)w.Cols * n;
+        int minRows = (int)Math.Max(1, 32768 / work);
+        Pool.For(w.Rows, s.MmBody!, minPerThread: minRows);
+        if (ReferenceEquals(y, s.ActSource)) s.ActSource = null;
     }
 }

@@ -20,8 +20,11 @@ public abstract class LanguageModel : IDisposable
     public ModelConfig Config { get; }
     public WorkerPool Pool { get; }
 
-    /// <summary>Creates the KV cache and scratch buffers for one sequence of up to <paramref name="contextLength"/> tokens.</summary>
-    public abstract InferenceState CreateState(int contextLength);
+    /// <summary>Creates the KV cache (F16) and scratch buffers for one sequence of up to <paramref name="contextLength"/> tokens.</summary>
+    public InferenceState CreateState(int contextLength) => CreateState(contextLength, KvCacheType.F16);
+
+    /// <summary>Creates the KV cache in <paramref name="kvType"/> and scratch buffers for one sequence of up to <paramref name="contextLength"/> tokens.</summary>
+    public abstract InferenceState CreateState(int contextLength, KvCacheType kvType);
 
     /// <summary>
     /// Feeds <paramref name="tokens"/> at positions state.Cache.Length onward and returns the logits after the

@@ -10,6 +10,7 @@ public static class ModelLoader
     {
         [Llama.Name] = Llama.Load,
         [Qwen2.Name] = Qwen2.Load,
+        [DeepSeek2.Name] = DeepSeek2.Load,
     };
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Architectures.Keys;

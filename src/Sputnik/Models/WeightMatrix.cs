@@ -61,6 +61,39 @@ public sealed unsafe class WeightMatrix
         else MemoryMarshal.AsBytes(x[..Cols]).CopyTo(input);
     }
 
+    /// <summary>Converts tokens [t0, t1) of the row-major batch x (Cols floats per token) into the kernel's format, <see cref="InputBytes"/> per token.</summary>
+    public void PrepareInputs(ReadOnlySpan<float> x, Span<byte> input, int t0, int t1)
+    {
+        for (int t = t0; t < t1; t++)
+            PrepareInput(x.Slice(t * Cols, Cols), input.Slice(t * InputBytes, InputBytes));
+    }
+
+    /// <summary>y[t * Rows + r] = dot(W[r], x_t) for rows [r0, r1) and tokens [0, tokens), x prepared by <see cref="PrepareInputs"/>.</summary>
+    public void MatMulRows(ReadOnlySpan<byte> input, int tokens, Span<float> y, int r0, int r1)
+    {
+        if (r1 <= r0) return;
+        if (tokens == 1)
+        {
+            MatVecRows(input, y, r0, r1); // decode: the lean matrix-vector path
+            return;
+        }
+        if (HasKernel)
+        {
+            var weights = new ReadOnlySpan<byte>(_data + (long)r0 * RowBytes, checked((r1 - r0) * RowBytes));
+            // Shifted so the kernel sees rows [0, r1 - r0) while y keeps absolute row indices.
+            MatMul.ComputeRows(Type, weights, Cols, input, tokens, y[r0..], Rows, 0, r1 - r0);
+            return;
+        }
+        if (t_rowScratch == null || t_rowScratch.Length < Cols) t_rowScratch = new float[Cols];
+        var scratch = t_rowScratch.AsSpan(0, Cols);
+        var xs = MemoryMarshal.Cast<byte, float>(input);
+        for (int r = r0; r < r1; r++)
+        {
+            RowFormats.Decode(Type, RowData(r), scratch);
+            for (int t = 0; t < tokens; t++) y[t * Rows + r] = TensorPrimitives.Dot(scratch, xs.Slice(t * Cols, Cols));
+        }
+    }
+
     // One decoded row per thread for types without a kernel; allocated once per thread, not per call.
     [ThreadStatic] private static float[]? t_rowScratch;
 

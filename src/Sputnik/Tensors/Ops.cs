@@ -27,11 +27,18 @@ public static class Ops
     /// <summary>gate = silu(gate) * up, the SwiGLU non-linearity.</summary>
     public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
-        // silu(g) = g * sigmoid(g)
-        for (int i = 0; i < gate.Length; i++)
+        // silu(g) = g * sigmoid(g), vectorized through an L1-sized chunk (a scalar MathF.Exp per value costs
+        // milliseconds per token at prefill sizes)
+        const int Chunk = 256;
+        Span<float> sig = stackalloc float[Chunk];
+        for (int i = 0; i < gate.Length; i += Chunk)
         {
-            float g = gate[i];
-            gate[i] = g / (1f + MathF.Exp(-g)) * up[i];
+            int len = Math.Min(Chunk, gate.Length - i);
+            var g = gate.Slice(i, len);
+            var s = sig[..len];
+            TensorPrimitives.Sigmoid(g, s);
+            TensorPrimitives.Multiply(g, s, g);
+            TensorPrimitives.Multiply(g, up.Slice(i, len), g);
         }
     }
 

@@ -1,20 +1,36 @@
 namespace Sputnik.Tensors;
 
 /// <summary>
-/// A persistent pool of worker threads for splitting a loop into even, contiguous ranges. One call hands the
-/// same delegate to every worker and waits for all of them; nothing is allocated per call, so the decode loop
-/// can use it per matrix without garbage. The calling thread takes the first range itself.
+/// A persistent pool of worker threads for splitting a loop into contiguous chunks. One call hands the same
+/// delegate to every worker and returns when every chunk is done; nothing is allocated per call, so the decode
+/// loop can use it per matrix without garbage. The calling thread works on chunks too.
 /// </summary>
+/// <remarks>
+/// Hand-off: a call bumps a generation counter. Workers spin on it for a short while after finishing
+/// (a decode step issues hundreds of calls microseconds apart, and waking a thread blocked in a semaphore costs
+/// tens of microseconds), then announce they are going to sleep and block. The caller releases the semaphore of
+/// exactly those workers that announced sleeping; the announce/claim handshake with Interlocked.Exchange makes
+/// sure every release is consumed by one Wait, so no wake-up is lost and none is left over.
+/// </remarks>
 public sealed class WorkerPool : IDisposable
 {
+    // How long an idle worker spins before it blocks: longer than the gaps between the matrix products of one
+    // token, short enough not to burn a core while the caller samples or waits for input.
+    private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 20000; // 50 µs
+
     private readonly Thread[] _threads;
-    private readonly SemaphoreSlim[] _start;
-    private readonly CountdownEvent _done;
+    private readonly SemaphoreSlim[] _wake;
+    private readonly int[] _sleeping;
     private Action<int, int>? _body;
-    private int _total;
+    private int _total, _chunks;
+    // Generation of the current call (high 32 bits) and the next unclaimed chunk (low 32 bits) in one word, so a
+    // late worker's claim of call g can never succeed against call g+1.
+    private long _next;
+    private int _completed;
     private volatile bool _stopping;
     private Exception? _workerError;
 
+    /// <summary>Number of threads a call uses at most, the caller included (exactly what was asked for).</summary>
     public int Threads { get; }
 
     public WorkerPool(int threads)
@@ -22,38 +38,77 @@ public sealed class WorkerPool : IDisposable
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), "need at least one thread");
         Threads = threads;
         _threads = new Thread[threads - 1];
-        _start = new SemaphoreSlim[threads - 1];
-        _done = new CountdownEvent(1);
+        _wake = new SemaphoreSlim[threads - 1];
+        _sleeping = new int[threads - 1];
         for (int i = 0; i < _threads.Length; i++)
         {
             int worker = i + 1;
-            _start[i] = new SemaphoreSlim(0);
+            _wake[i] = new SemaphoreSlim(0);
             _threads[i] = new Thread(() => WorkerLoop(worker)) { IsBackground = true, Name = $"sputnik-worker-{worker}" };
             _threads[i].Start();
         }
     }
 
-    /// <summary>Runs body(start, end) over [0, total) split into at most <see cref="Threads"/> contiguous ranges.</summary>
+    /// <summary>
+    /// Runs body(start, end) over [0, total) in contiguous chunks of at least <paramref name="minPerThread"/>, using at
+    /// most <see cref="Threads"/> threads (the caller included).
+    /// </summary>
+    /// <remarks>
+    /// Chunks are claimed dynamically (a few per thread) rather than one fixed range per thread: when the machine is
+    /// oversubscribed and a worker is descheduled, the others take its share instead of waiting for it at the
+    /// barrier, and uneven work evens out.
+    /// </remarks>
     public void For(int total, Action<int, int> body, int minPerThread = 1)
     {
-        int parts = Math.Min(Threads, Math.Max(1, total / Math.Max(1, minPerThread)));
-        if (parts <= 1 || total <= 1)
+        int chunks = Math.Min(Threads * ChunksPerThread, Math.Max(1, total / Math.Max(1, minPerThread)));
+        if (Threads == 1 || chunks <= 1 || total <= 1)
         {
             if (total > 0) body(0, total);
             return;
         }
+        chunks = Math.Min(chunks, total);
+        // A call that gives each thread one chunk still uses at most Threads threads.
+        int helpers = Math.Min(Threads - 1, chunks - 1);
         _body = body;
         _total = total;
-        _done.Reset(parts - 1);
-        for (int i = 0; i < parts - 1; i++) _start[i].Release();
-        var (s, e) = Range(0, parts, total);
-        body(s, e);
-        _done.Wait();
-        _body = null;
+        _chunks = chunks;
+        Volatile.Write(ref _completed, 0);
+        long gen = (Volatile.Read(ref _next) >> 32) + 1;
+        Interlocked.Exchange(ref _next, gen << 32); // full fence: publishes the fields above
+        for (int i = 0; i < helpers; i++)
+            if (Interlocked.Exchange(ref _sleeping[i], 0) == 1) _wake[i].Release();
+
+        try { RunChunks(gen); }
+        finally
+        {
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _completed) != chunks) spin.SpinOnce(sleep1Threshold: -1);
+            _body = null;
+        }
         if (_workerError is { } err)
         {
             _workerError = null;
             throw new AggregateException("a worker thread failed", err);
+        }
+    }
+
+    private const int ChunksPerThread = 4;
+
+    /// <summary>Claims and runs chunks of call <paramref name="gen"/> until none is left (or the call is over).</summary>
+    private void RunChunks(long gen)
+    {
+        while (true)
+        {
+            long v = Volatile.Read(ref _next);
+            if (v >> 32 != gen) return;
+            int chunk = (int)(v & 0xFFFFFFFF);
+            if (chunk >= _chunks) return;
+            if (Interlocked.CompareExchange(ref _next, v + 1, v) != v) continue;
+            // A claimed chunk keeps the call alive (the caller waits for it), so its fields are stable here.
+            var (s, e) = Range(chunk, _chunks, _total);
+            try { _body!(s, e); }
+            catch (Exception ex) { _workerError = ex; }
+            finally { Interlocked.Increment(ref _completed); }
         }
     }
 
@@ -65,25 +120,39 @@ public sealed class WorkerPool : IDisposable
 
     private void WorkerLoop(int worker)
     {
-        var start = _start[worker - 1];
+        int slot = worker - 1;
+        long seen = Volatile.Read(ref _next) >> 32;
         while (true)
         {
-            start.Wait();
+            long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+            int spins = 0;
+            while (Volatile.Read(ref _next) >> 32 == seen && !_stopping)
+            {
+                Thread.SpinWait(4);
+                if ((++spins & 63) != 0 || System.Diagnostics.Stopwatch.GetTimestamp() < deadline) continue;
+                // Announce sleep (full fence), then re-check: a call that started in between may not have seen the flag.
+                Interlocked.Exchange(ref _sleeping[slot], 1);
+                if (Volatile.Read(ref _next) >> 32 != seen || _stopping)
+                {
+                    // If the caller already claimed the flag it also released the semaphore: consume that release.
+                    if (Interlocked.Exchange(ref _sleeping[slot], 0) == 0) _wake[slot].Wait();
+                }
+                else _wake[slot].Wait();
+                deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+            }
             if (_stopping) return;
-            int parts = _done.InitialCount + 1;
-            var (s, e) = Range(worker, parts, _total);
-            try { _body!(s, e); }
-            catch (Exception ex) { _workerError = ex; }
-            finally { _done.Signal(); }
+            seen = Volatile.Read(ref _next) >> 32;
+            RunChunks(seen);
         }
     }
 
     public void Dispose()
     {
+        if (_stopping) return;
         _stopping = true;
-        foreach (var s in _start) s.Release();
+        for (int i = 0; i < _wake.Length; i++)
+            if (Interlocked.Exchange(ref _sleeping[i], 0) == 1) _wake[i].Release();
         foreach (var t in _threads) t.Join();
-        foreach (var s in _start) s.Dispose();
-        _done.Dispose();
+        foreach (var s in _wake) s.Dispose();
     }
 }

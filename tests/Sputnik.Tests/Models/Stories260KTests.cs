@@ -27,7 +27,7 @@ public class Stories260KTests
     {
         var expected = Golden().GetProperty("logits_pos0_after_BOS").EnumerateArray().Select(x => x.GetSingle()).ToArray();
         using var model = Load();
-        var state = model.CreateState(256);
+        var state = model.CreateState(256, KvCacheType.F32);
         var logits = model.Forward(state, [1]).ToArray();
         Assert.Equal(expected.Length, logits.Length);
         float maxDiff = 0;
@@ -40,7 +40,7 @@ public class Stories260KTests
     {
         var expected = Ints(Golden().GetProperty("bos_greedy_200").GetProperty("tokens"));
         using var model = Load();
-        var state = model.CreateState(256);
+        var state = model.CreateState(256, KvCacheType.F32);
         var got = new List<int>();
         int token = 1;
         for (int i = 0; i < expected.Length; i++)

@@ -157,7 +157,7 @@ public class TinyQwen2Tests
             int[] tokens = [3, 17, 5, 39, 0, 22, 8];
             using var model = ModelLoader.Load(GgufFile.Open(path), threads: 2);
             Assert.True(model.Config.RopeNeox);
-            var state = model.CreateState(64);
+            var state = model.CreateState(64, KvCacheType.F32);
             // Feed one at a time and check every position's logits, then the whole prompt at once.
             for (int n = 1; n <= tokens.Length; n++)
             {
@@ -165,7 +165,7 @@ public class TinyQwen2Tests
                 var want = ReferenceLogits(w, tokens[..n], tiedOutput);
                 for (int i = 0; i < Vocab; i++) Assert.True(Math.Abs(got[i] - want[i]) < 1e-4, $"pos {n - 1} logit {i}: {got[i]} vs {want[i]}");
             }
-            var batch = model.Forward(model.CreateState(64), tokens).ToArray();
+            var batch = model.Forward(model.CreateState(64, KvCacheType.F32), tokens).ToArray();
             var full = ReferenceLogits(w, tokens, tiedOutput);
             for (int i = 0; i < Vocab; i++) Assert.True(Math.Abs(batch[i] - full[i]) < 1e-4, $"batched logit {i}: {batch[i]} vs {full[i]}");
         }

@@ -58,32 +58,4 @@ public static unsafe partial class MatVec
         var p = Avx512BW.MultiplyAddAdjacent(q, x);
         return Avx512BW.MultiplyAddAdjacent(p, Join(Vector256.Create((short)s0), Vector256.Create((short)s1)));
     }
-
-    private static float DotQ4_KAvx512(byte* w, byte* a, int nb)
-    {
-        var acc = Vector512<float>.Zero;
-        var minsAcc = Vector256<float>.Zero;
-        var low = Vector512.Create((byte)0x0F);
-        for (int i = 0; i < nb; i++, w += 144, a += Q8K)
-        {
-            float dx = *(float*)a;
-            ScalesMinsK(w + 4, out ulong sc, out ulong m);
-            sbyte* x = (sbyte*)(a + 4);
-            byte* q = w + 16;
-            var sumi = Vector512<int>.Zero;
-            for (int k = 0; k < 2; k++)
-            {
-                // 64 bytes = chunks 2k and 2k+1; low nibbles pair with x[128k..+32) and x[128k+64..+32), high with the +32 halves
-                var b = Vector512.Load(q + 64 * k);
-                sbyte* xs = x + 128 * k;
-                var xlo = Join(Vector256.Load(xs), Vector256.Load(xs + 64));
-                var xhi = Join(Vector256.Load(xs + 32), Vector256.Load(xs + 96));
-                sumi += ScaledPairs512(b & low, xlo, (byte)(sc >> (32 * k)), (byte)(sc >> (32 * k + 16)));
-                sumi += ScaledPairs512((b.AsUInt16() >> 4).AsByte() & low, xhi, (byte)(sc >> (32 * k + 8)), (byte)(sc >> (32 * k + 24)));
-            }
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(dx * Half(w)), acc);
-            minsAcc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(MinsTermVec(m, a)), Vector256.Create(dx * Half(w + 2)), minsAcc);
-        }
-        return Vector512.Sum(acc) - Vector256.Sum(minsAcc);
-    }
 }

@@ -132,7 +132,7 @@ public static unsafe partial class MatVec
         if (activationBytes < need) throw new ArgumentException($"activation needs {need} bytes, got {activationBytes}");
     }
 
-    private static float DotRow(GgmlType wType, byte* w, byte* a, int cols, KernelPath path)
+    internal static float DotRow(GgmlType wType, byte* w, byte* a, int cols, KernelPath path)
     {
         int nb32 = cols / 32;
         float* sums = (float*)(a + nb32 * 34);
@@ -158,9 +158,9 @@ public static unsafe partial class MatVec
             case GgmlType.Q4_K:
                 return path switch { KernelPath.Avx512 => DotQ4_KAvx512(w, a, nbK), KernelPath.Avx2 => DotQ4_KAvx2(w, a, nbK), _ => DotQ4_KScalar(w, a, nbK) };
             case GgmlType.Q5_K:
-                return path == KernelPath.Scalar ? DotQ5_KScalar(w, a, nbK) : DotQ5_KAvx2(w, a, nbK);
+                return path switch { KernelPath.Avx512 => DotQ5_KAvx512(w, a, nbK), KernelPath.Avx2 => DotQ5_KAvx2(w, a, nbK), _ => DotQ5_KScalar(w, a, nbK) };
             case GgmlType.Q6_K:
-                return path == KernelPath.Scalar ? DotQ6_KScalar(w, a, nbK) : DotQ6_KAvx2(w, a, nbK);
+                return path switch { KernelPath.Avx512 => DotQ6_KAvx512(w, a, nbK), KernelPath.Avx2 => DotQ6_KAvx2(w, a, nbK), _ => DotQ6_KScalar(w, a, nbK) };
             default:
                 throw new NotSupportedException($"Matrix-vector product with ggml type {wType} weights is not supported");
         }
@@ -180,6 +180,10 @@ public static unsafe partial class MatVec
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static float Half(byte* p) => HalfTablePtr[*(ushort*)p];
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static float HalfToFloat(byte* p) => HalfTablePtr[*(ushort*)p];
+
 
     // ======================= float weights =======================
 

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Benchmarks one GGUF file with llama.cpp's llama-bench and with `sputnik bench`, same threads, alternating,
+# and prints both plus the Sputnik/llama.cpp ratios.
+#
+#   bench/compare-llamacpp.sh MODEL.gguf [THREADS]      (env: PP=128 TG=64 REPS=3 ROUNDS=2)
+#   bench/compare-llamacpp.sh --build-only              (just fetch + build llama-bench)
+#
+# llama.cpp comes from npm's node-llama-cpp package, which ships llama.cpp's source as a git bundle
+# (node_modules/node-llama-cpp/llama/gitRelease.bundle). The CPU-only Release build of llama-bench is cached
+# under ${SPUTNIK_BENCH_CACHE:-~/.cache/sputnik-bench}, so re-runs start immediately.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="${SPUTNIK_BENCH_CACHE:-$HOME/.cache/sputnik-bench}"
+PP="${PP:-128}"; TG="${TG:-64}"; REPS="${REPS:-3}"; ROUNDS="${ROUNDS:-2}"
+
+build_only=0
+if [ "${1:-}" = "--build-only" ]; then build_only=1; shift; fi
+if [ $build_only = 0 ] && [ $# -lt 1 ]; then
+  echo "usage: $0 MODEL.gguf [THREADS]  |  $0 --build-only" >&2
+  exit 1
+fi
+model="${1:-}"
+threads="${2:-$(nproc)}"
+if [ $build_only = 0 ] && [ ! -f "$model" ]; then echo "error: model file not found: $model" >&2; exit 1; fi
+
+bench_bin="$cache/llama.cpp/build/bin/llama-bench"
+if [ ! -x "$bench_bin" ]; then
+  mkdir -p "$cache"
+  if [ ! -d "$cache/llama.cpp/.git" ]; then
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    echo "== installing node-llama-cpp (for its llama.cpp source bundle) into $tmp" >&2
+    npm install --prefix "$tmp" node-llama-cpp --ignore-scripts --no-audit --no-fund --loglevel=error >&2
+    bundle="$tmp/node_modules/node-llama-cpp/llama/gitRelease.bundle"
+    [ -f "$bundle" ] || { echo "error: $bundle not found in the node-llama-cpp package" >&2; exit 1; }
+    rm -rf "$cache/llama.cpp"
+    git clone --quiet "$bundle" "$cache/llama.cpp" >&2
+    (cd "$cache/llama.cpp" && git log -1 --format='llama.cpp %h %cs %s') > "$cache/llama.cpp.version" || true
+  fi
+  echo "== building llama-bench (Release, CPU only, GGML_NATIVE=ON)" >&2
+  cmake -S "$cache/llama.cpp" -B "$cache/llama.cpp/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+    -DLLAMA_CURL=OFF -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DGGML_OPENMP=ON \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF >&2
+  cmake --build "$cache/llama.cpp/build" --target llama-bench -j "$(nproc)" >&2
+fi
+[ -f "$cache/llama.cpp.version" ] && cat "$cache/llama.cpp.version" >&2
+[ $build_only = 1 ] && { echo "$bench_bin"; exit 0; }
+
+# Build the Sputnik CLI once before timing anything.
+"$root/sputnik" --help > /dev/null
+
+out="$(mktemp -d)"
+echo "== model $model, threads $threads, pp$PP, tg$TG, $REPS reps, $ROUNDS alternating rounds" >&2
+for round in $(seq 1 "$ROUNDS"); do
+  echo "-- round $round: llama-bench" >&2
+  "$bench_bin" -m "$model" -p "$PP" -n "$TG" -t "$threads" -r "$REPS" -o json > "$out/llama.$round.json"
+  echo "-- round $round: sputnik bench" >&2
+  "$root/sputnik" bench -m "$model" -p "$PP" -n "$TG" -t "$threads" -r "$REPS" --json > "$out/sputnik.$round.json"
+done
+
+python3 - "$out" "$ROUNDS" "$model" "$threads" "$PP" "$TG" <<'PY'
+import json, sys, os
+out, rounds, model, threads, pp, tg = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+runs = {("llama.cpp", k): [] for k in ("pp", "tg")}
+runs.update({("sputnik", k): [] for k in ("pp", "tg")})
+for r in range(1, rounds + 1):
+    for e in json.load(open(f"{out}/llama.{r}.json")):
+        kind = "pp" if e["n_gen"] == 0 else "tg"
+        runs[("llama.cpp", kind)].append((e["avg_ts"], e["stddev_ts"]))
+    s = json.load(open(f"{out}/sputnik.{r}.json"))
+    for kind in ("pp", "tg"):
+        if s.get(kind):
+            runs[("sputnik", kind)].append((s[kind]["tok_s"], s[kind]["std"]))
+def best(key):
+    v = runs[key]
+    return max(v) if v else (float("nan"), float("nan"))
+print(f"model: {os.path.basename(model)} ({os.path.getsize(model) / 2**20:.1f} MiB), threads: {threads}; "
+      f"best of {rounds} alternating rounds, each the mean ± stddev of its reps")
+print(f"| test | llama.cpp t/s | sputnik t/s | sputnik / llama.cpp |")
+print(f"| ---- | ------------: | ----------: | ------------------: |")
+for kind, n in (("pp", pp), ("tg", tg)):
+    a, sa = best(("llama.cpp", kind)); b, sb = best(("sputnik", kind))
+    print(f"| {kind}{n} | {a:.2f} ± {sa:.2f} | {b:.2f} ± {sb:.2f} | {b / a if a else float('nan'):.3f} |")
+PY
+rm -rf "$out"

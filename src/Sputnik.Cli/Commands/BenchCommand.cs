@@ -1,0 +1,181 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Numerics.Tensors;
+using System.Text.Json.Nodes;
+using Sputnik.Tools;
+
+namespace Sputnik.Cli.Commands;
+
+/// <summary>
+/// `sputnik bench -m MODEL [-p 512] [-n 128] [-t N] [-r 3] [--json]` with llama-bench's semantics: ppN is the
+/// tokens/s of one Forward over an N-token prompt (BOS then fixed pseudo-random tokens) on a fresh state; tgN is
+/// the tokens/s of N one-token Forward calls on a fresh state, the first fed BOS and each next one the greedy pick.
+/// Each test runs once to warm up, then r times; the result is the mean ± sample stddev of the per-run tokens/s.
+/// </summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var model = CliOptions.Model();
+        var threads = CliOptions.Threads();
+        var pp = new Option<int>("--n-prompt", "-p") { Description = "Prompt tokens for the pp test (0 skips it)", DefaultValueFactory = _ => 512 };
+        var tg = new Option<int>("--n-gen", "-n") { Description = "Tokens to generate for the tg test (0 skips it)", DefaultValueFactory = _ => 128 };
+        var reps = new Option<int>("--repetitions", "-r") { Description = "Timed runs per test (after one warm-up run)", DefaultValueFactory = _ => 3 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object instead of the table" };
+        var cmd = new Command("bench", "Measure prompt processing (pp) and generation (tg) speed like llama-bench") { model, threads, pp, tg, reps, json };
+        cmd.SetAction(r =>
+        {
+            int p = r.GetValue(pp), n = r.GetValue(tg), t = r.GetValue(threads), reps_ = r.GetValue(reps);
+            if (p < 0) throw new ArgumentException($"-p {p} must not be negative");
+            if (n < 0) throw new ArgumentException($"-n {n} must not be negative");
+            if (t < 1) throw new ArgumentException($"-t {t} must be at least 1");
+            if (reps_ < 1) throw new ArgumentException($"-r {reps_} must be at least 1");
+            string path = r.GetValue(model)!;
+
+            var load = Stopwatch.StartNew();
+            using var m = SputnikModel.Load(path, new ModelOptions { Threads = t, ContextLength = Math.Max(1, Math.Max(p, n)) });
+            double loadMs = load.Elapsed.TotalMilliseconds;
+            int vocab = m.Model.Config.VocabSize;
+            int bos = m.Tokenizer.BosId is >= 0 and var b && b < vocab ? b : 0;
+
+            double[]? ppRuns = p > 0 ? Measure(reps_, () => Prompt(m, PromptTokens(p, bos, vocab))) : null;
+            double[]? tgRuns = n > 0 ? Measure(reps_, () => Generate(m, n, bos)) : null;
+
+            var info = Describe(m);
+            if (r.GetValue(json))
+            {
+                var o = new JsonObject
+                {
+                    ["model"] = Path.GetFileName(path),
+                    ["model_desc"] = info.Desc,
+                    ["model_bytes"] = new FileInfo(path).Length,
+                    ["model_size"] = info.TensorBytes,
+                    ["params"] = info.Params,
+                    ["threads"] = t,
+                    ["repetitions"] = reps_,
+                    ["pp"] = Result(p, ppRuns),
+                    ["tg"] = Result(n, tgRuns),
+                    ["peak_rss_bytes"] = PeakRssBytes(),
+                    ["load_ms"] = Math.Round(loadMs, 3),
+                };
+                Console.WriteLine(o.ToJsonString(JsonOutput.Options));
+                return 0;
+            }
+            Console.WriteLine($"| {"model",-30} | {"size",10} | {"params",10} | {"backend",-10} | {"threads",7} | {"test",15} | {"t/s",20} |");
+            Console.WriteLine($"| {new string('-', 30)} | {new string('-', 9)}: | {new string('-', 9)}: | {new string('-', 10)} | {new string('-', 6)}: | {new string('-', 14)}: | {new string('-', 19)}: |");
+            void Row(string test, double[] runs)
+            {
+                var (mean, std) = Stats(runs);
+                Console.WriteLine($"| {info.Desc,-30} | {SizeText(info.TensorBytes),10} | {ParamsText(info.Params),10} | {"Sputnik",-10} | {t,7} | {test,15} | {$"{mean:F2} ± {std:F2}",20} |");
+            }
+            if (ppRuns != null) Row($"pp{p}", ppRuns);
+            if (tgRuns != null) Row($"tg{n}", tgRuns);
+            Console.Error.WriteLine($"load {loadMs:F0} ms, peak RSS {ProgressBar.Size(PeakRssBytes())}");
+            return 0;
+        });
+        return cmd;
+    }
+
+    /// <summary>One warm-up run, then <paramref name="reps"/> timed runs; returns tokens/s per run.</summary>
+    private static double[] Measure(int reps, Func<double> run)
+    {
+        run();
+        var ts = new double[reps];
+        for (int i = 0; i < reps; i++) ts[i] = run();
+        return ts;
+    }
+
+    private static int[] PromptTokens(int count, int bos, int vocab)
+    {
+        var tokens = new int[count];
+        var rng = new Random(42);
+        tokens[0] = bos;
+        for (int i = 1; i < count; i++) tokens[i] = rng.Next(vocab);
+        return tokens;
+    }
+
+    private static double Prompt(SputnikModel m, int[] tokens)
+    {
+        var state = m.CreateState();
+        var sw = Stopwatch.StartNew();
+        m.Model.Forward(state, tokens);
+        return tokens.Length / sw.Elapsed.TotalSeconds;
+    }
+
+    private static double Generate(SputnikModel m, int n, int bos)
+    {
+        var state = m.CreateState();
+        int[] token = [bos];
+        var sw = Stopwatch.StartNew();
+        for (int i = 0; i < n; i++)
+        {
+            var logits = m.Model.Forward(state, token);
+            token[0] = TensorPrimitives.IndexOfMax(logits);
+        }
+        return n / sw.Elapsed.TotalSeconds;
+    }
+
+    internal static (double Mean, double Std) Stats(double[] xs)
+    {
+        double mean = xs.Average();
+        if (xs.Length < 2) return (mean, 0);
+        double ss = xs.Sum(x => (x - mean) * (x - mean));
+        return (mean, Math.Sqrt(ss / (xs.Length - 1)));
+    }
+
+    private static JsonNode? Result(int n, double[]? runs)
+    {
+        if (runs == null) return null;
+        var (mean, std) = Stats(runs);
+        return new JsonObject
+        {
+            ["n"] = n,
+            ["tok_s"] = Math.Round(mean, 3),
+            ["std"] = Math.Round(std, 3),
+            ["samples_ts"] = new JsonArray(runs.Select(x => (JsonNode)Math.Round(x, 3)).ToArray()),
+        };
+    }
+
+    private sealed record ModelInfo(string Desc, long TensorBytes, long Params);
+
+    private static ModelInfo Describe(SputnikModel m)
+    {
+        var f = m.File;
+        long bytes = f.Tensors.Sum(x => x.ByteSize), prms = f.Tensors.Sum(x => x.ElementCount);
+        string ftype = f.TryGetInt64("general.file_type", out long ft) && Enum.IsDefined((FileType)ft)
+            ? QuantMix.Describe((FileType)ft)
+            : f.Tensors.GroupBy(x => x.Type).OrderByDescending(g => g.Sum(x => x.ByteSize)).First().Key.ToString();
+        string size = prms >= 1_000_000_000 ? $"{prms / 1e9:0.#}B" : $"{prms / 1e6:0.#}M";
+        return new ModelInfo($"{f.Architecture} {size.Replace(',', '.')} {ftype}", bytes, prms);
+    }
+
+    private static string SizeText(long bytes) => bytes >= 1L << 30
+        ? string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1L << 30):F2} GiB")
+        : string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1 << 20):F2} MiB");
+
+    private static string ParamsText(long n) => n >= 1_000_000_000
+        ? string.Create(CultureInfo.InvariantCulture, $"{n / 1e9:F2} B")
+        : string.Create(CultureInfo.InvariantCulture, $"{n / 1e6:F2} M");
+
+    /// <summary>Peak resident set size (VmHWM in /proc/self/status), or the current working set elsewhere.</summary>
+    internal static long PeakRssBytes()
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/self/status"))
+            {
+                if (!line.StartsWith("VmHWM:", StringComparison.Ordinal)) continue;
+                var parts = line[6..].Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                return long.Parse(parts[0], CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return Process.GetCurrentProcess().PeakWorkingSet64;
+    }
+}

@@ -1,0 +1,37 @@
+using System.CommandLine;
+using Sputnik.Conversion;
+
+namespace Sputnik.Cli.Commands;
+
+/// <summary>`sputnik convert HF_DIR OUT.gguf [--type F16|BF16|Q8_0|Q4_K_M]` — Hugging Face checkpoint to GGUF.</summary>
+internal static class ConvertCommand
+{
+    public static Command Create()
+    {
+        var dir = new Argument<string>("HF_DIR") { Description = "Hugging Face model folder (config.json, *.safetensors, tokenizer.json)" };
+        var output = new Argument<string>("OUT") { Description = "GGUF file to write" };
+        var type = new Option<string>("--type") { Description = "Weight type: F32, F16, BF16, Q8_0 or Q4_K_M", DefaultValueFactory = _ => "F16" };
+        var cmd = new Command("convert", "Convert a Hugging Face checkpoint (llama, qwen2, deepseek2) to GGUF") { dir, output, type };
+        cmd.SetAction(r =>
+        {
+            string t = r.GetValue(type)!;
+            if (!Enum.TryParse<ConvertType>(t, ignoreCase: true, out var ct) || int.TryParse(t, out _))
+                throw new ArgumentException($"--type {t}: expected one of {string.Join(", ", Enum.GetNames<ConvertType>())}");
+            string outPath = r.GetValue(output)!;
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            int lastPercent = -1;
+            HfConverter.Convert(r.GetValue(dir)!, outPath, ct, (done, total, name) =>
+            {
+                int percent = total == 0 ? 100 : (int)(100 * done / total);
+                if (percent == lastPercent && done != total) return;
+                lastPercent = percent;
+                int bar = percent * 30 / 100;
+                Console.Error.Write($"\r[{new string('#', bar)}{new string('.', 30 - bar)}] {percent,3}% {name,-40}");
+            });
+            Console.Error.WriteLine();
+            Console.Error.WriteLine($"wrote {outPath} ({new FileInfo(outPath).Length / (1024.0 * 1024.0):F1} MiB, {ct}) in {started.Elapsed.TotalSeconds:F1} s");
+            return 0;
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,62 @@
+using Sputnik.Models;
+using System.CommandLine;
+using System.Diagnostics;
+using Sputnik.Tokenizers;
+using Sputnik.Tools;
+
+namespace Sputnik.Cli.Commands;
+
+/// <summary>`sputnik synth --arch ARCH --preset NAME --type TYPE -o FILE` — a random-weight GGUF in a real model's shapes.</summary>
+internal static class SynthCommand
+{
+    public static Command Create()
+    {
+        var arch = new Option<string?>("--arch") { Description = "Architecture (qwen2, llama); must match the preset's" };
+        var preset = new Option<string>("--preset") { Description = $"Model shape: {string.Join(", ", SyntheticModel.Presets.Select(p => p.Name).Concat(DeepSeek2Synth.Presets.Keys))}", Required = true };
+        var type = new Option<string>("--type") { Description = $"File type: {string.Join(", ", QuantMix.TypeNames)}", DefaultValueFactory = _ => "F16" };
+        var output = new Option<string>("--output", "-o") { Description = "GGUF file to write", Required = true };
+        var seed = new Option<ulong>("--seed") { Description = "Random seed (same seed, same bytes)" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "Hugging Face tokenizer.json to use instead of a synthetic vocabulary" };
+        var threads = CliOptions.Threads();
+        var cmd = new Command("synth", "Write a GGUF with random weights in a real model's shapes (for benchmarks and tests)")
+        {
+            arch, preset, type, output, seed, tokenizer, threads,
+        };
+        cmd.SetAction(r =>
+        {
+            if (DeepSeek2Synth.Presets.TryGetValue(r.GetValue(preset)!, out var deepseek))
+            {
+                if (r.GetValue(arch) is { } da && da != "deepseek2")
+                    throw new ArgumentException($"preset '{r.GetValue(preset)}' is architecture 'deepseek2', not '{da}'");
+                var dsw = Stopwatch.StartNew();
+                string dpath = r.GetValue(output)!;
+                SyntheticModel.WriteDeepSeek2(dpath, r.GetValue(preset)!, deepseek(), QuantMix.Parse(r.GetValue(type)!), r.GetValue(seed));
+                Console.Error.WriteLine($"wrote {dpath}: {r.GetValue(preset)} (deepseek2), {ProgressBar.Size(new FileInfo(dpath).Length)} in {dsw.Elapsed.TotalSeconds:F1} s");
+                return 0;
+            }
+            var p = SyntheticModel.FindPreset(r.GetValue(preset)!);
+            if (r.GetValue(arch) is { } a && !string.Equals(a, p.Arch, StringComparison.OrdinalIgnoreCase))
+                throw new ArgumentException($"preset '{p.Name}' is architecture '{p.Arch}', not '{a}'");
+            var fileType = QuantMix.Parse(r.GetValue(type)!);
+            if (r.GetValue(threads) < 1) throw new ArgumentException($"-t {r.GetValue(threads)} must be at least 1");
+            string path = r.GetValue(output)!;
+            TokenizerData? tok = null;
+            if (r.GetValue(tokenizer) is { } tj)
+            {
+                if (!File.Exists(tj)) throw new FileNotFoundException($"tokenizer file not found: {tj}", tj);
+                tok = HfTokenizerJson.Load(tj);
+                if (tok.Tokens.Length > p.Vocab) p = p with { Vocab = tok.Tokens.Length };
+            }
+            var options = new SynthOptions { Preset = p, FileType = fileType, Seed = r.GetValue(seed), Tokenizer = tok, Threads = r.GetValue(threads) };
+            var sw = Stopwatch.StartNew();
+            ProgressBar.Run($"synth {p.Name} {QuantMix.Name(fileType)}", progress =>
+            {
+                SyntheticModel.Write(path, options, progress);
+                return 0;
+            });
+            Console.Error.WriteLine($"wrote {path}: {p.Name} ({p.Arch}) {QuantMix.Describe(fileType)}, {ProgressBar.Size(new FileInfo(path).Length)} in {sw.Elapsed.TotalSeconds:F1} s");
+            return 0;
+        });
+        return cmd;
+    }
+}

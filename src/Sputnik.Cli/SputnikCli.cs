@@ -1,0 +1,30 @@
+using System.CommandLine;
+using Sputnik.Cli.Commands;
+
+namespace Sputnik.Cli;
+
+/// <summary>The command tree; <see cref="Run"/> is the whole CLI (tests call it in-process).</summary>
+public static class SputnikCli
+{
+    public static RootCommand CreateRoot()
+    {
+        var root = new RootCommand("Sputnik — run, serve and train reasoning models (GGUF) in pure .NET.");
+        root.Options.Add(CliOptions.Verbose);
+        root.Subcommands.Add(InfoCommand.Create());
+        root.Subcommands.Add(TokenizeCommand.Create());
+        root.Subcommands.Add(RunCommand.Create());
+        root.Subcommands.Add(ChatCommand.Create());
+        root.Subcommands.Add(TemplateCommand.Create());
+        root.Subcommands.Add(ServeCommand.Create());
+        root.Subcommands.Add(ConvertCommand.Create());
+        root.Subcommands.Add(SynthCommand.Create());
+        root.Subcommands.Add(QuantizeCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
+        return root;
+    }
+
+    /// <summary>Parses and runs <paramref name="args"/>; returns the exit code (0 ok, 1 error with one line on stderr).</summary>
+    public static int Run(string[] args) => Cli.Invoke(CreateRoot(), args);
+}

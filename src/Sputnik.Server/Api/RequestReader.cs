@@ -1,0 +1,219 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Sputnik.Inference;
+
+namespace Sputnik.Server.Api;
+
+/// <summary>A /v1/chat/completions body, checked.</summary>
+internal sealed record ChatRequest(
+    string? Model, List<ChatMessage> Messages, bool Stream, bool IncludeUsage, int? MaxTokens,
+    SamplingOptions Sampling, IReadOnlyList<string> Stop, bool JsonObject, List<object?>? Tools, string? ToolChoice,
+    int TopLogprobs, string? ReasoningEffort, bool? ThinkingEnabled, int? ThinkingBudget);
+
+/// <summary>A /v1/completions body, checked.</summary>
+internal sealed record CompletionRequest(
+    string? Model, string? PromptText, int[]? PromptTokens, string? Suffix, bool Stream, bool IncludeUsage, int MaxTokens,
+    SamplingOptions Sampling, IReadOnlyList<string> Stop, int TopLogprobs, bool Echo);
+
+/// <summary>Reads request bodies field by field so each mistake becomes a 400 that names the field.</summary>
+internal static class RequestReader
+{
+    public const int AbsurdMaxTokens = 1_000_000;
+    private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool"];
+
+    public static JsonElement ParseBody(ReadOnlySpan<byte> body)
+    {
+        if (body.IsEmpty) throw ApiException.BadRequest("the request body is empty; send a JSON object");
+        try
+        {
+            var doc = JsonDocument.Parse(body.ToArray(), new JsonDocumentOptions { MaxDepth = 64 });
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("the request body must be a JSON object");
+            return doc.RootElement;
+        }
+        catch (JsonException ex)
+        {
+            throw ApiException.BadRequest($"the request body is not valid JSON: {ex.Message}", code: "invalid_json");
+        }
+    }
+
+    public static ChatRequest Chat(JsonElement body)
+    {
+        var f = new JsonFields(body);
+        CheckN(f);
+        if (f.Get("messages") is not { ValueKind: JsonValueKind.Array } msgs) throw f.Bad("messages", "a non-empty array of messages");
+        var messages = new List<ChatMessage>();
+        int i = 0;
+        foreach (var m in msgs.EnumerateArray()) messages.Add(Message(m, i++));
+        if (messages.Count == 0) throw f.Bad("messages", "a non-empty array of messages");
+
+        bool jsonObject = false;
+        if (f.Has("response_format"))
+        {
+            var rf = f.Object("response_format");
+            string type = rf.String("type") ?? throw ApiException.BadRequest("'response_format.type' is required", "response_format.type");
+            switch (type)
+            {
+                case "text": break;
+                case "json_object":
+                    jsonObject = true;
+                    if (!messages.Any(m => m.Content?.Contains("json", StringComparison.OrdinalIgnoreCase) == true))
+                        throw ApiException.BadRequest("'messages' must contain the word 'json' in some form to use 'response_format' of type 'json_object'", "response_format");
+                    break;
+                case "json_schema":
+                    throw ApiException.BadRequest("response_format 'json_schema' needs constrained decoding, which this server does not have yet", "response_format.type", "unsupported_value");
+                default:
+                    throw ApiException.BadRequest($"response_format type '{type}' is unknown (text, json_object)", "response_format.type");
+            }
+        }
+
+        List<object?>? tools = null;
+        if (f.Get("tools") is { } t)
+        {
+            if (t.ValueKind != JsonValueKind.Array) throw f.Bad("tools", "an array");
+            tools = [];
+            foreach (var tool in t.EnumerateArray())
+            {
+                if (tool.ValueKind != JsonValueKind.Object || !tool.TryGetProperty("function", out var fn) || fn.ValueKind != JsonValueKind.Object)
+                    throw ApiException.BadRequest("each tool must be {\"type\":\"function\",\"function\":{...}}", "tools");
+                tools.Add(JsonNode.Parse(tool.GetRawText()));
+            }
+        }
+        string? toolChoice = f.Get("tool_choice") is { ValueKind: JsonValueKind.String } tc ? tc.GetString() : null;
+
+        int topLogprobs = -1;
+        if (f.Bool("logprobs") == true) topLogprobs = (int)(f.Integer("top_logprobs", 0, 20) ?? 0);
+        else if (f.Has("top_logprobs")) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
+
+        string? effort = f.String("reasoning_effort");
+        if (effort is not (null or "low" or "medium" or "high"))
+            throw ApiException.BadRequest($"'reasoning_effort' must be low, medium or high (got '{effort}')", "reasoning_effort");
+        bool? thinking = null;
+        int? budget = null;
+        if (f.Has("thinking"))
+        {
+            var th = f.Object("thinking");
+            thinking = th.String("type") switch
+            {
+                "enabled" => true,
+                "disabled" => false,
+                null => null,
+                var other => throw ApiException.BadRequest($"'thinking.type' must be enabled or disabled (got '{other}')", "thinking.type"),
+            };
+            budget = (int?)th.Integer("budget_tokens", 0, AbsurdMaxTokens);
+        }
+
+        var streamOptions = f.Has("stream_options") ? f.Object("stream_options") : default;
+        return new ChatRequest(
+            f.String("model"), messages, f.Bool("stream") ?? false,
+            f.Has("stream_options") && streamOptions.Bool("include_usage") == true,
+            MaxTokens(f), Sampling(f), f.StopStrings(), jsonObject, tools, toolChoice, topLogprobs, effort, thinking, budget);
+    }
+
+    public static CompletionRequest Completion(JsonElement body)
+    {
+        var f = new JsonFields(body);
+        CheckN(f);
+        string? text = null;
+        int[]? tokens = null;
+        var p = f.Get("prompt") ?? throw ApiException.BadRequest("'prompt' is required", "prompt");
+        switch (p.ValueKind)
+        {
+            case JsonValueKind.String: text = p.GetString(); break;
+            case JsonValueKind.Array when p.GetArrayLength() == 1 && p[0].ValueKind == JsonValueKind.String: text = p[0].GetString(); break;
+            case JsonValueKind.Array when p.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number):
+                tokens = p.EnumerateArray().Select(e => e.TryGetInt32(out int id) ? id : throw f.Bad("prompt", "a string or an array of token ids")).ToArray();
+                break;
+            case JsonValueKind.Array: throw ApiException.BadRequest("'prompt' as a batch of several prompts is not supported; send one", "prompt");
+            default: throw f.Bad("prompt", "a string or an array of token ids");
+        }
+        if (f.Bool("echo") == true && f.Bool("stream") == true) throw ApiException.BadRequest("'echo' is not supported with streaming", "echo");
+        int top = f.Has("logprobs") ? (int)f.Integer("logprobs", 0, 20)! : -1;
+        var streamOptions = f.Has("stream_options") ? f.Object("stream_options") : default;
+        return new CompletionRequest(f.String("model"), text, tokens, f.String("suffix"), f.Bool("stream") ?? false,
+            f.Has("stream_options") && streamOptions.Bool("include_usage") == true,
+            MaxTokens(f) ?? 16, Sampling(f), f.StopStrings(), top, f.Bool("echo") ?? false);
+    }
+
+    private static void CheckN(JsonFields f)
+    {
+        if (f.Integer("n", 1, 128) is > 1) throw ApiException.BadRequest("only n = 1 is supported", "n");
+    }
+
+    private static int? MaxTokens(JsonFields f)
+    {
+        string name = f.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+        return (int?)f.Integer(name, 1, AbsurdMaxTokens);
+    }
+
+    private static SamplingOptions Sampling(JsonFields f)
+    {
+        var d = new SamplingOptions();
+        long? seed = f.Integer("seed");
+        var s = new SamplingOptions
+        {
+            Temperature = (float)(f.Number("temperature", 0, 2) ?? d.Temperature),
+            TopP = (float)(f.Number("top_p", 0, 1) ?? d.TopP),
+            TopK = (int)(f.Integer("top_k", 0, 1_000_000) ?? d.TopK),
+            MinP = (float)(f.Number("min_p", 0, 1) ?? d.MinP),
+            PresencePenalty = (float)(f.Number("presence_penalty", -2, 2) ?? 0),
+            FrequencyPenalty = (float)(f.Number("frequency_penalty", -2, 2) ?? 0),
+            RepeatPenalty = (float)(f.Number("repeat_penalty", 0.01, 10) ?? 1),
+            Seed = seed.HasValue ? unchecked((ulong)seed.Value) : null,
+        };
+        if (s.TopP <= 0) s = s with { TopP = 1e-6f }; // top_p 0 means "only the best token" to OpenAI clients
+        try
+        {
+            s.Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            throw ApiException.BadRequest(ex.Message, ex.Message.Split(' ')[0]);
+        }
+        return s;
+    }
+
+    private static ChatMessage Message(JsonElement m, int index)
+    {
+        string at = $"messages[{index}]";
+        if (m.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest($"'{at}' must be an object", at);
+        var f = new JsonFields(m, at + ".");
+        string role = f.String("role") ?? throw ApiException.BadRequest($"'{at}.role' is required", at + ".role");
+        if (!Roles.Contains(role))
+            throw ApiException.BadRequest($"'{at}.role' is '{role}'; it must be one of system, user, assistant, tool", at + ".role", "invalid_role");
+        if (role == "developer") role = "system";
+        string? content = Content(f, at);
+        List<ToolCall>? calls = null;
+        if (f.Get("tool_calls") is { } tcs)
+        {
+            if (role != "assistant" || tcs.ValueKind != JsonValueKind.Array) throw f.Bad("tool_calls", "an array on an assistant message");
+            calls = [];
+            foreach (var tc in tcs.EnumerateArray())
+            {
+                var tf = new JsonFields(tc, at + ".tool_calls[].");
+                var fn = tf.Object("function");
+                calls.Add(new ToolCall(tf.String("id") ?? $"call_{calls.Count}", fn.String("name") ?? throw fn.Bad("name", "a string"), fn.String("arguments") ?? "{}"));
+            }
+        }
+        if (content == null && calls == null && role != "assistant") throw ApiException.BadRequest($"'{at}.content' is required", at + ".content");
+        string? toolCallId = f.String("tool_call_id");
+        if (role == "tool" && toolCallId == null) throw ApiException.BadRequest($"'{at}.tool_call_id' is required for tool messages", at + ".tool_call_id");
+        return new ChatMessage(role, content) { ToolCalls = calls, ToolCallId = toolCallId, Name = f.String("name") };
+    }
+
+    /// <summary>content: a string, null, or an array of {"type":"text","text":...} parts.</summary>
+    private static string? Content(JsonFields f, string at)
+    {
+        if (f.Get("content") is not { } c) return null;
+        if (c.ValueKind == JsonValueKind.String) return c.GetString();
+        if (c.ValueKind != JsonValueKind.Array) throw f.Bad("content", "a string or an array of content parts");
+        var sb = new System.Text.StringBuilder();
+        foreach (var part in c.EnumerateArray())
+        {
+            var pf = new JsonFields(part, at + ".content[].");
+            string type = pf.String("type") ?? "text";
+            if (type != "text") throw ApiException.BadRequest($"content part type '{type}' is not supported (text only)", at + ".content", "unsupported_content");
+            sb.Append(pf.String("text") ?? throw pf.Bad("text", "a string"));
+        }
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,244 @@
+using Sputnik.Inference;
+using Sputnik.Server.Api;
+
+namespace Sputnik.Server.Scheduling;
+
+/// <summary>
+/// Continuous batching over --parallel slots: one loop thread steps every active sequence each iteration, and
+/// queued requests join between iterations (fair FIFO, bounded by --max-queue). A new request goes to the idle
+/// slot whose cached tokens share the longest prefix with its prompt (least recently used otherwise), so the
+/// generator only computes the part of the prompt that is new.
+/// </summary>
+public sealed class Scheduler : IDisposable
+{
+    private readonly SputnikModel _model;
+    private readonly Generator _generator;
+    private readonly Slot[] _slots;
+    private readonly LinkedList<InferenceJob> _queue = new();
+    private readonly Lock _lock = new();
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly Thread _thread;
+    private readonly int _maxQueue;
+    private readonly TimeSpan _stepDelay;
+    private readonly IStepExecutor _executor;
+    private readonly ServerMetrics _metrics;
+    private readonly List<ActiveSequence> _active = [];
+    private volatile bool _stopping;
+    private long _clock;
+
+    private readonly PromptCache? _cache;
+
+    public Scheduler(SputnikModel model, int parallel, int maxQueue, ServerMetrics metrics, TimeSpan stepDelay = default,
+        IStepExecutor? executor = null, PromptCache? cache = null)
+    {
+        _cache = cache;
+        _model = model;
+        _generator = new Generator(model.Model, model.Tokenizer);
+        _slots = Enumerable.Range(0, parallel).Select(i => new Slot(i, model.CreateState())).ToArray();
+        _maxQueue = maxQueue;
+        _metrics = metrics;
+        _stepDelay = stepDelay;
+        _executor = executor ?? new SequentialStepExecutor();
+        _thread = new Thread(Loop) { IsBackground = true, Name = "sputnik-scheduler" };
+        _thread.Start();
+    }
+
+    public int SlotCount => _slots.Length;
+    public int ContextLength => _model.ContextLength;
+
+    /// <summary>Sequences generating now.</summary>
+    public int ActiveCount { get { lock (_lock) return _slots.Count(s => !s.IsIdle); } }
+
+    /// <summary>Requests waiting for a slot.</summary>
+    public int QueueDepth { get { lock (_lock) return _queue.Count; } }
+
+    /// <summary>Queues a job; throws 429 with Retry-After when the queue is full, 503 while shutting down.</summary>
+    public void Submit(InferenceJob job)
+    {
+        lock (_lock)
+        {
+            if (_stopping) throw new ApiException(503, "the server is shutting down", code: "server_shutting_down") { RetryAfterSeconds = 5 };
+            int idle = _slots.Count(s => s.IsIdle);
+            if (_queue.Count - idle >= _maxQueue)
+                throw new ApiException(429, $"the request queue is full ({_maxQueue} waiting, {_slots.Length} slots busy); retry later",
+                    code: "queue_full") { RetryAfterSeconds = 1 };
+            _queue.AddLast(job);
+        }
+        job.Cancellation.Register(Wake);
+        _wake.Release();
+    }
+
+    private void Wake()
+    {
+        try { _wake.Release(); } catch (ObjectDisposedException) { }
+    }
+
+    private void Loop()
+    {
+        while (!_stopping)
+        {
+            Admit();
+            if (_active.Count == 0)
+            {
+                _wake.Wait(TimeSpan.FromSeconds(1));
+                continue;
+            }
+            try
+            {
+                _executor.Step(_active, StepOne);
+            }
+            finally
+            {
+                lock (_lock)
+                    _active.RemoveAll(a => a.Slot.Active != a);
+            }
+            if (_stepDelay > TimeSpan.Zero) Thread.Sleep(_stepDelay);
+        }
+        lock (_lock)
+        {
+            foreach (var a in _active) a.Job.Complete(new ApiException(503, "the server is shutting down"));
+            foreach (var j in _queue) j.Complete(new ApiException(503, "the server is shutting down"));
+            _queue.Clear();
+            // What the slots hold survives a restart when the cache is on disk.
+            foreach (var slot in _slots)
+                if (slot.IsIdle) _cache?.Save(slot);
+        }
+    }
+
+    /// <summary>Moves queued jobs (oldest first) into idle slots; drops jobs cancelled while they waited.</summary>
+    private void Admit()
+    {
+        lock (_lock)
+        {
+            for (var node = _queue.First; node != null;)
+            {
+                var next = node.Next;
+                var job = node.Value;
+                if (job.Cancellation.IsCancellationRequested)
+                {
+                    _queue.Remove(node);
+                    job.Stats.FinishReason = FinishReason.Cancelled;
+                    job.Complete();
+                }
+                else
+                {
+                    var slot = PickSlot(job.Prompt);
+                    if (slot == null) break;
+                    _queue.Remove(node);
+                    UseCache(slot, job.Prompt);
+                    Start(job, slot);
+                }
+                node = next;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The idle slot whose cache serves this prompt best: the longest shared prefix, counted only when it covers at
+    /// least half of what the slot holds (so a new conversation that merely shares a template header does not evict
+    /// a long cached one); otherwise an empty slot, otherwise the least recently used.
+    /// </summary>
+    private Slot? PickSlot(int[] prompt)
+    {
+        Slot? best = null;
+        int bestPrefix = 0;
+        Slot? fallback = null;
+        foreach (var s in _slots)
+        {
+            if (!s.IsIdle) continue;
+            int p = s.SharedPrefix(prompt);
+            if (p > 0 && p * 2 >= Math.Min(s.History.Count, s.State.Position) && p > bestPrefix)
+            {
+                best = s;
+                bestPrefix = p;
+            }
+            if (fallback == null || Rank(s) < Rank(fallback)) fallback = s;
+        }
+        return best ?? fallback;
+    }
+
+    // Empty slots first, then the least recently used.
+    private static long Rank(Slot s) => s.History.Count == 0 ? long.MinValue + s.Id : s.LastUsed;
+
+    /// <summary>
+    /// Before a slot is reused: snapshot what it holds if the new prompt would overwrite part of it, and copy in a
+    /// cached prefix that is longer than what the slot already shares with the prompt.
+    /// </summary>
+    private void UseCache(Slot slot, int[] prompt)
+    {
+        if (_cache == null) return;
+        int shared = slot.SharedPrefix(prompt);
+        int held = Math.Min(slot.History.Count, slot.State.Position);
+        int fromCache = _cache.BestPrefix(prompt, shared, out var entry);
+        if (shared < held) _cache.Save(slot);
+        if (entry != null && !_cache.Restore(entry, slot, fromCache)) slot.Reset();
+    }
+
+    private void Start(InferenceJob job, Slot slot)
+    {
+        job.SlotId = slot.Id;
+        job.QueueMs = Environment.TickCount64 - job.EnqueuedTicks;
+        slot.LastUsed = ++_clock;
+        var steps = _generator.Generate(slot.State, job.Prompt, job.Options, job.Stats, slot.History, job.Cancellation).GetEnumerator();
+        var seq = new ActiveSequence(job, slot, steps);
+        slot.Active = seq;
+        _active.Add(seq);
+        job.MarkStarted();
+    }
+
+    private void StepOne(ActiveSequence seq)
+    {
+        var job = seq.Job;
+        if (job.Cancellation.IsCancellationRequested)
+        {
+            job.Stats.FinishReason = FinishReason.Cancelled;
+            Finish(seq, null);
+            return;
+        }
+        var cpu0 = Environment.CpuUsage.TotalTime;
+        bool more;
+        try
+        {
+            more = seq.Steps.MoveNext();
+        }
+        catch (Exception ex)
+        {
+            seq.Slot.Reset(); // the cache may be half written
+            Finish(seq, ex);
+            return;
+        }
+        finally
+        {
+            job.CpuSeconds += (Environment.CpuUsage.TotalTime - cpu0).TotalSeconds;
+        }
+        if (!more)
+        {
+            Finish(seq, null);
+            return;
+        }
+        var token = seq.Steps.Current;
+        var logprob = job.TopLogprobs >= 0 ? Logprobs.For(_model.Tokenizer, seq.Slot.State.Logits, token.Id, job.TopLogprobs) : null;
+        job.Events.Writer.TryWrite(new JobEvent(token, logprob, false, null));
+    }
+
+    private void Finish(ActiveSequence seq, Exception? error)
+    {
+        seq.Steps.Dispose();
+        var stats = seq.Job.Stats;
+        _metrics.RecordGeneration(stats.PromptTokens, stats.CachedPromptTokens, stats.GeneratedTokens, stats.GenerationMs);
+        lock (_lock)
+        {
+            seq.Slot.Active = null;
+            seq.Slot.LastUsed = ++_clock;
+        }
+        seq.Job.Complete(error);
+    }
+
+    public void Dispose()
+    {
+        _stopping = true;
+        _wake.Release();
+        _thread.Join(TimeSpan.FromSeconds(10));
+        _wake.Dispose();
+    }
+}

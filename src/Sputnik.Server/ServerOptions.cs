@@ -1,0 +1,63 @@
+namespace Sputnik.Server;
+
+/// <summary>Everything `sputnik serve` can be told. Defaults match the CLI's.</summary>
+public sealed record ServerOptions
+{
+    public string Host { get; init; } = "127.0.0.1";
+    /// <summary>0 picks a free port (tests).</summary>
+    public int Port { get; init; } = 8080;
+    public string ModelPath { get; init; } = "";
+    /// <summary>Name the model is served under; defaults to the file name without .gguf.</summary>
+    public string? ModelAlias { get; init; }
+    /// <summary>A Jinja chat template to use instead of the model's own (llama.cpp's --chat-template-file).</summary>
+    public string? ChatTemplate { get; init; }
+    /// <summary>Sequences generated at once (slots, each with its own KV cache).</summary>
+    public int Parallel { get; init; } = 1;
+    /// <summary>Context per slot; 0 = the model's, capped at 4096.</summary>
+    public int ContextLength { get; init; }
+    public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>When set, every API route needs "Authorization: Bearer KEY".</summary>
+    public string? ApiKey { get; init; }
+    /// <summary>Requests allowed to wait for a slot; more get 429.</summary>
+    public int MaxQueue { get; init; } = 64;
+    /// <summary>RAM for prompt-cache snapshots beyond the slots' own KV (0 with no --cache-dir turns them off).</summary>
+    public int CacheRamMb { get; init; } = 512;
+    /// <summary>Where prompt-cache snapshots persist across restarts.</summary>
+    public string? CacheDir { get; init; }
+    /// <summary>Where chat history (SQLite) lives; null = ~/.sputnik.</summary>
+    public string? DataDir { get; init; }
+    /// <summary>Largest request body accepted (413 above).</summary>
+    public long MaxBodyBytes { get; init; } = 8 * 1024 * 1024;
+    /// <summary>How often a queued streaming request gets a ": keep-alive" comment.</summary>
+    public TimeSpan KeepAliveInterval { get; init; } = TimeSpan.FromSeconds(5);
+    public PriceTable Prices { get; init; } = PriceTable.DeepSeekDefault;
+    /// <summary>Power drawn per busy CPU core, for the energy estimate (joules = CPU seconds × watts).</summary>
+    public double WattsPerCore { get; init; } = 15;
+    /// <summary>Test hook: a pause after every scheduler step, to make timing-dependent tests deterministic.</summary>
+    public TimeSpan StepDelay { get; init; }
+    /// <summary>Serve the chat web app and its /api/conversations store.</summary>
+    public bool EnableWebApp { get; init; } = true;
+
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(ModelPath)) throw new ArgumentException("a model is required (-m MODEL)");
+        if (Port is < 0 or > 65535) throw new ArgumentException($"--port {Port} is not a TCP port");
+        if (Parallel is < 1 or > 256) throw new ArgumentException($"--parallel {Parallel} must be between 1 and 256");
+        if (ContextLength < 0) throw new ArgumentException($"--ctx {ContextLength} must not be negative");
+        if (Threads < 1) throw new ArgumentException($"-t {Threads} must be at least 1");
+        if (MaxQueue < 0) throw new ArgumentException($"--max-queue {MaxQueue} must not be negative");
+        if (CacheRamMb < 0) throw new ArgumentException($"--cache-ram {CacheRamMb} must not be negative");
+        if (WattsPerCore < 0) throw new ArgumentException($"--watts {WattsPerCore} must not be negative");
+        if (ApiKey is { Length: 0 }) throw new ArgumentException("--api-key must not be empty");
+    }
+}
+
+/// <summary>US dollars per million tokens.</summary>
+public sealed record PriceTable(double CacheHitInput, double CacheMissInput, double Output)
+{
+    /// <summary>DeepSeek's published API prices (deepseek-chat / deepseek-reasoner, V3.2, per 1M tokens).</summary>
+    public static PriceTable DeepSeekDefault { get; } = new(0.028, 0.28, 0.42);
+
+    public double Cost(int hitTokens, int missTokens, int outputTokens) =>
+        (hitTokens * CacheHitInput + missTokens * CacheMissInput + outputTokens * Output) / 1_000_000.0;
+}

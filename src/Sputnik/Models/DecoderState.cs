@@ -1,0 +1,65 @@
+using Sputnik.Tensors;
+
+namespace Sputnik.Models;
+
+/// <summary>
+/// Per-sequence scratch of <see cref="DecoderModel"/>: row-major activations for a batch of tokens (grown on demand
+/// up to the largest batch fed, so a decode-only state stays small), the RoPE table for the state's capacity, and
+/// the fields the cached worker delegates read (no closure is allocated per call).
+/// </summary>
+internal sealed class DecoderState : InferenceState
+{
+    private readonly ModelConfig _c;
+
+    public DecoderState(KvCache cache, ModelConfig c, double[] ropeFreqs) : base(cache, c.VocabSize)
+    {
+        _c = c;
+        int pairs = ropeFreqs.Length;
+        // cos/sin for every position this state can hold, computed once: capacity × RopeDims floats in total.
+        RopeCos = new float[(long)cache.Capacity * pairs];
+        RopeSin = new float[(long)cache.Capacity * pairs];
+        for (int pos = 0; pos < cache.Capacity; pos++)
+            for (int i = 0; i < pairs; i++)
+            {
+                double theta = pos * ropeFreqs[i];
+                RopeCos[pos * pairs + i] = (float)Math.Cos(theta);
+                RopeSin[pos * pairs + i] = (float)Math.Sin(theta);
+            }
+    }
+
+    public readonly float[] RopeCos, RopeSin;
+
+    /// <summary>Tokens the activation buffers hold.</summary>
+    public int Batch { get; private set; }
+
+    public float[] X = [], Xb = [], Q = [], K = [], V = [], AttnOut = [], H1 = [], H3 = [];
+    public byte[] Act = [];
+
+    public void EnsureBatch(int tokens, int maxInputBytes)
+    {
+        if (tokens <= Batch) return;
+        var c = _c;
+        X = new float[tokens * c.Dim];
+        Xb = new float[tokens * Math.Max(c.Dim, c.QDim)];
+        Q = new float[tokens * c.QDim];
+        K = new float[tokens * c.KvDim];
+        V = new float[tokens * c.KvDim];
+        AttnOut = new float[tokens * c.QDim];
+        H1 = new float[tokens * c.FfnDim];
+        H3 = new float[tokens * c.FfnDim];
+        Act = new byte[checked(tokens * maxInputBytes)];
+        Batch = tokens;
+    }
+
+    // The activation buffer holds Source (tokens × cols) prepared for weights of ActType; reused by Q/K/V and gate/up.
+    public float[]? ActSource;
+    public GgmlType ActType;
+    public int ActTokens;
+
+    // Current jobs for the worker pool.
+    public WeightMatrix? MmW;
+    public float[] MmX = [], MmY = [];
+    public int MmTokens;
+    public Action<int, int>? MmBody, PrepBody, SwiGluBody, AttnBody;
+    public int AttnPos0, AttnLayer, AttnTokens;
+}

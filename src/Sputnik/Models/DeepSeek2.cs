@@ -1,0 +1,437 @@
+using System.Numerics.Tensors;
+using Sputnik.Gguf;
+using Sputnik.Tensors;
+
+namespace Sputnik.Models;
+
+/// <summary>
+/// `deepseek2` (DeepSeek-V2, V2-Lite, V3, R1): pre-RMSNorm blocks of Multi-head Latent Attention followed by a dense
+/// SwiGLU (the leading layers) or DeepSeekMoE (routed top-k experts plus shared experts).
+/// <para>
+/// Attention runs in the absorbed form by default: the cache keeps only the normalised kv latent and the shared
+/// roped k_pe per token and layer; the key up-projection is folded into the query (q_nope → latent space) and the
+/// value up-projection is applied once per head after attending over latents. <see cref="NaiveAttention"/> switches
+/// states created afterwards to the decompress-then-attend reference, which caches full per-head keys and values.
+/// </para>
+/// </summary>
+public sealed class DeepSeek2 : LanguageModel, IMoeModel
+{
+    public const string Name = DeepSeek2Config.Arch;
+
+    public static LanguageModel Load(GgufFile file, WorkerPool pool) => new DeepSeek2(file, DeepSeek2Config.FromGguf(file), pool);
+
+    private sealed class Layer
+    {
+        public required float[] AttnNorm, FfnNorm, KvANorm;
+        public float[]? QANorm;
+        public WeightMatrix? Wq, WqA, WqB;
+        public required WeightMatrix WkvA, Wo;
+        /// <summary>Per head: q_nope → latent (absorbed), latent → k_nope (naive), latent → v (both).</summary>
+        public required HeadMatrices KAbsorb, KExpand, VExpand;
+        public WeightMatrix? Gate, Up, Down;
+        public WeightMatrix? Router;
+        public float[]? RouterBias;
+        public WeightMatrix[]? GateExps, UpExps, DownExps;
+        public WeightMatrix? GateShared, UpShared, DownShared;
+    }
+
+    private readonly WeightMatrix _tokenEmbedding, _output;
+    private readonly float[] _outputNorm;
+    private readonly Layer[] _layers;
+    private readonly int _maxInputBytes, _maxFfnRows, _maxSlots;
+    private readonly float _kqScale, _yarnLow, _yarnHigh;
+
+    public DeepSeek2Config DsConfig { get; }
+
+    /// <summary>Use the decompress-then-attend reference path for states created from now on.</summary>
+    public bool NaiveAttention { get; set; }
+
+    public MoeStats? MoeStats { get; set; }
+    public int FirstMoeLayer => DsConfig.ExpertCount > 0 ? DsConfig.LeadingDenseLayers : DsConfig.Layers;
+    public MoeStats CreateMoeStats() => new(DsConfig.Layers, Math.Max(1, DsConfig.ExpertCount));
+
+    public DeepSeek2(GgufFile file, DeepSeek2Config c, WorkerPool pool) : base(file, c.ToModelConfig(), pool)
+    {
+        DsConfig = c;
+        _tokenEmbedding = Matrix("token_embd.weight", c.Dim, c.VocabSize);
+        _output = file.FindTensor("output.weight") is { } o ? Matrix(o.Name, c.Dim, c.VocabSize) : _tokenEmbedding;
+        _outputNorm = Vector("output_norm.weight", c.Dim);
+        _kqScale = c.KqScale;
+        (_yarnLow, _yarnHigh) = c.Yarn
+            ? Yarn.CorrectionDims(c.QkRopeDim, c.RopeOriginalContext, c.RopeBase, c.YarnBetaFast, c.YarnBetaSlow)
+            : (0f, 0f);
+        _layers = new Layer[c.Layers];
+        for (int l = 0; l < c.Layers; l++) _layers[l] = LoadLayer(l);
+
+        var all = new List<WeightMatrix> { _output };
+        foreach (var L in _layers)
+        {
+            all.AddRange(new[] { L.Wq, L.WqA, L.WqB, L.WkvA, L.Wo, L.Gate, L.Up, L.Down, L.Router, L.GateShared, L.UpShared, L.DownShared }.OfType<WeightMatrix>());
+            if (L.GateExps != null) all.AddRange([L.GateExps[0], L.UpExps![0], L.DownExps![0]]);
+        }
+        _maxInputBytes = all.Max(w => w.InputBytes);
+        int sharedRows = _layers.Max(L => L.GateShared?.Rows ?? 0);
+        _maxFfnRows = Math.Max(c.FfnDim, c.ExpertsUsed * c.ExpertFfnDim + sharedRows);
+        _maxSlots = Math.Max(1, c.ExpertsUsed + 1);
+    }
+
+    private Layer LoadLayer(int l)
+    {
+        var c = DsConfig;
+        string p = $"blk.{l}.";
+        int qDim = c.Heads * c.QkHeadDim;
+        bool qLora = File.FindTensor(p + "attn_q_a.weight") != null;
+        HeadMatrices kAbsorb, kExpand, vExpand;
+        if (File.FindTensor(p + "attn_k_b.weight") != null)
+        {
+            // Split MLA layout: k_b is [heads][rank][nope] (ggml dims nope, rank, heads), v_b is [heads][v][rank].
+            var kb = TensorSlices.Split3D(File, p + "attn_k_b.weight", c.QkNopeDim, c.KvLoraRank, c.Heads);
+            kAbsorb = new HeadMatrices(kb, transposed: false);
+            kExpand = new HeadMatrices(kb, transposed: true);
+            vExpand = new HeadMatrices(TensorSlices.Split3D(File, p + "attn_v_b.weight", c.KvLoraRank, c.VHeadDim, c.Heads), transposed: false);
+        }
+        else
+        {
+            // Older layout: one attn_kv_b of heads·(nope + v) rows over the latent.
+            var kvb = File.GetTensor(p + "attn_kv_b.weight");
+            int stride = c.QkNopeDim + c.VHeadDim;
+            var kRows = TensorSlices.RowBlocks(File, kvb, c.KvLoraRank, c.QkNopeDim, c.Heads, stride, 0);
+            kAbsorb = new HeadMatrices(kRows, transposed: true);
+            kExpand = new HeadMatrices(kRows, transposed: false);
+            vExpand = new HeadMatrices(TensorSlices.RowBlocks(File, kvb, c.KvLoraRank, c.VHeadDim, c.Heads, stride, c.QkNopeDim), transposed: false);
+        }
+        var L = new Layer
+        {
+            AttnNorm = Vector(p + "attn_norm.weight", c.Dim),
+            FfnNorm = Vector(p + "ffn_norm.weight", c.Dim),
+            KvANorm = Vector(p + "attn_kv_a_norm.weight", c.KvLoraRank),
+            QANorm = qLora ? Vector(p + "attn_q_a_norm.weight", c.QLoraRank) : null,
+            Wq = qLora ? null : Matrix(p + "attn_q.weight", c.Dim, qDim),
+            WqA = qLora ? Matrix(p + "attn_q_a.weight", c.Dim, c.QLoraRank) : null,
+            WqB = qLora ? Matrix(p + "attn_q_b.weight", c.QLoraRank, qDim) : null,
+            WkvA = Matrix(p + "attn_kv_a_mqa.weight", c.Dim, c.KvLoraRank + c.QkRopeDim),
+            Wo = Matrix(p + "attn_output.weight", c.Heads * c.VHeadDim, c.Dim),
+            KAbsorb = kAbsorb, KExpand = kExpand, VExpand = vExpand,
+        };
+        if (!c.IsMoeLayer(l))
+        {
+            L.Gate = Matrix(p + "ffn_gate.weight", c.Dim, c.FfnDim);
+            L.Up = Matrix(p + "ffn_up.weight", c.Dim, c.FfnDim);
+            L.Down = Matrix(p + "ffn_down.weight", c.FfnDim, c.Dim);
+            return L;
+        }
+        L.Router = Matrix(p + "ffn_gate_inp.weight", c.Dim, c.ExpertCount);
+        L.RouterBias = File.FindTensor(p + "exp_probs_b.bias") is { } b ? Vector(b.Name, c.ExpertCount) : null;
+        L.GateExps = TensorSlices.Split3D(File, p + "ffn_gate_exps.weight", c.Dim, c.ExpertFfnDim, c.ExpertCount);
+        L.UpExps = TensorSlices.Split3D(File, p + "ffn_up_exps.weight", c.Dim, c.ExpertFfnDim, c.ExpertCount);
+        L.DownExps = TensorSlices.Split3D(File, p + "ffn_down_exps.weight", c.ExpertFfnDim, c.Dim, c.ExpertCount);
+        if (File.FindTensor(p + "ffn_gate_shexp.weight") is { } sh)
+        {
+            int shared = (int)sh.Rows;
+            L.GateShared = Matrix(sh.Name, c.Dim, shared);
+            L.UpShared = Matrix(p + "ffn_up_shexp.weight", c.Dim, shared);
+            L.DownShared = Matrix(p + "ffn_down_shexp.weight", shared, c.Dim);
+        }
+        return L;
+    }
+
+    private WeightMatrix Matrix(string name, int cols, int rows)
+    {
+        var info = File.GetTensor(name);
+        if (info.Columns != cols || info.Rows != rows)
+            throw new GgufFormatException($"tensor '{name}' has shape [{string.Join(", ", info.Dims)}], expected [{cols}, {rows}]");
+        return new WeightMatrix(File, info);
+    }
+
+    private float[] Vector(string name, int length) => Matrix(name, length, 1).ToFloatVector();
+
+    // ---- state ---------------------------------------------------------------------------------------------
+
+    // TODO(perf): the latent cache is F32 whatever kvType asks; an F16 latent would halve it to llama.cpp's size.
+    public override InferenceState CreateState(int contextLength, KvCacheType kvType)
+    {
+        if (contextLength < 1) throw new ArgumentOutOfRangeException(nameof(contextLength), "context must hold at least one token");
+        return new State(this, contextLength, NaiveAttention);
+    }
+
+    /// <summary>Bytes the attention cache of <paramref name="state"/> occupies (F32 in memory).</summary>
+    public static long CacheBytes(InferenceState state) => state is State s ? s.Latent?.Bytes ?? s.Naive!.Bytes : 0;
+
+    private sealed class State : InferenceState
+    {
+        public readonly LatentKvCache? Latent;
+        public readonly NaiveMlaCache? Naive;
+        public readonly float[] X, Xb, QA, Q, KvA, LatentRow, QAbs, OLat, AttnOut, Scores, Cos, Sin;
+        public readonly byte[][] HeadInput;
+        public readonly float[][] HeadRows;
+        // feed-forward job: up to k routed experts + the shared expert as "slots"
+        public readonly WeightMatrix[] SGate, SUp, SDown;
+        public readonly float[] SWeight, G, U, DOut, RouterLogits, RouteWeights;
+        public readonly int[] SStart, RouteExperts;
+        public readonly byte[][] InGate, InUp, InDown;
+        public int Slots;
+        public readonly MoeRouter? Router;
+        // matvec job
+        public WeightMatrix? MvW;
+        public byte[] MvInput;
+        public float[] MvY = [];
+        public Action<int, int>? MvBody, GateUpBody, DownBody, AttnBody;
+        public int AttnLayer;
+
+        public State(DeepSeek2 m, int capacity, bool naive) : base(new KvCache(0, capacity, 0), m.DsConfig.VocabSize)
+        {
+            // The base KvCache holds no tensors here: it only tracks Length (the position) for InferenceState.
+            var c = m.DsConfig;
+            if (naive) Naive = new NaiveMlaCache(c.Layers, capacity, c.Heads, c.QkHeadDim, c.VHeadDim);
+            else Latent = new LatentKvCache(c.Layers, capacity, c.KvLoraRank, c.QkRopeDim);
+            X = new float[c.Dim];
+            Xb = new float[Math.Max(c.Dim, c.Heads * c.VHeadDim)];
+            QA = new float[Math.Max(1, c.QLoraRank)];
+            Q = new float[c.Heads * c.QkHeadDim];
+            KvA = new float[c.KvLoraRank + c.QkRopeDim];
+            LatentRow = new float[c.KvLoraRank + c.QkRopeDim];
+            QAbs = new float[c.Heads * c.KvLoraRank];
+            OLat = new float[c.Heads * c.KvLoraRank];
+            AttnOut = new float[c.Heads * c.VHeadDim];
+            Scores = new float[checked(c.Heads * capacity)];
+            Cos = new float[c.QkRopeDim / 2];
+            Sin = new float[c.QkRopeDim / 2];
+            int headBytes = m._layers.Max(L => Math.Max(Math.Max(L.KAbsorb.InputBytes, L.KExpand.InputBytes), L.VExpand.InputBytes));
+            int headRows = m._layers.Max(L => Math.Max(Math.Max(L.KAbsorb.RowScratch, L.KExpand.RowScratch), L.VExpand.RowScratch));
+            HeadInput = Enumerable.Range(0, c.Heads).Select(_ => new byte[headBytes]).ToArray();
+            HeadRows = Enumerable.Range(0, c.Heads).Select(_ => new float[headRows]).ToArray();
+            int slots = m._maxSlots;
+            SGate = new WeightMatrix[slots];
+            SUp = new WeightMatrix[slots];
+            SDown = new WeightMatrix[slots];
+            SWeight = new float[slots];
+            SStart = new int[slots + 1];
+            G = new float[m._maxFfnRows];
+            U = new float[m._maxFfnRows];
+            DOut = new float[slots * c.Dim];
+            InGate = Enumerable.Range(0, slots).Select(_ => new byte[m._maxInputBytes]).ToArray();
+            InUp = Enumerable.Range(0, slots).Select(_ => new byte[m._maxInputBytes]).ToArray();
+            InDown = Enumerable.Range(0, slots).Select(_ => new byte[m._maxInputBytes]).ToArray();
+            MvInput = new byte[m._maxInputBytes];
+            RouterLogits = new float[Math.Max(1, c.ExpertCount)];
+            RouteExperts = new int[Math.Max(1, c.ExpertsUsed)];
+            RouteWeights = new float[Math.Max(1, c.ExpertsUsed)];
+            Router = c.ExpertCount > 0 ? new MoeRouter(c) : null;
+        }
+    }
+
+    // ---- forward -------------------------------------------------------------------------------------------
+
+    public override ReadOnlySpan<float> Forward(InferenceState state, ReadOnlySpan<int> tokens)
+    {
+        var s = state as State ?? throw new ArgumentException("state was not created by this model");
+        if (tokens.IsEmpty) throw new ArgumentException("no tokens to feed");
+        if (s.Position + tokens.Length > s.Capacity)
+            throw new InvalidOperationException($"context full: {s.Position} + {tokens.Length} tokens exceed the context of {s.Capacity}");
+        for (int i = 0; i < tokens.Length; i++)
+            Step(s, tokens[i], computeLogits: i == tokens.Length - 1);
+        return s.Logits;
+    }
+
+    private void Step(State s, int token, bool computeLogits)
+    {
+        var c = DsConfig;
+        if ((uint)token >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(token), $"token id {token} is outside the vocabulary ({c.VocabSize})");
+        int pos = s.Position;
+        _tokenEmbedding.GetRow(token, s.X);
+        Yarn.Angles(pos, c.QkRopeDim, c.RopeBase, c.Yarn ? c.RopeScalingFactor : 1f, _yarnLow, _yarnHigh, s.Cos, s.Sin);
+        var xb = s.Xb.AsSpan(0, c.Dim);
+
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var L = _layers[l];
+            Ops.RmsNorm(s.X, L.AttnNorm, c.RmsEps, xb);
+            if (L.Wq != null)
+            {
+                MatVec(s, L.Wq, s.Xb, s.Q);
+            }
+            else
+            {
+                MatVec(s, L.WqA!, s.Xb, s.QA);
+                Ops.RmsNorm(s.QA, L.QANorm!, c.RmsEps, s.QA);
+                MatVec(s, L.WqB!, s.QA, s.Q);
+            }
+            MatVec(s, L.WkvA, s.Xb, s.KvA);
+            // RoPE only on the decoupled part: each head's q_pe and the single shared k_pe, consecutive pairs (NORM).
+            for (int h = 0; h < c.Heads; h++)
+                Ops.Rope(s.Q.AsSpan(h * c.QkHeadDim + c.QkNopeDim, c.QkRopeDim), s.Cos, s.Sin, neox: false);
+            var row = s.LatentRow.AsSpan();
+            Ops.RmsNorm(s.KvA.AsSpan(0, c.KvLoraRank), L.KvANorm, c.RmsEps, row[..c.KvLoraRank]);
+            s.KvA.AsSpan(c.KvLoraRank, c.QkRopeDim).CopyTo(row[c.KvLoraRank..]);
+            Ops.Rope(row[c.KvLoraRank..], s.Cos, s.Sin, neox: false);
+            if (s.Latent != null) row.CopyTo(s.Latent.Row(l, pos));
+
+            s.AttnLayer = l;
+            s.AttnBody ??= s.Naive != null ? (h0, h1) => AttendNaive(s, h0, h1) : (h0, h1) => AttendAbsorbed(s, h0, h1);
+            int work = c.KvLoraRank * (c.QkNopeDim + c.VHeadDim) + (pos + 1) * (c.KvLoraRank + c.QkRopeDim) * 2;
+            Pool.For(c.Heads, s.AttnBody, minPerThread: Math.Max(1, 32768 / work));
+
+            MatVec(s, L.Wo, s.AttnOut, s.Xb);
+            TensorPrimitives.Add(s.X, xb, s.X);
+
+            Ops.RmsNorm(s.X, L.FfnNorm, c.RmsEps, xb);
+            if (L.Router == null) SetDenseSlots(s, L);
+            else SetMoeSlots(s, L, l);
+            RunFfn(s, xb);
+            TensorPrimitives.Add(s.X, xb, s.X);
+        }
+        s.Cache.Length = pos + 1;
+        MoeStats?.CountToken();
+
+        if (computeLogits)
+        {
+            Ops.RmsNorm(s.X, _outputNorm, c.RmsEps, xb);
+            MatVec(s, _output, s.Xb, s.Logits);
+        }
+    }
+
+    private void AttendAbsorbed(State s, int h0, int h1)
+    {
+        var c = DsConfig;
+        int l = s.AttnLayer, n = s.Position + 1, rank = c.KvLoraRank, rl = rank + c.QkRopeDim;
+        var L = _layers[l];
+        var rows = s.Latent!.Rows(l, n);
+        for (int h = h0; h < h1; h++)
+        {
+            var q = s.Q.AsSpan(h * c.QkHeadDim, c.QkHeadDim);
+            var qa = s.QAbs.AsSpan(h * rank, rank);
+            // Fold the key up-projection into the query: score = (W_UK^T q_nope)·latent + q_pe·k_pe.
+            L.KAbsorb.Apply(h, q[..c.QkNopeDim], qa, s.HeadInput[h], s.HeadRows[h]);
+            var qpe = q[c.QkNopeDim..];
+            var scores = s.Scores.AsSpan(h * s.Capacity, n);
+            for (int t = 0; t < n; t++)
+            {
+                var r = rows.Slice(t * rl, rl);
+                scores[t] = (TensorPrimitives.Dot(qa, r[..rank]) + TensorPrimitives.Dot(qpe, r[rank..])) * _kqScale;
+            }
+            Ops.Softmax(scores);
+            var ol = s.OLat.AsSpan(h * rank, rank);
+            ol.Clear();
+            for (int t = 0; t < n; t++) TensorPrimitives.MultiplyAdd(rows.Slice(t * rl, rank), scores[t], ol, ol);
+            // Values are the latents themselves; the value up-projection runs once, after attention.
+            L.VExpand.Apply(h, ol, s.AttnOut.AsSpan(h * c.VHeadDim, c.VHeadDim), s.HeadInput[h], s.HeadRows[h]);
+        }
+    }
+
+    private void AttendNaive(State s, int h0, int h1)
+    {
+        var c = DsConfig;
+        int l = s.AttnLayer, pos = s.Position, n = pos + 1, qk = c.QkHeadDim, vd = c.VHeadDim;
+        var L = _layers[l];
+        var cache = s.Naive!;
+        var latent = s.LatentRow.AsSpan(0, c.KvLoraRank);
+        var kpe = s.LatentRow.AsSpan(c.KvLoraRank, c.QkRopeDim);
+        for (int h = h0; h < h1; h++)
+        {
+            // Decompress this head's key and value for the new position, then plain attention over the cache.
+            var k = cache.Key(l, pos).Slice(h * qk, qk);
+            L.KExpand.Apply(h, latent, k[..c.QkNopeDim], s.HeadInput[h], s.HeadRows[h]);
+            kpe.CopyTo(k[c.QkNopeDim..]);
+            L.VExpand.Apply(h, latent, cache.Value(l, pos).Slice(h * vd, vd), s.HeadInput[h], s.HeadRows[h]);
+            var q = s.Q.AsSpan(h * qk, qk);
+            var scores = s.Scores.AsSpan(h * s.Capacity, n);
+            for (int t = 0; t < n; t++) scores[t] = TensorPrimitives.Dot(q, cache.Key(l, t).Slice(h * qk, qk)) * _kqScale;
+            Ops.Softmax(scores);
+            var o = s.AttnOut.AsSpan(h * vd, vd);
+            o.Clear();
+            for (int t = 0; t < n; t++) TensorPrimitives.MultiplyAdd(cache.Value(l, t).Slice(h * vd, vd), scores[t], o, o);
+        }
+    }
+
+    // ---- feed-forward: dense, or routed experts + shared experts, as one batched job ----------------------
+
+    private static void SetDenseSlots(State s, Layer L)
+    {
+        s.Slots = 1;
+        s.SGate[0] = L.Gate!; s.SUp[0] = L.Up!; s.SDown[0] = L.Down!; s.SWeight[0] = 1f;
+    }
+
+    private void SetMoeSlots(State s, Layer L, int layer)
+    {
+        var c = DsConfig;
+        MatVec(s, L.Router!, s.Xb, s.RouterLogits);
+        s.Router!.Route(s.RouterLogits, L.RouterBias, s.RouteExperts, s.RouteWeights);
+        MoeStats?.Record(layer, s.RouteExperts);
+        int k = c.ExpertsUsed;
+        // Only the selected experts' slices of the 3-D tensors are read.
+        for (int j = 0; j < k; j++)
+        {
+            int e = s.RouteExperts[j];
+            s.SGate[j] = L.GateExps![e]; s.SUp[j] = L.UpExps![e]; s.SDown[j] = L.DownExps![e]; s.SWeight[j] = s.RouteWeights[j];
+        }
+        s.Slots = k;
+        if (L.GateShared != null)
+        {
+            s.SGate[k] = L.GateShared; s.SUp[k] = L.UpShared!; s.SDown[k] = L.DownShared!; s.SWeight[k] = 1f;
+            s.Slots = k + 1;
+        }
+    }
+
+    /// <summary>
+    /// out = Σ_slot w_slot · down_slot(silu(gate_slot·x) ⊙ up_slot·x). All gate/up rows of all slots are one parallel
+    /// loop and all down rows another, so a decode step pays two hand-offs to the workers instead of three per expert.
+    /// </summary>
+    private void RunFfn(State s, Span<float> x)
+    {
+        int dim = DsConfig.Dim;
+        s.SStart[0] = 0;
+        for (int j = 0; j < s.Slots; j++)
+        {
+            s.SStart[j + 1] = s.SStart[j] + s.SGate[j].Rows;
+            s.SGate[j].PrepareInput(x, s.InGate[j]);
+            s.SUp[j].PrepareInput(x, s.InUp[j]);
+        }
+        int total = s.SStart[s.Slots];
+        s.GateUpBody ??= (r0, r1) => GateUpRows(s, r0, r1);
+        Pool.For(2 * total, s.GateUpBody, minPerThread: Math.Max(1, 32768 / dim));
+        Ops.SwiGlu(s.G.AsSpan(0, total), s.U.AsSpan(0, total));
+        for (int j = 0; j < s.Slots; j++)
+            s.SDown[j].PrepareInput(s.G.AsSpan(s.SStart[j], s.SGate[j].Rows), s.InDown[j]);
+        s.DownBody ??= (r0, r1) => DownRows(s, r0, r1);
+        Pool.For(s.Slots * dim, s.DownBody, minPerThread: Math.Max(1, 32768 / Math.Max(1, total / s.Slots)));
+        x.Clear();
+        for (int j = 0; j < s.Slots; j++) TensorPrimitives.MultiplyAdd(s.DOut.AsSpan(j * dim, dim), s.SWeight[j], x, x);
+    }
+
+    private static void GateUpRows(State s, int r0, int r1)
+    {
+        int total = s.SStart[s.Slots];
+        for (int half = 0; half < 2; half++)
+        {
+            int a = Math.Max(r0, half * total) - half * total, b = Math.Min(r1, (half + 1) * total) - half * total;
+            for (int j = 0; j < s.Slots && a < b; j++)
+            {
+                int st = s.SStart[j], en = s.SStart[j + 1];
+                int lo = Math.Max(a, st), hi = Math.Min(b, en);
+                if (lo >= hi) continue;
+                if (half == 0) s.SGate[j].MatVecRows(s.InGate[j], s.G.AsSpan(st), lo - st, hi - st);
+                else s.SUp[j].MatVecRows(s.InUp[j], s.U.AsSpan(st), lo - st, hi - st);
+            }
+        }
+    }
+
+    private void DownRows(State s, int r0, int r1)
+    {
+        int dim = DsConfig.Dim;
+        for (int j = r0 / dim; j < s.Slots && j * dim < r1; j++)
+        {
+            int lo = Math.Max(r0, j * dim) - j * dim, hi = Math.Min(r1, (j + 1) * dim) - j * dim;
+            s.SDown[j].MatVecRows(s.InDown[j], s.DOut.AsSpan(j * dim, dim), lo, hi);
+        }
+    }
+
+    private void MatVec(State s, WeightMatrix w, float[] x, float[] y)
+    {
+        w.PrepareInput(x, s.MvInput);
+        s.MvW = w;
+        s.MvY = y;
+        s.MvBody ??= (r0, r1) => s.MvW!.MatVecRows(s.MvInput, s.MvY, r0, r1);
+        // Small matrices are cheaper on one thread than the hand-off to workers.
+        Pool.For(w.Rows, s.MvBody, minPerThread: Math.Max(1, 32768 / Math.Max(1, w.Cols)));
+    }
+}

@@ -1,0 +1,166 @@
+using Sputnik.Gguf;
+
+namespace Sputnik.Models;
+
+/// <summary>How the router turns its logits into per-expert probabilities (`{arch}.expert_gating_func`).</summary>
+public enum ExpertGating
+{
+    /// <summary>DeepSeek-V2 / V2-Lite: softmax over all routed experts (llama.cpp value 1, also the default when the key is absent).</summary>
+    Softmax = 1,
+
+    /// <summary>DeepSeek-V3 / R1: independent sigmoid per expert (llama.cpp value 2).</summary>
+    Sigmoid = 2,
+}
+
+/// <summary>
+/// Hyper-parameters of a `deepseek2` GGUF (DeepSeek-V2, V2-Lite, V3, R1), read from the keys llama.cpp's converter
+/// writes. Both the MLA layout (key_length = kv_lora_rank + rope, key_length_mla = nope + rope) and older files
+/// without the *_mla keys are understood.
+/// </summary>
+public sealed record DeepSeek2Config
+{
+    public const string Arch = "deepseek2";
+
+    public required int Dim { get; init; }
+    public required int Layers { get; init; }
+    public required int Heads { get; init; }
+    public required int VocabSize { get; init; }
+    public int ContextLength { get; init; } = 4096;
+    public float RmsEps { get; init; } = 1e-6f;
+
+    // ---- attention (MLA) ----
+    /// <summary>0 = no query low-rank path (V2-Lite: plain attn_q).</summary>
+    public int QLoraRank { get; init; }
+    public required int KvLoraRank { get; init; }
+    public required int QkNopeDim { get; init; }
+    public required int QkRopeDim { get; init; }
+    public required int VHeadDim { get; init; }
+    public int QkHeadDim => QkNopeDim + QkRopeDim;
+
+    // ---- feed-forward / MoE ----
+    public required int FfnDim { get; init; }
+    public int LeadingDenseLayers { get; init; }
+    public int ExpertCount { get; init; }
+    public int ExpertsUsed { get; init; }
+    public int SharedExperts { get; init; }
+    public int ExpertFfnDim { get; init; }
+    /// <summary>routed_scaling_factor; 1 when the file leaves it out (llama.cpp then skips the scaling).</summary>
+    public float ExpertWeightsScale { get; init; } = 1f;
+    public bool ExpertWeightsNorm { get; init; }
+    public ExpertGating Gating { get; init; } = ExpertGating.Softmax;
+    public int ExpertGroups { get; init; } = 1;
+    public int ExpertGroupsUsed { get; init; } = 1;
+
+    // ---- RoPE / YaRN ----
+    public float RopeBase { get; init; } = 10000f;
+    /// <summary>rope.scaling.factor (1 = no scaling).</summary>
+    public float RopeScalingFactor { get; init; } = 1f;
+    public bool Yarn { get; init; }
+    public int RopeOriginalContext { get; init; }
+    public float YarnBetaFast { get; init; } = 32f;
+    public float YarnBetaSlow { get; init; } = 1f;
+    /// <summary>mscale_all_dim, i.e. the GGUF's rope.scaling.yarn_log_multiplier with the converter's 0.1 factor undone.</summary>
+    public float YarnLogMultiplier { get; init; }
+
+    public bool IsMoeLayer(int layer) => ExpertCount > 0 && layer >= LeadingDenseLayers;
+
+    /// <summary>Bytes per token of the compressed (absorbed) cache at F16 as llama.cpp stores it: layers·(kv_lora_rank + rope)·2.</summary>
+    public long LatentKvBytesPerToken => (long)Layers * (KvLoraRank + QkRopeDim) * 2;
+
+    /// <summary>Bytes per token a decompressed MHA cache would need at F16: layers·heads·(qk_head + v_head)·2.</summary>
+    public long NaiveKvBytesPerToken => (long)Layers * Heads * (QkHeadDim + VHeadDim) * 2;
+
+    /// <summary>The softmax scale of Q·K, including YaRN's mscale² correction exactly as llama.cpp's deepseek2 graph applies it.</summary>
+    public float KqScale => Models.Yarn.KqScale(QkHeadDim, Yarn ? RopeScalingFactor : 1f, YarnLogMultiplier);
+
+    public static DeepSeek2Config FromGguf(GgufFile f)
+    {
+        const string a = Arch;
+        int Key(string name, int? fallback)
+        {
+            string key = $"{a}.{name}";
+            if (f.TryGetInt64(key, out long v))
+            {
+                if (v < 0 || v > 1 << 24) throw new GgufFormatException($"metadata '{key}' = {v} is out of range");
+                return (int)v;
+            }
+            return fallback ?? throw new GgufFormatException($"{f.Path}: metadata '{key}' is missing");
+        }
+        float FloatKey(string name, float fallback) => f.TryGetFloat($"{a}.{name}", out float v) ? v : fallback;
+
+        var embd = f.GetTensor("token_embd.weight");
+        int heads = Key("attention.head_count", null);
+        int rope = Key("rope.dimension_count", null);
+        int kvRank = Key("attention.kv_lora_rank", null);
+        // MLA files store the MQA view in key_length/value_length and the real head sizes in *_mla; older files
+        // (before the k_b/v_b split) store the real head sizes directly.
+        bool mla = f.TryGetInt64($"{a}.attention.key_length_mla", out _);
+        int headK = mla ? Key("attention.key_length_mla", null) : Key("attention.key_length", null);
+        int headV = mla ? Key("attention.value_length_mla", null) : Key("attention.value_length", null);
+        if (headK <= rope) throw new GgufFormatException($"{f.Path}: key length {headK} must exceed rope.dimension_count {rope}");
+        if (rope % 2 != 0) throw new GgufFormatException($"{f.Path}: rope.dimension_count {rope} must be even");
+
+        int gating = Key("expert_gating_func", 0);
+        string? scaling = f.GetStringOrNull($"{a}.rope.scaling.type");
+        float factor = FloatKey("rope.scaling.factor", 1f);
+        if (scaling is null or "none") factor = 1f;
+        float scale = FloatKey("expert_weights_scale", 0f);
+        var c = new DeepSeek2Config
+        {
+            Dim = Key("embedding_length", (int)embd.Columns),
+            Layers = Key("block_count", null),
+            Heads = heads,
+            VocabSize = Key("vocab_size", (int)embd.Rows),
+            ContextLength = Key("context_length", 4096),
+            RmsEps = FloatKey("attention.layer_norm_rms_epsilon", 1e-6f),
+            QLoraRank = Key("attention.q_lora_rank", 0),
+            KvLoraRank = kvRank,
+            QkNopeDim = headK - rope,
+            QkRopeDim = rope,
+            VHeadDim = headV,
+            FfnDim = Key("feed_forward_length", 0),
+            LeadingDenseLayers = Key("leading_dense_block_count", 0),
+            ExpertCount = Key("expert_count", 0),
+            ExpertsUsed = Key("expert_used_count", 0),
+            SharedExperts = Key("expert_shared_count", 0),
+            ExpertFfnDim = Key("expert_feed_forward_length", 0),
+            ExpertWeightsScale = scale == 0f ? 1f : scale,
+            ExpertWeightsNorm = f.TryGetBool($"{a}.expert_weights_norm", out bool norm) && norm,
+            Gating = gating == 2 ? ExpertGating.Sigmoid : gating is 0 or 1 ? ExpertGating.Softmax
+                : throw new UnsupportedModelException($"{f.Path}: expert_gating_func {gating} is not supported (1 softmax, 2 sigmoid)"),
+            ExpertGroups = Math.Max(1, Key("expert_group_count", 1)),
+            ExpertGroupsUsed = Math.Max(1, Key("expert_group_used_count", 1)),
+            RopeBase = FloatKey("rope.freq_base", 10000f),
+            RopeScalingFactor = factor,
+            Yarn = scaling == "yarn" && factor != 1f,
+            RopeOriginalContext = Key("rope.scaling.original_context_length", Key("context_length", 4096)),
+            YarnBetaFast = FloatKey("rope.scaling.yarn_beta_fast", 32f),
+            YarnBetaSlow = FloatKey("rope.scaling.yarn_beta_slow", 1f),
+            // The converter writes 0.1·mscale_all_dim; llama.cpp divides the 0.1 back out on load.
+            YarnLogMultiplier = FloatKey("rope.scaling.yarn_log_multiplier", 0f) / 0.1f,
+        };
+        c.Validate(f.Path);
+        return c;
+    }
+
+    private void Validate(string path)
+    {
+        if (ExpertCount > 0)
+        {
+            if (ExpertsUsed < 1 || ExpertsUsed > ExpertCount)
+                throw new GgufFormatException($"{path}: expert_used_count {ExpertsUsed} must be in 1..{ExpertCount}");
+            if (ExpertCount % ExpertGroups != 0 || ExpertGroupsUsed > ExpertGroups)
+                throw new GgufFormatException($"{path}: {ExpertCount} experts do not split into {ExpertGroups} groups of which {ExpertGroupsUsed} are used");
+            if (ExpertFfnDim < 1) throw new GgufFormatException($"{path}: expert_feed_forward_length is missing");
+        }
+        if (LeadingDenseLayers > 0 && FfnDim < 1) throw new GgufFormatException($"{path}: feed_forward_length is missing for the dense layers");
+    }
+
+    /// <summary>The generic view other code (context length, vocabulary, samplers) reads.</summary>
+    public ModelConfig ToModelConfig() => new()
+    {
+        Architecture = Arch, Dim = Dim, Layers = Layers, Heads = Heads, KvHeads = 1, HeadDim = QkHeadDim,
+        FfnDim = FfnDim, VocabSize = VocabSize, ContextLength = ContextLength, RopeBase = RopeBase,
+        RopeDims = QkRopeDim, RopeNeox = false, RmsEps = RmsEps,
+    };
+}

@@ -1,0 +1,168 @@
+using Sputnik.Gguf;
+using Sputnik.Tensors;
+using Sputnik.Tensors.Quants;
+
+namespace Sputnik.Models;
+
+/// <summary>
+/// Hyper-parameter presets and a streaming writer for synthetic `deepseek2` GGUF files (random weights with the
+/// real shapes and llama.cpp's keys), for `sputnik synth`, benchmarks and tests. The caller adds tokenizer keys.
+/// </summary>
+public static class DeepSeek2Synth
+{
+    /// <summary>DeepSeek-V2-Lite shapes: ≈15.7B parameters, ≈2.4B active per token (MLA without q-LoRA, softmax routing).</summary>
+    public static DeepSeek2Config V2Lite => new()
+    {
+        Dim = 2048, Layers = 27, Heads = 16, VocabSize = 102400, ContextLength = 163840, RmsEps = 1e-6f,
+        QLoraRank = 0, KvLoraRank = 512, QkNopeDim = 128, QkRopeDim = 64, VHeadDim = 128,
+        FfnDim = 10944, LeadingDenseLayers = 1, ExpertCount = 64, ExpertsUsed = 6, SharedExperts = 2, ExpertFfnDim = 1408,
+        ExpertWeightsScale = 1f, ExpertWeightsNorm = false, Gating = ExpertGating.Softmax,
+        RopeBase = 10000f, RopeScalingFactor = 40f, Yarn = true, RopeOriginalContext = 4096, YarnLogMultiplier = 0.707f,
+    };
+
+    /// <summary>A few-MB V3-style model (q-LoRA, sigmoid routing with selection bias, groups) for tests.</summary>
+    public static DeepSeek2Config Tiny => new()
+    {
+        Dim = 64, Layers = 3, Heads = 4, VocabSize = 256, ContextLength = 4096, RmsEps = 1e-6f,
+        QLoraRank = 32, KvLoraRank = 32, QkNopeDim = 16, QkRopeDim = 8, VHeadDim = 16,
+        FfnDim = 128, LeadingDenseLayers = 1, ExpertCount = 8, ExpertsUsed = 2, SharedExperts = 1, ExpertFfnDim = 32,
+        ExpertWeightsScale = 2.5f, ExpertWeightsNorm = true, Gating = ExpertGating.Sigmoid, ExpertGroups = 2, ExpertGroupsUsed = 1,
+        RopeBase = 10000f, RopeScalingFactor = 4f, Yarn = true, RopeOriginalContext = 1024, YarnLogMultiplier = 1f,
+    };
+
+    public static IReadOnlyDictionary<string, Func<DeepSeek2Config>> Presets { get; } = new Dictionary<string, Func<DeepSeek2Config>>
+    {
+        ["deepseek-v2-lite"] = () => V2Lite,
+        ["deepseek2-tiny"] = () => Tiny,
+    };
+
+    /// <summary>Writes the `deepseek2.*` keys llama.cpp's converter would write for <paramref name="c"/>.</summary>
+    public static void SetMetadata(GgufWriter w, DeepSeek2Config c, string name)
+    {
+        const string a = DeepSeek2Config.Arch;
+        w.Set("general.architecture", a).Set("general.name", name);
+        w.Set($"{a}.vocab_size", (uint)c.VocabSize).Set($"{a}.context_length", (uint)c.ContextLength);
+        w.Set($"{a}.embedding_length", (uint)c.Dim).Set($"{a}.block_count", (uint)c.Layers).Set($"{a}.feed_forward_length", (uint)c.FfnDim);
+        w.Set($"{a}.attention.head_count", (uint)c.Heads).Set($"{a}.attention.head_count_kv", 1u);
+        w.Set($"{a}.rope.freq_base", c.RopeBase).Set($"{a}.attention.layer_norm_rms_epsilon", c.RmsEps);
+        w.Set($"{a}.leading_dense_block_count", (uint)c.LeadingDenseLayers);
+        if (c.QLoraRank > 0) w.Set($"{a}.attention.q_lora_rank", (uint)c.QLoraRank);
+        w.Set($"{a}.attention.kv_lora_rank", (uint)c.KvLoraRank);
+        w.Set($"{a}.attention.key_length", (uint)(c.KvLoraRank + c.QkRopeDim)).Set($"{a}.attention.value_length", (uint)c.KvLoraRank);
+        w.Set($"{a}.attention.key_length_mla", (uint)c.QkHeadDim).Set($"{a}.attention.value_length_mla", (uint)c.VHeadDim);
+        w.Set($"{a}.expert_feed_forward_length", (uint)c.ExpertFfnDim).Set($"{a}.expert_count", (uint)c.ExpertCount);
+        w.Set($"{a}.expert_used_count", (uint)c.ExpertsUsed).Set($"{a}.expert_shared_count", (uint)c.SharedExperts);
+        w.Set($"{a}.expert_weights_scale", c.ExpertWeightsScale);
+        if (c.ExpertWeightsNorm) w.Set($"{a}.expert_weights_norm", true);
+        w.Set($"{a}.expert_gating_func", (uint)c.Gating);
+        if (c.ExpertGroups > 1) w.Set($"{a}.expert_group_count", (uint)c.ExpertGroups).Set($"{a}.expert_group_used_count", (uint)c.ExpertGroupsUsed);
+        w.Set($"{a}.rope.dimension_count", (uint)c.QkRopeDim);
+        if (c.Yarn)
+        {
+            w.Set($"{a}.rope.scaling.type", "yarn").Set($"{a}.rope.scaling.factor", c.RopeScalingFactor);
+            w.Set($"{a}.rope.scaling.original_context_length", (uint)c.RopeOriginalContext);
+            w.Set($"{a}.rope.scaling.yarn_log_multiplier", 0.1f * c.YarnLogMultiplier);
+        }
+    }
+
+    /// <summary>Every tensor of the model: GGUF name, ggml dims (columns first), and whether it is a norm (ones) or a weight.</summary>
+    public static IEnumerable<(string Name, long[] Dims, bool Norm)> Tensors(DeepSeek2Config c)
+    {
+        yield return ("token_embd.weight", [c.Dim, c.VocabSize], false);
+        yield return ("output_norm.weight", [c.Dim], true);
+        yield return ("output.weight", [c.Dim, c.VocabSize], false);
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"blk.{l}.";
+            yield return (p + "attn_norm.weight", [c.Dim], true);
+            if (c.QLoraRank > 0)
+            {
+                yield return (p + "attn_q_a.weight", [c.Dim, c.QLoraRank], false);
+                yield return (p + "attn_q_a_norm.weight", [c.QLoraRank], true);
+                yield return (p + "attn_q_b.weight", [c.QLoraRank, c.Heads * c.QkHeadDim], false);
+            }
+            else
+            {
+                yield return (p + "attn_q.weight", [c.Dim, c.Heads * c.QkHeadDim], false);
+            }
+            yield return (p + "attn_kv_a_mqa.weight", [c.Dim, c.KvLoraRank + c.QkRopeDim], false);
+            yield return (p + "attn_kv_a_norm.weight", [c.KvLoraRank], true);
+            yield return (p + "attn_k_b.weight", [c.QkNopeDim, c.KvLoraRank, c.Heads], false);
+            yield return (p + "attn_v_b.weight", [c.KvLoraRank, c.VHeadDim, c.Heads], false);
+            yield return (p + "attn_output.weight", [c.Heads * c.VHeadDim, c.Dim], false);
+            yield return (p + "ffn_norm.weight", [c.Dim], true);
+            if (!c.IsMoeLayer(l))
+            {
+                yield return (p + "ffn_gate.weight", [c.Dim, c.FfnDim], false);
+                yield return (p + "ffn_up.weight", [c.Dim, c.FfnDim], false);
+                yield return (p + "ffn_down.weight", [c.FfnDim, c.Dim], false);
+                continue;
+            }
+            yield return (p + "ffn_gate_inp.weight", [c.Dim, c.ExpertCount], false);
+            if (c.Gating == ExpertGating.Sigmoid) yield return (p + "exp_probs_b.bias", [c.ExpertCount], false);
+            yield return (p + "ffn_gate_exps.weight", [c.Dim, c.ExpertFfnDim, c.ExpertCount], false);
+            yield return (p + "ffn_up_exps.weight", [c.Dim, c.ExpertFfnDim, c.ExpertCount], false);
+            yield return (p + "ffn_down_exps.weight", [c.ExpertFfnDim, c.Dim, c.ExpertCount], false);
+            if (c.SharedExperts > 0)
+            {
+                int sh = c.SharedExperts * c.ExpertFfnDim;
+                yield return (p + "ffn_gate_shexp.weight", [c.Dim, sh], false);
+                yield return (p + "ffn_up_shexp.weight", [c.Dim, sh], false);
+                yield return (p + "ffn_down_shexp.weight", [sh, c.Dim], false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Adds metadata and every tensor of <paramref name="c"/> to <paramref name="w"/> with deterministic random weights
+    /// (uniform ±0.05/√cols·8; norms 1; router and 1-D tensors F32). Data is produced row by row when the writer
+    /// streams, so the V2-Lite preset never sits in memory. Types fall back per tensor when rows do not fill blocks.
+    /// </summary>
+    public static void Write(GgufWriter w, DeepSeek2Config c, GgmlType type, int seed, string name = "deepseek2-synth")
+    {
+        SetMetadata(w, c, name);
+        foreach (var (tname, dims, norm) in Tensors(c))
+        {
+            bool f32 = dims.Length == 1 || tname.Contains("ffn_gate_inp", StringComparison.Ordinal);
+            var t = f32 ? GgmlType.F32 : Fit(type, dims[0]);
+            int cols = (int)dims[0];
+            long rows = dims.Aggregate(1L, (x, y) => x * y) / cols;
+            uint state = (uint)seed * 2654435761u ^ Fnv1a(tname);
+            float amp = 8f * 0.05f / MathF.Sqrt(cols);
+            w.AddTensor(tname, t, dims, s =>
+            {
+                var row = new float[cols];
+                var bytes = new byte[GgmlTypeInfo.RowBytes(t, cols)];
+                uint st = state;
+                for (long r = 0; r < rows; r++)
+                {
+                    for (int i = 0; i < cols; i++)
+                    {
+                        st = st * 1664525 + 1013904223;
+                        row[i] = norm ? 1f : ((st >> 8) / (float)(1 << 24) - 0.5f) * 2 * amp;
+                    }
+                    Quant.Row(t, row, bytes);
+                    s.Write(bytes);
+                }
+            });
+        }
+    }
+
+    // string.GetHashCode is randomised per process; files must be reproducible.
+    private static uint Fnv1a(string s)
+    {
+        uint h = 2166136261;
+        foreach (char ch in s) h = (h ^ ch) * 16777619;
+        return h;
+    }
+
+    /// <summary>The requested type when a row fills whole blocks, else the nearest type that does (as llama-quantize falls back).</summary>
+    public static GgmlType Fit(GgmlType type, long cols)
+    {
+        if (type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16) return type;
+        int block = GgmlTypeInfo.BlockSize(type);
+        if (cols % block == 0) return type;
+        if (block == 256 && cols % 32 == 0) return type == GgmlType.Q6_K ? GgmlType.Q8_0 : GgmlType.Q5_0;
+        return GgmlType.F16;
+    }
+}

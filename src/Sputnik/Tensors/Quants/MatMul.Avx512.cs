@@ -1,0 +1,145 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Sputnik.Tensors.Quants;
+
+// Multi-token AVX-512 kernels: one weight row against 4 tokens at once. The weights are unpacked (nibbles split,
+// scales decoded) once per super-block and reused for every token, which is what makes prefill compute-bound work
+// cheaper per token than decode.
+public static unsafe partial class MatMul
+{
+    private const int Group = 4;
+    private const int Q8K = 292;
+
+    /// <summary>Computes tokens from t0 on in groups the kernels handle; returns the first token left for the single-token path.</summary>
+    private static int MultiTokenAvx512(GgmlType wType, byte* w, int cols, byte* a, int stride, int t0, int t1, float* y, int ldy)
+    {
+        int t = t0;
+        switch (wType)
+        {
+            case GgmlType.Q4_K:
+                for (; t + Group <= t1; t += Group)
+                    Q4Kx4(w, a + (long)t * stride, stride, cols / 256, y + (long)t * ldy, ldy);
+                break;
+            case GgmlType.Q5_K:
+                for (; t + Group <= t1; t += Group)
+                    Q5Kx4(w, a + (long)t * stride, stride, cols / 256, y + (long)t * ldy, ldy);
+                break;
+            case GgmlType.Q6_K:
+                for (; t + Group <= t1; t += Group)
+                    Q6Kx4(w, a + (long)t * stride, stride, cols / 256, y + (long)t * ldy, ldy);
+                break;
+            case GgmlType.Q8_0 when cols % 64 == 0:
+                for (; t + Group <= t1; t += Group)
+                    Q8_0x4(w, a + (long)t * stride, stride, cols / 64, y + (long)t * ldy, ldy);
+                break;
+        }
+        return t;
+    }
+
+    private static void Q4Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy) => Kx4(w, a, stride, nb, y, ldy, false);
+
+    private static void Q5Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy) => Kx4(w, a, stride, nb, y, ldy, true);
+
+    /// <summary>One Q4_K/Q5_K row × 4 Q8_K tokens: each super-block is unpacked once and used for all four.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy, bool q5)
+    {
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector256<float> mAcc0 = default, mAcc1 = default, mAcc2 = default, mAcc3 = default;
+        byte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
+        int blockBytes = q5 ? 176 : 144;
+        for (int i = 0; i < nb; i++, w += blockBytes, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
+        {
+            MatVec.UnpackScalesMinsK(w + 4, out ulong sc, out ulong m);
+            var q0 = MatVec.KQuants512(w, 0, q5);
+            var q1 = MatVec.KQuants512(w, 1, q5);
+            var q2 = MatVec.KQuants512(w, 2, q5);
+            var q3 = MatVec.KQuants512(w, 3, q5);
+            var s0 = MatVec.KScalePair(sc, 0);
+            var s1 = MatVec.KScalePair(sc, 1);
+            var s2 = MatVec.KScalePair(sc, 2);
+            var s3 = MatVec.KScalePair(sc, 3);
+            var mins = MatVec.KMins(m);
+            float d = Half(w), dmin = Half(w + 2);
+            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a0, d, dmin, ref acc0, ref mAcc0);
+            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a1, d, dmin, ref acc1, ref mAcc1);
+            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a2, d, dmin, ref acc2, ref mAcc2);
+            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a3, d, dmin, ref acc3, ref mAcc3);
+        }
+        y[0] = Vector512.Sum(acc0) - Vector256.Sum(mAcc0);
+        y[ldy] = Vector512.Sum(acc1) - Vector256.Sum(mAcc1);
+        y[2 * ldy] = Vector512.Sum(acc2) - Vector256.Sum(mAcc2);
+        y[3 * ldy] = Vector512.Sum(acc3) - Vector256.Sum(mAcc3);
+    }
+
+    private static void Q6Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy)
+    {
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        Vector256<float> oAcc0 = default, oAcc1 = default, oAcc2 = default, oAcc3 = default;
+        byte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
+        for (int i = 0; i < nb; i++, w += 210, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
+        {
+            var sc = MatVec.Q6Scales(w);
+            var q0 = MatVec.Q6Quants512(w, 0);
+            var q1 = MatVec.Q6Quants512(w, 1);
+            var q2 = MatVec.Q6Quants512(w, 2);
+            var q3 = MatVec.Q6Quants512(w, 3);
+            var s0 = MatVec.Q6Scale512(sc, 0);
+            var s1 = MatVec.Q6Scale512(sc, 1);
+            var s2 = MatVec.Q6Scale512(sc, 2);
+            var s3 = MatVec.Q6Scale512(sc, 3);
+            float d = Half(w + KQuants.Q6KDOffset);
+            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, sc, a0, d, ref acc0, ref oAcc0);
+            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, sc, a1, d, ref acc1, ref oAcc1);
+            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, sc, a2, d, ref acc2, ref oAcc2);
+            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, sc, a3, d, ref acc3, ref oAcc3);
+        }
+        y[0] = Vector512.Sum(acc0) - Vector256.Sum(oAcc0);
+        y[ldy] = Vector512.Sum(acc1) - Vector256.Sum(oAcc1);
+        y[2 * ldy] = Vector512.Sum(acc2) - Vector256.Sum(oAcc2);
+        y[3 * ldy] = Vector512.Sum(acc3) - Vector256.Sum(oAcc3);
+    }
+
+    private const int Q80 = 34;
+
+    /// <summary>
+    /// One Q8_0 row × 4 Q8_0 tokens, two 32-weight blocks per step. vpmaddubsw needs an unsigned operand: |w| is
+    /// computed once and w's sign moved onto each token's x.
+    /// </summary>
+    private static void Q8_0x4(byte* w, byte* a, int stride, int pairs, float* y, int ldy)
+    {
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        byte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
+        for (int i = 0; i < pairs; i++, w += 2 * Q80, a0 += 2 * Q80, a1 += 2 * Q80, a2 += 2 * Q80, a3 += 2 * Q80)
+        {
+            var wq = Vector512.Create(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(w + Q80 + 2)));
+            var neg = Vector512.LessThan(wq, Vector512<sbyte>.Zero);
+            var aw = Avx512BW.Abs(wq);
+            float d0 = Half(w), d1 = Half(w + Q80);
+            Q8Token(aw, neg, d0, d1, a0, ref acc0);
+            Q8Token(aw, neg, d0, d1, a1, ref acc1);
+            Q8Token(aw, neg, d0, d1, a2, ref acc2);
+            Q8Token(aw, neg, d0, d1, a3, ref acc3);
+        }
+        y[0] = Vector512.Sum(acc0);
+        y[ldy] = Vector512.Sum(acc1);
+        y[2 * ldy] = Vector512.Sum(acc2);
+        y[3 * ldy] = Vector512.Sum(acc3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q8Token(Vector512<byte> aw, Vector512<sbyte> neg, float d0, float d1, byte* a, ref Vector512<float> acc)
+    {
+        var x = Vector512.Create(Vector256.Load((sbyte*)(a + 2)), Vector256.Load((sbyte*)(a + Q80 + 2)));
+        var sx = Vector512.ConditionalSelect(neg, -x, x);
+        var p = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(aw, sx), Vector512<short>.One);
+        var d = Vector512.Create(Vector256.Create(d0 * Half(a)), Vector256.Create(d1 * Half(a + Q80)));
+        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), d, acc);
+    }
+
+    // F16 scale → float through the matvec kernels' lookup table.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Half(byte* p) => MatVec.HalfToFloat(p);
+}

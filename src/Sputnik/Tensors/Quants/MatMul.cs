@@ -1,0 +1,112 @@
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+
+namespace Sputnik.Tensors.Quants;
+
+/// <summary>
+/// Matrix × matrix products for batched prefill: Y[t, r] = dot(weight row r, x_t) for a batch of tokens t. Each
+/// token's activation is quantized once (same formats as <see cref="MatVec"/>), stored back to back with a stride
+/// of <see cref="MatVec.ScratchBytes"/>; the product then walks tiles of weight rows × tokens so a weight tile is
+/// read from memory once and reused against every token while it sits in L1, and a token tile stays in L2.
+/// Independent row ranges may run on different threads sharing one activation buffer.
+/// </summary>
+public static unsafe partial class MatMul
+{
+    // Budgets for the tile sizes: a row tile should stay in L1 (32-48 KiB) next to one activation row, a token tile
+    // in L2 (1-2 MiB per core on current x86 server parts) next to the row tile.
+    private const int RowTileBytes = 16 * 1024;
+    private const int TokenTileBytes = 512 * 1024;
+
+    /// <summary>Bytes of one token's activation; the buffer for <c>tokens</c> tokens needs tokens times this.</summary>
+    public static int ActivationStride(GgmlType wType, int cols) => MatVec.ScratchBytes(wType, cols);
+
+    /// <summary>Quantizes tokens [t0, t1) of the row-major batch <paramref name="x"/> (cols floats per token) into <paramref name="activations"/>.</summary>
+    public static void QuantizeActivations(GgmlType wType, ReadOnlySpan<float> x, int cols, Span<byte> activations, int t0, int t1)
+    {
+        int stride = ActivationStride(wType, cols);
+        for (int t = t0; t < t1; t++)
+            MatVec.QuantizeActivation(wType, x.Slice(t * cols, cols), activations.Slice(t * stride, stride));
+    }
+
+    /// <summary>
+    /// y[t * ldy + r] = dot(row r, token t) for rows [r0, r1) and tokens [0, tokens); <paramref name="weights"/> starts at row 0.
+    /// </summary>
+    public static void ComputeRows(GgmlType wType, ReadOnlySpan<byte> weights, int cols, ReadOnlySpan<byte> activations, int tokens,
+        Span<float> y, int ldy, int r0, int r1) =>
+        ComputeRows(wType, weights, cols, activations, tokens, y, ldy, r0, r1, MatVec.DefaultPath);
+
+    internal static void ComputeRows(GgmlType wType, ReadOnlySpan<byte> weights, int cols, ReadOnlySpan<byte> activations, int tokens,
+        Span<float> y, int ldy, int r0, int r1, KernelPath path)
+    {
+        int rowBytes = checked((int)GgmlTypeInfo.RowBytes(wType, cols));
+        int stride = ActivationStride(wType, cols);
+        if (r0 < 0 || r1 < r0 || ldy < r1) throw new ArgumentOutOfRangeException(nameof(r1), $"row range [{r0}, {r1}) does not fit rows of {ldy}");
+        if (tokens < 0 || (tokens > 0 && y.Length < (long)(tokens - 1) * ldy + r1)) throw new ArgumentException($"y of {y.Length} is too short for {tokens} tokens of stride {ldy}");
+        if (weights.Length < (long)rowBytes * r1) throw new ArgumentException($"{wType} weights need {(long)rowBytes * r1} bytes for {r1} rows of {cols}, got {weights.Length}");
+        if (activations.Length < (long)stride * tokens) throw new ArgumentException($"activations need {(long)stride * tokens} bytes, got {activations.Length}");
+        if (r1 == r0 || tokens == 0) return;
+        fixed (byte* w = weights)
+        fixed (byte* a = activations)
+        fixed (float* yp = y)
+        {
+            if (path == KernelPath.Scalar) Reference(wType, w, rowBytes, cols, a, stride, tokens, yp, ldy, r0, r1);
+            else if (wType is GgmlType.F16 or GgmlType.BF16) DecodedRows(wType, w, rowBytes, cols, (float*)a, tokens, yp, ldy, r0, r1);
+            else Tiled(wType, w, rowBytes, cols, a, stride, tokens, yp, ldy, r0, r1, path);
+        }
+    }
+
+    /// <summary>The reference: one scalar dot per (row, token), no tiling.</summary>
+    private static void Reference(GgmlType wType, byte* w, int rowBytes, int cols, byte* a, int stride, int tokens, float* y, int ldy, int r0, int r1)
+    {
+        for (int t = 0; t < tokens; t++)
+            for (int r = r0; r < r1; r++)
+                y[(long)t * ldy + r] = MatVec.DotRow(wType, w + (long)r * rowBytes, a + (long)t * stride, cols, KernelPath.Scalar);
+    }
+
+    private static void Tiled(GgmlType wType, byte* w, int rowBytes, int cols, byte* a, int stride, int tokens, float* y, int ldy, int r0, int r1, KernelPath path)
+    {
+        int rowTile = Math.Max(1, RowTileBytes / rowBytes);
+        int tokTile = Math.Max(1, TokenTileBytes / stride);
+        for (int t0 = 0; t0 < tokens; t0 += tokTile)
+        {
+            int t1 = Math.Min(tokens, t0 + tokTile);
+            for (int rb = r0; rb < r1; rb += rowTile)
+            {
+                int re = Math.Min(r1, rb + rowTile);
+                for (int r = rb; r < re; r++)
+                {
+                    byte* wr = w + (long)r * rowBytes;
+                    int t = t0;
+                    // only entered with a full group: decode (one token) must not pay for the large kernel's frame
+                    if (path == KernelPath.Avx512 && t1 - t0 >= Group)
+                        t = MultiTokenAvx512(wType, wr, cols, a, stride, t0, t1, y + r, ldy);
+                    for (; t < t1; t++)
+                        y[(long)t * ldy + r] = MatVec.DotRow(wType, wr, a + (long)t * stride, cols, path);
+                }
+            }
+        }
+    }
+
+    // One decoded float row per thread for F16/BF16 weights, allocated once per thread.
+    [ThreadStatic] private static float[]? t_row;
+
+    /// <summary>F16/BF16 weights: decode each row once to float, then vectorized float dots against every token.</summary>
+    private static void DecodedRows(GgmlType wType, byte* w, int rowBytes, int cols, float* x, int tokens, float* y, int ldy, int r0, int r1)
+    {
+        if (t_row == null || t_row.Length < cols) t_row = new float[cols];
+        var row = t_row.AsSpan(0, cols);
+        int tokTile = Math.Max(1, TokenTileBytes / (cols * sizeof(float)));
+        for (int t0 = 0; t0 < tokens; t0 += tokTile)
+        {
+            int t1 = Math.Min(tokens, t0 + tokTile);
+            for (int r = r0; r < r1; r++)
+            {
+                var src = new ReadOnlySpan<byte>(w + (long)r * rowBytes, rowBytes);
+                if (wType == GgmlType.F16) TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(src), row);
+                else FloatConvert.BF16ToFloat(src, row);
+                for (int t = t0; t < t1; t++)
+                    y[(long)t * ldy + r] = TensorPrimitives.Dot(row, new ReadOnlySpan<float>(x + (long)t * cols, cols));
+            }
+        }
+    }
+}

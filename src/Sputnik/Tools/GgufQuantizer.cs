@@ -1,0 +1,126 @@
+using Sputnik.Gguf;
+using Sputnik.Tensors;
+using Sputnik.Tensors.Quants;
+
+namespace Sputnik.Tools;
+
+/// <summary>What <see cref="GgufQuantizer.Quantize"/> did.</summary>
+public sealed record QuantizeResult(FileType FileType, long InputBytes, long OutputBytes, IReadOnlyDictionary<GgmlType, int> TensorTypes);
+
+/// <summary>
+/// Re-encodes a GGUF model to another file type the way llama-quantize does (see <see cref="QuantMix"/>): same tensor
+/// names, order, dims and metadata, with <c>general.file_type</c> (and <c>general.quantization_version</c>) updated.
+/// Any type Sputnik can decode is accepted as input (rows are dequantized, then quantized); tensors whose type does
+/// not change are copied byte for byte. Streams one tensor at a time and writes to a temporary file that is moved
+/// into place only when complete.
+/// </summary>
+public static class GgufQuantizer
+{
+    /// <summary>ggml's GGML_QNT_VERSION, which llama-quantize writes as general.quantization_version.</summary>
+    public const uint QuantizationVersion = 2;
+
+    public static unsafe QuantizeResult Quantize(string inputPath, string outputPath, FileType fileType, int threads = 0,
+        Action<ToolProgress>? progress = null)
+    {
+        if (threads <= 0) threads = Environment.ProcessorCount;
+        if (!File.Exists(inputPath)) throw new FileNotFoundException($"model file not found: {inputPath}", inputPath);
+        if (SameFile(inputPath, outputPath))
+            throw new ArgumentException($"output '{outputPath}' is the input file; choose another output path");
+        if (Directory.Exists(outputPath)) throw new ArgumentException($"output '{outputPath}' is a directory");
+
+        using var src = GgufFile.Open(inputPath);
+        bool hasOutput = src.FindTensor("output.weight") != null;
+        int layers = CountLayers(src);
+        var mix = new QuantMix(fileType, layers, hasOutput);
+
+        var writer = new GgufWriter();
+        writer.CopyMetadata(src);
+        writer.Set("general.file_type", (uint)fileType);
+        if (QuantMix.IsQuantized(QuantMix.DefaultType(fileType))) writer.Set("general.quantization_version", QuantizationVersion);
+
+        var plan = src.Tensors.Select(t => (Info: t, Type: mix.Choose(t.Name, t.Dims, t.Type))).ToArray();
+        foreach (var (t, type) in plan)
+        {
+            if (type == t.Type) continue;
+            if (!Dequant.IsSupported(t.Type))
+                throw new NotSupportedException($"tensor '{t.Name}' is {t.Type}, which Sputnik cannot decode");
+            if (!Quant.IsSupported(type))
+                throw new NotSupportedException($"tensor '{t.Name}' would need {type}, which Sputnik cannot encode");
+        }
+
+        long total = plan.Sum(p => GgufWriter.ByteSize(p.Type, p.Info.Dims));
+        long done = 0;
+        for (int i = 0; i < plan.Length; i++)
+        {
+            var (info, type) = plan[i];
+            int index = i;
+            void Written(long n)
+            {
+                done += n;
+                progress?.Invoke(new ToolProgress(info.Name, index, plan.Length, done, total));
+            }
+            writer.AddTensor(info.Name, type, info.Dims, output =>
+            {
+                progress?.Invoke(new ToolProgress(info.Name, index, plan.Length, done, total));
+                if (type == info.Type)
+                {
+                    TensorStreams.CopyRaw(output, src.DataPointer(info), info.ByteSize, Written);
+                    return;
+                }
+                Requantize(src, info, type, threads, output, Written);
+            });
+        }
+        writer.Write(outputPath);
+        var counts = plan.GroupBy(p => p.Type).ToDictionary(g => g.Key, g => g.Count());
+        return new QuantizeResult(fileType, src.FileSize, new FileInfo(outputPath).Length, counts);
+    }
+
+    private static unsafe void Requantize(GgufFile src, GgufTensorInfo info, GgmlType type, int threads, Stream output, Action<long> written)
+    {
+        long cols = info.Columns;
+        long srcRowBytes = GgmlTypeInfo.RowBytes(info.Type, cols);
+        long dstRowBytes = GgmlTypeInfo.RowBytes(type, cols);
+        byte* basePtr = src.DataPointer(info);
+        using var scratch = new ThreadLocal<float[]>(() => new float[cols]);
+        TensorStreams.WriteRows(output, info.Rows, dstRowBytes, threads, (row, dst) =>
+        {
+            var x = scratch.Value!;
+            Dequant.Row(info.Type, new ReadOnlySpan<byte>(basePtr + row * srcRowBytes, (int)srcRowBytes), x);
+            Quant.Row(type, x, dst);
+        }, written);
+    }
+
+    /// <summary>n_layer: <c>{arch}.block_count</c>, else the number of blk.N prefixes.</summary>
+    internal static int CountLayers(GgufFile f)
+    {
+        if (f.Architecture is { } arch && f.TryGetInt64($"{arch}.block_count", out long n) && n > 0) return (int)n;
+        int max = -1;
+        foreach (var t in f.Tensors)
+        {
+            if (!t.Name.StartsWith("blk.", StringComparison.Ordinal)) continue;
+            int end = t.Name.IndexOf('.', 4);
+            if (end > 4 && int.TryParse(t.Name.AsSpan(4, end - 4), out int l)) max = Math.Max(max, l);
+        }
+        return max + 1;
+    }
+
+    internal static bool SameFile(string a, string b)
+    {
+        string fa = Path.GetFullPath(a), fb = Path.GetFullPath(b);
+        if (string.Equals(fa, fb, StringComparison.Ordinal)) return true;
+        // Links and other spellings of one file: compare resolved targets when both exist.
+        try
+        {
+            if (File.Exists(fa) && File.Exists(fb))
+            {
+                string ra = new FileInfo(fa).ResolveLinkTarget(true)?.FullName ?? fa;
+                string rb = new FileInfo(fb).ResolveLinkTarget(true)?.FullName ?? fb;
+                return string.Equals(ra, rb, StringComparison.Ordinal);
+            }
+        }
+        catch (IOException)
+        {
+        }
+        return false;
+    }
+}

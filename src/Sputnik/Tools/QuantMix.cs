@@ -1,0 +1,184 @@
+using System.Globalization;
+using Sputnik.Tensors;
+
+namespace Sputnik.Tools;
+
+/// <summary>llama.cpp's LLAMA_FTYPE ids, as stored in <c>general.file_type</c>.</summary>
+public enum FileType
+{
+    AllF32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q4_1 = 3,
+    Q8_0 = 7,
+    Q5_0 = 8,
+    Q5_1 = 9,
+    Q4_K_S = 14,
+    Q4_K_M = 15,
+    Q5_K_S = 16,
+    Q5_K_M = 17,
+    Q6_K = 18,
+    BF16 = 32,
+}
+
+/// <summary>
+/// Which ggml type each tensor gets for a target <see cref="FileType"/>, following llama.cpp's quantizer
+/// (llama-quant.cpp): only 2-D+ weights that are not norms are quantized; the output matrix (or the token
+/// embedding when it is tied to the output) gets Q6_K; Q4_K_M / Q5_K_M give Q6_K to attn_v and ffn_down on the
+/// "use more bits" layers; Q4_K_S gives Q5_K to the first four attn_v and the first eighth of ffn_down; rows
+/// whose length does not fit the block size fall back (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, then F16).
+/// </summary>
+public sealed class QuantMix
+{
+    public FileType FileType { get; }
+
+    /// <summary>Number of transformer blocks (n_layer; also the number of attn_v tensors for these architectures).</summary>
+    public int Layers { get; }
+
+    /// <summary>False when the model has no output.weight: the token embedding doubles as the output and follows its rule.</summary>
+    public bool HasOutput { get; }
+
+    public QuantMix(FileType fileType, int layers, bool hasOutput)
+    {
+        FileType = fileType;
+        Layers = layers;
+        HasOutput = hasOutput;
+    }
+
+    private static readonly (string Name, FileType Type)[] Names =
+    [
+        ("F32", FileType.AllF32), ("F16", FileType.F16), ("BF16", FileType.BF16), ("Q8_0", FileType.Q8_0),
+        ("Q4_0", FileType.Q4_0), ("Q4_1", FileType.Q4_1), ("Q5_0", FileType.Q5_0), ("Q5_1", FileType.Q5_1),
+        ("Q4_K_S", FileType.Q4_K_S), ("Q4_K_M", FileType.Q4_K_M), ("Q5_K_S", FileType.Q5_K_S), ("Q5_K_M", FileType.Q5_K_M),
+        ("Q6_K", FileType.Q6_K),
+    ];
+
+    /// <summary>The type names accepted on the command line.</summary>
+    public static IEnumerable<string> TypeNames => Names.Select(n => n.Name);
+
+    /// <summary>Parses a type name such as "Q4_K_M" (case-insensitive; "Q4_K" means Q4_K_M, "Q5_K" means Q5_K_M).</summary>
+    public static FileType Parse(string name)
+    {
+        string n = name.Trim().ToUpperInvariant();
+        n = n switch { "Q4_K" => "Q4_K_M", "Q5_K" => "Q5_K_M", "FP16" => "F16", "FP32" => "F32", _ => n };
+        foreach (var (text, type) in Names)
+            if (text == n) return type;
+        throw new ArgumentException($"unknown type '{name}' (supported: {string.Join(", ", TypeNames)})");
+    }
+
+    public static string Name(FileType t) => Names.FirstOrDefault(n => n.Type == t).Name ?? ((int)t).ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>llama.cpp's llama_model_ftype_name, e.g. "Q4_K - Medium".</summary>
+    public static string Describe(FileType t) => t switch
+    {
+        FileType.AllF32 => "all F32",
+        FileType.Q4_K_S => "Q4_K - Small",
+        FileType.Q4_K_M => "Q4_K - Medium",
+        FileType.Q5_K_S => "Q5_K - Small",
+        FileType.Q5_K_M => "Q5_K - Medium",
+        _ => Name(t),
+    };
+
+    /// <summary>The ggml type most tensors get (llama.cpp's default_type for the ftype).</summary>
+    public static GgmlType DefaultType(FileType t) => t switch
+    {
+        FileType.AllF32 => GgmlType.F32,
+        FileType.F16 => GgmlType.F16,
+        FileType.BF16 => GgmlType.BF16,
+        FileType.Q8_0 => GgmlType.Q8_0,
+        FileType.Q4_0 => GgmlType.Q4_0,
+        FileType.Q4_1 => GgmlType.Q4_1,
+        FileType.Q5_0 => GgmlType.Q5_0,
+        FileType.Q5_1 => GgmlType.Q5_1,
+        FileType.Q4_K_S or FileType.Q4_K_M => GgmlType.Q4_K,
+        FileType.Q5_K_S or FileType.Q5_K_M => GgmlType.Q5_K,
+        FileType.Q6_K => GgmlType.Q6_K,
+        _ => throw new ArgumentException($"unsupported file type {t}"),
+    };
+
+    /// <summary>True for the block-quantized ggml types (not F32/F16/BF16).</summary>
+    public static bool IsQuantized(GgmlType t) => t is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.F64
+        or GgmlType.I8 or GgmlType.I16 or GgmlType.I32 or GgmlType.I64);
+
+    /// <summary>llama.cpp's tensor_allows_quantization for the tensors of llama-family models.</summary>
+    public static bool AllowsQuantization(string name, long[] dims)
+    {
+        if (NDims(dims) < 2) return false; // ggml_n_dims < 2: vectors stay as they are
+        return name.EndsWith("weight", StringComparison.Ordinal)
+            && !name.Contains("_norm.weight", StringComparison.Ordinal)
+            && !name.Contains("ffn_gate_inp.weight", StringComparison.Ordinal)
+            && name != "position_embd.weight" && name != "token_types.weight";
+    }
+
+    // ggml_n_dims: trailing dimensions of size 1 do not count.
+    private static int NDims(long[] dims)
+    {
+        int n = dims.Length;
+        while (n > 1 && dims[n - 1] == 1) n--;
+        return n;
+    }
+
+    /// <summary>llama.cpp's use_more_bits: the first and last eighth of the layers and every third in between.</summary>
+    public static bool UseMoreBits(int layer, int layers) =>
+        layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2;
+
+    /// <summary>The type <paramref name="name"/> (ggml dims, source type) gets in the target file.</summary>
+    public GgmlType Choose(string name, long[] dims, GgmlType sourceType)
+    {
+        if (!AllowsQuantization(name, dims)) return sourceType;
+        var type = DefaultType(FileType);
+        if (!IsQuantized(type)) return type;
+        long nx = dims[0];
+        var ft = FileType;
+        bool isOutput = name == "output.weight" || (!HasOutput && name == "token_embd.weight");
+        if (isOutput)
+        {
+            if (nx % GgmlTypeInfo.BlockSize(type) != 0) type = GgmlType.Q8_0;
+            else if (type != GgmlType.Q8_0) type = GgmlType.Q6_K;
+        }
+        else if (name.Contains("attn_v.weight", StringComparison.Ordinal))
+        {
+            int layer = LayerOf(name);
+            if ((ft is FileType.Q4_K_M or FileType.Q5_K_M) && UseMoreBits(layer, Layers)) type = GgmlType.Q6_K;
+            else if (ft == FileType.Q4_K_S && layer < 4) type = GgmlType.Q5_K;
+        }
+        else if (name.Contains("ffn_down", StringComparison.Ordinal))
+        {
+            int layer = LayerOf(name);
+            if ((ft is FileType.Q4_K_M or FileType.Q5_K_M) && UseMoreBits(layer, Layers)) type = GgmlType.Q6_K;
+            else if (ft == FileType.Q4_K_S && layer < Layers / 8) type = GgmlType.Q5_K;
+        }
+        else if (name.Contains("attn_qkv.weight", StringComparison.Ordinal))
+        {
+            if (ft == FileType.Q4_K_M) type = GgmlType.Q5_K;
+            else if (ft == FileType.Q5_K_M) type = GgmlType.Q6_K;
+        }
+        return Fallback(type, nx);
+    }
+
+    /// <summary>llama.cpp's tensor_type_fallback: a row length the block size does not divide demotes the type.</summary>
+    public static GgmlType Fallback(GgmlType type, long rowLength)
+    {
+        if (rowLength % GgmlTypeInfo.BlockSize(type) == 0) return type;
+        var t = type switch
+        {
+            GgmlType.Q4_K => GgmlType.Q5_0,
+            GgmlType.Q5_K => GgmlType.Q5_1,
+            GgmlType.Q6_K => GgmlType.Q8_0,
+            GgmlType.Q2_K or GgmlType.Q3_K => GgmlType.Q4_0,
+            _ => type,
+        };
+        return rowLength % GgmlTypeInfo.BlockSize(t) == 0 ? t : GgmlType.F16;
+    }
+
+    private static int LayerOf(string name)
+    {
+        // "blk.N.…"
+        if (name.StartsWith("blk.", StringComparison.Ordinal))
+        {
+            int end = name.IndexOf('.', 4);
+            if (end > 4 && int.TryParse(name.AsSpan(4, end - 4), NumberStyles.None, CultureInfo.InvariantCulture, out int layer)) return layer;
+        }
+        throw new ArgumentException($"cannot find the layer number in tensor name '{name}'");
+    }
+}

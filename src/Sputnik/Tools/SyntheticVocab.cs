@@ -1,0 +1,90 @@
+using Sputnik.Tokenizers;
+
+namespace Sputnik.Tools;
+
+/// <summary>
+/// A made-up byte-level BPE vocabulary of any size: the 256 byte tokens (GPT-2 byte↔char mapping), then merges that
+/// grow lowercase words letter by letter ("Ġ t" → "Ġt", "Ġt h" → "Ġth", …, most frequent letters first), then the
+/// family's special tokens at the end. Every text round-trips (any byte has a token), so real-size models can be
+/// tokenized and benchmarked without downloading a vocabulary.
+/// </summary>
+public static class SyntheticVocab
+{
+    private const string Letters = "etaoinshrdlcumwfgypbvkjxqz";
+
+    public static readonly string[] Qwen2Specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+
+    public static readonly string[] Llama3Specials =
+    [
+        "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|reserved_special_token_1|>",
+        "<|finetune_right_pad_id|>", "<|step_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>",
+        "<|python_tag|>",
+    ];
+
+    /// <summary>Builds a vocabulary of exactly <paramref name="size"/> tokens for the "qwen2" or "llama-bpe" pre-tokenizer.</summary>
+    public static TokenizerData Create(int size, string pre)
+    {
+        bool llama = pre == "llama-bpe";
+        string[] specials = llama ? Llama3Specials : Qwen2Specials;
+        int merges = size - 256 - specials.Length;
+        if (merges < 0) throw new ArgumentException($"vocabulary size {size} is too small (needs at least {256 + specials.Length})");
+
+        var tokens = new List<string>(size);
+        for (int b = 0; b < 256; b++) tokens.Add(ByteLevel.ByteToChar((byte)b).ToString());
+        var mergeList = new List<string>(merges);
+        var frontier = new List<string> { ByteLevel.ByteToChar((byte)' ').ToString() };
+        frontier.AddRange(Letters.Select(c => c.ToString()));
+        while (mergeList.Count < merges)
+        {
+            var next = new List<string>(frontier.Count * Letters.Length);
+            foreach (string stem in frontier)
+            {
+                foreach (char c in Letters)
+                {
+                    if (mergeList.Count == merges) break;
+                    mergeList.Add($"{stem} {c}");
+                    tokens.Add(stem + c);
+                    next.Add(stem + c);
+                }
+                if (mergeList.Count == merges) break;
+            }
+            frontier = next;
+        }
+        int firstSpecial = tokens.Count;
+        tokens.AddRange(specials);
+        var types = new int[size];
+        for (int i = 0; i < size; i++) types[i] = (int)(i >= firstSpecial ? TokenType.Control : TokenType.Normal);
+        int Id(string s) => firstSpecial + Array.IndexOf(specials, s);
+        return llama
+            ? new TokenizerData
+            {
+                Model = "gpt2", Pre = pre, Tokens = [.. tokens], TokenTypes = types, Merges = [.. mergeList],
+                BosId = Id("<|begin_of_text|>"), EosId = Id("<|eot_id|>"), PadId = Id("<|finetune_right_pad_id|>"), AddBos = true,
+            }
+            : new TokenizerData
+            {
+                Model = "gpt2", Pre = pre, Tokens = [.. tokens], TokenTypes = types, Merges = [.. mergeList],
+                BosId = Id("<|endoftext|>"), EosId = Id("<|im_end|>"), PadId = Id("<|endoftext|>"), AddBos = false,
+            };
+    }
+
+    /// <summary>
+    /// Pads a real tokenizer's vocabulary to <paramref name="size"/> with unused "[PADn]" tokens, as llama.cpp's
+    /// converter does when the embedding matrix is larger than the tokenizer.
+    /// </summary>
+    public static TokenizerData PadTo(TokenizerData data, int size)
+    {
+        int n = data.Tokens.Length;
+        if (n >= size) return data;
+        var tokens = new string[size];
+        var types = new int[size];
+        data.Tokens.CopyTo(tokens, 0);
+        for (int i = 0; i < n; i++) types[i] = data.TokenTypes?[i] ?? (int)TokenType.Normal;
+        for (int i = n; i < size; i++)
+        {
+            tokens[i] = $"[PAD{i}]";
+            types[i] = (int)TokenType.Unused;
+        }
+        return data with { Tokens = tokens, TokenTypes = types, Scores = null };
+    }
+}

@@ -1,0 +1,84 @@
+using System.Text.Json;
+using Sputnik.Tools;
+using Xunit;
+
+namespace Sputnik.Tests.Tools;
+
+[Collection("Console")]
+public sealed class BenchAndErrorTests : IClassFixture<TempDir>
+{
+    private readonly TempDir _dir;
+    private readonly string _model;
+
+    public BenchAndErrorTests(TempDir dir)
+    {
+        _dir = dir;
+        _model = dir.File("tiny.gguf");
+        if (!File.Exists(_model))
+            SyntheticModel.Write(_model, new SynthOptions { Preset = SyntheticModel.FindPreset("llama-tiny"), FileType = FileType.Q8_0, Seed = 1 });
+    }
+
+    [Fact]
+    public void Bench_json_is_one_object_with_the_fields()
+    {
+        string stdout = CliHarness.Ok("bench", "-m", _model, "-p", "16", "-n", "4", "-t", "1", "-r", "2", "--json");
+        Assert.Single(stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        using var doc = JsonDocument.Parse(stdout);
+        var o = doc.RootElement;
+        Assert.Equal(new FileInfo(_model).Length, o.GetProperty("model_bytes").GetInt64());
+        Assert.Equal(1, o.GetProperty("threads").GetInt32());
+        Assert.Equal(16, o.GetProperty("pp").GetProperty("n").GetInt32());
+        Assert.True(o.GetProperty("pp").GetProperty("tok_s").GetDouble() > 0);
+        Assert.True(o.GetProperty("pp").GetProperty("std").GetDouble() >= 0);
+        Assert.Equal(4, o.GetProperty("tg").GetProperty("n").GetInt32());
+        Assert.True(o.GetProperty("tg").GetProperty("tok_s").GetDouble() > 0);
+        Assert.True(o.GetProperty("peak_rss_bytes").GetInt64() > 0);
+        Assert.True(o.GetProperty("load_ms").GetDouble() >= 0);
+    }
+
+    [Fact]
+    public void Bench_skips_a_test_given_zero_tokens()
+    {
+        using var doc = JsonDocument.Parse(CliHarness.Ok("bench", "-m", _model, "-p", "0", "-n", "2", "-t", "1", "-r", "1", "--json"));
+        Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("pp").ValueKind);
+        Assert.Equal(JsonValueKind.Object, doc.RootElement.GetProperty("tg").ValueKind);
+    }
+
+    [Fact]
+    public void Bench_table_looks_like_llama_bench()
+    {
+        string table = CliHarness.Ok("bench", "-m", _model, "-p", "8", "-n", "2", "-t", "1", "-r", "1");
+        Assert.Contains("| model", table);
+        Assert.Contains("pp8", table);
+        Assert.Contains("tg2", table);
+    }
+
+    public static TheoryData<string[]> BadInputs(string model) => new()
+    {
+        new[] { "bench", "-m", "/nonexistent/model.gguf", "--json" },
+        new[] { "quantize", "/nonexistent/in.gguf", "/tmp/out.gguf", "Q8_0" },
+        new[] { "quantize", model, model, "Q8_0" },
+        new[] { "quantize", model, model + ".out", "Q3_XL" },
+        new[] { "synth", "--preset", "gpt-5", "--type", "Q8_0", "-o", model + ".x" },
+        new[] { "synth", "--preset", "qwen2-tiny", "--type", "Q2_K", "-o", model + ".x" },
+        new[] { "synth", "--arch", "llama", "--preset", "qwen2-tiny", "-o", model + ".x" },
+        new[] { "synth", "--preset", "qwen2-tiny", "--tokenizer", "/nonexistent/tokenizer.json", "-o", model + ".x" },
+        new[] { "bench", "-m", model, "-r", "0" },
+    };
+
+    [Fact]
+    public void Bad_inputs_exit_1_with_one_line()
+    {
+        long before = new FileInfo(_model).Length;
+        foreach (var args in BadInputs(_model))
+        {
+            var r = CliHarness.Run(args);
+            Assert.True(r.ExitCode == 1, $"{string.Join(' ', args)} exited {r.ExitCode}");
+            Assert.True(r.ErrLines.Length == 1, $"{string.Join(' ', args)} printed: {r.Err}");
+            Assert.StartsWith("error: ", r.ErrLines[0]);
+            Assert.Equal("", r.Out);
+        }
+        Assert.Equal(before, new FileInfo(_model).Length);
+        Assert.False(File.Exists(_model + ".x"));
+    }
+}
