@@ -24,7 +24,7 @@ public class ExportTests
             m.Forward(tokens, new int[tokens.Length].Select(_ => -1).ToArray(), 1, tokens.Length);
             var train = m.Logits.ToArray();
             using var lm = ModelLoader.Load(GgufFile.Open(path), threads: 1);
-            var state = lm.CreateState(64);
+            var state = lm.CreateState(64, KvCacheType.F32); // exact comparison: the default F16 cache rounds K/V
             for (int t = 0; t < tokens.Length; t++)
             {
                 var logits = lm.Forward(state, tokens.AsSpan(t, 1));
