@@ -12,6 +12,12 @@ internal static class CliOptions
 
     public static Option<string> Model() => new("--model", "-m") { Description = "Path to a GGUF model file", Required = true };
 
+    /// <summary>-m for commands that fall back to the bundled model (see <see cref="DefaultModel"/>).</summary>
+    public static Option<string> ModelOrDefault() => new("--model", "-m") { Description = "Path to a GGUF model file (default: the bundled sputnik-r1-tiny)" };
+
+    public static string ResolveModel(string? given) => given ?? DefaultModel.Path()
+        ?? throw new ArgumentException("no model given: pass -m path/to/model.gguf (or set SPUTNIK_MODEL)");
+
     public static Option<int> Threads() => new("--threads", "-t")
     {
         Description = "Worker threads",

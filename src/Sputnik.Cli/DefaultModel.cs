@@ -1,10 +1,45 @@
+using System.Reflection;
+
 namespace Sputnik.Cli;
 
 /// <summary>
-/// Where the model used without -m comes from. TODO(training issue): Sputnik will ship a model it trained
-/// itself; until then the user must pass -m, or set SPUTNIK_MODEL.
+/// Where the model used without -m comes from, in order:
+/// 1. SPUTNIK_MODEL, when set;
+/// 2. models/sputnik-r1-tiny.gguf in the repository that holds the running binary (the ./sputnik launcher builds
+///    into out/cli under the repo root, so walking up from the binary finds it);
+/// 3. the same file embedded in this assembly (so an installed `sputnik` tool works on a fresh machine), extracted
+///    once to ~/.cache/sputnik/ under a name that includes its size, written to a temp file and renamed so a
+///    concurrent first run never sees a half-written model.
 /// </summary>
 internal static class DefaultModel
 {
-    public static string? Path() => Environment.GetEnvironmentVariable("SPUTNIK_MODEL") is { Length: > 0 } p ? p : null;
+    public const string FileName = "sputnik-r1-tiny.gguf";
+
+    public static string? Path()
+    {
+        if (Environment.GetEnvironmentVariable("SPUTNIK_MODEL") is { Length: > 0 } p) return p;
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+        {
+            string candidate = System.IO.Path.Combine(dir.FullName, "models", FileName);
+            if (File.Exists(candidate)) return candidate;
+        }
+        return Extract();
+    }
+
+    private static string? Extract()
+    {
+        using var res = Assembly.GetExecutingAssembly().GetManifestResourceStream(FileName);
+        if (res == null) return null;
+        string cacheRoot = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
+            : System.IO.Path.Combine(Environment.GetEnvironmentVariable("HOME") is { Length: > 0 } h ? h
+                : Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+        string dir = System.IO.Path.Combine(cacheRoot, "sputnik");
+        string path = System.IO.Path.Combine(dir, $"sputnik-r1-tiny-{res.Length}.gguf");
+        if (File.Exists(path) && new FileInfo(path).Length == res.Length) return path;
+        Directory.CreateDirectory(dir);
+        string tmp = path + $".{Environment.ProcessId}.tmp";
+        using (var f = File.Create(tmp)) res.CopyTo(f);
+        File.Move(tmp, path, overwrite: true);
+        return path;
+    }
 }

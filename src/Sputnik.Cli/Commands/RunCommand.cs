@@ -9,7 +9,7 @@ internal static class RunCommand
 {
     public static Command Create()
     {
-        var model = CliOptions.Model();
+        var model = CliOptions.ModelOrDefault();
         var threads = CliOptions.Threads();
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text (\"\" generates from BOS alone)", DefaultValueFactory = _ => "" };
         var n = new Option<int>("--n-predict", "-n") { Description = "Tokens to generate", DefaultValueFactory = _ => 128 };
@@ -41,7 +41,7 @@ internal static class RunCommand
                 Seed = r.GetValue(seed),
             };
             sampling.Validate();
-            using var m = SputnikModel.Load(r.GetValue(model)!, new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx) });
+            using var m = SputnikModel.Load(CliOptions.ResolveModel(r.GetValue(model)), new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx) });
             string text = r.GetValue(prompt) ?? "";
             var promptTokens = m.Tokenizer.Encode(text, addBos: !r.GetValue(noBos), parseSpecial: true).ToList();
             if (promptTokens.Count == 0)

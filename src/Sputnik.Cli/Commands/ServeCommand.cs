@@ -9,7 +9,7 @@ internal static class ServeCommand
     public static Command Create()
     {
         var d = new ServerOptions();
-        var model = CliOptions.Model();
+        var model = CliOptions.ModelOrDefault();
         var threads = CliOptions.Threads();
         var host = new Option<string>("--host") { Description = "Address to listen on", DefaultValueFactory = _ => d.Host };
         var port = new Option<int>("--port") { Description = "TCP port (0 picks a free one)", DefaultValueFactory = _ => d.Port };
@@ -35,7 +35,7 @@ internal static class ServeCommand
         {
             var options = new ServerOptions
             {
-                ModelPath = r.GetValue(model)!, Threads = r.GetValue(threads), Host = r.GetValue(host)!, Port = r.GetValue(port),
+                ModelPath = CliOptions.ResolveModel(r.GetValue(model)), Threads = r.GetValue(threads), Host = r.GetValue(host)!, Port = r.GetValue(port),
                 Parallel = r.GetValue(parallel), ContextLength = r.GetValue(ctx), ApiKey = r.GetValue(apiKey), MaxQueue = r.GetValue(maxQueue),
                 CacheRamMb = r.GetValue(cacheRam), CacheDir = r.GetValue(cacheDir), DataDir = r.GetValue(dataDir), ModelAlias = r.GetValue(alias),
                 WattsPerCore = r.GetValue(watts), Prices = new PriceTable(r.GetValue(priceHit), r.GetValue(priceMiss), r.GetValue(priceOut)),

@@ -1,0 +1,48 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Sputnik.Training;
+using Sputnik.Training.Tasks;
+
+namespace Sputnik.Cli.Commands;
+
+/// <summary>`sputnik eval -m MODEL --task arithmetic [--n 500] [--samples k] [--json]` — held-out pass@1 / pass@k.</summary>
+internal static class EvalCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model", "-m") { Description = "GGUF model (default: the bundled sputnik-r1-tiny)" };
+        var task = new Option<string>("--task") { Description = "arithmetic, addition, subtraction, multiplication, countdown, all, easy", DefaultValueFactory = _ => "arithmetic" };
+        var n = new Option<int>("--n") { Description = "Held-out problems", DefaultValueFactory = _ => 500 };
+        var k = new Option<int>("--samples", "-k") { Description = "Samples per problem (1 = greedy)", DefaultValueFactory = _ => 1 };
+        var temp = new Option<float>("--temp") { Description = "Temperature when --samples > 1", DefaultValueFactory = _ => 0.7f };
+        var maxNew = new Option<int>("--max-new") { DefaultValueFactory = _ => 200 };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var threads = CliOptions.Threads();
+        var cmd = new Command("eval", "Evaluate a model on held-out problems of a task (never seen in training)") { model, task, n, k, temp, maxNew, json, threads };
+        cmd.SetAction(r =>
+        {
+            string path = CliOptions.ResolveModel(r.GetValue(model));
+            if (!File.Exists(path)) throw new FileNotFoundException($"model not found: {path}");
+            if (r.GetValue(n) < 1 || r.GetValue(k) < 1) throw new ArgumentException("--n and --samples must be at least 1");
+            var t = ReasoningTask.Create(r.GetValue(task)!);
+            using var engine = new RolloutEngine(path, r.GetValue(threads));
+            var res = Evaluation.Run(engine, t, r.GetValue(n), r.GetValue(k), r.GetValue(temp), r.GetValue(maxNew));
+            if (r.GetValue(json))
+            {
+                var o = new JsonObject
+                {
+                    ["task"] = res.Task, ["n"] = res.N, ["pass_at_1"] = Math.Round(res.PassAt1, 4), ["pass_at_k"] = Math.Round(res.PassAtK, 4),
+                    ["k"] = res.K, ["mean_think_tokens"] = Math.Round(res.MeanThinkTokens, 1),
+                };
+                Console.WriteLine(o.ToJsonString(JsonOutput.Options));
+            }
+            else
+            {
+                Console.WriteLine($"task {res.Task}: n={res.N} pass@1 {res.PassAt1:P1} pass@{res.K} {res.PassAtK:P1} mean thinking {res.MeanThinkTokens:F1} tokens");
+                foreach (var (name, v) in res.PassAt1ByTask.OrderBy(kv => kv.Key)) Console.WriteLine($"  {name}: pass@1 {v:P1}");
+            }
+            return 0;
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,129 @@
+using System.CommandLine;
+using Spectre.Console;
+using Sputnik.Training;
+
+namespace Sputnik.Cli.Commands;
+
+/// <summary>`sputnik train sft|grpo …` — train a tiny reasoning model the R1 way (SFT on traces, then GRPO).</summary>
+internal static class TrainCommand
+{
+    public static Command Create()
+    {
+        var cmd = new Command("train", "Train a tiny reasoning model: SFT on step-by-step traces, then GRPO with verifier rewards");
+        cmd.Subcommands.Add(Sft());
+        cmd.Subcommands.Add(Grpo());
+        return cmd;
+    }
+
+    private static Option<string> TaskOpt() => new("--task") { Description = "arithmetic, addition, subtraction, multiplication, countdown, all, easy", DefaultValueFactory = _ => "arithmetic" };
+    private static Option<int> ThreadsOpt() => new("--threads", "-t") { Description = "Training threads", DefaultValueFactory = _ => Math.Min(2, Environment.ProcessorCount) };
+
+    private static Command Sft()
+    {
+        var task = TaskOpt();
+        var preset = new Option<string>("--preset") { Description = "Model shape: tiny-r1, small-r1, micro", DefaultValueFactory = _ => "tiny-r1" };
+        var outDir = new Option<string>("--out", "-o") { Description = "Output directory (checkpoint, metrics, charts, sft.gguf)", Required = true };
+        var steps = new Option<int>("--steps") { Description = "Optimizer steps", DefaultValueFactory = _ => 1500 };
+        var batch = new Option<int>("--batch") { Description = "Sequences per step", DefaultValueFactory = _ => 16 };
+        var lr = new Option<float>("--lr") { Description = "Peak learning rate", DefaultValueFactory = _ => 2e-3f };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
+        var evalEvery = new Option<int>("--eval-every") { Description = "Held-out pass@1 every N steps (0 = at the end only)" };
+        var evalN = new Option<int>("--eval-n") { Description = "Held-out problems per evaluation", DefaultValueFactory = _ => 200 };
+        var threads = ThreadsOpt();
+        var c = new Command("sft", "Supervised fine-tuning from scratch on <think> traces") { task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, threads };
+        c.SetAction((r, ct) =>
+        {
+            var o = new SftOptions
+            {
+                Task = r.GetValue(task)!, Preset = r.GetValue(preset)!, OutDir = r.GetValue(outDir)!, Steps = r.GetValue(steps), BatchSize = r.GetValue(batch),
+                MaxLr = r.GetValue(lr), Seed = r.GetValue(seed), EvalEvery = r.GetValue(evalEvery), EvalN = r.GetValue(evalN), Threads = r.GetValue(threads),
+            };
+            if (o.Steps < 1 || o.BatchSize < 1 || o.Threads < 1) throw new ArgumentException("--steps, --batch and --threads must be at least 1");
+            var trainer = new SftTrainer(o);
+            double? lastEval = null;
+            WithProgress("SFT", o.Steps, (report, token) => trainer.Run(s =>
+            {
+                lastEval = s.EvalPassAt1 ?? lastEval;
+                report(s.Step + 1, $"loss {s.Loss:F3} lr {s.Lr:G2} {s.TokensPerSecond:F0} tok/s" + (lastEval is { } e ? $" pass@1 {e:P0}" : ""));
+            }, token), ct);
+            Charts.Sft(o.OutDir);
+            Console.WriteLine(trainer.GgufPath);
+            return Task.FromResult(0);
+        });
+        return c;
+    }
+
+    private static Command Grpo()
+    {
+        var init = new Option<string>("--init") { Description = "Starting model (sft.gguf written by 'train sft')", Required = true };
+        var task = TaskOpt();
+        var outDir = new Option<string>("--out", "-o") { Description = "Output directory (checkpoint, metrics, charts, grpo.gguf)", Required = true };
+        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 100 };
+        var prompts = new Option<int>("--prompts") { Description = "Prompts per step", DefaultValueFactory = _ => 16 };
+        var group = new Option<int>("--group", "-G") { Description = "Samples per prompt", DefaultValueFactory = _ => 8 };
+        var lr = new Option<float>("--lr") { DefaultValueFactory = _ => 5e-5f };
+        var eps = new Option<float>("--epsilon") { Description = "Ratio clip range", DefaultValueFactory = _ => 0.2f };
+        var beta = new Option<float>("--beta") { Description = "KL weight to the initial model (k3); 0 = no reference" };
+        var mu = new Option<int>("--iterations") { Description = "Policy updates per rollout batch (μ)", DefaultValueFactory = _ => 1 };
+        var temp = new Option<float>("--temp") { Description = "Rollout temperature", DefaultValueFactory = _ => 1f };
+        var maxNew = new Option<int>("--max-new") { Description = "Max completion tokens", DefaultValueFactory = _ => 200 };
+        var evalEvery = new Option<int>("--eval-every") { DefaultValueFactory = _ => 25 };
+        var evalN = new Option<int>("--eval-n") { DefaultValueFactory = _ => 200 };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
+        var threads = ThreadsOpt();
+        var c = new Command("grpo", "Group Relative Policy Optimization with verifier rewards")
+        {
+            init, task, outDir, steps, prompts, group, lr, eps, beta, mu, temp, maxNew, evalEvery, evalN, seed, threads,
+        };
+        c.SetAction((r, ct) =>
+        {
+            var o = new GrpoOptions
+            {
+                Init = r.GetValue(init)!, Task = r.GetValue(task)!, OutDir = r.GetValue(outDir)!, Steps = r.GetValue(steps), Prompts = r.GetValue(prompts),
+                Group = r.GetValue(group), Lr = r.GetValue(lr), Epsilon = r.GetValue(eps), Beta = r.GetValue(beta), Iterations = r.GetValue(mu),
+                Temperature = r.GetValue(temp), MaxNew = r.GetValue(maxNew), EvalEvery = r.GetValue(evalEvery), EvalN = r.GetValue(evalN),
+                Seed = r.GetValue(seed), Threads = r.GetValue(threads),
+            };
+            if (!File.Exists(o.Init)) throw new FileNotFoundException($"--init {o.Init} not found");
+            if (o.Group < 2) throw new ArgumentException("--group must be at least 2 (advantages are relative to the group)");
+            var trainer = new GrpoTrainer(o);
+            double? lastEval = null;
+            WithProgress("GRPO", o.Steps, (report, token) => trainer.Run(s =>
+            {
+                lastEval = s.EvalPassAt1 ?? lastEval;
+                report(s.Step + 1, $"reward {s.MeanReward:F3} acc {s.Accuracy:P0} len {s.MeanLength:F0} {s.TokensPerSecond:F0} tok/s" + (lastEval is { } e ? $" pass@1 {e:P0}" : ""));
+            }, token), ct);
+            Charts.Grpo(o.OutDir);
+            Console.WriteLine(trainer.GgufPath);
+            return Task.FromResult(0);
+        });
+        return c;
+    }
+
+    /// <summary>
+    /// Spectre progress bar (description, bar, %, elapsed, ETA) on stderr; when stderr is not a terminal (nohup, CI)
+    /// it prints one plain line every few steps instead, so logs stay readable.
+    /// </summary>
+    private static void WithProgress(string name, int total, Action<Action<int, string>, CancellationToken> run, CancellationToken ct)
+    {
+        if (Console.IsErrorRedirected)
+        {
+            var start = DateTime.UtcNow;
+            run((done, text) =>
+            {
+                if (done % 10 != 0 && done != total) return;
+                var el = DateTime.UtcNow - start;
+                Console.Error.WriteLine($"{name} {done}/{total} {text} elapsed {el:hh\\:mm\\:ss}");
+            }, ct);
+            return;
+        }
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        console.Progress()
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var t = ctx.AddTask(name, maxValue: total);
+                run((done, text) => { t.Value = done; t.Description = Markup.Escape($"{name} {text}"); }, ct);
+            });
+    }
+}

@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using Sputnik.Training.Tasks;
+
+namespace Sputnik.Training;
+
+public sealed record GrpoOptions
+{
+    public required string Init { get; init; }
+    public required string Task { get; init; }
+    public required string OutDir { get; init; }
+    public int Steps { get; init; } = 100;
+    /// <summary>Prompts per step (P); each gets G samples.</summary>
+    public int Prompts { get; init; } = 16;
+    public int Group { get; init; } = 8;
+    public float Temperature { get; init; } = 1f;
+    public int MaxNew { get; init; } = 200;
+    public float Lr { get; init; } = 5e-5f;
+    public int Warmup { get; init; } = 5;
+    /// <summary>Clip range ε of the probability ratio.</summary>
+    public float Epsilon { get; init; } = 0.2f;
+    /// <summary>KL(π‖π_ref) weight (k3 estimator); 0 skips the reference model entirely.</summary>
+    public float Beta { get; init; }
+    /// <summary>Policy updates per batch of rollouts (μ); with 1 the ratio is identically 1 and GRPO is on-policy REINFORCE with group baselines.</summary>
+    public int Iterations { get; init; } = 1;
+    public int MicroBatch { get; init; } = 16;
+    public int Seed { get; init; } = 1;
+    public int EvalEvery { get; init; } = 25;
+    public int EvalN { get; init; } = 200;
+    public int Threads { get; init; } = 2;
+}
+
+public readonly record struct GrpoStep(int Step, int TotalSteps, float MeanReward, float Accuracy, float MeanLength, float FracZeroStd,
+    double TokensPerSecond, TimeSpan Elapsed, double? EvalPassAt1);
+
+/// <summary>
+/// GRPO as in DeepSeekMath/R1 (§2.4 of the reference notes): G samples per prompt from the current policy through
+/// the inference engine, verifier rewards, group-normalised advantages Â = (r − mean)/(std + 1e-4) (Bessel std as
+/// TRL), per-token loss −min(ρÂ, clip(ρ, 1−ε, 1+ε)Â) + β·k3, averaged over all completion tokens of the batch
+/// (token-level, "dapo"/"bnpo" aggregation). Groups whose rewards are all equal carry no signal and are skipped.
+/// Writes DIR/grpo_metrics.csv, DIR/grpo_checkpoint.bin and DIR/grpo.gguf.
+/// </summary>
+public sealed class GrpoTrainer(GrpoOptions o)
+{
+    public string GgufPath => Path.Combine(o.OutDir, "grpo.gguf");
+    public string MetricsPath => Path.Combine(o.OutDir, "grpo_metrics.csv");
+    public string CheckpointPath => Path.Combine(o.OutDir, "grpo_checkpoint.bin");
+
+    private sealed record Sample(int[] Tokens, int PromptLen, float Advantage);
+
+    public TransformerModel Run(Action<GrpoStep>? onStep = null, CancellationToken ct = default)
+    {
+        Directory.CreateDirectory(o.OutDir);
+        Par.Threads = o.Threads;
+        var task = ReasoningTask.Create(o.Task);
+        var model = GgufExport.Read(o.Init);
+        var reference = o.Beta > 0 ? GgufExport.Read(o.Init) : null;
+        model.Temperature = o.Temperature > 0 ? o.Temperature : 1f;
+        if (reference != null) reference.Temperature = model.Temperature;
+        var opt = new AdamW(model.P.Count, beta2: 0.99f, weightDecay: 0f);
+        int start = File.Exists(CheckpointPath) ? Checkpoint.Load(CheckpointPath, model.Config, model.P, opt, out _) : 0;
+        var csv = new MetricsCsv(MetricsPath, "step,mean_reward,accuracy,mean_length,frac_zero_std,tokens_per_s,elapsed_s,eval_pass_at_1", start);
+        string policyPath = Path.Combine(o.OutDir, "policy.tmp.gguf");
+        var sw = Stopwatch.StartNew();
+        long tokens = 0;
+        for (int step = start; step < o.Steps; step++)
+        {
+            ct.ThrowIfCancellationRequested();
+            double? eval = null;
+            GgufExport.Write(model, policyPath);
+            using (var engine = new RolloutEngine(policyPath, o.Threads))
+            {
+                if (o.EvalEvery > 0 && step % o.EvalEvery == 0)
+                    eval = Evaluation.Run(engine, task, o.EvalN, 1).PassAt1;
+                var rng = new Random(HashCode.Combine(o.Seed, step));
+                var problems = Enumerable.Range(0, o.Prompts).Select(_ => task.Sample(rng, heldOut: false)).ToArray();
+                var prompts = problems.SelectMany(p => Enumerable.Repeat(R1Format.EncodePrompt(p.Prompt), o.Group)).ToList();
+                var outs = engine.Generate(prompts, o.Temperature, o.MaxNew, HashCode.Combine(o.Seed, step, 7));
+                var samples = new List<Sample>();
+                float rewardSum = 0, correct = 0, lenSum = 0; int zeroStd = 0;
+                for (int i = 0; i < problems.Length; i++)
+                {
+                    var r = new float[o.Group];
+                    for (int g = 0; g < o.Group; g++)
+                    {
+                        var ro = outs[i * o.Group + g];
+                        var grade = task.Verify(problems[i], ro.Text);
+                        r[g] = ReasoningTask.Reward(grade);
+                        rewardSum += r[g]; lenSum += ro.Completion.Length;
+                        if (grade == Grade.Correct) correct++;
+                    }
+                    float mean = r.Average();
+                    double var = r.Sum(x => (x - mean) * (x - mean)) / Math.Max(1, o.Group - 1);
+                    float std = (float)Math.Sqrt(var);
+                    if (std < 1e-6f) { zeroStd++; if (o.Beta == 0) continue; }
+                    for (int g = 0; g < o.Group; g++)
+                    {
+                        var ro = outs[i * o.Group + g];
+                        if (ro.Completion.Length == 0) continue;
+                        samples.Add(new Sample(ro.Prompt.Concat(ro.Completion).ToArray(), ro.Prompt.Length, (r[g] - mean) / (std + 1e-4f)));
+                    }
+                }
+                tokens += outs.Sum(x => x.Completion.Length) + samples.Sum(s => (long)s.Tokens.Length);
+                if (samples.Count > 0) Update(model, reference, opt, samples, step);
+                int n = problems.Length * o.Group;
+                double tps = tokens / Math.Max(1e-9, sw.Elapsed.TotalSeconds);
+                var info = new GrpoStep(step, o.Steps, rewardSum / n, correct / n, lenSum / n, (float)zeroStd / problems.Length, tps, sw.Elapsed, eval);
+                csv.Append(step, info.MeanReward, info.Accuracy, info.MeanLength, info.FracZeroStd, Math.Round(tps, 1), Math.Round(sw.Elapsed.TotalSeconds, 2),
+                    eval?.ToString("F4", System.Globalization.CultureInfo.InvariantCulture) ?? "");
+                Checkpoint.Save(CheckpointPath, model.Config, step + 1, model.P, opt);
+                onStep?.Invoke(info);
+            }
+        }
+        GgufExport.Write(model, GgufPath);
+        File.Delete(policyPath);
+        return model;
+    }
+
+    /// <summary>μ policy-gradient updates on one batch of rollouts, in micro-batches with accumulated gradients.</summary>
+    private void Update(TransformerModel model, TransformerModel? reference, AdamW opt, List<Sample> samples, int step)
+    {
+        int totalTokens = samples.Sum(s => s.Tokens.Length - s.PromptLen);
+        var chunks = samples.Chunk(o.MicroBatch).ToArray();
+        var old = new float[chunks.Length][];
+        var refLp = new float[chunks.Length][];
+        for (int it = 0; it < o.Iterations; it++)
+        {
+            model.P.ZeroGrad();
+            for (int c = 0; c < chunks.Length; c++)
+            {
+                var (tok, tgt, t) = Pack(chunks[c]);
+                int b = chunks[c].Length, n = b * t;
+                model.Forward(tok, tgt, b, t);
+                var lp = new float[n];
+                for (int i = 0; i < n; i++) lp[i] = -model.Losses[i];
+                old[c] ??= lp; // π_old = the policy that sampled (first iteration, detached)
+                if (reference != null && refLp[c] == null)
+                {
+                    reference.Forward(tok, tgt, b, t);
+                    refLp[c] = new float[n];
+                    for (int i = 0; i < n; i++) refLp[c][i] = -reference.Losses[i];
+                    model.Forward(tok, tgt, b, t); // restore the policy's activations for backward
+                }
+                var dloss = new float[n];
+                for (int i = 0; i < n; i++)
+                {
+                    if (tgt[i] < 0) continue;
+                    float adv = chunks[c][i / t].Advantage;
+                    float rho = MathF.Exp(lp[i] - old[c][i]);
+                    // d/dlp of −min(ρÂ, clip(ρ)Â): −Âρ where the unclipped branch is the minimum, else 0
+                    bool active = adv >= 0 ? rho <= 1 + o.Epsilon : rho >= 1 - o.Epsilon;
+                    float dl = active ? -adv * rho : 0f;
+                    if (reference != null) dl += o.Beta * (1f - MathF.Exp(refLp[c]![i] - lp[i])); // d k3 / d lp
+                    dloss[i] = -dl / totalTokens; // loss row = −lp
+                }
+                model.Backward(dloss);
+            }
+            Schedule.ClipGlobalNorm(model.P.Grad, 1f);
+            float lr = o.Lr * Math.Min(1f, (step + 1f) / Math.Max(1, o.Warmup));
+            opt.Update(model.P.Data, model.P.Grad, lr, model.DecayMask);
+        }
+    }
+
+    private static (int[] Tokens, int[] Targets, int T) Pack(Sample[] chunk)
+    {
+        int t = chunk.Max(s => s.Tokens.Length), b = chunk.Length;
+        var tokens = new int[b * t];
+        var targets = new int[b * t];
+        Array.Fill(targets, -1);
+        for (int i = 0; i < b; i++)
+        {
+            var s = chunk[i];
+            s.Tokens.CopyTo(tokens, i * t);
+            for (int j = s.PromptLen - 1; j < s.Tokens.Length - 1; j++) targets[i * t + j] = s.Tokens[j + 1];
+        }
+        return (tokens, targets, t);
+    }
+}

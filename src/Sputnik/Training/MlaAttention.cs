@@ -1,0 +1,112 @@
+namespace Sputnik.Training;
+
+/// <summary>
+/// DeepSeek-V2/V3 Multi-head Latent Attention (naive form, q_lora_rank = 0 as in V2-Lite), forward and backward:
+/// <code>
+/// q      = x·Wqᵀ                        [N, H, nope+rope];  q_pe = RoPE(q[..., nope:])
+/// kva    = x·Wkv_aᵀ                     [N, rank+rope];     c = kva[:, :rank], k_pe = RoPE(kva[:, rank:]) (one head, shared)
+/// kvb    = RMSNorm(c)·Wkv_bᵀ            [N, H, nope+v];     k = [kvb[..., :nope], k_pe], v = kvb[..., nope:]
+/// out    = Attn(q, k, v)·Woᵀ            softmax scale (nope+rope)^-½
+/// </code>
+/// Tensor names follow llama.cpp's deepseek2 mapping (attn_q, attn_kv_a_mqa, attn_kv_a_norm, attn_kv_b, attn_output).
+/// </summary>
+public sealed class MlaAttention
+{
+    public int Dim { get; }
+    public int Heads { get; }
+    public int Rank { get; }
+    public int Nope { get; }
+    public int Rope { get; }
+    public int VDim { get; }
+    public ParamSlice Wq { get; }
+    public ParamSlice WkvA { get; }
+    public ParamSlice KvNorm { get; }
+    public ParamSlice WkvB { get; }
+    public ParamSlice Wo { get; }
+
+    private readonly ParameterBuffer _p;
+    private readonly float[] _cos, _sin;
+    private readonly float _eps;
+    private int _b, _t;
+    private float[] _x = [], _q = [], _kva = [], _c = [], _cn = [], _rstd = [], _kvb = [], _k = [], _v = [], _att = [], _o = [];
+
+    public int QkDim => Nope + Rope;
+
+    /// <summary>Declares the slices in <paramref name="p"/> (call before p.Allocate()).</summary>
+    public MlaAttention(ParameterBuffer p, string prefix, int dim, int heads, int rank, int nope, int rope, int vDim, int maxT, float eps = 1e-6f)
+    {
+        _p = p; Dim = dim; Heads = heads; Rank = rank; Nope = nope; Rope = rope; VDim = vDim; _eps = eps;
+        Wq = p.Add(prefix + "attn_q.weight", heads * (nope + rope), dim);
+        WkvA = p.Add(prefix + "attn_kv_a_mqa.weight", rank + rope, dim);
+        KvNorm = p.Add(prefix + "attn_kv_a_norm.weight", rank);
+        WkvB = p.Add(prefix + "attn_kv_b.weight", heads * (nope + vDim), rank);
+        Wo = p.Add(prefix + "attn_output.weight", dim, heads * vDim);
+        (_cos, _sin) = TrainOps.RopeTable(maxT, rope, 10000f);
+    }
+
+    public void Forward(Span<float> output, ReadOnlySpan<float> x, int b, int t)
+    {
+        _b = b; _t = t;
+        int n = b * t, h = Heads, qk = QkDim, kvw = Nope + VDim;
+        _x = x[..(n * Dim)].ToArray();
+        _q = new float[n * h * qk]; _kva = new float[n * (Rank + Rope)]; _c = new float[n * Rank]; _cn = new float[n * Rank];
+        _rstd = new float[n]; _kvb = new float[n * h * kvw]; _k = new float[n * h * qk]; _v = new float[n * h * VDim];
+        _att = new float[b * h * t * t]; _o = new float[n * h * VDim];
+
+        TrainOps.MatMulForward(_q, _x, _p.W(Wq), n, Dim, h * qk);
+        TrainOps.RopeForward(_q, n, t, h, qk, Nope, Rope, _cos, _sin);
+        TrainOps.MatMulForward(_kva, _x, _p.W(WkvA), n, Dim, Rank + Rope);
+        TrainOps.RopeForward(_kva, n, t, 1, Rank + Rope, Rank, Rope, _cos, _sin);
+        for (int r = 0; r < n; r++) _kva.AsSpan(r * (Rank + Rope), Rank).CopyTo(_c.AsSpan(r * Rank, Rank));
+        TrainOps.RmsNormForward(_cn, _rstd, _c, _p.W(KvNorm), n, Rank, _eps);
+        TrainOps.MatMulForward(_kvb, _cn, _p.W(WkvB), n, Rank, h * kvw);
+        // assemble per-head keys [k_nope, k_pe] (k_pe broadcast to every head) and values
+        for (int r = 0; r < n; r++)
+        {
+            var kpe = _kva.AsSpan(r * (Rank + Rope) + Rank, Rope);
+            for (int hh = 0; hh < h; hh++)
+            {
+                var src = _kvb.AsSpan((r * h + hh) * kvw, kvw);
+                var k = _k.AsSpan((r * h + hh) * qk, qk);
+                src[..Nope].CopyTo(k);
+                kpe.CopyTo(k[Nope..]);
+                src[Nope..].CopyTo(_v.AsSpan((r * h + hh) * VDim, VDim));
+            }
+        }
+        Attention.Forward(_o, _att, _q, _k, _v, b, t, h, h, qk, VDim, 1f / MathF.Sqrt(qk));
+        TrainOps.MatMulForward(output, _o, _p.W(Wo), n, h * VDim, Dim);
+    }
+
+    /// <summary>Reverses <see cref="Forward"/> line by line; accumulates into dx and the parameter gradients.</summary>
+    public void Backward(Span<float> dx, ReadOnlySpan<float> dout)
+    {
+        int b = _b, t = _t, n = b * t, h = Heads, qk = QkDim, kvw = Nope + VDim;
+        var dO = new float[n * h * VDim];
+        TrainOps.MatMulBackward(dO, _p.G(Wo), dout, _o, _p.W(Wo), n, h * VDim, Dim);
+        var dq = new float[_q.Length]; var dk = new float[_k.Length]; var dv = new float[_v.Length];
+        Attention.Backward(dq, dk, dv, dO, _q, _k, _v, _att, b, t, h, h, qk, VDim, 1f / MathF.Sqrt(qk));
+        // scatter key/value gradients back to kv_b outputs and the shared k_pe (summed over heads)
+        var dkvb = new float[_kvb.Length]; var dkva = new float[_kva.Length];
+        for (int r = 0; r < n; r++)
+        {
+            var dkpe = dkva.AsSpan(r * (Rank + Rope) + Rank, Rope);
+            for (int hh = 0; hh < h; hh++)
+            {
+                var dst = dkvb.AsSpan((r * h + hh) * kvw, kvw);
+                var dkh = dk.AsSpan((r * h + hh) * qk, qk);
+                dkh[..Nope].CopyTo(dst);
+                System.Numerics.Tensors.TensorPrimitives.Add(dkpe, dkh[Nope..], dkpe);
+                dv.AsSpan((r * h + hh) * VDim, VDim).CopyTo(dst[Nope..]);
+            }
+        }
+        var dcn = new float[_cn.Length];
+        TrainOps.MatMulBackward(dcn, _p.G(WkvB), dkvb, _cn, _p.W(WkvB), n, Rank, h * kvw);
+        var dc = new float[_c.Length];
+        TrainOps.RmsNormBackward(dc, _p.G(KvNorm), dcn, _c, _p.W(KvNorm), _rstd, n, Rank);
+        for (int r = 0; r < n; r++) dc.AsSpan(r * Rank, Rank).CopyTo(dkva.AsSpan(r * (Rank + Rope), Rank));
+        TrainOps.RopeBackward(dkva, n, t, 1, Rank + Rope, Rank, Rope, _cos, _sin);
+        TrainOps.MatMulBackward(dx, _p.G(WkvA), dkva, _x, _p.W(WkvA), n, Dim, Rank + Rope);
+        TrainOps.RopeBackward(dq, n, t, h, qk, Nope, Rope, _cos, _sin);
+        TrainOps.MatMulBackward(dx, _p.G(Wq), dq, _x, _p.W(Wq), n, Dim, h * qk);
+    }
+}

@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using Sputnik.Training.Tasks;
+
+namespace Sputnik.Training;
+
+public sealed record SftOptions
+{
+    public required string Task { get; init; }
+    public string Preset { get; init; } = "tiny-r1";
+    public required string OutDir { get; init; }
+    public int Steps { get; init; } = 1500;
+    public int BatchSize { get; init; } = 16;
+    public float MaxLr { get; init; } = 2e-3f;
+    public float MinLr { get; init; } = 1e-4f;
+    public int Warmup { get; init; } = 50;
+    public float WeightDecay { get; init; } = 0.05f;
+    public int Seed { get; init; } = 1;
+    public int CheckpointEvery { get; init; } = 100;
+    /// <summary>Held-out greedy pass@1 every this many steps (0 = only at the end).</summary>
+    public int EvalEvery { get; init; }
+    public int EvalN { get; init; } = 200;
+    public int Threads { get; init; } = 2;
+}
+
+public readonly record struct SftStep(int Step, int TotalSteps, float Loss, float Lr, float GradNorm, double TokensPerSecond, TimeSpan Elapsed, double? EvalPassAt1);
+
+/// <summary>
+/// Supervised fine-tuning from scratch on task traces (the R1 "cold start" / distillation stage at our scale):
+/// loss only on the assistant's tokens (thinking, answer, EOS), AdamW with warmup + cosine, clipping at 1.0,
+/// checkpoints every N steps (resume after a kill continues the same data stream: batch RNG is seeded by step).
+/// Writes DIR/metrics.csv, DIR/checkpoint.bin and DIR/sft.gguf.
+/// </summary>
+public sealed class SftTrainer(SftOptions o)
+{
+    public string GgufPath => Path.Combine(o.OutDir, "sft.gguf");
+    public string MetricsPath => Path.Combine(o.OutDir, "metrics.csv");
+    public string CheckpointPath => Path.Combine(o.OutDir, "checkpoint.bin");
+
+    /// <summary>Builds one padded batch: tokens [B,T], targets −1 except on completion tokens.</summary>
+    public static (int[] Tokens, int[] Targets, int T, int Counted) Batch(ReasoningTask task, Random rng, int b, int maxSeq)
+    {
+        var seqs = new List<(int[] Ids, int PromptLen)>();
+        while (seqs.Count < b)
+        {
+            var p = task.Sample(rng, heldOut: false);
+            var prompt = R1Format.EncodePrompt(p.Prompt);
+            var full = prompt.Concat(R1Format.EncodeCompletion(p)).ToArray();
+            if (full.Length <= maxSeq) seqs.Add((full, prompt.Length));
+        }
+        int t = seqs.Max(s => s.Ids.Length);
+        var tokens = new int[b * t];
+        var targets = new int[b * t];
+        Array.Fill(targets, -1);
+        Array.Fill(tokens, R1Format.Tokenizer.EosId);
+        int counted = 0;
+        for (int i = 0; i < b; i++)
+        {
+            var (ids, pl) = seqs[i];
+            ids.CopyTo(tokens, i * t);
+            // position j predicts ids[j+1]; only positions whose target lies in the completion count
+            for (int j = pl - 1; j < ids.Length - 1; j++) { targets[i * t + j] = ids[j + 1]; counted++; }
+        }
+        return (tokens, targets, t, counted);
+    }
+
+    public TransformerModel Run(Action<SftStep>? onStep = null, CancellationToken ct = default)
+    {
+        Directory.CreateDirectory(o.OutDir);
+        Par.Threads = o.Threads;
+        var task = ReasoningTask.Create(o.Task);
+        var config = TrainConfig.Preset(o.Preset, R1Format.Tokenizer.VocabSize);
+        var model = new TransformerModel(config, o.Seed);
+        var opt = new AdamW(model.P.Count, weightDecay: o.WeightDecay);
+        int start = 0;
+        if (File.Exists(CheckpointPath)) start = Checkpoint.Load(CheckpointPath, config, model.P, opt, out _);
+        var csv = new MetricsCsv(MetricsPath, "step,loss,lr,grad_norm,tokens_per_s,elapsed_s,eval_pass_at_1", start);
+        var sw = Stopwatch.StartNew();
+        long tokensSeen = 0;
+        for (int step = start; step < o.Steps; step++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var rng = new Random(HashCode.Combine(o.Seed, step));
+            var (tokens, targets, t, counted) = Batch(task, rng, o.BatchSize, config.MaxSeq);
+            float loss = model.Forward(tokens, targets, o.BatchSize, t);
+            model.P.ZeroGrad();
+            model.Backward(model.MeanLossWeights());
+            float norm = Schedule.ClipGlobalNorm(model.P.Grad, 1f);
+            float lr = Schedule.WarmupCosine(step, o.Warmup, o.Steps, o.MaxLr, o.MinLr);
+            opt.Update(model.P.Data, model.P.Grad, lr, model.DecayMask);
+            tokensSeen += tokens.Length;
+            double? eval = null;
+            bool last = step == o.Steps - 1;
+            if ((o.EvalEvery > 0 && (step + 1) % o.EvalEvery == 0) || last)
+            {
+                GgufExport.Write(model, GgufPath);
+                using var engine = new RolloutEngine(GgufPath, o.Threads);
+                eval = Evaluation.Run(engine, task, o.EvalN, 1).PassAt1;
+            }
+            double tps = tokensSeen / Math.Max(1e-9, sw.Elapsed.TotalSeconds);
+            csv.Append(step, loss, lr, norm, Math.Round(tps, 1), Math.Round(sw.Elapsed.TotalSeconds, 2), eval?.ToString("F4", System.Globalization.CultureInfo.InvariantCulture) ?? "");
+            if ((step + 1) % o.CheckpointEvery == 0 || last) Checkpoint.Save(CheckpointPath, config, step + 1, model.P, opt);
+            onStep?.Invoke(new SftStep(step, o.Steps, loss, lr, norm, tps, sw.Elapsed, eval));
+        }
+        if (!File.Exists(GgufPath) || start >= o.Steps) GgufExport.Write(model, GgufPath);
+        return model;
+    }
+}

@@ -1,0 +1,115 @@
+using System.Text.RegularExpressions;
+
+namespace Sputnik.Training.Tasks;
+
+/// <summary>One generated problem. Key is the canonical form ("347*28") used for the held-out split; Prompt is one
+/// of several phrasings; Trace is the step-by-step thinking for SFT; Answer is the final text after &lt;/think&gt;.</summary>
+public sealed record Problem(string Task, string Key, string Prompt, string Trace, string Answer, string Expected);
+
+/// <summary>How a completion scored: correct, well-formed but wrong, or malformed (no closed think block or no answer).</summary>
+public enum Grade { Malformed, WrongAnswer, Correct }
+
+/// <summary>A task with exact answers: a generator, a trace writer and a verifier.</summary>
+public abstract partial class ReasoningTask
+{
+    public abstract string Name { get; }
+
+    /// <summary>Draws a problem (any split); callers use <see cref="Sample"/> to respect the split.</summary>
+    protected abstract Problem Draw(Random rng);
+
+    /// <summary>Checks the final answer text (already cut after &lt;/think&gt;).</summary>
+    protected abstract bool IsCorrect(Problem p, string answer);
+
+    /// <summary>
+    /// Held-out split by hash of the canonical key: 1 in <see cref="HeldOutModulus"/> problems is evaluation-only,
+    /// so a training run never sees any phrasing of an evaluation problem.
+    /// </summary>
+    public const int HeldOutModulus = 10;
+
+    public static bool IsHeldOut(string key)
+    {
+        uint h = 2166136261;
+        foreach (char ch in key) { h ^= ch; h *= 16777619; }
+        return h % HeldOutModulus == 0;
+    }
+
+    /// <summary>Draws until the problem falls in the wanted split.</summary>
+    public Problem Sample(Random rng, bool heldOut)
+    {
+        for (int i = 0; ; i++)
+        {
+            var p = Draw(rng);
+            if (IsHeldOut(p.Key) == heldOut) return p;
+            if (i > 100000) throw new InvalidOperationException($"{Name}: cannot draw a {(heldOut ? "held-out" : "training")} problem");
+        }
+    }
+
+    /// <summary>The first n distinct held-out problems for a seed: a fixed evaluation set.</summary>
+    public IReadOnlyList<Problem> EvalSet(int n, int seed = 12345)
+    {
+        var rng = new Random(seed);
+        var seen = new HashSet<string>();
+        var list = new List<Problem>();
+        for (int tries = 0; list.Count < n && tries < n * 1000; tries++)
+        {
+            var p = Sample(rng, heldOut: true);
+            if (seen.Add(p.Key)) list.Add(p);
+        }
+        return list;
+    }
+
+    /// <summary>R1-style grading: the answer is whatever follows the last &lt;/think&gt;.</summary>
+    public Grade Verify(Problem p, string completion)
+    {
+        int close = completion.LastIndexOf("</think>", StringComparison.Ordinal);
+        if (close < 0) return Grade.Malformed;
+        string answer = completion[(close + "</think>".Length)..].Trim();
+        if (answer.Length == 0 || !DigitRegex().IsMatch(answer)) return Grade.Malformed;
+        return IsCorrect(p, answer) ? Grade.Correct : Grade.WrongAnswer;
+    }
+
+    /// <summary>Reward from the verifier: 1 correct, 0.1 well-formed but wrong, 0 malformed (TinyZero's scheme).</summary>
+    public static float Reward(Grade g) => g switch { Grade.Correct => 1f, Grade.WrongAnswer => 0.1f, _ => 0f };
+
+    /// <summary>The last integer in the text (boxed or not), or null.</summary>
+    public static long? LastInteger(string text)
+    {
+        var ms = IntRegex().Matches(text);
+        if (ms.Count == 0) return null;
+        return long.TryParse(ms[^1].Value, out long v) ? v : null;
+    }
+
+    [GeneratedRegex(@"-?\d+")]
+    private static partial Regex IntRegex();
+
+    [GeneratedRegex(@"\d")]
+    private static partial Regex DigitRegex();
+
+    /// <summary>Creates a task by CLI name.</summary>
+    public static ReasoningTask Create(string name) => name switch
+    {
+        "arithmetic" => new MixTask("arithmetic", [new ArithmeticTask('+'), new ArithmeticTask('-'), new ArithmeticTask('*')]),
+        "addition" => new ArithmeticTask('+'),
+        "subtraction" => new ArithmeticTask('-'),
+        "multiplication" => new ArithmeticTask('*'),
+        "countdown" => new CountdownTask(),
+        "all" => new MixTask("all", [new ArithmeticTask('+'), new ArithmeticTask('-'), new ArithmeticTask('*'), new CountdownTask()]),
+        "easy" => new ArithmeticTask('+', maxDigitsA: 2, maxDigitsB: 2, name: "easy"),
+        _ => throw new ArgumentException($"unknown task '{name}' (arithmetic, addition, subtraction, multiplication, countdown, all, easy)"),
+    };
+}
+
+/// <summary>A uniform mixture of tasks; problems keep their own task's verifier.</summary>
+public sealed class MixTask(string name, ReasoningTask[] parts) : ReasoningTask
+{
+    private readonly Dictionary<string, ReasoningTask> _byName = parts.ToDictionary(p => p.Name);
+    public override string Name => name;
+    protected override Problem Draw(Random rng) => parts[rng.Next(parts.Length)].DrawPublic(rng);
+    protected override bool IsCorrect(Problem p, string answer) => _byName[p.Task].IsCorrectPublic(p, answer);
+}
+
+public abstract partial class ReasoningTask
+{
+    internal Problem DrawPublic(Random rng) => Draw(rng);
+    internal bool IsCorrectPublic(Problem p, string answer) => IsCorrect(p, answer);
+}

@@ -1,0 +1,223 @@
+using System.Numerics.Tensors;
+
+namespace Sputnik.Training;
+
+/// <summary>
+/// Forward/backward pairs for the dense decoder, llm.c style: each backward sits under its forward, takes the same
+/// arguments in the same order (gradients first), and ACCUMULATES (+=) into input and parameter gradients.
+/// Sizes: N = rows (batch·time), C = input channels, OC = output channels, V = vocab, T = sequence length.
+/// Inner loops are TensorPrimitives (Vector512 on this CPU); outer loops are split over rows with <see cref="Par"/>.
+/// </summary>
+public static class TrainOps
+{
+    // ---------------------------------------------------------------- embedding
+    /// <summary>out[n,:] = wte[tokens[n],:]</summary>
+    public static void EmbeddingForward(Span<float> output, ReadOnlySpan<int> tokens, ReadOnlySpan<float> wte, int c)
+    {
+        for (int n = 0; n < tokens.Length; n++) wte.Slice(tokens[n] * c, c).CopyTo(output.Slice(n * c, c));
+    }
+
+    /// <summary>in the forward pass this was: out[n,:] = wte[tok,:], so dwte[tok,:] += dout[n,:]</summary>
+    public static void EmbeddingBackward(Span<float> dwte, ReadOnlySpan<float> dout, ReadOnlySpan<int> tokens, int c)
+    {
+        for (int n = 0; n < tokens.Length; n++)
+        {
+            var d = dwte.Slice(tokens[n] * c, c);
+            TensorPrimitives.Add(d, dout.Slice(n * c, c), d);
+        }
+    }
+
+    // ---------------------------------------------------------------- RMSNorm
+    /// <summary>out = x · rstd · w with rstd = 1/sqrt(mean(x²)+eps); rstd[n] is kept for the backward pass.</summary>
+    public static void RmsNormForward(Span<float> output, Span<float> rstd, ReadOnlySpan<float> x, ReadOnlySpan<float> w, int n, int c, float eps)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            var xi = x.Slice(i * c, c);
+            float r = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(xi) / c + eps);
+            rstd[i] = r;
+            var o = output.Slice(i * c, c);
+            TensorPrimitives.Multiply(xi, r, o);
+            TensorPrimitives.Multiply(o, w, o);
+        }
+    }
+
+    /// <summary>dw += Σ dout·x·rstd; dx += rstd·(dout·w) − x·rstd³/C·Σ(dout·w·x).</summary>
+    public static void RmsNormBackward(Span<float> dx, Span<float> dw, ReadOnlySpan<float> dout, ReadOnlySpan<float> x,
+        ReadOnlySpan<float> w, ReadOnlySpan<float> rstd, int n, int c)
+    {
+        Span<float> g = c <= 4096 ? stackalloc float[c] : new float[c];
+        for (int i = 0; i < n; i++)
+        {
+            var xi = x.Slice(i * c, c);
+            var di = dout.Slice(i * c, c);
+            float r = rstd[i];
+            TensorPrimitives.Multiply(di, xi, g);                      // dw += dout·x·rstd
+            TensorPrimitives.MultiplyAdd(g, r, dw, dw);
+            TensorPrimitives.Multiply(di, w, g);                       // g = dout·w
+            float dot = TensorPrimitives.Dot(g, xi);
+            var dxi = dx.Slice(i * c, c);
+            float k = -dot * r * r * r / c;
+            TensorPrimitives.MultiplyAdd(g, r, dxi, dxi);
+            TensorPrimitives.MultiplyAdd(xi, k, dxi, dxi);
+        }
+    }
+
+    // ---------------------------------------------------------------- linear (matmul)
+    /// <summary>out[N,OC] = inp[N,C] · W[OC,C]ᵀ (W is stored like a GGUF weight: one row per output channel).</summary>
+    public static unsafe void MatMulForward(Span<float> output, ReadOnlySpan<float> inp, ReadOnlySpan<float> w, int n, int c, int oc)
+    {
+        fixed (float* po = output, pi = inp, pw = w) Gemm.ABt(po, pi, pw, n, oc, c, accumulate: false);
+    }
+
+    /// <summary>
+    /// in the forward pass this was: out[r,j] = Σ_i inp[r,i]·W[j,i], so dinp[r,:] += Σ_j dout[r,j]·W[j,:] and
+    /// dW[j,:] += Σ_r dout[r,j]·inp[r,:]. Both are run as C += A·Bᵀ after transposing W, dout and inp.
+    /// An empty dinp skips the input gradient.
+    /// </summary>
+    public static unsafe void MatMulBackward(Span<float> dinp, Span<float> dw, ReadOnlySpan<float> dout, ReadOnlySpan<float> inp,
+        ReadOnlySpan<float> w, int n, int c, int oc)
+    {
+        var wt = Gemm.Rent(c * oc); var dot = Gemm.Rent(oc * n); var it = Gemm.Rent(c * n);
+        try
+        {
+            fixed (float* pdi = dinp, pdw = dw, pdo = dout, pi = inp, pw = w, pwt = wt, pdot = dot, pit = it)
+            {
+                if (!dinp.IsEmpty)
+                {
+                    Gemm.Transpose(pwt, pw, oc, c);                       // Wᵀ [C, OC]
+                    Gemm.ABt(pdi, pdo, pwt, n, c, oc, accumulate: true);   // dinp[N,C] += dout[N,OC]·(Wᵀ)ᵀ
+                }
+                Gemm.Transpose(pdot, pdo, n, oc);                          // doutᵀ [OC, N]
+                Gemm.Transpose(pit, pi, n, c);                             // inpᵀ [C, N]
+                Gemm.ABt(pdw, pdot, pit, oc, c, n, accumulate: true);      // dW[OC,C] += doutᵀ·inp
+            }
+        }
+        finally { Gemm.Return(wt); Gemm.Return(dot); Gemm.Return(it); }
+    }
+
+    // ---------------------------------------------------------------- RoPE
+    /// <summary>Angle table cos/sin[t, i] = pos·base^(−2i/d) for adjacent pairs (llama.cpp "normal" rope, as DecoderModel).</summary>
+    public static (float[] Cos, float[] Sin) RopeTable(int maxT, int ropeDims, float ropeBase)
+    {
+        int half = ropeDims / 2;
+        var cos = new float[maxT * half];
+        var sin = new float[maxT * half];
+        for (int t = 0; t < maxT; t++)
+            for (int i = 0; i < half; i++)
+            {
+                double theta = t * Math.Pow(ropeBase, -2.0 * i / ropeDims);
+                cos[t * half + i] = (float)Math.Cos(theta);
+                sin[t * half + i] = (float)Math.Sin(theta);
+            }
+        return (cos, sin);
+    }
+
+    /// <summary>
+    /// Rotates, in place, dims [off, off+ropeDims) of each of <paramref name="heads"/> heads (stride headDim) of every
+    /// row; row r is at position r mod T. sign = −1 rotates backwards, which is exactly the backward pass (a rotation's
+    /// transpose is its inverse).
+    /// </summary>
+    public static void RopeForward(Span<float> x, int n, int t, int heads, int headDim, int off, int ropeDims,
+        ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, float sign = 1f)
+    {
+        int half = ropeDims / 2;
+        for (int r = 0; r < n; r++)
+        {
+            int pos = r % t;
+            var cr = cos.Slice(pos * half, half);
+            var sr = sin.Slice(pos * half, half);
+            for (int h = 0; h < heads; h++)
+            {
+                var v = x.Slice(r * heads * headDim + h * headDim + off, ropeDims);
+                for (int i = 0; i < half; i++)
+                {
+                    float a = v[2 * i], b = v[2 * i + 1], cs = cr[i], sn = sign * sr[i];
+                    v[2 * i] = a * cs - b * sn;
+                    v[2 * i + 1] = a * sn + b * cs;
+                }
+            }
+        }
+    }
+
+    /// <summary>dx = Rᵀ·dout: the same rotation with the angle negated, in place on the gradient.</summary>
+    public static void RopeBackward(Span<float> dx, int n, int t, int heads, int headDim, int off, int ropeDims,
+        ReadOnlySpan<float> cos, ReadOnlySpan<float> sin) => RopeForward(dx, n, t, heads, headDim, off, ropeDims, cos, sin, -1f);
+
+    // ---------------------------------------------------------------- SwiGLU
+    /// <summary>out = silu(gate)·up</summary>
+    public static void SwiGluForward(Span<float> output, ReadOnlySpan<float> gate, ReadOnlySpan<float> up)
+    {
+        for (int i = 0; i < output.Length; i++)
+        {
+            float g = gate[i];
+            output[i] = g / (1f + MathF.Exp(-g)) * up[i];
+        }
+    }
+
+    /// <summary>dgate += dout·up·σ(g)(1 + g(1−σ(g))), dup += dout·silu(g)</summary>
+    public static void SwiGluBackward(Span<float> dgate, Span<float> dup, ReadOnlySpan<float> dout, ReadOnlySpan<float> gate, ReadOnlySpan<float> up)
+    {
+        for (int i = 0; i < dout.Length; i++)
+        {
+            float g = gate[i], s = 1f / (1f + MathF.Exp(-g)), d = dout[i];
+            dup[i] += d * g * s;
+            dgate[i] += d * up[i] * s * (1f + g * (1f - s));
+        }
+    }
+
+    // ---------------------------------------------------------------- residual
+    public static void ResidualForward(Span<float> output, ReadOnlySpan<float> a, ReadOnlySpan<float> b) => TensorPrimitives.Add(a, b, output);
+
+    public static void ResidualBackward(Span<float> da, Span<float> db, ReadOnlySpan<float> dout)
+    {
+        TensorPrimitives.Add(da, dout, da);
+        TensorPrimitives.Add(db, dout, db);
+    }
+
+    // ---------------------------------------------------------------- cross-entropy
+    /// <summary>
+    /// probs[n,:] = softmax(logits[n,:]); losses[n] = −log probs[n, target[n]]. Rows whose target is negative are
+    /// skipped (loss 0): they are the prompt and padding positions.
+    /// </summary>
+    public static void CrossEntropyForward(Span<float> losses, Span<float> probs, ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, int n, int v)
+    {
+        unsafe
+        {
+            fixed (float* pl = losses, pp = probs, pg = logits)
+            fixed (int* pt = targets)
+            {
+                float* l = pl, p = pp, g = pg;
+                int* tg = pt;
+                Par.For(n, (r0, r1) =>
+                {
+                    for (int r = r0; r < r1; r++)
+                    {
+                        if (tg[r] < 0) { l[r] = 0; continue; }
+                        var lr = new ReadOnlySpan<float>(g + (long)r * v, v);
+                        var pr = new Span<float>(p + (long)r * v, v);
+                        float max = TensorPrimitives.Max(lr);
+                        TensorPrimitives.Subtract(lr, max, pr);
+                        TensorPrimitives.Exp(pr, pr);
+                        float sum = TensorPrimitives.Sum(pr);
+                        TensorPrimitives.Multiply(pr, 1f / sum, pr);
+                        l[r] = -(lr[tg[r]] - max - MathF.Log(sum));
+                    }
+                });
+            }
+        }
+    }
+
+    /// <summary>dlogits[n,:] += dloss[n]·(probs[n,:] − onehot(target[n])); dloss[n] carries the mask and the normaliser.</summary>
+    public static void CrossEntropyBackward(Span<float> dlogits, ReadOnlySpan<float> dlosses, ReadOnlySpan<float> probs, ReadOnlySpan<int> targets, int n, int v)
+    {
+        for (int r = 0; r < n; r++)
+        {
+            float d = dlosses[r];
+            if (targets[r] < 0 || d == 0f) continue;
+            var dr = dlogits.Slice(r * v, v);
+            TensorPrimitives.MultiplyAdd(probs.Slice(r * v, v), d, dr, dr);
+            dr[targets[r]] -= d;
+        }
+    }
+}

@@ -1,0 +1,27 @@
+using Sputnik.Tests.Cli;
+using Xunit;
+
+namespace Sputnik.Tests.Training;
+
+/// <summary>The shipped model (models/sputnik-r1-tiny.gguf) is what chat/run/eval use when no -m is given.</summary>
+public class DefaultModelTests
+{
+    [Fact]
+    public void ChatWithoutModelUsesTheBundledReasoningModel()
+    {
+        Assert.True(File.Exists(Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny.gguf")));
+        var r = CliRunner.RunWithInput("What is 23 + 45?\n", "chat", "--temp", "0", "-t", "1");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        Assert.Contains("The answer is", r.StdOut);
+        Assert.Contains("by columns", r.StdOut + r.StdErr); // the thinking is shown
+    }
+
+    [Fact]
+    public void EvalWithoutModelPrintsJson()
+    {
+        var r = CliRunner.Run("eval", "--task", "addition", "--n", "10", "--json", "-t", "1");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        Assert.StartsWith("{", r.StdOut.Trim());
+        Assert.Contains("\"pass_at_1\"", r.StdOut);
+    }
+}

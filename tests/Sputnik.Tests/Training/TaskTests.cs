@@ -1,0 +1,95 @@
+using Sputnik.Training.Tasks;
+using Xunit;
+
+namespace Sputnik.Tests.Training;
+
+public class TaskTests
+{
+    [Theory]
+    [InlineData("addition")]
+    [InlineData("subtraction")]
+    [InlineData("multiplication")]
+    [InlineData("countdown")]
+    [InlineData("arithmetic")]
+    public void GoldCompletionIsCorrectAndCorruptionsAreNot(string name)
+    {
+        var task = ReasoningTask.Create(name);
+        var rng = new Random(7);
+        for (int i = 0; i < 300; i++)
+        {
+            var p = task.Sample(rng, heldOut: false);
+            string gold = R1Format.CompletionText(p);
+            Assert.Equal(Grade.Correct, task.Verify(p, gold));
+            Assert.Equal(Grade.Malformed, task.Verify(p, p.Trace + p.Answer));            // no </think>
+            Assert.Equal(Grade.Malformed, task.Verify(p, p.Trace + "</think>\n\nI am not sure."));
+            string wrong = p.Task == "countdown" ? "</think> The answer is 1+1." : $"</think> The answer is {long.Parse(p.Expected) + 1}.";
+            Assert.Equal(Grade.WrongAnswer, task.Verify(p, wrong));
+        }
+    }
+
+    [Fact]
+    public void TracesComputeStepByStep()
+    {
+        Assert.Equal("347+285, by columns:\n7+5=12, 2 c1\n4+8+1=13, 32 c1\n3+2+1=6, 632\nso 347+285=632\n", ArithmeticTask.AddTrace(347, 285));
+        Assert.Equal("347*28, by digits of 28:\n347*8=2776\n347*20=6940\n2776+6940=9716\nso 347*28=9716\n", ArithmeticTask.MulTrace(347, 28));
+        string sub = ArithmeticTask.SubTrace(52, 347);
+        Assert.Contains("swap", sub);
+        Assert.EndsWith("52-347=-295\n", sub);
+        Assert.Contains("so 347-52=295", sub);
+    }
+
+    [Fact]
+    public void PhrasingsVaryAndNumbersStayInRange()
+    {
+        var task = ReasoningTask.Create("multiplication");
+        var rng = new Random(3);
+        var ps = Enumerable.Range(0, 500).Select(_ => task.Sample(rng, false)).ToList();
+        Assert.True(ps.Select(p => p.Prompt.Split(' ')[0]).Distinct().Count() >= 4);
+        Assert.All(ps, p => { var ab = p.Key.Split('*'); Assert.True(ab[0].Length <= 4 && ab[1].Length <= 3); });
+        Assert.Contains(ps, p => p.Key.Split('*')[0].Length == 4 && p.Key.Split('*')[1].Length == 3);
+    }
+
+    [Fact]
+    public void HeldOutSplitIsDisjoint()
+    {
+        var task = ReasoningTask.Create("all");
+        var rng = new Random(1);
+        var train = Enumerable.Range(0, 3000).Select(_ => task.Sample(rng, false).Key).ToHashSet();
+        var eval = task.EvalSet(300);
+        Assert.Equal(300, eval.Count);
+        Assert.All(eval, p => Assert.True(ReasoningTask.IsHeldOut(p.Key)));
+        Assert.DoesNotContain(eval, p => train.Contains(p.Key));
+        Assert.Equal(eval.Select(p => p.Key), task.EvalSet(300).Select(p => p.Key)); // deterministic
+    }
+
+    [Fact]
+    public void CountdownVerifierChecksNumbersAndValue()
+    {
+        var task = ReasoningTask.Create("countdown");
+        var p = new Problem("countdown", "cd:3,4,25>88", "Use 25, 3, 4 to make 88.", "", "", "88");
+        Assert.Equal(Grade.Correct, task.Verify(p, "</think>\nThe answer is (25-3)*4."));
+        Assert.Equal(Grade.Correct, task.Verify(p, "</think>\n4*(25 - 3)"));
+        Assert.Equal(Grade.WrongAnswer, task.Verify(p, "</think>\nThe answer is 88."));          // numbers not used
+        Assert.Equal(Grade.WrongAnswer, task.Verify(p, "</think>\nThe answer is (25-3)*4*1."));  // extra number
+        Assert.Equal(Grade.WrongAnswer, task.Verify(p, "</think>\nThe answer is (25-4)*3."));
+    }
+
+    [Fact]
+    public void CharacterTokenizerRoundTripsEveryTrainingText()
+    {
+        var tok = R1Format.Tokenizer;
+        var rng = new Random(5);
+        var task = ReasoningTask.Create("all");
+        for (int i = 0; i < 200; i++)
+        {
+            var p = task.Sample(rng, false);
+            string text = R1Format.PromptText(p.Prompt) + R1Format.CompletionText(p);
+            var ids = tok.Encode(text, addBos: true, parseSpecial: true);
+            Assert.Equal(tok.BosId, ids[0]);
+            Assert.Equal(text, tok.Decode(ids.AsSpan(1), renderSpecial: true));
+            Assert.DoesNotContain(0, ids); // no <unk>
+        }
+        Assert.Single(tok.Encode("<think>", addBos: false, parseSpecial: true));
+        Assert.Equal(7, tok.Encode("Hi you!", addBos: false, parseSpecial: true).Length);
+    }
+}

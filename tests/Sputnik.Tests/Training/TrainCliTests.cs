@@ -1,0 +1,75 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Sputnik.Tests.Cli;
+using Xunit;
+
+namespace Sputnik.Tests.Training;
+
+/// <summary>
+/// Smoke versions of the training recipe through the real CLI, sized for CI (micro preset, easy task):
+/// SFT loss falls; GRPO from that SFT model raises mean reward; eval prints the documented JSON.
+/// The full recipe (docs/training.md) is a benchmark, not a test.
+/// </summary>
+public class TrainCliTests
+{
+    private static double[] Column(string csv, string name)
+    {
+        var lines = File.ReadAllLines(csv);
+        int i = Array.IndexOf(lines[0].Split(','), name);
+        return lines.Skip(1).Select(l => l.Split(',')[i]).Where(s => s.Length > 0).Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+    }
+
+    [Fact]
+    public void SftThenGrpoThenEval()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"sputnik-train-{Environment.ProcessId}");
+        try
+        {
+            var sft = CliRunner.Run("train", "sft", "--task", "easy", "--preset", "micro", "--out", dir, "--steps", "120", "--batch", "8",
+                "--lr", "3e-3", "--eval-n", "20", "--threads", "2");
+            Assert.True(sft.ExitCode == 0, sft.StdErr);
+            var loss = Column(Path.Combine(dir, "metrics.csv"), "loss");
+            Assert.Equal(120, loss.Length);
+            Assert.True(loss.TakeLast(10).Average() < 0.5 * loss.Take(10).Average(), $"SFT loss {loss.Take(10).Average():F3} -> {loss.TakeLast(10).Average():F3}");
+            Assert.True(File.Exists(Path.Combine(dir, "sft_loss.png")));
+            string sftModel = Path.Combine(dir, "sft.gguf");
+
+            string gdir = Path.Combine(dir, "grpo");
+            var grpo = CliRunner.Run("train", "grpo", "--init", sftModel, "--task", "easy", "--out", gdir, "--steps", "16", "--prompts", "8",
+                "--group", "8", "--max-new", "64", "--lr", "2e-3", "--eval-every", "0", "--threads", "2");
+            Assert.True(grpo.ExitCode == 0, grpo.StdErr);
+            var reward = Column(Path.Combine(gdir, "grpo_metrics.csv"), "mean_reward");
+            Assert.True(reward.TakeLast(5).Average() > reward.Take(5).Average(), $"GRPO reward {string.Join(" ", reward.Select(r => r.ToString("F2", CultureInfo.InvariantCulture)))}");
+            Assert.True(File.Exists(Path.Combine(gdir, "grpo_reward.png")));
+
+            var eval = CliRunner.Run("eval", "-m", Path.Combine(gdir, "grpo.gguf"), "--task", "easy", "--n", "20", "--json", "-t", "2");
+            Assert.True(eval.ExitCode == 0, eval.StdErr);
+            var j = JsonNode.Parse(eval.StdOut)!.AsObject();
+            Assert.Equal("easy", j["task"]!.GetValue<string>());
+            foreach (var key in new[] { "task", "n", "pass_at_1", "pass_at_k", "k", "mean_think_tokens" }) Assert.True(j.ContainsKey(key), key);
+            Assert.Equal(20, (int)j["n"]!);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void SftResumesFromCheckpointAfterAnInterruptedRun()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"sputnik-resume-{Environment.ProcessId}");
+        try
+        {
+            // 10 steps with checkpoints, then ask for 20: the second run must continue at step 10, not restart
+            Assert.Equal(0, CliRunner.Run("train", "sft", "--task", "easy", "--preset", "micro", "--out", dir, "--steps", "10", "--batch", "4", "--eval-n", "2").ExitCode);
+            Assert.Equal(0, CliRunner.Run("train", "sft", "--task", "easy", "--preset", "micro", "--out", dir, "--steps", "20", "--batch", "4", "--eval-n", "2").ExitCode);
+            var steps = Column(Path.Combine(dir, "metrics.csv"), "step");
+            Assert.Equal(Enumerable.Range(0, 20).Select(i => (double)i), steps);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+}
