@@ -6,7 +6,7 @@ namespace Sputnik.Training;
 /// AdamW (Loshchilov &amp; Hutter): Adam moments with bias correction, and weight decay applied to the weight directly
 /// (decoupled), not added to the gradient. Vectors (norm gains) can be excluded from decay with a mask.
 /// </summary>
-public sealed class AdamW(int count, float beta1 = 0.9f, float beta2 = 0.95f, float eps = 1e-8f, float weightDecay = 0.1f)
+internal sealed class AdamW(int count, float beta1 = 0.9f, float beta2 = 0.95f, float eps = 1e-8f, float weightDecay = 0.1f)
 {
     public float[] M { get; } = new float[count];
     public float[] V { get; } = new float[count];
@@ -38,7 +38,7 @@ public sealed class AdamW(int count, float beta1 = 0.9f, float beta2 = 0.95f, fl
 }
 
 /// <summary>Learning-rate schedule and gradient clipping.</summary>
-public static class Schedule
+internal static class Schedule
 {
     /// <summary>Linear warmup to maxLr over warmup steps, then cosine decay to minLr at totalSteps.</summary>
     public static float WarmupCosine(int step, int warmup, int totalSteps, float maxLr, float minLr)

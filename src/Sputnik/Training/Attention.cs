@@ -8,7 +8,7 @@ namespace Sputnik.Training;
 /// Layout: q [B·T, H, dk], k [B·T, Hk, dk], v [B·T, Hk, dv], out [B·T, H, dv], att (saved probabilities) [B, H, T, T].
 /// Work is split over (batch, kv head) so the heads sharing a K/V never race on dk/dv in the backward pass.
 /// </summary>
-public static class Attention
+internal static class Attention
 {
     public static void Forward(Span<float> output, Span<float> att, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
         int b, int t, int heads, int kvHeads, int dk, int dv, float scale)

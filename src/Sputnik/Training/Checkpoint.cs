@@ -9,7 +9,7 @@ namespace Sputnik.Training;
 /// model). Written to a temporary file and renamed over the old one, so a kill at any moment leaves either the
 /// previous or the new checkpoint, never a torn one.
 /// </summary>
-public static class Checkpoint
+internal static class Checkpoint
 {
     private const string Magic = "SPUTNIK-CKPT-1";
 
@@ -53,7 +53,7 @@ public static class Checkpoint
 }
 
 /// <summary>Per-step metrics as CSV; on resume, rows at or after the resumed step are dropped so the file never repeats a step.</summary>
-public sealed class MetricsCsv
+internal sealed class MetricsCsv
 {
     private readonly string _path;
 

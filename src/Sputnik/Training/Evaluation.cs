@@ -3,9 +3,9 @@ using Sputnik.Training.Tasks;
 namespace Sputnik.Training;
 
 /// <summary>Held-out evaluation result; field names match `sputnik eval --json`.</summary>
-public sealed record EvalResult(string Task, int N, double PassAt1, double PassAtK, int K, double MeanThinkTokens, IReadOnlyDictionary<string, double> PassAt1ByTask);
+internal sealed record EvalResult(string Task, int N, double PassAt1, double PassAtK, int K, double MeanThinkTokens, IReadOnlyDictionary<string, double> PassAt1ByTask);
 
-public static class Evaluation
+internal static class Evaluation
 {
     /// <summary>
     /// pass@1 = mean fraction of correct samples; pass@k = fraction of problems with at least one correct sample

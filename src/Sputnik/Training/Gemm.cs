@@ -9,7 +9,7 @@ namespace Sputnik.Training;
 /// forward and backward passes is put in this form (the backward ones after a cheap transpose), so only this loop
 /// needs to be fast: a 4×4 register block of Vector512 accumulators (16 FMAs per 8 loads), rows of A split over threads.
 /// </summary>
-public static unsafe class Gemm
+internal static unsafe class Gemm
 {
     public static void ABt(float* c, float* a, float* b, int m, int n, int k, bool accumulate)
     {

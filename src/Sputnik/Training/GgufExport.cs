@@ -10,7 +10,7 @@ namespace Sputnik.Training;
 /// TODO(deepseek2): switch to architecture `deepseek2` (MLA + MoE layers, already implemented and gradient-checked
 /// in MlaAttention/MoeFeedForward) once the deepseek2 loader lands on main; see docs/training.md.
 /// </summary>
-public static class GgufExport
+internal static class GgufExport
 {
     public const string Architecture = "llama";
 

@@ -3,7 +3,7 @@ using Sputnik.Training.Tasks;
 
 namespace Sputnik.Training;
 
-public sealed record GrpoOptions
+internal sealed record GrpoOptions
 {
     public required string Init { get; init; }
     public required string Task { get; init; }
@@ -29,7 +29,7 @@ public sealed record GrpoOptions
     public int Threads { get; init; } = 2;
 }
 
-public readonly record struct GrpoStep(int Step, int TotalSteps, float MeanReward, float Accuracy, float MeanLength, float FracZeroStd,
+internal readonly record struct GrpoStep(int Step, int TotalSteps, float MeanReward, float Accuracy, float MeanLength, float FracZeroStd,
     double TokensPerSecond, TimeSpan Elapsed, double? EvalPassAt1);
 
 /// <summary>
@@ -39,7 +39,7 @@ public readonly record struct GrpoStep(int Step, int TotalSteps, float MeanRewar
 /// (token-level, "dapo"/"bnpo" aggregation). Groups whose rewards are all equal carry no signal and are skipped.
 /// Writes DIR/grpo_metrics.csv, DIR/grpo_checkpoint.bin and DIR/grpo.gguf.
 /// </summary>
-public sealed class GrpoTrainer(GrpoOptions o)
+internal sealed class GrpoTrainer(GrpoOptions o)
 {
     public string GgufPath => Path.Combine(o.OutDir, "grpo.gguf");
     public string MetricsPath => Path.Combine(o.OutDir, "grpo_metrics.csv");

@@ -10,7 +10,7 @@ namespace Sputnik.Training;
 /// </code>
 /// Tensor names follow llama.cpp's deepseek2 mapping (attn_q, attn_kv_a_mqa, attn_kv_a_norm, attn_kv_b, attn_output).
 /// </summary>
-public sealed class MlaAttention
+internal sealed class MlaAttention
 {
     public int Dim { get; }
     public int Heads { get; }

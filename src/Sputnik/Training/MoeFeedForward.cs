@@ -14,7 +14,7 @@ namespace Sputnik.Training;
 /// gradient. Tokens are gathered per expert so each expert runs as one row-parallel matmul, not per-token matvecs.
 /// Tensor names follow llama.cpp (ffn_gate_inp, exp_probs_b, ffn_{gate,up,down}_exps, ffn_{gate,up,down}_shexp).
 /// </summary>
-public sealed class MoeFeedForward
+internal sealed class MoeFeedForward
 {
     public int Dim { get; }
     public int Experts { get; }

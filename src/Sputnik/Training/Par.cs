@@ -4,7 +4,7 @@ namespace Sputnik.Training;
 /// Row-parallel loops for the training kernels. The range is cut into one contiguous chunk per thread, so each
 /// worker streams its own rows and the per-call cost is one Parallel.For over at most <see cref="Threads"/> items.
 /// </summary>
-public static class Par
+internal static class Par
 {
     /// <summary>Threads used by every training kernel (the CLI sets it from --threads).</summary>
     public static int Threads { get; set; } = Math.Max(1, Math.Min(Environment.ProcessorCount, 2));

@@ -1,7 +1,7 @@
 namespace Sputnik.Training;
 
 /// <summary>One named tensor inside a <see cref="ParameterBuffer"/>: an offset and a shape (row-major, last dim fastest).</summary>
-public sealed record ParamSlice(string Name, int Offset, int[] Shape)
+internal sealed record ParamSlice(string Name, int Offset, int[] Shape)
 {
     public int Length => Shape.Aggregate(1, (a, b) => a * b);
 }
@@ -11,7 +11,7 @@ public sealed record ParamSlice(string Name, int Offset, int[] Shape)
 /// second one with the same layout, so AdamW, zero-grad, clipping and checkpoints are single loops over one array.
 /// Tensors are named slices; names follow GGUF ("blk.0.attn_q.weight") so export is a straight copy.
 /// </summary>
-public sealed class ParameterBuffer
+internal sealed class ParameterBuffer
 {
     private readonly List<ParamSlice> _slices = [];
     private readonly Dictionary<string, ParamSlice> _byName = new(StringComparer.Ordinal);

@@ -5,14 +5,14 @@ using Sputnik.Tokenizers;
 namespace Sputnik.Training;
 
 /// <summary>One sampled completion: its tokens (EOS included when produced) and how many were thinking.</summary>
-public sealed record Rollout(int[] Prompt, int[] Completion, string Text, int ThinkTokens, bool Finished);
+internal sealed record Rollout(int[] Prompt, int[] Completion, string Text, int ThinkTokens, bool Finished);
 
 /// <summary>
 /// Samples completions through Sputnik's inference path (ModelLoader → DecoderModel with its KV cache): one model
 /// instance per worker thread, each single-threaded, so G×P independent sequences run in parallel without the
 /// workers contending for one pool.
 /// </summary>
-public sealed class RolloutEngine : IDisposable
+internal sealed class RolloutEngine : IDisposable
 {
     private readonly LanguageModel[] _models;
     private readonly Tokenizer _tok;

@@ -3,7 +3,7 @@ using Sputnik.Training.Tasks;
 
 namespace Sputnik.Training;
 
-public sealed record SftOptions
+internal sealed record SftOptions
 {
     public required string Task { get; init; }
     public string Preset { get; init; } = "tiny-r1";
@@ -22,7 +22,7 @@ public sealed record SftOptions
     public int Threads { get; init; } = 2;
 }
 
-public readonly record struct SftStep(int Step, int TotalSteps, float Loss, float Lr, float GradNorm, double TokensPerSecond, TimeSpan Elapsed, double? EvalPassAt1);
+internal readonly record struct SftStep(int Step, int TotalSteps, float Loss, float Lr, float GradNorm, double TokensPerSecond, TimeSpan Elapsed, double? EvalPassAt1);
 
 /// <summary>
 /// Supervised fine-tuning from scratch on task traces (the R1 "cold start" / distillation stage at our scale):
@@ -30,7 +30,7 @@ public readonly record struct SftStep(int Step, int TotalSteps, float Loss, floa
 /// checkpoints every N steps (resume after a kill continues the same data stream: batch RNG is seeded by step).
 /// Writes DIR/metrics.csv, DIR/checkpoint.bin and DIR/sft.gguf.
 /// </summary>
-public sealed class SftTrainer(SftOptions o)
+internal sealed class SftTrainer(SftOptions o)
 {
     public string GgufPath => Path.Combine(o.OutDir, "sft.gguf");
     public string MetricsPath => Path.Combine(o.OutDir, "metrics.csv");

@@ -1,7 +1,7 @@
 namespace Sputnik.Training;
 
 /// <summary>Shape of a trainable llama-style decoder (the blueprint; weights live in a ParameterBuffer).</summary>
-public sealed record TrainConfig
+internal sealed record TrainConfig
 {
     public required int Vocab { get; init; }
     public required int Dim { get; init; }

@@ -8,7 +8,7 @@ namespace Sputnik.Training;
 /// Sizes: N = rows (batch·time), C = input channels, OC = output channels, V = vocab, T = sequence length.
 /// Inner loops are TensorPrimitives (Vector512 on this CPU); outer loops are split over rows with <see cref="Par"/>.
 /// </summary>
-public static class TrainOps
+internal static class TrainOps
 {
     // ---------------------------------------------------------------- embedding
     /// <summary>out[n,:] = wte[tokens[n],:]</summary>

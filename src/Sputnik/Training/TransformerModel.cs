@@ -7,7 +7,7 @@ namespace Sputnik.Training;
 /// adjacent-pair RoPE, SwiGLU, untied output) so export is a copy of named slices. Forward keeps every activation
 /// the backward pass needs (llm.c's ActivationTensors), sized lazily for the largest B×T seen.
 /// </summary>
-public sealed class TransformerModel
+internal sealed class TransformerModel
 {
     public TrainConfig Config { get; }
     public ParameterBuffer P { get; } = new();

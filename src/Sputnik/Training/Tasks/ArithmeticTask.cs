@@ -7,7 +7,7 @@ namespace Sputnik.Training.Tasks;
 /// model can follow: column arithmetic one digit at a time, each line carrying the partial result forward so the
 /// model only ever copies and does one single-digit step.
 /// </summary>
-public sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB = 3, string? name = null) : ReasoningTask
+internal sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB = 3, string? name = null) : ReasoningTask
 {
     public override string Name => name ?? op switch { '+' => "addition", '-' => "subtraction", _ => "multiplication" };
 

@@ -6,7 +6,7 @@ namespace Sputnik.Training.Tasks;
 /// Countdown: combine 3–4 numbers, each used exactly once, with + − × ÷ (exact division only) to reach a target.
 /// Traces are Stream-of-Search style: a few failed tries marked "no", then the solution marked "ok".
 /// </summary>
-public sealed class CountdownTask : ReasoningTask
+internal sealed class CountdownTask : ReasoningTask
 {
     public override string Name => "countdown";
 

@@ -9,7 +9,7 @@ namespace Sputnik.Training.Tasks;
 /// character maps to exactly one token; space is '▁' as SPM requires and add_space_prefix is off so text
 /// round-trips exactly. Characters outside the set become &lt;unk&gt;.
 /// </summary>
-public static class R1Format
+internal static class R1Format
 {
     public const string Bos = "<｜begin▁of▁sentence｜>";
     public const string Eos = "<｜end▁of▁sentence｜>";

@@ -4,13 +4,13 @@ namespace Sputnik.Training.Tasks;
 
 /// <summary>One generated problem. Key is the canonical form ("347*28") used for the held-out split; Prompt is one
 /// of several phrasings; Trace is the step-by-step thinking for SFT; Answer is the final text after &lt;/think&gt;.</summary>
-public sealed record Problem(string Task, string Key, string Prompt, string Trace, string Answer, string Expected);
+internal sealed record Problem(string Task, string Key, string Prompt, string Trace, string Answer, string Expected);
 
 /// <summary>How a completion scored: correct, well-formed but wrong, or malformed (no closed think block or no answer).</summary>
-public enum Grade { Malformed, WrongAnswer, Correct }
+internal enum Grade { Malformed, WrongAnswer, Correct }
 
 /// <summary>A task with exact answers: a generator, a trace writer and a verifier.</summary>
-public abstract partial class ReasoningTask
+internal abstract partial class ReasoningTask
 {
     public abstract string Name { get; }
 
@@ -100,7 +100,7 @@ public abstract partial class ReasoningTask
 }
 
 /// <summary>A uniform mixture of tasks; problems keep their own task's verifier.</summary>
-public sealed class MixTask(string name, ReasoningTask[] parts) : ReasoningTask
+internal sealed class MixTask(string name, ReasoningTask[] parts) : ReasoningTask
 {
     private readonly Dictionary<string, ReasoningTask> _byName = parts.ToDictionary(p => p.Name);
     public override string Name => name;
@@ -108,7 +108,7 @@ public sealed class MixTask(string name, ReasoningTask[] parts) : ReasoningTask
     protected override bool IsCorrect(Problem p, string answer) => _byName[p.Task].IsCorrectPublic(p, answer);
 }
 
-public abstract partial class ReasoningTask
+internal abstract partial class ReasoningTask
 {
     internal Problem DrawPublic(Random rng) => Draw(rng);
     internal bool IsCorrectPublic(Problem p, string answer) => IsCorrect(p, answer);
