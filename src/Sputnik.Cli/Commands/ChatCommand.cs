@@ -143,9 +143,11 @@ internal sealed class ChatLoop(ChatSession session, bool interactive)
             Console.WriteLine();
             return;
         }
+        // Rows to climb back to the "Thinking…" header: one per printed newline plus soft wraps of long lines.
         int width = Math.Max(20, Console.WindowWidth);
-        int lines = 1 + reasoning.Split('\n').Sum(l => 1 + l.Length / width);
-        Console.Write($"\r\u001b[{lines}A\u001b[J");
+        string[] segments = ("Thinking…\n" + reasoning).Split('\n');
+        int up = segments[..^1].Sum(l => 1 + l.Length / width) + segments[^1].Length / width;
+        Console.Write($"\r\u001b[{up}A\u001b[J");
         AnsiConsole.MarkupLine($"[grey]▸ Thought for {seconds:F1}s ({reasoning.Length} chars) — /thinking to expand[/]");
     }
 
