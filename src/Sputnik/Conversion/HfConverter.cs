@@ -384,21 +384,13 @@ internal sealed class HfConverter : IDisposable
             tokens = [.. tokens, .. Enumerable.Range(tokens.Length, vocab - tokens.Length).Select(i => $"[PAD{i}]")];
             types = [.. types, .. Enumerable.Repeat((int)TokenType.Unused, vocab - types.Length)];
         }
-        const string p = "tokenizer.ggml.";
-        w.Set(p + "model", tok.Model);
-        if (tok.Pre != null) w.Set(p + "pre", tok.Pre);
-        w.Set(p + "tokens", tokens);
-        if (tok.Scores != null) w.Set(p + "scores", tok.Scores);
-        w.Set(p + "token_type", types);
-        if (tok.Merges != null) w.Set(p + "merges", tok.Merges);
-        int? bos = tok.BosId ?? GenerationConfigId("bos_token_id"), eos = tok.EosId ?? GenerationConfigId("eos_token_id");
-        if (bos is { } bi) w.Set(p + "bos_token_id", (uint)bi);
-        if (eos is { } ei) w.Set(p + "eos_token_id", (uint)ei);
-        if (tok.UnknownId is { } u) w.Set(p + "unknown_token_id", (uint)u);
-        if (tok.PadId is { } pad) w.Set(p + "padding_token_id", (uint)pad);
-        if (tok.EotId is { } eot) w.Set(p + "eot_token_id", (uint)eot);
-        if (tok.AddBos is { } ab) w.Set(p + "add_bos_token", ab);
-        if (tok.AddEos is { } ae) w.Set(p + "add_eos_token", ae);
+        (tok with
+        {
+            Tokens = tokens,
+            TokenTypes = types,
+            BosId = tok.BosId ?? GenerationConfigId("bos_token_id"),
+            EosId = tok.EosId ?? GenerationConfigId("eos_token_id"),
+        }).WriteTo(w);
         if (ChatTemplate() is { } tpl) w.Set("tokenizer.chat_template", tpl);
     }
 

@@ -46,4 +46,31 @@ internal sealed partial record TokenizerData
             AddSpacePrefix = Flag("add_space_prefix"),
         };
     }
+
+    /// <summary>
+    /// Writes the <c>tokenizer.ggml.*</c> keys — the exact inverse of <see cref="FromGguf(GgufFile)"/>, so every
+    /// writer (synth, convert, training export) stores a tokenizer the same way. Missing token types default to normal.
+    /// </summary>
+    public void WriteTo(GgufWriter w)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        const string p = "tokenizer.ggml.";
+        w.Set(p + "model", Model);
+        if (Pre != null) w.Set(p + "pre", Pre);
+        w.Set(p + "tokens", Tokens);
+        if (Scores != null) w.Set(p + "scores", Scores);
+        w.Set(p + "token_type", TokenTypes ?? Enumerable.Repeat((int)TokenType.Normal, Tokens.Length).ToArray());
+        if (Merges != null) w.Set(p + "merges", Merges);
+        void Id(string key, int? v) { if (v is { } id) w.Set(p + key, (uint)id); }
+        void Flag(string key, bool? v) { if (v is { } b) w.Set(p + key, b); }
+        Id("bos_token_id", BosId);
+        Id("eos_token_id", EosId);
+        Id("unknown_token_id", UnknownId);
+        Id("padding_token_id", PadId);
+        Id("eot_token_id", EotId);
+        Id("eom_token_id", EomId);
+        Flag("add_bos_token", AddBos);
+        Flag("add_eos_token", AddEos);
+        Flag("add_space_prefix", AddSpacePrefix);
+    }
 }

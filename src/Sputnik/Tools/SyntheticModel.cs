@@ -179,22 +179,13 @@ internal static class SyntheticModel
         w.Set("general.file_type", (uint)o.FileType);
         if (QuantMix.IsQuantized(QuantMix.DefaultType(o.FileType))) w.Set("general.quantization_version", GgufQuantizer.QuantizationVersion);
 
-        WriteTokenizer(w, tok, string.IsNullOrEmpty(tok.Pre) || tok.Pre == "default" ? p.Pre : tok.Pre, vocab,
+        WriteTokenizer(w, tok, string.IsNullOrEmpty(tok.Pre) || tok.Pre == "default" ? p.Pre : tok.Pre,
             tok.AddBos ?? p.Arch == "llama", p.Arch == "qwen2" ? ChatMl : Llama3Chat);
     }
 
-    private static void WriteTokenizer(GgufWriter w, TokenizerData tok, string pre, int vocab, bool addBos, string chatTemplate)
+    private static void WriteTokenizer(GgufWriter w, TokenizerData tok, string pre, bool addBos, string chatTemplate)
     {
-        const string t = "tokenizer.ggml.";
-        w.Set(t + "model", tok.Model);
-        w.Set(t + "pre", pre);
-        w.Set(t + "tokens", tok.Tokens);
-        w.Set(t + "token_type", tok.TokenTypes ?? Enumerable.Repeat((int)TokenType.Normal, vocab).ToArray());
-        if (tok.Merges is { } merges) w.Set(t + "merges", merges);
-        if (tok.BosId is { } bos) w.Set(t + "bos_token_id", (uint)bos);
-        if (tok.EosId is { } eos) w.Set(t + "eos_token_id", (uint)eos);
-        if (tok.PadId is { } pad) w.Set(t + "padding_token_id", (uint)pad);
-        w.Set(t + "add_bos_token", addBos);
+        (tok with { Pre = pre, AddBos = addBos }).WriteTo(w);
         w.Set("tokenizer.chat_template", chatTemplate);
     }
 
@@ -209,7 +200,7 @@ internal static class SyntheticModel
         var w = new GgufWriter();
         DeepSeek2Synth.Write(w, config with { VocabSize = tok.Tokens.Length }, QuantMix.DefaultType(fileType), (int)(seed & 0x7fffffff), $"Sputnik synthetic {name}");
         w.Set("general.file_type", (uint)fileType);
-        WriteTokenizer(w, tok, "deepseek-v3", tok.Tokens.Length, addBos: true, ChatMl);
+        WriteTokenizer(w, tok, "deepseek-v3", addBos: true, ChatMl);
         w.Write(path);
     }
 

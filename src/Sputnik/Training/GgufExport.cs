@@ -33,16 +33,7 @@ internal static class GgufExport
         w.Set($"{a}.attention.layer_norm_rms_epsilon", c.RmsEps);
         w.Set($"{a}.vocab_size", (uint)c.Vocab);
         var tok = R1Format.Vocabulary();
-        w.Set("tokenizer.ggml.model", tok.Model);
-        w.Set("tokenizer.ggml.tokens", tok.Tokens);
-        w.Set("tokenizer.ggml.scores", tok.Scores!);
-        w.Set("tokenizer.ggml.token_type", tok.TokenTypes!);
-        w.Set("tokenizer.ggml.bos_token_id", (uint)tok.BosId!.Value);
-        w.Set("tokenizer.ggml.eos_token_id", (uint)tok.EosId!.Value);
-        w.Set("tokenizer.ggml.unknown_token_id", (uint)tok.UnknownId!.Value);
-        w.Set("tokenizer.ggml.add_bos_token", true);
-        w.Set("tokenizer.ggml.add_eos_token", false);
-        w.Set("tokenizer.ggml.add_space_prefix", false);
+        tok.WriteTo(w);
         w.Set("tokenizer.chat_template", R1Format.ChatTemplate);
         foreach (var s in m.P.Slices)
         {
