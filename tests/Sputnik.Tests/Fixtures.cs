@@ -8,8 +8,6 @@ public static class Fixtures
     /// <summary>Absolute path of ../shared/fixtures beside the repository root.</summary>
     public static readonly string Root = Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "fixtures"));
 
-    public static string Path_(params string[] parts) => Path.Combine([Root, .. parts]);
-
     public static string Model(string name) => Path.Combine(Root, "models", name);
 
     public static string Tokenizer(string name) => Path.Combine(Root, "tokenizers", name);
