@@ -71,10 +71,10 @@ internal sealed class GrpoTrainer(GrpoOptions o)
             {
                 if (o.EvalEvery > 0 && step % o.EvalEvery == 0)
                     eval = Evaluation.Run(engine, task, o.EvalN, 1).PassAt1;
-                var rng = new Random(HashCode.Combine(o.Seed, step));
+                var rng = new Random(Seeds.Mix(o.Seed, step));
                 var problems = Enumerable.Range(0, o.Prompts).Select(_ => task.Sample(rng, heldOut: false)).ToArray();
                 var prompts = problems.SelectMany(p => Enumerable.Repeat(R1Format.EncodePrompt(p.Prompt), o.Group)).ToList();
-                var outs = engine.Generate(prompts, o.Temperature, o.MaxNew, HashCode.Combine(o.Seed, step, 7));
+                var outs = engine.Generate(prompts, o.Temperature, o.MaxNew, Seeds.Mix(o.Seed, step, 7));
                 var samples = new List<Sample>();
                 float rewardSum = 0, correct = 0, lenSum = 0; int zeroStd = 0;
                 for (int i = 0; i < problems.Length; i++)

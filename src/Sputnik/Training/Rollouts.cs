@@ -40,7 +40,7 @@ internal sealed class RolloutEngine : IDisposable
             var one = new int[1];
             for (int i = Interlocked.Increment(ref next); i < prompts.Count; i = Interlocked.Increment(ref next))
             {
-                var rng = new Random(HashCode.Combine(seed, i));
+                var rng = new Random(Seeds.Mix(seed, i));
                 var prompt = prompts[i];
                 int ctx = Math.Min(model.Config.ContextLength, prompt.Length + maxNew);
                 var state = model.CreateState(ctx);

@@ -79,7 +79,7 @@ internal sealed class SftTrainer(SftOptions o)
         for (int step = start; step < o.Steps; step++)
         {
             ct.ThrowIfCancellationRequested();
-            var rng = new Random(HashCode.Combine(o.Seed, step));
+            var rng = new Random(Seeds.Mix(o.Seed, step));
             var (tokens, targets, t, counted) = Batch(task, rng, o.BatchSize, config.MaxSeq);
             float loss = model.Forward(tokens, targets, o.BatchSize, t);
             model.P.ZeroGrad();
