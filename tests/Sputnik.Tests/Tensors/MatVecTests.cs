@@ -92,6 +92,37 @@ public class MatVecTests
         }
     }
 
+    /// <summary>
+    /// Blocks of random bytes (every scale/min bit pattern, not only what the quantizer emits), with the F16 block
+    /// scales replaced by small finite values: the SIMD unpacking of packed 6-bit scales and high bits must agree
+    /// with the scalar reference on all of them.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 144, new[] { 0, 2 })]
+    [InlineData(GgmlType.Q5_K, 176, new[] { 0, 2 })]
+    [InlineData(GgmlType.Q6_K, 210, new[] { 208 })]
+    public void Simd_paths_match_scalar_on_random_block_bytes(GgmlType t, int blockBytes, int[] halfOffsets)
+    {
+        const int rows = 16, cols = 1024;
+        var rng = new Random(77);
+        var w = new byte[rows * cols / 256 * blockBytes];
+        rng.NextBytes(w);
+        for (int b = 0; b < w.Length / blockBytes; b++)
+            foreach (int o in halfOffsets)
+                BitConverter.TryWriteBytes(w.AsSpan(b * blockBytes + o, 2), (Half)(0.001 + rng.NextDouble() * 0.01));
+        var act = new byte[MatVec.ScratchBytes(t, cols)];
+        MatVec.QuantizeActivation(t, Gaussian(cols, 5), act);
+        var reference = new float[rows];
+        MatVec.ComputeRows(t, w, cols, act, reference, 0, rows, KernelPath.Scalar);
+        foreach (KernelPath path in AvailablePaths())
+        {
+            var y = new float[rows];
+            MatVec.ComputeRows(t, w, cols, act, y, 0, rows, path);
+            for (int r = 0; r < rows; r++)
+                Assert.True(Math.Abs(y[r] - reference[r]) <= 1e-4f * (1 + Math.Abs(reference[r])), $"{t} {path} row {r}: {y[r]} vs scalar {reference[r]}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Types))]
     public void Compute_approximates_float_matvec(GgmlType t)

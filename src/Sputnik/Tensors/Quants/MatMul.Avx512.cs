@@ -56,7 +56,7 @@ internal static unsafe partial class MatMul
         int blockBytes = q5 ? 176 : 144;
         for (int i = 0; i < nb; i++, w += blockBytes, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
         {
-            MatVec.UnpackScalesMinsK(w + 4, out ulong sc, out ulong m);
+            var sc = MatVec.KScalesMins(w + 4);
             var q0 = MatVec.KQuants512(w, 0, q5);
             var q1 = MatVec.KQuants512(w, 1, q5);
             var q2 = MatVec.KQuants512(w, 2, q5);
@@ -65,7 +65,7 @@ internal static unsafe partial class MatMul
             var s1 = MatVec.KScalePair(sc, 1);
             var s2 = MatVec.KScalePair(sc, 2);
             var s3 = MatVec.KScalePair(sc, 3);
-            var mins = MatVec.KMins(m);
+            var mins = MatVec.KMins(sc);
             float d = Half(w), dmin = Half(w + 2);
             MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a0, d, dmin, ref acc0, ref mAcc0);
             MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a1, d, dmin, ref acc1, ref mAcc1);

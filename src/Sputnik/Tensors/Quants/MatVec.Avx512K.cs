@@ -15,34 +15,65 @@ internal static unsafe partial class MatVec
     /// nibbles; unpacked as [low | high] it lines up with 64 contiguous activation bytes x[64c..64c+64).
     /// Q5_K adds bit 2c / 2c+1 of qh[l] as the fifth bit.
     /// </summary>
+    /// <remarks>
+    /// The 32 bytes are broadcast to both halves of a 512-bit register and shifted per half with one vpsrlvw
+    /// (0 | 4 for the nibbles, 2c | 2c+1 for the fifth bits) instead of being split and joined 256 bits at a time:
+    /// decode is close to compute-bound on this work, so every instruction per super-block counts.
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<byte> KQuants512(byte* w, int c, bool q5)
     {
-        var low = Vector256.Create((byte)0x0F);
+        var low = Vector512.Create((byte)0x0F);
+        // Shift counts per 16-bit lane, written through Indices so the JIT folds them into constants.
+        var half = Vector512<ushort>.Indices >>> 4; // 0 in the low 256 bits, 1 in the high
+        var nibbleShift = half << 2;
         if (!q5)
-        {
-            var b = Vector256.Load(w + 16 + 32 * c);
-            return Join(b & low, (b.AsUInt16() >> 4).AsByte() & low);
-        }
-        var b5 = Vector256.Load(w + 48 + 32 * c);
-        var qh = Vector256.Load(w + 16).AsUInt16();
-        var one = Vector256.Create((byte)1);
-        // bit k of each byte moved to bit 4 (16-bit shifts; the mask drops what crossed from the neighbour byte)
-        var h0 = (((qh >> (2 * c)).AsByte() & one).AsUInt16() << 4).AsByte();
-        var h1 = (((qh >> (2 * c + 1)).AsByte() & one).AsUInt16() << 4).AsByte();
-        return Join((b5 & low) | h0, ((b5.AsUInt16() >> 4).AsByte() & low) | h1);
+            return Avx512BW.ShiftRightLogicalVariable(Broadcast256(w + 16 + 32 * c), nibbleShift).AsByte() & low;
+        var nib = Avx512BW.ShiftRightLogicalVariable(Broadcast256(w + 48 + 32 * c), nibbleShift).AsByte() & low;
+        // bit k of every qh byte to bit 4 (16-bit shifts; the mask drops what crossed from the neighbour byte)
+        var bitShift = half + Vector512.Create((ushort)(2 * c));
+        var hi = Avx512BW.ShiftLeftLogical(Avx512BW.ShiftRightLogicalVariable(Broadcast256(w + 16), bitShift), 4).AsByte();
+        return nib | (hi & Vector512.Create((byte)0x10));
     }
 
-    /// <summary>Sub-block scales 2c and 2c+1 as 16 shorts each.</summary>
+    /// <summary>32 bytes at p in both 256-bit halves (one vbroadcasti64x4 from memory).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<short> KScalePair(ulong scales, int c) =>
-        Join(Vector256.Create((short)(byte)(scales >> (16 * c))), Vector256.Create((short)(byte)(scales >> (16 * c + 8))));
+    private static Vector512<ushort> Broadcast256(byte* p) => Avx512F.BroadcastVector256ToVector512((ulong*)p).AsUInt16();
 
-    /// <summary>m0 m0 m1 m1 … m7 m7 as shorts, to pair with the 16 bsums.</summary>
+    /// <summary>
+    /// The 6-bit scales and mins of a Q4_K/Q5_K super-block (the 12 bytes at <paramref name="s"/>) as 16 shorts:
+    /// scales 0..7 in lanes 0..7, mins 0..7 in lanes 8..15.
+    /// </summary>
+    /// <remarks>
+    /// Vector form of get_scale_min_k4: two byte shuffles gather, for every output, the byte holding its low bits and
+    /// the byte holding its top two bits; sub-blocks 0..3 keep 6 bits, 4..7 take a nibble plus two bits from the
+    /// first row. About a dozen vector instructions instead of the scalar unpacking's thirty-odd, which mattered:
+    /// it ran once per super-block on the decode path. Reads 16 bytes; the block's quants follow the 12 used.
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<short> KMins(ulong mins) =>
-        Avx2.ConvertToVector256Int16(Vector128.Shuffle(Vector128.CreateScalar(mins).AsByte(),
-            Vector128.Create((byte)0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
+    internal static Vector256<short> KScalesMins(byte* s)
+    {
+        var raw = Vector128.Load(s);
+        const byte Z = 0x80; // pshufb writes zero for an index with the top bit set
+        var lowBytes = Ssse3.Shuffle(raw, Vector128.Create((byte)0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+        var topBytes = Ssse3.Shuffle(raw, Vector128.Create(Z, Z, Z, Z, 0, 1, 2, 3, Z, Z, Z, Z, 4, 5, 6, 7));
+        // mins 4..7 sit in the high nibbles of bytes 8..11 (dword 3 of lowBytes)
+        var shifted = (lowBytes.AsUInt16() >> 4).AsByte();
+        var low = Avx2.Blend(lowBytes.AsInt32(), shifted.AsInt32(), 0b1000).AsByte()
+            & Vector128.Create((byte)0x3F, 0x3F, 0x3F, 0x3F, 0x0F, 0x0F, 0x0F, 0x0F, 0x3F, 0x3F, 0x3F, 0x3F, 0x0F, 0x0F, 0x0F, 0x0F);
+        var top = (topBytes.AsUInt16() >> 2).AsByte() & Vector128.Create((byte)0x30); // bits 6,7 → 4,5
+        return Avx2.ConvertToVector256Int16(low | top);
+    }
+
+    /// <summary>Sub-block scales 2c and 2c+1 as 16 shorts each: one vpermw from <see cref="KScalesMins"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<short> KScalePair(Vector256<short> scalesMins, int c) =>
+        Avx512BW.PermuteVar32x16(scalesMins.ToVector512Unsafe(), (Vector512<short>.Indices >>> 4) + Vector512.Create((short)(2 * c)));
+
+    /// <summary>m0 m0 m1 m1 … m7 m7 as shorts, to pair with the 16 bsums: one vpermw from <see cref="KScalesMins"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<short> KMins(Vector256<short> scalesMins) =>
+        Avx512BW.VL.PermuteVar16x16(scalesMins, (Vector256<short>.Indices >>> 1) + Vector256.Create((short)8));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Scaled512(Vector512<byte> q, byte* x, Vector512<short> scale) =>
@@ -74,9 +105,9 @@ internal static unsafe partial class MatVec
         int blockBytes = q5 ? 176 : 144;
         for (int i = 0; i < nb; i++, w += blockBytes, a += Q8K)
         {
-            ScalesMinsK(w + 4, out ulong sc, out ulong m);
+            var sm = KScalesMins(w + 4);
             KToken(KQuants512(w, 0, q5), KQuants512(w, 1, q5), KQuants512(w, 2, q5), KQuants512(w, 3, q5),
-                KScalePair(sc, 0), KScalePair(sc, 1), KScalePair(sc, 2), KScalePair(sc, 3), KMins(m),
+                KScalePair(sm, 0), KScalePair(sm, 1), KScalePair(sm, 2), KScalePair(sm, 3), KMins(sm),
                 a, Half(w), Half(w + 2), ref acc, ref mAcc);
         }
         return Vector512.Sum(acc) - Vector256.Sum(mAcc);
@@ -86,18 +117,25 @@ internal static unsafe partial class MatVec
     /// Q6_K, part k of 4: half n = k/2 of the super-block; k even gives [q1|q2] pairing with x[128n..+64), k odd
     /// [q3|q4] pairing with x[128n+64..+64).
     /// </summary>
+    /// <remarks>
+    /// ql[64n..64n+64) is one 512-bit load whose halves are exactly [ql0 | ql1]; the two high bits come from qh
+    /// broadcast to both halves and shifted per half with one vpsllvw/vpsrlvw (k even: 4 | 2 left; k odd: 0 | 2 right).
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<byte> Q6Quants512(byte* w, int k)
     {
-        var low = Vector256.Create((byte)0x0F);
-        var m30 = Vector256.Create((byte)0x30);
+        var low = Vector512.Create((byte)0x0F);
+        var m30 = Vector512.Create((byte)0x30);
         int n = k >> 1;
-        var ql0 = Vector256.Load(w + 64 * n);
-        var ql1 = Vector256.Load(w + 64 * n + 32);
-        var qh = Vector256.Load(w + KQuants.Q6KQhOffset + 32 * n).AsUInt16();
+        var ql = Vector512.Load(w + 64 * n);
+        var qh = Broadcast256(w + KQuants.Q6KQhOffset + 32 * n);
         if ((k & 1) == 0)
-            return Join((ql0 & low) | ((qh << 4).AsByte() & m30), (ql1 & low) | ((qh << 2).AsByte() & m30));
-        return Join(((ql0.AsUInt16() >> 4).AsByte() & low) | (qh.AsByte() & m30), ((ql1.AsUInt16() >> 4).AsByte() & low) | ((qh >> 2).AsByte() & m30));
+        {
+            var up = Avx512BW.ShiftLeftLogicalVariable(qh, Vector512.Create((ushort)4) - ((Vector512<ushort>.Indices >>> 4) << 1));
+            return (ql & low) | (up.AsByte() & m30);
+        }
+        var down = Avx512BW.ShiftRightLogicalVariable(qh, (Vector512<ushort>.Indices >>> 4) << 1);
+        return ((ql.AsUInt16() >> 4).AsByte() & low) | (down.AsByte() & m30);
     }
 
     /// <summary>The 16 Q6_K scales as shorts.</summary>
@@ -136,7 +174,4 @@ internal static unsafe partial class MatVec
         }
         return Vector512.Sum(acc) - Vector256.Sum(offAcc);
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void UnpackScalesMinsK(byte* s, out ulong scales, out ulong mins) => ScalesMinsK(s, out scales, out mins);
 }
