@@ -93,6 +93,7 @@ internal sealed partial class DecoderModel : LanguageModel
     {
         s.SwiGluBody = (i0, i1) => Ops.SwiGlu(s.H1.AsSpan(i0, i1 - i0), s.H3.AsSpan(i0, i1 - i0));
         s.PrepBody = (t0, t1) => s.MmW!.PrepareInputs(s.MmX, s.Act, t0, t1);
+        s.SharedBody = (g0, g1) => SharedRows(s, g0, g1);
         s.MmBody = (r0, r1) => s.MmW!.MatMulRows(s.Act, s.MmTokens, s.MmY, r0, r1);
         s.AttnBody = (i0, i1) => AttendItems(s, i0, i1);
     }
@@ -161,9 +162,7 @@ internal sealed partial class DecoderModel : LanguageModel
             var layer = _layers[l];
             // attention rmsnorm, then q/k/v projections of the whole batch (one quantized input shared by all three)
             RmsNormRows(w, n, layer.AttnNorm);
-            Project(w, layer.Wq, w.Xb, n, w.Q);
-            Project(w, layer.Wk, w.Xb, n, w.K);
-            Project(w, layer.Wv, w.Xb, n, w.V);
+            ProjectShared(w, w.Xb, n, layer.Wq, w.Q, layer.Wk, w.K, layer.Wv, w.V);
             for (int i = 0; i < n; i++)
             {
                 var q = w.Q.AsSpan(i * c.QDim, c.QDim);
@@ -189,8 +188,7 @@ internal sealed partial class DecoderModel : LanguageModel
 
             // ffn rmsnorm, SwiGLU, down projection and residual
             RmsNormRows(w, n, layer.FfnNorm);
-            Project(w, layer.Gate, w.Xb, n, w.H1);
-            Project(w, layer.Up, w.Xb, n, w.H3);
+            ProjectShared(w, w.Xb, n, layer.Gate, w.H1, layer.Up, w.H3);
             SwiGluRows(w, n * c.FfnDim);
             Project(w, layer.Down, w.H1, n, w.Xb);
             TensorPrimitives.Add(w.X.AsSpan(0, n * dim), w.Xb.AsSpan(0, n * dim), w.X.AsSpan(0, n * dim));
@@ -213,24 +211,73 @@ internal sealed partial class DecoderModel : LanguageModel
     /// <summary>y (n × w.Rows) = x (n × w.Cols) · Wᵀ: prepares x once for w's kernel (skipped when x was just prepared for the same format), then splits rows over the pool.</summary>
     private void Project(DecoderState s, WeightMatrix w, float[] x, int n, float[] y)
     {
-        GgmlType actType = w.HasKernel ? MatVec.ActivationType(w.Type) : GgmlType.F32;
-        if (!ReferenceEquals(s.ActSource, x) || s.ActType != actType || s.ActTokens != n)
-        {
-            s.MmW = w;
-            s.MmX = x;
-            if (n == 1) w.PrepareInput(x, s.Act);
-            else Pool.For(n, s.PrepBody!, minPerThread: Math.Max(1, 16384 / w.Cols));
-            s.ActSource = x;
-            s.ActType = actType;
-            s.ActTokens = n;
-        }
+        PrepareActivations(s, w, x, n);
         s.MmW = w;
         s.MmY = y;
         s.MmTokens = n;
-        // Small products are cheaper on one thread than the hand-off to workers (stories260K decodes on one).
-        long work = (long)w.Cols * n;
-        int minRows = (int)Math.Max(1, 32768 / work);
-        Pool.For(w.Rows, s.MmBody!, minPerThread: minRows);
+        Pool.For(w.Rows, s.MmBody!, minPerThread: MinRowsPerThread(w, n));
         if (ReferenceEquals(y, s.ActSource)) s.ActSource = null;
     }
+
+    /// <summary>
+    /// Products of one input with two or three matrices (Q/K/V, gate/up) in a single pool hand-off over their
+    /// concatenated rows: decode issues hundreds of products per token, and every hand-off is a barrier where
+    /// the faster thread waits. Falls back to one product each when the matrices need differently prepared inputs.
+    /// </summary>
+    private void ProjectShared(DecoderState s, float[] x, int n, WeightMatrix w0, float[] y0, WeightMatrix w1, float[] y1,
+        WeightMatrix? w2 = null, float[]? y2 = null)
+    {
+        if (!SameInput(w0, w1) || (w2 != null && !SameInput(w0, w2)))
+        {
+            Project(s, w0, x, n, y0);
+            Project(s, w1, x, n, y1);
+            if (w2 != null) Project(s, w2, x, n, y2!);
+            return;
+        }
+        PrepareActivations(s, w0, x, n);
+        s.SharedW[0] = w0; s.SharedY[0] = y0;
+        s.SharedW[1] = w1; s.SharedY[1] = y1;
+        s.SharedCount = 2;
+        if (w2 != null)
+        {
+            s.SharedW[2] = w2; s.SharedY[2] = y2!;
+            s.SharedCount = 3;
+        }
+        s.MmTokens = n;
+        int rows = w0.Rows + w1.Rows + (w2?.Rows ?? 0);
+        Pool.For(rows, s.SharedBody!, minPerThread: MinRowsPerThread(w0, n));
+    }
+
+    private static bool SameInput(WeightMatrix a, WeightMatrix b) =>
+        a.Cols == b.Cols && a.HasKernel && b.HasKernel && MatVec.ActivationType(a.Type) == MatVec.ActivationType(b.Type);
+
+    /// <summary>Rows [g0, g1) of the concatenated matrices of a shared-input product.</summary>
+    private static void SharedRows(DecoderState s, int g0, int g1)
+    {
+        int offset = 0;
+        for (int m = 0; m < s.SharedCount && g0 < g1; m++)
+        {
+            var w = s.SharedW[m]!;
+            int lo = Math.Max(g0, offset), hi = Math.Min(g1, offset + w.Rows);
+            if (lo < hi) w.MatMulRows(s.Act, s.MmTokens, s.SharedY[m], lo - offset, hi - offset);
+            offset += w.Rows;
+        }
+    }
+
+    /// <summary>Prepares x for w's kernel unless the activation buffer already holds x in that format.</summary>
+    private void PrepareActivations(DecoderState s, WeightMatrix w, float[] x, int n)
+    {
+        GgmlType actType = w.HasKernel ? MatVec.ActivationType(w.Type) : GgmlType.F32;
+        if (ReferenceEquals(s.ActSource, x) && s.ActType == actType && s.ActTokens == n) return;
+        s.MmW = w;
+        s.MmX = x;
+        if (n == 1) w.PrepareInput(x, s.Act);
+        else Pool.For(n, s.PrepBody!, minPerThread: Math.Max(1, 16384 / w.Cols));
+        s.ActSource = x;
+        s.ActType = actType;
+        s.ActTokens = n;
+    }
+
+    // Small products are cheaper on one thread than the hand-off to workers (stories260K decodes on one).
+    private static int MinRowsPerThread(WeightMatrix w, int n) => (int)Math.Max(1, 32768 / ((long)w.Cols * n));
 }

@@ -60,7 +60,11 @@ internal sealed class DecoderState : InferenceState
     public WeightMatrix? MmW;
     public float[] MmX = [], MmY = [];
     public int MmTokens;
-    public Action<int, int>? MmBody, PrepBody, SwiGluBody, AttnBody;
+    public Action<int, int>? MmBody, PrepBody, SwiGluBody, AttnBody, SharedBody;
+    // Matrices and outputs of a shared-input product (Q/K/V or gate/up in one hand-off).
+    public readonly WeightMatrix?[] SharedW = new WeightMatrix?[3];
+    public readonly float[][] SharedY = [[], [], []];
+    public int SharedCount;
     public int AttnPos0, AttnLayer, AttnTokens;
 
     // Multi-sequence decode (this state is then the model's shared scratch): row i of the batch belongs to Seqs[i];

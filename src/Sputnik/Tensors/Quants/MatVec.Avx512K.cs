@@ -36,9 +36,18 @@ internal static unsafe partial class MatVec
         return nib | (hi & Vector512.Create((byte)0x10));
     }
 
-    /// <summary>32 bytes at p in both 256-bit halves (one vbroadcasti64x4 from memory).</summary>
+    /// <summary>32 bytes at p in both 256-bit halves (the JIT emits one vbroadcasti64x4 from memory).</summary>
+    /// <remarks>
+    /// Not Avx512F.BroadcastVector256ToVector512(ulong*): with optimizations on, .NET 10.0's JIT folded a computed
+    /// address into that intrinsic wrongly and broadcast the stack slot holding the pointer (seen with
+    /// DOTNET_TieredCompilation=0; tier-0 code was right, so only optimized code showed it).
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<ushort> Broadcast256(byte* p) => Avx512F.BroadcastVector256ToVector512((ulong*)p).AsUInt16();
+    private static Vector512<ushort> Broadcast256(byte* p)
+    {
+        var v = Vector256.Load(p).AsUInt16();
+        return Vector512.Create(v, v);
+    }
 
     /// <summary>
     /// The 6-bit scales and mins of a Q4_K/Q5_K super-block (the 12 bytes at <paramref name="s"/>) as 16 shorts:
