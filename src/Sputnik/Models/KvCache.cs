@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
+using Sputnik.Tensors.Quants;
 
 namespace Sputnik.Models;
 
@@ -123,7 +124,7 @@ internal sealed class KvCache
                     MemoryMarshal.Cast<byte, float>(row).Slice(offset, width).CopyTo(d);
                     break;
                 case KvCacheType.F16:
-                    TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(row).Slice(offset, width), d);
+                    FloatConvert.HalfToFloat(MemoryMarshal.Cast<byte, Half>(row).Slice(offset, width), d);
                     break;
                 default:
                     // Caller keeps offset and width on block boundaries (whole heads of a multiple-of-32 size).

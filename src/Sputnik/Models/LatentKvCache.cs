@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
+using Sputnik.Tensors.Quants;
 
 namespace Sputnik.Models;
 
@@ -53,7 +54,7 @@ internal sealed class LatentKvCache
         var src = _rows[layer].AsSpan(pos0 * _rowBytes, count * _rowBytes);
         if (Type == KvCacheType.F32) return MemoryMarshal.Cast<byte, float>(src);
         var dst = buffer[..(count * RowLength)];
-        TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(src), dst);
+        FloatConvert.HalfToFloat(MemoryMarshal.Cast<byte, Half>(src), dst);
         return dst;
     }
 

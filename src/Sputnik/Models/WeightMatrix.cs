@@ -129,7 +129,7 @@ internal static class RowFormats
                 MemoryMarshal.Cast<byte, float>(src).CopyTo(dst);
                 break;
             case GgmlType.F16:
-                TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(src), dst);
+                FloatConvert.HalfToFloat(src, dst);
                 break;
             default:
                 Dequant.Row(type, src, dst);

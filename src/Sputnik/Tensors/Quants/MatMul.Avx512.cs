@@ -12,34 +12,25 @@ internal static unsafe partial class MatMul
     private const int Group = 4;
     private const int Q8K = 292;
 
-    /// <summary>Computes tokens from t0 on in groups the kernels handle; returns the first token left for the single-token path.</summary>
-    private static int MultiTokenAvx512(GgmlType wType, byte* w, int cols, byte* a, int stride, int t0, int t1, float* y, int ldy)
+    /// <summary>True when <see cref="MultiTokenAvx512"/> has a kernel for rows of <paramref name="cols"/> weights of this type.</summary>
+    private static bool HasMultiTokenKernel(GgmlType wType, int cols) => wType switch
     {
-        int t = t0;
+        GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q5_0 or GgmlType.Q5_1 => true,
+        GgmlType.Q8_0 => cols % 64 == 0,
+        _ => false,
+    };
+
+    /// <summary>One weight row against the <see cref="Group"/> tokens starting at <paramref name="a"/>; y is that row's output for the first token.</summary>
+    private static void MultiTokenAvx512(GgmlType wType, byte* w, int cols, byte* a, int stride, float* y, int ldy)
+    {
         switch (wType)
         {
-            case GgmlType.Q4_K:
-                for (; t + Group <= t1; t += Group)
-                    Q4Kx4(w, a + (long)t * stride, stride, cols / 256, y + (long)t * ldy, ldy);
-                break;
-            case GgmlType.Q5_K:
-                for (; t + Group <= t1; t += Group)
-                    Q5Kx4(w, a + (long)t * stride, stride, cols / 256, y + (long)t * ldy, ldy);
-                break;
-            case GgmlType.Q6_K:
-                for (; t + Group <= t1; t += Group)
-                    Q6Kx4(w, a + (long)t * stride, stride, cols / 256, y + (long)t * ldy, ldy);
-                break;
-            case GgmlType.Q5_0 or GgmlType.Q5_1:
-                for (; t + Group <= t1; t += Group)
-                    Q5x4(w, a + (long)t * stride, stride, cols / 32, y + (long)t * ldy, ldy, wType == GgmlType.Q5_1);
-                break;
-            case GgmlType.Q8_0 when cols % 64 == 0:
-                for (; t + Group <= t1; t += Group)
-                    Q8_0x4(w, a + (long)t * stride, stride, cols / 64, y + (long)t * ldy, ldy);
-                break;
+            case GgmlType.Q4_K: Q4Kx4(w, a, stride, cols / 256, y, ldy); break;
+            case GgmlType.Q5_K: Q5Kx4(w, a, stride, cols / 256, y, ldy); break;
+            case GgmlType.Q6_K: Q6Kx4(w, a, stride, cols / 256, y, ldy); break;
+            case GgmlType.Q5_0 or GgmlType.Q5_1: Q5x4(w, a, stride, cols / 32, y, ldy, wType == GgmlType.Q5_1); break;
+            default: Q8_0x4(w, a, stride, cols / 64, y, ldy); break;
         }
-        return t;
     }
 
     private static void Q4Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy) => Kx4(w, a, stride, nb, y, ldy, false);

@@ -67,20 +67,24 @@ internal static unsafe partial class MatMul
     {
         int rowTile = Math.Max(1, RowTileBytes / rowBytes);
         int tokTile = Math.Max(1, TokenTileBytes / stride);
+        bool multi = path == KernelPath.Avx512 && HasMultiTokenKernel(wType, cols);
         for (int t0 = 0; t0 < tokens; t0 += tokTile)
         {
             int t1 = Math.Min(tokens, t0 + tokTile);
+            // whole groups of tokens through the multi-token kernel; decode (one token) never enters it
+            int grouped = multi ? t0 + (t1 - t0) / Group * Group : t0;
             for (int rb = r0; rb < r1; rb += rowTile)
             {
                 int re = Math.Min(r1, rb + rowTile);
+                // Token group outside, rows inside: the group's activations stay in L1 while every row of the tile
+                // (also L1-sized) passes over them, instead of streaming all tokens from L2 once per row.
+                for (int t = t0; t < grouped; t += Group)
+                    for (int r = rb; r < re; r++)
+                        MultiTokenAvx512(wType, w + (long)r * rowBytes, cols, a + (long)t * stride, stride, y + (long)t * ldy + r, ldy);
                 for (int r = rb; r < re; r++)
                 {
                     byte* wr = w + (long)r * rowBytes;
-                    int t = t0;
-                    // only entered with a full group: decode (one token) must not pay for the large kernel's frame
-                    if (path == KernelPath.Avx512 && t1 - t0 >= Group)
-                        t = MultiTokenAvx512(wType, wr, cols, a, stride, t0, t1, y + r, ldy);
-                    for (; t < t1; t++)
+                    for (int t = grouped; t < t1; t++)
                         y[(long)t * ldy + r] = MatVec.DotRow(wType, wr, a + (long)t * stride, cols, path);
                 }
             }
@@ -102,7 +106,7 @@ internal static unsafe partial class MatMul
             for (int r = r0; r < r1; r++)
             {
                 var src = new ReadOnlySpan<byte>(w + (long)r * rowBytes, rowBytes);
-                if (wType == GgmlType.F16) TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(src), row);
+                if (wType == GgmlType.F16) FloatConvert.HalfToFloat(src, row);
                 else FloatConvert.BF16ToFloat(src, row);
                 for (int t = t0; t < t1; t++)
                     y[(long)t * ldy + r] = TensorPrimitives.Dot(row, new ReadOnlySpan<float>(x + (long)t * cols, cols));

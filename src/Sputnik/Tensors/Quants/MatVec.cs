@@ -142,7 +142,7 @@ internal static unsafe partial class MatVec
             case GgmlType.F32:
                 return TensorPrimitives.Dot(new ReadOnlySpan<float>(w, cols), new ReadOnlySpan<float>(a, cols));
             case GgmlType.F16:
-                return DotF16(w, (float*)a, cols);
+                return DotF16(w, (float*)a, cols, path);
             case GgmlType.BF16:
                 return path == KernelPath.Scalar ? DotBF16Scalar(w, (float*)a, cols) : DotBF16Vec(w, (float*)a, cols);
             case GgmlType.Q8_0:
@@ -187,19 +187,32 @@ internal static unsafe partial class MatVec
 
     // ======================= float weights =======================
 
-    private static float DotF16(byte* w, float* x, int n)
+    private static float DotF16(byte* w, float* x, int n, KernelPath path)
     {
-        // Converts 256 halves at a time with the vectorized TensorPrimitives conversion into an L1-resident buffer.
-        const int Chunk = 256;
-        float* buf = stackalloc float[Chunk];
+        ushort* h = (ushort*)w;
+        int i = 0;
         float sum = 0;
-        for (int i = 0; i < n; i += Chunk)
+        if (path == KernelPath.Avx512)
         {
-            int len = Math.Min(Chunk, n - i);
-            var dst = new Span<float>(buf, len);
-            TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(w + 2L * i, len), dst);
-            sum += TensorPrimitives.Dot(dst, new ReadOnlySpan<float>(x + i, len));
+            Vector512<float> acc0 = default, acc1 = default;
+            for (; i + 32 <= n; i += 32)
+            {
+                acc0 = Avx512F.FusedMultiplyAdd(FloatConvert.HalfToFloat512(Vector256.Load(h + i)), Vector512.Load(x + i), acc0);
+                acc1 = Avx512F.FusedMultiplyAdd(FloatConvert.HalfToFloat512(Vector256.Load(h + i + 16)), Vector512.Load(x + i + 16), acc1);
+            }
+            sum = Vector512.Sum(acc0 + acc1);
         }
+        else if (path == KernelPath.Avx2)
+        {
+            Vector256<float> acc0 = default, acc1 = default;
+            for (; i + 16 <= n; i += 16)
+            {
+                acc0 = Fma.MultiplyAdd(FloatConvert.HalfToFloat256(Vector128.Load(h + i)), Vector256.Load(x + i), acc0);
+                acc1 = Fma.MultiplyAdd(FloatConvert.HalfToFloat256(Vector128.Load(h + i + 8)), Vector256.Load(x + i + 8), acc1);
+            }
+            sum = Vector256.Sum(acc0 + acc1);
+        }
+        for (; i < n; i++) sum += HalfTablePtr[h[i]] * x[i];
         return sum;
     }
 
