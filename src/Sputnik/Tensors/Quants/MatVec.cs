@@ -49,7 +49,7 @@ internal static unsafe partial class MatVec
         return a switch
         {
             GgmlType.F32 => cols * 4,
-            GgmlType.Q8_0 => cols / 32 * (34 + 4),
+            GgmlType.Q8_0 => cols / 32 * (34 + 4 + 4),
             _ => cols / 256 * 292,
         };
     }
@@ -67,14 +67,18 @@ internal static unsafe partial class MatVec
             case GgmlType.Q8_0:
             {
                 int nb = x.Length / 32;
+                // After the blocks: per-block sums d·Σq (the offset terms of Q4_0/Q4_1/Q5_x), then the block scales
+                // as floats (so multi-token kernels build their scale vectors without half lookups).
                 Span<float> sums = MemoryMarshal.Cast<byte, float>(scratch.Slice(nb * 34, nb * 4));
+                Span<float> scales = MemoryMarshal.Cast<byte, float>(scratch.Slice(nb * 38, nb * 4));
                 for (int i = 0; i < nb; i++)
                 {
                     Span<byte> blk = scratch.Slice(i * 34, 34);
                     LegacyQuants.QuantQ8_0(x.Slice(i * 32, 32), blk);
                     int s = 0;
                     for (int j = 0; j < 32; j++) s += (sbyte)blk[2 + j];
-                    sums[i] = FloatConvert.ReadHalf(blk, 0) * s;
+                    scales[i] = FloatConvert.ReadHalf(blk, 0);
+                    sums[i] = scales[i] * s;
                 }
                 break;
             }
