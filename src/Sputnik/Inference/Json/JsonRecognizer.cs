@@ -14,7 +14,7 @@ namespace Sputnik.Inference.Json;
 /// </remarks>
 internal sealed class JsonRecognizer
 {
-    public const int MaxWhitespace = 8;
+    public const int MaxWhitespace = 4;
     public const int MaxDepth = 64;
     private const int MaxIntDigits = 20, MaxIntegerDigits = 18, MaxFracDigits = 20, MaxExpDigits = 3;
 
