@@ -146,7 +146,13 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
                 if (closing.Length > 0) Model.Forward(state, closing);
             }
 
+            if (constraint != null) constraint.Budget = Math.Min(options.MaxTokens - stats.GeneratedTokens, state.Capacity - state.Position + 1);
             int token = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history), constraint);
+            if (token < 0 && constraint is { BudgetRelaxed: false })
+            {
+                constraint.RelaxBudget();
+                token = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history), constraint);
+            }
             if (token < 0)
             {
                 // The constraint allows no token of this vocabulary: end rather than break the format.

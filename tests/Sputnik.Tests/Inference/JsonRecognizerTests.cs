@@ -81,6 +81,39 @@ public class JsonRecognizerTests
         Assert.False(r.CanAccept([0xFF]));
         Assert.False(r.CanAccept([0xC3, 0x41])); // a lead byte without its continuation
         Assert.True(r.CanAccept([0xC3, 0xA9]));
+        Assert.False(r.CanAccept([0xED, 0xA0, 0x80])); // a UTF-16 surrogate in UTF-8
+        Assert.False(r.CanAccept([0xE0, 0x80, 0x80])); // overlong
+        Assert.False(r.CanAccept([0xF4, 0x90, 0x80, 0x80])); // past U+10FFFF
+        Assert.True(r.CanAccept([0xF0, 0x9F, 0x98, 0x80]));
+    }
+
+    [Theory]
+    [InlineData("", 2)] // {}
+    [InlineData("{", 1)]
+    [InlineData("{\"a", 4)] // ":0}
+    [InlineData("{\"a\":[1,", 3)] // 0]}
+    [InlineData("{\"a\":\"x\\u00", 4)] // 2 digits, ", }
+    [InlineData("{\"a\":1.", 2)]
+    [InlineData("{\"a\":tr", 3)]
+    [InlineData("{}", 0)]
+    public void The_bytes_needed_to_complete_are_counted(string prefix, int expected)
+    {
+        var r = new JsonRecognizer(SchemaNode.AnyObject);
+        Assert.True(r.Accept(Encoding.UTF8.GetBytes(prefix)));
+        Assert.Equal(expected, r.MinBytesToComplete());
+    }
+
+    [Fact]
+    public void Required_members_count_towards_the_bytes_needed()
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse("""{"type":"object","properties":{"ok":{"type":"boolean"},"n":{"type":"integer"}},"required":["ok","n"]}""");
+        var r = new JsonRecognizer(JsonSchemaCompiler.Compile(doc.RootElement));
+        Assert.Equal("""{"n":0,"ok":true}""".Length, r.MinBytesToComplete());
+        Assert.True(r.Accept("""{"ok":"""u8));
+        Assert.Equal("""true,"n":0}""".Length, r.MinBytesToComplete());
+        // With only 5 bytes left, nothing that opens more structure fits.
+        Assert.False(r.CanAccept("""fal"""u8, 5));
+        Assert.True(r.CanAccept("""false,"n":1"""u8, 1));
     }
 
     [Fact]

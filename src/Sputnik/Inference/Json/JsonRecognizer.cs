@@ -64,14 +64,103 @@ internal sealed class JsonRecognizer
     /// <summary>Complete, and nothing but whitespace could follow: generation can stop.</summary>
     public bool IsFinished => _depth == 0 && _rootDone;
 
+    /// <summary>
+    /// The fewest bytes that complete the value from here (0 when complete): what an answer that must end within a
+    /// token budget has to leave room for.
+    /// </summary>
+    public int MinBytesToComplete()
+    {
+        if (_depth == 0) return _rootDone ? 0 : _root.MinBytes;
+        long total = 0;
+        for (int i = _depth - 1; i >= 0; i--) total += Rest(i);
+        return (int)Math.Min(total, int.MaxValue / 2);
+    }
+
+    /// <summary>Bytes that finish frame <paramref name="i"/> once the frame above it (if any) is finished.</summary>
+    private long Rest(int i)
+    {
+        ref var f = ref _stack[i];
+        var n = f.Node;
+        switch (f.Kind)
+        {
+            case Kind.Number: return f.Step is NumMinus or NumDot or NumE or NumESign ? 1 : 0;
+            case Kind.Literal:
+                int shortest = int.MaxValue;
+                for (int l = f.Lo; l < f.Hi; l++) shortest = Math.Min(shortest, n.Literals[l].Length);
+                return shortest - f.Pos;
+            case Kind.String: return StringRest(in f) + Math.Max(0, n.MinLength - f.Count) + 1;
+            case Kind.Key:
+                int name = ShortestUnseenName(in f, _stack[i - 1].Seen);
+                return name >= 0 ? n.PropertyNames[name].Length - f.Pos : StringRest(in f) + 1;
+            case Kind.Array:
+                int have = f.Step == ArrInValue ? f.Count + 1 : f.Count;
+                int need = Math.Max(f.Step == ArrAfterComma ? 1 : 0, n.MinItems - have);
+                return 1 + (long)need * (n.Items.MinBytes + 1) - (f.Step is ArrOpen or ArrAfterComma && need > 0 ? 1 : 0); // the first needs no comma, or has it
+            default:
+                return ObjectRest(i, in f);
+        }
+    }
+
+    private long ObjectRest(int i, in Frame f)
+    {
+        var n = f.Node;
+        ulong seen = f.Seen;
+        long value = 0;
+        int prop = f.Prop;
+        if (f.Step == ObjAfterKey && i + 1 < _depth) prop = ShortestUnseenName(in _stack[i + 1], seen); // the key is still open
+        if (f.Step is ObjAfterKey or ObjBeforeValue)
+            value = (f.Step == ObjAfterKey ? 1 : 0) + (prop >= 0 ? n.PropertySchemas[prop].MinBytes : 1);
+        if (f.Step is ObjAfterKey or ObjBeforeValue or ObjInValue && prop >= 0) seen |= 1UL << prop;
+        long missing = 0;
+        int count = 0;
+        for (int p = 0; p < n.PropertyNames.Length; p++)
+            if ((n.Required & ~seen & (1UL << p)) != 0) { missing += n.MemberBytes(p); count++; }
+        if (f.Step == ObjOpen && count > 0) missing--; // the first member has no comma
+        if (f.Step == ObjAfterComma)
+        {
+            // A comma is written: some member must follow; without a required one, the cheapest optional one.
+            if (count > 0) missing--;
+            else missing = CheapestOptional(n, seen) - 1;
+        }
+        return value + missing + 1;
+    }
+
+    private static long CheapestOptional(SchemaNode n, ulong seen)
+    {
+        long best = n.AdditionalProperties != null ? 1 + 2 + 1 + n.AdditionalProperties.MinBytes : int.MaxValue;
+        for (int p = 0; p < n.PropertyNames.Length; p++)
+            if ((seen & (1UL << p)) == 0) best = Math.Min(best, n.MemberBytes(p));
+        return best;
+    }
+
+    /// <summary>The shortest declared name a key frame can still become, or −1 (then it ends as an additional property).</summary>
+    private static int ShortestUnseenName(in Frame key, ulong seen)
+    {
+        int best = -1;
+        for (int l = key.Lo; l < key.Hi; l++)
+            if ((seen & (1UL << l)) == 0 && (best < 0 || key.Node.PropertyNames[l].Length < key.Node.PropertyNames[best].Length)) best = l;
+        return best;
+    }
+
+    /// <summary>Bytes that finish an escape or multi-byte character in progress.</summary>
+    private static int StringRest(in Frame f) => f.Step switch
+    {
+        StrEscape => 1,
+        StrHex => 4 - f.Sub + (!f.LowSurrogate && f.Code << (4 * (4 - f.Sub)) is >= 0xD800 and <= 0xDBFF ? 6 : 0),
+        StrLowBackslash => 6,
+        StrLowU => 5,
+        StrUtf8 => f.Sub,
+        _ => 0,
+    };
+
     /// <summary>Whether the bytes would keep the text a valid prefix; the state does not change.</summary>
-    public bool CanAccept(ReadOnlySpan<byte> bytes)
+    public bool CanAccept(ReadOnlySpan<byte> bytes, int maxBytesToComplete = int.MaxValue)
     {
         var s = _scratch ??= new JsonRecognizer(_root);
         CopyTo(s);
         foreach (byte b in bytes)
             if (!s.Push(b)) return false;
-        return true;
+        return maxBytesToComplete == int.MaxValue || s.MinBytesToComplete() <= maxBytesToComplete;
     }
 
     /// <summary>Feeds bytes; false (and the state unchanged) when they would make the text invalid.</summary>
@@ -261,10 +350,17 @@ internal sealed class JsonRecognizer
                 if (continuation < 0 || f.Count >= maxLength) return StringEvent.Reject;
                 f.Count++; // one code point starts here
                 if (b == '\\') f.Step = StrEscape;
-                else if (continuation > 0) { f.Step = StrUtf8; f.Sub = continuation; }
+                else if (continuation > 0)
+                {
+                    // The second byte's range rules out overlong forms, surrogates and code points past U+10FFFF.
+                    f.Step = StrUtf8;
+                    f.Sub = continuation;
+                    f.Code = b switch { 0xE0 => 0xA0BF, 0xED => 0x809F, 0xF0 => 0x90BF, 0xF4 => 0x808F, _ => 0x80BF };
+                }
                 return StringEvent.Ok;
             case StrUtf8:
-                if (b is < 0x80 or > 0xBF) return StringEvent.Reject;
+                if (b < f.Code >> 8 || b > (f.Code & 0xFF)) return StringEvent.Reject;
+                f.Code = 0x80BF;
                 if (--f.Sub == 0) f.Step = StrNormal;
                 return StringEvent.Ok;
             case StrEscape:

@@ -50,15 +50,25 @@ internal static class JsonSchemaCompiler
             var node = Compile(s, "schema");
             foreach (var (n, keyword, at) in _choices) CheckNotSelfStarting(n, keyword, at, []);
             foreach (var (n, keyword, at) in _choices) CheckDistinctStarts(n, keyword, at);
-            foreach (var r in _refs.Values) CheckNotSelfStarting(r, "$ref", "#/" + "$defs", []);
+            foreach (var r in _refs.Values) CheckNotSelfStarting(r, "$ref", "$defs", []);
+            SchemaNode.ComputeMinBytes(_nodes);
             return node;
         }
 
+        private readonly List<SchemaNode> _nodes = [];
+
         public SchemaNode Compile(JsonElement s, string at)
         {
-            var node = new SchemaNode();
+            var node = New();
             Fill(node, s, at);
             return node;
+        }
+
+        private SchemaNode New()
+        {
+            var n = new SchemaNode();
+            _nodes.Add(n);
+            return n;
         }
 
         /// <summary>A value must consume a byte before it can recurse; a loop through $ref/anyOf alone never would.</summary>
@@ -114,7 +124,7 @@ internal static class JsonSchemaCompiler
             string container = path!.StartsWith("#/$defs/", StringComparison.Ordinal) ? "$defs" : "definitions";
             if (!root.TryGetProperty(container, out var defs) || defs.ValueKind != JsonValueKind.Object || !defs.TryGetProperty(name, out var def))
                 throw new JsonSchemaException("$ref", $"'$ref' at {at} points to {path}, which the schema does not define");
-            var node = new SchemaNode();
+            var node = New();
             _refs[path] = node; // registered before compiling, so recursive references find it
             Fill(node, def, path[2..]);
             return node;
@@ -126,6 +136,7 @@ internal static class JsonSchemaCompiler
             var lit = SchemaNode.Literal(values.Select(CompactBytes).ToArray());
             node.Kind = SchemaKind.Literal;
             node.Literals = lit.Literals;
+            node.MinBytes = lit.MinBytes;
         }
 
         private void AnyOf(SchemaNode node, JsonElement list, string keyword, string at)
@@ -165,7 +176,7 @@ internal static class JsonSchemaCompiler
                 throw Bad("type", at, "a type name or a non-empty array of them");
             var alts = t.EnumerateArray().Select(x =>
             {
-                var n = new SchemaNode();
+                var n = New();
                 Single(n, x.GetString()!, s, at);
                 return n;
             }).ToArray();
@@ -207,6 +218,7 @@ internal static class JsonSchemaCompiler
         {
             node.Kind = SchemaKind.Literal;
             node.Literals = literal.Literals;
+            node.MinBytes = literal.MinBytes;
         }
 
         private void Object(SchemaNode node, Keywords f, string at)

@@ -26,8 +26,53 @@ internal sealed class SchemaNode
     {
         var sorted = values.Distinct(ByteArrayComparer.Instance).ToArray();
         Array.Sort(sorted, ByteArrayComparer.Instance);
-        return new SchemaNode { Kind = SchemaKind.Literal, Literals = sorted };
+        return new SchemaNode { Kind = SchemaKind.Literal, Literals = sorted, MinBytes = sorted.Min(l => l.Length) };
     }
+
+    static SchemaNode() => ComputeMinBytes([AnyValue, AnyObject, AnyArray, AnyString, AnyNumber]);
+
+    /// <summary>
+    /// Bytes of the shortest value this node accepts (what closing an answer early costs); set for every node by
+    /// <see cref="ComputeMinBytes"/>.
+    /// </summary>
+    public int MinBytes { get; set; } = Unreachable;
+
+    private const int Unreachable = 1 << 20;
+
+    /// <summary>Shortest-value sizes of a whole (possibly recursive) graph, by iterating to a fixpoint.</summary>
+    public static void ComputeMinBytes(IReadOnlyList<SchemaNode> nodes)
+    {
+        for (bool changed = true; changed;)
+        {
+            changed = false;
+            foreach (var n in nodes)
+            {
+                int v = Math.Min(n.LocalMinBytes(), Unreachable);
+                if (v < n.MinBytes) { n.MinBytes = v; changed = true; }
+            }
+        }
+    }
+
+    private int LocalMinBytes()
+    {
+        switch (Kind)
+        {
+            case SchemaKind.Any or SchemaKind.Number or SchemaKind.Integer: return 1;
+            case SchemaKind.String: return 2 + MinLength;
+            case SchemaKind.Literal: return Literals.Min(l => l.Length);
+            case SchemaKind.Ref: return Target!.MinBytes;
+            case SchemaKind.AnyOf: return Alternatives.Min(a => a.MinBytes);
+            case SchemaKind.Array: return 2 + MinItems * (Items.MinBytes + 1) - (MinItems > 0 ? 1 : 0);
+            default:
+                long total = 2, count = 0;
+                for (int i = 0; i < PropertyNames.Length; i++)
+                    if ((Required & (1UL << i)) != 0) { total += MemberBytes(i); count++; }
+                return (int)Math.Min(total - (count > 0 ? 1 : 0), Unreachable);
+        }
+    }
+
+    /// <summary>,"name":value — the shortest way to add property <paramref name="i"/> after another member.</summary>
+    public int MemberBytes(int i) => 1 + PropertyNames[i].Length + 1 + PropertySchemas[i].MinBytes;
 
     public SchemaKind Kind { get; set; }
 
