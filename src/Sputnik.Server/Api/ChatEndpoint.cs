@@ -31,7 +31,10 @@ internal static class ChatEndpoint
             int budget = req.ThinkingBudget ?? (req.ReasoningEffort != null ? EffortBudget(req.ReasoningEffort) : int.MaxValue);
             reasoning = new ReasoningOptions { MaxThinkingTokens = budget, StartsInThinking = prompt.StartsInThinking };
         }
-        var options = new GenerationOptions { MaxTokens = maxTokens, Sampling = req.Sampling, StopStrings = req.Stop, Reasoning = reasoning };
+        var options = new GenerationOptions
+        {
+            MaxTokens = maxTokens, Sampling = req.Sampling, StopStrings = req.Stop, Reasoning = reasoning, ResponseSchema = req.ResponseSchema,
+        };
         var job = new InferenceJob(prompt.Tokens, options, ctx.RequestAborted, req.TopLogprobs);
         host.Scheduler.Submit(job);
 

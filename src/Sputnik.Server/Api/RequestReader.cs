@@ -1,13 +1,14 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Sputnik.Inference;
+using Sputnik.Inference.Json;
 
 namespace Sputnik.Server.Api;
 
 /// <summary>A /v1/chat/completions body, checked.</summary>
 internal sealed record ChatRequest(
     string? Model, List<ChatMessage> Messages, bool Stream, bool IncludeUsage, int? MaxTokens,
-    SamplingOptions Sampling, IReadOnlyList<string> Stop, bool JsonObject, List<object?>? Tools, string? ToolChoice,
+    SamplingOptions Sampling, IReadOnlyList<string> Stop, SchemaNode? ResponseSchema, List<object?>? Tools, string? ToolChoice,
     int TopLogprobs, string? ReasoningEffort, bool? ThinkingEnabled, int? ThinkingBudget);
 
 /// <summary>A /v1/completions body, checked.</summary>
@@ -46,25 +47,7 @@ internal static class RequestReader
         foreach (var m in msgs.EnumerateArray()) messages.Add(Message(m, i++));
         if (messages.Count == 0) throw f.Bad("messages", "a non-empty array of messages");
 
-        bool jsonObject = false;
-        if (f.Has("response_format"))
-        {
-            var rf = f.Object("response_format");
-            string type = rf.String("type") ?? throw ApiException.BadRequest("'response_format.type' is required", "response_format.type");
-            switch (type)
-            {
-                case "text": break;
-                case "json_object":
-                    jsonObject = true;
-                    if (!messages.Any(m => m.Content?.Contains("json", StringComparison.OrdinalIgnoreCase) == true))
-                        throw ApiException.BadRequest("'messages' must contain the word 'json' in some form to use 'response_format' of type 'json_object'", "response_format");
-                    break;
-                case "json_schema":
-                    throw ApiException.BadRequest("response_format 'json_schema' needs constrained decoding, which this server does not have yet", "response_format.type", "unsupported_value");
-                default:
-                    throw ApiException.BadRequest($"response_format type '{type}' is unknown (text, json_object)", "response_format.type");
-            }
-        }
+        var responseSchema = ResponseFormat(f, messages);
 
         List<object?>? tools = null;
         if (f.Get("tools") is { } t)
@@ -106,7 +89,45 @@ internal static class RequestReader
         return new ChatRequest(
             f.String("model"), messages, f.Bool("stream") ?? false,
             f.Has("stream_options") && streamOptions.Bool("include_usage") == true,
-            MaxTokens(f), Sampling(f), f.StopStrings(), jsonObject, tools, toolChoice, topLogprobs, effort, thinking, budget);
+            MaxTokens(f), Sampling(f), f.StopStrings(), responseSchema, tools, toolChoice, topLogprobs, effort, thinking, budget);
+    }
+
+    /// <summary>
+    /// response_format → the compiled schema the answer is constrained to: json_object is any object, json_schema
+    /// OpenAI's {"type":"json_schema","json_schema":{"name":…,"schema":{…},"strict":true}}; null for text.
+    /// </summary>
+    private static SchemaNode? ResponseFormat(JsonFields f, List<ChatMessage> messages)
+    {
+        if (!f.Has("response_format")) return null;
+        var rf = f.Object("response_format");
+        string type = rf.String("type") ?? throw ApiException.BadRequest("'response_format.type' is required", "response_format.type");
+        switch (type)
+        {
+            case "text":
+                return null;
+            case "json_object":
+                // OpenAI's rule: without the word in the prompt, the model has no idea it should write JSON.
+                if (!messages.Any(m => m.Content?.Contains("json", StringComparison.OrdinalIgnoreCase) == true))
+                    throw ApiException.BadRequest("'messages' must contain the word 'json' in some form to use 'response_format' of type 'json_object'", "response_format");
+                return SchemaNode.AnyObject;
+            case "json_schema":
+                var js = rf.Object("json_schema");
+                if (js.String("name") is { } name && (name.Length is 0 or > 64 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-')))
+                    throw ApiException.BadRequest("'response_format.json_schema.name' must be 1 to 64 letters, digits, '_' or '-'", "response_format.json_schema.name");
+                js.Bool("strict");
+                if (js.Get("schema") is not { ValueKind: JsonValueKind.Object or JsonValueKind.True } schema)
+                    throw js.Bad("schema", "a JSON schema object");
+                try
+                {
+                    return JsonSchemaCompiler.Compile(schema);
+                }
+                catch (JsonSchemaException ex)
+                {
+                    throw ApiException.BadRequest(ex.Message, "response_format.json_schema.schema", "unsupported_schema");
+                }
+            default:
+                throw ApiException.BadRequest($"response_format type '{type}' is unknown (text, json_object, json_schema)", "response_format.type");
+        }
     }
 
     public static CompletionRequest Completion(JsonElement body)

@@ -14,6 +14,8 @@ internal sealed record GenerationOptions
     public bool StopAtEndOfGeneration { get; init; } = true;
     /// <summary>Track &lt;think&gt; reasoning (and enforce its budget); null for plain completion.</summary>
     public ReasoningOptions? Reasoning { get; init; }
+    /// <summary>Constrain the answer to JSON this compiled schema accepts (response_format); null for free text.</summary>
+    public Json.SchemaNode? ResponseSchema { get; init; }
 }
 
 /// <summary>Why generation ended.</summary>
@@ -118,6 +120,7 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         var parser = reasoning == null ? null : new ReasoningParser(reasoning.StartsInThinking);
         int thinkingTokens = 0;
         bool forcedClose = false;
+        var constraint = options.ResponseSchema is { } schema ? new Json.JsonTokenConstraint(schema, Tokenizer, parser) : null;
 
         while (stats.GeneratedTokens < options.MaxTokens)
         {
@@ -143,7 +146,20 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
                 if (closing.Length > 0) Model.Forward(state, closing);
             }
 
-            int token = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history));
+            if (constraint != null) constraint.Budget = Math.Min(options.MaxTokens - stats.GeneratedTokens, state.Capacity - state.Position + 1);
+            int token = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history), constraint);
+            if (token < 0 && constraint is { BudgetRelaxed: false })
+            {
+                constraint.RelaxBudget();
+                token = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history), constraint);
+            }
+            if (token < 0)
+            {
+                // The constraint allows no token of this vocabulary: end rather than break the format.
+                stats.FinishReason = FinishReason.Stop;
+                yield break;
+            }
+            constraint?.Accept(token);
             history.Add(token);
             stats.GeneratedTokens++;
             if (parser?.State == ReasoningParser.Phase.Thinking) { thinkingTokens++; stats.ReasoningTokens++; }
@@ -160,6 +176,13 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
                 stats.FinishReason = FinishReason.Stop;
                 stats.StopString = stops.Matched;
                 yield return Final(token, text, parser);
+                yield break;
+            }
+            if (constraint is { IsFinished: true })
+            {
+                // The JSON value is complete: nothing but whitespace could follow, so the answer ends here.
+                stats.FinishReason = FinishReason.Stop;
+                yield return Final(token, text + stops.Push(decoder.Flush()) + stops.Flush(), parser);
                 yield break;
             }
             bool last = stats.GeneratedTokens >= options.MaxTokens;

@@ -81,6 +81,19 @@ internal sealed class ReasoningParser
 
     private bool _reasoningStarted;
 
+    /// <summary>
+    /// The answer text pushing <paramref name="text"/> would release, without pushing it: null while the text would
+    /// leave the parser outside the answer (still before or inside thinking).
+    /// </summary>
+    public string? PreviewAnswer(string text)
+    {
+        var saved = (_pending, State, ThinkingClosed, _answerStarted, _reasoningStarted);
+        var delta = Push(text);
+        bool answer = State == Phase.Answer;
+        (_pending, State, ThinkingClosed, _answerStarted, _reasoningStarted) = saved;
+        return answer ? delta.Content : null;
+    }
+
     // The newline after <think> is layout; drop it once, at the very start of the reasoning.
     private string StripLeadingNewline(string reasoning)
     {

@@ -25,23 +25,93 @@ internal sealed class Sampler
 
     public SamplingOptions Options => _options;
 
-    /// <summary>Chooses a token. <paramref name="history"/> is every token of the sequence so far (for penalties).</summary>
-    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history)
+    /// <summary>
+    /// Chooses a token. <paramref name="history"/> is every token of the sequence so far (for penalties). With a
+    /// <paramref name="filter"/>, only tokens it allows can be chosen (the sampling chain runs on the allowed ones);
+    /// −1 when it allows none.
+    /// </summary>
+    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history, ITokenFilter? filter = null)
     {
         var o = _options;
         int n = logits.Length;
         var values = _values.AsSpan(0, n);
         logits.CopyTo(values);
         ApplyPenalties(values, history);
-        if (o.IsGreedy) return TensorPrimitives.IndexOfMax(values);
+        if (o.IsGreedy)
+        {
+            // The best token is usually allowed; only when it is not, walk the rest in descending order.
+            int best = TensorPrimitives.IndexOfMax(values);
+            if (filter == null || filter.Allows(best)) return best;
+            return AllowedInOrder(logits, history, filter, 1, 0f) > 0 ? _allowedIds![0] : -1;
+        }
 
         var ids = _ids.AsSpan(0, n);
         for (int i = 0; i < n; i++) ids[i] = i;
         int k = o.TopK > 0 ? Math.Min(o.TopK, n) : n;
         SelectTop(values, ids, k);
         // Candidates [0, k) are now sorted by descending logit.
-        var cand = values[..k];
+        if (filter != null && !AllAllowed(ids[..k], filter))
+        {
+            k = AllowedInOrder(logits, history, filter, k, o.MinP);
+            if (k == 0) return -1;
+            values = _allowedValues;
+            ids = _allowedIds;
+        }
+        return Draw(values, ids, k);
+    }
 
+    private static bool AllAllowed(ReadOnlySpan<int> ids, ITokenFilter filter)
+    {
+        foreach (int id in ids)
+            if (!filter.Allows(id)) return false;
+        return true;
+    }
+
+    private float[]? _allowedValues;
+    private int[]? _allowedIds;
+
+    /// <summary>
+    /// The best <paramref name="k"/> allowed tokens, sorted by descending logit, into the allowed buffers; returns
+    /// how many there are. Pops a max-heap of the whole vocabulary lazily, so only as many tokens are tested as it
+    /// takes: it stops at k, or once logits fall below what min-p (or, without it, e^-30 of the best allowed token)
+    /// would drop anyway.
+    /// </summary>
+    private int AllowedInOrder(ReadOnlySpan<float> logits, ReadOnlySpan<int> history, ITokenFilter filter, int k, float minP)
+    {
+        int n = logits.Length;
+        var values = _values.AsSpan(0, n);
+        var ids = _ids.AsSpan(0, n);
+        logits.CopyTo(values);
+        ApplyPenalties(values, history);
+        for (int i = 0; i < n; i++) ids[i] = i;
+        _allowedValues ??= new float[n];
+        _allowedIds ??= new int[n];
+        for (int i = n / 2 - 1; i >= 0; i--) SiftDownMax(values, ids, i, n);
+        int found = 0, size = n;
+        float floor = float.NegativeInfinity;
+        while (size > 0 && found < k)
+        {
+            float v = values[0];
+            int id = ids[0];
+            if (v < floor || float.IsNegativeInfinity(v)) break;
+            size--;
+            values[0] = values[size];
+            ids[0] = ids[size];
+            SiftDownMax(values, ids, 0, size);
+            if (!filter.Allows(id)) continue;
+            if (found == 0) floor = v + (minP > 0 ? MathF.Log(minP) : -30f);
+            _allowedValues[found] = v;
+            _allowedIds[found] = id;
+            found++;
+        }
+        return found;
+    }
+
+    /// <summary>Top-p → min-p → temperature → draw over candidates sorted by descending logit (overwrites their values).</summary>
+    private int Draw(Span<float> values, Span<int> ids, int k)
+    {
+        var o = _options;
+        var cand = values[..k];
         if (o.TopP < 1f || o.MinP > 0f)
         {
             // Probabilities at temperature 1, as llama.cpp's top-p and min-p see them.
@@ -142,6 +212,23 @@ internal sealed class Sampler
         }
     }
 
+    // Max-heap order; ties put the lower id on top, as the sorted paths do.
+    private static void SiftDownMax(Span<float> v, Span<int> ids, int i, int n)
+    {
+        while (true)
+        {
+            int l = 2 * i + 1, r = l + 1, m = i;
+            if (l < n && Above(v[l], ids[l], v[m], ids[m])) m = l;
+            if (r < n && Above(v[r], ids[r], v[m], ids[m])) m = r;
+            if (m == i) return;
+            (v[i], v[m]) = (v[m], v[i]);
+            (ids[i], ids[m]) = (ids[m], ids[i]);
+            i = m;
+        }
+    }
+
+    private static bool Above(float a, int ia, float b, int ib) => a > b || (a == b && ia < ib);
+
     private static void SiftDown(Span<float> v, Span<int> ids, int i, int n)
     {
         while (true)
@@ -155,6 +242,12 @@ internal sealed class Sampler
             i = m;
         }
     }
+}
+
+/// <summary>Says which tokens may come next (constrained decoding); asked only about tokens the sampler considers.</summary>
+internal interface ITokenFilter
+{
+    bool Allows(int token);
 }
 
 /// <summary>xoshiro256** — a small, fast generator whose sequence is fixed by the seed on every platform.</summary>

@@ -72,4 +72,49 @@ public class GeneratorTests
         Assert.Equal(7, steps.Count);
         Assert.Equal(FinishReason.Length, stats.FinishReason);
     }
+
+    [Fact]
+    public void A_response_schema_makes_the_answer_valid_json_and_stops_when_the_value_is_complete()
+    {
+        using var m = Load();
+        var gen = new Generator(m.Model, m.Tokenizer);
+        using var schema = System.Text.Json.JsonDocument.Parse(
+            """{"type":"object","properties":{"ok":{"type":"boolean"},"n":{"type":"integer"}},"required":["ok","n"],"additionalProperties":false}""");
+        var options = new GenerationOptions
+        {
+            MaxTokens = 120,
+            Sampling = SamplingOptions.Greedy,
+            ResponseSchema = Sputnik.Inference.Json.JsonSchemaCompiler.Compile(schema.RootElement),
+        };
+        var stats = new GenerationStats();
+        string text = string.Concat(gen.Generate(m.CreateState(), m.Tokenizer.Encode("Once upon a time"), options, stats).Select(t => t.Text));
+        Assert.Equal(FinishReason.Stop, stats.FinishReason);
+        using var doc = System.Text.Json.JsonDocument.Parse(text);
+        Assert.True(doc.RootElement.GetProperty("ok").ValueKind is System.Text.Json.JsonValueKind.True or System.Text.Json.JsonValueKind.False);
+        Assert.True(doc.RootElement.GetProperty("n").TryGetInt64(out _));
+    }
+
+    [Fact]
+    public void With_reasoning_the_constraint_starts_after_thinking()
+    {
+        using var m = Load();
+        var gen = new Generator(m.Model, m.Tokenizer);
+        using var schema = System.Text.Json.JsonDocument.Parse("""{"type":"object","properties":{"done":{"type":"boolean"}},"required":["done"],"additionalProperties":false}""");
+        var options = new GenerationOptions
+        {
+            MaxTokens = 150,
+            Sampling = SamplingOptions.Greedy,
+            Reasoning = new ReasoningOptions { MaxThinkingTokens = 8, StartsInThinking = true, Cue = "" },
+            ResponseSchema = Sputnik.Inference.Json.JsonSchemaCompiler.Compile(schema.RootElement),
+        };
+        var stats = new GenerationStats();
+        var steps = gen.Generate(m.CreateState(), m.Tokenizer.Encode("Once upon a time"), options, stats).ToList();
+        string reasoning = string.Concat(steps.Select(s => s.Split!.Value.Reasoning));
+        string content = string.Concat(steps.Select(s => s.Split!.Value.Content));
+        Assert.Equal(8, stats.ReasoningTokens);
+        Assert.Contains(' ', reasoning.Trim()); // free text: the story model's words, not JSON
+        Assert.Equal(FinishReason.Stop, stats.FinishReason);
+        using var doc = System.Text.Json.JsonDocument.Parse(content);
+        Assert.True(doc.RootElement.GetProperty("done").ValueKind is System.Text.Json.JsonValueKind.True or System.Text.Json.JsonValueKind.False);
+    }
 }

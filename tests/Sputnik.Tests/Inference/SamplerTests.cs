@@ -73,6 +73,53 @@ public class SamplerTests
         Assert.Equal(1, freq.Sample(Logits(3, 2, 0), [0, 0, 0]));
     }
 
+    private sealed class Only(params int[] allowed) : ITokenFilter
+    {
+        public int Asked { get; private set; }
+        public bool Allows(int token)
+        {
+            Asked++;
+            return allowed.Contains(token);
+        }
+    }
+
+    [Fact]
+    public void Greedy_with_a_filter_picks_the_highest_allowed_logit()
+    {
+        var s = new Sampler(SamplingOptions.Greedy, 6);
+        Assert.Equal(3, s.Sample(Logits(0, 9, 2, 5, 4, 5), [], new Only(0, 3, 5))); // 3 and 5 tie: the lower id wins
+        Assert.Equal(0, s.Sample(Logits(0, 9, 2, 5, 4, 5), [], new Only(0)));
+        Assert.Equal(-1, s.Sample(Logits(0, 9, 2, 5, 4, 5), [], new Only()));
+        // When the best token is allowed, it is the only one asked about.
+        var f = new Only(1);
+        Assert.Equal(1, s.Sample(Logits(0, 9, 2, 5, 4, 5), [], f));
+        Assert.Equal(1, f.Asked);
+    }
+
+    [Fact]
+    public void Sampling_with_a_filter_draws_only_allowed_tokens_in_softmax_proportion()
+    {
+        // Allowed: 2 and 4, with probabilities 1:3 among themselves; the much likelier 0 is never drawn.
+        var s = new Sampler(new SamplingOptions { Temperature = 1, TopK = 2, TopP = 1, MinP = 0, Seed = 5 }, 5);
+        var logits = Logits(10, 9, 0, -50, MathF.Log(3));
+        int fours = 0, n = 20000;
+        for (int i = 0; i < n; i++)
+        {
+            int t = s.Sample(logits, [], new Only(2, 4));
+            Assert.True(t is 2 or 4, $"drew {t}");
+            if (t == 4) fours++;
+        }
+        Assert.InRange(fours / (double)n, 0.73, 0.77);
+    }
+
+    [Fact]
+    public void Sampling_with_a_filter_applies_min_p_to_the_allowed_tokens()
+    {
+        // Among the allowed, token 3 is e^-5 of token 1: min-p 0.05 drops it.
+        var s = new Sampler(new SamplingOptions { Temperature = 1, TopK = 0, TopP = 1, MinP = 0.05f, Seed = 1 }, 4);
+        for (int i = 0; i < 200; i++) Assert.Equal(1, s.Sample(Logits(20, 5, 19, 0), [], new Only(1, 3)));
+    }
+
     [Theory]
     [InlineData(float.NaN, 40, 0.9f, 0.1f)]
     [InlineData(1f, -1, 0.9f, 0.1f)]

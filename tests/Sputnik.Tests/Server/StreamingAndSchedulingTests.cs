@@ -122,6 +122,40 @@ public sealed class StreamingAndSchedulingTests
     }
 
     [Fact]
+    public async Task ManyConcurrentDisconnectsLeaveNoBusySlotOrQueuedJob()
+    {
+        await using var s = await TestServer.StartAsync(o => o with
+        {
+            Parallel = 4, StepDelay = TimeSpan.FromMilliseconds(5), KeepAliveInterval = TimeSpan.FromMilliseconds(20),
+        });
+        // 16 streams on 4 slots: some hang up while generating, others while still queued (after a keep-alive).
+        var clients = Enumerable.Range(0, 16).Select(async i =>
+        {
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+            using var req = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = TestServer.Json(TestServer.ChatBody(user: $"Story {i}", maxTokens: 300, stream: true)),
+            };
+            var resp = await s.Client.SendAsync(req, HttpCompletionOption.ResponseHeadersRead, cts.Token);
+            Assert.Equal(HttpStatusCode.OK, resp.StatusCode);
+            var stream = await resp.Content.ReadAsStreamAsync(cts.Token);
+            Assert.True(await stream.ReadAsync(new byte[64], cts.Token) > 0);
+            cts.Cancel();
+            resp.Dispose();
+        }).ToArray();
+        await Task.WhenAll(clients);
+        Assert.True(await s.WaitIdleAsync(TimeSpan.FromSeconds(10)), "slots or queue stayed busy after every client left");
+        var metrics = await s.Client.GetStringAsync("/metrics", Ct);
+        Assert.Contains("sputnik_slots_active 0", metrics);
+        Assert.Contains("sputnik_queue_depth 0", metrics);
+        long generated = long.Parse(metrics.Split('\n').First(l => l.StartsWith("sputnik_generated_tokens_total ", StringComparison.Ordinal)).Split(' ')[1]);
+        Assert.True(generated < 16 * 300, $"generation went on after the disconnects ({generated} tokens)");
+        // Every slot serves again.
+        var after = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => s.PostAsync("/v1/chat/completions", TestServer.ChatBody(maxTokens: 3))));
+        Assert.All(after, r => Assert.Equal(200, r.Status));
+    }
+
+    [Fact]
     public async Task FullQueueIs429WithRetryAfterAndQueuedStreamsGetKeepAlives()
     {
         await using var s = await TestServer.StartAsync(o => o with
