@@ -74,16 +74,28 @@ internal static unsafe partial class MatVec
                 for (int i = 0; i < nb; i++)
                 {
                     Span<byte> blk = scratch.Slice(i * 34, 34);
-                    LegacyQuants.QuantQ8_0(x.Slice(i * 32, 32), blk);
-                    int s = 0;
-                    for (int j = 0; j < 32; j++) s += (sbyte)blk[2 + j];
+                    int s;
+                    if (ActivationQuant.IsAccelerated)
+                    {
+                        fixed (float* xp = x.Slice(i * 32, 32))
+                        fixed (byte* bp = blk)
+                            s = ActivationQuant.Q8_0(xp, bp);
+                    }
+                    else
+                    {
+                        LegacyQuants.QuantQ8_0(x.Slice(i * 32, 32), blk);
+                        s = 0;
+                        for (int j = 0; j < 32; j++) s += (sbyte)blk[2 + j];
+                    }
                     scales[i] = FloatConvert.ReadHalf(blk, 0);
                     sums[i] = scales[i] * s;
                 }
                 break;
             }
             default:
-                Quant.Row(GgmlType.Q8_K, x, scratch.Slice(0, need));
+                if (ActivationQuant.IsAccelerated)
+                    for (int i = 0; i < x.Length / 256; i++) ActivationQuant.Q8K(x.Slice(i * 256, 256), scratch.Slice(i * 292, 292));
+                else Quant.Row(GgmlType.Q8_K, x, scratch.Slice(0, need));
                 break;
         }
     }
