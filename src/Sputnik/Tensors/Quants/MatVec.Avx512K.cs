@@ -79,47 +79,51 @@ internal static unsafe partial class MatVec
     internal static Vector512<short> KScalePair(Vector256<short> scalesMins, int c) =>
         Avx512BW.PermuteVar32x16(scalesMins.ToVector512Unsafe(), (Vector512<short>.Indices >>> 4) + Vector512.Create((short)(2 * c)));
 
-    /// <summary>m0 m0 m1 m1 … m7 m7 as shorts, to pair with the 16 bsums: one vpermw from <see cref="KScalesMins"/>.</summary>
+    /// <summary>
+    /// dmin·m0 dmin·m0 dmin·m1 dmin·m1 … dmin·m7 dmin·m7 as floats: the min term of a super-block is this times the
+    /// token's float block sums (bsum·d of each 16 quants), one FMA per token.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<short> KMins(Vector256<short> scalesMins) =>
-        Avx512BW.VL.PermuteVar16x16(scalesMins, (Vector256<short>.Indices >>> 1) + Vector256.Create((short)8));
+    internal static Vector512<float> KMins(Vector256<short> scalesMins, float dmin)
+    {
+        var pairs = Avx512BW.VL.PermuteVar16x16(scalesMins, (Vector256<short>.Indices >>> 1) + Vector256.Create((short)8));
+        return Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(pairs)) * Vector512.Create(dmin);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Scaled512(Vector512<byte> q, byte* x, Vector512<short> scale) =>
         Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q, Vector512.Load((sbyte*)x)), scale);
 
-    /// <summary>One Q4_K/Q5_K super-block against one Q8_K block: the result is Σacc − ΣmAcc.</summary>
+    /// <summary>
+    /// One Q4_K/Q5_K super-block against one Q8_K block (<paramref name="a"/>) whose float block sums are at
+    /// <paramref name="floatSums"/>: the result is Σacc − ΣmAcc.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void KToken(Vector512<byte> q0, Vector512<byte> q1, Vector512<byte> q2, Vector512<byte> q3,
-        Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3, Vector256<short> mins,
-        byte* a, float d, float dmin, ref Vector512<float> acc, ref Vector256<float> mAcc)
+        Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3, Vector512<float> mins,
+        byte* a, float* floatSums, float d, ref Vector512<float> acc, ref Vector512<float> mAcc)
     {
         byte* x = a + 4;
         var sumi = Scaled512(q0, x, s0) + Scaled512(q1, x + 64, s1) + (Scaled512(q2, x + 128, s2) + Scaled512(q3, x + 192, s3));
-        float dx = *(float*)a;
-        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(dx * d), acc);
-        var mt = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(a + KQuants.Q8KBsumsOffset)), mins);
-        mAcc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(mt), Vector256.Create(dx * dmin), mAcc);
+        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(*(float*)a * d), acc);
+        mAcc = Avx512F.FusedMultiplyAdd(mins, Vector512.Load(floatSums), mAcc);
     }
-
-    private static float DotQ4_KAvx512(byte* w, byte* a, int nb) => DotK512(w, a, nb, false);
-
-    private static float DotQ5_KAvx512(byte* w, byte* a, int nb) => DotK512(w, a, nb, true);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float DotK512(byte* w, byte* a, int nb, bool q5)
     {
         var acc = Vector512<float>.Zero;
-        var mAcc = Vector256<float>.Zero;
+        var mAcc = Vector512<float>.Zero;
         int blockBytes = q5 ? 176 : 144;
-        for (int i = 0; i < nb; i++, w += blockBytes, a += Q8K)
+        float* fs = (float*)(a + nb * Q8KBlockBytes);
+        for (int i = 0; i < nb; i++, w += blockBytes, a += Q8K, fs += 16)
         {
             var sm = KScalesMins(w + 4);
             KToken(KQuants512(w, 0, q5), KQuants512(w, 1, q5), KQuants512(w, 2, q5), KQuants512(w, 3, q5),
-                KScalePair(sm, 0), KScalePair(sm, 1), KScalePair(sm, 2), KScalePair(sm, 3), KMins(sm),
-                a, Half(w), Half(w + 2), ref acc, ref mAcc);
+                KScalePair(sm, 0), KScalePair(sm, 1), KScalePair(sm, 2), KScalePair(sm, 3), KMins(sm, Half(w + 2)),
+                a, fs, Half(w), ref acc, ref mAcc);
         }
-        return Vector512.Sum(acc) - Vector256.Sum(mAcc);
+        return Vector512.Sum(acc) - Vector512.Sum(mAcc);
     }
 
     /// <summary>
@@ -151,36 +155,41 @@ internal static unsafe partial class MatVec
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<short> Q6Scales(byte* w) => Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(w + KQuants.Q6KScalesOffset)));
 
+    /// <summary>32·d·scale_j as 16 floats: Q6_K's −32 offset is this times the token's float block sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Q6Offsets(Vector256<short> scales, float d) =>
+        Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(scales)) * Vector512.Create(32 * d);
+
     /// <summary>Scales 4k..4k+3, each repeated for the 8 shorts of its 16 weights.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<short> Q6Scale512(Vector256<short> scales, int k) =>
         Avx512BW.PermuteVar32x16(scales.ToVector512(), (Vector512<short>.Indices >>> 3) + Vector512.Create((short)(4 * k)));
 
-    /// <summary>One Q6_K super-block against one Q8_K block: the result is Σacc − ΣoffAcc (the −32 offset as 32·Σ scale·bsum).</summary>
+    /// <summary>One Q6_K super-block against one Q8_K block: the result is Σacc − ΣoffAcc.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Q6Token(Vector512<byte> q0, Vector512<byte> q1, Vector512<byte> q2, Vector512<byte> q3,
-        Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3, Vector256<short> scales,
-        byte* a, float d, ref Vector512<float> acc, ref Vector256<float> offAcc)
+        Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3, Vector512<float> offsets,
+        byte* a, float* floatSums, float d, ref Vector512<float> acc, ref Vector512<float> offAcc)
     {
         byte* x = a + 4;
         var sumi = Scaled512(q0, x, s0) + Scaled512(q1, x + 64, s1) + (Scaled512(q2, x + 128, s2) + Scaled512(q3, x + 192, s3));
-        float dd = *(float*)a * d;
-        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(dd), acc);
-        var off = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(a + KQuants.Q8KBsumsOffset)), scales);
-        offAcc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(off), Vector256.Create(32 * dd), offAcc);
+        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sumi), Vector512.Create(*(float*)a * d), acc);
+        offAcc = Avx512F.FusedMultiplyAdd(offsets, Vector512.Load(floatSums), offAcc);
     }
 
     private static float DotQ6_KAvx512(byte* w, byte* a, int nb)
     {
         var acc = Vector512<float>.Zero;
-        var offAcc = Vector256<float>.Zero;
-        for (int i = 0; i < nb; i++, w += 210, a += Q8K)
+        var offAcc = Vector512<float>.Zero;
+        float* fs = (float*)(a + nb * Q8KBlockBytes);
+        for (int i = 0; i < nb; i++, w += 210, a += Q8K, fs += 16)
         {
             var sc = Q6Scales(w);
+            float d = Half(w + KQuants.Q6KDOffset);
             Q6Token(Q6Quants512(w, 0), Q6Quants512(w, 1), Q6Quants512(w, 2), Q6Quants512(w, 3),
-                Q6Scale512(sc, 0), Q6Scale512(sc, 1), Q6Scale512(sc, 2), Q6Scale512(sc, 3), sc,
-                a, Half(w + KQuants.Q6KDOffset), ref acc, ref offAcc);
+                Q6Scale512(sc, 0), Q6Scale512(sc, 1), Q6Scale512(sc, 2), Q6Scale512(sc, 3), Q6Offsets(sc, d),
+                a, fs, d, ref acc, ref offAcc);
         }
-        return Vector512.Sum(acc) - Vector256.Sum(offAcc);
+        return Vector512.Sum(acc) - Vector512.Sum(offAcc);
     }
 }

@@ -21,6 +21,9 @@ internal enum KernelPath
 /// </summary>
 internal static unsafe partial class MatVec
 {
+    /// <summary>Bytes of one Q8_K activation block, and of the float copy of its 16 block sums stored after all blocks.</summary>
+    internal const int Q8KBlockBytes = 292, Q8KFloatSumsBytes = 64;
+
     internal static readonly KernelPath DefaultPath =
         Vector512.IsHardwareAccelerated && Avx512BW.IsSupported && Avx512F.IsSupported ? KernelPath.Avx512
         : Vector256.IsHardwareAccelerated && Avx2.IsSupported && Fma.IsSupported ? KernelPath.Avx2
@@ -50,7 +53,7 @@ internal static unsafe partial class MatVec
         {
             GgmlType.F32 => cols * 4,
             GgmlType.Q8_0 => cols / 32 * (34 + 4 + 4),
-            _ => cols / 256 * 292,
+            _ => cols / 256 * (Q8KBlockBytes + Q8KFloatSumsBytes),
         };
     }
 
@@ -93,10 +96,24 @@ internal static unsafe partial class MatVec
                 break;
             }
             default:
+            {
+                int nb = x.Length / 256;
                 if (ActivationQuant.IsAccelerated)
-                    for (int i = 0; i < x.Length / 256; i++) ActivationQuant.Q8K(x.Slice(i * 256, 256), scratch.Slice(i * 292, 292));
-                else Quant.Row(GgmlType.Q8_K, x, scratch.Slice(0, need));
+                    for (int i = 0; i < nb; i++) ActivationQuant.Q8K(x.Slice(i * 256, 256), scratch.Slice(i * Q8KBlockBytes, Q8KBlockBytes));
+                else Quant.Row(GgmlType.Q8_K, x, scratch.Slice(0, nb * Q8KBlockBytes));
+                // After the blocks: each block's 16 sums of 16 quants times its scale, as floats. The K-quant
+                // kernels take their min/offset terms as one float FMA against these instead of an integer
+                // multiply-add, a conversion and a scalar multiply per block and token.
+                Span<float> floatSums = MemoryMarshal.Cast<byte, float>(scratch.Slice(nb * Q8KBlockBytes, nb * Q8KFloatSumsBytes));
+                for (int i = 0; i < nb; i++)
+                {
+                    var blk = scratch.Slice(i * Q8KBlockBytes, Q8KBlockBytes);
+                    float d = MemoryMarshal.Read<float>(blk);
+                    var bsums = MemoryMarshal.Cast<byte, short>(blk.Slice(KQuants.Q8KBsumsOffset, 32));
+                    for (int j = 0; j < 16; j++) floatSums[i * 16 + j] = bsums[j] * d;
+                }
                 break;
+            }
         }
     }
 
@@ -172,9 +189,9 @@ internal static unsafe partial class MatVec
             case GgmlType.Q5_1:
                 return path == KernelPath.Scalar ? DotQ5_1Scalar(w, a, sums, nb32) : DotQ5Avx2(w, a, sums, nb32, true);
             case GgmlType.Q4_K:
-                return path switch { KernelPath.Avx512 => DotQ4_KAvx512(w, a, nbK), KernelPath.Avx2 => DotQ4_KAvx2(w, a, nbK), _ => DotQ4_KScalar(w, a, nbK) };
+                return path switch { KernelPath.Avx512 => DotK512(w, a, nbK, false), KernelPath.Avx2 => DotQ4_KAvx2(w, a, nbK), _ => DotQ4_KScalar(w, a, nbK) };
             case GgmlType.Q5_K:
-                return path switch { KernelPath.Avx512 => DotQ5_KAvx512(w, a, nbK), KernelPath.Avx2 => DotQ5_KAvx2(w, a, nbK), _ => DotQ5_KScalar(w, a, nbK) };
+                return path switch { KernelPath.Avx512 => DotK512(w, a, nbK, true), KernelPath.Avx2 => DotQ5_KAvx2(w, a, nbK), _ => DotQ5_KScalar(w, a, nbK) };
             case GgmlType.Q6_K:
                 return path switch { KernelPath.Avx512 => DotQ6_KAvx512(w, a, nbK), KernelPath.Avx2 => DotQ6_KAvx2(w, a, nbK), _ => DotQ6_KScalar(w, a, nbK) };
             default:
