@@ -25,7 +25,7 @@ internal sealed class ModelHost : IDisposable
         var cache = (options.CacheRamMb > 0 || options.CacheDir != null) && model.Model is Sputnik.Models.DecoderModel
             ? new PromptCache(options.CacheRamMb * 1024L * 1024L, options.CacheDir, Identity + "|ctx" + model.ContextLength, c.Layers, c.KvDim)
             : null;
-        Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache);
+        Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache, prefillChunk: options.PrefillChunk);
         Created = info.Exists ? new DateTimeOffset(info.LastWriteTimeUtc).ToUnixTimeSeconds() : DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     }
 
