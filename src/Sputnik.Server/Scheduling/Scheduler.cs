@@ -1,4 +1,5 @@
 using Sputnik.Inference;
+using Sputnik.Models;
 using Sputnik.Server.Api;
 
 namespace Sputnik.Server.Scheduling;
@@ -30,15 +31,16 @@ internal sealed class Scheduler : IDisposable
     private readonly PromptCache? _cache;
     private readonly int _prefillChunk;
 
+    /// <param name="cache">Makes the prompt cache for the slots' cache layout; unused when the slots' caches cannot be snapshotted.</param>
     /// <param name="prefillChunk">Prompt tokens fed per iteration; 0 feeds a whole prompt in one.</param>
     public Scheduler(SputnikModel model, int parallel, int maxQueue, ServerMetrics metrics, TimeSpan stepDelay = default,
-        IStepExecutor? executor = null, PromptCache? cache = null, int prefillChunk = 0)
+        IStepExecutor? executor = null, Func<ICacheRows, PromptCache>? cache = null, int prefillChunk = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(prefillChunk);
-        _cache = cache;
         _model = model;
         _generator = new Generator(model.Model, model.Tokenizer);
         _slots = Enumerable.Range(0, parallel).Select(i => new Slot(i, model.CreateState())).ToArray();
+        _cache = cache != null && _slots[0].State.Rows is { } shape ? cache(shape) : null;
         _prefillChunk = prefillChunk;
         _maxQueue = maxQueue;
         _metrics = metrics;
