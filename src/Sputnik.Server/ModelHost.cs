@@ -19,13 +19,10 @@ internal sealed class ModelHost : IDisposable
         var info = new FileInfo(options.ModelPath);
         Identity = FileIdentity(info);
         Fingerprint = "fp_" + Identity[..10];
-        var c = model.Model.Config;
-        // Snapshots copy the per-layer K/V rows; the deepseek2 latent cache has no snapshot format yet
-        // (TODO), so those models keep only the per-slot prefix reuse.
-        var cache = (options.CacheRamMb > 0 || options.CacheDir != null) && model.Model is Sputnik.Models.DecoderModel
-            ? new PromptCache(options.CacheRamMb * 1024L * 1024L, options.CacheDir, Identity + "|ctx" + model.ContextLength, c.Layers, c.KvDim)
+        Func<Sputnik.Models.ICacheRows, PromptCache>? cache = options.CacheRamMb > 0 || options.CacheDir != null
+            ? shape => new PromptCache(options.CacheRamMb * 1024L * 1024L, options.CacheDir, Identity + "|ctx" + model.ContextLength, shape)
             : null;
-        Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache);
+        Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache, prefillChunk: options.PrefillChunk);
         Created = info.Exists ? new DateTimeOffset(info.LastWriteTimeUtc).ToUnixTimeSeconds() : DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     }
 

@@ -22,6 +22,11 @@ public sealed record ServerOptions
     public int MaxQueue { get; init; } = 64;
     /// <summary>RAM for prompt-cache snapshots beyond the slots' own KV (0 with no --cache-dir turns them off).</summary>
     public int CacheRamMb { get; init; } = 512;
+    /// <summary>
+    /// Prompt tokens a slot prefills per scheduler iteration; the other slots decode a token between chunks, so a long
+    /// prompt does not stall their streams. 0 prefills a whole prompt at once.
+    /// </summary>
+    public int PrefillChunk { get; init; } = 256;
     /// <summary>Where prompt-cache snapshots persist across restarts.</summary>
     public string? CacheDir { get; init; }
     /// <summary>Where chat history (SQLite) lives; null = ~/.sputnik.</summary>
@@ -46,6 +51,7 @@ public sealed record ServerOptions
         if (ContextLength < 0) throw new ArgumentException($"--ctx {ContextLength} must not be negative");
         if (Threads < 1) throw new ArgumentException($"-t {Threads} must be at least 1");
         if (MaxQueue < 0) throw new ArgumentException($"--max-queue {MaxQueue} must not be negative");
+        if (PrefillChunk < 0) throw new ArgumentException($"--prefill-chunk {PrefillChunk} must not be negative");
         if (CacheRamMb < 0) throw new ArgumentException($"--cache-ram {CacheRamMb} must not be negative");
         if (WattsPerCore < 0) throw new ArgumentException($"--watts {WattsPerCore} must not be negative");
         if (ApiKey is { Length: 0 }) throw new ArgumentException("--api-key must not be empty");

@@ -18,6 +18,7 @@ internal static class ServeCommand
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on the API" };
         var maxQueue = new Option<int>("--max-queue") { Description = "Requests allowed to wait for a slot (more get 429)", DefaultValueFactory = _ => d.MaxQueue };
         var cacheRam = new Option<int>("--cache-ram") { Description = "Prompt-cache RAM in MB beyond the slots' KV (LRU)", DefaultValueFactory = _ => d.CacheRamMb };
+        var prefillChunk = new Option<int>("--prefill-chunk") { Description = "Prompt tokens prefilled per step, so other slots keep streaming (0 = whole prompt)", DefaultValueFactory = _ => d.PrefillChunk };
         var cacheDir = new Option<string?>("--cache-dir") { Description = "Persist prompt-cache KV here; reused after a restart of the same model file" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Chat history folder (default ~/.sputnik)" };
         var alias = new Option<string?>("--alias") { Description = "Model name in the API (default: file name without .gguf)" };
@@ -29,14 +30,14 @@ internal static class ServeCommand
         var noWeb = new Option<bool>("--no-webui") { Description = "Serve the API only (no chat app, no history store)" };
         var cmd = new Command("serve", "Serve the model over an OpenAI/DeepSeek-compatible HTTP API with a chat web app")
         {
-            model, threads, host, port, parallel, ctx, apiKey, maxQueue, cacheRam, cacheDir, dataDir, alias, watts, priceHit, priceMiss, priceOut, template, noWeb,
+            model, threads, host, port, parallel, ctx, apiKey, maxQueue, prefillChunk, cacheRam, cacheDir, dataDir, alias, watts, priceHit, priceMiss, priceOut, template, noWeb,
         };
         cmd.SetAction(async (r, ct) =>
         {
             var options = new ServerOptions
             {
                 ModelPath = CliOptions.ResolveModel(r.GetValue(model)), Threads = r.GetValue(threads), Host = r.GetValue(host)!, Port = r.GetValue(port),
-                Parallel = r.GetValue(parallel), ContextLength = r.GetValue(ctx), ApiKey = r.GetValue(apiKey), MaxQueue = r.GetValue(maxQueue),
+                Parallel = r.GetValue(parallel), ContextLength = r.GetValue(ctx), ApiKey = r.GetValue(apiKey), MaxQueue = r.GetValue(maxQueue), PrefillChunk = r.GetValue(prefillChunk),
                 CacheRamMb = r.GetValue(cacheRam), CacheDir = r.GetValue(cacheDir), DataDir = r.GetValue(dataDir), ModelAlias = r.GetValue(alias),
                 WattsPerCore = r.GetValue(watts), Prices = new PriceTable(r.GetValue(priceHit), r.GetValue(priceMiss), r.GetValue(priceOut)),
                 EnableWebApp = !r.GetValue(noWeb),

@@ -25,8 +25,8 @@ internal sealed class SequentialStepExecutor : IStepExecutor
 /// <summary>
 /// Continuous batching: every sequence suspended after a sample has its decode token fed first, all of them in one
 /// <see cref="LanguageModel.ForwardBatch"/> (the weights are read once per step, not once per sequence); then each
-/// sequence's step samples from its fresh logits. Sequences still to prefill (new requests) run their prompt
-/// inside their own step, as before. Sampling, stop strings, reasoning and usage stay in the generator, so output
+/// sequence's step samples from its fresh logits. Sequences still to prefill (new requests) run their prompt, or
+/// the next chunk of it, inside their own step. Sampling, stop strings, reasoning and usage stay in the generator, so output
 /// is the same as stepping sequences one by one.
 /// </summary>
 internal sealed class BatchedStepExecutor(LanguageModel model) : IStepExecutor

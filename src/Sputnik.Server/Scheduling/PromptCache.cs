@@ -5,31 +5,36 @@ using Sputnik.Models;
 namespace Sputnik.Server.Scheduling;
 
 /// <summary>
-/// Prompt-cache entries beyond the slots: when a slot is about to be overwritten, its KV prefix is snapshotted
+/// Prompt-cache entries beyond the slots: when a slot is about to be overwritten, its cache prefix is snapshotted
 /// here (RAM, LRU, bounded by --cache-ram); a later prompt that shares a longer prefix with an entry than with any
 /// slot gets it copied back. With --cache-dir every entry is also written to disk (DeepSeek's "context caching on
-/// disk") and reloaded after a restart, but only when the file's model identity matches the loaded model.
+/// disk") and reloaded after a restart, but only when the file's model identity and cache layout match. Entries
+/// hold the cache's stored bytes (<see cref="ICacheRows"/>: K/V rows of llama/qwen2, MLA latent rows of deepseek2),
+/// so a restore is bit-exact.
 /// </summary>
 internal sealed class PromptCache
 {
     /// <summary>Shorter histories are not worth a snapshot.</summary>
     public const int MinTokens = 8;
-    private const string Magic = "SPKV1";
+    private const string Magic = "SPKV2";
 
     private readonly long _maxBytes;
     private readonly string? _dir;
     private readonly string _identity;
-    private readonly int _layers, _kvDim;
+    private readonly string _layout;
+    private readonly int _planes, _rowBytes;
     private readonly List<Entry> _entries = [];
     private long _clock, _bytes;
 
-    public PromptCache(long maxBytes, string? dir, string modelIdentity, int layers, int kvDim)
+    /// <param name="shape">A slot's cache: entries are taken from and restored into caches of its layout.</param>
+    public PromptCache(long maxBytes, string? dir, string modelIdentity, ICacheRows shape)
     {
         _maxBytes = maxBytes;
         _dir = dir;
         _identity = modelIdentity;
-        _layers = layers;
-        _kvDim = kvDim;
+        _layout = shape.Layout;
+        _planes = shape.Planes;
+        _rowBytes = shape.RowBytes;
         if (_dir != null)
         {
             Directory.CreateDirectory(_dir);
@@ -44,11 +49,11 @@ internal sealed class PromptCache
     private sealed class Entry(int[] tokens)
     {
         public int[] Tokens { get; } = tokens;
-        public float[][]? Keys { get; set; }
-        public float[][]? Values { get; set; }
+        /// <summary>Per plane, the stored rows of every token; null while only on disk.</summary>
+        public byte[][]? Planes { get; set; }
         public string? File { get; set; }
         public long LastUsed { get; set; }
-        public long Bytes => Keys == null ? 0 : 2L * Keys.Length * Keys[0].Length * sizeof(float);
+        public long Bytes => Planes == null ? 0 : Planes.Sum(p => (long)p.Length);
     }
 
     /// <summary>Snapshots what <paramref name="slot"/> holds, unless an entry already covers it.</summary>
@@ -61,15 +66,9 @@ internal sealed class PromptCache
             if (e.Tokens.Length >= n && e.Tokens.AsSpan(0, n).SequenceEqual(tokens)) { e.LastUsed = ++_clock; return; }
         // Entries that are a prefix of this one are superseded.
         _entries.RemoveAll(e => e.Tokens.Length < n && tokens.AsSpan(0, e.Tokens.Length).SequenceEqual(e.Tokens) && Drop(e));
-        var cache = slot.State.Cache;
-        var entry = new Entry(tokens) { Keys = new float[_layers][], Values = new float[_layers][], LastUsed = ++_clock };
-        for (int l = 0; l < _layers; l++)
-        {
-            entry.Keys[l] = new float[n * _kvDim];
-            entry.Values[l] = new float[n * _kvDim];
-            cache.ReadKeys(l, 0, n, 0, _kvDim, entry.Keys[l]);
-            cache.ReadValues(l, 0, n, 0, _kvDim, entry.Values[l]);
-        }
+        var rows = Rows(slot);
+        var entry = new Entry(tokens) { Planes = new byte[_planes][], LastUsed = ++_clock };
+        for (int p = 0; p < _planes; p++) entry.Planes[p] = rows.Rows(p, 0, n).ToArray();
         if (entry.Bytes > _maxBytes && _dir == null) return;
         _entries.Add(entry);
         _bytes += entry.Bytes;
@@ -96,18 +95,21 @@ internal sealed class PromptCache
     public bool Restore(object handle, Slot slot, int length)
     {
         var e = (Entry)handle;
-        if (e.Keys == null && !Load(e)) return false;
-        var cache = slot.State.Cache;
+        if (e.Planes == null && !Load(e)) return false;
+        var rows = Rows(slot);
         slot.Reset();
-        for (int l = 0; l < _layers; l++)
-            for (int p = 0; p < length; p++)
-            {
-                cache.Write(l, p, e.Keys![l].AsSpan(p * _kvDim, _kvDim), e.Values![l].AsSpan(p * _kvDim, _kvDim));
-            }
-        cache.Length = length;
+        for (int p = 0; p < _planes; p++) e.Planes![p].AsSpan(0, length * _rowBytes).CopyTo(rows.Rows(p, 0, length));
+        slot.State.Cache.Length = length;
         slot.History.AddRange(e.Tokens.AsSpan(0, length));
         e.LastUsed = ++_clock;
         return true;
+    }
+
+    private ICacheRows Rows(Slot slot)
+    {
+        var rows = slot.State.Rows;
+        if (rows == null || rows.Layout != _layout) throw new InvalidOperationException($"slot {slot.Id}'s cache does not have the layout '{_layout}'");
+        return rows;
     }
 
     private bool Drop(Entry e)
@@ -122,10 +124,10 @@ internal sealed class PromptCache
     {
         while (_bytes > _maxBytes)
         {
-            var victim = _entries.Where(e => e.Keys != null).MinBy(e => e.LastUsed);
+            var victim = _entries.Where(e => e.Planes != null).MinBy(e => e.LastUsed);
             if (victim == null) break;
             _bytes -= victim.Bytes;
-            victim.Keys = victim.Values = null;
+            victim.Planes = null;
             if (victim.File == null) _entries.Remove(victim);
         }
     }
@@ -138,15 +140,12 @@ internal sealed class PromptCache
         {
             w.Write(Magic);
             w.Write(_identity);
-            w.Write(_layers);
-            w.Write(_kvDim);
+            w.Write(_layout);
+            w.Write(_planes);
+            w.Write(_rowBytes);
             w.Write(e.Tokens.Length);
             foreach (int t in e.Tokens) w.Write(t);
-            for (int l = 0; l < _layers; l++)
-            {
-                w.Write(MemoryMarshal.AsBytes(e.Keys![l].AsSpan()));
-                w.Write(MemoryMarshal.AsBytes(e.Values![l].AsSpan()));
-            }
+            foreach (var plane in e.Planes!) w.Write(plane);
         }
         File.Move(tmp, path, overwrite: true);
         e.File = path;
@@ -167,7 +166,8 @@ internal sealed class PromptCache
 
     private int[]? ReadHeader(BinaryReader r)
     {
-        if (r.ReadString() != Magic || r.ReadString() != _identity || r.ReadInt32() != _layers || r.ReadInt32() != _kvDim) return null;
+        if (r.ReadString() != Magic || r.ReadString() != _identity || r.ReadString() != _layout || r.ReadInt32() != _planes || r.ReadInt32() != _rowBytes)
+            return null;
         int n = r.ReadInt32();
         if (n < 1 || n > 10_000_000) return null;
         var tokens = new int[n];
@@ -182,23 +182,21 @@ internal sealed class PromptCache
         {
             using var r = new BinaryReader(File.OpenRead(e.File), Encoding.UTF8);
             if (ReadHeader(r) is not { } tokens || tokens.Length != e.Tokens.Length) return false;
-            e.Keys = new float[_layers][];
-            e.Values = new float[_layers][];
-            for (int l = 0; l < _layers; l++)
+            var planes = new byte[_planes][];
+            for (int p = 0; p < _planes; p++)
             {
-                e.Keys[l] = new float[tokens.Length * _kvDim];
-                e.Values[l] = new float[tokens.Length * _kvDim];
-                r.BaseStream.ReadExactly(MemoryMarshal.AsBytes(e.Keys[l].AsSpan()));
-                r.BaseStream.ReadExactly(MemoryMarshal.AsBytes(e.Values[l].AsSpan()));
+                planes[p] = new byte[tokens.Length * _rowBytes];
+                r.BaseStream.ReadExactly(planes[p]);
             }
+            e.Planes = planes;
             _bytes += e.Bytes;
             e.LastUsed = ++_clock;
             Trim();
-            return e.Keys != null;
+            return e.Planes != null;
         }
         catch (Exception ex) when (ex is IOException or EndOfStreamException)
         {
-            e.Keys = e.Values = null;
+            e.Planes = null;
             return false;
         }
     }

@@ -1,4 +1,5 @@
 using Sputnik.Inference;
+using Sputnik.Models;
 using Sputnik.Server.Api;
 
 namespace Sputnik.Server.Scheduling;
@@ -7,7 +8,8 @@ namespace Sputnik.Server.Scheduling;
 /// Continuous batching over --parallel slots: one loop thread steps every active sequence each iteration, and
 /// queued requests join between iterations (fair FIFO, bounded by --max-queue). A new request goes to the idle
 /// slot whose cached tokens share the longest prefix with its prompt (least recently used otherwise), so the
-/// generator only computes the part of the prompt that is new.
+/// generator only computes the part of the prompt that is new. That part is fed --prefill-chunk tokens per
+/// iteration, so a long prompt does not stall the other slots' streams: their decode steps run between its chunks.
 /// </summary>
 internal sealed class Scheduler : IDisposable
 {
@@ -27,14 +29,19 @@ internal sealed class Scheduler : IDisposable
     private long _clock;
 
     private readonly PromptCache? _cache;
+    private readonly int _prefillChunk;
 
+    /// <param name="cache">Makes the prompt cache for the slots' cache layout; unused when the slots' caches cannot be snapshotted.</param>
+    /// <param name="prefillChunk">Prompt tokens fed per iteration; 0 feeds a whole prompt in one.</param>
     public Scheduler(SputnikModel model, int parallel, int maxQueue, ServerMetrics metrics, TimeSpan stepDelay = default,
-        IStepExecutor? executor = null, PromptCache? cache = null)
+        IStepExecutor? executor = null, Func<ICacheRows, PromptCache>? cache = null, int prefillChunk = 0)
     {
-        _cache = cache;
+        ArgumentOutOfRangeException.ThrowIfNegative(prefillChunk);
         _model = model;
         _generator = new Generator(model.Model, model.Tokenizer);
         _slots = Enumerable.Range(0, parallel).Select(i => new Slot(i, model.CreateState())).ToArray();
+        _cache = cache != null && _slots[0].State.Rows is { } shape ? cache(shape) : null;
+        _prefillChunk = prefillChunk;
         _maxQueue = maxQueue;
         _metrics = metrics;
         _stepDelay = stepDelay;
@@ -179,7 +186,7 @@ internal sealed class Scheduler : IDisposable
         job.SlotId = slot.Id;
         job.QueueMs = Environment.TickCount64 - job.EnqueuedTicks;
         slot.LastUsed = ++_clock;
-        var handoff = new DecodeHandoff();
+        var handoff = new DecodeHandoff { PrefillChunk = _prefillChunk };
         var steps = _generator.Generate(slot.State, job.Prompt, job.Options, job.Stats, slot.History, job.Cancellation, handoff).GetEnumerator();
         var seq = new ActiveSequence(job, slot, steps, handoff);
         slot.Active = seq;
@@ -217,6 +224,7 @@ internal sealed class Scheduler : IDisposable
             Finish(seq, null);
             return;
         }
+        if (seq.Handoff.Prefilling) return; // a prompt chunk went in; no token yet
         var token = seq.Steps.Current;
         var logprob = job.TopLogprobs >= 0 ? Logprobs.For(_model.Tokenizer, seq.Slot.State.Logits, token.Id, job.TopLogprobs) : null;
         job.Events.Writer.TryWrite(new JobEvent(token, logprob, false, null));

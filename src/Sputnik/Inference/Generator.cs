@@ -89,7 +89,9 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
     /// With <paramref name="handoff"/>, a caller may run the decode forward itself (for several generations in one
     /// batched pass): after a step it reads <see cref="DecodeHandoff.PendingToken"/>, feeds that token to
     /// <paramref name="state"/>, and calls <see cref="DecodeHandoff.MarkFed"/>; the next step then samples from the
-    /// state's logits without feeding again.
+    /// state's logits without feeding again. With <see cref="DecodeHandoff.PrefillChunk"/> set, the prompt is fed that
+    /// many tokens per step: steps that only fed a chunk yield a default token with
+    /// <see cref="DecodeHandoff.Prefilling"/> set, so a caller can run other sequences between them.
     /// </remarks>
     public IEnumerable<GeneratedToken> Generate(InferenceState state, IReadOnlyList<int> prompt, GenerationOptions options,
         GenerationStats stats, List<int>? history = null, CancellationToken cancellationToken = default, DecodeHandoff? handoff = null)
@@ -111,9 +113,24 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         stats.CachedPromptTokens = reuse;
         history.Clear();
         history.AddRange(prompt);
-        FeedPrompt(state, history, reuse);
+        stats.PromptMs = 0;
+        int chunk = handoff?.PrefillChunk is > 0 and var c ? c : prompt.Count;
+        for (int from = reuse; ;)
+        {
+            int end = Math.Min(prompt.Count, from + chunk);
+            FeedPrompt(state, history, from, end);
+            from = end;
+            // Only the time spent feeding counts: between chunks the caller runs other sequences.
+            stats.PromptMs += sw.Elapsed.TotalMilliseconds;
+            if (from == prompt.Count) break;
+            // The fed part stays valid cache (history holds the whole prompt; the state's position says how much of it is in).
+            handoff!.Prefilling = true;
+            yield return default;
+            handoff.Prefilling = false;
+            if (cancellationToken.IsCancellationRequested) { stats.FinishReason = FinishReason.Cancelled; yield break; }
+            sw.Restart();
+        }
         float[] logits = state.Logits;
-        stats.PromptMs = sw.Elapsed.TotalMilliseconds;
         sw.Restart();
 
         var reasoning = options.Reasoning;
@@ -216,8 +233,8 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         return new GeneratedToken(token, text, new ReasoningDelta(a.Reasoning + b.Reasoning, a.Content + b.Content));
     }
 
-    private void FeedPrompt(InferenceState state, List<int> history, int from) =>
-        Model.Forward(state, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history)[from..]);
+    private void FeedPrompt(InferenceState state, List<int> history, int from, int end) =>
+        Model.Forward(state, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history)[from..end]);
 
     private void FeedToken(InferenceState state, int token)
     {
@@ -237,7 +254,7 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
 
 /// <summary>
 /// The decode token a suspended generation will feed when it resumes, so a caller can feed it instead (together
-/// with other sequences' tokens) and tell the generation it is done.
+/// with other sequences' tokens) and tell the generation it is done; and how the prompt is split across steps.
 /// </summary>
 internal sealed class DecodeHandoff
 {
@@ -245,6 +262,12 @@ internal sealed class DecodeHandoff
     public int PendingToken { get; internal set; } = -1;
 
     internal bool Fed;
+
+    /// <summary>Prompt tokens fed per step; 0 feeds the whole prompt in the first step.</summary>
+    public int PrefillChunk { get; init; }
+
+    /// <summary>The last step only fed a prompt chunk: it produced no token (its value is default).</summary>
+    public bool Prefilling { get; internal set; }
 
     /// <summary>The caller has fed <see cref="PendingToken"/> to the generation's state; the next step skips its own forward.</summary>
     public void MarkFed()

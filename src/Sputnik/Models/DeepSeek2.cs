@@ -164,6 +164,9 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
     {
         public readonly LatentKvCache? Latent;
         public readonly NaiveMlaCache? Naive;
+
+        // Positions live in the latent cache (the base KvCache only counts them); the naive reference cache is not snapshotted.
+        public override ICacheRows? Rows => Latent;
         public readonly float[] X, Xb, QA, Q, KvA, LatentRow, QAbs, OLat, AttnOut, Scores, Cos, Sin;
         public readonly byte[][] HeadInput;
         public readonly float[][] HeadRows;

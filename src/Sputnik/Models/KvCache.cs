@@ -10,7 +10,7 @@ namespace Sputnik.Models;
 /// Attention reads one head of a run of positions back as floats (<see cref="ReadKeys"/>), a chunk at a time, so the
 /// conversion runs vectorized over many values instead of one System.Half conversion per value.
 /// </summary>
-internal sealed class KvCache
+internal sealed class KvCache : ICacheRows
 {
     private const int QBlock = 32;          // values per Q8_0 block
     private const int QBlockBytes = 4 + QBlock; // float scale + 32 signed bytes
@@ -49,6 +49,18 @@ internal sealed class KvCache
     }
 
     public long Bytes => 2L * _keys.Length * Capacity * _rowBytes;
+
+    // Snapshot planes: 2l holds layer l's keys, 2l + 1 its values.
+    int ICacheRows.Planes => 2 * _keys.Length;
+    int ICacheRows.RowBytes => _rowBytes;
+    string ICacheRows.Layout => $"kv {Type} {_keys.Length}x{KvDim}";
+
+    Span<byte> ICacheRows.Rows(int plane, int pos0, int count)
+    {
+        if (pos0 < 0 || count < 0 || pos0 + count > Capacity)
+            throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) outside the cache of {Capacity}");
+        return (plane % 2 == 0 ? _keys : _values)[plane / 2].AsSpan(pos0 * _rowBytes, count * _rowBytes);
+    }
 
     /// <summary>Stores the key and value rows (kvDim floats each) of one position.</summary>
     public void Write(int layer, int pos, ReadOnlySpan<float> key, ReadOnlySpan<float> value)

@@ -87,6 +87,9 @@ internal class InferenceState(KvCache cache, int vocab)
 
     public int Capacity => Cache.Capacity;
 
+    /// <summary>The attention cache as raw rows for prompt-cache snapshots; null when it cannot be snapshotted.</summary>
+    public virtual ICacheRows? Rows => Cache;
+
     /// <summary>Forgets positions from <paramref name="length"/> on (prompt reuse keeps a common prefix).</summary>
     public void Truncate(int length) => Cache.Length = Math.Min(Cache.Length, Math.Max(0, length));
 }

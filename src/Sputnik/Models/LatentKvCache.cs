@@ -11,7 +11,7 @@ namespace Sputnik.Models;
 /// by default (llama.cpp's size: 2 bytes per element) or F32; attention converts a chunk of rows at a time back
 /// to float so the conversion runs vectorized.
 /// </summary>
-internal sealed class LatentKvCache
+internal sealed class LatentKvCache : ICacheRows
 {
     private readonly byte[][] _rows;
     private readonly int _rowBytes;
@@ -59,6 +59,18 @@ internal sealed class LatentKvCache
     }
 
     public long Bytes => (long)_rows.Length * Capacity * _rowBytes;
+
+    // Snapshot planes: one per layer.
+    int ICacheRows.Planes => _rows.Length;
+    int ICacheRows.RowBytes => _rowBytes;
+    string ICacheRows.Layout => $"mla {Type} {_rows.Length}x{Rank}+{RopeDim}";
+
+    Span<byte> ICacheRows.Rows(int plane, int pos0, int count)
+    {
+        if (pos0 < 0 || count < 0 || pos0 + count > Capacity)
+            throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) outside the cache of {Capacity}");
+        return _rows[plane].AsSpan(pos0 * _rowBytes, count * _rowBytes);
+    }
 }
 
 /// <summary>

@@ -102,6 +102,7 @@ public class CliTests
                 (["run", "-m", Stories, "--no-such-flag"], "--no-such-flag"),
                 (["run", "-m", Stories, "-n", "-5"], "must not be negative"),
                 (["run", "-m", Stories, "--top-p", "7"], "top_p"),
+                (["serve", "-m", Stories, "--port", "0", "--prefill-chunk", "-1"], "--prefill-chunk -1 must not be negative"),
                 (["info", garbage], "not a GGUF file"),
                 (["tokenize", "-m", Stories], "--text or --file"),
             };

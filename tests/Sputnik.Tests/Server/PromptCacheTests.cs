@@ -1,10 +1,17 @@
+using Sputnik.Server;
 using Xunit;
 
 namespace Sputnik.Tests.Server;
 
-/// <summary>Prompt-cache snapshots beyond the slots: RAM (LRU) and disk (survives a restart of the same model).</summary>
+/// <summary>
+/// Prompt-cache snapshots beyond the slots: RAM (LRU) and disk (survives a restart of the same model), for a
+/// K/V cache (stories260K, llama) and an MLA latent cache (deepseek2-tiny).
+/// </summary>
 public sealed class PromptCacheTests
 {
+    private static ServerOptions On(string model, ServerOptions o) =>
+        model == "deepseek2-tiny" ? o with { ModelPath = TinyDeepSeek2File.Path, ModelAlias = "stories260K" } : o;
+
     private const string A = "Once upon a time there was a little girl named Lily who loved to play outside";
     private const string B = "Zebras and lions went to the big park to find some food";
 
@@ -16,10 +23,12 @@ public sealed class PromptCacheTests
         return ((int)u["prompt_cache_hit_tokens"]!, (int)u["prompt_tokens"]!, (string)body["choices"]![0]!["message"]!["content"]!);
     }
 
-    [Fact]
-    public async Task EvictedSlotIsRestoredFromRamWithIdenticalOutput()
+    [Theory]
+    [InlineData("stories260K")]
+    [InlineData("deepseek2-tiny")]
+    public async Task EvictedSlotIsRestoredFromRamWithIdenticalOutput(string model)
     {
-        await using var s = await TestServer.StartAsync(o => o with { Parallel = 1, CacheRamMb = 64 });
+        await using var s = await TestServer.StartAsync(o => On(model, o with { Parallel = 1, CacheRamMb = 64 }));
         var first = await Ask(s, A);
         Assert.Equal(0, first.Hit);
         var other = await Ask(s, B); // overwrites the only slot; A's KV goes to the cache
@@ -40,29 +49,58 @@ public sealed class PromptCacheTests
         Assert.Equal(first.Text, again.Text);
     }
 
-    [Fact]
-    public async Task DiskCacheSurvivesARestartOfTheSameModelOnly()
+    [Theory]
+    [InlineData("stories260K")]
+    [InlineData("deepseek2-tiny")]
+    public async Task DiskCacheSurvivesARestartOfTheSameModelOnly(string model)
     {
         string dir = Path.Combine(Path.GetTempPath(), "sputnik-kv-" + Guid.NewGuid().ToString("N")[..8]);
         try
         {
             (int Hit, int Prompt, string Text) first;
-            await using (var s = await TestServer.StartAsync(o => o with { Parallel = 1, CacheDir = dir }))
+            await using (var s = await TestServer.StartAsync(o => On(model, o with { Parallel = 1, CacheDir = dir })))
                 first = await Ask(s, A);
             Assert.NotEmpty(Directory.GetFiles(dir, "*.kv"));
-            await using (var s = await TestServer.StartAsync(o => o with { Parallel = 1, CacheDir = dir }))
+            await using (var s = await TestServer.StartAsync(o => On(model, o with { Parallel = 1, CacheDir = dir })))
             {
                 var again = await Ask(s, A);
                 Assert.Equal(first.Prompt - 1, again.Hit);
                 Assert.Equal(first.Text, again.Text);
             }
             // Another context length is another KV layout: the files must not be trusted.
-            await using (var s = await TestServer.StartAsync(o => o with { Parallel = 1, CacheDir = dir, ContextLength = 256 }))
+            await using (var s = await TestServer.StartAsync(o => On(model, o with { Parallel = 1, CacheDir = dir, ContextLength = 256 })))
                 Assert.Equal(0, (await Ask(s, A)).Hit);
         }
         finally
         {
             try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
         }
+    }
+
+    /// <summary>
+    /// A prompt that shares only a prefix with an evicted entry gets that prefix restored (a partial restore of the
+    /// snapshot), prefills the rest in chunks, and answers exactly as a server with no cache and no chunking.
+    /// </summary>
+    [Theory]
+    [InlineData("stories260K")]
+    [InlineData("deepseek2-tiny")]
+    public async Task SharedPrefixIsRestoredAndTheRestPrefilledInChunks(string model)
+    {
+        string longer = A + " and swim in the lake with her friends every day";
+        (int Hit, int Prompt, string Text) cold, first, warm;
+        await using (var s = await TestServer.StartAsync(o => On(model, o with { Parallel = 1, CacheRamMb = 0, PrefillChunk = 0 })))
+            cold = await Ask(s, longer);
+        await using (var s = await TestServer.StartAsync(o => On(model, o with { Parallel = 1, CacheRamMb = 64, PrefillChunk = 4 })))
+        {
+            first = await Ask(s, A);
+            await Ask(s, B); // evicts A into the cache
+            warm = await Ask(s, longer);
+        }
+        Assert.Equal(0, cold.Hit);
+        Assert.True(warm.Hit >= first.Prompt / 2, $"{warm.Hit} of {warm.Prompt} prompt tokens came from the cache");
+        Assert.True(warm.Hit < first.Prompt, "only the shared prefix can be a hit");
+        Assert.True(warm.Prompt - warm.Hit > 4, "the rest spans several chunks");
+        Assert.Equal(cold.Prompt, warm.Prompt);
+        Assert.Equal(cold.Text, warm.Text);
     }
 }

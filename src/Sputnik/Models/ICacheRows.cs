@@ -1,0 +1,21 @@
+namespace Sputnik.Models;
+
+/// <summary>
+/// A sequence's attention cache seen as raw byte planes, one row per position in each (a layer's keys, its values,
+/// or its MLA latent rows): what the server's prompt cache copies out and back. Bytes rather than floats, so a
+/// restore is bit-exact and converts nothing, whatever the storage type.
+/// </summary>
+internal interface ICacheRows
+{
+    /// <summary>Planes per sequence (every layer's tensors).</summary>
+    int Planes { get; }
+
+    /// <summary>Bytes of one position in one plane.</summary>
+    int RowBytes { get; }
+
+    /// <summary>Names the storage layout; rows copied from one cache only fit another with the same layout.</summary>
+    string Layout { get; }
+
+    /// <summary>The stored bytes of positions [pos0, pos0 + count) of one plane, writable.</summary>
+    Span<byte> Rows(int plane, int pos0, int count);
+}
