@@ -42,13 +42,12 @@ internal static unsafe partial class MatMul
     private static void Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy, bool q5)
     {
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        Vector512<float> mAcc0 = default, mAcc1 = default, mAcc2 = default, mAcc3 = default;
+        Vector256<float> mAcc0 = default, mAcc1 = default, mAcc2 = default, mAcc3 = default;
         byte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
-        float* f0 = (float*)(a0 + nb * Q8K), f1 = (float*)(a1 + nb * Q8K), f2 = (float*)(a2 + nb * Q8K), f3 = (float*)(a3 + nb * Q8K);
         int blockBytes = q5 ? 176 : 144;
-        for (int i = 0; i < nb; i++, w += blockBytes, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K, f0 += 16, f1 += 16, f2 += 16, f3 += 16)
+        for (int i = 0; i < nb; i++, w += blockBytes, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
         {
-            var sc = MatVec.KScalesMins(w + 4);
+            MatVec.UnpackScalesMinsK(w + 4, out ulong sc, out ulong m);
             var q0 = MatVec.KQuants512(w, 0, q5);
             var q1 = MatVec.KQuants512(w, 1, q5);
             var q2 = MatVec.KQuants512(w, 2, q5);
@@ -57,26 +56,25 @@ internal static unsafe partial class MatMul
             var s1 = MatVec.KScalePair(sc, 1);
             var s2 = MatVec.KScalePair(sc, 2);
             var s3 = MatVec.KScalePair(sc, 3);
-            var mins = MatVec.KMins(sc, Half(w + 2));
-            float d = Half(w);
-            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a0, f0, d, ref acc0, ref mAcc0);
-            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a1, f1, d, ref acc1, ref mAcc1);
-            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a2, f2, d, ref acc2, ref mAcc2);
-            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a3, f3, d, ref acc3, ref mAcc3);
+            var mins = MatVec.KMins(m);
+            float d = Half(w), dmin = Half(w + 2);
+            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a0, d, dmin, ref acc0, ref mAcc0);
+            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a1, d, dmin, ref acc1, ref mAcc1);
+            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a2, d, dmin, ref acc2, ref mAcc2);
+            MatVec.KToken(q0, q1, q2, q3, s0, s1, s2, s3, mins, a3, d, dmin, ref acc3, ref mAcc3);
         }
-        y[0] = Vector512.Sum(acc0) - Vector512.Sum(mAcc0);
-        y[ldy] = Vector512.Sum(acc1) - Vector512.Sum(mAcc1);
-        y[2 * ldy] = Vector512.Sum(acc2) - Vector512.Sum(mAcc2);
-        y[3 * ldy] = Vector512.Sum(acc3) - Vector512.Sum(mAcc3);
+        y[0] = Vector512.Sum(acc0) - Vector256.Sum(mAcc0);
+        y[ldy] = Vector512.Sum(acc1) - Vector256.Sum(mAcc1);
+        y[2 * ldy] = Vector512.Sum(acc2) - Vector256.Sum(mAcc2);
+        y[3 * ldy] = Vector512.Sum(acc3) - Vector256.Sum(mAcc3);
     }
 
     private static void Q6Kx4(byte* w, byte* a, int stride, int nb, float* y, int ldy)
     {
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        Vector512<float> oAcc0 = default, oAcc1 = default, oAcc2 = default, oAcc3 = default;
+        Vector256<float> oAcc0 = default, oAcc1 = default, oAcc2 = default, oAcc3 = default;
         byte* a0 = a, a1 = a + stride, a2 = a + 2 * stride, a3 = a + 3 * stride;
-        float* f0 = (float*)(a0 + nb * Q8K), f1 = (float*)(a1 + nb * Q8K), f2 = (float*)(a2 + nb * Q8K), f3 = (float*)(a3 + nb * Q8K);
-        for (int i = 0; i < nb; i++, w += 210, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K, f0 += 16, f1 += 16, f2 += 16, f3 += 16)
+        for (int i = 0; i < nb; i++, w += 210, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
         {
             var sc = MatVec.Q6Scales(w);
             var q0 = MatVec.Q6Quants512(w, 0);
@@ -88,16 +86,15 @@ internal static unsafe partial class MatMul
             var s2 = MatVec.Q6Scale512(sc, 2);
             var s3 = MatVec.Q6Scale512(sc, 3);
             float d = Half(w + KQuants.Q6KDOffset);
-            var offsets = MatVec.Q6Offsets(sc, d);
-            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, offsets, a0, f0, d, ref acc0, ref oAcc0);
-            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, offsets, a1, f1, d, ref acc1, ref oAcc1);
-            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, offsets, a2, f2, d, ref acc2, ref oAcc2);
-            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, offsets, a3, f3, d, ref acc3, ref oAcc3);
+            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, sc, a0, d, ref acc0, ref oAcc0);
+            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, sc, a1, d, ref acc1, ref oAcc1);
+            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, sc, a2, d, ref acc2, ref oAcc2);
+            MatVec.Q6Token(q0, q1, q2, q3, s0, s1, s2, s3, sc, a3, d, ref acc3, ref oAcc3);
         }
-        y[0] = Vector512.Sum(acc0) - Vector512.Sum(oAcc0);
-        y[ldy] = Vector512.Sum(acc1) - Vector512.Sum(oAcc1);
-        y[2 * ldy] = Vector512.Sum(acc2) - Vector512.Sum(oAcc2);
-        y[3 * ldy] = Vector512.Sum(acc3) - Vector512.Sum(oAcc3);
+        y[0] = Vector512.Sum(acc0) - Vector256.Sum(oAcc0);
+        y[ldy] = Vector512.Sum(acc1) - Vector256.Sum(oAcc1);
+        y[2 * ldy] = Vector512.Sum(acc2) - Vector256.Sum(oAcc2);
+        y[3 * ldy] = Vector512.Sum(acc3) - Vector256.Sum(oAcc3);
     }
 
     private const int Q80 = 34;

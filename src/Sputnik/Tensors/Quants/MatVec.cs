@@ -21,8 +21,8 @@ internal enum KernelPath
 /// </summary>
 internal static unsafe partial class MatVec
 {
-    /// <summary>Bytes of one Q8_K activation block, and of the float copy of its 16 block sums stored after all blocks.</summary>
-    internal const int Q8KBlockBytes = 292, Q8KFloatSumsBytes = 64;
+    /// <summary>Bytes of one Q8_K activation block.</summary>
+    internal const int Q8KBlockBytes = 292;
 
     internal static readonly KernelPath DefaultPath =
         Vector512.IsHardwareAccelerated && Avx512BW.IsSupported && Avx512F.IsSupported ? KernelPath.Avx512
@@ -53,7 +53,7 @@ internal static unsafe partial class MatVec
         {
             GgmlType.F32 => cols * 4,
             GgmlType.Q8_0 => cols / 32 * (34 + 4 + 4),
-            _ => cols / 256 * (Q8KBlockBytes + Q8KFloatSumsBytes),
+            _ => cols / 256 * Q8KBlockBytes,
         };
     }
 
@@ -101,17 +101,6 @@ internal static unsafe partial class MatVec
                 if (ActivationQuant.IsAccelerated)
                     for (int i = 0; i < nb; i++) ActivationQuant.Q8K(x.Slice(i * 256, 256), scratch.Slice(i * Q8KBlockBytes, Q8KBlockBytes));
                 else Quant.Row(GgmlType.Q8_K, x, scratch.Slice(0, nb * Q8KBlockBytes));
-                // After the blocks: each block's 16 sums of 16 quants times its scale, as floats. The K-quant
-                // kernels take their min/offset terms as one float FMA against these instead of an integer
-                // multiply-add, a conversion and a scalar multiply per block and token.
-                Span<float> floatSums = MemoryMarshal.Cast<byte, float>(scratch.Slice(nb * Q8KBlockBytes, nb * Q8KFloatSumsBytes));
-                for (int i = 0; i < nb; i++)
-                {
-                    var blk = scratch.Slice(i * Q8KBlockBytes, Q8KBlockBytes);
-                    float d = MemoryMarshal.Read<float>(blk);
-                    var bsums = MemoryMarshal.Cast<byte, short>(blk.Slice(KQuants.Q8KBsumsOffset, 32));
-                    for (int j = 0; j < 16; j++) floatSums[i * 16 + j] = bsums[j] * d;
-                }
                 break;
             }
         }
