@@ -46,7 +46,8 @@ internal static class DeepSeek2Synth
         w.Set($"{a}.attention.head_count", (uint)c.Heads).Set($"{a}.attention.head_count_kv", 1u);
         w.Set($"{a}.rope.freq_base", c.RopeBase).Set($"{a}.attention.layer_norm_rms_epsilon", c.RmsEps);
         w.Set($"{a}.leading_dense_block_count", (uint)c.LeadingDenseLayers);
-        if (c.QLoraRank > 0) w.Set($"{a}.attention.q_lora_rank", (uint)c.QLoraRank);
+        // Always written (0 = plain attn_q): llama.cpp requires the key unless the file has 26 or 27 layers.
+        w.Set($"{a}.attention.q_lora_rank", (uint)c.QLoraRank);
         w.Set($"{a}.attention.kv_lora_rank", (uint)c.KvLoraRank);
         w.Set($"{a}.attention.key_length", (uint)(c.KvLoraRank + c.QkRopeDim)).Set($"{a}.attention.value_length", (uint)c.KvLoraRank);
         w.Set($"{a}.attention.key_length_mla", (uint)c.QkHeadDim).Set($"{a}.attention.value_length_mla", (uint)c.VHeadDim);
