@@ -82,11 +82,7 @@ public class DeepSeek2PrefillTests
         var dir = Directory.CreateTempSubdirectory("sputnik-ds2-prefill-");
         try
         {
-            string path = Path.Combine(dir.FullName, "tiny.gguf");
-            var gw = new GgufWriter();
-            DeepSeek2Synth.Write(gw, DeepSeek2Synth.Tiny, type, seed: 3);
-            gw.Write(path);
-            using var model = (DeepSeek2)ModelLoader.Load(GgufFile.Open(path), threads: 2);
+            using var model = LoadSynthTiny(dir.FullName, type, seed: 3);
             Check(model, KvCacheType.F16, 1e-4);
         }
         finally
