@@ -5,13 +5,11 @@
 #   bench/compare-llamacpp.sh MODEL.gguf [THREADS]      (env: PP=128 TG=64 REPS=3 ROUNDS=2)
 #   bench/compare-llamacpp.sh --build-only              (just fetch + build llama-bench)
 #
-# llama.cpp comes from npm's node-llama-cpp package, which ships llama.cpp's source as a git bundle
-# (node_modules/node-llama-cpp/llama/gitRelease.bundle). The CPU-only Release build of llama-bench is cached
-# under ${SPUTNIK_BENCH_CACHE:-~/.cache/sputnik-bench}, so re-runs start immediately.
+# llama-bench is fetched and built by bench/llamacpp.sh (llama.cpp's source from npm's node-llama-cpp package; a
+# CPU-only Release build cached under ${SPUTNIK_BENCH_CACHE:-~/.cache/sputnik-bench}).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cache="${SPUTNIK_BENCH_CACHE:-$HOME/.cache/sputnik-bench}"
 PP="${PP:-128}"; TG="${TG:-64}"; REPS="${REPS:-3}"; ROUNDS="${ROUNDS:-2}"
 
 build_only=0
@@ -24,27 +22,11 @@ model="${1:-}"
 threads="${2:-$(nproc)}"
 if [ $build_only = 0 ] && [ ! -f "$model" ]; then echo "error: model file not found: $model" >&2; exit 1; fi
 
-bench_bin="$cache/llama.cpp/build/bin/llama-bench"
-if [ ! -x "$bench_bin" ]; then
-  mkdir -p "$cache"
-  if [ ! -d "$cache/llama.cpp/.git" ]; then
-    tmp="$(mktemp -d)"
-    trap 'rm -rf "$tmp"' EXIT
-    echo "== installing node-llama-cpp (for its llama.cpp source bundle) into $tmp" >&2
-    npm install --prefix "$tmp" node-llama-cpp --ignore-scripts --no-audit --no-fund --loglevel=error >&2
-    bundle="$tmp/node_modules/node-llama-cpp/llama/gitRelease.bundle"
-    [ -f "$bundle" ] || { echo "error: $bundle not found in the node-llama-cpp package" >&2; exit 1; }
-    rm -rf "$cache/llama.cpp"
-    git clone --quiet "$bundle" "$cache/llama.cpp" >&2
-    (cd "$cache/llama.cpp" && git log -1 --format='llama.cpp %h %cs %s') > "$cache/llama.cpp.version" || true
-  fi
-  echo "== building llama-bench (Release, CPU only, GGML_NATIVE=ON)" >&2
-  cmake -S "$cache/llama.cpp" -B "$cache/llama.cpp/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
-    -DLLAMA_CURL=OFF -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DGGML_OPENMP=ON \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF >&2
-  cmake --build "$cache/llama.cpp/build" --target llama-bench -j "$(nproc)" >&2
-fi
-[ -f "$cache/llama.cpp.version" ] && cat "$cache/llama.cpp.version" >&2
+# shellcheck source=bench/llamacpp.sh
+. "$root/bench/llamacpp.sh"
+bench_bin="$LLAMACPP_BUILD/bin/llama-bench"
+[ -x "$bench_bin" ] || llamacpp_build llama-bench
+llamacpp_version >&2
 [ $build_only = 1 ] && { echo "$bench_bin"; exit 0; }
 
 # Build the Sputnik CLI once before timing anything.

@@ -16,11 +16,12 @@ internal static class SynthCommand
         var type = new Option<string>("--type") { Description = $"File type: {string.Join(", ", QuantMix.TypeNames)}", DefaultValueFactory = _ => "F16" };
         var output = new Option<string>("--output", "-o") { Description = "GGUF file to write", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "Random seed (same seed, same bytes)" };
+        var sigma = new Option<float>("--sigma") { Description = "Standard deviation of the random weights (qwen2/llama presets)", DefaultValueFactory = _ => 0.02f };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Hugging Face tokenizer.json to use instead of a synthetic vocabulary" };
         var threads = CliOptions.Threads();
         var cmd = new Command("synth", "Write a GGUF with random weights in a real model's shapes (for benchmarks and tests)")
         {
-            arch, preset, type, output, seed, tokenizer, threads,
+            arch, preset, type, output, seed, sigma, tokenizer, threads,
         };
         cmd.SetAction(r =>
         {
@@ -39,6 +40,7 @@ internal static class SynthCommand
                 throw new ArgumentException($"preset '{p.Name}' is architecture '{p.Arch}', not '{a}'");
             var fileType = QuantMix.Parse(r.GetValue(type)!);
             if (r.GetValue(threads) < 1) throw new ArgumentException($"-t {r.GetValue(threads)} must be at least 1");
+            if (!(r.GetValue(sigma) > 0) || float.IsInfinity(r.GetValue(sigma))) throw new ArgumentException($"--sigma {r.GetValue(sigma)} must be a positive number");
             string path = r.GetValue(output)!;
             TokenizerData? tok = null;
             if (r.GetValue(tokenizer) is { } tj)
@@ -47,7 +49,7 @@ internal static class SynthCommand
                 tok = HfTokenizerJson.Load(tj);
                 if (tok.Tokens.Length > p.Vocab) p = p with { Vocab = tok.Tokens.Length };
             }
-            var options = new SynthOptions { Preset = p, FileType = fileType, Seed = r.GetValue(seed), Tokenizer = tok, Threads = r.GetValue(threads) };
+            var options = new SynthOptions { Preset = p, FileType = fileType, Seed = r.GetValue(seed), Sigma = r.GetValue(sigma), Tokenizer = tok, Threads = r.GetValue(threads) };
             var sw = Stopwatch.StartNew();
             ProgressBar.Run($"synth {p.Name} {QuantMix.Name(fileType)}", progress =>
             {

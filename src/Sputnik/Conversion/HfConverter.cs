@@ -221,7 +221,9 @@ internal sealed class HfConverter : IDisposable
         // MLA is stored as MQA with one "head" of the latent width; the real head sizes go to *_mla.
         w.Set($"{a}.attention.head_count_kv", 1u);
         w.Set($"{a}.leading_dense_block_count", (uint)dense);
-        if (qLora > 0) w.Set($"{a}.attention.q_lora_rank", (uint)qLora);
+        // Written as 0 without a query LoRA: llama.cpp only treats 26/27-layer files as "lite" (plain attn_q) and
+        // otherwise requires this key, so a V2-Lite-style checkpoint of any other depth would not load there.
+        w.Set($"{a}.attention.q_lora_rank", (uint)qLora);
         w.Set($"{a}.attention.kv_lora_rank", (uint)rank);
         w.Set($"{a}.attention.key_length", (uint)(rank + rope));
         w.Set($"{a}.attention.value_length", (uint)rank);

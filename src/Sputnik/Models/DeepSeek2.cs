@@ -14,7 +14,7 @@ namespace Sputnik.Models;
 /// states created afterwards to the decompress-then-attend reference, which caches full per-head keys and values.
 /// </para>
 /// </summary>
-internal sealed class DeepSeek2 : LanguageModel, IMoeModel
+internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
 {
     public const string Name = DeepSeek2Config.Arch;
 
@@ -38,7 +38,7 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
     private readonly WeightMatrix _tokenEmbedding, _output;
     private readonly float[] _outputNorm;
     private readonly Layer[] _layers;
-    private readonly int _maxInputBytes, _maxFfnRows, _maxSlots;
+    private readonly int _maxInputBytes, _maxFfnRows, _maxSlots, _headInputBytes, _headRowFloats;
     private readonly float _kqScale, _yarnLow, _yarnHigh;
 
     public DeepSeek2Config DsConfig { get; }
@@ -73,6 +73,8 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
         int sharedRows = _layers.Max(L => L.GateShared?.Rows ?? 0);
         _maxFfnRows = Math.Max(c.FfnDim, c.ExpertsUsed * c.ExpertFfnDim + sharedRows);
         _maxSlots = Math.Max(1, c.ExpertsUsed + 1);
+        _headInputBytes = _layers.Max(L => Math.Max(Math.Max(L.KAbsorb.InputBytes, L.KExpand.InputBytes), L.VExpand.InputBytes));
+        _headRowFloats = _layers.Max(L => Math.Max(Math.Max(L.KAbsorb.RowScratch, L.KExpand.RowScratch), L.VExpand.RowScratch));
     }
 
     private Layer LoadLayer(int l)
@@ -177,6 +179,8 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
         public readonly byte[][] InGate, InUp, InDown;
         public int Slots;
         public readonly MoeRouter? Router;
+        /// <summary>Batched-prefill activations, created by the first multi-token Forward.</summary>
+        public PrefillScratch? Prefill;
         // matvec job
         public WeightMatrix? MvW;
         public byte[] MvInput;
@@ -202,10 +206,8 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
             Scores = new float[checked(c.Heads * capacity)];
             Cos = new float[c.QkRopeDim / 2];
             Sin = new float[c.QkRopeDim / 2];
-            int headBytes = m._layers.Max(L => Math.Max(Math.Max(L.KAbsorb.InputBytes, L.KExpand.InputBytes), L.VExpand.InputBytes));
-            int headRows = m._layers.Max(L => Math.Max(Math.Max(L.KAbsorb.RowScratch, L.KExpand.RowScratch), L.VExpand.RowScratch));
-            HeadInput = Enumerable.Range(0, c.Heads).Select(_ => new byte[headBytes]).ToArray();
-            HeadRows = Enumerable.Range(0, c.Heads).Select(_ => new float[headRows]).ToArray();
+            HeadInput = Enumerable.Range(0, c.Heads).Select(_ => new byte[m._headInputBytes]).ToArray();
+            HeadRows = Enumerable.Range(0, c.Heads).Select(_ => new float[m._headRowFloats]).ToArray();
             int slots = m._maxSlots;
             SGate = new WeightMatrix[slots];
             SUp = new WeightMatrix[slots];
@@ -234,8 +236,21 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
         if (tokens.IsEmpty) throw new ArgumentException("no tokens to feed");
         if (s.Position + tokens.Length > s.Capacity)
             throw new InvalidOperationException($"context full: {s.Position} + {tokens.Length} tokens exceed the context of {s.Capacity}");
-        for (int i = 0; i < tokens.Length; i++)
-            Step(s, tokens[i], computeLogits: i == tokens.Length - 1);
+        if (tokens.Length == 1 || s.Latent == null)
+        {
+            // Decode, and the naive reference path, go token by token.
+            for (int i = 0; i < tokens.Length; i++)
+                Step(s, tokens[i], computeLogits: i == tokens.Length - 1);
+            return s.Logits;
+        }
+        foreach (int token in tokens)
+            if ((uint)token >= (uint)DsConfig.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary ({DsConfig.VocabSize})");
+        int batch = Math.Max(1, MaxBatch);
+        for (int i = 0; i < tokens.Length; i += batch)
+        {
+            int n = Math.Min(batch, tokens.Length - i);
+            Prefill(s, tokens.Slice(i, n), computeLogits: i + n == tokens.Length);
+        }
         return s.Logits;
     }
 
@@ -273,7 +288,9 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
             s.Latent?.Write(l, pos, row);
 
             s.AttnLayer = l;
-            s.AttnBody ??= s.Naive != null ? (h0, h1) => AttendNaive(s, h0, h1) : (h0, h1) => AttendAbsorbed(s, h0, h1);
+            s.AttnBody ??= s.Naive != null ? (h0, h1) => AttendNaive(s, h0, h1)
+                : (h0, h1) => AttendAbsorbed(s.Latent!, s.AttnLayer, s.Position, s.Q, s.QAbs, s.OLat, s.Scores, s.Capacity, s.AttnOut,
+                    s.HeadInput[h0], s.HeadRows[h0], h0, h1);
             int work = c.KvLoraRank * (c.QkNopeDim + c.VHeadDim) + (pos + 1) * (c.KvLoraRank + c.QkRopeDim) * 2;
             Pool.For(c.Heads, s.AttnBody, minPerThread: Math.Max(1, 32768 / work));
 
@@ -301,19 +318,24 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
     private const int LatentChunk = 64;
     [ThreadStatic] private static float[]? t_latent;
 
-    private void AttendAbsorbed(State s, int h0, int h1)
+    /// <summary>
+    /// Absorbed attention of heads [h0, h1) of one token at <paramref name="pos"/> over cache positions [0, pos] of
+    /// layer <paramref name="l"/>. q: heads × qk_head (roped); qAbs, oLat: heads × rank scratch; scores: heads rows
+    /// <paramref name="stride"/> apart (stride > pos); out: heads × v_head. Single-threaded: callers split heads
+    /// (decode) or tokens (prefill) over the pool; headInput/headRows are this call's scratch for the head matrices.
+    /// </summary>
+    private void AttendAbsorbed(LatentKvCache cache, int l, int pos, Span<float> q, Span<float> qAbs, Span<float> oLat,
+        Span<float> scoresAll, int stride, Span<float> attnOut, Span<byte> headInput, Span<float> headRows, int h0, int h1)
     {
         var c = DsConfig;
-        int l = s.AttnLayer, n = s.Position + 1, rank = c.KvLoraRank, rl = rank + c.QkRopeDim;
+        int n = pos + 1, rank = c.KvLoraRank, rl = rank + c.QkRopeDim;
         var L = _layers[l];
-        var cache = s.Latent!;
         if (t_latent == null || t_latent.Length < LatentChunk * rl) t_latent = new float[LatentChunk * rl];
         var buf = t_latent;
         for (int h = h0; h < h1; h++)
         {
-            var q = s.Q.AsSpan(h * c.QkHeadDim, c.QkHeadDim);
             // Fold the key up-projection into the query: score = (W_UK^T q_nope)·latent + q_pe·k_pe.
-            L.KAbsorb.Apply(h, q[..c.QkNopeDim], s.QAbs.AsSpan(h * rank, rank), s.HeadInput[h], s.HeadRows[h]);
+            L.KAbsorb.Apply(h, q.Slice(h * c.QkHeadDim, c.QkNopeDim), qAbs.Slice(h * rank, rank), headInput, headRows);
         }
         // Chunks of positions outside, heads inside: each chunk of the cache is converted once for all heads.
         for (int t0 = 0; t0 < n; t0 += LatentChunk)
@@ -322,9 +344,9 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
             var rows = cache.Rows(l, t0, cnt, buf);
             for (int h = h0; h < h1; h++)
             {
-                var qa = s.QAbs.AsSpan(h * rank, rank);
-                var qpe = s.Q.AsSpan(h * c.QkHeadDim + c.QkNopeDim, c.QkRopeDim);
-                var scores = s.Scores.AsSpan(h * s.Capacity + t0, cnt);
+                var qa = qAbs.Slice(h * rank, rank);
+                var qpe = q.Slice(h * c.QkHeadDim + c.QkNopeDim, c.QkRopeDim);
+                var scores = scoresAll.Slice(h * stride + t0, cnt);
                 for (int t = 0; t < cnt; t++)
                 {
                     var r = rows.Slice(t * rl, rl);
@@ -334,8 +356,8 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
         }
         for (int h = h0; h < h1; h++)
         {
-            Ops.Softmax(s.Scores.AsSpan(h * s.Capacity, n));
-            s.OLat.AsSpan(h * rank, rank).Clear();
+            Ops.Softmax(scoresAll.Slice(h * stride, n));
+            oLat.Slice(h * rank, rank).Clear();
         }
         for (int t0 = 0; t0 < n; t0 += LatentChunk)
         {
@@ -343,14 +365,14 @@ internal sealed class DeepSeek2 : LanguageModel, IMoeModel
             var rows = cache.Rows(l, t0, cnt, buf);
             for (int h = h0; h < h1; h++)
             {
-                var ol = s.OLat.AsSpan(h * rank, rank);
-                var scores = s.Scores.AsSpan(h * s.Capacity + t0, cnt);
+                var ol = oLat.Slice(h * rank, rank);
+                var scores = scoresAll.Slice(h * stride + t0, cnt);
                 for (int t = 0; t < cnt; t++) TensorPrimitives.MultiplyAdd(rows.Slice(t * rl, rank), scores[t], ol, ol);
             }
         }
         // Values are the latents themselves; the value up-projection runs once per head, after attention.
         for (int h = h0; h < h1; h++)
-            L.VExpand.Apply(h, s.OLat.AsSpan(h * rank, rank), s.AttnOut.AsSpan(h * c.VHeadDim, c.VHeadDim), s.HeadInput[h], s.HeadRows[h]);
+            L.VExpand.Apply(h, oLat.Slice(h * rank, rank), attnOut.Slice(h * c.VHeadDim, c.VHeadDim), headInput, headRows);
     }
 
     private void AttendNaive(State s, int h0, int h1)

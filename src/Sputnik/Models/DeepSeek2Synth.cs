@@ -46,7 +46,8 @@ internal static class DeepSeek2Synth
         w.Set($"{a}.attention.head_count", (uint)c.Heads).Set($"{a}.attention.head_count_kv", 1u);
         w.Set($"{a}.rope.freq_base", c.RopeBase).Set($"{a}.attention.layer_norm_rms_epsilon", c.RmsEps);
         w.Set($"{a}.leading_dense_block_count", (uint)c.LeadingDenseLayers);
-        if (c.QLoraRank > 0) w.Set($"{a}.attention.q_lora_rank", (uint)c.QLoraRank);
+        // Always written (0 = plain attn_q): llama.cpp requires the key unless the file has 26 or 27 layers.
+        w.Set($"{a}.attention.q_lora_rank", (uint)c.QLoraRank);
         w.Set($"{a}.attention.kv_lora_rank", (uint)c.KvLoraRank);
         w.Set($"{a}.attention.key_length", (uint)(c.KvLoraRank + c.QkRopeDim)).Set($"{a}.attention.value_length", (uint)c.KvLoraRank);
         w.Set($"{a}.attention.key_length_mla", (uint)c.QkHeadDim).Set($"{a}.attention.value_length_mla", (uint)c.VHeadDim);
@@ -115,12 +116,15 @@ internal static class DeepSeek2Synth
 
     /// <summary>
     /// Adds metadata and every tensor of <paramref name="c"/> to <paramref name="w"/> with deterministic random weights
-    /// (uniform ±0.05/√cols·8; norms 1; router and 1-D tensors F32). Data is produced row by row when the writer
-    /// streams, so the V2-Lite preset never sits in memory. Types fall back per tensor when rows do not fill blocks.
+    /// (uniform ±0.05/√cols·8; norms 1; router and 1-D tensors F32). Data is produced in slabs of rows when the
+    /// writer streams, so the V2-Lite preset never sits in memory; rows are generated and quantized in parallel (each
+    /// row jumps the tensor's generator ahead to its own start, so the bytes do not depend on the thread count).
+    /// Types fall back per tensor when rows do not fill blocks.
     /// </summary>
-    public static void Write(GgufWriter w, DeepSeek2Config c, GgmlType type, int seed, string name = "deepseek2-synth")
+    public static void Write(GgufWriter w, DeepSeek2Config c, GgmlType type, int seed, string name = "deepseek2-synth", int threads = 0)
     {
         SetMetadata(w, c, name);
+        if (threads < 1) threads = Environment.ProcessorCount;
         foreach (var (tname, dims, norm) in Tensors(c))
         {
             bool f32 = dims.Length == 1 || tname.Contains("ffn_gate_inp", StringComparison.Ordinal);
@@ -129,23 +133,36 @@ internal static class DeepSeek2Synth
             long rows = dims.Aggregate(1L, (x, y) => x * y) / cols;
             uint state = (uint)seed * 2654435761u ^ Fnv1a(tname);
             float amp = 8f * 0.05f / MathF.Sqrt(cols);
-            w.AddTensor(tname, t, dims, s =>
+            long rowBytes = GgmlTypeInfo.RowBytes(t, cols);
+            w.AddTensor(tname, t, dims, s => Sputnik.Tools.TensorStreams.WriteRows(s, rows, rowBytes, threads, (r, dst) =>
             {
-                var row = new float[cols];
-                var bytes = new byte[GgmlTypeInfo.RowBytes(t, cols)];
-                uint st = state;
-                for (long r = 0; r < rows; r++)
+                var row = t_row != null && t_row.Length >= cols ? t_row : t_row = new float[cols];
+                uint st = LcgJump(state, r * cols);
+                for (int i = 0; i < cols; i++)
                 {
-                    for (int i = 0; i < cols; i++)
-                    {
-                        st = st * 1664525 + 1013904223;
-                        row[i] = norm ? 1f : ((st >> 8) / (float)(1 << 24) - 0.5f) * 2 * amp;
-                    }
-                    Quant.Row(t, row, bytes);
-                    s.Write(bytes);
+                    st = st * LcgA + LcgC;
+                    row[i] = norm ? 1f : ((st >> 8) / (float)(1 << 24) - 0.5f) * 2 * amp;
                 }
-            });
+                Quant.Row(t, row.AsSpan(0, cols), dst);
+            }));
         }
+    }
+
+    [ThreadStatic] private static float[]? t_row;
+
+    private const uint LcgA = 1664525, LcgC = 1013904223;
+
+    /// <summary>The generator's state after <paramref name="steps"/> steps, by squaring the affine map x → a·x + c.</summary>
+    private static uint LcgJump(uint state, long steps)
+    {
+        uint mulAcc = 1, addAcc = 0, mul = LcgA, add = LcgC;
+        for (ulong n = (ulong)steps; n != 0; n >>= 1)
+        {
+            if ((n & 1) != 0) { mulAcc *= mul; addAcc = addAcc * mul + add; }
+            add = (mul + 1) * add;
+            mul *= mul;
+        }
+        return mulAcc * state + addAcc;
     }
 
     // string.GetHashCode is randomised per process; files must be reproducible.

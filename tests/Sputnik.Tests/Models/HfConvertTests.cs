@@ -114,10 +114,12 @@ public class HfConvertTests
         }
     }
 
-    [Fact]
-    public void DeepSeekV3_sharded_checkpoint_converts_to_the_same_model()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void DeepSeek_sharded_checkpoint_converts_to_the_same_model(bool v3)
     {
-        var spec = V3Style;
+        var spec = v3 ? V3Style : V2Style;
         var dir = Directory.CreateTempSubdirectory("sputnik-hf-ds-");
         try
         {
@@ -132,9 +134,16 @@ public class HfConvertTests
             {
                 string p = $"model.layers.{l}.", b = $"blk.{l}.";
                 H(p + "input_layernorm.weight", b + "attn_norm.weight", spec.Dim);
-                H(p + "self_attn.q_a_proj.weight", b + "attn_q_a.weight", spec.QLora, spec.Dim);
-                H(p + "self_attn.q_a_layernorm.weight", b + "attn_q_a_norm.weight", spec.QLora);
-                H(p + "self_attn.q_b_proj.weight", b + "attn_q_b.weight", spec.Heads * spec.Qk, spec.QLora);
+                if (spec.QLora > 0)
+                {
+                    H(p + "self_attn.q_a_proj.weight", b + "attn_q_a.weight", spec.QLora, spec.Dim);
+                    H(p + "self_attn.q_a_layernorm.weight", b + "attn_q_a_norm.weight", spec.QLora);
+                    H(p + "self_attn.q_b_proj.weight", b + "attn_q_b.weight", spec.Heads * spec.Qk, spec.QLora);
+                }
+                else
+                {
+                    H(p + "self_attn.q_proj.weight", b + "attn_q.weight", spec.Heads * spec.Qk, spec.Dim);
+                }
                 H(p + "self_attn.kv_a_proj_with_mqa.weight", b + "attn_kv_a_mqa.weight", spec.KvRank + spec.Rope, spec.Dim);
                 H(p + "self_attn.kv_a_layernorm.weight", b + "attn_kv_a_norm.weight", spec.KvRank);
                 H(p + "self_attn.kv_b_proj.weight", b + "kv_b", spec.Heads * (spec.Nope + spec.V), spec.KvRank);
@@ -148,7 +157,7 @@ public class HfConvertTests
                     continue;
                 }
                 H(p + "mlp.gate.weight", b + "ffn_gate_inp.weight", spec.Experts, spec.Dim);
-                H(p + "mlp.gate.e_score_correction_bias", b + "exp_probs_b.bias", spec.Experts);
+                if (spec.Bias) H(p + "mlp.gate.e_score_correction_bias", b + "exp_probs_b.bias", spec.Experts);
                 foreach (var (hfn, g, rows, cols) in new[] { ("gate_proj", "ffn_gate_exps", spec.ExpFf, spec.Dim), ("up_proj", "ffn_up_exps", spec.ExpFf, spec.Dim), ("down_proj", "ffn_down_exps", spec.Dim, spec.ExpFf) })
                     for (int e = 0; e < spec.Experts; e++)
                         hf.Add(($"{p}mlp.experts.{e}.{hfn}.weight", [rows, cols], T[b + g + ".weight"].AsSpan(e * rows * cols, rows * cols).ToArray()));
@@ -170,11 +179,12 @@ public class HfConvertTests
             {
                 architectures = new[] { "DeepseekV3ForCausalLM" }, hidden_size = spec.Dim, num_hidden_layers = spec.Layers,
                 num_attention_heads = spec.Heads, num_key_value_heads = spec.Heads, intermediate_size = spec.Ffn, vocab_size = spec.Vocab,
-                rms_norm_eps = 1e-6, rope_theta = (double)spec.Base, max_position_embeddings = 256, q_lora_rank = spec.QLora,
+                rms_norm_eps = 1e-6, rope_theta = (double)spec.Base, max_position_embeddings = 256, q_lora_rank = spec.QLora > 0 ? spec.QLora : (int?)null,
                 kv_lora_rank = spec.KvRank, qk_nope_head_dim = spec.Nope, qk_rope_head_dim = spec.Rope, v_head_dim = spec.V,
                 n_routed_experts = spec.Experts, n_shared_experts = spec.Shared, num_experts_per_tok = spec.Used,
                 moe_intermediate_size = spec.ExpFf, first_k_dense_replace = spec.Dense, n_group = spec.Groups, topk_group = spec.GroupsUsed,
-                routed_scaling_factor = spec.Scale, norm_topk_prob = true, scoring_func = "sigmoid", topk_method = "noaux_tc",
+                routed_scaling_factor = spec.Scale, norm_topk_prob = spec.Norm, scoring_func = spec.Sigmoid ? "sigmoid" : "softmax",
+                topk_method = spec.Sigmoid ? "noaux_tc" : "greedy",
                 rope_scaling = new { type = "yarn", factor = spec.Factor, original_max_position_embeddings = spec.OrigCtx, beta_fast = 32, beta_slow = 1, mscale = 1.0, mscale_all_dim = spec.MscaleAll },
                 tie_word_embeddings = false,
             }));
@@ -184,6 +194,9 @@ public class HfConvertTests
             using (var f = GgufFile.Open(converted))
             {
                 Assert.NotNull(f.FindTensor("blk.1.attn_k_b.weight"));
+                // Present even without a query LoRA (then 0): llama.cpp requires it for files not 26/27 layers deep.
+                Assert.True(f.TryGetInt64("deepseek2.attention.q_lora_rank", out long qLora));
+                Assert.Equal(spec.QLora, qLora);
                 Assert.Null(f.FindTensor($"blk.{spec.Layers}.eh_proj.weight"));
                 Assert.Equal(new long[] { spec.Dim, spec.ExpFf, spec.Experts }, f.GetTensor("blk.1.ffn_gate_exps.weight").Dims);
             }

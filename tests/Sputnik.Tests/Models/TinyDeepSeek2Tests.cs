@@ -422,6 +422,16 @@ public class TinyDeepSeek2Tests
         }
     }
 
+    /// <summary>Writes the synth `deepseek2-tiny` preset in <paramref name="type"/> into <paramref name="dir"/> and loads it.</summary>
+    internal static DeepSeek2 LoadSynthTiny(string dir, Sputnik.Tensors.GgmlType type, int seed)
+    {
+        string path = Path.Combine(dir, "tiny.gguf");
+        var gw = new GgufWriter();
+        DeepSeek2Synth.Write(gw, DeepSeek2Synth.Tiny, type, seed);
+        gw.Write(path);
+        return (DeepSeek2)ModelLoader.Load(GgufFile.Open(path), threads: 2);
+    }
+
     [Theory]
     [InlineData(Sputnik.Tensors.GgmlType.F32)]
     [InlineData(Sputnik.Tensors.GgmlType.Q8_0)]
@@ -431,11 +441,7 @@ public class TinyDeepSeek2Tests
         var dir = Directory.CreateTempSubdirectory("sputnik-ds2-synth-");
         try
         {
-            string path = Path.Combine(dir.FullName, "tiny.gguf");
-            var gw = new GgufWriter();
-            DeepSeek2Synth.Write(gw, DeepSeek2Synth.Tiny, type, seed: 1);
-            gw.Write(path);
-            using var model = (DeepSeek2)ModelLoader.Load(GgufFile.Open(path), threads: 2);
+            using var model = LoadSynthTiny(dir.FullName, type, seed: 1);
             Assert.Equal(DeepSeek2Synth.Tiny with { }, model.DsConfig with { });
             bool exact = type == Sputnik.Tensors.GgmlType.F32;
             var a16 = model.Forward(model.CreateState(16), [1, 2, 3, 4]).ToArray(); // F16 latent, the default

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Checks that GGUF files written by `sputnik synth`, `sputnik quantize` and `sputnik convert` load in llama.cpp and
+# decode to the same greedy tokens there and in Sputnik, then prints a table. F32 files must match token for
+# token (exit status 1 otherwise) unless they part on a tie: llama.cpp's best and second-best logits closer than
+# TIE (1e-3), where the engines' different summation order and llama.cpp's F16 rounding of Q in attention decide.
+# Quantized files are reported (first-token and whole-sequence agreement): the two engines quantize activations
+# differently and may legitimately part on closer calls.
+#
+#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2; N tokens per prompt, default 24)
+#
+# llama.cpp's side is bench/llamacpp-greedy.cpp compiled against the static libraries of the llama.cpp build in
+# bench/llamacpp.sh's cache. The synthetic and converted models use larger-than-trained random weights
+# (synth --sigma 0.1, the bench's `hf` checkpoints) so greedy output varies instead of repeating one token.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+N="${1:-24}"
+THREADS="${THREADS:-2}"
+work="${CHECK_DIR:-/tmp/sputnik-check}"
+mkdir -p "$work"
+
+# shellcheck source=bench/llamacpp.sh
+. "$root/bench/llamacpp.sh"
+llamacpp_build llama
+greedy="$work/llamacpp-greedy"
+echo "== compiling bench/llamacpp-greedy.cpp" >&2
+g++ -O2 -std=c++17 -I"$LLAMACPP_SRC/include" -I"$LLAMACPP_SRC/ggml/include" "$root/bench/llamacpp-greedy.cpp" -o "$greedy" \
+  "$LLAMACPP_BUILD/src/libllama.a" "$LLAMACPP_BUILD/ggml/src/libggml.a" "$LLAMACPP_BUILD/ggml/src/libggml-cpu.a" \
+  "$LLAMACPP_BUILD/ggml/src/libggml-base.a" -fopenmp -lpthread -ldl
+
+sputnik="$root/sputnik"
+"$sputnik" --help > /dev/null
+echo "== building the bench helper (tiny Hugging Face checkpoints)" >&2
+dotnet build "$root/bench/Sputnik.Bench/Sputnik.Bench.csproj" -c Release -o "$work/benchbin" --nologo -v quiet -clp:ErrorsOnly >&2
+
+# ---- the files: "path|made by|type" ----
+files=()
+echo "== writing models into $work" >&2
+for p in qwen2-tiny llama-tiny; do
+  "$sputnik" synth --preset $p --type F32 --sigma 0.1 --seed 1 -o "$work/synth-$p-F32.gguf" >&2
+  files+=("$work/synth-$p-F32.gguf|synth --preset $p --sigma 0.1|F32")
+done
+"$sputnik" synth --preset deepseek2-tiny --type F32 --seed 1 -o "$work/synth-deepseek2-tiny-F32.gguf" >&2
+files+=("$work/synth-deepseek2-tiny-F32.gguf|synth --preset deepseek2-tiny|F32")
+for p in qwen2-tiny deepseek2-tiny; do
+  for t in Q8_0 Q4_K_M; do
+    "$sputnik" quantize "$work/synth-$p-F32.gguf" "$work/quant-$p-$t.gguf" $t >&2
+    files+=("$work/quant-$p-$t.gguf|quantize synth $p|$t")
+  done
+done
+for k in llama qwen2 deepseek-v2 deepseek-v3; do
+  rm -rf "$work/hf-$k"
+  dotnet "$work/benchbin/Sputnik.Bench.dll" hf $k "$work/hf-$k" 1 >&2
+  "$sputnik" convert "$work/hf-$k" "$work/conv-$k-F32.gguf" --type F32 >&2 2>/dev/null
+  files+=("$work/conv-$k-F32.gguf|convert (hf $k)|F32")
+done
+"$sputnik" convert "$work/hf-deepseek-v3" "$work/conv-deepseek-v3-Q8_0.gguf" --type Q8_0 >&2 2>/dev/null
+files+=("$work/conv-deepseek-v3-Q8_0.gguf|convert (hf deepseek-v3)|Q8_0")
+
+prompts=("Once upon a time there was" "The quick brown fox jumps over the lazy dog" "1 + 2 = 3, 4 + 5 =" "Hello")
+
+# ---- run both engines ----
+results="$work/results.jsonl"
+: > "$results"
+for entry in "${files[@]}"; do
+  IFS='|' read -r path made type <<< "$entry"
+  for i in "${!prompts[@]}"; do
+    prompt="${prompts[$i]}"
+    echo "-- $(basename "$path") prompt $i" >&2
+    llama="$("$greedy" "$path" "$prompt" "$N" "$THREADS" 2>"$work/llama.err")" || { cat "$work/llama.err" >&2; llama='{"error":"llama.cpp failed to load or run"}'; }
+    sp="$("$sputnik" run -m "$path" -p "$prompt" -n "$N" --temp 0 -t "$THREADS" --json)"
+    python3 -c 'import json,sys; print(json.dumps({"file": sys.argv[1], "made": sys.argv[2], "type": sys.argv[3], "prompt": int(sys.argv[4]), "llama": json.loads(sys.argv[5]), "sputnik": json.loads(sys.argv[6])}))' \
+      "$(basename "$path")" "$made" "$type" "$i" "$llama" "$sp" >> "$results"
+  done
+done
+
+echo "$(llamacpp_version); $N greedy tokens per prompt, ${#prompts[@]} prompts, $THREADS threads"
+python3 - "$results" <<'PY'
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    rows.setdefault((r["file"], r["made"], r["type"]), []).append(r)
+bad = False
+TIE = 1e-3
+print("| file | made by | type | prompt tokens equal | first token equal | sequences equal | tokens equal | distinct tokens | llama.cpp top-2 gap where they part |")
+print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+for (f, made, typ), rs in rows.items():
+    if any("error" in r["llama"] for r in rs):
+        print(f"| {f} | {made} | {typ} | llama.cpp failed to load | | | | | |")
+        bad = True
+        continue
+    n = len(rs)
+    ptok = sum(r["llama"]["prompt_tokens"] == r["sputnik"]["prompt_tokens"] for r in rs)
+    first = sum(r["llama"]["tokens"][:1] == r["sputnik"]["tokens"][:1] for r in rs)
+    seq = sum(r["llama"]["tokens"] == r["sputnik"]["tokens"] for r in rs)
+    same = total = 0
+    gaps = []
+    distinct = set()
+    for r in rs:
+        a, b = r["llama"]["tokens"], r["sputnik"]["tokens"]
+        distinct.update(a)
+        k = 0
+        while k < min(len(a), len(b)) and a[k] == b[k]: k += 1
+        same += k
+        total += max(len(a), len(b))
+        # Parting where one engine ended the sequence (end-of-generation) is never a tie.
+        if k < max(len(a), len(b)): gaps.append(r["llama"]["gaps"][k] if k < len(a) and k < len(b) else float("inf"))
+    gap = ", ".join(f"{g:.3g}" + (" (tie)" if g < TIE else "") for g in gaps) if gaps else "-"
+    print(f"| {f} | {made} | {typ} | {ptok}/{n} | {first}/{n} | {seq}/{n} | {same}/{total} | {len(distinct)} | {gap} |")
+    if typ == "F32" and (ptok < n or any(g >= TIE for g in gaps)): bad = True
+sys.exit(1 if bad else 0)
+PY

@@ -1,0 +1,88 @@
+// Greedy generation with llama.cpp for bench/check-llamacpp.sh: prints one JSON object with the prompt's token ids,
+// the generated ids (argmax of the logits, stopping at end-of-generation like `sputnik run --temp 0`) and, per
+// generated token, the gap between the best and second-best logit, so a mismatch on a near-tie can be told apart
+// from a real difference.
+//
+//   llamacpp-greedy MODEL.gguf PROMPT N [THREADS] [CTX]
+//
+// CTX (default: just enough) sets the context size; stderr then reports llama.cpp's KV buffer line and n_ctx, from
+// which the bench derives KV bytes per token.
+#include "llama.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+static void quiet_log(ggml_log_level level, const char * text, void *) {
+    // Errors still go to stderr; the KV-cache size line is kept because the bench reads it.
+    if (level == GGML_LOG_LEVEL_ERROR || std::string(text).find("KV buffer size") != std::string::npos) fputs(text, stderr);
+}
+
+int main(int argc, char ** argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s MODEL.gguf PROMPT N [THREADS] [CTX]\n", argv[0]);
+        return 2;
+    }
+    const std::string prompt = argv[2];
+    const int n_predict = std::atoi(argv[3]);
+    const int threads = argc > 4 ? std::atoi(argv[4]) : 2;
+    const int ctx_size = argc > 5 ? std::atoi(argv[5]) : 0;
+
+    llama_log_set(quiet_log, nullptr);
+    ggml_backend_load_all();
+    llama_model * model = llama_model_load_from_file(argv[1], llama_model_default_params());
+    if (!model) { fprintf(stderr, "error: cannot load %s\n", argv[1]); return 1; }
+    const llama_vocab * vocab = llama_model_get_vocab(model);
+
+    const int n_prompt = -llama_tokenize(vocab, prompt.c_str(), (int32_t) prompt.size(), nullptr, 0, true, true);
+    std::vector<llama_token> tokens(n_prompt);
+    if (llama_tokenize(vocab, prompt.c_str(), (int32_t) prompt.size(), tokens.data(), n_prompt, true, true) < 0) {
+        fprintf(stderr, "error: tokenization failed\n");
+        return 1;
+    }
+    // An empty prompt without BOS would give nothing to decode; Sputnik starts from BOS then too.
+    if (tokens.empty()) tokens.push_back(llama_vocab_bos(vocab));
+
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = ctx_size > 0 ? (uint32_t) ctx_size : (uint32_t) (tokens.size() + n_predict + 1);
+    cp.n_batch = (uint32_t) tokens.size();
+    cp.n_threads = threads;
+    cp.n_threads_batch = threads;
+    llama_context * ctx = llama_init_from_model(model, cp);
+    if (!ctx) { fprintf(stderr, "error: cannot create a context\n"); return 1; }
+    fprintf(stderr, "n_ctx = %u\n", llama_n_ctx(ctx));
+
+    const int n_vocab = llama_vocab_n_tokens(vocab);
+    std::vector<llama_token> out;
+    std::vector<float> gaps;
+    std::vector<llama_token> feed = tokens;
+    for (int i = 0; i < n_predict; i++) {
+        if (llama_decode(ctx, llama_batch_get_one(feed.data(), (int32_t) feed.size())) != 0) {
+            fprintf(stderr, "error: decode failed\n");
+            return 1;
+        }
+        const float * logits = llama_get_logits_ith(ctx, -1);
+        int best = 0, second = -1;
+        for (int t = 1; t < n_vocab; t++) {
+            if (logits[t] > logits[best]) { second = best; best = t; }
+            else if (second < 0 || logits[t] > logits[second]) second = t;
+        }
+        if (llama_vocab_is_eog(vocab, best)) break;
+        out.push_back(best);
+        gaps.push_back(logits[best] - logits[second]);
+        feed.assign(1, best);
+    }
+
+    printf("{\"prompt_tokens\":[");
+    for (size_t i = 0; i < tokens.size(); i++) printf("%s%d", i ? "," : "", tokens[i]);
+    printf("],\"tokens\":[");
+    for (size_t i = 0; i < out.size(); i++) printf("%s%d", i ? "," : "", out[i]);
+    printf("],\"gaps\":[");
+    for (size_t i = 0; i < gaps.size(); i++) printf("%s%.6g", i ? "," : "", gaps[i]);
+    printf("]}\n");
+
+    llama_free(ctx);
+    llama_model_free(model);
+    return 0;
+}

@@ -1,0 +1,166 @@
+using System.Numerics.Tensors;
+using Sputnik.Tensors;
+
+namespace Sputnik.Models;
+
+// Batched prefill: a chunk of prompt tokens goes through each layer together.
+internal sealed partial class DeepSeek2
+{
+    /// <summary>Most prompt tokens one batched pass processes; longer prompts run in chunks of this size.</summary>
+    public int MaxBatch { get; set; } = 256;
+
+    /// <summary>
+    /// Row-major activations of one chunk (tokens × width), grown on demand to the largest chunk fed, so a state that
+    /// only decodes never allocates them. Delegates are bound once per state.
+    /// </summary>
+    private sealed class PrefillScratch
+    {
+        public PrefillScratch(DeepSeek2 m, State s)
+        {
+            Mm = new BatchMatMul(m.Pool);
+            // In a chunk every routed expert may be selected, plus the shared one.
+            Ffn = new ExpertBatch(m.Pool, m.DsConfig.Dim, m.DsConfig.ExpertCount + 1);
+            AttnBody = (i0, i1) => m.AttendChunk(s, this, i0, i1);
+        }
+
+        public readonly BatchMatMul Mm;
+        public readonly ExpertBatch Ffn;
+        public readonly Action<int, int> AttnBody;
+        public int Tokens, Layer, Pos0;
+        public float[] X = [], Xb = [], QA = [], Q = [], KvA = [], AttnOut = [], FfnOut = [], RouterLogits = [], Cos = [], Sin = [], RouteWeights = [];
+        public int[] RouteExperts = [];
+
+        public void Ensure(DeepSeek2Config c, int n)
+        {
+            if (n <= Tokens) return;
+            X = new float[n * c.Dim];
+            Xb = new float[n * Math.Max(c.Dim, c.Heads * c.VHeadDim)];
+            QA = new float[n * Math.Max(1, c.QLoraRank)];
+            Q = new float[n * c.Heads * c.QkHeadDim];
+            KvA = new float[n * (c.KvLoraRank + c.QkRopeDim)];
+            AttnOut = new float[n * c.Heads * c.VHeadDim];
+            FfnOut = new float[n * c.Dim];
+            RouterLogits = new float[n * Math.Max(1, c.ExpertCount)];
+            RouteExperts = new int[n * Math.Max(1, c.ExpertsUsed)];
+            RouteWeights = new float[n * Math.Max(1, c.ExpertsUsed)];
+            Cos = new float[n * c.QkRopeDim / 2];
+            Sin = new float[n * c.QkRopeDim / 2];
+            Tokens = n;
+        }
+    }
+
+    // Per-thread scratch of the chunked attention (one token's heads at a time), grown on demand.
+    [ThreadStatic] private static float[]? t_qAbs, t_oLat, t_scores, t_headRows;
+    [ThreadStatic] private static byte[]? t_headInput;
+
+    /// <summary>
+    /// Runs tokens at positions Position.. through every layer as one batch: the attention and dense projections are
+    /// matrix × matrix products over the chunk, MoE layers group the chunk's tokens by expert (<see cref="ExpertBatch"/>),
+    /// and attention runs per token against the latent cache, tokens split over the pool.
+    /// </summary>
+    private void Prefill(State s, ReadOnlySpan<int> tokens, bool computeLogits)
+    {
+        var c = DsConfig;
+        int n = tokens.Length, pos0 = s.Position, dim = c.Dim, pairs = c.QkRopeDim / 2, kvw = c.KvLoraRank + c.QkRopeDim;
+        var b = s.Prefill ??= new PrefillScratch(this, s);
+        b.Ensure(c, n);
+        for (int i = 0; i < n; i++)
+        {
+            _tokenEmbedding.GetRow(tokens[i], b.X.AsSpan(i * dim, dim));
+            Yarn.Angles(pos0 + i, c.QkRopeDim, c.RopeBase, c.Yarn ? c.RopeScalingFactor : 1f, _yarnLow, _yarnHigh,
+                b.Cos.AsSpan(i * pairs, pairs), b.Sin.AsSpan(i * pairs, pairs));
+        }
+        b.Pos0 = pos0;
+        var x = b.X.AsSpan(0, n * dim);
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var L = _layers[l];
+            NormRows(b, b.X, L.AttnNorm, n);
+            // Both matrices that read the normed input go first, so its prepared form is reused.
+            b.Mm.Run(L.Wq ?? L.WqA!, b.Xb, n, L.Wq != null ? b.Q : b.QA);
+            b.Mm.Run(L.WkvA, b.Xb, n, b.KvA);
+            if (L.Wq == null)
+            {
+                for (int i = 0; i < n; i++)
+                {
+                    var qa = b.QA.AsSpan(i * c.QLoraRank, c.QLoraRank);
+                    Ops.RmsNorm(qa, L.QANorm!, c.RmsEps, qa);
+                }
+                b.Mm.Run(L.WqB!, b.QA, n, b.Q);
+            }
+            for (int i = 0; i < n; i++)
+            {
+                // RoPE on the decoupled parts (each head's q_pe, the shared k_pe); the latent row goes to the cache.
+                var cos = b.Cos.AsSpan(i * pairs, pairs);
+                var sin = b.Sin.AsSpan(i * pairs, pairs);
+                var q = b.Q.AsSpan(i * c.Heads * c.QkHeadDim, c.Heads * c.QkHeadDim);
+                for (int h = 0; h < c.Heads; h++) Ops.Rope(q.Slice(h * c.QkHeadDim + c.QkNopeDim, c.QkRopeDim), cos, sin, neox: false);
+                var kv = b.KvA.AsSpan(i * kvw, kvw);
+                var row = s.LatentRow.AsSpan();
+                Ops.RmsNorm(kv[..c.KvLoraRank], L.KvANorm, c.RmsEps, row[..c.KvLoraRank]);
+                kv[c.KvLoraRank..].CopyTo(row[c.KvLoraRank..]);
+                Ops.Rope(row[c.KvLoraRank..], cos, sin, neox: false);
+                s.Latent!.Write(l, pos0 + i, row);
+            }
+            b.Layer = l;
+            Pool.For(n * c.Heads, b.AttnBody);
+
+            b.Mm.Run(L.Wo, b.AttnOut, n, b.Xb);
+            TensorPrimitives.Add(x, b.Xb.AsSpan(0, n * dim), x);
+
+            NormRows(b, b.X, L.FfnNorm, n);
+            if (L.Router == null)
+            {
+                b.Ffn.RunDense(L.Gate!, L.Up!, L.Down!, b.Xb, n, b.FfnOut);
+            }
+            else
+            {
+                b.Mm.Run(L.Router, b.Xb, n, b.RouterLogits);
+                int e = c.ExpertCount, k = c.ExpertsUsed;
+                for (int i = 0; i < n; i++)
+                {
+                    var experts = b.RouteExperts.AsSpan(i * k, k);
+                    s.Router!.Route(b.RouterLogits.AsSpan(i * e, e), L.RouterBias, experts, b.RouteWeights.AsSpan(i * k, k));
+                    MoeStats?.Record(l, experts);
+                }
+                b.Ffn.RunMoe(L.GateExps!, L.UpExps!, L.DownExps!, b.RouteExperts, b.RouteWeights, k,
+                    L.GateShared, L.UpShared, L.DownShared, b.Xb, n, b.FfnOut);
+            }
+            TensorPrimitives.Add(x, b.FfnOut.AsSpan(0, n * dim), x);
+        }
+        s.Cache.Length = pos0 + n;
+        for (int i = 0; i < n; i++) MoeStats?.CountToken();
+
+        if (computeLogits)
+        {
+            // Only the last token's logits are needed: one matrix-vector product.
+            Ops.RmsNorm(b.X.AsSpan((n - 1) * dim, dim), _outputNorm, c.RmsEps, s.Xb.AsSpan(0, dim));
+            MatVec(s, _output, s.Xb, s.Logits);
+        }
+    }
+
+    private void NormRows(PrefillScratch b, float[] src, float[] weight, int n)
+    {
+        int dim = DsConfig.Dim;
+        for (int i = 0; i < n; i++) Ops.RmsNorm(src.AsSpan(i * dim, dim), weight, DsConfig.RmsEps, b.Xb.AsSpan(i * dim, dim));
+        b.Mm.Invalidate(); // Xb changed: its prepared activations are stale
+    }
+
+    /// <summary>Work items [i0, i1) of token × head: each token's heads attend over the cache up to its own position.</summary>
+    private void AttendChunk(State s, PrefillScratch b, int i0, int i1)
+    {
+        var c = DsConfig;
+        int heads = c.Heads, rank = c.KvLoraRank, qw = heads * c.QkHeadDim, vw = heads * c.VHeadDim;
+        int stride = b.Pos0 + b.Tokens;
+        if (t_qAbs == null || t_qAbs.Length < heads * rank) { t_qAbs = new float[heads * rank]; t_oLat = new float[heads * rank]; }
+        if (t_scores == null || t_scores.Length < heads * stride) t_scores = new float[heads * Math.Max(stride, s.Capacity)];
+        if (t_headInput == null || t_headInput.Length < _headInputBytes) t_headInput = new byte[_headInputBytes];
+        if (t_headRows == null || t_headRows.Length < _headRowFloats) t_headRows = new float[Math.Max(1, _headRowFloats)];
+        for (int t = i0 / heads; t * heads < i1; t++)
+        {
+            int h0 = Math.Max(i0, t * heads) - t * heads, h1 = Math.Min(i1, (t + 1) * heads) - t * heads;
+            AttendAbsorbed(s.Latent!, b.Layer, b.Pos0 + t, b.Q.AsSpan(t * qw, qw), t_qAbs, t_oLat!, t_scores, stride,
+                b.AttnOut.AsSpan(t * vw, vw), t_headInput, t_headRows, h0, h1);
+        }
+    }
+}
