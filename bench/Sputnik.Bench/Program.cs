@@ -6,10 +6,16 @@ using Sputnik.Tensors.Quants;
 
 // Single-threaded matvec throughput: dotnet run -c Release --project bench/Sputnik.Bench [rows] [cols] [types...]
 // Multi-sequence decode:            dotnet run -c Release --project bench/Sputnik.Bench batch <model.gguf> [threads] [steps] [B...]
+// Training step (fwd/bwd/opt):     dotnet run -c Release --project bench/Sputnik.Bench train [preset] [threads] [B] [T] [steps]
 // Whole-model prefill/decode:        dotnet run -c Release --project bench/Sputnik.Bench model [Q4_K|Q8_0] [threads] [pp] [tg] [F16|F32|Q8_0]
 if (args.Length > 0 && args[0] == "matmul")
 {
     MatMulBench.Run(args[1..]);
+    return;
+}
+if (args.Length > 0 && args[0] == "train")
+{
+    TrainBench.Run(args[1..]);
     return;
 }
 if (args.Length > 0 && args[0] == "batch")
