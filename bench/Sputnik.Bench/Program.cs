@@ -13,6 +13,11 @@ if (args.Length > 0 && args[0] == "matmul")
     MatMulBench.Run(args[1..]);
     return;
 }
+if (args.Length > 0 && args[0] == "train-traces")
+{
+    TraceStats.Run(args[1..]);
+    return;
+}
 if (args.Length > 0 && args[0] == "train")
 {
     TrainBench.Run(args[1..]);

@@ -89,3 +89,24 @@ internal static class TrainBench
         }
     }
 }
+
+/// <summary>`train-traces [task] [n]`: one sample trace per task and the token-length distribution of full sequences.</summary>
+internal static class TraceStats
+{
+    public static void Run(string[] args)
+    {
+        string name = args.Length > 0 ? args[0] : "arithmetic";
+        int n = args.Length > 1 ? int.Parse(args[1]) : 2000;
+        var task = ReasoningTask.Create(name);
+        var rng = new Random(3);
+        var byTask = new Dictionary<string, List<int>>();
+        for (int i = 0; i < n; i++)
+        {
+            var p = task.Sample(rng, heldOut: false);
+            int len = R1Format.EncodePrompt(p.Prompt).Length + R1Format.EncodeCompletion(p).Length;
+            if (!byTask.TryGetValue(p.Task, out var l)) { byTask[p.Task] = l = []; Console.WriteLine($"--- {p.Task}: {p.Prompt}\n{p.Trace}{p.Answer}"); }
+            l.Add(len);
+        }
+        foreach (var (t, l) in byTask) Console.WriteLine($"{t}: tokens mean {l.Average():F0} max {l.Max()}");
+    }
+}

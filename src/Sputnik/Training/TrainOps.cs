@@ -147,9 +147,10 @@ internal static class TrainOps
     /// <summary>out = silu(gate)·up = gate·σ(gate)·up (σ vectorised through TensorPrimitives.Sigmoid).</summary>
     public static void SwiGluForward(Span<float> output, ReadOnlySpan<float> gate, ReadOnlySpan<float> up)
     {
-        TensorPrimitives.Sigmoid(gate, output);
-        TensorPrimitives.Multiply(output, gate, output);
-        TensorPrimitives.Multiply(output, up, output);
+        int n = output.Length;                                         // gate/up may be longer (capacity buffers)
+        TensorPrimitives.Sigmoid(gate[..n], output);
+        TensorPrimitives.Multiply(output, gate[..n], output);
+        TensorPrimitives.Multiply(output, up[..n], output);
     }
 
     /// <summary>dgate += dout·up·σ(g)(1 + g(1−σ(g))), dup += dout·silu(g); σ is recomputed in stack chunks.</summary>
