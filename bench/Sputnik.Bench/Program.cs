@@ -6,31 +6,21 @@ using Sputnik.Tensors.Quants;
 
 // Single-threaded matvec throughput: dotnet run -c Release --project bench/Sputnik.Bench [rows] [cols] [types...]
 // Multi-sequence decode:            dotnet run -c Release --project bench/Sputnik.Bench batch <model.gguf> [threads] [steps] [B...]
-// Training step (fwd/bwd/opt):     dotnet run -c Release --project bench/Sputnik.Bench train [preset] [threads] [B] [T] [steps]
 // Whole-model prefill/decode:        dotnet run -c Release --project bench/Sputnik.Bench model [Q4_K|Q8_0] [threads] [pp] [tg] [F16|F32|Q8_0]
-if (args.Length > 0 && args[0] == "matmul")
+// Training step (fwd/bwd/opt):     dotnet run -c Release --project bench/Sputnik.Bench train [preset] [threads] [B] [T] [steps]
+// Training trace lengths:           dotnet run -c Release --project bench/Sputnik.Bench train-traces [task] [n]
+Action<string[]>? mode = args.Length == 0 ? null : args[0] switch
 {
-    MatMulBench.Run(args[1..]);
-    return;
-}
-if (args.Length > 0 && args[0] == "train-traces")
+    "matmul" => MatMulBench.Run,
+    "batch" => BatchBench.Run,
+    "model" => ModelBench.Run,
+    "train" => TrainBench.Run,
+    "train-traces" => TraceStats.Run,
+    _ => null,
+};
+if (mode != null)
 {
-    TraceStats.Run(args[1..]);
-    return;
-}
-if (args.Length > 0 && args[0] == "train")
-{
-    TrainBench.Run(args[1..]);
-    return;
-}
-if (args.Length > 0 && args[0] == "batch")
-{
-    BatchBench.Run(args[1..]);
-    return;
-}
-if (args.Length > 0 && args[0] == "model")
-{
-    ModelBench.Run(args[1..]);
+    mode(args[1..]);
     return;
 }
 int rows = args.Length > 0 ? int.Parse(args[0]) : 1536;

@@ -56,6 +56,15 @@ internal sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB
         sb.Append('\n');
     }
 
+    /// <summary>Restates both operands ("a: …", "b: …") and returns their digits, least significant first.</summary>
+    private static (int[] A, int[] B) Restate(StringBuilder sb, long a, long b)
+    {
+        int[] da = Digits(a), db = Digits(b);
+        Restate(sb, "a", da, LabelsA);
+        Restate(sb, "b", db, LabelsB);
+        return (da, db);
+    }
+
     private static int At(int[] d, int i) => i < d.Length ? d[i] : 0;
 
     /*
@@ -72,9 +81,7 @@ internal sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB
     {
         var sb = new StringBuilder();
         sb.Append(a).Append('+').Append(b).Append(", by columns:\n");
-        int[] da = Digits(a), db = Digits(b);
-        Restate(sb, "a", da, LabelsA);
-        Restate(sb, "b", db, LabelsB);
+        var (da, db) = Restate(sb, a, b);
         int carry = 0;
         string partial = "";
         for (int i = 0; i < Math.Max(da.Length, db.Length); i++)
@@ -100,9 +107,7 @@ internal sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB
         sb.Append(a).Append('-').Append(b).Append(", by columns:\n");
         long x = a, y = b;
         if (a < b) { sb.Append(a).Append('<').Append(b).Append(" so swap: ").Append(b).Append('-').Append(a).Append('\n'); (x, y) = (b, a); }
-        int[] dx = Digits(x), dy = Digits(y);
-        Restate(sb, "a", dx, LabelsA);
-        Restate(sb, "b", dy, LabelsB);
+        var (dx, dy) = Restate(sb, x, y);
         int borrow = 0;
         string partial = "";
         for (int i = 0; i < dx.Length; i++)
@@ -128,9 +133,7 @@ internal sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB
     {
         var sb = new StringBuilder();
         sb.Append(a).Append('*').Append(b).Append(", by columns:\n");
-        int[] da = Digits(a), db = Digits(b);
-        Restate(sb, "a", da, LabelsA);
-        Restate(sb, "b", db, LabelsB);
+        var (da, db) = Restate(sb, a, b);
         int carry = 0;
         string partial = "";
         for (int k = 0; k < da.Length + db.Length - 1; k++)
