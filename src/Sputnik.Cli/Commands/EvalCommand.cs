@@ -15,7 +15,7 @@ internal static class EvalCommand
         var n = new Option<int>("--n") { Description = "Held-out problems", DefaultValueFactory = _ => 500 };
         var k = new Option<int>("--samples", "-k") { Description = "Samples per problem (1 = greedy)", DefaultValueFactory = _ => 1 };
         var temp = new Option<float>("--temp") { Description = "Temperature when --samples > 1", DefaultValueFactory = _ => 0.7f };
-        var maxNew = new Option<int>("--max-new") { DefaultValueFactory = _ => 200 };
+        var maxNew = new Option<int>("--max-new") { Description = "Max completion tokens (the model context bounds it too)", DefaultValueFactory = _ => 400 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var threads = CliOptions.Threads();
         var cmd = new Command("eval", "Evaluate a model on held-out problems of a task (never seen in training)") { model, task, n, k, temp, maxNew, json, threads };

@@ -29,14 +29,16 @@ internal static class TrainCommand
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
         var evalEvery = new Option<int>("--eval-every") { Description = "Held-out pass@1 every N steps (0 = at the end only)" };
         var evalN = new Option<int>("--eval-n") { Description = "Held-out problems per evaluation", DefaultValueFactory = _ => 200 };
+        var stopAt = new Option<double>("--stop-at-pass") { Description = "Stop once a held-out evaluation reaches this pass@1 (0 = never)" };
         var threads = ThreadsOpt();
-        var c = new Command("sft", "Supervised fine-tuning from scratch on <think> traces") { task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, threads };
+        var c = new Command("sft", "Supervised fine-tuning from scratch on <think> traces") { task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, stopAt, threads };
         c.SetAction((r, ct) =>
         {
             var o = new SftOptions
             {
                 Task = r.GetValue(task)!, Preset = r.GetValue(preset)!, OutDir = r.GetValue(outDir)!, Steps = r.GetValue(steps), BatchSize = r.GetValue(batch),
                 MaxLr = r.GetValue(lr), Seed = r.GetValue(seed), EvalEvery = r.GetValue(evalEvery), EvalN = r.GetValue(evalN), Threads = r.GetValue(threads),
+                StopAtPass = r.GetValue(stopAt),
             };
             if (o.Steps < 1 || o.BatchSize < 1 || o.Threads < 1) throw new ArgumentException("--steps, --batch and --threads must be at least 1");
             var trainer = new SftTrainer(o);
@@ -66,7 +68,7 @@ internal static class TrainCommand
         var beta = new Option<float>("--beta") { Description = "KL weight to the initial model (k3); 0 = no reference" };
         var mu = new Option<int>("--iterations") { Description = "Policy updates per rollout batch (μ)", DefaultValueFactory = _ => 1 };
         var temp = new Option<float>("--temp") { Description = "Rollout temperature", DefaultValueFactory = _ => 1f };
-        var maxNew = new Option<int>("--max-new") { Description = "Max completion tokens", DefaultValueFactory = _ => 200 };
+        var maxNew = new Option<int>("--max-new") { Description = "Max completion tokens", DefaultValueFactory = _ => 400 };
         var evalEvery = new Option<int>("--eval-every") { DefaultValueFactory = _ => 25 };
         var evalN = new Option<int>("--eval-n") { DefaultValueFactory = _ => 200 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };

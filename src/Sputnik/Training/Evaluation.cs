@@ -11,7 +11,7 @@ internal static class Evaluation
     /// pass@1 = mean fraction of correct samples; pass@k = fraction of problems with at least one correct sample
     /// among k. With k = 1 the single sample is greedy (temperature 0); with k &gt; 1 all k are sampled at temperature.
     /// </summary>
-    public static EvalResult Run(RolloutEngine engine, ReasoningTask task, int n, int k, float temperature = 0.7f, int maxNew = 200, int seed = 1)
+    public static EvalResult Run(RolloutEngine engine, ReasoningTask task, int n, int k, float temperature = 0.7f, int maxNew = 400, int seed = 1)
     {
         var problems = task.EvalSet(n);
         var prompts = new List<int[]>();

@@ -20,6 +20,13 @@ internal sealed record SftOptions
     public int EvalEvery { get; init; }
     public int EvalN { get; init; } = 200;
     public int Threads { get; init; } = 2;
+    /// <summary>
+    /// Stop as soon as a held-out evaluation reaches this pass@1 (0 = run all steps): the R1 recipe wants SFT to leave
+    /// the model partly competent so GRPO has groups with mixed rewards to learn from.
+    /// </summary>
+    public double StopAtPass { get; init; }
+    /// <summary>Sequences per forward/backward pass; a step accumulates BatchSize / MicroBatch of them.</summary>
+    public int MicroBatch { get; init; } = 8;
 }
 
 internal readonly record struct SftStep(int Step, int TotalSteps, float Loss, float Lr, float GradNorm, double TokensPerSecond, TimeSpan Elapsed, double? EvalPassAt1);
@@ -35,19 +42,28 @@ internal sealed class SftTrainer(SftOptions o)
     public string GgufPath => Path.Combine(o.OutDir, "sft.gguf");
     public string MetricsPath => Path.Combine(o.OutDir, "metrics.csv");
     public string CheckpointPath => Path.Combine(o.OutDir, "checkpoint.bin");
+    /// <summary>Written when --stop-at-pass ended the run early, so running the same command again does not train on.</summary>
+    public string StoppedPath => Path.Combine(o.OutDir, "stopped.txt");
 
-    /// <summary>Builds one padded batch: tokens [B,T], targets −1 except on completion tokens.</summary>
-    public static (int[] Tokens, int[] Targets, int T, int Counted) Batch(ReasoningTask task, Random rng, int b, int maxSeq)
+    /// <summary>Draws b training examples (prompt + completion tokens) that fit the context.</summary>
+    public static List<(int[] Ids, int PromptLen)> Draw(ReasoningTask task, Random rng, int b, int maxSeq)
     {
         var seqs = new List<(int[] Ids, int PromptLen)>();
-        while (seqs.Count < b)
+        for (int tries = 0; seqs.Count < b; tries++)
         {
+            if (tries > 1000 * b) throw new InvalidOperationException($"{task.Name}: almost no example fits the model's {maxSeq}-token context");
             var p = task.Sample(rng, heldOut: false);
             var prompt = R1Format.EncodePrompt(p.Prompt);
             var full = prompt.Concat(R1Format.EncodeCompletion(p)).ToArray();
             if (full.Length <= maxSeq) seqs.Add((full, prompt.Length));
         }
-        int t = seqs.Max(s => s.Ids.Length);
+        return seqs;
+    }
+
+    /// <summary>Pads sequences into tokens [B,T] with targets −1 except where the next token is a completion token.</summary>
+    public static (int[] Tokens, int[] Targets, int T, int Counted) Pack(IReadOnlyList<(int[] Ids, int PromptLen)> seqs)
+    {
+        int b = seqs.Count, t = seqs.Max(s => s.Ids.Length);
         var tokens = new int[b * t];
         var targets = new int[b * t];
         Array.Fill(targets, -1);
@@ -63,6 +79,16 @@ internal sealed class SftTrainer(SftOptions o)
         return (tokens, targets, t, counted);
     }
 
+    private float[] _weights = [];
+
+    /// <summary>dL/dloss per row: 1/total on counted rows, 0 on prompt and padding (buffer reused across steps).</summary>
+    private ReadOnlySpan<float> LossWeights(int[] targets, int total)
+    {
+        if (_weights.Length < targets.Length) _weights = new float[targets.Length];
+        for (int i = 0; i < targets.Length; i++) _weights[i] = targets[i] >= 0 ? 1f / total : 0f;
+        return _weights.AsSpan(0, targets.Length);
+    }
+
     public TransformerModel Run(Action<SftStep>? onStep = null, CancellationToken ct = default)
     {
         Directory.CreateDirectory(o.OutDir);
@@ -73,6 +99,7 @@ internal sealed class SftTrainer(SftOptions o)
         var opt = new AdamW(model.P.Count, weightDecay: o.WeightDecay);
         int start = 0;
         if (File.Exists(CheckpointPath)) start = Checkpoint.Load(CheckpointPath, config, model.P, opt, out _);
+        if (File.Exists(StoppedPath)) start = o.Steps;
         var csv = new MetricsCsv(MetricsPath, "step,loss,lr,grad_norm,tokens_per_s,elapsed_s,eval_pass_at_1", start);
         var sw = Stopwatch.StartNew();
         long tokensSeen = 0;
@@ -80,14 +107,25 @@ internal sealed class SftTrainer(SftOptions o)
         {
             ct.ThrowIfCancellationRequested();
             var rng = new Random(Seeds.Mix(o.Seed, step));
-            var (tokens, targets, t, counted) = Batch(task, rng, o.BatchSize, config.MaxSeq);
-            float loss = model.Forward(tokens, targets, o.BatchSize, t);
+            // Sorted by length and cut into micro-batches padded separately: arithmetic traces range from ~100 to
+            // ~400 tokens, so one batch padded to its longest sequence would be mostly padding. Each row's loss
+            // weight is 1/(completion tokens of the whole batch), so the gradient is that of the whole batch.
+            var seqs = Draw(task, rng, o.BatchSize, config.MaxSeq);
+            seqs.Sort((x, y) => x.Ids.Length.CompareTo(y.Ids.Length));
+            int total = seqs.Sum(x => x.Ids.Length - x.PromptLen);
+            double lossSum = 0;
             model.P.ZeroGrad();
-            model.Backward(model.MeanLossWeights());
+            foreach (var chunk in seqs.Chunk(Math.Max(1, o.MicroBatch)))
+            {
+                var (tokens, targets, t, counted) = Pack(chunk);
+                lossSum += model.Forward(tokens, targets, chunk.Length, t) * counted;
+                model.Backward(LossWeights(targets, total));
+                tokensSeen += chunk.Sum(x => x.Ids.Length);             // real tokens, padding not counted
+            }
+            float loss = (float)(lossSum / total);
             float norm = Schedule.ClipGlobalNorm(model.P.Grad, 1f);
             float lr = Schedule.WarmupCosine(step, o.Warmup, o.Steps, o.MaxLr, o.MinLr);
             opt.Update(model.P.Data, model.P.Grad, lr, model.DecayMask);
-            tokensSeen += tokens.Length;
             double? eval = null;
             bool last = step == o.Steps - 1;
             if ((o.EvalEvery > 0 && (step + 1) % o.EvalEvery == 0) || last)
@@ -98,8 +136,14 @@ internal sealed class SftTrainer(SftOptions o)
             }
             double tps = tokensSeen / Math.Max(1e-9, sw.Elapsed.TotalSeconds);
             csv.Append(step, loss, lr, norm, Math.Round(tps, 1), Math.Round(sw.Elapsed.TotalSeconds, 2), eval?.ToString("F4", System.Globalization.CultureInfo.InvariantCulture) ?? "");
-            if ((step + 1) % o.CheckpointEvery == 0 || last) Checkpoint.Save(CheckpointPath, config, step + 1, model.P, opt);
+            bool stop = o.StopAtPass > 0 && eval >= o.StopAtPass;
+            if ((step + 1) % o.CheckpointEvery == 0 || last || stop) Checkpoint.Save(CheckpointPath, config, step + 1, model.P, opt);
             onStep?.Invoke(new SftStep(step, o.Steps, loss, lr, norm, tps, sw.Elapsed, eval));
+            if (stop)
+            {
+                File.WriteAllText(StoppedPath, $"stopped after step {step + 1}: held-out pass@1 {eval:F4} >= {o.StopAtPass}\n");
+                break;
+            }
         }
         if (!File.Exists(GgufPath) || start >= o.Steps) GgufExport.Write(model, GgufPath);
         return model;

@@ -23,9 +23,9 @@ internal sealed record TrainConfig
     /// </summary>
     public static TrainConfig Preset(string name, int vocab) => name switch
     {
-        "tiny-r1" => new TrainConfig { Vocab = vocab, Dim = 128, Layers = 4, Heads = 4, KvHeads = 2, FfnDim = 384, MaxSeq = 256 },
-        "small-r1" => new TrainConfig { Vocab = vocab, Dim = 256, Layers = 6, Heads = 8, KvHeads = 4, FfnDim = 704, MaxSeq = 256 },
-        "micro" => new TrainConfig { Vocab = vocab, Dim = 64, Layers = 2, Heads = 4, KvHeads = 2, FfnDim = 128, MaxSeq = 96 },
+        "tiny-r1" => new TrainConfig { Vocab = vocab, Dim = 128, Layers = 4, Heads = 4, KvHeads = 2, FfnDim = 384, MaxSeq = 448 },
+        "small-r1" => new TrainConfig { Vocab = vocab, Dim = 256, Layers = 6, Heads = 8, KvHeads = 4, FfnDim = 704, MaxSeq = 448 },
+        "micro" => new TrainConfig { Vocab = vocab, Dim = 64, Layers = 2, Heads = 4, KvHeads = 2, FfnDim = 128, MaxSeq = 192 },
         _ => throw new ArgumentException($"unknown preset '{name}' (tiny-r1, small-r1, micro)"),
     };
 }

@@ -67,33 +67,32 @@ internal static class TrainOps
     /// <summary>out[N,OC] = inp[N,C] · W[OC,C]ᵀ (W is stored like a GGUF weight: one row per output channel).</summary>
     public static unsafe void MatMulForward(Span<float> output, ReadOnlySpan<float> inp, ReadOnlySpan<float> w, int n, int c, int oc)
     {
-        fixed (float* po = output, pi = inp, pw = w) Gemm.ABt(po, pi, pw, n, oc, c, accumulate: false);
+        // The kernel wants B row-major along the output; Wᵀ is OC·C floats, tiny next to the N·C·OC product.
+        var wt = Gemm.Rent(c * oc);
+        try
+        {
+            fixed (float* po = output, pi = inp, pw = w, pwt = wt)
+            {
+                Gemm.Transpose(pwt, pw, oc, c);
+                Gemm.Mul(po, oc, pi, c, 1, pwt, oc, n, oc, c, accumulate: false);
+            }
+        }
+        finally { Gemm.Return(wt); }
     }
 
     /// <summary>
-    /// in the forward pass this was: out[r,j] = Σ_i inp[r,i]·W[j,i], so dinp[r,:] += Σ_j dout[r,j]·W[j,:] and
-    /// dW[j,:] += Σ_r dout[r,j]·inp[r,:]. Both are run as C += A·Bᵀ after transposing W, dout and inp.
-    /// An empty dinp skips the input gradient.
+    /// in the forward pass this was: out[r,j] = Σ_i inp[r,i]·W[j,i], so dinp[r,:] += Σ_j dout[r,j]·W[j,:] (dout·W, W as
+    /// stored) and dW[j,:] += Σ_r dout[r,j]·inp[r,:] (doutᵀ·inp, doutᵀ read in place through strides). An empty dinp
+    /// skips the input gradient.
     /// </summary>
     public static unsafe void MatMulBackward(Span<float> dinp, Span<float> dw, ReadOnlySpan<float> dout, ReadOnlySpan<float> inp,
         ReadOnlySpan<float> w, int n, int c, int oc)
     {
-        var wt = Gemm.Rent(c * oc); var dot = Gemm.Rent(oc * n); var it = Gemm.Rent(c * n);
-        try
+        fixed (float* pdi = dinp, pdw = dw, pdo = dout, pi = inp, pw = w)
         {
-            fixed (float* pdi = dinp, pdw = dw, pdo = dout, pi = inp, pw = w, pwt = wt, pdot = dot, pit = it)
-            {
-                if (!dinp.IsEmpty)
-                {
-                    Gemm.Transpose(pwt, pw, oc, c);                       // Wᵀ [C, OC]
-                    Gemm.ABt(pdi, pdo, pwt, n, c, oc, accumulate: true);   // dinp[N,C] += dout[N,OC]·(Wᵀ)ᵀ
-                }
-                Gemm.Transpose(pdot, pdo, n, oc);                          // doutᵀ [OC, N]
-                Gemm.Transpose(pit, pi, n, c);                             // inpᵀ [C, N]
-                Gemm.ABt(pdw, pdot, pit, oc, c, n, accumulate: true);      // dW[OC,C] += doutᵀ·inp
-            }
+            if (!dinp.IsEmpty) Gemm.Mul(pdi, c, pdo, oc, 1, pw, c, n, c, oc, accumulate: true);
+            Gemm.Mul(pdw, c, pdo, 1, oc, pi, c, oc, c, n, accumulate: true);
         }
-        finally { Gemm.Return(wt); Gemm.Return(dot); Gemm.Return(it); }
     }
 
     // ---------------------------------------------------------------- RoPE
@@ -145,24 +144,34 @@ internal static class TrainOps
         ReadOnlySpan<float> cos, ReadOnlySpan<float> sin) => RopeForward(dx, n, t, heads, headDim, off, ropeDims, cos, sin, -1f);
 
     // ---------------------------------------------------------------- SwiGLU
-    /// <summary>out = silu(gate)·up</summary>
+    /// <summary>out = silu(gate)·up = gate·σ(gate)·up (σ vectorised through TensorPrimitives.Sigmoid).</summary>
     public static void SwiGluForward(Span<float> output, ReadOnlySpan<float> gate, ReadOnlySpan<float> up)
     {
-        for (int i = 0; i < output.Length; i++)
-        {
-            float g = gate[i];
-            output[i] = g / (1f + MathF.Exp(-g)) * up[i];
-        }
+        int n = output.Length;                                         // gate/up may be longer (capacity buffers)
+        TensorPrimitives.Sigmoid(gate[..n], output);
+        TensorPrimitives.Multiply(output, gate[..n], output);
+        TensorPrimitives.Multiply(output, up[..n], output);
     }
 
-    /// <summary>dgate += dout·up·σ(g)(1 + g(1−σ(g))), dup += dout·silu(g)</summary>
+    /// <summary>dgate += dout·up·σ(g)(1 + g(1−σ(g))), dup += dout·silu(g); σ is recomputed in stack chunks.</summary>
     public static void SwiGluBackward(Span<float> dgate, Span<float> dup, ReadOnlySpan<float> dout, ReadOnlySpan<float> gate, ReadOnlySpan<float> up)
     {
-        for (int i = 0; i < dout.Length; i++)
+        const int Chunk = 512;
+        Span<float> s = stackalloc float[Chunk];
+        Span<float> tmp = stackalloc float[Chunk];
+        for (int i0 = 0; i0 < dout.Length; i0 += Chunk)
         {
-            float g = gate[i], s = 1f / (1f + MathF.Exp(-g)), d = dout[i];
-            dup[i] += d * g * s;
-            dgate[i] += d * up[i] * s * (1f + g * (1f - s));
+            int len = Math.Min(Chunk, dout.Length - i0);
+            var sg = s[..len]; var tp = tmp[..len];
+            var g = gate.Slice(i0, len); var d = dout.Slice(i0, len);
+            TensorPrimitives.Sigmoid(g, sg);
+            TensorPrimitives.Multiply(g, sg, tp);                       // silu(g)
+            TensorPrimitives.MultiplyAdd(d, tp, dup.Slice(i0, len), dup.Slice(i0, len));
+            TensorPrimitives.Subtract(g, tp, tp);                       // g(1−σ)
+            TensorPrimitives.Add(tp, 1f, tp);
+            TensorPrimitives.Multiply(tp, sg, tp);                      // σ(1 + g(1−σ))
+            TensorPrimitives.Multiply(tp, up.Slice(i0, len), tp);
+            TensorPrimitives.MultiplyAdd(d, tp, dgate.Slice(i0, len), dgate.Slice(i0, len));
         }
     }
 

@@ -12,8 +12,10 @@ public class DefaultModelTests
         Assert.True(File.Exists(Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny.gguf")));
         var r = CliRunner.RunWithInput("What is 23 + 45?\n", "chat", "--temp", "0", "-t", "1");
         Assert.True(r.ExitCode == 0, r.StdErr);
-        Assert.Contains("The answer is", r.StdOut);
+        // the bundled model gets ~80% of held-out additions greedily; this one it gets right (a wrong retrain shows here)
+        Assert.Contains("The answer is 68.", r.StdOut);
         Assert.Contains("by columns", r.StdOut + r.StdErr); // the thinking is shown
+        Assert.Contains("a: A3 B2", r.StdOut + r.StdErr);   // operands restated with place labels
     }
 
     [Fact]

@@ -30,8 +30,21 @@ public class TaskTests
     [Fact]
     public void TracesComputeStepByStep()
     {
-        Assert.Equal("347+285, by columns:\n7+5=12, 2 c1\n4+8+1=13, 32 c1\n3+2+1=6, 632\nso 347+285=632\n", ArithmeticTask.AddTrace(347, 285));
-        Assert.Equal("347*28, by digits of 28:\n347*8=2776\n347*20=6940\n2776+6940=9716\nso 347*28=9716\n", ArithmeticTask.MulTrace(347, 28));
+        Assert.Equal("347+285, by columns:\na: A7 B4 C3\nb: p5 q8 r2\nA7+p5+0=12, 2 c1\nB4+q8+1=13, 32 c1\nC3+r2+1=6, 632 c0\nso 347+285=632\n",
+            ArithmeticTask.AddTrace(347, 285));
+        Assert.Equal("95+7, by columns:\na: A5 B9\nb: p7\nA5+p7+0=12, 2 c1\nB9+q0+1=10, 02 c1\nc1: 102\nso 95+7=102\n", ArithmeticTask.AddTrace(95, 7));
+        Assert.Equal("347*28, by columns:\na: A7 B4 C3\nb: p8 q2\nk0: A7*p8=56 +0=56, 6 c5\nk1: B4*p8=32 A7*q2=14+32=46 +5=51, 16 c5\n" +
+            "k2: C3*p8=24 B4*q2=8+24=32 +5=37, 716 c3\nk3: C3*q2=6 +3=9, 9716 c0\nso 347*28=9716\n", ArithmeticTask.MulTrace(347, 28));
+        Assert.Equal("304-9, by columns:\na: A4 B0 C3\nb: p9\nA4-p9-0=-5+10=5, 5 b1\nB0-q0-1=-1+10=9, 95 b1\nC3-r0-1=2, 295 b0\nso 304-9=295\n",
+            ArithmeticTask.SubTrace(304, 9));
+        // every trace line's arithmetic is right: the closing line states the true result for random operands
+        var rng = new Random(5);
+        for (int i = 0; i < 200; i++)
+        {
+            int a = rng.Next(10000), b = rng.Next(1000);
+            Assert.EndsWith($"so {a}*{b}={a * b}\n", ArithmeticTask.MulTrace(a, b));
+            Assert.EndsWith($"so {a}+{b}={a + b}\n", ArithmeticTask.AddTrace(a, b));
+        }
         string sub = ArithmeticTask.SubTrace(52, 347);
         Assert.Contains("swap", sub);
         Assert.EndsWith("52-347=-295\n", sub);

@@ -36,7 +36,7 @@ public class TrainCliTests
 
             string gdir = Path.Combine(dir, "grpo");
             var grpo = CliRunner.Run("train", "grpo", "--init", sftModel, "--task", "easy", "--out", gdir, "--steps", "16", "--prompts", "8",
-                "--group", "8", "--max-new", "64", "--lr", "2e-3", "--eval-every", "0", "--threads", "2");
+                "--group", "8", "--max-new", "128", "--lr", "2e-3", "--eval-every", "0", "--threads", "2");
             Assert.True(grpo.ExitCode == 0, grpo.StdErr);
             var reward = Column(Path.Combine(gdir, "grpo_metrics.csv"), "mean_reward");
             Assert.True(reward.TakeLast(5).Average() > reward.Take(5).Average(), $"GRPO reward {string.Join(" ", reward.Select(r => r.ToString("F2", CultureInfo.InvariantCulture)))}");

@@ -4,8 +4,8 @@ namespace Sputnik.Training.Tasks;
 
 /// <summary>
 /// Multi-digit addition, subtraction and multiplication (up to 4×3 digits) with scratchpad traces a ~1M-parameter
-/// model can follow: column arithmetic one digit at a time, each line carrying the partial result forward so the
-/// model only ever copies and does one single-digit step.
+/// model can follow: the operands restated digit by digit with place labels, then column arithmetic where every line
+/// names the digits it uses, does one small step and carries the result digits so far (see the note above AddTrace).
 /// </summary>
 internal sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB = 3, string? name = null) : ReasoningTask
 {
@@ -35,82 +35,127 @@ internal sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB
 
     protected override bool IsCorrect(Problem p, string answer) => LastInteger(answer)?.ToString(System.Globalization.CultureInfo.InvariantCulture) == p.Expected;
 
-    private static int Digit(long x, int i) => (int)(x / (long)Math.Pow(10, i) % 10);
-    private static int Len(long x) => x == 0 ? 1 : (int)Math.Floor(Math.Log10(x)) + 1;
+    private static string Inv(long x) => x.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    /// <summary>Column addition, least significant first: "7+5=12, 2 c1" … each line ends with the digits so far.</summary>
+    /// <summary>Digits least significant first (0 is one digit).</summary>
+    private static int[] Digits(long x)
+    {
+        var d = new List<int>();
+        do { d.Add((int)(x % 10)); x /= 10; } while (x > 0);
+        return d.ToArray();
+    }
+
+    // Place labels. The two operands use disjoint alphabets so that looking a label up finds exactly one digit.
+    private const string LabelsA = "ABCDEFG", LabelsB = "pqrstuv";
+
+    /// <summary>"a: A7 B4 C3": the operand restated least significant digit first, each digit tagged with its place.</summary>
+    private static void Restate(StringBuilder sb, string name, int[] digits, string labels)
+    {
+        sb.Append(name).Append(':');
+        for (int i = 0; i < digits.Length; i++) sb.Append(' ').Append(labels[i]).Append(digits[i]);
+        sb.Append('\n');
+    }
+
+    /// <summary>Restates both operands ("a: …", "b: …") and returns their digits, least significant first.</summary>
+    private static (int[] A, int[] B) Restate(StringBuilder sb, long a, long b)
+    {
+        int[] da = Digits(a), db = Digits(b);
+        Restate(sb, "a", da, LabelsA);
+        Restate(sb, "b", db, LabelsB);
+        return (da, db);
+    }
+
+    private static int At(int[] d, int i) => i < d.Length ? d[i] : 0;
+
+    /*
+     * Why the traces look like this: a ~1M-parameter transformer cannot reliably find "the 3rd digit from the right"
+     * of a number in the prompt, but it can copy the token after a unique label (an induction-head lookup) and do
+     * one small computation whose inputs sit on the same line. So each operand is restated once with its digits
+     * tagged by place (A, B, C… for a, p, q, r… for b), every column line names the places it reads, and each line
+     * ends with the result digits so far (the new digit prepended to the previous line's), so the answer is a copy
+     * of the last line and never has to be assembled from scattered digits.
+     */
+
+    /// <summary>Column addition: "B4+q9+1=14, 42 c1" — place digits, carry in, sum, result so far, carry out.</summary>
     public static string AddTrace(long a, long b)
     {
         var sb = new StringBuilder();
         sb.Append(a).Append('+').Append(b).Append(", by columns:\n");
-        int n = Math.Max(Len(a), Len(b)), carry = 0;
+        var (da, db) = Restate(sb, a, b);
+        int carry = 0;
         string partial = "";
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < Math.Max(da.Length, db.Length); i++)
         {
-            int da = Digit(a, i), db = Digit(b, i), s = da + db + carry;
-            sb.Append(da).Append('+').Append(db);
-            if (carry > 0) sb.Append("+1");
-            partial = (s % 10).ToString(System.Globalization.CultureInfo.InvariantCulture) + partial;
+            int s = At(da, i) + At(db, i) + carry;
+            partial = Inv(s % 10) + partial;
+            sb.Append(LabelsA[i]).Append(At(da, i)).Append('+').Append(LabelsB[i]).Append(At(db, i)).Append('+').Append(carry)
+              .Append('=').Append(s).Append(", ").Append(partial).Append(" c").Append(s / 10).Append('\n');
             carry = s / 10;
-            sb.Append('=').Append(s).Append(", ").Append(partial);
-            if (carry > 0) sb.Append(" c1");
-            sb.Append('\n');
         }
-        if (carry > 0) sb.Append("carry 1, ").Append(partial = "1" + partial).Append('\n');
+        if (carry > 0) sb.Append("c1: ").Append(partial = "1" + partial).Append('\n');
         sb.Append("so ").Append(a).Append('+').Append(b).Append('=').Append(a + b).Append('\n');
         return sb.ToString();
     }
 
-    /// <summary>Column subtraction with borrows; a smaller minuend is swapped first and the sign put back.</summary>
+    /// <summary>
+    /// Column subtraction with borrows ("B4-q9-0=-5+10=5, 52 b1"); a smaller minuend is swapped first and the sign put
+    /// back at the end. Leading zeros of the result are dropped only in the closing line.
+    /// </summary>
     public static string SubTrace(long a, long b)
     {
         var sb = new StringBuilder();
-        sb.Append(a).Append('-').Append(b);
+        sb.Append(a).Append('-').Append(b).Append(", by columns:\n");
         long x = a, y = b;
-        if (a < b) { sb.Append(", ").Append(a).Append('<').Append(b).Append(" so swap"); (x, y) = (b, a); }
-        sb.Append(", by columns:\n");
-        int n = Len(x), borrow = 0;
+        if (a < b) { sb.Append(a).Append('<').Append(b).Append(" so swap: ").Append(b).Append('-').Append(a).Append('\n'); (x, y) = (b, a); }
+        var (dx, dy) = Restate(sb, x, y);
+        int borrow = 0;
         string partial = "";
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < dx.Length; i++)
         {
-            int dx = Digit(x, i) - borrow, dy = Digit(y, i);
-            sb.Append(Digit(x, i));
-            if (borrow > 0) sb.Append("-1");
-            borrow = dx < dy ? 1 : 0;
-            int r = dx + 10 * borrow - dy;
-            if (borrow > 0) sb.Insert(sb.Length, "+10");
-            sb.Append('-').Append(dy).Append('=').Append(r).Append(", ");
-            partial = r.ToString(System.Globalization.CultureInfo.InvariantCulture) + partial;
-            sb.Append(partial);
-            if (borrow > 0) sb.Append(" b1");
-            sb.Append('\n');
+            int d = dx[i] - At(dy, i) - borrow;
+            sb.Append(LabelsA[i]).Append(dx[i]).Append('-').Append(LabelsB[i]).Append(At(dy, i)).Append('-').Append(borrow).Append('=').Append(d);
+            borrow = d < 0 ? 1 : 0;
+            if (d < 0) sb.Append("+10=").Append(d += 10);
+            partial = Inv(d) + partial;
+            sb.Append(", ").Append(partial).Append(" b").Append(borrow).Append('\n');
         }
-        long diff = x - y;
-        sb.Append("so ").Append(x).Append('-').Append(y).Append('=').Append(diff).Append('\n');
+        sb.Append("so ").Append(x).Append('-').Append(y).Append('=').Append(x - y).Append('\n');
         if (a < b) sb.Append("swap back: ").Append(a).Append('-').Append(b).Append('=').Append(a - b).Append('\n');
         return sb.ToString();
     }
 
-    /// <summary>Long multiplication: one partial product per digit of b (shifted), then a running column sum.</summary>
+    /// <summary>
+    /// Long multiplication by output columns: column k ("k2:") sums the digit products a_i·b_j with i + j = k, one
+    /// product and one running sum at a time ("C7*p8=56 B2*q6=12+56=68 A1*r3=3+68=71"), adds the carry ("+2=73"),
+    /// and keeps the low digit ("328 c7"). Every step is a one-digit product or a two-number sum.
+    /// </summary>
     public static string MulTrace(long a, long b)
     {
         var sb = new StringBuilder();
-        sb.Append(a).Append('*').Append(b).Append(", by digits of ").Append(b).Append(":\n");
-        int n = Len(b);
-        long sum = 0;
-        for (int i = 0; i < n; i++)
+        sb.Append(a).Append('*').Append(b).Append(", by columns:\n");
+        var (da, db) = Restate(sb, a, b);
+        int carry = 0;
+        string partial = "";
+        for (int k = 0; k < da.Length + db.Length - 1; k++)
         {
-            int d = Digit(b, i);
-            long pp = a * d * (long)Math.Pow(10, i);
-            sb.Append(a).Append('*').Append(d);
-            if (i > 0) sb.Append('0', i);
-            sb.Append('=').Append(pp).Append('\n');
-            if (i > 0)
+            sb.Append('k').Append(k).Append(':');
+            int sum = 0;
+            bool first = true;
+            for (int i = Math.Min(k, da.Length - 1); i >= 0 && k - i < db.Length; i--)
             {
-                sb.Append(sum).Append('+').Append(pp).Append('=').Append(sum + pp).Append('\n');
+                int j = k - i, prod = da[i] * db[j];
+                sb.Append(' ').Append(LabelsA[i]).Append(da[i]).Append('*').Append(LabelsB[j]).Append(db[j]).Append('=').Append(prod);
+                if (!first) sb.Append('+').Append(sum).Append('=').Append(sum + prod);
+                sum += prod;
+                first = false;
             }
-            sum += pp;
+            int total = sum + carry;
+            sb.Append(" +").Append(carry).Append('=').Append(total);
+            partial = Inv(total % 10) + partial;
+            carry = total / 10;
+            sb.Append(", ").Append(partial).Append(" c").Append(carry).Append('\n');
         }
+        if (carry > 0) sb.Append('c').Append(carry).Append(": ").Append(partial = Inv(carry) + partial).Append('\n');
         sb.Append("so ").Append(a).Append('*').Append(b).Append('=').Append(a * b).Append('\n');
         return sb.ToString();
     }
