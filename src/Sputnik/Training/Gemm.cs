@@ -68,7 +68,7 @@ internal static unsafe class Gemm
     }
 
     /// <summary>Row-at-a-time fallback for CPUs without AVX-512 (same results up to summation order).</summary>
-    private static void MulRowsPortable(float* c, int ldc, float* a, int ars, int acs, float* b, int ldb, int n, int k, bool accumulate, Causal causal, int i0, int i1)
+    internal static void MulRowsPortable(float* c, int ldc, float* a, int ars, int acs, float* b, int ldb, int n, int k, bool accumulate, Causal causal, int i0, int i1)
     {
         for (int i = i0; i < i1; i++)
         {

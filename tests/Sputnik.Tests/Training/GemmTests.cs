@@ -29,7 +29,7 @@ public class GemmTests
     }
 
     /// <summary>
-    /// The strided kernel against a double reference for A as stored and A read transposed in place, with every causal
+    /// The strided kernel (and its portable fallback) against a double reference for A as stored and A read transposed in place, with every causal
     /// mode: only the entries the mode promises are compared (Columns leaves j &gt; i unspecified), and the inputs carry
     /// exact zeros where Depth/DepthFrom assume them, as attention's probabilities do.
     /// </summary>
@@ -57,9 +57,15 @@ public class GemmTests
                 for (int p = 0; p < k; p++) s += (double)a[i * ars + p * acs] * b[p * n + j];
                 expect[i * n + j] = s;
             }
-        fixed (float* pc = c, pa = a, pb = b) Gemm.Mul(pc, n, pa, ars, acs, pb, n, m, n, k, accumulate: true, causal);
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < (causal == Causal.Columns ? Math.Min(n, i + 1) : n); j++)
-                Assert.True(Math.Abs(c[i * n + j] - expect[i * n + j]) < 1e-4 * Math.Sqrt(k), $"[{i},{j}] {c[i * n + j]} vs {expect[i * n + j]}");
+        var portable = (float[])c.Clone();                                // the fallback for CPUs without AVX-512
+        fixed (float* pc = c, pa = a, pb = b, pp = portable)
+        {
+            Gemm.Mul(pc, n, pa, ars, acs, pb, n, m, n, k, accumulate: true, causal);
+            Gemm.MulRowsPortable(pp, n, pa, ars, acs, pb, n, n, k, accumulate: true, causal, 0, m);
+        }
+        foreach (var got in new[] { c, portable })
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < (causal == Causal.Columns ? Math.Min(n, i + 1) : n); j++)
+                    Assert.True(Math.Abs(got[i * n + j] - expect[i * n + j]) < 1e-4 * Math.Sqrt(k), $"[{i},{j}] {got[i * n + j]} vs {expect[i * n + j]}");
     }
 }
