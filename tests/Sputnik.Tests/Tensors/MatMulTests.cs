@@ -54,6 +54,44 @@ public class MatMulTests
         }
     }
 
+    /// <summary>
+    /// The multi-token kernels share their unpacking and per-token steps with the single-token ones, so a token gives
+    /// the same bits whether it is decoded alone or batched with others (the server's batched decode relies on it:
+    /// a stream's greedy output must not depend on its neighbours). Even block counts and odd ones (a tail block).
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q4_1)]
+    [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q5_1)]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q5_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void Batched_tokens_equal_single_token_products_bit_for_bit(GgmlType t)
+    {
+        const int rows = 5, tokens = 9;
+        int bs = GgmlTypeInfo.BlockSize(t);
+        foreach (int cols in new[] { 8 * bs, 7 * bs })
+        {
+            int stride = MatMul.ActivationStride(t, cols);
+            var (w, act) = Problem(t, rows, cols, tokens, cols);
+            foreach (KernelPath path in MatVecTests.AvailablePaths())
+            {
+                var y = new float[tokens * rows];
+                MatMul.ComputeRows(t, w, cols, act, tokens, y, rows, 0, rows, path);
+                var yv = new float[rows];
+                for (int tok = 0; tok < tokens; tok++)
+                {
+                    MatVec.ComputeRows(t, w, cols, act.AsSpan(tok * stride, stride), yv, 0, rows, path);
+                    for (int r = 0; r < rows; r++)
+                        Assert.True(BitConverter.SingleToInt32Bits(yv[r]) == BitConverter.SingleToInt32Bits(y[tok * rows + r]),
+                            $"{t} {path} cols {cols} token {tok} row {r}: batched {y[tok * rows + r]} vs single {yv[r]}");
+                }
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Types))]
     public void Simd_paths_match_scalar_reference(GgmlType t)
