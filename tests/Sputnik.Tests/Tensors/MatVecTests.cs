@@ -77,18 +77,24 @@ public class MatVecTests
         {
             int cols = ColsFor(t);
             var (w, _, x) = Problem(t, rows, cols, rows);
-            var act = new byte[MatVec.ScratchBytes(t, cols)];
-            MatVec.QuantizeActivation(t, x, act);
-            var reference = new float[rows];
-            MatVec.ComputeRows(t, w, cols, act, reference, 0, rows, KernelPath.Scalar);
-            foreach (KernelPath path in AvailablePaths())
-            {
-                var y = new float[rows];
-                MatVec.ComputeRows(t, w, cols, act, y, 0, rows, path);
-                for (int r = 0; r < rows; r++)
-                    Assert.True(Math.Abs(y[r] - reference[r]) <= 1e-4f * (1 + Math.Abs(reference[r])),
-                        $"{t} {path} row {r}/{rows}: {y[r]} vs scalar {reference[r]}");
-            }
+            AssertPathsMatchScalar(t, w, rows, cols, x);
+        }
+    }
+
+    /// <summary>Every available SIMD path gives the scalar kernel's result within 1e-4 relative on every row.</summary>
+    private static void AssertPathsMatchScalar(GgmlType t, byte[] w, int rows, int cols, float[] x)
+    {
+        var act = new byte[MatVec.ScratchBytes(t, cols)];
+        MatVec.QuantizeActivation(t, x, act);
+        var reference = new float[rows];
+        MatVec.ComputeRows(t, w, cols, act, reference, 0, rows, KernelPath.Scalar);
+        foreach (KernelPath path in AvailablePaths())
+        {
+            var y = new float[rows];
+            MatVec.ComputeRows(t, w, cols, act, y, 0, rows, path);
+            for (int r = 0; r < rows; r++)
+                Assert.True(Math.Abs(y[r] - reference[r]) <= 1e-4f * (1 + Math.Abs(reference[r])),
+                    $"{t} {path} row {r}/{rows}: {y[r]} vs scalar {reference[r]}");
         }
     }
 
@@ -110,17 +116,7 @@ public class MatVecTests
         for (int b = 0; b < w.Length / blockBytes; b++)
             foreach (int o in halfOffsets)
                 BitConverter.TryWriteBytes(w.AsSpan(b * blockBytes + o, 2), (Half)(0.001 + rng.NextDouble() * 0.01));
-        var act = new byte[MatVec.ScratchBytes(t, cols)];
-        MatVec.QuantizeActivation(t, Gaussian(cols, 5), act);
-        var reference = new float[rows];
-        MatVec.ComputeRows(t, w, cols, act, reference, 0, rows, KernelPath.Scalar);
-        foreach (KernelPath path in AvailablePaths())
-        {
-            var y = new float[rows];
-            MatVec.ComputeRows(t, w, cols, act, y, 0, rows, path);
-            for (int r = 0; r < rows; r++)
-                Assert.True(Math.Abs(y[r] - reference[r]) <= 1e-4f * (1 + Math.Abs(reference[r])), $"{t} {path} row {r}: {y[r]} vs scalar {reference[r]}");
-        }
+        AssertPathsMatchScalar(t, w, rows, cols, Gaussian(cols, 5));
     }
 
     [Theory]
