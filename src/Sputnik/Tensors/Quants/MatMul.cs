@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Sputnik.Tensors.Quants;
 
@@ -94,23 +95,72 @@ internal static unsafe partial class MatMul
     // One decoded float row per thread for F16/BF16 weights, allocated once per thread.
     [ThreadStatic] private static float[]? t_row;
 
-    /// <summary>F16/BF16 weights: decode each row once to float, then vectorized float dots against every token.</summary>
+    /// <summary>
+    /// F16/BF16 weights: decode four rows at a time to float, then a 4-row × 4-token register block of FMAs (16
+    /// accumulators, 8 loads per 16 FMAs) over each group of four tokens; leftover rows and tokens use vector dots.
+    /// One dot per (row, token) was load-bound at a third of the FMA rate.
+    /// </summary>
     private static void DecodedRows(GgmlType wType, byte* w, int rowBytes, int cols, float* x, int tokens, float* y, int ldy, int r0, int r1)
     {
-        if (t_row == null || t_row.Length < cols) t_row = new float[cols];
-        var row = t_row.AsSpan(0, cols);
+        if (t_row == null || t_row.Length < 4 * cols) t_row = new float[4 * cols];
         int tokTile = Math.Max(1, TokenTileBytes / (cols * sizeof(float)));
-        for (int t0 = 0; t0 < tokens; t0 += tokTile)
+        bool blocked = Vector512.IsHardwareAccelerated && cols % 16 == 0;
+        fixed (float* rows = t_row)
         {
-            int t1 = Math.Min(tokens, t0 + tokTile);
-            for (int r = r0; r < r1; r++)
+            for (int t0 = 0; t0 < tokens; t0 += tokTile)
             {
-                var src = new ReadOnlySpan<byte>(w + (long)r * rowBytes, rowBytes);
-                if (wType == GgmlType.F16) FloatConvert.HalfToFloat(src, row);
-                else FloatConvert.BF16ToFloat(src, row);
-                for (int t = t0; t < t1; t++)
-                    y[(long)t * ldy + r] = TensorPrimitives.Dot(row, new ReadOnlySpan<float>(x + (long)t * cols, cols));
+                int t1 = Math.Min(tokens, t0 + tokTile);
+                for (int r = r0; r < r1; r += 4)
+                {
+                    int nr = Math.Min(4, r1 - r);
+                    for (int i = 0; i < nr; i++)
+                    {
+                        var src = new ReadOnlySpan<byte>(w + (long)(r + i) * rowBytes, rowBytes);
+                        var dst = new Span<float>(rows + i * cols, cols);
+                        if (wType == GgmlType.F16) FloatConvert.HalfToFloat(src, dst);
+                        else FloatConvert.BF16ToFloat(src, dst);
+                    }
+                    int t = t0;
+                    if (blocked && nr == 4)
+                        for (; t + 4 <= t1; t += 4)
+                            Block4x4(rows, cols, x + (long)t * cols, y + (long)t * ldy + r, ldy);
+                    for (; t < t1; t++)
+                        for (int i = 0; i < nr; i++)
+                            y[(long)t * ldy + r + i] = TensorPrimitives.Dot(new ReadOnlySpan<float>(rows + i * cols, cols), new ReadOnlySpan<float>(x + (long)t * cols, cols));
+                }
             }
         }
+    }
+
+    /// <summary>y[t·ldy + i] = dot(row i, token t) for 4 decoded rows (stride cols) and 4 tokens (stride cols); cols % 16 == 0.</summary>
+    private static void Block4x4(float* w, int cols, float* x, float* y, int ldy)
+    {
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        float* w1 = w + cols, w2 = w + 2 * cols, w3 = w + 3 * cols;
+        float* x1 = x + cols, x2 = x + 2 * cols, x3 = x + 3 * cols;
+        for (int k = 0; k < cols; k += 16)
+        {
+            var r0 = Vector512.Load(w + k);
+            var r1 = Vector512.Load(w1 + k);
+            var r2 = Vector512.Load(w2 + k);
+            var r3 = Vector512.Load(w3 + k);
+            var t = Vector512.Load(x + k);
+            a00 = Vector512.FusedMultiplyAdd(r0, t, a00); a10 = Vector512.FusedMultiplyAdd(r1, t, a10);
+            a20 = Vector512.FusedMultiplyAdd(r2, t, a20); a30 = Vector512.FusedMultiplyAdd(r3, t, a30);
+            t = Vector512.Load(x1 + k);
+            a01 = Vector512.FusedMultiplyAdd(r0, t, a01); a11 = Vector512.FusedMultiplyAdd(r1, t, a11);
+            a21 = Vector512.FusedMultiplyAdd(r2, t, a21); a31 = Vector512.FusedMultiplyAdd(r3, t, a31);
+            t = Vector512.Load(x2 + k);
+            a02 = Vector512.FusedMultiplyAdd(r0, t, a02); a12 = Vector512.FusedMultiplyAdd(r1, t, a12);
+            a22 = Vector512.FusedMultiplyAdd(r2, t, a22); a32 = Vector512.FusedMultiplyAdd(r3, t, a32);
+            t = Vector512.Load(x3 + k);
+            a03 = Vector512.FusedMultiplyAdd(r0, t, a03); a13 = Vector512.FusedMultiplyAdd(r1, t, a13);
+            a23 = Vector512.FusedMultiplyAdd(r2, t, a23); a33 = Vector512.FusedMultiplyAdd(r3, t, a33);
+        }
+        y[0] = Vector512.Sum(a00); y[1] = Vector512.Sum(a10); y[2] = Vector512.Sum(a20); y[3] = Vector512.Sum(a30);
+        y[ldy] = Vector512.Sum(a01); y[ldy + 1] = Vector512.Sum(a11); y[ldy + 2] = Vector512.Sum(a21); y[ldy + 3] = Vector512.Sum(a31);
+        y[2 * ldy] = Vector512.Sum(a02); y[2 * ldy + 1] = Vector512.Sum(a12); y[2 * ldy + 2] = Vector512.Sum(a22); y[2 * ldy + 3] = Vector512.Sum(a32);
+        y[3 * ldy] = Vector512.Sum(a03); y[3 * ldy + 1] = Vector512.Sum(a13); y[3 * ldy + 2] = Vector512.Sum(a23); y[3 * ldy + 3] = Vector512.Sum(a33);
     }
 }
