@@ -29,7 +29,8 @@ internal static unsafe partial class MatMul
             case GgmlType.Q5_K: Q5Kx4(w, a, stride, cols / 256, y, ldy); break;
             case GgmlType.Q6_K: Q6Kx4(w, a, stride, cols / 256, y, ldy); break;
             case GgmlType.Q5_0 or GgmlType.Q5_1: Q5x4(w, a, stride, cols / 32, y, ldy, wType == GgmlType.Q5_1); break;
-            default: Q8_0x4(w, a, stride, cols / 64, y, ldy); break;
+            case GgmlType.Q8_0: Q8_0x4(w, a, stride, cols / 64, y, ldy); break;
+            default: throw new System.Diagnostics.UnreachableException($"no multi-token kernel for {wType}; HasMultiTokenKernel guards this");
         }
     }
 

@@ -74,24 +74,23 @@ internal static unsafe partial class MatVec
                 // as floats (so multi-token kernels build their scale vectors without half lookups).
                 Span<float> sums = MemoryMarshal.Cast<byte, float>(scratch.Slice(nb * 34, nb * 4));
                 Span<float> scales = MemoryMarshal.Cast<byte, float>(scratch.Slice(nb * 38, nb * 4));
-                for (int i = 0; i < nb; i++)
+                fixed (float* xp = x)
+                fixed (byte* bp = scratch)
                 {
-                    Span<byte> blk = scratch.Slice(i * 34, 34);
-                    int s;
-                    if (ActivationQuant.IsAccelerated)
+                    for (int i = 0; i < nb; i++)
                     {
-                        fixed (float* xp = x.Slice(i * 32, 32))
-                        fixed (byte* bp = blk)
-                            s = ActivationQuant.Q8_0(xp, bp);
+                        Span<byte> blk = scratch.Slice(i * 34, 34);
+                        int s;
+                        if (ActivationQuant.IsAccelerated) s = ActivationQuant.Q8_0(xp + i * 32, bp + i * 34);
+                        else
+                        {
+                            LegacyQuants.QuantQ8_0(x.Slice(i * 32, 32), blk);
+                            s = 0;
+                            for (int j = 0; j < 32; j++) s += (sbyte)blk[2 + j];
+                        }
+                        scales[i] = FloatConvert.ReadHalf(blk, 0);
+                        sums[i] = scales[i] * s;
                     }
-                    else
-                    {
-                        LegacyQuants.QuantQ8_0(x.Slice(i * 32, 32), blk);
-                        s = 0;
-                        for (int j = 0; j < 32; j++) s += (sbyte)blk[2 + j];
-                    }
-                    scales[i] = FloatConvert.ReadHalf(blk, 0);
-                    sums[i] = scales[i] * s;
                 }
                 break;
             }
