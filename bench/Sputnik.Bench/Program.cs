@@ -14,6 +14,7 @@ using Sputnik.Tensors.Quants;
 Action<string[]>? mode = args.Length == 0 ? null : args[0] switch
 {
     "matmul" => MatMulBench.Run,
+    "q4kx" => InterleaveBench.Run,
     "batch" => BatchBench.Run,
     "model" => ModelBench.Run,
     "train" => TrainBench.Run,

@@ -26,6 +26,12 @@ internal sealed unsafe class GgufFile : IDisposable
     /// <summary>Absolute file offset where tensor data begins (aligned end of the header).</summary>
     public long DataOffset { get; }
 
+    /// <summary>
+    /// Whether models built from this file may re-lay weights at load for faster kernels (Q4_K: 16 rows interleaved).
+    /// On by default; the environment variable SPUTNIK_REPACK=0 turns it off (A/B benchmarks, debugging).
+    /// </summary>
+    public bool RepackWeights { get; set; } = Environment.GetEnvironmentVariable("SPUTNIK_REPACK") != "0";
+
     public IReadOnlyDictionary<string, GgufValue> Metadata { get; }
     public IReadOnlyList<GgufTensorInfo> Tensors { get; }
 

@@ -1,0 +1,66 @@
+using System.Diagnostics;
+using Sputnik.Tensors;
+using Sputnik.Tensors.Quants;
+
+/// <summary>
+/// File-layout Q4_K kernels against the 16-row interleaved ones, single-threaded, same weights and activations:
+/// dotnet run -c Release --project bench/Sputnik.Bench q4kx [rows] [cols] [tokens]
+/// </summary>
+internal static unsafe class InterleaveBench
+{
+    public static void Run(string[] args)
+    {
+        int rows = args.Length > 0 ? int.Parse(args[0]) : 1536, cols = args.Length > 1 ? int.Parse(args[1]) : 8960;
+        int tokens = args.Length > 2 ? int.Parse(args[2]) : 1;
+        var rng = new Random(1);
+        int rb = (int)GgmlTypeInfo.RowBytes(GgmlType.Q4_K, cols);
+        var w = new byte[(long)rb * rows];
+        var row = new float[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
+            Quant.Row(GgmlType.Q4_K, row, w.AsSpan(r * rb, rb));
+        }
+        var wx = new byte[w.Length];
+        int groupBytes = cols / 256 * Q4KInterleaved.GroupBlockBytes;
+        for (int g = 0; g < rows / 16; g++) Q4KInterleaved.InterleaveGroup(w.AsSpan(g * 16 * rb), wx.AsSpan(g * groupBytes), cols);
+        var x = new float[tokens * cols];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+        int stride = MatMul.ActivationStride(GgmlType.Q4_K, cols);
+        var act = new byte[stride * tokens];
+        MatMul.QuantizeActivations(GgmlType.Q4_K, x, cols, act, 0, tokens);
+        var y0 = new float[tokens * rows];
+        var y1 = new float[tokens * rows];
+        Action file = tokens == 1
+            ? () => MatVec.ComputeRows(GgmlType.Q4_K, w, cols, act, y0, 0, rows)
+            : () => MatMul.ComputeRows(GgmlType.Q4_K, w, cols, act, tokens, y0, rows, 0, rows);
+        Action inter = () =>
+        {
+            fixed (byte* pw = wx) fixed (byte* pa = act) fixed (float* py = y1)
+                Q4KInterleaved.Compute(pw, cols, pa, stride, tokens, py, rows, 0, rows / 16);
+        };
+        for (int round = 0; round < 3; round++)
+        {
+            foreach (var (name, f) in new[] { ("file", file), ("interleaved", inter) })
+            {
+                for (int i = 0; i < 3; i++) f();
+                double best = double.MaxValue, total = 0;
+                int n = 0;
+                var sw = Stopwatch.StartNew();
+                while (sw.Elapsed.TotalSeconds < 1.5)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    f();
+                    double s = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                    best = Math.Min(best, s);
+                    total += s;
+                    n++;
+                }
+                Console.WriteLine($"{name,-12} {rows}x{cols} x{tokens}: avg {total / n * 1e3:F3} ms ({w.Length / (total / n) / 1e9:F2} GB/s), best {best * 1e3:F3} ms ({w.Length / best / 1e9:F2} GB/s)");
+            }
+        }
+        double maxErr = 0, maxAbs = 0;
+        for (int i = 0; i < y0.Length; i++) { maxErr = Math.Max(maxErr, Math.Abs(y0[i] - y1[i])); maxAbs = Math.Max(maxAbs, Math.Abs(y0[i])); }
+        Console.WriteLine($"max |file - interleaved| = {maxErr:G3} (max |y| {maxAbs:G3})");
+    }
+}

@@ -1,0 +1,85 @@
+using System.Runtime.InteropServices;
+using Sputnik.Gguf;
+using Sputnik.Tensors.Quants;
+
+namespace Sputnik.Models;
+
+// Loading and running the 16-row interleaved Q4_K layout.
+internal sealed unsafe partial class WeightMatrix
+{
+    // Bytes per positioned read at load: few syscalls, and the staging buffer stays small.
+    private const int ReadBytes = 1 << 20;
+
+    /// <summary>Reads the tensor with positioned reads (not through the mapping) and interleaves it, groups in parallel.</summary>
+    private static byte[] ReadInterleaved(GgufFile file, GgufTensorInfo info, int rows, int cols, out byte* data)
+    {
+        int rowBytes = checked((int)Tensors.GgmlTypeInfo.RowBytes(info.Type, cols));
+        int groupBytes = cols / 256 * Q4KInterleaved.GroupBlockBytes; // = 16 rows of file bytes
+        long total = (long)rows * rowBytes;
+        var buffer = GC.AllocateUninitializedArray<byte>((int)(total + 64), pinned: true);
+        byte* p = (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(buffer, 0);
+        byte* aligned = (byte*)(((nint)p + 63) & ~(nint)63);
+        int offset = (int)(aligned - p);
+        int groups = rows / Q4KInterleaved.Rows;
+        int perRead = Math.Max(1, ReadBytes / groupBytes);
+        int reads = (groups + perRead - 1) / perRead;
+        long fileOffset = file.DataOffset + info.Offset;
+        using var handle = File.OpenHandle(file.Path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+        Parallel.For(0, reads, () => new byte[perRead * groupBytes], (i, _, staging) =>
+        {
+            int g0 = i * perRead, g1 = Math.Min(groups, g0 + perRead);
+            var chunk = staging.AsSpan(0, (g1 - g0) * groupBytes);
+            int got = 0;
+            while (got < chunk.Length)
+            {
+                int n = RandomAccess.Read(handle, chunk[got..], fileOffset + (long)g0 * groupBytes + got);
+                if (n <= 0) throw new GgufFormatException($"tensor '{info.Name}': file ends inside its data");
+                got += n;
+            }
+            for (int g = g0; g < g1; g++)
+                Q4KInterleaved.InterleaveGroup(chunk.Slice((g - g0) * groupBytes, groupBytes),
+                    buffer.AsSpan(offset + g * groupBytes, groupBytes), cols);
+            return staging;
+        }, _ => { });
+        data = aligned;
+        return buffer;
+    }
+
+    // Edge groups of a row range that does not start or end on a group boundary are computed whole into this.
+    [ThreadStatic] private static float[]? t_edge;
+
+    /// <summary>y[t·Rows + r] for rows [r0, r1), tokens [0, tokens), through the interleaved kernels.</summary>
+    private void InterleavedRows(ReadOnlySpan<byte> input, int tokens, Span<float> y, int r0, int r1)
+    {
+        const int G = Q4KInterleaved.Rows;
+        int stride = InputBytes;
+        if (input.Length < tokens * stride) throw new ArgumentException($"'{Name}': {tokens} tokens need {tokens * stride} input bytes, got {input.Length}");
+        if (r0 < 0 || r1 > Rows || y.Length < (long)(tokens - 1) * Rows + r1)
+            throw new ArgumentOutOfRangeException(nameof(r1), $"'{Name}': rows [{r0}, {r1}) of {Rows} for {tokens} tokens do not fit y of {y.Length}");
+        int full0 = (r0 + G - 1) / G, full1 = r1 / G;
+        fixed (byte* a = input)
+        fixed (float* py = y)
+        {
+            if (full0 < full1) Q4KInterleaved.Compute(_data, Cols, a, stride, tokens, py, Rows, full0, full1);
+            if (full0 > full1) Edge(a, stride, tokens, py, r0 / G, r0, r1);           // both ends in one group
+            else
+            {
+                if (r0 % G != 0) Edge(a, stride, tokens, py, r0 / G, r0, full0 * G);
+                if (r1 % G != 0) Edge(a, stride, tokens, py, full1, full1 * G, r1);
+            }
+        }
+    }
+
+    private void Edge(byte* a, int stride, int tokens, float* y, int g, int lo, int hi)
+    {
+        const int G = Q4KInterleaved.Rows;
+        if (t_edge == null || t_edge.Length < tokens * G) t_edge = new float[Math.Max(64, tokens * G)];
+        fixed (float* e = t_edge)
+        {
+            // Shifted so group g lands at e[t·16 .. t·16+16).
+            Q4KInterleaved.Compute(_data, Cols, a, stride, tokens, e - g * G, G, g, g + 1);
+            for (int t = 0; t < tokens; t++)
+                for (int r = lo; r < hi; r++) y[(long)t * Rows + r] = e[t * G + r - g * G];
+        }
+    }
+}

@@ -1,0 +1,248 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Sputnik.Tensors.Quants;
+
+/// <summary>
+/// Q4_K weights re-laid at load time so 16 rows are processed together (the same bytes, permuted; no extra memory).
+/// In the file layout one 512-bit multiply covers 64 weights of a single row and every 32 of them need their own
+/// scale multiply (vpmaddubsw then vpmaddwd per sub-block). Interleaved, a 64-byte load holds 4 weights × 2
+/// sub-blocks of 16 rows, eight vpmaddubsw results of one sub-block are summed as 16-bit integers (they cannot
+/// overflow: 8 × 2 × 15 × 128 = 30,720), and one vpmaddwd applies the 16 rows' scales at once: about half the
+/// multiply µops and instructions per weight, for decode (memory-bound, but near the per-core instruction limit)
+/// and prefill (multiply-bound) alike.
+/// </summary>
+/// <remarks>
+/// Group g (rows 16g..16g+15), super-block b, at byte (g·nb + b)·2304:
+/// <c>d[16]</c> and <c>dmin[16]</c> (halves), the three 32-bit words of each row's packed 6-bit scales/mins
+/// (<c>u0[16]</c>, <c>u1[16]</c>, <c>u2[16]</c>), then 32 slots of 64 bytes: slot 8c+k holds, for each row, the
+/// file's quant bytes 32c+4k..32c+4k+3 (low nibbles: sub-block 2c weights 4k..4k+3; high: sub-block 2c+1).
+/// </remarks>
+internal static unsafe class Q4KInterleaved
+{
+    public const int Rows = 16;
+    public const int GroupBlockBytes = Rows * 144;
+    private const int Q8K = 292;
+    private const int QsOffset = 256;
+
+    /// <summary>True when the interleaved kernels can run (they need AVX-512 BW).</summary>
+    public static bool IsSupported => MatVec.DefaultPath == KernelPath.Avx512;
+
+    /// <summary>Whether a <paramref name="rows"/>×<paramref name="cols"/> Q4_K matrix can be interleaved.</summary>
+    public static bool CanInterleave(int rows, int cols) => rows > 0 && rows % Rows == 0 && cols > 0 && cols % 256 == 0;
+
+    /// <summary>Interleaves the 16 file-layout Q4_K rows at the start of <paramref name="src"/> into one group at the start of <paramref name="dst"/>.</summary>
+    public static void InterleaveGroup(ReadOnlySpan<byte> src, Span<byte> dst, int cols)
+    {
+        int nb = cols / 256, rowBytes = nb * 144;
+        if (src.Length < Rows * rowBytes || dst.Length < nb * GroupBlockBytes)
+            throw new ArgumentException($"a group of {Rows} Q4_K rows of {cols} needs {Rows * rowBytes} bytes in and {nb * GroupBlockBytes} out");
+        fixed (byte* s0 = src)
+        fixed (byte* d0 = dst)
+        {
+            for (int b = 0; b < nb; b++)
+            {
+                byte* o = d0 + (long)b * GroupBlockBytes;
+                for (int r = 0; r < Rows; r++)
+                {
+                    byte* blk = s0 + (long)r * rowBytes + b * 144;
+                    ((ushort*)o)[r] = *(ushort*)blk;
+                    ((ushort*)(o + 32))[r] = *(ushort*)(blk + 2);
+                    for (int u = 0; u < 3; u++) ((uint*)(o + 64 + 64 * u))[r] = ((uint*)(blk + 4))[u];
+                    uint* q = (uint*)(blk + 16);
+                    for (int slot = 0; slot < 32; slot++) ((uint*)(o + QsOffset + 64 * slot))[r] = q[slot];
+                }
+            }
+        }
+    }
+
+    /// <summary>Copies row <paramref name="r"/> (0..15) of an interleaved group back into the file layout (for row decoding).</summary>
+    public static void ExtractRow(ReadOnlySpan<byte> group, int r, Span<byte> row, int cols)
+    {
+        int nb = cols / 256;
+        if ((uint)r >= Rows || group.Length < nb * GroupBlockBytes || row.Length < nb * 144)
+            throw new ArgumentException($"row {r} of an interleaved Q4_K group of {cols} columns");
+        fixed (byte* g0 = group)
+        fixed (byte* d0 = row)
+        {
+            for (int b = 0; b < nb; b++)
+            {
+                byte* o = g0 + (long)b * GroupBlockBytes;
+                byte* blk = d0 + b * 144;
+                *(ushort*)blk = ((ushort*)o)[r];
+                *(ushort*)(blk + 2) = ((ushort*)(o + 32))[r];
+                for (int u = 0; u < 3; u++) ((uint*)(blk + 4))[u] = ((uint*)(o + 64 + 64 * u))[r];
+                for (int slot = 0; slot < 32; slot++) ((uint*)(blk + 16))[slot] = ((uint*)(o + QsOffset + 64 * slot))[r];
+            }
+        }
+    }
+
+    /// <summary>
+    /// y[t·ldy + 16g' + r] for groups g' in [g0, g1), rows r of each, tokens [0, tokens) (≤ 4 per pass, looped);
+    /// <paramref name="w"/> points at group 0, activations are Q8_K with a stride of <paramref name="aStride"/> bytes.
+    /// </summary>
+    public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1)
+    {
+        int nb = cols / 256;
+        // Token tiles whose activations stay in L2 while every group of the range streams past them.
+        int tile = Math.Max(4, TokenTileBytes / (nb * Q8K) & ~3);
+        for (int t0 = 0; t0 < tokens; t0 += tile)
+        {
+            int t1 = Math.Min(tokens, t0 + tile);
+            for (int g = g0; g < g1; g++)
+            {
+                byte* wg = w + (long)g * nb * GroupBlockBytes;
+                int t = t0;
+                for (; t + 4 <= t1; t += 4)
+                    Group4(wg, nb, a + (long)t * aStride, aStride, y + (long)t * ldy + g * Rows, ldy);
+                for (; t < t1; t++)
+                    Group1(wg, nb, a + (long)t * aStride, y + (long)t * ldy + g * Rows);
+            }
+        }
+    }
+
+    private const int TokenTileBytes = 256 * 1024;
+
+    private static Vector512<byte> ScalePattern(int j) =>
+        (Vector512.Create(0x80_00_80_00u | (uint)j | ((uint)j << 16)) + Vector512.Create(0x00_04_00_04u) * (Vector512<uint>.Indices & Vector512.Create(3u))).AsByte();
+
+    private static readonly Vector512<byte> Sc0 = ScalePattern(0), Sc1 = ScalePattern(1), Sc2 = ScalePattern(2), Sc3 = ScalePattern(3);
+
+    // (m_j, m_j+1) as a 16-bit pair per row
+    private static Vector512<byte> MinPattern(int j) =>
+        (Vector512.Create(0x80_00_80_00u | (uint)j | ((uint)(j + 1) << 16)) + Vector512.Create(0x00_04_00_04u) * (Vector512<uint>.Indices & Vector512.Create(3u))).AsByte();
+
+    private static readonly Vector512<byte> Mn0 = MinPattern(0), Mn2 = MinPattern(2);
+
+    /// <summary>The 6-bit scales (s) and mins (m) of 16 rows: bytes j of each row's word are entries 0..3 / 4..7.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scales(byte* o, out Vector512<byte> s03, out Vector512<byte> s47, out Vector512<byte> m03, out Vector512<byte> m47)
+    {
+        var u0 = Vector512.Load((uint*)(o + 64));
+        var u1 = Vector512.Load((uint*)(o + 128));
+        var u2 = Vector512.Load((uint*)(o + 192));
+        var k6 = Vector512.Create(0x3F3F3F3Fu);
+        var k4 = Vector512.Create(0x0F0F0F0Fu);
+        var k2 = Vector512.Create(0x03030303u);
+        s03 = (u0 & k6).AsByte();
+        m03 = (u1 & k6).AsByte();
+        s47 = ((u2 & k4) | (((u0 >> 6) & k2) << 4)).AsByte();
+        m47 = (((u2 >> 4) & k4) | (((u1 >> 6) & k2) << 4)).AsByte();
+    }
+
+    /// <summary>Per-32 sums of the Q8_K activation as 16-bit pairs: int32 lane c holds (B[2c], B[2c+1]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> BlockSums(byte* a)
+    {
+        short* bs = (short*)(a + KQuants.Q8KBsumsOffset);
+        return Ssse3.HorizontalAdd(Vector128.Load(bs), Vector128.Load(bs + 8)).AsInt32().ToVector256Unsafe().ToVector512Unsafe();
+    }
+
+    /// <summary>Sub-block pair c of one token: Σ over 32 weights per row for sub-blocks 2c and 2c+1, as 16-bit sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step(Vector512<byte> lo, Vector512<byte> hi, byte* x, int k, ref Vector512<short> acc0, ref Vector512<short> acc1)
+    {
+        acc0 += Avx512BW.MultiplyAddAdjacent(lo, Vector512.Create(*(int*)(x + 4 * k)).AsSByte());
+        acc1 += Avx512BW.MultiplyAddAdjacent(hi, Vector512.Create(*(int*)(x + 32 + 4 * k)).AsSByte());
+    }
+
+    /// <summary>Folds one token's sub-block pair c into its integer sums (scales) and min sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Fold(Vector512<short> acc0, Vector512<short> acc1, Vector512<short> sA, Vector512<short> sB, Vector512<short> mins,
+        Vector512<int> bsums, int c, ref Vector512<int> isum, ref Vector512<int> msum)
+    {
+        isum += Avx512BW.MultiplyAddAdjacent(acc0, sA) + Avx512BW.MultiplyAddAdjacent(acc1, sB);
+        msum += Avx512BW.MultiplyAddAdjacent(mins, Avx512F.PermuteVar16x32(bsums, Vector512.Create(c)).AsInt16());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Finish(Vector512<int> isum, Vector512<int> msum, Vector512<float> d, Vector512<float> dmin, byte* a, Vector512<float> acc)
+    {
+        var dx = Vector512.Create(*(float*)a);
+        acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), d * dx, acc);
+        return Avx512F.FusedMultiplyAddNegated(Avx512F.ConvertToVector512Single(msum), dmin * dx, acc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Pair(Vector512<byte> s, Vector512<byte> m, int c, out Vector512<short> sA, out Vector512<short> sB, out Vector512<short> mins)
+    {
+        bool first = (c & 1) == 0;
+        sA = Avx512BW.Shuffle(s, first ? Sc0 : Sc2).AsInt16();
+        sB = Avx512BW.Shuffle(s, first ? Sc1 : Sc3).AsInt16();
+        mins = Avx512BW.Shuffle(m, first ? Mn0 : Mn2).AsInt16();
+    }
+
+    private static void Group1(byte* w, int nb, byte* a, float* y)
+    {
+        var m4 = Vector512.Create((byte)0x0F);
+        var acc = Vector512<float>.Zero;
+        for (int b = 0; b < nb; b++, w += GroupBlockBytes, a += Q8K)
+        {
+            Scales(w, out var s03, out var s47, out var m03, out var m47);
+            var bsums = BlockSums(a);
+            var isum = Vector512<int>.Zero;
+            var msum = Vector512<int>.Zero;
+            for (int c = 0; c < 4; c++)
+            {
+                byte* q = w + QsOffset + 512 * c;
+                byte* x = a + 4 + 64 * c;
+                var acc0 = Vector512<short>.Zero;
+                var acc1 = Vector512<short>.Zero;
+                for (int k = 0; k < 8; k++)
+                {
+                    var v = Vector512.Load(q + 64 * k);
+                    Step(v & m4, (v.AsUInt16() >> 4).AsByte() & m4, x, k, ref acc0, ref acc1);
+                }
+                Pair(c < 2 ? s03 : s47, c < 2 ? m03 : m47, c, out var sA, out var sB, out var mins);
+                Fold(acc0, acc1, sA, sB, mins, bsums, c, ref isum, ref msum);
+            }
+            acc = Finish(isum, msum, FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w)), FloatConvert.HalfToFloat512(Vector256.Load((ushort*)(w + 32))), a, acc);
+        }
+        acc.Store(y);
+    }
+
+    private static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
+    {
+        var m4 = Vector512.Create((byte)0x0F);
+        Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
+        byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
+        for (int b = 0; b < nb; b++, w += GroupBlockBytes, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
+        {
+            Scales(w, out var s03, out var s47, out var m03, out var m47);
+            Vector512<int> i0 = default, i1 = default, i2 = default, i3 = default;
+            Vector512<int> n0 = default, n1 = default, n2 = default, n3 = default;
+            for (int c = 0; c < 4; c++)
+            {
+                byte* q = w + QsOffset + 512 * c;
+                int xo = 4 + 64 * c;
+                Vector512<short> p0 = default, q0 = default, p1 = default, q1 = default, p2 = default, q2 = default, p3 = default, q3 = default;
+                for (int k = 0; k < 8; k++)
+                {
+                    var v = Vector512.Load(q + 64 * k);
+                    var lo = v & m4;
+                    var hi = (v.AsUInt16() >> 4).AsByte() & m4;
+                    Step(lo, hi, a0 + xo, k, ref p0, ref q0);
+                    Step(lo, hi, a1 + xo, k, ref p1, ref q1);
+                    Step(lo, hi, a2 + xo, k, ref p2, ref q2);
+                    Step(lo, hi, a3 + xo, k, ref p3, ref q3);
+                }
+                Pair(c < 2 ? s03 : s47, c < 2 ? m03 : m47, c, out var sA, out var sB, out var mins);
+                Fold(p0, q0, sA, sB, mins, BlockSums(a0), c, ref i0, ref n0);
+                Fold(p1, q1, sA, sB, mins, BlockSums(a1), c, ref i1, ref n1);
+                Fold(p2, q2, sA, sB, mins, BlockSums(a2), c, ref i2, ref n2);
+                Fold(p3, q3, sA, sB, mins, BlockSums(a3), c, ref i3, ref n3);
+            }
+            var d = FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w));
+            var dmin = FloatConvert.HalfToFloat512(Vector256.Load((ushort*)(w + 32)));
+            f0 = Finish(i0, n0, d, dmin, a0, f0);
+            f1 = Finish(i1, n1, d, dmin, a1, f1);
+            f2 = Finish(i2, n2, d, dmin, a2, f2);
+            f3 = Finish(i3, n3, d, dmin, a3, f3);
+        }
+        f0.Store(y);
+        f1.Store(y + ldy);
+        f2.Store(y + 2 * ldy);
+        f3.Store(y + 3 * ldy);
+    }
+}
