@@ -3,8 +3,8 @@ using Sputnik.Tensors;
 using Sputnik.Tensors.Quants;
 
 /// <summary>
-/// File-layout Q4_K kernels against the 16-row interleaved ones, single-threaded, same weights and activations:
-/// dotnet run -c Release --project bench/Sputnik.Bench q4kx [rows] [cols] [tokens]
+/// File-layout kernels against the 16-row interleaved ones (Q4_K, Q8_0), single-threaded, same weights and activations:
+/// dotnet run -c Release --project bench/Sputnik.Bench q4kx [rows] [cols] [tokens] [type]
 /// </summary>
 internal static unsafe class InterleaveBench
 {
@@ -12,32 +12,33 @@ internal static unsafe class InterleaveBench
     {
         int rows = args.Length > 0 ? int.Parse(args[0]) : 1536, cols = args.Length > 1 ? int.Parse(args[1]) : 8960;
         int tokens = args.Length > 2 ? int.Parse(args[2]) : 1;
+        var type = args.Length > 3 ? Enum.Parse<GgmlType>(args[3]) : GgmlType.Q4_K;
         var rng = new Random(1);
-        int rb = (int)GgmlTypeInfo.RowBytes(GgmlType.Q4_K, cols);
+        int rb = (int)GgmlTypeInfo.RowBytes(type, cols);
         var w = new byte[(long)rb * rows];
         var row = new float[cols];
         for (int r = 0; r < rows; r++)
         {
             for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
-            Quant.Row(GgmlType.Q4_K, row, w.AsSpan(r * rb, rb));
+            Quant.Row(type, row, w.AsSpan(r * rb, rb));
         }
         var wx = new byte[w.Length];
-        int groupBytes = cols / 256 * Q4KInterleaved.GroupBlockBytes;
-        for (int g = 0; g < rows / 16; g++) Q4KInterleaved.InterleaveGroup(w.AsSpan(g * 16 * rb), wx.AsSpan(g * groupBytes), cols);
+        int groupBytes = 16 * rb;
+        for (int g = 0; g < rows / 16; g++) Interleaving.InterleaveGroup(type, w.AsSpan(g * 16 * rb), wx.AsSpan(g * groupBytes), cols);
         var x = new float[tokens * cols];
         for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
-        int stride = MatMul.ActivationStride(GgmlType.Q4_K, cols);
+        int stride = MatMul.ActivationStride(type, cols);
         var act = new byte[stride * tokens];
-        MatMul.QuantizeActivations(GgmlType.Q4_K, x, cols, act, 0, tokens);
+        MatMul.QuantizeActivations(type, x, cols, act, 0, tokens);
         var y0 = new float[tokens * rows];
         var y1 = new float[tokens * rows];
         Action file = tokens == 1
-            ? () => MatVec.ComputeRows(GgmlType.Q4_K, w, cols, act, y0, 0, rows)
-            : () => MatMul.ComputeRows(GgmlType.Q4_K, w, cols, act, tokens, y0, rows, 0, rows);
+            ? () => MatVec.ComputeRows(type, w, cols, act, y0, 0, rows)
+            : () => MatMul.ComputeRows(type, w, cols, act, tokens, y0, rows, 0, rows);
         Action inter = () =>
         {
             fixed (byte* pw = wx) fixed (byte* pa = act) fixed (float* py = y1)
-                Q4KInterleaved.Compute(pw, cols, pa, stride, tokens, py, rows, 0, rows / 16);
+                Interleaving.Compute(type, pw, cols, pa, stride, tokens, py, rows, 0, rows / 16);
         };
         for (int round = 0; round < 3; round++)
         {

@@ -4,7 +4,7 @@ using Sputnik.Tensors.Quants;
 
 namespace Sputnik.Models;
 
-// Loading and running the 16-row interleaved Q4_K layout.
+// Loading and running the 16-row interleaved layouts.
 internal sealed unsafe partial class WeightMatrix
 {
     // Bytes per positioned read at load: few syscalls, and the staging buffer stays small.
@@ -14,13 +14,13 @@ internal sealed unsafe partial class WeightMatrix
     private static byte[] ReadInterleaved(GgufFile file, GgufTensorInfo info, int rows, int cols, out byte* data)
     {
         int rowBytes = checked((int)Tensors.GgmlTypeInfo.RowBytes(info.Type, cols));
-        int groupBytes = cols / 256 * Q4KInterleaved.GroupBlockBytes; // = 16 rows of file bytes
+        int groupBytes = Interleaving.Rows * rowBytes;
         long total = (long)rows * rowBytes;
         var buffer = GC.AllocateUninitializedArray<byte>((int)(total + 64), pinned: true);
         byte* p = (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(buffer, 0);
         byte* aligned = (byte*)(((nint)p + 63) & ~(nint)63);
         int offset = (int)(aligned - p);
-        int groups = rows / Q4KInterleaved.Rows;
+        int groups = rows / Interleaving.Rows;
         int perRead = Math.Max(1, ReadBytes / groupBytes);
         int reads = (groups + perRead - 1) / perRead;
         long fileOffset = file.DataOffset + info.Offset;
@@ -37,7 +37,7 @@ internal sealed unsafe partial class WeightMatrix
                 got += n;
             }
             for (int g = g0; g < g1; g++)
-                Q4KInterleaved.InterleaveGroup(chunk.Slice((g - g0) * groupBytes, groupBytes),
+                Interleaving.InterleaveGroup(info.Type, chunk.Slice((g - g0) * groupBytes, groupBytes),
                     buffer.AsSpan(offset + g * groupBytes, groupBytes), cols);
             return staging;
         }, _ => { });
@@ -51,7 +51,7 @@ internal sealed unsafe partial class WeightMatrix
     /// <summary>y[t·Rows + r] for rows [r0, r1), tokens [0, tokens), through the interleaved kernels.</summary>
     private void InterleavedRows(ReadOnlySpan<byte> input, int tokens, Span<float> y, int r0, int r1)
     {
-        const int G = Q4KInterleaved.Rows;
+        const int G = Interleaving.Rows;
         int stride = InputBytes;
         if (input.Length < tokens * stride) throw new ArgumentException($"'{Name}': {tokens} tokens need {tokens * stride} input bytes, got {input.Length}");
         if (r0 < 0 || r1 > Rows || y.Length < (long)(tokens - 1) * Rows + r1)
@@ -60,7 +60,7 @@ internal sealed unsafe partial class WeightMatrix
         fixed (byte* a = input)
         fixed (float* py = y)
         {
-            if (full0 < full1) Q4KInterleaved.Compute(_data, Cols, a, stride, tokens, py, Rows, full0, full1);
+            if (full0 < full1) Interleaving.Compute(Type, _data, Cols, a, stride, tokens, py, Rows, full0, full1);
             if (full0 > full1) Edge(a, stride, tokens, py, r0 / G, r0, r1);           // both ends in one group
             else
             {
@@ -72,12 +72,12 @@ internal sealed unsafe partial class WeightMatrix
 
     private void Edge(byte* a, int stride, int tokens, float* y, int g, int lo, int hi)
     {
-        const int G = Q4KInterleaved.Rows;
+        const int G = Interleaving.Rows;
         if (t_edge == null || t_edge.Length < tokens * G) t_edge = new float[Math.Max(64, tokens * G)];
         fixed (float* e = t_edge)
         {
             // Shifted so group g lands at e[t·16 .. t·16+16).
-            Q4KInterleaved.Compute(_data, Cols, a, stride, tokens, e - g * G, G, g, g + 1);
+            Interleaving.Compute(Type, _data, Cols, a, stride, tokens, e - g * G, G, g, g + 1);
             for (int t = 0; t < tokens; t++)
                 for (int r = lo; r < hi; r++) y[(long)t * Rows + r] = e[t * G + r - g * G];
         }

@@ -8,7 +8,7 @@ namespace Sputnik.Models;
 
 /// <summary>
 /// A read-only weight matrix: Rows rows of Cols weights of one ggml type, living in the memory-mapped GGUF file,
-/// or, for Q4_K on AVX-512 machines, re-laid 16 rows at a time into memory of its own (<see cref="Q4KInterleaved"/>;
+/// or, for Q4_K and Q8_0 on AVX-512 machines, re-laid 16 rows at a time into memory of its own (<see cref="Interleaving"/>;
 /// same size, read with positioned reads so the mapping's pages for it are never touched and RSS does not double).
 /// y = W·x computes one dot product per row, in parallel over row ranges.
 /// </summary>
@@ -32,8 +32,7 @@ internal sealed unsafe partial class WeightMatrix
         Cols = checked((int)info.Columns);
         Rows = checked((int)info.Rows);
         RowBytes = checked((int)GgmlTypeInfo.RowBytes(Type, Cols));
-        if (file.RepackWeights && Type == GgmlType.Q4_K && Q4KInterleaved.IsSupported && Q4KInterleaved.CanInterleave(Rows, Cols)
-            && (long)Rows * RowBytes + 64 <= Array.MaxLength)
+        if (file.RepackWeights && Interleaving.Supports(Type, Rows, Cols) && (long)Rows * RowBytes + 64 <= Array.MaxLength)
         {
             _interleaved = ReadInterleaved(file, info, Rows, Cols, out _data);
             return;
@@ -41,7 +40,7 @@ internal sealed unsafe partial class WeightMatrix
         _data = file.DataPointer(info);
     }
 
-    /// <summary>True when the rows are held in the 16-row interleaved Q4_K layout.</summary>
+    /// <summary>True when the rows are held in a 16-row interleaved layout.</summary>
     public bool IsInterleaved => _interleaved != null;
 
     /// <summary>Decodes row r into float (embedding lookups, norms, biases).</summary>
@@ -51,9 +50,9 @@ internal sealed unsafe partial class WeightMatrix
         if (IsInterleaved)
         {
             if (t_rowBytes == null || t_rowBytes.Length < RowBytes) t_rowBytes = new byte[RowBytes];
-            long groupBytes = (long)Cols / 256 * Q4KInterleaved.GroupBlockBytes;
-            var group = new ReadOnlySpan<byte>(_data + r / Q4KInterleaved.Rows * groupBytes, (int)groupBytes);
-            Q4KInterleaved.ExtractRow(group, r % Q4KInterleaved.Rows, t_rowBytes, Cols);
+            int groupBytes = Interleaving.Rows * RowBytes;
+            var group = new ReadOnlySpan<byte>(_data + (long)(r / Interleaving.Rows) * groupBytes, groupBytes);
+            Interleaving.ExtractRow(Type, group, r % Interleaving.Rows, t_rowBytes, Cols);
             RowFormats.Decode(Type, t_rowBytes.AsSpan(0, RowBytes), dst[..Cols]);
             return;
         }

@@ -9,13 +9,13 @@ using Xunit;
 
 namespace Sputnik.Tests.Tensors;
 
-public unsafe class Q4KInterleavedTests
+public unsafe class InterleavedTests
 {
-    private static (byte[] W, byte[] Act, int Stride) Problem(int rows, int cols, int tokens, int seed)
+    private static (byte[] W, byte[] Act, int Stride) Problem(GgmlType type, int rows, int cols, int tokens, int seed)
     {
         var rng = new Random(seed);
         float Next() => (float)(rng.NextDouble() * 2 - 1);
-        int rb = (int)GgmlTypeInfo.RowBytes(GgmlType.Q4_K, cols);
+        int rb = (int)GgmlTypeInfo.RowBytes(type, cols);
         var w = new byte[rb * rows];
         var row = new float[cols];
         for (int r = 0; r < rows; r++)
@@ -23,39 +23,42 @@ public unsafe class Q4KInterleavedTests
             // rows of very different magnitudes exercise d/dmin and the 6-bit scales and mins
             float scale = MathF.Pow(10, (r % 5) - 2);
             for (int i = 0; i < cols; i++) row[i] = Next() * scale + (r % 3 == 0 ? 0.5f * scale : 0);
-            Quant.Row(GgmlType.Q4_K, row, w.AsSpan(r * rb, rb));
+            Quant.Row(type, row, w.AsSpan(r * rb, rb));
         }
         var x = new float[tokens * cols];
         for (int i = 0; i < x.Length; i++) x[i] = Next() * (1 + i % 7);
-        int stride = MatMul.ActivationStride(GgmlType.Q4_K, cols);
+        int stride = MatMul.ActivationStride(type, cols);
         var act = new byte[stride * tokens];
-        MatMul.QuantizeActivations(GgmlType.Q4_K, x, cols, act, 0, tokens);
+        MatMul.QuantizeActivations(type, x, cols, act, 0, tokens);
         return (w, act, stride);
     }
 
-    private static byte[] Interleave(byte[] w, int rows, int cols)
+    private static byte[] Interleave(GgmlType type, byte[] w, int rows, int cols)
     {
-        int rb = (int)GgmlTypeInfo.RowBytes(GgmlType.Q4_K, cols), groupBytes = cols / 256 * Q4KInterleaved.GroupBlockBytes;
+        int groupBytes = 16 * (int)GgmlTypeInfo.RowBytes(type, cols);
         var wx = new byte[w.Length];
         for (int g = 0; g < rows / 16; g++)
-            Q4KInterleaved.InterleaveGroup(w.AsSpan(g * 16 * rb, 16 * rb), wx.AsSpan(g * groupBytes, groupBytes), cols);
+            Interleaving.InterleaveGroup(type, w.AsSpan(g * groupBytes, groupBytes), wx.AsSpan(g * groupBytes, groupBytes), cols);
         return wx;
     }
 
-    [Fact]
-    public void Interleaving_is_a_permutation_that_extract_row_undoes()
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 768)]
+    [InlineData(GgmlType.Q8_0, 96)]
+    public void Interleaving_is_a_permutation_that_extract_row_undoes(GgmlType type, int cols)
     {
-        const int rows = 32, cols = 768;
+        const int rows = 32;
         var rng = new Random(3);
-        var w = new byte[rows * (int)GgmlTypeInfo.RowBytes(GgmlType.Q4_K, cols)];
+        var w = new byte[rows * (int)GgmlTypeInfo.RowBytes(type, cols)];
         rng.NextBytes(w);
-        var wx = Interleave(w, rows, cols);
+        var wx = Interleave(type, w, rows, cols);
         Assert.Equal(w.Order(), wx.Order()); // same bytes, nothing added or lost
-        int rb = w.Length / rows, groupBytes = cols / 256 * Q4KInterleaved.GroupBlockBytes;
+        Assert.False(w.AsSpan().SequenceEqual(wx));
+        int rb = w.Length / rows, groupBytes = 16 * rb;
         var back = new byte[rb];
         for (int r = 0; r < rows; r++)
         {
-            Q4KInterleaved.ExtractRow(wx.AsSpan(r / 16 * groupBytes, groupBytes), r % 16, back, cols);
+            Interleaving.ExtractRow(type, wx.AsSpan(r / 16 * groupBytes, groupBytes), r % 16, back, cols);
             Assert.True(back.AsSpan().SequenceEqual(w.AsSpan(r * rb, rb)), $"row {r}");
         }
     }
@@ -64,53 +67,60 @@ public unsafe class Q4KInterleavedTests
     public void Kernels_need_avx512_and_are_offered_only_with_it()
     {
         bool avx512 = Vector512.IsHardwareAccelerated && Avx512BW.IsSupported && Avx512F.IsSupported;
-        Assert.Equal(avx512, Q4KInterleaved.IsSupported);
-        Assert.True(Q4KInterleaved.CanInterleave(32, 512));
-        Assert.False(Q4KInterleaved.CanInterleave(40, 512));
-        Assert.False(Q4KInterleaved.CanInterleave(32, 576));
+        Assert.Equal(avx512, Interleaving.Supports(GgmlType.Q4_K, 32, 512));
+        Assert.Equal(avx512, Interleaving.Supports(GgmlType.Q8_0, 32, 64));
+        Assert.False(Interleaving.Supports(GgmlType.Q4_K, 40, 512));
+        Assert.False(Interleaving.Supports(GgmlType.Q4_K, 32, 576));
+        Assert.False(Interleaving.Supports(GgmlType.Q8_0, 24, 64));
+        Assert.False(Interleaving.Supports(GgmlType.Q6_K, 32, 512));
     }
 
-    /// <summary>Against the scalar file-layout reference, tokens 1..9 (the 4-token and 1-token kernels), one to three super-blocks.</summary>
+    /// <summary>Against the scalar file-layout reference, tokens 1..9 (the 4-token and 1-token kernels), one to several blocks.</summary>
     [Theory]
-    [InlineData(256, 1)]
-    [InlineData(512, 4)]
-    [InlineData(768, 9)]
-    [InlineData(768, 6)]
-    public void Kernels_match_the_scalar_reference(int cols, int tokens)
+    [InlineData(GgmlType.Q4_K, 256, 1)]
+    [InlineData(GgmlType.Q4_K, 512, 4)]
+    [InlineData(GgmlType.Q4_K, 768, 9)]
+    [InlineData(GgmlType.Q4_K, 768, 6)]
+    [InlineData(GgmlType.Q8_0, 32, 1)]
+    [InlineData(GgmlType.Q8_0, 96, 5)]
+    [InlineData(GgmlType.Q8_0, 416, 9)]
+    public void Kernels_match_the_scalar_reference(GgmlType type, int cols, int tokens)
     {
-        if (!Q4KInterleaved.IsSupported) return; // the AVX-512-off CI passes check the file-layout kernels instead
+        if (!Interleaving.Supports(type, 16, cols)) return; // the AVX-512-off CI passes check the file-layout kernels instead
         const int rows = 48;
-        var (w, act, stride) = Problem(rows, cols, tokens, cols + tokens);
-        var wx = Interleave(w, rows, cols);
+        var (w, act, stride) = Problem(type, rows, cols, tokens, cols + tokens);
+        var wx = Interleave(type, w, rows, cols);
         var y = new float[tokens * rows];
         fixed (byte* pw = wx) fixed (byte* pa = act) fixed (float* py = y)
-            Q4KInterleaved.Compute(pw, cols, pa, stride, tokens, py, rows, 0, rows / 16);
+            Interleaving.Compute(type, pw, cols, pa, stride, tokens, py, rows, 0, rows / 16);
         int rb = w.Length / rows;
         for (int t = 0; t < tokens; t++)
             for (int r = 0; r < rows; r++)
             {
-                float want = MatVec.Dot(GgmlType.Q4_K, w.AsSpan(r * rb, rb), act.AsSpan(t * stride, stride), cols, KernelPath.Scalar);
+                float want = MatVec.Dot(type, w.AsSpan(r * rb, rb), act.AsSpan(t * stride, stride), cols, KernelPath.Scalar);
                 float got = y[t * rows + r];
                 Assert.True(Math.Abs(got - want) <= 1e-5f * Math.Abs(want) + 1e-4f * MathF.Pow(10, (r % 5) - 2),
-                    $"cols {cols} token {t} row {r}: {got} vs reference {want}");
+                    $"{type} cols {cols} token {t} row {r}: {got} vs reference {want}");
             }
     }
 
-    [Fact]
-    public void A_token_gives_the_same_bits_batched_or_alone()
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 512)]
+    [InlineData(GgmlType.Q8_0, 160)]
+    public void A_token_gives_the_same_bits_batched_or_alone(GgmlType type, int cols)
     {
-        if (!Q4KInterleaved.IsSupported) return;
-        const int rows = 32, cols = 512, tokens = 7;
-        var (w, act, stride) = Problem(rows, cols, tokens, 11);
-        var wx = Interleave(w, rows, cols);
+        if (!Interleaving.Supports(type, 16, cols)) return;
+        const int rows = 32, tokens = 7;
+        var (w, act, stride) = Problem(type, rows, cols, tokens, 11);
+        var wx = Interleave(type, w, rows, cols);
         var batched = new float[tokens * rows];
         var single = new float[rows];
         fixed (byte* pw = wx) fixed (byte* pa = act) fixed (float* pb = batched) fixed (float* ps = single)
         {
-            Q4KInterleaved.Compute(pw, cols, pa, stride, tokens, pb, rows, 0, rows / 16);
+            Interleaving.Compute(type, pw, cols, pa, stride, tokens, pb, rows, 0, rows / 16);
             for (int t = 0; t < tokens; t++)
             {
-                Q4KInterleaved.Compute(pw, cols, pa + t * stride, stride, 1, ps, rows, 0, rows / 16);
+                Interleaving.Compute(type, pw, cols, pa + t * stride, stride, 1, ps, rows, 0, rows / 16);
                 for (int r = 0; r < rows; r++)
                     Assert.True(BitConverter.SingleToInt32Bits(single[r]) == BitConverter.SingleToInt32Bits(batched[t * rows + r]),
                         $"token {t} row {r}: alone {single[r]} vs batched {batched[t * rows + r]}");
@@ -122,17 +132,19 @@ public unsafe class Q4KInterleavedTests
     /// Through WeightMatrix, as the models use it: row ranges that start and end inside a group (the worker pool's
     /// chunks), decoded rows, and whole-model logits, against the same file loaded without re-laying.
     /// </summary>
-    [Fact]
-    public void Weight_matrix_rows_and_model_logits_agree_with_the_file_layout()
+    [Theory]
+    [InlineData("blk.0.ffn_gate.weight")] // Q4_K
+    [InlineData("blk.1.ffn_up.weight")]   // Q8_0
+    public void Weight_matrix_rows_and_model_logits_agree_with_the_file_layout(string tensor)
     {
         using var plainFile = GgufFile.Open(RandomQwen2.Path_);
         using var packedFile = GgufFile.Open(RandomQwen2.Path_);
         plainFile.RepackWeights = false;
-        var info = plainFile.GetTensor("blk.0.ffn_gate.weight");
+        var info = plainFile.GetTensor(tensor);
         var plain = new WeightMatrix(plainFile, info);
         var packed = new WeightMatrix(packedFile, packedFile.GetTensor(info.Name));
         Assert.False(plain.IsInterleaved);
-        Assert.Equal(Q4KInterleaved.IsSupported, packed.IsInterleaved);
+        Assert.Equal(Interleaving.Supports(info.Type, plain.Rows, plain.Cols), packed.IsInterleaved);
 
         var a = new float[plain.Cols];
         var b = new float[plain.Cols];

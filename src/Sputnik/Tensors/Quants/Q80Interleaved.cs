@@ -1,0 +1,150 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Sputnik.Tensors.Quants;
+
+/// <summary>
+/// Q8_0 weights re-laid at load time 16 rows together (the same bytes, permuted), like <see cref="Q4KInterleaved"/>.
+/// A 64-byte load holds 4 weights of 16 rows; vpmaddubsw needs an unsigned operand, so |w| and w's sign (computed
+/// once per load and shared by every token) move the sign onto the broadcast activation. The per-block float work
+/// (convert, scale, accumulate) is done once per 16 rows instead of once per row, and no row ends in a horizontal sum.
+/// </summary>
+/// <remarks>
+/// Group g, block b (32 weights) at byte (g·nb + b)·544: <c>d[16]</c> (halves), then 8 slots of 64 bytes; slot k
+/// holds, for each row, the file's quants 4k..4k+3 of that block.
+/// </remarks>
+internal static unsafe class Q80Interleaved
+{
+    public const int Rows = 16;
+    public const int GroupBlockBytes = Rows * 34;
+    private const int Q80 = 34;
+
+    public static bool IsSupported => MatVec.DefaultPath == KernelPath.Avx512;
+
+    public static bool CanInterleave(int rows, int cols) => rows > 0 && rows % Rows == 0 && cols > 0 && cols % 32 == 0;
+
+    /// <summary>Interleaves the 16 file-layout Q8_0 rows at the start of <paramref name="src"/> into one group at the start of <paramref name="dst"/>.</summary>
+    public static void InterleaveGroup(ReadOnlySpan<byte> src, Span<byte> dst, int cols)
+    {
+        int nb = cols / 32, rowBytes = nb * Q80;
+        if (src.Length < Rows * rowBytes || dst.Length < nb * GroupBlockBytes)
+            throw new ArgumentException($"a group of {Rows} Q8_0 rows of {cols} needs {Rows * rowBytes} bytes in and {nb * GroupBlockBytes} out");
+        fixed (byte* s0 = src)
+        fixed (byte* d0 = dst)
+        {
+            for (int b = 0; b < nb; b++)
+            {
+                byte* o = d0 + (long)b * GroupBlockBytes;
+                for (int r = 0; r < Rows; r++)
+                {
+                    byte* blk = s0 + (long)r * rowBytes + b * Q80;
+                    ((ushort*)o)[r] = *(ushort*)blk;
+                    for (int k = 0; k < 8; k++) ((uint*)(o + 32 + 64 * k))[r] = ((uint*)(blk + 2))[k];
+                }
+            }
+        }
+    }
+
+    /// <summary>Copies row <paramref name="r"/> (0..15) of an interleaved group back into the file layout.</summary>
+    public static void ExtractRow(ReadOnlySpan<byte> group, int r, Span<byte> row, int cols)
+    {
+        int nb = cols / 32;
+        if ((uint)r >= Rows || group.Length < nb * GroupBlockBytes || row.Length < nb * Q80)
+            throw new ArgumentException($"row {r} of an interleaved Q8_0 group of {cols} columns");
+        fixed (byte* g0 = group)
+        fixed (byte* d0 = row)
+        {
+            for (int b = 0; b < nb; b++)
+            {
+                byte* o = g0 + (long)b * GroupBlockBytes;
+                byte* blk = d0 + b * Q80;
+                *(ushort*)blk = ((ushort*)o)[r];
+                for (int k = 0; k < 8; k++) ((uint*)(blk + 2))[k] = ((uint*)(o + 32 + 64 * k))[r];
+            }
+        }
+    }
+
+    /// <summary>Same contract as <see cref="Q4KInterleaved.Compute"/>, with Q8_0 activations (<see cref="MatVec.ScratchBytes"/> layout).</summary>
+    public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1)
+    {
+        int nb = cols / 32;
+        int tile = Math.Max(4, TokenTileBytes / aStride & ~3);
+        for (int t0 = 0; t0 < tokens; t0 += tile)
+        {
+            int t1 = Math.Min(tokens, t0 + tile);
+            for (int g = g0; g < g1; g++)
+            {
+                byte* wg = w + (long)g * nb * GroupBlockBytes;
+                int t = t0;
+                for (; t + 4 <= t1; t += 4)
+                    Group4(wg, nb, a + (long)t * aStride, aStride, y + (long)t * ldy + g * Rows, ldy);
+                for (; t < t1; t++)
+                    Group1(wg, nb, a + (long)t * aStride, y + (long)t * ldy + g * Rows);
+            }
+        }
+    }
+
+    private const int TokenTileBytes = 256 * 1024;
+
+    /// <summary>One token's products for one 64-byte slot: |w| · (x with w's sign), pair-summed to 32 bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step(Vector512<byte> aw, Vector512<sbyte> neg, byte* x, int k, ref Vector512<int> isum)
+    {
+        var xb = Vector512.Create(*(int*)(x + 4 * k)).AsSByte();
+        var sx = Vector512.ConditionalSelect(neg, -xb, xb);
+        isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(aw, sx), Vector512<short>.One);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Finish(Vector512<int> isum, Vector512<float> d, float* scales, int b, Vector512<float> acc) =>
+        Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), d * Vector512.Create(scales[b]), acc);
+
+    private static void Group1(byte* w, int nb, byte* a, float* y)
+    {
+        float* sc = (float*)(a + nb * (Q80 + 4));
+        var acc = Vector512<float>.Zero;
+        for (int b = 0; b < nb; b++, w += GroupBlockBytes)
+        {
+            byte* x = a + b * Q80 + 2;
+            var isum = Vector512<int>.Zero;
+            for (int k = 0; k < 8; k++)
+            {
+                var v = Vector512.Load((sbyte*)(w + 32 + 64 * k));
+                Step(Avx512BW.Abs(v), Vector512.LessThan(v, Vector512<sbyte>.Zero), x, k, ref isum);
+            }
+            acc = Finish(isum, FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w)), sc, b, acc);
+        }
+        acc.Store(y);
+    }
+
+    private static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
+    {
+        float* sc0 = (float*)(a + nb * (Q80 + 4)), sc1 = (float*)((byte*)sc0 + aStride), sc2 = (float*)((byte*)sc0 + 2 * aStride), sc3 = (float*)((byte*)sc0 + 3 * aStride);
+        Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
+        for (int b = 0; b < nb; b++, w += GroupBlockBytes)
+        {
+            byte* x0 = a + b * Q80 + 2, x1 = x0 + aStride, x2 = x0 + 2 * aStride, x3 = x0 + 3 * aStride;
+            Vector512<int> i0 = default, i1 = default, i2 = default, i3 = default;
+            for (int k = 0; k < 8; k++)
+            {
+                var v = Vector512.Load((sbyte*)(w + 32 + 64 * k));
+                var aw = Avx512BW.Abs(v);
+                var neg = Vector512.LessThan(v, Vector512<sbyte>.Zero);
+                Step(aw, neg, x0, k, ref i0);
+                Step(aw, neg, x1, k, ref i1);
+                Step(aw, neg, x2, k, ref i2);
+                Step(aw, neg, x3, k, ref i3);
+            }
+            var d = FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w));
+            f0 = Finish(i0, d, sc0, b, f0);
+            f1 = Finish(i1, d, sc1, b, f1);
+            f2 = Finish(i2, d, sc2, b, f2);
+            f3 = Finish(i3, d, sc3, b, f3);
+        }
+        f0.Store(y);
+        f1.Store(y + ldy);
+        f2.Store(y + 2 * ldy);
+        f3.Store(y + 3 * ldy);
+    }
+}
