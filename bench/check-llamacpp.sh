@@ -6,7 +6,11 @@
 # Quantized files are reported (first-token and whole-sequence agreement): the two engines quantize activations
 # differently and may legitimately part on closer calls.
 #
-#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2; N tokens per prompt, default 24)
+#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY=trained; N tokens per prompt, default 24)
+#
+# Besides synth/quantize/convert outputs it checks what `sputnik train` exports: a short SFT run of the dense preset
+# (tiny-r1, architecture llama) and of the DeepSeek preset (tiny-r1-ds, architecture deepseek2: MLA + MoE), prompted
+# in R1's chat format. ONLY=trained checks just those two.
 #
 # llama.cpp's side is bench/llamacpp-greedy.cpp compiled against the static libraries of the llama.cpp build in
 # bench/llamacpp.sh's cache. The synthetic and converted models use larger-than-trained random weights
@@ -33,9 +37,17 @@ sputnik="$root/sputnik"
 echo "== building the bench helper (tiny Hugging Face checkpoints)" >&2
 dotnet build "$root/bench/Sputnik.Bench/Sputnik.Bench.csproj" -c Release -o "$work/benchbin" --nologo -v quiet -clp:ErrorsOnly >&2
 
-# ---- the files: "path|made by|type" ----
+# ---- the files: "path|made by|type|prompt set" ----
 files=()
 echo "== writing models into $work" >&2
+# Models the training pipeline exports (brief SFT: enough for varied greedy output, not a competent model).
+for preset in tiny-r1 tiny-r1-ds; do
+  rm -rf "$work/train-$preset"
+  "$sputnik" train sft --task arithmetic --preset $preset --out "$work/train-$preset" --steps 60 --batch 8 --eval-n 4 --threads "$THREADS" >&2
+  cp "$work/train-$preset/sft.gguf" "$work/trained-$preset.gguf"
+  files+=("$work/trained-$preset.gguf|train sft --preset $preset (60 steps)|F32|r1")
+done
+if [ "${ONLY:-}" != trained ]; then
 for p in qwen2-tiny llama-tiny; do
   "$sputnik" synth --preset $p --type F32 --sigma 0.1 --seed 1 -o "$work/synth-$p-F32.gguf" >&2
   files+=("$work/synth-$p-F32.gguf|synth --preset $p --sigma 0.1|F32")
@@ -56,14 +68,19 @@ for k in llama qwen2 deepseek-v2 deepseek-v3; do
 done
 "$sputnik" convert "$work/hf-deepseek-v3" "$work/conv-deepseek-v3-Q8_0.gguf" --type Q8_0 >&2 2>/dev/null
 files+=("$work/conv-deepseek-v3-Q8_0.gguf|convert (hf deepseek-v3)|Q8_0")
+fi
 
-prompts=("Once upon a time there was" "The quick brown fox jumps over the lazy dog" "1 + 2 = 3, 4 + 5 =" "Hello")
+text_prompts=("Once upon a time there was" "The quick brown fox jumps over the lazy dog" "1 + 2 = 3, 4 + 5 =" "Hello")
+# R1's generation prompt as the trained models see it (BOS is added by both engines; specials are parsed).
+r1_prompts=($'<｜User｜>What is 347 + 2895?<｜Assistant｜><think>\n' $'<｜User｜>Compute 58 times 7.<｜Assistant｜><think>\n'
+  $'<｜User｜>What is 905 - 47?<｜Assistant｜><think>\n' $'<｜User｜>Hello<｜Assistant｜><think>\n')
 
 # ---- run both engines ----
 results="$work/results.jsonl"
 : > "$results"
 for entry in "${files[@]}"; do
-  IFS='|' read -r path made type <<< "$entry"
+  IFS='|' read -r path made type pset <<< "$entry"
+  if [ "$pset" = r1 ]; then prompts=("${r1_prompts[@]}"); else prompts=("${text_prompts[@]}"); fi
   for i in "${!prompts[@]}"; do
     prompt="${prompts[$i]}"
     echo "-- $(basename "$path") prompt $i" >&2
@@ -74,7 +91,7 @@ for entry in "${files[@]}"; do
   done
 done
 
-echo "$(llamacpp_version); $N greedy tokens per prompt, ${#prompts[@]} prompts, $THREADS threads"
+echo "$(llamacpp_version); $N greedy tokens per prompt, ${#text_prompts[@]} prompts per file, $THREADS threads"
 python3 - "$results" <<'PY'
 import json, sys
 rows = {}

@@ -32,6 +32,7 @@ internal static class TrainBench
             double g = sw.Elapsed.TotalSeconds;
             Schedule.ClipGlobalNorm(model.P.Grad, 1f);
             opt.Update(model.P.Data, model.P.Grad, 1e-3f, model.DecayMask);
+            model.UpdateRouterBias();
             double u = sw.Elapsed.TotalSeconds;
             if (s < 0) continue;
             fwd += f; bwd += g - f; upd += u - g;
@@ -39,7 +40,8 @@ internal static class TrainBench
         double total = fwd + bwd + upd;
         Console.WriteLine($"{preset} params {model.P.Count:N0} B {b} T {t} threads {Par.Threads}: {b * t * steps / total:F0} tokens/s  " +
             $"fwd {fwd / steps * 1e3:F1} ms bwd {bwd / steps * 1e3:F1} ms opt {upd / steps * 1e3:F1} ms per step");
-        OpTimes(cfg, b, t);
+        if (cfg.DeepSeek != null) SublayerTimes(cfg, b, t);
+        else OpTimes(cfg, b, t);
         GemmRate(b * t, cfg.Dim, cfg.FfnDim);
         GemmRate(b * t, cfg.FfnDim, cfg.Dim);
         GemmRate(cfg.FfnDim, cfg.Dim, b * t);
@@ -74,6 +76,41 @@ internal static class TrainBench
         Time("cross-entropy fwd", 1, () => TrainOps.CrossEntropyForward(losses, probs, logits, tg, n, c.Vocab));
         var (cos, sin) = TrainOps.RopeTable(c.MaxSeq, c.HeadDim, c.RopeBase);
         Time("rope fwd+bwd (q and k)", 2 * L, () => { TrainOps.RopeForward(q, n, t, c.Heads, c.HeadDim, 0, c.HeadDim, cos, sin); TrainOps.RopeForward(k, n, t, c.KvHeads, c.HeadDim, 0, c.HeadDim, cos, sin); });
+    }
+
+    /// <summary>DeepSeek layout: forward and backward time of each kind of sub-layer at the preset's shapes, times its layer count.</summary>
+    private static void SublayerTimes(TrainConfig c, int b, int t)
+    {
+        var ds = c.DeepSeek!;
+        int n = b * t, moeLayers = Enumerable.Range(0, c.Layers).Count(ds.IsMoeLayer);
+        var p = new ParameterBuffer();
+        var mla = new MlaAttention(p, "a.", c.Dim, c.Heads, ds.KvLoraRank, ds.QkNopeDim, ds.QkRopeDim, ds.VHeadDim, c.MaxSeq, c.RmsEps, c.RopeBase);
+        var moe = new MoeFeedForward(p, "m.", c.Dim, ds.Experts, ds.ExpertsUsed, ds.ExpertFfnDim, ds.SharedExperts * ds.ExpertFfnDim, ds.RouteScale);
+        var dense = new SwiGluFeedForward(p, "d.", c.Dim, c.FfnDim);
+        p.Allocate();
+        var rng = new Random(2);
+        for (int i = 0; i < p.Count; i++) p.Data[i] = (float)(rng.NextDouble() - 0.5) * 0.1f;
+        var x = new float[n * c.Dim]; for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() - 0.5);
+        var y = new float[x.Length]; var dx = new float[x.Length];
+        void Time(string name, int perStep, ITrainSublayer layer)
+        {
+            layer.Forward(y, x, b, t); layer.Backward(dx, x);
+            double f = 0, g = 0; int reps = 0;
+            var total = Stopwatch.StartNew();
+            while (total.Elapsed.TotalSeconds < 0.5)
+            {
+                var sw = Stopwatch.StartNew();
+                layer.Forward(y, x, b, t);
+                f += sw.Elapsed.TotalMilliseconds;
+                layer.Backward(dx, x);
+                g += sw.Elapsed.TotalMilliseconds;
+                reps++;
+            }
+            Console.WriteLine($"  {name,-28} fwd {f / reps * perStep,7:F1} bwd {(g - f) / reps * perStep,7:F1} ms/step");
+        }
+        Time($"MLA attention x{c.Layers}", c.Layers, mla);
+        Time($"dense SwiGLU x{c.Layers - moeLayers}", c.Layers - moeLayers, dense);
+        Time($"MoE x{moeLayers}", moeLayers, moe);
     }
 
     private static unsafe void GemmRate(int m, int n, int k)

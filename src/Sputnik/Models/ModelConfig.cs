@@ -60,6 +60,26 @@ internal sealed record ModelConfig
         };
     }
 
+    /// <summary>
+    /// Writes the `{arch}.*` hyper-parameter keys <see cref="FromGguf"/> reads, under llama.cpp's names (key and value
+    /// lengths only when the head size is not dim / heads). Shared by `sputnik synth` and the training export.
+    /// </summary>
+    public void WriteKeys(GgufWriter w)
+    {
+        string a = Architecture;
+        w.Set($"{a}.block_count", (uint)Layers);
+        w.Set($"{a}.context_length", (uint)ContextLength);
+        w.Set($"{a}.embedding_length", (uint)Dim);
+        w.Set($"{a}.feed_forward_length", (uint)FfnDim);
+        w.Set($"{a}.attention.head_count", (uint)Heads);
+        w.Set($"{a}.attention.head_count_kv", (uint)KvHeads);
+        if (HeadDim != Dim / Heads) w.Set($"{a}.attention.key_length", (uint)HeadDim).Set($"{a}.attention.value_length", (uint)HeadDim);
+        w.Set($"{a}.rope.freq_base", RopeBase);
+        w.Set($"{a}.rope.dimension_count", (uint)RopeDims);
+        w.Set($"{a}.attention.layer_norm_rms_epsilon", RmsEps);
+        w.Set($"{a}.vocab_size", (uint)VocabSize);
+    }
+
     private static int CountBlocks(GgufFile f)
     {
         int n = 0;

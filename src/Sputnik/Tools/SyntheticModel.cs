@@ -163,19 +163,11 @@ internal static class SyntheticModel
         w.Set("general.type", "model");
         w.Set("general.name", $"Sputnik synthetic {p.Name}");
         w.Set("general.description", $"random weights, not a trained model (sputnik synth --preset {p.Name} --seed {o.Seed})");
-        w.Set($"{a}.block_count", (uint)p.Layers);
-        w.Set($"{a}.context_length", (uint)p.Context);
-        w.Set($"{a}.embedding_length", (uint)p.Dim);
-        w.Set($"{a}.feed_forward_length", (uint)p.Ffn);
-        w.Set($"{a}.attention.head_count", (uint)p.Heads);
-        w.Set($"{a}.attention.head_count_kv", (uint)p.KvHeads);
-        w.Set($"{a}.rope.freq_base", p.RopeBase);
-        w.Set($"{a}.attention.layer_norm_rms_epsilon", p.RmsEps);
-        if (a == "llama")
+        new ModelConfig
         {
-            w.Set($"{a}.vocab_size", (uint)vocab);
-            w.Set($"{a}.rope.dimension_count", (uint)p.HeadDim);
-        }
+            Architecture = a, Dim = p.Dim, Layers = p.Layers, Heads = p.Heads, KvHeads = p.KvHeads, HeadDim = p.HeadDim, FfnDim = p.Ffn,
+            VocabSize = vocab, ContextLength = p.Context, RopeBase = p.RopeBase, RopeDims = p.HeadDim, RopeNeox = a == "qwen2", RmsEps = p.RmsEps,
+        }.WriteKeys(w);
         w.Set("general.file_type", (uint)o.FileType);
         if (QuantMix.IsQuantized(QuantMix.DefaultType(o.FileType))) w.Set("general.quantization_version", GgufQuantizer.QuantizationVersion);
 

@@ -20,7 +20,7 @@ internal static class Checkpoint
         using (var w = new BinaryWriter(fs, Encoding.UTF8))
         {
             w.Write(Magic);
-            w.Write(JsonSerializer.Serialize(new[] { config.Vocab, config.Dim, config.Layers, config.Heads, config.KvHeads, config.FfnDim, config.MaxSeq }));
+            w.Write(JsonSerializer.Serialize(config.ShapeKey()));
             w.Write(tag);
             w.Write(step);
             w.Write(opt.Step);
@@ -39,7 +39,7 @@ internal static class Checkpoint
         using var r = new BinaryReader(File.OpenRead(path), Encoding.UTF8);
         if (r.ReadString() != Magic) throw new InvalidDataException($"{path} is not a Sputnik checkpoint");
         var shape = JsonSerializer.Deserialize<int[]>(r.ReadString())!;
-        int[] want = [config.Vocab, config.Dim, config.Layers, config.Heads, config.KvHeads, config.FfnDim, config.MaxSeq];
+        int[] want = config.ShapeKey();
         if (!shape.SequenceEqual(want)) throw new InvalidDataException($"{path}: checkpoint shape [{string.Join(",", shape)}] differs from [{string.Join(",", want)}]");
         tag = r.ReadString();
         int step = r.ReadInt32();

@@ -158,6 +158,7 @@ internal sealed class GrpoTrainer(GrpoOptions o)
             Schedule.ClipGlobalNorm(model.P.Grad, 1f);
             float lr = o.Lr * Math.Min(1f, (step + 1f) / Math.Max(1, o.Warmup));
             opt.Update(model.P.Data, model.P.Grad, lr, model.DecayMask);
+            model.UpdateRouterBias();
         }
     }
 

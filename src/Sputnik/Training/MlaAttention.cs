@@ -8,9 +8,10 @@ namespace Sputnik.Training;
 /// kvb    = RMSNorm(c)·Wkv_bᵀ            [N, H, nope+v];     k = [kvb[..., :nope], k_pe], v = kvb[..., nope:]
 /// out    = Attn(q, k, v)·Woᵀ            softmax scale (nope+rope)^-½
 /// </code>
-/// Tensor names follow llama.cpp's deepseek2 mapping (attn_q, attn_kv_a_mqa, attn_kv_a_norm, attn_kv_b, attn_output).
+/// Tensor names follow llama.cpp's deepseek2 mapping (attn_q, attn_kv_a_mqa, attn_kv_a_norm, attn_kv_b, attn_output);
+/// the GGUF export splits attn_kv_b into the attn_k_b / attn_v_b pair current llama.cpp files carry.
 /// </summary>
-internal sealed class MlaAttention
+internal sealed class MlaAttention : ITrainSublayer
 {
     public int Dim { get; }
     public int Heads { get; }
@@ -28,12 +29,16 @@ internal sealed class MlaAttention
     private readonly float[] _cos, _sin;
     private readonly float _eps;
     private int _b, _t;
+    // activations, sized for the largest B×T so far
     private float[] _x = [], _q = [], _kva = [], _c = [], _cn = [], _rstd = [], _kvb = [], _k = [], _v = [], _att = [], _o = [];
+    // backward scratch
+    private float[] _dO = [], _dq = [], _dk = [], _dv = [], _dkvb = [], _dkva = [], _dcn = [], _dc = [];
 
     public int QkDim => Nope + Rope;
 
     /// <summary>Declares the slices in <paramref name="p"/> (call before p.Allocate()).</summary>
-    public MlaAttention(ParameterBuffer p, string prefix, int dim, int heads, int rank, int nope, int rope, int vDim, int maxT, float eps = 1e-6f)
+    public MlaAttention(ParameterBuffer p, string prefix, int dim, int heads, int rank, int nope, int rope, int vDim, int maxT,
+        float eps = 1e-6f, float ropeBase = 10000f)
     {
         _p = p; Dim = dim; Heads = heads; Rank = rank; Nope = nope; Rope = rope; VDim = vDim; _eps = eps;
         Wq = p.Add(prefix + "attn_q.weight", heads * (nope + rope), dim);
@@ -41,17 +46,17 @@ internal sealed class MlaAttention
         KvNorm = p.Add(prefix + "attn_kv_a_norm.weight", rank);
         WkvB = p.Add(prefix + "attn_kv_b.weight", heads * (nope + vDim), rank);
         Wo = p.Add(prefix + "attn_output.weight", dim, heads * vDim);
-        (_cos, _sin) = TrainOps.RopeTable(maxT, rope, 10000f);
+        (_cos, _sin) = TrainOps.RopeTable(maxT, rope, ropeBase);
     }
 
     public void Forward(Span<float> output, ReadOnlySpan<float> x, int b, int t)
     {
         _b = b; _t = t;
         int n = b * t, h = Heads, qk = QkDim, kvw = Nope + VDim;
-        _x = x[..(n * Dim)].ToArray();
-        _q = new float[n * h * qk]; _kva = new float[n * (Rank + Rope)]; _c = new float[n * Rank]; _cn = new float[n * Rank];
-        _rstd = new float[n]; _kvb = new float[n * h * kvw]; _k = new float[n * h * qk]; _v = new float[n * h * VDim];
-        _att = new float[b * h * t * t]; _o = new float[n * h * VDim];
+        x[..(n * Dim)].CopyTo(Buffers.Grow(ref _x, n * Dim));
+        Buffers.Grow(ref _q, n * h * qk); Buffers.Grow(ref _kva, n * (Rank + Rope)); Buffers.Grow(ref _c, n * Rank); Buffers.Grow(ref _cn, n * Rank);
+        Buffers.Grow(ref _rstd, n); Buffers.Grow(ref _kvb, n * h * kvw); Buffers.Grow(ref _k, n * h * qk); Buffers.Grow(ref _v, n * h * VDim);
+        Buffers.Grow(ref _att, b * h * t * t); Buffers.Grow(ref _o, n * h * VDim);
 
         TrainOps.MatMulForward(_q, _x, _p.W(Wq), n, Dim, h * qk);
         TrainOps.RopeForward(_q, n, t, h, qk, Nope, Rope, _cos, _sin);
@@ -81,12 +86,12 @@ internal sealed class MlaAttention
     public void Backward(Span<float> dx, ReadOnlySpan<float> dout)
     {
         int b = _b, t = _t, n = b * t, h = Heads, qk = QkDim, kvw = Nope + VDim;
-        var dO = new float[n * h * VDim];
+        var dO = Buffers.Zeroed(ref _dO, n * h * VDim);
         TrainOps.MatMulBackward(dO, _p.G(Wo), dout, _o, _p.W(Wo), n, h * VDim, Dim);
-        var dq = new float[_q.Length]; var dk = new float[_k.Length]; var dv = new float[_v.Length];
+        var dq = Buffers.Zeroed(ref _dq, n * h * qk); var dk = Buffers.Zeroed(ref _dk, n * h * qk); var dv = Buffers.Zeroed(ref _dv, n * h * VDim);
         Attention.Backward(dq, dk, dv, dO, _q, _k, _v, _att, b, t, h, h, qk, VDim, 1f / MathF.Sqrt(qk));
         // scatter key/value gradients back to kv_b outputs and the shared k_pe (summed over heads)
-        var dkvb = new float[_kvb.Length]; var dkva = new float[_kva.Length];
+        var dkvb = Buffers.Zeroed(ref _dkvb, n * h * kvw); var dkva = Buffers.Zeroed(ref _dkva, n * (Rank + Rope));
         for (int r = 0; r < n; r++)
         {
             var dkpe = dkva.AsSpan(r * (Rank + Rope) + Rank, Rope);
@@ -99,9 +104,9 @@ internal sealed class MlaAttention
                 dv.AsSpan((r * h + hh) * VDim, VDim).CopyTo(dst[Nope..]);
             }
         }
-        var dcn = new float[_cn.Length];
+        var dcn = Buffers.Zeroed(ref _dcn, n * Rank);
         TrainOps.MatMulBackward(dcn, _p.G(WkvB), dkvb, _cn, _p.W(WkvB), n, Rank, h * kvw);
-        var dc = new float[_c.Length];
+        var dc = Buffers.Zeroed(ref _dc, n * Rank);
         TrainOps.RmsNormBackward(dc, _p.G(KvNorm), dcn, _c, _p.W(KvNorm), _rstd, n, Rank);
         for (int r = 0; r < n; r++) dc.AsSpan(r * Rank, Rank).CopyTo(dkva.AsSpan(r * (Rank + Rope), Rank));
         TrainOps.RopeBackward(dkva, n, t, 1, Rank + Rope, Rank, Rope, _cos, _sin);

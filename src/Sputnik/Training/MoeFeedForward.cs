@@ -10,96 +10,119 @@ namespace Sputnik.Training;
 /// w_k = route_scale · s_k / Σ_{j∈sel} s_j    gate weights use the UNBIASED scores
 /// y   = Σ_k w_k · SwiGLU_k(x) + SwiGLU_shared(x)
 /// </code>
-/// After each optimizer step <see cref="UpdateBias"/> nudges bias_e by ±γ toward the mean load; the bias gets no
-/// gradient. Tokens are gathered per expert so each expert runs as one row-parallel matmul, not per-token matvecs.
-/// Tensor names follow llama.cpp (ffn_gate_inp, exp_probs_b, ffn_{gate,up,down}_exps, ffn_{gate,up,down}_shexp).
+/// After each optimizer step <see cref="UpdateBias"/> nudges bias_e by ±γ toward the mean load of the forward passes
+/// since the last update; the bias lives in the parameter buffer (so checkpoints and the GGUF carry it) but never
+/// gets a gradient, so AdamW leaves it alone. Tokens are gathered per expert so each expert runs as one row-parallel
+/// matmul, not per-token matvecs. Tensor names follow llama.cpp (ffn_gate_inp, exp_probs_b, ffn_{gate,up,down}_exps,
+/// ffn_{gate,up,down}_shexp).
 /// </summary>
-internal sealed class MoeFeedForward
+internal sealed class MoeFeedForward : ITrainSublayer
 {
     public int Dim { get; }
     public int Experts { get; }
     public int TopK { get; }
     public int Inter { get; }
-    public int SharedInter { get; }
+    public int SharedInter => _shared.Inter;
     public float RouteScale { get; }
-    public float[] Bias { get; }
     public ParamSlice Router { get; }
+    /// <summary>Selection bias exp_probs_b [E]: steers top-k only, no gradient.</summary>
+    public ParamSlice BiasSlice { get; }
     public ParamSlice GateExps { get; }
     public ParamSlice UpExps { get; }
     public ParamSlice DownExps { get; }
-    public ParamSlice GateSh { get; }
-    public ParamSlice UpSh { get; }
-    public ParamSlice DownSh { get; }
+    public ParamSlice GateSh => _shared.Gate;
+    public ParamSlice UpSh => _shared.Up;
+    public ParamSlice DownSh => _shared.Down;
+    public Span<float> Bias => _p.W(BiasSlice);
     /// <summary>Tokens routed to each expert in the last forward pass.</summary>
     public int[] Load { get; }
 
     private readonly ParameterBuffer _p;
+    private readonly SwiGluFeedForward _shared;
+    private readonly long[] _pendingLoad;
     private int _n;
-    private float[] _x = [], _s = [], _w = [], _gs = [], _us = [], _hs = [];
+    private float[] _x = [], _s = [], _w = [], _ys = [], _biased, _dw = [], _dlogits = [];
     private int[] _sel = [];
-    private ExpertBatch[] _batches = [];
+    private readonly ExpertBatch[] _batches;
 
+    /// <summary>The rows routed to one expert, gathered, and that expert's activations and backward scratch.</summary>
     private sealed class ExpertBatch
     {
+        public int Count;
         public int[] Rows = [], Slots = [];
         public float[] X = [], G = [], U = [], H = [], Y = [];
+        public float[] DY = [], DH = [], DG = [], DU = [], DX = [];
     }
 
     public MoeFeedForward(ParameterBuffer p, string prefix, int dim, int experts, int topK, int inter, int sharedInter, float routeScale = 1f)
     {
-        _p = p; Dim = dim; Experts = experts; TopK = topK; Inter = inter; SharedInter = sharedInter; RouteScale = routeScale;
-        Bias = new float[experts];
+        _p = p; Dim = dim; Experts = experts; TopK = topK; Inter = inter; RouteScale = routeScale;
         Load = new int[experts];
+        _pendingLoad = new long[experts];
+        _biased = new float[experts];
+        _batches = Enumerable.Range(0, experts).Select(_ => new ExpertBatch()).ToArray();
         Router = p.Add(prefix + "ffn_gate_inp.weight", experts, dim);
+        BiasSlice = p.Add(prefix + "exp_probs_b.bias", experts);
         GateExps = p.Add(prefix + "ffn_gate_exps.weight", experts, inter, dim);
         UpExps = p.Add(prefix + "ffn_up_exps.weight", experts, inter, dim);
         DownExps = p.Add(prefix + "ffn_down_exps.weight", experts, dim, inter);
-        GateSh = p.Add(prefix + "ffn_gate_shexp.weight", sharedInter, dim);
-        UpSh = p.Add(prefix + "ffn_up_shexp.weight", sharedInter, dim);
-        DownSh = p.Add(prefix + "ffn_down_shexp.weight", dim, sharedInter);
+        _shared = new SwiGluFeedForward(p, prefix, dim, sharedInter, "_shexp");
     }
 
     private static Span<float> Expert(Span<float> all, int e, int size) => all.Slice(e * size, size);
+
+    public void Forward(Span<float> output, ReadOnlySpan<float> x, int b, int t) => Forward(output, x, b * t);
 
     public void Forward(Span<float> output, ReadOnlySpan<float> x, int n)
     {
         int d = Dim, E = Experts, K = TopK, F = Inter;
         _n = n;
-        _x = x[..(n * d)].ToArray();
-        _s = new float[n * E]; _w = new float[n * K]; _sel = new int[n * K];
+        x[..(n * d)].CopyTo(Buffers.Grow(ref _x, n * d));
+        Buffers.Grow(ref _s, n * E); Buffers.Grow(ref _w, n * K); Buffers.Grow(ref _sel, n * K);
         TrainOps.MatMulForward(_s, _x, _p.W(Router), n, d, E);
-        TensorPrimitives.Sigmoid(_s, _s);
+        TensorPrimitives.Sigmoid(_s.AsSpan(0, n * E), _s.AsSpan(0, n * E));
         Array.Clear(Load);
-        var biased = new float[E];
-        var lists = Enumerable.Range(0, E).Select(_ => new List<(int Row, int Slot)>()).ToArray();
+        var bias = Bias;
         for (int r = 0; r < n; r++)
         {
             var s = _s.AsSpan(r * E, E);
-            TensorPrimitives.Add(s, Bias, biased);
+            TensorPrimitives.Add(s, bias, _biased);
             float sum = 0;
             for (int k = 0; k < K; k++)
             {
-                int best = TensorPrimitives.IndexOfMax(biased);
-                biased[best] = float.NegativeInfinity;
+                int best = TensorPrimitives.IndexOfMax(_biased);
+                _biased[best] = float.NegativeInfinity;
                 _sel[r * K + k] = best;
                 sum += s[best];
-                lists[best].Add((r, k));
                 Load[best]++;
             }
             for (int k = 0; k < K; k++) _w[r * K + k] = RouteScale * s[_sel[r * K + k]] / sum;
         }
-        output[..(n * d)].Clear();
-        _batches = new ExpertBatch[E];
         for (int e = 0; e < E; e++)
         {
-            var bt = _batches[e] = new ExpertBatch { Rows = lists[e].Select(z => z.Row).ToArray(), Slots = lists[e].Select(z => z.Slot).ToArray() };
-            int m = bt.Rows.Length;
+            _pendingLoad[e] += Load[e];
+            var bt = _batches[e];
+            bt.Count = 0;
+            Buffers.Grow(ref bt.Rows, Load[e]); Buffers.Grow(ref bt.Slots, Load[e]);
+        }
+        // gather (row, slot) pairs per expert, rows ascending
+        for (int r = 0; r < n; r++)
+            for (int k = 0; k < K; k++)
+            {
+                var bt = _batches[_sel[r * K + k]];
+                bt.Rows[bt.Count] = r; bt.Slots[bt.Count] = k; bt.Count++;
+            }
+        output[..(n * d)].Clear();
+        for (int e = 0; e < E; e++)
+        {
+            var bt = _batches[e];
+            int m = bt.Count;
             if (m == 0) continue;
-            bt.X = new float[m * d]; bt.G = new float[m * F]; bt.U = new float[m * F]; bt.H = new float[m * F]; bt.Y = new float[m * d];
+            Buffers.Grow(ref bt.X, m * d); Buffers.Grow(ref bt.G, m * F); Buffers.Grow(ref bt.U, m * F); Buffers.Grow(ref bt.H, m * F); Buffers.Grow(ref bt.Y, m * d);
             for (int i = 0; i < m; i++) _x.AsSpan(bt.Rows[i] * d, d).CopyTo(bt.X.AsSpan(i * d, d));
             TrainOps.MatMulForward(bt.G, bt.X, Expert(_p.W(GateExps), e, F * d), m, d, F);
             TrainOps.MatMulForward(bt.U, bt.X, Expert(_p.W(UpExps), e, F * d), m, d, F);
-            TrainOps.SwiGluForward(bt.H, bt.G, bt.U);
+            TrainOps.SwiGluForward(bt.H.AsSpan(0, m * F), bt.G, bt.U);
             TrainOps.MatMulForward(bt.Y, bt.H, Expert(_p.W(DownExps), e, d * F), m, F, d);
             for (int i = 0; i < m; i++)
             {
@@ -108,33 +131,25 @@ internal sealed class MoeFeedForward
             }
         }
         // shared expert, always on
-        int fs = SharedInter;
-        _gs = new float[n * fs]; _us = new float[n * fs]; _hs = new float[n * fs];
-        var ys = new float[n * d];
-        TrainOps.MatMulForward(_gs, _x, _p.W(GateSh), n, d, fs);
-        TrainOps.MatMulForward(_us, _x, _p.W(UpSh), n, d, fs);
-        TrainOps.SwiGluForward(_hs, _gs, _us);
-        TrainOps.MatMulForward(ys, _hs, _p.W(DownSh), n, fs, d);
-        TensorPrimitives.Add(output[..(n * d)], ys, output[..(n * d)]);
+        Buffers.Grow(ref _ys, n * d);
+        _shared.Forward(_ys, _x, n);
+        TensorPrimitives.Add(output[..(n * d)], _ys.AsSpan(0, n * d), output[..(n * d)]);
     }
 
     public void Backward(Span<float> dx, ReadOnlySpan<float> dout)
     {
-        int n = _n, d = Dim, E = Experts, K = TopK, F = Inter, fs = SharedInter;
-        // shared expert
-        var dhs = new float[n * fs]; var dgs = new float[n * fs]; var dus = new float[n * fs];
-        TrainOps.MatMulBackward(dhs, _p.G(DownSh), dout, _hs, _p.W(DownSh), n, fs, d);
-        TrainOps.SwiGluBackward(dgs, dus, dhs, _gs, _us);
-        TrainOps.MatMulBackward(dx, _p.G(GateSh), dgs, _x, _p.W(GateSh), n, d, fs);
-        TrainOps.MatMulBackward(dx, _p.G(UpSh), dus, _x, _p.W(UpSh), n, d, fs);
+        int n = _n, d = Dim, E = Experts, K = TopK, F = Inter;
+        _shared.Backward(dx, dout);
         // routed experts: y += w·Y_e, so dY_e = w·dout and dw = dout·Y_e
-        var dw = new float[n * K];
+        var dw = Buffers.Zeroed(ref _dw, n * K);
         for (int e = 0; e < E; e++)
         {
             var bt = _batches[e];
-            int m = bt.Rows.Length;
+            int m = bt.Count;
             if (m == 0) continue;
-            var dY = new float[m * d]; var dH = new float[m * F]; var dG = new float[m * F]; var dU = new float[m * F]; var dX = new float[m * d];
+            var dY = Buffers.Grow(ref bt.DY, m * d);
+            var dH = Buffers.Zeroed(ref bt.DH, m * F); var dG = Buffers.Zeroed(ref bt.DG, m * F);
+            var dU = Buffers.Zeroed(ref bt.DU, m * F); var dX = Buffers.Zeroed(ref bt.DX, m * d);
             for (int i = 0; i < m; i++)
             {
                 int r = bt.Rows[i], slot = r * K + bt.Slots[i];
@@ -143,7 +158,7 @@ internal sealed class MoeFeedForward
                 dw[slot] = TensorPrimitives.Dot(dor, bt.Y.AsSpan(i * d, d));
             }
             TrainOps.MatMulBackward(dH, Expert(_p.G(DownExps), e, d * F), dY, bt.H, Expert(_p.W(DownExps), e, d * F), m, F, d);
-            TrainOps.SwiGluBackward(dG, dU, dH, bt.G, bt.U);
+            TrainOps.SwiGluBackward(dG, dU, dH.AsSpan(0, m * F), bt.G, bt.U);
             TrainOps.MatMulBackward(dX, Expert(_p.G(GateExps), e, F * d), dG, bt.X, Expert(_p.W(GateExps), e, F * d), m, d, F);
             TrainOps.MatMulBackward(dX, Expert(_p.G(UpExps), e, F * d), dU, bt.X, Expert(_p.W(UpExps), e, F * d), m, d, F);
             for (int i = 0; i < m; i++)
@@ -153,7 +168,7 @@ internal sealed class MoeFeedForward
             }
         }
         // gate weights: w_k = R·s_k/S, S = Σ_sel s_j  ⇒  ds_j = R·(dw_j − Σ_k dw_k·s_k/S)/S; then through the sigmoid
-        var dlogits = new float[n * E];
+        var dlogits = Buffers.Zeroed(ref _dlogits, n * E);
         for (int r = 0; r < n; r++)
         {
             float sum = 0, dot = 0;
@@ -169,10 +184,15 @@ internal sealed class MoeFeedForward
         TrainOps.MatMulBackward(dx, _p.G(Router), dlogits, _x, _p.W(Router), n, d, E);
     }
 
-    /// <summary>Aux-loss-free balancing: bias_e += γ·sign(mean load − load_e) (overloaded experts get picked less).</summary>
+    /// <summary>
+    /// Aux-loss-free balancing: bias_e += γ·sign(mean load − load_e) (overloaded experts get picked less), with the
+    /// load summed over every forward pass since the previous update (all micro-batches of an optimizer step).
+    /// </summary>
     public void UpdateBias(float gamma)
     {
-        double mean = Load.Average();
-        for (int e = 0; e < Experts; e++) Bias[e] += gamma * Math.Sign(mean - Load[e]);
+        double mean = _pendingLoad.Average();
+        var bias = Bias;
+        for (int e = 0; e < Experts; e++) bias[e] += gamma * Math.Sign(mean - _pendingLoad[e]);
+        Array.Clear(_pendingLoad);
     }
 }

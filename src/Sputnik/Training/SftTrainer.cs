@@ -126,6 +126,7 @@ internal sealed class SftTrainer(SftOptions o)
             float norm = Schedule.ClipGlobalNorm(model.P.Grad, 1f);
             float lr = Schedule.WarmupCosine(step, o.Warmup, o.Steps, o.MaxLr, o.MinLr);
             opt.Update(model.P.Data, model.P.Grad, lr, model.DecayMask);
+            model.UpdateRouterBias();
             double? eval = null;
             bool last = step == o.Steps - 1;
             if ((o.EvalEvery > 0 && (step + 1) % o.EvalEvery == 0) || last)

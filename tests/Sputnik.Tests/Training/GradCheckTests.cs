@@ -221,4 +221,32 @@ public class GradCheckTests
         m.Backward(m.MeanLossWeights());
         foreach (var s in m.P.Slices) Check("model." + s.Name, m.P.Data, m.P.G(s), L, samples: 8, offset: s.Offset);
     }
+
+    [Fact]
+    public void WholeDeepSeekModel()
+    {
+        // One MLA + dense-SwiGLU layer, one MLA + MoE layer (shared expert, selection bias, route scale), as tiny-r1-ds.
+        var c = new TrainConfig
+        {
+            Vocab = 11, Dim = 16, Layers = 2, Heads = 2, KvHeads = 1, FfnDim = 24, MaxSeq = 8, RmsEps = 1e-6f,
+            DeepSeek = new DeepSeekShape
+            {
+                KvLoraRank = 8, QkNopeDim = 4, QkRopeDim = 4, VHeadDim = 6, LeadingDenseLayers = 1,
+                Experts = 4, ExpertsUsed = 2, SharedExperts = 1, ExpertFfnDim = 6, RouteScale = 1.5f,
+            },
+        };
+        var m = new TransformerModel(c, seed: 3) { Temperature = 0.8f };
+        var rng = new Random(12);
+        Rand(rng, m.P.Count, 0.3f).CopyTo(m.P.Data, 0);
+        int b = 2, t = 5;
+        var tokens = Enumerable.Range(0, b * t).Select(_ => rng.Next(c.Vocab)).ToArray();
+        var targets = Enumerable.Range(0, b * t).Select(i => i % 3 == 0 ? -1 : rng.Next(c.Vocab)).ToArray();
+        double L() => m.Forward(tokens, targets, b, t);
+        m.Forward(tokens, targets, b, t);
+        m.P.ZeroGrad();
+        m.Backward(m.MeanLossWeights());
+        Assert.Contains(m.P.Slices, s => s.Name == "blk.1.exp_probs_b.bias");
+        // the selection bias is a parameter (saved, exported) but piecewise constant: its analytic gradient is 0
+        foreach (var s in m.P.Slices) Check("ds." + s.Name, m.P.Data, m.P.G(s), L, samples: 8, h: 5e-4f, offset: s.Offset);
+    }
 }

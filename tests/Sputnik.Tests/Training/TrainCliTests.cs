@@ -56,6 +56,38 @@ public class TrainCliTests
     }
 
     [Fact]
+    public void DeepSeekLayoutTrainsExportsAndContinuesWithGrpo()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"sputnik-train-ds-{Environment.ProcessId}");
+        try
+        {
+            var sft = CliRunner.Run("train", "sft", "--task", "easy", "--preset", "micro-ds", "--out", dir, "--steps", "80", "--batch", "8",
+                "--lr", "3e-3", "--eval-n", "4", "--threads", "2");
+            Assert.True(sft.ExitCode == 0, sft.StdErr);
+            var loss = Column(Path.Combine(dir, "metrics.csv"), "loss");
+            Assert.Equal(80, loss.Length);
+            Assert.True(loss.TakeLast(10).Average() < 0.5 * loss.Take(10).Average(), $"SFT loss {loss.Take(10).Average():F3} -> {loss.TakeLast(10).Average():F3}");
+            string sftModel = Path.Combine(dir, "sft.gguf");
+            using (var f = Sputnik.Gguf.GgufFile.Open(sftModel)) Assert.Equal("deepseek2", f.Architecture);
+
+            // GRPO initialises from the deepseek2 file and samples through the inference engine (DeepSeek2)
+            string gdir = Path.Combine(dir, "grpo");
+            var grpo = CliRunner.Run("train", "grpo", "--init", sftModel, "--task", "easy", "--out", gdir, "--steps", "2", "--prompts", "4",
+                "--group", "4", "--max-new", "48", "--lr", "1e-3", "--temp", "1.5", "--eval-every", "0", "--threads", "2");
+            Assert.True(grpo.ExitCode == 0, grpo.StdErr);
+            Assert.Equal(2, Column(Path.Combine(gdir, "grpo_metrics.csv"), "mean_reward").Length);
+            var before = Sputnik.Training.GgufExport.Read(sftModel);
+            var after = Sputnik.Training.GgufExport.Read(Path.Combine(gdir, "grpo.gguf"));
+            Assert.Equal(before.Config, after.Config);
+            Assert.NotEqual(before.P.Data, after.P.Data);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void SftResumesFromCheckpointAfterAnInterruptedRun()
     {
         string dir = Path.Combine(Path.GetTempPath(), $"sputnik-resume-{Environment.ProcessId}");
