@@ -25,7 +25,8 @@ internal sealed unsafe partial class WeightMatrix
         int reads = (groups + perRead - 1) / perRead;
         long fileOffset = file.DataOffset + info.Offset;
         using var handle = File.OpenHandle(file.Path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
-        Parallel.For(0, reads, () => new byte[perRead * groupBytes], (i, _, staging) =>
+        var staging = new byte[perRead * groupBytes];
+        for (int i = 0; i < reads; i++)
         {
             int g0 = i * perRead, g1 = Math.Min(groups, g0 + perRead);
             var chunk = staging.AsSpan(0, (g1 - g0) * groupBytes);
@@ -39,8 +40,7 @@ internal sealed unsafe partial class WeightMatrix
             for (int g = g0; g < g1; g++)
                 Interleaving.InterleaveGroup(info.Type, chunk.Slice((g - g0) * groupBytes, groupBytes),
                     buffer.AsSpan(offset + g * groupBytes, groupBytes), cols);
-            return staging;
-        }, _ => { });
+        }
         data = aligned;
         return buffer;
     }

@@ -1,4 +1,33 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
 namespace Sputnik.Tensors.Quants;
+
+/// <summary>Load-time helpers shared by the interleaving routines: 16 rows' 32-bit words gathered into one slot.</summary>
+internal static unsafe class Interleaved
+{
+    /// <summary>The 32-bit words at p + rowsLo[i] (rows 0..7) and p + rowsHi[i] (rows 8..15).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Gather16(byte* p, Vector256<int> rowsLo, Vector256<int> rowsHi, out Vector256<int> lo, out Vector256<int> hi)
+    {
+        lo = Avx2.GatherVector256((int*)p, rowsLo, 1);
+        hi = Avx2.GatherVector256((int*)p, rowsHi, 1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Gather16To(byte* p, Vector256<int> rowsLo, Vector256<int> rowsHi, byte* dst)
+    {
+        Gather16(p, rowsLo, rowsHi, out var lo, out var hi);
+        lo.Store((int*)dst);
+        hi.Store((int*)(dst + 32));
+    }
+
+    /// <summary>The low 16 bits of each of the 16 words, in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<ushort> LowHalves(Vector256<int> lo, Vector256<int> hi) =>
+        Vector256.Narrow(lo.AsUInt32() & Vector256.Create(0xFFFFu), hi.AsUInt32() & Vector256.Create(0xFFFFu));
+}
 
 /// <summary>
 /// The weight types that have a 16-row interleaved layout and kernels (<see cref="Q4KInterleaved"/>,

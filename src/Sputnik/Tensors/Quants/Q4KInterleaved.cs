@@ -33,6 +33,7 @@ internal static unsafe class Q4KInterleaved
     public static bool CanInterleave(int rows, int cols) => rows > 0 && rows % Rows == 0 && cols > 0 && cols % 256 == 0;
 
     /// <summary>Interleaves the 16 file-layout Q4_K rows at the start of <paramref name="src"/> into one group at the start of <paramref name="dst"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs a few times per matrix at load: tier-0 code would dominate
     public static void InterleaveGroup(ReadOnlySpan<byte> src, Span<byte> dst, int cols)
     {
         int nb = cols / 256, rowBytes = nb * 144;
@@ -41,6 +42,22 @@ internal static unsafe class Q4KInterleaved
         fixed (byte* s0 = src)
         fixed (byte* d0 = dst)
         {
+            if (Avx2.IsSupported)
+            {
+                var rowsLo = Vector256<int>.Indices * rowBytes;
+                var rowsHi = rowsLo + Vector256.Create(8 * rowBytes);
+                for (int b = 0; b < nb; b++)
+                {
+                    byte* o = d0 + (long)b * GroupBlockBytes;
+                    byte* blk = s0 + b * 144;
+                    Interleaved.Gather16(blk, rowsLo, rowsHi, out var lo, out var hi);
+                    Interleaved.LowHalves(lo, hi).Store((ushort*)o);
+                    Interleaved.LowHalves((lo.AsUInt32() >> 16).AsInt32(), (hi.AsUInt32() >> 16).AsInt32()).Store((ushort*)(o + 32));
+                    for (int u = 0; u < 3; u++) Interleaved.Gather16To(blk + 4 + 4 * u, rowsLo, rowsHi, o + 64 + 64 * u);
+                    for (int slot = 0; slot < 32; slot++) Interleaved.Gather16To(blk + 16 + 4 * slot, rowsLo, rowsHi, o + QsOffset + 64 * slot);
+                }
+                return;
+            }
             for (int b = 0; b < nb; b++)
             {
                 byte* o = d0 + (long)b * GroupBlockBytes;

@@ -25,6 +25,7 @@ internal static unsafe class Q80Interleaved
     public static bool CanInterleave(int rows, int cols) => rows > 0 && rows % Rows == 0 && cols > 0 && cols % 32 == 0;
 
     /// <summary>Interleaves the 16 file-layout Q8_0 rows at the start of <paramref name="src"/> into one group at the start of <paramref name="dst"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs a few times per matrix at load: tier-0 code would dominate
     public static void InterleaveGroup(ReadOnlySpan<byte> src, Span<byte> dst, int cols)
     {
         int nb = cols / 32, rowBytes = nb * Q80;
@@ -33,6 +34,20 @@ internal static unsafe class Q80Interleaved
         fixed (byte* s0 = src)
         fixed (byte* d0 = dst)
         {
+            if (Avx2.IsSupported)
+            {
+                var rowsLo = Vector256<int>.Indices * rowBytes;
+                var rowsHi = rowsLo + Vector256.Create(8 * rowBytes);
+                for (int b = 0; b < nb; b++)
+                {
+                    byte* o = d0 + (long)b * GroupBlockBytes;
+                    byte* blk = s0 + b * Q80;
+                    Interleaved.Gather16(blk, rowsLo, rowsHi, out var d0v, out var d1v);
+                    Interleaved.LowHalves(d0v, d1v).Store((ushort*)o);
+                    for (int k = 0; k < 8; k++) Interleaved.Gather16To(blk + 2 + 4 * k, rowsLo, rowsHi, o + 32 + 64 * k);
+                }
+                return;
+            }
             for (int b = 0; b < nb; b++)
             {
                 byte* o = d0 + (long)b * GroupBlockBytes;
