@@ -8,7 +8,7 @@ namespace Sputnik.Models;
 
 /// <summary>
 /// A read-only weight matrix: Rows rows of Cols weights of one ggml type, living in the memory-mapped GGUF file,
-/// or, for Q4_K and Q8_0 on AVX-512 machines, re-laid 16 rows at a time into memory of its own (<see cref="Interleaving"/>;
+/// or, for Q4_K, Q6_K and Q8_0 on AVX-512 machines, re-laid 16 rows at a time into memory of its own (<see cref="Interleaving"/>;
 /// same size, read with positioned reads so the mapping's pages for it are never touched and RSS does not double).
 /// y = W·x computes one dot product per row, in parallel over row ranges.
 /// </summary>

@@ -45,6 +45,7 @@ public unsafe class InterleavedTests
     [Theory]
     [InlineData(GgmlType.Q4_K, 768)]
     [InlineData(GgmlType.Q8_0, 96)]
+    [InlineData(GgmlType.Q6_K, 512)]
     public void Interleaving_is_a_permutation_that_extract_row_undoes(GgmlType type, int cols)
     {
         const int rows = 32;
@@ -72,7 +73,8 @@ public unsafe class InterleavedTests
         Assert.False(Interleaving.Supports(GgmlType.Q4_K, 40, 512));
         Assert.False(Interleaving.Supports(GgmlType.Q4_K, 32, 576));
         Assert.False(Interleaving.Supports(GgmlType.Q8_0, 24, 64));
-        Assert.False(Interleaving.Supports(GgmlType.Q6_K, 32, 512));
+        Assert.Equal(avx512, Interleaving.Supports(GgmlType.Q6_K, 32, 512));
+        Assert.False(Interleaving.Supports(GgmlType.Q5_K, 32, 512));
     }
 
     /// <summary>Against the scalar file-layout reference, tokens 1..9 (the 4-token and 1-token kernels), one to several blocks.</summary>
@@ -84,6 +86,9 @@ public unsafe class InterleavedTests
     [InlineData(GgmlType.Q8_0, 32, 1)]
     [InlineData(GgmlType.Q8_0, 96, 5)]
     [InlineData(GgmlType.Q8_0, 416, 9)]
+    [InlineData(GgmlType.Q6_K, 256, 1)]
+    [InlineData(GgmlType.Q6_K, 512, 5)]
+    [InlineData(GgmlType.Q6_K, 768, 8)]
     public void Kernels_match_the_scalar_reference(GgmlType type, int cols, int tokens)
     {
         if (!Interleaving.Supports(type, 16, cols)) return; // the AVX-512-off CI passes check the file-layout kernels instead
@@ -107,6 +112,7 @@ public unsafe class InterleavedTests
     [Theory]
     [InlineData(GgmlType.Q4_K, 512)]
     [InlineData(GgmlType.Q8_0, 160)]
+    [InlineData(GgmlType.Q6_K, 512)]
     public void A_token_gives_the_same_bits_batched_or_alone(GgmlType type, int cols)
     {
         if (!Interleaving.Supports(type, 16, cols)) return;
@@ -135,6 +141,7 @@ public unsafe class InterleavedTests
     [Theory]
     [InlineData("blk.0.ffn_gate.weight")] // Q4_K
     [InlineData("blk.1.ffn_up.weight")]   // Q8_0
+    [InlineData("blk.0.attn_v.weight")]   // Q6_K
     public void Weight_matrix_rows_and_model_logits_agree_with_the_file_layout(string tensor)
     {
         using var plainFile = GgufFile.Open(RandomQwen2.Path_);
@@ -148,7 +155,7 @@ public unsafe class InterleavedTests
 
         var a = new float[plain.Cols];
         var b = new float[plain.Cols];
-        foreach (int r in new[] { 0, 15, 16, 200, plain.Rows - 1 })
+        foreach (int r in new[] { 0, 15, 16, plain.Rows / 2 + 3, plain.Rows - 1 })
         {
             plain.GetRow(r, a);
             packed.GetRow(r, b);

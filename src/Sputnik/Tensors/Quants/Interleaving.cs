@@ -31,7 +31,7 @@ internal static unsafe class Interleaved
 
 /// <summary>
 /// The weight types that have a 16-row interleaved layout and kernels (<see cref="Q4KInterleaved"/>,
-/// <see cref="Q80Interleaved"/>). A group of 16 rows occupies exactly the bytes of those 16 rows in the file.
+/// <see cref="Q6KInterleaved"/>, <see cref="Q80Interleaved"/>). A group of 16 rows occupies exactly the bytes of those 16 rows in the file.
 /// </summary>
 internal static unsafe class Interleaving
 {
@@ -42,6 +42,7 @@ internal static unsafe class Interleaving
     {
         GgmlType.Q4_K => Q4KInterleaved.IsSupported && Q4KInterleaved.CanInterleave(rows, cols),
         GgmlType.Q8_0 => Q80Interleaved.IsSupported && Q80Interleaved.CanInterleave(rows, cols),
+        GgmlType.Q6_K => Q6KInterleaved.IsSupported && Q6KInterleaved.CanInterleave(rows, cols),
         _ => false,
     };
 
@@ -49,6 +50,7 @@ internal static unsafe class Interleaving
     {
         if (type == GgmlType.Q4_K) Q4KInterleaved.InterleaveGroup(src, dst, cols);
         else if (type == GgmlType.Q8_0) Q80Interleaved.InterleaveGroup(src, dst, cols);
+        else if (type == GgmlType.Q6_K) Q6KInterleaved.InterleaveGroup(src, dst, cols);
         else throw new NotSupportedException($"no interleaved layout for {type}");
     }
 
@@ -56,6 +58,7 @@ internal static unsafe class Interleaving
     {
         if (type == GgmlType.Q4_K) Q4KInterleaved.ExtractRow(group, r, row, cols);
         else if (type == GgmlType.Q8_0) Q80Interleaved.ExtractRow(group, r, row, cols);
+        else if (type == GgmlType.Q6_K) Q6KInterleaved.ExtractRow(group, r, row, cols);
         else throw new NotSupportedException($"no interleaved layout for {type}");
     }
 
@@ -64,6 +67,7 @@ internal static unsafe class Interleaving
     {
         if (type == GgmlType.Q4_K) Q4KInterleaved.Compute(w, cols, a, aStride, tokens, y, ldy, g0, g1);
         else if (type == GgmlType.Q8_0) Q80Interleaved.Compute(w, cols, a, aStride, tokens, y, ldy, g0, g1);
+        else if (type == GgmlType.Q6_K) Q6KInterleaved.Compute(w, cols, a, aStride, tokens, y, ldy, g0, g1);
         else throw new NotSupportedException($"no interleaved layout for {type}");
     }
 }

@@ -1,0 +1,238 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Sputnik.Tensors.Quants;
+
+/// <summary>
+/// Q6_K weights re-laid at load time 16 rows together (the same bytes, permuted), like <see cref="Q4KInterleaved"/>.
+/// Three 64-byte loads (low nibbles of two quarters, their high bits) give 4 weights × 4 sub-blocks of 16 rows.
+/// A 6-bit product pair can reach 2 × 63 × 128 = 16,128, so two vpmaddubsw results are summed in 16 bits before
+/// the vpmaddwd that applies 16 rows' scales; the −32 offset is 32 · Σ scale · (Q8_K sum of 16), as in the file
+/// layout kernel.
+/// </summary>
+/// <remarks>
+/// Group g, super-block b at byte (g·nb + b)·3360: <c>d[16]</c> (halves); the 16 int8 scales of each row as four
+/// 32-bit words per row (scales 4m..4m+3 of the 16 rows in the m-th 64 bytes); then for half n (0, 1) and k (0..7)
+/// three slots of 64 bytes, each holding 4 bytes per row: ql[64n+4k..], ql[64n+32+4k..], qh[32n+4k..].
+/// </remarks>
+internal static unsafe class Q6KInterleaved
+{
+    public const int Rows = 16;
+    public const int GroupBlockBytes = Rows * 210;
+    private const int Q8K = 292;
+    private const int ScalesOffset = 32;
+    private const int QsOffset = 288;
+
+    public static bool IsSupported => MatVec.DefaultPath == KernelPath.Avx512;
+
+    public static bool CanInterleave(int rows, int cols) => rows > 0 && rows % Rows == 0 && cols > 0 && cols % 256 == 0;
+
+    /// <summary>File offset (within a row's block) of the 4 bytes that go to slot word w (0..47) of the quant area.</summary>
+    private static int SlotSource(int slot)
+    {
+        int n = slot / 24, k = slot % 24 / 3, part = slot % 3;
+        return part switch { 0 => 64 * n + 4 * k, 1 => 64 * n + 32 + 4 * k, _ => 128 + 32 * n + 4 * k };
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs a few times per matrix at load: tier-0 code would dominate
+    public static void InterleaveGroup(ReadOnlySpan<byte> src, Span<byte> dst, int cols)
+    {
+        int nb = cols / 256, rowBytes = nb * 210;
+        if (src.Length < Rows * rowBytes || dst.Length < nb * GroupBlockBytes)
+            throw new ArgumentException($"a group of {Rows} Q6_K rows of {cols} needs {Rows * rowBytes} bytes in and {nb * GroupBlockBytes} out");
+        fixed (byte* s0 = src)
+        fixed (byte* d0 = dst)
+        {
+            for (int b = 0; b < nb; b++)
+            {
+                byte* o = d0 + (long)b * GroupBlockBytes;
+                for (int r = 0; r < Rows; r++)
+                {
+                    byte* blk = s0 + (long)r * rowBytes + b * 210;
+                    ((ushort*)o)[r] = *(ushort*)(blk + 208);
+                    for (int m = 0; m < 4; m++) ((uint*)(o + ScalesOffset + 64 * m))[r] = *(uint*)(blk + 192 + 4 * m);
+                    for (int slot = 0; slot < 48; slot++) ((uint*)(o + QsOffset + 64 * slot))[r] = *(uint*)(blk + SlotSource(slot));
+                }
+            }
+        }
+    }
+
+    public static void ExtractRow(ReadOnlySpan<byte> group, int r, Span<byte> row, int cols)
+    {
+        int nb = cols / 256;
+        if ((uint)r >= Rows || group.Length < nb * GroupBlockBytes || row.Length < nb * 210)
+            throw new ArgumentException($"row {r} of an interleaved Q6_K group of {cols} columns");
+        fixed (byte* g0 = group)
+        fixed (byte* d0 = row)
+        {
+            for (int b = 0; b < nb; b++)
+            {
+                byte* o = g0 + (long)b * GroupBlockBytes;
+                byte* blk = d0 + b * 210;
+                *(ushort*)(blk + 208) = ((ushort*)o)[r];
+                for (int m = 0; m < 4; m++) *(uint*)(blk + 192 + 4 * m) = ((uint*)(o + ScalesOffset + 64 * m))[r];
+                for (int slot = 0; slot < 48; slot++) *(uint*)(blk + SlotSource(slot)) = ((uint*)(o + QsOffset + 64 * slot))[r];
+            }
+        }
+    }
+
+    /// <summary>Same contract as <see cref="Q4KInterleaved.Compute"/> (Q8_K activations).</summary>
+    public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1)
+    {
+        int nb = cols / 256;
+        int tile = Math.Max(4, TokenTileBytes / (nb * Q8K) & ~3);
+        for (int t0 = 0; t0 < tokens; t0 += tile)
+        {
+            int t1 = Math.Min(tokens, t0 + tile);
+            for (int g = g0; g < g1; g++)
+            {
+                byte* wg = w + (long)g * nb * GroupBlockBytes;
+                int t = t0;
+                for (; t + 4 <= t1; t += 4)
+                    Group4(wg, nb, a + (long)t * aStride, aStride, y + (long)t * ldy + g * Rows, ldy);
+                for (; t < t1; t++)
+                    Group1(wg, nb, a + (long)t * aStride, y + (long)t * ldy + g * Rows);
+            }
+        }
+    }
+
+    private const int TokenTileBytes = 256 * 1024;
+
+    // Byte j of each row's scale word into the high byte of both 16-bit halves (then >> 8 sign-extends): (s_j, s_j).
+    private static Vector512<byte> SinglePattern(int j) =>
+        (Vector512.Create(0x00_80_00_80u | ((uint)j << 8) | ((uint)j << 24)) + Vector512.Create(0x04_00_04_00u) * (Vector512<uint>.Indices & Vector512.Create(3u))).AsByte();
+
+    // (s_j, s_j+1) for the offset term.
+    private static Vector512<byte> PairPattern(int j) =>
+        (Vector512.Create(0x00_80_00_80u | ((uint)j << 8) | ((uint)(j + 1) << 24)) + Vector512.Create(0x04_00_04_00u) * (Vector512<uint>.Indices & Vector512.Create(3u))).AsByte();
+
+    private static readonly Vector512<byte> P0 = SinglePattern(0), P1 = SinglePattern(1), P2 = SinglePattern(2), P3 = SinglePattern(3);
+    private static readonly Vector512<byte> Pp0 = PairPattern(0), Pp2 = PairPattern(2);
+
+    /// <summary>Scale of sub-block j (0..15) for the 16 rows, as 16-bit pairs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Scale(byte* o, int j)
+    {
+        var s = Vector512.Load(o + ScalesOffset + 64 * (j >> 2));
+        var p = (j & 3) switch { 0 => P0, 1 => P1, 2 => P2, _ => P3 };
+        return Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(s, p).AsInt16(), 8);
+    }
+
+    /// <summary>32 · Σ_j scale_j · bsum_j for the 16 rows (the −32 offset of every weight).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Offsets(byte* o, byte* a)
+    {
+        var bsums = Vector256.Load((int*)(a + KQuants.Q8KBsumsOffset)).ToVector512Unsafe();
+        var sum = Vector512<int>.Zero;
+        for (int m = 0; m < 4; m++)
+        {
+            var s = Vector512.Load(o + ScalesOffset + 64 * m);
+            var lo = Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(s, Pp0).AsInt16(), 8);
+            var hi = Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(s, Pp2).AsInt16(), 8);
+            sum += Avx512BW.MultiplyAddAdjacent(lo, Avx512F.PermuteVar16x32(bsums, Vector512.Create(2 * m)).AsInt16())
+                 + Avx512BW.MultiplyAddAdjacent(hi, Avx512F.PermuteVar16x32(bsums, Vector512.Create(2 * m + 1)).AsInt16());
+        }
+        return sum << 5;
+    }
+
+    /// <summary>The four 6-bit weight vectors of slot group (n, k): quarters 0..3 of half n, weights 4k..4k+3 of each.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Unpack(byte* q, out Vector512<byte> w0, out Vector512<byte> w1, out Vector512<byte> w2, out Vector512<byte> w3)
+    {
+        var low = Vector512.Create((byte)0x0F);
+        var m30 = Vector512.Create((byte)0x30);
+        var a = Vector512.Load(q);
+        var b = Vector512.Load(q + 64);
+        var h = Vector512.Load(q + 128).AsUInt16();
+        w0 = (a & low) | ((h << 4).AsByte() & m30);
+        w1 = (b & low) | ((h << 2).AsByte() & m30);
+        w2 = ((a.AsUInt16() >> 4).AsByte() & low) | (h.AsByte() & m30);
+        w3 = ((b.AsUInt16() >> 4).AsByte() & low) | ((h >> 2).AsByte() & m30);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Mul(Vector512<byte> w, byte* x) => Avx512BW.MultiplyAddAdjacent(w, Vector512.Create(*(int*)x).AsSByte());
+
+    /// <summary>
+    /// One token, half n, quarter-offset h (k = 4h..4h+3): the four sub-blocks 8n + 2i + h (i = quarter), two slot
+    /// groups summed in 16 bits at a time, then scaled into the 32-bit sum.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Pair(Vector512<byte> a0, Vector512<byte> a1, Vector512<byte> a2, Vector512<byte> a3,
+        Vector512<byte> b0, Vector512<byte> b1, Vector512<byte> b2, Vector512<byte> b3, byte* x,
+        Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3, ref Vector512<int> isum)
+    {
+        // x points at the activation of weight 128n + 4k for the first of the two slot groups
+        isum += Avx512BW.MultiplyAddAdjacent(Mul(a0, x) + Mul(b0, x + 4), s0)
+              + Avx512BW.MultiplyAddAdjacent(Mul(a1, x + 32) + Mul(b1, x + 36), s1)
+              + Avx512BW.MultiplyAddAdjacent(Mul(a2, x + 64) + Mul(b2, x + 68), s2)
+              + Avx512BW.MultiplyAddAdjacent(Mul(a3, x + 96) + Mul(b3, x + 100), s3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Finish(Vector512<int> isum, Vector512<int> offsets, Vector512<float> d, byte* a, Vector512<float> acc) =>
+        Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum - offsets), d * Vector512.Create(*(float*)a), acc);
+
+    private static void Group1(byte* w, int nb, byte* a, float* y)
+    {
+        var acc = Vector512<float>.Zero;
+        for (int b = 0; b < nb; b++, w += GroupBlockBytes, a += Q8K)
+        {
+            var isum = Vector512<int>.Zero;
+            for (int n = 0; n < 2; n++)
+                for (int h = 0; h < 2; h++)
+                {
+                    int j = 8 * n + h;
+                    var s0 = Scale(w, j); var s1 = Scale(w, j + 2); var s2 = Scale(w, j + 4); var s3 = Scale(w, j + 6);
+                    for (int p = 0; p < 2; p++)
+                    {
+                        int k = 4 * h + 2 * p;
+                        byte* q = w + QsOffset + 192 * (8 * n + k);
+                        Unpack(q, out var a0, out var a1, out var a2, out var a3);
+                        Unpack(q + 192, out var b0, out var b1, out var b2, out var b3);
+                        Pair(a0, a1, a2, a3, b0, b1, b2, b3, a + 4 + 128 * n + 4 * k, s0, s1, s2, s3, ref isum);
+                    }
+                }
+            acc = Finish(isum, Offsets(w, a), FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w)), a, acc);
+        }
+        acc.Store(y);
+    }
+
+    private static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
+    {
+        Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
+        byte* x0 = a, x1 = a + aStride, x2 = a + 2 * aStride, x3 = a + 3 * aStride;
+        for (int b = 0; b < nb; b++, w += GroupBlockBytes, x0 += Q8K, x1 += Q8K, x2 += Q8K, x3 += Q8K)
+        {
+            Vector512<int> i0 = default, i1 = default, i2 = default, i3 = default;
+            for (int n = 0; n < 2; n++)
+                for (int h = 0; h < 2; h++)
+                {
+                    int j = 8 * n + h;
+                    var s0 = Scale(w, j); var s1 = Scale(w, j + 2); var s2 = Scale(w, j + 4); var s3 = Scale(w, j + 6);
+                    for (int p = 0; p < 2; p++)
+                    {
+                        int k = 4 * h + 2 * p;
+                        byte* q = w + QsOffset + 192 * (8 * n + k);
+                        Unpack(q, out var a0, out var a1, out var a2, out var a3);
+                        Unpack(q + 192, out var b0, out var b1, out var b2, out var b3);
+                        int xo = 4 + 128 * n + 4 * k;
+                        Pair(a0, a1, a2, a3, b0, b1, b2, b3, x0 + xo, s0, s1, s2, s3, ref i0);
+                        Pair(a0, a1, a2, a3, b0, b1, b2, b3, x1 + xo, s0, s1, s2, s3, ref i1);
+                        Pair(a0, a1, a2, a3, b0, b1, b2, b3, x2 + xo, s0, s1, s2, s3, ref i2);
+                        Pair(a0, a1, a2, a3, b0, b1, b2, b3, x3 + xo, s0, s1, s2, s3, ref i3);
+                    }
+                }
+            var d = FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w));
+            f0 = Finish(i0, Offsets(w, x0), d, x0, f0);
+            f1 = Finish(i1, Offsets(w, x1), d, x1, f1);
+            f2 = Finish(i2, Offsets(w, x2), d, x2, f2);
+            f3 = Finish(i3, Offsets(w, x3), d, x3, f3);
+        }
+        f0.Store(y);
+        f1.Store(y + ldy);
+        f2.Store(y + 2 * ldy);
+        f3.Store(y + 3 * ldy);
+    }
+}
