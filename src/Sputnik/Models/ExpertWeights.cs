@@ -33,7 +33,7 @@ internal static class TensorSlices
         {
             long offset = info.Offset + ((long)i * rowStride + rowOffset) * rowBytes;
             var part = new GgufTensorInfo($"{info.Name}[{i}]", [cols, rows], info.Type, offset, rows * rowBytes);
-            slices[i] = new WeightMatrix(file, part);
+            slices[i] = new WeightMatrix(file, part, mayInterleave: false);
         }
         return slices;
     }

@@ -23,7 +23,11 @@ internal sealed unsafe partial class WeightMatrix
     public int Cols { get; }
     public int RowBytes { get; }
 
-    public WeightMatrix(GgufFile file, GgufTensorInfo info)
+    /// <param name="file">The model file.</param>
+    /// <param name="info">The tensor (or a row range of one).</param>
+    /// <param name="mayInterleave">False keeps the rows in the mapping whatever the type (MoE experts: mapped pages are
+    /// only read in as experts are used, and re-laying all of them at load costs time and memory up front).</param>
+    public WeightMatrix(GgufFile file, GgufTensorInfo info, bool mayInterleave = true)
     {
         if (info.Dims.Length > 2 && info.Dims[2..].Any(d => d != 1))
             throw new GgufFormatException($"tensor '{info.Name}' has shape [{string.Join(", ", info.Dims)}], expected a matrix");
@@ -32,7 +36,7 @@ internal sealed unsafe partial class WeightMatrix
         Cols = checked((int)info.Columns);
         Rows = checked((int)info.Rows);
         RowBytes = checked((int)GgmlTypeInfo.RowBytes(Type, Cols));
-        if (file.RepackWeights && Interleaving.Supports(Type, Rows, Cols) && (long)Rows * RowBytes + 64 <= Array.MaxLength)
+        if (mayInterleave && file.RepackWeights && Interleaving.Supports(Type, Rows, Cols) && (long)Rows * RowBytes + 64 <= Array.MaxLength)
         {
             _interleaved = ReadInterleaved(file, info, Rows, Cols, out _data);
             return;
