@@ -9,6 +9,9 @@ internal sealed unsafe partial class WeightMatrix
 {
     // Bytes per positioned read at load: few syscalls, and the staging buffer stays small.
     private const int ReadBytes = 1 << 20;
+    private const long ParallelBytes = 8 << 20;
+
+    [ThreadStatic] private static byte[]? t_staging;
 
     /// <summary>Reads the tensor with positioned reads (not through the mapping) and interleaves it, groups in parallel.</summary>
     private static byte[] ReadInterleaved(GgufFile file, GgufTensorInfo info, int rows, int cols, out byte* data)
@@ -25,11 +28,13 @@ internal sealed unsafe partial class WeightMatrix
         int reads = (groups + perRead - 1) / perRead;
         long fileOffset = file.DataOffset + info.Offset;
         using var handle = File.OpenHandle(file.Path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
-        var staging = new byte[perRead * groupBytes];
-        for (int i = 0; i < reads; i++)
+        // Large matrices go over the cores (faulting in fresh pages is most of the cost); small ones inline.
+        var options = new ParallelOptions { MaxDegreeOfParallelism = total >= ParallelBytes ? Environment.ProcessorCount : 1 };
+        Parallel.For(0, reads, options, i =>
         {
             int g0 = i * perRead, g1 = Math.Min(groups, g0 + perRead);
-            var chunk = staging.AsSpan(0, (g1 - g0) * groupBytes);
+            if (t_staging == null || t_staging.Length < perRead * groupBytes) t_staging = new byte[Math.Max(ReadBytes, perRead * groupBytes)];
+            var chunk = t_staging.AsSpan(0, (g1 - g0) * groupBytes);
             int got = 0;
             while (got < chunk.Length)
             {
@@ -40,7 +45,7 @@ internal sealed unsafe partial class WeightMatrix
             for (int g = g0; g < g1; g++)
                 Interleaving.InterleaveGroup(info.Type, chunk.Slice((g - g0) * groupBytes, groupBytes),
                     buffer.AsSpan(offset + g * groupBytes, groupBytes), cols);
-        }
+        });
         data = aligned;
         return buffer;
     }

@@ -124,13 +124,26 @@ internal static unsafe class Q4KInterleaved
     private static Vector512<byte> ScalePattern(int j) =>
         (Vector512.Create(0x80_00_80_00u | (uint)j | ((uint)j << 16)) + Vector512.Create(0x00_04_00_04u) * (Vector512<uint>.Indices & Vector512.Create(3u))).AsByte();
 
-    private static readonly Vector512<byte> Sc0 = ScalePattern(0), Sc1 = ScalePattern(1), Sc2 = ScalePattern(2), Sc3 = ScalePattern(3);
 
     // (m_j, m_j+1) as a 16-bit pair per row
     private static Vector512<byte> MinPattern(int j) =>
         (Vector512.Create(0x80_00_80_00u | (uint)j | ((uint)(j + 1) << 16)) + Vector512.Create(0x00_04_00_04u) * (Vector512<uint>.Indices & Vector512.Create(3u))).AsByte();
 
-    private static readonly Vector512<byte> Mn0 = MinPattern(0), Mn2 = MinPattern(2);
+    /// <summary>
+    /// The vpshufb patterns, built per call and kept in registers: as static readonly fields they were sometimes
+    /// compiled as memory loads with class-initialisation checks (a kernel compiled before the class was
+    /// initialised), which made whole-model prefill vary 2× from one process to the next.
+    /// </summary>
+    private readonly struct Patterns
+    {
+        public readonly Vector512<byte> Sc0, Sc1, Sc2, Sc3, Mn0, Mn2;
+
+        public Patterns()
+        {
+            Sc0 = ScalePattern(0); Sc1 = ScalePattern(1); Sc2 = ScalePattern(2); Sc3 = ScalePattern(3);
+            Mn0 = MinPattern(0); Mn2 = MinPattern(2);
+        }
+    }
 
     /// <summary>The 6-bit scales (s) and mins (m) of 16 rows: bytes j of each row's word are entries 0..3 / 4..7.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -182,17 +195,18 @@ internal static unsafe class Q4KInterleaved
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Pair(Vector512<byte> s, Vector512<byte> m, int c, out Vector512<short> sA, out Vector512<short> sB, out Vector512<short> mins)
+    private static void Pair(in Patterns p, Vector512<byte> s, Vector512<byte> m, int c, out Vector512<short> sA, out Vector512<short> sB, out Vector512<short> mins)
     {
         bool first = (c & 1) == 0;
-        sA = Avx512BW.Shuffle(s, first ? Sc0 : Sc2).AsInt16();
-        sB = Avx512BW.Shuffle(s, first ? Sc1 : Sc3).AsInt16();
-        mins = Avx512BW.Shuffle(m, first ? Mn0 : Mn2).AsInt16();
+        sA = Avx512BW.Shuffle(s, first ? p.Sc0 : p.Sc2).AsInt16();
+        sB = Avx512BW.Shuffle(s, first ? p.Sc1 : p.Sc3).AsInt16();
+        mins = Avx512BW.Shuffle(m, first ? p.Mn0 : p.Mn2).AsInt16();
     }
 
     private static void Group1(byte* w, int nb, byte* a, float* y)
     {
         var m4 = Vector512.Create((byte)0x0F);
+        var pat = new Patterns();
         var acc = Vector512<float>.Zero;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, a += Q8K)
         {
@@ -211,7 +225,7 @@ internal static unsafe class Q4KInterleaved
                     var v = Vector512.Load(q + 64 * k);
                     Step(v & m4, (v.AsUInt16() >> 4).AsByte() & m4, x, k, ref acc0, ref acc1);
                 }
-                Pair(c < 2 ? s03 : s47, c < 2 ? m03 : m47, c, out var sA, out var sB, out var mins);
+                Pair(pat, c < 2 ? s03 : s47, c < 2 ? m03 : m47, c, out var sA, out var sB, out var mins);
                 Fold(acc0, acc1, sA, sB, mins, bsums, c, ref isum, ref msum);
             }
             acc = Finish(isum, msum, FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w)), FloatConvert.HalfToFloat512(Vector256.Load((ushort*)(w + 32))), a, acc);
@@ -222,6 +236,7 @@ internal static unsafe class Q4KInterleaved
     private static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
     {
         var m4 = Vector512.Create((byte)0x0F);
+        var pat = new Patterns();
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
         byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
@@ -244,7 +259,7 @@ internal static unsafe class Q4KInterleaved
                     Step(lo, hi, a2 + xo, k, ref p2, ref q2);
                     Step(lo, hi, a3 + xo, k, ref p3, ref q3);
                 }
-                Pair(c < 2 ? s03 : s47, c < 2 ? m03 : m47, c, out var sA, out var sB, out var mins);
+                Pair(pat, c < 2 ? s03 : s47, c < 2 ? m03 : m47, c, out var sA, out var sB, out var mins);
                 Fold(p0, q0, sA, sB, mins, BlockSums(a0), c, ref i0, ref n0);
                 Fold(p1, q1, sA, sB, mins, BlockSums(a1), c, ref i1, ref n1);
                 Fold(p2, q2, sA, sB, mins, BlockSums(a2), c, ref i2, ref n2);

@@ -44,6 +44,29 @@ internal static unsafe class Q6KInterleaved
         fixed (byte* s0 = src)
         fixed (byte* d0 = dst)
         {
+            if (Avx2.IsSupported)
+            {
+                var rowsLo = Vector256<int>.Indices * rowBytes;
+                var rowsHi = rowsLo + Vector256.Create(8 * rowBytes);
+                for (int b = 0; b < nb; b++)
+                {
+                    byte* o = d0 + (long)b * GroupBlockBytes;
+                    byte* blk = s0 + b * 210;
+                    // d is the block's last 2 bytes: gather the word that ends with it
+                    Interleaved.Gather16(blk + 206, rowsLo, rowsHi, out var lo, out var hi);
+                    Interleaved.LowHalves((lo.AsUInt32() >> 16).AsInt32(), (hi.AsUInt32() >> 16).AsInt32()).Store((ushort*)o);
+                    for (int m = 0; m < 4; m++) Interleaved.Gather16To(blk + 192 + 4 * m, rowsLo, rowsHi, o + ScalesOffset + 64 * m);
+                    for (int n = 0; n < 2; n++)
+                        for (int k = 0; k < 8; k++)
+                        {
+                            byte* slot = o + QsOffset + 64 * (24 * n + 3 * k);
+                            Interleaved.Gather16To(blk + 64 * n + 4 * k, rowsLo, rowsHi, slot);
+                            Interleaved.Gather16To(blk + 64 * n + 32 + 4 * k, rowsLo, rowsHi, slot + 64);
+                            Interleaved.Gather16To(blk + 128 + 32 * n + 4 * k, rowsLo, rowsHi, slot + 128);
+                        }
+                }
+                return;
+            }
             for (int b = 0; b < nb; b++)
             {
                 byte* o = d0 + (long)b * GroupBlockBytes;
@@ -107,29 +130,38 @@ internal static unsafe class Q6KInterleaved
     private static Vector512<byte> PairPattern(int j) =>
         (Vector512.Create(0x00_80_00_80u | ((uint)j << 8) | ((uint)(j + 1) << 24)) + Vector512.Create(0x04_00_04_00u) * (Vector512<uint>.Indices & Vector512.Create(3u))).AsByte();
 
-    private static readonly Vector512<byte> P0 = SinglePattern(0), P1 = SinglePattern(1), P2 = SinglePattern(2), P3 = SinglePattern(3);
-    private static readonly Vector512<byte> Pp0 = PairPattern(0), Pp2 = PairPattern(2);
+    // Built per call and kept in registers, not static readonly fields (see Q4KInterleaved.Patterns).
+    private readonly struct Patterns
+    {
+        public readonly Vector512<byte> P0, P1, P2, P3, Pp0, Pp2;
+
+        public Patterns()
+        {
+            P0 = SinglePattern(0); P1 = SinglePattern(1); P2 = SinglePattern(2); P3 = SinglePattern(3);
+            Pp0 = PairPattern(0); Pp2 = PairPattern(2);
+        }
+    }
 
     /// <summary>Scale of sub-block j (0..15) for the 16 rows, as 16-bit pairs.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Scale(byte* o, int j)
+    private static Vector512<short> Scale(in Patterns pat, byte* o, int j)
     {
         var s = Vector512.Load(o + ScalesOffset + 64 * (j >> 2));
-        var p = (j & 3) switch { 0 => P0, 1 => P1, 2 => P2, _ => P3 };
+        var p = (j & 3) switch { 0 => pat.P0, 1 => pat.P1, 2 => pat.P2, _ => pat.P3 };
         return Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(s, p).AsInt16(), 8);
     }
 
     /// <summary>32 · Σ_j scale_j · bsum_j for the 16 rows (the −32 offset of every weight).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Offsets(byte* o, byte* a)
+    private static Vector512<int> Offsets(in Patterns pat, byte* o, byte* a)
     {
         var bsums = Vector256.Load((int*)(a + KQuants.Q8KBsumsOffset)).ToVector512Unsafe();
         var sum = Vector512<int>.Zero;
         for (int m = 0; m < 4; m++)
         {
             var s = Vector512.Load(o + ScalesOffset + 64 * m);
-            var lo = Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(s, Pp0).AsInt16(), 8);
-            var hi = Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(s, Pp2).AsInt16(), 8);
+            var lo = Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(s, pat.Pp0).AsInt16(), 8);
+            var hi = Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(s, pat.Pp2).AsInt16(), 8);
             sum += Avx512BW.MultiplyAddAdjacent(lo, Avx512F.PermuteVar16x32(bsums, Vector512.Create(2 * m)).AsInt16())
                  + Avx512BW.MultiplyAddAdjacent(hi, Avx512F.PermuteVar16x32(bsums, Vector512.Create(2 * m + 1)).AsInt16());
         }
@@ -176,6 +208,7 @@ internal static unsafe class Q6KInterleaved
 
     private static void Group1(byte* w, int nb, byte* a, float* y)
     {
+        var pat = new Patterns();
         var acc = Vector512<float>.Zero;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, a += Q8K)
         {
@@ -184,7 +217,7 @@ internal static unsafe class Q6KInterleaved
                 for (int h = 0; h < 2; h++)
                 {
                     int j = 8 * n + h;
-                    var s0 = Scale(w, j); var s1 = Scale(w, j + 2); var s2 = Scale(w, j + 4); var s3 = Scale(w, j + 6);
+                    var s0 = Scale(pat, w, j); var s1 = Scale(pat, w, j + 2); var s2 = Scale(pat, w, j + 4); var s3 = Scale(pat, w, j + 6);
                     for (int p = 0; p < 2; p++)
                     {
                         int k = 4 * h + 2 * p;
@@ -194,13 +227,14 @@ internal static unsafe class Q6KInterleaved
                         Pair(a0, a1, a2, a3, b0, b1, b2, b3, a + 4 + 128 * n + 4 * k, s0, s1, s2, s3, ref isum);
                     }
                 }
-            acc = Finish(isum, Offsets(w, a), FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w)), a, acc);
+            acc = Finish(isum, Offsets(pat, w, a), FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w)), a, acc);
         }
         acc.Store(y);
     }
 
     private static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
     {
+        var pat = new Patterns();
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
         byte* x0 = a, x1 = a + aStride, x2 = a + 2 * aStride, x3 = a + 3 * aStride;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, x0 += Q8K, x1 += Q8K, x2 += Q8K, x3 += Q8K)
@@ -210,7 +244,7 @@ internal static unsafe class Q6KInterleaved
                 for (int h = 0; h < 2; h++)
                 {
                     int j = 8 * n + h;
-                    var s0 = Scale(w, j); var s1 = Scale(w, j + 2); var s2 = Scale(w, j + 4); var s3 = Scale(w, j + 6);
+                    var s0 = Scale(pat, w, j); var s1 = Scale(pat, w, j + 2); var s2 = Scale(pat, w, j + 4); var s3 = Scale(pat, w, j + 6);
                     for (int p = 0; p < 2; p++)
                     {
                         int k = 4 * h + 2 * p;
@@ -225,10 +259,10 @@ internal static unsafe class Q6KInterleaved
                     }
                 }
             var d = FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w));
-            f0 = Finish(i0, Offsets(w, x0), d, x0, f0);
-            f1 = Finish(i1, Offsets(w, x1), d, x1, f1);
-            f2 = Finish(i2, Offsets(w, x2), d, x2, f2);
-            f3 = Finish(i3, Offsets(w, x3), d, x3, f3);
+            f0 = Finish(i0, Offsets(pat, w, x0), d, x0, f0);
+            f1 = Finish(i1, Offsets(pat, w, x1), d, x1, f1);
+            f2 = Finish(i2, Offsets(pat, w, x2), d, x2, f2);
+            f3 = Finish(i3, Offsets(pat, w, x3), d, x3, f3);
         }
         f0.Store(y);
         f1.Store(y + ldy);
