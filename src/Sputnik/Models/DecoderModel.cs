@@ -29,9 +29,12 @@ internal sealed partial class DecoderModel : LanguageModel
 
     public DecoderModel(GgufFile file, ModelConfig config, WorkerPool pool) : base(file, config, pool)
     {
-        _tokenEmbedding = Matrix("token_embd.weight", config.Dim, config.VocabSize);
-        // Tied embeddings: small models reuse the embedding matrix as the output projection.
-        _output = file.FindTensor("output.weight") is { } o ? Matrix(o.Name, config.Dim, config.VocabSize) : _tokenEmbedding;
+        // Tied embeddings (small models reuse the embedding as the output projection) are a matrix product every
+        // token and get the fast layout; an embedding that is only looked up stays in the mapping, so only the rows
+        // of tokens actually seen are paged in.
+        bool tied = file.FindTensor("output.weight") is null;
+        _tokenEmbedding = Matrix("token_embd.weight", config.Dim, config.VocabSize, mayInterleave: tied);
+        _output = tied ? _tokenEmbedding : Matrix("output.weight", config.Dim, config.VocabSize);
         _outputNorm = Vector("output_norm.weight", config.Dim);
         _ropeFreqFactors = file.FindTensor("rope_freqs.weight") is { } rf ? Vector(rf.Name, config.RopeDims / 2) : null;
         _layers = new Layer[config.Layers];
@@ -59,12 +62,12 @@ internal sealed partial class DecoderModel : LanguageModel
     }
 
 
-    private WeightMatrix Matrix(string name, int cols, int rows)
+    private WeightMatrix Matrix(string name, int cols, int rows, bool mayInterleave = true)
     {
         var info = File.GetTensor(name);
         if (info.Columns != cols || info.Rows != rows)
             throw new GgufFormatException($"tensor '{name}' has shape [{string.Join(", ", info.Dims)}], expected [{cols}, {rows}]");
-        return new WeightMatrix(File, info);
+        return new WeightMatrix(File, info, mayInterleave);
     }
 
     private float[] Vector(string name, int length)

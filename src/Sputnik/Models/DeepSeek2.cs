@@ -53,8 +53,12 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
     public DeepSeek2(GgufFile file, DeepSeek2Config c, WorkerPool pool) : base(file, c.ToModelConfig(), pool)
     {
         DsConfig = c;
-        _tokenEmbedding = Matrix("token_embd.weight", c.Dim, c.VocabSize);
-        _output = file.FindTensor("output.weight") is { } o ? Matrix(o.Name, c.Dim, c.VocabSize) : _tokenEmbedding;
+        // Tied embeddings (small models reuse the embedding as the output projection) are a matrix product every
+        // token and get the fast layout; an embedding that is only looked up stays in the mapping, so only the rows
+        // of tokens actually seen are paged in.
+        bool tied = file.FindTensor("output.weight") is null;
+        _tokenEmbedding = Matrix("token_embd.weight", c.Dim, c.VocabSize, mayInterleave: tied);
+        _output = tied ? _tokenEmbedding : Matrix("output.weight", c.Dim, c.VocabSize);
         _outputNorm = Vector("output_norm.weight", c.Dim);
         _kqScale = c.KqScale;
         (_yarnLow, _yarnHigh) = c.Yarn
@@ -137,12 +141,12 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         return L;
     }
 
-    private WeightMatrix Matrix(string name, int cols, int rows)
+    private WeightMatrix Matrix(string name, int cols, int rows, bool mayInterleave = true)
     {
         var info = File.GetTensor(name);
         if (info.Columns != cols || info.Rows != rows)
             throw new GgufFormatException($"tensor '{name}' has shape [{string.Join(", ", info.Dims)}], expected [{cols}, {rows}]");
-        return new WeightMatrix(File, info);
+        return new WeightMatrix(File, info, mayInterleave);
     }
 
     private float[] Vector(string name, int length) => Matrix(name, length, 1).ToFloatVector();
