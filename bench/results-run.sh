@@ -2,7 +2,7 @@
 # Every measurement in the latest table of bench/RESULTS.md, in the order it was taken. Run on a quiet machine,
 # with the files written as RESULTS.md ("Models") describes; results land in $OUT (default /tmp/results-run).
 set -u
-cd /work/main
+cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/results-run}; mkdir -p $out
 uptime > $out/uptime-start.txt
 for m in qwen2-1.5b-Q4_K_M qwen2-1.5b-Q8_0 llama-3.2-1b-Q4_K_M qwen2-1.5b-F16; do
