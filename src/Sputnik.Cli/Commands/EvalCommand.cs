@@ -16,9 +16,10 @@ internal static class EvalCommand
         var k = new Option<int>("--samples", "-k") { Description = "Samples per problem (1 = greedy)", DefaultValueFactory = _ => 1 };
         var temp = new Option<float>("--temp") { Description = "Temperature when --samples > 1", DefaultValueFactory = _ => 0.7f };
         var maxNew = new Option<int>("--max-new") { Description = "Max completion tokens (the model context bounds it too)", DefaultValueFactory = _ => 400 };
+        var split = new Option<string>("--split") { Description = "test (default: the reported numbers), dev (for choosing settings), held-out (dev + test, the pre-split set)", DefaultValueFactory = _ => "test" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var threads = CliOptions.Threads();
-        var cmd = new Command("eval", "Evaluate a model on held-out problems of a task (never seen in training)") { model, task, n, k, temp, maxNew, json, threads };
+        var cmd = new Command("eval", "Evaluate a model on held-out problems of a task (never seen in training)") { model, task, n, k, temp, maxNew, split, json, threads };
         cmd.SetAction(r =>
         {
             string path = CliOptions.ResolveModel(r.GetValue(model));
@@ -26,7 +27,7 @@ internal static class EvalCommand
             if (r.GetValue(n) < 1 || r.GetValue(k) < 1) throw new ArgumentException("--n and --samples must be at least 1");
             var t = ReasoningTask.Create(r.GetValue(task)!);
             using var engine = new RolloutEngine(path, r.GetValue(threads));
-            var res = Evaluation.Run(engine, t, r.GetValue(n), r.GetValue(k), r.GetValue(temp), r.GetValue(maxNew));
+            var res = Evaluation.Run(engine, t, r.GetValue(n), r.GetValue(k), r.GetValue(temp), r.GetValue(maxNew), split: ReasoningTask.ParseSplit(r.GetValue(split)!));
             if (r.GetValue(json))
             {
                 var o = new JsonObject

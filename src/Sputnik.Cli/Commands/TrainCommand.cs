@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Spectre.Console;
 using Sputnik.Training;
+using Sputnik.Training.Tasks;
 
 namespace Sputnik.Cli.Commands;
 
@@ -16,6 +17,11 @@ internal static class TrainCommand
     }
 
     private static Option<string> TaskOpt() => new("--task") { Description = "arithmetic, addition, subtraction, multiplication, countdown, all, easy", DefaultValueFactory = _ => "arithmetic" };
+    private static Option<string> EvalSplitOpt() => new("--eval-split")
+    {
+        Description = "Problems of the in-run checks: dev (default), test, or held-out (dev + test, the set used before the dev split existed)",
+        DefaultValueFactory = _ => "dev",
+    };
     private static Option<int> ThreadsOpt() => new("--threads", "-t") { Description = "Training threads", DefaultValueFactory = _ => Math.Min(2, Environment.ProcessorCount) };
 
     private static Command Sft()
@@ -30,15 +36,16 @@ internal static class TrainCommand
         var evalEvery = new Option<int>("--eval-every") { Description = "Held-out pass@1 every N steps (0 = at the end only)" };
         var evalN = new Option<int>("--eval-n") { Description = "Held-out problems per evaluation", DefaultValueFactory = _ => 200 };
         var stopAt = new Option<double>("--stop-at-pass") { Description = "Stop once a held-out evaluation reaches this pass@1 (0 = never)" };
+        var evalSplit = EvalSplitOpt();
         var threads = ThreadsOpt();
-        var c = new Command("sft", "Supervised fine-tuning from scratch on <think> traces") { task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, stopAt, threads };
+        var c = new Command("sft", "Supervised fine-tuning from scratch on <think> traces") { task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, evalSplit, stopAt, threads };
         c.SetAction((r, ct) =>
         {
             var o = new SftOptions
             {
                 Task = r.GetValue(task)!, Preset = r.GetValue(preset)!, OutDir = r.GetValue(outDir)!, Steps = r.GetValue(steps), BatchSize = r.GetValue(batch),
                 MaxLr = r.GetValue(lr), Seed = r.GetValue(seed), EvalEvery = r.GetValue(evalEvery), EvalN = r.GetValue(evalN), Threads = r.GetValue(threads),
-                StopAtPass = r.GetValue(stopAt),
+                StopAtPass = r.GetValue(stopAt), EvalSplit = ReasoningTask.ParseSplit(r.GetValue(evalSplit)!),
             };
             if (o.Steps < 1 || o.BatchSize < 1 || o.Threads < 1) throw new ArgumentException("--steps, --batch and --threads must be at least 1");
             var trainer = new SftTrainer(o);
@@ -72,10 +79,11 @@ internal static class TrainCommand
         var evalEvery = new Option<int>("--eval-every") { DefaultValueFactory = _ => 25 };
         var evalN = new Option<int>("--eval-n") { DefaultValueFactory = _ => 200 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
+        var evalSplit = EvalSplitOpt();
         var threads = ThreadsOpt();
         var c = new Command("grpo", "Group Relative Policy Optimization with verifier rewards")
         {
-            init, task, outDir, steps, prompts, group, lr, eps, beta, mu, temp, maxNew, evalEvery, evalN, seed, threads,
+            init, task, outDir, steps, prompts, group, lr, eps, beta, mu, temp, maxNew, evalEvery, evalN, evalSplit, seed, threads,
         };
         c.SetAction((r, ct) =>
         {
@@ -84,7 +92,7 @@ internal static class TrainCommand
                 Init = r.GetValue(init)!, Task = r.GetValue(task)!, OutDir = r.GetValue(outDir)!, Steps = r.GetValue(steps), Prompts = r.GetValue(prompts),
                 Group = r.GetValue(group), Lr = r.GetValue(lr), Epsilon = r.GetValue(eps), Beta = r.GetValue(beta), Iterations = r.GetValue(mu),
                 Temperature = r.GetValue(temp), MaxNew = r.GetValue(maxNew), EvalEvery = r.GetValue(evalEvery), EvalN = r.GetValue(evalN),
-                Seed = r.GetValue(seed), Threads = r.GetValue(threads),
+                Seed = r.GetValue(seed), Threads = r.GetValue(threads), EvalSplit = ReasoningTask.ParseSplit(r.GetValue(evalSplit)!),
             };
             if (!File.Exists(o.Init)) throw new FileNotFoundException($"--init {o.Init} not found");
             if (o.Group < 2) throw new ArgumentException("--group must be at least 2 (advantages are relative to the group)");

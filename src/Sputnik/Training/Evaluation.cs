@@ -2,7 +2,7 @@ using Sputnik.Training.Tasks;
 
 namespace Sputnik.Training;
 
-/// <summary>Held-out evaluation result; field names match `sputnik eval --json`.</summary>
+/// <summary>Evaluation result (test or dev split); field names match `sputnik eval --json`.</summary>
 internal sealed record EvalResult(string Task, int N, double PassAt1, double PassAtK, int K, double MeanThinkTokens, IReadOnlyDictionary<string, double> PassAt1ByTask);
 
 internal static class Evaluation
@@ -11,9 +11,9 @@ internal static class Evaluation
     /// pass@1 = mean fraction of correct samples; pass@k = fraction of problems with at least one correct sample
     /// among k. With k = 1 the single sample is greedy (temperature 0); with k &gt; 1 all k are sampled at temperature.
     /// </summary>
-    public static EvalResult Run(RolloutEngine engine, ReasoningTask task, int n, int k, float temperature = 0.7f, int maxNew = 400, int seed = 1)
+    public static EvalResult Run(RolloutEngine engine, ReasoningTask task, int n, int k, float temperature = 0.7f, int maxNew = 400, int seed = 1, EvalSplit split = EvalSplit.Test)
     {
-        var problems = task.EvalSet(n);
+        var problems = task.EvalSet(n, split: split);
         var prompts = new List<int[]>();
         foreach (var p in problems)
             for (int s = 0; s < k; s++) prompts.Add(R1Format.EncodePrompt(p.Prompt));

@@ -26,6 +26,8 @@ internal sealed record GrpoOptions
     public int Seed { get; init; } = 1;
     public int EvalEvery { get; init; } = 25;
     public int EvalN { get; init; } = 200;
+    /// <summary>Split of the in-run checks: dev by default.</summary>
+    public EvalSplit EvalSplit { get; init; } = EvalSplit.Dev;
     public int Threads { get; init; } = 2;
 }
 
@@ -70,7 +72,7 @@ internal sealed class GrpoTrainer(GrpoOptions o)
             using (var engine = new RolloutEngine(policyPath, o.Threads))
             {
                 if (o.EvalEvery > 0 && step % o.EvalEvery == 0)
-                    eval = Evaluation.Run(engine, task, o.EvalN, 1).PassAt1;
+                    eval = Evaluation.Run(engine, task, o.EvalN, 1, split: o.EvalSplit).PassAt1;
                 var rng = new Random(Seeds.Mix(o.Seed, step));
                 var problems = Enumerable.Range(0, o.Prompts).Select(_ => task.Sample(rng, heldOut: false)).ToArray();
                 var prompts = problems.SelectMany(p => Enumerable.Repeat(R1Format.EncodePrompt(p.Prompt), o.Group)).ToList();

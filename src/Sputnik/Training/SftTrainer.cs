@@ -19,6 +19,8 @@ internal sealed record SftOptions
     /// <summary>Held-out greedy pass@1 every this many steps (0 = only at the end).</summary>
     public int EvalEvery { get; init; }
     public int EvalN { get; init; } = 200;
+    /// <summary>Split of the in-run checks (and so of --stop-at-pass): dev by default; never test when choosing settings.</summary>
+    public EvalSplit EvalSplit { get; init; } = EvalSplit.Dev;
     public int Threads { get; init; } = 2;
     /// <summary>
     /// Stop as soon as a held-out evaluation reaches this pass@1 (0 = run all steps): the R1 recipe wants SFT to leave
@@ -133,7 +135,7 @@ internal sealed class SftTrainer(SftOptions o)
             {
                 GgufExport.Write(model, GgufPath);
                 using var engine = new RolloutEngine(GgufPath, o.Threads);
-                eval = Evaluation.Run(engine, task, o.EvalN, 1).PassAt1;
+                eval = Evaluation.Run(engine, task, o.EvalN, 1, split: o.EvalSplit).PassAt1;
             }
             double tps = tokensSeen / Math.Max(1e-9, sw.Elapsed.TotalSeconds);
             csv.Append(step, loss, lr, norm, Math.Round(tps, 1), Math.Round(sw.Elapsed.TotalSeconds, 2), eval?.ToString("F4", System.Globalization.CultureInfo.InvariantCulture) ?? "");

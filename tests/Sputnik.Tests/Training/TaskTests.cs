@@ -68,11 +68,58 @@ public class TaskTests
         var task = ReasoningTask.Create("all");
         var rng = new Random(1);
         var train = Enumerable.Range(0, 3000).Select(_ => task.Sample(rng, false).Key).ToHashSet();
-        var eval = task.EvalSet(300);
+        var eval = task.EvalSet(300, split: EvalSplit.HeldOut);
         Assert.Equal(300, eval.Count);
         Assert.All(eval, p => Assert.True(ReasoningTask.IsHeldOut(p.Key)));
         Assert.DoesNotContain(eval, p => train.Contains(p.Key));
-        Assert.Equal(eval.Select(p => p.Key), task.EvalSet(300).Select(p => p.Key)); // deterministic
+        Assert.Equal(eval.Select(p => p.Key), task.EvalSet(300, split: EvalSplit.HeldOut).Select(p => p.Key)); // deterministic
+    }
+
+    [Theory]
+    [InlineData("arithmetic")]
+    [InlineData("all")]
+    public void DevTestAndTrainingSplitsAreDisjoint(string name)
+    {
+        var task = ReasoningTask.Create(name);
+        var rng = new Random(7);
+        var train = Enumerable.Range(0, 5000).Select(_ => task.Sample(rng, heldOut: false).Key).ToHashSet();
+        var test = task.EvalSet(300, split: EvalSplit.Test);
+        var dev = task.EvalSet(300, split: EvalSplit.Dev);
+        Assert.Equal(300, test.Count);
+        Assert.Equal(300, dev.Count);
+        Assert.All(train, k => Assert.Equal(EvalSplit.Train, ReasoningTask.SplitOf(k)));
+        Assert.All(test, p => Assert.Equal(EvalSplit.Test, ReasoningTask.SplitOf(p.Key)));
+        Assert.All(dev, p => Assert.Equal(EvalSplit.Dev, ReasoningTask.SplitOf(p.Key)));
+        var testKeys = test.Select(p => p.Key).ToHashSet();
+        var devKeys = dev.Select(p => p.Key).ToHashSet();
+        Assert.Empty(testKeys.Intersect(devKeys));
+        Assert.Empty(train.Intersect(testKeys));
+        Assert.Empty(train.Intersect(devKeys));
+        // both halves are held out; the training sampler draws from neither
+        Assert.All(testKeys.Concat(devKeys), k => Assert.True(ReasoningTask.IsHeldOut(k)));
+        // the same random stream: the test set is the test half of the pre-split held-out sequence, in order
+        var heldOut = task.EvalSet(600, split: EvalSplit.HeldOut).Select(p => p.Key).ToList();
+        Assert.Equal(heldOut.Where(k => ReasoningTask.SplitOf(k) == EvalSplit.Test).Take(100), test.Take(100).Select(p => p.Key));
+        // neither half is tiny: each is between a third and two thirds of the held-out class
+        int nDev = heldOut.Count(k => ReasoningTask.SplitOf(k) == EvalSplit.Dev);
+        Assert.InRange(nDev, 200, 400);
+    }
+
+    [Fact]
+    public void TrainingDrawsNeverYieldDevOrTestKeys()
+    {
+        var task = ReasoningTask.Create("arithmetic");
+        var dev = task.EvalSet(500, split: EvalSplit.Dev).Select(p => p.Key).ToHashSet();
+        var test = task.EvalSet(500, split: EvalSplit.Test).Select(p => p.Key).ToHashSet();
+        // SFT (SftTrainer.Draw) and GRPO both draw training problems through Sample(rng, heldOut: false)
+        var rng2 = new Random(5);
+        for (int i = 0; i < 20000; i++)
+        {
+            var k = task.Sample(rng2, heldOut: false).Key;
+            Assert.DoesNotContain(k, dev);
+            Assert.DoesNotContain(k, test);
+            Assert.Equal(EvalSplit.Train, ReasoningTask.SplitOf(k));
+        }
     }
 
     [Fact]

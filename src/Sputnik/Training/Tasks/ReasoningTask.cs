@@ -6,6 +6,10 @@ namespace Sputnik.Training.Tasks;
 /// of several phrasings; Trace is the step-by-step thinking for SFT; Answer is the final text after &lt;/think&gt;.</summary>
 internal sealed record Problem(string Task, string Key, string Prompt, string Trace, string Answer, string Expected);
 
+/// <summary>Problem splits by hash: training, and the held-out class divided into dev and test. HeldOut = dev ∪ test
+/// (what evaluation used before the dev split).</summary>
+internal enum EvalSplit { Train, Dev, Test, HeldOut }
+
 /// <summary>How a completion scored: correct, well-formed but wrong, or malformed (no closed think block or no answer).</summary>
 internal enum Grade { Malformed, WrongAnswer, Correct }
 
@@ -14,7 +18,7 @@ internal abstract partial class ReasoningTask
 {
     public abstract string Name { get; }
 
-    /// <summary>Draws a problem (any split); callers use <see cref="Sample"/> to respect the split.</summary>
+    /// <summary>Draws a problem (any split); callers use <see cref="Sample(Random, bool)"/> to respect the split.</summary>
     protected abstract Problem Draw(Random rng);
 
     /// <summary>Checks the final answer text (already cut after &lt;/think&gt;).</summary>
@@ -22,41 +26,77 @@ internal abstract partial class ReasoningTask
 
     /// <summary>
     /// Held-out split by hash of the canonical key: 1 in <see cref="HeldOutModulus"/> problems is evaluation-only,
-    /// so a training run never sees any phrasing of an evaluation problem.
+    /// so a training run never sees any phrasing of an evaluation problem. The held-out class is itself split in two
+    /// by a high bit of the same hash (<see cref="DevBit"/>): the development split (<see cref="EvalSplit.Dev"/>, for
+    /// choosing settings and for in-run checks) and the test split (<see cref="EvalSplit.Test"/>, reported numbers).
+    /// Training draws from neither, exactly as before the dev split existed.
     /// </summary>
     public const int HeldOutModulus = 10;
 
-    public static bool IsHeldOut(string key)
+    /// <summary>Bit of the FNV-1a hash that separates dev (1) from test (0) inside the held-out class. A high bit:
+    /// FNV's low bits depend only on the low bits of the characters (bit 0 is a parity of them).</summary>
+    public const int DevBit = 20;
+
+    private static uint Hash(string key)
     {
         uint h = 2166136261;
         foreach (char ch in key) { h ^= ch; h *= 16777619; }
-        return h % HeldOutModulus == 0;
+        return h;
     }
 
+    /// <summary>True for evaluation-only problems (dev or test); training never draws them.</summary>
+    public static bool IsHeldOut(string key) => Hash(key) % HeldOutModulus == 0;
+
+    /// <summary>Which split a canonical key falls in.</summary>
+    public static EvalSplit SplitOf(string key)
+    {
+        uint h = Hash(key);
+        if (h % HeldOutModulus != 0) return EvalSplit.Train;
+        return ((h >> DevBit) & 1) != 0 ? EvalSplit.Dev : EvalSplit.Test;
+    }
+
+    /// <summary>Draws until the problem falls in the wanted split (heldOut: false = training, true = dev or test).</summary>
+    public Problem Sample(Random rng, bool heldOut) => Sample(rng, heldOut ? EvalSplit.HeldOut : EvalSplit.Train);
+
     /// <summary>Draws until the problem falls in the wanted split.</summary>
-    public Problem Sample(Random rng, bool heldOut)
+    public Problem Sample(Random rng, EvalSplit split)
     {
         for (int i = 0; ; i++)
         {
             var p = Draw(rng);
-            if (IsHeldOut(p.Key) == heldOut) return p;
-            if (i > 100000) throw new InvalidOperationException($"{Name}: cannot draw a {(heldOut ? "held-out" : "training")} problem");
+            var s = SplitOf(p.Key);
+            if (s == split || (split == EvalSplit.HeldOut && s != EvalSplit.Train)) return p;
+            if (i > 100000) throw new InvalidOperationException($"{Name}: cannot draw a {split} problem");
         }
     }
 
-    /// <summary>The first n distinct held-out problems for a seed: a fixed evaluation set.</summary>
-    public IReadOnlyList<Problem> EvalSet(int n, int seed = 12345)
+    /// <summary>
+    /// The first n distinct problems of a split for a seed: a fixed evaluation set. All splits walk the same random
+    /// stream, so the test set is the test half of the pre-split held-out sequence, in order (<see cref="EvalSplit.HeldOut"/>
+    /// gives that whole sequence, as EvalSet did before dev existed).
+    /// </summary>
+    public IReadOnlyList<Problem> EvalSet(int n, int seed = 12345, EvalSplit split = EvalSplit.Test)
     {
+        if (split == EvalSplit.Train) throw new ArgumentException("the training split is not an evaluation set");
         var rng = new Random(seed);
         var seen = new HashSet<string>();
         var list = new List<Problem>();
         for (int tries = 0; list.Count < n && tries < n * 1000; tries++)
         {
-            var p = Sample(rng, heldOut: true);
+            var p = Sample(rng, split);
             if (seen.Add(p.Key)) list.Add(p);
         }
         return list;
     }
+
+    /// <summary>Parses a split name: test, dev, held-out (dev + test, the pre-split evaluation set).</summary>
+    public static EvalSplit ParseSplit(string name) => name switch
+    {
+        "test" => EvalSplit.Test,
+        "dev" => EvalSplit.Dev,
+        "held-out" => EvalSplit.HeldOut,
+        _ => throw new ArgumentException($"unknown split '{name}' (test, dev, held-out)"),
+    };
 
     /// <summary>R1-style grading: the answer is whatever follows the last &lt;/think&gt;.</summary>
     public Grade Verify(Problem p, string completion)
