@@ -29,6 +29,13 @@ internal static unsafe class Interleaved
         Vector256.Narrow(lo.AsUInt32() & Vector256.Create(0xFFFFu), hi.AsUInt32() & Vector256.Create(0xFFFFu));
 }
 
+/// <summary>The per-group kernels of one interleaved format: 16 rows × all blocks, one token or four.</summary>
+internal unsafe interface IGroupKernel
+{
+    static abstract void Group1(byte* w, int nb, byte* a, float* y);
+    static abstract void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy);
+}
+
 /// <summary>
 /// The weight types that have a 16-row interleaved layout and kernels (<see cref="Q4KInterleaved"/>,
 /// <see cref="Q6KInterleaved"/>, <see cref="Q80Interleaved"/>). A group of 16 rows occupies exactly the bytes of those 16 rows in the file.
@@ -69,5 +76,28 @@ internal static unsafe class Interleaving
         else if (type == GgmlType.Q8_0) Q80Interleaved.Compute(w, cols, a, aStride, tokens, y, ldy, g0, g1);
         else if (type == GgmlType.Q6_K) Q6KInterleaved.Compute(w, cols, a, aStride, tokens, y, ldy, g0, g1);
         else throw new NotSupportedException($"no interleaved layout for {type}");
+    }
+
+    // Token tiles whose activations stay in L2 while every group of the range streams past them.
+    private const int TokenTileBytes = 256 * 1024;
+
+    /// <summary>The shared driver: token tiles outside, groups inside, four tokens at a time then one.</summary>
+    internal static void Run<TKernel>(byte* w, int nb, int groupBlockBytes, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1)
+        where TKernel : IGroupKernel
+    {
+        int tile = Math.Max(4, TokenTileBytes / aStride & ~3);
+        for (int t0 = 0; t0 < tokens; t0 += tile)
+        {
+            int t1 = Math.Min(tokens, t0 + tile);
+            for (int g = g0; g < g1; g++)
+            {
+                byte* wg = w + (long)g * nb * groupBlockBytes;
+                int t = t0;
+                for (; t + 4 <= t1; t += 4)
+                    TKernel.Group4(wg, nb, a + (long)t * aStride, aStride, y + (long)t * ldy + g * Rows, ldy);
+                for (; t < t1; t++)
+                    TKernel.Group1(wg, nb, a + (long)t * aStride, y + (long)t * ldy + g * Rows);
+            }
+        }
     }
 }

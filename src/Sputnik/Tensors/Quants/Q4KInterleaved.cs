@@ -19,8 +19,10 @@ namespace Sputnik.Tensors.Quants;
 /// (<c>u0[16]</c>, <c>u1[16]</c>, <c>u2[16]</c>), then 32 slots of 64 bytes: slot 8c+k holds, for each row, the
 /// file's quant bytes 32c+4k..32c+4k+3 (low nibbles: sub-block 2c weights 4k..4k+3; high: sub-block 2c+1).
 /// </remarks>
-internal static unsafe class Q4KInterleaved
+internal sealed unsafe class Q4KInterleaved : IGroupKernel
 {
+    private Q4KInterleaved() { }
+
     public const int Rows = 16;
     public const int GroupBlockBytes = Rows * 144;
     private const int Q8K = 292;
@@ -95,31 +97,10 @@ internal static unsafe class Q4KInterleaved
         }
     }
 
-    /// <summary>
-    /// y[t·ldy + 16g' + r] for groups g' in [g0, g1), rows r of each, tokens [0, tokens) (≤ 4 per pass, looped);
-    /// <paramref name="w"/> points at group 0, activations are Q8_K with a stride of <paramref name="aStride"/> bytes.
-    /// </summary>
-    public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1)
-    {
-        int nb = cols / 256;
-        // Token tiles whose activations stay in L2 while every group of the range streams past them.
-        int tile = Math.Max(4, TokenTileBytes / (nb * Q8K) & ~3);
-        for (int t0 = 0; t0 < tokens; t0 += tile)
-        {
-            int t1 = Math.Min(tokens, t0 + tile);
-            for (int g = g0; g < g1; g++)
-            {
-                byte* wg = w + (long)g * nb * GroupBlockBytes;
-                int t = t0;
-                for (; t + 4 <= t1; t += 4)
-                    Group4(wg, nb, a + (long)t * aStride, aStride, y + (long)t * ldy + g * Rows, ldy);
-                for (; t < t1; t++)
-                    Group1(wg, nb, a + (long)t * aStride, y + (long)t * ldy + g * Rows);
-            }
-        }
-    }
+    /// <summary>y[t·ldy + 16g + r] for groups [g0, g1), tokens [0, tokens); see <see cref="Interleaving.Compute"/>.</summary>
+    public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1) =>
+        Interleaving.Run<Q4KInterleaved>(w, cols / 256, GroupBlockBytes, a, aStride, tokens, y, ldy, g0, g1);
 
-    private const int TokenTileBytes = 256 * 1024;
 
     private static Vector512<byte> ScalePattern(int j) =>
         (Vector512.Create(0x80_00_80_00u | (uint)j | ((uint)j << 16)) + Vector512.Create(0x00_04_00_04u) * (Vector512<uint>.Indices & Vector512.Create(3u))).AsByte();
@@ -203,7 +184,7 @@ internal static unsafe class Q4KInterleaved
         mins = Avx512BW.Shuffle(m, first ? p.Mn0 : p.Mn2).AsInt16();
     }
 
-    private static void Group1(byte* w, int nb, byte* a, float* y)
+    public static void Group1(byte* w, int nb, byte* a, float* y)
     {
         var m4 = Vector512.Create((byte)0x0F);
         var pat = new Patterns();
@@ -233,7 +214,7 @@ internal static unsafe class Q4KInterleaved
         acc.Store(y);
     }
 
-    private static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
+    public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
     {
         var m4 = Vector512.Create((byte)0x0F);
         var pat = new Patterns();

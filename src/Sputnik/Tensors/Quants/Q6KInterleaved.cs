@@ -16,8 +16,10 @@ namespace Sputnik.Tensors.Quants;
 /// 32-bit words per row (scales 4m..4m+3 of the 16 rows in the m-th 64 bytes); then for half n (0, 1) and k (0..7)
 /// three slots of 64 bytes, each holding 4 bytes per row: ql[64n+4k..], ql[64n+32+4k..], qh[32n+4k..].
 /// </remarks>
-internal static unsafe class Q6KInterleaved
+internal sealed unsafe class Q6KInterleaved : IGroupKernel
 {
+    private Q6KInterleaved() { }
+
     public const int Rows = 16;
     public const int GroupBlockBytes = Rows * 210;
     private const int Q8K = 292;
@@ -100,27 +102,10 @@ internal static unsafe class Q6KInterleaved
         }
     }
 
-    /// <summary>Same contract as <see cref="Q4KInterleaved.Compute"/> (Q8_K activations).</summary>
-    public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1)
-    {
-        int nb = cols / 256;
-        int tile = Math.Max(4, TokenTileBytes / (nb * Q8K) & ~3);
-        for (int t0 = 0; t0 < tokens; t0 += tile)
-        {
-            int t1 = Math.Min(tokens, t0 + tile);
-            for (int g = g0; g < g1; g++)
-            {
-                byte* wg = w + (long)g * nb * GroupBlockBytes;
-                int t = t0;
-                for (; t + 4 <= t1; t += 4)
-                    Group4(wg, nb, a + (long)t * aStride, aStride, y + (long)t * ldy + g * Rows, ldy);
-                for (; t < t1; t++)
-                    Group1(wg, nb, a + (long)t * aStride, y + (long)t * ldy + g * Rows);
-            }
-        }
-    }
+    /// <summary>y[t·ldy + 16g + r] for groups [g0, g1), tokens [0, tokens); see <see cref="Interleaving.Compute"/>.</summary>
+    public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1) =>
+        Interleaving.Run<Q6KInterleaved>(w, cols / 256, GroupBlockBytes, a, aStride, tokens, y, ldy, g0, g1);
 
-    private const int TokenTileBytes = 256 * 1024;
 
     // Byte j of each row's scale word into the high byte of both 16-bit halves (then >> 8 sign-extends): (s_j, s_j).
     private static Vector512<byte> SinglePattern(int j) =>
@@ -206,7 +191,7 @@ internal static unsafe class Q6KInterleaved
     private static Vector512<float> Finish(Vector512<int> isum, Vector512<int> offsets, Vector512<float> d, byte* a, Vector512<float> acc) =>
         Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum - offsets), d * Vector512.Create(*(float*)a), acc);
 
-    private static void Group1(byte* w, int nb, byte* a, float* y)
+    public static void Group1(byte* w, int nb, byte* a, float* y)
     {
         var pat = new Patterns();
         var acc = Vector512<float>.Zero;
@@ -232,7 +217,7 @@ internal static unsafe class Q6KInterleaved
         acc.Store(y);
     }
 
-    private static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
+    public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
     {
         var pat = new Patterns();
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;

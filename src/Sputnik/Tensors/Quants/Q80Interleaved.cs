@@ -14,8 +14,10 @@ namespace Sputnik.Tensors.Quants;
 /// Group g, block b (32 weights) at byte (g·nb + b)·544: <c>d[16]</c> (halves), then 8 slots of 64 bytes; slot k
 /// holds, for each row, the file's quants 4k..4k+3 of that block.
 /// </remarks>
-internal static unsafe class Q80Interleaved
+internal sealed unsafe class Q80Interleaved : IGroupKernel
 {
+    private Q80Interleaved() { }
+
     public const int Rows = 16;
     public const int GroupBlockBytes = Rows * 34;
     private const int Q80 = 34;
@@ -80,27 +82,10 @@ internal static unsafe class Q80Interleaved
         }
     }
 
-    /// <summary>Same contract as <see cref="Q4KInterleaved.Compute"/>, with Q8_0 activations (<see cref="MatVec.ScratchBytes"/> layout).</summary>
-    public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1)
-    {
-        int nb = cols / 32;
-        int tile = Math.Max(4, TokenTileBytes / aStride & ~3);
-        for (int t0 = 0; t0 < tokens; t0 += tile)
-        {
-            int t1 = Math.Min(tokens, t0 + tile);
-            for (int g = g0; g < g1; g++)
-            {
-                byte* wg = w + (long)g * nb * GroupBlockBytes;
-                int t = t0;
-                for (; t + 4 <= t1; t += 4)
-                    Group4(wg, nb, a + (long)t * aStride, aStride, y + (long)t * ldy + g * Rows, ldy);
-                for (; t < t1; t++)
-                    Group1(wg, nb, a + (long)t * aStride, y + (long)t * ldy + g * Rows);
-            }
-        }
-    }
+    /// <summary>y[t·ldy + 16g + r] for groups [g0, g1), tokens [0, tokens); see <see cref="Interleaving.Compute"/>.</summary>
+    public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1) =>
+        Interleaving.Run<Q80Interleaved>(w, cols / 32, GroupBlockBytes, a, aStride, tokens, y, ldy, g0, g1);
 
-    private const int TokenTileBytes = 256 * 1024;
 
     /// <summary>One token's products for one 64-byte slot: |w| · (x with w's sign), pair-summed to 32 bits.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -115,7 +100,7 @@ internal static unsafe class Q80Interleaved
     private static Vector512<float> Finish(Vector512<int> isum, Vector512<float> d, float* scales, int b, Vector512<float> acc) =>
         Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), d * Vector512.Create(scales[b]), acc);
 
-    private static void Group1(byte* w, int nb, byte* a, float* y)
+    public static void Group1(byte* w, int nb, byte* a, float* y)
     {
         float* sc = (float*)(a + nb * (Q80 + 4));
         var acc = Vector512<float>.Zero;
@@ -133,7 +118,7 @@ internal static unsafe class Q80Interleaved
         acc.Store(y);
     }
 
-    private static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
+    public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
     {
         float* sc0 = (float*)(a + nb * (Q80 + 4)), sc1 = (float*)((byte*)sc0 + aStride), sc2 = (float*)((byte*)sc0 + 2 * aStride), sc3 = (float*)((byte*)sc0 + 3 * aStride);
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
