@@ -64,6 +64,21 @@ public unsafe class InterleavedTests
         }
     }
 
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.Q8_0)]
+    public void Layout_covers_every_byte_of_a_block_once(GgmlType type)
+    {
+        var covered = new int[GgmlTypeInfo.BlockBytes(type)];
+        foreach (var f in Interleaving.Layout(type))
+        {
+            Assert.True(f.Width is 2 or 4 && f.Offset >= 0 && f.Offset + f.Width <= covered.Length, $"{type} field {f}");
+            for (int i = 0; i < f.Width; i++) covered[f.Offset + i]++;
+        }
+        Assert.All(covered, c => Assert.Equal(1, c));
+    }
+
     [Fact]
     public void Kernels_need_avx512_and_are_offered_only_with_it()
     {

@@ -4,31 +4,6 @@ using System.Runtime.Intrinsics.X86;
 
 namespace Sputnik.Tensors.Quants;
 
-/// <summary>Load-time helpers shared by the interleaving routines: 16 rows' 32-bit words gathered into one slot.</summary>
-internal static unsafe class Interleaved
-{
-    /// <summary>The 32-bit words at p + rowsLo[i] (rows 0..7) and p + rowsHi[i] (rows 8..15).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Gather16(byte* p, Vector256<int> rowsLo, Vector256<int> rowsHi, out Vector256<int> lo, out Vector256<int> hi)
-    {
-        lo = Avx2.GatherVector256((int*)p, rowsLo, 1);
-        hi = Avx2.GatherVector256((int*)p, rowsHi, 1);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Gather16To(byte* p, Vector256<int> rowsLo, Vector256<int> rowsHi, byte* dst)
-    {
-        Gather16(p, rowsLo, rowsHi, out var lo, out var hi);
-        lo.Store((int*)dst);
-        hi.Store((int*)(dst + 32));
-    }
-
-    /// <summary>The low 16 bits of each of the 16 words, in order.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<ushort> LowHalves(Vector256<int> lo, Vector256<int> hi) =>
-        Vector256.Narrow(lo.AsUInt32() & Vector256.Create(0xFFFFu), hi.AsUInt32() & Vector256.Create(0xFFFFu));
-}
-
 /// <summary>The per-group kernels of one interleaved format: 16 rows × all blocks, one token or four.</summary>
 internal unsafe interface IGroupKernel
 {
@@ -44,29 +19,90 @@ internal static unsafe class Interleaving
 {
     public const int Rows = 16;
 
-    /// <summary>Whether a <paramref name="rows"/>×<paramref name="cols"/> matrix of <paramref name="type"/> can be interleaved and run here.</summary>
-    public static bool Supports(GgmlType type, int rows, int cols) => type switch
+    /// <summary>A 2- or 4-byte field of a file block; a group block stores each field for its 16 rows together, in layout order.</summary>
+    public readonly record struct Field(int Offset, int Width);
+
+    /// <summary>Whether a <paramref name="rows"/>×<paramref name="cols"/> matrix of <paramref name="type"/> can be interleaved and run here (the kernels need AVX-512 BW).</summary>
+    public static bool Supports(GgmlType type, int rows, int cols) =>
+        MatVec.DefaultPath == KernelPath.Avx512 && LayoutOf(type) is not null
+        && rows > 0 && rows % Rows == 0 && cols > 0 && cols % GgmlTypeInfo.BlockSize(type) == 0;
+
+    private static Field[]? LayoutOf(GgmlType type) => type switch
     {
-        GgmlType.Q4_K => Q4KInterleaved.IsSupported && Q4KInterleaved.CanInterleave(rows, cols),
-        GgmlType.Q8_0 => Q80Interleaved.IsSupported && Q80Interleaved.CanInterleave(rows, cols),
-        GgmlType.Q6_K => Q6KInterleaved.IsSupported && Q6KInterleaved.CanInterleave(rows, cols),
-        _ => false,
+        GgmlType.Q4_K => Q4KInterleaved.Layout,
+        GgmlType.Q6_K => Q6KInterleaved.Layout,
+        GgmlType.Q8_0 => Q80Interleaved.Layout,
+        _ => null,
     };
 
+    internal static Field[] Layout(GgmlType type) => LayoutOf(type) ?? throw new NotSupportedException($"no interleaved layout for {type}");
+
+    /// <summary>Interleaves the 16 file-layout rows at the start of <paramref name="src"/> into one group at the start of <paramref name="dst"/> (same size).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs a few times per matrix at load: tier-0 code would dominate
     public static void InterleaveGroup(GgmlType type, ReadOnlySpan<byte> src, Span<byte> dst, int cols)
     {
-        if (type == GgmlType.Q4_K) Q4KInterleaved.InterleaveGroup(src, dst, cols);
-        else if (type == GgmlType.Q8_0) Q80Interleaved.InterleaveGroup(src, dst, cols);
-        else if (type == GgmlType.Q6_K) Q6KInterleaved.InterleaveGroup(src, dst, cols);
-        else throw new NotSupportedException($"no interleaved layout for {type}");
+        var fields = Layout(type);
+        int blockBytes = GgmlTypeInfo.BlockBytes(type), nb = cols / GgmlTypeInfo.BlockSize(type), rowBytes = nb * blockBytes;
+        if (src.Length < Rows * rowBytes || dst.Length < Rows * rowBytes)
+            throw new ArgumentException($"a group of {Rows} {type} rows of {cols} needs {Rows * rowBytes} bytes in and out");
+        fixed (byte* s0 = src)
+        fixed (byte* d0 = dst)
+        {
+            var rowsLo = Vector256<int>.Indices * rowBytes;
+            var rowsHi = rowsLo + Vector256.Create(8 * rowBytes);
+            for (int b = 0; b < nb; b++)
+            {
+                byte* blk = s0 + b * blockBytes, o = d0 + (long)b * Rows * blockBytes;
+                foreach (var f in fields)
+                {
+                    if (Avx2.IsSupported) Gather(blk, f, blockBytes, rowsLo, rowsHi, o);
+                    else
+                        for (int r = 0; r < Rows; r++)
+                            new ReadOnlySpan<byte>(blk + (long)r * rowBytes + f.Offset, f.Width).CopyTo(new Span<byte>(o + r * f.Width, f.Width));
+                    o += Rows * f.Width;
+                }
+            }
+        }
     }
 
+    /// <summary>Field f of 16 rows by two 8-lane gathers (a 2-byte field: the 32-bit word holding it, then its halves).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Gather(byte* blk, Field f, int blockBytes, Vector256<int> rowsLo, Vector256<int> rowsHi, byte* dst)
+    {
+        bool last = f.Offset + 4 > blockBytes; // a 2-byte field at the end of the block: read the word ending with it
+        int* p = (int*)(blk + (last ? f.Offset - 2 : f.Offset));
+        var lo = Avx2.GatherVector256(p, rowsLo, 1).AsUInt32();
+        var hi = Avx2.GatherVector256(p, rowsHi, 1).AsUInt32();
+        if (f.Width == 4)
+        {
+            lo.Store((uint*)dst);
+            hi.Store((uint*)(dst + 32));
+            return;
+        }
+        if (last) { lo >>= 16; hi >>= 16; }
+        Vector256.Narrow(lo & Vector256.Create(0xFFFFu), hi & Vector256.Create(0xFFFFu)).Store((ushort*)dst);
+    }
+
+    /// <summary>Copies row <paramref name="r"/> (0..15) of an interleaved group back into the file layout (for row decoding).</summary>
     public static void ExtractRow(GgmlType type, ReadOnlySpan<byte> group, int r, Span<byte> row, int cols)
     {
-        if (type == GgmlType.Q4_K) Q4KInterleaved.ExtractRow(group, r, row, cols);
-        else if (type == GgmlType.Q8_0) Q80Interleaved.ExtractRow(group, r, row, cols);
-        else if (type == GgmlType.Q6_K) Q6KInterleaved.ExtractRow(group, r, row, cols);
-        else throw new NotSupportedException($"no interleaved layout for {type}");
+        var fields = Layout(type);
+        int blockBytes = GgmlTypeInfo.BlockBytes(type), nb = cols / GgmlTypeInfo.BlockSize(type);
+        if ((uint)r >= Rows || group.Length < Rows * nb * blockBytes || row.Length < nb * blockBytes)
+            throw new ArgumentException($"row {r} of an interleaved {type} group of {cols} columns");
+        fixed (byte* g0 = group)
+        fixed (byte* d0 = row)
+        {
+            for (int b = 0; b < nb; b++)
+            {
+                byte* o = g0 + (long)b * Rows * blockBytes, blk = d0 + b * blockBytes;
+                foreach (var f in fields)
+                {
+                    new ReadOnlySpan<byte>(o + r * f.Width, f.Width).CopyTo(new Span<byte>(blk + f.Offset, f.Width));
+                    o += Rows * f.Width;
+                }
+            }
+        }
     }
 
     /// <summary>y[t·ldy + 16g + r] for groups [g0, g1), rows r of each, tokens [0, tokens); activations as <see cref="MatVec.QuantizeActivation"/> writes them, <paramref name="aStride"/> bytes apart.</summary>

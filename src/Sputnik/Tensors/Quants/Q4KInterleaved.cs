@@ -23,79 +23,16 @@ internal sealed unsafe class Q4KInterleaved : IGroupKernel
 {
     private Q4KInterleaved() { }
 
-    public const int Rows = 16;
-    public const int GroupBlockBytes = Rows * 144;
+    private const int GroupBlockBytes = Interleaving.Rows * 144;
     private const int Q8K = 292;
     private const int QsOffset = 256;
 
-    /// <summary>True when the interleaved kernels can run (they need AVX-512 BW).</summary>
-    public static bool IsSupported => MatVec.DefaultPath == KernelPath.Avx512;
-
-    /// <summary>Whether a <paramref name="rows"/>×<paramref name="cols"/> Q4_K matrix can be interleaved.</summary>
-    public static bool CanInterleave(int rows, int cols) => rows > 0 && rows % Rows == 0 && cols > 0 && cols % 256 == 0;
-
-    /// <summary>Interleaves the 16 file-layout Q4_K rows at the start of <paramref name="src"/> into one group at the start of <paramref name="dst"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs a few times per matrix at load: tier-0 code would dominate
-    public static void InterleaveGroup(ReadOnlySpan<byte> src, Span<byte> dst, int cols)
-    {
-        int nb = cols / 256, rowBytes = nb * 144;
-        if (src.Length < Rows * rowBytes || dst.Length < nb * GroupBlockBytes)
-            throw new ArgumentException($"a group of {Rows} Q4_K rows of {cols} needs {Rows * rowBytes} bytes in and {nb * GroupBlockBytes} out");
-        fixed (byte* s0 = src)
-        fixed (byte* d0 = dst)
-        {
-            if (Avx2.IsSupported)
-            {
-                var rowsLo = Vector256<int>.Indices * rowBytes;
-                var rowsHi = rowsLo + Vector256.Create(8 * rowBytes);
-                for (int b = 0; b < nb; b++)
-                {
-                    byte* o = d0 + (long)b * GroupBlockBytes;
-                    byte* blk = s0 + b * 144;
-                    Interleaved.Gather16(blk, rowsLo, rowsHi, out var lo, out var hi);
-                    Interleaved.LowHalves(lo, hi).Store((ushort*)o);
-                    Interleaved.LowHalves((lo.AsUInt32() >> 16).AsInt32(), (hi.AsUInt32() >> 16).AsInt32()).Store((ushort*)(o + 32));
-                    for (int u = 0; u < 3; u++) Interleaved.Gather16To(blk + 4 + 4 * u, rowsLo, rowsHi, o + 64 + 64 * u);
-                    for (int slot = 0; slot < 32; slot++) Interleaved.Gather16To(blk + 16 + 4 * slot, rowsLo, rowsHi, o + QsOffset + 64 * slot);
-                }
-                return;
-            }
-            for (int b = 0; b < nb; b++)
-            {
-                byte* o = d0 + (long)b * GroupBlockBytes;
-                for (int r = 0; r < Rows; r++)
-                {
-                    byte* blk = s0 + (long)r * rowBytes + b * 144;
-                    ((ushort*)o)[r] = *(ushort*)blk;
-                    ((ushort*)(o + 32))[r] = *(ushort*)(blk + 2);
-                    for (int u = 0; u < 3; u++) ((uint*)(o + 64 + 64 * u))[r] = ((uint*)(blk + 4))[u];
-                    uint* q = (uint*)(blk + 16);
-                    for (int slot = 0; slot < 32; slot++) ((uint*)(o + QsOffset + 64 * slot))[r] = q[slot];
-                }
-            }
-        }
-    }
-
-    /// <summary>Copies row <paramref name="r"/> (0..15) of an interleaved group back into the file layout (for row decoding).</summary>
-    public static void ExtractRow(ReadOnlySpan<byte> group, int r, Span<byte> row, int cols)
-    {
-        int nb = cols / 256;
-        if ((uint)r >= Rows || group.Length < nb * GroupBlockBytes || row.Length < nb * 144)
-            throw new ArgumentException($"row {r} of an interleaved Q4_K group of {cols} columns");
-        fixed (byte* g0 = group)
-        fixed (byte* d0 = row)
-        {
-            for (int b = 0; b < nb; b++)
-            {
-                byte* o = g0 + (long)b * GroupBlockBytes;
-                byte* blk = d0 + b * 144;
-                *(ushort*)blk = ((ushort*)o)[r];
-                *(ushort*)(blk + 2) = ((ushort*)(o + 32))[r];
-                for (int u = 0; u < 3; u++) ((uint*)(blk + 4))[u] = ((uint*)(o + 64 + 64 * u))[r];
-                for (int slot = 0; slot < 32; slot++) ((uint*)(blk + 16))[slot] = ((uint*)(o + QsOffset + 64 * slot))[r];
-            }
-        }
-    }
+    /// <summary>The fields of a file block in the order the group block stores them, 16 rows of each (see remarks).</summary>
+    public static readonly Interleaving.Field[] Layout =
+    [
+        new(0, 2), new(2, 2), new(4, 4), new(8, 4), new(12, 4),
+        .. Enumerable.Range(0, 32).Select(slot => new Interleaving.Field(16 + 4 * slot, 4)),
+    ];
 
     /// <summary>y[t·ldy + 16g + r] for groups [g0, g1), tokens [0, tokens); see <see cref="Interleaving.Compute"/>.</summary>
     public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1) =>

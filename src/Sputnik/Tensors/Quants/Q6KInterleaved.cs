@@ -20,87 +20,23 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
 {
     private Q6KInterleaved() { }
 
-    public const int Rows = 16;
-    public const int GroupBlockBytes = Rows * 210;
+    private const int GroupBlockBytes = Interleaving.Rows * 210;
     private const int Q8K = 292;
     private const int ScalesOffset = 32;
     private const int QsOffset = 288;
 
-    public static bool IsSupported => MatVec.DefaultPath == KernelPath.Avx512;
-
-    public static bool CanInterleave(int rows, int cols) => rows > 0 && rows % Rows == 0 && cols > 0 && cols % 256 == 0;
-
-    /// <summary>File offset (within a row's block) of the 4 bytes that go to slot word w (0..47) of the quant area.</summary>
-    private static int SlotSource(int slot)
-    {
-        int n = slot / 24, k = slot % 24 / 3, part = slot % 3;
-        return part switch { 0 => 64 * n + 4 * k, 1 => 64 * n + 32 + 4 * k, _ => 128 + 32 * n + 4 * k };
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs a few times per matrix at load: tier-0 code would dominate
-    public static void InterleaveGroup(ReadOnlySpan<byte> src, Span<byte> dst, int cols)
-    {
-        int nb = cols / 256, rowBytes = nb * 210;
-        if (src.Length < Rows * rowBytes || dst.Length < nb * GroupBlockBytes)
-            throw new ArgumentException($"a group of {Rows} Q6_K rows of {cols} needs {Rows * rowBytes} bytes in and {nb * GroupBlockBytes} out");
-        fixed (byte* s0 = src)
-        fixed (byte* d0 = dst)
+    /// <summary>The fields of a file block in the order the group block stores them, 16 rows of each (see remarks).</summary>
+    public static readonly Interleaving.Field[] Layout =
+    [
+        new(208, 2),
+        .. Enumerable.Range(0, 4).Select(m => new Interleaving.Field(192 + 4 * m, 4)),
+        .. Enumerable.Range(0, 16).SelectMany(nk => new Interleaving.Field[]
         {
-            if (Avx2.IsSupported)
-            {
-                var rowsLo = Vector256<int>.Indices * rowBytes;
-                var rowsHi = rowsLo + Vector256.Create(8 * rowBytes);
-                for (int b = 0; b < nb; b++)
-                {
-                    byte* o = d0 + (long)b * GroupBlockBytes;
-                    byte* blk = s0 + b * 210;
-                    // d is the block's last 2 bytes: gather the word that ends with it
-                    Interleaved.Gather16(blk + 206, rowsLo, rowsHi, out var lo, out var hi);
-                    Interleaved.LowHalves((lo.AsUInt32() >> 16).AsInt32(), (hi.AsUInt32() >> 16).AsInt32()).Store((ushort*)o);
-                    for (int m = 0; m < 4; m++) Interleaved.Gather16To(blk + 192 + 4 * m, rowsLo, rowsHi, o + ScalesOffset + 64 * m);
-                    for (int n = 0; n < 2; n++)
-                        for (int k = 0; k < 8; k++)
-                        {
-                            byte* slot = o + QsOffset + 64 * (24 * n + 3 * k);
-                            Interleaved.Gather16To(blk + 64 * n + 4 * k, rowsLo, rowsHi, slot);
-                            Interleaved.Gather16To(blk + 64 * n + 32 + 4 * k, rowsLo, rowsHi, slot + 64);
-                            Interleaved.Gather16To(blk + 128 + 32 * n + 4 * k, rowsLo, rowsHi, slot + 128);
-                        }
-                }
-                return;
-            }
-            for (int b = 0; b < nb; b++)
-            {
-                byte* o = d0 + (long)b * GroupBlockBytes;
-                for (int r = 0; r < Rows; r++)
-                {
-                    byte* blk = s0 + (long)r * rowBytes + b * 210;
-                    ((ushort*)o)[r] = *(ushort*)(blk + 208);
-                    for (int m = 0; m < 4; m++) ((uint*)(o + ScalesOffset + 64 * m))[r] = *(uint*)(blk + 192 + 4 * m);
-                    for (int slot = 0; slot < 48; slot++) ((uint*)(o + QsOffset + 64 * slot))[r] = *(uint*)(blk + SlotSource(slot));
-                }
-            }
-        }
-    }
-
-    public static void ExtractRow(ReadOnlySpan<byte> group, int r, Span<byte> row, int cols)
-    {
-        int nb = cols / 256;
-        if ((uint)r >= Rows || group.Length < nb * GroupBlockBytes || row.Length < nb * 210)
-            throw new ArgumentException($"row {r} of an interleaved Q6_K group of {cols} columns");
-        fixed (byte* g0 = group)
-        fixed (byte* d0 = row)
-        {
-            for (int b = 0; b < nb; b++)
-            {
-                byte* o = g0 + (long)b * GroupBlockBytes;
-                byte* blk = d0 + b * 210;
-                *(ushort*)(blk + 208) = ((ushort*)o)[r];
-                for (int m = 0; m < 4; m++) *(uint*)(blk + 192 + 4 * m) = ((uint*)(o + ScalesOffset + 64 * m))[r];
-                for (int slot = 0; slot < 48; slot++) *(uint*)(blk + SlotSource(slot)) = ((uint*)(o + QsOffset + 64 * slot))[r];
-            }
-        }
-    }
+            new(64 * (nk / 8) + 4 * (nk % 8), 4),         // ql, quarters 0 and 2 of half n
+            new(64 * (nk / 8) + 32 + 4 * (nk % 8), 4),    // ql, quarters 1 and 3
+            new(128 + 32 * (nk / 8) + 4 * (nk % 8), 4),   // qh
+        }),
+    ];
 
     /// <summary>y[t·ldy + 16g + r] for groups [g0, g1), tokens [0, tokens); see <see cref="Interleaving.Compute"/>.</summary>
     public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1) =>

@@ -18,69 +18,12 @@ internal sealed unsafe class Q80Interleaved : IGroupKernel
 {
     private Q80Interleaved() { }
 
-    public const int Rows = 16;
-    public const int GroupBlockBytes = Rows * 34;
     private const int Q80 = 34;
+    private const int GroupBlockBytes = Interleaving.Rows * Q80;
 
-    public static bool IsSupported => MatVec.DefaultPath == KernelPath.Avx512;
-
-    public static bool CanInterleave(int rows, int cols) => rows > 0 && rows % Rows == 0 && cols > 0 && cols % 32 == 0;
-
-    /// <summary>Interleaves the 16 file-layout Q8_0 rows at the start of <paramref name="src"/> into one group at the start of <paramref name="dst"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs a few times per matrix at load: tier-0 code would dominate
-    public static void InterleaveGroup(ReadOnlySpan<byte> src, Span<byte> dst, int cols)
-    {
-        int nb = cols / 32, rowBytes = nb * Q80;
-        if (src.Length < Rows * rowBytes || dst.Length < nb * GroupBlockBytes)
-            throw new ArgumentException($"a group of {Rows} Q8_0 rows of {cols} needs {Rows * rowBytes} bytes in and {nb * GroupBlockBytes} out");
-        fixed (byte* s0 = src)
-        fixed (byte* d0 = dst)
-        {
-            if (Avx2.IsSupported)
-            {
-                var rowsLo = Vector256<int>.Indices * rowBytes;
-                var rowsHi = rowsLo + Vector256.Create(8 * rowBytes);
-                for (int b = 0; b < nb; b++)
-                {
-                    byte* o = d0 + (long)b * GroupBlockBytes;
-                    byte* blk = s0 + b * Q80;
-                    Interleaved.Gather16(blk, rowsLo, rowsHi, out var d0v, out var d1v);
-                    Interleaved.LowHalves(d0v, d1v).Store((ushort*)o);
-                    for (int k = 0; k < 8; k++) Interleaved.Gather16To(blk + 2 + 4 * k, rowsLo, rowsHi, o + 32 + 64 * k);
-                }
-                return;
-            }
-            for (int b = 0; b < nb; b++)
-            {
-                byte* o = d0 + (long)b * GroupBlockBytes;
-                for (int r = 0; r < Rows; r++)
-                {
-                    byte* blk = s0 + (long)r * rowBytes + b * Q80;
-                    ((ushort*)o)[r] = *(ushort*)blk;
-                    for (int k = 0; k < 8; k++) ((uint*)(o + 32 + 64 * k))[r] = ((uint*)(blk + 2))[k];
-                }
-            }
-        }
-    }
-
-    /// <summary>Copies row <paramref name="r"/> (0..15) of an interleaved group back into the file layout.</summary>
-    public static void ExtractRow(ReadOnlySpan<byte> group, int r, Span<byte> row, int cols)
-    {
-        int nb = cols / 32;
-        if ((uint)r >= Rows || group.Length < nb * GroupBlockBytes || row.Length < nb * Q80)
-            throw new ArgumentException($"row {r} of an interleaved Q8_0 group of {cols} columns");
-        fixed (byte* g0 = group)
-        fixed (byte* d0 = row)
-        {
-            for (int b = 0; b < nb; b++)
-            {
-                byte* o = g0 + (long)b * GroupBlockBytes;
-                byte* blk = d0 + b * Q80;
-                *(ushort*)blk = ((ushort*)o)[r];
-                for (int k = 0; k < 8; k++) ((uint*)(blk + 2))[k] = ((uint*)(o + 32 + 64 * k))[r];
-            }
-        }
-    }
+    /// <summary>The fields of a file block in the order the group block stores them, 16 rows of each (see remarks).</summary>
+    public static readonly Interleaving.Field[] Layout =
+        [new(0, 2), .. Enumerable.Range(0, 8).Select(k => new Interleaving.Field(2 + 4 * k, 4))];
 
     /// <summary>y[t·ldy + 16g + r] for groups [g0, g1), tokens [0, tokens); see <see cref="Interleaving.Compute"/>.</summary>
     public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1) =>
