@@ -24,10 +24,10 @@ internal sealed record TrainConfig
     public int KvDim => KvHeads * HeadDim;
 
     /// <summary>
-    /// Named presets. tiny-r1 is the shipped model (≈1M parameters: fits the 25 MB budget in F32 many times over
-    /// and trains at thousands of tokens/s on 2 cores); tiny-r1-ds is the same budget in DeepSeek's layout (MLA, one
-    /// dense layer then MoE layers of 8 routed experts, top-2, plus a shared expert; V3's sigmoid router);
-    /// micro and micro-ds are the CI smoke shapes.
+    /// Named presets. tiny-r1-ds is the shipped model (≈0.9M parameters in DeepSeek's layout: MLA, one dense layer
+    /// then MoE layers of 8 routed experts, top-2, plus a shared expert, V3's sigmoid router; it fits the 25 MB budget
+    /// in F32 many times over and trains at thousands of tokens/s on 2 cores); tiny-r1 is the same budget as a dense
+    /// llama (the model shipped before); micro and micro-ds are the CI smoke shapes.
     /// </summary>
     public static TrainConfig Preset(string name, int vocab) => name switch
     {
