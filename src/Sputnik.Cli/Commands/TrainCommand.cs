@@ -75,6 +75,11 @@ internal static class TrainCommand
         var beta = new Option<float>("--beta") { Description = "KL weight to the initial model (k3); 0 = no reference" };
         var mu = new Option<int>("--iterations") { Description = "Policy updates per rollout batch (μ)", DefaultValueFactory = _ => 1 };
         var temp = new Option<float>("--temp") { Description = "Rollout temperature", DefaultValueFactory = _ => 1f };
+        var rounds = new Option<int>("--sample-rounds")
+        {
+            Description = "Dynamic sampling (DAPO): draw up to N rounds of prompts per step until --prompts groups have reward variance; 1 = off",
+            DefaultValueFactory = _ => 1,
+        };
         var maxNew = new Option<int>("--max-new") { Description = "Max completion tokens", DefaultValueFactory = _ => 400 };
         var evalEvery = new Option<int>("--eval-every") { DefaultValueFactory = _ => 25 };
         var evalN = new Option<int>("--eval-n") { DefaultValueFactory = _ => 200 };
@@ -83,18 +88,19 @@ internal static class TrainCommand
         var threads = ThreadsOpt();
         var c = new Command("grpo", "Group Relative Policy Optimization with verifier rewards")
         {
-            init, task, outDir, steps, prompts, group, lr, eps, beta, mu, temp, maxNew, evalEvery, evalN, evalSplit, seed, threads,
+            init, task, outDir, steps, prompts, group, lr, eps, beta, mu, temp, rounds, maxNew, evalEvery, evalN, evalSplit, seed, threads,
         };
         c.SetAction((r, ct) =>
         {
             var o = new GrpoOptions
             {
                 Init = r.GetValue(init)!, Task = r.GetValue(task)!, OutDir = r.GetValue(outDir)!, Steps = r.GetValue(steps), Prompts = r.GetValue(prompts),
-                Group = r.GetValue(group), Lr = r.GetValue(lr), Epsilon = r.GetValue(eps), Beta = r.GetValue(beta), Iterations = r.GetValue(mu),
+                Group = r.GetValue(group), Lr = r.GetValue(lr), Epsilon = r.GetValue(eps), Beta = r.GetValue(beta), Iterations = r.GetValue(mu), SampleRounds = r.GetValue(rounds),
                 Temperature = r.GetValue(temp), MaxNew = r.GetValue(maxNew), EvalEvery = r.GetValue(evalEvery), EvalN = r.GetValue(evalN),
                 Seed = r.GetValue(seed), Threads = r.GetValue(threads), EvalSplit = ReasoningTask.ParseSplit(r.GetValue(evalSplit)!),
             };
             if (!File.Exists(o.Init)) throw new FileNotFoundException($"--init {o.Init} not found");
+            if (o.SampleRounds < 1) throw new ArgumentException("--sample-rounds must be at least 1");
             if (o.Group < 2) throw new ArgumentException("--group must be at least 2 (advantages are relative to the group)");
             var trainer = new GrpoTrainer(o);
             double? lastEval = null;

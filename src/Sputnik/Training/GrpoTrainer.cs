@@ -22,6 +22,11 @@ internal sealed record GrpoOptions
     public float Beta { get; init; }
     /// <summary>Policy updates per batch of rollouts (μ); with 1 the ratio is identically 1 and GRPO is on-policy REINFORCE with group baselines.</summary>
     public int Iterations { get; init; } = 1;
+    /// <summary>
+    /// Rollout rounds per step at most (DAPO's dynamic sampling): while fewer than P groups with reward variance have
+    /// been collected, draw P more prompts. 1 = plain GRPO. Metrics average over every rollout of the step.
+    /// </summary>
+    public int SampleRounds { get; init; } = 1;
     public int MicroBatch { get; init; } = 16;
     public int Seed { get; init; } = 1;
     public int EvalEvery { get; init; } = 25;
@@ -31,8 +36,12 @@ internal sealed record GrpoOptions
     public int Threads { get; init; } = 2;
 }
 
+/// <summary>
+/// One step's metrics. Groups: groups rolled out (P per sampling round); InformativeGroups: groups with reward variance
+/// that went into the update (at most P).
+/// </summary>
 internal readonly record struct GrpoStep(int Step, int TotalSteps, float MeanReward, float Accuracy, float MeanLength, float FracZeroStd,
-    double TokensPerSecond, TimeSpan Elapsed, double? EvalPassAt1);
+    double TokensPerSecond, TimeSpan Elapsed, double? EvalPassAt1, int Groups = 0, int InformativeGroups = 0);
 
 /// <summary>
 /// GRPO as in DeepSeekMath/R1 (§2.4 of the reference notes): G samples per prompt from the current policy through
@@ -74,38 +83,54 @@ internal sealed class GrpoTrainer(GrpoOptions o)
                 if (o.EvalEvery > 0 && step % o.EvalEvery == 0)
                     eval = Evaluation.Run(engine, task, o.EvalN, 1, split: o.EvalSplit).PassAt1;
                 var rng = new Random(Seeds.Mix(o.Seed, step));
-                var problems = Enumerable.Range(0, o.Prompts).Select(_ => task.Sample(rng, heldOut: false)).ToArray();
-                var prompts = problems.SelectMany(p => Enumerable.Repeat(R1Format.EncodePrompt(p.Prompt), o.Group)).ToList();
-                var outs = engine.Generate(prompts, o.Temperature, o.MaxNew, Seeds.Mix(o.Seed, step, 7));
                 var samples = new List<Sample>();
-                float rewardSum = 0, correct = 0, lenSum = 0; int zeroStd = 0;
-                for (int i = 0; i < problems.Length; i++)
+                float rewardSum = 0, correct = 0, lenSum = 0;
+                int zeroStd = 0, groups = 0, informative = 0;
+                // Round 0 is the plain GRPO step; later rounds (dynamic sampling, DAPO) draw fresh prompts only to
+                // replace groups that carried no signal, up to P informative groups in all.
+                for (int round = 0; round < o.SampleRounds && informative < o.Prompts; round++)
                 {
-                    var r = new float[o.Group];
-                    for (int g = 0; g < o.Group; g++)
+                    var problems = Enumerable.Range(0, o.Prompts).Select(_ => task.Sample(rng, heldOut: false)).ToArray();
+                    var prompts = problems.SelectMany(p => Enumerable.Repeat(R1Format.EncodePrompt(p.Prompt), o.Group)).ToList();
+                    int genSeed = round == 0 ? Seeds.Mix(o.Seed, step, 7) : Seeds.Mix(o.Seed, step, 7, round);
+                    var outs = engine.Generate(prompts, o.Temperature, o.MaxNew, genSeed);
+                    tokens += outs.Sum(x => (long)x.Completion.Length);
+                    groups += problems.Length;
+                    for (int i = 0; i < problems.Length; i++)
                     {
-                        var ro = outs[i * o.Group + g];
-                        var grade = task.Verify(problems[i], ro.Text);
-                        r[g] = ReasoningTask.Reward(grade);
-                        rewardSum += r[g]; lenSum += ro.Completion.Length;
-                        if (grade == Grade.Correct) correct++;
-                    }
-                    float mean = r.Average();
-                    double var = r.Sum(x => (x - mean) * (x - mean)) / Math.Max(1, o.Group - 1);
-                    float std = (float)Math.Sqrt(var);
-                    if (std < 1e-6f) { zeroStd++; if (o.Beta == 0) continue; }
-                    for (int g = 0; g < o.Group; g++)
-                    {
-                        var ro = outs[i * o.Group + g];
-                        if (ro.Completion.Length == 0) continue;
-                        samples.Add(new Sample(ro.Prompt.Concat(ro.Completion).ToArray(), ro.Prompt.Length, (r[g] - mean) / (std + 1e-4f)));
+                        var r = new float[o.Group];
+                        for (int g = 0; g < o.Group; g++)
+                        {
+                            var ro = outs[i * o.Group + g];
+                            var grade = task.Verify(problems[i], ro.Text);
+                            r[g] = ReasoningTask.Reward(grade);
+                            rewardSum += r[g]; lenSum += ro.Completion.Length;
+                            if (grade == Grade.Correct) correct++;
+                        }
+                        float mean = r.Average();
+                        double var = r.Sum(x => (x - mean) * (x - mean)) / Math.Max(1, o.Group - 1);
+                        float std = (float)Math.Sqrt(var);
+                        if (std < 1e-6f)
+                        {
+                            zeroStd++;
+                            // With a KL term a zero-advantage group still pulls toward the reference; only round 0's count.
+                            if (o.Beta == 0 || round > 0) continue;
+                        }
+                        else if (informative == o.Prompts) continue;
+                        else informative++;
+                        for (int g = 0; g < o.Group; g++)
+                        {
+                            var ro = outs[i * o.Group + g];
+                            if (ro.Completion.Length == 0) continue;
+                            samples.Add(new Sample(ro.Prompt.Concat(ro.Completion).ToArray(), ro.Prompt.Length, (r[g] - mean) / (std + 1e-4f)));
+                        }
                     }
                 }
-                tokens += outs.Sum(x => x.Completion.Length) + samples.Sum(s => (long)s.Tokens.Length);
+                tokens += samples.Sum(s => (long)s.Tokens.Length);
                 if (samples.Count > 0) Update(model, reference, opt, samples, step);
-                int n = problems.Length * o.Group;
+                int n = groups * o.Group;
                 double tps = tokens / Math.Max(1e-9, sw.Elapsed.TotalSeconds);
-                var info = new GrpoStep(step, o.Steps, rewardSum / n, correct / n, lenSum / n, (float)zeroStd / problems.Length, tps, sw.Elapsed, eval);
+                var info = new GrpoStep(step, o.Steps, rewardSum / n, correct / n, lenSum / n, (float)zeroStd / groups, tps, sw.Elapsed, eval, groups, informative);
                 csv.Append(step, info.MeanReward, info.Accuracy, info.MeanLength, info.FracZeroStd, Math.Round(tps, 1), Math.Round(sw.Elapsed.TotalSeconds, 2),
                     eval?.ToString("F4", System.Globalization.CultureInfo.InvariantCulture) ?? "");
                 Checkpoint.Save(CheckpointPath, model.Config, step + 1, model.P, opt);
