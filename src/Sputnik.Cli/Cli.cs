@@ -10,6 +10,9 @@ internal static class CliOptions
 {
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Show stack traces on errors", Recursive = true };
 
+    /// <summary>True when the user typed the option (not just its default), so it overrides the model's recommendation.</summary>
+    public static bool Given(ParseResult r, Option option) => r.GetResult(option) is { Implicit: false };
+
     public static Option<string> Model() => new("--model", "-m") { Description = "Path to a GGUF model file", Required = true };
 
     /// <summary>-m for commands that fall back to the bundled model (see <see cref="DefaultModel"/>).</summary>

@@ -16,6 +16,7 @@ internal sealed class ModelHost : IDisposable
         _ownsModel = ownsModel;
         Id = options.ModelAlias ?? Path.GetFileNameWithoutExtension(options.ModelPath);
         Builder = new ChatPromptBuilder(model.Tokenizer, options.ChatTemplate ?? model.ChatTemplate);
+        DefaultSampling = model.RecommendedSampling();
         var info = new FileInfo(options.ModelPath);
         Identity = FileIdentity(info);
         Fingerprint = "fp_" + Identity[..10];
@@ -35,6 +36,8 @@ internal sealed class ModelHost : IDisposable
     public string Fingerprint { get; }
     public long Created { get; }
     public ChatPromptBuilder Builder { get; }
+    /// <summary>Sampler settings for request fields left out: the model file's general.sampling.* over the library defaults.</summary>
+    public Sputnik.Inference.SamplingOptions DefaultSampling { get; }
     public Scheduler Scheduler { get; }
 
     /// <summary>404 for a model name that is neither the served id nor the file name; absent means the served one.</summary>

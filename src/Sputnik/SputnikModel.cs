@@ -60,6 +60,12 @@ public sealed class SputnikModel : IDisposable
     /// <summary>The model's Jinja chat template, or null when the file carries none (ChatML is used then).</summary>
     public string? ChatTemplate => File.GetStringOrNull("tokenizer.chat_template");
 
+    /// <summary>
+    /// <paramref name="baseline"/> (the library defaults when null) with the sampler settings the model file recommends
+    /// (<c>general.sampling.*</c>, as llama.cpp reads them) applied; settings the user chose explicitly belong on top.
+    /// </summary>
+    public SamplingOptions RecommendedSampling(SamplingOptions? baseline = null) => Inference.RecommendedSampling.Apply(File, baseline ?? new SamplingOptions());
+
     /// <summary>A name for the model: <c>general.name</c> from the file, else the file name without extension.</summary>
     public string Name { get; private init; } = "model";
 

@@ -32,7 +32,7 @@ internal static class ChatCommand
             using var m = SputnikModel.Load(path, new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx) });
             var session = new ChatSession(m, new ChatOptions
             {
-                Sampling = new SamplingOptions { Temperature = r.GetValue(temp), Seed = r.GetValue(seed) },
+                Sampling = Sampling(r, m, temp, seed),
                 MaxTokens = r.GetValue(maxTokens),
                 Thinking = !r.GetValue(noThink),
                 ThinkingBudget = r.GetValue(budget),
@@ -41,6 +41,14 @@ internal static class ChatCommand
             return new ChatLoop(session, interactive: !Console.IsInputRedirected && !Console.IsOutputRedirected).Run();
         });
         return cmd;
+    }
+
+    // Chat's own default temperature, then the model's recommendation, then what the user typed.
+    private static SamplingOptions Sampling(ParseResult r, SputnikModel m, Option<float> temp, Option<ulong?> seed)
+    {
+        var s = m.RecommendedSampling(new SamplingOptions { Temperature = r.GetValue(temp) });
+        if (CliOptions.Given(r, temp)) s = s with { Temperature = r.GetValue(temp) };
+        return s with { Seed = r.GetValue(seed) };
     }
 }
 

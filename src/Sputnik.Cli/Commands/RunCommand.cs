@@ -42,6 +42,14 @@ internal static class RunCommand
             };
             sampling.Validate();
             using var m = SputnikModel.Load(CliOptions.ResolveModel(r.GetValue(model)), new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx) });
+            // The model's recommended settings replace the defaults of the flags the user did not type.
+            var given = sampling;
+            sampling = m.RecommendedSampling(sampling);
+            if (CliOptions.Given(r, temp)) sampling = sampling with { Temperature = given.Temperature };
+            if (CliOptions.Given(r, topK)) sampling = sampling with { TopK = given.TopK };
+            if (CliOptions.Given(r, topP)) sampling = sampling with { TopP = given.TopP };
+            if (CliOptions.Given(r, minP)) sampling = sampling with { MinP = given.MinP };
+            if (CliOptions.Given(r, repeat)) sampling = sampling with { RepeatPenalty = given.RepeatPenalty };
             string text = r.GetValue(prompt) ?? "";
             var promptTokens = m.Tokenizer.Encode(text, addBos: !r.GetValue(noBos), parseSpecial: true).ToList();
             if (promptTokens.Count == 0)

@@ -19,7 +19,7 @@ internal static class ChatEndpoint
     public static async Task Handle(HttpContext ctx, ModelHost host)
     {
         var body = RequestReader.ParseBody(await Http.ReadBodyAsync(ctx));
-        var req = RequestReader.Chat(body);
+        var req = RequestReader.Chat(body, host.DefaultSampling);
         host.CheckModel(req.Model);
 
         bool thinking = req.ThinkingEnabled ?? true;

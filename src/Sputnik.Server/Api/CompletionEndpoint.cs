@@ -11,7 +11,7 @@ internal static class CompletionEndpoint
 {
     public static async Task Handle(HttpContext ctx, ModelHost host)
     {
-        var req = RequestReader.Completion(RequestReader.ParseBody(await Http.ReadBodyAsync(ctx)));
+        var req = RequestReader.Completion(RequestReader.ParseBody(await Http.ReadBodyAsync(ctx)), host.DefaultSampling);
         host.CheckModel(req.Model);
         var tok = host.Model.Tokenizer;
         int[] prompt = req.PromptTokens ?? Encode(tok, req.PromptText ?? "", req.Suffix);

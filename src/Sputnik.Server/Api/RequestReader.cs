@@ -37,7 +37,7 @@ internal static class RequestReader
         }
     }
 
-    public static ChatRequest Chat(JsonElement body)
+    public static ChatRequest Chat(JsonElement body, SamplingOptions? defaults = null)
     {
         var f = new JsonFields(body);
         CheckN(f);
@@ -89,7 +89,7 @@ internal static class RequestReader
         return new ChatRequest(
             f.String("model"), messages, f.Bool("stream") ?? false,
             f.Has("stream_options") && streamOptions.Bool("include_usage") == true,
-            MaxTokens(f), Sampling(f), f.StopStrings(), responseSchema, tools, toolChoice, topLogprobs, effort, thinking, budget);
+            MaxTokens(f), Sampling(f, defaults), f.StopStrings(), responseSchema, tools, toolChoice, topLogprobs, effort, thinking, budget);
     }
 
     /// <summary>
@@ -130,7 +130,7 @@ internal static class RequestReader
         }
     }
 
-    public static CompletionRequest Completion(JsonElement body)
+    public static CompletionRequest Completion(JsonElement body, SamplingOptions? defaults = null)
     {
         var f = new JsonFields(body);
         CheckN(f);
@@ -152,7 +152,7 @@ internal static class RequestReader
         var streamOptions = f.Has("stream_options") ? f.Object("stream_options") : default;
         return new CompletionRequest(f.String("model"), text, tokens, f.String("suffix"), f.Bool("stream") ?? false,
             f.Has("stream_options") && streamOptions.Bool("include_usage") == true,
-            MaxTokens(f) ?? 16, Sampling(f), f.StopStrings(), top, f.Bool("echo") ?? false);
+            MaxTokens(f) ?? 16, Sampling(f, defaults), f.StopStrings(), top, f.Bool("echo") ?? false);
     }
 
     private static void CheckN(JsonFields f)
@@ -166,9 +166,10 @@ internal static class RequestReader
         return (int?)f.Integer(name, 1, AbsurdMaxTokens);
     }
 
-    private static SamplingOptions Sampling(JsonFields f)
+    /// <summary>Request fields over <paramref name="defaults"/> (the model's recommended settings; the library's when null).</summary>
+    private static SamplingOptions Sampling(JsonFields f, SamplingOptions? defaults)
     {
-        var d = new SamplingOptions();
+        var d = defaults ?? new SamplingOptions();
         long? seed = f.Integer("seed");
         var s = new SamplingOptions
         {
@@ -178,7 +179,8 @@ internal static class RequestReader
             MinP = (float)(f.Number("min_p", 0, 1) ?? d.MinP),
             PresencePenalty = (float)(f.Number("presence_penalty", -2, 2) ?? 0),
             FrequencyPenalty = (float)(f.Number("frequency_penalty", -2, 2) ?? 0),
-            RepeatPenalty = (float)(f.Number("repeat_penalty", 0.01, 10) ?? 1),
+            RepeatPenalty = (float)(f.Number("repeat_penalty", 0.01, 10) ?? d.RepeatPenalty),
+            PenaltyLastN = d.PenaltyLastN,
             Seed = seed.HasValue ? unchecked((ulong)seed.Value) : null,
         };
         if (s.TopP <= 0) s = s with { TopP = 1e-6f }; // top_p 0 means "only the best token" to OpenAI clients
