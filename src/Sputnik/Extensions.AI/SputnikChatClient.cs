@@ -39,12 +39,12 @@ public sealed class SputnikChatClient : IChatClient
 
     /// <summary>Creates a client for <paramref name="model"/>; <see cref="SputnikModel.AsChatClient"/> does the same.</summary>
     /// <param name="model">The model; it must outlive the client.</param>
-    /// <param name="options">Model id, template, thinking and defaults; defaults when null.</param>
+    /// <param name="options">Model id, template, thinking and defaults; when null, the defaults with the model's recommended sampling.</param>
     public SputnikChatClient(SputnikModel model, SputnikChatClientOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         _model = model;
-        _options = options ?? new SputnikChatClientOptions();
+        _options = options ?? new SputnikChatClientOptions { Sampling = model.RecommendedSampling(new SputnikChatClientOptions().Sampling) };
         _options.Sampling.Validate();
         _prompts = new ChatPromptBuilder(model.Tokenizer, _options.ChatTemplate ?? model.ChatTemplate);
         _generator = new Generator(model.Model, model.Tokenizer);

@@ -104,12 +104,13 @@ public sealed class ChatSession
 
     /// <summary>Starts an empty conversation; <see cref="SputnikModel.CreateChat"/> does the same.</summary>
     /// <param name="model">The model to talk to.</param>
-    /// <param name="options">Sampling, limits, thinking and template; defaults when null.</param>
+    /// <param name="options">Sampling, limits, thinking and template; when null, the defaults with the model's recommended sampling.</param>
     public ChatSession(SputnikModel model, ChatOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         _model = model;
-        Options = options ?? new ChatOptions();
+        // Without options, the model file's recommended sampler settings (general.sampling.*) replace the defaults.
+        Options = options ?? new ChatOptions { Sampling = model.RecommendedSampling(new ChatOptions().Sampling) };
         _prompts = new ChatPromptBuilder(model.Tokenizer, Options.ChatTemplate ?? model.ChatTemplate);
         _generator = new Generator(model.Model, model.Tokenizer);
         _state = model.CreateState();

@@ -28,7 +28,4 @@ internal static class RecommendedSampling
         if (file.TryGetInt64(PenaltyLastN, out long n) && n is >= -1 and <= int.MaxValue) s = s with { PenaltyLastN = (int)n };
         return s;
     }
-
-    /// <summary>True when the file recommends any sampler setting.</summary>
-    public static bool Has(GgufFile file) => file.Metadata.Keys.Any(k => k.StartsWith("general.sampling.", StringComparison.Ordinal));
 }

@@ -84,53 +84,26 @@ internal sealed class GrpoTrainer(GrpoOptions o)
                     eval = Evaluation.Run(engine, task, o.EvalN, 1, split: o.EvalSplit).PassAt1;
                 var rng = new Random(Seeds.Mix(o.Seed, step));
                 var samples = new List<Sample>();
-                float rewardSum = 0, correct = 0, lenSum = 0;
-                int zeroStd = 0, groups = 0, informative = 0;
+                var tally = new StepTally();
                 // Round 0 is the plain GRPO step; later rounds (dynamic sampling, DAPO) draw fresh prompts only to
                 // replace groups that carried no signal, up to P informative groups in all.
-                for (int round = 0; round < o.SampleRounds && informative < o.Prompts; round++)
+                for (int round = 0; round < o.SampleRounds && tally.Informative < o.Prompts; round++)
                 {
                     var problems = Enumerable.Range(0, o.Prompts).Select(_ => task.Sample(rng, heldOut: false)).ToArray();
                     var prompts = problems.SelectMany(p => Enumerable.Repeat(R1Format.EncodePrompt(p.Prompt), o.Group)).ToList();
                     int genSeed = round == 0 ? Seeds.Mix(o.Seed, step, 7) : Seeds.Mix(o.Seed, step, 7, round);
                     var outs = engine.Generate(prompts, o.Temperature, o.MaxNew, genSeed);
                     tokens += outs.Sum(x => (long)x.Completion.Length);
-                    groups += problems.Length;
+                    // With a KL term a zero-advantage group still pulls toward the reference; only round 0's count.
                     for (int i = 0; i < problems.Length; i++)
-                    {
-                        var r = new float[o.Group];
-                        for (int g = 0; g < o.Group; g++)
-                        {
-                            var ro = outs[i * o.Group + g];
-                            var grade = task.Verify(problems[i], ro.Text);
-                            r[g] = ReasoningTask.Reward(grade);
-                            rewardSum += r[g]; lenSum += ro.Completion.Length;
-                            if (grade == Grade.Correct) correct++;
-                        }
-                        float mean = r.Average();
-                        double var = r.Sum(x => (x - mean) * (x - mean)) / Math.Max(1, o.Group - 1);
-                        float std = (float)Math.Sqrt(var);
-                        if (std < 1e-6f)
-                        {
-                            zeroStd++;
-                            // With a KL term a zero-advantage group still pulls toward the reference; only round 0's count.
-                            if (o.Beta == 0 || round > 0) continue;
-                        }
-                        else if (informative == o.Prompts) continue;
-                        else informative++;
-                        for (int g = 0; g < o.Group; g++)
-                        {
-                            var ro = outs[i * o.Group + g];
-                            if (ro.Completion.Length == 0) continue;
-                            samples.Add(new Sample(ro.Prompt.Concat(ro.Completion).ToArray(), ro.Prompt.Length, (r[g] - mean) / (std + 1e-4f)));
-                        }
-                    }
+                        AddGroup(task, problems[i], outs.AsSpan(i * o.Group, o.Group), keepZeroStd: o.Beta > 0 && round == 0, samples, tally);
                 }
                 tokens += samples.Sum(s => (long)s.Tokens.Length);
                 if (samples.Count > 0) Update(model, reference, opt, samples, step);
-                int n = groups * o.Group;
+                int n = tally.Groups * o.Group;
                 double tps = tokens / Math.Max(1e-9, sw.Elapsed.TotalSeconds);
-                var info = new GrpoStep(step, o.Steps, rewardSum / n, correct / n, lenSum / n, (float)zeroStd / groups, tps, sw.Elapsed, eval, groups, informative);
+                var info = new GrpoStep(step, o.Steps, tally.RewardSum / n, (float)tally.Correct / n, (float)tally.LengthSum / n,
+                    (float)tally.ZeroStd / tally.Groups, tps, sw.Elapsed, eval, tally.Groups, tally.Informative);
                 csv.Append(step, info.MeanReward, info.Accuracy, info.MeanLength, info.FracZeroStd, Math.Round(tps, 1), Math.Round(sw.Elapsed.TotalSeconds, 2),
                     eval?.ToString("F4", System.Globalization.CultureInfo.InvariantCulture) ?? "");
                 Checkpoint.Save(CheckpointPath, model.Config, step + 1, model.P, opt);
@@ -140,6 +113,48 @@ internal sealed class GrpoTrainer(GrpoOptions o)
         GgufExport.Write(model, GgufPath);
         File.Delete(policyPath);
         return model;
+    }
+
+    /// <summary>What one step's rollouts scored, over every round.</summary>
+    private sealed class StepTally
+    {
+        public int Groups, Informative, ZeroStd, Correct;
+        public long LengthSum;
+        public float RewardSum;
+    }
+
+    /// <summary>
+    /// Rewards one group of G rollouts of <paramref name="problem"/> and, when it goes into the update, adds its samples
+    /// with group-normalised advantages: a group with reward variance while fewer than P are in, or a zero-variance one
+    /// when <paramref name="keepZeroStd"/>.
+    /// </summary>
+    private void AddGroup(ReasoningTask task, Problem problem, ReadOnlySpan<Rollout> group, bool keepZeroStd, List<Sample> samples, StepTally tally)
+    {
+        var r = new float[group.Length];
+        for (int g = 0; g < group.Length; g++)
+        {
+            var grade = task.Verify(problem, group[g].Text);
+            r[g] = ReasoningTask.Reward(grade);
+            tally.RewardSum += r[g];
+            tally.LengthSum += group[g].Completion.Length;
+            if (grade == Grade.Correct) tally.Correct++;
+        }
+        tally.Groups++;
+        float mean = r.Average();
+        float std = (float)Math.Sqrt(r.Sum(x => (x - mean) * (x - mean)) / Math.Max(1, group.Length - 1));
+        if (std < 1e-6f)
+        {
+            tally.ZeroStd++;
+            if (!keepZeroStd) return;
+        }
+        else if (tally.Informative == o.Prompts) return;
+        else tally.Informative++;
+        for (int g = 0; g < group.Length; g++)
+        {
+            var ro = group[g];
+            if (ro.Completion.Length > 0)
+                samples.Add(new Sample(ro.Prompt.Concat(ro.Completion).ToArray(), ro.Prompt.Length, (r[g] - mean) / (std + 1e-4f)));
+        }
     }
 
     /// <summary>μ policy-gradient updates on one batch of rollouts, in micro-batches with accumulated gradients.</summary>

@@ -40,7 +40,6 @@ public class RecommendedSamplingTests
         Assert.Equal(d.MinP, s.MinP);
         Assert.Equal(1.1f, s.RepeatPenalty);
         s.Validate();
-        Assert.True(RecommendedSampling.Has(f));
     }
 
     [Fact]
@@ -49,7 +48,6 @@ public class RecommendedSamplingTests
         using var f = FileWith(_ => { });
         var baseline = new SamplingOptions { Temperature = 0.6f, Seed = 3 };
         Assert.Equal(baseline, RecommendedSampling.Apply(f, baseline));
-        Assert.False(RecommendedSampling.Has(f));
     }
 
     [Fact]
@@ -69,9 +67,12 @@ public class RecommendedSamplingTests
     }
 
     [Fact]
-    public void The_shipped_model_recommends_greedy_decoding()
+    public void The_shipped_model_recommends_greedy_decoding_and_library_chats_without_options_use_it()
     {
-        using var f = GgufFile.Open(Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny.gguf"));
-        Assert.Equal(0f, RecommendedSampling.Apply(f, new SamplingOptions()).Temperature);
+        using var m = SputnikModel.Load(Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny.gguf"), new ModelOptions { Threads = 1 });
+        Assert.Equal(0f, m.RecommendedSampling().Temperature);
+        Assert.Equal(0f, m.CreateChat().Options.Sampling.Temperature);
+        Assert.Equal(0.95f, m.CreateChat().Options.Sampling.TopP); // the chat defaults the file does not override stay
+        Assert.Equal(0.6f, m.CreateChat(new ChatOptions()).Options.Sampling.Temperature); // explicit options win
     }
 }
