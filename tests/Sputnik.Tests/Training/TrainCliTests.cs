@@ -19,20 +19,26 @@ public class TrainCliTests
         return lines.Skip(1).Select(l => l.Split(',')[i]).Where(s => s.Length > 0).Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
     }
 
+    /// <summary>Runs `train sft` on the easy task and checks its loss at least halves; returns the exported model.</summary>
+    private static string SftLossHalves(string preset, string dir, int steps, int evalN)
+    {
+        var sft = CliRunner.Run("train", "sft", "--task", "easy", "--preset", preset, "--out", dir, "--steps", steps.ToString(CultureInfo.InvariantCulture),
+            "--batch", "8", "--lr", "3e-3", "--eval-n", evalN.ToString(CultureInfo.InvariantCulture), "--threads", "2");
+        Assert.True(sft.ExitCode == 0, sft.StdErr);
+        var loss = Column(Path.Combine(dir, "metrics.csv"), "loss");
+        Assert.Equal(steps, loss.Length);
+        Assert.True(loss.TakeLast(10).Average() < 0.5 * loss.Take(10).Average(), $"SFT loss {loss.Take(10).Average():F3} -> {loss.TakeLast(10).Average():F3}");
+        return Path.Combine(dir, "sft.gguf");
+    }
+
     [Fact]
     public void SftThenGrpoThenEval()
     {
         string dir = Path.Combine(Path.GetTempPath(), $"sputnik-train-{Environment.ProcessId}");
         try
         {
-            var sft = CliRunner.Run("train", "sft", "--task", "easy", "--preset", "micro", "--out", dir, "--steps", "120", "--batch", "8",
-                "--lr", "3e-3", "--eval-n", "20", "--threads", "2");
-            Assert.True(sft.ExitCode == 0, sft.StdErr);
-            var loss = Column(Path.Combine(dir, "metrics.csv"), "loss");
-            Assert.Equal(120, loss.Length);
-            Assert.True(loss.TakeLast(10).Average() < 0.5 * loss.Take(10).Average(), $"SFT loss {loss.Take(10).Average():F3} -> {loss.TakeLast(10).Average():F3}");
+            string sftModel = SftLossHalves("micro", dir, steps: 120, evalN: 20);
             Assert.True(File.Exists(Path.Combine(dir, "sft_loss.png")));
-            string sftModel = Path.Combine(dir, "sft.gguf");
 
             string gdir = Path.Combine(dir, "grpo");
             var grpo = CliRunner.Run("train", "grpo", "--init", sftModel, "--task", "easy", "--out", gdir, "--steps", "16", "--prompts", "8",
@@ -61,13 +67,7 @@ public class TrainCliTests
         string dir = Path.Combine(Path.GetTempPath(), $"sputnik-train-ds-{Environment.ProcessId}");
         try
         {
-            var sft = CliRunner.Run("train", "sft", "--task", "easy", "--preset", "micro-ds", "--out", dir, "--steps", "80", "--batch", "8",
-                "--lr", "3e-3", "--eval-n", "4", "--threads", "2");
-            Assert.True(sft.ExitCode == 0, sft.StdErr);
-            var loss = Column(Path.Combine(dir, "metrics.csv"), "loss");
-            Assert.Equal(80, loss.Length);
-            Assert.True(loss.TakeLast(10).Average() < 0.5 * loss.Take(10).Average(), $"SFT loss {loss.Take(10).Average():F3} -> {loss.TakeLast(10).Average():F3}");
-            string sftModel = Path.Combine(dir, "sft.gguf");
+            string sftModel = SftLossHalves("micro-ds", dir, steps: 80, evalN: 4);
             using (var f = Sputnik.Gguf.GgufFile.Open(sftModel)) Assert.Equal("deepseek2", f.Architecture);
 
             // GRPO initialises from the deepseek2 file and samples through the inference engine (DeepSeek2)
