@@ -18,8 +18,9 @@ internal static class EvalCommand
         var maxNew = new Option<int>("--max-new") { Description = "Max completion tokens (the model context bounds it too)", DefaultValueFactory = _ => 400 };
         var split = new Option<string>("--split") { Description = "test (default: the reported numbers), dev (for choosing settings), held-out (dev + test, the pre-split set)", DefaultValueFactory = _ => "test" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var failures = new Option<string?>("--failures") { Description = "Write every sample that was not correct to this JSON Lines file (task, prompt, expected, grade, completion, reference trace)" };
         var threads = CliOptions.Threads();
-        var cmd = new Command("eval", "Evaluate a model on held-out problems of a task (never seen in training)") { model, task, n, k, temp, maxNew, split, json, threads };
+        var cmd = new Command("eval", "Evaluate a model on held-out problems of a task (never seen in training)") { model, task, n, k, temp, maxNew, split, json, failures, threads };
         cmd.SetAction(r =>
         {
             string path = CliOptions.ResolveModel(r.GetValue(model));
@@ -28,6 +29,7 @@ internal static class EvalCommand
             var t = ReasoningTask.Create(r.GetValue(task)!);
             using var engine = new RolloutEngine(path, r.GetValue(threads));
             var res = Evaluation.Run(engine, t, r.GetValue(n), r.GetValue(k), r.GetValue(temp), r.GetValue(maxNew), split: ReasoningTask.ParseSplit(r.GetValue(split)!));
+            if (r.GetValue(failures) is { } failurePath) WriteFailures(failurePath, res.Failures);
             if (r.GetValue(json))
             {
                 var o = new JsonObject
@@ -45,5 +47,19 @@ internal static class EvalCommand
             return 0;
         });
         return cmd;
+    }
+
+    private static void WriteFailures(string path, IReadOnlyList<EvalFailure> failures)
+    {
+        using var w = new StreamWriter(path);
+        foreach (var f in failures)
+        {
+            var o = new JsonObject
+            {
+                ["task"] = f.Problem.Task, ["prompt"] = f.Problem.Prompt, ["expected"] = f.Problem.Expected,
+                ["grade"] = f.Grade == Grade.Malformed ? "malformed" : "wrong", ["completion"] = f.Completion, ["reference"] = f.Problem.Trace,
+            };
+            w.WriteLine(o.ToJsonString());
+        }
     }
 }

@@ -3,7 +3,11 @@ using Sputnik.Training.Tasks;
 namespace Sputnik.Training;
 
 /// <summary>Evaluation result (test or dev split); field names match `sputnik eval --json`.</summary>
-internal sealed record EvalResult(string Task, int N, double PassAt1, double PassAtK, int K, double MeanThinkTokens, IReadOnlyDictionary<string, double> PassAt1ByTask);
+internal sealed record EvalResult(string Task, int N, double PassAt1, double PassAtK, int K, double MeanThinkTokens, IReadOnlyDictionary<string, double> PassAt1ByTask,
+    IReadOnlyList<EvalFailure> Failures);
+
+/// <summary>One sample that did not earn the full reward: the problem (with its reference trace), what the model wrote, and the grade.</summary>
+internal sealed record EvalFailure(Problem Problem, string Completion, Grade Grade);
 
 internal static class Evaluation
 {
@@ -21,6 +25,7 @@ internal static class Evaluation
         double sum1 = 0, thinkSum = 0;
         int anyCorrect = 0;
         var byTask = new Dictionary<string, (double Sum, int Count)>();
+        var failures = new List<EvalFailure>();
         for (int i = 0; i < problems.Count; i++)
         {
             int correct = 0;
@@ -28,7 +33,9 @@ internal static class Evaluation
             {
                 var r = outs[i * k + s];
                 thinkSum += r.ThinkTokens;
-                if (task.Verify(problems[i], r.Text) == Grade.Correct) correct++;
+                var grade = task.Verify(problems[i], r.Text);
+                if (grade == Grade.Correct) correct++;
+                else failures.Add(new EvalFailure(problems[i], r.Text, grade));
             }
             double frac = (double)correct / k;
             sum1 += frac;
@@ -38,6 +45,6 @@ internal static class Evaluation
         }
         int count = Math.Max(1, problems.Count);
         return new EvalResult(task.Name, problems.Count, sum1 / count, (double)anyCorrect / count, k, thinkSum / Math.Max(1, outs.Length),
-            byTask.ToDictionary(kv => kv.Key, kv => kv.Value.Sum / kv.Value.Count));
+            byTask.ToDictionary(kv => kv.Key, kv => kv.Value.Sum / kv.Value.Count), failures);
     }
 }

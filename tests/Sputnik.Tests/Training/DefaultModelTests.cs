@@ -26,4 +26,29 @@ public class DefaultModelTests
         Assert.StartsWith("{", r.StdOut.Trim());
         Assert.Contains("\"pass_at_1\"", r.StdOut);
     }
+
+    [Fact]
+    public void EvalFailuresFileHoldsEveryWrongSampleWithItsReference()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"sputnik-failures-{Guid.NewGuid():N}.jsonl");
+        try
+        {
+            // 40 tokens cannot hold a multiplication trace, so every sample is cut off before </think>: all 6 are failures
+            var r = CliRunner.Run("eval", "--task", "multiplication", "--n", "6", "--max-new", "40", "--json", "--failures", path, "-t", "1");
+            Assert.True(r.ExitCode == 0, r.StdErr);
+            Assert.Equal(0, System.Text.Json.JsonDocument.Parse(r.StdOut).RootElement.GetProperty("pass_at_1").GetDouble());
+            var lines = File.ReadAllLines(path);
+            Assert.Equal(6, lines.Length);
+            foreach (var line in lines)
+            {
+                var o = System.Text.Json.JsonDocument.Parse(line).RootElement;
+                Assert.Equal("multiplication", o.GetProperty("task").GetString());
+                Assert.Equal("malformed", o.GetProperty("grade").GetString());
+                Assert.Contains("by columns", o.GetProperty("reference").GetString());
+                Assert.DoesNotContain("</think>", o.GetProperty("completion").GetString());
+                Assert.NotEmpty(o.GetProperty("completion").GetString()!);
+            }
+        }
+        finally { File.Delete(path); }
+    }
 }
