@@ -1,3 +1,4 @@
+using Sputnik.Training;
 using Sputnik.Training.Tasks;
 using Xunit;
 
@@ -30,13 +31,19 @@ public class TaskTests
     [Fact]
     public void TracesComputeStepByStep()
     {
-        Assert.Equal("347+285, by columns:\na: A7 B4 C3\nb: p5 q8 r2\nA7+p5+0=12, 2 c1\nB4+q8+1=13, 32 c1\nC3+r2+1=6, 632 c0\nso 347+285=632\n",
+        Assert.Equal("347+285, by columns:\na: A7 B4 C3\nb: p5 q8 r2\nA7+p5='12+0=12, 2 c1\nB4+q8='12+1=13, 32 c1\nC3+r2=5+1=6, 632 c0\nso 347+285=632\n",
             ArithmeticTask.AddTrace(347, 285));
-        Assert.Equal("95+7, by columns:\na: A5 B9\nb: p7\nA5+p7+0=12, 2 c1\nB9+q0+1=10, 02 c1\nc1: 102\nso 95+7=102\n", ArithmeticTask.AddTrace(95, 7));
-        Assert.Equal("347*28, by columns:\na: A7 B4 C3\nb: p8 q2\nk0: A7*p8=56 +0=56, 6 c5\nk1: B4*p8=32 A7*q2=14+32=46 +5=51, 16 c5\n" +
-            "k2: C3*p8=24 B4*q2=8+24=32 +5=37, 716 c3\nk3: C3*q2=6 +3=9, 9716 c0\nso 347*28=9716\n", ArithmeticTask.MulTrace(347, 28));
-        Assert.Equal("304-9, by columns:\na: A4 B0 C3\nb: p9\nA4-p9-0=-5+10=5, 5 b1\nB0-q0-1=-1+10=9, 95 b1\nC3-r0-1=2, 295 b0\nso 304-9=295\n",
+        Assert.Equal("95+7, by columns:\na: A5 B9\nb: p7\nA5+p7='12+0=12, 2 c1\nB9+q0=9+1='10, 02 c1\nc1: 102\nso 95+7=102\n", ArithmeticTask.AddTrace(95, 7));
+        Assert.Equal("347*28, by columns:\na: A7 B4 C3\nb: p8 q2\nk0: A7*p8=56 +0=56, 6 c5\nk1: B4*p8=32 A7*q2=14+32=46 +5='51, 16 c5\n" +
+            "k2: C3*p8=24 B4*q2=8+24='32 +5=37, 716 c3\nk3: C3*q2=6 +3=9, 9716 c0\nso 347*28=9716\n", ArithmeticTask.MulTrace(347, 28));
+        Assert.Equal("304-9, by columns:\na: A4 B0 C3\nb: p9\ncmp: C3>r0 so a-b\nA4-p9=-5-0=-5+10=5, 5 b1\nB0-q0=0-1=-1+10=9, 95 b1\nC3-r0=3-1=2, 295 b0\nso 304-9=295\n",
             ArithmeticTask.SubTrace(304, 9));
+        // a smaller minuend: compared from the top place (absent digits are 0), subtracted the other way, sign in the closing line
+        Assert.Equal("52-347, by columns:\na: A2 B5\nb: p7 q4 r3\ncmp: C0<r3 so b-a\np7-A2=5-0=5, 5 b0\nq4-B5=-1-0=-1+10=9, 95 b1\nr3-C0=3-1=2, 295 b0\nso 52-347=-295\n",
+            ArithmeticTask.SubTrace(52, 347));
+        Assert.Equal("45-45, by columns:\na: A5 B4\nb: p5 q4\ncmp: B4=q4 A5=p5 so a-b\nA5-p5=0-0=0, 0 b0\nB4-q4=0-0=0, 00 b0\nso 45-45=0\n", ArithmeticTask.SubTrace(45, 45));
+        Assert.Contains("cmp: D6>s5 so a-b", ArithmeticTask.SubTrace(6000, 5999));
+        Assert.Contains("cmp: D6=s6 C0<r1 so b-a", ArithmeticTask.SubTrace(6000, 6100));
         // every trace line's arithmetic is right: the closing line states the true result for random operands
         var rng = new Random(5);
         for (int i = 0; i < 200; i++)
@@ -44,11 +51,24 @@ public class TaskTests
             int a = rng.Next(10000), b = rng.Next(1000);
             Assert.EndsWith($"so {a}*{b}={a * b}\n", ArithmeticTask.MulTrace(a, b));
             Assert.EndsWith($"so {a}+{b}={a + b}\n", ArithmeticTask.AddTrace(a, b));
+            int c = rng.Next(10000);
+            string sub = ArithmeticTask.SubTrace(a, c);
+            Assert.EndsWith($"so {a}-{c}={a - c}\n", sub);
+            Assert.Contains(a < c ? " so b-a\n" : " so a-b\n", sub);
         }
-        string sub = ArithmeticTask.SubTrace(52, 347);
-        Assert.Contains("swap", sub);
-        Assert.EndsWith("52-347=-295\n", sub);
-        Assert.Contains("so 347-52=295", sub);
+    }
+
+    [Fact]
+    public void LongestProblemsFitTheTinyPresetsContext()
+    {
+        // SFT skips examples longer than the context, so a trace that grew past it would silently drop the hardest problems
+        int context = TrainConfig.Preset("tiny-r1-ds", R1Format.Tokenizer.VocabSize).MaxSeq;
+        foreach (var (a, b) in new[] { (9999, 999), (9898, 989), (8989, 898) })
+        {
+            var p = new Problem("multiplication", $"{a}*{b}", $"What is the product of {a} and {b}?", ArithmeticTask.MulTrace(a, b), $"The answer is {(long)a * b}.", "");
+            int length = R1Format.EncodePrompt(p.Prompt).Length + R1Format.EncodeCompletion(p).Length;
+            Assert.InRange(length, 300, context);
+        }
     }
 
     [Fact]

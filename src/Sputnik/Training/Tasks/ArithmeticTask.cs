@@ -76,7 +76,11 @@ internal sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB
      * of the last line and never has to be assembled from scattered digits.
      */
 
-    /// <summary>Column addition: "B4+q9+1=14, 42 c1" — place digits, carry in, sum, result so far, carry out.</summary>
+    /// <summary>
+    /// Column addition: "B4+q9='13+1=14, 42 c1" — place digits and their sum, then the carry in added on its own (a
+    /// trace that added three numbers at once, "B4+q9+1=14", was where the model most often dropped the carry),
+    /// the result so far and the carry out; "'" marks a units overflow (see <see cref="AppendEquals"/>).
+    /// </summary>
     public static string AddTrace(long a, long b)
     {
         var sb = new StringBuilder();
@@ -86,10 +90,13 @@ internal sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB
         string partial = "";
         for (int i = 0; i < Math.Max(da.Length, db.Length); i++)
         {
-            int s = At(da, i) + At(db, i) + carry;
+            int pair = At(da, i) + At(db, i), s = pair + carry;
             partial = Inv(s % 10) + partial;
-            sb.Append(LabelsA[i]).Append(At(da, i)).Append('+').Append(LabelsB[i]).Append(At(db, i)).Append('+').Append(carry)
-              .Append('=').Append(s).Append(", ").Append(partial).Append(" c").Append(s / 10).Append('\n');
+            sb.Append(LabelsA[i]).Append(At(da, i)).Append('+').Append(LabelsB[i]).Append(At(db, i));
+            AppendEquals(sb, At(da, i), At(db, i));
+            sb.Append('+').Append(carry);
+            AppendEquals(sb, pair, carry);
+            sb.Append(", ").Append(partial).Append(" c").Append(s / 10).Append('\n');
             carry = s / 10;
         }
         if (carry > 0) sb.Append("c1: ").Append(partial = "1" + partial).Append('\n');
@@ -98,36 +105,49 @@ internal sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB
     }
 
     /// <summary>
-    /// Column subtraction with borrows ("B4-q9-0=-5+10=5, 52 b1"); a smaller minuend is swapped first and the sign put
-    /// back at the end. Leading zeros of the result are dropped only in the closing line.
+    /// Column subtraction. The operands are restated first and then compared from the top place down
+    /// ("cmp: C0&lt;r3 so b-a"; absent digits are 0), so the order is decided from tagged digits on the page rather than
+    /// from the prompt. Each column subtracts the two place digits, then the borrow on its own, and adds 10 when
+    /// negative ("q4-B5=-1-0=-1+10=9, 95 b1"). A smaller minuend is handled by subtracting the other way round and
+    /// putting the sign in the closing line, which also drops the result's leading zeros.
     /// </summary>
     public static string SubTrace(long a, long b)
     {
         var sb = new StringBuilder();
         sb.Append(a).Append('-').Append(b).Append(", by columns:\n");
-        long x = a, y = b;
-        if (a < b) { sb.Append(a).Append('<').Append(b).Append(" so swap: ").Append(b).Append('-').Append(a).Append('\n'); (x, y) = (b, a); }
-        var (dx, dy) = Restate(sb, x, y);
+        var (da, db) = Restate(sb, a, b);
+        int places = Math.Max(da.Length, db.Length);
+        sb.Append("cmp:");
+        bool swap = false;
+        for (int i = places - 1; i >= 0; i--)
+        {
+            int x = At(da, i), y = At(db, i);
+            sb.Append(' ').Append(LabelsA[i]).Append(x).Append(x < y ? '<' : x > y ? '>' : '=').Append(LabelsB[i]).Append(y);
+            if (x != y) { swap = x < y; break; }
+        }
+        sb.Append(swap ? " so b-a\n" : " so a-b\n");
+        var (top, topLabels, bottom, bottomLabels) = swap ? (db, LabelsB, da, LabelsA) : (da, LabelsA, db, LabelsB);
         int borrow = 0;
         string partial = "";
-        for (int i = 0; i < dx.Length; i++)
+        for (int i = 0; i < places; i++)
         {
-            int d = dx[i] - At(dy, i) - borrow;
-            sb.Append(LabelsA[i]).Append(dx[i]).Append('-').Append(LabelsB[i]).Append(At(dy, i)).Append('-').Append(borrow).Append('=').Append(d);
+            int pair = At(top, i) - At(bottom, i), d = pair - borrow;
+            sb.Append(topLabels[i]).Append(At(top, i)).Append('-').Append(bottomLabels[i]).Append(At(bottom, i)).Append('=').Append(pair)
+              .Append('-').Append(borrow).Append('=').Append(d);
             borrow = d < 0 ? 1 : 0;
             if (d < 0) sb.Append("+10=").Append(d += 10);
             partial = Inv(d) + partial;
             sb.Append(", ").Append(partial).Append(" b").Append(borrow).Append('\n');
         }
-        sb.Append("so ").Append(x).Append('-').Append(y).Append('=').Append(x - y).Append('\n');
-        if (a < b) sb.Append("swap back: ").Append(a).Append('-').Append(b).Append('=').Append(a - b).Append('\n');
+        sb.Append("so ").Append(a).Append('-').Append(b).Append('=').Append(a - b).Append('\n');
         return sb.ToString();
     }
 
     /// <summary>
     /// Long multiplication by output columns: column k ("k2:") sums the digit products a_i·b_j with i + j = k, one
-    /// product and one running sum at a time ("C7*p8=56 B2*q6=12+56=68 A1*r3=3+68=71"), adds the carry ("+2=73"),
-    /// and keeps the low digit ("328 c7"). Every step is a one-digit product or a two-number sum.
+    /// product and one running sum at a time ("C7*p8=56 B2*q6=12+56='68 A1*r3=3+68=71"), adds the carry ("+2=73"),
+    /// and keeps the low digit ("328 c7"). Every step is a one-digit product or a two-number sum; "'" marks a sum
+    /// whose units overflow (see <see cref="AppendEquals"/>).
     /// </summary>
     public static string MulTrace(long a, long b)
     {
@@ -145,12 +165,13 @@ internal sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB
             {
                 int j = k - i, prod = da[i] * db[j];
                 sb.Append(' ').Append(LabelsA[i]).Append(da[i]).Append('*').Append(LabelsB[j]).Append(db[j]).Append('=').Append(prod);
-                if (!first) sb.Append('+').Append(sum).Append('=').Append(sum + prod);
+                if (!first) { sb.Append('+').Append(sum); AppendEquals(sb, prod, sum); }
                 sum += prod;
                 first = false;
             }
             int total = sum + carry;
-            sb.Append(" +").Append(carry).Append('=').Append(total);
+            sb.Append(" +").Append(carry);
+            AppendEquals(sb, sum, carry);
             partial = Inv(total % 10) + partial;
             carry = total / 10;
             sb.Append(", ").Append(partial).Append(" c").Append(carry).Append('\n');
@@ -158,5 +179,18 @@ internal sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB
         if (carry > 0) sb.Append('c').Append(carry).Append(": ").Append(partial = Inv(carry) + partial).Append('\n');
         sb.Append("so ").Append(a).Append('*').Append(b).Append('=').Append(a * b).Append('\n');
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// "=" and the sum x + y, with "'" before it when the units digits overflow ("36+24='60"). The model writes a sum's
+    /// digits most significant first, so the tens digit depends on a carry out of the units it has not written yet;
+    /// that was where almost all multiplication errors were. The mark makes that carry a token of its own, decided
+    /// from the two units digits alone, before the digits that need it.
+    /// </summary>
+    private static void AppendEquals(StringBuilder sb, int x, int y)
+    {
+        sb.Append('=');
+        if (x % 10 + y % 10 >= 10) sb.Append('\'');
+        sb.Append(x + y);
     }
 }
