@@ -145,7 +145,7 @@ internal sealed class ArithmeticTask(char op, int maxDigitsA = 4, int maxDigitsB
 
     /// <summary>
     /// Long multiplication by output columns: column k ("k2:") sums the digit products a_i·b_j with i + j = k, one
-    /// product and one running sum at a time ("C7*p8=56 B2*q6=12+56='68 A1*r3=3+68=71"), adds the carry ("+2=73"),
+    /// product and one running sum at a time ("C7*p8=56 B2*q6=12+56=68 A1*r3=3+68='71"), adds the carry ("+2=73"),
     /// and keeps the low digit ("328 c7"). Every step is a one-digit product or a two-number sum; "'" marks a sum
     /// whose units overflow (see <see cref="AppendEquals"/>).
     /// </summary>
