@@ -41,7 +41,8 @@ internal static class EvalCommand
             }
             else
             {
-                Console.WriteLine($"task {res.Task}: n={res.N} pass@1 {res.PassAt1:P1} pass@{res.K} {res.PassAtK:P1} mean thinking {res.MeanThinkTokens:F1} tokens");
+                string passK = res.K > 1 ? $" pass@{res.K} {res.PassAtK:P1}" : "";   // with one greedy sample pass@k is pass@1
+                Console.WriteLine($"task {res.Task}: n={res.N} pass@1 {res.PassAt1:P1}{passK} mean thinking {res.MeanThinkTokens:F1} tokens");
                 foreach (var (name, v) in res.PassAt1ByTask.OrderBy(kv => kv.Key)) Console.WriteLine($"  {name}: pass@1 {v:P1}");
             }
             return 0;

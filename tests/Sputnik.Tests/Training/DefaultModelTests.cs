@@ -28,6 +28,18 @@ public class DefaultModelTests
     }
 
     [Fact]
+    public void EvalTextNamesPassAtKOnlyWhenSampling()
+    {
+        var greedy = CliRunner.Run("eval", "--task", "addition", "--n", "5", "-t", "1");
+        Assert.True(greedy.ExitCode == 0, greedy.StdErr);
+        Assert.Contains("n=5 pass@1 ", greedy.StdOut);
+        Assert.Equal(2, greedy.StdOut.Split('\n')[0].Split("pass@").Length); // pass@1 once on the summary line
+        var sampled = CliRunner.Run("eval", "--task", "addition", "--n", "5", "--samples", "2", "-t", "1");
+        Assert.True(sampled.ExitCode == 0, sampled.StdErr);
+        Assert.Contains(" pass@2 ", sampled.StdOut);
+    }
+
+    [Fact]
     public void EvalFailuresFileHoldsEveryWrongSampleWithItsReference()
     {
         string path = Path.Combine(Path.GetTempPath(), $"sputnik-failures-{Guid.NewGuid():N}.jsonl");
