@@ -27,9 +27,11 @@ internal static class EvalCommand
             if (!File.Exists(path)) throw new FileNotFoundException($"model not found: {path}");
             if (r.GetValue(n) < 1 || r.GetValue(k) < 1) throw new ArgumentException("--n and --samples must be at least 1");
             var t = ReasoningTask.Create(r.GetValue(task)!);
+            // opened before the evaluation, so a path that cannot be written fails in a second, not after the whole run
+            using var failureFile = r.GetValue(failures) is { } failurePath ? new StreamWriter(failurePath) : null;
             using var engine = new RolloutEngine(path, r.GetValue(threads));
             var res = Evaluation.Run(engine, t, r.GetValue(n), r.GetValue(k), r.GetValue(temp), r.GetValue(maxNew), split: ReasoningTask.ParseSplit(r.GetValue(split)!));
-            if (r.GetValue(failures) is { } failurePath) WriteFailures(failurePath, res.Failures);
+            if (failureFile != null) WriteFailures(failureFile, res.Failures);
             if (r.GetValue(json))
             {
                 var o = new JsonObject
@@ -50,9 +52,8 @@ internal static class EvalCommand
         return cmd;
     }
 
-    private static void WriteFailures(string path, IReadOnlyList<EvalFailure> failures)
+    private static void WriteFailures(StreamWriter w, IReadOnlyList<EvalFailure> failures)
     {
-        using var w = new StreamWriter(path);
         foreach (var f in failures)
         {
             var o = new JsonObject

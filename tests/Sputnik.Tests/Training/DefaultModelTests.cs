@@ -65,6 +65,16 @@ public class DefaultModelTests
     }
 
     [Fact]
+    public void EvalFailuresPathThatCannotBeWrittenIsAClearError()
+    {
+        var r = CliRunner.Run("eval", "--n", "500", "--failures", "/nonexistent-dir/failures.jsonl", "-t", "1");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("nonexistent-dir", r.StdErr);
+        Assert.DoesNotContain("   at ", r.StdErr); // one line, no stack trace
+        Assert.DoesNotContain("pass@1", r.StdOut); // failed before evaluating
+    }
+
+    [Fact]
     public void EmbeddedModelCacheNamesFollowTheBytesNotTheSize()
     {
         // a retrained model has the same shape and size as the old one; the cache must not hand back the old file
