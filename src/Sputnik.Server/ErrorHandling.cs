@@ -15,6 +15,8 @@ internal static class ErrorHandling
         try
         {
             await next(ctx);
+            if (!ctx.Response.HasStarted && ctx.Response.StatusCode >= 400 && ctx.Response.ContentType == null && ctx.Response.ContentLength is null or 0)
+                await WriteAsync(ctx, Unexplained(ctx));
         }
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
         {
@@ -43,6 +45,23 @@ internal static class ErrorHandling
         }
     }
 
+    /// <summary>
+    /// An error status set without a body — no route (any path, dotted ones included), a route without this method
+    /// (405 with the Allow header routing set), a parameter that did not bind — explained in OpenAI's shape.
+    /// </summary>
+    private static ApiException Unexplained(HttpContext ctx)
+    {
+        var req = ctx.Request;
+        int status = ctx.Response.StatusCode;
+        string allow = ctx.Response.Headers.Allow.ToString();
+        return status switch
+        {
+            404 => new ApiException(404, $"Unknown route: {req.Method} {req.Path}", code: "unknown_route"),
+            405 => new ApiException(405, $"{req.Method} is not allowed on {req.Path}; use {(allow.Length > 0 ? allow : "another method")}", code: "method_not_allowed"),
+            _ => new ApiException(status, $"the request to {req.Method} {req.Path} is not valid (HTTP {status})"),
+        };
+    }
+
     public static async Task WriteAsync(HttpContext ctx, ApiException err)
     {
         if (ctx.Response.HasStarted)
@@ -60,7 +79,11 @@ internal static class ErrorHandling
             }
             return;
         }
+        var allow = ctx.Response.Headers.Allow;
+        var corsOrigin = ctx.Response.Headers.AccessControlAllowOrigin;
         ctx.Response.Clear();
+        if (err.Status == 405) ctx.Response.Headers.Allow = allow;
+        if (corsOrigin.Count > 0) ctx.Response.Headers.AccessControlAllowOrigin = corsOrigin; // a cross-site caller may read the error
         if (err.RetryAfterSeconds is { } s) ctx.Response.Headers.RetryAfter = s.ToString(System.Globalization.CultureInfo.InvariantCulture);
         if (err.Status == 401) ctx.Response.Headers.WWWAuthenticate = "Bearer";
         await Http.WriteJsonAsync(ctx, err.Status, new ErrorBody(new ErrorDetail(err.Message, err.Type, err.Param, err.Code)), ServerJson.Api.ErrorBody);

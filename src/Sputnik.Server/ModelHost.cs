@@ -8,7 +8,7 @@ namespace Sputnik.Server;
 /// <summary>The loaded model, its prompt builder and scheduler, and the facts the API reports about it.</summary>
 internal sealed class ModelHost : IDisposable
 {
-    public ModelHost(SputnikModel model, ServerOptions options, ServerMetrics metrics, bool ownsModel)
+    public ModelHost(SputnikModel model, ServerOptions options, ServerMetrics metrics, bool ownsModel, Action<string>? log = null)
     {
         Model = model;
         Options = options;
@@ -18,12 +18,14 @@ internal sealed class ModelHost : IDisposable
         Builder = new ChatPromptBuilder(model.Tokenizer, options.ChatTemplate ?? model.ChatTemplate);
         DefaultSampling = model.RecommendedSampling();
         var info = new FileInfo(options.ModelPath);
-        Identity = FileIdentity(info);
-        Fingerprint = "fp_" + Identity[..10];
+        Fingerprint = "fp_" + QuickIdentity(info)[..10];
+        var tok = model.Tokenizer;
+        for (int id = 0; id < tok.VocabSize; id++) MaxTokenBytes = Math.Max(MaxTokenBytes, tok.PieceBytes(id, renderSpecial: true).Length);
         Func<Sputnik.Models.ICacheRows, PromptCache>? cache = options.CacheRamMb > 0 || options.CacheDir != null
-            ? shape => new PromptCache(options.CacheRamMb * 1024L * 1024L, options.CacheDir, Identity + "|ctx" + model.ContextLength, shape)
+            ? shape => new PromptCache(options.CacheRamMb * 1024L * 1024L, options.CacheDir, options.CacheDiskMb * 1024L * 1024L,
+                CacheIdentity(info, options.CacheDir) + "|ctx" + model.ContextLength, shape, log)
             : null;
-        Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache, prefillChunk: options.PrefillChunk);
+        Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache, prefillChunk: options.PrefillChunk, log: log);
         Created = info.Exists ? new DateTimeOffset(info.LastWriteTimeUtc).ToUnixTimeSeconds() : DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     }
 
@@ -40,12 +42,15 @@ internal sealed class ModelHost : IDisposable
     public Sputnik.Inference.SamplingOptions DefaultSampling { get; }
     public Scheduler Scheduler { get; }
 
-    /// <summary>404 for a model name that is neither the served id nor the file name; absent means the served one.</summary>
-    public void CheckModel(string? name)
-    {
-        if (string.IsNullOrEmpty(name) || name == Id || name == Path.GetFileName(Options.ModelPath)) return;
-        throw new ApiException(404, $"The model '{name}' does not exist; this server serves '{Id}'", "model", "model_not_found");
-    }
+    /// <summary>The most UTF-8 bytes one token spells (special tokens included): text of C characters is at least C / this many tokens.</summary>
+    public int MaxTokenBytes { get; } = 1;
+
+    /// <summary>
+    /// The largest completion request body worth reading: --max-body, or less when the context is small — a prompt
+    /// that fits is at most n_ctx × MaxTokenBytes characters, each at most 6 bytes as JSON (\uXXXX), plus 1 MiB
+    /// for the other fields (tools, a schema).
+    /// </summary>
+    public long BodyLimit => Math.Min(Options.MaxBodyBytes, (long)Model.ContextLength * MaxTokenBytes * 6 + (1 << 20));
 
     public ModelCard Card()
     {
@@ -55,10 +60,15 @@ internal sealed class ModelHost : IDisposable
                 Model.ChatTemplate != null, Builder.SupportsThinking, Scheduler.SlotCount));
     }
 
-    /// <summary>The model file's identity: its size and a hash of its first MiB (header, metadata, first tensors).</summary>
-    public string Identity { get; }
+    /// <summary>
+    /// What the prompt cache's files are tied to: with --cache-dir the SHA-256 of the whole model file (remembered
+    /// there by path, size and time, see <see cref="ModelFileHash"/>); RAM-only entries live and die with this process.
+    /// </summary>
+    private static string CacheIdentity(FileInfo info, string? cacheDir) =>
+        cacheDir != null && info.Exists ? ModelFileHash.Get(info.FullName, cacheDir) : QuickIdentity(info);
 
-    private static string FileIdentity(FileInfo info)
+    /// <summary>For system_fingerprint: the model file's size and a hash of its first MiB (header, metadata, first tensors).</summary>
+    private static string QuickIdentity(FileInfo info)
     {
         if (!info.Exists) return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(info.FullName)));
         using var f = info.OpenRead();

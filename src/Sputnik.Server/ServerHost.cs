@@ -46,7 +46,7 @@ public sealed class ServerHost : IAsyncDisposable
         ConversationStore? store = null;
         try
         {
-            host = new ModelHost(model, options, metrics, owns);
+            host = new ModelHost(model, options, metrics, owns, log == null ? null : message => log(LogLevel.Warning, message));
             if (options.EnableWebApp) store = ConversationStore.Open(options.DataDir ?? DefaultDataDir());
             var app = Build(options, host, store, log);
             await app.StartAsync(cancellationToken);
@@ -73,11 +73,17 @@ public sealed class ServerHost : IAsyncDisposable
         {
             k.Limits.MaxRequestBodySize = options.MaxBodyBytes;
             k.AddServerHeader = false;
+            // Above RequestGuards' limits, which answer with an error body; Kestrel's own answers have none.
+            k.Limits.MaxRequestLineSize = RequestGuards.KestrelRequestLineLimit;
+            k.Limits.MaxRequestHeadersTotalSize = RequestGuards.KestrelHeadersLimit;
+            k.Limits.MaxRequestHeaderCount = RequestGuards.KestrelHeaderCountLimit;
             var ip = options.Host == "localhost" ? IPAddress.Loopback : IPAddress.Parse(options.Host);
             k.Listen(ip, options.Port);
         });
         var app = builder.Build();
         app.Use(async (ctx, next) => await ErrorHandling.InvokeAsync(ctx, next, host.Metrics, log));
+        var guards = new RequestGuards(options);
+        app.Use(guards.InvokeAsync);
         if (options.ApiKey != null) app.Use((ctx, next) => ApiKeyCheck.InvokeAsync(ctx, next, options.ApiKey));
 
         app.MapPost("/v1/chat/completions", (HttpContext ctx) => ChatEndpoint.Handle(ctx, host));
@@ -88,10 +94,11 @@ public sealed class ServerHost : IAsyncDisposable
         if (store != null)
         {
             StaticFiles.Map(app);
+            app.MapGet("/app", (HttpContext ctx) => ctx.Response.Redirect("/")); // /app/ names no file: the app is at /
             ConversationEndpoints.Map(app, store);
         }
-        app.MapFallback((HttpContext ctx) =>
-            throw new ApiException(404, $"Unknown route: {ctx.Request.Method} {ctx.Request.Path}", code: "unknown_route"));
+        // No fallback route: an unknown path is routing's 404, a known one with another method its 405 with Allow,
+        // and ErrorHandling gives both an error body.
         return app;
     }
 

@@ -29,10 +29,19 @@ public sealed record ServerOptions
     public int PrefillChunk { get; init; } = 256;
     /// <summary>Where prompt-cache snapshots persist across restarts.</summary>
     public string? CacheDir { get; init; }
+    /// <summary>Disk for --cache-dir snapshots; the least recently used files are deleted above it.</summary>
+    public int CacheDiskMb { get; init; } = 2048;
     /// <summary>Where chat history (SQLite) lives; null = ~/.sputnik.</summary>
     public string? DataDir { get; init; }
-    /// <summary>Largest request body accepted (413 above).</summary>
+    /// <summary>Largest request body accepted (413 above); completion bodies are also bounded by what the context can hold.</summary>
     public long MaxBodyBytes { get; init; } = 8 * 1024 * 1024;
+    /// <summary>
+    /// Host header names the server answers (DNS-rebinding defence; the port is not compared). Null: the loopback
+    /// names (localhost, 127.0.0.1, [::1]) when bound to a loopback address, any name otherwise. "*" allows any.
+    /// </summary>
+    public IReadOnlyList<string>? AllowedHosts { get; init; }
+    /// <summary>Origins whose browser pages may call the API cross-site (CORS); empty: none, "*": any.</summary>
+    public IReadOnlyList<string> CorsOrigins { get; init; } = [];
     /// <summary>How often a queued streaming request gets a ": keep-alive" comment.</summary>
     public TimeSpan KeepAliveInterval { get; init; } = TimeSpan.FromSeconds(5);
     public PriceTable Prices { get; init; } = PriceTable.DeepSeekDefault;
@@ -53,6 +62,13 @@ public sealed record ServerOptions
         if (MaxQueue < 0) throw new ArgumentException($"--max-queue {MaxQueue} must not be negative");
         if (PrefillChunk < 0) throw new ArgumentException($"--prefill-chunk {PrefillChunk} must not be negative");
         if (CacheRamMb < 0) throw new ArgumentException($"--cache-ram {CacheRamMb} must not be negative");
+        if (CacheDiskMb < 0) throw new ArgumentException($"--cache-disk-mb {CacheDiskMb} must not be negative");
+        if (MaxBodyBytes <= 0) throw new ArgumentException("--max-body must be at least 1 (MB)");
+        if (AllowedHosts is { } hosts && hosts.Any(h => string.IsNullOrWhiteSpace(h) || h.Contains('/')))
+            throw new ArgumentException("--allowed-hosts takes host names separated by commas (e.g. localhost,my-box.lan), or *");
+        foreach (string origin in CorsOrigins)
+            if (origin != "*" && !(Uri.TryCreate(origin, UriKind.Absolute, out var u) && u.Scheme is "http" or "https" && u.PathAndQuery == "/"))
+                throw new ArgumentException($"--cors-origin '{origin}' must be an origin like https://example.com (scheme, host and optional port), or *");
         if (WattsPerCore < 0) throw new ArgumentException($"--watts {WattsPerCore} must not be negative");
         if (ApiKey is { Length: 0 }) throw new ArgumentException("--api-key must not be empty");
     }

@@ -20,6 +20,10 @@ internal static class ServeCommand
         var cacheRam = new Option<int>("--cache-ram") { Description = "Prompt-cache RAM in MB beyond the slots' KV (LRU)", DefaultValueFactory = _ => d.CacheRamMb };
         var prefillChunk = new Option<int>("--prefill-chunk") { Description = "Prompt tokens prefilled per step, so other slots keep streaming (0 = whole prompt)", DefaultValueFactory = _ => d.PrefillChunk };
         var cacheDir = new Option<string?>("--cache-dir") { Description = "Persist prompt-cache KV here; reused after a restart of the same model file" };
+        var cacheDisk = new Option<int>("--cache-disk-mb") { Description = "Disk for --cache-dir snapshots in MB; least recently used files are deleted above it", DefaultValueFactory = _ => d.CacheDiskMb };
+        var maxBody = new Option<int>("--max-body") { Description = "Largest request body in MB (completions also stop at what the context can hold)", DefaultValueFactory = _ => (int)(d.MaxBodyBytes >> 20) };
+        var allowedHosts = new Option<string?>("--allowed-hosts") { Description = "Host names the server answers to, comma-separated, or * (default: loopback names when bound to loopback, any otherwise)" };
+        var cors = new Option<string?>("--cors-origin") { Description = "Web origins allowed to call the API from a browser (CORS), comma-separated, or * (default: none)" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Chat history folder (default ~/.sputnik)" };
         var alias = new Option<string?>("--alias") { Description = "Model name in the API (default: file name without .gguf)" };
         var watts = new Option<double>("--watts") { Description = "Watts per busy core for the energy estimate", DefaultValueFactory = _ => d.WattsPerCore };
@@ -30,7 +34,8 @@ internal static class ServeCommand
         var noWeb = new Option<bool>("--no-webui") { Description = "Serve the API only (no chat app, no history store)" };
         var cmd = new Command("serve", "Serve the model over an OpenAI/DeepSeek-compatible HTTP API with a chat web app")
         {
-            model, threads, host, port, parallel, ctx, apiKey, maxQueue, prefillChunk, cacheRam, cacheDir, dataDir, alias, watts, priceHit, priceMiss, priceOut, template, noWeb,
+            model, threads, host, port, parallel, ctx, apiKey, maxQueue, prefillChunk, cacheRam, cacheDir, cacheDisk, maxBody, allowedHosts, cors, dataDir, alias,
+            watts, priceHit, priceMiss, priceOut, template, noWeb,
         };
         cmd.SetAction(async (r, ct) =>
         {
@@ -38,7 +43,9 @@ internal static class ServeCommand
             {
                 ModelPath = CliOptions.ResolveModel(r.GetValue(model)), Threads = r.GetValue(threads), Host = r.GetValue(host)!, Port = r.GetValue(port),
                 Parallel = r.GetValue(parallel), ContextLength = r.GetValue(ctx), ApiKey = r.GetValue(apiKey), MaxQueue = r.GetValue(maxQueue), PrefillChunk = r.GetValue(prefillChunk),
-                CacheRamMb = r.GetValue(cacheRam), CacheDir = r.GetValue(cacheDir), DataDir = r.GetValue(dataDir), ModelAlias = r.GetValue(alias),
+                CacheRamMb = r.GetValue(cacheRam), CacheDir = r.GetValue(cacheDir), CacheDiskMb = r.GetValue(cacheDisk),
+                MaxBodyBytes = (long)r.GetValue(maxBody) << 20, AllowedHosts = List(r.GetValue(allowedHosts)), CorsOrigins = List(r.GetValue(cors)) ?? [],
+                DataDir = r.GetValue(dataDir), ModelAlias = r.GetValue(alias),
                 WattsPerCore = r.GetValue(watts), Prices = new PriceTable(r.GetValue(priceHit), r.GetValue(priceMiss), r.GetValue(priceOut)),
                 EnableWebApp = !r.GetValue(noWeb),
                 ChatTemplate = r.GetValue(template) is { } tf ? File.ReadAllText(tf) : null,
@@ -57,4 +64,7 @@ internal static class ServeCommand
         });
         return cmd;
     }
+
+    private static string[]? List(string? commaSeparated) =>
+        commaSeparated?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 }

@@ -18,13 +18,15 @@ internal static class ChatEndpoint
 
     public static async Task Handle(HttpContext ctx, ModelHost host)
     {
-        var body = RequestReader.ParseBody(await Http.ReadBodyAsync(ctx));
+        var body = RequestReader.ParseBody(await Http.ReadBodyAsync(ctx, host.BodyLimit));
         var req = RequestReader.Chat(body, host.DefaultSampling);
-        host.CheckModel(req.Model);
+        // Any 'model' name is served by the one model, as llama-server does; responses carry the served name.
+        Http.CheckPromptText(host, req.PromptCharacters, "messages");
 
         bool thinking = req.ThinkingEnabled ?? true;
         var prompt = host.Builder.Build(req.Messages, addGenerationPrompt: true, tools: req.Tools, thinking: thinking);
-        int maxTokens = Http.CheckContext(host, prompt.Tokens.Length, req.MaxTokens);
+        int maxTokens = Http.CompletionBudget(host, prompt.Tokens.Length, req.MaxTokens);
+        if (req.ResponseSchema != null) Http.CheckSchemaFits(host, req.ResponseSchema, maxTokens);
         ReasoningOptions? reasoning = null;
         if (host.Builder.SupportsThinking && thinking)
         {

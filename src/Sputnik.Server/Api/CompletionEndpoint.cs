@@ -11,14 +11,15 @@ internal static class CompletionEndpoint
 {
     public static async Task Handle(HttpContext ctx, ModelHost host)
     {
-        var req = RequestReader.Completion(RequestReader.ParseBody(await Http.ReadBodyAsync(ctx)), host.DefaultSampling);
-        host.CheckModel(req.Model);
+        var req = RequestReader.Completion(RequestReader.ParseBody(await Http.ReadBodyAsync(ctx, host.BodyLimit)), host.DefaultSampling);
+        // Any 'model' name is served by the one model, as llama-server does.
+        Http.CheckPromptText(host, (req.PromptText?.Length ?? 0) + (req.Suffix?.Length ?? 0), "prompt");
         var tok = host.Model.Tokenizer;
         int[] prompt = req.PromptTokens ?? Encode(tok, req.PromptText ?? "", req.Suffix);
         foreach (int t in prompt)
             if (t < 0 || t >= tok.VocabSize) throw ApiException.BadRequest($"token id {t} is outside the vocabulary (0..{tok.VocabSize - 1})", "prompt");
         if (prompt.Length == 0) prompt = [tok.BosId >= 0 ? tok.BosId : 0];
-        int maxTokens = Http.CheckContext(host, prompt.Length, req.MaxTokens);
+        int maxTokens = Http.CompletionBudget(host, prompt.Length, req.MaxTokens, "prompt");
         var options = new GenerationOptions { MaxTokens = maxTokens, Sampling = req.Sampling, StopStrings = req.Stop };
         var job = new InferenceJob(prompt, options, ctx.RequestAborted, req.TopLogprobs);
         host.Scheduler.Submit(job);

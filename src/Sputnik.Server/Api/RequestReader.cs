@@ -9,11 +9,15 @@ namespace Sputnik.Server.Api;
 internal sealed record ChatRequest(
     string? Model, List<ChatMessage> Messages, bool Stream, bool IncludeUsage, int? MaxTokens,
     SamplingOptions Sampling, IReadOnlyList<string> Stop, SchemaNode? ResponseSchema, List<object?>? Tools, string? ToolChoice,
-    int TopLogprobs, string? ReasoningEffort, bool? ThinkingEnabled, int? ThinkingBudget);
+    int TopLogprobs, string? ReasoningEffort, bool? ThinkingEnabled, int? ThinkingBudget)
+{
+    /// <summary>Characters of text the messages and tools put into the prompt (before the template adds its own).</summary>
+    public long PromptCharacters { get; init; }
+}
 
 /// <summary>A /v1/completions body, checked.</summary>
 internal sealed record CompletionRequest(
-    string? Model, string? PromptText, int[]? PromptTokens, string? Suffix, bool Stream, bool IncludeUsage, int MaxTokens,
+    string? Model, string? PromptText, int[]? PromptTokens, string? Suffix, bool Stream, bool IncludeUsage, int? MaxTokens,
     SamplingOptions Sampling, IReadOnlyList<string> Stop, int TopLogprobs, bool Echo);
 
 /// <summary>Reads request bodies field by field so each mistake becomes a 400 that names the field.</summary>
@@ -22,12 +26,13 @@ internal static class RequestReader
     public const int AbsurdMaxTokens = 1_000_000;
     private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool"];
 
-    public static JsonElement ParseBody(ReadOnlySpan<byte> body)
+    /// <summary>The body as a JSON object; the document keeps <paramref name="body"/> (no copy).</summary>
+    public static JsonElement ParseBody(byte[] body)
     {
-        if (body.IsEmpty) throw ApiException.BadRequest("the request body is empty; send a JSON object");
+        if (body.Length == 0) throw ApiException.BadRequest("the request body is empty; send a JSON object");
         try
         {
-            var doc = JsonDocument.Parse(body.ToArray(), new JsonDocumentOptions { MaxDepth = 64 });
+            var doc = JsonDocument.Parse(body.AsMemory(), new JsonDocumentOptions { MaxDepth = 64 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("the request body must be a JSON object");
             return doc.RootElement;
         }
@@ -50,6 +55,8 @@ internal static class RequestReader
         var responseSchema = ResponseFormat(f, messages);
 
         List<object?>? tools = null;
+        var toolNames = new HashSet<string>(StringComparer.Ordinal);
+        long toolCharacters = 0;
         if (f.Get("tools") is { } t)
         {
             if (t.ValueKind != JsonValueKind.Array) throw f.Bad("tools", "an array");
@@ -58,10 +65,13 @@ internal static class RequestReader
             {
                 if (tool.ValueKind != JsonValueKind.Object || !tool.TryGetProperty("function", out var fn) || fn.ValueKind != JsonValueKind.Object)
                     throw ApiException.BadRequest("each tool must be {\"type\":\"function\",\"function\":{...}}", "tools");
-                tools.Add(JsonNode.Parse(tool.GetRawText()));
+                if (fn.TryGetProperty("name", out var toolName) && toolName.ValueKind == JsonValueKind.String) toolNames.Add(toolName.GetString()!);
+                string raw = tool.GetRawText();
+                toolCharacters += raw.Length;
+                tools.Add(JsonNode.Parse(raw));
             }
         }
-        string? toolChoice = f.Get("tool_choice") is { ValueKind: JsonValueKind.String } tc ? tc.GetString() : null;
+        string? toolChoice = ToolChoice(f, toolNames, tools != null);
 
         int topLogprobs = -1;
         if (f.Bool("logprobs") == true) topLogprobs = (int)(f.Integer("top_logprobs", 0, 20) ?? 0);
@@ -86,10 +96,48 @@ internal static class RequestReader
         }
 
         var streamOptions = f.Has("stream_options") ? f.Object("stream_options") : default;
+        long promptCharacters = toolCharacters;
+        foreach (var m in messages)
+        {
+            promptCharacters += m.Content?.Length ?? 0;
+            foreach (var call in m.ToolCalls ?? []) promptCharacters += call.Name.Length + call.ArgumentsJson.Length;
+        }
         return new ChatRequest(
             f.String("model"), messages, f.Bool("stream") ?? false,
             f.Has("stream_options") && streamOptions.Bool("include_usage") == true,
-            MaxTokens(f), Sampling(f, defaults), f.StopStrings(), responseSchema, tools, toolChoice, topLogprobs, effort, thinking, budget);
+            MaxTokens(f), Sampling(f, defaults), f.StopStrings(), responseSchema, tools, toolChoice, topLogprobs, effort, thinking, budget)
+        {
+            PromptCharacters = promptCharacters,
+        };
+    }
+
+    /// <summary>
+    /// tool_choice as OpenAI defines it: "none", "auto", "required", or {"type":"function","function":{"name":…}}
+    /// naming one of the given tools. Returns the string form (a named function as its name).
+    /// </summary>
+    private static string? ToolChoice(JsonFields f, HashSet<string> toolNames, bool hasTools)
+    {
+        const string Param = "tool_choice";
+        switch (f.Get(Param))
+        {
+            case null:
+                return null;
+            case { ValueKind: JsonValueKind.String } s:
+                string choice = s.GetString()!;
+                if (choice is not ("none" or "auto" or "required"))
+                    throw ApiException.BadRequest($"'tool_choice' is '{choice}'; it must be none, auto, required or {{\"type\":\"function\",\"function\":{{\"name\":...}}}}", Param);
+                if (choice == "required" && !hasTools) throw ApiException.BadRequest("'tool_choice' is 'required' but no 'tools' were given", Param);
+                return choice;
+            case { ValueKind: JsonValueKind.Object }:
+                var tc = f.Object(Param);
+                if (tc.String("type") != "function") throw tc.Bad("type", "\"function\"");
+                string name = tc.Object("function").String("name") ?? throw ApiException.BadRequest("'tool_choice.function.name' is required", "tool_choice.function.name");
+                if (!toolNames.Contains(name))
+                    throw ApiException.BadRequest($"'tool_choice' names the function '{name}', which is not among 'tools'", "tool_choice.function.name");
+                return name;
+            default:
+                throw f.Bad(Param, "a string (none, auto, required) or an object naming a function");
+        }
     }
 
     /// <summary>
@@ -152,7 +200,7 @@ internal static class RequestReader
         var streamOptions = f.Has("stream_options") ? f.Object("stream_options") : default;
         return new CompletionRequest(f.String("model"), text, tokens, f.String("suffix"), f.Bool("stream") ?? false,
             f.Has("stream_options") && streamOptions.Bool("include_usage") == true,
-            MaxTokens(f) ?? 16, Sampling(f, defaults), f.StopStrings(), top, f.Bool("echo") ?? false);
+            MaxTokens(f), Sampling(f, defaults), f.StopStrings(), top, f.Bool("echo") ?? false);
     }
 
     private static void CheckN(JsonFields f)
@@ -210,9 +258,12 @@ internal static class RequestReader
         {
             if (role != "assistant" || tcs.ValueKind != JsonValueKind.Array) throw f.Bad("tool_calls", "an array on an assistant message");
             calls = [];
+            int callIndex = 0;
             foreach (var tc in tcs.EnumerateArray())
             {
-                var tf = new JsonFields(tc, at + ".tool_calls[].");
+                string callAt = $"{at}.tool_calls[{callIndex++}]";
+                if (tc.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest($"'{callAt}' must be an object", callAt);
+                var tf = new JsonFields(tc, callAt + ".");
                 var fn = tf.Object("function");
                 calls.Add(new ToolCall(tf.String("id") ?? $"call_{calls.Count}", fn.String("name") ?? throw fn.Bad("name", "a string"), fn.String("arguments") ?? "{}"));
             }
@@ -230,9 +281,12 @@ internal static class RequestReader
         if (c.ValueKind == JsonValueKind.String) return c.GetString();
         if (c.ValueKind != JsonValueKind.Array) throw f.Bad("content", "a string or an array of content parts");
         var sb = new System.Text.StringBuilder();
+        int index = 0;
         foreach (var part in c.EnumerateArray())
         {
-            var pf = new JsonFields(part, at + ".content[].");
+            string partAt = $"{at}.content[{index++}]";
+            if (part.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest($"'{partAt}' must be an object like {{\"type\":\"text\",\"text\":\"...\"}}", partAt);
+            var pf = new JsonFields(part, partAt + ".");
             string type = pf.String("type") ?? "text";
             if (type != "text") throw ApiException.BadRequest($"content part type '{type}' is not supported (text only)", at + ".content", "unsupported_content");
             sb.Append(pf.String("text") ?? throw pf.Bad("text", "a string"));

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Security.Cryptography;
 using System.Text;
 using Sputnik.Models;
 
@@ -8,43 +9,56 @@ namespace Sputnik.Server.Scheduling;
 /// Prompt-cache entries beyond the slots: when a slot is about to be overwritten, its cache prefix is snapshotted
 /// here (RAM, LRU, bounded by --cache-ram); a later prompt that shares a longer prefix with an entry than with any
 /// slot gets it copied back. With --cache-dir every entry is also written to disk (DeepSeek's "context caching on
-/// disk") and reloaded after a restart, but only when the file's model identity and cache layout match. Entries
-/// hold the cache's stored bytes (<see cref="ICacheRows"/>: K/V rows of llama/qwen2, MLA latent rows of deepseek2),
-/// so a restore is bit-exact.
+/// disk", LRU, bounded by --cache-disk-mb) and reloaded after a restart, but only when the file's model identity
+/// and cache layout match and its checksum proves the rows are the ones written. Entries hold the cache's stored
+/// bytes (<see cref="ICacheRows"/>: K/V rows of llama/qwen2, MLA latent rows of deepseek2), so a restore is bit-exact.
 /// </summary>
+/// <remarks>
+/// The disk is an optimisation, never a dependency: a failed write or read (disk full, folder deleted, a corrupted
+/// file) is logged once and the cache goes on without that entry. It runs on the scheduler thread, which must not die.
+/// </remarks>
 internal sealed class PromptCache
 {
     /// <summary>Shorter histories are not worth a snapshot.</summary>
     public const int MinTokens = 8;
-    private const string Magic = "SPKV2";
+    private const string Magic = "SPKV3";
+    private const int ChecksumBytes = 32;
 
-    private readonly long _maxBytes;
+    private readonly long _maxBytes, _maxDiskBytes;
     private readonly string? _dir;
     private readonly string _identity;
     private readonly string _layout;
     private readonly int _planes, _rowBytes;
+    private readonly Action<string>? _log;
     private readonly List<Entry> _entries = [];
-    private long _clock, _bytes;
+    private long _clock, _bytes, _diskBytes;
+    private bool _diskErrorLogged;
 
+    /// <param name="maxBytes">RAM for snapshots.</param>
+    /// <param name="dir">Where snapshots persist; null keeps them in RAM only.</param>
+    /// <param name="maxDiskBytes">Disk for snapshot files in <paramref name="dir"/>; least recently used files go first.</param>
+    /// <param name="modelIdentity">Names the model and context the rows belong to; files of another identity are ignored.</param>
     /// <param name="shape">A slot's cache: entries are taken from and restored into caches of its layout.</param>
-    public PromptCache(long maxBytes, string? dir, string modelIdentity, ICacheRows shape)
+    /// <param name="log">Where disk faults are reported (once until the disk works again).</param>
+    public PromptCache(long maxBytes, string? dir, long maxDiskBytes, string modelIdentity, ICacheRows shape, Action<string>? log = null)
     {
         _maxBytes = maxBytes;
+        _maxDiskBytes = maxDiskBytes;
         _dir = dir;
         _identity = modelIdentity;
         _layout = shape.Layout;
         _planes = shape.Planes;
         _rowBytes = shape.RowBytes;
-        if (_dir != null)
-        {
-            Directory.CreateDirectory(_dir);
-            foreach (var file in Directory.EnumerateFiles(_dir, "*.kv"))
-                if (ReadHeader(file) is { } tokens) _entries.Add(new Entry(tokens) { File = file });
-        }
+        _log = log;
+        if (_dir != null) LoadIndex();
     }
 
     public int Count => _entries.Count;
     public long BytesInRam => _bytes;
+    public long BytesOnDisk => _diskBytes;
+
+    /// <summary>Opens a snapshot file for writing; tests swap it for a stream that fails like a full disk.</summary>
+    internal Func<string, Stream> CreateFile { get; set; } = File.Create;
 
     private sealed class Entry(int[] tokens)
     {
@@ -52,6 +66,7 @@ internal sealed class PromptCache
         /// <summary>Per plane, the stored rows of every token; null while only on disk.</summary>
         public byte[][]? Planes { get; set; }
         public string? File { get; set; }
+        public long FileBytes { get; set; }
         public long LastUsed { get; set; }
         public long Bytes => Planes == null ? 0 : Planes.Sum(p => (long)p.Length);
     }
@@ -91,17 +106,33 @@ internal sealed class PromptCache
         return handle == null ? 0 : best;
     }
 
-    /// <summary>Copies the first <paramref name="length"/> cached positions of an entry into the slot.</summary>
+    /// <summary>
+    /// Copies the first <paramref name="length"/> cached positions of an entry into the slot; false (the slot
+    /// untouched) when the entry's file is gone or fails its checksum, in which case the entry is dropped.
+    /// </summary>
     public bool Restore(object handle, Slot slot, int length)
     {
         var e = (Entry)handle;
-        if (e.Planes == null && !Load(e)) return false;
+        var planes = e.Planes ?? Load(e);
+        if (planes == null)
+        {
+            _entries.Remove(e);
+            return false;
+        }
         var rows = Rows(slot);
         slot.Reset();
-        for (int p = 0; p < _planes; p++) e.Planes![p].AsSpan(0, length * _rowBytes).CopyTo(rows.Rows(p, 0, length));
+        for (int p = 0; p < _planes; p++) planes[p].AsSpan(0, length * _rowBytes).CopyTo(rows.Rows(p, 0, length));
         slot.State.Cache.Length = length;
         slot.History.AddRange(e.Tokens.AsSpan(0, length));
         e.LastUsed = ++_clock;
+        if (e.File != null) Touch(e.File);
+        if (e.Planes == null)
+        {
+            // Kept in RAM while the bound allows (it may be dropped at once with --cache-ram 0; the file stays).
+            e.Planes = planes;
+            _bytes += e.Bytes;
+            Trim();
+        }
         return true;
     }
 
@@ -115,7 +146,7 @@ internal sealed class PromptCache
     private bool Drop(Entry e)
     {
         _bytes -= e.Bytes;
-        if (e.File != null) TryDelete(e.File);
+        DeleteFile(e);
         return true;
     }
 
@@ -132,23 +163,103 @@ internal sealed class PromptCache
         }
     }
 
+    /// <summary>Keeps the files under --cache-disk-mb: least recently used first (their RAM copy, if any, stays).</summary>
+    private void TrimDisk()
+    {
+        while (_diskBytes > _maxDiskBytes)
+        {
+            var victim = _entries.Where(e => e.File != null).MinBy(e => e.LastUsed);
+            if (victim == null) break;
+            DeleteFile(victim);
+            if (victim.Planes == null) _entries.Remove(victim);
+        }
+    }
+
+    private void DeleteFile(Entry e)
+    {
+        if (e.File == null) return;
+        try
+        {
+            File.Delete(e.File);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            DiskFault($"cannot delete {e.File}", ex);
+        }
+        _diskBytes -= e.FileBytes;
+        e.File = null;
+        e.FileBytes = 0;
+    }
+
+    /// <summary>Writes the entry's file (to a temporary name, then renamed, so a crash leaves no half file); a failure leaves the entry in RAM only.</summary>
     private void Write(Entry e)
     {
-        string name = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(MemoryMarshal.AsBytes(e.Tokens.AsSpan())))[..24] + ".kv";
+        long size = HeaderBytes(e.Tokens.Length) + e.Bytes;
+        if (size > _maxDiskBytes) return;
+        string name = Convert.ToHexStringLower(SHA256.HashData(MemoryMarshal.AsBytes(e.Tokens.AsSpan())))[..24] + ".kv";
         string path = Path.Combine(_dir!, name), tmp = path + ".tmp";
-        using (var w = new BinaryWriter(File.Create(tmp), Encoding.UTF8))
+        try
         {
-            w.Write(Magic);
-            w.Write(_identity);
-            w.Write(_layout);
-            w.Write(_planes);
-            w.Write(_rowBytes);
-            w.Write(e.Tokens.Length);
-            foreach (int t in e.Tokens) w.Write(t);
-            foreach (var plane in e.Planes!) w.Write(plane);
+            Directory.CreateDirectory(_dir!); // it may have been deleted under the running server
+            using (var w = new BinaryWriter(CreateFile(tmp), Encoding.UTF8))
+            {
+                w.Write(Magic);
+                w.Write(_identity);
+                w.Write(_layout);
+                w.Write(_planes);
+                w.Write(_rowBytes);
+                w.Write(e.Tokens.Length);
+                foreach (int t in e.Tokens) w.Write(t);
+                w.Write(Checksum(e.Tokens, e.Planes!));
+                foreach (var plane in e.Planes!) w.Write(plane);
+            }
+            File.Move(tmp, path, overwrite: true);
+            size = new FileInfo(path).Length;
         }
-        File.Move(tmp, path, overwrite: true);
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException)
+        {
+            DiskFault($"cannot write {path}", ex);
+            TryDelete(tmp);
+            return;
+        }
+        _diskErrorLogged = false; // the disk works again: the next fault is news
         e.File = path;
+        e.FileBytes = size;
+        _diskBytes += size;
+        TrimDisk();
+    }
+
+    private static long HeaderBytes(int tokens) => 256 + tokens * 4L + ChecksumBytes;
+
+    /// <summary>SHA-256 of the tokens and every plane's rows: a flipped byte or a NaN written into a file is caught before it is used.</summary>
+    private static byte[] Checksum(int[] tokens, byte[][] planes)
+    {
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        h.AppendData(MemoryMarshal.AsBytes(tokens.AsSpan()));
+        foreach (var p in planes) h.AppendData(p);
+        return h.GetHashAndReset();
+    }
+
+    /// <summary>Indexes the files of this model and layout (oldest first in the LRU order) and enforces the disk bound.</summary>
+    private void LoadIndex()
+    {
+        try
+        {
+            Directory.CreateDirectory(_dir!);
+            foreach (var tmp in Directory.EnumerateFiles(_dir!, "*.kv.tmp")) TryDelete(tmp); // left by a crash mid-write
+            var files = Directory.EnumerateFiles(_dir!, "*.kv").Select(f => new FileInfo(f)).OrderBy(f => f.LastWriteTimeUtc).ToList();
+            foreach (var file in files)
+            {
+                if (ReadHeader(file.FullName) is not { } tokens) continue;
+                _entries.Add(new Entry(tokens) { File = file.FullName, FileBytes = file.Length, LastUsed = ++_clock });
+                _diskBytes += file.Length;
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            DiskFault($"cannot read {_dir}", ex);
+        }
+        TrimDisk();
     }
 
     private int[]? ReadHeader(string file)
@@ -158,7 +269,7 @@ internal sealed class PromptCache
             using var r = new BinaryReader(File.OpenRead(file), Encoding.UTF8);
             return ReadHeader(r);
         }
-        catch (Exception ex) when (ex is IOException or EndOfStreamException or FormatException)
+        catch (Exception ex) when (ex is IOException or EndOfStreamException or FormatException or UnauthorizedAccessException)
         {
             return null;
         }
@@ -169,36 +280,55 @@ internal sealed class PromptCache
         if (r.ReadString() != Magic || r.ReadString() != _identity || r.ReadString() != _layout || r.ReadInt32() != _planes || r.ReadInt32() != _rowBytes)
             return null;
         int n = r.ReadInt32();
-        if (n < 1 || n > 10_000_000) return null;
+        if (n < 1 || n > 10_000_000 || r.BaseStream.Length < HeaderBytes(n) - 256) return null;
         var tokens = new int[n];
         for (int i = 0; i < n; i++) tokens[i] = r.ReadInt32();
         return tokens;
     }
 
-    private bool Load(Entry e)
+    /// <summary>Reads an entry's rows back; null (and the file deleted) when it is gone, short or fails its checksum.</summary>
+    private byte[][]? Load(Entry e)
     {
-        if (e.File == null) return false;
+        if (e.File == null) return null;
+        byte[][] planes;
         try
         {
             using var r = new BinaryReader(File.OpenRead(e.File), Encoding.UTF8);
-            if (ReadHeader(r) is not { } tokens || tokens.Length != e.Tokens.Length) return false;
-            var planes = new byte[_planes][];
+            if (ReadHeader(r) is not { } tokens || !tokens.AsSpan().SequenceEqual(e.Tokens)) throw new InvalidDataException("its header changed");
+            if (r.BaseStream.Length - r.BaseStream.Position != ChecksumBytes + (long)_planes * tokens.Length * _rowBytes)
+                throw new InvalidDataException("it has the wrong length");
+            var expected = r.ReadBytes(ChecksumBytes);
+            planes = new byte[_planes][];
             for (int p = 0; p < _planes; p++)
             {
                 planes[p] = new byte[tokens.Length * _rowBytes];
                 r.BaseStream.ReadExactly(planes[p]);
             }
-            e.Planes = planes;
-            _bytes += e.Bytes;
-            e.LastUsed = ++_clock;
-            Trim();
-            return e.Planes != null;
+            if (!CryptographicOperations.FixedTimeEquals(expected, Checksum(tokens, planes))) throw new InvalidDataException("its checksum does not match");
         }
-        catch (Exception ex) when (ex is IOException or EndOfStreamException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidDataException or FormatException)
         {
-            e.Planes = null;
-            return false;
+            DiskFault($"dropped {e.File}", ex);
+            DeleteFile(e);
+            return null;
         }
+        return planes;
+    }
+
+    private void Touch(string file)
+    {
+        try
+        {
+            File.SetLastWriteTimeUtc(file, DateTime.UtcNow); // the LRU order survives a restart
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+    }
+
+    private void DiskFault(string what, Exception ex)
+    {
+        if (_diskErrorLogged) return;
+        _diskErrorLogged = true;
+        _log?.Invoke($"prompt cache: {what}: {ex.Message}; going on without it (further disk errors are not logged until a write succeeds)");
     }
 
     private static void TryDelete(string file)

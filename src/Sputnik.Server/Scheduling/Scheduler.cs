@@ -30,11 +30,15 @@ internal sealed class Scheduler : IDisposable
 
     private readonly PromptCache? _cache;
     private readonly int _prefillChunk;
+    private readonly Action<string>? _log;
+    /// <summary>Recent mean wall time of a job in its slot (exponentially weighted), behind Retry-After.</summary>
+    private double _meanJobMs;
 
     /// <param name="cache">Makes the prompt cache for the slots' cache layout; unused when the slots' caches cannot be snapshotted.</param>
     /// <param name="prefillChunk">Prompt tokens fed per iteration; 0 feeds a whole prompt in one.</param>
+    /// <param name="log">Where faults the scheduler survives are reported (a broken prompt cache).</param>
     public Scheduler(SputnikModel model, int parallel, int maxQueue, ServerMetrics metrics, TimeSpan stepDelay = default,
-        IStepExecutor? executor = null, Func<ICacheRows, PromptCache>? cache = null, int prefillChunk = 0)
+        IStepExecutor? executor = null, Func<ICacheRows, PromptCache>? cache = null, int prefillChunk = 0, Action<string>? log = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(prefillChunk);
         _model = model;
@@ -42,6 +46,7 @@ internal sealed class Scheduler : IDisposable
         _slots = Enumerable.Range(0, parallel).Select(i => new Slot(i, model.CreateState())).ToArray();
         _cache = cache != null && _slots[0].State.Rows is { } shape ? cache(shape) : null;
         _prefillChunk = prefillChunk;
+        _log = log;
         _maxQueue = maxQueue;
         _metrics = metrics;
         _stepDelay = stepDelay;
@@ -51,6 +56,7 @@ internal sealed class Scheduler : IDisposable
     }
 
     public int SlotCount => _slots.Length;
+    internal PromptCache? Cache => _cache;
     public int ContextLength => _model.ContextLength;
 
     /// <summary>Sequences generating now.</summary>
@@ -68,11 +74,18 @@ internal sealed class Scheduler : IDisposable
             int idle = _slots.Count(s => s.IsIdle);
             if (_queue.Count - idle >= _maxQueue)
                 throw new ApiException(429, $"the request queue is full ({_maxQueue} waiting, {_slots.Length} slots busy); retry later",
-                    code: "queue_full") { RetryAfterSeconds = 1 };
+                    code: "queue_full") { RetryAfterSeconds = RetryAfterSeconds(_queue.Count) };
             _queue.AddLast(job);
         }
         job.Cancellation.Register(Wake);
         _wake.Release();
+    }
+
+    /// <summary>When a slot is likely free for a request arriving now: the queue ahead of it × the recent mean job time / slots (at least 1 s).</summary>
+    private int RetryAfterSeconds(int queued)
+    {
+        double seconds = (queued + 1) * Volatile.Read(ref _meanJobMs) / _slots.Length / 1000;
+        return (int)Math.Clamp(Math.Ceiling(seconds), 1, 3600);
     }
 
     private void Wake()
@@ -108,7 +121,7 @@ internal sealed class Scheduler : IDisposable
             _queue.Clear();
             // What the slots hold survives a restart when the cache is on disk.
             foreach (var slot in _slots)
-                if (slot.IsIdle) _cache?.Save(slot);
+                if (slot.IsIdle) Guard(() => _cache?.Save(slot));
         }
     }
 
@@ -132,7 +145,7 @@ internal sealed class Scheduler : IDisposable
                     var slot = PickSlot(job.Prompt);
                     if (slot == null) break;
                     _queue.Remove(node);
-                    UseCache(slot, job.Prompt);
+                    if (!Guard(() => UseCache(slot, job.Prompt))) slot.Reset(); // the slot may hold half a restore
                     Start(job, slot);
                 }
                 node = next;
@@ -179,6 +192,24 @@ internal sealed class Scheduler : IDisposable
         int fromCache = _cache.BestPrefix(prompt, shared, out var entry);
         if (shared < held) _cache.Save(slot);
         if (entry != null && !_cache.Restore(entry, slot, fromCache)) slot.Reset();
+    }
+
+    /// <summary>
+    /// Runs a prompt-cache operation; a fault in it is logged and survived: the cache is an optimisation, and an
+    /// exception here would end the scheduler thread and with it every request.
+    /// </summary>
+    private bool Guard(Action cacheWork)
+    {
+        try
+        {
+            cacheWork();
+            return true;
+        }
+        catch (Exception ex)
+        {
+            _log?.Invoke($"prompt cache: {ex.GetType().Name}: {ex.Message}; the request goes on without it");
+            return false;
+        }
     }
 
     private void Start(InferenceJob job, Slot slot)
@@ -234,6 +265,8 @@ internal sealed class Scheduler : IDisposable
     {
         seq.Steps.Dispose();
         var stats = seq.Job.Stats;
+        double ms = Environment.TickCount64 - seq.Job.EnqueuedTicks - seq.Job.QueueMs;
+        Volatile.Write(ref _meanJobMs, _meanJobMs == 0 ? ms : 0.8 * _meanJobMs + 0.2 * ms);
         _metrics.RecordGeneration(stats.PromptTokens, stats.CachedPromptTokens, stats.GeneratedTokens, stats.GenerationMs);
         lock (_lock)
         {

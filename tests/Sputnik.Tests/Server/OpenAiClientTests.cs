@@ -49,9 +49,11 @@ public sealed class OpenAiClientTests : IAsyncLifetime
     [Fact]
     public async Task ErrorsSurfaceAsClientResultException()
     {
-        var bad = new ChatClient("no-such-model", new ApiKeyCredential("sk-sdk"), new OpenAIClientOptions { Endpoint = new Uri(_s.BaseAddress, "v1") });
-        var ex = await Assert.ThrowsAsync<ClientResultException>(() => bad.CompleteChatAsync([new UserChatMessage("x")], Greedy(2), TestContext.Current.CancellationToken));
-        Assert.Equal(404, ex.Status);
+        var client = new ChatClient("any-model-name", new ApiKeyCredential("sk-sdk"), new OpenAIClientOptions { Endpoint = new Uri(_s.BaseAddress, "v1") });
+        string tooLong = string.Join(' ', Enumerable.Repeat("Once upon a time there was a dog.", 200));
+        var ex = await Assert.ThrowsAsync<ClientResultException>(() => client.CompleteChatAsync([new UserChatMessage(tooLong)], Greedy(2), TestContext.Current.CancellationToken));
+        Assert.Equal(400, ex.Status);
+        Assert.Contains("context_length_exceeded", ex.Message);
         var wrongKey = new ChatClient("stories260K", new ApiKeyCredential("sk-wrong"), new OpenAIClientOptions { Endpoint = new Uri(_s.BaseAddress, "v1"), RetryPolicy = new System.ClientModel.Primitives.ClientRetryPolicy(0) });
         var ex2 = await Assert.ThrowsAsync<ClientResultException>(() => wrongKey.CompleteChatAsync([new UserChatMessage("x")], Greedy(2), TestContext.Current.CancellationToken));
         Assert.Equal(401, ex2.Status);

@@ -25,12 +25,14 @@ public sealed class TestServer : IAsyncDisposable
 
     public static string ModelPath => Fixtures.Require(Fixtures.Model("stories260K.gguf"));
 
-    public static async Task<TestServer> StartAsync(Func<ServerOptions, ServerOptions>? configure = null)
+    /// <param name="log">Receives what the server logs (warnings such as prompt-cache disk faults, errors).</param>
+    public static async Task<TestServer> StartAsync(Func<ServerOptions, ServerOptions>? configure = null, Action<string>? log = null)
     {
         string dir = Path.Combine(Path.GetTempPath(), "sputnik-test-" + Guid.NewGuid().ToString("N")[..8]);
         var options = new ServerOptions { ModelPath = ModelPath, Port = 0, ContextLength = 512, Threads = 1, DataDir = dir };
         if (configure != null) options = configure(options);
-        return new TestServer(await ServerHost.StartAsync(options), options.DataDir == dir ? dir : null);
+        var host = await ServerHost.StartAsync(options, log: log == null ? null : (level, message) => log($"{level}: {message}"));
+        return new TestServer(host, options.DataDir == dir ? dir : null);
     }
 
     public static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");

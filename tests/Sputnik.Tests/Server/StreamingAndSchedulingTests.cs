@@ -181,4 +181,29 @@ public sealed class StreamingAndSchedulingTests
         Assert.NotEmpty(events);
         Assert.True(await s.WaitIdleAsync(TimeSpan.FromSeconds(5)));
     }
+
+    /// <summary>Retry-After says when a slot is likely free: the queue ahead × the recent mean job time / slots, not a fixed 1 s.</summary>
+    [Fact]
+    public async Task RetryAfterIsEstimatedFromTheQueue()
+    {
+        await using var s = await TestServer.StartAsync(o => o with { MaxQueue = 1, StepDelay = TimeSpan.FromMilliseconds(40) });
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        Assert.Equal(200, (await s.PostAsync("/v1/chat/completions", TestServer.ChatBody(maxTokens: 40))).Status); // teaches the mean job time
+        double jobSeconds = sw.Elapsed.TotalSeconds;
+        Assert.True(jobSeconds > 1.5, $"a job took {jobSeconds:F1} s");
+        var busy = s.PostAsync("/v1/chat/completions", TestServer.ChatBody(maxTokens: 40));
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while ((int)(await s.GetJsonAsync("/health"))["slots_processing"]! == 0 && DateTime.UtcNow < deadline) await Task.Delay(5, Ct);
+        var queued = s.PostAsync("/v1/chat/completions", TestServer.ChatBody(maxTokens: 40));
+        deadline = DateTime.UtcNow.AddSeconds(5);
+        while ((int)(await s.GetJsonAsync("/health"))["queued"]! == 0 && DateTime.UtcNow < deadline) await Task.Delay(5, Ct);
+
+        var (status, _, resp) = await s.PostAsync("/v1/chat/completions", TestServer.ChatBody(maxTokens: 2));
+        Assert.Equal(429, status);
+        // One job queued ahead and one for this request, on one slot: about two job times.
+        double retry = resp.Headers.RetryAfter!.Delta!.Value.TotalSeconds;
+        Assert.InRange(retry, Math.Floor(jobSeconds * 1.2), Math.Ceiling(jobSeconds * 3));
+        Assert.Equal(200, (await busy).Status);
+        Assert.Equal(200, (await queued).Status);
+    }
 }

@@ -58,11 +58,12 @@ internal sealed class SchemaNode
         switch (Kind)
         {
             case SchemaKind.Any or SchemaKind.Number or SchemaKind.Integer: return 1;
-            case SchemaKind.String: return 2 + MinLength;
+            // In long arithmetic: minLength / minItems near int.MaxValue must saturate at Unreachable, not wrap negative.
+            case SchemaKind.String: return (int)Math.Min(2L + MinLength, Unreachable);
             case SchemaKind.Literal: return Literals.Min(l => l.Length);
             case SchemaKind.Ref: return Target!.MinBytes;
             case SchemaKind.AnyOf: return Alternatives.Min(a => a.MinBytes);
-            case SchemaKind.Array: return 2 + MinItems * (Items.MinBytes + 1) - (MinItems > 0 ? 1 : 0);
+            case SchemaKind.Array: return (int)Math.Min(2L + (long)MinItems * (Items.MinBytes + 1) - (MinItems > 0 ? 1 : 0), Unreachable);
             default:
                 long total = 2, count = 0;
                 for (int i = 0; i < PropertyNames.Length; i++)
