@@ -24,6 +24,7 @@ internal sealed class ModelHost : IDisposable
             ? shape => new PromptCache(options.CacheRamMb * 1024L * 1024L, options.CacheDir, Identity + "|ctx" + model.ContextLength, shape)
             : null;
         Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache, prefillChunk: options.PrefillChunk);
+        FileSize = info.Exists ? info.Length : 0;
         Created = info.Exists ? new DateTimeOffset(info.LastWriteTimeUtc).ToUnixTimeSeconds() : DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     }
 
@@ -35,6 +36,7 @@ internal sealed class ModelHost : IDisposable
     public string Id { get; }
     public string Fingerprint { get; }
     public long Created { get; }
+    public long FileSize { get; }
     public ChatPromptBuilder Builder { get; }
     /// <summary>Sampler settings for request fields left out: the model file's general.sampling.* over the library defaults.</summary>
     public Sputnik.Inference.SamplingOptions DefaultSampling { get; }
@@ -50,9 +52,11 @@ internal sealed class ModelHost : IDisposable
     public ModelCard Card()
     {
         var m = Model.Model;
-        return new ModelCard(Id, "model", Created, "sputnik",
-            new ModelMeta(m.Config.Architecture, m.ParameterCount, Model.ContextLength, Model.Tokenizer.VocabSize,
-                Model.ChatTemplate != null, Builder.SupportsThinking, Scheduler.SlotCount));
+        int vocab = Model.Tokenizer.VocabSize;
+        return new ModelCard(Id, "model", Created, "sputnik", Model.ContextLength,
+            new ModelMeta(m.Config.Architecture, m.ParameterCount, Model.ContextLength, vocab,
+                Model.ChatTemplate != null, Builder.SupportsThinking, Scheduler.SlotCount,
+                vocab, m.Config.ContextLength, Model.ContextLength, m.Config.Dim, m.ParameterCount, FileSize));
     }
 
     /// <summary>The model file's identity: its size and a hash of its first MiB (header, metadata, first tensors).</summary>

@@ -77,6 +77,7 @@ public sealed class ServerHost : IAsyncDisposable
             k.Listen(ip, options.Port);
         });
         var app = builder.Build();
+        app.Use(StaticFiles.NoSniff);
         app.Use(async (ctx, next) => await ErrorHandling.InvokeAsync(ctx, next, host.Metrics, log));
         if (options.ApiKey != null) app.Use((ctx, next) => ApiKeyCheck.InvokeAsync(ctx, next, options.ApiKey));
 

@@ -25,10 +25,15 @@ public sealed class TestServer : IAsyncDisposable
 
     public static string ModelPath => Fixtures.Require(Fixtures.Model("stories260K.gguf"));
 
-    public static async Task<TestServer> StartAsync(Func<ServerOptions, ServerOptions>? configure = null)
+    /// <summary>The model in the repository (models/sputnik-r1-tiny.gguf): no fixture needed; a 448-token context.</summary>
+    public static string BundledModelPath => Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny.gguf");
+
+    /// <param name="configure">changes to the test defaults</param>
+    /// <param name="modelPath">another model than stories260K (that fixture is then not needed)</param>
+    public static async Task<TestServer> StartAsync(Func<ServerOptions, ServerOptions>? configure = null, string? modelPath = null)
     {
         string dir = Path.Combine(Path.GetTempPath(), "sputnik-test-" + Guid.NewGuid().ToString("N")[..8]);
-        var options = new ServerOptions { ModelPath = ModelPath, Port = 0, ContextLength = 512, Threads = 1, DataDir = dir };
+        var options = new ServerOptions { ModelPath = modelPath ?? ModelPath, Port = 0, ContextLength = 512, Threads = 1, DataDir = dir };
         if (configure != null) options = configure(options);
         return new TestServer(await ServerHost.StartAsync(options), options.DataDir == dir ? dir : null);
     }
