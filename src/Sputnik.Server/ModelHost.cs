@@ -26,6 +26,7 @@ internal sealed class ModelHost : IDisposable
                 CacheIdentity(info, options.CacheDir) + "|ctx" + model.ContextLength, shape, log)
             : null;
         Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache, prefillChunk: options.PrefillChunk, log: log);
+        FileSize = info.Exists ? info.Length : 0;
         Created = info.Exists ? new DateTimeOffset(info.LastWriteTimeUtc).ToUnixTimeSeconds() : DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     }
 
@@ -37,6 +38,7 @@ internal sealed class ModelHost : IDisposable
     public string Id { get; }
     public string Fingerprint { get; }
     public long Created { get; }
+    public long FileSize { get; }
     public ChatPromptBuilder Builder { get; }
     /// <summary>Sampler settings for request fields left out: the model file's general.sampling.* over the library defaults.</summary>
     public Sputnik.Inference.SamplingOptions DefaultSampling { get; }
@@ -55,9 +57,11 @@ internal sealed class ModelHost : IDisposable
     public ModelCard Card()
     {
         var m = Model.Model;
-        return new ModelCard(Id, "model", Created, "sputnik",
-            new ModelMeta(m.Config.Architecture, m.ParameterCount, Model.ContextLength, Model.Tokenizer.VocabSize,
-                Model.ChatTemplate != null, Builder.SupportsThinking, Scheduler.SlotCount));
+        int vocab = Model.Tokenizer.VocabSize;
+        return new ModelCard(Id, "model", Created, "sputnik", Model.ContextLength,
+            new ModelMeta(m.Config.Architecture, m.ParameterCount, Model.ContextLength, vocab,
+                Model.ChatTemplate != null, Builder.SupportsThinking, Scheduler.SlotCount,
+                vocab, m.Config.ContextLength, Model.ContextLength, m.Config.Dim, m.ParameterCount, FileSize));
     }
 
     /// <summary>

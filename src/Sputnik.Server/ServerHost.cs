@@ -81,6 +81,7 @@ public sealed class ServerHost : IAsyncDisposable
             k.Listen(ip, options.Port);
         });
         var app = builder.Build();
+        app.Use(StaticFiles.NoSniff);
         app.Use(async (ctx, next) => await ErrorHandling.InvokeAsync(ctx, next, host.Metrics, log));
         var guards = new RequestGuards(options);
         app.Use(guards.InvokeAsync);

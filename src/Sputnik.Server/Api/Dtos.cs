@@ -84,9 +84,15 @@ internal sealed record TextChoice(
 
 internal sealed record ModelList(string Object, IReadOnlyList<ModelCard> Data);
 
-internal sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, ModelMeta Meta);
+/// <summary>A /v1/models entry: OpenAI's fields, the context a request must fit in (context_length, as OpenRouter names it), and meta.</summary>
+internal sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, int ContextLength, ModelMeta Meta);
 
-internal sealed record ModelMeta(string Architecture, long Parameters, int ContextLength, int VocabSize, bool ChatTemplate, bool Thinking, int Slots);
+/// <summary>
+/// Facts about the served model: Sputnik's names, then llama-server's (n_ctx_train: the context the model was trained
+/// with; n_ctx: the context each slot has, which prompt + completion must fit in; size: the file's bytes).
+/// </summary>
+internal sealed record ModelMeta(string Architecture, long Parameters, int ContextLength, int VocabSize, bool ChatTemplate, bool Thinking, int Slots,
+    int NVocab, int NCtxTrain, int NCtx, int NEmbd, long NParams, long Size);
 
 internal sealed record HealthStatus(string Status, string Model, int SlotsIdle, int SlotsProcessing, int Queued);
 

@@ -25,11 +25,16 @@ public sealed class TestServer : IAsyncDisposable
 
     public static string ModelPath => Fixtures.Require(Fixtures.Model("stories260K.gguf"));
 
-    /// <param name="log">Receives what the server logs (warnings such as prompt-cache disk faults, errors).</param>
-    public static async Task<TestServer> StartAsync(Func<ServerOptions, ServerOptions>? configure = null, Action<string>? log = null)
+    /// <summary>The model in the repository (models/sputnik-r1-tiny.gguf): no fixture needed.</summary>
+    public static string BundledModelPath => Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny.gguf");
+
+    /// <param name="configure">changes to the test defaults</param>
+    /// <param name="log">receives what the server logs (warnings such as prompt-cache disk faults, errors)</param>
+    /// <param name="modelPath">another model than stories260K (that fixture is then not needed)</param>
+    public static async Task<TestServer> StartAsync(Func<ServerOptions, ServerOptions>? configure = null, Action<string>? log = null, string? modelPath = null)
     {
         string dir = Path.Combine(Path.GetTempPath(), "sputnik-test-" + Guid.NewGuid().ToString("N")[..8]);
-        var options = new ServerOptions { ModelPath = ModelPath, Port = 0, ContextLength = 512, Threads = 1, DataDir = dir };
+        var options = new ServerOptions { ModelPath = modelPath ?? ModelPath, Port = 0, ContextLength = 512, Threads = 1, DataDir = dir };
         if (configure != null) options = configure(options);
         var host = await ServerHost.StartAsync(options, log: log == null ? null : (level, message) => log($"{level}: {message}"));
         return new TestServer(host, options.DataDir == dir ? dir : null);
