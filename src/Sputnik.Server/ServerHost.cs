@@ -95,7 +95,6 @@ public sealed class ServerHost : IAsyncDisposable
         if (store != null)
         {
             StaticFiles.Map(app);
-            app.MapGet("/app", (HttpContext ctx) => ctx.Response.Redirect("/")); // /app/ names no file: the app is at /
             ConversationEndpoints.Map(app, store);
         }
         // No fallback route: an unknown path is routing's 404, a known one with another method its 405 with Allow,
