@@ -18,8 +18,9 @@ internal static class ChatEndpoint
 
     public static async Task Handle(HttpContext ctx, ModelHost host)
     {
-        var body = RequestReader.ParseBody(await Http.ReadBodyAsync(ctx, host.BodyLimit));
-        var req = RequestReader.Chat(body, host.DefaultSampling);
+        ChatRequest req;
+        using (var body = RequestReader.ParseBody(await Http.ReadBodyAsync(ctx, host.BodyLimit)))
+            req = RequestReader.Chat(body.RootElement, host.DefaultSampling);
         // Any 'model' name is served by the one model, as llama-server does; responses carry the served name.
         Http.CheckPromptText(host, req.PromptCharacters, "messages");
 

@@ -11,7 +11,9 @@ internal static class CompletionEndpoint
 {
     public static async Task Handle(HttpContext ctx, ModelHost host)
     {
-        var req = RequestReader.Completion(RequestReader.ParseBody(await Http.ReadBodyAsync(ctx, host.BodyLimit)), host.DefaultSampling);
+        CompletionRequest req;
+        using (var body = RequestReader.ParseBody(await Http.ReadBodyAsync(ctx, host.BodyLimit)))
+            req = RequestReader.Completion(body.RootElement, host.DefaultSampling);
         // Any 'model' name is served by the one model, as llama-server does.
         Http.CheckPromptText(host, (req.PromptText?.Length ?? 0) + (req.Suffix?.Length ?? 0), "prompt");
         var tok = host.Model.Tokenizer;

@@ -33,7 +33,7 @@ internal static class Http
     public static async Task<T> ReadAsync<T>(HttpContext ctx, JsonTypeInfo<T> type)
     {
         var body = await ReadBodyAsync(ctx);
-        RequestReader.ParseBody(body);
+        RequestReader.ParseBody(body).Dispose(); // a 400 for what is not a JSON object
         try
         {
             return JsonSerializer.Deserialize(body, type) ?? throw ApiException.BadRequest("the request body must be a JSON object");

@@ -26,15 +26,22 @@ internal static class RequestReader
     public const int AbsurdMaxTokens = 1_000_000;
     private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool"];
 
-    /// <summary>The body as a JSON object; the document keeps <paramref name="body"/> (no copy).</summary>
-    public static JsonElement ParseBody(byte[] body)
+    /// <summary>
+    /// The body as a JSON object; the document reads <paramref name="body"/> in place (no copy). Dispose it once the
+    /// request is read: its index is rented from the shared pool.
+    /// </summary>
+    public static JsonDocument ParseBody(byte[] body)
     {
         if (body.Length == 0) throw ApiException.BadRequest("the request body is empty; send a JSON object");
         try
         {
             var doc = JsonDocument.Parse(body.AsMemory(), new JsonDocumentOptions { MaxDepth = 64 });
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("the request body must be a JSON object");
-            return doc.RootElement;
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                doc.Dispose();
+                throw ApiException.BadRequest("the request body must be a JSON object");
+            }
+            return doc;
         }
         catch (JsonException ex)
         {

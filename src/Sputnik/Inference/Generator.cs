@@ -102,7 +102,7 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
             throw new ContextOverflowException($"the prompt has {prompt.Count} tokens, more than the context of {state.Capacity}");
         history ??= new List<int>(prompt.Count + options.MaxTokens);
 
-        var sampler = new Sampler(options.Sampling, Model.Config.VocabSize);
+        using var sampler = new Sampler(options.Sampling, Model.Config.VocabSize); // returned to the pool when the generation ends or is disposed
         var decoder = new StreamingDecoder(Tokenizer);
         var stops = new StopMatcher(options.StopStrings);
         stats.PromptTokens = prompt.Count;

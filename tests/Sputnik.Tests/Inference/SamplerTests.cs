@@ -127,4 +127,23 @@ public class SamplerTests
     [InlineData(1f, 40, 0.9f, 1.5f)]
     public void Invalid_options_are_rejected(float temp, int topK, float topP, float minP) =>
         Assert.Throws<ArgumentException>(() => new Sampler(new SamplingOptions { Temperature = temp, TopK = topK, TopP = topP, MinP = minP }, 10));
+
+    /// <summary>
+    /// A sampler per request must not mean fresh vocabulary-sized arrays per request: they are rented and returned,
+    /// so a server's resident memory does not climb to a high-water mark of garbage large-object-heap arrays.
+    /// </summary>
+    [Fact]
+    public void SamplersReuseTheirVocabularySizedBuffers()
+    {
+        const int vocab = 151_936; // Qwen2's: 0.6 MB per buffer
+        var logits = new float[vocab];
+        logits[42] = 100;
+        var options = new SamplingOptions { Temperature = 0.7f, TopK = 0, TopP = 0.9f, MinP = 0, Seed = 1 };
+        long bytes = Sputnik.Tests.Allocations.FewestBytes(() =>
+        {
+            using var s = new Sampler(options, vocab);
+            Assert.Equal(42, s.Sample(logits, []));
+        }, steps: 8);
+        Assert.True(bytes < vocab, $"8 samplers allocated {bytes} bytes; their buffers are not being reused");
+    }
 }

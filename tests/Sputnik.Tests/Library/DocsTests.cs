@@ -44,6 +44,31 @@ public sealed partial class DocsTests
         }
     }
 
+    /// <summary>
+    /// The README's curl example, verbatim, with real curl against a server on the bundled model (what
+    /// `./sputnik serve` serves without -m): a 200 with server-sent events, the usage chunk and [DONE].
+    /// </summary>
+    [Fact]
+    public async Task ReadmeCurlExampleRuns()
+    {
+        string readme = File.ReadAllText(Path.Combine(Fixtures.RepoRoot, "README.md"));
+        string section = readme[readme.IndexOf("## API server", StringComparison.Ordinal)..];
+        string block = Blocks(section, "bash")[0];
+        string curl = block[block.IndexOf("curl ", StringComparison.Ordinal)..];
+        Assert.Contains("./sputnik serve", block[..block.IndexOf("curl ", StringComparison.Ordinal)]);
+        string bundled = Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny.gguf");
+        await using var server = await TestServer.StartAsync(o => o with { ModelPath = bundled, ContextLength = 0, Parallel = 4 });
+        string url = server.BaseAddress.ToString().TrimEnd('/');
+        var r = Bash("curl() { command curl --fail-with-body -sS --max-time 120 \"$@\"; }", curl.Replace("http://127.0.0.1:8080", url));
+        Assert.True(r.ExitCode == 0, $"{curl}\n{r}");
+        var (events, done, _) = TestServer.ParseSse(r.StdOut);
+        Assert.True(done, r.StdOut);
+        Assert.NotEmpty(events);
+        Assert.All(events, e => Assert.Null(e["error"]));
+        Assert.Contains(events, e => e["usage"] != null);
+        Assert.Contains(events, e => e["choices"]!.AsArray().Any(c => c!["delta"]!["content"] is { } t && ((string?)t)?.Length > 0));
+    }
+
     [Fact]
     public void ModelsExamplesRun()
     {
