@@ -30,9 +30,10 @@ async function api(method, path, body) {
 const FORBIDDEN_TAGS = ["form", "input", "button", "textarea", "select", "option", "optgroup", "fieldset", "legend", "label",
   "datalist", "output", "dialog", "style", "link", "meta", "base", "iframe", "frame", "object", "embed", "video", "audio",
   "source", "track", "picture"];
-const MODEL_HTML = { FORBID_TAGS: FORBIDDEN_TAGS, FORBID_ATTR: ["style", "srcset", "action", "formaction", "ping", "background", "poster"], ALLOW_DATA_ATTR: false };
+// Raw SVG from the model too (it can reference URLs in many ways); KaTeX's own SVG is kept.
+const MODEL_HTML = { FORBID_TAGS: [...FORBIDDEN_TAGS, "svg"], FORBID_ATTR: ["style", "srcset", "action", "formaction", "ping", "background", "poster"], ALLOW_DATA_ATTR: false };
 // KaTeX's own output (rendered with trust off, so no links or raw HTML) needs its style attributes.
-const MATH_HTML = { ...MODEL_HTML, FORBID_ATTR: MODEL_HTML.FORBID_ATTR.filter((a) => a !== "style") };
+const MATH_HTML = { ...MODEL_HTML, FORBID_TAGS: FORBIDDEN_TAGS, FORBID_ATTR: MODEL_HTML.FORBID_ATTR.filter((a) => a !== "style") };
 
 const isInlineImage = (src) => /^data:image\/(png|gif|jpeg|webp|avif);/i.test(src || "");
 
@@ -156,7 +157,7 @@ function showModel() {
   const params = m && m.meta && (m.meta.n_params ?? m.meta.parameters);
   if (params) facts.push(formatCount(params) + " parameters");
   if (ctx) facts.push(`${ctx}-token context`);
-  if (m && m.meta && m.meta.thinking) facts.push("thinks");
+  if (m && m.meta && m.meta.thinking) facts.push("thinking");
   $("model-facts").textContent = facts.join(" · ");
   $("max-tokens").placeholder = ctx ? `auto (fills the ${ctx}-token context)` : "auto";
   $("max-tokens").max = ctx || "";
@@ -342,7 +343,8 @@ function metaLine(m, isLast) {
   const copy = document.createElement("button");
   copy.textContent = "Copy";
   copy.onclick = () => navigator.clipboard.writeText(m.content);
-  meta.append(span, copy);
+  if (parts.length) meta.append(span);
+  meta.append(copy);
   if (isLast) {
     const regen = document.createElement("button");
     regen.textContent = "Regenerate";
