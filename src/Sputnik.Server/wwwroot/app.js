@@ -138,7 +138,8 @@ async function loadModels() {
   const models = await api("GET", "/v1/models");
   state.models = models.data || [];
   const sel = $("model");
-  const current = sel.value;
+  // The saved choice is applied here: the list is empty when the settings load.
+  const current = sel.value || JSON.parse(localStorage.getItem("sputnik.settings") || "{}").model;
   sel.innerHTML = "";
   for (const m of state.models) {
     const o = document.createElement("option");
@@ -161,6 +162,10 @@ function showModel() {
   $("model-facts").textContent = facts.join(" · ");
   $("max-tokens").placeholder = ctx ? `auto (fills the ${ctx}-token context)` : "auto";
   $("max-tokens").max = ctx || "";
+  // A model without a thinking mode has nothing for DeepThink to turn on.
+  const thinks = !(m && m.meta && m.meta.thinking === false);
+  $("deepthink").disabled = $("budget").disabled = !thinks;
+  $("deepthink").parentElement.title = thinks ? "" : "this model has no thinking mode";
   if (!state.messages.length) renderAll();
 }
 
@@ -197,7 +202,9 @@ function sizeRequest(promptTokens) {
       (state.messages.length ? ": start a new chat, or shorten the message." : ": shorten the message."));
   }
   const maxTokens = Math.min(asked ?? room, room);
-  const budget = askedBudget ?? Math.max(0, maxTokens - Math.min(64, Math.ceil(maxTokens / 8)));
+  // Thinking stops early enough to leave room for an answer, whatever budget was asked for.
+  const thinkingRoom = Math.max(0, maxTokens - Math.min(64, Math.ceil(maxTokens / 8)));
+  const budget = Math.min(askedBudget ?? thinkingRoom, thinkingRoom);
   const note = asked && asked > room ? `max tokens ${asked} → ${room} to fit the ${ctx}-token context` : null;
   return { maxTokens, budget, note };
 }
@@ -407,7 +414,7 @@ async function generate(size) {
     temperature: Number($("temperature").value),
     top_p: Number($("top-p").value),
     max_tokens: size.maxTokens,
-    thinking: deep ? { type: "enabled", budget_tokens: size.budget } : { type: "disabled" },
+    thinking: deep && !$("deepthink").disabled ? { type: "enabled", budget_tokens: size.budget } : { type: "disabled" },
   };
 
   const view = document.createElement("div");
@@ -550,6 +557,8 @@ $("error-close").onclick = clearError;
 document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeSidebar(); });
 for (const k of settingsKeys) $(k).addEventListener("change", saveSettings);
 $("model").addEventListener("change", showModel);
+// With --api-key nothing loads until the key is entered.
+$("api-key").addEventListener("change", () => { clearError(); loadModels().then(loadConversations).catch((e) => showError(e.message)); });
 loadSettings();
 renderAll();
 loadModels().then(loadConversations).catch((e) => showError(e.message));

@@ -240,6 +240,24 @@ public sealed class BrowserTests
             .Select(e => (string)e["params"]!["requestId"]!)];
 
     [Fact]
+    public async Task WithAnApiKeyTheAppSaysSoAndLoadsOnceItIsEntered()
+    {
+        await using var browser = await Chromium.StartAsync();
+        await using var server = await TestServer.StartAsync(o => o with { ContextLength = 0, ApiKey = "sekrit" }, TestServer.BundledModelPath);
+        var page = browser.Page;
+        await page.SendAsync("Page.navigate", new JsonObject { ["url"] = server.BaseAddress.ToString() });
+        await page.WaitForAsync("document.readyState === 'complete' && !document.getElementById('error').hidden", 15);
+        Assert.Contains("API key", (string)(await page.EvalAsync("document.getElementById('error-text').textContent"))!);
+        await page.EvalAsync("""
+            const key = document.getElementById('api-key');
+            key.value = 'sekrit';
+            key.dispatchEvent(new Event('change'));
+            """);
+        await page.WaitForAsync("document.getElementById('model-name').textContent === 'sputnik-r1-tiny'", 10);
+        Assert.True((bool)(await page.EvalAsync("document.getElementById('error').hidden"))!);
+    }
+
+    [Fact]
     public async Task ChatPageStreamsAnAnswerWithSettingsTheUserChose()
     {
         await using var browser = await Chromium.StartAsync();
