@@ -30,9 +30,10 @@ async function api(method, path, body) {
 const FORBIDDEN_TAGS = ["form", "input", "button", "textarea", "select", "option", "optgroup", "fieldset", "legend", "label",
   "datalist", "output", "dialog", "style", "link", "meta", "base", "iframe", "frame", "object", "embed", "video", "audio",
   "source", "track", "picture"];
-const MODEL_HTML = { FORBID_TAGS: FORBIDDEN_TAGS, FORBID_ATTR: ["style", "srcset", "action", "formaction", "ping", "background", "poster"], ALLOW_DATA_ATTR: false };
+// Raw SVG from the model too (it can reference URLs in many ways); KaTeX's own SVG is kept.
+const MODEL_HTML = { FORBID_TAGS: [...FORBIDDEN_TAGS, "svg"], FORBID_ATTR: ["style", "srcset", "action", "formaction", "ping", "background", "poster"], ALLOW_DATA_ATTR: false };
 // KaTeX's own output (rendered with trust off, so no links or raw HTML) needs its style attributes.
-const MATH_HTML = { ...MODEL_HTML, FORBID_ATTR: MODEL_HTML.FORBID_ATTR.filter((a) => a !== "style") };
+const MATH_HTML = { ...MODEL_HTML, FORBID_TAGS: FORBIDDEN_TAGS, FORBID_ATTR: MODEL_HTML.FORBID_ATTR.filter((a) => a !== "style") };
 
 const isInlineImage = (src) => /^data:image\/(png|gif|jpeg|webp|avif);/i.test(src || "");
 
@@ -137,7 +138,8 @@ async function loadModels() {
   const models = await api("GET", "/v1/models");
   state.models = models.data || [];
   const sel = $("model");
-  const current = sel.value;
+  // The saved choice is applied here: the list is empty when the settings load.
+  const current = sel.value || JSON.parse(localStorage.getItem("sputnik.settings") || "{}").model;
   sel.innerHTML = "";
   for (const m of state.models) {
     const o = document.createElement("option");
@@ -156,10 +158,14 @@ function showModel() {
   const params = m && m.meta && (m.meta.n_params ?? m.meta.parameters);
   if (params) facts.push(formatCount(params) + " parameters");
   if (ctx) facts.push(`${ctx}-token context`);
-  if (m && m.meta && m.meta.thinking) facts.push("thinks");
+  if (m && m.meta && m.meta.thinking) facts.push("thinking");
   $("model-facts").textContent = facts.join(" · ");
   $("max-tokens").placeholder = ctx ? `auto (fills the ${ctx}-token context)` : "auto";
   $("max-tokens").max = ctx || "";
+  // A model without a thinking mode has nothing for DeepThink to turn on.
+  const thinks = !(m && m.meta && m.meta.thinking === false);
+  $("deepthink").disabled = $("budget").disabled = !thinks;
+  $("deepthink").parentElement.title = thinks ? "" : "this model has no thinking mode";
   if (!state.messages.length) renderAll();
 }
 
@@ -196,7 +202,9 @@ function sizeRequest(promptTokens) {
       (state.messages.length ? ": start a new chat, or shorten the message." : ": shorten the message."));
   }
   const maxTokens = Math.min(asked ?? room, room);
-  const budget = askedBudget ?? Math.max(0, maxTokens - Math.min(64, Math.ceil(maxTokens / 8)));
+  // Thinking stops early enough to leave room for an answer, whatever budget was asked for.
+  const thinkingRoom = Math.max(0, maxTokens - Math.min(64, Math.ceil(maxTokens / 8)));
+  const budget = Math.min(askedBudget ?? thinkingRoom, thinkingRoom);
   const note = asked && asked > room ? `max tokens ${asked} → ${room} to fit the ${ctx}-token context` : null;
   return { maxTokens, budget, note };
 }
@@ -342,7 +350,8 @@ function metaLine(m, isLast) {
   const copy = document.createElement("button");
   copy.textContent = "Copy";
   copy.onclick = () => navigator.clipboard.writeText(m.content);
-  meta.append(span, copy);
+  if (parts.length) meta.append(span);
+  meta.append(copy);
   if (isLast) {
     const regen = document.createElement("button");
     regen.textContent = "Regenerate";
@@ -405,7 +414,7 @@ async function generate(size) {
     temperature: Number($("temperature").value),
     top_p: Number($("top-p").value),
     max_tokens: size.maxTokens,
-    thinking: deep ? { type: "enabled", budget_tokens: size.budget } : { type: "disabled" },
+    thinking: deep && !$("deepthink").disabled ? { type: "enabled", budget_tokens: size.budget } : { type: "disabled" },
   };
 
   const view = document.createElement("div");
@@ -548,6 +557,8 @@ $("error-close").onclick = clearError;
 document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeSidebar(); });
 for (const k of settingsKeys) $(k).addEventListener("change", saveSettings);
 $("model").addEventListener("change", showModel);
+// With --api-key nothing loads until the key is entered.
+$("api-key").addEventListener("change", () => { clearError(); loadModels().then(loadConversations).catch((e) => showError(e.message)); });
 loadSettings();
 renderAll();
 loadModels().then(loadConversations).catch((e) => showError(e.message));

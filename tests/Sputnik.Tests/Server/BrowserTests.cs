@@ -217,7 +217,7 @@ public sealed class BrowserTests
         // output in DOMPurify's inert document reports its inline <style> and handlers to the page's CSP; harmless.)
         Assert.All(o["csp"]!.AsArray(), v => Assert.EndsWith(" inline", (string)v!));
 
-        await page.EvalAsync("1"); // reads the events that arrived meanwhile
+        await browser.ScreenshotAsync("chat-hostile-output.png");
         Assert.Empty(RemoteRequests(page));
 
         // The CSP is the second wall: a remote image put on the page by script is refused before it leaves the browser.
@@ -238,6 +238,24 @@ public sealed class BrowserTests
         [.. page.Events.Where(e => (string?)e["method"] == "Network.requestWillBeSent" &&
                 ((string)e["params"]!["request"]!["url"]!).Contains("1.2.3.4", StringComparison.Ordinal))
             .Select(e => (string)e["params"]!["requestId"]!)];
+
+    [Fact]
+    public async Task WithAnApiKeyTheAppSaysSoAndLoadsOnceItIsEntered()
+    {
+        await using var browser = await Chromium.StartAsync();
+        await using var server = await TestServer.StartAsync(o => o with { ContextLength = 0, ApiKey = "sekrit" }, TestServer.BundledModelPath);
+        var page = browser.Page;
+        await page.SendAsync("Page.navigate", new JsonObject { ["url"] = server.BaseAddress.ToString() });
+        await page.WaitForAsync("document.readyState === 'complete' && !document.getElementById('error').hidden", 15);
+        Assert.Contains("API key", (string)(await page.EvalAsync("document.getElementById('error-text').textContent"))!);
+        await page.EvalAsync("""
+            const key = document.getElementById('api-key');
+            key.value = 'sekrit';
+            key.dispatchEvent(new Event('change'));
+            """);
+        await page.WaitForAsync("document.getElementById('model-name').textContent === 'sputnik-r1-tiny'", 10);
+        Assert.True((bool)(await page.EvalAsync("document.getElementById('error').hidden"))!);
+    }
 
     [Fact]
     public async Task ChatPageStreamsAnAnswerWithSettingsTheUserChose()
