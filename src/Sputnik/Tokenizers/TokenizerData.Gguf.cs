@@ -28,8 +28,8 @@ internal sealed partial record TokenizerData
         if (types != null && types.Length != tokens.Length)
             throw new GgufFormatException($"{f.Path}: metadata '{p}token_type' has {types.Length} entries for {tokens.Length} tokens");
         f.TryGetStringArray(p + "merges", out var merges);
-        if (model == "gpt2" && merges is not { Length: > 0 })
-            throw new GgufFormatException($"{f.Path}: metadata '{p}merges' is missing or empty (a gpt2 tokenizer needs its merges)");
+        if (model == "gpt2" && merges == null)
+            throw new GgufFormatException($"{f.Path}: metadata '{p}merges' is missing (a gpt2 tokenizer needs its merges)");
         f.TryGetString(p + "pre", out var pre);
 
         int? Id(string key) => f.TryGetUInt32(p + key, out uint v) ? (int)v : null;
