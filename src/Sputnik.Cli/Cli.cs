@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using Sputnik.Gguf;
 using Sputnik.Inference;
 using Sputnik.Models;
@@ -21,22 +22,27 @@ internal static class CliOptions
     public static string ResolveModel(string? given) => given ?? DefaultModel.Path()
         ?? throw new ArgumentException("no model given: pass -m path/to/model.gguf (or set SPUTNIK_MODEL)");
 
-    public static Option<int> Threads() => new("--threads", "-t")
+    public static Option<int> Threads() => new Option<int>("--threads", "-t")
     {
         Description = "Worker threads",
         DefaultValueFactory = _ => Environment.ProcessorCount,
-    };
+    }.AtLeast(1);
 }
 
 /// <summary>Parses, runs, and turns every failure into one readable line on stderr with exit code 1.</summary>
 internal static class Cli
 {
-    public static int Invoke(RootCommand root, string[] args)
+    public static int Invoke(Command root, string[] args)
     {
-        var parse = root.Parse(args);
+        // `sputnik` alone shows what it can do rather than complaining that no command was given.
+        var parse = root.Parse(args.Length == 0 ? ["--help"] : args);
         if (parse.Errors.Count > 0)
         {
-            Console.Error.WriteLine($"error: {parse.Errors[0].Message} (see 'sputnik {parse.CommandResult.Command.Name} --help')");
+            // `sputnik bogus` reports the unknown word, not that a command is missing.
+            var error = parse.UnmatchedTokens.Count > 0
+                ? parse.Errors.FirstOrDefault(e => e.Message.Contains(parse.UnmatchedTokens[0], StringComparison.Ordinal)) ?? parse.Errors[0]
+                : parse.Errors[0];
+            Console.Error.WriteLine($"error: {Sputnik.Gguf.DisplayText.Safe(error.Message)} (see '{CommandPath(parse.CommandResult)} --help')");
             return 1;
         }
         bool verbose = parse.GetValue(CliOptions.Verbose);
@@ -47,10 +53,20 @@ internal static class Cli
         catch (Exception ex)
         {
             Console.Out.Flush();
-            Console.Error.WriteLine($"error: {Describe(ex)}");
+            Console.Error.WriteLine($"error: {Sputnik.Gguf.DisplayText.Safe(Describe(ex))}");
             if (verbose) Console.Error.WriteLine(ex);
             return 1;
         }
+    }
+
+    /// <summary>"sputnik train sft" for the command the parser stopped in.</summary>
+    private static string CommandPath(CommandResult command)
+    {
+        var names = new List<string>();
+        for (SymbolResult? s = command; s != null; s = s.Parent)
+            if (s is CommandResult c) names.Add(c.Command.Name);
+        names.Reverse();
+        return string.Join(' ', names);
     }
 
     private static string Describe(Exception ex) => ex switch

@@ -6,9 +6,17 @@ namespace Sputnik.Cli;
 /// <summary>The command tree; <see cref="Run"/> is the whole CLI (tests call it in-process).</summary>
 public static class SputnikCli
 {
-    public static RootCommand CreateRoot()
+    /// <summary>
+    /// The root is a plain command named "sputnik": a RootCommand takes its name from the executable, which is
+    /// "Sputnik.Cli" when run as `dotnet Sputnik.Cli.dll` (the ./sputnik launcher), so help would say `Usage: Sputnik.Cli`.
+    /// </summary>
+    public static Command CreateRoot()
     {
-        var root = new RootCommand("Sputnik — run, serve and train reasoning models (GGUF) in pure .NET.");
+        var root = new Command("sputnik", "Sputnik — run, serve and train reasoning models (GGUF) in pure .NET.")
+        {
+            new System.CommandLine.Help.HelpOption(),
+            new VersionOption(),
+        };
         root.Options.Add(CliOptions.Verbose);
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());

@@ -8,8 +8,9 @@ namespace Sputnik.Cli.Commands;
 
 /// <summary>
 /// `sputnik chat [-m MODEL]` — a terminal chat using the model's template. Thinking streams dimmed and folds
-/// into a one-line summary when the answer starts; Ctrl+C stops the answer, not the program. With stdin
-/// redirected it reads one message per line and prints plain text, so it can be scripted.
+/// into a one-line summary when the answer starts; Ctrl+C stops the answer, not the program, and at the prompt ends
+/// the chat (exit code 0). With stdin redirected it reads one message per line and prints plain text, so it can be
+/// scripted.
 /// </summary>
 internal static class ChatCommand
 {
@@ -17,12 +18,12 @@ internal static class ChatCommand
     {
         var model = new Option<string?>("--model", "-m") { Description = "GGUF model to chat with" };
         var threads = CliOptions.Threads();
-        var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = model's, capped at 4096)" };
-        var temp = new Option<float>("--temp") { Description = "Temperature", DefaultValueFactory = _ => 0.6f };
+        var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = model's, capped at 4096)" }.AtLeast(0);
+        var temp = new Option<float>("--temp") { Description = "Temperature", DefaultValueFactory = _ => 0.6f }.Temperature();
         var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed" };
-        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens per answer", DefaultValueFactory = _ => 2048 };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens per answer", DefaultValueFactory = _ => 2048 }.AtLeast(1);
         var system = new Option<string?>("--system") { Description = "System prompt" };
-        var budget = new Option<int?>("--budget") { Description = "Thinking budget in tokens" };
+        var budget = new Option<int?>("--budget") { Description = "Thinking budget in tokens" }.AtLeast(0);
         var noThink = new Option<bool>("--no-think") { Description = "Start with thinking off" };
         var cmd = new Command("chat", "Chat with a model in the terminal") { model, threads, ctx, temp, seed, maxTokens, system, budget, noThink };
         cmd.SetAction(r =>
@@ -88,11 +89,17 @@ internal sealed class ChatLoop(ChatSession session, bool interactive)
 
     private void OnCancel(object? sender, ConsoleCancelEventArgs e)
     {
+        e.Cancel = true; // the runtime would otherwise kill the process mid-line with exit code 130
         if (_turn is { IsCancellationRequested: false } turn)
         {
-            e.Cancel = true; // stop the answer, keep the program
-            turn.Cancel();
+            turn.Cancel(); // stop the answer, keep the program
+            return;
         }
+        // Ctrl+C at the prompt (or again while an answer stops) ends the chat as /exit does: the main thread is
+        // blocked in ReadLine, which nothing can interrupt, so leave from here, on a fresh line, with success.
+        Console.WriteLine();
+        Console.Out.Flush();
+        Environment.Exit(0);
     }
 
     private void Answer(string text)

@@ -19,16 +19,11 @@ internal static class ConvertCommand
                 throw new ArgumentException($"--type {t}: expected one of {string.Join(", ", Enum.GetNames<ConvertType>())}");
             string outPath = r.GetValue(output)!;
             var started = System.Diagnostics.Stopwatch.StartNew();
-            int lastPercent = -1;
-            HfConverter.Convert(r.GetValue(dir)!, outPath, ct, (done, total, name) =>
+            ProgressBar.Run($"convert {ct}", report =>
             {
-                int percent = total == 0 ? 100 : (int)(100 * done / total);
-                if (percent == lastPercent && done != total) return;
-                lastPercent = percent;
-                int bar = percent * 30 / 100;
-                Console.Error.Write($"\r[{new string('#', bar)}{new string('.', 30 - bar)}] {percent,3}% {name,-40}");
+                HfConverter.Convert(r.GetValue(dir)!, outPath, ct, (done, total, name) => report(done, total, name));
+                return 0;
             });
-            Console.Error.WriteLine();
             Console.Error.WriteLine($"wrote {outPath} ({new FileInfo(outPath).Length / (1024.0 * 1024.0):F1} MiB, {ct}) in {started.Elapsed.TotalSeconds:F1} s");
             return 0;
         });

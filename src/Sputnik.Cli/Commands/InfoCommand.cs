@@ -36,7 +36,8 @@ internal static class InfoCommand
                 null => "-",
                 _ => value.ToString(),
             };
-            Console.WriteLine($"{key,-22} {text}");
+            // Strings come from the file: general.name could hold escape sequences that rewrite the terminal.
+            Console.WriteLine($"{key,-22} {DisplayText.Safe(text)}");
         }
         return 0;
     }

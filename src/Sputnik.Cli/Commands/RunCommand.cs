@@ -12,15 +12,15 @@ internal static class RunCommand
         var model = CliOptions.ModelOrDefault();
         var threads = CliOptions.Threads();
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text (\"\" generates from BOS alone)", DefaultValueFactory = _ => "" };
-        var n = new Option<int>("--n-predict", "-n") { Description = "Tokens to generate", DefaultValueFactory = _ => 128 };
-        var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = model's, capped at 4096)" };
-        var temp = new Option<float>("--temp") { Description = "Temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { Description = "Top-k (0 = off)", DefaultValueFactory = _ => 40 };
-        var topP = new Option<float>("--top-p") { Description = "Top-p (1 = off)", DefaultValueFactory = _ => 0.95f };
-        var minP = new Option<float>("--min-p") { Description = "Min-p (0 = off)", DefaultValueFactory = _ => 0.05f };
-        var repeat = new Option<float>("--repeat-penalty") { Description = "Repetition penalty (1 = off)", DefaultValueFactory = _ => 1f };
-        var presence = new Option<float>("--presence-penalty") { Description = "Presence penalty" };
-        var frequency = new Option<float>("--frequency-penalty") { Description = "Frequency penalty" };
+        var n = new Option<int>("--n-predict", "-n") { Description = "Tokens to generate", DefaultValueFactory = _ => 128 }.AtLeast(0);
+        var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = model's, capped at 4096)" }.AtLeast(0);
+        var temp = new Option<float>("--temp") { Description = "Temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f }.Temperature();
+        var topK = new Option<int>("--top-k") { Description = "Top-k (0 = off)", DefaultValueFactory = _ => 40 }.AtLeast(0);
+        var topP = new Option<float>("--top-p") { Description = "Top-p (1 = off)", DefaultValueFactory = _ => 0.95f }.TopP();
+        var minP = new Option<float>("--min-p") { Description = "Min-p (0 = off)", DefaultValueFactory = _ => 0.05f }.MinP();
+        var repeat = new Option<float>("--repeat-penalty") { Description = "Repetition penalty (1 = off)", DefaultValueFactory = _ => 1f }.RepeatPenalty();
+        var presence = new Option<float>("--presence-penalty") { Description = "Presence penalty (-2 to 2)" }.Penalty();
+        var frequency = new Option<float>("--frequency-penalty") { Description = "Frequency penalty (-2 to 2)" }.Penalty();
         var seed = new Option<ulong?>("--seed", "-s") { Description = "Random seed for reproducible sampling" };
         var noBos = new Option<bool>("--no-bos") { Description = "Do not add BOS" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object with tokens, text and timings" };
@@ -32,8 +32,6 @@ internal static class RunCommand
         };
         cmd.SetAction(r =>
         {
-            if (r.GetValue(n) < 0) throw new ArgumentException($"-n {r.GetValue(n)} must not be negative");
-            if (r.GetValue(threads) < 1) throw new ArgumentException($"-t {r.GetValue(threads)} must be at least 1");
             var sampling = new SamplingOptions
             {
                 Temperature = r.GetValue(temp), TopK = r.GetValue(topK), TopP = r.GetValue(topP), MinP = r.GetValue(minP),

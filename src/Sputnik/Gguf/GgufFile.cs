@@ -67,12 +67,12 @@ internal sealed unsafe class GgufFile : IDisposable
             {
                 long at = r.Position;
                 string key = r.String($"key of metadata entry #{i}");
-                var type = (GgufValueType)r.U32($"value type of '{key}'");
+                var type = (GgufValueType)r.U32($"value type of '{DisplayText.Name(key)}'");
                 if (GgufHeaderReader.MinEncodedSize(type) is null)
-                    throw new GgufFormatException($"metadata '{key}' at offset {at}: unknown value type {(uint)type}");
+                    throw new GgufFormatException($"metadata '{DisplayText.Name(key)}' at offset {at}: unknown value type {(uint)type}");
                 var value = r.Value(type, key);
                 if (!meta.TryAdd(key, value))
-                    throw new GgufFormatException($"metadata key '{key}' at offset {at} appears twice");
+                    throw new GgufFormatException($"metadata key '{DisplayText.Name(key)}' at offset {at} appears twice");
             }
             Metadata = meta;
 
@@ -94,9 +94,9 @@ internal sealed unsafe class GgufFile : IDisposable
                 long at = r.Position;
                 var t = r.TensorInfo(i);
                 if (!_tensorsByName.TryAdd(t.Name, t))
-                    throw new GgufFormatException($"tensor name '{t.Name}' at offset {at} appears twice");
+                    throw new GgufFormatException($"tensor name '{DisplayText.Name(t.Name)}' at offset {at} appears twice");
                 if (t.Offset % Alignment != 0)
-                    throw new GgufFormatException($"tensor '{t.Name}': data offset {t.Offset} is not a multiple of the alignment {Alignment}");
+                    throw new GgufFormatException($"tensor '{DisplayText.Name(t.Name)}': data offset {t.Offset} is not a multiple of the alignment {Alignment}");
                 tensors.Add(t);
             }
             var tensorArray = tensors.ToArray();
@@ -123,14 +123,14 @@ internal sealed unsafe class GgufFile : IDisposable
         foreach (var t in tensors)
             if (t.Offset > dataBytes || t.ByteSize > dataBytes - t.Offset)
                 throw new GgufFormatException(
-                    $"tensor '{t.Name}' ({t.ByteSize} bytes at data offset {t.Offset}, file offset {(ulong)DataOffset + (ulong)t.Offset}) extends past the end of the file ({FileSize} bytes)");
+                    $"tensor '{DisplayText.Name(t.Name)}' ({t.ByteSize} bytes at data offset {t.Offset}, file offset {(ulong)DataOffset + (ulong)t.Offset}) extends past the end of the file ({FileSize} bytes)");
         var sorted = (GgufTensorInfo[])tensors.Clone();
         Array.Sort(sorted, (a, b) => a.Offset.CompareTo(b.Offset));
         for (int i = 1; i < sorted.Length; i++)
         {
             var prev = sorted[i - 1];
             if (prev.Offset + prev.ByteSize > sorted[i].Offset && prev.ByteSize > 0 && sorted[i].ByteSize > 0)
-                throw new GgufFormatException($"tensors '{prev.Name}' and '{sorted[i].Name}' overlap at data offset {sorted[i].Offset}");
+                throw new GgufFormatException($"tensors '{DisplayText.Name(prev.Name)}' and '{DisplayText.Name(sorted[i].Name)}' overlap at data offset {sorted[i].Offset}");
         }
     }
 
@@ -139,7 +139,7 @@ internal sealed unsafe class GgufFile : IDisposable
     public GgufTensorInfo? FindTensor(string name) => _tensorsByName.GetValueOrDefault(name);
 
     public GgufTensorInfo GetTensor(string name) =>
-        _tensorsByName.GetValueOrDefault(name) ?? throw new GgufFormatException($"{Path}: required tensor '{name}' is missing");
+        _tensorsByName.GetValueOrDefault(name) ?? throw new GgufFormatException($"{Path}: required tensor '{DisplayText.Name(name)}' is missing");
 
     /// <summary>Pointer to the first byte of a tensor's data inside the mapping (valid until Dispose).</summary>
     public byte* DataPointer(GgufTensorInfo t)
@@ -152,7 +152,7 @@ internal sealed unsafe class GgufFile : IDisposable
     public ReadOnlySpan<byte> GetData(GgufTensorInfo t)
     {
         if (t.ByteSize > int.MaxValue)
-            throw new NotSupportedException($"tensor '{t.Name}' is {t.ByteSize} bytes; use DataPointer for tensors over 2 GiB");
+            throw new NotSupportedException($"tensor '{DisplayText.Name(t.Name)}' is {t.ByteSize} bytes; use DataPointer for tensors over 2 GiB");
         return new ReadOnlySpan<byte>(DataPointer(t), (int)t.ByteSize);
     }
 
@@ -165,7 +165,7 @@ internal sealed unsafe class GgufFile : IDisposable
     }
 
     public string GetString(string key) =>
-        TryGetString(key, out var s) ? s! : throw new GgufFormatException($"{Path}: metadata '{key}' is missing or not a string");
+        TryGetString(key, out var s) ? s! : throw new GgufFormatException($"{Path}: metadata '{DisplayText.Name(key)}' is missing or not a string");
 
     public string? GetStringOrNull(string key) => TryGetString(key, out var s) ? s : null;
 

@@ -34,7 +34,7 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
     private ReadOnlySpan<byte> TakeValue(int n, string key)
     {
         if (n >= 0 && Remaining >= n) return Take(n, key);
-        return Take(n, $"value of '{key}'");
+        return Take(n, $"value of '{DisplayText.Name(key)}'");
     }
 
     public uint U32(string what) => BinaryPrimitives.ReadUInt32LittleEndian(Take(4, what));
@@ -71,7 +71,7 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
                 return Encoding.UTF8.GetString(Take((int)n, key));
             }
         }
-        return String($"element {index} of '{key}'");
+        return String($"element {index} of '{DisplayText.Name(key)}'");
     }
 
     public GgufValue Value(GgufValueType type, string key, int depth = 0) => new(type, Scalar(type, key, depth));
@@ -94,27 +94,27 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
             {
                 long at = Position;
                 byte b = TakeValue(1, key)[0];
-                if (b > 1) throw new GgufFormatException($"metadata '{key}': bool byte {b} at offset {at} is neither 0 nor 1");
+                if (b > 1) throw new GgufFormatException($"metadata '{DisplayText.Name(key)}': bool byte {b} at offset {at} is neither 0 nor 1");
                 return b == 1;
             }
-            case GgufValueType.String: return String($"string value of '{key}'");
+            case GgufValueType.String: return String($"string value of '{DisplayText.Name(key)}'");
             case GgufValueType.Array: return Array(key, depth);
             default:
-                throw new GgufFormatException($"metadata '{key}': unknown value type {(uint)type} at offset {Position - 4}");
+                throw new GgufFormatException($"metadata '{DisplayText.Name(key)}': unknown value type {(uint)type} at offset {Position - 4}");
         }
     }
 
     private GgufArray Array(string key, int depth)
     {
         if (depth >= MaxArrayDepth)
-            throw new GgufFormatException($"metadata '{key}': arrays nested deeper than {MaxArrayDepth} at offset {Position}");
+            throw new GgufFormatException($"metadata '{DisplayText.Name(key)}': arrays nested deeper than {MaxArrayDepth} at offset {Position}");
         long at = Position;
-        var elemType = (GgufValueType)U32($"array element type of '{key}'");
+        var elemType = (GgufValueType)U32($"array element type of '{DisplayText.Name(key)}'");
         long minSize = MinEncodedSize(elemType)
-            ?? throw new GgufFormatException($"metadata '{key}': unknown array element type {(uint)elemType} at offset {at}");
-        long n = Count($"element count of array '{key}'", minSize);
+            ?? throw new GgufFormatException($"metadata '{DisplayText.Name(key)}': unknown array element type {(uint)elemType} at offset {at}");
+        long n = Count($"element count of array '{DisplayText.Name(key)}'", minSize);
         int count = (int)Math.Min(n, int.MaxValue);
-        if (count != n) throw new GgufFormatException($"metadata '{key}': array of {n} elements at offset {at} is too large");
+        if (count != n) throw new GgufFormatException($"metadata '{DisplayText.Name(key)}': array of {n} elements at offset {at} is too large");
         switch (elemType)
         {
             case GgufValueType.UInt8: return new(elemType, TakeValue(count, key).ToArray());
@@ -153,7 +153,7 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
     {
         // Only reachable for files over 2 GiB, where the count passes the bytes-left check; spans stop at 2 GiB.
         if ((long)count * sizeof(T) > int.MaxValue)
-            throw new GgufFormatException($"metadata '{key}': array of {count} {sizeof(T)}-byte elements at offset {Position} is over 2 GiB");
+            throw new GgufFormatException($"metadata '{DisplayText.Name(key)}': array of {count} {sizeof(T)}-byte elements at offset {Position} is over 2 GiB");
         var bytes = TakeValue(count * sizeof(T), key);
         return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(bytes).ToArray();
     }
@@ -173,33 +173,33 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
     {
         long at = Position;
         string name = String($"name of tensor #{index}");
-        uint nDims = U32($"dimension count of tensor '{name}'");
+        uint nDims = U32($"dimension count of tensor '{DisplayText.Name(name)}'");
         if (nDims == 0 || nDims > 4)
-            throw new GgufFormatException($"tensor '{name}' at offset {at}: {nDims} dimensions (1 to 4 allowed)");
+            throw new GgufFormatException($"tensor '{DisplayText.Name(name)}' at offset {at}: {nDims} dimensions (1 to 4 allowed)");
         var dims = new long[nDims];
         long elements = 1;
         for (int d = 0; d < nDims; d++)
         {
-            ulong v = U64($"dimension {d} of tensor '{name}'");
+            ulong v = U64($"dimension {d} of tensor '{DisplayText.Name(name)}'");
             if (v == 0 || v > long.MaxValue)
-                throw new GgufFormatException($"tensor '{name}' at offset {at}: dimension {d} is {v}");
+                throw new GgufFormatException($"tensor '{DisplayText.Name(name)}' at offset {at}: dimension {d} is {v}");
             dims[d] = (long)v;
             if (elements > long.MaxValue / dims[d])
-                throw new GgufFormatException($"tensor '{name}' at offset {at}: element count overflows (dims {string.Join(" x ", dims[..(d + 1)])})");
+                throw new GgufFormatException($"tensor '{DisplayText.Name(name)}' at offset {at}: element count overflows (dims {string.Join(" x ", dims[..(d + 1)])})");
             elements *= dims[d];
         }
-        uint typeId = U32($"type of tensor '{name}'");
+        uint typeId = U32($"type of tensor '{DisplayText.Name(name)}'");
         var type = (GgmlType)typeId;
         if (!GgmlTypeInfo.TryGetBlock(type, out int blockSize, out int blockBytes) || !Enum.IsDefined(type))
-            throw new GgufFormatException($"tensor '{name}' at offset {at}: unknown ggml type id {typeId}");
+            throw new GgufFormatException($"tensor '{DisplayText.Name(name)}' at offset {at}: unknown ggml type id {typeId}");
         if (dims[0] % blockSize != 0)
-            throw new GgufFormatException($"tensor '{name}': row length {dims[0]} is not a multiple of the {type} block size {blockSize}");
+            throw new GgufFormatException($"tensor '{DisplayText.Name(name)}': row length {dims[0]} is not a multiple of the {type} block size {blockSize}");
         long blocks = elements / blockSize;
         if (blocks > long.MaxValue / blockBytes)
-            throw new GgufFormatException($"tensor '{name}' at offset {at}: byte size overflows");
-        ulong offset = U64($"data offset of tensor '{name}'");
+            throw new GgufFormatException($"tensor '{DisplayText.Name(name)}' at offset {at}: byte size overflows");
+        ulong offset = U64($"data offset of tensor '{DisplayText.Name(name)}'");
         if (offset > long.MaxValue)
-            throw new GgufFormatException($"tensor '{name}': data offset {offset} is out of range");
+            throw new GgufFormatException($"tensor '{DisplayText.Name(name)}': data offset {offset} is out of range");
         return new GgufTensorInfo(name, dims, type, (long)offset, blocks * blockBytes);
     }
 }

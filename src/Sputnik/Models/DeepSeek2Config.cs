@@ -86,33 +86,41 @@ internal sealed record DeepSeek2Config
             }
             return fallback ?? throw new GgufFormatException($"{f.Path}: metadata '{key}' is missing");
         }
-        float FloatKey(string name, float fallback) => f.TryGetFloat($"{a}.{name}", out float v) ? v : fallback;
+        // Every float must be finite (a NaN epsilon or scale would silently turn every logit into NaN).
+        // Sizes that must be at least 1: a zero here would leave nothing to compute and fail later without a name.
+        int Size(string name, int? fallback)
+        {
+            int v = Key(name, fallback);
+            return v >= 1 ? v : throw new GgufFormatException($"metadata '{a}.{name}' = {v} must be at least 1");
+        }
+        float FloatKey(string name, float fallback) => ModelConfig.FloatKey(f, $"{a}.{name}", fallback, -1e6f, 1e6f);
+        float PositiveFloat(string name, float fallback) => ModelConfig.PositiveFloat(f, $"{a}.{name}", fallback);
 
         var embd = f.GetTensor("token_embd.weight");
-        int heads = Key("attention.head_count", null);
+        int heads = Size("attention.head_count", null);
         int rope = Key("rope.dimension_count", null);
-        int kvRank = Key("attention.kv_lora_rank", null);
+        int kvRank = Size("attention.kv_lora_rank", null);
         // MLA files store the MQA view in key_length/value_length and the real head sizes in *_mla; older files
         // (before the k_b/v_b split) store the real head sizes directly.
         bool mla = f.TryGetInt64($"{a}.attention.key_length_mla", out _);
         int headK = mla ? Key("attention.key_length_mla", null) : Key("attention.key_length", null);
-        int headV = mla ? Key("attention.value_length_mla", null) : Key("attention.value_length", null);
+        int headV = mla ? Size("attention.value_length_mla", null) : Size("attention.value_length", null);
         if (headK <= rope) throw new GgufFormatException($"{f.Path}: key length {headK} must exceed rope.dimension_count {rope}");
         if (rope % 2 != 0) throw new GgufFormatException($"{f.Path}: rope.dimension_count {rope} must be even");
 
         int gating = Key("expert_gating_func", 0);
         string? scaling = f.GetStringOrNull($"{a}.rope.scaling.type");
-        float factor = FloatKey("rope.scaling.factor", 1f);
+        float factor = PositiveFloat("rope.scaling.factor", 1f);
         if (scaling is null or "none") factor = 1f;
-        float scale = FloatKey("expert_weights_scale", 0f);
+        float scale = ModelConfig.FloatKey(f, $"{a}.expert_weights_scale", 0f, 0f, 1e6f);
         var c = new DeepSeek2Config
         {
-            Dim = Key("embedding_length", (int)embd.Columns),
-            Layers = Key("block_count", null),
+            Dim = Size("embedding_length", (int)embd.Columns),
+            Layers = Size("block_count", null),
             Heads = heads,
-            VocabSize = Key("vocab_size", (int)embd.Rows),
-            ContextLength = Key("context_length", 4096),
-            RmsEps = FloatKey("attention.layer_norm_rms_epsilon", 1e-6f),
+            VocabSize = Size("vocab_size", (int)embd.Rows),
+            ContextLength = Size("context_length", 4096),
+            RmsEps = ModelConfig.Epsilon(f, $"{a}.attention.layer_norm_rms_epsilon", 1e-6f),
             QLoraRank = Key("attention.q_lora_rank", 0),
             KvLoraRank = kvRank,
             QkNopeDim = headK - rope,
@@ -130,7 +138,7 @@ internal sealed record DeepSeek2Config
                 : throw new UnsupportedModelException($"{f.Path}: expert_gating_func {gating} is not supported (1 softmax, 2 sigmoid)"),
             ExpertGroups = Math.Max(1, Key("expert_group_count", 1)),
             ExpertGroupsUsed = Math.Max(1, Key("expert_group_used_count", 1)),
-            RopeBase = FloatKey("rope.freq_base", 10000f),
+            RopeBase = PositiveFloat("rope.freq_base", 10000f),
             RopeScalingFactor = factor,
             Yarn = scaling == "yarn" && factor != 1f,
             RopeOriginalContext = Key("rope.scaling.original_context_length", Key("context_length", 4096)),

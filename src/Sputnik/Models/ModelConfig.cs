@@ -50,8 +50,8 @@ internal sealed record ModelConfig
             throw new GgufFormatException($"{f.Path}: head_count {heads} is not a multiple of head_count_kv {kvHeads}");
         if (ropeDims > headDim || ropeDims % 2 != 0)
             throw new GgufFormatException($"{f.Path}: rope.dimension_count {ropeDims} does not fit head size {headDim}");
-        float ropeBase = f.TryGetFloat($"{arch}.rope.freq_base", out float rb) ? rb : 10000f;
-        float eps = f.TryGetFloat($"{arch}.attention.layer_norm_rms_epsilon", out float e) ? e : 1e-5f;
+        float ropeBase = PositiveFloat(f, $"{arch}.rope.freq_base", 10000f);
+        float eps = Epsilon(f, $"{arch}.attention.layer_norm_rms_epsilon", 1e-5f);
         return new ModelConfig
         {
             Architecture = arch, Dim = dim, Layers = layers, Heads = heads, KvHeads = kvHeads, HeadDim = headDim,
@@ -79,6 +79,27 @@ internal sealed record ModelConfig
         w.Set($"{a}.attention.layer_norm_rms_epsilon", RmsEps);
         w.Set($"{a}.vocab_size", (uint)VocabSize);
     }
+
+    /// <summary>
+    /// A float hyper-parameter that must be finite and in [min, max] (above min when <paramref name="aboveMin"/>);
+    /// the fallback when the key is absent. A NaN or infinite epsilon, RoPE base or scale would otherwise turn every
+    /// logit into NaN without a word, so the file is refused naming the key.
+    /// </summary>
+    internal static float FloatKey(GgufFile f, string key, float fallback, float min, float max, bool aboveMin = false)
+    {
+        if (!f.TryGetFloat(key, out float v)) return fallback;
+        if (!float.IsFinite(v))
+            throw new GgufFormatException($"metadata '{key}' = {v} is not a finite number");
+        if (v < min || v > max || aboveMin && v == min)
+            throw new GgufFormatException($"metadata '{key}' = {v} is out of range ({(aboveMin ? "above" : "from")} {min} to {max})");
+        return v;
+    }
+
+    /// <summary>A positive finite float such as rope.freq_base.</summary>
+    internal static float PositiveFloat(GgufFile f, string key, float fallback) => FloatKey(f, key, fallback, 0f, float.MaxValue, aboveMin: true);
+
+    /// <summary>A normalization epsilon: positive and below 1.</summary>
+    internal static float Epsilon(GgufFile f, string key, float fallback) => FloatKey(f, key, fallback, 0f, 1f, aboveMin: true);
 
     private static int CountBlocks(GgufFile f)
     {

@@ -42,4 +42,5 @@ internal static class ModelLoader
 }
 
 /// <summary>A well-formed file for an architecture or feature Sputnik does not run.</summary>
-public sealed class UnsupportedModelException(string message) : Exception(message);
+/// <remarks>Text from the file in the message is escaped and the whole is capped, as for <see cref="GgufFormatException"/>.</remarks>
+public sealed class UnsupportedModelException(string message) : Exception(DisplayText.Safe(message));

@@ -19,9 +19,17 @@ internal sealed partial record TokenizerData
         string model = f.GetString(p + "model");
         if (!f.TryGetStringArray(p + "tokens", out var tokens) || tokens == null)
             throw new GgufFormatException($"{f.Path}: metadata '{p}tokens' is missing");
+        if (tokens.Length == 0) throw new GgufFormatException($"{f.Path}: metadata '{p}tokens' is empty");
         f.TryGetFloatArray(p + "scores", out var scores);
         f.TryGetIntArray(p + "token_type", out var types);
+        // One score and one type per token: say which key is short rather than fail later on an index.
+        if (scores != null && scores.Length != tokens.Length)
+            throw new GgufFormatException($"{f.Path}: metadata '{p}scores' has {scores.Length} entries for {tokens.Length} tokens");
+        if (types != null && types.Length != tokens.Length)
+            throw new GgufFormatException($"{f.Path}: metadata '{p}token_type' has {types.Length} entries for {tokens.Length} tokens");
         f.TryGetStringArray(p + "merges", out var merges);
+        if (model == "gpt2" && merges == null)
+            throw new GgufFormatException($"{f.Path}: metadata '{p}merges' is missing (a gpt2 tokenizer needs its merges)");
         f.TryGetString(p + "pre", out var pre);
 
         int? Id(string key) => f.TryGetUInt32(p + key, out uint v) ? (int)v : null;

@@ -60,7 +60,7 @@ internal sealed partial record TokenizerData
                 AddBos ?? true, AddEos ?? false, AddSpacePrefix ?? true, CleanSpaces: false, IgnoreMerges: false);
         }
         if (!string.Equals(Model, "gpt2", StringComparison.Ordinal))
-            throw new NotSupportedException($"tokenizer model '{Model}' is not supported (expected 'gpt2' or 'llama')");
+            throw new Models.UnsupportedModelException($"tokenizer model '{Gguf.DisplayText.Name(Model)}' is not supported (expected 'gpt2' or 'llama')");
         var pre = PreTokenizer.Resolve(EffectivePre);
         return new ResolvedSettings(
             Valid(BosId, pre.NoBos ? null : 11), Valid(EosId, 11), Valid(UnknownId, null), Valid(PadId, null),

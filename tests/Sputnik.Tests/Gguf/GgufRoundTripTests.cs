@@ -392,7 +392,7 @@ public sealed class GgufRoundTripTests : IDisposable
     [Fact]
     public void Every_vocab_fixture_in_the_folder_is_covered_and_opens()
     {
-        var files = Directory.GetFiles(Path.Combine(Fixtures.Root, "tokenizers"), "ggml-vocab-*.gguf");
+        var files = Directory.GetFiles(Fixtures.RequireDirectory(Path.Combine(Fixtures.Root, "tokenizers")), "ggml-vocab-*.gguf");
         Assert.NotEmpty(files);
         string[] covered = ["ggml-vocab-gpt-2.gguf", "ggml-vocab-llama-spm.gguf", "ggml-vocab-phi-3.gguf", "ggml-vocab-deepseek-llm.gguf"];
         foreach (var path in files)

@@ -44,10 +44,20 @@ internal static class ProcessRunner
 
     public static Result Run(string file, TimeSpan timeout, params string[] args) => Run(Info(file, args), timeout);
 
+    /// <summary>
+    /// `dotnet run --project samples/NAME -- ARGS` as the README says, started in <paramref name="workingDirectory"/>
+    /// (default: the repository root), with --no-build and the tests' configuration: the tests built the samples.
+    /// </summary>
+    public static ProcessStartInfo DotnetRunSample(string name, string? workingDirectory, params string[] args) =>
+        Info("dotnet", ["run", "--project", Path.Combine(Fixtures.RepoRoot, "samples", name), "--no-build", "-c", TestConfiguration, "--", .. args],
+            workingDirectory);
+
+    // The tests run from tests/Sputnik.Tests/bin/CONFIG/net10.0/.
+    private static string TestConfiguration => new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name;
+
     /// <summary>The build output of a sample (built with the tests, same configuration).</summary>
     public static string SampleDll(string name)
     {
-        // The tests run from tests/Sputnik.Tests/bin/CONFIG/net10.0/.
         var tfmDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         string config = tfmDir.Parent!.Name;
         string dll = Path.Combine(Fixtures.RepoRoot, "samples", name, "bin", config, tfmDir.Name, name + ".dll");
