@@ -40,7 +40,7 @@ internal sealed partial class Evaluator
                 {
                     "not" => !PyOps.Truthy(operand),
                     "-" => PyOps.Negate(operand),
-                    _ => operand is Undefined ud ? throw new RuntimeFault(ud.Hint, true) : operand,
+                    _ => operand is Undefined ud ? throw ud.Fault() : operand,
                 };
             case BinaryExpr b: return EvalBinary(b);
             case CondExpr ce:
@@ -55,11 +55,11 @@ internal sealed partial class Evaluator
                 for (var k = 0; k < arr.Length; k++) arr[k] = Eval(te.Items[k]);
                 return new PyTuple(arr);
             case DictExpr de:
-                var d = new Dictionary<string, object?>(de.Items.Length);
+                var d = new PyDict(de.Items.Length);
                 foreach (var (key, value) in de.Items)
                 {
-                    var kv = Eval(key);
-                    d[kv as string ?? throw new RuntimeFault($"dict keys must be strings, got {PyOps.TypeName(kv)}")] = Eval(value);
+                    var k = Eval(key);
+                    d.Set(k, Eval(value));
                 }
                 return d;
             default:
@@ -102,19 +102,25 @@ internal sealed partial class Evaluator
     public object? CallValue(object? fn, Args args) => fn switch
     {
         Callable c => c.Invoke(this, args),
-        Undefined u => throw new RuntimeFault(u.Hint, true),
+        Undefined u => throw u.Fault(),
         _ => throw new RuntimeFault($"'{PyOps.TypeName(fn)}' object is not callable"),
     };
 
-    private static readonly HashSet<string> DictMethods = ["get", "items", "keys", "values", "copy", "update", "pop", "setdefault"];
-    private static readonly HashSet<string> ListMethods = ["append", "pop", "index", "count", "insert", "extend", "remove", "reverse", "sort", "copy"];
+    private static readonly HashSet<string> DictMethods = ["get", "items", "keys", "values", "copy"];
+    private static readonly HashSet<string> ListMethods = ["index", "count", "copy"];
+
+    // Methods transformers' ImmutableSandboxedEnvironment refuses (jinja2.sandbox's _mutable_spec): reading one gives
+    // an undefined value that raises a SecurityError when called.
+    private static readonly HashSet<string> DictMutators = ["update", "setdefault", "clear", "pop", "popitem"];
+    private static readonly HashSet<string> ListMutators = ["append", "insert", "extend", "clear", "reverse", "remove", "pop", "sort"];
 
     public static object? GetAttr(object? obj, string name)
     {
         switch (obj)
         {
-            case Dictionary<string, object?> d:
+            case PyDict d:
                 if (DictMethods.Contains(name)) return new BoundMethod(d, name);
+                if (DictMutators.Contains(name)) return Undefined.Unsafe(obj, name);
                 return d.TryGetValue(name, out var v) ? v : Undefined.NoAttribute(obj, name);
             case Namespace ns:
                 return ns.Attrs.TryGetValue(name, out var nv) ? nv : Undefined.NoAttribute(obj, name);
@@ -122,10 +128,13 @@ internal sealed partial class Evaluator
                 return loop.Attr(name);
             case string:
                 return PyMethods.IsStringMethod(name) ? new BoundMethod(obj, name) : Undefined.NoAttribute(obj, name);
+            case SafeString m:
+                return PyMethods.IsStringMethod(name) ? new BoundMethod(m.Value, name) : Undefined.NoAttribute(obj, name);
             case List<object?>:
+                if (ListMutators.Contains(name)) return Undefined.Unsafe(obj, name);
                 return ListMethods.Contains(name) ? new BoundMethod(obj, name) : Undefined.NoAttribute(obj, name);
             case Undefined u:
-                throw new RuntimeFault(u.Hint, true);
+                throw u.Fault();
             default:
                 return Undefined.NoAttribute(obj, name);
         }
@@ -135,18 +144,20 @@ internal sealed partial class Evaluator
     {
         switch (obj)
         {
-            case Dictionary<string, object?> d:
-                if (key is string ks && d.TryGetValue(ks, out var v)) return v;
-                return key is string k2 && DictMethods.Contains(k2) ? new BoundMethod(d, k2) : new Undefined($"'dict object' has no attribute {PyFormat.Repr(key)}");
+            case PyDict d:
+                if (d.TryGet(key, out var v)) return v;
+                return key is string k2 ? GetAttr(d, k2) : new Undefined($"'dict object' has no attribute {PyFormat.Repr(key)}");
             case IReadOnlyList<object?> list when key is long or bool:
                 var idx = key is bool b ? (b ? 1 : 0) : (long)key;
                 if (idx < 0) idx += list.Count;
                 return idx >= 0 && idx < list.Count ? list[(int)idx] : new Undefined($"'{PyOps.TypeName(obj)} object' has no attribute '{key}'");
+            case SafeString m:
+                return GetItem(m.Value, key);
             case string s when key is long n:
                 if (n < 0) n += s.Length;
                 return n >= 0 && n < s.Length ? s[(int)n].ToString() : new Undefined($"'str object' has no attribute '{key}'");
             case Undefined u:
-                throw new RuntimeFault(u.Hint, true);
+                throw u.Fault();
             default:
                 return key is string name ? GetAttr(obj, name) : new Undefined($"'{PyOps.TypeName(obj)} object' has no attribute {PyFormat.Repr(key)}");
         }
@@ -154,7 +165,8 @@ internal sealed partial class Evaluator
 
     public static object? Slice(object? obj, object? start, object? stop, object? step)
     {
-        if (obj is Undefined u) throw new RuntimeFault(u.Hint, true);
+        if (obj is Undefined u) throw u.Fault();
+        if (obj is SafeString m) obj = m.Value;
         var len = obj switch
         {
             string s => s.Length,

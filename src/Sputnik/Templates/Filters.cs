@@ -9,6 +9,9 @@ internal static partial class Filters
 {
     public static object? Apply(Evaluator ev, string name, object? v, Args a)
     {
+        // Markup is its text to every filter but the few that keep or produce it.
+        if (v is SafeString markup && name is not ("safe" or "escape" or "e" or "string" or "default" or "d")) v = markup.Value;
+        a = a.WithPlainStrings();
         switch (name)
         {
             case "trim": return PyMethods.Strip(Str(v), a.Get(0, "chars") as string, true, true);
@@ -26,21 +29,23 @@ internal static partial class Filters
                 var parts = PyOps.Iterate(v).Select(x => PyFormat.Str(attr == null ? x : GetPath(x, attr)));
                 return string.Join(Str(a.Get(0, "d", "")), parts);
             case "first":
+                if (v is PyIterator fi) return fi.TryNext(out var firstItem) ? firstItem : new Undefined("No first item, sequence was empty.");
                 var fl = PyOps.Iterate(v);
                 return fl.Count > 0 ? fl[0] : new Undefined("No first item, sequence was empty.");
             case "last":
+                if (v is PyIterator li) throw new RuntimeFault($"'{li.TypeName}' object is not reversible");
                 var ll = PyOps.Iterate(v);
                 return ll.Count > 0 ? ll[^1] : new Undefined("No last item, sequence was empty.");
             case "default" or "d":
                 var boolean = PyOps.Truthy(a.Get(1, "boolean", false));
                 return v is Undefined || (boolean && !PyOps.Truthy(v)) ? a.Get(0, "default_value", "") : v;
-            case "string": return PyFormat.Str(v);
+            case "string": return v is SafeString ? v : PyFormat.Str(v);
             case "int": return ToInt(v, a.Get(0, "default", 0L), a.Get(1, "base", 10L));
             case "float": return ToFloat(v, a.Get(0, "default", 0.0));
             case "list": return PyOps.Iterate(v).ToList();
             case "items":
                 if (v is Undefined) return new List<object?>();
-                if (v is not Dictionary<string, object?> dict) throw new RuntimeFault("Can only get item pairs from a mapping.");
+                if (v is not PyDict dict) throw new RuntimeFault("Can only get item pairs from a mapping.");
                 return dict.Select(kv => (object?)new PyTuple([kv.Key, kv.Value])).ToList();
             case "selectattr" or "rejectattr":
                 return SelectAttr(ev, v, a, name == "selectattr");
@@ -48,8 +53,9 @@ internal static partial class Filters
                 return Select(ev, v, a, name == "select");
             case "map": return Map(ev, v, a);
             case "unique": return Unique(v, a);
-            case "safe": return v is string ? v : PyFormat.Str(v);
-            case "escape" or "e" or "forceescape": return Escape(PyFormat.Str(v));
+            case "safe": return v as SafeString ?? new SafeString(PyFormat.Str(v));
+            case "escape" or "e": return v as SafeString ?? new SafeString(Escape(PyFormat.Str(v)));
+            case "forceescape": return new SafeString(Escape(PyFormat.Str(v)));
             case "abs":
                 return v switch
                 {
@@ -66,9 +72,15 @@ internal static partial class Filters
                     Array.Reverse(chars);
                     return new string(chars);
                 }
-                var rl = PyOps.Iterate(v).ToList();
-                rl.Reverse();
-                return rl;
+                // Python's reversed(): a one-shot iterator over a list, tuple or dict; a generator becomes a list.
+                if (v is PyIterator)
+                {
+                    var rl = PyOps.Iterate(v).ToList();
+                    rl.Reverse();
+                    return rl;
+                }
+                var items = PyOps.Iterate(v);
+                return new PyIterator(v is PyDict ? "dict_reversekeyiterator" : "list_reverseiterator", Reversed(items));
             case "sort":
                 return SortItems(PyOps.Iterate(v), PyOps.Truthy(a.Get(0, "reverse", false)),
                     PyOps.Truthy(a.Get(1, "case_sensitive", false)), a.Get(2, "attribute") as string);
@@ -197,51 +209,56 @@ internal static partial class Filters
         return item;
     }
 
-    private static List<object?> SelectAttr(Evaluator ev, object? v, Args a, bool select)
+    private static IEnumerable<object?> Reversed(IReadOnlyList<object?> items)
+    {
+        for (var i = items.Count - 1; i >= 0; i--) yield return items[i];
+    }
+
+    // jinja2's select/reject/selectattr/rejectattr/map are generators: lazy, one-shot, and an empty or None input
+    // gives an empty one (they start with `if value:`).
+    private static IReadOnlyList<object?> Source(object? v) => PyOps.Truthy(v) ? PyOps.Iterate(v) : [];
+
+    private static PyIterator SelectAttr(Evaluator ev, object? v, Args a, bool select)
     {
         var attr = a.Get(0, "attr") as string ?? throw new RuntimeFault("selectattr needs an attribute name");
-        var result = new List<object?>();
-        foreach (var item in PyOps.Iterate(v))
+        return new PyIterator("generator", Source(v).Where(item =>
         {
             var value = GetPath(item, attr);
             var ok = a.Count > 1
                 ? Tests.Apply(ev, a.Positional[1] as string ?? "", value, new Args(a.Positional[2..], []))
                 : PyOps.Truthy(value);
-            if (ok == select) result.Add(item);
-        }
-        return result;
+            return ok == select;
+        }));
     }
 
-    private static List<object?> Select(Evaluator ev, object? v, Args a, bool select)
+    private static PyIterator Select(Evaluator ev, object? v, Args a, bool select)
     {
-        var result = new List<object?>();
-        foreach (var item in PyOps.Iterate(v))
+        return new PyIterator("generator", Source(v).Where(item =>
         {
             var ok = a.Count > 0
                 ? Tests.Apply(ev, a.Positional[0] as string ?? "", item, new Args(a.Positional[1..], []))
                 : PyOps.Truthy(item);
-            if (ok == select) result.Add(item);
-        }
-        return result;
+            return ok == select;
+        }));
     }
 
-    private static List<object?> Map(Evaluator ev, object? v, Args a)
+    private static PyIterator Map(Evaluator ev, object? v, Args a)
     {
-        var items = PyOps.Iterate(v);
+        var items = Source(v);
         if (a.Get(-1, "attribute") is string attr)
         {
             var hasDefault = a.Has(-1, "default");
             var def = a.Get(-1, "default");
-            return items.Select(x =>
+            return new PyIterator("generator", items.Select(x =>
             {
                 var r = GetPath(x, attr);
                 return r is Undefined && hasDefault ? def : r;
-            }).ToList();
+            }));
         }
-        if (a.Count == 0) return items.ToList();
+        if (a.Count == 0) return new PyIterator("generator", items);
         var filter = a.Positional[0] as string ?? throw new RuntimeFault("map needs a filter name or attribute=");
         var rest = new Args(a.Positional[1..], a.Keywords);
-        return items.Select(x => Apply(ev, filter, x, rest)).ToList();
+        return new PyIterator("generator", items.Select(x => Apply(ev, filter, x, rest)));
     }
 
     private static object? SortKey(object? x, bool caseSensitive, string? attribute)
@@ -280,7 +297,7 @@ internal static partial class Filters
 
     private static List<object?> DictSort(object? v, Args a)
     {
-        if (v is not Dictionary<string, object?> d) throw new RuntimeFault("dictsort expects a mapping");
+        if (v is not PyDict d) throw new RuntimeFault("dictsort expects a mapping");
         var caseSensitive = PyOps.Truthy(a.Get(0, "case_sensitive", false));
         var by = a.Get(1, "by", "key") as string;
         var reverse = PyOps.Truthy(a.Get(2, "reverse", false));

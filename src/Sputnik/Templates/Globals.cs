@@ -11,8 +11,8 @@ internal static class Globals
         ["range"] = new BuiltinFunction("range", (_, a) => Range(a)),
         ["dict"] = new BuiltinFunction("dict", (_, a) =>
         {
-            var d = new Dictionary<string, object?>();
-            if (a.Count > 0 && a.Positional[0] is Dictionary<string, object?> src)
+            var d = new PyDict();
+            if (a.Count > 0 && a.Positional[0] is PyDict src)
                 foreach (var kv in src) d[kv.Key] = kv.Value;
             foreach (var kv in a.Keywords) d[kv.Key] = kv.Value;
             return d;
@@ -20,8 +20,8 @@ internal static class Globals
         ["namespace"] = new BuiltinFunction("namespace", (_, a) =>
         {
             var ns = new Namespace();
-            if (a.Count > 0 && a.Positional[0] is Dictionary<string, object?> src)
-                foreach (var kv in src) ns.Attrs[kv.Key] = kv.Value;
+            if (a.Count > 0 && a.Positional[0] is PyDict src)
+                foreach (var kv in src) ns.Attrs[kv.Key as string ?? throw new RuntimeFault("namespace() keywords must be strings")] = kv.Value;
             foreach (var kv in a.Keywords) ns.Attrs[kv.Key] = kv.Value;
             return ns;
         }),

@@ -9,6 +9,7 @@ internal static class PyFormat
     public static string Str(object? v) => v switch
     {
         string s => s,
+        SafeString m => m.Value,
         null => "None",
         bool b => b ? "True" : "False",
         long n => n.ToString(CultureInfo.InvariantCulture),
@@ -48,29 +49,40 @@ internal static class PyFormat
                 if (t.Count == 1) sb.Append(',');
                 sb.Append(')');
                 break;
-            case Dictionary<string, object?> d:
-                sb.Append('{');
-                var first = true;
-                foreach (var kv in d)
-                {
-                    if (!first) sb.Append(", ");
-                    first = false;
-                    AppendStringRepr(sb, kv.Key);
-                    sb.Append(": ");
-                    AppendRepr(sb, kv.Value);
-                }
-                sb.Append('}');
+            case PyDict d:
+                AppendDictRepr(sb, d.Select(kv => new KeyValuePair<object?, object?>(kv.Key, kv.Value)));
                 break;
             case Namespace ns:
                 sb.Append("<Namespace ");
-                AppendRepr(sb, ns.Attrs);
+                AppendDictRepr(sb, ns.Attrs.Select(kv => new KeyValuePair<object?, object?>(kv.Key, kv.Value)));
                 sb.Append('>');
                 break;
+            case SafeString m:
+                sb.Append("Markup(");
+                AppendStringRepr(sb, m.Value);
+                sb.Append(')');
+                break;
+            case PyIterator it: sb.Append('<').Append(it.TypeName).Append(" object>"); break;
             case Undefined: break;
             case Callable c: sb.Append("<function ").Append(c is BuiltinFunction bf ? bf.Name : c.GetType().Name).Append('>'); break;
             case null or bool or long or double: sb.Append(Str(v)); break;
             default: sb.Append(v.ToString()); break;
         }
+    }
+
+    private static void AppendDictRepr(StringBuilder sb, IEnumerable<KeyValuePair<object?, object?>> pairs)
+    {
+        sb.Append('{');
+        var first = true;
+        foreach (var kv in pairs)
+        {
+            if (!first) sb.Append(", ");
+            first = false;
+            AppendRepr(sb, kv.Key);
+            sb.Append(": ");
+            AppendRepr(sb, kv.Value);
+        }
+        sb.Append('}');
     }
 
     /// <summary>Python's repr of a str: single quotes unless the text has ' and no ".</summary>

@@ -36,6 +36,7 @@ internal static class PyJson
                 sb.Append(double.IsNaN(d) ? "NaN" : double.IsPositiveInfinity(d) ? "Infinity" : double.IsNegativeInfinity(d) ? "-Infinity" : PyFormat.Float(d));
                 break;
             case string s: WriteString(sb, s, ascii); break;
+            case SafeString m: WriteString(sb, m.Value, ascii); break;
             case IReadOnlyList<object?> list:
                 if (list.Count == 0)
                 {
@@ -52,21 +53,25 @@ internal static class PyJson
                 NewLine(sb, indent, level);
                 sb.Append(']');
                 break;
-            case Dictionary<string, object?> dict:
+            case PyDict dict:
                 if (dict.Count == 0)
                 {
                     sb.Append("{}");
                     break;
                 }
                 sb.Append('{');
-                IEnumerable<KeyValuePair<string, object?>> pairs = sortKeys ? dict.OrderBy(kv => kv.Key, StringComparer.Ordinal) : dict;
+                // json.dumps writes int, float, bool keys as their JSON text ("1", "1.5", "true"); sort_keys compares
+                // the original keys, so mixed str and int keys cannot be sorted (TypeError, as in Python).
+                IEnumerable<KeyValuePair<object, object?>> pairs = sortKeys
+                    ? dict.OrderBy(kv => kv.Key, Comparer<object>.Create((l, r) => PyOps.Compare(l, r)))
+                    : dict;
                 var first = true;
                 foreach (var kv in pairs)
                 {
                     if (!first) sb.Append(itemSep);
                     first = false;
                     NewLine(sb, indent, level + 1);
-                    WriteString(sb, kv.Key, ascii);
+                    WriteString(sb, KeyText(kv.Key), ascii);
                     sb.Append(keySep);
                     Write(sb, kv.Value, indent, itemSep, keySep, sortKeys, ascii, level + 1);
                 }
@@ -77,6 +82,16 @@ internal static class PyJson
                 throw new RuntimeFault($"Object of type {PyOps.TypeName(v)} is not JSON serializable");
         }
     }
+
+    private static string KeyText(object key) => key switch
+    {
+        string s => s,
+        SafeString m => m.Value,
+        bool b => b ? "true" : "false",
+        long n => n.ToString(CultureInfo.InvariantCulture),
+        double d => double.IsNaN(d) ? "NaN" : double.IsPositiveInfinity(d) ? "Infinity" : double.IsNegativeInfinity(d) ? "-Infinity" : PyFormat.Float(d),
+        _ => throw new RuntimeFault($"keys must be str, int, float, bool or None, not {PyOps.TypeName(key)}"),
+    };
 
     private static void WriteString(StringBuilder sb, string s, bool ascii)
     {

@@ -17,7 +17,7 @@ internal static class PyMethods
     public static object? Call(object? target, string name, Args a) => target switch
     {
         string s => CallString(s, name, a),
-        Dictionary<string, object?> d => CallDict(d, name, a),
+        PyDict d => CallDict(d, name, a),
         List<object?> l => CallList(l, name, a),
         _ => throw new RuntimeFault($"'{PyOps.TypeName(target)}' object has no attribute '{name}'"),
     };
@@ -232,29 +232,20 @@ internal static class PyMethods
         return sb.ToString();
     }
 
-    private static object? CallDict(Dictionary<string, object?> d, string name, Args a)
+    // The sandbox refuses the mutating dict and list methods before they get here (Evaluator.GetAttr).
+    private static object? CallDict(PyDict d, string name, Args a)
     {
         switch (name)
         {
             case "get":
-                return a.Get(0, "key") is string k && d.TryGetValue(k, out var v) ? v : a.Get(1, "default");
+                return d.TryGet(a.Get(0, "key"), out var v) ? v : a.Get(1, "default");
             case "items": return d.Select(kv => (object?)new PyTuple([kv.Key, kv.Value])).ToList();
             case "keys": return d.Keys.Select(k => (object?)k).ToList();
             case "values": return d.Values.ToList();
-            case "copy": return new Dictionary<string, object?>(d);
-            case "update":
-                if (a.Count > 0 && a.Positional[0] is Dictionary<string, object?> other)
-                    foreach (var kv in other) d[kv.Key] = kv.Value;
-                foreach (var kv in a.Keywords) d[kv.Key] = kv.Value;
-                return null;
-            case "pop":
-                var key = Str(a.Get(0, "key"));
-                if (d.Remove(key, out var removed)) return removed;
-                return a.Count > 1 ? a.Positional[1] : throw new RuntimeFault($"KeyError: {PyFormat.Repr(key)}");
-            case "setdefault":
-                var sk = Str(a.Get(0, "key"));
-                if (!d.TryGetValue(sk, out var existing)) d[sk] = existing = a.Get(1, "default");
-                return existing;
+            case "copy":
+                var copy = new PyDict(d.Count);
+                foreach (var kv in d) copy[kv.Key] = kv.Value;
+                return copy;
             default: throw new RuntimeFault($"'dict' object has no attribute '{name}'");
         }
     }
@@ -263,36 +254,11 @@ internal static class PyMethods
     {
         switch (name)
         {
-            case "append": l.Add(a.Get(0, "object")); return null;
-            case "extend": l.AddRange(PyOps.Iterate(a.Get(0, "iterable"))); return null;
-            case "insert":
-                var at = (int)Long(a.Get(0, "index"), 0);
-                if (at < 0) at = Math.Max(0, at + l.Count);
-                l.Insert(Math.Min(at, l.Count), a.Get(1, "object"));
-                return null;
-            case "pop":
-                if (l.Count == 0) throw new RuntimeFault("pop from empty list");
-                var idx = (int)Long(a.Get(0, "index"), -1);
-                if (idx < 0) idx += l.Count;
-                var item = l[idx];
-                l.RemoveAt(idx);
-                return item;
-            case "remove":
-                var ri = l.FindIndex(x => PyOps.Equals(x, a.Get(0, "value")));
-                if (ri < 0) throw new RuntimeFault("list.remove(x): x not in list");
-                l.RemoveAt(ri);
-                return null;
             case "index":
                 var fi = l.FindIndex(x => PyOps.Equals(x, a.Get(0, "value")));
                 return fi >= 0 ? (long)fi : throw new RuntimeFault("value is not in list");
             case "count": return (long)l.Count(x => PyOps.Equals(x, a.Get(0, "value")));
-            case "reverse": l.Reverse(); return null;
             case "copy": return new List<object?>(l);
-            case "sort":
-                var sorted = Filters.SortItems(l, PyOps.Truthy(a.Get(-1, "reverse", false)), true, null);
-                l.Clear();
-                l.AddRange(sorted);
-                return null;
             default: throw new RuntimeFault($"'list' object has no attribute '{name}'");
         }
     }

@@ -12,8 +12,10 @@ internal static class PyOps
         long => "int",
         double => "float",
         string => "str",
+        SafeString => "Markup",
         List<object?> => "list",
-        Dictionary<string, object?> => "dict",
+        PyDict => "dict",
+        PyIterator it => it.TypeName,
         PyTuple => "tuple",
         Namespace => "Namespace",
         Undefined => "Undefined",
@@ -28,9 +30,10 @@ internal static class PyOps
         long n => n != 0,
         double d => d != 0,
         string s => s.Length > 0,
+        SafeString m => m.Value.Length > 0,
         Undefined => false,
         List<object?> l => l.Count > 0,
-        Dictionary<string, object?> d => d.Count > 0,
+        PyDict d => d.Count > 0,
         PyTuple t => t.Count > 0,
         _ => true,
     };
@@ -52,13 +55,21 @@ internal static class PyOps
         _ => throw new RuntimeFault($"expected an integer, got {TypeName(v)}"),
     };
 
+    /// <summary>The text of a str or Markup value, else null.</summary>
+    public static string? Text(object? v) => v switch
+    {
+        string s => s,
+        SafeString m => m.Value,
+        _ => null,
+    };
+
     public static new bool Equals(object? a, object? b)
     {
         if (ReferenceEquals(a, b)) return true;
         switch (a)
         {
             case null: return b is null;
-            case string sa: return b is string sb && sa == sb;
+            case string or SafeString: return Text(b) is { } textB && Text(a) == textB;
             case Undefined: return b is Undefined;
             case long or double or bool when IsNumber(b):
                 if (a is double || b is double) return ToDouble(a) == ToDouble(b);
@@ -73,8 +84,8 @@ internal static class PyOps
                 for (var i = 0; i < ta.Count; i++)
                     if (!Equals(ta[i], tb[i])) return false;
                 return true;
-            case Dictionary<string, object?> da:
-                if (b is not Dictionary<string, object?> db || da.Count != db.Count) return false;
+            case PyDict da:
+                if (b is not PyDict db || da.Count != db.Count) return false;
                 foreach (var kv in da)
                     if (!db.TryGetValue(kv.Key, out var ov) || !Equals(kv.Value, ov)) return false;
                 return true;
@@ -90,7 +101,7 @@ internal static class PyOps
             if (a is double || b is double) return ToDouble(a).CompareTo(ToDouble(b));
             return ToLong(a).CompareTo(ToLong(b));
         }
-        if (a is string sa && b is string sb) return string.CompareOrdinal(sa, sb) switch { < 0 => -1, > 0 => 1, _ => 0 };
+        if (Text(a) is { } sa && Text(b) is { } sb) return string.CompareOrdinal(sa, sb) switch { < 0 => -1, > 0 => 1, _ => 0 };
         if ((a is List<object?> && b is List<object?>) || (a is PyTuple && b is PyTuple))
         {
             var la = (IReadOnlyList<object?>)a;
@@ -102,14 +113,15 @@ internal static class PyOps
             }
             return la.Count.CompareTo(lb.Count);
         }
-        if (a is Undefined || b is Undefined) throw new RuntimeFault(a is Undefined u ? u.Hint : ((Undefined)b!).Hint, true);
+        if (a is Undefined ua) throw ua.Fault();
+        if (b is Undefined ub) throw ub.Fault();
         throw new RuntimeFault($"'{op}' not supported between instances of '{TypeName(a)}' and '{TypeName(b)}'");
     }
 
     private static void CheckUndefined(object? a, object? b)
     {
-        if (a is Undefined ua) throw new RuntimeFault(ua.Hint, true);
-        if (b is Undefined ub) throw new RuntimeFault(ub.Hint, true);
+        if (a is Undefined ua) throw ua.Fault();
+        if (b is Undefined ub) throw ub.Fault();
     }
 
     private static RuntimeFault Unsupported(string op, object? a, object? b) =>
@@ -118,6 +130,12 @@ internal static class PyOps
     public static object? Add(object? a, object? b)
     {
         CheckUndefined(a, b);
+        if (a is SafeString || b is SafeString)
+        {
+            // Markup + str escapes the str (markupsafe's __add__ / __radd__), even without autoescape.
+            if (Text(a) is { } textA && Text(b) is { } textB) return new SafeString(string.Concat(EscapeUnlessSafe(a, textA), EscapeUnlessSafe(b, textB)));
+            throw Unsupported("+", a, b);
+        }
         if (a is string sa)
             return b is string sb ? string.Concat(sa, sb) : throw new RuntimeFault($"can only concatenate str (not \"{TypeName(b)}\") to str");
         if (IsNumber(a) && IsNumber(b))
@@ -137,6 +155,7 @@ internal static class PyOps
             if (a is List<object?> l && b is long or bool) return RepeatList(l, ToLong(b));
         }
         if (op == "%" && a is string fmt) return PercentFormat(fmt, b);
+        if (op == "%" && a is SafeString markup) return new SafeString(PercentFormat(markup.Value, EscapeArgs(b)));
         if (!IsNumber(a) || !IsNumber(b)) throw Unsupported(op, a, b);
         var isFloat = a is double || b is double;
         switch (op)
@@ -173,6 +192,17 @@ internal static class PyOps
             default: throw new RuntimeFault($"unknown operator {op}");
         }
     }
+
+    /// <summary>markupsafe.escape of a plain string operand; Markup passes through.</summary>
+    private static string EscapeUnlessSafe(object? v, string text) => v is SafeString ? text : Filters.Escape(text);
+
+    private static object? EscapeArgs(object? args) => args switch
+    {
+        PyTuple t => new PyTuple(t.Items.Select(EscapeArg).ToArray()),
+        _ => EscapeArg(args),
+    };
+
+    private static object? EscapeArg(object? v) => v is long or double or bool or SafeString ? v : new SafeString(Filters.Escape(PyFormat.Str(v)));
 
     private static long FloorDiv(long a, long b)
     {
@@ -224,7 +254,7 @@ internal static class PyOps
         long n => (object)(-n),
         double d => -d,
         bool b => b ? -1L : 0L,
-        Undefined u => throw new RuntimeFault(u.Hint, true),
+        Undefined u => throw u.Fault(),
         _ => throw new RuntimeFault($"bad operand type for unary -: '{TypeName(v)}'"),
     };
 
@@ -232,10 +262,14 @@ internal static class PyOps
     {
         switch (container)
         {
-            case string s:
-                if (item is not string sub) throw new RuntimeFault($"'in <string>' requires string as left operand, not {TypeName(item)}");
-                return s.Contains(sub, StringComparison.Ordinal);
-            case Dictionary<string, object?> d: return item is string k && d.ContainsKey(k);
+            case string or SafeString:
+                if (Text(item) is not { } sub) throw new RuntimeFault($"'in <string>' requires string as left operand, not {TypeName(item)}");
+                return Text(container)!.Contains(sub, StringComparison.Ordinal);
+            case PyDict d: return d.TryGet(item, out _);
+            case PyIterator it:
+                while (it.TryNext(out var next))
+                    if (Equals(next, item)) return true;
+                return false;
             case List<object?> l:
                 foreach (var x in l)
                     if (Equals(x, item)) return true;
@@ -245,18 +279,23 @@ internal static class PyOps
                     if (Equals(x, item)) return true;
                 return false;
             case Namespace ns: return item is string key && ns.Attrs.ContainsKey(key);
-            case Undefined u: throw new RuntimeFault(u.Hint, true);
+            case Undefined: return false; // Python falls back to Undefined.__iter__, which is empty
             default: throw new RuntimeFault($"argument of type '{TypeName(container)}' is not iterable");
         }
     }
 
-    /// <summary>Python iteration: list/tuple items, dict keys, string characters; Undefined iterates as empty.</summary>
+    /// <summary>
+    /// Python iteration: list/tuple items, dict keys, string characters, an iterator's remaining items (consuming
+    /// it); Undefined iterates as empty.
+    /// </summary>
     public static IReadOnlyList<object?> Iterate(object? v) => v switch
     {
         List<object?> l => l,
         PyTuple t => t,
-        Dictionary<string, object?> d => d.Keys.Cast<object?>().ToList(),
+        PyDict d => d.Keys.Cast<object?>().ToList(),
         string s => s.Select(c => (object?)c.ToString()).ToList(),
+        SafeString m => m.Value.Select(c => (object?)c.ToString()).ToList(),
+        PyIterator it => it.Consume(),
         Undefined => [],
         _ => throw new RuntimeFault($"'{TypeName(v)}' object is not iterable"),
     };
@@ -264,9 +303,10 @@ internal static class PyOps
     public static long Length(object? v) => v switch
     {
         string s => s.Length,
+        SafeString m => m.Value.Length,
         List<object?> l => l.Count,
         PyTuple t => t.Count,
-        Dictionary<string, object?> d => d.Count,
+        PyDict d => d.Count,
         Namespace ns => ns.Attrs.Count,
         Undefined => 0,
         _ => throw new RuntimeFault($"object of type '{TypeName(v)}' has no len()"),

@@ -70,5 +70,5 @@ internal sealed class MacroValue(string name, MacroParam[] parameters, Stmt[] bo
 /// <summary>A method looked up on a value (<c>s.strip</c>, <c>d.items</c>, <c>l.append</c>) awaiting its call.</summary>
 internal sealed class BoundMethod(object? target, string name) : Callable
 {
-    public override object? Invoke(Evaluator ev, Args args) => PyMethods.Call(target, name, args);
+    public override object? Invoke(Evaluator ev, Args args) => PyMethods.Call(target, name, args.WithPlainStrings());
 }

@@ -17,10 +17,10 @@ internal static class Tests
             case "integer": return v is long;
             case "float": return v is double;
             case "number": return v is long or double or bool;
-            case "string": return v is string;
-            case "mapping": return v is Dictionary<string, object?>;
-            case "iterable": return v is string or List<object?> or PyTuple or Dictionary<string, object?> or Undefined;
-            case "sequence": return v is string or List<object?> or PyTuple or Dictionary<string, object?> or Undefined;
+            case "string": return v is string or SafeString;
+            case "mapping": return v is PyDict;
+            case "iterable": return v is string or SafeString or List<object?> or PyTuple or PyDict or PyIterator or Undefined;
+            case "sequence": return v is string or SafeString or List<object?> or PyTuple or PyDict or Undefined;
             case "callable": return v is Callable;
             case "lower": return PyFormat.Str(v) is var ls && ls.Any(char.IsLetter) && !ls.Any(char.IsUpper);
             case "upper": return PyFormat.Str(v) is var us && us.Any(char.IsLetter) && !us.Any(char.IsLower);
@@ -39,7 +39,7 @@ internal static class Tests
             case "sameas":
                 var other = a.Get(0, "other");
                 return ReferenceEquals(v, other) || (v is null && other is null) || (v is bool b1 && other is bool b2 && b1 == b2);
-            case "escaped": return false;
+            case "escaped": return v is SafeString;
             default: throw new RuntimeFault($"no test named '{name}'");
         }
     }
@@ -49,7 +49,7 @@ internal static class Tests
         long n => n,
         bool b => b ? 1 : 0,
         double d when d == Math.Floor(d) => (long)d,
-        Undefined u => throw new RuntimeFault(u.Hint, true),
+        Undefined u => throw u.Fault(),
         _ => throw new RuntimeFault($"expected an integer, got {PyOps.TypeName(v)}"),
     };
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Renders the engine feature snippets below with Python jinja2 (HF-like env) into features.json for FeatureTests."""
+"""Renders the engine feature snippets below with Python jinja2 (transformers' ImmutableSandboxedEnvironment settings)
+into features.json for FeatureTests."""
 import json, datetime, jinja2, jinja2.ext
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-env = SandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
 env.filters["tojson"] = tojson
 ctx = {"s": "  Hello World  ", "n": 7, "f": 2.5, "l": [3, 1, 2], "d": {"b": 1, "a": 2},
        "msgs": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}, {"role": "user", "content": "bye"}],
@@ -59,6 +60,35 @@ cases = [
  "  {%- if true %} a {% endif -%}  \n  b|{% if true -%}\n\n  a\n{%- endif %}",
  "{{ -2 ** 2 }} {{ 2 ** 3 ** 2 }} {{ 'x' ~ 1 + 2 if false else 'z' }} {{ {'a': {'b': 1}} }}",
  "{% macro m(a, b=2) %}{{ a }}-{{ b }}{% endmacro %}{% for x in [1, 2] %}{{ m(x) }}{{ loop.cycle('o', 'e') }} {% endfor %}",
+ # membership in an undefined value is false (Undefined iterates as empty): IBM Granite 3.3's `'citations' in controls`
+ "{{ 'a' in nope }}|{{ 'a' not in nope }}|{{ 'citations' in controls and documents }}|{{ nope is defined and nope.x }}",
+ "{{ nope.x }}",
+ "{{ nope.x.y }}",
+ # dicts keyed by numbers and tuples: ByteDance Seed-OSS's {0: 0, 512: 128, ...} thinking-budget table
+ "{% set m = {0: 0, 512: 128, 1024: 256} %}{{ m[512] }} {{ m.get(1024) }} {{ 0 in m }} {{ '0' in m }} {{ m }} {{ m | tojson }}{% for k, v in m | dictsort %} {{ k }}>{{ v }}{% endfor %}",
+ "{{ {1: 'a', 1.0: 'b', true: 'c', 'x': 2} }} {{ {(1, 'b'): 3}[(1, 'b')] }} {{ {2.5: 1, false: 2} | tojson }} {{ {1: 2}[1.0] }} {{ {'a': 1, 2: 'b'}.items() | list }}",
+ "{{ {3: 'c', 1: 'a'} | tojson(sort_keys=true) }} {{ {1: 2} == {1.0: 2} }} {{ {1: 1}[2] is defined }} {{ {1: 1} | length }}",
+ "{{ {[1]: 2} }}",
+ # Markup: what `safe`/`escape` return; adding a plain str to it escapes the str (functionary v3.1's tool list)
+ "{{ 'a'|safe + '<' }}|{{ '<' + 'a'|safe }}|{{ ('a'|safe + '<') ~ '>' }}|{{ '%s&'|safe % '<' }}|{{ ('x'|safe) == 'x' }}|{{ 'x'|safe is string }}|{{ '<b>'|safe|length }}|{{ '<'|e + '<' }}|{{ '<'|e|e }}|{{ ('A<'|safe).lower() }}|{{ '\"'|safe|tojson }}|{{ ('<'|safe) in '<a' }}",
+ "{{ 'f'|safe + {'a': '<'} | tojson }}|{{ ('ab'|safe)[1] }}|{{ ['<', 'a'|safe] | join }}|{{ 'x'|safe is escaped }}|{{ 'x' is escaped }}|{{ ('k'|safe) | upper }}|{{ {'k'|safe: 1}['k'] }}",
+ "{{ 'a'|safe + 1 }}",
+ # generators: map/select/reject/selectattr/rejectattr are lazy one-shot iterators; reverse gives an iterator
+ "{% set g = l | select %}{{ g | list }}{{ g | list }}|{% if e | select %}truthy{% endif %}|{{ l | select | first }}|{{ l | map('string') | join('-') }}|{{ (l | select)[0] is defined }}|{{ l | reverse | first }}|{{ l | reverse | list }}",
+ "{{ none | selectattr('a') | list }}|{{ none | map(attribute='a') | list }}|{{ none | reject | list }}|{{ 0 | select | list }}|{{ 2 in (l | select) }}|{{ l | select is iterable }}|{{ l | select is sequence }}",
+ "{% for x in l | select %}{{ loop.index }}/{{ loop.length }}:{{ x }} {% endfor %}|{{ msgs | map(attribute='role') | unique | list }}|{{ l | map('string') | sort | list }}",
+ "{{ l | map('string') | length }}",
+ "{{ l | select | tojson }}",
+ "{{ l | reverse | tojson }}",
+ "{{ l | select | last }}",
+ "{{ msgs | map(attribute='content') | count }}",
+ # transformers' ImmutableSandboxedEnvironment refuses methods that modify lists and dicts
+ "{% set x = [1] %}[{{ x.append }}]{{ x.index(1) }} {{ x.count(1) }} {{ x.copy() }} {{ d.copy() }} {{ d.get('a') }}",
+ "{% set x = [1] %}{{ x.append(2) }}",
+ "{{ d.update({'c': 3}) }}",
+ "{{ d.pop('a') }}",
+ "{{ l.sort() }}",
+ "{{ d.setdefault('q', 1) }}",
 ]
 out = []
 for c in cases:
