@@ -243,7 +243,7 @@ public sealed class BrowserTests
     public async Task WithAnApiKeyTheAppSaysSoAndLoadsOnceItIsEntered()
     {
         await using var browser = await Chromium.StartAsync();
-        await using var server = await TestServer.StartAsync(o => o with { ContextLength = 0, ApiKey = "sekrit" }, TestServer.BundledModelPath);
+        await using var server = await TestServer.StartAsync(o => o with { ContextLength = 0, ApiKey = "sekrit" }, modelPath: TestServer.BundledModelPath);
         var page = browser.Page;
         await page.SendAsync("Page.navigate", new JsonObject { ["url"] = server.BaseAddress.ToString() });
         await page.WaitForAsync("document.readyState === 'complete' && !document.getElementById('error').hidden", 15);
