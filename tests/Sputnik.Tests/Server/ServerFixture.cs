@@ -25,7 +25,7 @@ public sealed class TestServer : IAsyncDisposable
 
     public static string ModelPath => Fixtures.Require(Fixtures.Model("stories260K.gguf"));
 
-    /// <summary>The model in the repository (models/sputnik-r1-tiny.gguf): no fixture needed; a 448-token context.</summary>
+    /// <summary>The model in the repository (models/sputnik-r1-tiny.gguf): no fixture needed.</summary>
     public static string BundledModelPath => Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny.gguf");
 
     /// <param name="configure">changes to the test defaults</param>
