@@ -143,10 +143,11 @@ public sealed class BrowserTests
         Assert.Equal(width, (int)answered["pageWidth"]!);
         await browser.ScreenshotAsync($"chat-{width}-answer.png");
 
-        // An error (here: a message longer than the whole 448-token context) shows above the composer without moving
-        // it, and the message stays in the text box.
-        await page.EvalAsync("""
-            document.getElementById('input').value = 'What is 347 * 28? '.repeat(40);
+        // An error (here: a message longer than the whole context) shows above the composer without moving it, and
+        // the message stays in the text box.
+        int context = (int)(await server.GetJsonAsync("/v1/models"))["data"]![0]!["context_length"]!;
+        await page.EvalAsync($$"""
+            document.getElementById('input').value = 'What is 347 * 28? '.repeat({{context / 18 + 10}});
             document.getElementById('input').dispatchEvent(new Event('input'));
             """);
         var typed = await page.EvalJsonAsync(Layout);
