@@ -23,7 +23,7 @@ else
   npm install --prefix "$tmp/npm" node-llama-cpp --ignore-scripts --no-audit --no-fund --loglevel=error >&2
   bundle="$tmp/npm/node_modules/node-llama-cpp/llama/gitRelease.bundle"
   [ -f "$bundle" ] || { echo "error: $bundle not found in the node-llama-cpp package" >&2; exit 1; }
-  git clone --quiet "$bundle" "$tmp/llama.cpp" 2>/dev/null
+  git -c advice.detachedHead=false clone --quiet "$bundle" "$tmp/llama.cpp" >&2
   src="$tmp/llama.cpp"
 fi
 echo "== $(cd "$src" && git log -1 --format='llama.cpp %h %cs') models/templates: $(ls "$src/models/templates"/*.jinja | wc -l) templates" >&2
