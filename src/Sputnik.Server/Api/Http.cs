@@ -27,7 +27,7 @@ internal static class Http
     }
 
     private static ApiException BodyTooLarge(long limit) =>
-        new(413, $"the request body is larger than {limit} bytes, more than any prompt that fits this model's context could take",
+        new(413, $"the request body is larger than {limit} bytes, the smaller of --max-body and what a prompt that fits this model's context could take",
             code: "request_too_large");
 
     public static async Task<T> ReadAsync<T>(HttpContext ctx, JsonTypeInfo<T> type)

@@ -172,8 +172,9 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
             }
             if (token < 0)
             {
-                // The constraint allows no token of this vocabulary: end rather than break the format.
-                stats.FinishReason = FinishReason.Stop;
+                // The constraint allows no token of this vocabulary: end rather than break the format. The value is
+                // not complete (end of generation would have been allowed), so this is a cut-off, not a stop.
+                stats.FinishReason = FinishReason.Length;
                 yield break;
             }
             constraint?.Accept(token);

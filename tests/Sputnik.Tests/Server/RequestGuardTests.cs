@@ -176,3 +176,27 @@ public sealed class RequestGuardTests : IAsyncLifetime
         Assert.StartsWith("HTTP/1.1 414", Encoding.ASCII.GetString(buf, 0, n));
     }
 }
+
+/// <summary>The new serve flags refuse bad values with a message naming the flag (the CLI prints it as one line).</summary>
+public sealed class ServerOptionsTests
+{
+    [Theory]
+    [InlineData("--cache-disk-mb")]
+    [InlineData("--max-body")]
+    [InlineData("--allowed-hosts")]
+    [InlineData("--cors-origin")]
+    public void BadValuesNameTheirFlag(string flag)
+    {
+        var ok = new Sputnik.Server.ServerOptions { ModelPath = "m.gguf" };
+        ok.Validate();
+        var bad = flag switch
+        {
+            "--cache-disk-mb" => ok with { CacheDiskMb = -1 },
+            "--max-body" => ok with { MaxBodyBytes = 0 },
+            "--allowed-hosts" => ok with { AllowedHosts = ["http://x/"] },
+            _ => ok with { CorsOrigins = ["app.example"] },
+        };
+        var ex = Assert.Throws<ArgumentException>(bad.Validate);
+        Assert.Contains(flag, ex.Message);
+    }
+}
