@@ -85,10 +85,11 @@ public class DefaultModelTests
             string a = Sputnik.Cli.DefaultModel.ExtractTo(new MemoryStream(oldModel), dir);
             string b = Sputnik.Cli.DefaultModel.ExtractTo(new MemoryStream(newModel), dir);
             Assert.NotEqual(a, b);
+            Assert.Equal(Sputnik.Cli.DefaultModel.FileName, Path.GetFileName(b)); // the server names the model after its file
             Assert.Equal(oldModel, File.ReadAllBytes(a));
             Assert.Equal(newModel, File.ReadAllBytes(b));
             Assert.Equal(b, Sputnik.Cli.DefaultModel.ExtractTo(new MemoryStream(newModel), dir)); // found again, not rewritten
-            Assert.Empty(Directory.GetFiles(dir, "*.tmp"));
+            Assert.Empty(Directory.GetFiles(dir, "*.tmp", SearchOption.AllDirectories));
         }
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }
