@@ -32,6 +32,10 @@ internal static class CliOptions
 /// <summary>Parses, runs, and turns every failure into one readable line on stderr with exit code 1.</summary>
 internal static class Cli
 {
+    // Error text is escaped (a message may quote a hostile file or argument) and capped: a safety net above the
+    // GGUF reader's own 240-character messages, roomy enough for a template error's excerpt.
+    private const int ErrorLineChars = 600;
+
     public static int Invoke(Command root, string[] args)
     {
         // `sputnik` alone shows what it can do rather than complaining that no command was given.
@@ -42,7 +46,7 @@ internal static class Cli
             var error = parse.UnmatchedTokens.Count > 0
                 ? parse.Errors.FirstOrDefault(e => e.Message.Contains(parse.UnmatchedTokens[0], StringComparison.Ordinal)) ?? parse.Errors[0]
                 : parse.Errors[0];
-            Console.Error.WriteLine($"error: {Sputnik.Gguf.DisplayText.Safe(error.Message)} (see '{CommandPath(parse.CommandResult)} --help')");
+            Console.Error.WriteLine($"error: {Sputnik.Gguf.DisplayText.Safe(error.Message, ErrorLineChars)} (see '{CommandPath(parse.CommandResult)} --help')");
             return 1;
         }
         bool verbose = parse.GetValue(CliOptions.Verbose);
@@ -53,7 +57,7 @@ internal static class Cli
         catch (Exception ex)
         {
             Console.Out.Flush();
-            Console.Error.WriteLine($"error: {Sputnik.Gguf.DisplayText.Safe(Describe(ex))}");
+            Console.Error.WriteLine($"error: {Sputnik.Gguf.DisplayText.Safe(Describe(ex), ErrorLineChars)}");
             if (verbose) Console.Error.WriteLine(ex);
             return 1;
         }

@@ -67,12 +67,13 @@ internal sealed unsafe class GgufFile : IDisposable
             {
                 long at = r.Position;
                 string key = r.String($"key of metadata entry #{i}");
-                var type = (GgufValueType)r.U32($"value type of '{DisplayText.Name(key)}'");
+                string shown = DisplayText.Name(key); // as messages quote it
+                var type = (GgufValueType)r.U32($"value type of '{shown}'");
                 if (GgufHeaderReader.MinEncodedSize(type) is null)
-                    throw new GgufFormatException($"metadata '{DisplayText.Name(key)}' at offset {at}: unknown value type {(uint)type}");
+                    throw new GgufFormatException($"metadata '{shown}' at offset {at}: unknown value type {(uint)type}");
                 var value = r.Value(type, key);
                 if (!meta.TryAdd(key, value))
-                    throw new GgufFormatException($"metadata key '{DisplayText.Name(key)}' at offset {at} appears twice");
+                    throw new GgufFormatException($"metadata key '{shown}' at offset {at} appears twice");
             }
             Metadata = meta;
 

@@ -173,33 +173,34 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
     {
         long at = Position;
         string name = String($"name of tensor #{index}");
-        uint nDims = U32($"dimension count of tensor '{DisplayText.Name(name)}'");
+        string shown = DisplayText.Name(name); // as messages quote it
+        uint nDims = U32($"dimension count of tensor '{shown}'");
         if (nDims == 0 || nDims > 4)
-            throw new GgufFormatException($"tensor '{DisplayText.Name(name)}' at offset {at}: {nDims} dimensions (1 to 4 allowed)");
+            throw new GgufFormatException($"tensor '{shown}' at offset {at}: {nDims} dimensions (1 to 4 allowed)");
         var dims = new long[nDims];
         long elements = 1;
         for (int d = 0; d < nDims; d++)
         {
-            ulong v = U64($"dimension {d} of tensor '{DisplayText.Name(name)}'");
+            ulong v = U64($"dimension {d} of tensor '{shown}'");
             if (v == 0 || v > long.MaxValue)
-                throw new GgufFormatException($"tensor '{DisplayText.Name(name)}' at offset {at}: dimension {d} is {v}");
+                throw new GgufFormatException($"tensor '{shown}' at offset {at}: dimension {d} is {v}");
             dims[d] = (long)v;
             if (elements > long.MaxValue / dims[d])
-                throw new GgufFormatException($"tensor '{DisplayText.Name(name)}' at offset {at}: element count overflows (dims {string.Join(" x ", dims[..(d + 1)])})");
+                throw new GgufFormatException($"tensor '{shown}' at offset {at}: element count overflows (dims {string.Join(" x ", dims[..(d + 1)])})");
             elements *= dims[d];
         }
-        uint typeId = U32($"type of tensor '{DisplayText.Name(name)}'");
+        uint typeId = U32($"type of tensor '{shown}'");
         var type = (GgmlType)typeId;
         if (!GgmlTypeInfo.TryGetBlock(type, out int blockSize, out int blockBytes) || !Enum.IsDefined(type))
-            throw new GgufFormatException($"tensor '{DisplayText.Name(name)}' at offset {at}: unknown ggml type id {typeId}");
+            throw new GgufFormatException($"tensor '{shown}' at offset {at}: unknown ggml type id {typeId}");
         if (dims[0] % blockSize != 0)
-            throw new GgufFormatException($"tensor '{DisplayText.Name(name)}': row length {dims[0]} is not a multiple of the {type} block size {blockSize}");
+            throw new GgufFormatException($"tensor '{shown}': row length {dims[0]} is not a multiple of the {type} block size {blockSize}");
         long blocks = elements / blockSize;
         if (blocks > long.MaxValue / blockBytes)
-            throw new GgufFormatException($"tensor '{DisplayText.Name(name)}' at offset {at}: byte size overflows");
-        ulong offset = U64($"data offset of tensor '{DisplayText.Name(name)}'");
+            throw new GgufFormatException($"tensor '{shown}' at offset {at}: byte size overflows");
+        ulong offset = U64($"data offset of tensor '{shown}'");
         if (offset > long.MaxValue)
-            throw new GgufFormatException($"tensor '{DisplayText.Name(name)}': data offset {offset} is out of range");
+            throw new GgufFormatException($"tensor '{shown}': data offset {offset} is out of range");
         return new GgufTensorInfo(name, dims, type, (long)offset, blocks * blockBytes);
     }
 }

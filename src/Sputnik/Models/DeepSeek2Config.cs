@@ -86,13 +86,13 @@ internal sealed record DeepSeek2Config
             }
             return fallback ?? throw new GgufFormatException($"{f.Path}: metadata '{key}' is missing");
         }
-        // Every float must be finite (a NaN epsilon or scale would silently turn every logit into NaN).
         // Sizes that must be at least 1: a zero here would leave nothing to compute and fail later without a name.
         int Size(string name, int? fallback)
         {
             int v = Key(name, fallback);
             return v >= 1 ? v : throw new GgufFormatException($"metadata '{a}.{name}' = {v} must be at least 1");
         }
+        // Every float must be finite (a NaN epsilon or scale would silently turn every logit into NaN).
         float FloatKey(string name, float fallback) => ModelConfig.FloatKey(f, $"{a}.{name}", fallback, -1e6f, 1e6f);
         float PositiveFloat(string name, float fallback) => ModelConfig.PositiveFloat(f, $"{a}.{name}", fallback);
 

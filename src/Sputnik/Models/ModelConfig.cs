@@ -91,7 +91,10 @@ internal sealed record ModelConfig
         if (!float.IsFinite(v))
             throw new GgufFormatException($"metadata '{key}' = {v} is not a finite number");
         if (v < min || v > max || aboveMin && v == min)
-            throw new GgufFormatException($"metadata '{key}' = {v} is out of range ({(aboveMin ? "above" : "from")} {min} to {max})");
+        {
+            string range = max == float.MaxValue ? $"above {min}" : $"{(aboveMin ? "above" : "from")} {min} to {max}";
+            throw new GgufFormatException($"metadata '{key}' = {v} is out of range (must be {range})");
+        }
         return v;
     }
 

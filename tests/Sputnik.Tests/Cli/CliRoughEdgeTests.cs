@@ -164,6 +164,17 @@ public sealed class CliRoughEdgeTests
         Assert.Contains("tiny\\x1B[2J\\x1B]0;owned\\x07\\rmodel", r.Out);
     }
 
+    [Fact]
+    public void Error_lines_escape_control_characters_and_stay_short()
+    {
+        var r = CliHarness.Run("info", "/nonexistent/\u001b[2J" + new string('x', 5000) + ".gguf");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Single(r.ErrLines);
+        Assert.DoesNotContain('\u001b', r.Err);
+        Assert.Contains("\\x1B[2J", r.Err);
+        Assert.InRange(r.Err.Length, 20, 700);
+    }
+
     /// <summary>
     /// SIGINT (what Ctrl+C sends) while chat waits for the next message: the chat ends on a fresh line with exit
     /// code 0 instead of being killed mid-line (exit 130). Piped stdin takes the same handler as a terminal.
