@@ -75,7 +75,8 @@ internal static class Evaluation
     /// The evaluation conversations: each problem of the evaluation set becomes the last question, after
     /// <paramref name="turns"/> − 1 earlier questions drawn from the same split (seeded by the problem's index, so the
     /// set is fixed) with the answers a thinking chat keeps for them ("The answer is N."). Earlier questions are drawn
-    /// again while the conversation and its reference answer do not fit <paramref name="context"/> tokens.
+    /// again while the conversation and its reference answer do not fit <paramref name="context"/> tokens (or, for a
+    /// question that alone does not fit, while they add anything).
     /// </summary>
     public static IReadOnlyList<Conversation> Conversations(ReasoningTask task, IReadOnlyList<Problem> problems, int turns, bool thinking, EvalSplit split, int context)
     {
@@ -84,6 +85,8 @@ internal static class Evaluation
         for (int i = 0; i < problems.Count; i++)
         {
             var rng = new Random(Seeds.Mix(EarlierTurnsSeed, i));
+            // a question too long for the context on its own is graded as before (cut off); only earlier turns are redrawn
+            int room = Math.Max(context, ConversationMix.Length(new Conversation([], problems[i], thinking)));
             for (int tries = 0; ; tries++)
             {
                 var earlier = new ChatTurn[turns - 1];
@@ -93,7 +96,7 @@ internal static class Evaluation
                     earlier[j] = new ChatTurn(q.Prompt, R1Format.HistoryContent(q, thinking: true));
                 }
                 var c = new Conversation(earlier, problems[i], thinking);
-                if (ConversationMix.Length(c) <= context) { list.Add(c); break; }
+                if (ConversationMix.Length(c) <= room) { list.Add(c); break; }
                 if (tries == 100)
                     throw new ArgumentException($"{turns}-turn conversations ending in \"{problems[i].Prompt}\" do not fit the model's {context}-token context; use fewer --turns");
             }
