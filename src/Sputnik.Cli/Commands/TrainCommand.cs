@@ -49,10 +49,11 @@ internal static class TrainCommand
         var evalSplit = EvalSplitOpt();
         var multiTurn = MultiTurnOpt();
         var noThink = NoThinkOpt();
+        var init = new Option<string?>("--init") { Description = "Start from this model's weights (a GGUF of the preset's shape) instead of from scratch" };
         var threads = ThreadsOpt();
-        var c = new Command("sft", "Supervised fine-tuning from scratch on <think> traces")
+        var c = new Command("sft", "Supervised fine-tuning on <think> traces, from scratch or from --init")
         {
-            task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, evalSplit, stopAt, multiTurn, noThink, threads,
+            task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, evalSplit, stopAt, multiTurn, noThink, init, threads,
         };
         c.SetAction((r, ct) =>
         {
@@ -61,9 +62,10 @@ internal static class TrainCommand
                 Task = r.GetValue(task)!, Preset = r.GetValue(preset)!, OutDir = r.GetValue(outDir)!, Steps = r.GetValue(steps), BatchSize = r.GetValue(batch),
                 MaxLr = r.GetValue(lr), Seed = r.GetValue(seed), EvalEvery = r.GetValue(evalEvery), EvalN = r.GetValue(evalN), Threads = r.GetValue(threads),
                 StopAtPass = r.GetValue(stopAt), EvalSplit = ReasoningTask.ParseSplit(r.GetValue(evalSplit)!),
-                Mix = new ConversationMix(r.GetValue(multiTurn), r.GetValue(noThink)).Validated(),
+                Mix = new ConversationMix(r.GetValue(multiTurn), r.GetValue(noThink)).Validated(), Init = r.GetValue(init),
             };
             if (o.Steps < 1 || o.BatchSize < 1 || o.Threads < 1) throw new ArgumentException("--steps, --batch and --threads must be at least 1");
+            if (o.Init != null && !File.Exists(o.Init)) throw new FileNotFoundException($"--init {o.Init} not found");
             var trainer = new SftTrainer(o);
             double? lastEval = null;
             WithProgress("SFT", o.Steps, (report, token) => trainer.Run(s =>

@@ -31,6 +31,12 @@ internal sealed record SftOptions
     public int MicroBatch { get; init; } = 8;
     /// <summary>Shares of multi-turn and thinking-off samples (ConversationMix; its defaults when not set).</summary>
     public ConversationMix Mix { get; init; } = new();
+    /// <summary>
+    /// Starting weights (a GGUF of the preset's shape, e.g. an earlier bundled model) instead of a random init; the
+    /// context is the preset's, so a model exported with a shorter one continues at the longer one (RoPE has no
+    /// learned positions). Null = from scratch.
+    /// </summary>
+    public string? Init { get; init; }
 }
 
 internal readonly record struct SftStep(int Step, int TotalSteps, float Loss, float Lr, float GradNorm, double TokensPerSecond, TimeSpan Elapsed, double? EvalPassAt1);
@@ -97,6 +103,17 @@ internal sealed class SftTrainer(SftOptions o)
         return _weights.AsSpan(0, targets.Length);
     }
 
+    /// <summary>Copies an exported model's weights into <paramref name="model"/>; its shape must be the preset's (context aside).</summary>
+    private static void LoadInit(string path, TransformerModel model)
+    {
+        var init = GgufExport.Read(path);
+        var want = model.Config with { MaxSeq = 0 };
+        var got = init.Config with { MaxSeq = 0 };
+        if (!want.ShapeKey().SequenceEqual(got.ShapeKey()) || init.P.Count != model.P.Count)
+            throw new ArgumentException($"--init {path}: its shape ({string.Join(",", got.ShapeKey())}) is not the preset's ({string.Join(",", want.ShapeKey())})");
+        init.P.Data.CopyTo(model.P.Data, 0);
+    }
+
     public TransformerModel Run(Action<SftStep>? onStep = null, CancellationToken ct = default)
     {
         Directory.CreateDirectory(o.OutDir);
@@ -104,6 +121,7 @@ internal sealed class SftTrainer(SftOptions o)
         var task = ReasoningTask.Create(o.Task);
         var config = TrainConfig.Preset(o.Preset, R1Format.Tokenizer.VocabSize);
         var model = new TransformerModel(config, o.Seed);
+        if (o.Init != null) LoadInit(o.Init, model);
         var opt = new AdamW(model.P.Count, weightDecay: o.WeightDecay);
         int start = 0;
         if (File.Exists(CheckpointPath)) start = Checkpoint.Load(CheckpointPath, config, model.P, opt, out _);
