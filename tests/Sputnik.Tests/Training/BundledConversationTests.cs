@@ -10,7 +10,8 @@ public class BundledConversationTests
 {
     private static string BundledModel => Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny.gguf");
 
-    // Three kinds of question; the answers are checked, not the wording of the working.
+    // Three kinds of question; the answers are checked, not the wording of the working. The model gets about 96 % of
+    // test questions right, so these are questions it answers (95 * 98 is one it gets wrong: 45+72=127 in column k1).
     private static readonly (string Question, string Answer)[] Conversation =
     [
         ("What is 347 * 28?", "The answer is 9716."),
@@ -33,21 +34,21 @@ public class BundledConversationTests
         Assert.Equal(6, chat.Messages.Count);                         // every turn stayed in the conversation
 
         chat.Options = chat.Options with { Thinking = false };
-        var open = await chat.AskAsync("What is 95 * 98?");
+        var open = await chat.AskAsync("What is 738 * 46?");
         Assert.Null(open.Reasoning);                                   // no <think> content
-        Assert.StartsWith("95*98, by columns:", open.Content);         // the working is shown in the answer
-        Assert.EndsWith("The answer is 9310.", open.Content);
+        Assert.StartsWith("738*46, by columns:", open.Content);         // the working is shown in the answer
+        Assert.EndsWith("The answer is 33948.", open.Content);
         Assert.Equal(FinishReason.Stop, open.FinishReason);
     }
 
     [Fact]
     public void PipedChatAnswersEveryLineOfAConversation()
     {
-        string input = string.Join("\n", Conversation.Select(c => c.Question)) + "\n/think off\nWhat is 95 * 98?\n";
+        string input = string.Join("\n", Conversation.Select(c => c.Question)) + "\n/think off\nWhat is 738 * 46?\n";
         var r = CliRunner.RunWithInput(input, "chat", "--temp", "0", "-t", "1");
         Assert.True(r.ExitCode == 0, r.StdErr);
         int at = 0;
-        foreach (string answer in Conversation.Select(c => c.Answer).Append("The answer is 9310."))
+        foreach (string answer in Conversation.Select(c => c.Answer).Append("The answer is 33948."))
         {
             int i = r.StdOut.IndexOf(answer, at, StringComparison.Ordinal);
             Assert.True(i >= 0, $"'{answer}' missing after position {at} of:\n{r.StdOut}");
