@@ -22,6 +22,16 @@ internal static class TrainCommand
         Description = "Problems of the in-run checks: dev (default), test, or held-out (dev + test, the set used before the dev split existed)",
         DefaultValueFactory = _ => "dev",
     };
+    private static Option<double> MultiTurnOpt() => new("--multi-turn")
+    {
+        Description = $"Fraction of samples that are conversations: 1-3 earlier questions with their answers in the prompt, rendered as chat renders history (default {ConversationMix.DefaultMultiTurn})",
+        DefaultValueFactory = _ => ConversationMix.DefaultMultiTurn,
+    };
+    private static Option<double> NoThinkOpt() => new("--no-think")
+    {
+        Description = $"Fraction of questions (and of earlier turns) asked with thinking off: the working goes in the answer, no <think> content (default {ConversationMix.DefaultNoThink})",
+        DefaultValueFactory = _ => ConversationMix.DefaultNoThink,
+    };
     private static Option<int> ThreadsOpt() => new("--threads", "-t") { Description = "Training threads", DefaultValueFactory = _ => Math.Min(2, Environment.ProcessorCount) };
 
     private static Command Sft()
@@ -37,8 +47,14 @@ internal static class TrainCommand
         var evalN = new Option<int>("--eval-n") { Description = "Held-out problems per evaluation", DefaultValueFactory = _ => 200 };
         var stopAt = new Option<double>("--stop-at-pass") { Description = "Stop once a held-out evaluation reaches this pass@1 (0 = never)" };
         var evalSplit = EvalSplitOpt();
+        var multiTurn = MultiTurnOpt();
+        var noThink = NoThinkOpt();
+        var init = new Option<string?>("--init") { Description = "Start from this model's weights (a GGUF of the preset's shape) instead of from scratch" };
         var threads = ThreadsOpt();
-        var c = new Command("sft", "Supervised fine-tuning from scratch on <think> traces") { task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, evalSplit, stopAt, threads };
+        var c = new Command("sft", "Supervised fine-tuning on <think> traces, from scratch or from --init")
+        {
+            task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, evalSplit, stopAt, multiTurn, noThink, init, threads,
+        };
         c.SetAction((r, ct) =>
         {
             var o = new SftOptions
@@ -46,8 +62,10 @@ internal static class TrainCommand
                 Task = r.GetValue(task)!, Preset = r.GetValue(preset)!, OutDir = r.GetValue(outDir)!, Steps = r.GetValue(steps), BatchSize = r.GetValue(batch),
                 MaxLr = r.GetValue(lr), Seed = r.GetValue(seed), EvalEvery = r.GetValue(evalEvery), EvalN = r.GetValue(evalN), Threads = r.GetValue(threads),
                 StopAtPass = r.GetValue(stopAt), EvalSplit = ReasoningTask.ParseSplit(r.GetValue(evalSplit)!),
+                Mix = new ConversationMix(r.GetValue(multiTurn), r.GetValue(noThink)).Validated(), Init = r.GetValue(init),
             };
             if (o.Steps < 1 || o.BatchSize < 1 || o.Threads < 1) throw new ArgumentException("--steps, --batch and --threads must be at least 1");
+            if (o.Init != null && !File.Exists(o.Init)) throw new FileNotFoundException($"--init {o.Init} not found");
             var trainer = new SftTrainer(o);
             double? lastEval = null;
             WithProgress("SFT", o.Steps, (report, token) => trainer.Run(s =>
@@ -85,10 +103,12 @@ internal static class TrainCommand
         var evalN = new Option<int>("--eval-n") { DefaultValueFactory = _ => 200 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
         var evalSplit = EvalSplitOpt();
+        var multiTurn = MultiTurnOpt();
+        var noThink = NoThinkOpt();
         var threads = ThreadsOpt();
         var c = new Command("grpo", "Group Relative Policy Optimization with verifier rewards")
         {
-            init, task, outDir, steps, prompts, group, lr, eps, beta, mu, temp, rounds, maxNew, evalEvery, evalN, evalSplit, seed, threads,
+            init, task, outDir, steps, prompts, group, lr, eps, beta, mu, temp, rounds, maxNew, evalEvery, evalN, evalSplit, seed, multiTurn, noThink, threads,
         };
         c.SetAction((r, ct) =>
         {
@@ -98,6 +118,7 @@ internal static class TrainCommand
                 Group = r.GetValue(group), Lr = r.GetValue(lr), Epsilon = r.GetValue(eps), Beta = r.GetValue(beta), Iterations = r.GetValue(mu), SampleRounds = r.GetValue(rounds),
                 Temperature = r.GetValue(temp), MaxNew = r.GetValue(maxNew), EvalEvery = r.GetValue(evalEvery), EvalN = r.GetValue(evalN),
                 Seed = r.GetValue(seed), Threads = r.GetValue(threads), EvalSplit = ReasoningTask.ParseSplit(r.GetValue(evalSplit)!),
+                Mix = new ConversationMix(r.GetValue(multiTurn), r.GetValue(noThink)).Validated(),
             };
             if (!File.Exists(o.Init)) throw new FileNotFoundException($"--init {o.Init} not found");
             if (o.SampleRounds < 1) throw new ArgumentException("--sample-rounds must be at least 1");

@@ -34,6 +34,8 @@ internal sealed record GrpoOptions
     /// <summary>Split of the in-run checks: dev by default.</summary>
     public EvalSplit EvalSplit { get; init; } = EvalSplit.Dev;
     public int Threads { get; init; } = 2;
+    /// <summary>Shares of multi-turn and thinking-off rollout prompts (ConversationMix; its defaults when not set).</summary>
+    public ConversationMix Mix { get; init; } = new();
 }
 
 /// <summary>
@@ -89,8 +91,8 @@ internal sealed class GrpoTrainer(GrpoOptions o)
                 // replace groups that carried no signal, up to P informative groups in all.
                 for (int round = 0; round < o.SampleRounds && tally.Informative < o.Prompts; round++)
                 {
-                    var problems = Enumerable.Range(0, o.Prompts).Select(_ => task.Sample(rng, heldOut: false)).ToArray();
-                    var prompts = problems.SelectMany(p => Enumerable.Repeat(R1Format.EncodePrompt(p.Prompt), o.Group)).ToList();
+                    var problems = Enumerable.Range(0, o.Prompts).Select(_ => o.Mix.Draw(task, rng, EvalSplit.Train, model.Config.MaxSeq)).ToArray();
+                    var prompts = problems.SelectMany(c => Enumerable.Repeat(c.EncodePrompt(), o.Group)).ToList();
                     int genSeed = round == 0 ? Seeds.Mix(o.Seed, step, 7) : Seeds.Mix(o.Seed, step, 7, round);
                     var outs = engine.Generate(prompts, o.Temperature, o.MaxNew, genSeed);
                     tokens += outs.Sum(x => (long)x.Completion.Length);
@@ -128,12 +130,12 @@ internal sealed class GrpoTrainer(GrpoOptions o)
     /// with group-normalised advantages: a group with reward variance while fewer than P are in, or a zero-variance one
     /// when <paramref name="keepZeroStd"/>.
     /// </summary>
-    private void AddGroup(ReasoningTask task, Problem problem, ReadOnlySpan<Rollout> group, bool keepZeroStd, List<Sample> samples, StepTally tally)
+    private void AddGroup(ReasoningTask task, Conversation problem, ReadOnlySpan<Rollout> group, bool keepZeroStd, List<Sample> samples, StepTally tally)
     {
         var r = new float[group.Length];
         for (int g = 0; g < group.Length; g++)
         {
-            var grade = task.Verify(problem, group[g].Text);
+            var grade = problem.Verify(task, group[g].Text);
             r[g] = ReasoningTask.Reward(grade);
             tally.RewardSum += r[g];
             tally.LengthSum += group[g].Completion.Length;

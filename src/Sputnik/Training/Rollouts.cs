@@ -28,6 +28,9 @@ internal sealed class RolloutEngine : IDisposable
 
     public Tokenizer Tokenizer => _tok;
 
+    /// <summary>The model's context length: prompt and completion together never exceed it.</summary>
+    public int ContextLength => _models[0].Config.ContextLength;
+
     /// <summary>Samples one completion per prompt (temperature 0 = greedy). Deterministic for a seed regardless of threads.</summary>
     public Rollout[] Generate(IReadOnlyList<int[]> prompts, float temperature, int maxNew, int seed)
     {

@@ -29,6 +29,14 @@ internal sealed record SftOptions
     public double StopAtPass { get; init; }
     /// <summary>Sequences per forward/backward pass; a step accumulates BatchSize / MicroBatch of them.</summary>
     public int MicroBatch { get; init; } = 8;
+    /// <summary>Shares of multi-turn and thinking-off samples (ConversationMix; its defaults when not set).</summary>
+    public ConversationMix Mix { get; init; } = new();
+    /// <summary>
+    /// Starting weights (a GGUF of the preset's shape, e.g. an earlier bundled model) instead of a random init; the
+    /// context is the preset's, so a model exported with a shorter one continues at the longer one (RoPE has no
+    /// learned positions). Null = from scratch.
+    /// </summary>
+    public string? Init { get; init; }
 }
 
 internal readonly record struct SftStep(int Step, int TotalSteps, float Loss, float Lr, float GradNorm, double TokensPerSecond, TimeSpan Elapsed, double? EvalPassAt1);
@@ -47,16 +55,20 @@ internal sealed class SftTrainer(SftOptions o)
     /// <summary>Written when --stop-at-pass ended the run early, so running the same command again does not train on.</summary>
     public string StoppedPath => Path.Combine(o.OutDir, "stopped.txt");
 
-    /// <summary>Draws b training examples (prompt + completion tokens) that fit the context.</summary>
-    public static List<(int[] Ids, int PromptLen)> Draw(ReasoningTask task, Random rng, int b, int maxSeq)
+    /// <summary>
+    /// Draws b training examples (prompt + completion tokens) that fit the context: conversations shaped by
+    /// <paramref name="mix"/> (single thinking turns when null), the loss on the last answer only.
+    /// </summary>
+    public static List<(int[] Ids, int PromptLen)> Draw(ReasoningTask task, Random rng, int b, int maxSeq, ConversationMix? mix = null)
     {
+        mix ??= ConversationMix.SingleTurn;
         var seqs = new List<(int[] Ids, int PromptLen)>();
         for (int tries = 0; seqs.Count < b; tries++)
         {
             if (tries > 1000 * b) throw new InvalidOperationException($"{task.Name}: almost no example fits the model's {maxSeq}-token context");
-            var p = task.Sample(rng, heldOut: false);
-            var prompt = R1Format.EncodePrompt(p.Prompt);
-            var full = prompt.Concat(R1Format.EncodeCompletion(p)).ToArray();
+            var c = mix.Draw(task, rng, EvalSplit.Train, maxSeq);
+            var prompt = c.EncodePrompt();
+            var full = prompt.Concat(c.EncodeCompletion()).ToArray();
             if (full.Length <= maxSeq) seqs.Add((full, prompt.Length));
         }
         return seqs;
@@ -91,6 +103,17 @@ internal sealed class SftTrainer(SftOptions o)
         return _weights.AsSpan(0, targets.Length);
     }
 
+    /// <summary>Copies an exported model's weights into <paramref name="model"/>; its shape must be the preset's (context aside).</summary>
+    private static void LoadInit(string path, TransformerModel model)
+    {
+        var init = GgufExport.Read(path);
+        var want = model.Config with { MaxSeq = 0 };
+        var got = init.Config with { MaxSeq = 0 };
+        if (!want.ShapeKey().SequenceEqual(got.ShapeKey()) || init.P.Count != model.P.Count)
+            throw new ArgumentException($"--init {path}: its shape ({string.Join(",", got.ShapeKey())}) is not the preset's ({string.Join(",", want.ShapeKey())})");
+        init.P.Data.CopyTo(model.P.Data, 0);
+    }
+
     public TransformerModel Run(Action<SftStep>? onStep = null, CancellationToken ct = default)
     {
         Directory.CreateDirectory(o.OutDir);
@@ -98,6 +121,7 @@ internal sealed class SftTrainer(SftOptions o)
         var task = ReasoningTask.Create(o.Task);
         var config = TrainConfig.Preset(o.Preset, R1Format.Tokenizer.VocabSize);
         var model = new TransformerModel(config, o.Seed);
+        if (o.Init != null) LoadInit(o.Init, model);
         var opt = new AdamW(model.P.Count, weightDecay: o.WeightDecay);
         int start = 0;
         if (File.Exists(CheckpointPath)) start = Checkpoint.Load(CheckpointPath, config, model.P, opt, out _);
@@ -112,7 +136,7 @@ internal sealed class SftTrainer(SftOptions o)
             // Sorted by length and cut into micro-batches padded separately: arithmetic traces range from ~100 to
             // ~400 tokens, so one batch padded to its longest sequence would be mostly padding. Each row's loss
             // weight is 1/(completion tokens of the whole batch), so the gradient is that of the whole batch.
-            var seqs = Draw(task, rng, o.BatchSize, config.MaxSeq);
+            var seqs = Draw(task, rng, o.BatchSize, config.MaxSeq, o.Mix);
             seqs.Sort((x, y) => x.Ids.Length.CompareTo(y.Ids.Length));
             int total = seqs.Sum(x => x.Ids.Length - x.PromptLen);
             double lossSum = 0;

@@ -34,7 +34,8 @@ internal sealed record TrainConfig
         "tiny-r1" => new TrainConfig { Vocab = vocab, Dim = 128, Layers = 4, Heads = 4, KvHeads = 2, FfnDim = 384, MaxSeq = 448 },
         "tiny-r1-ds" => new TrainConfig
         {
-            Vocab = vocab, Dim = 128, Layers = 4, Heads = 4, KvHeads = 1, FfnDim = 384, MaxSeq = 448, RmsEps = 1e-6f,
+            // 640: the longest 4×3-digit multiplication (≈ 425 tokens with its prompt) after three earlier short turns
+            Vocab = vocab, Dim = 128, Layers = 4, Heads = 4, KvHeads = 1, FfnDim = 384, MaxSeq = 640, RmsEps = 1e-6f,
             DeepSeek = new DeepSeekShape
             {
                 KvLoraRank = 64, QkNopeDim = 16, QkRopeDim = 16, VHeadDim = 32,

@@ -80,6 +80,19 @@ public class TrainCliTests
             var after = Sputnik.Training.GgufExport.Read(Path.Combine(gdir, "grpo.gguf"));
             Assert.Equal(before.Config, after.Config);
             Assert.NotEqual(before.P.Data, after.P.Data);
+
+            // SFT --init continues from the exported weights: its first loss is the trained model's, not a random init's
+            string idir = Path.Combine(dir, "init");
+            var cont = CliRunner.Run("train", "sft", "--init", sftModel, "--task", "easy", "--preset", "micro-ds", "--out", idir, "--steps", "3",
+                "--batch", "8", "--lr", "1e-6", "--eval-n", "2", "--threads", "2");
+            Assert.True(cont.ExitCode == 0, cont.StdErr);
+            double scratchFirst = Column(Path.Combine(dir, "metrics.csv"), "loss")[0], trainedLast = Column(Path.Combine(dir, "metrics.csv"), "loss").TakeLast(10).Average();
+            double continuedFirst = Column(Path.Combine(idir, "metrics.csv"), "loss")[0];
+            Assert.True(continuedFirst < 0.5 * scratchFirst && continuedFirst < 2 * trainedLast, $"scratch {scratchFirst:F3}, trained {trainedLast:F3}, continued {continuedFirst:F3}");
+            var wrongShape = CliRunner.Run("train", "sft", "--init", sftModel, "--task", "easy", "--preset", "micro", "--out", Path.Combine(dir, "bad"), "--steps", "1");
+            Assert.NotEqual(0, wrongShape.ExitCode);
+            Assert.Contains("--init", wrongShape.StdErr);
+            Assert.DoesNotContain("   at ", wrongShape.StdErr);
         }
         finally
         {

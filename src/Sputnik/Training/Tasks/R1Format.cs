@@ -18,7 +18,10 @@ internal static class R1Format
     public const string ThinkOpen = "<think>";
     public const string ThinkClose = "</think>";
 
-    /// <summary>R1's template, reduced to what a single-turn tiny model needs; the generation prompt opens &lt;think&gt;.</summary>
+    /// <summary>
+    /// R1's template, reduced to what the tiny model needs: user and assistant turns (an assistant message's thinking,
+    /// anything up to its last &lt;/think&gt;, is dropped as R1 does); the generation prompt opens &lt;think&gt;.
+    /// </summary>
     public const string ChatTemplate =
         "{{ bos_token }}{% for message in messages %}" +
         "{% if message['role'] == 'system' %}{{ message['content'] }}" +
@@ -51,8 +54,42 @@ internal static class R1Format
     /// <summary>What the chat template renders for one user turn with the generation prompt (minus BOS).</summary>
     public static string PromptText(string user) => User + user + Assistant + ThinkOpen + "\n";
 
+    /// <summary>
+    /// What the chat template renders for a conversation (minus BOS): every earlier turn as the user's message and the
+    /// assistant message chat and the server keep (<see cref="HistoryContent"/>), then the question with the generation
+    /// prompt; with thinking off the think block is closed empty, as ChatPromptBuilder does for thinking=false.
+    /// </summary>
+    public static string PromptText(IReadOnlyList<ChatTurn> earlier, string user, bool thinking)
+    {
+        var sb = new System.Text.StringBuilder();
+        foreach (var turn in earlier) sb.Append(User).Append(turn.User).Append(Assistant).Append(turn.AssistantContent).Append(Eos);
+        sb.Append(PromptText(user));
+        if (!thinking) sb.Append(ClosedThinking);
+        return sb.ToString();
+    }
+
+    /// <summary>What follows the generation prompt's "&lt;think&gt;\n" when thinking is off: an empty block, closed.</summary>
+    public const string ClosedThinking = "\n" + ThinkClose + "\n\n";
+
     /// <summary>The assistant's target: thinking, the closing tag, the answer and EOS.</summary>
     public static string CompletionText(Problem p) => p.Trace + ThinkClose + "\n\n" + p.Answer + Eos;
+
+    /// <summary>
+    /// The answer with thinking off. A 0.9M-parameter model cannot multiply 4×3 digits in one step, so it works in the
+    /// open: the same column trace it writes when thinking, now as plain answer text, a blank line, then the answer.
+    /// Thinking off therefore changes where the working is shown, not whether there is any.
+    /// </summary>
+    public static string OpenAnswerText(Problem p) => p.Trace + "\n" + p.Answer;
+
+    /// <summary>The assistant's target with thinking off (the prompt already closed the empty think block): no think tags.</summary>
+    public static string NoThinkCompletionText(Problem p) => OpenAnswerText(p) + Eos;
+
+    /// <summary>
+    /// The assistant message chat and the server keep for an earlier turn that answered <paramref name="p"/>: the text
+    /// after &lt;/think&gt; with the blank line before it trimmed (ReasoningParser), i.e. the answer alone with thinking on,
+    /// and everything generated (the open working and the answer) with thinking off.
+    /// </summary>
+    public static string HistoryContent(Problem p, bool thinking) => thinking ? p.Answer : OpenAnswerText(p);
 
     /// <summary>BOS + prompt tokens.</summary>
     public static int[] EncodePrompt(string user) => Tokenizer.Encode(PromptText(user), addBos: true, parseSpecial: true).ToArray();

@@ -99,11 +99,31 @@ internal abstract partial class ReasoningTask
     };
 
     /// <summary>R1-style grading: the answer is whatever follows the last &lt;/think&gt;.</summary>
-    public Grade Verify(Problem p, string completion)
+    public Grade Verify(Problem p, string completion) => Verify(p, completion, thinking: true);
+
+    /// <summary>
+    /// Grades a completion of <paramref name="p"/>. With thinking on, the answer is whatever follows the last
+    /// &lt;/think&gt; and a completion without one is malformed. With thinking off the prompt already closed the think
+    /// block, so the completion is the answer: its open working, a blank line, and the final paragraph, which is graded
+    /// (the whole reply when it has no blank line); a completion that opens or closes a think block of its own is malformed.
+    /// </summary>
+    public Grade Verify(Problem p, string completion, bool thinking)
     {
-        int close = completion.LastIndexOf("</think>", StringComparison.Ordinal);
-        if (close < 0) return Grade.Malformed;
-        string answer = completion[(close + "</think>".Length)..].Trim();
+        string answer;
+        if (thinking)
+        {
+            int close = completion.LastIndexOf("</think>", StringComparison.Ordinal);
+            if (close < 0) return Grade.Malformed;
+            answer = completion[(close + "</think>".Length)..].Trim();
+        }
+        else
+        {
+            if (completion.Contains("<think>", StringComparison.Ordinal) || completion.Contains("</think>", StringComparison.Ordinal)) return Grade.Malformed;
+            // the open working comes first; the answer is the last paragraph (the whole reply when it has only one)
+            string reply = completion.Trim();
+            int blank = reply.LastIndexOf("\n\n", StringComparison.Ordinal);
+            answer = blank < 0 ? reply : reply[(blank + 2)..].Trim();
+        }
         if (answer.Length == 0 || !DigitRegex().IsMatch(answer)) return Grade.Malformed;
         return IsCorrect(p, answer) ? Grade.Correct : Grade.WrongAnswer;
     }
