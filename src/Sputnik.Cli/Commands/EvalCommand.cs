@@ -15,10 +15,10 @@ internal static class EvalCommand
     {
         var model = new Option<string>("--model", "-m") { Description = "GGUF model (default: the bundled sputnik-r1-tiny)" };
         var task = new Option<string>("--task") { Description = "arithmetic, addition, subtraction, multiplication, countdown, all, easy", DefaultValueFactory = _ => "arithmetic" };
-        var n = new Option<int>("--n") { Description = "Held-out problems", DefaultValueFactory = _ => 500 };
-        var k = new Option<int>("--samples", "-k") { Description = "Samples per problem (1 = greedy)", DefaultValueFactory = _ => 1 };
-        var temp = new Option<float>("--temp") { Description = "Temperature when --samples > 1", DefaultValueFactory = _ => 0.7f };
-        var maxNew = new Option<int>("--max-new") { Description = "Max completion tokens (the model context bounds it too)", DefaultValueFactory = _ => 400 };
+        var n = new Option<int>("--n") { Description = "Held-out problems", DefaultValueFactory = _ => 500 }.AtLeast(1);
+        var k = new Option<int>("--samples", "-k") { Description = "Samples per problem (1 = greedy)", DefaultValueFactory = _ => 1 }.AtLeast(1);
+        var temp = new Option<float>("--temp") { Description = "Temperature when --samples > 1", DefaultValueFactory = _ => 0.7f }.Temperature();
+        var maxNew = new Option<int>("--max-new") { Description = "Max completion tokens (the model context bounds it too)", DefaultValueFactory = _ => 400 }.AtLeast(1);
         var split = new Option<string>("--split") { Description = "test (default: the reported numbers), dev (for choosing settings), held-out (dev + test, the pre-split set)", DefaultValueFactory = _ => "test" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var failures = new Option<string?>("--failures") { Description = "Write every sample that was not correct to this JSON Lines file (task, prompt, expected, grade, completion, reference trace)" };

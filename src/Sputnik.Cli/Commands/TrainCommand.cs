@@ -32,15 +32,15 @@ internal static class TrainCommand
         Description = $"Fraction of questions (and of earlier turns) asked with thinking off: the working goes in the answer, no <think> content (default {ConversationMix.DefaultNoThink})",
         DefaultValueFactory = _ => ConversationMix.DefaultNoThink,
     };
-    private static Option<int> ThreadsOpt() => new("--threads", "-t") { Description = "Training threads", DefaultValueFactory = _ => Math.Min(2, Environment.ProcessorCount) };
+    private static Option<int> ThreadsOpt() => new Option<int>("--threads", "-t") { Description = "Training threads", DefaultValueFactory = _ => Math.Min(2, Environment.ProcessorCount) }.AtLeast(1);
 
     private static Command Sft()
     {
         var task = TaskOpt();
         var preset = new Option<string>("--preset") { Description = "Model shape: tiny-r1, small-r1, micro (llama layout); tiny-r1-ds, micro-ds (deepseek2: MLA + MoE)", DefaultValueFactory = _ => "tiny-r1" };
         var outDir = new Option<string>("--out", "-o") { Description = "Output directory (checkpoint, metrics, charts, sft.gguf)", Required = true };
-        var steps = new Option<int>("--steps") { Description = "Optimizer steps", DefaultValueFactory = _ => 1500 };
-        var batch = new Option<int>("--batch") { Description = "Sequences per step", DefaultValueFactory = _ => 16 };
+        var steps = new Option<int>("--steps") { Description = "Optimizer steps", DefaultValueFactory = _ => 1500 }.AtLeast(1);
+        var batch = new Option<int>("--batch") { Description = "Sequences per step", DefaultValueFactory = _ => 16 }.AtLeast(1);
         var lr = new Option<float>("--lr") { Description = "Peak learning rate", DefaultValueFactory = _ => 2e-3f };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
         var evalEvery = new Option<int>("--eval-every") { Description = "Held-out pass@1 every N steps (0 = at the end only)" };
@@ -85,20 +85,20 @@ internal static class TrainCommand
         var init = new Option<string>("--init") { Description = "Starting model (sft.gguf written by 'train sft')", Required = true };
         var task = TaskOpt();
         var outDir = new Option<string>("--out", "-o") { Description = "Output directory (checkpoint, metrics, charts, grpo.gguf)", Required = true };
-        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 100 };
-        var prompts = new Option<int>("--prompts") { Description = "Prompts per step", DefaultValueFactory = _ => 16 };
-        var group = new Option<int>("--group", "-G") { Description = "Samples per prompt", DefaultValueFactory = _ => 8 };
+        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 100 }.AtLeast(1);
+        var prompts = new Option<int>("--prompts") { Description = "Prompts per step", DefaultValueFactory = _ => 16 }.AtLeast(1);
+        var group = new Option<int>("--group", "-G") { Description = "Samples per prompt", DefaultValueFactory = _ => 8 }.AtLeast(2);
         var lr = new Option<float>("--lr") { DefaultValueFactory = _ => 5e-5f };
         var eps = new Option<float>("--epsilon") { Description = "Ratio clip range", DefaultValueFactory = _ => 0.2f };
         var beta = new Option<float>("--beta") { Description = "KL weight to the initial model (k3); 0 = no reference" };
         var mu = new Option<int>("--iterations") { Description = "Policy updates per rollout batch (μ)", DefaultValueFactory = _ => 1 };
-        var temp = new Option<float>("--temp") { Description = "Rollout temperature", DefaultValueFactory = _ => 1f };
+        var temp = new Option<float>("--temp") { Description = "Rollout temperature", DefaultValueFactory = _ => 1f }.Temperature();
         var rounds = new Option<int>("--sample-rounds")
         {
             Description = "Dynamic sampling (DAPO): draw up to N rounds of prompts per step until --prompts groups have reward variance; 1 = off",
             DefaultValueFactory = _ => 1,
         };
-        var maxNew = new Option<int>("--max-new") { Description = "Max completion tokens", DefaultValueFactory = _ => 400 };
+        var maxNew = new Option<int>("--max-new") { Description = "Max completion tokens", DefaultValueFactory = _ => 400 }.AtLeast(1);
         var evalEvery = new Option<int>("--eval-every") { DefaultValueFactory = _ => 25 };
         var evalN = new Option<int>("--eval-n") { DefaultValueFactory = _ => 200 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };

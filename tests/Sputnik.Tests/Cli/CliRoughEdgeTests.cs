@@ -74,6 +74,10 @@ public sealed class CliRoughEdgeTests
         { ["chat", "-t", "0"], "-t 0" },
         { ["serve", "--threads", "0"], "--threads 0" },
         { ["bench", "-t", "-1"], "-t -1" },
+        { ["eval", "--temp", "-0.5"], "--temp -0.5" },
+        { ["eval", "--n", "0"], "--n 0" },
+        { ["eval", "--samples", "0"], "--samples 0" },
+        { ["eval", "--max-new", "-1"], "--max-new -1" },
     };
 
     /// <summary>The model path does not exist: the range check must come first, before anything is loaded.</summary>
