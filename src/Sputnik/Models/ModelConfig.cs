@@ -72,7 +72,7 @@ internal sealed record ModelConfig
 
     /// <summary>
     /// Writes the `{arch}.*` hyper-parameter keys <see cref="FromGguf"/> reads, under llama.cpp's names (key and value
-    /// lengths only when the head size is not dim / heads). Shared by `sputnik synth` and the training export.
+    /// lengths only when the head size is not dim / heads, or for qwen3). Shared by `sputnik synth` and the training export.
     /// </summary>
     public void WriteKeys(GgufWriter w)
     {
@@ -83,7 +83,8 @@ internal sealed record ModelConfig
         w.Set($"{a}.feed_forward_length", (uint)FfnDim);
         w.Set($"{a}.attention.head_count", (uint)Heads);
         w.Set($"{a}.attention.head_count_kv", (uint)KvHeads);
-        if (HeadDim != Dim / Heads) w.Set($"{a}.{GgufKeys.KeyLength}", (uint)HeadDim).Set($"{a}.{GgufKeys.ValueLength}", (uint)HeadDim);
+        // Qwen3 files always carry the head size (its config.json states head_dim, which llama.cpp's converter copies).
+        if (HeadDim != Dim / Heads || QkNorm) w.Set($"{a}.{GgufKeys.KeyLength}", (uint)HeadDim).Set($"{a}.{GgufKeys.ValueLength}", (uint)HeadDim);
         w.Set($"{a}.rope.freq_base", RopeBase);
         w.Set($"{a}.rope.dimension_count", (uint)RopeDims);
         w.Set($"{a}.attention.layer_norm_rms_epsilon", RmsEps);
