@@ -1,5 +1,7 @@
 using Sputnik.Cli.Commands;
 using Sputnik.Gguf;
+using Sputnik.Inference;
+using Sputnik.Tokenizers;
 using Sputnik.Models;
 using Sputnik.Tensors;
 using Sputnik.Tools;
@@ -82,6 +84,31 @@ public class Qwen3SynthTests
             // Quantization error stays small next to the logits' own spread.
             double spread = a32.Max() - a32.Min(), err = a32.Zip(a4, (x, y) => Math.Abs(x - y)).Max();
             Assert.True(err < 0.25 * spread, $"Q4_K_M max error {err} against logit spread {spread}");
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Thinking_off_uses_the_templates_enable_thinking()
+    {
+        var dir = Directory.CreateTempSubdirectory("sputnik-synth-qwen3-think-");
+        try
+        {
+            string path = Path.Combine(dir.FullName, "m.gguf");
+            SyntheticModel.Write(path, new SynthOptions { Preset = SyntheticModel.FindPreset("qwen3-tiny"), FileType = FileType.AllF32, Threads = 2 });
+            using var f = GgufFile.Open(path);
+            var builder = new ChatPromptBuilder(Tokenizer.Create(TokenizerData.FromGguf(f)), f.GetStringOrNull("tokenizer.chat_template"));
+            ChatMessage[] chat = [new("user", "hi")];
+            var on = builder.Build(chat);
+            var off = builder.Build(chat, thinking: false);
+            Assert.EndsWith("<|im_start|>assistant\n", on.Text);
+            // The template's own empty think block, once: no second one appended after it.
+            Assert.EndsWith("<|im_start|>assistant\n<think>\n\n</think>\n\n", off.Text);
+            Assert.Equal(1, off.Text.Split("</think>").Length - 1);
+            Assert.False(off.StartsInThinking);
         }
         finally
         {
