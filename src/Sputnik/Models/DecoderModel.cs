@@ -106,7 +106,7 @@ internal sealed partial class DecoderModel : LanguageModel
     {
         var c = Config;
         var cache = new KvCache(c.Layers, contextLength, c.KvDim, kvType, c.HeadDim);
-        var s = new DecoderState(cache, c, RopeFrequencies());
+        var s = new DecoderState(cache, c, RopeFrequencies(), RopeMagnitude);
         BindJobs(s);
         return s;
     }
@@ -122,18 +122,38 @@ internal sealed partial class DecoderModel : LanguageModel
         s.AttnBody = (i0, i1) => AttendItems(s, i0, i1);
     }
 
-    /// <summary>RoPE frequency per rotated pair: base^(−2i/d), divided by per-pair factors when the file has rope_freqs.</summary>
+    /// <summary>
+    /// RoPE frequency per rotated pair: base^(−2i/d), divided by per-pair factors when the file has rope_freqs, then
+    /// context scaling as ggml's rope_yarn does it. YaRN's angle θ_interp·(1−r_i) + θ_extrap·r_i is still linear in the
+    /// position, so it folds into the frequency: f_i·((1 − r_i)/factor + r_i); linear scaling is f_i/factor.
+    /// </summary>
     private double[] RopeFrequencies()
     {
         var c = Config;
         var f = new double[c.RopeDims / 2];
+        var (low, high) = c.RopeYarn ? Yarn.CorrectionDims(c.RopeDims, c.RopeOriginalContext, c.RopeBase, c.YarnBetaFast, c.YarnBetaSlow) : (0f, 0f);
         for (int i = 0; i < f.Length; i++)
         {
             f[i] = Math.Pow(c.RopeBase, -2.0 * i / c.RopeDims);
             if (_ropeFreqFactors != null) f[i] /= _ropeFreqFactors[i];
+            if (c.RopeYarn)
+            {
+                double ramp = Yarn.Ramp(low, high, i);
+                f[i] *= (1 - ramp) / c.RopeScalingFactor + ramp;
+            }
+            else if (c.RopeScalingFactor != 1f)
+            {
+                f[i] /= c.RopeScalingFactor;
+            }
         }
         return f;
     }
+
+    /// <summary>
+    /// YaRN's magnitude on cos/sin (both Q and K, so attention logits grow by its square): ggml's 1 + 0.1·ln(factor)
+    /// times llama.cpp's attn_factor, which without a yarn_log_multiplier cancels to 1.
+    /// </summary>
+    private float RopeMagnitude => Config.RopeYarn ? Yarn.MScale(Config.RopeScalingFactor, 1f) : 1f;
 
     public override ReadOnlySpan<float> Forward(InferenceState state, ReadOnlySpan<int> tokens)
     {

@@ -11,7 +11,7 @@ internal sealed class DecoderState : InferenceState
 {
     private readonly ModelConfig _c;
 
-    public DecoderState(KvCache cache, ModelConfig c, double[] ropeFreqs) : base(cache, c.VocabSize)
+    public DecoderState(KvCache cache, ModelConfig c, double[] ropeFreqs, float ropeMagnitude = 1f) : base(cache, c.VocabSize)
     {
         _c = c;
         int pairs = ropeFreqs.Length;
@@ -22,8 +22,8 @@ internal sealed class DecoderState : InferenceState
             for (int i = 0; i < pairs; i++)
             {
                 double theta = pos * ropeFreqs[i];
-                RopeCos[pos * pairs + i] = (float)Math.Cos(theta);
-                RopeSin[pos * pairs + i] = (float)Math.Sin(theta);
+                RopeCos[pos * pairs + i] = (float)(Math.Cos(theta) * ropeMagnitude);
+                RopeSin[pos * pairs + i] = (float)(Math.Sin(theta) * ropeMagnitude);
             }
     }
 

@@ -19,6 +19,19 @@ internal sealed record ModelConfig
     public bool RopeNeox { get; init; }
     public float RmsEps { get; init; } = 1e-5f;
 
+    /// <summary>rope.scaling.factor of a "linear" or "yarn" file (1 = no scaling).</summary>
+    public float RopeScalingFactor { get; init; } = 1f;
+
+    /// <summary>YaRN (rope.scaling.type "yarn"): blend interpolated and original angles per pair, scale cos/sin by 1 + 0.1·ln(factor).</summary>
+    public bool RopeYarn { get; init; }
+
+    /// <summary>rope.scaling.original_context_length (the context the model was trained at before YaRN), default context_length.</summary>
+    public int RopeOriginalContext { get; init; }
+
+    // llama.cpp's defaults; it reads no yarn_beta_* / yarn_attn_factor keys for these architectures, so neither do we.
+    public float YarnBetaFast { get; init; } = 32f;
+    public float YarnBetaSlow { get; init; } = 1f;
+
     /// <summary>Per-head RMSNorm of Q and K before RoPE (qwen3: attn_q_norm / attn_k_norm, head-size weights).</summary>
     public bool QkNorm { get; init; }
 
@@ -62,8 +75,14 @@ internal sealed record ModelConfig
             throw new GgufFormatException($"{f.Path}: rope.dimension_count {ropeDims} does not fit head size {headDim}");
         float ropeBase = PositiveFloat(f, $"{arch}.rope.freq_base", 10000f);
         float eps = Epsilon(f, $"{arch}.attention.layer_norm_rms_epsilon", 1e-5f);
+        // Context extension as llama.cpp applies it whenever the file asks (Qwen3's YaRN ×4 in DeepSeek-R1-0528-Qwen3-8B).
+        string? scaling = f.GetStringOrNull($"{arch}.rope.scaling.type");
+        float scale = scaling is "linear" or "yarn" ? PositiveFloat(f, $"{arch}.rope.scaling.factor", 1f) : 1f;
         return new ModelConfig
         {
+            RopeScalingFactor = scale, RopeYarn = scaling == "yarn" && scale != 1f,
+            RopeOriginalContext = Key("rope.scaling.original_context_length", ctx),
+
             Architecture = arch, Dim = dim, Layers = layers, Heads = heads, KvHeads = kvHeads, HeadDim = headDim,
             FfnDim = ffn, VocabSize = vocab, ContextLength = ctx, RopeBase = ropeBase, RopeDims = ropeDims,
             RopeNeox = ropeNeox, RmsEps = eps,
@@ -87,6 +106,12 @@ internal sealed record ModelConfig
         if (HeadDim != Dim / Heads || QkNorm) w.Set($"{a}.{GgufKeys.KeyLength}", (uint)HeadDim).Set($"{a}.{GgufKeys.ValueLength}", (uint)HeadDim);
         w.Set($"{a}.rope.freq_base", RopeBase);
         w.Set($"{a}.rope.dimension_count", (uint)RopeDims);
+        if (RopeScalingFactor != 1f)
+        {
+            w.Set($"{a}.rope.scaling.type", RopeYarn ? "yarn" : "linear");
+            w.Set($"{a}.rope.scaling.factor", RopeScalingFactor);
+            if (RopeYarn) w.Set($"{a}.rope.scaling.original_context_length", (uint)RopeOriginalContext);
+        }
         w.Set($"{a}.attention.layer_norm_rms_epsilon", RmsEps);
         w.Set($"{a}.vocab_size", (uint)VocabSize);
         if (Moe != null)

@@ -9,11 +9,13 @@ namespace Sputnik.Tools;
 /// <summary>The shape of a real (or tiny test) model that <see cref="SyntheticModel"/> can fake.</summary>
 /// <remarks>
 /// <paramref name="HeadSize"/> 0 means dim / heads; <paramref name="Experts"/> &gt; 0 replaces every layer's dense FFN
-/// by that many routed experts of <paramref name="ExpertFfn"/> rows, <paramref name="ExpertsUsed"/> per token (qwen3moe).
+/// by that many routed experts of <paramref name="ExpertFfn"/> rows, <paramref name="ExpertsUsed"/> per token (qwen3moe);
+/// <paramref name="YarnFactor"/> &gt; 1 extends the context with YaRN from <paramref name="YarnOriginalContext"/>.
 /// </remarks>
 internal sealed record SynthPreset(
     string Name, string Arch, int Dim, int Layers, int Ffn, int Heads, int KvHeads, int Vocab, float RopeBase, int Context,
-    bool TiedEmbeddings, float RmsEps, float? Llama3RopeFactor = null, int HeadSize = 0, int Experts = 0, int ExpertsUsed = 0, int ExpertFfn = 0)
+    bool TiedEmbeddings, float RmsEps, float? Llama3RopeFactor = null, int HeadSize = 0, int Experts = 0, int ExpertsUsed = 0, int ExpertFfn = 0,
+    float YarnFactor = 1f, int YarnOriginalContext = 0)
 {
     public int HeadDim => HeadSize > 0 ? HeadSize : Dim / Heads;
     public bool QkvBias => Arch == Qwen2.Name;
@@ -74,10 +76,12 @@ internal static class SyntheticModel
         new("llama-3.2-3b", "llama", 3072, 28, 8192, 24, 8, 128256, 500000f, 131072, TiedEmbeddings: true, 1e-5f, Llama3RopeFactor: 32f),
         new("llama-3.1-8b", "llama", 4096, 32, 14336, 32, 8, 128256, 500000f, 131072, TiedEmbeddings: false, 1e-5f, Llama3RopeFactor: 8f),
         // qwen3: head size 128 whatever the width (Qwen3's config.json head_dim), so heads·128 ≠ dim in most sizes.
-        new("qwen3-tiny", "qwen3", 256, 4, 512, 4, 2, 1000, 1e6f, 4096, TiedEmbeddings: true, 1e-6f, HeadSize: 128),
+        // qwen3-tiny carries R1-0528-Qwen3-8B's YaRN ×4 (over a 1,024-token original context) so the llama.cpp check covers it.
+        new("qwen3-tiny", "qwen3", 256, 4, 512, 4, 2, 1000, 1e6f, 4096, TiedEmbeddings: true, 1e-6f, HeadSize: 128, YarnFactor: 4f, YarnOriginalContext: 1024),
         new("qwen3-0.6b", "qwen3", 1024, 28, 3072, 16, 8, 151936, 1e6f, 40960, TiedEmbeddings: true, 1e-6f, HeadSize: 128),
-        // DeepSeek-R1-0528-Qwen3-8B is Qwen3-8B's shape (its YaRN ×4 context extension is not synthesized).
-        new("qwen3-8b", "qwen3", 4096, 36, 12288, 32, 8, 151936, 1e6f, 40960, TiedEmbeddings: false, 1e-6f, HeadSize: 128),
+        // DeepSeek-R1-0528-Qwen3-8B: Qwen3-8B's shape with YaRN ×4 over 32,768 tokens (131,072 in all), as its config.json.
+        new("qwen3-8b", "qwen3", 4096, 36, 12288, 32, 8, 151936, 1e6f, 131072, TiedEmbeddings: false, 1e-6f, HeadSize: 128,
+            YarnFactor: 4f, YarnOriginalContext: 32768),
         new("qwen3moe-tiny", "qwen3moe", 256, 4, 512, 4, 2, 1000, 1e6f, 4096, TiedEmbeddings: false, 1e-6f, HeadSize: 64,
             Experts: 16, ExpertsUsed: 4, ExpertFfn: 128),
         new("qwen3-30b-a3b", "qwen3moe", 2048, 48, 6144, 32, 4, 151936, 1e6f, 40960, TiedEmbeddings: false, 1e-6f, HeadSize: 128,
@@ -208,6 +212,7 @@ internal static class SyntheticModel
             Architecture = a, Dim = p.Dim, Layers = p.Layers, Heads = p.Heads, KvHeads = p.KvHeads, HeadDim = p.HeadDim, FfnDim = p.Ffn,
             VocabSize = vocab, ContextLength = p.Context, RopeBase = p.RopeBase, RopeDims = p.HeadDim, RopeNeox = p.IsQwen, RmsEps = p.RmsEps,
             QkNorm = p.QkNorm, ExpertFfnDim = p.ExpertFfn,
+            RopeScalingFactor = p.YarnFactor, RopeYarn = p.YarnFactor != 1f, RopeOriginalContext = p.YarnOriginalContext,
             Moe = p.Experts > 0 ? Qwen3Moe.Routing with { ExpertCount = p.Experts, ExpertsUsed = p.ExpertsUsed } : null,
         }.WriteKeys(w);
         w.Set("general.file_type", (uint)o.FileType);

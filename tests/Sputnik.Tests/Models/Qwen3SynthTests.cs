@@ -68,8 +68,10 @@ public class Qwen3SynthTests
                 {
                     Assert.Equal(GgmlType.F32, f.GetTensor("blk.0.ffn_gate_inp.weight").Type);
                     Assert.Equal(GgmlType.Q4_K, f.GetTensor("blk.1.ffn_gate_exps.weight").Type);
-                    // ffn_down of a "more bits" layer (the first eighth) gets Q6_K, experts included.
-                    Assert.Equal(GgmlType.Q6_K, f.GetTensor("blk.0.ffn_down_exps.weight").Type);
+                    // ffn_down of a "more bits" layer (the last of 4) wants Q6_K, experts included; rows of 128 do
+                    // not fill a 256-block, so Q6_K falls back to Q8_0 and Q4_K (other layers) to Q5_0, as in llama.cpp.
+                    Assert.Equal(GgmlType.Q8_0, f.GetTensor("blk.3.ffn_down_exps.weight").Type);
+                    Assert.Equal(GgmlType.Q5_0, f.GetTensor("blk.1.ffn_down_exps.weight").Type);
                 }
             }
             int[] prompt = [5, 6, 7, 8, 9];

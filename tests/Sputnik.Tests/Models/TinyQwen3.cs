@@ -14,8 +14,10 @@ internal static class TinyQwen3
     public const int Dim = 32, Layers = 2, Heads = 4, KvHeads = 2, HeadDim = 16, Ffn = 48, Vocab = 40;
     public const int Experts = 6, ExpertsUsed = 2, ExpertFfn = 24;
     public const float RopeBase = 1e6f, Eps = 1e-6f;
+    public const int YarnOriginalContext = 64;
 
-    public static (string Path, Weights W) WriteModel(string path, bool moe, uint seed = 4242)
+    /// <param name="yarn">rope.scaling.factor of a YaRN file (1: none), over an original context of <see cref="YarnOriginalContext"/>.</param>
+    public static (string Path, Weights W) WriteModel(string path, bool moe, uint seed = 4242, float yarn = 1f)
     {
         var w = new Weights(seed);
         var g = new GgufWriter();
@@ -25,6 +27,8 @@ internal static class TinyQwen3
         g.Set($"{a}.attention.head_count", (uint)Heads).Set($"{a}.attention.head_count_kv", (uint)KvHeads);
         g.Set($"{a}.attention.key_length", (uint)HeadDim).Set($"{a}.attention.value_length", (uint)HeadDim);
         g.Set($"{a}.context_length", 256u).Set($"{a}.rope.freq_base", RopeBase).Set($"{a}.attention.layer_norm_rms_epsilon", Eps);
+        if (yarn != 1f)
+            g.Set($"{a}.rope.scaling.type", "yarn").Set($"{a}.rope.scaling.factor", yarn).Set($"{a}.rope.scaling.original_context_length", (uint)YarnOriginalContext);
         if (moe)
             g.Set($"{a}.expert_count", (uint)Experts).Set($"{a}.expert_used_count", (uint)ExpertsUsed).Set($"{a}.expert_feed_forward_length", (uint)ExpertFfn);
         void M(string name, params long[] dims) => g.AddTensor(name, w.Add(name, (int)dims.Aggregate(1L, (x, y) => x * y)), dims);
@@ -82,17 +86,29 @@ internal static class TinyQwen3
         return x.Select((v, i) => v * k * g[i]).ToArray();
     }
 
-    /// <summary>Per-head RMSNorm then NeoX RoPE of head h of v.</summary>
-    private static void NormRope(double[] v, int h, float[] norm, int pos)
+    /// <summary>
+    /// Per-head RMSNorm then NeoX RoPE of head h of v. YaRN as ggml's rope_yarn: pair i's angle blends θ/factor and θ
+    /// with a ramp over the pairs whose wavelength falls between the original context/β_fast (32) and /β_slow (1);
+    /// cos and sin are scaled by 1 + 0.1·ln(factor).
+    /// </summary>
+    private static void NormRope(double[] v, int h, float[] norm, int pos, float yarn)
     {
         var head = RmsNorm(v.Skip(h * HeadDim).Take(HeadDim).ToArray(), norm);
         int half = HeadDim / 2;
+        double Corr(double beta) => HeadDim * Math.Log(YarnOriginalContext / (beta * 2 * Math.PI)) / (2 * Math.Log(RopeBase));
+        double low = Math.Max(0, Math.Floor(Corr(32))), high = Math.Min(HeadDim - 1, Math.Ceiling(Corr(1)));
+        double m = yarn == 1f ? 1 : 1 + 0.1 * Math.Log(yarn);
         for (int i = 0; i < half; i++)
         {
             double theta = pos * Math.Pow(RopeBase, -2.0 * i / HeadDim);
-            double a = head[i], b = head[i + half];
-            v[h * HeadDim + i] = a * Math.Cos(theta) - b * Math.Sin(theta);
-            v[h * HeadDim + i + half] = a * Math.Sin(theta) + b * Math.Cos(theta);
+            if (yarn != 1f)
+            {
+                double ramp = 1 - Math.Clamp((i - low) / Math.Max(0.001, high - low), 0, 1);
+                theta = theta / yarn * (1 - ramp) + theta * ramp;
+            }
+            double a = head[i], b = head[i + half], cos = Math.Cos(theta) * m, sin = Math.Sin(theta) * m;
+            v[h * HeadDim + i] = a * cos - b * sin;
+            v[h * HeadDim + i + half] = a * sin + b * cos;
         }
     }
 
@@ -105,7 +121,7 @@ internal static class TinyQwen3
     }
 
     /// <summary>Logits after the last of <paramref name="tokens"/>, fed from position 0.</summary>
-    public static double[] ReferenceLogits(Weights w, int[] tokens, bool moe)
+    public static double[] ReferenceLogits(Weights w, int[] tokens, bool moe, float yarn = 1f)
     {
         var T = w.T;
         var keys = new List<double[]>[Layers];
@@ -122,8 +138,8 @@ internal static class TinyQwen3
                 var q = MatVec(T[p + "attn_q.weight"], Dim, Heads * HeadDim, h);
                 var k = MatVec(T[p + "attn_k.weight"], Dim, KvHeads * HeadDim, h);
                 var v = MatVec(T[p + "attn_v.weight"], Dim, KvHeads * HeadDim, h);
-                for (int hh = 0; hh < Heads; hh++) NormRope(q, hh, T[p + "attn_q_norm.weight"], pos);
-                for (int hh = 0; hh < KvHeads; hh++) NormRope(k, hh, T[p + "attn_k_norm.weight"], pos);
+                for (int hh = 0; hh < Heads; hh++) NormRope(q, hh, T[p + "attn_q_norm.weight"], pos, yarn);
+                for (int hh = 0; hh < KvHeads; hh++) NormRope(k, hh, T[p + "attn_k_norm.weight"], pos, yarn);
                 keys[l].Add(k);
                 values[l].Add(v);
                 var att = new double[Heads * HeadDim];

@@ -54,6 +54,29 @@ public class TinyQwen3Tests
         }
     }
 
+    [Fact]
+    public void Yarn_context_extension_matches_the_reference()
+    {
+        var dir = Directory.CreateTempSubdirectory("sputnik-qwen3-yarn-");
+        try
+        {
+            var (path, w) = TinyQwen3.WriteModel(Path.Combine(dir.FullName, "m.gguf"), moe: false, yarn: 4f);
+            using var model = ModelLoader.Load(GgufFile.Open(path), threads: 2);
+            Assert.True(model.Config.RopeYarn);
+            Assert.Equal(TinyQwen3.YarnOriginalContext, model.Config.RopeOriginalContext);
+            // Long enough that the interpolated pairs' angles differ visibly from plain RoPE.
+            int[] tokens = Enumerable.Range(0, 40).Select(i => (i * 7 + 3) % TinyQwen3.Vocab).ToArray();
+            var got = model.Forward(model.CreateState(64, KvCacheType.F32), tokens).ToArray();
+            Near(got, TinyQwen3.ReferenceLogits(w, tokens, moe: false, yarn: 4f), "yarn");
+            var plain = TinyQwen3.ReferenceLogits(w, tokens, moe: false);
+            Assert.True(Enumerable.Range(0, TinyQwen3.Vocab).Max(i => Math.Abs(got[i] - plain[i])) > 1e-2, "YaRN made no difference");
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
