@@ -88,7 +88,7 @@ internal static class InfoCommand
         Int("feed_forward_length", "feed_forward_length");
         Int("expert_count", GgufKeys.ExpertCount);
         Int("expert_used_count", GgufKeys.ExpertUsedCount);
-        Int("expert_feed_forward_length", GgufKeys.ExpertFeedForwardLength);
+        Int("expert_ffn_length", GgufKeys.ExpertFeedForwardLength);
         if (file.TryGetFloat($"{arch}.rope.freq_base", out float ropeBase)) o["rope_freq_base"] = ropeBase;
         if (file.TryGetFloat($"{arch}.attention.layer_norm_rms_epsilon", out float eps)) o["rms_epsilon"] = eps;
         if (file.FindTensor(TensorNames.Weight(0, TensorNames.AttnQNorm)) != null) o["qk_norm"] = true;
