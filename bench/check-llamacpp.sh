@@ -11,7 +11,7 @@
 #
 # Besides synth/quantize/convert outputs it checks what `sputnik train` exports: a short SFT run of the dense preset
 # (tiny-r1, architecture llama) and of the DeepSeek preset (tiny-r1-ds, architecture deepseek2: MLA + MoE), prompted
-# in R1's chat format. ONLY=trained checks just those two; ONLY=qwen3 just the qwen3 / qwen3moe synth models.
+# in R1's chat format. ONLY=trained checks just those two; ONLY=qwen3 just the qwen3 / qwen3moe synth and converted models.
 #
 # llama.cpp's side is bench/llamacpp-greedy.cpp compiled against the static libraries of the llama.cpp build in
 # bench/llamacpp.sh's cache, or with LLAMACPP_NPM=DIR against the shared libraries node-llama-cpp ships (no build;
@@ -32,14 +32,14 @@ llamacpp_greedy "$root/bench/llamacpp-greedy.cpp" "$greedy"
 
 sputnik="$root/sputnik"
 "$sputnik" --help > /dev/null
-if [ "${ONLY:-}" != qwen3 ]; then
+if [ "${ONLY:-}" != trained ]; then
 echo "== building the bench helper (tiny Hugging Face checkpoints)" >&2
 dotnet build "$root/bench/Sputnik.Bench/Sputnik.Bench.csproj" -c Release -o "$work/benchbin" --nologo -v quiet -clp:ErrorsOnly >&2
+fi
 
 # ---- the files: "path|made by|type|prompt set" ----
 files=()
 echo "== writing models into $work" >&2
-fi
 # Models the training pipeline exports (brief SFT: enough for varied greedy output, not a competent model).
 [ "${ONLY:-}" = qwen3 ] || for preset in tiny-r1 tiny-r1-ds; do
   rm -rf "$work/train-$preset"
@@ -56,6 +56,12 @@ for p in qwen3-tiny qwen3moe-tiny; do
     "$sputnik" quantize "$work/synth-$p-F32.gguf" "$work/quant-$p-$t.gguf" $t >&2
     files+=("$work/quant-$p-$t.gguf|quantize synth $p|$t")
   done
+done
+for k in qwen3 qwen3moe; do
+  rm -rf "$work/hf-$k"
+  dotnet "$work/benchbin/Sputnik.Bench.dll" hf $k "$work/hf-$k" 1 >&2
+  "$sputnik" convert "$work/hf-$k" "$work/conv-$k-F32.gguf" --type F32 >&2 2>/dev/null
+  files+=("$work/conv-$k-F32.gguf|convert (hf $k)|F32")
 done
 fi
 if [ "${ONLY:-}" != trained ] && [ "${ONLY:-}" != qwen3 ]; then
