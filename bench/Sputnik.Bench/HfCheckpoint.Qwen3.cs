@@ -3,10 +3,13 @@ internal static partial class HfCheckpoint
     /// <summary>
     /// Qwen3 (Qwen3ForCausalLM: head_dim 32 over a width of 64, per-head q_norm / k_norm, no biases, YaRN ×4 over
     /// 1,024 tokens as DeepSeek-R1-0528-Qwen3-8B has over 32,768) or Qwen3-MoE (Qwen3MoeForCausalLM: 16 experts,
-    /// top 4, per-expert safetensors as transformers saves them). Norm weights are 1 ± 0.17.
+    /// top 4, per-expert safetensors as transformers saves them). Norm weights are 1 ± 0.17. The router's weights are
+    /// 8× the others': with router logits a few units apart, the 4th and 5th expert are seldom within the 1e-4..1e-3
+    /// by which the engines' F16 KV caches move them, so greedy paths part only on real differences.
     /// </summary>
-    private static object Qwen3(bool moe, Action<string, int, int> w, Action<string, int> norm)
+    private static object Qwen3(bool moe, Action<string, int, int, float> ws, Action<string, int> norm)
     {
+        void w(string name, int rows, int cols) => ws(name, rows, cols, 1f);
         const int kvHeads = 2, hd = 32, experts = 16, used = 4, expFf = 48;
         w("model.embed_tokens.weight", Vocab, Dim);
         norm("model.norm.weight", Dim);
@@ -29,7 +32,7 @@ internal static partial class HfCheckpoint
                 w(p + "mlp.down_proj.weight", Dim, Ffn);
                 continue;
             }
-            w(p + "mlp.gate.weight", experts, Dim);
+            ws(p + "mlp.gate.weight", experts, Dim, 8f);
             for (int e = 0; e < experts; e++)
             {
                 w(p + $"mlp.experts.{e}.gate_proj.weight", expFf, Dim);

@@ -29,7 +29,8 @@ internal static partial class HfCheckpoint
         object config = kind switch
         {
             "llama" or "qwen2" => Llama(kind == "qwen2", W, Ones, Bias),
-            "qwen3" or "qwen3moe" => Qwen3(kind == "qwen3moe", W, (name, n) => tensors.Add((name, [n], Uniform(rng, n, 0.1f).Select(x => x + 1f).ToArray()))),
+            "qwen3" or "qwen3moe" => Qwen3(kind == "qwen3moe", (name, rows, cols, scale) => tensors.Add((name, [rows, cols], Uniform(rng, rows * cols, scale * 1.5f / MathF.Sqrt(cols)))),
+                (name, n) => tensors.Add((name, [n], Uniform(rng, n, 0.1f).Select(x => x + 1f).ToArray()))),
             "deepseek-v2" => DeepSeek(v3: false, W, Ones, Bias),
             "deepseek-v3" => DeepSeek(v3: true, W, Ones, Bias),
             _ => throw new ArgumentException($"unknown checkpoint kind '{kind}'"),
