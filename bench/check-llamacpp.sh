@@ -6,14 +6,16 @@
 # Quantized files are reported (first-token and whole-sequence agreement): the two engines quantize activations
 # differently and may legitimately part on closer calls.
 #
-#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY=trained; N tokens per prompt, default 24)
+#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY=trained|qwen3 LLAMACPP_NPM=DIR;
+#                                     N tokens per prompt, default 24)
 #
 # Besides synth/quantize/convert outputs it checks what `sputnik train` exports: a short SFT run of the dense preset
 # (tiny-r1, architecture llama) and of the DeepSeek preset (tiny-r1-ds, architecture deepseek2: MLA + MoE), prompted
-# in R1's chat format. ONLY=trained checks just those two.
+# in R1's chat format. ONLY=trained checks just those two; ONLY=qwen3 just the qwen3 / qwen3moe synth and converted models.
 #
 # llama.cpp's side is bench/llamacpp-greedy.cpp compiled against the static libraries of the llama.cpp build in
-# bench/llamacpp.sh's cache. The synthetic and converted models use larger-than-trained random weights
+# bench/llamacpp.sh's cache, or with LLAMACPP_NPM=DIR against the shared libraries node-llama-cpp ships (no build;
+# see llamacpp_greedy in bench/llamacpp.sh). The synthetic and converted models use larger-than-trained random weights
 # (synth --sigma 0.1, the bench's `hf` checkpoints) so greedy output varies instead of repeating one token.
 set -euo pipefail
 
@@ -25,29 +27,44 @@ mkdir -p "$work"
 
 # shellcheck source=bench/llamacpp.sh
 . "$root/bench/llamacpp.sh"
-llamacpp_build llama
 greedy="$work/llamacpp-greedy"
-echo "== compiling bench/llamacpp-greedy.cpp" >&2
-g++ -O2 -std=c++17 -I"$LLAMACPP_SRC/include" -I"$LLAMACPP_SRC/ggml/include" "$root/bench/llamacpp-greedy.cpp" -o "$greedy" \
-  "$LLAMACPP_BUILD/src/libllama.a" "$LLAMACPP_BUILD/ggml/src/libggml.a" "$LLAMACPP_BUILD/ggml/src/libggml-cpu.a" \
-  "$LLAMACPP_BUILD/ggml/src/libggml-base.a" -fopenmp -lpthread -ldl
+llamacpp_greedy "$root/bench/llamacpp-greedy.cpp" "$greedy"
 
 sputnik="$root/sputnik"
 "$sputnik" --help > /dev/null
+if [ "${ONLY:-}" != trained ]; then
 echo "== building the bench helper (tiny Hugging Face checkpoints)" >&2
 dotnet build "$root/bench/Sputnik.Bench/Sputnik.Bench.csproj" -c Release -o "$work/benchbin" --nologo -v quiet -clp:ErrorsOnly >&2
+fi
 
 # ---- the files: "path|made by|type|prompt set" ----
 files=()
 echo "== writing models into $work" >&2
 # Models the training pipeline exports (brief SFT: enough for varied greedy output, not a competent model).
-for preset in tiny-r1 tiny-r1-ds; do
+[ "${ONLY:-}" = qwen3 ] || for preset in tiny-r1 tiny-r1-ds; do
   rm -rf "$work/train-$preset"
   "$sputnik" train sft --task arithmetic --preset $preset --out "$work/train-$preset" --steps 60 --batch 8 --eval-n 4 --threads "$THREADS" >&2
   cp "$work/train-$preset/sft.gguf" "$work/trained-$preset.gguf"
   files+=("$work/trained-$preset.gguf|train sft --preset $preset (60 steps)|F32|r1")
 done
+# qwen3 (per-head Q/K norms, head size 128 over a width of 256) and qwen3moe (16 experts, top 4).
 if [ "${ONLY:-}" != trained ]; then
+for p in qwen3-tiny qwen3moe-tiny; do
+  "$sputnik" synth --preset $p --type F32 --sigma 0.1 --seed 1 -o "$work/synth-$p-F32.gguf" >&2
+  files+=("$work/synth-$p-F32.gguf|synth --preset $p --sigma 0.1|F32")
+  for t in Q8_0 Q4_K_M; do
+    "$sputnik" quantize "$work/synth-$p-F32.gguf" "$work/quant-$p-$t.gguf" $t >&2
+    files+=("$work/quant-$p-$t.gguf|quantize synth $p|$t")
+  done
+done
+for k in qwen3 qwen3moe; do
+  rm -rf "$work/hf-$k"
+  dotnet "$work/benchbin/Sputnik.Bench.dll" hf $k "$work/hf-$k" 1 >&2
+  "$sputnik" convert "$work/hf-$k" "$work/conv-$k-F32.gguf" --type F32 >&2 2>/dev/null
+  files+=("$work/conv-$k-F32.gguf|convert (hf $k)|F32")
+done
+fi
+if [ "${ONLY:-}" != trained ] && [ "${ONLY:-}" != qwen3 ]; then
 for p in qwen2-tiny llama-tiny; do
   "$sputnik" synth --preset $p --type F32 --sigma 0.1 --seed 1 -o "$work/synth-$p-F32.gguf" >&2
   files+=("$work/synth-$p-F32.gguf|synth --preset $p --sigma 0.1|F32")
@@ -84,7 +101,7 @@ for entry in "${files[@]}"; do
   for i in "${!prompts[@]}"; do
     prompt="${prompts[$i]}"
     echo "-- $(basename "$path") prompt $i" >&2
-    llama="$("$greedy" "$path" "$prompt" "$N" "$THREADS" 2>"$work/llama.err")" || { cat "$work/llama.err" >&2; llama='{"error":"llama.cpp failed to load or run"}'; }
+    llama="$(cd "$LLAMACPP_RUN_DIR" && "$greedy" "$path" "$prompt" "$N" "$THREADS" 2>"$work/llama.err")" || { cat "$work/llama.err" >&2; llama='{"error":"llama.cpp failed to load or run"}'; }
     sp="$("$sputnik" run -m "$path" -p "$prompt" -n "$N" --temp 0 -t "$THREADS" --json)"
     python3 -c 'import json,sys; print(json.dumps({"file": sys.argv[1], "made": sys.argv[2], "type": sys.argv[3], "prompt": int(sys.argv[4]), "llama": json.loads(sys.argv[5]), "sputnik": json.loads(sys.argv[6])}))' \
       "$(basename "$path")" "$made" "$type" "$i" "$llama" "$sp" >> "$results"

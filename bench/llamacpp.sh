@@ -44,3 +44,40 @@ llamacpp_build() {
     cmake --build "$LLAMACPP_BUILD" --target "$t" -j "$(nproc)" >&2
   done
 }
+
+# Compiles bench/llamacpp-greedy.cpp (argument 1) into argument 2 and sets LLAMACPP_RUN_DIR, the directory to run it
+# from. Two ways:
+#  - LLAMACPP_NPM=DIR, an npm prefix where `npm install node-llama-cpp --ignore-scripts` ran: links against the
+#    shared libraries node-llama-cpp ships for linux-x64, with the headers of the source bundle from the same package
+#    (so versions match); no build. The binary runs from the libraries' folder, where ggml looks for its CPU backends.
+#  - otherwise the static libraries of a Release build of llama.cpp (about 10 minutes of all cores the first time).
+llamacpp_greedy() {
+  local src="$1" out="$2"
+  if [ -n "${LLAMACPP_NPM:-}" ]; then
+    local bins="$LLAMACPP_NPM/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
+    local bundle="$LLAMACPP_NPM/node_modules/node-llama-cpp/llama/gitRelease.bundle"
+    local headers="$LLAMACPP_CACHE/llama.cpp-npm"
+    if [ ! -d "$bins" ] || [ ! -f "$bundle" ]; then echo "error: no node-llama-cpp linux-x64 binaries and source bundle under $LLAMACPP_NPM" >&2; return 1; fi
+    if [ ! -d "$headers/.git" ]; then
+      mkdir -p "$LLAMACPP_CACHE"
+      git clone --quiet "$bundle" "$headers" >&2
+    fi
+    local libllama libggml
+    libllama="$(ls "$bins"/libllama.v*.so | head -1)"
+    libggml="$(ls "$bins"/libggml.v*.so | head -1)"
+    echo "== compiling $(basename "$src") against node-llama-cpp's prebuilt $(basename "$libllama")" >&2
+    g++ -O2 -std=c++17 -I"$headers/include" -I"$headers/ggml/include" "$src" -o "$out" \
+      "$libllama" "$libggml" "$bins/libggml-base.so" -Wl,-rpath,"$bins" -lpthread -ldl
+    LLAMACPP_RUN_DIR="$bins"
+    local release
+    release="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["buildOptions"]["llamaCpp"]["release"])' "$bins/_nlcBuildMetadata.json" 2>/dev/null || echo unknown)"
+    (cd "$headers" && git log -1 --format="llama.cpp %h %cs (node-llama-cpp prebuilt, release $release)") > "$LLAMACPP_CACHE/llama.cpp.version" || true
+    return 0
+  fi
+  llamacpp_build llama
+  echo "== compiling $(basename "$src")" >&2
+  g++ -O2 -std=c++17 -I"$LLAMACPP_SRC/include" -I"$LLAMACPP_SRC/ggml/include" "$src" -o "$out" \
+    "$LLAMACPP_BUILD/src/libllama.a" "$LLAMACPP_BUILD/ggml/src/libggml.a" "$LLAMACPP_BUILD/ggml/src/libggml-cpu.a" \
+    "$LLAMACPP_BUILD/ggml/src/libggml-base.a" -fopenmp -lpthread -ldl
+  LLAMACPP_RUN_DIR="$PWD"
+}

@@ -70,7 +70,28 @@ internal static class InfoCommand
             ["chat_template"] = file.GetStringOrNull("tokenizer.chat_template") != null,
             ["kv_bytes_per_token"] = KvBytesPerToken(file, arch),
         };
+        AddHyperParameters(o, file, arch);
         return o;
+    }
+
+    /// <summary>
+    /// The hyper-parameters that tell architectures of one family apart, when the file states them: head size
+    /// (Qwen3's 128 whatever the width), FFN and expert sizes, RoPE base, per-head Q/K norms.
+    /// </summary>
+    private static void AddHyperParameters(JsonObject o, GgufFile file, string arch)
+    {
+        void Int(string name, string key)
+        {
+            if (file.TryGetInt64($"{arch}.{key}", out long v)) o[name] = v;
+        }
+        Int("head_size", GgufKeys.KeyLength);
+        Int("feed_forward_length", "feed_forward_length");
+        Int("expert_count", GgufKeys.ExpertCount);
+        Int("expert_used_count", GgufKeys.ExpertUsedCount);
+        Int("expert_ffn_length", GgufKeys.ExpertFeedForwardLength);
+        if (file.TryGetFloat($"{arch}.rope.freq_base", out float ropeBase)) o["rope_freq_base"] = ropeBase;
+        if (file.TryGetFloat($"{arch}.attention.layer_norm_rms_epsilon", out float eps)) o["rms_epsilon"] = eps;
+        if (file.FindTensor(TensorNames.Weight(0, TensorNames.AttnQNorm)) != null) o["qk_norm"] = true;
     }
 
     /// <summary>

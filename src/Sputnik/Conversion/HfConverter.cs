@@ -22,6 +22,8 @@ internal sealed class HfConverter : IDisposable
     {
         ["LlamaForCausalLM"] = "llama",
         ["Qwen2ForCausalLM"] = "qwen2",
+        ["Qwen3ForCausalLM"] = Qwen3.Name,
+        ["Qwen3MoeForCausalLM"] = Qwen3Moe.Name,
         ["DeepseekV2ForCausalLM"] = "deepseek2",
         ["DeepseekV3ForCausalLM"] = "deepseek2",
     };
@@ -145,11 +147,14 @@ internal sealed class HfConverter : IDisposable
         int headDim = Int("head_dim", dim / heads);
         Writer.Set($"{a}.attention.head_count_kv", (uint)kvHeads);
         Writer.Set($"{a}.rope.dimension_count", (uint)headDim);
-        if (headDim != dim / heads)
+        // llama.cpp's converter writes the head size whenever config.json states it (Qwen3 always does: 128).
+        if (headDim != dim / heads || _cfg.TryGetProperty("head_dim", out _))
         {
-            Writer.Set($"{a}.attention.key_length", (uint)headDim);
-            Writer.Set($"{a}.attention.value_length", (uint)headDim);
+            Writer.Set($"{a}.{GgufKeys.KeyLength}", (uint)headDim);
+            Writer.Set($"{a}.{GgufKeys.ValueLength}", (uint)headDim);
         }
+        bool qkNorm = a is Qwen3.Name or Qwen3Moe.Name;
+        int experts = a == Qwen3Moe.Name ? PlanQwen3MoeKeys() : 0;
         PlanRopeScaling(headDim);
         // llama.cpp runs llama with consecutive-pair RoPE, so the converter permutes HF's rotate-half rows of Q and K:
         // within each head, row (half·hd/2 + i) moves to (2i + half).
@@ -169,12 +174,44 @@ internal sealed class HfConverter : IDisposable
             foreach (var (g, hf) in new[] { ("attn_q", "q_proj"), ("attn_k", "k_proj"), ("attn_v", "v_proj") })
                 if (_st.Tensors.ContainsKey(p + $"self_attn.{hf}.bias"))
                     Add(b + g + ".bias", p + $"self_attn.{hf}.bias", llama && g != "attn_v" ? Permute(g == "attn_q" ? heads : kvHeads) : null);
+            if (qkNorm)
+            {
+                Add(TensorNames.Weight(l, TensorNames.AttnQNorm), p + "self_attn.q_norm.weight");
+                Add(TensorNames.Weight(l, TensorNames.AttnKNorm), p + "self_attn.k_norm.weight");
+            }
             Add(b + "attn_output.weight", p + "self_attn.o_proj.weight", null, l);
             Add(b + "ffn_norm.weight", p + "post_attention_layernorm.weight");
+            if (experts > 0)
+            {
+                Add(TensorNames.Weight(l, TensorNames.FfnGateInp), p + "mlp.gate.weight", null, l);
+                foreach (var (g, hf) in new[] { (TensorNames.FfnGateExps, "gate_proj"), (TensorNames.FfnUpExps, "up_proj"), (TensorNames.FfnDownExps, "down_proj") })
+                    PlanStackedExperts(TensorNames.Weight(l, g), p + "mlp.experts.{0}." + hf + ".weight", experts, l);
+                continue;
+            }
             Add(b + "ffn_gate.weight", p + "mlp.gate_proj.weight", null, l);
             Add(b + "ffn_up.weight", p + "mlp.up_proj.weight", null, l);
             Add(b + "ffn_down.weight", p + "mlp.down_proj.weight", null, l);
         }
+    }
+
+    /// <summary>
+    /// Qwen3-MoE's expert keys, as llama.cpp's Qwen3MoeModel writes them; returns the expert count. Every layer must
+    /// be sparse (llama.cpp's qwen3moe has no dense layers: mlp_only_layers must be empty, decoder_sparse_step 1).
+    /// </summary>
+    private int PlanQwen3MoeKeys()
+    {
+        string a = Arch;
+        if (_cfg.TryGetProperty("mlp_only_layers", out var dense) && dense.ValueKind == JsonValueKind.Array && dense.GetArrayLength() > 0)
+            throw new UnsupportedModelException("config.json: mlp_only_layers is not empty; qwen3moe (as llama.cpp runs it) routes every layer to experts");
+        if (Int("decoder_sparse_step", 1) != 1)
+            throw new UnsupportedModelException($"config.json: decoder_sparse_step {Int("decoder_sparse_step")} is not supported; qwen3moe routes every layer to experts");
+        int experts = Int("num_experts"), used = Int("num_experts_per_tok");
+        if (experts < 1 || used < 1 || used > experts)
+            throw new InvalidDataException($"config.json: num_experts_per_tok {used} must be in 1..num_experts {experts}");
+        Writer.Set($"{a}.{GgufKeys.ExpertCount}", (uint)experts);
+        Writer.Set($"{a}.{GgufKeys.ExpertUsedCount}", (uint)used);
+        Writer.Set($"{a}.{GgufKeys.ExpertFeedForwardLength}", (uint)Int("moe_intermediate_size"));
+        return experts;
     }
 
     /// <summary>Llama-3 style rope_scaling becomes a rope_freqs tensor of per-pair divisors, as llama.cpp generates it.</summary>

@@ -74,6 +74,10 @@ internal sealed class ChatPromptBuilder
     {
         string bos = _tokenizer.BosId >= 0 ? _tokenizer.TokenPiece(_tokenizer.BosId) : "";
         string eos = _tokenizer.EosId >= 0 ? _tokenizer.TokenPiece(_tokenizer.EosId) : "";
+        // Templates with a thinking switch (Qwen3's enable_thinking) turn thinking off their own way; others get
+        // a closed think block appended below.
+        if (!thinking && Template.Contains("enable_thinking", StringComparison.Ordinal) && extra?.ContainsKey("enable_thinking") != true)
+            extra = new Dictionary<string, object?>(extra ?? new Dictionary<string, object?>()) { ["enable_thinking"] = false };
         string text = ChatTemplate.Apply(Template, messages.Select(ToTemplateValue), addGenerationPrompt, bos, eos, tools, extra);
         bool startsInThinking = addGenerationPrompt && text.TrimEnd().EndsWith("<think>", StringComparison.Ordinal);
         if (startsInThinking && !thinking)

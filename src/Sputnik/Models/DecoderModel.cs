@@ -6,17 +6,24 @@ using Sputnik.Tensors.Quants;
 namespace Sputnik.Models;
 
 /// <summary>
-/// The llama-family decoder shared by `llama` and `qwen2`: pre-RMSNorm blocks of grouped-query attention with
-/// RoPE and a SwiGLU feed-forward. Architectures differ only in their <see cref="ModelConfig"/> (RoPE pairing)
-/// and in which optional tensors (Q/K/V biases, a separate output matrix) the file carries.
+/// The llama-family decoder shared by `llama`, `qwen2`, `qwen3` and `qwen3moe`: pre-RMSNorm blocks of grouped-query
+/// attention with RoPE and a SwiGLU feed-forward. Architectures differ in their <see cref="ModelConfig"/> (RoPE
+/// pairing, per-head Q/K norms, routed experts in place of the dense FFN) and in which optional tensors (Q/K/V
+/// biases, a separate output matrix) the file carries.
 /// </summary>
 internal sealed partial class DecoderModel : LanguageModel
 {
     private sealed class Layer
     {
         public required float[] AttnNorm, FfnNorm;
-        public required WeightMatrix Wq, Wk, Wv, Wo, Gate, Up, Down;
+        public required WeightMatrix Wq, Wk, Wv, Wo;
         public float[]? Bq, Bk, Bv;
+        /// <summary>Per-head Q/K RMSNorm weights (head size), when <see cref="ModelConfig.QkNorm"/>.</summary>
+        public float[]? QNorm, KNorm;
+        /// <summary>The dense SwiGLU, or null when the layer routes to experts.</summary>
+        public WeightMatrix? Gate, Up, Down;
+        public WeightMatrix? Router;
+        public WeightMatrix[]? GateExps, UpExps, DownExps;
     }
 
     private readonly WeightMatrix _tokenEmbedding;
@@ -41,7 +48,7 @@ internal sealed partial class DecoderModel : LanguageModel
         for (int l = 0; l < config.Layers; l++)
         {
             string p = $"blk.{l}.";
-            _layers[l] = new Layer
+            var layer = new Layer
             {
                 AttnNorm = Vector(p + "attn_norm.weight", config.Dim),
                 FfnNorm = Vector(p + "ffn_norm.weight", config.Dim),
@@ -49,16 +56,30 @@ internal sealed partial class DecoderModel : LanguageModel
                 Wk = Matrix(p + "attn_k.weight", config.Dim, config.KvDim),
                 Wv = Matrix(p + "attn_v.weight", config.Dim, config.KvDim),
                 Wo = Matrix(p + "attn_output.weight", config.QDim, config.Dim),
-                Gate = Matrix(p + "ffn_gate.weight", config.Dim, config.FfnDim),
-                Up = Matrix(p + "ffn_up.weight", config.Dim, config.FfnDim),
-                Down = Matrix(p + "ffn_down.weight", config.FfnDim, config.Dim),
                 Bq = OptionalVector(p + "attn_q.bias", config.QDim),
                 Bk = OptionalVector(p + "attn_k.bias", config.KvDim),
                 Bv = OptionalVector(p + "attn_v.bias", config.KvDim),
+                QNorm = config.QkNorm ? Vector(TensorNames.Weight(l, TensorNames.AttnQNorm), config.HeadDim) : null,
+                KNorm = config.QkNorm ? Vector(TensorNames.Weight(l, TensorNames.AttnKNorm), config.HeadDim) : null,
             };
+            if (config.Moe is { } moe)
+            {
+                int e = moe.ExpertCount, eff = config.ExpertFfnDim;
+                layer.Router = Matrix(TensorNames.Weight(l, TensorNames.FfnGateInp), config.Dim, e);
+                layer.GateExps = TensorSlices.Split3D(file, TensorNames.Weight(l, TensorNames.FfnGateExps), config.Dim, eff, e);
+                layer.UpExps = TensorSlices.Split3D(file, TensorNames.Weight(l, TensorNames.FfnUpExps), config.Dim, eff, e);
+                layer.DownExps = TensorSlices.Split3D(file, TensorNames.Weight(l, TensorNames.FfnDownExps), eff, config.Dim, e);
+            }
+            else
+            {
+                layer.Gate = Matrix(p + "ffn_gate.weight", config.Dim, config.FfnDim);
+                layer.Up = Matrix(p + "ffn_up.weight", config.Dim, config.FfnDim);
+                layer.Down = Matrix(p + "ffn_down.weight", config.FfnDim, config.Dim);
+            }
+            _layers[l] = layer;
         }
-        _maxInputBytes = _layers.SelectMany(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down })
-            .Append(_output).Max(w => w.InputBytes);
+        _maxInputBytes = _layers.SelectMany(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down, l.Router })
+            .OfType<WeightMatrix>().Append(_output).Max(w => w.InputBytes);
     }
 
 
@@ -85,7 +106,7 @@ internal sealed partial class DecoderModel : LanguageModel
     {
         var c = Config;
         var cache = new KvCache(c.Layers, contextLength, c.KvDim, kvType, c.HeadDim);
-        var s = new DecoderState(cache, c, RopeFrequencies());
+        var s = new DecoderState(cache, c, RopeFrequencies(), RopeMagnitude);
         BindJobs(s);
         return s;
     }
@@ -101,18 +122,38 @@ internal sealed partial class DecoderModel : LanguageModel
         s.AttnBody = (i0, i1) => AttendItems(s, i0, i1);
     }
 
-    /// <summary>RoPE frequency per rotated pair: base^(−2i/d), divided by per-pair factors when the file has rope_freqs.</summary>
+    /// <summary>
+    /// RoPE frequency per rotated pair: base^(−2i/d), divided by per-pair factors when the file has rope_freqs, then
+    /// context scaling as ggml's rope_yarn does it. YaRN's angle θ_interp·(1−r_i) + θ_extrap·r_i is still linear in the
+    /// position, so it folds into the frequency: f_i·((1 − r_i)/factor + r_i); linear scaling is f_i/factor.
+    /// </summary>
     private double[] RopeFrequencies()
     {
         var c = Config;
         var f = new double[c.RopeDims / 2];
+        var (low, high) = c.RopeYarn ? Yarn.CorrectionDims(c.RopeDims, c.RopeOriginalContext, c.RopeBase, c.YarnBetaFast, c.YarnBetaSlow) : (0f, 0f);
         for (int i = 0; i < f.Length; i++)
         {
             f[i] = Math.Pow(c.RopeBase, -2.0 * i / c.RopeDims);
             if (_ropeFreqFactors != null) f[i] /= _ropeFreqFactors[i];
+            if (c.RopeYarn)
+            {
+                double ramp = Yarn.Ramp(low, high, i);
+                f[i] *= (1 - ramp) / c.RopeScalingFactor + ramp;
+            }
+            else if (c.RopeScalingFactor != 1f)
+            {
+                f[i] /= c.RopeScalingFactor;
+            }
         }
         return f;
     }
+
+    /// <summary>
+    /// YaRN's magnitude on cos/sin (both Q and K, so attention logits grow by its square): ggml's 1 + 0.1·ln(factor)
+    /// times llama.cpp's attn_factor, which without a yarn_log_multiplier cancels to 1.
+    /// </summary>
+    private float RopeMagnitude => Config.RopeYarn ? Yarn.MScale(Config.RopeScalingFactor, 1f) : 1f;
 
     public override ReadOnlySpan<float> Forward(InferenceState state, ReadOnlySpan<int> tokens)
     {
@@ -174,6 +215,8 @@ internal sealed partial class DecoderModel : LanguageModel
                 if (layer.Bq != null) TensorPrimitives.Add(q, layer.Bq, q);
                 if (layer.Bk != null) TensorPrimitives.Add(k, layer.Bk, k);
                 if (layer.Bv != null) TensorPrimitives.Add(v, layer.Bv, v);
+                if (layer.QNorm != null) HeadNorms(q, c.Heads, layer.QNorm);
+                if (layer.KNorm != null) HeadNorms(k, c.KvHeads, layer.KNorm);
                 var seq = seqs == null ? w : (DecoderState)seqs[i];
                 int pos = seqs == null ? w.Position + i : seq.Position;
                 var cos = seq.RopeCos.AsSpan(pos * pairs, pairs);
@@ -189,12 +232,30 @@ internal sealed partial class DecoderModel : LanguageModel
             Project(w, layer.Wo, w.AttnOut, n, w.Xb);
             TensorPrimitives.Add(w.X.AsSpan(0, n * dim), w.Xb.AsSpan(0, n * dim), w.X.AsSpan(0, n * dim));
 
-            // ffn rmsnorm, SwiGLU, down projection and residual
+            // ffn rmsnorm, SwiGLU (dense or routed experts) into Xb, residual
             RmsNormRows(w, n, layer.FfnNorm);
-            ProjectShared(w, w.Xb, n, layer.Gate, w.H1, layer.Up, w.H3);
-            SwiGluRows(w, n * c.FfnDim);
-            Project(w, layer.Down, w.H1, n, w.Xb);
+            if (layer.Router != null)
+            {
+                ExpertsFfn(w, layer, n);
+            }
+            else
+            {
+                ProjectShared(w, w.Xb, n, layer.Gate!, w.H1, layer.Up!, w.H3);
+                SwiGluRows(w, n * c.FfnDim);
+                Project(w, layer.Down!, w.H1, n, w.Xb);
+            }
             TensorPrimitives.Add(w.X.AsSpan(0, n * dim), w.Xb.AsSpan(0, n * dim), w.X.AsSpan(0, n * dim));
+        }
+    }
+
+    /// <summary>RMSNorm of each head-size slice of one token's Q or K, in place (qwen3's attn_q_norm / attn_k_norm).</summary>
+    private void HeadNorms(Span<float> x, int heads, float[] weight)
+    {
+        int hd = Config.HeadDim;
+        for (int h = 0; h < heads; h++)
+        {
+            var head = x.Slice(h * hd, hd);
+            Ops.RmsNorm(head, weight, Config.RmsEps, head);
         }
     }
 

@@ -11,7 +11,7 @@ internal sealed class DecoderState : InferenceState
 {
     private readonly ModelConfig _c;
 
-    public DecoderState(KvCache cache, ModelConfig c, double[] ropeFreqs) : base(cache, c.VocabSize)
+    public DecoderState(KvCache cache, ModelConfig c, double[] ropeFreqs, float ropeMagnitude = 1f) : base(cache, c.VocabSize)
     {
         _c = c;
         int pairs = ropeFreqs.Length;
@@ -22,8 +22,8 @@ internal sealed class DecoderState : InferenceState
             for (int i = 0; i < pairs; i++)
             {
                 double theta = pos * ropeFreqs[i];
-                RopeCos[pos * pairs + i] = (float)Math.Cos(theta);
-                RopeSin[pos * pairs + i] = (float)Math.Sin(theta);
+                RopeCos[pos * pairs + i] = (float)(Math.Cos(theta) * ropeMagnitude);
+                RopeSin[pos * pairs + i] = (float)(Math.Sin(theta) * ropeMagnitude);
             }
     }
 
@@ -45,8 +45,9 @@ internal sealed class DecoderState : InferenceState
         K = new float[tokens * c.KvDim];
         V = new float[tokens * c.KvDim];
         AttnOut = new float[tokens * c.QDim];
-        H1 = new float[tokens * c.FfnDim];
-        H3 = new float[tokens * c.FfnDim];
+        int ffn = c.Moe == null ? c.FfnDim : 0; // experts keep their hidden rows in ExpertBatch
+        H1 = new float[tokens * ffn];
+        H3 = new float[tokens * ffn];
         Act = new byte[checked(tokens * maxInputBytes)];
         Batch = tokens;
     }
@@ -71,6 +72,27 @@ internal sealed class DecoderState : InferenceState
     // SeqsCapacity is their largest capacity (the stride of the per-thread score rows).
     public IReadOnlyList<InferenceState>? Seqs;
     public int SeqsCapacity;
+    /// <summary>Routing and expert buffers of a MoE model, created by its first forward.</summary>
+    public MoeScratch? Moe;
+
+    /// <summary>Router logits, picks and weights for a batch of rows (grown on demand), and the grouped expert runner.</summary>
+    internal sealed class MoeScratch(WorkerPool pool, ModelConfig c)
+    {
+        public readonly MoeRouter Router = new(c.Moe!);
+        public readonly ExpertBatch Batch = new(pool, c.Dim, c.Moe!.ExpertCount);
+        public float[] Logits = [], Weights = [];
+        public int[] Experts = [];
+
+        public void Reserve(int rows)
+        {
+            int k = c.Moe!.ExpertsUsed;
+            if (Experts.Length >= rows * k) return;
+            Logits = new float[rows * c.Moe.ExpertCount];
+            Experts = new int[rows * k];
+            Weights = new float[rows * k];
+        }
+    }
+
     /// <summary>Logits of every row of a multi-sequence step (rows × vocab), before they are copied to each sequence.</summary>
     public float[] BatchLogits = [];
 }

@@ -228,7 +228,7 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
             RouterLogits = new float[Math.Max(1, c.ExpertCount)];
             RouteExperts = new int[Math.Max(1, c.ExpertsUsed)];
             RouteWeights = new float[Math.Max(1, c.ExpertsUsed)];
-            Router = c.ExpertCount > 0 ? new MoeRouter(c) : null;
+            Router = c.ExpertCount > 0 ? new MoeRouter(c.Router) : null;
         }
     }
 

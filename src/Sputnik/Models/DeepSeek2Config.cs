@@ -62,6 +62,9 @@ internal sealed record DeepSeek2Config
     /// <summary>mscale_all_dim, i.e. the GGUF's rope.scaling.yarn_log_multiplier with the converter's 0.1 factor undone.</summary>
     public float YarnLogMultiplier { get; init; }
 
+    /// <summary>The routing settings of the MoE layers.</summary>
+    public RouterConfig Router => new(ExpertCount, ExpertsUsed, Gating, ExpertWeightsNorm, ExpertWeightsScale, ExpertGroups, ExpertGroupsUsed);
+
     public bool IsMoeLayer(int layer) => ExpertCount > 0 && layer >= LeadingDenseLayers;
 
     /// <summary>Bytes per token of the compressed (absorbed) cache at F16 as llama.cpp stores it: layers·(kv_lora_rank + rope)·2.</summary>

@@ -11,6 +11,8 @@ internal static class ModelLoader
         [Llama.Name] = Llama.Load,
         [Qwen2.Name] = Qwen2.Load,
         [DeepSeek2.Name] = DeepSeek2.Load,
+        [Qwen3.Name] = Qwen3.Load,
+        [Qwen3Moe.Name] = Qwen3Moe.Load,
     };
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Architectures.Keys;

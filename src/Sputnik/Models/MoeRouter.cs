@@ -13,7 +13,7 @@ internal sealed class MoeRouter
     private readonly float[] _probs, _selection, _groupScores;
     private readonly bool[] _groupKept;
 
-    public MoeRouter(DeepSeek2Config c)
+    public MoeRouter(RouterConfig c)
     {
         Config = c;
         _probs = new float[c.ExpertCount];
@@ -22,10 +22,10 @@ internal sealed class MoeRouter
         _groupKept = new bool[c.ExpertGroups];
     }
 
-    public DeepSeek2Config Config { get; }
+    public RouterConfig Config { get; }
 
     /// <summary>
-    /// Picks <see cref="DeepSeek2Config.ExpertsUsed"/> experts from the router <paramref name="logits"/>; writes
+    /// Picks <see cref="RouterConfig.ExpertsUsed"/> experts from the router <paramref name="logits"/>; writes
     /// their ids (best first) and final weights. Allocation-free.
     /// </summary>
     public void Route(ReadOnlySpan<float> logits, ReadOnlySpan<float> bias, Span<int> experts, Span<float> weights)
@@ -91,6 +91,13 @@ internal sealed class MoeRouter
         if (c.ExpertWeightsScale != 1f) TensorPrimitives.Multiply(weights[..k], c.ExpertWeightsScale, weights[..k]);
     }
 }
+
+/// <summary>
+/// How a MoE layer picks its experts: llama.cpp's build_moe_ffn arguments (n_expert, n_expert_used, gating function,
+/// norm_w, w_scale, expert groups). DeepSeek2 fills every field from its file; qwen3moe is softmax, top-k, normalised.
+/// </summary>
+internal sealed record RouterConfig(int ExpertCount, int ExpertsUsed, ExpertGating Gating = ExpertGating.Softmax,
+    bool ExpertWeightsNorm = false, float ExpertWeightsScale = 1f, int ExpertGroups = 1, int ExpertGroupsUsed = 1);
 
 /// <summary>Counts how often each routed expert of each MoE layer is selected (`sputnik run --moe-stats`).</summary>
 internal sealed class MoeStats

@@ -7,13 +7,21 @@ using Sputnik.Tokenizers;
 namespace Sputnik.Tools;
 
 /// <summary>The shape of a real (or tiny test) model that <see cref="SyntheticModel"/> can fake.</summary>
+/// <remarks>
+/// <paramref name="HeadSize"/> 0 means dim / heads; <paramref name="Experts"/> &gt; 0 replaces every layer's dense FFN
+/// by that many routed experts of <paramref name="ExpertFfn"/> rows, <paramref name="ExpertsUsed"/> per token (qwen3moe);
+/// <paramref name="YarnFactor"/> &gt; 1 extends the context with YaRN from <paramref name="YarnOriginalContext"/>.
+/// </remarks>
 internal sealed record SynthPreset(
     string Name, string Arch, int Dim, int Layers, int Ffn, int Heads, int KvHeads, int Vocab, float RopeBase, int Context,
-    bool TiedEmbeddings, float RmsEps, float? Llama3RopeFactor = null)
+    bool TiedEmbeddings, float RmsEps, float? Llama3RopeFactor = null, int HeadSize = 0, int Experts = 0, int ExpertsUsed = 0, int ExpertFfn = 0,
+    float YarnFactor = 1f, int YarnOriginalContext = 0)
 {
-    public int HeadDim => Dim / Heads;
-    public bool QkvBias => Arch == "qwen2";
-    public string Pre => Arch == "qwen2" ? "qwen2" : "llama-bpe";
+    public int HeadDim => HeadSize > 0 ? HeadSize : Dim / Heads;
+    public bool QkvBias => Arch == Qwen2.Name;
+    public bool QkNorm => Arch is Qwen3.Name or Qwen3Moe.Name;
+    public bool IsQwen => Arch is Qwen2.Name or Qwen3.Name or Qwen3Moe.Name;
+    public string Pre => IsQwen ? "qwen2" : "llama-bpe";
 }
 
 /// <summary>Options for <see cref="SyntheticModel.Write"/>.</summary>
@@ -45,6 +53,13 @@ internal static class SyntheticModel
         "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}" +
         "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
 
+    // Qwen3's way of switching thinking off: with enable_thinking false the generation prompt carries an empty
+    // think block (the official template does the same after '<|im_start|>assistant\n').
+    private const string Qwen3Chat =
+        "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}" +
+        "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}" +
+        "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}";
+
     private const string Llama3Chat =
         "{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + " +
         "message['content'] | trim + '<|eot_id|>' }}{%- endfor %}{%- if add_generation_prompt %}" +
@@ -60,20 +75,32 @@ internal static class SyntheticModel
         new("llama-3.2-1b", "llama", 2048, 16, 8192, 32, 8, 128256, 500000f, 131072, TiedEmbeddings: true, 1e-5f, Llama3RopeFactor: 32f),
         new("llama-3.2-3b", "llama", 3072, 28, 8192, 24, 8, 128256, 500000f, 131072, TiedEmbeddings: true, 1e-5f, Llama3RopeFactor: 32f),
         new("llama-3.1-8b", "llama", 4096, 32, 14336, 32, 8, 128256, 500000f, 131072, TiedEmbeddings: false, 1e-5f, Llama3RopeFactor: 8f),
+        // qwen3: head size 128 whatever the width (Qwen3's config.json head_dim), so heads·128 ≠ dim in most sizes.
+        // qwen3-tiny carries R1-0528-Qwen3-8B's YaRN ×4 (over a 1,024-token original context) so the llama.cpp check covers it.
+        new("qwen3-tiny", "qwen3", 256, 4, 512, 4, 2, 1000, 1e6f, 4096, TiedEmbeddings: true, 1e-6f, HeadSize: 128, YarnFactor: 4f, YarnOriginalContext: 1024),
+        new("qwen3-0.6b", "qwen3", 1024, 28, 3072, 16, 8, 151936, 1e6f, 40960, TiedEmbeddings: true, 1e-6f, HeadSize: 128),
+        // DeepSeek-R1-0528-Qwen3-8B: Qwen3-8B's shape with YaRN ×4 over 32,768 tokens (131,072 in all), as its config.json.
+        new("qwen3-8b", "qwen3", 4096, 36, 12288, 32, 8, 151936, 1e6f, 131072, TiedEmbeddings: false, 1e-6f, HeadSize: 128,
+            YarnFactor: 4f, YarnOriginalContext: 32768),
+        new("qwen3moe-tiny", "qwen3moe", 256, 4, 512, 4, 2, 1000, 1e6f, 4096, TiedEmbeddings: false, 1e-6f, HeadSize: 64,
+            Experts: 16, ExpertsUsed: 4, ExpertFfn: 128),
+        new("qwen3-30b-a3b", "qwen3moe", 2048, 48, 6144, 32, 4, 151936, 1e6f, 40960, TiedEmbeddings: false, 1e-6f, HeadSize: 128,
+            Experts: 128, ExpertsUsed: 8, ExpertFfn: 768),
     ];
 
     public static SynthPreset FindPreset(string name) =>
         Presets.FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase))
         ?? throw new ArgumentException($"unknown preset '{name}' (available: {string.Join(", ", Presets.Select(p => p.Name))})");
 
-    private enum Kind { Matrix, Ones, Bias, RopeFreqs }
+    // NormJitter: 1 + N(0, 0.1), for the per-head Q/K norms, so a test notices a weight applied to the wrong slice.
+    private enum Kind { Matrix, Ones, Bias, RopeFreqs, NormJitter }
 
     private sealed record Spec(string Name, long[] Dims, Kind Kind);
 
     public static void Write(string path, SynthOptions o, Action<ToolProgress>? progress = null)
     {
         var p = o.Preset;
-        if (p.Arch != "qwen2" && p.Arch != "llama") throw new ArgumentException($"preset '{p.Name}': architecture '{p.Arch}' cannot be synthesized");
+        if (!p.IsQwen && p.Arch != Llama.Name) throw new ArgumentException($"preset '{p.Name}': architecture '{p.Arch}' cannot be synthesized");
         if (Directory.Exists(path)) throw new ArgumentException($"output '{path}' is a directory");
         var tok = o.Tokenizer is { } real ? SyntheticVocab.PadTo(real, p.Vocab) : SyntheticVocab.Create(p.Vocab, p.Pre);
         int vocab = tok.Tokens.Length;
@@ -104,7 +131,7 @@ internal static class SyntheticModel
                     done += n;
                     progress?.Invoke(new ToolProgress(s.Name, index, specs.Count, done, total));
                 }
-                long rows = s.Dims.Length > 1 ? s.Dims[1] : 1;
+                long rows = s.Dims.Skip(1).Aggregate(1L, (a, b) => a * b); // 3-D expert stacks: all experts' rows
                 long cols = s.Dims[0];
                 if (s.Kind == Kind.Matrix)
                 {
@@ -118,6 +145,10 @@ internal static class SyntheticModel
                 {
                     case Kind.Ones: Array.Fill(v, 1f); break;
                     case Kind.Bias: Gaussian(tensorSeed, o.Sigma, v); break;
+                    case Kind.NormJitter:
+                        Gaussian(tensorSeed, 0.1f, v);
+                        for (int j = 0; j < v.Length; j++) v[j] += 1f;
+                        break;
                     case Kind.RopeFreqs: Llama3RopeFactors(p, v); break;
                 }
                 var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols)];
@@ -145,8 +176,21 @@ internal static class SyntheticModel
             if (p.QkvBias) list.Add(new(b + "attn_k.bias", [kv], Kind.Bias));
             list.Add(new(b + "attn_v.weight", [p.Dim, kv], Kind.Matrix));
             if (p.QkvBias) list.Add(new(b + "attn_v.bias", [kv], Kind.Bias));
+            if (p.QkNorm)
+            {
+                list.Add(new(TensorNames.Weight(l, TensorNames.AttnQNorm), [p.HeadDim], Kind.NormJitter));
+                list.Add(new(TensorNames.Weight(l, TensorNames.AttnKNorm), [p.HeadDim], Kind.NormJitter));
+            }
             list.Add(new(b + "attn_output.weight", [q, p.Dim], Kind.Matrix));
             list.Add(new(b + "ffn_norm.weight", [p.Dim], Kind.Ones));
+            if (p.Experts > 0)
+            {
+                list.Add(new(TensorNames.Weight(l, TensorNames.FfnGateInp), [p.Dim, p.Experts], Kind.Matrix));
+                list.Add(new(TensorNames.Weight(l, TensorNames.FfnGateExps), [p.Dim, p.ExpertFfn, p.Experts], Kind.Matrix));
+                list.Add(new(TensorNames.Weight(l, TensorNames.FfnUpExps), [p.Dim, p.ExpertFfn, p.Experts], Kind.Matrix));
+                list.Add(new(TensorNames.Weight(l, TensorNames.FfnDownExps), [p.ExpertFfn, p.Dim, p.Experts], Kind.Matrix));
+                continue;
+            }
             list.Add(new(b + "ffn_gate.weight", [p.Dim, p.Ffn], Kind.Matrix));
             list.Add(new(b + "ffn_up.weight", [p.Dim, p.Ffn], Kind.Matrix));
             list.Add(new(b + "ffn_down.weight", [p.Ffn, p.Dim], Kind.Matrix));
@@ -166,13 +210,16 @@ internal static class SyntheticModel
         new ModelConfig
         {
             Architecture = a, Dim = p.Dim, Layers = p.Layers, Heads = p.Heads, KvHeads = p.KvHeads, HeadDim = p.HeadDim, FfnDim = p.Ffn,
-            VocabSize = vocab, ContextLength = p.Context, RopeBase = p.RopeBase, RopeDims = p.HeadDim, RopeNeox = a == "qwen2", RmsEps = p.RmsEps,
+            VocabSize = vocab, ContextLength = p.Context, RopeBase = p.RopeBase, RopeDims = p.HeadDim, RopeNeox = p.IsQwen, RmsEps = p.RmsEps,
+            QkNorm = p.QkNorm, ExpertFfnDim = p.ExpertFfn,
+            RopeScalingFactor = p.YarnFactor, RopeYarn = p.YarnFactor != 1f, RopeOriginalContext = p.YarnOriginalContext,
+            Moe = p.Experts > 0 ? Qwen3Moe.Routing with { ExpertCount = p.Experts, ExpertsUsed = p.ExpertsUsed } : null,
         }.WriteKeys(w);
         w.Set("general.file_type", (uint)o.FileType);
         if (QuantMix.IsQuantized(QuantMix.DefaultType(o.FileType))) w.Set("general.quantization_version", GgufQuantizer.QuantizationVersion);
 
         WriteTokenizer(w, tok, string.IsNullOrEmpty(tok.Pre) || tok.Pre == "default" ? p.Pre : tok.Pre,
-            tok.AddBos ?? p.Arch == "llama", p.Arch == "qwen2" ? ChatMl : Llama3Chat);
+            tok.AddBos ?? p.Arch == Llama.Name, p.QkNorm ? Qwen3Chat : p.IsQwen ? ChatMl : Llama3Chat);
     }
 
     private static void WriteTokenizer(GgufWriter w, TokenizerData tok, string pre, bool addBos, string chatTemplate)

@@ -13,7 +13,7 @@ namespace Sputnik.Tests.Models;
 /// </summary>
 public class HfConvertTests
 {
-    private static void WriteTokenizer(string dir, int vocab)
+    internal static void WriteTokenizer(string dir, int vocab)
     {
         var v = new Dictionary<string, int>();
         for (int i = 0; i < vocab - 2; i++) v[$"t{i}"] = i;

@@ -1,0 +1,29 @@
+namespace Sputnik.Models;
+
+/// <summary>
+/// llama.cpp's tensor names (src/llama-arch.cpp, LLM_TENSOR_NAMES) for the tensors the llama-family decoders and
+/// their MoE variants use, so the loader, `synth` and `convert` spell each name once. Per-layer names are
+/// "blk.{layer}.{name}.weight".
+/// </summary>
+internal static class TensorNames
+{
+    public const string AttnQNorm = "attn_q_norm";
+    public const string AttnKNorm = "attn_k_norm";
+    public const string FfnGateInp = "ffn_gate_inp";
+    public const string FfnGateExps = "ffn_gate_exps";
+    public const string FfnUpExps = "ffn_up_exps";
+    public const string FfnDownExps = "ffn_down_exps";
+
+    /// <summary>"blk.{layer}.{name}.weight".</summary>
+    public static string Weight(int layer, string name) => $"blk.{layer}.{name}.weight";
+}
+
+/// <summary>llama.cpp's per-architecture GGUF keys (LLM_KV_NAMES) for the hyper-parameters added with the MoE decoders, without the "{arch}." prefix.</summary>
+internal static class GgufKeys
+{
+    public const string ExpertCount = "expert_count";
+    public const string ExpertUsedCount = "expert_used_count";
+    public const string ExpertFeedForwardLength = "expert_feed_forward_length";
+    public const string KeyLength = "attention.key_length";
+    public const string ValueLength = "attention.value_length";
+}
