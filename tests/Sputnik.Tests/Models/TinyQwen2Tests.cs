@@ -114,23 +114,7 @@ public class TinyQwen2Tests
                 for (int hh = 0; hh < KvHeads; hh++) RopeNeox(k, hh * HeadDim, pos);
                 keys[l].Add(k);
                 values[l].Add(v);
-                var att = new double[Dim];
-                for (int hh = 0; hh < Heads; hh++)
-                {
-                    int kv = hh / (Heads / KvHeads);
-                    var scores = new double[pos + 1];
-                    for (int t = 0; t <= pos; t++)
-                    {
-                        double s = 0;
-                        for (int i = 0; i < HeadDim; i++) s += q[hh * HeadDim + i] * keys[l][t][kv * HeadDim + i];
-                        scores[t] = s / Math.Sqrt(HeadDim);
-                    }
-                    double max = scores.Max();
-                    var e = scores.Select(s => Math.Exp(s - max)).ToArray();
-                    double sum = e.Sum();
-                    for (int t = 0; t <= pos; t++)
-                        for (int i = 0; i < HeadDim; i++) att[hh * HeadDim + i] += e[t] / sum * values[l][t][kv * HeadDim + i];
-                }
+                var att = ReferenceAttention.Grouped(q, keys[l], values[l], Heads, KvHeads, HeadDim);
                 var o = MatVec(T[p + "attn_output.weight"], Dim, Dim, att);
                 for (int i = 0; i < Dim; i++) x[i] += o[i];
                 var h2 = RmsNorm(x, T[p + "ffn_norm.weight"]);

@@ -142,23 +142,7 @@ internal static class TinyQwen3
                 for (int hh = 0; hh < KvHeads; hh++) NormRope(k, hh, T[p + "attn_k_norm.weight"], pos, yarn);
                 keys[l].Add(k);
                 values[l].Add(v);
-                var att = new double[Heads * HeadDim];
-                for (int hh = 0; hh < Heads; hh++)
-                {
-                    int kv = hh / (Heads / KvHeads);
-                    var scores = new double[pos + 1];
-                    for (int t = 0; t <= pos; t++)
-                    {
-                        double s = 0;
-                        for (int i = 0; i < HeadDim; i++) s += q[hh * HeadDim + i] * keys[l][t][kv * HeadDim + i];
-                        scores[t] = s / Math.Sqrt(HeadDim);
-                    }
-                    double max = scores.Max();
-                    var e = scores.Select(s => Math.Exp(s - max)).ToArray();
-                    double sum = e.Sum();
-                    for (int t = 0; t <= pos; t++)
-                        for (int i = 0; i < HeadDim; i++) att[hh * HeadDim + i] += e[t] / sum * values[l][t][kv * HeadDim + i];
-                }
+                var att = ReferenceAttention.Grouped(q, keys[l], values[l], Heads, KvHeads, HeadDim);
                 var o = MatVec(T[p + "attn_output.weight"], Heads * HeadDim, Dim, att);
                 for (int i = 0; i < Dim; i++) x[i] += o[i];
                 var h2 = RmsNorm(x, T[p + "ffn_norm.weight"]);
