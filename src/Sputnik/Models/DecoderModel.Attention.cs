@@ -3,7 +3,7 @@ using System.Numerics.Tensors;
 namespace Sputnik.Models;
 
 // Grouped-query attention for a batch of tokens with causal masking, in parallel over (token, kv head) items.
-internal sealed partial class DecoderModel
+internal abstract partial class DecoderModel
 {
     // Positions of one head converted from the cache format to float at a time: 64 × head size floats stay in L1.
     private const int KvChunk = 64;

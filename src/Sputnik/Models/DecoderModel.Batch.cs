@@ -3,7 +3,7 @@ using Sputnik.Tensors;
 namespace Sputnik.Models;
 
 // Multi-sequence decode: one token from each of several sequences through one pass.
-internal sealed partial class DecoderModel
+internal abstract partial class DecoderModel
 {
     // Activations of a multi-sequence step live here rather than in any one sequence's state, so no state grows
     // batch-sized buffers (the logits rows alone are batch × vocab floats). Created on first use.
@@ -37,7 +37,7 @@ internal sealed partial class DecoderModel
         if (w.SwiGluBody == null) BindJobs(w);
         w.EnsureBatch(n, _maxInputBytes);
         if (w.BatchLogits.Length < n * vocab) w.BatchLogits = new float[n * vocab];
-        for (int i = 0; i < n; i++) _tokenEmbedding.GetRow(tokens[i], w.X.AsSpan(i * dim, dim));
+        Embed(w, tokens);
         w.Seqs = states;
         w.SeqsCapacity = cap;
         w.ActSource = null;

@@ -6,98 +6,57 @@ using Sputnik.Tensors.Quants;
 namespace Sputnik.Models;
 
 /// <summary>
-/// The llama-family decoder shared by `llama`, `qwen2`, `qwen3` and `qwen3moe`: pre-RMSNorm blocks of grouped-query
-/// attention with RoPE and a SwiGLU feed-forward. Architectures differ in their <see cref="ModelConfig"/> (RoPE
-/// pairing, per-head Q/K norms, routed experts in place of the dense FFN) and in which optional tensors (Q/K/V
-/// biases, a separate output matrix) the file carries.
+/// What every llama-style decoder shares: the token embedding, the output norm and head, RoPE tables, the KV cache,
+/// batching (prefill chunks and multi-sequence decode) and the worker hand-offs. Each architecture derives from it
+/// in its own file, loads its own per-layer weights with <see cref="LoadAttention"/>, <see cref="LoadFfn"/> and
+/// <see cref="LoadExperts"/>, and writes its layer as a sequence of shared blocks (DecoderModel.Blocks.cs) in
+/// <see cref="ForwardLayer"/>: no architecture flag reaches the hot loop.
 /// </summary>
-internal sealed partial class DecoderModel : LanguageModel
+internal abstract partial class DecoderModel : LanguageModel
 {
-    private sealed class Layer
-    {
-        public required float[] AttnNorm, FfnNorm;
-        public required WeightMatrix Wq, Wk, Wv, Wo;
-        public float[]? Bq, Bk, Bv;
-        /// <summary>Per-head Q/K RMSNorm weights (head size), when <see cref="ModelConfig.QkNorm"/>.</summary>
-        public float[]? QNorm, KNorm;
-        /// <summary>The dense SwiGLU, or null when the layer routes to experts.</summary>
-        public WeightMatrix? Gate, Up, Down;
-        public WeightMatrix? Router;
-        public WeightMatrix[]? GateExps, UpExps, DownExps;
-    }
-
     private readonly WeightMatrix _tokenEmbedding;
     private readonly WeightMatrix _output;
     private readonly float[] _outputNorm;
-    private readonly Layer[] _layers;
     private readonly float[]? _ropeFreqFactors;
-    // Largest activation buffer any matrix needs, so each state sizes its buffer once.
-    private readonly int _maxInputBytes;
+    // Largest activation buffer any matrix needs (grown by every Matrix call), so each state sizes its buffer once.
+    private int _maxInputBytes;
 
-    public DecoderModel(GgufFile file, ModelConfig config, WorkerPool pool) : base(file, config, pool)
+    protected DecoderModel(GgufFile file, ModelConfig config, WorkerPool pool) : base(file, config, pool)
     {
         // Tied embeddings (small models reuse the embedding as the output projection) are a matrix product every
         // token and get the fast layout; an embedding that is only looked up stays in the mapping, so only the rows
         // of tokens actually seen are paged in.
-        bool tied = file.FindTensor("output.weight") is null;
-        _tokenEmbedding = Matrix("token_embd.weight", config.Dim, config.VocabSize, mayInterleave: tied);
-        _output = tied ? _tokenEmbedding : Matrix("output.weight", config.Dim, config.VocabSize);
-        _outputNorm = Vector("output_norm.weight", config.Dim);
-        _ropeFreqFactors = file.FindTensor("rope_freqs.weight") is { } rf ? Vector(rf.Name, config.RopeDims / 2) : null;
-        _layers = new Layer[config.Layers];
-        for (int l = 0; l < config.Layers; l++)
-        {
-            string p = $"blk.{l}.";
-            var layer = new Layer
-            {
-                AttnNorm = Vector(p + "attn_norm.weight", config.Dim),
-                FfnNorm = Vector(p + "ffn_norm.weight", config.Dim),
-                Wq = Matrix(p + "attn_q.weight", config.Dim, config.QDim),
-                Wk = Matrix(p + "attn_k.weight", config.Dim, config.KvDim),
-                Wv = Matrix(p + "attn_v.weight", config.Dim, config.KvDim),
-                Wo = Matrix(p + "attn_output.weight", config.QDim, config.Dim),
-                Bq = OptionalVector(p + "attn_q.bias", config.QDim),
-                Bk = OptionalVector(p + "attn_k.bias", config.KvDim),
-                Bv = OptionalVector(p + "attn_v.bias", config.KvDim),
-                QNorm = config.QkNorm ? Vector(TensorNames.Weight(l, TensorNames.AttnQNorm), config.HeadDim) : null,
-                KNorm = config.QkNorm ? Vector(TensorNames.Weight(l, TensorNames.AttnKNorm), config.HeadDim) : null,
-            };
-            if (config.Moe is { } moe)
-            {
-                int e = moe.ExpertCount, eff = config.ExpertFfnDim;
-                layer.Router = Matrix(TensorNames.Weight(l, TensorNames.FfnGateInp), config.Dim, e);
-                layer.GateExps = TensorSlices.Split3D(file, TensorNames.Weight(l, TensorNames.FfnGateExps), config.Dim, eff, e);
-                layer.UpExps = TensorSlices.Split3D(file, TensorNames.Weight(l, TensorNames.FfnUpExps), config.Dim, eff, e);
-                layer.DownExps = TensorSlices.Split3D(file, TensorNames.Weight(l, TensorNames.FfnDownExps), eff, config.Dim, e);
-            }
-            else
-            {
-                layer.Gate = Matrix(p + "ffn_gate.weight", config.Dim, config.FfnDim);
-                layer.Up = Matrix(p + "ffn_up.weight", config.Dim, config.FfnDim);
-                layer.Down = Matrix(p + "ffn_down.weight", config.FfnDim, config.Dim);
-            }
-            _layers[l] = layer;
-        }
-        _maxInputBytes = _layers.SelectMany(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.Gate, l.Up, l.Down, l.Router })
-            .OfType<WeightMatrix>().Append(_output).Max(w => w.InputBytes);
+        bool tied = file.FindTensor(TensorNames.Output + ".weight") is null;
+        _tokenEmbedding = Matrix(TensorNames.TokenEmbd + ".weight", config.Dim, config.VocabSize, mayInterleave: tied);
+        _output = tied ? _tokenEmbedding : Matrix(TensorNames.Output + ".weight", config.Dim, config.VocabSize);
+        _outputNorm = Vector(TensorNames.OutputNorm + ".weight", config.Dim);
+        _ropeFreqFactors = file.FindTensor(TensorNames.RopeFreqs + ".weight") is { } rf ? Vector(rf.Name, config.RopeDims / 2) : null;
     }
 
+    /// <summary>Layer <paramref name="l"/> over the n rows of w.X (the residual stream), in place.</summary>
+    protected abstract void ForwardLayer(DecoderState w, int l, int n);
 
-    private WeightMatrix Matrix(string name, int cols, int rows, bool mayInterleave = true)
+    /// <summary>A 2-D weight checked against the shape [cols, rows] the hyper-parameters give it.</summary>
+    protected WeightMatrix Matrix(string name, int cols, int rows, bool mayInterleave = true)
     {
         var info = File.GetTensor(name);
         if (info.Columns != cols || info.Rows != rows)
             throw new GgufFormatException($"tensor '{name}' has shape [{string.Join(", ", info.Dims)}], expected [{cols}, {rows}]");
-        return new WeightMatrix(File, info, mayInterleave);
+        var m = new WeightMatrix(File, info, mayInterleave);
+        _maxInputBytes = Math.Max(_maxInputBytes, m.InputBytes);
+        return m;
     }
 
-    private float[] Vector(string name, int length)
+    /// <summary>A 1-D weight (a norm or a bias) as floats.</summary>
+    protected float[] Vector(string name, int length)
     {
-        var m = Matrix(name, length, 1);
-        return m.ToFloatVector();
+        var info = File.GetTensor(name);
+        if (info.Columns != length || info.Rows != 1)
+            throw new GgufFormatException($"tensor '{name}' has shape [{string.Join(", ", info.Dims)}], expected [{length}]");
+        return new WeightMatrix(File, info, mayInterleave: false).ToFloatVector();
     }
 
-    private float[]? OptionalVector(string name, int length) => File.FindTensor(name) is null ? null : Vector(name, length);
+    protected float[]? OptionalVector(string name, int length) => File.FindTensor(name) is null ? null : Vector(name, length);
 
     /// <summary>Most tokens one forward pass processes together; longer inputs run in chunks of this size.</summary>
     public int MaxBatch { get; set; } = 512;
@@ -178,7 +137,7 @@ internal sealed partial class DecoderModel : LanguageModel
         var c = Config;
         int n = tokens.Length, pos0 = s.Position, dim = c.Dim;
         s.EnsureBatch(n, _maxInputBytes);
-        for (int i = 0; i < n; i++) _tokenEmbedding.GetRow(tokens[i], s.X.AsSpan(i * dim, dim));
+        Embed(s, tokens);
         s.Seqs = null;
         Layers(s, n);
         s.Cache.Length = pos0 + n;
@@ -198,65 +157,14 @@ internal sealed partial class DecoderModel : LanguageModel
     /// </summary>
     private void Layers(DecoderState w, int n)
     {
-        var c = Config;
-        int dim = c.Dim, pairs = c.RopeDims / 2;
-        var seqs = w.Seqs;
-        for (int l = 0; l < _layers.Length; l++)
-        {
-            var layer = _layers[l];
-            // attention rmsnorm, then q/k/v projections of the whole batch (one quantized input shared by all three)
-            RmsNormRows(w, n, layer.AttnNorm);
-            ProjectShared(w, w.Xb, n, layer.Wq, w.Q, layer.Wk, w.K, layer.Wv, w.V);
-            for (int i = 0; i < n; i++)
-            {
-                var q = w.Q.AsSpan(i * c.QDim, c.QDim);
-                var k = w.K.AsSpan(i * c.KvDim, c.KvDim);
-                var v = w.V.AsSpan(i * c.KvDim, c.KvDim);
-                if (layer.Bq != null) TensorPrimitives.Add(q, layer.Bq, q);
-                if (layer.Bk != null) TensorPrimitives.Add(k, layer.Bk, k);
-                if (layer.Bv != null) TensorPrimitives.Add(v, layer.Bv, v);
-                if (layer.QNorm != null) HeadNorms(q, c.Heads, layer.QNorm);
-                if (layer.KNorm != null) HeadNorms(k, c.KvHeads, layer.KNorm);
-                var seq = seqs == null ? w : (DecoderState)seqs[i];
-                int pos = seqs == null ? w.Position + i : seq.Position;
-                var cos = seq.RopeCos.AsSpan(pos * pairs, pairs);
-                var sin = seq.RopeSin.AsSpan(pos * pairs, pairs);
-                for (int h = 0; h < c.Heads; h++) Ops.Rope(q.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
-                for (int h = 0; h < c.KvHeads; h++) Ops.Rope(k.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
-                seq.Cache.Write(l, pos, k, v);
-            }
-
-            Attention(w, l, w.Position, n);
-
-            // output projection and residual
-            Project(w, layer.Wo, w.AttnOut, n, w.Xb);
-            TensorPrimitives.Add(w.X.AsSpan(0, n * dim), w.Xb.AsSpan(0, n * dim), w.X.AsSpan(0, n * dim));
-
-            // ffn rmsnorm, SwiGLU (dense or routed experts) into Xb, residual
-            RmsNormRows(w, n, layer.FfnNorm);
-            if (layer.Router != null)
-            {
-                ExpertsFfn(w, layer, n);
-            }
-            else
-            {
-                ProjectShared(w, w.Xb, n, layer.Gate!, w.H1, layer.Up!, w.H3);
-                SwiGluRows(w, n * c.FfnDim);
-                Project(w, layer.Down!, w.H1, n, w.Xb);
-            }
-            TensorPrimitives.Add(w.X.AsSpan(0, n * dim), w.Xb.AsSpan(0, n * dim), w.X.AsSpan(0, n * dim));
-        }
+        for (int l = 0; l < Config.Layers; l++) ForwardLayer(w, l, n);
     }
 
-    /// <summary>RMSNorm of each head-size slice of one token's Q or K, in place (qwen3's attn_q_norm / attn_k_norm).</summary>
-    private void HeadNorms(Span<float> x, int heads, float[] weight)
+    /// <summary>The embedding rows of the tokens into w.X (an architecture that scales them overrides this).</summary>
+    protected virtual void Embed(DecoderState w, ReadOnlySpan<int> tokens)
     {
-        int hd = Config.HeadDim;
-        for (int h = 0; h < heads; h++)
-        {
-            var head = x.Slice(h * hd, hd);
-            Ops.RmsNorm(head, weight, Config.RmsEps, head);
-        }
+        int dim = Config.Dim;
+        for (int i = 0; i < tokens.Length; i++) _tokenEmbedding.GetRow(tokens[i], w.X.AsSpan(i * dim, dim));
     }
 
     private void RmsNormRows(DecoderState s, int n, float[] weight)

@@ -12,5 +12,45 @@ internal static class Llama
     public const string Name = "llama";
 
     public static LanguageModel Load(GgufFile file, WorkerPool pool) =>
-        new DecoderModel(file, ModelConfig.FromGguf(file, Name, ropeNeox: false), pool);
+        new LlamaDecoder(file, ModelConfig.FromGguf(file, Name, ropeNeox: false), pool);
+}
+
+/// <summary>
+/// The llama layer, which qwen2, qwen3 and qwen3moe reuse as is: x += attn(rmsnorm(x)); x += ffn(rmsnorm(x)), the
+/// FFN a SwiGLU or, when the config routes, experts. What differs between those architectures is data: RoPE
+/// pairing, the biases or Q/K norms a file carries (read by <see cref="DecoderModel.LoadAttention"/>).
+/// </summary>
+internal sealed class LlamaDecoder : DecoderModel
+{
+    private sealed record Layer(float[] AttnNorm, AttentionWeights Attention, float[] FfnNorm, FfnWeights? Ffn, MoeWeights? Experts);
+
+    private readonly Layer[] _layers;
+
+    public LlamaDecoder(GgufFile file, ModelConfig config, WorkerPool pool) : base(file, config, pool)
+    {
+        _layers = new Layer[config.Layers];
+        for (int l = 0; l < config.Layers; l++)
+        {
+            bool routed = config.Moe != null;
+            _layers[l] = new Layer(
+                Vector(TensorNames.Weight(l, TensorNames.AttnNorm), config.Dim),
+                LoadAttention(l, config.QkNorm),
+                Vector(TensorNames.Weight(l, TensorNames.FfnNorm), config.Dim),
+                routed ? null : LoadFfn(l),
+                routed ? LoadExperts(l) : null);
+        }
+    }
+
+    protected override void ForwardLayer(DecoderState w, int l, int n)
+    {
+        var layer = _layers[l];
+        int dim = Config.Dim;
+        NormRows(w, n, layer.AttnNorm);
+        SelfAttention(w, l, n, layer.Attention);
+        AddResidual(w, n, dim);
+        NormRows(w, n, layer.FfnNorm);
+        if (layer.Experts != null) ExpertsFfn(w, n, layer.Experts);
+        else SwiGluFfn(w, n, layer.Ffn!);
+        AddResidual(w, n, dim);
+    }
 }

@@ -12,5 +12,5 @@ internal static class Qwen2
     public const string Name = "qwen2";
 
     public static LanguageModel Load(GgufFile file, WorkerPool pool) =>
-        new DecoderModel(file, ModelConfig.FromGguf(file, Name, ropeNeox: true), pool);
+        new LlamaDecoder(file, ModelConfig.FromGguf(file, Name, ropeNeox: true), pool);
 }

@@ -14,5 +14,5 @@ internal static class Qwen3
 
     public static ModelConfig Config(GgufFile file) => ModelConfig.FromGguf(file, Name, ropeNeox: true) with { QkNorm = true };
 
-    public static LanguageModel Load(GgufFile file, WorkerPool pool) => new DecoderModel(file, Config(file), pool);
+    public static LanguageModel Load(GgufFile file, WorkerPool pool) => new LlamaDecoder(file, Config(file), pool);
 }

@@ -17,5 +17,5 @@ internal static class Qwen3Moe
     public static ModelConfig Config(GgufFile file) =>
         (ModelConfig.FromGguf(file, Name, ropeNeox: true) with { QkNorm = true }).WithExperts(file, Routing);
 
-    public static LanguageModel Load(GgufFile file, WorkerPool pool) => new DecoderModel(file, Config(file), pool);
+    public static LanguageModel Load(GgufFile file, WorkerPool pool) => new LlamaDecoder(file, Config(file), pool);
 }

@@ -1,0 +1,157 @@
+using System.Numerics.Tensors;
+using Sputnik.Tensors;
+
+namespace Sputnik.Models;
+
+/// <summary>Self-attention weights of one layer: projections, optional Q/K/V biases (qwen2) and per-head Q/K norms (qwen3).</summary>
+internal sealed class AttentionWeights
+{
+    public required WeightMatrix Wq, Wk, Wv, Wo;
+    public float[]? Bq, Bk, Bv;
+    /// <summary>RMSNorm weights (head size) applied to every head of Q and of K before RoPE.</summary>
+    public float[]? QNorm, KNorm;
+}
+
+/// <summary>A gated feed-forward: down(act(gate·x) ⊙ up·x).</summary>
+internal sealed class FfnWeights
+{
+    public required WeightMatrix Gate, Up, Down;
+}
+
+/// <summary>Routed experts in place of the dense feed-forward: the router and the stacked expert matrices.</summary>
+internal sealed class MoeWeights
+{
+    public required WeightMatrix Router;
+    public required WeightMatrix[] Gate, Up, Down;
+}
+
+// The blocks architectures build their layers from. Each reads the normalised rows in Xb (or the residual X) and
+// leaves its output in Xb, so a layer is a plain sequence of calls (see Llama.cs for the reference layer).
+internal abstract partial class DecoderModel
+{
+    /// <summary>blk.{l}.attn_q/k/v/output, with the optional biases and, when <paramref name="qkNorm"/>, attn_q_norm/attn_k_norm.</summary>
+    protected AttentionWeights LoadAttention(int l, bool qkNorm)
+    {
+        var c = Config;
+        return new AttentionWeights
+        {
+            Wq = Matrix(TensorNames.Weight(l, TensorNames.AttnQ), c.Dim, c.QDim),
+            Wk = Matrix(TensorNames.Weight(l, TensorNames.AttnK), c.Dim, c.KvDim),
+            Wv = Matrix(TensorNames.Weight(l, TensorNames.AttnV), c.Dim, c.KvDim),
+            Wo = Matrix(TensorNames.Weight(l, TensorNames.AttnOutput), c.QDim, c.Dim),
+            Bq = OptionalVector(TensorNames.Bias(l, TensorNames.AttnQ), c.QDim),
+            Bk = OptionalVector(TensorNames.Bias(l, TensorNames.AttnK), c.KvDim),
+            Bv = OptionalVector(TensorNames.Bias(l, TensorNames.AttnV), c.KvDim),
+            QNorm = qkNorm ? Vector(TensorNames.Weight(l, TensorNames.AttnQNorm), c.HeadDim) : null,
+            KNorm = qkNorm ? Vector(TensorNames.Weight(l, TensorNames.AttnKNorm), c.HeadDim) : null,
+        };
+    }
+
+    /// <summary>blk.{l}.ffn_gate/up/down of the dense feed-forward.</summary>
+    protected FfnWeights LoadFfn(int l)
+    {
+        var c = Config;
+        return new FfnWeights
+        {
+            Gate = Matrix(TensorNames.Weight(l, TensorNames.FfnGate), c.Dim, c.FfnDim),
+            Up = Matrix(TensorNames.Weight(l, TensorNames.FfnUp), c.Dim, c.FfnDim),
+            Down = Matrix(TensorNames.Weight(l, TensorNames.FfnDown), c.FfnDim, c.Dim),
+        };
+    }
+
+    /// <summary>blk.{l}.ffn_gate_inp and the stacked ffn_*_exps of a routed layer.</summary>
+    protected MoeWeights LoadExperts(int l)
+    {
+        var c = Config;
+        int e = c.Moe!.ExpertCount, eff = c.ExpertFfnDim;
+        return new MoeWeights
+        {
+            Router = Matrix(TensorNames.Weight(l, TensorNames.FfnGateInp), c.Dim, e),
+            Gate = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.FfnGateExps), c.Dim, eff, e),
+            Up = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.FfnUpExps), c.Dim, eff, e),
+            Down = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.FfnDownExps), eff, c.Dim, e),
+        };
+    }
+
+    /// <summary>Xb = RMSNorm(X) · weight, row by row.</summary>
+    protected void NormRows(DecoderState w, int n, float[] weight) => RmsNormRows(w, n, weight);
+
+    /// <summary>X += Xb (the residual connection).</summary>
+    protected static void AddResidual(DecoderState w, int n, int dim)
+    {
+        var x = w.X.AsSpan(0, n * dim);
+        TensorPrimitives.Add(x, w.Xb.AsSpan(0, n * dim), x);
+    }
+
+    /// <summary>
+    /// Grouped-query self-attention of layer l over the normalised rows in Xb: Q/K/V projections (one prepared input
+    /// shared by the three), biases, per-head Q/K norms, RoPE at each row's position, the cache write, attention,
+    /// and the output projection into Xb.
+    /// </summary>
+    protected void SelfAttention(DecoderState w, int l, int n, AttentionWeights a)
+    {
+        var c = Config;
+        int pairs = c.RopeDims / 2;
+        var seqs = w.Seqs;
+        ProjectShared(w, w.Xb, n, a.Wq, w.Q, a.Wk, w.K, a.Wv, w.V);
+        for (int i = 0; i < n; i++)
+        {
+            var q = w.Q.AsSpan(i * c.QDim, c.QDim);
+            var k = w.K.AsSpan(i * c.KvDim, c.KvDim);
+            var v = w.V.AsSpan(i * c.KvDim, c.KvDim);
+            if (a.Bq != null) TensorPrimitives.Add(q, a.Bq, q);
+            if (a.Bk != null) TensorPrimitives.Add(k, a.Bk, k);
+            if (a.Bv != null) TensorPrimitives.Add(v, a.Bv, v);
+            if (a.QNorm != null) HeadNorms(q, c.Heads, a.QNorm);
+            if (a.KNorm != null) HeadNorms(k, c.KvHeads, a.KNorm);
+            var seq = seqs == null ? w : (DecoderState)seqs[i];
+            int pos = seqs == null ? w.Position + i : seq.Position;
+            var cos = seq.RopeCos.AsSpan(pos * pairs, pairs);
+            var sin = seq.RopeSin.AsSpan(pos * pairs, pairs);
+            for (int h = 0; h < c.Heads; h++) Ops.Rope(q.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
+            for (int h = 0; h < c.KvHeads; h++) Ops.Rope(k.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
+            seq.Cache.Write(l, pos, k, v);
+        }
+        Attention(w, l, w.Position, n);
+        Project(w, a.Wo, w.AttnOut, n, w.Xb);
+    }
+
+    /// <summary>Xb = down(SiLU(gate·Xb) ⊙ up·Xb): gate and up in one hand-off.</summary>
+    protected void SwiGluFfn(DecoderState w, int n, FfnWeights f)
+    {
+        ProjectShared(w, w.Xb, n, f.Gate, w.H1, f.Up, w.H3);
+        SwiGluRows(w, n * Config.FfnDim);
+        Project(w, f.Down, w.H1, n, w.Xb);
+    }
+
+    /// <summary>
+    /// Routed experts over the n normalised rows in Xb: the router (one product for the batch), each row's top-k,
+    /// and <see cref="ExpertBatch"/> running every selected expert once over the rows sent to it; the weighted sum
+    /// replaces Xb. Decode (n = 1), prefill chunks and multi-sequence steps all take this path.
+    /// </summary>
+    protected void ExpertsFfn(DecoderState w, int n, MoeWeights m)
+    {
+        var moe = Config.Moe!;
+        int e = moe.ExpertCount, k = moe.ExpertsUsed;
+        var s = w.Moe ??= new DecoderState.MoeScratch(Pool, Config);
+        s.Reserve(n);
+        Project(w, m.Router, w.Xb, n, s.Logits);
+        for (int i = 0; i < n; i++)
+            s.Router.Route(s.Logits.AsSpan(i * e, e), default, s.Experts.AsSpan(i * k, k), s.Weights.AsSpan(i * k, k));
+        // Reads Xb (gathered per expert first), then overwrites it with the weighted expert outputs.
+        s.Batch.RunMoe(m.Gate, m.Up, m.Down, s.Experts.AsSpan(0, n * k), s.Weights.AsSpan(0, n * k), k,
+            null, null, null, w.Xb, n, w.Xb);
+        w.ActSource = null;
+    }
+
+    /// <summary>RMSNorm of each head-size slice of one token's Q or K, in place (qwen3's attn_q_norm / attn_k_norm).</summary>
+    private void HeadNorms(Span<float> x, int heads, float[] weight)
+    {
+        int hd = Config.HeadDim;
+        for (int h = 0; h < heads; h++)
+        {
+            var head = x.Slice(h * hd, hd);
+            Ops.RmsNorm(head, weight, Config.RmsEps, head);
+        }
+    }
+}
