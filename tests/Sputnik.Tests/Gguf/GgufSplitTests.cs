@@ -242,6 +242,57 @@ public sealed class GgufSplitTests : IDisposable
         Assert.Contains("without split.tensors.count", OpenFails(path).Message);
     }
 
+    [Fact]
+    public void Mutated_shard_headers_open_or_fail_cleanly()
+    {
+        // Every shard goes through the single-file validation; on top of that the split keys may say anything.
+        var paths = WriteSet();
+        var originals = paths.Select(File.ReadAllBytes).ToArray();
+        string[] splitKeys = [GgufSplit.NoKey, GgufSplit.CountKey, GgufSplit.TensorsCountKey];
+        var rng = new Random(0x5117);
+        int opened = 0, rejected = 0;
+        for (int iter = 0; iter < 400; iter++)
+        {
+            int s = rng.Next(paths.Count);
+            var b = (byte[])originals[s].Clone();
+            var layout = new GgufLayout(b);
+            string what;
+            if (rng.Next(3) == 0)
+            {
+                var kv = layout.Kvs[splitKeys[rng.Next(3)]];
+                ushort v = rng.Next(4) == 0 ? ushort.MaxValue : (ushort)rng.Next(0, 7);
+                BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan((int)kv.ValueOffset), v);
+                what = $"{kv.Key} = {v}";
+            }
+            else
+            {
+                long at = rng.NextInt64(layout.HeaderEnd);
+                int bit = rng.Next(8);
+                b[at] ^= (byte)(1 << bit);
+                what = $"bit {bit} at {at} flipped";
+            }
+            File.WriteAllBytes(paths[s], b);
+            string given = paths[rng.Next(paths.Count)];
+            try
+            {
+                using var f = GgufFile.Open(given);
+                ReadEverything(f);
+                opened++;
+            }
+            catch (Exception ex) when (ex is GgufFormatException or FileNotFoundException)
+            {
+                Assert.DoesNotContain('\n', ex.Message);
+                rejected++;
+            }
+            catch (Exception ex)
+            {
+                Assert.Fail($"shard {s + 1}, {what}, opened from {Path.GetFileName(given)}: {ex}");
+            }
+            File.WriteAllBytes(paths[s], originals[s]);
+        }
+        Assert.True(rejected > 100 && opened > 10, $"{opened} opened, {rejected} rejected");
+    }
+
     [Theory]
     [InlineData("2G", 2_000_000_000L)]
     [InlineData("500M", 500_000_000L)]
