@@ -127,6 +127,27 @@ public sealed class GgufSplitTests : IDisposable
         Assert.Equal(5, f.Tensors.Count);
     }
 
+    [Fact]
+    public void First_shard_may_hold_only_metadata()
+    {
+        // gguf-split --no-tensor-first-split: shard 1 is metadata alone, the tensors follow in the other shards.
+        string prefix = _dir.File("meta-only");
+        GgufWriter Shard(int no) => new GgufWriter()
+            .Set(GgufSplit.NoKey, GgufValue.Of((ushort)no))
+            .Set(GgufSplit.CountKey, GgufValue.Of((ushort)3))
+            .Set(GgufSplit.TensorsCountKey, GgufValue.Of(2));
+        Shard(0).Set("general.architecture", "llama").Write(GgufSplit.ShardPath(prefix, 0, 3));
+        var rng = new Random(3);
+        byte[] a = RandomBytes(rng, 64), b = RandomBytes(rng, 96);
+        Shard(1).AddTensor("a", GgmlType.F32, [16], a).Write(GgufSplit.ShardPath(prefix, 1, 3));
+        Shard(2).AddTensor("b", GgmlType.F32, [8, 3], b).Write(GgufSplit.ShardPath(prefix, 2, 3));
+        using var f = GgufFile.Open(GgufSplit.ShardPath(prefix, 2, 3));
+        Assert.Equal("llama", f.Architecture);
+        Assert.Equal([1, 2], f.Tensors.Select(t => t.Shard));
+        Assert.Equal(a, f.GetData(f.GetTensor("a")).ToArray());
+        Assert.Equal(b, f.GetData(f.GetTensor("b")).ToArray());
+    }
+
     private static Exception OpenFails(string path)
     {
         var ex = Record.Exception(() => GgufFile.Open(path).Dispose());
