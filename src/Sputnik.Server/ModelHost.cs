@@ -65,8 +65,9 @@ internal sealed class ModelHost : IDisposable
     }
 
     /// <summary>
-    /// What the prompt cache's files are tied to: with --cache-dir the SHA-256 of the whole model file (remembered
-    /// there by path, size and time, see <see cref="ModelFileHash"/>); RAM-only entries live and die with this process.
+    /// What the prompt cache's files are tied to: with --cache-dir the SHA-256 of the whole model file, of every shard of a
+    /// split model (remembered there by path, size and time, see <see cref="ModelFileHash"/>); RAM-only entries live and
+    /// die with this process.
     /// </summary>
     private static string CacheIdentity(SputnikModel model, FileInfo info, string? cacheDir) =>
         cacheDir != null && info.Exists

@@ -76,8 +76,13 @@ internal static class GgufQuantizer
                 Requantize(src, info, type, threads, output, Written);
             });
         }
-        IReadOnlyList<string> written = split == null ? [outputPath] : writer.WriteSplit(outputPath, split);
-        if (split == null) writer.Write(outputPath);
+        IReadOnlyList<string> written;
+        if (split == null)
+        {
+            writer.Write(outputPath);
+            written = [outputPath];
+        }
+        else written = writer.WriteSplit(outputPath, split);
         var counts = plan.GroupBy(p => p.Type).ToDictionary(g => g.Key, g => g.Count());
         return new QuantizeResult(fileType, src.TotalFileSize, written.Sum(p => new FileInfo(p).Length), counts, written);
     }
