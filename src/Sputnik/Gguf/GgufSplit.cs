@@ -34,6 +34,19 @@ internal static class GgufSplit
         return path.Length > suffix.Length && path.EndsWith(suffix, StringComparison.Ordinal) ? path[..^suffix.Length] : null;
     }
 
+    /// <summary>
+    /// Reads a shard's place from its name alone: <c>dir/name-00002-of-00003.gguf</c> gives prefix <c>dir/name</c>,
+    /// index 1, count 3. For finding split sets among file names (a hub listing) without opening the files.
+    /// </summary>
+    public static bool TryParseShardName(string path, out string prefix, out int index, out int count)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(path, @"^(.+)-([0-9]{5})-of-([0-9]{5})\.gguf\z", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+        prefix = m.Success ? m.Groups[1].Value : "";
+        index = m.Success ? int.Parse(m.Groups[2].ValueSpan, CultureInfo.InvariantCulture) - 1 : -1;
+        count = m.Success ? int.Parse(m.Groups[3].ValueSpan, CultureInfo.InvariantCulture) : 0;
+        return m.Success && count >= 1 && index >= 0 && index < count;
+    }
+
     /// <summary>The prefix for writing a split model to <paramref name="outputPath"/>: the path without its .gguf extension.</summary>
     public static string OutputPrefix(string outputPath) =>
         outputPath.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) ? outputPath[..^5] : outputPath;

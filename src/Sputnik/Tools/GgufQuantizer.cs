@@ -90,9 +90,8 @@ internal static class GgufQuantizer
     /// <summary>Whether <paramref name="path"/> is named like a shard of a split set with this prefix (any shard number and count).</summary>
     private static bool IsShardOf(string path, string prefix)
     {
-        string full = Path.GetFullPath(path), fullPrefix = Path.GetFullPath(prefix);
-        return full.StartsWith(fullPrefix + "-", StringComparison.Ordinal)
-            && System.Text.RegularExpressions.Regex.IsMatch(full.AsSpan(fullPrefix.Length), @"^-\d{5}-of-\d{5}\.gguf$");
+        return GgufSplit.TryParseShardName(Path.GetFullPath(path), out string shardPrefix, out _, out _)
+            && shardPrefix == Path.GetFullPath(prefix);
     }
 
     private static unsafe void Requantize(GgufFile src, GgufTensorInfo info, GgmlType type, int threads, Stream output, Action<long> written)

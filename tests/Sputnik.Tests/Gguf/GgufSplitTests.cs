@@ -314,6 +314,17 @@ public sealed class GgufSplitTests : IDisposable
         Assert.True(rejected > 100 && opened > 10, $"{opened} opened, {rejected} rejected");
     }
 
+    [Fact]
+    public void Shard_names_parse_back()
+    {
+        Assert.True(GgufSplit.TryParseShardName(GgufSplit.ShardPath("dir/Model-Q4_K_M", 1, 3), out string prefix, out int index, out int count));
+        Assert.Equal(("dir/Model-Q4_K_M", 1, 3), (prefix, index, count));
+        Assert.Equal("dir/Model-Q4_K_M", GgufSplit.PrefixOf("dir/Model-Q4_K_M-00002-of-00003.gguf", 1, 3));
+        Assert.Null(GgufSplit.PrefixOf("dir/Model-Q4_K_M-00002-of-00003.gguf", 0, 3));
+        foreach (string name in new[] { "m.gguf", "m-00000-of-00003.gguf", "m-00004-of-00003.gguf", "m-0001-of-0003.gguf", "-00001-of-00002.gguf", "m-00001-of-00002.gguf.tmp" })
+            Assert.False(GgufSplit.TryParseShardName(name, out _, out _, out _), name);
+    }
+
     [Theory]
     [InlineData("2G", 2_000_000_000L)]
     [InlineData("500M", 500_000_000L)]
