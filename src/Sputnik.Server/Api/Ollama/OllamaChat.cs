@@ -155,13 +155,17 @@ internal static class OllamaChat
         if (filter != null)
         {
             var (rest, parsed) = filter.Finish();
-            if (parsed.Count > 0) calls = parsed.Select((c, i) => new OllamaToolCall(new OllamaToolCallFunction(i, c.Name, Arguments(c.ArgumentsJson)), c.Id)).ToList();
+            if (parsed.Count > 0) calls = ToolCalls(parsed);
             content.Append(rest);
             if (stream.Streaming && rest.Length > 0) await write(rest, null);
             if (stream.Streaming && calls != null) await writeCalls(calls);
         }
         return new Outcome(content.ToString(), thinking.ToString(), calls, Accounting.FinishReason(job.Stats.FinishReason));
     }
+
+    /// <summary>Parsed calls in Ollama's shape: index, name, and the arguments as a JSON object.</summary>
+    internal static List<OllamaToolCall> ToolCalls(IReadOnlyList<ToolCall> calls) =>
+        calls.Select((c, i) => new OllamaToolCall(new OllamaToolCallFunction(i, c.Name, Arguments(c.ArgumentsJson)), c.Id)).ToList();
 
     /// <summary>A call's arguments as the JSON object Ollama sends (a string that is not an object is wrapped as {"value": …}).</summary>
     private static JsonElement Arguments(string json)
