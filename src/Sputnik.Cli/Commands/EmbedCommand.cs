@@ -33,8 +33,8 @@ internal static class EmbedCommand
             int? dims = r.GetValue(dimensions);
             if (dims > generator.Dimensions) throw new ArgumentException($"--dimensions is {dims}; this model's embeddings have {generator.Dimensions}");
             var result = generator.GenerateAsync(inputs, new EmbeddingGenerationOptions { Dimensions = dims }).GetAwaiter().GetResult();
-            using var stdout = Console.OpenStandardOutput();
-            using (var w = new Utf8JsonWriter(stdout, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            var json = new MemoryStream();
+            using (var w = new Utf8JsonWriter(json, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
             {
                 w.WriteStartObject();
                 w.WriteString("object", "list");
@@ -57,7 +57,7 @@ internal static class EmbedCommand
                 w.WriteEndObject();
                 w.WriteEndObject();
             }
-            stdout.Write("\n"u8);
+            Console.Out.WriteLine(System.Text.Encoding.UTF8.GetString(json.GetBuffer(), 0, (int)json.Length));
             return 0;
         });
         return cmd;
