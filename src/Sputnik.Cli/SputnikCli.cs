@@ -20,6 +20,7 @@ public static class SputnikCli
         root.Options.Add(CliOptions.Verbose);
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());
+        root.Subcommands.Add(EmbedCommand.Create());
         root.Subcommands.Add(RunCommand.Create());
         root.Subcommands.Add(ChatCommand.Create());
         root.Subcommands.Add(TemplateCommand.Create());

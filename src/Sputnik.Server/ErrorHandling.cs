@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Sputnik.Server.Api;
+using Sputnik.Server.Api.Ollama;
 
 namespace Sputnik.Server;
 
@@ -77,6 +78,16 @@ internal static class ErrorHandling
                 }
                 catch (Exception) when (ctx.RequestAborted.IsCancellationRequested) { }
             }
+            else if (ctx.Response.ContentType?.StartsWith("application/x-ndjson", StringComparison.Ordinal) == true)
+            {
+                // Ollama's streams end a failure with an {"error": ...} line.
+                try
+                {
+                    await System.Text.Json.JsonSerializer.SerializeAsync(ctx.Response.Body, new OllamaError(err.Message), OllamaJson.Api.OllamaError, ctx.RequestAborted);
+                    await ctx.Response.Body.WriteAsync("\n"u8.ToArray(), ctx.RequestAborted);
+                }
+                catch (Exception) when (ctx.RequestAborted.IsCancellationRequested) { }
+            }
             return;
         }
         var allow = ctx.Response.Headers.Allow;
@@ -86,6 +97,11 @@ internal static class ErrorHandling
         if (corsOrigin.Count > 0) ctx.Response.Headers.AccessControlAllowOrigin = corsOrigin; // a cross-site caller may read the error
         if (err.RetryAfterSeconds is { } s) ctx.Response.Headers.RetryAfter = s.ToString(System.Globalization.CultureInfo.InvariantCulture);
         if (err.Status == 401) ctx.Response.Headers.WWWAuthenticate = "Bearer";
+        if (OllamaEndpoints.Owns(ctx.Request.Path))
+        {
+            await Http.WriteJsonAsync(ctx, err.Status, new OllamaError(err.Message), OllamaJson.Api.OllamaError);
+            return;
+        }
         await Http.WriteJsonAsync(ctx, err.Status, new ErrorBody(new ErrorDetail(err.Message, err.Type, err.Param, err.Code)), ServerJson.Api.ErrorBody);
     }
 }

@@ -18,7 +18,8 @@ internal sealed class ModelHost : IDisposable
         Builder = new ChatPromptBuilder(model.Tokenizer, options.ChatTemplate ?? model.ChatTemplate);
         DefaultSampling = model.RecommendedSampling();
         var info = new FileInfo(options.ModelPath);
-        Fingerprint = "fp_" + QuickIdentity(info)[..10];
+        Digest = QuickIdentity(info);
+        Fingerprint = "fp_" + Digest[..10];
         var tok = model.Tokenizer;
         for (int id = 0; id < tok.VocabSize; id++) MaxTokenBytes = Math.Max(MaxTokenBytes, tok.PieceBytes(id, renderSpecial: true).Length);
         Func<Sputnik.Models.ICacheRows, PromptCache>? cache = options.CacheRamMb > 0 || options.CacheDir != null
@@ -26,17 +27,24 @@ internal sealed class ModelHost : IDisposable
                 CacheIdentity(model, info, options.CacheDir) + "|ctx" + model.ContextLength, shape, log)
             : null;
         Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache, prefillChunk: options.PrefillChunk, log: log);
+        _embedder = new Lazy<Embedder>(() => new Embedder(model.Model, model.Tokenizer, model.ContextLength, model.KvType));
         FileSize = info.Exists ? model.File.TotalFileSize : 0; // all shards of a split model
         Created = info.Exists ? new DateTimeOffset(info.LastWriteTimeUtc).ToUnixTimeSeconds() : DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     }
 
     private readonly bool _ownsModel;
+    private readonly Lazy<Embedder> _embedder;
+
+    /// <summary>Embeddings with this model (throws NotSupportedException for a reranker); Embed runs only on the scheduler's thread.</summary>
+    public Embedder Embedder => _embedder.Value;
 
     public SputnikModel Model { get; }
     public ServerOptions Options { get; }
     public ServerMetrics Metrics { get; }
     public string Id { get; }
     public string Fingerprint { get; }
+    /// <summary>SHA-256 of the file's first MiB and its size (Ollama's digest field; the whole file is not read).</summary>
+    public string Digest { get; }
     public long Created { get; }
     public long FileSize { get; }
     public ChatPromptBuilder Builder { get; }

@@ -81,7 +81,7 @@ internal sealed class RequestGuards
             throw new ApiException(403, $"requests from the web origin '{origin}' are not allowed; start the server with --cors-origin {origin} to allow it",
                 "Origin", "origin_not_allowed");
         bool hasBody = req.ContentLength > 0 || req.Headers.TransferEncoding.Count > 0 || req.ContentType != null;
-        if (writes && hasBody && !IsJson(req.ContentType))
+        if (writes && hasBody && !IsJson(req.ContentType) && !Api.Ollama.OllamaEndpoints.Owns(req.Path))
             throw new ApiException(415, $"the request body must be JSON with 'Content-Type: application/json' (got {(req.ContentType is { } ct ? $"'{ct}'" : "none")})",
                 "Content-Type", "unsupported_media_type");
         return next(ctx);

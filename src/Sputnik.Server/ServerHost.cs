@@ -91,7 +91,10 @@ public sealed class ServerHost : IAsyncDisposable
         app.MapPost("/chat/completions", (HttpContext ctx) => ChatEndpoint.Handle(ctx, host));
         app.MapPost("/v1/completions", (HttpContext ctx) => CompletionEndpoint.Handle(ctx, host));
         app.MapPost("/completions", (HttpContext ctx) => CompletionEndpoint.Handle(ctx, host));
+        app.MapPost("/v1/embeddings", (HttpContext ctx) => EmbeddingEndpoints.OpenAi(ctx, host));
+        app.MapPost("/embeddings", (HttpContext ctx) => EmbeddingEndpoints.OpenAi(ctx, host));
         InfoEndpoints.Map(app, host);
+        Api.Ollama.OllamaEndpoints.Map(app, new SingleModelProvider(host), webApp: store != null);
         if (store != null)
         {
             StaticFiles.Map(app);

@@ -118,6 +118,13 @@ public sealed class SputnikModel : IDisposable
     /// <param name="options">Model id, template, thinking and default sampling; defaults when null.</param>
     public SputnikChatClient AsChatClient(SputnikChatClientOptions? options = null) => new(this, options);
 
+    /// <summary>
+    /// Wraps this model as a Microsoft.Extensions.AI <c>IEmbeddingGenerator&lt;string, Embedding&lt;float&gt;&gt;</c>;
+    /// see <see cref="SputnikEmbeddingGenerator"/>.
+    /// </summary>
+    /// <param name="modelId">The model id reported with each embedding; the model's name when null.</param>
+    public SputnikEmbeddingGenerator AsEmbeddingGenerator(string? modelId = null) => new(this, modelId);
+
     /// <summary>Releases the file mapping. Do not dispose while a chat is generating.</summary>
     public void Dispose()
     {

@@ -23,13 +23,28 @@ internal static class ChatEndpoint
             req = RequestReader.Chat(body.RootElement, host.DefaultSampling);
         // Any 'model' name is served by the one model, as llama-server does; responses carry the served name.
         Http.CheckPromptText(host, req.PromptCharacters, "messages");
+        var job = Submit(host, req, ctx.RequestAborted);
 
+        string id = "chatcmpl-" + Guid.NewGuid().ToString("N")[..24];
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        if (req.Stream) await StreamAsync(ctx, host, req, job, id, created);
+        else await CompleteAsync(ctx, host, req, job, id, created);
+    }
+
+    /// <summary>
+    /// The one generation path of chat requests, OpenAI's and Ollama's: the prompt from the chat template (or
+    /// <paramref name="rawPrompt"/>, tokens the caller made without it), the completion budget, thinking with its
+    /// budget, the response schema; the job is queued on the scheduler and its events stream from there.
+    /// </summary>
+    public static InferenceJob Submit(ModelHost host, ChatRequest req, CancellationToken cancellation, int[]? rawPrompt = null)
+    {
         bool thinking = req.ThinkingEnabled ?? true;
-        var prompt = host.Builder.Build(req.Messages, addGenerationPrompt: true, tools: req.Tools, thinking: thinking);
+        var prompt = rawPrompt != null ? new ChatPrompt("", rawPrompt, false)
+            : host.Builder.Build(req.Messages, addGenerationPrompt: true, tools: req.Tools, thinking: thinking);
         int maxTokens = Http.CompletionBudget(host, prompt.Tokens.Length, req.MaxTokens);
         if (req.ResponseSchema != null) Http.CheckSchemaFits(host, req.ResponseSchema, maxTokens);
         ReasoningOptions? reasoning = null;
-        if (host.Builder.SupportsThinking && thinking)
+        if (rawPrompt == null && host.Builder.SupportsThinking && thinking)
         {
             int budget = req.ThinkingBudget ?? (req.ReasoningEffort != null ? EffortBudget(req.ReasoningEffort) : int.MaxValue);
             reasoning = new ReasoningOptions { MaxThinkingTokens = budget, StartsInThinking = prompt.StartsInThinking };
@@ -38,13 +53,9 @@ internal static class ChatEndpoint
         {
             MaxTokens = maxTokens, Sampling = req.Sampling, StopStrings = req.Stop, Reasoning = reasoning, ResponseSchema = req.ResponseSchema,
         };
-        var job = new InferenceJob(prompt.Tokens, options, ctx.RequestAborted, req.TopLogprobs);
+        var job = new InferenceJob(prompt.Tokens, options, cancellation, req.TopLogprobs);
         host.Scheduler.Submit(job);
-
-        string id = "chatcmpl-" + Guid.NewGuid().ToString("N")[..24];
-        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        if (req.Stream) await StreamAsync(ctx, host, req, job, id, created);
-        else await CompleteAsync(ctx, host, req, job, id, created);
+        return job;
     }
 
     private static async Task CompleteAsync(HttpContext ctx, ModelHost host, ChatRequest req, InferenceJob job, string id, long created)

@@ -66,7 +66,7 @@ internal static class CompletionEndpoint
     }
 
     /// <summary>The prompt's tokens; with a suffix, the model's fill-in-the-middle layout.</summary>
-    private static int[] Encode(Tokenizer tok, string prompt, string? suffix)
+    internal static int[] Encode(Tokenizer tok, string prompt, string? suffix)
     {
         if (suffix == null) return tok.Encode(prompt, addBos: tok.AddBos, parseSpecial: true);
         (string pre, string suf, string mid)? fim =

@@ -106,6 +106,17 @@ internal sealed record MessageDto(long Id, string Role, string Content, string? 
 
 internal sealed record ConversationList(string Object, IReadOnlyList<ConversationDto> Data);
 
+internal sealed record EmbeddingUsage(int PromptTokens, int TotalTokens);
+
+internal sealed record EmbeddingFloats(string Object, int Index, float[] Embedding);
+
+internal sealed record EmbeddingBase64(string Object, int Index, string Embedding);
+
+internal sealed record EmbeddingList(string Object, IReadOnlyList<EmbeddingFloats> Data, string Model, EmbeddingUsage Usage);
+
+/// <summary>encoding_format "base64": each vector as the base64 of its little-endian float32 bytes.</summary>
+internal sealed record EmbeddingListBase64(string Object, IReadOnlyList<EmbeddingBase64> Data, string Model, EmbeddingUsage Usage);
+
 // Request bodies of the small endpoints (the chat/completions bodies are read field by field by RequestReader).
 
 internal sealed record TokenizeRequest(string? Content, bool? AddSpecial, bool? WithPieces, bool? ParseSpecial);
@@ -136,6 +147,8 @@ internal sealed record NewMessage(string? Role, string? Content, string? Reasoni
 [JsonSerializable(typeof(ConversationPatch))]
 [JsonSerializable(typeof(NewMessage))]
 [JsonSerializable(typeof(MessageDto))]
+[JsonSerializable(typeof(EmbeddingList))]
+[JsonSerializable(typeof(EmbeddingListBase64))]
 internal sealed partial class ServerJson : JsonSerializerContext;
 
 /// <summary>The context the endpoints use: <see cref="ServerJson.Default"/> with readable escaping (no \u0022 for quotes).</summary>

@@ -222,7 +222,7 @@ internal static class RequestReader
     }
 
     /// <summary>Request fields over <paramref name="defaults"/> (the model's recommended settings; the library's when null).</summary>
-    private static SamplingOptions Sampling(JsonFields f, SamplingOptions? defaults)
+    internal static SamplingOptions Sampling(JsonFields f, SamplingOptions? defaults)
     {
         var d = defaults ?? new SamplingOptions();
         long? seed = f.Integer("seed");
@@ -282,7 +282,7 @@ internal static class RequestReader
     }
 
     /// <summary>content: a string, null, or an array of {"type":"text","text":...} parts.</summary>
-    private static string? Content(JsonFields f, string at)
+    internal static string? Content(JsonFields f, string at)
     {
         if (f.Get("content") is not { } c) return null;
         if (c.ValueKind == JsonValueKind.String) return c.GetString();

@@ -23,7 +23,7 @@ internal static class StaticFiles
 
     public static void Map(IEndpointRouteBuilder app)
     {
-        app.MapGet("/", (HttpContext ctx) => Serve(ctx, "index.html"));
+        // "/" is mapped with Ollama's endpoints: the page for browsers, "Ollama is running" for Ollama's clients.
         // "/app" and "/app/" are the page itself; the route value is absent for them.
         app.MapGet("/app", (HttpContext ctx) => Serve(ctx, "index.html"));
         app.MapGet("/app/{**path}", (HttpContext ctx, string? path) => Serve(ctx, string.IsNullOrEmpty(path) ? "index.html" : path));
@@ -41,7 +41,7 @@ internal static class StaticFiles
         return next(ctx);
     }
 
-    private static async Task Serve(HttpContext ctx, string path)
+    public static async Task Serve(HttpContext ctx, string path)
     {
         string name = "wwwroot/" + path;
         if (path.Contains("..", StringComparison.Ordinal) || !Names.Contains(name))

@@ -25,6 +25,7 @@ internal sealed class Scheduler : IDisposable
     private readonly IStepExecutor _executor;
     private readonly ServerMetrics _metrics;
     private readonly List<ActiveSequence> _active = [];
+    private readonly System.Collections.Concurrent.ConcurrentQueue<Action> _exclusive = new();
     private volatile bool _stopping;
     private long _clock;
 
@@ -81,6 +82,33 @@ internal sealed class Scheduler : IDisposable
         _wake.Release();
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> on the scheduler's thread between two steps, where it may use the model alone
+    /// (embeddings): the forward pass and its worker pool are not re-entrant. The decode streams pause while it runs,
+    /// so callers hand over small pieces (one input each).
+    /// </summary>
+    public Task<T> RunExclusiveAsync<T>(Func<T> work, CancellationToken cancellationToken)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        // Under the lock: the loop's last drain also holds it, so nothing is queued after it and left waiting.
+        lock (_lock)
+        {
+            if (_stopping) throw new ApiException(503, "the server is shutting down", code: "server_shutting_down") { RetryAfterSeconds = 5 };
+            _exclusive.Enqueue(() =>
+            {
+                if (_stopping) done.TrySetException(new ApiException(503, "the server is shutting down", code: "server_shutting_down"));
+                else if (cancellationToken.IsCancellationRequested) done.TrySetCanceled(cancellationToken);
+                else
+                {
+                    try { done.TrySetResult(work()); }
+                    catch (Exception ex) { done.TrySetException(ex); }
+                }
+            });
+        }
+        Wake();
+        return done.Task;
+    }
+
     /// <summary>When a slot is likely free for a request arriving now: the queue ahead of it × the recent mean job time / slots (at least 1 s).</summary>
     private int RetryAfterSeconds(int queued)
     {
@@ -97,10 +125,11 @@ internal sealed class Scheduler : IDisposable
     {
         while (!_stopping)
         {
+            while (_exclusive.TryDequeue(out var work)) work();
             Admit();
             if (_active.Count == 0)
             {
-                _wake.Wait(TimeSpan.FromSeconds(1));
+                if (_exclusive.IsEmpty) _wake.Wait(TimeSpan.FromSeconds(1));
                 continue;
             }
             try
@@ -116,6 +145,7 @@ internal sealed class Scheduler : IDisposable
         }
         lock (_lock)
         {
+            while (_exclusive.TryDequeue(out var work)) work(); // each fails its caller with a 503
             foreach (var a in _active) a.Job.Complete(new ApiException(503, "the server is shutting down"));
             foreach (var j in _queue) j.Complete(new ApiException(503, "the server is shutting down"));
             _queue.Clear();

@@ -35,6 +35,26 @@ internal abstract class LanguageModel : IDisposable
     public abstract ReadOnlySpan<float> Forward(InferenceState state, ReadOnlySpan<int> tokens);
 
     /// <summary>
+    /// Feeds <paramref name="tokens"/> like <see cref="Forward"/> but, instead of logits, writes each token's final
+    /// hidden state (after the output norm: what llama.cpp pools into embeddings) into <paramref name="hidden"/>,
+    /// tokens.Length × <see cref="ModelConfig.Dim"/> floats. Architectures without it throw NotSupportedException.
+    /// </summary>
+    public virtual void ForwardHidden(InferenceState state, ReadOnlySpan<int> tokens, Span<float> hidden) =>
+        throw new NotSupportedException($"embeddings are not available for the {Config.Architecture} architecture");
+
+    /// <summary>Argument checks of <see cref="ForwardHidden"/> (before any state is touched).</summary>
+    protected void CheckHiddenFeed(InferenceState state, ReadOnlySpan<int> tokens, Span<float> hidden)
+    {
+        if (tokens.IsEmpty) throw new ArgumentException("no tokens to feed");
+        if (hidden.Length < (long)tokens.Length * Config.Dim)
+            throw new ArgumentException($"the hidden buffer holds {hidden.Length} floats; {tokens.Length} tokens need {(long)tokens.Length * Config.Dim}");
+        if (state.Position + tokens.Length > state.Capacity)
+            throw new InvalidOperationException($"context full: {state.Position} + {tokens.Length} tokens exceed the context of {state.Capacity}");
+        foreach (int token in tokens)
+            if ((uint)token >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary ({Config.VocabSize})");
+    }
+
+    /// <summary>
     /// One decode step for several sequences: feeds tokens[i] to states[i] at that state's own position and leaves
     /// the next-token logits in states[i].Logits. Each state appears at most once. Architectures that can, run the
     /// sequences through one batched pass (weights streamed once per step); this default steps them one by one.

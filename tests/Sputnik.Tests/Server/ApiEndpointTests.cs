@@ -133,7 +133,9 @@ public sealed class ApiEndpointTests : IAsyncLifetime
     [Fact]
     public async Task WebAppPageAndVendoredLibrariesAreServed()
     {
-        var page = await _s.Client.GetStringAsync("/", TestContext.Current.CancellationToken);
+        using var browser = new HttpRequestMessage(HttpMethod.Get, "/");
+        browser.Headers.Accept.ParseAdd("text/html"); // without it, "/" answers Ollama's clients: "Ollama is running"
+        var page = await (await _s.Client.SendAsync(browser, TestContext.Current.CancellationToken)).Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
         Assert.Contains("<title>Sputnik", page);
         foreach (var path in new[] { "/app/app.js", "/app/app.css", "/app/vendor/marked.umd.js", "/app/vendor/purify.min.js", "/app/vendor/highlight.min.js" })
         {

@@ -69,7 +69,7 @@ public sealed class WebAppTests : IAsyncLifetime
     [InlineData("/app/vendor/purify.min.js")]
     public async Task AppFilesCarryAStrictCspAndFrameAndSniffHeaders(string path)
     {
-        using var resp = await _s.Client.GetAsync(path, Ct);
+        using var resp = await BrowserGet(path);
         Assert.Equal(HttpStatusCode.OK, resp.StatusCode);
         string csp = string.Join(";", resp.Headers.GetValues("Content-Security-Policy"));
         var directives = csp.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
@@ -98,10 +98,19 @@ public sealed class WebAppTests : IAsyncLifetime
         Assert.Equal("nosniff", Assert.Single(resp.Headers.GetValues("X-Content-Type-Options")));
     }
 
+    /// <summary>A GET as a browser sends it: "/" serves the page only to clients asking for HTML (Ollama's clients get text there).</summary>
+    private async Task<HttpResponseMessage> BrowserGet(string path)
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Get, path);
+        req.Headers.Accept.ParseAdd("text/html,application/xhtml+xml,*/*;q=0.8");
+        return await _s.Client.SendAsync(req, Ct);
+    }
+
     [Fact]
     public async Task ThePageHasNoInlineScriptOrStyle()
     {
-        string html = await _s.Client.GetStringAsync("/", Ct);
+        using var page = await BrowserGet("/");
+        string html = await page.Content.ReadAsStringAsync(Ct);
         var scripts = Regex.Matches(html, "<script\\b[^>]*>", RegexOptions.IgnoreCase);
         Assert.NotEmpty(scripts);
         Assert.All(scripts, m => Assert.Matches("src=\"/app/[^\"]+\"", m.Value));
