@@ -3,7 +3,7 @@ using Sputnik.Tensors;
 namespace Sputnik.Models;
 
 // Embeddings: the final hidden state of every token (after output_norm), where generation would take logits.
-internal sealed partial class DecoderModel
+internal abstract partial class DecoderModel
 {
     public override void ForwardHidden(InferenceState state, ReadOnlySpan<int> tokens, Span<float> hidden)
     {
