@@ -171,8 +171,8 @@ internal sealed class BlobDownloader(HubApi api, HubCache cache, HubSettings set
     {
         using var stall = CancellationTokenSource.CreateLinkedTokenSource(ct);
         stall.CancelAfter(settings.StallTimeout);
-        bool whole = from == 0 && end == file.Size;
-        using var response = await api.GetFileAsync(reference, commit, file.Path, from, whole ? null : end - 1, stall.Token).ConfigureAwait(false);
+        // "bytes=FROM-" to the end of the file, "bytes=FROM-LAST" for one of several parallel ranges.
+        using var response = await api.GetFileAsync(reference, commit, file.Path, from, end == file.Size ? null : end - 1, stall.Token).ConfigureAwait(false);
         if (response.LinkedSize is { } linked && linked != file.Size)
             throw new HubException(HubErrorKind.Corrupt, $"{api.Endpoint} reports {file.Path} as {linked} bytes but lists it as {file.Size}");
         if (response.LinkedEtag is { Length: 64 } etag && file.Sha256 != null && !etag.Equals(file.Sha256, StringComparison.OrdinalIgnoreCase))
