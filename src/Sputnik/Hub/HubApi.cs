@@ -99,14 +99,21 @@ internal sealed class HubApi : IDisposable
             var entries = await GetJsonAsync(url, HubJson.Default.ListTreeEntry, reference, r => next = NextPage(r, url), ct).ConfigureAwait(false);
             foreach (var e in entries)
             {
-                if (e.Type != "file" || e.Path is not { Length: > 0 } path || e.Oid is null) continue;
-                string? sha = e.Lfs?.Oid is { } lfs && lfs.Length == 64 && lfs.All(char.IsAsciiHexDigitLower) ? lfs : null;
-                files.Add(new RepoFile(path, e.Lfs?.Size ?? e.Size, e.Oid, sha));
+                // Paths and ids become file names in the cache: a listing cannot point outside it.
+                if (e.Type != "file" || e.Path is not { Length: > 0 } path || !IsSafePath(path) || e.Oid is not { } oid || !IsHex(oid, 40)) continue;
+                string? sha = e.Lfs?.Oid is { } lfs && IsHex(lfs, 64) ? lfs : null;
+                files.Add(new RepoFile(path, e.Lfs?.Size ?? e.Size, oid, sha));
             }
             url = next;
         }
         return files;
     }
+
+    private static bool IsHex(string s, int length) => s.Length == length && s.All(char.IsAsciiHexDigitLower);
+
+    /// <summary>A relative '/'-separated path with no empty, '.' or '..' part and no backslash, colon or control character.</summary>
+    internal static bool IsSafePath(string path) =>
+        path.Length <= 1024 && path.Split('/').All(p => p.Length > 0 && p != "." && p != ".." && !p.Any(c => char.IsControl(c) || c is '\\' or ':'));
 
     /// <summary>The "next" URL of a Link header (RFC 8288), resolved against the current page.</summary>
     private static Uri? NextPage(HttpResponseMessage response, Uri current)

@@ -289,6 +289,10 @@ public sealed class HubDownloadTests : IAsyncLifetime
         Assert.Equal("p-Q8_0.gguf", ok.Files[0]);
         Assert.Empty(_hub.CdnAuthorizations); // the token went to the hub, not to the CDN it redirected to
 
+        // A listing cannot name files outside the cache: such entries are ignored.
+        _hub.AddRepo("test/evil-GGUF", [new("../../../evil-Q4_K_M.gguf", HubPayloads.Q8_0)]);
+        Assert.Contains("no GGUF", await Fails("test/evil-GGUF", HubErrorKind.NoGguf));
+
         _hub.File(Repo, "tiny-Q8_0.gguf").ListedSize = 1L << 50;
         Assert.Contains("not enough disk space", await Fails(Repo + ":Q8_0", HubErrorKind.DiskFull));
 
