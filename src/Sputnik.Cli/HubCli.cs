@@ -54,7 +54,7 @@ internal static class HubCli
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested)
         {
-            throw new HubException(HubErrorKind.Server, $"download of {reference} interrupted; the partial file is kept — run the command again to resume");
+            throw new HubException(HubErrorKind.Interrupted, $"download of {reference} interrupted; the partial file is kept — run the command again to resume");
         }
         finally
         {

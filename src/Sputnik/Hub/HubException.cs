@@ -14,6 +14,7 @@ internal enum HubErrorKind
     DiskFull,
     Corrupt,
     Server,
+    Interrupted,
 }
 
 /// <summary>
