@@ -57,6 +57,8 @@ internal sealed class BlobDownloader(HubApi api, HubCache cache, HubSettings set
 
         await VerifyAsync(partial, file, ct).ConfigureAwait(false);
         File.Move(partial, blob, overwrite: true);
+        // Parts left by an interrupted run that used another number of connections.
+        foreach (string stale in Directory.EnumerateFiles(Path.GetDirectoryName(blob)!, file.BlobId + ".incomplete.part*")) File.Delete(stale);
         return blob;
     }
 

@@ -172,6 +172,27 @@ public sealed class HubDownloadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Interrupted_parallel_ranges_resume_each_range_or_fall_back_to_one()
+    {
+        var file = _hub.File(Repo, "tiny-Q8_0.gguf");
+        var parallel = Settings with { ParallelThreshold = 1 << 20, Connections = 3 };
+        for (int round = 0; round < 2; round++)
+        {
+            using var cancel = new CancellationTokenSource();
+            var hub = Hub(parallel, p => { if (p.Done >= file.Bytes.Length / 2) cancel.Cancel(); });
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Pull(hub, Repo + ":Q8_0", cancel.Token));
+            Assert.NotEmpty(Directory.GetFiles(Path.Combine(RepoDir, "blobs"), "*.incomplete.part*"));
+        }
+        // Resumed with one connection: the prefix continues, and the parts of the 3-range runs are cleared away.
+        string partial = Path.Combine(RepoDir, "blobs", file.Sha256 + ".incomplete");
+        long prefix = File.Exists(partial) ? new FileInfo(partial).Length : 0;
+        var resolved = await Pull(Hub(Settings), Repo + ":Q8_0");
+        Assert.Equal(file.Sha256, Sha(resolved.Path));
+        Assert.Equal(file.Bytes.Length - prefix, resolved.Downloaded);
+        Assert.Single(Directory.GetFiles(Path.Combine(RepoDir, "blobs")));
+    }
+
+    [Fact]
     public async Task A_second_process_waits_for_the_lock_then_finds_the_blob_done()
     {
         var file = _hub.File(Repo, "tiny-Q8_0.gguf");
