@@ -12,7 +12,7 @@ internal static class InfoCommand
 {
     public static Command Create()
     {
-        var path = new Argument<string>("MODEL") { Description = "Path to a GGUF file, or a hub reference (owner/repo[:QUANT])" };
+        var path = new Argument<string>("MODEL") { Description = "Path to a GGUF file" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var cmd = new Command("info", "Show architecture, parameters, tensor types, context and tokenizer of a model") { path, json };
         cmd.SetAction(r => Run(CliOptions.ResolveModel(r.GetValue(path)), r.GetValue(json)));
