@@ -14,13 +14,20 @@ internal static class CliOptions
     /// <summary>True when the user typed the option (not just its default), so it overrides the model's recommendation.</summary>
     public static bool Given(ParseResult r, Option option) => r.GetResult(option) is { Implicit: false };
 
-    public static Option<string> Model() => new("--model", "-m") { Description = "Path to a GGUF model file", Required = true };
+    /// <summary>--token for the hub (private and gated repositories); HF_TOKEN when absent.</summary>
+    public static readonly Option<string?> Token = new("--token") { Description = "Hugging Face token for private or gated models (default: $HF_TOKEN)", Recursive = true };
+
+    public static Option<string> Model() => new("--model", "-m") { Description = "GGUF model file, or a hub reference (owner/repo[:QUANT])", Required = true };
 
     /// <summary>-m for commands that fall back to the bundled model (see <see cref="DefaultModel"/>).</summary>
-    public static Option<string> ModelOrDefault() => new("--model", "-m") { Description = "Path to a GGUF model file (default: the bundled sputnik-r1-tiny)" };
+    public static Option<string> ModelOrDefault() => new("--model", "-m") { Description = "GGUF model file, or a hub reference (owner/repo[:QUANT]) (default: the bundled sputnik-r1-tiny)" };
 
-    public static string ResolveModel(string? given) => given ?? DefaultModel.Path()
-        ?? throw new ArgumentException("no model given: pass -m path/to/model.gguf (or set SPUTNIK_MODEL)");
+    /// <summary>
+    /// The one place a -m value becomes a file: a path as it is, a hub reference (owner/repo:QUANT …) pulled into the
+    /// Hugging Face cache if it is not there yet (see <see cref="HubCli"/>), nothing at all the bundled model.
+    /// </summary>
+    public static string ResolveModel(string? given) => given is { } g ? HubCli.Resolve(g) : DefaultModel.Path()
+        ?? throw new ArgumentException("no model given: pass -m path/to/model.gguf or -m owner/repo:QUANT (or set SPUTNIK_MODEL)");
 
     public static Option<int> Threads() => new Option<int>("--threads", "-t")
     {
@@ -50,6 +57,7 @@ internal static class Cli
             return 1;
         }
         bool verbose = parse.GetValue(CliOptions.Verbose);
+        HubCli.Token = parse.GetValue(CliOptions.Token);
         try
         {
             return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
@@ -78,7 +86,8 @@ internal static class Cli
         AggregateException { InnerException: { } inner } => Describe(inner),
         FileNotFoundException f => f.Message,
         GgufFormatException or UnsupportedModelException or ArgumentException or ContextOverflowException
-            or Sputnik.Templates.TemplateException or System.Text.Json.JsonException or InvalidDataException or NotSupportedException => ex.Message,
+            or Sputnik.Templates.TemplateException or System.Text.Json.JsonException or InvalidDataException or NotSupportedException
+            or Sputnik.Hub.HubException => ex.Message,
         UnauthorizedAccessException or IOException => ex.Message,
         _ => $"{ex.GetType().Name}: {ex.Message}",
     };

@@ -18,6 +18,7 @@ public static class SputnikCli
             new VersionOption(),
         };
         root.Options.Add(CliOptions.Verbose);
+        root.Options.Add(CliOptions.Token);
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(EmbedCommand.Create());
@@ -31,6 +32,7 @@ public static class SputnikCli
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
+        foreach (var hubCommand in HubCommands.Create()) root.Subcommands.Add(hubCommand);
         return root;
     }
 

@@ -17,7 +17,7 @@ internal sealed class ModelHost : IDisposable
         Id = options.ModelAlias ?? Path.GetFileNameWithoutExtension(options.ModelPath);
         Builder = new ChatPromptBuilder(model.Tokenizer, options.ChatTemplate ?? model.ChatTemplate);
         DefaultSampling = model.RecommendedSampling();
-        var info = new FileInfo(options.ModelPath);
+        var info = Sputnik.Hub.HubCache.Target(options.ModelPath); // the file itself when the path is a link (the hub cache's are)
         Digest = QuickIdentity(info);
         Fingerprint = "fp_" + Digest[..10];
         var tok = model.Tokenizer;

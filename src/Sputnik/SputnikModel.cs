@@ -95,12 +95,22 @@ public sealed class SputnikModel : IDisposable
         }
     }
 
-    /// <summary>Loads a GGUF model on a thread-pool thread; see <see cref="Load"/>.</summary>
-    /// <param name="path">The .gguf file.</param>
+    /// <summary>
+    /// Loads a GGUF model on a thread-pool thread; see <see cref="Load"/>. <paramref name="path"/> may also be a
+    /// Hugging Face reference (<c>owner/repo</c>, <c>owner/repo:Q4_K_M</c>, <c>hf.co/owner/repo</c>,
+    /// <c>owner/repo/file.gguf</c>, with an optional <c>@revision</c>): it is taken from the Hugging Face cache, and
+    /// downloaded (resumably, SHA-256 checked) into that cache first when it is not there. HF_ENDPOINT, HF_TOKEN,
+    /// HF_HUB_OFFLINE and HF_HUB_CACHE/HF_HOME apply as they do for huggingface_hub.
+    /// </summary>
+    /// <param name="path">A .gguf file, or a hub reference.</param>
     /// <param name="options">Threads, context length and KV cache type; defaults when null.</param>
-    /// <param name="cancellationToken">Cancels before loading starts (mapping a file is not interruptible).</param>
-    public static Task<SputnikModel> LoadAsync(string path, ModelOptions? options = null, CancellationToken cancellationToken = default) =>
-        Task.Run(() => Load(path, options), cancellationToken);
+    /// <param name="cancellationToken">Cancels a download (its partial file is kept and resumed next time) and loading before it starts (mapping a file is not interruptible).</param>
+    /// <exception cref="Hub.HubException">The reference cannot be resolved or downloaded; the message says why.</exception>
+    public static async Task<SputnikModel> LoadAsync(string path, ModelOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        string local = await new Hub.ModelHub(Hub.HubSettings.FromEnvironment()).ResolvePathAsync(path, cancellationToken).ConfigureAwait(false);
+        return await Task.Run(() => Load(local, options), cancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>A fresh KV cache and scratch for one sequence.</summary>
     internal InferenceState CreateState() => Model.CreateState(ContextLength, KvType);

@@ -31,7 +31,7 @@ internal static class BenchCommand
             if (n < 0) throw new ArgumentException($"-n {n} must not be negative");
             if (t < 1) throw new ArgumentException($"-t {t} must be at least 1");
             if (reps_ < 1) throw new ArgumentException($"-r {reps_} must be at least 1");
-            string path = r.GetValue(model)!;
+            string path = CliOptions.ResolveModel(r.GetValue(model));
 
             var load = Stopwatch.StartNew();
             using var m = SputnikModel.Load(path, new ModelOptions { Threads = t, ContextLength = Math.Max(1, Math.Max(p, n)) });

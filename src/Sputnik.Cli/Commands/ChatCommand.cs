@@ -16,7 +16,7 @@ internal static class ChatCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model", "-m") { Description = "GGUF model to chat with" };
+        var model = new Option<string?>("--model", "-m") { Description = "GGUF model to chat with, or a hub reference (owner/repo[:QUANT])" };
         var threads = CliOptions.Threads();
         var ctx = new Option<int>("--ctx-size", "-c") { Description = "Context length (0 = model's, capped at 4096)" }.AtLeast(0);
         var temp = new Option<float>("--temp") { Description = "Temperature", DefaultValueFactory = _ => 0.6f }.Temperature();
@@ -28,8 +28,7 @@ internal static class ChatCommand
         var cmd = new Command("chat", "Chat with a model in the terminal") { model, threads, ctx, temp, seed, maxTokens, system, budget, noThink };
         cmd.SetAction(r =>
         {
-            string path = r.GetValue(model) ?? DefaultModel.Path()
-                ?? throw new ArgumentException("no model given: pass -m path/to/model.gguf");
+            string path = CliOptions.ResolveModel(r.GetValue(model));
             using var m = SputnikModel.Load(path, new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx) });
             var session = new ChatSession(m, new ChatOptions
             {

@@ -13,7 +13,7 @@ internal static class EvalCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model", "-m") { Description = "GGUF model (default: the bundled sputnik-r1-tiny)" };
+        var model = CliOptions.ModelOrDefault();
         var task = new Option<string>("--task") { Description = "arithmetic, addition, subtraction, multiplication, countdown, all, easy", DefaultValueFactory = _ => "arithmetic" };
         var n = new Option<int>("--n") { Description = "Held-out problems", DefaultValueFactory = _ => 500 }.AtLeast(1);
         var k = new Option<int>("--samples", "-k") { Description = "Samples per problem (1 = greedy)", DefaultValueFactory = _ => 1 }.AtLeast(1);

@@ -15,18 +15,24 @@ internal static class InfoCommand
         var path = new Argument<string>("MODEL") { Description = "Path to a GGUF file (of a split model: any of its shards)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var cmd = new Command("info", "Show architecture, parameters, tensor types, context and tokenizer of a model") { path, json };
-        cmd.SetAction(r => Run(r.GetValue(path)!, r.GetValue(json)));
+        cmd.SetAction(r => Run(CliOptions.ResolveModel(r.GetValue(path)), r.GetValue(json)));
         return cmd;
     }
 
     private static int Run(string path, bool asJson)
     {
         using var file = GgufFile.Open(path);
-        var info = Describe(file);
+        Print(Describe(file), asJson);
+        return 0;
+    }
+
+    /// <summary>The description as indented JSON, or as one "key value" line per field.</summary>
+    internal static void Print(JsonObject info, bool asJson)
+    {
         if (asJson)
         {
             Console.WriteLine(info.ToJsonString(JsonOutput.Indented));
-            return 0;
+            return;
         }
         foreach (var (key, value) in info)
         {
@@ -39,7 +45,6 @@ internal static class InfoCommand
             // Strings come from the file: general.name could hold escape sequences that rewrite the terminal.
             Console.WriteLine($"{key,-22} {DisplayText.Safe(text)}");
         }
-        return 0;
     }
 
     internal static JsonObject Describe(GgufFile file)

@@ -13,7 +13,7 @@ internal static class QuantizeCommand
 {
     public static Command Create()
     {
-        var input = new Argument<string>("input") { Description = "Source GGUF (any type Sputnik decodes)" };
+        var input = new Argument<string>("input") { Description = "Source GGUF (any type Sputnik decodes), or a hub reference (owner/repo[:QUANT])" };
         var output = new Argument<string>("output") { Description = "GGUF file to write (never the input)" };
         var type = new Argument<string>("type") { Description = $"Target type: {string.Join(", ", QuantMix.TypeNames)}" };
         var threads = CliOptions.Threads();
@@ -30,7 +30,7 @@ internal static class QuantizeCommand
         {
             var fileType = QuantMix.Parse(r.GetValue(type)!);
             if (r.GetValue(threads) < 1) throw new ArgumentException($"-t {r.GetValue(threads)} must be at least 1");
-            string src = r.GetValue(input)!, dst = r.GetValue(output)!;
+            string src = CliOptions.ResolveModel(r.GetValue(input)), dst = r.GetValue(output)!;
             if (!File.Exists(src)) throw new FileNotFoundException($"model file not found: {src}", src);
             GgufSplitLimits? split = null;
             if (r.GetValue(splitSize) != null || r.GetValue(splitTensors) != null)

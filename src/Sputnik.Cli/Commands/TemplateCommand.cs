@@ -37,7 +37,7 @@ internal static class TemplateCommand
             }
             else
             {
-                using var gguf = GgufFile.Open(r.GetValue(model)!);
+                using var gguf = GgufFile.Open(CliOptions.ResolveModel(r.GetValue(model)));
                 source = gguf.GetStringOrNull("tokenizer.chat_template")
                     ?? throw new ArgumentException($"{gguf.Path} has no chat template (tokenizer.chat_template)");
                 var tok = Tokenizer.Create(TokenizerData.FromGguf(gguf));

@@ -23,7 +23,7 @@ internal static class TokenizeCommand
         cmd.SetAction(r =>
         {
             string input = r.GetValue(text) ?? File.ReadAllText(r.GetValue(file)!);
-            using var gguf = GgufFile.Open(r.GetValue(model)!);
+            using var gguf = GgufFile.Open(CliOptions.ResolveModel(r.GetValue(model)));
             var tokenizer = Tokenizer.Create(TokenizerData.FromGguf(gguf));
             int[] ids = tokenizer.Encode(input, addBos: !r.GetValue(noBos), parseSpecial: r.GetValue(special));
             Console.WriteLine(string.Join(' ', ids));

@@ -46,6 +46,8 @@ internal sealed unsafe partial class GgufFile : IDisposable
         Path = path;
         _shards = [this];
         var fi = new FileInfo(path);
+        // A symbolic link (the Hugging Face cache's snapshots link to blobs) has its own length: measure its target.
+        if (fi.LinkTarget != null && fi.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) fi = target;
         if (!fi.Exists) throw new FileNotFoundException($"model file not found: {path}", path);
         FileSize = fi.Length;
         if (FileSize < 24)
