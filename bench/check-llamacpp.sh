@@ -6,18 +6,21 @@
 # Quantized files are reported (first-token and whole-sequence agreement): the two engines quantize activations
 # differently and may legitimately part on closer calls.
 #
-#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY=trained|qwen3 LLAMACPP_NPM=DIR;
+#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY="trained|qwen3|smollm3|mistral3 ..." LLAMACPP_NPM=DIR;
 #                                     N tokens per prompt, default 24)
 #
 # Besides synth/quantize/convert outputs it checks what `sputnik train` exports: a short SFT run of the dense preset
 # (tiny-r1, architecture llama) and of the DeepSeek preset (tiny-r1-ds, architecture deepseek2: MLA + MoE), prompted
-# in R1's chat format. ONLY=trained checks just those two; ONLY=qwen3 just the qwen3 / qwen3moe synth and converted models.
+# in R1's chat format. ONLY=trained checks just those two; ONLY=qwen3 just the qwen3 / qwen3moe synth and converted models;
+# ONLY=smollm3 / ONLY=mistral3 those architectures' synth (F32, Q8_0, Q4_K_M) and converted models; ONLY takes a list.
 #
 # llama.cpp's side is bench/llamacpp-greedy.cpp compiled against the static libraries of the llama.cpp build in
 # bench/llamacpp.sh's cache, or with LLAMACPP_NPM=DIR against the shared libraries node-llama-cpp ships (no build;
 # see llamacpp_greedy in bench/llamacpp.sh). The synthetic and converted models use larger-than-trained random weights
 # (synth --sigma 0.1, the bench's `hf` checkpoints) so greedy output varies instead of repeating one token.
 set -euo pipefail
+# True when ONLY is unset or names $1.
+only() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 N="${1:-24}"
@@ -41,14 +44,14 @@ fi
 files=()
 echo "== writing models into $work" >&2
 # Models the training pipeline exports (brief SFT: enough for varied greedy output, not a competent model).
-[ "${ONLY:-}" = qwen3 ] || for preset in tiny-r1 tiny-r1-ds; do
+only trained && for preset in tiny-r1 tiny-r1-ds; do
   rm -rf "$work/train-$preset"
   "$sputnik" train sft --task arithmetic --preset $preset --out "$work/train-$preset" --steps 60 --batch 8 --eval-n 4 --threads "$THREADS" >&2
   cp "$work/train-$preset/sft.gguf" "$work/trained-$preset.gguf"
   files+=("$work/trained-$preset.gguf|train sft --preset $preset (60 steps)|F32|r1")
 done
 # qwen3 (per-head Q/K norms, head size 128 over a width of 256) and qwen3moe (16 experts, top 4).
-if [ "${ONLY:-}" != trained ]; then
+if only qwen3; then
 for p in qwen3-tiny qwen3moe-tiny; do
   "$sputnik" synth --preset $p --type F32 --sigma 0.1 --seed 1 -o "$work/synth-$p-F32.gguf" >&2
   files+=("$work/synth-$p-F32.gguf|synth --preset $p --sigma 0.1|F32")
@@ -64,7 +67,23 @@ for k in qwen3 qwen3moe; do
   files+=("$work/conv-$k-F32.gguf|convert (hf $k)|F32")
 done
 fi
-if [ "${ONLY:-}" != trained ] && [ "${ONLY:-}" != qwen3 ]; then
+# smollm3 (every 4th layer without RoPE) and mistral3 (YaRN ×16 and the query temperature from 16 tokens on).
+for arch in smollm3 mistral3; do
+  only $arch || continue
+  p=$([ $arch = smollm3 ] && echo smollm3-tiny || echo ministral3-tiny)
+  "$sputnik" synth --preset $p --type F32 --sigma 0.1 --seed 1 -o "$work/synth-$p-F32.gguf" >&2
+  files+=("$work/synth-$p-F32.gguf|synth --preset $p --sigma 0.1|F32")
+  for t in Q8_0 Q4_K_M; do
+    "$sputnik" quantize "$work/synth-$p-F32.gguf" "$work/quant-$p-$t.gguf" $t >&2
+    files+=("$work/quant-$p-$t.gguf|quantize synth $p|$t")
+  done
+  k=$([ $arch = smollm3 ] && echo smollm3 || echo ministral3)
+  rm -rf "$work/hf-$k"
+  dotnet "$work/benchbin/Sputnik.Bench.dll" hf $k "$work/hf-$k" 1 >&2
+  "$sputnik" convert "$work/hf-$k" "$work/conv-$k-F32.gguf" --type F32 >&2 2>/dev/null
+  files+=("$work/conv-$k-F32.gguf|convert (hf $k)|F32")
+done
+if [ -z "${ONLY:-}" ]; then
 for p in qwen2-tiny llama-tiny; do
   "$sputnik" synth --preset $p --type F32 --sigma 0.1 --seed 1 -o "$work/synth-$p-F32.gguf" >&2
   files+=("$work/synth-$p-F32.gguf|synth --preset $p --sigma 0.1|F32")

@@ -10,7 +10,7 @@ using Sputnik.Tools;
 /// model's, so the residual stream changes from token to token and greedy decoding does not collapse into repeating
 /// one token (which would hide mismatches after the first).
 ///
-///   hf llama|qwen2|qwen3|qwen3moe|deepseek-v2|deepseek-v3 OUT_DIR [seed]
+///   hf llama|qwen2|qwen3|qwen3moe|deepseek-v2|deepseek-v3|smollm3|ministral3 OUT_DIR [seed]
 /// </summary>
 internal static partial class HfCheckpoint
 {
@@ -18,7 +18,7 @@ internal static partial class HfCheckpoint
 
     public static void Run(string[] args)
     {
-        if (args.Length < 2) throw new ArgumentException("usage: hf llama|qwen2|qwen3|qwen3moe|deepseek-v2|deepseek-v3 OUT_DIR [seed]");
+        if (args.Length < 2) throw new ArgumentException("usage: hf llama|qwen2|qwen3|qwen3moe|deepseek-v2|deepseek-v3|smollm3|ministral3 OUT_DIR [seed]");
         string kind = args[0], dir = Directory.CreateDirectory(args[1]).FullName;
         var rng = new Random(args.Length > 2 ? int.Parse(args[2]) : 1);
         var tensors = new List<(string Name, long[] Shape, float[] Data)>();
@@ -33,6 +33,8 @@ internal static partial class HfCheckpoint
                 (name, n) => tensors.Add((name, [n], Uniform(rng, n, 0.1f).Select(x => x + 1f).ToArray()))),
             "deepseek-v2" => DeepSeek(v3: false, W, Ones, Bias),
             "deepseek-v3" => DeepSeek(v3: true, W, Ones, Bias),
+            "smollm3" => SmolLm3(W, (name, n) => tensors.Add((name, [n], Uniform(rng, n, 0.1f).Select(x => x + 1f).ToArray()))),
+            "ministral3" => Ministral3(W, (name, n) => tensors.Add((name, [n], Uniform(rng, n, 0.1f).Select(x => x + 1f).ToArray()))),
             _ => throw new ArgumentException($"unknown checkpoint kind '{kind}'"),
         };
         SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), tensors);

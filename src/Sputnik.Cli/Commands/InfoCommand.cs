@@ -98,6 +98,13 @@ internal static class InfoCommand
         if (file.TryGetFloat($"{arch}.rope.freq_base", out float ropeBase)) o["rope_freq_base"] = ropeBase;
         if (file.TryGetFloat($"{arch}.attention.layer_norm_rms_epsilon", out float eps)) o["rms_epsilon"] = eps;
         if (file.FindTensor(TensorNames.Weight(0, TensorNames.AttnQNorm)) != null) o["qk_norm"] = true;
+        // Context extension and the architecture-specific attention settings (mistral3's temperature, smollm3's NoPE layers).
+        if (file.GetStringOrNull($"{arch}.rope.scaling.type") is { } scaling) o["rope_scaling"] = scaling;
+        if (file.TryGetFloat($"{arch}.rope.scaling.factor", out float factor)) o["rope_scaling_factor"] = factor;
+        Int("rope_original_context", "rope.scaling.original_context_length");
+        if (file.TryGetFloat($"{arch}.{Mistral3.YarnLogMultiplierKey}", out float logMul)) o["yarn_log_multiplier"] = logMul;
+        if (file.TryGetFloat($"{arch}.{Mistral3.TemperatureScaleKey}", out float temp)) o["attention_temperature_scale"] = temp;
+        if (arch == SmolLm3.Name) o["no_rope_every_nth_layer"] = SmolLm3.NoRopeLayerStep;
     }
 
     /// <summary>

@@ -47,7 +47,7 @@ internal static class ChatEndpoint
         if (rawPrompt == null && host.Builder.SupportsThinking && thinking)
         {
             int budget = req.ThinkingBudget ?? (req.ReasoningEffort != null ? EffortBudget(req.ReasoningEffort) : int.MaxValue);
-            reasoning = new ReasoningOptions { MaxThinkingTokens = budget, StartsInThinking = prompt.StartsInThinking };
+            reasoning = new ReasoningOptions { MaxThinkingTokens = budget, StartsInThinking = prompt.StartsInThinking, Tags = host.Builder.Tags };
         }
         var options = new GenerationOptions
         {

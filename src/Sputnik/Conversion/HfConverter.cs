@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Sputnik.Gguf;
 using Sputnik.Models;
 using Sputnik.Tensors;
@@ -26,6 +27,9 @@ internal sealed class HfConverter : IDisposable
         ["Qwen3MoeForCausalLM"] = Qwen3Moe.Name,
         ["DeepseekV2ForCausalLM"] = "deepseek2",
         ["DeepseekV3ForCausalLM"] = "deepseek2",
+        ["SmolLM3ForCausalLM"] = SmolLm3.Name,
+        ["Mistral3ForConditionalGeneration"] = Mistral3.Name,
+        ["Ministral3ForCausalLM"] = Mistral3.Name,
     };
 
     /// <summary>One GGUF tensor: ggml dims (columns first) and a producer of its rows as float.</summary>
@@ -51,7 +55,7 @@ internal sealed class HfConverter : IDisposable
         if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"{dir}: model folder not found");
         string cfgPath = Path.Combine(dir, "config.json");
         if (!File.Exists(cfgPath)) throw new FileNotFoundException($"{dir}: config.json is missing (not a Hugging Face model folder?)", cfgPath);
-        using (var doc = JsonDocument.Parse(File.ReadAllText(cfgPath))) _cfg = doc.RootElement.Clone();
+        using (var doc = JsonDocument.Parse(File.ReadAllText(cfgPath))) _cfg = WithTextConfig(doc.RootElement);
         string hfArch = _cfg.TryGetProperty("architectures", out var a) && a.ValueKind == JsonValueKind.Array && a.GetArrayLength() > 0
             ? a[0].GetString() ?? "" : "";
         Arch = Architectures.GetValueOrDefault(hfArch)
@@ -68,6 +72,24 @@ internal sealed class HfConverter : IDisposable
         c.Build(progress);
         c.Writer.Write(outPath);
     }
+
+    /// <summary>
+    /// A multimodal checkpoint (Mistral3ForConditionalGeneration) keeps the language model's keys in text_config;
+    /// like llama.cpp's converter, they are lifted to the root, over the root's own.
+    /// </summary>
+    private static JsonElement WithTextConfig(JsonElement root)
+    {
+        if (!root.TryGetProperty("text_config", out var text) || text.ValueKind != JsonValueKind.Object) return root.Clone();
+        var merged = JsonNode.Parse(root.GetRawText())!.AsObject();
+        foreach (var p in text.EnumerateObject()) merged[p.Name] = JsonNode.Parse(p.Value.GetRawText());
+        using var doc = JsonDocument.Parse(merged.ToJsonString());
+        return doc.RootElement.Clone();
+    }
+
+    /// <summary>RoPE settings: rope_parameters (newer configs, rope_theta inside) or rope_scaling; null when neither is an object.</summary>
+    private JsonElement? RopeParameters() =>
+        _cfg.TryGetProperty("rope_parameters", out var rp) && rp.ValueKind == JsonValueKind.Object ? rp
+        : _cfg.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object ? rs : null;
 
     private int Int(string key, int? fallback = null) =>
         _cfg.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32()
@@ -93,7 +115,7 @@ internal sealed class HfConverter : IDisposable
         w.Set($"{a}.block_count", (uint)layers);
         w.Set($"{a}.feed_forward_length", (uint)Int("intermediate_size"));
         w.Set($"{a}.attention.head_count", (uint)heads);
-        w.Set($"{a}.rope.freq_base", Float("rope_theta", 10000f));
+        w.Set($"{a}.rope.freq_base", Float("rope_theta", RopeParameters() is { } rp && rp.TryGetProperty("rope_theta", out var theta) && theta.ValueKind == JsonValueKind.Number ? theta.GetSingle() : 10000f));
         w.Set($"{a}.attention.layer_norm_rms_epsilon", Float("rms_norm_eps", a == "deepseek2" ? 1e-6f : 1e-5f));
 
         Add("token_embd.weight", "model.embed_tokens.weight");
@@ -163,7 +185,9 @@ internal sealed class HfConverter : IDisposable
             int hd = headDim, h = r / hd, j = r % hd, i = j / 2, half = j % 2;
             return h * hd + half * (hd / 2) + i;
         };
-        bool llama = a == "llama";
+        // smollm3 and mistral3 are converted as llama (llama.cpp's SmolLM3Model and Ministral3Model derive from LlamaModel).
+        bool llama = a is "llama" or SmolLm3.Name or Mistral3.Name;
+        if (a == SmolLm3.Name) CheckSmolLm3NoRopeLayers(layers);
         for (int l = 0; l < layers; l++)
         {
             string p = $"model.layers.{l}.", b = $"blk.{l}.";
@@ -217,7 +241,7 @@ internal sealed class HfConverter : IDisposable
     /// <summary>Llama-3 style rope_scaling becomes a rope_freqs tensor of per-pair divisors, as llama.cpp generates it.</summary>
     private void PlanRopeScaling(int headDim)
     {
-        if (!_cfg.TryGetProperty("rope_scaling", out var rs) || rs.ValueKind != JsonValueKind.Object) return;
+        if (RopeParameters() is not { } rs) return;
         string type = rs.TryGetProperty("rope_type", out var t) || rs.TryGetProperty("type", out t) ? t.GetString() ?? "" : "";
         float Get(string k, float d) => rs.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetSingle() : d;
         if (type == "llama3")
@@ -243,7 +267,40 @@ internal sealed class HfConverter : IDisposable
             Writer.Set($"{Arch}.rope.scaling.type", type);
             Writer.Set($"{Arch}.rope.scaling.factor", Get("factor", 1f));
             if (rs.TryGetProperty("original_max_position_embeddings", out var o)) Writer.Set($"{Arch}.rope.scaling.original_context_length", (uint)o.GetInt32());
+            if (Arch == Mistral3.Name && type == "yarn") PlanMistral3Keys(rs);
         }
+    }
+
+    /// <summary>
+    /// mistral3's keys beyond llama's, as llama.cpp's Ministral3Model writes them: yarn_log_multiplier = mscale_all_dim,
+    /// attention.temperature_scale = llama_4_scaling_beta, and the YaRN betas when stated.
+    /// </summary>
+    private void PlanMistral3Keys(JsonElement rope)
+    {
+        void Copy(string hfKey, string ggufKey)
+        {
+            if (rope.TryGetProperty(hfKey, out var v) && v.ValueKind == JsonValueKind.Number) Writer.Set($"{Arch}.{ggufKey}", v.GetSingle());
+        }
+        Copy("mscale_all_dim", Mistral3.YarnLogMultiplierKey);
+        Copy("llama_4_scaling_beta", Mistral3.TemperatureScaleKey);
+        Copy("beta_fast", Mistral3.YarnBetaFastKey);
+        Copy("beta_slow", Mistral3.YarnBetaSlowKey);
+    }
+
+    /// <summary>
+    /// llama.cpp's smollm3 skips RoPE on every fourth layer whatever the checkpoint says (the GGUF has no key for it), so a
+    /// SmolLM3 with another NoPE pattern (no_rope_layer_interval, or a no_rope_layers list) is refused rather than run wrong.
+    /// </summary>
+    private void CheckSmolLm3NoRopeLayers(int layers)
+    {
+        int interval = Int("no_rope_layer_interval", SmolLm3.NoRopeLayerStep);
+        if (interval != SmolLm3.NoRopeLayerStep)
+            throw new UnsupportedModelException($"config.json: no_rope_layer_interval {interval} is not supported (smollm3 skips RoPE on every {SmolLm3.NoRopeLayerStep}th layer)");
+        if (!_cfg.TryGetProperty("no_rope_layers", out var list) || list.ValueKind != JsonValueKind.Array) return;
+        bool matches = list.GetArrayLength() == layers && list.EnumerateArray().Select((v, l) => (v, l))
+            .All(x => x.v.ValueKind == JsonValueKind.Number && (x.v.GetInt32() != 0) == SmolLm3.UsesRope(x.l));
+        if (!matches)
+            throw new UnsupportedModelException($"config.json: no_rope_layers does not skip RoPE on exactly every {SmolLm3.NoRopeLayerStep}th of the {layers} layers, the only pattern smollm3 files can express");
     }
 
     private void PlanDeepSeek2(int layers, int heads)

@@ -153,7 +153,13 @@ internal sealed class SafeTensorsSet : IDisposable
                 if (!System.IO.File.Exists(path)) throw new FileNotFoundException($"{dir}: shard '{shard}' listed in model.safetensors.index.json is missing", path);
                 var f = new SafeTensorsFile(path);
                 _files.Add(f);
-                foreach (var (name, info) in f.Tensors) _tensors[name] = info;
+                foreach (var (name, info) in f.Tensors)
+                {
+                    _tensors[name] = info;
+                    // Multimodal checkpoints nest the text model (model.language_model.layers…, language_model.lm_head…);
+                    // llama.cpp's converter drops "language_model." from every name, so the text tensors answer to both.
+                    if (name.Contains("language_model.", StringComparison.Ordinal)) _tensors.TryAdd(name.Replace("language_model.", "", StringComparison.Ordinal), info);
+                }
             }
             if (_files.Count == 0) throw new FileNotFoundException($"{dir}: no *.safetensors files (PyTorch .bin checkpoints are not supported)");
         }

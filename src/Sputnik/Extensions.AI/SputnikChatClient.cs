@@ -162,6 +162,7 @@ public sealed class SputnikChatClient : IChatClient
             Reasoning = new SReasoningOptions
             {
                 StartsInThinking = prompt.StartsInThinking,
+                Tags = _prompts.Tags,
                 MaxThinkingTokens = think ? budget ?? int.MaxValue : 0,
             },
         };

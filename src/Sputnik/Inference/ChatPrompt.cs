@@ -60,8 +60,11 @@ internal sealed class ChatPromptBuilder
 
     public string Template { get; }
 
-    /// <summary>True when the template or vocabulary knows &lt;think&gt; blocks (R1 and its distills).</summary>
-    public bool SupportsThinking => Template.Contains("<think>", StringComparison.Ordinal) || _tokenizer.FindToken("<think>") != null;
+    /// <summary>The thinking tags of this model's template: &lt;think&gt; or Mistral's [THINK].</summary>
+    public ThinkTags Tags => ThinkTags.Of(Template);
+
+    /// <summary>True when the template or vocabulary knows thinking blocks (R1 and its distills, Qwen3, SmolLM3, Ministral 3 Reasoning).</summary>
+    public bool SupportsThinking => Template.Contains(Tags.Open, StringComparison.Ordinal) || _tokenizer.FindToken(Tags.Open) != null;
 
     /// <summary>Renders <paramref name="messages"/> with the template and tokenizes the result.</summary>
     /// <param name="messages">The conversation, system message first when there is one.</param>
@@ -79,7 +82,7 @@ internal sealed class ChatPromptBuilder
         if (!thinking && Template.Contains("enable_thinking", StringComparison.Ordinal) && extra?.ContainsKey("enable_thinking") != true)
             extra = new Dictionary<string, object?>(extra ?? new Dictionary<string, object?>()) { ["enable_thinking"] = false };
         string text = ChatTemplate.Apply(Template, messages.Select(ToTemplateValue), addGenerationPrompt, bos, eos, tools, extra);
-        bool startsInThinking = addGenerationPrompt && text.TrimEnd().EndsWith("<think>", StringComparison.Ordinal);
+        bool startsInThinking = addGenerationPrompt && text.TrimEnd().EndsWith(Tags.Open, StringComparison.Ordinal);
         if (startsInThinking && !thinking)
         {
             text += (text.EndsWith('\n') ? "" : "\n") + "\n</think>\n\n";

@@ -226,6 +226,7 @@ public sealed class ChatSession
             Reasoning = new ReasoningOptions
             {
                 StartsInThinking = prompt.StartsInThinking,
+                Tags = _prompts.Tags,
                 MaxThinkingTokens = think ? o.ThinkingBudget ?? int.MaxValue : 0,
             },
         };

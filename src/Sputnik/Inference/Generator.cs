@@ -48,7 +48,9 @@ internal sealed record ReasoningOptions
     /// <summary>Thinking tokens allowed; int.MaxValue means unlimited (tracking only).</summary>
     public int MaxThinkingTokens { get; init; } = int.MaxValue;
     /// <summary>Text that ends the thinking block (parsed with special tokens, so a &lt;/think&gt; token id is used when the vocabulary has one).</summary>
-    public string CloseText { get; init; } = "\n</think>\n\n";
+    public string CloseText => Tags.CloseText;
+    /// <summary>The model's thinking tags (the prompt builder's <see cref="ChatPromptBuilder.Tags"/>).</summary>
+    public ThinkTags Tags { get; init; } = ThinkTags.Think;
     /// <summary>A short cue written before the close text when the budget runs out.</summary>
     public string Cue { get; init; } = "\n\nOkay, time is up. Let me give the final answer now.";
     /// <summary>The prompt already opened the thinking block (R1-Distill templates end with "&lt;think&gt;\n").</summary>
@@ -134,7 +136,7 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         sw.Restart();
 
         var reasoning = options.Reasoning;
-        var parser = reasoning == null ? null : new ReasoningParser(reasoning.StartsInThinking);
+        var parser = reasoning == null ? null : new ReasoningParser(reasoning.StartsInThinking, reasoning.Tags);
         int thinkingTokens = 0;
         bool forcedClose = false;
         var constraint = options.ResponseSchema is { } schema ? new Json.JsonTokenConstraint(schema, Tokenizer, parser) : null;

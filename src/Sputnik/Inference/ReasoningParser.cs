@@ -7,6 +7,21 @@ internal readonly record struct ReasoningDelta(string Reasoning, string Content)
 }
 
 /// <summary>
+/// The tags around a model's thinking and the text that closes it when the budget runs out: &lt;think&gt;…&lt;/think&gt;
+/// (R1, Qwen3, SmolLM3, Phi-4-mini-reasoning) or Mistral's [THINK]…[/THINK] (Magistral, Ministral 3 Reasoning),
+/// told apart by the chat template.
+/// </summary>
+internal sealed record ThinkTags(string Open, string Close, string CloseText)
+{
+    public static readonly ThinkTags Think = new("<think>", "</think>", "\n</think>\n\n");
+    public static readonly ThinkTags Mistral = new("[THINK]", "[/THINK]", "[/THINK]");
+
+    /// <summary>Mistral's tags when the template writes [THINK] and never &lt;think&gt;; otherwise &lt;think&gt;.</summary>
+    public static ThinkTags Of(string template) =>
+        template.Contains(Mistral.Open, StringComparison.Ordinal) && !template.Contains(Think.Open, StringComparison.Ordinal) ? Mistral : Think;
+}
+
+/// <summary>
 /// Splits streamed model output into reasoning and answer at &lt;think&gt;…&lt;/think&gt;, incrementally: a tag
 /// split across tokens is held back until it is complete, a missing close tag leaves everything in reasoning,
 /// and a prompt that already opened the thinking block (R1-Distill templates end with "&lt;think&gt;\n")
@@ -23,12 +38,18 @@ internal sealed class ReasoningParser
 
     public ReasoningParser(bool startsInThinking = false, string openTag = "<think>", string closeTag = "</think>")
     {
+        if (openTag.Length == 0 || closeTag.Length == 0) throw new ArgumentException("thinking tags must not be empty");
         _open = openTag;
         _close = closeTag;
         State = startsInThinking ? Phase.Thinking : Phase.BeforeThinking;
     }
 
+    public ReasoningParser(bool startsInThinking, ThinkTags tags) : this(startsInThinking, tags.Open, tags.Close) { }
+
     public Phase State { get; private set; }
+
+    /// <summary>Last character of the close tag: only a token containing it can end the thinking block.</summary>
+    public char CloseTagEnd => _close[^1];
 
     /// <summary>True once the close tag was seen.</summary>
     public bool ThinkingClosed { get; private set; }
@@ -124,9 +145,9 @@ internal sealed class ReasoningParser
     }
 
     /// <summary>Splits a complete message into (reasoning, content); content is what R1's template keeps in history.</summary>
-    public static (string? Reasoning, string Content) Split(string text, bool startsInThinking = false)
+    public static (string? Reasoning, string Content) Split(string text, bool startsInThinking = false, ThinkTags? tags = null)
     {
-        var p = new ReasoningParser(startsInThinking);
+        var p = new ReasoningParser(startsInThinking, tags ?? ThinkTags.Think);
         var a = p.Push(text);
         var b = p.Flush();
         string reasoning = a.Reasoning + b.Reasoning;

@@ -12,6 +12,16 @@ internal sealed class AttentionWeights
     public float[]? QNorm, KNorm;
 }
 
+/// <summary>
+/// A position-dependent factor on Q after RoPE, 1 + scale·ln(⌊pos / floorLength⌋ + 1) (llama.cpp's attention
+/// temperature, Llama 4 / Ministral 3): 1 up to the first floorLength positions, then slowly growing so attention
+/// stays sharp far beyond the trained context.
+/// </summary>
+internal sealed record QueryTemperature(float Scale, int FloorLength)
+{
+    public float Factor(int pos) => (float)(Math.Log(Math.Floor((float)pos / FloorLength) + 1.0) * Scale + 1.0);
+}
+
 /// <summary>A gated feed-forward: down(act(gate·x) ⊙ up·x).</summary>
 internal sealed class FfnWeights
 {
@@ -86,9 +96,10 @@ internal abstract partial class DecoderModel
     /// <summary>
     /// Grouped-query self-attention of layer l over the normalised rows in Xb: Q/K/V projections (one prepared input
     /// shared by the three), biases, per-head Q/K norms, RoPE at each row's position, the cache write, attention,
-    /// and the output projection into Xb.
+    /// and the output projection into Xb. <paramref name="rope"/> false leaves Q and K unrotated (smollm3's NoPE
+    /// layers); <paramref name="temperature"/> scales Q by its position factor after RoPE (mistral3).
     /// </summary>
-    protected void SelfAttention(DecoderState w, int l, int n, AttentionWeights a)
+    protected void SelfAttention(DecoderState w, int l, int n, AttentionWeights a, bool rope = true, QueryTemperature? temperature = null)
     {
         var c = Config;
         int pairs = c.RopeDims / 2;
@@ -108,8 +119,12 @@ internal abstract partial class DecoderModel
             int pos = seqs == null ? w.Position + i : seq.Position;
             var cos = seq.RopeCos.AsSpan(pos * pairs, pairs);
             var sin = seq.RopeSin.AsSpan(pos * pairs, pairs);
-            for (int h = 0; h < c.Heads; h++) Ops.Rope(q.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
-            for (int h = 0; h < c.KvHeads; h++) Ops.Rope(k.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
+            if (rope)
+            {
+                for (int h = 0; h < c.Heads; h++) Ops.Rope(q.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
+                for (int h = 0; h < c.KvHeads; h++) Ops.Rope(k.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
+            }
+            if (temperature != null) TensorPrimitives.Multiply(q, temperature.Factor(pos), q);
             seq.Cache.Write(l, pos, k, v);
         }
         Attention(w, l, w.Position, n);

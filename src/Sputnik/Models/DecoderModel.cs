@@ -110,9 +110,10 @@ internal abstract partial class DecoderModel : LanguageModel
 
     /// <summary>
     /// YaRN's magnitude on cos/sin (both Q and K, so attention logits grow by its square): ggml's 1 + 0.1·ln(factor)
-    /// times llama.cpp's attn_factor, which without a yarn_log_multiplier cancels to 1.
+    /// times llama.cpp's attn_factor, which without a yarn_log_multiplier cancels to 1 (an architecture that reads
+    /// yarn_log_multiplier overrides this).
     /// </summary>
-    private float RopeMagnitude => Config.RopeYarn ? Yarn.MScale(Config.RopeScalingFactor, 1f) : 1f;
+    protected virtual float RopeMagnitude => Config.RopeYarn ? Yarn.MScale(Config.RopeScalingFactor, 1f) : 1f;
 
     public override ReadOnlySpan<float> Forward(InferenceState state, ReadOnlySpan<int> tokens)
     {

@@ -13,6 +13,8 @@ internal static class ModelLoader
         [DeepSeek2.Name] = DeepSeek2.Load,
         [Qwen3.Name] = Qwen3.Load,
         [Qwen3Moe.Name] = Qwen3Moe.Load,
+        [SmolLm3.Name] = SmolLm3.Load,
+        [Mistral3.Name] = Mistral3.Load,
     };
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Architectures.Keys;

@@ -13,6 +13,9 @@ internal static class HfTokenizerJson
     internal const string Llama3Regex = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     internal const string Qwen2Regex = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+    // Mistral's tekken split (Mistral Nemo, Ministral 3), which llama.cpp's converter names "tekken".
+    internal const string TekkenRegex = @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
     public static TokenizerData Load(string path)
     {
         using var stream = File.OpenRead(path);
@@ -137,6 +140,7 @@ internal static class HfTokenizerJson
         Walk(pt);
         if (patterns.Count == 1 && patterns[0] == Llama3Regex) return "llama-bpe";
         if (patterns.Count == 1 && patterns[0] == Qwen2Regex) return "qwen2";
+        if (patterns.Count == 1 && patterns[0] == TekkenRegex) return "tekken";
         if (patterns.Count == 0 && byteLevel && byteLevelRegex) return "gpt2";
         return "default";
     }

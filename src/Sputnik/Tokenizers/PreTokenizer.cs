@@ -23,6 +23,10 @@ internal sealed class PreTokenizer
 
     private const string Gpt2 = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
     private const string Llama3 = @"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    // Mistral's tekken (Mistral Nemo, Ministral 3) as llama.cpp rewrites it for the collapsed view: an optional
+    // non-letter, letters that are not a-z, then letters that are not A-Z (CamelCase splits), single digits, and "/"
+    // kept with the punctuation run.
+    private const string Tekken = @"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     private const string Qwen2 = @"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
     // deepseek-llm letter class; its supplementary-plane ranges are listed separately (DeepseekLlmSupplementary).
@@ -61,6 +65,7 @@ internal sealed class PreTokenizer
         "falcon" => new("falcon", true, false, false, false),
         "starcoder" or "refact" or "codeshell" or "exaone" or "minerva-7b" => new("starcoder", true, false, false, false),
         "command-r" or "smollm" => new("starcoder", false, false, false, false),
+        "tekken" => new("tekken", CleanSpaces: false, IgnoreMerges: true, AddBos: true, NoBos: false),
         "gpt-2" or "gpt2" or "phi-2" or "jina-es" or "jina-de" or "gigachat" or "jina-v2-es" or "jina-v2-de" or "a.x-4.0"
             or "mellum" or "jina-v1-en" or "jina-v2-code" or "roberta-bpe" or "mpt" or "olmo" or "jais" or "exaone4"
             => new("gpt2", true, false, false, false),
@@ -77,6 +82,7 @@ internal sealed class PreTokenizer
     {
         "llama3" => [Cat(Llama3)],
         "qwen2" => [Cat(Qwen2)],
+        "tekken" => [Cat(Tekken)],
         "gpt2" => [Cat(Gpt2)],
         "starcoder" => [Cat(@"\p{N}"), Cat(Gpt2)],
         "falcon" => [Cat(@"[\p{P}\$\+<=>\^~\|`]+"), Cat(Gpt2), Cat("[0-9][0-9][0-9]")],

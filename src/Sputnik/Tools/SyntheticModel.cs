@@ -10,17 +10,20 @@ namespace Sputnik.Tools;
 /// <remarks>
 /// <paramref name="HeadSize"/> 0 means dim / heads; <paramref name="Experts"/> &gt; 0 replaces every layer's dense FFN
 /// by that many routed experts of <paramref name="ExpertFfn"/> rows, <paramref name="ExpertsUsed"/> per token (qwen3moe);
-/// <paramref name="YarnFactor"/> &gt; 1 extends the context with YaRN from <paramref name="YarnOriginalContext"/>.
+/// <paramref name="YarnFactor"/> &gt; 1 extends the context with YaRN from <paramref name="YarnOriginalContext"/>;
+/// <paramref name="Mistral3Keys"/> carries mistral3's attention temperature and yarn_log_multiplier.
 /// </remarks>
 internal sealed record SynthPreset(
     string Name, string Arch, int Dim, int Layers, int Ffn, int Heads, int KvHeads, int Vocab, float RopeBase, int Context,
     bool TiedEmbeddings, float RmsEps, float? Llama3RopeFactor = null, int HeadSize = 0, int Experts = 0, int ExpertsUsed = 0, int ExpertFfn = 0,
-    float YarnFactor = 1f, int YarnOriginalContext = 0)
+    float YarnFactor = 1f, int YarnOriginalContext = 0, Mistral3.Params? Mistral3Keys = null)
 {
     public int HeadDim => HeadSize > 0 ? HeadSize : Dim / Heads;
     public bool QkvBias => Arch == Qwen2.Name;
     public bool QkNorm => Arch is Qwen3.Name or Qwen3Moe.Name;
     public bool IsQwen => Arch is Qwen2.Name or Qwen3.Name or Qwen3Moe.Name;
+    /// <summary>Architectures whose files hold exactly llama's tensors (what differs is in the forward and the keys).</summary>
+    public bool LlamaTensors => Arch is Llama.Name or SmolLm3.Name or Mistral3.Name;
     public string Pre => IsQwen ? "qwen2" : "llama-bpe";
 }
 
@@ -86,6 +89,16 @@ internal static class SyntheticModel
             Experts: 16, ExpertsUsed: 4, ExpertFfn: 128),
         new("qwen3-30b-a3b", "qwen3moe", 2048, 48, 6144, 32, 4, 151936, 1e6f, 40960, TiedEmbeddings: false, 1e-6f, HeadSize: 128,
             Experts: 128, ExpertsUsed: 8, ExpertFfn: 768),
+        // smollm3: layer 3 of 4 (every fourth) is a NoPE layer.
+        new("smollm3-tiny", "smollm3", 256, 4, 512, 4, 2, 1000, 5e6f, 4096, TiedEmbeddings: true, 1e-6f),
+        new("smollm3-3b", "smollm3", 2048, 36, 11008, 16, 4, 128256, 5e6f, 65536, TiedEmbeddings: true, 1e-6f),
+        // mistral3 (Ministral 3): head size 128, YaRN ×16 with llama 4's attention temperature β 0.1 from the original
+        // context on. The tiny one starts YaRN and the temperature at 16 tokens so a short prompt crosses two steps.
+        new("ministral3-tiny", "mistral3", 256, 4, 512, 4, 2, 1000, 1e6f, 4096, TiedEmbeddings: true, 1e-5f, HeadSize: 128,
+            YarnFactor: 16f, YarnOriginalContext: 16, Mistral3Keys: new(TemperatureScale: 0.1f, YarnLogMultiplier: 1f)),
+        // Ministral-3-3B-Reasoning-2512's text model (config.json text_config).
+        new("ministral3-3b", "mistral3", 3072, 26, 9216, 32, 8, 131072, 1e6f, 262144, TiedEmbeddings: true, 1e-5f, HeadSize: 128,
+            YarnFactor: 16f, YarnOriginalContext: 16384, Mistral3Keys: new(TemperatureScale: 0.1f, YarnLogMultiplier: 1f)),
     ];
 
     public static SynthPreset FindPreset(string name) =>
@@ -100,7 +113,7 @@ internal static class SyntheticModel
     public static void Write(string path, SynthOptions o, Action<ToolProgress>? progress = null)
     {
         var p = o.Preset;
-        if (!p.IsQwen && p.Arch != Llama.Name) throw new ArgumentException($"preset '{p.Name}': architecture '{p.Arch}' cannot be synthesized");
+        if (!p.IsQwen && !p.LlamaTensors) throw new ArgumentException($"preset '{p.Name}': architecture '{p.Arch}' cannot be synthesized");
         if (Directory.Exists(path)) throw new ArgumentException($"output '{path}' is a directory");
         var tok = o.Tokenizer is { } real ? SyntheticVocab.PadTo(real, p.Vocab) : SyntheticVocab.Create(p.Vocab, p.Pre);
         int vocab = tok.Tokens.Length;
@@ -207,20 +220,29 @@ internal static class SyntheticModel
         w.Set("general.type", "model");
         w.Set("general.name", $"Sputnik synthetic {p.Name}");
         w.Set("general.description", $"random weights, not a trained model (sputnik synth --preset {p.Name} --seed {o.Seed})");
-        new ModelConfig
+        var config = new ModelConfig
         {
             Architecture = a, Dim = p.Dim, Layers = p.Layers, Heads = p.Heads, KvHeads = p.KvHeads, HeadDim = p.HeadDim, FfnDim = p.Ffn,
             VocabSize = vocab, ContextLength = p.Context, RopeBase = p.RopeBase, RopeDims = p.HeadDim, RopeNeox = p.IsQwen, RmsEps = p.RmsEps,
             QkNorm = p.QkNorm, ExpertFfnDim = p.ExpertFfn,
             RopeScalingFactor = p.YarnFactor, RopeYarn = p.YarnFactor != 1f, RopeOriginalContext = p.YarnOriginalContext,
             Moe = p.Experts > 0 ? Qwen3Moe.Routing with { ExpertCount = p.Experts, ExpertsUsed = p.ExpertsUsed } : null,
-        }.WriteKeys(w);
+        };
+        config.WriteKeys(w);
+        p.Mistral3Keys?.WriteKeys(w, config);
         w.Set("general.file_type", (uint)o.FileType);
         if (QuantMix.IsQuantized(QuantMix.DefaultType(o.FileType))) w.Set("general.quantization_version", GgufQuantizer.QuantizationVersion);
 
         WriteTokenizer(w, tok, string.IsNullOrEmpty(tok.Pre) || tok.Pre == "default" ? p.Pre : tok.Pre,
-            tok.AddBos ?? p.Arch == Llama.Name, p.QkNorm ? Qwen3Chat : p.IsQwen ? ChatMl : Llama3Chat);
+            tok.AddBos ?? p.Arch is Llama.Name or Mistral3.Name, ChatTemplateOf(p));
     }
+
+    private static string ChatTemplateOf(SynthPreset p) => p.Arch switch
+    {
+        SmolLm3.Name => SmolLm3.ChatTemplate,
+        Mistral3.Name => Mistral3.ChatTemplate,
+        _ => p.QkNorm ? Qwen3Chat : p.IsQwen ? ChatMl : Llama3Chat,
+    };
 
     private static void WriteTokenizer(GgufWriter w, TokenizerData tok, string pre, bool addBos, string chatTemplate)
     {

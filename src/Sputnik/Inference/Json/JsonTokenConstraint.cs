@@ -54,5 +54,5 @@ internal sealed class JsonTokenConstraint(SchemaNode schema, Tokenizer tokenizer
 
     // Inside thinking only a token that can finish the close tag ends it; before thinking any token may start the answer.
     private bool MayReachAnswer(ReadOnlySpan<byte> bytes) =>
-        reasoning!.State == ReasoningParser.Phase.BeforeThinking || bytes.Contains((byte)'>');
+        reasoning!.State == ReasoningParser.Phase.BeforeThinking || bytes.Contains((byte)reasoning.CloseTagEnd);
 }

@@ -1,0 +1,133 @@
+using Sputnik.Gguf;
+using Sputnik.Tensors;
+
+namespace Sputnik.Models;
+
+/// <summary>
+/// `mistral3` (Ministral 3 3B/8B/14B Instruct and Reasoning, the text half of Mistral 3): llama's layer
+/// (consecutive-pair RoPE, the converter permutes Q/K) with YaRN context extension that reads its own beta and
+/// yarn_log_multiplier keys, and Llama 4's attention temperature: Q is scaled by 1 + β·ln(⌊pos / L0⌋ + 1) after RoPE,
+/// L0 the original (pre-YaRN) context, so nothing changes inside the first L0 positions (16,384 in Ministral 3).
+/// llama.cpp's mistral3 also allows routed experts and output/FFN biases; no released Ministral 3 has them, and a file
+/// that does is refused rather than run wrong.
+/// </summary>
+internal static class Mistral3
+{
+    public const string Name = "mistral3";
+
+    // llama.cpp's LLM_KV names (src/llama-arch.cpp) this architecture reads beyond llama's, without "{arch}.".
+    public const string TemperatureScaleKey = "attention.temperature_scale";
+    public const string YarnLogMultiplierKey = "rope.scaling.yarn_log_multiplier";
+    public const string YarnBetaFastKey = "rope.scaling.yarn_beta_fast";
+    public const string YarnBetaSlowKey = "rope.scaling.yarn_beta_slow";
+
+    /// <summary>
+    /// Ministral 3 Reasoning's chat format for synthetic files, as its template renders ordinary conversations: BOS,
+    /// [SYSTEM_PROMPT]…[/SYSTEM_PROMPT] (a default one asking for [THINK]…[/THINK] before the answer when the
+    /// conversation has none), [INST]…[/INST] per user turn, each assistant turn closed by EOS. The model opens
+    /// [THINK] itself.
+    /// </summary>
+    public const string ChatTemplate =
+        """
+        {%- set default_system = 'First draft your thinking process (inner monologue) until you arrive at a response. Your thinking process must follow the template below:[THINK]Your thoughts or/and draft.[/THINK]Here, provide a self-contained response.' %}
+        {{- bos_token }}
+        {%- if messages[0].role == 'system' %}{{- '[SYSTEM_PROMPT]' + messages[0].content + '[/SYSTEM_PROMPT]' }}{%- set loop_messages = messages[1:] %}
+        {%- else %}{{- '[SYSTEM_PROMPT]' + default_system + '[/SYSTEM_PROMPT]' }}{%- set loop_messages = messages %}{%- endif %}
+        {%- for message in loop_messages %}
+        {%- if message.role == 'user' %}{{- '[INST]' + message.content + '[/INST]' }}
+        {%- elif message.role == 'assistant' %}{{- message.content + eos_token }}
+        {%- elif message.role == 'tool' %}{{- '[TOOL_RESULTS]' + message.content + '[/TOOL_RESULTS]' }}
+        {%- endif %}
+        {%- endfor %}
+        """;
+
+    /// <summary>The hyper-parameters mistral3 adds to <see cref="ModelConfig"/>.</summary>
+    /// <param name="TemperatureScale">attention.temperature_scale (HF llama_4_scaling_beta); 0 = no temperature.</param>
+    /// <param name="YarnLogMultiplier">rope.scaling.yarn_log_multiplier (HF mscale_all_dim); 0 = absent.</param>
+    public sealed record Params(float TemperatureScale, float YarnLogMultiplier)
+    {
+        /// <summary>
+        /// Magnitude of YaRN's cos/sin as llama.cpp ends up with it: its attn_factor is
+        /// mscale(f, 1) / mscale(f, log_mul) / mscale(f, 1) when the multiplier is set (mscale(f, 1) / mscale(f, 1) otherwise),
+        /// and ggml multiplies that by mscale(f, 1) again; Ministral 3's multiplier 1 makes it exactly 1.
+        /// </summary>
+        public float RopeMagnitude(ModelConfig c) => !c.RopeYarn ? 1f
+            : YarnLogMultiplier != 0f ? Yarn.MScale(c.RopeScalingFactor, 1f) / Yarn.MScale(c.RopeScalingFactor, YarnLogMultiplier)
+            : Yarn.MScale(c.RopeScalingFactor, 1f);
+
+        /// <summary>The query temperature, floored on the original context as llama.cpp's n_attn_temp_floor_scale; null when off.</summary>
+        public QueryTemperature? Temperature(ModelConfig c) => TemperatureScale == 0f ? null : new(TemperatureScale, c.RopeOriginalContext);
+
+        /// <summary>Writes the keys <see cref="Read"/> reads (the betas only when not ggml's defaults 32 and 1).</summary>
+        public void WriteKeys(GgufWriter w, ModelConfig c)
+        {
+            string a = c.Architecture;
+            if (TemperatureScale != 0f) w.Set($"{a}.{TemperatureScaleKey}", TemperatureScale);
+            if (YarnLogMultiplier != 0f) w.Set($"{a}.{YarnLogMultiplierKey}", YarnLogMultiplier);
+            if (c.YarnBetaFast != 32f) w.Set($"{a}.{YarnBetaFastKey}", c.YarnBetaFast);
+            if (c.YarnBetaSlow != 1f) w.Set($"{a}.{YarnBetaSlowKey}", c.YarnBetaSlow);
+        }
+    }
+
+    public static (ModelConfig Config, Params Extra) Read(GgufFile file)
+    {
+        var c = ModelConfig.FromGguf(file, Name, ropeNeox: false);
+        c = c with
+        {
+            YarnBetaFast = ModelConfig.FloatKey(file, $"{Name}.{YarnBetaFastKey}", c.YarnBetaFast, 0f, 1e4f, aboveMin: true),
+            YarnBetaSlow = ModelConfig.FloatKey(file, $"{Name}.{YarnBetaSlowKey}", c.YarnBetaSlow, 0f, 1e4f, aboveMin: true),
+        };
+        var extra = new Params(
+            ModelConfig.FloatKey(file, $"{Name}.{TemperatureScaleKey}", 0f, 0f, 100f),
+            ModelConfig.FloatKey(file, $"{Name}.{YarnLogMultiplierKey}", 0f, 0f, 100f));
+        if (file.TryGetInt64($"{Name}.{GgufKeys.ExpertCount}", out long experts) && experts > 0)
+            throw new UnsupportedModelException($"{file.Path}: mistral3 with routed experts ({experts}) is not supported; only the dense Ministral 3 models are");
+        foreach (string bias in new[] { TensorNames.Bias(0, TensorNames.AttnOutput), TensorNames.Bias(0, TensorNames.FfnUp), TensorNames.Bias(0, TensorNames.FfnDown), TensorNames.Bias(0, TensorNames.FfnGate) })
+            if (file.FindTensor(bias) != null)
+                throw new UnsupportedModelException($"{file.Path}: mistral3 with tensor '{bias}' is not supported (no released Ministral 3 has output or FFN biases)");
+        return (c, extra);
+    }
+
+    public static LanguageModel Load(GgufFile file, WorkerPool pool)
+    {
+        var (config, extra) = Read(file);
+        return new Mistral3Decoder(file, config, extra, pool);
+    }
+}
+
+/// <summary>x += attn(rmsnorm(x)) with the query temperature; x += SwiGLU(rmsnorm(x)).</summary>
+internal sealed class Mistral3Decoder : DecoderModel
+{
+    private sealed record Layer(float[] AttnNorm, AttentionWeights Attention, float[] FfnNorm, FfnWeights Ffn);
+
+    private readonly Layer[] _layers;
+    private readonly QueryTemperature? _temperature;
+    private readonly float _ropeMagnitude;
+
+    public Mistral3Decoder(GgufFile file, ModelConfig config, Mistral3.Params extra, WorkerPool pool) : base(file, config, pool)
+    {
+        _temperature = extra.Temperature(config);
+        _ropeMagnitude = extra.RopeMagnitude(config);
+        _layers = new Layer[config.Layers];
+        for (int l = 0; l < config.Layers; l++)
+            _layers[l] = new Layer(
+                Vector(TensorNames.Weight(l, TensorNames.AttnNorm), config.Dim),
+                LoadAttention(l, qkNorm: false),
+                Vector(TensorNames.Weight(l, TensorNames.FfnNorm), config.Dim),
+                LoadFfn(l));
+    }
+
+    protected override float RopeMagnitude => _ropeMagnitude;
+
+    protected override void ForwardLayer(DecoderState w, int l, int n)
+    {
+        var layer = _layers[l];
+        int dim = Config.Dim;
+        NormRows(w, n, layer.AttnNorm);
+        SelfAttention(w, l, n, layer.Attention, temperature: _temperature);
+        AddResidual(w, n, dim);
+        NormRows(w, n, layer.FfnNorm);
+        SwiGluFfn(w, n, layer.Ffn);
+        AddResidual(w, n, dim);
+    }
+}

@@ -1,0 +1,81 @@
+using Sputnik.Gguf;
+using Sputnik.Tensors;
+
+namespace Sputnik.Models;
+
+/// <summary>
+/// `smollm3` (SmolLM3-3B): llama's layer (consecutive-pair RoPE, the converter permutes Q/K, tied embeddings) with
+/// NoPE layers: every fourth layer (l + 1 ≡ 0 mod 4) attends without rotating Q and K. The GGUF has no key for the
+/// interval; llama.cpp fixes it at 4 (SmolLM3's no_rope_layer_interval), and so does this file.
+/// </summary>
+internal static class SmolLm3
+{
+    public const string Name = "smollm3";
+
+    /// <summary>Layers l with (l + 1) % NoRopeLayerStep == 0 skip RoPE (llama.cpp's n_no_rope_layer_step).</summary>
+    public const int NoRopeLayerStep = 4;
+
+    /// <summary>
+    /// SmolLM3's chat format for synthetic files, behaving as its own template does: reasoning mode /think unless
+    /// enable_thinking is false or the system prompt says /no_think (the flags are removed from the instructions); in
+    /// /no_think mode every assistant turn, and the generation prompt, starts with an empty &lt;think&gt; block.
+    /// </summary>
+    public const string ChatTemplate =
+        """
+        {%- if enable_thinking is not defined %}{%- set enable_thinking = true %}{%- endif %}
+        {%- set reasoning_mode = '/think' if enable_thinking else '/no_think' %}
+        {%- set custom_instructions = '' %}
+        {%- if messages[0].role == 'system' %}
+        {%- if '/no_think' in messages[0].content %}{%- set reasoning_mode = '/no_think' %}
+        {%- elif '/think' in messages[0].content %}{%- set reasoning_mode = '/think' %}{%- endif %}
+        {%- set custom_instructions = messages[0].content.replace('/no_think', '').replace('/think', '').rstrip() %}
+        {%- endif %}
+        {%- set empty_think = '' if reasoning_mode == '/think' else '<think>\n\n</think>\n' %}
+        {{- '<|im_start|>system\n## Metadata\n\nReasoning Mode: ' + reasoning_mode + '\n\n## Custom Instructions\n\n' }}
+        {{- (custom_instructions if custom_instructions else 'You are a helpful AI assistant named SmolLM, trained by Hugging Face.') + '\n\n<|im_end|>\n' }}
+        {%- for message in messages %}
+        {%- if message.role == 'user' or message.role == 'tool' %}{{- '<|im_start|>user\n' + message.content + '<|im_end|>\n' }}
+        {%- elif message.role == 'assistant' %}{{- '<|im_start|>assistant\n' + empty_think + message.content.lstrip('\n') + '<|im_end|>\n' }}
+        {%- endif %}
+        {%- endfor %}
+        {%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' + empty_think }}{%- endif %}
+        """;
+
+    public static bool UsesRope(int layer) => (layer + 1) % NoRopeLayerStep != 0;
+
+    public static ModelConfig Config(GgufFile file) => ModelConfig.FromGguf(file, Name, ropeNeox: false);
+
+    public static LanguageModel Load(GgufFile file, WorkerPool pool) => new SmolLm3Decoder(file, Config(file), pool);
+}
+
+/// <summary>x += attn(rmsnorm(x)) with RoPE only on rope layers; x += SwiGLU(rmsnorm(x)).</summary>
+internal sealed class SmolLm3Decoder : DecoderModel
+{
+    private sealed record Layer(float[] AttnNorm, AttentionWeights Attention, bool Rope, float[] FfnNorm, FfnWeights Ffn);
+
+    private readonly Layer[] _layers;
+
+    public SmolLm3Decoder(GgufFile file, ModelConfig config, WorkerPool pool) : base(file, config, pool)
+    {
+        _layers = new Layer[config.Layers];
+        for (int l = 0; l < config.Layers; l++)
+            _layers[l] = new Layer(
+                Vector(TensorNames.Weight(l, TensorNames.AttnNorm), config.Dim),
+                LoadAttention(l, qkNorm: false),
+                SmolLm3.UsesRope(l),
+                Vector(TensorNames.Weight(l, TensorNames.FfnNorm), config.Dim),
+                LoadFfn(l));
+    }
+
+    protected override void ForwardLayer(DecoderState w, int l, int n)
+    {
+        var layer = _layers[l];
+        int dim = Config.Dim;
+        NormRows(w, n, layer.AttnNorm);
+        SelfAttention(w, l, n, layer.Attention, rope: layer.Rope);
+        AddResidual(w, n, dim);
+        NormRows(w, n, layer.FfnNorm);
+        SwiGluFfn(w, n, layer.Ffn);
+        AddResidual(w, n, dim);
+    }
+}
