@@ -82,7 +82,7 @@ internal static class InfoCommand
     {
         void Int(string name, string key)
         {
-            if (file.TryGetInt64($"{arch}.{key}", out long v)) o[name] = v;
+            if (file.TryGetInt64(GgufKeys.Of(arch, key), out long v)) o[name] = v;
         }
         Int("head_size", GgufKeys.KeyLength);
         Int("feed_forward_length", GgufKeys.FeedForwardLength);

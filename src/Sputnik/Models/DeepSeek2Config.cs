@@ -83,7 +83,7 @@ internal sealed record DeepSeek2Config : IArchConfig
         const string a = Arch;
         int Key(string name, int? fallback)
         {
-            string key = $"{a}.{name}";
+            string key = GgufKeys.Of(a, name);
             if (f.TryGetInt64(key, out long v))
             {
                 if (v < 0 || v > 1 << 24) throw new GgufFormatException($"metadata '{key}' = {v} is out of range");
@@ -98,8 +98,8 @@ internal sealed record DeepSeek2Config : IArchConfig
             return v >= 1 ? v : throw new GgufFormatException($"metadata '{a}.{name}' = {v} must be at least 1");
         }
         // Every float must be finite (a NaN epsilon or scale would silently turn every logit into NaN).
-        float FloatKey(string name, float fallback) => ModelConfig.FloatKey(f, $"{a}.{name}", fallback, -1e6f, 1e6f);
-        float PositiveFloat(string name, float fallback) => ModelConfig.PositiveFloat(f, $"{a}.{name}", fallback);
+        float FloatKey(string name, float fallback) => ModelConfig.FloatKey(f, GgufKeys.Of(a, name), fallback, -1e6f, 1e6f);
+        float PositiveFloat(string name, float fallback) => ModelConfig.PositiveFloat(f, GgufKeys.Of(a, name), fallback);
 
         var embd = f.GetTensor(TensorNames.Weight(TensorNames.TokenEmbd));
         int heads = Size(GgufKeys.HeadCount, null);
