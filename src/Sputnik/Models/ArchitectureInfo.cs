@@ -36,18 +36,39 @@ internal enum TensorFill
     Bias,
     /// <summary>1 + N(0, 0.1): per-head Q/K norms, so a test notices a weight applied to the wrong slice.</summary>
     NormJitter,
-    /// <summary>Llama 3.1-style RoPE frequency factors.</summary>
-    RopeFreqs,
+    /// <summary>Values the architecture computes from the config (<see cref="TensorDecl.Values"/>): RoPE frequency factors.</summary>
+    Computed,
 }
 
-/// <summary>One tensor of an architecture's file: GGUF name, ggml dims (columns first) and how `synth` fills it.</summary>
-internal sealed record TensorDecl(string Name, long[] Dims, TensorFill Fill);
+/// <summary>
+/// One tensor of an architecture's file: GGUF name, ggml dims (columns first), how `synth` fills it and, for
+/// <see cref="TensorFill.Computed"/>, the function that writes its (1-D) values.
+/// </summary>
+internal sealed record TensorDecl(string Name, long[] Dims, TensorFill Fill, SpanAction? Values = null);
+
+/// <summary>Fills a computed tensor.</summary>
+internal delegate void SpanAction(Span<float> values);
+
+/// <summary>
+/// Hyper-parameters only one architecture has (a sliding-window pattern, LongRoPE factors…): a record in that
+/// architecture's file, read by its config reader and hung on <see cref="ModelConfig.ArchParams"/>, whose
+/// <see cref="ModelConfig.WriteKeys"/> then writes them with the rest, so `synth`, `convert` and export agree.
+/// </summary>
+internal interface IArchKeys
+{
+    /// <summary>Writes this architecture's own `{arch}.*` keys.</summary>
+    void WriteKeys(GgufWriter w, string arch);
+}
 
 /// <summary>What a `synth` file of an architecture carries beyond its hyper-parameters and tensors.</summary>
 /// <param name="TokenizerPre">tokenizer.ggml.pre of the synthetic vocabulary (the family's pre-tokenizer).</param>
 /// <param name="AddBos">Whether the family's tokenizer adds BOS.</param>
 /// <param name="ChatTemplate">The family's chat template (the parts `sputnik chat` and the server exercise).</param>
-internal sealed record SynthStyle(string TokenizerPre, bool AddBos, string ChatTemplate);
+internal sealed record SynthStyle(string TokenizerPre, bool AddBos, string ChatTemplate)
+{
+    /// <summary>The synthetic vocabulary of a given size, when the family needs other tokens than <see cref="Tools.SyntheticVocab.Create"/> gives.</summary>
+    public Func<int, Tokenizers.TokenizerData>? CreateVocab { get; init; }
+}
 
 /// <summary>
 /// A named `synth` shape of a llama-family architecture: its hyper-parameters exactly as the file will carry them,
@@ -56,6 +77,9 @@ internal sealed record SynthStyle(string TokenizerPre, bool AddBos, string ChatT
 internal sealed record SynthPreset(string Name, ModelConfig Config, bool TiedEmbeddings, float? Llama3RopeFactor = null)
 {
     public string Arch => Config.Architecture;
+
+    /// <summary>This model's own chat template, when it is not the family's (<see cref="SynthStyle.ChatTemplate"/>).</summary>
+    public string? ChatTemplate { get; init; }
 }
 
 /// <summary>

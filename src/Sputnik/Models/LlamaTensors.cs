@@ -11,7 +11,8 @@ internal static class LlamaTensors
     {
         var c = p.Config;
         long dim = c.Dim, q = c.QDim, kv = c.KvDim, vocab = c.VocabSize;
-        if (p.Llama3RopeFactor != null) yield return new(TensorNames.Weight(TensorNames.RopeFreqs), [c.HeadDim / 2], TensorFill.RopeFreqs);
+        if (p.Llama3RopeFactor is { } factor)
+            yield return new(TensorNames.Weight(TensorNames.RopeFreqs), [c.HeadDim / 2], TensorFill.Computed, v => Llama3RopeFactors(c, factor, v));
         yield return new(TensorNames.Weight(TensorNames.TokenEmbd), [dim, vocab], TensorFill.Matrix);
         for (int l = 0; l < c.Layers; l++)
         {
@@ -43,5 +44,23 @@ internal static class LlamaTensors
         }
         yield return new(TensorNames.Weight(TensorNames.OutputNorm), [dim], TensorFill.Ones);
         if (!p.TiedEmbeddings) yield return new(TensorNames.Weight(TensorNames.Output), [dim, vocab], TensorFill.Matrix);
+    }
+
+    /// <summary>Llama 3.1-style RoPE frequency factors (original context 8192, low/high frequency factors 1 and 4).</summary>
+    private static void Llama3RopeFactors(ModelConfig c, double factor, Span<float> dst)
+    {
+        double oldCtx = 8192, lowFreqWavelen = oldCtx / 1.0, highFreqWavelen = oldCtx / 4.0;
+        for (int i = 0; i < dst.Length; i++)
+        {
+            double freq = 1.0 / Math.Pow(c.RopeBase, 2.0 * i / c.HeadDim);
+            double wavelen = 2 * Math.PI / freq;
+            if (wavelen < highFreqWavelen) dst[i] = 1f;
+            else if (wavelen > lowFreqWavelen) dst[i] = (float)factor;
+            else
+            {
+                double smooth = (oldCtx / wavelen - 1.0) / (4.0 - 1.0);
+                dst[i] = (float)(1.0 / ((1 - smooth) / factor + smooth));
+            }
+        }
     }
 }

@@ -41,6 +41,9 @@ internal sealed record ModelConfig : IArchConfig
     /// <summary>Hidden size of one expert (expert_feed_forward_length); 0 for a dense model.</summary>
     public int ExpertFfnDim { get; init; }
 
+    /// <summary>Hyper-parameters only this architecture has (declared in its file); written by <see cref="WriteKeys"/>.</summary>
+    public IArchKeys? ArchParams { get; init; }
+
     public int QDim => Heads * HeadDim;
     public int KvDim => KvHeads * HeadDim;
 
@@ -136,6 +139,7 @@ internal sealed record ModelConfig : IArchConfig
             w.Set(K(GgufKeys.ExpertUsedCount), (uint)Moe.ExpertsUsed);
             w.Set(K(GgufKeys.ExpertFeedForwardLength), (uint)ExpertFfnDim);
         }
+        ArchParams?.WriteKeys(w, Architecture);
     }
 
     /// <summary>

@@ -45,7 +45,8 @@ internal static class SyntheticModel
         if (arch is not { Synth: { } style, Tensors: { } declare })
             throw new ArgumentException($"preset '{p.Name}': architecture '{p.Arch}' cannot be synthesized");
         if (Directory.Exists(path)) throw new ArgumentException($"output '{path}' is a directory");
-        var tok = o.Tokenizer is { } real ? SyntheticVocab.PadTo(real, p.Config.VocabSize) : SyntheticVocab.Create(p.Config.VocabSize, style.TokenizerPre);
+        var tok = o.Tokenizer is { } real ? SyntheticVocab.PadTo(real, p.Config.VocabSize)
+            : style.CreateVocab?.Invoke(p.Config.VocabSize) ?? SyntheticVocab.Create(p.Config.VocabSize, style.TokenizerPre);
         p = p with { Config = p.Config with { VocabSize = tok.Tokens.Length } };
         int threads = Math.Max(1, o.Threads);
 
@@ -92,7 +93,7 @@ internal static class SyntheticModel
                         Gaussian(tensorSeed, 0.1f, v);
                         for (int j = 0; j < v.Length; j++) v[j] += 1f;
                         break;
-                    case TensorFill.RopeFreqs: Llama3RopeFactors(p, v); break;
+                    case TensorFill.Computed: s.Values!(v); break;
                 }
                 var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols)];
                 Quant.Row(type, v, bytes);
@@ -114,7 +115,7 @@ internal static class SyntheticModel
         if (QuantMix.IsQuantized(QuantMix.DefaultType(o.FileType))) w.Set(GgufKeys.GeneralQuantizationVersion, GgufQuantizer.QuantizationVersion);
 
         WriteTokenizer(w, tok, string.IsNullOrEmpty(tok.Pre) || tok.Pre == "default" ? style.TokenizerPre : tok.Pre,
-            tok.AddBos ?? style.AddBos, style.ChatTemplate);
+            tok.AddBos ?? style.AddBos, p.ChatTemplate ?? style.ChatTemplate);
     }
 
     private static void WriteTokenizer(GgufWriter w, TokenizerData tok, string pre, bool addBos, string chatTemplate)
@@ -136,25 +137,6 @@ internal static class SyntheticModel
         w.Set(GgufKeys.GeneralFileType, (uint)fileType);
         WriteTokenizer(w, tok, "deepseek-v3", addBos: true, Qwen2.ChatMl);
         w.Write(path);
-    }
-
-    /// <summary>Llama 3.1-style RoPE frequency factors (original context 8192, low/high frequency factors 1 and 4).</summary>
-    private static void Llama3RopeFactors(SynthPreset p, Span<float> dst)
-    {
-        var c = p.Config;
-        double factor = p.Llama3RopeFactor ?? 1, oldCtx = 8192, lowFreqWavelen = oldCtx / 1.0, highFreqWavelen = oldCtx / 4.0;
-        for (int i = 0; i < dst.Length; i++)
-        {
-            double freq = 1.0 / Math.Pow(c.RopeBase, 2.0 * i / c.HeadDim);
-            double wavelen = 2 * Math.PI / freq;
-            if (wavelen < highFreqWavelen) dst[i] = 1f;
-            else if (wavelen > lowFreqWavelen) dst[i] = (float)factor;
-            else
-            {
-                double smooth = (oldCtx / wavelen - 1.0) / (4.0 - 1.0);
-                dst[i] = (float)(1.0 / ((1 - smooth) / factor + smooth));
-            }
-        }
     }
 
     /// <summary>SplitMix64's finalizer: a good 64-bit mixer for deriving independent seeds.</summary>

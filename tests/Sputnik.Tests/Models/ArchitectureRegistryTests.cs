@@ -57,6 +57,29 @@ public class ArchitectureRegistryTests
         }
     }
 
+    [Fact]
+    public void A_computed_tensor_is_written_from_the_architectures_function()
+    {
+        // llama-tiny with Llama 3.1's rope_freqs: pair 0 (short wavelength) keeps its frequency, the last pair
+        // (wavelength far above the 8,192-token original context) is divided by the whole factor.
+        var p = SyntheticModel.FindPreset("llama-tiny") with { Name = "llama3-rope-tiny", Llama3RopeFactor = 8f };
+        string path = Path.Combine(Path.GetTempPath(), $"sputnik-registry-rope-{Environment.ProcessId}.gguf");
+        try
+        {
+            SyntheticModel.Write(path, new SynthOptions { Preset = p, FileType = FileType.AllF32, Seed = 5, Threads = 2 });
+            using var f = GgufFile.Open(path);
+            var info = f.GetTensor(TensorNames.Weight(TensorNames.RopeFreqs));
+            Assert.Equal([(long)p.Config.HeadDim / 2], info.Dims);
+            var factors = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(f.GetData(info)).ToArray();
+            Assert.Equal(1f, factors[0]);
+            Assert.Equal(8f, factors[^1]);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     [Theory]
     [InlineData("micro")]
     [InlineData("micro-ds")]
