@@ -137,7 +137,7 @@ internal sealed class HfConverter : IDisposable
         int heads = Int("num_attention_heads"), dim = Int("hidden_size");
         var c = ModelConfig.Create(Arch, dim, Int("num_hidden_layers"), Int("intermediate_size"), heads, Int("num_key_value_heads", heads),
             Int("vocab_size"), Int("max_position_embeddings", 4096), Float("rope_theta", 10000f), Float("rms_norm_eps", 1e-5f),
-            ropeNeox: Arch != Llama.Name, Int("head_dim", dim / heads)) with
+            ropeNeox: ModelLoader.Find(Arch)!.RopeNeox, Int("head_dim", dim / heads)) with
         {
             QkNorm = _st.Tensors.ContainsKey("model.layers.0.self_attn.q_norm.weight"),
         };

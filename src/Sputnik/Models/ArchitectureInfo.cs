@@ -90,6 +90,12 @@ internal sealed record SynthPreset(string Name, ModelConfig Config, bool TiedEmb
 /// </summary>
 internal sealed record ArchitectureInfo(string Name, Func<GgufFile, WorkerPool, LanguageModel> Load)
 {
+    /// <summary>
+    /// NeoX (rotate-half) RoPE pairing, as llama.cpp's LLAMA_ROPE_TYPE_NEOX; false is llama's adjacent pairs, for which
+    /// `convert` permutes Hugging Face's Q/K rows as llama.cpp's LlamaModel converter does.
+    /// </summary>
+    public bool RopeNeox { get; init; }
+
     /// <summary>config.json `architectures[0]` values that `sputnik convert` turns into this architecture.</summary>
     public IReadOnlyList<string> HfArchitectures { get; init; } = [];
 

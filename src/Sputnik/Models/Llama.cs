@@ -12,7 +12,7 @@ internal static class Llama
     public const string Name = "llama";
 
     public static LanguageModel Load(GgufFile file, WorkerPool pool) =>
-        new LlamaDecoder(file, ModelConfig.FromGguf(file, Name, ropeNeox: false), pool);
+        new LlamaDecoder(file, ModelConfig.FromGguf(file, Name, Info.RopeNeox), pool);
 
     /// <summary>Llama 3's chat format (header ids, eot), the part synthetic files need.</summary>
     public const string ChatTemplate =

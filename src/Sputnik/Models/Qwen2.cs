@@ -12,7 +12,7 @@ internal static class Qwen2
     public const string Name = "qwen2";
 
     public static LanguageModel Load(GgufFile file, WorkerPool pool) =>
-        new LlamaDecoder(file, ModelConfig.FromGguf(file, Name, ropeNeox: true), pool);
+        new LlamaDecoder(file, ModelConfig.FromGguf(file, Name, Info.RopeNeox), pool);
 
     /// <summary>ChatML, the part synthetic files need (Qwen2's template less tools).</summary>
     public const string ChatMl =
@@ -24,6 +24,7 @@ internal static class Qwen2
 
     public static readonly ArchitectureInfo Info = new(Name, Load)
     {
+        RopeNeox = true,
         HfArchitectures = ["Qwen2ForCausalLM"],
         Synth = new SynthStyle("qwen2", AddBos: false, ChatMl),
         Tensors = p => LlamaTensors.Declare(p, qkvBias: true),

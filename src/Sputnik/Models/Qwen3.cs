@@ -12,7 +12,7 @@ internal static class Qwen3
 {
     public const string Name = "qwen3";
 
-    public static ModelConfig Config(GgufFile file) => ModelConfig.FromGguf(file, Name, ropeNeox: true) with { QkNorm = true };
+    public static ModelConfig Config(GgufFile file) => ModelConfig.FromGguf(file, Name, Info.RopeNeox) with { QkNorm = true };
 
     public static LanguageModel Load(GgufFile file, WorkerPool pool) => new LlamaDecoder(file, Config(file), pool);
 
@@ -33,6 +33,7 @@ internal static class Qwen3
 
     public static readonly ArchitectureInfo Info = new(Name, Load)
     {
+        RopeNeox = true,
         HfArchitectures = ["Qwen3ForCausalLM"],
         Synth = new SynthStyle("qwen2", AddBos: false, ChatTemplate),
         Tensors = p => LlamaTensors.Declare(p, qkvBias: false),

@@ -15,7 +15,7 @@ internal static class Qwen3Moe
     public static readonly RouterConfig Routing = new(0, 0, ExpertGating.Softmax, ExpertWeightsNorm: true);
 
     public static ModelConfig Config(GgufFile file) =>
-        (ModelConfig.FromGguf(file, Name, ropeNeox: true) with { QkNorm = true }).WithExperts(file, Routing);
+        (ModelConfig.FromGguf(file, Name, Info.RopeNeox) with { QkNorm = true }).WithExperts(file, Routing);
 
     public static LanguageModel Load(GgufFile file, WorkerPool pool) => new LlamaDecoder(file, Config(file), pool);
 
@@ -28,6 +28,7 @@ internal static class Qwen3Moe
 
     public static readonly ArchitectureInfo Info = new(Name, Load)
     {
+        RopeNeox = true,
         HfArchitectures = ["Qwen3MoeForCausalLM"],
         Synth = new SynthStyle("qwen2", AddBos: false, Qwen3.ChatTemplate),
         Tensors = p => LlamaTensors.Declare(p, qkvBias: false),
