@@ -23,10 +23,10 @@ internal sealed class ModelHost : IDisposable
         for (int id = 0; id < tok.VocabSize; id++) MaxTokenBytes = Math.Max(MaxTokenBytes, tok.PieceBytes(id, renderSpecial: true).Length);
         Func<Sputnik.Models.ICacheRows, PromptCache>? cache = options.CacheRamMb > 0 || options.CacheDir != null
             ? shape => new PromptCache(options.CacheRamMb * 1024L * 1024L, options.CacheDir, options.CacheDiskMb * 1024L * 1024L,
-                CacheIdentity(info, options.CacheDir) + "|ctx" + model.ContextLength, shape, log)
+                CacheIdentity(model, info, options.CacheDir) + "|ctx" + model.ContextLength, shape, log)
             : null;
         Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache, prefillChunk: options.PrefillChunk, log: log);
-        FileSize = info.Exists ? info.Length : 0;
+        FileSize = info.Exists ? model.File.TotalFileSize : 0; // all shards of a split model
         Created = info.Exists ? new DateTimeOffset(info.LastWriteTimeUtc).ToUnixTimeSeconds() : DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     }
 
@@ -65,11 +65,14 @@ internal sealed class ModelHost : IDisposable
     }
 
     /// <summary>
-    /// What the prompt cache's files are tied to: with --cache-dir the SHA-256 of the whole model file (remembered
-    /// there by path, size and time, see <see cref="ModelFileHash"/>); RAM-only entries live and die with this process.
+    /// What the prompt cache's files are tied to: with --cache-dir the SHA-256 of the whole model file, of every shard of a
+    /// split model (remembered there by path, size and time, see <see cref="ModelFileHash"/>); RAM-only entries live and
+    /// die with this process.
     /// </summary>
-    private static string CacheIdentity(FileInfo info, string? cacheDir) =>
-        cacheDir != null && info.Exists ? ModelFileHash.Get(info.FullName, cacheDir) : QuickIdentity(info);
+    private static string CacheIdentity(SputnikModel model, FileInfo info, string? cacheDir) =>
+        cacheDir != null && info.Exists
+            ? string.Join('+', model.File.ShardPaths.Select(p => ModelFileHash.Get(Path.GetFullPath(p), cacheDir))) // every shard of a split model
+            : QuickIdentity(info);
 
     /// <summary>For system_fingerprint: the model file's size and a hash of its first MiB (header, metadata, first tensors).</summary>
     private static string QuickIdentity(FileInfo info)

@@ -49,7 +49,7 @@ internal static class BenchCommand
                 {
                     ["model"] = Path.GetFileName(path),
                     ["model_desc"] = info.Desc,
-                    ["model_bytes"] = new FileInfo(path).Length,
+                    ["model_bytes"] = m.File.TotalFileSize,
                     ["model_size"] = info.TensorBytes,
                     ["params"] = info.Params,
                     ["threads"] = t,

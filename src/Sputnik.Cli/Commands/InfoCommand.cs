@@ -12,7 +12,7 @@ internal static class InfoCommand
 {
     public static Command Create()
     {
-        var path = new Argument<string>("MODEL") { Description = "Path to a GGUF file" };
+        var path = new Argument<string>("MODEL") { Description = "Path to a GGUF file (of a split model: any of its shards)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var cmd = new Command("info", "Show architecture, parameters, tensor types, context and tokenizer of a model") { path, json };
         cmd.SetAction(r => Run(r.GetValue(path)!, r.GetValue(json)));
@@ -52,7 +52,8 @@ internal static class InfoCommand
         {
             ["path"] = file.Path,
             ["gguf_version"] = file.Version,
-            ["file_bytes"] = file.FileSize,
+            ["file_bytes"] = file.TotalFileSize,
+            ["split_count"] = file.SplitCount,
             ["architecture"] = arch,
             ["name"] = file.GetStringOrNull(GgufKeys.GeneralName),
             ["supported"] = ModelLoader.SupportedArchitectures.Contains(arch),

@@ -6,8 +6,9 @@ namespace Sputnik.Gguf;
 /// <summary>
 /// A GGUF v2/v3 file opened read-only. The header (metadata + tensor infos) is parsed eagerly; tensor data
 /// stays in the memory-mapped file and is handed out as spans/pointers into the mapping, never copied.
+/// A split model (llama.cpp's gguf-split shards) opens as one GgufFile: see GgufFile.Split.cs.
 /// </summary>
-internal sealed unsafe class GgufFile : IDisposable
+internal sealed unsafe partial class GgufFile : IDisposable
 {
     public const uint Magic = 0x46554747; // "GGUF" little-endian
     public const int DefaultAlignment = 32;
@@ -18,12 +19,15 @@ internal sealed unsafe class GgufFile : IDisposable
     private readonly Dictionary<string, GgufTensorInfo> _tensorsByName;
     private bool _disposed;
 
+    /// <summary>The file opened; for a split model, its first shard.</summary>
     public string Path { get; }
     public uint Version { get; }
+
+    /// <summary>Bytes of the file at <see cref="Path"/> (for a split model, of the first shard only: see TotalFileSize).</summary>
     public long FileSize { get; }
     public int Alignment { get; }
 
-    /// <summary>Absolute file offset where tensor data begins (aligned end of the header).</summary>
+    /// <summary>Absolute offset in the file at <see cref="Path"/> where its tensor data begins (aligned end of the header).</summary>
     public long DataOffset { get; }
 
     /// <summary>
@@ -33,11 +37,14 @@ internal sealed unsafe class GgufFile : IDisposable
     public bool RepackWeights { get; set; } = Environment.GetEnvironmentVariable("SPUTNIK_REPACK") != "0";
 
     public IReadOnlyDictionary<string, GgufValue> Metadata { get; }
-    public IReadOnlyList<GgufTensorInfo> Tensors { get; }
+    /// <summary>Every tensor of the model, in file order (for a split model, of all shards in shard order).</summary>
+    public IReadOnlyList<GgufTensorInfo> Tensors { get; private set; }
 
+    /// <summary>Opens and validates one GGUF file; <see cref="Open"/> adds the other shards of a split model.</summary>
     private GgufFile(string path)
     {
         Path = path;
+        _shards = [this];
         var fi = new FileInfo(path);
         if (!fi.Exists) throw new FileNotFoundException($"model file not found: {path}", path);
         FileSize = fi.Length;
@@ -113,8 +120,11 @@ internal sealed unsafe class GgufFile : IDisposable
         }
     }
 
-    /// <summary>Opens and validates a GGUF file. Throws <see cref="GgufFormatException"/> for any malformed content.</summary>
-    public static GgufFile Open(string path) => new(path);
+    /// <summary>
+    /// Opens and validates a GGUF file, or the whole split model that a shard of one belongs to (any shard's path).
+    /// Throws <see cref="GgufFormatException"/> for any malformed content, FileNotFoundException for a missing file or shard.
+    /// </summary>
+    public static GgufFile Open(string path) => OpenWithShards(path);
 
     private void CheckExtents(GgufTensorInfo[] tensors)
     {
@@ -142,11 +152,12 @@ internal sealed unsafe class GgufFile : IDisposable
     public GgufTensorInfo GetTensor(string name) =>
         _tensorsByName.GetValueOrDefault(name) ?? throw new GgufFormatException($"{Path}: required tensor '{DisplayText.Name(name)}' is missing");
 
-    /// <summary>Pointer to the first byte of a tensor's data inside the mapping (valid until Dispose).</summary>
+    /// <summary>Pointer to the first byte of a tensor's data inside the mapping of its shard (valid until Dispose).</summary>
     public byte* DataPointer(GgufTensorInfo t)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        return _base + DataOffset + t.Offset;
+        var shard = ShardOf(t);
+        return shard._base + shard.DataOffset + t.Offset;
     }
 
     /// <summary>The tensor's bytes as a span into the mapping (tensors up to 2 GiB).</summary>
@@ -245,6 +256,7 @@ internal sealed unsafe class GgufFile : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        for (int i = 1; i < _shards.Length; i++) _shards[i]?.Dispose();
         if (_view != null)
         {
             if (_base != null) _view.SafeMemoryMappedViewHandle.ReleasePointer();

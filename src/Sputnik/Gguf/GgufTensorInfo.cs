@@ -4,10 +4,14 @@ namespace Sputnik.Gguf;
 
 /// <summary>
 /// One tensor's header entry. <see cref="Dims"/> follows ggml order: Dims[0] is the row length (innermost),
-/// so a PyTorch weight [out, in] appears as [in, out].
+/// so a PyTorch weight [out, in] appears as [in, out]. <see cref="Offset"/> is relative to the data start of the
+/// file that holds the tensor: <see cref="Shard"/> says which file of a split model (0 for a single file).
 /// </summary>
 internal sealed record GgufTensorInfo(string Name, long[] Dims, GgmlType Type, long Offset, long ByteSize)
 {
+    /// <summary>Index of the shard (file) of a split model whose data holds this tensor; 0 for a single file.</summary>
+    public int Shard { get; init; }
+
     /// <summary>Total number of elements (product of dims).</summary>
     public long ElementCount
     {

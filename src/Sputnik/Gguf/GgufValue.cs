@@ -31,6 +31,7 @@ internal sealed record GgufArray(GgufValueType ElementType, Array Items)
 internal sealed record GgufValue(GgufValueType Type, object Value)
 {
     public static GgufValue Of(string s) => new(GgufValueType.String, s);
+    public static GgufValue Of(ushort v) => new(GgufValueType.UInt16, v);
     public static GgufValue Of(uint v) => new(GgufValueType.UInt32, v);
     public static GgufValue Of(int v) => new(GgufValueType.Int32, v);
     public static GgufValue Of(ulong v) => new(GgufValueType.UInt64, v);

@@ -43,11 +43,14 @@ internal sealed class GgufWriter
     public GgufWriter Set(string key, float[] v) => Set(key, GgufValue.Of(v));
     public GgufWriter Set(string key, int[] v) => Set(key, GgufValue.Of(v));
 
-    /// <summary>Copies every metadata entry of an existing file (e.g. when re-quantizing).</summary>
+    /// <summary>
+    /// Copies every metadata entry of an existing model (e.g. when re-quantizing) except the split.* keys, which
+    /// describe how the source was cut into files, not the model (llama-quantize drops them too).
+    /// </summary>
     public GgufWriter CopyMetadata(GgufFile source, Func<string, bool>? include = null)
     {
         foreach (var (k, v) in source.Metadata)
-            if (include?.Invoke(k) ?? true) Set(k, v);
+            if (!GgufSplit.IsSplitKey(k) && (include?.Invoke(k) ?? true)) Set(k, v);
         return this;
     }
 
@@ -77,24 +80,79 @@ internal sealed class GgufWriter
         return GgmlTypeInfo.RowBytes(type, dims[0]) * (n / dims[0]);
     }
 
-    public void Write(string path)
+    public void Write(string path) => WriteFiles([path], [s => Write(s)]);
+
+    public void Write(Stream output) => Write(output, _metadata, _tensors, Alignment);
+
+    /// <summary>
+    /// Writes the model as a split set (llama.cpp's gguf-split layout, see <see cref="GgufSplit"/>) next to
+    /// <paramref name="path"/>: <c>&lt;path without .gguf&gt;-00001-of-0000n.gguf</c> …, cut where <paramref name="limits"/>
+    /// say. The first shard carries all metadata, every shard the split keys. Returns the paths written, in order.
+    /// </summary>
+    public IReadOnlyList<string> WriteSplit(string path, GgufSplitLimits limits)
     {
-        // Write beside the target and move into place, so a failed write never destroys an existing file.
-        string tmp = path + ".tmp";
+        limits.Validate();
+        var shards = new List<List<PendingTensor>> { new() };
+        long shardBytes = 0;
+        foreach (var t in _tensors)
+        {
+            // gguf-split's rule: a tensor that would take the shard past the limit starts the next one.
+            long padded = GgufFile.AlignUp(t.ByteSize, Alignment);
+            var current = shards[^1];
+            if (current.Count > 0 && (current.Count >= limits.MaxTensors || padded > limits.MaxBytes - shardBytes))
+            {
+                shards.Add(current = []);
+                shardBytes = 0;
+            }
+            current.Add(t);
+            shardBytes += padded;
+        }
+        int count = shards.Count;
+        if (count > GgufSplit.MaxShards)
+            throw new ArgumentException($"the limits would cut the model into {count} shards; the format allows {GgufSplit.MaxShards}");
+
+        string prefix = GgufSplit.OutputPrefix(path);
+        var paths = new string[count];
+        var writes = new Action<Stream>[count];
+        for (int i = 0; i < count; i++)
+        {
+            paths[i] = GgufSplit.ShardPath(prefix, i, count);
+            var metadata = new List<KeyValuePair<string, GgufValue>>();
+            if (i == 0) metadata.AddRange(_metadata.Where(kv => !GgufSplit.IsSplitKey(kv.Key)));
+            metadata.Add(new(GgufSplit.NoKey, GgufValue.Of((ushort)i)));
+            metadata.Add(new(GgufSplit.CountKey, GgufValue.Of((ushort)count)));
+            metadata.Add(new(GgufSplit.TensorsCountKey, GgufValue.Of(_tensors.Count)));
+            // Later shards have no general.alignment key, so readers lay them out with the default.
+            int alignment = i == 0 ? Alignment : GgufFile.DefaultAlignment;
+            var tensors = shards[i];
+            writes[i] = s => Write(s, metadata, tensors, alignment);
+        }
+        WriteFiles(paths, writes);
+        return paths;
+    }
+
+    /// <summary>
+    /// Writes each file beside its target and moves them all into place only once every one is complete, so a failed
+    /// write never destroys an existing file or leaves half a split set.
+    /// </summary>
+    private static void WriteFiles(string[] paths, Action<Stream>[] writes)
+    {
+        var tmps = Array.ConvertAll(paths, p => p + ".tmp");
         try
         {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-                Write(fs);
-            File.Move(tmp, path, overwrite: true);
+            for (int i = 0; i < paths.Length; i++)
+                using (var fs = new FileStream(tmps[i], FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+                    writes[i](fs);
+            for (int i = 0; i < paths.Length; i++) File.Move(tmps[i], paths[i], overwrite: true);
         }
         catch
         {
-            File.Delete(tmp);
+            foreach (string tmp in tmps) File.Delete(tmp);
             throw;
         }
     }
 
-    public void Write(Stream output)
+    private static void Write(Stream output, IReadOnlyList<KeyValuePair<string, GgufValue>> metadata, IReadOnlyList<PendingTensor> tensors, int alignment)
     {
         var header = new MemoryStream();
         var b8 = new byte[8];
@@ -103,35 +161,35 @@ internal sealed class GgufWriter
 
         U32(GgufFile.Magic);
         U32(3);
-        U64((ulong)_tensors.Count);
-        U64((ulong)_metadata.Count);
-        foreach (var (key, value) in _metadata)
+        U64((ulong)tensors.Count);
+        U64((ulong)metadata.Count);
+        foreach (var (key, value) in metadata)
         {
             WriteString(header, key);
             U32((uint)value.Type);
             WriteValue(header, value.Type, value.Value);
         }
         long offset = 0;
-        var offsets = new long[_tensors.Count];
-        for (int i = 0; i < _tensors.Count; i++)
+        var offsets = new long[tensors.Count];
+        for (int i = 0; i < tensors.Count; i++)
         {
-            var t = _tensors[i];
+            var t = tensors[i];
             WriteString(header, t.Name);
             U32((uint)t.Dims.Length);
             foreach (long d in t.Dims) U64((ulong)d);
             U32((uint)t.Type);
             U64((ulong)offset);
             offsets[i] = offset;
-            offset = GgufFile.AlignUp(offset + t.ByteSize, Alignment);
+            offset = GgufFile.AlignUp(offset + t.ByteSize, alignment);
         }
-        header.Write(new byte[GgufFile.AlignUp(header.Length, Alignment) - header.Length]);
+        header.Write(new byte[GgufFile.AlignUp(header.Length, alignment) - header.Length]);
         header.Position = 0;
         header.CopyTo(output);
 
         long written = 0;
-        for (int i = 0; i < _tensors.Count; i++)
+        for (int i = 0; i < tensors.Count; i++)
         {
-            var t = _tensors[i];
+            var t = tensors[i];
             output.Write(new byte[offsets[i] - written]);
             long before = output.CanSeek ? output.Position : -1;
             t.WriteData(output);

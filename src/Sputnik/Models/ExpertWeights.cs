@@ -32,7 +32,7 @@ internal static class TensorSlices
         for (int i = 0; i < count; i++)
         {
             long offset = info.Offset + ((long)i * rowStride + rowOffset) * rowBytes;
-            var part = new GgufTensorInfo($"{info.Name}[{i}]", [cols, rows], info.Type, offset, rows * rowBytes);
+            var part = new GgufTensorInfo($"{info.Name}[{i}]", [cols, rows], info.Type, offset, rows * rowBytes) { Shard = info.Shard };
             slices[i] = new WeightMatrix(file, part, mayInterleave: false);
         }
         return slices;

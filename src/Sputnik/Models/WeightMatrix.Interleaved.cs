@@ -26,8 +26,8 @@ internal sealed unsafe partial class WeightMatrix
         int groups = rows / Interleaving.Rows;
         int perRead = Math.Max(1, ReadBytes / groupBytes);
         int reads = (groups + perRead - 1) / perRead;
-        long fileOffset = file.DataOffset + info.Offset;
-        using var handle = File.OpenHandle(file.Path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+        long fileOffset = file.FileOffset(info);
+        using var handle = File.OpenHandle(file.ShardPath(info), FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
         // Large matrices go over the cores (faulting in fresh pages is most of the cost); small ones inline.
         var options = new ParallelOptions { MaxDegreeOfParallelism = total >= ParallelBytes ? Environment.ProcessorCount : 1 };
         Parallel.For(0, reads, options, i =>

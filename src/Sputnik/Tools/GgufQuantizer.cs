@@ -5,15 +5,17 @@ using Sputnik.Tensors.Quants;
 
 namespace Sputnik.Tools;
 
-/// <summary>What <see cref="GgufQuantizer.Quantize"/> did.</summary>
-internal sealed record QuantizeResult(FileType FileType, long InputBytes, long OutputBytes, IReadOnlyDictionary<GgmlType, int> TensorTypes);
+/// <summary>What <see cref="GgufQuantizer.Quantize"/> did: the files written (several for a split output) and their total size.</summary>
+internal sealed record QuantizeResult(FileType FileType, long InputBytes, long OutputBytes, IReadOnlyDictionary<GgmlType, int> TensorTypes,
+    IReadOnlyList<string> OutputPaths);
 
 /// <summary>
 /// Re-encodes a GGUF model to another file type the way llama-quantize does (see <see cref="QuantMix"/>): same tensor
 /// names, order, dims and metadata, with <c>general.file_type</c> (and <c>general.quantization_version</c>) updated.
 /// Any type Sputnik can decode is accepted as input (rows are dequantized, then quantized); tensors whose type does
 /// not change are copied byte for byte. Streams one tensor at a time and writes to a temporary file that is moved
-/// into place only when complete.
+/// into place only when complete. A split input is read as one model; with <c>split</c> limits the output is written
+/// as a split set (<see cref="GgufWriter.WriteSplit"/>), else as one file.
 /// </summary>
 internal static class GgufQuantizer
 {
@@ -21,15 +23,19 @@ internal static class GgufQuantizer
     public const uint QuantizationVersion = 2;
 
     public static unsafe QuantizeResult Quantize(string inputPath, string outputPath, FileType fileType, int threads = 0,
-        Action<ToolProgress>? progress = null)
+        Action<ToolProgress>? progress = null, GgufSplitLimits? split = null)
     {
         if (threads <= 0) threads = Environment.ProcessorCount;
+        split?.Validate();
         if (!File.Exists(inputPath)) throw new FileNotFoundException($"model file not found: {inputPath}", inputPath);
-        if (SameFile(inputPath, outputPath))
-            throw new ArgumentException($"output '{outputPath}' is the input file; choose another output path");
-        if (Directory.Exists(outputPath)) throw new ArgumentException($"output '{outputPath}' is a directory");
+        if (split == null && Directory.Exists(outputPath)) throw new ArgumentException($"output '{outputPath}' is a directory");
 
         using var src = GgufFile.Open(inputPath);
+        // The shard names depend on how many shards there will be; every name a split output could take starts with
+        // the prefix, so compare the input files against the output path and that prefix's shard pattern.
+        foreach (string input in src.ShardPaths)
+            if (SameFile(input, outputPath) || (split != null && IsShardOf(input, GgufSplit.OutputPrefix(outputPath))))
+                throw new ArgumentException($"output '{outputPath}' would overwrite the input file {input}; choose another output path");
         bool hasOutput = src.FindTensor(TensorNames.Weight(TensorNames.Output)) != null;
         int layers = CountLayers(src);
         var mix = new QuantMix(fileType, layers, hasOutput);
@@ -71,9 +77,22 @@ internal static class GgufQuantizer
                 Requantize(src, info, type, threads, output, Written);
             });
         }
-        writer.Write(outputPath);
+        IReadOnlyList<string> written;
+        if (split == null)
+        {
+            writer.Write(outputPath);
+            written = [outputPath];
+        }
+        else written = writer.WriteSplit(outputPath, split);
         var counts = plan.GroupBy(p => p.Type).ToDictionary(g => g.Key, g => g.Count());
-        return new QuantizeResult(fileType, src.FileSize, new FileInfo(outputPath).Length, counts);
+        return new QuantizeResult(fileType, src.TotalFileSize, written.Sum(p => new FileInfo(p).Length), counts, written);
+    }
+
+    /// <summary>Whether <paramref name="path"/> is named like a shard of a split set with this prefix (any shard number and count).</summary>
+    private static bool IsShardOf(string path, string prefix)
+    {
+        return GgufSplit.TryParseShardName(Path.GetFullPath(path), out string shardPrefix, out _, out _)
+            && shardPrefix == Path.GetFullPath(prefix);
     }
 
     private static unsafe void Requantize(GgufFile src, GgufTensorInfo info, GgmlType type, int threads, Stream output, Action<long> written)
