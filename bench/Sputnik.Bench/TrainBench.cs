@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Sputnik.Models;
 using Sputnik.Training;
 using Sputnik.Training.Tasks;
 
@@ -17,7 +18,7 @@ internal static class TrainBench
         var model = new TransformerModel(cfg, 1);
         var opt = new AdamW(model.P.Count);
         var rng = new Random(1);
-        var tokens = Enumerable.Range(0, b * t).Select(_ => rng.Next(cfg.Vocab)).ToArray();
+        var tokens = Enumerable.Range(0, b * t).Select(_ => rng.Next(cfg.VocabSize)).ToArray();
         var targets = Enumerable.Range(0, b * t).Select(i => i % t < 20 ? -1 : tokens[(i + 1) % tokens.Length]).ToArray();
         var w = model.MeanLossWeights();
         double fwd = 0, bwd = 0, upd = 0;
@@ -40,15 +41,15 @@ internal static class TrainBench
         double total = fwd + bwd + upd;
         Console.WriteLine($"{preset} params {model.P.Count:N0} B {b} T {t} threads {Par.Threads}: {b * t * steps / total:F0} tokens/s  " +
             $"fwd {fwd / steps * 1e3:F1} ms bwd {bwd / steps * 1e3:F1} ms opt {upd / steps * 1e3:F1} ms per step");
-        if (cfg.DeepSeek != null) SublayerTimes(cfg, b, t);
-        else OpTimes(cfg, b, t);
+        if (cfg is DeepSeek2Config ds) SublayerTimes(ds, b, t);
+        else OpTimes((ModelConfig)cfg, b, t);
         GemmRate(b * t, cfg.Dim, cfg.FfnDim);
         GemmRate(b * t, cfg.FfnDim, cfg.Dim);
         GemmRate(cfg.FfnDim, cfg.Dim, b * t);
     }
 
     /// <summary>Per-step time of each op family at the model's shapes (all layers), to see where a step goes.</summary>
-    private static void OpTimes(TrainConfig c, int b, int t)
+    private static void OpTimes(ModelConfig c, int b, int t)
     {
         int n = b * t, L = c.Layers;
         var rng = new Random(2);
@@ -56,7 +57,7 @@ internal static class TrainBench
         var x = R(n * c.Dim); var q = R(n * c.QDim); var k = R(n * c.KvDim); var v = R(n * c.KvDim); var o = R(n * c.QDim);
         var att = new float[b * c.Heads * t * t]; var dq = new float[q.Length]; var dk = new float[k.Length]; var dv = new float[v.Length];
         var w1 = R(c.FfnDim * c.Dim); var h = R(n * c.FfnDim); var dw = new float[w1.Length]; var dx = new float[x.Length];
-        var logits = R(n * c.Vocab); var probs = new float[logits.Length]; var losses = new float[n]; var tg = new int[n];
+        var logits = R(n * c.VocabSize); var probs = new float[logits.Length]; var losses = new float[n]; var tg = new int[n];
         float scale = 1f / MathF.Sqrt(c.HeadDim);
         void Time(string name, int perStep, Action a)
         {
@@ -73,24 +74,23 @@ internal static class TrainBench
         Time("rmsnorm fwd+bwd", 2 * L + 1, () => { TrainOps.RmsNormForward(dx, rstd, x, wd, n, c.Dim, 1e-5f); TrainOps.RmsNormBackward(dx, dwd, x, x, wd, rstd, n, c.Dim); });
         var g = R(h.Length); var u = R(h.Length); var dg = new float[h.Length]; var du = new float[h.Length];
         Time("swiglu fwd+bwd", L, () => { TrainOps.SwiGluForward(h, g, u); TrainOps.SwiGluBackward(dg, du, h, g, u); });
-        Time("cross-entropy fwd", 1, () => TrainOps.CrossEntropyForward(losses, probs, logits, tg, n, c.Vocab));
-        var (cos, sin) = TrainOps.RopeTable(c.MaxSeq, c.HeadDim, c.RopeBase);
+        Time("cross-entropy fwd", 1, () => TrainOps.CrossEntropyForward(losses, probs, logits, tg, n, c.VocabSize));
+        var (cos, sin) = TrainOps.RopeTable(c.ContextLength, c.HeadDim, c.RopeBase);
         Time("rope fwd+bwd (q and k)", 2 * L, () => { TrainOps.RopeForward(q, n, t, c.Heads, c.HeadDim, 0, c.HeadDim, cos, sin); TrainOps.RopeForward(k, n, t, c.KvHeads, c.HeadDim, 0, c.HeadDim, cos, sin); });
     }
 
     /// <summary>DeepSeek layout: forward and backward time of each kind of sub-layer at the preset's shapes, times its layer count.</summary>
-    private static void SublayerTimes(TrainConfig c, int b, int t)
+    private static void SublayerTimes(DeepSeek2Config ds, int b, int t)
     {
-        var ds = c.DeepSeek!;
-        int n = b * t, moeLayers = Enumerable.Range(0, c.Layers).Count(ds.IsMoeLayer);
+        int n = b * t, moeLayers = Enumerable.Range(0, ds.Layers).Count(ds.IsMoeLayer);
         var p = new ParameterBuffer();
-        var mla = new MlaAttention(p, "a.", c.Dim, c.Heads, ds.KvLoraRank, ds.QkNopeDim, ds.QkRopeDim, ds.VHeadDim, c.MaxSeq, c.RmsEps, c.RopeBase);
-        var moe = new MoeFeedForward(p, "m.", c.Dim, ds.Experts, ds.ExpertsUsed, ds.ExpertFfnDim, ds.SharedExperts * ds.ExpertFfnDim, ds.RouteScale);
-        var dense = new SwiGluFeedForward(p, "d.", c.Dim, c.FfnDim);
+        var mla = new MlaAttention(p, 0, ds.Dim, ds.Heads, ds.KvLoraRank, ds.QkNopeDim, ds.QkRopeDim, ds.VHeadDim, ds.ContextLength, ds.RmsEps, ds.RopeBase);
+        var moe = new MoeFeedForward(p, 1, ds.Dim, ds.ExpertCount, ds.ExpertsUsed, ds.ExpertFfnDim, ds.SharedExperts * ds.ExpertFfnDim, ds.ExpertWeightsScale);
+        var dense = new SwiGluFeedForward(p, 2, ds.Dim, ds.FfnDim);
         p.Allocate();
         var rng = new Random(2);
         for (int i = 0; i < p.Count; i++) p.Data[i] = (float)(rng.NextDouble() - 0.5) * 0.1f;
-        var x = new float[n * c.Dim]; for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() - 0.5);
+        var x = new float[n * ds.Dim]; for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() - 0.5);
         var y = new float[x.Length]; var dx = new float[x.Length];
         void Time(string name, int perStep, ITrainSublayer layer)
         {
@@ -108,8 +108,8 @@ internal static class TrainBench
             }
             Console.WriteLine($"  {name,-28} fwd {f / reps * perStep,7:F1} bwd {(g - f) / reps * perStep,7:F1} ms/step");
         }
-        Time($"MLA attention x{c.Layers}", c.Layers, mla);
-        Time($"dense SwiGLU x{c.Layers - moeLayers}", c.Layers - moeLayers, dense);
+        Time($"MLA attention x{ds.Layers}", ds.Layers, mla);
+        Time($"dense SwiGLU x{ds.Layers - moeLayers}", ds.Layers - moeLayers, dense);
         Time($"MoE x{moeLayers}", moeLayers, moe);
     }
 

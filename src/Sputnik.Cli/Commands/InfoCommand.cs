@@ -60,20 +60,20 @@ internal static class InfoCommand
             ["file_bytes"] = file.TotalFileSize,
             ["split_count"] = file.SplitCount,
             ["architecture"] = arch,
-            ["name"] = file.GetStringOrNull("general.name"),
+            ["name"] = file.GetStringOrNull(GgufKeys.GeneralName),
             ["supported"] = ModelLoader.SupportedArchitectures.Contains(arch),
             ["parameters"] = file.Tensors.Sum(t => t.ElementCount),
             ["tensor_count"] = file.Tensors.Count,
             ["tensor_types"] = types,
-            ["context_length"] = file.TryGetInt64($"{arch}.context_length", out long ctx) ? ctx : null,
-            ["embedding_length"] = file.TryGetInt64($"{arch}.embedding_length", out long e) ? e : null,
-            ["block_count"] = file.TryGetInt64($"{arch}.block_count", out long b) ? b : null,
-            ["head_count"] = file.TryGetInt64($"{arch}.attention.head_count", out long h) ? h : null,
-            ["head_count_kv"] = file.TryGetInt64($"{arch}.attention.head_count_kv", out long hkv) ? hkv : null,
+            ["context_length"] = file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.ContextLength), out long ctx) ? ctx : null,
+            ["embedding_length"] = file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.EmbeddingLength), out long e) ? e : null,
+            ["block_count"] = file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.BlockCount), out long b) ? b : null,
+            ["head_count"] = file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.HeadCount), out long h) ? h : null,
+            ["head_count_kv"] = file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.HeadCountKv), out long hkv) ? hkv : null,
             ["tokenizer"] = file.GetStringOrNull("tokenizer.ggml.model"),
             ["tokenizer_pre"] = file.GetStringOrNull("tokenizer.ggml.pre"),
             ["vocab_size"] = file.TryGetStringArray("tokenizer.ggml.tokens", out var toks) ? toks!.Length : null,
-            ["chat_template"] = file.GetStringOrNull("tokenizer.chat_template") != null,
+            ["chat_template"] = file.GetStringOrNull(GgufKeys.ChatTemplate) != null,
             ["kv_bytes_per_token"] = KvBytesPerToken(file, arch),
         };
         AddHyperParameters(o, file, arch);
@@ -88,22 +88,22 @@ internal static class InfoCommand
     {
         void Int(string name, string key)
         {
-            if (file.TryGetInt64($"{arch}.{key}", out long v)) o[name] = v;
+            if (file.TryGetInt64(GgufKeys.Of(arch, key), out long v)) o[name] = v;
         }
         Int("head_size", GgufKeys.KeyLength);
-        Int("feed_forward_length", "feed_forward_length");
+        Int("feed_forward_length", GgufKeys.FeedForwardLength);
         Int("expert_count", GgufKeys.ExpertCount);
         Int("expert_used_count", GgufKeys.ExpertUsedCount);
         Int("expert_ffn_length", GgufKeys.ExpertFeedForwardLength);
-        if (file.TryGetFloat($"{arch}.rope.freq_base", out float ropeBase)) o["rope_freq_base"] = ropeBase;
-        if (file.TryGetFloat($"{arch}.attention.layer_norm_rms_epsilon", out float eps)) o["rms_epsilon"] = eps;
+        if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.RopeFreqBase), out float ropeBase)) o["rope_freq_base"] = ropeBase;
+        if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.LayerNormRmsEps), out float eps)) o["rms_epsilon"] = eps;
         if (file.FindTensor(TensorNames.Weight(0, TensorNames.AttnQNorm)) != null) o["qk_norm"] = true;
         // Context extension and the architecture-specific attention settings (mistral3's temperature, smollm3's NoPE layers).
-        if (file.GetStringOrNull($"{arch}.rope.scaling.type") is { } scaling) o["rope_scaling"] = scaling;
-        if (file.TryGetFloat($"{arch}.rope.scaling.factor", out float factor)) o["rope_scaling_factor"] = factor;
-        Int("rope_original_context", "rope.scaling.original_context_length");
-        if (file.TryGetFloat($"{arch}.{Mistral3.YarnLogMultiplierKey}", out float logMul)) o["yarn_log_multiplier"] = logMul;
-        if (file.TryGetFloat($"{arch}.{Mistral3.TemperatureScaleKey}", out float temp)) o["attention_temperature_scale"] = temp;
+        if (file.GetStringOrNull(GgufKeys.Of(arch, GgufKeys.RopeScalingType)) is { } scaling) o["rope_scaling"] = scaling;
+        if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.RopeScalingFactor), out float factor)) o["rope_scaling_factor"] = factor;
+        Int("rope_original_context", GgufKeys.RopeScalingOriginalContextLength);
+        if (file.TryGetFloat($"{arch}.{GgufKeys.RopeScalingYarnLogMultiplier}", out float logMul)) o["yarn_log_multiplier"] = logMul;
+        if (file.TryGetFloat($"{arch}.{GgufKeys.AttentionTemperatureScale}", out float temp)) o["attention_temperature_scale"] = temp;
         if (arch == SmolLm3.Name) o["no_rope_every_nth_layer"] = SmolLm3.NoRopeLayerStep;
     }
 
@@ -113,17 +113,17 @@ internal static class InfoCommand
     /// </summary>
     internal static long? KvBytesPerToken(GgufFile file, string arch)
     {
-        if (!file.TryGetInt64($"{arch}.block_count", out long layers)) return null;
+        if (!file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.BlockCount), out long layers)) return null;
         if (arch == DeepSeek2Config.Arch)
         {
-            if (!file.TryGetInt64($"{arch}.attention.kv_lora_rank", out long rank) || !file.TryGetInt64($"{arch}.rope.dimension_count", out long rope))
+            if (!file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.KvLoraRank), out long rank) || !file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.RopeDimensionCount), out long rope))
                 return null;
             return layers * (rank + rope) * 2;
         }
-        if (!file.TryGetInt64($"{arch}.attention.head_count", out long heads)) return null;
-        long kvHeads = file.TryGetInt64($"{arch}.attention.head_count_kv", out long hkv) ? hkv : heads;
-        long headDim = file.TryGetInt64($"{arch}.attention.key_length", out long kl) ? kl
-            : file.TryGetInt64($"{arch}.embedding_length", out long e) && heads > 0 ? e / heads : 0;
+        if (!file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.HeadCount), out long heads)) return null;
+        long kvHeads = file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.HeadCountKv), out long hkv) ? hkv : heads;
+        long headDim = file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.KeyLength), out long kl) ? kl
+            : file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.EmbeddingLength), out long e) && heads > 0 ? e / heads : 0;
         return headDim == 0 ? null : 2 * layers * kvHeads * headDim * 2;
     }
 }

@@ -11,7 +11,7 @@ internal static class SynthCommand
 {
     public static Command Create()
     {
-        var arch = new Option<string?>("--arch") { Description = "Architecture (qwen2, llama, qwen3, qwen3moe, deepseek2); must match the preset's" };
+        var arch = new Option<string?>("--arch") { Description = $"Architecture ({string.Join(", ", ModelLoader.SupportedArchitectures)}); must match the preset's" };
         var preset = new Option<string>("--preset") { Description = $"Model shape: {string.Join(", ", SyntheticModel.Presets.Select(p => p.Name).Concat(DeepSeek2Synth.Presets.Keys))}", Required = true };
         var type = new Option<string>("--type") { Description = $"File type: {string.Join(", ", QuantMix.TypeNames)}", DefaultValueFactory = _ => "F16" };
         var output = new Option<string>("--output", "-o") { Description = "GGUF file to write", Required = true };
@@ -27,7 +27,7 @@ internal static class SynthCommand
         {
             if (DeepSeek2Synth.Presets.TryGetValue(r.GetValue(preset)!, out var deepseek))
             {
-                if (r.GetValue(arch) is { } da && da != "deepseek2")
+                if (r.GetValue(arch) is { } da && da != DeepSeek2Config.Arch)
                     throw new ArgumentException($"preset '{r.GetValue(preset)}' is architecture 'deepseek2', not '{da}'");
                 var dsw = Stopwatch.StartNew();
                 string dpath = r.GetValue(output)!;
@@ -47,7 +47,7 @@ internal static class SynthCommand
             {
                 if (!File.Exists(tj)) throw new FileNotFoundException($"tokenizer file not found: {tj}", tj);
                 tok = HfTokenizerJson.Load(tj);
-                if (tok.Tokens.Length > p.Vocab) p = p with { Vocab = tok.Tokens.Length };
+                if (tok.Tokens.Length > p.Config.VocabSize) p = p with { Config = p.Config with { VocabSize = tok.Tokens.Length } };
             }
             var options = new SynthOptions { Preset = p, FileType = fileType, Seed = r.GetValue(seed), Sigma = r.GetValue(sigma), Tokenizer = tok, Threads = r.GetValue(threads) };
             var sw = Stopwatch.StartNew();

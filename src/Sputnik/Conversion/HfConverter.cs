@@ -19,18 +19,9 @@ internal enum ConvertType { F32, F16, BF16, Q8_0, Q4_K_M }
 /// </summary>
 internal sealed class HfConverter : IDisposable
 {
-    public static readonly IReadOnlyDictionary<string, string> Architectures = new Dictionary<string, string>
-    {
-        ["LlamaForCausalLM"] = "llama",
-        ["Qwen2ForCausalLM"] = "qwen2",
-        ["Qwen3ForCausalLM"] = Qwen3.Name,
-        ["Qwen3MoeForCausalLM"] = Qwen3Moe.Name,
-        ["DeepseekV2ForCausalLM"] = "deepseek2",
-        ["DeepseekV3ForCausalLM"] = "deepseek2",
-        ["SmolLM3ForCausalLM"] = SmolLm3.Name,
-        ["Mistral3ForConditionalGeneration"] = Mistral3.Name,
-        ["Ministral3ForCausalLM"] = Mistral3.Name,
-    };
+    /// <summary>Hugging Face `architectures[0]` → GGUF architecture, as each architecture's file declares it (<see cref="ArchitectureInfo.HfArchitectures"/>).</summary>
+    public static readonly IReadOnlyDictionary<string, string> Architectures =
+        ModelLoader.All.SelectMany(a => a.HfArchitectures.Select(hf => (hf, a.Name))).ToDictionary(x => x.hf, x => x.Name);
 
     /// <summary>One GGUF tensor: ggml dims (columns first) and a producer of its rows as float.</summary>
     private sealed record Planned(string Name, long[] Dims, GgmlType Type, Action<int, float[]> ReadRow)
@@ -86,11 +77,6 @@ internal sealed class HfConverter : IDisposable
         return doc.RootElement.Clone();
     }
 
-    /// <summary>RoPE settings: rope_parameters (newer configs, rope_theta inside) or rope_scaling; null when neither is an object.</summary>
-    private JsonElement? RopeParameters() =>
-        _cfg.TryGetProperty("rope_parameters", out var rp) && rp.ValueKind == JsonValueKind.Object ? rp
-        : _cfg.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object ? rs : null;
-
     private int Int(string key, int? fallback = null) =>
         _cfg.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32()
         : fallback ?? throw new InvalidDataException($"config.json: '{key}' is missing");
@@ -103,27 +89,20 @@ internal sealed class HfConverter : IDisposable
     private void Build(Action<long, long, string>? progress)
     {
         var w = Writer;
-        int layers = Int("num_hidden_layers"), heads = Int("num_attention_heads"), dim = Int("hidden_size");
-        w.Set("general.architecture", Arch);
-        w.Set("general.name", Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(_dir))));
-        w.Set("general.file_type", (uint)(_type switch { ConvertType.F32 => 0, ConvertType.F16 => 1, ConvertType.BF16 => 32, ConvertType.Q8_0 => 7, _ => 15 }));
-        if (_type is ConvertType.Q8_0 or ConvertType.Q4_K_M) w.Set("general.quantization_version", 2u);
-        string a = Arch;
-        w.Set($"{a}.vocab_size", (uint)Int("vocab_size"));
-        w.Set($"{a}.context_length", (uint)Int("max_position_embeddings", 4096));
-        w.Set($"{a}.embedding_length", (uint)dim);
-        w.Set($"{a}.block_count", (uint)layers);
-        w.Set($"{a}.feed_forward_length", (uint)Int("intermediate_size"));
-        w.Set($"{a}.attention.head_count", (uint)heads);
-        w.Set($"{a}.rope.freq_base", Float("rope_theta", RopeParameters() is { } rp && rp.TryGetProperty("rope_theta", out var theta) && theta.ValueKind == JsonValueKind.Number ? theta.GetSingle() : 10000f));
-        w.Set($"{a}.attention.layer_norm_rms_epsilon", Float("rms_norm_eps", a == "deepseek2" ? 1e-6f : 1e-5f));
+        w.Set(GgufKeys.GeneralArchitecture, Arch);
+        w.Set(GgufKeys.GeneralName, Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(_dir))));
+        w.Set(GgufKeys.GeneralFileType, (uint)(_type switch { ConvertType.F32 => 0, ConvertType.F16 => 1, ConvertType.BF16 => 32, ConvertType.Q8_0 => 7, _ => 15 }));
+        if (_type is ConvertType.Q8_0 or ConvertType.Q4_K_M) w.Set(GgufKeys.GeneralQuantizationVersion, 2u);
+        // config.json → the architecture family's hyper-parameter record, which writes its own keys (as for synth and export).
+        IArchConfig config = Arch == DeepSeek2Config.Arch ? DeepSeek2FromHf() : LlamaFromHf();
+        config.WriteKeys(w);
 
-        Add("token_embd.weight", "model.embed_tokens.weight");
-        Add("output_norm.weight", "model.norm.weight");
-        if (!Bool("tie_word_embeddings") && _st.Tensors.ContainsKey("lm_head.weight")) Add("output.weight", "lm_head.weight");
+        Add(TensorNames.Weight(TensorNames.TokenEmbd), "model.embed_tokens.weight");
+        Add(TensorNames.Weight(TensorNames.OutputNorm), "model.norm.weight");
+        if (!Bool("tie_word_embeddings") && _st.Tensors.ContainsKey("lm_head.weight")) Add(TensorNames.Weight(TensorNames.Output), "lm_head.weight");
 
-        if (a == "deepseek2") PlanDeepSeek2(layers, heads);
-        else PlanLlama(layers, heads, dim);
+        if (config is DeepSeek2Config ds) PlanDeepSeek2(ds);
+        else PlanLlama((ModelConfig)config);
         WriteTokenizer();
 
         long total = _plan.Sum(p => GgufWriter.ByteSize(p.Type, p.Dims)), done = 0;
@@ -162,129 +141,65 @@ internal sealed class HfConverter : IDisposable
         _plan.Add(new Planned(name, dims, TypeFor(name, dims, layer), (r, dst) => t.File.Read(t, (long)(rowMap?.Invoke(r) ?? r) * cols, dst)));
     }
 
-    private void PlanLlama(int layers, int heads, int dim)
-    {
-        string a = Arch;
-        int kvHeads = Int("num_key_value_heads", heads);
-        int headDim = Int("head_dim", dim / heads);
-        Writer.Set($"{a}.attention.head_count_kv", (uint)kvHeads);
-        Writer.Set($"{a}.rope.dimension_count", (uint)headDim);
-        // llama.cpp's converter writes the head size whenever config.json states it (Qwen3 always does: 128).
-        if (headDim != dim / heads || _cfg.TryGetProperty("head_dim", out _))
-        {
-            Writer.Set($"{a}.{GgufKeys.KeyLength}", (uint)headDim);
-            Writer.Set($"{a}.{GgufKeys.ValueLength}", (uint)headDim);
-        }
-        bool qkNorm = a is Qwen3.Name or Qwen3Moe.Name;
-        int experts = a == Qwen3Moe.Name ? PlanQwen3MoeKeys() : 0;
-        PlanRopeScaling(headDim);
-        // llama.cpp runs llama with consecutive-pair RoPE, so the converter permutes HF's rotate-half rows of Q and K:
-        // within each head, row (half·hd/2 + i) moves to (2i + half).
-        Func<int, int> Permute(int nHeads) => r =>
-        {
-            int hd = headDim, h = r / hd, j = r % hd, i = j / 2, half = j % 2;
-            return h * hd + half * (hd / 2) + i;
-        };
-        // smollm3 and mistral3 are converted as llama (llama.cpp's SmolLM3Model and Ministral3Model derive from LlamaModel).
-        bool llama = a is "llama" or SmolLm3.Name or Mistral3.Name;
-        if (a == SmolLm3.Name) CheckSmolLm3NoRopeLayers(layers);
-        for (int l = 0; l < layers; l++)
-        {
-            string p = $"model.layers.{l}.", b = $"blk.{l}.";
-            Add(b + "attn_norm.weight", p + "input_layernorm.weight");
-            Add(b + "attn_q.weight", p + "self_attn.q_proj.weight", llama ? Permute(heads) : null, l);
-            Add(b + "attn_k.weight", p + "self_attn.k_proj.weight", llama ? Permute(kvHeads) : null, l);
-            Add(b + "attn_v.weight", p + "self_attn.v_proj.weight", null, l);
-            foreach (var (g, hf) in new[] { ("attn_q", "q_proj"), ("attn_k", "k_proj"), ("attn_v", "v_proj") })
-                if (_st.Tensors.ContainsKey(p + $"self_attn.{hf}.bias"))
-                    Add(b + g + ".bias", p + $"self_attn.{hf}.bias", llama && g != "attn_v" ? Permute(g == "attn_q" ? heads : kvHeads) : null);
-            if (qkNorm)
-            {
-                Add(TensorNames.Weight(l, TensorNames.AttnQNorm), p + "self_attn.q_norm.weight");
-                Add(TensorNames.Weight(l, TensorNames.AttnKNorm), p + "self_attn.k_norm.weight");
-            }
-            Add(b + "attn_output.weight", p + "self_attn.o_proj.weight", null, l);
-            Add(b + "ffn_norm.weight", p + "post_attention_layernorm.weight");
-            if (experts > 0)
-            {
-                Add(TensorNames.Weight(l, TensorNames.FfnGateInp), p + "mlp.gate.weight", null, l);
-                foreach (var (g, hf) in new[] { (TensorNames.FfnGateExps, "gate_proj"), (TensorNames.FfnUpExps, "up_proj"), (TensorNames.FfnDownExps, "down_proj") })
-                    PlanStackedExperts(TensorNames.Weight(l, g), p + "mlp.experts.{0}." + hf + ".weight", experts, l);
-                continue;
-            }
-            Add(b + "ffn_gate.weight", p + "mlp.gate_proj.weight", null, l);
-            Add(b + "ffn_up.weight", p + "mlp.up_proj.weight", null, l);
-            Add(b + "ffn_down.weight", p + "mlp.down_proj.weight", null, l);
-        }
-    }
-
     /// <summary>
-    /// Qwen3-MoE's expert keys, as llama.cpp's Qwen3MoeModel writes them; returns the expert count. Every layer must
-    /// be sparse (llama.cpp's qwen3moe has no dense layers: mlp_only_layers must be empty, decoder_sparse_step 1).
+    /// A llama-family config.json (llama, qwen2, qwen3, qwen3moe) as <see cref="ModelConfig"/>: per-head Q/K norms when
+    /// the checkpoint has them (qwen3), routed experts when config.json counts them (qwen3moe, as llama.cpp's
+    /// Qwen3MoeModel writes them), linear or YaRN rope scaling.
     /// </summary>
-    private int PlanQwen3MoeKeys()
+    private ModelConfig LlamaFromHf()
     {
-        string a = Arch;
-        if (_cfg.TryGetProperty("mlp_only_layers", out var dense) && dense.ValueKind == JsonValueKind.Array && dense.GetArrayLength() > 0)
-            throw new UnsupportedModelException("config.json: mlp_only_layers is not empty; qwen3moe (as llama.cpp runs it) routes every layer to experts");
-        if (Int("decoder_sparse_step", 1) != 1)
-            throw new UnsupportedModelException($"config.json: decoder_sparse_step {Int("decoder_sparse_step")} is not supported; qwen3moe routes every layer to experts");
-        int experts = Int("num_experts"), used = Int("num_experts_per_tok");
-        if (experts < 1 || used < 1 || used > experts)
-            throw new InvalidDataException($"config.json: num_experts_per_tok {used} must be in 1..num_experts {experts}");
-        Writer.Set($"{a}.{GgufKeys.ExpertCount}", (uint)experts);
-        Writer.Set($"{a}.{GgufKeys.ExpertUsedCount}", (uint)used);
-        Writer.Set($"{a}.{GgufKeys.ExpertFeedForwardLength}", (uint)Int("moe_intermediate_size"));
-        return experts;
+        int heads = Int("num_attention_heads"), dim = Int("hidden_size");
+        var c = ModelConfig.Create(Arch, dim, Int("num_hidden_layers"), Int("intermediate_size"), heads, Int("num_key_value_heads", heads),
+            Int("vocab_size"), Int("max_position_embeddings", 4096), RopeTheta(), Float("rms_norm_eps", 1e-5f),
+            ropeNeox: ModelLoader.Find(Arch)!.RopeNeox, Int("head_dim", dim / heads)) with
+        {
+            QkNorm = _st.Tensors.ContainsKey("model.layers.0.self_attn.q_norm.weight"),
+        };
+        if (_cfg.TryGetProperty("num_experts", out _))
+        {
+            if (_cfg.TryGetProperty("mlp_only_layers", out var dense) && dense.ValueKind == JsonValueKind.Array && dense.GetArrayLength() > 0)
+                throw new UnsupportedModelException("config.json: mlp_only_layers is not empty; qwen3moe (as llama.cpp runs it) routes every layer to experts");
+            if (Int("decoder_sparse_step", 1) != 1)
+                throw new UnsupportedModelException($"config.json: decoder_sparse_step {Int("decoder_sparse_step")} is not supported; qwen3moe routes every layer to experts");
+            int experts = Int("num_experts"), used = Int("num_experts_per_tok");
+            if (experts < 1 || used < 1 || used > experts)
+                throw new InvalidDataException($"config.json: num_experts_per_tok {used} must be in 1..num_experts {experts}");
+            c = c with { Moe = Qwen3Moe.Routing with { ExpertCount = experts, ExpertsUsed = used }, ExpertFfnDim = Int("moe_intermediate_size") };
+        }
+        if (RopeScaling() is { } rs && RopeScalingType(rs) is "linear" or "yarn")
+        {
+            float factor = rs.TryGetProperty("factor", out var f) && f.ValueKind == JsonValueKind.Number ? f.GetSingle() : 1f;
+            c = c with
+            {
+                RopeScalingFactor = factor, RopeYarn = RopeScalingType(rs) == "yarn" && factor != 1f,
+                RopeOriginalContext = rs.TryGetProperty("original_max_position_embeddings", out var o) ? o.GetInt32() : c.ContextLength,
+            };
+            if (Arch == Mistral3.Name && c.RopeYarn) c = WithMistral3Keys(c, rs);
+        }
+        return c;
     }
 
-    /// <summary>Llama-3 style rope_scaling becomes a rope_freqs tensor of per-pair divisors, as llama.cpp generates it.</summary>
-    private void PlanRopeScaling(int headDim)
-    {
-        if (RopeParameters() is not { } rs) return;
-        string type = rs.TryGetProperty("rope_type", out var t) || rs.TryGetProperty("type", out t) ? t.GetString() ?? "" : "";
-        float Get(string k, float d) => rs.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetSingle() : d;
-        if (type == "llama3")
-        {
-            float factor = Get("factor", 8f), low = Get("low_freq_factor", 1f), high = Get("high_freq_factor", 4f), old = Get("original_max_position_embeddings", 8192f);
-            float theta = Float("rope_theta", 10000f);
-            var factors = new float[headDim / 2];
-            for (int i = 0; i < factors.Length; i++)
-            {
-                double freq = 1 / Math.Pow(theta, 2.0 * i / headDim), wavelen = 2 * Math.PI / freq;
-                if (wavelen < old / high) factors[i] = 1f;
-                else if (wavelen > old / low) factors[i] = factor;
-                else
-                {
-                    double smooth = (old / wavelen - low) / (high - low);
-                    factors[i] = (float)(1 / ((1 - smooth) / factor + smooth));
-                }
-            }
-            _plan.Add(new Planned("rope_freqs.weight", [factors.Length], GgmlType.F32, (_, dst) => factors.CopyTo(dst, 0)));
-        }
-        else if (type is "linear" or "yarn")
-        {
-            Writer.Set($"{Arch}.rope.scaling.type", type);
-            Writer.Set($"{Arch}.rope.scaling.factor", Get("factor", 1f));
-            if (rs.TryGetProperty("original_max_position_embeddings", out var o)) Writer.Set($"{Arch}.rope.scaling.original_context_length", (uint)o.GetInt32());
-            if (Arch == Mistral3.Name && type == "yarn") PlanMistral3Keys(rs);
-        }
-    }
+    /// <summary>RoPE settings: rope_parameters (newer configs, rope_theta inside) or rope_scaling; null when neither is an object.</summary>
+    private JsonElement? RopeScaling() =>
+        _cfg.TryGetProperty("rope_parameters", out var rp) && rp.ValueKind == JsonValueKind.Object ? rp
+        : _cfg.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object ? rs : null;
+
+    /// <summary>rope_theta at the root, else inside rope_parameters (Ministral 3), else 10000.</summary>
+    private float RopeTheta() =>
+        Float("rope_theta", RopeScaling() is { } rp && rp.TryGetProperty("rope_theta", out var theta) && theta.ValueKind == JsonValueKind.Number ? theta.GetSingle() : 10000f);
 
     /// <summary>
     /// mistral3's keys beyond llama's, as llama.cpp's Ministral3Model writes them: yarn_log_multiplier = mscale_all_dim,
     /// attention.temperature_scale = llama_4_scaling_beta, and the YaRN betas when stated.
     /// </summary>
-    private void PlanMistral3Keys(JsonElement rope)
+    private static ModelConfig WithMistral3Keys(ModelConfig c, JsonElement rope)
     {
-        void Copy(string hfKey, string ggufKey)
+        float Get(string key, float fallback) => rope.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetSingle() : fallback;
+        return c with
         {
-            if (rope.TryGetProperty(hfKey, out var v) && v.ValueKind == JsonValueKind.Number) Writer.Set($"{Arch}.{ggufKey}", v.GetSingle());
-        }
-        Copy("mscale_all_dim", Mistral3.YarnLogMultiplierKey);
-        Copy("llama_4_scaling_beta", Mistral3.TemperatureScaleKey);
-        Copy("beta_fast", Mistral3.YarnBetaFastKey);
-        Copy("beta_slow", Mistral3.YarnBetaSlowKey);
+            YarnBetaFast = Get("beta_fast", c.YarnBetaFast), YarnBetaSlow = Get("beta_slow", c.YarnBetaSlow),
+            ArchParams = new Mistral3.Params(TemperatureScale: Get("llama_4_scaling_beta", 0f), YarnLogMultiplier: Get("mscale_all_dim", 0f)),
+        };
     }
 
     /// <summary>
@@ -303,94 +218,161 @@ internal sealed class HfConverter : IDisposable
             throw new UnsupportedModelException($"config.json: no_rope_layers does not skip RoPE on exactly every {SmolLm3.NoRopeLayerStep}th of the {layers} layers, the only pattern smollm3 files can express");
     }
 
-    private void PlanDeepSeek2(int layers, int heads)
+    private static string RopeScalingType(JsonElement rs) =>
+        rs.TryGetProperty("rope_type", out var t) || rs.TryGetProperty("type", out t) ? t.GetString() ?? "" : "";
+
+    private void PlanLlama(ModelConfig c)
     {
-        string a = Arch;
-        var w = Writer;
-        int nope = Int("qk_nope_head_dim"), rope = Int("qk_rope_head_dim"), v = Int("v_head_dim"), rank = Int("kv_lora_rank", 512);
-        int qLora = _cfg.TryGetProperty("q_lora_rank", out var ql) && ql.ValueKind == JsonValueKind.Number ? ql.GetInt32() : 0;
-        bool moe = _cfg.TryGetProperty("n_routed_experts", out var ne) && ne.ValueKind == JsonValueKind.Number;
-        int experts = moe ? ne.GetInt32() : 0;
-        int dense = Int("first_k_dense_replace", moe ? 0 : layers);
-        // MLA is stored as MQA with one "head" of the latent width; the real head sizes go to *_mla.
-        w.Set($"{a}.attention.head_count_kv", 1u);
-        w.Set($"{a}.leading_dense_block_count", (uint)dense);
-        // Written as 0 without a query LoRA: llama.cpp only treats 26/27-layer files as "lite" (plain attn_q) and
-        // otherwise requires this key, so a V2-Lite-style checkpoint of any other depth would not load there.
-        w.Set($"{a}.attention.q_lora_rank", (uint)qLora);
-        w.Set($"{a}.attention.kv_lora_rank", (uint)rank);
-        w.Set($"{a}.attention.key_length", (uint)(rank + rope));
-        w.Set($"{a}.attention.value_length", (uint)rank);
-        w.Set($"{a}.attention.key_length_mla", (uint)(nope + rope));
-        w.Set($"{a}.attention.value_length_mla", (uint)v);
-        w.Set($"{a}.expert_feed_forward_length", (uint)Int("moe_intermediate_size", Int("intermediate_size")));
-        if (moe)
+        int heads = c.Heads, kvHeads = c.KvHeads, headDim = c.HeadDim;
+        int experts = c.Moe?.ExpertCount ?? 0;
+        PlanRopeScaling(headDim);
+        // llama.cpp runs llama with consecutive-pair RoPE, so the converter permutes HF's rotate-half rows of Q and K:
+        // within each head, row (half·hd/2 + i) moves to (2i + half).
+        Func<int, int> Permute(int nHeads) => r =>
         {
-            w.Set($"{a}.expert_count", (uint)experts);
-            w.Set($"{a}.expert_used_count", (uint)Int("num_experts_per_tok"));
+            int hd = headDim, h = r / hd, j = r % hd, i = j / 2, half = j % 2;
+            return h * hd + half * (hd / 2) + i;
+        };
+        // smollm3 and mistral3 are converted as llama (llama.cpp's SmolLM3Model and Ministral3Model derive from LlamaModel).
+        bool llama = !c.RopeNeox;
+        if (Arch == SmolLm3.Name) CheckSmolLm3NoRopeLayers(c.Layers);
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            string W(string name) => TensorNames.Weight(l, name);
+            Add(W(TensorNames.AttnNorm), p + "input_layernorm.weight");
+            Add(W(TensorNames.AttnQ), p + "self_attn.q_proj.weight", llama ? Permute(heads) : null, l);
+            Add(W(TensorNames.AttnK), p + "self_attn.k_proj.weight", llama ? Permute(kvHeads) : null, l);
+            Add(W(TensorNames.AttnV), p + "self_attn.v_proj.weight", null, l);
+            foreach (var (g, hf) in new[] { (TensorNames.AttnQ, "q_proj"), (TensorNames.AttnK, "k_proj"), (TensorNames.AttnV, "v_proj") })
+                if (_st.Tensors.ContainsKey(p + $"self_attn.{hf}.bias"))
+                    Add(TensorNames.Bias(l, g), p + $"self_attn.{hf}.bias", llama && g != TensorNames.AttnV ? Permute(g == TensorNames.AttnQ ? heads : kvHeads) : null);
+            if (c.QkNorm)
+            {
+                Add(W(TensorNames.AttnQNorm), p + "self_attn.q_norm.weight");
+                Add(W(TensorNames.AttnKNorm), p + "self_attn.k_norm.weight");
+            }
+            Add(W(TensorNames.AttnOutput), p + "self_attn.o_proj.weight", null, l);
+            Add(W(TensorNames.FfnNorm), p + "post_attention_layernorm.weight");
+            if (experts > 0)
+            {
+                Add(W(TensorNames.FfnGateInp), p + "mlp.gate.weight", null, l);
+                foreach (var (g, hf) in new[] { (TensorNames.FfnGateExps, "gate_proj"), (TensorNames.FfnUpExps, "up_proj"), (TensorNames.FfnDownExps, "down_proj") })
+                    PlanStackedExperts(W(g), p + "mlp.experts.{0}." + hf + ".weight", experts, l);
+                continue;
+            }
+            Add(W(TensorNames.FfnGate), p + "mlp.gate_proj.weight", null, l);
+            Add(W(TensorNames.FfnUp), p + "mlp.up_proj.weight", null, l);
+            Add(W(TensorNames.FfnDown), p + "mlp.down_proj.weight", null, l);
         }
-        w.Set($"{a}.expert_shared_count", (uint)Int("n_shared_experts", 0));
-        if (_cfg.TryGetProperty("routed_scaling_factor", out var rsf) && rsf.ValueKind == JsonValueKind.Number) w.Set($"{a}.expert_weights_scale", rsf.GetSingle());
-        if (Bool("norm_topk_prob")) w.Set($"{a}.expert_weights_norm", true);
-        if (_cfg.TryGetProperty("n_group", out var ng) && ng.ValueKind == JsonValueKind.Number) w.Set($"{a}.expert_group_count", (uint)ng.GetInt32());
-        if (_cfg.TryGetProperty("topk_group", out var tg) && tg.ValueKind == JsonValueKind.Number) w.Set($"{a}.expert_group_used_count", (uint)tg.GetInt32());
-        string scoring = _cfg.TryGetProperty("scoring_func", out var sf) ? sf.GetString() ?? "softmax" : "softmax";
-        w.Set($"{a}.expert_gating_func", scoring switch
+    }
+
+    /// <summary>Llama-3 style rope_scaling becomes a rope_freqs tensor of per-pair divisors, as llama.cpp generates it (linear and YaRN are keys: <see cref="LlamaFromHf"/>).</summary>
+    private void PlanRopeScaling(int headDim)
+    {
+        if (RopeScaling() is not { } rs) return;
+        string type = RopeScalingType(rs);
+        float Get(string k, float d) => rs.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetSingle() : d;
+        if (type == "llama3")
         {
-            "softmax" => 1u,
-            "sigmoid" => 2u,
-            _ => throw new UnsupportedModelException($"config.json: scoring_func '{scoring}' is not supported"),
-        });
-        w.Set($"{a}.rope.dimension_count", (uint)rope);
-        if (_cfg.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object)
+            float factor = Get("factor", 8f), low = Get("low_freq_factor", 1f), high = Get("high_freq_factor", 4f), old = Get("original_max_position_embeddings", 8192f);
+            float theta = Float("rope_theta", 10000f);
+            var factors = new float[headDim / 2];
+            for (int i = 0; i < factors.Length; i++)
+            {
+                double freq = 1 / Math.Pow(theta, 2.0 * i / headDim), wavelen = 2 * Math.PI / freq;
+                if (wavelen < old / high) factors[i] = 1f;
+                else if (wavelen > old / low) factors[i] = factor;
+                else
+                {
+                    double smooth = (old / wavelen - low) / (high - low);
+                    factors[i] = (float)(1 / ((1 - smooth) / factor + smooth));
+                }
+            }
+            _plan.Add(new Planned(TensorNames.Weight(TensorNames.RopeFreqs), [factors.Length], GgmlType.F32, (_, dst) => factors.CopyTo(dst, 0)));
+        }
+    }
+
+    /// <summary>A DeepseekV2/V3 config.json as <see cref="DeepSeek2Config"/>, the way llama.cpp's DeepseekV2Model reads it.</summary>
+    private DeepSeek2Config DeepSeek2FromHf()
+    {
+        int layers = Int("num_hidden_layers");
+        int? Optional(string key) => _cfg.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
+        int experts = Optional("n_routed_experts") ?? 0;
+        string scoring = _cfg.TryGetProperty("scoring_func", out var sf) ? sf.GetString() ?? "softmax" : "softmax";
+        var c = new DeepSeek2Config
+        {
+            Dim = Int("hidden_size"), Layers = layers, Heads = Int("num_attention_heads"), VocabSize = Int("vocab_size"),
+            ContextLength = Int("max_position_embeddings", 4096), RmsEps = Float("rms_norm_eps", 1e-6f),
+            QLoraRank = Optional("q_lora_rank") ?? 0, KvLoraRank = Int("kv_lora_rank", 512),
+            QkNopeDim = Int("qk_nope_head_dim"), QkRopeDim = Int("qk_rope_head_dim"), VHeadDim = Int("v_head_dim"),
+            FfnDim = Int("intermediate_size"), LeadingDenseLayers = Int("first_k_dense_replace", experts > 0 ? 0 : layers),
+            ExpertCount = experts, ExpertsUsed = experts > 0 ? Int("num_experts_per_tok") : 0, SharedExperts = Int("n_shared_experts", 0),
+            ExpertFfnDim = Int("moe_intermediate_size", Int("intermediate_size")),
+            ExpertWeightsScale = Float("routed_scaling_factor", 1f), ExpertWeightsNorm = Bool("norm_topk_prob"),
+            Gating = scoring switch
+            {
+                "softmax" => ExpertGating.Softmax,
+                "sigmoid" => ExpertGating.Sigmoid,
+                _ => throw new UnsupportedModelException($"config.json: scoring_func '{scoring}' is not supported"),
+            },
+            ExpertGroups = Optional("n_group") ?? 1, ExpertGroupsUsed = Optional("topk_group") ?? 1,
+            RopeBase = Float("rope_theta", 10000f),
+        };
+        c = c with { RopeOriginalContext = c.ContextLength };
+        if (RopeScaling() is { } rs && RopeScalingType(rs) == "yarn")
         {
             float Get(string k, float d) => rs.TryGetProperty(k, out var x) && x.ValueKind == JsonValueKind.Number ? x.GetSingle() : d;
-            string type = rs.TryGetProperty("type", out var t) || rs.TryGetProperty("rope_type", out t) ? t.GetString() ?? "" : "";
-            w.Set($"{a}.rope.scaling.type", type);
-            w.Set($"{a}.rope.scaling.factor", Get("factor", 1f));
-            if (rs.TryGetProperty("original_max_position_embeddings", out var o)) w.Set($"{a}.rope.scaling.original_context_length", (uint)o.GetInt32());
-            // llama.cpp's converter writes 0.1·mscale_all_dim here and divides it back out on load.
-            if (rs.TryGetProperty("mscale_all_dim", out var m) && m.ValueKind == JsonValueKind.Number) w.Set($"{a}.rope.scaling.yarn_log_multiplier", 0.1f * m.GetSingle());
-            if (rs.TryGetProperty("beta_fast", out _)) w.Set($"{a}.rope.scaling.yarn_beta_fast", Get("beta_fast", 32f));
-            if (rs.TryGetProperty("beta_slow", out _)) w.Set($"{a}.rope.scaling.yarn_beta_slow", Get("beta_slow", 1f));
-        }
-
-        for (int l = 0; l < layers; l++)
-        {
-            string p = $"model.layers.{l}.", b = $"blk.{l}.";
-            Add(b + "attn_norm.weight", p + "input_layernorm.weight");
-            if (qLora > 0)
+            float factor = Get("factor", 1f);
+            c = c with
             {
-                Add(b + "attn_q_a.weight", p + "self_attn.q_a_proj.weight", null, l);
-                Add(b + "attn_q_a_norm.weight", p + "self_attn.q_a_layernorm.weight");
-                Add(b + "attn_q_b.weight", p + "self_attn.q_b_proj.weight", null, l);
+                RopeScalingFactor = factor, Yarn = factor != 1f,
+                RopeOriginalContext = rs.TryGetProperty("original_max_position_embeddings", out var o) ? o.GetInt32() : c.ContextLength,
+                YarnLogMultiplier = Get("mscale_all_dim", 0f), YarnBetaFast = Get("beta_fast", 32f), YarnBetaSlow = Get("beta_slow", 1f),
+            };
+        }
+        return c;
+    }
+
+    private void PlanDeepSeek2(DeepSeek2Config c)
+    {
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            string W(string name) => TensorNames.Weight(l, name);
+            Add(W(TensorNames.AttnNorm), p + "input_layernorm.weight");
+            if (c.QLoraRank > 0)
+            {
+                Add(W(TensorNames.AttnQA), p + "self_attn.q_a_proj.weight", null, l);
+                Add(W(TensorNames.AttnQANorm), p + "self_attn.q_a_layernorm.weight");
+                Add(W(TensorNames.AttnQB), p + "self_attn.q_b_proj.weight", null, l);
             }
             else
             {
-                Add(b + "attn_q.weight", p + "self_attn.q_proj.weight", null, l);
+                Add(W(TensorNames.AttnQ), p + "self_attn.q_proj.weight", null, l);
             }
-            Add(b + "attn_kv_a_mqa.weight", p + "self_attn.kv_a_proj_with_mqa.weight", null, l);
-            Add(b + "attn_kv_a_norm.weight", p + "self_attn.kv_a_layernorm.weight");
-            PlanKvBSplit(b, p + "self_attn.kv_b_proj.weight", heads, nope, v, rank, l);
-            Add(b + "attn_output.weight", p + "self_attn.o_proj.weight", null, l);
-            Add(b + "ffn_norm.weight", p + "post_attention_layernorm.weight");
-            if (l < dense || !moe)
+            Add(W(TensorNames.AttnKvAMqa), p + "self_attn.kv_a_proj_with_mqa.weight", null, l);
+            Add(W(TensorNames.AttnKvANorm), p + "self_attn.kv_a_layernorm.weight");
+            PlanKvBSplit(l, p + "self_attn.kv_b_proj.weight", c.Heads, c.QkNopeDim, c.VHeadDim, c.KvLoraRank);
+            Add(W(TensorNames.AttnOutput), p + "self_attn.o_proj.weight", null, l);
+            Add(W(TensorNames.FfnNorm), p + "post_attention_layernorm.weight");
+            if (!c.IsMoeLayer(l))
             {
-                Add(b + "ffn_gate.weight", p + "mlp.gate_proj.weight", null, l);
-                Add(b + "ffn_up.weight", p + "mlp.up_proj.weight", null, l);
-                Add(b + "ffn_down.weight", p + "mlp.down_proj.weight", null, l);
+                Add(W(TensorNames.FfnGate), p + "mlp.gate_proj.weight", null, l);
+                Add(W(TensorNames.FfnUp), p + "mlp.up_proj.weight", null, l);
+                Add(W(TensorNames.FfnDown), p + "mlp.down_proj.weight", null, l);
                 continue;
             }
-            Add(b + "ffn_gate_inp.weight", p + "mlp.gate.weight", null, l);
+            Add(W(TensorNames.FfnGateInp), p + "mlp.gate.weight", null, l);
             if (_st.Tensors.ContainsKey(p + "mlp.gate.e_score_correction_bias"))
-                Add(b + "exp_probs_b.bias", p + "mlp.gate.e_score_correction_bias");
-            foreach (var (g, hf) in new[] { ("ffn_gate_exps", "gate_proj"), ("ffn_up_exps", "up_proj"), ("ffn_down_exps", "down_proj") })
-                PlanStackedExperts(b + g + ".weight", p + "mlp.experts.{0}." + hf + ".weight", experts, l);
+                Add(TensorNames.Bias(l, TensorNames.ExpProbsB), p + "mlp.gate.e_score_correction_bias");
+            foreach (var (g, hf) in new[] { (TensorNames.FfnGateExps, "gate_proj"), (TensorNames.FfnUpExps, "up_proj"), (TensorNames.FfnDownExps, "down_proj") })
+                PlanStackedExperts(W(g), p + "mlp.experts.{0}." + hf + ".weight", c.ExpertCount, l);
             if (_st.Tensors.ContainsKey(p + "mlp.shared_experts.gate_proj.weight"))
             {
-                Add(b + "ffn_gate_shexp.weight", p + "mlp.shared_experts.gate_proj.weight", null, l);
-                Add(b + "ffn_up_shexp.weight", p + "mlp.shared_experts.up_proj.weight", null, l);
-                Add(b + "ffn_down_shexp.weight", p + "mlp.shared_experts.down_proj.weight", null, l);
+                Add(W(TensorNames.FfnGateShexp), p + "mlp.shared_experts.gate_proj.weight", null, l);
+                Add(W(TensorNames.FfnUpShexp), p + "mlp.shared_experts.up_proj.weight", null, l);
+                Add(W(TensorNames.FfnDownShexp), p + "mlp.shared_experts.down_proj.weight", null, l);
             }
         }
     }
@@ -414,14 +396,15 @@ internal sealed class HfConverter : IDisposable
     /// llama.cpp's MLA split of kv_b [heads·(nope+v), rank]: attn_k_b = the key half transposed per head, ggml dims
     /// [nope, rank, heads]; attn_v_b = the value half, ggml dims [rank, v, heads].
     /// </summary>
-    private void PlanKvBSplit(string b, string hfName, int heads, int nope, int v, int rank, int layer)
+    private void PlanKvBSplit(int layer, string hfName, int heads, int nope, int v, int rank)
     {
         var t = _st.Get(hfName);
         if (t.Shape.Length != 2 || t.Shape[0] != heads * (nope + v) || t.Shape[1] != rank)
             throw new InvalidDataException($"tensor '{hfName}' has shape [{string.Join(", ", t.Shape)}], expected [{heads * (nope + v)}, {rank}]");
         float[]? whole = null;
         long[] kd = [nope, rank, heads], vd = [rank, v, heads];
-        _plan.Add(new Planned(b + "attn_k_b.weight", kd, TypeFor(b + "attn_k_b.weight", kd, layer), (r, dst) =>
+        string kName = TensorNames.Weight(layer, TensorNames.AttnKB), vName = TensorNames.Weight(layer, TensorNames.AttnVB);
+        _plan.Add(new Planned(kName, kd, TypeFor(kName, kd, layer), (r, dst) =>
         {
             // Gathering a column needs the whole (small) matrix; load it once, drop it after the last row.
             if (whole == null) { whole = new float[t.ElementCount]; t.File.Read(t, 0, whole); }
@@ -429,7 +412,7 @@ internal sealed class HfConverter : IDisposable
             for (int d = 0; d < nope; d++) dst[d] = whole[(long)(h * (nope + v) + d) * rank + c];
             if (r == heads * rank - 1) whole = null;
         }));
-        _plan.Add(new Planned(b + "attn_v_b.weight", vd, TypeFor(b + "attn_v_b.weight", vd, layer), (r, dst) =>
+        _plan.Add(new Planned(vName, vd, TypeFor(vName, vd, layer), (r, dst) =>
             t.File.Read(t, (long)((r / v) * (nope + v) + nope + r % v) * rank, dst)));
     }
 
@@ -438,7 +421,7 @@ internal sealed class HfConverter : IDisposable
     private GgmlType TypeFor(string name, long[] dims, int layer)
     {
         // 1-D tensors and the MoE router stay F32, as llama.cpp's converter keeps them.
-        if (dims.Length == 1 || name.EndsWith("ffn_gate_inp.weight", StringComparison.Ordinal) || name.EndsWith(".bias", StringComparison.Ordinal))
+        if (dims.Length == 1 || TensorNames.IsLayer(name, TensorNames.FfnGateInp) || name.EndsWith(".bias", StringComparison.Ordinal))
             return GgmlType.F32;
         long cols = dims[0];
         GgmlType want = _type switch
@@ -458,10 +441,10 @@ internal sealed class HfConverter : IDisposable
     /// <summary>llama.cpp's Q4_K_M mix: Q6_K for the output head and for attn_v / ffn_down in the "more bits" layers, Q4_K elsewhere.</summary>
     private GgmlType Q4KMType(string name, int layer)
     {
-        if (name == "output.weight") return GgmlType.Q6_K;
+        if (name == TensorNames.Weight(TensorNames.Output)) return GgmlType.Q6_K;
         int n = Int("num_hidden_layers");
         bool moreBits = layer >= 0 && (layer < n / 8 || layer >= 7 * n / 8 || (layer - n / 8) % 3 == 2);
-        if (moreBits && (name.Contains(".attn_v.", StringComparison.Ordinal) || name.Contains(".ffn_down", StringComparison.Ordinal))) return GgmlType.Q6_K;
+        if (moreBits && (TensorNames.IsLayer(name, TensorNames.AttnV) || name.Contains("." + TensorNames.FfnDown, StringComparison.Ordinal))) return GgmlType.Q6_K;
         return GgmlType.Q4_K;
     }
 
@@ -487,7 +470,7 @@ internal sealed class HfConverter : IDisposable
             BosId = tok.BosId ?? GenerationConfigId("bos_token_id"),
             EosId = tok.EosId ?? GenerationConfigId("eos_token_id"),
         }).WriteTo(w);
-        if (ChatTemplate() is { } tpl) w.Set("tokenizer.chat_template", tpl);
+        if (ChatTemplate() is { } tpl) w.Set(GgufKeys.ChatTemplate, tpl);
     }
 
     /// <summary>bos/eos ids from generation_config.json, then config.json (first entry when a list).</summary>

@@ -26,11 +26,11 @@ internal abstract partial class DecoderModel : LanguageModel
         // Tied embeddings (small models reuse the embedding as the output projection) are a matrix product every
         // token and get the fast layout; an embedding that is only looked up stays in the mapping, so only the rows
         // of tokens actually seen are paged in.
-        bool tied = file.FindTensor(TensorNames.Output + ".weight") is null;
-        _tokenEmbedding = Matrix(TensorNames.TokenEmbd + ".weight", config.Dim, config.VocabSize, mayInterleave: tied);
-        _output = tied ? _tokenEmbedding : Matrix(TensorNames.Output + ".weight", config.Dim, config.VocabSize);
-        _outputNorm = Vector(TensorNames.OutputNorm + ".weight", config.Dim);
-        _ropeFreqFactors = file.FindTensor(TensorNames.RopeFreqs + ".weight") is { } rf ? Vector(rf.Name, config.RopeDims / 2) : null;
+        bool tied = file.FindTensor(TensorNames.Weight(TensorNames.Output)) is null;
+        _tokenEmbedding = Matrix(TensorNames.Weight(TensorNames.TokenEmbd), config.Dim, config.VocabSize, mayInterleave: tied);
+        _output = tied ? _tokenEmbedding : Matrix(TensorNames.Weight(TensorNames.Output), config.Dim, config.VocabSize);
+        _outputNorm = Vector(TensorNames.Weight(TensorNames.OutputNorm), config.Dim);
+        _ropeFreqFactors = file.FindTensor(TensorNames.Weight(TensorNames.RopeFreqs)) is { } rf ? Vector(rf.Name, config.RopeDims / 2) : null;
     }
 
     /// <summary>Layer <paramref name="l"/> over the n rows of w.X (the residual stream), in place.</summary>

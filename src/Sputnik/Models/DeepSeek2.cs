@@ -20,6 +20,9 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
 
     public static LanguageModel Load(GgufFile file, WorkerPool pool) => new DeepSeek2(file, DeepSeek2Config.FromGguf(file), pool);
 
+    /// <summary>`synth` writes deepseek2 with <see cref="DeepSeek2Synth"/> (its presets are <see cref="DeepSeek2Synth.Presets"/>).</summary>
+    public static readonly ArchitectureInfo Info = new(Name, Load) { HfArchitectures = ["DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM"] };
+
     private sealed class Layer
     {
         public required float[] AttnNorm, FfnNorm, KvANorm;
@@ -56,10 +59,10 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         // Tied embeddings (small models reuse the embedding as the output projection) are a matrix product every
         // token and get the fast layout; an embedding that is only looked up stays in the mapping, so only the rows
         // of tokens actually seen are paged in.
-        bool tied = file.FindTensor("output.weight") is null;
-        _tokenEmbedding = Matrix("token_embd.weight", c.Dim, c.VocabSize, mayInterleave: tied);
-        _output = tied ? _tokenEmbedding : Matrix("output.weight", c.Dim, c.VocabSize);
-        _outputNorm = Vector("output_norm.weight", c.Dim);
+        bool tied = file.FindTensor(TensorNames.Weight(TensorNames.Output)) is null;
+        _tokenEmbedding = Matrix(TensorNames.Weight(TensorNames.TokenEmbd), c.Dim, c.VocabSize, mayInterleave: tied);
+        _output = tied ? _tokenEmbedding : Matrix(TensorNames.Weight(TensorNames.Output), c.Dim, c.VocabSize);
+        _outputNorm = Vector(TensorNames.Weight(TensorNames.OutputNorm), c.Dim);
         _kqScale = c.KqScale;
         (_yarnLow, _yarnHigh) = c.Yarn
             ? Yarn.CorrectionDims(c.QkRopeDim, c.RopeOriginalContext, c.RopeBase, c.YarnBetaFast, c.YarnBetaSlow)
@@ -84,22 +87,21 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
     private Layer LoadLayer(int l)
     {
         var c = DsConfig;
-        string p = $"blk.{l}.";
         int qDim = c.Heads * c.QkHeadDim;
-        bool qLora = File.FindTensor(p + "attn_q_a.weight") != null;
+        bool qLora = File.FindTensor(TensorNames.Weight(l, TensorNames.AttnQA)) != null;
         HeadMatrices kAbsorb, kExpand, vExpand;
-        if (File.FindTensor(p + "attn_k_b.weight") != null)
+        if (File.FindTensor(TensorNames.Weight(l, TensorNames.AttnKB)) != null)
         {
             // Split MLA layout: k_b is [heads][rank][nope] (ggml dims nope, rank, heads), v_b is [heads][v][rank].
-            var kb = TensorSlices.Split3D(File, p + "attn_k_b.weight", c.QkNopeDim, c.KvLoraRank, c.Heads);
+            var kb = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.AttnKB), c.QkNopeDim, c.KvLoraRank, c.Heads);
             kAbsorb = new HeadMatrices(kb, transposed: false);
             kExpand = new HeadMatrices(kb, transposed: true);
-            vExpand = new HeadMatrices(TensorSlices.Split3D(File, p + "attn_v_b.weight", c.KvLoraRank, c.VHeadDim, c.Heads), transposed: false);
+            vExpand = new HeadMatrices(TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.AttnVB), c.KvLoraRank, c.VHeadDim, c.Heads), transposed: false);
         }
         else
         {
             // Older layout: one attn_kv_b of heads·(nope + v) rows over the latent.
-            var kvb = File.GetTensor(p + "attn_kv_b.weight");
+            var kvb = File.GetTensor(TensorNames.Weight(l, TensorNames.AttnKvB));
             int stride = c.QkNopeDim + c.VHeadDim;
             var kRows = TensorSlices.RowBlocks(File, kvb, c.KvLoraRank, c.QkNopeDim, c.Heads, stride, 0);
             kAbsorb = new HeadMatrices(kRows, transposed: true);
@@ -108,35 +110,35 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         }
         var L = new Layer
         {
-            AttnNorm = Vector(p + "attn_norm.weight", c.Dim),
-            FfnNorm = Vector(p + "ffn_norm.weight", c.Dim),
-            KvANorm = Vector(p + "attn_kv_a_norm.weight", c.KvLoraRank),
-            QANorm = qLora ? Vector(p + "attn_q_a_norm.weight", c.QLoraRank) : null,
-            Wq = qLora ? null : Matrix(p + "attn_q.weight", c.Dim, qDim),
-            WqA = qLora ? Matrix(p + "attn_q_a.weight", c.Dim, c.QLoraRank) : null,
-            WqB = qLora ? Matrix(p + "attn_q_b.weight", c.QLoraRank, qDim) : null,
-            WkvA = Matrix(p + "attn_kv_a_mqa.weight", c.Dim, c.KvLoraRank + c.QkRopeDim),
-            Wo = Matrix(p + "attn_output.weight", c.Heads * c.VHeadDim, c.Dim),
+            AttnNorm = Vector(TensorNames.Weight(l, TensorNames.AttnNorm), c.Dim),
+            FfnNorm = Vector(TensorNames.Weight(l, TensorNames.FfnNorm), c.Dim),
+            KvANorm = Vector(TensorNames.Weight(l, TensorNames.AttnKvANorm), c.KvLoraRank),
+            QANorm = qLora ? Vector(TensorNames.Weight(l, TensorNames.AttnQANorm), c.QLoraRank) : null,
+            Wq = qLora ? null : Matrix(TensorNames.Weight(l, TensorNames.AttnQ), c.Dim, qDim),
+            WqA = qLora ? Matrix(TensorNames.Weight(l, TensorNames.AttnQA), c.Dim, c.QLoraRank) : null,
+            WqB = qLora ? Matrix(TensorNames.Weight(l, TensorNames.AttnQB), c.QLoraRank, qDim) : null,
+            WkvA = Matrix(TensorNames.Weight(l, TensorNames.AttnKvAMqa), c.Dim, c.KvLoraRank + c.QkRopeDim),
+            Wo = Matrix(TensorNames.Weight(l, TensorNames.AttnOutput), c.Heads * c.VHeadDim, c.Dim),
             KAbsorb = kAbsorb, KExpand = kExpand, VExpand = vExpand,
         };
         if (!c.IsMoeLayer(l))
         {
-            L.Gate = Matrix(p + "ffn_gate.weight", c.Dim, c.FfnDim);
-            L.Up = Matrix(p + "ffn_up.weight", c.Dim, c.FfnDim);
-            L.Down = Matrix(p + "ffn_down.weight", c.FfnDim, c.Dim);
+            L.Gate = Matrix(TensorNames.Weight(l, TensorNames.FfnGate), c.Dim, c.FfnDim);
+            L.Up = Matrix(TensorNames.Weight(l, TensorNames.FfnUp), c.Dim, c.FfnDim);
+            L.Down = Matrix(TensorNames.Weight(l, TensorNames.FfnDown), c.FfnDim, c.Dim);
             return L;
         }
-        L.Router = Matrix(p + "ffn_gate_inp.weight", c.Dim, c.ExpertCount);
-        L.RouterBias = File.FindTensor(p + "exp_probs_b.bias") is { } b ? Vector(b.Name, c.ExpertCount) : null;
-        L.GateExps = TensorSlices.Split3D(File, p + "ffn_gate_exps.weight", c.Dim, c.ExpertFfnDim, c.ExpertCount);
-        L.UpExps = TensorSlices.Split3D(File, p + "ffn_up_exps.weight", c.Dim, c.ExpertFfnDim, c.ExpertCount);
-        L.DownExps = TensorSlices.Split3D(File, p + "ffn_down_exps.weight", c.ExpertFfnDim, c.Dim, c.ExpertCount);
-        if (File.FindTensor(p + "ffn_gate_shexp.weight") is { } sh)
+        L.Router = Matrix(TensorNames.Weight(l, TensorNames.FfnGateInp), c.Dim, c.ExpertCount);
+        L.RouterBias = File.FindTensor(TensorNames.Bias(l, TensorNames.ExpProbsB)) is { } b ? Vector(b.Name, c.ExpertCount) : null;
+        L.GateExps = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.FfnGateExps), c.Dim, c.ExpertFfnDim, c.ExpertCount);
+        L.UpExps = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.FfnUpExps), c.Dim, c.ExpertFfnDim, c.ExpertCount);
+        L.DownExps = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.FfnDownExps), c.ExpertFfnDim, c.Dim, c.ExpertCount);
+        if (File.FindTensor(TensorNames.Weight(l, TensorNames.FfnGateShexp)) is { } sh)
         {
             int shared = (int)sh.Rows;
             L.GateShared = Matrix(sh.Name, c.Dim, shared);
-            L.UpShared = Matrix(p + "ffn_up_shexp.weight", c.Dim, shared);
-            L.DownShared = Matrix(p + "ffn_down_shexp.weight", shared, c.Dim);
+            L.UpShared = Matrix(TensorNames.Weight(l, TensorNames.FfnUpShexp), c.Dim, shared);
+            L.DownShared = Matrix(TensorNames.Weight(l, TensorNames.FfnDownShexp), shared, c.Dim);
         }
         return L;
     }

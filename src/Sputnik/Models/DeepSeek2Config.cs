@@ -17,9 +17,11 @@ internal enum ExpertGating
 /// writes. Both the MLA layout (key_length = kv_lora_rank + rope, key_length_mla = nope + rope) and older files
 /// without the *_mla keys are understood.
 /// </summary>
-internal sealed record DeepSeek2Config
+internal sealed record DeepSeek2Config : IArchConfig
 {
     public const string Arch = "deepseek2";
+
+    public string Architecture => Arch;
 
     public required int Dim { get; init; }
     public required int Layers { get; init; }
@@ -81,7 +83,7 @@ internal sealed record DeepSeek2Config
         const string a = Arch;
         int Key(string name, int? fallback)
         {
-            string key = $"{a}.{name}";
+            string key = GgufKeys.Of(a, name);
             if (f.TryGetInt64(key, out long v))
             {
                 if (v < 0 || v > 1 << 24) throw new GgufFormatException($"metadata '{key}' = {v} is out of range");
@@ -96,62 +98,99 @@ internal sealed record DeepSeek2Config
             return v >= 1 ? v : throw new GgufFormatException($"metadata '{a}.{name}' = {v} must be at least 1");
         }
         // Every float must be finite (a NaN epsilon or scale would silently turn every logit into NaN).
-        float FloatKey(string name, float fallback) => ModelConfig.FloatKey(f, $"{a}.{name}", fallback, -1e6f, 1e6f);
-        float PositiveFloat(string name, float fallback) => ModelConfig.PositiveFloat(f, $"{a}.{name}", fallback);
+        float FloatKey(string name, float fallback) => ModelConfig.FloatKey(f, GgufKeys.Of(a, name), fallback, -1e6f, 1e6f);
+        float PositiveFloat(string name, float fallback) => ModelConfig.PositiveFloat(f, GgufKeys.Of(a, name), fallback);
 
-        var embd = f.GetTensor("token_embd.weight");
-        int heads = Size("attention.head_count", null);
-        int rope = Key("rope.dimension_count", null);
-        int kvRank = Size("attention.kv_lora_rank", null);
+        var embd = f.GetTensor(TensorNames.Weight(TensorNames.TokenEmbd));
+        int heads = Size(GgufKeys.HeadCount, null);
+        int rope = Key(GgufKeys.RopeDimensionCount, null);
+        int kvRank = Size(GgufKeys.KvLoraRank, null);
         // MLA files store the MQA view in key_length/value_length and the real head sizes in *_mla; older files
         // (before the k_b/v_b split) store the real head sizes directly.
-        bool mla = f.TryGetInt64($"{a}.attention.key_length_mla", out _);
-        int headK = mla ? Key("attention.key_length_mla", null) : Key("attention.key_length", null);
-        int headV = mla ? Size("attention.value_length_mla", null) : Size("attention.value_length", null);
+        bool mla = f.TryGetInt64(GgufKeys.Of(a, GgufKeys.KeyLengthMla), out _);
+        int headK = mla ? Key(GgufKeys.KeyLengthMla, null) : Key(GgufKeys.KeyLength, null);
+        int headV = mla ? Size(GgufKeys.ValueLengthMla, null) : Size(GgufKeys.ValueLength, null);
         if (headK <= rope) throw new GgufFormatException($"{f.Path}: key length {headK} must exceed rope.dimension_count {rope}");
         if (rope % 2 != 0) throw new GgufFormatException($"{f.Path}: rope.dimension_count {rope} must be even");
 
-        int gating = Key("expert_gating_func", 0);
-        string? scaling = f.GetStringOrNull($"{a}.rope.scaling.type");
-        float factor = PositiveFloat("rope.scaling.factor", 1f);
+        int gating = Key(GgufKeys.ExpertGatingFunc, 0);
+        string? scaling = f.GetStringOrNull(GgufKeys.Of(a, GgufKeys.RopeScalingType));
+        float factor = PositiveFloat(GgufKeys.RopeScalingFactor, 1f);
         if (scaling is null or "none") factor = 1f;
-        float scale = ModelConfig.FloatKey(f, $"{a}.expert_weights_scale", 0f, 0f, 1e6f);
+        float scale = ModelConfig.FloatKey(f, GgufKeys.Of(a, GgufKeys.ExpertWeightsScale), 0f, 0f, 1e6f);
         var c = new DeepSeek2Config
         {
-            Dim = Size("embedding_length", (int)embd.Columns),
-            Layers = Size("block_count", null),
+            Dim = Size(GgufKeys.EmbeddingLength, (int)embd.Columns),
+            Layers = Size(GgufKeys.BlockCount, null),
             Heads = heads,
-            VocabSize = Size("vocab_size", (int)embd.Rows),
-            ContextLength = Size("context_length", 4096),
-            RmsEps = ModelConfig.Epsilon(f, $"{a}.attention.layer_norm_rms_epsilon", 1e-6f),
-            QLoraRank = Key("attention.q_lora_rank", 0),
+            VocabSize = Size(GgufKeys.VocabSize, (int)embd.Rows),
+            ContextLength = Size(GgufKeys.ContextLength, 4096),
+            RmsEps = ModelConfig.Epsilon(f, GgufKeys.Of(a, GgufKeys.LayerNormRmsEps), 1e-6f),
+            QLoraRank = Key(GgufKeys.QLoraRank, 0),
             KvLoraRank = kvRank,
             QkNopeDim = headK - rope,
             QkRopeDim = rope,
             VHeadDim = headV,
-            FfnDim = Key("feed_forward_length", 0),
-            LeadingDenseLayers = Key("leading_dense_block_count", 0),
-            ExpertCount = Key("expert_count", 0),
-            ExpertsUsed = Key("expert_used_count", 0),
-            SharedExperts = Key("expert_shared_count", 0),
-            ExpertFfnDim = Key("expert_feed_forward_length", 0),
+            FfnDim = Key(GgufKeys.FeedForwardLength, 0),
+            LeadingDenseLayers = Key(GgufKeys.LeadingDenseBlockCount, 0),
+            ExpertCount = Key(GgufKeys.ExpertCount, 0),
+            ExpertsUsed = Key(GgufKeys.ExpertUsedCount, 0),
+            SharedExperts = Key(GgufKeys.ExpertSharedCount, 0),
+            ExpertFfnDim = Key(GgufKeys.ExpertFeedForwardLength, 0),
             ExpertWeightsScale = scale == 0f ? 1f : scale,
-            ExpertWeightsNorm = f.TryGetBool($"{a}.expert_weights_norm", out bool norm) && norm,
+            ExpertWeightsNorm = f.TryGetBool(GgufKeys.Of(a, GgufKeys.ExpertWeightsNorm), out bool norm) && norm,
             Gating = gating == 2 ? ExpertGating.Sigmoid : gating is 0 or 1 ? ExpertGating.Softmax
                 : throw new UnsupportedModelException($"{f.Path}: expert_gating_func {gating} is not supported (1 softmax, 2 sigmoid)"),
-            ExpertGroups = Math.Max(1, Key("expert_group_count", 1)),
-            ExpertGroupsUsed = Math.Max(1, Key("expert_group_used_count", 1)),
-            RopeBase = PositiveFloat("rope.freq_base", 10000f),
+            ExpertGroups = Math.Max(1, Key(GgufKeys.ExpertGroupCount, 1)),
+            ExpertGroupsUsed = Math.Max(1, Key(GgufKeys.ExpertGroupUsedCount, 1)),
+            RopeBase = PositiveFloat(GgufKeys.RopeFreqBase, 10000f),
             RopeScalingFactor = factor,
             Yarn = scaling == "yarn" && factor != 1f,
-            RopeOriginalContext = Key("rope.scaling.original_context_length", Key("context_length", 4096)),
-            YarnBetaFast = FloatKey("rope.scaling.yarn_beta_fast", 32f),
-            YarnBetaSlow = FloatKey("rope.scaling.yarn_beta_slow", 1f),
+            RopeOriginalContext = Key(GgufKeys.RopeScalingOriginalContextLength, Key(GgufKeys.ContextLength, 4096)),
+            YarnBetaFast = FloatKey(GgufKeys.RopeScalingYarnBetaFast, 32f),
+            YarnBetaSlow = FloatKey(GgufKeys.RopeScalingYarnBetaSlow, 1f),
             // The converter writes 0.1·mscale_all_dim; llama.cpp divides the 0.1 back out on load.
-            YarnLogMultiplier = FloatKey("rope.scaling.yarn_log_multiplier", 0f) / 0.1f,
+            YarnLogMultiplier = FloatKey(GgufKeys.RopeScalingYarnLogMultiplier, 0f) / 0.1f,
         };
         c.Validate(f.Path);
         return c;
+    }
+
+    /// <summary>
+    /// Writes the `deepseek2.*` keys <see cref="FromGguf"/> reads, as llama.cpp's converter writes them (MLA layout:
+    /// key/value_length are the MQA view of the latent, the real head sizes go to *_mla). Shared by `synth`, `convert`
+    /// and the training export.
+    /// </summary>
+    public void WriteKeys(GgufWriter w)
+    {
+        static string K(string key) => GgufKeys.Of(Arch, key);
+        w.Set(K(GgufKeys.VocabSize), (uint)VocabSize).Set(K(GgufKeys.ContextLength), (uint)ContextLength);
+        w.Set(K(GgufKeys.EmbeddingLength), (uint)Dim).Set(K(GgufKeys.BlockCount), (uint)Layers).Set(K(GgufKeys.FeedForwardLength), (uint)FfnDim);
+        w.Set(K(GgufKeys.HeadCount), (uint)Heads).Set(K(GgufKeys.HeadCountKv), 1u);
+        w.Set(K(GgufKeys.RopeFreqBase), RopeBase).Set(K(GgufKeys.LayerNormRmsEps), RmsEps);
+        w.Set(K(GgufKeys.LeadingDenseBlockCount), (uint)LeadingDenseLayers);
+        // Always written (0 = plain attn_q): llama.cpp requires the key unless the file has 26 or 27 layers, so a
+        // V2-Lite-style model of any other depth would not load there without it.
+        w.Set(K(GgufKeys.QLoraRank), (uint)QLoraRank);
+        w.Set(K(GgufKeys.KvLoraRank), (uint)KvLoraRank);
+        w.Set(K(GgufKeys.KeyLength), (uint)(KvLoraRank + QkRopeDim)).Set(K(GgufKeys.ValueLength), (uint)KvLoraRank);
+        w.Set(K(GgufKeys.KeyLengthMla), (uint)QkHeadDim).Set(K(GgufKeys.ValueLengthMla), (uint)VHeadDim);
+        w.Set(K(GgufKeys.ExpertFeedForwardLength), (uint)ExpertFfnDim).Set(K(GgufKeys.ExpertCount), (uint)ExpertCount);
+        w.Set(K(GgufKeys.ExpertUsedCount), (uint)ExpertsUsed).Set(K(GgufKeys.ExpertSharedCount), (uint)SharedExperts);
+        w.Set(K(GgufKeys.ExpertWeightsScale), ExpertWeightsScale);
+        if (ExpertWeightsNorm) w.Set(K(GgufKeys.ExpertWeightsNorm), true);
+        w.Set(K(GgufKeys.ExpertGatingFunc), (uint)Gating);
+        if (ExpertGroups > 1) w.Set(K(GgufKeys.ExpertGroupCount), (uint)ExpertGroups).Set(K(GgufKeys.ExpertGroupUsedCount), (uint)ExpertGroupsUsed);
+        w.Set(K(GgufKeys.RopeDimensionCount), (uint)QkRopeDim);
+        if (Yarn)
+        {
+            w.Set(K(GgufKeys.RopeScalingType), "yarn").Set(K(GgufKeys.RopeScalingFactor), RopeScalingFactor);
+            w.Set(K(GgufKeys.RopeScalingOriginalContextLength), (uint)RopeOriginalContext);
+            // The converter writes 0.1·mscale_all_dim (FromGguf divides it back out, as llama.cpp does).
+            w.Set(K(GgufKeys.RopeScalingYarnLogMultiplier), 0.1f * YarnLogMultiplier);
+            if (YarnBetaFast != 32f) w.Set(K(GgufKeys.RopeScalingYarnBetaFast), YarnBetaFast);
+            if (YarnBetaSlow != 1f) w.Set(K(GgufKeys.RopeScalingYarnBetaSlow), YarnBetaSlow);
+        }
     }
 
     private void Validate(string path)

@@ -36,80 +36,56 @@ internal static class DeepSeek2Synth
         ["deepseek2-tiny"] = () => Tiny,
     };
 
-    /// <summary>Writes the `deepseek2.*` keys llama.cpp's converter would write for <paramref name="c"/>.</summary>
+    /// <summary>general.architecture, general.name and the `deepseek2.*` keys (<see cref="DeepSeek2Config.WriteKeys"/>).</summary>
     public static void SetMetadata(GgufWriter w, DeepSeek2Config c, string name)
     {
-        const string a = DeepSeek2Config.Arch;
-        w.Set("general.architecture", a).Set("general.name", name);
-        w.Set($"{a}.vocab_size", (uint)c.VocabSize).Set($"{a}.context_length", (uint)c.ContextLength);
-        w.Set($"{a}.embedding_length", (uint)c.Dim).Set($"{a}.block_count", (uint)c.Layers).Set($"{a}.feed_forward_length", (uint)c.FfnDim);
-        w.Set($"{a}.attention.head_count", (uint)c.Heads).Set($"{a}.attention.head_count_kv", 1u);
-        w.Set($"{a}.rope.freq_base", c.RopeBase).Set($"{a}.attention.layer_norm_rms_epsilon", c.RmsEps);
-        w.Set($"{a}.leading_dense_block_count", (uint)c.LeadingDenseLayers);
-        // Always written (0 = plain attn_q): llama.cpp requires the key unless the file has 26 or 27 layers.
-        w.Set($"{a}.attention.q_lora_rank", (uint)c.QLoraRank);
-        w.Set($"{a}.attention.kv_lora_rank", (uint)c.KvLoraRank);
-        w.Set($"{a}.attention.key_length", (uint)(c.KvLoraRank + c.QkRopeDim)).Set($"{a}.attention.value_length", (uint)c.KvLoraRank);
-        w.Set($"{a}.attention.key_length_mla", (uint)c.QkHeadDim).Set($"{a}.attention.value_length_mla", (uint)c.VHeadDim);
-        w.Set($"{a}.expert_feed_forward_length", (uint)c.ExpertFfnDim).Set($"{a}.expert_count", (uint)c.ExpertCount);
-        w.Set($"{a}.expert_used_count", (uint)c.ExpertsUsed).Set($"{a}.expert_shared_count", (uint)c.SharedExperts);
-        w.Set($"{a}.expert_weights_scale", c.ExpertWeightsScale);
-        if (c.ExpertWeightsNorm) w.Set($"{a}.expert_weights_norm", true);
-        w.Set($"{a}.expert_gating_func", (uint)c.Gating);
-        if (c.ExpertGroups > 1) w.Set($"{a}.expert_group_count", (uint)c.ExpertGroups).Set($"{a}.expert_group_used_count", (uint)c.ExpertGroupsUsed);
-        w.Set($"{a}.rope.dimension_count", (uint)c.QkRopeDim);
-        if (c.Yarn)
-        {
-            w.Set($"{a}.rope.scaling.type", "yarn").Set($"{a}.rope.scaling.factor", c.RopeScalingFactor);
-            w.Set($"{a}.rope.scaling.original_context_length", (uint)c.RopeOriginalContext);
-            w.Set($"{a}.rope.scaling.yarn_log_multiplier", 0.1f * c.YarnLogMultiplier);
-        }
+        w.Set(GgufKeys.GeneralArchitecture, DeepSeek2Config.Arch).Set(GgufKeys.GeneralName, name);
+        c.WriteKeys(w);
     }
 
     /// <summary>Every tensor of the model: GGUF name, ggml dims (columns first), and whether it is a norm (ones) or a weight.</summary>
     public static IEnumerable<(string Name, long[] Dims, bool Norm)> Tensors(DeepSeek2Config c)
     {
-        yield return ("token_embd.weight", [c.Dim, c.VocabSize], false);
-        yield return ("output_norm.weight", [c.Dim], true);
-        yield return ("output.weight", [c.Dim, c.VocabSize], false);
+        yield return (TensorNames.Weight(TensorNames.TokenEmbd), [c.Dim, c.VocabSize], false);
+        yield return (TensorNames.Weight(TensorNames.OutputNorm), [c.Dim], true);
+        yield return (TensorNames.Weight(TensorNames.Output), [c.Dim, c.VocabSize], false);
         for (int l = 0; l < c.Layers; l++)
         {
-            string p = $"blk.{l}.";
-            yield return (p + "attn_norm.weight", [c.Dim], true);
+            yield return (TensorNames.Weight(l, TensorNames.AttnNorm), [c.Dim], true);
             if (c.QLoraRank > 0)
             {
-                yield return (p + "attn_q_a.weight", [c.Dim, c.QLoraRank], false);
-                yield return (p + "attn_q_a_norm.weight", [c.QLoraRank], true);
-                yield return (p + "attn_q_b.weight", [c.QLoraRank, c.Heads * c.QkHeadDim], false);
+                yield return (TensorNames.Weight(l, TensorNames.AttnQA), [c.Dim, c.QLoraRank], false);
+                yield return (TensorNames.Weight(l, TensorNames.AttnQANorm), [c.QLoraRank], true);
+                yield return (TensorNames.Weight(l, TensorNames.AttnQB), [c.QLoraRank, c.Heads * c.QkHeadDim], false);
             }
             else
             {
-                yield return (p + "attn_q.weight", [c.Dim, c.Heads * c.QkHeadDim], false);
+                yield return (TensorNames.Weight(l, TensorNames.AttnQ), [c.Dim, c.Heads * c.QkHeadDim], false);
             }
-            yield return (p + "attn_kv_a_mqa.weight", [c.Dim, c.KvLoraRank + c.QkRopeDim], false);
-            yield return (p + "attn_kv_a_norm.weight", [c.KvLoraRank], true);
-            yield return (p + "attn_k_b.weight", [c.QkNopeDim, c.KvLoraRank, c.Heads], false);
-            yield return (p + "attn_v_b.weight", [c.KvLoraRank, c.VHeadDim, c.Heads], false);
-            yield return (p + "attn_output.weight", [c.Heads * c.VHeadDim, c.Dim], false);
-            yield return (p + "ffn_norm.weight", [c.Dim], true);
+            yield return (TensorNames.Weight(l, TensorNames.AttnKvAMqa), [c.Dim, c.KvLoraRank + c.QkRopeDim], false);
+            yield return (TensorNames.Weight(l, TensorNames.AttnKvANorm), [c.KvLoraRank], true);
+            yield return (TensorNames.Weight(l, TensorNames.AttnKB), [c.QkNopeDim, c.KvLoraRank, c.Heads], false);
+            yield return (TensorNames.Weight(l, TensorNames.AttnVB), [c.KvLoraRank, c.VHeadDim, c.Heads], false);
+            yield return (TensorNames.Weight(l, TensorNames.AttnOutput), [c.Heads * c.VHeadDim, c.Dim], false);
+            yield return (TensorNames.Weight(l, TensorNames.FfnNorm), [c.Dim], true);
             if (!c.IsMoeLayer(l))
             {
-                yield return (p + "ffn_gate.weight", [c.Dim, c.FfnDim], false);
-                yield return (p + "ffn_up.weight", [c.Dim, c.FfnDim], false);
-                yield return (p + "ffn_down.weight", [c.FfnDim, c.Dim], false);
+                yield return (TensorNames.Weight(l, TensorNames.FfnGate), [c.Dim, c.FfnDim], false);
+                yield return (TensorNames.Weight(l, TensorNames.FfnUp), [c.Dim, c.FfnDim], false);
+                yield return (TensorNames.Weight(l, TensorNames.FfnDown), [c.FfnDim, c.Dim], false);
                 continue;
             }
-            yield return (p + "ffn_gate_inp.weight", [c.Dim, c.ExpertCount], false);
-            if (c.Gating == ExpertGating.Sigmoid) yield return (p + "exp_probs_b.bias", [c.ExpertCount], false);
-            yield return (p + "ffn_gate_exps.weight", [c.Dim, c.ExpertFfnDim, c.ExpertCount], false);
-            yield return (p + "ffn_up_exps.weight", [c.Dim, c.ExpertFfnDim, c.ExpertCount], false);
-            yield return (p + "ffn_down_exps.weight", [c.ExpertFfnDim, c.Dim, c.ExpertCount], false);
+            yield return (TensorNames.Weight(l, TensorNames.FfnGateInp), [c.Dim, c.ExpertCount], false);
+            if (c.Gating == ExpertGating.Sigmoid) yield return (TensorNames.Bias(l, TensorNames.ExpProbsB), [c.ExpertCount], false);
+            yield return (TensorNames.Weight(l, TensorNames.FfnGateExps), [c.Dim, c.ExpertFfnDim, c.ExpertCount], false);
+            yield return (TensorNames.Weight(l, TensorNames.FfnUpExps), [c.Dim, c.ExpertFfnDim, c.ExpertCount], false);
+            yield return (TensorNames.Weight(l, TensorNames.FfnDownExps), [c.ExpertFfnDim, c.Dim, c.ExpertCount], false);
             if (c.SharedExperts > 0)
             {
                 int sh = c.SharedExperts * c.ExpertFfnDim;
-                yield return (p + "ffn_gate_shexp.weight", [c.Dim, sh], false);
-                yield return (p + "ffn_up_shexp.weight", [c.Dim, sh], false);
-                yield return (p + "ffn_down_shexp.weight", [sh, c.Dim], false);
+                yield return (TensorNames.Weight(l, TensorNames.FfnGateShexp), [c.Dim, sh], false);
+                yield return (TensorNames.Weight(l, TensorNames.FfnUpShexp), [c.Dim, sh], false);
+                yield return (TensorNames.Weight(l, TensorNames.FfnDownShexp), [sh, c.Dim], false);
             }
         }
     }
@@ -127,7 +103,7 @@ internal static class DeepSeek2Synth
         if (threads < 1) threads = Environment.ProcessorCount;
         foreach (var (tname, dims, norm) in Tensors(c))
         {
-            bool f32 = dims.Length == 1 || tname.Contains("ffn_gate_inp", StringComparison.Ordinal);
+            bool f32 = dims.Length == 1 || TensorNames.IsLayer(tname, TensorNames.FfnGateInp);
             var t = f32 ? GgmlType.F32 : Fit(type, dims[0]);
             int cols = (int)dims[0];
             long rows = dims.Aggregate(1L, (x, y) => x * y) / cols;

@@ -1,9 +1,10 @@
 namespace Sputnik.Models;
 
 /// <summary>
-/// llama.cpp's tensor names (src/llama-arch.cpp, LLM_TENSOR_NAMES) for the tensors the llama-family decoders and
-/// their MoE variants use, so the loader, `synth` and `convert` spell each name once. Per-layer names are
-/// "blk.{layer}.{name}.weight".
+/// llama.cpp's tensor names (src/llama-arch.cpp, LLM_TENSOR_NAMES) for every tensor Sputnik reads or writes, so the
+/// loaders, `synth`, `convert`, `quantize`'s per-tensor rules and the training export spell each name once.
+/// Per-layer names are "blk.{layer}.{name}.weight" (<see cref="Weight(int, string)"/>); model-wide ones
+/// "{name}.weight" (<see cref="Weight(string)"/>).
 /// </summary>
 internal static class TensorNames
 {
@@ -11,6 +12,8 @@ internal static class TensorNames
     public const string Output = "output";
     public const string OutputNorm = "output_norm";
     public const string RopeFreqs = "rope_freqs";
+    public const string PositionEmbd = "position_embd";
+    public const string TokenTypes = "token_types";
     public const string AttnNorm = "attn_norm";
     public const string AttnQ = "attn_q";
     public const string AttnK = "attn_k";
@@ -27,14 +30,45 @@ internal static class TensorNames
     public const string FfnUpExps = "ffn_up_exps";
     public const string FfnDownExps = "ffn_down_exps";
 
+    // ---- fused projections (phi3 and others; quantize's rules name it) ----
+    public const string AttnQkv = "attn_qkv";
+
+    // ---- deepseek2: MLA and DeepSeekMoE ----
+    public const string AttnQA = "attn_q_a";
+    public const string AttnQANorm = "attn_q_a_norm";
+    public const string AttnQB = "attn_q_b";
+    public const string AttnKvAMqa = "attn_kv_a_mqa";
+    public const string AttnKvANorm = "attn_kv_a_norm";
+    /// <summary>MLA's joint K/V up-projection as Hugging Face and older GGUFs store it (training keeps it whole).</summary>
+    public const string AttnKvB = "attn_kv_b";
+    public const string AttnKB = "attn_k_b";
+    public const string AttnVB = "attn_v_b";
+    public const string FfnGateShexp = "ffn_gate_shexp";
+    public const string FfnUpShexp = "ffn_up_shexp";
+    public const string FfnDownShexp = "ffn_down_shexp";
+    /// <summary>The router's selection bias (V3's e_score_correction_bias), stored as "blk.N.exp_probs_b.bias".</summary>
+    public const string ExpProbsB = "exp_probs_b";
+
     /// <summary>"blk.{layer}.{name}.weight".</summary>
     public static string Weight(int layer, string name) => $"blk.{layer}.{name}.weight";
 
     /// <summary>"blk.{layer}.{name}.bias".</summary>
     public static string Bias(int layer, string name) => $"blk.{layer}.{name}.bias";
+
+    /// <summary>"{name}.weight" for a model-wide tensor (token_embd, output, output_norm, rope_freqs).</summary>
+    public static string Weight(string name) => name + ".weight";
+
+    /// <summary>True when <paramref name="tensor"/> is "blk.N.{name}.weight" (or ".bias") for some layer N.</summary>
+    public static bool IsLayer(string tensor, string name, string suffix = ".weight") =>
+        tensor.StartsWith("blk.", StringComparison.Ordinal) && tensor.EndsWith(suffix, StringComparison.Ordinal)
+        && tensor.AsSpan(0, tensor.Length - suffix.Length).EndsWith("." + name, StringComparison.Ordinal);
 }
 
-/// <summary>llama.cpp's per-architecture GGUF keys (LLM_KV_NAMES) for the hyper-parameters added with the MoE decoders, without the "{arch}." prefix.</summary>
+/// <summary>
+/// llama.cpp's GGUF metadata keys (LLM_KV_NAMES). The per-architecture ones are written without their "{arch}."
+/// prefix; <see cref="Of"/> adds it. Every reader and writer of hyper-parameters (<see cref="ModelConfig"/>,
+/// <see cref="DeepSeek2Config"/>, `convert`, `info`) spells keys through this table.
+/// </summary>
 internal static class GgufKeys
 {
     public const string ExpertCount = "expert_count";
@@ -42,4 +76,46 @@ internal static class GgufKeys
     public const string ExpertFeedForwardLength = "expert_feed_forward_length";
     public const string KeyLength = "attention.key_length";
     public const string ValueLength = "attention.value_length";
+
+    // ---- general.* ----
+    public const string GeneralArchitecture = "general.architecture";
+    public const string GeneralName = "general.name";
+    public const string GeneralType = "general.type";
+    public const string GeneralDescription = "general.description";
+    public const string GeneralFileType = "general.file_type";
+    public const string GeneralQuantizationVersion = "general.quantization_version";
+    public const string ChatTemplate = "tokenizer.chat_template";
+
+    // ---- {arch}.* ----
+    public const string VocabSize = "vocab_size";
+    public const string ContextLength = "context_length";
+    public const string EmbeddingLength = "embedding_length";
+    public const string BlockCount = "block_count";
+    public const string LeadingDenseBlockCount = "leading_dense_block_count";
+    public const string FeedForwardLength = "feed_forward_length";
+    public const string ExpertSharedCount = "expert_shared_count";
+    public const string ExpertGroupCount = "expert_group_count";
+    public const string ExpertGroupUsedCount = "expert_group_used_count";
+    public const string ExpertWeightsScale = "expert_weights_scale";
+    public const string ExpertWeightsNorm = "expert_weights_norm";
+    public const string ExpertGatingFunc = "expert_gating_func";
+    public const string HeadCount = "attention.head_count";
+    public const string HeadCountKv = "attention.head_count_kv";
+    public const string LayerNormRmsEps = "attention.layer_norm_rms_epsilon";
+    public const string QLoraRank = "attention.q_lora_rank";
+    public const string KvLoraRank = "attention.kv_lora_rank";
+    public const string KeyLengthMla = "attention.key_length_mla";
+    public const string ValueLengthMla = "attention.value_length_mla";
+    public const string RopeDimensionCount = "rope.dimension_count";
+    public const string RopeFreqBase = "rope.freq_base";
+    public const string RopeScalingType = "rope.scaling.type";
+    public const string RopeScalingFactor = "rope.scaling.factor";
+    public const string RopeScalingOriginalContextLength = "rope.scaling.original_context_length";
+    public const string RopeScalingYarnLogMultiplier = "rope.scaling.yarn_log_multiplier";
+    public const string RopeScalingYarnBetaFast = "rope.scaling.yarn_beta_fast";
+    public const string RopeScalingYarnBetaSlow = "rope.scaling.yarn_beta_slow";
+    public const string AttentionTemperatureScale = "attention.temperature_scale";
+
+    /// <summary>"{arch}.{key}".</summary>
+    public static string Of(string arch, string key) => $"{arch}.{key}";
 }

@@ -12,7 +12,30 @@ internal static class Llama
     public const string Name = "llama";
 
     public static LanguageModel Load(GgufFile file, WorkerPool pool) =>
-        new LlamaDecoder(file, ModelConfig.FromGguf(file, Name, ropeNeox: false), pool);
+        new LlamaDecoder(file, ModelConfig.FromGguf(file, Name, Info.RopeNeox), pool);
+
+    /// <summary>Llama 3's chat format (header ids, eot), the part synthetic files need.</summary>
+    public const string ChatTemplate =
+        "{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + " +
+        "message['content'] | trim + '<|eot_id|>' }}{%- endfor %}{%- if add_generation_prompt %}" +
+        "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}";
+
+    private static ModelConfig Shape(int dim, int layers, int ffn, int heads, int kvHeads, int vocab, int context) =>
+        ModelConfig.Create(Name, dim, layers, ffn, heads, kvHeads, vocab, context, ropeBase: 500000f, rmsEps: 1e-5f, ropeNeox: false);
+
+    public static readonly ArchitectureInfo Info = new(Name, Load)
+    {
+        HfArchitectures = ["LlamaForCausalLM"],
+        Synth = new SynthStyle("llama-bpe", AddBos: true, ChatTemplate),
+        Tensors = p => LlamaTensors.Declare(p, qkvBias: false),
+        SynthPresets =
+        [
+            new("llama-tiny", Shape(256, 4, 512, 4, 2, 800, 4096), TiedEmbeddings: false),
+            new("llama-3.2-1b", Shape(2048, 16, 8192, 32, 8, 128256, 131072), TiedEmbeddings: true, Llama3RopeFactor: 32f),
+            new("llama-3.2-3b", Shape(3072, 28, 8192, 24, 8, 128256, 131072), TiedEmbeddings: true, Llama3RopeFactor: 32f),
+            new("llama-3.1-8b", Shape(4096, 32, 14336, 32, 8, 128256, 131072), TiedEmbeddings: false, Llama3RopeFactor: 8f),
+        ],
+    };
 }
 
 /// <summary>

@@ -15,11 +15,6 @@ internal static class Mistral3
 {
     public const string Name = "mistral3";
 
-    // llama.cpp's LLM_KV names (src/llama-arch.cpp) this architecture reads beyond llama's, without "{arch}.".
-    public const string TemperatureScaleKey = "attention.temperature_scale";
-    public const string YarnLogMultiplierKey = "rope.scaling.yarn_log_multiplier";
-    public const string YarnBetaFastKey = "rope.scaling.yarn_beta_fast";
-    public const string YarnBetaSlowKey = "rope.scaling.yarn_beta_slow";
 
     /// <summary>
     /// Ministral 3 Reasoning's chat format for synthetic files, as its template renders ordinary conversations: BOS,
@@ -41,10 +36,10 @@ internal static class Mistral3
         {%- endfor %}
         """;
 
-    /// <summary>The hyper-parameters mistral3 adds to <see cref="ModelConfig"/>.</summary>
+    /// <summary>The hyper-parameters mistral3 adds to <see cref="ModelConfig"/> (hung on its <see cref="ModelConfig.ArchParams"/>).</summary>
     /// <param name="TemperatureScale">attention.temperature_scale (HF llama_4_scaling_beta); 0 = no temperature.</param>
     /// <param name="YarnLogMultiplier">rope.scaling.yarn_log_multiplier (HF mscale_all_dim); 0 = absent.</param>
-    public sealed record Params(float TemperatureScale, float YarnLogMultiplier)
+    public sealed record Params(float TemperatureScale, float YarnLogMultiplier) : IArchKeys
     {
         /// <summary>
         /// Magnitude of YaRN's cos/sin as llama.cpp ends up with it: its attn_factor is
@@ -58,34 +53,31 @@ internal static class Mistral3
         /// <summary>The query temperature, floored on the original context as llama.cpp's n_attn_temp_floor_scale; null when off.</summary>
         public QueryTemperature? Temperature(ModelConfig c) => TemperatureScale == 0f ? null : new(TemperatureScale, c.RopeOriginalContext);
 
-        /// <summary>Writes the keys <see cref="Read"/> reads (the betas only when not ggml's defaults 32 and 1).</summary>
-        public void WriteKeys(GgufWriter w, ModelConfig c)
+        /// <summary>Writes the keys <see cref="Read"/> reads beyond llama's (the YaRN betas are <see cref="ModelConfig.WriteKeys"/>'s).</summary>
+        public void WriteKeys(GgufWriter w, string arch)
         {
-            string a = c.Architecture;
-            if (TemperatureScale != 0f) w.Set($"{a}.{TemperatureScaleKey}", TemperatureScale);
-            if (YarnLogMultiplier != 0f) w.Set($"{a}.{YarnLogMultiplierKey}", YarnLogMultiplier);
-            if (c.YarnBetaFast != 32f) w.Set($"{a}.{YarnBetaFastKey}", c.YarnBetaFast);
-            if (c.YarnBetaSlow != 1f) w.Set($"{a}.{YarnBetaSlowKey}", c.YarnBetaSlow);
+            if (TemperatureScale != 0f) w.Set(GgufKeys.Of(arch, GgufKeys.AttentionTemperatureScale), TemperatureScale);
+            if (YarnLogMultiplier != 0f) w.Set(GgufKeys.Of(arch, GgufKeys.RopeScalingYarnLogMultiplier), YarnLogMultiplier);
         }
     }
 
     public static (ModelConfig Config, Params Extra) Read(GgufFile file)
     {
-        var c = ModelConfig.FromGguf(file, Name, ropeNeox: false);
+        var c = ModelConfig.FromGguf(file, Name, Info.RopeNeox);
         c = c with
         {
-            YarnBetaFast = ModelConfig.FloatKey(file, $"{Name}.{YarnBetaFastKey}", c.YarnBetaFast, 0f, 1e4f, aboveMin: true),
-            YarnBetaSlow = ModelConfig.FloatKey(file, $"{Name}.{YarnBetaSlowKey}", c.YarnBetaSlow, 0f, 1e4f, aboveMin: true),
+            YarnBetaFast = ModelConfig.FloatKey(file, $"{Name}.{GgufKeys.RopeScalingYarnBetaFast}", c.YarnBetaFast, 0f, 1e4f, aboveMin: true),
+            YarnBetaSlow = ModelConfig.FloatKey(file, $"{Name}.{GgufKeys.RopeScalingYarnBetaSlow}", c.YarnBetaSlow, 0f, 1e4f, aboveMin: true),
         };
         var extra = new Params(
-            ModelConfig.FloatKey(file, $"{Name}.{TemperatureScaleKey}", 0f, 0f, 100f),
-            ModelConfig.FloatKey(file, $"{Name}.{YarnLogMultiplierKey}", 0f, 0f, 100f));
+            ModelConfig.FloatKey(file, $"{Name}.{GgufKeys.AttentionTemperatureScale}", 0f, 0f, 100f),
+            ModelConfig.FloatKey(file, $"{Name}.{GgufKeys.RopeScalingYarnLogMultiplier}", 0f, 0f, 100f));
         if (file.TryGetInt64($"{Name}.{GgufKeys.ExpertCount}", out long experts) && experts > 0)
             throw new UnsupportedModelException($"{file.Path}: mistral3 with routed experts ({experts}) is not supported; only the dense Ministral 3 models are");
         foreach (string bias in new[] { TensorNames.Bias(0, TensorNames.AttnOutput), TensorNames.Bias(0, TensorNames.FfnUp), TensorNames.Bias(0, TensorNames.FfnDown), TensorNames.Bias(0, TensorNames.FfnGate) })
             if (file.FindTensor(bias) != null)
                 throw new UnsupportedModelException($"{file.Path}: mistral3 with tensor '{bias}' is not supported (no released Ministral 3 has output or FFN biases)");
-        return (c, extra);
+        return (c with { ArchParams = extra }, extra);
     }
 
     public static LanguageModel Load(GgufFile file, WorkerPool pool)
@@ -93,6 +85,28 @@ internal static class Mistral3
         var (config, extra) = Read(file);
         return new Mistral3Decoder(file, config, extra, pool);
     }
+
+    private static ModelConfig Shape(int dim, int layers, int ffn, int heads, int kvHeads, int vocab, int context, float yarnFactor, int yarnOriginal) =>
+        ModelConfig.Create(Name, dim, layers, ffn, heads, kvHeads, vocab, context, ropeBase: 1e6f, rmsEps: 1e-5f, ropeNeox: false, headDim: 128) with
+        {
+            RopeScalingFactor = yarnFactor, RopeYarn = true, RopeOriginalContext = yarnOriginal,
+            ArchParams = new Params(TemperatureScale: 0.1f, YarnLogMultiplier: 1f),
+        };
+
+    public static readonly ArchitectureInfo Info = new(Name, Load)
+    {
+        HfArchitectures = ["Mistral3ForConditionalGeneration", "Ministral3ForCausalLM"],
+        Synth = new SynthStyle("llama-bpe", AddBos: true, ChatTemplate),
+        Tensors = p => LlamaTensors.Declare(p, qkvBias: false),
+        SynthPresets =
+        [
+            // Head size 128, YaRN ×16 with Llama 4's attention temperature β 0.1 from the original context on. The tiny
+            // one starts YaRN and the temperature at 16 tokens so a short prompt crosses two steps.
+            new("ministral3-tiny", Shape(256, 4, 512, 4, 2, 1000, 4096, 16f, 16), TiedEmbeddings: true),
+            // Ministral-3-3B-Reasoning-2512's text model (config.json text_config).
+            new("ministral3-3b", Shape(3072, 26, 9216, 32, 8, 131072, 262144, 16f, 16384), TiedEmbeddings: true),
+        ],
+    };
 }
 
 /// <summary>x += attn(rmsnorm(x)) with the query temperature; x += SwiGLU(rmsnorm(x)).</summary>

@@ -3,7 +3,7 @@ using Sputnik.Gguf;
 namespace Sputnik.Models;
 
 /// <summary>Hyper-parameters of a llama-family decoder, read from `{arch}.*` GGUF keys with llama.cpp's defaults.</summary>
-internal sealed record ModelConfig
+internal sealed record ModelConfig : IArchConfig
 {
     public required string Architecture { get; init; }
     public required int Dim { get; init; }
@@ -41,15 +41,34 @@ internal sealed record ModelConfig
     /// <summary>Hidden size of one expert (expert_feed_forward_length); 0 for a dense model.</summary>
     public int ExpertFfnDim { get; init; }
 
+    /// <summary>Hyper-parameters only this architecture has (declared in its file); written by <see cref="WriteKeys"/>.</summary>
+    public IArchKeys? ArchParams { get; init; }
+
     public int QDim => Heads * HeadDim;
     public int KvDim => KvHeads * HeadDim;
+
+    /// <summary>
+    /// A config from the sizes a model card lists (for `synth` presets and training shapes): head size dim / heads
+    /// unless <paramref name="headDim"/> is given, RoPE over the whole head, no scaling.
+    /// </summary>
+    public static ModelConfig Create(string arch, int dim, int layers, int ffn, int heads, int kvHeads, int vocab, int context,
+        float ropeBase, float rmsEps, bool ropeNeox, int headDim = 0)
+    {
+        int head = headDim > 0 ? headDim : dim / heads;
+        return new ModelConfig
+        {
+            Architecture = arch, Dim = dim, Layers = layers, Heads = heads, KvHeads = kvHeads, HeadDim = head, FfnDim = ffn,
+            VocabSize = vocab, ContextLength = context, RopeBase = ropeBase, RopeDims = head, RopeNeox = ropeNeox, RmsEps = rmsEps,
+            RopeOriginalContext = context,
+        };
+    }
 
     /// <summary>Reads the config; tensor shapes fill in keys that small or old files leave out.</summary>
     public static ModelConfig FromGguf(GgufFile f, string arch, bool ropeNeox)
     {
         int Key(string name, int? fallback)
         {
-            string key = $"{arch}.{name}";
+            string key = GgufKeys.Of(arch, name);
             if (f.TryGetInt64(key, out long v))
             {
                 if (v <= 0 || v > 1 << 24) throw new GgufFormatException($"metadata '{key}' = {v} is out of range");
@@ -58,30 +77,30 @@ internal sealed record ModelConfig
             return fallback ?? throw new GgufFormatException($"{f.Path}: metadata '{key}' is missing");
         }
 
-        var embd = f.GetTensor("token_embd.weight");
-        int dim = Key("embedding_length", (int)embd.Columns);
-        int layers = Key("block_count", CountBlocks(f));
-        int heads = Key("attention.head_count", null);
-        int kvHeads = Key("attention.head_count_kv", heads);
+        var embd = f.GetTensor(TensorNames.Weight(TensorNames.TokenEmbd));
+        int dim = Key(GgufKeys.EmbeddingLength, (int)embd.Columns);
+        int layers = Key(GgufKeys.BlockCount, CountBlocks(f));
+        int heads = Key(GgufKeys.HeadCount, null);
+        int kvHeads = Key(GgufKeys.HeadCountKv, heads);
         int headDim = Key(GgufKeys.KeyLength, dim / heads);
         // MoE files need no dense size (llama.cpp only falls back on it for the expert size), so 0 when absent there.
-        int ffn = Key("feed_forward_length", (int?)f.FindTensor("blk.0.ffn_gate.weight")?.Rows ?? (f.FindTensor("blk.0.ffn_gate_exps.weight") != null ? 0 : null));
-        int vocab = Key("vocab_size", (int)embd.Rows);
-        int ctx = Key("context_length", 2048);
-        int ropeDims = Key("rope.dimension_count", headDim);
+        int ffn = Key(GgufKeys.FeedForwardLength, (int?)f.FindTensor(TensorNames.Weight(0, TensorNames.FfnGate))?.Rows ?? (f.FindTensor(TensorNames.Weight(0, TensorNames.FfnGateExps)) != null ? 0 : null));
+        int vocab = Key(GgufKeys.VocabSize, (int)embd.Rows);
+        int ctx = Key(GgufKeys.ContextLength, 2048);
+        int ropeDims = Key(GgufKeys.RopeDimensionCount, headDim);
         if (heads % kvHeads != 0)
             throw new GgufFormatException($"{f.Path}: head_count {heads} is not a multiple of head_count_kv {kvHeads}");
         if (ropeDims > headDim || ropeDims % 2 != 0)
             throw new GgufFormatException($"{f.Path}: rope.dimension_count {ropeDims} does not fit head size {headDim}");
-        float ropeBase = PositiveFloat(f, $"{arch}.rope.freq_base", 10000f);
-        float eps = Epsilon(f, $"{arch}.attention.layer_norm_rms_epsilon", 1e-5f);
+        float ropeBase = PositiveFloat(f, GgufKeys.Of(arch, GgufKeys.RopeFreqBase), 10000f);
+        float eps = Epsilon(f, GgufKeys.Of(arch, GgufKeys.LayerNormRmsEps), 1e-5f);
         // Context extension as llama.cpp applies it whenever the file asks (Qwen3's YaRN ×4 in DeepSeek-R1-0528-Qwen3-8B).
-        string? scaling = f.GetStringOrNull($"{arch}.rope.scaling.type");
-        float scale = scaling is "linear" or "yarn" ? PositiveFloat(f, $"{arch}.rope.scaling.factor", 1f) : 1f;
+        string? scaling = f.GetStringOrNull(GgufKeys.Of(arch, GgufKeys.RopeScalingType));
+        float scale = scaling is "linear" or "yarn" ? PositiveFloat(f, GgufKeys.Of(arch, GgufKeys.RopeScalingFactor), 1f) : 1f;
         return new ModelConfig
         {
             RopeScalingFactor = scale, RopeYarn = scaling == "yarn" && scale != 1f,
-            RopeOriginalContext = Key("rope.scaling.original_context_length", ctx),
+            RopeOriginalContext = Key(GgufKeys.RopeScalingOriginalContextLength, ctx),
 
             Architecture = arch, Dim = dim, Layers = layers, Heads = heads, KvHeads = kvHeads, HeadDim = headDim,
             FfnDim = ffn, VocabSize = vocab, ContextLength = ctx, RopeBase = ropeBase, RopeDims = ropeDims,
@@ -91,35 +110,39 @@ internal sealed record ModelConfig
 
     /// <summary>
     /// Writes the `{arch}.*` hyper-parameter keys <see cref="FromGguf"/> reads, under llama.cpp's names (key and value
-    /// lengths only when the head size is not dim / heads, or for qwen3). Shared by `sputnik synth` and the training export.
+    /// lengths only when the head size is not dim / heads, or for qwen3). Shared by `synth`, `convert` and the training export.
     /// </summary>
     public void WriteKeys(GgufWriter w)
     {
-        string a = Architecture;
-        w.Set($"{a}.block_count", (uint)Layers);
-        w.Set($"{a}.context_length", (uint)ContextLength);
-        w.Set($"{a}.embedding_length", (uint)Dim);
-        w.Set($"{a}.feed_forward_length", (uint)FfnDim);
-        w.Set($"{a}.attention.head_count", (uint)Heads);
-        w.Set($"{a}.attention.head_count_kv", (uint)KvHeads);
+        string K(string key) => GgufKeys.Of(Architecture, key);
+        w.Set(K(GgufKeys.BlockCount), (uint)Layers);
+        w.Set(K(GgufKeys.ContextLength), (uint)ContextLength);
+        w.Set(K(GgufKeys.EmbeddingLength), (uint)Dim);
+        w.Set(K(GgufKeys.FeedForwardLength), (uint)FfnDim);
+        w.Set(K(GgufKeys.HeadCount), (uint)Heads);
+        w.Set(K(GgufKeys.HeadCountKv), (uint)KvHeads);
         // Qwen3 files always carry the head size (its config.json states head_dim, which llama.cpp's converter copies).
-        if (HeadDim != Dim / Heads || QkNorm) w.Set($"{a}.{GgufKeys.KeyLength}", (uint)HeadDim).Set($"{a}.{GgufKeys.ValueLength}", (uint)HeadDim);
-        w.Set($"{a}.rope.freq_base", RopeBase);
-        w.Set($"{a}.rope.dimension_count", (uint)RopeDims);
+        if (HeadDim != Dim / Heads || QkNorm) w.Set(K(GgufKeys.KeyLength), (uint)HeadDim).Set(K(GgufKeys.ValueLength), (uint)HeadDim);
+        w.Set(K(GgufKeys.RopeFreqBase), RopeBase);
+        w.Set(K(GgufKeys.RopeDimensionCount), (uint)RopeDims);
         if (RopeScalingFactor != 1f)
         {
-            w.Set($"{a}.rope.scaling.type", RopeYarn ? "yarn" : "linear");
-            w.Set($"{a}.rope.scaling.factor", RopeScalingFactor);
-            if (RopeYarn) w.Set($"{a}.rope.scaling.original_context_length", (uint)RopeOriginalContext);
+            w.Set(K(GgufKeys.RopeScalingType), RopeYarn ? "yarn" : "linear");
+            w.Set(K(GgufKeys.RopeScalingFactor), RopeScalingFactor);
+            if (RopeYarn) w.Set(K(GgufKeys.RopeScalingOriginalContextLength), (uint)RopeOriginalContext);
+            // Betas other than ggml's defaults (mistral3 reads them; no other family here writes them).
+            if (RopeYarn && YarnBetaFast != 32f) w.Set(K(GgufKeys.RopeScalingYarnBetaFast), YarnBetaFast);
+            if (RopeYarn && YarnBetaSlow != 1f) w.Set(K(GgufKeys.RopeScalingYarnBetaSlow), YarnBetaSlow);
         }
-        w.Set($"{a}.attention.layer_norm_rms_epsilon", RmsEps);
-        w.Set($"{a}.vocab_size", (uint)VocabSize);
+        w.Set(K(GgufKeys.LayerNormRmsEps), RmsEps);
+        w.Set(K(GgufKeys.VocabSize), (uint)VocabSize);
         if (Moe != null)
         {
-            w.Set($"{a}.{GgufKeys.ExpertCount}", (uint)Moe.ExpertCount);
-            w.Set($"{a}.{GgufKeys.ExpertUsedCount}", (uint)Moe.ExpertsUsed);
-            w.Set($"{a}.{GgufKeys.ExpertFeedForwardLength}", (uint)ExpertFfnDim);
+            w.Set(K(GgufKeys.ExpertCount), (uint)Moe.ExpertCount);
+            w.Set(K(GgufKeys.ExpertUsedCount), (uint)Moe.ExpertsUsed);
+            w.Set(K(GgufKeys.ExpertFeedForwardLength), (uint)ExpertFfnDim);
         }
+        ArchParams?.WriteKeys(w, Architecture);
     }
 
     /// <summary>
@@ -131,14 +154,14 @@ internal sealed record ModelConfig
         string a = Architecture;
         int Count(string name)
         {
-            string key = $"{a}.{name}";
+            string key = GgufKeys.Of(a, name);
             if (!f.TryGetInt64(key, out long v)) throw new GgufFormatException($"{f.Path}: metadata '{key}' is missing");
             if (v < 1 || v > 1 << 16) throw new GgufFormatException($"metadata '{key}' = {v} is out of range");
             return (int)v;
         }
         int experts = Count(GgufKeys.ExpertCount), used = Count(GgufKeys.ExpertUsedCount);
         if (used > experts) throw new GgufFormatException($"{f.Path}: {a}.{GgufKeys.ExpertUsedCount} {used} exceeds {a}.{GgufKeys.ExpertCount} {experts}");
-        int expertFfn = f.TryGetInt64($"{a}.{GgufKeys.ExpertFeedForwardLength}", out long e) && e > 0 && e <= 1 << 24 ? (int)e : FfnDim / used;
+        int expertFfn = f.TryGetInt64(GgufKeys.Of(a, GgufKeys.ExpertFeedForwardLength), out long e) && e > 0 && e <= 1 << 24 ? (int)e : FfnDim / used;
         if (expertFfn < 1) throw new GgufFormatException($"{f.Path}: metadata '{a}.{GgufKeys.ExpertFeedForwardLength}' is missing");
         return this with { Moe = routing with { ExpertCount = experts, ExpertsUsed = used }, ExpertFfnDim = expertFfn };
     }
@@ -170,7 +193,7 @@ internal sealed record ModelConfig
     private static int CountBlocks(GgufFile f)
     {
         int n = 0;
-        while (f.FindTensor($"blk.{n}.attn_norm.weight") != null) n++;
+        while (f.FindTensor(TensorNames.Weight(n, TensorNames.AttnNorm)) != null) n++;
         return n;
     }
 }

@@ -3,26 +3,37 @@ using Sputnik.Tensors;
 
 namespace Sputnik.Models;
 
-/// <summary>Maps `general.architecture` to the class that runs it.</summary>
+/// <summary>
+/// The registry of architectures: `general.architecture` → its <see cref="ArchitectureInfo"/> (how it loads, which
+/// Hugging Face names `convert` maps to it, its `synth` presets). Adding an architecture is its own file plus one line here.
+/// </summary>
 internal static class ModelLoader
 {
-    private static readonly Dictionary<string, Func<GgufFile, WorkerPool, LanguageModel>> Architectures = new()
-    {
-        [Llama.Name] = Llama.Load,
-        [Qwen2.Name] = Qwen2.Load,
-        [DeepSeek2.Name] = DeepSeek2.Load,
-        [Qwen3.Name] = Qwen3.Load,
-        [Qwen3Moe.Name] = Qwen3Moe.Load,
-        [SmolLm3.Name] = SmolLm3.Load,
-        [Mistral3.Name] = Mistral3.Load,
-    };
+    private static readonly ArchitectureInfo[] Registered =
+    [
+        Llama.Info,
+        Qwen2.Info,
+        DeepSeek2.Info,
+        Qwen3.Info,
+        Qwen3Moe.Info,
+        SmolLm3.Info,
+        Mistral3.Info,
+    ];
+
+    private static readonly Dictionary<string, ArchitectureInfo> Architectures = Registered.ToDictionary(a => a.Name);
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Architectures.Keys;
+
+    /// <summary>Every registered architecture, in registration order.</summary>
+    public static IReadOnlyList<ArchitectureInfo> All => Registered;
+
+    /// <summary>The architecture named <paramref name="name"/>, or null.</summary>
+    public static ArchitectureInfo? Find(string name) => Architectures.GetValueOrDefault(name);
 
     /// <summary>Throws a clear error when the file's architecture is missing or not one Sputnik runs.</summary>
     public static void EnsureSupported(GgufFile file)
     {
-        string arch = file.Architecture ?? throw new GgufFormatException($"{file.Path}: metadata 'general.architecture' is missing");
+        string arch = file.Architecture ?? throw new GgufFormatException($"{file.Path}: metadata '{GgufKeys.GeneralArchitecture}' is missing");
         if (!Architectures.ContainsKey(arch))
             throw new UnsupportedModelException($"{file.Path}: unknown architecture '{arch}' (supported: {string.Join(", ", Architectures.Keys)})");
     }
@@ -31,7 +42,7 @@ internal static class ModelLoader
     public static LanguageModel Load(GgufFile file, int threads)
     {
         EnsureSupported(file);
-        var load = Architectures[file.Architecture!];
+        var load = Architectures[file.Architecture!].Load;
         var pool = new WorkerPool(threads);
         try
         {

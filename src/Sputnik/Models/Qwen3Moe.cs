@@ -15,7 +15,27 @@ internal static class Qwen3Moe
     public static readonly RouterConfig Routing = new(0, 0, ExpertGating.Softmax, ExpertWeightsNorm: true);
 
     public static ModelConfig Config(GgufFile file) =>
-        (ModelConfig.FromGguf(file, Name, ropeNeox: true) with { QkNorm = true }).WithExperts(file, Routing);
+        (ModelConfig.FromGguf(file, Name, Info.RopeNeox) with { QkNorm = true }).WithExperts(file, Routing);
 
     public static LanguageModel Load(GgufFile file, WorkerPool pool) => new LlamaDecoder(file, Config(file), pool);
+
+    private static ModelConfig Shape(int dim, int layers, int ffn, int heads, int kvHeads, int vocab, int context, int headDim,
+        int experts, int used, int expertFfn) =>
+        Qwen3.Shape(Name, dim, layers, ffn, heads, kvHeads, vocab, context, headDim) with
+        {
+            Moe = Routing with { ExpertCount = experts, ExpertsUsed = used }, ExpertFfnDim = expertFfn,
+        };
+
+    public static readonly ArchitectureInfo Info = new(Name, Load)
+    {
+        RopeNeox = true,
+        HfArchitectures = ["Qwen3MoeForCausalLM"],
+        Synth = new SynthStyle("qwen2", AddBos: false, Qwen3.ChatTemplate),
+        Tensors = p => LlamaTensors.Declare(p, qkvBias: false),
+        SynthPresets =
+        [
+            new("qwen3moe-tiny", Shape(256, 4, 512, 4, 2, 1000, 4096, headDim: 64, experts: 16, used: 4, expertFfn: 128), TiedEmbeddings: false),
+            new("qwen3-30b-a3b", Shape(2048, 48, 6144, 32, 4, 151936, 40960, headDim: 128, experts: 128, used: 8, expertFfn: 768), TiedEmbeddings: false),
+        ],
+    };
 }

@@ -43,9 +43,26 @@ internal static class SmolLm3
 
     public static bool UsesRope(int layer) => (layer + 1) % NoRopeLayerStep != 0;
 
-    public static ModelConfig Config(GgufFile file) => ModelConfig.FromGguf(file, Name, ropeNeox: false);
+    public static ModelConfig Config(GgufFile file) => ModelConfig.FromGguf(file, Name, Info.RopeNeox);
 
     public static LanguageModel Load(GgufFile file, WorkerPool pool) => new SmolLm3Decoder(file, Config(file), pool);
+
+    private static ModelConfig Shape(int dim, int layers, int ffn, int heads, int kvHeads, int vocab, int context) =>
+        ModelConfig.Create(Name, dim, layers, ffn, heads, kvHeads, vocab, context, ropeBase: 5e6f, rmsEps: 1e-6f, ropeNeox: false);
+
+    public static readonly ArchitectureInfo Info = new(Name, Load)
+    {
+        HfArchitectures = ["SmolLM3ForCausalLM"],
+        // SmolLM3 uses Llama 3's tokenizer (llama-bpe, BOS added by its template, not the tokenizer) with ChatML turns.
+        Synth = new SynthStyle("llama-bpe", AddBos: false, ChatTemplate),
+        Tensors = p => LlamaTensors.Declare(p, qkvBias: false),
+        SynthPresets =
+        [
+            // layer 3 of 4 (every fourth) is a NoPE layer.
+            new("smollm3-tiny", Shape(256, 4, 512, 4, 2, 1000, 4096), TiedEmbeddings: true),
+            new("smollm3-3b", Shape(2048, 36, 11008, 16, 4, 128256, 65536), TiedEmbeddings: true),
+        ],
+    };
 }
 
 /// <summary>x += attn(rmsnorm(x)) with RoPE only on rope layers; x += SwiGLU(rmsnorm(x)).</summary>

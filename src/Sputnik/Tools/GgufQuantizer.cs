@@ -1,4 +1,5 @@
 using Sputnik.Gguf;
+using Sputnik.Models;
 using Sputnik.Tensors;
 using Sputnik.Tensors.Quants;
 
@@ -35,14 +36,14 @@ internal static class GgufQuantizer
         foreach (string input in src.ShardPaths)
             if (SameFile(input, outputPath) || (split != null && IsShardOf(input, GgufSplit.OutputPrefix(outputPath))))
                 throw new ArgumentException($"output '{outputPath}' would overwrite the input file {input}; choose another output path");
-        bool hasOutput = src.FindTensor("output.weight") != null;
+        bool hasOutput = src.FindTensor(TensorNames.Weight(TensorNames.Output)) != null;
         int layers = CountLayers(src);
         var mix = new QuantMix(fileType, layers, hasOutput);
 
         var writer = new GgufWriter();
         writer.CopyMetadata(src);
-        writer.Set("general.file_type", (uint)fileType);
-        if (QuantMix.IsQuantized(QuantMix.DefaultType(fileType))) writer.Set("general.quantization_version", QuantizationVersion);
+        writer.Set(GgufKeys.GeneralFileType, (uint)fileType);
+        if (QuantMix.IsQuantized(QuantMix.DefaultType(fileType))) writer.Set(GgufKeys.GeneralQuantizationVersion, QuantizationVersion);
 
         var plan = src.Tensors.Select(t => (Info: t, Type: mix.Choose(t.Name, t.Dims, t.Type))).ToArray();
         foreach (var (t, type) in plan)
@@ -112,7 +113,7 @@ internal static class GgufQuantizer
     /// <summary>n_layer: <c>{arch}.block_count</c>, else the number of blk.N prefixes.</summary>
     internal static int CountLayers(GgufFile f)
     {
-        if (f.Architecture is { } arch && f.TryGetInt64($"{arch}.block_count", out long n) && n > 0) return (int)n;
+        if (f.Architecture is { } arch && f.TryGetInt64(GgufKeys.Of(arch, GgufKeys.BlockCount), out long n) && n > 0) return (int)n;
         int max = -1;
         foreach (var t in f.Tensors)
         {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Sputnik.Models;
 using Sputnik.Tensors;
 
 namespace Sputnik.Tools;
@@ -106,8 +107,8 @@ internal sealed class QuantMix
         if (NDims(dims) < 2) return false; // ggml_n_dims < 2: vectors stay as they are
         return name.EndsWith("weight", StringComparison.Ordinal)
             && !name.Contains("_norm.weight", StringComparison.Ordinal)
-            && !name.Contains("ffn_gate_inp.weight", StringComparison.Ordinal)
-            && name != "position_embd.weight" && name != "token_types.weight";
+            && !name.Contains(TensorNames.Weight(TensorNames.FfnGateInp), StringComparison.Ordinal)
+            && name != TensorNames.Weight(TensorNames.PositionEmbd) && name != TensorNames.Weight(TensorNames.TokenTypes);
     }
 
     // ggml_n_dims: trailing dimensions of size 1 do not count.
@@ -130,25 +131,25 @@ internal sealed class QuantMix
         if (!IsQuantized(type)) return type;
         long nx = dims[0];
         var ft = FileType;
-        bool isOutput = name == "output.weight" || (!HasOutput && name == "token_embd.weight");
+        bool isOutput = name == TensorNames.Weight(TensorNames.Output) || (!HasOutput && name == TensorNames.Weight(TensorNames.TokenEmbd));
         if (isOutput)
         {
             if (nx % GgmlTypeInfo.BlockSize(type) != 0) type = GgmlType.Q8_0;
             else if (type != GgmlType.Q8_0) type = GgmlType.Q6_K;
         }
-        else if (name.Contains("attn_v.weight", StringComparison.Ordinal))
+        else if (name.Contains(TensorNames.Weight(TensorNames.AttnV), StringComparison.Ordinal))
         {
             int layer = LayerOf(name);
             if ((ft is FileType.Q4_K_M or FileType.Q5_K_M) && UseMoreBits(layer, Layers)) type = GgmlType.Q6_K;
             else if (ft == FileType.Q4_K_S && layer < 4) type = GgmlType.Q5_K;
         }
-        else if (name.Contains("ffn_down", StringComparison.Ordinal))
+        else if (name.Contains(TensorNames.FfnDown, StringComparison.Ordinal)) // also ffn_down_exps / _shexp, as llama.cpp matches
         {
             int layer = LayerOf(name);
             if ((ft is FileType.Q4_K_M or FileType.Q5_K_M) && UseMoreBits(layer, Layers)) type = GgmlType.Q6_K;
             else if (ft == FileType.Q4_K_S && layer < Layers / 8) type = GgmlType.Q5_K;
         }
-        else if (name.Contains("attn_qkv.weight", StringComparison.Ordinal))
+        else if (name.Contains(TensorNames.Weight(TensorNames.AttnQkv), StringComparison.Ordinal))
         {
             if (ft == FileType.Q4_K_M) type = GgmlType.Q5_K;
             else if (ft == FileType.Q5_K_M) type = GgmlType.Q6_K;

@@ -6,27 +6,6 @@ using Sputnik.Tokenizers;
 
 namespace Sputnik.Tools;
 
-/// <summary>The shape of a real (or tiny test) model that <see cref="SyntheticModel"/> can fake.</summary>
-/// <remarks>
-/// <paramref name="HeadSize"/> 0 means dim / heads; <paramref name="Experts"/> &gt; 0 replaces every layer's dense FFN
-/// by that many routed experts of <paramref name="ExpertFfn"/> rows, <paramref name="ExpertsUsed"/> per token (qwen3moe);
-/// <paramref name="YarnFactor"/> &gt; 1 extends the context with YaRN from <paramref name="YarnOriginalContext"/>;
-/// <paramref name="Mistral3Keys"/> carries mistral3's attention temperature and yarn_log_multiplier.
-/// </remarks>
-internal sealed record SynthPreset(
-    string Name, string Arch, int Dim, int Layers, int Ffn, int Heads, int KvHeads, int Vocab, float RopeBase, int Context,
-    bool TiedEmbeddings, float RmsEps, float? Llama3RopeFactor = null, int HeadSize = 0, int Experts = 0, int ExpertsUsed = 0, int ExpertFfn = 0,
-    float YarnFactor = 1f, int YarnOriginalContext = 0, Mistral3.Params? Mistral3Keys = null)
-{
-    public int HeadDim => HeadSize > 0 ? HeadSize : Dim / Heads;
-    public bool QkvBias => Arch == Qwen2.Name;
-    public bool QkNorm => Arch is Qwen3.Name or Qwen3Moe.Name;
-    public bool IsQwen => Arch is Qwen2.Name or Qwen3.Name or Qwen3Moe.Name;
-    /// <summary>Architectures whose files hold exactly llama's tensors (what differs is in the forward and the keys).</summary>
-    public bool LlamaTensors => Arch is Llama.Name or SmolLm3.Name or Mistral3.Name;
-    public string Pre => IsQwen ? "qwen2" : "llama-bpe";
-}
-
 /// <summary>Options for <see cref="SyntheticModel.Write"/>.</summary>
 internal sealed record SynthOptions
 {
@@ -52,81 +31,33 @@ internal sealed record SynthOptions
 /// </summary>
 internal static class SyntheticModel
 {
-    private const string ChatMl =
-        "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}" +
-        "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
-
-    // Qwen3's way of switching thinking off: with enable_thinking false the generation prompt carries an empty
-    // think block (the official template does the same after '<|im_start|>assistant\n').
-    private const string Qwen3Chat =
-        "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}" +
-        "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}" +
-        "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}";
-
-    private const string Llama3Chat =
-        "{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + " +
-        "message['content'] | trim + '<|eot_id|>' }}{%- endfor %}{%- if add_generation_prompt %}" +
-        "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}";
-
-    public static readonly IReadOnlyList<SynthPreset> Presets =
-    [
-        new("qwen2-tiny", "qwen2", 256, 4, 512, 4, 2, 1000, 1e6f, 4096, TiedEmbeddings: true, 1e-6f),
-        new("llama-tiny", "llama", 256, 4, 512, 4, 2, 800, 500000f, 4096, TiedEmbeddings: false, 1e-5f),
-        new("qwen2-0.5b", "qwen2", 896, 24, 4864, 14, 2, 151936, 1e6f, 32768, TiedEmbeddings: true, 1e-6f),
-        new("qwen2-1.5b", "qwen2", 1536, 28, 8960, 12, 2, 151936, 1e6f, 32768, TiedEmbeddings: true, 1e-6f),
-        new("qwen2-7b", "qwen2", 3584, 28, 18944, 28, 4, 152064, 1e6f, 32768, TiedEmbeddings: false, 1e-6f),
-        new("llama-3.2-1b", "llama", 2048, 16, 8192, 32, 8, 128256, 500000f, 131072, TiedEmbeddings: true, 1e-5f, Llama3RopeFactor: 32f),
-        new("llama-3.2-3b", "llama", 3072, 28, 8192, 24, 8, 128256, 500000f, 131072, TiedEmbeddings: true, 1e-5f, Llama3RopeFactor: 32f),
-        new("llama-3.1-8b", "llama", 4096, 32, 14336, 32, 8, 128256, 500000f, 131072, TiedEmbeddings: false, 1e-5f, Llama3RopeFactor: 8f),
-        // qwen3: head size 128 whatever the width (Qwen3's config.json head_dim), so heads·128 ≠ dim in most sizes.
-        // qwen3-tiny carries R1-0528-Qwen3-8B's YaRN ×4 (over a 1,024-token original context) so the llama.cpp check covers it.
-        new("qwen3-tiny", "qwen3", 256, 4, 512, 4, 2, 1000, 1e6f, 4096, TiedEmbeddings: true, 1e-6f, HeadSize: 128, YarnFactor: 4f, YarnOriginalContext: 1024),
-        new("qwen3-0.6b", "qwen3", 1024, 28, 3072, 16, 8, 151936, 1e6f, 40960, TiedEmbeddings: true, 1e-6f, HeadSize: 128),
-        // DeepSeek-R1-0528-Qwen3-8B: Qwen3-8B's shape with YaRN ×4 over 32,768 tokens (131,072 in all), as its config.json.
-        new("qwen3-8b", "qwen3", 4096, 36, 12288, 32, 8, 151936, 1e6f, 131072, TiedEmbeddings: false, 1e-6f, HeadSize: 128,
-            YarnFactor: 4f, YarnOriginalContext: 32768),
-        new("qwen3moe-tiny", "qwen3moe", 256, 4, 512, 4, 2, 1000, 1e6f, 4096, TiedEmbeddings: false, 1e-6f, HeadSize: 64,
-            Experts: 16, ExpertsUsed: 4, ExpertFfn: 128),
-        new("qwen3-30b-a3b", "qwen3moe", 2048, 48, 6144, 32, 4, 151936, 1e6f, 40960, TiedEmbeddings: false, 1e-6f, HeadSize: 128,
-            Experts: 128, ExpertsUsed: 8, ExpertFfn: 768),
-        // smollm3: layer 3 of 4 (every fourth) is a NoPE layer.
-        new("smollm3-tiny", "smollm3", 256, 4, 512, 4, 2, 1000, 5e6f, 4096, TiedEmbeddings: true, 1e-6f),
-        new("smollm3-3b", "smollm3", 2048, 36, 11008, 16, 4, 128256, 5e6f, 65536, TiedEmbeddings: true, 1e-6f),
-        // mistral3 (Ministral 3): head size 128, YaRN ×16 with llama 4's attention temperature β 0.1 from the original
-        // context on. The tiny one starts YaRN and the temperature at 16 tokens so a short prompt crosses two steps.
-        new("ministral3-tiny", "mistral3", 256, 4, 512, 4, 2, 1000, 1e6f, 4096, TiedEmbeddings: true, 1e-5f, HeadSize: 128,
-            YarnFactor: 16f, YarnOriginalContext: 16, Mistral3Keys: new(TemperatureScale: 0.1f, YarnLogMultiplier: 1f)),
-        // Ministral-3-3B-Reasoning-2512's text model (config.json text_config).
-        new("ministral3-3b", "mistral3", 3072, 26, 9216, 32, 8, 131072, 1e6f, 262144, TiedEmbeddings: true, 1e-5f, HeadSize: 128,
-            YarnFactor: 16f, YarnOriginalContext: 16384, Mistral3Keys: new(TemperatureScale: 0.1f, YarnLogMultiplier: 1f)),
-    ];
+    /// <summary>Every llama-family preset, from each registered architecture's file (deepseek2's are in <see cref="DeepSeek2Synth.Presets"/>).</summary>
+    public static IReadOnlyList<SynthPreset> Presets { get; } = ModelLoader.All.SelectMany(a => a.SynthPresets).ToArray();
 
     public static SynthPreset FindPreset(string name) =>
         Presets.FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase))
         ?? throw new ArgumentException($"unknown preset '{name}' (available: {string.Join(", ", Presets.Select(p => p.Name))})");
 
-    // NormJitter: 1 + N(0, 0.1), for the per-head Q/K norms, so a test notices a weight applied to the wrong slice.
-    private enum Kind { Matrix, Ones, Bias, RopeFreqs, NormJitter }
-
-    private sealed record Spec(string Name, long[] Dims, Kind Kind);
-
     public static void Write(string path, SynthOptions o, Action<ToolProgress>? progress = null)
     {
         var p = o.Preset;
-        if (!p.IsQwen && !p.LlamaTensors) throw new ArgumentException($"preset '{p.Name}': architecture '{p.Arch}' cannot be synthesized");
+        var arch = ModelLoader.Find(p.Arch);
+        if (arch is not { Synth: { } style, Tensors: { } declare })
+            throw new ArgumentException($"preset '{p.Name}': architecture '{p.Arch}' cannot be synthesized");
         if (Directory.Exists(path)) throw new ArgumentException($"output '{path}' is a directory");
-        var tok = o.Tokenizer is { } real ? SyntheticVocab.PadTo(real, p.Vocab) : SyntheticVocab.Create(p.Vocab, p.Pre);
-        int vocab = tok.Tokens.Length;
+        var tok = o.Tokenizer is { } real ? SyntheticVocab.PadTo(real, p.Config.VocabSize)
+            : style.CreateVocab?.Invoke(p.Config.VocabSize) ?? SyntheticVocab.Create(p.Config.VocabSize, style.TokenizerPre);
+        p = p with { Config = p.Config with { VocabSize = tok.Tokens.Length } };
         int threads = Math.Max(1, o.Threads);
 
-        var specs = TensorSpecs(p, vocab);
-        var mix = new QuantMix(o.FileType, p.Layers, hasOutput: !p.TiedEmbeddings);
+        var specs = declare(p).ToList();
+        var mix = new QuantMix(o.FileType, p.Config.Layers, hasOutput: !p.TiedEmbeddings);
         var w = new GgufWriter();
-        WriteMetadata(w, p, o, tok, vocab);
+        WriteMetadata(w, p, style, o, tok);
 
         var pools = new Dictionary<GgmlType, WeightPool>();
         // Pool size: a quarter of the largest matrix (power of two), 64K..4M weights — small models stay quick to write.
-        long largest = specs.Where(s => s.Kind == Kind.Matrix).Max(s => s.Dims[0] * s.Dims[1]);
+        long largest = specs.Where(s => s.Fill == TensorFill.Matrix).Max(s => s.Dims[0] * s.Dims[1]);
         int poolWeights = (int)Math.Clamp(1L << (int)Math.Ceiling(Math.Log2(Math.Max(1, largest / 4))), 1 << 16, 1 << 22);
         long total = specs.Sum(s => GgufWriter.ByteSize(mix.Choose(s.Name, s.Dims, GgmlType.F32), s.Dims));
         long done = 0;
@@ -146,7 +77,7 @@ internal static class SyntheticModel
                 }
                 long rows = s.Dims.Skip(1).Aggregate(1L, (a, b) => a * b); // 3-D expert stacks: all experts' rows
                 long cols = s.Dims[0];
-                if (s.Kind == Kind.Matrix)
+                if (s.Fill == TensorFill.Matrix)
                 {
                     if (!pools.TryGetValue(type, out var pool)) pools[type] = pool = new WeightPool(type, o.Seed, o.Sigma, poolWeights, threads);
                     TensorStreams.WriteRows(output, rows, GgmlTypeInfo.RowBytes(type, cols), threads,
@@ -154,15 +85,15 @@ internal static class SyntheticModel
                     return;
                 }
                 var v = new float[cols];
-                switch (s.Kind)
+                switch (s.Fill)
                 {
-                    case Kind.Ones: Array.Fill(v, 1f); break;
-                    case Kind.Bias: Gaussian(tensorSeed, o.Sigma, v); break;
-                    case Kind.NormJitter:
+                    case TensorFill.Ones: Array.Fill(v, 1f); break;
+                    case TensorFill.Bias: Gaussian(tensorSeed, o.Sigma, v); break;
+                    case TensorFill.NormJitter:
                         Gaussian(tensorSeed, 0.1f, v);
                         for (int j = 0; j < v.Length; j++) v[j] += 1f;
                         break;
-                    case Kind.RopeFreqs: Llama3RopeFactors(p, v); break;
+                    case TensorFill.Computed: s.Values!(v); break;
                 }
                 var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols)];
                 Quant.Row(type, v, bytes);
@@ -173,81 +104,24 @@ internal static class SyntheticModel
         w.Write(path);
     }
 
-    private static List<Spec> TensorSpecs(SynthPreset p, int vocab)
+    private static void WriteMetadata(GgufWriter w, SynthPreset p, SynthStyle style, SynthOptions o, TokenizerData tok)
     {
-        int q = p.Heads * p.HeadDim, kv = p.KvHeads * p.HeadDim;
-        var list = new List<Spec>();
-        if (p.Llama3RopeFactor != null) list.Add(new("rope_freqs.weight", [p.HeadDim / 2], Kind.RopeFreqs));
-        list.Add(new("token_embd.weight", [p.Dim, vocab], Kind.Matrix));
-        for (int l = 0; l < p.Layers; l++)
-        {
-            string b = $"blk.{l}.";
-            list.Add(new(b + "attn_norm.weight", [p.Dim], Kind.Ones));
-            list.Add(new(b + "attn_q.weight", [p.Dim, q], Kind.Matrix));
-            if (p.QkvBias) list.Add(new(b + "attn_q.bias", [q], Kind.Bias));
-            list.Add(new(b + "attn_k.weight", [p.Dim, kv], Kind.Matrix));
-            if (p.QkvBias) list.Add(new(b + "attn_k.bias", [kv], Kind.Bias));
-            list.Add(new(b + "attn_v.weight", [p.Dim, kv], Kind.Matrix));
-            if (p.QkvBias) list.Add(new(b + "attn_v.bias", [kv], Kind.Bias));
-            if (p.QkNorm)
-            {
-                list.Add(new(TensorNames.Weight(l, TensorNames.AttnQNorm), [p.HeadDim], Kind.NormJitter));
-                list.Add(new(TensorNames.Weight(l, TensorNames.AttnKNorm), [p.HeadDim], Kind.NormJitter));
-            }
-            list.Add(new(b + "attn_output.weight", [q, p.Dim], Kind.Matrix));
-            list.Add(new(b + "ffn_norm.weight", [p.Dim], Kind.Ones));
-            if (p.Experts > 0)
-            {
-                list.Add(new(TensorNames.Weight(l, TensorNames.FfnGateInp), [p.Dim, p.Experts], Kind.Matrix));
-                list.Add(new(TensorNames.Weight(l, TensorNames.FfnGateExps), [p.Dim, p.ExpertFfn, p.Experts], Kind.Matrix));
-                list.Add(new(TensorNames.Weight(l, TensorNames.FfnUpExps), [p.Dim, p.ExpertFfn, p.Experts], Kind.Matrix));
-                list.Add(new(TensorNames.Weight(l, TensorNames.FfnDownExps), [p.ExpertFfn, p.Dim, p.Experts], Kind.Matrix));
-                continue;
-            }
-            list.Add(new(b + "ffn_gate.weight", [p.Dim, p.Ffn], Kind.Matrix));
-            list.Add(new(b + "ffn_up.weight", [p.Dim, p.Ffn], Kind.Matrix));
-            list.Add(new(b + "ffn_down.weight", [p.Ffn, p.Dim], Kind.Matrix));
-        }
-        list.Add(new("output_norm.weight", [p.Dim], Kind.Ones));
-        if (!p.TiedEmbeddings) list.Add(new("output.weight", [p.Dim, vocab], Kind.Matrix));
-        return list;
+        w.Set(GgufKeys.GeneralArchitecture, p.Arch);
+        w.Set(GgufKeys.GeneralType, "model");
+        w.Set(GgufKeys.GeneralName, $"Sputnik synthetic {p.Name}");
+        w.Set(GgufKeys.GeneralDescription, $"random weights, not a trained model (sputnik synth --preset {p.Name} --seed {o.Seed})");
+        p.Config.WriteKeys(w);
+        w.Set(GgufKeys.GeneralFileType, (uint)o.FileType);
+        if (QuantMix.IsQuantized(QuantMix.DefaultType(o.FileType))) w.Set(GgufKeys.GeneralQuantizationVersion, GgufQuantizer.QuantizationVersion);
+
+        WriteTokenizer(w, tok, string.IsNullOrEmpty(tok.Pre) || tok.Pre == "default" ? style.TokenizerPre : tok.Pre,
+            tok.AddBos ?? style.AddBos, p.ChatTemplate ?? style.ChatTemplate);
     }
-
-    private static void WriteMetadata(GgufWriter w, SynthPreset p, SynthOptions o, TokenizerData tok, int vocab)
-    {
-        string a = p.Arch;
-        w.Set("general.architecture", a);
-        w.Set("general.type", "model");
-        w.Set("general.name", $"Sputnik synthetic {p.Name}");
-        w.Set("general.description", $"random weights, not a trained model (sputnik synth --preset {p.Name} --seed {o.Seed})");
-        var config = new ModelConfig
-        {
-            Architecture = a, Dim = p.Dim, Layers = p.Layers, Heads = p.Heads, KvHeads = p.KvHeads, HeadDim = p.HeadDim, FfnDim = p.Ffn,
-            VocabSize = vocab, ContextLength = p.Context, RopeBase = p.RopeBase, RopeDims = p.HeadDim, RopeNeox = p.IsQwen, RmsEps = p.RmsEps,
-            QkNorm = p.QkNorm, ExpertFfnDim = p.ExpertFfn,
-            RopeScalingFactor = p.YarnFactor, RopeYarn = p.YarnFactor != 1f, RopeOriginalContext = p.YarnOriginalContext,
-            Moe = p.Experts > 0 ? Qwen3Moe.Routing with { ExpertCount = p.Experts, ExpertsUsed = p.ExpertsUsed } : null,
-        };
-        config.WriteKeys(w);
-        p.Mistral3Keys?.WriteKeys(w, config);
-        w.Set("general.file_type", (uint)o.FileType);
-        if (QuantMix.IsQuantized(QuantMix.DefaultType(o.FileType))) w.Set("general.quantization_version", GgufQuantizer.QuantizationVersion);
-
-        WriteTokenizer(w, tok, string.IsNullOrEmpty(tok.Pre) || tok.Pre == "default" ? p.Pre : tok.Pre,
-            tok.AddBos ?? p.Arch is Llama.Name or Mistral3.Name, ChatTemplateOf(p));
-    }
-
-    private static string ChatTemplateOf(SynthPreset p) => p.Arch switch
-    {
-        SmolLm3.Name => SmolLm3.ChatTemplate,
-        Mistral3.Name => Mistral3.ChatTemplate,
-        _ => p.QkNorm ? Qwen3Chat : p.IsQwen ? ChatMl : Llama3Chat,
-    };
 
     private static void WriteTokenizer(GgufWriter w, TokenizerData tok, string pre, bool addBos, string chatTemplate)
     {
         (tok with { Pre = pre, AddBos = addBos }).WriteTo(w);
-        w.Set("tokenizer.chat_template", chatTemplate);
+        w.Set(GgufKeys.ChatTemplate, chatTemplate);
     }
 
     /// <summary>
@@ -260,27 +134,9 @@ internal static class SyntheticModel
         var tok = SyntheticVocab.Create(Math.Max(config.VocabSize, 512), "deepseek-v3"); // byte tokens + specials need room
         var w = new GgufWriter();
         DeepSeek2Synth.Write(w, config with { VocabSize = tok.Tokens.Length }, QuantMix.DefaultType(fileType), (int)(seed & 0x7fffffff), $"Sputnik synthetic {name}");
-        w.Set("general.file_type", (uint)fileType);
-        WriteTokenizer(w, tok, "deepseek-v3", addBos: true, ChatMl);
+        w.Set(GgufKeys.GeneralFileType, (uint)fileType);
+        WriteTokenizer(w, tok, "deepseek-v3", addBos: true, Qwen2.ChatMl);
         w.Write(path);
-    }
-
-    /// <summary>Llama 3.1-style RoPE frequency factors (original context 8192, low/high frequency factors 1 and 4).</summary>
-    private static void Llama3RopeFactors(SynthPreset p, Span<float> dst)
-    {
-        double factor = p.Llama3RopeFactor ?? 1, oldCtx = 8192, lowFreqWavelen = oldCtx / 1.0, highFreqWavelen = oldCtx / 4.0;
-        for (int i = 0; i < dst.Length; i++)
-        {
-            double freq = 1.0 / Math.Pow(p.RopeBase, 2.0 * i / p.HeadDim);
-            double wavelen = 2 * Math.PI / freq;
-            if (wavelen < highFreqWavelen) dst[i] = 1f;
-            else if (wavelen > lowFreqWavelen) dst[i] = (float)factor;
-            else
-            {
-                double smooth = (oldCtx / wavelen - 1.0) / (4.0 - 1.0);
-                dst[i] = (float)(1.0 / ((1 - smooth) / factor + smooth));
-            }
-        }
     }
 
     /// <summary>SplitMix64's finalizer: a good 64-bit mixer for deriving independent seeds.</summary>

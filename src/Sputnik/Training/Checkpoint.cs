@@ -1,3 +1,4 @@
+using Sputnik.Models;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
@@ -13,14 +14,14 @@ internal static class Checkpoint
 {
     private const string Magic = "SPUTNIK-CKPT-1";
 
-    public static void Save(string path, TrainConfig config, int step, ParameterBuffer p, AdamW opt, string tag = "")
+    public static void Save(string path, IArchConfig config, int step, ParameterBuffer p, AdamW opt, string tag = "")
     {
         string tmp = path + ".tmp";
         using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write))
         using (var w = new BinaryWriter(fs, Encoding.UTF8))
         {
             w.Write(Magic);
-            w.Write(JsonSerializer.Serialize(config.ShapeKey()));
+            w.Write(JsonSerializer.Serialize(TrainConfig.ShapeKey(config)));
             w.Write(tag);
             w.Write(step);
             w.Write(opt.Step);
@@ -34,12 +35,12 @@ internal static class Checkpoint
     }
 
     /// <summary>Restores parameters and optimizer state; returns the step to continue from.</summary>
-    public static int Load(string path, TrainConfig config, ParameterBuffer p, AdamW opt, out string tag)
+    public static int Load(string path, IArchConfig config, ParameterBuffer p, AdamW opt, out string tag)
     {
         using var r = new BinaryReader(File.OpenRead(path), Encoding.UTF8);
         if (r.ReadString() != Magic) throw new InvalidDataException($"{path} is not a Sputnik checkpoint");
         var shape = JsonSerializer.Deserialize<int[]>(r.ReadString())!;
-        int[] want = config.ShapeKey();
+        int[] want = TrainConfig.ShapeKey(config);
         if (!shape.SequenceEqual(want)) throw new InvalidDataException($"{path}: checkpoint shape [{string.Join(",", shape)}] differs from [{string.Join(",", want)}]");
         tag = r.ReadString();
         int step = r.ReadInt32();

@@ -12,34 +12,26 @@ namespace Sputnik.Training;
 /// `llama` for the dense layout, `deepseek2` (MLA + MoE) for the DeepSeek layout — with the character tokenizer and
 /// the R1 chat template, and reads such a file back for further training (GRPO --init).
 /// <para>
-/// The deepseek2 keys are exactly those <see cref="DeepSeek2Synth.SetMetadata"/> writes for synthetic files, and the
-/// tensor list is checked against <see cref="DeepSeek2Synth.Tensors"/>. Every parameter is a straight copy except
-/// MLA's kv up-projection: training keeps it as one attn_kv_b [H·(nope+v), rank]; the file carries it split, as
-/// llama.cpp's converter writes it, into attn_k_b (ggml dims [nope, rank, H]: per head, W_UKᵀ) and attn_v_b ([rank, v, H]).
+/// The model's config is the record inference reads (<see cref="ModelConfig"/> or <see cref="DeepSeek2Config"/>), so
+/// its keys are written by that record's WriteKeys, as for `synth` and `convert`; the deepseek2 tensor list is checked
+/// against <see cref="DeepSeek2Synth.Tensors"/>. Every parameter is a straight copy except MLA's kv up-projection:
+/// training keeps it as one attn_kv_b [H·(nope+v), rank]; the file carries it split, as llama.cpp's converter writes
+/// it, into attn_k_b (ggml dims [nope, rank, H]: per head, W_UKᵀ) and attn_v_b ([rank, v, H]).
 /// </para>
 /// </summary>
 internal static class GgufExport
 {
-    public static string ArchitectureOf(TrainConfig c) => c.DeepSeek == null ? Llama.Name : DeepSeek2.Name;
-
     public static void Write(TransformerModel m, string path, string? name = null)
     {
         var c = m.Config;
-        name ??= c.DeepSeek == null ? "sputnik-r1-tiny" : "sputnik-r1-tiny-ds";
+        name ??= c is DeepSeek2Config ? "sputnik-r1-tiny-ds" : "sputnik-r1-tiny";
         var w = new GgufWriter();
-        if (c.DeepSeek == null)
-        {
-            w.Set("general.architecture", Llama.Name);
-            w.Set("general.name", name);
-            ToModelConfig(c).WriteKeys(w);
-        }
-        else
-        {
-            DeepSeek2Synth.SetMetadata(w, ToDeepSeek2Config(c), name);
-        }
-        w.Set("general.file_type", 0u); // ALL_F32
+        w.Set(GgufKeys.GeneralArchitecture, c.Architecture);
+        w.Set(GgufKeys.GeneralName, name);
+        c.WriteKeys(w);
+        w.Set(GgufKeys.GeneralFileType, 0u); // ALL_F32
         R1Format.Vocabulary().WriteTo(w);
-        w.Set("tokenizer.chat_template", R1Format.ChatTemplate);
+        w.Set(GgufKeys.ChatTemplate, R1Format.ChatTemplate);
         // Greedy by default: these models are trained and evaluated greedily, and sampling at T 0.7 scores about
         // 15 points lower (docs/training.md). Flags and request fields still override it.
         w.Set(RecommendedSampling.Temperature, 0f);
@@ -49,7 +41,7 @@ internal static class GgufExport
             w.AddTensor(tname, GgmlType.F32, dims, MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
             written.Add(tname, dims);
         }
-        if (c.DeepSeek != null) CheckAgainstSynth(written, ToDeepSeek2Config(c));
+        if (c is DeepSeek2Config ds) CheckAgainstSynth(written, ds);
         string tmp = path + ".tmp";
         w.Write(tmp);
         File.Move(tmp, path, overwrite: true);
@@ -59,78 +51,20 @@ internal static class GgufExport
     public static TransformerModel Read(string path)
     {
         using var f = GgufFile.Open(path);
-        var c = f.Architecture switch
+        IArchConfig c = f.Architecture switch
         {
-            Llama.Name => FromLlama(f, path),
-            DeepSeek2.Name => FromDeepSeek2(DeepSeek2Config.FromGguf(f), path),
+            Llama.Name => ModelConfig.FromGguf(f, Llama.Name, ropeNeox: false),
+            DeepSeek2.Name => DeepSeek2Config.FromGguf(f),
             var a => throw new GgufFormatException($"{path}: architecture '{a}' is not one Sputnik trains (llama, deepseek2)"),
         };
+        TrainConfig.EnsureTrainable(c, path);
         var m = new TransformerModel(c);
         foreach (var s in m.P.Slices)
         {
-            if (s.Name.EndsWith("attn_kv_b.weight", StringComparison.Ordinal)) ReadKvB(f, path, m, s);
+            if (TensorNames.IsLayer(s.Name, TensorNames.AttnKvB)) ReadKvB(f, path, m, s);
             else ReadF32(f, path, s.Name, GgufDims(s), m.P.W(s));
         }
         return m;
-    }
-
-    // ---- llama ------------------------------------------------------------------------------------------
-
-    private static ModelConfig ToModelConfig(TrainConfig c) => new()
-    {
-        Architecture = Llama.Name, Dim = c.Dim, Layers = c.Layers, Heads = c.Heads, KvHeads = c.KvHeads, HeadDim = c.HeadDim,
-        FfnDim = c.FfnDim, VocabSize = c.Vocab, ContextLength = c.MaxSeq, RopeBase = c.RopeBase, RopeDims = c.HeadDim, RmsEps = c.RmsEps,
-    };
-
-    private static TrainConfig FromLlama(GgufFile f, string path)
-    {
-        var mc = ModelConfig.FromGguf(f, Llama.Name, ropeNeox: false);
-        if (mc.HeadDim != mc.Dim / mc.Heads || mc.RopeDims != mc.HeadDim)
-            throw new GgufFormatException($"{path}: head size {mc.HeadDim} / rope dims {mc.RopeDims} differ from what training builds (dim / heads)");
-        return new TrainConfig
-        {
-            Vocab = mc.VocabSize, Dim = mc.Dim, Layers = mc.Layers, Heads = mc.Heads, KvHeads = mc.KvHeads, FfnDim = mc.FfnDim,
-            MaxSeq = mc.ContextLength, RopeBase = mc.RopeBase, RmsEps = mc.RmsEps,
-        };
-    }
-
-    // ---- deepseek2 --------------------------------------------------------------------------------------
-
-    public static DeepSeek2Config ToDeepSeek2Config(TrainConfig c)
-    {
-        var ds = c.DeepSeek ?? throw new ArgumentException("not a DeepSeek-layout config");
-        return new DeepSeek2Config
-        {
-            Dim = c.Dim, Layers = c.Layers, Heads = c.Heads, VocabSize = c.Vocab, ContextLength = c.MaxSeq, RmsEps = c.RmsEps,
-            QLoraRank = 0, KvLoraRank = ds.KvLoraRank, QkNopeDim = ds.QkNopeDim, QkRopeDim = ds.QkRopeDim, VHeadDim = ds.VHeadDim,
-            FfnDim = c.FfnDim, LeadingDenseLayers = ds.LeadingDenseLayers, ExpertCount = ds.Experts, ExpertsUsed = ds.ExpertsUsed,
-            SharedExperts = ds.SharedExperts, ExpertFfnDim = ds.ExpertFfnDim,
-            ExpertWeightsScale = ds.RouteScale, ExpertWeightsNorm = true, Gating = ExpertGating.Sigmoid, RopeBase = c.RopeBase,
-        };
-    }
-
-    private static TrainConfig FromDeepSeek2(DeepSeek2Config d, string path)
-    {
-        // The training blocks implement one variant of deepseek2: say which feature of the file is outside it.
-        string? why = d.QLoraRank != 0 ? "q_lora_rank > 0"
-            : d.ExpertCount == 0 ? "no MoE layers"
-            : d.Gating != ExpertGating.Sigmoid ? "softmax routing"
-            : !d.ExpertWeightsNorm ? "unnormalised expert weights"
-            : d.ExpertGroups > 1 ? "grouped routing"
-            : d.SharedExperts < 1 ? "no shared expert"
-            : d.Yarn ? "YaRN rope scaling" : null;
-        if (why != null) throw new GgufFormatException($"{path}: deepseek2 with {why} is not a layout Sputnik trains");
-        return new TrainConfig
-        {
-            Vocab = d.VocabSize, Dim = d.Dim, Layers = d.Layers, Heads = d.Heads, KvHeads = 1, FfnDim = d.FfnDim, MaxSeq = d.ContextLength,
-            RopeBase = d.RopeBase, RmsEps = d.RmsEps,
-            DeepSeek = new DeepSeekShape
-            {
-                KvLoraRank = d.KvLoraRank, QkNopeDim = d.QkNopeDim, QkRopeDim = d.QkRopeDim, VHeadDim = d.VHeadDim,
-                LeadingDenseLayers = d.LeadingDenseLayers, Experts = d.ExpertCount, ExpertsUsed = d.ExpertsUsed,
-                SharedExperts = d.SharedExperts, ExpertFfnDim = d.ExpertFfnDim, RouteScale = d.ExpertWeightsScale,
-            },
-        };
     }
 
     /// <summary>The file's tensors: GGUF name, ggml dims (fastest first) and F32 values.</summary>
@@ -138,13 +72,13 @@ internal static class GgufExport
     {
         foreach (var s in m.P.Slices)
         {
-            if (!s.Name.EndsWith("attn_kv_b.weight", StringComparison.Ordinal))
+            if (!TensorNames.IsLayer(s.Name, TensorNames.AttnKvB))
             {
                 yield return (s.Name, GgufDims(s), m.P.W(s).ToArray());
                 continue;
             }
-            var ds = m.Config.DeepSeek!;
-            int h = m.Config.Heads, rank = ds.KvLoraRank, nope = ds.QkNopeDim, v = ds.VHeadDim, stride = nope + v;
+            var ds = (DeepSeek2Config)m.Config;
+            int layer = LayerOf(s.Name), h = ds.Heads, rank = ds.KvLoraRank, nope = ds.QkNopeDim, v = ds.VHeadDim, stride = nope + v;
             var kvb = m.P.W(s);
             var kb = new float[h * rank * nope];   // [h][rank][nope]
             var vb = new float[h * v * rank];      // [h][v][rank]
@@ -154,21 +88,19 @@ internal static class GgufExport
                     for (int i = 0; i < nope; i++) kb[(hh * rank + r) * nope + i] = kvb[(hh * stride + i) * rank + r];
                     for (int j = 0; j < v; j++) vb[(hh * v + j) * rank + r] = kvb[(hh * stride + nope + j) * rank + r];
                 }
-            string prefix = s.Name[..^"attn_kv_b.weight".Length];
-            yield return (prefix + "attn_k_b.weight", [nope, rank, h], kb);
-            yield return (prefix + "attn_v_b.weight", [rank, v, h], vb);
+            yield return (TensorNames.Weight(layer, TensorNames.AttnKB), [nope, rank, h], kb);
+            yield return (TensorNames.Weight(layer, TensorNames.AttnVB), [rank, v, h], vb);
         }
     }
 
     private static void ReadKvB(GgufFile f, string path, TransformerModel m, ParamSlice s)
     {
-        var ds = m.Config.DeepSeek!;
-        int h = m.Config.Heads, rank = ds.KvLoraRank, nope = ds.QkNopeDim, v = ds.VHeadDim, stride = nope + v;
-        string prefix = s.Name[..^"attn_kv_b.weight".Length];
+        var ds = (DeepSeek2Config)m.Config;
+        int layer = LayerOf(s.Name), h = ds.Heads, rank = ds.KvLoraRank, nope = ds.QkNopeDim, v = ds.VHeadDim, stride = nope + v;
         var kb = new float[h * rank * nope];
         var vb = new float[h * v * rank];
-        ReadF32(f, path, prefix + "attn_k_b.weight", [nope, rank, h], kb);
-        ReadF32(f, path, prefix + "attn_v_b.weight", [rank, v, h], vb);
+        ReadF32(f, path, TensorNames.Weight(layer, TensorNames.AttnKB), [nope, rank, h], kb);
+        ReadF32(f, path, TensorNames.Weight(layer, TensorNames.AttnVB), [rank, v, h], vb);
         var kvb = m.P.W(s);
         for (int hh = 0; hh < h; hh++)
             for (int r = 0; r < rank; r++)
@@ -191,6 +123,9 @@ internal static class GgufExport
     }
 
     // ---- shared -----------------------------------------------------------------------------------------
+
+    /// <summary>N of "blk.N.…" (training names every per-layer slice through <see cref="TensorNames"/>).</summary>
+    private static int LayerOf(string name) => int.Parse(name.AsSpan(4, name.IndexOf('.', 4) - 4), System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>GGUF dims are fastest-first: a [rows, cols] weight is written as [cols, rows].</summary>
     private static long[] GgufDims(ParamSlice s) => s.Shape.Reverse().Select(d => (long)d).ToArray();

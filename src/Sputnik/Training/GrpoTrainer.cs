@@ -91,7 +91,7 @@ internal sealed class GrpoTrainer(GrpoOptions o)
                 // replace groups that carried no signal, up to P informative groups in all.
                 for (int round = 0; round < o.SampleRounds && tally.Informative < o.Prompts; round++)
                 {
-                    var problems = Enumerable.Range(0, o.Prompts).Select(_ => o.Mix.Draw(task, rng, EvalSplit.Train, model.Config.MaxSeq)).ToArray();
+                    var problems = Enumerable.Range(0, o.Prompts).Select(_ => o.Mix.Draw(task, rng, EvalSplit.Train, model.Config.ContextLength)).ToArray();
                     var prompts = problems.SelectMany(c => Enumerable.Repeat(c.EncodePrompt(), o.Group)).ToList();
                     int genSeed = round == 0 ? Seeds.Mix(o.Seed, step, 7) : Seeds.Mix(o.Seed, step, 7, round);
                     var outs = engine.Generate(prompts, o.Temperature, o.MaxNew, genSeed);

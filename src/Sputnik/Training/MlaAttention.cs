@@ -1,3 +1,5 @@
+using Sputnik.Models;
+
 namespace Sputnik.Training;
 
 /// <summary>
@@ -37,15 +39,15 @@ internal sealed class MlaAttention : ITrainSublayer
     public int QkDim => Nope + Rope;
 
     /// <summary>Declares the slices in <paramref name="p"/> (call before p.Allocate()).</summary>
-    public MlaAttention(ParameterBuffer p, string prefix, int dim, int heads, int rank, int nope, int rope, int vDim, int maxT,
+    public MlaAttention(ParameterBuffer p, int layer, int dim, int heads, int rank, int nope, int rope, int vDim, int maxT,
         float eps = 1e-6f, float ropeBase = 10000f)
     {
         _p = p; Dim = dim; Heads = heads; Rank = rank; Nope = nope; Rope = rope; VDim = vDim; _eps = eps;
-        Wq = p.Add(prefix + "attn_q.weight", heads * (nope + rope), dim);
-        WkvA = p.Add(prefix + "attn_kv_a_mqa.weight", rank + rope, dim);
-        KvNorm = p.Add(prefix + "attn_kv_a_norm.weight", rank);
-        WkvB = p.Add(prefix + "attn_kv_b.weight", heads * (nope + vDim), rank);
-        Wo = p.Add(prefix + "attn_output.weight", dim, heads * vDim);
+        Wq = p.Add(TensorNames.Weight(layer, TensorNames.AttnQ), heads * (nope + rope), dim);
+        WkvA = p.Add(TensorNames.Weight(layer, TensorNames.AttnKvAMqa), rank + rope, dim);
+        KvNorm = p.Add(TensorNames.Weight(layer, TensorNames.AttnKvANorm), rank);
+        WkvB = p.Add(TensorNames.Weight(layer, TensorNames.AttnKvB), heads * (nope + vDim), rank);
+        Wo = p.Add(TensorNames.Weight(layer, TensorNames.AttnOutput), dim, heads * vDim);
         (_cos, _sin) = TrainOps.RopeTable(maxT, rope, ropeBase);
     }
 

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using Sputnik.Models;
 
 namespace Sputnik.Training;
 
@@ -54,19 +55,19 @@ internal sealed class MoeFeedForward : ITrainSublayer
         public float[] DY = [], DH = [], DG = [], DU = [], DX = [];
     }
 
-    public MoeFeedForward(ParameterBuffer p, string prefix, int dim, int experts, int topK, int inter, int sharedInter, float routeScale = 1f)
+    public MoeFeedForward(ParameterBuffer p, int layer, int dim, int experts, int topK, int inter, int sharedInter, float routeScale = 1f)
     {
         _p = p; Dim = dim; Experts = experts; TopK = topK; Inter = inter; RouteScale = routeScale;
         Load = new int[experts];
         _pendingLoad = new long[experts];
         _biased = new float[experts];
         _batches = Enumerable.Range(0, experts).Select(_ => new ExpertBatch()).ToArray();
-        Router = p.Add(prefix + "ffn_gate_inp.weight", experts, dim);
-        BiasSlice = p.Add(prefix + "exp_probs_b.bias", experts);
-        GateExps = p.Add(prefix + "ffn_gate_exps.weight", experts, inter, dim);
-        UpExps = p.Add(prefix + "ffn_up_exps.weight", experts, inter, dim);
-        DownExps = p.Add(prefix + "ffn_down_exps.weight", experts, dim, inter);
-        _shared = new SwiGluFeedForward(p, prefix, dim, sharedInter, "_shexp");
+        Router = p.Add(TensorNames.Weight(layer, TensorNames.FfnGateInp), experts, dim);
+        BiasSlice = p.Add(TensorNames.Bias(layer, TensorNames.ExpProbsB), experts);
+        GateExps = p.Add(TensorNames.Weight(layer, TensorNames.FfnGateExps), experts, inter, dim);
+        UpExps = p.Add(TensorNames.Weight(layer, TensorNames.FfnUpExps), experts, inter, dim);
+        DownExps = p.Add(TensorNames.Weight(layer, TensorNames.FfnDownExps), experts, dim, inter);
+        _shared = new SwiGluFeedForward(p, layer, dim, sharedInter, shared: true);
     }
 
     private static Span<float> Expert(Span<float> all, int e, int size) => all.Slice(e * size, size);

@@ -107,10 +107,9 @@ internal sealed class SftTrainer(SftOptions o)
     private static void LoadInit(string path, TransformerModel model)
     {
         var init = GgufExport.Read(path);
-        var want = model.Config with { MaxSeq = 0 };
-        var got = init.Config with { MaxSeq = 0 };
-        if (!want.ShapeKey().SequenceEqual(got.ShapeKey()) || init.P.Count != model.P.Count)
-            throw new ArgumentException($"--init {path}: its shape ({string.Join(",", got.ShapeKey())}) is not the preset's ({string.Join(",", want.ShapeKey())})");
+        int[] want = TrainConfig.ShapeKey(model.Config, withContext: false), got = TrainConfig.ShapeKey(init.Config, withContext: false);
+        if (!want.SequenceEqual(got) || init.P.Count != model.P.Count)
+            throw new ArgumentException($"--init {path}: its shape ({string.Join(",", got)}) is not the preset's ({string.Join(",", want)})");
         init.P.Data.CopyTo(model.P.Data, 0);
     }
 
@@ -136,7 +135,7 @@ internal sealed class SftTrainer(SftOptions o)
             // Sorted by length and cut into micro-batches padded separately: arithmetic traces range from ~100 to
             // ~400 tokens, so one batch padded to its longest sequence would be mostly padding. Each row's loss
             // weight is 1/(completion tokens of the whole batch), so the gradient is that of the whole batch.
-            var seqs = Draw(task, rng, o.BatchSize, config.MaxSeq, o.Mix);
+            var seqs = Draw(task, rng, o.BatchSize, config.ContextLength, o.Mix);
             seqs.Sort((x, y) => x.Ids.Length.CompareTo(y.Ids.Length));
             int total = seqs.Sum(x => x.Ids.Length - x.PromptLen);
             double lossSum = 0;

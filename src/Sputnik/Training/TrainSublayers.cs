@@ -1,3 +1,5 @@
+using Sputnik.Models;
+
 namespace Sputnik.Training;
 
 /// <summary>
@@ -60,13 +62,13 @@ internal sealed class GqaAttention : ITrainSublayer
     private int KvDim => _kvHeads * _headDim;
 
     /// <summary>Declares the slices in <paramref name="p"/> (call before p.Allocate()); cos/sin from <see cref="TrainOps.RopeTable"/>.</summary>
-    public GqaAttention(ParameterBuffer p, string prefix, int dim, int heads, int kvHeads, int headDim, float[] cos, float[] sin)
+    public GqaAttention(ParameterBuffer p, int layer, int dim, int heads, int kvHeads, int headDim, float[] cos, float[] sin)
     {
         _p = p; _dim = dim; _heads = heads; _kvHeads = kvHeads; _headDim = headDim; _cos = cos; _sin = sin;
-        Wq = p.Add(prefix + "attn_q.weight", QDim, dim);
-        Wk = p.Add(prefix + "attn_k.weight", KvDim, dim);
-        Wv = p.Add(prefix + "attn_v.weight", KvDim, dim);
-        Wo = p.Add(prefix + "attn_output.weight", dim, QDim);
+        Wq = p.Add(TensorNames.Weight(layer, TensorNames.AttnQ), QDim, dim);
+        Wk = p.Add(TensorNames.Weight(layer, TensorNames.AttnK), KvDim, dim);
+        Wv = p.Add(TensorNames.Weight(layer, TensorNames.AttnV), KvDim, dim);
+        Wo = p.Add(TensorNames.Weight(layer, TensorNames.AttnOutput), dim, QDim);
     }
 
     public void Forward(Span<float> output, ReadOnlySpan<float> x, int b, int t)
@@ -106,7 +108,7 @@ internal sealed class GqaAttention : ITrainSublayer
 
 /// <summary>
 /// SwiGLU feed-forward: out = down(silu(gate·x) ⊙ up·x). The dense FFN of llama blocks and of DeepSeek's leading
-/// layers (ffn_gate/up/down), and DeepSeekMoE's shared expert (suffix "_shexp").
+/// layers (ffn_gate/up/down), and DeepSeekMoE's shared expert (ffn_*_shexp).
 /// </summary>
 internal sealed class SwiGluFeedForward : ITrainSublayer
 {
@@ -121,12 +123,12 @@ internal sealed class SwiGluFeedForward : ITrainSublayer
     private float[] _x = [], _g = [], _u = [], _h = [];
     private float[] _dh = [], _dg = [], _du = [];
 
-    public SwiGluFeedForward(ParameterBuffer p, string prefix, int dim, int inter, string suffix = "")
+    public SwiGluFeedForward(ParameterBuffer p, int layer, int dim, int inter, bool shared = false)
     {
         _p = p; _dim = dim; Inter = inter;
-        Gate = p.Add($"{prefix}ffn_gate{suffix}.weight", inter, dim);
-        Up = p.Add($"{prefix}ffn_up{suffix}.weight", inter, dim);
-        Down = p.Add($"{prefix}ffn_down{suffix}.weight", dim, inter);
+        Gate = p.Add(TensorNames.Weight(layer, shared ? TensorNames.FfnGateShexp : TensorNames.FfnGate), inter, dim);
+        Up = p.Add(TensorNames.Weight(layer, shared ? TensorNames.FfnUpShexp : TensorNames.FfnUp), inter, dim);
+        Down = p.Add(TensorNames.Weight(layer, shared ? TensorNames.FfnDownShexp : TensorNames.FfnDown), dim, inter);
     }
 
     public void Forward(Span<float> output, ReadOnlySpan<float> x, int b, int t) => Forward(output, x, b * t);

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using Sputnik.Models;
 
 namespace Sputnik.Training;
 
@@ -11,9 +12,13 @@ namespace Sputnik.Training;
 /// </summary>
 internal sealed class TransformerModel
 {
-    public TrainConfig Config { get; }
+    /// <summary>The hyper-parameters, exactly the record the export writes: <see cref="ModelConfig"/> (llama) or <see cref="DeepSeek2Config"/>.</summary>
+    public IArchConfig Config { get; }
     public ParameterBuffer P { get; } = new();
     public bool[] DecayMask { get; }
+
+    /// <summary>γ of the auxiliary-loss-free balancing: selection-bias change per optimizer step (V3 uses 0.001).</summary>
+    public const float RouterBiasUpdateRate = 1e-3f;
 
     private readonly ParamSlice _wte, _normF, _wout;
     private readonly Block[] _l;
@@ -29,27 +34,29 @@ internal sealed class TransformerModel
     // backward scratch
     private float[] _dres = [], _dln = [], _dlogits = [];
 
-    public TransformerModel(TrainConfig c, int seed = 1234)
+    public TransformerModel(IArchConfig c, int seed = 1234)
     {
         Config = c;
-        _wte = P.Add("token_embd.weight", c.Vocab, c.Dim);
+        var llama = c as ModelConfig;
+        var ds = c as DeepSeek2Config;
+        if (llama == null && ds == null) throw new ArgumentException($"architecture '{c.Architecture}' is not one Sputnik trains");
+        _wte = P.Add(TensorNames.Weight(TensorNames.TokenEmbd), c.VocabSize, c.Dim);
         _l = new Block[c.Layers];
-        var (cos, sin) = c.DeepSeek == null ? TrainOps.RopeTable(c.MaxSeq, c.HeadDim, c.RopeBase) : ([], []);
+        var (cos, sin) = llama != null ? TrainOps.RopeTable(c.ContextLength, llama.HeadDim, c.RopeBase) : ([], []);
         for (int l = 0; l < c.Layers; l++)
         {
-            string p = $"blk.{l}.";
-            var attnNorm = P.Add(p + "attn_norm.weight", c.Dim);
-            ITrainSublayer attn = c.DeepSeek is { } a
-                ? new MlaAttention(P, p, c.Dim, c.Heads, a.KvLoraRank, a.QkNopeDim, a.QkRopeDim, a.VHeadDim, c.MaxSeq, c.RmsEps, c.RopeBase)
-                : new GqaAttention(P, p, c.Dim, c.Heads, c.KvHeads, c.HeadDim, cos, sin);
-            var ffnNorm = P.Add(p + "ffn_norm.weight", c.Dim);
-            ITrainSublayer ffn = c.DeepSeek is { } m && m.IsMoeLayer(l)
-                ? new MoeFeedForward(P, p, c.Dim, m.Experts, m.ExpertsUsed, m.ExpertFfnDim, m.SharedExperts * m.ExpertFfnDim, m.RouteScale)
-                : new SwiGluFeedForward(P, p, c.Dim, c.FfnDim);
+            var attnNorm = P.Add(TensorNames.Weight(l, TensorNames.AttnNorm), c.Dim);
+            ITrainSublayer attn = ds != null
+                ? new MlaAttention(P, l, c.Dim, c.Heads, ds.KvLoraRank, ds.QkNopeDim, ds.QkRopeDim, ds.VHeadDim, c.ContextLength, c.RmsEps, c.RopeBase)
+                : new GqaAttention(P, l, c.Dim, c.Heads, llama!.KvHeads, llama.HeadDim, cos, sin);
+            var ffnNorm = P.Add(TensorNames.Weight(l, TensorNames.FfnNorm), c.Dim);
+            ITrainSublayer ffn = ds != null && ds.IsMoeLayer(l)
+                ? new MoeFeedForward(P, l, c.Dim, ds.ExpertCount, ds.ExpertsUsed, ds.ExpertFfnDim, ds.SharedExperts * ds.ExpertFfnDim, ds.ExpertWeightsScale)
+                : new SwiGluFeedForward(P, l, c.Dim, c.FfnDim);
             _l[l] = new Block(attnNorm, attn, ffnNorm, ffn);
         }
-        _normF = P.Add("output_norm.weight", c.Dim);
-        _wout = P.Add("output.weight", c.Vocab, c.Dim);
+        _normF = P.Add(TensorNames.Weight(TensorNames.OutputNorm), c.Dim);
+        _wout = P.Add(TensorNames.Weight(TensorNames.Output), c.VocabSize, c.Dim);
         P.Allocate();
 
         // GPT-2 init: N(0, 0.02), residual projections (attention output, every FFN down matrix) scaled by 1/sqrt(2L);
@@ -60,8 +67,10 @@ internal sealed class TransformerModel
         {
             if (s.Name.EndsWith(".bias", StringComparison.Ordinal)) continue;
             bool isNorm = s.Shape.Length == 1;
+            bool residual = TensorNames.IsLayer(s.Name, TensorNames.AttnOutput) || TensorNames.IsLayer(s.Name, TensorNames.FfnDown)
+                || TensorNames.IsLayer(s.Name, TensorNames.FfnDownExps) || TensorNames.IsLayer(s.Name, TensorNames.FfnDownShexp);
             if (isNorm) P.Fill(s, 1f);
-            else P.InitNormal(s, s.Name.EndsWith("attn_output.weight") || s.Name.Contains(".ffn_down") ? 0.02f / MathF.Sqrt(2 * c.Layers) : 0.02f, rng);
+            else P.InitNormal(s, residual ? 0.02f / MathF.Sqrt(2 * c.Layers) : 0.02f, rng);
             if (!isNorm) Array.Fill(DecayMask, true, s.Offset, s.Length);
         }
     }
@@ -72,7 +81,7 @@ internal sealed class TransformerModel
     /// </summary>
     public float Temperature { get; set; } = 1f;
 
-    public ReadOnlySpan<float> Logits => _logits.AsSpan(0, _b * _t * Config.Vocab);
+    public ReadOnlySpan<float> Logits => _logits.AsSpan(0, _b * _t * Config.VocabSize);
     public ReadOnlySpan<float> Losses => _losses.AsSpan(0, _b * _t);
 
     /// <summary>The MoE layers (none in the llama layout).</summary>
@@ -81,14 +90,13 @@ internal sealed class TransformerModel
     /// <summary>After an optimizer step: nudges every MoE layer's selection bias toward balanced load (no-op for llama).</summary>
     public void UpdateRouterBias()
     {
-        if (Config.DeepSeek is { } ds)
-            foreach (var moe in MoeLayers) moe.UpdateBias(ds.BiasUpdateRate);
+        foreach (var moe in MoeLayers) moe.UpdateBias(RouterBiasUpdateRate);
     }
 
     private void Ensure(int b, int t)
     {
         var c = Config;
-        if (t > c.MaxSeq) throw new ArgumentException($"sequence length {t} exceeds the model's {c.MaxSeq}");
+        if (t > c.ContextLength) throw new ArgumentException($"sequence length {t} exceeds the model's {c.ContextLength}");
         _b = b; _t = t;
         int n = b * t, L = c.Layers;
         if (n <= _tokens.Length) return;
@@ -96,8 +104,8 @@ internal sealed class TransformerModel
         _tokens = new int[n]; _targets = new int[n];
         _resid = Alloc(L + 1, n * c.Dim);
         _ln1 = Alloc(L, n * c.Dim); _rstd1 = Alloc(L, n); _x2 = Alloc(L, n * c.Dim); _ln2 = Alloc(L, n * c.Dim); _rstd2 = Alloc(L, n);
-        _lnf = new float[n * c.Dim]; _rstdf = new float[n]; _logits = new float[n * c.Vocab]; _probs = new float[n * c.Vocab]; _losses = new float[n];
-        _dres = new float[n * c.Dim]; _dln = new float[n * c.Dim]; _dlogits = new float[n * c.Vocab];
+        _lnf = new float[n * c.Dim]; _rstdf = new float[n]; _logits = new float[n * c.VocabSize]; _probs = new float[n * c.VocabSize]; _losses = new float[n];
+        _dres = new float[n * c.Dim]; _dln = new float[n * c.Dim]; _dlogits = new float[n * c.VocabSize];
     }
 
     /// <summary>
@@ -125,9 +133,9 @@ internal sealed class TransformerModel
             TensorPrimitives.Add(_resid[l + 1].AsSpan(0, n * d), _x2[l].AsSpan(0, n * d), _resid[l + 1].AsSpan(0, n * d));
         }
         TrainOps.RmsNormForward(_lnf, _rstdf, _resid[c.Layers], P.W(_normF), n, d, c.RmsEps);
-        TrainOps.MatMulForward(_logits, _lnf, P.W(_wout), n, d, c.Vocab);
-        if (Temperature != 1f) TensorPrimitives.Multiply(_logits.AsSpan(0, n * c.Vocab), 1f / Temperature, _logits.AsSpan(0, n * c.Vocab));
-        TrainOps.CrossEntropyForward(_losses, _probs, _logits, targets, n, c.Vocab);
+        TrainOps.MatMulForward(_logits, _lnf, P.W(_wout), n, d, c.VocabSize);
+        if (Temperature != 1f) TensorPrimitives.Multiply(_logits.AsSpan(0, n * c.VocabSize), 1f / Temperature, _logits.AsSpan(0, n * c.VocabSize));
+        TrainOps.CrossEntropyForward(_losses, _probs, _logits, targets, n, c.VocabSize);
         double sum = 0; int count = 0;
         for (int i = 0; i < n; i++) if (targets[i] >= 0) { sum += _losses[i]; count++; }
         return count == 0 ? 0f : (float)(sum / count);
@@ -148,12 +156,12 @@ internal sealed class TransformerModel
     {
         var c = Config;
         int n = _b * _t, d = c.Dim;
-        Array.Clear(_dlogits, 0, n * c.Vocab);
-        TrainOps.CrossEntropyBackward(_dlogits, dlosses, _probs, _targets, n, c.Vocab);
+        Array.Clear(_dlogits, 0, n * c.VocabSize);
+        TrainOps.CrossEntropyBackward(_dlogits, dlosses, _probs, _targets, n, c.VocabSize);
         // scaled = logits / T, so d logits = d scaled / T
-        if (Temperature != 1f) TensorPrimitives.Multiply(_dlogits.AsSpan(0, n * c.Vocab), 1f / Temperature, _dlogits.AsSpan(0, n * c.Vocab));
+        if (Temperature != 1f) TensorPrimitives.Multiply(_dlogits.AsSpan(0, n * c.VocabSize), 1f / Temperature, _dlogits.AsSpan(0, n * c.VocabSize));
         Array.Clear(_dln, 0, n * d);
-        TrainOps.MatMulBackward(_dln, P.G(_wout), _dlogits, _lnf, P.W(_wout), n, d, c.Vocab);
+        TrainOps.MatMulBackward(_dln, P.G(_wout), _dlogits, _lnf, P.W(_wout), n, d, c.VocabSize);
         Array.Clear(_dres, 0, n * d);
         TrainOps.RmsNormBackward(_dres, P.G(_normF), _dln, _resid[c.Layers], P.W(_normF), _rstdf, n, d);
         for (int l = c.Layers - 1; l >= 0; l--)

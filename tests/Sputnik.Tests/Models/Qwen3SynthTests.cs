@@ -16,13 +16,13 @@ public class Qwen3SynthTests
     public void Presets_have_the_real_models_shapes()
     {
         var r1 = SyntheticModel.FindPreset("qwen3-8b"); // DeepSeek-R1-0528-Qwen3-8B
-        Assert.Equal(("qwen3", 4096, 36, 12288, 32, 8, 128, 151936), (r1.Arch, r1.Dim, r1.Layers, r1.Ffn, r1.Heads, r1.KvHeads, r1.HeadDim, r1.Vocab));
+        Assert.Equal(("qwen3", 4096, 36, 12288, 32, 8, 128, 151936), (r1.Arch, r1.Config.Dim, r1.Config.Layers, r1.Config.FfnDim, r1.Config.Heads, r1.Config.KvHeads, r1.Config.HeadDim, r1.Config.VocabSize));
         Assert.False(r1.TiedEmbeddings);
         var small = SyntheticModel.FindPreset("qwen3-0.6b");
-        Assert.Equal((1024, 28, 3072, 16, 8, 128), (small.Dim, small.Layers, small.Ffn, small.Heads, small.KvHeads, small.HeadDim));
+        Assert.Equal((1024, 28, 3072, 16, 8, 128), (small.Config.Dim, small.Config.Layers, small.Config.FfnDim, small.Config.Heads, small.Config.KvHeads, small.Config.HeadDim));
         Assert.True(small.TiedEmbeddings);
         var moe = SyntheticModel.FindPreset("qwen3-30b-a3b");
-        Assert.Equal(("qwen3moe", 2048, 48, 32, 4, 128, 128, 8, 768), (moe.Arch, moe.Dim, moe.Layers, moe.Heads, moe.KvHeads, moe.HeadDim, moe.Experts, moe.ExpertsUsed, moe.ExpertFfn));
+        Assert.Equal(("qwen3moe", 2048, 48, 32, 4, 128, 128, 8, 768), (moe.Arch, moe.Config.Dim, moe.Config.Layers, moe.Config.Heads, moe.Config.KvHeads, moe.Config.HeadDim, moe.Config.Moe!.ExpertCount, moe.Config.Moe!.ExpertsUsed, moe.Config.ExpertFfnDim));
     }
 
     [Theory]
@@ -34,28 +34,29 @@ public class Qwen3SynthTests
         try
         {
             var p = SyntheticModel.FindPreset(preset);
+            int experts = p.Config.Moe?.ExpertCount ?? 0;
             string f32 = Path.Combine(dir.FullName, "f32.gguf");
             SyntheticModel.Write(f32, new SynthOptions { Preset = p, FileType = FileType.AllF32, Seed = 3, Threads = 2 });
             using (var f = GgufFile.Open(f32))
             {
                 string a = p.Arch;
-                Assert.True(f.TryGetInt64($"{a}.attention.key_length", out long kl) && kl == p.HeadDim);
-                Assert.True(f.TryGetInt64($"{a}.rope.dimension_count", out long rope) && rope == p.HeadDim);
-                Assert.Equal([p.HeadDim], f.GetTensor("blk.3.attn_k_norm.weight").Dims);
+                Assert.True(f.TryGetInt64($"{a}.attention.key_length", out long kl) && kl == p.Config.HeadDim);
+                Assert.True(f.TryGetInt64($"{a}.rope.dimension_count", out long rope) && rope == p.Config.HeadDim);
+                Assert.Equal([p.Config.HeadDim], f.GetTensor("blk.3.attn_k_norm.weight").Dims);
                 Assert.Null(f.FindTensor("blk.0.attn_q.bias"));
                 Assert.Contains("enable_thinking", f.GetStringOrNull("tokenizer.chat_template"));
-                if (p.Experts > 0)
+                if (experts > 0)
                 {
-                    Assert.True(f.TryGetInt64($"{a}.expert_count", out long e) && e == p.Experts);
-                    Assert.True(f.TryGetInt64($"{a}.expert_used_count", out long k) && k == p.ExpertsUsed);
-                    Assert.True(f.TryGetInt64($"{a}.expert_feed_forward_length", out long eff) && eff == p.ExpertFfn);
-                    Assert.Equal([p.Dim, p.ExpertFfn, p.Experts], f.GetTensor("blk.0.ffn_gate_exps.weight").Dims);
+                    Assert.True(f.TryGetInt64($"{a}.expert_count", out long e) && e == experts);
+                    Assert.True(f.TryGetInt64($"{a}.expert_used_count", out long k) && k == p.Config.Moe!.ExpertsUsed);
+                    Assert.True(f.TryGetInt64($"{a}.expert_feed_forward_length", out long eff) && eff == p.Config.ExpertFfnDim);
+                    Assert.Equal([p.Config.Dim, p.Config.ExpertFfnDim, experts], f.GetTensor("blk.0.ffn_gate_exps.weight").Dims);
                     Assert.Null(f.FindTensor("blk.0.ffn_gate.weight"));
                 }
                 var info = InfoCommand.Describe(f);
-                Assert.Equal(p.HeadDim, (long)info["head_size"]!);
+                Assert.Equal(p.Config.HeadDim, (long)info["head_size"]!);
                 Assert.True((bool)info["qk_norm"]!);
-                Assert.Equal(p.Experts > 0 ? p.Experts : null, (long?)info["expert_count"]);
+                Assert.Equal(experts > 0 ? experts : null, (long?)info["expert_count"]);
             }
 
             string q = Path.Combine(dir.FullName, "q4km.gguf");
@@ -64,7 +65,7 @@ public class Qwen3SynthTests
             {
                 Assert.Equal(GgmlType.F32, f.GetTensor("blk.0.attn_q_norm.weight").Type);
                 Assert.Equal(GgmlType.F32, f.GetTensor("blk.0.attn_k_norm.weight").Type);
-                if (p.Experts > 0)
+                if (experts > 0)
                 {
                     Assert.Equal(GgmlType.F32, f.GetTensor("blk.0.ffn_gate_inp.weight").Type);
                     Assert.Equal(GgmlType.Q4_K, f.GetTensor("blk.1.ffn_gate_exps.weight").Type);

@@ -16,12 +16,12 @@ public class SmolLm3Mistral3SynthTests
     public void Presets_have_the_real_models_shapes()
     {
         var smol = SyntheticModel.FindPreset("smollm3-3b");
-        Assert.Equal(("smollm3", 2048, 36, 11008, 16, 4, 128, 128256), (smol.Arch, smol.Dim, smol.Layers, smol.Ffn, smol.Heads, smol.KvHeads, smol.HeadDim, smol.Vocab));
+        Assert.Equal(("smollm3", 2048, 36, 11008, 16, 4, 128, 128256), (smol.Arch, smol.Config.Dim, smol.Config.Layers, smol.Config.FfnDim, smol.Config.Heads, smol.Config.KvHeads, smol.Config.HeadDim, smol.Config.VocabSize));
         Assert.True(smol.TiedEmbeddings);
         var ministral = SyntheticModel.FindPreset("ministral3-3b");
-        Assert.Equal(("mistral3", 3072, 26, 9216, 32, 8, 128, 131072), (ministral.Arch, ministral.Dim, ministral.Layers, ministral.Ffn, ministral.Heads, ministral.KvHeads, ministral.HeadDim, ministral.Vocab));
-        Assert.Equal((16f, 16384), (ministral.YarnFactor, ministral.YarnOriginalContext));
-        Assert.Equal(new Mistral3.Params(0.1f, 1f), ministral.Mistral3Keys);
+        Assert.Equal(("mistral3", 3072, 26, 9216, 32, 8, 128, 131072), (ministral.Arch, ministral.Config.Dim, ministral.Config.Layers, ministral.Config.FfnDim, ministral.Config.Heads, ministral.Config.KvHeads, ministral.Config.HeadDim, ministral.Config.VocabSize));
+        Assert.Equal((16f, 16384), (ministral.Config.RopeScalingFactor, ministral.Config.RopeOriginalContext));
+        Assert.Equal(new Mistral3.Params(0.1f, 1f), ministral.Config.ArchParams);
     }
 
     private static SynthPreset Tiny(string arch) => SyntheticModel.FindPreset(arch == "smollm3" ? "smollm3-tiny" : "ministral3-tiny");

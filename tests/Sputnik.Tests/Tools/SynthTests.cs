@@ -1,4 +1,5 @@
 using Sputnik.Gguf;
+using Sputnik.Models;
 using Sputnik.Tensors;
 using Sputnik.Tools;
 using Xunit;
@@ -44,14 +45,14 @@ public sealed class SynthTests : IClassFixture<TempDir>
         using var m = SputnikModel.Load(path, new ModelOptions { Threads = 1, ContextLength = 64 });
         var c = m.Model.Config;
         Assert.Equal(p.Arch, c.Architecture);
-        Assert.Equal((p.Dim, p.Layers, p.Ffn, p.Heads, p.KvHeads, p.Vocab), (c.Dim, c.Layers, c.FfnDim, c.Heads, c.KvHeads, c.VocabSize));
-        Assert.Equal(p.RopeBase, c.RopeBase);
-        Assert.Equal(p.Context, c.ContextLength);
+        Assert.Equal((p.Config.Dim, p.Config.Layers, p.Config.FfnDim, p.Config.Heads, p.Config.KvHeads, p.Config.VocabSize), (c.Dim, c.Layers, c.FfnDim, c.Heads, c.KvHeads, c.VocabSize));
+        Assert.Equal(p.Config.RopeBase, c.RopeBase);
+        Assert.Equal(p.Config.ContextLength, c.ContextLength);
         Assert.Equal(p.TiedEmbeddings, m.File.FindTensor("output.weight") is null);
-        Assert.Equal(p.QkvBias, m.File.FindTensor("blk.0.attn_q.bias") is not null);
-        Assert.Equal([p.Dim, p.Vocab], m.File.GetTensor("token_embd.weight").Dims);
-        Assert.Equal([p.Ffn, p.Dim], m.File.GetTensor("blk.1.ffn_down.weight").Dims);
-        Assert.Equal([p.Dim, p.KvHeads * p.HeadDim], m.File.GetTensor("blk.0.attn_k.weight").Dims);
+        Assert.Equal(p.Arch == Qwen2.Name, m.File.FindTensor("blk.0.attn_q.bias") is not null);
+        Assert.Equal([p.Config.Dim, p.Config.VocabSize], m.File.GetTensor("token_embd.weight").Dims);
+        Assert.Equal([p.Config.FfnDim, p.Config.Dim], m.File.GetTensor("blk.1.ffn_down.weight").Dims);
+        Assert.Equal([p.Config.Dim, p.Config.KvHeads * p.Config.HeadDim], m.File.GetTensor("blk.0.attn_k.weight").Dims);
         Assert.Equal((long)FileType.F16, m.File.TryGetInt64("general.file_type", out long ft) ? ft : -1);
         Assert.NotNull(m.ChatTemplate);
         Assert.All(m.File.Tensors.Where(t => t.Dims.Length == 1), t => Assert.Equal(GgmlType.F32, t.Type));

@@ -89,7 +89,7 @@ public class ConversationTests
     [Fact]
     public void LongestMultiplicationFitsAfterThreeEarlierTurns()
     {
-        int context = TrainConfig.Preset("tiny-r1-ds", R1Format.Tokenizer.VocabSize).MaxSeq;
+        int context = TrainConfig.Preset("tiny-r1-ds", R1Format.Tokenizer.VocabSize).ContextLength;
         var earlier = Enumerable.Range(0, 3).Select(_ => new ChatTurn("What is the product of 9999 and 999?", "The answer is 9989001.")).ToArray();
         foreach (bool thinking in new[] { true, false })
         {
@@ -116,7 +116,7 @@ public class ConversationTests
     {
         var task = ReasoningTask.Create("arithmetic");
         var mix = new ConversationMix();
-        int context = TrainConfig.Preset("tiny-r1-ds", R1Format.Tokenizer.VocabSize).MaxSeq;
+        int context = TrainConfig.Preset("tiny-r1-ds", R1Format.Tokenizer.VocabSize).ContextLength;
         var rng = new Random(9);
         int n = 3000, multi = 0, off = 0, earlierOff = 0, earlierTotal = 0;
         for (int i = 0; i < n; i++)

@@ -41,7 +41,7 @@ public class DeepSeekExportTests
     {
         var m = RandomDsModel();
         var c = m.Config;
-        int V = c.Vocab;
+        int V = c.VocabSize;
         string path = Path.Combine(Path.GetTempPath(), $"sputnik-export-ds-{Environment.ProcessId}.gguf");
         try
         {
@@ -67,7 +67,7 @@ public class DeepSeekExportTests
                 // every prompt position, token by token (decode path, F32 latent cache for an exact comparison)
                 m.Forward(prompt, Enumerable.Repeat(-1, prompt.Length).ToArray(), 1, prompt.Length);
                 var train = m.Logits.ToArray();
-                var state = lm.CreateState(c.MaxSeq, KvCacheType.F32);
+                var state = lm.CreateState(c.ContextLength, KvCacheType.F32);
                 ReadOnlySpan<float> logits = default;
                 for (int t = 0; t < prompt.Length; t++)
                 {
@@ -75,7 +75,7 @@ public class DeepSeekExportTests
                     AssertClose(logits, train.AsSpan(t * V, V), $"'{question}' pos {t}");
                 }
                 // the whole prompt at once (batched prefill path)
-                var batched = lm.Forward(lm.CreateState(c.MaxSeq, KvCacheType.F32), prompt);
+                var batched = lm.Forward(lm.CreateState(c.ContextLength, KvCacheType.F32), prompt);
                 AssertClose(batched, train.AsSpan((prompt.Length - 1) * V, V), $"'{question}' prefill");
                 // greedy: the training forward re-run on the whole sequence vs the engine's cached decode
                 var engineTokens = new List<int>();

@@ -28,8 +28,8 @@ public class ExportTests
             for (int t = 0; t < tokens.Length; t++)
             {
                 var logits = lm.Forward(state, tokens.AsSpan(t, 1));
-                for (int v = 0; v < c.Vocab; v++)
-                    Assert.True(Math.Abs(logits[v] - train[t * c.Vocab + v]) < 1e-4f, $"pos {t} token {v}: {logits[v]} vs {train[t * c.Vocab + v]}");
+                for (int v = 0; v < c.VocabSize; v++)
+                    Assert.True(Math.Abs(logits[v] - train[t * c.VocabSize + v]) < 1e-4f, $"pos {t} token {v}: {logits[v]} vs {train[t * c.VocabSize + v]}");
             }
             var back = GgufExport.Read(path);
             Assert.Equal(m.P.Data, back.P.Data);

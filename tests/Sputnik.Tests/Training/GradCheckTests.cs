@@ -152,7 +152,7 @@ public class GradCheckTests
         var rng = new Random(8);
         int b = 2, t = 3, n = b * t, d = 8;
         var p = new ParameterBuffer();
-        var mla = new MlaAttention(p, "blk.0.", d, heads: 2, rank: 6, nope: 4, rope: 4, vDim: 3, maxT: t);
+        var mla = new MlaAttention(p, 0, d, heads: 2, rank: 6, nope: 4, rope: 4, vDim: 3, maxT: t);
         p.Allocate();
         Rand(rng, p.Count, 0.5f).CopyTo(p.Data, 0);
         p.W(mla.KvNorm).Fill(1f);
@@ -172,7 +172,7 @@ public class GradCheckTests
         var rng = new Random(9);
         int n = 6, d = 8;
         var p = new ParameterBuffer();
-        var moe = new MoeFeedForward(p, "blk.1.", d, experts: 4, topK: 2, inter: 5, sharedInter: 6, routeScale: 1.5f);
+        var moe = new MoeFeedForward(p, 1, d, experts: 4, topK: 2, inter: 5, sharedInter: 6, routeScale: 1.5f);
         p.Allocate();
         Rand(rng, p.Count, 0.5f).CopyTo(p.Data, 0);
         moe.Bias[0] = 0.3f; // a bias that changes selection must not leak into the gradient
@@ -192,7 +192,7 @@ public class GradCheckTests
         var rng = new Random(10);
         int n = 64, d = 8;
         var p = new ParameterBuffer();
-        var moe = new MoeFeedForward(p, "", d, experts: 4, topK: 1, inter: 4, sharedInter: 4);
+        var moe = new MoeFeedForward(p, 0, d, experts: 4, topK: 1, inter: 4, sharedInter: 4);
         p.Allocate();
         Rand(rng, p.Count, 0.3f).CopyTo(p.Data, 0);
         for (int j = 0; j < d; j++) p.W(moe.Router)[j] = 2f; // expert 0 wins almost every token at the start
@@ -208,13 +208,13 @@ public class GradCheckTests
     [Fact]
     public void WholeModel()
     {
-        var c = new TrainConfig { Vocab = 11, Dim = 16, Layers = 2, Heads = 4, KvHeads = 2, FfnDim = 24, MaxSeq = 8 };
+        var c = TrainConfig.Llama(vocab: 11, dim: 16, layers: 2, heads: 4, kvHeads: 2, ffn: 24, maxSeq: 8);
         var m = new TransformerModel(c, seed: 3) { Temperature = 0.8f }; // covers the GRPO logit temperature too
         var rng = new Random(11);
         Rand(rng, m.P.Count, 0.3f).CopyTo(m.P.Data, 0);
         int b = 2, t = 5;
-        var tokens = Enumerable.Range(0, b * t).Select(_ => rng.Next(c.Vocab)).ToArray();
-        var targets = Enumerable.Range(0, b * t).Select(i => i % 3 == 0 ? -1 : rng.Next(c.Vocab)).ToArray();
+        var tokens = Enumerable.Range(0, b * t).Select(_ => rng.Next(c.VocabSize)).ToArray();
+        var targets = Enumerable.Range(0, b * t).Select(i => i % 3 == 0 ? -1 : rng.Next(c.VocabSize)).ToArray();
         double L() => m.Forward(tokens, targets, b, t);
         m.Forward(tokens, targets, b, t);
         m.P.ZeroGrad();
@@ -226,21 +226,15 @@ public class GradCheckTests
     public void WholeDeepSeekModel()
     {
         // One MLA + dense-SwiGLU layer, one MLA + MoE layer (shared expert, selection bias, route scale), as tiny-r1-ds.
-        var c = new TrainConfig
-        {
-            Vocab = 11, Dim = 16, Layers = 2, Heads = 2, KvHeads = 1, FfnDim = 24, MaxSeq = 8, RmsEps = 1e-6f,
-            DeepSeek = new DeepSeekShape
-            {
-                KvLoraRank = 8, QkNopeDim = 4, QkRopeDim = 4, VHeadDim = 6, LeadingDenseLayers = 1,
-                Experts = 4, ExpertsUsed = 2, SharedExperts = 1, ExpertFfnDim = 6, RouteScale = 1.5f,
-            },
-        };
+        var c = TrainConfig.DeepSeek(vocab: 11, dim: 16, layers: 2, heads: 2, ffn: 24, maxSeq: 8,
+            kvLoraRank: 8, qkNopeDim: 4, qkRopeDim: 4, vHeadDim: 6, experts: 4, expertsUsed: 2, expertFfn: 6,
+            leadingDense: 1, sharedExperts: 1, routeScale: 1.5f);
         var m = new TransformerModel(c, seed: 3) { Temperature = 0.8f };
         var rng = new Random(12);
         Rand(rng, m.P.Count, 0.3f).CopyTo(m.P.Data, 0);
         int b = 2, t = 5;
-        var tokens = Enumerable.Range(0, b * t).Select(_ => rng.Next(c.Vocab)).ToArray();
-        var targets = Enumerable.Range(0, b * t).Select(i => i % 3 == 0 ? -1 : rng.Next(c.Vocab)).ToArray();
+        var tokens = Enumerable.Range(0, b * t).Select(_ => rng.Next(c.VocabSize)).ToArray();
+        var targets = Enumerable.Range(0, b * t).Select(i => i % 3 == 0 ? -1 : rng.Next(c.VocabSize)).ToArray();
         double L() => m.Forward(tokens, targets, b, t);
         m.Forward(tokens, targets, b, t);
         m.P.ZeroGrad();

@@ -45,11 +45,11 @@ public class OptimizerTests
     [Fact]
     public void TinyModelOverfitsOneBatch()
     {
-        var c = new TrainConfig { Vocab = 13, Dim = 32, Layers = 2, Heads = 4, KvHeads = 2, FfnDim = 64, MaxSeq = 16 };
+        var c = TrainConfig.Llama(vocab: 13, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxSeq: 16);
         var m = new TransformerModel(c, seed: 5);
         var rng = new Random(3);
         int b = 4, t = 12;
-        var tokens = Enumerable.Range(0, b * t).Select(_ => rng.Next(c.Vocab)).ToArray();
+        var tokens = Enumerable.Range(0, b * t).Select(_ => rng.Next(c.VocabSize)).ToArray();
         var targets = tokens.Select((x, i) => i % t == t - 1 ? -1 : tokens[i + 1]).ToArray();
         var opt = new AdamW(m.P.Count, weightDecay: 0f);
         float first = m.Forward(tokens, targets, b, t), last = first;

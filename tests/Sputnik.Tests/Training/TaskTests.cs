@@ -62,7 +62,7 @@ public class TaskTests
     public void LongestProblemsFitTheTinyPresetsContext()
     {
         // SFT skips examples longer than the context, so a trace that grew past it would silently drop the hardest problems
-        int context = TrainConfig.Preset("tiny-r1-ds", R1Format.Tokenizer.VocabSize).MaxSeq;
+        int context = TrainConfig.Preset("tiny-r1-ds", R1Format.Tokenizer.VocabSize).ContextLength;
         foreach (var (a, b) in new[] { (9999, 999), (9898, 989), (8989, 898) })
         {
             var p = new Problem("multiplication", $"{a}*{b}", $"What is the product of {a} and {b}?", ArithmeticTask.MulTrace(a, b), $"The answer is {(long)a * b}.", "");
