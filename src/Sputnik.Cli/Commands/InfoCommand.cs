@@ -76,7 +76,7 @@ internal static class InfoCommand
 
     /// <summary>
     /// The hyper-parameters that tell architectures of one family apart, when the file states them: head size
-    /// (Qwen3's 128 whatever the width), FFN and expert sizes, RoPE base, per-head Q/K norms.
+    /// (Qwen3's 128 whatever the width), FFN and expert sizes, RoPE base and width, per-head Q/K norms, LongRoPE.
     /// </summary>
     private static void AddHyperParameters(JsonObject o, GgufFile file, string arch)
     {
@@ -92,6 +92,12 @@ internal static class InfoCommand
         if (file.TryGetFloat($"{arch}.rope.freq_base", out float ropeBase)) o["rope_freq_base"] = ropeBase;
         if (file.TryGetFloat($"{arch}.attention.layer_norm_rms_epsilon", out float eps)) o["rms_epsilon"] = eps;
         if (file.FindTensor(TensorNames.Weight(0, TensorNames.AttnQNorm)) != null) o["qk_norm"] = true;
+        // Partial RoPE and LongRoPE (phi3): rotated dims per head, the original context and attention factor.
+        Int("rope_dimension_count", "rope.dimension_count");
+        Int("rope_original_context", Phi3.OriginalContextKey);
+        if (file.TryGetFloat($"{arch}.{Phi3.AttnFactorKey}", out float attnFactor)) o["rope_attn_factor"] = attnFactor;
+        if (file.FindTensor(Phi3.RopeFactorsLong + ".weight") != null) o["rope_factors"] = "long/short (LongRoPE)";
+        if (file.FindTensor(TensorNames.Weight(0, Phi3.AttnQkv)) != null) o["fused_qkv"] = true;
     }
 
     /// <summary>

@@ -16,7 +16,7 @@ internal enum ConvertType { F32, F16, BF16, Q8_0, Q4_K_M }
 /// streamed one row at a time from the memory-mapped safetensors into the writer, so the model is never held in
 /// memory (only deepseek2's kv_b, a few MB per layer, is gathered whole to transpose its key half).
 /// </summary>
-internal sealed class HfConverter : IDisposable
+internal sealed partial class HfConverter : IDisposable
 {
     public static readonly IReadOnlyDictionary<string, string> Architectures = new Dictionary<string, string>
     {
@@ -24,6 +24,7 @@ internal sealed class HfConverter : IDisposable
         ["Qwen2ForCausalLM"] = "qwen2",
         ["Qwen3ForCausalLM"] = Qwen3.Name,
         ["Qwen3MoeForCausalLM"] = Qwen3Moe.Name,
+        ["Phi3ForCausalLM"] = Phi3.Name,
         ["DeepseekV2ForCausalLM"] = "deepseek2",
         ["DeepseekV3ForCausalLM"] = "deepseek2",
     };
@@ -101,6 +102,7 @@ internal sealed class HfConverter : IDisposable
         if (!Bool("tie_word_embeddings") && _st.Tensors.ContainsKey("lm_head.weight")) Add("output.weight", "lm_head.weight");
 
         if (a == "deepseek2") PlanDeepSeek2(layers, heads);
+        else if (a == Phi3.Name) PlanPhi3(layers, heads, dim);
         else PlanLlama(layers, heads, dim);
         WriteTokenizer();
 
@@ -405,6 +407,7 @@ internal sealed class HfConverter : IDisposable
         int n = Int("num_hidden_layers");
         bool moreBits = layer >= 0 && (layer < n / 8 || layer >= 7 * n / 8 || (layer - n / 8) % 3 == 2);
         if (moreBits && (name.Contains(".attn_v.", StringComparison.Ordinal) || name.Contains(".ffn_down", StringComparison.Ordinal))) return GgmlType.Q6_K;
+        if (name.Contains(".attn_qkv.", StringComparison.Ordinal)) return GgmlType.Q5_K; // fused Q/K/V gets one step up, as llama-quantize gives it
         return GgmlType.Q4_K;
     }
 

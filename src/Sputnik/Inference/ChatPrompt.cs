@@ -60,8 +60,12 @@ internal sealed class ChatPromptBuilder
 
     public string Template { get; }
 
-    /// <summary>True when the template or vocabulary knows &lt;think&gt; blocks (R1 and its distills).</summary>
-    public bool SupportsThinking => Template.Contains("<think>", StringComparison.Ordinal) || _tokenizer.FindToken("<think>") != null;
+    /// <summary>
+    /// True when the template or vocabulary knows &lt;think&gt; blocks (R1 and its distills), or the template is
+    /// Phi-4-mini-reasoning's, whose model opens the block itself though neither mentions it.
+    /// </summary>
+    public bool SupportsThinking => Template.Contains("<think>", StringComparison.Ordinal) || _tokenizer.FindToken("<think>") != null
+        || Template.Contains(Models.Phi3.ReasoningSystemLine, StringComparison.Ordinal);
 
     /// <summary>Renders <paramref name="messages"/> with the template and tokenizes the result.</summary>
     /// <param name="messages">The conversation, system message first when there is one.</param>

@@ -10,18 +10,22 @@ namespace Sputnik.Tools;
 /// <remarks>
 /// <paramref name="HeadSize"/> 0 means dim / heads; <paramref name="Experts"/> &gt; 0 replaces every layer's dense FFN
 /// by that many routed experts of <paramref name="ExpertFfn"/> rows, <paramref name="ExpertsUsed"/> per token (qwen3moe);
-/// <paramref name="YarnFactor"/> &gt; 1 extends the context with YaRN from <paramref name="YarnOriginalContext"/>.
+/// <paramref name="YarnFactor"/> &gt; 1 extends the context with YaRN from <paramref name="YarnOriginalContext"/>;
+/// <paramref name="LongRopeOriginalContext"/> &gt; 0 gives a phi3 file LongRoPE factors over that original context,
+/// and <paramref name="PartialRotary"/> &lt; 1 rotates only that share of each head (phi3's partial_rotary_factor).
 /// </remarks>
 internal sealed record SynthPreset(
     string Name, string Arch, int Dim, int Layers, int Ffn, int Heads, int KvHeads, int Vocab, float RopeBase, int Context,
     bool TiedEmbeddings, float RmsEps, float? Llama3RopeFactor = null, int HeadSize = 0, int Experts = 0, int ExpertsUsed = 0, int ExpertFfn = 0,
-    float YarnFactor = 1f, int YarnOriginalContext = 0)
+    float YarnFactor = 1f, int YarnOriginalContext = 0, int LongRopeOriginalContext = 0, float PartialRotary = 1f)
 {
     public int HeadDim => HeadSize > 0 ? HeadSize : Dim / Heads;
+    public int RopeDims => PartialRotary < 1f ? Phi3.RopeDims(PartialRotary, Dim, Heads) : HeadDim;
+    public bool IsPhi3 => Arch == Phi3.Name;
     public bool QkvBias => Arch == Qwen2.Name;
     public bool QkNorm => Arch is Qwen3.Name or Qwen3Moe.Name;
     public bool IsQwen => Arch is Qwen2.Name or Qwen3.Name or Qwen3Moe.Name;
-    public string Pre => IsQwen ? "qwen2" : "llama-bpe";
+    public string Pre => IsQwen || IsPhi3 ? "qwen2" : "llama-bpe";
 }
 
 /// <summary>Options for <see cref="SyntheticModel.Write"/>.</summary>
@@ -86,6 +90,12 @@ internal static class SyntheticModel
             Experts: 16, ExpertsUsed: 4, ExpertFfn: 128),
         new("qwen3-30b-a3b", "qwen3moe", 2048, 48, 6144, 32, 4, 151936, 1e6f, 40960, TiedEmbeddings: false, 1e-6f, HeadSize: 128,
             Experts: 128, ExpertsUsed: 8, ExpertFfn: 768),
+        // phi3: fused attn_qkv / ffn_up, LongRoPE over a 4,096-token original context (131,072 in all), Phi-4-mini's
+        // partial RoPE (96 of 128 dims); phi3-tiny keeps those ratios in a 4-layer model for the llama.cpp check.
+        new("phi3-tiny", "phi3", 256, 4, 512, 4, 2, 1000, 10000f, 131072, TiedEmbeddings: true, 1e-5f, LongRopeOriginalContext: 4096, PartialRotary: 0.75f),
+        new("phi-4-mini-reasoning", "phi3", 3072, 32, 8192, 24, 8, 200064, 10000f, 131072, TiedEmbeddings: true, 1e-5f,
+            LongRopeOriginalContext: 4096, PartialRotary: 0.75f),
+        new("phi-3.5-mini", "phi3", 3072, 32, 8192, 32, 32, 32064, 10000f, 131072, TiedEmbeddings: false, 1e-5f, LongRopeOriginalContext: 4096),
     ];
 
     public static SynthPreset FindPreset(string name) =>
@@ -93,14 +103,14 @@ internal static class SyntheticModel
         ?? throw new ArgumentException($"unknown preset '{name}' (available: {string.Join(", ", Presets.Select(p => p.Name))})");
 
     // NormJitter: 1 + N(0, 0.1), for the per-head Q/K norms, so a test notices a weight applied to the wrong slice.
-    private enum Kind { Matrix, Ones, Bias, RopeFreqs, NormJitter }
+    private enum Kind { Matrix, Ones, Bias, RopeFreqs, NormJitter, LongRopeLong, LongRopeShort }
 
     private sealed record Spec(string Name, long[] Dims, Kind Kind);
 
     public static void Write(string path, SynthOptions o, Action<ToolProgress>? progress = null)
     {
         var p = o.Preset;
-        if (!p.IsQwen && p.Arch != Llama.Name) throw new ArgumentException($"preset '{p.Name}': architecture '{p.Arch}' cannot be synthesized");
+        if (!p.IsQwen && !p.IsPhi3 && p.Arch != Llama.Name) throw new ArgumentException($"preset '{p.Name}': architecture '{p.Arch}' cannot be synthesized");
         if (Directory.Exists(path)) throw new ArgumentException($"output '{path}' is a directory");
         var tok = o.Tokenizer is { } real ? SyntheticVocab.PadTo(real, p.Vocab) : SyntheticVocab.Create(p.Vocab, p.Pre);
         int vocab = tok.Tokens.Length;
@@ -150,6 +160,7 @@ internal static class SyntheticModel
                         for (int j = 0; j < v.Length; j++) v[j] += 1f;
                         break;
                     case Kind.RopeFreqs: Llama3RopeFactors(p, v); break;
+                    case Kind.LongRopeLong or Kind.LongRopeShort: LongRopeFactors(p, s.Kind == Kind.LongRopeLong, v); break;
                 }
                 var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols)];
                 Quant.Row(type, v, bytes);
@@ -165,11 +176,26 @@ internal static class SyntheticModel
         int q = p.Heads * p.HeadDim, kv = p.KvHeads * p.HeadDim;
         var list = new List<Spec>();
         if (p.Llama3RopeFactor != null) list.Add(new("rope_freqs.weight", [p.HeadDim / 2], Kind.RopeFreqs));
+        if (p.LongRopeOriginalContext > 0)
+        {
+            list.Add(new(Phi3.RopeFactorsLong + ".weight", [p.RopeDims / 2], Kind.LongRopeLong));
+            list.Add(new(Phi3.RopeFactorsShort + ".weight", [p.RopeDims / 2], Kind.LongRopeShort));
+        }
         list.Add(new("token_embd.weight", [p.Dim, vocab], Kind.Matrix));
         for (int l = 0; l < p.Layers; l++)
         {
             string b = $"blk.{l}.";
             list.Add(new(b + "attn_norm.weight", [p.Dim], Kind.Ones));
+            if (p.IsPhi3)
+            {
+                // Fused as llama.cpp's converter writes them: Q, K, V rows in one tensor; gate then up rows in ffn_up.
+                list.Add(new(TensorNames.Weight(l, Phi3.AttnQkv), [p.Dim, q + 2 * kv], Kind.Matrix));
+                list.Add(new(b + "attn_output.weight", [q, p.Dim], Kind.Matrix));
+                list.Add(new(b + "ffn_norm.weight", [p.Dim], Kind.Ones));
+                list.Add(new(b + "ffn_up.weight", [p.Dim, 2 * p.Ffn], Kind.Matrix));
+                list.Add(new(b + "ffn_down.weight", [p.Ffn, p.Dim], Kind.Matrix));
+                continue;
+            }
             list.Add(new(b + "attn_q.weight", [p.Dim, q], Kind.Matrix));
             if (p.QkvBias) list.Add(new(b + "attn_q.bias", [q], Kind.Bias));
             list.Add(new(b + "attn_k.weight", [p.Dim, kv], Kind.Matrix));
@@ -210,16 +236,21 @@ internal static class SyntheticModel
         new ModelConfig
         {
             Architecture = a, Dim = p.Dim, Layers = p.Layers, Heads = p.Heads, KvHeads = p.KvHeads, HeadDim = p.HeadDim, FfnDim = p.Ffn,
-            VocabSize = vocab, ContextLength = p.Context, RopeBase = p.RopeBase, RopeDims = p.HeadDim, RopeNeox = p.IsQwen, RmsEps = p.RmsEps,
+            VocabSize = vocab, ContextLength = p.Context, RopeBase = p.RopeBase, RopeDims = p.RopeDims, RopeNeox = p.IsQwen || p.IsPhi3, RmsEps = p.RmsEps,
             QkNorm = p.QkNorm, ExpertFfnDim = p.ExpertFfn,
             RopeScalingFactor = p.YarnFactor, RopeYarn = p.YarnFactor != 1f, RopeOriginalContext = p.YarnOriginalContext,
             Moe = p.Experts > 0 ? Qwen3Moe.Routing with { ExpertCount = p.Experts, ExpertsUsed = p.ExpertsUsed } : null,
         }.WriteKeys(w);
+        if (p.IsPhi3)
+        {
+            int original = p.LongRopeOriginalContext > 0 ? p.LongRopeOriginalContext : p.Context;
+            Phi3.WriteKeys(w, original, p.LongRopeOriginalContext > 0 ? Phi3.LongRopeAttnFactor(p.Context, original) : null, slidingWindow: 0);
+        }
         w.Set("general.file_type", (uint)o.FileType);
         if (QuantMix.IsQuantized(QuantMix.DefaultType(o.FileType))) w.Set("general.quantization_version", GgufQuantizer.QuantizationVersion);
 
         WriteTokenizer(w, tok, string.IsNullOrEmpty(tok.Pre) || tok.Pre == "default" ? p.Pre : tok.Pre,
-            tok.AddBos ?? p.Arch == Llama.Name, p.QkNorm ? Qwen3Chat : p.IsQwen ? ChatMl : Llama3Chat);
+            tok.AddBos ?? p.Arch == Llama.Name, p.IsPhi3 ? Phi3.ChatTemplate(p.Name) : p.QkNorm ? Qwen3Chat : p.IsQwen ? ChatMl : Llama3Chat);
     }
 
     private static void WriteTokenizer(GgufWriter w, TokenizerData tok, string pre, bool addBos, string chatTemplate)
@@ -258,6 +289,20 @@ internal static class SyntheticModel
                 double smooth = (oldCtx / wavelen - 1.0) / (4.0 - 1.0);
                 dst[i] = (float)(1.0 / ((1 - smooth) / factor + smooth));
             }
+        }
+    }
+
+    /// <summary>
+    /// LongRoPE-shaped factors (not a real model's): short ones near 1, long ones rising from 1 at the fastest pair to
+    /// the context ratio at the slowest, so the two give visibly different angles.
+    /// </summary>
+    private static void LongRopeFactors(SynthPreset p, bool isLong, Span<float> dst)
+    {
+        double ratio = (double)p.Context / p.LongRopeOriginalContext;
+        for (int i = 0; i < dst.Length; i++)
+        {
+            double t = dst.Length > 1 ? (double)i / (dst.Length - 1) : 0;
+            dst[i] = (float)(isLong ? 1 + (ratio - 1) * t * t * t : 1 + 0.5 * t * t);
         }
     }
 
