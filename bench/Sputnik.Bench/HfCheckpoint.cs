@@ -38,7 +38,7 @@ internal static partial class HfCheckpoint
         };
         SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), tensors);
         File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(config));
-        WriteTokenizer(dir, kind.StartsWith("qwen", StringComparison.Ordinal) ? "qwen2" : "llama-bpe");
+        WriteTokenizer(dir, kind.StartsWith("qwen", StringComparison.Ordinal) || kind == "phi3" ? "qwen2" : "llama-bpe", phi3: kind == "phi3");
         Console.Error.WriteLine($"wrote {dir}: {kind}, {tensors.Count} tensors, {tensors.Sum(t => (long)t.Data.Length)} parameters");
     }
 
@@ -149,9 +149,9 @@ internal static partial class HfCheckpoint
     }
 
     /// <summary>A <see cref="SyntheticVocab"/> as tokenizer.json: byte-level BPE with the family's Split regex, specials as added tokens.</summary>
-    private static void WriteTokenizer(string dir, string pre)
+    private static void WriteTokenizer(string dir, string pre, bool phi3)
     {
-        var tok = SyntheticVocab.Create(Vocab, pre);
+        var tok = SyntheticVocab.Create(Vocab, pre, phi3);
         var vocab = new Dictionary<string, int>();
         var added = new List<object>();
         for (int i = 0; i < tok.Tokens.Length; i++)
@@ -179,6 +179,7 @@ internal static partial class HfCheckpoint
         File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), JsonSerializer.Serialize(new
         {
             bos_token = Text(tok.BosId), eos_token = Text(tok.EosId), add_bos_token = tok.AddBos ?? false,
+            chat_template = phi3 ? Sputnik.Models.Phi3.ReasoningChatTemplate : null,
         }));
     }
 }

@@ -112,7 +112,7 @@ internal static class SyntheticModel
         var p = o.Preset;
         if (!p.IsQwen && !p.IsPhi3 && p.Arch != Llama.Name) throw new ArgumentException($"preset '{p.Name}': architecture '{p.Arch}' cannot be synthesized");
         if (Directory.Exists(path)) throw new ArgumentException($"output '{path}' is a directory");
-        var tok = o.Tokenizer is { } real ? SyntheticVocab.PadTo(real, p.Vocab) : SyntheticVocab.Create(p.Vocab, p.Pre);
+        var tok = o.Tokenizer is { } real ? SyntheticVocab.PadTo(real, p.Vocab) : SyntheticVocab.Create(p.Vocab, p.Pre, phi3: p.IsPhi3);
         int vocab = tok.Tokens.Length;
         int threads = Math.Max(1, o.Threads);
 
