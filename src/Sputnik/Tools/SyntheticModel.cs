@@ -25,7 +25,7 @@ internal sealed record SynthPreset(
     public bool QkvBias => Arch == Qwen2.Name;
     public bool QkNorm => Arch is Qwen3.Name or Qwen3Moe.Name;
     public bool IsQwen => Arch is Qwen2.Name or Qwen3.Name or Qwen3Moe.Name;
-    public string Pre => IsQwen || IsPhi3 ? "qwen2" : "llama-bpe";
+    public string Pre => IsPhi3 ? "gpt-4o" : IsQwen ? "qwen2" : "llama-bpe"; // phi3: Phi-4-mini's o200k family
 }
 
 /// <summary>Options for <see cref="SyntheticModel.Write"/>.</summary>

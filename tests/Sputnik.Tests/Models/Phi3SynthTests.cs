@@ -97,6 +97,13 @@ public class Phi3SynthTests
             // The markers are single special tokens; <|end|> ends generation.
             Assert.Equal(tokenizer.FindToken("<|assistant|>"), prompt.Tokens[^1]);
             Assert.True(tokenizer.IsEndOfGeneration(tokenizer.FindToken("<|end|>")!.Value));
+            // A file named Phi-3 drops whitespace after special tokens (llama.cpp's RSTRIP for such names), others keep it.
+            var data = TokenizerData.FromGguf(f);
+            Assert.True(data.StripSpaceAfterSpecials); // "Sputnik synthetic phi3-tiny"
+            string spaced = "<|user|>\n What<|end|>\n<|assistant|>\n", tight = "<|user|>What<|end|><|assistant|>";
+            Assert.Equal(tokenizer.Encode(tight, addBos: false, parseSpecial: true), tokenizer.Encode(spaced, addBos: false, parseSpecial: true));
+            var keeps = Tokenizer.Create(data with { StripSpaceAfterSpecials = false });
+            Assert.True(keeps.Encode(spaced, addBos: false, parseSpecial: true).Length > keeps.Encode(tight, addBos: false, parseSpecial: true).Length);
             // The model opens <think> itself (the prompt does not), and the chat knows to look for it.
             Assert.True(builder.SupportsThinking);
             Assert.False(prompt.StartsInThinking);
