@@ -6,13 +6,15 @@
 # Quantized files are reported (first-token and whole-sequence agreement): the two engines quantize activations
 # differently and may legitimately part on closer calls.
 #
-#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY="trained|qwen3|smollm3|mistral3 ..." LLAMACPP_NPM=DIR;
+#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY="trained|qwen3|smollm3|mistral3|phi3 ..." LLAMACPP_NPM=DIR;
 #                                     N tokens per prompt, default 24)
 #
 # Besides synth/quantize/convert outputs it checks what `sputnik train` exports: a short SFT run of the dense preset
 # (tiny-r1, architecture llama) and of the DeepSeek preset (tiny-r1-ds, architecture deepseek2: MLA + MoE), prompted
 # in R1's chat format. ONLY=trained checks just those two; ONLY=qwen3 just the qwen3 / qwen3moe synth and converted models;
 # ONLY=smollm3 / ONLY=mistral3 those architectures' synth (F32, Q8_0, Q4_K_M) and converted models; ONLY takes a list.
+# ONLY=phi3 the phi3 ones (LongRoPE: short factors at the default context, long ones where an entry sets a context
+# past the original one; both engines then run at that context).
 #
 # llama.cpp's side is bench/llamacpp-greedy.cpp compiled against the static libraries of the llama.cpp build in
 # bench/llamacpp.sh's cache, or with LLAMACPP_NPM=DIR against the shared libraries node-llama-cpp ships (no build;
@@ -40,7 +42,7 @@ echo "== building the bench helper (tiny Hugging Face checkpoints)" >&2
 dotnet build "$root/bench/Sputnik.Bench/Sputnik.Bench.csproj" -c Release -o "$work/benchbin" --nologo -v quiet -clp:ErrorsOnly >&2
 fi
 
-# ---- the files: "path|made by|type|prompt set" ----
+# ---- the files: "path|made by|type|prompt set|context (empty: each engine's default)" ----
 files=()
 echo "== writing models into $work" >&2
 # Models the training pipeline exports (brief SFT: enough for varied greedy output, not a competent model).
@@ -83,6 +85,21 @@ for arch in smollm3 mistral3; do
   "$sputnik" convert "$work/hf-$k" "$work/conv-$k-F32.gguf" --type F32 >&2 2>/dev/null
   files+=("$work/conv-$k-F32.gguf|convert (hf $k)|F32")
 done
+# phi3 (fused QKV and gate/up, 48 of 64 dims rotated, LongRoPE over 4,096 tokens): short factors by default, long
+# ones at a context of 8,192; the converted checkpoint's original context is 128, so at 512 it runs long.
+if only phi3; then
+  "$sputnik" synth --preset phi3-tiny --type F32 --sigma 0.1 --seed 1 -o "$work/synth-phi3-tiny-F32.gguf" >&2
+  files+=("$work/synth-phi3-tiny-F32.gguf|synth --preset phi3-tiny --sigma 0.1|F32")
+  files+=("$work/synth-phi3-tiny-F32.gguf|synth --preset phi3-tiny --sigma 0.1, context 8192 (long factors)|F32||8192")
+  for t in Q8_0 Q4_K_M; do
+    "$sputnik" quantize "$work/synth-phi3-tiny-F32.gguf" "$work/quant-phi3-tiny-$t.gguf" $t >&2
+    files+=("$work/quant-phi3-tiny-$t.gguf|quantize synth phi3-tiny|$t")
+  done
+  rm -rf "$work/hf-phi3"
+  dotnet "$work/benchbin/Sputnik.Bench.dll" hf phi3 "$work/hf-phi3" 1 >&2
+  "$sputnik" convert "$work/hf-phi3" "$work/conv-phi3-F32.gguf" --type F32 >&2 2>/dev/null
+  files+=("$work/conv-phi3-F32.gguf|convert (hf phi3), context 512 (long factors)|F32||512")
+fi
 if [ -z "${ONLY:-}" ]; then
 for p in qwen2-tiny llama-tiny; do
   "$sputnik" synth --preset $p --type F32 --sigma 0.1 --seed 1 -o "$work/synth-$p-F32.gguf" >&2
@@ -115,13 +132,13 @@ r1_prompts=($'<｜User｜>What is 347 + 2895?<｜Assistant｜><think>\n' $'<｜U
 results="$work/results.jsonl"
 : > "$results"
 for entry in "${files[@]}"; do
-  IFS='|' read -r path made type pset <<< "$entry"
+  IFS='|' read -r path made type pset ctx <<< "$entry"
   if [ "$pset" = r1 ]; then prompts=("${r1_prompts[@]}"); else prompts=("${text_prompts[@]}"); fi
   for i in "${!prompts[@]}"; do
     prompt="${prompts[$i]}"
     echo "-- $(basename "$path") prompt $i" >&2
-    llama="$(cd "$LLAMACPP_RUN_DIR" && "$greedy" "$path" "$prompt" "$N" "$THREADS" 2>"$work/llama.err")" || { cat "$work/llama.err" >&2; llama='{"error":"llama.cpp failed to load or run"}'; }
-    sp="$("$sputnik" run -m "$path" -p "$prompt" -n "$N" --temp 0 -t "$THREADS" --json)"
+    llama="$(cd "$LLAMACPP_RUN_DIR" && "$greedy" "$path" "$prompt" "$N" "$THREADS" ${ctx:+"$ctx"} 2>"$work/llama.err")" || { cat "$work/llama.err" >&2; llama='{"error":"llama.cpp failed to load or run"}'; }
+    sp="$("$sputnik" run -m "$path" -p "$prompt" -n "$N" --temp 0 -t "$THREADS" ${ctx:+-c "$ctx"} --json)"
     python3 -c 'import json,sys; print(json.dumps({"file": sys.argv[1], "made": sys.argv[2], "type": sys.argv[3], "prompt": int(sys.argv[4]), "llama": json.loads(sys.argv[5]), "sputnik": json.loads(sys.argv[6])}))' \
       "$(basename "$path")" "$made" "$type" "$i" "$llama" "$sp" >> "$results"
   done

@@ -82,7 +82,7 @@ internal static class InfoCommand
 
     /// <summary>
     /// The hyper-parameters that tell architectures of one family apart, when the file states them: head size
-    /// (Qwen3's 128 whatever the width), FFN and expert sizes, RoPE base, per-head Q/K norms.
+    /// (Qwen3's 128 whatever the width), FFN and expert sizes, RoPE base and width, per-head Q/K norms, LongRoPE.
     /// </summary>
     private static void AddHyperParameters(JsonObject o, GgufFile file, string arch)
     {
@@ -102,9 +102,14 @@ internal static class InfoCommand
         if (file.GetStringOrNull(GgufKeys.Of(arch, GgufKeys.RopeScalingType)) is { } scaling) o["rope_scaling"] = scaling;
         if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.RopeScalingFactor), out float factor)) o["rope_scaling_factor"] = factor;
         Int("rope_original_context", GgufKeys.RopeScalingOriginalContextLength);
-        if (file.TryGetFloat($"{arch}.{GgufKeys.RopeScalingYarnLogMultiplier}", out float logMul)) o["yarn_log_multiplier"] = logMul;
-        if (file.TryGetFloat($"{arch}.{GgufKeys.AttentionTemperatureScale}", out float temp)) o["attention_temperature_scale"] = temp;
+        if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.RopeScalingYarnLogMultiplier), out float logMul)) o["yarn_log_multiplier"] = logMul;
+        if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.AttentionTemperatureScale), out float temp)) o["attention_temperature_scale"] = temp;
         if (arch == SmolLm3.Name) o["no_rope_every_nth_layer"] = SmolLm3.NoRopeLayerStep;
+        // Partial RoPE and LongRoPE (phi3): rotated dims per head, the attention factor, the factor tensors; fused Q/K/V.
+        Int("rope_dimension_count", GgufKeys.RopeDimensionCount);
+        if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.RopeScalingAttnFactor), out float attnFactor)) o["rope_attn_factor"] = attnFactor;
+        if (file.FindTensor(TensorNames.Weight(TensorNames.RopeFactorsLong)) != null) o["rope_factors"] = "long/short (LongRoPE)";
+        if (file.FindTensor(TensorNames.Weight(0, TensorNames.AttnQkv)) != null) o["fused_qkv"] = true;
     }
 
     /// <summary>

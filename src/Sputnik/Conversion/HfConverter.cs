@@ -17,7 +17,7 @@ internal enum ConvertType { F32, F16, BF16, Q8_0, Q4_K_M }
 /// streamed one row at a time from the memory-mapped safetensors into the writer, so the model is never held in
 /// memory (only deepseek2's kv_b, a few MB per layer, is gathered whole to transpose its key half).
 /// </summary>
-internal sealed class HfConverter : IDisposable
+internal sealed partial class HfConverter : IDisposable
 {
     /// <summary>Hugging Face `architectures[0]` → GGUF architecture, as each architecture's file declares it (<see cref="ArchitectureInfo.HfArchitectures"/>).</summary>
     public static readonly IReadOnlyDictionary<string, string> Architectures =
@@ -94,7 +94,7 @@ internal sealed class HfConverter : IDisposable
         w.Set(GgufKeys.GeneralFileType, (uint)(_type switch { ConvertType.F32 => 0, ConvertType.F16 => 1, ConvertType.BF16 => 32, ConvertType.Q8_0 => 7, _ => 15 }));
         if (_type is ConvertType.Q8_0 or ConvertType.Q4_K_M) w.Set(GgufKeys.GeneralQuantizationVersion, 2u);
         // config.json → the architecture family's hyper-parameter record, which writes its own keys (as for synth and export).
-        IArchConfig config = Arch == DeepSeek2Config.Arch ? DeepSeek2FromHf() : LlamaFromHf();
+        IArchConfig config = Arch == DeepSeek2Config.Arch ? DeepSeek2FromHf() : Arch == Phi3.Name ? Phi3FromHf() : LlamaFromHf();
         config.WriteKeys(w);
 
         Add(TensorNames.Weight(TensorNames.TokenEmbd), "model.embed_tokens.weight");
@@ -102,6 +102,7 @@ internal sealed class HfConverter : IDisposable
         if (!Bool("tie_word_embeddings") && _st.Tensors.ContainsKey("lm_head.weight")) Add(TensorNames.Weight(TensorNames.Output), "lm_head.weight");
 
         if (config is DeepSeek2Config ds) PlanDeepSeek2(ds);
+        else if (Arch == Phi3.Name) PlanPhi3((ModelConfig)config);
         else PlanLlama((ModelConfig)config);
         WriteTokenizer();
 
@@ -445,6 +446,7 @@ internal sealed class HfConverter : IDisposable
         int n = Int("num_hidden_layers");
         bool moreBits = layer >= 0 && (layer < n / 8 || layer >= 7 * n / 8 || (layer - n / 8) % 3 == 2);
         if (moreBits && (TensorNames.IsLayer(name, TensorNames.AttnV) || name.Contains("." + TensorNames.FfnDown, StringComparison.Ordinal))) return GgmlType.Q6_K;
+        if (TensorNames.IsLayer(name, TensorNames.AttnQkv)) return GgmlType.Q5_K; // fused Q/K/V gets one step up, as llama-quantize gives it
         return GgmlType.Q4_K;
     }
 

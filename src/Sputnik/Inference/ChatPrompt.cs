@@ -63,8 +63,12 @@ internal sealed class ChatPromptBuilder
     /// <summary>The thinking tags of this model's template: &lt;think&gt; or Mistral's [THINK].</summary>
     public ThinkTags Tags => ThinkTags.Of(Template);
 
-    /// <summary>True when the template or vocabulary knows thinking blocks (R1 and its distills, Qwen3, SmolLM3, Ministral 3 Reasoning).</summary>
-    public bool SupportsThinking => Template.Contains(Tags.Open, StringComparison.Ordinal) || _tokenizer.FindToken(Tags.Open) != null;
+    /// <summary>
+    /// True when the template or vocabulary knows thinking blocks (R1 and its distills, Qwen3, SmolLM3, Ministral 3
+    /// Reasoning), or the template is Phi-4-mini-reasoning's, whose model opens &lt;think&gt; itself though neither mentions it.
+    /// </summary>
+    public bool SupportsThinking => Template.Contains(Tags.Open, StringComparison.Ordinal) || _tokenizer.FindToken(Tags.Open) != null
+        || Template.Contains(Models.Phi3.ReasoningSystemLine, StringComparison.Ordinal);
 
     /// <summary>Renders <paramref name="messages"/> with the template and tokenizes the result.</summary>
     /// <param name="messages">The conversation, system message first when there is one.</param>

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using Sputnik.Gguf;
 using Sputnik.Tensors;
 
 namespace Sputnik.Models;
@@ -55,6 +56,29 @@ internal abstract partial class DecoderModel
             QNorm = qkNorm ? Vector(TensorNames.Weight(l, TensorNames.AttnQNorm), c.HeadDim) : null,
             KNorm = qkNorm ? Vector(TensorNames.Weight(l, TensorNames.AttnKNorm), c.HeadDim) : null,
         };
+    }
+
+    /// <summary>
+    /// Consecutive row ranges of one 2-D weight as matrices of their own, checked against the shape the parts add up
+    /// to: a fused projection (phi3's attn_qkv into Q, K, V; its ffn_up into gate and up) then runs through the same
+    /// blocks as separate tensors, each part keeping the fast layout and the shared-input hand-off.
+    /// </summary>
+    protected WeightMatrix[] RowSplit(string name, int cols, params int[] rows)
+    {
+        var info = File.GetTensor(name);
+        long total = rows.Sum(r => (long)r);
+        if (info.Columns != cols || info.Rows != total || info.Dims.Skip(2).Any(d => d != 1))
+            throw new GgufFormatException($"tensor '{name}' has shape [{string.Join(", ", info.Dims)}], expected [{cols}, {total}]");
+        long rowBytes = GgmlTypeInfo.RowBytes(info.Type, cols), start = 0;
+        var parts = new WeightMatrix[rows.Length];
+        for (int i = 0; i < rows.Length; i++)
+        {
+            var part = new GgufTensorInfo($"{name}[{start}:{start + rows[i]}]", [cols, rows[i]], info.Type, info.Offset + start * rowBytes, rows[i] * rowBytes);
+            parts[i] = new WeightMatrix(File, part);
+            _maxInputBytes = Math.Max(_maxInputBytes, parts[i].InputBytes);
+            start += rows[i];
+        }
+        return parts;
     }
 
     /// <summary>blk.{l}.ffn_gate/up/down of the dense feed-forward.</summary>

@@ -65,7 +65,7 @@ internal abstract partial class DecoderModel : LanguageModel
     {
         var c = Config;
         var cache = new KvCache(c.Layers, contextLength, c.KvDim, kvType, c.HeadDim);
-        var s = new DecoderState(cache, c, RopeFrequencies(), RopeMagnitude);
+        var s = new DecoderState(cache, c, RopeFrequencies(contextLength), RopeMagnitude);
         BindJobs(s);
         return s;
     }
@@ -82,19 +82,26 @@ internal abstract partial class DecoderModel : LanguageModel
     }
 
     /// <summary>
-    /// RoPE frequency per rotated pair: base^(−2i/d), divided by per-pair factors when the file has rope_freqs, then
+    /// Per-pair RoPE frequency divisors for a state of <paramref name="contextLength"/> positions: the file's rope_freqs
+    /// (Llama 3.1) when it has one. An architecture whose factors depend on the context (phi3's LongRoPE) overrides this.
+    /// </summary>
+    protected virtual float[]? RopeFreqFactors(int contextLength) => _ropeFreqFactors;
+
+    /// <summary>
+    /// RoPE frequency per rotated pair: base^(−2i/d), divided by per-pair factors when the file has them, then
     /// context scaling as ggml's rope_yarn does it. YaRN's angle θ_interp·(1−r_i) + θ_extrap·r_i is still linear in the
     /// position, so it folds into the frequency: f_i·((1 − r_i)/factor + r_i); linear scaling is f_i/factor.
     /// </summary>
-    private double[] RopeFrequencies()
+    private double[] RopeFrequencies(int contextLength)
     {
         var c = Config;
+        var factors = RopeFreqFactors(contextLength);
         var f = new double[c.RopeDims / 2];
         var (low, high) = c.RopeYarn ? Yarn.CorrectionDims(c.RopeDims, c.RopeOriginalContext, c.RopeBase, c.YarnBetaFast, c.YarnBetaSlow) : (0f, 0f);
         for (int i = 0; i < f.Length; i++)
         {
             f[i] = Math.Pow(c.RopeBase, -2.0 * i / c.RopeDims);
-            if (_ropeFreqFactors != null) f[i] /= _ropeFreqFactors[i];
+            if (factors != null) f[i] /= factors[i];
             if (c.RopeYarn)
             {
                 double ramp = Yarn.Ramp(low, high, i);
@@ -110,8 +117,8 @@ internal abstract partial class DecoderModel : LanguageModel
 
     /// <summary>
     /// YaRN's magnitude on cos/sin (both Q and K, so attention logits grow by its square): ggml's 1 + 0.1·ln(factor)
-    /// times llama.cpp's attn_factor, which without a yarn_log_multiplier cancels to 1 (an architecture that reads
-    /// yarn_log_multiplier overrides this).
+    /// times llama.cpp's attn_factor, which without a yarn_log_multiplier cancels to 1. Overridden where the file
+    /// states a factor of its own (mistral3's yarn_log_multiplier, phi3's LongRoPE attention factor).
     /// </summary>
     protected virtual float RopeMagnitude => Config.RopeYarn ? Yarn.MScale(Config.RopeScalingFactor, 1f) : 1f;
 

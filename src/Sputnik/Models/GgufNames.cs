@@ -12,6 +12,10 @@ internal static class TensorNames
     public const string Output = "output";
     public const string OutputNorm = "output_norm";
     public const string RopeFreqs = "rope_freqs";
+    /// <summary>LongRoPE's per-pair frequency divisors past the original context (phi3).</summary>
+    public const string RopeFactorsLong = "rope_factors_long";
+    /// <summary>LongRoPE's per-pair frequency divisors within the original context (phi3).</summary>
+    public const string RopeFactorsShort = "rope_factors_short";
     public const string PositionEmbd = "position_embd";
     public const string TokenTypes = "token_types";
     public const string AttnNorm = "attn_norm";
@@ -115,6 +119,8 @@ internal static class GgufKeys
     public const string RopeScalingYarnBetaFast = "rope.scaling.yarn_beta_fast";
     public const string RopeScalingYarnBetaSlow = "rope.scaling.yarn_beta_slow";
     public const string AttentionTemperatureScale = "attention.temperature_scale";
+    public const string RopeScalingAttnFactor = "rope.scaling.attn_factor";
+    public const string AttentionSlidingWindow = "attention.sliding_window";
 
     /// <summary>"{arch}.{key}".</summary>
     public static string Of(string arch, string key) => $"{arch}.{key}";

@@ -125,11 +125,12 @@ internal sealed record ModelConfig : IArchConfig
         if (HeadDim != Dim / Heads || QkNorm) w.Set(K(GgufKeys.KeyLength), (uint)HeadDim).Set(K(GgufKeys.ValueLength), (uint)HeadDim);
         w.Set(K(GgufKeys.RopeFreqBase), RopeBase);
         w.Set(K(GgufKeys.RopeDimensionCount), (uint)RopeDims);
+        // YaRN's original context, or LongRoPE's (phi3: no scaling type, the factors are tensors).
+        if (RopeYarn || RopeOriginalContext != ContextLength) w.Set(K(GgufKeys.RopeScalingOriginalContextLength), (uint)RopeOriginalContext);
         if (RopeScalingFactor != 1f)
         {
             w.Set(K(GgufKeys.RopeScalingType), RopeYarn ? "yarn" : "linear");
             w.Set(K(GgufKeys.RopeScalingFactor), RopeScalingFactor);
-            if (RopeYarn) w.Set(K(GgufKeys.RopeScalingOriginalContextLength), (uint)RopeOriginalContext);
             // Betas other than ggml's defaults (mistral3 reads them; no other family here writes them).
             if (RopeYarn && YarnBetaFast != 32f) w.Set(K(GgufKeys.RopeScalingYarnBetaFast), YarnBetaFast);
             if (RopeYarn && YarnBetaSlow != 1f) w.Set(K(GgufKeys.RopeScalingYarnBetaSlow), YarnBetaSlow);

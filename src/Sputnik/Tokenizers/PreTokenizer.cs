@@ -29,6 +29,13 @@ internal sealed class PreTokenizer
     private const string Tekken = @"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     private const string Qwen2 = @"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+    // o200k (GPT-4o; Phi-4-mini, Llama 4) as llama.cpp runs it: words split at an upper→lower case change with the
+    // contraction kept on the word; case is told apart for ASCII only (a non-ASCII letter counts as both), as in
+    // llama.cpp's lookahead rewrite of the original \p{Lu}/\p{Ll} classes.
+    private const string Gpt4o = @"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?"
+        + @"|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?"
+        + @"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
     // deepseek-llm letter class; its supplementary-plane ranges are listed separately (DeepseekLlmSupplementary).
     private const string DeepseekLlmLetters =
         "\u0041-\u005A\u0061-\u007A\u00B5\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u01BA\u01BC-\u01BF\u01C4-\u0293\u0295-\u02AF\u0370-\u0373\u0376-\u0377\u037B-\u037D\u037F\u0386\u0388-\u038A\u038C\u038E-\u03A1\u03A3-\u03F5\u03F7-\u0481\u048A-\u052F\u0531-\u0556\u10A0-\u10C5\u13A0-\u13F5\u13F8-\u13FD\u1C90-\u1CBA\u1CBD-\u1CBF\u1D00-\u1D2B\u1D6B-\u1D77\u1D79-\u1D9A\u1E00-\u1F15\u1F18-\u1F1D\u1F20-\u1F45\u1F48-\u1F4D\u1F50-\u1F57\u1F59\u1F5B\u1F5D\u1F5F-\u1F7D\u1F80-\u1FB4\u1FB6-\u1FBC\u1FBE\u1FC2-\u1FC4\u1FC6-\u1FCC\u1FD0-\u1FD3\u1FD6-\u1FDB\u1FE0-\u1FEC\u1FF2-\u1FF4\u1FF6-\u1FFC\u2102\u2107\u210A-\u2113\u2115\u2119-\u211D\u2124\u2126\u2128\u212A-\u212D\u212F-\u2134\u2139\u213C-\u213F\u2145-\u2149\u214E\u2183-\u2184\u2C00-\u2C7B\u2C7E-\u2CE4\u2CEB-\u2CEE\u2CF2-\u2CF3\uA640-\uA66D\uA680-\uA69B\uA722-\uA76F\uA771-\uA787\uA78B-\uA78E\uAB70-\uABBF\uFB00-\uFB06\uFB13-\uFB17\uFF21-\uFF3A\uFF41-\uFF5A";
@@ -73,6 +80,7 @@ internal sealed class PreTokenizer
         "qwen2" or "deepseek-r1-qwen" or "kormo" or "hunyuan" or "grok-2" => new("qwen2", false, false, false, false),
         "stablelm2" or "megrez" => new("qwen2", true, false, false, false),
         "glm4" or "chatglm-bpe" => new("llama3", true, false, false, NoBos: true),
+        "gpt-4o" or "llama4" or "kanana2" or "talkie" => new("gpt-4o", false, false, false, false),
         _ => new("default", true, false, false, false),
     };
 
@@ -84,6 +92,7 @@ internal sealed class PreTokenizer
         "qwen2" => [Cat(Qwen2)],
         "tekken" => [Cat(Tekken)],
         "gpt2" => [Cat(Gpt2)],
+        "gpt-4o" => [Cat(Gpt4o)],
         "starcoder" => [Cat(@"\p{N}"), Cat(Gpt2)],
         "falcon" => [Cat(@"[\p{P}\$\+<=>\^~\|`]+"), Cat(Gpt2), Cat("[0-9][0-9][0-9]")],
         "deepseek-llm" =>

@@ -14,6 +14,7 @@ internal abstract class Tokenizer
     private readonly byte[][] _bytes;
     private readonly Dictionary<string, int> _pieceToId;
     private readonly int[] _specialTokens; // control, user-defined and unknown tokens, longest first
+    private readonly bool[]? _stripAfter; // per token: whitespace after it is dropped (TokenizerData.StripSpaceAfterSpecials)
     private readonly HashSet<int> _eog = [];
 
     private protected readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> PieceLookup;
@@ -74,6 +75,14 @@ internal abstract class Tokenizer
         _specialTokens = Enumerable.Range(0, n)
             .Where(i => _types[i] is TokenType.Control or TokenType.UserDefined or TokenType.Unknown)
             .OrderByDescending(i => _pieces[i].Length).ThenBy(i => i).ToArray();
+        if (data.StripSpaceAfterSpecials)
+        {
+            _stripAfter = new bool[n];
+            foreach (int id in _specialTokens) _stripAfter[id] = true;
+            if (_pieceToId.TryGetValue("</s>", out int eosPiece)) _stripAfter[eosPiece] = true;
+            foreach (var keep in new[] { "<unk>", "<s>", "<|endoftext|>" })
+                if (_pieceToId.TryGetValue(keep, out int k)) _stripAfter[k] = false;
+        }
 
         _bytes = new byte[n][];
     }
@@ -201,6 +210,8 @@ internal abstract class Tokenizer
                     if (match > start) next.Add(new Fragment(-1, start, match - start));
                     next.Add(new Fragment(id, match, piece.Length));
                     start = match + piece.Length;
+                    if (_stripAfter?[id] == true)
+                        while (start < end && text[start] is ' ' or '\t' or '\n' or '\v' or '\f' or '\r') start++;
                 }
                 if (start < end) next.Add(new Fragment(-1, start, end - start));
             }

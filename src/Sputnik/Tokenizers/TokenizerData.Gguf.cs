@@ -52,6 +52,7 @@ internal sealed partial record TokenizerData
             AddBos = Flag("add_bos_token"),
             AddEos = Flag("add_eos_token"),
             AddSpacePrefix = Flag("add_space_prefix"),
+            StripSpaceAfterSpecials = f.GetStringOrNull("general.name")?.ToLowerInvariant() is { } name && (name.Contains("phi-3") || name.Contains("phi3")),
         };
     }
 

@@ -43,6 +43,12 @@ internal sealed partial record TokenizerData
     public bool? AddEos { get; init; }
     public bool? AddSpacePrefix { get; init; }
 
+    /// <summary>
+    /// Whitespace right after a special token is dropped when encoding, as llama.cpp does for files whose general.name
+    /// says Phi-3 (its LLAMA_TOKEN_ATTR_RSTRIP on every special token but &lt;unk&gt;, &lt;s&gt; and &lt;|endoftext|&gt;).
+    /// </summary>
+    public bool StripSpaceAfterSpecials { get; init; }
+
     /// <summary>True for the SentencePiece ("llama") model.</summary>
     public bool IsSpm => string.Equals(Model, "llama", StringComparison.Ordinal);
 

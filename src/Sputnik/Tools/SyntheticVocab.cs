@@ -21,11 +21,20 @@ internal static class SyntheticVocab
         "<|python_tag|>",
     ];
 
-    /// <summary>Builds a vocabulary of exactly <paramref name="size"/> tokens for the "qwen2" or "llama-bpe" pre-tokenizer.</summary>
-    public static TokenizerData Create(int size, string pre)
+    /// <summary>
+    /// Phi-3/Phi-4-mini's chat markers, after the SentencePiece trio llama.cpp looks up (and fails to load without)
+    /// when a phi3 file's name says "phi3".
+    /// </summary>
+    public static readonly string[] Phi3Specials = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>", "<|system|>", "<|user|>"];
+
+    /// <summary>
+    /// Builds a vocabulary of exactly <paramref name="size"/> tokens for the "qwen2" or "llama-bpe" pre-tokenizer, with
+    /// the Llama 3 specials for "llama-bpe", Phi-3's when <paramref name="phi3"/>, Qwen2's otherwise.
+    /// </summary>
+    public static TokenizerData Create(int size, string pre, bool phi3 = false)
     {
-        bool llama = pre == "llama-bpe";
-        string[] specials = llama ? Llama3Specials : Qwen2Specials;
+        bool llama = pre == "llama-bpe" && !phi3;
+        string[] specials = phi3 ? Phi3Specials : llama ? Llama3Specials : Qwen2Specials;
         int merges = size - 256 - specials.Length;
         if (merges < 0) throw new ArgumentException($"vocabulary size {size} is too small (needs at least {256 + specials.Length})");
 
@@ -55,6 +64,12 @@ internal static class SyntheticVocab
         var types = new int[size];
         for (int i = 0; i < size; i++) types[i] = (int)(i >= firstSpecial ? TokenType.Control : TokenType.Normal);
         int Id(string s) => firstSpecial + Array.IndexOf(specials, s);
+        if (phi3)
+            return new TokenizerData
+            {
+                Model = "gpt2", Pre = pre, Tokens = [.. tokens], TokenTypes = types, Merges = [.. mergeList],
+                BosId = Id("<|endoftext|>"), EosId = Id("<|endoftext|>"), EotId = Id("<|end|>"), PadId = Id("<|endoftext|>"), AddBos = false,
+            };
         return llama
             ? new TokenizerData
             {
