@@ -95,7 +95,9 @@ internal static class RunCommand
                     ["prompt_tokens"] = new JsonArray(promptTokens.Select(t => (JsonNode)t).ToArray()),
                     ["tokens"] = new JsonArray(tokens.Select(t => (JsonNode)t).ToArray()),
                     ["text"] = output.ToString(),
-                    ["finish_reason"] = stats.FinishReason.ToString().ToLowerInvariant(),
+                    // a full context is a cut-off like the token limit: "length", as the server says it
+                    ["finish_reason"] = stats.FinishReason == FinishReason.ContextFull ? "length" : stats.FinishReason.ToString().ToLowerInvariant(),
+                    ["context_shifts"] = stats.ContextShifts,
                     ["timings"] = new JsonObject
                     {
                         ["prompt_ms"] = Math.Round(stats.PromptMs, 3),
