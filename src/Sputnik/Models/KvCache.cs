@@ -9,7 +9,8 @@ namespace Sputnik.Models;
 /// many positions are filled. Memory grows with use: positions are reserved <see cref="GrowthChunk"/> or more at a
 /// time (half again what is held, so a long generation reallocates a logarithmic number of times) up to
 /// <see cref="Capacity"/>, never per token. Attention reads heads in place through <see cref="KeyHead"/> and
-/// <see cref="ValueHead"/>.
+/// <see cref="ValueHead"/>. Quantized (Q8_0/Q4_0) keys and values are stored rotated by a per-head Walsh–Hadamard
+/// transform, as llama.cpp stores them (<see cref="Hadamard"/>); reads through <see cref="ReadKeys"/> rotate back.
 /// </summary>
 internal sealed class KvCache : ICacheRows
 {
@@ -18,6 +19,8 @@ internal sealed class KvCache : ICacheRows
 
     private readonly byte[][] _layers;
     private readonly int _keyBytes, _rowBytes;
+    // Rotated copies of the row being written (Write runs on one thread at a time).
+    private readonly float[] _rotated;
 
     public KvCacheType KeyType { get; }
     public KvCacheType ValueType { get; }
@@ -27,6 +30,10 @@ internal sealed class KvCache : ICacheRows
 
     /// <summary>Positions memory is held for (≤ <see cref="Capacity"/>).</summary>
     public int Reserved { get; private set; }
+
+    /// <summary>Hadamard rotation size the keys / values are stored with (0: none).</summary>
+    public int KeyRotation { get; }
+    public int ValueRotation { get; }
 
     public KvCache(int layers, int capacity, int kvDim, KvCacheType type = KvCacheType.F16, int headDim = 0)
         : this(layers, capacity, kvDim, type, type, headDim)
@@ -47,6 +54,9 @@ internal sealed class KvCache : ICacheRows
         ValueType = valueType;
         Capacity = capacity;
         KvDim = kvDim;
+        KeyRotation = KvRowCodec.IsBlockFormat(keyType) ? Hadamard.KeySize(head) : 0;
+        ValueRotation = KvRowCodec.IsBlockFormat(valueType) ? Hadamard.ValueSize(head) : 0;
+        _rotated = KeyRotation > 0 || ValueRotation > 0 ? new float[kvDim] : [];
         _keyBytes = KvRowCodec.Bytes(keyType, kvDim);
         _rowBytes = _keyBytes + KvRowCodec.Bytes(valueType, kvDim);
         _layers = new byte[layers][];
@@ -94,28 +104,46 @@ internal sealed class KvCache : ICacheRows
         if ((uint)pos >= (uint)Capacity) throw new ArgumentOutOfRangeException(nameof(pos), $"position {pos} outside the cache of {Capacity}");
         if (pos >= Reserved) Reserve(pos + 1);
         var row = _layers[layer].AsSpan(pos * _rowBytes, _rowBytes);
-        KvRowCodec.Encode(KeyType, key[..KvDim], row[.._keyBytes]);
-        KvRowCodec.Encode(ValueType, value[..KvDim], row[_keyBytes..]);
+        KvRowCodec.Encode(KeyType, Rotated(key[..KvDim], KeyRotation), row[.._keyBytes]);
+        KvRowCodec.Encode(ValueType, Rotated(value[..KvDim], ValueRotation), row[_keyBytes..]);
+    }
+
+    private ReadOnlySpan<float> Rotated(ReadOnlySpan<float> x, int rotation)
+    {
+        if (rotation == 0) return x;
+        x.CopyTo(_rotated);
+        Hadamard.Rotate(_rotated, rotation); // chunks never straddle heads: the size divides the head
+        return _rotated;
     }
 
     /// <summary>Keys of one head (<paramref name="width"/> values from element <paramref name="offset"/>, on block boundaries for Q8_0/Q4_0) as attention reads them.</summary>
     public KvHead KeyHead(int layer, int offset, int width) =>
-        new(_layers[layer], _rowBytes, KvRowCodec.Bytes(KeyType, offset), width, KeyType);
+        new(_layers[layer], _rowBytes, KvRowCodec.Bytes(KeyType, offset), width, KeyType, KeyRotation);
 
     public KvHead ValueHead(int layer, int offset, int width) =>
-        new(_layers[layer], _rowBytes, _keyBytes + KvRowCodec.Bytes(ValueType, offset), width, ValueType);
+        new(_layers[layer], _rowBytes, _keyBytes + KvRowCodec.Bytes(ValueType, offset), width, ValueType, ValueRotation);
 
     /// <summary>Decodes elements [offset, offset+width) of the keys at positions [pos0, pos0+count) into dst, width floats per position.</summary>
-    public void ReadKeys(int layer, int pos0, int count, int offset, int width, Span<float> dst) => Read(KeyHead(layer, offset, width), pos0, count, dst);
+    public void ReadKeys(int layer, int pos0, int count, int offset, int width, Span<float> dst) =>
+        Read(KeyHead(layer, Aligned(offset, KeyRotation), Aligned(width, KeyRotation)), pos0, count, dst);
 
-    public void ReadValues(int layer, int pos0, int count, int offset, int width, Span<float> dst) => Read(ValueHead(layer, offset, width), pos0, count, dst);
+    public void ReadValues(int layer, int pos0, int count, int offset, int width, Span<float> dst) =>
+        Read(ValueHead(layer, Aligned(offset, ValueRotation), Aligned(width, ValueRotation)), pos0, count, dst);
+
+    // Rotated rows are read back in whole rotation chunks (whole heads).
+    private static int Aligned(int n, int rotation) => rotation == 0 || n % rotation == 0 ? n
+        : throw new ArgumentException($"{n} is not a multiple of the rotation size {rotation}: read whole heads");
 
     private void Read(KvHead h, int pos0, int count, Span<float> dst)
     {
         if (pos0 < 0 || count < 0 || pos0 + count > Reserved || KvRowCodec.Bytes(h.Type, h.Width) + h.RowOffset > _rowBytes)
             throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) outside the {Reserved} held");
         for (int p = 0; p < count; p++)
-            KvRowCodec.Decode(h.Type, h.Rows.Slice((pos0 + p) * h.RowStride + h.RowOffset), dst.Slice(p * h.Width, h.Width), FlashAttention.BestWidth);
+        {
+            var d = dst.Slice(p * h.Width, h.Width);
+            KvRowCodec.Decode(h.Type, h.Rows.Slice((pos0 + p) * h.RowStride + h.RowOffset), d, FlashAttention.BestWidth);
+            Hadamard.Rotate(d, h.Rotation); // back to the values as computed
+        }
     }
 
     /// <summary>
@@ -137,7 +165,9 @@ internal sealed class KvCache : ICacheRows
             {
                 var row = plane.AsSpan(p * _rowBytes, _keyBytes);
                 KvRowCodec.DecodeReference(KeyType, row, key);
+                Hadamard.Rotate(key, KeyRotation); // un-rotate, reposition, rotate again
                 reposition(key);
+                Hadamard.Rotate(key, KeyRotation);
                 KvRowCodec.Encode(KeyType, key, row);
             }
         }

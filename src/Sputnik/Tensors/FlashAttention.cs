@@ -2,18 +2,21 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Sputnik.Models;
+using Sputnik.Tensors.Quants;
 
 namespace Sputnik.Tensors;
 
 /// <summary>
 /// One KV head's keys or values as a cache stores them: <see cref="Width"/> values of <see cref="Type"/> starting
-/// <see cref="RowOffset"/> bytes into each row of <see cref="Rows"/>, position t at byte t·<see cref="RowStride"/>.
+/// <see cref="RowOffset"/> bytes into each row of <see cref="Rows"/>, position t at byte t·<see cref="RowStride"/>,
+/// stored rotated by <see cref="Hadamard"/> chunks of <see cref="Rotation"/> values (0: as computed).
 /// </summary>
-internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int rowOffset, int width, KvCacheType type)
+internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int rowOffset, int width, KvCacheType type, int rotation = 0)
 {
     public readonly ReadOnlySpan<byte> Rows = rows;
-    public readonly int RowStride = rowStride, RowOffset = rowOffset, Width = width;
+    public readonly int RowStride = rowStride, RowOffset = rowOffset, Width = width, Rotation = rotation;
     public readonly KvCacheType Type = type;
 
     /// <summary>Positions the rows hold.</summary>
@@ -22,7 +25,7 @@ internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int 
 
     /// <summary>True when <paramref name="other"/> starts at the same stored values, so its decoded rows serve this head too (MLA: values are a prefix of the key rows).</summary>
     public bool SharesRowsWith(in KvHead other) =>
-        Type == other.Type && RowStride == other.RowStride && RowOffset == other.RowOffset && Width <= other.Width &&
+        Type == other.Type && RowStride == other.RowStride && RowOffset == other.RowOffset && Width <= other.Width && Rotation == other.Rotation &&
         Unsafe.AreSame(ref MemoryMarshal.GetReference(Rows), ref MemoryMarshal.GetReference(other.Rows));
 }
 
@@ -36,6 +39,10 @@ internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int 
 /// Tiles start at multiples of <see cref="Tile"/> whatever the block, so a row's result depends only on its own
 /// position and the cache: a token attended alone and the same token inside a prefill block or a multi-sequence
 /// step give the same bits.
+/// With a Q8_0 or Q4_0 key cache the query rows are quantized to Q8_0 once per call and q·k runs on 8-bit integers
+/// block by block (exact integer sums, one float multiply-add per block), as llama.cpp's flash attention does:
+/// the keys are never widened to float, and a quantized cache gives llama.cpp's scores. Keys stored Hadamard-rotated
+/// get rotated queries; values stored rotated give a rotated output, rotated back at the end.
 /// </summary>
 internal static class FlashAttention
 {
@@ -49,15 +56,36 @@ internal static class FlashAttention
     private sealed class Scratch
     {
         public float[] Keys = [], Values = [], Scores = new float[Tile], Max = [], Sum = [];
+        // Quantized keys: the tile's 8-bit values and block scales, and the Q8_0 query rows.
+        public sbyte[] KeyInts = [], QueryInts = [];
+        public float[] KeyScales = [], QueryScales = [];
+        public byte[] QueryBlocks = new byte[34];
+        public float[] QueryRow = [];
 
-        public void Ensure(int rows, int keyWidth, int valueWidth)
+        public void Ensure(int rows, int keyWidth, int valueWidth, bool quantizedKeys)
         {
-            if (Keys.Length < Tile * keyWidth) Keys = new float[Tile * keyWidth];
             if (Values.Length < Tile * valueWidth) Values = new float[Tile * valueWidth];
             if (Max.Length < rows)
             {
                 Max = new float[rows];
                 Sum = new float[rows];
+            }
+            if (!quantizedKeys)
+            {
+                if (Keys.Length < Tile * keyWidth) Keys = new float[Tile * keyWidth];
+                return;
+            }
+            int blocks = keyWidth / KvRowCodec.Block;
+            if (KeyInts.Length < Tile * keyWidth)
+            {
+                KeyInts = new sbyte[Tile * keyWidth];
+                KeyScales = new float[Tile * blocks];
+            }
+            if (QueryRow.Length < keyWidth) QueryRow = new float[keyWidth];
+            if (QueryInts.Length < rows * keyWidth)
+            {
+                QueryInts = new sbyte[rows * keyWidth];
+                QueryScales = new float[rows * blocks];
             }
         }
     }
@@ -82,19 +110,24 @@ internal static class FlashAttention
         int kw = keys.Width, vw = values.Width, rows = tokens * group;
         Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window);
         var sc = t_scratch ??= new Scratch();
-        sc.Ensure(rows, kw, vw);
+        bool quantized = KvRowCodec.IsBlockFormat(keys.Type);
+        sc.Ensure(rows, kw, vw, quantized);
+        if (quantized) QuantizeQueries(q, qStride, tokens, group, kw, keys.Rotation, sc);
         var max = sc.Max.AsSpan(0, rows);
         var sum = sc.Sum.AsSpan(0, rows);
         max.Fill(float.NegativeInfinity);
         sum.Clear();
         for (int i = 0; i < tokens; i++) output.Slice(i * oStride, group * vw).Clear();
-        bool shared = values.SharesRowsWith(keys);
+        bool shared = values.SharesRowsWith(keys) && !quantized;
 
         int last = pos0 + tokens - 1, lo0 = WindowStart(pos0, window);
         for (int t0 = lo0 / Tile * Tile; t0 <= last; t0 += Tile)
         {
             int end = Math.Min(t0 + Tile, last + 1), first = Math.Max(t0, lo0);
-            var k = DecodeTile(keys, first, end - first, sc.Keys, width, out int ks);
+            scoped ReadOnlySpan<float> k = default;
+            int ks = kw;
+            if (quantized) UnpackKeyTile(keys, first, end - first, sc);
+            else k = DecodeTile(keys, first, end - first, sc.Keys, width, out ks);
             int vs = ks;
             var v = shared ? k : DecodeTile(values, first, end - first, sc.Values, width, out vs);
             for (int i = 0; i < tokens; i++)
@@ -102,7 +135,7 @@ internal static class FlashAttention
                 int pos = pos0 + i, a = Math.Max(WindowStart(pos, window), first), b = Math.Min(pos + 1, end);
                 if (a >= b) continue; // outside this token's window
                 int n = b - a;
-                ref float kRow = ref Unsafe.Add(ref MemoryMarshal.GetReference(k), (a - first) * ks);
+                ref float kRow = ref Unsafe.Add(ref MemoryMarshal.GetReference(k), (a - first) * ks); // unused when quantized
                 ref float vRow = ref Unsafe.Add(ref MemoryMarshal.GetReference(v), (a - first) * vs);
                 for (int j = 0; j < group; j++)
                 {
@@ -110,11 +143,24 @@ internal static class FlashAttention
                     ref float qr = ref Unsafe.AsRef(in q[i * qStride + j * kw]);
                     var s = sc.Scores.AsSpan(0, n);
                     float tileMax = float.NegativeInfinity;
-                    for (int t = 0; t < n; t++)
+                    if (quantized)
                     {
-                        float x = Dot(ref qr, ref Unsafe.Add(ref kRow, t * ks), kw, width) * scale;
-                        s[t] = x;
-                        tileMax = Math.Max(tileMax, x);
+                        int nb = kw / KvRowCodec.Block;
+                        for (int t = 0; t < n; t++)
+                        {
+                            float x = QuantDot(sc, a - first + t, r, nb, width) * scale;
+                            s[t] = x;
+                            tileMax = Math.Max(tileMax, x);
+                        }
+                    }
+                    else
+                    {
+                        for (int t = 0; t < n; t++)
+                        {
+                            float x = Dot(ref qr, ref Unsafe.Add(ref kRow, t * ks), kw, width) * scale;
+                            s[t] = x;
+                            tileMax = Math.Max(tileMax, x);
+                        }
                     }
                     float m = Math.Max(max[r], tileMax);
                     float alpha = MathF.Exp(max[r] - m); // 0 on the row's first tile (−∞)
@@ -132,6 +178,7 @@ internal static class FlashAttention
                 var o = output.Slice(i * oStride + j * vw, vw);
                 float inv = 1f / sum[i * group + j];
                 for (int c = 0; c < vw; c++) o[c] *= inv;
+                Hadamard.Rotate(o, values.Rotation);
             }
     }
 
@@ -147,6 +194,101 @@ internal static class FlashAttention
             throw new ArgumentOutOfRangeException(nameof(pos0), $"the cache holds {Math.Min(keys.Positions, values.Positions)} positions, attention needs {needed}");
         if (KvRowCodec.IsBlockFormat(keys.Type) && keys.Width % KvRowCodec.Block != 0 || KvRowCodec.IsBlockFormat(values.Type) && values.Width % KvRowCodec.Block != 0)
             throw new ArgumentException($"a block-quantized head must be a multiple of {KvRowCodec.Block} values");
+    }
+
+    /// <summary>Each query row (token i, head j) as Q8_0 (ggml's reference quantizer): 8-bit values and float block scales.</summary>
+    private static void QuantizeQueries(ReadOnlySpan<float> q, int qStride, int tokens, int group, int kw, int rotation, Scratch sc)
+    {
+        int nb = kw / KvRowCodec.Block;
+        var blk = sc.QueryBlocks.AsSpan();
+        var row = sc.QueryRow.AsSpan(0, kw);
+        for (int i = 0; i < tokens; i++)
+            for (int j = 0; j < group; j++)
+            {
+                int r = i * group + j;
+                q.Slice(i * qStride + j * kw, kw).CopyTo(row);
+                Hadamard.Rotate(row, rotation); // into the keys' rotated space
+                for (int b = 0; b < nb; b++)
+                {
+                    LegacyQuants.QuantQ8_0(row.Slice(b * KvRowCodec.Block, KvRowCodec.Block), blk);
+                    sc.QueryScales[r * nb + b] = (float)MemoryMarshal.Read<Half>(blk);
+                    MemoryMarshal.Cast<byte, sbyte>(blk[2..]).CopyTo(sc.QueryInts.AsSpan(r * kw + b * KvRowCodec.Block, KvRowCodec.Block));
+                }
+            }
+    }
+
+    /// <summary>Positions [first, first + count) of a Q8_0/Q4_0 key head as 8-bit values (Q4_0's nibbles centred) and float block scales.</summary>
+    private static void UnpackKeyTile(in KvHead h, int first, int count, Scratch sc)
+    {
+        int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block);
+        ref sbyte ints = ref MemoryMarshal.GetArrayDataReference(sc.KeyInts);
+        for (int t = 0; t < count; t++)
+        {
+            var row = h.Rows.Slice((first + t) * h.RowStride + h.RowOffset, nb * blockBytes);
+            for (int b = 0; b < nb; b++)
+            {
+                var blk = row.Slice(b * blockBytes, blockBytes);
+                sc.KeyScales[t * nb + b] = (float)MemoryMarshal.Read<Half>(blk);
+                ref sbyte dst = ref Unsafe.Add(ref ints, t * h.Width + b * KvRowCodec.Block);
+                if (h.Type == KvCacheType.Q8_0)
+                {
+                    MemoryMarshal.Cast<byte, sbyte>(blk.Slice(2, KvRowCodec.Block)).CopyTo(MemoryMarshal.CreateSpan(ref dst, KvRowCodec.Block));
+                }
+                else
+                {
+                    var packed = Vector128.Create(blk.Slice(2, 16));
+                    (packed & Vector128.Create((byte)0x0F)).AsSByte().Subtract8().StoreUnsafe(ref dst);
+                    Vector128.ShiftRightLogical(packed, 4).AsSByte().Subtract8().StoreUnsafe(ref dst, 16);
+                }
+            }
+        }
+    }
+
+    private static Vector128<sbyte> Subtract8(this Vector128<sbyte> v) => v - Vector128.Create((sbyte)8);
+
+    /// <summary>Q8_0 query row r · quantized key t of the tile: Σ over blocks of (exact integer dot) · d_k · d_q, blocks in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float QuantDot(Scratch sc, int t, int r, int nb, int width)
+    {
+        const int B = KvRowCodec.Block;
+        ref sbyte k = ref MemoryMarshal.GetArrayDataReference(sc.KeyInts);
+        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(sc.QueryInts);
+        int kw = nb * B;
+        float s = 0;
+        for (int b = 0; b < nb; b++)
+        {
+            int dot = IntDot32(ref Unsafe.Add(ref k, t * kw + b * B), ref Unsafe.Add(ref q, r * kw + b * B), width);
+            s += dot * sc.KeyScales[t * nb + b] * sc.QueryScales[r * nb + b];
+        }
+        return s;
+    }
+
+    /// <summary>Exact dot product of 32 signed bytes (|values| ≤ 128, so every product fits 16 bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int IntDot32(ref sbyte a, ref sbyte b, int width)
+    {
+        if (width >= 256 && Avx2.IsSupported)
+        {
+            var (al, ah) = Vector256.Widen(Vector256.LoadUnsafe(ref a));
+            var (bl, bh) = Vector256.Widen(Vector256.LoadUnsafe(ref b));
+            return Vector256.Sum(Avx2.MultiplyAddAdjacent(al, bl) + Avx2.MultiplyAddAdjacent(ah, bh));
+        }
+        if (width >= 128)
+        {
+            var acc = Vector128<int>.Zero;
+            for (int h = 0; h < 32; h += 16)
+            {
+                var (al, ah) = Vector128.Widen(Vector128.LoadUnsafe(ref Unsafe.Add(ref a, h)));
+                var (bl, bh) = Vector128.Widen(Vector128.LoadUnsafe(ref Unsafe.Add(ref b, h)));
+                var (p0, p1) = Vector128.Widen(al * bl);
+                var (p2, p3) = Vector128.Widen(ah * bh);
+                acc += p0 + p1 + p2 + p3;
+            }
+            return Vector128.Sum(acc);
+        }
+        int sum = 0;
+        for (int i = 0; i < 32; i++) sum += Unsafe.Add(ref a, i) * Unsafe.Add(ref b, i);
+        return sum;
     }
 
     /// <summary>Positions [first, first + count) of a head as floats: a view of an F32 cache, otherwise decoded into buffer.</summary>
@@ -247,9 +389,22 @@ internal static class FlashAttention
         }
     }
 
+    /// <summary>The query as a quantized key cache sees it: rounded through Q8_0.</summary>
+    private static float[] QuantizedQuery(ReadOnlySpan<float> q, int rotation)
+    {
+        var rotated = q.ToArray();
+        Hadamard.Rotate(rotated, rotation);
+        var bytes = new byte[KvRowCodec.Bytes(KvCacheType.Q8_0, q.Length)];
+        KvRowCodec.Encode(KvCacheType.Q8_0, rotated, bytes);
+        var back = new float[q.Length];
+        KvRowCodec.DecodeReference(KvCacheType.Q8_0, bytes, back);
+        return back;
+    }
+
     /// <summary>
     /// The definition, for tests: every row's scores over its whole window in double precision, a two-pass softmax,
-    /// and each key and value decoded element by element.
+    /// and each key and value decoded element by element (the query rotated like the keys and rounded through Q8_0 for
+    /// a Q8_0/Q4_0 key cache; the output rotated back like the values).
     /// </summary>
     internal static void Reference(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
         int tokens, int group, int pos0, int window, float scale)
@@ -264,6 +419,7 @@ internal static class FlashAttention
             for (int j = 0; j < group; j++)
             {
                 var qr = q.Slice(i * qStride + j * kw, kw);
+                if (KvRowCodec.IsBlockFormat(keys.Type)) qr = QuantizedQuery(qr, keys.Rotation);
                 var scores = new double[pos + 1 - lo];
                 for (int t = lo; t <= pos; t++)
                 {
@@ -282,6 +438,7 @@ internal static class FlashAttention
                 }
                 var o = output.Slice(i * oStride + j * vw, vw);
                 for (int c = 0; c < vw; c++) o[c] = (float)(acc[c] / total);
+                Hadamard.Rotate(o, values.Rotation);
             }
         }
     }

@@ -12,7 +12,8 @@ public class KvCacheTests
     [InlineData(KvCacheType.Q4_0, 1.0 / 8 + 1.0 / 2048)]   // a whole step of amax/8 on the clamped side (+8 → 7)
     public void Round_trip_stays_within_format_precision(KvCacheType type, double relTolerance)
     {
-        const int kvDim = 128, head = 64, positions = 70;
+        // heads of 32: too small for the Hadamard rotation, so each value's error is its own block's
+        const int kvDim = 64, head = 32, positions = 70;
         // keys in the tested type, values in F16: the two halves of a row are independent
         var cache = new KvCache(2, 80, kvDim, type, KvCacheType.F16, head);
         var rng = new Random(4);
@@ -37,6 +38,39 @@ public class KvCacheTests
                 Assert.True(Math.Abs(v[p * head + i] + e) <= Math.Abs(e) / 2048 + 1e-7, $"F16 value pos {p + 3} [{i}]");
             }
         }
+    }
+
+    [Theory]
+    // A head of 128 with one value of 40 rotates into values ≈ 3.5 ± 0.6, blocks of largest ≈ 4.5: the rms error is
+    // about a step / √12, 4.5/127/3.5 ≈ 0.01 for Q8_0 and 4.5/8/3.5 ≈ 0.16 for Q4_0 (unrotated, the outlier's block
+    // alone errs by 40/8/3.5 ≈ 1.4 rms in Q4_0).
+    [InlineData(KvCacheType.Q8_0, 0.015)]
+    [InlineData(KvCacheType.Q4_0, 0.25)]
+    public void Quantized_heads_are_stored_rotated_and_read_back_unrotated(KvCacheType type, double rmsTolerance)
+    {
+        const int head = 128, kvDim = 2 * head;
+        var cache = new KvCache(1, 8, kvDim, type, type, head);
+        Assert.Equal(128, cache.KeyRotation); // llama.cpp: the largest power of two from 64 dividing the head
+        Assert.Equal(64, cache.ValueRotation); // and 64 for values
+        var rng = new Random(6);
+        // one outlier per head: what the rotation is for
+        var x = Enumerable.Range(0, kvDim).Select(i => i % head == 5 ? 40f : (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        cache.Write(0, 0, x, x);
+        var k = new float[kvDim];
+        var v = new float[kvDim];
+        cache.ReadKeys(0, 0, 1, 0, kvDim, k);
+        cache.ReadValues(0, 0, 1, 0, kvDim, v);
+        double Rms(float[] y) => Math.Sqrt(x.Zip(y, (a, b) => (double)(a - b) * (a - b)).Average());
+        Assert.True(Rms(k) < rmsTolerance, $"{type} keys: rms error {Rms(k)}");
+        Assert.True(Rms(v) < rmsTolerance * 2, $"{type} values: rms error {Rms(v)}");
+        // the same row unrotated (heads of 32 get no rotation) loses more to the outlier's block scale
+        var plain = new KvCache(1, 8, kvDim, type, type, 32);
+        Assert.Equal(0, plain.KeyRotation);
+        plain.Write(0, 0, x, x);
+        var kp = new float[kvDim];
+        plain.ReadKeys(0, 0, 1, 0, kvDim, kp);
+        Assert.True(Rms(k) < Rms(kp), $"{type}: rotated rms {Rms(k)} vs plain {Rms(kp)}");
+        Assert.Throws<ArgumentException>(() => cache.ReadKeys(0, 0, 1, 32, 32, k)); // not whole rotation chunks
     }
 
     [Fact]

@@ -173,3 +173,31 @@ public class FlashAttentionTests
         }
     }
 }
+
+public class HadamardTests
+{
+    [Theory]
+    [InlineData(64)]
+    [InlineData(128)]
+    public void Rotation_is_sylvesters_orthonormal_matrix_and_its_own_inverse(int n)
+    {
+        var rng = new Random(n);
+        var x = Enumerable.Range(0, 2 * n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var y = x.ToArray();
+        Hadamard.Rotate(y, n);
+        for (int c = 0; c < 2; c++)
+            for (int i = 0; i < n; i++)
+            {
+                double want = 0;
+                for (int j = 0; j < n; j++) want += (System.Numerics.BitOperations.PopCount((uint)(i & j)) % 2 == 0 ? 1 : -1) * x[c * n + j];
+                want /= Math.Sqrt(n);
+                Assert.True(Math.Abs(y[c * n + i] - want) < 1e-5, $"H{n} row {i}: {y[c * n + i]} vs {want}");
+            }
+        Hadamard.Rotate(y, n);
+        for (int i = 0; i < x.Length; i++) Assert.True(Math.Abs(y[i] - x[i]) < 1e-5);
+        Assert.Equal(128, Hadamard.KeySize(128));
+        Assert.Equal(64, Hadamard.KeySize(192));
+        Assert.Equal(0, Hadamard.KeySize(96));
+        Assert.Equal(64, Hadamard.ValueSize(256));
+    }
+}
