@@ -41,7 +41,8 @@ internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int 
 /// step give the same bits.
 /// With a Q8_0 or Q4_0 key cache the query rows are quantized to Q8_0 once per call and q·k runs on 8-bit integers
 /// block by block (exact integer sums, one float multiply-add per block), as llama.cpp's flash attention does:
-/// the keys are never widened to float, and a quantized cache gives llama.cpp's scores. Keys stored Hadamard-rotated
+/// the keys are never widened to float, and a quantized cache gives llama.cpp's scores. With an F16 key cache the
+/// queries are rounded to F16 first, as llama.cpp converts them for its F16 dot product. Keys stored Hadamard-rotated
 /// get rotated queries; values stored rotated give a rotated output, rotated back at the end.
 /// </summary>
 internal static class FlashAttention
@@ -60,7 +61,8 @@ internal static class FlashAttention
         public sbyte[] KeyInts = [], QueryInts = [];
         public float[] KeyScales = [], QueryScales = [];
         public byte[] QueryBlocks = new byte[34];
-        public float[] QueryRow = [];
+        public float[] QueryRow = [], HalfQueries = [];
+        public Half[] HalfRow = [];
 
         public void Ensure(int rows, int keyWidth, int valueWidth, bool quantizedKeys)
         {
@@ -73,6 +75,8 @@ internal static class FlashAttention
             if (!quantizedKeys)
             {
                 if (Keys.Length < Tile * keyWidth) Keys = new float[Tile * keyWidth];
+                if (HalfQueries.Length < rows * keyWidth) HalfQueries = new float[rows * keyWidth];
+                if (HalfRow.Length < keyWidth) HalfRow = new Half[keyWidth];
                 return;
             }
             int blocks = keyWidth / KvRowCodec.Block;
@@ -113,6 +117,8 @@ internal static class FlashAttention
         bool quantized = KvRowCodec.IsBlockFormat(keys.Type);
         sc.Ensure(rows, kw, vw, quantized);
         if (quantized) QuantizeQueries(q, qStride, tokens, group, kw, keys.Rotation, sc);
+        bool halfQueries = keys.Type == KvCacheType.F16;
+        if (halfQueries) RoundQueries(q, qStride, tokens, group, kw, sc);
         var max = sc.Max.AsSpan(0, rows);
         var sum = sc.Sum.AsSpan(0, rows);
         max.Fill(float.NegativeInfinity);
@@ -140,7 +146,7 @@ internal static class FlashAttention
                 for (int j = 0; j < group; j++)
                 {
                     int r = i * group + j;
-                    ref float qr = ref Unsafe.AsRef(in q[i * qStride + j * kw]);
+                    ref float qr = ref halfQueries ? ref sc.HalfQueries[r * kw] : ref Unsafe.AsRef(in q[i * qStride + j * kw]);
                     var s = sc.Scores.AsSpan(0, n);
                     float tileMax = float.NegativeInfinity;
                     if (quantized)
@@ -214,6 +220,18 @@ internal static class FlashAttention
                     sc.QueryScales[r * nb + b] = (float)MemoryMarshal.Read<Half>(blk);
                     MemoryMarshal.Cast<byte, sbyte>(blk[2..]).CopyTo(sc.QueryInts.AsSpan(r * kw + b * KvRowCodec.Block, KvRowCodec.Block));
                 }
+            }
+    }
+
+    /// <summary>Each query row rounded to F16 (for an F16 key cache), rows of kw floats.</summary>
+    private static void RoundQueries(ReadOnlySpan<float> q, int qStride, int tokens, int group, int kw, Scratch sc)
+    {
+        var half = sc.HalfRow.AsSpan(0, kw);
+        for (int i = 0; i < tokens; i++)
+            for (int j = 0; j < group; j++)
+            {
+                TensorPrimitives.ConvertToHalf(q.Slice(i * qStride + j * kw, kw), half);
+                FloatConvert.HalfToFloat(half, sc.HalfQueries.AsSpan((i * group + j) * kw, kw));
             }
     }
 
@@ -404,7 +422,7 @@ internal static class FlashAttention
     /// <summary>
     /// The definition, for tests: every row's scores over its whole window in double precision, a two-pass softmax,
     /// and each key and value decoded element by element (the query rotated like the keys and rounded through Q8_0 for
-    /// a Q8_0/Q4_0 key cache; the output rotated back like the values).
+    /// a Q8_0/Q4_0 key cache, through F16 for an F16 one; the output rotated back like the values).
     /// </summary>
     internal static void Reference(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
         int tokens, int group, int pos0, int window, float scale)
@@ -420,6 +438,7 @@ internal static class FlashAttention
             {
                 var qr = q.Slice(i * qStride + j * kw, kw);
                 if (KvRowCodec.IsBlockFormat(keys.Type)) qr = QuantizedQuery(qr, keys.Rotation);
+                else if (keys.Type == KvCacheType.F16) qr = qr.ToArray().Select(x => (float)(Half)x).ToArray();
                 var scores = new double[pos + 1 - lo];
                 for (int t = lo; t <= pos; t++)
                 {
