@@ -2,7 +2,10 @@
 # Benchmarks one GGUF file with llama.cpp's llama-bench and with `sputnik bench`, same threads, alternating,
 # and prints both plus the Sputnik/llama.cpp ratios.
 #
-#   bench/compare-llamacpp.sh MODEL.gguf [THREADS]      (env: PP=128 TG=64 REPS=3 ROUNDS=2)
+#   bench/compare-llamacpp.sh MODEL.gguf [THREADS]      (env: PP=128 TG=64 REPS=3 ROUNDS=2 DEPTH=0 CTK=f16 CTV=f16 FA=auto)
+#
+# DEPTH is llama-bench's -d (a comma list: each test runs after that many tokens are in the context); CTK/CTV its
+# -ctk/-ctv; FA its -fa (on, off or auto; a quantized V cache needs on). Both engines get the same values.
 #   bench/compare-llamacpp.sh --build-only              (just fetch + build llama-bench)
 #
 # llama-bench is fetched and built by bench/llamacpp.sh (llama.cpp's source from npm's node-llama-cpp package; a
@@ -11,6 +14,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PP="${PP:-128}"; TG="${TG:-64}"; REPS="${REPS:-3}"; ROUNDS="${ROUNDS:-2}"
+DEPTH="${DEPTH:-0}"; CTK="${CTK:-f16}"; CTV="${CTV:-f16}"; FA="${FA:-auto}"
 
 build_only=0
 if [ "${1:-}" = "--build-only" ]; then build_only=1; shift; fi
@@ -33,36 +37,38 @@ llamacpp_version >&2
 "$root/sputnik" --help > /dev/null
 
 out="$(mktemp -d)"
-echo "== model $model, threads $threads, pp$PP, tg$TG, $REPS reps, $ROUNDS alternating rounds" >&2
+echo "== model $model, threads $threads, pp$PP, tg$TG, depth $DEPTH, cache $CTK/$CTV, $REPS reps, $ROUNDS alternating rounds" >&2
 for round in $(seq 1 "$ROUNDS"); do
   echo "-- round $round: llama-bench" >&2
-  "$bench_bin" -m "$model" -p "$PP" -n "$TG" -t "$threads" -r "$REPS" -o json > "$out/llama.$round.json"
+  "$bench_bin" -m "$model" -p "$PP" -n "$TG" -d "$DEPTH" -ctk "$CTK" -ctv "$CTV" -fa "$FA" -t "$threads" -r "$REPS" -o json > "$out/llama.$round.json"
   echo "-- round $round: sputnik bench" >&2
-  "$root/sputnik" bench -m "$model" -p "$PP" -n "$TG" -t "$threads" -r "$REPS" --json > "$out/sputnik.$round.json"
+  "$root/sputnik" bench -m "$model" -p "$PP" -n "$TG" -d "$DEPTH" -ctk "$CTK" -ctv "$CTV" -t "$threads" -r "$REPS" --json > "$out/sputnik.$round.json"
 done
 
 python3 - "$out" "$ROUNDS" "$model" "$threads" "$PP" "$TG" <<'PY'
 import json, sys, os
 out, rounds, model, threads, pp, tg = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
-runs = {("llama.cpp", k): [] for k in ("pp", "tg")}
-runs.update({("sputnik", k): [] for k in ("pp", "tg")})
+runs = {}  # (engine, kind, depth) -> [(mean, std)] over rounds
 for r in range(1, rounds + 1):
     for e in json.load(open(f"{out}/llama.{r}.json")):
         kind = "pp" if e["n_gen"] == 0 else "tg"
-        runs[("llama.cpp", kind)].append((e["avg_ts"], e["stddev_ts"]))
+        runs.setdefault(("llama.cpp", kind, e.get("n_depth", 0)), []).append((e["avg_ts"], e["stddev_ts"]))
     s = json.load(open(f"{out}/sputnik.{r}.json"))
-    for kind in ("pp", "tg"):
-        if s.get(kind):
-            runs[("sputnik", kind)].append((s[kind]["tok_s"], s[kind]["std"]))
+    for res in s["results"]:
+        for kind in ("pp", "tg"):
+            if res.get(kind):
+                runs.setdefault(("sputnik", kind, res["depth"]), []).append((res[kind]["tok_s"], res[kind]["std"]))
 def best(key):
-    v = runs[key]
+    v = runs.get(key, [])
     return max(v) if v else (float("nan"), float("nan"))
 print(f"model: {os.path.basename(model)} ({os.path.getsize(model) / 2**20:.1f} MiB), threads: {threads}; "
       f"best of {rounds} alternating rounds, each the mean ± stddev of its reps")
 print(f"| test | llama.cpp t/s | sputnik t/s | sputnik / llama.cpp |")
 print(f"| ---- | ------------: | ----------: | ------------------: |")
-for kind, n in (("pp", pp), ("tg", tg)):
-    a, sa = best(("llama.cpp", kind)); b, sb = best(("sputnik", kind))
-    print(f"| {kind}{n} | {a:.2f} ± {sa:.2f} | {b:.2f} ± {sb:.2f} | {b / a if a else float('nan'):.3f} |")
+for depth in sorted({k[2] for k in runs}):
+    for kind, n in (("pp", pp), ("tg", tg)):
+        a, sa = best(("llama.cpp", kind, depth)); b, sb = best(("sputnik", kind, depth))
+        at = f" @ d{depth}" if depth else ""
+        print(f"| {kind}{n}{at} | {a:.2f} ± {sa:.2f} | {b:.2f} ± {sb:.2f} | {b / a if a else float('nan'):.3f} |")
 PY
 rm -rf "$out"

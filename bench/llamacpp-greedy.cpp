@@ -3,16 +3,27 @@
 // generated token, the gap between the best and second-best logit, so a mismatch on a near-tie can be told apart
 // from a real difference.
 //
-//   llamacpp-greedy MODEL.gguf PROMPT N [THREADS] [CTX]
+//   llamacpp-greedy MODEL.gguf PROMPT N [THREADS] [CTX] [CACHE_K] [CACHE_V]
 //
-// CTX (default: just enough) sets the context size; stderr then reports llama.cpp's KV buffer line and n_ctx, from
-// which the bench derives KV bytes per token.
+// CTX (default: just enough; 0 too) sets the context size; stderr then reports llama.cpp's KV buffer line and n_ctx,
+// from which the bench derives KV bytes per token. CACHE_K / CACHE_V (f16, f32, q8_0, q4_0; default f16) are
+// llama.cpp's --cache-type-k/-v; flash attention is then on, which llama.cpp needs for a quantized V cache.
 #include "llama.h"
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
+
+static bool cache_type(const char * name, ggml_type & type) {
+    const std::string s = name;
+    if (s == "f16") type = GGML_TYPE_F16;
+    else if (s == "f32") type = GGML_TYPE_F32;
+    else if (s == "q8_0") type = GGML_TYPE_Q8_0;
+    else if (s == "q4_0") type = GGML_TYPE_Q4_0;
+    else return false;
+    return true;
+}
 
 static void quiet_log(ggml_log_level level, const char * text, void *) {
     // Errors still go to stderr; the KV-cache size line is kept because the bench reads it.
@@ -21,13 +32,19 @@ static void quiet_log(ggml_log_level level, const char * text, void *) {
 
 int main(int argc, char ** argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s MODEL.gguf PROMPT N [THREADS] [CTX]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.gguf PROMPT N [THREADS] [CTX] [CACHE_K] [CACHE_V]\n", argv[0]);
         return 2;
     }
     const std::string prompt = argv[2];
     const int n_predict = std::atoi(argv[3]);
     const int threads = argc > 4 ? std::atoi(argv[4]) : 2;
     const int ctx_size = argc > 5 ? std::atoi(argv[5]) : 0;
+    ggml_type type_k = GGML_TYPE_F16, type_v = GGML_TYPE_F16;
+    if ((argc > 6 && !cache_type(argv[6], type_k)) || (argc > 7 && !cache_type(argv[7], type_v))) {
+        fprintf(stderr, "error: cache types are f16, f32, q8_0 or q4_0\n");
+        return 2;
+    }
+    const bool custom_cache = argc > 6;
 
     llama_log_set(quiet_log, nullptr);
     ggml_backend_load_all();
@@ -49,6 +66,11 @@ int main(int argc, char ** argv) {
     cp.n_batch = (uint32_t) tokens.size();
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
+    if (custom_cache) {
+        cp.type_k = type_k;
+        cp.type_v = type_v;
+        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+    }
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) { fprintf(stderr, "error: cannot create a context\n"); return 1; }
     fprintf(stderr, "n_ctx = %u\n", llama_n_ctx(ctx));

@@ -34,6 +34,49 @@ internal static class CliOptions
         Description = "Worker threads",
         DefaultValueFactory = _ => Environment.ProcessorCount,
     }.AtLeast(1);
+
+    /// <summary>llama.cpp's -ctk / --cache-type-k: the element type of the cached keys.</summary>
+    public static Option<KvCacheType> CacheTypeK() => new("--cache-type-k", "-ctk")
+    {
+        Description = "KV cache type of the keys: f16, q8_0, q4_0 or f32",
+        DefaultValueFactory = _ => KvCacheType.F16,
+        CustomParser = ParseCacheType,
+    };
+
+    /// <summary>llama.cpp's -ctv / --cache-type-v: the element type of the cached values (default: f16).</summary>
+    public static Option<KvCacheType> CacheTypeV() => new("--cache-type-v", "-ctv")
+    {
+        Description = "KV cache type of the values: f16, q8_0, q4_0 or f32",
+        DefaultValueFactory = _ => KvCacheType.F16,
+        CustomParser = ParseCacheType,
+    };
+
+    private static KvCacheType ParseCacheType(ArgumentResult result)
+    {
+        string text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+        if (TryCacheType(text, out var type)) return type;
+        result.AddError($"unknown KV cache type '{text}': expected f16, q8_0, q4_0 or f32");
+        return KvCacheType.F16;
+    }
+
+    /// <summary>llama.cpp's cache type names (case-insensitive).</summary>
+    public static bool TryCacheType(string text, out KvCacheType type)
+    {
+        switch (text.ToLowerInvariant())
+        {
+            case "f16": type = KvCacheType.F16; return true;
+            case "f32": type = KvCacheType.F32; return true;
+            case "q8_0": type = KvCacheType.Q8_0; return true;
+            case "q4_0": type = KvCacheType.Q4_0; return true;
+            default: type = KvCacheType.F16; return false;
+        }
+    }
+
+    /// <summary>llama.cpp's --context-shift: when the context fills, drop the older half of the tokens and go on.</summary>
+    public static Option<bool> ContextShift() => new("--context-shift")
+    {
+        Description = "When the context is full, drop the older half of the tokens after the kept ones and go on (default: stop with finish reason length)",
+    };
 }
 
 /// <summary>Parses, runs, and turns every failure into one readable line on stderr with exit code 1.</summary>

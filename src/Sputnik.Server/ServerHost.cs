@@ -40,7 +40,7 @@ public sealed class ServerHost : IAsyncDisposable
     {
         options.Validate();
         bool owns = model == null;
-        model ??= await SputnikModel.LoadAsync(options.ModelPath, new ModelOptions { Threads = options.Threads, ContextLength = options.ContextLength }, cancellationToken);
+        model ??= await SputnikModel.LoadAsync(options.ModelPath, new ModelOptions { Threads = options.Threads, ContextLength = options.ContextLength, KvType = options.KvType, KvTypeV = options.KvTypeV }, cancellationToken);
         var metrics = new ServerMetrics();
         ModelHost? host = null;
         ConversationStore? store = null;

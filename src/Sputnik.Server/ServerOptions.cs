@@ -15,6 +15,16 @@ public sealed record ServerOptions
     public int Parallel { get; init; } = 1;
     /// <summary>Context per slot; 0 = the model's, capped at 4096.</summary>
     public int ContextLength { get; init; }
+    /// <summary>Element type of the cached keys, and of the values unless <see cref="KvTypeV"/> is set (--cache-type-k).</summary>
+    public Sputnik.Models.KvCacheType KvType { get; init; } = Sputnik.Models.KvCacheType.F16;
+    /// <summary>Element type of the cached values (--cache-type-v); null = <see cref="KvType"/>.</summary>
+    public Sputnik.Models.KvCacheType? KvTypeV { get; init; }
+    /// <summary>
+    /// llama.cpp's --context-shift: a generation that fills its slot's context drops the older half of the tokens after
+    /// the system prompt and goes on (max_tokens is then not clamped to the room the prompt leaves); off, it ends
+    /// with finish_reason "length".
+    /// </summary>
+    public bool ContextShift { get; init; }
     public int Threads { get; init; } = Environment.ProcessorCount;
     /// <summary>When set, every API route needs "Authorization: Bearer KEY".</summary>
     public string? ApiKey { get; init; }

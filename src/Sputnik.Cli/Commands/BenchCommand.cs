@@ -8,10 +8,12 @@ using Sputnik.Tools;
 namespace Sputnik.Cli.Commands;
 
 /// <summary>
-/// `sputnik bench -m MODEL [-p 512] [-n 128] [-t N] [-r 3] [--json]` with llama-bench's semantics: ppN is the
-/// tokens/s of one Forward over an N-token prompt (BOS then fixed pseudo-random tokens) on a fresh state; tgN is
-/// the tokens/s of N one-token Forward calls on a fresh state, the first fed BOS and each next one the greedy pick.
-/// Each test runs once to warm up, then r times; the result is the mean ± sample stddev of the per-run tokens/s.
+/// `sputnik bench -m MODEL [-p 512] [-n 128] [-d 0,4096] [-ctk f16] [-ctv f16] [-t N] [-r 3] [--json]` with
+/// llama-bench's semantics: ppN is the tokens/s of one Forward over an N-token prompt (BOS then fixed pseudo-random
+/// tokens) on a fresh state; tgN is the tokens/s of N one-token Forward calls on a fresh state, the first fed BOS
+/// and each next one the greedy pick. At depth D (-d, repeatable or a comma list) each run first feeds D prompt
+/// tokens untimed, so the test measures attention over a D-token context. Each test runs once to warm up, then r
+/// times; the result is the mean ± sample stddev of the per-run tokens/s.
 /// </summary>
 internal static class BenchCommand
 {
@@ -23,7 +25,10 @@ internal static class BenchCommand
         var tg = new Option<int>("--n-gen", "-n") { Description = "Tokens to generate for the tg test (0 skips it)", DefaultValueFactory = _ => 128 };
         var reps = new Option<int>("--repetitions", "-r") { Description = "Timed runs per test (after one warm-up run)", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of the table" };
-        var cmd = new Command("bench", "Measure prompt processing (pp) and generation (tg) speed like llama-bench") { model, threads, pp, tg, reps, json };
+        var depth = new Option<string[]>("--n-depth", "-d") { Description = "Tokens already in the context when a test starts (repeatable or comma-separated, like llama-bench)" };
+        var ctk = CliOptions.CacheTypeK();
+        var ctv = CliOptions.CacheTypeV();
+        var cmd = new Command("bench", "Measure prompt processing (pp) and generation (tg) speed like llama-bench") { model, threads, pp, tg, reps, json, depth, ctk, ctv };
         cmd.SetAction(r =>
         {
             int p = r.GetValue(pp), n = r.GetValue(tg), t = r.GetValue(threads), reps_ = r.GetValue(reps);
@@ -32,15 +37,20 @@ internal static class BenchCommand
             if (t < 1) throw new ArgumentException($"-t {t} must be at least 1");
             if (reps_ < 1) throw new ArgumentException($"-r {reps_} must be at least 1");
             string path = CliOptions.ResolveModel(r.GetValue(model));
+            int[] depths = Depths(r.GetValue(depth));
 
             var load = Stopwatch.StartNew();
-            using var m = SputnikModel.Load(path, new ModelOptions { Threads = t, ContextLength = Math.Max(1, Math.Max(p, n)) });
+            using var m = SputnikModel.Load(path, new ModelOptions
+            {
+                Threads = t, ContextLength = Math.Max(1, depths.Max() + Math.Max(p, n)), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv),
+            });
             double loadMs = load.Elapsed.TotalMilliseconds;
             int vocab = m.Model.Config.VocabSize;
             int bos = m.Tokenizer.BosId is >= 0 and var b && b < vocab ? b : 0;
 
-            double[]? ppRuns = p > 0 ? Measure(reps_, () => Prompt(m, PromptTokens(p, bos, vocab))) : null;
-            double[]? tgRuns = n > 0 ? Measure(reps_, () => Generate(m, n, bos)) : null;
+            var results = depths.Select(d => (Depth: d,
+                Pp: p > 0 ? Measure(reps_, () => Prompt(m, PromptTokens(d + p, bos, vocab), d)) : null,
+                Tg: n > 0 ? Measure(reps_, () => Generate(m, n, bos, PromptTokens(d, bos, vocab))) : null)).ToList();
 
             var info = Describe(m);
             if (r.GetValue(json))
@@ -54,8 +64,15 @@ internal static class BenchCommand
                     ["params"] = info.Params,
                     ["threads"] = t,
                     ["repetitions"] = reps_,
-                    ["pp"] = Result(p, ppRuns),
-                    ["tg"] = Result(n, tgRuns),
+                    ["type_k"] = CacheTypeName(m.KvType),
+                    ["type_v"] = CacheTypeName(m.KvTypeV),
+                    // pp and tg at the first depth (what single-depth scripts read), then every depth
+                    ["pp"] = Result(p, results[0].Depth, results[0].Pp),
+                    ["tg"] = Result(n, results[0].Depth, results[0].Tg),
+                    ["results"] = new JsonArray(results.Select(x => (JsonNode)new JsonObject
+                    {
+                        ["depth"] = x.Depth, ["pp"] = Result(p, x.Depth, x.Pp), ["tg"] = Result(n, x.Depth, x.Tg),
+                    }).ToArray()),
                     ["peak_rss_bytes"] = PeakRssBytes(),
                     ["load_ms"] = Math.Round(loadMs, 3),
                 };
@@ -69,8 +86,12 @@ internal static class BenchCommand
                 var (mean, std) = Stats(runs);
                 Console.WriteLine($"| {info.Desc,-30} | {SizeText(info.TensorBytes),10} | {ParamsText(info.Params),10} | {"Sputnik",-10} | {t,7} | {test,15} | {$"{mean:F2} ± {std:F2}",20} |");
             }
-            if (ppRuns != null) Row($"pp{p}", ppRuns);
-            if (tgRuns != null) Row($"tg{n}", tgRuns);
+            foreach (var x in results)
+            {
+                string at = x.Depth > 0 ? $" @ d{x.Depth}" : "";
+                if (x.Pp != null) Row($"pp{p}{at}", x.Pp);
+                if (x.Tg != null) Row($"tg{n}{at}", x.Tg);
+            }
             Console.Error.WriteLine($"load {loadMs:F0} ms, peak RSS {ProgressBar.Size(PeakRssBytes())}");
             return 0;
         });
@@ -90,22 +111,43 @@ internal static class BenchCommand
     {
         var tokens = new int[count];
         var rng = new Random(42);
-        tokens[0] = bos;
+        if (count > 0) tokens[0] = bos;
         for (int i = 1; i < count; i++) tokens[i] = rng.Next(vocab);
         return tokens;
     }
 
-    private static double Prompt(SputnikModel m, int[] tokens)
+    /// <summary>llama-bench's -d values: each argument a comma list of token counts ≥ 0; none means depth 0.</summary>
+    internal static int[] Depths(string[]? args)
     {
-        var state = m.CreateState();
-        var sw = Stopwatch.StartNew();
-        m.Model.Forward(state, tokens);
-        return tokens.Length / sw.Elapsed.TotalSeconds;
+        if (args == null || args.Length == 0) return [0];
+        var depths = new List<int>();
+        foreach (string arg in args)
+            foreach (string part in arg.Split(',', StringSplitOptions.TrimEntries))
+            {
+                if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int d) || d > 1 << 24)
+                    throw new ArgumentException($"-d '{part}' is not a token count (0 … {1 << 24})");
+                depths.Add(d);
+            }
+        return depths.ToArray();
     }
 
-    private static double Generate(SputnikModel m, int n, int bos)
+    private static string CacheTypeName(Sputnik.Models.KvCacheType type) => type.ToString().ToLowerInvariant();
+
+    /// <summary>Feeds the first <paramref name="depth"/> tokens untimed, then times the rest as one prompt.</summary>
+    private static double Prompt(SputnikModel m, int[] tokens, int depth)
     {
         var state = m.CreateState();
+        if (depth > 0) m.Model.Forward(state, tokens.AsSpan(0, depth));
+        var sw = Stopwatch.StartNew();
+        m.Model.Forward(state, tokens.AsSpan(depth));
+        return (tokens.Length - depth) / sw.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Feeds <paramref name="context"/> untimed (the depth), then times n greedy one-token steps.</summary>
+    private static double Generate(SputnikModel m, int n, int bos, int[] context)
+    {
+        var state = m.CreateState();
+        if (context.Length > 0) m.Model.Forward(state, context);
         int[] token = [bos];
         var sw = Stopwatch.StartNew();
         for (int i = 0; i < n; i++)
@@ -124,13 +166,14 @@ internal static class BenchCommand
         return (mean, Math.Sqrt(ss / (xs.Length - 1)));
     }
 
-    private static JsonNode? Result(int n, double[]? runs)
+    private static JsonNode? Result(int n, int depth, double[]? runs)
     {
         if (runs == null) return null;
         var (mean, std) = Stats(runs);
         return new JsonObject
         {
             ["n"] = n,
+            ["depth"] = depth,
             ["tok_s"] = Math.Round(mean, 3),
             ["std"] = Math.Round(std, 3),
             ["samples_ts"] = new JsonArray(runs.Select(x => (JsonNode)Math.Round(x, 3)).ToArray()),

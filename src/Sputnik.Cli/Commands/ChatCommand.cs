@@ -25,17 +25,24 @@ internal static class ChatCommand
         var system = new Option<string?>("--system") { Description = "System prompt" };
         var budget = new Option<int?>("--budget") { Description = "Thinking budget in tokens" }.AtLeast(0);
         var noThink = new Option<bool>("--no-think") { Description = "Start with thinking off" };
-        var cmd = new Command("chat", "Chat with a model in the terminal") { model, threads, ctx, temp, seed, maxTokens, system, budget, noThink };
+        var ctk = CliOptions.CacheTypeK();
+        var ctv = CliOptions.CacheTypeV();
+        var shift = CliOptions.ContextShift();
+        var cmd = new Command("chat", "Chat with a model in the terminal") { model, threads, ctx, temp, seed, maxTokens, system, budget, noThink, ctk, ctv, shift };
         cmd.SetAction(r =>
         {
             string path = CliOptions.ResolveModel(r.GetValue(model));
-            using var m = SputnikModel.Load(path, new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx) });
+            using var m = SputnikModel.Load(path, new ModelOptions
+            {
+                Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv),
+            });
             var session = new ChatSession(m, new ChatOptions
             {
                 Sampling = Sampling(r, m, temp, seed),
                 MaxTokens = r.GetValue(maxTokens),
                 Thinking = !r.GetValue(noThink),
                 ThinkingBudget = r.GetValue(budget),
+                ContextShift = r.GetValue(shift),
             })
             { SystemPrompt = r.GetValue(system) };
             return new ChatLoop(session, interactive: !Console.IsInputRedirected && !Console.IsOutputRedirected).Run();

@@ -26,9 +26,13 @@ internal static class RunCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object with tokens, text and timings" };
         var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
         var moeStats = new Option<bool>("--moe-stats") { Description = "Print the expert-load histogram of MoE models to stderr" };
+        var ctk = CliOptions.CacheTypeK();
+        var ctv = CliOptions.CacheTypeV();
+        var shift = CliOptions.ContextShift();
+        var keep = new Option<int>("--keep") { Description = "Prompt tokens a context shift keeps, besides BOS (-1 = the whole prompt)" }.AtLeast(-1);
         var cmd = new Command("run", "Generate a continuation of a prompt")
         {
-            model, threads, prompt, n, ctx, temp, topK, topP, minP, repeat, presence, frequency, seed, noBos, json, stop, moeStats,
+            model, threads, prompt, n, ctx, temp, topK, topP, minP, repeat, presence, frequency, seed, noBos, json, stop, moeStats, ctk, ctv, shift, keep,
         };
         cmd.SetAction(r =>
         {
@@ -39,7 +43,10 @@ internal static class RunCommand
                 Seed = r.GetValue(seed),
             };
             sampling.Validate();
-            using var m = SputnikModel.Load(CliOptions.ResolveModel(r.GetValue(model)), new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx) });
+            using var m = SputnikModel.Load(CliOptions.ResolveModel(r.GetValue(model)), new ModelOptions
+            {
+                Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv),
+            });
             // The model's recommended settings replace the defaults of the flags the user did not type.
             var given = sampling;
             sampling = m.RecommendedSampling(sampling);
@@ -55,7 +62,12 @@ internal static class RunCommand
                 if (r.GetValue(noBos)) throw new ArgumentException("empty prompt with --no-bos: there is nothing to generate from");
                 promptTokens.Add(m.Tokenizer.BosId);
             }
-            var options = new GenerationOptions { MaxTokens = r.GetValue(n), Sampling = sampling, StopStrings = r.GetValue(stop) ?? [] };
+            // As llama.cpp: n_keep counts after BOS, and -1 keeps the whole prompt.
+            int kept = r.GetValue(keep) < 0 ? promptTokens.Count : Math.Min(promptTokens.Count, r.GetValue(keep) + (r.GetValue(noBos) ? 0 : 1));
+            var options = new GenerationOptions
+            {
+                MaxTokens = r.GetValue(n), Sampling = sampling, StopStrings = r.GetValue(stop) ?? [], ContextShift = r.GetValue(shift), KeepTokens = kept,
+            };
             var stats = new GenerationStats();
             var generator = new Generator(m.Model, m.Tokenizer);
             var state = m.CreateState();
@@ -83,7 +95,9 @@ internal static class RunCommand
                     ["prompt_tokens"] = new JsonArray(promptTokens.Select(t => (JsonNode)t).ToArray()),
                     ["tokens"] = new JsonArray(tokens.Select(t => (JsonNode)t).ToArray()),
                     ["text"] = output.ToString(),
-                    ["finish_reason"] = stats.FinishReason.ToString().ToLowerInvariant(),
+                    // a full context is a cut-off like the token limit: "length", as the server says it
+                    ["finish_reason"] = stats.FinishReason == FinishReason.ContextFull ? "length" : stats.FinishReason.ToString().ToLowerInvariant(),
+                    ["context_shifts"] = stats.ContextShifts,
                     ["timings"] = new JsonObject
                     {
                         ["prompt_ms"] = Math.Round(stats.PromptMs, 3),

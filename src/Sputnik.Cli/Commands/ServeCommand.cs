@@ -32,10 +32,13 @@ internal static class ServeCommand
         var priceOut = new Option<double>("--price-output") { Description = "USD per 1M output tokens", DefaultValueFactory = _ => d.Prices.Output };
         var template = new Option<string?>("--chat-template-file") { Description = "Jinja chat template to use instead of the model's" };
         var noWeb = new Option<bool>("--no-webui") { Description = "Serve the API only (no chat app, no history store)" };
+        var ctk = CliOptions.CacheTypeK();
+        var ctv = CliOptions.CacheTypeV();
+        var shift = CliOptions.ContextShift();
         var cmd = new Command("serve", "Serve the model over an OpenAI/DeepSeek-compatible HTTP API with a chat web app")
         {
             model, threads, host, port, parallel, ctx, apiKey, maxQueue, prefillChunk, cacheRam, cacheDir, cacheDisk, maxBody, allowedHosts, cors, dataDir, alias,
-            watts, priceHit, priceMiss, priceOut, template, noWeb,
+            watts, priceHit, priceMiss, priceOut, template, noWeb, ctk, ctv, shift,
         };
         cmd.SetAction(async (r, ct) =>
         {
@@ -48,6 +51,7 @@ internal static class ServeCommand
                 DataDir = r.GetValue(dataDir), ModelAlias = r.GetValue(alias),
                 WattsPerCore = r.GetValue(watts), Prices = new PriceTable(r.GetValue(priceHit), r.GetValue(priceMiss), r.GetValue(priceOut)),
                 EnableWebApp = !r.GetValue(noWeb),
+                KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv), ContextShift = r.GetValue(shift),
                 ChatTemplate = r.GetValue(template) is { } tf ? File.ReadAllText(tf) : null,
             };
             await using var server = await ServerHost.StartAsync(options,

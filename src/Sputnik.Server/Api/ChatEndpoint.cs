@@ -52,6 +52,8 @@ internal static class ChatEndpoint
         var options = new GenerationOptions
         {
             MaxTokens = maxTokens, Sampling = req.Sampling, StopStrings = req.Stop, Reasoning = reasoning, ResponseSchema = req.ResponseSchema,
+            ContextShift = host.Options.ContextShift,
+            KeepTokens = host.Options.ContextShift && rawPrompt == null ? host.Builder.SystemPrefixTokens(req.Messages, prompt.Tokens) : 0,
         };
         var job = new InferenceJob(prompt.Tokens, options, cancellation, req.TopLogprobs);
         host.Scheduler.Submit(job);

@@ -22,7 +22,11 @@ internal static class CompletionEndpoint
             if (t < 0 || t >= tok.VocabSize) throw ApiException.BadRequest($"token id {t} is outside the vocabulary (0..{tok.VocabSize - 1})", "prompt");
         if (prompt.Length == 0) prompt = [tok.BosId >= 0 ? tok.BosId : 0];
         int maxTokens = Http.CompletionBudget(host, prompt.Length, req.MaxTokens, "prompt");
-        var options = new GenerationOptions { MaxTokens = maxTokens, Sampling = req.Sampling, StopStrings = req.Stop };
+        var options = new GenerationOptions
+        {
+            MaxTokens = maxTokens, Sampling = req.Sampling, StopStrings = req.Stop,
+            ContextShift = host.Options.ContextShift, KeepTokens = prompt[0] == tok.BosId ? 1 : 0,
+        };
         var job = new InferenceJob(prompt, options, ctx.RequestAborted, req.TopLogprobs);
         host.Scheduler.Submit(job);
 

@@ -61,7 +61,8 @@ internal static class Http
         int ctxLen = host.Model.ContextLength;
         if (promptTokens >= ctxLen) throw PromptTooLong(ctxLen, $"{promptTokens} tokens", param);
         int room = ctxLen - promptTokens;
-        return Math.Min(maxTokens ?? room, room);
+        // With context shift an explicit max_tokens may run past the room (the context makes space as it fills).
+        return host.Options.ContextShift && maxTokens != null ? maxTokens.Value : Math.Min(maxTokens ?? room, room);
     }
 
     /// <summary>The 400 for a prompt that leaves no room in the context; <paramref name="promptSize"/> says how big it is.</summary>

@@ -97,6 +97,30 @@ internal sealed class ChatPromptBuilder
         return new ChatPrompt(text, tokens, startsInThinking);
     }
 
+    /// <summary>
+    /// Leading tokens of <paramref name="prompt"/> that a context shift keeps: those the conversation's leading
+    /// system messages render to (BOS alone when there are none), as far as the prompt starts with them.
+    /// </summary>
+    public int SystemPrefixTokens(IReadOnlyList<ChatMessage> messages, int[] prompt)
+    {
+        int n = 0;
+        while (n < messages.Count && messages[n].Role == "system") n++;
+        int bos = prompt.Length > 0 && prompt[0] == _tokenizer.BosId ? 1 : 0;
+        if (n == 0) return bos;
+        int[] system;
+        try
+        {
+            system = Build(messages.Take(n).ToList(), addGenerationPrompt: false).Tokens;
+        }
+        catch (TemplateException)
+        {
+            return bos; // a template that insists on a user turn renders no system-only prefix
+        }
+        int common = 0;
+        while (common < system.Length && common < prompt.Length && system[common] == prompt[common]) common++;
+        return Math.Max(bos, common);
+    }
+
     private static Dictionary<string, object?> ToTemplateValue(ChatMessage m)
     {
         var d = new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content ?? "" };

@@ -24,6 +24,12 @@ public sealed record ChatOptions
 
     /// <summary>A Jinja chat template to use instead of the model's own; read once, when the chat is created.</summary>
     public string? ChatTemplate { get; init; }
+
+    /// <summary>
+    /// When a reply fills the context, drop the older half of the cached conversation after the system prompt and go
+    /// on (llama.cpp's --context-shift) instead of ending the reply; <see cref="MaxTokens"/> is then not capped by the room left.
+    /// </summary>
+    public bool ContextShift { get; init; }
 }
 
 /// <summary>
@@ -220,7 +226,10 @@ public sealed class ChatSession
         }
         var options = new GenerationOptions
         {
-            MaxTokens = Math.Min(o.MaxTokens, room),
+            // With context shift the answer may outgrow the room the prompt leaves; without, it stops there.
+            MaxTokens = o.ContextShift ? o.MaxTokens : Math.Min(o.MaxTokens, room),
+            ContextShift = o.ContextShift,
+            KeepTokens = o.ContextShift ? _prompts.SystemPrefixTokens(all, prompt.Tokens) : 0,
             Sampling = o.Sampling,
             StopStrings = o.StopStrings,
             Reasoning = new ReasoningOptions

@@ -16,6 +16,13 @@ internal sealed record GenerationOptions
     public ReasoningOptions? Reasoning { get; init; }
     /// <summary>Constrain the answer to JSON this compiled schema accepts (response_format); null for free text.</summary>
     public Json.SchemaNode? ResponseSchema { get; init; }
+    /// <summary>
+    /// When the context fills, drop the older half of the tokens after the first <see cref="KeepTokens"/> and go on
+    /// (llama.cpp's --context-shift) instead of ending with <see cref="FinishReason.ContextFull"/>.
+    /// </summary>
+    public bool ContextShift { get; init; }
+    /// <summary>Leading tokens a context shift never drops (BOS, the system prompt): llama.cpp's n_keep.</summary>
+    public int KeepTokens { get; init; }
 }
 
 /// <summary>Why generation ended.</summary>
@@ -69,6 +76,8 @@ internal sealed class GenerationStats
     public double GenerationMs { get; set; }
     public FinishReason FinishReason { get; set; } = FinishReason.Length;
     public string? StopString { get; set; }
+    /// <summary>Context shifts this generation made (<see cref="GenerationOptions.ContextShift"/>).</summary>
+    public int ContextShifts { get; set; }
 
     public double PromptTokensPerSecond => PromptMs > 0 ? (PromptTokens - CachedPromptTokens) * 1000.0 / PromptMs : 0;
     public double GenerationTokensPerSecond => GenerationMs > 0 ? GeneratedTokens * 1000.0 / GenerationMs : 0;
@@ -206,6 +215,8 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
                 yield break;
             }
             bool last = stats.GeneratedTokens >= options.MaxTokens;
+            if (!last && state.Position >= state.Capacity && options.ContextShift && ShiftContext(state, history, options.KeepTokens))
+                stats.ContextShifts++;
             if (!last && state.Position >= state.Capacity)
             {
                 stats.FinishReason = FinishReason.ContextFull;
@@ -225,6 +236,22 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
             stats.GenerationMs = sw.Elapsed.TotalMilliseconds;
         }
         if (stats.FinishReason != FinishReason.Cancelled) stats.FinishReason = FinishReason.Length;
+    }
+
+    /// <summary>
+    /// Drops the older half of the cached tokens after the first <paramref name="keep"/> (as llama.cpp: n_discard =
+    /// (n_past − n_keep) / 2) from the cache and from <paramref name="history"/>, which mirrors the cache's positions
+    /// (plus the sampled token not yet fed). False when the model cannot shift or nothing would be dropped.
+    /// </summary>
+    private bool ShiftContext(InferenceState state, List<int> history, int keep)
+    {
+        int past = state.Position;
+        keep = Math.Clamp(keep, 0, past);
+        int discard = (past - keep) / 2;
+        if (discard < 1 || !Model.CanShiftContext) return false;
+        Model.ShiftContext(state, keep, discard);
+        history.RemoveRange(keep, discard);
+        return true;
     }
 
     // The last step also releases whatever the reasoning parser held back.

@@ -61,10 +61,10 @@ internal abstract partial class DecoderModel : LanguageModel
     /// <summary>Most tokens one forward pass processes together; longer inputs run in chunks of this size.</summary>
     public int MaxBatch { get; set; } = 512;
 
-    public override InferenceState CreateState(int contextLength, KvCacheType kvType)
+    public override InferenceState CreateState(int contextLength, KvCacheType keyType, KvCacheType valueType)
     {
         var c = Config;
-        var cache = new KvCache(c.Layers, contextLength, c.KvDim, kvType, c.HeadDim);
+        var cache = new KvCache(c.Layers, contextLength, c.KvDim, keyType, valueType, c.HeadDim);
         var s = new DecoderState(cache, c, RopeFrequencies(contextLength), RopeMagnitude);
         BindJobs(s);
         return s;
@@ -147,6 +147,7 @@ internal abstract partial class DecoderModel : LanguageModel
         s.EnsureBatch(n, _maxInputBytes);
         Embed(s, tokens);
         s.Seqs = null;
+        s.Cache.Reserve(pos0 + n);
         Layers(s, n);
         s.Cache.Length = pos0 + n;
 

@@ -50,7 +50,7 @@ internal sealed partial class DeepSeek2
     }
 
     // Per-thread scratch of the chunked attention (one token's heads at a time), grown on demand.
-    [ThreadStatic] private static float[]? t_qAbs, t_oLat, t_scores, t_headRows;
+    [ThreadStatic] private static float[]? t_qAbs, t_oLat, t_headRows;
     [ThreadStatic] private static byte[]? t_headInput;
 
     /// <summary>
@@ -64,6 +64,7 @@ internal sealed partial class DeepSeek2
         int n = tokens.Length, pos0 = s.Position, dim = c.Dim, pairs = c.QkRopeDim / 2, kvw = c.KvLoraRank + c.QkRopeDim;
         var b = s.Prefill ??= new PrefillScratch(this, s);
         b.Ensure(c, n);
+        s.Latent!.Reserve(pos0 + n);
         for (int i = 0; i < n; i++)
         {
             _tokenEmbedding.GetRow(tokens[i], b.X.AsSpan(i * dim, dim));
@@ -151,15 +152,14 @@ internal sealed partial class DeepSeek2
     {
         var c = DsConfig;
         int heads = c.Heads, rank = c.KvLoraRank, qw = heads * c.QkHeadDim, vw = heads * c.VHeadDim;
-        int stride = b.Pos0 + b.Tokens;
-        if (t_qAbs == null || t_qAbs.Length < heads * rank) { t_qAbs = new float[heads * rank]; t_oLat = new float[heads * rank]; }
-        if (t_scores == null || t_scores.Length < heads * stride) t_scores = new float[heads * Math.Max(stride, s.Capacity)];
+        int rl = rank + c.QkRopeDim;
+        if (t_qAbs == null || t_qAbs.Length < heads * rl) { t_qAbs = new float[heads * rl]; t_oLat = new float[heads * rank]; }
         if (t_headInput == null || t_headInput.Length < _headInputBytes) t_headInput = new byte[_headInputBytes];
         if (t_headRows == null || t_headRows.Length < _headRowFloats) t_headRows = new float[Math.Max(1, _headRowFloats)];
         for (int t = i0 / heads; t * heads < i1; t++)
         {
             int h0 = Math.Max(i0, t * heads) - t * heads, h1 = Math.Min(i1, (t + 1) * heads) - t * heads;
-            AttendAbsorbed(s.Latent!, b.Layer, b.Pos0 + t, b.Q.AsSpan(t * qw, qw), t_qAbs, t_oLat!, t_scores, stride,
+            AttendAbsorbed(s.Latent!, b.Layer, b.Pos0 + t, b.Q.AsSpan(t * qw, qw), t_qAbs, t_oLat!,
                 b.AttnOut.AsSpan(t * vw, vw), t_headInput, t_headRows, h0, h1);
         }
     }

@@ -156,13 +156,13 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
     // ---- state ---------------------------------------------------------------------------------------------
 
     /// <summary>
-    /// The latent cache is stored as <paramref name="kvType"/> (F16 or F32; the naive reference path keeps its
+    /// The latent cache is stored as <paramref name="keyType"/> (the naive reference path keeps its
     /// decompressed cache in F32 whatever is asked).
     /// </summary>
-    public override InferenceState CreateState(int contextLength, KvCacheType kvType)
+    public override InferenceState CreateState(int contextLength, KvCacheType keyType, KvCacheType valueType)
     {
         if (contextLength < 1) throw new ArgumentOutOfRangeException(nameof(contextLength), "context must hold at least one token");
-        return new State(this, contextLength, NaiveAttention, kvType);
+        return new State(this, contextLength, NaiveAttention, keyType);
     }
 
     /// <summary>Bytes the attention cache of <paramref name="state"/> occupies.</summary>
@@ -206,10 +206,10 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
             Q = new float[c.Heads * c.QkHeadDim];
             KvA = new float[c.KvLoraRank + c.QkRopeDim];
             LatentRow = new float[c.KvLoraRank + c.QkRopeDim];
-            QAbs = new float[c.Heads * c.KvLoraRank];
+            QAbs = new float[c.Heads * (c.KvLoraRank + c.QkRopeDim)];
             OLat = new float[c.Heads * c.KvLoraRank];
             AttnOut = new float[c.Heads * c.VHeadDim];
-            Scores = new float[checked(c.Heads * capacity)];
+            Scores = naive ? new float[checked(c.Heads * capacity)] : [];
             Cos = new float[c.QkRopeDim / 2];
             Sin = new float[c.QkRopeDim / 2];
             HeadInput = Enumerable.Range(0, c.Heads).Select(_ => new byte[m._headInputBytes]).ToArray();
@@ -295,7 +295,7 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
 
             s.AttnLayer = l;
             s.AttnBody ??= s.Naive != null ? (h0, h1) => AttendNaive(s, h0, h1)
-                : (h0, h1) => AttendAbsorbed(s.Latent!, s.AttnLayer, s.Position, s.Q, s.QAbs, s.OLat, s.Scores, s.Capacity, s.AttnOut,
+                : (h0, h1) => AttendAbsorbed(s.Latent!, s.AttnLayer, s.Position, s.Q, s.QAbs, s.OLat, s.AttnOut,
                     s.HeadInput[h0], s.HeadRows[h0], h0, h1);
             int work = c.KvLoraRank * (c.QkNopeDim + c.VHeadDim) + (pos + 1) * (c.KvLoraRank + c.QkRopeDim) * 2;
             Pool.For(c.Heads, s.AttnBody, minPerThread: Math.Max(1, 32768 / work));
@@ -319,63 +319,29 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         }
     }
 
-    // Latent rows converted to float at a time (F16 cache): 64 × (rank + rope) floats, about 144 KiB for V2-Lite,
-    // stay in L2 while every head of the work item reads them. Per thread, allocated once.
-    private const int LatentChunk = 64;
-    [ThreadStatic] private static float[]? t_latent;
-
     /// <summary>
     /// Absorbed attention of heads [h0, h1) of one token at <paramref name="pos"/> over cache positions [0, pos] of
-    /// layer <paramref name="l"/>. q: heads × qk_head (roped); qAbs, oLat: heads × rank scratch; scores: heads rows
-    /// <paramref name="stride"/> apart (stride > pos); out: heads × v_head. Single-threaded: callers split heads
-    /// (decode) or tokens (prefill) over the pool; headInput/headRows are this call's scratch for the head matrices.
+    /// layer <paramref name="l"/>: multi-query attention whose single key row is the cached [latent | k_pe] and whose
+    /// value is the latent, so FlashAttention decodes each cache tile once for all heads of the call. q: heads ×
+    /// qk_head (roped); qAbs: heads × (rank + rope) scratch (each head's absorbed query and q_pe); oLat: heads × rank
+    /// scratch; out: heads × v_head. Single-threaded: callers split heads (decode) or tokens (prefill) over the
+    /// pool; headInput/headRows are this call's scratch for the head matrices.
     /// </summary>
     private void AttendAbsorbed(LatentKvCache cache, int l, int pos, Span<float> q, Span<float> qAbs, Span<float> oLat,
-        Span<float> scoresAll, int stride, Span<float> attnOut, Span<byte> headInput, Span<float> headRows, int h0, int h1)
+        Span<float> attnOut, Span<byte> headInput, Span<float> headRows, int h0, int h1)
     {
         var c = DsConfig;
-        int n = pos + 1, rank = c.KvLoraRank, rl = rank + c.QkRopeDim;
+        int rank = c.KvLoraRank, rl = rank + c.QkRopeDim;
         var L = _layers[l];
-        if (t_latent == null || t_latent.Length < LatentChunk * rl) t_latent = new float[LatentChunk * rl];
-        var buf = t_latent;
         for (int h = h0; h < h1; h++)
         {
             // Fold the key up-projection into the query: score = (W_UK^T q_nope)·latent + q_pe·k_pe.
-            L.KAbsorb.Apply(h, q.Slice(h * c.QkHeadDim, c.QkNopeDim), qAbs.Slice(h * rank, rank), headInput, headRows);
+            var qh = qAbs.Slice(h * rl, rl);
+            L.KAbsorb.Apply(h, q.Slice(h * c.QkHeadDim, c.QkNopeDim), qh[..rank], headInput, headRows);
+            q.Slice(h * c.QkHeadDim + c.QkNopeDim, c.QkRopeDim).CopyTo(qh[rank..]);
         }
-        // Chunks of positions outside, heads inside: each chunk of the cache is converted once for all heads.
-        for (int t0 = 0; t0 < n; t0 += LatentChunk)
-        {
-            int cnt = Math.Min(LatentChunk, n - t0);
-            var rows = cache.Rows(l, t0, cnt, buf);
-            for (int h = h0; h < h1; h++)
-            {
-                var qa = qAbs.Slice(h * rank, rank);
-                var qpe = q.Slice(h * c.QkHeadDim + c.QkNopeDim, c.QkRopeDim);
-                var scores = scoresAll.Slice(h * stride + t0, cnt);
-                for (int t = 0; t < cnt; t++)
-                {
-                    var r = rows.Slice(t * rl, rl);
-                    scores[t] = (TensorPrimitives.Dot(qa, r[..rank]) + TensorPrimitives.Dot(qpe, r[rank..])) * _kqScale;
-                }
-            }
-        }
-        for (int h = h0; h < h1; h++)
-        {
-            Ops.Softmax(scoresAll.Slice(h * stride, n));
-            oLat.Slice(h * rank, rank).Clear();
-        }
-        for (int t0 = 0; t0 < n; t0 += LatentChunk)
-        {
-            int cnt = Math.Min(LatentChunk, n - t0);
-            var rows = cache.Rows(l, t0, cnt, buf);
-            for (int h = h0; h < h1; h++)
-            {
-                var ol = oLat.Slice(h * rank, rank);
-                var scores = scoresAll.Slice(h * stride + t0, cnt);
-                for (int t = 0; t < cnt; t++) TensorPrimitives.MultiplyAdd(rows.Slice(t * rl, rank), scores[t], ol, ol);
-            }
-        }
+        FlashAttention.Attend(cache.Keys(l), cache.Values(l), qAbs[(h0 * rl)..], 0, oLat[(h0 * rank)..], 0,
+            tokens: 1, group: h1 - h0, pos0: pos, window: 0, _kqScale);
         // Values are the latents themselves; the value up-projection runs once per head, after attention.
         for (int h = h0; h < h1; h++)
             L.VExpand.Apply(h, oLat.Slice(h * rank, rank), attnOut.Slice(h * c.VHeadDim, c.VHeadDim), headInput, headRows);

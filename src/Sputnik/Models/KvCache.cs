@@ -1,156 +1,178 @@
-using System.Numerics.Tensors;
-using System.Runtime.InteropServices;
-using Sputnik.Tensors.Quants;
+using Sputnik.Tensors;
 
 namespace Sputnik.Models;
 
 /// <summary>
-/// Keys and values of every layer for one sequence, laid out [layer][position][kvDim] so one position of one layer
-/// is a contiguous row, stored as <see cref="Type"/>. <see cref="Length"/> is how many positions are filled.
-/// Attention reads one head of a run of positions back as floats (<see cref="ReadKeys"/>), a chunk at a time, so the
-/// conversion runs vectorized over many values instead of one System.Half conversion per value.
+/// Keys and values of every layer for one sequence, laid out [layer][position][key row | value row] so one
+/// position of one layer is one contiguous row: keys stored as <see cref="KeyType"/>, values as
+/// <see cref="ValueType"/> (llama.cpp's separate --cache-type-k / --cache-type-v). <see cref="Length"/> is how
+/// many positions are filled. Memory grows with use: positions are reserved <see cref="GrowthChunk"/> or more at a
+/// time (half again what is held, so a long generation reallocates a logarithmic number of times) up to
+/// <see cref="Capacity"/>, never per token. Attention reads heads in place through <see cref="KeyHead"/> and
+/// <see cref="ValueHead"/>. Quantized (Q8_0/Q4_0) keys and values are stored rotated by a per-head Walsh–Hadamard
+/// transform, as llama.cpp stores them (<see cref="Hadamard"/>); reads through <see cref="ReadKeys"/> rotate back.
 /// </summary>
 internal sealed class KvCache : ICacheRows
 {
-    private const int QBlock = 32;          // values per Q8_0 block
-    private const int QBlockBytes = 4 + QBlock; // float scale + 32 signed bytes
+    /// <summary>Fewest positions a growth step adds.</summary>
+    public const int GrowthChunk = 256;
 
-    private readonly byte[][] _keys;
-    private readonly byte[][] _values;
-    private readonly int _rowBytes;
+    private readonly byte[][] _layers;
+    private readonly int _keyBytes, _rowBytes;
+    // Rotated copies of the row being written (Write runs on one thread at a time).
+    private readonly float[] _rotated;
 
-    public KvCacheType Type { get; }
+    public KvCacheType KeyType { get; }
+    public KvCacheType ValueType { get; }
     public int Capacity { get; }
     public int KvDim { get; }
     public int Length { get; set; }
 
+    /// <summary>Positions memory is held for (≤ <see cref="Capacity"/>).</summary>
+    public int Reserved { get; private set; }
+
+    /// <summary>Hadamard rotation size the keys / values are stored with (0: none).</summary>
+    public int KeyRotation { get; }
+    public int ValueRotation { get; }
+
     public KvCache(int layers, int capacity, int kvDim, KvCacheType type = KvCacheType.F16, int headDim = 0)
+        : this(layers, capacity, kvDim, type, type, headDim)
     {
-        if (capacity < 1) throw new ArgumentOutOfRangeException(nameof(capacity), "context length must be at least 1");
-        if (type == KvCacheType.Q8_0 && (headDim <= 0 ? kvDim : headDim) % QBlock != 0)
-            throw new NotSupportedException($"a Q8_0 KV cache needs a head size that is a multiple of {QBlock} (got {(headDim <= 0 ? kvDim : headDim)}); use F16");
-        Type = type;
-        Capacity = capacity;
-        KvDim = kvDim;
-        _rowBytes = type switch
-        {
-            KvCacheType.F32 => kvDim * 4,
-            KvCacheType.F16 => kvDim * 2,
-            KvCacheType.Q8_0 => kvDim / QBlock * QBlockBytes,
-            _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
-        };
-        _keys = new byte[layers][];
-        _values = new byte[layers][];
-        for (int l = 0; l < layers; l++)
-        {
-            _keys[l] = new byte[checked((long)capacity * _rowBytes)];
-            _values[l] = new byte[checked((long)capacity * _rowBytes)];
-        }
     }
 
-    public long Bytes => 2L * _keys.Length * Capacity * _rowBytes;
+    public KvCache(int layers, int capacity, int kvDim, KvCacheType keyType, KvCacheType valueType, int headDim)
+    {
+        if (capacity < 1) throw new ArgumentOutOfRangeException(nameof(capacity), "context length must be at least 1");
+        int head = headDim <= 0 ? kvDim : headDim;
+        foreach (var (type, what) in new[] { (keyType, "K"), (valueType, "V") })
+        {
+            if (!Enum.IsDefined(type)) throw new ArgumentOutOfRangeException(nameof(keyType), type, "unknown KV cache type");
+            if (KvRowCodec.IsBlockFormat(type) && head % KvRowCodec.Block != 0)
+                throw new NotSupportedException($"a {type} {what} cache needs a head size that is a multiple of {KvRowCodec.Block} (got {head}); use F16");
+        }
+        KeyType = keyType;
+        ValueType = valueType;
+        Capacity = capacity;
+        KvDim = kvDim;
+        KeyRotation = KvRowCodec.IsBlockFormat(keyType) ? Hadamard.KeySize(head) : 0;
+        ValueRotation = KvRowCodec.IsBlockFormat(valueType) ? Hadamard.ValueSize(head) : 0;
+        _rotated = KeyRotation > 0 || ValueRotation > 0 ? new float[kvDim] : [];
+        _keyBytes = KvRowCodec.Bytes(keyType, kvDim);
+        _rowBytes = _keyBytes + KvRowCodec.Bytes(valueType, kvDim);
+        _layers = new byte[layers][];
+        for (int l = 0; l < layers; l++) _layers[l] = [];
+    }
 
-    // Snapshot planes: 2l holds layer l's keys, 2l + 1 its values.
-    int ICacheRows.Planes => 2 * _keys.Length;
+    /// <summary>Bytes held now (grows with <see cref="Reserved"/>).</summary>
+    public long Bytes => (long)_layers.Length * Reserved * _rowBytes;
+
+    /// <summary>Bytes a full context takes.</summary>
+    public long CapacityBytes => (long)_layers.Length * Capacity * _rowBytes;
+
+    /// <summary>Makes room for positions [0, <paramref name="positions"/>) in every layer, keeping what is stored.</summary>
+    public void Reserve(int positions)
+    {
+        if (positions <= Reserved) return;
+        if (positions > Capacity) throw new InvalidOperationException($"context full: {positions} positions exceed the context of {Capacity}");
+        int grown = Math.Max(positions, Reserved + Reserved / 2);
+        grown = (int)Math.Min(Capacity, ((long)grown + GrowthChunk - 1) / GrowthChunk * GrowthChunk);
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var bigger = new byte[checked((long)grown * _rowBytes)];
+            _layers[l].CopyTo(bigger, 0); // whole rows: a batch in flight has rows past Length in earlier layers
+            _layers[l] = bigger;
+        }
+        Reserved = grown;
+    }
+
+    // Snapshot planes: one per layer, each row a position's keys then values.
+    int ICacheRows.Planes => _layers.Length;
     int ICacheRows.RowBytes => _rowBytes;
-    string ICacheRows.Layout => $"kv {Type} {_keys.Length}x{KvDim}";
+    string ICacheRows.Layout => $"kv {KeyType}/{ValueType} {_layers.Length}x{KvDim}";
 
     Span<byte> ICacheRows.Rows(int plane, int pos0, int count)
     {
         if (pos0 < 0 || count < 0 || pos0 + count > Capacity)
             throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) outside the cache of {Capacity}");
-        return (plane % 2 == 0 ? _keys : _values)[plane / 2].AsSpan(pos0 * _rowBytes, count * _rowBytes);
+        Reserve(pos0 + count);
+        return _layers[plane].AsSpan(pos0 * _rowBytes, count * _rowBytes);
     }
 
     /// <summary>Stores the key and value rows (kvDim floats each) of one position.</summary>
     public void Write(int layer, int pos, ReadOnlySpan<float> key, ReadOnlySpan<float> value)
     {
-        Encode(key[..KvDim], _keys[layer].AsSpan(pos * _rowBytes, _rowBytes));
-        Encode(value[..KvDim], _values[layer].AsSpan(pos * _rowBytes, _rowBytes));
+        if ((uint)pos >= (uint)Capacity) throw new ArgumentOutOfRangeException(nameof(pos), $"position {pos} outside the cache of {Capacity}");
+        if (pos >= Reserved) Reserve(pos + 1);
+        var row = _layers[layer].AsSpan(pos * _rowBytes, _rowBytes);
+        KvRowCodec.Encode(KeyType, Rotated(key[..KvDim], KeyRotation), row[.._keyBytes]);
+        KvRowCodec.Encode(ValueType, Rotated(value[..KvDim], ValueRotation), row[_keyBytes..]);
+    }
+
+    private ReadOnlySpan<float> Rotated(ReadOnlySpan<float> x, int rotation)
+    {
+        if (rotation == 0) return x;
+        x.CopyTo(_rotated);
+        Hadamard.Rotate(_rotated, rotation); // chunks never straddle heads: the size divides the head
+        return _rotated;
+    }
+
+    /// <summary>Keys of one head (<paramref name="width"/> values from element <paramref name="offset"/>, on block boundaries for Q8_0/Q4_0) as attention reads them.</summary>
+    public KvHead KeyHead(int layer, int offset, int width) =>
+        new(_layers[layer], _rowBytes, KvRowCodec.Bytes(KeyType, offset), width, KeyType, KeyRotation);
+
+    public KvHead ValueHead(int layer, int offset, int width) =>
+        new(_layers[layer], _rowBytes, _keyBytes + KvRowCodec.Bytes(ValueType, offset), width, ValueType, ValueRotation);
+
+    /// <summary>Decodes elements [offset, offset+width) of the keys at positions [pos0, pos0+count) into dst, width floats per position.</summary>
+    public void ReadKeys(int layer, int pos0, int count, int offset, int width, Span<float> dst) =>
+        Read(KeyHead(layer, Aligned(offset, KeyRotation), Aligned(width, KeyRotation)), pos0, count, dst);
+
+    public void ReadValues(int layer, int pos0, int count, int offset, int width, Span<float> dst) =>
+        Read(ValueHead(layer, Aligned(offset, ValueRotation), Aligned(width, ValueRotation)), pos0, count, dst);
+
+    // Rotated rows are read back in whole rotation chunks (whole heads).
+    private static int Aligned(int n, int rotation) => rotation == 0 || n % rotation == 0 ? n
+        : throw new ArgumentException($"{n} is not a multiple of the rotation size {rotation}: read whole heads");
+
+    private void Read(KvHead h, int pos0, int count, Span<float> dst)
+    {
+        if (pos0 < 0 || count < 0 || pos0 + count > Reserved || KvRowCodec.Bytes(h.Type, h.Width) + h.RowOffset > _rowBytes)
+            throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) outside the {Reserved} held");
+        for (int p = 0; p < count; p++)
+        {
+            var d = dst.Slice(p * h.Width, h.Width);
+            KvRowCodec.Decode(h.Type, h.Rows.Slice((pos0 + p) * h.RowStride + h.RowOffset), d, FlashAttention.BestWidth);
+            Hadamard.Rotate(d, h.Rotation); // back to the values as computed
+        }
     }
 
     /// <summary>
-    /// Elements [offset, offset+width) of keys at positions [pos0, pos0+count) as floats, one position every
-    /// <paramref name="stride"/> floats: a view of the cache itself for F32, otherwise decoded into <paramref name="buffer"/>.
+    /// Context shift: forgets positions [keep, keep + discard) and moves the later ones down by
+    /// <paramref name="discard"/>. <paramref name="reposition"/> gets each moved key row (kvDim floats) to re-rotate
+    /// for its new position; it is stored back in the key format.
     /// </summary>
-    public ReadOnlySpan<float> KeysAsFloat(int layer, int pos0, int count, int offset, int width, Span<float> buffer, out int stride) =>
-        AsFloat(_keys[layer], pos0, count, offset, width, buffer, out stride);
-
-    public ReadOnlySpan<float> ValuesAsFloat(int layer, int pos0, int count, int offset, int width, Span<float> buffer, out int stride) =>
-        AsFloat(_values[layer], pos0, count, offset, width, buffer, out stride);
-
-    private ReadOnlySpan<float> AsFloat(byte[] data, int pos0, int count, int offset, int width, Span<float> buffer, out int stride)
+    public void Shift(int keep, int discard, SpanAction reposition)
     {
-        if (Type == KvCacheType.F32)
+        if (keep < 0 || discard < 1 || keep + discard > Length)
+            throw new ArgumentOutOfRangeException(nameof(discard), $"cannot drop [{keep}, {keep + discard}) of {Length} positions");
+        int moved = Length - keep - discard;
+        var key = new float[KvDim];
+        for (int l = 0; l < _layers.Length; l++)
         {
-            if (pos0 < 0 || count < 1 || pos0 + count > Capacity || offset < 0 || offset + width > KvDim)
-                throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) x [{offset}, {offset + width}) outside the cache");
-            stride = KvDim;
-            return MemoryMarshal.Cast<byte, float>(data.AsSpan(pos0 * _rowBytes, count * _rowBytes)).Slice(offset, (count - 1) * KvDim + width);
-        }
-        stride = width;
-        Read(data, pos0, count, offset, width, buffer);
-        return buffer[..(count * width)];
-    }
-
-    /// <summary>Decodes elements [offset, offset+width) of positions [pos0, pos0+count) into dst, width floats per position.</summary>
-    public void ReadKeys(int layer, int pos0, int count, int offset, int width, Span<float> dst) => Read(_keys[layer], pos0, count, offset, width, dst);
-
-    public void ReadValues(int layer, int pos0, int count, int offset, int width, Span<float> dst) => Read(_values[layer], pos0, count, offset, width, dst);
-
-    private void Encode(ReadOnlySpan<float> src, Span<byte> row)
-    {
-        switch (Type)
-        {
-            case KvCacheType.F32:
-                MemoryMarshal.AsBytes(src).CopyTo(row);
-                break;
-            case KvCacheType.F16:
-                TensorPrimitives.ConvertToHalf(src, MemoryMarshal.Cast<byte, Half>(row));
-                break;
-            default:
-                for (int b = 0; b < src.Length / QBlock; b++)
-                {
-                    var x = src.Slice(b * QBlock, QBlock);
-                    var blk = row.Slice(b * QBlockBytes, QBlockBytes);
-                    float amax = TensorPrimitives.MaxMagnitude(x);
-                    float d = amax / 127f, id = d == 0 ? 0 : 1f / d;
-                    MemoryMarshal.Write(blk, d);
-                    for (int i = 0; i < QBlock; i++) blk[4 + i] = (byte)(sbyte)MathF.Round(x[i] * id);
-                }
-                break;
-        }
-    }
-
-    private void Read(byte[] data, int pos0, int count, int offset, int width, Span<float> dst)
-    {
-        if (pos0 < 0 || count < 0 || pos0 + count > Capacity || offset < 0 || offset + width > KvDim)
-            throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) x [{offset}, {offset + width}) outside the cache");
-        for (int p = 0; p < count; p++)
-        {
-            var row = data.AsSpan((pos0 + p) * _rowBytes, _rowBytes);
-            var d = dst.Slice(p * width, width);
-            switch (Type)
+            var plane = _layers[l];
+            Array.Copy(plane, (keep + discard) * (long)_rowBytes, plane, keep * (long)_rowBytes, moved * (long)_rowBytes);
+            for (int p = keep; p < keep + moved; p++)
             {
-                case KvCacheType.F32:
-                    MemoryMarshal.Cast<byte, float>(row).Slice(offset, width).CopyTo(d);
-                    break;
-                case KvCacheType.F16:
-                    FloatConvert.HalfToFloat(MemoryMarshal.Cast<byte, Half>(row).Slice(offset, width), d);
-                    break;
-                default:
-                    // Caller keeps offset and width on block boundaries (whole heads of a multiple-of-32 size).
-                    for (int b = 0; b < width / QBlock; b++)
-                    {
-                        var blk = row.Slice((offset / QBlock + b) * QBlockBytes, QBlockBytes);
-                        float scale = MemoryMarshal.Read<float>(blk);
-                        var q = MemoryMarshal.Cast<byte, sbyte>(blk.Slice(4, QBlock));
-                        var o = d.Slice(b * QBlock, QBlock);
-                        TensorPrimitives.ConvertChecked<sbyte, float>(q, o);
-                        TensorPrimitives.Multiply(o, scale, o);
-                    }
-                    break;
+                var row = plane.AsSpan(p * _rowBytes, _keyBytes);
+                KvRowCodec.DecodeReference(KeyType, row, key);
+                Hadamard.Rotate(key, KeyRotation); // un-rotate, reposition, rotate again
+                reposition(key);
+                Hadamard.Rotate(key, KeyRotation);
+                KvRowCodec.Encode(KeyType, key, row);
             }
         }
+        Length = keep + moved;
     }
+
+    public delegate void SpanAction(Span<float> row);
 }

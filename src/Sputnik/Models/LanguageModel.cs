@@ -26,7 +26,24 @@ internal abstract class LanguageModel : IDisposable
     public InferenceState CreateState(int contextLength) => CreateState(contextLength, KvCacheType.F16);
 
     /// <summary>Creates the KV cache in <paramref name="kvType"/> and scratch buffers for one sequence of up to <paramref name="contextLength"/> tokens.</summary>
-    public abstract InferenceState CreateState(int contextLength, KvCacheType kvType);
+    public InferenceState CreateState(int contextLength, KvCacheType kvType) => CreateState(contextLength, kvType, kvType);
+
+    /// <summary>
+    /// Creates the cache (keys as <paramref name="keyType"/>, values as <paramref name="valueType"/>; an MLA latent
+    /// cache, which is both, takes <paramref name="keyType"/> as llama.cpp does) and scratch buffers for one sequence
+    /// of up to <paramref name="contextLength"/> tokens. The cache grows with use.
+    /// </summary>
+    public abstract InferenceState CreateState(int contextLength, KvCacheType keyType, KvCacheType valueType);
+
+    /// <summary>Whether <see cref="ShiftContext"/> works for this architecture.</summary>
+    public virtual bool CanShiftContext => false;
+
+    /// <summary>
+    /// Context shift: drops cached positions [keep, keep + discard) and moves the later ones down, with their keys
+    /// re-rotated to their new positions, so generation can go on in a full context.
+    /// </summary>
+    public virtual void ShiftContext(InferenceState state, int keep, int discard) =>
+        throw new NotSupportedException($"{Config.Architecture} does not support context shift");
 
     /// <summary>
     /// Feeds <paramref name="tokens"/> at positions state.Cache.Length onward and returns the logits after the

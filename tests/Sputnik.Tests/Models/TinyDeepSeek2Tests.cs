@@ -347,8 +347,7 @@ public class TinyDeepSeek2Tests
             var absorbed = model.CreateState(80, kv);
             model.NaiveAttention = true;
             var naive = model.CreateState(80, KvCacheType.F32);
-            Assert.True(DeepSeek2.CacheBytes(absorbed) < DeepSeek2.CacheBytes(naive));
-            Assert.Equal((long)spec.Layers * 80 * (spec.KvRank + spec.Rope) * (kv == KvCacheType.F16 ? 2 : 4), DeepSeek2.CacheBytes(absorbed));
+            Assert.Equal(0, DeepSeek2.CacheBytes(absorbed)); // the latent cache grows with use
             int token = 1;
             double worst = 0;
             for (int step = 0; step < 64; step++)
@@ -358,6 +357,9 @@ public class TinyDeepSeek2Tests
                 for (int i = 0; i < a.Length; i++) worst = Math.Max(worst, Math.Abs(a[i] - b[i]));
                 token = Array.IndexOf(a, a.Max()); // greedy continuation, so both paths see the same tokens
             }
+            Assert.True(DeepSeek2.CacheBytes(absorbed) < DeepSeek2.CacheBytes(naive));
+            // 64 positions used: one growth chunk, capped at the context of 80
+            Assert.Equal((long)spec.Layers * 80 * (spec.KvRank + spec.Rope) * (kv == KvCacheType.F16 ? 2 : 4), DeepSeek2.CacheBytes(absorbed));
             Console.WriteLine($"{variant} {kv} latent: max |absorbed − naive| = {worst}");
             Assert.True(worst < tolerance, $"{kv} latent: max |absorbed − naive| = {worst}");
         }

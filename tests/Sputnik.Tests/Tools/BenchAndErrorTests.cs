@@ -45,6 +45,39 @@ public sealed class BenchAndErrorTests : IClassFixture<TempDir>
     }
 
     [Fact]
+    public void Bench_runs_each_depth_with_the_cache_types_given()
+    {
+        using var doc = JsonDocument.Parse(CliHarness.Ok("bench", "-m", _model, "-p", "8", "-n", "2", "-d", "0,24", "-d", "40",
+            "-ctk", "q8_0", "-ctv", "Q4_0", "-t", "1", "-r", "1", "--json"));
+        var o = doc.RootElement;
+        Assert.Equal("q8_0", o.GetProperty("type_k").GetString());
+        Assert.Equal("q4_0", o.GetProperty("type_v").GetString());
+        var results = o.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal([0, 24, 40], results.Select(r => r.GetProperty("depth").GetInt32()));
+        foreach (var r in results)
+        {
+            Assert.Equal(r.GetProperty("depth").GetInt32(), r.GetProperty("pp").GetProperty("depth").GetInt32());
+            Assert.True(r.GetProperty("tg").GetProperty("tok_s").GetDouble() > 0);
+        }
+        Assert.Equal(0, o.GetProperty("pp").GetProperty("depth").GetInt32()); // the first depth, for single-depth readers
+        string table = CliHarness.Ok("bench", "-m", _model, "-p", "8", "-n", "2", "-d", "16", "-t", "1", "-r", "1");
+        Assert.Contains("tg2 @ d16", table);
+    }
+
+    [Fact]
+    public void Run_stops_at_a_full_context_with_length_or_shifts_it()
+    {
+        using var full = JsonDocument.Parse(CliHarness.Ok("run", "-m", _model, "-p", "hello", "-n", "60", "-c", "24", "--temp", "0", "-t", "1", "--json"));
+        Assert.Equal("length", full.RootElement.GetProperty("finish_reason").GetString());
+        Assert.True(full.RootElement.GetProperty("tokens").GetArrayLength() < 24);
+        using var shifted = JsonDocument.Parse(CliHarness.Ok("run", "-m", _model, "-p", "hello", "-n", "60", "-c", "24", "--temp", "0", "-t", "1",
+            "--context-shift", "--keep", "1", "-ctk", "q8_0", "--json"));
+        Assert.Equal("length", shifted.RootElement.GetProperty("finish_reason").GetString());
+        Assert.Equal(60, shifted.RootElement.GetProperty("tokens").GetArrayLength());
+        Assert.True(shifted.RootElement.GetProperty("context_shifts").GetInt32() >= 2);
+    }
+
+    [Fact]
     public void Bench_table_looks_like_llama_bench()
     {
         string table = CliHarness.Ok("bench", "-m", _model, "-p", "8", "-n", "2", "-t", "1", "-r", "1");
@@ -64,6 +97,10 @@ public sealed class BenchAndErrorTests : IClassFixture<TempDir>
         new[] { "synth", "--arch", "llama", "--preset", "qwen2-tiny", "-o", model + ".x" },
         new[] { "synth", "--preset", "qwen2-tiny", "--tokenizer", "/nonexistent/tokenizer.json", "-o", model + ".x" },
         new[] { "bench", "-m", model, "-r", "0" },
+        new[] { "bench", "-m", model, "-d", "-5" },
+        new[] { "bench", "-m", model, "-d", "8,x" },
+        new[] { "bench", "-m", model, "-ctk", "q5_1" },
+        new[] { "run", "-m", model, "-ctv", "bogus" },
     };
 
     [Fact]

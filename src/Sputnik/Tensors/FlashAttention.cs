@@ -1,0 +1,464 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Sputnik.Models;
+using Sputnik.Tensors.Quants;
+
+namespace Sputnik.Tensors;
+
+/// <summary>
+/// One KV head's keys or values as a cache stores them: <see cref="Width"/> values of <see cref="Type"/> starting
+/// <see cref="RowOffset"/> bytes into each row of <see cref="Rows"/>, position t at byte t·<see cref="RowStride"/>,
+/// stored rotated by <see cref="Hadamard"/> chunks of <see cref="Rotation"/> values (0: as computed).
+/// </summary>
+internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int rowOffset, int width, KvCacheType type, int rotation = 0)
+{
+    public readonly ReadOnlySpan<byte> Rows = rows;
+    public readonly int RowStride = rowStride, RowOffset = rowOffset, Width = width, Rotation = rotation;
+    public readonly KvCacheType Type = type;
+
+    /// <summary>Positions the rows hold.</summary>
+    public int Positions => RowStride <= 0 || Rows.Length < RowOffset + KvRowCodec.Bytes(Type, Width) ? 0
+        : (Rows.Length - RowOffset - KvRowCodec.Bytes(Type, Width)) / RowStride + 1;
+
+    /// <summary>True when <paramref name="other"/> starts at the same stored values, so its decoded rows serve this head too (MLA: values are a prefix of the key rows).</summary>
+    public bool SharesRowsWith(in KvHead other) =>
+        Type == other.Type && RowStride == other.RowStride && RowOffset == other.RowOffset && Width <= other.Width && Rotation == other.Rotation &&
+        Unsafe.AreSame(ref MemoryMarshal.GetReference(Rows), ref MemoryMarshal.GetReference(other.Rows));
+}
+
+/// <summary>
+/// Causal attention of a block of query rows over one KV head, flash-attention style: keys and values are read a
+/// tile of <see cref="Tile"/> positions at a time (decoded from the cache format into an L1-sized buffer once for
+/// all query rows of the block: every query head of a GQA group and every token of a prefill block), and each row
+/// keeps a running maximum, a running sum and an unnormalized output, rescaled when the maximum grows (online
+/// softmax), so nothing grows with the context. Token i of the block sits at position pos0 + i and sees positions
+/// max(0, pos0 + i − window + 1) … pos0 + i (window 0: from 0).
+/// Tiles start at multiples of <see cref="Tile"/> whatever the block, so a row's result depends only on its own
+/// position and the cache: a token attended alone and the same token inside a prefill block or a multi-sequence
+/// step give the same bits.
+/// With a Q8_0 or Q4_0 key cache the query rows are quantized to Q8_0 once per call and q·k runs on 8-bit integers
+/// block by block (exact integer sums, one float multiply-add per block), as llama.cpp's flash attention does:
+/// the keys are never widened to float, and a quantized cache gives llama.cpp's scores. With an F16 key cache the
+/// queries are rounded to F16 first, as llama.cpp converts them for its F16 dot product. Keys stored Hadamard-rotated
+/// get rotated queries; values stored rotated give a rotated output, rotated back at the end.
+/// </summary>
+internal static class FlashAttention
+{
+    public const int Tile = 64;
+
+    /// <summary>Widest vector path this CPU runs (the JIT folds it to a constant).</summary>
+    public static int BestWidth =>
+        Vector512.IsHardwareAccelerated ? 512 : Vector256.IsHardwareAccelerated ? 256 : Vector128.IsHardwareAccelerated ? 128 : 0;
+
+    // Per-thread tile buffers, grown when a wider head or larger block shows up, never per call.
+    private sealed class Scratch
+    {
+        public float[] Keys = [], Values = [], Scores = new float[Tile], Max = [], Sum = [];
+        // Quantized keys: the tile's 8-bit values and block scales, and the Q8_0 query rows.
+        public sbyte[] KeyInts = [], QueryInts = [];
+        public float[] KeyScales = [], QueryScales = [];
+        public byte[] QueryBlocks = new byte[34];
+        public float[] QueryRow = [], HalfQueries = [];
+        public Half[] HalfRow = [];
+
+        public void Ensure(int rows, int keyWidth, int valueWidth, bool quantizedKeys)
+        {
+            if (Values.Length < Tile * valueWidth) Values = new float[Tile * valueWidth];
+            if (Max.Length < rows)
+            {
+                Max = new float[rows];
+                Sum = new float[rows];
+            }
+            if (!quantizedKeys)
+            {
+                if (Keys.Length < Tile * keyWidth) Keys = new float[Tile * keyWidth];
+                if (HalfQueries.Length < rows * keyWidth) HalfQueries = new float[rows * keyWidth];
+                if (HalfRow.Length < keyWidth) HalfRow = new Half[keyWidth];
+                return;
+            }
+            int blocks = keyWidth / KvRowCodec.Block;
+            if (KeyInts.Length < Tile * keyWidth)
+            {
+                KeyInts = new sbyte[Tile * keyWidth];
+                KeyScales = new float[Tile * blocks];
+            }
+            if (QueryRow.Length < keyWidth) QueryRow = new float[keyWidth];
+            if (QueryInts.Length < rows * keyWidth)
+            {
+                QueryInts = new sbyte[rows * keyWidth];
+                QueryScales = new float[rows * blocks];
+            }
+        }
+    }
+
+    [ThreadStatic] private static Scratch? t_scratch;
+
+    /// <summary>First position token at <paramref name="pos"/> sees.</summary>
+    public static int WindowStart(int pos, int window) => window > 0 ? Math.Max(0, pos - window + 1) : 0;
+
+    /// <summary>
+    /// Rows (token i, head j) for i &lt; tokens, j &lt; group: query at q[i·qStride + j·keys.Width], output (values.Width
+    /// floats, overwritten) at output[i·oStride + j·values.Width]; scores are q·k·<paramref name="scale"/>.
+    /// </summary>
+    public static void Attend(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
+        int tokens, int group, int pos0, int window, float scale) =>
+        Attend(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, scale, BestWidth);
+
+    /// <summary>The kernel with an explicit vector width (512, 256, 128, or 0 for scalar), so tests run every path.</summary>
+    internal static void Attend(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
+        int tokens, int group, int pos0, int window, float scale, int width)
+    {
+        int kw = keys.Width, vw = values.Width, rows = tokens * group;
+        Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window);
+        var sc = t_scratch ??= new Scratch();
+        bool quantized = KvRowCodec.IsBlockFormat(keys.Type);
+        sc.Ensure(rows, kw, vw, quantized);
+        if (quantized) QuantizeQueries(q, qStride, tokens, group, kw, keys.Rotation, sc);
+        bool halfQueries = keys.Type == KvCacheType.F16;
+        if (halfQueries) RoundQueries(q, qStride, tokens, group, kw, sc);
+        var max = sc.Max.AsSpan(0, rows);
+        var sum = sc.Sum.AsSpan(0, rows);
+        max.Fill(float.NegativeInfinity);
+        sum.Clear();
+        for (int i = 0; i < tokens; i++) output.Slice(i * oStride, group * vw).Clear();
+        bool shared = values.SharesRowsWith(keys) && !quantized;
+
+        int last = pos0 + tokens - 1, lo0 = WindowStart(pos0, window);
+        for (int t0 = lo0 / Tile * Tile; t0 <= last; t0 += Tile)
+        {
+            int end = Math.Min(t0 + Tile, last + 1), first = Math.Max(t0, lo0);
+            scoped ReadOnlySpan<float> k = default;
+            int ks = kw;
+            if (quantized) UnpackKeyTile(keys, first, end - first, sc);
+            else k = DecodeTile(keys, first, end - first, sc.Keys, width, out ks);
+            int vs = ks;
+            var v = shared ? k : DecodeTile(values, first, end - first, sc.Values, width, out vs);
+            for (int i = 0; i < tokens; i++)
+            {
+                int pos = pos0 + i, a = Math.Max(WindowStart(pos, window), first), b = Math.Min(pos + 1, end);
+                if (a >= b) continue; // outside this token's window
+                int n = b - a;
+                ref float kRow = ref Unsafe.Add(ref MemoryMarshal.GetReference(k), (a - first) * ks); // unused when quantized
+                ref float vRow = ref Unsafe.Add(ref MemoryMarshal.GetReference(v), (a - first) * vs);
+                for (int j = 0; j < group; j++)
+                {
+                    int r = i * group + j;
+                    ref float qr = ref halfQueries ? ref sc.HalfQueries[r * kw] : ref Unsafe.AsRef(in q[i * qStride + j * kw]);
+                    var s = sc.Scores.AsSpan(0, n);
+                    float tileMax = float.NegativeInfinity;
+                    if (quantized)
+                    {
+                        int nb = kw / KvRowCodec.Block;
+                        for (int t = 0; t < n; t++)
+                        {
+                            float x = QuantDot(sc, a - first + t, r, nb, width) * scale;
+                            s[t] = x;
+                            tileMax = Math.Max(tileMax, x);
+                        }
+                    }
+                    else
+                    {
+                        for (int t = 0; t < n; t++)
+                        {
+                            float x = Dot(ref qr, ref Unsafe.Add(ref kRow, t * ks), kw, width) * scale;
+                            s[t] = x;
+                            tileMax = Math.Max(tileMax, x);
+                        }
+                    }
+                    float m = Math.Max(max[r], tileMax);
+                    float alpha = MathF.Exp(max[r] - m); // 0 on the row's first tile (−∞)
+                    float tileSum = ExpShifted(s, m, width);
+                    sum[r] = sum[r] * alpha + tileSum;
+                    max[r] = m;
+                    Accumulate(ref output[i * oStride + j * vw], alpha, s, ref vRow, vs, vw, width);
+                }
+            }
+        }
+
+        for (int i = 0; i < tokens; i++)
+            for (int j = 0; j < group; j++)
+            {
+                var o = output.Slice(i * oStride + j * vw, vw);
+                float inv = 1f / sum[i * group + j];
+                for (int c = 0; c < vw; c++) o[c] *= inv;
+                Hadamard.Rotate(o, values.Rotation);
+            }
+    }
+
+    private static void Check(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
+        int tokens, int group, int pos0, int window)
+    {
+        if (tokens < 1 || group < 1 || pos0 < 0 || window < 0)
+            throw new ArgumentOutOfRangeException(nameof(tokens), $"{tokens} tokens × {group} heads at position {pos0}, window {window}");
+        if ((tokens - 1) * (long)qStride + group * keys.Width > q.Length || (tokens - 1) * (long)oStride + group * values.Width > output.Length)
+            throw new ArgumentException("query or output rows run past their buffers");
+        int needed = pos0 + tokens;
+        if (keys.Positions < needed || values.Positions < needed)
+            throw new ArgumentOutOfRangeException(nameof(pos0), $"the cache holds {Math.Min(keys.Positions, values.Positions)} positions, attention needs {needed}");
+        if (KvRowCodec.IsBlockFormat(keys.Type) && keys.Width % KvRowCodec.Block != 0 || KvRowCodec.IsBlockFormat(values.Type) && values.Width % KvRowCodec.Block != 0)
+            throw new ArgumentException($"a block-quantized head must be a multiple of {KvRowCodec.Block} values");
+    }
+
+    /// <summary>Each query row (token i, head j) as Q8_0 (ggml's reference quantizer): 8-bit values and float block scales.</summary>
+    private static void QuantizeQueries(ReadOnlySpan<float> q, int qStride, int tokens, int group, int kw, int rotation, Scratch sc)
+    {
+        int nb = kw / KvRowCodec.Block;
+        var blk = sc.QueryBlocks.AsSpan();
+        var row = sc.QueryRow.AsSpan(0, kw);
+        for (int i = 0; i < tokens; i++)
+            for (int j = 0; j < group; j++)
+            {
+                int r = i * group + j;
+                q.Slice(i * qStride + j * kw, kw).CopyTo(row);
+                Hadamard.Rotate(row, rotation); // into the keys' rotated space
+                for (int b = 0; b < nb; b++)
+                {
+                    LegacyQuants.QuantQ8_0(row.Slice(b * KvRowCodec.Block, KvRowCodec.Block), blk);
+                    sc.QueryScales[r * nb + b] = (float)MemoryMarshal.Read<Half>(blk);
+                    MemoryMarshal.Cast<byte, sbyte>(blk[2..]).CopyTo(sc.QueryInts.AsSpan(r * kw + b * KvRowCodec.Block, KvRowCodec.Block));
+                }
+            }
+    }
+
+    /// <summary>Each query row rounded to F16 (for an F16 key cache), rows of kw floats.</summary>
+    private static void RoundQueries(ReadOnlySpan<float> q, int qStride, int tokens, int group, int kw, Scratch sc)
+    {
+        var half = sc.HalfRow.AsSpan(0, kw);
+        for (int i = 0; i < tokens; i++)
+            for (int j = 0; j < group; j++)
+            {
+                TensorPrimitives.ConvertToHalf(q.Slice(i * qStride + j * kw, kw), half);
+                FloatConvert.HalfToFloat(half, sc.HalfQueries.AsSpan((i * group + j) * kw, kw));
+            }
+    }
+
+    /// <summary>Positions [first, first + count) of a Q8_0/Q4_0 key head as 8-bit values (Q4_0's nibbles centred) and float block scales.</summary>
+    private static void UnpackKeyTile(in KvHead h, int first, int count, Scratch sc)
+    {
+        int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block);
+        ref sbyte ints = ref MemoryMarshal.GetArrayDataReference(sc.KeyInts);
+        for (int t = 0; t < count; t++)
+        {
+            var row = h.Rows.Slice((first + t) * h.RowStride + h.RowOffset, nb * blockBytes);
+            for (int b = 0; b < nb; b++)
+            {
+                var blk = row.Slice(b * blockBytes, blockBytes);
+                sc.KeyScales[t * nb + b] = (float)MemoryMarshal.Read<Half>(blk);
+                ref sbyte dst = ref Unsafe.Add(ref ints, t * h.Width + b * KvRowCodec.Block);
+                if (h.Type == KvCacheType.Q8_0)
+                {
+                    MemoryMarshal.Cast<byte, sbyte>(blk.Slice(2, KvRowCodec.Block)).CopyTo(MemoryMarshal.CreateSpan(ref dst, KvRowCodec.Block));
+                }
+                else
+                {
+                    var packed = Vector128.Create(blk.Slice(2, 16));
+                    (packed & Vector128.Create((byte)0x0F)).AsSByte().Subtract8().StoreUnsafe(ref dst);
+                    Vector128.ShiftRightLogical(packed, 4).AsSByte().Subtract8().StoreUnsafe(ref dst, 16);
+                }
+            }
+        }
+    }
+
+    private static Vector128<sbyte> Subtract8(this Vector128<sbyte> v) => v - Vector128.Create((sbyte)8);
+
+    /// <summary>Q8_0 query row r · quantized key t of the tile: Σ over blocks of (exact integer dot) · d_k · d_q, blocks in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float QuantDot(Scratch sc, int t, int r, int nb, int width)
+    {
+        const int B = KvRowCodec.Block;
+        ref sbyte k = ref MemoryMarshal.GetArrayDataReference(sc.KeyInts);
+        ref sbyte q = ref MemoryMarshal.GetArrayDataReference(sc.QueryInts);
+        int kw = nb * B;
+        float s = 0;
+        for (int b = 0; b < nb; b++)
+        {
+            int dot = IntDot32(ref Unsafe.Add(ref k, t * kw + b * B), ref Unsafe.Add(ref q, r * kw + b * B), width);
+            s += dot * sc.KeyScales[t * nb + b] * sc.QueryScales[r * nb + b];
+        }
+        return s;
+    }
+
+    /// <summary>Exact dot product of 32 signed bytes (|values| ≤ 128, so every product fits 16 bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int IntDot32(ref sbyte a, ref sbyte b, int width)
+    {
+        if (width >= 256 && Avx2.IsSupported)
+        {
+            var (al, ah) = Vector256.Widen(Vector256.LoadUnsafe(ref a));
+            var (bl, bh) = Vector256.Widen(Vector256.LoadUnsafe(ref b));
+            return Vector256.Sum(Avx2.MultiplyAddAdjacent(al, bl) + Avx2.MultiplyAddAdjacent(ah, bh));
+        }
+        if (width >= 128)
+        {
+            var acc = Vector128<int>.Zero;
+            for (int h = 0; h < 32; h += 16)
+            {
+                var (al, ah) = Vector128.Widen(Vector128.LoadUnsafe(ref Unsafe.Add(ref a, h)));
+                var (bl, bh) = Vector128.Widen(Vector128.LoadUnsafe(ref Unsafe.Add(ref b, h)));
+                var (p0, p1) = Vector128.Widen(al * bl);
+                var (p2, p3) = Vector128.Widen(ah * bh);
+                acc += p0 + p1 + p2 + p3;
+            }
+            return Vector128.Sum(acc);
+        }
+        int sum = 0;
+        for (int i = 0; i < 32; i++) sum += Unsafe.Add(ref a, i) * Unsafe.Add(ref b, i);
+        return sum;
+    }
+
+    /// <summary>Positions [first, first + count) of a head as floats: a view of an F32 cache, otherwise decoded into buffer.</summary>
+    private static ReadOnlySpan<float> DecodeTile(in KvHead h, int first, int count, float[] buffer, int width, out int stride)
+    {
+        int bytes = KvRowCodec.Bytes(h.Type, h.Width);
+        if (h.Type == KvCacheType.F32 && h.RowStride % 4 == 0 && h.RowOffset % 4 == 0)
+        {
+            stride = h.RowStride / 4;
+            var all = MemoryMarshal.Cast<byte, float>(h.Rows);
+            return all.Slice(first * stride + h.RowOffset / 4, (count - 1) * stride + h.Width);
+        }
+        stride = h.Width;
+        for (int t = 0; t < count; t++)
+            KvRowCodec.Decode(h.Type, h.Rows.Slice((first + t) * h.RowStride + h.RowOffset, bytes), buffer.AsSpan(t * h.Width, h.Width), width);
+        return buffer.AsSpan(0, count * h.Width);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot(ref float a, ref float b, int n, int width)
+    {
+        int i = 0;
+        float s = 0;
+        if (width == 512 && n >= 16)
+        {
+            var acc = Vector512<float>.Zero;
+            for (; i + 16 <= n; i += 16)
+                acc = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref a, (nuint)i), Vector512.LoadUnsafe(ref b, (nuint)i), acc);
+            s = Vector512.Sum(acc);
+        }
+        else if (width >= 256 && n >= 8)
+        {
+            var acc = Vector256<float>.Zero;
+            for (; i + 8 <= n; i += 8)
+                acc = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref a, (nuint)i), Vector256.LoadUnsafe(ref b, (nuint)i), acc);
+            s = Vector256.Sum(acc);
+        }
+        else if (width >= 128 && n >= 4)
+        {
+            var acc = Vector128<float>.Zero;
+            for (; i + 4 <= n; i += 4)
+                acc += Vector128.LoadUnsafe(ref a, (nuint)i) * Vector128.LoadUnsafe(ref b, (nuint)i);
+            s = Vector128.Sum(acc);
+        }
+        for (; i < n; i++) s += Unsafe.Add(ref a, i) * Unsafe.Add(ref b, i);
+        return s;
+    }
+
+    /// <summary>s[t] = exp(s[t] − m); returns the sum.</summary>
+    private static float ExpShifted(Span<float> s, float m, int width)
+    {
+        if (width == 0)
+        {
+            float total = 0;
+            for (int t = 0; t < s.Length; t++) total += s[t] = MathF.Exp(s[t] - m);
+            return total;
+        }
+        TensorPrimitives.Subtract(s, m, s);
+        TensorPrimitives.Exp(s, s);
+        return TensorPrimitives.Sum(s);
+    }
+
+    /// <summary>o = o·alpha + Σ_t p[t]·v[t·vStride ..]: the row's output stays in registers one vector column at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Accumulate(ref float o, float alpha, ReadOnlySpan<float> p, ref float v, int vStride, int n, int width)
+    {
+        int c = 0, count = p.Length;
+        ref float p0 = ref MemoryMarshal.GetReference(p);
+        if (width == 512)
+            for (; c + 16 <= n; c += 16)
+            {
+                var acc = Vector512.LoadUnsafe(ref o, (nuint)c) * alpha;
+                for (int t = 0; t < count; t++)
+                    acc = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref v, (nuint)(t * vStride + c)), Vector512.Create(Unsafe.Add(ref p0, t)), acc);
+                acc.StoreUnsafe(ref o, (nuint)c);
+            }
+        if (width >= 256)
+            for (; c + 8 <= n; c += 8)
+            {
+                var acc = Vector256.LoadUnsafe(ref o, (nuint)c) * alpha;
+                for (int t = 0; t < count; t++)
+                    acc = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref v, (nuint)(t * vStride + c)), Vector256.Create(Unsafe.Add(ref p0, t)), acc);
+                acc.StoreUnsafe(ref o, (nuint)c);
+            }
+        if (width >= 128)
+            for (; c + 4 <= n; c += 4)
+            {
+                var acc = Vector128.LoadUnsafe(ref o, (nuint)c) * alpha;
+                for (int t = 0; t < count; t++)
+                    acc += Vector128.LoadUnsafe(ref v, (nuint)(t * vStride + c)) * Unsafe.Add(ref p0, t);
+                acc.StoreUnsafe(ref o, (nuint)c);
+            }
+        for (; c < n; c++)
+        {
+            float acc = Unsafe.Add(ref o, c) * alpha;
+            for (int t = 0; t < count; t++) acc += Unsafe.Add(ref v, t * vStride + c) * Unsafe.Add(ref p0, t);
+            Unsafe.Add(ref o, c) = acc;
+        }
+    }
+
+    /// <summary>The query as a quantized key cache sees it: rounded through Q8_0.</summary>
+    private static float[] QuantizedQuery(ReadOnlySpan<float> q, int rotation)
+    {
+        var rotated = q.ToArray();
+        Hadamard.Rotate(rotated, rotation);
+        var bytes = new byte[KvRowCodec.Bytes(KvCacheType.Q8_0, q.Length)];
+        KvRowCodec.Encode(KvCacheType.Q8_0, rotated, bytes);
+        var back = new float[q.Length];
+        KvRowCodec.DecodeReference(KvCacheType.Q8_0, bytes, back);
+        return back;
+    }
+
+    /// <summary>
+    /// The definition, for tests: every row's scores over its whole window in double precision, a two-pass softmax,
+    /// and each key and value decoded element by element (the query rotated like the keys and rounded through Q8_0 for
+    /// a Q8_0/Q4_0 key cache, through F16 for an F16 one; the output rotated back like the values).
+    /// </summary>
+    internal static void Reference(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
+        int tokens, int group, int pos0, int window, float scale)
+    {
+        Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window);
+        int kw = keys.Width, vw = values.Width;
+        var k = new float[kw];
+        var v = new float[vw];
+        for (int i = 0; i < tokens; i++)
+        {
+            int pos = pos0 + i, lo = WindowStart(pos, window);
+            for (int j = 0; j < group; j++)
+            {
+                var qr = q.Slice(i * qStride + j * kw, kw);
+                if (KvRowCodec.IsBlockFormat(keys.Type)) qr = QuantizedQuery(qr, keys.Rotation);
+                else if (keys.Type == KvCacheType.F16) qr = qr.ToArray().Select(x => (float)(Half)x).ToArray();
+                var scores = new double[pos + 1 - lo];
+                for (int t = lo; t <= pos; t++)
+                {
+                    KvRowCodec.DecodeReference(keys.Type, keys.Rows.Slice(t * keys.RowStride + keys.RowOffset), k);
+                    double dot = 0;
+                    for (int c = 0; c < kw; c++) dot += (double)qr[c] * k[c];
+                    scores[t - lo] = dot * scale;
+                }
+                double m = scores.Max(), total = 0;
+                for (int t = 0; t < scores.Length; t++) total += scores[t] = Math.Exp(scores[t] - m);
+                var acc = new double[vw];
+                for (int t = lo; t <= pos; t++)
+                {
+                    KvRowCodec.DecodeReference(values.Type, values.Rows.Slice(t * values.RowStride + values.RowOffset), v);
+                    for (int c = 0; c < vw; c++) acc[c] += scores[t - lo] * v[c];
+                }
+                var o = output.Slice(i * oStride + j * vw, vw);
+                for (int c = 0; c < vw; c++) o[c] = (float)(acc[c] / total);
+                Hadamard.Rotate(o, values.Rotation);
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using Sputnik.Models;
+using Sputnik.Tensors.Quants;
+
+namespace Sputnik.Tensors;
+
+/// <summary>
+/// The element formats of the KV cache as bytes: F32, F16, and ggml's Q8_0 {f16 d; i8 qs[32]} and
+/// Q4_0 {f16 d; u8 qs[16]} blocks (the same bytes and rounding as llama.cpp's `--cache-type-k/-v q8_0 | q4_0`).
+/// Encoding runs once per written row (scalar, the ggml reference quantizers); decoding runs inside attention for
+/// every row read, so it is vectorized, with <see cref="DecodeReference"/> as the scalar reference it is tested against.
+/// </summary>
+internal static class KvRowCodec
+{
+    public const int Block = LegacyQuants.QK;
+
+    public static bool IsBlockFormat(KvCacheType type) => type is KvCacheType.Q8_0 or KvCacheType.Q4_0;
+
+    /// <summary>Bytes that <paramref name="elements"/> values take (a multiple of 32 for the block formats).</summary>
+    public static int Bytes(KvCacheType type, int elements) => type switch
+    {
+        KvCacheType.F32 => elements * 4,
+        KvCacheType.F16 => elements * 2,
+        KvCacheType.Q8_0 => elements / Block * 34,
+        KvCacheType.Q4_0 => elements / Block * 18,
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, null),
+    };
+
+    /// <summary>Stores <paramref name="src"/> (a multiple of 32 values for the block formats) into <paramref name="dst"/>.</summary>
+    public static void Encode(KvCacheType type, ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        switch (type)
+        {
+            case KvCacheType.F32:
+                MemoryMarshal.AsBytes(src).CopyTo(dst);
+                break;
+            case KvCacheType.F16:
+                System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(src, MemoryMarshal.Cast<byte, Half>(dst[..(src.Length * 2)]));
+                break;
+            case KvCacheType.Q8_0:
+                for (int b = 0; b < src.Length / Block; b++) LegacyQuants.QuantQ8_0(src.Slice(b * Block, Block), dst.Slice(b * 34, 34));
+                break;
+            case KvCacheType.Q4_0:
+                for (int b = 0; b < src.Length / Block; b++) LegacyQuants.QuantQ4_0(src.Slice(b * Block, Block), dst.Slice(b * 18, 18));
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(type), type, null);
+        }
+    }
+
+    /// <summary>Element-by-element decode of <paramref name="dst"/>.Length values from <paramref name="src"/>: the reference.</summary>
+    public static void DecodeReference(KvCacheType type, ReadOnlySpan<byte> src, Span<float> dst)
+    {
+        int n = dst.Length;
+        switch (type)
+        {
+            case KvCacheType.F32:
+                MemoryMarshal.Cast<byte, float>(src[..(n * 4)]).CopyTo(dst);
+                break;
+            case KvCacheType.F16:
+                for (int i = 0; i < n; i++) dst[i] = (float)MemoryMarshal.Read<Half>(src.Slice(2 * i));
+                break;
+            case KvCacheType.Q8_0:
+                for (int b = 0; b < n / Block; b++) LegacyQuants.DequantQ8_0(src.Slice(b * 34, 34), dst.Slice(b * Block, Block));
+                break;
+            case KvCacheType.Q4_0:
+                for (int b = 0; b < n / Block; b++) LegacyQuants.DequantQ4_0(src.Slice(b * 18, 18), dst.Slice(b * Block, Block));
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(type), type, null);
+        }
+    }
+
+    /// <summary>
+    /// Decodes <paramref name="dst"/>.Length values with vectors of <paramref name="width"/> bits (512, 256, 128; 0 is
+    /// the reference). Every width gives the same floats: the formats decode exactly.
+    /// </summary>
+    public static unsafe void Decode(KvCacheType type, ReadOnlySpan<byte> src, Span<float> dst, int width)
+    {
+        int n = dst.Length;
+        if (width == 0 || type == KvCacheType.F32)
+        {
+            DecodeReference(type, src, dst);
+            return;
+        }
+        if (src.Length < Bytes(type, n)) throw new ArgumentException($"{src.Length} bytes hold fewer than {n} {type} values");
+        ref byte s = ref MemoryMarshal.GetReference(src);
+        ref float d = ref MemoryMarshal.GetReference(dst);
+        switch (type)
+        {
+            case KvCacheType.F16:
+                fixed (byte* ps = src)
+                fixed (float* pd = dst)
+                    FloatConvert.HalfToFloat((ushort*)ps, pd, n, width >= 256 ? width : 0);
+                break;
+            case KvCacheType.Q8_0:
+                for (int b = 0; b < n / Block; b++)
+                {
+                    ref byte blk = ref Unsafe.Add(ref s, b * 34);
+                    float scale = (float)Unsafe.ReadUnaligned<Half>(ref blk);
+                    ref sbyte q = ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref blk, 2));
+                    Widen(ref q, scale, ref Unsafe.Add(ref d, b * Block), width);
+                }
+                break;
+            case KvCacheType.Q4_0:
+                for (int b = 0; b < n / Block; b++)
+                {
+                    ref byte blk = ref Unsafe.Add(ref s, b * 18);
+                    float scale = (float)Unsafe.ReadUnaligned<Half>(ref blk);
+                    var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref blk, 2));
+                    // low nibbles are values 0..15, high nibbles 16..31; both centred on 8
+                    var lo = (packed & Vector128.Create((byte)0x0F)).AsSByte() - Vector128.Create((sbyte)8);
+                    var hi = Vector128.ShiftRightLogical(packed, 4).AsSByte() - Vector128.Create((sbyte)8);
+                    ref float o = ref Unsafe.Add(ref d, b * Block);
+                    Widen16(lo, scale, ref o);
+                    Widen16(hi, scale, ref Unsafe.Add(ref o, 16));
+                }
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(type), type, null);
+        }
+    }
+
+    // 32 signed bytes times the block scale.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Widen(ref sbyte q, float scale, ref float o, int width)
+    {
+        if (width >= 256)
+        {
+            var v = Vector256.LoadUnsafe(ref q);
+            var (s0, s1) = Vector256.Widen(v);
+            var (i0, i1) = Vector256.Widen(s0);
+            var (i2, i3) = Vector256.Widen(s1);
+            var f = Vector256.Create(scale);
+            (Vector256.ConvertToSingle(i0) * f).StoreUnsafe(ref o);
+            (Vector256.ConvertToSingle(i1) * f).StoreUnsafe(ref o, 8);
+            (Vector256.ConvertToSingle(i2) * f).StoreUnsafe(ref o, 16);
+            (Vector256.ConvertToSingle(i3) * f).StoreUnsafe(ref o, 24);
+            return;
+        }
+        Widen16(Vector128.LoadUnsafe(ref q), scale, ref o);
+        Widen16(Vector128.LoadUnsafe(ref Unsafe.Add(ref q, 16)), scale, ref Unsafe.Add(ref o, 16));
+    }
+
+    // 16 signed bytes times the block scale.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Widen16(Vector128<sbyte> v, float scale, ref float o)
+    {
+        var (s0, s1) = Vector128.Widen(v);
+        var (i0, i1) = Vector128.Widen(s0);
+        var (i2, i3) = Vector128.Widen(s1);
+        var f = Vector128.Create(scale);
+        (Vector128.ConvertToSingle(i0) * f).StoreUnsafe(ref o);
+        (Vector128.ConvertToSingle(i1) * f).StoreUnsafe(ref o, 4);
+        (Vector128.ConvertToSingle(i2) * f).StoreUnsafe(ref o, 8);
+        (Vector128.ConvertToSingle(i3) * f).StoreUnsafe(ref o, 12);
+    }
+}
