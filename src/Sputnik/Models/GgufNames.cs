@@ -22,6 +22,8 @@ internal static class TensorNames
     public const string FfnDown = "ffn_down";
     public const string AttnQNorm = "attn_q_norm";
     public const string AttnKNorm = "attn_k_norm";
+    public const string AttnPostNorm = "post_attention_norm";
+    public const string FfnPostNorm = "post_ffw_norm";
     public const string FfnGateInp = "ffn_gate_inp";
     public const string FfnGateExps = "ffn_gate_exps";
     public const string FfnUpExps = "ffn_up_exps";

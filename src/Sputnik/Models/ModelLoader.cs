@@ -13,6 +13,7 @@ internal static class ModelLoader
         [DeepSeek2.Name] = DeepSeek2.Load,
         [Qwen3.Name] = Qwen3.Load,
         [Qwen3Moe.Name] = Qwen3Moe.Load,
+        [Gemma3.Name] = Gemma3.Load,
     };
 
     public static IReadOnlyCollection<string> SupportedArchitectures => Architectures.Keys;

@@ -10,17 +10,20 @@ namespace Sputnik.Tools;
 /// <remarks>
 /// <paramref name="HeadSize"/> 0 means dim / heads; <paramref name="Experts"/> &gt; 0 replaces every layer's dense FFN
 /// by that many routed experts of <paramref name="ExpertFfn"/> rows, <paramref name="ExpertsUsed"/> per token (qwen3moe);
-/// <paramref name="YarnFactor"/> &gt; 1 extends the context with YaRN from <paramref name="YarnOriginalContext"/>.
+/// <paramref name="YarnFactor"/> &gt; 1 extends the context with YaRN from <paramref name="YarnOriginalContext"/>;
+/// <paramref name="LinearRopeFactor"/> &gt; 1 with linear scaling (gemma3's global layers). <paramref name="SlidingWindow"/>
+/// &gt; 0 makes layers local in gemma3's pattern: l mod <paramref name="SlidingPattern"/> &lt; pattern − 1.
 /// </remarks>
 internal sealed record SynthPreset(
     string Name, string Arch, int Dim, int Layers, int Ffn, int Heads, int KvHeads, int Vocab, float RopeBase, int Context,
     bool TiedEmbeddings, float RmsEps, float? Llama3RopeFactor = null, int HeadSize = 0, int Experts = 0, int ExpertsUsed = 0, int ExpertFfn = 0,
-    float YarnFactor = 1f, int YarnOriginalContext = 0)
+    float YarnFactor = 1f, int YarnOriginalContext = 0, float LinearRopeFactor = 1f, int SlidingWindow = 0, int SlidingPattern = Gemma3Params.DefaultPattern)
 {
     public int HeadDim => HeadSize > 0 ? HeadSize : Dim / Heads;
     public bool QkvBias => Arch == Qwen2.Name;
-    public bool QkNorm => Arch is Qwen3.Name or Qwen3Moe.Name;
+    public bool QkNorm => Arch is Qwen3.Name or Qwen3Moe.Name or Gemma3.Name;
     public bool IsQwen => Arch is Qwen2.Name or Qwen3.Name or Qwen3Moe.Name;
+    public bool IsGemma => Arch == Gemma3.Name;
     public string Pre => IsQwen ? "qwen2" : "llama-bpe";
 }
 
@@ -60,6 +63,26 @@ internal static class SyntheticModel
         "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}" +
         "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}";
 
+    // Gemma 3's chat template (google/gemma-3-*-it tokenizer_config.json): a system message is folded into the first
+    // user turn, the assistant is "model", no thinking.
+    internal const string Gemma3Chat =
+        "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n    {%- if messages[0]['content'] is string -%}\n" +
+        "        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}\n    {%- else -%}\n" +
+        "        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}\n    {%- endif -%}\n" +
+        "    {%- set loop_messages = messages[1:] -%}\n{%- else -%}\n    {%- set first_user_prefix = \"\" -%}\n" +
+        "    {%- set loop_messages = messages -%}\n{%- endif -%}\n{%- for message in loop_messages -%}\n" +
+        "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n" +
+        "        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n    {%- endif -%}\n" +
+        "    {%- if (message['role'] == 'assistant') -%}\n        {%- set role = \"model\" -%}\n    {%- else -%}\n" +
+        "        {%- set role = message['role'] -%}\n    {%- endif -%}\n" +
+        "    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}\n" +
+        "    {%- if message['content'] is string -%}\n        {{ message['content'] | trim }}\n" +
+        "    {%- elif message['content'] is iterable -%}\n        {%- for item in message['content'] -%}\n" +
+        "            {%- if item['type'] == 'image' -%}\n                {{ '<start_of_image>' }}\n" +
+        "            {%- elif item['type'] == 'text' -%}\n                {{ item['text'] | trim }}\n            {%- endif -%}\n" +
+        "        {%- endfor -%}\n    {%- else -%}\n        {{ raise_exception(\"Invalid content type\") }}\n    {%- endif -%}\n" +
+        "    {{ '<end_of_turn>\n' }}\n{%- endfor -%}\n{%- if add_generation_prompt -%}\n    {{'<start_of_turn>model\n'}}\n{%- endif -%}\n";
+
     private const string Llama3Chat =
         "{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + " +
         "message['content'] | trim + '<|eot_id|>' }}{%- endfor %}{%- if add_generation_prompt %}" +
@@ -86,6 +109,16 @@ internal static class SyntheticModel
             Experts: 16, ExpertsUsed: 4, ExpertFfn: 128),
         new("qwen3-30b-a3b", "qwen3moe", 2048, 48, 6144, 32, 4, 151936, 1e6f, 40960, TiedEmbeddings: false, 1e-6f, HeadSize: 128,
             Experts: 128, ExpertsUsed: 8, ExpertFfn: 768),
+        // gemma3: head size 256 in every size, five local (sliding-window) layers to one global. gemma3-tiny puts
+        // a 16-token window on alternate layers and Gemma 3 4B's linear ×8 RoPE scaling on the global ones, so the
+        // llama.cpp check covers prompts longer than the window and both RoPE tables.
+        new("gemma3-tiny", "gemma3", 256, 4, 512, 4, 2, 1000, 1e6f, 4096, TiedEmbeddings: true, 1e-6f, HeadSize: 128,
+            LinearRopeFactor: 8f, SlidingWindow: 16, SlidingPattern: 2),
+        new("gemma3-1b", "gemma3", 1152, 26, 6912, 4, 1, 262144, 1e6f, 32768, TiedEmbeddings: true, 1e-6f, HeadSize: 256, SlidingWindow: 512),
+        new("gemma3-4b", "gemma3", 2560, 34, 10240, 8, 4, 262208, 1e6f, 131072, TiedEmbeddings: true, 1e-6f, HeadSize: 256,
+            LinearRopeFactor: 8f, SlidingWindow: 1024),
+        new("gemma3-12b", "gemma3", 3840, 48, 15360, 16, 8, 262208, 1e6f, 131072, TiedEmbeddings: true, 1e-6f, HeadSize: 256,
+            LinearRopeFactor: 8f, SlidingWindow: 1024),
     ];
 
     public static SynthPreset FindPreset(string name) =>
@@ -100,9 +133,10 @@ internal static class SyntheticModel
     public static void Write(string path, SynthOptions o, Action<ToolProgress>? progress = null)
     {
         var p = o.Preset;
-        if (!p.IsQwen && p.Arch != Llama.Name) throw new ArgumentException($"preset '{p.Name}': architecture '{p.Arch}' cannot be synthesized");
+        if (!p.IsQwen && !p.IsGemma && p.Arch != Llama.Name) throw new ArgumentException($"preset '{p.Name}': architecture '{p.Arch}' cannot be synthesized");
         if (Directory.Exists(path)) throw new ArgumentException($"output '{path}' is a directory");
-        var tok = o.Tokenizer is { } real ? SyntheticVocab.PadTo(real, p.Vocab) : SyntheticVocab.Create(p.Vocab, p.Pre);
+        var tok = o.Tokenizer is { } real ? SyntheticVocab.PadTo(real, p.Vocab)
+            : p.IsGemma ? SyntheticVocab.Create(p.Vocab, p.Pre, gemma: true) : SyntheticVocab.Create(p.Vocab, p.Pre);
         int vocab = tok.Tokens.Length;
         int threads = Math.Max(1, o.Threads);
 
@@ -182,6 +216,7 @@ internal static class SyntheticModel
                 list.Add(new(TensorNames.Weight(l, TensorNames.AttnKNorm), [p.HeadDim], Kind.NormJitter));
             }
             list.Add(new(b + "attn_output.weight", [q, p.Dim], Kind.Matrix));
+            if (p.IsGemma) list.Add(new(TensorNames.Weight(l, TensorNames.AttnPostNorm), [p.Dim], Kind.NormJitter));
             list.Add(new(b + "ffn_norm.weight", [p.Dim], Kind.Ones));
             if (p.Experts > 0)
             {
@@ -194,6 +229,7 @@ internal static class SyntheticModel
             list.Add(new(b + "ffn_gate.weight", [p.Dim, p.Ffn], Kind.Matrix));
             list.Add(new(b + "ffn_up.weight", [p.Dim, p.Ffn], Kind.Matrix));
             list.Add(new(b + "ffn_down.weight", [p.Ffn, p.Dim], Kind.Matrix));
+            if (p.IsGemma) list.Add(new(TensorNames.Weight(l, TensorNames.FfnPostNorm), [p.Dim], Kind.NormJitter));
         }
         list.Add(new("output_norm.weight", [p.Dim], Kind.Ones));
         if (!p.TiedEmbeddings) list.Add(new("output.weight", [p.Dim, vocab], Kind.Matrix));
@@ -210,16 +246,19 @@ internal static class SyntheticModel
         new ModelConfig
         {
             Architecture = a, Dim = p.Dim, Layers = p.Layers, Heads = p.Heads, KvHeads = p.KvHeads, HeadDim = p.HeadDim, FfnDim = p.Ffn,
-            VocabSize = vocab, ContextLength = p.Context, RopeBase = p.RopeBase, RopeDims = p.HeadDim, RopeNeox = p.IsQwen, RmsEps = p.RmsEps,
+            VocabSize = vocab, ContextLength = p.Context, RopeBase = p.RopeBase, RopeDims = p.HeadDim, RopeNeox = p.IsQwen || p.IsGemma, RmsEps = p.RmsEps,
             QkNorm = p.QkNorm, ExpertFfnDim = p.ExpertFfn,
-            RopeScalingFactor = p.YarnFactor, RopeYarn = p.YarnFactor != 1f, RopeOriginalContext = p.YarnOriginalContext,
+            RopeScalingFactor = p.YarnFactor != 1f ? p.YarnFactor : p.LinearRopeFactor, RopeYarn = p.YarnFactor != 1f, RopeOriginalContext = p.YarnOriginalContext,
             Moe = p.Experts > 0 ? Qwen3Moe.Routing with { ExpertCount = p.Experts, ExpertsUsed = p.ExpertsUsed } : null,
         }.WriteKeys(w);
+        if (p.IsGemma)
+            new Gemma3Params(p.SlidingWindow, Gemma3Params.Pattern(p.Layers, p.SlidingPattern), Gemma3Params.DefaultRopeBaseSliding, 0f, 0f)
+                .WriteKeys(w, a);
         w.Set("general.file_type", (uint)o.FileType);
         if (QuantMix.IsQuantized(QuantMix.DefaultType(o.FileType))) w.Set("general.quantization_version", GgufQuantizer.QuantizationVersion);
 
         WriteTokenizer(w, tok, string.IsNullOrEmpty(tok.Pre) || tok.Pre == "default" ? p.Pre : tok.Pre,
-            tok.AddBos ?? p.Arch == Llama.Name, p.QkNorm ? Qwen3Chat : p.IsQwen ? ChatMl : Llama3Chat);
+            tok.AddBos ?? (p.Arch == Llama.Name || p.IsGemma), p.IsGemma ? Gemma3Chat : p.QkNorm ? Qwen3Chat : p.IsQwen ? ChatMl : Llama3Chat);
     }
 
     private static void WriteTokenizer(GgufWriter w, TokenizerData tok, string pre, bool addBos, string chatTemplate)
