@@ -111,8 +111,9 @@ internal static class SyntheticModel
             Experts: 128, ExpertsUsed: 8, ExpertFfn: 768),
         // gemma3: head size 256 in every size, five local (sliding-window) layers to one global. gemma3-tiny puts
         // a 16-token window on alternate layers and Gemma 3 4B's linear ×8 RoPE scaling on the global ones, so the
-        // llama.cpp check covers prompts longer than the window and both RoPE tables.
-        new("gemma3-tiny", "gemma3", 256, 4, 512, 4, 2, 1000, 1e6f, 4096, TiedEmbeddings: true, 1e-6f, HeadSize: 128,
+        // llama.cpp check covers prompts longer than the window and both RoPE tables; its output head is untied, since
+        // with random weights a tied head mostly repeats the last token (its √d-scaled embedding dominates the stream).
+        new("gemma3-tiny", "gemma3", 256, 4, 512, 4, 2, 1000, 1e6f, 4096, TiedEmbeddings: false, 1e-6f, HeadSize: 128,
             LinearRopeFactor: 8f, SlidingWindow: 16, SlidingPattern: 2),
         new("gemma3-1b", "gemma3", 1152, 26, 6912, 4, 1, 262144, 1e6f, 32768, TiedEmbeddings: true, 1e-6f, HeadSize: 256, SlidingWindow: 512),
         new("gemma3-4b", "gemma3", 2560, 34, 10240, 8, 4, 262208, 1e6f, 131072, TiedEmbeddings: true, 1e-6f, HeadSize: 256,
