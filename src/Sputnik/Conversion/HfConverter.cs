@@ -24,6 +24,7 @@ internal sealed class HfConverter : IDisposable
         ["Qwen2ForCausalLM"] = "qwen2",
         ["Qwen3ForCausalLM"] = Qwen3.Name,
         ["Qwen3MoeForCausalLM"] = Qwen3Moe.Name,
+        ["Gemma3ForCausalLM"] = Gemma3.Name,
         ["DeepseekV2ForCausalLM"] = "deepseek2",
         ["DeepseekV3ForCausalLM"] = "deepseek2",
     };
@@ -40,6 +41,8 @@ internal sealed class HfConverter : IDisposable
     private readonly SafeTensorsSet _st;
     private readonly ConvertType _type;
     private readonly List<Planned> _plan = [];
+    // Gemma 3's embedding has rows beyond its tokenizer, which llama.cpp's converter drops; null keeps config.json's vocab_size.
+    private int? _vocab;
 
     public string Arch { get; }
     public GgufWriter Writer { get; } = new();
@@ -76,7 +79,8 @@ internal sealed class HfConverter : IDisposable
     private float Float(string key, float fallback) =>
         _cfg.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetSingle() : fallback;
 
-    private bool Bool(string key) => _cfg.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.True;
+    private bool Bool(string key, bool fallback = false) =>
+        _cfg.TryGetProperty(key, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.ValueKind == JsonValueKind.True : fallback;
 
     private void Build(Action<long, long, string>? progress)
     {
@@ -87,20 +91,25 @@ internal sealed class HfConverter : IDisposable
         w.Set("general.file_type", (uint)(_type switch { ConvertType.F32 => 0, ConvertType.F16 => 1, ConvertType.BF16 => 32, ConvertType.Q8_0 => 7, _ => 15 }));
         if (_type is ConvertType.Q8_0 or ConvertType.Q4_K_M) w.Set("general.quantization_version", 2u);
         string a = Arch;
-        w.Set($"{a}.vocab_size", (uint)Int("vocab_size"));
-        w.Set($"{a}.context_length", (uint)Int("max_position_embeddings", 4096));
+        bool gemma = a == Gemma3.Name;
+        if (gemma) _vocab = Math.Min(Int("vocab_size"), HfTokenizerJson.Load(Path.Combine(_dir, "tokenizer.json")).Tokens.Length);
+        w.Set($"{a}.vocab_size", (uint)(_vocab ?? Int("vocab_size")));
+        w.Set($"{a}.context_length", (uint)Int("max_position_embeddings", gemma ? 131072 : 4096));
         w.Set($"{a}.embedding_length", (uint)dim);
         w.Set($"{a}.block_count", (uint)layers);
         w.Set($"{a}.feed_forward_length", (uint)Int("intermediate_size"));
         w.Set($"{a}.attention.head_count", (uint)heads);
-        w.Set($"{a}.rope.freq_base", Float("rope_theta", 10000f));
-        w.Set($"{a}.attention.layer_norm_rms_epsilon", Float("rms_norm_eps", a == "deepseek2" ? 1e-6f : 1e-5f));
+        w.Set($"{a}.rope.freq_base", Float("rope_theta", gemma ? 1e6f : 10000f));
+        w.Set($"{a}.attention.layer_norm_rms_epsilon", Float("rms_norm_eps", a == "deepseek2" || gemma ? 1e-6f : 1e-5f));
 
-        Add("token_embd.weight", "model.embed_tokens.weight");
-        Add("output_norm.weight", "model.norm.weight");
-        if (!Bool("tie_word_embeddings") && _st.Tensors.ContainsKey("lm_head.weight")) Add("output.weight", "lm_head.weight");
+        // Gemma's RMSNorm multiplies by (1 + w); llama.cpp's converter stores 1 + w so the norm applies as any other.
+        float normShift = gemma ? 1f : 0f;
+        Add("token_embd.weight", "model.embed_tokens.weight", rows: _vocab);
+        Add("output_norm.weight", "model.norm.weight", shift: normShift);
+        if (!Bool("tie_word_embeddings", gemma) && _st.Tensors.ContainsKey("lm_head.weight")) Add("output.weight", "lm_head.weight", rows: _vocab);
 
         if (a == "deepseek2") PlanDeepSeek2(layers, heads);
+        else if (gemma) PlanGemma3(layers, heads, dim);
         else PlanLlama(layers, heads, dim);
         WriteTokenizer();
 
@@ -126,18 +135,66 @@ internal sealed class HfConverter : IDisposable
 
     // ---- tensor plans ----------------------------------------------------------------------------------------
 
-    /// <summary>Plain 1-D or 2-D tensor; `rowMap` reorders rows (llama's Q/K permutation).</summary>
-    private void Add(string name, string hfName, Func<int, int>? rowMap = null, int layer = -1)
+    /// <summary>
+    /// Plain 1-D or 2-D tensor; `rowMap` reorders rows (llama's Q/K permutation), `shift` is added to every value
+    /// (gemma's norms), `rows` keeps only the first rows of a matrix (gemma's embedding beyond its tokenizer).
+    /// </summary>
+    private void Add(string name, string hfName, Func<int, int>? rowMap = null, int layer = -1, float shift = 0f, int? rows = null)
     {
         var t = _st.Get(hfName);
         long[] dims = t.Shape.Length switch
         {
             1 => [t.Shape[0]],
-            2 => [t.Shape[1], t.Shape[0]],
+            2 => [t.Shape[1], rows is { } n && n < t.Shape[0] ? n : t.Shape[0]],
             _ => throw new InvalidDataException($"tensor '{hfName}' has {t.Shape.Length} dimensions; expected 1 or 2"),
         };
         int cols = (int)dims[0];
-        _plan.Add(new Planned(name, dims, TypeFor(name, dims, layer), (r, dst) => t.File.Read(t, (long)(rowMap?.Invoke(r) ?? r) * cols, dst)));
+        _plan.Add(new Planned(name, dims, TypeFor(name, dims, layer), (r, dst) =>
+        {
+            t.File.Read(t, (long)(rowMap?.Invoke(r) ?? r) * cols, dst);
+            if (shift != 0f) System.Numerics.Tensors.TensorPrimitives.Add(dst, shift, dst);
+        }));
+    }
+
+    /// <summary>
+    /// Gemma3ForCausalLM as llama.cpp's Gemma3Model converts it: pre- and post-norms around attention and the
+    /// feed-forward, per-head Q/K norms, every norm weight stored as 1 + w; the sliding window (unless every layer is
+    /// global), the local layers' RoPE base and the pattern when they differ from llama.cpp's defaults.
+    /// </summary>
+    private void PlanGemma3(int layers, int heads, int dim)
+    {
+        string a = Arch;
+        int kvHeads = Int("num_key_value_heads", 4), headDim = Int("head_dim", 256);
+        Writer.Set($"{a}.attention.head_count_kv", (uint)kvHeads);
+        Writer.Set($"{a}.{GgufKeys.KeyLength}", (uint)headDim);
+        Writer.Set($"{a}.{GgufKeys.ValueLength}", (uint)headDim);
+        if (_cfg.TryGetProperty("attn_logit_softcapping", out var als) && als.ValueKind == JsonValueKind.Number)
+            throw new UnsupportedModelException("config.json: attn_logit_softcapping is set; Gemma 3 has none (llama.cpp's gemma3 cannot run it)");
+        PlanRopeScaling(headDim);
+        // Which layers are local: layer_types (newer transformers) or sliding_window_pattern (every n-th layer global).
+        var local = Gemma3Params.Pattern(layers, Int("sliding_window_pattern", Gemma3Params.DefaultPattern));
+        if (_cfg.TryGetProperty("layer_types", out var lt) && lt.ValueKind == JsonValueKind.Array && lt.GetArrayLength() == layers)
+            local = lt.EnumerateArray().Select(e => e.GetString() == "sliding_attention").ToArray();
+        int window = Int("sliding_window_pattern", Gemma3Params.DefaultPattern) == 1 || !local.Any(x => x) ? 0 : Int("sliding_window", 4096);
+        new Gemma3Params(window, local, Float("rope_local_base_freq", Gemma3Params.DefaultRopeBaseSliding), 0f, Float("final_logit_softcapping", 0f))
+            .WriteKeys(Writer, a);
+        for (int l = 0; l < layers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            Add(TensorNames.Weight(l, TensorNames.AttnNorm), p + "input_layernorm.weight", shift: 1f);
+            Add(TensorNames.Weight(l, TensorNames.AttnQ), p + "self_attn.q_proj.weight", null, l);
+            Add(TensorNames.Weight(l, TensorNames.AttnK), p + "self_attn.k_proj.weight", null, l);
+            Add(TensorNames.Weight(l, TensorNames.AttnV), p + "self_attn.v_proj.weight", null, l);
+            Add(TensorNames.Weight(l, TensorNames.AttnQNorm), p + "self_attn.q_norm.weight", shift: 1f);
+            Add(TensorNames.Weight(l, TensorNames.AttnKNorm), p + "self_attn.k_norm.weight", shift: 1f);
+            Add(TensorNames.Weight(l, TensorNames.AttnOutput), p + "self_attn.o_proj.weight", null, l);
+            Add(TensorNames.Weight(l, TensorNames.AttnPostNorm), p + "post_attention_layernorm.weight", shift: 1f);
+            Add(TensorNames.Weight(l, TensorNames.FfnNorm), p + "pre_feedforward_layernorm.weight", shift: 1f);
+            Add(TensorNames.Weight(l, TensorNames.FfnGate), p + "mlp.gate_proj.weight", null, l);
+            Add(TensorNames.Weight(l, TensorNames.FfnUp), p + "mlp.up_proj.weight", null, l);
+            Add(TensorNames.Weight(l, TensorNames.FfnDown), p + "mlp.down_proj.weight", null, l);
+            Add(TensorNames.Weight(l, TensorNames.FfnPostNorm), p + "post_feedforward_layernorm.weight", shift: 1f);
+        }
     }
 
     private void PlanLlama(int layers, int heads, int dim)
@@ -416,7 +473,7 @@ internal sealed class HfConverter : IDisposable
         var tok = HfTokenizerJson.Load(Path.Combine(_dir, "tokenizer.json"));
         var tokens = tok.Tokens;
         var types = tok.TokenTypes ?? Enumerable.Repeat((int)TokenType.Normal, tokens.Length).ToArray();
-        int vocab = Int("vocab_size", tokens.Length);
+        int vocab = _vocab ?? Int("vocab_size", tokens.Length);
         if (vocab > tokens.Length)
         {
             // llama.cpp pads the vocabulary to the embedding's rows with unused [PADn] tokens.
