@@ -92,6 +92,19 @@ internal static class InfoCommand
         if (file.TryGetFloat($"{arch}.rope.freq_base", out float ropeBase)) o["rope_freq_base"] = ropeBase;
         if (file.TryGetFloat($"{arch}.attention.layer_norm_rms_epsilon", out float eps)) o["rms_epsilon"] = eps;
         if (file.FindTensor(TensorNames.Weight(0, TensorNames.AttnQNorm)) != null) o["qk_norm"] = true;
+        if (file.GetStringOrNull($"{arch}.rope.scaling.type") is { } scaling && file.TryGetFloat($"{arch}.rope.scaling.factor", out float factor))
+            o["rope_scaling"] = $"{scaling} x{factor.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+        // gemma3's local layers: their window, which layers use it, their RoPE base; and final soft-capping.
+        if (arch == Gemma3.Name && file.TryGetInt64($"{arch}.{Gemma3Params.SlidingWindowKey}", out long window) && window > 0
+            && file.TryGetInt64($"{arch}.block_count", out long layers) && layers is > 0 and <= 4096)
+        {
+            o["sliding_window"] = window;
+            var p = Gemma3Params.FromGguf(file, Gemma3.Config(file));
+            o["local_layers"] = $"{p.SlidingLayers.Count(x => x)} of {layers} (global: {string.Join(", ", Enumerable.Range(0, p.SlidingLayers.Length).Where(l => !p.SlidingLayers[l]))})";
+            o["rope_freq_base_local"] = p.RopeBaseSliding;
+            o["attention_scale"] = p.AttentionScale;
+        }
+        if (file.TryGetFloat($"{arch}.{Gemma3Params.FinalLogitSoftcapKey}", out float softcap)) o["final_logit_softcapping"] = softcap;
     }
 
     /// <summary>
