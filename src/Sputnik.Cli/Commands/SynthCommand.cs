@@ -11,7 +11,7 @@ internal static class SynthCommand
 {
     public static Command Create()
     {
-        var arch = new Option<string?>("--arch") { Description = "Architecture (qwen2, llama, qwen3, qwen3moe, deepseek2); must match the preset's" };
+        var arch = new Option<string?>("--arch") { Description = "Architecture (qwen2, llama, qwen3, qwen3moe, gemma3, deepseek2); must match the preset's" };
         var preset = new Option<string>("--preset") { Description = $"Model shape: {string.Join(", ", SyntheticModel.Presets.Select(p => p.Name).Concat(DeepSeek2Synth.Presets.Keys))}", Required = true };
         var type = new Option<string>("--type") { Description = $"File type: {string.Join(", ", QuantMix.TypeNames)}", DefaultValueFactory = _ => "F16" };
         var output = new Option<string>("--output", "-o") { Description = "GGUF file to write", Required = true };
