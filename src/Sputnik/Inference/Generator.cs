@@ -110,8 +110,8 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         stats.PromptTokens = prompt.Count;
 
         var sw = Stopwatch.StartNew();
-        int reuse = ReusablePrefix(state, history, prompt);
-        state.Truncate(reuse);
+        state.Truncate(ReusablePrefix(state, history, prompt));
+        int reuse = state.Position; // a sliding-window cache may keep less than the shared prefix
         stats.CachedPromptTokens = reuse;
         history.Clear();
         history.AddRange(prompt);

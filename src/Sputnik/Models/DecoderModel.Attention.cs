@@ -74,7 +74,8 @@ internal abstract partial class DecoderModel
 
     /// <summary>
     /// Tokens [b0, b1) of the batch, query heads of kv head g: softmax(q·Kᵀ/√d) V over positions 0..pos0+i of
-    /// <paramref name="cache"/> for token i (row i sits at position pos0 + i). The causal mask is the loop bound,
+    /// <paramref name="cache"/> for token i (row i sits at position pos0 + i), or only its last AttnWindow positions
+    /// in a sliding-window layer (llama.cpp's mask: p sees p − window + 1 … p). The masks are loop bounds,
     /// the 1/√d scale is applied as the scores are produced, and the
     /// softmax normalization is folded into the output (one multiply per head instead of one per score).
     /// Scores of (token i, head j) live in row (i − b0)·group + j of <paramref name="scoreBuf"/>, <paramref name="cap"/> apart.
@@ -83,32 +84,34 @@ internal abstract partial class DecoderModel
     {
         var c = Config;
         int hd = c.HeadDim, group = c.Heads / c.KvHeads, layer = s.AttnLayer;
-        int maxLen = pos0 + b1;
-        float scale = 1f / MathF.Sqrt(hd);
+        int maxLen = pos0 + b1, window = s.AttnWindow;
+        float scale = s.AttnScale;
+        // First position token i sees; scores live at their absolute position in each row.
+        int First(int i) => window > 0 ? Math.Max(0, pos0 + i - window + 1) : 0;
 
-        for (int t0 = 0; t0 < maxLen; t0 += KvChunk)
+        for (int t0 = First(b0); t0 < maxLen; t0 += KvChunk)
         {
             int cnt = Math.Min(KvChunk, maxLen - t0);
             var keys = cache.KeysAsFloat(layer, t0, cnt, g * hd, hd, kvBuf, out int ks);
             for (int i = Math.Max(b0, t0 - pos0); i < b1; i++) // tokens that see at least position t0
             {
-                int upto = Math.Min(cnt, pos0 + i + 1 - t0);
+                int from = Math.Max(0, First(i) - t0), upto = Math.Min(cnt, pos0 + i + 1 - t0);
                 for (int j = 0; j < group; j++)
                 {
                     var q = s.Q.AsSpan(i * c.QDim + (g * group + j) * hd, hd);
                     var scores = scoreBuf.AsSpan(((i - b0) * group + j) * cap + t0, upto);
-                    for (int t = 0; t < upto; t++) scores[t] = TensorPrimitives.Dot(q, keys.Slice(t * ks, hd)) * scale;
+                    for (int t = from; t < upto; t++) scores[t] = TensorPrimitives.Dot(q, keys.Slice(t * ks, hd)) * scale;
                 }
             }
         }
 
         for (int i = b0; i < b1; i++)
         {
-            int len = pos0 + i + 1;
+            int first = First(i), len = pos0 + i + 1 - first;
             for (int j = 0; j < group; j++)
             {
                 int row = (i - b0) * group + j;
-                var scores = scoreBuf.AsSpan(row * cap, len);
+                var scores = scoreBuf.AsSpan(row * cap + first, len);
                 float max = TensorPrimitives.Max(scores);
                 TensorPrimitives.Subtract(scores, max, scores);
                 TensorPrimitives.Exp(scores, scores);
@@ -117,18 +120,18 @@ internal abstract partial class DecoderModel
             }
         }
 
-        for (int t0 = 0; t0 < maxLen; t0 += KvChunk)
+        for (int t0 = First(b0); t0 < maxLen; t0 += KvChunk)
         {
             int cnt = Math.Min(KvChunk, maxLen - t0);
             var values = cache.ValuesAsFloat(layer, t0, cnt, g * hd, hd, kvBuf, out int vs);
             for (int i = Math.Max(b0, t0 - pos0); i < b1; i++)
             {
-                int upto = Math.Min(cnt, pos0 + i + 1 - t0);
+                int from = Math.Max(0, First(i) - t0), upto = Math.Min(cnt, pos0 + i + 1 - t0);
                 for (int j = 0; j < group; j++)
                 {
                     var o = s.AttnOut.AsSpan(i * c.QDim + (g * group + j) * hd, hd);
                     var p = scoreBuf.AsSpan(((i - b0) * group + j) * cap + t0, upto);
-                    for (int t = 0; t < upto; t++) TensorPrimitives.MultiplyAdd(values.Slice(t * vs, hd), p[t], o, o);
+                    for (int t = from; t < upto; t++) TensorPrimitives.MultiplyAdd(values.Slice(t * vs, hd), p[t], o, o);
                 }
             }
         }

@@ -10,6 +10,10 @@ internal sealed class AttentionWeights
     public float[]? Bq, Bk, Bv;
     /// <summary>RMSNorm weights (head size) applied to every head of Q and of K before RoPE.</summary>
     public float[]? QNorm, KNorm;
+    /// <summary>Sliding window: each query sees its last Window positions, itself included (0: all before it); such a layer takes the sliding RoPE table.</summary>
+    public int Window;
+    /// <summary>Scale of q·k (0: 1/√head size; gemma3 states its own).</summary>
+    public float Scale;
 }
 
 /// <summary>
@@ -117,8 +121,8 @@ internal abstract partial class DecoderModel
             if (a.KNorm != null) HeadNorms(k, c.KvHeads, a.KNorm);
             var seq = seqs == null ? w : (DecoderState)seqs[i];
             int pos = seqs == null ? w.Position + i : seq.Position;
-            var cos = seq.RopeCos.AsSpan(pos * pairs, pairs);
-            var sin = seq.RopeSin.AsSpan(pos * pairs, pairs);
+            var cos = (a.Window > 0 ? seq.SlidingRopeCos : seq.RopeCos).AsSpan(pos * pairs, pairs);
+            var sin = (a.Window > 0 ? seq.SlidingRopeSin : seq.RopeSin).AsSpan(pos * pairs, pairs);
             if (rope)
             {
                 for (int h = 0; h < c.Heads; h++) Ops.Rope(q.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
@@ -127,6 +131,8 @@ internal abstract partial class DecoderModel
             if (temperature != null) TensorPrimitives.Multiply(q, temperature.Factor(pos), q);
             seq.Cache.Write(l, pos, k, v);
         }
+        w.AttnWindow = a.Window;
+        w.AttnScale = a.Scale > 0 ? a.Scale : 1f / MathF.Sqrt(c.HeadDim);
         Attention(w, l, w.Position, n);
         Project(w, a.Wo, w.AttnOut, n, w.Xb);
     }
@@ -137,6 +143,26 @@ internal abstract partial class DecoderModel
         ProjectShared(w, w.Xb, n, f.Gate, w.H1, f.Up, w.H3);
         SwiGluRows(w, n * Config.FfnDim);
         Project(w, f.Down, w.H1, n, w.Xb);
+    }
+
+    /// <summary>Xb = down(GELU(gate·Xb) ⊙ up·Xb), GELU's tanh approximation (gemma's GeGLU).</summary>
+    protected void GeGluFfn(DecoderState w, int n, FfnWeights f)
+    {
+        ProjectShared(w, w.Xb, n, f.Gate, w.H1, f.Up, w.H3);
+        GeGluRows(w, n * Config.FfnDim);
+        Project(w, f.Down, w.H1, n, w.Xb);
+    }
+
+    /// <summary>Xb = RMSNorm(Xb) · weight in place, row by row: a norm on a block's output before the residual (gemma's post-norms).</summary>
+    protected void NormOutputRows(DecoderState w, int n, float[] weight)
+    {
+        int dim = Config.Dim;
+        for (int i = 0; i < n; i++)
+        {
+            var row = w.Xb.AsSpan(i * dim, dim);
+            Ops.RmsNorm(row, weight, Config.RmsEps, row);
+        }
+        w.ActSource = null;
     }
 
     /// <summary>

@@ -64,8 +64,10 @@ internal abstract partial class DecoderModel : LanguageModel
     public override InferenceState CreateState(int contextLength, KvCacheType kvType)
     {
         var c = Config;
-        var cache = new KvCache(c.Layers, contextLength, c.KvDim, kvType, c.HeadDim);
-        var s = new DecoderState(cache, c, RopeFrequencies(), RopeMagnitude);
+        var windows = new int[c.Layers];
+        for (int l = 0; l < c.Layers; l++) windows[l] = SlidingWindow(l);
+        var cache = new KvCache(c.Layers, contextLength, c.KvDim, kvType, c.HeadDim, windows, MaxBatch);
+        var s = new DecoderState(cache, c, RopeFrequencies(), RopeMagnitude, SlidingRopeFrequencies());
         BindJobs(s);
         return s;
     }
@@ -75,6 +77,7 @@ internal abstract partial class DecoderModel : LanguageModel
     private void BindJobs(DecoderState s)
     {
         s.SwiGluBody = (i0, i1) => Ops.SwiGlu(s.H1.AsSpan(i0, i1 - i0), s.H3.AsSpan(i0, i1 - i0));
+        s.GeGluBody = (i0, i1) => Ops.GeGlu(s.H1.AsSpan(i0, i1 - i0), s.H3.AsSpan(i0, i1 - i0));
         s.PrepBody = (t0, t1) => s.MmW!.PrepareInputs(s.MmX, s.Act, t0, t1);
         s.SharedBody = (g0, g1) => SharedRows(s, g0, g1);
         s.MmBody = (r0, r1) => s.MmW!.MatMulRows(s.Act, s.MmTokens, s.MmY, r0, r1);
@@ -109,6 +112,26 @@ internal abstract partial class DecoderModel : LanguageModel
     }
 
     /// <summary>
+    /// Layer l's sliding window: it attends to the window's last positions only, and its cache keeps no more (0:
+    /// every position). Architectures with local layers (gemma3) override this.
+    /// </summary>
+    protected virtual int SlidingWindow(int layer) => 0;
+
+    /// <summary>RoPE frequencies of the sliding-window layers when they differ from the others' (gemma3's local base); null otherwise.</summary>
+    protected virtual double[]? SlidingRopeFrequencies() => null;
+
+    /// <summary>base^(−2i/d) for each rotated pair: RoPE without context scaling.</summary>
+    protected static double[] PlainRopeFrequencies(float ropeBase, int ropeDims)
+    {
+        var f = new double[ropeDims / 2];
+        for (int i = 0; i < f.Length; i++) f[i] = Math.Pow(ropeBase, -2.0 * i / ropeDims);
+        return f;
+    }
+
+    /// <summary>Applied to every row of logits the output head produces (gemma's final soft-capping); nothing by default.</summary>
+    protected virtual void FinishLogits(Span<float> logits) { }
+
+    /// <summary>
     /// YaRN's magnitude on cos/sin (both Q and K, so attention logits grow by its square): ggml's 1 + 0.1·ln(factor)
     /// times llama.cpp's attn_factor, which without a yarn_log_multiplier cancels to 1 (an architecture that reads
     /// yarn_log_multiplier overrides this).
@@ -123,7 +146,7 @@ internal abstract partial class DecoderModel : LanguageModel
             throw new InvalidOperationException($"context full: {s.Position} + {tokens.Length} tokens exceed the context of {s.Capacity}");
         foreach (int token in tokens)
             if ((uint)token >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary ({Config.VocabSize})");
-        int batch = Math.Max(1, MaxBatch);
+        int batch = Math.Max(1, Math.Min(MaxBatch, s.Cache.MaxBatchTokens));
         for (int i = 0; i < tokens.Length; i += batch)
         {
             int n = Math.Min(batch, tokens.Length - i);
@@ -149,6 +172,7 @@ internal abstract partial class DecoderModel : LanguageModel
             Ops.RmsNorm(s.X.AsSpan((n - 1) * dim, dim), _outputNorm, c.RmsEps, s.Xb.AsSpan(0, dim));
             s.ActSource = null;
             Project(s, _output, s.Xb, 1, s.Logits);
+            FinishLogits(s.Logits);
         }
     }
 
@@ -179,6 +203,11 @@ internal abstract partial class DecoderModel : LanguageModel
     private void SwiGluRows(DecoderState s, int count)
     {
         Pool.For(count, s.SwiGluBody!, minPerThread: 1 << 15);
+    }
+
+    private void GeGluRows(DecoderState s, int count)
+    {
+        Pool.For(count, s.GeGluBody!, minPerThread: 1 << 15);
     }
 
     /// <summary>y (n × w.Rows) = x (n × w.Cols) · Wᵀ: prepares x once for w's kernel (skipped when x was just prepared for the same format), then splits rows over the pool.</summary>

@@ -9,6 +9,8 @@ namespace Sputnik.Models;
 /// is a contiguous row, stored as <see cref="Type"/>. <see cref="Length"/> is how many positions are filled.
 /// Attention reads one head of a run of positions back as floats (<see cref="ReadKeys"/>), a chunk at a time, so the
 /// conversion runs vectorized over many values instead of one System.Half conversion per value.
+/// A sliding-window layer (gemma3's local layers) keeps only a ring of window + batch − 1 positions: position p
+/// lives in row p mod ring, so its memory does not grow with the context (llama.cpp's SWA cache holds the same).
 /// </summary>
 internal sealed class KvCache : ICacheRows
 {
@@ -18,13 +20,35 @@ internal sealed class KvCache : ICacheRows
     private readonly byte[][] _keys;
     private readonly byte[][] _values;
     private readonly int _rowBytes;
+    // Per layer: rows held (Capacity, or the ring of a sliding-window layer), the window (0: full attention) and the
+    // first position whose row has not been overwritten by a later one.
+    private readonly int[] _rows, _windows, _firstKept;
+    private int _length;
 
     public KvCacheType Type { get; }
     public int Capacity { get; }
     public int KvDim { get; }
-    public int Length { get; set; }
 
-    public KvCache(int layers, int capacity, int kvDim, KvCacheType type = KvCacheType.F16, int headDim = 0)
+    public int Length
+    {
+        get => _length;
+        set
+        {
+            _length = value;
+            if (value == 0) Array.Clear(_firstKept); // empty: every row is free again
+        }
+    }
+
+    /// <summary>True when some layer keeps only a sliding window (its rows cannot be snapshotted as a prefix).</summary>
+    public bool Windowed { get; }
+
+    /// <summary>Most tokens one forward pass may write: a ring must still hold the window of the batch's first token.</summary>
+    public int MaxBatchTokens { get; } = int.MaxValue;
+
+    // windows: per layer, the sliding window (0 or absent: the layer sees every position); batch: most tokens a
+    // forward pass writes at once, which sizes the rings of sliding-window layers.
+    public KvCache(int layers, int capacity, int kvDim, KvCacheType type = KvCacheType.F16, int headDim = 0,
+        ReadOnlySpan<int> windows = default, int batch = 512)
     {
         if (capacity < 1) throw new ArgumentOutOfRangeException(nameof(capacity), "context length must be at least 1");
         if (type == KvCacheType.Q8_0 && (headDim <= 0 ? kvDim : headDim) % QBlock != 0)
@@ -41,14 +65,37 @@ internal sealed class KvCache : ICacheRows
         };
         _keys = new byte[layers][];
         _values = new byte[layers][];
+        _rows = new int[layers];
+        _windows = new int[layers];
+        _firstKept = new int[layers];
         for (int l = 0; l < layers; l++)
         {
-            _keys[l] = new byte[checked((long)capacity * _rowBytes)];
-            _values[l] = new byte[checked((long)capacity * _rowBytes)];
+            int window = l < windows.Length ? Math.Max(0, windows[l]) : 0;
+            long ring = window > 0 ? (long)window + Math.Max(1, batch) - 1 : capacity;
+            if (ring < capacity)
+            {
+                _windows[l] = window;
+                Windowed = true;
+                MaxBatchTokens = Math.Min(MaxBatchTokens, (int)ring - window + 1);
+            }
+            _rows[l] = (int)Math.Min(ring, capacity);
+            _keys[l] = new byte[checked((long)_rows[l] * _rowBytes)];
+            _values[l] = new byte[checked((long)_rows[l] * _rowBytes)];
         }
     }
 
-    public long Bytes => 2L * _keys.Length * Capacity * _rowBytes;
+    public long Bytes => 2L * _rows.Sum(r => (long)r) * _rowBytes;
+
+    /// <summary>
+    /// The longest prefix not above <paramref name="length"/> that a forward pass can continue from: a ring that
+    /// has overwritten rows the next token's window needs forces a restart from 0 (llama.cpp recomputes then too).
+    /// </summary>
+    public int Reusable(int length)
+    {
+        for (int l = 0; l < _rows.Length; l++)
+            if (_windows[l] > 0 && Math.Max(0, length - _windows[l] + 1) < _firstKept[l]) return 0;
+        return length;
+    }
 
     // Snapshot planes: 2l holds layer l's keys, 2l + 1 its values.
     int ICacheRows.Planes => 2 * _keys.Length;
@@ -59,14 +106,17 @@ internal sealed class KvCache : ICacheRows
     {
         if (pos0 < 0 || count < 0 || pos0 + count > Capacity)
             throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) outside the cache of {Capacity}");
+        if (Windowed) throw new NotSupportedException("a sliding-window cache keeps no prefix rows to snapshot");
         return (plane % 2 == 0 ? _keys : _values)[plane / 2].AsSpan(pos0 * _rowBytes, count * _rowBytes);
     }
 
     /// <summary>Stores the key and value rows (kvDim floats each) of one position.</summary>
     public void Write(int layer, int pos, ReadOnlySpan<float> key, ReadOnlySpan<float> value)
     {
-        Encode(key[..KvDim], _keys[layer].AsSpan(pos * _rowBytes, _rowBytes));
-        Encode(value[..KvDim], _values[layer].AsSpan(pos * _rowBytes, _rowBytes));
+        int rows = _rows[layer], row = pos % rows;
+        if (rows < Capacity) _firstKept[layer] = Math.Max(_firstKept[layer], pos - rows + 1);
+        Encode(key[..KvDim], _keys[layer].AsSpan(row * _rowBytes, _rowBytes));
+        Encode(value[..KvDim], _values[layer].AsSpan(row * _rowBytes, _rowBytes));
     }
 
     /// <summary>
@@ -74,29 +124,31 @@ internal sealed class KvCache : ICacheRows
     /// <paramref name="stride"/> floats: a view of the cache itself for F32, otherwise decoded into <paramref name="buffer"/>.
     /// </summary>
     public ReadOnlySpan<float> KeysAsFloat(int layer, int pos0, int count, int offset, int width, Span<float> buffer, out int stride) =>
-        AsFloat(_keys[layer], pos0, count, offset, width, buffer, out stride);
+        AsFloat(_keys[layer], _rows[layer], pos0, count, offset, width, buffer, out stride);
 
     public ReadOnlySpan<float> ValuesAsFloat(int layer, int pos0, int count, int offset, int width, Span<float> buffer, out int stride) =>
-        AsFloat(_values[layer], pos0, count, offset, width, buffer, out stride);
+        AsFloat(_values[layer], _rows[layer], pos0, count, offset, width, buffer, out stride);
 
-    private ReadOnlySpan<float> AsFloat(byte[] data, int pos0, int count, int offset, int width, Span<float> buffer, out int stride)
+    private ReadOnlySpan<float> AsFloat(byte[] data, int rows, int pos0, int count, int offset, int width, Span<float> buffer, out int stride)
     {
-        if (Type == KvCacheType.F32)
+        // An F32 run that does not wrap around a ring is read in place; anything else is copied into the buffer.
+        if (Type == KvCacheType.F32 && (rows == Capacity || pos0 % rows + count <= rows))
         {
             if (pos0 < 0 || count < 1 || pos0 + count > Capacity || offset < 0 || offset + width > KvDim)
                 throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) x [{offset}, {offset + width}) outside the cache");
             stride = KvDim;
-            return MemoryMarshal.Cast<byte, float>(data.AsSpan(pos0 * _rowBytes, count * _rowBytes)).Slice(offset, (count - 1) * KvDim + width);
+            int row = pos0 % rows;
+            return MemoryMarshal.Cast<byte, float>(data.AsSpan(row * _rowBytes, count * _rowBytes)).Slice(offset, (count - 1) * KvDim + width);
         }
         stride = width;
-        Read(data, pos0, count, offset, width, buffer);
+        Read(data, rows, pos0, count, offset, width, buffer);
         return buffer[..(count * width)];
     }
 
     /// <summary>Decodes elements [offset, offset+width) of positions [pos0, pos0+count) into dst, width floats per position.</summary>
-    public void ReadKeys(int layer, int pos0, int count, int offset, int width, Span<float> dst) => Read(_keys[layer], pos0, count, offset, width, dst);
+    public void ReadKeys(int layer, int pos0, int count, int offset, int width, Span<float> dst) => Read(_keys[layer], _rows[layer], pos0, count, offset, width, dst);
 
-    public void ReadValues(int layer, int pos0, int count, int offset, int width, Span<float> dst) => Read(_values[layer], pos0, count, offset, width, dst);
+    public void ReadValues(int layer, int pos0, int count, int offset, int width, Span<float> dst) => Read(_values[layer], _rows[layer], pos0, count, offset, width, dst);
 
     private void Encode(ReadOnlySpan<float> src, Span<byte> row)
     {
@@ -122,13 +174,13 @@ internal sealed class KvCache : ICacheRows
         }
     }
 
-    private void Read(byte[] data, int pos0, int count, int offset, int width, Span<float> dst)
+    private void Read(byte[] data, int rows, int pos0, int count, int offset, int width, Span<float> dst)
     {
         if (pos0 < 0 || count < 0 || pos0 + count > Capacity || offset < 0 || offset + width > KvDim)
             throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) x [{offset}, {offset + width}) outside the cache");
         for (int p = 0; p < count; p++)
         {
-            var row = data.AsSpan((pos0 + p) * _rowBytes, _rowBytes);
+            var row = data.AsSpan((pos0 + p) % rows * _rowBytes, _rowBytes);
             var d = dst.Slice(p * width, width);
             switch (Type)
             {

@@ -107,9 +107,12 @@ internal class InferenceState(KvCache cache, int vocab)
 
     public int Capacity => Cache.Capacity;
 
-    /// <summary>The attention cache as raw rows for prompt-cache snapshots; null when it cannot be snapshotted.</summary>
-    public virtual ICacheRows? Rows => Cache;
+    /// <summary>The attention cache as raw rows for prompt-cache snapshots; null when it cannot be snapshotted (a sliding-window cache).</summary>
+    public virtual ICacheRows? Rows => Cache.Windowed ? null : Cache;
 
-    /// <summary>Forgets positions from <paramref name="length"/> on (prompt reuse keeps a common prefix).</summary>
-    public void Truncate(int length) => Cache.Length = Math.Min(Cache.Length, Math.Max(0, length));
+    /// <summary>
+    /// Forgets positions from <paramref name="length"/> on (prompt reuse keeps a common prefix). A sliding-window
+    /// cache that no longer holds the window before <paramref name="length"/> starts over: read <see cref="Position"/> after.
+    /// </summary>
+    public void Truncate(int length) => Cache.Length = Cache.Reusable(Math.Min(Cache.Length, Math.Max(0, length)));
 }

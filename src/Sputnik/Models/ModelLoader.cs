@@ -18,6 +18,7 @@ internal static class ModelLoader
         Qwen3Moe.Info,
         SmolLm3.Info,
         Mistral3.Info,
+        Gemma3.Info,
     ];
 
     private static readonly Dictionary<string, ArchitectureInfo> Architectures = Registered.ToDictionary(a => a.Name);

@@ -21,11 +21,17 @@ internal static class SyntheticVocab
         "<|python_tag|>",
     ];
 
-    /// <summary>Builds a vocabulary of exactly <paramref name="size"/> tokens for the "qwen2" or "llama-bpe" pre-tokenizer.</summary>
-    public static TokenizerData Create(int size, string pre)
+    /// <summary>Gemma's control tokens: BOS, EOS, padding and the chat turn markers (end_of_turn ends a reply).</summary>
+    public static readonly string[] GemmaSpecials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"];
+
+    /// <summary>
+    /// Builds a vocabulary of exactly <paramref name="size"/> tokens for the "qwen2" or "llama-bpe" pre-tokenizer,
+    /// with that family's special tokens, or Gemma's (<see cref="GemmaSpecials"/>) when <paramref name="gemma"/>.
+    /// </summary>
+    public static TokenizerData Create(int size, string pre, bool gemma = false)
     {
         bool llama = pre == "llama-bpe";
-        string[] specials = llama ? Llama3Specials : Qwen2Specials;
+        string[] specials = gemma ? GemmaSpecials : llama ? Llama3Specials : Qwen2Specials;
         int merges = size - 256 - specials.Length;
         if (merges < 0) throw new ArgumentException($"vocabulary size {size} is too small (needs at least {256 + specials.Length})");
 
@@ -55,6 +61,12 @@ internal static class SyntheticVocab
         var types = new int[size];
         for (int i = 0; i < size; i++) types[i] = (int)(i >= firstSpecial ? TokenType.Control : TokenType.Normal);
         int Id(string s) => firstSpecial + Array.IndexOf(specials, s);
+        if (gemma)
+            return new TokenizerData
+            {
+                Model = "gpt2", Pre = pre, Tokens = [.. tokens], TokenTypes = types, Merges = [.. mergeList],
+                BosId = Id("<bos>"), EosId = Id("<eos>"), PadId = Id("<pad>"), AddBos = true,
+            };
         return llama
             ? new TokenizerData
             {
