@@ -6,7 +6,7 @@
 # Quantized files are reported (first-token and whole-sequence agreement): the two engines quantize activations
 # differently and may legitimately part on closer calls.
 #
-#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY="trained|qwen3|smollm3|mistral3|phi3 ..." LLAMACPP_NPM=DIR
+#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY="trained|qwen3|smollm3|mistral3|phi3|gemma3 ..." LLAMACPP_NPM=DIR
 #                                     CACHE_K=f16 CACHE_V=f16; N tokens per prompt, default 24)
 #
 # CACHE_K / CACHE_V (f16, q8_0, q4_0) run both engines with that KV cache type (llama.cpp's --cache-type-k/-v, with
@@ -19,6 +19,8 @@
 # ONLY=smollm3 / ONLY=mistral3 those architectures' synth (F32, Q8_0, Q4_K_M) and converted models; ONLY takes a list.
 # ONLY=phi3 the phi3 ones (LongRoPE: short factors at the default context, long ones where an entry sets a context
 # past the original one; both engines then run at that context).
+# ONLY=gemma3 gemma3's (synth: 16-token window on alternate layers; convert: 8-token window), on the text prompts
+# plus two longer than any window, so local layers attend to a window that has slid.
 #
 # llama.cpp's side is bench/llamacpp-greedy.cpp compiled against the static libraries of the llama.cpp build in
 # bench/llamacpp.sh's cache, or with LLAMACPP_NPM=DIR against the shared libraries node-llama-cpp ships (no build;
@@ -59,6 +61,19 @@ only trained && for preset in tiny-r1 tiny-r1-ds; do
   cp "$work/train-$preset/sft.gguf" "$work/trained-$preset.gguf"
   files+=("$work/trained-$preset.gguf|train sft --preset $preset (60 steps)|F32|r1")
 done
+# gemma3: sliding-window local layers, GeGLU, post-norms, linear RoPE scaling on the global layers.
+if only gemma3; then
+  "$sputnik" synth --preset gemma3-tiny --type F32 --sigma 0.1 --seed 1 -o "$work/synth-gemma3-tiny-F32.gguf" >&2
+  files+=("$work/synth-gemma3-tiny-F32.gguf|synth --preset gemma3-tiny --sigma 0.1|F32|long")
+  for t in Q8_0 Q4_K_M; do
+    "$sputnik" quantize "$work/synth-gemma3-tiny-F32.gguf" "$work/quant-gemma3-tiny-$t.gguf" $t >&2
+    files+=("$work/quant-gemma3-tiny-$t.gguf|quantize synth gemma3-tiny|$t|long")
+  done
+  rm -rf "$work/hf-gemma3"
+  dotnet "$work/benchbin/Sputnik.Bench.dll" hf gemma3 "$work/hf-gemma3" 1 >&2
+  "$sputnik" convert "$work/hf-gemma3" "$work/conv-gemma3-F32.gguf" --type F32 >&2 2>/dev/null
+  files+=("$work/conv-gemma3-F32.gguf|convert (hf gemma3)|F32|long")
+fi
 # qwen3 (per-head Q/K norms, head size 128 over a width of 256) and qwen3moe (16 experts, top 4).
 if only qwen3; then
 for p in qwen3-tiny qwen3moe-tiny; do
@@ -131,6 +146,9 @@ files+=("$work/conv-deepseek-v3-Q8_0.gguf|convert (hf deepseek-v3)|Q8_0")
 fi
 
 text_prompts=("Once upon a time there was" "The quick brown fox jumps over the lazy dog" "1 + 2 = 3, 4 + 5 =" "Hello")
+# Prompts longer than the sliding windows of the gemma3 models (about 60 and 110 tokens).
+long_prompts=("The quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat and the bird sings a song about the river"
+  "In the beginning there was only the sea, and the sea was wide and deep and dark, and over it the wind moved from the east to the west, carrying salt and rain and the voices of birds that had never seen land, until one morning an island rose")
 # R1's generation prompt as the trained models see it (BOS is added by both engines; specials are parsed).
 r1_prompts=($'<｜User｜>What is 347 + 2895?<｜Assistant｜><think>\n' $'<｜User｜>Compute 58 times 7.<｜Assistant｜><think>\n'
   $'<｜User｜>What is 905 - 47?<｜Assistant｜><think>\n' $'<｜User｜>Hello<｜Assistant｜><think>\n')
@@ -140,7 +158,11 @@ results="$work/results.jsonl"
 : > "$results"
 for entry in "${files[@]}"; do
   IFS='|' read -r path made type pset ctx <<< "$entry"
-  if [ "$pset" = r1 ]; then prompts=("${r1_prompts[@]}"); else prompts=("${text_prompts[@]}"); fi
+  case "$pset" in
+    r1) prompts=("${r1_prompts[@]}") ;;
+    long) prompts=("${text_prompts[@]}" "${long_prompts[@]}") ;;
+    *) prompts=("${text_prompts[@]}") ;;
+  esac
   for i in "${!prompts[@]}"; do
     prompt="${prompts[$i]}"
     echo "-- $(basename "$path") prompt $i" >&2
@@ -152,7 +174,7 @@ for entry in "${files[@]}"; do
   done
 done
 
-echo "$(llamacpp_version); $N greedy tokens per prompt, ${#text_prompts[@]} prompts per file, $THREADS threads, KV cache K $CACHE_K V $CACHE_V"
+echo "$(llamacpp_version); $N greedy tokens per prompt, ${#text_prompts[@]} prompts per file (files checked on long prompts: $(( ${#text_prompts[@]} + ${#long_prompts[@]} ))), $THREADS threads, KV cache K $CACHE_K V $CACHE_V"
 CACHE_K="$CACHE_K" CACHE_V="$CACHE_V" python3 - "$results" <<'PY'
 import json, os, sys
 rows = {}

@@ -10,7 +10,7 @@ using Sputnik.Tools;
 /// model's, so the residual stream changes from token to token and greedy decoding does not collapse into repeating
 /// one token (which would hide mismatches after the first).
 ///
-///   hf llama|qwen2|qwen3|qwen3moe|phi3|deepseek-v2|deepseek-v3|smollm3|ministral3 OUT_DIR [seed]
+///   hf llama|qwen2|qwen3|qwen3moe|phi3|gemma3|deepseek-v2|deepseek-v3|smollm3|ministral3 OUT_DIR [seed]
 /// </summary>
 internal static partial class HfCheckpoint
 {
@@ -18,7 +18,7 @@ internal static partial class HfCheckpoint
 
     public static void Run(string[] args)
     {
-        if (args.Length < 2) throw new ArgumentException("usage: hf llama|qwen2|qwen3|qwen3moe|phi3|deepseek-v2|deepseek-v3|smollm3|ministral3 OUT_DIR [seed]");
+        if (args.Length < 2) throw new ArgumentException("usage: hf llama|qwen2|qwen3|qwen3moe|phi3|gemma3|deepseek-v2|deepseek-v3|smollm3|ministral3 OUT_DIR [seed]");
         string kind = args[0], dir = Directory.CreateDirectory(args[1]).FullName;
         var rng = new Random(args.Length > 2 ? int.Parse(args[2]) : 1);
         var tensors = new List<(string Name, long[] Shape, float[] Data)>();
@@ -32,6 +32,7 @@ internal static partial class HfCheckpoint
             "qwen3" or "qwen3moe" => Qwen3(kind == "qwen3moe", (name, rows, cols, scale) => tensors.Add((name, [rows, cols], Uniform(rng, rows * cols, scale * 1.5f / MathF.Sqrt(cols)))),
                 (name, n) => tensors.Add((name, [n], Uniform(rng, n, 0.1f).Select(x => x + 1f).ToArray()))),
             "phi3" => Phi3(rng, W, (name, n) => tensors.Add((name, [n], Uniform(rng, n, 0.1f).Select(x => x + 1f).ToArray()))),
+            "gemma3" => Gemma3(W, (name, n) => tensors.Add((name, [n], Uniform(rng, n, 0.1f)))),
             "deepseek-v2" => DeepSeek(v3: false, W, Ones, Bias),
             "deepseek-v3" => DeepSeek(v3: true, W, Ones, Bias),
             "smollm3" => SmolLm3(W, (name, n) => tensors.Add((name, [n], Uniform(rng, n, 0.1f).Select(x => x + 1f).ToArray()))),
@@ -40,7 +41,7 @@ internal static partial class HfCheckpoint
         };
         SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), tensors);
         File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(config));
-        WriteTokenizer(dir, kind.StartsWith("qwen", StringComparison.Ordinal) || kind == "phi3" ? "qwen2" : "llama-bpe", phi3: kind == "phi3");
+        WriteTokenizer(dir, kind.StartsWith("qwen", StringComparison.Ordinal) || kind == "phi3" ? "qwen2" : "llama-bpe", phi3: kind == "phi3", gemma: kind == "gemma3");
         Console.Error.WriteLine($"wrote {dir}: {kind}, {tensors.Count} tensors, {tensors.Sum(t => (long)t.Data.Length)} parameters");
     }
 
@@ -151,9 +152,9 @@ internal static partial class HfCheckpoint
     }
 
     /// <summary>A <see cref="SyntheticVocab"/> as tokenizer.json: byte-level BPE with the family's Split regex, specials as added tokens.</summary>
-    private static void WriteTokenizer(string dir, string pre, bool phi3)
+    private static void WriteTokenizer(string dir, string pre, bool phi3, bool gemma)
     {
-        var tok = SyntheticVocab.Create(Vocab, pre, phi3);
+        var tok = SyntheticVocab.Create(Vocab, pre, phi3, gemma);
         var vocab = new Dictionary<string, int>();
         var added = new List<object>();
         for (int i = 0; i < tok.Tokens.Length; i++)

@@ -35,6 +35,8 @@ internal sealed partial class HfConverter : IDisposable
     private readonly SafeTensorsSet _st;
     private readonly ConvertType _type;
     private readonly List<Planned> _plan = [];
+    // Gemma 3's embedding has rows beyond its tokenizer, which llama.cpp's converter drops; null keeps config.json's vocab_size.
+    private int? _vocab;
 
     public string Arch { get; }
     public GgufWriter Writer { get; } = new();
@@ -84,7 +86,8 @@ internal sealed partial class HfConverter : IDisposable
     private float Float(string key, float fallback) =>
         _cfg.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetSingle() : fallback;
 
-    private bool Bool(string key) => _cfg.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.True;
+    private bool Bool(string key, bool fallback = false) =>
+        _cfg.TryGetProperty(key, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.ValueKind == JsonValueKind.True : fallback;
 
     private void Build(Action<long, long, string>? progress)
     {
@@ -94,15 +97,20 @@ internal sealed partial class HfConverter : IDisposable
         w.Set(GgufKeys.GeneralFileType, (uint)(_type switch { ConvertType.F32 => 0, ConvertType.F16 => 1, ConvertType.BF16 => 32, ConvertType.Q8_0 => 7, _ => 15 }));
         if (_type is ConvertType.Q8_0 or ConvertType.Q4_K_M) w.Set(GgufKeys.GeneralQuantizationVersion, 2u);
         // config.json → the architecture family's hyper-parameter record, which writes its own keys (as for synth and export).
-        IArchConfig config = Arch == DeepSeek2Config.Arch ? DeepSeek2FromHf() : Arch == Phi3.Name ? Phi3FromHf() : LlamaFromHf();
+        bool gemma = Arch == Gemma3.Name;
+        IArchConfig config = Arch == DeepSeek2Config.Arch ? DeepSeek2FromHf() : Arch == Phi3.Name ? Phi3FromHf() : gemma ? Gemma3FromHf() : LlamaFromHf();
         config.WriteKeys(w);
 
-        Add(TensorNames.Weight(TensorNames.TokenEmbd), "model.embed_tokens.weight");
-        Add(TensorNames.Weight(TensorNames.OutputNorm), "model.norm.weight");
-        if (!Bool("tie_word_embeddings") && _st.Tensors.ContainsKey("lm_head.weight")) Add(TensorNames.Weight(TensorNames.Output), "lm_head.weight");
+        // Gemma's RMSNorm multiplies by (1 + w); llama.cpp's converter stores 1 + w so the norm applies as any other.
+        float normShift = gemma ? 1f : 0f;
+        Add(TensorNames.Weight(TensorNames.TokenEmbd), "model.embed_tokens.weight", rows: _vocab);
+        Add(TensorNames.Weight(TensorNames.OutputNorm), "model.norm.weight", shift: normShift);
+        if (!Bool("tie_word_embeddings", gemma) && _st.Tensors.ContainsKey("lm_head.weight"))
+            Add(TensorNames.Weight(TensorNames.Output), "lm_head.weight", rows: _vocab);
 
         if (config is DeepSeek2Config ds) PlanDeepSeek2(ds);
         else if (Arch == Phi3.Name) PlanPhi3((ModelConfig)config);
+        else if (gemma) PlanGemma3((ModelConfig)config);
         else PlanLlama((ModelConfig)config);
         WriteTokenizer();
 
@@ -128,18 +136,79 @@ internal sealed partial class HfConverter : IDisposable
 
     // ---- tensor plans ----------------------------------------------------------------------------------------
 
-    /// <summary>Plain 1-D or 2-D tensor; `rowMap` reorders rows (llama's Q/K permutation).</summary>
-    private void Add(string name, string hfName, Func<int, int>? rowMap = null, int layer = -1)
+    /// <summary>
+    /// Plain 1-D or 2-D tensor; `rowMap` reorders rows (llama's Q/K permutation), `shift` is added to every value
+    /// (gemma's norms), `rows` keeps only the first rows of a matrix (gemma's embedding beyond its tokenizer).
+    /// </summary>
+    private void Add(string name, string hfName, Func<int, int>? rowMap = null, int layer = -1, float shift = 0f, int? rows = null)
     {
         var t = _st.Get(hfName);
         long[] dims = t.Shape.Length switch
         {
             1 => [t.Shape[0]],
-            2 => [t.Shape[1], t.Shape[0]],
+            2 => [t.Shape[1], rows is { } n && n < t.Shape[0] ? n : t.Shape[0]],
             _ => throw new InvalidDataException($"tensor '{hfName}' has {t.Shape.Length} dimensions; expected 1 or 2"),
         };
         int cols = (int)dims[0];
-        _plan.Add(new Planned(name, dims, TypeFor(name, dims, layer), (r, dst) => t.File.Read(t, (long)(rowMap?.Invoke(r) ?? r) * cols, dst)));
+        _plan.Add(new Planned(name, dims, TypeFor(name, dims, layer), (r, dst) =>
+        {
+            t.File.Read(t, (long)(rowMap?.Invoke(r) ?? r) * cols, dst);
+            if (shift != 0f) System.Numerics.Tensors.TensorPrimitives.Add(dst, shift, dst);
+        }));
+    }
+
+    /// <summary>
+    /// Gemma3ForCausalLM's config.json as llama.cpp's Gemma3Model reads it: Gemma's defaults (head size 256, 4 KV heads,
+    /// θ 1e6, ε 1e-6), the vocabulary trimmed to the tokenizer (the embedding has rows beyond it, which llama.cpp drops),
+    /// linear rope scaling on the global layers, and <see cref="Gemma3.Params"/>: the sliding window (none when every
+    /// layer is global), which layers are local, the local RoPE base and the final soft-capping.
+    /// </summary>
+    private ModelConfig Gemma3FromHf()
+    {
+        if (_cfg.TryGetProperty("attn_logit_softcapping", out var als) && als.ValueKind == JsonValueKind.Number)
+            throw new UnsupportedModelException("config.json: attn_logit_softcapping is set; Gemma 3 has none (llama.cpp's gemma3 cannot run it)");
+        _vocab = Math.Min(Int("vocab_size"), HfTokenizerJson.Load(Path.Combine(_dir, "tokenizer.json")).Tokens.Length);
+        int layers = Int("num_hidden_layers");
+        var c = ModelConfig.Create(Arch, Int("hidden_size"), layers, Int("intermediate_size"), Int("num_attention_heads"), Int("num_key_value_heads", 4),
+            _vocab.Value, Int("max_position_embeddings", 131072), Float("rope_theta", 1e6f), Float("rms_norm_eps", 1e-6f),
+            ropeNeox: Gemma3.Info.RopeNeox, Int("head_dim", 256)) with { QkNorm = true };
+        if (RopeScaling() is { } rs && RopeScalingType(rs) == "linear")
+            c = c with { RopeScalingFactor = rs.TryGetProperty("factor", out var f) && f.ValueKind == JsonValueKind.Number ? f.GetSingle() : 1f };
+        // Which layers are local: layer_types (newer transformers) or sliding_window_pattern (every n-th layer global).
+        int pattern = Int("sliding_window_pattern", Gemma3.Params.DefaultPattern);
+        var local = Gemma3.Params.Pattern(layers, pattern);
+        if (_cfg.TryGetProperty("layer_types", out var lt) && lt.ValueKind == JsonValueKind.Array && lt.GetArrayLength() == layers)
+            local = lt.EnumerateArray().Select(e => e.GetString() == "sliding_attention").ToArray();
+        int window = pattern == 1 || !local.Any(x => x) ? 0 : Int("sliding_window", 4096);
+        return c with
+        {
+            ArchParams = new Gemma3.Params(window, local, Float("rope_local_base_freq", Gemma3.Params.DefaultRopeBaseSliding),
+                Gemma3.Params.Scale(c), Float("final_logit_softcapping", 0f)),
+        };
+    }
+
+    /// <summary>Gemma3ForCausalLM's tensors as llama.cpp's Gemma3Model maps them: pre- and post-norms around attention and the feed-forward, per-head Q/K norms, every norm weight stored as 1 + w.</summary>
+    private void PlanGemma3(ModelConfig c)
+    {
+        PlanRopeScaling(c.HeadDim);
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            string W(string name) => TensorNames.Weight(l, name);
+            Add(W(TensorNames.AttnNorm), p + "input_layernorm.weight", shift: 1f);
+            Add(W(TensorNames.AttnQ), p + "self_attn.q_proj.weight", null, l);
+            Add(W(TensorNames.AttnK), p + "self_attn.k_proj.weight", null, l);
+            Add(W(TensorNames.AttnV), p + "self_attn.v_proj.weight", null, l);
+            Add(W(TensorNames.AttnQNorm), p + "self_attn.q_norm.weight", shift: 1f);
+            Add(W(TensorNames.AttnKNorm), p + "self_attn.k_norm.weight", shift: 1f);
+            Add(W(TensorNames.AttnOutput), p + "self_attn.o_proj.weight", null, l);
+            Add(W(TensorNames.AttnPostNorm), p + "post_attention_layernorm.weight", shift: 1f);
+            Add(W(TensorNames.FfnNorm), p + "pre_feedforward_layernorm.weight", shift: 1f);
+            Add(W(TensorNames.FfnGate), p + "mlp.gate_proj.weight", null, l);
+            Add(W(TensorNames.FfnUp), p + "mlp.up_proj.weight", null, l);
+            Add(W(TensorNames.FfnDown), p + "mlp.down_proj.weight", null, l);
+            Add(W(TensorNames.FfnPostNorm), p + "post_feedforward_layernorm.weight", shift: 1f);
+        }
     }
 
     /// <summary>
@@ -458,7 +527,7 @@ internal sealed partial class HfConverter : IDisposable
         var tok = HfTokenizerJson.Load(Path.Combine(_dir, "tokenizer.json"));
         var tokens = tok.Tokens;
         var types = tok.TokenTypes ?? Enumerable.Repeat((int)TokenType.Normal, tokens.Length).ToArray();
-        int vocab = Int("vocab_size", tokens.Length);
+        int vocab = _vocab ?? Int("vocab_size", tokens.Length);
         if (vocab > tokens.Length)
         {
             // llama.cpp pads the vocabulary to the embedding's rows with unused [PADn] tokens.

@@ -16,7 +16,12 @@ internal abstract partial class DecoderModel
     /// </summary>
     internal int[]? LayerWindows { get; set; }
 
+    /// <summary>Scale of q·k per layer (gemma3 states its own); null: 1/√head size everywhere.</summary>
+    internal float[]? LayerScales { get; set; }
+
     private int WindowOf(int layer) => LayerWindows is { } w ? w[layer] : 0;
+
+    private float ScaleOf(int layer) => LayerScales is { } s ? s[layer] : 1f / MathF.Sqrt(Config.HeadDim);
 
     private void Attention(DecoderState s, int layer, int pos0, int n)
     {
@@ -52,7 +57,7 @@ internal abstract partial class DecoderModel
         var c = Config;
         int n = s.AttnTokens, kvHeads = c.KvHeads, hd = c.HeadDim, group = c.Heads / kvHeads, layer = s.AttnLayer;
         int window = WindowOf(layer);
-        float scale = 1f / MathF.Sqrt(hd);
+        float scale = ScaleOf(layer);
         var seqs = s.Seqs;
         for (int item = i0; item < i1; item++)
         {

@@ -47,6 +47,7 @@ internal abstract partial class DecoderModel
             for (int i = 0; i < n; i++) Ops.RmsNorm(w.X.AsSpan(i * dim, dim), _outputNorm, c.RmsEps, w.Xb.AsSpan(i * dim, dim));
             w.ActSource = null;
             Project(w, _output, w.Xb, n, w.BatchLogits);
+            for (int i = 0; i < n; i++) FinishLogits(w.BatchLogits.AsSpan(i * vocab, vocab));
         }
         finally
         {

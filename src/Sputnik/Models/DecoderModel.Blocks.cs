@@ -127,6 +127,7 @@ internal abstract partial class DecoderModel
     {
         var c = Config;
         int pairs = c.RopeDims / 2;
+        bool sliding = WindowOf(l) > 0; // sliding-window layers rotate with their own table (gemma3's local base)
         var seqs = w.Seqs;
         ProjectShared(w, w.Xb, n, a.Wq, w.Q, a.Wk, w.K, a.Wv, w.V);
         for (int i = 0; i < n; i++)
@@ -141,8 +142,8 @@ internal abstract partial class DecoderModel
             if (a.KNorm != null) HeadNorms(k, c.KvHeads, a.KNorm);
             var seq = seqs == null ? w : (DecoderState)seqs[i];
             int pos = seqs == null ? w.Position + i : seq.Position;
-            var cos = seq.RopeCos.AsSpan(pos * pairs, pairs);
-            var sin = seq.RopeSin.AsSpan(pos * pairs, pairs);
+            var cos = (sliding ? seq.SlidingRopeCos : seq.RopeCos).AsSpan(pos * pairs, pairs);
+            var sin = (sliding ? seq.SlidingRopeSin : seq.RopeSin).AsSpan(pos * pairs, pairs);
             if (rope)
             {
                 for (int h = 0; h < c.Heads; h++) Ops.Rope(q.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
@@ -161,6 +162,26 @@ internal abstract partial class DecoderModel
         ProjectShared(w, w.Xb, n, f.Gate, w.H1, f.Up, w.H3);
         SwiGluRows(w, n * Config.FfnDim);
         Project(w, f.Down, w.H1, n, w.Xb);
+    }
+
+    /// <summary>Xb = down(GELU(gate·Xb) ⊙ up·Xb), GELU's tanh approximation (gemma's GeGLU).</summary>
+    protected void GeGluFfn(DecoderState w, int n, FfnWeights f)
+    {
+        ProjectShared(w, w.Xb, n, f.Gate, w.H1, f.Up, w.H3);
+        GeGluRows(w, n * Config.FfnDim);
+        Project(w, f.Down, w.H1, n, w.Xb);
+    }
+
+    /// <summary>Xb = RMSNorm(Xb) · weight in place, row by row: a norm on a block's output before the residual (gemma's post-norms).</summary>
+    protected void NormOutputRows(DecoderState w, int n, float[] weight)
+    {
+        int dim = Config.Dim;
+        for (int i = 0; i < n; i++)
+        {
+            var row = w.Xb.AsSpan(i * dim, dim);
+            Ops.RmsNorm(row, weight, Config.RmsEps, row);
+        }
+        w.ActSource = null;
     }
 
     /// <summary>

@@ -64,8 +64,10 @@ internal abstract partial class DecoderModel : LanguageModel
     public override InferenceState CreateState(int contextLength, KvCacheType keyType, KvCacheType valueType)
     {
         var c = Config;
+        // TODO(#15): local (sliding-window) layers keep only the window (ring cache); for now every layer's cache
+        // grows to the whole context and the attention kernel masks by LayerWindows.
         var cache = new KvCache(c.Layers, contextLength, c.KvDim, keyType, valueType, c.HeadDim);
-        var s = new DecoderState(cache, c, RopeFrequencies(contextLength), RopeMagnitude);
+        var s = new DecoderState(cache, c, RopeFrequencies(contextLength), RopeMagnitude, SlidingRopeFrequencies());
         BindJobs(s);
         return s;
     }
@@ -75,6 +77,7 @@ internal abstract partial class DecoderModel : LanguageModel
     private void BindJobs(DecoderState s)
     {
         s.SwiGluBody = (i0, i1) => Ops.SwiGlu(s.H1.AsSpan(i0, i1 - i0), s.H3.AsSpan(i0, i1 - i0));
+        s.GeGluBody = (i0, i1) => Ops.GeGlu(s.H1.AsSpan(i0, i1 - i0), s.H3.AsSpan(i0, i1 - i0));
         s.PrepBody = (t0, t1) => s.MmW!.PrepareInputs(s.MmX, s.Act, t0, t1);
         s.SharedBody = (g0, g1) => SharedRows(s, g0, g1);
         s.MmBody = (r0, r1) => s.MmW!.MatMulRows(s.Act, s.MmTokens, s.MmY, r0, r1);
@@ -114,6 +117,20 @@ internal abstract partial class DecoderModel : LanguageModel
         }
         return f;
     }
+
+    /// <summary>RoPE frequencies of the sliding-window layers when they differ from the others' (gemma3's local base); null otherwise.</summary>
+    protected virtual double[]? SlidingRopeFrequencies() => null;
+
+    /// <summary>base^(−2i/d) for each rotated pair: RoPE without context scaling.</summary>
+    protected static double[] PlainRopeFrequencies(float ropeBase, int ropeDims)
+    {
+        var f = new double[ropeDims / 2];
+        for (int i = 0; i < f.Length; i++) f[i] = Math.Pow(ropeBase, -2.0 * i / ropeDims);
+        return f;
+    }
+
+    /// <summary>Applied to every row of logits the output head produces (gemma's final soft-capping); nothing by default.</summary>
+    protected virtual void FinishLogits(Span<float> logits) { }
 
     /// <summary>
     /// YaRN's magnitude on cos/sin (both Q and K, so attention logits grow by its square): ggml's 1 + 0.1·ln(factor)
@@ -157,6 +174,7 @@ internal abstract partial class DecoderModel : LanguageModel
             Ops.RmsNorm(s.X.AsSpan((n - 1) * dim, dim), _outputNorm, c.RmsEps, s.Xb.AsSpan(0, dim));
             s.ActSource = null;
             Project(s, _output, s.Xb, 1, s.Logits);
+            FinishLogits(s.Logits);
         }
     }
 
@@ -187,6 +205,11 @@ internal abstract partial class DecoderModel : LanguageModel
     private void SwiGluRows(DecoderState s, int count)
     {
         Pool.For(count, s.SwiGluBody!, minPerThread: 1 << 15);
+    }
+
+    private void GeGluRows(DecoderState s, int count)
+    {
+        Pool.For(count, s.GeGluBody!, minPerThread: 1 << 15);
     }
 
     /// <summary>y (n × w.Rows) = x (n × w.Cols) · Wᵀ: prepares x once for w's kernel (skipped when x was just prepared for the same format), then splits rows over the pool.</summary>

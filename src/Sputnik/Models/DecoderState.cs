@@ -11,23 +11,34 @@ internal sealed class DecoderState : InferenceState
 {
     private readonly ModelConfig _c;
 
-    public DecoderState(KvCache cache, ModelConfig c, double[] ropeFreqs, float ropeMagnitude = 1f) : base(cache, c.VocabSize)
+    // slidingRopeFreqs: the sliding-window layers' own frequencies (gemma3's local RoPE base), if any.
+    public DecoderState(KvCache cache, ModelConfig c, double[] ropeFreqs, float ropeMagnitude = 1f, double[]? slidingRopeFreqs = null)
+        : base(cache, c.VocabSize)
     {
         _c = c;
-        int pairs = ropeFreqs.Length;
-        // cos/sin for every position this state can hold, computed once: capacity × RopeDims floats in total.
-        RopeCos = new float[(long)cache.Capacity * pairs];
-        RopeSin = new float[(long)cache.Capacity * pairs];
-        for (int pos = 0; pos < cache.Capacity; pos++)
+        (RopeCos, RopeSin) = RopeTable(cache.Capacity, ropeFreqs, ropeMagnitude);
+        (SlidingRopeCos, SlidingRopeSin) = slidingRopeFreqs == null ? (RopeCos, RopeSin) : RopeTable(cache.Capacity, slidingRopeFreqs, 1f);
+    }
+
+    // cos/sin for every position this state can hold, computed once: capacity × RopeDims floats in total.
+    private static (float[] Cos, float[] Sin) RopeTable(int capacity, double[] freqs, float magnitude)
+    {
+        int pairs = freqs.Length;
+        var cos = new float[(long)capacity * pairs];
+        var sin = new float[(long)capacity * pairs];
+        for (int pos = 0; pos < capacity; pos++)
             for (int i = 0; i < pairs; i++)
             {
-                double theta = pos * ropeFreqs[i];
-                RopeCos[pos * pairs + i] = (float)(Math.Cos(theta) * ropeMagnitude);
-                RopeSin[pos * pairs + i] = (float)(Math.Sin(theta) * ropeMagnitude);
+                double theta = pos * freqs[i];
+                cos[pos * pairs + i] = (float)(Math.Cos(theta) * magnitude);
+                sin[pos * pairs + i] = (float)(Math.Sin(theta) * magnitude);
             }
+        return (cos, sin);
     }
 
     public readonly float[] RopeCos, RopeSin;
+    /// <summary>The tables of sliding-window layers: the same arrays as RopeCos/RopeSin unless their frequencies differ.</summary>
+    public readonly float[] SlidingRopeCos, SlidingRopeSin;
 
     /// <summary>Tokens the activation buffers hold.</summary>
     public int Batch { get; private set; }
@@ -61,7 +72,7 @@ internal sealed class DecoderState : InferenceState
     public WeightMatrix? MmW;
     public float[] MmX = [], MmY = [];
     public int MmTokens;
-    public Action<int, int>? MmBody, PrepBody, SwiGluBody, AttnBody, SharedBody;
+    public Action<int, int>? MmBody, PrepBody, SwiGluBody, GeGluBody, AttnBody, SharedBody;
     // Matrices and outputs of a shared-input product (Q/K/V or gate/up in one hand-off).
     public readonly WeightMatrix?[] SharedW = new WeightMatrix?[3];
     public readonly float[][] SharedY = [[], [], []];

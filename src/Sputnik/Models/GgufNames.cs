@@ -29,6 +29,8 @@ internal static class TensorNames
     public const string FfnDown = "ffn_down";
     public const string AttnQNorm = "attn_q_norm";
     public const string AttnKNorm = "attn_k_norm";
+    public const string AttnPostNorm = "post_attention_norm";
+    public const string FfnPostNorm = "post_ffw_norm";
     public const string FfnGateInp = "ffn_gate_inp";
     public const string FfnGateExps = "ffn_gate_exps";
     public const string FfnUpExps = "ffn_up_exps";
@@ -121,6 +123,9 @@ internal static class GgufKeys
     public const string AttentionTemperatureScale = "attention.temperature_scale";
     public const string RopeScalingAttnFactor = "rope.scaling.attn_factor";
     public const string AttentionSlidingWindow = "attention.sliding_window";
+    public const string SlidingWindowPattern = "attention.sliding_window_pattern";
+    public const string RopeFreqBaseSwa = "rope.freq_base_swa";
+    public const string FinalLogitSoftcapping = "final_logit_softcapping";
 
     /// <summary>"{arch}.{key}".</summary>
     public static string Of(string arch, string key) => $"{arch}.{key}";

@@ -19,6 +19,7 @@ internal static class ModelLoader
         SmolLm3.Info,
         Mistral3.Info,
         Phi3.Info,
+        Gemma3.Info,
     ];
 
     private static readonly Dictionary<string, ArchitectureInfo> Architectures = Registered.ToDictionary(a => a.Name);

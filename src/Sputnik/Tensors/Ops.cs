@@ -43,6 +43,45 @@ internal static class Ops
     }
 
     /// <summary>
+    /// gate = GELU(gate) · up with GELU's tanh approximation, as ggml's CPU GeGLU computes it: the input rounded to
+    /// half precision and looked up in a table of GELU values (themselves rounded to half), 0 below −10 and the
+    /// identity above 10. Matching its rounding keeps greedy decoding token-equal with llama.cpp.
+    /// </summary>
+    public static void GeGlu(Span<float> gate, ReadOnlySpan<float> up)
+    {
+        const int Chunk = 256;
+        var table = GeluTable.Value;
+        Span<Half> half = stackalloc Half[Chunk];
+        for (int i = 0; i < gate.Length; i += Chunk)
+        {
+            int len = Math.Min(Chunk, gate.Length - i);
+            var g = gate.Slice(i, len);
+            var h = half[..len];
+            TensorPrimitives.ConvertToHalf(g, h);
+            for (int j = 0; j < len; j++)
+            {
+                float x = g[j];
+                g[j] = x <= -10f ? 0f : x >= 10f ? x : table[BitConverter.HalfToUInt16Bits(h[j])];
+            }
+            TensorPrimitives.Multiply(g, up.Slice(i, len), g);
+        }
+    }
+
+    /// <summary>GELU (tanh approximation, in float as ggml_gelu_f32) of every half value, rounded to half and widened back.</summary>
+    private static readonly Lazy<float[]> GeluTable = new(() =>
+    {
+        const float Coef = 0.044715f, Sqrt2OverPi = 0.79788456080286535587989211986876f;
+        var t = new float[1 << 16];
+        for (int i = 0; i < t.Length; i++)
+        {
+            float x = (float)BitConverter.UInt16BitsToHalf((ushort)i);
+            float gelu = 0.5f * x * (1.0f + MathF.Tanh(Sqrt2OverPi * x * (1.0f + Coef * x * x)));
+            t[i] = (float)(Half)gelu;
+        }
+        return t;
+    });
+
+    /// <summary>
     /// Rotates one head in place. <paramref name="cos"/>/<paramref name="sin"/> hold one angle per rotated pair.
     /// Normal pairing rotates (x[2i], x[2i+1]) as llama.cpp does for `llama` (whose Q/K rows the converter
     /// permuted); NeoX pairing rotates (x[i], x[i + n/2]) as Qwen2 and the HF layout expect.

@@ -27,14 +27,19 @@ internal static class SyntheticVocab
     /// </summary>
     public static readonly string[] Phi3Specials = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>", "<|system|>", "<|user|>"];
 
+    /// <summary>Gemma's control tokens: BOS, EOS, padding and the chat turn markers (end_of_turn ends a reply).</summary>
+    public static readonly string[] GemmaSpecials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"];
+
     /// <summary>
     /// Builds a vocabulary of exactly <paramref name="size"/> tokens for the "qwen2" or "llama-bpe" pre-tokenizer, with
-    /// the Llama 3 specials for "llama-bpe", Phi-3's when <paramref name="phi3"/>, Qwen2's otherwise.
+    /// the Llama 3 specials for "llama-bpe", Qwen2's otherwise, or Phi-3's when <paramref name="phi3"/>, Gemma's
+    /// (<see cref="GemmaSpecials"/>) when <paramref name="gemma"/>.
     /// </summary>
-    public static TokenizerData Create(int size, string pre, bool phi3 = false)
+    public static TokenizerData Create(int size, string pre, bool phi3 = false, bool gemma = false)
     {
-        bool llama = pre == "llama-bpe" && !phi3;
-        string[] specials = phi3 ? Phi3Specials : llama ? Llama3Specials : Qwen2Specials;
+        if (phi3 && gemma) throw new ArgumentException("a vocabulary is either phi3's or gemma's");
+        bool llama = pre == "llama-bpe" && !phi3 && !gemma;
+        string[] specials = phi3 ? Phi3Specials : gemma ? GemmaSpecials : llama ? Llama3Specials : Qwen2Specials;
         int merges = size - 256 - specials.Length;
         if (merges < 0) throw new ArgumentException($"vocabulary size {size} is too small (needs at least {256 + specials.Length})");
 
@@ -69,6 +74,12 @@ internal static class SyntheticVocab
             {
                 Model = "gpt2", Pre = pre, Tokens = [.. tokens], TokenTypes = types, Merges = [.. mergeList],
                 BosId = Id("<|endoftext|>"), EosId = Id("<|endoftext|>"), EotId = Id("<|end|>"), PadId = Id("<|endoftext|>"), AddBos = false,
+            };
+        if (gemma)
+            return new TokenizerData
+            {
+                Model = "gpt2", Pre = pre, Tokens = [.. tokens], TokenTypes = types, Merges = [.. mergeList],
+                BosId = Id("<bos>"), EosId = Id("<eos>"), PadId = Id("<pad>"), AddBos = true,
             };
         return llama
             ? new TokenizerData
