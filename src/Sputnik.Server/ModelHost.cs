@@ -14,7 +14,7 @@ internal sealed class ModelHost : IDisposable
         Options = options;
         Metrics = metrics;
         _ownsModel = ownsModel;
-        Id = options.ModelAlias ?? Path.GetFileNameWithoutExtension(options.ModelPath);
+        Id = options.ModelAlias ?? DefaultId(options.ModelPath);
         Builder = new ChatPromptBuilder(model.Tokenizer, options.ChatTemplate ?? model.ChatTemplate);
         DefaultSampling = model.RecommendedSampling();
         var info = Sputnik.Hub.HubCache.Target(options.ModelPath); // the file itself when the path is a link (the hub cache's are)
@@ -77,6 +77,13 @@ internal sealed class ModelHost : IDisposable
     /// split model (remembered there by path, size and time, see <see cref="ModelFileHash"/>); RAM-only entries live and
     /// die with this process.
     /// </summary>
+    /// <summary>The served name of a model file: its name without .gguf, and a split set's name without the shard suffix.</summary>
+    internal static string DefaultId(string path)
+    {
+        string name = Path.GetFileName(path);
+        return Sputnik.Gguf.GgufSplit.TryParseShardName(name, out string prefix, out _, out _) ? prefix : Path.GetFileNameWithoutExtension(name);
+    }
+
     private static string CacheIdentity(SputnikModel model, FileInfo info, string? cacheDir) =>
         cacheDir != null && info.Exists
             ? string.Join('+', model.File.ShardPaths.Select(p => ModelFileHash.Get(Path.GetFullPath(p), cacheDir))) // every shard of a split model
