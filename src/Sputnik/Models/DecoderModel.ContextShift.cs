@@ -16,7 +16,24 @@ internal abstract partial class DecoderModel
     {
         var s = (DecoderState)state;
         var c = Config;
-        var freqs = RopeFrequencies(s.Capacity); // the same table the state was built with (phi3 picks its factors by context)
+        // The same tables the state was built with (phi3 picks its factors by context); sliding-window layers rotate
+        // with their own (gemma3's local base), as SelfAttention does.
+        var global = Rotation(RopeFrequencies(s.Capacity), discard);
+        var sliding = SlidingRopeFrequencies() is { } f ? Rotation(f, discard) : global;
+        s.Cache.Shift(keep, discard, (layer, key) =>
+        {
+            if (!LayerRotates(layer)) return;
+            var (cos, sin) = WindowOf(layer) > 0 ? sliding : global;
+            for (int h = 0; h < c.KvHeads; h++) Ops.Rope(key.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
+        });
+    }
+
+    /// <summary>Whether layer l's keys carry RoPE (false for smollm3's NoPE layers, which a shift must leave alone).</summary>
+    protected virtual bool LayerRotates(int layer) => true;
+
+    /// <summary>cos/sin of the angle −discard·f per rotated pair.</summary>
+    private static (float[] Cos, float[] Sin) Rotation(double[] freqs, int discard)
+    {
         var cos = new float[freqs.Length];
         var sin = new float[freqs.Length];
         for (int i = 0; i < freqs.Length; i++)
@@ -25,9 +42,6 @@ internal abstract partial class DecoderModel
             cos[i] = (float)Math.Cos(theta);
             sin[i] = (float)Math.Sin(theta);
         }
-        s.Cache.Shift(keep, discard, key =>
-        {
-            for (int h = 0; h < c.KvHeads; h++) Ops.Rope(key.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
-        });
+        return (cos, sin);
     }
 }

@@ -214,10 +214,6 @@ internal sealed class Gemma3Decoder : DecoderModel
         LayerScales = Enumerable.Repeat(p.AttentionScale, config.Layers).ToArray();
     }
 
-    // Context shift re-rotates every layer's keys with the global RoPE table; local layers rotate with their own.
-    // TODO(#15): shift local layers with the sliding table.
-    public override bool CanShiftContext => Params.SlidingWindow <= 0;
-
     // Local layers rotate with their own base and no context scaling (llama.cpp's rope_freq_scale_train_swa = 1).
     protected override double[]? SlidingRopeFrequencies() =>
         Params.SlidingWindow > 0 ? PlainRopeFrequencies(Params.RopeBaseSliding, Config.RopeDims) : null;

@@ -151,7 +151,7 @@ internal sealed class KvCache : ICacheRows
     /// <paramref name="discard"/>. <paramref name="reposition"/> gets each moved key row (kvDim floats) to re-rotate
     /// for its new position; it is stored back in the key format.
     /// </summary>
-    public void Shift(int keep, int discard, SpanAction reposition)
+    public void Shift(int keep, int discard, KeyAction reposition)
     {
         if (keep < 0 || discard < 1 || keep + discard > Length)
             throw new ArgumentOutOfRangeException(nameof(discard), $"cannot drop [{keep}, {keep + discard}) of {Length} positions");
@@ -166,7 +166,7 @@ internal sealed class KvCache : ICacheRows
                 var row = plane.AsSpan(p * _rowBytes, _keyBytes);
                 KvRowCodec.DecodeReference(KeyType, row, key);
                 Hadamard.Rotate(key, KeyRotation); // un-rotate, reposition, rotate again
-                reposition(key);
+                reposition(l, key);
                 Hadamard.Rotate(key, KeyRotation);
                 KvRowCodec.Encode(KeyType, key, row);
             }
@@ -174,5 +174,9 @@ internal sealed class KvCache : ICacheRows
         Length = keep + moved;
     }
 
+    /// <summary>Re-positions one key row (as float, un-rotated) of layer <paramref name="layer"/> in place.</summary>
+    public delegate void KeyAction(int layer, Span<float> key);
+
+    /// <summary>Works on one float row in place (the MLA latent cache's shift).</summary>
     public delegate void SpanAction(Span<float> row);
 }

@@ -84,6 +84,8 @@ internal sealed class SmolLm3Decoder : DecoderModel
                 LoadFfn(l));
     }
 
+    protected override bool LayerRotates(int layer) => SmolLm3.UsesRope(layer);
+
     protected override void ForwardLayer(DecoderState w, int l, int n)
     {
         var layer = _layers[l];

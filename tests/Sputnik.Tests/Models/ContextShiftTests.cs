@@ -26,7 +26,7 @@ public class ContextShiftTests
         return MemoryMarshal.Cast<byte, float>(rows.Rows(0, 0, count)).ToArray();
     }
 
-    private static void ShiftedMatchesFresh(LanguageModel m)
+    internal static void ShiftedMatchesFresh(LanguageModel m)
     {
         const int keep = 3, discard = 17;
         var prompt = Prompt(45, m.Config.VocabSize, 5);

@@ -114,7 +114,7 @@ public class KvCacheTests
             for (int l = 0; l < 2; l++) cache.Write(l, p, row, row);
         }
         cache.Length = 20;
-        cache.Shift(keep: 2, discard: 8, key => key[1] += 1000);
+        cache.Shift(keep: 2, discard: 8, (_, key) => key[1] += 1000);
         Assert.Equal(12, cache.Length);
         var k = new float[kvDim];
         var v = new float[kvDim];
