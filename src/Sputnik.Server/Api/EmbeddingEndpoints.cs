@@ -8,7 +8,8 @@ namespace Sputnik.Server.Api;
 
 /// <summary>
 /// POST /v1/embeddings (OpenAI's shape), /api/embed and the older /api/embeddings (Ollama's). Inputs are tokenized on
-/// the request's thread and embedded on the scheduler's, one input per turn, so chat streams keep flowing between them.
+/// the request's thread and embedded on the scheduler's, a pack of inputs per forward pass and turn, so chat streams
+/// keep flowing between packs.
 /// </summary>
 internal static class EmbeddingEndpoints
 {
@@ -127,7 +128,10 @@ internal static class EmbeddingEndpoints
     private static float[] Shorten(float[] v, int? dimensions) =>
         dimensions is { } d && d < v.Length ? Sputnik.Inference.Embedder.Shorten(v, d) : v;
 
-    /// <summary>Embeds each input on the scheduler's thread, one per turn.</summary>
+    /// <summary>
+    /// Embeds the inputs on the scheduler's thread, a pack of them per turn (one forward pass over up to
+    /// <see cref="Sputnik.Inference.Embedder.PackTokens"/> tokens), so chat streams keep flowing between packs.
+    /// </summary>
     public static async Task<float[][]> EmbedAsync(ModelHost host, List<int[]> inputs, bool normalize, CancellationToken ct)
     {
         Sputnik.Inference.Embedder embedder;
@@ -140,22 +144,22 @@ internal static class EmbeddingEndpoints
             throw ApiException.BadRequest(ex.Message, "model", "embeddings_not_supported");
         }
         var result = new float[inputs.Count][];
-        for (int i = 0; i < inputs.Count; i++)
+        for (int i = 0; i < inputs.Count;)
         {
-            var tokens = inputs[i];
+            int start = i, count = embedder.PackSize(inputs, i);
             try
             {
-                result[i] = await host.Scheduler.RunExclusiveAsync(() =>
+                await host.Scheduler.RunExclusiveAsync(() =>
                 {
-                    var v = new float[embedder.Dimensions];
-                    embedder.Embed(tokens, v, normalize);
-                    return v;
+                    embedder.EmbedPack(inputs, start, count, result, normalize);
+                    return count;
                 }, ct);
             }
             catch (NotSupportedException ex)
             {
                 throw ApiException.BadRequest(ex.Message, "model", "embeddings_not_supported");
             }
+            i += count;
         }
         return result;
     }

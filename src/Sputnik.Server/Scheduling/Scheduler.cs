@@ -69,6 +69,9 @@ internal sealed class Scheduler : IDisposable
     /// <summary>Queues a job; throws 429 with Retry-After when the queue is full, 503 while shutting down.</summary>
     public void Submit(InferenceJob job)
     {
+        if (_model.Model.IsEmbeddingOnly)
+            throw ApiException.BadRequest($"model '{_model.Name}' is an embedding model: it answers POST /v1/embeddings and /api/embed, not chat or completions",
+                "model", "model_not_supported");
         lock (_lock)
         {
             if (_stopping) throw new ApiException(503, "the server is shutting down", code: "server_shutting_down") { RetryAfterSeconds = 5 };

@@ -12,7 +12,8 @@ namespace Sputnik;
 /// </summary>
 /// <remarks>
 /// <para><b>Thread safety.</b> Calls may come from many threads; they run one at a time under the model's lock (shared
-/// with its chats and chat clients). Inputs of one call run through one reused KV cache, one after another.</para>
+/// with its chats and chat clients). The inputs of one call are packed into forward passes of up to
+/// 512 tokens, each running its inputs together through one reused KV cache.</para>
 /// <para>An input longer than the model's context (<see cref="SputnikModel.ContextLength"/>) throws
 /// ArgumentException. Disposing the generator does not dispose the model.</para>
 /// </remarks>
@@ -55,24 +56,30 @@ public sealed class SputnikEmbeddingGenerator : IEmbeddingGenerator<string, Embe
             if (tokens.Length > _embedder.MaxTokens)
                 throw new ArgumentException($"an input is {tokens.Length} tokens; the model's context holds {_embedder.MaxTokens}", nameof(values));
 
-        var result = new GeneratedEmbeddings<Embedding<float>>(texts.Count);
-        long inputTokens = 0;
+        var vectors = new float[tokenized.Count][];
         await _model.Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            foreach (var tokens in tokenized)
+            // A pack of inputs per forward pass (their rows through the weights together), cancellable between packs.
+            for (int i = 0; i < tokenized.Count;)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var vector = new float[_embedder.Dimensions];
-                await Task.Run(() => _embedder.Embed(tokens, vector), CancellationToken.None).ConfigureAwait(false);
-                var kept = dimensions is { } n && n < vector.Length ? Embedder.Shorten(vector, n) : vector;
-                result.Add(new Embedding<float>(kept) { ModelId = ModelId, CreatedAt = DateTimeOffset.UtcNow });
-                inputTokens += tokens.Length;
+                int start = i, count = _embedder.PackSize(tokenized, i);
+                await Task.Run(() => _embedder.EmbedPack(tokenized, start, count, vectors), CancellationToken.None).ConfigureAwait(false);
+                i += count;
             }
         }
         finally
         {
             _model.Gate.Release();
+        }
+        var result = new GeneratedEmbeddings<Embedding<float>>(texts.Count);
+        long inputTokens = 0;
+        for (int i = 0; i < vectors.Length; i++)
+        {
+            var kept = dimensions is { } n && n < vectors[i].Length ? Embedder.Shorten(vectors[i], n) : vectors[i];
+            result.Add(new Embedding<float>(kept) { ModelId = ModelId, CreatedAt = DateTimeOffset.UtcNow });
+            inputTokens += tokenized[i].Length;
         }
         result.Usage = new UsageDetails { InputTokenCount = inputTokens, TotalTokenCount = inputTokens };
         return result;

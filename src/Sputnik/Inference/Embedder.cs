@@ -17,22 +17,28 @@ internal enum EmbeddingPooling
 }
 
 /// <summary>
-/// Text → embedding vectors with a decoder model, as llama.cpp computes them: the input is tokenized with the
-/// model's special tokens (BOS, and EOS where tokenizer.ggml.add_eos_token asks for it), run through the model with
-/// causal attention, and the final hidden states (after output_norm) are pooled as the GGUF's
-/// <c>&lt;arch&gt;.pooling_type</c> says, then L2-normalised. One KV cache and one hidden-state buffer serve every
-/// input (grown to the longest seen), so a batch of inputs allocates no per-input state.
+/// Text → embedding vectors, as llama.cpp computes them: the input is tokenized with the model's special tokens (BOS,
+/// and EOS where tokenizer.ggml.add_eos_token asks for it; bert's [CLS] … [SEP]), run through the model (causal
+/// attention for a decoder, both ways for an encoder), and the final hidden states are pooled as the GGUF's
+/// <c>&lt;arch&gt;.pooling_type</c> says, then L2-normalised. A batch of inputs is packed into forward passes of up to
+/// <see cref="PackTokens"/> tokens, each pass running its inputs together (the weights streamed once for all of
+/// them); one KV cache and one hidden-state buffer serve every pass, so a batch allocates no per-input state.
 /// Not thread-safe: the caller serialises use, as it does for the model's forward pass.
 /// </summary>
 internal sealed class Embedder
 {
+    /// <summary>Tokens packed into one forward pass (llama.cpp's default micro-batch).</summary>
+    public const int PackTokens = 512;
+
     private readonly LanguageModel _model;
     private readonly Tokenizer _tokenizer;
     private readonly KvCacheType _kvType;
     private InferenceState? _state;
     private float[] _hidden = [];
+    private int[] _packed = [];
+    private int[] _lengths = [];
 
-    /// <param name="model">The decoder whose final hidden states are pooled.</param>
+    /// <param name="model">The model whose final hidden states are pooled.</param>
     /// <param name="tokenizer">The model's tokenizer.</param>
     /// <param name="maxTokens">The longest input accepted (the context the KV cache may grow to).</param>
     /// <param name="kvType">Element format of the KV cache.</param>
@@ -41,7 +47,8 @@ internal sealed class Embedder
         ArgumentOutOfRangeException.ThrowIfLessThan(maxTokens, 1);
         _model = model;
         _tokenizer = tokenizer;
-        _kvType = kvType;
+        // An encoder's keys and values live for one pass only: F32, as llama.cpp attends them without a cache.
+        _kvType = model.IsEmbeddingOnly ? KvCacheType.F32 : kvType;
         MaxTokens = maxTokens;
         Pooling = PoolingOf(model.File, model.Config.Architecture);
     }
@@ -81,15 +88,96 @@ internal sealed class Embedder
     /// </summary>
     public void Embed(ReadOnlySpan<int> tokens, Span<float> output, bool normalize = true)
     {
+        if (output.Length != Dimensions) throw new ArgumentException($"the output holds {output.Length} floats; the model's embeddings have {Dimensions}");
+        CheckInput(tokens.Length, "the input");
+        if (_packed.Length < tokens.Length) _packed = new int[Math.Max(tokens.Length, PackTokens)];
+        tokens.CopyTo(_packed);
+        if (_lengths.Length < 1) _lengths = new int[16];
+        _lengths[0] = tokens.Length;
+        var hidden = RunPacked(tokens.Length, 1);
+        Pool(hidden, output, normalize);
+    }
+
+    /// <summary>Embeds every input, a pack of them per forward pass (<see cref="PackSize"/>), into <paramref name="outputs"/>[i].</summary>
+    public void EmbedAll(IReadOnlyList<int[]> inputs, float[][] outputs, bool normalize = true)
+    {
+        for (int i = 0; i < inputs.Count;)
+        {
+            int count = PackSize(inputs, i);
+            EmbedPack(inputs, i, count, outputs, normalize);
+            i += count;
+        }
+    }
+
+    /// <summary>
+    /// How many inputs from <paramref name="start"/> on go into the next forward pass: as many as fit in
+    /// <see cref="PackTokens"/> tokens, and at least one (a longer input runs alone).
+    /// </summary>
+    public int PackSize(IReadOnlyList<int[]> inputs, int start)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(start, inputs.Count);
+        int count = 1, tokens = inputs[start].Length;
+        while (start + count < inputs.Count && tokens + inputs[start + count].Length <= PackTokens)
+            tokens += inputs[start + count++].Length;
+        return count;
+    }
+
+    /// <summary>
+    /// Embeds inputs[start .. start + count) in one forward pass into outputs[start ..] (new arrays of
+    /// <see cref="Dimensions"/> floats), L2-normalised when <paramref name="normalize"/>.
+    /// </summary>
+    public void EmbedPack(IReadOnlyList<int[]> inputs, int start, int count, float[][] outputs, bool normalize = true)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
+        if (start < 0 || start + count > inputs.Count || start + count > outputs.Length)
+            throw new ArgumentOutOfRangeException(nameof(count), $"inputs [{start}, {start + count}) outside the {inputs.Count} inputs or {outputs.Length} outputs");
+        int total = 0;
+        for (int k = 0; k < count; k++)
+        {
+            CheckInput(inputs[start + k].Length, $"input {start + k}");
+            total += inputs[start + k].Length;
+        }
+        if (_packed.Length < total) _packed = new int[Math.Max(total, PackTokens)];
+        if (_lengths.Length < count) _lengths = new int[Math.Max(count, 2 * _lengths.Length)];
+        int at = 0;
+        for (int k = 0; k < count; k++)
+        {
+            inputs[start + k].CopyTo(_packed, at);
+            at += _lengths[k] = inputs[start + k].Length;
+        }
+        var hidden = RunPacked(total, count);
         int dim = Dimensions;
-        if (tokens.IsEmpty) throw new ArgumentException("an input with no tokens has no embedding");
-        if (tokens.Length > MaxTokens) throw new ArgumentException($"the input is {tokens.Length} tokens; at most {MaxTokens} fit the context");
-        if (output.Length != dim) throw new ArgumentException($"the output holds {output.Length} floats; the model's embeddings have {dim}");
-        var state = StateFor(tokens.Length);
-        state.Truncate(0);
-        if (_hidden.Length < tokens.Length * dim) _hidden = new float[Math.Min(MaxTokens, Math.Max(tokens.Length, 2 * _hidden.Length / dim)) * dim];
-        var hidden = _hidden.AsSpan(0, tokens.Length * dim);
-        _model.ForwardHidden(state, tokens, hidden);
+        at = 0;
+        for (int k = 0; k < count; k++)
+        {
+            var v = new float[dim];
+            Pool(hidden.Slice(at * dim, _lengths[k] * dim), v, normalize);
+            outputs[start + k] = v;
+            at += _lengths[k];
+        }
+    }
+
+    private void CheckInput(int tokens, string what)
+    {
+        if (tokens == 0) throw new ArgumentException($"{what} has no tokens, so no embedding");
+        if (tokens > MaxTokens) throw new ArgumentException($"{what} is {tokens} tokens; at most {MaxTokens} fit the context");
+    }
+
+    // The packed tokens in _packed[..total] (_lengths[..count] each) through the model: their hidden states.
+    private Span<float> RunPacked(int total, int count)
+    {
+        int dim = Dimensions;
+        var state = StateFor(total);
+        if (_hidden.Length < total * dim) _hidden = new float[Math.Max(total, Math.Min(PackTokens, MaxTokens)) * dim];
+        var hidden = _hidden.AsSpan(0, total * dim);
+        _model.ForwardHiddenPacked(state, _packed.AsSpan(0, total), _lengths.AsSpan(0, count), hidden);
+        return hidden;
+    }
+
+    // One input's hidden states (its tokens × Dimensions) into one vector.
+    private void Pool(ReadOnlySpan<float> hidden, Span<float> output, bool normalize)
+    {
+        int dim = Dimensions, tokens = hidden.Length / dim;
         switch (Pooling)
         {
             case EmbeddingPooling.Cls:
@@ -100,8 +188,8 @@ internal sealed class Embedder
                 break;
             default:
                 output.Clear();
-                for (int i = 0; i < tokens.Length; i++) TensorPrimitives.Add(output, hidden.Slice(i * dim, dim), output);
-                TensorPrimitives.Multiply(output, 1f / tokens.Length, output);
+                for (int i = 0; i < tokens; i++) TensorPrimitives.Add(output, hidden.Slice(i * dim, dim), output);
+                TensorPrimitives.Multiply(output, 1f / tokens, output);
                 break;
         }
         if (normalize) Normalize(output);
@@ -127,12 +215,14 @@ internal sealed class Embedder
         return v;
     }
 
-    // One state for every input, recreated only when an input is longer than any before (doubling, up to MaxTokens).
+    // One state for every pass, recreated only when a pass is longer than any before (doubling, up to the larger of
+    // MaxTokens and a full pack).
     private InferenceState StateFor(int tokens)
     {
         if (_state == null || _state.Capacity < tokens)
         {
-            int capacity = Math.Min(MaxTokens, Math.Max(Math.Max(tokens, 64), 2 * (_state?.Capacity ?? 0)));
+            int limit = Math.Max(MaxTokens, PackTokens);
+            int capacity = Math.Min(limit, Math.Max(Math.Max(tokens, 64), 2 * (_state?.Capacity ?? 0)));
             _state = null; // let the old cache go before the new one is allocated
             _state = _model.CreateState(capacity, _kvType);
         }

@@ -19,6 +19,12 @@ internal abstract partial class DecoderModel
     /// <summary>Scale of q·k per layer (gemma3 states its own); null: 1/√head size everywhere.</summary>
     internal float[]? LayerScales { get; set; }
 
+    /// <summary>
+    /// Whether a token sees only the positions up to its own (a decoder); an encoder (bert) attends both ways, and
+    /// runs only as packed sequences, each whole in one pass (<see cref="ForwardHiddenPacked"/>).
+    /// </summary>
+    protected virtual bool Causal => true;
+
     private int WindowOf(int layer) => LayerWindows is { } w ? w[layer] : 0;
 
     private float ScaleOf(int layer) => LayerScales is { } s ? s[layer] : 1f / MathF.Sqrt(Config.HeadDim);
@@ -37,6 +43,15 @@ internal abstract partial class DecoderModel
             for (int b = 0; b < n; b++) total += Seen(s.Seqs[b].Position, window);
             long perSeqItem = total / n * c.HeadDim * group * 2;
             Pool.For(n * c.KvHeads, s.AttnBody!, minPerThread: (int)Math.Clamp(65536 / Math.Max(1, perSeqItem), 1, n * c.KvHeads));
+            s.ActSource = null;
+            return;
+        }
+        if (s.PackedCount > 0)
+        {
+            // Packed sequences: an item is (block of one sequence's rows, kv head), each against its sequence's rows.
+            int packedItems = s.PackedBlockCount * c.KvHeads;
+            long perBlock = (long)(n / s.PackedCount) * c.HeadDim * group * 2 * Math.Min(n, TokenBlock);
+            Pool.For(packedItems, s.AttnBody!, minPerThread: (int)Math.Clamp(65536 / Math.Max(1, perBlock), 1, packedItems));
             s.ActSource = null;
             return;
         }
@@ -63,6 +78,19 @@ internal abstract partial class DecoderModel
         {
             int g = item % kvHeads, k = item / kvHeads, b0, b1, pos0;
             KvCache cache;
+            if (s.PackedCount > 0)
+            {
+                // Block k of one packed sequence: its keys are the cache rows from the sequence's first row on.
+                var blk = s.PackedBlocks.AsSpan(4 * k, 4);
+                (b0, b1) = (blk[0], blk[1]);
+                int seqStart = blk[2];
+                pos0 = b0 - seqStart;
+                int keyEnd = Causal ? 0 : blk[3] - seqStart;
+                int qAt = b0 * c.QDim + g * group * hd;
+                FlashAttention.Attend(s.Cache.KeyHead(layer, g * hd, hd).From(seqStart), s.Cache.ValueHead(layer, g * hd, hd).From(seqStart),
+                    s.Q.AsSpan(qAt), c.QDim, s.AttnOut.AsSpan(qAt), c.QDim, b1 - b0, group, pos0, window, scale, keyEnd);
+                continue;
+            }
             if (seqs != null)
             {
                 // Row k is one token of sequence k, at that sequence's own position.

@@ -16,6 +16,7 @@ internal abstract partial class DecoderModel
     /// </summary>
     public override void ForwardBatch(IReadOnlyList<InferenceState> states, ReadOnlySpan<int> tokens)
     {
+        if (IsEmbeddingOnly) throw NoLogits();
         CheckBatch(states, tokens);
         int n = states.Count;
         if (n == 0) return;
@@ -44,7 +45,7 @@ internal abstract partial class DecoderModel
         try
         {
             Layers(w, n);
-            for (int i = 0; i < n; i++) Ops.RmsNorm(w.X.AsSpan(i * dim, dim), _outputNorm, c.RmsEps, w.Xb.AsSpan(i * dim, dim));
+            for (int i = 0; i < n; i++) Ops.RmsNorm(w.X.AsSpan(i * dim, dim), _outputNorm!, c.RmsEps, w.Xb.AsSpan(i * dim, dim));
             w.ActSource = null;
             Project(w, _output, w.Xb, n, w.BatchLogits);
             for (int i = 0; i < n; i++) FinishLogits(w.BatchLogits.AsSpan(i * vocab, vocab));

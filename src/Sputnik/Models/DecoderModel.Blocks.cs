@@ -9,6 +9,8 @@ internal sealed class AttentionWeights
 {
     public required WeightMatrix Wq, Wk, Wv, Wo;
     public float[]? Bq, Bk, Bv;
+    /// <summary>Bias of the output projection (bert's attn_output.bias).</summary>
+    public float[]? Bo;
     /// <summary>RMSNorm weights (head size) applied to every head of Q and of K before RoPE.</summary>
     public float[]? QNorm, KNorm;
 }
@@ -27,6 +29,13 @@ internal sealed record QueryTemperature(float Scale, int FloorLength)
 internal sealed class FfnWeights
 {
     public required WeightMatrix Gate, Up, Down;
+}
+
+/// <summary>An ungated feed-forward with biases: down·act(up·x + b_up) + b_down (bert's GELU FFN).</summary>
+internal sealed class DenseFfnWeights
+{
+    public required WeightMatrix Up, Down;
+    public float[]? UpBias, DownBias;
 }
 
 /// <summary>Routed experts in place of the dense feed-forward: the router and the stacked expert matrices.</summary>
@@ -141,7 +150,9 @@ internal abstract partial class DecoderModel
             if (a.QNorm != null) HeadNorms(q, c.Heads, a.QNorm);
             if (a.KNorm != null) HeadNorms(k, c.KvHeads, a.KNorm);
             var seq = seqs == null ? w : (DecoderState)seqs[i];
-            int pos = seqs == null ? w.Position + i : seq.Position;
+            // Packed sequences: the row's position in its own sequence, its cache row the batch row.
+            bool packed = w.PackedCount > 0;
+            int pos = packed ? w.PackedPos[i] : seqs == null ? w.Position + i : seq.Position;
             var cos = (sliding ? seq.SlidingRopeCos : seq.RopeCos).AsSpan(pos * pairs, pairs);
             var sin = (sliding ? seq.SlidingRopeSin : seq.RopeSin).AsSpan(pos * pairs, pairs);
             if (rope)
@@ -150,10 +161,31 @@ internal abstract partial class DecoderModel
                 for (int h = 0; h < c.KvHeads; h++) Ops.Rope(k.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
             }
             if (temperature != null) TensorPrimitives.Multiply(q, temperature.Factor(pos), q);
-            seq.Cache.Write(l, pos, k, v);
+            seq.Cache.Write(l, packed ? i : pos, k, v);
         }
         Attention(w, l, w.Position, n);
         Project(w, a.Wo, w.AttnOut, n, w.Xb);
+        if (a.Bo != null) AddBiasRows(w.Xb, n, a.Bo);
+    }
+
+    /// <summary>Xb = down·GELU(up·Xb + b_up) + b_down, GELU as ggml's (tanh approximation through its half table).</summary>
+    protected void GeluFfn(DecoderState w, int n, DenseFfnWeights f)
+    {
+        Project(w, f.Up, w.Xb, n, w.H1);
+        if (f.UpBias != null) AddBiasRows(w.H1, n, f.UpBias);
+        Pool.For(n * Config.FfnDim, w.GeluBody!, minPerThread: 1 << 15);
+        Project(w, f.Down, w.H1, n, w.Xb);
+        if (f.DownBias != null) AddBiasRows(w.Xb, n, f.DownBias);
+    }
+
+    /// <summary>Adds <paramref name="bias"/> to each of the first n rows of <paramref name="rows"/> (rows of bias.Length).</summary>
+    protected static void AddBiasRows(float[] rows, int n, float[] bias)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            var row = rows.AsSpan(i * bias.Length, bias.Length);
+            TensorPrimitives.Add(row, bias, row);
+        }
     }
 
     /// <summary>Xb = down(SiLU(gate·Xb) ⊙ up·Xb): gate and up in one hand-off.</summary>

@@ -8,15 +8,74 @@ internal abstract partial class DecoderModel
     public override void ForwardHidden(InferenceState state, ReadOnlySpan<int> tokens, Span<float> hidden)
     {
         var s = (DecoderState)state;
-        int dim = Config.Dim;
         CheckHiddenFeed(s, tokens, hidden);
+        if (!Causal)
+        {
+            // Every token of an encoder's input sees every other: the input runs whole, as one packed sequence.
+            if (s.Position > 0) throw new InvalidOperationException($"{Config.Architecture} is an encoder: an input is embedded whole, not appended to a sequence");
+            ForwardHiddenPacked(s, tokens, [tokens.Length], hidden);
+            return;
+        }
+        int dim = Config.Dim;
         int batch = Math.Max(1, MaxBatch);
         for (int i = 0; i < tokens.Length; i += batch)
         {
             int n = Math.Min(batch, tokens.Length - i);
             Batch(s, tokens.Slice(i, n), computeLogits: false); // leaves the chunk's residual rows in s.X
-            for (int r = 0; r < n; r++)
-                Ops.RmsNorm(s.X.AsSpan(r * dim, dim), _outputNorm, Config.RmsEps, hidden.Slice((i + r) * dim, dim));
+            FinalHidden(s, n, hidden.Slice(i * dim, n * dim));
         }
+    }
+
+    /// <summary>
+    /// All the sequences in one pass: their rows go through every matrix together, and attention keeps each row to
+    /// its own sequence (cache rows of the sequence only, RoPE at the row's position in it). A lone causal sequence
+    /// longer than <see cref="MaxBatch"/> runs in chunks instead, as <see cref="ForwardHidden"/> does.
+    /// </summary>
+    public override void ForwardHiddenPacked(InferenceState state, ReadOnlySpan<int> tokens, ReadOnlySpan<int> lengths, Span<float> hidden)
+    {
+        var s = (DecoderState)state;
+        CheckPacked(s, tokens, lengths, hidden);
+        s.Truncate(0);
+        if (lengths.Length == 1 && Causal)
+        {
+            try
+            {
+                ForwardHidden(s, tokens, hidden);
+            }
+            finally
+            {
+                s.Truncate(0);
+            }
+            return;
+        }
+        int n = tokens.Length;
+        s.EnsureBatch(n, _maxInputBytes);
+        s.Pack(lengths, TokenBlock);
+        try
+        {
+            Embed(s, tokens);
+            s.Seqs = null;
+            s.Cache.Reserve(n);
+            Layers(s, n);
+            FinalHidden(s, n, hidden[..(n * Config.Dim)]);
+        }
+        finally
+        {
+            s.PackedCount = 0;
+            s.Truncate(0);
+        }
+    }
+
+    /// <summary>The n residual rows of s.X as final hidden states: through the output norm (an encoder's last layer has normed them already).</summary>
+    private void FinalHidden(DecoderState s, int n, Span<float> hidden)
+    {
+        int dim = Config.Dim;
+        if (_outputNorm == null)
+        {
+            s.X.AsSpan(0, n * dim).CopyTo(hidden);
+            return;
+        }
+        for (int r = 0; r < n; r++)
+            Ops.RmsNorm(s.X.AsSpan(r * dim, dim), _outputNorm, Config.RmsEps, hidden.Slice(r * dim, dim));
     }
 }

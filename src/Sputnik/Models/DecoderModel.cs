@@ -16,13 +16,23 @@ internal abstract partial class DecoderModel : LanguageModel
 {
     private readonly WeightMatrix _tokenEmbedding;
     private readonly WeightMatrix _output;
-    private readonly float[] _outputNorm;
+    private readonly float[]? _outputNorm; // null for an encoder, whose last layer ends in its own norm
     private readonly float[]? _ropeFreqFactors;
     // Largest activation buffer any matrix needs (grown by every Matrix call), so each state sizes its buffer once.
     private int _maxInputBytes;
 
-    protected DecoderModel(GgufFile file, ModelConfig config, WorkerPool pool) : base(file, config, pool)
+    protected DecoderModel(GgufFile file, ModelConfig config, WorkerPool pool) : this(file, config, pool, encoder: false) { }
+
+    // encoder: a bert-style model, with no output norm nor head (Forward refuses it: it gives embeddings, not
+    // logits), whose token embedding is only looked up.
+    protected DecoderModel(GgufFile file, ModelConfig config, WorkerPool pool, bool encoder) : base(file, config, pool)
     {
+        IsEmbeddingOnly = encoder;
+        if (encoder)
+        {
+            _tokenEmbedding = _output = Matrix(TensorNames.Weight(TensorNames.TokenEmbd), config.Dim, config.VocabSize, mayInterleave: false);
+            return;
+        }
         // Tied embeddings (small models reuse the embedding as the output projection) are a matrix product every
         // token and get the fast layout; an embedding that is only looked up stays in the mapping, so only the rows
         // of tokens actually seen are paged in.
@@ -32,6 +42,8 @@ internal abstract partial class DecoderModel : LanguageModel
         _outputNorm = Vector(TensorNames.Weight(TensorNames.OutputNorm), config.Dim);
         _ropeFreqFactors = file.FindTensor(TensorNames.Weight(TensorNames.RopeFreqs)) is { } rf ? Vector(rf.Name, config.RopeDims / 2) : null;
     }
+
+    public override bool IsEmbeddingOnly { get; }
 
     /// <summary>Layer <paramref name="l"/> over the n rows of w.X (the residual stream), in place.</summary>
     protected abstract void ForwardLayer(DecoderState w, int l, int n);
@@ -78,6 +90,7 @@ internal abstract partial class DecoderModel : LanguageModel
     {
         s.SwiGluBody = (i0, i1) => Ops.SwiGlu(s.H1.AsSpan(i0, i1 - i0), s.H3.AsSpan(i0, i1 - i0));
         s.GeGluBody = (i0, i1) => Ops.GeGlu(s.H1.AsSpan(i0, i1 - i0), s.H3.AsSpan(i0, i1 - i0));
+        s.GeluBody = (i0, i1) => Ops.Gelu(s.H1.AsSpan(i0, i1 - i0));
         s.PrepBody = (t0, t1) => s.MmW!.PrepareInputs(s.MmX, s.Act, t0, t1);
         s.SharedBody = (g0, g1) => SharedRows(s, g0, g1);
         s.MmBody = (r0, r1) => s.MmW!.MatMulRows(s.Act, s.MmTokens, s.MmY, r0, r1);
@@ -141,6 +154,7 @@ internal abstract partial class DecoderModel : LanguageModel
 
     public override ReadOnlySpan<float> Forward(InferenceState state, ReadOnlySpan<int> tokens)
     {
+        if (IsEmbeddingOnly) throw NoLogits();
         var s = (DecoderState)state;
         if (tokens.IsEmpty) throw new ArgumentException("no tokens to feed");
         if (s.Position + tokens.Length > s.Capacity)
@@ -171,7 +185,7 @@ internal abstract partial class DecoderModel : LanguageModel
         if (computeLogits)
         {
             // Only the last token's logits are needed: one matrix-vector product instead of n.
-            Ops.RmsNorm(s.X.AsSpan((n - 1) * dim, dim), _outputNorm, c.RmsEps, s.Xb.AsSpan(0, dim));
+            Ops.RmsNorm(s.X.AsSpan((n - 1) * dim, dim), _outputNorm!, c.RmsEps, s.Xb.AsSpan(0, dim));
             s.ActSource = null;
             Project(s, _output, s.Xb, 1, s.Logits);
             FinishLogits(s.Logits);

@@ -72,7 +72,7 @@ internal sealed class DecoderState : InferenceState
     public WeightMatrix? MmW;
     public float[] MmX = [], MmY = [];
     public int MmTokens;
-    public Action<int, int>? MmBody, PrepBody, SwiGluBody, GeGluBody, AttnBody, SharedBody;
+    public Action<int, int>? MmBody, PrepBody, SwiGluBody, GeGluBody, GeluBody, AttnBody, SharedBody;
     // Matrices and outputs of a shared-input product (Q/K/V or gate/up in one hand-off).
     public readonly WeightMatrix?[] SharedW = new WeightMatrix?[3];
     public readonly float[][] SharedY = [[], [], []];
@@ -83,6 +83,44 @@ internal sealed class DecoderState : InferenceState
     // SeqsCapacity is their largest capacity (the stride of the per-thread score rows).
     public IReadOnlyList<InferenceState>? Seqs;
     public int SeqsCapacity;
+    /// <summary>
+    /// Packed sequences (a batch of embedding inputs in one pass): how many there are (0 when the batch is one
+    /// sequence or a multi-sequence decode step); row i is token PackedPos[i] of its own sequence and writes cache
+    /// row i, and each attention block of rows is (first row, end row, its sequence's first row, its sequence's end)
+    /// in PackedBlocks, so no block straddles two sequences.
+    /// </summary>
+    public int PackedCount;
+    public int PackedBlockCount;
+    public int[] PackedPos = [], PackedBlocks = [];
+
+    /// <summary>Lays out <paramref name="lengths"/> sequences one after another, cut into attention blocks of at most <paramref name="block"/> rows.</summary>
+    public void Pack(ReadOnlySpan<int> lengths, int block)
+    {
+        int rows = 0, blocks = 0;
+        foreach (int len in lengths)
+        {
+            rows += len;
+            blocks += (len + block - 1) / block;
+        }
+        if (PackedPos.Length < rows) PackedPos = new int[rows];
+        if (PackedBlocks.Length < 4 * blocks) PackedBlocks = new int[4 * blocks];
+        int start = 0, b = 0;
+        foreach (int len in lengths)
+        {
+            for (int j = 0; j < len; j++) PackedPos[start + j] = j;
+            for (int j = 0; j < len; j += block)
+            {
+                PackedBlocks[b++] = start + j;
+                PackedBlocks[b++] = start + Math.Min(len, j + block);
+                PackedBlocks[b++] = start;
+                PackedBlocks[b++] = start + len;
+            }
+            start += len;
+        }
+        PackedCount = lengths.Length;
+        PackedBlockCount = blocks;
+    }
+
     /// <summary>Routing and expert buffers of a MoE model, created by its first forward.</summary>
     public MoeScratch? Moe;
 

@@ -18,6 +18,11 @@ internal static class TensorNames
     public const string RopeFactorsShort = "rope_factors_short";
     public const string PositionEmbd = "position_embd";
     public const string TokenTypes = "token_types";
+    /// <summary>bert's LayerNorm of the summed input embeddings (weight and bias).</summary>
+    public const string TokenEmbdNorm = "token_embd_norm";
+    /// <summary>bert's post-norms: after attention + residual, and after the FFN + residual (weights and biases).</summary>
+    public const string AttnOutputNorm = "attn_output_norm";
+    public const string LayerOutputNorm = "layer_output_norm";
     public const string AttnNorm = "attn_norm";
     public const string AttnQ = "attn_q";
     public const string AttnK = "attn_k";
@@ -63,6 +68,9 @@ internal static class TensorNames
 
     /// <summary>"{name}.weight" for a model-wide tensor (token_embd, output, output_norm, rope_freqs).</summary>
     public static string Weight(string name) => name + ".weight";
+
+    /// <summary>"{name}.bias" for a model-wide tensor (bert's token_embd_norm).</summary>
+    public static string Bias(string name) => name + ".bias";
 
     /// <summary>True when <paramref name="tensor"/> is "blk.N.{name}.weight" (or ".bias") for some layer N.</summary>
     public static bool IsLayer(string tensor, string name, string suffix = ".weight") =>
@@ -126,6 +134,13 @@ internal static class GgufKeys
     public const string SlidingWindowPattern = "attention.sliding_window_pattern";
     public const string RopeFreqBaseSwa = "rope.freq_base_swa";
     public const string FinalLogitSoftcapping = "final_logit_softcapping";
+    /// <summary>An encoder's LayerNorm epsilon (bert), where decoders state an RMSNorm one.</summary>
+    public const string LayerNormEps = "attention.layer_norm_epsilon";
+    public const string AttentionCausal = "attention.causal";
+    /// <summary>How embeddings are pooled: 0 none, 1 mean, 2 cls, 3 last, 4 rank.</summary>
+    public const string PoolingType = "pooling_type";
+    /// <summary>Rows of bert's token_types (not per-architecture: a tokenizer key).</summary>
+    public const string TokenTypeCount = "tokenizer.ggml.token_type_count";
 
     /// <summary>"{arch}.{key}".</summary>
     public static string Of(string arch, string key) => $"{arch}.{key}";

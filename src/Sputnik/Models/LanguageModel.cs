@@ -59,6 +59,61 @@ internal abstract class LanguageModel : IDisposable
     public virtual void ForwardHidden(InferenceState state, ReadOnlySpan<int> tokens, Span<float> hidden) =>
         throw new NotSupportedException($"embeddings are not available for the {Config.Architecture} architecture");
 
+    /// <summary>
+    /// True for an encoder (bert): it gives embeddings only, and <see cref="Forward"/> / <see cref="ForwardBatch"/>
+    /// throw <see cref="NoLogits"/>'s error.
+    /// </summary>
+    public virtual bool IsEmbeddingOnly => false;
+
+    /// <summary>The error of asking an embedding-only model for logits.</summary>
+    protected NotSupportedException NoLogits() =>
+        new($"{Config.Architecture} is an embedding model: it gives embeddings, not next-token predictions (no chat or completions)");
+
+    /// <summary>
+    /// Feeds several independent sequences, packed one after another in <paramref name="tokens"/> (lengths[k] tokens
+    /// each, every one from position 0), and writes every token's final hidden state like <see cref="ForwardHidden"/>.
+    /// <paramref name="state"/> is scratch: its cache is overwritten (its capacity must hold all the tokens) and left
+    /// empty. Architectures that can run the sequences through one pass (a batch of embedding inputs, the weights
+    /// streamed once); this default feeds them one by one.
+    /// </summary>
+    public virtual void ForwardHiddenPacked(InferenceState state, ReadOnlySpan<int> tokens, ReadOnlySpan<int> lengths, Span<float> hidden)
+    {
+        CheckPacked(state, tokens, lengths, hidden);
+        int dim = Config.Dim, at = 0;
+        try
+        {
+            foreach (int len in lengths)
+            {
+                state.Truncate(0);
+                ForwardHidden(state, tokens.Slice(at, len), hidden.Slice(at * dim, len * dim));
+                at += len;
+            }
+        }
+        finally
+        {
+            state.Truncate(0);
+        }
+    }
+
+    /// <summary>Argument checks of <see cref="ForwardHiddenPacked"/> (before any state is touched).</summary>
+    protected void CheckPacked(InferenceState state, ReadOnlySpan<int> tokens, ReadOnlySpan<int> lengths, Span<float> hidden)
+    {
+        if (lengths.IsEmpty) throw new ArgumentException("no sequences to feed");
+        long total = 0;
+        foreach (int len in lengths)
+        {
+            if (len < 1) throw new ArgumentException("a packed sequence has no tokens", nameof(lengths));
+            total += len;
+        }
+        if (total != tokens.Length) throw new ArgumentException($"the lengths add up to {total} tokens, but {tokens.Length} were given", nameof(lengths));
+        if (tokens.Length > state.Capacity)
+            throw new InvalidOperationException($"context full: {tokens.Length} packed tokens exceed the context of {state.Capacity}");
+        if (hidden.Length < total * Config.Dim)
+            throw new ArgumentException($"the hidden buffer holds {hidden.Length} floats; {total} tokens need {total * Config.Dim}");
+        foreach (int token in tokens)
+            if ((uint)token >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary ({Config.VocabSize})");
+    }
+
     /// <summary>Argument checks of <see cref="ForwardHidden"/> (before any state is touched).</summary>
     protected void CheckHiddenFeed(InferenceState state, ReadOnlySpan<int> tokens, Span<float> hidden)
     {

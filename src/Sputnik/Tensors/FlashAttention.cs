@@ -23,6 +23,9 @@ internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int 
     public int Positions => RowStride <= 0 || Rows.Length < RowOffset + KvRowCodec.Bytes(Type, Width) ? 0
         : (Rows.Length - RowOffset - KvRowCodec.Bytes(Type, Width)) / RowStride + 1;
 
+    /// <summary>The same head seen from position <paramref name="position"/> on, which becomes its position 0 (one of several sequences packed into one cache).</summary>
+    public KvHead From(int position) => new(Rows[(position * RowStride)..], RowStride, RowOffset, Width, Type, Rotation);
+
     /// <summary>True when <paramref name="other"/> starts at the same stored values, so its decoded rows serve this head too (MLA: values are a prefix of the key rows).</summary>
     public bool SharesRowsWith(in KvHead other) =>
         Type == other.Type && RowStride == other.RowStride && RowOffset == other.RowOffset && Width <= other.Width && Rotation == other.Rotation &&
@@ -103,16 +106,20 @@ internal static class FlashAttention
     /// Rows (token i, head j) for i &lt; tokens, j &lt; group: query at q[i·qStride + j·keys.Width], output (values.Width
     /// floats, overwritten) at output[i·oStride + j·values.Width]; scores are q·k·<paramref name="scale"/>.
     /// </summary>
+    /// <remarks>
+    /// <paramref name="keyEnd"/> &gt; 0 makes the attention bidirectional (an encoder's): every row sees positions
+    /// [window start, keyEnd) instead of stopping at its own.
+    /// </remarks>
     public static void Attend(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
-        int tokens, int group, int pos0, int window, float scale) =>
-        Attend(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, scale, BestWidth);
+        int tokens, int group, int pos0, int window, float scale, int keyEnd = 0) =>
+        Attend(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, scale, BestWidth, keyEnd);
 
     /// <summary>The kernel with an explicit vector width (512, 256, 128, or 0 for scalar), so tests run every path.</summary>
     internal static void Attend(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
-        int tokens, int group, int pos0, int window, float scale, int width)
+        int tokens, int group, int pos0, int window, float scale, int width, int keyEnd = 0)
     {
         int kw = keys.Width, vw = values.Width, rows = tokens * group;
-        Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window);
+        Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, keyEnd);
         var sc = t_scratch ??= new Scratch();
         bool quantized = KvRowCodec.IsBlockFormat(keys.Type);
         sc.Ensure(rows, kw, vw, quantized);
@@ -126,7 +133,7 @@ internal static class FlashAttention
         for (int i = 0; i < tokens; i++) output.Slice(i * oStride, group * vw).Clear();
         bool shared = values.SharesRowsWith(keys) && !quantized;
 
-        int last = pos0 + tokens - 1, lo0 = WindowStart(pos0, window);
+        int last = keyEnd > 0 ? keyEnd - 1 : pos0 + tokens - 1, lo0 = WindowStart(pos0, window);
         for (int t0 = lo0 / Tile * Tile; t0 <= last; t0 += Tile)
         {
             int end = Math.Min(t0 + Tile, last + 1), first = Math.Max(t0, lo0);
@@ -138,7 +145,7 @@ internal static class FlashAttention
             var v = shared ? k : DecodeTile(values, first, end - first, sc.Values, width, out vs);
             for (int i = 0; i < tokens; i++)
             {
-                int pos = pos0 + i, a = Math.Max(WindowStart(pos, window), first), b = Math.Min(pos + 1, end);
+                int pos = pos0 + i, a = Math.Max(WindowStart(pos, window), first), b = Math.Min(keyEnd > 0 ? keyEnd : pos + 1, end);
                 if (a >= b) continue; // outside this token's window
                 int n = b - a;
                 ref float kRow = ref Unsafe.Add(ref MemoryMarshal.GetReference(k), (a - first) * ks); // unused when quantized
@@ -189,13 +196,15 @@ internal static class FlashAttention
     }
 
     private static void Check(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
-        int tokens, int group, int pos0, int window)
+        int tokens, int group, int pos0, int window, int keyEnd)
     {
         if (tokens < 1 || group < 1 || pos0 < 0 || window < 0)
             throw new ArgumentOutOfRangeException(nameof(tokens), $"{tokens} tokens × {group} heads at position {pos0}, window {window}");
         if ((tokens - 1) * (long)qStride + group * keys.Width > q.Length || (tokens - 1) * (long)oStride + group * values.Width > output.Length)
             throw new ArgumentException("query or output rows run past their buffers");
-        int needed = pos0 + tokens;
+        if (keyEnd < 0 || keyEnd > 0 && keyEnd < pos0 + tokens)
+            throw new ArgumentOutOfRangeException(nameof(keyEnd), $"keys end at {keyEnd}, before the last query row at {pos0 + tokens - 1}");
+        int needed = Math.Max(pos0 + tokens, keyEnd);
         if (keys.Positions < needed || values.Positions < needed)
             throw new ArgumentOutOfRangeException(nameof(pos0), $"the cache holds {Math.Min(keys.Positions, values.Positions)} positions, attention needs {needed}");
         if (KvRowCodec.IsBlockFormat(keys.Type) && keys.Width % KvRowCodec.Block != 0 || KvRowCodec.IsBlockFormat(values.Type) && values.Width % KvRowCodec.Block != 0)
@@ -427,7 +436,7 @@ internal static class FlashAttention
     internal static void Reference(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
         int tokens, int group, int pos0, int window, float scale)
     {
-        Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window);
+        Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, keyEnd: 0);
         int kw = keys.Width, vw = values.Width;
         var k = new float[kw];
         var v = new float[vw];

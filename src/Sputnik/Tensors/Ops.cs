@@ -49,22 +49,38 @@ internal static class Ops
     /// </summary>
     public static void GeGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
+        Gelu(gate);
+        TensorPrimitives.Multiply(gate, up, gate);
+    }
+
+    /// <summary>x = GELU(x) in place, as ggml's CPU ggml_gelu computes it (the half-precision table of <see cref="GeGlu"/>).</summary>
+    public static void Gelu(Span<float> x)
+    {
         const int Chunk = 256;
         var table = GeluTable.Value;
         Span<Half> half = stackalloc Half[Chunk];
-        for (int i = 0; i < gate.Length; i += Chunk)
+        for (int i = 0; i < x.Length; i += Chunk)
         {
-            int len = Math.Min(Chunk, gate.Length - i);
-            var g = gate.Slice(i, len);
+            int len = Math.Min(Chunk, x.Length - i);
+            var g = x.Slice(i, len);
             var h = half[..len];
             TensorPrimitives.ConvertToHalf(g, h);
             for (int j = 0; j < len; j++)
             {
-                float x = g[j];
-                g[j] = x <= -10f ? 0f : x >= 10f ? x : table[BitConverter.HalfToUInt16Bits(h[j])];
+                float v = g[j];
+                g[j] = v <= -10f ? 0f : v >= 10f ? v : table[BitConverter.HalfToUInt16Bits(h[j])];
             }
-            TensorPrimitives.Multiply(g, up.Slice(i, len), g);
         }
+    }
+
+    /// <summary>out = (x − mean) / sqrt(var + eps) · weight + bias (ggml_norm, then the affine part: bert's LayerNorm).</summary>
+    public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, float eps, Span<float> output)
+    {
+        float mean = TensorPrimitives.Sum(x) / x.Length;
+        TensorPrimitives.Subtract(x, mean, output);
+        float variance = TensorPrimitives.SumOfSquares(output) / x.Length;
+        TensorPrimitives.Multiply(output, 1f / MathF.Sqrt(variance + eps), output);
+        TensorPrimitives.MultiplyAdd(output, weight, bias, output);
     }
 
     /// <summary>GELU (tanh approximation, in float as ggml_gelu_f32) of every half value, rounded to half and widened back.</summary>

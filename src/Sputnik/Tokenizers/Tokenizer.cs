@@ -4,7 +4,8 @@ namespace Sputnik.Tokenizers;
 
 /// <summary>
 /// A tokenizer that reproduces llama.cpp's <c>llama_tokenize</c>/<c>llama_detokenize</c>: byte-level BPE
-/// ("gpt2" model, <see cref="BpeTokenizer"/>) or SentencePiece BPE ("llama" model, <see cref="SpmTokenizer"/>).
+/// ("gpt2" model, <see cref="BpeTokenizer"/>), SentencePiece BPE ("llama" model, <see cref="SpmTokenizer"/>) or
+/// WordPiece ("bert" model, <see cref="WpmTokenizer"/>).
 /// Instances are immutable apart from internal caches and safe to use from several threads.
 /// </summary>
 internal abstract class Tokenizer
@@ -99,11 +100,11 @@ internal abstract class Tokenizer
         return found;
     }
 
-    /// <summary>Creates the tokenizer for <paramref name="data"/>'s model ("gpt2" → BPE, "llama" → SentencePiece).</summary>
+    /// <summary>Creates the tokenizer for <paramref name="data"/>'s model ("gpt2" → BPE, "llama" → SentencePiece, "bert" → WordPiece).</summary>
     public static Tokenizer Create(TokenizerData data)
     {
         ArgumentNullException.ThrowIfNull(data);
-        Tokenizer t = data.IsSpm ? new SpmTokenizer(data) : new BpeTokenizer(data);
+        Tokenizer t = data.IsSpm ? new SpmTokenizer(data) : data.IsWordPiece ? new WpmTokenizer(data) : new BpeTokenizer(data);
         t.InitBytes();
         return t;
     }

@@ -52,6 +52,9 @@ internal sealed partial record TokenizerData
             AddBos = Flag("add_bos_token"),
             AddEos = Flag("add_eos_token"),
             AddSpacePrefix = Flag("add_space_prefix"),
+            SepId = Id("seperator_token_id"),
+            Lowercase = Flag("normalizer.lowercase"),
+            StripAccents = Flag("normalizer.strip_accents"),
             StripSpaceAfterSpecials = f.GetStringOrNull("general.name")?.ToLowerInvariant() is { } name && (name.Contains("phi-3") || name.Contains("phi3")),
         };
     }
@@ -81,5 +84,8 @@ internal sealed partial record TokenizerData
         Flag("add_bos_token", AddBos);
         Flag("add_eos_token", AddEos);
         Flag("add_space_prefix", AddSpacePrefix);
+        Id("seperator_token_id", SepId);
+        Flag("normalizer.lowercase", Lowercase);
+        Flag("normalizer.strip_accents", StripAccents);
     }
 }

@@ -18,7 +18,7 @@ internal enum TokenType
 /// </summary>
 internal sealed partial record TokenizerData
 {
-    /// <summary>"gpt2" (byte-level BPE) or "llama" (SentencePiece BPE).</summary>
+    /// <summary>"gpt2" (byte-level BPE), "llama" (SentencePiece BPE) or "bert" (WordPiece).</summary>
     public required string Model { get; init; }
 
     /// <summary>Pre-tokenizer name ("default", "gpt2", "llama-bpe", "qwen2", "deepseek-llm", ...); BPE only.</summary>
@@ -43,11 +43,23 @@ internal sealed partial record TokenizerData
     public bool? AddEos { get; init; }
     public bool? AddSpacePrefix { get; init; }
 
+    /// <summary>WordPiece: the separator ([SEP]) that ends an input (tokenizer.ggml.seperator_token_id, llama.cpp's spelling; default 102).</summary>
+    public int? SepId { get; init; }
+
+    /// <summary>WordPiece's BertNormalizer: lowercase the text (tokenizer.ggml.normalizer.lowercase, default false).</summary>
+    public bool? Lowercase { get; init; }
+
+    /// <summary>WordPiece's BertNormalizer: drop accents after NFD (tokenizer.ggml.normalizer.strip_accents, default: as lowercase).</summary>
+    public bool? StripAccents { get; init; }
+
     /// <summary>
     /// Whitespace right after a special token is dropped when encoding, as llama.cpp does for files whose general.name
     /// says Phi-3 (its LLAMA_TOKEN_ATTR_RSTRIP on every special token but &lt;unk&gt;, &lt;s&gt; and &lt;|endoftext|&gt;).
     /// </summary>
     public bool StripSpaceAfterSpecials { get; init; }
+
+    /// <summary>True for the WordPiece ("bert") model.</summary>
+    public bool IsWordPiece => string.Equals(Model, "bert", StringComparison.Ordinal);
 
     /// <summary>True for the SentencePiece ("llama") model.</summary>
     public bool IsSpm => string.Equals(Model, "llama", StringComparison.Ordinal);
@@ -65,8 +77,15 @@ internal sealed partial record TokenizerData
                 Valid(BosId, 1), Valid(EosId, 2), Valid(UnknownId, 0), Valid(PadId, null),
                 AddBos ?? true, AddEos ?? false, AddSpacePrefix ?? true, CleanSpaces: false, IgnoreMerges: false);
         }
+        if (IsWordPiece)
+        {
+            // llama.cpp's WPM defaults: [CLS] 101 first and [SEP] 102 last whenever special tokens are added.
+            return new ResolvedSettings(
+                Valid(BosId, 101), Valid(EosId, null), Valid(UnknownId, 100), Valid(PadId, 0),
+                AddBos: true, AddEos: false, AddSpacePrefix: false, CleanSpaces: true, IgnoreMerges: false);
+        }
         if (!string.Equals(Model, "gpt2", StringComparison.Ordinal))
-            throw new Models.UnsupportedModelException($"tokenizer model '{Gguf.DisplayText.Name(Model)}' is not supported (expected 'gpt2' or 'llama')");
+            throw new Models.UnsupportedModelException($"tokenizer model '{Gguf.DisplayText.Name(Model)}' is not supported (expected 'gpt2', 'llama' or 'bert')");
         var pre = PreTokenizer.Resolve(EffectivePre);
         return new ResolvedSettings(
             Valid(BosId, pre.NoBos ? null : 11), Valid(EosId, 11), Valid(UnknownId, null), Valid(PadId, null),

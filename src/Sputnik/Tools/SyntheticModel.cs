@@ -121,7 +121,7 @@ internal static class SyntheticModel
     private static void WriteTokenizer(GgufWriter w, TokenizerData tok, string pre, bool addBos, string chatTemplate)
     {
         (tok with { Pre = pre, AddBos = addBos }).WriteTo(w);
-        w.Set(GgufKeys.ChatTemplate, chatTemplate);
+        if (chatTemplate.Length > 0) w.Set(GgufKeys.ChatTemplate, chatTemplate); // an encoder has none
     }
 
     /// <summary>

@@ -95,6 +95,45 @@ internal static class SyntheticVocab
     }
 
     /// <summary>
+    /// A made-up WordPiece ("bert") vocabulary of exactly <paramref name="size"/> tokens in llama.cpp's phantom-space
+    /// form, laid out as BERT's: [PAD] 0, [unused…] 1–99, [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103, then every
+    /// lowercase letter, digit and ASCII punctuation mark as a word start (▁x) and a continuation (x), then longer
+    /// starts and continuations letter by letter, most frequent letters first (so words split into several pieces), lowercasing on.
+    /// </summary>
+    public static TokenizerData CreateWordPiece(int size)
+    {
+        const int Specials = 104;
+        var singles = Letters + "0123456789" + ".,!?'\"-:;()/&";
+        if (size < Specials + 2 * singles.Length) throw new ArgumentException($"vocabulary size {size} is too small (needs at least {Specials + 2 * singles.Length})");
+        var tokens = new List<string>(size) { "[PAD]" };
+        for (int i = 1; i < 100; i++) tokens.Add($"[unused{i - 1}]");
+        tokens.AddRange(["[UNK]", "[CLS]", "[SEP]", "[MASK]"]);
+        foreach (char c in singles) tokens.Add("\u2581" + c);
+        foreach (char c in singles) tokens.Add(c.ToString());
+        // Longer pieces, letter by letter (a 30,522-token vocabulary reaches three letters).
+        var stems = Letters.Select(c => c.ToString()).ToList();
+        while (tokens.Count < size)
+        {
+            var longer = new List<string>(stems.Count * Letters.Length);
+            foreach (string stem in stems)
+                foreach (char c in Letters)
+                {
+                    longer.Add(stem + c);
+                    if (tokens.Count < size) tokens.Add("\u2581" + stem + c);
+                    if (tokens.Count < size) tokens.Add(stem + c);
+                }
+            stems = longer;
+        }
+        var types = new int[size];
+        for (int i = 0; i < size; i++) types[i] = (int)(i < Specials ? TokenType.Control : TokenType.Normal);
+        return new TokenizerData
+        {
+            Model = "bert", Pre = "default", Tokens = [.. tokens], TokenTypes = types,
+            BosId = 101, UnknownId = 100, SepId = 102, PadId = 0, Lowercase = true,
+        };
+    }
+
+    /// <summary>
     /// Pads a real tokenizer's vocabulary to <paramref name="size"/> with unused "[PADn]" tokens, as llama.cpp's
     /// converter does when the embedding matrix is larger than the tokenizer.
     /// </summary>

@@ -40,6 +40,22 @@ internal static class EmbeddingModels
     /// <summary>A llama decoder with mean pooling written in the file (llama.cpp pools it so only when the key says so).</summary>
     public static string LlamaMean() => Synth("llama-tiny", "mean", ("llama.pooling_type", GgufValue.Of(1u)));
 
+    /// <summary>The tiny bert encoder with the preset's CLS pooling (BGE's).</summary>
+    public static string BertCls() => Synth("bert-tiny", "cls");
+
+    /// <summary>The tiny bert encoder mean-pooled (all-MiniLM's).</summary>
+    public static string BertMean() => Synth("bert-tiny", "mean", ("bert.pooling_type", GgufValue.Of(1u)));
+
+    /// <summary>The models the batched and llama.cpp checks run: "qwen3-last", "llama-mean", "bert-cls", "bert-mean".</summary>
+    public static string Named(string which) => which switch
+    {
+        "qwen3-last" => Qwen3LastToken(),
+        "llama-mean" => LlamaMean(),
+        "bert-cls" => BertCls(),
+        "bert-mean" => BertMean(),
+        _ => throw new ArgumentException($"no embedding model '{which}'", nameof(which)),
+    };
+
     public static double Cosine(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         double dot = 0, na = 0, nb = 0;
