@@ -58,7 +58,7 @@ internal static class EmbedBench
         var tok = model.Tokenizer;
         int[] probe = new Embedder(model.Model, tok, length).Tokenize("x");
         bool leading = tok.AddBos && probe[0] == tok.BosId;
-        int? closing = tok is WpmTokenizer wpm ? wpm.SepId : tok.AddEos ? tok.EosId : null;
+        int? closing = tok.ClosingId;
         var ordinary = Enumerable.Range(0, tok.VocabSize).Where(id => tok.GetTokenType(id) == TokenType.Normal).ToArray();
         var rng = new Random(7);
         using var writer = new StreamWriter(tokensPath);

@@ -117,7 +117,7 @@ internal static class EmbeddingEndpoints
         if (!truncate) throw TooLong(host, tokens.Length, at);
         var tok = host.Model.Tokenizer;
         var kept = tokens[..ctxLen];
-        if (tok.AddEos && tokens[^1] == tok.EosId) kept[^1] = tok.EosId; // the end marker last-token pooling reads
+        if (tok.ClosingId is { } closing && tokens[^1] == closing) kept[^1] = closing; // the end marker (EOS, [SEP]) last-token pooling reads
         return kept;
     }
 

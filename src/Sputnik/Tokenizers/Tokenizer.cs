@@ -136,6 +136,12 @@ internal abstract class Tokenizer
     /// <summary>Whether the model asks for EOS at the end of a prompt.</summary>
     public bool AddEos { get; }
 
+    /// <summary>
+    /// The token tokenizing with special tokens appends after the text: EOS where the model asks for it, WordPiece's
+    /// [SEP]; null when nothing is appended. An input cut to fit keeps it last (what last-token pooling reads).
+    /// </summary>
+    public virtual int? ClosingId => AddEos ? EosId : null;
+
     /// <summary>Whether a space is prepended to text at the start or after a special token (SentencePiece).</summary>
     public bool AddSpacePrefix { get; }
 

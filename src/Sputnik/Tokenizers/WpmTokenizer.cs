@@ -32,6 +32,8 @@ internal sealed class WpmTokenizer : Tokenizer
     /// <summary>The separator appended after the text ([SEP]).</summary>
     public int SepId => _sepId;
 
+    public override int? ClosingId => _sepId;
+
     private protected override byte[] ComputeTokenBytes(int id) =>
         Encoding.UTF8.GetBytes(GetTokenType(id) == TokenType.Normal ? TokenPiece(id).Replace(Space, ' ') : TokenPiece(id));
 

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Sputnik.Inference;
 using Sputnik.Tests.Server;
@@ -49,6 +50,12 @@ public sealed class EncoderServingTests
             string message = err is JsonObject openAi ? (string)openAi["message"]! : (string)err!; // OpenAI's object, Ollama's string
             Assert.Contains("is an embedding model", message);
         }
+        // Ollama cuts a long input to the context, keeping the closing [SEP].
+        var cut = await s.PostAsync("/api/embed", JsonSerializer.Serialize(new { model = "bert", input = string.Join(' ', Enumerable.Repeat("once upon a time", 300)) }));
+        Assert.Equal(200, cut.Status);
+        Assert.Equal(512, (int)cut.Body["prompt_eval_count"]!);
+        var show = await s.PostAsync("/api/show", """{"model":"bert"}""");
+        Assert.Equal(["embedding"], show.Body["capabilities"]!.AsArray().Select(c => (string)c!).ToArray());
         // The refusals left the server working.
         Assert.Equal(200, (await s.PostAsync("/v1/embeddings", """{"input":"still here"}""")).Status);
     }

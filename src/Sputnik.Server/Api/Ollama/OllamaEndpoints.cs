@@ -84,6 +84,7 @@ internal static class OllamaEndpoints
     /// <summary>What a model can be asked for: completion, tools when its template renders them, thinking, embedding.</summary>
     private static List<string> Capabilities(ModelHost host)
     {
+        if (host.Model.Model.IsEmbeddingOnly) return ["embedding"]; // an encoder (bert): nothing to complete
         var list = new List<string> { "completion" };
         string? template = host.Options.ChatTemplate ?? host.Model.ChatTemplate;
         if (template?.Contains("tools", StringComparison.Ordinal) == true) list.Add("tools");
