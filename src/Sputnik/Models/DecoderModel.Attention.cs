@@ -88,7 +88,7 @@ internal abstract partial class DecoderModel
                 int keyEnd = Causal ? 0 : blk[3] - seqStart;
                 int qAt = b0 * c.QDim + g * group * hd;
                 FlashAttention.Attend(s.Cache.KeyHead(layer, g * hd, hd).From(seqStart), s.Cache.ValueHead(layer, g * hd, hd).From(seqStart),
-                    s.Q.AsSpan(qAt), c.QDim, s.AttnOut.AsSpan(qAt), c.QDim, b1 - b0, group, pos0, window, scale, keyEnd);
+                    s.Q.AsSpan(qAt), c.QDim, s.AttnOut.AsSpan(qAt), c.QDim, b1 - b0, group, pos0, window, scale, FlashAttention.BestWidth, keyEnd);
                 continue;
             }
             if (seqs != null)

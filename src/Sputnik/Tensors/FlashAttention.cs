@@ -106,15 +106,15 @@ internal static class FlashAttention
     /// Rows (token i, head j) for i &lt; tokens, j &lt; group: query at q[i·qStride + j·keys.Width], output (values.Width
     /// floats, overwritten) at output[i·oStride + j·values.Width]; scores are q·k·<paramref name="scale"/>.
     /// </summary>
-    /// <remarks>
-    /// <paramref name="keyEnd"/> &gt; 0 makes the attention bidirectional (an encoder's): every row sees positions
-    /// [window start, keyEnd) instead of stopping at its own.
-    /// </remarks>
     public static void Attend(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
-        int tokens, int group, int pos0, int window, float scale, int keyEnd = 0) =>
-        Attend(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, scale, BestWidth, keyEnd);
+        int tokens, int group, int pos0, int window, float scale) =>
+        Attend(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, scale, BestWidth);
 
-    /// <summary>The kernel with an explicit vector width (512, 256, 128, or 0 for scalar), so tests run every path.</summary>
+    /// <summary>
+    /// The kernel with an explicit vector width (512, 256, 128, or 0 for scalar; <see cref="BestWidth"/> in use, any in
+    /// tests). <paramref name="keyEnd"/> &gt; 0 makes the attention bidirectional (an encoder's): every row sees
+    /// positions [window start, keyEnd) instead of stopping at its own.
+    /// </summary>
     internal static void Attend(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
         int tokens, int group, int pos0, int window, float scale, int width, int keyEnd = 0)
     {

@@ -120,6 +120,47 @@ public class FlashAttentionTests
         }
     }
 
+    /// <summary>
+    /// Bidirectional (an encoder's, keyEnd &gt; 0): every row sees keys up to keyEnd, which is what a causal row at
+    /// keyEnd − 1 sees; and a head viewed From(start) is the cache from that row on (one of several packed inputs).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Bidirectional_rows_see_every_key_of_their_sequence(int width, KvCacheType kType, KvCacheType vType)
+    {
+        const int hd = 64, group = 2, tokens = 23, start = 70, keyEnd = 40;
+        var cache = Cache(start + keyEnd, hd, kType, vType, 9);
+        int qStride = group * hd;
+        var q = Random(tokens * qStride, 10);
+        var keys = cache.KeyHead(0, hd, hd).From(start);
+        var values = cache.ValueHead(0, hd, hd).From(start);
+        // The view's rows [0, keyEnd) are the cache's [start, start + keyEnd): what a windowed row at the end sees.
+        var viewed = new float[qStride];
+        var windowed = new float[qStride];
+        FlashAttention.Attend(keys, values, q, qStride, viewed, qStride, 1, group, keyEnd - 1, 0, 0.2f, width);
+        FlashAttention.Attend(cache.KeyHead(0, hd, hd), cache.ValueHead(0, hd, hd), q, qStride, windowed, qStride, 1, group, start + keyEnd - 1, keyEnd, 0.2f, width);
+        for (int j = 0; j < qStride; j++) Assert.Equal(windowed[j], viewed[j], 4); // other tile boundaries: other summation order
+        var block = new float[tokens * qStride];
+        FlashAttention.Attend(keys, values, q, qStride, block, qStride, tokens, group, 5, 0, 0.2f, width, keyEnd);
+        var causal = new float[qStride];
+        for (int i = 0; i < tokens; i++)
+        {
+            FlashAttention.Attend(keys, values, q.AsSpan(i * qStride), qStride, causal, qStride, 1, group, keyEnd - 1, 0, 0.2f, width);
+            Assert.Equal(causal, block.AsSpan(i * qStride, qStride).ToArray());
+        }
+        // Rows past keyEnd are refused (a KvHead is a ref struct, so no lambda for Assert.Throws).
+        bool refused = false;
+        try
+        {
+            FlashAttention.Attend(keys, values, q, qStride, block, qStride, tokens, group, 20, 0, 0.2f, width, keyEnd);
+        }
+        catch (ArgumentOutOfRangeException)
+        {
+            refused = true;
+        }
+        Assert.True(refused, "rows past keyEnd were attended");
+    }
+
     /// <summary>MLA: the values are the first columns of the key rows, decoded once for both.</summary>
     [Theory]
     [InlineData(KvCacheType.F16)]
