@@ -38,7 +38,7 @@ internal static class EmbedBench
     {
         var preset = SyntheticModel.FindPreset(presetName);
         string bare = path + ".bare";
-        SyntheticModel.Write(bare, new SynthOptions { Preset = preset, FileType = FileType.Parse(type), Seed = 1, Threads = Environment.ProcessorCount });
+        SyntheticModel.Write(bare, new SynthOptions { Preset = preset, FileType = QuantMix.Parse(type), Seed = 1, Threads = Environment.ProcessorCount });
         (string Key, GgufValue Value)[] extra = preset.Arch switch
         {
             "qwen3" => [("qwen3.pooling_type", GgufValue.Of(3u)), ("tokenizer.ggml.add_eos_token", GgufValue.Of(true))],
