@@ -132,4 +132,33 @@ public sealed class ModelPullTests : IAsyncLifetime
         Assert.Contains("[DONE]", await done.Content.ReadAsStringAsync(Ct));
         Assert.True(Directory.Exists(Path.Combine(_cache.Root, "models--test--alpha-GGUF")));
     }
+
+    /// <summary>The sh blocks of docs/api.md's "Many models in one server", with real curl, pulling from the stand-in hub.</summary>
+    [Fact]
+    public async Task ManyModelsDocExamplesRun()
+    {
+        _hub.AddRepo("Qwen/Qwen2.5-0.5B-Instruct-GGUF", [new("Qwen2.5-0.5B-Instruct-Q4_K_M.gguf", HubPayloads.Q4_K_M)]);
+        await using var s = await Start();
+        string doc = File.ReadAllText(Path.Combine(Fixtures.RepoRoot, "docs", "api.md"));
+        int from = doc.IndexOf("## Many models in one server", StringComparison.Ordinal);
+        int to = doc.IndexOf("\n## ", from + 1, StringComparison.Ordinal);
+        var blocks = System.Text.RegularExpressions.Regex.Matches(doc[from..(to < 0 ? doc.Length : to)], @"```sh\n(.*?)```",
+            System.Text.RegularExpressions.RegexOptions.Singleline).Select(m => m.Groups[1].Value).ToList();
+        Assert.Equal(2, blocks.Count);
+        string url = s.BaseAddress.ToString().TrimEnd('/');
+        var outputs = new List<string>();
+        foreach (string block in blocks)
+        {
+            var psi = Library.ProcessRunner.Info("bash", ["-euo", "pipefail", "-c",
+                "curl() { command curl --fail-with-body --max-time 60 \"$@\"; }\n" + block.Replace("http://127.0.0.1:8080", url)]);
+            var r = Library.ProcessRunner.Run(psi, TimeSpan.FromSeconds(120));
+            Assert.True(r.ExitCode == 0, $"{block}\n{r}");
+            Assert.DoesNotContain("\"error\"", r.StdOut);
+            outputs.Add(r.StdOut);
+        }
+        Assert.Contains("\"status\":\"success\"", outputs[0]);
+        Assert.Contains("\"chat.completion\"", outputs[0]);
+        Assert.Contains("\"done_reason\":\"unload\"", outputs[1]);
+        Assert.DoesNotContain("Qwen2.5", outputs[1][outputs[1].LastIndexOf("{\"models\"", StringComparison.Ordinal)..]); // deleted: not in /api/tags
+    }
 }

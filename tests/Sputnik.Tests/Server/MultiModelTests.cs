@@ -56,6 +56,12 @@ public sealed class MultiModelTests : IDisposable
         Assert.Equal(HubPayloads.Q4_K_M.Length, beta.Size);
         Assert.Equal("qwen2", beta.Details.Family);
         Assert.Equal("deepseek2", tags[0].Details.Family);
+        // /api/show reads a model's header without loading it (clients ask it of every model they list).
+        var show = await client.ShowModelAsync(TempHubCache.ModelB, Ct);
+        Assert.Equal("qwen2", show.Info.Architecture);
+        Assert.Contains("completion", show.Capabilities!);
+        Assert.Contains("FROM ", show.Modelfile);
+        Assert.Empty(await Ps(s));
         // The card of a model not loaded yet says what the loaded one will.
         var before = (await s.GetJsonAsync("/v1/models/" + TempHubCache.ModelB)).ToJsonString();
 
@@ -121,7 +127,8 @@ public sealed class MultiModelTests : IDisposable
 
         (status, body, _) = await s.PostAsync("/api/chat", """{"model":"nope","messages":[{"role":"user","content":"Hi"}]}""");
         Assert.Equal(404, status);
-        Assert.Equal("""{"error":"model 'nope' not found"}""", body.ToJsonString());
+        Assert.Equal("model 'nope' not found", (string)Assert.Single(body.AsObject(), p => p.Key == "error").Value!);
+        Assert.Single(body.AsObject());
         (status, body, _) = await s.PostAsync("/api/generate", """{"model":"nope","keep_alive":0}""");
         Assert.Equal((404, "model 'nope' not found"), (status, (string)body["error"]!));
 
