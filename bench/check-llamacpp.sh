@@ -20,7 +20,8 @@
 # ONLY=phi3 the phi3 ones (LongRoPE: short factors at the default context, long ones where an entry sets a context
 # past the original one; both engines then run at that context).
 # ONLY=gemma3 gemma3's (synth: 16-token window on alternate layers; convert: 8-token window), on the text prompts
-# plus two longer than any window, so local layers attend to a window that has slid.
+# plus two longer than any window, so local layers attend to a window that has slid; Sputnik runs them with -ub 8, so
+# the local layers' ring caches (window + 7 rows) wrap around many times within each prompt.
 #
 # llama.cpp's side is bench/llamacpp-greedy.cpp compiled against the static libraries of the llama.cpp build in
 # bench/llamacpp.sh's cache, or with LLAMACPP_NPM=DIR against the shared libraries node-llama-cpp ships (no build;
@@ -51,7 +52,7 @@ echo "== building the bench helper (tiny Hugging Face checkpoints)" >&2
 dotnet build "$root/bench/Sputnik.Bench/Sputnik.Bench.csproj" -c Release -o "$work/benchbin" --nologo -v quiet -clp:ErrorsOnly >&2
 fi
 
-# ---- the files: "path|made by|type|prompt set|context (empty: each engine's default)" ----
+# ---- the files: "path|made by|type|prompt set|context (empty: each engine's default)|Sputnik's extra flags" ----
 files=()
 echo "== writing models into $work" >&2
 # Models the training pipeline exports (brief SFT: enough for varied greedy output, not a competent model).
@@ -64,15 +65,15 @@ done
 # gemma3: sliding-window local layers, GeGLU, post-norms, linear RoPE scaling on the global layers.
 if only gemma3; then
   "$sputnik" synth --preset gemma3-tiny --type F32 --sigma 0.1 --seed 1 -o "$work/synth-gemma3-tiny-F32.gguf" >&2
-  files+=("$work/synth-gemma3-tiny-F32.gguf|synth --preset gemma3-tiny --sigma 0.1|F32|long")
+  files+=("$work/synth-gemma3-tiny-F32.gguf|synth --preset gemma3-tiny --sigma 0.1|F32|long||-ub 8")
   for t in Q8_0 Q4_K_M; do
     "$sputnik" quantize "$work/synth-gemma3-tiny-F32.gguf" "$work/quant-gemma3-tiny-$t.gguf" $t >&2
-    files+=("$work/quant-gemma3-tiny-$t.gguf|quantize synth gemma3-tiny|$t|long")
+    files+=("$work/quant-gemma3-tiny-$t.gguf|quantize synth gemma3-tiny|$t|long||-ub 8")
   done
   rm -rf "$work/hf-gemma3"
   dotnet "$work/benchbin/Sputnik.Bench.dll" hf gemma3 "$work/hf-gemma3" 1 >&2
   "$sputnik" convert "$work/hf-gemma3" "$work/conv-gemma3-F32.gguf" --type F32 >&2 2>/dev/null
-  files+=("$work/conv-gemma3-F32.gguf|convert (hf gemma3)|F32|long")
+  files+=("$work/conv-gemma3-F32.gguf|convert (hf gemma3)|F32|long||-ub 8")
 fi
 # qwen3 (per-head Q/K norms, head size 128 over a width of 256) and qwen3moe (16 experts, top 4).
 if only qwen3; then
@@ -157,7 +158,8 @@ r1_prompts=($'<｜User｜>What is 347 + 2895?<｜Assistant｜><think>\n' $'<｜U
 results="$work/results.jsonl"
 : > "$results"
 for entry in "${files[@]}"; do
-  IFS='|' read -r path made type pset ctx <<< "$entry"
+  IFS='|' read -r path made type pset ctx extra <<< "$entry"
+  read -ra sp_extra <<< "$extra"
   case "$pset" in
     r1) prompts=("${r1_prompts[@]}") ;;
     long) prompts=("${text_prompts[@]}" "${long_prompts[@]}") ;;
@@ -168,7 +170,7 @@ for entry in "${files[@]}"; do
     echo "-- $(basename "$path") prompt $i" >&2
     if [ ${#cache_args[@]} -gt 0 ]; then llama_extra=("${ctx:-0}" "$CACHE_K" "$CACHE_V"); else llama_extra=(${ctx:+"$ctx"}); fi
     llama="$(cd "$LLAMACPP_RUN_DIR" && "$greedy" "$path" "$prompt" "$N" "$THREADS" "${llama_extra[@]}" 2>"$work/llama.err")" || { cat "$work/llama.err" >&2; llama='{"error":"llama.cpp failed to load or run"}'; }
-    sp="$("$sputnik" run -m "$path" -p "$prompt" -n "$N" --temp 0 -t "$THREADS" ${ctx:+-c "$ctx"} "${cache_args[@]}" --json 2>"$work/sputnik.err")" || { cat "$work/sputnik.err" >&2; sp='{"error":"sputnik failed to load or run"}'; }
+    sp="$("$sputnik" run -m "$path" -p "$prompt" -n "$N" --temp 0 -t "$THREADS" ${ctx:+-c "$ctx"} "${cache_args[@]}" "${sp_extra[@]}" --json 2>"$work/sputnik.err")" || { cat "$work/sputnik.err" >&2; sp='{"error":"sputnik failed to load or run"}'; }
     python3 -c 'import json,sys; print(json.dumps({"file": sys.argv[1], "made": sys.argv[2], "type": sys.argv[3], "prompt": int(sys.argv[4]), "llama": json.loads(sys.argv[5]), "sputnik": json.loads(sys.argv[6])}))' \
       "$(basename "$path")" "$made" "$type" "$i" "$llama" "$sp" >> "$results"
   done

@@ -119,8 +119,7 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         stats.PromptTokens = prompt.Count;
 
         var sw = Stopwatch.StartNew();
-        int reuse = ReusablePrefix(state, history, prompt);
-        state.Truncate(reuse);
+        int reuse = state.Truncate(ReusablePrefix(state, history, prompt)); // 0 where a sliding-window ring lost the prefix's window
         stats.CachedPromptTokens = reuse;
         history.Clear();
         history.AddRange(prompt);
@@ -251,6 +250,9 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         if (discard < 1 || !Model.CanShiftContext) return false;
         Model.ShiftContext(state, keep, discard);
         history.RemoveRange(keep, discard);
+        // A sliding-window ring may have dropped kept positions the next window reaches back to: recompute them.
+        int shifted = state.Position;
+        if (state.Truncate(shifted) < shifted) FeedPrompt(state, history, 0, shifted);
         return true;
     }
 

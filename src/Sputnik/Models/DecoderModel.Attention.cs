@@ -12,7 +12,8 @@ internal abstract partial class DecoderModel
 
     /// <summary>
     /// Sliding-window size per layer (a token at position p sees p − window + 1 … p; 0 = the whole context), set by
-    /// architectures that interleave local and global layers; null when every layer sees everything.
+    /// architectures that interleave local and global layers in their constructor; null when every layer sees
+    /// everything. <see cref="CreateState"/> gives each window layer a ring cache of window + <see cref="MaxBatch"/> − 1 rows.
     /// </summary>
     internal int[]? LayerWindows { get; set; }
 

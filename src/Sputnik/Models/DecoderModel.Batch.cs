@@ -30,6 +30,8 @@ internal abstract partial class DecoderModel
         for (int i = 0; i < n; i++)
         {
             if (states[i] is not DecoderState) throw new ArgumentException($"state {i} was not created by this model", nameof(states));
+            if (states[i].Cache.HasRing && states[i].Cache.Reusable(states[i].Position) != states[i].Position)
+                throw new InvalidOperationException($"state {i}'s sliding-window cache no longer holds the window of position {states[i].Position}");
             cap = Math.Max(cap, states[i].Capacity);
         }
 

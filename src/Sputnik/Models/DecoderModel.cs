@@ -64,9 +64,9 @@ internal abstract partial class DecoderModel : LanguageModel
     public override InferenceState CreateState(int contextLength, KvCacheType keyType, KvCacheType valueType)
     {
         var c = Config;
-        // TODO(#15): local (sliding-window) layers keep only the window (ring cache); for now every layer's cache
-        // grows to the whole context and the attention kernel masks by LayerWindows.
-        var cache = new KvCache(c.Layers, contextLength, c.KvDim, keyType, valueType, c.HeadDim);
+        // Sliding-window layers (LayerWindows) keep a ring of window + MaxBatch − 1 rows, global layers the context;
+        // the attention kernel reads both by absolute position.
+        var cache = new KvCache(c.Layers, contextLength, c.KvDim, keyType, valueType, c.HeadDim, LayerWindows, Math.Max(1, MaxBatch));
         var s = new DecoderState(cache, c, RopeFrequencies(contextLength), RopeMagnitude, SlidingRopeFrequencies());
         BindJobs(s);
         return s;
@@ -147,7 +147,10 @@ internal abstract partial class DecoderModel : LanguageModel
             throw new InvalidOperationException($"context full: {s.Position} + {tokens.Length} tokens exceed the context of {s.Capacity}");
         foreach (int token in tokens)
             if ((uint)token >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary ({Config.VocabSize})");
-        int batch = Math.Max(1, MaxBatch);
+        if (s.Cache.HasRing && s.Cache.Reusable(s.Position) != s.Position)
+            throw new InvalidOperationException($"the sliding-window cache no longer holds the window of position {s.Position}: truncate it with InferenceState.Truncate, which says how much is reusable");
+        // A ring holds the window plus the batch it was sized for: never feed more at once (MaxBatch may have grown since).
+        int batch = Math.Max(1, Math.Min(MaxBatch, s.Cache.MaxBatch));
         for (int i = 0; i < tokens.Length; i += batch)
         {
             int n = Math.Min(batch, tokens.Length - i);

@@ -59,6 +59,9 @@ internal static class Gemma3
             return local;
         }
 
+        /// <summary>Per layer, the window it attends to: <see cref="SlidingWindow"/> on local layers, 0 (everything) on global ones.</summary>
+        public int[] LayerWindows() => SlidingLayers.Select(local => SlidingWindow > 0 && local ? SlidingWindow : 0).ToArray();
+
         /// <summary>As llama.cpp's load_arch_hparams: 27B's (62 layers) scale by width / heads (gemma_pytorch's query_pre_attn_scalar), the rest by head size.</summary>
         public static float Scale(ModelConfig c) =>
             c.Layers == 62 ? 1f / MathF.Sqrt(c.Dim / c.Heads) : 1f / MathF.Sqrt(c.HeadDim);
@@ -208,9 +211,8 @@ internal sealed class Gemma3Decoder : DecoderModel
                 LoadFfn(l),
                 Vector(TensorNames.Weight(l, TensorNames.FfnPostNorm), config.Dim));
         }
-        // The attention kernel masks local layers to their window (a token at p sees p − window + 1 … p).
-        // TODO(#15): local layers keep only the window (ring cache); their caches still grow with the context.
-        LayerWindows = Enumerable.Range(0, config.Layers).Select(l => p.SlidingWindow > 0 && p.SlidingLayers[l] ? p.SlidingWindow : 0).ToArray();
+        // Local layers attend to their window (a token at p sees p − window + 1 … p) and keep only a ring of it.
+        LayerWindows = p.LayerWindows();
         LayerScales = Enumerable.Repeat(p.AttentionScale, config.Layers).ToArray();
     }
 

@@ -124,9 +124,16 @@ internal class InferenceState(KvCache cache, int vocab)
 
     public int Capacity => Cache.Capacity;
 
-    /// <summary>The attention cache as raw rows for prompt-cache snapshots; null when it cannot be snapshotted.</summary>
-    public virtual ICacheRows? Rows => Cache;
+    /// <summary>
+    /// The attention cache as raw rows for prompt-cache snapshots; null when it cannot be snapshotted (a
+    /// sliding-window ring keeps only the last window, not the prefix rows a snapshot restores).
+    /// </summary>
+    public virtual ICacheRows? Rows => Cache.HasRing ? null : Cache;
 
-    /// <summary>Forgets positions from <paramref name="length"/> on (prompt reuse keeps a common prefix).</summary>
-    public void Truncate(int length) => Cache.Length = Math.Min(Cache.Length, Math.Max(0, length));
+    /// <summary>
+    /// Forgets positions from <paramref name="length"/> on (prompt reuse keeps a common prefix) and returns the
+    /// position kept: <paramref name="length"/> (at most <see cref="Position"/>), or 0 when a sliding-window ring has
+    /// already overwritten part of the window that position needs, so the caller recomputes the prefix.
+    /// </summary>
+    public int Truncate(int length) => Cache.Length = Cache.Reusable(length);
 }

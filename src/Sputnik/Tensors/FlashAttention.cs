@@ -11,13 +11,21 @@ namespace Sputnik.Tensors;
 /// <summary>
 /// One KV head's keys or values as a cache stores them: <see cref="Width"/> values of <see cref="Type"/> starting
 /// <see cref="RowOffset"/> bytes into each row of <see cref="Rows"/>, position t at byte t·<see cref="RowStride"/>,
-/// stored rotated by <see cref="Hadamard"/> chunks of <see cref="Rotation"/> values (0: as computed).
+/// stored rotated by <see cref="Hadamard"/> chunks of <see cref="Rotation"/> values (0: as computed). A sliding-window
+/// layer's ring (<see cref="Ring"/> rows) keeps position t in row t mod Ring instead.
 /// </summary>
-internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int rowOffset, int width, KvCacheType type, int rotation = 0)
+internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int rowOffset, int width, KvCacheType type, int rotation = 0, int ring = 0)
 {
     public readonly ReadOnlySpan<byte> Rows = rows;
-    public readonly int RowStride = rowStride, RowOffset = rowOffset, Width = width, Rotation = rotation;
+    public readonly int RowStride = rowStride, RowOffset = rowOffset, Width = width, Rotation = rotation, Ring = ring;
     public readonly KvCacheType Type = type;
+
+    /// <summary>The row position <paramref name="pos"/> is stored in.</summary>
+    public int Row(int pos) => Ring == 0 ? pos : pos % Ring;
+
+    /// <summary>Whether positions first … last can all be read at once: rows exist for them and, in a ring, none overwrote another.</summary>
+    public bool Holds(int first, int last) =>
+        Ring == 0 ? last < Positions : last - first < Ring && (last < Positions || Positions >= Ring);
 
     /// <summary>Positions the rows hold.</summary>
     public int Positions => RowStride <= 0 || Rows.Length < RowOffset + KvRowCodec.Bytes(Type, Width) ? 0
@@ -25,7 +33,7 @@ internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int 
 
     /// <summary>True when <paramref name="other"/> starts at the same stored values, so its decoded rows serve this head too (MLA: values are a prefix of the key rows).</summary>
     public bool SharesRowsWith(in KvHead other) =>
-        Type == other.Type && RowStride == other.RowStride && RowOffset == other.RowOffset && Width <= other.Width && Rotation == other.Rotation &&
+        Type == other.Type && RowStride == other.RowStride && RowOffset == other.RowOffset && Width <= other.Width && Rotation == other.Rotation && Ring == other.Ring &&
         Unsafe.AreSame(ref MemoryMarshal.GetReference(Rows), ref MemoryMarshal.GetReference(other.Rows));
 }
 
@@ -38,7 +46,8 @@ internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int 
 /// max(0, pos0 + i − window + 1) … pos0 + i (window 0: from 0).
 /// Tiles start at multiples of <see cref="Tile"/> whatever the block, so a row's result depends only on its own
 /// position and the cache: a token attended alone and the same token inside a prefill block or a multi-sequence
-/// step give the same bits.
+/// step give the same bits. Tiles are absolute positions in a sliding-window ring too (a tile that wraps is gathered
+/// from both ends of the ring), so a ring gives the bits of a whole-context cache masked to the same window.
 /// With a Q8_0 or Q4_0 key cache the query rows are quantized to Q8_0 once per call and q·k runs on 8-bit integers
 /// block by block (exact integer sums, one float multiply-add per block), as llama.cpp's flash attention does:
 /// the keys are never widened to float, and a quantized cache gives llama.cpp's scores. With an F16 key cache the
@@ -195,9 +204,9 @@ internal static class FlashAttention
             throw new ArgumentOutOfRangeException(nameof(tokens), $"{tokens} tokens × {group} heads at position {pos0}, window {window}");
         if ((tokens - 1) * (long)qStride + group * keys.Width > q.Length || (tokens - 1) * (long)oStride + group * values.Width > output.Length)
             throw new ArgumentException("query or output rows run past their buffers");
-        int needed = pos0 + tokens;
-        if (keys.Positions < needed || values.Positions < needed)
-            throw new ArgumentOutOfRangeException(nameof(pos0), $"the cache holds {Math.Min(keys.Positions, values.Positions)} positions, attention needs {needed}");
+        int first = WindowStart(pos0, window), last = pos0 + tokens - 1;
+        if (!keys.Holds(first, last) || !values.Holds(first, last))
+            throw new ArgumentOutOfRangeException(nameof(pos0), $"the cache holds {Math.Min(keys.Positions, values.Positions)} rows (ring {keys.Ring}), attention needs positions {first}…{last}");
         if (KvRowCodec.IsBlockFormat(keys.Type) && keys.Width % KvRowCodec.Block != 0 || KvRowCodec.IsBlockFormat(values.Type) && values.Width % KvRowCodec.Block != 0)
             throw new ArgumentException($"a block-quantized head must be a multiple of {KvRowCodec.Block} values");
     }
@@ -239,10 +248,13 @@ internal static class FlashAttention
     private static void UnpackKeyTile(in KvHead h, int first, int count, Scratch sc)
     {
         int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block);
+        int start = h.Row(first), wrap = h.Ring > 0 ? h.Ring : int.MaxValue;
         ref sbyte ints = ref MemoryMarshal.GetArrayDataReference(sc.KeyInts);
         for (int t = 0; t < count; t++)
         {
-            var row = h.Rows.Slice((first + t) * h.RowStride + h.RowOffset, nb * blockBytes);
+            int r = start + t;
+            if (r >= wrap) r -= wrap; // a ring's tile continues at its first row
+            var row = h.Rows.Slice(r * h.RowStride + h.RowOffset, nb * blockBytes);
             for (int b = 0; b < nb; b++)
             {
                 var blk = row.Slice(b * blockBytes, blockBytes);
@@ -313,15 +325,24 @@ internal static class FlashAttention
     private static ReadOnlySpan<float> DecodeTile(in KvHead h, int first, int count, float[] buffer, int width, out int stride)
     {
         int bytes = KvRowCodec.Bytes(h.Type, h.Width);
+        int start = h.Row(first);
+        if (h.Ring > 0 && start + count > h.Ring)
+        {
+            // The tile wraps around the ring: its rows decoded (F32 copied) in position order.
+            stride = h.Width;
+            for (int t = 0, r = start; t < count; t++, r = r + 1 == h.Ring ? 0 : r + 1)
+                KvRowCodec.Decode(h.Type, h.Rows.Slice(r * h.RowStride + h.RowOffset, bytes), buffer.AsSpan(t * h.Width, h.Width), width);
+            return buffer.AsSpan(0, count * h.Width);
+        }
         if (h.Type == KvCacheType.F32 && h.RowStride % 4 == 0 && h.RowOffset % 4 == 0)
         {
             stride = h.RowStride / 4;
             var all = MemoryMarshal.Cast<byte, float>(h.Rows);
-            return all.Slice(first * stride + h.RowOffset / 4, (count - 1) * stride + h.Width);
+            return all.Slice(start * stride + h.RowOffset / 4, (count - 1) * stride + h.Width);
         }
         stride = h.Width;
         for (int t = 0; t < count; t++)
-            KvRowCodec.Decode(h.Type, h.Rows.Slice((first + t) * h.RowStride + h.RowOffset, bytes), buffer.AsSpan(t * h.Width, h.Width), width);
+            KvRowCodec.Decode(h.Type, h.Rows.Slice((start + t) * h.RowStride + h.RowOffset, bytes), buffer.AsSpan(t * h.Width, h.Width), width);
         return buffer.AsSpan(0, count * h.Width);
     }
 
@@ -442,7 +463,7 @@ internal static class FlashAttention
                 var scores = new double[pos + 1 - lo];
                 for (int t = lo; t <= pos; t++)
                 {
-                    KvRowCodec.DecodeReference(keys.Type, keys.Rows.Slice(t * keys.RowStride + keys.RowOffset), k);
+                    KvRowCodec.DecodeReference(keys.Type, keys.Rows.Slice(keys.Row(t) * keys.RowStride + keys.RowOffset), k);
                     double dot = 0;
                     for (int c = 0; c < kw; c++) dot += (double)qr[c] * k[c];
                     scores[t - lo] = dot * scale;
@@ -452,7 +473,7 @@ internal static class FlashAttention
                 var acc = new double[vw];
                 for (int t = lo; t <= pos; t++)
                 {
-                    KvRowCodec.DecodeReference(values.Type, values.Rows.Slice(t * values.RowStride + values.RowOffset), v);
+                    KvRowCodec.DecodeReference(values.Type, values.Rows.Slice(values.Row(t) * values.RowStride + values.RowOffset), v);
                     for (int c = 0; c < vw; c++) acc[c] += scores[t - lo] * v[c];
                 }
                 var o = output.Slice(i * oStride + j * vw, vw);

@@ -120,6 +120,60 @@ public class FlashAttentionTests
         }
     }
 
+    /// <summary>
+    /// A sliding-window ring (window + batch − 1 rows, position p in row p mod rows) gives the same bits as a cache
+    /// holding every position masked to the same window: tiles stay absolute, a tile that wraps is gathered from both
+    /// ends of the ring, and the arithmetic is the same. Checked as a model drives it: batches of up to the batch
+    /// size written, then attended (the batch's first token reaching back a whole window), through many wraps, with
+    /// each batch's rows also attended one at a time (decode) against the same ring.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void A_ring_gives_the_bits_of_a_whole_cache_masked_to_the_window(int width, KvCacheType kType, KvCacheType vType)
+    {
+        const int hd = 64, group = 2, kvDim = 2 * hd;
+        // (window, batch): a ring shorter than a tile (37 + 20 − 1 = 56 rows) and one spanning two tiles (100 + 16 − 1)
+        foreach (var (window, batch) in new[] { (37, 20), (100, 16) })
+        {
+            var ring = new KvCache(1, 1000, kvDim, kType, vType, hd, [window], batch);
+            var whole = new KvCache(1, 1000, kvDim, kType, vType, hd);
+            Assert.Equal(window + batch - 1, ring.LayerRows(0));
+            var rng = new Random(window);
+            var key = new float[kvDim];
+            var value = new float[kvDim];
+            int qStride = group * hd;
+            int[] sizes = [batch, 1, 3, batch, 7, 1, 1, batch - 1, 2];
+            for (int step = 0, pos0 = 0; pos0 < 330; step++)
+            {
+                int n = sizes[step % sizes.Length];
+                for (int p = pos0; p < pos0 + n; p++)
+                {
+                    for (int i = 0; i < kvDim; i++) { key[i] = (float)(rng.NextDouble() * 4 - 2); value[i] = (float)(rng.NextDouble() * 2 - 1); }
+                    ring.Write(0, p, key, value);
+                    whole.Write(0, p, key, value);
+                }
+                var q = Random(n * qStride, pos0);
+                var got = new float[n * qStride];
+                var want = new float[n * qStride];
+                int g = step % 2;
+                FlashAttention.Attend(ring.KeyHead(0, g * hd, hd), ring.ValueHead(0, g * hd, hd), q, qStride, got, qStride, n, group, pos0, window, 0.125f, width);
+                FlashAttention.Attend(whole.KeyHead(0, g * hd, hd), whole.ValueHead(0, g * hd, hd), q, qStride, want, qStride, n, group, pos0, window, 0.125f, width);
+                Assert.True(want.AsSpan().SequenceEqual(got), $"width {width} {kType}/{vType} window {window}: batch of {n} at {pos0} differs from the whole cache");
+                var alone = new float[qStride];
+                for (int i = 0; i < n; i++)
+                {
+                    FlashAttention.Attend(ring.KeyHead(0, g * hd, hd), ring.ValueHead(0, g * hd, hd), q.AsSpan(i * qStride), qStride, alone, qStride, 1, group, pos0 + i, window, 0.125f, width);
+                    Assert.True(alone.AsSpan().SequenceEqual(got.AsSpan(i * qStride, qStride)), $"width {width} {kType}/{vType} window {window}: position {pos0 + i} alone differs from its batch");
+                }
+                pos0 += n;
+            }
+            // A window wider than the ring is refused rather than read from rows that later positions took.
+            var o = new float[qStride];
+            Assert.Throws<ArgumentOutOfRangeException>(() =>
+                FlashAttention.Attend(ring.KeyHead(0, 0, hd), ring.ValueHead(0, 0, hd), new float[qStride], qStride, o, qStride, 1, group, 300, window + batch, 1f, width));
+        }
+    }
+
     /// <summary>MLA: the values are the first columns of the key rows, decoded once for both.</summary>
     [Theory]
     [InlineData(KvCacheType.F16)]
