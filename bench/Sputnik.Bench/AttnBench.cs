@@ -41,6 +41,7 @@ internal static class AttnBench
         for (int i = 0; i < 5; i++) Token();
         double best = double.MaxValue, total = 0;
         int runs = 0;
+        var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
         var sw = Stopwatch.StartNew();
         while (sw.Elapsed.TotalSeconds < seconds)
         {
@@ -51,7 +52,8 @@ internal static class AttnBench
             total += t;
             runs++;
         }
+        double cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds / runs; // the machine is shared: CPU time is steadier
         double bytes = (double)layers * (depth + 1) * KvRowCodec.Bytes(type, kvHeads * hd) * 2;
-        Console.WriteLine($"attn depth {depth} {type}: best {best * 1e3:F2} ms/token, mean {total / runs * 1e3:F2} ms ({runs} runs), {bytes / best / 1e9:F1} GB/s of cache");
+        Console.WriteLine($"attn depth {depth} {type}: best {best * 1e3:F2} ms/token, mean {total / runs * 1e3:F2} ms, CPU {cpu * 1e3:F2} ms ({runs} runs), {bytes / best / 1e9:F1} GB/s of cache");
     }
 }
