@@ -82,6 +82,7 @@ internal abstract partial class DecoderModel : LanguageModel
         s.SharedBody = (g0, g1) => SharedRows(s, g0, g1);
         s.MmBody = (r0, r1) => s.MmW!.MatMulRows(s.Act, s.MmTokens, s.MmY, r0, r1);
         s.AttnBody = (i0, i1) => AttendItems(s, i0, i1);
+        s.AttnSegmentBody = (i0, i1) => AttendSegmentItems(s, i0, i1);
     }
 
     /// <summary>

@@ -78,6 +78,10 @@ internal sealed class DecoderState : InferenceState
     public readonly float[][] SharedY = [[], [], []];
     public int SharedCount;
     public int AttnPos0, AttnLayer, AttnTokens;
+    // Single-token decode split over (kv head, segment) items: their partial results, merged after the hand-off.
+    public Action<int, int>? AttnSegmentBody;
+    public float[] AttnPartials = [];
+    public int AttnSegments;
 
     // Multi-sequence decode (this state is then the model's shared scratch): row i of the batch belongs to Seqs[i];
     // SeqsCapacity is their largest capacity (the stride of the per-thread score rows).

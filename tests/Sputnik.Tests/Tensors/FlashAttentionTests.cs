@@ -60,9 +60,11 @@ public class FlashAttentionTests
     public void Kernel_matches_reference(int width, KvCacheType kType, KvCacheType vType)
     {
         const int hd = 64, group = 3;
-        // (tokens, pos0, window): decode at a tile edge and deep in, a prefill block crossing tiles, windows
-        (int Tokens, int Pos0, int Window)[] shapes = [(1, 0, 0), (1, 63, 0), (1, 200, 0), (20, 50, 0), (16, 0, 0), (1, 200, 37), (20, 120, 64), (5, 10, 1)];
-        var cache = Cache(260, hd, kType, vType, 1);
+        // (tokens, pos0, window): decode at a tile edge and deep in, a prefill block crossing tiles, windows; then
+        // several segments: decode, a block crossing a segment edge, a window starting inside a segment
+        (int Tokens, int Pos0, int Window)[] shapes = [(1, 0, 0), (1, 63, 0), (1, 200, 0), (20, 50, 0), (16, 0, 0), (1, 200, 37), (20, 120, 64), (5, 10, 1),
+            (1, 700, 0), (20, 250, 0), (3, 600, 300)];
+        var cache = Cache(720, hd, kType, vType, 1);
         foreach (var (tokens, pos0, window) in shapes)
         {
             int qStride = 2 * group * hd;
@@ -174,6 +176,38 @@ public class FlashAttentionTests
         }
     }
 
+    /// <summary>
+    /// A decode token's segments attended one call each (as threads split them) and merged give the bits of one call,
+    /// with and without a window, at and across segment edges.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Segments_attended_apart_and_merged_give_the_bits_of_one_call(int width, KvCacheType kType, KvCacheType vType)
+    {
+        const int hd = 64, group = 3;
+        var cache = Cache(700, hd, kType, vType, 7);
+        var keys = cache.KeyHead(0, hd, hd);
+        var values = cache.ValueHead(0, hd, hd);
+        int pf = FlashAttention.PartialFloats(hd);
+        foreach (var (pos, window) in new[] { (300, 0), (511, 0), (512, 0), (690, 0), (690, 300), (600, 345) })
+        {
+            var q = Random(group * hd, pos);
+            var whole = new float[group * hd];
+            FlashAttention.Attend(keys, values, q, 0, whole, 0, 1, group, pos, window, 0.15f, width);
+            int segments = FlashAttention.Segments(pos, window);
+            Assert.Equal(pos / FlashAttention.Segment - FlashAttention.WindowStart(pos, window) / FlashAttention.Segment + 1, segments);
+            Assert.True(segments > 1);
+            var partials = new float[segments * group * pf];
+            for (int j = segments - 1; j >= 0; j--) // any order: each segment is independent
+                FlashAttention.AttendSegment(keys, values, q, partials.AsSpan(j * group * pf, group * pf), group, pos, window, 0.15f, j, width);
+            var merged = new float[group * hd];
+            FlashAttention.MergeSegments(partials, segments, group, values, merged, width);
+            Assert.Equal(whole, merged);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() =>
+            FlashAttention.AttendSegment(cache.KeyHead(0, hd, hd), cache.ValueHead(0, hd, hd), new float[group * hd], new float[group * pf], group, 300, 0, 1f, 2, width));
+    }
+
     /// <summary>MLA: the values are the first columns of the key rows, decoded once for both.</summary>
     [Theory]
     [InlineData(KvCacheType.F16)]
@@ -225,6 +259,28 @@ public class FlashAttentionTests
                 Assert.Equal(want, got);
             }
         }
+    }
+
+    /// <summary>The inlined F16 row decoder attention uses, bit for bit, including infinities, NaNs, subnormals and −0.</summary>
+    [Fact]
+    public void Half_row_decoder_matches_the_reference_bit_for_bit()
+    {
+        var bits = new ushort[43];
+        var rng = new Random(3);
+        for (int i = 0; i < bits.Length; i++) bits[i] = (ushort)rng.Next(65536);
+        ushort[] special = [0x7C00, 0xFC00, 0x7E01, 0xFD55, 0x0001, 0x83FF, 0x8000, 0x0000, 0x7BFF, 0x0400];
+        special.CopyTo(bits, 3);
+        var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
+        var want = new float[bits.Length];
+        KvRowCodec.DecodeReference(KvCacheType.F16, bytes, want);
+        foreach (int width in Widths())
+        {
+            var got = new float[bits.Length]; // 43: two 16-wide vectors, one 8-wide, a scalar tail
+            KvRowCodec.DecodeHalf(bytes, got, width);
+            for (int i = 0; i < got.Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(want[i]) == BitConverter.SingleToInt32Bits(got[i]), $"width {width} [{i}] 0x{bits[i]:X4}: {got[i]} vs {want[i]}");
+        }
+        Assert.Throws<ArgumentException>(() => KvRowCodec.DecodeHalf(bytes.AsSpan(0, 10), new float[8], 256));
     }
 }
 
