@@ -359,7 +359,7 @@ internal static partial class FlashAttention
                 Hadamard.Rotate(row, rotation); // into the keys' rotated space
                 for (int b = 0; b < nb; b++)
                 {
-                    LegacyQuants.QuantQ8_0(row.Slice(b * KvRowCodec.Block, KvRowCodec.Block), blk);
+                    LegacyQuants.QuantQ8_0Activation(row.Slice(b * KvRowCodec.Block, KvRowCodec.Block), blk);
                     sc.QueryScales[r * nb + b] = (float)MemoryMarshal.Read<Half>(blk);
                     MemoryMarshal.Cast<byte, sbyte>(blk[2..]).CopyTo(sc.QueryInts.AsSpan(r * kw + b * KvRowCodec.Block, KvRowCodec.Block));
                 }

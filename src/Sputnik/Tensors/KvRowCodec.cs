@@ -40,7 +40,7 @@ internal static class KvRowCodec
                 System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(src, MemoryMarshal.Cast<byte, Half>(dst[..(src.Length * 2)]));
                 break;
             case KvCacheType.Q8_0:
-                for (int b = 0; b < src.Length / Block; b++) LegacyQuants.QuantQ8_0(src.Slice(b * Block, Block), dst.Slice(b * 34, 34));
+                for (int b = 0; b < src.Length / Block; b++) LegacyQuants.QuantQ8_0Activation(src.Slice(b * Block, Block), dst.Slice(b * 34, 34));
                 break;
             case KvCacheType.Q4_0:
                 for (int b = 0; b < src.Length / Block; b++) LegacyQuants.QuantQ4_0(src.Slice(b * Block, Block), dst.Slice(b * 18, 18));

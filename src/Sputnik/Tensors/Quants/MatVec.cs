@@ -84,7 +84,7 @@ internal static unsafe partial class MatVec
                         if (ActivationQuant.IsAccelerated) s = ActivationQuant.Q8_0(xp + i * 32, bp + i * 34);
                         else
                         {
-                            LegacyQuants.QuantQ8_0(x.Slice(i * 32, 32), blk);
+                            LegacyQuants.QuantQ8_0Activation(x.Slice(i * 32, 32), blk);
                             s = 0;
                             for (int j = 0; j < 32; j++) s += (sbyte)blk[2 + j];
                         }
