@@ -102,17 +102,20 @@ internal static class FlashAttention
     /// <summary>
     /// Rows (token i, head j) for i &lt; tokens, j &lt; group: query at q[i·qStride + j·keys.Width], output (values.Width
     /// floats, overwritten) at output[i·oStride + j·values.Width]; scores are q·k·<paramref name="scale"/>.
+    /// <paramref name="sinks"/> (gpt-oss's attention sinks; empty for none) holds one logit per head j that joins every
+    /// softmax of that head's rows as a score with no value: it takes a share of the probability and returns nothing.
     /// </summary>
     public static void Attend(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
-        int tokens, int group, int pos0, int window, float scale) =>
-        Attend(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, scale, BestWidth);
+        int tokens, int group, int pos0, int window, float scale, ReadOnlySpan<float> sinks = default) =>
+        Attend(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, scale, BestWidth, sinks);
 
     /// <summary>The kernel with an explicit vector width (512, 256, 128, or 0 for scalar), so tests run every path.</summary>
     internal static void Attend(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
-        int tokens, int group, int pos0, int window, float scale, int width)
+        int tokens, int group, int pos0, int window, float scale, int width, ReadOnlySpan<float> sinks = default)
     {
         int kw = keys.Width, vw = values.Width, rows = tokens * group;
         Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window);
+        if (!sinks.IsEmpty && sinks.Length != group) throw new ArgumentException($"{sinks.Length} sinks for {group} heads");
         var sc = t_scratch ??= new Scratch();
         bool quantized = KvRowCodec.IsBlockFormat(keys.Type);
         sc.Ensure(rows, kw, vw, quantized);
@@ -182,7 +185,21 @@ internal static class FlashAttention
             for (int j = 0; j < group; j++)
             {
                 var o = output.Slice(i * oStride + j * vw, vw);
-                float inv = 1f / sum[i * group + j];
+                int r = i * group + j;
+                float total = sum[r];
+                if (!sinks.IsEmpty)
+                {
+                    // The sink as one more score (ggml's order: a sink above the running maximum rescales the output).
+                    float sink = sinks[j];
+                    if (sink > max[r])
+                    {
+                        float shrink = MathF.Exp(max[r] - sink);
+                        for (int c = 0; c < vw; c++) o[c] *= shrink;
+                        total = total * shrink + 1f;
+                    }
+                    else total += MathF.Exp(sink - max[r]);
+                }
+                float inv = 1f / total;
                 for (int c = 0; c < vw; c++) o[c] *= inv;
                 Hadamard.Rotate(o, values.Rotation);
             }
@@ -420,12 +437,13 @@ internal static class FlashAttention
     }
 
     /// <summary>
-    /// The definition, for tests: every row's scores over its whole window in double precision, a two-pass softmax,
+    /// The definition, for tests: every row's scores over its whole window in double precision, a two-pass softmax
+    /// (with the head's sink logit in the denominator when given),
     /// and each key and value decoded element by element (the query rotated like the keys and rounded through Q8_0 for
     /// a Q8_0/Q4_0 key cache, through F16 for an F16 one; the output rotated back like the values).
     /// </summary>
     internal static void Reference(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
-        int tokens, int group, int pos0, int window, float scale)
+        int tokens, int group, int pos0, int window, float scale, ReadOnlySpan<float> sinks = default)
     {
         Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window);
         int kw = keys.Width, vw = values.Width;
@@ -448,7 +466,9 @@ internal static class FlashAttention
                     scores[t - lo] = dot * scale;
                 }
                 double m = scores.Max(), total = 0;
+                if (!sinks.IsEmpty) m = Math.Max(m, sinks[j]);
                 for (int t = 0; t < scores.Length; t++) total += scores[t] = Math.Exp(scores[t] - m);
+                if (!sinks.IsEmpty) total += Math.Exp(sinks[j] - m); // a score with no value
                 var acc = new double[vw];
                 for (int t = lo; t <= pos; t++)
                 {
