@@ -18,7 +18,7 @@
 # mode, teacher forcing) and counts the steps where both engines' argmax is the same, with the largest logit
 # difference seen on that path.
 #
-#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY="base|trained|qwen3|smollm3|mistral3|phi3|gemma3 ..." LLAMACPP_NPM=DIR
+#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY="base|trained|qwen3|smollm3|mistral3|phi3|gemma3|gptoss ..." LLAMACPP_NPM=DIR
 #                                     CACHE_K=f32 CACHE_V=f32 SIGMA=0.1; N tokens per prompt, default 24)
 #
 # CACHE_K / CACHE_V (f32, f16, q8_0, q4_0) run both engines with that KV cache type (llama.cpp's --cache-type-k/-v,
@@ -35,7 +35,8 @@
 # ONLY=gemma3 gemma3's (synth: 16-token window on alternate layers; convert: 8-token window), on the text prompts
 # plus two longer than any window, so local layers attend to a window that has slid; Sputnik runs them with -ub 8, so
 # the local layers' ring caches (window + 7 rows) wrap around many times within each prompt. ONLY=base the llama,
-# qwen2 and deepseek2 synth/quantize/convert files.
+# qwen2 and deepseek2 synth/quantize/convert files. ONLY=gptoss gpt-oss's synth file (MXFP4 experts, sinks, 16-token
+# window) and its MXFP4_MOE / Q8_0 quantizations, on the same prompts.
 #
 # llama.cpp's side is bench/llamacpp-greedy.cpp compiled against the static libraries of the llama.cpp build in
 # bench/llamacpp.sh's cache, or with LLAMACPP_NPM=DIR against the shared libraries node-llama-cpp ships (no build;
@@ -99,6 +100,17 @@ if only gemma3; then
   dotnet "$work/benchbin/Sputnik.Bench.dll" hf gemma3 "$work/hf-gemma3" 1 >&2
   "$sputnik" convert "$work/hf-gemma3" "$work/conv-gemma3-F32.gguf" --type F32 >&2 2>/dev/null
   files+=("$work/conv-gemma3-F32.gguf|convert (hf gemma3)|F32|long||-ub 8")
+fi
+# gpt-oss: MXFP4 experts in every file (F32 here means F32 elsewhere, the experts stay MXFP4 and must match
+# exactly), attention sinks, a 16-token window on the even layers (the long prompts slide it), YaRN ×32, biases,
+# clamped SwiGLU, softmax over the top 4 of 8 experts. MXFP4 is llama.cpp's MXFP4_MOE mix (Q8_0 elsewhere).
+if only gptoss; then
+  "$sputnik" synth --preset gpt-oss-tiny --type F32 --sigma 0.1 --seed 1 -o "$work/synth-gpt-oss-tiny-F32.gguf" >&2
+  files+=("$work/synth-gpt-oss-tiny-F32.gguf|synth --preset gpt-oss-tiny --sigma 0.1 (MXFP4 experts)|F32|long")
+  for t in MXFP4 Q8_0; do
+    "$sputnik" quantize "$work/synth-gpt-oss-tiny-F32.gguf" "$work/quant-gpt-oss-tiny-$t.gguf" $t >&2
+    files+=("$work/quant-gpt-oss-tiny-$t.gguf|quantize synth gpt-oss-tiny|$t|long")
+  done
 fi
 # qwen3 (per-head Q/K norms, head size 128 over a width of 256) and qwen3moe (16 experts, top 4).
 if only qwen3; then

@@ -114,7 +114,8 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         history ??= new List<int>(prompt.Count + options.MaxTokens);
 
         using var sampler = new Sampler(options.Sampling, Model.Config.VocabSize); // returned to the pool when the generation ends or is disposed
-        var decoder = new StreamingDecoder(Tokenizer);
+        // Harmony output is framed by special tokens (channels, message ends): its parser reads them as text.
+        var decoder = new StreamingDecoder(Tokenizer, renderSpecial: options.Reasoning?.Tags.IsHarmony == true);
         var stops = new StopMatcher(options.StopStrings);
         stats.PromptTokens = prompt.Count;
 

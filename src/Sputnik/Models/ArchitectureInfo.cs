@@ -44,7 +44,11 @@ internal enum TensorFill
 /// One tensor of an architecture's file: GGUF name, ggml dims (columns first), how `synth` fills it and, for
 /// <see cref="TensorFill.Computed"/>, the function that writes its (1-D) values.
 /// </summary>
-internal sealed record TensorDecl(string Name, long[] Dims, TensorFill Fill, SpanAction? Values = null);
+internal sealed record TensorDecl(string Name, long[] Dims, TensorFill Fill, SpanAction? Values = null)
+{
+    /// <summary>The type this architecture's files always carry the tensor in, whatever the file type (gpt-oss's MXFP4 experts); null follows the quantization mix.</summary>
+    public GgmlType? Type { get; init; }
+}
 
 /// <summary>Fills a computed tensor.</summary>
 internal delegate void SpanAction(Span<float> values);

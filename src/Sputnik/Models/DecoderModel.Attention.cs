@@ -20,6 +20,9 @@ internal abstract partial class DecoderModel
     /// <summary>Scale of q·k per layer (gemma3 states its own); null: 1/√head size everywhere.</summary>
     internal float[]? LayerScales { get; set; }
 
+    /// <summary>Per layer, one attention-sink logit per query head (gpt-oss's attn_sinks); null when the model has none.</summary>
+    internal float[][]? LayerSinks { get; set; }
+
     private int WindowOf(int layer) => LayerWindows is { } w ? w[layer] : 0;
 
     private float ScaleOf(int layer) => LayerScales is { } s ? s[layer] : 1f / MathF.Sqrt(Config.HeadDim);
@@ -73,7 +76,8 @@ internal abstract partial class DecoderModel
         Pool.For(items, s.AttnSegmentBody!, minPerThread: (int)Math.Clamp(65536 / Math.Max(1, perItem), 1, items));
         for (int g = 0; g < c.KvHeads; g++)
             FlashAttention.MergeSegments(s.AttnPartials.AsSpan(g * segments * rowFloats, segments * rowFloats), segments, group,
-                s.Cache.ValueHead(layer, g * hd, hd), s.AttnOut.AsSpan(g * group * hd, group * hd));
+                s.Cache.ValueHead(layer, g * hd, hd), s.AttnOut.AsSpan(g * group * hd, group * hd),
+                LayerSinks is { } ls ? ls[layer].AsSpan(g * group, group) : default);
         s.ActSource = null; // AttnOut was rewritten
     }
 
@@ -121,8 +125,9 @@ internal abstract partial class DecoderModel
                 pos0 = s.AttnPos0 + b0;
             }
             int at = b0 * c.QDim + g * group * hd;
+            var sinks = LayerSinks is { } ls ? ls[layer].AsSpan(g * group, group) : default;
             FlashAttention.Attend(cache.KeyHead(layer, g * hd, hd), cache.ValueHead(layer, g * hd, hd),
-                s.Q.AsSpan(at), c.QDim, s.AttnOut.AsSpan(at), c.QDim, b1 - b0, group, pos0, window, scale);
+                s.Q.AsSpan(at), c.QDim, s.AttnOut.AsSpan(at), c.QDim, b1 - b0, group, pos0, window, scale, sinks);
         }
     }
 }

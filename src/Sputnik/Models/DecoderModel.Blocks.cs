@@ -4,11 +4,11 @@ using Sputnik.Tensors;
 
 namespace Sputnik.Models;
 
-/// <summary>Self-attention weights of one layer: projections, optional Q/K/V biases (qwen2) and per-head Q/K norms (qwen3).</summary>
+/// <summary>Self-attention weights of one layer: projections, optional Q/K/V biases (qwen2) and output bias (gpt-oss), per-head Q/K norms (qwen3).</summary>
 internal sealed class AttentionWeights
 {
     public required WeightMatrix Wq, Wk, Wv, Wo;
-    public float[]? Bq, Bk, Bv;
+    public float[]? Bq, Bk, Bv, Bo;
     /// <summary>RMSNorm weights (head size) applied to every head of Q and of K before RoPE.</summary>
     public float[]? QNorm, KNorm;
 }
@@ -34,6 +34,10 @@ internal sealed class MoeWeights
 {
     public required WeightMatrix Router;
     public required WeightMatrix[] Gate, Up, Down;
+    /// <summary>ffn_gate_inp.bias, added to the router logits before gating (gpt-oss); null for none.</summary>
+    public float[]? RouterBias;
+    /// <summary>Per-expert biases and the clamped SwiGLU (gpt-oss); null for plain SwiGLU experts.</summary>
+    public ExpertBiases? Biases;
 }
 
 // The blocks architectures build their layers from. Each reads the normalised rows in Xb (or the residual X) and
@@ -53,6 +57,7 @@ internal abstract partial class DecoderModel
             Bq = OptionalVector(TensorNames.Bias(l, TensorNames.AttnQ), c.QDim),
             Bk = OptionalVector(TensorNames.Bias(l, TensorNames.AttnK), c.KvDim),
             Bv = OptionalVector(TensorNames.Bias(l, TensorNames.AttnV), c.KvDim),
+            Bo = OptionalVector(TensorNames.Bias(l, TensorNames.AttnOutput), c.Dim),
             QNorm = qkNorm ? Vector(TensorNames.Weight(l, TensorNames.AttnQNorm), c.HeadDim) : null,
             KNorm = qkNorm ? Vector(TensorNames.Weight(l, TensorNames.AttnKNorm), c.HeadDim) : null,
         };
@@ -154,6 +159,8 @@ internal abstract partial class DecoderModel
         }
         Attention(w, l, w.Position, n);
         Project(w, a.Wo, w.AttnOut, n, w.Xb);
+        if (a.Bo != null)
+            for (int i = 0; i < n; i++) TensorPrimitives.Add(w.Xb.AsSpan(i * c.Dim, c.Dim), a.Bo, w.Xb.AsSpan(i * c.Dim, c.Dim));
     }
 
     /// <summary>Xb = down(SiLU(gate·Xb) ⊙ up·Xb): gate and up in one hand-off.</summary>
@@ -197,10 +204,14 @@ internal abstract partial class DecoderModel
         s.Reserve(n);
         Project(w, m.Router, w.Xb, n, s.Logits);
         for (int i = 0; i < n; i++)
-            s.Router.Route(s.Logits.AsSpan(i * e, e), default, s.Experts.AsSpan(i * k, k), s.Weights.AsSpan(i * k, k));
+        {
+            var logits = s.Logits.AsSpan(i * e, e);
+            if (m.RouterBias != null) TensorPrimitives.Add(logits, m.RouterBias, logits);
+            s.Router.Route(logits, default, s.Experts.AsSpan(i * k, k), s.Weights.AsSpan(i * k, k));
+        }
         // Reads Xb (gathered per expert first), then overwrites it with the weighted expert outputs.
         s.Batch.RunMoe(m.Gate, m.Up, m.Down, s.Experts.AsSpan(0, n * k), s.Weights.AsSpan(0, n * k), k,
-            null, null, null, w.Xb, n, w.Xb);
+            null, null, null, w.Xb, n, w.Xb, m.Biases);
         w.ActSource = null;
     }
 

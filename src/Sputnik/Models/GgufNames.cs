@@ -31,6 +31,8 @@ internal static class TensorNames
     public const string AttnKNorm = "attn_k_norm";
     public const string AttnPostNorm = "post_attention_norm";
     public const string FfnPostNorm = "post_ffw_norm";
+    /// <summary>gpt-oss: one attention-sink logit per query head (1-D, "blk.N.attn_sinks.weight").</summary>
+    public const string AttnSinks = "attn_sinks";
     public const string FfnGateInp = "ffn_gate_inp";
     public const string FfnGateExps = "ffn_gate_exps";
     public const string FfnUpExps = "ffn_up_exps";

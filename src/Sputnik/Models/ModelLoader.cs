@@ -20,6 +20,7 @@ internal static class ModelLoader
         Mistral3.Info,
         Phi3.Info,
         Gemma3.Info,
+        GptOss.Info,
     ];
 
     private static readonly Dictionary<string, ArchitectureInfo> Architectures = Registered.ToDictionary(a => a.Name);

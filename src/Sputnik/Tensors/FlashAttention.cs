@@ -122,17 +122,20 @@ internal static partial class FlashAttention
     /// <summary>
     /// Rows (token i, head j) for i &lt; tokens, j &lt; group: query at q[i·qStride + j·keys.Width], output (values.Width
     /// floats, overwritten) at output[i·oStride + j·values.Width]; scores are q·k·<paramref name="scale"/>.
+    /// <paramref name="sinks"/> (gpt-oss's attention sinks; empty for none) holds one logit per head j that joins every
+    /// softmax of that head's rows as a score with no value: it takes a share of the probability and returns nothing.
     /// </summary>
     public static void Attend(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
-        int tokens, int group, int pos0, int window, float scale) =>
-        Attend(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, scale, BestWidth);
+        int tokens, int group, int pos0, int window, float scale, ReadOnlySpan<float> sinks = default) =>
+        Attend(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, scale, BestWidth, sinks);
 
     /// <summary>The kernel with an explicit vector width (512, 256, 128, or 0 for scalar), so tests run every path.</summary>
     internal static void Attend(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
-        int tokens, int group, int pos0, int window, float scale, int width)
+        int tokens, int group, int pos0, int window, float scale, int width, ReadOnlySpan<float> sinks = default)
     {
         int vw = values.Width, rows = tokens * group;
         Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window);
+        if (!sinks.IsEmpty && sinks.Length != group) throw new ArgumentException($"{sinks.Length} sinks for {group} heads");
         var sc = Prepare(keys, values, q, qStride, tokens, group);
         var max = sc.Max.AsSpan(0, rows);
         var sum = sc.Sum.AsSpan(0, rows);
@@ -152,8 +155,11 @@ internal static partial class FlashAttention
         }
         for (int i = 0; i < tokens; i++)
             for (int j = 0; j < group; j++)
-                Normalize(output.Slice(i * oStride + j * vw, vw), sum[i * group + j], values.Rotation);
+                Normalize(output.Slice(i * oStride + j * vw, vw), max[i * group + j], sum[i * group + j], SinkOf(sinks, j), values.Rotation);
     }
+
+    /// <summary>Head j's sink logit, −∞ (no effect) when there are none.</summary>
+    private static float SinkOf(ReadOnlySpan<float> sinks, int j) => sinks.IsEmpty ? float.NegativeInfinity : sinks[j];
 
     /// <summary>
     /// Positions per segment. Each row's positions are attended segment by segment (a segment starts at a multiple of
@@ -203,12 +209,15 @@ internal static partial class FlashAttention
     /// its <paramref name="segments"/> segments, segment s's rows at partials[(s·group + j)·PartialFloats]: the same
     /// bits as <c>Attend</c> gives that token.
     /// </summary>
-    public static void MergeSegments(ReadOnlySpan<float> partials, int segments, int group, in KvHead values, Span<float> output) =>
-        MergeSegments(partials, segments, group, values, output, BestWidth);
+    public static void MergeSegments(ReadOnlySpan<float> partials, int segments, int group, in KvHead values, Span<float> output,
+        ReadOnlySpan<float> sinks = default) =>
+        MergeSegments(partials, segments, group, values, output, BestWidth, sinks);
 
-    internal static void MergeSegments(ReadOnlySpan<float> partials, int segments, int group, in KvHead values, Span<float> output, int width)
+    internal static void MergeSegments(ReadOnlySpan<float> partials, int segments, int group, in KvHead values, Span<float> output, int width,
+        ReadOnlySpan<float> sinks = default)
     {
         int vw = values.Width, pf = PartialFloats(vw);
+        if (!sinks.IsEmpty && sinks.Length != group) throw new ArgumentException($"{sinks.Length} sinks for {group} heads");
         if (partials.Length < segments * group * pf || output.Length < group * vw)
             throw new ArgumentException($"{segments} segments × {group} rows: partials or output too short");
         for (int j = 0; j < group; j++)
@@ -221,7 +230,7 @@ internal static partial class FlashAttention
                 var p = partials.Slice((s * group + j) * pf, pf);
                 Merge(ref max, ref sum, o, p[0], p[1], p[2..], width);
             }
-            Normalize(o, sum, values.Rotation);
+            Normalize(o, max, sum, SinkOf(sinks, j), values.Rotation);
         }
     }
 
@@ -323,9 +332,20 @@ internal static partial class FlashAttention
         ScaleAdd(o, a, segOut, b, width);
     }
 
-    /// <summary>The output row divided by its sum, rotated back when the values are stored rotated.</summary>
-    private static void Normalize(Span<float> o, float sum, int rotation)
+    /// <summary>
+    /// The output row divided by its sum, rotated back when the values are stored rotated. A sink (gpt-oss; −∞ for
+    /// none) joins the sum as one more score with no value, in ggml's order: a sink above the row's maximum rescales
+    /// the output and the sum to it.
+    /// </summary>
+    private static void Normalize(Span<float> o, float max, float sum, float sink, int rotation)
     {
+        if (sink > max)
+        {
+            float shrink = MathF.Exp(max - sink);
+            for (int c = 0; c < o.Length; c++) o[c] *= shrink;
+            sum = sum * shrink + 1f;
+        }
+        else if (!float.IsNegativeInfinity(sink)) sum += MathF.Exp(sink - max);
         float inv = 1f / sum;
         for (int c = 0; c < o.Length; c++) o[c] *= inv;
         Hadamard.Rotate(o, rotation);
@@ -498,12 +518,13 @@ internal static partial class FlashAttention
     }
 
     /// <summary>
-    /// The definition, for tests: every row's scores over its whole window in double precision, a two-pass softmax,
+    /// The definition, for tests: every row's scores over its whole window in double precision, a two-pass softmax
+    /// (with the head's sink logit in the denominator when given),
     /// and each key and value decoded element by element (the query rotated like the keys and rounded through Q8_0 for
     /// a Q8_0/Q4_0 key cache, through F16 for an F16 one; the output rotated back like the values).
     /// </summary>
     internal static void Reference(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
-        int tokens, int group, int pos0, int window, float scale)
+        int tokens, int group, int pos0, int window, float scale, ReadOnlySpan<float> sinks = default)
     {
         Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window);
         int kw = keys.Width, vw = values.Width;
@@ -526,7 +547,9 @@ internal static partial class FlashAttention
                     scores[t - lo] = dot * scale;
                 }
                 double m = scores.Max(), total = 0;
+                if (!sinks.IsEmpty) m = Math.Max(m, sinks[j]);
                 for (int t = 0; t < scores.Length; t++) total += scores[t] = Math.Exp(scores[t] - m);
+                if (!sinks.IsEmpty) total += Math.Exp(sinks[j] - m); // a score with no value
                 var acc = new double[vw];
                 for (int t = lo; t <= pos; t++)
                 {

@@ -59,12 +59,13 @@ internal static class SyntheticModel
         // Pool size: a quarter of the largest matrix (power of two), 64K..4M weights — small models stay quick to write.
         long largest = specs.Where(s => s.Fill == TensorFill.Matrix).Max(s => s.Dims[0] * s.Dims[1]);
         int poolWeights = (int)Math.Clamp(1L << (int)Math.Ceiling(Math.Log2(Math.Max(1, largest / 4))), 1 << 16, 1 << 22);
-        long total = specs.Sum(s => GgufWriter.ByteSize(mix.Choose(s.Name, s.Dims, GgmlType.F32), s.Dims));
+        GgmlType TypeOf(TensorDecl s) => s.Type ?? mix.Choose(s.Name, s.Dims, GgmlType.F32);
+        long total = specs.Sum(s => GgufWriter.ByteSize(TypeOf(s), s.Dims));
         long done = 0;
         for (int i = 0; i < specs.Count; i++)
         {
             var s = specs[i];
-            var type = mix.Choose(s.Name, s.Dims, GgmlType.F32);
+            var type = TypeOf(s);
             int index = i;
             ulong tensorSeed = Mix(o.Seed ^ Mix((ulong)index + 0x9E37));
             w.AddTensor(s.Name, type, s.Dims, output =>
@@ -84,7 +85,7 @@ internal static class SyntheticModel
                         (row, dst) => pool.FillRow(dst, cols, Mix(tensorSeed ^ Mix((ulong)row))), Written);
                     return;
                 }
-                var v = new float[cols];
+                var v = new float[cols * rows]; // 1-D, or a 2-D bias (gpt-oss's per-expert biases)
                 switch (s.Fill)
                 {
                     case TensorFill.Ones: Array.Fill(v, 1f); break;
@@ -95,7 +96,7 @@ internal static class SyntheticModel
                         break;
                     case TensorFill.Computed: s.Values!(v); break;
                 }
-                var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols)];
+                var bytes = new byte[GgmlTypeInfo.RowBytes(type, v.Length)];
                 Quant.Row(type, v, bytes);
                 output.Write(bytes);
                 Written(bytes.Length);

@@ -84,6 +84,44 @@ public class FlashAttentionTests
         }
     }
 
+    /// <summary>
+    /// Attention sinks (gpt-oss): one logit per head in the softmax's denominator. Heads get a sink far below the
+    /// scores, one among them, and one far above (which the kernel meets only after the running maximum is set).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Sinks_match_reference(int width, KvCacheType kType, KvCacheType vType)
+    {
+        const int hd = 64, group = 3;
+        float[] sinks = [-30f, 0.5f, 40f];
+        var cache = Cache(200, hd, kType, vType, 4);
+        foreach (var (tokens, pos0, window) in new[] { (1, 0, 0), (1, 150, 0), (20, 100, 0), (17, 120, 64) })
+        {
+            int qStride = group * hd;
+            var q = Random(tokens * qStride, 11 + pos0);
+            var got = new float[tokens * qStride];
+            var want = new float[tokens * qStride];
+            var plain = new float[tokens * qStride];
+            var keys = cache.KeyHead(0, hd, hd);
+            var values = cache.ValueHead(0, hd, hd);
+            FlashAttention.Attend(keys, values, q, qStride, got, qStride, tokens, group, pos0, window, 0.125f, width, sinks);
+            FlashAttention.Reference(keys, values, q, qStride, want, qStride, tokens, group, pos0, window, 0.125f, sinks);
+            FlashAttention.Attend(keys, values, q, qStride, plain, qStride, tokens, group, pos0, window, 0.125f, width);
+            for (int i = 0; i < got.Length; i++)
+                Assert.True(Math.Abs(got[i] - want[i]) <= 2e-5f + 2e-5f * Math.Abs(want[i]),
+                    $"width {width} {kType}/{vType} tokens {tokens} pos0 {pos0} [{i}]: {got[i]} vs {want[i]}");
+            for (int i = 0; i < tokens; i++)
+            {
+                // A sink far below changes nothing; one far above takes nearly all the weight, leaving the output near 0.
+                for (int c = 0; c < hd; c++)
+                {
+                    Assert.Equal(plain[i * qStride + c], got[i * qStride + c], 1e-6f);
+                    Assert.True(Math.Abs(got[i * qStride + 2 * hd + c]) < 1e-6f, $"head under a dominant sink: {got[i * qStride + 2 * hd + c]}");
+                }
+            }
+        }
+    }
+
     [Fact]
     public void Window_of_one_returns_each_tokens_own_value()
     {
