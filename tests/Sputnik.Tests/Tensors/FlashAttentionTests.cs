@@ -241,6 +241,14 @@ public class FlashAttentionTests
             var merged = new float[group * hd];
             FlashAttention.MergeSegments(partials, segments, group, values, merged, width);
             Assert.Equal(whole, merged);
+            // gpt-oss's sinks join at the merge: one below the scores, one far above (it rescales), one in between.
+            float[] sinks = [-30f, 40f, 0.5f];
+            var wholeSunk = new float[group * hd];
+            FlashAttention.Attend(keys, values, q, 0, wholeSunk, 0, 1, group, pos, window, 0.15f, width, sinks);
+            var mergedSunk = new float[group * hd];
+            FlashAttention.MergeSegments(partials, segments, group, values, mergedSunk, width, sinks);
+            Assert.Equal(wholeSunk, mergedSunk);
+            Assert.NotEqual(whole, wholeSunk);
         }
         Assert.Throws<ArgumentOutOfRangeException>(() =>
             FlashAttention.AttendSegment(cache.KeyHead(0, hd, hd), cache.ValueHead(0, hd, hd), new float[group * hd], new float[group * pf], group, 300, 0, 1f, 2, width));
