@@ -79,7 +79,7 @@ internal abstract partial class DecoderModel
                 pos0 = s.AttnPos0 + b0;
             }
             int at = b0 * c.QDim + g * group * hd;
-            FlashAttention.Attend(cache.KeyHead(layer, g * hd, hd), cache.ValueHead(layer, g * hd, hd),
+            FlashAttention.Attend(cache.KeyHead(SlotOf(layer), g * hd, hd), cache.ValueHead(SlotOf(layer), g * hd, hd),
                 s.Q.AsSpan(at), c.QDim, s.AttnOut.AsSpan(at), c.QDim, b1 - b0, group, pos0, window, scale);
         }
     }

@@ -106,4 +106,33 @@ internal sealed class DecoderState : InferenceState
 
     /// <summary>Logits of every row of a multi-sequence step (rows × vocab), before they are copied to each sequence.</summary>
     public float[] BatchLogits = [];
+
+    /// <summary>Projected queries with their output gates, per head [query | gate] (qwen35's gated attention), grown on demand.</summary>
+    public float[] QGate = [];
+
+    /// <summary>The recurrent layers' state of this sequence (qwen35's Gated DeltaNet); null for attention-only models.</summary>
+    public RecurrentState? Recurrent;
+
+    /// <summary>Activations of the recurrent layers for a batch of rows, created by their first forward.</summary>
+    public GatedDeltaNet.Scratch? DeltaNet;
+
+    // Only what is attention cache can be cut back anywhere; a recurrent state goes back to its checkpoints.
+    public override ICacheRows? Rows => Recurrent == null ? Cache : null;
+
+    public override int Restorable(int length) =>
+        Recurrent == null ? base.Restorable(length) : Recurrent.Restorable(Math.Clamp(length, 0, Position), Position);
+
+    public override void Truncate(int length)
+    {
+        if (Recurrent == null)
+        {
+            base.Truncate(length);
+            return;
+        }
+        length = Math.Clamp(length, 0, Position);
+        Recurrent.RestoreTo(length, Position);
+        Cache.Length = length;
+    }
+
+    public override void RequestCheckpoint(int length) => Recurrent?.RequestCheckpoint(length, Position);
 }

@@ -20,6 +20,8 @@ internal static class ModelLoader
         Mistral3.Info,
         Phi3.Info,
         Gemma3.Info,
+        Qwen35.Info,
+        Qwen35Moe.Info,
     ];
 
     private static readonly Dictionary<string, ArchitectureInfo> Architectures = Registered.ToDictionary(a => a.Name);
