@@ -90,7 +90,7 @@ internal sealed class DecoderState : InferenceState
     internal sealed class MoeScratch(WorkerPool pool, ModelConfig c)
     {
         public readonly MoeRouter Router = new(c.Moe!);
-        public readonly ExpertBatch Batch = new(pool, c.Dim, c.Moe!.ExpertCount);
+        public readonly ExpertBatch Batch = new(pool, c.Dim, c.Moe!.ExpertCount + 1); // + a shared expert's slot (qwen35moe)
         public float[] Logits = [], Weights = [];
         public int[] Experts = [];
 

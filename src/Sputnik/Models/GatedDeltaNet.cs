@@ -191,6 +191,10 @@ internal static class GatedDeltaNet
         // The current layer's job, read by the workers.
         private DecoderState? _w;
         private int _layer, _n;
+        private bool _chunked;
+        // Per value head, the chunked form's work space: S₀ᵀk, S₀ᵀq and the updates δ (chunk × head size each),
+        // the cumulative log-decays (chunk) and the chunk's k·k products (chunk × chunk).
+        private float[] _chunkWork = [];
 
         public Scratch(Qwen35.Params p, float eps, WorkerPool pool)
         {
@@ -219,9 +223,10 @@ internal static class GatedDeltaNet
 
         /// <summary>
         /// Given the projections (Qkv, Z, Beta, Alpha) of n rows of layer r, leaves the gated, normalised mixer output in
-        /// Core. Rows are one sequence's consecutive tokens (prefill) or one token of each of w.Seqs.
+        /// Core. Rows are one sequence's consecutive tokens (prefill) or one token of each of w.Seqs. With chunked, a
+        /// prefill of at least <see cref="MinChunkedTokens"/> runs the delta rule chunk by chunk rather than token by token.
         /// </summary>
-        public void Run(DecoderState w, int r, int n, DeltaNetWeights d)
+        public void Run(DecoderState w, int r, int n, DeltaNetWeights d, bool chunked = true)
         {
             var p = _p;
             Convolve(w, r, n, d.ConvTaps);
@@ -242,6 +247,8 @@ internal static class GatedDeltaNet
             _w = w;
             _layer = r;
             _n = n;
+            _chunked = chunked && w.Seqs == null && n >= MinChunkedTokens;
+            if (_chunked && _chunkWork.Length < heads * ChunkWorkFloats(hd)) _chunkWork = new float[heads * ChunkWorkFloats(hd)];
             int items = w.Seqs == null ? heads : n * heads;
             // A head's work is n tokens × 4 passes over a head-size² state.
             _pool.For(items, _recurBody, minPerThread: (int)Math.Clamp(32768L / ((long)hd * hd * (w.Seqs == null ? n : 1)), 1, items));
@@ -316,6 +323,11 @@ internal static class GatedDeltaNet
                 var st = StateOf(w, t0);
                 var s = st.Ssm[r].AsSpan(h * hd * hd, hd * hd);
                 int kh = h % p.KeyHeads; // value head h reads key head h mod key heads (ggml's repeat / the fused op)
+                if (_chunked)
+                {
+                    ChunkedHead(s, h, kh, n, st, scale, _chunkWork.AsSpan(h * ChunkWorkFloats(hd), ChunkWorkFloats(hd)));
+                    continue;
+                }
                 for (int t = t0; t < t1; t++)
                 {
                     var row = Conv.AsSpan(t * p.ConvDim, p.ConvDim);
@@ -330,6 +342,91 @@ internal static class GatedDeltaNet
                 }
             }
         }
+
+        /// <summary>Tokens per chunk of the chunked delta rule (llama.cpp's delta-net-base uses 64).</summary>
+        public const int ChunkTokens = 64;
+
+        /// <summary>Shorter prefills run token by token: the chunk form only pays over many tokens.</summary>
+        public const int MinChunkedTokens = 16;
+
+        private static int ChunkWorkFloats(int hd) => 3 * ChunkTokens * hd + ChunkTokens + ChunkTokens * ChunkTokens;
+
+        /// <summary>
+        /// The delta rule over all n rows for one value head, a chunk of up to <see cref="ChunkTokens"/> tokens at a
+        /// time (the WY form of llama.cpp's build_delta_net_chunking). With G_t the cumulative log-decay inside the chunk
+        /// and S₀ its starting state, token t's update is δ_t = β_t(v_t − e^{G_t}S₀ᵀk_t − Σ_{s&lt;t} e^{G_t−G_s}(k_s·k_t)δ_s),
+        /// solved by forward substitution; o_t = scale·(e^{G_t}S₀ᵀq_t + Σ_{s≤t} e^{G_t−G_s}(k_s·q_t)δ_s); and the chunk
+        /// leaves S = e^{G_last}S₀ + Σ_s e^{G_last−G_s} k_s δ_sᵀ. Every exponent is ≤ 0 (g ≤ 0), so nothing overflows. The
+        /// state is read twice and written once per chunk instead of four times per token. A checkpoint ends a chunk.
+        /// </summary>
+        private void ChunkedHead(Span<float> s, int h, int kh, int n, RecurrentState st, float scale, Span<float> work)
+        {
+            var p = _p;
+            int heads = p.ValueHeads, d = p.HeadSize, cs = ChunkTokens;
+            var u = work[..(cs * d)];
+            var wq = work.Slice(cs * d, cs * d);
+            var delta = work.Slice(2 * cs * d, cs * d);
+            var g = work.Slice(3 * cs * d, cs);
+            var kk = work.Slice(3 * cs * d + cs, cs * cs);
+            for (int c0 = 0; c0 < n;)
+            {
+                int c1 = Math.Min(n, c0 + cs);
+                foreach (var cap in st.Captures)
+                    if (cap.Row >= c0 && cap.Row < c1 - 1) c1 = cap.Row + 1;
+                int m = c1 - c0;
+                float cum = 0;
+                for (int i = 0; i < m; i++) g[i] = cum += Alpha[(c0 + i) * heads + h];
+                for (int i = 0; i < m; i++)
+                {
+                    var k = K(c0 + i, kh);
+                    var q = Q(c0 + i, kh);
+                    for (int j = 0; j < d; j++)
+                    {
+                        var row = s.Slice(j * d, d);
+                        u[i * d + j] = TensorPrimitives.Dot(row, k);
+                        wq[i * d + j] = TensorPrimitives.Dot(row, q);
+                    }
+                    for (int t = 0; t < i; t++) kk[i * cs + t] = TensorPrimitives.Dot(k, K(c0 + t, kh));
+                }
+                for (int i = 0; i < m; i++)
+                {
+                    float beta = Beta[(c0 + i) * heads + h];
+                    var di = delta.Slice(i * d, d);
+                    TensorPrimitives.Multiply(u.Slice(i * d, d), -MathF.Exp(g[i]), di);
+                    TensorPrimitives.Add(di, V(c0 + i, h), di);
+                    TensorPrimitives.Multiply(di, beta, di);
+                    for (int t = 0; t < i; t++)
+                        TensorPrimitives.MultiplyAdd(delta.Slice(t * d, d), -beta * MathF.Exp(g[i] - g[t]) * kk[i * cs + t], di, di);
+                }
+                for (int i = 0; i < m; i++)
+                {
+                    var o = Core.AsSpan((c0 + i) * p.ValueDim + h * d, d);
+                    var q = Q(c0 + i, kh);
+                    TensorPrimitives.Multiply(wq.Slice(i * d, d), MathF.Exp(g[i]), o);
+                    for (int t = 0; t <= i; t++)
+                        TensorPrimitives.MultiplyAdd(delta.Slice(t * d, d), MathF.Exp(g[i] - g[t]) * TensorPrimitives.Dot(q, K(c0 + t, kh)), o, o);
+                    TensorPrimitives.Multiply(o, scale, o);
+                }
+                float last = g[m - 1];
+                TensorPrimitives.Multiply(s, MathF.Exp(last), s);
+                for (int t = 0; t < m; t++)
+                {
+                    var k = K(c0 + t, kh);
+                    float decay = MathF.Exp(last - g[t]);
+                    var dt = delta.Slice(t * d, d);
+                    for (int j = 0; j < d; j++) TensorPrimitives.MultiplyAdd(k, decay * dt[j], s.Slice(j * d, d), s.Slice(j * d, d));
+                }
+                foreach (var cap in st.Captures)
+                    if (cap.Row == c1 - 1) s.CopyTo(cap.Ssm[_layer].AsSpan(h * d * d, d * d));
+                c0 = c1;
+            }
+        }
+
+        private ReadOnlySpan<float> Q(int t, int kh) => Conv.AsSpan(t * _p.ConvDim + kh * _p.HeadSize, _p.HeadSize);
+
+        private ReadOnlySpan<float> K(int t, int kh) => Conv.AsSpan(t * _p.ConvDim + _p.KeyDim + kh * _p.HeadSize, _p.HeadSize);
+
+        private ReadOnlySpan<float> V(int t, int h) => Conv.AsSpan(t * _p.ConvDim + 2 * _p.KeyDim + h * _p.HeadSize, _p.HeadSize);
     }
 
     /// <summary>

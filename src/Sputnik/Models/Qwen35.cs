@@ -309,6 +309,9 @@ internal sealed class Qwen35Decoder : DecoderModel
         RecurrentLayers = recurrent;
     }
 
+    /// <summary>Prefill runs the delta rule in chunks (the default); false steps it token by token (tests compare the two).</summary>
+    internal bool ChunkedPrefill { get; set; } = true;
+
     /// <summary>DeltaNet layers (each keeps a state per sequence).</summary>
     public int RecurrentLayers { get; }
 
@@ -389,7 +392,7 @@ internal sealed class Qwen35Decoder : DecoderModel
         s.Reserve(n);
         ProjectShared(w, w.Xb, n, d.Qkv, s.Qkv, d.Gate, s.Z, d.Beta, s.Beta);
         Project(w, d.Alpha, w.Xb, n, s.Alpha);
-        s.Run(w, r, n, d);
+        s.Run(w, r, n, d, ChunkedPrefill);
         w.ActSource = null;
         Project(w, d.Out, s.Core, n, w.Xb);
     }
