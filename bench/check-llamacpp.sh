@@ -18,7 +18,7 @@
 # mode, teacher forcing) and counts the steps where both engines' argmax is the same, with the largest logit
 # difference seen on that path.
 #
-#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY="base|trained|qwen3|smollm3|mistral3|phi3|gemma3|gptoss ..." LLAMACPP_NPM=DIR
+#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY="base|trained|qwen3|qwen35|smollm3|mistral3|phi3|gemma3|gptoss ..." LLAMACPP_NPM=DIR
 #                                     CACHE_K=f32 CACHE_V=f32 SIGMA=0.1; N tokens per prompt, default 24)
 #
 # CACHE_K / CACHE_V (f32, f16, q8_0, q4_0) run both engines with that KV cache type (llama.cpp's --cache-type-k/-v,
@@ -32,6 +32,7 @@
 # ONLY=smollm3 / ONLY=mistral3 those architectures' synth (F32, Q8_0, Q4_K_M) and converted models; ONLY takes a list.
 # ONLY=phi3 the phi3 ones (LongRoPE: short factors at the default context, long ones where an entry sets a context
 # past the original one; both engines then run at that context).
+# ONLY=qwen35 the qwen35 and qwen35moe synth models (F32, Q8_0, Q4_K_M) on the text and long prompts.
 # ONLY=gemma3 gemma3's (synth: 16-token window on alternate layers; convert: 8-token window), on the text prompts
 # plus two longer than any window, so local layers attend to a window that has slid; Sputnik runs them with -ub 8, so
 # the local layers' ring caches (window + 7 rows) wrap around many times within each prompt. ONLY=base the llama,
@@ -127,6 +128,18 @@ for k in qwen3 qwen3moe; do
   dotnet "$work/benchbin/Sputnik.Bench.dll" hf $k "$work/hf-$k" 1 >&2
   "$sputnik" convert "$work/hf-$k" "$work/conv-$k-F32.gguf" --type F32 >&2 2>/dev/null
   files+=("$work/conv-$k-F32.gguf|convert (hf $k)|F32")
+done
+fi
+# qwen35 / qwen35moe (Gated DeltaNet layers with a recurrent state, gated full attention with partial M-RoPE; the MoE
+# one with a sigmoid-gated shared expert), on prompts longer than one 64-token chunk of llama.cpp's delta rule.
+if only qwen35; then
+for p in qwen35-tiny qwen35moe-tiny; do
+  "$sputnik" synth --preset $p --type F32 --sigma 0.1 --seed 1 -o "$work/synth-$p-F32.gguf" >&2
+  files+=("$work/synth-$p-F32.gguf|synth --preset $p --sigma 0.1|F32|long")
+  for t in Q8_0 Q4_K_M; do
+    "$sputnik" quantize "$work/synth-$p-F32.gguf" "$work/quant-$p-$t.gguf" $t >&2
+    files+=("$work/quant-$p-$t.gguf|quantize synth $p|$t|long")
+  done
 done
 fi
 # smollm3 (every 4th layer without RoPE) and mistral3 (YaRN ×16 and the query temperature from 16 tokens on).

@@ -120,7 +120,9 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         stats.PromptTokens = prompt.Count;
 
         var sw = Stopwatch.StartNew();
-        int reuse = state.Truncate(ReusablePrefix(state, history, prompt)); // 0 where a sliding-window ring lost the prefix's window
+        int reuse = state.Restorable(ReusablePrefix(state, history, prompt));
+        reuse = state.Truncate(reuse); // 0 where a sliding-window ring lost the prefix's window
+        RequestCheckpoints(state, prompt);
         stats.CachedPromptTokens = reuse;
         history.Clear();
         history.AddRange(prompt);
@@ -273,6 +275,22 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
     {
         Span<int> one = [token];
         Model.Forward(state, one);
+    }
+
+    /// <summary>
+    /// Where a recurrent state (which cannot be cut back) keeps checkpoints of this prompt: before its last token (the
+    /// same prompt again) and before its last control token (the turn header of a chat template: the next turn's prompt
+    /// repeats this one up to there, whatever the template then does with the reply). Attention caches ignore them.
+    /// </summary>
+    private void RequestCheckpoints(InferenceState state, IReadOnlyList<int> prompt)
+    {
+        for (int i = prompt.Count - 2; i > 0; i--)
+        {
+            if ((uint)prompt[i] >= (uint)Tokenizer.VocabSize || Tokenizer.GetTokenType(prompt[i]) != TokenType.Control) continue;
+            state.RequestCheckpoint(i);
+            break;
+        }
+        state.RequestCheckpoint(prompt.Count - 1);
     }
 
     /// <summary>How many leading prompt tokens are already in the cache (always leaves one to compute logits from).</summary>

@@ -126,7 +126,7 @@ internal abstract partial class DecoderModel
             }
             int at = b0 * c.QDim + g * group * hd;
             var sinks = LayerSinks is { } ls ? ls[layer].AsSpan(g * group, group) : default;
-            FlashAttention.Attend(cache.KeyHead(layer, g * hd, hd), cache.ValueHead(layer, g * hd, hd),
+            FlashAttention.Attend(cache.KeyHead(SlotOf(layer), g * hd, hd), cache.ValueHead(SlotOf(layer), g * hd, hd),
                 s.Q.AsSpan(at), c.QDim, s.AttnOut.AsSpan(at), c.QDim, b1 - b0, group, pos0, window, scale, sinks);
         }
     }

@@ -35,7 +35,7 @@ internal abstract partial class DecoderModel
             cap = Math.Max(cap, states[i].Capacity);
         }
 
-        var w = _batchScratch ??= new DecoderState(new KvCache(c.Layers, 1, c.KvDim, KvCacheType.F32, c.HeadDim), c, RopeFrequencies(1), RopeMagnitude);
+        var w = _batchScratch ??= new DecoderState(new KvCache(CacheLayerCount, 1, c.KvDim, KvCacheType.F32, c.HeadDim), c, RopeFrequencies(1), RopeMagnitude);
         if (w.SwiGluBody == null) BindJobs(w);
         w.EnsureBatch(n, _maxInputBytes);
         if (w.BatchLogits.Length < n * vocab) w.BatchLogits = new float[n * vocab];

@@ -11,6 +11,11 @@ internal sealed class AttentionWeights
     public float[]? Bq, Bk, Bv, Bo;
     /// <summary>RMSNorm weights (head size) applied to every head of Q and of K before RoPE.</summary>
     public float[]? QNorm, KNorm;
+    /// <summary>
+    /// attn_q also yields an output gate per head (rows [query | gate] per head, qwen35): the attention output is
+    /// multiplied by sigmoid(gate) before attn_output.
+    /// </summary>
+    public bool GatedQuery;
 }
 
 /// <summary>
@@ -44,13 +49,17 @@ internal sealed class MoeWeights
 // leaves its output in Xb, so a layer is a plain sequence of calls (see Llama.cs for the reference layer).
 internal abstract partial class DecoderModel
 {
-    /// <summary>blk.{l}.attn_q/k/v/output, with the optional biases and, when <paramref name="qkNorm"/>, attn_q_norm/attn_k_norm.</summary>
-    protected AttentionWeights LoadAttention(int l, bool qkNorm)
+    /// <summary>
+    /// blk.{l}.attn_q/k/v/output, with the optional biases and, when <paramref name="qkNorm"/>, attn_q_norm/attn_k_norm;
+    /// with <paramref name="gatedQuery"/> attn_q holds a gate after each head's query (twice the rows).
+    /// </summary>
+    protected AttentionWeights LoadAttention(int l, bool qkNorm, bool gatedQuery = false)
     {
         var c = Config;
         return new AttentionWeights
         {
-            Wq = Matrix(TensorNames.Weight(l, TensorNames.AttnQ), c.Dim, c.QDim),
+            GatedQuery = gatedQuery,
+            Wq = Matrix(TensorNames.Weight(l, TensorNames.AttnQ), c.Dim, gatedQuery ? 2 * c.QDim : c.QDim),
             Wk = Matrix(TensorNames.Weight(l, TensorNames.AttnK), c.Dim, c.KvDim),
             Wv = Matrix(TensorNames.Weight(l, TensorNames.AttnV), c.Dim, c.KvDim),
             Wo = Matrix(TensorNames.Weight(l, TensorNames.AttnOutput), c.QDim, c.Dim),
@@ -134,7 +143,13 @@ internal abstract partial class DecoderModel
         int pairs = c.RopeDims / 2;
         bool sliding = WindowOf(l) > 0; // sliding-window layers rotate with their own table (gemma3's local base)
         var seqs = w.Seqs;
-        ProjectShared(w, w.Xb, n, a.Wq, w.Q, a.Wk, w.K, a.Wv, w.V);
+        if (a.GatedQuery)
+        {
+            if (w.QGate.Length < n * 2 * c.QDim) w.QGate = new float[n * 2 * c.QDim];
+            ProjectShared(w, w.Xb, n, a.Wq, w.QGate, a.Wk, w.K, a.Wv, w.V);
+            SplitQueries(w, n);
+        }
+        else ProjectShared(w, w.Xb, n, a.Wq, w.Q, a.Wk, w.K, a.Wv, w.V);
         for (int i = 0; i < n; i++)
         {
             var q = w.Q.AsSpan(i * c.QDim, c.QDim);
@@ -155,12 +170,36 @@ internal abstract partial class DecoderModel
                 for (int h = 0; h < c.KvHeads; h++) Ops.Rope(k.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
             }
             if (temperature != null) TensorPrimitives.Multiply(q, temperature.Factor(pos), q);
-            seq.Cache.Write(l, pos, k, v);
+            seq.Cache.Write(SlotOf(l), pos, k, v);
         }
         Attention(w, l, w.Position, n);
+        if (a.GatedQuery) GateOutputs(w, n);
         Project(w, a.Wo, w.AttnOut, n, w.Xb);
         if (a.Bo != null)
             for (int i = 0; i < n; i++) TensorPrimitives.Add(w.Xb.AsSpan(i * c.Dim, c.Dim), a.Bo, w.Xb.AsSpan(i * c.Dim, c.Dim));
+    }
+
+    /// <summary>The query half of each head of QGate into Q (the gates stay in QGate for <see cref="GateOutputs"/>).</summary>
+    private void SplitQueries(DecoderState w, int n)
+    {
+        int hd = Config.HeadDim, heads = Config.Heads;
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < heads; h++)
+                w.QGate.AsSpan((i * heads + h) * 2 * hd, hd).CopyTo(w.Q.AsSpan((i * heads + h) * hd, hd));
+    }
+
+    /// <summary>AttnOut ⊙= sigmoid(gate), each head by its own gate.</summary>
+    private void GateOutputs(DecoderState w, int n)
+    {
+        int hd = Config.HeadDim, heads = Config.Heads;
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < heads; h++)
+            {
+                var o = w.AttnOut.AsSpan((i * heads + h) * hd, hd);
+                var gate = w.QGate.AsSpan((i * heads + h) * 2 * hd + hd, hd);
+                for (int d = 0; d < hd; d++) o[d] /= 1f + MathF.Exp(-gate[d]);
+            }
+        w.ActSource = null;
     }
 
     /// <summary>Xb = down(SiLU(gate·Xb) ⊙ up·Xb): gate and up in one hand-off.</summary>
@@ -211,7 +250,7 @@ internal abstract partial class DecoderModel
         }
         // Reads Xb (gathered per expert first), then overwrites it with the weighted expert outputs.
         s.Batch.RunMoe(m.Gate, m.Up, m.Down, s.Experts.AsSpan(0, n * k), s.Weights.AsSpan(0, n * k), k,
-            null, null, null, w.Xb, n, w.Xb, m.Biases);
+            null, null, null, w.Xb, n, w.Xb, biases: m.Biases);
         w.ActSource = null;
     }
 

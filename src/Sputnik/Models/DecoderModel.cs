@@ -66,11 +66,25 @@ internal abstract partial class DecoderModel : LanguageModel
         var c = Config;
         // Sliding-window layers (LayerWindows) keep a ring of window + MaxBatch − 1 rows, global layers the context;
         // the attention kernel reads both by absolute position.
-        var cache = new KvCache(c.Layers, contextLength, c.KvDim, keyType, valueType, c.HeadDim, LayerWindows, Math.Max(1, MaxBatch));
+        var cache = new KvCache(CacheLayerCount, contextLength, c.KvDim, keyType, valueType, c.HeadDim, LayerWindows, Math.Max(1, MaxBatch));
         var s = new DecoderState(cache, c, RopeFrequencies(contextLength), RopeMagnitude, SlidingRopeFrequencies());
         BindJobs(s);
+        InitState(s);
         return s;
     }
+
+    /// <summary>What a new sequence needs beyond the attention cache (qwen35: its recurrent state); nothing by default.</summary>
+    protected virtual void InitState(DecoderState s) { }
+
+    /// <summary>
+    /// The attention cache plane of each layer, −1 for a layer without one (qwen35's recurrent layers), so a hybrid
+    /// model's cache holds only its attention layers; null when every layer l has plane l.
+    /// </summary>
+    internal int[]? CacheSlots { get; set; }
+
+    private int CacheLayerCount => CacheSlots is { } slots ? slots.Count(p => p >= 0) : Config.Layers;
+
+    private int SlotOf(int layer) => CacheSlots is { } slots ? slots[layer] : layer;
 
     // The worker delegates are created once per state here: a lambda capturing a parameter of a per-call method
     // would allocate its closure on every call, even when the delegate is cached.
@@ -217,7 +231,7 @@ internal abstract partial class DecoderModel : LanguageModel
     }
 
     /// <summary>y (n × w.Rows) = x (n × w.Cols) · Wᵀ: prepares x once for w's kernel (skipped when x was just prepared for the same format), then splits rows over the pool.</summary>
-    private void Project(DecoderState s, WeightMatrix w, float[] x, int n, float[] y)
+    private protected void Project(DecoderState s, WeightMatrix w, float[] x, int n, float[] y)
     {
         PrepareActivations(s, w, x, n);
         s.MmW = w;
@@ -232,7 +246,7 @@ internal abstract partial class DecoderModel : LanguageModel
     /// concatenated rows: decode issues hundreds of products per token, and every hand-off is a barrier where
     /// the faster thread waits. Falls back to one product each when the matrices need differently prepared inputs.
     /// </summary>
-    private void ProjectShared(DecoderState s, float[] x, int n, WeightMatrix w0, float[] y0, WeightMatrix w1, float[] y1,
+    private protected void ProjectShared(DecoderState s, float[] x, int n, WeightMatrix w0, float[] y0, WeightMatrix w1, float[] y1,
         WeightMatrix? w2 = null, float[]? y2 = null)
     {
         if (!SameInput(w0, w1) || (w2 != null && !SameInput(w0, w2)))

@@ -77,12 +77,13 @@ internal sealed class ExpertBatch
 
     /// <summary>
     /// Routed experts (token t sends to experts[t·k + j] with weight weights[t·k + j]) plus, when given, the shared
-    /// expert over every token; x and output are n × dim. <paramref name="biases"/> (gpt-oss) adds each routed
-    /// expert's gate/up/down biases and replaces SiLU by the clamped SwiGLU.
+    /// expert over every token, weighted by <paramref name="sharedWeights"/> when given (qwen35moe's gate), else 1;
+    /// x and output are n × dim. <paramref name="biases"/> (gpt-oss) adds each routed expert's gate/up/down biases
+    /// and replaces SiLU by the clamped SwiGLU.
     /// </summary>
     public void RunMoe(WeightMatrix[] gateExps, WeightMatrix[] upExps, WeightMatrix[] downExps, ReadOnlySpan<int> experts,
         ReadOnlySpan<float> weights, int k, WeightMatrix? gateShared, WeightMatrix? upShared, WeightMatrix? downShared,
-        float[] x, int n, float[] output, ExpertBiases? biases = null)
+        float[] x, int n, float[] output, ReadOnlySpan<float> sharedWeights = default, ExpertBiases? biases = null)
     {
         int e = gateExps.Length;
         _biases = biases;
@@ -113,11 +114,11 @@ internal sealed class ExpertBatch
                 _tokenOf[r] = t;
                 _weightOf[r] = weights[t * k + j];
             }
-        if (gateShared != null) AddAllTokensSlot(gateShared, upShared!, downShared!, n);
+        if (gateShared != null) AddAllTokensSlot(gateShared, upShared!, downShared!, n, sharedWeights);
         Execute(x, n, output);
     }
 
-    private void AddAllTokensSlot(WeightMatrix gate, WeightMatrix up, WeightMatrix down, int n)
+    private void AddAllTokensSlot(WeightMatrix gate, WeightMatrix up, WeightMatrix down, int n, ReadOnlySpan<float> tokenWeights = default)
     {
         int j = _slots++;
         (_gate[j], _up[j], _down[j]) = (gate, up, down);
@@ -128,7 +129,7 @@ internal sealed class ExpertBatch
         {
             _slotOf[_rows + t] = j;
             _tokenOf[_rows + t] = t;
-            _weightOf[_rows + t] = 1f;
+            _weightOf[_rows + t] = tokenWeights.IsEmpty ? 1f : tokenWeights[t];
         }
         _rows += n;
     }

@@ -57,6 +57,24 @@ internal static class TensorNames
     /// <summary>The router's selection bias (V3's e_score_correction_bias), stored as "blk.N.exp_probs_b.bias".</summary>
     public const string ExpProbsB = "exp_probs_b";
 
+    // ---- qwen35: Gated DeltaNet layers and the shared expert's gate ----
+    /// <summary>Output gate of a linear-attention layer (Gated DeltaNet's z).</summary>
+    public const string AttnGate = "attn_gate";
+    public const string SsmConv1d = "ssm_conv1d";
+    /// <summary>The decay's bias (Hugging Face dt_bias), stored as "blk.N.ssm_dt.bias".</summary>
+    public const string SsmDt = "ssm_dt";
+    /// <summary>−exp(A_log) per value head, stored without a suffix: "blk.N.ssm_a".</summary>
+    public const string SsmA = "ssm_a";
+    public const string SsmBeta = "ssm_beta";
+    public const string SsmAlpha = "ssm_alpha";
+    public const string SsmNorm = "ssm_norm";
+    public const string SsmOut = "ssm_out";
+    /// <summary>The shared expert's scalar gate per token (qwen35moe), a vector of the width.</summary>
+    public const string FfnGateInpShexp = "ffn_gate_inp_shexp";
+
+    /// <summary>"blk.{layer}.{name}" for the tensors llama.cpp names without a suffix (ssm_a).</summary>
+    public static string Bare(int layer, string name) => $"blk.{layer}.{name}";
+
     /// <summary>"blk.{layer}.{name}.weight".</summary>
     public static string Weight(int layer, string name) => $"blk.{layer}.{name}.weight";
 
@@ -128,6 +146,18 @@ internal static class GgufKeys
     public const string SlidingWindowPattern = "attention.sliding_window_pattern";
     public const string RopeFreqBaseSwa = "rope.freq_base_swa";
     public const string FinalLogitSoftcapping = "final_logit_softcapping";
+
+    // ---- qwen35 / qwen35moe ----
+    public const string SsmConvKernel = "ssm.conv_kernel";
+    public const string SsmInnerSize = "ssm.inner_size";
+    public const string SsmStateSize = "ssm.state_size";
+    public const string SsmTimeStepRank = "ssm.time_step_rank";
+    public const string SsmGroupCount = "ssm.group_count";
+    public const string FullAttentionInterval = "full_attention_interval";
+    public const string RecurrentLayers = "attention.recurrent_layers";
+    public const string RopeDimensionSections = "rope.dimension_sections";
+    public const string NextnPredictLayers = "nextn_predict_layers";
+    public const string ExpertSharedFeedForwardLength = "expert_shared_feed_forward_length";
 
     /// <summary>"{arch}.{key}".</summary>
     public static string Of(string arch, string key) => $"{arch}.{key}";

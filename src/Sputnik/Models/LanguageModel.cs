@@ -133,7 +133,21 @@ internal class InferenceState(KvCache cache, int vocab)
     /// <summary>
     /// Forgets positions from <paramref name="length"/> on (prompt reuse keeps a common prefix) and returns the
     /// position kept: <paramref name="length"/> (at most <see cref="Position"/>), or 0 when a sliding-window ring has
-    /// already overwritten part of the window that position needs, so the caller recomputes the prefix.
+    /// already overwritten part of the window that position needs, so the caller recomputes the prefix. A state with
+    /// recurrent layers can only go back to a length <see cref="Restorable"/> names; any other length throws.
     /// </summary>
-    public int Truncate(int length) => Cache.Length = Cache.Reusable(length);
+    public virtual int Truncate(int length) => Cache.Length = Cache.Reusable(length);
+
+    /// <summary>
+    /// The longest prefix of at most <paramref name="length"/> positions this state can be cut back to: any length
+    /// up to <see cref="Position"/> for an attention cache; for a recurrent state (qwen35's Gated DeltaNet, which
+    /// cannot be rewound) its current length or a checkpoint, else 0.
+    /// </summary>
+    public virtual int Restorable(int length) => Math.Clamp(length, 0, Position);
+
+    /// <summary>
+    /// Asks the state to keep a checkpoint at <paramref name="length"/> positions (reached now or by a later feed),
+    /// so a later prompt sharing that prefix can resume there. Attention caches need none and ignore it.
+    /// </summary>
+    public virtual void RequestCheckpoint(int length) { }
 }

@@ -21,6 +21,8 @@ internal static class ModelLoader
         Phi3.Info,
         Gemma3.Info,
         GptOss.Info,
+        Qwen35.Info,
+        Qwen35Moe.Info,
     ];
 
     private static readonly Dictionary<string, ArchitectureInfo> Architectures = Registered.ToDictionary(a => a.Name);

@@ -112,6 +112,7 @@ internal sealed class QuantMix
         return name.EndsWith("weight", StringComparison.Ordinal)
             && !name.Contains("_norm.weight", StringComparison.Ordinal)
             && !name.Contains(TensorNames.Weight(TensorNames.FfnGateInp), StringComparison.Ordinal)
+            && !name.Contains(TensorNames.SsmConv1d, StringComparison.Ordinal) // tiny, and ggml's ssm_conv reads F32 only
             && name != TensorNames.Weight(TensorNames.PositionEmbd) && name != TensorNames.Weight(TensorNames.TokenTypes);
     }
 
