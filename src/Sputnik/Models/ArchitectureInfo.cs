@@ -85,8 +85,8 @@ internal sealed record SynthPreset(string Name, ModelConfig Config, bool TiedEmb
 /// <summary>
 /// One architecture as the rest of Sputnik sees it, declared in the architecture's own file and registered with one
 /// line in <see cref="ModelLoader"/>: its `general.architecture` name, how a file is loaded (hyper-parameters, then
-/// the forward), the Hugging Face `architectures` names `convert` maps to it, and for `synth` the family's style, the
-/// tensors a file carries and the preset shapes.
+/// the forward), the Hugging Face `architectures` names `convert` maps to it and how it converts them, and for `synth`
+/// the family's style, the tensors a file carries and the preset shapes.
 /// </summary>
 internal sealed record ArchitectureInfo(string Name, Func<GgufFile, WorkerPool, LanguageModel> Load)
 {
@@ -98,6 +98,9 @@ internal sealed record ArchitectureInfo(string Name, Func<GgufFile, WorkerPool, 
 
     /// <summary>config.json `architectures[0]` values that `sputnik convert` turns into this architecture.</summary>
     public IReadOnlyList<string> HfArchitectures { get; init; } = [];
+
+    /// <summary>How `sputnik convert` reads such a checkpoint: config.json → hyper-parameters, checkpoint tensors → GGUF tensors.</summary>
+    public Conversion.HfConversion? Convert { get; init; }
 
     /// <summary>Tokenizer family and chat template of `synth` files; null when `synth` writes this architecture its own way.</summary>
     public SynthStyle? Synth { get; init; }

@@ -21,7 +21,11 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
     public static LanguageModel Load(GgufFile file, WorkerPool pool) => new DeepSeek2(file, DeepSeek2Config.FromGguf(file), pool);
 
     /// <summary>`synth` writes deepseek2 with <see cref="DeepSeek2Synth"/> (its presets are <see cref="DeepSeek2Synth.Presets"/>).</summary>
-    public static readonly ArchitectureInfo Info = new(Name, Load) { HfArchitectures = ["DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM"] };
+    public static readonly ArchitectureInfo Info = new(Name, Load)
+    {
+        HfArchitectures = ["DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM"],
+        Convert = HfConvert,
+    };
 
     private sealed class Layer
     {

@@ -22,6 +22,8 @@ public class ArchitectureRegistryTests
         foreach (var arch in ModelLoader.All)
         {
             Assert.Same(arch, ModelLoader.Find(arch.Name));
+            // Hugging Face names map to it only with the conversion that reads them.
+            Assert.Equal(arch.HfArchitectures.Count > 0, arch.Convert != null);
             foreach (string hf in arch.HfArchitectures) Assert.Equal(arch.Name, HfConverter.Architectures[hf]);
             // An architecture with synth presets must say how to write them.
             if (arch.SynthPresets.Count > 0) Assert.True(arch.Synth != null && arch.Tensors != null, arch.Name);
