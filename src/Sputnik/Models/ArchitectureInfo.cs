@@ -110,4 +110,22 @@ internal sealed record ArchitectureInfo(string Name, Func<GgufFile, WorkerPool, 
 
     /// <summary>`sputnik synth --preset` shapes: a tiny one for tests and the llama.cpp check, and the real models'.</summary>
     public IReadOnlyList<SynthPreset> SynthPresets { get; init; } = [];
+
+    /// <summary>
+    /// `synth` for an architecture whose hyper-parameter record is not <see cref="ModelConfig"/> (deepseek2): its preset
+    /// shapes and its own writer, in place of <see cref="Synth"/>, <see cref="Tensors"/> and <see cref="SynthPresets"/>.
+    /// </summary>
+    public OwnSynth? OwnSynth { get; init; }
 }
+
+/// <summary>A named `synth` shape in its architecture's own hyper-parameter record.</summary>
+internal sealed record OwnSynthPreset(string Name, IArchConfig Config)
+{
+    public string Arch => Config.Architecture;
+}
+
+/// <summary>Writes a `synth` file of <paramref name="preset"/>: random weights of the file type, deterministic per seed.</summary>
+internal delegate void OwnSynthWriter(string path, OwnSynthPreset preset, Tools.FileType fileType, ulong seed, int threads);
+
+/// <summary>The presets and writer of an architecture that `synth` writes its own way (<see cref="ArchitectureInfo.OwnSynth"/>).</summary>
+internal sealed record OwnSynth(IReadOnlyList<OwnSynthPreset> Presets, OwnSynthWriter Write);
