@@ -70,9 +70,9 @@ internal static class InfoCommand
             ["block_count"] = file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.BlockCount), out long b) ? b : null,
             ["head_count"] = file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.HeadCount), out long h) ? h : null,
             ["head_count_kv"] = file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.HeadCountKv), out long hkv) ? hkv : null,
-            ["tokenizer"] = file.GetStringOrNull("tokenizer.ggml.model"),
-            ["tokenizer_pre"] = file.GetStringOrNull("tokenizer.ggml.pre"),
-            ["vocab_size"] = file.TryGetStringArray("tokenizer.ggml.tokens", out var toks) ? toks!.Length : null,
+            ["tokenizer"] = file.GetStringOrNull(GgufKeys.TokenizerModel),
+            ["tokenizer_pre"] = file.GetStringOrNull(GgufKeys.TokenizerPre),
+            ["vocab_size"] = file.TryGetStringArray(GgufKeys.TokenizerTokens, out var toks) ? toks!.Length : null,
             ["chat_template"] = file.GetStringOrNull(GgufKeys.ChatTemplate) != null,
             ["kv_bytes_per_token"] = KvBytesPerToken(file, arch),
         };
