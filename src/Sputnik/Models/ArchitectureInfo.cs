@@ -102,6 +102,9 @@ internal sealed record ArchitectureInfo(string Name, Func<GgufFile, WorkerPool, 
     /// <summary>How `sputnik convert` reads such a checkpoint: config.json → hyper-parameters, checkpoint tensors → GGUF tensors.</summary>
     public Conversion.HfConversion? Convert { get; init; }
 
+    /// <summary>`sputnik info` lines for hyper-parameters only this architecture has (the common ones are read by key).</summary>
+    public Action<GgufFile, System.Text.Json.Nodes.JsonObject>? DescribeInfo { get; init; }
+
     /// <summary>Tokenizer family and chat template of `synth` files; null when `synth` writes this architecture its own way.</summary>
     public SynthStyle? Synth { get; init; }
 

@@ -224,11 +224,24 @@ internal static class Gemma3
         }
     }
 
+    /// <summary>`info`: the local layers' window, which layers use it, their RoPE base, and the q·k scale.</summary>
+    private static void DescribeInfo(GgufFile file, System.Text.Json.Nodes.JsonObject o)
+    {
+        if (!file.TryGetInt64(GgufKeys.Of(Name, GgufKeys.AttentionSlidingWindow), out long window) || window <= 0
+            || !file.TryGetInt64(GgufKeys.Of(Name, GgufKeys.BlockCount), out long layers) || layers is <= 0 or > 4096) return;
+        o["sliding_window"] = window;
+        var p = Read(file).Extra;
+        o["local_layers"] = $"{p.SlidingLayers.Count(x => x)} of {layers} (global: {string.Join(", ", Enumerable.Range(0, p.SlidingLayers.Length).Where(l => !p.SlidingLayers[l]))})";
+        o["rope_freq_base_local"] = p.RopeBaseSliding;
+        o["attention_scale"] = p.AttentionScale;
+    }
+
     public static readonly ArchitectureInfo Info = new(Name, Load)
     {
         RopeNeox = true,
         HfArchitectures = ["Gemma3ForCausalLM"],
         Convert = HfConversion.Of<ModelConfig>(ConfigFromHf, PlanHfTensors),
+        DescribeInfo = DescribeInfo,
         // Gemma's tokenizer adds BOS; its vocabulary carries Gemma's control tokens (end_of_turn ends a reply).
         Synth = new SynthStyle("llama-bpe", AddBos: true, ChatTemplate) { CreateVocab = n => Tools.SyntheticVocab.Create(n, "llama-bpe", gemma: true) },
         Tensors = Tensors,

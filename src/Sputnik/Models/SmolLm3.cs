@@ -75,6 +75,7 @@ internal static class SmolLm3
     {
         HfArchitectures = ["SmolLM3ForCausalLM"],
         Convert = HfConversion.Of<ModelConfig>(ConfigFromHf, LlamaHf.PlanTensors),
+        DescribeInfo = (_, o) => o["no_rope_every_nth_layer"] = NoRopeLayerStep,
         // SmolLM3 uses Llama 3's tokenizer (llama-bpe, BOS added by its template, not the tokenizer) with ChatML turns.
         Synth = new SynthStyle("llama-bpe", AddBos: false, ChatTemplate),
         Tensors = p => LlamaTensors.Declare(p, qkvBias: false),
