@@ -57,6 +57,9 @@ internal static class TensorNames
     /// <summary>The router's selection bias (V3's e_score_correction_bias), stored as "blk.N.exp_probs_b.bias".</summary>
     public const string ExpProbsB = "exp_probs_b";
 
+    /// <summary>Every per-layer tensor's name starts "blk.{layer}.".</summary>
+    public const string BlockPrefix = "blk.";
+
     // ---- qwen35: Gated DeltaNet layers and the shared expert's gate ----
     /// <summary>Output gate of a linear-attention layer (Gated DeltaNet's z).</summary>
     public const string AttnGate = "attn_gate";
@@ -73,20 +76,35 @@ internal static class TensorNames
     public const string FfnGateInpShexp = "ffn_gate_inp_shexp";
 
     /// <summary>"blk.{layer}.{name}" for the tensors llama.cpp names without a suffix (ssm_a).</summary>
-    public static string Bare(int layer, string name) => $"blk.{layer}.{name}";
+    public static string Bare(int layer, string name) => $"{BlockPrefix}{layer}.{name}";
 
     /// <summary>"blk.{layer}.{name}.weight".</summary>
-    public static string Weight(int layer, string name) => $"blk.{layer}.{name}.weight";
+    public static string Weight(int layer, string name) => $"{BlockPrefix}{layer}.{name}.weight";
 
     /// <summary>"blk.{layer}.{name}.bias".</summary>
-    public static string Bias(int layer, string name) => $"blk.{layer}.{name}.bias";
+    public static string Bias(int layer, string name) => $"{BlockPrefix}{layer}.{name}.bias";
+
+    /// <summary>N of "blk.N.…"; -1 for a model-wide tensor (or a name without a layer number).</summary>
+    public static int LayerOf(string tensor)
+    {
+        if (!tensor.StartsWith(BlockPrefix, StringComparison.Ordinal)) return -1;
+        int start = BlockPrefix.Length, end = tensor.IndexOf('.', start);
+        return end > start && int.TryParse(tensor.AsSpan(start, end - start), System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out int layer) ? layer : -1;
+    }
+
+    /// <summary>
+    /// A norm's weight: every norm's name ends in "_norm" (attn_norm, ffn_norm, attn_q_norm, post_ffw_norm, output_norm…),
+    /// which is how llama.cpp's quantizer tells them apart (tensor_allows_quantization).
+    /// </summary>
+    public static bool IsNormWeight(string tensor) => tensor.Contains("_norm.weight", StringComparison.Ordinal);
 
     /// <summary>"{name}.weight" for a model-wide tensor (token_embd, output, output_norm, rope_freqs).</summary>
     public static string Weight(string name) => name + ".weight";
 
     /// <summary>True when <paramref name="tensor"/> is "blk.N.{name}.weight" (or ".bias") for some layer N.</summary>
     public static bool IsLayer(string tensor, string name, string suffix = ".weight") =>
-        tensor.StartsWith("blk.", StringComparison.Ordinal) && tensor.EndsWith(suffix, StringComparison.Ordinal)
+        tensor.StartsWith(BlockPrefix, StringComparison.Ordinal) && tensor.EndsWith(suffix, StringComparison.Ordinal)
         && tensor.AsSpan(0, tensor.Length - suffix.Length).EndsWith("." + name, StringComparison.Ordinal);
 }
 
@@ -111,6 +129,12 @@ internal static class GgufKeys
     public const string GeneralFileType = "general.file_type";
     public const string GeneralQuantizationVersion = "general.quantization_version";
     public const string ChatTemplate = "tokenizer.chat_template";
+
+    // ---- tokenizer.ggml.* (read and written by TokenizerData) ----
+    public const string TokenizerPrefix = "tokenizer.ggml.";
+    public const string TokenizerModel = TokenizerPrefix + "model";
+    public const string TokenizerPre = TokenizerPrefix + "pre";
+    public const string TokenizerTokens = TokenizerPrefix + "tokens";
 
     // ---- {arch}.* ----
     public const string VocabSize = "vocab_size";

@@ -110,7 +110,7 @@ internal sealed class QuantMix
     {
         if (NDims(dims) < 2) return false; // ggml_n_dims < 2: vectors stay as they are
         return name.EndsWith("weight", StringComparison.Ordinal)
-            && !name.Contains("_norm.weight", StringComparison.Ordinal)
+            && !TensorNames.IsNormWeight(name)
             && !name.Contains(TensorNames.Weight(TensorNames.FfnGateInp), StringComparison.Ordinal)
             && !name.Contains(TensorNames.SsmConv1d, StringComparison.Ordinal) // tiny, and ggml's ssm_conv reads F32 only
             && name != TensorNames.Weight(TensorNames.PositionEmbd) && name != TensorNames.Weight(TensorNames.TokenTypes);
@@ -179,14 +179,7 @@ internal sealed class QuantMix
         return rowLength % GgmlTypeInfo.BlockSize(t) == 0 ? t : GgmlType.F16;
     }
 
-    private static int LayerOf(string name)
-    {
-        // "blk.N.…"
-        if (name.StartsWith("blk.", StringComparison.Ordinal))
-        {
-            int end = name.IndexOf('.', 4);
-            if (end > 4 && int.TryParse(name.AsSpan(4, end - 4), NumberStyles.None, CultureInfo.InvariantCulture, out int layer)) return layer;
-        }
-        throw new ArgumentException($"cannot find the layer number in tensor name '{name}'");
-    }
+    private static int LayerOf(string name) =>
+        TensorNames.LayerOf(name) is >= 0 and var layer ? layer
+        : throw new ArgumentException($"cannot find the layer number in tensor name '{name}'");
 }

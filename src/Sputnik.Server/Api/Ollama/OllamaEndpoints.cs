@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Sputnik.Gguf;
+using Sputnik.Models;
 
 namespace Sputnik.Server.Api.Ollama;
 
@@ -124,7 +125,7 @@ internal static class OllamaEndpoints
     /// <summary>general.file_type as llama.cpp names it (LLAMA_FTYPE_MOSTLY_*), else the type holding the most weight bytes.</summary>
     internal static string QuantizationLevel(GgufFile file)
     {
-        if (file.TryGetUInt32("general.file_type", out uint ftype))
+        if (file.TryGetUInt32(GgufKeys.GeneralFileType, out uint ftype))
         {
             string? name = ftype switch
             {
