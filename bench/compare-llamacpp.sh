@@ -9,7 +9,9 @@
 #   bench/compare-llamacpp.sh --build-only              (just fetch + build llama-bench)
 #
 # llama-bench is fetched and built by bench/llamacpp.sh (llama.cpp's source from npm's node-llama-cpp package; a
-# CPU-only Release build cached under ${SPUTNIK_BENCH_CACHE:-~/.cache/sputnik-bench}).
+# CPU-only Release build cached under ${SPUTNIK_BENCH_CACHE:-~/.cache/sputnik-bench}), or with LLAMACPP_NPM=DIR (an
+# npm prefix where `npm install node-llama-cpp --ignore-scripts` ran) compiled in seconds against the prebuilt
+# libraries that package ships.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,11 +27,12 @@ fi
 model="${1:-}"
 threads="${2:-$(nproc)}"
 if [ $build_only = 0 ] && [ ! -f "$model" ]; then echo "error: model file not found: $model" >&2; exit 1; fi
+[ $build_only = 1 ] || model="$(realpath "$model")"   # llama-bench runs from its libraries' folder
 
 # shellcheck source=bench/llamacpp.sh
 . "$root/bench/llamacpp.sh"
-bench_bin="$LLAMACPP_BUILD/bin/llama-bench"
-[ -x "$bench_bin" ] || llamacpp_build llama-bench
+llamacpp_bench > /dev/null   # once in this shell, so LLAMACPP_RUN_DIR is set here
+bench_bin="$(llamacpp_bench)"
 llamacpp_version >&2
 [ $build_only = 1 ] && { echo "$bench_bin"; exit 0; }
 
@@ -40,7 +43,7 @@ out="$(mktemp -d)"
 echo "== model $model, threads $threads, pp$PP, tg$TG, depth $DEPTH, cache $CTK/$CTV, $REPS reps, $ROUNDS alternating rounds" >&2
 for round in $(seq 1 "$ROUNDS"); do
   echo "-- round $round: llama-bench" >&2
-  "$bench_bin" -m "$model" -p "$PP" -n "$TG" -d "$DEPTH" -ctk "$CTK" -ctv "$CTV" -fa "$FA" -t "$threads" -r "$REPS" -o json > "$out/llama.$round.json"
+  (cd "$LLAMACPP_RUN_DIR" && "$bench_bin" -m "$model" -p "$PP" -n "$TG" -d "$DEPTH" -ctk "$CTK" -ctv "$CTV" -fa "$FA" -t "$threads" -r "$REPS" -o json) > "$out/llama.$round.json"
   echo "-- round $round: sputnik bench" >&2
   "$root/sputnik" bench -m "$model" -p "$PP" -n "$TG" -d "$DEPTH" -ctk "$CTK" -ctv "$CTV" -t "$threads" -r "$REPS" --json > "$out/sputnik.$round.json"
 done

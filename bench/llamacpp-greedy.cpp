@@ -7,7 +7,10 @@
 //
 // CTX (default: just enough; 0 too) sets the context size; stderr then reports llama.cpp's KV buffer line and n_ctx,
 // from which the bench derives KV bytes per token. CACHE_K / CACHE_V (f16, f32, q8_0, q4_0; default f16) are
-// llama.cpp's --cache-type-k/-v; flash attention is then on, which llama.cpp needs for a quantized V cache.
+// llama.cpp's --cache-type-k/-v; flash attention is then on, which llama.cpp needs for a quantized V cache, except
+// with an F32 cache (f32 f32), where it is off: llama.cpp's flash attention would round an F32 cache to F16.
+// GREEDY_LOGITS=FILE (environment) also writes every step's full logits there (n_vocab floats per generated token,
+// native byte order), for comparing the engines' logits step by step (bench/compare-logits.py).
 #include "llama.h"
 
 #include <cstdio>
@@ -64,12 +67,18 @@ int main(int argc, char ** argv) {
     llama_context_params cp = llama_context_default_params();
     cp.n_ctx = ctx_size > 0 ? (uint32_t) ctx_size : (uint32_t) (tokens.size() + n_predict + 1);
     cp.n_batch = (uint32_t) tokens.size();
+    // GREEDY_UBATCH=N (environment): prefill in micro-batches of N tokens (llama.cpp's -ub), e.g. 1 to take the
+    // matrix-vector path for every prompt token.
+    if (const char * ub = std::getenv("GREEDY_UBATCH"); ub && std::atoi(ub) > 0) cp.n_ubatch = (uint32_t) std::atoi(ub);
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
     if (custom_cache) {
         cp.type_k = type_k;
         cp.type_v = type_v;
-        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+        // Flash attention casts an F32 cache to F16 before it attends (llama-graph.cpp, build_attn_mha), so F32
+        // attention needs it off: K·Q, softmax and softmax·V then run as F32 matrix products.
+        const bool f32_cache = type_k == GGML_TYPE_F32 && type_v == GGML_TYPE_F32;
+        cp.flash_attn_type = f32_cache ? LLAMA_FLASH_ATTN_TYPE_DISABLED : LLAMA_FLASH_ATTN_TYPE_ENABLED;
     }
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) { fprintf(stderr, "error: cannot create a context\n"); return 1; }
@@ -79,12 +88,16 @@ int main(int argc, char ** argv) {
     std::vector<llama_token> out;
     std::vector<float> gaps;
     std::vector<llama_token> feed = tokens;
+    const char * dump_path = std::getenv("GREEDY_LOGITS");
+    FILE * dump = dump_path && *dump_path ? fopen(dump_path, "wb") : nullptr;
+    if (dump_path && *dump_path && !dump) { fprintf(stderr, "error: cannot write %s\n", dump_path); return 1; }
     for (int i = 0; i < n_predict; i++) {
         if (llama_decode(ctx, llama_batch_get_one(feed.data(), (int32_t) feed.size())) != 0) {
             fprintf(stderr, "error: decode failed\n");
             return 1;
         }
         const float * logits = llama_get_logits_ith(ctx, -1);
+        if (dump) fwrite(logits, sizeof(float), (size_t) n_vocab, dump);
         int best = 0, second = -1;
         for (int t = 1; t < n_vocab; t++) {
             if (logits[t] > logits[best]) { second = best; best = t; }
@@ -96,6 +109,7 @@ int main(int argc, char ** argv) {
         feed.assign(1, best);
     }
 
+    if (dump) fclose(dump);
     printf("{\"prompt_tokens\":[");
     for (size_t i = 0; i < tokens.size(); i++) printf("%s%d", i ? "," : "", tokens[i]);
     printf("],\"tokens\":[");

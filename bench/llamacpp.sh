@@ -45,6 +45,35 @@ llamacpp_build() {
   done
 }
 
+# Makes llama-bench and prints its path. With LLAMACPP_NPM=DIR (see llamacpp_greedy) it compiles the bundle's
+# tools/llama-bench against node-llama-cpp's prebuilt shared libraries (libllama-common included), about 30 s and no
+# cmake build; the binary runs from the libraries' folder, where ggml picks the CPU backend for this machine.
+# Otherwise it builds the llama-bench target of the Release build (about 10 minutes the first time).
+llamacpp_bench() {
+  if [ -n "${LLAMACPP_NPM:-}" ]; then
+    local bins="$LLAMACPP_NPM/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
+    local headers="$LLAMACPP_CACHE/llama.cpp-npm" out="$LLAMACPP_CACHE/llama-bench-npm"
+    if [ ! -d "$bins" ]; then echo "error: no node-llama-cpp linux-x64 binaries under $LLAMACPP_NPM" >&2; return 1; fi
+    if [ ! -d "$headers/.git" ]; then
+      mkdir -p "$LLAMACPP_CACHE"
+      git clone --quiet "$LLAMACPP_NPM/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$headers" >&2
+    fi
+    if [ ! -x "$out" ]; then
+      echo "== compiling llama-bench against node-llama-cpp's prebuilt libraries" >&2
+      g++ -O2 -DNDEBUG -std=c++17 -I"$headers/include" -I"$headers/ggml/include" -I"$headers/common" -I"$headers/vendor" \
+        "$headers/tools/llama-bench/llama-bench.cpp" "$headers/tools/llama-bench/main.cpp" -o "$out" \
+        "$bins/libllama-common.so" "$(ls "$bins"/libllama.v*.so | head -1)" "$(ls "$bins"/libggml.v*.so | head -1)" \
+        "$bins/libggml-base.so" -Wl,-rpath,"$bins" -lpthread -ldl
+    fi
+    (cd "$headers" && git log -1 --format="llama.cpp %h %cs (node-llama-cpp prebuilt)") > "$LLAMACPP_CACHE/llama.cpp.version" || true
+    LLAMACPP_RUN_DIR="$bins"
+    echo "$out"
+    return 0
+  fi
+  [ -x "$LLAMACPP_BUILD/bin/llama-bench" ] || llamacpp_build llama-bench
+  LLAMACPP_RUN_DIR="$PWD"
+  echo "$LLAMACPP_BUILD/bin/llama-bench"
+}
 # Compiles bench/llamacpp-greedy.cpp (argument 1) into argument 2 and sets LLAMACPP_RUN_DIR, the directory to run it
 # from. Two ways:
 #  - LLAMACPP_NPM=DIR, an npm prefix where `npm install node-llama-cpp --ignore-scripts` ran: links against the

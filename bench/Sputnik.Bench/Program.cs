@@ -9,6 +9,8 @@ using Sputnik.Tensors.Quants;
 // Server soak (exit 1 on failure):  dotnet run -c Release --project bench/Sputnik.Bench soak [--model m.gguf] [--seconds 60] [--clients 100] [--parallel 8] [--max-tokens 48] [--cache-mb 64]
 // Tiny random HF checkpoint:        dotnet run -c Release --project bench/Sputnik.Bench hf llama|qwen2|deepseek-v2|deepseek-v3 OUT_DIR [seed]
 // Whole-model prefill/decode:        dotnet run -c Release --project bench/Sputnik.Bench model [Q4_K|Q8_0] [threads] [pp] [tg] [F16|F32|Q8_0]
+// Decode attention at depth:        dotnet run -c Release --project bench/Sputnik.Bench attn [depth] [F16|F32|Q8_0|Q4_0] [seconds]
+// Logits along llama.cpp's path:   dotnet run -c Release --project bench/Sputnik.Bench logits MODEL.gguf LLAMA.json OUT.bin [ctx] [ctk] [ctv] [threads]
 // Training step (fwd/bwd/opt):     dotnet run -c Release --project bench/Sputnik.Bench train [preset] [threads] [B] [T] [steps]
 // Embeddings/s (embed-bench.sh):   dotnet run -c Release --project bench/Sputnik.Bench embed prepare|run ...
 // Training trace lengths:           dotnet run -c Release --project bench/Sputnik.Bench train-traces [task] [n]
@@ -21,6 +23,8 @@ Action<string[]>? mode = args.Length == 0 ? null : args[0] switch
     "train" => TrainBench.Run,
     "train-traces" => TraceStats.Run,
     "hf" => HfCheckpoint.Run,
+    "attn" => AttnBench.Run,
+    "logits" => LogitsDump.Run,
     "embed" => EmbedBench.Run,
     _ => null,
 };

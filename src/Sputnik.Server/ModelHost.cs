@@ -1,4 +1,3 @@
-using System.Text;
 using Sputnik.Inference;
 using Sputnik.Server.Api;
 using Sputnik.Server.Scheduling;
@@ -8,19 +7,23 @@ namespace Sputnik.Server;
 /// <summary>The loaded model, its prompt builder and scheduler, and the facts the API reports about it.</summary>
 internal sealed class ModelHost : IDisposable
 {
-    public ModelHost(SputnikModel model, ServerOptions options, ServerMetrics metrics, bool ownsModel, Action<string>? log = null)
+    /// <param name="servedName">the name it is served under (a multi-model server's); null: --alias, else the file's name</param>
+    public ModelHost(SputnikModel model, ServerOptions options, ServerMetrics metrics, bool ownsModel, Action<string>? log = null, string? servedName = null)
     {
         Model = model;
         Options = options;
         Metrics = metrics;
         _ownsModel = ownsModel;
-        Id = options.ModelAlias ?? DefaultId(options.ModelPath);
+        Id = servedName ?? options.ModelAlias ?? DefaultId(options.ModelPath);
         Builder = new ChatPromptBuilder(model.Tokenizer, options.ChatTemplate ?? model.ChatTemplate);
         DefaultSampling = model.RecommendedSampling();
         var info = Sputnik.Hub.HubCache.Target(options.ModelPath); // the file itself when the path is a link (the hub cache's are)
-        Digest = QuickIdentity(info);
-        Fingerprint = "fp_" + Digest[..10];
         var tok = model.Tokenizer;
+        var m = model.Model;
+        var facts = new ModelFacts(m.Config.Architecture, m.ParameterCount, Api.Ollama.OllamaEndpoints.QuantizationLevel(model.File), model.ContextLength,
+            m.Config.ContextLength, tok.VocabSize, model.ChatTemplate != null || options.ChatTemplate != null, Builder.SupportsThinking, m.Config.Dim);
+        Servable = ServableModel.Create(Id, model.File, options.ModelPath, facts, options);
+        Fingerprint = "fp_" + Digest[..10];
         for (int id = 0; id < tok.VocabSize; id++) MaxTokenBytes = Math.Max(MaxTokenBytes, tok.PieceBytes(id, renderSpecial: true).Length);
         Func<Sputnik.Models.ICacheRows, PromptCache>? cache = options.CacheRamMb > 0 || options.CacheDir != null
             ? shape => new PromptCache(options.CacheRamMb * 1024L * 1024L, options.CacheDir, options.CacheDiskMb * 1024L * 1024L,
@@ -28,9 +31,13 @@ internal sealed class ModelHost : IDisposable
             : null;
         Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache, prefillChunk: options.PrefillChunk, log: log);
         _embedder = new Lazy<Embedder>(() => new Embedder(model.Model, model.Tokenizer, model.ContextLength, model.KvType));
-        FileSize = info.Exists ? model.File.TotalFileSize : 0; // all shards of a split model
-        Created = info.Exists ? new DateTimeOffset(info.LastWriteTimeUtc).ToUnixTimeSeconds() : DateTimeOffset.UtcNow.ToUnixTimeSeconds();
     }
+
+    /// <summary>This model as /v1/models and /api/tags list it.</summary>
+    public ServableModel Servable { get; }
+
+    /// <summary>The bytes a memory budget counts for it: the file and every slot's full KV cache.</summary>
+    public long MemorySize => Servable.MemorySize;
 
     private readonly bool _ownsModel;
     private readonly Lazy<Embedder> _embedder;
@@ -44,9 +51,9 @@ internal sealed class ModelHost : IDisposable
     public string Id { get; }
     public string Fingerprint { get; }
     /// <summary>SHA-256 of the file's first MiB and its size (Ollama's digest field; the whole file is not read).</summary>
-    public string Digest { get; }
-    public long Created { get; }
-    public long FileSize { get; }
+    public string Digest => Servable.Digest;
+    public long Created => Servable.Created;
+    public long FileSize => Servable.FileSize;
     public ChatPromptBuilder Builder { get; }
     /// <summary>Sampler settings for request fields left out: the model file's general.sampling.* over the library defaults.</summary>
     public Sputnik.Inference.SamplingOptions DefaultSampling { get; }
@@ -62,15 +69,7 @@ internal sealed class ModelHost : IDisposable
     /// </summary>
     public long BodyLimit => Math.Min(Options.MaxBodyBytes, (long)Model.ContextLength * MaxTokenBytes * 6 + (1 << 20));
 
-    public ModelCard Card()
-    {
-        var m = Model.Model;
-        int vocab = Model.Tokenizer.VocabSize;
-        return new ModelCard(Id, "model", Created, "sputnik", Model.ContextLength,
-            new ModelMeta(m.Config.Architecture, m.ParameterCount, Model.ContextLength, vocab,
-                Model.ChatTemplate != null, Builder.SupportsThinking, Scheduler.SlotCount,
-                vocab, m.Config.ContextLength, Model.ContextLength, m.Config.Dim, m.ParameterCount, FileSize));
-    }
+    public ModelCard Card() => Servable.Card(Scheduler.SlotCount);
 
     /// <summary>
     /// What the prompt cache's files are tied to: with --cache-dir the SHA-256 of the whole model file, of every shard of a
@@ -87,18 +86,7 @@ internal sealed class ModelHost : IDisposable
     private static string CacheIdentity(SputnikModel model, FileInfo info, string? cacheDir) =>
         cacheDir != null && info.Exists
             ? string.Join('+', model.File.ShardPaths.Select(p => ModelFileHash.Get(Path.GetFullPath(p), cacheDir))) // every shard of a split model
-            : QuickIdentity(info);
-
-    /// <summary>For system_fingerprint: the model file's size and a hash of its first MiB (header, metadata, first tensors).</summary>
-    private static string QuickIdentity(FileInfo info)
-    {
-        if (!info.Exists) return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(info.FullName)));
-        using var f = info.OpenRead();
-        var head = new byte[(int)Math.Min(info.Length, 1 << 20)];
-        f.ReadExactly(head);
-        var hash = System.Security.Cryptography.SHA256.HashData([.. head, .. BitConverter.GetBytes(info.Length)]);
-        return Convert.ToHexStringLower(hash);
-    }
+            : ServableModel.QuickIdentity(info);
 
     public void Dispose()
     {

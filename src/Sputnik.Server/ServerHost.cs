@@ -19,45 +19,69 @@ namespace Sputnik.Server;
 public sealed class ServerHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
-    private readonly ModelHost _host;
+    private readonly IModelProvider _models;
+    private readonly ModelHost? _host;
     private readonly ConversationStore? _store;
 
-    private ServerHost(WebApplication app, ModelHost host, ConversationStore? store, Uri baseAddress)
+    private ServerHost(WebApplication app, IModelProvider models, ModelHost? host, ConversationStore? store, Uri baseAddress, ServerOptions options)
     {
         _app = app;
+        _models = models;
         _host = host;
         _store = store;
         BaseAddress = baseAddress;
+        Options = options;
     }
 
     public Uri BaseAddress { get; }
-    internal ModelHost Model => _host;
-    public ServerOptions Options => _host.Options;
 
-    /// <summary>Loads the model (unless given one) and starts listening.</summary>
+    /// <summary>A single-model server's one model.</summary>
+    internal ModelHost Model => _host ?? throw new InvalidOperationException("a multi-model server has no single model; see Models");
+
+    /// <summary>Where requests get their models (the one model, or the multi-model registry).</summary>
+    internal IModelProvider Models => _models;
+
+    public ServerOptions Options { get; }
+
+    /// <summary>
+    /// Loads the model (unless given one) and starts listening; with <see cref="ServerOptions.MultiModel"/>, lists
+    /// the models it may serve and loads none until a request names one.
+    /// </summary>
     public static async Task<ServerHost> StartAsync(ServerOptions options, SputnikModel? model = null, Action<LogLevel, string>? log = null,
         CancellationToken cancellationToken = default)
     {
         options.Validate();
-        bool owns = model == null;
-        model ??= await SputnikModel.LoadAsync(options.ModelPath, new ModelOptions { Threads = options.Threads, ContextLength = options.ContextLength, KvType = options.KvType, KvTypeV = options.KvTypeV }, cancellationToken);
         var metrics = new ServerMetrics();
+        Action<string>? warn = log == null ? null : message => log(LogLevel.Warning, message);
+        IModelProvider? models = null;
         ModelHost? host = null;
         ConversationStore? store = null;
+        bool owns = model == null;
         try
         {
-            host = new ModelHost(model, options, metrics, owns, log == null ? null : message => log(LogLevel.Warning, message));
+            if (options.MultiModel)
+            {
+                if (model != null) throw new ArgumentException("a multi-model server loads its own models");
+                models = new ModelRegistry(options, metrics, warn);
+            }
+            else
+            {
+                model ??= await SputnikModel.LoadAsync(options.ModelPath, new ModelOptions { Threads = options.Threads, ContextLength = options.ContextLength, KvType = options.KvType, KvTypeV = options.KvTypeV }, cancellationToken);
+                host = new ModelHost(model, options, metrics, owns, warn);
+                models = new SingleModelProvider(host);
+            }
             if (options.EnableWebApp) store = ConversationStore.Open(options.DataDir ?? DefaultDataDir());
-            var app = Build(options, host, store, log);
+            var app = Build(options, models, host, metrics, store, log);
             await app.StartAsync(cancellationToken);
             var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            return new ServerHost(app, host, store, new Uri(address.Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal) + "/"));
+            return new ServerHost(app, models, host, store, new Uri(address.Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal) + "/"), options);
         }
         catch
         {
             store?.Dispose();
+            models?.Dispose();
             if (host != null) host.Dispose();
-            else if (owns) model.Dispose();
+            else if (owns) model?.Dispose();
             throw;
         }
     }
@@ -65,7 +89,8 @@ public sealed class ServerHost : IAsyncDisposable
     public static string DefaultDataDir() =>
         Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".sputnik");
 
-    private static WebApplication Build(ServerOptions options, ModelHost host, ConversationStore? store, Action<LogLevel, string>? log)
+    private static WebApplication Build(ServerOptions options, IModelProvider models, ModelHost? host, ServerMetrics metrics, ConversationStore? store,
+        Action<LogLevel, string>? log)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.Logging.ClearProviders();
@@ -82,19 +107,21 @@ public sealed class ServerHost : IAsyncDisposable
         });
         var app = builder.Build();
         app.Use(StaticFiles.NoSniff);
-        app.Use(async (ctx, next) => await ErrorHandling.InvokeAsync(ctx, next, host.Metrics, log));
+        app.Use(async (ctx, next) => await ErrorHandling.InvokeAsync(ctx, next, metrics, log));
         var guards = new RequestGuards(options);
         app.Use(guards.InvokeAsync);
         if (options.ApiKey != null) app.Use((ctx, next) => ApiKeyCheck.InvokeAsync(ctx, next, options.ApiKey));
 
-        app.MapPost("/v1/chat/completions", (HttpContext ctx) => ChatEndpoint.Handle(ctx, host));
-        app.MapPost("/chat/completions", (HttpContext ctx) => ChatEndpoint.Handle(ctx, host));
-        app.MapPost("/v1/completions", (HttpContext ctx) => CompletionEndpoint.Handle(ctx, host));
-        app.MapPost("/completions", (HttpContext ctx) => CompletionEndpoint.Handle(ctx, host));
-        app.MapPost("/v1/embeddings", (HttpContext ctx) => EmbeddingEndpoints.OpenAi(ctx, host));
-        app.MapPost("/embeddings", (HttpContext ctx) => EmbeddingEndpoints.OpenAi(ctx, host));
-        InfoEndpoints.Map(app, host);
-        Api.Ollama.OllamaEndpoints.Map(app, new SingleModelProvider(host), webApp: store != null);
+        // On a multi-model server the body's "model" picks the model; on a single-model server any name gets the one.
+        app.MapPost("/v1/chat/completions", ModelRouting.Route(models, host, ChatEndpoint.Handle));
+        app.MapPost("/chat/completions", ModelRouting.Route(models, host, ChatEndpoint.Handle));
+        app.MapPost("/v1/completions", ModelRouting.Route(models, host, CompletionEndpoint.Handle));
+        app.MapPost("/completions", ModelRouting.Route(models, host, CompletionEndpoint.Handle));
+        app.MapPost("/v1/embeddings", ModelRouting.Route(models, host, EmbeddingEndpoints.OpenAi));
+        app.MapPost("/embeddings", ModelRouting.Route(models, host, EmbeddingEndpoints.OpenAi));
+        InfoEndpoints.Map(app, models, host, metrics, options.Parallel);
+        Api.Ollama.OllamaEndpoints.Map(app, models, webApp: store != null);
+        Api.Ollama.OllamaModelStore.Map(app, models as ModelRegistry);
         if (store != null)
         {
             StaticFiles.Map(app);
@@ -113,7 +140,8 @@ public sealed class ServerHost : IAsyncDisposable
         using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5)))
             await _app.StopAsync(cts.Token);
         await _app.DisposeAsync();
-        _host.Dispose();
+        _models.Dispose();
+        _host?.Dispose();
         _store?.Dispose();
     }
 }

@@ -62,9 +62,72 @@ public sealed record ServerOptions
     /// <summary>Serve the chat web app and its /api/conversations store.</summary>
     public bool EnableWebApp { get; init; } = true;
 
+    /// <summary>
+    /// Serve many models from one process: <see cref="ModelPath"/> (when set), <see cref="ModelPaths"/>, every model in
+    /// the hub cache (<see cref="Hub"/>) and <see cref="Aliases"/>, each loaded when a request first names it.
+    /// Off, the one <see cref="ModelPath"/> answers every model name.
+    /// </summary>
+    public bool MultiModel { get; init; }
+
+    /// <summary>More model files a multi-model server offers, each named by its file name without .gguf.</summary>
+    public IReadOnlyList<string> ModelPaths { get; init; } = [];
+
+    /// <summary>More names for served models (--alias NAME=REF): NAME → a served name, or a model file.</summary>
+    public IReadOnlyDictionary<string, string> Aliases { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>How long a multi-model server keeps a model loaded after its last request (--keep-alive; negative: forever, zero: unload at once).</summary>
+    public TimeSpan KeepAlive { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Bytes the loaded models of a multi-model server may take together (--max-memory): each counts its file and its
+    /// slots' full KV cache; the least recently used idle model is unloaded to make room. 0: <see cref="DefaultMaxMemory"/>.
+    /// </summary>
+    public long MaxMemoryBytes { get; init; }
+
+    /// <summary>Where a multi-model server finds cached models and pulls new ones (/api/pull); null: the environment's (HF_HUB_CACHE, HF_ENDPOINT…).</summary>
+    internal Sputnik.Hub.HubSettings? Hub { get; init; }
+
+    /// <summary>
+    /// The default memory budget: the machine's RAM (or the container's limit) less a quarter, at least 1 GiB, for the
+    /// OS, this process's own memory and other programs. Model weights are memory-mapped, so they live in the OS page
+    /// cache: counting them here is what keeps them resident instead of re-read from disk.
+    /// </summary>
+    public static long DefaultMaxMemory()
+    {
+        long total = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        return Math.Max(total - Math.Max(total / 4, 1L << 30), 256L << 20);
+    }
+
+    /// <summary>A size such as 8G, 512M, 16GiB, 1.5T or a number of bytes (--max-memory); null when it is not one.</summary>
+    public static long? ParseSize(string text)
+    {
+        string t = text.Trim();
+        int end = t.Length;
+        while (end > 0 && char.IsAsciiLetter(t[end - 1])) end--;
+        string unit = t[end..].ToUpperInvariant();
+        long scale = unit switch
+        {
+            "" or "B" => 1,
+            "K" or "KB" or "KIB" => 1L << 10,
+            "M" or "MB" or "MIB" => 1L << 20,
+            "G" or "GB" or "GIB" => 1L << 30,
+            "T" or "TB" or "TIB" => 1L << 40,
+            _ => 0,
+        };
+        if (scale == 0 || !double.TryParse(t[..end].Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double value)
+            || !double.IsFinite(value) || value < 0 || value * scale > long.MaxValue / 2)
+            return null;
+        return (long)(value * scale);
+    }
+
     public void Validate()
     {
-        if (string.IsNullOrWhiteSpace(ModelPath)) throw new ArgumentException("a model is required (-m MODEL)");
+        if (!MultiModel && string.IsNullOrWhiteSpace(ModelPath)) throw new ArgumentException("a model is required (-m MODEL)");
+        if (MultiModel && ChatTemplate != null) throw new ArgumentException("--chat-template-file applies to one model: serve that model alone (-m MODEL)");
+        if (MaxMemoryBytes < 0) throw new ArgumentException($"--max-memory {MaxMemoryBytes} must not be negative");
+        foreach (var (name, target) in Aliases)
+            if (string.IsNullOrWhiteSpace(name) || string.IsNullOrWhiteSpace(target) || name.Any(char.IsControl))
+                throw new ArgumentException($"--alias '{name}={target}' must be NAME=MODEL with both parts given");
         if (Port is < 0 or > 65535) throw new ArgumentException($"--port {Port} is not a TCP port");
         if (Parallel is < 1 or > 256) throw new ArgumentException($"--parallel {Parallel} must be between 1 and 256");
         if (ContextLength < 0) throw new ArgumentException($"--ctx {ContextLength} must not be negative");

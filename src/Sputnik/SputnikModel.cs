@@ -97,7 +97,7 @@ public sealed class SputnikModel : IDisposable
             // A cache type the model's head size cannot take fails here, at load, rather than at the first request.
             model.CreateState(1, options.KvType, options.KvTypeV ?? options.KvType);
             int ctx = options.ContextLength > 0 ? options.ContextLength : Math.Min(model.Config.ContextLength, 4096);
-            string name = file.GetStringOrNull("general.name") is { Length: > 0 } n ? n : Path.GetFileNameWithoutExtension(path);
+            string name = file.GetStringOrNull(GgufKeys.GeneralName) is { Length: > 0 } n ? n : Path.GetFileNameWithoutExtension(path);
             return new SputnikModel(model, tokenizer, ctx, options.KvType, options.KvTypeV ?? options.KvType) { Name = name };
         }
         catch

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Numerics.Tensors;
 using System.Text.Json.Nodes;
+using Sputnik.Models;
 using Sputnik.Tools;
 
 namespace Sputnik.Cli.Commands;
@@ -186,7 +187,7 @@ internal static class BenchCommand
     {
         var f = m.File;
         long bytes = f.Tensors.Sum(x => x.ByteSize), prms = f.Tensors.Sum(x => x.ElementCount);
-        string ftype = f.TryGetInt64("general.file_type", out long ft) && Enum.IsDefined((FileType)ft)
+        string ftype = f.TryGetInt64(GgufKeys.GeneralFileType, out long ft) && Enum.IsDefined((FileType)ft)
             ? QuantMix.Describe((FileType)ft)
             : f.Tensors.GroupBy(x => x.Type).OrderByDescending(g => g.Sum(x => x.ByteSize)).First().Key.ToString();
         string size = prms >= 1_000_000_000 ? $"{prms / 1e9:0.#}B" : $"{prms / 1e6:0.#}M";

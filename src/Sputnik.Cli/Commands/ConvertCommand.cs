@@ -11,7 +11,7 @@ internal static class ConvertCommand
         var dir = new Argument<string>("HF_DIR") { Description = "Hugging Face model folder (config.json, *.safetensors, tokenizer.json)" };
         var output = new Argument<string>("OUT") { Description = "GGUF file to write" };
         var type = new Option<string>("--type") { Description = "Weight type: F32, F16, BF16, Q8_0 or Q4_K_M", DefaultValueFactory = _ => "F16" };
-        var cmd = new Command("convert", "Convert a Hugging Face checkpoint (llama, qwen2, deepseek2) to GGUF") { dir, output, type };
+        var cmd = new Command("convert", $"Convert a Hugging Face checkpoint ({string.Join(", ", HfConverter.Architectures.Values.Distinct())}) to GGUF") { dir, output, type };
         cmd.SetAction(r =>
         {
             string t = r.GetValue(type)!;

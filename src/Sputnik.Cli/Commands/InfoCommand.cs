@@ -70,9 +70,9 @@ internal static class InfoCommand
             ["block_count"] = file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.BlockCount), out long b) ? b : null,
             ["head_count"] = file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.HeadCount), out long h) ? h : null,
             ["head_count_kv"] = file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.HeadCountKv), out long hkv) ? hkv : null,
-            ["tokenizer"] = file.GetStringOrNull("tokenizer.ggml.model"),
-            ["tokenizer_pre"] = file.GetStringOrNull("tokenizer.ggml.pre"),
-            ["vocab_size"] = file.TryGetStringArray("tokenizer.ggml.tokens", out var toks) ? toks!.Length : null,
+            ["tokenizer"] = file.GetStringOrNull(GgufKeys.TokenizerModel),
+            ["tokenizer_pre"] = file.GetStringOrNull(GgufKeys.TokenizerPre),
+            ["vocab_size"] = file.TryGetStringArray(GgufKeys.TokenizerTokens, out var toks) ? toks!.Length : null,
             ["chat_template"] = file.GetStringOrNull(GgufKeys.ChatTemplate) != null,
             ["kv_bytes_per_token"] = KvBytesPerToken(file, arch),
         };
@@ -98,28 +98,19 @@ internal static class InfoCommand
         if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.RopeFreqBase), out float ropeBase)) o["rope_freq_base"] = ropeBase;
         if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.LayerNormRmsEps), out float eps)) o["rms_epsilon"] = eps;
         if (file.FindTensor(TensorNames.Weight(0, TensorNames.AttnQNorm)) != null) o["qk_norm"] = true;
-        // Context extension and the architecture-specific attention settings (mistral3's temperature, smollm3's NoPE layers, gemma3's local layers).
+        // Context extension and the architecture-specific attention settings (mistral3's temperature).
         if (file.GetStringOrNull(GgufKeys.Of(arch, GgufKeys.RopeScalingType)) is { } scaling) o["rope_scaling"] = scaling;
         if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.RopeScalingFactor), out float factor)) o["rope_scaling_factor"] = factor;
         Int("rope_original_context", GgufKeys.RopeScalingOriginalContextLength);
         if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.RopeScalingYarnLogMultiplier), out float logMul)) o["yarn_log_multiplier"] = logMul;
         if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.AttentionTemperatureScale), out float temp)) o["attention_temperature_scale"] = temp;
-        if (arch == SmolLm3.Name) o["no_rope_every_nth_layer"] = SmolLm3.NoRopeLayerStep;
         // Partial RoPE and LongRoPE (phi3): rotated dims per head, the attention factor, the factor tensors; fused Q/K/V.
         Int("rope_dimension_count", GgufKeys.RopeDimensionCount);
         if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.RopeScalingAttnFactor), out float attnFactor)) o["rope_attn_factor"] = attnFactor;
         if (file.FindTensor(TensorNames.Weight(TensorNames.RopeFactorsLong)) != null) o["rope_factors"] = "long/short (LongRoPE)";
         if (file.FindTensor(TensorNames.Weight(0, TensorNames.AttnQkv)) != null) o["fused_qkv"] = true;
-        // gemma3's local layers: their window, which layers use it, their RoPE base; and final soft-capping.
-        if (arch == Gemma3.Name && file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.AttentionSlidingWindow), out long window) && window > 0
-            && file.TryGetInt64(GgufKeys.Of(arch, GgufKeys.BlockCount), out long layers) && layers is > 0 and <= 4096)
-        {
-            o["sliding_window"] = window;
-            var p = Gemma3.Read(file).Extra;
-            o["local_layers"] = $"{p.SlidingLayers.Count(x => x)} of {layers} (global: {string.Join(", ", Enumerable.Range(0, p.SlidingLayers.Length).Where(l => !p.SlidingLayers[l]))})";
-            o["rope_freq_base_local"] = p.RopeBaseSliding;
-            o["attention_scale"] = p.AttentionScale;
-        }
+        // What only one architecture has (smollm3's NoPE layers, gemma3's local layers), from its registry entry.
+        ModelLoader.Find(arch)?.DescribeInfo?.Invoke(file, o);
         if (file.TryGetFloat(GgufKeys.Of(arch, GgufKeys.FinalLogitSoftcapping), out float softcap)) o["final_logit_softcapping"] = softcap;
     }
 

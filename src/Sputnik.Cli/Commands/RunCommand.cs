@@ -30,9 +30,14 @@ internal static class RunCommand
         var ctv = CliOptions.CacheTypeV();
         var shift = CliOptions.ContextShift();
         var keep = new Option<int>("--keep") { Description = "Prompt tokens a context shift keeps, besides BOS (-1 = the whole prompt)" }.AtLeast(-1);
+        var ubatch = new Option<int>("--ubatch-size", "-ub")
+        {
+            Description = "Most prompt tokens one forward pass takes (llama.cpp's -ub); a sliding-window layer keeps window + this − 1 positions",
+            DefaultValueFactory = _ => 512,
+        }.AtLeast(1);
         var cmd = new Command("run", "Generate a continuation of a prompt")
         {
-            model, threads, prompt, n, ctx, temp, topK, topP, minP, repeat, presence, frequency, seed, noBos, json, stop, moeStats, ctk, ctv, shift, keep,
+            model, threads, prompt, n, ctx, temp, topK, topP, minP, repeat, presence, frequency, seed, noBos, json, stop, moeStats, ctk, ctv, shift, keep, ubatch,
         };
         cmd.SetAction(r =>
         {
@@ -70,6 +75,7 @@ internal static class RunCommand
             };
             var stats = new GenerationStats();
             var generator = new Generator(m.Model, m.Tokenizer);
+            if (m.Model is Sputnik.Models.DecoderModel decoder) decoder.MaxBatch = r.GetValue(ubatch);
             var state = m.CreateState();
             var moe = r.GetValue(moeStats) ? m.Model as Sputnik.Models.IMoeModel : null;
             if (moe != null) moe.MoeStats = moe.CreateMoeStats();

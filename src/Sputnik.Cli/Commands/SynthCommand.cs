@@ -12,7 +12,7 @@ internal static class SynthCommand
     public static Command Create()
     {
         var arch = new Option<string?>("--arch") { Description = $"Architecture ({string.Join(", ", ModelLoader.SupportedArchitectures)}); must match the preset's" };
-        var preset = new Option<string>("--preset") { Description = $"Model shape: {string.Join(", ", SyntheticModel.Presets.Select(p => p.Name).Concat(DeepSeek2Synth.Presets.Keys))}", Required = true };
+        var preset = new Option<string>("--preset") { Description = $"Model shape: {string.Join(", ", SyntheticModel.PresetNames)}", Required = true };
         var type = new Option<string>("--type") { Description = $"File type: {string.Join(", ", QuantMix.TypeNames)}", DefaultValueFactory = _ => "F16" };
         var output = new Option<string>("--output", "-o") { Description = "GGUF file to write", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "Random seed (same seed, same bytes)" };
@@ -25,14 +25,18 @@ internal static class SynthCommand
         };
         cmd.SetAction(r =>
         {
-            if (DeepSeek2Synth.Presets.TryGetValue(r.GetValue(preset)!, out var deepseek))
+            if (SyntheticModel.FindOwnPreset(r.GetValue(preset)!) is { } found)
             {
-                if (r.GetValue(arch) is { } da && da != DeepSeek2Config.Arch)
-                    throw new ArgumentException($"preset '{r.GetValue(preset)}' is architecture 'deepseek2', not '{da}'");
-                var dsw = Stopwatch.StartNew();
-                string dpath = r.GetValue(output)!;
-                SyntheticModel.WriteDeepSeek2(dpath, r.GetValue(preset)!, deepseek(), QuantMix.Parse(r.GetValue(type)!), r.GetValue(seed));
-                Console.Error.WriteLine($"wrote {dpath}: {r.GetValue(preset)} (deepseek2), {ProgressBar.Size(new FileInfo(dpath).Length)} in {dsw.Elapsed.TotalSeconds:F1} s");
+                var (own, writeOwn) = found;
+                // An architecture with its own writer (deepseek2): its generator, vocabulary and type rules.
+                if (r.GetValue(arch) is { } oa && !string.Equals(oa, own.Arch, StringComparison.OrdinalIgnoreCase))
+                    throw new ArgumentException($"preset '{own.Name}' is architecture '{own.Arch}', not '{oa}'");
+                if (r.GetValue(tokenizer) != null) throw new ArgumentException($"--tokenizer is not supported for preset '{own.Name}' ({own.Arch} writes its own byte-level vocabulary)");
+                if (r.GetValue(threads) < 1) throw new ArgumentException($"-t {r.GetValue(threads)} must be at least 1");
+                var osw = Stopwatch.StartNew();
+                string opath = r.GetValue(output)!;
+                writeOwn(opath, own, QuantMix.Parse(r.GetValue(type)!), r.GetValue(seed), r.GetValue(threads));
+                Console.Error.WriteLine($"wrote {opath}: {own.Name} ({own.Arch}), {ProgressBar.Size(new FileInfo(opath).Length)} in {osw.Elapsed.TotalSeconds:F1} s");
                 return 0;
             }
             var p = SyntheticModel.FindPreset(r.GetValue(preset)!);

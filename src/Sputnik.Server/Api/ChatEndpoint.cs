@@ -39,14 +39,17 @@ internal static class ChatEndpoint
     public static InferenceJob Submit(ModelHost host, ChatRequest req, CancellationToken cancellation, int[]? rawPrompt = null)
     {
         bool thinking = req.ThinkingEnabled ?? true;
+        // Harmony (gpt-oss) always reasons: the effort is its system message's Reasoning line (thinking off: "low").
+        bool harmony = host.Builder.Tags.IsHarmony;
+        var extra = harmony && req.ReasoningEffort is { } effort ? new Dictionary<string, object?> { [Harmony.EffortVariable] = effort } : null;
         var prompt = rawPrompt != null ? new ChatPrompt("", rawPrompt, false)
-            : host.Builder.Build(req.Messages, addGenerationPrompt: true, tools: req.Tools, thinking: thinking);
+            : host.Builder.Build(req.Messages, addGenerationPrompt: true, tools: req.Tools, thinking: thinking, extra: extra);
         int maxTokens = Http.CompletionBudget(host, prompt.Tokens.Length, req.MaxTokens);
         if (req.ResponseSchema != null) Http.CheckSchemaFits(host, req.ResponseSchema, maxTokens);
         ReasoningOptions? reasoning = null;
-        if (rawPrompt == null && host.Builder.SupportsThinking && thinking)
+        if (rawPrompt == null && host.Builder.SupportsThinking && (thinking || harmony))
         {
-            int budget = req.ThinkingBudget ?? (req.ReasoningEffort != null ? EffortBudget(req.ReasoningEffort) : int.MaxValue);
+            int budget = req.ThinkingBudget ?? (req.ReasoningEffort != null && !harmony ? EffortBudget(req.ReasoningEffort) : int.MaxValue);
             reasoning = new ReasoningOptions { MaxThinkingTokens = budget, StartsInThinking = prompt.StartsInThinking, Tags = host.Builder.Tags };
         }
         var options = new GenerationOptions

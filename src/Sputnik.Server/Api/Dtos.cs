@@ -94,7 +94,11 @@ internal sealed record ModelCard(string Id, string Object, long Created, string 
 internal sealed record ModelMeta(string Architecture, long Parameters, int ContextLength, int VocabSize, bool ChatTemplate, bool Thinking, int Slots,
     int NVocab, int NCtxTrain, int NCtx, int NEmbd, long NParams, long Size);
 
-internal sealed record HealthStatus(string Status, string Model, int SlotsIdle, int SlotsProcessing, int Queued);
+/// <summary>/health: the slots of every loaded model together, and each loaded model (Model: a single-model server's one).</summary>
+internal sealed record HealthStatus(string Status, string? Model, int SlotsIdle, int SlotsProcessing, int Queued, IReadOnlyList<HealthModel> Models);
+
+/// <summary>A loaded model in /health: its memory (file and KV cache), when it unloads (Ollama's expires_at), its slots.</summary>
+internal sealed record HealthModel(string Id, long Size, DateTime ExpiresAt, int SlotsIdle, int SlotsProcessing, int Queued);
 
 internal sealed record TokenizeResponse(IReadOnlyList<int> Tokens, IReadOnlyList<string>? Pieces = null);
 

@@ -46,6 +46,8 @@ internal sealed class Scheduler : IDisposable
         _generator = new Generator(model.Model, model.Tokenizer);
         _slots = Enumerable.Range(0, parallel).Select(i => new Slot(i, model.CreateState())).ToArray();
         _cache = cache != null && _slots[0].State.Rows is { } shape ? cache(shape) : null;
+        if (cache != null && _cache == null) // a sliding-window ring keeps no prefix rows to snapshot
+            log?.Invoke("prompt cache: this model's KV cache cannot be snapshotted (sliding-window ring); --cache-ram/--cache-dir are not used, slots still reuse their own prefixes");
         _prefillChunk = prefillChunk;
         _log = log;
         _maxQueue = maxQueue;

@@ -17,13 +17,13 @@ internal sealed class Slot(int id, InferenceState state)
     public ActiveSequence? Active { get; set; }
     public bool IsIdle => Active == null;
 
-    /// <summary>Leading tokens of <paramref name="prompt"/> already cached here.</summary>
+    /// <summary>Leading tokens of <paramref name="prompt"/> already cached here (and restorable: a recurrent state resumes only at a checkpoint).</summary>
     public int SharedPrefix(int[] prompt)
     {
         int n = Math.Min(Math.Min(History.Count, State.Position), prompt.Length);
         int i = 0;
         while (i < n && History[i] == prompt[i]) i++;
-        return i;
+        return State.Restorable(i);
     }
 
     public void Reset()

@@ -147,6 +147,9 @@ async function loadModels() {
     sel.appendChild(o);
   }
   if (current && state.models.some((m) => m.id === current)) sel.value = current;
+  // A picker only when there is a choice; one model is just its name.
+  sel.hidden = state.models.length < 2;
+  $("model-name").hidden = !sel.hidden;
   showModel();
 }
 

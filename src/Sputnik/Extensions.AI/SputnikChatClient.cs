@@ -135,7 +135,17 @@ public sealed class SputnikChatClient : IChatClient
             _ => _options.ThinkingBudget,
         };
         bool think = _prompts.SupportsThinking && (o?.Reasoning?.Effort is { } effort ? effort != ReasoningEffort.None : _options.Thinking);
-        var prompt = _prompts.Build(list, addGenerationPrompt: true, tools: tools, thinking: think);
+        // Harmony (gpt-oss) takes the effort as its system message's Reasoning line instead of a thinking budget.
+        bool harmony = _prompts.Tags.IsHarmony;
+        string? level = o?.Reasoning?.Effort switch
+        {
+            ReasoningEffort.Low => "low",
+            ReasoningEffort.Medium => "medium",
+            ReasoningEffort.High or ReasoningEffort.ExtraHigh => "high",
+            _ => null,
+        };
+        var effortVariable = harmony && level != null ? new Dictionary<string, object?> { [Harmony.EffortVariable] = level } : null;
+        var prompt = _prompts.Build(list, addGenerationPrompt: true, tools: tools, thinking: think, extra: effortVariable);
 
         int room = _model.ContextLength - prompt.Tokens.Length;
         if (room <= 0)
@@ -163,7 +173,7 @@ public sealed class SputnikChatClient : IChatClient
             {
                 StartsInThinking = prompt.StartsInThinking,
                 Tags = _prompts.Tags,
-                MaxThinkingTokens = think ? budget ?? int.MaxValue : 0,
+                MaxThinkingTokens = harmony ? _options.ThinkingBudget ?? int.MaxValue : think ? budget ?? int.MaxValue : 0,
             },
         };
         return new Turn(prompt.Tokens, generation, tools);

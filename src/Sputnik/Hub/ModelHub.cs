@@ -2,8 +2,11 @@ using Sputnik.Gguf;
 
 namespace Sputnik.Hub;
 
-/// <summary>Progress of a pull: one file (shard <paramref name="Index"/> of <paramref name="Count"/>) and its bytes.</summary>
-internal sealed record PullProgress(string File, int Index, int Count, long Done, long Total);
+/// <summary>
+/// Progress of a pull: one file (shard <paramref name="Index"/> of <paramref name="Count"/>), its bytes, and its blob
+/// id (<paramref name="BlobId"/>: the SHA-256 of an LFS file, which names its blob in the cache).
+/// </summary>
+internal sealed record PullProgress(string File, int Index, int Count, long Done, long Total, string BlobId = "");
 
 /// <summary>
 /// A reference resolved to files in the cache: <c>Files</c> are their paths in the repository and <c>LocalPaths</c>
@@ -123,7 +126,7 @@ internal sealed class ModelHub(HubSettings settings)
             await downloader.FetchAsync(reference, commit, file, bytes =>
             {
                 long now = Interlocked.Add(ref done, bytes);
-                Progress?.Invoke(new PullProgress(file.Path, index, files.Count, Math.Min(now, file.Size), file.Size));
+                Progress?.Invoke(new PullProgress(file.Path, index, files.Count, Math.Min(now, file.Size), file.Size, file.BlobId));
             }, Notice, ct).ConfigureAwait(false);
             local.Add(Cache.Find(reference.Repo, commit, file.Path) is { } existing && HubCache.Target(existing).Name == file.BlobId
                 ? existing

@@ -85,6 +85,9 @@ internal sealed class ChatPromptBuilder
         // a closed think block appended below.
         if (!thinking && Template.Contains("enable_thinking", StringComparison.Ordinal) && extra?.ContainsKey("enable_thinking") != true)
             extra = new Dictionary<string, object?>(extra ?? new Dictionary<string, object?>()) { ["enable_thinking"] = false };
+        // Harmony models always reason; the least they do is the system message's "Reasoning: low".
+        if (!thinking && Tags.IsHarmony && extra?.ContainsKey(Harmony.EffortVariable) != true)
+            extra = new Dictionary<string, object?>(extra ?? new Dictionary<string, object?>()) { [Harmony.EffortVariable] = "low" };
         string text = ChatTemplate.Apply(Template, messages.Select(ToTemplateValue), addGenerationPrompt, bos, eos, tools, extra);
         bool startsInThinking = addGenerationPrompt && text.TrimEnd().EndsWith(Tags.Open, StringComparison.Ordinal);
         if (startsInThinking && !thinking)

@@ -236,7 +236,8 @@ public sealed class ChatSession
             {
                 StartsInThinking = prompt.StartsInThinking,
                 Tags = _prompts.Tags,
-                MaxThinkingTokens = think ? o.ThinkingBudget ?? int.MaxValue : 0,
+                // Harmony models always reason (thinking off is "Reasoning: low"): never force their analysis shut.
+                MaxThinkingTokens = think || _prompts.Tags.IsHarmony ? o.ThinkingBudget ?? int.MaxValue : 0,
             },
         };
         var stats = new GenerationStats();

@@ -114,13 +114,15 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         history ??= new List<int>(prompt.Count + options.MaxTokens);
 
         using var sampler = new Sampler(options.Sampling, Model.Config.VocabSize); // returned to the pool when the generation ends or is disposed
-        var decoder = new StreamingDecoder(Tokenizer);
+        // Harmony output is framed by special tokens (channels, message ends): its parser reads them as text.
+        var decoder = new StreamingDecoder(Tokenizer, renderSpecial: options.Reasoning?.Tags.IsHarmony == true);
         var stops = new StopMatcher(options.StopStrings);
         stats.PromptTokens = prompt.Count;
 
         var sw = Stopwatch.StartNew();
-        int reuse = ReusablePrefix(state, history, prompt);
-        state.Truncate(reuse);
+        int reuse = state.Restorable(ReusablePrefix(state, history, prompt));
+        reuse = state.Truncate(reuse); // 0 where a sliding-window ring lost the prefix's window
+        RequestCheckpoints(state, prompt);
         stats.CachedPromptTokens = reuse;
         history.Clear();
         history.AddRange(prompt);
@@ -251,6 +253,9 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         if (discard < 1 || !Model.CanShiftContext) return false;
         Model.ShiftContext(state, keep, discard);
         history.RemoveRange(keep, discard);
+        // A sliding-window ring may have dropped kept positions the next window reaches back to: recompute them.
+        int shifted = state.Position;
+        if (state.Truncate(shifted) < shifted) FeedPrompt(state, history, 0, shifted);
         return true;
     }
 
@@ -270,6 +275,22 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
     {
         Span<int> one = [token];
         Model.Forward(state, one);
+    }
+
+    /// <summary>
+    /// Where a recurrent state (which cannot be cut back) keeps checkpoints of this prompt: before its last token (the
+    /// same prompt again) and before its last control token (the turn header of a chat template: the next turn's prompt
+    /// repeats this one up to there, whatever the template then does with the reply). Attention caches ignore them.
+    /// </summary>
+    private void RequestCheckpoints(InferenceState state, IReadOnlyList<int> prompt)
+    {
+        for (int i = prompt.Count - 2; i > 0; i--)
+        {
+            if ((uint)prompt[i] >= (uint)Tokenizer.VocabSize || Tokenizer.GetTokenType(prompt[i]) != TokenType.Control) continue;
+            state.RequestCheckpoint(i);
+            break;
+        }
+        state.RequestCheckpoint(prompt.Count - 1);
     }
 
     /// <summary>How many leading prompt tokens are already in the cache (always leaves one to compute logits from).</summary>

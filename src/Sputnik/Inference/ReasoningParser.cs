@@ -16,9 +16,19 @@ internal sealed record ThinkTags(string Open, string Close, string CloseText)
     public static readonly ThinkTags Think = new("<think>", "</think>", "\n</think>\n\n");
     public static readonly ThinkTags Mistral = new("[THINK]", "[/THINK]", "[/THINK]");
 
-    /// <summary>Mistral's tags when the template writes [THINK] and never &lt;think&gt;; otherwise &lt;think&gt;.</summary>
+    /// <summary>
+    /// Harmony (gpt-oss): reasoning is the analysis channel's body; closing it early ends the message and opens the
+    /// final channel. A parser with these tags reads the whole harmony stream (<see cref="HarmonyParser"/>).
+    /// </summary>
+    public static readonly ThinkTags Harmony = new("<|channel|>analysis<|message|>", "<|end|>", "<|end|><|start|>assistant<|channel|>final<|message|>");
+
+    /// <summary>Harmony's for a harmony template; Mistral's when the template writes [THINK] and never &lt;think&gt;; otherwise &lt;think&gt;.</summary>
     public static ThinkTags Of(string template) =>
-        template.Contains(Mistral.Open, StringComparison.Ordinal) && !template.Contains(Think.Open, StringComparison.Ordinal) ? Mistral : Think;
+        template.Contains(Harmony.Open, StringComparison.Ordinal) ? Harmony
+        : template.Contains(Mistral.Open, StringComparison.Ordinal) && !template.Contains(Think.Open, StringComparison.Ordinal) ? Mistral : Think;
+
+    /// <summary>True for the harmony format, whose output is read with its special tokens rendered.</summary>
+    public bool IsHarmony => this == Harmony;
 }
 
 /// <summary>
@@ -35,6 +45,8 @@ internal sealed class ReasoningParser
     private readonly string _close;
     private string _pending = "";
     private bool _answerStarted;
+    // Harmony output has channels rather than one thinking block: its own parser, whose position sets State.
+    private readonly HarmonyParser? _harmony;
 
     public ReasoningParser(bool startsInThinking = false, string openTag = "<think>", string closeTag = "</think>")
     {
@@ -42,6 +54,7 @@ internal sealed class ReasoningParser
         _open = openTag;
         _close = closeTag;
         State = startsInThinking ? Phase.Thinking : Phase.BeforeThinking;
+        if (openTag == ThinkTags.Harmony.Open && closeTag == ThinkTags.Harmony.Close) _harmony = new HarmonyParser();
     }
 
     public ReasoningParser(bool startsInThinking, ThinkTags tags) : this(startsInThinking, tags.Open, tags.Close) { }
@@ -56,6 +69,7 @@ internal sealed class ReasoningParser
 
     public ReasoningDelta Push(string text)
     {
+        if (_harmony != null) return Harmonized(_harmony.Push(text));
         _pending += text;
         string reasoning = "", content = "";
         while (_pending.Length > 0)
@@ -108,6 +122,12 @@ internal sealed class ReasoningParser
     /// </summary>
     public string? PreviewAnswer(string text)
     {
+        if (_harmony != null)
+        {
+            var probe = _harmony.Clone();
+            var d = probe.Push(text);
+            return probe.InAnswer ? d.Content : null;
+        }
         var saved = (_pending, State, ThinkingClosed, _answerStarted, _reasoningStarted);
         var delta = Push(text);
         bool answer = State == Phase.Answer;
@@ -127,6 +147,7 @@ internal sealed class ReasoningParser
     /// <summary>Releases held-back text at the end of generation: an unclosed thinking block stays reasoning.</summary>
     public ReasoningDelta Flush()
     {
+        if (_harmony != null) return Harmonized(_harmony.Flush());
         string rest = _pending;
         _pending = "";
         return State switch
@@ -135,6 +156,15 @@ internal sealed class ReasoningParser
             Phase.BeforeThinking => new("", rest),
             _ => new("", rest),
         };
+    }
+
+    // Thinking inside an analysis body, Answer inside a final or commentary body, BeforeThinking in between (headers).
+    private ReasoningDelta Harmonized(ReasoningDelta d)
+    {
+        var h = _harmony!;
+        State = h.InReasoning ? Phase.Thinking : h.InAnswer ? Phase.Answer : Phase.BeforeThinking;
+        ThinkingClosed = h.ReasoningClosed;
+        return d;
     }
 
     private static int PartialSuffix(string text, string tag)

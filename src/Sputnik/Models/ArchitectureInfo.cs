@@ -44,7 +44,11 @@ internal enum TensorFill
 /// One tensor of an architecture's file: GGUF name, ggml dims (columns first), how `synth` fills it and, for
 /// <see cref="TensorFill.Computed"/>, the function that writes its (1-D) values.
 /// </summary>
-internal sealed record TensorDecl(string Name, long[] Dims, TensorFill Fill, SpanAction? Values = null);
+internal sealed record TensorDecl(string Name, long[] Dims, TensorFill Fill, SpanAction? Values = null)
+{
+    /// <summary>The type this architecture's files always carry the tensor in, whatever the file type (gpt-oss's MXFP4 experts); null follows the quantization mix.</summary>
+    public GgmlType? Type { get; init; }
+}
 
 /// <summary>Fills a computed tensor.</summary>
 internal delegate void SpanAction(Span<float> values);
@@ -85,8 +89,8 @@ internal sealed record SynthPreset(string Name, ModelConfig Config, bool TiedEmb
 /// <summary>
 /// One architecture as the rest of Sputnik sees it, declared in the architecture's own file and registered with one
 /// line in <see cref="ModelLoader"/>: its `general.architecture` name, how a file is loaded (hyper-parameters, then
-/// the forward), the Hugging Face `architectures` names `convert` maps to it, and for `synth` the family's style, the
-/// tensors a file carries and the preset shapes.
+/// the forward), the Hugging Face `architectures` names `convert` maps to it and how it converts them, and for `synth`
+/// the family's style, the tensors a file carries and the preset shapes.
 /// </summary>
 internal sealed record ArchitectureInfo(string Name, Func<GgufFile, WorkerPool, LanguageModel> Load)
 {
@@ -99,6 +103,12 @@ internal sealed record ArchitectureInfo(string Name, Func<GgufFile, WorkerPool, 
     /// <summary>config.json `architectures[0]` values that `sputnik convert` turns into this architecture.</summary>
     public IReadOnlyList<string> HfArchitectures { get; init; } = [];
 
+    /// <summary>How `sputnik convert` reads such a checkpoint: config.json → hyper-parameters, checkpoint tensors → GGUF tensors.</summary>
+    public Conversion.HfConversion? Convert { get; init; }
+
+    /// <summary>`sputnik info` lines for hyper-parameters only this architecture has (the common ones are read by key).</summary>
+    public Action<GgufFile, System.Text.Json.Nodes.JsonObject>? DescribeInfo { get; init; }
+
     /// <summary>Tokenizer family and chat template of `synth` files; null when `synth` writes this architecture its own way.</summary>
     public SynthStyle? Synth { get; init; }
 
@@ -107,4 +117,22 @@ internal sealed record ArchitectureInfo(string Name, Func<GgufFile, WorkerPool, 
 
     /// <summary>`sputnik synth --preset` shapes: a tiny one for tests and the llama.cpp check, and the real models'.</summary>
     public IReadOnlyList<SynthPreset> SynthPresets { get; init; } = [];
+
+    /// <summary>
+    /// `synth` for an architecture whose hyper-parameter record is not <see cref="ModelConfig"/> (deepseek2): its preset
+    /// shapes and its own writer, in place of <see cref="Synth"/>, <see cref="Tensors"/> and <see cref="SynthPresets"/>.
+    /// </summary>
+    public OwnSynth? OwnSynth { get; init; }
 }
+
+/// <summary>A named `synth` shape in its architecture's own hyper-parameter record.</summary>
+internal sealed record OwnSynthPreset(string Name, IArchConfig Config)
+{
+    public string Arch => Config.Architecture;
+}
+
+/// <summary>Writes a `synth` file of <paramref name="preset"/>: random weights of the file type, deterministic per seed.</summary>
+internal delegate void OwnSynthWriter(string path, OwnSynthPreset preset, Tools.FileType fileType, ulong seed, int threads);
+
+/// <summary>The presets and writer of an architecture that `synth` writes its own way (<see cref="ArchitectureInfo.OwnSynth"/>).</summary>
+internal sealed record OwnSynth(IReadOnlyList<OwnSynthPreset> Presets, OwnSynthWriter Write);

@@ -12,7 +12,8 @@ internal abstract partial class DecoderModel
 
     /// <summary>
     /// Sliding-window size per layer (a token at position p sees p − window + 1 … p; 0 = the whole context), set by
-    /// architectures that interleave local and global layers; null when every layer sees everything.
+    /// architectures that interleave local and global layers in their constructor; null when every layer sees
+    /// everything. <see cref="CreateState"/> gives each window layer a ring cache of window + <see cref="MaxBatch"/> − 1 rows.
     /// </summary>
     internal int[]? LayerWindows { get; set; }
 
@@ -24,6 +25,9 @@ internal abstract partial class DecoderModel
     /// runs only as packed sequences, each whole in one pass (<see cref="ForwardHiddenPacked"/>).
     /// </summary>
     protected virtual bool Causal => true;
+
+    /// <summary>Per layer, one attention-sink logit per query head (gpt-oss's attn_sinks); null when the model has none.</summary>
+    internal float[][]? LayerSinks { get; set; }
 
     private int WindowOf(int layer) => LayerWindows is { } w ? w[layer] : 0;
 
@@ -55,6 +59,11 @@ internal abstract partial class DecoderModel
             s.ActSource = null;
             return;
         }
+        if (n == 1 && FlashAttention.Segments(pos0, window) > 1)
+        {
+            SegmentedAttention(s, layer, pos0, window);
+            return;
+        }
         int blocks = (n + TokenBlock - 1) / TokenBlock;
         int items = blocks * c.KvHeads;
         // Work of one item: the keys and values it reads times the query rows sharing them. Short contexts of
@@ -63,6 +72,43 @@ internal abstract partial class DecoderModel
         int minItems = (int)Math.Clamp(65536 / Math.Max(1, perItem), 1, items);
         Pool.For(items, s.AttnBody!, minPerThread: minItems);
         s.ActSource = null; // AttnOut was rewritten
+    }
+
+    /// <summary>
+    /// One token over a context longer than a segment: items are (kv head, segment), so even a model with two KV
+    /// heads gives every thread a share (and a descheduled thread's share is taken by the others); the partial
+    /// results are merged per head afterwards, in segment order, which gives the bits one Attend call would.
+    /// </summary>
+    private void SegmentedAttention(DecoderState s, int layer, int pos, int window)
+    {
+        var c = Config;
+        int segments = FlashAttention.Segments(pos, window), group = c.Heads / c.KvHeads, hd = c.HeadDim;
+        int rowFloats = group * FlashAttention.PartialFloats(hd), items = segments * c.KvHeads;
+        if (s.AttnPartials.Length < items * rowFloats)
+            s.AttnPartials = new float[Math.Max(items * rowFloats, 2 * s.AttnPartials.Length)]; // grows a logarithmic number of times
+        s.AttnSegments = segments;
+        long perItem = (long)FlashAttention.Segment * hd * group * 2;
+        Pool.For(items, s.AttnSegmentBody!, minPerThread: (int)Math.Clamp(65536 / Math.Max(1, perItem), 1, items));
+        for (int g = 0; g < c.KvHeads; g++)
+            FlashAttention.MergeSegments(s.AttnPartials.AsSpan(g * segments * rowFloats, segments * rowFloats), segments, group,
+                s.Cache.ValueHead(layer, g * hd, hd), s.AttnOut.AsSpan(g * group * hd, group * hd),
+                LayerSinks is { } ls ? ls[layer].AsSpan(g * group, group) : default);
+        s.ActSource = null; // AttnOut was rewritten
+    }
+
+    /// <summary>Items [i0, i1) of <see cref="SegmentedAttention"/>: item g·segments + j is segment j of kv head g.</summary>
+    private void AttendSegmentItems(DecoderState s, int i0, int i1)
+    {
+        var c = Config;
+        int layer = s.AttnLayer, pos = s.AttnPos0, segments = s.AttnSegments, hd = c.HeadDim, group = c.Heads / c.KvHeads;
+        int rowFloats = group * FlashAttention.PartialFloats(hd);
+        for (int item = i0; item < i1; item++)
+        {
+            int g = item / segments, j = item % segments;
+            FlashAttention.AttendSegment(s.Cache.KeyHead(layer, g * hd, hd), s.Cache.ValueHead(layer, g * hd, hd),
+                s.Q.AsSpan(g * group * hd, group * hd), s.AttnPartials.AsSpan(item * rowFloats, rowFloats),
+                group, pos, WindowOf(layer), ScaleOf(layer), j);
+        }
     }
 
     private static int Seen(int pos, int window) => pos + 1 - FlashAttention.WindowStart(pos, window);
@@ -87,8 +133,9 @@ internal abstract partial class DecoderModel
                 pos0 = b0 - seqStart;
                 int keyEnd = Causal ? 0 : blk[3] - seqStart;
                 int qAt = b0 * c.QDim + g * group * hd;
-                FlashAttention.Attend(s.Cache.KeyHead(layer, g * hd, hd).From(seqStart), s.Cache.ValueHead(layer, g * hd, hd).From(seqStart),
-                    s.Q.AsSpan(qAt), c.QDim, s.AttnOut.AsSpan(qAt), c.QDim, b1 - b0, group, pos0, window, scale, FlashAttention.BestWidth, keyEnd);
+                var packedSinks = LayerSinks is { } ps ? ps[layer].AsSpan(g * group, group) : default;
+                FlashAttention.Attend(s.Cache.KeyHead(SlotOf(layer), g * hd, hd).From(seqStart), s.Cache.ValueHead(SlotOf(layer), g * hd, hd).From(seqStart),
+                    s.Q.AsSpan(qAt), c.QDim, s.AttnOut.AsSpan(qAt), c.QDim, b1 - b0, group, pos0, window, scale, FlashAttention.BestWidth, packedSinks, keyEnd);
                 continue;
             }
             if (seqs != null)
@@ -107,8 +154,9 @@ internal abstract partial class DecoderModel
                 pos0 = s.AttnPos0 + b0;
             }
             int at = b0 * c.QDim + g * group * hd;
-            FlashAttention.Attend(cache.KeyHead(layer, g * hd, hd), cache.ValueHead(layer, g * hd, hd),
-                s.Q.AsSpan(at), c.QDim, s.AttnOut.AsSpan(at), c.QDim, b1 - b0, group, pos0, window, scale);
+            var sinks = LayerSinks is { } ls ? ls[layer].AsSpan(g * group, group) : default;
+            FlashAttention.Attend(cache.KeyHead(SlotOf(layer), g * hd, hd), cache.ValueHead(SlotOf(layer), g * hd, hd),
+                s.Q.AsSpan(at), c.QDim, s.AttnOut.AsSpan(at), c.QDim, b1 - b0, group, pos0, window, scale, sinks);
         }
     }
 }

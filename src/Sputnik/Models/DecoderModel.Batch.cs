@@ -31,10 +31,12 @@ internal abstract partial class DecoderModel
         for (int i = 0; i < n; i++)
         {
             if (states[i] is not DecoderState) throw new ArgumentException($"state {i} was not created by this model", nameof(states));
+            if (states[i].Cache.HasRing && states[i].Cache.Reusable(states[i].Position) != states[i].Position)
+                throw new InvalidOperationException($"state {i}'s sliding-window cache no longer holds the window of position {states[i].Position}");
             cap = Math.Max(cap, states[i].Capacity);
         }
 
-        var w = _batchScratch ??= new DecoderState(new KvCache(c.Layers, 1, c.KvDim, KvCacheType.F32, c.HeadDim), c, RopeFrequencies(1), RopeMagnitude);
+        var w = _batchScratch ??= new DecoderState(new KvCache(CacheLayerCount, 1, c.KvDim, KvCacheType.F32, c.HeadDim), c, RopeFrequencies(1), RopeMagnitude);
         if (w.SwiGluBody == null) BindJobs(w);
         w.EnsureBatch(n, _maxInputBytes);
         if (w.BatchLogits.Length < n * vocab) w.BatchLogits = new float[n * vocab];

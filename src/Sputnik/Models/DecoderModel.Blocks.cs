@@ -4,7 +4,7 @@ using Sputnik.Tensors;
 
 namespace Sputnik.Models;
 
-/// <summary>Self-attention weights of one layer: projections, optional Q/K/V biases (qwen2) and per-head Q/K norms (qwen3).</summary>
+/// <summary>Self-attention weights of one layer: projections, optional Q/K/V biases (qwen2) and output bias (gpt-oss), per-head Q/K norms (qwen3).</summary>
 internal sealed class AttentionWeights
 {
     public required WeightMatrix Wq, Wk, Wv, Wo;
@@ -13,6 +13,11 @@ internal sealed class AttentionWeights
     public float[]? Bo;
     /// <summary>RMSNorm weights (head size) applied to every head of Q and of K before RoPE.</summary>
     public float[]? QNorm, KNorm;
+    /// <summary>
+    /// attn_q also yields an output gate per head (rows [query | gate] per head, qwen35): the attention output is
+    /// multiplied by sigmoid(gate) before attn_output.
+    /// </summary>
+    public bool GatedQuery;
 }
 
 /// <summary>
@@ -43,25 +48,34 @@ internal sealed class MoeWeights
 {
     public required WeightMatrix Router;
     public required WeightMatrix[] Gate, Up, Down;
+    /// <summary>ffn_gate_inp.bias, added to the router logits before gating (gpt-oss); null for none.</summary>
+    public float[]? RouterBias;
+    /// <summary>Per-expert biases and the clamped SwiGLU (gpt-oss); null for plain SwiGLU experts.</summary>
+    public ExpertBiases? Biases;
 }
 
 // The blocks architectures build their layers from. Each reads the normalised rows in Xb (or the residual X) and
 // leaves its output in Xb, so a layer is a plain sequence of calls (see Llama.cs for the reference layer).
 internal abstract partial class DecoderModel
 {
-    /// <summary>blk.{l}.attn_q/k/v/output, with the optional biases and, when <paramref name="qkNorm"/>, attn_q_norm/attn_k_norm.</summary>
-    protected AttentionWeights LoadAttention(int l, bool qkNorm)
+    /// <summary>
+    /// blk.{l}.attn_q/k/v/output, with the optional biases and, when <paramref name="qkNorm"/>, attn_q_norm/attn_k_norm;
+    /// with <paramref name="gatedQuery"/> attn_q holds a gate after each head's query (twice the rows).
+    /// </summary>
+    protected AttentionWeights LoadAttention(int l, bool qkNorm, bool gatedQuery = false)
     {
         var c = Config;
         return new AttentionWeights
         {
-            Wq = Matrix(TensorNames.Weight(l, TensorNames.AttnQ), c.Dim, c.QDim),
+            GatedQuery = gatedQuery,
+            Wq = Matrix(TensorNames.Weight(l, TensorNames.AttnQ), c.Dim, gatedQuery ? 2 * c.QDim : c.QDim),
             Wk = Matrix(TensorNames.Weight(l, TensorNames.AttnK), c.Dim, c.KvDim),
             Wv = Matrix(TensorNames.Weight(l, TensorNames.AttnV), c.Dim, c.KvDim),
             Wo = Matrix(TensorNames.Weight(l, TensorNames.AttnOutput), c.QDim, c.Dim),
             Bq = OptionalVector(TensorNames.Bias(l, TensorNames.AttnQ), c.QDim),
             Bk = OptionalVector(TensorNames.Bias(l, TensorNames.AttnK), c.KvDim),
             Bv = OptionalVector(TensorNames.Bias(l, TensorNames.AttnV), c.KvDim),
+            Bo = OptionalVector(TensorNames.Bias(l, TensorNames.AttnOutput), c.Dim),
             QNorm = qkNorm ? Vector(TensorNames.Weight(l, TensorNames.AttnQNorm), c.HeadDim) : null,
             KNorm = qkNorm ? Vector(TensorNames.Weight(l, TensorNames.AttnKNorm), c.HeadDim) : null,
         };
@@ -138,7 +152,13 @@ internal abstract partial class DecoderModel
         int pairs = c.RopeDims / 2;
         bool sliding = WindowOf(l) > 0; // sliding-window layers rotate with their own table (gemma3's local base)
         var seqs = w.Seqs;
-        ProjectShared(w, w.Xb, n, a.Wq, w.Q, a.Wk, w.K, a.Wv, w.V);
+        if (a.GatedQuery)
+        {
+            if (w.QGate.Length < n * 2 * c.QDim) w.QGate = new float[n * 2 * c.QDim];
+            ProjectShared(w, w.Xb, n, a.Wq, w.QGate, a.Wk, w.K, a.Wv, w.V);
+            SplitQueries(w, n);
+        }
+        else ProjectShared(w, w.Xb, n, a.Wq, w.Q, a.Wk, w.K, a.Wv, w.V);
         for (int i = 0; i < n; i++)
         {
             var q = w.Q.AsSpan(i * c.QDim, c.QDim);
@@ -161,9 +181,10 @@ internal abstract partial class DecoderModel
                 for (int h = 0; h < c.KvHeads; h++) Ops.Rope(k.Slice(h * c.HeadDim, c.RopeDims), cos, sin, c.RopeNeox);
             }
             if (temperature != null) TensorPrimitives.Multiply(q, temperature.Factor(pos), q);
-            seq.Cache.Write(l, packed ? i : pos, k, v);
+            seq.Cache.Write(SlotOf(l), packed ? i : pos, k, v);
         }
         Attention(w, l, w.Position, n);
+        if (a.GatedQuery) GateOutputs(w, n);
         Project(w, a.Wo, w.AttnOut, n, w.Xb);
         if (a.Bo != null) AddBiasRows(w.Xb, n, a.Bo);
     }
@@ -186,6 +207,29 @@ internal abstract partial class DecoderModel
             var row = rows.AsSpan(i * bias.Length, bias.Length);
             TensorPrimitives.Add(row, bias, row);
         }
+    }
+
+    /// <summary>The query half of each head of QGate into Q (the gates stay in QGate for <see cref="GateOutputs"/>).</summary>
+    private void SplitQueries(DecoderState w, int n)
+    {
+        int hd = Config.HeadDim, heads = Config.Heads;
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < heads; h++)
+                w.QGate.AsSpan((i * heads + h) * 2 * hd, hd).CopyTo(w.Q.AsSpan((i * heads + h) * hd, hd));
+    }
+
+    /// <summary>AttnOut ⊙= sigmoid(gate), each head by its own gate.</summary>
+    private void GateOutputs(DecoderState w, int n)
+    {
+        int hd = Config.HeadDim, heads = Config.Heads;
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < heads; h++)
+            {
+                var o = w.AttnOut.AsSpan((i * heads + h) * hd, hd);
+                var gate = w.QGate.AsSpan((i * heads + h) * 2 * hd + hd, hd);
+                for (int d = 0; d < hd; d++) o[d] /= 1f + MathF.Exp(-gate[d]);
+            }
+        w.ActSource = null;
     }
 
     /// <summary>Xb = down(SiLU(gate·Xb) ⊙ up·Xb): gate and up in one hand-off.</summary>
@@ -229,10 +273,14 @@ internal abstract partial class DecoderModel
         s.Reserve(n);
         Project(w, m.Router, w.Xb, n, s.Logits);
         for (int i = 0; i < n; i++)
-            s.Router.Route(s.Logits.AsSpan(i * e, e), default, s.Experts.AsSpan(i * k, k), s.Weights.AsSpan(i * k, k));
+        {
+            var logits = s.Logits.AsSpan(i * e, e);
+            if (m.RouterBias != null) TensorPrimitives.Add(logits, m.RouterBias, logits);
+            s.Router.Route(logits, default, s.Experts.AsSpan(i * k, k), s.Weights.AsSpan(i * k, k));
+        }
         // Reads Xb (gathered per expert first), then overwrites it with the weighted expert outputs.
         s.Batch.RunMoe(m.Gate, m.Up, m.Down, s.Experts.AsSpan(0, n * k), s.Weights.AsSpan(0, n * k), k,
-            null, null, null, w.Xb, n, w.Xb);
+            null, null, null, w.Xb, n, w.Xb, biases: m.Biases);
         w.ActSource = null;
     }
 

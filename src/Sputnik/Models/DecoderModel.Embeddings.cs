@@ -29,18 +29,24 @@ internal abstract partial class DecoderModel
     /// <summary>
     /// All the sequences in one pass: their rows go through every matrix together, and attention keeps each row to
     /// its own sequence (cache rows of the sequence only, RoPE at the row's position in it). A lone causal sequence
-    /// longer than <see cref="MaxBatch"/> runs in chunks instead, as <see cref="ForwardHidden"/> does.
+    /// (or each one, when the cache has sliding-window rings) runs in chunks of <see cref="MaxBatch"/> instead, as
+    /// <see cref="ForwardHidden"/> does.
     /// </summary>
     public override void ForwardHiddenPacked(InferenceState state, ReadOnlySpan<int> tokens, ReadOnlySpan<int> lengths, Span<float> hidden)
     {
         var s = (DecoderState)state;
         CheckPacked(s, tokens, lengths, hidden);
         s.Truncate(0);
-        if (lengths.Length == 1 && Causal)
+        if (Causal && (lengths.Length == 1 || s.Cache.HasRing))
         {
+            // A sliding-window ring keeps only its window's rows, not every packed sequence's: one sequence at a time.
             try
             {
-                ForwardHidden(s, tokens, hidden);
+                for (int q = 0, at = 0; q < lengths.Length; at += lengths[q++])
+                {
+                    ForwardHidden(s, tokens.Slice(at, lengths[q]), hidden.Slice(at * Config.Dim, lengths[q] * Config.Dim));
+                    s.Truncate(0);
+                }
             }
             finally
             {

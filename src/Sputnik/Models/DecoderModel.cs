@@ -76,13 +76,27 @@ internal abstract partial class DecoderModel : LanguageModel
     public override InferenceState CreateState(int contextLength, KvCacheType keyType, KvCacheType valueType)
     {
         var c = Config;
-        // TODO(#15): local (sliding-window) layers keep only the window (ring cache); for now every layer's cache
-        // grows to the whole context and the attention kernel masks by LayerWindows.
-        var cache = new KvCache(c.Layers, contextLength, c.KvDim, keyType, valueType, c.HeadDim);
+        // Sliding-window layers (LayerWindows) keep a ring of window + MaxBatch − 1 rows, global layers the context;
+        // the attention kernel reads both by absolute position.
+        var cache = new KvCache(CacheLayerCount, contextLength, c.KvDim, keyType, valueType, c.HeadDim, LayerWindows, Math.Max(1, MaxBatch));
         var s = new DecoderState(cache, c, RopeFrequencies(contextLength), RopeMagnitude, SlidingRopeFrequencies());
         BindJobs(s);
+        InitState(s);
         return s;
     }
+
+    /// <summary>What a new sequence needs beyond the attention cache (qwen35: its recurrent state); nothing by default.</summary>
+    protected virtual void InitState(DecoderState s) { }
+
+    /// <summary>
+    /// The attention cache plane of each layer, −1 for a layer without one (qwen35's recurrent layers), so a hybrid
+    /// model's cache holds only its attention layers; null when every layer l has plane l.
+    /// </summary>
+    internal int[]? CacheSlots { get; set; }
+
+    private int CacheLayerCount => CacheSlots is { } slots ? slots.Count(p => p >= 0) : Config.Layers;
+
+    private int SlotOf(int layer) => CacheSlots is { } slots ? slots[layer] : layer;
 
     // The worker delegates are created once per state here: a lambda capturing a parameter of a per-call method
     // would allocate its closure on every call, even when the delegate is cached.
@@ -95,6 +109,7 @@ internal abstract partial class DecoderModel : LanguageModel
         s.SharedBody = (g0, g1) => SharedRows(s, g0, g1);
         s.MmBody = (r0, r1) => s.MmW!.MatMulRows(s.Act, s.MmTokens, s.MmY, r0, r1);
         s.AttnBody = (i0, i1) => AttendItems(s, i0, i1);
+        s.AttnSegmentBody = (i0, i1) => AttendSegmentItems(s, i0, i1);
     }
 
     /// <summary>
@@ -161,7 +176,10 @@ internal abstract partial class DecoderModel : LanguageModel
             throw new InvalidOperationException($"context full: {s.Position} + {tokens.Length} tokens exceed the context of {s.Capacity}");
         foreach (int token in tokens)
             if ((uint)token >= (uint)Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary ({Config.VocabSize})");
-        int batch = Math.Max(1, MaxBatch);
+        if (s.Cache.HasRing && s.Cache.Reusable(s.Position) != s.Position)
+            throw new InvalidOperationException($"the sliding-window cache no longer holds the window of position {s.Position}: truncate it with InferenceState.Truncate, which says how much is reusable");
+        // A ring holds the window plus the batch it was sized for: never feed more at once (MaxBatch may have grown since).
+        int batch = Math.Max(1, Math.Min(MaxBatch, s.Cache.MaxBatch));
         for (int i = 0; i < tokens.Length; i += batch)
         {
             int n = Math.Min(batch, tokens.Length - i);
@@ -227,7 +245,7 @@ internal abstract partial class DecoderModel : LanguageModel
     }
 
     /// <summary>y (n × w.Rows) = x (n × w.Cols) · Wᵀ: prepares x once for w's kernel (skipped when x was just prepared for the same format), then splits rows over the pool.</summary>
-    private void Project(DecoderState s, WeightMatrix w, float[] x, int n, float[] y)
+    private protected void Project(DecoderState s, WeightMatrix w, float[] x, int n, float[] y)
     {
         PrepareActivations(s, w, x, n);
         s.MmW = w;
@@ -242,7 +260,7 @@ internal abstract partial class DecoderModel : LanguageModel
     /// concatenated rows: decode issues hundreds of products per token, and every hand-off is a barrier where
     /// the faster thread waits. Falls back to one product each when the matrices need differently prepared inputs.
     /// </summary>
-    private void ProjectShared(DecoderState s, float[] x, int n, WeightMatrix w0, float[] y0, WeightMatrix w1, float[] y1,
+    private protected void ProjectShared(DecoderState s, float[] x, int n, WeightMatrix w0, float[] y0, WeightMatrix w1, float[] y1,
         WeightMatrix? w2 = null, float[]? y2 = null)
     {
         if (!SameInput(w0, w1) || (w2 != null && !SameInput(w0, w2)))

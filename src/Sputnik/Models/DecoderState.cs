@@ -78,6 +78,10 @@ internal sealed class DecoderState : InferenceState
     public readonly float[][] SharedY = [[], [], []];
     public int SharedCount;
     public int AttnPos0, AttnLayer, AttnTokens;
+    // Single-token decode split over (kv head, segment) items: their partial results, merged after the hand-off.
+    public Action<int, int>? AttnSegmentBody;
+    public float[] AttnPartials = [];
+    public int AttnSegments;
 
     // Multi-sequence decode (this state is then the model's shared scratch): row i of the batch belongs to Seqs[i];
     // SeqsCapacity is their largest capacity (the stride of the per-thread score rows).
@@ -128,7 +132,7 @@ internal sealed class DecoderState : InferenceState
     internal sealed class MoeScratch(WorkerPool pool, ModelConfig c)
     {
         public readonly MoeRouter Router = new(c.Moe!);
-        public readonly ExpertBatch Batch = new(pool, c.Dim, c.Moe!.ExpertCount);
+        public readonly ExpertBatch Batch = new(pool, c.Dim, c.Moe!.ExpertCount + 1); // + a shared expert's slot (qwen35moe)
         public float[] Logits = [], Weights = [];
         public int[] Experts = [];
 
@@ -144,4 +148,29 @@ internal sealed class DecoderState : InferenceState
 
     /// <summary>Logits of every row of a multi-sequence step (rows × vocab), before they are copied to each sequence.</summary>
     public float[] BatchLogits = [];
+
+    /// <summary>Projected queries with their output gates, per head [query | gate] (qwen35's gated attention), grown on demand.</summary>
+    public float[] QGate = [];
+
+    /// <summary>The recurrent layers' state of this sequence (qwen35's Gated DeltaNet); null for attention-only models.</summary>
+    public RecurrentState? Recurrent;
+
+    /// <summary>Activations of the recurrent layers for a batch of rows, created by their first forward.</summary>
+    public GatedDeltaNet.Scratch? DeltaNet;
+
+    // Only what is attention cache can be cut back anywhere; a recurrent state goes back to its checkpoints.
+    public override ICacheRows? Rows => Recurrent == null ? base.Rows : null;
+
+    public override int Restorable(int length) =>
+        Recurrent == null ? base.Restorable(length) : Recurrent.Restorable(Math.Clamp(length, 0, Position), Position);
+
+    public override int Truncate(int length)
+    {
+        if (Recurrent == null) return base.Truncate(length);
+        length = Math.Clamp(length, 0, Position);
+        Recurrent.RestoreTo(length, Position);
+        return Cache.Length = length;
+    }
+
+    public override void RequestCheckpoint(int length) => Recurrent?.RequestCheckpoint(length, Position);
 }

@@ -20,8 +20,18 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
 
     public static LanguageModel Load(GgufFile file, WorkerPool pool) => new DeepSeek2(file, DeepSeek2Config.FromGguf(file), pool);
 
-    /// <summary>`synth` writes deepseek2 with <see cref="DeepSeek2Synth"/> (its presets are <see cref="DeepSeek2Synth.Presets"/>).</summary>
-    public static readonly ArchitectureInfo Info = new(Name, Load) { HfArchitectures = ["DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM"] };
+    /// <summary>`synth` writes deepseek2 with its own generator (<see cref="DeepSeek2Synth"/>), from these presets.</summary>
+    public static readonly ArchitectureInfo Info = new(Name, Load)
+    {
+        HfArchitectures = ["DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM"],
+        Convert = HfConvert,
+        OwnSynth = new(
+        [
+            new("deepseek2-tiny", DeepSeek2Synth.Tiny),
+            new("deepseek-v2-lite", DeepSeek2Synth.V2Lite),
+        ], (path, preset, fileType, seed, threads) =>
+            Tools.SyntheticModel.WriteDeepSeek2(path, preset.Name, (DeepSeek2Config)preset.Config, fileType, seed, threads)),
+    };
 
     private sealed class Layer
     {

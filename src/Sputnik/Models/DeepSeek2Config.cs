@@ -10,6 +10,9 @@ internal enum ExpertGating
 
     /// <summary>DeepSeek-V3 / R1: independent sigmoid per expert (llama.cpp value 2).</summary>
     Sigmoid = 2,
+
+    /// <summary>gpt-oss: top-k on the raw logits, then a softmax over the k selected (llama.cpp's SOFTMAX_WEIGHT, value 3).</summary>
+    SoftmaxWeight = 3,
 }
 
 /// <summary>

@@ -5,8 +5,9 @@ using Sputnik.Tensors.Quants;
 namespace Sputnik.Models;
 
 /// <summary>
-/// Hyper-parameter presets and a streaming writer for synthetic `deepseek2` GGUF files (random weights with the
-/// real shapes and llama.cpp's keys), for `sputnik synth`, benchmarks and tests. The caller adds tokenizer keys.
+/// The shapes of the `deepseek2` synth presets (<see cref="DeepSeek2.Info"/> names them) and the streaming writer of
+/// synthetic `deepseek2` GGUF files (random weights with the real shapes and llama.cpp's keys), for `sputnik synth`,
+/// benchmarks and tests. The caller adds tokenizer keys.
 /// </summary>
 internal static class DeepSeek2Synth
 {
@@ -28,12 +29,6 @@ internal static class DeepSeek2Synth
         FfnDim = 128, LeadingDenseLayers = 1, ExpertCount = 8, ExpertsUsed = 2, SharedExperts = 1, ExpertFfnDim = 32,
         ExpertWeightsScale = 2.5f, ExpertWeightsNorm = true, Gating = ExpertGating.Sigmoid, ExpertGroups = 2, ExpertGroupsUsed = 1,
         RopeBase = 10000f, RopeScalingFactor = 4f, Yarn = true, RopeOriginalContext = 1024, YarnLogMultiplier = 1f,
-    };
-
-    public static IReadOnlyDictionary<string, Func<DeepSeek2Config>> Presets { get; } = new Dictionary<string, Func<DeepSeek2Config>>
-    {
-        ["deepseek-v2-lite"] = () => V2Lite,
-        ["deepseek2-tiny"] = () => Tiny,
     };
 
     /// <summary>general.architecture, general.name and the `deepseek2.*` keys (<see cref="DeepSeek2Config.WriteKeys"/>).</summary>

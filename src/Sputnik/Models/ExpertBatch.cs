@@ -23,7 +23,10 @@ internal sealed class ExpertBatch
     private readonly int[] _rowStart, _count, _guStart, _downStart;
     private readonly long[] _hOff, _gateAct, _upAct, _downAct;
     private readonly bool[] _upSharesInput;
+    private readonly int[] _expertOf; // per slot: the routed expert, −1 for an all-tokens slot
     private int _slots, _rows;
+    // The routed experts' biases and clamped SwiGLU of the current call (gpt-oss); null / false otherwise.
+    private ExpertBiases? _biases;
     private long _hTotal;
 
     // Per gathered row: slot, source token, weight.
@@ -49,9 +52,14 @@ internal sealed class ExpertBatch
         _upAct = new long[maxSlots];
         _downAct = new long[maxSlots];
         _upSharesInput = new bool[maxSlots];
+        _expertOf = new int[maxSlots];
         _prepGateUpBody = PrepareGateUp;
         _gateUpBody = GateUpRows;
-        _swiGluBody = (i0, i1) => Ops.SwiGlu(_h1.AsSpan(i0, i1 - i0), _h3.AsSpan(i0, i1 - i0));
+        _swiGluBody = (i0, i1) =>
+        {
+            if (_biases is { } b) Ops.SwiGluOai(_h1.AsSpan(i0, i1 - i0), _h3.AsSpan(i0, i1 - i0), b.Alpha, b.Limit);
+            else Ops.SwiGlu(_h1.AsSpan(i0, i1 - i0), _h3.AsSpan(i0, i1 - i0));
+        };
         _prepDownBody = PrepareDown;
         _downBody = DownRows;
     }
@@ -62,19 +70,23 @@ internal sealed class ExpertBatch
         Reserve(n);
         _slots = 0;
         _rows = 0;
+        _biases = null;
         AddAllTokensSlot(gate, up, down, n);
         Execute(x, n, output);
     }
 
     /// <summary>
     /// Routed experts (token t sends to experts[t·k + j] with weight weights[t·k + j]) plus, when given, the shared
-    /// expert over every token; x and output are n × dim.
+    /// expert over every token, weighted by <paramref name="sharedWeights"/> when given (qwen35moe's gate), else 1;
+    /// x and output are n × dim. <paramref name="biases"/> (gpt-oss) adds each routed expert's gate/up/down biases
+    /// and replaces SiLU by the clamped SwiGLU.
     /// </summary>
     public void RunMoe(WeightMatrix[] gateExps, WeightMatrix[] upExps, WeightMatrix[] downExps, ReadOnlySpan<int> experts,
         ReadOnlySpan<float> weights, int k, WeightMatrix? gateShared, WeightMatrix? upShared, WeightMatrix? downShared,
-        float[] x, int n, float[] output)
+        float[] x, int n, float[] output, ReadOnlySpan<float> sharedWeights = default, ExpertBiases? biases = null)
     {
         int e = gateExps.Length;
+        _biases = biases;
         Reserve(n * k + n);
         if (_perExpert.Length < e) { _perExpert = new int[e]; _cursor = new int[e]; }
         var per = _perExpert.AsSpan(0, e);
@@ -88,6 +100,7 @@ internal sealed class ExpertBatch
             if (per[id] == 0) continue;
             int j = _slots++;
             (_gate[j], _up[j], _down[j]) = (gateExps[id], upExps[id], downExps[id]);
+            _expertOf[j] = id;
             _rowStart[j] = _rows;
             _count[j] = per[id];
             _cursor[id] = _rows;
@@ -101,21 +114,22 @@ internal sealed class ExpertBatch
                 _tokenOf[r] = t;
                 _weightOf[r] = weights[t * k + j];
             }
-        if (gateShared != null) AddAllTokensSlot(gateShared, upShared!, downShared!, n);
+        if (gateShared != null) AddAllTokensSlot(gateShared, upShared!, downShared!, n, sharedWeights);
         Execute(x, n, output);
     }
 
-    private void AddAllTokensSlot(WeightMatrix gate, WeightMatrix up, WeightMatrix down, int n)
+    private void AddAllTokensSlot(WeightMatrix gate, WeightMatrix up, WeightMatrix down, int n, ReadOnlySpan<float> tokenWeights = default)
     {
         int j = _slots++;
         (_gate[j], _up[j], _down[j]) = (gate, up, down);
+        _expertOf[j] = -1;
         _rowStart[j] = _rows;
         _count[j] = n;
         for (int t = 0; t < n; t++)
         {
             _slotOf[_rows + t] = j;
             _tokenOf[_rows + t] = t;
-            _weightOf[_rows + t] = 1f;
+            _weightOf[_rows + t] = tokenWeights.IsEmpty ? 1f : tokenWeights[t];
         }
         _rows += n;
     }
@@ -212,6 +226,22 @@ internal sealed class ExpertBatch
             var h3 = _h3.AsSpan((int)_hOff[j], c * rows);
             if (lo < rows) _gate[j].MatMulRows(gateIn, c, h1, lo, Math.Min(hi, rows));
             if (hi > rows) _up[j].MatMulRows(upIn, c, h3, Math.Max(lo, rows) - rows, hi - rows);
+            if (_biases is { } b && _expertOf[j] >= 0)
+            {
+                if (lo < rows) AddBias(b.Gate[_expertOf[j]], h1, c, rows, lo, Math.Min(hi, rows));
+                if (hi > rows) AddBias(b.Up[_expertOf[j]], h3, c, rows, Math.Max(lo, rows) - rows, hi - rows);
+            }
+        }
+    }
+
+    /// <summary>y[t·ld + r] += bias[r] for the c tokens and the rows [r0, r1) this thread computed.</summary>
+    private static void AddBias(float[] bias, Span<float> y, int c, int ld, int r0, int r1)
+    {
+        var b = bias.AsSpan(r0, r1 - r0);
+        for (int t = 0; t < c; t++)
+        {
+            var row = y.Slice(t * ld + r0, r1 - r0);
+            TensorPrimitives.Add(row, b, row);
         }
     }
 
@@ -232,7 +262,9 @@ internal sealed class ExpertBatch
         {
             int c = _count[j];
             int lo = Math.Max(u0, _downStart[j]) - _downStart[j], hi = Math.Min(u1, _downStart[j + 1]) - _downStart[j];
-            _down[j].MatMulRows(_actDown.AsSpan((int)_downAct[j], c * _down[j].InputBytes), c, _out.AsSpan(_rowStart[j] * dim, c * dim), lo, hi);
+            var outRows = _out.AsSpan(_rowStart[j] * dim, c * dim);
+            _down[j].MatMulRows(_actDown.AsSpan((int)_downAct[j], c * _down[j].InputBytes), c, outRows, lo, hi);
+            if (_biases is { } b && _expertOf[j] >= 0) AddBias(b.Down[_expertOf[j]], outRows, c, dim, lo, hi);
         }
     }
 
@@ -248,3 +280,9 @@ internal sealed class ExpertBatch
         return lo;
     }
 }
+
+/// <summary>
+/// What gpt-oss's routed experts add to the SwiGLU slots: per expert a gate, up and down bias (ffn_*_exps.bias rows),
+/// and the clamped activation ggml_swiglu_oai(gate, up, Alpha, Limit).
+/// </summary>
+internal sealed record ExpertBiases(float[][] Gate, float[][] Up, float[][] Down, float Alpha, float Limit);

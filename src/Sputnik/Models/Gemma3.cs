@@ -1,4 +1,6 @@
 using System.Numerics.Tensors;
+using System.Text.Json;
+using Sputnik.Conversion;
 using Sputnik.Gguf;
 using Sputnik.Tensors;
 
@@ -58,6 +60,9 @@ internal static class Gemma3
             for (int l = 0; l < layers; l++) local[l] = n == 0 || l % n < n - 1;
             return local;
         }
+
+        /// <summary>Per layer, the window it attends to: <see cref="SlidingWindow"/> on local layers, 0 (everything) on global ones.</summary>
+        public int[] LayerWindows() => SlidingLayers.Select(local => SlidingWindow > 0 && local ? SlidingWindow : 0).ToArray();
 
         /// <summary>As llama.cpp's load_arch_hparams: 27B's (62 layers) scale by width / heads (gemma_pytorch's query_pre_attn_scalar), the rest by head size.</summary>
         public static float Scale(ModelConfig c) =>
@@ -163,10 +168,83 @@ internal static class Gemma3
         }
     }
 
+    // ---- convert: Gemma3ForCausalLM as llama.cpp's Gemma3Model converts it ----
+
+    /// <summary>
+    /// Gemma3ForCausalLM's config.json: Gemma's defaults (head size 256, 4 KV heads, θ 1e6, ε 1e-6), the vocabulary
+    /// trimmed to the tokenizer (the embedding has rows beyond it, which llama.cpp drops), linear rope scaling on the
+    /// global layers, and <see cref="Params"/>: the sliding window (none when every layer is global), which layers are
+    /// local, the local RoPE base and the final soft-capping.
+    /// </summary>
+    private static ModelConfig ConfigFromHf(HfCheckpoint ck)
+    {
+        if (ck.TryGet("attn_logit_softcapping", out var als) && als.ValueKind == JsonValueKind.Number)
+            throw new UnsupportedModelException("config.json: attn_logit_softcapping is set; Gemma 3 has none (llama.cpp's gemma3 cannot run it)");
+        int vocab = Math.Min(ck.Int("vocab_size"), ck.TokenizerSize());
+        int layers = ck.Int("num_hidden_layers");
+        var c = ModelConfig.Create(Name, ck.Int("hidden_size"), layers, ck.Int("intermediate_size"), ck.Int("num_attention_heads"), ck.Int("num_key_value_heads", 4),
+            vocab, ck.Int("max_position_embeddings", 131072), ck.Float("rope_theta", 1e6f), ck.Float("rms_norm_eps", 1e-6f),
+            ropeNeox: Info.RopeNeox, ck.Int("head_dim", 256)) with { QkNorm = true };
+        if (ck.RopeScaling() is { } rs && HfCheckpoint.RopeScalingType(rs) == "linear")
+            c = c with { RopeScalingFactor = HfCheckpoint.Number(rs, "factor", 1f) };
+        // Which layers are local: layer_types (newer transformers) or sliding_window_pattern (every n-th layer global).
+        int pattern = ck.Int("sliding_window_pattern", Params.DefaultPattern);
+        var local = Params.Pattern(layers, pattern);
+        if (ck.TryGet("layer_types", out var lt) && lt.ValueKind == JsonValueKind.Array && lt.GetArrayLength() == layers)
+            local = lt.EnumerateArray().Select(e => e.GetString() == "sliding_attention").ToArray();
+        int window = pattern == 1 || !local.Any(x => x) ? 0 : ck.Int("sliding_window", 4096);
+        return c with
+        {
+            ArchParams = new Params(window, local, ck.Float("rope_local_base_freq", Params.DefaultRopeBaseSliding), Params.Scale(c), ck.Float("final_logit_softcapping", 0f)),
+        };
+    }
+
+    /// <summary>
+    /// Gemma3ForCausalLM's tensors: the head tied unless stated otherwise, pre- and post-norms around attention and the
+    /// feed-forward, per-head Q/K norms, and every norm weight stored as 1 + w (Gemma's RMSNorm multiplies by 1 + w;
+    /// llama.cpp's converter adds the 1 so the norm applies as any other).
+    /// </summary>
+    private static void PlanHfTensors(HfTensorPlan plan, ModelConfig c)
+    {
+        const float normShift = 1f;
+        plan.AddEmbeddingsAndHead(normShift, tiedByDefault: true, vocabRows: c.VocabSize);
+        LlamaHf.AddLlama3RopeFreqs(plan, c.HeadDim);
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            string W(string name) => TensorNames.Weight(l, name);
+            plan.Add(W(TensorNames.AttnNorm), p + "input_layernorm.weight", shift: normShift);
+            plan.Add(W(TensorNames.AttnQ), p + "self_attn.q_proj.weight");
+            plan.Add(W(TensorNames.AttnK), p + "self_attn.k_proj.weight");
+            plan.Add(W(TensorNames.AttnV), p + "self_attn.v_proj.weight");
+            plan.Add(W(TensorNames.AttnQNorm), p + "self_attn.q_norm.weight", shift: normShift);
+            plan.Add(W(TensorNames.AttnKNorm), p + "self_attn.k_norm.weight", shift: normShift);
+            plan.Add(W(TensorNames.AttnOutput), p + "self_attn.o_proj.weight");
+            plan.Add(W(TensorNames.AttnPostNorm), p + "post_attention_layernorm.weight", shift: normShift);
+            plan.Add(W(TensorNames.FfnNorm), p + "pre_feedforward_layernorm.weight", shift: normShift);
+            LlamaHf.AddSwiGlu(plan, l, p + "mlp.");
+            plan.Add(W(TensorNames.FfnPostNorm), p + "post_feedforward_layernorm.weight", shift: normShift);
+        }
+    }
+
+    /// <summary>`info`: the local layers' window, which layers use it, their RoPE base, and the q·k scale.</summary>
+    private static void DescribeInfo(GgufFile file, System.Text.Json.Nodes.JsonObject o)
+    {
+        if (!file.TryGetInt64(GgufKeys.Of(Name, GgufKeys.AttentionSlidingWindow), out long window) || window <= 0
+            || !file.TryGetInt64(GgufKeys.Of(Name, GgufKeys.BlockCount), out long layers) || layers is <= 0 or > 4096) return;
+        o["sliding_window"] = window;
+        var p = Read(file).Extra;
+        o["local_layers"] = $"{p.SlidingLayers.Count(x => x)} of {layers} (global: {string.Join(", ", Enumerable.Range(0, p.SlidingLayers.Length).Where(l => !p.SlidingLayers[l]))})";
+        o["rope_freq_base_local"] = p.RopeBaseSliding;
+        o["attention_scale"] = p.AttentionScale;
+    }
+
     public static readonly ArchitectureInfo Info = new(Name, Load)
     {
         RopeNeox = true,
         HfArchitectures = ["Gemma3ForCausalLM"],
+        Convert = HfConversion.Of<ModelConfig>(ConfigFromHf, PlanHfTensors),
+        DescribeInfo = DescribeInfo,
         // Gemma's tokenizer adds BOS; its vocabulary carries Gemma's control tokens (end_of_turn ends a reply).
         Synth = new SynthStyle("llama-bpe", AddBos: true, ChatTemplate) { CreateVocab = n => Tools.SyntheticVocab.Create(n, "llama-bpe", gemma: true) },
         Tensors = Tensors,
@@ -208,9 +286,8 @@ internal sealed class Gemma3Decoder : DecoderModel
                 LoadFfn(l),
                 Vector(TensorNames.Weight(l, TensorNames.FfnPostNorm), config.Dim));
         }
-        // The attention kernel masks local layers to their window (a token at p sees p − window + 1 … p).
-        // TODO(#15): local layers keep only the window (ring cache); their caches still grow with the context.
-        LayerWindows = Enumerable.Range(0, config.Layers).Select(l => p.SlidingWindow > 0 && p.SlidingLayers[l] ? p.SlidingWindow : 0).ToArray();
+        // Local layers attend to their window (a token at p sees p − window + 1 … p) and keep only a ring of it.
+        LayerWindows = p.LayerWindows();
         LayerScales = Enumerable.Repeat(p.AttentionScale, config.Layers).ToArray();
     }
 

@@ -36,6 +36,8 @@ internal static class TensorNames
     public const string AttnKNorm = "attn_k_norm";
     public const string AttnPostNorm = "post_attention_norm";
     public const string FfnPostNorm = "post_ffw_norm";
+    /// <summary>gpt-oss: one attention-sink logit per query head (1-D, "blk.N.attn_sinks.weight").</summary>
+    public const string AttnSinks = "attn_sinks";
     public const string FfnGateInp = "ffn_gate_inp";
     public const string FfnGateExps = "ffn_gate_exps";
     public const string FfnUpExps = "ffn_up_exps";
@@ -60,11 +62,47 @@ internal static class TensorNames
     /// <summary>The router's selection bias (V3's e_score_correction_bias), stored as "blk.N.exp_probs_b.bias".</summary>
     public const string ExpProbsB = "exp_probs_b";
 
+    /// <summary>Every per-layer tensor's name starts "blk.{layer}.".</summary>
+    public const string BlockPrefix = "blk.";
+
+    // ---- qwen35: Gated DeltaNet layers and the shared expert's gate ----
+    /// <summary>Output gate of a linear-attention layer (Gated DeltaNet's z).</summary>
+    public const string AttnGate = "attn_gate";
+    public const string SsmConv1d = "ssm_conv1d";
+    /// <summary>The decay's bias (Hugging Face dt_bias), stored as "blk.N.ssm_dt.bias".</summary>
+    public const string SsmDt = "ssm_dt";
+    /// <summary>−exp(A_log) per value head, stored without a suffix: "blk.N.ssm_a".</summary>
+    public const string SsmA = "ssm_a";
+    public const string SsmBeta = "ssm_beta";
+    public const string SsmAlpha = "ssm_alpha";
+    public const string SsmNorm = "ssm_norm";
+    public const string SsmOut = "ssm_out";
+    /// <summary>The shared expert's scalar gate per token (qwen35moe), a vector of the width.</summary>
+    public const string FfnGateInpShexp = "ffn_gate_inp_shexp";
+
+    /// <summary>"blk.{layer}.{name}" for the tensors llama.cpp names without a suffix (ssm_a).</summary>
+    public static string Bare(int layer, string name) => $"{BlockPrefix}{layer}.{name}";
+
     /// <summary>"blk.{layer}.{name}.weight".</summary>
-    public static string Weight(int layer, string name) => $"blk.{layer}.{name}.weight";
+    public static string Weight(int layer, string name) => $"{BlockPrefix}{layer}.{name}.weight";
 
     /// <summary>"blk.{layer}.{name}.bias".</summary>
-    public static string Bias(int layer, string name) => $"blk.{layer}.{name}.bias";
+    public static string Bias(int layer, string name) => $"{BlockPrefix}{layer}.{name}.bias";
+
+    /// <summary>N of "blk.N.…"; -1 for a model-wide tensor (or a name without a layer number).</summary>
+    public static int LayerOf(string tensor)
+    {
+        if (!tensor.StartsWith(BlockPrefix, StringComparison.Ordinal)) return -1;
+        int start = BlockPrefix.Length, end = tensor.IndexOf('.', start);
+        return end > start && int.TryParse(tensor.AsSpan(start, end - start), System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out int layer) ? layer : -1;
+    }
+
+    /// <summary>
+    /// A norm's weight: every norm's name ends in "_norm" (attn_norm, ffn_norm, attn_q_norm, post_ffw_norm, output_norm…),
+    /// which is how llama.cpp's quantizer tells them apart (tensor_allows_quantization).
+    /// </summary>
+    public static bool IsNormWeight(string tensor) => tensor.Contains("_norm.weight", StringComparison.Ordinal);
 
     /// <summary>"{name}.weight" for a model-wide tensor (token_embd, output, output_norm, rope_freqs).</summary>
     public static string Weight(string name) => name + ".weight";
@@ -74,7 +112,7 @@ internal static class TensorNames
 
     /// <summary>True when <paramref name="tensor"/> is "blk.N.{name}.weight" (or ".bias") for some layer N.</summary>
     public static bool IsLayer(string tensor, string name, string suffix = ".weight") =>
-        tensor.StartsWith("blk.", StringComparison.Ordinal) && tensor.EndsWith(suffix, StringComparison.Ordinal)
+        tensor.StartsWith(BlockPrefix, StringComparison.Ordinal) && tensor.EndsWith(suffix, StringComparison.Ordinal)
         && tensor.AsSpan(0, tensor.Length - suffix.Length).EndsWith("." + name, StringComparison.Ordinal);
 }
 
@@ -99,6 +137,14 @@ internal static class GgufKeys
     public const string GeneralFileType = "general.file_type";
     public const string GeneralQuantizationVersion = "general.quantization_version";
     public const string ChatTemplate = "tokenizer.chat_template";
+
+    // ---- tokenizer.ggml.* (read and written by TokenizerData) ----
+    public const string TokenizerPrefix = "tokenizer.ggml.";
+    public const string TokenizerModel = TokenizerPrefix + "model";
+    public const string TokenizerPre = TokenizerPrefix + "pre";
+    public const string TokenizerTokens = TokenizerPrefix + "tokens";
+    /// <summary>Rows of bert's token_types (not per-architecture: a tokenizer key).</summary>
+    public const string TokenTypeCount = TokenizerPrefix + "token_type_count";
 
     // ---- {arch}.* ----
     public const string VocabSize = "vocab_size";
@@ -139,8 +185,18 @@ internal static class GgufKeys
     public const string AttentionCausal = "attention.causal";
     /// <summary>How embeddings are pooled: 0 none, 1 mean, 2 cls, 3 last, 4 rank.</summary>
     public const string PoolingType = "pooling_type";
-    /// <summary>Rows of bert's token_types (not per-architecture: a tokenizer key).</summary>
-    public const string TokenTypeCount = "tokenizer.ggml.token_type_count";
+
+    // ---- qwen35 / qwen35moe ----
+    public const string SsmConvKernel = "ssm.conv_kernel";
+    public const string SsmInnerSize = "ssm.inner_size";
+    public const string SsmStateSize = "ssm.state_size";
+    public const string SsmTimeStepRank = "ssm.time_step_rank";
+    public const string SsmGroupCount = "ssm.group_count";
+    public const string FullAttentionInterval = "full_attention_interval";
+    public const string RecurrentLayers = "attention.recurrent_layers";
+    public const string RopeDimensionSections = "rope.dimension_sections";
+    public const string NextnPredictLayers = "nextn_predict_layers";
+    public const string ExpertSharedFeedForwardLength = "expert_shared_feed_forward_length";
 
     /// <summary>"{arch}.{key}".</summary>
     public static string Of(string arch, string key) => $"{arch}.{key}";

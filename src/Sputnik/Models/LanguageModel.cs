@@ -179,9 +179,30 @@ internal class InferenceState(KvCache cache, int vocab)
 
     public int Capacity => Cache.Capacity;
 
-    /// <summary>The attention cache as raw rows for prompt-cache snapshots; null when it cannot be snapshotted.</summary>
-    public virtual ICacheRows? Rows => Cache;
+    /// <summary>
+    /// The attention cache as raw rows for prompt-cache snapshots; null when it cannot be snapshotted (a
+    /// sliding-window ring keeps only the last window, not the prefix rows a snapshot restores).
+    /// </summary>
+    public virtual ICacheRows? Rows => Cache.HasRing ? null : Cache;
 
-    /// <summary>Forgets positions from <paramref name="length"/> on (prompt reuse keeps a common prefix).</summary>
-    public void Truncate(int length) => Cache.Length = Math.Min(Cache.Length, Math.Max(0, length));
+    /// <summary>
+    /// Forgets positions from <paramref name="length"/> on (prompt reuse keeps a common prefix) and returns the
+    /// position kept: <paramref name="length"/> (at most <see cref="Position"/>), or 0 when a sliding-window ring has
+    /// already overwritten part of the window that position needs, so the caller recomputes the prefix. A state with
+    /// recurrent layers can only go back to a length <see cref="Restorable"/> names; any other length throws.
+    /// </summary>
+    public virtual int Truncate(int length) => Cache.Length = Cache.Reusable(length);
+
+    /// <summary>
+    /// The longest prefix of at most <paramref name="length"/> positions this state can be cut back to: any length
+    /// up to <see cref="Position"/> for an attention cache; for a recurrent state (qwen35's Gated DeltaNet, which
+    /// cannot be rewound) its current length or a checkpoint, else 0.
+    /// </summary>
+    public virtual int Restorable(int length) => Math.Clamp(length, 0, Position);
+
+    /// <summary>
+    /// Asks the state to keep a checkpoint at <paramref name="length"/> positions (reached now or by a later feed),
+    /// so a later prompt sharing that prefix can resume there. Attention caches need none and ignore it.
+    /// </summary>
+    public virtual void RequestCheckpoint(int length) { }
 }

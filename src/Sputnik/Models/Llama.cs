@@ -26,6 +26,7 @@ internal static class Llama
     public static readonly ArchitectureInfo Info = new(Name, Load)
     {
         HfArchitectures = ["LlamaForCausalLM"],
+        Convert = LlamaHf.Conversion,
         Synth = new SynthStyle("llama-bpe", AddBos: true, ChatTemplate),
         Tensors = p => LlamaTensors.Declare(p, qkvBias: false),
         SynthPresets =

@@ -1,3 +1,4 @@
+using Sputnik.Conversion;
 using Sputnik.Gguf;
 using Sputnik.Tensors;
 
@@ -14,7 +15,6 @@ namespace Sputnik.Models;
 internal static class Mistral3
 {
     public const string Name = "mistral3";
-
 
     /// <summary>
     /// Ministral 3 Reasoning's chat format for synthetic files, as its template renders ordinary conversations: BOS,
@@ -93,9 +93,27 @@ internal static class Mistral3
             ArchParams = new Params(TemperatureScale: 0.1f, YarnLogMultiplier: 1f),
         };
 
+    /// <summary>
+    /// Ministral 3's config.json (text_config), converted as llama (llama.cpp's Ministral3Model derives from LlamaModel),
+    /// with its keys beyond llama's under YaRN: yarn_log_multiplier = mscale_all_dim, attention.temperature_scale =
+    /// llama_4_scaling_beta, and the YaRN betas when stated.
+    /// </summary>
+    private static ModelConfig ConfigFromHf(HfCheckpoint ck)
+    {
+        var c = LlamaHf.ReadConfig(ck);
+        if (!c.RopeYarn || ck.RopeScaling() is not { } rope) return c;
+        float Get(string key, float fallback) => HfCheckpoint.Number(rope, key, fallback);
+        return c with
+        {
+            YarnBetaFast = Get("beta_fast", c.YarnBetaFast), YarnBetaSlow = Get("beta_slow", c.YarnBetaSlow),
+            ArchParams = new Params(TemperatureScale: Get("llama_4_scaling_beta", 0f), YarnLogMultiplier: Get("mscale_all_dim", 0f)),
+        };
+    }
+
     public static readonly ArchitectureInfo Info = new(Name, Load)
     {
         HfArchitectures = ["Mistral3ForConditionalGeneration", "Ministral3ForCausalLM"],
+        Convert = HfConversion.Of<ModelConfig>(ConfigFromHf, LlamaHf.PlanTensors),
         Synth = new SynthStyle("llama-bpe", AddBos: true, ChatTemplate),
         Tensors = p => LlamaTensors.Declare(p, qkvBias: false),
         SynthPresets =

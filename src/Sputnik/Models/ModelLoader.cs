@@ -20,6 +20,9 @@ internal static class ModelLoader
         Mistral3.Info,
         Phi3.Info,
         Gemma3.Info,
+        GptOss.Info,
+        Qwen35.Info,
+        Qwen35Moe.Info,
         Bert.Info,
     ];
 

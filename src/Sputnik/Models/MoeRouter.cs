@@ -38,6 +38,10 @@ internal sealed class MoeRouter
             logits.CopyTo(probs);
             Tensors.Ops.Softmax(probs);
         }
+        else if (c.Gating == ExpertGating.SoftmaxWeight)
+        {
+            logits.CopyTo(probs); // selection on the logits; the weights are a softmax over the chosen ones (below)
+        }
         else
         {
             TensorPrimitives.Sigmoid(logits, probs);
@@ -83,6 +87,7 @@ internal sealed class MoeRouter
             weights[j] = probs[best];
             sel[best] = float.MinValue;
         }
+        if (c.Gating == ExpertGating.SoftmaxWeight) Tensors.Ops.Softmax(weights[..k]);
         if (c.ExpertWeightsNorm)
         {
             float sum = Math.Max(TensorPrimitives.Sum(weights[..k]), 6.103515625e-5f);

@@ -26,6 +26,7 @@ internal static class Qwen2
     {
         RopeNeox = true,
         HfArchitectures = ["Qwen2ForCausalLM"],
+        Convert = LlamaHf.Conversion,
         Synth = new SynthStyle("qwen2", AddBos: false, ChatMl),
         Tensors = p => LlamaTensors.Declare(p, qkvBias: true),
         SynthPresets =

@@ -35,6 +35,7 @@ internal static class Qwen3
     {
         RopeNeox = true,
         HfArchitectures = ["Qwen3ForCausalLM"],
+        Convert = LlamaHf.Conversion,
         Synth = new SynthStyle("qwen2", AddBos: false, ChatTemplate),
         Tensors = p => LlamaTensors.Declare(p, qkvBias: false),
         SynthPresets =

@@ -1,3 +1,5 @@
+using System.Text.Json;
+using Sputnik.Conversion;
 using Sputnik.Gguf;
 using Sputnik.Tensors;
 
@@ -26,10 +28,28 @@ internal static class Qwen3Moe
             Moe = Routing with { ExpertCount = experts, ExpertsUsed = used }, ExpertFfnDim = expertFfn,
         };
 
+    /// <summary>
+    /// Qwen3MoeForCausalLM's config.json: qwen3's, plus the routed experts as llama.cpp's Qwen3MoeModel writes them
+    /// (num_experts, num_experts_per_tok, moe_intermediate_size); a checkpoint with dense layers is refused.
+    /// </summary>
+    private static ModelConfig ConfigFromHf(HfCheckpoint ck)
+    {
+        var c = LlamaHf.ReadConfig(ck);
+        if (ck.TryGet("mlp_only_layers", out var dense) && dense.ValueKind == JsonValueKind.Array && dense.GetArrayLength() > 0)
+            throw new UnsupportedModelException("config.json: mlp_only_layers is not empty; qwen3moe (as llama.cpp runs it) routes every layer to experts");
+        if (ck.Int("decoder_sparse_step", 1) != 1)
+            throw new UnsupportedModelException($"config.json: decoder_sparse_step {ck.Int("decoder_sparse_step")} is not supported; qwen3moe routes every layer to experts");
+        int experts = ck.Int("num_experts"), used = ck.Int("num_experts_per_tok");
+        if (experts < 1 || used < 1 || used > experts)
+            throw new InvalidDataException($"config.json: num_experts_per_tok {used} must be in 1..num_experts {experts}");
+        return c with { Moe = Routing with { ExpertCount = experts, ExpertsUsed = used }, ExpertFfnDim = ck.Int("moe_intermediate_size") };
+    }
+
     public static readonly ArchitectureInfo Info = new(Name, Load)
     {
         RopeNeox = true,
         HfArchitectures = ["Qwen3MoeForCausalLM"],
+        Convert = HfConversion.Of<ModelConfig>(ConfigFromHf, LlamaHf.PlanTensors),
         Synth = new SynthStyle("qwen2", AddBos: false, Qwen3.ChatTemplate),
         Tensors = p => LlamaTensors.Declare(p, qkvBias: false),
         SynthPresets =

@@ -1,3 +1,5 @@
+using System.Text.Json;
+using Sputnik.Conversion;
 using Sputnik.Gguf;
 using Sputnik.Tensors;
 
@@ -50,9 +52,30 @@ internal static class SmolLm3
     private static ModelConfig Shape(int dim, int layers, int ffn, int heads, int kvHeads, int vocab, int context) =>
         ModelConfig.Create(Name, dim, layers, ffn, heads, kvHeads, vocab, context, ropeBase: 5e6f, rmsEps: 1e-6f, ropeNeox: false);
 
+    /// <summary>
+    /// SmolLM3ForCausalLM's config.json, converted as llama (llama.cpp's SmolLM3Model derives from LlamaModel). llama.cpp
+    /// skips RoPE on every fourth layer whatever the checkpoint says (the GGUF has no key for it), so a SmolLM3 with
+    /// another NoPE pattern (no_rope_layer_interval, or a no_rope_layers list) is refused rather than run wrong.
+    /// </summary>
+    private static ModelConfig ConfigFromHf(HfCheckpoint ck)
+    {
+        var c = LlamaHf.ReadConfig(ck);
+        int interval = ck.Int("no_rope_layer_interval", NoRopeLayerStep);
+        if (interval != NoRopeLayerStep)
+            throw new UnsupportedModelException($"config.json: no_rope_layer_interval {interval} is not supported (smollm3 skips RoPE on every {NoRopeLayerStep}th layer)");
+        if (!ck.TryGet("no_rope_layers", out var list) || list.ValueKind != JsonValueKind.Array) return c;
+        bool matches = list.GetArrayLength() == c.Layers && list.EnumerateArray().Select((v, l) => (v, l))
+            .All(x => x.v.ValueKind == JsonValueKind.Number && (x.v.GetInt32() != 0) == UsesRope(x.l));
+        if (!matches)
+            throw new UnsupportedModelException($"config.json: no_rope_layers does not skip RoPE on exactly every {NoRopeLayerStep}th of the {c.Layers} layers, the only pattern smollm3 files can express");
+        return c;
+    }
+
     public static readonly ArchitectureInfo Info = new(Name, Load)
     {
         HfArchitectures = ["SmolLM3ForCausalLM"],
+        Convert = HfConversion.Of<ModelConfig>(ConfigFromHf, LlamaHf.PlanTensors),
+        DescribeInfo = (_, o) => o["no_rope_every_nth_layer"] = NoRopeLayerStep,
         // SmolLM3 uses Llama 3's tokenizer (llama-bpe, BOS added by its template, not the tokenizer) with ChatML turns.
         Synth = new SynthStyle("llama-bpe", AddBos: false, ChatTemplate),
         Tensors = p => LlamaTensors.Declare(p, qkvBias: false),

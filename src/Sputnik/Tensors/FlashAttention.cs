@@ -11,24 +11,33 @@ namespace Sputnik.Tensors;
 /// <summary>
 /// One KV head's keys or values as a cache stores them: <see cref="Width"/> values of <see cref="Type"/> starting
 /// <see cref="RowOffset"/> bytes into each row of <see cref="Rows"/>, position t at byte t·<see cref="RowStride"/>,
-/// stored rotated by <see cref="Hadamard"/> chunks of <see cref="Rotation"/> values (0: as computed).
+/// stored rotated by <see cref="Hadamard"/> chunks of <see cref="Rotation"/> values (0: as computed). A sliding-window
+/// layer's ring (<see cref="Ring"/> rows) keeps position t in row t mod Ring instead.
 /// </summary>
-internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int rowOffset, int width, KvCacheType type, int rotation = 0)
+internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int rowOffset, int width, KvCacheType type, int rotation = 0, int ring = 0)
 {
     public readonly ReadOnlySpan<byte> Rows = rows;
-    public readonly int RowStride = rowStride, RowOffset = rowOffset, Width = width, Rotation = rotation;
+    public readonly int RowStride = rowStride, RowOffset = rowOffset, Width = width, Rotation = rotation, Ring = ring;
     public readonly KvCacheType Type = type;
+
+    /// <summary>The row position <paramref name="pos"/> is stored in.</summary>
+    public int Row(int pos) => Ring == 0 ? pos : pos % Ring;
+
+    /// <summary>Whether positions first … last can all be read at once: rows exist for them and, in a ring, none overwrote another.</summary>
+    public bool Holds(int first, int last) =>
+        Ring == 0 ? last < Positions : last - first < Ring && (last < Positions || Positions >= Ring);
 
     /// <summary>Positions the rows hold.</summary>
     public int Positions => RowStride <= 0 || Rows.Length < RowOffset + KvRowCodec.Bytes(Type, Width) ? 0
         : (Rows.Length - RowOffset - KvRowCodec.Bytes(Type, Width)) / RowStride + 1;
 
     /// <summary>The same head seen from position <paramref name="position"/> on, which becomes its position 0 (one of several sequences packed into one cache).</summary>
-    public KvHead From(int position) => new(Rows[(position * RowStride)..], RowStride, RowOffset, Width, Type, Rotation);
+    public KvHead From(int position) => Ring != 0 ? throw new InvalidOperationException("a ring cache's rows are not in position order")
+        : new(Rows[(position * RowStride)..], RowStride, RowOffset, Width, Type, Rotation);
 
     /// <summary>True when <paramref name="other"/> starts at the same stored values, so its decoded rows serve this head too (MLA: values are a prefix of the key rows).</summary>
     public bool SharesRowsWith(in KvHead other) =>
-        Type == other.Type && RowStride == other.RowStride && RowOffset == other.RowOffset && Width <= other.Width && Rotation == other.Rotation &&
+        Type == other.Type && RowStride == other.RowStride && RowOffset == other.RowOffset && Width <= other.Width && Rotation == other.Rotation && Ring == other.Ring &&
         Unsafe.AreSame(ref MemoryMarshal.GetReference(Rows), ref MemoryMarshal.GetReference(other.Rows));
 }
 
@@ -41,14 +50,15 @@ internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int 
 /// max(0, pos0 + i − window + 1) … pos0 + i (window 0: from 0).
 /// Tiles start at multiples of <see cref="Tile"/> whatever the block, so a row's result depends only on its own
 /// position and the cache: a token attended alone and the same token inside a prefill block or a multi-sequence
-/// step give the same bits.
+/// step give the same bits. Tiles are absolute positions in a sliding-window ring too (a tile that wraps is gathered
+/// from both ends of the ring), so a ring gives the bits of a whole-context cache masked to the same window.
 /// With a Q8_0 or Q4_0 key cache the query rows are quantized to Q8_0 once per call and q·k runs on 8-bit integers
 /// block by block (exact integer sums, one float multiply-add per block), as llama.cpp's flash attention does:
 /// the keys are never widened to float, and a quantized cache gives llama.cpp's scores. With an F16 key cache the
 /// queries are rounded to F16 first, as llama.cpp converts them for its F16 dot product. Keys stored Hadamard-rotated
 /// get rotated queries; values stored rotated give a rotated output, rotated back at the end.
 /// </summary>
-internal static class FlashAttention
+internal static partial class FlashAttention
 {
     public const int Tile = 64;
 
@@ -59,7 +69,11 @@ internal static class FlashAttention
     // Per-thread tile buffers, grown when a wider head or larger block shows up, never per call.
     private sealed class Scratch
     {
-        public float[] Keys = [], Values = [], Scores = new float[Tile], Max = [], Sum = [];
+        public float[] Keys = [], Values = [], Max = [], Sum = [];
+        // Per row: the tile's scores (then probabilities), Tile apart; the segment's running maximum, sum and
+        // unnormalized output; the tile's rescale factor and the span of the tile it sees.
+        public float[] Scores = [], SegMax = [], SegSum = [], SegOut = [], Alpha = [];
+        public int[] RowFrom = [], RowCount = [];
         // Quantized keys: the tile's 8-bit values and block scales, and the Q8_0 query rows.
         public sbyte[] KeyInts = [], QueryInts = [];
         public float[] KeyScales = [], QueryScales = [];
@@ -74,7 +88,14 @@ internal static class FlashAttention
             {
                 Max = new float[rows];
                 Sum = new float[rows];
+                Scores = new float[rows * Tile];
+                SegMax = new float[rows];
+                SegSum = new float[rows];
+                Alpha = new float[rows];
+                RowFrom = new int[rows];
+                RowCount = new int[rows];
             }
+            if (SegOut.Length < rows * valueWidth) SegOut = new float[rows * valueWidth];
             if (!quantizedKeys)
             {
                 if (Keys.Length < Tile * keyWidth) Keys = new float[Tile * keyWidth];
@@ -105,10 +126,12 @@ internal static class FlashAttention
     /// <summary>
     /// Rows (token i, head j) for i &lt; tokens, j &lt; group: query at q[i·qStride + j·keys.Width], output (values.Width
     /// floats, overwritten) at output[i·oStride + j·values.Width]; scores are q·k·<paramref name="scale"/>.
+    /// <paramref name="sinks"/> (gpt-oss's attention sinks; empty for none) holds one logit per head j that joins every
+    /// softmax of that head's rows as a score with no value: it takes a share of the probability and returns nothing.
     /// </summary>
     public static void Attend(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
-        int tokens, int group, int pos0, int window, float scale) =>
-        Attend(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, scale, BestWidth);
+        int tokens, int group, int pos0, int window, float scale, ReadOnlySpan<float> sinks = default) =>
+        Attend(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, scale, BestWidth, sinks);
 
     /// <summary>
     /// The kernel with an explicit vector width (512, 256, 128, or 0 for scalar; <see cref="BestWidth"/> in use, any in
@@ -116,49 +139,162 @@ internal static class FlashAttention
     /// positions [window start, keyEnd) instead of stopping at its own.
     /// </summary>
     internal static void Attend(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
-        int tokens, int group, int pos0, int window, float scale, int width, int keyEnd = 0)
+        int tokens, int group, int pos0, int window, float scale, int width, ReadOnlySpan<float> sinks = default, int keyEnd = 0)
     {
-        int kw = keys.Width, vw = values.Width, rows = tokens * group;
+        int vw = values.Width, rows = tokens * group;
         Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, keyEnd);
-        var sc = t_scratch ??= new Scratch();
-        bool quantized = KvRowCodec.IsBlockFormat(keys.Type);
-        sc.Ensure(rows, kw, vw, quantized);
-        if (quantized) QuantizeQueries(q, qStride, tokens, group, kw, keys.Rotation, sc);
-        bool halfQueries = keys.Type == KvCacheType.F16;
-        if (halfQueries) RoundQueries(q, qStride, tokens, group, kw, sc);
+        if (!sinks.IsEmpty && sinks.Length != group) throw new ArgumentException($"{sinks.Length} sinks for {group} heads");
+        var sc = Prepare(keys, values, q, qStride, tokens, group);
         var max = sc.Max.AsSpan(0, rows);
         var sum = sc.Sum.AsSpan(0, rows);
         max.Fill(float.NegativeInfinity);
         sum.Clear();
         for (int i = 0; i < tokens; i++) output.Slice(i * oStride, group * vw).Clear();
-        bool shared = values.SharesRowsWith(keys) && !quantized;
-
-        int last = keyEnd > 0 ? keyEnd - 1 : pos0 + tokens - 1, lo0 = WindowStart(pos0, window);
-        for (int t0 = lo0 / Tile * Tile; t0 <= last; t0 += Tile)
+        int last = keyEnd > 0 ? keyEnd - 1 : pos0 + tokens - 1;
+        for (int s0 = WindowStart(pos0, window) / Segment * Segment; s0 <= last; s0 += Segment)
         {
-            int end = Math.Min(t0 + Tile, last + 1), first = Math.Max(t0, lo0);
+            RunSegment(keys, values, q, qStride, tokens, group, pos0, window, scale, s0, sc, width, keyEnd);
+            for (int i = 0; i < tokens; i++)
+                for (int j = 0; j < group; j++)
+                {
+                    int r = i * group + j;
+                    Merge(ref max[r], ref sum[r], output.Slice(i * oStride + j * vw, vw), sc.SegMax[r], sc.SegSum[r], sc.SegOut.AsSpan(r * vw, vw), width);
+                }
+        }
+        for (int i = 0; i < tokens; i++)
+            for (int j = 0; j < group; j++)
+                Normalize(output.Slice(i * oStride + j * vw, vw), max[i * group + j], sum[i * group + j], SinkOf(sinks, j), values.Rotation);
+    }
+
+    /// <summary>Head j's sink logit, −∞ (no effect) when there are none.</summary>
+    private static float SinkOf(ReadOnlySpan<float> sinks, int j) => sinks.IsEmpty ? float.NegativeInfinity : sinks[j];
+
+    /// <summary>
+    /// Positions per segment. Each row's positions are attended segment by segment (a segment starts at a multiple of
+    /// this, whatever the block), each segment from a fresh running maximum and sum, and the segments' partial results
+    /// are folded into the row's result in order (<see cref="Merge"/>). A single-token decode splits its segments over
+    /// threads (<c>AttendSegment</c>, <c>MergeSegments</c>) and gets the same bits as one call of
+    /// <c>Attend</c>: with only a few KV heads there would otherwise be only a few work items per layer.
+    /// </summary>
+    public const int Segment = 4 * Tile;
+
+    /// <summary>Segments a token at <paramref name="pos"/> reads (with window <paramref name="window"/>).</summary>
+    public static int Segments(int pos, int window) => pos / Segment - WindowStart(pos, window) / Segment + 1;
+
+    /// <summary>Floats one row's partial result takes: its maximum, its sum, then <paramref name="valueWidth"/> unnormalized outputs.</summary>
+    public static int PartialFloats(int valueWidth) => valueWidth + 2;
+
+    /// <summary>
+    /// One token at <paramref name="pos"/>: its <paramref name="group"/> query rows (consecutive, keys.Width apart) over
+    /// segment <paramref name="index"/> of its window (0: the segment holding its first visible position). Writes each
+    /// row's partial result, <see cref="PartialFloats"/> floats, to <paramref name="partials"/>.
+    /// </summary>
+    public static void AttendSegment(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, Span<float> partials,
+        int group, int pos, int window, float scale, int index) =>
+        AttendSegment(keys, values, q, partials, group, pos, window, scale, index, BestWidth);
+
+    internal static void AttendSegment(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, Span<float> partials,
+        int group, int pos, int window, float scale, int index, int width)
+    {
+        int vw = values.Width, pf = PartialFloats(vw);
+        if ((uint)index >= (uint)Segments(pos, window))
+            throw new ArgumentOutOfRangeException(nameof(index), $"segment {index} of a token at {pos} that reads {Segments(pos, window)}");
+        if (partials.Length < group * pf) throw new ArgumentException($"partials hold {partials.Length} floats, {group} rows need {group * pf}");
+        Check(keys, values, q, 0, partials, 0, 1, group, pos, window, keyEnd: 0);
+        var sc = Prepare(keys, values, q, 0, 1, group);
+        RunSegment(keys, values, q, 0, 1, group, pos, window, scale, (WindowStart(pos, window) / Segment + index) * Segment, sc, width, keyEnd: 0);
+        for (int j = 0; j < group; j++)
+        {
+            var p = partials.Slice(j * pf, pf);
+            p[0] = sc.SegMax[j];
+            p[1] = sc.SegSum[j];
+            sc.SegOut.AsSpan(j * vw, vw).CopyTo(p[2..]);
+        }
+    }
+
+    /// <summary>
+    /// The output rows (<paramref name="group"/> × values.Width, overwritten) of one token from the partial results of
+    /// its <paramref name="segments"/> segments, segment s's rows at partials[(s·group + j)·PartialFloats]: the same
+    /// bits as <c>Attend</c> gives that token.
+    /// </summary>
+    public static void MergeSegments(ReadOnlySpan<float> partials, int segments, int group, in KvHead values, Span<float> output,
+        ReadOnlySpan<float> sinks = default) =>
+        MergeSegments(partials, segments, group, values, output, BestWidth, sinks);
+
+    internal static void MergeSegments(ReadOnlySpan<float> partials, int segments, int group, in KvHead values, Span<float> output, int width,
+        ReadOnlySpan<float> sinks = default)
+    {
+        int vw = values.Width, pf = PartialFloats(vw);
+        if (!sinks.IsEmpty && sinks.Length != group) throw new ArgumentException($"{sinks.Length} sinks for {group} heads");
+        if (partials.Length < segments * group * pf || output.Length < group * vw)
+            throw new ArgumentException($"{segments} segments × {group} rows: partials or output too short");
+        for (int j = 0; j < group; j++)
+        {
+            var o = output.Slice(j * vw, vw);
+            o.Clear();
+            float max = float.NegativeInfinity, sum = 0;
+            for (int s = 0; s < segments; s++)
+            {
+                var p = partials.Slice((s * group + j) * pf, pf);
+                Merge(ref max, ref sum, o, p[0], p[1], p[2..], width);
+            }
+            Normalize(o, max, sum, SinkOf(sinks, j), values.Rotation);
+        }
+    }
+
+    /// <summary>The thread's scratch, sized for the call, with the queries prepared for the key format.</summary>
+    private static Scratch Prepare(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, int tokens, int group)
+    {
+        int kw = keys.Width;
+        var sc = t_scratch ??= new Scratch();
+        bool quantized = KvRowCodec.IsBlockFormat(keys.Type);
+        sc.Ensure(tokens * group, kw, values.Width, quantized);
+        if (quantized) QuantizeQueries(q, qStride, tokens, group, kw, keys.Rotation, sc);
+        if (keys.Type == KvCacheType.F16) RoundQueries(q, qStride, tokens, group, kw, sc);
+        return sc;
+    }
+
+    /// <summary>
+    /// Every row's partial result over the positions of the segment starting at <paramref name="s0"/> (those its window
+    /// and causality let it see) into sc.SegMax/SegSum/SegOut, a tile at a time. Per tile, the keys are decoded and
+    /// every row's scores, softmax update and probabilities computed first, then the values decoded and accumulated:
+    /// each phase's tile buffer stays in L1.
+    /// </summary>
+    private static void RunSegment(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, int tokens, int group,
+        int pos0, int window, float scale, int s0, Scratch sc, int width, int keyEnd)
+    {
+        int kw = keys.Width, vw = values.Width, rows = tokens * group;
+        bool quantized = KvRowCodec.IsBlockFormat(keys.Type), halfQueries = keys.Type == KvCacheType.F16;
+        bool shared = values.SharesRowsWith(keys) && !quantized;
+        var segMax = sc.SegMax.AsSpan(0, rows);
+        var segSum = sc.SegSum.AsSpan(0, rows);
+        segMax.Fill(float.NegativeInfinity);
+        segSum.Clear();
+        sc.SegOut.AsSpan(0, rows * vw).Clear();
+        int last = keyEnd > 0 ? keyEnd - 1 : pos0 + tokens - 1, lo0 = WindowStart(pos0, window), segEnd = Math.Min(s0 + Segment, last + 1);
+        for (int t0 = Math.Max(s0, lo0) / Tile * Tile; t0 < segEnd; t0 += Tile)
+        {
+            int end = Math.Min(t0 + Tile, segEnd), first = Math.Max(t0, lo0);
             scoped ReadOnlySpan<float> k = default;
             int ks = kw;
             if (quantized) UnpackKeyTile(keys, first, end - first, sc);
             else k = DecodeTile(keys, first, end - first, sc.Keys, width, out ks);
-            int vs = ks;
-            var v = shared ? k : DecodeTile(values, first, end - first, sc.Values, width, out vs);
             for (int i = 0; i < tokens; i++)
             {
                 int pos = pos0 + i, a = Math.Max(WindowStart(pos, window), first), b = Math.Min(keyEnd > 0 ? keyEnd : pos + 1, end);
-                if (a >= b) continue; // outside this token's window
-                int n = b - a;
-                ref float kRow = ref Unsafe.Add(ref MemoryMarshal.GetReference(k), (a - first) * ks); // unused when quantized
-                ref float vRow = ref Unsafe.Add(ref MemoryMarshal.GetReference(v), (a - first) * vs);
                 for (int j = 0; j < group; j++)
                 {
                     int r = i * group + j;
-                    ref float qr = ref halfQueries ? ref sc.HalfQueries[r * kw] : ref Unsafe.AsRef(in q[i * qStride + j * kw]);
-                    var s = sc.Scores.AsSpan(0, n);
-                    float tileMax = float.NegativeInfinity;
+                    sc.RowFrom[r] = a - first;
+                    sc.RowCount[r] = Math.Max(0, b - a); // 0: outside this token's window
+                    if (a >= b) continue;
+                    int n = b - a;
+                    var s = sc.Scores.AsSpan(r * Tile, Tile);
+                    float tileMax;
                     if (quantized)
                     {
                         int nb = kw / KvRowCodec.Block;
+                        tileMax = float.NegativeInfinity;
                         for (int t = 0; t < n; t++)
                         {
                             float x = QuantDot(sc, a - first + t, r, nb, width) * scale;
@@ -168,31 +304,59 @@ internal static class FlashAttention
                     }
                     else
                     {
-                        for (int t = 0; t < n; t++)
-                        {
-                            float x = Dot(ref qr, ref Unsafe.Add(ref kRow, t * ks), kw, width) * scale;
-                            s[t] = x;
-                            tileMax = Math.Max(tileMax, x);
-                        }
+                        ref float qr = ref halfQueries ? ref sc.HalfQueries[r * kw] : ref Unsafe.AsRef(in q[i * qStride + j * kw]);
+                        tileMax = Scores(ref qr, ref Unsafe.Add(ref MemoryMarshal.GetReference(k), (a - first) * ks), ks, kw, n, scale, s, width);
                     }
-                    float m = Math.Max(max[r], tileMax);
-                    float alpha = MathF.Exp(max[r] - m); // 0 on the row's first tile (−∞)
-                    float tileSum = ExpShifted(s, m, width);
-                    sum[r] = sum[r] * alpha + tileSum;
-                    max[r] = m;
-                    Accumulate(ref output[i * oStride + j * vw], alpha, s, ref vRow, vs, vw, width);
+                    float m = Math.Max(segMax[r], tileMax);
+                    sc.Alpha[r] = MathF.Exp(segMax[r] - m); // 0 on the row's first tile (−∞)
+                    segSum[r] = segSum[r] * sc.Alpha[r] + ExpShifted(s, n, m, width);
+                    segMax[r] = m;
                 }
             }
-        }
-
-        for (int i = 0; i < tokens; i++)
-            for (int j = 0; j < group; j++)
+            int vs = ks;
+            var v = shared ? k : DecodeTile(values, first, end - first, sc.Values, width, out vs);
+            for (int r = 0; r < rows; r++)
             {
-                var o = output.Slice(i * oStride + j * vw, vw);
-                float inv = 1f / sum[i * group + j];
-                for (int c = 0; c < vw; c++) o[c] *= inv;
-                Hadamard.Rotate(o, values.Rotation);
+                int n = sc.RowCount[r];
+                if (n == 0) continue;
+                Accumulate(ref sc.SegOut[r * vw], sc.Alpha[r], sc.Scores.AsSpan(r * Tile, n),
+                    ref Unsafe.Add(ref MemoryMarshal.GetReference(v), sc.RowFrom[r] * vs), vs, vw, width);
             }
+        }
+    }
+
+    /// <summary>
+    /// Folds a segment's partial result (its maximum, sum and unnormalized output) into a row's running ones; a segment
+    /// the row saw nothing of (maximum −∞) leaves them as they are. Element-wise without fused multiply-adds, so
+    /// every vector width gives the same floats.
+    /// </summary>
+    private static void Merge(ref float max, ref float sum, Span<float> o, float segMax, float segSum, ReadOnlySpan<float> segOut, int width)
+    {
+        if (float.IsNegativeInfinity(segMax)) return;
+        float m = Math.Max(max, segMax);
+        float a = MathF.Exp(max - m), b = MathF.Exp(segMax - m); // a = 0 when the row had nothing yet
+        sum = sum * a + segSum * b;
+        max = m;
+        ScaleAdd(o, a, segOut, b, width);
+    }
+
+    /// <summary>
+    /// The output row divided by its sum, rotated back when the values are stored rotated. A sink (gpt-oss; −∞ for
+    /// none) joins the sum as one more score with no value, in ggml's order: a sink above the row's maximum rescales
+    /// the output and the sum to it.
+    /// </summary>
+    private static void Normalize(Span<float> o, float max, float sum, float sink, int rotation)
+    {
+        if (sink > max)
+        {
+            float shrink = MathF.Exp(max - sink);
+            for (int c = 0; c < o.Length; c++) o[c] *= shrink;
+            sum = sum * shrink + 1f;
+        }
+        else if (!float.IsNegativeInfinity(sink)) sum += MathF.Exp(sink - max);
+        float inv = 1f / sum;
+        for (int c = 0; c < o.Length; c++) o[c] *= inv;
+        Hadamard.Rotate(o, rotation);
     }
 
     private static void Check(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
@@ -204,9 +368,9 @@ internal static class FlashAttention
             throw new ArgumentException("query or output rows run past their buffers");
         if (keyEnd < 0 || keyEnd > 0 && keyEnd < pos0 + tokens)
             throw new ArgumentOutOfRangeException(nameof(keyEnd), $"keys end at {keyEnd}, before the last query row at {pos0 + tokens - 1}");
-        int needed = Math.Max(pos0 + tokens, keyEnd);
-        if (keys.Positions < needed || values.Positions < needed)
-            throw new ArgumentOutOfRangeException(nameof(pos0), $"the cache holds {Math.Min(keys.Positions, values.Positions)} positions, attention needs {needed}");
+        int first = WindowStart(pos0, window), last = keyEnd > 0 ? keyEnd - 1 : pos0 + tokens - 1;
+        if (!keys.Holds(first, last) || !values.Holds(first, last))
+            throw new ArgumentOutOfRangeException(nameof(pos0), $"the cache holds {Math.Min(keys.Positions, values.Positions)} rows (ring {keys.Ring}), attention needs positions {first}…{last}");
         if (KvRowCodec.IsBlockFormat(keys.Type) && keys.Width % KvRowCodec.Block != 0 || KvRowCodec.IsBlockFormat(values.Type) && values.Width % KvRowCodec.Block != 0)
             throw new ArgumentException($"a block-quantized head must be a multiple of {KvRowCodec.Block} values");
     }
@@ -225,7 +389,7 @@ internal static class FlashAttention
                 Hadamard.Rotate(row, rotation); // into the keys' rotated space
                 for (int b = 0; b < nb; b++)
                 {
-                    LegacyQuants.QuantQ8_0(row.Slice(b * KvRowCodec.Block, KvRowCodec.Block), blk);
+                    LegacyQuants.QuantQ8_0Activation(row.Slice(b * KvRowCodec.Block, KvRowCodec.Block), blk);
                     sc.QueryScales[r * nb + b] = (float)MemoryMarshal.Read<Half>(blk);
                     MemoryMarshal.Cast<byte, sbyte>(blk[2..]).CopyTo(sc.QueryInts.AsSpan(r * kw + b * KvRowCodec.Block, KvRowCodec.Block));
                 }
@@ -248,10 +412,13 @@ internal static class FlashAttention
     private static void UnpackKeyTile(in KvHead h, int first, int count, Scratch sc)
     {
         int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block);
+        int start = h.Row(first), wrap = h.Ring > 0 ? h.Ring : int.MaxValue;
         ref sbyte ints = ref MemoryMarshal.GetArrayDataReference(sc.KeyInts);
         for (int t = 0; t < count; t++)
         {
-            var row = h.Rows.Slice((first + t) * h.RowStride + h.RowOffset, nb * blockBytes);
+            int r = start + t;
+            if (r >= wrap) r -= wrap; // a ring's tile continues at its first row
+            var row = h.Rows.Slice(r * h.RowStride + h.RowOffset, nb * blockBytes);
             for (int b = 0; b < nb; b++)
             {
                 var blk = row.Slice(b * blockBytes, blockBytes);
@@ -322,98 +489,30 @@ internal static class FlashAttention
     private static ReadOnlySpan<float> DecodeTile(in KvHead h, int first, int count, float[] buffer, int width, out int stride)
     {
         int bytes = KvRowCodec.Bytes(h.Type, h.Width);
+        int start = h.Row(first);
+        if (h.Ring > 0 && start + count > h.Ring)
+        {
+            // The tile wraps around the ring: its rows decoded (F32 copied) in position order.
+            stride = h.Width;
+            for (int t = 0, r = start; t < count; t++, r = r + 1 == h.Ring ? 0 : r + 1)
+                KvRowCodec.Decode(h.Type, h.Rows.Slice(r * h.RowStride + h.RowOffset, bytes), buffer.AsSpan(t * h.Width, h.Width), width);
+            return buffer.AsSpan(0, count * h.Width);
+        }
         if (h.Type == KvCacheType.F32 && h.RowStride % 4 == 0 && h.RowOffset % 4 == 0)
         {
             stride = h.RowStride / 4;
             var all = MemoryMarshal.Cast<byte, float>(h.Rows);
-            return all.Slice(first * stride + h.RowOffset / 4, (count - 1) * stride + h.Width);
+            return all.Slice(start * stride + h.RowOffset / 4, (count - 1) * stride + h.Width);
         }
         stride = h.Width;
+        bool half = h.Type == KvCacheType.F16 && width >= 256;
         for (int t = 0; t < count; t++)
-            KvRowCodec.Decode(h.Type, h.Rows.Slice((first + t) * h.RowStride + h.RowOffset, bytes), buffer.AsSpan(t * h.Width, h.Width), width);
+        {
+            var row = h.Rows.Slice((start + t) * h.RowStride + h.RowOffset, bytes);
+            if (half) KvRowCodec.DecodeHalf(row, buffer.AsSpan(t * h.Width, h.Width), width);
+            else KvRowCodec.Decode(h.Type, row, buffer.AsSpan(t * h.Width, h.Width), width);
+        }
         return buffer.AsSpan(0, count * h.Width);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot(ref float a, ref float b, int n, int width)
-    {
-        int i = 0;
-        float s = 0;
-        if (width == 512 && n >= 16)
-        {
-            var acc = Vector512<float>.Zero;
-            for (; i + 16 <= n; i += 16)
-                acc = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref a, (nuint)i), Vector512.LoadUnsafe(ref b, (nuint)i), acc);
-            s = Vector512.Sum(acc);
-        }
-        else if (width >= 256 && n >= 8)
-        {
-            var acc = Vector256<float>.Zero;
-            for (; i + 8 <= n; i += 8)
-                acc = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref a, (nuint)i), Vector256.LoadUnsafe(ref b, (nuint)i), acc);
-            s = Vector256.Sum(acc);
-        }
-        else if (width >= 128 && n >= 4)
-        {
-            var acc = Vector128<float>.Zero;
-            for (; i + 4 <= n; i += 4)
-                acc += Vector128.LoadUnsafe(ref a, (nuint)i) * Vector128.LoadUnsafe(ref b, (nuint)i);
-            s = Vector128.Sum(acc);
-        }
-        for (; i < n; i++) s += Unsafe.Add(ref a, i) * Unsafe.Add(ref b, i);
-        return s;
-    }
-
-    /// <summary>s[t] = exp(s[t] − m); returns the sum.</summary>
-    private static float ExpShifted(Span<float> s, float m, int width)
-    {
-        if (width == 0)
-        {
-            float total = 0;
-            for (int t = 0; t < s.Length; t++) total += s[t] = MathF.Exp(s[t] - m);
-            return total;
-        }
-        TensorPrimitives.Subtract(s, m, s);
-        TensorPrimitives.Exp(s, s);
-        return TensorPrimitives.Sum(s);
-    }
-
-    /// <summary>o = o·alpha + Σ_t p[t]·v[t·vStride ..]: the row's output stays in registers one vector column at a time.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Accumulate(ref float o, float alpha, ReadOnlySpan<float> p, ref float v, int vStride, int n, int width)
-    {
-        int c = 0, count = p.Length;
-        ref float p0 = ref MemoryMarshal.GetReference(p);
-        if (width == 512)
-            for (; c + 16 <= n; c += 16)
-            {
-                var acc = Vector512.LoadUnsafe(ref o, (nuint)c) * alpha;
-                for (int t = 0; t < count; t++)
-                    acc = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref v, (nuint)(t * vStride + c)), Vector512.Create(Unsafe.Add(ref p0, t)), acc);
-                acc.StoreUnsafe(ref o, (nuint)c);
-            }
-        if (width >= 256)
-            for (; c + 8 <= n; c += 8)
-            {
-                var acc = Vector256.LoadUnsafe(ref o, (nuint)c) * alpha;
-                for (int t = 0; t < count; t++)
-                    acc = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref v, (nuint)(t * vStride + c)), Vector256.Create(Unsafe.Add(ref p0, t)), acc);
-                acc.StoreUnsafe(ref o, (nuint)c);
-            }
-        if (width >= 128)
-            for (; c + 4 <= n; c += 4)
-            {
-                var acc = Vector128.LoadUnsafe(ref o, (nuint)c) * alpha;
-                for (int t = 0; t < count; t++)
-                    acc += Vector128.LoadUnsafe(ref v, (nuint)(t * vStride + c)) * Unsafe.Add(ref p0, t);
-                acc.StoreUnsafe(ref o, (nuint)c);
-            }
-        for (; c < n; c++)
-        {
-            float acc = Unsafe.Add(ref o, c) * alpha;
-            for (int t = 0; t < count; t++) acc += Unsafe.Add(ref v, t * vStride + c) * Unsafe.Add(ref p0, t);
-            Unsafe.Add(ref o, c) = acc;
-        }
     }
 
     /// <summary>The query as a quantized key cache sees it: rounded through Q8_0.</summary>
@@ -429,12 +528,13 @@ internal static class FlashAttention
     }
 
     /// <summary>
-    /// The definition, for tests: every row's scores over its whole window in double precision, a two-pass softmax,
+    /// The definition, for tests: every row's scores over its whole window in double precision, a two-pass softmax
+    /// (with the head's sink logit in the denominator when given),
     /// and each key and value decoded element by element (the query rotated like the keys and rounded through Q8_0 for
     /// a Q8_0/Q4_0 key cache, through F16 for an F16 one; the output rotated back like the values).
     /// </summary>
     internal static void Reference(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, Span<float> output, int oStride,
-        int tokens, int group, int pos0, int window, float scale)
+        int tokens, int group, int pos0, int window, float scale, ReadOnlySpan<float> sinks = default)
     {
         Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, keyEnd: 0);
         int kw = keys.Width, vw = values.Width;
@@ -451,17 +551,19 @@ internal static class FlashAttention
                 var scores = new double[pos + 1 - lo];
                 for (int t = lo; t <= pos; t++)
                 {
-                    KvRowCodec.DecodeReference(keys.Type, keys.Rows.Slice(t * keys.RowStride + keys.RowOffset), k);
+                    KvRowCodec.DecodeReference(keys.Type, keys.Rows.Slice(keys.Row(t) * keys.RowStride + keys.RowOffset), k);
                     double dot = 0;
                     for (int c = 0; c < kw; c++) dot += (double)qr[c] * k[c];
                     scores[t - lo] = dot * scale;
                 }
                 double m = scores.Max(), total = 0;
+                if (!sinks.IsEmpty) m = Math.Max(m, sinks[j]);
                 for (int t = 0; t < scores.Length; t++) total += scores[t] = Math.Exp(scores[t] - m);
+                if (!sinks.IsEmpty) total += Math.Exp(sinks[j] - m); // a score with no value
                 var acc = new double[vw];
                 for (int t = lo; t <= pos; t++)
                 {
-                    KvRowCodec.DecodeReference(values.Type, values.Rows.Slice(t * values.RowStride + values.RowOffset), v);
+                    KvRowCodec.DecodeReference(values.Type, values.Rows.Slice(values.Row(t) * values.RowStride + values.RowOffset), v);
                     for (int c = 0; c < vw; c++) acc[c] += scores[t - lo] * v[c];
                 }
                 var o = output.Slice(i * oStride + j * vw, vw);

@@ -43,6 +43,8 @@ public enum GgmlType : uint
     F64 = 28,
     /// <summary>bfloat16: the top 16 bits of a float.</summary>
     BF16 = 30,
+    /// <summary>OCP MXFP4: 32 E2M1 (4-bit float) weights sharing one E8M0 power-of-two scale (gpt-oss's experts).</summary>
+    MXFP4 = 39,
 }
 
 /// <summary>Block geometry of each ggml type: how many weights share one block and how many bytes it takes.</summary>
@@ -73,6 +75,7 @@ internal static class GgmlTypeInfo
             GgmlType.Q5_K => (256, 176),
             GgmlType.Q6_K => (256, 210),
             GgmlType.Q8_K => (256, 292),
+            GgmlType.MXFP4 => (32, 17),
             _ => (0, 0),
         };
         return blockSize != 0;

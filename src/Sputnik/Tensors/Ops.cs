@@ -43,6 +43,32 @@ internal static class Ops
     }
 
     /// <summary>
+    /// gpt-oss's clamped SwiGLU (ggml_swiglu_oai): g = min(gate, limit), u = clamp(up, −limit, limit),
+    /// gate = g·σ(alpha·g)·(u + 1).
+    /// </summary>
+    public static void SwiGluOai(Span<float> gate, ReadOnlySpan<float> up, float alpha, float limit)
+    {
+        const int Chunk = 256;
+        Span<float> sig = stackalloc float[Chunk];
+        Span<float> lin = stackalloc float[Chunk];
+        for (int i = 0; i < gate.Length; i += Chunk)
+        {
+            int len = Math.Min(Chunk, gate.Length - i);
+            var g = gate.Slice(i, len);
+            var s = sig[..len];
+            var u = lin[..len];
+            TensorPrimitives.Min(g, limit, g);
+            TensorPrimitives.Multiply(g, alpha, s);
+            TensorPrimitives.Sigmoid(s, s);
+            TensorPrimitives.Multiply(g, s, g);
+            TensorPrimitives.Max(up.Slice(i, len), -limit, u);
+            TensorPrimitives.Min(u, limit, u);
+            TensorPrimitives.Add(u, 1f, u);
+            TensorPrimitives.Multiply(g, u, g);
+        }
+    }
+
+    /// <summary>
     /// gate = GELU(gate) · up with GELU's tanh approximation, as ggml's CPU GeGLU computes it: the input rounded to
     /// half precision and looked up in a table of GELU values (themselves rounded to half), 0 below −10 and the
     /// identity above 10. Matching its rounding keeps greedy decoding token-equal with llama.cpp.

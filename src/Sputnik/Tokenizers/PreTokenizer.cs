@@ -28,6 +28,8 @@ internal sealed class PreTokenizer
     // kept with the punctuation run.
     private const string Tekken = @"[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
     private const string Qwen2 = @"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    // Qwen3.5: Qwen2's split with combining marks kept inside words (letters and marks together).
+    private const string Qwen35 = @"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
     // o200k (GPT-4o; Phi-4-mini, Llama 4) as llama.cpp runs it: words split at an upper→lower case change with the
     // contraction kept on the word; case is told apart for ASCII only (a non-ASCII letter counts as both), as in
@@ -78,6 +80,7 @@ internal sealed class PreTokenizer
             => new("gpt2", true, false, false, false),
         "trillion" or "granite-docling" => new("gpt2", false, false, false, false),
         "qwen2" or "deepseek-r1-qwen" or "kormo" or "hunyuan" or "grok-2" => new("qwen2", false, false, false, false),
+        "qwen35" => new("qwen35", false, false, false, false),
         "stablelm2" or "megrez" => new("qwen2", true, false, false, false),
         "glm4" or "chatglm-bpe" => new("llama3", true, false, false, NoBos: true),
         "gpt-4o" or "llama4" or "kanana2" or "talkie" => new("gpt-4o", false, false, false, false),
@@ -90,6 +93,7 @@ internal sealed class PreTokenizer
     {
         "llama3" => [Cat(Llama3)],
         "qwen2" => [Cat(Qwen2)],
+        "qwen35" => [Cat(Qwen35)],
         "tekken" => [Cat(Tekken)],
         "gpt2" => [Cat(Gpt2)],
         "gpt-4o" => [Cat(Gpt4o)],

@@ -1,4 +1,5 @@
 using Sputnik.Gguf;
+using Sputnik.Models;
 
 namespace Sputnik.Tokenizers;
 
@@ -15,7 +16,7 @@ internal sealed partial record TokenizerData
     public static TokenizerData FromGguf(GgufFile f)
     {
         ArgumentNullException.ThrowIfNull(f);
-        const string p = "tokenizer.ggml.";
+        const string p = GgufKeys.TokenizerPrefix;
         string model = f.GetString(p + "model");
         if (!f.TryGetStringArray(p + "tokens", out var tokens) || tokens == null)
             throw new GgufFormatException($"{f.Path}: metadata '{p}tokens' is missing");
@@ -55,7 +56,7 @@ internal sealed partial record TokenizerData
             SepId = Id("seperator_token_id"),
             Lowercase = Flag("normalizer.lowercase"),
             StripAccents = Flag("normalizer.strip_accents"),
-            StripSpaceAfterSpecials = f.GetStringOrNull("general.name")?.ToLowerInvariant() is { } name && (name.Contains("phi-3") || name.Contains("phi3")),
+            StripSpaceAfterSpecials = f.GetStringOrNull(GgufKeys.GeneralName)?.ToLowerInvariant() is { } name && (name.Contains("phi-3") || name.Contains("phi3")),
         };
     }
 
@@ -66,7 +67,7 @@ internal sealed partial record TokenizerData
     public void WriteTo(GgufWriter w)
     {
         ArgumentNullException.ThrowIfNull(w);
-        const string p = "tokenizer.ggml.";
+        const string p = GgufKeys.TokenizerPrefix;
         w.Set(p + "model", Model);
         if (Pre != null) w.Set(p + "pre", Pre);
         w.Set(p + "tokens", Tokens);

@@ -114,14 +114,7 @@ internal static class GgufQuantizer
     internal static int CountLayers(GgufFile f)
     {
         if (f.Architecture is { } arch && f.TryGetInt64(GgufKeys.Of(arch, GgufKeys.BlockCount), out long n) && n > 0) return (int)n;
-        int max = -1;
-        foreach (var t in f.Tensors)
-        {
-            if (!t.Name.StartsWith("blk.", StringComparison.Ordinal)) continue;
-            int end = t.Name.IndexOf('.', 4);
-            if (end > 4 && int.TryParse(t.Name.AsSpan(4, end - 4), out int l)) max = Math.Max(max, l);
-        }
-        return max + 1;
+        return f.Tensors.Select(t => TensorNames.LayerOf(t.Name)).DefaultIfEmpty(-1).Max() + 1;
     }
 
     internal static bool SameFile(string a, string b)

@@ -20,6 +20,8 @@ internal enum FileType
     Q5_K_M = 17,
     Q6_K = 18,
     BF16 = 32,
+    /// <summary>llama.cpp's MOSTLY_MXFP4_MOE: routed experts (3-D tensors) in MXFP4, every other matrix Q8_0.</summary>
+    Mxfp4Moe = 38,
 }
 
 /// <summary>
@@ -51,7 +53,7 @@ internal sealed class QuantMix
         ("F32", FileType.AllF32), ("F16", FileType.F16), ("BF16", FileType.BF16), ("Q8_0", FileType.Q8_0),
         ("Q4_0", FileType.Q4_0), ("Q4_1", FileType.Q4_1), ("Q5_0", FileType.Q5_0), ("Q5_1", FileType.Q5_1),
         ("Q4_K_S", FileType.Q4_K_S), ("Q4_K_M", FileType.Q4_K_M), ("Q5_K_S", FileType.Q5_K_S), ("Q5_K_M", FileType.Q5_K_M),
-        ("Q6_K", FileType.Q6_K),
+        ("Q6_K", FileType.Q6_K), ("MXFP4", FileType.Mxfp4Moe),
     ];
 
     /// <summary>The type names accepted on the command line.</summary>
@@ -61,7 +63,7 @@ internal sealed class QuantMix
     public static FileType Parse(string name)
     {
         string n = name.Trim().ToUpperInvariant();
-        n = n switch { "Q4_K" => "Q4_K_M", "Q5_K" => "Q5_K_M", "FP16" => "F16", "FP32" => "F32", _ => n };
+        n = n switch { "Q4_K" => "Q4_K_M", "Q5_K" => "Q5_K_M", "FP16" => "F16", "FP32" => "F32", "MXFP4_MOE" => "MXFP4", _ => n };
         foreach (var (text, type) in Names)
             if (text == n) return type;
         throw new ArgumentException($"unknown type '{name}' (supported: {string.Join(", ", TypeNames)})");
@@ -77,6 +79,7 @@ internal sealed class QuantMix
         FileType.Q4_K_M => "Q4_K - Medium",
         FileType.Q5_K_S => "Q5_K - Small",
         FileType.Q5_K_M => "Q5_K - Medium",
+        FileType.Mxfp4Moe => "MXFP4 MoE",
         _ => Name(t),
     };
 
@@ -94,6 +97,7 @@ internal sealed class QuantMix
         FileType.Q4_K_S or FileType.Q4_K_M => GgmlType.Q4_K,
         FileType.Q5_K_S or FileType.Q5_K_M => GgmlType.Q5_K,
         FileType.Q6_K => GgmlType.Q6_K,
+        FileType.Mxfp4Moe => GgmlType.MXFP4,
         _ => throw new ArgumentException($"unsupported file type {t}"),
     };
 
@@ -106,8 +110,9 @@ internal sealed class QuantMix
     {
         if (NDims(dims) < 2) return false; // ggml_n_dims < 2: vectors stay as they are
         return name.EndsWith("weight", StringComparison.Ordinal)
-            && !name.Contains("_norm.weight", StringComparison.Ordinal)
+            && !TensorNames.IsNormWeight(name)
             && !name.Contains(TensorNames.Weight(TensorNames.FfnGateInp), StringComparison.Ordinal)
+            && !name.Contains(TensorNames.SsmConv1d, StringComparison.Ordinal) // tiny, and ggml's ssm_conv reads F32 only
             && name != TensorNames.Weight(TensorNames.PositionEmbd) && name != TensorNames.Weight(TensorNames.TokenTypes);
     }
 
@@ -132,6 +137,8 @@ internal sealed class QuantMix
         long nx = dims[0];
         var ft = FileType;
         bool isOutput = name == TensorNames.Weight(TensorNames.Output) || (!HasOutput && name == TensorNames.Weight(TensorNames.TokenEmbd));
+        // llama.cpp's MXFP4_MOE: stacked experts (a third dimension above 1) in MXFP4, everything else Q8_0.
+        if (ft == FileType.Mxfp4Moe) return Fallback(!isOutput && dims.Length > 2 && dims[2] > 1 ? GgmlType.MXFP4 : GgmlType.Q8_0, nx);
         if (isOutput)
         {
             if (nx % GgmlTypeInfo.BlockSize(type) != 0) type = GgmlType.Q8_0;
@@ -172,14 +179,7 @@ internal sealed class QuantMix
         return rowLength % GgmlTypeInfo.BlockSize(t) == 0 ? t : GgmlType.F16;
     }
 
-    private static int LayerOf(string name)
-    {
-        // "blk.N.…"
-        if (name.StartsWith("blk.", StringComparison.Ordinal))
-        {
-            int end = name.IndexOf('.', 4);
-            if (end > 4 && int.TryParse(name.AsSpan(4, end - 4), NumberStyles.None, CultureInfo.InvariantCulture, out int layer)) return layer;
-        }
-        throw new ArgumentException($"cannot find the layer number in tensor name '{name}'");
-    }
+    private static int LayerOf(string name) =>
+        TensorNames.LayerOf(name) is >= 0 and var layer ? layer
+        : throw new ArgumentException($"cannot find the layer number in tensor name '{name}'");
 }

@@ -31,12 +31,25 @@ internal sealed record SynthOptions
 /// </summary>
 internal static class SyntheticModel
 {
-    /// <summary>Every llama-family preset, from each registered architecture's file (deepseek2's are in <see cref="DeepSeek2Synth.Presets"/>).</summary>
+    /// <summary>Every llama-family preset (<see cref="ModelConfig"/> shapes, written by <see cref="Write"/>), from each registered architecture's file.</summary>
     public static IReadOnlyList<SynthPreset> Presets { get; } = ModelLoader.All.SelectMany(a => a.SynthPresets).ToArray();
+
+    /// <summary>The presets of architectures that write their own synth files (<see cref="ArchitectureInfo.OwnSynth"/>: deepseek2), with their writer.</summary>
+    public static IReadOnlyList<(OwnSynthPreset Preset, OwnSynthWriter Write)> OwnPresets { get; } =
+        ModelLoader.All.Where(a => a.OwnSynth != null).SelectMany(a => a.OwnSynth!.Presets.Select(p => (p, a.OwnSynth.Write))).ToArray();
+
+    /// <summary>Every preset name `sputnik synth --preset` takes, in registration order.</summary>
+    public static IEnumerable<string> PresetNames =>
+        ModelLoader.All.SelectMany(a => a.SynthPresets.Select(p => p.Name).Concat(a.OwnSynth?.Presets.Select(p => p.Name) ?? []));
 
     public static SynthPreset FindPreset(string name) =>
         Presets.FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase))
-        ?? throw new ArgumentException($"unknown preset '{name}' (available: {string.Join(", ", Presets.Select(p => p.Name))})");
+        ?? throw new ArgumentException($"unknown preset '{name}' (available: {string.Join(", ", PresetNames)})");
+
+    /// <summary>The preset <paramref name="name"/> when its architecture writes synth files its own way; null otherwise.</summary>
+    public static (OwnSynthPreset Preset, OwnSynthWriter Write)? FindOwnPreset(string name) =>
+        OwnPresets.Where(p => string.Equals(p.Preset.Name, name, StringComparison.OrdinalIgnoreCase))
+            .Select(p => ((OwnSynthPreset, OwnSynthWriter)?)p).FirstOrDefault();
 
     public static void Write(string path, SynthOptions o, Action<ToolProgress>? progress = null)
     {
@@ -59,12 +72,13 @@ internal static class SyntheticModel
         // Pool size: a quarter of the largest matrix (power of two), 64K..4M weights — small models stay quick to write.
         long largest = specs.Where(s => s.Fill == TensorFill.Matrix).Max(s => s.Dims[0] * s.Dims[1]);
         int poolWeights = (int)Math.Clamp(1L << (int)Math.Ceiling(Math.Log2(Math.Max(1, largest / 4))), 1 << 16, 1 << 22);
-        long total = specs.Sum(s => GgufWriter.ByteSize(mix.Choose(s.Name, s.Dims, GgmlType.F32), s.Dims));
+        GgmlType TypeOf(TensorDecl s) => s.Type ?? mix.Choose(s.Name, s.Dims, GgmlType.F32);
+        long total = specs.Sum(s => GgufWriter.ByteSize(TypeOf(s), s.Dims));
         long done = 0;
         for (int i = 0; i < specs.Count; i++)
         {
             var s = specs[i];
-            var type = mix.Choose(s.Name, s.Dims, GgmlType.F32);
+            var type = TypeOf(s);
             int index = i;
             ulong tensorSeed = Mix(o.Seed ^ Mix((ulong)index + 0x9E37));
             w.AddTensor(s.Name, type, s.Dims, output =>
@@ -84,7 +98,7 @@ internal static class SyntheticModel
                         (row, dst) => pool.FillRow(dst, cols, Mix(tensorSeed ^ Mix((ulong)row))), Written);
                     return;
                 }
-                var v = new float[cols];
+                var v = new float[cols * rows]; // 1-D, or a 2-D bias (gpt-oss's per-expert biases)
                 switch (s.Fill)
                 {
                     case TensorFill.Ones: Array.Fill(v, 1f); break;
@@ -95,7 +109,7 @@ internal static class SyntheticModel
                         break;
                     case TensorFill.Computed: s.Values!(v); break;
                 }
-                var bytes = new byte[GgmlTypeInfo.RowBytes(type, cols)];
+                var bytes = new byte[GgmlTypeInfo.RowBytes(type, v.Length)];
                 Quant.Row(type, v, bytes);
                 output.Write(bytes);
                 Written(bytes.Length);
@@ -128,12 +142,12 @@ internal static class SyntheticModel
     /// A `deepseek2` file (MLA + MoE) in the shapes of <paramref name="config"/>, with a synthetic byte-level vocabulary.
     /// Expert matrices take the file type's base quant type (K-quant mixes are a llama/qwen2 notion here).
     /// </summary>
-    public static void WriteDeepSeek2(string path, string name, DeepSeek2Config config, FileType fileType, ulong seed)
+    public static void WriteDeepSeek2(string path, string name, DeepSeek2Config config, FileType fileType, ulong seed, int threads = 0)
     {
         if (Directory.Exists(path)) throw new ArgumentException($"output '{path}' is a directory");
         var tok = SyntheticVocab.Create(Math.Max(config.VocabSize, 512), "deepseek-v3"); // byte tokens + specials need room
         var w = new GgufWriter();
-        DeepSeek2Synth.Write(w, config with { VocabSize = tok.Tokens.Length }, QuantMix.DefaultType(fileType), (int)(seed & 0x7fffffff), $"Sputnik synthetic {name}");
+        DeepSeek2Synth.Write(w, config with { VocabSize = tok.Tokens.Length }, QuantMix.DefaultType(fileType), (int)(seed & 0x7fffffff), $"Sputnik synthetic {name}", threads);
         w.Set(GgufKeys.GeneralFileType, (uint)fileType);
         WriteTokenizer(w, tok, "deepseek-v3", addBos: true, Qwen2.ChatMl);
         w.Write(path);

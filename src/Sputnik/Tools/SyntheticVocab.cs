@@ -28,6 +28,10 @@ internal static class SyntheticVocab
     public static readonly string[] Phi3Specials = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>", "<|system|>", "<|user|>"];
 
     /// <summary>Gemma's control tokens: BOS, EOS, padding and the chat turn markers (end_of_turn ends a reply).</summary>
+    /// <summary>o200k_harmony's specials (gpt-oss): the harmony format's message framing and channel tokens.</summary>
+    public static readonly string[] HarmonySpecials =
+        ["<|startoftext|>", "<|endoftext|>", "<|return|>", "<|constrain|>", "<|channel|>", "<|start|>", "<|end|>", "<|message|>", "<|call|>"];
+
     public static readonly string[] GemmaSpecials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"];
 
     /// <summary>
@@ -35,11 +39,11 @@ internal static class SyntheticVocab
     /// the Llama 3 specials for "llama-bpe", Qwen2's otherwise, or Phi-3's when <paramref name="phi3"/>, Gemma's
     /// (<see cref="GemmaSpecials"/>) when <paramref name="gemma"/>.
     /// </summary>
-    public static TokenizerData Create(int size, string pre, bool phi3 = false, bool gemma = false)
+    public static TokenizerData Create(int size, string pre, bool phi3 = false, bool gemma = false, bool harmony = false)
     {
-        if (phi3 && gemma) throw new ArgumentException("a vocabulary is either phi3's or gemma's");
-        bool llama = pre == "llama-bpe" && !phi3 && !gemma;
-        string[] specials = phi3 ? Phi3Specials : gemma ? GemmaSpecials : llama ? Llama3Specials : Qwen2Specials;
+        if ((phi3 ? 1 : 0) + (gemma ? 1 : 0) + (harmony ? 1 : 0) > 1) throw new ArgumentException("a vocabulary is phi3's, gemma's or harmony's, not several");
+        bool llama = pre == "llama-bpe" && !phi3 && !gemma && !harmony;
+        string[] specials = phi3 ? Phi3Specials : gemma ? GemmaSpecials : harmony ? HarmonySpecials : llama ? Llama3Specials : Qwen2Specials;
         int merges = size - 256 - specials.Length;
         if (merges < 0) throw new ArgumentException($"vocabulary size {size} is too small (needs at least {256 + specials.Length})");
 
@@ -74,6 +78,12 @@ internal static class SyntheticVocab
             {
                 Model = "gpt2", Pre = pre, Tokens = [.. tokens], TokenTypes = types, Merges = [.. mergeList],
                 BosId = Id("<|endoftext|>"), EosId = Id("<|endoftext|>"), EotId = Id("<|end|>"), PadId = Id("<|endoftext|>"), AddBos = false,
+            };
+        if (harmony) // <|return|> ends a reply; <|end|> only ends a message (the tokenizer drops it from end-of-generation)
+            return new TokenizerData
+            {
+                Model = "gpt2", Pre = pre, Tokens = [.. tokens], TokenTypes = types, Merges = [.. mergeList],
+                BosId = Id("<|startoftext|>"), EosId = Id("<|return|>"), PadId = Id("<|endoftext|>"), AddBos = false,
             };
         if (gemma)
             return new TokenizerData

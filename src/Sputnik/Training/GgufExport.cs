@@ -125,7 +125,7 @@ internal static class GgufExport
     // ---- shared -----------------------------------------------------------------------------------------
 
     /// <summary>N of "blk.N.…" (training names every per-layer slice through <see cref="TensorNames"/>).</summary>
-    private static int LayerOf(string name) => int.Parse(name.AsSpan(4, name.IndexOf('.', 4) - 4), System.Globalization.CultureInfo.InvariantCulture);
+    private static int LayerOf(string name) => TensorNames.LayerOf(name);
 
     /// <summary>GGUF dims are fastest-first: a [rows, cols] weight is written as [cols, rows].</summary>
     private static long[] GgufDims(ParamSlice s) => s.Shape.Reverse().Select(d => (long)d).ToArray();

@@ -22,12 +22,19 @@ public class ArchitectureRegistryTests
         foreach (var arch in ModelLoader.All)
         {
             Assert.Same(arch, ModelLoader.Find(arch.Name));
+            // Hugging Face names map to it only with the conversion that reads them.
+            Assert.Equal(arch.HfArchitectures.Count > 0, arch.Convert != null);
             foreach (string hf in arch.HfArchitectures) Assert.Equal(arch.Name, HfConverter.Architectures[hf]);
             // An architecture with synth presets must say how to write them.
             if (arch.SynthPresets.Count > 0) Assert.True(arch.Synth != null && arch.Tensors != null, arch.Name);
             Assert.All(arch.SynthPresets, p => Assert.Equal(arch.Name, p.Arch));
+            Assert.All(arch.OwnSynth?.Presets ?? [], p => Assert.Equal(arch.Name, p.Arch));
         }
-        Assert.Equal(SyntheticModel.Presets.Count, SyntheticModel.Presets.Select(p => p.Name).Distinct().Count());
+        // One namespace of preset names, whichever writer makes the file.
+        var names = SyntheticModel.PresetNames.ToArray();
+        Assert.Equal(names.Length, names.Distinct(StringComparer.OrdinalIgnoreCase).Count());
+        Assert.Contains("deepseek2-tiny", names);
+        Assert.Contains("deepseek-v2-lite", names);
         Assert.Null(ModelLoader.Find("gpt-unknown"));
     }
 
@@ -55,6 +62,33 @@ public class ArchitectureRegistryTests
         {
             File.Delete(path);
         }
+    }
+
+    [Fact]
+    public void An_own_writer_preset_reads_back_as_its_config()
+    {
+        // deepseek2's presets are DeepSeek2Config shapes written by its own generator; the file reads back as the
+        // preset's record, less the vocabulary, which the synthetic byte-level tokenizer sizes.
+        var found = SyntheticModel.FindOwnPreset("DeepSeek2-Tiny");
+        Assert.NotNull(found);
+        var (preset, write) = found.Value;
+        Assert.Equal("deepseek2", preset.Arch);
+        string path = Path.Combine(Path.GetTempPath(), $"sputnik-registry-ds2-{Environment.ProcessId}.gguf");
+        try
+        {
+            write(path, preset, FileType.AllF32, 3, 2);
+            using var f = GgufFile.Open(path);
+            var read = DeepSeek2Config.FromGguf(f);
+            Assert.Equal((DeepSeek2Config)preset.Config with { VocabSize = read.VocabSize }, read);
+            Assert.True(read.VocabSize >= preset.Config.VocabSize);
+            var declared = DeepSeek2Synth.Tensors(read).ToDictionary(t => t.Name, t => t.Dims);
+            Assert.Equal(declared.Keys.Order(), f.Tensors.Select(t => t.Name).Order());
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+        Assert.Null(SyntheticModel.FindOwnPreset("qwen2-tiny"));
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using Sputnik.Gguf;
 using Sputnik.Models;
+using Sputnik.Tensors;
 using Xunit;
 
 namespace Sputnik.Tests.Models;
@@ -68,6 +69,20 @@ public class BatchedForwardTests
         }
     }
 
+    /// <summary>Past a few attention segments: decode splits each token's segments over threads and merges them.</summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Decode_past_several_attention_segments_matches_batched_prefill(string model, int threads)
+    {
+        using var m = Load(PathOf(model), threads);
+        var prompt = Prompt(FlashAttention.Segment * 2 + 40, m.Config.VocabSize, 4);
+        var seq = m.CreateState(prompt.Length + 8, KvCacheType.F16);
+        var expected = TokenByToken(m, seq, prompt);
+        var got = m.Forward(m.CreateState(prompt.Length + 8, KvCacheType.F16), prompt).ToArray();
+        float rel = RelDiff(got, expected);
+        Assert.True(rel < 1e-4f, $"{model} t={threads}: batched vs token-by-token rel diff {rel} at {prompt.Length} positions");
+    }
+
     [Fact]
     public void Prompt_longer_than_max_batch_runs_in_chunks()
     {
@@ -109,13 +124,18 @@ public class BatchedForwardTests
     [InlineData("qwen")]
     public void Decode_steps_allocate_nothing(string model)
     {
-        using var m = Load(PathOf(model), threads: 1);
-        var s = m.CreateState(128);
-        m.Forward(s, Prompt(8, m.Config.VocabSize, 1));
-        int[] token = [3];
-        for (int i = 0; i < 10; i++) m.Forward(s, token); // warm-up: tiering, per-thread scratch
-        Assert.Equal(0, Allocations.FewestBytes(() => m.Forward(s, token), steps: 30));
+        foreach (int depth in new[] { 8, FlashAttention.Segment + 40 })
+        {
+            using var m = Load(PathOf(model), threads: depth > 8 ? 2 : 1); // deep: segments split over threads
+            var s = m.CreateState(depth + 64);
+            m.Forward(s, Prompt(depth, m.Config.VocabSize, 1));
+            int[] token = [3];
+            for (int i = 0; i < 10; i++) m.Forward(s, token); // warm-up: tiering, per-thread scratch
+            Assert.Equal(0, Allocations.FewestBytes(() => m.Forward(s, token), steps: 30));
+        }
     }
+
+
     public static readonly TheoryData<string, KvCacheType, int> BatchCases = new()
     {
         { "stories", KvCacheType.F32, 1 }, { "stories", KvCacheType.F16, 2 },

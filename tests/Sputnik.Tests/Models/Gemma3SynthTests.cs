@@ -20,6 +20,27 @@ public class Gemma3SynthTests : IDisposable
         GC.SuppressFinalize(this);
     }
 
+    /// <summary>
+    /// The KV cache of the real shapes at their full context with F16 keys and values and llama.cpp's default batch
+    /// (512): local layers keep a ring of window + 511 rows, global layers the context (the numbers in docs/models.md).
+    /// </summary>
+    [Theory]
+    [InlineData("gemma3-1b", 32768, 4, 22, 1023, 1024)]      // 4 global, 22 local layers; rows of 1 KiB
+    [InlineData("gemma3-4b", 131072, 5, 29, 1535, 4096)]
+    [InlineData("gemma3-12b", 131072, 8, 40, 1535, 8192)]
+    public void Local_layers_of_the_real_shapes_keep_only_their_ring(string preset, int context, int global, int local, int ring, int rowBytes)
+    {
+        var c = SyntheticModel.FindPreset(preset).Config;
+        var p = (Gemma3.Params)c.ArchParams!;
+        var cache = new KvCache(c.Layers, context, c.KvDim, KvCacheType.F16, KvCacheType.F16, c.HeadDim, p.LayerWindows(), batch: 512);
+        Assert.Equal(global, Enumerable.Range(0, c.Layers).Count(l => cache.LayerRows(l) == context));
+        Assert.Equal(local, Enumerable.Range(0, c.Layers).Count(l => cache.LayerRows(l) == ring));
+        Assert.Equal(((long)global * context + (long)local * ring) * rowBytes, cache.CapacityBytes);
+        var whole = new KvCache(c.Layers, context, c.KvDim, KvCacheType.F16, KvCacheType.F16, c.HeadDim);
+        Assert.Equal((long)c.Layers * context * rowBytes, whole.CapacityBytes);
+        Assert.Equal(0, cache.Bytes); // nothing is allocated until positions are written
+    }
+
     [Fact]
     public void Presets_have_the_real_models_shapes()
     {

@@ -131,6 +131,107 @@ public class KvCacheTests
     }
 
     [Fact]
+    public void Sliding_window_layers_keep_a_ring_of_window_plus_batch_rows()
+    {
+        const int kvDim = 32, window = 10, batch = 4, ring = window + batch - 1;
+        // layer 0 local, layer 1 global; F16 rows of keys and values: 2 · 32 · 2 bytes
+        var cache = new KvCache(2, 1000, kvDim, KvCacheType.F16, KvCacheType.F16, kvDim, [window, 0], batch);
+        Assert.True(cache.HasRing);
+        Assert.Equal(batch, cache.MaxBatch);
+        Assert.Equal(ring, cache.LayerRows(0));
+        Assert.Equal(1000, cache.LayerRows(1));
+        Assert.Equal((ring + 1000L) * kvDim * 4, cache.CapacityBytes);
+        var row = new float[kvDim];
+        for (int p = 0; p < 300; p++)
+        {
+            Array.Fill(row, p);
+            for (int l = 0; l < 2; l++) cache.Write(l, p, row, row);
+        }
+        cache.Length = 300;
+        Assert.Equal((ring + (long)cache.Reserved) * kvDim * 4, cache.Bytes); // the ring stopped growing at its size
+        var k = new float[kvDim];
+        for (int p = 300 - ring; p < 300; p++)
+        {
+            cache.ReadKeys(0, p, 1, 0, kvDim, k);
+            Assert.Equal(p, k[0]);
+        }
+        // an overwritten position is refused, not read as the one that took its row
+        Assert.Throws<ArgumentOutOfRangeException>(() => cache.ReadKeys(0, 300 - ring - 1, 1, 0, kvDim, k));
+        cache.ReadKeys(1, 5, 1, 0, kvDim, k);
+        Assert.Equal(5, k[0]);
+
+        // A context small enough for window + batch keeps every position: no ring.
+        var small = new KvCache(2, ring, kvDim, KvCacheType.F16, KvCacheType.F16, kvDim, [window, 0], batch);
+        Assert.False(small.HasRing);
+        Assert.Equal(int.MaxValue, small.MaxBatch);
+    }
+
+    [Fact]
+    public void A_ring_can_be_cut_back_only_while_it_holds_the_next_window()
+    {
+        const int kvDim = 32, window = 4, batch = 4; // a ring of 7 rows
+        var cache = new KvCache(1, 100, kvDim, KvCacheType.F32, KvCacheType.F32, kvDim, [window], batch);
+        var row = new float[kvDim];
+        for (int p = 0; p < 12; p++) cache.Write(0, p, row, row);
+        cache.Length = 12;
+        // positions 5 … 11 are held: position 8's window is 5 … 8, position 7's reaches 4
+        Assert.Equal(12, cache.Reusable(12));
+        Assert.Equal(8, cache.Reusable(8));
+        Assert.Equal(0, cache.Reusable(7));
+        Assert.Equal(12, cache.Reusable(50)); // never past what is held
+        // a global cache cuts anywhere
+        var plain = new KvCache(1, 100, kvDim, KvCacheType.F32, KvCacheType.F32, kvDim);
+        for (int p = 0; p < 12; p++) plain.Write(0, p, row, row);
+        plain.Length = 12;
+        Assert.Equal(3, plain.Reusable(3));
+    }
+
+    [Theory]
+    [InlineData(KvCacheType.F32)]
+    [InlineData(KvCacheType.Q8_0)]
+    public void Shifting_a_ring_moves_what_it_holds_as_a_whole_cache_would(KvCacheType type)
+    {
+        const int kvDim = 32, window = 4, batch = 3; // 6 rows
+        var ringed = new KvCache(1, 64, kvDim, type, type, kvDim, [window], batch);
+        var whole = new KvCache(1, 64, kvDim, type, type, kvDim);
+        var row = new float[kvDim];
+        for (int p = 0; p < 30; p++)
+        {
+            for (int i = 0; i < kvDim; i++) row[i] = p + i / 64f;
+            ringed.Write(0, p, row, row);
+            whole.Write(0, p, row, row);
+        }
+        ringed.Length = whole.Length = 30;
+        KvCache.KeyAction move = (_, key) => key[1] += 0.5f;
+        ringed.Shift(keep: 2, discard: 10, move);
+        whole.Shift(keep: 2, discard: 10, move);
+        Assert.Equal(20, ringed.Length);
+        Assert.Equal(20, ringed.Reusable(20)); // the next window (17 … 20) is held: old positions 27 … 29
+        var a = new float[kvDim];
+        var b = new float[kvDim];
+        for (int p = 14; p < 20; p++)
+        {
+            ringed.ReadKeys(0, p, 1, 0, kvDim, a);
+            whole.ReadKeys(0, p, 1, 0, kvDim, b);
+            Assert.Equal(b, a);
+            ringed.ReadValues(0, p, 1, 0, kvDim, a);
+            whole.ReadValues(0, p, 1, 0, kvDim, b);
+            Assert.Equal(b, a);
+        }
+        // the kept positions 0 and 1 had left the ring before the shift: cutting back to them needs a recompute
+        Assert.Throws<ArgumentOutOfRangeException>(() => ringed.ReadKeys(0, 1, 1, 0, kvDim, a));
+        Assert.Equal(0, ringed.Reusable(3));
+
+        // A shift whose next window reaches into kept positions the ring had dropped says so.
+        var tight = new KvCache(1, 64, kvDim, type, type, kvDim, [window], batch);
+        for (int p = 0; p < 12; p++) tight.Write(0, p, row, row);
+        tight.Length = 12;
+        tight.Shift(keep: 3, discard: 7, move); // new length 5: its window 2 … 5 needs old position 2, long gone
+        Assert.Equal(5, tight.Length);
+        Assert.Equal(0, tight.Reusable(5));
+    }
+
+    [Fact]
     public void Block_formats_need_heads_of_a_multiple_of_32()
     {
         Assert.Throws<NotSupportedException>(() => new KvCache(1, 16, 48, KvCacheType.F16, KvCacheType.Q4_0, 24));

@@ -141,118 +141,47 @@ public class TinyDeepSeek2Tests
 
     // ---- reference ------------------------------------------------------------------------------------------
 
-    private static double[] MatVec(float[] w, int cols, int rows, double[] x, int offset = 0)
-    {
-        var y = new double[rows];
-        for (int r = 0; r < rows; r++)
-        {
-            double sum = 0;
-            for (int c = 0; c < cols; c++) sum += w[offset + r * cols + c] * x[c];
-            y[r] = sum;
-        }
-        return y;
-    }
-
-    private static double[] RmsNorm(double[] x, float[] g)
-    {
-        double k = 1 / Math.Sqrt(x.Sum(v => v * v) / x.Length + Spec.Eps);
-        return x.Select((v, i) => v * k * g[i]).ToArray();
-    }
-
-    /// <summary>YaRN angle of pair i written straight from the formulas (ggml_rope_yarn_corr_dims, rope_yarn_ramp).</summary>
-    public static double Theta(Spec s, int pos, int i)
-    {
-        double Corr(double beta) => s.Rope * Math.Log(s.OrigCtx / (beta * 2 * Math.PI)) / (2 * Math.Log(s.Base));
-        double low = Math.Max(0, Math.Floor(Corr(32))), high = Math.Min(s.Rope - 1, Math.Ceiling(Corr(1)));
-        double ramp = 1 - Math.Clamp((i - low) / Math.Max(0.001, high - low), 0, 1);
-        double extrap = pos * Math.Pow(s.Base, -2.0 * i / s.Rope);
-        return extrap / s.Factor * (1 - ramp) + extrap * ramp;
-    }
-
-    private static void RopeNorm(Spec s, double[] v, int offset, int pos)
-    {
-        for (int i = 0; i < s.Rope / 2; i++)
-        {
-            double t = Theta(s, pos, i), a = v[offset + 2 * i], b = v[offset + 2 * i + 1];
-            v[offset + 2 * i] = a * Math.Cos(t) - b * Math.Sin(t);
-            v[offset + 2 * i + 1] = a * Math.Sin(t) + b * Math.Cos(t);
-        }
-    }
-
-    private static double[] SwiGlu(float[] gate, float[] up, float[] down, int dim, int ff, double[] x, int e = 0)
-    {
-        var g = MatVec(gate, dim, ff, x, e * dim * ff);
-        var u = MatVec(up, dim, ff, x, e * dim * ff);
-        var act = g.Select((gv, i) => gv / (1 + Math.Exp(-gv)) * u[i]).ToArray();
-        return MatVec(down, ff, dim, act, e * ff * dim);
-    }
+    /// <summary>Consecutive-pair RoPE over the rope part of a head with YaRN (ggml_rope_yarn_corr_dims, rope_yarn_ramp).</summary>
+    internal static ReferenceRope Rope(Spec s) => new(s.Base, s.Rope, Neox: false) { YarnFactor = s.Factor, YarnOriginalContext = s.OrigCtx };
 
     public static double[] ReferenceLogits(Spec s, Weights w, int[] tokens)
     {
-        var T = w.T;
-        var keys = new List<double[]>[s.Layers];
-        var values = new List<double[]>[s.Layers];
-        for (int l = 0; l < s.Layers; l++) { keys[l] = []; values[l] = []; }
+        var r = new ReferenceDecoder(w.T, s.Dim, s.Vocab, s.Layers, Spec.Eps);
+        var rope = Rope(s);
         double m = s.Factor > 1 ? 0.1 * s.MscaleAll * Math.Log(s.Factor) + 1 : 1;
         double kq = m * m / Math.Sqrt(s.Qk);
-        double[] x = [];
-        for (int pos = 0; pos < tokens.Length; pos++)
+        return r.Logits(tokens, (l, pos, x) =>
         {
-            x = T["token_embd.weight"].Skip(tokens[pos] * s.Dim).Take(s.Dim).Select(v => (double)v).ToArray();
-            for (int l = 0; l < s.Layers; l++)
+            string p = $"blk.{l}.";
+            var h = r.RmsNorm(x, p + "attn_norm.weight");
+            var q = s.QLora > 0
+                ? r.Linear(p + "attn_q_b.weight", s.QLora, s.Heads * s.Qk, r.RmsNorm(r.Linear(p + "attn_q_a.weight", s.Dim, s.QLora, h), p + "attn_q_a_norm.weight"))
+                : r.Linear(p + "attn_q.weight", s.Dim, s.Heads * s.Qk, h);
+            var kva = r.Linear(p + "attn_kv_a_mqa.weight", s.Dim, s.KvRank + s.Rope, h);
+            var latent = r.RmsNorm(kva[..s.KvRank], p + "attn_kv_a_norm.weight");
+            var kpe = kva[s.KvRank..];
+            rope.Apply(kpe, 0, pos);
+            var kv = r.Linear(p + "kv_b", s.KvRank, s.Heads * (s.Nope + s.V), latent);
+            // Decompressed per-head keys (nope part from kv_b, the shared roped k_pe) and values.
+            var k = new double[s.Heads * s.Qk];
+            var v = new double[s.Heads * s.V];
+            for (int hh = 0; hh < s.Heads; hh++)
             {
-                string p = $"blk.{l}.";
-                var h = RmsNorm(x, T[p + "attn_norm.weight"]);
-                var q = s.QLora > 0
-                    ? MatVec(T[p + "attn_q_b.weight"], s.QLora, s.Heads * s.Qk, RmsNorm(MatVec(T[p + "attn_q_a.weight"], s.Dim, s.QLora, h), T[p + "attn_q_a_norm.weight"]))
-                    : MatVec(T[p + "attn_q.weight"], s.Dim, s.Heads * s.Qk, h);
-                var kva = MatVec(T[p + "attn_kv_a_mqa.weight"], s.Dim, s.KvRank + s.Rope, h);
-                var latent = RmsNorm(kva[..s.KvRank], T[p + "attn_kv_a_norm.weight"]);
-                var kpe = kva[s.KvRank..];
-                RopeNorm(s, kpe, 0, pos);
-                var kv = MatVec(T[p + "kv_b"], s.KvRank, s.Heads * (s.Nope + s.V), latent);
-                var k = new double[s.Heads * s.Qk];
-                var v = new double[s.Heads * s.V];
-                for (int hh = 0; hh < s.Heads; hh++)
-                {
-                    RopeNorm(s, q, hh * s.Qk + s.Nope, pos);
-                    Array.Copy(kv, hh * (s.Nope + s.V), k, hh * s.Qk, s.Nope);
-                    Array.Copy(kpe, 0, k, hh * s.Qk + s.Nope, s.Rope);
-                    Array.Copy(kv, hh * (s.Nope + s.V) + s.Nope, v, hh * s.V, s.V);
-                }
-                keys[l].Add(k);
-                values[l].Add(v);
-                var att = new double[s.Heads * s.V];
-                for (int hh = 0; hh < s.Heads; hh++)
-                {
-                    var sc = new double[pos + 1];
-                    for (int t = 0; t <= pos; t++)
-                    {
-                        double dot = 0;
-                        for (int i = 0; i < s.Qk; i++) dot += q[hh * s.Qk + i] * keys[l][t][hh * s.Qk + i];
-                        sc[t] = dot * kq;
-                    }
-                    double max = sc.Max();
-                    var e = sc.Select(z => Math.Exp(z - max)).ToArray();
-                    double sum = e.Sum();
-                    for (int t = 0; t <= pos; t++)
-                        for (int i = 0; i < s.V; i++) att[hh * s.V + i] += e[t] / sum * values[l][t][hh * s.V + i];
-                }
-                var o = MatVec(T[p + "attn_output.weight"], s.Heads * s.V, s.Dim, att);
-                for (int i = 0; i < s.Dim; i++) x[i] += o[i];
-                var h2 = RmsNorm(x, T[p + "ffn_norm.weight"]);
-                double[] ffn = l < s.Dense
-                    ? SwiGlu(T[p + "ffn_gate.weight"], T[p + "ffn_up.weight"], T[p + "ffn_down.weight"], s.Dim, s.Ffn, h2)
-                    : ReferenceMoe(s, T, p, h2);
-                for (int i = 0; i < s.Dim; i++) x[i] += ffn[i];
+                rope.Apply(q, hh * s.Qk + s.Nope, pos);
+                Array.Copy(kv, hh * (s.Nope + s.V), k, hh * s.Qk, s.Nope);
+                Array.Copy(kpe, 0, k, hh * s.Qk + s.Nope, s.Rope);
+                Array.Copy(kv, hh * (s.Nope + s.V) + s.Nope, v, hh * s.V, s.V);
             }
-        }
-        return MatVec(T["output.weight"], s.Dim, s.Vocab, RmsNorm(x, T["output_norm.weight"]));
+            var att = r.Attend(l, q, k, v, s.Heads, s.Heads, s.Qk, s.V, scale: kq);
+            ReferenceDecoder.Add(x, r.Linear(p + "attn_output.weight", s.Heads * s.V, s.Dim, att));
+            var h2 = r.RmsNorm(x, p + "ffn_norm.weight");
+            ReferenceDecoder.Add(x, l < s.Dense ? r.SwiGlu(p, s.Ffn, h2) : ReferenceMoe(s, r, p, h2));
+        });
     }
 
-    private static double[] ReferenceMoe(Spec s, Dictionary<string, float[]> T, string p, double[] h)
+    private static double[] ReferenceMoe(Spec s, ReferenceDecoder r, string p, double[] h)
     {
-        var logits = MatVec(T[p + "ffn_gate_inp.weight"], s.Dim, s.Experts, h);
+        var logits = r.Linear(p + "ffn_gate_inp.weight", s.Dim, s.Experts, h);
         double[] probs;
         if (s.Sigmoid) probs = logits.Select(z => 1 / (1 + Math.Exp(-z))).ToArray();
         else
@@ -261,7 +190,7 @@ public class TinyDeepSeek2Tests
             var e = logits.Select(z => Math.Exp(z - max)).ToArray();
             probs = e.Select(z => z / e.Sum()).ToArray();
         }
-        var sel = probs.Select((pr, i) => pr + (s.Bias ? T[p + "exp_probs_b.bias"][i] : 0)).ToArray();
+        var sel = probs.Select((pr, i) => pr + (s.Bias ? r[p + "exp_probs_b.bias"][i] : 0)).ToArray();
         if (s.Groups > 1)
         {
             int per = s.Experts / s.Groups;
@@ -278,12 +207,12 @@ public class TinyDeepSeek2Tests
         // Every expert runs; the router's choice only masks the sum.
         for (int e = 0; e < s.Experts; e++)
         {
-            var ye = SwiGlu(T[p + "ffn_gate_exps.weight"], T[p + "ffn_up_exps.weight"], T[p + "ffn_down_exps.weight"], s.Dim, s.ExpFf, h, e);
+            var ye = r.GatedFfn(p + "ffn_gate_exps.weight", p + "ffn_up_exps.weight", p + "ffn_down_exps.weight", s.ExpFf, h, expert: e);
             for (int i = 0; i < s.Dim; i++) y[i] += weight[e] * ye[i];
         }
         if (s.Shared > 0)
         {
-            var sh = SwiGlu(T[p + "ffn_gate_shexp.weight"], T[p + "ffn_up_shexp.weight"], T[p + "ffn_down_shexp.weight"], s.Dim, s.Shared * s.ExpFf, h);
+            var sh = r.GatedFfn(p + "ffn_gate_shexp.weight", p + "ffn_up_shexp.weight", p + "ffn_down_shexp.weight", s.Shared * s.ExpFf, h);
             for (int i = 0; i < s.Dim; i++) y[i] += sh[i];
         }
         return y;

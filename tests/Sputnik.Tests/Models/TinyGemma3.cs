@@ -60,37 +60,6 @@ internal static class TinyGemma3
 
     // ---- reference -----------------------------------------------------------------------------------------
 
-    private static double[] MatVec(float[] w, int cols, int rows, double[] x)
-    {
-        var y = new double[rows];
-        for (int r = 0; r < rows; r++)
-        {
-            double s = 0;
-            for (int c = 0; c < cols; c++) s += w[r * cols + c] * x[c];
-            y[r] = s;
-        }
-        return y;
-    }
-
-    private static double[] RmsNorm(double[] x, float[] g)
-    {
-        double k = 1 / Math.Sqrt(x.Sum(v => v * v) / x.Length + Eps);
-        return x.Select((v, i) => v * k * g[i]).ToArray();
-    }
-
-    private static void NormRope(double[] v, int h, float[] norm, int pos, bool local)
-    {
-        var head = RmsNorm(v.Skip(h * HeadDim).Take(HeadDim).ToArray(), norm);
-        int half = HeadDim / 2;
-        for (int i = 0; i < half; i++)
-        {
-            double theta = local ? pos * Math.Pow(RopeBaseLocal, -2.0 * i / HeadDim) : pos * Math.Pow(RopeBase, -2.0 * i / HeadDim) / RopeFactor;
-            double a = head[i], b = head[i + half], cos = Math.Cos(theta), sin = Math.Sin(theta);
-            v[h * HeadDim + i] = a * cos - b * sin;
-            v[h * HeadDim + i + half] = a * sin + b * cos;
-        }
-    }
-
     /// <summary>ggml's GELU: tanh approximation of the input rounded to half, the result rounded to half; 0 / x beyond ±10.</summary>
     public static double Gelu(double x)
     {
@@ -103,39 +72,28 @@ internal static class TinyGemma3
     /// <summary>Logits after the last of <paramref name="tokens"/>, fed from position 0.</summary>
     public static double[] ReferenceLogits(Weights w, int[] tokens, float softcap = 0f, bool allLocal = false)
     {
-        var T = w.T;
-        var keys = new List<double[]>[Layers];
-        var values = new List<double[]>[Layers];
-        for (int l = 0; l < Layers; l++) { keys[l] = []; values[l] = []; }
-        double[] x = [];
-        for (int pos = 0; pos < tokens.Length; pos++)
+        var r = new ReferenceDecoder(w.T, Dim, Vocab, Layers, Eps);
+        var globalRope = new ReferenceRope(RopeBase, HeadDim, Neox: true) { LinearFactor = RopeFactor };
+        var localRope = new ReferenceRope(RopeBaseLocal, HeadDim, Neox: true);
+        var logits = r.Logits(tokens, (l, pos, x) =>
         {
-            x = T["token_embd.weight"].Skip(tokens[pos] * Dim).Take(Dim).Select(v => v * Math.Sqrt(Dim)).ToArray();
-            for (int l = 0; l < Layers; l++)
-            {
-                string p = $"blk.{l}.";
-                bool local = IsLocal(l, allLocal);
-                var h = RmsNorm(x, T[p + "attn_norm.weight"]);
-                var q = MatVec(T[p + "attn_q.weight"], Dim, Heads * HeadDim, h);
-                var k = MatVec(T[p + "attn_k.weight"], Dim, KvHeads * HeadDim, h);
-                var v = MatVec(T[p + "attn_v.weight"], Dim, KvHeads * HeadDim, h);
-                for (int hh = 0; hh < Heads; hh++) NormRope(q, hh, T[p + "attn_q_norm.weight"], pos, local);
-                for (int hh = 0; hh < KvHeads; hh++) NormRope(k, hh, T[p + "attn_k_norm.weight"], pos, local);
-                keys[l].Add(k);
-                values[l].Add(v);
-                int first = local ? Math.Max(0, pos - Window + 1) : 0; // llama.cpp masks p0 when p − p0 ≥ window
-                var att = ReferenceAttention.Grouped(q, keys[l].GetRange(first, pos + 1 - first), values[l].GetRange(first, pos + 1 - first), Heads, KvHeads, HeadDim);
-                var o = RmsNorm(MatVec(T[p + "attn_output.weight"], Heads * HeadDim, Dim, att), T[p + "post_attention_norm.weight"]);
-                for (int i = 0; i < Dim; i++) x[i] += o[i];
-                var h2 = RmsNorm(x, T[p + "ffn_norm.weight"]);
-                var gate = MatVec(T[p + "ffn_gate.weight"], Dim, Ffn, h2);
-                var up = MatVec(T[p + "ffn_up.weight"], Dim, Ffn, h2);
-                var act = gate.Select((g, i) => Gelu(g) * up[i]).ToArray();
-                var f = RmsNorm(MatVec(T[p + "ffn_down.weight"], Ffn, Dim, act), T[p + "post_ffw_norm.weight"]);
-                for (int i = 0; i < Dim; i++) x[i] += f[i];
-            }
-        }
-        var logits = MatVec(T["output.weight"], Dim, Vocab, RmsNorm(x, T["output_norm.weight"]));
+            string p = $"blk.{l}.";
+            bool local = IsLocal(l, allLocal);
+            var h = r.RmsNorm(x, p + "attn_norm.weight");
+            var q = r.Linear(p + "attn_q.weight", Dim, Heads * HeadDim, h);
+            var k = r.Linear(p + "attn_k.weight", Dim, KvHeads * HeadDim, h);
+            var v = r.Linear(p + "attn_v.weight", Dim, KvHeads * HeadDim, h);
+            r.NormHeads(q, Heads, HeadDim, p + "attn_q_norm.weight");
+            r.NormHeads(k, KvHeads, HeadDim, p + "attn_k_norm.weight");
+            ReferenceDecoder.RopeHeads(q, Heads, HeadDim, pos, local ? localRope : globalRope);
+            ReferenceDecoder.RopeHeads(k, KvHeads, HeadDim, pos, local ? localRope : globalRope);
+            // llama.cpp masks p0 when p − p0 ≥ window: a local layer sees the last Window positions.
+            var att = r.Attend(l, q, k, v, Heads, KvHeads, HeadDim, window: local ? Window : 0);
+            ReferenceDecoder.Add(x, r.RmsNorm(r.Linear(p + "attn_output.weight", Heads * HeadDim, Dim, att), p + "post_attention_norm.weight"));
+            var h2 = r.RmsNorm(x, p + "ffn_norm.weight");
+            var ffn = r.GatedFfn(p + "ffn_gate.weight", p + "ffn_up.weight", p + "ffn_down.weight", Ffn, h2, Gelu);
+            ReferenceDecoder.Add(x, r.RmsNorm(ffn, p + "post_ffw_norm.weight"));
+        }, embedScale: Math.Sqrt(Dim));
         return softcap > 0 ? logits.Select(z => softcap * Math.Tanh(z / softcap)).ToArray() : logits;
     }
 }

@@ -137,24 +137,100 @@ public class TinyGemma3Tests : IDisposable
     }
 
     [Fact]
-    public void Truncating_to_any_prefix_continues_exactly_past_the_window()
+    public void Truncating_keeps_a_prefix_while_the_ring_holds_its_window_and_recomputes_otherwise()
     {
-        // TODO(#15): once local layers keep only a ring of the window, a prefix whose window was overwritten
-        // restarts from 0 and the cache has no prefix rows to snapshot; for now every position stays cached.
+        // MaxBatch 4 and window 4: the local layer keeps a ring of 7 rows, so after 12 tokens it holds positions 5 … 11.
         var (model, w) = Load();
         using var _m = model;
         model.MaxBatch = 4;
         var state = model.CreateState(256, KvCacheType.F32);
-        Assert.NotNull(state.Rows); // every layer keeps its prefix rows: the server's prompt cache may snapshot them
+        Assert.Null(state.Rows); // no prefix rows for the server's prompt cache to snapshot
 
         var tokens = Tokens(12);
         model.Forward(state, tokens);
-        foreach (int keep in new[] { 10, 5, 1 })
+        // 10 and 8: their windows (7 …, 5 …) are still in the ring; 5 and 1 reach positions it dropped: from 0.
+        foreach (var (keep, kept) in new[] { (10, 10), (8, 8), (5, 0), (1, 0) })
         {
-            state.Truncate(keep);
-            Assert.Equal(keep, state.Position);
-            Near(model.Forward(state, tokens.AsSpan(keep)), TinyGemma3.ReferenceLogits(w, tokens), $"after truncating to {keep}");
+            Assert.Equal(kept, state.Truncate(keep));
+            Assert.Equal(kept, state.Position);
+            Near(model.Forward(state, tokens.AsSpan(kept)), TinyGemma3.ReferenceLogits(w, tokens), $"after truncating to {keep}");
         }
+        // Setting the length past the ring's reach by hand is refused, not answered from overwritten rows.
+        state.Cache.Length = 4;
+        Assert.Throws<InvalidOperationException>(() => model.Forward(state, tokens.AsSpan(4, 1)));
+
+        // A context that fits window + batch keeps every position: any prefix, and prompt-cache snapshots.
+        var roomy = model.CreateState(7, KvCacheType.F32);
+        Assert.NotNull(roomy.Rows);
+        model.Forward(roomy, tokens.AsSpan(0, 7));
+        Assert.Equal(1, roomy.Truncate(1));
+    }
+
+    [Theory]
+    [InlineData(KvCacheType.F32)]
+    [InlineData(KvCacheType.F16)]
+    public void A_ring_decodes_the_bits_of_a_whole_context_cache(KvCacheType type)
+    {
+        // Token by token, a state whose local layer keeps a 4-row ring (MaxBatch 1) against one that keeps every
+        // position (MaxBatch 512 over a context of 64): the same logits bit for bit, through many wraps. (Heads of 16
+        // take no Q8_0/Q4_0 cache; FlashAttentionTests covers rings of those.)
+        var (model, _) = Load();
+        using var _m = model;
+        var whole = model.CreateState(64, type);
+        model.MaxBatch = 1;
+        var ring = model.CreateState(64, type);
+        Assert.Equal(TinyGemma3.Window, ring.Cache.LayerRows(0));
+        Assert.Equal(64, whole.Cache.LayerRows(0));
+        foreach (int t in Tokens(40))
+        {
+            var a = model.Forward(whole, [t]).ToArray();
+            var b = model.Forward(ring, [t]).ToArray();
+            Assert.Equal(a, b);
+        }
+    }
+
+    [Fact]
+    public void Local_layers_allocate_only_their_ring()
+    {
+        // Window W = 4, MaxBatch B = 8, context C = 4096: layer 0 (local) holds W + B − 1 = 11 rows, layer 1 the
+        // context; a row is keys and values of KvDim F16 values.
+        var (model, _) = Load();
+        using var _m = model;
+        model.MaxBatch = 8;
+        const int context = 4096, ring = TinyGemma3.Window + 8 - 1;
+        long rowBytes = 2L * TinyGemma3.KvHeads * TinyGemma3.HeadDim * 2;
+        var s = model.CreateState(context, KvCacheType.F16);
+        Assert.Equal((ring + context) * rowBytes, s.Cache.CapacityBytes);
+        model.Forward(s, Tokens(1000).Select(t => t % TinyGemma3.Vocab).ToArray());
+        Assert.Equal((ring + s.Cache.Reserved) * rowBytes, s.Cache.Bytes);
+        Assert.True(s.Cache.Reserved >= 1000);
+    }
+
+    [Fact]
+    public void Context_shift_of_a_ring_continues_as_a_whole_cache_does()
+    {
+        // The same shift on a ring (MaxBatch 4: 7 rows) and on a cache holding every position: the rows the ring
+        // holds are moved and re-rotated alike, so the next tokens' logits agree bit for bit.
+        var (model, _) = Load();
+        using var _m = model;
+        var whole = model.CreateState(64, KvCacheType.F32);
+        model.MaxBatch = 4;
+        var ring = model.CreateState(64, KvCacheType.F32);
+        Assert.True(ring.Cache.HasRing && !whole.Cache.HasRing);
+        var prompt = Tokens(45);
+        model.Forward(whole, prompt);
+        model.Forward(ring, prompt);
+        model.ShiftContext(whole, 3, 17);
+        model.ShiftContext(ring, 3, 17);
+        Assert.Equal(28, ring.Truncate(ring.Position)); // its next window (25 …) was in the ring: nothing to recompute
+        foreach (int t in new[] { 7, 8, 9 })
+            Assert.Equal(model.Forward(whole, [t]).ToArray(), model.Forward(ring, [t]).ToArray());
+
+        // Too short a shift for the window: the kept positions it reaches back to had left the ring.
+        var tight = model.CreateState(64, KvCacheType.F32);
+        model.Forward(tight, prompt.AsSpan(0, 12));
+        model.ShiftContext(tight, 3, 7);
+        Assert.Equal(0, tight.Truncate(tight.Position));
     }
 
     [Fact]

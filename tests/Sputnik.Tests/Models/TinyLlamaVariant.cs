@@ -61,91 +61,40 @@ internal static class TinyLlamaVariant
 
     // ---- reference -----------------------------------------------------------------------------------------
 
-    private static double[] MatVec(float[] w, int cols, int rows, double[] x)
-    {
-        var y = new double[rows];
-        for (int r = 0; r < rows; r++)
-        {
-            double s = 0;
-            for (int c = 0; c < cols; c++) s += w[r * cols + c] * x[c];
-            y[r] = s;
-        }
-        return y;
-    }
-
-    private static double[] RmsNorm(double[] x, float[] g)
-    {
-        double k = 1 / Math.Sqrt(x.Sum(v => v * v) / x.Length + Eps);
-        return x.Select((v, i) => v * k * g[i]).ToArray();
-    }
-
     private static double MScale(double factor, double m) => factor <= 1 ? 1 : 0.1 * m * Math.Log(factor) + 1;
-
-    /// <summary>Consecutive-pair RoPE of head h of v at pos, with mistral3's YaRN when <paramref name="yarn"/>.</summary>
-    private static void Rope(double[] v, int h, int hd, int pos, bool yarn, float logMultiplier)
-    {
-        double Corr(double beta) => hd * Math.Log(OriginalContext / (beta * 2 * Math.PI)) / (2 * Math.Log(RopeBase));
-        double low = Math.Max(0, Math.Floor(Corr(32))), high = Math.Min(hd - 1, Math.Ceiling(Corr(1)));
-        double m = !yarn ? 1 : logMultiplier != 0 ? MScale(YarnFactor, 1) / MScale(YarnFactor, logMultiplier) : MScale(YarnFactor, 1);
-        for (int i = 0; i < hd / 2; i++)
-        {
-            double theta = pos * Math.Pow(RopeBase, -2.0 * i / hd);
-            if (yarn)
-            {
-                double ramp = 1 - Math.Clamp((i - low) / Math.Max(0.001, high - low), 0, 1);
-                theta = theta / YarnFactor * (1 - ramp) + theta * ramp;
-            }
-            int j = h * hd + 2 * i;
-            double a = v[j], b = v[j + 1], cos = Math.Cos(theta) * m, sin = Math.Sin(theta) * m;
-            v[j] = a * cos - b * sin;
-            v[j + 1] = a * sin + b * cos;
-        }
-    }
 
     /// <summary>Logits after the last of <paramref name="tokens"/>, fed from position 0.</summary>
     public static double[] ReferenceLogits(Weights w, string arch, int[] tokens, float logMultiplier = 1f)
     {
-        var T = w.T;
+        var r = new ReferenceDecoder(w.T, Dim, Vocab, Layers, Eps);
         int hd = HeadDim(arch);
         bool mistral = arch == "mistral3";
-        var keys = new List<double[]>[Layers];
-        var values = new List<double[]>[Layers];
-        for (int l = 0; l < Layers; l++) { keys[l] = []; values[l] = []; }
-        double[] x = [];
-        for (int pos = 0; pos < tokens.Length; pos++)
+        // Consecutive-pair RoPE; mistral3's YaRN with cos/sin magnitude mscale(f, 1) / mscale(f, yarn_log_multiplier).
+        var rope = new ReferenceRope(RopeBase, hd, Neox: false)
         {
-            x = T["token_embd.weight"].Skip(tokens[pos] * Dim).Take(Dim).Select(v => (double)v).ToArray();
-            for (int l = 0; l < Layers; l++)
+            YarnFactor = mistral ? YarnFactor : 1, YarnOriginalContext = OriginalContext,
+            Magnitude = !mistral ? 1 : logMultiplier != 0 ? MScale(YarnFactor, 1) / MScale(YarnFactor, logMultiplier) : MScale(YarnFactor, 1),
+        };
+        return r.Logits(tokens, (l, pos, x) =>
+        {
+            string p = $"blk.{l}.";
+            var h = r.RmsNorm(x, p + "attn_norm.weight");
+            var q = r.Linear(p + "attn_q.weight", Dim, Heads * hd, h);
+            var k = r.Linear(p + "attn_k.weight", Dim, KvHeads * hd, h);
+            var v = r.Linear(p + "attn_v.weight", Dim, KvHeads * hd, h);
+            bool nope = arch == "smollm3" && (l + 1) % 4 == 0;
+            if (!nope)
             {
-                string p = $"blk.{l}.";
-                var h = RmsNorm(x, T[p + "attn_norm.weight"]);
-                var q = MatVec(T[p + "attn_q.weight"], Dim, Heads * hd, h);
-                var k = MatVec(T[p + "attn_k.weight"], Dim, KvHeads * hd, h);
-                var v = MatVec(T[p + "attn_v.weight"], Dim, KvHeads * hd, h);
-                bool nope = arch == "smollm3" && (l + 1) % 4 == 0;
-                if (!nope)
-                {
-                    for (int hh = 0; hh < Heads; hh++) Rope(q, hh, hd, pos, mistral, logMultiplier);
-                    for (int hh = 0; hh < KvHeads; hh++) Rope(k, hh, hd, pos, mistral, logMultiplier);
-                }
-                if (mistral)
-                {
-                    double t = 1 + Temperature * Math.Log(Math.Floor((double)pos / OriginalContext) + 1);
-                    for (int i = 0; i < q.Length; i++) q[i] *= t;
-                }
-                keys[l].Add(k);
-                values[l].Add(v);
-                var att = ReferenceAttention.Grouped(q, keys[l], values[l], Heads, KvHeads, hd);
-                var o = MatVec(T[p + "attn_output.weight"], Heads * hd, Dim, att);
-                for (int i = 0; i < Dim; i++) x[i] += o[i];
-                var h2 = RmsNorm(x, T[p + "ffn_norm.weight"]);
-                var gv = MatVec(T[p + "ffn_gate.weight"], Dim, Ffn, h2);
-                var uv = MatVec(T[p + "ffn_up.weight"], Dim, Ffn, h2);
-                var act = gv.Select((g, i) => g / (1 + Math.Exp(-g)) * uv[i]).ToArray();
-                var ffn = MatVec(T[p + "ffn_down.weight"], Ffn, Dim, act);
-                for (int i = 0; i < Dim; i++) x[i] += ffn[i];
+                ReferenceDecoder.RopeHeads(q, Heads, hd, pos, rope);
+                ReferenceDecoder.RopeHeads(k, KvHeads, hd, pos, rope);
             }
-        }
-        return MatVec(T["output.weight"], Dim, Vocab, RmsNorm(x, T["output_norm.weight"]));
+            if (mistral)
+            {
+                double t = 1 + Temperature * Math.Log(Math.Floor((double)pos / OriginalContext) + 1);
+                for (int i = 0; i < q.Length; i++) q[i] *= t;
+            }
+            ReferenceDecoder.Add(x, r.Linear(p + "attn_output.weight", Heads * hd, Dim, r.Attend(l, q, k, v, Heads, KvHeads, hd)));
+            ReferenceDecoder.Add(x, r.SwiGlu(p, Ffn, r.RmsNorm(x, p + "ffn_norm.weight")));
+        });
     }
 }

@@ -68,73 +68,31 @@ internal static class TinyPhi3
 
     // ---- reference -----------------------------------------------------------------------------------------
 
-    private static double[] MatVec(float[] w, int cols, int rows, double[] x, int offset = 0)
-    {
-        var y = new double[rows];
-        for (int r = 0; r < rows; r++)
-        {
-            double s = 0;
-            for (int c = 0; c < cols; c++) s += w[offset + r * cols + c] * x[c];
-            y[r] = s;
-        }
-        return y;
-    }
-
-    private static double[] RmsNorm(double[] x, float[] g)
-    {
-        double k = 1 / Math.Sqrt(x.Sum(v => v * v) / x.Length + Eps);
-        return x.Select((v, i) => v * k * g[i]).ToArray();
-    }
-
-    /// <summary>NeoX RoPE over the first <see cref="RopeDims"/> dims of head h of v, in place.</summary>
-    private static void Rope(double[] v, int h, int pos, float[] factors, double magnitude)
-    {
-        int half = RopeDims / 2, o = h * HeadDim;
-        for (int i = 0; i < half; i++)
-        {
-            double theta = pos * Math.Pow(RopeBase, -2.0 * i / RopeDims) / factors[i];
-            double a = v[o + i], b = v[o + i + half], cos = Math.Cos(theta) * magnitude, sin = Math.Sin(theta) * magnitude;
-            v[o + i] = a * cos - b * sin;
-            v[o + i + half] = a * sin + b * cos;
-        }
-    }
-
     /// <summary>Logits after the last of <paramref name="tokens"/>, fed from position 0, in a context of <paramref name="contextLength"/>.</summary>
     public static double[] ReferenceLogits(Weights w, int[] tokens, int contextLength)
     {
-        var T = w.T;
-        var factors = contextLength > OriginalContext ? LongFactors : ShortFactors;
-        var keys = new List<double[]>[Layers];
-        var values = new List<double[]>[Layers];
-        for (int l = 0; l < Layers; l++) { keys[l] = []; values[l] = []; }
-        double[] x = [];
-        for (int pos = 0; pos < tokens.Length; pos++)
+        var r = new ReferenceDecoder(w.T, Dim, Vocab, Layers, Eps);
+        // NeoX RoPE over the first RopeDims dims, each pair's angle divided by its LongRoPE factor, cos/sin × the attention factor.
+        var rope = new ReferenceRope(RopeBase, RopeDims, Neox: true)
         {
-            x = T["token_embd.weight"].Skip(tokens[pos] * Dim).Take(Dim).Select(v => (double)v).ToArray();
-            for (int l = 0; l < Layers; l++)
-            {
-                string p = $"blk.{l}.";
-                var h = RmsNorm(x, T[p + "attn_norm.weight"]);
-                var qkv = T[p + "attn_qkv.weight"];
-                var q = MatVec(qkv, Dim, QDim, h);
-                var k = MatVec(qkv, Dim, KvDim, h, Dim * QDim);
-                var v = MatVec(qkv, Dim, KvDim, h, Dim * (QDim + KvDim));
-                for (int hh = 0; hh < Heads; hh++) Rope(q, hh, pos, factors, AttnFactor);
-                for (int hh = 0; hh < KvHeads; hh++) Rope(k, hh, pos, factors, AttnFactor);
-                keys[l].Add(k);
-                values[l].Add(v);
-                var att = ReferenceAttention.Grouped(q, keys[l], values[l], Heads, KvHeads, HeadDim);
-                var o = MatVec(T[p + "attn_output.weight"], QDim, Dim, att);
-                for (int i = 0; i < Dim; i++) x[i] += o[i];
-                var h2 = RmsNorm(x, T[p + "ffn_norm.weight"]);
-                // ffn_up's first Ffn rows are the gate, the next Ffn rows are up.
-                var gate = MatVec(T[p + "ffn_up.weight"], Dim, Ffn, h2);
-                var up = MatVec(T[p + "ffn_up.weight"], Dim, Ffn, h2, Dim * Ffn);
-                var act = gate.Select((g, i) => g / (1 + Math.Exp(-g)) * up[i]).ToArray();
-                var ffn = MatVec(T[p + "ffn_down.weight"], Ffn, Dim, act);
-                for (int i = 0; i < Dim; i++) x[i] += ffn[i];
-            }
-        }
-        return MatVec(T["output.weight"], Dim, Vocab, RmsNorm(x, T["output_norm.weight"]));
+            PairFactors = contextLength > OriginalContext ? LongFactors : ShortFactors, Magnitude = AttnFactor,
+        };
+        return r.Logits(tokens, (l, pos, x) =>
+        {
+            string p = $"blk.{l}.";
+            var h = r.RmsNorm(x, p + "attn_norm.weight");
+            // attn_qkv's rows: Q, then K, then V.
+            var q = r.Linear(p + "attn_qkv.weight", Dim, QDim, h);
+            var k = r.Linear(p + "attn_qkv.weight", Dim, KvDim, h, offset: Dim * QDim);
+            var v = r.Linear(p + "attn_qkv.weight", Dim, KvDim, h, offset: Dim * (QDim + KvDim));
+            ReferenceDecoder.RopeHeads(q, Heads, HeadDim, pos, rope);
+            ReferenceDecoder.RopeHeads(k, KvHeads, HeadDim, pos, rope);
+            ReferenceDecoder.Add(x, r.Linear(p + "attn_output.weight", QDim, Dim, r.Attend(l, q, k, v, Heads, KvHeads, HeadDim)));
+            var h2 = r.RmsNorm(x, p + "ffn_norm.weight");
+            // ffn_up's first Ffn rows are the gate, the next Ffn rows are up.
+            var gate = r.Linear(p + "ffn_up.weight", Dim, Ffn, h2);
+            var up = r.Linear(p + "ffn_up.weight", Dim, Ffn, h2, offset: Dim * Ffn);
+            ReferenceDecoder.Add(x, r.Linear(p + "ffn_down.weight", Ffn, Dim, gate.Select((g, i) => ReferenceDecoder.Silu(g) * up[i]).ToArray()));
+        });
     }
 }

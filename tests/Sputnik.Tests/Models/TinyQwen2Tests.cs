@@ -13,25 +13,9 @@ public class TinyQwen2Tests
     private const int Dim = 32, Layers = 2, Heads = 4, KvHeads = 2, HeadDim = Dim / Heads, Ffn = 48, Vocab = 40;
     private const float RopeBase = 1e6f, Eps = 1e-6f;
 
-    private sealed class Weights
+    private static (string Path, TinyDeepSeek2Tests.Weights W) WriteModel(string dir, bool tiedOutput)
     {
-        public readonly Dictionary<string, float[]> T = [];
-        private uint _state = 12345;
-
-        private float Next() { _state = _state * 1664525 + 1013904223; return ((_state >> 8) / (float)(1 << 24) - 0.5f) * 0.4f; }
-
-        public float[] Add(string name, int n, float offset = 0)
-        {
-            var a = new float[n];
-            for (int i = 0; i < n; i++) a[i] = Next() + offset;
-            T[name] = a;
-            return a;
-        }
-    }
-
-    private static (string Path, Weights W) WriteModel(string dir, bool tiedOutput)
-    {
-        var w = new Weights();
+        var w = new TinyDeepSeek2Tests.Weights(12345);
         var gw = new GgufWriter();
         gw.Set("general.architecture", "qwen2");
         gw.Set("qwen2.embedding_length", (uint)Dim).Set("qwen2.block_count", (uint)Layers).Set("qwen2.feed_forward_length", (uint)Ffn);
@@ -62,71 +46,22 @@ public class TinyQwen2Tests
 
     // ---- reference: the textbook forward pass in doubles -------------------------------------------
 
-    private static double[] MatVec(float[] w, int cols, int rows, double[] x)
+    private static double[] ReferenceLogits(TinyDeepSeek2Tests.Weights w, int[] tokens, bool tied)
     {
-        var y = new double[rows];
-        for (int r = 0; r < rows; r++)
+        var r = new ReferenceDecoder(w.T, Dim, Vocab, Layers, Eps);
+        var rope = new ReferenceRope(RopeBase, HeadDim, Neox: true);
+        return r.Logits(tokens, (l, pos, x) =>
         {
-            double s = 0;
-            for (int c = 0; c < cols; c++) s += w[r * cols + c] * x[c];
-            y[r] = s;
-        }
-        return y;
-    }
-
-    private static double[] RmsNorm(double[] x, float[] g)
-    {
-        double ss = x.Sum(v => v * v) / x.Length;
-        double k = 1 / Math.Sqrt(ss + Eps);
-        return x.Select((v, i) => v * k * g[i]).ToArray();
-    }
-
-    private static void RopeNeox(double[] v, int offset, int pos)
-    {
-        int half = HeadDim / 2;
-        for (int i = 0; i < half; i++)
-        {
-            double theta = pos * Math.Pow(RopeBase, -2.0 * i / HeadDim);
-            double a = v[offset + i], b = v[offset + i + half];
-            v[offset + i] = a * Math.Cos(theta) - b * Math.Sin(theta);
-            v[offset + i + half] = a * Math.Sin(theta) + b * Math.Cos(theta);
-        }
-    }
-
-    private static double[] ReferenceLogits(Weights w, int[] tokens, bool tied)
-    {
-        var T = w.T;
-        var keys = new List<double[]>[Layers];
-        var values = new List<double[]>[Layers];
-        for (int l = 0; l < Layers; l++) { keys[l] = []; values[l] = []; }
-        double[] x = [];
-        for (int pos = 0; pos < tokens.Length; pos++)
-        {
-            x = T["token_embd.weight"].Skip(tokens[pos] * Dim).Take(Dim).Select(v => (double)v).ToArray();
-            for (int l = 0; l < Layers; l++)
-            {
-                string p = $"blk.{l}.";
-                var h = RmsNorm(x, T[p + "attn_norm.weight"]);
-                var q = MatVec(T[p + "attn_q.weight"], Dim, Dim, h).Select((v, i) => v + T[p + "attn_q.bias"][i]).ToArray();
-                var k = MatVec(T[p + "attn_k.weight"], Dim, KvHeads * HeadDim, h).Select((v, i) => v + T[p + "attn_k.bias"][i]).ToArray();
-                var v = MatVec(T[p + "attn_v.weight"], Dim, KvHeads * HeadDim, h).Select((v, i) => v + T[p + "attn_v.bias"][i]).ToArray();
-                for (int hh = 0; hh < Heads; hh++) RopeNeox(q, hh * HeadDim, pos);
-                for (int hh = 0; hh < KvHeads; hh++) RopeNeox(k, hh * HeadDim, pos);
-                keys[l].Add(k);
-                values[l].Add(v);
-                var att = ReferenceAttention.Grouped(q, keys[l], values[l], Heads, KvHeads, HeadDim);
-                var o = MatVec(T[p + "attn_output.weight"], Dim, Dim, att);
-                for (int i = 0; i < Dim; i++) x[i] += o[i];
-                var h2 = RmsNorm(x, T[p + "ffn_norm.weight"]);
-                var g = MatVec(T[p + "ffn_gate.weight"], Dim, Ffn, h2);
-                var u = MatVec(T[p + "ffn_up.weight"], Dim, Ffn, h2);
-                var act = g.Select((gv, i) => gv / (1 + Math.Exp(-gv)) * u[i]).ToArray();
-                var d = MatVec(T[p + "ffn_down.weight"], Ffn, Dim, act);
-                for (int i = 0; i < Dim; i++) x[i] += d[i];
-            }
-        }
-        var final = RmsNorm(x, T["output_norm.weight"]);
-        return MatVec(tied ? T["token_embd.weight"] : T["output.weight"], Dim, Vocab, final);
+            string p = $"blk.{l}.";
+            var h = r.RmsNorm(x, p + "attn_norm.weight");
+            var q = r.Linear(p + "attn_q.weight", Dim, Dim, h, p + "attn_q.bias");
+            var k = r.Linear(p + "attn_k.weight", Dim, KvHeads * HeadDim, h, p + "attn_k.bias");
+            var v = r.Linear(p + "attn_v.weight", Dim, KvHeads * HeadDim, h, p + "attn_v.bias");
+            ReferenceDecoder.RopeHeads(q, Heads, HeadDim, pos, rope);
+            ReferenceDecoder.RopeHeads(k, KvHeads, HeadDim, pos, rope);
+            ReferenceDecoder.Add(x, r.Linear(p + "attn_output.weight", Dim, Dim, r.Attend(l, q, k, v, Heads, KvHeads, HeadDim)));
+            ReferenceDecoder.Add(x, r.SwiGlu(p, Ffn, r.RmsNorm(x, p + "ffn_norm.weight")));
+        }, tied: tied);
     }
 
     [Theory]

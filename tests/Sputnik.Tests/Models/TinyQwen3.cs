@@ -68,107 +68,49 @@ internal static class TinyQwen3
 
     // ---- reference -----------------------------------------------------------------------------------------
 
-    private static double[] MatVec(float[] w, int cols, int rows, double[] x, int offset = 0)
-    {
-        var y = new double[rows];
-        for (int r = 0; r < rows; r++)
-        {
-            double s = 0;
-            for (int c = 0; c < cols; c++) s += w[offset + r * cols + c] * x[c];
-            y[r] = s;
-        }
-        return y;
-    }
-
-    private static double[] RmsNorm(double[] x, float[] g)
-    {
-        double k = 1 / Math.Sqrt(x.Sum(v => v * v) / x.Length + Eps);
-        return x.Select((v, i) => v * k * g[i]).ToArray();
-    }
-
     /// <summary>
-    /// Per-head RMSNorm then NeoX RoPE of head h of v. YaRN as ggml's rope_yarn: pair i's angle blends θ/factor and θ
-    /// with a ramp over the pairs whose wavelength falls between the original context/β_fast (32) and /β_slow (1);
-    /// cos and sin are scaled by 1 + 0.1·ln(factor).
+    /// Logits after the last of <paramref name="tokens"/>, fed from position 0. Per head RMSNorm then NeoX RoPE; YaRN as
+    /// ggml's rope_yarn over <see cref="YarnOriginalContext"/>, cos and sin scaled by 1 + 0.1·ln(factor).
     /// </summary>
-    private static void NormRope(double[] v, int h, float[] norm, int pos, float yarn)
-    {
-        var head = RmsNorm(v.Skip(h * HeadDim).Take(HeadDim).ToArray(), norm);
-        int half = HeadDim / 2;
-        double Corr(double beta) => HeadDim * Math.Log(YarnOriginalContext / (beta * 2 * Math.PI)) / (2 * Math.Log(RopeBase));
-        double low = Math.Max(0, Math.Floor(Corr(32))), high = Math.Min(HeadDim - 1, Math.Ceiling(Corr(1)));
-        double m = yarn == 1f ? 1 : 1 + 0.1 * Math.Log(yarn);
-        for (int i = 0; i < half; i++)
-        {
-            double theta = pos * Math.Pow(RopeBase, -2.0 * i / HeadDim);
-            if (yarn != 1f)
-            {
-                double ramp = 1 - Math.Clamp((i - low) / Math.Max(0.001, high - low), 0, 1);
-                theta = theta / yarn * (1 - ramp) + theta * ramp;
-            }
-            double a = head[i], b = head[i + half], cos = Math.Cos(theta) * m, sin = Math.Sin(theta) * m;
-            v[h * HeadDim + i] = a * cos - b * sin;
-            v[h * HeadDim + i + half] = a * sin + b * cos;
-        }
-    }
-
-    private static double[] SwiGlu(float[] gate, float[] up, float[] down, int ffn, double[] x, int expert = 0)
-    {
-        var gv = MatVec(gate, Dim, ffn, x, expert * ffn * Dim);
-        var uv = MatVec(up, Dim, ffn, x, expert * ffn * Dim);
-        var act = gv.Select((v, i) => v / (1 + Math.Exp(-v)) * uv[i]).ToArray();
-        return MatVec(down, ffn, Dim, act, expert * Dim * ffn);
-    }
-
-    /// <summary>Logits after the last of <paramref name="tokens"/>, fed from position 0.</summary>
     public static double[] ReferenceLogits(Weights w, int[] tokens, bool moe, float yarn = 1f)
     {
-        var T = w.T;
-        var keys = new List<double[]>[Layers];
-        var values = new List<double[]>[Layers];
-        for (int l = 0; l < Layers; l++) { keys[l] = []; values[l] = []; }
-        double[] x = [];
-        for (int pos = 0; pos < tokens.Length; pos++)
+        var r = new ReferenceDecoder(w.T, Dim, Vocab, Layers, Eps);
+        var rope = new ReferenceRope(RopeBase, HeadDim, Neox: true)
         {
-            x = T["token_embd.weight"].Skip(tokens[pos] * Dim).Take(Dim).Select(v => (double)v).ToArray();
-            for (int l = 0; l < Layers; l++)
-            {
-                string p = $"blk.{l}.";
-                var h = RmsNorm(x, T[p + "attn_norm.weight"]);
-                var q = MatVec(T[p + "attn_q.weight"], Dim, Heads * HeadDim, h);
-                var k = MatVec(T[p + "attn_k.weight"], Dim, KvHeads * HeadDim, h);
-                var v = MatVec(T[p + "attn_v.weight"], Dim, KvHeads * HeadDim, h);
-                for (int hh = 0; hh < Heads; hh++) NormRope(q, hh, T[p + "attn_q_norm.weight"], pos, yarn);
-                for (int hh = 0; hh < KvHeads; hh++) NormRope(k, hh, T[p + "attn_k_norm.weight"], pos, yarn);
-                keys[l].Add(k);
-                values[l].Add(v);
-                var att = ReferenceAttention.Grouped(q, keys[l], values[l], Heads, KvHeads, HeadDim);
-                var o = MatVec(T[p + "attn_output.weight"], Heads * HeadDim, Dim, att);
-                for (int i = 0; i < Dim; i++) x[i] += o[i];
-                var h2 = RmsNorm(x, T[p + "ffn_norm.weight"]);
-                double[] ffn;
-                if (!moe)
-                {
-                    ffn = SwiGlu(T[p + "ffn_gate.weight"], T[p + "ffn_up.weight"], T[p + "ffn_down.weight"], Ffn, h2);
-                }
-                else
-                {
-                    var logits = MatVec(T[p + "ffn_gate_inp.weight"], Dim, Experts, h2);
-                    double lmax = logits.Max();
-                    var probs = logits.Select(z => Math.Exp(z - lmax)).ToArray();
-                    double psum = probs.Sum();
-                    var top = Enumerable.Range(0, Experts).OrderByDescending(e => probs[e]).Take(ExpertsUsed).ToArray();
-                    double wsum = top.Sum(e => probs[e] / psum);
-                    ffn = new double[Dim];
-                    foreach (int e in top)
-                    {
-                        var y = SwiGlu(T[p + "ffn_gate_exps.weight"], T[p + "ffn_up_exps.weight"], T[p + "ffn_down_exps.weight"], ExpertFfn, h2, e);
-                        for (int i = 0; i < Dim; i++) ffn[i] += probs[e] / psum / wsum * y[i];
-                    }
-                }
-                for (int i = 0; i < Dim; i++) x[i] += ffn[i];
-            }
+            YarnFactor = yarn, YarnOriginalContext = YarnOriginalContext, Magnitude = yarn == 1f ? 1 : 1 + 0.1 * Math.Log(yarn),
+        };
+        return r.Logits(tokens, (l, pos, x) =>
+        {
+            string p = $"blk.{l}.";
+            var h = r.RmsNorm(x, p + "attn_norm.weight");
+            var q = r.Linear(p + "attn_q.weight", Dim, Heads * HeadDim, h);
+            var k = r.Linear(p + "attn_k.weight", Dim, KvHeads * HeadDim, h);
+            var v = r.Linear(p + "attn_v.weight", Dim, KvHeads * HeadDim, h);
+            r.NormHeads(q, Heads, HeadDim, p + "attn_q_norm.weight");
+            r.NormHeads(k, KvHeads, HeadDim, p + "attn_k_norm.weight");
+            ReferenceDecoder.RopeHeads(q, Heads, HeadDim, pos, rope);
+            ReferenceDecoder.RopeHeads(k, KvHeads, HeadDim, pos, rope);
+            ReferenceDecoder.Add(x, r.Linear(p + "attn_output.weight", Heads * HeadDim, Dim, r.Attend(l, q, k, v, Heads, KvHeads, HeadDim)));
+            var h2 = r.RmsNorm(x, p + "ffn_norm.weight");
+            ReferenceDecoder.Add(x, moe ? RoutedExperts(r, p, h2) : r.SwiGlu(p, Ffn, h2));
+        });
+    }
+
+    /// <summary>qwen3moe's FFN: softmax over every router logit, the top k, their weights divided by their sum.</summary>
+    private static double[] RoutedExperts(ReferenceDecoder r, string p, double[] h)
+    {
+        var logits = r.Linear(p + "ffn_gate_inp.weight", Dim, Experts, h);
+        double lmax = logits.Max();
+        var probs = logits.Select(z => Math.Exp(z - lmax)).ToArray();
+        double psum = probs.Sum();
+        var top = Enumerable.Range(0, Experts).OrderByDescending(e => probs[e]).Take(ExpertsUsed).ToArray();
+        double wsum = top.Sum(e => probs[e] / psum);
+        var y = new double[Dim];
+        foreach (int e in top)
+        {
+            var ye = r.GatedFfn(p + "ffn_gate_exps.weight", p + "ffn_up_exps.weight", p + "ffn_down_exps.weight", ExpertFfn, h, expert: e);
+            for (int i = 0; i < Dim; i++) y[i] += probs[e] / psum / wsum * ye[i];
         }
-        return MatVec(T["output.weight"], Dim, Vocab, RmsNorm(x, T["output_norm.weight"]));
+        return y;
     }
 }

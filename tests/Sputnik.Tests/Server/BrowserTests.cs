@@ -313,4 +313,51 @@ public sealed class BrowserTests
         Assert.False((bool)rendered["onerror"]!);
         await browser.ScreenshotAsync("chat-stories.png");
     }
+
+    /// <summary>A multi-model server: the top bar's picker lists the models, fits a phone, and the chosen one is asked.</summary>
+    [Fact]
+    public async Task WithSeveralModelsAPickerChoosesTheModelAndFitsAPhone()
+    {
+        using var cache = new TempHubCache();
+        await using var browser = await Chromium.StartAsync();
+        await using var server = await TestServer.StartAsync(o => cache.Options(o) with { EnableWebApp = true, ContextLength = 256 },
+            modelPath: TestServer.BundledModelPath);
+        await browser.ViewportAsync(390, 844, mobile: true);
+        await browser.OpenAppAsync(server.BaseAddress);
+        var page = browser.Page;
+        await page.WaitForAsync("document.getElementById('model').options.length > 0", 10);
+        var bar = await page.EvalJsonAsync("""
+            JSON.stringify((() => {
+              const sel = document.getElementById('model'), r = sel.getBoundingClientRect();
+              return { options: [...sel.options].map(o => o.value), pickerShown: !sel.hidden && r.width > 0, nameShown: !document.getElementById('model-name').hidden,
+                right: r.right, pageWidth: document.documentElement.scrollWidth, inputWidth: document.getElementById('input').getBoundingClientRect().width };
+            })())
+            """);
+        Assert.Equal(["sputnik-r1-tiny", TempHubCache.ModelA, TempHubCache.ModelB], bar["options"]!.AsArray().Select(o => (string)o!));
+        Assert.True((bool)bar["pickerShown"]!);
+        Assert.False((bool)bar["nameShown"]!);
+        Assert.True((double)bar["right"]! <= 390, "the picker is cut off");
+        Assert.Equal(390, (int)bar["pageWidth"]!); // nothing scrolls sideways
+        Assert.True((double)bar["inputWidth"]! >= 250);
+        await browser.ScreenshotAsync("chat-390-picker.png");
+
+        await page.EvalAsync($$"""
+            window.__requests = [];
+            const realFetch = window.fetch;
+            window.fetch = (url, init) => { if (String(url).endsWith('/chat/completions')) window.__requests.push(JSON.parse(init.body)); return realFetch(url, init); };
+            const sel = document.getElementById('model');
+            sel.value = '{{TempHubCache.ModelB}}';
+            sel.dispatchEvent(new Event('change'));
+            document.getElementById('max-tokens').value = 4;
+            document.getElementById('input').value = 'Hi';
+            document.getElementById('input').dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
+            """);
+        await page.WaitForAsync("document.querySelectorAll('.msg.assistant .meta').length > 0 || !document.getElementById('error').hidden", 120);
+        var sent = await page.EvalJsonAsync("""
+            JSON.stringify({ error: document.getElementById('error').hidden ? '' : document.getElementById('error-text').textContent,
+              model: window.__requests[0]?.model ?? null })
+            """);
+        Assert.Equal(("", TempHubCache.ModelB), ((string)sent["error"]!, (string?)sent["model"]));
+        Assert.Contains(TempHubCache.ModelB, (await server.GetJsonAsync("/api/ps"))["models"]!.AsArray().Select(m => (string)m!["name"]!));
+    }
 }

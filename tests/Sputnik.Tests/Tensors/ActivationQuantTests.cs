@@ -64,13 +64,45 @@ public class ActivationQuantTests
             for (int b = 0; b < nb; b++)
             {
                 var expect = new byte[34];
-                LegacyQuants.QuantQ8_0(x.AsSpan(b * 32, 32), expect);
+                LegacyQuants.QuantQ8_0Activation(x.AsSpan(b * 32, 32), expect);
                 Assert.Equal(expect, act.AsSpan(b * 34, 34).ToArray());
                 // the per-block sum d·Σq and the float scale stored after the blocks
                 float d = (float)BitConverter.ToHalf(expect, 0);
                 Assert.Equal(d * expect.Skip(2).Sum(v => (int)(sbyte)v), BitConverter.ToSingle(act, nb * 34 + 4 * b));
                 Assert.Equal(d, BitConverter.ToSingle(act, nb * 38 + 4 * b));
             }
+        }
+    }
+
+    /// <summary>
+    /// ggml-cpu's x86 quantize_row_q8_0 rounds x·(127/amax) half to even; the reference weight quantizer rounds
+    /// x·(1/(amax/127)) half away from zero. With amax 127 the scale is 1, so x = ±0.5, 1.5, 2.5 are exact ties.
+    /// </summary>
+    [Fact]
+    public void Q8_0_activations_round_as_ggml_cpu_on_x86()
+    {
+        var x = new float[32];
+        float[] ties = [0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 126.5f];
+        ties.CopyTo(x, 0);
+        x[31] = 127;
+        var act = new byte[MatVec.ScratchBytes(GgmlType.Q8_0, 32)];
+        MatVec.QuantizeActivation(GgmlType.Q8_0, x, act);
+        sbyte[] expect = [0, 2, 2, 0, -2, -2, 126];
+        Assert.Equal(expect, act.AsSpan(2, ties.Length).ToArray().Select(v => (sbyte)v));
+        var weight = new byte[34];
+        LegacyQuants.QuantQ8_0(x, weight);
+        Assert.Equal([1, 2, 3, -1, -2, -3, 127], weight.AsSpan(2, ties.Length).ToArray().Select(v => (sbyte)v));
+
+        // random blocks: every value is round-half-even of x·(127/amax)
+        var rng = new Random(3);
+        var row = new float[32];
+        var a = new byte[34];
+        for (int i = 0; i < 2000; i++)
+        {
+            for (int j = 0; j < 32; j++) row[j] = (float)(rng.NextDouble() * 2 - 1);
+            LegacyQuants.QuantQ8_0Activation(row, a);
+            float amax = row.Max(MathF.Abs);
+            for (int j = 0; j < 32; j++) Assert.Equal((sbyte)MathF.Round(row[j] * (127f / amax), MidpointRounding.ToEven), (sbyte)a[2 + j]);
         }
     }
 }

@@ -60,9 +60,11 @@ public class FlashAttentionTests
     public void Kernel_matches_reference(int width, KvCacheType kType, KvCacheType vType)
     {
         const int hd = 64, group = 3;
-        // (tokens, pos0, window): decode at a tile edge and deep in, a prefill block crossing tiles, windows
-        (int Tokens, int Pos0, int Window)[] shapes = [(1, 0, 0), (1, 63, 0), (1, 200, 0), (20, 50, 0), (16, 0, 0), (1, 200, 37), (20, 120, 64), (5, 10, 1)];
-        var cache = Cache(260, hd, kType, vType, 1);
+        // (tokens, pos0, window): decode at a tile edge and deep in, a prefill block crossing tiles, windows; then
+        // several segments: decode, a block crossing a segment edge, a window starting inside a segment
+        (int Tokens, int Pos0, int Window)[] shapes = [(1, 0, 0), (1, 63, 0), (1, 200, 0), (20, 50, 0), (16, 0, 0), (1, 200, 37), (20, 120, 64), (5, 10, 1),
+            (1, 700, 0), (20, 250, 0), (3, 600, 300)];
+        var cache = Cache(720, hd, kType, vType, 1);
         foreach (var (tokens, pos0, window) in shapes)
         {
             int qStride = 2 * group * hd;
@@ -79,6 +81,44 @@ public class FlashAttentionTests
             for (int i = 0; i < got.Length; i++)
                 Assert.True(Math.Abs(got[i] - want[i]) <= 2e-5f + 2e-5f * Math.Abs(want[i]),
                     $"width {width} {kType}/{vType} tokens {tokens} pos0 {pos0} window {window} [{i}]: {got[i]} vs {want[i]}");
+        }
+    }
+
+    /// <summary>
+    /// Attention sinks (gpt-oss): one logit per head in the softmax's denominator. Heads get a sink far below the
+    /// scores, one among them, and one far above (which the kernel meets only after the running maximum is set).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Sinks_match_reference(int width, KvCacheType kType, KvCacheType vType)
+    {
+        const int hd = 64, group = 3;
+        float[] sinks = [-30f, 0.5f, 40f];
+        var cache = Cache(200, hd, kType, vType, 4);
+        foreach (var (tokens, pos0, window) in new[] { (1, 0, 0), (1, 150, 0), (20, 100, 0), (17, 120, 64) })
+        {
+            int qStride = group * hd;
+            var q = Random(tokens * qStride, 11 + pos0);
+            var got = new float[tokens * qStride];
+            var want = new float[tokens * qStride];
+            var plain = new float[tokens * qStride];
+            var keys = cache.KeyHead(0, hd, hd);
+            var values = cache.ValueHead(0, hd, hd);
+            FlashAttention.Attend(keys, values, q, qStride, got, qStride, tokens, group, pos0, window, 0.125f, width, sinks);
+            FlashAttention.Reference(keys, values, q, qStride, want, qStride, tokens, group, pos0, window, 0.125f, sinks);
+            FlashAttention.Attend(keys, values, q, qStride, plain, qStride, tokens, group, pos0, window, 0.125f, width);
+            for (int i = 0; i < got.Length; i++)
+                Assert.True(Math.Abs(got[i] - want[i]) <= 2e-5f + 2e-5f * Math.Abs(want[i]),
+                    $"width {width} {kType}/{vType} tokens {tokens} pos0 {pos0} [{i}]: {got[i]} vs {want[i]}");
+            for (int i = 0; i < tokens; i++)
+            {
+                // A sink far below changes nothing; one far above takes nearly all the weight, leaving the output near 0.
+                for (int c = 0; c < hd; c++)
+                {
+                    Assert.Equal(plain[i * qStride + c], got[i * qStride + c], 1e-6f);
+                    Assert.True(Math.Abs(got[i * qStride + 2 * hd + c]) < 1e-6f, $"head under a dominant sink: {got[i * qStride + 2 * hd + c]}");
+                }
+            }
         }
     }
 
@@ -141,7 +181,7 @@ public class FlashAttentionTests
         FlashAttention.Attend(cache.KeyHead(0, hd, hd), cache.ValueHead(0, hd, hd), q, qStride, windowed, qStride, 1, group, start + keyEnd - 1, keyEnd, 0.2f, width);
         for (int j = 0; j < qStride; j++) Assert.Equal(windowed[j], viewed[j], 4); // other tile boundaries: other summation order
         var block = new float[tokens * qStride];
-        FlashAttention.Attend(keys, values, q, qStride, block, qStride, tokens, group, 5, 0, 0.2f, width, keyEnd);
+        FlashAttention.Attend(keys, values, q, qStride, block, qStride, tokens, group, 5, 0, 0.2f, width, keyEnd: keyEnd);
         var causal = new float[qStride];
         for (int i = 0; i < tokens; i++)
         {
@@ -152,13 +192,107 @@ public class FlashAttentionTests
         bool refused = false;
         try
         {
-            FlashAttention.Attend(keys, values, q, qStride, block, qStride, tokens, group, 20, 0, 0.2f, width, keyEnd);
+            FlashAttention.Attend(keys, values, q, qStride, block, qStride, tokens, group, 20, 0, 0.2f, width, keyEnd: keyEnd);
         }
         catch (ArgumentOutOfRangeException)
         {
             refused = true;
         }
         Assert.True(refused, "rows past keyEnd were attended");
+    }
+
+    /// <summary>
+    /// A sliding-window ring (window + batch − 1 rows, position p in row p mod rows) gives the same bits as a cache
+    /// holding every position masked to the same window: tiles stay absolute, a tile that wraps is gathered from both
+    /// ends of the ring, and the arithmetic is the same. Checked as a model drives it: batches of up to the batch
+    /// size written, then attended (the batch's first token reaching back a whole window), through many wraps, with
+    /// each batch's rows also attended one at a time (decode) against the same ring.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void A_ring_gives_the_bits_of_a_whole_cache_masked_to_the_window(int width, KvCacheType kType, KvCacheType vType)
+    {
+        const int hd = 64, group = 2, kvDim = 2 * hd;
+        // (window, batch): a ring shorter than a tile (37 + 20 − 1 = 56 rows) and one spanning two tiles (100 + 16 − 1)
+        foreach (var (window, batch) in new[] { (37, 20), (100, 16) })
+        {
+            var ring = new KvCache(1, 1000, kvDim, kType, vType, hd, [window], batch);
+            var whole = new KvCache(1, 1000, kvDim, kType, vType, hd);
+            Assert.Equal(window + batch - 1, ring.LayerRows(0));
+            var rng = new Random(window);
+            var key = new float[kvDim];
+            var value = new float[kvDim];
+            int qStride = group * hd;
+            int[] sizes = [batch, 1, 3, batch, 7, 1, 1, batch - 1, 2];
+            for (int step = 0, pos0 = 0; pos0 < 330; step++)
+            {
+                int n = sizes[step % sizes.Length];
+                for (int p = pos0; p < pos0 + n; p++)
+                {
+                    for (int i = 0; i < kvDim; i++) { key[i] = (float)(rng.NextDouble() * 4 - 2); value[i] = (float)(rng.NextDouble() * 2 - 1); }
+                    ring.Write(0, p, key, value);
+                    whole.Write(0, p, key, value);
+                }
+                var q = Random(n * qStride, pos0);
+                var got = new float[n * qStride];
+                var want = new float[n * qStride];
+                int g = step % 2;
+                FlashAttention.Attend(ring.KeyHead(0, g * hd, hd), ring.ValueHead(0, g * hd, hd), q, qStride, got, qStride, n, group, pos0, window, 0.125f, width);
+                FlashAttention.Attend(whole.KeyHead(0, g * hd, hd), whole.ValueHead(0, g * hd, hd), q, qStride, want, qStride, n, group, pos0, window, 0.125f, width);
+                Assert.True(want.AsSpan().SequenceEqual(got), $"width {width} {kType}/{vType} window {window}: batch of {n} at {pos0} differs from the whole cache");
+                var alone = new float[qStride];
+                for (int i = 0; i < n; i++)
+                {
+                    FlashAttention.Attend(ring.KeyHead(0, g * hd, hd), ring.ValueHead(0, g * hd, hd), q.AsSpan(i * qStride), qStride, alone, qStride, 1, group, pos0 + i, window, 0.125f, width);
+                    Assert.True(alone.AsSpan().SequenceEqual(got.AsSpan(i * qStride, qStride)), $"width {width} {kType}/{vType} window {window}: position {pos0 + i} alone differs from its batch");
+                }
+                pos0 += n;
+            }
+            // A window wider than the ring is refused rather than read from rows that later positions took.
+            var o = new float[qStride];
+            Assert.Throws<ArgumentOutOfRangeException>(() =>
+                FlashAttention.Attend(ring.KeyHead(0, 0, hd), ring.ValueHead(0, 0, hd), new float[qStride], qStride, o, qStride, 1, group, 300, window + batch, 1f, width));
+        }
+    }
+
+    /// <summary>
+    /// A decode token's segments attended one call each (as threads split them) and merged give the bits of one call,
+    /// with and without a window, at and across segment edges.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Segments_attended_apart_and_merged_give_the_bits_of_one_call(int width, KvCacheType kType, KvCacheType vType)
+    {
+        const int hd = 64, group = 3;
+        var cache = Cache(700, hd, kType, vType, 7);
+        var keys = cache.KeyHead(0, hd, hd);
+        var values = cache.ValueHead(0, hd, hd);
+        int pf = FlashAttention.PartialFloats(hd);
+        foreach (var (pos, window) in new[] { (300, 0), (511, 0), (512, 0), (690, 0), (690, 300), (600, 345) })
+        {
+            var q = Random(group * hd, pos);
+            var whole = new float[group * hd];
+            FlashAttention.Attend(keys, values, q, 0, whole, 0, 1, group, pos, window, 0.15f, width);
+            int segments = FlashAttention.Segments(pos, window);
+            Assert.Equal(pos / FlashAttention.Segment - FlashAttention.WindowStart(pos, window) / FlashAttention.Segment + 1, segments);
+            Assert.True(segments > 1);
+            var partials = new float[segments * group * pf];
+            for (int j = segments - 1; j >= 0; j--) // any order: each segment is independent
+                FlashAttention.AttendSegment(keys, values, q, partials.AsSpan(j * group * pf, group * pf), group, pos, window, 0.15f, j, width);
+            var merged = new float[group * hd];
+            FlashAttention.MergeSegments(partials, segments, group, values, merged, width);
+            Assert.Equal(whole, merged);
+            // gpt-oss's sinks join at the merge: one below the scores, one far above (it rescales), one in between.
+            float[] sinks = [-30f, 40f, 0.5f];
+            var wholeSunk = new float[group * hd];
+            FlashAttention.Attend(keys, values, q, 0, wholeSunk, 0, 1, group, pos, window, 0.15f, width, sinks);
+            var mergedSunk = new float[group * hd];
+            FlashAttention.MergeSegments(partials, segments, group, values, mergedSunk, width, sinks);
+            Assert.Equal(wholeSunk, mergedSunk);
+            Assert.NotEqual(whole, wholeSunk);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() =>
+            FlashAttention.AttendSegment(cache.KeyHead(0, hd, hd), cache.ValueHead(0, hd, hd), new float[group * hd], new float[group * pf], group, 300, 0, 1f, 2, width));
     }
 
     /// <summary>MLA: the values are the first columns of the key rows, decoded once for both.</summary>
@@ -212,6 +346,28 @@ public class FlashAttentionTests
                 Assert.Equal(want, got);
             }
         }
+    }
+
+    /// <summary>The inlined F16 row decoder attention uses, bit for bit, including infinities, NaNs, subnormals and −0.</summary>
+    [Fact]
+    public void Half_row_decoder_matches_the_reference_bit_for_bit()
+    {
+        var bits = new ushort[43];
+        var rng = new Random(3);
+        for (int i = 0; i < bits.Length; i++) bits[i] = (ushort)rng.Next(65536);
+        ushort[] special = [0x7C00, 0xFC00, 0x7E01, 0xFD55, 0x0001, 0x83FF, 0x8000, 0x0000, 0x7BFF, 0x0400];
+        special.CopyTo(bits, 3);
+        var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
+        var want = new float[bits.Length];
+        KvRowCodec.DecodeReference(KvCacheType.F16, bytes, want);
+        foreach (int width in Widths())
+        {
+            var got = new float[bits.Length]; // 43: two 16-wide vectors, one 8-wide, a scalar tail
+            KvRowCodec.DecodeHalf(bytes, got, width);
+            for (int i = 0; i < got.Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(want[i]) == BitConverter.SingleToInt32Bits(got[i]), $"width {width} [{i}] 0x{bits[i]:X4}: {got[i]} vs {want[i]}");
+        }
+        Assert.Throws<ArgumentException>(() => KvRowCodec.DecodeHalf(bytes.AsSpan(0, 10), new float[8], 256));
     }
 }
 

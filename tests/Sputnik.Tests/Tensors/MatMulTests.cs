@@ -8,7 +8,7 @@ public class MatMulTests
 {
     public static readonly TheoryData<GgmlType> Types = new(
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1,
-        GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K);
+        GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.MXFP4);
 
     private static float[] Gaussian(int n, int seed)
     {
@@ -68,6 +68,7 @@ public class MatMulTests
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.MXFP4)]
     public void Batched_tokens_equal_single_token_products_bit_for_bit(GgmlType t)
     {
         const int rows = 5, tokens = 9;

@@ -8,7 +8,7 @@ public class QuantTests
 {
     public static readonly TheoryData<GgmlType> AllTypes = new(
         GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1,
-        GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.Q8_K);
+        GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.Q8_K, GgmlType.MXFP4);
 
     // ---------------- hand-built blocks ----------------
 
@@ -208,6 +208,48 @@ public class QuantTests
         Assert.Equal(9, b[4] & 0xF);              // 1.45 + 8.5 = 9.95 -> 9
     }
 
+    [Fact]
+    public void Mxfp4_block_decodes_by_hand()
+    {
+        var b = new byte[17];
+        b[0] = 127; // scale 2^0; ggml's doubled values times half of it
+        b[1] = 0xD7; // weight 0: nibble 7 -> 6, weight 16: nibble 13 -> -3
+        b[2] = 0x91; // weight 1: 0.5, weight 17: -0.5
+        b[16] = 0x8F; // weight 15: nibble 15 -> -6, weight 31: nibble 8 (negative zero) -> 0
+        var y = new float[32];
+        Dequant.Row(GgmlType.MXFP4, b, y);
+        Assert.Equal(6f, y[0]);
+        Assert.Equal(-3f, y[16]);
+        Assert.Equal(0.5f, y[1]);
+        Assert.Equal(-0.5f, y[17]);
+        Assert.Equal(-6f, y[15]);
+        Assert.Equal(0f, y[31]);
+        Assert.Equal(0f, y[5]);
+        // The E8M0 extremes: 2^-127 (a float denormal) and 2^127, exact.
+        b[0] = 0;
+        Dequant.Row(GgmlType.MXFP4, b, y);
+        Assert.Equal(BitConverter.Int32BitsToSingle((2 << 23) | 0x400000), y[0]); // 12 · 2^-128 = 1.5 · 2^-125
+        b[0] = 254;
+        Dequant.Row(GgmlType.MXFP4, b, y);
+        Assert.Equal(BitConverter.Int32BitsToSingle(253 << 23), y[1]); // 1 · 2^126
+    }
+
+    [Fact]
+    public void Mxfp4_quantizes_like_reference()
+    {
+        var x = new float[32];
+        x[0] = 6f; x[1] = -3f; x[2] = 0.75f; x[3] = 5f; x[16] = -0.2f; x[17] = 2.6f;
+        var b = new byte[17];
+        Quant.Row(GgmlType.MXFP4, x, b);
+        Assert.Equal(127, b[0]);                // ⌊log2 6⌋ − 2 + 127
+        Assert.Equal(7, b[1] & 0xF);            // 6
+        Assert.Equal(13, b[2] & 0xF);           // -3
+        Assert.Equal(1, b[3] & 0xF);            // 0.75: 0.5 and 1 tie, the first (smaller index) wins
+        Assert.Equal(6, b[4] & 0xF);            // 5: 4 and 6 tie -> 4
+        Assert.Equal(0, b[1] >> 4);             // -0.2 -> +0 (index 0 before -0)
+        Assert.Equal(5, b[2] >> 4);             // 2.6 -> 3
+    }
+
     // ---------------- round trips ----------------
 
     private static float[] Gaussian(int n, int seed, float sigma = 1f)
@@ -255,6 +297,7 @@ public class QuantTests
         { GgmlType.Q4_0, 0.1 },
         { GgmlType.Q4_1, 0.093 },
         { GgmlType.Q4_K, 0.085 },
+        { GgmlType.MXFP4, 0.2 },
     };
 
     [Theory]
@@ -295,6 +338,8 @@ public class QuantTests
                 Assert.False(float.IsNaN(v));
                 // 1e-3 pushes Q6_K's f16 super-scale (c/4096) into f16 subnormals, as in ggml: allow 5% there
                 float tol = MathF.Abs(c) < 0.01f ? 0.05f : 0.02f;
+                // MXFP4's E2M1 has one mantissa bit: between 4·s and 6·s the nearest value is up to 20% off
+                if (type == GgmlType.MXFP4) tol = 0.2f;
                 Assert.True(MathF.Abs(v - c) <= tol * MathF.Abs(c), $"{type}: constant {c} came back as {v}");
             }
         }
@@ -334,7 +379,8 @@ public class QuantTests
             Assert.Equal(part, whole.AsSpan((int)(i * blockBytes), (int)blockBytes).ToArray());
         }
         float[] y = RoundTrip(type, x);
-        Assert.True(MathF.Abs(y[bs + 3] - 40f) < 2f);
+        // MXFP4's nearest values to 40 in a block scaled for it are 32 and 48 (E2M1's one mantissa bit)
+        Assert.True(MathF.Abs(y[bs + 3] - 40f) <= (type == GgmlType.MXFP4 ? 8f : 2f));
     }
 
     [Theory]

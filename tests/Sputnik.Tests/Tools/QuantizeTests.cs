@@ -149,6 +149,25 @@ public sealed class QuantizeTests : IClassFixture<TinyF32Models>
         Assert.Equal(GgmlType.Q8_0, new QuantMix(FileType.Q8_0, 24, true).Choose("output.weight", [1024, 5000], GgmlType.F32));
     }
 
+    /// <summary>llama.cpp's MXFP4_MOE (`quantize … MXFP4`): stacked experts MXFP4, other matrices and the output Q8_0.</summary>
+    [Fact]
+    public void Mxfp4_mix_puts_experts_in_mxfp4_and_the_rest_in_q8_0()
+    {
+        Assert.Equal(FileType.Mxfp4Moe, QuantMix.Parse("mxfp4"));
+        Assert.Equal(FileType.Mxfp4Moe, QuantMix.Parse("MXFP4_MOE"));
+        Assert.Equal("MXFP4 MoE", QuantMix.Describe(FileType.Mxfp4Moe));
+        var mix = new QuantMix(FileType.Mxfp4Moe, 24, hasOutput: true);
+        Assert.Equal(GgmlType.MXFP4, mix.Choose("blk.3.ffn_gate_exps.weight", [2880, 2880, 32], GgmlType.BF16));
+        Assert.Equal(GgmlType.MXFP4, mix.Choose("blk.3.ffn_down_exps.weight", [2880, 2880, 32], GgmlType.MXFP4));
+        Assert.Equal(GgmlType.Q8_0, mix.Choose("blk.3.attn_q.weight", [2880, 4096], GgmlType.BF16));
+        Assert.Equal(GgmlType.Q8_0, mix.Choose("output.weight", [2880, 201088], GgmlType.BF16));
+        Assert.Equal(GgmlType.Q8_0, mix.Choose("token_embd.weight", [2880, 201088], GgmlType.BF16));
+        Assert.Equal(GgmlType.F32, mix.Choose("blk.3.ffn_gate_inp.weight", [2880, 32], GgmlType.F32));
+        Assert.Equal(GgmlType.F32, mix.Choose("blk.3.ffn_gate_exps.bias", [2880, 32], GgmlType.F32));
+        Assert.Equal(GgmlType.F32, mix.Choose("blk.3.attn_sinks.weight", [64], GgmlType.F32));
+        Assert.Equal(GgmlType.F16, mix.Choose("blk.3.ffn_up_exps.weight", [100, 64, 8], GgmlType.F32)); // no 32-block fits
+    }
+
     [Fact]
     public void Quantized_input_can_be_requantized()
     {

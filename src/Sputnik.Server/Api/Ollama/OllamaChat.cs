@@ -17,7 +17,11 @@ internal static class OllamaChat
     public static async Task Chat(HttpContext ctx, IModelProvider models)
     {
         var started = Stopwatch.GetTimestamp();
-        var (bytes, name, lease) = await AcquireAsync(ctx, models);
+        var (bytes, name, keepAlive) = await ReadAsync(ctx);
+        if (keepAlive == TimeSpan.Zero && await UnloadedAsync(ctx, models, bytes, name, "messages",
+                () => new OllamaChatChunk(name, DateTime.UtcNow, new OllamaMessage("assistant", ""), true, "unload"), OllamaJson.Api.OllamaChatChunk))
+            return;
+        var lease = await LeaseAsync(ctx, models, bytes, name, keepAlive);
         var host = lease.Host;
         ChatRequest req;
         using (var doc = RequestReader.ParseBody(bytes))
@@ -49,7 +53,11 @@ internal static class OllamaChat
     public static async Task Generate(HttpContext ctx, IModelProvider models)
     {
         var started = Stopwatch.GetTimestamp();
-        var (bytes, name, lease) = await AcquireAsync(ctx, models);
+        var (bytes, name, keepAlive) = await ReadAsync(ctx);
+        if (keepAlive == TimeSpan.Zero && await UnloadedAsync(ctx, models, bytes, name, "prompt",
+                () => new OllamaGenerateChunk(name, DateTime.UtcNow, "", true, DoneReason: "unload"), OllamaJson.Api.OllamaGenerateChunk))
+            return;
+        var lease = await LeaseAsync(ctx, models, bytes, name, keepAlive);
         var host = lease.Host;
         GenerateRequest gen;
         using (var doc = RequestReader.ParseBody(bytes))
@@ -91,23 +99,57 @@ internal static class OllamaChat
 
     /// <summary>
     /// Reads the body (bounded by --max-body), and gets the model it names from the provider; the body is then held
-    /// to that model's own limit (what a prompt that fits its context could take).
+    /// to that model's own limit (what a prompt that fits its context could take). The lease ends with the response.
     /// </summary>
     internal static async Task<(byte[] Body, string Name, ModelLease Lease)> AcquireAsync(HttpContext ctx, IModelProvider models)
     {
+        var (bytes, name, keepAlive) = await ReadAsync(ctx);
+        return (bytes, name, await LeaseAsync(ctx, models, bytes, name, keepAlive));
+    }
+
+    /// <summary>The body, the model it names and its keep_alive.</summary>
+    private static async Task<(byte[] Body, string Name, TimeSpan? KeepAlive)> ReadAsync(HttpContext ctx)
+    {
         byte[] bytes = await Http.ReadBodyAsync(ctx);
-        string name;
-        TimeSpan? keepAlive;
+        using var doc = RequestReader.ParseBody(bytes);
+        var f = new JsonFields(doc.RootElement);
+        return (bytes, OllamaReader.ModelName(f), OllamaReader.KeepAlive(f));
+    }
+
+    private static async Task<ModelLease> LeaseAsync(HttpContext ctx, IModelProvider models, byte[] bytes, string name, TimeSpan? keepAlive)
+    {
+        var lease = await models.AcquireAsync(name, keepAlive, ctx.RequestAborted);
+        ctx.Response.RegisterForDispose(lease);
+        if (bytes.Length > lease.Host.BodyLimit)
+            throw new ApiException(413, $"the request body is larger than {lease.Host.BodyLimit} bytes, what a prompt that fits this model's context could take", code: "request_too_large");
+        return lease;
+    }
+
+    /// <summary>
+    /// Ollama's way to unload a model: keep_alive 0 and nothing to generate (no messages, or no prompt). Answers
+    /// done_reason "unload" and returns true, or 404 for a name nothing goes by; false (a plain load-and-answer) on a
+    /// single-model server, whose one model stays.
+    /// </summary>
+    private static async Task<bool> UnloadedAsync<T>(HttpContext ctx, IModelProvider models, byte[] bytes, string name, string field, Func<T> answer,
+        System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type)
+    {
         using (var doc = RequestReader.ParseBody(bytes))
         {
             var f = new JsonFields(doc.RootElement);
-            name = OllamaReader.ModelName(f);
-            keepAlive = OllamaReader.KeepAlive(f);
+            bool nothing = field == "messages"
+                ? f.Get("messages") is not { ValueKind: JsonValueKind.Array } m || m.GetArrayLength() == 0
+                : string.IsNullOrEmpty(f.Get("prompt") is { ValueKind: JsonValueKind.String } p ? p.GetString() : null) && !f.Has("suffix") && !f.Has("system");
+            if (!nothing) return false;
         }
-        var lease = await models.AcquireAsync(name, keepAlive, ctx.RequestAborted);
-        if (bytes.Length > lease.Host.BodyLimit)
-            throw new ApiException(413, $"the request body is larger than {lease.Host.BodyLimit} bytes, what a prompt that fits this model's context could take", code: "request_too_large");
-        return (bytes, name, lease);
+        switch (models.Unload(name))
+        {
+            case UnloadResult.Kept:
+                return false;
+            case UnloadResult.NotFound:
+                throw new ApiException(404, $"model '{name}' not found", "model", "model_not_found");
+        }
+        await Http.WriteJsonAsync(ctx, 200, answer(), type);
+        return true;
     }
 
     /// <summary>Ollama refuses to think with a model that cannot: asking for it is a 400, as there.</summary>

@@ -46,6 +46,9 @@ internal sealed record OllamaShow(string Modelfile, string Parameters, string Te
 
 internal sealed record OllamaVersion(string Version);
 
+/// <summary>A line of /api/pull's progress: a status, and for a file its digest and bytes.</summary>
+internal sealed record OllamaPullStatus(string Status, string? Digest = null, long? Total = null, long? Completed = null);
+
 internal sealed record OllamaEmbedResponse(string Model, IReadOnlyList<float[]> Embeddings, long TotalDuration, long LoadDuration, int PromptEvalCount);
 
 internal sealed record OllamaLegacyEmbedding(float[] Embedding);
@@ -60,6 +63,7 @@ internal sealed record OllamaLegacyEmbedding(float[] Embedding);
 [JsonSerializable(typeof(OllamaPs))]
 [JsonSerializable(typeof(OllamaShow))]
 [JsonSerializable(typeof(OllamaVersion))]
+[JsonSerializable(typeof(OllamaPullStatus))]
 [JsonSerializable(typeof(OllamaEmbedResponse))]
 [JsonSerializable(typeof(OllamaLegacyEmbedding))]
 internal sealed partial class OllamaJson : JsonSerializerContext

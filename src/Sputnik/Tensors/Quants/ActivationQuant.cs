@@ -11,7 +11,7 @@ namespace Sputnik.Tensors.Quants;
 /// Vector forms of the two activation quantizers the integer kernels read (Q8_0 blocks for the 32-weight formats,
 /// Q8_K blocks for the K-quants). They run over every activation of every matrix product — in prefill that is
 /// hundreds of thousands of values per layer — so the scalar reference quantizers showed up in profiles. Both are
-/// bit-identical to the references (LegacyQuants.QuantQ8_0, KQuants.QuantQ8_K), which the tests check.
+/// bit-identical to the scalar quantizers (LegacyQuants.QuantQ8_0Activation, KQuants.QuantQ8_K), which the tests check.
 /// </summary>
 internal static unsafe class ActivationQuant
 {
@@ -57,31 +57,21 @@ internal static unsafe class ActivationQuant
         }
     }
 
-    /// <summary>One 32-value Q8_0 block (half d + 32 int8), rounding half away from zero as the reference does; returns Σq.</summary>
+    /// <summary>One 32-value Q8_0 block (half d + 32 int8) as <see cref="LegacyQuants.QuantQ8_0Activation"/> (x86 ggml-cpu's rounding); returns Σq.</summary>
     public static int Q8_0(float* x, byte* b)
     {
         var v0 = Vector512.Load(x);
         var v1 = Vector512.Load(x + 16);
         var a = Vector512.Max(Vector512.Abs(v0), Vector512.Abs(v1));
         float amax = MaxOf(Vector256.Max(a.GetLower(), a.GetUpper()));
-        float d = amax / 127;
-        float id = d != 0 ? 1.0f / d : 0.0f;
-        BinaryPrimitives.WriteUInt16LittleEndian(new Span<byte>(b, 2), FloatConvert.FloatToHalf(d));
-        var q0 = RoundAway(v0 * Vector512.Create(id));
-        var q1 = RoundAway(v1 * Vector512.Create(id));
+        float id = amax != 0 ? 127f / amax : 0f;
+        BinaryPrimitives.WriteUInt16LittleEndian(new Span<byte>(b, 2), FloatConvert.FloatToHalf(amax / 127));
+        // Vector512.Round is round-half-to-even, as _mm256_round_ps(_MM_ROUND_NEAREST)
+        var q0 = Vector512.ConvertToInt32(Vector512.Round(v0 * Vector512.Create(id)));
+        var q1 = Vector512.ConvertToInt32(Vector512.Round(v1 * Vector512.Create(id)));
         Avx512F.ConvertToVector128SByte(q0).Store((sbyte*)(b + 2));
         Avx512F.ConvertToVector128SByte(q1).Store((sbyte*)(b + 18));
         return Vector512.Sum(q0 + q1);
-    }
-
-    /// <summary>MathF.Round(v, MidpointRounding.AwayFromZero) per lane, exactly: ties (|frac| = 0.5) step away from zero, everything else rounds to nearest.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> RoundAway(Vector512<float> v)
-    {
-        var t = Vector512.Truncate(v);
-        var tie = Vector512.Equals(Vector512.Abs(v - t), Vector512.Create(0.5f));
-        var away = t + Vector512.CopySign(Vector512<float>.One, v);
-        return Vector512.ConvertToInt32(Vector512.ConditionalSelect(tie, away, Vector512.Round(v)));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

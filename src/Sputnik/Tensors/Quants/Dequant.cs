@@ -53,6 +53,7 @@ internal static class Dequant
         GgmlType.Q5_K => KQuants.DequantQ5_K,
         GgmlType.Q6_K => KQuants.DequantQ6_K,
         GgmlType.Q8_K => KQuants.DequantQ8_K,
+        GgmlType.MXFP4 => Mxfp4.Dequant,
         _ => null,
     };
 
@@ -115,6 +116,7 @@ internal static class Quant
         GgmlType.Q5_K => KQuants.QuantQ5_K,
         GgmlType.Q6_K => KQuants.QuantQ6_K,
         GgmlType.Q8_K => KQuants.QuantQ8_K,
+        GgmlType.MXFP4 => Mxfp4.Quant,
         _ => null,
     };
 }

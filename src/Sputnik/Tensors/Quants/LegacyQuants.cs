@@ -83,6 +83,23 @@ internal static class LegacyQuants
         for (int j = 0; j < QK; j++) b[2 + j] = (byte)(sbyte)MathF.Round(x[j] * id, MidpointRounding.AwayFromZero);
     }
 
+    /// <summary>
+    /// A Q8_0 block of activations as ggml-cpu quantizes them on x86 (quantize_row_q8_0 in arch/x86/quants.c, the
+    /// from_float of Q8_0 that feeds the Q8_0/Q4_0 dot products, Q8_0 KV-cache rows and flash attention's queries):
+    /// the same d = amax/127 as the reference but the inverse taken as 127/amax rather than 1/d, and values rounded
+    /// half to even (_mm256_round_ps) rather than away from zero. The two differ in the last bit of x·id often enough
+    /// that one in ~10^5 values lands on the other side of a rounding boundary, and one such 8-bit step moves the
+    /// logits of a random-weight model by ~0.05; the reference stays <see cref="QuantQ8_0"/> for weights.
+    /// </summary>
+    internal static void QuantQ8_0Activation(ReadOnlySpan<float> x, Span<byte> b)
+    {
+        float amax = 0;
+        for (int j = 0; j < QK; j++) amax = MathF.Max(amax, MathF.Abs(x[j]));
+        float id = amax != 0 ? 127f / amax : 0f;
+        WriteHalf(b, 0, amax / 127);
+        for (int j = 0; j < QK; j++) b[2 + j] = (byte)(sbyte)MathF.Round(x[j] * id, MidpointRounding.ToEven);
+    }
+
     /// <summary>Signed value of largest magnitude (first one wins on ties), as the symmetric ggml quantizers pick it.</summary>
     private static float SignedAbsMax(ReadOnlySpan<float> x)
     {

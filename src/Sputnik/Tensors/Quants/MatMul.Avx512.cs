@@ -16,7 +16,7 @@ internal static unsafe partial class MatMul
     private static bool HasMultiTokenKernel(GgmlType wType, int cols) => wType switch
     {
         GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K or GgmlType.Q5_0 or GgmlType.Q5_1 => true,
-        GgmlType.Q8_0 => cols % 64 == 0,
+        GgmlType.Q8_0 or GgmlType.MXFP4 => cols % 64 == 0,
         _ => false,
     };
 
@@ -30,6 +30,7 @@ internal static unsafe partial class MatMul
             case GgmlType.Q6_K: Q6Kx4(w, a, stride, cols / 256, y, ldy); break;
             case GgmlType.Q5_0 or GgmlType.Q5_1: Q5x4(w, a, stride, cols / 32, y, ldy, wType == GgmlType.Q5_1); break;
             case GgmlType.Q8_0: Q8_0x4(w, a, stride, cols / 64, y, ldy); break;
+            case GgmlType.MXFP4: Mxfp4x4(w, a, stride, cols / 64, y, ldy); break;
             default: throw new System.Diagnostics.UnreachableException($"no multi-token kernel for {wType}; HasMultiTokenKernel guards this");
         }
     }

@@ -16,7 +16,7 @@ internal enum KernelPath
 
 /// <summary>
 /// Matrix × vector products y[r] = dot(weight row r, x) for decode. For quantized weights x is quantized once per call into
-/// an activation buffer: Q8_0 blocks (plus per-block sums d*Σq) for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights, Q8_K blocks for
+/// an activation buffer: Q8_0 blocks (plus per-block sums d*Σq) for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/MXFP4 weights, Q8_K blocks for
 /// Q4_K/Q5_K/Q6_K weights, plain floats for F32/F16/BF16; the dot products then run in integers like ggml_vec_dot_*.
 /// </summary>
 internal static unsafe partial class MatVec
@@ -39,7 +39,7 @@ internal static unsafe partial class MatVec
     private static GgmlType? ActivationTypeOrNull(GgmlType wType) => wType switch
     {
         GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 => GgmlType.F32,
-        GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 => GgmlType.Q8_0,
+        GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.MXFP4 => GgmlType.Q8_0,
         GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => GgmlType.Q8_K,
         _ => null,
     };
@@ -84,7 +84,7 @@ internal static unsafe partial class MatVec
                         if (ActivationQuant.IsAccelerated) s = ActivationQuant.Q8_0(xp + i * 32, bp + i * 34);
                         else
                         {
-                            LegacyQuants.QuantQ8_0(x.Slice(i * 32, 32), blk);
+                            LegacyQuants.QuantQ8_0Activation(x.Slice(i * 32, 32), blk);
                             s = 0;
                             for (int j = 0; j < 32; j++) s += (sbyte)blk[2 + j];
                         }
@@ -176,6 +176,8 @@ internal static unsafe partial class MatVec
                 return path == KernelPath.Scalar ? DotQ5_0Scalar(w, a, nb32) : DotQ5Avx2(w, a, sums, nb32, false);
             case GgmlType.Q5_1:
                 return path == KernelPath.Scalar ? DotQ5_1Scalar(w, a, sums, nb32) : DotQ5Avx2(w, a, sums, nb32, true);
+            case GgmlType.MXFP4:
+                return path switch { KernelPath.Avx512 => DotMxfp4Avx512(w, a, nb32), KernelPath.Avx2 => DotMxfp4Avx2(w, a, nb32), _ => DotMxfp4Scalar(w, a, nb32) };
             case GgmlType.Q4_K:
                 return path switch { KernelPath.Avx512 => DotK512(w, a, nbK, false), KernelPath.Avx2 => DotQ4_KAvx2(w, a, nbK), _ => DotQ4_KScalar(w, a, nbK) };
             case GgmlType.Q5_K:
