@@ -46,13 +46,17 @@ internal static class EmbeddingModels
     /// <summary>The tiny bert encoder mean-pooled (all-MiniLM's).</summary>
     public static string BertMean() => Synth("bert-tiny", "mean", ("bert.pooling_type", GgufValue.Of(1u)));
 
-    /// <summary>The models the batched and llama.cpp checks run: "qwen3-last", "llama-mean", "bert-cls", "bert-mean".</summary>
+    /// <summary>gemma3-tiny mean-pooled: sliding-window (16-token) layers between global ones.</summary>
+    public static string Gemma3Mean() => Synth("gemma3-tiny", "mean", ("gemma3.pooling_type", GgufValue.Of(1u)));
+
+    /// <summary>The models the batched and llama.cpp checks run: "qwen3-last", "llama-mean", "bert-cls", "bert-mean", "gemma3-mean".</summary>
     public static string Named(string which) => which switch
     {
         "qwen3-last" => Qwen3LastToken(),
         "llama-mean" => LlamaMean(),
         "bert-cls" => BertCls(),
         "bert-mean" => BertMean(),
+        "gemma3-mean" => Gemma3Mean(),
         _ => throw new ArgumentException($"no embedding model '{which}'", nameof(which)),
     };
 
