@@ -29,6 +29,8 @@ internal static class ChatCommand
         var ctv = CliOptions.CacheTypeV();
         var shift = CliOptions.ContextShift();
         var cmd = new Command("chat", "Chat with a model in the terminal") { model, threads, ctx, temp, seed, maxTokens, system, budget, noThink, ctk, ctv, shift };
+        var speculation = new SpeculationFlags();
+        speculation.AddTo(cmd);
         cmd.SetAction(r =>
         {
             string path = CliOptions.ResolveModel(r.GetValue(model));
@@ -43,6 +45,7 @@ internal static class ChatCommand
                 Thinking = !r.GetValue(noThink),
                 ThinkingBudget = r.GetValue(budget),
                 ContextShift = r.GetValue(shift),
+                Speculation = speculation.Read(r),
             })
             { SystemPrompt = r.GetValue(system) };
             return new ChatLoop(session, interactive: !Console.IsInputRedirected && !Console.IsOutputRedirected).Run();

@@ -39,6 +39,8 @@ internal static class RunCommand
         {
             model, threads, prompt, n, ctx, temp, topK, topP, minP, repeat, presence, frequency, seed, noBos, json, stop, moeStats, ctk, ctv, shift, keep, ubatch,
         };
+        var speculation = new SpeculationFlags();
+        speculation.AddTo(cmd);
         cmd.SetAction(r =>
         {
             var sampling = new SamplingOptions
@@ -72,6 +74,7 @@ internal static class RunCommand
             var options = new GenerationOptions
             {
                 MaxTokens = r.GetValue(n), Sampling = sampling, StopStrings = r.GetValue(stop) ?? [], ContextShift = r.GetValue(shift), KeepTokens = kept,
+                Speculation = speculation.Read(r),
             };
             var stats = new GenerationStats();
             var generator = new Generator(m.Model, m.Tokenizer);
@@ -110,6 +113,9 @@ internal static class RunCommand
                         ["prompt_tok_s"] = Math.Round(stats.PromptTokensPerSecond, 2),
                         ["gen_ms"] = Math.Round(stats.GenerationMs, 3),
                         ["gen_tok_s"] = Math.Round(stats.GenerationTokensPerSecond, 2),
+                        ["draft_n"] = stats.DraftedTokens,
+                        ["draft_n_accepted"] = stats.AcceptedTokens,
+                        ["draft_acceptance_rate"] = Math.Round(stats.AcceptanceRate, 4),
                     },
                 };
                 Console.WriteLine(o.ToJsonString(JsonOutput.Options));
@@ -118,7 +124,8 @@ internal static class RunCommand
             {
                 Console.WriteLine();
                 Console.Error.WriteLine($"prompt: {stats.PromptTokens} tokens in {stats.PromptMs:F1} ms ({stats.PromptTokensPerSecond:F1} tok/s) | " +
-                    $"generated: {stats.GeneratedTokens} tokens in {stats.GenerationMs:F1} ms ({stats.GenerationTokensPerSecond:F1} tok/s)");
+                    $"generated: {stats.GeneratedTokens} tokens in {stats.GenerationMs:F1} ms ({stats.GenerationTokensPerSecond:F1} tok/s)" +
+                    (options.Speculation != null ? $" | drafted: {stats.DraftedTokens}, accepted: {stats.AcceptedTokens} ({stats.AcceptanceRate:P1})" : ""));
             }
             if (moe?.MoeStats is { } counted) counted.Print(Console.Error, moe.FirstMoeLayer);
             return 0;

@@ -30,6 +30,9 @@ public sealed record ChatOptions
     /// on (llama.cpp's --context-shift) instead of ending the reply; <see cref="MaxTokens"/> is then not capped by the room left.
     /// </summary>
     public bool ContextShift { get; init; }
+
+    /// <summary>Speculative decoding (n-gram proposals checked in batched forwards); null for none. The output does not change.</summary>
+    public SpeculationOptions? Speculation { get; init; }
 }
 
 /// <summary>
@@ -229,6 +232,7 @@ public sealed class ChatSession
             // With context shift the answer may outgrow the room the prompt leaves; without, it stops there.
             MaxTokens = o.ContextShift ? o.MaxTokens : Math.Min(o.MaxTokens, room),
             ContextShift = o.ContextShift,
+            Speculation = o.Speculation,
             KeepTokens = o.ContextShift ? _prompts.SystemPrefixTokens(all, prompt.Tokens) : 0,
             Sampling = o.Sampling,
             StopStrings = o.StopStrings,

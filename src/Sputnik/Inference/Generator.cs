@@ -23,6 +23,10 @@ internal sealed record GenerationOptions
     public bool ContextShift { get; init; }
     /// <summary>Leading tokens a context shift never drops (BOS, the system prompt): llama.cpp's n_keep.</summary>
     public int KeepTokens { get; init; }
+    /// <summary>Speculative decoding; null or <see cref="SpeculationType.None"/> for one forward per token.</summary>
+    public SpeculationOptions? Speculation { get; init; }
+    /// <summary>Proposals from elsewhere than <see cref="Speculation"/>'s type (a draft model, a test's oracle); needs <see cref="Speculation"/> for the limits.</summary>
+    public IDraftSource? DraftSource { get; init; }
 }
 
 /// <summary>Why generation ended.</summary>
@@ -78,6 +82,12 @@ internal sealed class GenerationStats
     public string? StopString { get; set; }
     /// <summary>Context shifts this generation made (<see cref="GenerationOptions.ContextShift"/>).</summary>
     public int ContextShifts { get; set; }
+    /// <summary>Speculative decoding: tokens proposed and verified in batched forwards, and how many of them the sampler kept.</summary>
+    public int DraftedTokens { get; set; }
+    public int AcceptedTokens { get; set; }
+
+    /// <summary>Accepted ÷ drafted proposals (0 when nothing was drafted).</summary>
+    public double AcceptanceRate => DraftedTokens > 0 ? (double)AcceptedTokens / DraftedTokens : 0;
 
     public double PromptTokensPerSecond => PromptMs > 0 ? (PromptTokens - CachedPromptTokens) * 1000.0 / PromptMs : 0;
     public double GenerationTokensPerSecond => GenerationMs > 0 ? GeneratedTokens * 1000.0 / GenerationMs : 0;
@@ -151,7 +161,14 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         int thinkingTokens = 0;
         bool forcedClose = false;
         var constraint = options.ResponseSchema is { } schema ? new Json.JsonTokenConstraint(schema, Tokenizer, parser) : null;
+        // A caller that feeds decode tokens itself (batched server slots) runs one token per step: no speculation.
+        // A state that cannot be cut back anywhere (a sliding-window ring, a recurrent state: Rows is null) could not
+        // drop rejected proposals, so it decodes one token per forward. TODO(#20): rings with draft-max spare rows.
+        var spec = options.Speculation is { } so && (so.Enabled || options.DraftSource != null) && handoff == null && state.Rows != null
+            ? new Speculator(Model, so, options.DraftSource) : null;
 
+        try
+        {
         while (stats.GeneratedTokens < options.MaxTokens)
         {
             if (cancellationToken.IsCancellationRequested) { stats.FinishReason = FinishReason.Cancelled; break; }
@@ -160,6 +177,7 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
             if (parser != null && !forcedClose && parser.State == ReasoningParser.Phase.Thinking && thinkingTokens >= reasoning!.MaxThinkingTokens)
             {
                 forcedClose = true;
+                spec?.Discard(state);
                 // The forced text counts against max tokens: drop the cue when only the close fits, and force
                 // nothing when not even that leaves room for an answer (the length limit then ends the turn).
                 int room = Math.Min(options.MaxTokens - stats.GeneratedTokens, state.Capacity - state.Position) - 1;
@@ -176,7 +194,9 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
                 if (closing.Length > 0) Model.Forward(state, closing);
             }
 
-            if (constraint != null) constraint.Budget = Math.Min(options.MaxTokens - stats.GeneratedTokens, state.Capacity - state.Position + 1);
+            // Unchecked proposals in the cache do not count: the budget must be what it is without speculation.
+            int fed = state.Position - (spec?.Pending ?? 0);
+            if (constraint != null) constraint.Budget = Math.Min(options.MaxTokens - stats.GeneratedTokens, state.Capacity - fed + 1);
             int token = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history), constraint);
             if (token < 0 && constraint is { BudgetRelaxed: false })
             {
@@ -191,6 +211,8 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
                 yield break;
             }
             constraint?.Accept(token);
+            // A proposal the sampler picked too is already in the cache, with the logits after it at hand.
+            bool verified = spec != null && spec.TryAccept(state, token);
             history.Add(token);
             stats.GeneratedTokens++;
             if (parser?.State == ReasoningParser.Phase.Thinking) { thinkingTokens++; stats.ReasoningTokens++; }
@@ -217,9 +239,10 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
                 yield break;
             }
             bool last = stats.GeneratedTokens >= options.MaxTokens;
-            if (!last && state.Position >= state.Capacity && options.ContextShift && ShiftContext(state, history, options.KeepTokens))
+            // A verified token is already in the cache, so it never finds the context full.
+            if (!last && !verified && state.Position >= state.Capacity && options.ContextShift && ShiftContext(state, history, options.KeepTokens))
                 stats.ContextShifts++;
-            if (!last && state.Position >= state.Capacity)
+            if (!last && !verified && state.Position >= state.Capacity)
             {
                 stats.FinishReason = FinishReason.ContextFull;
                 yield return Final(token, text + stops.Push(decoder.Flush()) + stops.Flush(), parser);
@@ -233,11 +256,24 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
             if (handoff != null) handoff.PendingToken = token;
             yield return new GeneratedToken(token, text, parser?.Push(text));
             if (handoff is { Fed: true }) handoff.Fed = false;
+            else if (verified) { } // already in the cache
+            else if (spec != null) spec.Feed(state, history, token, options.MaxTokens - stats.GeneratedTokens);
             else FeedToken(state, token);
             if (handoff != null) handoff.PendingToken = -1;
             stats.GenerationMs = sw.Elapsed.TotalMilliseconds;
         }
         if (stats.FinishReason != FinishReason.Cancelled) stats.FinishReason = FinishReason.Length;
+        }
+        finally
+        {
+            // Unchecked proposals must not stay in the cache: the next prompt reuses it as a prefix.
+            if (spec != null)
+            {
+                spec.Discard(state);
+                stats.DraftedTokens = spec.Drafted;
+                stats.AcceptedTokens = spec.Accepted;
+            }
+        }
     }
 
     /// <summary>

@@ -188,6 +188,36 @@ internal abstract partial class DecoderModel : LanguageModel
         return s.Logits;
     }
 
+    /// <summary>
+    /// The batched path with the output head on every row. The matrix kernels share their per-token steps between
+    /// the single-token and multi-token products, so each row matches a one-token forward bit for bit (the tests check).
+    /// </summary>
+    public override void ForwardAll(InferenceState state, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        var s = (DecoderState)state;
+        var c = Config;
+        int vocab = c.VocabSize, dim = c.Dim;
+        if (tokens.IsEmpty) throw new ArgumentException("no tokens to feed");
+        if (logits.Length < (long)tokens.Length * vocab)
+            throw new ArgumentException($"the logits buffer holds {logits.Length} floats; {tokens.Length} tokens need {(long)tokens.Length * vocab}");
+        if (s.Position + tokens.Length > s.Capacity)
+            throw new InvalidOperationException($"context full: {s.Position} + {tokens.Length} tokens exceed the context of {s.Capacity}");
+        foreach (int token in tokens)
+            if ((uint)token >= (uint)c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary ({c.VocabSize})");
+        int batch = Math.Max(1, MaxBatch);
+        for (int i = 0; i < tokens.Length; i += batch)
+        {
+            int n = Math.Min(batch, tokens.Length - i);
+            Batch(s, tokens.Slice(i, n), computeLogits: false);
+            for (int r = 0; r < n; r++) Ops.RmsNorm(s.X.AsSpan(r * dim, dim), _outputNorm, c.RmsEps, s.Xb.AsSpan(r * dim, dim));
+            s.ActSource = null;
+            if (s.BatchLogits.Length < n * vocab) s.BatchLogits = new float[n * vocab];
+            Project(s, _output, s.Xb, n, s.BatchLogits);
+            for (int r = 0; r < n; r++) FinishLogits(s.BatchLogits.AsSpan(r * vocab, vocab));
+            s.BatchLogits.AsSpan(0, n * vocab).CopyTo(logits.Slice(i * vocab));
+        }
+    }
+
     /// <summary>Runs tokens at positions Position.. through every layer as one batch (matrix × matrix products).</summary>
     private void Batch(DecoderState s, ReadOnlySpan<int> tokens, bool computeLogits)
     {

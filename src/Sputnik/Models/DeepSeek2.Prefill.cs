@@ -29,6 +29,8 @@ internal sealed partial class DeepSeek2
         public int Tokens, Layer, Pos0;
         public float[] X = [], Xb = [], QA = [], Q = [], KvA = [], AttnOut = [], FfnOut = [], RouterLogits = [], Cos = [], Sin = [], RouteWeights = [];
         public int[] RouteExperts = [];
+        /// <summary>Logits of every row of a speculative verification (rows × vocabulary), grown on demand.</summary>
+        public float[] Rows = [];
 
         public void Ensure(DeepSeek2Config c, int n)
         {
@@ -137,6 +139,36 @@ internal sealed partial class DeepSeek2
             // Only the last token's logits are needed: one matrix-vector product.
             Ops.RmsNorm(b.X.AsSpan((n - 1) * dim, dim), _outputNorm, c.RmsEps, s.Xb.AsSpan(0, dim));
             MatVec(s, _output, s.Xb, s.Logits);
+        }
+    }
+
+    /// <summary>
+    /// Speculative verification: the batched prefill with the output head on every row. Whether each row equals a
+    /// one-token decode bit for bit is what the tests check (the batched and single-token kernels share their
+    /// per-token steps; attention is the same absorbed routine); the naive reference cache goes token by token.
+    /// </summary>
+    public override void ForwardAll(InferenceState state, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        var s = state as State ?? throw new ArgumentException("state was not created by this model");
+        var c = DsConfig;
+        int vocab = c.VocabSize, dim = c.Dim;
+        if (s.Latent == null || tokens.Length == 1) { base.ForwardAll(state, tokens, logits); return; }
+        if (logits.Length < (long)tokens.Length * vocab)
+            throw new ArgumentException($"the logits buffer holds {logits.Length} floats; {tokens.Length} tokens need {(long)tokens.Length * vocab}");
+        if (s.Position + tokens.Length > s.Capacity)
+            throw new InvalidOperationException($"context full: {s.Position} + {tokens.Length} tokens exceed the context of {s.Capacity}");
+        foreach (int token in tokens)
+            if ((uint)token >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary ({vocab})");
+        int batch = Math.Max(1, MaxBatch);
+        for (int i = 0; i < tokens.Length; i += batch)
+        {
+            int n = Math.Min(batch, tokens.Length - i);
+            Prefill(s, tokens.Slice(i, n), computeLogits: false);
+            var b = s.Prefill!;
+            NormRows(b, b.X, _outputNorm, n);
+            if (b.Rows.Length < n * vocab) b.Rows = new float[n * vocab];
+            b.Mm.Run(_output, b.Xb, n, b.Rows);
+            b.Rows.AsSpan(0, n * vocab).CopyTo(logits.Slice(i * vocab));
         }
     }
 

@@ -182,8 +182,7 @@ internal sealed class GptOssDecoder : DecoderModel
             sinks[l] = Vector(TensorNames.Weight(l, TensorNames.AttnSinks), config.Heads);
         }
         LayerSinks = sinks;
-        // The attention kernel masks local layers to their window (a token at p sees p − window + 1 … p).
-        // TODO(#15): switch the local layers to the sliding-window ring cache; their caches still grow with the context.
+        // Local layers see p − window + 1 … p and keep only a ring of window + MaxBatch − 1 rows (DecoderModel.CreateState).
         LayerWindows = Enumerable.Range(0, config.Layers).Select(l => p.SlidingLayers[l] ? p.SlidingWindow : 0).ToArray();
     }
 

@@ -52,6 +52,21 @@ internal abstract class LanguageModel : IDisposable
     public abstract ReadOnlySpan<float> Forward(InferenceState state, ReadOnlySpan<int> tokens);
 
     /// <summary>
+    /// Feeds <paramref name="tokens"/> like <see cref="Forward"/> and writes the logits after every one of them into
+    /// <paramref name="logits"/> (tokens.Length × vocabulary floats): the verification pass of speculative decoding.
+    /// Each row must equal, bit for bit, what <see cref="Forward"/> gives fed one token at a time, so speculation
+    /// never changes the output; this default does exactly that, architectures with a batched path that keeps the
+    /// property override it.
+    /// </summary>
+    public virtual void ForwardAll(InferenceState state, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        int vocab = Config.VocabSize;
+        if (logits.Length < (long)tokens.Length * vocab)
+            throw new ArgumentException($"the logits buffer holds {logits.Length} floats; {tokens.Length} tokens need {(long)tokens.Length * vocab}");
+        for (int i = 0; i < tokens.Length; i++) Forward(state, tokens.Slice(i, 1)).CopyTo(logits.Slice(i * vocab, vocab));
+    }
+
+    /// <summary>
     /// Feeds <paramref name="tokens"/> like <see cref="Forward"/> but, instead of logits, writes each token's final
     /// hidden state (after the output norm: what llama.cpp pools into embeddings) into <paramref name="hidden"/>,
     /// tokens.Length × <see cref="ModelConfig.Dim"/> floats. Architectures without it throw NotSupportedException.

@@ -84,6 +84,33 @@ public class GptOssTests : IDisposable
     }
 
     [Fact]
+    public void Window_layers_keep_a_ring_and_decode_the_bits_of_a_whole_cache()
+    {
+        // Batches of at most 4: the 16-token-window layers keep rings of 16 + 3 rows, the global ones the context;
+        // token by token over 60 positions (the rings wrap three times) the logits equal a state sized to hold every
+        // position (MaxBatch 512 makes its rings longer than the context, so none is made).
+        string path = Write();
+        int[] prompt = Enumerable.Range(0, 60).Select(i => 3 + i * 29 % 900).ToArray();
+        using var m = (DecoderModel)ModelLoader.Load(GgufFile.Open(path), threads: 2);
+        var whole = (DecoderState)m.CreateState(128, KvCacheType.F32);
+        m.MaxBatch = 4;
+        var ring = (DecoderState)m.CreateState(128, KvCacheType.F32);
+        var windows = m.LayerWindows!;
+        for (int l = 0; l < windows.Length; l++)
+        {
+            Assert.Equal(windows[l] > 0 ? windows[l] + 3 : 128, ring.Cache.LayerRows(l));
+            Assert.Equal(128, whole.Cache.LayerRows(l));
+        }
+        Assert.Contains(windows, w => w > 0);
+        for (int i = 0; i < prompt.Length; i++)
+        {
+            var a = m.Forward(whole, prompt.AsSpan(i, 1)).ToArray();
+            var b = m.Forward(ring, prompt.AsSpan(i, 1)).ToArray();
+            Assert.True(a.AsSpan().SequenceEqual(b), $"position {i}: the ring's logits differ");
+        }
+    }
+
+    [Fact]
     public void Quantize_to_mxfp4_moe_and_back_to_f32()
     {
         string f32 = Write();

@@ -42,8 +42,10 @@ public class TrainCliTests
 
             string gdir = Path.Combine(dir, "grpo");
             var grpo = CliRunner.Run("train", "grpo", "--init", sftModel, "--task", "easy", "--out", gdir, "--steps", "16", "--prompts", "8",
-                "--group", "8", "--max-new", "128", "--lr", "2e-3", "--eval-every", "0", "--threads", "2");
+                "--group", "8", "--max-new", "128", "--lr", "1e-3", "--eval-every", "0", "--threads", "2");
             Assert.True(grpo.ExitCode == 0, grpo.StdErr);
+            // lr 1e-3: at 2e-3 this 16-step run on a barely trained model is on a knife's edge — a change of the
+            // attention kernel's float summation order (2026-12-05, split-KV decode) tipped it into collapse (reward 0.05 → 0).
             var reward = Column(Path.Combine(gdir, "grpo_metrics.csv"), "mean_reward");
             Assert.True(reward.TakeLast(5).Average() > reward.Take(5).Average(), $"GRPO reward {string.Join(" ", reward.Select(r => r.ToString("F2", CultureInfo.InvariantCulture)))}");
             Assert.True(File.Exists(Path.Combine(gdir, "grpo_reward.png")));

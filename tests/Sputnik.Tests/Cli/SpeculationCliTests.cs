@@ -1,0 +1,44 @@
+using System.Text.Json;
+using Xunit;
+
+namespace Sputnik.Tests.Cli;
+
+/// <summary>`run --spec-type …` leaves the greedy golden output unchanged and reports its draft counts.</summary>
+public class SpeculationCliTests
+{
+    private static readonly string Stories = Fixtures.Model("stories260K.gguf");
+
+    private static int[] Ints(JsonElement e) => e.EnumerateArray().Select(x => x.GetInt32()).ToArray();
+
+    [Theory]
+    [InlineData("ngram-simple")]
+    [InlineData("ngram-mod")]
+    public void Greedy_200_from_BOS_with_speculation_is_the_golden_output(string type)
+    {
+        using var golden = JsonDocument.Parse(File.ReadAllText(Fixtures.Require(Fixtures.Model("stories260K.golden.json"))));
+        var expected = golden.RootElement.GetProperty("bos_greedy_200");
+        var r = CliRunner.Run("run", "-m", Fixtures.Require(Stories), "-p", "", "-n", "200", "--temp", "0", "--json", "-t", "1",
+            "--spec-type", type, "--draft-max", "8", "--spec-ngram-size-n", "2");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        using var doc = JsonDocument.Parse(r.StdOut);
+        var o = doc.RootElement;
+        Assert.Equal(Ints(expected.GetProperty("tokens")), Ints(o.GetProperty("tokens")));
+        Assert.Equal(expected.GetProperty("text").GetString(), o.GetProperty("text").GetString());
+        var t = o.GetProperty("timings");
+        int drafted = t.GetProperty("draft_n").GetInt32(), accepted = t.GetProperty("draft_n_accepted").GetInt32();
+        Assert.True(drafted > 0, "nothing was proposed over 200 tokens of a repetitive story");
+        Assert.InRange(accepted, 0, drafted);
+        Assert.Equal(Math.Round((double)accepted / drafted, 4), t.GetProperty("draft_acceptance_rate").GetDouble());
+    }
+
+    [Theory]
+    [InlineData("unknown speculation type 'ngram-bogus'", "--spec-type", "ngram-bogus")]
+    [InlineData("draft min 9", "--spec-type", "ngram-mod", "--draft-max", "4", "--draft-min", "9")]
+    public void Bad_speculation_flags_fail_with_one_line(string message, params string[] flags)
+    {
+        var r = CliRunner.Run(["run", "-m", Fixtures.Require(Stories), "-p", "x", "-n", "4", .. flags]);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains(message, r.StdErr);
+        Assert.DoesNotContain("   at ", r.StdErr);
+    }
+}
