@@ -91,7 +91,7 @@ internal abstract partial class DecoderModel
         Pool.For(items, s.AttnSegmentBody!, minPerThread: (int)Math.Clamp(65536 / Math.Max(1, perItem), 1, items));
         for (int g = 0; g < c.KvHeads; g++)
             FlashAttention.MergeSegments(s.AttnPartials.AsSpan(g * segments * rowFloats, segments * rowFloats), segments, group,
-                s.Cache.ValueHead(layer, g * hd, hd), s.AttnOut.AsSpan(g * group * hd, group * hd),
+                s.Cache.ValueHead(SlotOf(layer), g * hd, hd), s.AttnOut.AsSpan(g * group * hd, group * hd),
                 LayerSinks is { } ls ? ls[layer].AsSpan(g * group, group) : default);
         s.ActSource = null; // AttnOut was rewritten
     }
@@ -105,7 +105,7 @@ internal abstract partial class DecoderModel
         for (int item = i0; item < i1; item++)
         {
             int g = item / segments, j = item % segments;
-            FlashAttention.AttendSegment(s.Cache.KeyHead(layer, g * hd, hd), s.Cache.ValueHead(layer, g * hd, hd),
+            FlashAttention.AttendSegment(s.Cache.KeyHead(SlotOf(layer), g * hd, hd), s.Cache.ValueHead(SlotOf(layer), g * hd, hd),
                 s.Q.AsSpan(g * group * hd, group * hd), s.AttnPartials.AsSpan(item * rowFloats, rowFloats),
                 group, pos, WindowOf(layer), ScaleOf(layer), j);
         }

@@ -73,6 +73,22 @@ public class Qwen35Tests : IDisposable
         Near(model.Forward(model.CreateState(64, KvCacheType.F32), tokens), reference[^1], "chunked");
     }
 
+    /// <summary>
+    /// A decode token past one attention segment splits its attention over threads (segmented decode); with only
+    /// some layers holding a cache plane, each must read its own plane (SlotOf), as the batched forward does.
+    /// </summary>
+    [Fact]
+    public void Segmented_decode_reads_each_layer_s_own_cache_plane()
+    {
+        using var model = ModelLoader.Load(GgufFile.Open(Write("qwen35-tiny")), threads: 2);
+        var tokens = Tokens(FlashAttention.Segment + 45, 3);
+        Assert.True(FlashAttention.Segments(tokens.Length - 1, 0) > 1);
+        var whole = model.Forward(model.CreateState(512, KvCacheType.F32), tokens).ToArray();
+        var state = model.CreateState(512, KvCacheType.F32);
+        model.Forward(state, tokens.AsSpan(0, tokens.Length - 1));
+        Same(model.Forward(state, tokens.AsSpan(tokens.Length - 1, 1)), whole, "the last token decoded alone");
+    }
+
     [Fact]
     public void Chunked_prefill_agrees_with_the_token_by_token_recurrence()
     {
