@@ -45,28 +45,39 @@ llamacpp_build() {
   done
 }
 
-# Makes llama-bench and prints its path. With LLAMACPP_NPM=DIR (see llamacpp_greedy) it compiles the bundle's
-# tools/llama-bench against node-llama-cpp's prebuilt shared libraries (libllama-common included), about 30 s and no
-# cmake build; the binary runs from the libraries' folder, where ggml picks the CPU backend for this machine.
-# Otherwise it builds the llama-bench target of the Release build (about 10 minutes the first time).
+# With LLAMACPP_NPM=DIR (an npm prefix where `npm install node-llama-cpp --ignore-scripts` ran): sets NPM_BINS, the
+# folder of the linux-x64 shared libraries node-llama-cpp ships, and NPM_HEADERS, the source bundle of the same
+# package (cloned once), and records that version. The binaries built against them run from NPM_BINS, where ggml
+# looks for the CPU backend built for this machine.
+llamacpp_npm() {
+  NPM_BINS="$LLAMACPP_NPM/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
+  NPM_HEADERS="$LLAMACPP_CACHE/llama.cpp-npm"
+  local bundle="$LLAMACPP_NPM/node_modules/node-llama-cpp/llama/gitRelease.bundle"
+  if [ ! -d "$NPM_BINS" ] || [ ! -f "$bundle" ]; then echo "error: no node-llama-cpp linux-x64 binaries and source bundle under $LLAMACPP_NPM" >&2; return 1; fi
+  if [ ! -d "$NPM_HEADERS/.git" ]; then
+    mkdir -p "$LLAMACPP_CACHE"
+    git clone --quiet "$bundle" "$NPM_HEADERS" >&2
+  fi
+  local release
+  release="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["buildOptions"]["llamaCpp"]["release"])' "$NPM_BINS/_nlcBuildMetadata.json" 2>/dev/null || echo unknown)"
+  (cd "$NPM_HEADERS" && git log -1 --format="llama.cpp %h %cs (node-llama-cpp prebuilt, release $release)") > "$LLAMACPP_CACHE/llama.cpp.version" || true
+  LLAMACPP_RUN_DIR="$NPM_BINS"
+}
+
+# Makes llama-bench and prints its path. With LLAMACPP_NPM=DIR it compiles the bundle's tools/llama-bench against
+# node-llama-cpp's prebuilt libraries (libllama-common included; about 30 s, no cmake build). Otherwise it builds the
+# llama-bench target of the Release build (about 10 minutes the first time).
 llamacpp_bench() {
   if [ -n "${LLAMACPP_NPM:-}" ]; then
-    local bins="$LLAMACPP_NPM/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
-    local headers="$LLAMACPP_CACHE/llama.cpp-npm" out="$LLAMACPP_CACHE/llama-bench-npm"
-    if [ ! -d "$bins" ]; then echo "error: no node-llama-cpp linux-x64 binaries under $LLAMACPP_NPM" >&2; return 1; fi
-    if [ ! -d "$headers/.git" ]; then
-      mkdir -p "$LLAMACPP_CACHE"
-      git clone --quiet "$LLAMACPP_NPM/node_modules/node-llama-cpp/llama/gitRelease.bundle" "$headers" >&2
-    fi
+    llamacpp_npm || return 1
+    local out="$LLAMACPP_CACHE/llama-bench-npm"
     if [ ! -x "$out" ]; then
       echo "== compiling llama-bench against node-llama-cpp's prebuilt libraries" >&2
-      g++ -O2 -DNDEBUG -std=c++17 -I"$headers/include" -I"$headers/ggml/include" -I"$headers/common" -I"$headers/vendor" \
-        "$headers/tools/llama-bench/llama-bench.cpp" "$headers/tools/llama-bench/main.cpp" -o "$out" \
-        "$bins/libllama-common.so" "$(ls "$bins"/libllama.v*.so | head -1)" "$(ls "$bins"/libggml.v*.so | head -1)" \
-        "$bins/libggml-base.so" -Wl,-rpath,"$bins" -lpthread -ldl
+      g++ -O2 -DNDEBUG -std=c++17 -I"$NPM_HEADERS/include" -I"$NPM_HEADERS/ggml/include" -I"$NPM_HEADERS/common" -I"$NPM_HEADERS/vendor" \
+        "$NPM_HEADERS/tools/llama-bench/llama-bench.cpp" "$NPM_HEADERS/tools/llama-bench/main.cpp" -o "$out" \
+        "$NPM_BINS/libllama-common.so" "$(ls "$NPM_BINS"/libllama.v*.so | head -1)" "$(ls "$NPM_BINS"/libggml.v*.so | head -1)" \
+        "$NPM_BINS/libggml-base.so" -Wl,-rpath,"$NPM_BINS" -lpthread -ldl
     fi
-    (cd "$headers" && git log -1 --format="llama.cpp %h %cs (node-llama-cpp prebuilt)") > "$LLAMACPP_CACHE/llama.cpp.version" || true
-    LLAMACPP_RUN_DIR="$bins"
     echo "$out"
     return 0
   fi
@@ -75,32 +86,19 @@ llamacpp_bench() {
   echo "$LLAMACPP_BUILD/bin/llama-bench"
 }
 # Compiles bench/llamacpp-greedy.cpp (argument 1) into argument 2 and sets LLAMACPP_RUN_DIR, the directory to run it
-# from. Two ways:
-#  - LLAMACPP_NPM=DIR, an npm prefix where `npm install node-llama-cpp --ignore-scripts` ran: links against the
-#    shared libraries node-llama-cpp ships for linux-x64, with the headers of the source bundle from the same package
-#    (so versions match); no build. The binary runs from the libraries' folder, where ggml looks for its CPU backends.
-#  - otherwise the static libraries of a Release build of llama.cpp (about 10 minutes of all cores the first time).
+# from: with LLAMACPP_NPM=DIR against node-llama-cpp's shared libraries and the headers of the same package (see
+# llamacpp_npm; no build), otherwise against the static libraries of a Release build of llama.cpp (about 10 minutes
+# of all cores the first time).
 llamacpp_greedy() {
   local src="$1" out="$2"
   if [ -n "${LLAMACPP_NPM:-}" ]; then
-    local bins="$LLAMACPP_NPM/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
-    local bundle="$LLAMACPP_NPM/node_modules/node-llama-cpp/llama/gitRelease.bundle"
-    local headers="$LLAMACPP_CACHE/llama.cpp-npm"
-    if [ ! -d "$bins" ] || [ ! -f "$bundle" ]; then echo "error: no node-llama-cpp linux-x64 binaries and source bundle under $LLAMACPP_NPM" >&2; return 1; fi
-    if [ ! -d "$headers/.git" ]; then
-      mkdir -p "$LLAMACPP_CACHE"
-      git clone --quiet "$bundle" "$headers" >&2
-    fi
+    llamacpp_npm || return 1
     local libllama libggml
-    libllama="$(ls "$bins"/libllama.v*.so | head -1)"
-    libggml="$(ls "$bins"/libggml.v*.so | head -1)"
+    libllama="$(ls "$NPM_BINS"/libllama.v*.so | head -1)"
+    libggml="$(ls "$NPM_BINS"/libggml.v*.so | head -1)"
     echo "== compiling $(basename "$src") against node-llama-cpp's prebuilt $(basename "$libllama")" >&2
-    g++ -O2 -std=c++17 -I"$headers/include" -I"$headers/ggml/include" "$src" -o "$out" \
-      "$libllama" "$libggml" "$bins/libggml-base.so" -Wl,-rpath,"$bins" -lpthread -ldl
-    LLAMACPP_RUN_DIR="$bins"
-    local release
-    release="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["buildOptions"]["llamaCpp"]["release"])' "$bins/_nlcBuildMetadata.json" 2>/dev/null || echo unknown)"
-    (cd "$headers" && git log -1 --format="llama.cpp %h %cs (node-llama-cpp prebuilt, release $release)") > "$LLAMACPP_CACHE/llama.cpp.version" || true
+    g++ -O2 -std=c++17 -I"$NPM_HEADERS/include" -I"$NPM_HEADERS/ggml/include" "$src" -o "$out" \
+      "$libllama" "$libggml" "$NPM_BINS/libggml-base.so" -Wl,-rpath,"$NPM_BINS" -lpthread -ldl
     return 0
   fi
   llamacpp_build llama
