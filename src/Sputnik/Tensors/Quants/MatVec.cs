@@ -132,7 +132,18 @@ internal static unsafe partial class MatVec
         fixed (byte* w = weights)
         fixed (byte* a = activation)
         {
-            for (int r = r0; r < r1; r++) y[r] = DotRow(wType, w + (long)r * rowBytes, a, cols, path);
+            if (Prefetch.Enabled && path != KernelPath.Scalar)
+            {
+                int ahead = Prefetch.Ahead(rowBytes);
+                for (int r = r0; r < r1; r++)
+                {
+                    byte* row = w + (long)r * rowBytes;
+                    Prefetch.Lines(row + ahead, rowBytes);
+                    y[r] = DotRow(wType, row, a, cols, path);
+                }
+            }
+            else
+                for (int r = r0; r < r1; r++) y[r] = DotRow(wType, w + (long)r * rowBytes, a, cols, path);
         }
     }
 

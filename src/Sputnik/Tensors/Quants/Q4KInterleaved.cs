@@ -123,11 +123,13 @@ internal sealed unsafe class Q4KInterleaved : IGroupKernel
 
     public static void Group1(byte* w, int nb, byte* a, float* y)
     {
+        int ahead = Prefetch.Ahead(GroupBlockBytes);
         var m4 = Vector512.Create((byte)0x0F);
         var pat = new Patterns();
         var acc = Vector512<float>.Zero;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, a += Q8K)
         {
+            if (Prefetch.Enabled) Prefetch.Lines(w + ahead, GroupBlockBytes);
             Scales(w, out var s03, out var s47, out var m03, out var m47);
             var bsums = BlockSums(a);
             var isum = Vector512<int>.Zero;

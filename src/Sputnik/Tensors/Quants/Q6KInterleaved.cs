@@ -129,10 +129,12 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
 
     public static void Group1(byte* w, int nb, byte* a, float* y)
     {
+        int ahead = Prefetch.Ahead(GroupBlockBytes);
         var pat = new Patterns();
         var acc = Vector512<float>.Zero;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, a += Q8K)
         {
+            if (Prefetch.Enabled) Prefetch.Lines(w + ahead, GroupBlockBytes);
             var isum = Vector512<int>.Zero;
             for (int n = 0; n < 2; n++)
                 for (int h = 0; h < 2; h++)

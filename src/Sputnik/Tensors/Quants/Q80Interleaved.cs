@@ -45,10 +45,12 @@ internal sealed unsafe class Q80Interleaved : IGroupKernel
 
     public static void Group1(byte* w, int nb, byte* a, float* y)
     {
+        int ahead = Prefetch.Ahead(GroupBlockBytes);
         float* sc = (float*)(a + nb * (Q80 + 4));
         var acc = Vector512<float>.Zero;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes)
         {
+            if (Prefetch.Enabled) Prefetch.Lines(w + ahead, GroupBlockBytes);
             byte* x = a + b * Q80 + 2;
             var isum = Vector512<int>.Zero;
             for (int k = 0; k < 8; k++)

@@ -1,0 +1,69 @@
+using System.Diagnostics;
+using System.Numerics.Tensors;
+using Sputnik.Tensors;
+using Sputnik.Tensors.Quants;
+
+/// <summary>
+/// Single-token interleaved kernels with the weights in DRAM (many copies of one matrix, cycled, far beyond L3),
+/// against a plain streaming sum over the same bytes, on 1 or 2 threads of the worker pool:
+/// dotnet run -c Release --project bench/Sputnik.Bench -- dram [type] [threads] [rows] [cols] [copies]
+/// (SPUTNIK_PREFETCH=0 for the kernels without software prefetch; SPUTNIK_REPACK has no effect here: always interleaved)
+/// </summary>
+internal static unsafe class DramBench
+{
+    public static void Run(string[] args)
+    {
+        var type = args.Length > 0 ? Enum.Parse<GgmlType>(args[0]) : GgmlType.Q4_K;
+        int threads = args.Length > 1 ? int.Parse(args[1]) : 1;
+        int rows = args.Length > 2 ? int.Parse(args[2]) : 8960, cols = args.Length > 3 ? int.Parse(args[3]) : 1536;
+        int copies = args.Length > 4 ? int.Parse(args[4]) : 64;
+        var rng = new Random(1);
+        int rb = (int)GgmlTypeInfo.RowBytes(type, cols);
+        var w = new byte[(long)rb * rows];
+        var row = new float[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
+            Quant.Row(type, row, w.AsSpan(r * rb, rb));
+        }
+        int groupBytes = 16 * rb, groups = rows / 16;
+        var bufs = new byte[copies][];
+        for (int c = 0; c < copies; c++)
+        {
+            bufs[c] = GC.AllocateUninitializedArray<byte>(w.Length, pinned: true);
+            for (int g = 0; g < groups; g++) Interleaving.InterleaveGroup(type, w.AsSpan(g * 16 * rb), bufs[c].AsSpan(g * groupBytes), cols);
+        }
+        var x = new float[cols];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+        int stride = MatMul.ActivationStride(type, cols);
+        var act = GC.AllocateUninitializedArray<byte>(stride, pinned: true);
+        MatMul.QuantizeActivations(type, x, cols, act, 0, 1);
+        var y = GC.AllocateUninitializedArray<float>(rows, pinned: true);
+        using var pool = new WorkerPool(threads);
+        double total = (double)w.Length * copies;
+        double bestKernel = 0, bestStream = 0;
+        for (int round = 0; round < 6; round++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            foreach (var b in bufs)
+                pool.For(groups, (g0, g1) =>
+                {
+                    fixed (byte* pw = b) fixed (byte* pa = act) fixed (float* py = y)
+                        Interleaving.Compute(type, pw, cols, pa, stride, 1, py, rows, g0, g1);
+                });
+            double kernel = total / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9;
+            t0 = Stopwatch.GetTimestamp();
+            float sink = 0;
+            foreach (var b in bufs)
+                pool.For(b.Length / 4, (s, e) =>
+                {
+                    fixed (byte* pb = b) sink += TensorPrimitives.Sum(new ReadOnlySpan<float>((float*)pb + s, e - s));
+                });
+            double stream = total / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9;
+            bestKernel = Math.Max(bestKernel, kernel);
+            bestStream = Math.Max(bestStream, stream);
+            Console.WriteLine($"{type} {rows}x{cols} x{copies} ({total / 1e6:F0} MB), {threads} threads: kernel {kernel:F1} GB/s, streaming sum {stream:F1} GB/s, ratio {kernel / stream:F2} {(sink == 12345 ? "" : "")}");
+        }
+        Console.WriteLine($"best: kernel {bestKernel:F1} GB/s, streaming sum {bestStream:F1} GB/s (prefetch {(Prefetch.Enabled ? "on" : "off")})");
+    }
+}
