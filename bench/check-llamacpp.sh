@@ -37,7 +37,8 @@
 # plus two longer than any window, so local layers attend to a window that has slid; Sputnik runs them with -ub 8, so
 # the local layers' ring caches (window + 7 rows) wrap around many times within each prompt. ONLY=base the llama,
 # qwen2 and deepseek2 synth/quantize/convert files. ONLY=gptoss gpt-oss's synth file (MXFP4 experts, sinks, 16-token
-# window) and its MXFP4_MOE / Q8_0 quantizations, on the same prompts.
+# window), the same with its routing pinned, with its experts dequantized to F32, and both, and its MXFP4_MOE / Q8_0
+# quantizations, on the same prompts (the variants separate routing flips from Q8_0 activation rounding).
 #
 # llama.cpp's side is bench/llamacpp-greedy.cpp compiled against the static libraries of the llama.cpp build in
 # bench/llamacpp.sh's cache, or with LLAMACPP_NPM=DIR against the shared libraries node-llama-cpp ships (no build;
@@ -108,6 +109,17 @@ fi
 if only gptoss; then
   "$sputnik" synth --preset gpt-oss-tiny --type F32 --sigma 0.1 --seed 1 -o "$work/synth-gpt-oss-tiny-F32.gguf" >&2
   files+=("$work/synth-gpt-oss-tiny-F32.gguf|synth --preset gpt-oss-tiny --sigma 0.1 (MXFP4 experts)|F32|long")
+  # The same weights with the routing pinned (router bias +20 on experts 0-3, so they are every token's top 4): no
+  # expert choice can flip on a rounding difference, the softmax weights still follow the router. If the F32 file
+  # parts and this one does not, the partings are routing flips (random weights put near-ties at the top-4 boundary).
+  python3 "$root/bench/edit-tensors.py" "$work/synth-gpt-oss-tiny-F32.gguf" "$work/synth-gpt-oss-tiny-F32-pinned.gguf" ffn_gate_inp.bias 4 20
+  files+=("$work/synth-gpt-oss-tiny-F32-pinned.gguf|synth gpt-oss-tiny, routing pinned (bench/edit-tensors.py)|F32|long")
+  # The experts dequantized to F32 (MXFP4 values are exact in F32): both engines then multiply them with F32
+  # activations instead of Q8_0-quantized ones (ggml's vec_dot_type for MXFP4 is Q8_0, and Sputnik follows it).
+  "$sputnik" quantize "$work/synth-gpt-oss-tiny-F32.gguf" "$work/synth-gpt-oss-tiny-F32-experts.gguf" F32 >&2
+  files+=("$work/synth-gpt-oss-tiny-F32-experts.gguf|synth gpt-oss-tiny, experts dequantized to F32|F32|long")
+  python3 "$root/bench/edit-tensors.py" "$work/synth-gpt-oss-tiny-F32-experts.gguf" "$work/synth-gpt-oss-tiny-F32-experts-pinned.gguf" ffn_gate_inp.bias 4 20
+  files+=("$work/synth-gpt-oss-tiny-F32-experts-pinned.gguf|the same, routing pinned|F32|long")
   for t in MXFP4 Q8_0; do
     "$sputnik" quantize "$work/synth-gpt-oss-tiny-F32.gguf" "$work/quant-gpt-oss-tiny-$t.gguf" $t >&2
     files+=("$work/quant-gpt-oss-tiny-$t.gguf|quantize synth gpt-oss-tiny|$t|long")

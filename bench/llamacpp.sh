@@ -108,3 +108,16 @@ llamacpp_greedy() {
     "$LLAMACPP_BUILD/ggml/src/libggml-base.a" -fopenmp -lpthread -ldl
   LLAMACPP_RUN_DIR="$PWD"
 }
+
+# Compiles the bundle's tools/quantize (llama-quantize) against node-llama-cpp's prebuilt libraries into argument 1
+# (LLAMACPP_NPM=DIR required; a few seconds): the reference for which type `sputnik quantize` gives each tensor
+# (QuantMixLlamaCppTests).
+llamacpp_quantize() {
+  local out="$1"
+  if [ -z "${LLAMACPP_NPM:-}" ]; then echo "error: llamacpp_quantize needs LLAMACPP_NPM=DIR (node-llama-cpp's prebuilt libraries)" >&2; return 1; fi
+  llamacpp_npm || return 1
+  g++ -O1 -DNDEBUG -std=c++17 -I"$NPM_HEADERS/include" -I"$NPM_HEADERS/ggml/include" -I"$NPM_HEADERS/common" -I"$NPM_HEADERS/vendor" \
+    "$NPM_HEADERS/tools/quantize/quantize.cpp" "$NPM_HEADERS/tools/quantize/main.cpp" -o "$out" \
+    "$NPM_BINS/libllama-common.so" "$(ls "$NPM_BINS"/libllama.v*.so | head -1)" "$(ls "$NPM_BINS"/libggml.v*.so | head -1)" \
+    "$NPM_BINS/libggml-base.so" -Wl,-rpath,"$NPM_BINS" -lpthread -ldl
+}

@@ -71,7 +71,7 @@ internal sealed class HfConverter : IDisposable
         WriteTokenizer(config.VocabSize);
 
         // Types as llama-quantize would pick them for this file type (a tied embedding follows the output's rule).
-        var mix = new QuantMix(fileType, config.Layers, hasOutput: plan.Contains(TensorNames.Weight(TensorNames.Output)));
+        var mix = QuantMix.For(fileType, config.Layers, plan.Tensors.Select(p => (p.Name, p.Dims)));
         var typed = plan.Tensors.Select(p => (Tensor: p, Type: mix.Choose(p.Name, p.Dims, GgmlType.F32))).ToArray();
         long total = typed.Sum(p => GgufWriter.ByteSize(p.Type, p.Tensor.Dims)), done = 0;
         foreach (var (planned, type) in typed)

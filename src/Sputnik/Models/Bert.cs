@@ -10,10 +10,13 @@ namespace Sputnik.Models;
 /// with Q/K/V/output biases over the whole input both ways (no RoPE), then residual and LayerNorm, then a GELU
 /// feed-forward with biases, residual and LayerNorm (post-norm). There is no output head: the last layer's rows are
 /// the hidden states embeddings are pooled from (CLS or mean, as the file's pooling_type says).
+/// `nomic-bert` (nomic-embed-text) is the same graph in llama.cpp with three changes: NeoX RoPE on Q and K in place of
+/// the position embedding, one fused attn_qkv, and a SwiGLU feed-forward (ffn_gate, ffn_up) without biases.
 /// </summary>
 internal static class Bert
 {
     public const string Name = "bert";
+    public const string NomicName = "nomic-bert";
 
     /// <summary>bert's own keys: LayerNorm epsilon, the token type count, the pooling, and (always false) causal attention.</summary>
     internal sealed record Keys(float LayerNormEps, int TokenTypes, uint Pooling) : IArchKeys
@@ -27,23 +30,27 @@ internal static class Bert
         }
     }
 
-    public static ModelConfig Config(GgufFile file)
+    /// <summary>The config of a bert or nomic-bert file (<paramref name="arch"/>: its general.architecture).</summary>
+    public static ModelConfig Config(GgufFile file, string arch)
     {
-        var c = ModelConfig.FromGguf(file, Name, ropeNeox: false);
-        string epsKey = GgufKeys.Of(Name, GgufKeys.LayerNormEps);
+        var c = ModelConfig.FromGguf(file, arch, ropeNeox: arch == NomicName);
+        string epsKey = GgufKeys.Of(arch, GgufKeys.LayerNormEps);
         if (!file.TryGetFloat(epsKey, out _)) throw new GgufFormatException($"{file.Path}: metadata '{epsKey}' is missing");
         float eps = ModelConfig.Epsilon(file, epsKey, 1e-12f);
         int types = file.TryGetUInt32(GgufKeys.TokenTypeCount, out uint t) ? (int)Math.Min(t, 1024u) : 0;
-        uint pooling = file.TryGetUInt32(GgufKeys.Of(Name, GgufKeys.PoolingType), out uint p) ? p : 0;
-        if (c.KvHeads != c.Heads) throw new GgufFormatException($"{file.Path}: bert has as many key/value heads as heads ({c.KvHeads} ≠ {c.Heads})");
+        uint pooling = file.TryGetUInt32(GgufKeys.Of(arch, GgufKeys.PoolingType), out uint p) ? p : 0;
+        if (c.KvHeads != c.Heads) throw new GgufFormatException($"{file.Path}: {arch} has as many key/value heads as heads ({c.KvHeads} ≠ {c.Heads})");
         return c with { RmsEps = eps, ArchParams = new Keys(eps, types, pooling) };
     }
 
-    public static LanguageModel Load(GgufFile file, WorkerPool pool) => new BertEncoder(file, Config(file), pool);
+    private static LanguageModel Load(GgufFile file, WorkerPool pool) => new BertEncoder(file, Config(file, file.Architecture!), pool);
 
-    /// <summary>A bert shape: heads of dim / heads, as many key/value heads, post-LayerNorm epsilon 1e-12, two token types.</summary>
-    internal static ModelConfig Shape(int dim, int layers, int ffn, int heads, int vocab, int context, uint pooling) =>
-        ModelConfig.Create(Name, dim, layers, ffn, heads, heads, vocab, context, ropeBase: 10000f, rmsEps: 1e-12f, ropeNeox: false)
+    /// <summary>
+    /// A bert (or nomic-bert: NeoX RoPE at <paramref name="ropeBase"/>) shape: heads of dim / heads, as many key/value
+    /// heads, post-LayerNorm epsilon 1e-12, two token types.
+    /// </summary>
+    internal static ModelConfig Shape(int dim, int layers, int ffn, int heads, int vocab, int context, uint pooling, string arch = Name, float ropeBase = 10000f) =>
+        ModelConfig.Create(arch, dim, layers, ffn, heads, heads, vocab, context, ropeBase, rmsEps: 1e-12f, ropeNeox: arch == NomicName)
             with { ArchParams = new Keys(1e-12f, 2, pooling) };
 
     private static IEnumerable<TensorDecl> DeclareTensors(SynthPreset p)
@@ -51,18 +58,23 @@ internal static class Bert
         var c = p.Config;
         long dim = c.Dim, ffn = c.FfnDim;
         int types = (c.ArchParams as Keys)?.TokenTypes ?? 2;
+        bool nomic = c.Architecture == NomicName;
         yield return new(TensorNames.Weight(TensorNames.TokenEmbd), [dim, c.VocabSize], TensorFill.Matrix);
         yield return new(TensorNames.Weight(TensorNames.TokenTypes), [dim, types], TensorFill.Matrix);
-        yield return new(TensorNames.Weight(TensorNames.PositionEmbd), [dim, c.ContextLength], TensorFill.Matrix);
+        if (!nomic) yield return new(TensorNames.Weight(TensorNames.PositionEmbd), [dim, c.ContextLength], TensorFill.Matrix);
         yield return new(TensorNames.Weight(TensorNames.TokenEmbdNorm), [dim], TensorFill.NormJitter);
         yield return new(TensorNames.Bias(TensorNames.TokenEmbdNorm), [dim], TensorFill.Bias);
         for (int l = 0; l < c.Layers; l++)
         {
-            foreach (var (name, cols, rows) in new[] { (TensorNames.AttnQ, dim, dim), (TensorNames.AttnK, dim, dim), (TensorNames.AttnV, dim, dim),
-                         (TensorNames.AttnOutput, dim, dim), (TensorNames.FfnUp, dim, ffn), (TensorNames.FfnDown, ffn, dim) })
+            // nomic-bert: weights only, Q/K/V fused, and a gate next to up (nomic-embed-text's layout).
+            var matrices = nomic
+                ? new[] { (TensorNames.AttnQkv, dim, 3 * dim), (TensorNames.AttnOutput, dim, dim), (TensorNames.FfnGate, dim, ffn), (TensorNames.FfnUp, dim, ffn), (TensorNames.FfnDown, ffn, dim) }
+                : new[] { (TensorNames.AttnQ, dim, dim), (TensorNames.AttnK, dim, dim), (TensorNames.AttnV, dim, dim),
+                          (TensorNames.AttnOutput, dim, dim), (TensorNames.FfnUp, dim, ffn), (TensorNames.FfnDown, ffn, dim) };
+            foreach (var (name, cols, rows) in matrices)
             {
                 yield return new(TensorNames.Weight(l, name), [cols, rows], TensorFill.Matrix);
-                yield return new(TensorNames.Bias(l, name), [rows], TensorFill.Bias);
+                if (!nomic) yield return new(TensorNames.Bias(l, name), [rows], TensorFill.Bias);
             }
             foreach (var norm in new[] { TensorNames.AttnOutputNorm, TensorNames.LayerOutputNorm })
             {
@@ -72,10 +84,12 @@ internal static class Bert
         }
     }
 
+    private static readonly SynthStyle WordPieceStyle = new("default", AddBos: true, ChatTemplate: "") { CreateVocab = Tools.SyntheticVocab.CreateWordPiece };
+
     public static readonly ArchitectureInfo Info = new(Name, Load)
     {
         HfArchitectures = [],
-        Synth = new SynthStyle("default", AddBos: true, ChatTemplate: "") { CreateVocab = Tools.SyntheticVocab.CreateWordPiece },
+        Synth = WordPieceStyle,
         Tensors = DeclareTensors,
         SynthPresets =
         [
@@ -86,22 +100,39 @@ internal static class Bert
             new("bge-small", Shape(384, 12, 1536, 12, 30522, 512, pooling: 2), TiedEmbeddings: true),
         ],
     };
+
+    public static readonly ArchitectureInfo NomicInfo = new(NomicName, Load)
+    {
+        RopeNeox = true,
+        HfArchitectures = [],
+        Synth = WordPieceStyle,
+        Tensors = DeclareTensors,
+        SynthPresets =
+        [
+            new("nomic-bert-tiny", Shape(128, 2, 384, 4, 1000, 512, pooling: 1, NomicName, ropeBase: 1000f), TiedEmbeddings: true),
+            // nomic-ai/nomic-embed-text-v1.5: mean pooling, rotary base 1000, 2048 trained positions (llama.cpp's converter's n_positions).
+            new("nomic-embed-text-v1.5", Shape(768, 12, 3072, 12, 30528, 2048, pooling: 1, NomicName, ropeBase: 1000f), TiedEmbeddings: true),
+        ],
+    };
 }
 
-/// <summary>The bert forward: <see cref="DecoderModel"/>'s blocks with bidirectional attention and post-LayerNorms.</summary>
+/// <summary>The bert / nomic-bert forward: <see cref="DecoderModel"/>'s blocks with bidirectional attention and post-LayerNorms.</summary>
 internal sealed class BertEncoder : DecoderModel
 {
-    private readonly WeightMatrix _positions;
+    /// <summary>bert's learned positions; null for nomic-bert, which rotates Q and K instead.</summary>
+    private readonly WeightMatrix? _positions;
     private readonly float[]? _tokenType0;
     private readonly float[] _inputNorm, _inputNormBias;
     private readonly Layer[] _layers;
 
-    private sealed record Layer(AttentionWeights Attention, float[] AttnNorm, float[] AttnNormBias, DenseFfnWeights Ffn, float[] OutNorm, float[] OutNormBias);
+    /// <summary>One layer: bert's GELU feed-forward (<paramref name="Gelu"/>) or nomic-bert's SwiGLU one (<paramref name="SwiGlu"/>).</summary>
+    private sealed record Layer(AttentionWeights Attention, float[] AttnNorm, float[] AttnNormBias, DenseFfnWeights? Gelu, FfnWeights? SwiGlu, float[] OutNorm, float[] OutNormBias);
 
     public BertEncoder(GgufFile file, ModelConfig config, WorkerPool pool) : base(file, config, pool, encoder: true)
     {
         int dim = config.Dim;
-        _positions = Matrix(TensorNames.Weight(TensorNames.PositionEmbd), dim, config.ContextLength, mayInterleave: false);
+        bool nomic = config.Architecture == Bert.NomicName;
+        if (!nomic) _positions = Matrix(TensorNames.Weight(TensorNames.PositionEmbd), dim, config.ContextLength, mayInterleave: false);
         if (file.FindTensor(TensorNames.Weight(TensorNames.TokenTypes)) is { } types)
         {
             // Token types are always 0 ("sentence A"), as llama.cpp feeds them: only the first row is ever added.
@@ -114,9 +145,10 @@ internal sealed class BertEncoder : DecoderModel
         _layers = new Layer[config.Layers];
         for (int l = 0; l < config.Layers; l++)
         {
-            var attention = LoadAttention(l, qkNorm: false);
-            attention.Bo = OptionalVector(TensorNames.Bias(l, TensorNames.AttnOutput), dim);
-            var ffn = new DenseFfnWeights
+            // Fused attn_qkv or separate Q/K/V, whichever the file has, as llama.cpp's create_tensor_qkv takes either.
+            var attention = LoadFusedAttention(l);
+            // nomic-bert's graph ignores FFN biases even where a file carries them (llama.cpp passes none).
+            var gelu = nomic ? null : new DenseFfnWeights
             {
                 Up = Matrix(TensorNames.Weight(l, TensorNames.FfnUp), dim, config.FfnDim),
                 Down = Matrix(TensorNames.Weight(l, TensorNames.FfnDown), config.FfnDim, dim),
@@ -125,14 +157,14 @@ internal sealed class BertEncoder : DecoderModel
             };
             _layers[l] = new Layer(attention,
                 Vector(TensorNames.Weight(l, TensorNames.AttnOutputNorm), dim), Vector(TensorNames.Bias(l, TensorNames.AttnOutputNorm), dim),
-                ffn,
+                gelu, nomic ? LoadFfn(l) : null,
                 Vector(TensorNames.Weight(l, TensorNames.LayerOutputNorm), dim), Vector(TensorNames.Bias(l, TensorNames.LayerOutputNorm), dim));
         }
     }
 
     protected override bool Causal => false;
 
-    /// <summary>Token row + position row + token type 0, LayerNormed: the input of the first layer.</summary>
+    /// <summary>Token row + position row (bert) + token type 0, LayerNormed: the input of the first layer.</summary>
     protected override void Embed(DecoderState w, ReadOnlySpan<int> tokens)
     {
         base.Embed(w, tokens);
@@ -141,11 +173,14 @@ internal sealed class BertEncoder : DecoderModel
         {
             int pos = w.PackedCount > 0 ? w.PackedPos[i] : w.Position + i;
             if (pos >= Config.ContextLength)
-                throw new ArgumentException($"an input of more than {Config.ContextLength} tokens is longer than {Config.Architecture}'s position embeddings");
+                throw new ArgumentException($"an input of more than {Config.ContextLength} tokens is longer than {Config.Architecture}'s {(_positions is null ? "context" : "position embeddings")}");
             var x = w.X.AsSpan(i * dim, dim);
-            var row = w.Xb.AsSpan(i * dim, dim);
-            _positions.GetRow(pos, row);
-            TensorPrimitives.Add(x, row, x);
+            if (_positions is not null)
+            {
+                var row = w.Xb.AsSpan(i * dim, dim);
+                _positions.GetRow(pos, row);
+                TensorPrimitives.Add(x, row, x);
+            }
             if (_tokenType0 != null) TensorPrimitives.Add(x, _tokenType0, x);
             Ops.LayerNorm(x, _inputNorm, _inputNormBias, Config.RmsEps, x);
         }
@@ -157,11 +192,12 @@ internal sealed class BertEncoder : DecoderModel
         var layer = _layers[l];
         int dim = Config.Dim;
         CopyResidual(w, n, dim);
-        SelfAttention(w, l, n, layer.Attention, rope: false);
+        SelfAttention(w, l, n, layer.Attention, rope: _positions is null);
         AddResidual(w, n, dim);
         LayerNormRows(w, n, layer.AttnNorm, layer.AttnNormBias);
         CopyResidual(w, n, dim);
-        GeluFfn(w, n, layer.Ffn);
+        if (layer.SwiGlu is { } swiGlu) SwiGluFfn(w, n, swiGlu);
+        else GeluFfn(w, n, layer.Gelu!);
         AddResidual(w, n, dim);
         LayerNormRows(w, n, layer.OutNorm, layer.OutNormBias);
     }

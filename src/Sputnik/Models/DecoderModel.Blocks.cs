@@ -81,6 +81,23 @@ internal abstract partial class DecoderModel
         };
     }
 
+    /// <summary>attn_qkv split into its Q, K and V rows (and its bias, if any; phi3, nomic-bert), or separate attn_q/k/v as llama.cpp also accepts.</summary>
+    protected AttentionWeights LoadFusedAttention(int l)
+    {
+        var c = Config;
+        string qkvName = TensorNames.Weight(l, TensorNames.AttnQkv);
+        if (File.FindTensor(qkvName) is null) return LoadAttention(l, qkNorm: false);
+        var qkv = RowSplit(qkvName, c.Dim, c.QDim, c.KvDim, c.KvDim);
+        var bias = OptionalVector(TensorNames.Bias(l, TensorNames.AttnQkv), c.QDim + 2 * c.KvDim);
+        return new AttentionWeights
+        {
+            Wq = qkv[0], Wk = qkv[1], Wv = qkv[2],
+            Wo = Matrix(TensorNames.Weight(l, TensorNames.AttnOutput), c.QDim, c.Dim),
+            Bo = OptionalVector(TensorNames.Bias(l, TensorNames.AttnOutput), c.Dim),
+            Bq = bias?[..c.QDim], Bk = bias?[c.QDim..(c.QDim + c.KvDim)], Bv = bias?[(c.QDim + c.KvDim)..],
+        };
+    }
+
     /// <summary>
     /// Consecutive row ranges of one 2-D weight as matrices of their own, checked against the shape the parts add up
     /// to: a fused projection (phi3's attn_qkv into Q, K, V; its ffn_up into gate and up) then runs through the same

@@ -24,6 +24,7 @@ internal static class ModelLoader
         Qwen35.Info,
         Qwen35Moe.Info,
         Bert.Info,
+        Bert.NomicInfo,
     ];
 
     private static readonly Dictionary<string, ArchitectureInfo> Architectures = Registered.ToDictionary(a => a.Name);

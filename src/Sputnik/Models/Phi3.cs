@@ -281,22 +281,6 @@ internal sealed class Phi3Decoder : DecoderModel
         }
     }
 
-    /// <summary>attn_qkv split into its Q, K and V rows (and its bias, if any), or separate attn_q/k/v as llama.cpp also accepts.</summary>
-    private AttentionWeights LoadFusedAttention(int l)
-    {
-        var c = Config;
-        string qkvName = TensorNames.Weight(l, TensorNames.AttnQkv);
-        if (File.FindTensor(qkvName) is null) return LoadAttention(l, qkNorm: false);
-        var qkv = RowSplit(qkvName, c.Dim, c.QDim, c.KvDim, c.KvDim);
-        var bias = OptionalVector(TensorNames.Bias(l, TensorNames.AttnQkv), c.QDim + 2 * c.KvDim);
-        return new AttentionWeights
-        {
-            Wq = qkv[0], Wk = qkv[1], Wv = qkv[2],
-            Wo = Matrix(TensorNames.Weight(l, TensorNames.AttnOutput), c.QDim, c.Dim),
-            Bq = bias?[..c.QDim], Bk = bias?[c.QDim..(c.QDim + c.KvDim)], Bv = bias?[(c.QDim + c.KvDim)..],
-        };
-    }
-
     /// <summary>ffn_up of 2·n_ff rows: the first half gates (ggml_swiglu's split), the second is up.</summary>
     private FfnWeights LoadFusedFfn(int l)
     {

@@ -242,6 +242,8 @@ internal static class Qwen35
     public static readonly ArchitectureInfo Info = new(Name, Load)
     {
         RopeNeox = true,
+        HfArchitectures = ["Qwen3_5ForCausalLM", "Qwen3_5ForConditionalGeneration"],
+        Convert = Qwen35Hf.Conversion,
         Synth = new SynthStyle("qwen35", AddBos: false, ChatTemplate),
         Tensors = Tensors,
         SynthPresets =

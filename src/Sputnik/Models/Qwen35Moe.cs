@@ -30,6 +30,8 @@ internal static class Qwen35Moe
     public static readonly ArchitectureInfo Info = new(Name, Load)
     {
         RopeNeox = true,
+        HfArchitectures = ["Qwen3_5MoeForCausalLM", "Qwen3_5MoeForConditionalGeneration"],
+        Convert = Qwen35Hf.Conversion,
         Synth = new SynthStyle("qwen35", AddBos: false, Qwen35.ChatTemplate),
         Tensors = Qwen35.Tensors,
         SynthPresets =

@@ -36,9 +36,7 @@ internal static class GgufQuantizer
         foreach (string input in src.ShardPaths)
             if (SameFile(input, outputPath) || (split != null && IsShardOf(input, GgufSplit.OutputPrefix(outputPath))))
                 throw new ArgumentException($"output '{outputPath}' would overwrite the input file {input}; choose another output path");
-        bool hasOutput = src.FindTensor(TensorNames.Weight(TensorNames.Output)) != null;
-        int layers = CountLayers(src);
-        var mix = new QuantMix(fileType, layers, hasOutput);
+        var mix = QuantMix.For(fileType, CountLayers(src), src.Tensors.Select(t => (t.Name, t.Dims)));
 
         var writer = new GgufWriter();
         writer.CopyMetadata(src);

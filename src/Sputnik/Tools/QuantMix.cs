@@ -27,25 +27,83 @@ internal enum FileType
 /// <summary>
 /// Which ggml type each tensor gets for a target <see cref="FileType"/>, following llama.cpp's quantizer
 /// (llama-quant.cpp): only 2-D+ weights that are not norms are quantized; the output matrix (or the token
-/// embedding when it is tied to the output) gets Q6_K; Q4_K_M / Q5_K_M give Q6_K to attn_v and ffn_down on the
-/// "use more bits" layers; Q4_K_S gives Q5_K to the first four attn_v and the first eighth of ffn_down; rows
-/// whose length does not fit the block size fall back (Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, then F16).
+/// embedding when it is tied to the output) gets Q6_K; Q4_K_M / Q5_K_M give Q6_K to the attention-V-like tensors
+/// (attn_v, attn_qkv, attn_kv_b) and ffn_down on the "use more bits" ones; Q4_K_S gives Q5_K to the first four
+/// attention-V-like tensors and the first eighth of ffn_down; models with exactly 8 experts get Q8_0 attn_v and
+/// attn_k and (K-quants) Q5_K attn_output; rows whose length does not fit the block size fall back (Q4_K→Q5_0,
+/// Q5_K→Q5_1, Q6_K→Q8_0, then F16). Not followed: llama.cpp's 70B rule (attn_v one step up for 80-layer llama).
 /// </summary>
 internal sealed class QuantMix
 {
     public FileType FileType { get; }
 
-    /// <summary>Number of transformer blocks (n_layer; also the number of attn_v tensors for these architectures).</summary>
+    /// <summary>Number of transformer blocks (n_layer_all, MTP layers included): ffn_down's "use more bits" scale.</summary>
     public int Layers { get; }
 
     /// <summary>False when the model has no output.weight: the token embedding doubles as the output and follows its rule.</summary>
     public bool HasOutput { get; }
+
+    /// <summary>llama.cpp's hparams.n_expert (0 for a dense model): exactly 8 experts changes the attention types.</summary>
+    public int Experts { get; init; }
+
+    // llama.cpp's i_attention_wv / i_ffn_down: each such tensor's rank among its kind in the loader's order (by
+    // layer, then name). Null: every layer has exactly one, so the rank is the layer (the constructor's assumption).
+    private IReadOnlyDictionary<string, int>? _attnVRank, _ffnDownRank;
+    private int _attnVCount;
 
     public QuantMix(FileType fileType, int layers, bool hasOutput)
     {
         FileType = fileType;
         Layers = layers;
         HasOutput = hasOutput;
+        _attnVCount = layers;
+    }
+
+    /// <summary>
+    /// The mix for a file of these tensors (names and ggml dims), as llama-quantize sets it up from the file: the
+    /// output is tied when there is no output.weight, the expert count is the stacked experts' third dimension, and
+    /// the attention-V-like tensors are counted and ranked (qwen35: attn_qkv of its recurrent layers and attn_v of
+    /// its attention layers together; one per layer).
+    /// </summary>
+    public static QuantMix For(FileType fileType, int layers, IEnumerable<(string Name, long[] Dims)> tensors)
+    {
+        var list = tensors.ToList();
+        // llama_model_loader's weights_map order: block number first (−1 outside blocks), then the name's bytes.
+        var ordered = list.Select(t => t.Name).OrderBy(TensorNames.LayerOf).ThenBy(n => n, StringComparer.Ordinal).ToList();
+        Dictionary<string, int> Rank(TensorCategory category)
+        {
+            var rank = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (string n in ordered)
+                if (CategoryOf(n) == category) rank[n] = rank.Count;
+            return rank;
+        }
+        var attnV = Rank(TensorCategory.AttentionV);
+        return new QuantMix(fileType, layers, list.Any(t => t.Name == TensorNames.Weight(TensorNames.Output)))
+        {
+            Experts = list.Where(t => t.Name.Contains("_exps.", StringComparison.Ordinal) && t.Dims.Length > 2).Select(t => (int)t.Dims[2]).DefaultIfEmpty(0).Max(),
+            _attnVRank = attnV,
+            _attnVCount = attnV.Count,
+            _ffnDownRank = Rank(TensorCategory.FfnDown),
+        };
+    }
+
+    /// <summary>llama.cpp's tensor_category, in the order its tensor_get_category tests the names.</summary>
+    private enum TensorCategory { Output, TokenEmbd, AttentionV, AttentionK, AttentionQ, AttentionOutput, FfnUp, FfnGate, FfnDown, Other }
+
+    // attn_qkv and attn_kv_b are their own categories in llama.cpp, but every rule treats them as attn_v
+    // (category_is_attn_v is tested first), so they share AttentionV here.
+    private static TensorCategory CategoryOf(string name)
+    {
+        bool Has(string part) => name.Contains(part, StringComparison.Ordinal);
+        if (name == TensorNames.Weight(TensorNames.Output)) return TensorCategory.Output;
+        if (name == TensorNames.Weight(TensorNames.TokenEmbd)) return TensorCategory.TokenEmbd;
+        if (Has("attn_qkv.weight") || Has("attn_kv_b.weight") || Has("attn_v.weight")) return TensorCategory.AttentionV;
+        if (Has("attn_k.weight")) return TensorCategory.AttentionK;
+        if (Has("attn_q.weight")) return TensorCategory.AttentionQ;
+        if (Has("attn_output.weight")) return TensorCategory.AttentionOutput;
+        if (Has("ffn_up")) return TensorCategory.FfnUp;
+        if (Has("ffn_gate")) return TensorCategory.FfnGate;
+        return Has("ffn_down") ? TensorCategory.FfnDown : TensorCategory.Other;
     }
 
     private static readonly (string Name, FileType Type)[] Names =
@@ -144,22 +202,30 @@ internal sealed class QuantMix
             if (nx % GgmlTypeInfo.BlockSize(type) != 0) type = GgmlType.Q8_0;
             else if (type != GgmlType.Q8_0) type = GgmlType.Q6_K;
         }
-        else if (name.Contains(TensorNames.Weight(TensorNames.AttnV), StringComparison.Ordinal))
+        else switch (CategoryOf(name))
         {
-            int layer = LayerOf(name);
-            if ((ft is FileType.Q4_K_M or FileType.Q5_K_M) && UseMoreBits(layer, Layers)) type = GgmlType.Q6_K;
-            else if (ft == FileType.Q4_K_S && layer < 4) type = GgmlType.Q5_K;
-        }
-        else if (name.Contains(TensorNames.FfnDown, StringComparison.Ordinal)) // also ffn_down_exps / _shexp, as llama.cpp matches
-        {
-            int layer = LayerOf(name);
-            if ((ft is FileType.Q4_K_M or FileType.Q5_K_M) && UseMoreBits(layer, Layers)) type = GgmlType.Q6_K;
-            else if (ft == FileType.Q4_K_S && layer < Layers / 8) type = GgmlType.Q5_K;
-        }
-        else if (name.Contains(TensorNames.Weight(TensorNames.AttnQkv), StringComparison.Ordinal))
-        {
-            if (ft == FileType.Q4_K_M) type = GgmlType.Q5_K;
-            else if (ft == FileType.Q5_K_M) type = GgmlType.Q6_K;
+            case TensorCategory.AttentionV:
+            {
+                int rank = _attnVRank?.GetValueOrDefault(name, -1) is int r and >= 0 ? r : LayerOf(name);
+                if ((ft is FileType.Q4_K_M or FileType.Q5_K_M) && UseMoreBits(rank, _attnVCount)) type = GgmlType.Q6_K;
+                else if (ft == FileType.Q4_K_S && rank < 4) type = GgmlType.Q5_K;
+                if (Experts == 8) type = GgmlType.Q8_0; // "bumping this to Q8_0 trades just ~128MB"
+                break;
+            }
+            case TensorCategory.AttentionK when Experts == 8:
+                type = GgmlType.Q8_0;
+                break;
+            case TensorCategory.AttentionOutput when Experts == 8 && ft is FileType.Q4_K_S or FileType.Q4_K_M:
+                type = GgmlType.Q5_K;
+                break;
+            case TensorCategory.FfnDown: // also ffn_down_exps / _shexp, as llama.cpp matches
+            {
+                // A MoE model's layer comes from the name; a dense one's is the rank among ffn_down tensors.
+                int layer = Experts <= 1 && _ffnDownRank?.GetValueOrDefault(name, -1) is int r and >= 0 ? r : LayerOf(name);
+                if ((ft is FileType.Q4_K_M or FileType.Q5_K_M) && UseMoreBits(layer, Layers)) type = GgmlType.Q6_K;
+                else if (ft == FileType.Q4_K_S && layer < Layers / 8) type = GgmlType.Q5_K;
+                break;
+            }
         }
         return Fallback(type, nx);
     }

@@ -64,7 +64,7 @@ internal static class SyntheticModel
         int threads = Math.Max(1, o.Threads);
 
         var specs = declare(p).ToList();
-        var mix = new QuantMix(o.FileType, p.Config.Layers, hasOutput: !p.TiedEmbeddings);
+        var mix = QuantMix.For(o.FileType, p.Config.Layers, specs.Select(s => (s.Name, s.Dims)));
         var w = new GgufWriter();
         WriteMetadata(w, p, style, o, tok);
 

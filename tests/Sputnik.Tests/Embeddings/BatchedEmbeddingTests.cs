@@ -26,6 +26,7 @@ public sealed class BatchedEmbeddingTests
     [InlineData("llama-mean")]
     [InlineData("bert-cls")]
     [InlineData("bert-mean")]
+    [InlineData("nomic-mean")]
     [InlineData("gemma3-mean")]
     [InlineData("gemma3-mean", 8)]
     public void PackedHiddenStatesEqualEachInputAlone(string which, int maxBatch = 0)

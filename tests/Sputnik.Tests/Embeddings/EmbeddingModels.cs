@@ -46,16 +46,20 @@ internal static class EmbeddingModels
     /// <summary>The tiny bert encoder mean-pooled (all-MiniLM's).</summary>
     public static string BertMean() => Synth("bert-tiny", "mean", ("bert.pooling_type", GgufValue.Of(1u)));
 
+    /// <summary>The tiny nomic-bert encoder (RoPE, fused QKV, SwiGLU, no biases in the layers), mean-pooled as nomic-embed-text.</summary>
+    public static string NomicMean() => Synth("nomic-bert-tiny", "mean");
+
     /// <summary>gemma3-tiny mean-pooled: sliding-window (16-token) layers between global ones.</summary>
     public static string Gemma3Mean() => Synth("gemma3-tiny", "mean", ("gemma3.pooling_type", GgufValue.Of(1u)));
 
-    /// <summary>The models the batched and llama.cpp checks run: "qwen3-last", "llama-mean", "bert-cls", "bert-mean", "gemma3-mean".</summary>
+    /// <summary>The models the batched and llama.cpp checks run: "qwen3-last", "llama-mean", "bert-cls", "bert-mean", "nomic-mean", "gemma3-mean".</summary>
     public static string Named(string which) => which switch
     {
         "qwen3-last" => Qwen3LastToken(),
         "llama-mean" => LlamaMean(),
         "bert-cls" => BertCls(),
         "bert-mean" => BertMean(),
+        "nomic-mean" => NomicMean(),
         "gemma3-mean" => Gemma3Mean(),
         _ => throw new ArgumentException($"no embedding model '{which}'", nameof(which)),
     };

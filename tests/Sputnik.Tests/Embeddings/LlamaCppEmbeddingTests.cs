@@ -28,12 +28,13 @@ public sealed class LlamaCppEmbeddingTests
     [InlineData("llama-mean")]
     [InlineData("bert-cls")]
     [InlineData("bert-mean")]
+    [InlineData("nomic-mean")]
     public void MatchesLlamaCpp(string which)
     {
         string package = Path.Combine(Nlc, "node_modules", "node-llama-cpp", "dist", "index.js");
         if (!File.Exists(package)) Assert.Skip($"node-llama-cpp is not installed under {Nlc} (npm install node-llama-cpp there, or set LLAMACPP_NPM)");
         string path = EmbeddingModels.Named(which);
-        bool bert = which.StartsWith("bert", StringComparison.Ordinal);
+        bool bert = which.StartsWith("bert", StringComparison.Ordinal) || which.StartsWith("nomic", StringComparison.Ordinal);
 
         using var model = SputnikModel.Load(path, new ModelOptions { ContextLength = 256, Threads = 2, KvType = global::Sputnik.Models.KvCacheType.F32 });
         var embedder = new Embedder(model.Model, model.Tokenizer, model.ContextLength, global::Sputnik.Models.KvCacheType.F32);

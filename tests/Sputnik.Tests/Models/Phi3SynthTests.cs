@@ -64,7 +64,9 @@ public class Phi3SynthTests
             using (var f = GgufFile.Open(q))
             {
                 Assert.Equal(GgmlType.F32, f.GetTensor("rope_factors_long.weight").Type);
-                Assert.Equal(GgmlType.Q5_K, f.GetTensor("blk.0.attn_qkv.weight").Type); // llama-quantize's Q4_K_M gives attn_qkv Q5_K
+                // llama-quantize's Q4_K_M gives attn_qkv attn_v's rule (its ATTENTION_QKV branch comes after the attn_v one).
+                Assert.Equal(GgmlType.Q4_K, f.GetTensor("blk.0.attn_qkv.weight").Type);
+                Assert.Equal(GgmlType.Q6_K, f.GetTensor("blk.3.attn_qkv.weight").Type);
                 Assert.Equal(GgmlType.Q4_K, f.GetTensor("blk.1.ffn_up.weight").Type);
             }
             int[] prompt = [5, 6, 7, 8, 9];

@@ -110,7 +110,7 @@ public class TinyPhi3Tests
                 using var m = ModelLoader.Load(GgufFile.Open(q), threads: 2);
                 return m.Forward(m.CreateState(TinyPhi3.OriginalContext, KvCacheType.F32), tokens).ToArray();
             }
-            // Q8_0 gives every matrix the same type, fused or not (Q4_K_M would give attn_qkv Q5_K but attn_q Q4_K).
+            // Q8_0 gives every matrix the same type, fused or not (Q4_K_M gives attn_qkv attn_v's rule, so a fused file's types differ from a split one's).
             Assert.Equal(Run(fused: false, Sputnik.Tools.FileType.Q8_0), Run(fused: true, Sputnik.Tools.FileType.Q8_0));
         }
         finally

@@ -98,7 +98,7 @@ internal static class OllamaEndpoints
     private static List<string> Capabilities(ServableModel model, string? template, ModelHost? host, GgufFile file)
     {
         // An encoder (bert): nothing to complete. A model not loaded yet is judged by its architecture.
-        if (host?.Model.Model.IsEmbeddingOnly ?? model.Facts.Architecture == Sputnik.Models.Bert.Name) return ["embedding"];
+        if (host?.Model.Model.IsEmbeddingOnly ?? model.Facts.Architecture is Sputnik.Models.Bert.Name or Sputnik.Models.Bert.NomicName) return ["embedding"];
         var list = new List<string> { "completion" };
         if (template?.Contains("tools", StringComparison.Ordinal) == true) list.Add("tools");
         if (model.Facts.Thinking) list.Add("thinking");
