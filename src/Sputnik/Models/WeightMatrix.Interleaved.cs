@@ -23,6 +23,7 @@ internal sealed unsafe partial class WeightMatrix
         byte* p = (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(buffer, 0);
         byte* aligned = (byte*)(((nint)p + 63) & ~(nint)63);
         int offset = (int)(aligned - p);
+        Tensors.HugePages.Advise(aligned, total);
         int groups = rows / Interleaving.Rows;
         int perRead = Math.Max(1, ReadBytes / groupBytes);
         int reads = (groups + perRead - 1) / perRead;
