@@ -144,6 +144,7 @@ internal sealed class KvCache : ICacheRows
             long bytes = (long)Math.Min(grown, _rows[l]) * _rowBytes;
             if (bytes == _layers[l].Length) continue;
             var bigger = new byte[checked(bytes)];
+            Tensors.HugePages.Advise(bigger);
             _layers[l].CopyTo(bigger, 0); // whole rows: a batch in flight has rows past Length in earlier layers
             _layers[l] = bigger;
         }

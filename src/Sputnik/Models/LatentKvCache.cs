@@ -48,6 +48,7 @@ internal sealed class LatentKvCache : ICacheRows
         for (int l = 0; l < _rows.Length; l++)
         {
             var bigger = new byte[checked((long)grown * _rowBytes)];
+            Tensors.HugePages.Advise(bigger);
             _rows[l].CopyTo(bigger, 0);
             _rows[l] = bigger;
         }

@@ -20,6 +20,13 @@ internal static unsafe partial class HugePages
     [LibraryImport("libc.so.6", EntryPoint = "madvise")]
     private static partial int Madvise(nint address, nuint length, int advice);
 
+    /// <summary>Advises a large array (KV cache planes); large arrays are not moved by the GC, so the advice stays with them.</summary>
+    public static void Advise(byte[] array)
+    {
+        if (!Enabled || array.Length < 2 * PageBytes) return;
+        fixed (byte* p = array) Advise(p, array.Length);
+    }
+
     /// <summary>Advises the whole 2 MiB pages inside [p, p + bytes); call it before the memory is first written.</summary>
     public static void Advise(byte* p, long bytes)
     {
