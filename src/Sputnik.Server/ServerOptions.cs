@@ -137,7 +137,11 @@ public sealed record ServerOptions
         if (!MultiModel && string.IsNullOrWhiteSpace(ModelPath)) throw new ArgumentException("a model is required (-m MODEL)");
         if (MultiModel && DraftModelPath != null) throw new ArgumentException("a draft model (-md) applies to one model: serve that model alone (-m MODEL)");
         if (SpeculativeSlots < 0) throw new ArgumentException($"--spec-max-slots {SpeculativeSlots} must not be negative");
-        Speculation?.Validate();
+        if (DraftModelPath != null && Speculation is { Type: not (Inference.SpeculationType.None or Inference.SpeculationType.DraftSimple) } s)
+            throw new ArgumentException($"-md (a draft model) and --spec-type {Inference.SpeculationOptions.Name(s.Type)}: choose one");
+        if (DraftModelPath == null && Speculation is { Type: Inference.SpeculationType.DraftSimple })
+            throw new ArgumentException("--spec-type draft-simple needs a draft model: -md FILE");
+        if (Speculation != null) (Speculation with { Type = Inference.SpeculationType.None, DraftModel = null }).Validate(); // the limits; the draft is loaded later
         if (MultiModel && ChatTemplate != null) throw new ArgumentException("--chat-template-file applies to one model: serve that model alone (-m MODEL)");
         if (MaxMemoryBytes < 0) throw new ArgumentException($"--max-memory {MaxMemoryBytes} must not be negative");
         foreach (var (name, target) in Aliases)
