@@ -13,16 +13,17 @@ internal static class SpecBench
 {
     public static void Run(string[] args)
     {
-        if (args.Length < 1) throw new ArgumentException("usage: spec <target.gguf> [draft.gguf|-] [prompts] [threads] [reps] [task]");
+        if (args.Length < 1) throw new ArgumentException("usage: spec <target.gguf> [draft.gguf|-] [prompts] [threads] [reps] [draft threads] [task]");
         string target = args[0];
         string? draftPath = args.Length > 1 && args[1] != "-" ? args[1] : null;
         int n = args.Length > 2 ? int.Parse(args[2]) : 20;
         int threads = args.Length > 3 ? int.Parse(args[3]) : 2;
         int reps = args.Length > 4 ? int.Parse(args[4]) : 2;
-        string taskName = args.Length > 5 ? args[5] : "arithmetic";
+        int draftThreads = args.Length > 5 ? int.Parse(args[5]) : threads;
+        string taskName = args.Length > 6 ? args[6] : "arithmetic";
 
         using var m = SputnikModel.Load(target, new ModelOptions { Threads = threads });
-        using var draft = draftPath != null ? SputnikModel.Load(draftPath, new ModelOptions { Threads = threads, ContextLength = m.ContextLength }) : null;
+        using var draft = draftPath != null ? SputnikModel.Load(draftPath, new ModelOptions { Threads = draftThreads, ContextLength = m.ContextLength }) : null;
         var task = ReasoningTask.Create(taskName);
         var prompts = task.EvalSet(n).Select(p => R1Format.EncodePrompt(p.Prompt)).ToList();
 
@@ -31,15 +32,17 @@ internal static class SpecBench
             ("plain", null),
             ("ngram-simple n3", new() { Type = SpeculationType.NgramSimple, NgramSize = 3, DraftMax = 16 }),
             ("ngram-simple n4", new() { Type = SpeculationType.NgramSimple, NgramSize = 4, DraftMax = 16 }),
+            ("ngram-simple n4 k4", new() { Type = SpeculationType.NgramSimple, NgramSize = 4, DraftMax = 4 }),
             ("ngram-mod n3", new() { Type = SpeculationType.NgramMod, NgramSize = 3, DraftMax = 16 }),
             ("ngram-mod n4", new() { Type = SpeculationType.NgramMod, NgramSize = 4, DraftMax = 16 }),
+            ("ngram-mod n4 k4", new() { Type = SpeculationType.NgramMod, NgramSize = 4, DraftMax = 4 }),
         };
         if (draft != null)
-            foreach (int k in new[] { 3, 6, 10 })
+            foreach (int k in new[] { 4, 8, 16 })
                 foreach (float pMin in new[] { 0f, 0.5f })
                     configs.Add(($"draft k{k} p{pMin}", new() { DraftModel = draft, DraftMax = k, DraftPMin = pMin }));
 
-        Console.WriteLine($"{target}{(draftPath != null ? " + draft " + draftPath : "")}: {prompts.Count} {taskName} test prompts, greedy, {threads} threads, best of {reps}; load {Load()}");
+        Console.WriteLine($"{target}{(draftPath != null ? $" + draft {draftPath} ({draftThreads} threads)" : "")}: {prompts.Count} {taskName} test prompts, greedy, {threads} threads, best of {reps}; load {Load()}");
         var reference = new List<int>[prompts.Count];
         var best = new double[configs.Count];
         var counts = new (long Generated, long Drafted, long Accepted)[configs.Count];

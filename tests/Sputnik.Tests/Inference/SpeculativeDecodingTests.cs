@@ -184,6 +184,28 @@ public class SpeculativeDecodingTests
     }
 
     [Fact]
+    public void The_bundled_draft_model_proposes_what_the_bundled_model_decodes()
+    {
+        string draftPath = Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny-draft.gguf");
+        using var m = SputnikModel.Load(PathOf("bundled"), new ModelOptions { Threads = 2 });
+        using var draft = SputnikModel.Load(draftPath, new ModelOptions { Threads = 2, ContextLength = m.ContextLength });
+        long drafted = 0, accepted = 0;
+        foreach (var problem in Sputnik.Training.Tasks.ReasoningTask.Create("arithmetic").EvalSet(3))
+        {
+            int[] prompt = Sputnik.Training.Tasks.R1Format.EncodePrompt(problem.Prompt);
+            var o = new GenerationOptions { MaxTokens = 400, Sampling = SamplingOptions.Greedy };
+            var plain = Generate(m, m.CreateState(), prompt, o);
+            var spec = Generate(m, m.CreateState(), prompt, o with { Speculation = new SpeculationOptions { DraftModel = draft, DraftMax = 8 } });
+            Assert.Equal(plain.Ids, spec.Ids);
+            Assert.Contains("</think>", plain.Text); // a whole reasoning trace, the model's own format
+            drafted += spec.Stats.DraftedTokens;
+            accepted += spec.Stats.AcceptedTokens;
+        }
+        // Trained on the same traces (docs/training.md, "A draft model"): it agrees with the model almost everywhere.
+        Assert.True(accepted >= 0.9 * drafted && drafted > 100, $"accepted {accepted} of {drafted}");
+    }
+
+    [Fact]
     public void A_draft_model_with_another_vocabulary_is_refused_with_a_reason()
     {
         using var bundled = SputnikModel.Load(PathOf("bundled"), new ModelOptions { Threads = 1 });
