@@ -206,6 +206,23 @@ public class SpeculativeDecodingTests
     }
 
     [Fact]
+    public async Task A_chat_with_a_draft_model_answers_as_without_turn_after_turn()
+    {
+        using var m = SputnikModel.Load(PathOf("bundled"), new ModelOptions { Threads = 2 });
+        using var draft = SputnikModel.Load(Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny-draft.gguf"), new ModelOptions { Threads = 2, ContextLength = m.ContextLength });
+        var plain = m.CreateChat(new ChatOptions { Sampling = SamplingOptions.Greedy, MaxTokens = 300 });
+        var fast = m.CreateChat(new ChatOptions { Sampling = SamplingOptions.Greedy, MaxTokens = 300, Speculation = new SpeculationOptions { DraftModel = draft, DraftMax = 6 } });
+        foreach (string question in new[] { "What is 58+67?", "What is 904-38?" })
+        {
+            var expected = await plain.AskAsync(question, TestContext.Current.CancellationToken);
+            var reply = await fast.AskAsync(question, TestContext.Current.CancellationToken);
+            Assert.Equal(expected.Content, reply.Content);
+            Assert.Equal(expected.Reasoning, reply.Reasoning);
+            Assert.True(fast.LastStats!.AcceptedTokens > 0, $"{question}: no proposal of the draft was kept");
+        }
+    }
+
+    [Fact]
     public void A_draft_model_with_another_vocabulary_is_refused_with_a_reason()
     {
         using var bundled = SputnikModel.Load(PathOf("bundled"), new ModelOptions { Threads = 1 });
