@@ -169,6 +169,10 @@ public class SpeculativeDecodingTests
             Assert.InRange(spec.Stats.AcceptedTokens, 0, spec.Stats.DraftedTokens);
         }
 
+        // --draft-p-min: a random-weight draft is never 99 % sure of a token, so it proposes nothing.
+        var unsure = Generate(m, m.CreateState(), prompt, Options(0f, 20) with { Speculation = new SpeculationOptions { DraftModel = draft, DraftPMin = 0.99f } });
+        Assert.Equal(0, unsure.Stats.DraftedTokens);
+
         // The model drafting for itself proposes exactly what it then picks, every time: its cache followed the
         // target's through every verification, and one source serves a second generation on the same context.
         var self = new DraftModelSource(m, m.Tokenizer, m.Model.Config.VocabSize, pMin: 0);
