@@ -14,6 +14,9 @@ using Sputnik.Tensors.Quants;
 // Training step (fwd/bwd/opt):     dotnet run -c Release --project bench/Sputnik.Bench train [preset] [threads] [B] [T] [steps]
 // Embeddings/s (embed-bench.sh):   dotnet run -c Release --project bench/Sputnik.Bench embed prepare|run ...
 // Training trace lengths:           dotnet run -c Release --project bench/Sputnik.Bench train-traces [task] [n]
+// Speculative decoding (bundled):   dotnet run -c Release --project bench/Sputnik.Bench spec TARGET.gguf [DRAFT.gguf|-] [prompts] [threads] [reps]
+// Verification cost k = 1…16:       dotnet run -c Release --project bench/Sputnik.Bench verify MODEL.gguf [threads] [depth] [reps] [kmax]
+// Server speculation crossover:    dotnet run -c Release --project bench/Sputnik.Bench spec-batch TARGET.gguf [DRAFT.gguf|-] [threads] [reps] [B...]
 Action<string[]>? mode = args.Length == 0 ? null : args[0] switch
 {
     "matmul" => MatMulBench.Run,
@@ -27,6 +30,9 @@ Action<string[]>? mode = args.Length == 0 ? null : args[0] switch
     "attn" => AttnBench.Run,
     "logits" => LogitsDump.Run,
     "embed" => EmbedBench.Run,
+    "spec" => SpecBench.Run,
+    "verify" => VerifyBench.Run,
+    "spec-batch" => SpecBatchBench.Run,
     _ => null,
 };
 if (args.Length > 0 && args[0] == "soak") Environment.Exit(await SoakBench.RunAsync(args[1..]));

@@ -29,7 +29,26 @@ internal sealed class ModelHost : IDisposable
             ? shape => new PromptCache(options.CacheRamMb * 1024L * 1024L, options.CacheDir, options.CacheDiskMb * 1024L * 1024L,
                 CacheIdentity(model, info, options.CacheDir) + "|ctx" + model.ContextLength, shape, log)
             : null;
-        Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache, prefillChunk: options.PrefillChunk, log: log);
+        var speculation = options.Speculation;
+        if (options.DraftModelPath != null)
+        {
+            _draft = SputnikModel.Load(options.DraftModelPath, new ModelOptions
+            {
+                Threads = options.Threads, ContextLength = model.ContextLength, KvType = options.KvType, KvTypeV = options.KvTypeV,
+            });
+            try
+            {
+                DraftModelSource.CheckCompatible(model.Tokenizer, _draft.Tokenizer);
+            }
+            catch
+            {
+                _draft.Dispose();
+                throw;
+            }
+            speculation = (speculation ?? new SpeculationOptions()) with { DraftModel = _draft };
+        }
+        Scheduler = new Scheduler(model, options.Parallel, options.MaxQueue, metrics, options.StepDelay, cache: cache, prefillChunk: options.PrefillChunk, log: log,
+            speculation: speculation, speculativeSlots: options.SpeculativeSlots);
         _embedder = new Lazy<Embedder>(() => new Embedder(model.Model, model.Tokenizer, model.ContextLength, model.KvType));
     }
 
@@ -40,6 +59,7 @@ internal sealed class ModelHost : IDisposable
     public long MemorySize => Servable.MemorySize;
 
     private readonly bool _ownsModel;
+    private readonly SputnikModel? _draft;
     private readonly Lazy<Embedder> _embedder;
 
     /// <summary>Embeddings with this model (throws NotSupportedException for a reranker); Embed runs only on the scheduler's thread.</summary>
@@ -91,6 +111,7 @@ internal sealed class ModelHost : IDisposable
     public void Dispose()
     {
         Scheduler.Dispose();
+        _draft?.Dispose();
         if (_ownsModel) Model.Dispose();
     }
 }

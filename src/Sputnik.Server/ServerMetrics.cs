@@ -8,7 +8,7 @@ namespace Sputnik.Server;
 internal sealed class ServerMetrics
 {
     private readonly ConcurrentDictionary<int, long> _byStatus = new();
-    private long _promptTokens, _cachedTokens, _generatedTokens, _requestsDone;
+    private long _promptTokens, _cachedTokens, _generatedTokens, _requestsDone, _draftedTokens, _acceptedTokens;
     private double _generationMs;
     private readonly Lock _lock = new();
 
@@ -21,6 +21,13 @@ internal sealed class ServerMetrics
         Interlocked.Add(ref _generatedTokens, generated);
         Interlocked.Increment(ref _requestsDone);
         lock (_lock) _generationMs += generationMs;
+    }
+
+    /// <summary>Speculative decoding: tokens proposed, and how many of them the target kept.</summary>
+    public void RecordDrafts(int drafted, int accepted)
+    {
+        Interlocked.Add(ref _draftedTokens, drafted);
+        Interlocked.Add(ref _acceptedTokens, accepted);
     }
 
     public long PromptTokens => Interlocked.Read(ref _promptTokens);
@@ -49,6 +56,10 @@ internal sealed class ServerMetrics
         Metric("sputnik_generated_tokens_total", "counter", "Tokens generated.", [("", gen)]);
         Metric("sputnik_generation_tokens_per_second", "gauge", "Average per-sequence decode speed.", [("", genMs > 0 ? gen * 1000.0 / genMs : 0)]);
         Metric("sputnik_prompt_cache_hit_ratio", "gauge", "Cached prompt tokens / prompt tokens.", [("", prompt > 0 ? (double)cached / prompt : 0)]);
+        long drafted = Interlocked.Read(ref _draftedTokens), accepted = Interlocked.Read(ref _acceptedTokens);
+        Metric("sputnik_draft_tokens_total", "counter", "Tokens proposed by speculative decoding (draft_n).", [("", drafted)]);
+        Metric("sputnik_draft_accepted_tokens_total", "counter", "Proposed tokens the model kept (draft_n_accepted).", [("", accepted)]);
+        Metric("sputnik_draft_acceptance_ratio", "gauge", "Accepted / proposed tokens.", [("", drafted > 0 ? (double)accepted / drafted : 0)]);
         Metric("sputnik_queue_depth", "gauge", "Requests waiting for a slot.", [("", queueDepth)]);
         Metric("sputnik_slots_active", "gauge", "Slots generating now.", [("", activeSlots)]);
         Metric("sputnik_slots_total", "gauge", "Slots (--parallel).", [("", slots)]);

@@ -59,6 +59,18 @@ public sealed record ServerOptions
     public double WattsPerCore { get; init; } = 15;
     /// <summary>Test hook: a pause after every scheduler step, to make timing-dependent tests deterministic.</summary>
     public TimeSpan StepDelay { get; init; }
+    /// <summary>
+    /// Speculative decoding in every slot (--spec-type, --draft-max …); null for none. Its <see cref="Inference.SpeculationOptions.DraftModel"/>
+    /// is left unset: the server loads <see cref="DraftModelPath"/> itself.
+    /// </summary>
+    public Inference.SpeculationOptions? Speculation { get; init; }
+    /// <summary>The draft model of draft-simple speculation (-md), loaded with the served model's context and threads.</summary>
+    public string? DraftModelPath { get; init; }
+    /// <summary>
+    /// Speculation backs off when more slots than this are generating at once (--spec-max-slots): the batched forward
+    /// already reads the weights once for all of them, and a verification forward per slot would read them again.
+    /// </summary>
+    public int SpeculativeSlots { get; init; } = 1;
     /// <summary>Serve the chat web app and its /api/conversations store.</summary>
     public bool EnableWebApp { get; init; } = true;
 
@@ -123,6 +135,13 @@ public sealed record ServerOptions
     public void Validate()
     {
         if (!MultiModel && string.IsNullOrWhiteSpace(ModelPath)) throw new ArgumentException("a model is required (-m MODEL)");
+        if (MultiModel && DraftModelPath != null) throw new ArgumentException("a draft model (-md) applies to one model: serve that model alone (-m MODEL)");
+        if (SpeculativeSlots < 0) throw new ArgumentException($"--spec-max-slots {SpeculativeSlots} must not be negative");
+        if (DraftModelPath != null && Speculation is { Type: not (Inference.SpeculationType.None or Inference.SpeculationType.DraftSimple) } s)
+            throw new ArgumentException($"-md (a draft model) and --spec-type {Inference.SpeculationOptions.Name(s.Type)}: choose one");
+        if (DraftModelPath == null && Speculation is { Type: Inference.SpeculationType.DraftSimple })
+            throw new ArgumentException("--spec-type draft-simple needs a draft model: -md FILE");
+        if (Speculation != null) (Speculation with { Type = Inference.SpeculationType.None, DraftModel = null }).Validate(); // the limits; the draft is loaded later
         if (MultiModel && ChatTemplate != null) throw new ArgumentException("--chat-template-file applies to one model: serve that model alone (-m MODEL)");
         if (MaxMemoryBytes < 0) throw new ArgumentException($"--max-memory {MaxMemoryBytes} must not be negative");
         foreach (var (name, target) in Aliases)

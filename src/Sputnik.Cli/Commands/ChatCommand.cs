@@ -34,10 +34,10 @@ internal static class ChatCommand
         cmd.SetAction(r =>
         {
             string path = CliOptions.ResolveModel(r.GetValue(model));
-            using var m = SputnikModel.Load(path, new ModelOptions
-            {
-                Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv),
-            });
+            var loadOptions = new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv) };
+            using var m = SputnikModel.Load(path, loadOptions);
+            var spec = speculation.Read(r, m, loadOptions);
+            using var draftModel = spec?.DraftModel;
             var session = new ChatSession(m, new ChatOptions
             {
                 Sampling = Sampling(r, m, temp, seed),
@@ -45,7 +45,7 @@ internal static class ChatCommand
                 Thinking = !r.GetValue(noThink),
                 ThinkingBudget = r.GetValue(budget),
                 ContextShift = r.GetValue(shift),
-                Speculation = speculation.Read(r),
+                Speculation = spec,
             })
             { SystemPrompt = r.GetValue(system) };
             return new ChatLoop(session, interactive: !Console.IsInputRedirected && !Console.IsOutputRedirected).Run();

@@ -50,10 +50,10 @@ internal static class RunCommand
                 Seed = r.GetValue(seed),
             };
             sampling.Validate();
-            using var m = SputnikModel.Load(CliOptions.ResolveModel(r.GetValue(model)), new ModelOptions
-            {
-                Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv),
-            });
+            var loadOptions = new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv) };
+            using var m = SputnikModel.Load(CliOptions.ResolveModel(r.GetValue(model)), loadOptions);
+            var spec = speculation.Read(r, m, loadOptions);
+            using var draftModel = spec?.DraftModel;
             // The model's recommended settings replace the defaults of the flags the user did not type.
             var given = sampling;
             sampling = m.RecommendedSampling(sampling);
@@ -74,7 +74,7 @@ internal static class RunCommand
             var options = new GenerationOptions
             {
                 MaxTokens = r.GetValue(n), Sampling = sampling, StopStrings = r.GetValue(stop) ?? [], ContextShift = r.GetValue(shift), KeepTokens = kept,
-                Speculation = speculation.Read(r),
+                Speculation = spec,
             };
             var stats = new GenerationStats();
             var generator = new Generator(m.Model, m.Tokenizer);

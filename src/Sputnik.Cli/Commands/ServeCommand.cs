@@ -52,15 +52,23 @@ internal static class ServeCommand
         var ctk = CliOptions.CacheTypeK();
         var ctv = CliOptions.CacheTypeV();
         var shift = CliOptions.ContextShift();
+        var specSlots = new Option<int>("--spec-max-slots")
+        {
+            Description = "Speculative decoding runs while at most this many slots generate; more decode in one batch (0 = never)",
+            DefaultValueFactory = _ => d.SpeculativeSlots,
+        }.AtLeast(0);
         var cmd = new Command("serve", "Serve the model over an OpenAI/DeepSeek-compatible HTTP API with a chat web app")
         {
             model, threads, host, port, parallel, ctx, apiKey, maxQueue, prefillChunk, cacheRam, cacheDir, cacheDisk, maxBody, allowedHosts, cors, dataDir, alias,
             keepAlive, maxMemory,
-            watts, priceHit, priceMiss, priceOut, template, noWeb, ctk, ctv, shift,
+            watts, priceHit, priceMiss, priceOut, template, noWeb, ctk, ctv, shift, specSlots,
         };
+        var speculation = new SpeculationFlags();
+        speculation.AddTo(cmd);
         cmd.SetAction(async (r, ct) =>
         {
             var models = Models(r.GetValue(model) ?? [], r.GetValue(alias) ?? [], r.GetValue(keepAlive), r.GetValue(maxMemory));
+            var spec = speculation.ReadSettings(r, out string? draftPath);
             var options = models with
             {
                 Threads = r.GetValue(threads), Host = r.GetValue(host)!, Port = r.GetValue(port),
@@ -72,6 +80,7 @@ internal static class ServeCommand
                 EnableWebApp = !r.GetValue(noWeb),
                 KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv), ContextShift = r.GetValue(shift),
                 ChatTemplate = r.GetValue(template) is { } tf ? File.ReadAllText(tf) : null,
+                Speculation = spec, DraftModelPath = draftPath != null ? CliOptions.ResolveModel(draftPath) : null, SpeculativeSlots = r.GetValue(specSlots),
             };
             await using var server = await ServerHost.StartAsync(options,
                 log: (level, msg) => Console.Error.WriteLine($"{level.ToString().ToLowerInvariant()}: {msg}"), cancellationToken: ct);

@@ -37,7 +37,7 @@ internal static class TrainCommand
     private static Command Sft()
     {
         var task = TaskOpt();
-        var preset = new Option<string>("--preset") { Description = "Model shape: tiny-r1, small-r1, micro (llama layout); tiny-r1-ds, micro-ds (deepseek2: MLA + MoE)", DefaultValueFactory = _ => "tiny-r1" };
+        var preset = new Option<string>("--preset") { Description = "Model shape: tiny-r1, small-r1, micro, draft-r1 (llama layout); tiny-r1-ds, micro-ds (deepseek2: MLA + MoE)", DefaultValueFactory = _ => "tiny-r1" };
         var outDir = new Option<string>("--out", "-o") { Description = "Output directory (checkpoint, metrics, charts, sft.gguf)", Required = true };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps", DefaultValueFactory = _ => 1500 }.AtLeast(1);
         var batch = new Option<int>("--batch") { Description = "Sequences per step", DefaultValueFactory = _ => 16 }.AtLeast(1);

@@ -19,7 +19,8 @@ internal static class Accounting
         return new Timings(
             promptN, R(s.PromptMs), promptN > 0 ? R(s.PromptMs / promptN) : 0, R(s.PromptTokensPerSecond),
             s.GeneratedTokens, R(s.GenerationMs), s.GeneratedTokens > 0 ? R(s.GenerationMs / s.GeneratedTokens) : 0,
-            R(s.GenerationTokensPerSecond), s.CachedPromptTokens);
+            R(s.GenerationTokensPerSecond), s.CachedPromptTokens,
+            s.DraftedTokens > 0 ? s.DraftedTokens : null, s.DraftedTokens > 0 ? s.AcceptedTokens : null);
     }
 
     public static CostEstimate Cost(InferenceJob job, ServerOptions o)

@@ -63,10 +63,11 @@ internal sealed record PromptTokensDetails(int CachedTokens);
 
 internal sealed record CompletionTokensDetails(int ReasoningTokens);
 
-/// <summary>llama.cpp's timing block.</summary>
+/// <summary>llama.cpp's timing block; the draft counts only when speculative decoding proposed something, as there.</summary>
 internal sealed record Timings(
     int PromptN, double PromptMs, double PromptPerTokenMs, double PromptPerSecond,
-    int PredictedN, double PredictedMs, double PredictedPerTokenMs, double PredictedPerSecond, int CacheN);
+    int PredictedN, double PredictedMs, double PredictedPerTokenMs, double PredictedPerSecond, int CacheN,
+    int? DraftN = null, int? DraftNAccepted = null);
 
 /// <summary>Estimated price (USD, from the configured per-million table) and energy (CPU seconds × watts).</summary>
 internal sealed record CostEstimate(

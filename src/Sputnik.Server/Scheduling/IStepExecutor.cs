@@ -18,7 +18,11 @@ internal sealed class SequentialStepExecutor : IStepExecutor
 {
     public void Step(IReadOnlyList<ActiveSequence> sequences, Action<ActiveSequence> stepOne)
     {
-        foreach (var s in sequences) stepOne(s);
+        foreach (var s in sequences)
+        {
+            s.Handoff.Speculate = s.Speculates; // each runs its own forward anyway: proposals ride along
+            stepOne(s);
+        }
     }
 }
 
@@ -28,8 +32,12 @@ internal sealed class SequentialStepExecutor : IStepExecutor
 /// sequence's step samples from its fresh logits. Sequences still to prefill (new requests) run their prompt, or
 /// the next chunk of it, inside their own step. Sampling, stop strings, reasoning and usage stay in the generator, so output
 /// is the same as stepping sequences one by one.
+/// While at most <paramref name="speculativeSlots"/> sequences are active, those with a proposal source feed their
+/// token with its proposals in a forward of their own instead (speculative decoding): one sequence's forward reads
+/// all the weights, as the batch does, so checking proposals there is nearly free; with more sequences the batch
+/// already shares the weight reads, and separate verification forwards would each read them again.
 /// </summary>
-internal sealed class BatchedStepExecutor(LanguageModel model) : IStepExecutor
+internal sealed class BatchedStepExecutor(LanguageModel model, int speculativeSlots = 0) : IStepExecutor
 {
     private readonly List<InferenceState> _states = [];
     private readonly List<ActiveSequence> _fed = [];
@@ -39,9 +47,12 @@ internal sealed class BatchedStepExecutor(LanguageModel model) : IStepExecutor
     {
         _states.Clear();
         _fed.Clear();
+        bool speculate = sequences.Count <= speculativeSlots;
         for (int i = 0; i < sequences.Count; i++) // index loops: no boxed enumerator per step
         {
             var s = sequences[i];
+            s.Handoff.Speculate = speculate && s.Speculates;
+            if (s.Handoff.Speculate) continue; // its step feeds the token with proposals
             // A cancelled sequence is finished by its step without resuming the generator: feeding it is waste.
             if (s.Handoff.PendingToken < 0 || s.Job.Cancellation.IsCancellationRequested) continue;
             if (_fed.Count == _tokens.Length)

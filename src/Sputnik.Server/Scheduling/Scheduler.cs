@@ -32,15 +32,21 @@ internal sealed class Scheduler : IDisposable
     private readonly PromptCache? _cache;
     private readonly int _prefillChunk;
     private readonly Action<string>? _log;
+    private readonly SpeculationOptions? _speculation;
     /// <summary>Recent mean wall time of a job in its slot (exponentially weighted), behind Retry-After.</summary>
     private double _meanJobMs;
 
     /// <param name="cache">Makes the prompt cache for the slots' cache layout; unused when the slots' caches cannot be snapshotted.</param>
     /// <param name="prefillChunk">Prompt tokens fed per iteration; 0 feeds a whole prompt in one.</param>
     /// <param name="log">Where faults the scheduler survives are reported (a broken prompt cache).</param>
+    /// <param name="speculation">Speculative decoding for every job (each slot keeps its own proposal source); null for none.</param>
+    /// <param name="speculativeSlots">Most active slots at which a slot verifies its proposals in a forward of its own rather than joining the batch.</param>
     public Scheduler(SputnikModel model, int parallel, int maxQueue, ServerMetrics metrics, TimeSpan stepDelay = default,
-        IStepExecutor? executor = null, Func<ICacheRows, PromptCache>? cache = null, int prefillChunk = 0, Action<string>? log = null)
+        IStepExecutor? executor = null, Func<ICacheRows, PromptCache>? cache = null, int prefillChunk = 0, Action<string>? log = null,
+        SpeculationOptions? speculation = null, int speculativeSlots = 1)
     {
+        speculation?.Validate();
+        _speculation = speculation is { Enabled: true } ? speculation : null;
         ArgumentOutOfRangeException.ThrowIfNegative(prefillChunk);
         _model = model;
         _generator = new Generator(model.Model, model.Tokenizer);
@@ -53,7 +59,7 @@ internal sealed class Scheduler : IDisposable
         _maxQueue = maxQueue;
         _metrics = metrics;
         _stepDelay = stepDelay;
-        _executor = executor ?? new BatchedStepExecutor(model.Model);
+        _executor = executor ?? new BatchedStepExecutor(model.Model, speculativeSlots);
         _thread = new Thread(Loop) { IsBackground = true, Name = "sputnik-scheduler" };
         _thread.Start();
     }
@@ -253,8 +259,16 @@ internal sealed class Scheduler : IDisposable
         job.QueueMs = Environment.TickCount64 - job.EnqueuedTicks;
         slot.LastUsed = ++_clock;
         var handoff = new DecodeHandoff { PrefillChunk = _prefillChunk };
-        var steps = _generator.Generate(slot.State, job.Prompt, job.Options, job.Stats, slot.History, job.Cancellation, handoff).GetEnumerator();
-        var seq = new ActiveSequence(job, slot, steps, handoff);
+        var options = job.Options;
+        // A state that cannot be cut back (a sliding-window ring, a recurrent state) decodes without proposals.
+        bool speculates = _speculation != null && slot.State.Rows != null;
+        if (speculates)
+        {
+            slot.Draft ??= Speculator.CreateSource(_speculation!, _model.Model, _model.Tokenizer);
+            options = options with { Speculation = _speculation, DraftSource = slot.Draft };
+        }
+        var steps = _generator.Generate(slot.State, job.Prompt, options, job.Stats, slot.History, job.Cancellation, handoff).GetEnumerator();
+        var seq = new ActiveSequence(job, slot, steps, handoff, speculates);
         slot.Active = seq;
         _active.Add(seq);
         job.MarkStarted();
@@ -303,6 +317,7 @@ internal sealed class Scheduler : IDisposable
         double ms = Environment.TickCount64 - seq.Job.EnqueuedTicks - seq.Job.QueueMs;
         Volatile.Write(ref _meanJobMs, _meanJobMs == 0 ? ms : 0.8 * _meanJobMs + 0.2 * ms);
         _metrics.RecordGeneration(stats.PromptTokens, stats.CachedPromptTokens, stats.GeneratedTokens, stats.GenerationMs);
+        _metrics.RecordDrafts(stats.DraftedTokens, stats.AcceptedTokens);
         lock (_lock)
         {
             seq.Slot.Active = null;

@@ -15,6 +15,8 @@ internal sealed class Slot(int id, InferenceState state)
     public List<int> History { get; } = [];
     public long LastUsed { get; set; }
     public ActiveSequence? Active { get; set; }
+    /// <summary>This slot's speculative proposals (a draft model keeps its own cache in step with the slot's); made on first use.</summary>
+    public IDraftSource? Draft { get; set; }
     public bool IsIdle => Active == null;
 
     /// <summary>Leading tokens of <paramref name="prompt"/> already cached here (and restorable: a recurrent state resumes only at a checkpoint).</summary>
@@ -37,8 +39,10 @@ internal sealed class Slot(int id, InferenceState state)
 /// A job bound to a slot, with the generator's enumerator that advances it one token per step and the handoff
 /// through which a batched executor feeds its decode token.
 /// </summary>
-internal sealed class ActiveSequence(InferenceJob job, Slot slot, IEnumerator<GeneratedToken> steps, DecodeHandoff handoff)
+internal sealed class ActiveSequence(InferenceJob job, Slot slot, IEnumerator<GeneratedToken> steps, DecodeHandoff handoff, bool speculates = false)
 {
+    /// <summary>The generation has a proposal source: when the executor lets it, it feeds its token with proposals itself.</summary>
+    public bool Speculates { get; } = speculates;
     public DecodeHandoff Handoff { get; } = handoff;
     public InferenceJob Job { get; } = job;
     public Slot Slot { get; } = slot;

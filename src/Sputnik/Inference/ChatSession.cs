@@ -110,6 +110,8 @@ public sealed class ChatSession
     private readonly InferenceState _state;
     private readonly List<int> _history = [];
     private readonly List<ChatMessage> _messages = [];
+    // The draft model's proposals and cache, kept across turns (each turn's prompt repeats the conversation so far).
+    private (SpeculationOptions Options, IDraftSource Source)? _draft;
 
     /// <summary>Starts an empty conversation; <see cref="SputnikModel.CreateChat"/> does the same.</summary>
     /// <param name="model">The model to talk to.</param>
@@ -127,6 +129,13 @@ public sealed class ChatSession
 
     /// <summary>Settings used by the next turn.</summary>
     public ChatOptions Options { get; set; }
+
+    private IDraftSource? DraftSource(SpeculationOptions? speculation)
+    {
+        if (speculation?.DraftModel == null) return null;
+        if (_draft is not { } d || d.Options != speculation) _draft = d = (speculation, Speculator.CreateSource(speculation, _model.Model, _model.Tokenizer));
+        return d.Source;
+    }
 
     /// <summary>The system prompt, placed first when set.</summary>
     public string? SystemPrompt { get; set; }
@@ -233,6 +242,7 @@ public sealed class ChatSession
             MaxTokens = o.ContextShift ? o.MaxTokens : Math.Min(o.MaxTokens, room),
             ContextShift = o.ContextShift,
             Speculation = o.Speculation,
+            DraftSource = DraftSource(o.Speculation),
             KeepTokens = o.ContextShift ? _prompts.SystemPrefixTokens(all, prompt.Tokens) : 0,
             Sampling = o.Sampling,
             StopStrings = o.StopStrings,

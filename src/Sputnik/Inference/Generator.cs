@@ -161,11 +161,11 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         int thinkingTokens = 0;
         bool forcedClose = false;
         var constraint = options.ResponseSchema is { } schema ? new Json.JsonTokenConstraint(schema, Tokenizer, parser) : null;
-        // A caller that feeds decode tokens itself (batched server slots) runs one token per step: no speculation.
         // A state that cannot be cut back anywhere (a sliding-window ring, a recurrent state: Rows is null) could not
         // drop rejected proposals, so it decodes one token per forward. TODO(#20): rings with draft-max spare rows.
-        var spec = options.Speculation is { } so && (so.Enabled || options.DraftSource != null) && handoff == null && state.Rows != null
-            ? new Speculator(Model, so, options.DraftSource) : null;
+        // A caller that feeds decode tokens itself (batched server slots) says per step whether to speculate instead.
+        var spec = options.Speculation is { } so && (so.Enabled || options.DraftSource != null) && state.Rows != null
+            ? new Speculator(Model, so, options.DraftSource ?? Speculator.CreateSource(so, Model, Tokenizer)) : null;
 
         try
         {
@@ -253,11 +253,11 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
                 yield return Final(token, text + stops.Push(decoder.Flush()) + stops.Flush(), parser);
                 break;
             }
-            if (handoff != null) handoff.PendingToken = token;
+            if (handoff != null) handoff.PendingToken = verified ? -1 : token; // a verified token is already in the cache
             yield return new GeneratedToken(token, text, parser?.Push(text));
             if (handoff is { Fed: true }) handoff.Fed = false;
             else if (verified) { } // already in the cache
-            else if (spec != null) spec.Feed(state, history, token, options.MaxTokens - stats.GeneratedTokens);
+            else if (spec != null && handoff is null or { Speculate: true }) spec.Feed(state, history, token, options.MaxTokens - stats.GeneratedTokens);
             else FeedToken(state, token);
             if (handoff != null) handoff.PendingToken = -1;
             stats.GenerationMs = sw.Elapsed.TotalMilliseconds;
@@ -349,6 +349,12 @@ internal sealed class DecodeHandoff
     public int PendingToken { get; internal set; } = -1;
 
     internal bool Fed;
+
+    /// <summary>
+    /// Set by the caller before a step that does not feed <see cref="PendingToken"/>: the generation may feed it
+    /// together with speculative proposals (when it has a proposal source) instead of one token alone.
+    /// </summary>
+    public bool Speculate { get; set; }
 
     /// <summary>Prompt tokens fed per step; 0 feeds the whole prompt in the first step.</summary>
     public int PrefillChunk { get; init; }

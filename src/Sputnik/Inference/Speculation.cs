@@ -11,6 +11,8 @@ public enum SpeculationType
     NgramSimple,
     /// <summary>A rolling table from every n-gram seen so far to the token that last followed it, chained (llama.cpp's ngram-mod).</summary>
     NgramMod,
+    /// <summary>A smaller model with the same vocabulary drafts greedily (llama.cpp's draft-simple, -md).</summary>
+    DraftSimple,
 }
 
 /// <summary>
@@ -28,9 +30,16 @@ public sealed record SpeculationOptions
     public int DraftMax { get; init; } = 16;
     /// <summary>Fewer proposed tokens than this are not worth a batched verification: decode one token instead (--draft-min).</summary>
     public int DraftMin { get; init; }
+    /// <summary>A draft model stops proposing where its most likely token is less likely than this (--draft-p-min; 0: never).</summary>
+    public float DraftPMin { get; init; }
+    /// <summary>
+    /// The draft model of <see cref="SpeculationType.DraftSimple"/> (loaded and disposed by the caller, as the target
+    /// is); its vocabulary must be the target's. Setting it with <see cref="Type"/> left at None chooses DraftSimple.
+    /// </summary>
+    public SputnikModel? DraftModel { get; init; }
 
     /// <summary>Whether a proposal source is chosen.</summary>
-    public bool Enabled => Type != SpeculationType.None;
+    public bool Enabled => Type != SpeculationType.None || DraftModel != null;
 
     /// <summary>Throws ArgumentException naming the first setting out of range.</summary>
     public void Validate()
@@ -38,6 +47,10 @@ public sealed record SpeculationOptions
         if (NgramSize is < 1 or > 1024) throw new ArgumentException($"n-gram size {NgramSize} must be between 1 and 1024");
         if (DraftMax is < 1 or > 256) throw new ArgumentException($"draft max {DraftMax} must be between 1 and 256");
         if (DraftMin < 0 || DraftMin > DraftMax) throw new ArgumentException($"draft min {DraftMin} must be between 0 and draft max ({DraftMax})");
+        if (!(DraftPMin is >= 0 and <= 1)) throw new ArgumentException($"draft p-min {DraftPMin} must be between 0 and 1");
+        if (Type == SpeculationType.DraftSimple && DraftModel == null) throw new ArgumentException("draft-simple speculation needs a draft model (-md FILE)");
+        if (DraftModel != null && Type is not (SpeculationType.None or SpeculationType.DraftSimple))
+            throw new ArgumentException($"a draft model and {Name(Type)} speculation: choose one");
     }
 
     /// <summary>llama.cpp's --spec-type names.</summary>
@@ -48,9 +61,19 @@ public sealed record SpeculationOptions
             case "none": type = SpeculationType.None; return true;
             case "ngram-simple": type = SpeculationType.NgramSimple; return true;
             case "ngram-mod": type = SpeculationType.NgramMod; return true;
+            case "draft-simple": type = SpeculationType.DraftSimple; return true;
             default: type = SpeculationType.None; return false;
         }
     }
+
+    /// <summary>The llama.cpp name of <paramref name="type"/>.</summary>
+    public static string Name(SpeculationType type) => type switch
+    {
+        SpeculationType.NgramSimple => "ngram-simple",
+        SpeculationType.NgramMod => "ngram-mod",
+        SpeculationType.DraftSimple => "draft-simple",
+        _ => "none",
+    };
 }
 
 /// <summary>Proposes tokens likely to follow a context, without running the model.</summary>
@@ -148,21 +171,25 @@ internal sealed class Speculator
     private int _drafted, _next;     // proposals in the block; index of the next one to check
 
     /// <param name="model">The model that verifies proposals.</param>
-    /// <param name="options">Limits (and, without <paramref name="source"/>, the proposal type).</param>
-    /// <param name="source">Where proposals come from; null for the one <paramref name="options"/> names.</param>
-    public Speculator(LanguageModel model, SpeculationOptions options, IDraftSource? source = null)
+    /// <param name="options">Limits.</param>
+    /// <param name="source">Where proposals come from (<see cref="CreateSource"/> makes the one the options name).</param>
+    public Speculator(LanguageModel model, SpeculationOptions options, IDraftSource source)
     {
         options.Validate();
         _model = model;
         _options = options;
-        _source = source ?? options.Type switch
+        _source = source;
+        _block = new int[options.DraftMax + 1];
+    }
+
+    /// <summary>The proposal source <paramref name="options"/> names, for one sequence of the target model.</summary>
+    public static IDraftSource CreateSource(SpeculationOptions options, LanguageModel target, Tokenizers.Tokenizer targetTokenizer) =>
+        options.DraftModel is { } draft ? new DraftModelSource(draft, targetTokenizer, target.Config.VocabSize, options.DraftPMin) : options.Type switch
         {
             SpeculationType.NgramSimple => new NgramLookup(options.NgramSize),
             SpeculationType.NgramMod => new NgramTable(options.NgramSize),
-            _ => throw new ArgumentException($"speculation type {options.Type} has no draft source"),
+            _ => throw new ArgumentException($"speculation type {SpeculationOptions.Name(options.Type)} has no draft source"),
         };
-        _block = new int[options.DraftMax + 1];
-    }
 
     public int Drafted { get; private set; }
     public int Accepted { get; private set; }

@@ -47,9 +47,11 @@ internal static class TrainConfig
             kvLoraRank: 64, qkNopeDim: 16, qkRopeDim: 16, vHeadDim: 32, experts: 8, expertsUsed: 2, expertFfn: 48),
         "small-r1" => Llama(vocab, dim: 256, layers: 6, heads: 8, kvHeads: 4, ffn: 704, maxSeq: 448),
         "micro" => Llama(vocab, dim: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 128, maxSeq: 192),
+        // A speculative-decoding draft for the shipped model: same tokenizer and context, about an eighth of its weights.
+        "draft-r1" => Llama(vocab, dim: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 192, maxSeq: 640),
         "micro-ds" => DeepSeek(vocab, dim: 64, layers: 2, heads: 4, ffn: 128, maxSeq: 192,
             kvLoraRank: 32, qkNopeDim: 16, qkRopeDim: 8, vHeadDim: 16, experts: 4, expertsUsed: 2, expertFfn: 32),
-        _ => throw new ArgumentException($"unknown preset '{name}' (tiny-r1, tiny-r1-ds, small-r1, micro, micro-ds)"),
+        _ => throw new ArgumentException($"unknown preset '{name}' (tiny-r1, tiny-r1-ds, small-r1, micro, micro-ds, draft-r1)"),
     };
 
     /// <summary>

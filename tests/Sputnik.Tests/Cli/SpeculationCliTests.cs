@@ -31,12 +31,32 @@ public class SpeculationCliTests
         Assert.Equal(Math.Round((double)accepted / drafted, 4), t.GetProperty("draft_acceptance_rate").GetDouble());
     }
 
+    [Fact]
+    public void A_model_drafting_for_itself_keeps_the_golden_output_and_every_proposal()
+    {
+        using var golden = JsonDocument.Parse(File.ReadAllText(Fixtures.Require(Fixtures.Model("stories260K.golden.json"))));
+        var expected = golden.RootElement.GetProperty("bos_greedy_200");
+        var r = CliRunner.Run("run", "-m", Fixtures.Require(Stories), "-p", "", "-n", "200", "--temp", "0", "--json", "-t", "1",
+            "-md", Stories, "--draft-max", "4");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        using var doc = JsonDocument.Parse(r.StdOut);
+        Assert.Equal(Ints(expected.GetProperty("tokens")), Ints(doc.RootElement.GetProperty("tokens")));
+        var t = doc.RootElement.GetProperty("timings");
+        Assert.True(t.GetProperty("draft_n").GetInt32() > 0);
+        Assert.Equal(t.GetProperty("draft_n").GetInt32(), t.GetProperty("draft_n_accepted").GetInt32());
+    }
+
     [Theory]
+    [InlineData("the draft model cannot propose tokens for this model", "-md", "BUNDLED")]
+    [InlineData("--spec-type draft-simple needs a draft model", "--spec-type", "draft-simple")]
+    [InlineData("choose one", "--spec-type", "ngram-mod", "-md", "BUNDLED")]
+    [InlineData("--draft-p-min 2 must be between 0 and 1", "-md", "BUNDLED", "--draft-p-min", "2")]
     [InlineData("unknown speculation type 'ngram-bogus'", "--spec-type", "ngram-bogus")]
     [InlineData("draft min 9", "--spec-type", "ngram-mod", "--draft-max", "4", "--draft-min", "9")]
     public void Bad_speculation_flags_fail_with_one_line(string message, params string[] flags)
     {
-        var r = CliRunner.Run(["run", "-m", Fixtures.Require(Stories), "-p", "x", "-n", "4", .. flags]);
+        string bundled = Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny.gguf");
+        var r = CliRunner.Run(["run", "-m", Fixtures.Require(Stories), "-p", "x", "-n", "4", .. flags.Select(f => f == "BUNDLED" ? bundled : f)]);
         Assert.Equal(1, r.ExitCode);
         Assert.Contains(message, r.StdErr);
         Assert.DoesNotContain("   at ", r.StdErr);

@@ -27,13 +27,16 @@ public class SpeculativeDecodingTests
         }),
     };
 
-    private static string WritePreset(string preset)
+    private static string WritePreset(string preset, FileType type = FileType.Q4_K_M)
     {
-        string path = Path.Combine(Dir.Value, preset + ".gguf");
+        string path = Path.Combine(Dir.Value, $"{preset}-{type}.gguf");
         // Q4_K_M: the quantized kernels (interleaved on AVX-512) are where a batched row could drift from a single one.
-        SyntheticModel.Write(path, new SynthOptions { Preset = SyntheticModel.FindPreset(preset), FileType = FileType.Q4_K_M, Seed = 5, Threads = 2 });
+        SyntheticModel.Write(path, new SynthOptions { Preset = SyntheticModel.FindPreset(preset), FileType = type, Seed = 5, Threads = 2 });
         return path;
     }
+
+    /// <summary>The qwen2 test model's weights at another precision: a draft that agrees often, not always.</summary>
+    private static readonly Lazy<string> Qwen2Draft = new(() => WritePreset("qwen2-tiny", FileType.Q8_0));
 
     private static string PathOf(string arch) =>
         arch == "bundled" ? Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny.gguf") : Synth[arch].Value;
@@ -147,6 +150,94 @@ public class SpeculativeDecodingTests
         var again = Generate(m, state, next, Options(0f, 10));
         var againPlain = Generate(m, plainState, next, Options(0f, 10));
         Assert.Equal(againPlain.Ids, again.Ids);
+    }
+
+    [Fact]
+    public void A_draft_model_changes_no_output_and_keeps_its_cache_in_step()
+    {
+        using var m = SputnikModel.Load(Fixtures.Require(PathOf("qwen2")), new ModelOptions { Threads = 2, ContextLength = 256 });
+        using var draft = SputnikModel.Load(Qwen2Draft.Value, new ModelOptions { Threads = 2, ContextLength = 256 });
+        int[] prompt = Prompt(m);
+        foreach (float temperature in new[] { 0f, 0.8f })
+        {
+            var plain = Generate(m, m.CreateState(), prompt, Options(temperature, 60));
+            var o = Options(temperature, 60) with { Speculation = new SpeculationOptions { DraftModel = draft, DraftMax = 5 } };
+            var spec = Generate(m, m.CreateState(), prompt, o);
+            Assert.True(plain.Ids.SequenceEqual(spec.Ids), $"t={temperature}: [{string.Join(',', spec.Ids)}] vs plain [{string.Join(',', plain.Ids)}]");
+            Assert.Equal(plain.Text, spec.Text);
+            Assert.True(spec.Stats.DraftedTokens > 0, $"t={temperature}: the draft proposed nothing");
+            Assert.InRange(spec.Stats.AcceptedTokens, 0, spec.Stats.DraftedTokens);
+        }
+
+        // --draft-p-min: a random-weight draft is never 99 % sure of a token, so it proposes nothing.
+        var unsure = Generate(m, m.CreateState(), prompt, Options(0f, 20) with { Speculation = new SpeculationOptions { DraftModel = draft, DraftPMin = 0.99f } });
+        Assert.Equal(0, unsure.Stats.DraftedTokens);
+
+        // The model drafting for itself proposes exactly what it then picks, every time: its cache followed the
+        // target's through every verification, and one source serves a second generation on the same context.
+        var self = new DraftModelSource(m, m.Tokenizer, m.Model.Config.VocabSize, pMin: 0);
+        var selfOptions = Options(0f, 60) with { Speculation = new SpeculationOptions { DraftMax = 4 }, DraftSource = self };
+        var reference = Generate(m, m.CreateState(), prompt, Options(0f, 60));
+        foreach (var state in new[] { m.CreateState(), m.CreateState() })
+        {
+            var run = Generate(m, state, prompt, selfOptions);
+            Assert.Equal(reference.Ids, run.Ids);
+            Assert.True(run.Stats.DraftedTokens > 0);
+            Assert.Equal(run.Stats.DraftedTokens, run.Stats.AcceptedTokens);
+        }
+    }
+
+    [Fact]
+    public void The_bundled_draft_model_proposes_what_the_bundled_model_decodes()
+    {
+        string draftPath = Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny-draft.gguf");
+        using var m = SputnikModel.Load(PathOf("bundled"), new ModelOptions { Threads = 2 });
+        using var draft = SputnikModel.Load(draftPath, new ModelOptions { Threads = 2, ContextLength = m.ContextLength });
+        long drafted = 0, accepted = 0;
+        foreach (var problem in Sputnik.Training.Tasks.ReasoningTask.Create("arithmetic").EvalSet(3))
+        {
+            int[] prompt = Sputnik.Training.Tasks.R1Format.EncodePrompt(problem.Prompt);
+            var o = new GenerationOptions { MaxTokens = 400, Sampling = SamplingOptions.Greedy };
+            var plain = Generate(m, m.CreateState(), prompt, o);
+            var spec = Generate(m, m.CreateState(), prompt, o with { Speculation = new SpeculationOptions { DraftModel = draft, DraftMax = 8 } });
+            Assert.Equal(plain.Ids, spec.Ids);
+            Assert.Contains("</think>", plain.Text); // a whole reasoning trace, the model's own format
+            drafted += spec.Stats.DraftedTokens;
+            accepted += spec.Stats.AcceptedTokens;
+        }
+        // Trained on the same traces (docs/training.md, "A draft model"): it agrees with the model almost everywhere.
+        Assert.True(accepted >= 0.9 * drafted && drafted > 100, $"accepted {accepted} of {drafted}");
+    }
+
+    [Fact]
+    public async Task A_chat_with_a_draft_model_answers_as_without_turn_after_turn()
+    {
+        using var m = SputnikModel.Load(PathOf("bundled"), new ModelOptions { Threads = 2 });
+        using var draft = SputnikModel.Load(Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny-draft.gguf"), new ModelOptions { Threads = 2, ContextLength = m.ContextLength });
+        var plain = m.CreateChat(new ChatOptions { Sampling = SamplingOptions.Greedy, MaxTokens = 300 });
+        var fast = m.CreateChat(new ChatOptions { Sampling = SamplingOptions.Greedy, MaxTokens = 300, Speculation = new SpeculationOptions { DraftModel = draft, DraftMax = 6 } });
+        foreach (string question in new[] { "What is 58+67?", "What is 904-38?" })
+        {
+            var expected = await plain.AskAsync(question, TestContext.Current.CancellationToken);
+            var reply = await fast.AskAsync(question, TestContext.Current.CancellationToken);
+            Assert.Equal(expected.Content, reply.Content);
+            Assert.Equal(expected.Reasoning, reply.Reasoning);
+            Assert.True(fast.LastStats!.AcceptedTokens > 0, $"{question}: no proposal of the draft was kept");
+        }
+    }
+
+    [Fact]
+    public void A_draft_model_with_another_vocabulary_is_refused_with_a_reason()
+    {
+        using var bundled = SputnikModel.Load(PathOf("bundled"), new ModelOptions { Threads = 1 });
+        using var qwen = SputnikModel.Load(Fixtures.Require(PathOf("qwen2")), new ModelOptions { Threads = 1, ContextLength = 64 });
+        var o = Options(0f) with { Speculation = new SpeculationOptions { DraftModel = qwen } };
+        var e = Assert.Throws<ArgumentException>(() => Generate(bundled, bundled.CreateState(), Prompt(bundled), o));
+        Assert.Contains("the draft model cannot propose tokens for this model", e.Message);
+        Assert.Contains("draft-simple speculation needs a draft model", Assert.Throws<ArgumentException>(
+            () => new SpeculationOptions { Type = SpeculationType.DraftSimple }.Validate()).Message);
+        Assert.Contains("choose one", Assert.Throws<ArgumentException>(
+            () => new SpeculationOptions { Type = SpeculationType.NgramMod, DraftModel = qwen }.Validate()).Message);
     }
 
     [Fact]

@@ -77,4 +77,52 @@ public class BatchedStepExecutorTests
             Assert.Equal(all[i].Slot.History.Count - 1, all[i].Slot.State.Position);
         }
     }
+
+    [Fact]
+    public void Speculation_once_few_sequences_are_left_changes_no_output()
+    {
+        using var m = Load();
+        var gen = new Generator(m.Model, m.Tokenizer);
+        var options = Options();
+        var speculation = new SpeculationOptions { Type = SpeculationType.NgramMod, NgramSize = 2, DraftMax = 4 };
+        var solo = new List<int[]>();
+        for (int i = 0; i < Prompts.Length; i++)
+            solo.Add(gen.Generate(m.CreateState(), m.Tokenizer.Encode(Prompts[i]), options[i], new GenerationStats()).Select(s => s.Id).ToArray());
+
+        // Five sequences batch; as they finish, the last two speculate (each with its own proposal source).
+        var executor = new BatchedStepExecutor(m.Model, speculativeSlots: 2);
+        var active = new List<ActiveSequence>();
+        var outputs = new Dictionary<ActiveSequence, List<int>>();
+        for (int i = 0; i < Prompts.Length; i++)
+        {
+            var slot = new Slot(i, m.CreateState()) { Draft = new NgramTable(2) };
+            var o = options[i] with { Speculation = speculation, DraftSource = slot.Draft };
+            var job = new InferenceJob(m.Tokenizer.Encode(Prompts[i]), o, CancellationToken.None);
+            var handoff = new DecodeHandoff();
+            var seq = new ActiveSequence(job, slot, gen.Generate(slot.State, job.Prompt, o, job.Stats, slot.History, default, handoff).GetEnumerator(), handoff, speculates: true);
+            active.Add(seq);
+            outputs[seq] = [];
+        }
+        var all = active.ToList();
+        while (active.Count > 0)
+        {
+            var done = new List<ActiveSequence>();
+            executor.Step(active, a =>
+            {
+                if (a.Steps.MoveNext()) outputs[a].Add(a.Steps.Current.Id);
+                else done.Add(a);
+            });
+            foreach (var a in done) a.Steps.Dispose(); // as the scheduler does: the generation's finally drops unchecked proposals
+            active.RemoveAll(done.Contains);
+        }
+        for (int i = 0; i < all.Count; i++)
+        {
+            Assert.Equal(solo[i], outputs[all[i]].ToArray());
+            // Nothing unchecked stays behind: the cache holds the history, or all of it but the last sample.
+            Assert.InRange(all[i].Slot.State.Position, all[i].Slot.History.Count - 1, all[i].Slot.History.Count);
+        }
+        int drafted = all.Sum(a => a.Job.Stats.DraftedTokens), accepted = all.Sum(a => a.Job.Stats.AcceptedTokens);
+        Assert.True(drafted > 0, "no sequence speculated once only two were left");
+        Assert.InRange(accepted, 1, drafted);
+    }
 }
