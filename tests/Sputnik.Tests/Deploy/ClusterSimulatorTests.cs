@@ -57,7 +57,8 @@ public sealed class ClusterSimulatorTests
         var rr = Run(4, RoutingPolicy.RoundRobin);
         var least = Run(4, RoutingPolicy.LeastLoaded);
         var prefix = Run(4, RoutingPolicy.PrefixAffinity);
-        Assert.True(prefix.PrefixHitRate > rr.PrefixHitRate * 1.3, $"hit rate: prefix {prefix.PrefixHitRate:P1}, round-robin {rr.PrefixHitRate:P1}");
+        // Popular system prompts are cached on every replica anyway; what affinity saves is the conversations' own history.
+        Assert.True(1 - prefix.PrefixHitRate < 0.75 * (1 - rr.PrefixHitRate), $"hit rate: prefix {prefix.PrefixHitRate:P1}, round-robin {rr.PrefixHitRate:P1}");
         Assert.True(prefix.PrefixHitRate > least.PrefixHitRate, $"hit rate: prefix {prefix.PrefixHitRate:P1}, least-loaded {least.PrefixHitRate:P1}");
         Assert.True(prefix.TtftP50 < rr.TtftP50, $"TTFT p50: prefix {prefix.TtftP50:F2}s, round-robin {rr.TtftP50:F2}s");
     }
