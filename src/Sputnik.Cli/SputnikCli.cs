@@ -30,6 +30,7 @@ public static class SputnikCli
         root.Subcommands.Add(SynthCommand.Create());
         root.Subcommands.Add(QuantizeCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(SimulateCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
         foreach (var hubCommand in HubCommands.Create()) root.Subcommands.Add(hubCommand);

@@ -36,7 +36,10 @@ internal static class ModelFileHash
         try
         {
             Directory.CreateDirectory(memoDir);
-            File.WriteAllLines(memo, lines);
+            // Replicas sharing the folder may write it at once: each writes its own file and renames it over the memo.
+            string tmp = $"{memo}.{Environment.ProcessId}-{Random.Shared.Next():x8}.tmp";
+            File.WriteAllLines(tmp, lines);
+            File.Move(tmp, memo, overwrite: true);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // only the next start pays again
         return hash;

@@ -16,22 +16,50 @@ namespace Sputnik.Server.Scheduling;
 /// <remarks>
 /// The disk is an optimisation, never a dependency: a failed write or read (disk full, folder deleted, a corrupted
 /// file) is logged once and the cache goes on without that entry. It runs on the scheduler thread, which must not die.
+/// <para>
+/// Several replicas (processes, or servers in one process) may share one --cache-dir: a file is written under a
+/// temporary name and renamed, so a reader sees either no file or a whole one; its name starts with a digest of the
+/// model identity and layout, so replicas of other models skip it unread; a replica rescans the folder before a
+/// lookup when the folder's time changed (or could have changed unseen), so one replica's snapshot is another's hit; a file that is short, long or fails its checksum is skipped, counted in
+/// <see cref="RejectedFiles"/> and deleted; a file another replica deleted is simply forgotten. The disk cap is the
+/// folder's: whoever exceeds it deletes the least recently used files of any replica (the file time is the shared
+/// LRU clock, set on every write and hit) while holding evict.lock, and skips the sweep when another replica holds it.
+/// </para>
 /// </remarks>
 internal sealed class PromptCache
 {
     /// <summary>Shorter histories are not worth a snapshot.</summary>
     public const int MinTokens = 8;
-    private const string Magic = "SPKV3";
+    private const string Magic = "SPKV4";
     private const int ChecksumBytes = 32;
+    private const string LockName = "evict.lock";
+    /// <summary>A temporary file older than this was left by a writer that died (a live one renames within seconds).</summary>
+    private static readonly TimeSpan StaleTemp = TimeSpan.FromMinutes(15);
+    /// <summary>A rescan at least this often, whatever the folder time says (a network file system's clock may differ from ours).</summary>
+    private const long RescanMs = 1000;
+    /// <summary>
+    /// Coarser than any folder-time granularity (the kernel stamps times from its tick, ~4 ms): a scan this close to the
+    /// folder's last change is "racy" (as git calls it) and the next lookup scans again.
+    /// </summary>
+    private static readonly TimeSpan FolderTimeResolution = TimeSpan.FromMilliseconds(100);
 
     private readonly long _maxBytes, _maxDiskBytes;
     private readonly string? _dir;
     private readonly string _identity;
     private readonly string _layout;
+    /// <summary>Starts the names of this model's files: other models' files in a shared folder are never opened.</summary>
+    private readonly string _filePrefix;
     private readonly int _planes, _rowBytes;
     private readonly Action<string>? _log;
     private readonly List<Entry> _entries = [];
-    private long _clock, _bytes, _diskBytes;
+    /// <summary>The entries that have a file, by its full path.</summary>
+    private readonly Dictionary<string, Entry> _byFile = new(StringComparer.Ordinal);
+    /// <summary>Bad files that could not be deleted, by path, with the length and time they were rejected at.</summary>
+    private readonly Dictionary<string, (long Length, DateTime Time)> _rejected = new(StringComparer.Ordinal);
+    private long _clock, _bytes, _diskBytes, _lastScanMs = long.MinValue / 2;
+    private DateTime _dirTime;
+    /// <summary>The last scan came so soon after the folder's last change that a later change may carry the same folder time.</summary>
+    private bool _racyScan;
     private bool _diskErrorLogged;
 
     /// <param name="maxBytes">RAM for snapshots.</param>
@@ -50,12 +78,16 @@ internal sealed class PromptCache
         _planes = shape.Planes;
         _rowBytes = shape.RowBytes;
         _log = log;
+        _filePrefix = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{_identity}\n{_layout}\n{_planes}\n{_rowBytes}")))[..12] + "-";
         if (_dir != null) LoadIndex();
     }
 
     public int Count => _entries.Count;
     public long BytesInRam => _bytes;
+    /// <summary>Bytes of snapshot files in the folder (every replica's and model's), as of the last scan or write.</summary>
     public long BytesOnDisk => _diskBytes;
+    /// <summary>Files skipped because they were short, long, unreadable or failed their checksum (each was deleted).</summary>
+    public long RejectedFiles { get; private set; }
 
     /// <summary>Opens a snapshot file for writing; tests swap it for a stream that fails like a full disk.</summary>
     internal Func<string, Stream> CreateFile { get; set; } = File.Create;
@@ -76,9 +108,15 @@ internal sealed class PromptCache
     {
         int n = Math.Min(slot.History.Count, slot.State.Position);
         if (n < MinTokens) return;
+        Refresh(); // another replica may have written it already
         var tokens = CollectionsMarshal.AsSpan(slot.History)[..n].ToArray();
         foreach (var e in _entries)
-            if (e.Tokens.Length >= n && e.Tokens.AsSpan(0, n).SequenceEqual(tokens)) { e.LastUsed = ++_clock; return; }
+            if (e.Tokens.Length >= n && e.Tokens.AsSpan(0, n).SequenceEqual(tokens))
+            {
+                e.LastUsed = ++_clock;
+                if (e.File != null) Touch(e.File);
+                return;
+            }
         // Entries that are a prefix of this one are superseded.
         _entries.RemoveAll(e => e.Tokens.Length < n && tokens.AsSpan(0, e.Tokens.Length).SequenceEqual(e.Tokens) && Drop(e));
         var rows = Rows(slot);
@@ -95,6 +133,7 @@ internal sealed class PromptCache
     public int BestPrefix(int[] prompt, int atLeast, out object? handle)
     {
         handle = null;
+        Refresh();
         int best = atLeast;
         foreach (var e in _entries)
         {
@@ -163,16 +202,124 @@ internal sealed class PromptCache
         }
     }
 
-    /// <summary>Keeps the files under --cache-disk-mb: least recently used first (their RAM copy, if any, stays).</summary>
+    /// <summary>
+    /// Keeps the folder under --cache-disk-mb: the files least recently written or hit go first, whichever replica wrote
+    /// them (an entry's RAM copy stays). One replica sweeps at a time; another that finds evict.lock held skips its sweep.
+    /// </summary>
     private void TrimDisk()
     {
-        while (_diskBytes > _maxDiskBytes)
+        _diskBytes = SnapshotFiles().Sum(f => f.Length); // other replicas' writes count against the same cap
+        if (_diskBytes <= _maxDiskBytes) return;
+        FileStream sweepLock;
+        try
         {
-            var victim = _entries.Where(e => e.File != null).MinBy(e => e.LastUsed);
-            if (victim == null) break;
-            DeleteFile(victim);
-            if (victim.Planes == null) _entries.Remove(victim);
+            // FileShare.None is an exclusive flock on Unix: it excludes other processes and other opens in this one.
+            sweepLock = new FileStream(Path.Combine(_dir!, LockName), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return; // another replica is sweeping, or the folder is gone (the next write recreates it)
+        }
+        using (sweepLock)
+        {
+            var files = SnapshotFiles(); // again: another replica may have swept just before
+            long total = files.Sum(f => f.Length);
+            foreach (var f in files.OrderBy(f => f.Time))
+            {
+                if (total <= _maxDiskBytes) break;
+                if (!TryDelete(f.Path)) continue;
+                total -= f.Length;
+                if (_byFile.TryGetValue(f.Path, out var e))
+                {
+                    Unlink(e);
+                    if (e.Planes == null) _entries.Remove(e);
+                }
+            }
+            _diskBytes = total;
+        }
+    }
+
+    private readonly record struct SnapshotFile(string Path, string Name, long Length, DateTime Time);
+
+    /// <summary>The snapshot files in the folder now, of every model; a file deleted while it is listed is left out.</summary>
+    private List<SnapshotFile> SnapshotFiles()
+    {
+        var files = new List<SnapshotFile>();
+        try
+        {
+            foreach (var f in new DirectoryInfo(_dir!).EnumerateFiles("*.kv"))
+            {
+                if (!f.Name.EndsWith(".kv", StringComparison.Ordinal)) continue;
+                try
+                {
+                    files.Add(new SnapshotFile(f.FullName, f.Name, f.Length, f.LastWriteTimeUtc));
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // deleted by another replica meanwhile
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            DiskFault($"cannot read {_dir}", ex);
+        }
+        return files;
+    }
+
+    /// <summary>
+    /// Indexes the files of this model that other replicas wrote and forgets those they deleted — when the folder
+    /// changed since the last scan, or that scan was racy, or a second has passed, or when forced.
+    /// </summary>
+    private void Refresh(bool force = false)
+    {
+        if (_dir == null) return;
+        long now = Environment.TickCount64;
+        DateTime dirTime;
+        try
+        {
+            dirTime = Directory.GetLastWriteTimeUtc(_dir);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return;
+        }
+        if (!force && !_racyScan && dirTime == _dirTime && now - _lastScanMs < RescanMs) return;
+        _dirTime = dirTime;
+        _lastScanMs = now;
+        _racyScan = DateTime.UtcNow - dirTime < FolderTimeResolution;
+        var files = SnapshotFiles();
+        _diskBytes = files.Sum(f => f.Length);
+        var present = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var f in files.Where(f => f.Name.StartsWith(_filePrefix, StringComparison.Ordinal)).OrderBy(f => f.Time))
+        {
+            present.Add(f.Path);
+            if (_byFile.ContainsKey(f.Path) || _rejected.TryGetValue(f.Path, out var bad) && bad == (f.Length, f.Time)) continue;
+            if (ReadHeader(f.Path, out string? fault) is { } tokens)
+            {
+                var entry = new Entry(tokens) { LastUsed = ++_clock };
+                Link(entry, f.Path, f.Length);
+                _entries.Add(entry);
+            }
+            else if (fault != null) Reject(f.Path, f.Length, f.Time, fault);
+        }
+        foreach (var gone in _byFile.Values.Where(e => !present.Contains(e.File!)).ToList())
+        {
+            Unlink(gone); // another replica evicted it
+            if (gone.Planes == null) _entries.Remove(gone);
+        }
+        foreach (string path in _rejected.Keys.Where(p => !present.Contains(p)).ToList()) _rejected.Remove(path);
+    }
+
+    private void Link(Entry e, string path, long bytes)
+    {
+        e.File = path;
+        e.FileBytes = bytes;
+        _byFile[path] = e;
+    }
+
+    private void Unlink(Entry e)
+    {
+        if (e.File != null) _byFile.Remove(e.File);
+        e.File = null;
+        e.FileBytes = 0;
     }
 
     private void DeleteFile(Entry e)
@@ -187,34 +334,50 @@ internal sealed class PromptCache
             DiskFault($"cannot delete {e.File}", ex);
         }
         _diskBytes -= e.FileBytes;
-        e.File = null;
-        e.FileBytes = 0;
+        Unlink(e);
     }
 
-    /// <summary>Writes the entry's file (to a temporary name, then renamed, so a crash leaves no half file); a failure leaves the entry in RAM only.</summary>
+    /// <summary>Counts and deletes a file that is not a whole snapshot of this model (one that cannot be deleted is remembered, not reread).</summary>
+    private void Reject(string path, long length, DateTime time, string why)
+    {
+        RejectedFiles++;
+        DiskFault($"skipped {path}: {why}");
+        if (!TryDelete(path)) _rejected[path] = (length, time);
+    }
+
+    /// <summary>
+    /// Writes the entry's file under a name of its own (this model's prefix and a digest of the tokens): first to a
+    /// temporary file private to this writer, then renamed over the name, so a reader — in this process or another —
+    /// sees no file or a whole one, and two replicas writing the same snapshot at once both leave a whole file. A
+    /// failure leaves the entry in RAM only.
+    /// </summary>
     private void Write(Entry e)
     {
         long size = HeaderBytes(e.Tokens.Length) + e.Bytes;
         if (size > _maxDiskBytes) return;
-        string name = Convert.ToHexStringLower(SHA256.HashData(MemoryMarshal.AsBytes(e.Tokens.AsSpan())))[..24] + ".kv";
-        string path = Path.Combine(_dir!, name), tmp = path + ".tmp";
+        string path = Path.Combine(_dir!, _filePrefix + Convert.ToHexStringLower(SHA256.HashData(MemoryMarshal.AsBytes(e.Tokens.AsSpan())))[..24] + ".kv");
+        string tmp = $"{path}.{Environment.ProcessId}-{Random.Shared.Next():x8}.tmp";
         try
         {
             Directory.CreateDirectory(_dir!); // it may have been deleted under the running server
-            using (var w = new BinaryWriter(CreateFile(tmp), Encoding.UTF8))
+            if (!File.Exists(path)) // else another replica wrote this snapshot since the last scan
             {
-                w.Write(Magic);
-                w.Write(_identity);
-                w.Write(_layout);
-                w.Write(_planes);
-                w.Write(_rowBytes);
-                w.Write(e.Tokens.Length);
-                foreach (int t in e.Tokens) w.Write(t);
-                w.Write(Checksum(e.Tokens, e.Planes!));
-                foreach (var plane in e.Planes!) w.Write(plane);
+                using (var w = new BinaryWriter(CreateFile(tmp), Encoding.UTF8))
+                {
+                    w.Write(Magic);
+                    w.Write(_identity);
+                    w.Write(_layout);
+                    w.Write(_planes);
+                    w.Write(_rowBytes);
+                    w.Write(e.Tokens.Length);
+                    foreach (int t in e.Tokens) w.Write(t);
+                    w.Write(Checksum(e.Tokens, e.Planes!));
+                    foreach (var plane in e.Planes!) w.Write(plane);
+                }
+                File.Move(tmp, path, overwrite: true); // rename(2): atomic
             }
-            File.Move(tmp, path, overwrite: true);
             size = new FileInfo(path).Length;
+            Touch(path); // the fine clock, not the kernel's coarse one: the LRU order of files written in quick succession holds
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException)
         {
@@ -223,8 +386,7 @@ internal sealed class PromptCache
             return;
         }
         _diskErrorLogged = false; // the disk works again: the next fault is news
-        e.File = path;
-        e.FileBytes = size;
+        Link(e, path, size);
         _diskBytes += size;
         TrimDisk();
     }
@@ -240,99 +402,141 @@ internal sealed class PromptCache
         return h.GetHashAndReset();
     }
 
-    /// <summary>Indexes the files of this model and layout (oldest first in the LRU order) and enforces the disk bound.</summary>
+    /// <summary>Indexes the folder's files of this model and layout (oldest first in the LRU order) and enforces the disk bound.</summary>
     private void LoadIndex()
     {
         try
         {
             Directory.CreateDirectory(_dir!);
-            foreach (var tmp in Directory.EnumerateFiles(_dir!, "*.kv.tmp")) TryDelete(tmp); // left by a crash mid-write
-            var files = Directory.EnumerateFiles(_dir!, "*.kv").Select(f => new FileInfo(f)).OrderBy(f => f.LastWriteTimeUtc).ToList();
-            foreach (var file in files)
-            {
-                if (ReadHeader(file.FullName) is not { } tokens) continue;
-                _entries.Add(new Entry(tokens) { File = file.FullName, FileBytes = file.Length, LastUsed = ++_clock });
-                _diskBytes += file.Length;
-            }
+            foreach (var tmp in new DirectoryInfo(_dir!).EnumerateFiles("*.tmp"))
+                if (DateTime.UtcNow - tmp.LastWriteTimeUtc > StaleTemp) TryDelete(tmp.FullName); // left by a writer that died; a live replica's are young
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             DiskFault($"cannot read {_dir}", ex);
         }
+        Refresh(force: true);
         TrimDisk();
     }
 
-    private int[]? ReadHeader(string file)
+    /// <summary>The tokens of a whole snapshot file of this model; null with no fault when the file is gone (deleted by another replica).</summary>
+    private int[]? ReadHeader(string file, out string? fault)
     {
+        fault = null;
         try
         {
             using var r = new BinaryReader(File.OpenRead(file), Encoding.UTF8);
             return ReadHeader(r);
         }
-        catch (Exception ex) when (ex is IOException or EndOfStreamException or FormatException or UnauthorizedAccessException)
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {
+            return null;
+        }
+        catch (Exception ex) when (ex is IOException or FormatException or UnauthorizedAccessException or InvalidDataException)
+        {
+            fault = ex.Message;
             return null;
         }
     }
 
-    private int[]? ReadHeader(BinaryReader r)
+    /// <summary>
+    /// The tokens in a header of this model and layout, when the file is exactly as long as that header says (a
+    /// truncated or padded file is refused before anything is allocated for it); throws InvalidDataException otherwise.
+    /// </summary>
+    private int[] ReadHeader(BinaryReader r)
     {
-        if (r.ReadString() != Magic || r.ReadString() != _identity || r.ReadString() != _layout || r.ReadInt32() != _planes || r.ReadInt32() != _rowBytes)
-            return null;
+        if (ShortString(r) != Magic) throw new InvalidDataException("it is not a prompt-cache snapshot of this version");
+        if (ShortString(r) != _identity || ShortString(r) != _layout || r.ReadInt32() != _planes || r.ReadInt32() != _rowBytes)
+            throw new InvalidDataException("its header names another model or cache layout");
         int n = r.ReadInt32();
-        if (n < 1 || n > 10_000_000 || r.BaseStream.Length < HeaderBytes(n) - 256) return null;
+        long rest = r.BaseStream.Length - r.BaseStream.Position;
+        if (n < 1 || rest != n * 4L + ChecksumBytes + (long)_planes * n * _rowBytes)
+            throw new InvalidDataException($"its length does not match its header ({n} tokens)");
         var tokens = new int[n];
         for (int i = 0; i < n; i++) tokens[i] = r.ReadInt32();
         return tokens;
     }
 
-    /// <summary>Reads an entry's rows back; null (and the file deleted) when it is gone, short or fails its checksum.</summary>
+    /// <summary>A string as BinaryWriter writes it, refused above 64 KiB (a damaged length must not make a huge read).</summary>
+    private static string ShortString(BinaryReader r)
+    {
+        int length = r.Read7BitEncodedInt();
+        if (length is < 0 or > 1 << 16) throw new InvalidDataException($"a header string claims {length} bytes");
+        var bytes = r.ReadBytes(length);
+        if (bytes.Length != length) throw new InvalidDataException("its header is cut short");
+        return Encoding.UTF8.GetString(bytes);
+    }
+
+    /// <summary>
+    /// Reads an entry's rows back; null when its file is gone (another replica evicted it: forgotten quietly) or is
+    /// not whole or fails its checksum (counted, logged and deleted).
+    /// </summary>
     private byte[][]? Load(Entry e)
     {
         if (e.File == null) return null;
-        byte[][] planes;
+        string file = e.File;
         try
         {
-            using var r = new BinaryReader(File.OpenRead(e.File), Encoding.UTF8);
-            if (ReadHeader(r) is not { } tokens || !tokens.AsSpan().SequenceEqual(e.Tokens)) throw new InvalidDataException("its header changed");
-            if (r.BaseStream.Length - r.BaseStream.Position != ChecksumBytes + (long)_planes * tokens.Length * _rowBytes)
-                throw new InvalidDataException("it has the wrong length");
+            using var r = new BinaryReader(File.OpenRead(file), Encoding.UTF8);
+            if (!ReadHeader(r).AsSpan().SequenceEqual(e.Tokens)) throw new InvalidDataException("its tokens changed");
             var expected = r.ReadBytes(ChecksumBytes);
-            planes = new byte[_planes][];
+            var planes = new byte[_planes][];
             for (int p = 0; p < _planes; p++)
             {
-                planes[p] = new byte[tokens.Length * _rowBytes];
+                planes[p] = new byte[e.Tokens.Length * _rowBytes];
                 r.BaseStream.ReadExactly(planes[p]);
             }
-            if (!CryptographicOperations.FixedTimeEquals(expected, Checksum(tokens, planes))) throw new InvalidDataException("its checksum does not match");
+            if (!CryptographicOperations.FixedTimeEquals(expected, Checksum(e.Tokens, planes))) throw new InvalidDataException("its checksum does not match");
+            return planes;
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            _diskBytes -= e.FileBytes;
+            Unlink(e);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidDataException or FormatException)
         {
-            DiskFault($"dropped {e.File}", ex);
-            DeleteFile(e);
-            return null;
+            _diskBytes -= e.FileBytes;
+            Unlink(e);
+            var info = new FileInfo(file);
+            if (info.Exists) Reject(file, info.Length, info.LastWriteTimeUtc, ex.Message);
         }
-        return planes;
+        return null;
     }
 
-    private void Touch(string file)
+    private static void Touch(string file)
     {
         try
         {
-            File.SetLastWriteTimeUtc(file, DateTime.UtcNow); // the LRU order survives a restart
+            File.SetLastWriteTimeUtc(file, DateTime.UtcNow); // the LRU order across replicas and restarts
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
     }
 
-    private void DiskFault(string what, Exception ex)
+    private void DiskFault(string what, Exception ex) => DiskFault($"{what}: {ex.Message}");
+
+    private void DiskFault(string what)
     {
         if (_diskErrorLogged) return;
         _diskErrorLogged = true;
-        _log?.Invoke($"prompt cache: {what}: {ex.Message}; going on without it (further disk errors are not logged until a write succeeds)");
+        _log?.Invoke($"prompt cache: {what}; going on without it (further disk errors are not logged until a write succeeds)");
     }
 
-    private static void TryDelete(string file)
+    /// <summary>Deletes a file; true when it is gone (already gone counts: another replica may have deleted it first).</summary>
+    private static bool TryDelete(string file)
     {
-        try { File.Delete(file); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        try
+        {
+            File.Delete(file);
+            return true;
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return true;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 }
