@@ -65,8 +65,9 @@ for preset in "${presets[@]}"; do
   head -c $(( $(stat -c %s "$docs") * need_tokens / doc_tokens + 64 )) "$docs" > "$text"
   log="$work/$preset.log"
   # Every progress update of the train bar ends in \r; stamp each with the time it arrived.
-  /usr/bin/time -v -o "$work/$preset.time" "$finetune" -m "$model" -f "$text" -t "$THREADS" -c "$CTX" -b "$CTX" -ub "$CTX" \
-    --epochs 1 -ngl 0 -o "$work/$preset-out.gguf" 2>&1 >/dev/null \
+  # run from the prebuilt libraries' folder, where ggml finds the CPU backend built for this machine
+  (cd "$LLAMACPP_RUN_DIR" && /usr/bin/time -v -o "$work/$preset.time" "$finetune" -m "$model" -f "$text" -t "$THREADS" -c "$CTX" -b "$CTX" -ub "$CTX" \
+    --epochs 1 -ngl 0 ${FINETUNE_ARGS:-} -o "$work/$preset-out.gguf" 2>&1 >/dev/null) \
     | python3 -u -c '
 import sys, time
 buf = b""

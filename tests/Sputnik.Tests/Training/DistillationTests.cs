@@ -213,7 +213,9 @@ public class DistillationTests
             Assert.NotEqual(ds.Examples.Select(e => Key(e.Ids)), epoch.Select(e => Key(e.Ids)));             // shuffled
             Assert.Equal(ds.Batch(7, 3).Select(e => Key(e.Ids)), ChatDataset.Load(data, R1Chat, R1Format.Tokenizer, 448).Batch(7, 3).Select(e => Key(e.Ids)));
 
-            var small = ChatDataset.Load(data, R1Chat, R1Format.Tokenizer, maxSeq: 60);
+            int shortest = ds.Examples.Min(e => e.Ids.Length);
+            Assert.True(ds.Examples.Max(e => e.Ids.Length) > shortest);
+            var small = ChatDataset.Load(data, R1Chat, R1Format.Tokenizer, maxSeq: shortest);
             Assert.Equal(10, small.Examples.Count + small.Skipped);
             Assert.True(small.Skipped > 0);
             var none = Assert.Throws<InvalidDataException>(() => ChatDataset.Load(data, R1Chat, R1Format.Tokenizer, maxSeq: 10));
