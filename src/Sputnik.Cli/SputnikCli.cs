@@ -33,6 +33,7 @@ public static class SputnikCli
         root.Subcommands.Add(SimulateCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(GenerateCommand.Create());
         foreach (var hubCommand in HubCommands.Create()) root.Subcommands.Add(hubCommand);
         return root;
     }

@@ -37,7 +37,7 @@ internal static class TrainCommand
     private static Command Sft()
     {
         var task = TaskOpt();
-        var preset = new Option<string>("--preset") { Description = "Model shape: tiny-r1, small-r1, micro, draft-r1 (llama layout); tiny-r1-ds, micro-ds (deepseek2: MLA + MoE)", DefaultValueFactory = _ => "tiny-r1" };
+        var preset = new Option<string>("--preset") { Description = "Model shape: tiny-r1, small-r1, micro, draft-r1 (llama layout); tiny-r1-ds, mini-r1-ds, micro-ds (deepseek2: MLA + MoE)", DefaultValueFactory = _ => "tiny-r1" };
         var outDir = new Option<string>("--out", "-o") { Description = "Output directory (checkpoint, metrics, charts, sft.gguf)", Required = true };
         var steps = new Option<int>("--steps") { Description = "Optimizer steps", DefaultValueFactory = _ => 1500 }.AtLeast(1);
         var batch = new Option<int>("--batch") { Description = "Sequences per step", DefaultValueFactory = _ => 16 }.AtLeast(1);
@@ -50,10 +50,14 @@ internal static class TrainCommand
         var multiTurn = MultiTurnOpt();
         var noThink = NoThinkOpt();
         var init = new Option<string?>("--init") { Description = "Start from this model's weights (a GGUF of the preset's shape) instead of from scratch" };
+        var data = new Option<string?>("--data")
+        {
+            Description = "Train on these conversations (OpenAI fine-tuning lines, {\"messages\": [...]}, e.g. from 'sputnik generate') instead of the task's traces; --task still sets the in-run checks",
+        };
         var threads = ThreadsOpt();
         var c = new Command("sft", "Supervised fine-tuning on <think> traces, from scratch or from --init")
         {
-            task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, evalSplit, stopAt, multiTurn, noThink, init, threads,
+            task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, evalSplit, stopAt, multiTurn, noThink, init, data, threads,
         };
         c.SetAction((r, ct) =>
         {
@@ -66,6 +70,7 @@ internal static class TrainCommand
             };
             if (o.Steps < 1 || o.BatchSize < 1 || o.Threads < 1) throw new ArgumentException("--steps, --batch and --threads must be at least 1");
             if (o.Init != null && !File.Exists(o.Init)) throw new FileNotFoundException($"--init {o.Init} not found");
+            if (r.GetValue(data) is { } dataPath) o = o with { Data = LoadData(dataPath, o) };
             var trainer = new SftTrainer(o);
             double? lastEval = null;
             WithProgress("SFT", o.Steps, (report, token) => trainer.Run(s =>
@@ -78,6 +83,17 @@ internal static class TrainCommand
             return Task.FromResult(0);
         });
         return c;
+    }
+
+    /// <summary>Reads --data for a model of the preset's shape: the tiny models' tokenizer and chat template, the preset's context.</summary>
+    private static ChatDataset LoadData(string path, SftOptions o)
+    {
+        var tokenizer = R1Format.Tokenizer;
+        int context = TrainConfig.Preset(o.Preset, tokenizer.VocabSize).ContextLength;
+        var data = ChatDataset.Load(path, new Sputnik.Inference.ChatPromptBuilder(tokenizer, R1Format.ChatTemplate), tokenizer, context, o.Seed);
+        Console.Error.WriteLine($"data: {data.Examples.Count} conversations from {path}"
+            + (data.Skipped > 0 ? $" ({data.Skipped} longer than the {context}-token context left out)" : ""));
+        return data;
     }
 
     private static Command Grpo()

@@ -43,6 +43,7 @@ internal static class Qwen3
             // qwen3-tiny carries R1-0528-Qwen3-8B's YaRN ×4 (over a 1,024-token original context) so the llama.cpp check covers it.
             new("qwen3-tiny", WithYarn(Shape(Name, 256, 4, 512, 4, 2, 1000, 4096), 4f, 1024), TiedEmbeddings: true),
             new("qwen3-0.6b", Shape(Name, 1024, 28, 3072, 16, 8, 151936, 40960), TiedEmbeddings: true),
+            new("qwen3-1.7b", Shape(Name, 2048, 28, 6144, 16, 8, 151936, 40960), TiedEmbeddings: true),
             // DeepSeek-R1-0528-Qwen3-8B: Qwen3-8B's shape with YaRN ×4 over 32,768 tokens (131,072 in all), as its config.json.
             new("qwen3-8b", WithYarn(Shape(Name, 4096, 36, 12288, 32, 8, 151936, 131072), 4f, 32768), TiedEmbeddings: false),
         ],

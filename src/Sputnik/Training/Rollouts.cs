@@ -28,6 +28,9 @@ internal sealed class RolloutEngine : IDisposable
 
     public Tokenizer Tokenizer => _tok;
 
+    /// <summary>The model's chat template (null when the file has none).</summary>
+    public string? ChatTemplate => _models[0].File.GetStringOrNull(GgufKeys.ChatTemplate);
+
     /// <summary>The model's context length: prompt and completion together never exceed it.</summary>
     public int ContextLength => _models[0].Config.ContextLength;
 

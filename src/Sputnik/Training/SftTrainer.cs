@@ -37,6 +37,11 @@ internal sealed record SftOptions
     /// learned positions). Null = from scratch.
     /// </summary>
     public string? Init { get; init; }
+    /// <summary>
+    /// Conversations to train on (<c>train sft --data FILE.jsonl</c>, rendered with the tiny models' template) instead
+    /// of the task's generated traces; the task still sets the in-run checks. Null = the task's traces.
+    /// </summary>
+    public ChatDataset? Data { get; init; }
 }
 
 internal readonly record struct SftStep(int Step, int TotalSteps, float Loss, float Lr, float GradNorm, double TokensPerSecond, TimeSpan Elapsed, double? EvalPassAt1);
@@ -135,7 +140,7 @@ internal sealed class SftTrainer(SftOptions o)
             // Sorted by length and cut into micro-batches padded separately: arithmetic traces range from ~100 to
             // ~400 tokens, so one batch padded to its longest sequence would be mostly padding. Each row's loss
             // weight is 1/(completion tokens of the whole batch), so the gradient is that of the whole batch.
-            var seqs = Draw(task, rng, o.BatchSize, config.ContextLength, o.Mix);
+            var seqs = o.Data?.Batch(step, o.BatchSize) ?? Draw(task, rng, o.BatchSize, config.ContextLength, o.Mix);
             seqs.Sort((x, y) => x.Ids.Length.CompareTo(y.Ids.Length));
             int total = seqs.Sum(x => x.Ids.Length - x.PromptLen);
             double lossSum = 0;

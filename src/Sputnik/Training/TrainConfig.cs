@@ -45,13 +45,16 @@ internal static class TrainConfig
         // 640: the longest 4×3-digit multiplication (≈ 425 tokens with its prompt) after three earlier short turns
         "tiny-r1-ds" => DeepSeek(vocab, dim: 128, layers: 4, heads: 4, ffn: 384, maxSeq: 640,
             kvLoraRank: 64, qkNopeDim: 16, qkRopeDim: 16, vHeadDim: 32, experts: 8, expertsUsed: 2, expertFfn: 48),
+        // the distillation student (docs/training.md, Distillation): tiny-r1-ds's layout at d 96, 0.43x its parameters
+        "mini-r1-ds" => DeepSeek(vocab, dim: 96, layers: 4, heads: 4, ffn: 192, maxSeq: 640,
+            kvLoraRank: 48, qkNopeDim: 16, qkRopeDim: 8, vHeadDim: 24, experts: 8, expertsUsed: 2, expertFfn: 24),
         "small-r1" => Llama(vocab, dim: 256, layers: 6, heads: 8, kvHeads: 4, ffn: 704, maxSeq: 448),
         "micro" => Llama(vocab, dim: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 128, maxSeq: 192),
         // A speculative-decoding draft for the shipped model: same tokenizer and context, about an eighth of its weights.
         "draft-r1" => Llama(vocab, dim: 64, layers: 2, heads: 4, kvHeads: 2, ffn: 192, maxSeq: 640),
         "micro-ds" => DeepSeek(vocab, dim: 64, layers: 2, heads: 4, ffn: 128, maxSeq: 192,
             kvLoraRank: 32, qkNopeDim: 16, qkRopeDim: 8, vHeadDim: 16, experts: 4, expertsUsed: 2, expertFfn: 32),
-        _ => throw new ArgumentException($"unknown preset '{name}' (tiny-r1, tiny-r1-ds, small-r1, micro, micro-ds, draft-r1)"),
+        _ => throw new ArgumentException($"unknown preset '{name}' (tiny-r1, tiny-r1-ds, mini-r1-ds, small-r1, micro, micro-ds, draft-r1)"),
     };
 
     /// <summary>
