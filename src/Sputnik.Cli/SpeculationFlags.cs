@@ -12,7 +12,7 @@ internal sealed class SpeculationFlags
 {
     private readonly Option<SpeculationType> _type = new("--spec-type")
     {
-        Description = "Speculative decoding: none, ngram-simple (prompt lookup) or ngram-mod (rolling n-gram table); output is unchanged",
+        Description = "Speculative decoding: none, ngram-simple (prompt lookup), ngram-mod (rolling n-gram table) or mtp (the model's Multi-Token Prediction head); output is unchanged",
         DefaultValueFactory = _ => SpeculationType.None,
         CustomParser = ParseType,
     };
@@ -53,7 +53,7 @@ internal sealed class SpeculationFlags
     {
         string text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
         if (SpeculationOptions.TryParseType(text, out var type)) return type;
-        result.AddError($"unknown speculation type '{text}': expected none, ngram-simple or ngram-mod");
+        result.AddError($"unknown speculation type '{text}': expected none, ngram-simple, ngram-mod or mtp");
         return SpeculationType.None;
     }
 }

@@ -165,7 +165,7 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         // A state that cannot be cut back anywhere (a sliding-window ring, a recurrent state: Rows is null) could not
         // drop rejected proposals, so it decodes one token per forward. TODO(#20): rings with draft-max spare rows.
         var spec = options.Speculation is { } so && (so.Enabled || options.DraftSource != null) && handoff == null && state.Rows != null
-            ? new Speculator(Model, so, options.DraftSource) : null;
+            ? new Speculator(Model, so, options.DraftSource ?? MtpDraftSource.For(Model, state, so)) : null;
 
         try
         {

@@ -11,6 +11,8 @@ public enum SpeculationType
     NgramSimple,
     /// <summary>A rolling table from every n-gram seen so far to the token that last followed it, chained (llama.cpp's ngram-mod).</summary>
     NgramMod,
+    /// <summary>The model's own Multi-Token Prediction head (DeepSeek-V3 MTP, nextn layers), recursive past one token (<see cref="MtpDraftSource"/>).</summary>
+    Mtp,
 }
 
 /// <summary>
@@ -48,6 +50,7 @@ public sealed record SpeculationOptions
             case "none": type = SpeculationType.None; return true;
             case "ngram-simple": type = SpeculationType.NgramSimple; return true;
             case "ngram-mod": type = SpeculationType.NgramMod; return true;
+            case "mtp": type = SpeculationType.Mtp; return true;
             default: type = SpeculationType.None; return false;
         }
     }
