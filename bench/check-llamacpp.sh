@@ -18,7 +18,7 @@
 # mode, teacher forcing) and counts the steps where both engines' argmax is the same, with the largest logit
 # difference seen on that path.
 #
-#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY="base|trained|qwen3|qwen35|smollm3|mistral3|phi3|gemma3|gptoss ..." LLAMACPP_NPM=DIR
+#   bench/check-llamacpp.sh [N]      (env: CHECK_DIR=/tmp/sputnik-check THREADS=2 ONLY="base|trained|mtp|qwen3|qwen35|smollm3|mistral3|phi3|gemma3|gptoss ..." LLAMACPP_NPM=DIR
 #                                     CACHE_K=f32 CACHE_V=f32 SIGMA=0.1; N tokens per prompt, default 24)
 #
 # CACHE_K / CACHE_V (f32, f16, q8_0, q4_0) run both engines with that KV cache type (llama.cpp's --cache-type-k/-v,
@@ -80,6 +80,14 @@ only trained && for preset in tiny-r1 tiny-r1-ds; do
   cp "$work/train-$preset/sft.gguf" "$work/trained-$preset.gguf"
   files+=("$work/trained-$preset.gguf|train sft --preset $preset (60 steps)|F32|r1")
 done
+# A deepseek2 export with a Multi-Token Prediction block (nextn_predict_layers = 1): llama.cpp must load it and
+# skip the block in its main forward, as Sputnik does.
+only mtp && {
+  rm -rf "$work/train-mtp"
+  "$sputnik" train sft --task arithmetic --preset tiny-r1-ds --mtp --out "$work/train-mtp" --steps 60 --batch 8 --eval-n 4 --threads "$THREADS" >&2
+  cp "$work/train-mtp/sft.gguf" "$work/trained-tiny-r1-ds-mtp.gguf"
+  files+=("$work/trained-tiny-r1-ds-mtp.gguf|train sft --preset tiny-r1-ds --mtp (60 steps)|F32|r1")
+}
 # The bundled model (fully trained: SFT + GRPO, deepseek2) and its quantized files: trained logits are decisive,
 # unlike the random models', so quantized agreement there says what a user of a real model would see.
 if only trained; then

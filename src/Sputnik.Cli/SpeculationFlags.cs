@@ -12,7 +12,7 @@ internal sealed class SpeculationFlags
 {
     private readonly Option<SpeculationType> _type = new("--spec-type")
     {
-        Description = "Speculative decoding: none, ngram-simple (prompt lookup), ngram-mod (rolling n-gram table) or draft-simple (a draft model, -md; chosen when -md is given); output is unchanged",
+        Description = "Speculative decoding: none, ngram-simple (prompt lookup), ngram-mod (rolling n-gram table), draft-simple (a draft model, -md; chosen when -md is given) or mtp (the model's Multi-Token Prediction head); output is unchanged",
         DefaultValueFactory = _ => SpeculationType.None,
         CustomParser = ParseType,
     };
@@ -97,7 +97,7 @@ internal sealed class SpeculationFlags
     {
         string text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
         if (SpeculationOptions.TryParseType(text, out var type)) return type;
-        result.AddError($"unknown speculation type '{text}': expected none, ngram-simple, ngram-mod or draft-simple");
+        result.AddError($"unknown speculation type '{text}': expected none, ngram-simple, ngram-mod, draft-simple or mtp");
         return SpeculationType.None;
     }
 }

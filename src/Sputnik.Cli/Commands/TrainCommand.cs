@@ -55,9 +55,11 @@ internal static class TrainCommand
             Description = "Train on these conversations (OpenAI fine-tuning lines, {\"messages\": [...]}, e.g. from 'sputnik generate') instead of the task's traces; --task still sets the in-run checks",
         };
         var threads = ThreadsOpt();
+        var mtp = new Option<bool>("--mtp") { Description = "Add DeepSeek-V3's Multi-Token Prediction module (deepseek2 presets), for --spec-type mtp" };
+        var freeze = new Option<bool>("--freeze-trunk") { Description = "Train only the MTP module (needs --mtp and --init): the main model keeps its weights" };
         var c = new Command("sft", "Supervised fine-tuning on <think> traces, from scratch or from --init")
         {
-            task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, evalSplit, stopAt, multiTurn, noThink, init, data, threads,
+            task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, evalSplit, stopAt, multiTurn, noThink, init, data, threads, mtp, freeze,
         };
         c.SetAction((r, ct) =>
         {
@@ -67,6 +69,7 @@ internal static class TrainCommand
                 MaxLr = r.GetValue(lr), Seed = r.GetValue(seed), EvalEvery = r.GetValue(evalEvery), EvalN = r.GetValue(evalN), Threads = r.GetValue(threads),
                 StopAtPass = r.GetValue(stopAt), EvalSplit = ReasoningTask.ParseSplit(r.GetValue(evalSplit)!),
                 Mix = new ConversationMix(r.GetValue(multiTurn), r.GetValue(noThink)).Validated(), Init = r.GetValue(init),
+                Mtp = r.GetValue(mtp), FreezeTrunk = r.GetValue(freeze),
             };
             if (o.Steps < 1 || o.BatchSize < 1 || o.Threads < 1) throw new ArgumentException("--steps, --batch and --threads must be at least 1");
             if (o.Init != null && !File.Exists(o.Init)) throw new FileNotFoundException($"--init {o.Init} not found");
@@ -76,7 +79,7 @@ internal static class TrainCommand
             WithProgress("SFT", o.Steps, (report, token) => trainer.Run(s =>
             {
                 lastEval = s.EvalPassAt1 ?? lastEval;
-                report(s.Step + 1, $"loss {s.Loss:F3} lr {s.Lr:G2} {s.TokensPerSecond:F0} tok/s" + (lastEval is { } e ? $" pass@1 {e:P0}" : ""));
+                report(s.Step + 1, $"loss {s.Loss:F3}" + (o.Mtp ? $" mtp {s.MtpLoss:F3}" : "") + $" lr {s.Lr:G2} {s.TokensPerSecond:F0} tok/s" + (lastEval is { } e ? $" pass@1 {e:P0}" : ""));
             }, token), ct);
             Charts.Sft(o.OutDir);
             Console.WriteLine(trainer.GgufPath);

@@ -264,7 +264,7 @@ internal sealed class Scheduler : IDisposable
         bool speculates = _speculation != null && slot.State.Rows != null;
         if (speculates)
         {
-            slot.Draft ??= Speculator.CreateSource(_speculation!, _model.Model, _model.Tokenizer);
+            slot.Draft ??= Speculator.CreateSource(_speculation!, _model.Model, _model.Tokenizer, slot.State);
             options = options with { Speculation = _speculation, DraftSource = slot.Draft };
         }
         var steps = _generator.Generate(slot.State, job.Prompt, options, job.Stats, slot.History, job.Cancellation, handoff).GetEnumerator();

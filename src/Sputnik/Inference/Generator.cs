@@ -165,7 +165,7 @@ internal sealed class Generator(LanguageModel model, Tokenizer tokenizer)
         // drop rejected proposals, so it decodes one token per forward. TODO(#20): rings with draft-max spare rows.
         // A caller that feeds decode tokens itself (batched server slots) says per step whether to speculate instead.
         var spec = options.Speculation is { } so && (so.Enabled || options.DraftSource != null) && state.Rows != null
-            ? new Speculator(Model, so, options.DraftSource ?? Speculator.CreateSource(so, Model, Tokenizer)) : null;
+            ? new Speculator(Model, so, options.DraftSource ?? Speculator.CreateSource(so, Model, Tokenizer, state)) : null;
 
         try
         {

@@ -13,6 +13,8 @@ public enum SpeculationType
     NgramMod,
     /// <summary>A smaller model with the same vocabulary drafts greedily (llama.cpp's draft-simple, -md).</summary>
     DraftSimple,
+    /// <summary>The model's own Multi-Token Prediction head (DeepSeek-V3 MTP, nextn layers), recursive past one token (<see cref="MtpDraftSource"/>).</summary>
+    Mtp,
 }
 
 /// <summary>
@@ -62,6 +64,7 @@ public sealed record SpeculationOptions
             case "ngram-simple": type = SpeculationType.NgramSimple; return true;
             case "ngram-mod": type = SpeculationType.NgramMod; return true;
             case "draft-simple": type = SpeculationType.DraftSimple; return true;
+            case "mtp": type = SpeculationType.Mtp; return true;
             default: type = SpeculationType.None; return false;
         }
     }
@@ -72,6 +75,7 @@ public sealed record SpeculationOptions
         SpeculationType.NgramSimple => "ngram-simple",
         SpeculationType.NgramMod => "ngram-mod",
         SpeculationType.DraftSimple => "draft-simple",
+        SpeculationType.Mtp => "mtp",
         _ => "none",
     };
 }
@@ -182,12 +186,13 @@ internal sealed class Speculator
         _block = new int[options.DraftMax + 1];
     }
 
-    /// <summary>The proposal source <paramref name="options"/> names, for one sequence of the target model.</summary>
-    public static IDraftSource CreateSource(SpeculationOptions options, LanguageModel target, Tokenizers.Tokenizer targetTokenizer) =>
+    /// <summary>The proposal source <paramref name="options"/> names, for one sequence (<paramref name="state"/>: mtp drafts from its hidden states) of the target model.</summary>
+    public static IDraftSource CreateSource(SpeculationOptions options, LanguageModel target, Tokenizers.Tokenizer targetTokenizer, InferenceState? state = null) =>
         options.DraftModel is { } draft ? new DraftModelSource(draft, targetTokenizer, target.Config.VocabSize, options.DraftPMin) : options.Type switch
         {
             SpeculationType.NgramSimple => new NgramLookup(options.NgramSize),
             SpeculationType.NgramMod => new NgramTable(options.NgramSize),
+            SpeculationType.Mtp when state != null => MtpDraftSource.For(target, state, options)!,
             _ => throw new ArgumentException($"speculation type {SpeculationOptions.Name(options.Type)} has no draft source"),
         };
 

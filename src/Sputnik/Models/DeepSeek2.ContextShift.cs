@@ -19,6 +19,9 @@ internal sealed partial class DeepSeek2
         for (int i = 0; i < sin.Length; i++) sin[i] = -sin[i]; // the angle of −discard
         int length = s.Position;
         s.Latent.Shift(length, keep, discard, row => Ops.Rope(row[c.KvLoraRank..], cos, sin, neox: false));
+        // The trunk's hidden states the MTP head drafts from move with their positions.
+        if (s.Hidden != null)
+            Array.Copy(s.Hidden, (keep + discard) * c.Dim, s.Hidden, keep * c.Dim, (length - keep - discard) * c.Dim);
         s.Cache.Length = length - discard;
     }
 }

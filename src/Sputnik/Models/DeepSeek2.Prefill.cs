@@ -133,6 +133,9 @@ internal sealed partial class DeepSeek2
         }
         s.Cache.Length = pos0 + n;
         for (int i = 0; i < n; i++) MoeStats?.CountToken();
+        if (s.Hidden != null)
+            for (int i = 0; i < n; i++)
+                Ops.RmsNorm(b.X.AsSpan(i * dim, dim), _outputNorm, c.RmsEps, s.Hidden.AsSpan((pos0 + i) * dim, dim));
 
         if (computeLogits)
         {
@@ -191,7 +194,7 @@ internal sealed partial class DeepSeek2
         for (int t = i0 / heads; t * heads < i1; t++)
         {
             int h0 = Math.Max(i0, t * heads) - t * heads, h1 = Math.Min(i1, (t + 1) * heads) - t * heads;
-            AttendAbsorbed(s.Latent!, b.Layer, b.Pos0 + t, b.Q.AsSpan(t * qw, qw), t_qAbs, t_oLat!,
+            AttendAbsorbed(s.Latent!, _layers[b.Layer], b.Layer, b.Pos0 + t, b.Q.AsSpan(t * qw, qw), t_qAbs, t_oLat!,
                 b.AttnOut.AsSpan(t * vw, vw), t_headInput, t_headRows, h0, h1);
         }
     }

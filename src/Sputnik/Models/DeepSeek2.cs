@@ -79,19 +79,22 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
             : (0f, 0f);
         _layers = new Layer[c.Layers];
         for (int l = 0; l < c.Layers; l++) _layers[l] = LoadLayer(l);
+        _mtp = LoadMtp();
 
         var all = new List<WeightMatrix> { _output };
-        foreach (var L in _layers)
+        if (_mtp != null) all.AddRange([_mtp.EhProj, _mtp.Head]);
+        var blocks = _mtp != null ? _layers.Append(_mtp.Block).ToArray() : _layers;
+        foreach (var L in blocks)
         {
             all.AddRange(new[] { L.Wq, L.WqA, L.WqB, L.WkvA, L.Wo, L.Gate, L.Up, L.Down, L.Router, L.GateShared, L.UpShared, L.DownShared }.OfType<WeightMatrix>());
             if (L.GateExps != null) all.AddRange([L.GateExps[0], L.UpExps![0], L.DownExps![0]]);
         }
         _maxInputBytes = all.Max(w => w.InputBytes);
-        int sharedRows = _layers.Max(L => L.GateShared?.Rows ?? 0);
+        int sharedRows = blocks.Max(L => L.GateShared?.Rows ?? 0);
         _maxFfnRows = Math.Max(c.FfnDim, c.ExpertsUsed * c.ExpertFfnDim + sharedRows);
         _maxSlots = Math.Max(1, c.ExpertsUsed + 1);
-        _headInputBytes = _layers.Max(L => Math.Max(Math.Max(L.KAbsorb.InputBytes, L.KExpand.InputBytes), L.VExpand.InputBytes));
-        _headRowFloats = _layers.Max(L => Math.Max(Math.Max(L.KAbsorb.RowScratch, L.KExpand.RowScratch), L.VExpand.RowScratch));
+        _headInputBytes = blocks.Max(L => Math.Max(Math.Max(L.KAbsorb.InputBytes, L.KExpand.InputBytes), L.VExpand.InputBytes));
+        _headRowFloats = blocks.Max(L => Math.Max(Math.Max(L.KAbsorb.RowScratch, L.KExpand.RowScratch), L.VExpand.RowScratch));
     }
 
     private Layer LoadLayer(int l)
@@ -181,6 +184,13 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
     private sealed class State : InferenceState
     {
         public readonly LatentKvCache? Latent;
+        /// <summary>
+        /// The trunk's final hidden state (after output_norm) of every cached position, kept when the model has an
+        /// MTP head (its drafts start from them); null otherwise. An MTP state keeps its own head's last output in H.
+        /// </summary>
+        public readonly float[]? Hidden;
+        public readonly float[] H, Cat;
+        public Layer? AttnBlock;
         public readonly NaiveMlaCache? Naive;
 
         // Positions live in the latent cache (the base KvCache only counts them); the naive reference cache is not snapshotted.
@@ -204,12 +214,17 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         public Action<int, int>? MvBody, GateUpBody, DownBody, AttnBody;
         public int AttnLayer;
 
-        public State(DeepSeek2 m, int capacity, bool naive, KvCacheType kvType) : base(new KvCache(0, capacity, 0), m.DsConfig.VocabSize)
+        // mtpHead: a state of the MTP head (one block of cache), not of the trunk.
+        public State(DeepSeek2 m, int capacity, bool naive, KvCacheType kvType, bool mtpHead = false) : base(new KvCache(0, capacity, 0), m.DsConfig.VocabSize)
         {
             // The base KvCache holds no tensors here: it only tracks Length (the position) for InferenceState.
             var c = m.DsConfig;
-            if (naive) Naive = new NaiveMlaCache(c.Layers, capacity, c.Heads, c.QkHeadDim, c.VHeadDim);
-            else Latent = new LatentKvCache(c.Layers, capacity, c.KvLoraRank, c.QkRopeDim, kvType);
+            int layers = mtpHead ? 1 : c.Layers;
+            if (naive) Naive = new NaiveMlaCache(layers, capacity, c.Heads, c.QkHeadDim, c.VHeadDim);
+            else Latent = new LatentKvCache(layers, capacity, c.KvLoraRank, c.QkRopeDim, kvType);
+            Hidden = m._mtp != null && !mtpHead ? new float[checked(capacity * c.Dim)] : null;
+            H = mtpHead ? new float[c.Dim] : [];
+            Cat = mtpHead ? new float[2 * c.Dim] : [];
             X = new float[c.Dim];
             Xb = new float[Math.Max(c.Dim, c.Heads * c.VHeadDim)];
             QA = new float[Math.Max(1, c.QLoraRank)];
@@ -279,54 +294,64 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         Yarn.Angles(pos, c.QkRopeDim, c.RopeBase, c.Yarn ? c.RopeScalingFactor : 1f, _yarnLow, _yarnHigh, s.Cos, s.Sin);
         var xb = s.Xb.AsSpan(0, c.Dim);
 
-        for (int l = 0; l < _layers.Length; l++)
-        {
-            var L = _layers[l];
-            Ops.RmsNorm(s.X, L.AttnNorm, c.RmsEps, xb);
-            if (L.Wq != null)
-            {
-                MatVec(s, L.Wq, s.Xb, s.Q);
-            }
-            else
-            {
-                MatVec(s, L.WqA!, s.Xb, s.QA);
-                Ops.RmsNorm(s.QA, L.QANorm!, c.RmsEps, s.QA);
-                MatVec(s, L.WqB!, s.QA, s.Q);
-            }
-            MatVec(s, L.WkvA, s.Xb, s.KvA);
-            // RoPE only on the decoupled part: each head's q_pe and the single shared k_pe, consecutive pairs (NORM).
-            for (int h = 0; h < c.Heads; h++)
-                Ops.Rope(s.Q.AsSpan(h * c.QkHeadDim + c.QkNopeDim, c.QkRopeDim), s.Cos, s.Sin, neox: false);
-            var row = s.LatentRow.AsSpan();
-            Ops.RmsNorm(s.KvA.AsSpan(0, c.KvLoraRank), L.KvANorm, c.RmsEps, row[..c.KvLoraRank]);
-            s.KvA.AsSpan(c.KvLoraRank, c.QkRopeDim).CopyTo(row[c.KvLoraRank..]);
-            Ops.Rope(row[c.KvLoraRank..], s.Cos, s.Sin, neox: false);
-            s.Latent?.Write(l, pos, row);
-
-            s.AttnLayer = l;
-            s.AttnBody ??= s.Naive != null ? (h0, h1) => AttendNaive(s, h0, h1)
-                : (h0, h1) => AttendAbsorbed(s.Latent!, s.AttnLayer, s.Position, s.Q, s.QAbs, s.OLat, s.AttnOut,
-                    s.HeadInput[h0], s.HeadRows[h0], h0, h1);
-            int work = c.KvLoraRank * (c.QkNopeDim + c.VHeadDim) + (pos + 1) * (c.KvLoraRank + c.QkRopeDim) * 2;
-            Pool.For(c.Heads, s.AttnBody, minPerThread: Math.Max(1, 32768 / work));
-
-            MatVec(s, L.Wo, s.AttnOut, s.Xb);
-            TensorPrimitives.Add(s.X, xb, s.X);
-
-            Ops.RmsNorm(s.X, L.FfnNorm, c.RmsEps, xb);
-            if (L.Router == null) SetDenseSlots(s, L);
-            else SetMoeSlots(s, L, l);
-            RunFfn(s, xb);
-            TensorPrimitives.Add(s.X, xb, s.X);
-        }
+        for (int l = 0; l < _layers.Length; l++) RunBlock(s, _layers[l], l, l, pos);
         s.Cache.Length = pos + 1;
         MoeStats?.CountToken();
 
-        if (computeLogits)
+        if (computeLogits || s.Hidden != null)
         {
             Ops.RmsNorm(s.X, _outputNorm, c.RmsEps, xb);
-            MatVec(s, _output, s.Xb, s.Logits);
+            if (s.Hidden != null) xb.CopyTo(s.Hidden.AsSpan(pos * c.Dim, c.Dim));
+            if (computeLogits) MatVec(s, _output, s.Xb, s.Logits);
         }
+    }
+
+    /// <summary>
+    /// One pre-norm block on s.X at <paramref name="pos"/>: MLA over layer <paramref name="cacheLayer"/> of the
+    /// state's cache, then the dense or MoE feed-forward. <paramref name="statsLayer"/> is the MoE statistics row (−1: none).
+    /// </summary>
+    private void RunBlock(State s, Layer L, int cacheLayer, int statsLayer, int pos)
+    {
+        var c = DsConfig;
+        var xb = s.Xb.AsSpan(0, c.Dim);
+        int l = cacheLayer;
+        Ops.RmsNorm(s.X, L.AttnNorm, c.RmsEps, xb);
+        if (L.Wq != null)
+        {
+            MatVec(s, L.Wq, s.Xb, s.Q);
+        }
+        else
+        {
+            MatVec(s, L.WqA!, s.Xb, s.QA);
+            Ops.RmsNorm(s.QA, L.QANorm!, c.RmsEps, s.QA);
+            MatVec(s, L.WqB!, s.QA, s.Q);
+        }
+        MatVec(s, L.WkvA, s.Xb, s.KvA);
+        // RoPE only on the decoupled part: each head's q_pe and the single shared k_pe, consecutive pairs (NORM).
+        for (int h = 0; h < c.Heads; h++)
+            Ops.Rope(s.Q.AsSpan(h * c.QkHeadDim + c.QkNopeDim, c.QkRopeDim), s.Cos, s.Sin, neox: false);
+        var row = s.LatentRow.AsSpan();
+        Ops.RmsNorm(s.KvA.AsSpan(0, c.KvLoraRank), L.KvANorm, c.RmsEps, row[..c.KvLoraRank]);
+        s.KvA.AsSpan(c.KvLoraRank, c.QkRopeDim).CopyTo(row[c.KvLoraRank..]);
+        Ops.Rope(row[c.KvLoraRank..], s.Cos, s.Sin, neox: false);
+        s.Latent?.Write(l, pos, row);
+
+        s.AttnLayer = l;
+        s.AttnBlock = L;
+        s.AttnBody ??= s.Naive != null ? (h0, h1) => AttendNaive(s, h0, h1)
+            : (h0, h1) => AttendAbsorbed(s.Latent!, s.AttnBlock!, s.AttnLayer, s.Position, s.Q, s.QAbs, s.OLat, s.AttnOut,
+                s.HeadInput[h0], s.HeadRows[h0], h0, h1);
+        int work = c.KvLoraRank * (c.QkNopeDim + c.VHeadDim) + (pos + 1) * (c.KvLoraRank + c.QkRopeDim) * 2;
+        Pool.For(c.Heads, s.AttnBody, minPerThread: Math.Max(1, 32768 / work));
+
+        MatVec(s, L.Wo, s.AttnOut, s.Xb);
+        TensorPrimitives.Add(s.X, xb, s.X);
+
+        Ops.RmsNorm(s.X, L.FfnNorm, c.RmsEps, xb);
+        if (L.Router == null) SetDenseSlots(s, L);
+        else SetMoeSlots(s, L, statsLayer);
+        RunFfn(s, xb);
+        TensorPrimitives.Add(s.X, xb, s.X);
     }
 
     /// <summary>
@@ -337,12 +362,11 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
     /// scratch; out: heads × v_head. Single-threaded: callers split heads (decode) or tokens (prefill) over the
     /// pool; headInput/headRows are this call's scratch for the head matrices.
     /// </summary>
-    private void AttendAbsorbed(LatentKvCache cache, int l, int pos, Span<float> q, Span<float> qAbs, Span<float> oLat,
+    private void AttendAbsorbed(LatentKvCache cache, Layer L, int l, int pos, Span<float> q, Span<float> qAbs, Span<float> oLat,
         Span<float> attnOut, Span<byte> headInput, Span<float> headRows, int h0, int h1)
     {
         var c = DsConfig;
         int rank = c.KvLoraRank, rl = rank + c.QkRopeDim;
-        var L = _layers[l];
         for (int h = h0; h < h1; h++)
         {
             // Fold the key up-projection into the query: score = (W_UK^T q_nope)·latent + q_pe·k_pe.
@@ -361,7 +385,7 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
     {
         var c = DsConfig;
         int l = s.AttnLayer, pos = s.Position, n = pos + 1, qk = c.QkHeadDim, vd = c.VHeadDim;
-        var L = _layers[l];
+        var L = s.AttnBlock!;
         var cache = s.Naive!;
         var latent = s.LatentRow.AsSpan(0, c.KvLoraRank);
         var kpe = s.LatentRow.AsSpan(c.KvLoraRank, c.QkRopeDim);
@@ -395,7 +419,7 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         var c = DsConfig;
         MatVec(s, L.Router!, s.Xb, s.RouterLogits);
         s.Router!.Route(s.RouterLogits, L.RouterBias, s.RouteExperts, s.RouteWeights);
-        MoeStats?.Record(layer, s.RouteExperts);
+        if (layer >= 0) MoeStats?.Record(layer, s.RouteExperts);
         int k = c.ExpertsUsed;
         // Only the selected experts' slices of the 3-D tensors are read.
         for (int j = 0; j < k; j++)

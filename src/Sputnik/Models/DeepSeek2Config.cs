@@ -27,7 +27,13 @@ internal sealed record DeepSeek2Config : IArchConfig
     public string Architecture => Arch;
 
     public required int Dim { get; init; }
+    /// <summary>Trunk blocks: block_count less the MTP blocks stored after them.</summary>
     public required int Layers { get; init; }
+    /// <summary>
+    /// nextn_predict_layers: Multi-Token Prediction blocks stored after the trunk ("blk.{Layers}.", counted in
+    /// block_count, as llama.cpp stores them). The main forward never runs them.
+    /// </summary>
+    public int NextnLayers { get; init; }
     public required int Heads { get; init; }
     public required int VocabSize { get; init; }
     public int ContextLength { get; init; } = 4096;
@@ -121,10 +127,13 @@ internal sealed record DeepSeek2Config : IArchConfig
         float factor = PositiveFloat(GgufKeys.RopeScalingFactor, 1f);
         if (scaling is null or "none") factor = 1f;
         float scale = ModelConfig.FloatKey(f, GgufKeys.Of(a, GgufKeys.ExpertWeightsScale), 0f, 0f, 1e6f);
+        int blocks = Size(GgufKeys.BlockCount, null), nextn = Key(GgufKeys.NextnPredictLayers, 0);
+        if (nextn >= blocks) throw new GgufFormatException($"{f.Path}: {a}.{GgufKeys.NextnPredictLayers} {nextn} leaves no trunk of {blocks} blocks");
         var c = new DeepSeek2Config
         {
             Dim = Size(GgufKeys.EmbeddingLength, (int)embd.Columns),
-            Layers = Size(GgufKeys.BlockCount, null),
+            Layers = blocks - nextn,
+            NextnLayers = nextn,
             Heads = heads,
             VocabSize = Size(GgufKeys.VocabSize, (int)embd.Rows),
             ContextLength = Size(GgufKeys.ContextLength, 4096),
@@ -168,10 +177,11 @@ internal sealed record DeepSeek2Config : IArchConfig
     {
         static string K(string key) => GgufKeys.Of(Arch, key);
         w.Set(K(GgufKeys.VocabSize), (uint)VocabSize).Set(K(GgufKeys.ContextLength), (uint)ContextLength);
-        w.Set(K(GgufKeys.EmbeddingLength), (uint)Dim).Set(K(GgufKeys.BlockCount), (uint)Layers).Set(K(GgufKeys.FeedForwardLength), (uint)FfnDim);
+        w.Set(K(GgufKeys.EmbeddingLength), (uint)Dim).Set(K(GgufKeys.BlockCount), (uint)(Layers + NextnLayers)).Set(K(GgufKeys.FeedForwardLength), (uint)FfnDim);
         w.Set(K(GgufKeys.HeadCount), (uint)Heads).Set(K(GgufKeys.HeadCountKv), 1u);
         w.Set(K(GgufKeys.RopeFreqBase), RopeBase).Set(K(GgufKeys.LayerNormRmsEps), RmsEps);
         w.Set(K(GgufKeys.LeadingDenseBlockCount), (uint)LeadingDenseLayers);
+        if (NextnLayers > 0) w.Set(K(GgufKeys.NextnPredictLayers), (uint)NextnLayers);
         // Always written (0 = plain attn_q): llama.cpp requires the key unless the file has 26 or 27 layers, so a
         // V2-Lite-style model of any other depth would not load there without it.
         w.Set(K(GgufKeys.QLoraRank), (uint)QLoraRank);

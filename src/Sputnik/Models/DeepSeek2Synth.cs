@@ -44,8 +44,17 @@ internal static class DeepSeek2Synth
         yield return (TensorNames.Weight(TensorNames.TokenEmbd), [c.Dim, c.VocabSize], false);
         yield return (TensorNames.Weight(TensorNames.OutputNorm), [c.Dim], true);
         yield return (TensorNames.Weight(TensorNames.Output), [c.Dim, c.VocabSize], false);
-        for (int l = 0; l < c.Layers; l++)
+        for (int l = 0; l < c.Layers + c.NextnLayers; l++)
         {
+            if (l >= c.Layers)
+            {
+                // An MTP block (llama.cpp's nextn layout): its projection and norms, then an ordinary block. It
+                // shares the embedding and the output head (no nextn.embed_tokens / shared_head_head).
+                yield return (TensorNames.Weight(l, TensorNames.NextnEhProj), [2 * c.Dim, c.Dim], false);
+                yield return (TensorNames.Weight(l, TensorNames.NextnEnorm), [c.Dim], true);
+                yield return (TensorNames.Weight(l, TensorNames.NextnHnorm), [c.Dim], true);
+                yield return (TensorNames.Weight(l, TensorNames.NextnSharedHeadNorm), [c.Dim], true);
+            }
             yield return (TensorNames.Weight(l, TensorNames.AttnNorm), [c.Dim], true);
             if (c.QLoraRank > 0)
             {

@@ -61,6 +61,13 @@ internal static class TensorNames
     public const string FfnDownShexp = "ffn_down_shexp";
     /// <summary>The router's selection bias (V3's e_score_correction_bias), stored as "blk.N.exp_probs_b.bias".</summary>
     public const string ExpProbsB = "exp_probs_b";
+    // ---- Multi-Token Prediction (nextn) blocks stored after the trunk: "blk.{n}.nextn.eh_proj.weight" ----
+    /// <summary>The d × 2d projection of [enorm(embedding) ; hnorm(hidden)].</summary>
+    public const string NextnEhProj = "nextn.eh_proj";
+    public const string NextnEnorm = "nextn.enorm";
+    public const string NextnHnorm = "nextn.hnorm";
+    /// <summary>The norm before the shared output head.</summary>
+    public const string NextnSharedHeadNorm = "nextn.shared_head_norm";
 
     /// <summary>Every per-layer tensor's name starts "blk.{layer}.".</summary>
     public const string BlockPrefix = "blk.";

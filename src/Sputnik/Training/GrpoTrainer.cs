@@ -69,6 +69,9 @@ internal sealed class GrpoTrainer(GrpoOptions o)
         var reference = o.Beta > 0 ? GgufExport.Read(o.Init) : null;
         model.Temperature = o.Temperature > 0 ? o.Temperature : 1f;
         if (reference != null) reference.Temperature = model.Temperature;
+        // An MTP module (if the model has one) is carried through unchanged: its loss belongs to SFT, not to rewards.
+        model.MtpWeight = 0;
+        if (reference != null) reference.MtpWeight = 0;
         var opt = new AdamW(model.P.Count, beta2: 0.99f, weightDecay: 0f);
         int start = File.Exists(CheckpointPath) ? Checkpoint.Load(CheckpointPath, model.Config, model.P, opt, out _) : 0;
         var csv = new MetricsCsv(MetricsPath, "step,mean_reward,accuracy,mean_length,frac_zero_std,tokens_per_s,elapsed_s,eval_pass_at_1", start);

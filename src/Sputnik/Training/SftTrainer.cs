@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Sputnik.Models;
 using Sputnik.Training.Tasks;
 
 namespace Sputnik.Training;
@@ -42,9 +43,13 @@ internal sealed record SftOptions
     /// of the task's generated traces; the task still sets the in-run checks. Null = the task's traces.
     /// </summary>
     public ChatDataset? Data { get; init; }
+    /// <summary>Adds DeepSeek-V3's depth-1 Multi-Token Prediction module (deepseek2 presets only), trained with λ 0.3, then 0.1 for the last 30 % of steps.</summary>
+    public bool Mtp { get; init; }
+    /// <summary>Trains only the MTP module (needs <see cref="Mtp"/> and <see cref="Init"/>): the main head's outputs stay bit for bit those of --init.</summary>
+    public bool FreezeTrunk { get; init; }
 }
 
-internal readonly record struct SftStep(int Step, int TotalSteps, float Loss, float Lr, float GradNorm, double TokensPerSecond, TimeSpan Elapsed, double? EvalPassAt1);
+internal readonly record struct SftStep(int Step, int TotalSteps, float Loss, float Lr, float GradNorm, double TokensPerSecond, TimeSpan Elapsed, double? EvalPassAt1, float MtpLoss = 0);
 
 /// <summary>
 /// Supervised fine-tuning from scratch on task traces (the R1 "cold start" / distillation stage at our scale):
@@ -108,14 +113,18 @@ internal sealed class SftTrainer(SftOptions o)
         return _weights.AsSpan(0, targets.Length);
     }
 
-    /// <summary>Copies an exported model's weights into <paramref name="model"/>; its shape must be the preset's (context aside).</summary>
+    /// <summary>
+    /// Copies an exported model's weights into <paramref name="model"/>; its shape must be the preset's (context
+    /// aside). A file without an MTP module may start a model with one: the module keeps its random init.
+    /// </summary>
     private static void LoadInit(string path, TransformerModel model)
     {
         var init = GgufExport.Read(path);
-        int[] want = TrainConfig.ShapeKey(model.Config, withContext: false), got = TrainConfig.ShapeKey(init.Config, withContext: false);
-        if (!want.SequenceEqual(got) || init.P.Count != model.P.Count)
+        var trunk = model.Config is DeepSeek2Config { NextnLayers: > 0 } ds && init.Mtp == null ? ds with { NextnLayers = 0 } : model.Config;
+        int[] want = TrainConfig.ShapeKey(trunk, withContext: false), got = TrainConfig.ShapeKey(init.Config, withContext: false);
+        if (!want.SequenceEqual(got))
             throw new ArgumentException($"--init {path}: its shape ({string.Join(",", got)}) is not the preset's ({string.Join(",", want)})");
-        init.P.Data.CopyTo(model.P.Data, 0);
+        init.P.Data.CopyTo(model.P.Data, 0); // the trunk's slices come first in both, in the same order
     }
 
     public TransformerModel Run(Action<SftStep>? onStep = null, CancellationToken ct = default)
@@ -124,13 +133,18 @@ internal sealed class SftTrainer(SftOptions o)
         Par.Threads = o.Threads;
         var task = ReasoningTask.Create(o.Task);
         var config = TrainConfig.Preset(o.Preset, R1Format.Tokenizer.VocabSize);
+        if (o.Mtp)
+            config = config is DeepSeek2Config dsc ? dsc with { NextnLayers = 1 }
+                : throw new ArgumentException($"--mtp: preset '{o.Preset}' is not a deepseek2 layout (tiny-r1-ds, micro-ds)");
+        if (o.FreezeTrunk && (!o.Mtp || o.Init == null)) throw new ArgumentException("--freeze-trunk trains only the MTP module: it needs --mtp and --init");
         var model = new TransformerModel(config, o.Seed);
         if (o.Init != null) LoadInit(o.Init, model);
+        if (o.FreezeTrunk) model.FreezeTrunk();
         var opt = new AdamW(model.P.Count, weightDecay: o.WeightDecay);
         int start = 0;
         if (File.Exists(CheckpointPath)) start = Checkpoint.Load(CheckpointPath, config, model.P, opt, out _);
         if (File.Exists(StoppedPath)) start = o.Steps;
-        var csv = new MetricsCsv(MetricsPath, "step,loss,lr,grad_norm,tokens_per_s,elapsed_s,eval_pass_at_1", start);
+        var csv = new MetricsCsv(MetricsPath, "step,loss,lr,grad_norm,tokens_per_s,elapsed_s,eval_pass_at_1" + (o.Mtp ? ",mtp_loss" : ""), start);
         var sw = Stopwatch.StartNew();
         long tokensSeen = 0;
         for (int step = start; step < o.Steps; step++)
@@ -143,16 +157,19 @@ internal sealed class SftTrainer(SftOptions o)
             var seqs = o.Data?.Batch(step, o.BatchSize) ?? Draw(task, rng, o.BatchSize, config.ContextLength, o.Mix);
             seqs.Sort((x, y) => x.Ids.Length.CompareTo(y.Ids.Length));
             int total = seqs.Sum(x => x.Ids.Length - x.PromptLen);
-            double lossSum = 0;
+            double lossSum = 0, mtpSum = 0;
+            // DeepSeek-V3's λ: 0.3 for the first 10T of 14.8T tokens, then 0.1
+            model.MtpWeight = step < 0.7 * o.Steps ? 0.3f : 0.1f;
             model.P.ZeroGrad();
             foreach (var chunk in seqs.Chunk(Math.Max(1, o.MicroBatch)))
             {
                 var (tokens, targets, t, counted) = Pack(chunk);
                 lossSum += model.Forward(tokens, targets, chunk.Length, t) * counted;
+                mtpSum += model.MtpLoss * counted;
                 model.Backward(LossWeights(targets, total));
                 tokensSeen += chunk.Sum(x => x.Ids.Length);             // real tokens, padding not counted
             }
-            float loss = (float)(lossSum / total);
+            float loss = (float)(lossSum / total), mtpLoss = (float)(mtpSum / total);
             float norm = Schedule.ClipGlobalNorm(model.P.Grad, 1f);
             float lr = Schedule.WarmupCosine(step, o.Warmup, o.Steps, o.MaxLr, o.MinLr);
             opt.Update(model.P.Data, model.P.Grad, lr, model.DecayMask);
@@ -166,10 +183,12 @@ internal sealed class SftTrainer(SftOptions o)
                 eval = Evaluation.Run(engine, task, o.EvalN, 1, split: o.EvalSplit).PassAt1;
             }
             double tps = tokensSeen / Math.Max(1e-9, sw.Elapsed.TotalSeconds);
-            csv.Append(step, loss, lr, norm, Math.Round(tps, 1), Math.Round(sw.Elapsed.TotalSeconds, 2), eval?.ToString("F4", System.Globalization.CultureInfo.InvariantCulture) ?? "");
+            string evalText = eval?.ToString("F4", System.Globalization.CultureInfo.InvariantCulture) ?? "";
+            if (o.Mtp) csv.Append(step, loss, lr, norm, Math.Round(tps, 1), Math.Round(sw.Elapsed.TotalSeconds, 2), evalText, mtpLoss);
+            else csv.Append(step, loss, lr, norm, Math.Round(tps, 1), Math.Round(sw.Elapsed.TotalSeconds, 2), evalText);
             bool stop = o.StopAtPass > 0 && eval >= o.StopAtPass;
             if ((step + 1) % o.CheckpointEvery == 0 || last || stop) Checkpoint.Save(CheckpointPath, config, step + 1, model.P, opt);
-            onStep?.Invoke(new SftStep(step, o.Steps, loss, lr, norm, tps, sw.Elapsed, eval));
+            onStep?.Invoke(new SftStep(step, o.Steps, loss, lr, norm, tps, sw.Elapsed, eval, mtpLoss));
             if (stop)
             {
                 File.WriteAllText(StoppedPath, $"stopped after step {step + 1}: held-out pass@1 {eval:F4} >= {o.StopAtPass}\n");

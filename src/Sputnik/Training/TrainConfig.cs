@@ -70,6 +70,8 @@ internal static class TrainConfig
             [
                 d.VocabSize, d.Dim, d.Layers, d.Heads, 1, d.FfnDim, ctx, d.KvLoraRank, d.QkNopeDim, d.QkRopeDim, d.VHeadDim,
                 d.LeadingDenseLayers, d.ExpertCount, d.ExpertsUsed, d.SharedExperts, d.ExpertFfnDim,
+                // appended only when present, so checkpoints of models without an MTP block still resume
+                .. (d.NextnLayers > 0 ? new[] { d.NextnLayers } : []),
             ],
             ModelConfig m => [m.VocabSize, m.Dim, m.Layers, m.Heads, m.KvHeads, m.FfnDim, ctx],
             _ => throw new ArgumentException($"architecture '{c.Architecture}' is not one Sputnik trains"),
@@ -91,7 +93,8 @@ internal static class TrainConfig
                 : !d.ExpertWeightsNorm ? "deepseek2 with unnormalised expert weights"
                 : d.ExpertGroups > 1 ? "deepseek2 with grouped routing"
                 : d.SharedExperts < 1 ? "deepseek2 with no shared expert"
-                : d.Yarn ? "deepseek2 with YaRN rope scaling" : null,
+                : d.Yarn ? "deepseek2 with YaRN rope scaling"
+                : d.NextnLayers > 1 ? $"deepseek2 with {d.NextnLayers} MTP blocks (training builds one)" : null,
             _ => $"architecture '{c.Architecture}'",
         };
         if (why != null) throw new Gguf.GgufFormatException($"{path}: {why} is not a layout Sputnik trains");

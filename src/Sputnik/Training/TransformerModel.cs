@@ -22,6 +22,7 @@ internal sealed class TransformerModel
 
     private readonly ParamSlice _wte, _normF, _wout;
     private readonly Block[] _l;
+    private readonly MtpModule? _mtp;
 
     private sealed record Block(ParamSlice AttnNorm, ITrainSublayer Attn, ParamSlice FfnNorm, ITrainSublayer Ffn);
 
@@ -33,6 +34,7 @@ internal sealed class TransformerModel
     private float[] _lnf = [], _rstdf = [], _logits = [], _probs = [], _losses = [];
     // backward scratch
     private float[] _dres = [], _dln = [], _dlogits = [];
+    private bool _mtpRan;
 
     public TransformerModel(IArchConfig c, int seed = 1234)
     {
@@ -57,6 +59,8 @@ internal sealed class TransformerModel
         }
         _normF = P.Add(TensorNames.Weight(TensorNames.OutputNorm), c.Dim);
         _wout = P.Add(TensorNames.Weight(TensorNames.Output), c.VocabSize, c.Dim);
+        // Declared last, so the trunk's slices (and its random init below) are the same with or without it.
+        if (ds is { NextnLayers: > 0 }) _mtp = new MtpModule(P, ds);
         P.Allocate();
 
         // GPT-2 init: N(0, 0.02), residual projections (attention output, every FFN down matrix) scaled by 1/sqrt(2L);
@@ -84,13 +88,37 @@ internal sealed class TransformerModel
     public ReadOnlySpan<float> Logits => _logits.AsSpan(0, _b * _t * Config.VocabSize);
     public ReadOnlySpan<float> Losses => _losses.AsSpan(0, _b * _t);
 
-    /// <summary>The MoE layers (none in the llama layout).</summary>
+    /// <summary>The trunk's MoE layers (none in the llama layout).</summary>
     public IEnumerable<MoeFeedForward> MoeLayers => _l.Select(b => b.Ffn).OfType<MoeFeedForward>();
+
+    /// <summary>The Multi-Token Prediction module (deepseek2 with nextn_predict_layers = 1), or null.</summary>
+    public MtpModule? Mtp => _mtp;
+
+    /// <summary>λ, the weight of the MTP loss in the total (DeepSeek-V3: 0.3, then 0.1 late); 0 skips the module.</summary>
+    public float MtpWeight { get; set; } = 0.3f;
+
+    /// <summary>Mean MTP loss of the last Forward (0 without the module).</summary>
+    public float MtpLoss { get; private set; }
+
+    /// <summary>
+    /// Trains only the MTP module: the trunk, the shared embedding and head keep their weights (no gradient, no
+    /// decay, no router-bias update), and Backward skips the trunk.
+    /// </summary>
+    public bool TrunkFrozen { get; private set; }
+
+    public void FreezeTrunk()
+    {
+        if (_mtp == null) throw new InvalidOperationException("only a model with an MTP module can train with its trunk frozen");
+        TrunkFrozen = true;
+        Array.Fill(DecayMask, false, 0, _mtp.Offset);
+    }
 
     /// <summary>After an optimizer step: nudges every MoE layer's selection bias toward balanced load (no-op for llama).</summary>
     public void UpdateRouterBias()
     {
-        foreach (var moe in MoeLayers) moe.UpdateBias(RouterBiasUpdateRate);
+        if (!TrunkFrozen)
+            foreach (var moe in MoeLayers) moe.UpdateBias(RouterBiasUpdateRate);
+        if (_mtp?.Ffn is MoeFeedForward mtpMoe && MtpWeight > 0) mtpMoe.UpdateBias(RouterBiasUpdateRate);
     }
 
     private void Ensure(int b, int t)
@@ -136,6 +164,8 @@ internal sealed class TransformerModel
         TrainOps.MatMulForward(_logits, _lnf, P.W(_wout), n, d, c.VocabSize);
         if (Temperature != 1f) TensorPrimitives.Multiply(_logits.AsSpan(0, n * c.VocabSize), 1f / Temperature, _logits.AsSpan(0, n * c.VocabSize));
         TrainOps.CrossEntropyForward(_losses, _probs, _logits, targets, n, c.VocabSize);
+        _mtpRan = _mtp != null && MtpWeight > 0;
+        MtpLoss = _mtpRan ? _mtp!.Forward(_lnf, tokens, targets, b, t, P.W(_wte), P.W(_wout)) : 0f;
         double sum = 0; int count = 0;
         for (int i = 0; i < n; i++) if (targets[i] >= 0) { sum += _losses[i]; count++; }
         return count == 0 ? 0f : (float)(sum / count);
@@ -156,12 +186,21 @@ internal sealed class TransformerModel
     {
         var c = Config;
         int n = _b * _t, d = c.Dim;
+        if (TrunkFrozen)
+        {
+            // Only the module learns: dL/dh and the shared tensors' gradients go to scratch that is then dropped.
+            if (_mtpRan) _mtp!.Backward(dlosses, MtpWeight, _lnf, _dln.AsSpan(0, n * d), P.G(_wte), P.W(_wout), P.G(_wout));
+            Array.Clear(P.Grad, 0, _mtp!.Offset);
+            return;
+        }
         Array.Clear(_dlogits, 0, n * c.VocabSize);
         TrainOps.CrossEntropyBackward(_dlogits, dlosses, _probs, _targets, n, c.VocabSize);
         // scaled = logits / T, so d logits = d scaled / T
         if (Temperature != 1f) TensorPrimitives.Multiply(_dlogits.AsSpan(0, n * c.VocabSize), 1f / Temperature, _dlogits.AsSpan(0, n * c.VocabSize));
         Array.Clear(_dln, 0, n * d);
         TrainOps.MatMulBackward(_dln, P.G(_wout), _dlogits, _lnf, P.W(_wout), n, d, c.VocabSize);
+        // the MTP loss reaches the trunk through h = output_norm(resid[L]), the same tensor as the head's input
+        if (_mtpRan) _mtp!.Backward(dlosses, MtpWeight, _lnf, _dln.AsSpan(0, n * d), P.G(_wte), P.W(_wout), P.G(_wout));
         Array.Clear(_dres, 0, n * d);
         TrainOps.RmsNormBackward(_dres, P.G(_normF), _dln, _resid[c.Layers], P.W(_normF), _rstdf, n, d);
         for (int l = c.Layers - 1; l >= 0; l--)
