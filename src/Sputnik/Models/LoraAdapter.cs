@@ -100,6 +100,30 @@ internal sealed class LoraAdapter
         w.Write(path);
     }
 
+    /// <summary>
+    /// Random pairs (uniform in ±<paramref name="sigma"/>, B too, so the adapter changes outputs from the start) for
+    /// every weight of <paramref name="baseModel"/> its architecture adapts, rank capped by each matrix: `synth-lora`,
+    /// the tests and the llama.cpp agreement check write these.
+    /// </summary>
+    public static List<LoraPair> RandomPairs(GgufFile baseModel, int rank, float sigma, int seed)
+    {
+        string arch = baseModel.Architecture ?? "";
+        var rng = new Random(seed);
+        var pairs = new List<LoraPair>();
+        foreach (var t in baseModel.Tensors)
+        {
+            if (t.Dims.Length < 2 || !IsApplied(arch, t.Name)) continue;
+            int inputs = checked((int)t.Dims[0]), outputs = checked((int)t.Dims[1]), experts = checked((int)Trailing(t));
+            int r = Math.Min(rank, Math.Min(inputs, outputs));
+            var a = new float[(long)experts * r * inputs];
+            var b = new float[(long)experts * outputs * r];
+            for (int i = 0; i < a.Length; i++) a[i] = (float)(rng.NextDouble() * 2 - 1) * sigma;
+            for (int i = 0; i < b.Length; i++) b[i] = (float)(rng.NextDouble() * 2 - 1) * sigma;
+            pairs.Add(new LoraPair(t.Name, inputs, outputs, r, a, b, experts));
+        }
+        return pairs;
+    }
+
     // ---- reading ------------------------------------------------------------------------------
 
     /// <summary>Reads an adapter and checks it against the base model file it will be applied to.</summary>

@@ -39,8 +39,8 @@ public sealed class LoraAdapterFileTests : IDisposable
             Assert.Equal(16f, (float)f.Metadata["adapter.lora.alpha"].Value);
             var a = f.GetTensor("blk.1.ffn_down.weight.lora_a");
             var b = f.GetTensor("blk.1.ffn_down.weight.lora_b");
-            Assert.Equal([RandomQwen2.Ffn, 8], a.Dims);
-            Assert.Equal([8, RandomQwen2.Dim], b.Dims);
+            Assert.Equal(new long[] { RandomQwen2.Ffn, 8 }, a.Dims);
+            Assert.Equal(new long[] { 8, RandomQwen2.Dim }, b.Dims);
             Assert.Equal(GgmlType.F32, a.Type);
         }
 
