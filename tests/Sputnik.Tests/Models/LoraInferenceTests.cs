@@ -129,8 +129,9 @@ public sealed class LoraInferenceTests : IDisposable
     {
         string wrong = Path.Combine(_dir, "llama.gguf");
         LoraAdapter.Write(wrong, "llama", 8, [LoraAdapterFileTests.RandomPair("blk.0.attn_q.weight", RandomQwen2.Dim, RandomQwen2.Dim, 4, 1)]);
-        var r = Sputnik.Tests.Cli.CliRunner.Run("run", "-m", RandomQwen2.Path_, "--lora", wrong, "-p", "", "-n", "1");
+        // The bundled model (deepseek2, with a tokenizer, which `run` needs).
+        var r = Sputnik.Tests.Cli.CliRunner.Run("run", "-m", Sputnik.Tests.Server.TestServer.BundledModelPath, "--lora", wrong, "-p", "", "-n", "1");
         Assert.Equal(1, r.ExitCode);
-        Assert.Equal("error: LoRA adapter llama.gguf: made for architecture 'llama' but the model is 'qwen2'", r.StdErr.Trim());
+        Assert.Equal("error: LoRA adapter llama.gguf: made for architecture 'llama' but the model is 'deepseek2'", r.StdErr.Trim());
     }
 }
