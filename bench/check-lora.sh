@@ -3,12 +3,13 @@
 # llama_set_adapters_lora in bench/llamacpp-greedy.cpp, with GREEDY_LORA): greedy tokens of each (model, adapter)
 # pair in both engines, plus the base model alone as the reference, both attending in F32 (as check-llamacpp.sh).
 #
-#   bench/check-lora.sh [N]     (env: CHECK_DIR=/tmp/sputnik-check-lora THREADS=2 LLAMACPP_NPM=DIR SIGMA=0.05
+#   bench/check-lora.sh [N]     (env: CHECK_DIR=/tmp/sputnik-check-lora THREADS=2 LLAMACPP_NPM=DIR SIGMA=0.05 BUNDLED_SIGMA=0.3
 #                                ADAPTERS="model.gguf=adapter.gguf ..." to check given adapters, e.g. trained ones)
 #
 # Without ADAPTERS it writes its own: a synthetic qwen2 (synth --preset qwen2-tiny, F32 and Q8_0) and the bundled
 # deepseek2 model (models/sputnik-r1-tiny.gguf), each with a random adapter from `sputnik synth-lora` (rank 8,
-# alpha 16, A and B uniform in ±SIGMA: large enough that greedy output differs from the base model's). On deepseek2
+# alpha 16, A and B uniform in ±SIGMA, ±BUNDLED_SIGMA on the trained model: large enough that greedy output differs
+# from the base model's, which the table's "changed" column shows). On deepseek2
 # llama.cpp applies adapters only to attn_output, the FFNs and the experts, which is all synth-lora writes there.
 # Exit status 1 when an F32 pair parts on more than a near-tie (top-2 gap ≥ 1e-4 in llama.cpp's logits).
 set -euo pipefail
@@ -16,6 +17,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 N="${1:-24}"
 THREADS="${THREADS:-2}"
 SIGMA="${SIGMA:-0.05}"
+# The bundled model is trained (decisive logits): its random adapter needs a larger spread to change greedy output.
+BUNDLED_SIGMA="${BUNDLED_SIGMA:-0.3}"
 work="${CHECK_DIR:-/tmp/sputnik-check-lora}"
 mkdir -p "$work"
 # shellcheck source=bench/llamacpp.sh
@@ -31,9 +34,8 @@ else
   "$sputnik" synth --preset qwen2-tiny --type F32 --sigma 0.1 --seed 1 -o "$work/qwen2-tiny-F32.gguf" >&2
   "$sputnik" quantize "$work/qwen2-tiny-F32.gguf" "$work/qwen2-tiny-Q8_0.gguf" Q8_0 >&2
   cp "$root/models/sputnik-r1-tiny.gguf" "$work/bundled.gguf"
-  for m in qwen2-tiny-F32 bundled; do
-    "$sputnik" synth-lora -m "$work/$m.gguf" -o "$work/$m.lora.gguf" --rank 8 --alpha 16 --sigma "$SIGMA" --seed 7 >&2
-  done
+  "$sputnik" synth-lora -m "$work/qwen2-tiny-F32.gguf" -o "$work/qwen2-tiny-F32.lora.gguf" --rank 8 --alpha 16 --sigma "$SIGMA" --seed 7 >&2
+  "$sputnik" synth-lora -m "$work/bundled.gguf" -o "$work/bundled.lora.gguf" --rank 8 --alpha 16 --sigma "$BUNDLED_SIGMA" --seed 7 >&2
   cp "$work/qwen2-tiny-F32.lora.gguf" "$work/qwen2-tiny-Q8_0.lora.gguf"
   pairs=("$work/qwen2-tiny-F32.gguf=$work/qwen2-tiny-F32.lora.gguf" "$work/qwen2-tiny-Q8_0.gguf=$work/qwen2-tiny-Q8_0.lora.gguf"
     "$work/bundled.gguf=$work/bundled.lora.gguf")
