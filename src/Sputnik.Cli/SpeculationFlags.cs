@@ -60,7 +60,7 @@ internal sealed class SpeculationFlags
     {
         var o = ReadSettings(r, out string? draftPath);
         if (o == null || draftPath == null) return o;
-        var draft = SputnikModel.Load(CliOptions.ResolveModel(draftPath), loadOptions with { ContextLength = target.ContextLength });
+        var draft = SputnikModel.Load(CliOptions.ResolveModel(draftPath), loadOptions with { ContextLength = target.ContextLength, LoraAdapters = [] });
         try
         {
             DraftModelSource.CheckCompatible(target.Tokenizer, draft.Tokenizer);

@@ -31,10 +31,12 @@ internal static class ChatCommand
         var cmd = new Command("chat", "Chat with a model in the terminal") { model, threads, ctx, temp, seed, maxTokens, system, budget, noThink, ctk, ctv, shift };
         var speculation = new SpeculationFlags();
         speculation.AddTo(cmd);
+        var lora = new LoraFlags();
+        lora.AddTo(cmd);
         cmd.SetAction(r =>
         {
             string path = CliOptions.ResolveModel(r.GetValue(model));
-            var loadOptions = new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv) };
+            var loadOptions = new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv), LoraAdapters = lora.Read(r) };
             using var m = SputnikModel.Load(path, loadOptions);
             var spec = speculation.Read(r, m, loadOptions);
             using var draftModel = spec?.DraftModel;

@@ -41,6 +41,8 @@ internal static class RunCommand
         };
         var speculation = new SpeculationFlags();
         speculation.AddTo(cmd);
+        var lora = new LoraFlags();
+        lora.AddTo(cmd);
         cmd.SetAction(r =>
         {
             var sampling = new SamplingOptions
@@ -50,7 +52,7 @@ internal static class RunCommand
                 Seed = r.GetValue(seed),
             };
             sampling.Validate();
-            var loadOptions = new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv) };
+            var loadOptions = new ModelOptions { Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv), LoraAdapters = lora.Read(r) };
             using var m = SputnikModel.Load(CliOptions.ResolveModel(r.GetValue(model)), loadOptions);
             var spec = speculation.Read(r, m, loadOptions);
             using var draftModel = spec?.DraftModel;

@@ -65,10 +65,14 @@ internal static class ServeCommand
         };
         var speculation = new SpeculationFlags();
         speculation.AddTo(cmd);
+        var lora = new LoraFlags();
+        lora.AddTo(cmd);
         cmd.SetAction(async (r, ct) =>
         {
             var models = Models(r.GetValue(model) ?? [], r.GetValue(alias) ?? [], r.GetValue(keepAlive), r.GetValue(maxMemory));
             var spec = speculation.ReadSettings(r, out string? draftPath);
+            var adapters = lora.Read(r);
+            if (adapters.Count > 0 && models.MultiModel) throw new ArgumentException("--lora applies to a single model: serve one -m with it");
             var options = models with
             {
                 Threads = r.GetValue(threads), Host = r.GetValue(host)!, Port = r.GetValue(port),
@@ -78,7 +82,7 @@ internal static class ServeCommand
                 DataDir = r.GetValue(dataDir),
                 WattsPerCore = r.GetValue(watts), Prices = new PriceTable(r.GetValue(priceHit), r.GetValue(priceMiss), r.GetValue(priceOut)),
                 EnableWebApp = !r.GetValue(noWeb),
-                KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv), ContextShift = r.GetValue(shift),
+                KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv), ContextShift = r.GetValue(shift), LoraAdapters = adapters,
                 ChatTemplate = r.GetValue(template) is { } tf ? File.ReadAllText(tf) : null,
                 Speculation = spec, DraftModelPath = draftPath != null ? CliOptions.ResolveModel(draftPath) : null, SpeculativeSlots = r.GetValue(specSlots),
             };

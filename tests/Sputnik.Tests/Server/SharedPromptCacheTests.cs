@@ -97,7 +97,7 @@ public sealed class SharedPromptCacheTests : IDisposable
         public void Dispose() => _model.Dispose();
     }
 
-    private static bool Has(PromptCache cache, int seed) => cache.BestPrefix([.. Rig.Tokens(seed), 0], 0, out _) > 0;
+    private static bool Has(PromptCache cache, int seed) => cache.BestPrefix([.. Rig.Tokens(seed), 0], 0, Sputnik.Models.LoraSet.None, out _) > 0;
 
     private static byte[] Rows(Slot slot, int length) => slot.State.Rows!.Rows(0, 0, length).ToArray();
 
@@ -115,7 +115,7 @@ public sealed class SharedPromptCacheTests : IDisposable
         {
             while (!stop.IsCancellationRequested)
             {
-                int n = reader.BestPrefix([.. Rig.Tokens(1), 0], 0, out var entry);
+                int n = reader.BestPrefix([.. Rig.Tokens(1), 0], 0, Sputnik.Models.LoraSet.None, out var entry);
                 if (entry != null && reader.Restore(entry, readerRows, n)) restores++;
             }
         }, Ct);
@@ -133,7 +133,7 @@ public sealed class SharedPromptCacheTests : IDisposable
             Assert.Single(Directory.GetFiles(_dir, "*.kv"));
             Assert.Empty(Directory.GetFiles(_dir, "*.tmp"));
             var check = rig.Cache(_dir);
-            int length = check.BestPrefix([.. Rig.Tokens(1), 0], 0, out var handle);
+            int length = check.BestPrefix([.. Rig.Tokens(1), 0], 0, Sputnik.Models.LoraSet.None, out var handle);
             Assert.Equal(24, length);
             Assert.True(check.Restore(handle!, readerSlot, length));
             Assert.Equal(Rows(rig.Slot, 24), Rows(readerSlot, 24));
@@ -194,7 +194,7 @@ public sealed class SharedPromptCacheTests : IDisposable
             rig.Fill(seed);
             first.Save(rig.Slot);
         }
-        Assert.True(first.BestPrefix([.. Rig.Tokens(1), 0], 0, out var one) > 0);
+        Assert.True(first.BestPrefix([.. Rig.Tokens(1), 0], 0, Sputnik.Models.LoraSet.None, out var one) > 0);
         Assert.True(first.Restore(one!, rig.NewSlot(), 20)); // 1 is now used more recently than 2
         rig.Fill(3);
         second.Save(rig.Slot); // over the cap: the second replica evicts the first's least recently used file
