@@ -177,11 +177,13 @@ internal sealed class LoraTrainer(LoraOptions o)
         return _weights.AsSpan(0, targets.Length);
     }
 
-    /// <summary>True for an F32 llama/deepseek2 file of the layout Sputnik's own trainer writes (the bundled model).</summary>
+    /// <summary>True for an F32 llama/deepseek2 file of the layout and vocabulary Sputnik's own trainer writes (the bundled model).</summary>
     public static bool IsSputnikModel(string path)
     {
         try
         {
+            using (var f = GgufFile.Open(path))
+                if (f.GetStringOrNull(GgufKeys.ChatTemplate) != R1Format.ChatTemplate || f.GetStringOrNull(GgufKeys.TokenizerModel) != "llama") return false;
             GgufExport.Read(path);
             return true;
         }

@@ -37,27 +37,32 @@ internal sealed partial class DivisionTask : ReasoningTask
     private static string Expected(int q, int r) => string.Create(CultureInfo.InvariantCulture, $"{q} remainder {r}");
 
     /// <summary>
-    /// "B4: 34: 7*1=7 7*2=14 7*3=21 7*4=28 7*5=35&gt;34 so q4 r34-28=6, 04": the partial dividend (the last remainder
-    /// with the labelled digit appended), the multiples up to the first that exceeds it (or up to 9), the quotient
-    /// digit, the remainder as a subtraction, and the quotient so far.
+    /// "B4: 34: p7*1=7 p7*2=14 p7*3=21 p7*4=28 p7*5=35&gt;34 so q4 r34-28=6, 04": the dividend and divisor are first
+    /// restated exactly as the arithmetic traces restate operands ("a: A7 B4 C3", units first; "b: p7"), because the
+    /// adapter cannot teach the frozen attention new lookups: every later line finds its digits through labels the
+    /// base model already copies from. Each line is the partial dividend (the last remainder with the labelled digit
+    /// appended), the labelled divisor's multiples up to the first that exceeds it (or up to 9), the quotient digit,
+    /// the remainder as a subtraction, and the quotient so far.
     /// </summary>
     public static string Trace(int a, int b)
     {
         var sb = new StringBuilder();
         string digits = a.ToString(CultureInfo.InvariantCulture);
-        sb.Append(a).Append('/').Append(b).Append(", long division:\n");
-        for (int i = 0; i < digits.Length; i++) sb.Append(i == 0 ? "" : " ").Append(Labels[i]).Append(digits[i]);
-        sb.Append('\n');
+        int len = digits.Length;
+        sb.Append(a).Append('/').Append(b).Append(", long division:\na:");
+        for (int i = 0; i < len; i++) sb.Append(' ').Append(Labels[i]).Append(digits[len - 1 - i]);
+        sb.Append("\nb: p").Append(b).Append('\n');
         int rem = 0;
         string quotient = "";
-        for (int i = 0; i < digits.Length; i++)
+        for (int i = len - 1; i >= 0; i--)
         {
-            int part = rem * 10 + (digits[i] - '0');
-            sb.Append(Labels[i]).Append(digits[i]).Append(": ").Append(part).Append(':');
+            char digit = digits[len - 1 - i];
+            int part = rem * 10 + (digit - '0');
+            sb.Append(Labels[i]).Append(digit).Append(": ").Append(part).Append(':');
             int q = 0;
             for (int k = 1; k <= 9; k++)
             {
-                sb.Append(' ').Append(b).Append('*').Append(k).Append('=').Append(b * k);
+                sb.Append(" p").Append(b).Append('*').Append(k).Append('=').Append(b * k);
                 if (b * k > part) { sb.Append('>').Append(part); break; }
                 q = k;
             }
