@@ -11,6 +11,8 @@
 // with an F32 cache (f32 f32), where it is off: llama.cpp's flash attention would round an F32 cache to F16.
 // GREEDY_LOGITS=FILE (environment) also writes every step's full logits there (n_vocab floats per generated token,
 // native byte order), for comparing the engines' logits step by step (bench/compare-logits.py).
+// GREEDY_LORA=ADAPTER.gguf (environment) applies a LoRA adapter (llama_adapter_lora_init + llama_set_adapters_lora,
+// as llama-cli's --lora does) at scale GREEDY_LORA_SCALE (default 1), for bench/check-lora.sh.
 #include "llama.h"
 
 #include <cstdio>
@@ -83,6 +85,14 @@ int main(int argc, char ** argv) {
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) { fprintf(stderr, "error: cannot create a context\n"); return 1; }
     fprintf(stderr, "n_ctx = %u\n", llama_n_ctx(ctx));
+    llama_adapter_lora * lora = nullptr;
+    if (const char * lora_path = std::getenv("GREEDY_LORA"); lora_path && *lora_path) {
+        lora = llama_adapter_lora_init(model, lora_path);
+        if (!lora) { fprintf(stderr, "error: cannot load the LoRA adapter %s\n", lora_path); return 1; }
+        const char * scale_text = std::getenv("GREEDY_LORA_SCALE");
+        float scale = scale_text && *scale_text ? (float) std::atof(scale_text) : 1.0f;
+        if (llama_set_adapters_lora(ctx, &lora, 1, &scale) != 0) { fprintf(stderr, "error: cannot apply the LoRA adapter\n"); return 1; }
+    }
 
     const int n_vocab = llama_vocab_n_tokens(vocab);
     std::vector<llama_token> out;

@@ -28,7 +28,9 @@ public static class SputnikCli
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(SynthCommand.Create());
+        root.Subcommands.Add(SynthLoraCommand.Create());
         root.Subcommands.Add(QuantizeCommand.Create());
+        root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());

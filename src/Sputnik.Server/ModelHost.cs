@@ -67,6 +67,35 @@ internal sealed class ModelHost : IDisposable
     /// that fits is at most n_ctx × MaxTokenBytes characters, each at most 6 bytes as JSON (\uXXXX), plus 1 MiB
     /// for the other fields (tools, a schema).
     /// </summary>
+    /// <summary>
+    /// The LoRA adapters a request runs with: its own "lora" list (adapters not listed at 0) when it has one, else the
+    /// global scales. An id the server did not load is a 400.
+    /// </summary>
+    public Sputnik.Models.LoraSet AdaptersFor(IReadOnlyList<(int Id, float Scale)>? requested)
+    {
+        if (requested == null) return Model.DefaultAdapters;
+        CheckAdapterIds(requested, "lora");
+        return Sputnik.Models.LoraSet.Of(requested);
+    }
+
+    /// <summary>POST /lora-adapters: the global scales, adapters not listed set to 0 (as llama-server does).</summary>
+    public void SetGlobalAdapterScales(IReadOnlyList<(int Id, float Scale)> scales)
+    {
+        CheckAdapterIds(scales, "body");
+        var all = new float[Model.Model.Adapters.Count];
+        foreach (var (id, scale) in scales) all[id] = scale;
+        Model.AdapterScales = all;
+        Model.DefaultAdapters = Sputnik.Models.LoraSet.Of(all.Select((scale, id) => (id, scale)));
+    }
+
+    private void CheckAdapterIds(IReadOnlyList<(int Id, float Scale)> scales, string field)
+    {
+        int count = Model.Model.Adapters.Count;
+        foreach (var (id, _) in scales)
+            if (id >= count)
+                throw ApiException.BadRequest($"'{field}' names LoRA adapter {id}, but the server has {(count == 0 ? "none (start it with --lora)" : $"ids 0..{count - 1}")} (see GET /lora-adapters)", field);
+    }
+
     public long BodyLimit => Math.Min(Options.MaxBodyBytes, (long)Model.ContextLength * MaxTokenBytes * 6 + (1 << 20));
 
     public ModelCard Card() => Servable.Card(Scheduler.SlotCount);

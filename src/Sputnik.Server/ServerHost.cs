@@ -66,7 +66,7 @@ public sealed class ServerHost : IAsyncDisposable
             }
             else
             {
-                model ??= await SputnikModel.LoadAsync(options.ModelPath, new ModelOptions { Threads = options.Threads, ContextLength = options.ContextLength, KvType = options.KvType, KvTypeV = options.KvTypeV }, cancellationToken);
+                model ??= await SputnikModel.LoadAsync(options.ModelPath, new ModelOptions { Threads = options.Threads, ContextLength = options.ContextLength, KvType = options.KvType, KvTypeV = options.KvTypeV, LoraAdapters = options.LoraAdapters }, cancellationToken);
                 host = new ModelHost(model, options, metrics, owns, warn);
                 models = new SingleModelProvider(host);
             }
@@ -120,6 +120,7 @@ public sealed class ServerHost : IAsyncDisposable
         app.MapPost("/v1/embeddings", ModelRouting.Route(models, host, EmbeddingEndpoints.OpenAi));
         app.MapPost("/embeddings", ModelRouting.Route(models, host, EmbeddingEndpoints.OpenAi));
         InfoEndpoints.Map(app, models, host, metrics, options.Parallel);
+        if (host != null) LoraEndpoints.Map(app, host);
         Api.Ollama.OllamaEndpoints.Map(app, models, webApp: store != null);
         Api.Ollama.OllamaModelStore.Map(app, models as ModelRegistry);
         if (store != null)

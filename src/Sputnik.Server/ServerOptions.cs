@@ -26,6 +26,8 @@ public sealed record ServerOptions
     /// </summary>
     public bool ContextShift { get; init; }
     public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>LoRA adapters applied to the (single) model, ids in order, at these global scales (--lora, --lora-scaled).</summary>
+    public IReadOnlyList<LoraAdapterOptions> LoraAdapters { get; init; } = [];
     /// <summary>When set, every API route needs "Authorization: Bearer KEY".</summary>
     public string? ApiKey { get; init; }
     /// <summary>Requests allowed to wait for a slot; more get 429.</summary>

@@ -23,6 +23,30 @@ public sealed record ModelOptions
 
     /// <summary>Element format of the KV cache's values (llama.cpp's --cache-type-v); null means <see cref="KvType"/>.</summary>
     public KvCacheType? KvTypeV { get; init; }
+
+    /// <summary>
+    /// LoRA adapters (GGUF files as llama.cpp's --lora takes them) applied on top of the model, in order: the first
+    /// has id 0. Each scale is the adapter's default (llama.cpp's --lora-scaled); the server can change them per request.
+    /// </summary>
+    public IReadOnlyList<LoraAdapterOptions> LoraAdapters { get; init; } = [];
+}
+
+/// <summary>A LoRA adapter file to apply, and its scale (1 applies it as trained, 0 leaves the base model).</summary>
+public sealed class LoraAdapterOptions
+{
+    /// <param name="path">The adapter GGUF (general.type = adapter, adapter.type = lora) made for the model's architecture and tensors.</param>
+    /// <param name="scale">The factor of its delta (with alpha/rank): 1 as trained, 0 off.</param>
+    public LoraAdapterOptions(string path, float scale)
+    {
+        Path = path;
+        Scale = float.IsFinite(scale) ? scale : throw new ArgumentException($"LoRA scale must be a finite number, not {scale}");
+    }
+
+    /// <summary>The adapter file.</summary>
+    public string Path { get; }
+
+    /// <summary>The factor of its delta.</summary>
+    public float Scale { get; }
 }
 
 /// <summary>
@@ -98,7 +122,13 @@ public sealed class SputnikModel : IDisposable
             model.CreateState(1, options.KvType, options.KvTypeV ?? options.KvType);
             int ctx = options.ContextLength > 0 ? options.ContextLength : Math.Min(model.Config.ContextLength, 4096);
             string name = file.GetStringOrNull(GgufKeys.GeneralName) is { Length: > 0 } n ? n : Path.GetFileNameWithoutExtension(path);
-            return new SputnikModel(model, tokenizer, ctx, options.KvType, options.KvTypeV ?? options.KvType) { Name = name };
+            var scales = new List<(int, float)>();
+            foreach (var lora in options.LoraAdapters)
+                scales.Add((model.AttachAdapter(LoraAdapter.Load(lora.Path, file)), lora.Scale));
+            return new SputnikModel(model, tokenizer, ctx, options.KvType, options.KvTypeV ?? options.KvType)
+            {
+                Name = name, DefaultAdapters = LoraSet.Of(scales), AdapterScales = [.. scales.Select(s => s.Item2)],
+            };
         }
         catch
         {
@@ -125,7 +155,18 @@ public sealed class SputnikModel : IDisposable
     }
 
     /// <summary>A fresh KV cache and scratch for one sequence.</summary>
-    internal InferenceState CreateState() => Model.CreateState(ContextLength, KvType, KvTypeV);
+    internal InferenceState CreateState()
+    {
+        var state = Model.CreateState(ContextLength, KvType, KvTypeV);
+        state.Adapters = DefaultAdapters;
+        return state;
+    }
+
+    /// <summary>The adapters (ids of Model.Adapters) and scales new sequences run with: those loaded, at their scales.</summary>
+    internal LoraSet DefaultAdapters { get; set; } = LoraSet.None;
+
+    /// <summary>The global scale of each attached adapter, by id (the server's GET/POST /lora-adapters).</summary>
+    internal float[] AdapterScales { get; set; } = [];
 
     /// <summary>
     /// Starts a conversation with this model: it keeps the messages and its own KV cache, so each turn only

@@ -31,12 +31,15 @@ internal static class ChatCommand
         var cmd = new Command("chat", "Chat with a model in the terminal") { model, threads, ctx, temp, seed, maxTokens, system, budget, noThink, ctk, ctv, shift };
         var speculation = new SpeculationFlags();
         speculation.AddTo(cmd);
+        var lora = new LoraFlags();
+        lora.AddTo(cmd);
         cmd.SetAction(r =>
         {
             string path = CliOptions.ResolveModel(r.GetValue(model));
             using var m = SputnikModel.Load(path, new ModelOptions
             {
                 Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv),
+                LoraAdapters = lora.Read(r),
             });
             var session = new ChatSession(m, new ChatOptions
             {

@@ -41,6 +41,8 @@ internal static class RunCommand
         };
         var speculation = new SpeculationFlags();
         speculation.AddTo(cmd);
+        var lora = new LoraFlags();
+        lora.AddTo(cmd);
         cmd.SetAction(r =>
         {
             var sampling = new SamplingOptions
@@ -53,6 +55,7 @@ internal static class RunCommand
             using var m = SputnikModel.Load(CliOptions.ResolveModel(r.GetValue(model)), new ModelOptions
             {
                 Threads = r.GetValue(threads), ContextLength = r.GetValue(ctx), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv),
+                LoraAdapters = lora.Read(r),
             });
             // The model's recommended settings replace the defaults of the flags the user did not type.
             var given = sampling;

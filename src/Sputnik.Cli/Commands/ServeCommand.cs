@@ -58,9 +58,13 @@ internal static class ServeCommand
             keepAlive, maxMemory,
             watts, priceHit, priceMiss, priceOut, template, noWeb, ctk, ctv, shift,
         };
+        var lora = new LoraFlags();
+        lora.AddTo(cmd);
         cmd.SetAction(async (r, ct) =>
         {
             var models = Models(r.GetValue(model) ?? [], r.GetValue(alias) ?? [], r.GetValue(keepAlive), r.GetValue(maxMemory));
+            var adapters = lora.Read(r);
+            if (adapters.Count > 0 && models.MultiModel) throw new ArgumentException("--lora applies to a single model: serve one -m with it");
             var options = models with
             {
                 Threads = r.GetValue(threads), Host = r.GetValue(host)!, Port = r.GetValue(port),
@@ -70,7 +74,7 @@ internal static class ServeCommand
                 DataDir = r.GetValue(dataDir),
                 WattsPerCore = r.GetValue(watts), Prices = new PriceTable(r.GetValue(priceHit), r.GetValue(priceMiss), r.GetValue(priceOut)),
                 EnableWebApp = !r.GetValue(noWeb),
-                KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv), ContextShift = r.GetValue(shift),
+                KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv), ContextShift = r.GetValue(shift), LoraAdapters = adapters,
                 ChatTemplate = r.GetValue(template) is { } tf ? File.ReadAllText(tf) : null,
             };
             await using var server = await ServerHost.StartAsync(options,

@@ -66,3 +66,36 @@ internal static class SynthCommand
         return cmd;
     }
 }
+
+/// <summary>
+/// `sputnik synth-lora -m BASE -o ADAPTER [--rank 8] [--alpha 16] [--sigma 0.05] [--seed N]` — a random LoRA adapter
+/// for every weight BASE's architecture adapts (tests, and the llama.cpp agreement check in bench/).
+/// </summary>
+internal static class SynthLoraCommand
+{
+    public static Command Create()
+    {
+        var model = CliOptions.Model();
+        var output = new Option<string>("--output", "-o") { Description = "Adapter GGUF to write", Required = true };
+        var rank = new Option<int>("--rank") { Description = "Rank (capped by each matrix)", DefaultValueFactory = _ => 8 }.AtLeast(1);
+        var alpha = new Option<float>("--alpha") { Description = "adapter.lora.alpha", DefaultValueFactory = _ => 16f };
+        var sigma = new Option<float>("--sigma") { Description = "A and B are uniform in ±sigma", DefaultValueFactory = _ => 0.05f };
+        var seed = new Option<int>("--seed") { Description = "Random seed" };
+        var cmd = new Command("synth-lora", "Write a LoRA adapter with random weights for a model (for tests and the llama.cpp check)")
+        {
+            model, output, rank, alpha, sigma, seed,
+        };
+        cmd.SetAction(r =>
+        {
+            if (!(r.GetValue(sigma) > 0) || !float.IsFinite(r.GetValue(sigma))) throw new ArgumentException("--sigma must be a positive number");
+            using var file = Sputnik.Gguf.GgufFile.Open(CliOptions.ResolveModel(r.GetValue(model)));
+            var pairs = LoraAdapter.RandomPairs(file, r.GetValue(rank), r.GetValue(sigma), r.GetValue(seed));
+            if (pairs.Count == 0) throw new ArgumentException($"{file.Architecture} model has no weight an adapter applies to");
+            string path = r.GetValue(output)!;
+            LoraAdapter.Write(path, file.Architecture!, r.GetValue(alpha), pairs);
+            Console.Error.WriteLine($"wrote {path}: {pairs.Count} adapted weights, rank {r.GetValue(rank)}, {ProgressBar.Size(new FileInfo(path).Length)}");
+            return 0;
+        });
+        return cmd;
+    }
+}

@@ -58,7 +58,7 @@ internal static class ChatEndpoint
             ContextShift = host.Options.ContextShift,
             KeepTokens = host.Options.ContextShift && rawPrompt == null ? host.Builder.SystemPrefixTokens(req.Messages, prompt.Tokens) : 0,
         };
-        var job = new InferenceJob(prompt.Tokens, options, cancellation, req.TopLogprobs);
+        var job = new InferenceJob(prompt.Tokens, options, cancellation, req.TopLogprobs) { Adapters = host.AdaptersFor(req.Lora) };
         host.Scheduler.Submit(job);
         return job;
     }

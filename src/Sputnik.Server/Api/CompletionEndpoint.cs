@@ -27,7 +27,7 @@ internal static class CompletionEndpoint
             MaxTokens = maxTokens, Sampling = req.Sampling, StopStrings = req.Stop,
             ContextShift = host.Options.ContextShift, KeepTokens = prompt[0] == tok.BosId ? 1 : 0,
         };
-        var job = new InferenceJob(prompt, options, ctx.RequestAborted, req.TopLogprobs);
+        var job = new InferenceJob(prompt, options, ctx.RequestAborted, req.TopLogprobs) { Adapters = host.AdaptersFor(req.Lora) };
         host.Scheduler.Submit(job);
 
         string id = "cmpl-" + Guid.NewGuid().ToString("N")[..24];

@@ -13,12 +13,19 @@ internal sealed record ChatRequest(
 {
     /// <summary>Characters of text the messages and tools put into the prompt (before the template adds its own).</summary>
     public long PromptCharacters { get; init; }
+
+    /// <summary>llama-server's per-request "lora": [{"id", "scale"}] (adapters not listed run at 0); null when absent.</summary>
+    public IReadOnlyList<(int Id, float Scale)>? Lora { get; init; }
 }
 
 /// <summary>A /v1/completions body, checked.</summary>
 internal sealed record CompletionRequest(
     string? Model, string? PromptText, int[]? PromptTokens, string? Suffix, bool Stream, bool IncludeUsage, int? MaxTokens,
-    SamplingOptions Sampling, IReadOnlyList<string> Stop, int TopLogprobs, bool Echo);
+    SamplingOptions Sampling, IReadOnlyList<string> Stop, int TopLogprobs, bool Echo)
+{
+    /// <summary>llama-server's per-request "lora": [{"id", "scale"}] (adapters not listed run at 0); null when absent.</summary>
+    public IReadOnlyList<(int Id, float Scale)>? Lora { get; init; }
+}
 
 /// <summary>Reads request bodies field by field so each mistake becomes a 400 that names the field.</summary>
 internal static class RequestReader
@@ -115,7 +122,40 @@ internal static class RequestReader
             MaxTokens(f), Sampling(f, defaults), f.StopStrings(), responseSchema, tools, toolChoice, topLogprobs, effort, thinking, budget)
         {
             PromptCharacters = promptCharacters,
+            Lora = Lora(body),
         };
+    }
+
+    /// <summary>
+    /// A list of adapter scales as llama-server takes it, in a request's "lora" field and in POST /lora-adapters:
+    /// [{"id": 0, "scale": 0.5}, …], a missing scale 0; null when <paramref name="list"/> is absent. Ids are checked
+    /// against the model's adapters where they are used (<see cref="ModelHost.AdaptersFor"/>).
+    /// </summary>
+    internal static IReadOnlyList<(int Id, float Scale)>? Lora(JsonElement body) =>
+        body.TryGetProperty("lora", out var list) ? LoraList(list, "lora") : null;
+
+    internal static IReadOnlyList<(int Id, float Scale)> LoraList(JsonElement list, string name)
+    {
+        if (list.ValueKind != JsonValueKind.Array)
+            throw ApiException.BadRequest($"'{name}' must be an array of {{\"id\": …, \"scale\": …}} objects", name);
+        var scales = new List<(int, float)>();
+        int i = 0;
+        foreach (var entry in list.EnumerateArray())
+        {
+            string at = $"{name}[{i++}]";
+            if (entry.ValueKind != JsonValueKind.Object || !entry.TryGetProperty("id", out var id) || id.ValueKind != JsonValueKind.Number
+                || !id.TryGetInt32(out int adapter) || adapter < 0)
+                throw ApiException.BadRequest($"'{at}.id' must be the id of a loaded adapter (see GET /lora-adapters)", at + ".id");
+            float scale = 0;
+            if (entry.TryGetProperty("scale", out var s))
+            {
+                if (s.ValueKind != JsonValueKind.Number || !s.TryGetDouble(out double d) || !double.IsFinite(d) || Math.Abs(d) > 1e6)
+                    throw ApiException.BadRequest($"'{at}.scale' must be a number", at + ".scale");
+                scale = (float)d;
+            }
+            scales.Add((adapter, scale));
+        }
+        return scales;
     }
 
     /// <summary>
@@ -207,7 +247,10 @@ internal static class RequestReader
         var streamOptions = f.Has("stream_options") ? f.Object("stream_options") : default;
         return new CompletionRequest(f.String("model"), text, tokens, f.String("suffix"), f.Bool("stream") ?? false,
             f.Has("stream_options") && streamOptions.Bool("include_usage") == true,
-            MaxTokens(f), Sampling(f, defaults), f.StopStrings(), top, f.Bool("echo") ?? false);
+            MaxTokens(f), Sampling(f, defaults), f.StopStrings(), top, f.Bool("echo") ?? false)
+        {
+            Lora = Lora(body),
+        };
     }
 
     private static void CheckN(JsonFields f)

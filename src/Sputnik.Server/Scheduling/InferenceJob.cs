@@ -19,6 +19,8 @@ internal sealed class InferenceJob
     }
 
     public int[] Prompt { get; }
+    /// <summary>The LoRA adapters and scales this request runs with (the server's global ones unless it named its own).</summary>
+    public Sputnik.Models.LoraSet Adapters { get; init; } = Sputnik.Models.LoraSet.None;
     public GenerationOptions Options { get; }
     public CancellationToken Cancellation { get; }
     /// <summary>-1: no logprobs; 0..20: the sampled token's logprob plus that many alternatives.</summary>

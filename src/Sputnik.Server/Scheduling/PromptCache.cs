@@ -63,6 +63,11 @@ internal sealed class PromptCache
     private sealed class Entry(int[] tokens)
     {
         public int[] Tokens { get; } = tokens;
+        /// <summary>
+        /// The LoRA adapters the rows were computed under: a prompt under other adapters never reuses them. Only entries
+        /// of the base model go to disk (adapter ids are this run's), so one read back from disk has none.
+        /// </summary>
+        public LoraSet Adapters { get; init; } = LoraSet.None;
         /// <summary>Per plane, the stored rows of every token; null while only on disk.</summary>
         public byte[][]? Planes { get; set; }
         public string? File { get; set; }
@@ -77,27 +82,29 @@ internal sealed class PromptCache
         int n = Math.Min(slot.History.Count, slot.State.Position);
         if (n < MinTokens) return;
         var tokens = CollectionsMarshal.AsSpan(slot.History)[..n].ToArray();
+        var adapters = slot.State.Adapters;
         foreach (var e in _entries)
-            if (e.Tokens.Length >= n && e.Tokens.AsSpan(0, n).SequenceEqual(tokens)) { e.LastUsed = ++_clock; return; }
+            if (e.Adapters.Key == adapters.Key && e.Tokens.Length >= n && e.Tokens.AsSpan(0, n).SequenceEqual(tokens)) { e.LastUsed = ++_clock; return; }
         // Entries that are a prefix of this one are superseded.
-        _entries.RemoveAll(e => e.Tokens.Length < n && tokens.AsSpan(0, e.Tokens.Length).SequenceEqual(e.Tokens) && Drop(e));
+        _entries.RemoveAll(e => e.Adapters.Key == adapters.Key && e.Tokens.Length < n && tokens.AsSpan(0, e.Tokens.Length).SequenceEqual(e.Tokens) && Drop(e));
         var rows = Rows(slot);
-        var entry = new Entry(tokens) { Planes = new byte[_planes][], LastUsed = ++_clock };
+        var entry = new Entry(tokens) { Planes = new byte[_planes][], LastUsed = ++_clock, Adapters = adapters };
         for (int p = 0; p < _planes; p++) entry.Planes[p] = rows.Rows(p, 0, n).ToArray();
         if (entry.Bytes > _maxBytes && _dir == null) return;
         _entries.Add(entry);
         _bytes += entry.Bytes;
-        if (_dir != null) Write(entry);
+        if (_dir != null && adapters.IsEmpty) Write(entry);
         Trim();
     }
 
-    /// <summary>The entry sharing the longest prefix with the prompt, if longer than <paramref name="atLeast"/>.</summary>
-    public int BestPrefix(int[] prompt, int atLeast, out object? handle)
+    /// <summary>The entry computed under <paramref name="adapters"/> sharing the longest prefix with the prompt, if longer than <paramref name="atLeast"/>.</summary>
+    public int BestPrefix(int[] prompt, int atLeast, LoraSet adapters, out object? handle)
     {
         handle = null;
         int best = atLeast;
         foreach (var e in _entries)
         {
+            if (e.Adapters.Key != adapters.Key) continue;
             int n = Math.Min(e.Tokens.Length, prompt.Length - 1); // the last prompt token is always recomputed
             int i = 0;
             while (i < n && e.Tokens[i] == prompt[i]) i++;
@@ -121,6 +128,7 @@ internal sealed class PromptCache
         }
         var rows = Rows(slot);
         slot.Reset();
+        slot.State.Adapters = e.Adapters;
         for (int p = 0; p < _planes; p++) planes[p].AsSpan(0, length * _rowBytes).CopyTo(rows.Rows(p, 0, length));
         slot.State.Cache.Length = length;
         slot.History.AddRange(e.Tokens.AsSpan(0, length));

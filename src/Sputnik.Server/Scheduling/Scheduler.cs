@@ -177,10 +177,13 @@ internal sealed class Scheduler : IDisposable
                 }
                 else
                 {
-                    var slot = PickSlot(job.Prompt);
+                    var slot = PickSlot(job);
                     if (slot == null) break;
                     _queue.Remove(node);
-                    if (!Guard(() => UseCache(slot, job.Prompt))) slot.Reset(); // the slot may hold half a restore
+                    if (!Guard(() => UseCache(slot, job))) slot.Reset(); // the slot may hold half a restore
+                    // What the slot holds was computed under its adapters: under others it is another prefix.
+                    if (slot.State.Adapters.Key != job.Adapters.Key) slot.Reset();
+                    slot.State.Adapters = job.Adapters;
                     Start(job, slot);
                 }
                 node = next;
@@ -193,7 +196,7 @@ internal sealed class Scheduler : IDisposable
     /// least half of what the slot holds (so a new conversation that merely shares a template header does not evict
     /// a long cached one); otherwise an empty slot, otherwise the least recently used.
     /// </summary>
-    private Slot? PickSlot(int[] prompt)
+    private Slot? PickSlot(InferenceJob job)
     {
         Slot? best = null;
         int bestPrefix = 0;
@@ -201,7 +204,7 @@ internal sealed class Scheduler : IDisposable
         foreach (var s in _slots)
         {
             if (!s.IsIdle) continue;
-            int p = s.SharedPrefix(prompt);
+            int p = s.SharedPrefix(job.Prompt, job.Adapters);
             if (p > 0 && p * 2 >= Math.Min(s.History.Count, s.State.Position) && p > bestPrefix)
             {
                 best = s;
@@ -219,12 +222,13 @@ internal sealed class Scheduler : IDisposable
     /// Before a slot is reused: snapshot what it holds if the new prompt would overwrite part of it, and copy in a
     /// cached prefix that is longer than what the slot already shares with the prompt.
     /// </summary>
-    private void UseCache(Slot slot, int[] prompt)
+    private void UseCache(Slot slot, InferenceJob job)
     {
         if (_cache == null) return;
-        int shared = slot.SharedPrefix(prompt);
+        int[] prompt = job.Prompt;
+        int shared = slot.SharedPrefix(prompt, job.Adapters);
         int held = Math.Min(slot.History.Count, slot.State.Position);
-        int fromCache = _cache.BestPrefix(prompt, shared, out var entry);
+        int fromCache = _cache.BestPrefix(prompt, shared, job.Adapters, out var entry);
         if (shared < held) _cache.Save(slot);
         if (entry != null && !_cache.Restore(entry, slot, fromCache)) slot.Reset();
     }

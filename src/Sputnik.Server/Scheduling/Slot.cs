@@ -17,9 +17,13 @@ internal sealed class Slot(int id, InferenceState state)
     public ActiveSequence? Active { get; set; }
     public bool IsIdle => Active == null;
 
-    /// <summary>Leading tokens of <paramref name="prompt"/> already cached here (and restorable: a recurrent state resumes only at a checkpoint).</summary>
-    public int SharedPrefix(int[] prompt)
+    /// <summary>
+    /// Leading tokens of <paramref name="prompt"/> already cached here (and restorable: a recurrent state resumes only at
+    /// a checkpoint); none when the cache was computed under other LoRA adapters than <paramref name="adapters"/>.
+    /// </summary>
+    public int SharedPrefix(int[] prompt, LoraSet adapters)
     {
+        if (State.Adapters.Key != adapters.Key) return 0;
         int n = Math.Min(Math.Min(History.Count, State.Position), prompt.Length);
         int i = 0;
         while (i < n && History[i] == prompt[i]) i++;

@@ -97,7 +97,7 @@ internal abstract partial class DecoderModel
         for (int i = 0; i < rows.Length; i++)
         {
             var part = new GgufTensorInfo($"{name}[{start}:{start + rows[i]}]", [cols, rows[i]], info.Type, info.Offset + start * rowBytes, rows[i] * rowBytes);
-            parts[i] = new WeightMatrix(File, part);
+            parts[i] = Adaptable(new WeightMatrix(File, part), name, (int)start);
             _maxInputBytes = Math.Max(_maxInputBytes, parts[i].InputBytes);
             start += rows[i];
         }
@@ -124,11 +124,15 @@ internal abstract partial class DecoderModel
         return new MoeWeights
         {
             Router = Matrix(TensorNames.Weight(l, TensorNames.FfnGateInp), c.Dim, e),
-            Gate = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.FfnGateExps), c.Dim, eff, e),
-            Up = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.FfnUpExps), c.Dim, eff, e),
-            Down = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.FfnDownExps), eff, c.Dim, e),
+            Gate = Experts(TensorNames.Weight(l, TensorNames.FfnGateExps), c.Dim, eff, e),
+            Up = Experts(TensorNames.Weight(l, TensorNames.FfnUpExps), c.Dim, eff, e),
+            Down = Experts(TensorNames.Weight(l, TensorNames.FfnDownExps), eff, c.Dim, e),
         };
     }
+
+    /// <summary>The slices of a 3-D expert stack, adapters may target.</summary>
+    protected WeightMatrix[] Experts(string name, int cols, int rows, int count) =>
+        AdaptableExperts(TensorSlices.Split3D(File, name, cols, rows, count), name);
 
     /// <summary>Xb = RMSNorm(X) · weight, row by row.</summary>
     protected void NormRows(DecoderState w, int n, float[] weight) => RmsNormRows(w, n, weight);
@@ -280,7 +284,7 @@ internal abstract partial class DecoderModel
         }
         // Reads Xb (gathered per expert first), then overwrites it with the weighted expert outputs.
         s.Batch.RunMoe(m.Gate, m.Up, m.Down, s.Experts.AsSpan(0, n * k), s.Weights.AsSpan(0, n * k), k,
-            null, null, null, w.Xb, n, w.Xb, biases: m.Biases);
+            null, null, null, w.Xb, n, w.Xb, LoraRowsOf(w), biases: m.Biases);
         w.ActSource = null;
     }
 

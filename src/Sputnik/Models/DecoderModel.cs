@@ -56,7 +56,7 @@ internal abstract partial class DecoderModel : LanguageModel
             throw new GgufFormatException($"tensor '{name}' has shape [{string.Join(", ", info.Dims)}], expected [{cols}, {rows}]");
         var m = new WeightMatrix(File, info, mayInterleave);
         _maxInputBytes = Math.Max(_maxInputBytes, m.InputBytes);
-        return m;
+        return Adaptable(m, name);
     }
 
     /// <summary>A 1-D weight (a norm or a bias) as floats.</summary>
@@ -283,7 +283,15 @@ internal abstract partial class DecoderModel : LanguageModel
         s.MmTokens = n;
         Pool.For(w.Rows, s.MmBody!, minPerThread: MinRowsPerThread(w, n));
         if (ReferenceEquals(y, s.ActSource)) s.ActSource = null;
+        if (w.Lora != null) AddLora(s, w, x, n, y);
     }
+
+    /// <summary>The attached adapters' low-rank deltas of y = W·x, each row with its own sequence's adapters.</summary>
+    private void AddLora(DecoderState s, WeightMatrix w, float[] x, int n, float[] y) =>
+        (s.LoraJob ??= new LoraJob(Pool)).Add(w, LoraRowsOf(s), x, 0, w.Cols, y, 0, w.Rows, n);
+
+    /// <summary>Whose adapters each row of a batch uses: its own sequence's in a multi-sequence step, else the state's.</summary>
+    private protected static LoraRows LoraRowsOf(DecoderState s) => new(s, s.Seqs);
 
     /// <summary>
     /// Products of one input with two or three matrices (Q/K/V, gate/up) in a single pool hand-off over their
@@ -312,6 +320,9 @@ internal abstract partial class DecoderModel : LanguageModel
         s.MmTokens = n;
         int rows = w0.Rows + w1.Rows + (w2?.Rows ?? 0);
         Pool.For(rows, s.SharedBody!, minPerThread: MinRowsPerThread(w0, n));
+        if (w0.Lora != null) AddLora(s, w0, x, n, y0);
+        if (w1.Lora != null) AddLora(s, w1, x, n, y1);
+        if (w2?.Lora != null) AddLora(s, w2, x, n, y2!);
     }
 
     private static bool SameInput(WeightMatrix a, WeightMatrix b) =>

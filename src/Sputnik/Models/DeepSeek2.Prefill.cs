@@ -109,12 +109,13 @@ internal sealed partial class DeepSeek2
             Pool.For(n * c.Heads, b.AttnBody);
 
             b.Mm.Run(L.Wo, b.AttnOut, n, b.Xb);
+            if (L.Wo.Lora != null) LoraJobOf(s).Add(L.Wo, new LoraRows(s, null), b.AttnOut, 0, L.Wo.Cols, b.Xb, 0, L.Wo.Rows, n);
             TensorPrimitives.Add(x, b.Xb.AsSpan(0, n * dim), x);
 
             NormRows(b, b.X, L.FfnNorm, n);
             if (L.Router == null)
             {
-                b.Ffn.RunDense(L.Gate!, L.Up!, L.Down!, b.Xb, n, b.FfnOut);
+                b.Ffn.RunDense(L.Gate!, L.Up!, L.Down!, b.Xb, n, b.FfnOut, new LoraRows(s, null));
             }
             else
             {
@@ -127,7 +128,7 @@ internal sealed partial class DeepSeek2
                     MoeStats?.Record(l, experts);
                 }
                 b.Ffn.RunMoe(L.GateExps!, L.UpExps!, L.DownExps!, b.RouteExperts, b.RouteWeights, k,
-                    L.GateShared, L.UpShared, L.DownShared, b.Xb, n, b.FfnOut);
+                    L.GateShared, L.UpShared, L.DownShared, b.Xb, n, b.FfnOut, new LoraRows(s, null));
             }
             TensorPrimitives.Add(x, b.FfnOut.AsSpan(0, n * dim), x);
         }

@@ -140,9 +140,9 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         }
         L.Router = Matrix(TensorNames.Weight(l, TensorNames.FfnGateInp), c.Dim, c.ExpertCount);
         L.RouterBias = File.FindTensor(TensorNames.Bias(l, TensorNames.ExpProbsB)) is { } b ? Vector(b.Name, c.ExpertCount) : null;
-        L.GateExps = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.FfnGateExps), c.Dim, c.ExpertFfnDim, c.ExpertCount);
-        L.UpExps = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.FfnUpExps), c.Dim, c.ExpertFfnDim, c.ExpertCount);
-        L.DownExps = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.FfnDownExps), c.ExpertFfnDim, c.Dim, c.ExpertCount);
+        L.GateExps = Experts(TensorNames.Weight(l, TensorNames.FfnGateExps), c.Dim, c.ExpertFfnDim, c.ExpertCount);
+        L.UpExps = Experts(TensorNames.Weight(l, TensorNames.FfnUpExps), c.Dim, c.ExpertFfnDim, c.ExpertCount);
+        L.DownExps = Experts(TensorNames.Weight(l, TensorNames.FfnDownExps), c.ExpertFfnDim, c.Dim, c.ExpertCount);
         if (File.FindTensor(TensorNames.Weight(l, TensorNames.FfnGateShexp)) is { } sh)
         {
             int shared = (int)sh.Rows;
@@ -158,8 +158,12 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         var info = File.GetTensor(name);
         if (info.Columns != cols || info.Rows != rows)
             throw new GgufFormatException($"tensor '{name}' has shape [{string.Join(", ", info.Dims)}], expected [{cols}, {rows}]");
-        return new WeightMatrix(File, info, mayInterleave);
+        return Adaptable(new WeightMatrix(File, info, mayInterleave), name);
     }
+
+    /// <summary>The slices of a routed-expert stack, adapters may target.</summary>
+    private WeightMatrix[] Experts(string name, int cols, int rows, int count) =>
+        AdaptableExperts(TensorSlices.Split3D(File, name, cols, rows, count), name);
 
     private float[] Vector(string name, int length) => Matrix(name, length, 1).ToFloatVector();
 
@@ -428,11 +432,23 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         int total = s.SStart[s.Slots];
         s.GateUpBody ??= (r0, r1) => GateUpRows(s, r0, r1);
         Pool.For(2 * total, s.GateUpBody, minPerThread: Math.Max(1, 32768 / dim));
+        // x is Xb's first dim floats (the normed row); the adapters' deltas go in before the activation.
+        var lora = new LoraRows(s, null);
+        bool adapted = lora.Any;
+        if (adapted)
+            for (int j = 0; j < s.Slots; j++)
+            {
+                LoraJobOf(s).Add(s.SGate[j], lora, s.Xb, 0, dim, s.G, s.SStart[j], 0, 1);
+                LoraJobOf(s).Add(s.SUp[j], lora, s.Xb, 0, dim, s.U, s.SStart[j], 0, 1);
+            }
         Ops.SwiGlu(s.G.AsSpan(0, total), s.U.AsSpan(0, total));
         for (int j = 0; j < s.Slots; j++)
             s.SDown[j].PrepareInput(s.G.AsSpan(s.SStart[j], s.SGate[j].Rows), s.InDown[j]);
         s.DownBody ??= (r0, r1) => DownRows(s, r0, r1);
         Pool.For(s.Slots * dim, s.DownBody, minPerThread: Math.Max(1, 32768 / Math.Max(1, total / s.Slots)));
+        if (adapted)
+            for (int j = 0; j < s.Slots; j++)
+                LoraJobOf(s).Add(s.SDown[j], lora, s.G, s.SStart[j], 0, s.DOut, j * dim, 0, 1);
         x.Clear();
         for (int j = 0; j < s.Slots; j++) TensorPrimitives.MultiplyAdd(s.DOut.AsSpan(j * dim, dim), s.SWeight[j], x, x);
     }
@@ -472,5 +488,8 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         s.MvBody ??= (r0, r1) => s.MvW!.MatVecRows(s.MvInput, s.MvY, r0, r1);
         // Small matrices are cheaper on one thread than the hand-off to workers.
         Pool.For(w.Rows, s.MvBody, minPerThread: Math.Max(1, 32768 / Math.Max(1, w.Cols)));
+        if (w.Lora != null) LoraJobOf(s).Add(w, new LoraRows(s, null), x, 0, w.Cols, y, 0, w.Rows, 1);
     }
+
+    private LoraJob LoraJobOf(State s) => s.LoraJob ??= new LoraJob(Pool);
 }

@@ -28,6 +28,9 @@ internal sealed class ExpertBatch
     // The routed experts' biases and clamped SwiGLU of the current call (gpt-oss); null / false otherwise.
     private ExpertBiases? _biases;
     private long _hTotal;
+    // The adapters of each token of the current call, and the low-rank path's job.
+    private LoraRows _lora;
+    private readonly LoraJob _loraJob;
 
     // Per gathered row: slot, source token, weight.
     private int[] _slotOf = [], _tokenOf = [];
@@ -62,15 +65,17 @@ internal sealed class ExpertBatch
         };
         _prepDownBody = PrepareDown;
         _downBody = DownRows;
+        _loraJob = new LoraJob(pool);
     }
 
-    /// <summary>A dense SwiGLU over the n rows of x (n × dim) into output (n × dim).</summary>
-    public void RunDense(WeightMatrix gate, WeightMatrix up, WeightMatrix down, float[] x, int n, float[] output)
+    /// <summary>A dense SwiGLU over the n rows of x (n × dim) into output (n × dim); token t runs with <paramref name="lora"/>'s adapters of row t.</summary>
+    public void RunDense(WeightMatrix gate, WeightMatrix up, WeightMatrix down, float[] x, int n, float[] output, LoraRows lora)
     {
         Reserve(n);
         _slots = 0;
         _rows = 0;
         _biases = null;
+        _lora = lora;
         AddAllTokensSlot(gate, up, down, n);
         Execute(x, n, output);
     }
@@ -79,14 +84,15 @@ internal sealed class ExpertBatch
     /// Routed experts (token t sends to experts[t·k + j] with weight weights[t·k + j]) plus, when given, the shared
     /// expert over every token, weighted by <paramref name="sharedWeights"/> when given (qwen35moe's gate), else 1;
     /// x and output are n × dim. <paramref name="biases"/> (gpt-oss) adds each routed expert's gate/up/down biases
-    /// and replaces SiLU by the clamped SwiGLU.
+    /// and replaces SiLU by the clamped SwiGLU. Token t runs with <paramref name="lora"/>'s adapters of row t.
     /// </summary>
     public void RunMoe(WeightMatrix[] gateExps, WeightMatrix[] upExps, WeightMatrix[] downExps, ReadOnlySpan<int> experts,
         ReadOnlySpan<float> weights, int k, WeightMatrix? gateShared, WeightMatrix? upShared, WeightMatrix? downShared,
-        float[] x, int n, float[] output, ReadOnlySpan<float> sharedWeights = default, ExpertBiases? biases = null)
+        float[] x, int n, float[] output, LoraRows lora, ReadOnlySpan<float> sharedWeights = default, ExpertBiases? biases = null)
     {
         int e = gateExps.Length;
         _biases = biases;
+        _lora = lora;
         Reserve(n * k + n);
         if (_perExpert.Length < e) { _perExpert = new int[e]; _cursor = new int[e]; }
         var per = _perExpert.AsSpan(0, e);
@@ -177,9 +183,13 @@ internal sealed class ExpertBatch
         for (int r = 0; r < _rows; r++) x.AsSpan(_tokenOf[r] * dim, dim).CopyTo(_in.AsSpan(r * dim, dim));
         _pool.For(_rows, _prepGateUpBody, minPerThread: Math.Max(1, 16384 / dim));
         _pool.For(_guStart[_slots], _gateUpBody, minPerThread: Math.Max(1, 32768 / (dim * Math.Max(1, _rows / _slots))));
+        bool lora = _lora.Any;
+        if (lora) AddLora(gateUp: true);
         _pool.For((int)_hTotal, _swiGluBody, minPerThread: 1 << 15);
         _pool.For(_rows, _prepDownBody, minPerThread: 4);
         _pool.For(_downStart[_slots], _downBody, minPerThread: Math.Max(1, 32768 / Math.Max(1, (int)(_hTotal / Math.Max(1, _slots)))));
+        if (lora) AddLora(gateUp: false);
+        _lora = default;
 
         // Scatter-add, weighted, back to each row's token (sequential: a few MACs per output element).
         var outAll = output.AsSpan(0, n * dim);
@@ -188,6 +198,25 @@ internal sealed class ExpertBatch
         {
             var dst = outAll.Slice(_tokenOf[r] * dim, dim);
             TensorPrimitives.MultiplyAdd(_out.AsSpan(r * dim, dim), _weightOf[r], dst, dst);
+        }
+    }
+
+    /// <summary>
+    /// The adapters' deltas of every slot's gate and up products (before the activation), or of its down product
+    /// (before the weighted scatter), each gathered row with the adapters of the token it came from.
+    /// </summary>
+    private void AddLora(bool gateUp)
+    {
+        int dim = _dim;
+        for (int j = 0; j < _slots; j++)
+        {
+            int c = _count[j], rows = _gate[j].Rows, h = (int)_hOff[j], first = _rowStart[j];
+            if (gateUp)
+            {
+                _loraJob.Add(_gate[j], _lora, _in, first * dim, dim, _h1, h, rows, c, _tokenOf, first);
+                _loraJob.Add(_up[j], _lora, _in, first * dim, dim, _h3, h, rows, c, _tokenOf, first);
+            }
+            else _loraJob.Add(_down[j], _lora, _h1, h, rows, _out, first * dim, dim, c, _tokenOf, first);
         }
     }
 

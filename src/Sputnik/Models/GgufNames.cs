@@ -80,6 +80,12 @@ internal static class TensorNames
     /// <summary>The shared expert's scalar gate per token (qwen35moe), a vector of the width.</summary>
     public const string FfnGateInpShexp = "ffn_gate_inp_shexp";
 
+    // ---- LoRA adapters (llama.cpp's convert_lora_to_gguf.py, src/llama-adapter.cpp) ----
+    /// <summary>An adapter's down-projection of a base weight, "&lt;base tensor name&gt;.lora_a", ggml dims [n_in, rank(, n_expert)].</summary>
+    public const string LoraASuffix = ".lora_a";
+    /// <summary>An adapter's up-projection of a base weight, "&lt;base tensor name&gt;.lora_b", ggml dims [rank, n_out(, n_expert)].</summary>
+    public const string LoraBSuffix = ".lora_b";
+
     /// <summary>"blk.{layer}.{name}" for the tensors llama.cpp names without a suffix (ssm_a).</summary>
     public static string Bare(int layer, string name) => $"{BlockPrefix}{layer}.{name}";
 
@@ -137,6 +143,15 @@ internal static class GgufKeys
     public const string GeneralFileType = "general.file_type";
     public const string GeneralQuantizationVersion = "general.quantization_version";
     public const string ChatTemplate = "tokenizer.chat_template";
+
+    // ---- adapters (gguf-py Keys.Adapter) ----
+    /// <summary>general.type of an adapter file (a model has "model" or none).</summary>
+    public const string GeneralTypeAdapter = "adapter";
+    public const string AdapterType = "adapter.type";
+    /// <summary>adapter.type of a LoRA adapter.</summary>
+    public const string AdapterTypeLora = "lora";
+    /// <summary>The LoRA alpha (F32): the delta is scale·alpha/rank·B·A, or scale·B·A when alpha is 0 or absent.</summary>
+    public const string AdapterLoraAlpha = "adapter.lora.alpha";
 
     // ---- tokenizer.ggml.* (read and written by TokenizerData) ----
     public const string TokenizerPrefix = "tokenizer.ggml.";

@@ -175,6 +175,56 @@ internal abstract class LanguageModel : IDisposable
 
     public virtual long ParameterCount => File.Tensors.Sum(t => t.ElementCount);
 
+    private readonly List<AdaptableWeight> _adaptable = [];
+    private readonly List<LoraAdapter> _adapters = [];
+
+    /// <summary>The attached LoRA adapters; an adapter's id is its index here.</summary>
+    public IReadOnlyList<LoraAdapter> Adapters => _adapters;
+
+    /// <summary>Records a matrix whose products apply adapters (every product site adds the low-rank path for it).</summary>
+    protected WeightMatrix Adaptable(WeightMatrix m, string baseName, int rowStart = 0)
+    {
+        _adaptable.Add(new(m, baseName, -1, rowStart));
+        return m;
+    }
+
+    /// <summary>Records the slices of a 3-D expert stack (slice e is expert e of <paramref name="baseName"/>).</summary>
+    protected WeightMatrix[] AdaptableExperts(WeightMatrix[] experts, string baseName)
+    {
+        for (int e = 0; e < experts.Length; e++) _adaptable.Add(new(experts[e], baseName, e, 0));
+        return experts;
+    }
+
+    /// <summary>
+    /// Attaches an adapter read for this model (<see cref="LoraAdapter.Load(string, GgufFile)"/>) and returns its id; it
+    /// applies to the sequences whose <see cref="InferenceState.Adapters"/> name that id with a non-zero scale. Attach
+    /// before running sequences: the matrices' factor tables are not swapped under a running forward.
+    /// </summary>
+    public int AttachAdapter(LoraAdapter adapter)
+    {
+        if (adapter.Architecture != Config.Architecture)
+            throw new InvalidDataException($"LoRA adapter {Path.GetFileName(adapter.Path)}: made for architecture '{adapter.Architecture}' but the model is '{Config.Architecture}'");
+        int id = _adapters.Count;
+        var targets = new List<(AdaptableWeight Weight, LoraFactors Factors)>();
+        foreach (var pair in adapter.Pairs)
+        {
+            int before = targets.Count;
+            foreach (var w in _adaptable)
+                if (w.BaseName == pair.BaseName) targets.Add((w, LoraAttach.Factors(adapter, pair, w)));
+            if (targets.Count == before)
+                throw new InvalidDataException($"LoRA adapter {Path.GetFileName(adapter.Path)}: adapts '{pair.BaseName}', which this {Config.Architecture} model does not use as a projection (a tied output head?)");
+        }
+        foreach (var (w, factors) in targets)
+        {
+            var table = w.Matrix.Lora ?? [];
+            if (table.Length <= id) Array.Resize(ref table, id + 1);
+            table[id] = factors;
+            w.Matrix.Lora = table;
+        }
+        _adapters.Add(adapter);
+        return id;
+    }
+
     public void Dispose()
     {
         Pool.Dispose();
@@ -188,6 +238,16 @@ internal class InferenceState(KvCache cache, int vocab)
 {
     public KvCache Cache { get; } = cache;
     public float[] Logits { get; } = new float[vocab];
+
+    /// <summary>
+    /// The attached LoRA adapters (ids of <see cref="LanguageModel.Adapters"/>) and scales this sequence runs with; a
+    /// batch applies each row's own. Changing it invalidates what the cache holds (callers truncate: the prompt cache
+    /// keys its entries by <see cref="LoraSet.Key"/>).
+    /// </summary>
+    public LoraSet Adapters { get; set; } = LoraSet.None;
+
+    /// <summary>The low-rank path's job for this state's products, created by the first product that needs it.</summary>
+    internal LoraJob? LoraJob;
 
     /// <summary>Positions already in the cache.</summary>
     public int Position => Cache.Length;

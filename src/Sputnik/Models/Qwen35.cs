@@ -417,7 +417,7 @@ internal sealed class Qwen35Decoder : DecoderModel
             dn.SharedWeights[i] = 1f / (1f + MathF.Exp(-g));
         }
         s.Batch.RunMoe(m.Gate, m.Up, m.Down, s.Experts.AsSpan(0, n * k), s.Weights.AsSpan(0, n * k), k,
-            shared.Gate, shared.Up, shared.Down, w.Xb, n, w.Xb, dn.SharedWeights.AsSpan(0, n));
+            shared.Gate, shared.Up, shared.Down, w.Xb, n, w.Xb, LoraRowsOf(w), dn.SharedWeights.AsSpan(0, n));
         w.ActSource = null;
     }
 }

@@ -23,6 +23,12 @@ internal sealed unsafe partial class WeightMatrix
     public int Cols { get; }
     public int RowBytes { get; }
 
+    /// <summary>
+    /// Factors of the attached LoRA adapters that target this matrix, indexed by adapter id (null where one does not):
+    /// the products add their low-rank deltas after the base product (<see cref="LoraJob"/>). Null with no adapter.
+    /// </summary>
+    public LoraFactors?[]? Lora { get; set; }
+
     /// <param name="file">The model file.</param>
     /// <param name="info">The tensor (or a row range of one).</param>
     /// <param name="mayInterleave">False keeps the rows in the mapping whatever the type (MoE experts: mapped pages are

@@ -22,8 +22,12 @@ internal static class GgufQuantizer
     /// <summary>ggml's GGML_QNT_VERSION, which llama-quantize writes as general.quantization_version.</summary>
     public const uint QuantizationVersion = 2;
 
-    public static unsafe QuantizeResult Quantize(string inputPath, string outputPath, FileType fileType, int threads = 0,
-        Action<ToolProgress>? progress = null, GgufSplitLimits? split = null)
+    /// <summary>
+    /// A null <paramref name="fileType"/> keeps every tensor's type (export --merge without --type); <paramref name="merge"/>
+    /// folds a LoRA adapter into the weights it adapts (their rows decoded, the delta added, re-encoded).
+    /// </summary>
+    public static unsafe QuantizeResult Quantize(string inputPath, string outputPath, FileType? fileType, int threads = 0,
+        Action<ToolProgress>? progress = null, GgufSplitLimits? split = null, LoraMerge? merge = null)
     {
         if (threads <= 0) threads = Environment.ProcessorCount;
         split?.Validate();
@@ -38,17 +42,21 @@ internal static class GgufQuantizer
                 throw new ArgumentException($"output '{outputPath}' would overwrite the input file {input}; choose another output path");
         bool hasOutput = src.FindTensor(TensorNames.Weight(TensorNames.Output)) != null;
         int layers = CountLayers(src);
-        var mix = new QuantMix(fileType, layers, hasOutput);
+        var mix = fileType is { } ft ? new QuantMix(ft, layers, hasOutput) : null;
+        merge?.Bind(src);
 
         var writer = new GgufWriter();
         writer.CopyMetadata(src);
-        writer.Set(GgufKeys.GeneralFileType, (uint)fileType);
-        if (QuantMix.IsQuantized(QuantMix.DefaultType(fileType))) writer.Set(GgufKeys.GeneralQuantizationVersion, QuantizationVersion);
+        if (fileType is { } target)
+        {
+            writer.Set(GgufKeys.GeneralFileType, (uint)target);
+            if (QuantMix.IsQuantized(QuantMix.DefaultType(target))) writer.Set(GgufKeys.GeneralQuantizationVersion, QuantizationVersion);
+        }
 
-        var plan = src.Tensors.Select(t => (Info: t, Type: mix.Choose(t.Name, t.Dims, t.Type))).ToArray();
+        var plan = src.Tensors.Select(t => (Info: t, Type: mix?.Choose(t.Name, t.Dims, t.Type) ?? t.Type)).ToArray();
         foreach (var (t, type) in plan)
         {
-            if (type == t.Type) continue;
+            if (type == t.Type && merge?.Adapts(t.Name) != true) continue;
             if (!Dequant.IsSupported(t.Type))
                 throw new NotSupportedException($"tensor '{t.Name}' is {t.Type}, which Sputnik cannot decode");
             if (!Quant.IsSupported(type))
@@ -69,12 +77,13 @@ internal static class GgufQuantizer
             writer.AddTensor(info.Name, type, info.Dims, output =>
             {
                 progress?.Invoke(new ToolProgress(info.Name, index, plan.Length, done, total));
-                if (type == info.Type)
+                var delta = merge?.DeltaOf(info.Name);
+                if (type == info.Type && delta == null)
                 {
                     TensorStreams.CopyRaw(output, src.DataPointer(info), info.ByteSize, Written);
                     return;
                 }
-                Requantize(src, info, type, threads, output, Written);
+                Requantize(src, info, type, threads, output, Written, delta);
             });
         }
         IReadOnlyList<string> written;
@@ -85,7 +94,8 @@ internal static class GgufQuantizer
         }
         else written = writer.WriteSplit(outputPath, split);
         var counts = plan.GroupBy(p => p.Type).ToDictionary(g => g.Key, g => g.Count());
-        return new QuantizeResult(fileType, src.TotalFileSize, written.Sum(p => new FileInfo(p).Length), counts, written);
+        src.TryGetUInt32(GgufKeys.GeneralFileType, out uint sourceType);
+        return new QuantizeResult(fileType ?? (FileType)sourceType, src.TotalFileSize, written.Sum(p => new FileInfo(p).Length), counts, written);
     }
 
     /// <summary>Whether <paramref name="path"/> is named like a shard of a split set with this prefix (any shard number and count).</summary>
@@ -95,7 +105,8 @@ internal static class GgufQuantizer
             && shardPrefix == Path.GetFullPath(prefix);
     }
 
-    private static unsafe void Requantize(GgufFile src, GgufTensorInfo info, GgmlType type, int threads, Stream output, Action<long> written)
+    private static unsafe void Requantize(GgufFile src, GgufTensorInfo info, GgmlType type, int threads, Stream output, Action<long> written,
+        RowDelta? delta = null)
     {
         long cols = info.Columns;
         long srcRowBytes = GgmlTypeInfo.RowBytes(info.Type, cols);
@@ -106,6 +117,7 @@ internal static class GgufQuantizer
         {
             var x = scratch.Value!;
             Dequant.Row(info.Type, new ReadOnlySpan<byte>(basePtr + row * srcRowBytes, (int)srcRowBytes), x);
+            delta?.Invoke(row, x);
             Quant.Row(type, x, dst);
         }, written);
     }
@@ -135,5 +147,42 @@ internal static class GgufQuantizer
         {
         }
         return false;
+    }
+}
+
+/// <summary>Changes one decoded row of a tensor before it is re-encoded.</summary>
+internal delegate void RowDelta(long row, Span<float> values);
+
+/// <summary>
+/// `export --merge`: a LoRA adapter folded into its base's weights, W' = W + scale·alpha/rank·B·A, one output row at a
+/// time (row o of expert e gains Σ_k B[e][o, k]·A[e][k, :]) while the quantizer decodes and re-encodes the tensor.
+/// </summary>
+internal sealed class LoraMerge(string adapterPath, float scale)
+{
+    private Dictionary<string, LoraPair> _pairs = [];
+    private LoraAdapter? _adapter;
+
+    /// <summary>Reads the adapter against the base being written (its checks: architecture, tensors, shapes).</summary>
+    public void Bind(GgufFile baseModel)
+    {
+        _adapter = LoraAdapter.Load(adapterPath, baseModel);
+        _pairs = _adapter.Pairs.ToDictionary(p => p.BaseName);
+    }
+
+    public bool Adapts(string tensor) => _pairs.ContainsKey(tensor);
+
+    /// <summary>Adds the delta of one row of <paramref name="tensor"/> to its decoded values; null for a tensor the adapter does not touch.</summary>
+    public RowDelta? DeltaOf(string tensor)
+    {
+        if (!_pairs.TryGetValue(tensor, out var pair)) return null;
+        float s = _adapter!.EffectiveScale(pair, scale);
+        return (row, x) =>
+        {
+            int expert = (int)(row / pair.Outputs), o = (int)(row % pair.Outputs);
+            var a = pair.AOf(expert);
+            var b = pair.BOf(expert).Slice(o * pair.Rank, pair.Rank);
+            for (int k = 0; k < pair.Rank; k++)
+                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(a.Slice(k * pair.Inputs, pair.Inputs), s * b[k], x, x);
+        };
     }
 }

@@ -153,9 +153,9 @@ public sealed class PromptCacheFaultTests : IDisposable
         string dir = Path.Combine(_dir, "capped");
         long cap = fileBytes * 5 / 2; // room for two files
         var cache = new PromptCache(0, dir, cap, "id", slot.State.Rows!);
-        bool Has(int seed) => cache.BestPrefix([.. Tokens(seed), 0], 0, out _) > 0;
+        bool Has(int seed) => cache.BestPrefix([.. Tokens(seed), 0], 0, Sputnik.Models.LoraSet.None, out _) > 0;
         foreach (int seed in new[] { 1, 2 }) { Fill(seed); cache.Save(slot); }
-        Assert.True(cache.BestPrefix([.. Tokens(1), 0], 0, out var one) > 0);
+        Assert.True(cache.BestPrefix([.. Tokens(1), 0], 0, Sputnik.Models.LoraSet.None, out var one) > 0);
         Fill(9);
         Assert.True(cache.Restore(one!, slot, 20)); // entry 1 is now more recent than entry 2
         Fill(3);
