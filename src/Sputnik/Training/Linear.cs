@@ -24,7 +24,7 @@ internal sealed unsafe class Linear
     /// <summary>Frozen bias added to every output row (qwen2's q/k/v), or null.</summary>
     public float[]? Bias { get; set; }
     /// <summary>The trainable low-rank update on this matrix, or null.</summary>
-    public LoraPair? Lora { get; set; }
+    public LoraDelta? Lora { get; set; }
 
     private readonly ParameterBuffer? _p;
     private readonly WeightMatrix? _file;
@@ -124,7 +124,7 @@ internal sealed unsafe class Linear
 /// lora_a (ggml dims [In, r]) and lora_b ([r, Out]), scale = alpha / r. A and B live in the adapter's own
 /// <see cref="ParameterBuffer"/> (F32, with their AdamW state); B starts at 0, so a new adapter leaves the base exact.
 /// </summary>
-internal sealed class LoraPair(ParameterBuffer p, ParamSlice a, ParamSlice b, int rank, float scale)
+internal sealed class LoraDelta(ParameterBuffer p, ParamSlice a, ParamSlice b, int rank, float scale)
 {
     public ParamSlice A => a;
     public ParamSlice B => b;

@@ -1,7 +1,4 @@
-using System.Runtime.InteropServices;
-using Sputnik.Gguf;
 using Sputnik.Models;
-using Sputnik.Tensors;
 
 namespace Sputnik.Training;
 
@@ -71,7 +68,7 @@ internal sealed class LoraSet
         {
             var ai = e == 1 ? a : new ParamSlice($"{a.Name}[{i}]", a.Offset + i * Rank * cin, [Rank, cin]);
             var bi = e == 1 ? b : new ParamSlice($"{b.Name}[{i}]", b.Offset + i * cout * Rank, [cout, Rank]);
-            matrices[i].Lora = new LoraPair(P, ai, bi, Rank, Scale);
+            matrices[i].Lora = new LoraDelta(P, ai, bi, Rank, Scale);
         }
         _entries.Add(new Entry(name, matrices, a, b));
     }
@@ -101,30 +98,17 @@ internal sealed class LoraSet
     }
 
     /// <summary>
-    /// Writes the adapter as llama.cpp's convert_lora_to_gguf.py does: general.architecture of the base,
-    /// general.type = adapter, adapter.type = lora, adapter.lora.alpha, and per tensor "NAME.lora_a" (ggml [In, r] or
-    /// [In, r, E]) and "NAME.lora_b" ([r, Out] or [r, Out, E]) in F32. Written to a temp file and renamed.
+    /// Writes the adapter with <see cref="LoraAdapter.Write"/> (llama.cpp's layout: general.type adapter, adapter.type
+    /// lora, adapter.lora.alpha, "NAME.lora_a" [In, r] / "NAME.lora_b" [r, Out], 3-D for expert stacks).
     /// </summary>
-    public void Write(string path, string arch, string name)
+    public void Write(string path, string arch)
     {
-        var w = new GgufWriter();
-        w.Set(GgufKeys.GeneralArchitecture, arch);
-        w.Set(GgufKeys.GeneralType, "adapter");
-        w.Set(GgufKeys.GeneralName, name);
-        w.Set(AdapterType, "lora");
-        w.Set(AdapterAlpha, Alpha);
-        foreach (var en in _entries)
-        {
-            w.AddTensor(en.A.Name, GgmlType.F32, GgmlDims(en.A), MemoryMarshal.AsBytes(P.W(en.A)).ToArray());
-            w.AddTensor(en.B.Name, GgmlType.F32, GgmlDims(en.B), MemoryMarshal.AsBytes(P.W(en.B)).ToArray());
-        }
+        var pairs = _entries.Select(en => new LoraPair(en.Name, en.Matrices[0].In, en.Matrices[0].Out, Rank,
+            P.W(en.A).ToArray(), P.W(en.B).ToArray(), en.Matrices.Length)).ToList();
         string tmp = path + ".tmp";
-        w.Write(tmp);
+        LoraAdapter.Write(tmp, arch, Alpha, pairs);
         File.Move(tmp, path, overwrite: true);
     }
-
-    public const string AdapterType = "adapter.type";
-    public const string AdapterAlpha = "adapter.lora.alpha";
 
     private static long[] GgmlDims(ParamSlice s) => s.Shape.Reverse().Select(d => (long)d).ToArray();
 

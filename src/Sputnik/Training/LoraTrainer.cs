@@ -160,11 +160,11 @@ internal sealed class LoraTrainer(LoraOptions o)
             if ((step + 1) % o.CheckpointEvery == 0 || last)
             {
                 Checkpoint.Save(CheckpointPath, model.Config, step + 1, lora.P, opt, tag);
-                lora.Write(AdapterPath, file.Architecture!, Path.GetFileName(o.OutDir.TrimEnd('/')));
+                lora.Write(AdapterPath, file.Architecture!);
             }
             onStep?.Invoke(new SftStep(step, o.Steps, loss, lr, norm, tps, sw.Elapsed, eval));
         }
-        if (!File.Exists(AdapterPath)) lora.Write(AdapterPath, file.Architecture!, Path.GetFileName(o.OutDir.TrimEnd('/')));
+        if (!File.Exists(AdapterPath)) lora.Write(AdapterPath, file.Architecture!);
         if (mergeable && !File.Exists(MergedPath)) WriteMerged(o.Base, lora, MergedPath);
     }
 

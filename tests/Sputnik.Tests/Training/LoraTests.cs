@@ -137,7 +137,7 @@ public class LoraTests : IDisposable
         var (_, lora, file) = LoraTrainer.Open(basePath, rank: 3, alpha: 6, targets: ["attn_q", "ffn_down"], maxSeq: 16, seed: 1);
         using var __ = file;
         string path = Path.Combine(_dir.FullName, "adapter.gguf");
-        lora.Write(path, Llama.Name, "test");
+        lora.Write(path, Llama.Name);
         using var f = GgufFile.Open(path);
         Assert.Equal("adapter", f.GetStringOrNull("general.type"));
         Assert.Equal("llama", f.GetStringOrNull("general.architecture"));
@@ -156,7 +156,7 @@ public class LoraTests : IDisposable
         var (_, lora, file) = LoraTrainer.Open(TinyBase(DeepSeek2.Name), rank: 2, alpha: 2, targets: ["ffn_up_exps"], maxSeq: 16, seed: 1);
         using var __ = file;
         string path = Path.Combine(_dir.FullName, "ds-adapter.gguf");
-        lora.Write(path, DeepSeek2.Name, "test");
+        lora.Write(path, DeepSeek2.Name);
         using var f = GgufFile.Open(path);
         Assert.Equal([16L, 2L, 4L], f.GetTensor("blk.1.ffn_up_exps.weight.lora_a").Dims);   // [n_in, r, experts]
         Assert.Equal([2L, 6L, 4L], f.GetTensor("blk.1.ffn_up_exps.weight.lora_b").Dims);    // [r, n_out, experts]
