@@ -16,7 +16,7 @@ internal static class TrainCommand
         return cmd;
     }
 
-    private static Option<string> TaskOpt() => new("--task") { Description = "arithmetic, addition, subtraction, multiplication, countdown, all, easy", DefaultValueFactory = _ => "arithmetic" };
+    private static Option<string> TaskOpt() => new("--task") { Description = "arithmetic, addition, subtraction, multiplication, countdown, all, easy, division, or a comma-separated mixture (division,all)", DefaultValueFactory = _ => "arithmetic" };
     private static Option<string> EvalSplitOpt() => new("--eval-split")
     {
         Description = "Problems of the in-run checks: dev (default), test, or held-out (dev + test, the set used before the dev split existed)",
@@ -49,20 +49,39 @@ internal static class TrainCommand
         var evalSplit = EvalSplitOpt();
         var multiTurn = MultiTurnOpt();
         var noThink = NoThinkOpt();
-        var init = new Option<string?>("--init") { Description = "Start from this model's weights (a GGUF of the preset's shape) instead of from scratch" };
+        var init = new Option<string?>("--init") { Description = "Start from this model's weights (a GGUF of the preset's shape) instead of from scratch; with --lora-rank, the base model (path or hub reference)" };
         var data = new Option<string?>("--data")
         {
-            Description = "Train on these conversations (OpenAI fine-tuning lines, {\"messages\": [...]}, e.g. from 'sputnik generate') instead of the task's traces; --task still sets the in-run checks",
+            Description = "Train on these conversations (OpenAI fine-tuning lines, {\"messages\": [...]}, e.g. from 'sputnik generate') instead of the task's traces, rendered with the model's chat template; --task still sets the in-run checks",
         };
         var threads = ThreadsOpt();
         var mtp = new Option<bool>("--mtp") { Description = "Add DeepSeek-V3's Multi-Token Prediction module (deepseek2 presets), for --spec-type mtp" };
         var freeze = new Option<bool>("--freeze-trunk") { Description = "Train only the MTP module (needs --mtp and --init): the main model keeps its weights" };
-        var c = new Command("sft", "Supervised fine-tuning on <think> traces, from scratch or from --init")
+        var loraRank = new Option<int>("--lora-rank") { Description = "Train a LoRA adapter of this rank over the frozen --init model (llama, qwen2, qwen3, deepseek2; any file type) instead of full weights" };
+        var loraAlpha = new Option<float>("--lora-alpha") { Description = "LoRA alpha (scale = alpha / rank)", DefaultValueFactory = _ => 16f };
+        var loraTargets = new Option<string?>("--lora-targets") { Description = "Comma-separated matrix kinds to adapt (default: all the architecture offers: attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down; deepseek2: attn_output and the FFNs, shared and routed experts)" };
+        var lossOn = new Option<string>("--loss-on") { Description = "assistant (default: loss on assistant tokens only) or all", DefaultValueFactory = _ => "assistant" };
+        var maxSeq = new Option<int>("--max-seq") { Description = "Longest LoRA training sequence in tokens (longer JSONL examples are cut)", DefaultValueFactory = _ => 1024 }.AtLeast(2);
+        var c = new Command("sft", "Supervised fine-tuning on <think> traces, from scratch or from --init; LoRA over a GGUF model with --lora-rank")
         {
             task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, evalSplit, stopAt, multiTurn, noThink, init, data, threads, mtp, freeze,
+            loraRank, loraAlpha, loraTargets, lossOn, maxSeq,
         };
         c.SetAction((r, ct) =>
         {
+            if (r.GetValue(loraRank) != 0)
+                return Task.FromResult(Lora(new LoraOptions
+                {
+                    Base = CliOptions.ResolveModel(r.GetValue(init) ?? throw new ArgumentException("--lora-rank needs --init MODEL (the base to adapt)")),
+                    OutDir = r.GetValue(outDir)!, Rank = r.GetValue(loraRank), Alpha = r.GetValue(loraAlpha),
+                    Targets = r.GetValue(loraTargets)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                    Task = r.GetValue(task)!, Data = r.GetValue(data),
+                    LossOnAll = r.GetValue(lossOn) switch { "all" => true, "assistant" => false, var v => throw new ArgumentException($"--loss-on must be assistant or all (got '{v}')") },
+                    Steps = r.GetValue(steps), BatchSize = r.GetValue(batch), MaxLr = r.GetValue(lr), MinLr = r.GetValue(lr) / 10, Seed = r.GetValue(seed),
+                    EvalEvery = r.GetValue(evalEvery), EvalN = r.GetValue(evalN), EvalSplit = ReasoningTask.ParseSplit(r.GetValue(evalSplit)!),
+                    Threads = r.GetValue(threads), MaxSeq = r.GetValue(maxSeq),
+                    Mix = new ConversationMix(r.GetValue(multiTurn), r.GetValue(noThink)).Validated(),
+                }, ct));
             var o = new SftOptions
             {
                 Task = r.GetValue(task)!, Preset = r.GetValue(preset)!, OutDir = r.GetValue(outDir)!, Steps = r.GetValue(steps), BatchSize = r.GetValue(batch),
@@ -97,6 +116,21 @@ internal static class TrainCommand
         Console.Error.WriteLine($"data: {data.Examples.Count} conversations from {path}"
             + (data.Skipped > 0 ? $" ({data.Skipped} longer than the {context}-token context left out)" : ""));
         return data;
+    }
+
+    private static int Lora(LoraOptions o, CancellationToken ct)
+    {
+        if (o.Steps < 1 || o.BatchSize < 1 || o.Threads < 1) throw new ArgumentException("--steps, --batch and --threads must be at least 1");
+        var trainer = new LoraTrainer(o);
+        double? lastEval = null;
+        WithProgress("LoRA SFT", o.Steps, (report, token) => trainer.Run(s =>
+        {
+            lastEval = s.EvalPassAt1 ?? lastEval;
+            report(s.Step + 1, $"loss {s.Loss:F3} lr {s.Lr:G2} {s.TokensPerSecond:F0} tok/s" + (lastEval is { } e ? $" pass@1 {e:P0}" : ""));
+        }, token), ct);
+        Charts.Sft(o.OutDir);
+        Console.WriteLine(trainer.AdapterPath);
+        return 0;
     }
 
     private static Command Grpo()

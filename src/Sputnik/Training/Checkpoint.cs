@@ -34,6 +34,15 @@ internal static class Checkpoint
         File.Move(tmp, path, overwrite: true);
     }
 
+    /// <summary>The tag a checkpoint was saved with (read before <see cref="Load"/> to name what run it belongs to).</summary>
+    public static string ReadTag(string path)
+    {
+        using var r = new BinaryReader(File.OpenRead(path), Encoding.UTF8);
+        if (r.ReadString() != Magic) throw new InvalidDataException($"{path} is not a Sputnik checkpoint");
+        r.ReadString();
+        return r.ReadString();
+    }
+
     /// <summary>Restores parameters and optimizer state; returns the step to continue from.</summary>
     public static int Load(string path, IArchConfig config, ParameterBuffer p, AdamW opt, out string tag)
     {

@@ -96,12 +96,21 @@ internal static class GgufExport
     private static void ReadKvB(GgufFile f, string path, TransformerModel m, ParamSlice s)
     {
         var ds = (DeepSeek2Config)m.Config;
-        int layer = LayerOf(s.Name), h = ds.Heads, rank = ds.KvLoraRank, nope = ds.QkNopeDim, v = ds.VHeadDim, stride = nope + v;
+        int layer = LayerOf(s.Name), h = ds.Heads, rank = ds.KvLoraRank, nope = ds.QkNopeDim, v = ds.VHeadDim;
         var kb = new float[h * rank * nope];
         var vb = new float[h * v * rank];
         ReadF32(f, path, TensorNames.Weight(layer, TensorNames.AttnKB), [nope, rank, h], kb);
         ReadF32(f, path, TensorNames.Weight(layer, TensorNames.AttnVB), [rank, v, h], vb);
-        var kvb = m.P.W(s);
+        JoinKvB(kb, vb, m.P.W(s), h, rank, nope, v);
+    }
+
+    /// <summary>
+    /// Rebuilds MLA's kv up-projection [H·(nope + v), rank] from the split pair a file carries: attn_k_b (ggml dims
+    /// [nope, rank, H]: per head, W_UKᵀ) and attn_v_b ([rank, v, H]).
+    /// </summary>
+    public static void JoinKvB(ReadOnlySpan<float> kb, ReadOnlySpan<float> vb, Span<float> kvb, int h, int rank, int nope, int v)
+    {
+        int stride = nope + v;
         for (int hh = 0; hh < h; hh++)
             for (int r = 0; r < rank; r++)
             {

@@ -21,11 +21,11 @@ internal sealed class MlaAttention : ITrainSublayer
     public int Nope { get; }
     public int Rope { get; }
     public int VDim { get; }
-    public ParamSlice Wq { get; }
-    public ParamSlice WkvA { get; }
+    public Linear Wq { get; }
+    public Linear WkvA { get; }
     public ParamSlice KvNorm { get; }
-    public ParamSlice WkvB { get; }
-    public ParamSlice Wo { get; }
+    public Linear WkvB { get; }
+    public Linear Wo { get; }
 
     private readonly ParameterBuffer _p;
     private readonly float[] _cos, _sin;
@@ -41,13 +41,17 @@ internal sealed class MlaAttention : ITrainSublayer
     /// <summary>Declares the slices in <paramref name="p"/> (call before p.Allocate()).</summary>
     public MlaAttention(ParameterBuffer p, int layer, int dim, int heads, int rank, int nope, int rope, int vDim, int maxT,
         float eps = 1e-6f, float ropeBase = 10000f)
+        : this(new ParamWeights(p), layer, dim, heads, rank, nope, rope, vDim, maxT, eps, ropeBase) { }
+
+    public MlaAttention(IWeightSource w, int layer, int dim, int heads, int rank, int nope, int rope, int vDim, int maxT,
+        float eps = 1e-6f, float ropeBase = 10000f)
     {
-        _p = p; Dim = dim; Heads = heads; Rank = rank; Nope = nope; Rope = rope; VDim = vDim; _eps = eps;
-        Wq = p.Add(TensorNames.Weight(layer, TensorNames.AttnQ), heads * (nope + rope), dim);
-        WkvA = p.Add(TensorNames.Weight(layer, TensorNames.AttnKvAMqa), rank + rope, dim);
-        KvNorm = p.Add(TensorNames.Weight(layer, TensorNames.AttnKvANorm), rank);
-        WkvB = p.Add(TensorNames.Weight(layer, TensorNames.AttnKvB), heads * (nope + vDim), rank);
-        Wo = p.Add(TensorNames.Weight(layer, TensorNames.AttnOutput), dim, heads * vDim);
+        _p = w.P; Dim = dim; Heads = heads; Rank = rank; Nope = nope; Rope = rope; VDim = vDim; _eps = eps;
+        Wq = w.Matrix(TensorNames.Weight(layer, TensorNames.AttnQ), heads * (nope + rope), dim);
+        WkvA = w.Matrix(TensorNames.Weight(layer, TensorNames.AttnKvAMqa), rank + rope, dim);
+        KvNorm = w.Vector(TensorNames.Weight(layer, TensorNames.AttnKvANorm), rank);
+        WkvB = w.MlaKvB(layer, heads, rank, nope, vDim);
+        Wo = w.Matrix(TensorNames.Weight(layer, TensorNames.AttnOutput), dim, heads * vDim);
         (_cos, _sin) = TrainOps.RopeTable(maxT, rope, ropeBase);
     }
 
@@ -60,13 +64,13 @@ internal sealed class MlaAttention : ITrainSublayer
         Buffers.Grow(ref _rstd, n); Buffers.Grow(ref _kvb, n * h * kvw); Buffers.Grow(ref _k, n * h * qk); Buffers.Grow(ref _v, n * h * VDim);
         Buffers.Grow(ref _att, b * h * t * t); Buffers.Grow(ref _o, n * h * VDim);
 
-        TrainOps.MatMulForward(_q, _x, _p.W(Wq), n, Dim, h * qk);
+        Wq.Forward(_q, _x, n);
         TrainOps.RopeForward(_q, n, t, h, qk, Nope, Rope, _cos, _sin);
-        TrainOps.MatMulForward(_kva, _x, _p.W(WkvA), n, Dim, Rank + Rope);
+        WkvA.Forward(_kva, _x, n);
         TrainOps.RopeForward(_kva, n, t, 1, Rank + Rope, Rank, Rope, _cos, _sin);
         for (int r = 0; r < n; r++) _kva.AsSpan(r * (Rank + Rope), Rank).CopyTo(_c.AsSpan(r * Rank, Rank));
         TrainOps.RmsNormForward(_cn, _rstd, _c, _p.W(KvNorm), n, Rank, _eps);
-        TrainOps.MatMulForward(_kvb, _cn, _p.W(WkvB), n, Rank, h * kvw);
+        WkvB.Forward(_kvb, _cn, n);
         // assemble per-head keys [k_nope, k_pe] (k_pe broadcast to every head) and values
         for (int r = 0; r < n; r++)
         {
@@ -81,7 +85,7 @@ internal sealed class MlaAttention : ITrainSublayer
             }
         }
         Attention.Forward(_o, _att, _q, _k, _v, b, t, h, h, qk, VDim, 1f / MathF.Sqrt(qk));
-        TrainOps.MatMulForward(output, _o, _p.W(Wo), n, h * VDim, Dim);
+        Wo.Forward(output, _o, n);
     }
 
     /// <summary>Reverses <see cref="Forward"/> line by line; accumulates into dx and the parameter gradients.</summary>
@@ -89,7 +93,7 @@ internal sealed class MlaAttention : ITrainSublayer
     {
         int b = _b, t = _t, n = b * t, h = Heads, qk = QkDim, kvw = Nope + VDim;
         var dO = Buffers.Zeroed(ref _dO, n * h * VDim);
-        TrainOps.MatMulBackward(dO, _p.G(Wo), dout, _o, _p.W(Wo), n, h * VDim, Dim);
+        Wo.Backward(dO, dout, _o, n);
         var dq = Buffers.Zeroed(ref _dq, n * h * qk); var dk = Buffers.Zeroed(ref _dk, n * h * qk); var dv = Buffers.Zeroed(ref _dv, n * h * VDim);
         Attention.Backward(dq, dk, dv, dO, _q, _k, _v, _att, b, t, h, h, qk, VDim, 1f / MathF.Sqrt(qk));
         // scatter key/value gradients back to kv_b outputs and the shared k_pe (summed over heads)
@@ -107,13 +111,13 @@ internal sealed class MlaAttention : ITrainSublayer
             }
         }
         var dcn = Buffers.Zeroed(ref _dcn, n * Rank);
-        TrainOps.MatMulBackward(dcn, _p.G(WkvB), dkvb, _cn, _p.W(WkvB), n, Rank, h * kvw);
+        WkvB.Backward(dcn, dkvb, _cn, n);
         var dc = Buffers.Zeroed(ref _dc, n * Rank);
         TrainOps.RmsNormBackward(dc, _p.G(KvNorm), dcn, _c, _p.W(KvNorm), _rstd, n, Rank);
         for (int r = 0; r < n; r++) dc.AsSpan(r * Rank, Rank).CopyTo(dkva.AsSpan(r * (Rank + Rope), Rank));
         TrainOps.RopeBackward(dkva, n, t, 1, Rank + Rope, Rank, Rope, _cos, _sin);
-        TrainOps.MatMulBackward(dx, _p.G(WkvA), dkva, _x, _p.W(WkvA), n, Dim, Rank + Rope);
+        WkvA.Backward(dx, dkva, _x, n);
         TrainOps.RopeBackward(dq, n, t, h, qk, Nope, Rope, _cos, _sin);
-        TrainOps.MatMulBackward(dx, _p.G(Wq), dq, _x, _p.W(Wq), n, Dim, h * qk);
+        Wq.Backward(dx, dq, _x, n);
     }
 }

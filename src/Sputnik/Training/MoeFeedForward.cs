@@ -25,62 +25,68 @@ internal sealed class MoeFeedForward : ITrainSublayer
     public int Inter { get; }
     public int SharedInter => _shared.Inter;
     public float RouteScale { get; }
-    public ParamSlice Router { get; }
+    public Linear Router { get; }
     /// <summary>Selection bias exp_probs_b [E]: steers top-k only, no gradient.</summary>
     public ParamSlice BiasSlice { get; }
-    public ParamSlice GateExps { get; }
-    public ParamSlice UpExps { get; }
-    public ParamSlice DownExps { get; }
-    public ParamSlice GateSh => _shared.Gate;
-    public ParamSlice UpSh => _shared.Up;
-    public ParamSlice DownSh => _shared.Down;
+    /// <summary>The stacked expert weights when trainable (null over a frozen base).</summary>
+    public ParamSlice? GateExps { get; }
+    public ParamSlice? UpExps { get; }
+    public ParamSlice? DownExps { get; }
+    public Linear GateSh => _shared.Gate;
+    public Linear UpSh => _shared.Up;
+    public Linear DownSh => _shared.Down;
     public Span<float> Bias => _p.W(BiasSlice);
     /// <summary>Tokens routed to each expert in the last forward pass.</summary>
     public int[] Load { get; }
 
     private readonly ParameterBuffer _p;
     private readonly SwiGluFeedForward _shared;
+    private readonly SwiGluFeedForward[] _experts;
     private readonly long[] _pendingLoad;
     private int _n;
     private float[] _x = [], _s = [], _w = [], _ys = [], _biased, _dw = [], _dlogits = [];
     private int[] _sel = [];
     private readonly ExpertBatch[] _batches;
 
-    /// <summary>The rows routed to one expert, gathered, and that expert's activations and backward scratch.</summary>
+    /// <summary>The rows routed to one expert, gathered, and their outputs and gradients (the expert keeps its own activations).</summary>
     private sealed class ExpertBatch
     {
         public int Count;
         public int[] Rows = [], Slots = [];
-        public float[] X = [], G = [], U = [], H = [], Y = [];
-        public float[] DY = [], DH = [], DG = [], DU = [], DX = [];
+        public float[] X = [], Y = [];
+        public float[] DY = [], DX = [];
     }
 
     public MoeFeedForward(ParameterBuffer p, int layer, int dim, int experts, int topK, int inter, int sharedInter, float routeScale = 1f)
+        : this(new ParamWeights(p), layer, dim, experts, topK, inter, sharedInter, routeScale) { }
+
+    public MoeFeedForward(IWeightSource w, int layer, int dim, int experts, int topK, int inter, int sharedInter, float routeScale = 1f)
     {
+        var p = w.P;
         _p = p; Dim = dim; Experts = experts; TopK = topK; Inter = inter; RouteScale = routeScale;
         Load = new int[experts];
         _pendingLoad = new long[experts];
         _biased = new float[experts];
         _batches = Enumerable.Range(0, experts).Select(_ => new ExpertBatch()).ToArray();
-        Router = p.Add(TensorNames.Weight(layer, TensorNames.FfnGateInp), experts, dim);
-        BiasSlice = p.Add(TensorNames.Bias(layer, TensorNames.ExpProbsB), experts);
-        GateExps = p.Add(TensorNames.Weight(layer, TensorNames.FfnGateExps), experts, inter, dim);
-        UpExps = p.Add(TensorNames.Weight(layer, TensorNames.FfnUpExps), experts, inter, dim);
-        DownExps = p.Add(TensorNames.Weight(layer, TensorNames.FfnDownExps), experts, dim, inter);
-        _shared = new SwiGluFeedForward(p, layer, dim, sharedInter, shared: true);
+        Router = w.Matrix(TensorNames.Weight(layer, TensorNames.FfnGateInp), experts, dim);
+        BiasSlice = w.Vector(TensorNames.Bias(layer, TensorNames.ExpProbsB), experts);
+        Linear[] gate, up, down;
+        (gate, GateExps) = w.Experts(TensorNames.Weight(layer, TensorNames.FfnGateExps), experts, inter, dim);
+        (up, UpExps) = w.Experts(TensorNames.Weight(layer, TensorNames.FfnUpExps), experts, inter, dim);
+        (down, DownExps) = w.Experts(TensorNames.Weight(layer, TensorNames.FfnDownExps), experts, dim, inter);
+        _experts = Enumerable.Range(0, experts).Select(e => new SwiGluFeedForward(gate[e], up[e], down[e])).ToArray();
+        _shared = new SwiGluFeedForward(w, layer, dim, sharedInter, shared: true);
     }
-
-    private static Span<float> Expert(Span<float> all, int e, int size) => all.Slice(e * size, size);
 
     public void Forward(Span<float> output, ReadOnlySpan<float> x, int b, int t) => Forward(output, x, b * t);
 
     public void Forward(Span<float> output, ReadOnlySpan<float> x, int n)
     {
-        int d = Dim, E = Experts, K = TopK, F = Inter;
+        int d = Dim, E = Experts, K = TopK;
         _n = n;
         x[..(n * d)].CopyTo(Buffers.Grow(ref _x, n * d));
         Buffers.Grow(ref _s, n * E); Buffers.Grow(ref _w, n * K); Buffers.Grow(ref _sel, n * K);
-        TrainOps.MatMulForward(_s, _x, _p.W(Router), n, d, E);
+        Router.Forward(_s, _x, n);
         TensorPrimitives.Sigmoid(_s.AsSpan(0, n * E), _s.AsSpan(0, n * E));
         Array.Clear(Load);
         var bias = Bias;
@@ -119,12 +125,9 @@ internal sealed class MoeFeedForward : ITrainSublayer
             var bt = _batches[e];
             int m = bt.Count;
             if (m == 0) continue;
-            Buffers.Grow(ref bt.X, m * d); Buffers.Grow(ref bt.G, m * F); Buffers.Grow(ref bt.U, m * F); Buffers.Grow(ref bt.H, m * F); Buffers.Grow(ref bt.Y, m * d);
+            Buffers.Grow(ref bt.X, m * d); Buffers.Grow(ref bt.Y, m * d);
             for (int i = 0; i < m; i++) _x.AsSpan(bt.Rows[i] * d, d).CopyTo(bt.X.AsSpan(i * d, d));
-            TrainOps.MatMulForward(bt.G, bt.X, Expert(_p.W(GateExps), e, F * d), m, d, F);
-            TrainOps.MatMulForward(bt.U, bt.X, Expert(_p.W(UpExps), e, F * d), m, d, F);
-            TrainOps.SwiGluForward(bt.H.AsSpan(0, m * F), bt.G, bt.U);
-            TrainOps.MatMulForward(bt.Y, bt.H, Expert(_p.W(DownExps), e, d * F), m, F, d);
+            _experts[e].Forward(bt.Y, bt.X, m);
             for (int i = 0; i < m; i++)
             {
                 var o = output.Slice(bt.Rows[i] * d, d);
@@ -139,7 +142,7 @@ internal sealed class MoeFeedForward : ITrainSublayer
 
     public void Backward(Span<float> dx, ReadOnlySpan<float> dout)
     {
-        int n = _n, d = Dim, E = Experts, K = TopK, F = Inter;
+        int n = _n, d = Dim, E = Experts, K = TopK;
         _shared.Backward(dx, dout);
         // routed experts: y += w·Y_e, so dY_e = w·dout and dw = dout·Y_e
         var dw = Buffers.Zeroed(ref _dw, n * K);
@@ -149,8 +152,7 @@ internal sealed class MoeFeedForward : ITrainSublayer
             int m = bt.Count;
             if (m == 0) continue;
             var dY = Buffers.Grow(ref bt.DY, m * d);
-            var dH = Buffers.Zeroed(ref bt.DH, m * F); var dG = Buffers.Zeroed(ref bt.DG, m * F);
-            var dU = Buffers.Zeroed(ref bt.DU, m * F); var dX = Buffers.Zeroed(ref bt.DX, m * d);
+            var dX = Buffers.Zeroed(ref bt.DX, m * d);
             for (int i = 0; i < m; i++)
             {
                 int r = bt.Rows[i], slot = r * K + bt.Slots[i];
@@ -158,10 +160,7 @@ internal sealed class MoeFeedForward : ITrainSublayer
                 TensorPrimitives.Multiply(dor, _w[slot], dY.AsSpan(i * d, d));
                 dw[slot] = TensorPrimitives.Dot(dor, bt.Y.AsSpan(i * d, d));
             }
-            TrainOps.MatMulBackward(dH, Expert(_p.G(DownExps), e, d * F), dY, bt.H, Expert(_p.W(DownExps), e, d * F), m, F, d);
-            TrainOps.SwiGluBackward(dG, dU, dH.AsSpan(0, m * F), bt.G, bt.U);
-            TrainOps.MatMulBackward(dX, Expert(_p.G(GateExps), e, F * d), dG, bt.X, Expert(_p.W(GateExps), e, F * d), m, d, F);
-            TrainOps.MatMulBackward(dX, Expert(_p.G(UpExps), e, F * d), dU, bt.X, Expert(_p.W(UpExps), e, F * d), m, d, F);
+            _experts[e].Backward(dX, dY.AsSpan(0, m * d));
             for (int i = 0; i < m; i++)
             {
                 var dxr = dx.Slice(bt.Rows[i] * d, d);
@@ -182,7 +181,7 @@ internal sealed class MoeFeedForward : ITrainSublayer
                 dlogits[r * E + e] += ds * s * (1 - s);
             }
         }
-        TrainOps.MatMulBackward(dx, _p.G(Router), dlogits, _x, _p.W(Router), n, d, E);
+        Router.Backward(dx, dlogits, _x, n);
     }
 
     /// <summary>

@@ -115,12 +115,14 @@ internal static class TrainOps
     /// <summary>
     /// Rotates, in place, dims [off, off+ropeDims) of each of <paramref name="heads"/> heads (stride headDim) of every
     /// row; row r is at position r mod T. sign = −1 rotates backwards, which is exactly the backward pass (a rotation's
-    /// transpose is its inverse).
+    /// transpose is its inverse). Pairs are adjacent dims (2i, 2i+1), or with <paramref name="neox"/> the two halves
+    /// (i, i + ropeDims/2) as qwen2/qwen3 rotate them; the angle table is the same.
     /// </summary>
     public static void RopeForward(Span<float> x, int n, int t, int heads, int headDim, int off, int ropeDims,
-        ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, float sign = 1f)
+        ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, float sign = 1f, bool neox = false)
     {
         int half = ropeDims / 2;
+        int stride = neox ? 1 : 2, partner = neox ? half : 1;
         for (int r = 0; r < n; r++)
         {
             int pos = r % t;
@@ -131,9 +133,10 @@ internal static class TrainOps
                 var v = x.Slice(r * heads * headDim + h * headDim + off, ropeDims);
                 for (int i = 0; i < half; i++)
                 {
-                    float a = v[2 * i], b = v[2 * i + 1], cs = cr[i], sn = sign * sr[i];
-                    v[2 * i] = a * cs - b * sn;
-                    v[2 * i + 1] = a * sn + b * cs;
+                    int j = stride * i;
+                    float a = v[j], b = v[j + partner], cs = cr[i], sn = sign * sr[i];
+                    v[j] = a * cs - b * sn;
+                    v[j + partner] = a * sn + b * cs;
                 }
             }
         }
@@ -141,7 +144,7 @@ internal static class TrainOps
 
     /// <summary>dx = Rᵀ·dout: the same rotation with the angle negated, in place on the gradient.</summary>
     public static void RopeBackward(Span<float> dx, int n, int t, int heads, int headDim, int off, int ropeDims,
-        ReadOnlySpan<float> cos, ReadOnlySpan<float> sin) => RopeForward(dx, n, t, heads, headDim, off, ropeDims, cos, sin, -1f);
+        ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, bool neox = false) => RopeForward(dx, n, t, heads, headDim, off, ropeDims, cos, sin, -1f, neox);
 
     // ---------------------------------------------------------------- SwiGLU
     /// <summary>out = silu(gate)·up = gate·σ(gate)·up (σ vectorised through TensorPrimitives.Sigmoid).</summary>

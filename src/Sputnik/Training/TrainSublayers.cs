@@ -39,36 +39,56 @@ internal static class Buffers
 }
 
 /// <summary>
-/// The llama attention: q/k/v projections, adjacent-pair RoPE on every head dim, causal GQA, output projection.
-/// Tensor names as llama.cpp's llama (attn_q, attn_k, attn_v, attn_output).
+/// The llama-family attention: q/k/v projections (qwen2: plus frozen biases), an RMSNorm over each head of q and k
+/// (qwen3), RoPE on every head dim (adjacent pairs for llama, NeoX halves for qwen2/qwen3), causal GQA, output
+/// projection. Tensor names as llama.cpp's (attn_q, attn_k, attn_v, attn_output, attn_q_norm, attn_k_norm).
 /// </summary>
 internal sealed class GqaAttention : ITrainSublayer
 {
-    public ParamSlice Wq { get; }
-    public ParamSlice Wk { get; }
-    public ParamSlice Wv { get; }
-    public ParamSlice Wo { get; }
+    public Linear Wq { get; }
+    public Linear Wk { get; }
+    public Linear Wv { get; }
+    public Linear Wo { get; }
+    public ParamSlice? QNorm { get; }
+    public ParamSlice? KNorm { get; }
 
     private readonly ParameterBuffer _p;
     private readonly int _dim, _heads, _kvHeads, _headDim;
     private readonly float[] _cos, _sin;
+    private readonly bool _neox;
+    private readonly float _eps;
     private int _b, _t;
-    // activations (N = B·T rows): input, roped q/k, v, attention probabilities [B, H, T, T], attention output
-    private float[] _x = [], _q = [], _k = [], _v = [], _att = [], _y = [];
+    // activations (N = B·T rows): input, roped q/k, v, attention probabilities [B, H, T, T], attention output;
+    // with q/k norms also the pre-norm q/k and their per-head rstd
+    private float[] _x = [], _q = [], _k = [], _v = [], _att = [], _y = [], _qRaw = [], _kRaw = [], _qRstd = [], _kRstd = [];
     // backward scratch
-    private float[] _dq = [], _dk = [], _dv = [], _dy = [];
+    private float[] _dq = [], _dk = [], _dv = [], _dy = [], _dqRaw = [], _dkRaw = [];
 
     private int QDim => _heads * _headDim;
     private int KvDim => _kvHeads * _headDim;
 
     /// <summary>Declares the slices in <paramref name="p"/> (call before p.Allocate()); cos/sin from <see cref="TrainOps.RopeTable"/>.</summary>
     public GqaAttention(ParameterBuffer p, int layer, int dim, int heads, int kvHeads, int headDim, float[] cos, float[] sin)
+        : this(new ParamWeights(p), layer, dim, heads, kvHeads, headDim, cos, sin, neox: false, qkNorm: false, eps: 0) { }
+
+    public GqaAttention(IWeightSource w, int layer, int dim, int heads, int kvHeads, int headDim, float[] cos, float[] sin, bool neox, bool qkNorm, float eps)
     {
-        _p = p; _dim = dim; _heads = heads; _kvHeads = kvHeads; _headDim = headDim; _cos = cos; _sin = sin;
-        Wq = p.Add(TensorNames.Weight(layer, TensorNames.AttnQ), QDim, dim);
-        Wk = p.Add(TensorNames.Weight(layer, TensorNames.AttnK), KvDim, dim);
-        Wv = p.Add(TensorNames.Weight(layer, TensorNames.AttnV), KvDim, dim);
-        Wo = p.Add(TensorNames.Weight(layer, TensorNames.AttnOutput), dim, QDim);
+        _p = w.P; _dim = dim; _heads = heads; _kvHeads = kvHeads; _headDim = headDim; _cos = cos; _sin = sin; _neox = neox; _eps = eps;
+        Wq = WithBias(w, w.Matrix(TensorNames.Weight(layer, TensorNames.AttnQ), QDim, dim), TensorNames.Bias(layer, TensorNames.AttnQ));
+        Wk = WithBias(w, w.Matrix(TensorNames.Weight(layer, TensorNames.AttnK), KvDim, dim), TensorNames.Bias(layer, TensorNames.AttnK));
+        Wv = WithBias(w, w.Matrix(TensorNames.Weight(layer, TensorNames.AttnV), KvDim, dim), TensorNames.Bias(layer, TensorNames.AttnV));
+        Wo = w.Matrix(TensorNames.Weight(layer, TensorNames.AttnOutput), dim, QDim);
+        if (qkNorm)
+        {
+            QNorm = w.Vector(TensorNames.Weight(layer, TensorNames.AttnQNorm), headDim);
+            KNorm = w.Vector(TensorNames.Weight(layer, TensorNames.AttnKNorm), headDim);
+        }
+    }
+
+    private static Linear WithBias(IWeightSource w, Linear l, string biasName)
+    {
+        l.Bias = w.Bias(biasName, l.Out);
+        return l;
     }
 
     public void Forward(Span<float> output, ReadOnlySpan<float> x, int b, int t)
@@ -78,31 +98,52 @@ internal sealed class GqaAttention : ITrainSublayer
         x[..(n * d)].CopyTo(Buffers.Grow(ref _x, n * d));
         Buffers.Grow(ref _q, n * QDim); Buffers.Grow(ref _k, n * KvDim); Buffers.Grow(ref _v, n * KvDim);
         Buffers.Grow(ref _att, b * _heads * t * t); Buffers.Grow(ref _y, n * QDim);
-        // q/k/v projections, rope
-        TrainOps.MatMulForward(_q, _x, _p.W(Wq), n, d, QDim);
-        TrainOps.MatMulForward(_k, _x, _p.W(Wk), n, d, KvDim);
-        TrainOps.MatMulForward(_v, _x, _p.W(Wv), n, d, KvDim);
-        TrainOps.RopeForward(_q, n, t, _heads, _headDim, 0, _headDim, _cos, _sin);
-        TrainOps.RopeForward(_k, n, t, _kvHeads, _headDim, 0, _headDim, _cos, _sin);
+        // q/k/v projections, per-head norms, rope
+        if (QNorm != null)
+        {
+            Wq.Forward(Buffers.Grow(ref _qRaw, n * QDim), _x, n);
+            Wk.Forward(Buffers.Grow(ref _kRaw, n * KvDim), _x, n);
+            TrainOps.RmsNormForward(_q, Buffers.Grow(ref _qRstd, n * _heads), _qRaw, _p.W(QNorm), n * _heads, _headDim, _eps);
+            TrainOps.RmsNormForward(_k, Buffers.Grow(ref _kRstd, n * _kvHeads), _kRaw, _p.W(KNorm!), n * _kvHeads, _headDim, _eps);
+        }
+        else
+        {
+            Wq.Forward(_q, _x, n);
+            Wk.Forward(_k, _x, n);
+        }
+        Wv.Forward(_v, _x, n);
+        TrainOps.RopeForward(_q, n, t, _heads, _headDim, 0, _headDim, _cos, _sin, neox: _neox);
+        TrainOps.RopeForward(_k, n, t, _kvHeads, _headDim, 0, _headDim, _cos, _sin, neox: _neox);
         // causal GQA, output projection
         Attention.Forward(_y, _att, _q, _k, _v, b, t, _heads, _kvHeads, _headDim, _headDim, Scale);
-        TrainOps.MatMulForward(output, _y, _p.W(Wo), n, QDim, d);
+        Wo.Forward(output, _y, n);
     }
 
     private float Scale => 1f / MathF.Sqrt(_headDim);
 
     public void Backward(Span<float> dx, ReadOnlySpan<float> dout)
     {
-        int b = _b, t = _t, n = b * t, d = _dim;
+        int b = _b, t = _t, n = b * t;
         Buffers.Zeroed(ref _dy, n * QDim);
-        TrainOps.MatMulBackward(_dy, _p.G(Wo), dout, _y, _p.W(Wo), n, QDim, d);
+        Wo.Backward(_dy, dout, _y, n);
         Buffers.Zeroed(ref _dq, n * QDim); Buffers.Zeroed(ref _dk, n * KvDim); Buffers.Zeroed(ref _dv, n * KvDim);
         Attention.Backward(_dq, _dk, _dv, _dy, _q, _k, _v, _att, b, t, _heads, _kvHeads, _headDim, _headDim, Scale);
-        TrainOps.RopeBackward(_dq, n, t, _heads, _headDim, 0, _headDim, _cos, _sin);
-        TrainOps.RopeBackward(_dk, n, t, _kvHeads, _headDim, 0, _headDim, _cos, _sin);
-        TrainOps.MatMulBackward(dx, _p.G(Wq), _dq, _x, _p.W(Wq), n, d, QDim);
-        TrainOps.MatMulBackward(dx, _p.G(Wk), _dk, _x, _p.W(Wk), n, d, KvDim);
-        TrainOps.MatMulBackward(dx, _p.G(Wv), _dv, _x, _p.W(Wv), n, d, KvDim);
+        TrainOps.RopeBackward(_dq, n, t, _heads, _headDim, 0, _headDim, _cos, _sin, neox: _neox);
+        TrainOps.RopeBackward(_dk, n, t, _kvHeads, _headDim, 0, _headDim, _cos, _sin, neox: _neox);
+        if (QNorm != null)
+        {
+            var dqRaw = Buffers.Zeroed(ref _dqRaw, n * QDim); var dkRaw = Buffers.Zeroed(ref _dkRaw, n * KvDim);
+            TrainOps.RmsNormBackward(dqRaw, _p.G(QNorm), _dq, _qRaw, _p.W(QNorm), _qRstd, n * _heads, _headDim);
+            TrainOps.RmsNormBackward(dkRaw, _p.G(KNorm!), _dk, _kRaw, _p.W(KNorm!), _kRstd, n * _kvHeads, _headDim);
+            Wq.Backward(dx, dqRaw, _x, n);
+            Wk.Backward(dx, dkRaw, _x, n);
+        }
+        else
+        {
+            Wq.Backward(dx, _dq, _x, n);
+            Wk.Backward(dx, _dk, _x, n);
+        }
+        Wv.Backward(dx, _dv, _x, n);
     }
 }
 
@@ -112,23 +153,31 @@ internal sealed class GqaAttention : ITrainSublayer
 /// </summary>
 internal sealed class SwiGluFeedForward : ITrainSublayer
 {
-    public ParamSlice Gate { get; }
-    public ParamSlice Up { get; }
-    public ParamSlice Down { get; }
+    public Linear Gate { get; }
+    public Linear Up { get; }
+    public Linear Down { get; }
     public int Inter { get; }
 
-    private readonly ParameterBuffer _p;
     private readonly int _dim;
     private int _n;
     private float[] _x = [], _g = [], _u = [], _h = [];
     private float[] _dh = [], _dg = [], _du = [];
 
     public SwiGluFeedForward(ParameterBuffer p, int layer, int dim, int inter, bool shared = false)
+        : this(new ParamWeights(p), layer, dim, inter, shared) { }
+
+    public SwiGluFeedForward(IWeightSource w, int layer, int dim, int inter, bool shared = false)
     {
-        _p = p; _dim = dim; Inter = inter;
-        Gate = p.Add(TensorNames.Weight(layer, shared ? TensorNames.FfnGateShexp : TensorNames.FfnGate), inter, dim);
-        Up = p.Add(TensorNames.Weight(layer, shared ? TensorNames.FfnUpShexp : TensorNames.FfnUp), inter, dim);
-        Down = p.Add(TensorNames.Weight(layer, shared ? TensorNames.FfnDownShexp : TensorNames.FfnDown), dim, inter);
+        _dim = dim; Inter = inter;
+        Gate = w.Matrix(TensorNames.Weight(layer, shared ? TensorNames.FfnGateShexp : TensorNames.FfnGate), inter, dim);
+        Up = w.Matrix(TensorNames.Weight(layer, shared ? TensorNames.FfnUpShexp : TensorNames.FfnUp), inter, dim);
+        Down = w.Matrix(TensorNames.Weight(layer, shared ? TensorNames.FfnDownShexp : TensorNames.FfnDown), dim, inter);
+    }
+
+    /// <summary>The three matrices of one expert of a stack (MoE routed experts).</summary>
+    public SwiGluFeedForward(Linear gate, Linear up, Linear down)
+    {
+        Gate = gate; Up = up; Down = down; _dim = gate.In; Inter = gate.Out;
     }
 
     public void Forward(Span<float> output, ReadOnlySpan<float> x, int b, int t) => Forward(output, x, b * t);
@@ -139,20 +188,20 @@ internal sealed class SwiGluFeedForward : ITrainSublayer
         int d = _dim, f = Inter;
         x[..(n * d)].CopyTo(Buffers.Grow(ref _x, n * d));
         Buffers.Grow(ref _g, n * f); Buffers.Grow(ref _u, n * f); Buffers.Grow(ref _h, n * f);
-        TrainOps.MatMulForward(_g, _x, _p.W(Gate), n, d, f);
-        TrainOps.MatMulForward(_u, _x, _p.W(Up), n, d, f);
+        Gate.Forward(_g, _x, n);
+        Up.Forward(_u, _x, n);
         TrainOps.SwiGluForward(_h.AsSpan(0, n * f), _g, _u);
-        TrainOps.MatMulForward(output, _h, _p.W(Down), n, f, d);
+        Down.Forward(output, _h, n);
     }
 
     public void Backward(Span<float> dx, ReadOnlySpan<float> dout)
     {
-        int n = _n, d = _dim, f = Inter;
+        int n = _n, f = Inter;
         Buffers.Zeroed(ref _dh, n * f);
-        TrainOps.MatMulBackward(_dh, _p.G(Down), dout, _h, _p.W(Down), n, f, d);
+        Down.Backward(_dh, dout, _h, n);
         Buffers.Zeroed(ref _dg, n * f); Buffers.Zeroed(ref _du, n * f);
         TrainOps.SwiGluBackward(_dg, _du, _dh.AsSpan(0, n * f), _g, _u);
-        TrainOps.MatMulBackward(dx, _p.G(Gate), _dg, _x, _p.W(Gate), n, d, f);
-        TrainOps.MatMulBackward(dx, _p.G(Up), _du, _x, _p.W(Up), n, d, f);
+        Gate.Backward(dx, _dg, _x, n);
+        Up.Backward(dx, _du, _x, n);
     }
 }

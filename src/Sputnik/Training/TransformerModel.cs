@@ -14,13 +14,16 @@ internal sealed class TransformerModel
 {
     /// <summary>The hyper-parameters, exactly the record the export writes: <see cref="ModelConfig"/> (llama) or <see cref="DeepSeek2Config"/>.</summary>
     public IArchConfig Config { get; }
-    public ParameterBuffer P { get; } = new();
+    public ParameterBuffer P { get; }
     public bool[] DecayMask { get; }
+    /// <summary>True over a frozen base (LoRA): the matrices are the file's, only adapters train.</summary>
+    public bool IsFrozenBase { get; }
 
     /// <summary>γ of the auxiliary-loss-free balancing: selection-bias change per optimizer step (V3 uses 0.001).</summary>
     public const float RouterBiasUpdateRate = 1e-3f;
 
-    private readonly ParamSlice _wte, _normF, _wout;
+    private readonly ParamSlice _normF;
+    private readonly Linear _wte, _wout;
     private readonly Block[] _l;
     private readonly MtpModule? _mtp;
 
@@ -36,37 +39,48 @@ internal sealed class TransformerModel
     private float[] _dres = [], _dln = [], _dlogits = [];
     private bool _mtpRan;
 
-    public TransformerModel(IArchConfig c, int seed = 1234)
+    public TransformerModel(IArchConfig c, int seed = 1234) : this(c, new ParamWeights(new ParameterBuffer()), seed) { }
+
+    /// <summary>
+    /// Builds the decoder over <paramref name="w"/>: fresh trainable F32 weights (<see cref="ParamWeights"/>, then the
+    /// GPT-2 init below) or a frozen GGUF base with LoRA pairs (<see cref="FrozenBase"/>; no init, the file's weights).
+    /// </summary>
+    public TransformerModel(IArchConfig c, IWeightSource w, int seed = 1234)
     {
         Config = c;
+        P = w.P;
         var llama = c as ModelConfig;
         var ds = c as DeepSeek2Config;
         if (llama == null && ds == null) throw new ArgumentException($"architecture '{c.Architecture}' is not one Sputnik trains");
-        _wte = P.Add(TensorNames.Weight(TensorNames.TokenEmbd), c.VocabSize, c.Dim);
+        _wte = w.Matrix(TensorNames.Weight(TensorNames.TokenEmbd), c.VocabSize, c.Dim);
         _l = new Block[c.Layers];
         var (cos, sin) = llama != null ? TrainOps.RopeTable(c.ContextLength, llama.HeadDim, c.RopeBase) : ([], []);
         for (int l = 0; l < c.Layers; l++)
         {
-            var attnNorm = P.Add(TensorNames.Weight(l, TensorNames.AttnNorm), c.Dim);
+            var attnNorm = w.Vector(TensorNames.Weight(l, TensorNames.AttnNorm), c.Dim);
             ITrainSublayer attn = ds != null
-                ? new MlaAttention(P, l, c.Dim, c.Heads, ds.KvLoraRank, ds.QkNopeDim, ds.QkRopeDim, ds.VHeadDim, c.ContextLength, c.RmsEps, c.RopeBase)
-                : new GqaAttention(P, l, c.Dim, c.Heads, llama!.KvHeads, llama.HeadDim, cos, sin);
-            var ffnNorm = P.Add(TensorNames.Weight(l, TensorNames.FfnNorm), c.Dim);
+                ? new MlaAttention(w, l, c.Dim, c.Heads, ds.KvLoraRank, ds.QkNopeDim, ds.QkRopeDim, ds.VHeadDim, c.ContextLength, c.RmsEps, c.RopeBase)
+                : new GqaAttention(w, l, c.Dim, c.Heads, llama!.KvHeads, llama.HeadDim, cos, sin, llama.RopeNeox, llama.QkNorm, c.RmsEps);
+            var ffnNorm = w.Vector(TensorNames.Weight(l, TensorNames.FfnNorm), c.Dim);
             ITrainSublayer ffn = ds != null && ds.IsMoeLayer(l)
-                ? new MoeFeedForward(P, l, c.Dim, ds.ExpertCount, ds.ExpertsUsed, ds.ExpertFfnDim, ds.SharedExperts * ds.ExpertFfnDim, ds.ExpertWeightsScale)
-                : new SwiGluFeedForward(P, l, c.Dim, c.FfnDim);
+                ? new MoeFeedForward(w, l, c.Dim, ds.ExpertCount, ds.ExpertsUsed, ds.ExpertFfnDim, ds.SharedExperts * ds.ExpertFfnDim, ds.ExpertWeightsScale)
+                : new SwiGluFeedForward(w, l, c.Dim, c.FfnDim);
             _l[l] = new Block(attnNorm, attn, ffnNorm, ffn);
         }
-        _normF = P.Add(TensorNames.Weight(TensorNames.OutputNorm), c.Dim);
-        _wout = P.Add(TensorNames.Weight(TensorNames.Output), c.VocabSize, c.Dim);
-        // Declared last, so the trunk's slices (and its random init below) are the same with or without it.
-        if (ds is { NextnLayers: > 0 }) _mtp = new MtpModule(P, ds);
+        _normF = w.Vector(TensorNames.Weight(TensorNames.OutputNorm), c.Dim);
+        _wout = w is FrozenBase fb ? fb.OutputHead(c.VocabSize, c.Dim) : w.Matrix(TensorNames.Weight(TensorNames.Output), c.VocabSize, c.Dim);
+        // Declared last, so the trunk's slices (and its random init below) are the same with or without it. A frozen
+        // LoRA base leaves its MTP head (if the file has one) untouched and unused.
+        if (ds is { NextnLayers: > 0 } && w is not FrozenBase) _mtp = new MtpModule(P, ds);
         P.Allocate();
+        w.Loaded();
+        IsFrozenBase = w is FrozenBase;
+        DecayMask = new bool[P.Count];
+        if (IsFrozenBase) return;
 
         // GPT-2 init: N(0, 0.02), residual projections (attention output, every FFN down matrix) scaled by 1/sqrt(2L);
         // RMSNorm gains 1 and the MoE selection bias 0, neither decayed.
         var rng = new Random(seed);
-        DecayMask = new bool[P.Count];
         foreach (var s in P.Slices)
         {
             if (s.Name.EndsWith(".bias", StringComparison.Ordinal)) continue;
@@ -146,7 +160,8 @@ internal sealed class TransformerModel
         Ensure(b, t);
         int n = b * t, d = c.Dim;
         tokens.CopyTo(_tokens); targets.CopyTo(_targets);
-        TrainOps.EmbeddingForward(_resid[0], tokens, P.W(_wte), d);
+        if (_wte.Slice != null) TrainOps.EmbeddingForward(_resid[0], tokens, P.W(_wte.Slice), d);
+        else for (int i = 0; i < n; i++) _wte.DecodeRows(tokens[i], 1, _resid[0].AsSpan(i * d, d));
         for (int l = 0; l < c.Layers; l++)
         {
             var s = _l[l];
@@ -161,11 +176,11 @@ internal sealed class TransformerModel
             TensorPrimitives.Add(_resid[l + 1].AsSpan(0, n * d), _x2[l].AsSpan(0, n * d), _resid[l + 1].AsSpan(0, n * d));
         }
         TrainOps.RmsNormForward(_lnf, _rstdf, _resid[c.Layers], P.W(_normF), n, d, c.RmsEps);
-        TrainOps.MatMulForward(_logits, _lnf, P.W(_wout), n, d, c.VocabSize);
+        _wout.Forward(_logits, _lnf, n);
         if (Temperature != 1f) TensorPrimitives.Multiply(_logits.AsSpan(0, n * c.VocabSize), 1f / Temperature, _logits.AsSpan(0, n * c.VocabSize));
         TrainOps.CrossEntropyForward(_losses, _probs, _logits, targets, n, c.VocabSize);
         _mtpRan = _mtp != null && MtpWeight > 0;
-        MtpLoss = _mtpRan ? _mtp!.Forward(_lnf, tokens, targets, b, t, P.W(_wte), P.W(_wout)) : 0f;
+        MtpLoss = _mtpRan ? _mtp!.Forward(_lnf, tokens, targets, b, t, P.W(_wte.Slice!), P.W(_wout.Slice!)) : 0f;
         double sum = 0; int count = 0;
         for (int i = 0; i < n; i++) if (targets[i] >= 0) { sum += _losses[i]; count++; }
         return count == 0 ? 0f : (float)(sum / count);
@@ -189,7 +204,7 @@ internal sealed class TransformerModel
         if (TrunkFrozen)
         {
             // Only the module learns: dL/dh and the shared tensors' gradients go to scratch that is then dropped.
-            if (_mtpRan) _mtp!.Backward(dlosses, MtpWeight, _lnf, _dln.AsSpan(0, n * d), P.G(_wte), P.W(_wout), P.G(_wout));
+            if (_mtpRan) _mtp!.Backward(dlosses, MtpWeight, _lnf, _dln.AsSpan(0, n * d), P.G(_wte.Slice!), P.W(_wout.Slice!), P.G(_wout.Slice!));
             Array.Clear(P.Grad, 0, _mtp!.Offset);
             return;
         }
@@ -198,9 +213,9 @@ internal sealed class TransformerModel
         // scaled = logits / T, so d logits = d scaled / T
         if (Temperature != 1f) TensorPrimitives.Multiply(_dlogits.AsSpan(0, n * c.VocabSize), 1f / Temperature, _dlogits.AsSpan(0, n * c.VocabSize));
         Array.Clear(_dln, 0, n * d);
-        TrainOps.MatMulBackward(_dln, P.G(_wout), _dlogits, _lnf, P.W(_wout), n, d, c.VocabSize);
+        _wout.Backward(_dln, _dlogits, _lnf, n);
         // the MTP loss reaches the trunk through h = output_norm(resid[L]), the same tensor as the head's input
-        if (_mtpRan) _mtp!.Backward(dlosses, MtpWeight, _lnf, _dln.AsSpan(0, n * d), P.G(_wte), P.W(_wout), P.G(_wout));
+        if (_mtpRan) _mtp!.Backward(dlosses, MtpWeight, _lnf, _dln.AsSpan(0, n * d), P.G(_wte.Slice!), P.W(_wout.Slice!), P.G(_wout.Slice!));
         Array.Clear(_dres, 0, n * d);
         TrainOps.RmsNormBackward(_dres, P.G(_normF), _dln, _resid[c.Layers], P.W(_normF), _rstdf, n, d);
         for (int l = c.Layers - 1; l >= 0; l--)
@@ -215,6 +230,6 @@ internal sealed class TransformerModel
             s.Attn.Backward(_dln, _dres);
             TrainOps.RmsNormBackward(_dres, P.G(s.AttnNorm), _dln, _resid[l], P.W(s.AttnNorm), _rstd1[l], n, d);
         }
-        TrainOps.EmbeddingBackward(P.G(_wte), _dres, _tokens.AsSpan(0, n), d);
+        if (_wte.Slice != null) TrainOps.EmbeddingBackward(P.G(_wte.Slice), _dres, _tokens.AsSpan(0, n), d);
     }
 }

@@ -195,7 +195,7 @@ public class GradCheckTests
         var moe = new MoeFeedForward(p, 0, d, experts: 4, topK: 1, inter: 4, sharedInter: 4);
         p.Allocate();
         Rand(rng, p.Count, 0.3f).CopyTo(p.Data, 0);
-        for (int j = 0; j < d; j++) p.W(moe.Router)[j] = 2f; // expert 0 wins almost every token at the start
+        for (int j = 0; j < d; j++) p.W(moe.Router.Slice!)[j] = 2f; // expert 0 wins almost every token at the start
         var x = Rand(rng, n * d); for (int i = 0; i < n; i++) x[i * d] = Math.Abs(x[i * d]) + 0.5f;
         var o = new float[n * d];
         moe.Forward(o, x, n);

@@ -145,8 +145,8 @@ internal abstract partial class ReasoningTask
     [GeneratedRegex(@"\d")]
     private static partial Regex DigitRegex();
 
-    /// <summary>Creates a task by CLI name.</summary>
-    public static ReasoningTask Create(string name) => name switch
+    /// <summary>Creates a task by CLI name; "a,b" is a uniform mixture of the named tasks (e.g. division with replay of the original ones).</summary>
+    public static ReasoningTask Create(string name) => name.Contains(',') ? new MixTask(name, name.Split(',').Select(Create).ToArray()) : name switch
     {
         "arithmetic" => new MixTask("arithmetic", [new ArithmeticTask('+'), new ArithmeticTask('-'), new ArithmeticTask('*')]),
         "addition" => new ArithmeticTask('+'),
@@ -155,14 +155,25 @@ internal abstract partial class ReasoningTask
         "countdown" => new CountdownTask(),
         "all" => new MixTask("all", [new ArithmeticTask('+'), new ArithmeticTask('-'), new ArithmeticTask('*'), new CountdownTask()]),
         "easy" => new ArithmeticTask('+', maxDigitsA: 2, maxDigitsB: 2, name: "easy"),
-        _ => throw new ArgumentException($"unknown task '{name}' (arithmetic, addition, subtraction, multiplication, countdown, all, easy)"),
+        "division" => new DivisionTask(),
+        _ => throw new ArgumentException($"unknown task '{name}' (arithmetic, addition, subtraction, multiplication, countdown, all, easy, division; or a comma-separated mixture)"),
     };
 }
 
 /// <summary>A uniform mixture of tasks; problems keep their own task's verifier.</summary>
 internal sealed class MixTask(string name, ReasoningTask[] parts) : ReasoningTask
 {
-    private readonly Dictionary<string, ReasoningTask> _byName = parts.ToDictionary(p => p.Name);
+    // leaf tasks by name, through nested mixtures ("division,all"), so every problem finds its own verifier
+    private readonly Dictionary<string, ReasoningTask> _byName = Leaves(parts);
+
+    private static Dictionary<string, ReasoningTask> Leaves(ReasoningTask[] parts)
+    {
+        var d = new Dictionary<string, ReasoningTask>();
+        foreach (var p in parts)
+            if (p is MixTask m) foreach (var kv in m._byName) d.TryAdd(kv.Key, kv.Value);
+            else d.TryAdd(p.Name, p);
+        return d;
+    }
     public override string Name => name;
     protected override Problem Draw(Random rng) => parts[rng.Next(parts.Length)].DrawPublic(rng);
     protected override bool IsCorrect(Problem p, string answer) => _byName[p.Task].IsCorrectPublic(p, answer);
