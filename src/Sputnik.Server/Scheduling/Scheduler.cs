@@ -68,6 +68,25 @@ internal sealed class Scheduler : IDisposable
     /// <summary>Requests waiting for a slot.</summary>
     public int QueueDepth { get { lock (_lock) return _queue.Count; } }
 
+    /// <summary>The queue, the slots and how full their KV caches are now (gauges for /metrics).</summary>
+    public SchedulerLoad Load()
+    {
+        var rows = _slots[0].State.Rows;
+        long ramTokens = _cache != null && rows != null ? _cache.BytesInRam / ((long)rows.Planes * rows.RowBytes) : 0;
+        lock (_lock)
+        {
+            int running = 0;
+            long runningKv = 0, held = 0;
+            foreach (var s in _slots)
+            {
+                long n = Math.Min(s.State.Position, ContextLength); // the scheduler thread moves it: a moment's value, as a gauge is
+                held += n;
+                if (!s.IsIdle) { running++; runningKv += n; }
+            }
+            return new SchedulerLoad(_queue.Count, running, _slots.Length, runningKv, (long)_slots.Length * ContextLength, held, ramTokens);
+        }
+    }
+
     /// <summary>Queues a job; throws 429 with Retry-After when the queue is full, 503 while shutting down.</summary>
     public void Submit(InferenceJob job)
     {
