@@ -79,7 +79,8 @@ internal sealed class Scheduler : IDisposable
             long runningKv = 0, held = 0;
             foreach (var s in _slots)
             {
-                long n = Math.Min(s.State.Position, ContextLength); // the scheduler thread moves it: a moment's value, as a gauge is
+                // The scheduler thread moves these: a moment's value, as a gauge is. A running slot's history can lead its cache's length.
+                long n = Math.Min(Math.Max(s.State.Position, s.History.Count), ContextLength);
                 held += n;
                 if (!s.IsIdle) { running++; runningKv += n; }
             }

@@ -44,7 +44,7 @@ public sealed class ReplicaSet : IAsyncLifetime
 public sealed class RouterReplayTests(ReplicaSet replicas) : IClassFixture<ReplicaSet>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-    internal static readonly ConversationReplay.Options Workload = new(Conversations: 200, Turns: 3, Concurrency: 6, MaxTokens: 2, Deadline: TimeSpan.FromSeconds(40));
+    internal static readonly ConversationReplay.Options Workload = new(Conversations: 200, Turns: 3, Concurrency: 6, MaxTokens: 2, Deadline: TimeSpan.FromSeconds(90));
 
     /// <summary>Replays the workload through the replicas' counters: the fraction of prompt tokens they served from cache.</summary>
     private static async Task<double> HitRateAsync(ReplicaSet set, Uri entry, ConversationReplay.Options options, string what)
