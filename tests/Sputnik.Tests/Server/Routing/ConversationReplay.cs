@@ -70,7 +70,8 @@ public static class ConversationReplay
                         Interlocked.Add(ref notSent, o.Turns - turn);
                         break;
                     }
-                    string text = turn == 0 ? $"Chat {o.Seed}-{c}: {Sentence(rng, 48)}" : Sentence(rng, 24);
+                    // Nothing shared between conversations but the chat template: a hit is this conversation's own history.
+                    string text = turn == 0 ? $"{Sentence(rng, 64)} ({o.Seed}-{c})" : Sentence(rng, 24);
                     messages.Add(new JsonObject { ["role"] = "user", ["content"] = text });
                     var outcome = await SendAsync(client, c, turn, messages, o, ct);
                     lock (outcomes) outcomes.Add(outcome.Outcome);

@@ -11,7 +11,7 @@ namespace Sputnik.Tests.Server.Routing;
 /// <summary>
 /// Three replicas of the bundled model on loopback (2 slots each, no prompt-cache RAM beyond the slots, so a replica
 /// keeps a conversation's prefix only while it keeps coming back) behind `sputnik route` or HAProxy, and 200
-/// three-turn conversations replayed through them. Prefix hit rates come from the replicas' own /metrics.
+/// four-turn conversations replayed through them. Prefix hit rates come from the replicas' own /metrics.
 /// </summary>
 public sealed class ReplicaSet : IAsyncLifetime
 {
@@ -44,7 +44,7 @@ public sealed class ReplicaSet : IAsyncLifetime
 public sealed class RouterReplayTests(ReplicaSet replicas) : IClassFixture<ReplicaSet>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-    internal static readonly ConversationReplay.Options Workload = new(Conversations: 200, Turns: 3, Concurrency: 6, MaxTokens: 2, Deadline: TimeSpan.FromSeconds(90));
+    internal static readonly ConversationReplay.Options Workload = new(Conversations: 200, Turns: 4, Concurrency: 6, MaxTokens: 6, Deadline: TimeSpan.FromSeconds(90));
 
     /// <summary>Replays the workload through the replicas' counters: the fraction of prompt tokens they served from cache.</summary>
     private static async Task<double> HitRateAsync(ReplicaSet set, Uri entry, ConversationReplay.Options options, string what)
