@@ -26,6 +26,7 @@ public static class SputnikCli
         root.Subcommands.Add(ChatCommand.Create());
         root.Subcommands.Add(TemplateCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
+        root.Subcommands.Add(RouteCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(SynthCommand.Create());
         root.Subcommands.Add(SynthLoraCommand.Create());

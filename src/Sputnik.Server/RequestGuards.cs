@@ -70,7 +70,7 @@ internal sealed class RequestGuards
             {
                 // Preflight: answered here, before the API key check (browsers send no credentials with it).
                 ctx.Response.Headers.AccessControlAllowMethods = "GET, POST, PATCH, DELETE";
-                ctx.Response.Headers.AccessControlAllowHeaders = "Authorization, Content-Type, X-Api-Key";
+                ctx.Response.Headers.AccessControlAllowHeaders = "Authorization, Content-Type, X-Api-Key, X-Conversation-Id";
                 ctx.Response.Headers.AccessControlMaxAge = "600";
                 ctx.Response.StatusCode = 204;
                 return Task.CompletedTask;

@@ -32,8 +32,8 @@ internal static class InfoEndpoints
         app.MapGet("/metrics", (HttpContext ctx) =>
         {
             ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            var loaded = models.Loaded.Select(m => m.Host.Scheduler).ToList();
-            return ctx.Response.WriteAsync(metrics.Render(loaded.Sum(s => s.QueueDepth), loaded.Sum(s => s.ActiveCount), loaded.Sum(s => s.SlotCount)), ctx.RequestAborted);
+            var load = models.Loaded.Aggregate(default(SchedulerLoad), (sum, m) => sum + m.Host.Scheduler.Load());
+            return ctx.Response.WriteAsync(metrics.Render(load), ctx.RequestAborted);
         });
         app.MapPost("/tokenize", ModelRouting.Route(models, single, Tokenize));
         app.MapPost("/detokenize", ModelRouting.Route(models, single, Detokenize));

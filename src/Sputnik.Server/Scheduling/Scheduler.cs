@@ -74,6 +74,26 @@ internal sealed class Scheduler : IDisposable
     /// <summary>Requests waiting for a slot.</summary>
     public int QueueDepth { get { lock (_lock) return _queue.Count; } }
 
+    /// <summary>The queue, the slots and how full their KV caches are now (gauges for /metrics).</summary>
+    public SchedulerLoad Load()
+    {
+        var rows = _slots[0].State.Rows;
+        long ramTokens = _cache != null && rows != null ? _cache.BytesInRam / ((long)rows.Planes * rows.RowBytes) : 0;
+        lock (_lock)
+        {
+            int running = 0;
+            long runningKv = 0, held = 0;
+            foreach (var s in _slots)
+            {
+                // The scheduler thread moves these: a moment's value, as a gauge is. A running slot's history can lead its cache's length.
+                long n = Math.Min(Math.Max(s.State.Position, s.History.Count), ContextLength);
+                held += n;
+                if (!s.IsIdle) { running++; runningKv += n; }
+            }
+            return new SchedulerLoad(_queue.Count, running, _slots.Length, runningKv, (long)_slots.Length * ContextLength, held, ramTokens);
+        }
+    }
+
     /// <summary>Queues a job; throws 429 with Retry-After when the queue is full, 503 while shutting down.</summary>
     public void Submit(InferenceJob job)
     {

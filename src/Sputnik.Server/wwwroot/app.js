@@ -441,7 +441,9 @@ async function generate(size) {
     if (thinkStart && !thinkEnd) panel.querySelector("summary").textContent = `Thinking… ${((performance.now() - thinkStart) / 1000).toFixed(1)} s`;
   }, 100);
   try {
-    const r = await fetch("/v1/chat/completions", { method: "POST", headers: headers(), body: JSON.stringify(body), signal: controller.signal });
+    // X-Conversation-Id: a router in front of several servers (sputnik route, HAProxy) keeps a conversation on one replica.
+    const h = state.conversation ? { ...headers(), "X-Conversation-Id": String(state.conversation.id) } : headers();
+    const r = await fetch("/v1/chat/completions", { method: "POST", headers: h, body: JSON.stringify(body), signal: controller.signal });
     if (!r.ok) { const j = await r.json().catch(() => null); throw new Error(j && j.error ? j.error.message : `${r.status} ${r.statusText}`); }
     const reader = r.body.getReader();
     const decoder = new TextDecoder();
