@@ -18,14 +18,8 @@ internal static unsafe class DramBench
         int rows = args.Length > 2 ? int.Parse(args[2]) : 8960, cols = args.Length > 3 ? int.Parse(args[3]) : 1536;
         int copies = args.Length > 4 ? int.Parse(args[4]) : 64;
         var rng = new Random(1);
+        var w = InterleaveBench.RandomRows(type, rows, cols, rng);
         int rb = (int)GgmlTypeInfo.RowBytes(type, cols);
-        var w = new byte[(long)rb * rows];
-        var row = new float[cols];
-        for (int r = 0; r < rows; r++)
-        {
-            for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
-            Quant.Row(type, row, w.AsSpan(r * rb, rb));
-        }
         int groupBytes = 16 * rb, groups = rows / 16;
         var bufs = new byte[copies][];
         for (int c = 0; c < copies; c++)

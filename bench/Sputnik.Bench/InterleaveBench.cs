@@ -14,14 +14,8 @@ internal static unsafe class InterleaveBench
         int tokens = args.Length > 2 ? int.Parse(args[2]) : 1;
         var type = args.Length > 3 ? Enum.Parse<GgmlType>(args[3]) : GgmlType.Q4_K;
         var rng = new Random(1);
+        var w = RandomRows(type, rows, cols, rng);
         int rb = (int)GgmlTypeInfo.RowBytes(type, cols);
-        var w = new byte[(long)rb * rows];
-        var row = new float[cols];
-        for (int r = 0; r < rows; r++)
-        {
-            for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
-            Quant.Row(type, row, w.AsSpan(r * rb, rb));
-        }
         var wx = new byte[w.Length];
         int groupBytes = 16 * rb;
         for (int g = 0; g < rows / 16; g++) Interleaving.InterleaveGroup(type, w.AsSpan(g * 16 * rb), wx.AsSpan(g * groupBytes), cols);
@@ -63,5 +57,19 @@ internal static unsafe class InterleaveBench
         double maxErr = 0, maxAbs = 0;
         for (int i = 0; i < y0.Length; i++) { maxErr = Math.Max(maxErr, Math.Abs(y0[i] - y1[i])); maxAbs = Math.Max(maxAbs, Math.Abs(y0[i])); }
         Console.WriteLine($"max |file - interleaved| = {maxErr:G3} (max |y| {maxAbs:G3})");
+    }
+
+    /// <summary>rows × cols weights uniform in [−1, 1), quantized row by row to <paramref name="type"/> (file layout).</summary>
+    internal static byte[] RandomRows(GgmlType type, int rows, int cols, Random rng)
+    {
+        int rb = (int)GgmlTypeInfo.RowBytes(type, cols);
+        var w = new byte[(long)rb * rows];
+        var row = new float[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
+            Quant.Row(type, row, w.AsSpan(r * rb, rb));
+        }
+        return w;
     }
 }
