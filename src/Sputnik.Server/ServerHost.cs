@@ -47,6 +47,23 @@ public sealed class ServerHost : IAsyncDisposable
     /// Loads the model (unless given one) and starts listening; with <see cref="ServerOptions.MultiModel"/>, lists
     /// the models it may serve and loads none until a request names one.
     /// </summary>
+    /// <summary>
+    /// Kestrel for `serve` and `route`: the body limit, no Server header, header limits above RequestGuards' (which answer
+    /// with an error body; Kestrel's own answers have none), and one listening address.
+    /// </summary>
+    internal static void ConfigureListener(Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions k, string host, int port, long maxBodyBytes)
+    {
+        k.Limits.MaxRequestBodySize = maxBodyBytes;
+        k.AddServerHeader = false;
+        k.Limits.MaxRequestLineSize = RequestGuards.KestrelRequestLineLimit;
+        k.Limits.MaxRequestHeadersTotalSize = RequestGuards.KestrelHeadersLimit;
+        k.Limits.MaxRequestHeaderCount = RequestGuards.KestrelHeaderCountLimit;
+        var ip = host == "localhost" ? IPAddress.Loopback
+            : IPAddress.TryParse(host, out var parsed) ? parsed
+            : throw new ArgumentException($"--host '{host}' is not an IP address: use localhost, 127.0.0.1, 0.0.0.0 (every interface) or one of this machine's addresses");
+        k.Listen(ip, port);
+    }
+
     public static async Task<ServerHost> StartAsync(ServerOptions options, SputnikModel? model = null, Action<LogLevel, string>? log = null,
         CancellationToken cancellationToken = default)
     {
@@ -94,17 +111,7 @@ public sealed class ServerHost : IAsyncDisposable
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k =>
-        {
-            k.Limits.MaxRequestBodySize = options.MaxBodyBytes;
-            k.AddServerHeader = false;
-            // Above RequestGuards' limits, which answer with an error body; Kestrel's own answers have none.
-            k.Limits.MaxRequestLineSize = RequestGuards.KestrelRequestLineLimit;
-            k.Limits.MaxRequestHeadersTotalSize = RequestGuards.KestrelHeadersLimit;
-            k.Limits.MaxRequestHeaderCount = RequestGuards.KestrelHeaderCountLimit;
-            var ip = options.Host == "localhost" ? IPAddress.Loopback : IPAddress.Parse(options.Host);
-            k.Listen(ip, options.Port);
-        });
+        builder.WebHost.ConfigureKestrel(k => ConfigureListener(k, options.Host, options.Port, options.MaxBodyBytes));
         var app = builder.Build();
         app.Use(StaticFiles.NoSniff);
         app.Use(async (ctx, next) => await ErrorHandling.InvokeAsync(ctx, next, metrics, log));

@@ -69,14 +69,7 @@ public sealed class RouterHost : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.Logging.ClearProviders();
         builder.Services.AddHttpForwarder();
-        builder.WebHost.ConfigureKestrel(k =>
-        {
-            k.Limits.MaxRequestBodySize = options.MaxBodyBytes;
-            k.AddServerHeader = false;
-            k.Limits.MaxRequestLineSize = RequestGuards.KestrelRequestLineLimit;
-            k.Limits.MaxRequestHeadersTotalSize = RequestGuards.KestrelHeadersLimit;
-            k.Listen(options.Host == "localhost" ? IPAddress.Loopback : IPAddress.Parse(options.Host), options.Port);
-        });
+        builder.WebHost.ConfigureKestrel(k => ServerHost.ConfigureListener(k, options.Host, options.Port, options.MaxBodyBytes));
         var app = builder.Build();
         var router = new RouterHost(app, options, replicas, monitor, client, log);
         app.MapGet("/health", router.HealthAsync);

@@ -80,6 +80,18 @@ public sealed class CliRoughEdgeTests
         { ["eval", "--max-new", "-1"], "--max-new -1" },
     };
 
+    /// <summary>A --host that is not an address is one line, for the server and the router alike (it was a FormatException).</summary>
+    [Theory]
+    [InlineData("route", "--replica", "http://127.0.0.1:9")]
+    [InlineData("serve", "--parallel", "1")]
+    public void A_host_name_that_is_not_an_address_is_one_line(string command, string flag, string value)
+    {
+        var r = CliHarness.Run(command, "--host", "not-an-address", "--port", "0", flag, value);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Single(r.ErrLines);
+        Assert.StartsWith("error: --host 'not-an-address' is not an IP address", r.ErrLines[0]);
+    }
+
     /// <summary>The model path does not exist: the range check must come first, before anything is loaded.</summary>
     [Theory]
     [MemberData(nameof(OutOfRangeFlags))]
