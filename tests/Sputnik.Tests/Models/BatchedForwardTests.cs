@@ -127,7 +127,7 @@ public class BatchedForwardTests
         foreach (int depth in new[] { 8, FlashAttention.Segment + 40 })
         {
             using var m = Load(PathOf(model), threads: depth > 8 ? 2 : 1); // deep: segments split over threads
-            var s = m.CreateState(depth + 64);
+            var s = m.CreateState(depth + 128); // prompt, 10 warm-up steps and up to 3 windows of 30
             m.Forward(s, Prompt(depth, m.Config.VocabSize, 1));
             int[] token = [3];
             for (int i = 0; i < 10; i++) m.Forward(s, token); // warm-up: tiering, per-thread scratch
