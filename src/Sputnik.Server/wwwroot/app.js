@@ -182,11 +182,12 @@ function formatCount(n) {
 /**
  * Tokens the chat prompt will take: the messages' own tokens (the server's tokenizer) plus an allowance for what the
  * chat template adds around each message. Without /tokenize, UTF-8 bytes (no tokenizer makes more tokens than bytes).
+ * The model is named: a server with several models answers 400 to a /tokenize that does not say which.
  */
 async function estimatePromptTokens(history) {
   const text = history.map((m) => m.content).join("\n");
   let tokens;
-  try { tokens = (await api("POST", "/tokenize", { content: text })).tokens.length; } catch { tokens = new TextEncoder().encode(text).length; }
+  try { tokens = (await api("POST", "/tokenize", { content: text, model: $("model").value || undefined })).tokens.length; } catch { tokens = new TextEncoder().encode(text).length; }
   return tokens + 8 * history.length + 16;
 }
 

@@ -11,6 +11,23 @@ namespace Sputnik.Tests.Server;
 /// </summary>
 public sealed class BrowserTests
 {
+    /// <summary>
+    /// Page script that records the chat requests the app sends (window.__requests) and the status of each /tokenize
+    /// answer (window.__tokenizeStatuses).
+    /// </summary>
+    private const string RecordFetches = """
+        window.__requests = [];
+        window.__tokenizeStatuses = [];
+        const realFetch = window.fetch;
+        window.fetch = async (url, init) => {
+          if (String(url).endsWith('/chat/completions')) window.__requests.push(JSON.parse(init.body));
+          const response = await realFetch(url, init);
+          if (String(url).endsWith('/tokenize')) window.__tokenizeStatuses.push(response.status);
+          return response;
+        };
+
+        """;
+
     private const string Question = "What is 347 * 28?";
 
     private static Task<TestServer> StartBundledAsync() =>
@@ -46,10 +63,7 @@ public sealed class BrowserTests
         await browser.ScreenshotAsync("chat-1280-empty.png");
 
         // Record what the app asks the server for, then send the question the way a person does.
-        await page.EvalAsync("""
-            window.__requests = [];
-            const realFetch = window.fetch;
-            window.fetch = (url, init) => { if (String(url).endsWith('/chat/completions')) window.__requests.push(JSON.parse(init.body)); return realFetch(url, init); };
+        await page.EvalAsync(RecordFetches + """
             document.getElementById('input').value = 'What is 347 * 28?';
             document.getElementById('input').dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
             """);
@@ -269,10 +283,7 @@ public sealed class BrowserTests
         });
         await browser.OpenAppAsync(server.BaseAddress);
         var page = browser.Page;
-        await page.EvalAsync("""
-            window.__requests = [];
-            const realFetch = window.fetch;
-            window.fetch = (url, init) => { if (String(url).endsWith('/chat/completions')) window.__requests.push(JSON.parse(init.body)); return realFetch(url, init); };
+        await page.EvalAsync(RecordFetches + """
             document.getElementById('max-tokens').value = 40;
             document.getElementById('budget').value = 10;
             document.getElementById('input').value = 'Tell me a story about a cat';
@@ -341,10 +352,7 @@ public sealed class BrowserTests
         Assert.True((double)bar["inputWidth"]! >= 250);
         await browser.ScreenshotAsync("chat-390-picker.png");
 
-        await page.EvalAsync($$"""
-            window.__requests = [];
-            const realFetch = window.fetch;
-            window.fetch = (url, init) => { if (String(url).endsWith('/chat/completions')) window.__requests.push(JSON.parse(init.body)); return realFetch(url, init); };
+        await page.EvalAsync(RecordFetches + $$"""
             const sel = document.getElementById('model');
             sel.value = '{{TempHubCache.ModelB}}';
             sel.dispatchEvent(new Event('change'));
@@ -355,9 +363,13 @@ public sealed class BrowserTests
         await page.WaitForAsync("document.querySelectorAll('.msg.assistant .meta').length > 0 || !document.getElementById('error').hidden", 120);
         var sent = await page.EvalJsonAsync("""
             JSON.stringify({ error: document.getElementById('error').hidden ? '' : document.getElementById('error-text').textContent,
-              model: window.__requests[0]?.model ?? null })
+              model: window.__requests[0]?.model ?? null, tokenize: window.__tokenizeStatuses })
             """);
         Assert.Equal(("", TempHubCache.ModelB), ((string)sent["error"]!, (string?)sent["model"]));
+        // The prompt-size estimate asks the chosen model's tokenizer; unnamed, a multi-model server answers 400.
+        var tokenizeStatuses = sent["tokenize"]!.AsArray().Select(s => (int)s!).ToArray();
+        Assert.NotEmpty(tokenizeStatuses);
+        Assert.All(tokenizeStatuses, status => Assert.Equal(200, status));
         Assert.Contains(TempHubCache.ModelB, (await server.GetJsonAsync("/api/ps"))["models"]!.AsArray().Select(m => (string)m!["name"]!));
     }
 }
