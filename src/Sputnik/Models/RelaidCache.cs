@@ -30,7 +30,7 @@ internal sealed unsafe class RelaidCache : IDisposable
     private const long DataAlignment = 2L << 20;      // the data region starts on a huge-page boundary
     private const int TensorAlignment = 64;
     private const long MaxHeaderBytes = 64L << 20;
-    private const int WriteChunk = 64 << 20;          // large writes: the page cache keeps large folios
+    private const int WriteChunk = 16 << 20;          // large aligned writes: the page cache keeps large folios
 
     /// <summary>Re-laid bytes below which no cache file is written (small models load fast anyway; tests stay out of the user's cache).</summary>
     internal const long DefaultMinBytes = 256L << 20;
@@ -157,13 +157,23 @@ internal sealed unsafe class RelaidCache : IDisposable
             byte[] header = BuildHeader(made, out long[] offsets, out long total);
             using (var f = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.None))
             {
-                f.SetLength(total);
                 f.Write(header);
-                for (int i = 0; i < made.Count; i++)
+                // The data goes out in whole, aligned chunks, assembled from the tensors (and the padding between
+                // them): the page cache then holds it in 2 MiB folios, which a mapping can map as huge pages. Writes
+                // that start and end at tensor boundaries leave small folios at every edge.
+                var chunk = GC.AllocateUninitializedArray<byte>(WriteChunk);
+                for (long at = offsets.Length > 0 ? offsets[0] : total; at < total; at += WriteChunk)
                 {
-                    f.Position = offsets[i];
-                    for (long done = 0; done < made[i].Length; done += WriteChunk)
-                        f.Write(new ReadOnlySpan<byte>((byte*)made[i].Data + done, (int)Math.Min(WriteChunk, made[i].Length - done)));
+                    int n = (int)Math.Min(WriteChunk, total - at);
+                    chunk.AsSpan(0, n).Clear();
+                    for (int i = 0; i < made.Count; i++)
+                    {
+                        long lo = Math.Max(at, offsets[i]), hi = Math.Min(at + n, offsets[i] + made[i].Length);
+                        if (lo < hi)
+                            new ReadOnlySpan<byte>((byte*)made[i].Data + (lo - offsets[i]), (int)(hi - lo)).CopyTo(chunk.AsSpan((int)(lo - at)));
+                    }
+                    f.Position = at;
+                    f.Write(chunk, 0, n);
                 }
                 f.Flush(flushToDisk: true); // a crash after the rename must not leave a file whose data never reached the disk
             }
