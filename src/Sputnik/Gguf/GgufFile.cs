@@ -36,6 +36,9 @@ internal sealed unsafe partial class GgufFile : IDisposable
     /// </summary>
     public bool RepackWeights { get; set; } = Environment.GetEnvironmentVariable("SPUTNIK_REPACK") != "0";
 
+    /// <summary>The cache of this file's re-laid weights (<see cref="Models.RelaidCache.Of"/>); disposed with the file.</summary>
+    internal Models.RelaidCache? Relaid { get; set; }
+
     public IReadOnlyDictionary<string, GgufValue> Metadata { get; }
     /// <summary>Every tensor of the model, in file order (for a split model, of all shards in shard order).</summary>
     public IReadOnlyList<GgufTensorInfo> Tensors { get; private set; }
@@ -258,6 +261,7 @@ internal sealed unsafe partial class GgufFile : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        Relaid?.Dispose();
         for (int i = 1; i < _shards.Length; i++) _shards[i]?.Dispose();
         if (_view != null)
         {

@@ -53,7 +53,9 @@ internal static class ModelLoader
         var pool = new WorkerPool(threads);
         try
         {
-            return load(file, pool);
+            var model = load(file, pool);
+            file.Relaid?.Save(); // the re-laid weights, for the next load to map
+            return model;
         }
         catch
         {

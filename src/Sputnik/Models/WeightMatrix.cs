@@ -9,13 +9,14 @@ namespace Sputnik.Models;
 /// <summary>
 /// A read-only weight matrix: Rows rows of Cols weights of one ggml type, living in the memory-mapped GGUF file,
 /// or, for Q4_K, Q6_K and Q8_0 on AVX-512 machines, re-laid 16 rows at a time into memory of its own (<see cref="Interleaving"/>;
-/// same size, read with positioned reads so the mapping's pages for it are never touched and RSS does not double).
+/// same size, read with positioned reads so the mapping's pages for it are never touched and RSS does not double),
+/// or mapped from the file of re-laid weights an earlier load left (<see cref="RelaidCache"/>).
 /// y = W·x computes one dot product per row, in parallel over row ranges.
 /// </summary>
 internal sealed unsafe partial class WeightMatrix
 {
     private readonly byte* _data;
-    private readonly byte[]? _interleaved; // pinned; _data points into it, 64-byte aligned
+    private readonly byte[]? _interleaved; // pinned; _data points into it, 64-byte aligned (null when mapped from the cache)
 
     public string Name { get; }
     public GgmlType Type { get; }
@@ -44,14 +45,24 @@ internal sealed unsafe partial class WeightMatrix
         RowBytes = checked((int)GgmlTypeInfo.RowBytes(Type, Cols));
         if (mayInterleave && file.RepackWeights && Interleaving.Supports(Type, Rows, Cols) && (long)Rows * RowBytes + 64 <= Array.MaxLength)
         {
+            IsInterleaved = true;
+            // A row range of a tensor (split projections) has the tensor's name: the data offset tells them apart.
+            string key = $"{info.Name}@{info.Shard}:{file.FileOffset(info)}";
+            var cache = RelaidCache.Of(file);
+            long bytes = (long)Rows * RowBytes;
+            if (cache.TryGet(key, Type, Rows, Cols, bytes, out _data)) return;
             _interleaved = ReadInterleaved(file, info, Rows, Cols, out _data);
+            cache.Add(key, Type, Rows, Cols, _interleaved, _data, bytes);
             return;
         }
         _data = file.DataPointer(info);
     }
 
-    /// <summary>True when the rows are held in a 16-row interleaved layout.</summary>
-    public bool IsInterleaved => _interleaved != null;
+    /// <summary>True when the rows are held in a 16-row interleaved layout (re-laid at load, or mapped from <see cref="RelaidCache"/>).</summary>
+    public bool IsInterleaved { get; }
+
+    /// <summary>True when the interleaved rows are mapped from the cache file rather than re-laid by this load.</summary>
+    public bool IsMapped => IsInterleaved && _interleaved == null;
 
     /// <summary>Decodes row r into float (embedding lookups, norms, biases).</summary>
     public void GetRow(int r, Span<float> dst)
