@@ -155,6 +155,7 @@ internal sealed unsafe class RelaidCache : IDisposable
         {
             System.IO.Directory.CreateDirectory(System.IO.Path.GetDirectoryName(_path)!);
             byte[] header = BuildHeader(made, out long[] offsets, out long total);
+            if (!LeavesRoom(System.IO.Path.GetDirectoryName(_path)!, total)) return;
             using (var f = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.None))
             {
                 f.Write(header);
@@ -187,6 +188,16 @@ internal sealed unsafe class RelaidCache : IDisposable
         {
             GC.KeepAlive(made);
         }
+    }
+
+    /// <summary>
+    /// Whether a cache file of <paramref name="bytes"/> takes at most half of the disk's free space and leaves at least
+    /// 2 GiB: the cache is a speed-up, and must never be what fills the disk a user's own files live on.
+    /// </summary>
+    internal static bool LeavesRoom(string directory, long bytes)
+    {
+        long free = new DriveInfo(System.IO.Path.GetFullPath(directory)).AvailableFreeSpace;
+        return free - bytes >= Math.Max(2L << 30, bytes);
     }
 
     private byte[] BuildHeader(List<Made> made, out long[] offsets, out long total)

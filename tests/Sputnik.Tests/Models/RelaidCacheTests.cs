@@ -27,9 +27,10 @@ public sealed class RelaidCacheTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static void RequireInterleaving()
+    private void RequireInterleaving()
     {
         if (!Interleaving.Supports(GgmlType.Q4_K, 16, 256)) Assert.Skip("no 16-row interleaved kernels on this CPU (AVX-512 off or absent): nothing is re-laid or cached");
+        if (!RelaidCache.LeavesRoom(_dir, 64L << 20)) Assert.Skip("under 2 GiB free on the temp folder's disk: the cache writes no file there");
     }
 
     /// <summary>Loads the model with the cache in the test's folder; returns its logits for a short prompt and the cache.</summary>
@@ -125,6 +126,16 @@ public sealed class RelaidCacheTests : IDisposable
         Assert.Null(RelaidCache.Attach(off, null, minBytes: 0).Path);
         using (ModelLoader.Load(off, 2)) { }
         Assert.False(Directory.Exists(_cacheDir) && Directory.EnumerateFileSystemEntries(_cacheDir).Any());
+    }
+
+    [Fact]
+    public void No_cache_file_that_would_take_more_than_half_the_free_disk()
+    {
+        Directory.CreateDirectory(_dir);
+        long free = new DriveInfo(Path.GetFullPath(_dir)).AvailableFreeSpace;
+        Assert.False(RelaidCache.LeavesRoom(_dir, free / 2 + 1));
+        Assert.False(RelaidCache.LeavesRoom(_dir, free));
+        Assert.Equal(free - (1L << 20) >= 2L << 30, RelaidCache.LeavesRoom(_dir, 1L << 20)); // small files: 2 GiB must stay free
     }
 
     private static byte[] Flip(byte[] bytes, int at)
