@@ -490,7 +490,8 @@ internal static partial class FlashAttention
     /// How many rows ahead of the one being decoded the cache is prefetched (into L2; 0: none). Decode attention streams
     /// the whole cache once per token, and the hardware prefetcher did not keep up: half of single-token attention time
     /// was the first load of each row waiting on memory (perf at depth 4,096; this VM backs nothing with huge pages, so
-    /// each 4 KiB page is also a page walk). A tile ahead measured best among 0, 16 and 64. Settable for the bench's A/B.
+    /// each 4 KiB page is also a page walk). A tile ahead: 1.2–1.8× over none, as good as 16 rows at depth 4,096 and
+    /// better at 16,384 (bench/RESULTS.md). Settable for the bench's A/B (`attn DEPTH TYPE SECONDS 0,16,64`).
     /// </summary>
     internal static int PrefetchAhead = Tile;
 
