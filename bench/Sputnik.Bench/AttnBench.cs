@@ -6,7 +6,10 @@ using Sputnik.Tensors;
 /// Single-threaded decode attention at depth: one token's attention over every layer of a qwen2-1.5B-shaped cache
 /// (28 layers, 2 KV heads of 128, 12 query heads), the cache filled with random rows. Prints ms per token and the
 /// cache bytes read per second, best of a few seconds of repeats.
-/// Usage: attn [depth=4096] [F16|F32|Q8_0|Q4_0] [seconds=3]
+/// Usage: attn [depth=4096] [F16|F32|Q8_0|Q4_0] [seconds=3] [prefetch distances to compare, e.g. 0,16,64 (rows ahead; 0: off)]
+/// With variants, runs them alternating (seconds each, three rounds) so their ratio survives a noisy machine.
+/// `split` as the fourth argument instead runs the decode split of DecoderModel.SegmentedAttention on 2 threads
+/// (items = (KV head, segment), merged per head), alternating the item orders heads-outer and heads-inner.
 /// </summary>
 internal static class AttnBench
 {
@@ -39,21 +42,74 @@ internal static class AttnBench
                         o.AsSpan(g * group * hd), 0, 1, group, depth, 0, scale);
         }
         for (int i = 0; i < 5; i++) Token();
-        double best = double.MaxValue, total = 0;
-        int runs = 0;
-        var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
-        var sw = Stopwatch.StartNew();
-        while (sw.Elapsed.TotalSeconds < seconds)
+        if (args.Length > 3 && args[3] == "split")
         {
-            long t0 = Stopwatch.GetTimestamp();
-            Token();
-            double t = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-            best = Math.Min(best, t);
-            total += t;
-            runs++;
+            using var pool = new WorkerPool(2);
+            int segments = FlashAttention.Segments(depth, 0), rowFloats = group * FlashAttention.PartialFloats(hd);
+            var partials = new float[kvHeads * segments * rowFloats];
+            int layer = 0;
+            bool headsInner = false;
+            Action<int, int> body = (i0, i1) =>
+            {
+                for (int item = i0; item < i1; item++)
+                {
+                    int g = headsInner ? item % kvHeads : item / segments, j = headsInner ? item / kvHeads : item % segments;
+                    FlashAttention.AttendSegment(cache.KeyHead(layer, g * hd, hd), cache.ValueHead(layer, g * hd, hd), q.AsSpan(g * group * hd, group * hd),
+                        partials.AsSpan((g * segments + j) * rowFloats, rowFloats), group, depth, 0, scale, j);
+                }
+            };
+            void SplitToken()
+            {
+                for (layer = 0; layer < layers; layer++)
+                {
+                    pool.For(kvHeads * segments, body);
+                    for (int g = 0; g < kvHeads; g++)
+                        FlashAttention.MergeSegments(partials.AsSpan(g * segments * rowFloats, segments * rowFloats), segments, group,
+                            cache.ValueHead(layer, g * hd, hd), o.AsSpan(g * group * hd, group * hd));
+                }
+            }
+            for (int round = 0; round < 3; round++)
+                foreach (bool inner in new[] { false, true })
+                {
+                    headsInner = inner;
+                    for (int i = 0; i < 3; i++) SplitToken();
+                    Measure(inner ? "2 threads, heads inner " : "2 threads, heads outer ", SplitToken);
+                }
+            return;
         }
-        double cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds / runs; // the machine is shared: CPU time is steadier
-        double bytes = (double)layers * (depth + 1) * KvRowCodec.Bytes(type, kvHeads * hd) * 2;
-        Console.WriteLine($"attn depth {depth} {type}: best {best * 1e3:F2} ms/token, mean {total / runs * 1e3:F2} ms, CPU {cpu * 1e3:F2} ms ({runs} runs), {bytes / best / 1e9:F1} GB/s of cache");
+        if (args.Length > 3)
+        {
+            var variants = args[3].Split(',');
+            for (int round = 0; round < 3; round++)
+                foreach (var variant in variants)
+                {
+                    FlashAttention.PrefetchAhead = int.Parse(variant);
+                    Measure($"prefetch {variant,-4} ", Token);
+                }
+            return;
+        }
+        Measure("", Token);
+
+        void Measure(string label, Action token)
+        {
+            double best = double.MaxValue, total = 0;
+            int runs = 0;
+            var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+            var sw = Stopwatch.StartNew();
+            while (sw.Elapsed.TotalSeconds < seconds)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                token();
+                double t = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                best = Math.Min(best, t);
+                total += t;
+                runs++;
+            }
+            double cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds / runs; // the machine is shared: CPU time is steadier
+            double bytes = (double)layers * (depth + 1) * KvRowCodec.Bytes(type, kvHeads * hd) * 2;
+            double perPosition = cpu / ((double)layers * kvHeads * (depth + 1)) * 1e9;
+            Console.WriteLine($"{label}attn depth {depth} {type}: best {best * 1e3:F2} ms/token, mean {total / runs * 1e3:F2} ms, CPU {cpu * 1e3:F2} ms ({runs} runs), " +
+                $"{perPosition:F1} ns CPU per position per KV head, {bytes / best / 1e9:F1} GB/s of cache");
+        }
     }
 }

@@ -96,7 +96,12 @@ internal abstract partial class DecoderModel
         s.ActSource = null; // AttnOut was rewritten
     }
 
-    /// <summary>Items [i0, i1) of <see cref="SegmentedAttention"/>: item g·segments + j is segment j of kv head g.</summary>
+    /// <summary>
+    /// Items [i0, i1) of <see cref="SegmentedAttention"/>: item j·kvHeads + g is segment j of kv head g (its partial
+    /// result at g·segments + j). The heads of one segment are neighbours, so a thread's contiguous chunk reads the
+    /// cache rows of its positions for every head in turn: each 4 KiB page of the cache (a few positions of every
+    /// head) is walked by one thread, not by each thread for its own heads.
+    /// </summary>
     private void AttendSegmentItems(DecoderState s, int i0, int i1)
     {
         var c = Config;
@@ -104,9 +109,9 @@ internal abstract partial class DecoderModel
         int rowFloats = group * FlashAttention.PartialFloats(hd);
         for (int item = i0; item < i1; item++)
         {
-            int g = item / segments, j = item % segments;
+            int g = item % c.KvHeads, j = item / c.KvHeads;
             FlashAttention.AttendSegment(s.Cache.KeyHead(SlotOf(layer), g * hd, hd), s.Cache.ValueHead(SlotOf(layer), g * hd, hd),
-                s.Q.AsSpan(g * group * hd, group * hd), s.AttnPartials.AsSpan(item * rowFloats, rowFloats),
+                s.Q.AsSpan(g * group * hd, group * hd), s.AttnPartials.AsSpan((g * segments + j) * rowFloats, rowFloats),
                 group, pos, WindowOf(layer), ScaleOf(layer), j);
         }
     }

@@ -417,6 +417,7 @@ internal static partial class FlashAttention
         for (int t = 0; t < count; t++)
         {
             int r = start + t;
+            PrefetchRow(h, r + PrefetchAhead, nb * blockBytes);
             if (r >= wrap) r -= wrap; // a ring's tile continues at its first row
             var row = h.Rows.Slice(r * h.RowStride + h.RowOffset, nb * blockBytes);
             for (int b = 0; b < nb; b++)
@@ -485,6 +486,29 @@ internal static partial class FlashAttention
         return sum;
     }
 
+    /// <summary>
+    /// How many rows ahead of the one being decoded the cache is prefetched (into L2; 0: none). Decode attention streams
+    /// the whole cache once per token, and the hardware prefetcher did not keep up: half of single-token attention time
+    /// was the first load of each row waiting on memory (perf at depth 4,096; this VM backs nothing with huge pages, so
+    /// each 4 KiB page is also a page walk). A tile ahead: 1.2–1.8× over none, as good as 16 rows at depth 4,096 and
+    /// better at 16,384 (bench/RESULTS.md). Settable for the bench's A/B (`attn DEPTH TYPE SECONDS 0,16,64`).
+    /// </summary>
+    internal static int PrefetchAhead = Tile;
+
+    /// <summary>Asks for the cache lines of row <paramref name="row"/> (its <paramref name="bytes"/> bytes) if the head holds it (not in a ring: sliding windows are short).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void PrefetchRow(in KvHead h, int row, int bytes)
+    {
+        if (!Sse.IsSupported || h.Ring != 0 || PrefetchAhead == 0) return;
+        long at = (long)row * h.RowStride + h.RowOffset;
+        if (at + bytes > h.Rows.Length) return;
+        fixed (byte* rows = h.Rows)
+        {
+            byte* end = rows + at + bytes;
+            for (byte* line = (byte*)((nuint)(rows + at) & ~(nuint)63); line < end; line += 64) Sse.Prefetch1(line);
+        }
+    }
+
     /// <summary>Positions [first, first + count) of a head as floats: a view of an F32 cache, otherwise decoded into buffer.</summary>
     private static ReadOnlySpan<float> DecodeTile(in KvHead h, int first, int count, float[] buffer, int width, out int stride)
     {
@@ -508,6 +532,7 @@ internal static partial class FlashAttention
         bool half = h.Type == KvCacheType.F16 && width >= 256;
         for (int t = 0; t < count; t++)
         {
+            PrefetchRow(h, start + t + PrefetchAhead, bytes);
             var row = h.Rows.Slice((start + t) * h.RowStride + h.RowOffset, bytes);
             if (half) KvRowCodec.DecodeHalf(row, buffer.AsSpan(t * h.Width, h.Width), width);
             else KvRowCodec.Decode(h.Type, row, buffer.AsSpan(t * h.Width, h.Width), width);
