@@ -65,7 +65,12 @@ internal static unsafe partial class MatVec
         switch (ActivationType(wType))
         {
             case GgmlType.F32:
-                MemoryMarshal.AsBytes(x).CopyTo(scratch);
+                // ggml-cpu converts the input of an F16 (BF16) matrix product to F16 (BF16) first (vec_dot_type), so
+                // the product sees the activation rounded to that type, not the float; F32 weights keep the float.
+                var floats = MemoryMarshal.Cast<byte, float>(scratch)[..x.Length];
+                if (wType == GgmlType.F16) FloatConvert.RoundThroughHalf(x, floats);
+                else if (wType == GgmlType.BF16) FloatConvert.RoundThroughBF16(x, floats);
+                else x.CopyTo(floats);
                 break;
             case GgmlType.Q8_0:
             {
@@ -74,6 +79,7 @@ internal static unsafe partial class MatVec
                 // as floats (so multi-token kernels build their scale vectors without half lookups).
                 Span<float> sums = MemoryMarshal.Cast<byte, float>(scratch.Slice(nb * 34, nb * 4));
                 Span<float> scales = MemoryMarshal.Cast<byte, float>(scratch.Slice(nb * 38, nb * 4));
+                bool hasMin = wType is GgmlType.Q4_1 or GgmlType.Q5_1;
                 fixed (float* xp = x)
                 fixed (byte* bp = scratch)
                 {
@@ -89,7 +95,10 @@ internal static unsafe partial class MatVec
                             for (int j = 0; j < 32; j++) s += (sbyte)blk[2 + j];
                         }
                         scales[i] = FloatConvert.ReadHalf(blk, 0);
-                        sums[i] = scales[i] * s;
+                        // Q4_1/Q5_1 weights take ggml's Q8_1 activations: the same quants, and s = d·Σq rounded to
+                        // F16 from the unrounded d = amax/127 (quantize_row_q8_1), which their min term multiplies.
+                        // Q4_0/Q5_0's kernels subtract their offset with d·Σq where ggml folds it into the integers.
+                        sums[i] = hasMin ? Q8_1Sum(x.Slice(i * 32, 32), s) : scales[i] * s;
                     }
                 }
                 break;
@@ -103,6 +112,14 @@ internal static unsafe partial class MatVec
                 break;
             }
         }
+    }
+
+    /// <summary>ggml's Q8_1 block sum s: F16(d·Σq) with d = amax/127 in float, as quantize_row_q8_1 stores it.</summary>
+    private static float Q8_1Sum(ReadOnlySpan<float> block, int quantSum)
+    {
+        float amax = 0;
+        foreach (float v in block) amax = MathF.Max(amax, MathF.Abs(v));
+        return FloatConvert.HalfToFloat(FloatConvert.FloatToHalf(amax / 127 * quantSum));
     }
 
     /// <summary>Dot product of one weight row (<paramref name="cols"/> weights) with an activation from <see cref="QuantizeActivation"/>.</summary>
