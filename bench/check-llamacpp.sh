@@ -10,9 +10,10 @@
 # F32 partings are then reported, not failed, since llama.cpp's F16 attention arithmetic (Q and V rounded to F16,
 # an F16 running sum of softmax·V) moves logits by up to ~0.05 on these random models.
 # Quantized files are reported with the share of greedy tokens that agree (the agreeing prefix of each sequence
-# over all tokens; the issue asks ≥ 95 %): both engines quantize activations the same way (Q8_0 blocks for
-# Q8_0/Q4_0 weights, Q8_K for K-quants), but a float summation-order difference of 1e-7 that lands on a rounding
-# boundary flips one 8-bit activation, which moves random-weight logits by ~0.05.
+# over all tokens; the issue asks ≥ 95 %): both engines convert activations byte for byte alike (Q8_0, Q8_1, Q8_K,
+# F16, BF16 by weight type; bench/check-quant-kernels.sh), but a float summation-order difference of 1e-7 that lands
+# on a rounding boundary flips one 8-bit activation, which moves random-weight logits by ~0.05 (llama.cpp's own
+# AVX2 and AVX-512 builds part from each other the same way: see VARIANT below).
 # Columns: "tokens equal" / "agree" count each sequence's agreeing prefix (everything after a parting counts as
 # disagreement); "same pick on llama.cpp's path" feeds Sputnik llama.cpp's own tokens (the bench helper's `logits`
 # mode, teacher forcing) and counts the steps where both engines' argmax is the same, with the largest logit

@@ -11,14 +11,16 @@ using Sputnik.Tensors.Quants;
 /// them with ggml-cpu's own from_float for the weight type's vec_dot_type and takes ggml-cpu's vec_dot.
 /// `compare IN.bin GGML.bin` then converts the same rows with Sputnik's activation quantizer, takes Sputnik's dot
 /// products on every kernel path this CPU runs (scalar reference, AVX2, AVX-512, the batched prefill kernel, the
-/// 16-row interleaved kernels the model uses for Q4_K/Q6_K/Q8_0 on AVX-512) and
+/// 16-row interleaved kernels the model uses for Q4_K/Q6_K/Q8_0 on AVX-512, four tokens and one token per call) and
 /// prints, per weight type, whether the converted activations are byte-identical and how far the dot products
 /// are from ggml's, relative to Σ|w·x| of the row (float summation order alone gives ~1e-7 there; one 8-bit or
 /// F16 rounding step of an activation gives 1e-4 and more). Exit status 1 when any activation differs.
 /// </summary>
 internal static unsafe class QuantCheck
 {
-    private const int K = 512, Rows = 16; // one 16-row group of the interleaved kernels
+    private const int Rows = 16; // one 16-row group of the interleaved kernels
+    // Row length: 512 by default (two Q8_K blocks); QUANT_CHECK_K=256 or 768 tries an odd number of blocks.
+    private static readonly int K = int.TryParse(Environment.GetEnvironmentVariable("QUANT_CHECK_K"), out int k) && k > 0 && k % 256 == 0 ? k : 512;
 
     private static readonly GgmlType[] Types =
     [
@@ -94,7 +96,7 @@ internal static unsafe class QuantCheck
         var paths = new List<KernelPath> { KernelPath.Scalar };
         if (MatVec.DefaultPath >= KernelPath.Avx2) paths.Add(KernelPath.Avx2);
         if (MatVec.DefaultPath == KernelPath.Avx512) paths.Add(KernelPath.Avx512);
-        Console.WriteLine($"| weight type | llama.cpp's activation type | activation rows byte-identical | max \\|Δdot\\| / Σ\\|w·x\\|: {string.Join(" / ", paths)} / batched / interleaved |");
+        Console.WriteLine($"| weight type | llama.cpp's activation type | activation rows byte-identical | max \\|Δdot\\| / Σ\\|w·x\\|: {string.Join(" / ", paths)} / batched / interleaved / interleaved one token |");
         Console.WriteLine("| --- | --- | ---: | --- |");
         int bad = 0;
         for (int c = 0; c < cases; c++)
@@ -124,22 +126,28 @@ internal static unsafe class QuantCheck
             }
             if (same < nActs) bad++;
             var wf = new float[k];
-            var worst = new double[paths.Count + 2];
+            var worst = new double[paths.Count + 3];
             int nonFinite = 0;
             var batched = new float[nActs * rows];
             MatMul.ComputeRows(t, w, k, act, nActs, batched, rows, 0, rows);
-            float[]? inter = null;
+            // The interleaved kernels: all tokens at once (four at a time, as prefill) and one token per call (decode).
+            float[]? inter = null, inter1 = null;
             if (Interleaving.Supports(t, rows, k))
             {
                 var group = new byte[w.Length];
                 Interleaving.InterleaveGroup(t, w, group, k);
                 inter = new float[nActs * rows];
+                inter1 = new float[nActs * rows];
                 fixed (byte* gp = group)
                 fixed (byte* ap = act)
                 fixed (float* yp = inter)
+                fixed (float* y1 = inter1)
+                {
                     Interleaving.Compute(t, gp, k, ap, stride, nActs, yp, rows, 0, 1);
+                    for (int j = 0; j < nActs; j++) Interleaving.Compute(t, gp, k, ap + j * stride, stride, 1, y1 + j * rows, rows, 0, 1);
+                }
             }
-            else worst[^1] = double.NaN;
+            else worst[^1] = worst[^2] = double.NaN;
             for (int r = 0; r < rows; r++)
             {
                 Dequant.Row(t, w.AsSpan(r * rb, rb), wf);
@@ -151,7 +159,7 @@ internal static unsafe class QuantCheck
                     float g = ggDots[r * nActs + j];
                     var mine = paths.Select(p => MatVec.Dot(t, w.AsSpan(r * rb, rb), act.AsSpan(j * stride, stride), k, p)).ToList();
                     mine.Add(batched[j * rows + r]);
-                    if (inter != null) mine.Add(inter[j * rows + r]);
+                    if (inter != null) { mine.Add(inter[j * rows + r]); mine.Add(inter1![j * rows + r]); }
                     for (int p = 0; p < mine.Count; p++)
                     {
                         // F16 overflow makes ggml's dot ±inf or NaN: then Sputnik's must be the same non-finite value.
