@@ -4,7 +4,7 @@
 # one float step from a rounding boundary, denormals, F16/BF16 halfway values) with Sputnik's activation quantizer and
 # with ggml-cpu's own from_float for the type's vec_dot_type, and compares the bytes; then compares Sputnik's dot
 # products (scalar reference, AVX2, AVX-512, batched kernel) with ggml-cpu's vec_dot on the same weight bytes,
-# relative to Σ|w·x| (summation order alone: ~1e-7; one activation rounding step: ≥ 1e-4). See
+# relative to the RMS of ggml's results (summation order alone: 1e-7 to 1e-6; one activation rounding step: ~1e-3). See
 # bench/Sputnik.Bench/QuantCheck.cs and bench/llamacpp-quant-check.cpp. Exit status 1 when any activation differs.
 #
 #   LLAMACPP_NPM=DIR bench/check-quant-kernels.sh [CPU_VARIANT]   (default zen4; haswell, skylakex, icelake, ...: the
