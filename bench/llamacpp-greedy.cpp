@@ -53,6 +53,8 @@ int main(int argc, char ** argv) {
 
     llama_log_set(quiet_log, nullptr);
     ggml_backend_load_all();
+    // Which CPU variant ggml loaded (its compiled-in features), for the checks to record.
+    fprintf(stderr, "system_info: %s\n", llama_print_system_info());
     llama_model * model = llama_model_load_from_file(argv[1], llama_model_default_params());
     if (!model) { fprintf(stderr, "error: cannot load %s\n", argv[1]); return 1; }
     const llama_vocab * vocab = llama_model_get_vocab(model);

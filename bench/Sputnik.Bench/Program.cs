@@ -16,6 +16,7 @@ using Sputnik.Tensors.Quants;
 // Training trace lengths:           dotnet run -c Release --project bench/Sputnik.Bench train-traces [task] [n]
 // Speculative decoding (bundled):   dotnet run -c Release --project bench/Sputnik.Bench spec TARGET.gguf [DRAFT.gguf|-] [prompts] [threads] [reps]
 // Verification cost k = 1…16:       dotnet run -c Release --project bench/Sputnik.Bench verify MODEL.gguf [threads] [depth] [reps] [kmax]
+// Quantized kernels vs ggml-cpu:   dotnet run -c Release --project bench/Sputnik.Bench quant-check write IN.bin | compare IN.bin GGML.bin (bench/check-quant-kernels.sh)
 // Server speculation crossover:    dotnet run -c Release --project bench/Sputnik.Bench spec-batch TARGET.gguf [DRAFT.gguf|-] [threads] [reps] [B...]
 Action<string[]>? mode = args.Length == 0 ? null : args[0] switch
 {
@@ -33,6 +34,7 @@ Action<string[]>? mode = args.Length == 0 ? null : args[0] switch
     "spec" => SpecBench.Run,
     "verify" => VerifyBench.Run,
     "spec-batch" => SpecBatchBench.Run,
+    "quant-check" => QuantCheck.Run,
     _ => null,
 };
 if (args.Length > 0 && args[0] == "soak") Environment.Exit(await SoakBench.RunAsync(args[1..]));

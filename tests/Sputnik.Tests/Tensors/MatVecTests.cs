@@ -55,7 +55,8 @@ public class MatVecTests
         // the activation as the kernel sees it, decoded to float
         var xa = new float[cols];
         GgmlType at = MatVec.ActivationType(t);
-        if (at == GgmlType.F32) x.CopyTo(xa);
+        if (at is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16) xa = act.AsSpan(0, 4 * cols).ToArray().Chunk(4).Select(b => BitConverter.ToSingle(b)).ToArray();
+        else if (at == GgmlType.Q8_1) Dequant.Row(GgmlType.Q8_0, act.AsSpan(0, cols / 32 * 34), xa); // Q8_0 blocks, then the sums
         else Dequant.Row(at, act.AsSpan(0, (int)GgmlTypeInfo.RowBytes(at, cols)), xa);
         int rb = (int)GgmlTypeInfo.RowBytes(t, cols);
         var wr = new float[cols];
@@ -64,6 +65,18 @@ public class MatVecTests
             Dequant.Row(t, w.AsSpan(r * rb, rb), wr);
             double expect = 0, mag = 0;
             for (int i = 0; i < cols; i++) { expect += (double)wr[i] * xa[i]; mag += Math.Abs((double)wr[i] * xa[i]); }
+            if (at == GgmlType.Q8_1)
+            {
+                // ggml's min term m·s uses the block sum s = F16(d·Σq), not the F16 d times Σq the decoded blocks give
+                int nb = cols / 32, wb = rb / nb;
+                for (int b = 0; b < nb; b++)
+                {
+                    double m = (double)BitConverter.ToHalf(w, r * rb + b * wb + 2), d = (double)BitConverter.ToHalf(act, b * 34);
+                    int q = 0;
+                    for (int j = 0; j < 32; j++) q += (sbyte)act[b * 34 + 2 + j];
+                    expect += m * (BitConverter.ToSingle(act, nb * 34 + 4 * b) - d * q);
+                }
+            }
             float got = MatVec.Dot(t, w.AsSpan(r * rb, rb), act, cols, KernelPath.Scalar);
             Assert.True(Math.Abs(got - expect) <= 2e-5 * mag, $"{t} row {r}: scalar {got} vs dequantized {expect} (mag {mag})");
         }

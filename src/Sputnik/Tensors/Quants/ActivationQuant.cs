@@ -44,6 +44,13 @@ internal static unsafe class ActivationQuant
                 }
             }
             float iscale = -127f / max;
+            if (float.IsInfinity(iscale))
+            {
+                // amax under 127/FLT_MAX: the reference's nearest_int maps every ±inf / NaN product to 0
+                b.Slice(0, 292).Clear();
+                *(float*)bp = 1 / iscale;
+                return;
+            }
             var scale = Vector512.Create(iscale);
             short* sums = (short*)(bp + KQuants.Q8KBsumsOffset);
             for (int j = 0; j < KQuants.QK_K; j += 16)
@@ -66,6 +73,12 @@ internal static unsafe class ActivationQuant
         float amax = MaxOf(Vector256.Max(a.GetLower(), a.GetUpper()));
         float id = amax != 0 ? 127f / amax : 0f;
         BinaryPrimitives.WriteUInt16LittleEndian(new Span<byte>(b, 2), FloatConvert.FloatToHalf(amax / 127));
+        if (float.IsInfinity(id))
+        {
+            // as LegacyQuants.QuantQ8_0Activation: x86 ggml-cpu stores -128 for a scale that overflowed (d is 0)
+            new Span<byte>(b + 2, 32).Fill(0x80);
+            return -32 * 128;
+        }
         // Vector512.Round is round-half-to-even, as _mm256_round_ps(_MM_ROUND_NEAREST)
         var q0 = Vector512.ConvertToInt32(Vector512.Round(v0 * Vector512.Create(id)));
         var q1 = Vector512.ConvertToInt32(Vector512.Round(v1 * Vector512.Create(id)));

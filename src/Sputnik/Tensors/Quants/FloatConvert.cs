@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -23,6 +24,24 @@ internal static class FloatConvert
         uint u = BitConverter.SingleToUInt32Bits(value);
         if ((u & 0x7fffffffu) > 0x7f800000u) return (ushort)((u >> 16) | 64); // quiet NaN
         return (ushort)((u + (0x7fffu + ((u >> 16) & 1))) >> 16);
+    }
+
+    /// <summary>dst[i] = x[i] rounded to the nearest F16 (ties to even), as ggml-cpu's fp32→fp16 conversion (F16C) rounds.</summary>
+    public static void RoundThroughHalf(ReadOnlySpan<float> x, Span<float> dst)
+    {
+        Span<Half> chunk = stackalloc Half[256];
+        for (int i = 0; i < x.Length; i += chunk.Length)
+        {
+            int n = Math.Min(chunk.Length, x.Length - i);
+            TensorPrimitives.ConvertToHalf(x.Slice(i, n), chunk[..n]);
+            TensorPrimitives.ConvertToSingle(chunk[..n], dst.Slice(i, n));
+        }
+    }
+
+    /// <summary>dst[i] = x[i] rounded to the nearest BF16 (ties to even; <see cref="FloatToBF16"/>).</summary>
+    public static void RoundThroughBF16(ReadOnlySpan<float> x, Span<float> dst)
+    {
+        for (int i = 0; i < x.Length; i++) dst[i] = BF16ToFloat(FloatToBF16(x[i]));
     }
 
     internal static float ReadHalf(ReadOnlySpan<byte> s, int offset) => HalfToFloat(BinaryPrimitives.ReadUInt16LittleEndian(s.Slice(offset)));

@@ -97,6 +97,13 @@ internal static class LegacyQuants
         for (int j = 0; j < QK; j++) amax = MathF.Max(amax, MathF.Abs(x[j]));
         float id = amax != 0 ? 127f / amax : 0f;
         WriteHalf(b, 0, amax / 127);
+        if (float.IsInfinity(id))
+        {
+            // amax under 127/FLT_MAX (denormals): every x·id is ±inf or NaN, which _mm256_cvtps_epi32 turns into
+            // 0x80000000 and the saturating packs into -128; d is 0 in F16, so the block adds nothing either way.
+            b.Slice(2, QK).Fill(0x80);
+            return;
+        }
         for (int j = 0; j < QK; j++) b[2 + j] = (byte)(sbyte)MathF.Round(x[j] * id, MidpointRounding.ToEven);
     }
 

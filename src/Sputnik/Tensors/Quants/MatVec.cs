@@ -15,9 +15,11 @@ internal enum KernelPath
 }
 
 /// <summary>
-/// Matrix × vector products y[r] = dot(weight row r, x) for decode. For quantized weights x is quantized once per call into
-/// an activation buffer: Q8_0 blocks (plus per-block sums d*Σq) for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/MXFP4 weights, Q8_K blocks for
-/// Q4_K/Q5_K/Q6_K weights, plain floats for F32/F16/BF16; the dot products then run in integers like ggml_vec_dot_*.
+/// Matrix × vector products y[r] = dot(weight row r, x) for decode. x is converted once per call into an activation
+/// buffer of ggml-cpu's vec_dot_type for the weight type, byte for byte as llama.cpp converts it: Q8_0 blocks (plus
+/// per-block sums d*Σq) for Q4_0/Q5_0/Q8_0/MXFP4 weights, Q8_1 (the same blocks, sums as F16(d·Σq)) for Q4_1/Q5_1,
+/// Q8_K blocks for Q4_K/Q5_K/Q6_K, floats rounded to F16 / BF16 for F16 / BF16 weights and plain floats for F32; the
+/// dot products then run in integers like ggml_vec_dot_*.
 /// </summary>
 internal static unsafe partial class MatVec
 {
@@ -32,14 +34,15 @@ internal static unsafe partial class MatVec
     /// <summary>True when <paramref name="wType"/> weights can be used here.</summary>
     public static bool IsSupported(GgmlType wType) => ActivationTypeOrNull(wType) is not null;
 
-    /// <summary>The format x is converted to for <paramref name="wType"/> weights (F32, Q8_0 or Q8_K).</summary>
+    /// <summary>The format x is converted to for <paramref name="wType"/> weights (ggml-cpu's vec_dot_type: F32, F16, BF16, Q8_0, Q8_1 or Q8_K; F16 and BF16 are held as rounded floats).</summary>
     public static GgmlType ActivationType(GgmlType wType) =>
         ActivationTypeOrNull(wType) ?? throw new NotSupportedException($"Matrix-vector product with ggml type {wType} weights is not supported");
 
     private static GgmlType? ActivationTypeOrNull(GgmlType wType) => wType switch
     {
-        GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 => GgmlType.F32,
-        GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 or GgmlType.MXFP4 => GgmlType.Q8_0,
+        GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 => wType,
+        GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.MXFP4 => GgmlType.Q8_0,
+        GgmlType.Q4_1 or GgmlType.Q5_1 => GgmlType.Q8_1,
         GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => GgmlType.Q8_K,
         _ => null,
     };
@@ -51,8 +54,8 @@ internal static unsafe partial class MatVec
         GgmlTypeInfo.RowBytes(wType, cols); // validates the row length
         return a switch
         {
-            GgmlType.F32 => cols * 4,
-            GgmlType.Q8_0 => cols / 32 * (34 + 4 + 4),
+            GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 => cols * 4,
+            GgmlType.Q8_0 or GgmlType.Q8_1 => cols / 32 * (34 + 4 + 4),
             _ => cols / 256 * Q8KBlockBytes,
         };
     }
@@ -67,13 +70,23 @@ internal static unsafe partial class MatVec
             case GgmlType.F32:
                 MemoryMarshal.AsBytes(x).CopyTo(scratch);
                 break;
+            // ggml-cpu converts the input of an F16 (BF16) matrix product to F16 (BF16) first, so the product sees
+            // the activation rounded to that type; the kernels read it back as floats.
+            case GgmlType.F16:
+                FloatConvert.RoundThroughHalf(x, MemoryMarshal.Cast<byte, float>(scratch)[..x.Length]);
+                break;
+            case GgmlType.BF16:
+                FloatConvert.RoundThroughBF16(x, MemoryMarshal.Cast<byte, float>(scratch)[..x.Length]);
+                break;
             case GgmlType.Q8_0:
+            case GgmlType.Q8_1:
             {
                 int nb = x.Length / 32;
                 // After the blocks: per-block sums d·Σq (the offset terms of Q4_0/Q4_1/Q5_x), then the block scales
                 // as floats (so multi-token kernels build their scale vectors without half lookups).
                 Span<float> sums = MemoryMarshal.Cast<byte, float>(scratch.Slice(nb * 34, nb * 4));
                 Span<float> scales = MemoryMarshal.Cast<byte, float>(scratch.Slice(nb * 38, nb * 4));
+                bool hasMin = ActivationType(wType) == GgmlType.Q8_1;
                 fixed (float* xp = x)
                 fixed (byte* bp = scratch)
                 {
@@ -89,7 +102,10 @@ internal static unsafe partial class MatVec
                             for (int j = 0; j < 32; j++) s += (sbyte)blk[2 + j];
                         }
                         scales[i] = FloatConvert.ReadHalf(blk, 0);
-                        sums[i] = scales[i] * s;
+                        // Q4_1/Q5_1 weights take ggml's Q8_1 activations: the same quants, and s = d·Σq rounded to
+                        // F16 from the unrounded d = amax/127 (quantize_row_q8_1), which their min term multiplies.
+                        // Q4_0/Q5_0's kernels subtract their offset with d·Σq where ggml folds it into the integers.
+                        sums[i] = hasMin ? Q8_1Sum(x.Slice(i * 32, 32), s) : scales[i] * s;
                     }
                 }
                 break;
@@ -103,6 +119,14 @@ internal static unsafe partial class MatVec
                 break;
             }
         }
+    }
+
+    /// <summary>ggml's Q8_1 block sum s: F16(d·Σq) with d = amax/127 in float, as quantize_row_q8_1 stores it.</summary>
+    private static float Q8_1Sum(ReadOnlySpan<float> block, int quantSum)
+    {
+        float amax = 0;
+        foreach (float v in block) amax = MathF.Max(amax, MathF.Abs(v));
+        return FloatConvert.HalfToFloat(FloatConvert.FloatToHalf(amax / 127 * quantSum));
     }
 
     /// <summary>Dot product of one weight row (<paramref name="cols"/> weights) with an activation from <see cref="QuantizeActivation"/>.</summary>
