@@ -42,9 +42,12 @@ internal static unsafe partial class MatVec
     {
         int rb = nb * Mx;
         int r = r0;
+        // Read here, not in the kernel: a class-initialisation check there is a call ahead of the loop, and the
+        // accumulators, live across it, were then kept in memory.
+        int ahead = Prefetch.Enabled ? 4 * rb : 0;
         // A group's 64-byte loads reach 30 bytes past its last row: those rows must not be the last of the buffer.
         for (; r + 4 <= r1 && (long)(r + 4) * rb + 64 <= weightBytes; r += 4)
-            Mxfp4Four(w + (long)r * rb, rb, a, nb, y + r);
+            Mxfp4Four(w + (long)r * rb, rb, a, nb, y + r, ahead);
         for (; r < r1; r++) y[r] = DotMxfp4Avx512(w + (long)r * rb, a, nb);
     }
 
@@ -52,91 +55,89 @@ internal static unsafe partial class MatVec
     private static readonly Vector256<byte> Mxfp4ScalePick = Vector256.Create((byte)0, 17, 32, 49, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 
-    /// <summary>Four consecutive rows (rb bytes apart) against one activation: y[0…3].</summary>
+    /// <summary>Four consecutive rows (rb bytes apart) against one activation: y[0…3]; lines <paramref name="ahead"/> bytes on are prefetched.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Mxfp4Four(byte* w, int rb, byte* a, int nb, float* y)
+    private static void Mxfp4Four(byte* w, int rb, byte* a, int nb, float* y, int ahead)
     {
-        // Per row the two 256-bit halves of DotMxfp4Avx512's accumulator: block 0's lanes and block 1's.
-        Vector256<float> lo0 = default, hi0 = default, lo1 = default, hi1 = default, lo2 = default, hi2 = default, lo3 = default, hi3 = default;
-        var nibbleOrder = Mxfp4NibbleOrder;
-        var shift = Mxfp4HighShift;
-        var table = Mxfp4OffsetTable;
-        var low4 = Vector512.Create((byte)0x0F);
-        var offset = Vector512.Create((byte)Mxfp4Offset);
-        var scalePick = Mxfp4ScalePick;
-        var bias = Vector256.Create(128f);
-        var offset256 = Vector256.Create((byte)Mxfp4Offset);
-        byte* next = w + 4 * rb; // the following group, prefetched a pair's share at a time
-        bool prefetch = Prefetch.Enabled;
+        // Accumulators are values, never passed by reference: a by-reference accumulator kept them in memory (a load
+        // and a store per row and pair, and the load-to-store chain bounding the loop).
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        // Constants are read inside the loop (as memory operands): hoisted into locals they outnumbered the registers
+        // and the allocator spilled the accumulators instead.
+        // The activation blocks' scales as floats, after the blocks and their sums (QuantizeActivation's layout).
+        float* dx = (float*)(a + nb * (Q80 + 4));
+        // The following group (ahead = 4 rows), prefetched a pair's share at a time; with ahead = 0 the lines being
+        // read (a branch in the loop instead also cost the accumulators their registers).
+        byte* next = w + ahead;
         for (int i = 0; i < nb; i += 2, w += 2 * Mx, a += 2 * Q80, next += 4 * 2 * Mx)
         {
-            if (prefetch)
-            {
-                Sse.Prefetch0(next);
-                Sse.Prefetch0(next + 64);
-                Sse.Prefetch0(next + 128);
-            }
+            Sse.Prefetch0(next);
+            Sse.Prefetch0(next + 64);
+            Sse.Prefetch0(next + 128);
             var xLo = Vector256.Load((sbyte*)(a + 2));
             var xHi = Vector256.Load((sbyte*)(a + Q80 + 2));
-            var x = Vector512.Create(xLo, xHi);
+            var x = Avx512F.InsertVector256(xLo.ToVector512Unsafe(), xHi, 1); // (Vector512.Create(lo, hi) went through the stack)
             // 12·Σx per 4-byte lane: with AVX-VNNI the negated start of each row's vpdpbusd sums, otherwise 16-bit pair
             // sums subtracted after vpmaddubsw.
             Vector256<int> startLo = default, startHi = default;
             Vector512<short> correction = default;
             if (AvxVnni.IsSupported)
             {
-                startLo = Vector256<int>.Zero - AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, offset256, xLo);
-                startHi = Vector256<int>.Zero - AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, offset256, xHi);
+                startLo = Vector256<int>.Zero - AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Vector256.Create((byte)Mxfp4Offset), xLo);
+                startHi = Vector256<int>.Zero - AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Vector256.Create((byte)Mxfp4Offset), xHi);
             }
-            else correction = Avx512BW.MultiplyAddAdjacent(offset, x);
+            else correction = Avx512BW.MultiplyAddAdjacent(Vector512.Create((byte)Mxfp4Offset), x);
             var r0 = Vector512.Load(w);
             var r1 = Vector512.Load(w + rb);
             var r2 = Vector512.Load(w + 2 * rb);
             var r3 = Vector512.Load(w + 3 * rb);
-            // The eight block scales (row-major: row 0 block 0, row 0 block 1, row 1 block 0, …) as d_x · 2^(e−128).
-            var e01 = Avx512Vbmi.VL.PermuteVar32x8x2(r0.GetLower(), scalePick, r1.GetLower()).GetLower().AsInt32();
-            var e23 = Avx512Vbmi.VL.PermuteVar32x8x2(r2.GetLower(), scalePick, r3.GetLower()).GetLower().AsInt32();
+            // The eight block scales (row 0 block 0, row 0 block 1, row 1 block 0, …) as d_x · 2^(e−128).
+            var e01 = Avx512Vbmi.VL.PermuteVar32x8x2(r0.GetLower(), Mxfp4ScalePick, r1.GetLower()).GetLower().AsInt32();
+            var e23 = Avx512Vbmi.VL.PermuteVar32x8x2(r2.GetLower(), Mxfp4ScalePick, r3.GetLower()).GetLower().AsInt32();
             var e = Avx2.ConvertToVector256Int32(Sse2.UnpackLow(e01, e23).AsByte());
-            float dx0 = Half(a), dx1 = Half(a + Q80);
-            var dx = Vector128.Create(dx0, dx1, dx0, dx1);
-            var d = Avx512F.VL.Scale(Vector256.Create(dx, dx), Avx.ConvertToVector256Single(e) - bias);
-            Mxfp4RowStep(r0, xLo, xHi, x, startLo, startHi, correction, nibbleOrder, shift, table, low4,
-                Avx2.PermuteVar8x32(d, Vector256.Create(0)), Avx2.PermuteVar8x32(d, Vector256.Create(1)), ref lo0, ref hi0);
-            Mxfp4RowStep(r1, xLo, xHi, x, startLo, startHi, correction, nibbleOrder, shift, table, low4,
-                Avx2.PermuteVar8x32(d, Vector256.Create(2)), Avx2.PermuteVar8x32(d, Vector256.Create(3)), ref lo1, ref hi1);
-            Mxfp4RowStep(r2, xLo, xHi, x, startLo, startHi, correction, nibbleOrder, shift, table, low4,
-                Avx2.PermuteVar8x32(d, Vector256.Create(4)), Avx2.PermuteVar8x32(d, Vector256.Create(5)), ref lo2, ref hi2);
-            Mxfp4RowStep(r3, xLo, xHi, x, startLo, startHi, correction, nibbleOrder, shift, table, low4,
-                Avx2.PermuteVar8x32(d, Vector256.Create(6)), Avx2.PermuteVar8x32(d, Vector256.Create(7)), ref lo3, ref hi3);
+            var dPair = Avx2.BroadcastScalarToVector256((double*)(dx + i)).AsSingle(); // d_x0, d_x1 four times
+            var d = Avx512F.VL.Scale(dPair, Avx.ConvertToVector256Single(e) - Vector256.Create(128f)).ToVector512Unsafe();
+            // Per row: its nibbles in activation order, looked up as w + 12, the integer lanes Σw·x (vpmaddubsw sums
+            // stay below 2·24·127, and their difference below 2·12·127: no 16-bit saturation), then the float step of
+            // DotMxfp4Avx512 (Mxfp4PairStep) with the row's two scales.
+            var n0 = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8(r0, Mxfp4NibbleOrder).AsUInt64(), Mxfp4HighShift).AsByte();
+            var q0 = Avx512BW.Shuffle(Mxfp4OffsetTable, (n0 & Vector512.Create((byte)0x0F)).AsSByte()).AsByte();
+            var p0 = AvxVnni.IsSupported
+                ? Avx512F.InsertVector256(AvxVnni.MultiplyWideningAndAdd(startLo, q0.GetLower(), xLo).ToVector512Unsafe(),
+                    AvxVnni.MultiplyWideningAndAdd(startHi, q0.GetUpper(), xHi), 1)
+                : Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q0, x) - correction, Vector512<short>.One);
+            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p0), Avx512F.PermuteVar16x32(d, Mxfp4RowScales0), acc0);
+            var n1 = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8(r1, Mxfp4NibbleOrder).AsUInt64(), Mxfp4HighShift).AsByte();
+            var q1 = Avx512BW.Shuffle(Mxfp4OffsetTable, (n1 & Vector512.Create((byte)0x0F)).AsSByte()).AsByte();
+            var p1 = AvxVnni.IsSupported
+                ? Avx512F.InsertVector256(AvxVnni.MultiplyWideningAndAdd(startLo, q1.GetLower(), xLo).ToVector512Unsafe(),
+                    AvxVnni.MultiplyWideningAndAdd(startHi, q1.GetUpper(), xHi), 1)
+                : Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q1, x) - correction, Vector512<short>.One);
+            acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p1), Avx512F.PermuteVar16x32(d, Mxfp4RowScales1), acc1);
+            var n2 = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8(r2, Mxfp4NibbleOrder).AsUInt64(), Mxfp4HighShift).AsByte();
+            var q2 = Avx512BW.Shuffle(Mxfp4OffsetTable, (n2 & Vector512.Create((byte)0x0F)).AsSByte()).AsByte();
+            var p2 = AvxVnni.IsSupported
+                ? Avx512F.InsertVector256(AvxVnni.MultiplyWideningAndAdd(startLo, q2.GetLower(), xLo).ToVector512Unsafe(),
+                    AvxVnni.MultiplyWideningAndAdd(startHi, q2.GetUpper(), xHi), 1)
+                : Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q2, x) - correction, Vector512<short>.One);
+            acc2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p2), Avx512F.PermuteVar16x32(d, Mxfp4RowScales2), acc2);
+            var n3 = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8(r3, Mxfp4NibbleOrder).AsUInt64(), Mxfp4HighShift).AsByte();
+            var q3 = Avx512BW.Shuffle(Mxfp4OffsetTable, (n3 & Vector512.Create((byte)0x0F)).AsSByte()).AsByte();
+            var p3 = AvxVnni.IsSupported
+                ? Avx512F.InsertVector256(AvxVnni.MultiplyWideningAndAdd(startLo, q3.GetLower(), xLo).ToVector512Unsafe(),
+                    AvxVnni.MultiplyWideningAndAdd(startHi, q3.GetUpper(), xHi), 1)
+                : Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q3, x) - correction, Vector512<short>.One);
+            acc3 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p3), Avx512F.PermuteVar16x32(d, Mxfp4RowScales3), acc3);
         }
-        y[0] = Vector512.Sum(Vector512.Create(lo0, hi0));
-        y[1] = Vector512.Sum(Vector512.Create(lo1, hi1));
-        y[2] = Vector512.Sum(Vector512.Create(lo2, hi2));
-        y[3] = Vector512.Sum(Vector512.Create(lo3, hi3));
+        y[0] = Vector512.Sum(acc0);
+        y[1] = Vector512.Sum(acc1);
+        y[2] = Vector512.Sum(acc2);
+        y[3] = Vector512.Sum(acc3);
     }
 
-    /// <summary>One row's pair of blocks: the same integer lanes and float operations as <see cref="Mxfp4PairStep"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Mxfp4RowStep(Vector512<byte> raw, Vector256<sbyte> xLo, Vector256<sbyte> xHi, Vector512<sbyte> x,
-        Vector256<int> startLo, Vector256<int> startHi, Vector512<short> correction, Vector512<byte> nibbleOrder, Vector512<ulong> shift,
-        Vector512<sbyte> table, Vector512<byte> low4, Vector256<float> dLo, Vector256<float> dHi, ref Vector256<float> accLo, ref Vector256<float> accHi)
-    {
-        var nibbles = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8(raw, nibbleOrder).AsUInt64(), shift).AsByte() & low4;
-        var wq = Avx512BW.Shuffle(table, nibbles.AsSByte()).AsByte();
-        Vector256<int> pLo, pHi;
-        if (AvxVnni.IsSupported)
-        {
-            pLo = AvxVnni.MultiplyWideningAndAdd(startLo, wq.GetLower(), xLo);
-            pHi = AvxVnni.MultiplyWideningAndAdd(startHi, wq.GetUpper(), xHi);
-        }
-        else
-        {
-            // |products| ≤ 2·24·127 per pair of bytes, and the difference ≤ 2·12·127: no 16-bit saturation.
-            var p = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(wq, x) - correction, Vector512<short>.One);
-            pLo = p.GetLower();
-            pHi = p.GetUpper();
-        }
-        accLo = Fma.MultiplyAdd(Avx.ConvertToVector256Single(pLo), dLo, accLo);
-        accHi = Fma.MultiplyAdd(Avx.ConvertToVector256Single(pHi), dHi, accHi);
-    }
+    // Indices 2r (eight lanes) then 2r + 1 (eight lanes): row r's block scales from the pair's eight.
+    private static readonly Vector512<int> Mxfp4RowScales0 = Vector512.Create(Vector256.Create(0), Vector256.Create(1));
+    private static readonly Vector512<int> Mxfp4RowScales1 = Vector512.Create(Vector256.Create(2), Vector256.Create(3));
+    private static readonly Vector512<int> Mxfp4RowScales2 = Vector512.Create(Vector256.Create(4), Vector256.Create(5));
+    private static readonly Vector512<int> Mxfp4RowScales3 = Vector512.Create(Vector256.Create(6), Vector256.Create(7));
 }
