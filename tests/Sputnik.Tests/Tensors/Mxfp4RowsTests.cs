@@ -72,7 +72,9 @@ public class Mxfp4RowsTests
             MatVec.ComputeRows(GgmlType.MXFP4, w, Cols, act, y, r0, r1, KernelPath.Avx512);
             for (int r = 0; r < rows; r++)
             {
-                if (r >= r0 && r < r1) Assert.True(BitConverter.SingleToInt32Bits(single[r]) == BitConverter.SingleToInt32Bits(y[r]), $"rows [{r0}, {r1}) row {r}: {y[r]} vs single-row {single[r]}");
+                if (r >= r0 && r < r1)
+                    Assert.True(BitConverter.SingleToInt32Bits(single[r]) == BitConverter.SingleToInt32Bits(y[r]),
+                        $"rows [{r0}, {r1}) row {r}: {y[r]} vs single-row {single[r]}");
                 else Assert.True(float.IsNaN(y[r]), $"rows [{r0}, {r1}) wrote row {r}");
             }
         }

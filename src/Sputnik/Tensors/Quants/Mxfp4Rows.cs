@@ -14,7 +14,8 @@ namespace Sputnik.Tensors.Quants;
 //   them directly, starting from −12·Σx per 4-byte lane, computed once for the four rows: Σ(w + 12)·x − 12·Σx = Σw·x
 //   exactly in integers;
 // - the eight scales of the four rows come out of two vpermi2b as one vector, d_x · 2^(e−128) by vscalefps (the same
-//   exactly rounded product the single-row kernel multiplies out), and a vpermps hands each row its two;
+//   exactly rounded product the single-row kernel multiplies out; d_x from the activation's float scales), and a
+//   vpermps hands each row its two;
 // - the next four rows are prefetched while these are multiplied.
 // Every integer lane and every float operation matches DotMxfp4Avx512's, so the result is bit-identical to it (and so to
 // the batched kernel): which kernel a row takes never changes an answer.
