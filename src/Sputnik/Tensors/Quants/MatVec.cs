@@ -156,6 +156,11 @@ internal static unsafe partial class MatVec
         fixed (byte* w = weights)
         fixed (byte* a = activation)
         {
+            if (wType == GgmlType.MXFP4 && path == KernelPath.Avx512 && Mxfp4RowsSupported(cols / 32))
+            {
+                fixed (float* py = y) Mxfp4Rows(w, weights.Length, a, cols / 32, py, r0, r1);
+                return;
+            }
             if (Prefetch.Enabled && path != KernelPath.Scalar)
             {
                 int ahead = Prefetch.Ahead(rowBytes);
