@@ -61,37 +61,45 @@ internal static class FloatConvert
         for (; i < n; i++) dst[i] = HalfToFloat(src[i]);
     }
 
-    // A half's exponent and mantissa shifted into float position form a float 2^-112 times the value (subnormal
-    // halves become subnormal floats, exactly); one multiply by 2^112 rescales it. Exponent 31 (inf/NaN) is the
-    // one case the multiply cannot reach, so it gets the all-ones float exponent instead (NaNs also the quiet bit,
-    // as the runtime's conversion and F16C set it), in a branch taken only when a lane needs it: the fix-up was a
-    // third of the conversion, and F16 decode is bound by this conversion. The sign goes back last.
-    private const uint MagnitudeMask = 0x0FFFE000, HalfInfNan = 0x0F800000, FloatInfNan = 0x7F800000, SignBit = 0x80000000, QuietBit = 0x00400000;
-    private const uint Pow2To112 = 0x77800000;
+    // Sign-extending a half to 32 bits and shifting it left by 13 puts its exponent and mantissa in float position
+    // and copies the sign into bits 31…28, so one mask leaves a float 2^-112 times the value with the right sign
+    // (subnormal halves become subnormal floats, exactly); one multiply by 2^112 rescales it. Exponent 31 (inf/NaN)
+    // is the one case the multiply cannot reach: it comes out as ±2^16·1.m (finite halves stay ≤ 65504), so those
+    // lanes get the all-ones float exponent instead (NaNs also the quiet bit, as the runtime's conversion and F16C
+    // set it), in a branch taken only when a lane needs it.
+    private const int SignAndMagnitude = unchecked((int)0x8FFFE000);
+    private const uint Pow2To112 = 0x77800000, Pow2To16 = 0x47800000, FloatMagnitude = 0x7FFFFFFF, FloatInfNan = 0x7F800000, QuietBit = 0x00400000;
+
+    /// <summary>Exact for finite halves; inf and NaN come out as ±2^16·(1 + mantissa), for callers that check for them apart.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> FiniteHalfToFloat512(Vector256<ushort> h) =>
+        ((Vector512.WidenLower(h.AsInt16().ToVector512Unsafe()) << 13) & Vector512.Create(SignAndMagnitude)).AsSingle() * Vector512.Create(Pow2To112).AsSingle();
+
+    /// <summary>The 8-lane <see cref="FiniteHalfToFloat512"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> FiniteHalfToFloat256(Vector128<ushort> h) =>
+        ((Vector256.WidenLower(h.AsInt16().ToVector256Unsafe()) << 13) & Vector256.Create(SignAndMagnitude)).AsSingle() * Vector256.Create(Pow2To112).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> HalfToFloat512(Vector256<ushort> h)
     {
-        var u = Vector512.WidenLower(h.ToVector512Unsafe()); // zero-extends 16 halves to 32 bits
-        var mag = (u << 13) & Vector512.Create(MagnitudeMask);
-        var f = (mag.AsSingle() * Vector512.Create(Pow2To112).AsSingle()).AsUInt32();
-        // inf/NaN lanes are rare (never in sane weights): test once, fix up only when present
-        if (Vector512.GreaterThanOrEqualAny(mag, Vector512.Create(HalfInfNan)))
-            f |= Vector512.Equals(mag & Vector512.Create(HalfInfNan), Vector512.Create(HalfInfNan)) & Vector512.Create(FloatInfNan)
-                | Vector512.GreaterThan(mag, Vector512.Create(HalfInfNan)) & Vector512.Create(QuietBit);
-        return (f | ((u << 16) & Vector512.Create(SignBit))).AsSingle();
+        var f = FiniteHalfToFloat512(h).AsUInt32();
+        var mag = f & Vector512.Create(FloatMagnitude);
+        if (Vector512.GreaterThanOrEqualAny(mag, Vector512.Create(Pow2To16)))
+            f |= Vector512.GreaterThanOrEqual(mag, Vector512.Create(Pow2To16)) & Vector512.Create(FloatInfNan)
+                | Vector512.GreaterThan(mag, Vector512.Create(Pow2To16)) & Vector512.Create(QuietBit);
+        return f.AsSingle();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<float> HalfToFloat256(Vector128<ushort> h)
     {
-        var u = Vector256.WidenLower(h.ToVector256Unsafe());
-        var mag = (u << 13) & Vector256.Create(MagnitudeMask);
-        var f = (mag.AsSingle() * Vector256.Create(Pow2To112).AsSingle()).AsUInt32();
-        if (Vector256.GreaterThanOrEqualAny(mag, Vector256.Create(HalfInfNan)))
-            f |= Vector256.Equals(mag & Vector256.Create(HalfInfNan), Vector256.Create(HalfInfNan)) & Vector256.Create(FloatInfNan)
-                | Vector256.GreaterThan(mag, Vector256.Create(HalfInfNan)) & Vector256.Create(QuietBit);
-        return (f | ((u << 16) & Vector256.Create(SignBit))).AsSingle();
+        var f = FiniteHalfToFloat256(h).AsUInt32();
+        var mag = f & Vector256.Create(FloatMagnitude);
+        if (Vector256.GreaterThanOrEqualAny(mag, Vector256.Create(Pow2To16)))
+            f |= Vector256.GreaterThanOrEqual(mag, Vector256.Create(Pow2To16)) & Vector256.Create(FloatInfNan)
+                | Vector256.GreaterThan(mag, Vector256.Create(Pow2To16)) & Vector256.Create(QuietBit);
+        return f.AsSingle();
     }
 
     /// <summary>Converts little-endian BF16 values to floats.</summary>
