@@ -80,49 +80,45 @@ internal static class FloatConvert
         for (; i < n; i++) dst[i] = HalfToFloat(src[i]);
     }
 
-    // A half sign-extended to 32 bits and shifted left 13 keeps its sign in bit 31 and its exponent and mantissa in
-    // bits 27..13: masked, that is a float 2^-112 times the value, sign included (subnormal halves become subnormal
-    // floats, exactly), and one multiply by 2^112 rescales it. Exponent 31 (inf/NaN) is the one case the multiply
-    // cannot reach (it gives a finite 2^16 or more), so it gets the all-ones float exponent instead (NaNs also the
-    // quiet bit, as the runtime's conversion and F16C set it), in a branch taken only when a lane needs it. Decode
-    // attention over an F16 cache converts every row it reads: the sign-extension saves the separate sign
-    // extraction (3 of 9 instructions a vector).
-    private const uint MagnitudeMask = 0x0FFFE000, HalfInfNan = 0x0F800000, FloatInfNan = 0x7F800000, SignBit = 0x80000000, QuietBit = 0x00400000;
-    private const uint SignAndMagnitude = SignBit | MagnitudeMask, Pow2To112 = 0x77800000;
+    // Sign-extending a half to 32 bits and shifting it left by 13 puts its exponent and mantissa in float position
+    // and copies the sign into bits 31…28, so one mask leaves a float 2^-112 times the value with the right sign
+    // (subnormal halves become subnormal floats, exactly); one multiply by 2^112 rescales it. Exponent 31 (inf/NaN)
+    // is the one case the multiply cannot reach: it comes out as ±2^16·1.m (finite halves stay ≤ 65504), so those
+    // lanes get the all-ones float exponent instead (NaNs also the quiet bit, as the runtime's conversion and F16C
+    // set it), in a branch taken only when a lane needs it.
+    private const int SignAndMagnitude = unchecked((int)0x8FFFE000);
+    private const uint Pow2To112 = 0x77800000, Pow2To16 = 0x47800000, FloatMagnitude = 0x7FFFFFFF, FloatInfNan = 0x7F800000, QuietBit = 0x00400000;
+
+    /// <summary>Exact for finite halves; inf and NaN come out as ±2^16·(1 + mantissa), for callers that check for them apart.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> FiniteHalfToFloat512(Vector256<ushort> h) =>
+        ((Vector512.WidenLower(h.AsInt16().ToVector512Unsafe()) << 13) & Vector512.Create(SignAndMagnitude)).AsSingle() * Vector512.Create(Pow2To112).AsSingle();
+
+    /// <summary>The 8-lane <see cref="FiniteHalfToFloat512"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> FiniteHalfToFloat256(Vector128<ushort> h) =>
+        ((Vector256.WidenLower(h.AsInt16().ToVector256Unsafe()) << 13) & Vector256.Create(SignAndMagnitude)).AsSingle() * Vector256.Create(Pow2To112).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> HalfToFloat512(Vector256<ushort> h)
     {
-        var x = (Vector512.WidenLower(h.AsInt16().ToVector512Unsafe()).AsUInt32() << 13) & Vector512.Create(SignAndMagnitude);
-        // inf/NaN lanes are rare (never in sane weights or caches): test once, fix up only when present
-        if (Vector512.EqualsAny(x & Vector512.Create(HalfInfNan), Vector512.Create(HalfInfNan))) return InfNan512(x);
-        return x.AsSingle() * Vector512.Create(Pow2To112).AsSingle();
-    }
-
-    private static Vector512<float> InfNan512(Vector512<uint> x)
-    {
-        var mag = x & Vector512.Create(MagnitudeMask);
-        var f = (mag.AsSingle() * Vector512.Create(Pow2To112).AsSingle()).AsUInt32();
-        f |= Vector512.Equals(mag & Vector512.Create(HalfInfNan), Vector512.Create(HalfInfNan)) & Vector512.Create(FloatInfNan)
-            | Vector512.GreaterThan(mag, Vector512.Create(HalfInfNan)) & Vector512.Create(QuietBit);
-        return (f | (x & Vector512.Create(SignBit))).AsSingle();
+        var f = FiniteHalfToFloat512(h).AsUInt32();
+        var mag = f & Vector512.Create(FloatMagnitude);
+        if (Vector512.GreaterThanOrEqualAny(mag, Vector512.Create(Pow2To16)))
+            f |= Vector512.GreaterThanOrEqual(mag, Vector512.Create(Pow2To16)) & Vector512.Create(FloatInfNan)
+                | Vector512.GreaterThan(mag, Vector512.Create(Pow2To16)) & Vector512.Create(QuietBit);
+        return f.AsSingle();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<float> HalfToFloat256(Vector128<ushort> h)
     {
-        var x = (Vector256.WidenLower(h.AsInt16().ToVector256Unsafe()).AsUInt32() << 13) & Vector256.Create(SignAndMagnitude);
-        if (Vector256.EqualsAny(x & Vector256.Create(HalfInfNan), Vector256.Create(HalfInfNan))) return InfNan256(x);
-        return x.AsSingle() * Vector256.Create(Pow2To112).AsSingle();
-    }
-
-    private static Vector256<float> InfNan256(Vector256<uint> x)
-    {
-        var mag = x & Vector256.Create(MagnitudeMask);
-        var f = (mag.AsSingle() * Vector256.Create(Pow2To112).AsSingle()).AsUInt32();
-        f |= Vector256.Equals(mag & Vector256.Create(HalfInfNan), Vector256.Create(HalfInfNan)) & Vector256.Create(FloatInfNan)
-            | Vector256.GreaterThan(mag, Vector256.Create(HalfInfNan)) & Vector256.Create(QuietBit);
-        return (f | (x & Vector256.Create(SignBit))).AsSingle();
+        var f = FiniteHalfToFloat256(h).AsUInt32();
+        var mag = f & Vector256.Create(FloatMagnitude);
+        if (Vector256.GreaterThanOrEqualAny(mag, Vector256.Create(Pow2To16)))
+            f |= Vector256.GreaterThanOrEqual(mag, Vector256.Create(Pow2To16)) & Vector256.Create(FloatInfNan)
+                | Vector256.GreaterThan(mag, Vector256.Create(Pow2To16)) & Vector256.Create(QuietBit);
+        return f.AsSingle();
     }
 
     /// <summary>Converts little-endian BF16 values to floats.</summary>

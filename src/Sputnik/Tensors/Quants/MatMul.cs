@@ -51,7 +51,7 @@ internal static unsafe partial class MatMul
         fixed (float* yp = y)
         {
             if (path == KernelPath.Scalar) Reference(wType, w, rowBytes, cols, a, stride, tokens, yp, ldy, r0, r1);
-            else if (wType is GgmlType.F16 or GgmlType.BF16) DecodedRows(wType, w, rowBytes, cols, (float*)a, tokens, yp, ldy, r0, r1);
+            else if (wType is GgmlType.F16 or GgmlType.BF16) DecodedRows(wType, w, rowBytes, cols, (float*)a, tokens, yp, ldy, r0, r1, path);
             else Tiled(wType, w, rowBytes, cols, a, stride, tokens, yp, ldy, r0, r1, path);
         }
     }
@@ -96,15 +96,16 @@ internal static unsafe partial class MatMul
     [ThreadStatic] private static float[]? t_row;
 
     /// <summary>
-    /// F16/BF16 weights: decode four rows at a time to float, then a 4-row × 4-token register block of FMAs (16
-    /// accumulators, 8 loads per 16 FMAs) over each group of four tokens; leftover rows and tokens use vector dots.
-    /// One dot per (row, token) was load-bound at a third of the FMA rate.
+    /// F16/BF16 weights: convert four rows at a time to float (exactly), then a 4-row × 4-token register block of FMAs
+    /// (16 accumulators, 8 loads per 16 FMAs) over each group of four tokens; leftover rows and tokens, and the AVX2
+    /// path, use <see cref="HalfWeights.FloatDot"/>. Both keep <see cref="HalfWeights"/>' summation order, so a token
+    /// gives the same bits here as in single-token decode. One dot per (row, token) was load-bound at a third of the FMA rate.
     /// </summary>
-    private static void DecodedRows(GgmlType wType, byte* w, int rowBytes, int cols, float* x, int tokens, float* y, int ldy, int r0, int r1)
+    private static void DecodedRows(GgmlType wType, byte* w, int rowBytes, int cols, float* x, int tokens, float* y, int ldy, int r0, int r1, KernelPath path)
     {
         if (t_row == null || t_row.Length < 4 * cols) t_row = new float[4 * cols];
-        int tokTile = Math.Max(1, TokenTileBytes / (cols * sizeof(float)));
-        bool blocked = Vector512.IsHardwareAccelerated && cols % 16 == 0;
+        int tokTile = Math.Max(4, TokenTileBytes / (cols * sizeof(float)));
+        bool blocked = path == KernelPath.Avx512;
         fixed (float* rows = t_row)
         {
             for (int t0 = 0; t0 < tokens; t0 += tokTile)
@@ -126,20 +127,21 @@ internal static unsafe partial class MatMul
                             Block4x4(rows, cols, x + (long)t * cols, y + (long)t * ldy + r, ldy);
                     for (; t < t1; t++)
                         for (int i = 0; i < nr; i++)
-                            y[(long)t * ldy + r + i] = TensorPrimitives.Dot(new ReadOnlySpan<float>(rows + i * cols, cols), new ReadOnlySpan<float>(x + (long)t * cols, cols));
+                            y[(long)t * ldy + r + i] = HalfWeights.FloatDot(rows + i * cols, x + (long)t * cols, cols, path);
                 }
             }
         }
     }
 
-    /// <summary>y[t·ldy + i] = dot(row i, token t) for 4 decoded rows (stride cols) and 4 tokens (stride cols); cols % 16 == 0.</summary>
+    /// <summary>y[t·ldy + i] = dot(row i, token t) for 4 decoded rows (stride cols) and 4 tokens (stride cols), in <see cref="HalfWeights.FloatDot"/>'s order.</summary>
     private static void Block4x4(float* w, int cols, float* x, float* y, int ldy)
     {
+        int n = cols & ~15;
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
         float* w1 = w + cols, w2 = w + 2 * cols, w3 = w + 3 * cols;
         float* x1 = x + cols, x2 = x + 2 * cols, x3 = x + 3 * cols;
-        for (int k = 0; k < cols; k += 16)
+        for (int k = 0; k < n; k += 16)
         {
             var r0 = Vector512.Load(w + k);
             var r1 = Vector512.Load(w1 + k);
@@ -162,5 +164,9 @@ internal static unsafe partial class MatMul
         y[ldy] = Vector512.Sum(a01); y[ldy + 1] = Vector512.Sum(a11); y[ldy + 2] = Vector512.Sum(a21); y[ldy + 3] = Vector512.Sum(a31);
         y[2 * ldy] = Vector512.Sum(a02); y[2 * ldy + 1] = Vector512.Sum(a12); y[2 * ldy + 2] = Vector512.Sum(a22); y[2 * ldy + 3] = Vector512.Sum(a32);
         y[3 * ldy] = Vector512.Sum(a03); y[3 * ldy + 1] = Vector512.Sum(a13); y[3 * ldy + 2] = Vector512.Sum(a23); y[3 * ldy + 3] = Vector512.Sum(a33);
+        if (n < cols)
+            for (int t = 0; t < 4; t++)
+                for (int i = 0; i < 4; i++)
+                    y[t * ldy + i] = HalfWeights.FloatTail(y[t * ldy + i], w + i * cols, x + t * cols, n, cols);
     }
 }

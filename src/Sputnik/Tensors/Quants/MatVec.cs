@@ -161,6 +161,11 @@ internal static unsafe partial class MatVec
                 fixed (float* py = y) Mxfp4Rows(w, weights.Length, a, cols / 32, py, r0, r1);
                 return;
             }
+            if (wType is GgmlType.F16 or GgmlType.BF16 && path != KernelPath.Scalar)
+            {
+                fixed (float* yp = y) HalfWeights.Rows(wType, w, cols, (float*)a, yp, r0, r1, path); // four rows at a time, prefetching
+                return;
+            }
             if (Prefetch.Enabled && path != KernelPath.Scalar)
             {
                 int ahead = Prefetch.Ahead(rowBytes);
@@ -203,9 +208,9 @@ internal static unsafe partial class MatVec
             case GgmlType.F32:
                 return TensorPrimitives.Dot(new ReadOnlySpan<float>(w, cols), new ReadOnlySpan<float>(a, cols));
             case GgmlType.F16:
-                return DotF16(w, (float*)a, cols, path);
+                return path == KernelPath.Scalar ? DotF16Scalar(w, (float*)a, cols) : HalfWeights.Dot(wType, w, cols, (float*)a, path);
             case GgmlType.BF16:
-                return path == KernelPath.Scalar ? DotBF16Scalar(w, (float*)a, cols) : DotBF16Vec(w, (float*)a, cols);
+                return path == KernelPath.Scalar ? DotBF16Scalar(w, (float*)a, cols) : HalfWeights.Dot(wType, w, cols, (float*)a, path);
             case GgmlType.Q8_0:
                 return path switch { KernelPath.Avx512 => DotQ8_0Avx512(w, a, nb32), KernelPath.Avx2 => DotQ8_0Avx2(w, a, nb32), _ => DotQ8_0Scalar(w, a, nb32) };
             case GgmlType.Q4_0:
@@ -250,32 +255,12 @@ internal static unsafe partial class MatVec
 
     // ======================= float weights =======================
 
-    private static float DotF16(byte* w, float* x, int n, KernelPath path)
+    // The scalar references; the SIMD paths are HalfWeights'.
+    private static float DotF16Scalar(byte* w, float* x, int n)
     {
         ushort* h = (ushort*)w;
-        int i = 0;
         float sum = 0;
-        if (path == KernelPath.Avx512)
-        {
-            Vector512<float> acc0 = default, acc1 = default;
-            for (; i + 32 <= n; i += 32)
-            {
-                acc0 = Avx512F.FusedMultiplyAdd(FloatConvert.HalfToFloat512(Vector256.Load(h + i)), Vector512.Load(x + i), acc0);
-                acc1 = Avx512F.FusedMultiplyAdd(FloatConvert.HalfToFloat512(Vector256.Load(h + i + 16)), Vector512.Load(x + i + 16), acc1);
-            }
-            sum = Vector512.Sum(acc0 + acc1);
-        }
-        else if (path == KernelPath.Avx2)
-        {
-            Vector256<float> acc0 = default, acc1 = default;
-            for (; i + 16 <= n; i += 16)
-            {
-                acc0 = Fma.MultiplyAdd(FloatConvert.HalfToFloat256(Vector128.Load(h + i)), Vector256.Load(x + i), acc0);
-                acc1 = Fma.MultiplyAdd(FloatConvert.HalfToFloat256(Vector128.Load(h + i + 8)), Vector256.Load(x + i + 8), acc1);
-            }
-            sum = Vector256.Sum(acc0 + acc1);
-        }
-        for (; i < n; i++) sum += HalfTablePtr[h[i]] * x[i];
+        for (int i = 0; i < n; i++) sum += HalfTablePtr[h[i]] * x[i];
         return sum;
     }
 
@@ -284,23 +269,6 @@ internal static unsafe partial class MatVec
         ushort* h = (ushort*)w;
         float sum = 0;
         for (int i = 0; i < n; i++) sum += BitConverter.Int32BitsToSingle(h[i] << 16) * x[i];
-        return sum;
-    }
-
-    private static float DotBF16Vec(byte* w, float* x, int n)
-    {
-        ushort* h = (ushort*)w;
-        var acc0 = Vector256<float>.Zero;
-        var acc1 = Vector256<float>.Zero;
-        int i = 0;
-        for (; i + 16 <= n; i += 16)
-        {
-            var (lo, hi) = Vector256.Widen(Vector256.Load(h + i));
-            acc0 = Vector256.FusedMultiplyAdd((lo << 16).AsSingle(), Vector256.Load(x + i), acc0);
-            acc1 = Vector256.FusedMultiplyAdd((hi << 16).AsSingle(), Vector256.Load(x + i + 8), acc1);
-        }
-        float sum = Vector256.Sum(acc0 + acc1);
-        for (; i < n; i++) sum += BitConverter.Int32BitsToSingle(h[i] << 16) * x[i];
         return sum;
     }
 }
