@@ -27,7 +27,7 @@ internal readonly record struct SchedulerLoad(int Queued, int Running, int Slots
 internal sealed class ServerMetrics
 {
     private readonly ConcurrentDictionary<int, long> _byStatus = new();
-    private long _promptTokens, _cachedTokens, _generatedTokens, _requestsDone, _cacheHits, _draftedTokens, _acceptedTokens;
+    private long _promptTokens, _cachedTokens, _generatedTokens, _requestsDone, _cacheHits, _draftedTokens, _acceptedTokens, _rejectedCacheFiles;
     private double _generationMs;
     private readonly Lock _lock = new();
 
@@ -42,6 +42,9 @@ internal sealed class ServerMetrics
         if (cachedTokens > 0) Interlocked.Increment(ref _cacheHits);
         lock (_lock) _generationMs += generationMs;
     }
+
+    /// <summary>A prompt-cache file that was not a whole snapshot of its model (short, long, unreadable, failing its checksum) was skipped and deleted.</summary>
+    public void RecordRejectedCacheFile() => Interlocked.Increment(ref _rejectedCacheFiles);
 
     /// <summary>Speculative decoding: tokens proposed, and how many of them the target kept.</summary>
     public void RecordDrafts(int drafted, int accepted)
@@ -72,6 +75,8 @@ internal sealed class ServerMetrics
         Metric("sputnik_prompt_cache_misses_total", "counter", "Generations whose prompt reused no cached token.", done - hits);
         PrometheusText.Append(sb, "sputnik_prompt_cache_tokens", "gauge", "Tokens held for reuse: in the slots' KV caches, and in RAM snapshots (--cache-ram).",
             [(PrometheusText.Labels(("where", "slots")), load.SlotCacheTokens), (PrometheusText.Labels(("where", "ram")), load.RamCacheTokens)]);
+        Metric("sputnik_prompt_cache_rejected_files_total", "counter",
+            "Prompt-cache snapshot files (--cache-dir) skipped and deleted: short, long, unreadable or failing their checksum.", Interlocked.Read(ref _rejectedCacheFiles));
         Metric("sputnik_generated_tokens_total", "counter", "Tokens generated.", gen);
         Metric("sputnik_generation_tokens_per_second", "gauge", "Average per-sequence decode speed.", genMs > 0 ? gen * 1000.0 / genMs : 0);
         Metric("sputnik_prompt_cache_hit_ratio", "gauge", "Cached prompt tokens / prompt tokens.", prompt > 0 ? (double)cached / prompt : 0);

@@ -51,6 +51,7 @@ internal sealed class PromptCache
     private readonly string _filePrefix;
     private readonly int _planes, _rowBytes;
     private readonly Action<string>? _log;
+    private readonly Action? _onRejected;
     private readonly List<Entry> _entries = [];
     /// <summary>The entries that have a file, by its full path.</summary>
     private readonly Dictionary<string, Entry> _byFile = new(StringComparer.Ordinal);
@@ -68,7 +69,8 @@ internal sealed class PromptCache
     /// <param name="modelIdentity">Names the model and context the rows belong to; files of another identity are ignored.</param>
     /// <param name="shape">A slot's cache: entries are taken from and restored into caches of its layout.</param>
     /// <param name="log">Where disk faults are reported (once until the disk works again).</param>
-    public PromptCache(long maxBytes, string? dir, long maxDiskBytes, string modelIdentity, ICacheRows shape, Action<string>? log = null)
+    /// <param name="rejected">Called for each bad file skipped (the server's /metrics counter, which outlives this cache).</param>
+    public PromptCache(long maxBytes, string? dir, long maxDiskBytes, string modelIdentity, ICacheRows shape, Action<string>? log = null, Action? rejected = null)
     {
         _maxBytes = maxBytes;
         _maxDiskBytes = maxDiskBytes;
@@ -78,6 +80,7 @@ internal sealed class PromptCache
         _planes = shape.Planes;
         _rowBytes = shape.RowBytes;
         _log = log;
+        _onRejected = rejected;
         _filePrefix = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{_identity}\n{_layout}\n{_planes}\n{_rowBytes}")))[..12] + "-";
         if (_dir != null) LoadIndex();
     }
@@ -349,6 +352,7 @@ internal sealed class PromptCache
     private void Reject(string path, long length, DateTime time, string why)
     {
         RejectedFiles++;
+        _onRejected?.Invoke();
         DiskFault($"skipped {path}: {why}");
         if (!TryDelete(path)) _rejected[path] = (length, time);
     }

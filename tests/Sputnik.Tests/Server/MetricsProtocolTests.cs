@@ -30,6 +30,7 @@ public sealed class MetricsProtocolTests
         Assert.Equal(0, One(idle, "vllm:num_requests_running"));
         Assert.Equal(0, One(idle, "vllm:kv_cache_usage_perc"));
         Assert.Equal(0, One(idle, "vllm:prefix_cache_queries_total"));
+        Assert.Equal(0, One(idle, "sputnik_prompt_cache_rejected_files_total")); // SharedPromptCacheTests counts a bad file
 
         // One long stream holds the only slot; a second request waits for it.
         using var req = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = TestServer.Json(TestServer.ChatBody(user: "What is 12 + 30?", maxTokens: 200, stream: true)) };

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Sputnik.Server;
 using Sputnik.Server.Scheduling;
 using Xunit;
 
@@ -61,6 +62,10 @@ public sealed class SharedPromptCacheTests : IDisposable
         Assert.Equal(first.Text, cold.Text);
         Assert.Equal(1, reader.Host.Model.Scheduler.Cache!.RejectedFiles);
         Assert.False(File.Exists(file), "a bad file is deleted, so no replica reads it again");
+        // An operator sees it on /metrics (the writer rejected nothing).
+        double Rejected(string metrics) => PrometheusText.Sum(PrometheusText.Parse(metrics), "sputnik_prompt_cache_rejected_files_total");
+        Assert.Equal(1, Rejected(await reader.Client.GetStringAsync("/metrics", TestContext.Current.CancellationToken)));
+        Assert.Equal(0, Rejected(await writer.Client.GetStringAsync("/metrics", TestContext.Current.CancellationToken)));
     }
 
     /// <summary>A stories260K slot holding <see cref="Tokens"/> of a seed, and caches over it.</summary>

@@ -119,11 +119,11 @@ public static class ConversationReplay
                 var evt = JsonNode.Parse(line[6..]);
                 if (evt?["error"] != null)
                     return (new Outcome(conversation, turn, true, false, ttft, clock.Elapsed.TotalMilliseconds, replica, evt["error"]!.ToJsonString()), "");
-                if (evt?["choices"] is JsonArray { Count: > 0 } choices && choices[0]?["delta"]?["content"]?.GetValue<string>() is { Length: > 0 } piece)
-                {
-                    if (ttft < 0) ttft = clock.Elapsed.TotalMilliseconds;
-                    answer.Append(piece);
-                }
+                var delta = evt?["choices"] is JsonArray { Count: > 0 } choices ? choices[0]?["delta"] : null;
+                // The first token is the first text of either kind: the bundled R1-style model often starts with its reasoning.
+                if (ttft < 0 && (delta?["content"]?.GetValue<string>() is { Length: > 0 } || delta?["reasoning_content"]?.GetValue<string>() is { Length: > 0 }))
+                    ttft = clock.Elapsed.TotalMilliseconds;
+                if (delta?["content"]?.GetValue<string>() is { Length: > 0 } piece) answer.Append(piece);
             }
             return (new Outcome(conversation, turn, streamed, false, ttft, clock.Elapsed.TotalMilliseconds, replica, "the stream ended without [DONE]"), "");
         }
