@@ -105,6 +105,9 @@ only mtp && {
   "$sputnik" train sft --task arithmetic --preset tiny-r1-ds --mtp --out "$work/train-mtp" --steps 60 --batch 8 --eval-n 4 --threads "$THREADS" >&2
   cp "$work/train-mtp/sft.gguf" "$work/trained-tiny-r1-ds-mtp.gguf"
   files+=("$work/trained-tiny-r1-ds-mtp.gguf|train sft --preset tiny-r1-ds --mtp (60 steps)|F32|r1")
+  # The shipped model carries a trained MTP block too (its trunk is ONLY=trained's bundled file).
+  cp "$root/models/sputnik-r1-tiny.gguf" "$work/bundled-mtp-F32.gguf"
+  files+=("$work/bundled-mtp-F32.gguf|models/sputnik-r1-tiny.gguf (with its MTP head)|F32|r1")
 }
 # The bundled model (fully trained: SFT + GRPO, deepseek2) and its quantized files: trained logits are decisive,
 # unlike the random models', so quantized agreement there says what a user of a real model would see.

@@ -3,7 +3,7 @@ using Xunit;
 
 namespace Sputnik.Tests.Cli;
 
-/// <summary>`run --spec-type …` leaves the greedy golden output unchanged and reports its draft counts.</summary>
+/// <summary>`run --spec-type …` leaves the greedy golden output (and the bundled model's greedy answer) unchanged and reports its draft counts.</summary>
 public class SpeculationCliTests
 {
     private static readonly string Stories = Fixtures.Model("stories260K.gguf");
@@ -44,6 +44,26 @@ public class SpeculationCliTests
         var t = doc.RootElement.GetProperty("timings");
         Assert.True(t.GetProperty("draft_n").GetInt32() > 0);
         Assert.Equal(t.GetProperty("draft_n").GetInt32(), t.GetProperty("draft_n_accepted").GetInt32());
+    }
+
+    [Fact]
+    public void Mtp_speculation_on_the_bundled_model_keeps_its_greedy_answer()
+    {
+        string bundled = Fixtures.Require(Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny.gguf"));
+        string[] run = ["run", "-m", bundled, "-p", "<｜User｜>What is 4721 * 368?<｜Assistant｜><think>\n", "-n", "400", "--temp", "0", "--json", "-t", "2"];
+        var plain = CliRunner.Run(run);
+        var mtp = CliRunner.Run([.. run, "--spec-type", "mtp", "--draft-max", "2"]);
+        Assert.True(plain.ExitCode == 0, plain.StdErr);
+        Assert.True(mtp.ExitCode == 0, mtp.StdErr);
+        using var plainDoc = JsonDocument.Parse(plain.StdOut);
+        using var mtpDoc = JsonDocument.Parse(mtp.StdOut);
+        Assert.Contains("The answer is 1737328.", plainDoc.RootElement.GetProperty("text").GetString());
+        Assert.Equal(Ints(plainDoc.RootElement.GetProperty("tokens")), Ints(mtpDoc.RootElement.GetProperty("tokens")));
+        Assert.Equal(plainDoc.RootElement.GetProperty("text").GetString(), mtpDoc.RootElement.GetProperty("text").GetString());
+        var t = mtpDoc.RootElement.GetProperty("timings");
+        int drafted = t.GetProperty("draft_n").GetInt32(), accepted = t.GetProperty("draft_n_accepted").GetInt32();
+        Assert.True(drafted > 0, "the MTP head proposed nothing");
+        Assert.True(accepted >= drafted / 2, $"the bundled model's MTP head: {accepted} of {drafted} proposals accepted");
     }
 
     [Theory]

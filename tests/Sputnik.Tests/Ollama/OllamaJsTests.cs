@@ -95,7 +95,7 @@ public sealed class OllamaJsTests
         Assert.Equal("sputnik-r1-tiny", (string)o["list"]!["models"]![0]!["name"]!);
         Assert.Equal("deepseek2", (string)o["show"]!["details"]!["family"]!);
         Assert.Contains("thinking", o["show"]!["capabilities"]!.AsArray().Select(c => (string)c!));
-        Assert.Equal(4, (int)o["show"]!["model_info"]!["deepseek2.block_count"]!);
+        Assert.Equal(5, (int)o["show"]!["model_info"]!["deepseek2.block_count"]!); // 4 + the MTP block
         Assert.Equal("sputnik-r1-tiny", (string)o["ps"]!["models"]![0]!["name"]!);
         Assert.False(string.IsNullOrEmpty((string?)o["version"]!["version"]));
 
