@@ -20,7 +20,7 @@ internal static partial class FlashAttention
     /// <summary>Whether rows sharing a tile's keys run through the register-blocked loops (settable for the bench's A/B: `attn prefill … old,new`).</summary>
     internal static bool BlockedRows = true;
 
-    /// <summary>Whether the blocked loops run at this width: AVX-512 with keys (for q·k) whose width is a multiple of 16.</summary>
+    /// <summary>Whether the blocked loops run at this width (AVX-512 only; q·k also needs float keys a multiple of 16 wide).</summary>
     private static bool Blocks(int width) => BlockedRows && width == 512 && Avx512F.IsSupported;
 
     /// <summary>Whether rows r … r + BlockRows − 1 exist and see the same positions of the tile (and at least one).</summary>
