@@ -10,11 +10,17 @@ using Sputnik.Tensors;
 /// With variants, runs them alternating (seconds each, three rounds) so their ratio survives a noisy machine.
 /// `split` as the fourth argument instead runs the decode split of DecoderModel.SegmentedAttention on 2 threads
 /// (items = (KV head, segment), merged per head), alternating the item orders heads-outer and heads-inner.
+/// `attn prefill …` times prefill attention instead (<see cref="PrefillAttnBench"/>).
 /// </summary>
 internal static class AttnBench
 {
     public static void Run(string[] args)
     {
+        if (args.Length > 0 && args[0] == "prefill")
+        {
+            PrefillAttnBench.Run(args[1..]);
+            return;
+        }
         int depth = args.Length > 0 ? int.Parse(args[0]) : 4096;
         var type = args.Length > 1 ? Enum.Parse<KvCacheType>(args[1], ignoreCase: true) : KvCacheType.F16;
         double seconds = args.Length > 2 ? double.Parse(args[2]) : 3;

@@ -258,7 +258,8 @@ internal static partial class FlashAttention
     /// Every row's partial result over the positions of the segment starting at <paramref name="s0"/> (those its window
     /// and causality let it see) into sc.SegMax/SegSum/SegOut, a tile at a time. Per tile, the keys are decoded and
     /// every row's scores, softmax update and probabilities computed first, then the values decoded and accumulated:
-    /// each phase's tile buffer stays in L1.
+    /// each phase's tile buffer stays in L1. Rows that see the same positions of a tile go through the register-blocked
+    /// loops three at a time (FlashAttention.Blocked.cs), the others one at a time; both give the same bits.
     /// </summary>
     private static void RunSegment(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, int tokens, int group,
         int pos0, int window, float scale, int s0, Scratch sc, int width, int keyEnd)
@@ -266,10 +267,9 @@ internal static partial class FlashAttention
         int kw = keys.Width, vw = values.Width, rows = tokens * group;
         bool quantized = KvRowCodec.IsBlockFormat(keys.Type), halfQueries = keys.Type == KvCacheType.F16;
         bool shared = values.SharesRowsWith(keys) && !quantized;
-        var segMax = sc.SegMax.AsSpan(0, rows);
-        var segSum = sc.SegSum.AsSpan(0, rows);
-        segMax.Fill(float.NegativeInfinity);
-        segSum.Clear();
+        bool blockValues = Blocks(width), blockScores = blockValues && !quantized && kw % 16 == 0;
+        sc.SegMax.AsSpan(0, rows).Fill(float.NegativeInfinity);
+        sc.SegSum.AsSpan(0, rows).Clear();
         sc.SegOut.AsSpan(0, rows * vw).Clear();
         int last = keyEnd > 0 ? keyEnd - 1 : pos0 + tokens - 1, lo0 = WindowStart(pos0, window), segEnd = Math.Min(s0 + Segment, last + 1);
         for (int t0 = Math.Max(s0, lo0) / Tile * Tile; t0 < segEnd; t0 += Tile)
@@ -284,45 +284,83 @@ internal static partial class FlashAttention
                 int pos = pos0 + i, a = Math.Max(WindowStart(pos, window), first), b = Math.Min(keyEnd > 0 ? keyEnd : pos + 1, end);
                 for (int j = 0; j < group; j++)
                 {
-                    int r = i * group + j;
-                    sc.RowFrom[r] = a - first;
-                    sc.RowCount[r] = Math.Max(0, b - a); // 0: outside this token's window
-                    if (a >= b) continue;
-                    int n = b - a;
-                    var s = sc.Scores.AsSpan(r * Tile, Tile);
-                    float tileMax;
-                    if (quantized)
-                    {
-                        int nb = kw / KvRowCodec.Block;
-                        tileMax = float.NegativeInfinity;
-                        for (int t = 0; t < n; t++)
-                        {
-                            float x = QuantDot(sc, a - first + t, r, nb, width) * scale;
-                            s[t] = x;
-                            tileMax = Math.Max(tileMax, x);
-                        }
-                    }
-                    else
-                    {
-                        ref float qr = ref halfQueries ? ref sc.HalfQueries[r * kw] : ref Unsafe.AsRef(in q[i * qStride + j * kw]);
-                        tileMax = Scores(ref qr, ref Unsafe.Add(ref MemoryMarshal.GetReference(k), (a - first) * ks), ks, kw, n, scale, s, width);
-                    }
-                    float m = Math.Max(segMax[r], tileMax);
-                    sc.Alpha[r] = MathF.Exp(segMax[r] - m); // 0 on the row's first tile (−∞)
-                    segSum[r] = segSum[r] * sc.Alpha[r] + ExpShifted(s, n, m, width);
-                    segMax[r] = m;
+                    sc.RowFrom[i * group + j] = a - first;
+                    sc.RowCount[i * group + j] = Math.Max(0, b - a); // 0: outside this token's window
                 }
+            }
+            for (int r = 0; r < rows;)
+            {
+                int n = sc.RowCount[r], from = sc.RowFrom[r];
+                if (n == 0)
+                {
+                    r++;
+                    continue;
+                }
+                if (blockScores && SameRange(sc, r, rows))
+                {
+                    ref float sr = ref sc.Scores[r * Tile];
+                    var (m0, m1, m2) = Scores3(ref QueryRow(sc, q, halfQueries, r, group, qStride, kw),
+                        ref QueryRow(sc, q, halfQueries, r + 1, group, qStride, kw), ref QueryRow(sc, q, halfQueries, r + 2, group, qStride, kw),
+                        ref Unsafe.Add(ref MemoryMarshal.GetReference(k), from * ks), ks, kw, n, scale, ref sr, ref Unsafe.Add(ref sr, Tile), ref Unsafe.Add(ref sr, 2 * Tile));
+                    Softmax(sc, r, m0, width);
+                    Softmax(sc, r + 1, m1, width);
+                    Softmax(sc, r + 2, m2, width);
+                    r += BlockRows;
+                    continue;
+                }
+                float tileMax;
+                if (quantized)
+                {
+                    int nb = kw / KvRowCodec.Block;
+                    var s = sc.Scores.AsSpan(r * Tile, Tile);
+                    tileMax = float.NegativeInfinity;
+                    for (int t = 0; t < n; t++)
+                    {
+                        float x = QuantDot(sc, from + t, r, nb, width) * scale;
+                        s[t] = x;
+                        tileMax = Math.Max(tileMax, x);
+                    }
+                }
+                else tileMax = Scores(ref QueryRow(sc, q, halfQueries, r, group, qStride, kw), ref Unsafe.Add(ref MemoryMarshal.GetReference(k), from * ks), ks, kw, n,
+                    scale, sc.Scores.AsSpan(r * Tile, Tile), width);
+                Softmax(sc, r, tileMax, width);
+                r++;
             }
             int vs = ks;
             var v = shared ? k : DecodeTile(values, first, end - first, sc.Values, width, out vs);
-            for (int r = 0; r < rows; r++)
+            for (int r = 0; r < rows;)
             {
                 int n = sc.RowCount[r];
-                if (n == 0) continue;
-                Accumulate(ref sc.SegOut[r * vw], sc.Alpha[r], sc.Scores.AsSpan(r * Tile, n),
-                    ref Unsafe.Add(ref MemoryMarshal.GetReference(v), sc.RowFrom[r] * vs), vs, vw, width);
+                if (n == 0)
+                {
+                    r++;
+                    continue;
+                }
+                ref float vr = ref Unsafe.Add(ref MemoryMarshal.GetReference(v), sc.RowFrom[r] * vs);
+                if (blockValues && SameRange(sc, r, rows))
+                {
+                    Accumulate3(ref sc.SegOut[r * vw], ref sc.SegOut[(r + 1) * vw], ref sc.SegOut[(r + 2) * vw], sc.Alpha[r], sc.Alpha[r + 1], sc.Alpha[r + 2],
+                        ref sc.Scores[r * Tile], ref sc.Scores[(r + 1) * Tile], ref sc.Scores[(r + 2) * Tile], n, ref vr, vs, vw);
+                    r += BlockRows;
+                    continue;
+                }
+                Accumulate(ref sc.SegOut[r * vw], sc.Alpha[r], sc.Scores.AsSpan(r * Tile, n), ref vr, vs, vw, width);
+                r++;
             }
         }
+    }
+
+    /// <summary>Query row r (token r / group, head r % group) as q·k reads it: rounded to F16 for an F16 key cache.</summary>
+    private static ref float QueryRow(Scratch sc, ReadOnlySpan<float> q, bool halfQueries, int r, int group, int qStride, int kw) =>
+        ref halfQueries ? ref sc.HalfQueries[r * kw] : ref Unsafe.AsRef(in q[r / group * qStride + r % group * kw]);
+
+    /// <summary>Row r's running maximum, rescale factor and sum once its scores of this tile (largest: tileMax) are in; the scores become probabilities.</summary>
+    private static void Softmax(Scratch sc, int r, float tileMax, int width)
+    {
+        float m = Math.Max(sc.SegMax[r], tileMax);
+        sc.Alpha[r] = MathF.Exp(sc.SegMax[r] - m); // 0 on the row's first tile (−∞)
+        sc.SegSum[r] = sc.SegSum[r] * sc.Alpha[r] + ExpShifted(sc.Scores.AsSpan(r * Tile, Tile), sc.RowCount[r], m, width);
+        sc.SegMax[r] = m;
     }
 
     /// <summary>
