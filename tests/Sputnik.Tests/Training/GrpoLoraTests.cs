@@ -96,6 +96,33 @@ public class GrpoLoraTests : IDisposable
     }
 
     [Fact]
+    public void Rollout_engine_with_the_adapter_gives_the_training_models_logits()
+    {
+        var o = Options(Directory.CreateDirectory(Path.Combine(_dir.FullName, "agree")).FullName, 1);
+        using var policy = new LoraPolicy(o);
+        Rand(new Random(4), policy.Lora.P.Count, 0.2f).CopyTo(policy.Lora.P.Data, 0);
+        policy.Rollouts(1).Dispose(); // writes DIR/adapter.gguf, what the engine samples with
+        var task = ReasoningTask.Create("multiplication");
+        var tokens = Conversation.Single(task.Sample(new Random(1), EvalSplit.Train)).EncodePrompt();
+        int t = tokens.Length, vocab = policy.Model.Config.VocabSize;
+        policy.Model.Temperature = 1f;
+        policy.Model.Forward(tokens, Enumerable.Repeat(-1, t).ToArray(), 1, t);
+        var trained = policy.Model.Logits.Slice((t - 1) * vocab, vocab).ToArray();
+
+        using var lm = ModelLoader.Load(GgufFile.Open(Bundled), threads: 1);
+        lm.AttachAdapter(LoraAdapter.Load(policy.OutputPath, lm.File));
+        var state = lm.CreateState(t + 1);
+        state.Adapters = Sputnik.Models.LoraSet.Of([(0, 1f)]);
+        var sampled = lm.Forward(state, tokens).ToArray();
+        var plainState = lm.CreateState(t + 1);
+        var plain = lm.Forward(plainState, tokens).ToArray();
+        double maxDiff = trained.Zip(sampled, (x, y) => Math.Abs(x - y)).Max();
+        double adapterEffect = plain.Zip(sampled, (x, y) => Math.Abs(x - y)).Max();
+        Assert.True(adapterEffect > 0.05, $"the adapter moves the logits by only {adapterEffect}");
+        Assert.True(maxDiff < 2e-3 * Math.Max(1, trained.Max(Math.Abs)), $"training and inference logits differ by {maxDiff} (the adapter moves them by {adapterEffect})");
+    }
+
+    [Fact]
     public void Run_writes_a_llama_cpp_adapter_and_resumes_after_a_kill_where_it_stopped()
     {
         string whole = Path.Combine(_dir.FullName, "whole"), killed = Path.Combine(_dir.FullName, "killed");
