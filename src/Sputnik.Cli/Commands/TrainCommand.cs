@@ -57,24 +57,22 @@ internal static class TrainCommand
         var threads = ThreadsOpt();
         var mtp = new Option<bool>("--mtp") { Description = "Add DeepSeek-V3's Multi-Token Prediction module (deepseek2 presets), for --spec-type mtp" };
         var freeze = new Option<bool>("--freeze-trunk") { Description = "Train only the MTP module (needs --mtp and --init): the main model keeps its weights" };
-        var loraRank = new Option<int>("--lora-rank") { Description = "Train a LoRA adapter of this rank over the frozen --init model (llama, qwen2, qwen3, deepseek2; any file type) instead of full weights" };
-        var loraAlpha = new Option<float>("--lora-alpha") { Description = "LoRA alpha (scale = alpha / rank)", DefaultValueFactory = _ => 16f };
-        var loraTargets = new Option<string?>("--lora-targets") { Description = "Comma-separated matrix kinds to adapt (default: all the architecture offers: attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down; deepseek2: attn_output and the FFNs, shared and routed experts)" };
+        var lora = new LoraCliOptions();
         var lossOn = new Option<string>("--loss-on") { Description = "assistant (default: loss on assistant tokens only) or all", DefaultValueFactory = _ => "assistant" };
         var maxSeq = new Option<int>("--max-seq") { Description = "Longest LoRA training sequence in tokens (longer JSONL examples are cut)", DefaultValueFactory = _ => 1024 }.AtLeast(2);
         var c = new Command("sft", "Supervised fine-tuning on <think> traces, from scratch or from --init; LoRA over a GGUF model with --lora-rank")
         {
             task, preset, outDir, steps, batch, lr, seed, evalEvery, evalN, evalSplit, stopAt, multiTurn, noThink, init, data, threads, mtp, freeze,
-            loraRank, loraAlpha, loraTargets, lossOn, maxSeq,
+            lossOn, maxSeq,
         };
+        lora.AddTo(c);
         c.SetAction((r, ct) =>
         {
-            if (r.GetValue(loraRank) != 0)
+            if (r.GetValue(lora.Rank) != 0)
                 return Task.FromResult(Lora(new LoraOptions
                 {
                     Base = CliOptions.ResolveModel(r.GetValue(init) ?? throw new ArgumentException("--lora-rank needs --init MODEL (the base to adapt)")),
-                    OutDir = r.GetValue(outDir)!, Rank = r.GetValue(loraRank), Alpha = r.GetValue(loraAlpha),
-                    Targets = r.GetValue(loraTargets)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                    OutDir = r.GetValue(outDir)!, Rank = r.GetValue(lora.Rank), Alpha = r.GetValue(lora.Alpha), Targets = lora.ReadTargets(r),
                     Task = r.GetValue(task)!, Data = r.GetValue(data),
                     LossOnAll = r.GetValue(lossOn) switch { "all" => true, "assistant" => false, var v => throw new ArgumentException($"--loss-on must be assistant or all (got '{v}')") },
                     Steps = r.GetValue(steps), BatchSize = r.GetValue(batch), MaxLr = r.GetValue(lr), MinLr = r.GetValue(lr) / 10, Seed = r.GetValue(seed),
@@ -133,9 +131,26 @@ internal static class TrainCommand
         return 0;
     }
 
+    /// <summary>The LoRA flags of train sft and train grpo.</summary>
+    private sealed class LoraCliOptions
+    {
+        public Option<int> Rank { get; } = new("--lora-rank") { Description = "Train a LoRA adapter of this rank over the frozen --init model (llama, qwen2, qwen3, deepseek2; any file type) instead of full weights" };
+        public Option<float> Alpha { get; } = new("--lora-alpha") { Description = "LoRA alpha (scale = alpha / rank)", DefaultValueFactory = _ => 16f };
+        public Option<string?> Targets { get; } = new("--lora-targets") { Description = "Comma-separated matrix kinds to adapt (default: all the architecture offers: attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down; deepseek2: attn_output and the FFNs, shared and routed experts)" };
+
+        public void AddTo(Command c)
+        {
+            c.Options.Add(Rank);
+            c.Options.Add(Alpha);
+            c.Options.Add(Targets);
+        }
+
+        public string[]? ReadTargets(ParseResult r) => r.GetValue(Targets)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+    }
+
     private static Command Grpo()
     {
-        var init = new Option<string>("--init") { Description = "Starting model (sft.gguf written by 'train sft')", Required = true };
+        var init = new Option<string>("--init") { Description = "Starting model (sft.gguf written by 'train sft'); with --lora-rank, the base model (path or hub reference)", Required = true };
         var task = TaskOpt();
         var outDir = new Option<string>("--out", "-o") { Description = "Output directory (checkpoint, metrics, charts, grpo.gguf)", Required = true };
         var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 100 }.AtLeast(1);
@@ -159,21 +174,26 @@ internal static class TrainCommand
         var multiTurn = MultiTurnOpt();
         var noThink = NoThinkOpt();
         var threads = ThreadsOpt();
-        var c = new Command("grpo", "Group Relative Policy Optimization with verifier rewards")
+        var lora = new LoraCliOptions();
+        var c = new Command("grpo", "Group Relative Policy Optimization with verifier rewards; of a LoRA adapter over the frozen --init model with --lora-rank")
         {
             init, task, outDir, steps, prompts, group, lr, eps, beta, mu, temp, rounds, maxNew, evalEvery, evalN, evalSplit, seed, multiTurn, noThink, threads,
         };
+        lora.AddTo(c);
         c.SetAction((r, ct) =>
         {
+            int rank = r.GetValue(lora.Rank);
             var o = new GrpoOptions
             {
-                Init = r.GetValue(init)!, Task = r.GetValue(task)!, OutDir = r.GetValue(outDir)!, Steps = r.GetValue(steps), Prompts = r.GetValue(prompts),
+                Init = rank != 0 ? CliOptions.ResolveModel(r.GetValue(init)!) : r.GetValue(init)!,
+                LoraRank = rank, LoraAlpha = r.GetValue(lora.Alpha), LoraTargets = lora.ReadTargets(r), Task = r.GetValue(task)!, OutDir = r.GetValue(outDir)!, Steps = r.GetValue(steps), Prompts = r.GetValue(prompts),
                 Group = r.GetValue(group), Lr = r.GetValue(lr), Epsilon = r.GetValue(eps), Beta = r.GetValue(beta), Iterations = r.GetValue(mu), SampleRounds = r.GetValue(rounds),
                 Temperature = r.GetValue(temp), MaxNew = r.GetValue(maxNew), EvalEvery = r.GetValue(evalEvery), EvalN = r.GetValue(evalN),
                 Seed = r.GetValue(seed), Threads = r.GetValue(threads), EvalSplit = ReasoningTask.ParseSplit(r.GetValue(evalSplit)!),
                 Mix = new ConversationMix(r.GetValue(multiTurn), r.GetValue(noThink)).Validated(),
             };
             if (!File.Exists(o.Init)) throw new FileNotFoundException($"--init {o.Init} not found");
+            if (rank < 0) throw new ArgumentException($"--lora-rank must be at least 1 (got {rank})");
             if (o.SampleRounds < 1) throw new ArgumentException("--sample-rounds must be at least 1");
             if (o.Group < 2) throw new ArgumentException("--group must be at least 2 (advantages are relative to the group)");
             var trainer = new GrpoTrainer(o);
@@ -184,7 +204,7 @@ internal static class TrainCommand
                 report(s.Step + 1, $"reward {s.MeanReward:F3} acc {s.Accuracy:P0} len {s.MeanLength:F0} {s.TokensPerSecond:F0} tok/s" + (lastEval is { } e ? $" pass@1 {e:P0}" : ""));
             }, token), ct);
             Charts.Grpo(o.OutDir);
-            Console.WriteLine(trainer.GgufPath);
+            Console.WriteLine(trainer.OutputPath);
             return Task.FromResult(0);
         });
         return c;

@@ -36,6 +36,11 @@ internal sealed record GrpoOptions
     public int Threads { get; init; } = 2;
     /// <summary>Shares of multi-turn and thinking-off rollout prompts (ConversationMix; its defaults when not set).</summary>
     public ConversationMix Mix { get; init; } = new();
+    /// <summary>LoRA rank; 0 trains every weight of a Sputnik model, above 0 an adapter over the frozen <see cref="Init"/> base.</summary>
+    public int LoraRank { get; init; }
+    public float LoraAlpha { get; init; } = 16;
+    /// <summary>Matrix kinds the adapter targets (null = all the architecture offers, <see cref="LoraSet.Targetable"/>).</summary>
+    public IReadOnlyList<string>? LoraTargets { get; init; }
 }
 
 /// <summary>
@@ -50,40 +55,40 @@ internal readonly record struct GrpoStep(int Step, int TotalSteps, float MeanRew
 /// the inference engine, verifier rewards, group-normalised advantages Â = (r − mean)/(std + 1e-4) (Bessel std as
 /// TRL), per-token loss −min(ρÂ, clip(ρ, 1−ε, 1+ε)Â) + β·k3, averaged over all completion tokens of the batch
 /// (token-level, "dapo"/"bnpo" aggregation). Groups whose rewards are all equal carry no signal and are skipped.
-/// Writes DIR/grpo_metrics.csv, DIR/grpo_checkpoint.bin and DIR/grpo.gguf.
+/// What is trained is a <see cref="GrpoPolicy"/>: all weights, or a LoRA adapter over a frozen base.
+/// Writes DIR/grpo_metrics.csv, DIR/grpo_checkpoint.bin and DIR/grpo.gguf (LoRA: DIR/adapter.gguf, and DIR/merged.gguf
+/// for a base Sputnik's trainer wrote).
 /// </summary>
 internal sealed class GrpoTrainer(GrpoOptions o)
 {
-    public string GgufPath => Path.Combine(o.OutDir, "grpo.gguf");
+    /// <summary>The file the run leaves: DIR/grpo.gguf, or with LoRA DIR/adapter.gguf.</summary>
+    public string OutputPath => Path.Combine(o.OutDir, o.LoraRank > 0 ? "adapter.gguf" : "grpo.gguf");
     public string MetricsPath => Path.Combine(o.OutDir, "grpo_metrics.csv");
     public string CheckpointPath => Path.Combine(o.OutDir, "grpo_checkpoint.bin");
 
     private sealed record Sample(int[] Tokens, int PromptLen, float Advantage);
 
-    public TransformerModel Run(Action<GrpoStep>? onStep = null, CancellationToken ct = default)
+    public void Run(Action<GrpoStep>? onStep = null, CancellationToken ct = default)
     {
-        Directory.CreateDirectory(o.OutDir);
         Par.Threads = o.Threads;
         var task = ReasoningTask.Create(o.Task);
-        var model = GgufExport.Read(o.Init);
-        var reference = o.Beta > 0 ? GgufExport.Read(o.Init) : null;
+        // Every refusal (the base, the rank, the targets) happens here, before anything is written.
+        using var policy = GrpoPolicy.Create(o);
+        var model = policy.Model;
         model.Temperature = o.Temperature > 0 ? o.Temperature : 1f;
-        if (reference != null) reference.Temperature = model.Temperature;
         // An MTP module (if the model has one) is carried through unchanged: its loss belongs to SFT, not to rewards.
         model.MtpWeight = 0;
-        if (reference != null) reference.MtpWeight = 0;
-        var opt = new AdamW(model.P.Count, beta2: 0.99f, weightDecay: 0f);
-        int start = File.Exists(CheckpointPath) ? Checkpoint.Load(CheckpointPath, model.Config, model.P, opt, out _) : 0;
+        var opt = new AdamW(policy.Trained.Count, beta2: 0.99f, weightDecay: 0f);
+        Directory.CreateDirectory(o.OutDir);
+        int start = policy.Resume(CheckpointPath, opt);
         var csv = new MetricsCsv(MetricsPath, "step,mean_reward,accuracy,mean_length,frac_zero_std,tokens_per_s,elapsed_s,eval_pass_at_1", start);
-        string policyPath = Path.Combine(o.OutDir, "policy.tmp.gguf");
         var sw = Stopwatch.StartNew();
         long tokens = 0;
         for (int step = start; step < o.Steps; step++)
         {
             ct.ThrowIfCancellationRequested();
             double? eval = null;
-            GgufExport.Write(model, policyPath);
-            using (var engine = new RolloutEngine(policyPath, o.Threads))
+            using (var engine = policy.Rollouts(o.Threads))
             {
                 if (o.EvalEvery > 0 && step % o.EvalEvery == 0)
                     eval = Evaluation.Run(engine, task, o.EvalN, 1, split: o.EvalSplit).PassAt1;
@@ -104,20 +109,18 @@ internal sealed class GrpoTrainer(GrpoOptions o)
                         AddGroup(task, problems[i], outs.AsSpan(i * o.Group, o.Group), keepZeroStd: o.Beta > 0 && round == 0, samples, tally);
                 }
                 tokens += samples.Sum(s => (long)s.Tokens.Length);
-                if (samples.Count > 0) Update(model, reference, opt, samples, step);
+                if (samples.Count > 0) Update(policy, opt, samples, step);
                 int n = tally.Groups * o.Group;
                 double tps = tokens / Math.Max(1e-9, sw.Elapsed.TotalSeconds);
                 var info = new GrpoStep(step, o.Steps, tally.RewardSum / n, (float)tally.Correct / n, (float)tally.LengthSum / n,
                     (float)tally.ZeroStd / tally.Groups, tps, sw.Elapsed, eval, tally.Groups, tally.Informative);
                 csv.Append(step, info.MeanReward, info.Accuracy, info.MeanLength, info.FracZeroStd, Math.Round(tps, 1), Math.Round(sw.Elapsed.TotalSeconds, 2),
                     eval?.ToString("F4", System.Globalization.CultureInfo.InvariantCulture) ?? "");
-                Checkpoint.Save(CheckpointPath, model.Config, step + 1, model.P, opt);
+                policy.Save(CheckpointPath, step + 1, opt);
                 onStep?.Invoke(info);
             }
         }
-        GgufExport.Write(model, GgufPath);
-        File.Delete(policyPath);
-        return model;
+        policy.Finish();
     }
 
     /// <summary>What one step's rollouts scored, over every round.</summary>
@@ -163,8 +166,9 @@ internal sealed class GrpoTrainer(GrpoOptions o)
     }
 
     /// <summary>μ policy-gradient updates on one batch of rollouts, in micro-batches with accumulated gradients.</summary>
-    private void Update(TransformerModel model, TransformerModel? reference, AdamW opt, List<Sample> samples, int step)
+    private void Update(GrpoPolicy policy, AdamW opt, List<Sample> samples, int step)
     {
+        var model = policy.Model;
         int totalTokens = samples.Sum(s => s.Tokens.Length - s.PromptLen);
         // length-sorted micro-batches pad less (completions range from ~100 to ~400 tokens); the loss is a sum, so order is free
         var chunks = samples.OrderBy(s => s.Tokens.Length).Chunk(o.MicroBatch).ToArray();
@@ -172,40 +176,25 @@ internal sealed class GrpoTrainer(GrpoOptions o)
         var refLp = new float[chunks.Length][];
         for (int it = 0; it < o.Iterations; it++)
         {
-            model.P.ZeroGrad();
+            policy.ZeroGrad();
             for (int c = 0; c < chunks.Length; c++)
             {
                 var (tok, tgt, t) = Pack(chunks[c]);
                 int b = chunks[c].Length, n = b * t;
                 model.Forward(tok, tgt, b, t);
-                var lp = new float[n];
-                for (int i = 0; i < n; i++) lp[i] = -model.Losses[i];
-                old[c] ??= lp; // π_old = the policy that sampled (first iteration, detached)
-                if (reference != null && refLp[c] == null)
+                old[c] ??= model.Losses.ToArray(); // π_old = the policy that sampled (first iteration, detached)
+                if (it == 0 && policy.ReferenceLosses(tok, tgt, b, t) is { } r)
                 {
-                    reference.Forward(tok, tgt, b, t);
-                    refLp[c] = new float[n];
-                    for (int i = 0; i < n; i++) refLp[c][i] = -reference.Losses[i];
+                    refLp[c] = r;
                     model.Forward(tok, tgt, b, t); // restore the policy's activations for backward
                 }
-                var dloss = new float[n];
-                for (int i = 0; i < n; i++)
-                {
-                    if (tgt[i] < 0) continue;
-                    float adv = chunks[c][i / t].Advantage;
-                    float rho = MathF.Exp(lp[i] - old[c][i]);
-                    // d/dlp of −min(ρÂ, clip(ρ)Â): −Âρ where the unclipped branch is the minimum, else 0
-                    bool active = adv >= 0 ? rho <= 1 + o.Epsilon : rho >= 1 - o.Epsilon;
-                    float dl = active ? -adv * rho : 0f;
-                    if (reference != null) dl += o.Beta * (1f - MathF.Exp(refLp[c]![i] - lp[i])); // d k3 / d lp
-                    dloss[i] = -dl / totalTokens; // loss row = −lp
-                }
-                model.Backward(dloss);
+                var weights = new float[n];
+                var advantages = chunks[c].Select(s => s.Advantage).ToArray();
+                GrpoObjective.Chunk(model.Losses, old[c], refLp[c], tgt, t, advantages, o.Epsilon, o.Beta, totalTokens, weights);
+                model.Backward(weights);
             }
-            Schedule.ClipGlobalNorm(model.P.Grad, 1f);
-            float lr = o.Lr * Math.Min(1f, (step + 1f) / Math.Max(1, o.Warmup));
-            opt.Update(model.P.Data, model.P.Grad, lr, model.DecayMask);
-            model.UpdateRouterBias();
+            Schedule.ClipGlobalNorm(policy.Trained.Grad, 1f);
+            policy.Apply(opt, o.Lr * Math.Min(1f, (step + 1f) / Math.Max(1, o.Warmup)));
         }
     }
 
@@ -222,5 +211,41 @@ internal sealed class GrpoTrainer(GrpoOptions o)
             for (int j = s.PromptLen - 1; j < s.Tokens.Length - 1; j++) targets[i * t + j] = s.Tokens[j + 1];
         }
         return (tokens, targets, t);
+    }
+}
+
+/// <summary>GRPO's surrogate objective over a packed micro-batch, and its gradient in the model's per-row losses.</summary>
+internal static class GrpoObjective
+{
+    /// <summary>
+    /// Σ over rows with a target of [−min(ρÂ, clip(ρ, 1−ε, 1+ε)Â) + β·k3] / <paramref name="totalTokens"/>, where a row's
+    /// loss is −log π(target), ρ = π/π_old and k3 = π_ref/π − log(π_ref/π) − 1 (no KL term when
+    /// <paramref name="refLosses"/> is null). <paramref name="rowWeights"/>[i] gets d objective / d loss row i, the weights
+    /// <see cref="TransformerModel.Backward"/> takes; all three loss arrays are row-aligned [b·t], advantages one per sequence.
+    /// </summary>
+    public static double Chunk(ReadOnlySpan<float> losses, ReadOnlySpan<float> oldLosses, float[]? refLosses, ReadOnlySpan<int> targets, int t,
+        ReadOnlySpan<float> advantages, float epsilon, float beta, int totalTokens, Span<float> rowWeights)
+    {
+        double sum = 0;
+        for (int i = 0; i < losses.Length; i++)
+        {
+            rowWeights[i] = 0;
+            if (targets[i] < 0) continue;
+            float adv = advantages[i / t];
+            float rho = MathF.Exp(oldLosses[i] - losses[i]);
+            float objective = -MathF.Min(rho * adv, Math.Clamp(rho, 1 - epsilon, 1 + epsilon) * adv);
+            // d/dlp of −min(ρÂ, clip(ρ)Â): −Âρ where the unclipped branch is the minimum, else 0
+            bool active = adv >= 0 ? rho <= 1 + epsilon : rho >= 1 - epsilon;
+            float dLogProb = active ? -adv * rho : 0f;
+            if (refLosses != null)
+            {
+                float d = losses[i] - refLosses[i]; // log π_ref − log π
+                objective += beta * (MathF.Exp(d) - d - 1);
+                dLogProb += beta * (1f - MathF.Exp(d)); // d k3 / d log π
+            }
+            sum += objective;
+            rowWeights[i] = -dLogProb / totalTokens; // loss row = −log π
+        }
+        return sum / totalTokens;
     }
 }

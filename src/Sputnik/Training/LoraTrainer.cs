@@ -103,8 +103,20 @@ internal sealed class LoraTrainer(LoraOptions o)
     }
 
     /// <summary>What a checkpoint records of the run, so one never resumes onto another base or adapter shape.</summary>
-    private string Tag(GgufFile f) => string.Create(CultureInfo.InvariantCulture,
-        $"lora arch={f.Architecture} rank={o.Rank} alpha={o.Alpha} targets={string.Join(",", (o.Targets ?? LoraSet.Targetable(f.Architecture!)).Order())}");
+    public static string Tag(string arch, LoraSet lora) => string.Create(CultureInfo.InvariantCulture,
+        $"lora arch={arch} rank={lora.Rank} alpha={lora.Alpha} targets={string.Join(",", lora.Targets.Order())}");
+
+    /// <summary>
+    /// Continues from <paramref name="checkpointPath"/> when it exists (returns the step to start at, else 0), refusing one
+    /// saved for another base or adapter shape with one line before anything is overwritten.
+    /// </summary>
+    public static int Resume(string checkpointPath, string tag, TransformerModel model, LoraSet lora, AdamW opt)
+    {
+        if (!File.Exists(checkpointPath)) return 0;
+        string saved = Checkpoint.ReadTag(checkpointPath);
+        if (saved != tag) throw new InvalidDataException($"{checkpointPath} holds another run ({saved}); this one is {tag}: use a new --out");
+        return Checkpoint.Load(checkpointPath, model.Config, lora.P, opt, out _);
+    }
 
     public void Run(Action<SftStep>? onStep = null, CancellationToken ct = default)
     {
@@ -114,14 +126,8 @@ internal sealed class LoraTrainer(LoraOptions o)
         var source = TrainingExamples.Create(file, o, model.Config.ContextLength);
         var opt = new AdamW(lora.P.Count, weightDecay: 0f);
         Directory.CreateDirectory(o.OutDir);
-        int start = 0;
-        string tag = Tag(file);
-        if (File.Exists(CheckpointPath))
-        {
-            string saved = Checkpoint.ReadTag(CheckpointPath);
-            if (saved != tag) throw new InvalidDataException($"{CheckpointPath} holds another run ({saved}); this one is {tag}: use a new --out");
-            start = Checkpoint.Load(CheckpointPath, model.Config, lora.P, opt, out _);
-        }
+        string tag = Tag(file.Architecture!, lora);
+        int start = Resume(CheckpointPath, tag, model, lora, opt);
         bool mergeable = IsSputnikModel(o.Base);
         var task = o.Data == null ? ReasoningTask.Create(o.Task) : null;
         var csv = new MetricsCsv(MetricsPath, "step,loss,lr,grad_norm,tokens_per_s,elapsed_s,eval_pass_at_1", start);

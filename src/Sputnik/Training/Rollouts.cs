@@ -10,17 +10,24 @@ internal sealed record Rollout(int[] Prompt, int[] Completion, string Text, int 
 /// <summary>
 /// Samples completions through Sputnik's inference path (ModelLoader → DecoderModel with its KV cache): one model
 /// instance per worker thread, each single-threaded, so G×P independent sequences run in parallel without the
-/// workers contending for one pool.
+/// workers contending for one pool. With an adapter file every sequence runs with it at scale 1 (the path `--lora`
+/// takes), so a LoRA policy samples over its base without a merged copy.
 /// </summary>
 internal sealed class RolloutEngine : IDisposable
 {
     private readonly LanguageModel[] _models;
     private readonly Tokenizer _tok;
     private readonly int _thinkClose, _eos;
+    private readonly Models.LoraSet _adapters = Models.LoraSet.None;
 
-    public RolloutEngine(string ggufPath, int threads)
+    public RolloutEngine(string ggufPath, int threads, string? adapterPath = null)
     {
         _models = Enumerable.Range(0, Math.Max(1, threads)).Select(_ => ModelLoader.Load(GgufFile.Open(ggufPath), threads: 1)).ToArray();
+        if (adapterPath != null)
+        {
+            foreach (var m in _models) m.AttachAdapter(LoraAdapter.Load(adapterPath, m.File));
+            _adapters = Models.LoraSet.Of([(0, 1f)]);
+        }
         _tok = Tokenizer.Create(TokenizerData.FromGguf(_models[0].File));
         _thinkClose = _tok.FindToken("</think>") ?? -1;
         _eos = _tok.EosId;
@@ -50,6 +57,7 @@ internal sealed class RolloutEngine : IDisposable
                 var prompt = prompts[i];
                 int ctx = Math.Min(model.Config.ContextLength, prompt.Length + maxNew);
                 var state = model.CreateState(ctx);
+                state.Adapters = _adapters;
                 var logits = model.Forward(state, prompt);
                 var outTokens = new List<int>();
                 int think = -1;

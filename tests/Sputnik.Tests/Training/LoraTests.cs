@@ -20,9 +20,12 @@ public class LoraTests : IDisposable
 
     public void Dispose() => _dir.Delete(recursive: true);
 
-    private string TinyBase(string arch, FileType type = FileType.AllF32)
+    private string TinyBase(string arch, FileType type = FileType.AllF32) => TinyBase(_dir.FullName, arch, type);
+
+    /// <summary>A tiny random base of <paramref name="arch"/> written under <paramref name="dir"/> (deepseek2 in the layout Sputnik's trainer writes).</summary>
+    internal static string TinyBase(string dir, string arch, FileType type = FileType.AllF32)
     {
-        string path = Path.Combine(_dir.FullName, $"{arch}-{type}.gguf");
+        string path = Path.Combine(dir, $"{arch}-{type}.gguf");
         if (arch == DeepSeek2.Name)
         {
             // the layout Sputnik's own trainer writes (the bundled model's): MLA without q-LoRA, a dense layer, then MoE
@@ -44,7 +47,7 @@ public class LoraTests : IDisposable
             SyntheticModel.Write(path, new SynthOptions { Preset = new SynthPreset("t", config, TiedEmbeddings: arch != Llama.Name), FileType = FileType.AllF32, Seed = 3, Threads = 2 });
         }
         if (type == FileType.AllF32) return path;
-        string q = Path.Combine(_dir.FullName, $"{arch}-{type}-q.gguf");
+        string q = Path.Combine(dir, $"{arch}-{type}-q.gguf");
         GgufQuantizer.Quantize(path, q, type, threads: 2);
         return q;
     }
