@@ -27,6 +27,8 @@ internal sealed partial class DeepSeek2
         public readonly ExpertBatch Ffn;
         public readonly Action<int, int> AttnBody;
         public int Tokens, Layer, Pos0;
+        /// <summary>Tokens of the chunk being run (Tokens is the capacity the buffers were grown to).</summary>
+        public int ChunkTokens;
         public float[] X = [], Xb = [], QA = [], Q = [], KvA = [], AttnOut = [], FfnOut = [], RouterLogits = [], Cos = [], Sin = [], RouteWeights = [];
         public int[] RouteExperts = [];
         /// <summary>Logits of every row of a speculative verification (rows × vocabulary), grown on demand.</summary>
@@ -74,6 +76,7 @@ internal sealed partial class DeepSeek2
                 b.Cos.AsSpan(i * pairs, pairs), b.Sin.AsSpan(i * pairs, pairs));
         }
         b.Pos0 = pos0;
+        b.ChunkTokens = n;
         var x = b.X.AsSpan(0, n * dim);
         for (int l = 0; l < _layers.Length; l++)
         {
@@ -106,7 +109,11 @@ internal sealed partial class DeepSeek2
                 s.Latent!.Write(l, pos0 + i, row);
             }
             b.Layer = l;
-            Pool.For(n * c.Heads, b.AttnBody);
+            // A short chunk (a speculative verification) attends one head per work item over all its tokens, so each
+            // cache tile is decoded once per head instead of once per token and head; a long prompt splits by token
+            // too, for work items enough to keep every thread busy. A row's result depends only on its position and
+            // the cache (FlashAttention), so both give the same bits.
+            Pool.For(n <= HeadMajorTokens ? c.Heads : n * c.Heads, b.AttnBody);
 
             b.Mm.Run(L.Wo, b.AttnOut, n, b.Xb);
             if (L.Wo.Lora != null) LoraJobOf(s).Add(L.Wo, new LoraRows(s, null), b.AttnOut, 0, L.Wo.Cols, b.Xb, 0, L.Wo.Rows, n);
@@ -183,20 +190,57 @@ internal sealed partial class DeepSeek2
         b.Mm.Invalidate(); // Xb changed: its prepared activations are stale
     }
 
-    /// <summary>Work items [i0, i1) of token × head: each token's heads attend over the cache up to its own position.</summary>
+    /// <summary>Chunks of at most this many tokens attend head by head over all their tokens at once (<see cref="AttendHeads"/>).</summary>
+    private const int HeadMajorTokens = 16;
+
+    /// <summary>
+    /// Work items [i0, i1) of token × head (long chunks) or of heads (chunks of at most <see cref="HeadMajorTokens"/>):
+    /// each token's heads attend over the cache up to its own position.
+    /// </summary>
     private void AttendChunk(State s, PrefillScratch b, int i0, int i1)
     {
         var c = DsConfig;
         int heads = c.Heads, rank = c.KvLoraRank, qw = heads * c.QkHeadDim, vw = heads * c.VHeadDim;
-        int rl = rank + c.QkRopeDim;
-        if (t_qAbs == null || t_qAbs.Length < heads * rl) { t_qAbs = new float[heads * rl]; t_oLat = new float[heads * rank]; }
+        int rl = rank + c.QkRopeDim, rows = b.ChunkTokens <= HeadMajorTokens ? b.ChunkTokens * heads : heads;
+        if (t_qAbs == null || t_qAbs.Length < rows * rl) { t_qAbs = new float[rows * rl]; t_oLat = new float[rows * rank]; }
         if (t_headInput == null || t_headInput.Length < _headInputBytes) t_headInput = new byte[_headInputBytes];
         if (t_headRows == null || t_headRows.Length < _headRowFloats) t_headRows = new float[Math.Max(1, _headRowFloats)];
+        if (b.ChunkTokens <= HeadMajorTokens)
+        {
+            AttendHeads(s, b, i0, i1);
+            return;
+        }
         for (int t = i0 / heads; t * heads < i1; t++)
         {
             int h0 = Math.Max(i0, t * heads) - t * heads, h1 = Math.Min(i1, (t + 1) * heads) - t * heads;
             AttendAbsorbed(s.Latent!, _layers[b.Layer], b.Layer, b.Pos0 + t, b.Q.AsSpan(t * qw, qw), t_qAbs, t_oLat!,
                 b.AttnOut.AsSpan(t * vw, vw), t_headInput, t_headRows, h0, h1);
         }
+    }
+
+    /// <summary>
+    /// Heads [h0, h1) of every token of a short chunk: the absorbed queries of all its tokens, then one FlashAttention
+    /// call over tokens × heads (each token causal at its own position), then the value up-projection per row.
+    /// </summary>
+    private void AttendHeads(State s, PrefillScratch b, int h0, int h1)
+    {
+        var c = DsConfig;
+        int n = b.ChunkTokens, heads = c.Heads, rank = c.KvLoraRank, rl = rank + c.QkRopeDim, qw = heads * c.QkHeadDim, vw = heads * c.VHeadDim;
+        var L = _layers[b.Layer];
+        var qAbs = t_qAbs!.AsSpan(0, n * heads * rl);
+        var oLat = t_oLat!.AsSpan(0, n * heads * rank);
+        for (int t = 0; t < n; t++)
+            for (int h = h0; h < h1; h++)
+            {
+                var q = b.Q.AsSpan(t * qw + h * c.QkHeadDim, c.QkHeadDim);
+                var qh = qAbs.Slice((t * heads + h) * rl, rl);
+                L.KAbsorb.Apply(h, q[..c.QkNopeDim], qh[..rank], t_headInput, t_headRows);
+                q[c.QkNopeDim..].CopyTo(qh[rank..]);
+            }
+        FlashAttention.Attend(s.Latent!.Keys(b.Layer), s.Latent.Values(b.Layer), qAbs[(h0 * rl)..], heads * rl, oLat[(h0 * rank)..], heads * rank,
+            tokens: n, group: h1 - h0, pos0: b.Pos0, window: 0, _kqScale);
+        for (int t = 0; t < n; t++)
+            for (int h = h0; h < h1; h++)
+                L.VExpand.Apply(h, oLat.Slice((t * heads + h) * rank, rank), b.AttnOut.AsSpan(t * vw + h * c.VHeadDim, c.VHeadDim), t_headInput, t_headRows);
     }
 }
