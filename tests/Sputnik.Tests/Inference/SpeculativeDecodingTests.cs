@@ -19,6 +19,14 @@ public class SpeculativeDecodingTests
         ["llama"] = new(() => WritePreset("llama-tiny")),
         ["qwen2"] = new(() => WritePreset("qwen2-tiny")),
         ["qwen3"] = new(() => WritePreset("qwen3-tiny")),
+        ["qwen3moe"] = new(() => WritePreset("qwen3moe-tiny")),
+        ["gemma3"] = new(() => WritePreset("gemma3-tiny")),
+        ["phi3"] = new(() => WritePreset("phi3-tiny")),
+        ["smollm3"] = new(() => WritePreset("smollm3-tiny")),
+        ["mistral3"] = new(() => WritePreset("ministral3-tiny")),
+        ["gpt-oss"] = new(() => WritePreset("gpt-oss-tiny")),
+        ["qwen35"] = new(() => WritePreset("qwen35-tiny")),
+        ["qwen35moe"] = new(() => WritePreset("qwen35moe-tiny")),
         ["deepseek2"] = new(() =>
         {
             string path = Path.Combine(Dir.Value, "deepseek2-tiny.gguf");
@@ -41,7 +49,11 @@ public class SpeculativeDecodingTests
     private static string PathOf(string arch) =>
         arch == "bundled" ? Path.Combine(Fixtures.RepoRoot, "models", "sputnik-r1-tiny.gguf") : Synth[arch].Value;
 
-    public static readonly TheoryData<string> Architectures = new() { "llama", "qwen2", "qwen3", "deepseek2", "bundled" };
+    public static readonly TheoryData<string> Architectures = new()
+    {
+        "llama", "qwen2", "qwen3", "deepseek2", "bundled",
+        "qwen3moe", "gemma3", "phi3", "smollm3", "mistral3", "gpt-oss", "qwen35", "qwen35moe",
+    };
 
     /// <summary>A prompt that repeats itself, so n-gram lookup finds something to propose.</summary>
     private static int[] Prompt(SputnikModel m)
@@ -119,7 +131,13 @@ public class SpeculativeDecodingTests
                 Assert.InRange(spec.Stats.AcceptedTokens, 0, spec.Stats.DraftedTokens);
                 // No unchecked proposal stays behind: the cache holds at most the prompt and the generated tokens.
                 Assert.InRange(state.Position, prompt.Length + plain.Ids.Count - 1, prompt.Length + plain.Ids.Count);
-                if (name == "oracle")
+                if (state.Rows == null)
+                {
+                    // A recurrent state cannot be cut back past rejected proposals, so the generator decodes one token
+                    // per forward there (TODO(#20): checkpoint the state before a verification and restore it).
+                    Assert.Equal(0, spec.Stats.DraftedTokens);
+                }
+                else if (name == "oracle")
                 {
                     Assert.True(spec.Stats.AcceptedTokens > 0, $"{arch} t={temperature}: the oracle's right proposals were never accepted");
                     Assert.True(spec.Stats.AcceptedTokens < spec.Stats.DraftedTokens, $"{arch} t={temperature}: the oracle's wrong proposals were accepted");
