@@ -17,7 +17,7 @@ internal static unsafe class DramBench
         int threads = args.Length > 1 ? int.Parse(args[1]) : 1;
         int rows = args.Length > 2 ? int.Parse(args[2]) : 8960, cols = args.Length > 3 ? int.Parse(args[3]) : 1536;
         int copies = args.Length > 4 ? int.Parse(args[4]) : 64;
-        if (type == GgmlType.MXFP4)
+        if (type is GgmlType.MXFP4 or GgmlType.Q5_0)
         {
             RunRows(type, threads, rows, cols, copies);
             return;
