@@ -97,6 +97,10 @@ internal static unsafe class DramBench
             t0 = Stopwatch.GetTimestamp();
             foreach (var b in bufs) pool.For(rows, (r0, r1) => SingleRows(type, b, rb, cols, act, y, r0, r1));
             double single = total / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9;
+            t0 = Stopwatch.GetTimestamp();
+            foreach (var b in bufs) pool.For(rows, (r0, r1) => MatVec.ComputeRows(type, b, cols, act, y, r0, r1, KernelPath.Avx2));
+            double avx2 = total / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9;
+            Console.WriteLine($"  256-bit (AVX2 path) rows: {avx2:F1} GB/s");
             bestRows = Math.Max(bestRows, rowsKernel);
             bestSingle = Math.Max(bestSingle, single);
             Console.WriteLine($"{type} {rows}x{cols} x{copies} ({total / 1e6:F0} MB), {threads} threads: rows kernel {rowsKernel:F1} GB/s, single-row kernel {single:F1} GB/s");
