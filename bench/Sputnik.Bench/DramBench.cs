@@ -67,7 +67,7 @@ internal static unsafe class DramBench
     }
 
     /// <summary>
-    /// A type without an interleaved layout (MXFP4: gpt-oss's experts stay in the file layout): the rows kernel
+    /// A type without an interleaved layout (MXFP4, Q5_0: MoE experts stay in the file layout): the rows kernel
     /// (MatVec.ComputeRows) against the single-row kernel called row by row, same bytes, same threads.
     /// </summary>
     private static void RunRows(GgmlType type, int threads, int rows, int cols, int copies)
