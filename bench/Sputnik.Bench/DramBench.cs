@@ -17,7 +17,7 @@ internal static unsafe class DramBench
         int threads = args.Length > 1 ? int.Parse(args[1]) : 1;
         int rows = args.Length > 2 ? int.Parse(args[2]) : 8960, cols = args.Length > 3 ? int.Parse(args[3]) : 1536;
         int copies = args.Length > 4 ? int.Parse(args[4]) : 64;
-        if (type == GgmlType.MXFP4)
+        if (type is GgmlType.MXFP4 or GgmlType.Q5_0)
         {
             RunRows(type, threads, rows, cols, copies);
             return;
@@ -67,7 +67,7 @@ internal static unsafe class DramBench
     }
 
     /// <summary>
-    /// A type without an interleaved layout (MXFP4: gpt-oss's experts stay in the file layout): the rows kernel
+    /// A type without an interleaved layout (MXFP4, Q5_0: MoE experts stay in the file layout): the rows kernel
     /// (MatVec.ComputeRows) against the single-row kernel called row by row, same bytes, same threads.
     /// </summary>
     private static void RunRows(GgmlType type, int threads, int rows, int cols, int copies)
@@ -97,6 +97,10 @@ internal static unsafe class DramBench
             t0 = Stopwatch.GetTimestamp();
             foreach (var b in bufs) pool.For(rows, (r0, r1) => SingleRows(type, b, rb, cols, act, y, r0, r1));
             double single = total / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9;
+            t0 = Stopwatch.GetTimestamp();
+            foreach (var b in bufs) pool.For(rows, (r0, r1) => MatVec.ComputeRows(type, b, cols, act, y, r0, r1, KernelPath.Avx2));
+            double avx2 = total / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9;
+            Console.WriteLine($"  256-bit (AVX2 path) rows: {avx2:F1} GB/s");
             bestRows = Math.Max(bestRows, rowsKernel);
             bestSingle = Math.Max(bestSingle, single);
             Console.WriteLine($"{type} {rows}x{cols} x{copies} ({total / 1e6:F0} MB), {threads} threads: rows kernel {rowsKernel:F1} GB/s, single-row kernel {single:F1} GB/s");

@@ -28,6 +28,7 @@ internal static unsafe partial class MatMul
             case GgmlType.Q4_K: Q4Kx4(w, a, stride, cols / 256, y, ldy); break;
             case GgmlType.Q5_K: Q5Kx4(w, a, stride, cols / 256, y, ldy); break;
             case GgmlType.Q6_K: Q6Kx4(w, a, stride, cols / 256, y, ldy); break;
+            case GgmlType.Q5_0 when MatVec.Q5_0PairsSupported: MatVec.Q5_0Tokens4(w, a, stride, cols / 32, y, ldy); break;
             case GgmlType.Q5_0 or GgmlType.Q5_1: Q5x4(w, a, stride, cols / 32, y, ldy, wType == GgmlType.Q5_1); break;
             case GgmlType.Q8_0: Q8_0x4(w, a, stride, cols / 64, y, ldy); break;
             case GgmlType.MXFP4: Mxfp4x4(w, a, stride, cols / 64, y, ldy); break;

@@ -166,6 +166,11 @@ internal static unsafe partial class MatVec
                 fixed (float* yp = y) HalfWeights.Rows(wType, w, cols, (float*)a, yp, r0, r1, path); // four rows at a time, prefetching
                 return;
             }
+            if (wType == GgmlType.Q5_0 && path == KernelPath.Avx512 && Q5_0PairsSupported)
+            {
+                fixed (float* py = y) Q5_0Rows(w, a, cols / 32, py, r0, r1); // four rows at a time, prefetching
+                return;
+            }
             if (Prefetch.Enabled && path != KernelPath.Scalar)
             {
                 int ahead = Prefetch.Ahead(rowBytes);
@@ -218,7 +223,8 @@ internal static unsafe partial class MatVec
             case GgmlType.Q4_1:
                 return path == KernelPath.Scalar ? DotQ4_1Scalar(w, a, sums, nb32) : DotQ4_1Avx2(w, a, sums, nb32);
             case GgmlType.Q5_0:
-                return path == KernelPath.Scalar ? DotQ5_0Scalar(w, a, nb32) : DotQ5Avx2(w, a, sums, nb32, false);
+                return path == KernelPath.Scalar ? DotQ5_0Scalar(w, a, nb32)
+                    : path == KernelPath.Avx512 && Q5_0PairsSupported ? DotQ5_0Avx512(w, a, nb32) : DotQ5Avx2(w, a, sums, nb32, false);
             case GgmlType.Q5_1:
                 return path == KernelPath.Scalar ? DotQ5_1Scalar(w, a, sums, nb32) : DotQ5Avx2(w, a, sums, nb32, true);
             case GgmlType.MXFP4:
