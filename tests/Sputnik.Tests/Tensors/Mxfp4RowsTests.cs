@@ -4,7 +4,10 @@ using Xunit;
 
 namespace Sputnik.Tests.Tensors;
 
-/// <summary>The four-row MXFP4 decode kernel (<see cref="MatVec.Mxfp4Rows"/>) against the single-row kernel and the scalar reference.</summary>
+/// <summary>
+/// The four-row MXFP4 kernels, decode (<see cref="MatVec.Mxfp4Rows"/>) and prefill (four rows × four tokens, through
+/// MatMul.ComputeRows), against the single-row kernel and the scalar reference.
+/// </summary>
 public class Mxfp4RowsTests
 {
     private const int Cols = 32 * 14; // an even block count, so AVX-512 rows take the four-row kernel
@@ -20,12 +23,15 @@ public class Mxfp4RowsTests
         return w;
     }
 
-    private static byte[] Activation(Random rng)
+    private static byte[] Activation(Random rng) => Activations(1, rng);
+
+    /// <summary>Tokens back to back, <see cref="MatMul.ActivationStride"/> apart.</summary>
+    private static byte[] Activations(int tokens, Random rng)
     {
-        var x = new float[Cols];
-        for (int i = 0; i < Cols; i++) x[i] = (float)(rng.NextDouble() * 2 - 1) * (i % 5 == 0 ? 8 : 1);
-        var act = new byte[MatVec.ScratchBytes(GgmlType.MXFP4, Cols)];
-        MatVec.QuantizeActivation(GgmlType.MXFP4, x, act);
+        var x = new float[tokens * Cols];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1) * (i % 5 == 0 ? 8 : 1);
+        var act = new byte[MatMul.ActivationStride(GgmlType.MXFP4, Cols) * tokens];
+        MatMul.QuantizeActivations(GgmlType.MXFP4, x, Cols, act, 0, tokens);
         return act;
     }
 
@@ -77,6 +83,69 @@ public class Mxfp4RowsTests
                         $"rows [{r0}, {r1}) row {r}: {y[r]} vs single-row {single[r]}");
                 else Assert.True(float.IsNaN(y[r]), $"rows [{r0}, {r1}) wrote row {r}");
             }
+        }
+    }
+
+    [Theory]
+    [InlineData(4, 4)]
+    [InlineData(13, 9)]
+    [InlineData(8, 3)]
+    [InlineData(3, 17)]
+    public void Batched_tokens_match_the_scalar_reference_on_every_path(int rows, int tokens)
+    {
+        var rng = new Random(rows * 100 + tokens);
+        var w = RandomRows(rows, rng);
+        var act = Activations(tokens, rng);
+        int ldy = rows + 1; // the column past the rows must stay untouched
+        var reference = new float[tokens * ldy];
+        MatMul.ComputeRows(GgmlType.MXFP4, w, Cols, act, tokens, reference, ldy, 0, rows, KernelPath.Scalar);
+        foreach (KernelPath path in MatVecTests.AvailablePaths())
+        {
+            var y = Enumerable.Repeat(float.NaN, tokens * ldy).ToArray();
+            MatMul.ComputeRows(GgmlType.MXFP4, w, Cols, act, tokens, y, ldy, 0, rows, path);
+            for (int t = 0; t < tokens; t++)
+            {
+                for (int r = 0; r < rows; r++)
+                {
+                    float e = reference[t * ldy + r], g = y[t * ldy + r];
+                    Assert.True(Math.Abs(g - e) <= 1e-4f * (1 + Math.Abs(e)), $"{path} {rows}x{tokens} row {r} token {t}: {g} vs scalar {e}");
+                }
+                Assert.True(float.IsNaN(y[t * ldy + rows]), $"{path} wrote past the rows for token {t}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Batched_kernel_is_bit_identical_to_the_single_row_kernel()
+    {
+        if (!MatVecTests.AvailablePaths().Contains(KernelPath.Avx512) || !MatVec.Mxfp4RowsSupported(Cols / 32))
+            Assert.Skip("needs AVX-512 with VBMI (the four-row MXFP4 kernels)");
+        const int rows = 23, tokens = 11; // two groups of four tokens and three left over
+        var rng = new Random(11);
+        var w = RandomRows(rows, rng);
+        var act = Activations(tokens, rng);
+        int rb = Cols / 32 * Mxfp4.BlockBytes, stride = MatMul.ActivationStride(GgmlType.MXFP4, Cols);
+        var single = new float[tokens * rows];
+        for (int t = 0; t < tokens; t++)
+            for (int r = 0; r < rows; r++)
+                single[t * rows + r] = MatVec.Dot(GgmlType.MXFP4, w.AsSpan(r * rb, rb), act.AsSpan(t * stride, stride), Cols, KernelPath.Avx512);
+        Assert.Contains(single, v => v != 0 && float.IsFinite(v));
+        // Row ranges as threads split them (starting and ending inside groups of four), the buffer's last rows (the
+        // kernels leave them to the one-row kernels: their 64-byte loads would run past the end), and token counts
+        // below, at and above one group.
+        foreach (var (r0, r1, n) in new[] { (0, rows, tokens), (1, 6, tokens), (3, 19, 8), (16, rows, 5), (22, rows, tokens), (0, 12, 2) })
+        {
+            var y = Enumerable.Repeat(float.NaN, n * rows).ToArray();
+            MatMul.ComputeRows(GgmlType.MXFP4, w, Cols, act, n, y, rows, r0, r1, KernelPath.Avx512);
+            for (int t = 0; t < n; t++)
+                for (int r = 0; r < rows; r++)
+                {
+                    float g = y[t * rows + r], e = single[t * rows + r];
+                    if (r >= r0 && r < r1)
+                        Assert.True(BitConverter.SingleToInt32Bits(g) == BitConverter.SingleToInt32Bits(e),
+                            $"rows [{r0}, {r1}) × {n} tokens, row {r} token {t}: batched {g} vs single-row {e}");
+                    else Assert.True(float.IsNaN(g), $"rows [{r0}, {r1}) wrote row {r} of token {t}");
+                }
         }
     }
 }

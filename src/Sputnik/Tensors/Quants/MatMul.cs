@@ -52,7 +52,7 @@ internal static unsafe partial class MatMul
         {
             if (path == KernelPath.Scalar) Reference(wType, w, rowBytes, cols, a, stride, tokens, yp, ldy, r0, r1);
             else if (wType is GgmlType.F16 or GgmlType.BF16) DecodedRows(wType, w, rowBytes, cols, (float*)a, tokens, yp, ldy, r0, r1, path);
-            else Tiled(wType, w, rowBytes, cols, a, stride, tokens, yp, ldy, r0, r1, path);
+            else Tiled(wType, w, weights.Length, rowBytes, cols, a, stride, tokens, yp, ldy, r0, r1, path);
         }
     }
 
@@ -64,11 +64,22 @@ internal static unsafe partial class MatMul
                 y[(long)t * ldy + r] = MatVec.DotRow(wType, w + (long)r * rowBytes, a + (long)t * stride, cols, KernelPath.Scalar);
     }
 
-    private static void Tiled(GgmlType wType, byte* w, int rowBytes, int cols, byte* a, int stride, int tokens, float* y, int ldy, int r0, int r1, KernelPath path)
+    /// <summary>
+    /// Whether batched MXFP4 products take the four-row kernels (<see cref="Mxfp4RowBlocks"/>, <see cref="MatVec.Mxfp4Rows"/>)
+    /// where they run, else the one-row ones: for A/B runs, SPUTNIK_MXFP4_ROWS=0 for a whole model, or set in
+    /// bench/Sputnik.Bench's `matmul` to alternate both in one process. Single-token decode always takes them.
+    /// </summary>
+    internal static bool Mxfp4FourRows { get; set; } = Environment.GetEnvironmentVariable("SPUTNIK_MXFP4_ROWS") != "0";
+
+    private static void Tiled(GgmlType wType, byte* w, long weightBytes, int rowBytes, int cols, byte* a, int stride, int tokens, float* y, int ldy,
+        int r0, int r1, KernelPath path)
     {
         int rowTile = Math.Max(1, RowTileBytes / rowBytes);
         int tokTile = Math.Max(1, TokenTileBytes / stride);
         bool multi = path == KernelPath.Avx512 && HasMultiTokenKernel(wType, cols);
+        // MXFP4 rows four at a time (gpt-oss's experts): tiles of whole groups of four rows.
+        bool mxfp4 = wType == GgmlType.MXFP4 && path == KernelPath.Avx512 && Mxfp4FourRows && MatVec.Mxfp4RowsSupported(cols / 32);
+        if (mxfp4) rowTile = Math.Max(4, rowTile & ~3);
         for (int t0 = 0; t0 < tokens; t0 += tokTile)
         {
             int t1 = Math.Min(tokens, t0 + tokTile);
@@ -80,14 +91,22 @@ internal static unsafe partial class MatMul
                 // Token group outside, rows inside: the group's activations stay in L1 while every row of the tile
                 // (also L1-sized) passes over them, instead of streaming all tokens from L2 once per row.
                 for (int t = t0; t < grouped; t += Group)
-                    for (int r = rb; r < re; r++)
-                        MultiTokenAvx512(wType, w + (long)r * rowBytes, cols, a + (long)t * stride, stride, y + (long)t * ldy + r, ldy);
-                for (int r = rb; r < re; r++)
                 {
-                    byte* wr = w + (long)r * rowBytes;
-                    for (int t = grouped; t < t1; t++)
-                        y[(long)t * ldy + r] = MatVec.DotRow(wType, wr, a + (long)t * stride, cols, path);
+                    if (mxfp4) Mxfp4RowBlocks(w, weightBytes, rowBytes, cols / 32, a + (long)t * stride, stride, y + (long)t * ldy, ldy, rb, re);
+                    else
+                        for (int r = rb; r < re; r++)
+                            MultiTokenAvx512(wType, w + (long)r * rowBytes, cols, a + (long)t * stride, stride, y + (long)t * ldy + r, ldy);
                 }
+                if (mxfp4)
+                    for (int t = grouped; t < t1; t++)
+                        MatVec.Mxfp4Rows(w, weightBytes, a + (long)t * stride, cols / 32, y + (long)t * ldy, rb, re);
+                else
+                    for (int r = rb; r < re; r++)
+                    {
+                        byte* wr = w + (long)r * rowBytes;
+                        for (int t = grouped; t < t1; t++)
+                            y[(long)t * ldy + r] = MatVec.DotRow(wType, wr, a + (long)t * stride, cols, path);
+                    }
             }
         }
     }

@@ -77,58 +77,19 @@ internal static unsafe partial class MatVec
             Sse.Prefetch0(next + 128);
             var xLo = Vector256.Load((sbyte*)(a + 2));
             var xHi = Vector256.Load((sbyte*)(a + Q80 + 2));
-            var x = Avx512F.InsertVector256(xLo.ToVector512Unsafe(), xHi, 1); // (Vector512.Create(lo, hi) went through the stack)
-            // 12·Σx per 4-byte lane: with AVX-VNNI the negated start of each row's vpdpbusd sums, otherwise 16-bit pair
-            // sums subtracted after vpmaddubsw.
-            Vector256<int> startLo = default, startHi = default;
-            Vector512<short> correction = default;
-            if (AvxVnni.IsSupported)
-            {
-                startLo = Vector256<int>.Zero - AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Vector256.Create((byte)Mxfp4Offset), xLo);
-                startHi = Vector256<int>.Zero - AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Vector256.Create((byte)Mxfp4Offset), xHi);
-            }
-            else correction = Avx512BW.MultiplyAddAdjacent(Vector512.Create((byte)Mxfp4Offset), x);
+            var x = Mxfp4Joined(xLo, xHi);
+            var startLo = Mxfp4Start(xLo);
+            var startHi = Mxfp4Start(xHi);
+            var correction = Mxfp4Correction(x);
             var r0 = Vector512.Load(w);
             var r1 = Vector512.Load(w + rb);
             var r2 = Vector512.Load(w + 2 * rb);
             var r3 = Vector512.Load(w + 3 * rb);
-            // The eight block scales (row 0 block 0, row 0 block 1, row 1 block 0, …) as d_x · 2^(e−128).
-            var e01 = Avx512Vbmi.VL.PermuteVar32x8x2(r0.GetLower(), Mxfp4ScalePick, r1.GetLower()).GetLower().AsInt32();
-            var e23 = Avx512Vbmi.VL.PermuteVar32x8x2(r2.GetLower(), Mxfp4ScalePick, r3.GetLower()).GetLower().AsInt32();
-            var e = Avx2.ConvertToVector256Int32(Sse2.UnpackLow(e01, e23).AsByte());
-            var dPair = Avx2.BroadcastScalarToVector256((double*)(dx + i)).AsSingle(); // d_x0, d_x1 four times
-            var d = Avx512F.VL.Scale(dPair, Avx.ConvertToVector256Single(e) - Vector256.Create(128f)).ToVector512Unsafe();
-            // Per row: its nibbles in activation order, looked up as w + 12, the integer lanes Σw·x (vpmaddubsw sums
-            // stay below 2·24·127, and their difference below 2·12·127: no 16-bit saturation), then the float step of
-            // DotMxfp4Avx512 (Mxfp4PairStep) with the row's two scales.
-            var n0 = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8(r0, Mxfp4NibbleOrder).AsUInt64(), Mxfp4HighShift).AsByte();
-            var q0 = Avx512BW.Shuffle(Mxfp4OffsetTable, (n0 & Vector512.Create((byte)0x0F)).AsSByte()).AsByte();
-            var p0 = AvxVnni.IsSupported
-                ? Avx512F.InsertVector256(AvxVnni.MultiplyWideningAndAdd(startLo, q0.GetLower(), xLo).ToVector512Unsafe(),
-                    AvxVnni.MultiplyWideningAndAdd(startHi, q0.GetUpper(), xHi), 1)
-                : Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q0, x) - correction, Vector512<short>.One);
-            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p0), Avx512F.PermuteVar16x32(d, Mxfp4RowScales0), acc0);
-            var n1 = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8(r1, Mxfp4NibbleOrder).AsUInt64(), Mxfp4HighShift).AsByte();
-            var q1 = Avx512BW.Shuffle(Mxfp4OffsetTable, (n1 & Vector512.Create((byte)0x0F)).AsSByte()).AsByte();
-            var p1 = AvxVnni.IsSupported
-                ? Avx512F.InsertVector256(AvxVnni.MultiplyWideningAndAdd(startLo, q1.GetLower(), xLo).ToVector512Unsafe(),
-                    AvxVnni.MultiplyWideningAndAdd(startHi, q1.GetUpper(), xHi), 1)
-                : Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q1, x) - correction, Vector512<short>.One);
-            acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p1), Avx512F.PermuteVar16x32(d, Mxfp4RowScales1), acc1);
-            var n2 = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8(r2, Mxfp4NibbleOrder).AsUInt64(), Mxfp4HighShift).AsByte();
-            var q2 = Avx512BW.Shuffle(Mxfp4OffsetTable, (n2 & Vector512.Create((byte)0x0F)).AsSByte()).AsByte();
-            var p2 = AvxVnni.IsSupported
-                ? Avx512F.InsertVector256(AvxVnni.MultiplyWideningAndAdd(startLo, q2.GetLower(), xLo).ToVector512Unsafe(),
-                    AvxVnni.MultiplyWideningAndAdd(startHi, q2.GetUpper(), xHi), 1)
-                : Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q2, x) - correction, Vector512<short>.One);
-            acc2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p2), Avx512F.PermuteVar16x32(d, Mxfp4RowScales2), acc2);
-            var n3 = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8(r3, Mxfp4NibbleOrder).AsUInt64(), Mxfp4HighShift).AsByte();
-            var q3 = Avx512BW.Shuffle(Mxfp4OffsetTable, (n3 & Vector512.Create((byte)0x0F)).AsSByte()).AsByte();
-            var p3 = AvxVnni.IsSupported
-                ? Avx512F.InsertVector256(AvxVnni.MultiplyWideningAndAdd(startLo, q3.GetLower(), xLo).ToVector512Unsafe(),
-                    AvxVnni.MultiplyWideningAndAdd(startHi, q3.GetUpper(), xHi), 1)
-                : Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q3, x) - correction, Vector512<short>.One);
-            acc3 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p3), Avx512F.PermuteVar16x32(d, Mxfp4RowScales3), acc3);
+            var d = Mxfp4Scales(Mxfp4Exponents(r0, r1, r2, r3), dx + i);
+            acc0 = Mxfp4Step(acc0, Mxfp4Products(Mxfp4OffsetValues(r0), xLo, xHi, x, startLo, startHi, correction), d, Mxfp4RowScales0);
+            acc1 = Mxfp4Step(acc1, Mxfp4Products(Mxfp4OffsetValues(r1), xLo, xHi, x, startLo, startHi, correction), d, Mxfp4RowScales1);
+            acc2 = Mxfp4Step(acc2, Mxfp4Products(Mxfp4OffsetValues(r2), xLo, xHi, x, startLo, startHi, correction), d, Mxfp4RowScales2);
+            acc3 = Mxfp4Step(acc3, Mxfp4Products(Mxfp4OffsetValues(r3), xLo, xHi, x, startLo, startHi, correction), d, Mxfp4RowScales3);
         }
         y[0] = Vector512.Sum(acc0);
         y[1] = Vector512.Sum(acc1);
@@ -136,9 +97,69 @@ internal static unsafe partial class MatVec
         y[3] = Vector512.Sum(acc3);
     }
 
+    // The steps of the four-row kernel, shared with the prefill kernel (Mxfp4Tokens.cs) so both give the same bits.
+
+    /// <summary>A token's two blocks of x as one vector (only the kernels without AVX-VNNI use it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<sbyte> Mxfp4Joined(Vector256<sbyte> xLo, Vector256<sbyte> xHi) =>
+        AvxVnni.IsSupported ? default : Avx512F.InsertVector256(xLo.ToVector512Unsafe(), xHi, 1); // (Vector512.Create(lo, hi) went through the stack)
+
+    /// <summary>−12·Σx per 4-byte lane of one block: the start of each row's vpdpbusd sums (AVX-VNNI only).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> Mxfp4Start(Vector256<sbyte> x) =>
+        AvxVnni.IsSupported ? Vector256<int>.Zero - AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Vector256.Create((byte)Mxfp4Offset), x) : default;
+
+    /// <summary>12·Σx per pair of bytes, subtracted after vpmaddubsw (without AVX-VNNI).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<short> Mxfp4Correction(Vector512<sbyte> x) =>
+        AvxVnni.IsSupported ? default : Avx512BW.MultiplyAddAdjacent(Vector512.Create((byte)Mxfp4Offset), x);
+
+    /// <summary>A row's pair of blocks (its 64-byte load) as the doubled E2M1 values plus 12, in activation order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<byte> Mxfp4OffsetValues(Vector512<byte> pair)
+    {
+        var n = Avx512F.ShiftRightLogicalVariable(Avx512Vbmi.PermuteVar64x8(pair, Mxfp4NibbleOrder).AsUInt64(), Mxfp4HighShift).AsByte();
+        return Avx512BW.Shuffle(Mxfp4OffsetTable, (n & Vector512.Create((byte)0x0F)).AsSByte()).AsByte();
+    }
+
+    /// <summary>The eight block exponents of four rows' pairs (row 0 block 0, row 0 block 1, row 1 block 0, …) minus 128.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> Mxfp4Exponents(Vector512<byte> r0, Vector512<byte> r1, Vector512<byte> r2, Vector512<byte> r3)
+    {
+        var e01 = Avx512Vbmi.VL.PermuteVar32x8x2(r0.GetLower(), Mxfp4ScalePick, r1.GetLower()).GetLower().AsInt32();
+        var e23 = Avx512Vbmi.VL.PermuteVar32x8x2(r2.GetLower(), Mxfp4ScalePick, r3.GetLower()).GetLower().AsInt32();
+        var e = Avx2.ConvertToVector256Int32(Sse2.UnpackLow(e01, e23).AsByte());
+        return Avx.ConvertToVector256Single(e) - Vector256.Create(128f);
+    }
+
+    /// <summary>
+    /// The eight scales d_x · 2^(e−128) by vscalefps (the exactly rounded product DotMxfp4Avx512 multiplies out), from
+    /// <see cref="Mxfp4Exponents"/> and the token's two block scales at <paramref name="dx"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Mxfp4Scales(Vector256<float> exponents, float* dx) =>
+        Avx512F.VL.Scale(Avx2.BroadcastScalarToVector256((double*)dx).AsSingle(), exponents).ToVector512Unsafe();
+
+    /// <summary>
+    /// Per 4-byte lane Σ(w + 12)·x − 12·Σx = Σw·x exactly: vpdpbusd from the shared start, or vpmaddubsw (sums below
+    /// 2·24·127, their difference below 2·12·127: no 16-bit saturation) and vpmaddwd.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<int> Mxfp4Products(Vector512<byte> q, Vector256<sbyte> xLo, Vector256<sbyte> xHi, Vector512<sbyte> x,
+        Vector256<int> startLo, Vector256<int> startHi, Vector512<short> correction) =>
+        AvxVnni.IsSupported
+            ? Avx512F.InsertVector256(AvxVnni.MultiplyWideningAndAdd(startLo, q.GetLower(), xLo).ToVector512Unsafe(),
+                AvxVnni.MultiplyWideningAndAdd(startHi, q.GetUpper(), xHi), 1)
+            : Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q, x) - correction, Vector512<short>.One);
+
+    /// <summary>DotMxfp4Avx512's float step (Mxfp4PairStep) with the row's two scales picked out of the eight.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Mxfp4Step(Vector512<float> acc, Vector512<int> products, Vector512<float> scales, Vector512<int> rowScales) =>
+        Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(products), Avx512F.PermuteVar16x32(scales, rowScales), acc);
+
     // Indices 2r (eight lanes) then 2r + 1 (eight lanes): row r's block scales from the pair's eight.
-    private static readonly Vector512<int> Mxfp4RowScales0 = Vector512.Create(Vector256.Create(0), Vector256.Create(1));
-    private static readonly Vector512<int> Mxfp4RowScales1 = Vector512.Create(Vector256.Create(2), Vector256.Create(3));
-    private static readonly Vector512<int> Mxfp4RowScales2 = Vector512.Create(Vector256.Create(4), Vector256.Create(5));
-    private static readonly Vector512<int> Mxfp4RowScales3 = Vector512.Create(Vector256.Create(6), Vector256.Create(7));
+    internal static readonly Vector512<int> Mxfp4RowScales0 = Vector512.Create(Vector256.Create(0), Vector256.Create(1));
+    internal static readonly Vector512<int> Mxfp4RowScales1 = Vector512.Create(Vector256.Create(2), Vector256.Create(3));
+    internal static readonly Vector512<int> Mxfp4RowScales2 = Vector512.Create(Vector256.Create(4), Vector256.Create(5));
+    internal static readonly Vector512<int> Mxfp4RowScales3 = Vector512.Create(Vector256.Create(6), Vector256.Create(7));
 }
