@@ -131,24 +131,34 @@ internal sealed class LoraDelta(ParameterBuffer p, ParamSlice a, ParamSlice b, i
     public int Rank => rank;
     public float Scale { get; set; } = scale;
 
-    private float[] _u = [], _tmp = [], _du = [];
+    // u = x·Aᵀ [N, r] is kept for the backward pass; the [N, Out] product and the scaled gradient are pooled scratch
+    // (Buffers.RentZeroed), shared by every matrix in turn rather than one N × Out array per adapted matrix
+    private float[] _u = [];
 
     public void Forward(Span<float> y, ReadOnlySpan<float> x, int n, int cin, int cout)
     {
         var u = Buffers.Grow(ref _u, n * rank);
         TrainOps.MatMulForward(u, x, p.W(a), n, cin, rank);
-        var t = Buffers.Grow(ref _tmp, n * cout);
-        TrainOps.MatMulForward(t, u, p.W(b), n, rank, cout);
-        TensorPrimitives.MultiplyAdd(t.AsSpan(0, n * cout), Scale, y[..(n * cout)], y[..(n * cout)]);
+        var t = Gemm.Rent(n * cout);
+        try
+        {
+            TrainOps.MatMulForward(t, u, p.W(b), n, rank, cout);
+            TensorPrimitives.MultiplyAdd(t.AsSpan(0, n * cout), Scale, y[..(n * cout)], y[..(n * cout)]);
+        }
+        finally { Gemm.Return(t); }
     }
 
     /// <summary>u = x·Aᵀ was kept by Forward: dB += s·doutᵀ·u, du = s·dout·B, dA += duᵀ·x, dx += du·A.</summary>
     public void Backward(Span<float> dx, ReadOnlySpan<float> dout, ReadOnlySpan<float> x, int n, int cin, int cout)
     {
-        var sdy = Buffers.Grow(ref _tmp, n * cout);
-        TensorPrimitives.Multiply(dout[..(n * cout)], Scale, sdy.AsSpan(0, n * cout));
-        var du = Buffers.Zeroed(ref _du, n * rank);
-        TrainOps.MatMulBackward(du, p.G(b), sdy, _u, p.W(b), n, rank, cout);
-        TrainOps.MatMulBackward(dx, p.G(a), du, x, p.W(a), n, cin, rank);
+        var sdy = Gemm.Rent(n * cout);
+        var du = Buffers.RentZeroed(n * rank);
+        try
+        {
+            TensorPrimitives.Multiply(dout[..(n * cout)], Scale, sdy.AsSpan(0, n * cout));
+            TrainOps.MatMulBackward(du, p.G(b), sdy, _u, p.W(b), n, rank, cout);
+            TrainOps.MatMulBackward(dx, p.G(a), du, x, p.W(a), n, cin, rank);
+        }
+        finally { Gemm.Return(sdy); Gemm.Return(du); }
     }
 }

@@ -34,7 +34,7 @@ internal sealed class MtpModule
     private int _b, _t;
     private int[] _next = [], _targets = [];
     private float[] _e = [], _en = [], _rstdE = [], _hn = [], _rstdH = [], _cat = [], _x0 = [], _ln1 = [], _rstd1 = [], _x2 = [],
-        _ln2 = [], _rstd2 = [], _x3 = [], _hm = [], _rstdM = [], _logits = [], _probs = [], _losses = [];
+        _ln2 = [], _rstd2 = [], _x3 = [], _hm = [], _rstdM = [], _logits = [], _ceStats = [], _losses = [];
     private float[] _dl = [], _dlogits = [], _dhm = [], _dx = [], _dln = [], _dcat = [], _den = [], _dhn = [], _de = [];
 
     public MtpModule(ParameterBuffer p, DeepSeek2Config c)
@@ -95,7 +95,7 @@ internal sealed class MtpModule
         TensorPrimitives.Add(_x3.AsSpan(0, n * d), _x2.AsSpan(0, n * d), _x3.AsSpan(0, n * d));
         TrainOps.RmsNormForward(_hm, _rstdM, _x3, _p.W(HeadNorm), n, d, _eps);
         TrainOps.MatMulForward(_logits, _hm, wout, n, d, v);
-        TrainOps.CrossEntropyForward(_losses, _probs, _logits, _targets.AsSpan(0, n), n, v);
+        TrainOps.CrossEntropyForward(_losses, _ceStats, _logits, _targets.AsSpan(0, n), n, v);
         double sum = 0; int count = 0;
         for (int r = 0; r < n; r++) if (_targets[r] >= 0) { sum += _losses[r]; count++; }
         return count == 0 ? 0f : (float)(sum / count);
@@ -117,7 +117,7 @@ internal sealed class MtpModule
                 int r = bi * t + ti;
                 _dl[r] = ti + 1 < t ? weight * dlosses[r + 1] : 0f;
             }
-        TrainOps.CrossEntropyBackward(Buffers.Zeroed(ref _dlogits, n * v), _dl, _probs, _targets.AsSpan(0, n), n, v);
+        TrainOps.CrossEntropyBackward(Buffers.Grow(ref _dlogits, n * v), _dl, _logits, _ceStats, _targets.AsSpan(0, n), n, v);
         TrainOps.MatMulBackward(Buffers.Zeroed(ref _dhm, n * d), dwout, _dlogits, _hm, wout, n, d, v);
         // _dx: d x3, then (ffn) d x2, then (attention) d x0
         TrainOps.RmsNormBackward(Buffers.Zeroed(ref _dx, n * d), _p.G(HeadNorm), _dhm, _x3, _p.W(HeadNorm), _rstdM, n, d);
@@ -145,6 +145,6 @@ internal sealed class MtpModule
         Buffers.Grow(ref _rstdH, n); Buffers.Grow(ref _cat, n * 2 * d); Buffers.Grow(ref _x0, n * d); Buffers.Grow(ref _ln1, n * d);
         Buffers.Grow(ref _rstd1, n); Buffers.Grow(ref _x2, n * d); Buffers.Grow(ref _ln2, n * d); Buffers.Grow(ref _rstd2, n);
         Buffers.Grow(ref _x3, n * d); Buffers.Grow(ref _hm, n * d); Buffers.Grow(ref _rstdM, n);
-        Buffers.Grow(ref _logits, n * _vocab); Buffers.Grow(ref _probs, n * _vocab); Buffers.Grow(ref _losses, n);
+        Buffers.Grow(ref _logits, n * _vocab); Buffers.Grow(ref _ceStats, 2 * n); Buffers.Grow(ref _losses, n);
     }
 }

@@ -36,6 +36,19 @@ internal static class Buffers
         if (a.Length < length) a = new int[length];
         return a;
     }
+
+    /// <summary>
+    /// Pooled scratch of at least <paramref name="length"/> floats, the first <paramref name="length"/> cleared, for a
+    /// value that lives only inside one Forward or Backward call; give it back with <see cref="Gemm.Return"/>. One such
+    /// array then serves every layer in turn, where a field per layer would hold L copies (0.7 GB for the FFN
+    /// gradients alone at 512 rows of qwen2-0.5B).
+    /// </summary>
+    public static float[] RentZeroed(int length)
+    {
+        var a = Gemm.Rent(length);
+        Array.Clear(a, 0, length);
+        return a;
+    }
 }
 
 /// <summary>
@@ -61,8 +74,6 @@ internal sealed class GqaAttention : ITrainSublayer
     // activations (N = B·T rows): input, roped q/k, v, attention probabilities [B, H, T, T], attention output;
     // with q/k norms also the pre-norm q/k and their per-head rstd
     private float[] _x = [], _q = [], _k = [], _v = [], _att = [], _y = [], _qRaw = [], _kRaw = [], _qRstd = [], _kRstd = [];
-    // backward scratch
-    private float[] _dq = [], _dk = [], _dv = [], _dy = [], _dqRaw = [], _dkRaw = [];
 
     private int QDim => _heads * _headDim;
     private int KvDim => _kvHeads * _headDim;
@@ -124,26 +135,36 @@ internal sealed class GqaAttention : ITrainSublayer
     public void Backward(Span<float> dx, ReadOnlySpan<float> dout)
     {
         int b = _b, t = _t, n = b * t;
-        Buffers.Zeroed(ref _dy, n * QDim);
-        Wo.Backward(_dy, dout, _y, n);
-        Buffers.Zeroed(ref _dq, n * QDim); Buffers.Zeroed(ref _dk, n * KvDim); Buffers.Zeroed(ref _dv, n * KvDim);
-        Attention.Backward(_dq, _dk, _dv, _dy, _q, _k, _v, _att, b, t, _heads, _kvHeads, _headDim, _headDim, Scale);
-        TrainOps.RopeBackward(_dq, n, t, _heads, _headDim, 0, _headDim, _cos, _sin, neox: _neox);
-        TrainOps.RopeBackward(_dk, n, t, _kvHeads, _headDim, 0, _headDim, _cos, _sin, neox: _neox);
-        if (QNorm != null)
+        var dy = Buffers.RentZeroed(n * QDim);
+        var dq = Buffers.RentZeroed(n * QDim); var dk = Buffers.RentZeroed(n * KvDim); var dv = Buffers.RentZeroed(n * KvDim);
+        try
         {
-            var dqRaw = Buffers.Zeroed(ref _dqRaw, n * QDim); var dkRaw = Buffers.Zeroed(ref _dkRaw, n * KvDim);
-            TrainOps.RmsNormBackward(dqRaw, _p.G(QNorm), _dq, _qRaw, _p.W(QNorm), _qRstd, n * _heads, _headDim);
-            TrainOps.RmsNormBackward(dkRaw, _p.G(KNorm!), _dk, _kRaw, _p.W(KNorm!), _kRstd, n * _kvHeads, _headDim);
-            Wq.Backward(dx, dqRaw, _x, n);
-            Wk.Backward(dx, dkRaw, _x, n);
+            Wo.Backward(dy, dout, _y, n);
+            Attention.Backward(dq, dk, dv, dy, _q, _k, _v, _att, b, t, _heads, _kvHeads, _headDim, _headDim, Scale);
+            TrainOps.RopeBackward(dq, n, t, _heads, _headDim, 0, _headDim, _cos, _sin, neox: _neox);
+            TrainOps.RopeBackward(dk, n, t, _kvHeads, _headDim, 0, _headDim, _cos, _sin, neox: _neox);
+            if (QNorm != null)
+            {
+                // dy is spent: it takes d q_raw; dv's turn comes last, so d k_raw gets its own
+                var dqRaw = dy; Array.Clear(dqRaw, 0, n * QDim);
+                var dkRaw = Buffers.RentZeroed(n * KvDim);
+                try
+                {
+                    TrainOps.RmsNormBackward(dqRaw, _p.G(QNorm), dq, _qRaw, _p.W(QNorm), _qRstd, n * _heads, _headDim);
+                    TrainOps.RmsNormBackward(dkRaw, _p.G(KNorm!), dk, _kRaw, _p.W(KNorm!), _kRstd, n * _kvHeads, _headDim);
+                    Wq.Backward(dx, dqRaw, _x, n);
+                    Wk.Backward(dx, dkRaw, _x, n);
+                }
+                finally { Gemm.Return(dkRaw); }
+            }
+            else
+            {
+                Wq.Backward(dx, dq, _x, n);
+                Wk.Backward(dx, dk, _x, n);
+            }
+            Wv.Backward(dx, dv, _x, n);
         }
-        else
-        {
-            Wq.Backward(dx, _dq, _x, n);
-            Wk.Backward(dx, _dk, _x, n);
-        }
-        Wv.Backward(dx, _dv, _x, n);
+        finally { Gemm.Return(dy); Gemm.Return(dq); Gemm.Return(dk); Gemm.Return(dv); }
     }
 }
 
@@ -160,8 +181,8 @@ internal sealed class SwiGluFeedForward : ITrainSublayer
 
     private readonly int _dim;
     private int _n;
-    private float[] _x = [], _g = [], _u = [], _h = [];
-    private float[] _dh = [], _dg = [], _du = [];
+    // kept for the backward pass: the input and both projections; silu(g)·u is recomputed there (bit for bit), not kept
+    private float[] _x = [], _g = [], _u = [];
 
     public SwiGluFeedForward(ParameterBuffer p, int layer, int dim, int inter, bool shared = false)
         : this(new ParamWeights(p), layer, dim, inter, shared) { }
@@ -187,21 +208,31 @@ internal sealed class SwiGluFeedForward : ITrainSublayer
         _n = n;
         int d = _dim, f = Inter;
         x[..(n * d)].CopyTo(Buffers.Grow(ref _x, n * d));
-        Buffers.Grow(ref _g, n * f); Buffers.Grow(ref _u, n * f); Buffers.Grow(ref _h, n * f);
+        Buffers.Grow(ref _g, n * f); Buffers.Grow(ref _u, n * f);
         Gate.Forward(_g, _x, n);
         Up.Forward(_u, _x, n);
-        TrainOps.SwiGluForward(_h.AsSpan(0, n * f), _g, _u);
-        Down.Forward(output, _h, n);
+        var h = Gemm.Rent(n * f);
+        try
+        {
+            TrainOps.SwiGluForward(h.AsSpan(0, n * f), _g, _u);
+            Down.Forward(output, h, n);
+        }
+        finally { Gemm.Return(h); }
     }
 
     public void Backward(Span<float> dx, ReadOnlySpan<float> dout)
     {
         int n = _n, f = Inter;
-        Buffers.Zeroed(ref _dh, n * f);
-        Down.Backward(_dh, dout, _h, n);
-        Buffers.Zeroed(ref _dg, n * f); Buffers.Zeroed(ref _du, n * f);
-        TrainOps.SwiGluBackward(_dg, _du, _dh.AsSpan(0, n * f), _g, _u);
-        Gate.Backward(dx, _dg, _x, n);
-        Up.Backward(dx, _du, _x, n);
+        var h = Gemm.Rent(n * f);
+        var dh = Buffers.RentZeroed(n * f); var dg = Buffers.RentZeroed(n * f); var du = Buffers.RentZeroed(n * f);
+        try
+        {
+            TrainOps.SwiGluForward(h.AsSpan(0, n * f), _g, _u);
+            Down.Backward(dh, dout, h, n);
+            TrainOps.SwiGluBackward(dg, du, dh.AsSpan(0, n * f), _g, _u);
+            Gate.Backward(dx, dg, _x, n);
+            Up.Backward(dx, du, _x, n);
+        }
+        finally { Gemm.Return(h); Gemm.Return(dh); Gemm.Return(dg); Gemm.Return(du); }
     }
 }

@@ -33,10 +33,14 @@ internal sealed class TransformerModel
     private int _b, _t;
     private int[] _tokens = [], _targets = [];
     private float[][] _resid = [];                          // (L+1) × [N, D]
-    private float[][] _ln1 = [], _rstd1 = [], _x2 = [], _ln2 = [], _rstd2 = [];
-    private float[] _lnf = [], _rstdf = [], _logits = [], _probs = [], _losses = [];
+    private float[][] _rstd1 = [], _x2 = [], _rstd2 = [];
+    // the normed input of the sub-layer being run: each sub-layer keeps its own copy, so one array serves all layers
+    private float[] _ln = [];
+    // the head's logits [N, V] (Backward turns them into their gradient in place) and per row max and 1/Σexp
+    // (TrainOps.CrossEntropyForward): no separate probabilities or logit-gradient arrays of the same size
+    private float[] _lnf = [], _rstdf = [], _logits = [], _ceStats = [], _losses = [];
     // backward scratch
-    private float[] _dres = [], _dln = [], _dlogits = [];
+    private float[] _dres = [], _dln = [];
     private bool _mtpRan;
 
     public TransformerModel(IArchConfig c, int seed = 1234) : this(c, new ParamWeights(new ParameterBuffer()), seed) { }
@@ -99,6 +103,7 @@ internal sealed class TransformerModel
     /// </summary>
     public float Temperature { get; set; } = 1f;
 
+    /// <summary>The last Forward's logits (divided by <see cref="Temperature"/>); Backward overwrites them with their gradient.</summary>
     public ReadOnlySpan<float> Logits => _logits.AsSpan(0, _b * _t * Config.VocabSize);
     public ReadOnlySpan<float> Losses => _losses.AsSpan(0, _b * _t);
 
@@ -145,9 +150,9 @@ internal sealed class TransformerModel
         float[][] Alloc(int count, int size) => Enumerable.Range(0, count).Select(_ => new float[size]).ToArray();
         _tokens = new int[n]; _targets = new int[n];
         _resid = Alloc(L + 1, n * c.Dim);
-        _ln1 = Alloc(L, n * c.Dim); _rstd1 = Alloc(L, n); _x2 = Alloc(L, n * c.Dim); _ln2 = Alloc(L, n * c.Dim); _rstd2 = Alloc(L, n);
-        _lnf = new float[n * c.Dim]; _rstdf = new float[n]; _logits = new float[n * c.VocabSize]; _probs = new float[n * c.VocabSize]; _losses = new float[n];
-        _dres = new float[n * c.Dim]; _dln = new float[n * c.Dim]; _dlogits = new float[n * c.VocabSize];
+        _rstd1 = Alloc(L, n); _x2 = Alloc(L, n * c.Dim); _rstd2 = Alloc(L, n); _ln = new float[n * c.Dim];
+        _lnf = new float[n * c.Dim]; _rstdf = new float[n]; _logits = new float[(long)n * c.VocabSize]; _ceStats = new float[2 * n]; _losses = new float[n];
+        _dres = new float[n * c.Dim]; _dln = new float[n * c.Dim];
     }
 
     /// <summary>
@@ -167,18 +172,18 @@ internal sealed class TransformerModel
             var s = _l[l];
             var x = _resid[l];
             // attention rmsnorm, attention, residual
-            TrainOps.RmsNormForward(_ln1[l], _rstd1[l], x, P.W(s.AttnNorm), n, d, c.RmsEps);
-            s.Attn.Forward(_x2[l], _ln1[l], b, t);
+            TrainOps.RmsNormForward(_ln, _rstd1[l], x, P.W(s.AttnNorm), n, d, c.RmsEps);
+            s.Attn.Forward(_x2[l], _ln, b, t);
             TensorPrimitives.Add(_x2[l].AsSpan(0, n * d), x.AsSpan(0, n * d), _x2[l].AsSpan(0, n * d));
             // ffn rmsnorm, feed-forward, residual
-            TrainOps.RmsNormForward(_ln2[l], _rstd2[l], _x2[l], P.W(s.FfnNorm), n, d, c.RmsEps);
-            s.Ffn.Forward(_resid[l + 1], _ln2[l], b, t);
+            TrainOps.RmsNormForward(_ln, _rstd2[l], _x2[l], P.W(s.FfnNorm), n, d, c.RmsEps);
+            s.Ffn.Forward(_resid[l + 1], _ln, b, t);
             TensorPrimitives.Add(_resid[l + 1].AsSpan(0, n * d), _x2[l].AsSpan(0, n * d), _resid[l + 1].AsSpan(0, n * d));
         }
         TrainOps.RmsNormForward(_lnf, _rstdf, _resid[c.Layers], P.W(_normF), n, d, c.RmsEps);
         _wout.Forward(_logits, _lnf, n);
         if (Temperature != 1f) TensorPrimitives.Multiply(_logits.AsSpan(0, n * c.VocabSize), 1f / Temperature, _logits.AsSpan(0, n * c.VocabSize));
-        TrainOps.CrossEntropyForward(_losses, _probs, _logits, targets, n, c.VocabSize);
+        TrainOps.CrossEntropyForward(_losses, _ceStats, _logits, targets, n, c.VocabSize);
         _mtpRan = _mtp != null && MtpWeight > 0;
         MtpLoss = _mtpRan ? _mtp!.Forward(_lnf, tokens, targets, b, t, P.W(_wte.Slice!), P.W(_wout.Slice!)) : 0f;
         double sum = 0; int count = 0;
@@ -208,12 +213,12 @@ internal sealed class TransformerModel
             Array.Clear(P.Grad, 0, _mtp!.Offset);
             return;
         }
-        Array.Clear(_dlogits, 0, n * c.VocabSize);
-        TrainOps.CrossEntropyBackward(_dlogits, dlosses, _probs, _targets, n, c.VocabSize);
+        var dlogits = _logits.AsSpan(0, n * c.VocabSize);          // in place: the logits become their gradient
+        TrainOps.CrossEntropyBackward(dlogits, dlosses, dlogits, _ceStats, _targets, n, c.VocabSize);
         // scaled = logits / T, so d logits = d scaled / T
-        if (Temperature != 1f) TensorPrimitives.Multiply(_dlogits.AsSpan(0, n * c.VocabSize), 1f / Temperature, _dlogits.AsSpan(0, n * c.VocabSize));
+        if (Temperature != 1f) TensorPrimitives.Multiply(dlogits, 1f / Temperature, dlogits);
         Array.Clear(_dln, 0, n * d);
-        _wout.Backward(_dln, _dlogits, _lnf, n);
+        _wout.Backward(_dln, dlogits, _lnf, n);
         // the MTP loss reaches the trunk through h = output_norm(resid[L]), the same tensor as the head's input
         if (_mtpRan) _mtp!.Backward(dlosses, MtpWeight, _lnf, _dln.AsSpan(0, n * d), P.G(_wte.Slice!), P.W(_wout.Slice!), P.G(_wout.Slice!));
         Array.Clear(_dres, 0, n * d);

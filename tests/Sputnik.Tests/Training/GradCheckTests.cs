@@ -136,14 +136,18 @@ public class GradCheckTests
         var logits = Rand(rng, n * v, 2);
         int[] targets = [2, -1, 0, 6, -1];
         var dl = new float[n]; for (int i = 0; i < n; i++) dl[i] = targets[i] >= 0 ? (float)(rng.NextDouble() + 0.5) : 0f;
-        double L() { var l = new float[n]; var p = new float[n * v]; TrainOps.CrossEntropyForward(l, p, logits, targets, n, v); return Dot(l, dl); }
-        var losses = new float[n]; var probs = new float[n * v];
-        TrainOps.CrossEntropyForward(losses, probs, logits, targets, n, v);
+        double L() { var l = new float[n]; var st = new float[2 * n]; TrainOps.CrossEntropyForward(l, st, logits, targets, n, v); return Dot(l, dl); }
+        var losses = new float[n]; var stats = new float[2 * n];
+        TrainOps.CrossEntropyForward(losses, stats, logits, targets, n, v);
         Assert.Equal(0f, losses[1]);
         var dlogits = new float[n * v];
-        TrainOps.CrossEntropyBackward(dlogits, dl, probs, targets, n, v);
+        Array.Fill(dlogits, 9f); // overwritten, not accumulated
+        TrainOps.CrossEntropyBackward(dlogits, dl, logits, stats, targets, n, v);
         Assert.All(dlogits.AsSpan(v, v).ToArray(), g => Assert.Equal(0f, g)); // masked row gets no gradient
         Check("xent.dlogits", logits, dlogits, L);
+        var inPlace = logits.ToArray(); // the model passes its logits as dlogits: the same gradient, bit for bit
+        TrainOps.CrossEntropyBackward(inPlace, dl, inPlace, stats, targets, n, v);
+        Assert.Equal(dlogits, inPlace);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using System.Numerics;
 using Sputnik.Gguf;
 using Sputnik.Models;
 using Sputnik.Tensors;
@@ -107,6 +108,30 @@ public class LoraTests : IDisposable
         Assert.NotEqual(baseLogits, Logits(model, tokens, targets));          // a trained adapter changes the output…
         lora.SetScale(0);
         Assert.Equal(baseLogits, Logits(model, tokens, targets));             // …and at scale 0 it is gone exactly
+    }
+
+    [Fact]
+    public void A_training_step_allocates_about_its_activations_and_no_per_layer_scratch()
+    {
+        var (model, lora, file) = LoraTrainer.Open(TinyBase(Qwen2.Name), rank: 8, alpha: 16, targets: null, maxSeq: 64, seed: 1);
+        using var _ = file;
+        var c = (ModelConfig)model.Config;
+        int b = 2, t = 64, n = b * t, d = c.Dim, f = c.FfnDim, q = c.Heads * c.HeadDim, kv = c.KvHeads * c.HeadDim, layers = c.Layers, v = c.VocabSize;
+        var (tokens, targets) = Batch(v, b, t, 2);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        model.Forward(tokens, targets, b, t);
+        model.Backward(model.MeanLossWeights());
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        // What the backward pass must keep: the residual stream and per layer the attention's input, q, k, v,
+        // probabilities [B, H, T, T] and output, the FFN's input, gate and up; the logits once; the LoRA u = x·Aᵀ.
+        long kept = (long)n * ((2 * layers + 5) * d + v)
+            + layers * ((long)n * (d + 2 * q + 2 * kv) + (long)b * c.Heads * t * t)
+            + layers * (long)n * (d + 2 * f)
+            + 7L * layers * n * lora.Rank;
+        // plus pooled scratch allocated once (powers of two, a few [N, F] arrays live at a time) and small change;
+        // the old per-layer scratch, probabilities and logit gradient added about as much again as `kept`
+        long scratch = 8L * (long)BitOperations.RoundUpToPowerOf2((uint)(n * Math.Max(f, v / 8)));
+        Assert.True(allocated < 4 * (kept * 6 / 5 + scratch), $"{allocated:N0} bytes allocated; activations {4 * kept:N0}, scratch {4 * scratch:N0}");
     }
 
     [Fact]
