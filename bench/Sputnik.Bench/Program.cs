@@ -18,12 +18,14 @@ using Sputnik.Tensors.Quants;
 // Speculative decoding (bundled):   dotnet run -c Release --project bench/Sputnik.Bench spec TARGET.gguf [DRAFT.gguf|-] [prompts] [threads] [reps]
 // Verification cost k = 1…16:       dotnet run -c Release --project bench/Sputnik.Bench verify MODEL.gguf [threads] [depth] [reps] [kmax]
 // Quantized kernels vs ggml-cpu:   dotnet run -c Release --project bench/Sputnik.Bench quant-check write IN.bin | compare IN.bin GGML.bin (bench/check-quant-kernels.sh)
+// Arithmetic ceilings (FMA, int8): dotnet run -c Release --project bench/Sputnik.Bench peak [seconds]
 // Server speculation crossover:    dotnet run -c Release --project bench/Sputnik.Bench spec-batch TARGET.gguf [DRAFT.gguf|-] [threads] [reps] [B...]
 Action<string[]>? mode = args.Length == 0 ? null : args[0] switch
 {
     "matmul" => MatMulBench.Run,
     "q4kx" => InterleaveBench.Run,
     "dram" => DramBench.Run,
+    "peak" => PeakBench.Run,
     "batch" => BatchBench.Run,
     "model" => ModelBench.Run,
     "train" => TrainBench.Run,

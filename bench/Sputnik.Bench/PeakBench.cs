@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+/// <summary>
+/// The machine's arithmetic ceilings, the bounds that compute-bound targets are read against:
+/// float32 fused multiply-adds (what an exact F16/BF16 weight kernel ends in, since .NET 10 has neither F16C nor
+/// AVX512-BF16) and int8 products (what the quantized prefill kernels end in: vpdpbusd where AVX-VNNI exists, else
+/// vpmaddubsw + vpmaddwd), with 1 and 2 threads, registers only (no memory traffic):
+/// dotnet run -c Release --project bench/Sputnik.Bench -- peak [seconds]
+/// </summary>
+internal static class PeakBench
+{
+    private const int Chains = 12; // independent accumulators: more than FMA latency × ports, so throughput-bound
+
+    public static void Run(string[] args)
+    {
+        double seconds = args.Length > 0 ? double.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 2;
+        Console.WriteLine($"Avx512F={Avx512F.IsSupported} Avx512BW={Avx512BW.IsSupported} AvxVnni={AvxVnni.IsSupported} Fma={Fma.IsSupported}");
+        foreach (int threads in new[] { 1, 2 })
+        {
+            if (Avx512F.IsSupported)
+                Report($"f32 FMA, 512-bit, {threads} thread(s)", "GFLOP/s", threads, seconds, Fma512);
+            if (Fma.IsSupported)
+                Report($"f32 FMA, 256-bit, {threads} thread(s)", "GFLOP/s", threads, seconds, Fma256);
+            if (Avx512BW.IsSupported)
+                Report($"int8 vpmaddubsw+vpmaddwd, 512-bit, {threads} thread(s)", "GOP/s", threads, seconds, MaddUbs512);
+            if (AvxVnni.IsSupported)
+                Report($"int8 vpdpbusd (AVX-VNNI), 256-bit, {threads} thread(s)", "GOP/s", threads, seconds, Vnni256);
+        }
+    }
+
+    /// <summary>Runs <paramref name="kernel"/> (which returns the operations it did) on each thread, best of three rounds.</summary>
+    private static void Report(string what, string unit, int threads, double seconds, Func<long, (long Ops, float Sink)> kernel)
+    {
+        kernel(1_000); // JIT to the final tier before timing
+        double best = 0;
+        for (int round = 0; round < 3; round++)
+        {
+            long iterations = 4_000_000;
+            long ops = 0;
+            var sw = Stopwatch.StartNew();
+            var workers = Enumerable.Range(0, threads).Select(_ => new Thread(() =>
+            {
+                long done = 0;
+                var end = Stopwatch.GetTimestamp() + (long)(seconds / 3 * Stopwatch.Frequency);
+                while (Stopwatch.GetTimestamp() < end) done += kernel(iterations).Ops;
+                Interlocked.Add(ref ops, done);
+            })).ToList();
+            workers.ForEach(t => t.Start());
+            workers.ForEach(t => t.Join());
+            best = Math.Max(best, ops / sw.Elapsed.TotalSeconds / 1e9);
+        }
+        Console.WriteLine($"{what,-52} {best,8:F1} {unit}");
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static (long, float) Fma512(long n)
+    {
+        Span<Vector512<float>> acc = stackalloc Vector512<float>[Chains];
+        for (int c = 0; c < Chains; c++) acc[c] = Vector512.Create(c * 1e-3f);
+        var a = Vector512.Create(0.999f);
+        var b = Vector512.Create(1e-4f);
+        Vector512<float> a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], a4 = acc[4], a5 = acc[5];
+        Vector512<float> a6 = acc[6], a7 = acc[7], a8 = acc[8], a9 = acc[9], a10 = acc[10], a11 = acc[11];
+        for (long i = 0; i < n; i++)
+        {
+            a0 = Avx512F.FusedMultiplyAdd(a0, a, b); a1 = Avx512F.FusedMultiplyAdd(a1, a, b);
+            a2 = Avx512F.FusedMultiplyAdd(a2, a, b); a3 = Avx512F.FusedMultiplyAdd(a3, a, b);
+            a4 = Avx512F.FusedMultiplyAdd(a4, a, b); a5 = Avx512F.FusedMultiplyAdd(a5, a, b);
+            a6 = Avx512F.FusedMultiplyAdd(a6, a, b); a7 = Avx512F.FusedMultiplyAdd(a7, a, b);
+            a8 = Avx512F.FusedMultiplyAdd(a8, a, b); a9 = Avx512F.FusedMultiplyAdd(a9, a, b);
+            a10 = Avx512F.FusedMultiplyAdd(a10, a, b); a11 = Avx512F.FusedMultiplyAdd(a11, a, b);
+        }
+        var sum = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+        return (n * Chains * 16 * 2, Vector512.Sum(sum));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static (long, float) Fma256(long n)
+    {
+        var a = Vector256.Create(0.999f);
+        var b = Vector256.Create(1e-4f);
+        Vector256<float> a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b, a8 = b, a9 = b, a10 = b, a11 = b;
+        for (long i = 0; i < n; i++)
+        {
+            a0 = Fma.MultiplyAdd(a0, a, b); a1 = Fma.MultiplyAdd(a1, a, b); a2 = Fma.MultiplyAdd(a2, a, b);
+            a3 = Fma.MultiplyAdd(a3, a, b); a4 = Fma.MultiplyAdd(a4, a, b); a5 = Fma.MultiplyAdd(a5, a, b);
+            a6 = Fma.MultiplyAdd(a6, a, b); a7 = Fma.MultiplyAdd(a7, a, b); a8 = Fma.MultiplyAdd(a8, a, b);
+            a9 = Fma.MultiplyAdd(a9, a, b); a10 = Fma.MultiplyAdd(a10, a, b); a11 = Fma.MultiplyAdd(a11, a, b);
+        }
+        var sum = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+        return (n * Chains * 8 * 2, Vector256.Sum(sum));
+    }
+
+    /// <summary>One int8 product counts as one operation (64 per 512-bit pair of instructions).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static (long, float) MaddUbs512(long n)
+    {
+        // Six different unsigned operands and one signed operand that changes every iteration (one vpaddb), so the
+        // JIT cannot hoist the invariant products out of the loop; the adds into the accumulators are part of every
+        // real kernel too.
+        Vector512<byte> u0 = Vector512.Create((byte)3), u1 = Vector512.Create((byte)5), u2 = Vector512.Create((byte)7);
+        Vector512<byte> u3 = Vector512.Create((byte)9), u4 = Vector512.Create((byte)11), u5 = Vector512.Create((byte)13);
+        var s = Vector512.Create((sbyte)-2);
+        var step = Vector512.Create((sbyte)1);
+        var one = Vector512<short>.One;
+        Vector512<int> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default;
+        for (long i = 0; i < n; i++)
+        {
+            a0 += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u0, s), one);
+            a1 += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u1, s), one);
+            a2 += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u2, s), one);
+            a3 += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u3, s), one);
+            a4 += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u4, s), one);
+            a5 += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u5, s), one);
+            s += step;
+        }
+        return (n * 6 * 64, Vector512.Sum(a0 + a1 + a2 + a3 + a4 + a5));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static (long, float) Vnni256(long n)
+    {
+        var u = Vector256.Create((byte)3);
+        var s = Vector256.Create((sbyte)-2);
+        Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default;
+        Vector256<int> a6 = default, a7 = default, a8 = default, a9 = default, a10 = default, a11 = default;
+        for (long i = 0; i < n; i++)
+        {
+            a0 = AvxVnni.MultiplyWideningAndAdd(a0, u, s); a1 = AvxVnni.MultiplyWideningAndAdd(a1, u, s);
+            a2 = AvxVnni.MultiplyWideningAndAdd(a2, u, s); a3 = AvxVnni.MultiplyWideningAndAdd(a3, u, s);
+            a4 = AvxVnni.MultiplyWideningAndAdd(a4, u, s); a5 = AvxVnni.MultiplyWideningAndAdd(a5, u, s);
+            a6 = AvxVnni.MultiplyWideningAndAdd(a6, u, s); a7 = AvxVnni.MultiplyWideningAndAdd(a7, u, s);
+            a8 = AvxVnni.MultiplyWideningAndAdd(a8, u, s); a9 = AvxVnni.MultiplyWideningAndAdd(a9, u, s);
+            a10 = AvxVnni.MultiplyWideningAndAdd(a10, u, s); a11 = AvxVnni.MultiplyWideningAndAdd(a11, u, s);
+        }
+        var sum = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+        return (n * Chains * 32, Vector256.Sum(sum));
+    }
+}
