@@ -11,7 +11,9 @@ internal sealed class BpeTokenizer : Tokenizer
     private readonly Dictionary<long, (int Rank, int Merged)> _merges;
     private readonly int[] _byteTokens = new int[256];
     private readonly bool _ignoreMerges;
-    private readonly PreTokenizer _pre;
+    // Built on first use: its compiled regexes cost time and a few MB of generated code, which a model only
+    // loaded to be measured (bench) or to embed token ids never needs. PreTokenizer.For caches one per kind.
+    private PreTokenizer? _pre;
     private readonly string _preName;
     private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
     private readonly Lock _cacheLock = new();
@@ -23,7 +25,6 @@ internal sealed class BpeTokenizer : Tokenizer
         var settings = data.Resolve();
         _ignoreMerges = settings.IgnoreMerges;
         _preName = data.EffectivePre;
-        _pre = PreTokenizer.For(_preName);
         var merges = data.Merges ?? throw new ArgumentException("BPE tokenizer needs merges", nameof(data));
         _merges = new Dictionary<long, (int, int)>(merges.Length);
         char[] joined = new char[2 * PieceLookup.MaxLength];
@@ -62,7 +63,7 @@ internal sealed class BpeTokenizer : Tokenizer
         foreach (var f in fragments)
         {
             if (!f.IsText) { output.Add(f.Id); continue; }
-            foreach (var word in _pre.Split(text.Substring(f.Start, f.Length)))
+            foreach (var word in (_pre ??= PreTokenizer.For(_preName)).Split(text.Substring(f.Start, f.Length)))
                 EncodeWord(word, output);
         }
         if (addSpecial && AddEos) output.Add(EosId);

@@ -21,7 +21,13 @@ internal static class MemoryTrace
     /// <summary>Writes one line for <paramref name="stage"/> when tracing is on.</summary>
     public static void Mark(string stage)
     {
-        if (!Enabled) return;
+        if (Enabled) Write(stage);
+    }
+
+    // Apart from Mark, so that compiling Mark loads none of what Write uses (System.Diagnostics.Process).
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static void Write(string stage)
+    {
         if (Mode == "gc") GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
         var status = Status();
         var (gguf, relaid, runtime) = MappedFiles();
