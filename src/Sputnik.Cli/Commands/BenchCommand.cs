@@ -11,7 +11,7 @@ namespace Sputnik.Cli.Commands;
 /// <summary>
 /// `sputnik bench -m MODEL [-p 512] [-n 128] [-d 0,4096] [-ctk f16] [-ctv f16] [-t N] [-r 3] [--json]` with
 /// llama-bench's semantics: ppN is the tokens/s of one Forward over an N-token prompt (BOS then fixed pseudo-random
-/// tokens) on a fresh state; tgN is the tokens/s of N one-token Forward calls on a fresh state, the first fed BOS
+/// tokens) on an empty state; tgN is the tokens/s of N one-token Forward calls on an empty state, the first fed BOS
 /// and each next one the greedy pick. At depth D (-d, repeatable or a comma list) each run first feeds D prompt
 /// tokens untimed, so the test measures attention over a D-token context. Each test runs once to warm up, then r
 /// times; the result is the mean ± sample stddev of the per-run tokens/s.
@@ -32,6 +32,7 @@ internal static class BenchCommand
         var cmd = new Command("bench", "Measure prompt processing (pp) and generation (tg) speed like llama-bench") { model, threads, pp, tg, reps, json, depth, ctk, ctv };
         cmd.SetAction(r =>
         {
+            MemoryTrace.Mark("bench start");
             int p = r.GetValue(pp), n = r.GetValue(tg), t = r.GetValue(threads), reps_ = r.GetValue(reps);
             if (p < 0) throw new ArgumentException($"-p {p} must not be negative");
             if (n < 0) throw new ArgumentException($"-n {n} must not be negative");
@@ -46,13 +47,18 @@ internal static class BenchCommand
                 Threads = t, ContextLength = Math.Max(1, depths.Max() + Math.Max(p, n)), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv),
             });
             double loadMs = load.Elapsed.TotalMilliseconds;
+            MemoryTrace.Mark("model ready");
             int vocab = m.Model.Config.VocabSize;
             int bos = m.Tokenizer.BosId is >= 0 and var b && b < vocab ? b : 0;
 
+            // One state for every run, cleared before each (llama-bench clears its context's memory between runs):
+            // a fresh state per run would leave each run's KV cache and batch scratch to the GC, in the peak RSS.
+            var state = m.CreateState();
             var results = depths.Select(d => (Depth: d,
-                Pp: p > 0 ? Measure(reps_, () => Prompt(m, PromptTokens(d + p, bos, vocab), d)) : null,
-                Tg: n > 0 ? Measure(reps_, () => Generate(m, n, bos, PromptTokens(d, bos, vocab))) : null)).ToList();
+                Pp: p > 0 ? Measure(reps_, () => Prompt(m, state, PromptTokens(d + p, bos, vocab), d), $"pp{p} d{d}") : null,
+                Tg: n > 0 ? Measure(reps_, () => Generate(m, state, n, bos, PromptTokens(d, bos, vocab)), $"tg{n} d{d}") : null)).ToList();
 
+            long peakRss = PeakRssBytes(); // before the report's own code (JSON) is loaded
             var info = Describe(m);
             if (r.GetValue(json))
             {
@@ -74,7 +80,7 @@ internal static class BenchCommand
                     {
                         ["depth"] = x.Depth, ["pp"] = Result(p, x.Depth, x.Pp), ["tg"] = Result(n, x.Depth, x.Tg),
                     }).ToArray()),
-                    ["peak_rss_bytes"] = PeakRssBytes(),
+                    ["peak_rss_bytes"] = peakRss,
                     ["load_ms"] = Math.Round(loadMs, 3),
                 };
                 Console.WriteLine(o.ToJsonString(JsonOutput.Options));
@@ -93,18 +99,19 @@ internal static class BenchCommand
                 if (x.Pp != null) Row($"pp{p}{at}", x.Pp);
                 if (x.Tg != null) Row($"tg{n}{at}", x.Tg);
             }
-            Console.Error.WriteLine($"load {loadMs:F0} ms, peak RSS {ProgressBar.Size(PeakRssBytes())}");
+            Console.Error.WriteLine($"load {loadMs:F0} ms, peak RSS {ProgressBar.Size(peakRss)}");
             return 0;
         });
         return cmd;
     }
 
     /// <summary>One warm-up run, then <paramref name="reps"/> timed runs; returns tokens/s per run.</summary>
-    private static double[] Measure(int reps, Func<double> run)
+    private static double[] Measure(int reps, Func<double> run, string test)
     {
         run();
         var ts = new double[reps];
         for (int i = 0; i < reps; i++) ts[i] = run();
+        MemoryTrace.Mark(test);
         return ts;
     }
 
@@ -135,9 +142,9 @@ internal static class BenchCommand
     private static string CacheTypeName(Sputnik.Models.KvCacheType type) => type.ToString().ToLowerInvariant();
 
     /// <summary>Feeds the first <paramref name="depth"/> tokens untimed, then times the rest as one prompt.</summary>
-    private static double Prompt(SputnikModel m, int[] tokens, int depth)
+    private static double Prompt(SputnikModel m, InferenceState state, int[] tokens, int depth)
     {
-        var state = m.CreateState();
+        state.Truncate(0);
         if (depth > 0) m.Model.Forward(state, tokens.AsSpan(0, depth));
         var sw = Stopwatch.StartNew();
         m.Model.Forward(state, tokens.AsSpan(depth));
@@ -145,9 +152,9 @@ internal static class BenchCommand
     }
 
     /// <summary>Feeds <paramref name="context"/> untimed (the depth), then times n greedy one-token steps.</summary>
-    private static double Generate(SputnikModel m, int n, int bos, int[] context)
+    private static double Generate(SputnikModel m, InferenceState state, int n, int bos, int[] context)
     {
-        var state = m.CreateState();
+        state.Truncate(0);
         if (context.Length > 0) m.Model.Forward(state, context);
         int[] token = [bos];
         var sw = Stopwatch.StartNew();
@@ -220,6 +227,10 @@ internal static class BenchCommand
         catch (UnauthorizedAccessException)
         {
         }
-        return Process.GetCurrentProcess().PeakWorkingSet64;
+        return PeakWorkingSet();
     }
+
+    // Apart, so that System.Diagnostics.Process is loaded (≈ 0.4 MB) only where /proc/self/status is missing.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static long PeakWorkingSet() => Process.GetCurrentProcess().PeakWorkingSet64;
 }

@@ -8,8 +8,11 @@ namespace Sputnik.Gguf;
 /// Bounds-checked cursor over the GGUF header bytes. Every length or count read from the file is checked
 /// against the bytes that remain before anything is allocated, so a lying field fails fast with a clear message.
 /// </summary>
-internal unsafe sealed class GgufHeaderReader(byte* start, long length)
+internal unsafe sealed class GgufHeaderReader(byte* start, long length, Func<long, int, string, string[]>? lazyStrings = null)
 {
+    /// <summary>String arrays at least this long are handed to the lazy reader instead of being kept (see <see cref="GgufArray"/>).</summary>
+    public const int LazyStringArrayMin = 4096;
+
     // Nested arrays deeper than this are not used by any real model and would only serve to blow the stack.
     private const int MaxArrayDepth = 8;
     private const long MaxStringBytes = 1L << 30;
@@ -74,6 +77,30 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
         return String($"element {index} of '{DisplayText.Name(key)}'");
     }
 
+    /// <summary>Reads <paramref name="count"/> strings of array <paramref name="key"/> starting at <paramref name="position"/>.</summary>
+    public string[] Strings(long position, int count, string key)
+    {
+        Position = position;
+        var items = new string[count];
+        for (int i = 0; i < count; i++) items[i] = ArrayString(key, i);
+        return items;
+    }
+
+    // Steps over one string of a string array; a bad length throws ArrayString's error.
+    private void SkipArrayString(string key, int index)
+    {
+        if (Remaining >= 8)
+        {
+            ulong n = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(start + Position, 8));
+            if (n <= (ulong)(Remaining - 8) && n <= MaxStringBytes)
+            {
+                Position += 8 + (long)n;
+                return;
+            }
+        }
+        String($"element {index} of '{DisplayText.Name(key)}'");
+    }
+
     public GgufValue Value(GgufValueType type, string key, int depth = 0) => new(type, Scalar(type, key, depth));
 
     private object Scalar(GgufValueType type, string key, int depth)
@@ -132,6 +159,13 @@ internal unsafe sealed class GgufHeaderReader(byte* start, long length)
                 var items = new List<bool>(Math.Min(count, MaxPreallocatedItems));
                 for (int i = 0; i < count; i++) items.Add((bool)Scalar(GgufValueType.Bool, key, depth));
                 return new(elemType, items.ToArray());
+            }
+            case GgufValueType.String when lazyStrings != null && count >= LazyStringArrayMin:
+            {
+                // Check every length now (a lying one fails at open, as for a kept array), keep only where they start.
+                long first = Position;
+                for (int i = 0; i < count; i++) SkipArrayString(key, i);
+                return new(elemType, count, () => lazyStrings(first, count, key));
             }
             case GgufValueType.String:
             {

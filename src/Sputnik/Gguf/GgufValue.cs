@@ -18,10 +18,39 @@ internal enum GgufValueType : uint
     Float64 = 12,
 }
 
-/// <summary>An array value: its element type and a typed .NET array (string[], float[], int[], GgufArray[] for nested arrays …).</summary>
-internal sealed record GgufArray(GgufValueType ElementType, Array Items)
+/// <summary>
+/// An array value: its element type and a typed .NET array (string[], float[], int[], GgufArray[] for nested arrays …).
+/// A long string array read from a file (a vocabulary's tokens and merges: 150k strings, ≈ 15 MB as .NET strings) is
+/// not kept: <see cref="Items"/> reads it from the file's mapping on each access, so a loaded model holds only its
+/// tokenizer's compact copy.
+/// </summary>
+internal sealed class GgufArray
 {
-    public int Count => Items.Length;
+    private readonly Array? _items;
+    private readonly Func<Array>? _read;
+
+    public GgufArray(GgufValueType elementType, Array items)
+    {
+        ArgumentNullException.ThrowIfNull(items);
+        ElementType = elementType;
+        _items = items;
+        Count = items.Length;
+    }
+
+    /// <summary>An array of <paramref name="count"/> elements that <paramref name="read"/> materialises on each access.</summary>
+    internal GgufArray(GgufValueType elementType, int count, Func<Array> read)
+    {
+        ElementType = elementType;
+        Count = count;
+        _read = read;
+    }
+
+    public GgufValueType ElementType { get; }
+
+    /// <summary>The elements; for a long string array of a file, read anew (the file must still be open).</summary>
+    public Array Items => _items ?? _read!();
+
+    public int Count { get; }
 }
 
 /// <summary>

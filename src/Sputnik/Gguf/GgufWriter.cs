@@ -229,9 +229,10 @@ internal sealed class GgufWriter
             case GgufValueType.Array:
             {
                 var a = (GgufArray)value;
+                var items = a.Items; // once: a long string array of a file is read anew on each access
                 BinaryPrimitives.WriteUInt32LittleEndian(b, (uint)a.ElementType); s.Write(b[..4]);
-                BinaryPrimitives.WriteUInt64LittleEndian(b, (ulong)a.Items.Length); s.Write(b);
-                foreach (object? item in a.Items) WriteValue(s, a.ElementType, item!);
+                BinaryPrimitives.WriteUInt64LittleEndian(b, (ulong)items.Length); s.Write(b);
+                foreach (object? item in items) WriteValue(s, a.ElementType, item!);
                 break;
             }
             default: throw new ArgumentException($"unknown GGUF value type {(uint)type}");

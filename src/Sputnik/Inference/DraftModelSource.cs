@@ -90,8 +90,8 @@ internal sealed class DraftModelSource : IDraftSource
     public static void CheckCompatible(Tokenizer target, Tokenizer draft)
     {
         const string Prefix = "the draft model cannot propose tokens for this model: ";
-        if (target.Data.Model != draft.Data.Model)
-            throw new ArgumentException(Prefix + $"its tokenizer is '{Gguf.DisplayText.Name(draft.Data.Model)}', the target's is '{Gguf.DisplayText.Name(target.Data.Model)}'");
+        if (target.Model != draft.Model)
+            throw new ArgumentException(Prefix + $"its tokenizer is '{Gguf.DisplayText.Name(draft.Model)}', the target's is '{Gguf.DisplayText.Name(target.Model)}'");
         if (target.AddBos != draft.AddBos || (target.AddBos && target.BosId != draft.BosId))
             throw new ArgumentException(Prefix + $"BOS differs (target: add {target.AddBos}, id {target.BosId}; draft: add {draft.AddBos}, id {draft.BosId})");
         if (target.AddEos != draft.AddEos || (target.AddEos && target.EosId != draft.EosId))
@@ -99,7 +99,7 @@ internal sealed class DraftModelSource : IDraftSource
         if (Math.Abs(target.VocabSize - draft.VocabSize) > MaxVocabDifference)
             throw new ArgumentException(Prefix + $"its vocabulary has {draft.VocabSize} tokens, the target's {target.VocabSize} (at most {MaxVocabDifference} apart)");
         for (int id = FirstComparedToken; id < Math.Min(target.VocabSize, draft.VocabSize); id++)
-            if (target.TokenPiece(id) != draft.TokenPiece(id))
+            if (!target.PieceText(id).SequenceEqual(draft.PieceText(id)))
                 throw new ArgumentException(Prefix + $"token {id} is '{Gguf.DisplayText.Name(target.TokenPiece(id))}' in the target and '{Gguf.DisplayText.Name(draft.TokenPiece(id))}' in the draft");
     }
 }

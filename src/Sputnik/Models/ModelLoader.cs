@@ -55,6 +55,7 @@ internal static class ModelLoader
         {
             var model = load(file, pool);
             file.Relaid?.Save(); // the re-laid weights, for the next load to map
+            file.ReleaseMappedPages(); // what the load read of the file; what decode reads maps back on use
             return model;
         }
         catch

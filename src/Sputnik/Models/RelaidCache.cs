@@ -1,5 +1,4 @@
 using System.IO.MemoryMappedFiles;
-using System.Security.Cryptography;
 using System.Text;
 using Sputnik.Gguf;
 using Sputnik.Tensors;
@@ -79,7 +78,7 @@ internal sealed unsafe class RelaidCache : IDisposable
         try
         {
             string full = System.IO.Path.GetFullPath(file.Path);
-            string tag = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(full)))[..16];
+            string tag = Convert.ToHexStringLower(Sha256.HashData(Encoding.UTF8.GetBytes(full)))[..16];
             path = System.IO.Path.Combine(directory, $"{tag}-{System.IO.Path.GetFileNameWithoutExtension(full)}.relaid");
             _identity = Identity(file, full);
         }
@@ -230,16 +229,16 @@ internal sealed unsafe class RelaidCache : IDisposable
                 pos = GgufFile.AlignUp(pos + made[i].Length, TensorAlignment);
             }
             w.Write(pos);
-            long headerLength = ms.Position + SHA256.HashSizeInBytes;
+            long headerLength = ms.Position + Sha256.HashSizeInBytes;
             if (headerLength <= dataStart) break;
             dataStart = GgufFile.AlignUp(headerLength, (int)DataAlignment);
         }
         total = pos;
-        long length = ms.Position + SHA256.HashSizeInBytes;
+        long length = ms.Position + Sha256.HashSizeInBytes;
         ms.Position = 16;
         w.Write(length);
         ms.Position = ms.Length;
-        w.Write(SHA256.HashData(ms.ToArray()));
+        w.Write(Sha256.HashData(ms.ToArray()));
         return ms.ToArray();
     }
 
@@ -255,13 +254,13 @@ internal sealed unsafe class RelaidCache : IDisposable
         if (BitConverter.ToInt32(prefix[8..]) != FormatVersion) return Fail($"format version {BitConverter.ToInt32(prefix[8..])}, expected {FormatVersion}", out why);
         int count = BitConverter.ToInt32(prefix[12..]);
         long headerLength = BitConverter.ToInt64(prefix[16..]);
-        if (headerLength < prefix.Length + SHA256.HashSizeInBytes || headerLength > Math.Min(MaxHeaderBytes, length))
+        if (headerLength < prefix.Length + Sha256.HashSizeInBytes || headerLength > Math.Min(MaxHeaderBytes, length))
             return Fail($"header length {headerLength} out of range", out why);
         var header = new byte[headerLength];
         f.Position = 0;
         if (f.ReadAtLeast(header, header.Length, throwOnEndOfStream: false) < header.Length) return Fail("header cut short", out why);
-        int body = header.Length - SHA256.HashSizeInBytes;
-        if (!SHA256.HashData(header.AsSpan(0, body)).AsSpan().SequenceEqual(header.AsSpan(body)))
+        int body = header.Length - Sha256.HashSizeInBytes;
+        if (!Sha256.HashData(header.AsSpan(0, body)).AsSpan().SequenceEqual(header.AsSpan(body)))
             return Fail("header checksum mismatch", out why);
         if (count < 0 || count > body / 40) return Fail($"{count} entries cannot fit a {body}-byte header", out why);
         using var r = new BinaryReader(new MemoryStream(header, 0, body), Encoding.UTF8);
@@ -293,7 +292,7 @@ internal sealed unsafe class RelaidCache : IDisposable
     /// <summary>What the cache file must have been made from: full path, every shard's size and modification time, and a digest of their headers and tails.</summary>
     private static byte[] Identity(GgufFile file, string fullPath)
     {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var hash = new Sha256();
         hash.AppendData(Encoding.UTF8.GetBytes(fullPath));
         var buffer = new byte[1 << 20];
         foreach (string shard in file.ShardPaths)
@@ -309,11 +308,11 @@ internal sealed unsafe class RelaidCache : IDisposable
             {
                 int n = RandomAccess.Read(h, buffer.AsSpan(0, (int)Math.Min(buffer.Length, headEnd - at)), at);
                 if (n <= 0) break;
-                hash.AppendData(buffer, 0, n);
+                hash.AppendData(buffer.AsSpan(0, n));
                 at += n;
             }
             int tail = RandomAccess.Read(h, buffer, Math.Max(0, fi.Length - buffer.Length));
-            hash.AppendData(buffer, 0, Math.Max(0, tail));
+            hash.AppendData(buffer.AsSpan(0, Math.Max(0, tail)));
         }
         return hash.GetHashAndReset();
     }

@@ -12,6 +12,7 @@ namespace Sputnik.Tensors;
 internal static unsafe partial class HugePages
 {
     private const int MadviseHugePage = 14; // MADV_HUGEPAGE
+    private const int MadviseDontNeed = 4;  // MADV_DONTNEED
     private const long PageBytes = 2L << 20;
 
     public static readonly bool Enabled = OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("SPUTNIK_HUGEPAGES") != "0";
@@ -19,6 +20,18 @@ internal static unsafe partial class HugePages
 
     [LibraryImport("libc.so.6", EntryPoint = "madvise")]
     private static partial int Madvise(nint address, nuint length, int advice);
+
+    /// <summary>
+    /// Unmaps the pages of a read-only file mapping from this process (MADV_DONTNEED): they stay in the page cache and a
+    /// later read maps them again, but until then they are not in the resident set. Best effort, Linux only.
+    /// </summary>
+    public static void ReleaseMapped(byte* p, long bytes)
+    {
+        if (!OperatingSystem.IsLinux() || s_unavailable || bytes <= 0) return;
+        long start = (long)p & ~4095L;
+        try { Madvise((nint)start, (nuint)((long)p + bytes - start), MadviseDontNeed); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { s_unavailable = true; }
+    }
 
     /// <summary>Advises a large array (KV cache planes); large arrays are not moved by the GC, so the advice stays with them.</summary>
     public static void Advise(byte[] array)

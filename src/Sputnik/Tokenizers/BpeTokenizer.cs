@@ -11,7 +11,10 @@ internal sealed class BpeTokenizer : Tokenizer
     private readonly Dictionary<long, (int Rank, int Merged)> _merges;
     private readonly int[] _byteTokens = new int[256];
     private readonly bool _ignoreMerges;
-    private readonly PreTokenizer _pre;
+    // Built on first use: its compiled regexes cost time and a few MB of generated code, which a model only
+    // loaded to be measured (bench) or to embed token ids never needs. PreTokenizer.For caches one per kind.
+    private PreTokenizer? _pre;
+    private readonly string _preName;
     private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
     private readonly Lock _cacheLock = new();
     private const int MaxCacheEntries = 65536;
@@ -21,9 +24,10 @@ internal sealed class BpeTokenizer : Tokenizer
     {
         var settings = data.Resolve();
         _ignoreMerges = settings.IgnoreMerges;
-        _pre = PreTokenizer.For(data.EffectivePre);
+        _preName = data.EffectivePre;
         var merges = data.Merges ?? throw new ArgumentException("BPE tokenizer needs merges", nameof(data));
         _merges = new Dictionary<long, (int, int)>(merges.Length);
+        char[] joined = new char[2 * PieceLookup.MaxLength];
         for (int rank = 0; rank < merges.Length; rank++)
         {
             string m = merges[rank];
@@ -32,7 +36,10 @@ internal sealed class BpeTokenizer : Tokenizer
             var left = m.AsSpan(0, sep);
             var right = m.AsSpan(sep + 1);
             if (!PieceLookup.TryGetValue(left, out int l) || !PieceLookup.TryGetValue(right, out int r)) continue;
-            int merged = PieceLookup.TryGetValue(string.Concat(left, right), out int id) ? id : -1;
+            // Both halves are pieces, so the pair fits in twice the longest piece; no string per merge.
+            left.CopyTo(joined);
+            right.CopyTo(joined.AsSpan(left.Length));
+            int merged = PieceLookup.TryGetValue(joined.AsSpan(0, left.Length + right.Length), out int id) ? id : -1;
             _merges.TryAdd(Key(l, r), (rank, merged));
         }
         for (int b = 0; b < 256; b++)
@@ -40,14 +47,14 @@ internal sealed class BpeTokenizer : Tokenizer
     }
 
     /// <summary>The pre-tokenizer regex family in use ("gpt2", "llama3", "qwen2", "deepseek-llm", ...).</summary>
-    public string PreTokenizerKind => PreTokenizer.Resolve(Data.EffectivePre).Kind;
+    public string PreTokenizerKind => PreTokenizer.Resolve(_preName).Kind;
 
     private static long Key(int left, int right) => ((long)left << 32) | (uint)right;
 
     private protected override byte[] ComputeTokenBytes(int id)
     {
-        string piece = TokenPiece(id);
-        return GetTokenType(id) is TokenType.Normal ? ByteLevel.Decode(piece) : Encoding.UTF8.GetBytes(piece);
+        var piece = PieceText(id);
+        return GetTokenType(id) is TokenType.Normal ? ByteLevel.Decode(piece) : Utf8(piece);
     }
 
     private protected override void EncodeFragments(string text, List<Fragment> fragments, bool addSpecial, List<int> output)
@@ -56,7 +63,7 @@ internal sealed class BpeTokenizer : Tokenizer
         foreach (var f in fragments)
         {
             if (!f.IsText) { output.Add(f.Id); continue; }
-            foreach (var word in _pre.Split(text.Substring(f.Start, f.Length)))
+            foreach (var word in (_pre ??= PreTokenizer.For(_preName)).Split(text.Substring(f.Start, f.Length)))
                 EncodeWord(word, output);
         }
         if (addSpecial && AddEos) output.Add(EosId);

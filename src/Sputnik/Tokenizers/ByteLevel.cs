@@ -42,7 +42,7 @@ internal static class ByteLevel
     /// <summary>
     /// Maps a byte-level token string back to raw bytes. Characters outside the mapping are kept as their UTF-8.
     /// </summary>
-    public static byte[] Decode(string text)
+    public static byte[] Decode(ReadOnlySpan<char> text)
     {
         var output = new List<byte>(text.Length);
         Span<byte> buf = stackalloc byte[4];
@@ -50,8 +50,8 @@ internal static class ByteLevel
         {
             if (s_charToByte.TryGetValue(text[i], out byte b)) { output.Add(b); continue; }
             int len = char.IsHighSurrogate(text[i]) && i + 1 < text.Length
-                ? System.Text.Encoding.UTF8.GetBytes(text.AsSpan(i++, 2), buf)
-                : System.Text.Encoding.UTF8.GetBytes(text.AsSpan(i, 1), buf);
+                ? System.Text.Encoding.UTF8.GetBytes(text.Slice(i++, 2), buf)
+                : System.Text.Encoding.UTF8.GetBytes(text.Slice(i, 1), buf);
             for (int k = 0; k < len; k++) output.Add(buf[k]);
         }
         return output.ToArray();

@@ -28,18 +28,18 @@ internal sealed class SpmTokenizer : Tokenizer
 
     private protected override byte[] ComputeTokenBytes(int id)
     {
-        string piece = TokenPiece(id);
+        var piece = PieceText(id);
         switch (GetTokenType(id))
         {
             case TokenType.Byte:
                 if (piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece[5] == '>' &&
-                    byte.TryParse(piece.AsSpan(3, 2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out byte b))
+                    byte.TryParse(piece.Slice(3, 2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out byte b))
                     return [b];
-                return Encoding.UTF8.GetBytes(piece);
+                return Utf8(piece);
             case TokenType.Normal:
-                return Encoding.UTF8.GetBytes(piece.Replace(Space, ' '));
+                return Encoding.UTF8.GetBytes(piece.ToString().Replace(Space, ' '));
             default:
-                return Encoding.UTF8.GetBytes(piece);
+                return Utf8(piece);
         }
     }
 

@@ -10,38 +10,36 @@ namespace Sputnik.Tokenizers;
 /// </summary>
 internal abstract class Tokenizer
 {
-    private readonly string[] _pieces;
+    // The vocabulary as a few flat arrays (not one string and one byte[] per token): a 151,936-token vocabulary
+    // takes ≈ 6 MB instead of ≈ 25 MB of heap, and builds without allocating per token what it keeps.
+    private readonly PieceTable _pieces;
     private readonly TokenType[] _types;
-    private readonly byte[][] _bytes;
-    private readonly Dictionary<string, int> _pieceToId;
+    private byte[] _bytes = [];             // every token's bytes (TokenBytes), token i at _byteStart[i] .. _byteStart[i + 1]
+    private readonly int[] _byteStart;
     private readonly int[] _specialTokens; // control, user-defined and unknown tokens, longest first
+    private readonly string[] _specialPieces; // their text, for matching in the input
     private readonly bool[]? _stripAfter; // per token: whitespace after it is dropped (TokenizerData.StripSpaceAfterSpecials)
     private readonly HashSet<int> _eog = [];
 
-    private protected readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> PieceLookup;
+    /// <summary>Piece text → id, probed with spans.</summary>
+    private protected PieceTable PieceLookup => _pieces;
 
     private protected Tokenizer(TokenizerData data)
     {
         ArgumentNullException.ThrowIfNull(data);
         var settings = data.Resolve();
-        Data = data;
+        Model = data.Model;
         int n = data.Tokens.Length;
         if (data.Scores != null && data.Scores.Length != n) throw new ArgumentException("Scores length differs from Tokens length", nameof(data));
         if (data.TokenTypes != null && data.TokenTypes.Length != n) throw new ArgumentException("TokenTypes length differs from Tokens length", nameof(data));
 
-        _pieces = new string[n];
+        _pieces = new PieceTable(data.Tokens); // an empty piece becomes [EMPTY_i]; last occurrence wins, as in llama.cpp
         _types = new TokenType[n];
-        _pieceToId = new Dictionary<string, int>(n, StringComparer.Ordinal);
         for (int i = 0; i < n; i++)
         {
-            string piece = data.Tokens[i];
-            if (string.IsNullOrEmpty(piece)) piece = $"[EMPTY_{i}]";
-            _pieces[i] = piece;
-            _pieceToId[piece] = i; // last occurrence wins, as in llama.cpp
             int t = data.TokenTypes?[i] ?? (int)TokenType.Normal;
             _types[i] = t is >= 1 and <= 6 ? (TokenType)t : TokenType.Undefined;
         }
-        PieceLookup = _pieceToId.GetAlternateLookup<ReadOnlySpan<char>>();
 
         BosId = settings.Bos ?? -1;
         EosId = settings.Eos ?? -1;
@@ -55,19 +53,19 @@ internal abstract class Tokenizer
             "<|end_of_text|>", "<EOT>", "_<EOT>", "<｜end▁of▁sentence｜>", "<end_of_utterance>");
         EomId = ValidId(data.EomId) ?? DetectAndMarkControl("<|eom_id|>");
         foreach (var fim in new[] { "<|fim_pad|>", "<|fim_repo|>", "<|repo_name|>", "<|file_sep|>" })
-            if (_pieceToId.TryGetValue(fim, out int fimId)) _eog.Add(fimId);
+            if (_pieces.TryGetValue(fim, out int fimId)) _eog.Add(fimId);
         foreach (var text in new[] { "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
                      "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>" })
         {
-            if (!_pieceToId.TryGetValue(text, out int id)) continue;
+            if (!_pieces.TryGetValue(text, out int id)) continue;
             _eog.Add(id);
             if (_types[id] != TokenType.Control) _types[id] = TokenType.Control;
         }
         if (EosId >= 0) _eog.Add(EosId);
         if (EotId is { } eot) _eog.Add(eot);
         if (EomId is { } eom) _eog.Add(eom);
-        if (_pieceToId.TryGetValue("<|return|>", out int ret) && _pieceToId.TryGetValue("<|call|>", out _) &&
-            _pieceToId.TryGetValue("<|end|>", out int end) && _eog.Contains(ret))
+        if (_pieces.TryGetValue("<|return|>", out int ret) && _pieces.TryGetValue("<|call|>", out _) &&
+            _pieces.TryGetValue("<|end|>", out int end) && _eog.Contains(ret))
         {
             _eog.Remove(end);
             _types[end] = TokenType.UserDefined;
@@ -76,26 +74,27 @@ internal abstract class Tokenizer
         _specialTokens = Enumerable.Range(0, n)
             .Where(i => _types[i] is TokenType.Control or TokenType.UserDefined or TokenType.Unknown)
             .OrderByDescending(i => _pieces[i].Length).ThenBy(i => i).ToArray();
+        _specialPieces = Array.ConvertAll(_specialTokens, i => new string(_pieces[i]));
         if (data.StripSpaceAfterSpecials)
         {
             _stripAfter = new bool[n];
             foreach (int id in _specialTokens) _stripAfter[id] = true;
-            if (_pieceToId.TryGetValue("</s>", out int eosPiece)) _stripAfter[eosPiece] = true;
+            if (_pieces.TryGetValue("</s>", out int eosPiece)) _stripAfter[eosPiece] = true;
             foreach (var keep in new[] { "<unk>", "<s>", "<|endoftext|>" })
-                if (_pieceToId.TryGetValue(keep, out int k)) _stripAfter[k] = false;
+                if (_pieces.TryGetValue(keep, out int k)) _stripAfter[k] = false;
         }
 
-        _bytes = new byte[n][];
+        _byteStart = new int[n + 1];
     }
 
-    private int? ValidId(int? id) => id is { } v && v >= 0 && v < _pieces.Length ? v : null;
+    private int? ValidId(int? id) => id is { } v && v >= 0 && v < _pieces.Count ? v : null;
 
     private int? DetectAndMarkControl(params string[] texts)
     {
         // llama.cpp walks its (unordered) text→id map; any match is acceptable, we take the lowest id.
         int? found = null;
         foreach (var t in texts)
-            if (_pieceToId.TryGetValue(t, out int id) && (found == null || id < found)) found = id;
+            if (_pieces.TryGetValue(t, out int id) && (found == null || id < found)) found = id;
         if (found is { } f) _types[f] = TokenType.Control;
         return found;
     }
@@ -109,15 +108,28 @@ internal abstract class Tokenizer
         return t;
     }
 
+    // Every token's bytes into one array (the per-token arrays ComputeTokenBytes returns are short-lived).
     private void InitBytes()
     {
-        for (int i = 0; i < _pieces.Length; i++) _bytes[i] = ComputeTokenBytes(i);
+        int n = _pieces.Count;
+        var bytes = new byte[Math.Max(16, n * 4)];
+        int at = 0;
+        for (int i = 0; i < n; i++)
+        {
+            byte[] token = ComputeTokenBytes(i);
+            if (at + token.Length > bytes.Length) Array.Resize(ref bytes, Math.Max(at + token.Length, bytes.Length * 2));
+            _byteStart[i] = at;
+            token.CopyTo(bytes, at);
+            at += token.Length;
+        }
+        _byteStart[n] = at;
+        _bytes = bytes.AsSpan(0, at).ToArray();
     }
 
-    /// <summary>The data this tokenizer was built from.</summary>
-    public TokenizerData Data { get; }
+    /// <summary>The tokenizer model it was built for: "gpt2" (byte-level BPE), "llama" (SentencePiece) or "bert" (WordPiece).</summary>
+    public string Model { get; }
 
-    public int VocabSize => _pieces.Length;
+    public int VocabSize => _pieces.Count;
 
     /// <summary>BOS id, or -1 when the vocabulary has none.</summary>
     public int BosId { get; }
@@ -148,19 +160,22 @@ internal abstract class Tokenizer
     /// <summary>Whether decoding removes spaces before punctuation as llama.cpp's clean_spaces does.</summary>
     public bool CleanSpaces { get; }
 
-    /// <summary>The raw vocabulary string of a token.</summary>
-    public string TokenPiece(int id) => _pieces[id];
+    /// <summary>The raw vocabulary string of a token (a new string each call; <see cref="PieceText"/> does not allocate).</summary>
+    public string TokenPiece(int id) => new(_pieces[id]);
+
+    /// <summary>The raw vocabulary text of a token.</summary>
+    public ReadOnlySpan<char> PieceText(int id) => _pieces[id];
 
     public TokenType GetTokenType(int id) => _types[id];
 
     /// <summary>The id of a raw vocabulary string, or null.</summary>
-    public int? FindToken(string piece) => _pieceToId.TryGetValue(piece, out int id) ? id : null;
+    public int? FindToken(string piece) => _pieces.TryGetValue(piece, out int id) ? id : null;
 
     /// <summary>
     /// The bytes a token stands for: byte-level BPE characters unmapped, SentencePiece ▁ as space and &lt;0xNN&gt;
     /// byte tokens as that byte; control and user-defined tokens as their text.
     /// </summary>
-    public ReadOnlySpan<byte> TokenBytes(int id) => _bytes[id];
+    public ReadOnlySpan<byte> TokenBytes(int id) => _bytes.AsSpan(_byteStart[id], _byteStart[id + 1] - _byteStart[id]);
 
     /// <summary>End of generation: EOS, EOT, EOM and the control tokens llama.cpp treats as such.</summary>
     public bool IsEndOfGeneration(int id) => _eog.Contains(id);
@@ -169,6 +184,14 @@ internal abstract class Tokenizer
     public IReadOnlyCollection<int> EndOfGenerationIds => _eog;
 
     private protected abstract byte[] ComputeTokenBytes(int id);
+
+    /// <summary>The UTF-8 encoding of <paramref name="text"/>.</summary>
+    private protected static byte[] Utf8(ReadOnlySpan<char> text)
+    {
+        var bytes = new byte[Encoding.UTF8.GetByteCount(text)];
+        Encoding.UTF8.GetBytes(text, bytes);
+        return bytes;
+    }
 
     /// <summary>
     /// Tokenizes <paramref name="text"/>. <paramref name="addBos"/> adds BOS and EOS where the model asks for them
@@ -200,10 +223,11 @@ internal abstract class Tokenizer
         if (text.Length == 0) return fragments;
         fragments.Add(new Fragment(-1, 0, text.Length));
         var next = new List<Fragment>();
-        foreach (int id in _specialTokens)
+        for (int s = 0; s < _specialTokens.Length; s++)
         {
+            int id = _specialTokens[s];
             if (!parseSpecial && _types[id] != TokenType.UserDefined) continue;
-            string piece = _pieces[id];
+            string piece = _specialPieces[s];
             if (text.IndexOf(piece, StringComparison.Ordinal) < 0) continue;
             next.Clear();
             foreach (var f in fragments)
@@ -238,7 +262,7 @@ internal abstract class Tokenizer
             _ => false,
         };
         if (!render) return;
-        var bytes = _bytes[id].AsSpan();
+        var bytes = TokenBytes(id);
         if (stripLeadingSpace && bytes.Length > 0 && bytes[0] == (byte)' ') bytes = bytes[1..];
         foreach (byte b in bytes) output.Add(b);
     }
@@ -249,7 +273,7 @@ internal abstract class Tokenizer
         var type = _types[id];
         bool render = type is TokenType.Normal or TokenType.UserDefined or TokenType.Byte
             || (renderSpecial && type is TokenType.Control or TokenType.Unknown);
-        return render ? _bytes[id] : [];
+        return render ? TokenBytes(id) : [];
     }
 
     /// <summary>
@@ -267,7 +291,7 @@ internal abstract class Tokenizer
         bool removeSpace = AddSpacePrefix;
         foreach (int id in ids)
         {
-            if ((uint)id >= (uint)_pieces.Length) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} out of range");
+            if ((uint)id >= (uint)_pieces.Count) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} out of range");
             AppendPiece(id, renderSpecial, removeSpace, output);
             removeSpace = false;
         }

@@ -1,7 +1,7 @@
 namespace Sputnik.Tokenizers;
 
 /// <summary>llama.cpp token types (GGUF <c>tokenizer.ggml.token_type</c>).</summary>
-internal enum TokenType
+internal enum TokenType : byte
 {
     Undefined = 0,
     Normal = 1,
