@@ -1,3 +1,4 @@
+using System.IO.Hashing;
 using System.IO.MemoryMappedFiles;
 using System.Text;
 using Sputnik.Gguf;
@@ -25,7 +26,10 @@ namespace Sputnik.Models;
 internal sealed unsafe class RelaidCache : IDisposable
 {
     private const ulong Magic = 0x3159414C_524B5053; // "SPKRLAY1"
-    private const int FormatVersion = 1;              // bump when an interleaved layout changes
+    private const int FormatVersion = 2;              // bump when an interleaved layout or the digest changes
+    // The digests guard against a stale or torn file, not an attacker (the cache directory is the user's own), so a
+    // fast managed non-cryptographic hash does: .NET's SHA-256 maps OpenSSL, ≈ 5 MB resident in every model load.
+    private const int DigestBytes = 16;
     private const long DataAlignment = 2L << 20;      // the data region starts on a huge-page boundary
     private const int TensorAlignment = 64;
     private const long MaxHeaderBytes = 64L << 20;
@@ -78,7 +82,7 @@ internal sealed unsafe class RelaidCache : IDisposable
         try
         {
             string full = System.IO.Path.GetFullPath(file.Path);
-            string tag = Convert.ToHexStringLower(Sha256.HashData(Encoding.UTF8.GetBytes(full)))[..16];
+            string tag = Convert.ToHexStringLower(XxHash128.Hash(Encoding.UTF8.GetBytes(full)))[..16];
             path = System.IO.Path.Combine(directory, $"{tag}-{System.IO.Path.GetFileNameWithoutExtension(full)}.relaid");
             _identity = Identity(file, full);
         }
@@ -229,16 +233,16 @@ internal sealed unsafe class RelaidCache : IDisposable
                 pos = GgufFile.AlignUp(pos + made[i].Length, TensorAlignment);
             }
             w.Write(pos);
-            long headerLength = ms.Position + Sha256.HashSizeInBytes;
+            long headerLength = ms.Position + DigestBytes;
             if (headerLength <= dataStart) break;
             dataStart = GgufFile.AlignUp(headerLength, (int)DataAlignment);
         }
         total = pos;
-        long length = ms.Position + Sha256.HashSizeInBytes;
+        long length = ms.Position + DigestBytes;
         ms.Position = 16;
         w.Write(length);
         ms.Position = ms.Length;
-        w.Write(Sha256.HashData(ms.ToArray()));
+        w.Write(XxHash128.Hash(ms.ToArray()));
         return ms.ToArray();
     }
 
@@ -254,13 +258,13 @@ internal sealed unsafe class RelaidCache : IDisposable
         if (BitConverter.ToInt32(prefix[8..]) != FormatVersion) return Fail($"format version {BitConverter.ToInt32(prefix[8..])}, expected {FormatVersion}", out why);
         int count = BitConverter.ToInt32(prefix[12..]);
         long headerLength = BitConverter.ToInt64(prefix[16..]);
-        if (headerLength < prefix.Length + Sha256.HashSizeInBytes || headerLength > Math.Min(MaxHeaderBytes, length))
+        if (headerLength < prefix.Length + DigestBytes || headerLength > Math.Min(MaxHeaderBytes, length))
             return Fail($"header length {headerLength} out of range", out why);
         var header = new byte[headerLength];
         f.Position = 0;
         if (f.ReadAtLeast(header, header.Length, throwOnEndOfStream: false) < header.Length) return Fail("header cut short", out why);
-        int body = header.Length - Sha256.HashSizeInBytes;
-        if (!Sha256.HashData(header.AsSpan(0, body)).AsSpan().SequenceEqual(header.AsSpan(body)))
+        int body = header.Length - DigestBytes;
+        if (!XxHash128.Hash(header.AsSpan(0, body)).AsSpan().SequenceEqual(header.AsSpan(body)))
             return Fail("header checksum mismatch", out why);
         if (count < 0 || count > body / 40) return Fail($"{count} entries cannot fit a {body}-byte header", out why);
         using var r = new BinaryReader(new MemoryStream(header, 0, body), Encoding.UTF8);
@@ -292,15 +296,15 @@ internal sealed unsafe class RelaidCache : IDisposable
     /// <summary>What the cache file must have been made from: full path, every shard's size and modification time, and a digest of their headers and tails.</summary>
     private static byte[] Identity(GgufFile file, string fullPath)
     {
-        var hash = new Sha256();
-        hash.AppendData(Encoding.UTF8.GetBytes(fullPath));
+        var hash = new XxHash128();
+        hash.Append(Encoding.UTF8.GetBytes(fullPath));
         var buffer = new byte[1 << 20];
         foreach (string shard in file.ShardPaths)
         {
             var fi = new FileInfo(shard);
             if (fi.LinkTarget != null && fi.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target) fi = target;
-            hash.AppendData(BitConverter.GetBytes(fi.Length));
-            hash.AppendData(BitConverter.GetBytes(fi.LastWriteTimeUtc.Ticks));
+            hash.Append(BitConverter.GetBytes(fi.Length));
+            hash.Append(BitConverter.GetBytes(fi.LastWriteTimeUtc.Ticks));
             using var h = File.OpenHandle(fi.FullName, FileMode.Open, FileAccess.Read, FileShare.Read);
             // The GGUF header (metadata and tensor infos; bounded), then the last MiB.
             long headEnd = shard == file.Path ? Math.Min(file.DataOffset, 32L << 20) : Math.Min(fi.Length, buffer.Length);
@@ -308,11 +312,11 @@ internal sealed unsafe class RelaidCache : IDisposable
             {
                 int n = RandomAccess.Read(h, buffer.AsSpan(0, (int)Math.Min(buffer.Length, headEnd - at)), at);
                 if (n <= 0) break;
-                hash.AppendData(buffer.AsSpan(0, n));
+                hash.Append(buffer.AsSpan(0, n));
                 at += n;
             }
             int tail = RandomAccess.Read(h, buffer, Math.Max(0, fi.Length - buffer.Length));
-            hash.AppendData(buffer.AsSpan(0, Math.Max(0, tail)));
+            hash.Append(buffer.AsSpan(0, Math.Max(0, tail)));
         }
         return hash.GetHashAndReset();
     }
