@@ -166,6 +166,16 @@ internal static unsafe partial class MatVec
                 fixed (float* yp = y) HalfWeights.Rows(wType, w, cols, (float*)a, yp, r0, r1, path); // four rows at a time, prefetching
                 return;
             }
+            if (wType is GgmlType.Q4_K or GgmlType.Q6_K && path == KernelPath.Avx512 && KFourRows)
+            {
+                // four rows at a time, prefetching (MoE experts; dense matrices are interleaved at load instead)
+                fixed (float* py = y)
+                {
+                    if (wType == GgmlType.Q4_K) Q4KRows(w, a, cols / 256, py, r0, r1);
+                    else Q6KRows(w, a, cols / 256, py, r0, r1);
+                }
+                return;
+            }
             if (wType == GgmlType.Q5_0 && path == KernelPath.Avx512 && Q5_0PairsSupported)
             {
                 fixed (float* py = y) Q5_0Rows(w, a, cols / 32, py, r0, r1); // four rows at a time, prefetching
