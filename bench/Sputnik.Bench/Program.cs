@@ -24,6 +24,7 @@ Action<string[]>? mode = args.Length == 0 ? null : args[0] switch
     "matmul" => MatMulBench.Run,
     "q4kx" => InterleaveBench.Run,
     "dram" => DramBench.Run,
+    "experts" => ExpertBench.Run,
     "batch" => BatchBench.Run,
     "model" => ModelBench.Run,
     "train" => TrainBench.Run,
