@@ -148,6 +148,7 @@ internal static unsafe partial class MatVec
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q6KFour(byte* w, int rb, byte* a, int nb, float* y, int ahead)
     {
+        // Values, never references (see Mxfp4Four); Q6Token's operations row by row.
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         Vector256<float> off0 = default, off1 = default, off2 = default, off3 = default;
         byte* next = w + ahead;
@@ -157,15 +158,38 @@ internal static unsafe partial class MatVec
             Sse.Prefetch0(next); Sse.Prefetch0(next + 64); Sse.Prefetch0(next + 128); Sse.Prefetch0(next + 192); Sse.Prefetch0(next + 256);
             Sse.Prefetch0(next + 320); Sse.Prefetch0(next + 384); Sse.Prefetch0(next + 448); Sse.Prefetch0(next + 512); Sse.Prefetch0(next + 576);
             Sse.Prefetch0(next + 640); Sse.Prefetch0(next + 704); Sse.Prefetch0(next + 768); Sse.Prefetch0(next + 832);
-            Q6Row(w, a, ref acc0, ref off0);
-            Q6Row(w + rb, a, ref acc1, ref off1);
-            Q6Row(w + 2 * rb, a, ref acc2, ref off2);
-            Q6Row(w + 3 * rb, a, ref acc3, ref off3);
+            float dx = *(float*)a;
+            var bsums = Vector256.Load((short*)(a + KQuants.Q8KBsumsOffset));
+            var sc0 = Q6Scales(w);
+            var sc1 = Q6Scales(w + rb);
+            var sc2 = Q6Scales(w + 2 * rb);
+            var sc3 = Q6Scales(w + 3 * rb);
+            float dd0 = dx * Half(w + KQuants.Q6KDOffset), dd1 = dx * Half(w + rb + KQuants.Q6KDOffset);
+            float dd2 = dx * Half(w + 2 * rb + KQuants.Q6KDOffset), dd3 = dx * Half(w + 3 * rb + KQuants.Q6KDOffset);
+            acc0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Q6RowSums(w, a, sc0)), Vector512.Create(dd0), acc0);
+            acc1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Q6RowSums(w + rb, a, sc1)), Vector512.Create(dd1), acc1);
+            acc2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Q6RowSums(w + 2 * rb, a, sc2)), Vector512.Create(dd2), acc2);
+            acc3 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Q6RowSums(w + 3 * rb, a, sc3)), Vector512.Create(dd3), acc3);
+            off0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(bsums, sc0)), Vector256.Create(32 * dd0), off0);
+            off1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(bsums, sc1)), Vector256.Create(32 * dd1), off1);
+            off2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(bsums, sc2)), Vector256.Create(32 * dd2), off2);
+            off3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(bsums, sc3)), Vector256.Create(32 * dd3), off3);
         }
         y[0] = Vector512.Sum(acc0) - Vector256.Sum(off0);
         y[1] = Vector512.Sum(acc1) - Vector256.Sum(off1);
         y[2] = Vector512.Sum(acc2) - Vector256.Sum(off2);
         y[3] = Vector512.Sum(acc3) - Vector256.Sum(off3);
+    }
+
+    /// <summary>Q6Token's integer sums of one row's super-block (its scales <paramref name="sc"/>) against one Q8_K block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Q6RowSums(byte* w, byte* a, Vector256<short> sc)
+    {
+        Q6QuantPair512(w, 0, out var q0, out var q1);
+        Q6QuantPair512(w, 1, out var q2, out var q3);
+        byte* x = a + 4;
+        return Scaled512(q0, x, Q6Scale512(sc, 0)) + Scaled512(q1, x + 64, Q6Scale512(sc, 1))
+            + (Scaled512(q2, x + 128, Q6Scale512(sc, 2)) + Scaled512(q3, x + 192, Q6Scale512(sc, 3)));
     }
 
     /// <summary>One Q6_K super-block of a row against one Q8_K block (DotQ6_KAvx512's step).</summary>
