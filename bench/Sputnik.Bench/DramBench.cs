@@ -6,7 +6,7 @@ using Sputnik.Tensors.Quants;
 /// <summary>
 /// Single-token interleaved kernels with the weights in DRAM (many copies of one matrix, cycled, far beyond L3),
 /// against a plain streaming sum over the same bytes, on 1 or 2 threads of the worker pool:
-/// dotnet run -c Release --project bench/Sputnik.Bench -- dram [type] [threads] [rows] [cols] [copies]
+/// dotnet run -c Release --project bench/Sputnik.Bench -- dram [type] [threads] [rows] [cols] [copies] [file]
 /// (SPUTNIK_PREFETCH=0 for the kernels without software prefetch; SPUTNIK_REPACK has no effect here: always interleaved)
 /// </summary>
 internal static unsafe class DramBench
@@ -17,7 +17,8 @@ internal static unsafe class DramBench
         int threads = args.Length > 1 ? int.Parse(args[1]) : 1;
         int rows = args.Length > 2 ? int.Parse(args[2]) : 8960, cols = args.Length > 3 ? int.Parse(args[3]) : 1536;
         int copies = args.Length > 4 ? int.Parse(args[4]) : 64;
-        if (type is GgmlType.MXFP4 or GgmlType.Q5_0)
+        // MoE experts stay in the file layout: `dram Q4_K 1 1408 2048 64 file` measures their kernels.
+        if (type is GgmlType.MXFP4 or GgmlType.Q5_0 || (args.Length > 5 && args[5] == "file"))
         {
             RunRows(type, threads, rows, cols, copies);
             return;
@@ -89,13 +90,29 @@ internal static unsafe class DramBench
         using var pool = new WorkerPool(threads);
         double total = (double)w.Length * copies;
         double bestRows = 0, bestSingle = 0;
+        // Warm up both paths past tier 0 (ComputeRows' row-by-row loop is otherwise measured unoptimised).
+        for (int rep = 0; rep < 2; rep++)
+        {
+            for (int i = 0; i < 200; i++)
+            {
+                MatVec.ComputeRows(type, bufs[0], cols, act, y, 0, Math.Min(rows, 64));
+                MatVec.KFourRows = false;
+                MatVec.ComputeRows(type, bufs[0], cols, act, y, 0, Math.Min(rows, 64));
+                MatVec.KFourRows = true;
+            }
+            Thread.Sleep(300);
+        }
         for (int round = 0; round < 6; round++)
         {
             long t0 = Stopwatch.GetTimestamp();
             foreach (var b in bufs) pool.For(rows, (r0, r1) => MatVec.ComputeRows(type, b, cols, act, y, r0, r1));
             double rowsKernel = total / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9;
             t0 = Stopwatch.GetTimestamp();
-            foreach (var b in bufs) pool.For(rows, (r0, r1) => SingleRows(type, b, rb, cols, act, y, r0, r1));
+            // Q4_K / Q6_K: the decode path as it was (row by row with prefetch), the four-row kernels switched off.
+            MatVec.KFourRows = false;
+            if (type is GgmlType.Q4_K or GgmlType.Q6_K) foreach (var b in bufs) pool.For(rows, (r0, r1) => MatVec.ComputeRows(type, b, cols, act, y, r0, r1));
+            else foreach (var b in bufs) pool.For(rows, (r0, r1) => SingleRows(type, b, rb, cols, act, y, r0, r1));
+            MatVec.KFourRows = true;
             double single = total / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9;
             t0 = Stopwatch.GetTimestamp();
             foreach (var b in bufs) pool.For(rows, (r0, r1) => MatVec.ComputeRows(type, b, cols, act, y, r0, r1, KernelPath.Avx2));

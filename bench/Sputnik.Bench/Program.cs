@@ -26,6 +26,7 @@ Action<string[]>? mode = args.Length == 0 ? null : args[0] switch
     "q4kx" => InterleaveBench.Run,
     "dram" => DramBench.Run,
     "peak" => PeakBench.Run,
+    "experts" => ExpertBench.Run,
     "batch" => BatchBench.Run,
     "model" => ModelBench.Run,
     "train" => TrainBench.Run,

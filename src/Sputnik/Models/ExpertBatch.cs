@@ -186,7 +186,8 @@ internal sealed class ExpertBatch
         bool lora = _lora.Any;
         if (lora) AddLora(gateUp: true);
         _pool.For((int)_hTotal, _swiGluBody, minPerThread: 1 << 15);
-        _pool.For(_rows, _prepDownBody, minPerThread: 4);
+        // Like the gate/up inputs: a decode step's k rows are quantized inline, not handed to the workers.
+        _pool.For(_rows, _prepDownBody, minPerThread: Math.Max(4, 16384 / Math.Max(1, _gate[0].Rows)));
         _pool.For(_downStart[_slots], _downBody, minPerThread: Math.Max(1, 32768 / Math.Max(1, (int)(_hTotal / Math.Max(1, _slots)))));
         if (lora) AddLora(gateUp: false);
         _lora = default;
@@ -233,7 +234,12 @@ internal sealed class ExpertBatch
             int j = _slotOf[r], i = r - _rowStart[j];
             var x = _in.AsSpan(r * dim, dim);
             var g = _gate[j];
-            g.PrepareInput(x, _actGate.AsSpan((int)(_gateAct[j] + (long)i * g.InputBytes), g.InputBytes));
+            var gateIn = _actGate.AsSpan((int)(_gateAct[j] + (long)i * g.InputBytes), g.InputBytes);
+            // A token sent to several experts (every row of a decode step) is quantized once: the same bytes.
+            int p = _slotOf[r - (r > r0 ? 1 : 0)];
+            if (r > r0 && _tokenOf[r - 1] == _tokenOf[r] && SameInput(_gate[p], g))
+                _actGate.AsSpan((int)(_gateAct[p] + (long)(r - 1 - _rowStart[p]) * g.InputBytes), g.InputBytes).CopyTo(gateIn);
+            else g.PrepareInput(x, gateIn);
             if (!_upSharesInput[j])
             {
                 var u = _up[j];

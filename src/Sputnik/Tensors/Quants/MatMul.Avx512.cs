@@ -80,10 +80,8 @@ internal static unsafe partial class MatMul
         for (int i = 0; i < nb; i++, w += 210, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
         {
             var sc = MatVec.Q6Scales(w);
-            var q0 = MatVec.Q6Quants512(w, 0);
-            var q1 = MatVec.Q6Quants512(w, 1);
-            var q2 = MatVec.Q6Quants512(w, 2);
-            var q3 = MatVec.Q6Quants512(w, 3);
+            MatVec.Q6QuantPair512(w, 0, out var q0, out var q1);
+            MatVec.Q6QuantPair512(w, 1, out var q2, out var q3);
             var s0 = MatVec.Q6Scale512(sc, 0);
             var s1 = MatVec.Q6Scale512(sc, 1);
             var s2 = MatVec.Q6Scale512(sc, 2);

@@ -79,7 +79,9 @@ internal static unsafe partial class MatMul
         bool multi = path == KernelPath.Avx512 && HasMultiTokenKernel(wType, cols);
         // MXFP4 rows four at a time (gpt-oss's experts): tiles of whole groups of four rows.
         bool mxfp4 = wType == GgmlType.MXFP4 && path == KernelPath.Avx512 && Mxfp4FourRows && MatVec.Mxfp4RowsSupported(cols / 32);
-        if (mxfp4) rowTile = Math.Max(4, rowTile & ~3);
+        // Tokens left over from groups of four go through the four-row decode kernels where they exist (same bits).
+        bool rowsKernel = wType != GgmlType.MXFP4 && MatVec.HasRowsKernel(wType, cols, path);
+        if (mxfp4 || rowsKernel) rowTile = Math.Max(4, rowTile & ~3);
         for (int t0 = 0; t0 < tokens; t0 += tokTile)
         {
             int t1 = Math.Min(tokens, t0 + tokTile);
@@ -97,9 +99,9 @@ internal static unsafe partial class MatMul
                         for (int r = rb; r < re; r++)
                             MultiTokenAvx512(wType, w + (long)r * rowBytes, cols, a + (long)t * stride, stride, y + (long)t * ldy + r, ldy);
                 }
-                if (mxfp4)
+                if (mxfp4 || rowsKernel)
                     for (int t = grouped; t < t1; t++)
-                        MatVec.Mxfp4Rows(w, weightBytes, a + (long)t * stride, cols / 32, y + (long)t * ldy, rb, re);
+                        MatVec.RowsKernel(wType, w, weightBytes, a + (long)t * stride, cols, y + (long)t * ldy, rb, re);
                 else
                     for (int r = rb; r < re; r++)
                     {

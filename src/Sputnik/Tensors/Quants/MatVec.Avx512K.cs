@@ -82,24 +82,6 @@ internal static unsafe partial class MatVec
         return Vector512.Sum(acc) - Vector256.Sum(mAcc);
     }
 
-    /// <summary>
-    /// Q6_K, part k of 4: half n = k/2 of the super-block; k even gives [q1|q2] pairing with x[128n..+64), k odd
-    /// [q3|q4] pairing with x[128n+64..+64).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<byte> Q6Quants512(byte* w, int k)
-    {
-        var low = Vector256.Create((byte)0x0F);
-        var m30 = Vector256.Create((byte)0x30);
-        int n = k >> 1;
-        var ql0 = Vector256.Load(w + 64 * n);
-        var ql1 = Vector256.Load(w + 64 * n + 32);
-        var qh = Vector256.Load(w + KQuants.Q6KQhOffset + 32 * n).AsUInt16();
-        if ((k & 1) == 0)
-            return Join((ql0 & low) | ((qh << 4).AsByte() & m30), (ql1 & low) | ((qh << 2).AsByte() & m30));
-        return Join(((ql0.AsUInt16() >> 4).AsByte() & low) | (qh.AsByte() & m30), ((ql1.AsUInt16() >> 4).AsByte() & low) | ((qh >> 2).AsByte() & m30));
-    }
-
     /// <summary>The 16 Q6_K scales as shorts.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<short> Q6Scales(byte* w) => Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(w + KQuants.Q6KScalesOffset)));
@@ -129,10 +111,7 @@ internal static unsafe partial class MatVec
         var offAcc = Vector256<float>.Zero;
         for (int i = 0; i < nb; i++, w += 210, a += Q8K)
         {
-            var sc = Q6Scales(w);
-            Q6Token(Q6Quants512(w, 0), Q6Quants512(w, 1), Q6Quants512(w, 2), Q6Quants512(w, 3),
-                Q6Scale512(sc, 0), Q6Scale512(sc, 1), Q6Scale512(sc, 2), Q6Scale512(sc, 3), sc,
-                a, Half(w + KQuants.Q6KDOffset), ref acc, ref offAcc);
+            Q6Row(w, a, ref acc, ref offAcc);
         }
         return Vector512.Sum(acc) - Vector256.Sum(offAcc);
     }

@@ -156,19 +156,14 @@ internal static unsafe partial class MatVec
         fixed (byte* w = weights)
         fixed (byte* a = activation)
         {
-            if (wType == GgmlType.MXFP4 && path == KernelPath.Avx512 && Mxfp4RowsSupported(cols / 32))
+            if (HasRowsKernel(wType, cols, path))
             {
-                fixed (float* py = y) Mxfp4Rows(w, weights.Length, a, cols / 32, py, r0, r1);
+                fixed (float* py = y) RowsKernel(wType, w, weights.Length, a, cols, py, r0, r1); // four rows at a time, prefetching
                 return;
             }
             if (wType is GgmlType.F16 or GgmlType.BF16 && path != KernelPath.Scalar)
             {
                 fixed (float* yp = y) HalfWeights.Rows(wType, w, cols, (float*)a, yp, r0, r1, path); // four rows at a time, prefetching
-                return;
-            }
-            if (wType == GgmlType.Q5_0 && path == KernelPath.Avx512 && Q5_0PairsSupported)
-            {
-                fixed (float* py = y) Q5_0Rows(w, a, cols / 32, py, r0, r1); // four rows at a time, prefetching
                 return;
             }
             if (Prefetch.Enabled && path != KernelPath.Scalar)
@@ -183,6 +178,32 @@ internal static unsafe partial class MatVec
             }
             else
                 for (int r = r0; r < r1; r++) y[r] = DotRow(wType, w + (long)r * rowBytes, a, cols, path);
+        }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="wType"/> rows of <paramref name="cols"/> weights have a kernel that takes four rows at a
+    /// time in the file layout on <paramref name="path"/> (MXFP4, Q5_0, Q4_K, Q6_K on AVX-512: MoE experts), giving the
+    /// single-row kernel's bits. Decode takes it, and so do the tokens of a batch left over from groups of four.
+    /// </summary>
+    internal static bool HasRowsKernel(GgmlType wType, int cols, KernelPath path) => path == KernelPath.Avx512 && wType switch
+    {
+        GgmlType.MXFP4 => Mxfp4RowsSupported(cols / 32),
+        GgmlType.Q5_0 => Q5_0PairsSupported,
+        GgmlType.Q4_K or GgmlType.Q6_K => KFourRows,
+        _ => false,
+    };
+
+    /// <summary>y[r] for rows [r0, r1) of the <paramref name="weightBytes"/> of rows at w, one activation: the kernel <see cref="HasRowsKernel"/> found.</summary>
+    internal static void RowsKernel(GgmlType wType, byte* w, long weightBytes, byte* a, int cols, float* y, int r0, int r1)
+    {
+        switch (wType)
+        {
+            case GgmlType.MXFP4: Mxfp4Rows(w, weightBytes, a, cols / 32, y, r0, r1); break;
+            case GgmlType.Q5_0: Q5_0Rows(w, a, cols / 32, y, r0, r1); break;
+            case GgmlType.Q4_K: Q4KRows(w, a, cols / 256, y, r0, r1); break;
+            case GgmlType.Q6_K: Q6KRows(w, a, cols / 256, y, r0, r1); break;
+            default: throw new System.Diagnostics.UnreachableException($"no rows kernel for {wType}; HasRowsKernel guards this");
         }
     }
 
