@@ -26,7 +26,7 @@ internal sealed class ModelHost : IDisposable
         Fingerprint = "fp_" + Digest[..10];
         for (int id = 0; id < tok.VocabSize; id++) MaxTokenBytes = Math.Max(MaxTokenBytes, tok.PieceBytes(id, renderSpecial: true).Length);
         Func<Sputnik.Models.ICacheRows, PromptCache>? cache = options.CacheRamMb > 0 || options.CacheDir != null
-            ? shape => new PromptCache(options.CacheRamMb * 1024L * 1024L, options.CacheDir, options.CacheDiskMb * 1024L * 1024L,
+            ? shape => new PromptCache(options.CacheRamBytes, options.CacheDir, options.CacheDiskMb * 1024L * 1024L,
                 CacheIdentity(model, info, options.CacheDir) + "|ctx" + model.ContextLength, shape, log, metrics.RecordRejectedCacheFile)
             : null;
         var speculation = options.Speculation;

@@ -32,8 +32,14 @@ public sealed record ServerOptions
     public string? ApiKey { get; init; }
     /// <summary>Requests allowed to wait for a slot; more get 429.</summary>
     public int MaxQueue { get; init; } = 64;
-    /// <summary>RAM for prompt-cache snapshots beyond the slots' own KV (0 with no --cache-dir turns them off).</summary>
-    public int CacheRamMb { get; init; } = 512;
+    /// <summary>
+    /// RAM in MiB for prompt-cache snapshots beyond the slots' own KV (0 with no --cache-dir turns them off). Fractions
+    /// are allowed: a small model's snapshots are small (the bundled model's are 640 bytes a token), so giving it the
+    /// capacity in tokens that 512 MiB gives a 7B model takes a few MiB, to the byte.
+    /// </summary>
+    public double CacheRamMb { get; init; } = 512;
+    /// <summary><see cref="CacheRamMb"/> in bytes (what the prompt cache is bounded by).</summary>
+    internal long CacheRamBytes => (long)(CacheRamMb * 1024 * 1024);
     /// <summary>
     /// Prompt tokens a slot prefills per scheduler iteration; the other slots decode a token between chunks, so a long
     /// prompt does not stall their streams. 0 prefills a whole prompt at once.
@@ -155,7 +161,7 @@ public sealed record ServerOptions
         if (Threads < 1) throw new ArgumentException($"-t {Threads} must be at least 1");
         if (MaxQueue < 0) throw new ArgumentException($"--max-queue {MaxQueue} must not be negative");
         if (PrefillChunk < 0) throw new ArgumentException($"--prefill-chunk {PrefillChunk} must not be negative");
-        if (CacheRamMb < 0) throw new ArgumentException($"--cache-ram {CacheRamMb} must not be negative");
+        if (!(CacheRamMb >= 0) || !double.IsFinite(CacheRamMb)) throw new ArgumentException($"--cache-ram {CacheRamMb} must be a number of MB, 0 or more");
         if (CacheDiskMb < 0) throw new ArgumentException($"--cache-disk-mb {CacheDiskMb} must not be negative");
         if (MaxBodyBytes <= 0) throw new ArgumentException("--max-body must be at least 1 (MB)");
         if (AllowedHosts is { } hosts && hosts.Any(h => string.IsNullOrWhiteSpace(h) || h.Contains('/')))

@@ -22,7 +22,7 @@ internal static class ServeCommand
         var ctx = new Option<int>("--ctx", "-c") { Description = "Context length per slot (0 = model's, capped at 4096)" };
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer KEY' on the API" };
         var maxQueue = new Option<int>("--max-queue") { Description = "Requests allowed to wait for a slot (more get 429)", DefaultValueFactory = _ => d.MaxQueue };
-        var cacheRam = new Option<int>("--cache-ram") { Description = "Prompt-cache RAM in MB beyond the slots' KV (LRU)", DefaultValueFactory = _ => d.CacheRamMb };
+        var cacheRam = new Option<double>("--cache-ram") { Description = "Prompt-cache RAM in MB beyond the slots' KV (LRU; fractions allowed, e.g. 7.5)", DefaultValueFactory = _ => d.CacheRamMb }.AtLeast(0);
         var prefillChunk = new Option<int>("--prefill-chunk") { Description = "Prompt tokens prefilled per step, so other slots keep streaming (0 = whole prompt)", DefaultValueFactory = _ => d.PrefillChunk };
         var cacheDir = new Option<string?>("--cache-dir") { Description = "Persist prompt-cache KV here; reused after a restart of the same model file" };
         var cacheDisk = new Option<int>("--cache-disk-mb") { Description = "Disk for --cache-dir snapshots in MB; least recently used files are deleted above it", DefaultValueFactory = _ => d.CacheDiskMb };

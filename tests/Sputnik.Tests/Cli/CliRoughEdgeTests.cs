@@ -73,6 +73,7 @@ public sealed class CliRoughEdgeTests
         { ["chat", "--budget", "-2"], "--budget -2" },
         { ["chat", "-t", "0"], "-t 0" },
         { ["serve", "--threads", "0"], "--threads 0" },
+        { ["serve", "--cache-ram", "-0.5"], "--cache-ram -0.5" },
         { ["bench", "-t", "-1"], "-t -1" },
         { ["eval", "--temp", "-0.5"], "--temp -0.5" },
         { ["eval", "--n", "0"], "--n 0" },
@@ -112,6 +113,9 @@ public sealed class CliRoughEdgeTests
             "-n", "0", "--presence-penalty", "-2", "--frequency-penalty", "2", "-t", "1");
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("not found", r.Err);
+        var serve = CliHarness.Run("serve", "-m", "/nonexistent/model.gguf", "--port", "0", "--cache-ram", "7.5");
+        Assert.Equal(1, serve.ExitCode);
+        Assert.Contains("not found", serve.Err);
     }
 
     [Fact]

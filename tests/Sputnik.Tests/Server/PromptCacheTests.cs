@@ -38,6 +38,34 @@ public sealed class PromptCacheTests
         Assert.Equal(first.Text, again.Text);
     }
 
+    /// <summary>
+    /// --cache-ram takes fractions of a MB and bounds the snapshots to the byte: a cap of exactly the first prompt's
+    /// snapshot keeps it, one byte less keeps nothing (what the routing replay relies on to size a replica's cache).
+    /// </summary>
+    [Fact]
+    public async Task A_fractional_cache_ram_bounds_the_snapshots_to_the_byte()
+    {
+        long bytesPerToken;
+        using (var model = Sputnik.SputnikModel.Load(TestServer.ModelPath))
+        {
+            var rows = model.CreateState().Rows!;
+            bytesPerToken = (long)rows.Planes * rows.RowBytes; // what the prompt cache charges a token
+        }
+        async Task<double> RamTokensAfterTwoPrompts(double cacheRamMb)
+        {
+            await using var s = await TestServer.StartAsync(o => o with { Parallel = 1, CacheRamMb = cacheRamMb });
+            await Ask(s, A);
+            await Ask(s, B); // overwrites the only slot: A's KV is offered to the cache
+            var samples = PrometheusText.Parse(await s.Client.GetStringAsync("/metrics", TestContext.Current.CancellationToken));
+            return samples.Single(x => x.Name == "sputnik_prompt_cache_tokens" && x.Labels.GetValueOrDefault("where") == "ram").Value;
+        }
+        double held = await RamTokensAfterTwoPrompts(64);
+        Assert.True(held > 0, "64 MB kept no snapshot");
+        const double Mib = 1024 * 1024; // both caps below are exact in binary floating point
+        Assert.Equal(held, await RamTokensAfterTwoPrompts(held * bytesPerToken / Mib));
+        Assert.Equal(0, await RamTokensAfterTwoPrompts((held * bytesPerToken - 1) / Mib));
+    }
+
     [Fact]
     public async Task NoCacheMeansNoRestore()
     {

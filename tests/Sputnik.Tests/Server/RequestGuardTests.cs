@@ -182,6 +182,7 @@ public sealed class ServerOptionsTests
 {
     [Theory]
     [InlineData("--cache-disk-mb")]
+    [InlineData("--cache-ram")]
     [InlineData("--max-body")]
     [InlineData("--allowed-hosts")]
     [InlineData("--cors-origin")]
@@ -192,6 +193,7 @@ public sealed class ServerOptionsTests
         var bad = flag switch
         {
             "--cache-disk-mb" => ok with { CacheDiskMb = -1 },
+            "--cache-ram" => ok with { CacheRamMb = double.NaN },
             "--max-body" => ok with { MaxBodyBytes = 0 },
             "--allowed-hosts" => ok with { AllowedHosts = ["http://x/"] },
             _ => ok with { CorsOrigins = ["app.example"] },

@@ -6,22 +6,30 @@ using System.Text.Json.Nodes;
 namespace Sputnik.Tests.Server.Routing;
 
 /// <summary>
-/// Replays multi-turn chats against a router (or one server): each conversation opens with its own user message,
-/// then every turn sends the whole history plus a new message, streaming (SSE), so a replica that kept the previous
-/// turn in its KV cache reuses all of it. Conversations run a few at a time, interleaved, as users would. Shared by
-/// the routing tests and bench/route-bench.sh (which runs <see cref="RouteBench"/>), so both replay the same workload.
+/// Replays multi-turn chats against a router (or one server): each conversation may open with a system prompt shared
+/// with other conversations (a few prompts, Zipf-popular, as a handful of apps or personas are), then its own user
+/// message; every turn sends the whole history plus a new message, streaming (SSE), so a replica that kept the previous
+/// turn in its KV cache reuses all of it. <see cref="Options.Concurrency"/> users are online at once, each in one
+/// conversation at a time (a user who finishes one is replaced by the next); with a <see cref="Options.ThinkTime"/> each
+/// user thinks before every turn, so the turns of all online conversations interleave as real users' do. Texts, system
+/// prompts and think times are drawn from the seed and the conversation's number, so a replay is the same workload
+/// every time (only the order the replicas see it in varies with their speed). Shared by the routing tests and
+/// bench/route-bench.sh (which runs <see cref="RouteBench"/>), so both replay the same workload.
 /// </summary>
 public static class ConversationReplay
 {
     /// <param name="Conversations">how many chats</param>
     /// <param name="Turns">user messages per chat</param>
-    /// <param name="Concurrency">chats in progress at once</param>
+    /// <param name="Concurrency">users online at once, each in one chat at a time</param>
     /// <param name="MaxTokens">answer length per turn (short: the test is about prompts)</param>
     /// <param name="Seed">varies the text, so replays against the same replicas do not share prefixes</param>
     /// <param name="ConversationHeader">send X-Conversation-Id (what HAProxy's documented config hashes)</param>
     /// <param name="Deadline">requests not started by then are not sent (the replay is bounded in time)</param>
+    /// <param name="ThinkTime">a user's mean time before each turn, the first included (exponential, at most 3× the
+    /// mean, so the replay stays bounded); zero sends the turns back to back</param>
+    /// <param name="SystemPrompts">how many system prompts the conversations draw from, by Zipf(1) popularity; 0: none</param>
     public sealed record Options(int Conversations = 200, int Turns = 3, int Concurrency = 6, int MaxTokens = 2, int Seed = 1,
-        bool ConversationHeader = false, TimeSpan? Deadline = null);
+        bool ConversationHeader = false, TimeSpan? Deadline = null, TimeSpan ThinkTime = default, int SystemPrompts = 0);
 
     /// <summary>One request's fate.</summary>
     /// <param name="Streamed">the first SSE data event arrived (the replica had started the answer)</param>
@@ -49,6 +57,29 @@ public static class ConversationReplay
         return sb.ToString().TrimEnd() + "?";
     }
 
+    /// <summary>System prompt <paramref name="k"/> of this seed's replay: 32 to 96 characters, as a short persona or app instruction is.</summary>
+    /// <remarks>Each seed has its own prompts, so a replay against replicas that served another seed finds none of them cached.</remarks>
+    internal static string SystemPrompt(int seed, int k)
+    {
+        var rng = new Random(seed * 7_919 + k);
+        return $"You are assistant {k} of replay {seed}. {Sentence(rng, 32 + rng.Next(65))}";
+    }
+
+    /// <summary>0..n-1 with probability proportional to 1/(k+1): the first prompt is the most popular.</summary>
+    private static int Zipf(Random rng, int n)
+    {
+        double total = 0;
+        for (int k = 0; k < n; k++) total += 1.0 / (k + 1);
+        double u = rng.NextDouble() * total;
+        for (int k = 0; k < n - 1; k++)
+            if ((u -= 1.0 / (k + 1)) < 0) return k;
+        return n - 1;
+    }
+
+    /// <summary>Exponential with the given mean, cut at 3× the mean (bounded replay time; 5 % of draws are cut).</summary>
+    private static TimeSpan ThinkTime(Random rng, TimeSpan mean) =>
+        mean * Math.Min(3.0, -Math.Log(1 - rng.NextDouble()));
+
     /// <param name="onOutcome">called after each request (from several threads): lets a test act mid-run</param>
     public static async Task<Result> RunAsync(HttpClient client, Options o, Action<Outcome>? onOutcome = null, CancellationToken ct = default)
     {
@@ -63,14 +94,17 @@ public static class ConversationReplay
                 if (c >= o.Conversations) return;
                 var rng = new Random(o.Seed * 100_003 + c);
                 var messages = new JsonArray();
+                if (o.SystemPrompts > 0)
+                    messages.Add(new JsonObject { ["role"] = "system", ["content"] = SystemPrompt(o.Seed, Zipf(rng, o.SystemPrompts)) });
                 for (int turn = 0; turn < o.Turns; turn++)
                 {
+                    if (o.ThinkTime > TimeSpan.Zero) await Task.Delay(ThinkTime(rng, o.ThinkTime), ct);
                     if (o.Deadline is { } d && clock.Elapsed > d)
                     {
                         Interlocked.Add(ref notSent, o.Turns - turn);
                         break;
                     }
-                    // Nothing shared between conversations but the chat template: a hit is this conversation's own history.
+                    // Shared between conversations: the chat template and the system prompt; a longer hit is this conversation's own history.
                     string text = turn == 0 ? $"{Sentence(rng, 64)} ({o.Seed}-{c})" : Sentence(rng, 24);
                     messages.Add(new JsonObject { ["role"] = "user", ["content"] = text });
                     var outcome = await SendAsync(client, c, turn, messages, o, ct);

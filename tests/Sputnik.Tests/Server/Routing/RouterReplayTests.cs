@@ -9,9 +9,10 @@ using Xunit;
 namespace Sputnik.Tests.Server.Routing;
 
 /// <summary>
-/// Three replicas of the bundled model on loopback (2 slots each, no prompt-cache RAM beyond the slots, so a replica
-/// keeps a conversation's prefix only while it keeps coming back) behind `sputnik route` or HAProxy, and 200
-/// four-turn conversations replayed through them. Prefix hit rates come from the replicas' own /metrics.
+/// Three replicas of the bundled model on loopback (2 slots each, and RAM snapshots sized to what a 7B-class model's
+/// replica would hold: <see cref="SevenBScaledCacheRamMb"/>) behind `sputnik route` or HAProxy, and 200 four-turn
+/// conversations replayed through them by 60 users who think between turns. Prefix hit rates come from the replicas'
+/// own /metrics.
 /// </summary>
 public sealed class ReplicaSet : IAsyncLifetime
 {
@@ -20,14 +21,44 @@ public sealed class ReplicaSet : IAsyncLifetime
 
     public ReplicaSet() => _roundRobin = new(() => RouterReplayTests.HitRateThroughRouterAsync(this, RoutingPolicy.RoundRobin, seed: 2));
 
-    public static ServerOptions ReplicaOptions(int port = 0) => new()
+    /// <param name="cacheRamMb">--cache-ram; 0 (the failover tests): a replica keeps only what its slots hold</param>
+    public static ServerOptions ReplicaOptions(int port = 0, double cacheRamMb = 0) => new()
     {
-        ModelPath = TestServer.BundledModelPath, Port = port, Parallel = 2, CacheRamMb = 0, ContextLength = 1024, Threads = 1, EnableWebApp = false,
+        ModelPath = TestServer.BundledModelPath, Port = port, Parallel = 2, CacheRamMb = cacheRamMb, ContextLength = 1024, Threads = 1, EnableWebApp = false,
     };
+
+    /// <summary>
+    /// The replay's replicas: their snapshot RAM holds as many tokens of the bundled model as the server's default
+    /// --cache-ram holds of a 7B-class model's. A real model's state per token is what makes a replica's cache hold
+    /// only some of the conversations in flight; with the same 512 MiB the bundled model (hundreds of bytes a token)
+    /// would keep every conversation of the replay on every replica, a capacity no real deployment has.
+    /// </summary>
+    public static ServerOptions ReplayReplicaOptions(int port = 0) => ReplicaOptions(port, SevenBScaledCacheRamMb(BundledBytesPerToken.Value));
+
+    /// <summary>What the prompt cache charges a token of the bundled model: every plane's stored row (its MLA latent rows, F16).</summary>
+    public static readonly Lazy<long> BundledBytesPerToken = new(() =>
+    {
+        using var model = Sputnik.SputnikModel.Load(TestServer.BundledModelPath);
+        var rows = model.CreateState().Rows!;
+        return (long)rows.Planes * rows.RowBytes;
+    });
+
+    /// <summary>
+    /// MiB of --cache-ram that hold, at <paramref name="bytesPerToken"/>, the tokens the server's default --cache-ram
+    /// holds for qwen2-7b. Qwen2-7B (28 layers, 4 KV heads of 128 dims) caches keys and values at F16:
+    /// 28 × 2 × 4 × 128 × 2 = 57,344 bytes a token, so 512 MiB hold 9,362 tokens (a 2,000-token conversation takes
+    /// 110 MiB of them).
+    /// </summary>
+    public static double SevenBScaledCacheRamMb(long bytesPerToken)
+    {
+        const long Qwen2_7bKvBytesPerToken = 28L * 2 * 4 * 128 * 2;
+        long tokens = new ServerOptions().CacheRamBytes / Qwen2_7bKvBytesPerToken;
+        return tokens * bytesPerToken / (1024.0 * 1024.0);
+    }
 
     public async ValueTask InitializeAsync()
     {
-        for (int i = 0; i < 3; i++) Replicas.Add(await ServerHost.StartAsync(ReplicaOptions()));
+        for (int i = 0; i < 3; i++) Replicas.Add(await ServerHost.StartAsync(ReplayReplicaOptions()));
     }
 
     public IEnumerable<Uri> Urls => Replicas.Select(r => r.BaseAddress);
@@ -44,17 +75,28 @@ public sealed class ReplicaSet : IAsyncLifetime
 public sealed class RouterReplayTests(ReplicaSet replicas) : IClassFixture<ReplicaSet>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-    // The issue (#22) asks for 3x round-robin's hit rate; this workload measures 2.3x (router 40.1 % vs 17.7 %, HAProxy
-    // 40.5 %; six turns gave 48.7 % vs 20.3 %), so the tests hold the reached level with a margin for loaded CI machines
-    // and the issue stays open. TODO(#22): more slots per replica or RAM snapshots, and a workload where round-robin
-    // cannot land on the same replica by chance. Not yet measured, reasoned: with 3 replicas round-robin sends a turn to
-    // the replica that served the previous one a third of the time, so if that replica still holds the history it gets a
-    // third of affinity's hits and the ratio is 3x at best; above 3x needs round-robin to lose those chance hits more
-    // often than affinity loses its own. RAM snapshots (the server's default --cache-ram 512 MB; 0 here) were measured
-    // (bench/RESULTS.md, routing check): affinity reaches the one-replica ceiling (65.3 % vs 66.3 %), but round-robin
-    // doubles (37.0 %) on the older turns a conversation left on the other replicas, so the ratio stays 1.8x.
-    internal const double RequiredRatio = 1.75;
-    internal static readonly ConversationReplay.Options Workload = new(Conversations: 200, Turns: 4, Concurrency: 6, MaxTokens: 6, Deadline: TimeSpan.FromSeconds(90));
+    // The issue (#22) asks for 3x round-robin's hit rate. With 3 replicas 3x is a ceiling, not a level to hold with a
+    // margin: round-robin sends a turn to the replica that served the conversation's previous turn a third of the time,
+    // and that replica has saved no more other conversations since than affinity's would have (each replica gets a third
+    // of the requests under either policy), so round-robin keeps at least a third of affinity's history hits, plus
+    // partial hits on older turns it left there. Prefixes that many conversations share pull the ratio towards 1: every
+    // replica holds the popular system prompts, so both policies hit them. Measured on this workload (bench/RESULTS.md,
+    // "Routing check with think times and 7B-sized caches", loaded 2-core machine): seeds 1-3, affinity 68.8-70.0 %,
+    // round-robin 56.0-57.1 %, least-loaded 56.1-58.1 %, so 1.22-1.25x; without system prompts 1.80-1.87x. Sizing the
+    // cache to a 7B model's lowered both policies alike (512 MiB: 1.21-1.24x, and 1.73x without system prompts), so
+    // capacity does not open the gap to 3x here. The tests hold 1.12x, a margin for loaded CI machines. TODO(#22): the
+    // 3x criterion is out of reach for 3 replicas; it needs restating (the simulator's replica counts, where round-robin
+    // returns to a conversation's replica 1/N of the time, or a ratio of the prefill affinity saves).
+    internal const double RequiredRatio = 1.12;
+    /// <summary>
+    /// 200 conversations of 4 turns, 60 users online at once who think 1.5 s on average before each turn, 8 Zipf-popular
+    /// system prompts. A conversation ends at about 300 of the bundled model's tokens (prompts average 234 a request), so
+    /// the 20 conversations prefix affinity gives a replica take about 6,000 tokens of its 9,362-token cache
+    /// (<see cref="ReplicaSet.SevenBScaledCacheRamMb"/>) and the 60 round-robin sends to every replica about 18,000.
+    /// About 27 s a policy: 200 / 60 users × 4 turns × (1.5 s + latency).
+    /// </summary>
+    internal static readonly ConversationReplay.Options Workload = new(Conversations: 200, Turns: 4, Concurrency: 60, MaxTokens: 6,
+        Deadline: TimeSpan.FromSeconds(90), ThinkTime: TimeSpan.FromSeconds(1.5), SystemPrompts: 8);
 
     /// <summary>Replays the workload through the replicas' counters: the fraction of prompt tokens they served from cache.</summary>
     private static async Task<double> HitRateAsync(ReplicaSet set, Uri entry, ConversationReplay.Options options, string what)
