@@ -26,7 +26,7 @@ namespace Sputnik.Models;
 internal sealed unsafe class RelaidCache : IDisposable
 {
     private const ulong Magic = 0x3159414C_524B5053; // "SPKRLAY1"
-    private const int FormatVersion = 1;              // bump when an interleaved layout changes
+    private const int FormatVersion = 2;              // bump when an interleaved layout changes (2: Q8_0 quants stored plus 128)
     private const long DataAlignment = 2L << 20;      // the data region starts on a huge-page boundary
     private const int TensorAlignment = 64;
     private const long MaxHeaderBytes = 64L << 20;
