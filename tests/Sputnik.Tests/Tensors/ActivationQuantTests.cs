@@ -66,10 +66,11 @@ public class ActivationQuantTests
                 var expect = new byte[34];
                 LegacyQuants.QuantQ8_0Activation(x.AsSpan(b * 32, 32), expect);
                 Assert.Equal(expect, act.AsSpan(b * 34, 34).ToArray());
-                // the per-block sum d·Σq and the float scale stored after the blocks
+                // the per-block sum d·Σq, the float scale and the integer Σq stored after the blocks
                 float d = (float)BitConverter.ToHalf(expect, 0);
                 Assert.Equal(d * expect.Skip(2).Sum(v => (int)(sbyte)v), BitConverter.ToSingle(act, nb * 34 + 4 * b));
                 Assert.Equal(d, BitConverter.ToSingle(act, nb * 38 + 4 * b));
+                Assert.Equal(expect.Skip(2).Sum(v => (int)(sbyte)v), BitConverter.ToInt32(act, nb * 42 + 4 * b)); // Σq as an integer
             }
         }
     }

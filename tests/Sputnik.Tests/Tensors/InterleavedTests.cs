@@ -53,7 +53,7 @@ public unsafe class InterleavedTests
         var w = new byte[rows * (int)GgmlTypeInfo.RowBytes(type, cols)];
         rng.NextBytes(w);
         var wx = Interleave(type, w, rows, cols);
-        Assert.Equal(w.Order(), wx.Order()); // same bytes, nothing added or lost
+        Assert.Equal(Stored(type, w).Order(), wx.Order()); // same bytes (biased fields offset by 128), nothing added or lost
         Assert.False(w.AsSpan().SequenceEqual(wx));
         int rb = w.Length / rows, groupBytes = 16 * rb;
         var back = new byte[rb];
@@ -61,6 +61,36 @@ public unsafe class InterleavedTests
         {
             Interleaving.ExtractRow(type, wx.AsSpan(r / 16 * groupBytes, groupBytes), r % 16, back, cols);
             Assert.True(back.AsSpan().SequenceEqual(w.AsSpan(r * rb, rb)), $"row {r}");
+        }
+    }
+
+    /// <summary>File-layout rows with the bytes of every biased field's top bit flipped, as a group block stores them.</summary>
+    private static byte[] Stored(GgmlType type, byte[] w)
+    {
+        var stored = (byte[])w.Clone();
+        int blockBytes = GgmlTypeInfo.BlockBytes(type);
+        for (int at = 0; at < stored.Length; at += blockBytes)
+            foreach (var f in Interleaving.Layout(type))
+                if (f.Biased)
+                    for (int i = 0; i < f.Width; i++) stored[at + f.Offset + i] ^= 0x80;
+        return stored;
+    }
+
+    [Fact]
+    public void Q8_0_quants_are_stored_plus_128_and_nothing_else_is()
+    {
+        const int rows = 16, cols = 64;
+        var w = new byte[rows * (int)GgmlTypeInfo.RowBytes(GgmlType.Q8_0, cols)];
+        new Random(8).NextBytes(w);
+        var wx = Interleave(GgmlType.Q8_0, w, rows, cols);
+        int rb = w.Length / rows;
+        // block 1 of the group: d of the 16 rows, then slot 0 (quants 0..3 of each row)
+        int group1 = 16 * 34;
+        for (int r = 0; r < rows; r++)
+        {
+            Assert.Equal(w[r * rb + 34], wx[group1 + 2 * r]);
+            Assert.Equal(w[r * rb + 35], wx[group1 + 2 * r + 1]);
+            for (int i = 0; i < 4; i++) Assert.Equal((sbyte)w[r * rb + 34 + 2 + i] + 128, wx[group1 + 32 + 4 * r + i]);
         }
     }
 
@@ -122,6 +152,54 @@ public unsafe class InterleavedTests
                 float got = y[t * rows + r];
                 Assert.True(Math.Abs(got - want) <= 1e-5f * Math.Abs(want) + 1e-4f * MathF.Pow(10, (r % 5) - 2),
                     $"{type} cols {cols} token {t} row {r}: {got} vs reference {want}");
+            }
+    }
+
+    /// <summary>
+    /// Q8_0 quants at the ends of int8 (−128, which a file may hold though the quantizer never writes it, and 127)
+    /// against activations of all-equal, alternating, overflowed (all −128) and random blocks: the kernels' integer sums (w + 128)·x from −128·Σx are
+    /// exact, so they agree with the scalar reference to float rounding.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(4)]
+    [InlineData(6)]
+    public void Q8_0_kernels_are_exact_at_the_ends_of_int8(int tokens)
+    {
+        const int rows = 32, cols = 128;
+        if (!Interleaving.Supports(GgmlType.Q8_0, rows, cols)) Assert.Skip("no 16-row interleaved Q8_0 kernel on this CPU (AVX-512 off or absent)");
+        int rb = (int)GgmlTypeInfo.RowBytes(GgmlType.Q8_0, cols);
+        var w = new byte[rows * rb];
+        var rng = new Random(21);
+        for (int r = 0; r < rows; r++)
+            for (int b = 0; b < cols / 32; b++)
+            {
+                int at = r * rb + b * 34;
+                BitConverter.TryWriteBytes(w.AsSpan(at, 2), (Half)(0.01f * (1 + r % 3)));
+                for (int i = 0; i < 32; i++)
+                    w[at + 2 + i] = (byte)(sbyte)(((r + b) % 4) switch { 0 => -128, 1 => 127, 2 => (i % 2 == 0 ? -128 : 127), _ => rng.Next(-128, 128) });
+            }
+        var x = new float[tokens * cols];
+        for (int i = 0; i < x.Length; i++)
+            x[i] = (i / 32 % 4) switch
+            {
+                0 => 1f,
+                1 => i % 2 == 0 ? -2f : 2f,
+                2 => 1e-39f, // a scale that overflows: every quant −128 (x86 ggml-cpu's behaviour), d = 0
+                _ => (float)(rng.NextDouble() * 2 - 1),
+            };
+        int stride = MatMul.ActivationStride(GgmlType.Q8_0, cols);
+        var act = new byte[stride * tokens];
+        MatMul.QuantizeActivations(GgmlType.Q8_0, x, cols, act, 0, tokens);
+        var wx = Interleave(GgmlType.Q8_0, w, rows, cols);
+        var y = new float[tokens * rows];
+        fixed (byte* pw = wx) fixed (byte* pa = act) fixed (float* py = y)
+            Interleaving.Compute(GgmlType.Q8_0, pw, cols, pa, stride, tokens, py, rows, 0, rows / 16);
+        for (int t = 0; t < tokens; t++)
+            for (int r = 0; r < rows; r++)
+            {
+                float want = MatVec.Dot(GgmlType.Q8_0, w.AsSpan(r * rb, rb), act.AsSpan(t * stride, stride), cols, KernelPath.Scalar);
+                Assert.True(Math.Abs(y[t * rows + r] - want) <= 1e-5f * Math.Abs(want) + 1e-6f, $"token {t} row {r}: {y[t * rows + r]} vs reference {want}");
             }
     }
 

@@ -19,8 +19,14 @@ internal static unsafe class Interleaving
 {
     public const int Rows = 16;
 
-    /// <summary>A 2- or 4-byte field of a file block; a group block stores each field for its 16 rows together, in layout order.</summary>
-    public readonly record struct Field(int Offset, int Width);
+    /// <summary>
+    /// A 2- or 4-byte field of a file block; a group block stores each field for its 16 rows together, in layout order.
+    /// A <paramref name="Biased"/> field holds int8 values and is stored with each byte's top bit flipped (value + 128,
+    /// unsigned), the operand form <c>vpdpbusd</c> takes.
+    /// </summary>
+    public readonly record struct Field(int Offset, int Width, bool Biased = false);
+
+    private const byte Bias = 0x80;
 
     /// <summary>Whether a <paramref name="rows"/>×<paramref name="cols"/> matrix of <paramref name="type"/> can be interleaved and run here (the kernels need AVX-512 BW).</summary>
     public static bool Supports(GgmlType type, int rows, int cols) =>
@@ -57,8 +63,11 @@ internal static unsafe class Interleaving
                 {
                     if (Avx2.IsSupported) Gather(blk, f, blockBytes, rowsLo, rowsHi, o);
                     else
+                    {
                         for (int r = 0; r < Rows; r++)
                             new ReadOnlySpan<byte>(blk + (long)r * rowBytes + f.Offset, f.Width).CopyTo(new Span<byte>(o + r * f.Width, f.Width));
+                        if (f.Biased) FlipBias(new Span<byte>(o, Rows * f.Width));
+                    }
                     o += Rows * f.Width;
                 }
             }
@@ -73,14 +82,20 @@ internal static unsafe class Interleaving
         int* p = (int*)(blk + (last ? f.Offset - 2 : f.Offset));
         var lo = Avx2.GatherVector256(p, rowsLo, 1).AsUInt32();
         var hi = Avx2.GatherVector256(p, rowsHi, 1).AsUInt32();
+        var bias = Vector256.Create(f.Biased ? (byte)Bias : (byte)0).AsUInt32();
         if (f.Width == 4)
         {
-            lo.Store((uint*)dst);
-            hi.Store((uint*)(dst + 32));
+            (lo ^ bias).Store((uint*)dst);
+            (hi ^ bias).Store((uint*)(dst + 32));
             return;
         }
         if (last) { lo >>= 16; hi >>= 16; }
-        Vector256.Narrow(lo & Vector256.Create(0xFFFFu), hi & Vector256.Create(0xFFFFu)).Store((ushort*)dst);
+        (Vector256.Narrow(lo & Vector256.Create(0xFFFFu), hi & Vector256.Create(0xFFFFu)) ^ bias.AsUInt16()).Store((ushort*)dst);
+    }
+
+    private static void FlipBias(Span<byte> bytes)
+    {
+        foreach (ref byte v in bytes) v ^= Bias;
     }
 
     /// <summary>Copies row <paramref name="r"/> (0..15) of an interleaved group back into the file layout (for row decoding).</summary>
@@ -99,6 +114,7 @@ internal static unsafe class Interleaving
                 foreach (var f in fields)
                 {
                     new ReadOnlySpan<byte>(o + r * f.Width, f.Width).CopyTo(new Span<byte>(blk + f.Offset, f.Width));
+                    if (f.Biased) FlipBias(new Span<byte>(blk + f.Offset, f.Width));
                     o += Rows * f.Width;
                 }
             }

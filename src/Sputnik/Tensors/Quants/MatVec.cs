@@ -55,7 +55,7 @@ internal static unsafe partial class MatVec
         return a switch
         {
             GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 => cols * 4,
-            GgmlType.Q8_0 or GgmlType.Q8_1 => cols / 32 * (34 + 4 + 4),
+            GgmlType.Q8_0 or GgmlType.Q8_1 => cols / 32 * (34 + 4 + 4 + 4),
             _ => cols / 256 * Q8KBlockBytes,
         };
     }
@@ -82,10 +82,12 @@ internal static unsafe partial class MatVec
             case GgmlType.Q8_1:
             {
                 int nb = x.Length / 32;
-                // After the blocks: per-block sums d·Σq (the offset terms of Q4_0/Q4_1/Q5_x), then the block scales
-                // as floats (so multi-token kernels build their scale vectors without half lookups).
+                // After the blocks: per-block sums d·Σq (the offset terms of Q4_0/Q4_1/Q5_x), the block scales as
+                // floats (so multi-token kernels build their scale vectors without half lookups), then Σq as integers
+                // (the correction of Q8_0's interleaved kernels, whose weights are stored plus 128).
                 Span<float> sums = MemoryMarshal.Cast<byte, float>(scratch.Slice(nb * 34, nb * 4));
                 Span<float> scales = MemoryMarshal.Cast<byte, float>(scratch.Slice(nb * 38, nb * 4));
+                Span<int> quantSums = MemoryMarshal.Cast<byte, int>(scratch.Slice(nb * 42, nb * 4));
                 bool hasMin = ActivationType(wType) == GgmlType.Q8_1;
                 fixed (float* xp = x)
                 fixed (byte* bp = scratch)
@@ -102,6 +104,7 @@ internal static unsafe partial class MatVec
                             for (int j = 0; j < 32; j++) s += (sbyte)blk[2 + j];
                         }
                         scales[i] = FloatConvert.ReadHalf(blk, 0);
+                        quantSums[i] = s;
                         // Q4_1/Q5_1 weights take ggml's Q8_1 activations: the same quants, and s = d·Σq rounded to
                         // F16 from the unrounded d = amax/127 (quantize_row_q8_1), which their min term multiplies.
                         // Q4_0/Q5_0's kernels subtract their offset with d·Σq where ggml folds it into the integers.

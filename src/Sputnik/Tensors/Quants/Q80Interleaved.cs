@@ -5,14 +5,19 @@ using System.Runtime.Intrinsics.X86;
 namespace Sputnik.Tensors.Quants;
 
 /// <summary>
-/// Q8_0 weights re-laid at load time 16 rows together (the same bytes, permuted), like <see cref="Q4KInterleaved"/>.
-/// A 64-byte load holds 4 weights of 16 rows; vpmaddubsw needs an unsigned operand, so |w| and w's sign (computed
-/// once per load and shared by every token) move the sign onto the broadcast activation. The per-block float work
-/// (convert, scale, accumulate) is done once per 16 rows instead of once per row, and no row ends in a horizontal sum.
+/// Q8_0 weights re-laid at load time 16 rows together, like <see cref="Q4KInterleaved"/>, with the quants stored plus
+/// 128 (unsigned bytes, the form <c>vpdpbusd</c> multiplies with a signed activation). With AVX-VNNI one 256-bit
+/// <c>vpdpbusd</c> per 8 rows and 4 weights accumulates Σ(w + 128)·x straight into 32 bits, from a start of
+/// −128·Σx (the activation block's integer quant sum, shared by all 16 rows), so the sum is Σw·x exactly: two
+/// multiply instructions per token and 64 weights. Without it (AVX-512 BW only) the top bit is flipped back once per
+/// load and shared by every token, then |w| and w's sign move the sign onto the broadcast activation for
+/// <c>vpmaddubsw</c> + <c>vpmaddwd</c> (which would saturate on w + 128). Both give the same exact integers, so the
+/// same float steps give the same bits on either path, batched or alone. The per-block float work (convert, scale,
+/// accumulate) is done once per 16 rows instead of once per row, and no row ends in a horizontal sum.
 /// </summary>
 /// <remarks>
 /// Group g, block b (32 weights) at byte (g·nb + b)·544: <c>d[16]</c> (halves), then 8 slots of 64 bytes; slot k
-/// holds, for each row, the file's quants 4k..4k+3 of that block.
+/// holds, for each row, the file's quants 4k..4k+3 of that block, each xor 0x80 (<see cref="Interleaving.Field.Biased"/>).
 /// </remarks>
 internal sealed unsafe class Q80Interleaved : IGroupKernel
 {
@@ -23,14 +28,21 @@ internal sealed unsafe class Q80Interleaved : IGroupKernel
 
     /// <summary>The fields of a file block in the order the group block stores them, 16 rows of each (see remarks).</summary>
     public static readonly Interleaving.Field[] Layout =
-        [new(0, 2), .. Enumerable.Range(0, 8).Select(k => new Interleaving.Field(2 + 4 * k, 4))];
+        [new(0, 2), .. Enumerable.Range(0, 8).Select(k => new Interleaving.Field(2 + 4 * k, 4, Biased: true))];
 
     /// <summary>y[t·ldy + 16g + r] for groups [g0, g1), tokens [0, tokens); see <see cref="Interleaving.Compute"/>.</summary>
     public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1) =>
         Interleaving.Run<Q80Interleaved>(w, cols / 32, GroupBlockBytes, a, aStride, tokens, y, ldy, g0, g1);
 
+    // The activation's float block scales and integer quant sums, after its blocks (MatVec.QuantizeActivation's layout).
+    private static float* Scales(byte* a, int nb) => (float*)(a + nb * (Q80 + 4));
+    private static int* QuantSums(byte* a, int nb) => (int*)(a + nb * (Q80 + 8));
 
-    /// <summary>One token's products for one 64-byte slot: |w| · (x with w's sign), pair-summed to 32 bits.</summary>
+    /// <summary>Slot k of a group block as signed quants (the top bit flipped back; the path without AVX-VNNI).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Signed(byte* w, int k) => (Vector512.Load(w + 32 + 64 * k) ^ Vector512.Create((byte)0x80)).AsSByte();
+
+    /// <summary>One token's products for one slot without AVX-VNNI: |w| · (x with w's sign), pair-summed to 32 bits.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Step(Vector512<byte> aw, Vector512<sbyte> neg, byte* x, int k, ref Vector512<int> isum)
     {
@@ -39,6 +51,22 @@ internal sealed unsafe class Q80Interleaved : IGroupKernel
         isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(aw, sx), Vector512<short>.One);
     }
 
+    /// <summary>−128·Σx of activation block b in every lane: where the vpdpbusd sums of its rows start.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Start(int* quantSums, int b) => Vector256.Create(-128 * quantSums[b]);
+
+    /// <summary>One token's products for one slot by vpdpbusd: Σ(w + 128)·x added per row, rows 0–7 and 8–15.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step(Vector256<byte> lo, Vector256<byte> hi, byte* x, int k, ref Vector256<int> sLo, ref Vector256<int> sHi)
+    {
+        var xb = Vector256.Create(*(int*)(x + 4 * k)).AsSByte();
+        sLo = AvxVnni.MultiplyWideningAndAdd(sLo, lo, xb);
+        sHi = AvxVnni.MultiplyWideningAndAdd(sHi, hi, xb);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Join(Vector256<int> lo, Vector256<int> hi) => Avx512F.InsertVector256(lo.ToVector512Unsafe(), hi, 1);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Finish(Vector512<int> isum, Vector512<float> d, float* scales, int b, Vector512<float> acc) =>
         Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum), d * Vector512.Create(scales[b]), acc);
@@ -46,17 +74,29 @@ internal sealed unsafe class Q80Interleaved : IGroupKernel
     public static void Group1(byte* w, int nb, byte* a, float* y)
     {
         int ahead = Prefetch.Ahead(GroupBlockBytes);
-        float* sc = (float*)(a + nb * (Q80 + 4));
+        float* sc = Scales(a, nb);
+        int* qs = QuantSums(a, nb);
         var acc = Vector512<float>.Zero;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes)
         {
             if (Prefetch.Enabled) Prefetch.Lines(w + ahead, GroupBlockBytes);
             byte* x = a + b * Q80 + 2;
-            var isum = Vector512<int>.Zero;
-            for (int k = 0; k < 8; k++)
+            Vector512<int> isum;
+            if (AvxVnni.IsSupported)
             {
-                var v = Vector512.Load((sbyte*)(w + 32 + 64 * k));
-                Step(Avx512BW.Abs(v), Vector512.LessThan(v, Vector512<sbyte>.Zero), x, k, ref isum);
+                var lo = Start(qs, b);
+                var hi = lo;
+                for (int k = 0; k < 8; k++) Step(Vector256.Load(w + 32 + 64 * k), Vector256.Load(w + 64 + 64 * k), x, k, ref lo, ref hi);
+                isum = Join(lo, hi);
+            }
+            else
+            {
+                isum = Vector512<int>.Zero;
+                for (int k = 0; k < 8; k++)
+                {
+                    var v = Signed(w, k);
+                    Step(Avx512BW.Abs(v), Vector512.LessThan(v, Vector512<sbyte>.Zero), x, k, ref isum);
+                }
             }
             acc = Finish(isum, FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w)), sc, b, acc);
         }
@@ -65,21 +105,41 @@ internal sealed unsafe class Q80Interleaved : IGroupKernel
 
     public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
     {
-        float* sc0 = (float*)(a + nb * (Q80 + 4)), sc1 = (float*)((byte*)sc0 + aStride), sc2 = (float*)((byte*)sc0 + 2 * aStride), sc3 = (float*)((byte*)sc0 + 3 * aStride);
+        float* sc0 = Scales(a, nb), sc1 = (float*)((byte*)sc0 + aStride), sc2 = (float*)((byte*)sc0 + 2 * aStride), sc3 = (float*)((byte*)sc0 + 3 * aStride);
+        int* qs0 = QuantSums(a, nb), qs1 = (int*)((byte*)qs0 + aStride), qs2 = (int*)((byte*)qs0 + 2 * aStride), qs3 = (int*)((byte*)qs0 + 3 * aStride);
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes)
         {
             byte* x0 = a + b * Q80 + 2, x1 = x0 + aStride, x2 = x0 + 2 * aStride, x3 = x0 + 3 * aStride;
-            Vector512<int> i0 = default, i1 = default, i2 = default, i3 = default;
-            for (int k = 0; k < 8; k++)
+            Vector512<int> i0, i1, i2, i3;
+            if (AvxVnni.IsSupported)
             {
-                var v = Vector512.Load((sbyte*)(w + 32 + 64 * k));
-                var aw = Avx512BW.Abs(v);
-                var neg = Vector512.LessThan(v, Vector512<sbyte>.Zero);
-                Step(aw, neg, x0, k, ref i0);
-                Step(aw, neg, x1, k, ref i1);
-                Step(aw, neg, x2, k, ref i2);
-                Step(aw, neg, x3, k, ref i3);
+                Vector256<int> l0 = Start(qs0, b), l1 = Start(qs1, b), l2 = Start(qs2, b), l3 = Start(qs3, b);
+                Vector256<int> h0 = l0, h1 = l1, h2 = l2, h3 = l3;
+                for (int k = 0; k < 8; k++)
+                {
+                    var lo = Vector256.Load(w + 32 + 64 * k);
+                    var hi = Vector256.Load(w + 64 + 64 * k);
+                    Step(lo, hi, x0, k, ref l0, ref h0);
+                    Step(lo, hi, x1, k, ref l1, ref h1);
+                    Step(lo, hi, x2, k, ref l2, ref h2);
+                    Step(lo, hi, x3, k, ref l3, ref h3);
+                }
+                i0 = Join(l0, h0); i1 = Join(l1, h1); i2 = Join(l2, h2); i3 = Join(l3, h3);
+            }
+            else
+            {
+                i0 = default; i1 = default; i2 = default; i3 = default;
+                for (int k = 0; k < 8; k++)
+                {
+                    var v = Signed(w, k);
+                    var aw = Avx512BW.Abs(v);
+                    var neg = Vector512.LessThan(v, Vector512<sbyte>.Zero);
+                    Step(aw, neg, x0, k, ref i0);
+                    Step(aw, neg, x1, k, ref i1);
+                    Step(aw, neg, x2, k, ref i2);
+                    Step(aw, neg, x3, k, ref i3);
+                }
             }
             var d = FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w));
             f0 = Finish(i0, d, sc0, b, f0);
