@@ -224,15 +224,6 @@ public sealed class CliRoughEdgeTests
             Assert.NotNull(line);
             await Task.Delay(200, TestContext.Current.CancellationToken); // let it reach ReadLine
             using (var kill = Process.Start("kill", ["-INT", p.Id.ToString()])) await kill.WaitForExitAsync(TestContext.Current.CancellationToken);
-            // TODO: in about one full-suite run in four (2026-12-06), the first SIGINT left chat blocked at its prompt
-            // for 30 s; the cause is not found (a race between the answer's end and the runtime's signal thread is
-            // suspected). A user presses Ctrl+C again, so the test does too, once, and says so.
-            if (!p.WaitForExit(10_000))
-            {
-                TestContext.Current.SendDiagnosticMessage("chat was still running 10 s after the first SIGINT; sending a second");
-                using var again = Process.Start("kill", ["-INT", p.Id.ToString()]);
-                await again.WaitForExitAsync(TestContext.Current.CancellationToken);
-            }
             Assert.True(p.WaitForExit(30_000), "chat did not exit after SIGINT");
             Assert.Equal(0, p.ExitCode);
             Assert.EndsWith("\n", await stdout);
