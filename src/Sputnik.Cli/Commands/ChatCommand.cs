@@ -110,9 +110,7 @@ internal sealed class ChatLoop(ChatSession session, bool interactive)
         // blocked in ReadLine, which nothing can interrupt, so leave from here, on a fresh line, with success.
         Console.WriteLine();
         Console.Out.Flush();
-        // Exit from a thread of its own and return: Environment.Exit on the signal's own thread could wait for that
-        // thread (chat hung at exit in about one test run in four, and a second Ctrl+C did not free it).
-        new Thread(() => Environment.Exit(0)) { Name = "chat exit" }.Start();
+        Environment.Exit(0);
     }
 
     private void Answer(string text)
