@@ -69,11 +69,16 @@ internal sealed class WorkerPool : IDisposable
         chunks = Math.Min(chunks, total);
         // A call that gives each thread one chunk still uses at most Threads threads.
         int helpers = Math.Min(Threads - 1, chunks - 1);
+        // Close the finished call before its fields change. A worker can still be in RunChunks of that call, holding
+        // its all-claimed chunk index: checked against the next call's larger chunk count, and claimed by a
+        // compare-exchange against the unchanged word, it ran a chunk of the next call before that call began, so
+        // one chunk ran twice and the completion count overshot (a silent wrong result, then a caller waiting forever).
+        long gen = (Volatile.Read(ref _next) >> 32) + 1;
+        Interlocked.Exchange(ref _next, ((gen - 1) << 32) | ClosedChunk);
         _body = body;
         _total = total;
         _chunks = chunks;
         Volatile.Write(ref _completed, 0);
-        long gen = (Volatile.Read(ref _next) >> 32) + 1;
         Interlocked.Exchange(ref _next, gen << 32); // full fence: publishes the fields above
         for (int i = 0; i < helpers; i++)
             if (Interlocked.Exchange(ref _sleeping[i], 0) == 1) _wake[i].Release();
@@ -93,6 +98,9 @@ internal sealed class WorkerPool : IDisposable
     }
 
     private const int ChunksPerThread = 4;
+
+    // The chunk index of a closed call: no call has that many chunks, so nothing more can be claimed from it.
+    private const long ClosedChunk = int.MaxValue;
 
     /// <summary>Claims and runs chunks of call <paramref name="gen"/> until none is left (or the call is over).</summary>
     private void RunChunks(long gen)

@@ -31,6 +31,45 @@ public class WorkerPoolTests
         }
     }
 
+    /// <summary>
+    /// A worker late out of one call, with the next call growing the chunk count, once claimed a chunk of the next call
+    /// before it was published: that chunk ran twice (and the pool later hung). Found with this loop after about
+    /// 10,000-40,000 calls; bodies of uneven length keep the worker late.
+    /// </summary>
+    [Fact]
+    public void A_late_worker_never_runs_a_chunk_of_the_next_call_twice()
+    {
+        using var pool = new WorkerPool(2);
+        var rng = new Random(7);
+        var hits = new int[64];
+        int spin = 0;
+        Action<int, int> body = (s, e) =>
+        {
+            for (int i = s; i < e; i++) Interlocked.Increment(ref hits[i]);
+            for (int k = 0; k < spin; k++) Thread.SpinWait(1);
+        };
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        int calls = 0;
+        string? wrong = null;
+        // On a thread of its own: the old pool's overshooting count made For wait forever, which must fail, not hang.
+        var loop = new Thread(() =>
+        {
+            for (; calls < 200_000 && clock.Elapsed.TotalSeconds < 5 && wrong == null; calls++)
+            {
+                int total = rng.Next(1, 64);
+                spin = rng.Next(3) == 0 ? rng.Next(2000) : 0;
+                Array.Clear(hits, 0, total);
+                pool.For(total, body, minPerThread: rng.Next(1, 12));
+                for (int i = 0; i < total && wrong == null; i++)
+                    if (hits[i] != 1) wrong = $"call {calls}: index {i} of {total} ran {hits[i]} times";
+            }
+        }) { IsBackground = true };
+        loop.Start();
+        Assert.True(loop.Join(TimeSpan.FromSeconds(60)), $"For never returned, after {calls} calls");
+        Assert.Null(wrong);
+        Assert.True(calls > 1000, $"only {calls} calls in 5 s");
+    }
+
     [Fact]
     public void Worker_exception_surfaces_in_the_caller_and_the_pool_keeps_working()
     {
