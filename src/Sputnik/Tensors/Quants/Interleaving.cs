@@ -8,7 +8,8 @@ namespace Sputnik.Tensors.Quants;
 internal unsafe interface IGroupKernel
 {
     static abstract void Group1(byte* w, int nb, byte* a, float* y);
-    static abstract void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy);
+    /// <summary>Four tokens; <paramref name="prefetch"/> on the first pass over a group, whose weights come from DRAM (later passes find them in L2).</summary>
+    static abstract void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch);
 }
 
 /// <summary>
@@ -146,7 +147,7 @@ internal static unsafe class Interleaving
                 byte* wg = w + (long)g * nb * groupBlockBytes;
                 int t = t0;
                 for (; t + 4 <= t1; t += 4)
-                    TKernel.Group4(wg, nb, a + (long)t * aStride, aStride, y + (long)t * ldy + g * Rows, ldy);
+                    TKernel.Group4(wg, nb, a + (long)t * aStride, aStride, y + (long)t * ldy + g * Rows, ldy, Prefetch.Enabled && t == t0);
                 for (; t < t1; t++)
                     TKernel.Group1(wg, nb, a + (long)t * aStride, y + (long)t * ldy + g * Rows);
             }

@@ -153,14 +153,16 @@ internal sealed unsafe class Q4KInterleaved : IGroupKernel
         acc.Store(y);
     }
 
-    public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
+    public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
+        int ahead = Prefetch.Ahead(GroupBlockBytes);
         var m4 = Vector512.Create((byte)0x0F);
         var pat = new Patterns();
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
         byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
         {
+            if (prefetch) Prefetch.Lines(w + ahead, GroupBlockBytes);
             Scales(w, out var s03, out var s47, out var m03, out var m47);
             Vector512<int> i0 = default, i1 = default, i2 = default, i3 = default;
             Vector512<int> n0 = default, n1 = default, n2 = default, n3 = default;

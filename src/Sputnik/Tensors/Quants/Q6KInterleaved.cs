@@ -155,13 +155,15 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
         acc.Store(y);
     }
 
-    public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
+    public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
+        int ahead = Prefetch.Ahead(GroupBlockBytes);
         var pat = new Patterns();
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
         byte* x0 = a, x1 = a + aStride, x2 = a + 2 * aStride, x3 = a + 3 * aStride;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, x0 += Q8K, x1 += Q8K, x2 += Q8K, x3 += Q8K)
         {
+            if (prefetch) Prefetch.Lines(w + ahead, GroupBlockBytes);
             Vector512<int> i0 = default, i1 = default, i2 = default, i3 = default;
             for (int n = 0; n < 2; n++)
                 for (int h = 0; h < 2; h++)

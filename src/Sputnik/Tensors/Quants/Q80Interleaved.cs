@@ -103,13 +103,15 @@ internal sealed unsafe class Q80Interleaved : IGroupKernel
         acc.Store(y);
     }
 
-    public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy)
+    public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
+        int ahead = Prefetch.Ahead(GroupBlockBytes);
         float* sc0 = Scales(a, nb), sc1 = (float*)((byte*)sc0 + aStride), sc2 = (float*)((byte*)sc0 + 2 * aStride), sc3 = (float*)((byte*)sc0 + 3 * aStride);
         int* qs0 = QuantSums(a, nb), qs1 = (int*)((byte*)qs0 + aStride), qs2 = (int*)((byte*)qs0 + 2 * aStride), qs3 = (int*)((byte*)qs0 + 3 * aStride);
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes)
         {
+            if (prefetch) Prefetch.Lines(w + ahead, GroupBlockBytes);
             byte* x0 = a + b * Q80 + 2, x1 = x0 + aStride, x2 = x0 + 2 * aStride, x3 = x0 + 3 * aStride;
             Vector512<int> i0, i1, i2, i3;
             if (AvxVnni.IsSupported)
