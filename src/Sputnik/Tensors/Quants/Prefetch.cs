@@ -4,11 +4,12 @@ using System.Runtime.Intrinsics.X86;
 namespace Sputnik.Tensors.Quants;
 
 /// <summary>
-/// Software prefetch for the single-token (decode) kernels: while one block of weights is multiplied, the cache
+/// Software prefetch for the single-token (decode) kernels, and for the four-token ones on their first pass over a
+/// group (batched decode; their weights come from DRAM there): while one block of weights is multiplied, the cache
 /// lines some KiB ahead are requested. Decode streams every weight once per token, and one core's kernel alone
 /// kept too few misses in flight for the hardware prefetchers. Distance and target level depend on the core:
 /// <list type="bullet">
-/// <item>AMD (Zen 4, measured 2026-12-05): into L1 2 KiB ahead. With the weights in DRAM (bench <c>dram</c>, Q4_K
+/// <item>AMD EPYC (measured 2026-12-05): into L1 2 KiB ahead. With the weights in DRAM (bench <c>dram</c>, Q4_K
 /// 8960×1536, one thread) the interleaved kernel read 18.6 GB/s without and 29.9 GB/s with it.</item>
 /// <item>Intel (Xeon, family 6 model 207, measured 2026-12-06): into L2 8 KiB ahead. An L1 prefetch is held by
 /// the core's few L1 fill buffers, an L2 one by the larger L2 queue, so more lines are in flight per core; qwen2-1.5B
