@@ -60,6 +60,8 @@ internal static unsafe class InterleaveBench
     }
 
     /// <summary>rows × cols weights uniform in [−1, 1), quantized row by row to <paramref name="type"/> (file layout).</summary>
+    // Weights of a real model's magnitude (|w| up to 0.05): the block scales then are what real files hold, Q6_K's
+    // mostly subnormal halves among them (uniform weights in [-1, 1] gave normal scales and hid their cost).
     internal static byte[] RandomRows(GgmlType type, int rows, int cols, Random rng)
     {
         int rb = (int)GgmlTypeInfo.RowBytes(type, cols);
@@ -67,7 +69,7 @@ internal static unsafe class InterleaveBench
         var row = new float[cols];
         for (int r = 0; r < rows; r++)
         {
-            for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 2 - 1);
+            for (int i = 0; i < cols; i++) row[i] = (float)(rng.NextDouble() * 0.1 - 0.05);
             Quant.Row(type, row, w.AsSpan(r * rb, rb));
         }
         return w;

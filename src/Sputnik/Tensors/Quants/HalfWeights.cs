@@ -17,7 +17,7 @@ namespace Sputnik.Tensors.Quants;
 /// </summary>
 internal static unsafe class HalfWeights
 {
-    // F16 weights convert with FloatConvert's finite form (three integer steps and a multiply, exact for every finite
+    // F16 weights convert with FloatConvert's finite form (integer steps, a fused multiply-add and a min, exact for every finite
     // half) without its inf/NaN fix-up: decode keeps a running maximum of the halves' magnitudes instead and redoes a
     // row group with the exact scalar conversion when one is inf or NaN (never in real weights), so results are the same.
     private const ushort HalfMagnitude = 0x7FFF, HalfInfNan = 0x7C00;
