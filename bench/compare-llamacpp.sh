@@ -11,7 +11,8 @@
 # llama-bench is fetched and built by bench/llamacpp.sh (llama.cpp's source from npm's node-llama-cpp package; a
 # CPU-only Release build cached under ${SPUTNIK_BENCH_CACHE:-~/.cache/sputnik-bench}), or with LLAMACPP_NPM=DIR (an
 # npm prefix where `npm install node-llama-cpp --ignore-scripts` ran) compiled in seconds against the prebuilt
-# libraries that package ships.
+# libraries that package ships. With LLAMACPP_NPM, LLAMACPP_CPU_SKIP="sapphirerapids" keeps ggml from loading that CPU
+# backend variant (it aborts on DeepSeek-V2-Lite on a Xeon with AMX; see bench/llamacpp.sh).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -62,6 +62,24 @@ llamacpp_npm() {
   release="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["buildOptions"]["llamaCpp"]["release"])' "$NPM_BINS/_nlcBuildMetadata.json" 2>/dev/null || echo unknown)"
   (cd "$NPM_HEADERS" && git log -1 --format="llama.cpp %h %cs (node-llama-cpp prebuilt, release $release)") > "$LLAMACPP_CACHE/llama.cpp.version" || true
   LLAMACPP_RUN_DIR="$NPM_BINS"
+  [ -z "${LLAMACPP_CPU_SKIP:-}" ] || llamacpp_skip_cpu
+}
+
+# With LLAMACPP_CPU_SKIP="name ..." (e.g. sapphirerapids): ggml loads the best-scoring libggml-cpu-*.so of the
+# executable's folder and of the current one, so the binaries run from a folder of links to NPM_BINS' libraries
+# without those variants, and ggml picks the next best. On a Xeon with AMX, the sapphirerapids backend aborts on
+# DeepSeek-V2-Lite (GGML_ASSERT(*cur_backend_id != -1) in ggml-backend.cpp); the zen4 one (AVX-512, VNNI, BF16, no
+# AMX) runs it.
+llamacpp_skip_cpu() {
+  local dir="$LLAMACPP_CACHE/run-skip-$(echo "$LLAMACPP_CPU_SKIP" | tr ' ,' '__')" f name skip v
+  rm -rf "$dir" && mkdir -p "$dir"
+  for f in "$NPM_BINS"/*; do
+    name="$(basename "$f")"; skip=0
+    for v in $(echo "$LLAMACPP_CPU_SKIP" | tr ',' ' '); do [ "$name" = "libggml-cpu-$v.so" ] && skip=1; done
+    [ $skip = 1 ] || ln -s "$f" "$dir/$name"
+  done
+  echo "== llama.cpp CPU backends skipped: $LLAMACPP_CPU_SKIP (running from $dir)" >&2
+  LLAMACPP_RUN_DIR="$dir"
 }
 
 # Makes llama-bench and prints its path. With LLAMACPP_NPM=DIR it compiles the bundle's tools/llama-bench against
