@@ -203,11 +203,20 @@ public sealed class CliRoughEdgeTests
     public async Task Ctrl_C_at_an_empty_prompt_ends_the_chat_with_a_newline_and_exit_0()
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) Assert.Skip("sends SIGINT with kill(1)");
-        var psi = new ProcessStartInfo("dotnet")
+        // A test run started in the background (`nohup`, `&` in a script) has SIGINT ignored, exec keeps an ignored
+        // signal ignored, and chat started from it then never sees the SIGINT (as a background job should not): that
+        // was this test's "intermittent hang". coreutils' env --default-signal gives chat the default disposition.
+        bool sigintIgnored = SigintIgnoredHere();
+        bool resetWithEnv = sigintIgnored && EnvCanResetSignals();
+        if (sigintIgnored && !resetWithEnv)
+            Assert.Skip("SIGINT is ignored in this test process (started in the background) and env --default-signal is unavailable to restore it for chat");
+        var psi = new ProcessStartInfo(resetWithEnv ? "env" : "dotnet")
         {
             RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
             StandardOutputEncoding = System.Text.Encoding.UTF8, StandardErrorEncoding = System.Text.Encoding.UTF8,
         };
+        if (resetWithEnv)
+            foreach (var a in new[] { "--default-signal=INT", "dotnet" }) psi.ArgumentList.Add(a);
         foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "Sputnik.Cli.dll"), "chat", "-m", Bundled, "--temp", "0", "-n", "40", "-t", "1" })
             psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
@@ -224,11 +233,7 @@ public sealed class CliRoughEdgeTests
             Assert.NotNull(line);
             await Task.Delay(200, TestContext.Current.CancellationToken); // let it reach ReadLine
             using (var kill = Process.Start("kill", ["-INT", p.Id.ToString()])) await kill.WaitForExitAsync(TestContext.Current.CancellationToken);
-            // TODO: in about one full-suite run in three (2026-12-06; never when this class runs alone) chat stays
-            // alive after the SIGINT, and a second one does not free it either; the cause is not found. It is reported
-            // as a skip with that reason, not a pass, until it is.
-            if (!p.WaitForExit(30_000))
-                Assert.Skip("chat did not exit within 30 s of SIGINT in this run: the known intermittent hang under full-suite load (TODO in the test)");
+            Assert.True(p.WaitForExit(30_000), "chat did not exit within 30 s of SIGINT");
             Assert.Equal(0, p.ExitCode);
             Assert.EndsWith("\n", await stdout);
             p.StandardInput.Close();
@@ -236,6 +241,28 @@ public sealed class CliRoughEdgeTests
         finally
         {
             if (!p.HasExited) p.Kill(entireProcessTree: true);
+        }
+    }
+
+    /// <summary>SIGINT (signal 2) is in this process's ignored set (Linux: /proc/self/status SigIgn; elsewhere assumed not).</summary>
+    private static bool SigintIgnoredHere()
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        string? line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
+        return line != null && (Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16) & (1UL << (2 - 1))) != 0;
+    }
+
+    private static bool EnvCanResetSignals()
+    {
+        try
+        {
+            using var p = Process.Start(new ProcessStartInfo("env", ["--default-signal=INT", "true"]) { RedirectStandardError = true })!;
+            p.WaitForExit(10_000);
+            return p.HasExited && p.ExitCode == 0;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return false;
         }
     }
 }
