@@ -116,15 +116,19 @@ public sealed class SharedPromptCacheTests : IDisposable
         var reader = rig.Cache(_dir);
         long restores = 0;
         using var stop = new CancellationTokenSource();
-        var reading = Task.Run(() =>
+        // A thread of its own, not the thread pool: under a loaded full-suite run a pool task once started only after
+        // all 20 rounds (112 ms), so it never read during a rewrite. The rounds also go on until it has restored.
+        var reading = new Thread(() =>
         {
             while (!stop.IsCancellationRequested)
             {
                 int n = reader.BestPrefix([.. Rig.Tokens(1), 0], 0, Sputnik.Models.LoraSet.None, out var entry);
-                if (entry != null && reader.Restore(entry, readerRows, n)) restores++;
+                if (entry != null && reader.Restore(entry, readerRows, n)) Interlocked.Increment(ref restores);
             }
-        }, Ct);
-        for (int round = 0; round < 20; round++)
+        }) { IsBackground = true };
+        reading.Start();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int round = 0; round < 20 || (Interlocked.Read(ref restores) == 0 && clock.Elapsed < TimeSpan.FromSeconds(30)); round++)
         {
             foreach (var f in Directory.GetFiles(_dir)) File.Delete(f);
             // Fresh instances see no file, so both write it (temporary file, then rename) at the same moment.
@@ -144,7 +148,7 @@ public sealed class SharedPromptCacheTests : IDisposable
             Assert.Equal(Rows(rig.Slot, 24), Rows(readerSlot, 24));
         }
         await stop.CancelAsync();
-        await reading;
+        Assert.True(reading.Join(TimeSpan.FromSeconds(30)), "the reader did not stop");
         Assert.Equal(0, reader.RejectedFiles);
         Assert.True(restores > 0, "the reader restored the snapshot while it was being rewritten");
     }
