@@ -59,9 +59,11 @@ internal static unsafe class InterleaveBench
         Console.WriteLine($"max |file - interleaved| = {maxErr:G3} (max |y| {maxAbs:G3})");
     }
 
-    /// <summary>rows × cols weights uniform in [−1, 1), quantized row by row to <paramref name="type"/> (file layout).</summary>
-    // Weights of a real model's magnitude (|w| up to 0.05): the block scales then are what real files hold, Q6_K's
-    // mostly subnormal halves among them (uniform weights in [-1, 1] gave normal scales and hid their cost).
+    /// <summary>
+    /// rows × cols weights uniform in [−0.05, 0.05), quantized row by row to <paramref name="type"/> (file layout).
+    /// A real model's magnitude, so the block scales are what real files hold: Q6_K's are subnormal halves, whose
+    /// widening cost uniform weights in [−1, 1) hid.
+    /// </summary>
     internal static byte[] RandomRows(GgmlType type, int rows, int cols, Random rng)
     {
         int rb = (int)GgmlTypeInfo.RowBytes(type, cols);

@@ -86,10 +86,10 @@ internal static class FloatConvert
     // value of every normal half, exactly: f. A subnormal half (exponent 0, value m·2^-24) instead comes out as
     // f = 2^-15·(1 + m/1024), and g = 2f − 2^-14 = m·2^-24 is its value (one fused multiply-add, exact). For a normal
     // half g ≥ f, for a subnormal one g < f, so the magnitude is min(f, g) in every lane, with no branch; the sign is
-    // put back with an OR. No operation ever sees a subnormal float: an Intel core (a Xeon, family 6 model 207) takes
-    // a microcode assist for each vector operation with a subnormal input, which the earlier form (mask, then multiply
-    // by 2^112) did for subnormal halves; with 0.3 % of the weights subnormal, the F16 decode kernel ran 3× slower in
-    // cache (7 against 21 GB/s, one thread). Q6_K's block scales are almost always subnormal halves (every one in a
+    // put back with an OR. No operation ever sees a subnormal float. The earlier form (mask, then multiply by 2^112)
+    // fed subnormal halves to the multiply as subnormal floats, and on an Intel core (a Xeon, family 6 model 207) the
+    // F16 decode kernel then ran 3× slower in cache with 0.3 % of its weights subnormal (7 against 21 GB/s, one thread;
+    // the slow path is the cores' microcode assist for subnormal inputs, which this VM has no counters to show). Q6_K's block scales are almost always subnormal halves (every one in a
     // synth Q4_K_M qwen2-1.5B), and about one F16 weight in 400 is (standard deviation 0.02).
     // Exponent 31 (inf/NaN) comes out as ±2^16·1.m (finite halves stay ≤ 65504), so those lanes get the all-ones float
     // exponent instead (NaNs also the quiet bit, as the runtime's conversion and F16C set it), in a branch taken only

@@ -17,9 +17,10 @@ namespace Sputnik.Tensors.Quants;
 /// </summary>
 internal static unsafe class HalfWeights
 {
-    // F16 weights convert with FloatConvert's finite form (integer steps, a fused multiply-add and a min, exact for every finite
-    // half) without its inf/NaN fix-up: decode keeps a running maximum of the halves' magnitudes instead and redoes a
-    // row group with the exact scalar conversion when one is inf or NaN (never in real weights), so results are the same.
+    // F16 weights convert with FloatConvert's finite form (integer steps, a fused multiply-add and a min; exact for
+    // every finite half) without its inf/NaN fix-up: decode keeps a running maximum of the halves' magnitudes instead
+    // and redoes a row group with the exact scalar conversion when one is inf or NaN (never in real weights), so
+    // results are the same.
     private const ushort HalfMagnitude = 0x7FFF, HalfInfNan = 0x7C00;
 
     /// <summary>The two 16-bit weight formats: how a vector of them becomes floats.</summary>
