@@ -71,6 +71,7 @@ print(f"| test | llama.cpp t/s | sputnik t/s | sputnik / llama.cpp |")
 print(f"| ---- | ------------: | ----------: | ------------------: |")
 for depth in sorted({k[2] for k in runs}):
     for kind, n in (("pp", pp), ("tg", tg)):
+        if int(n) == 0: continue  # PP=0 or TG=0: that test was not run
         a, sa = best(("llama.cpp", kind, depth)); b, sb = best(("sputnik", kind, depth))
         at = f" @ d{depth}" if depth else ""
         print(f"| {kind}{n}{at} | {a:.2f} ± {sa:.2f} | {b:.2f} ± {sb:.2f} | {b / a if a else float('nan'):.3f} |")
