@@ -23,8 +23,12 @@ internal static class KernelStatics
     public static void EnsureInitialized()
     {
         if (Interlocked.Exchange(ref s_done, 1) == 1) return;
-        foreach (var type in typeof(KernelStatics).Assembly.GetTypes())
+        Type?[] types;
+        try { types = typeof(KernelStatics).Assembly.GetTypes(); }
+        catch (ReflectionTypeLoadException ex) { types = ex.Types; } // the types that did load
+        foreach (var type in types)
         {
+            if (type == null) continue;
             if (type.Namespace is not { } ns || !ns.StartsWith("Sputnik.Tensors", StringComparison.Ordinal)) continue;
             if (type.ContainsGenericParameters || type.TypeInitializer == null) continue;
             try { RuntimeHelpers.RunClassConstructor(type.TypeHandle); }
