@@ -1,10 +1,10 @@
-using System.Reflection;
 using System.Runtime.CompilerServices;
+using Sputnik.Tensors.Quants;
 
 namespace Sputnik.Tensors;
 
 /// <summary>
-/// Runs the static constructors of the kernel classes (namespaces Sputnik.Tensors and below) before any kernel is
+/// Runs the static constructors of the classes whose static readonly fields the kernels read, before any kernel is
 /// compiled. The CLI runs with tiered compilation off, so each method is compiled once, fully optimised, at its first
 /// call. If a class whose static readonly fields a kernel reads (<c>Prefetch.Enabled</c>, pattern vectors) is not yet
 /// initialised at that moment, the JIT cannot treat those fields as constants: it compiles a class-initialisation check
@@ -14,25 +14,21 @@ namespace Sputnik.Tensors;
 /// accumulators stay in registers. Decode is bound by memory, so F16 decode measured no faster (alternating, 4 rounds),
 /// but which code a kernel gets no longer depends on the order in which a process first touched its classes
 /// (the cause of the run-to-run 2× prefill swings noted at <c>Q4KInterleaved.Patterns</c>).
+/// A kernel that reads static readonly fields of another class adds that class here. (Every class of the
+/// namespace, found by reflection, took 47 ms at startup, mostly compiling constructors no model needed.)
 /// </summary>
 internal static class KernelStatics
 {
     private static int s_done;
 
-    /// <summary>Initialises every kernel class once per process (a few milliseconds, the first time only).</summary>
+    /// <summary>Initialises the kernel classes once per process.</summary>
     public static void EnsureInitialized()
     {
         if (Interlocked.Exchange(ref s_done, 1) == 1) return;
-        Type?[] types;
-        try { types = typeof(KernelStatics).Assembly.GetTypes(); }
-        catch (ReflectionTypeLoadException ex) { types = ex.Types; } // the types that did load
-        foreach (var type in types)
-        {
-            if (type == null) continue;
-            if (type.Namespace is not { } ns || !ns.StartsWith("Sputnik.Tensors", StringComparison.Ordinal)) continue;
-            if (type.ContainsGenericParameters || type.TypeInitializer == null) continue;
-            try { RuntimeHelpers.RunClassConstructor(type.TypeHandle); }
-            catch (TypeInitializationException) { } // the class's own first use reports it, as before
-        }
+        // MatVec and MatMul are partial classes over many files (their pattern vectors, the F16 table, the dispatch
+        // path); Prefetch's switches are read in every decode loop.
+        RuntimeHelpers.RunClassConstructor(typeof(Prefetch).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(MatVec).TypeHandle);
+        RuntimeHelpers.RunClassConstructor(typeof(MatMul).TypeHandle);
     }
 }
