@@ -50,6 +50,7 @@ internal static class ModelLoader
     {
         EnsureSupported(file);
         var load = Architectures[file.Architecture!].Load;
+        KernelStatics.EnsureInitialized(); // before the load or a forward compiles its first kernel
         var pool = new WorkerPool(threads);
         try
         {

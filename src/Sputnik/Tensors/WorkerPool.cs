@@ -36,7 +36,6 @@ internal sealed class WorkerPool : IDisposable
     public WorkerPool(int threads)
     {
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), "need at least one thread");
-        KernelStatics.EnsureInitialized(); // every model makes a pool before its first kernel call
         Threads = threads;
         _threads = new Thread[threads - 1];
         _wake = new SemaphoreSlim[threads - 1];
