@@ -36,6 +36,12 @@ internal sealed unsafe partial class GgufFile : IDisposable
     /// </summary>
     public bool RepackWeights { get; set; } = Environment.GetEnvironmentVariable("SPUTNIK_REPACK") != "0";
 
+    /// <summary>
+    /// With <see cref="RepackWeights"/>: whether MoE routed experts are re-laid too, each at its first use (see
+    /// <c>TensorSlices.ExpertsRelay</c>). On by default; SPUTNIK_RELAY_EXPERTS=0 keeps them in the file layout.
+    /// </summary>
+    public bool RelayExperts { get; set; } = Environment.GetEnvironmentVariable("SPUTNIK_RELAY_EXPERTS") != "0";
+
     /// <summary>The cache of this file's re-laid weights (<see cref="Models.RelaidCache.Of"/>); disposed with the file.</summary>
     internal Models.RelaidCache? Relaid { get; set; }
 

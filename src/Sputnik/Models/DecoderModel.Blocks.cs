@@ -149,7 +149,7 @@ internal abstract partial class DecoderModel
 
     /// <summary>The slices of a 3-D expert stack, adapters may target.</summary>
     protected WeightMatrix[] Experts(string name, int cols, int rows, int count) =>
-        AdaptableExperts(TensorSlices.Split3D(File, name, cols, rows, count), name);
+        AdaptableExperts(TensorSlices.Split3D(File, name, cols, rows, count, experts: true), name);
 
     /// <summary>Xb = RMSNorm(X) · weight, row by row.</summary>
     protected void NormRows(DecoderState w, int n, float[] weight) => RmsNormRows(w, n, weight);

@@ -166,7 +166,7 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
 
     /// <summary>The slices of a routed-expert stack, adapters may target.</summary>
     private WeightMatrix[] Experts(string name, int cols, int rows, int count) =>
-        AdaptableExperts(TensorSlices.Split3D(File, name, cols, rows, count), name);
+        AdaptableExperts(TensorSlices.Split3D(File, name, cols, rows, count, experts: true), name);
 
     private float[] Vector(string name, int length) => Matrix(name, length, 1).ToFloatVector();
 

@@ -172,6 +172,13 @@ internal sealed class ExpertBatch
             _guStart[j + 1] = _guStart[j] + 2 * _gate[j].Rows;
             _downStart[j + 1] = _downStart[j] + dim;
         }
+        // Experts re-laid at first use: before the rows go to several threads, so they do not queue on its lock.
+        for (int j = 0; j < _slots; j++)
+        {
+            _gate[j].EnsureRelaid();
+            _up[j].EnsureRelaid();
+            _down[j].EnsureRelaid();
+        }
         Grow(ref _in, (long)_rows * dim);
         Grow(ref _out, (long)_rows * dim);
         Grow(ref _h1, _hTotal);

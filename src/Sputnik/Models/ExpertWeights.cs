@@ -10,20 +10,35 @@ namespace Sputnik.Models;
 /// </summary>
 internal static class TensorSlices
 {
-    public static WeightMatrix[] Split3D(GgufFile file, string name, int cols, int rows, int count)
+    /// <summary>
+    /// The <paramref name="count"/> slices of tensor <paramref name="name"/> ([cols, rows, count]). Routed experts
+    /// (<paramref name="experts"/>) are re-laid into the interleaved layout at their first use
+    /// (<see cref="WeightMatrix.EnsureRelaid"/>) where <see cref="ExpertsRelay"/> allows it.
+    /// </summary>
+    public static WeightMatrix[] Split3D(GgufFile file, string name, int cols, int rows, int count, bool experts = false)
     {
         var info = file.GetTensor(name);
         long[] d = info.Dims;
         if (d.Length < 3 || d[0] != cols || d[1] != rows || d[2] != count || d.Skip(3).Any(x => x != 1))
             throw new GgufFormatException($"tensor '{name}' has shape [{string.Join(", ", d)}], expected [{cols}, {rows}, {count}]");
-        return RowBlocks(file, info, cols, rows, count, rowStride: rows, rowOffset: 0);
+        return RowBlocks(file, info, cols, rows, count, rowStride: rows, rowOffset: 0, relayOnFirstUse: experts && ExpertsRelay(file));
     }
+
+    /// <summary>
+    /// Whether routed experts are re-laid at first use: in the interleaved layout their kernels read them faster
+    /// (measured on a Xeon, Qwen3-30B-A3B shape: decode +5 %, prefill +77 %), but the re-laid copy is memory of the
+    /// process, where mapped experts are page cache the kernel can drop. So only while the whole file is at most
+    /// half of the memory the process may use: a model near the machine's size stays mapped.
+    /// </summary>
+    public static bool ExpertsRelay(GgufFile file) =>
+        file.RepackWeights && file.RelayExperts && file.TotalFileSize <= GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
 
     /// <summary>
     /// Views `count` blocks of `rows` rows each out of a 2-D tensor, block i starting at row i·rowStride + rowOffset
     /// (the per-head K and V parts of an unsplit attn_kv_b).
     /// </summary>
-    public static WeightMatrix[] RowBlocks(GgufFile file, GgufTensorInfo info, int cols, int rows, int count, int rowStride, int rowOffset)
+    public static WeightMatrix[] RowBlocks(GgufFile file, GgufTensorInfo info, int cols, int rows, int count, int rowStride, int rowOffset,
+        bool relayOnFirstUse = false)
     {
         long rowBytes = Tensors.GgmlTypeInfo.RowBytes(info.Type, cols);
         if (info.Columns != cols || (long)(count - 1) * rowStride + rowOffset + rows > info.Rows)
@@ -33,7 +48,7 @@ internal static class TensorSlices
         {
             long offset = info.Offset + ((long)i * rowStride + rowOffset) * rowBytes;
             var part = new GgufTensorInfo($"{info.Name}[{i}]", [cols, rows], info.Type, offset, rows * rowBytes) { Shard = info.Shard };
-            slices[i] = new WeightMatrix(file, part, mayInterleave: false);
+            slices[i] = new WeightMatrix(file, part, mayInterleave: relayOnFirstUse, relayOnFirstUse: relayOnFirstUse);
         }
         return slices;
     }

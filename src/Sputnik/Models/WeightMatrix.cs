@@ -10,13 +10,19 @@ namespace Sputnik.Models;
 /// A read-only weight matrix: Rows rows of Cols weights of one ggml type, living in the memory-mapped GGUF file,
 /// or, for Q4_K, Q6_K and Q8_0 on AVX-512 machines, re-laid 16 rows at a time into memory of its own (<see cref="Interleaving"/>;
 /// same size, read with positioned reads so the mapping's pages for it are never touched and RSS does not double),
-/// or mapped from the file of re-laid weights an earlier load left (<see cref="RelaidCache"/>).
+/// or mapped from the file of re-laid weights an earlier load left (<see cref="RelaidCache"/>), or (MoE routed experts)
+/// re-laid at its first use (<see cref="EnsureRelaid"/>).
 /// y = W·x computes one dot product per row, in parallel over row ranges.
 /// </summary>
 internal sealed unsafe partial class WeightMatrix
 {
-    private readonly byte* _data;
-    private readonly byte[]? _interleaved; // pinned; _data points into it, 64-byte aligned (null when mapped from the cache)
+    // Both change once, from the mapping to the re-laid copy, when a matrix made with relayOnFirstUse is first used.
+    private byte* _data;
+    private byte[]? _interleaved; // pinned; _data points into it, 64-byte aligned (null when mapped from the cache)
+    // Until then: where to read the rows from; set back to null (under the lock) once they are re-laid.
+    private GgufFile? _relayFile;
+    private GgufTensorInfo? _relayInfo;
+    private volatile bool _relayPending;
 
     public string Name { get; }
     public GgmlType Type { get; }
@@ -32,9 +38,11 @@ internal sealed unsafe partial class WeightMatrix
 
     /// <param name="file">The model file.</param>
     /// <param name="info">The tensor (or a row range of one).</param>
-    /// <param name="mayInterleave">False keeps the rows in the mapping whatever the type (MoE experts: mapped pages are
-    /// only read in as experts are used, and re-laying all of them at load costs time and memory up front).</param>
-    public WeightMatrix(GgufFile file, GgufTensorInfo info, bool mayInterleave = true)
+    /// <param name="mayInterleave">False keeps the rows in the mapping whatever the type (per-head slices).</param>
+    /// <param name="relayOnFirstUse">With <paramref name="mayInterleave"/>: re-lay the rows at the first product or row
+    /// read instead of at load (MoE routed experts: re-laying all of them at load cost V2-Lite 16 s and 7 GB up front,
+    /// while a token uses a few; this way load time and memory follow the experts actually used).</param>
+    public WeightMatrix(GgufFile file, GgufTensorInfo info, bool mayInterleave = true, bool relayOnFirstUse = false)
     {
         if (info.Dims.Length > 2 && info.Dims[2..].Any(d => d != 1))
             throw new GgufFormatException($"tensor '{info.Name}' has shape [{string.Join(", ", info.Dims)}], expected a matrix");
@@ -45,6 +53,12 @@ internal sealed unsafe partial class WeightMatrix
         RowBytes = checked((int)GgmlTypeInfo.RowBytes(Type, Cols));
         if (mayInterleave && file.RepackWeights && Interleaving.Supports(Type, Rows, Cols) && (long)Rows * RowBytes + 64 <= Array.MaxLength)
         {
+            if (relayOnFirstUse)
+            {
+                _data = file.DataPointer(info);
+                (_relayFile, _relayInfo, _relayPending) = (file, info, true);
+                return;
+            }
             IsInterleaved = true;
             // A row range of a tensor (split projections) has the tensor's name: the data offset tells them apart.
             string key = $"{info.Name}@{info.Shard}:{file.FileOffset(info)}";
@@ -58,8 +72,30 @@ internal sealed unsafe partial class WeightMatrix
         _data = file.DataPointer(info);
     }
 
-    /// <summary>True when the rows are held in a 16-row interleaved layout (re-laid at load, or mapped from <see cref="RelaidCache"/>).</summary>
-    public bool IsInterleaved { get; }
+    /// <summary>True when the rows are held in a 16-row interleaved layout (re-laid at load or first use, or mapped from <see cref="RelaidCache"/>).</summary>
+    public bool IsInterleaved { get; private set; }
+
+    /// <summary>True while a matrix made with relayOnFirstUse still reads its rows from the mapping.</summary>
+    public bool RelayPending => _relayPending;
+
+    /// <summary>
+    /// Re-lays the rows of a matrix made with relayOnFirstUse if that has not happened yet (positioned reads, so the
+    /// mapping's pages for it are not touched). Every product and row read calls it first; callers that use many
+    /// matrices at once (<see cref="ExpertBatch"/>) call it before handing rows to several threads, so those threads
+    /// do not queue on the lock. Safe from any thread: the first re-lays, the others wait for it.
+    /// </summary>
+    public void EnsureRelaid()
+    {
+        if (!_relayPending) return;
+        lock (this)
+        {
+            if (!_relayPending) return;
+            _interleaved = ReadInterleaved(_relayFile!, _relayInfo!, Rows, Cols, out _data);
+            IsInterleaved = true;
+            (_relayFile, _relayInfo) = (null, null);
+            _relayPending = false; // volatile: a thread that reads false sees the new _data and layout
+        }
+    }
 
     /// <summary>True when the interleaved rows are mapped from the cache file rather than re-laid by this load.</summary>
     public bool IsMapped => IsInterleaved && _interleaved == null;
@@ -68,6 +104,7 @@ internal sealed unsafe partial class WeightMatrix
     public void GetRow(int r, Span<float> dst)
     {
         if ((uint)r >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(r), $"row {r} of '{Name}' ({Rows} rows)");
+        if (_relayPending) EnsureRelaid();
         if (IsInterleaved)
         {
             if (t_rowBytes == null || t_rowBytes.Length < RowBytes) t_rowBytes = new byte[RowBytes];
@@ -113,6 +150,7 @@ internal sealed unsafe partial class WeightMatrix
     public void MatMulRows(ReadOnlySpan<byte> input, int tokens, Span<float> y, int r0, int r1)
     {
         if (r1 <= r0) return;
+        if (_relayPending) EnsureRelaid();
         if (IsInterleaved)
         {
             InterleavedRows(input, tokens, y, r0, r1);
@@ -147,6 +185,7 @@ internal sealed unsafe partial class WeightMatrix
     public void MatVecRows(ReadOnlySpan<byte> input, Span<float> y, int r0, int r1)
     {
         if (r1 <= r0) return;
+        if (_relayPending) EnsureRelaid();
         if (IsInterleaved)
         {
             InterleavedRows(input, 1, y, r0, r1);
