@@ -22,6 +22,7 @@ internal sealed unsafe partial class WeightMatrix
     // Until then: where to read the rows from; set back to null (under the lock) once they are re-laid.
     private GgufFile? _relayFile;
     private GgufTensorInfo? _relayInfo;
+    private readonly Lock? _relayLock;
     private volatile bool _relayPending;
 
     public string Name { get; }
@@ -56,7 +57,7 @@ internal sealed unsafe partial class WeightMatrix
             if (relayOnFirstUse)
             {
                 _data = file.DataPointer(info);
-                (_relayFile, _relayInfo, _relayPending) = (file, info, true);
+                (_relayFile, _relayInfo, _relayLock, _relayPending) = (file, info, new Lock(), true);
                 return;
             }
             IsInterleaved = true;
@@ -87,7 +88,7 @@ internal sealed unsafe partial class WeightMatrix
     public void EnsureRelaid()
     {
         if (!_relayPending) return;
-        lock (this)
+        lock (_relayLock!)
         {
             if (!_relayPending) return;
             _interleaved = ReadInterleaved(_relayFile!, _relayInfo!, Rows, Cols, out _data);
