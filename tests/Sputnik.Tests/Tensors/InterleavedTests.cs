@@ -282,18 +282,6 @@ public unsafe class InterleavedTests
         var f2 = GgufFile.Open(RandomQwen2.Path_);
         f2.RepackWeights = false;
         using var m2 = ModelLoader.Load(f2, 2);
-        int[] prompt = [1, 7, 42, 99, 3, 250, 17, 8, 64];
-        var s1 = m1.CreateState(32, KvCacheType.F32);
-        var s2 = m2.CreateState(32, KvCacheType.F32);
-        var l1 = m1.Forward(s1, prompt).ToArray();
-        var l2 = m2.Forward(s2, prompt).ToArray();
-        for (int step = 0; step < 3; step++)
-        {
-            float scale = l2.Max(Math.Abs);
-            for (int i = 0; i < l1.Length; i++)
-                Assert.True(Math.Abs(l1[i] - l2[i]) <= 1e-4f * scale, $"step {step} logit {i}: {l1[i]} vs {l2[i]}");
-            l1 = m1.Forward(s1, [5 + step]).ToArray();
-            l2 = m2.Forward(s2, [5 + step]).ToArray();
-        }
+        LogitAgreement.AssertAgree(m1, m2, [1, 7, 42, 99, 3, 250, 17, 8, 64], steps: 3, firstNext: 5);
     }
 }
