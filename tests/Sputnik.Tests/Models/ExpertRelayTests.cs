@@ -108,16 +108,25 @@ public sealed class ExpertRelayTests : IClassFixture<ExpertRelayTests.TinyMoe>
         var want = new float[rows];
         eager.MatVecRows(input, want, 0, rows);
 
-        // Eight threads, each its own row range, released at once onto the pending matrix.
+        // Eight threads of their own (not pool tasks, which could queue behind the barrier), each its own row range,
+        // released at once onto the pending matrix.
         const int threads = 8;
         var got = new float[rows];
         using var start = new Barrier(threads);
-        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        Exception? error = null; // an exception escaping a thread of its own would end the test process
+        var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
         {
-            start.SignalAndWait();
-            int r0 = t * rows / threads, r1 = (t + 1) * rows / threads;
-            expert.MatVecRows(input, got, r0, r1);
-        });
+            try
+            {
+                start.SignalAndWait();
+                int r0 = t * rows / threads, r1 = (t + 1) * rows / threads;
+                expert.MatVecRows(input, got, r0, r1);
+            }
+            catch (Exception e) { Interlocked.CompareExchange(ref error, e, null); }
+        })).ToArray();
+        foreach (var w in workers) w.Start();
+        foreach (var w in workers) Assert.True(w.Join(TimeSpan.FromMinutes(2)), "a thread did not finish its rows");
+        Assert.Null(error);
         Assert.False(expert.RelayPending);
         for (int r = 0; r < rows; r++)
             Assert.True(BitConverter.SingleToInt32Bits(want[r]) == BitConverter.SingleToInt32Bits(got[r]), $"row {r}: {got[r]} vs {want[r]}");
