@@ -65,8 +65,8 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
 
     /// <summary>
     /// The scales of sub-blocks 8n + h + 2i (i = 0..3, the quarters) for the 16 rows, as 16-bit pairs: words 2n (i = 0, 1)
-    /// and 2n + 1 (i = 2, 3), bytes h (even i) and h + 2 (odd i). The patterns are passed in, not chosen by h inside:
-    /// with h a loop variable the JIT compiled that choice as a jump table per scale, with the patterns on the stack.
+    /// and 2n + 1 (i = 2, 3), bytes h (even i) and h + 2 (odd i). The caller picks the two patterns for its h: chosen
+    /// here from the sub-block index by a switch, the JIT compiled a jump table per scale, with the patterns on the stack.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Scales(byte* o, int n, Vector512<byte> even, Vector512<byte> odd,
@@ -135,21 +135,6 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
     private static Vector512<float> Finish(Vector512<int> isum, Vector512<int> offsets, Vector512<float> d, byte* a, Vector512<float> acc) =>
         Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum - offsets), d * Vector512.Create(*(float*)a), acc);
 
-    /// <summary>One token, half n, quarter-offset h (k = 4h..4h+3): two Pair steps into <paramref name="isum"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Quarter1(byte* w, byte* a, int n, int h, Vector512<byte> even, Vector512<byte> odd, ref Vector512<int> isum)
-    {
-        Scales(w, n, even, odd, out var s0, out var s1, out var s2, out var s3);
-        for (int p = 0; p < 2; p++)
-        {
-            int k = 4 * h + 2 * p;
-            byte* q = w + QsOffset + 192 * (8 * n + k);
-            Unpack(q, out var a0, out var a1, out var a2, out var a3);
-            Unpack(q + 192, out var b0, out var b1, out var b2, out var b3);
-            Pair(a0, a1, a2, a3, b0, b1, b2, b3, a + 4 + 128 * n + 4 * k, s0, s1, s2, s3, ref isum);
-        }
-    }
-
     public static void Group1(byte* w, int nb, byte* a, float* y)
     {
         int ahead = Prefetch.Ahead(GroupBlockBytes);
@@ -160,10 +145,18 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
             if (Prefetch.Enabled) Prefetch.Lines(w + ahead, GroupBlockBytes);
             var isum = Vector512<int>.Zero;
             for (int n = 0; n < 2; n++)
-            {
-                Quarter1(w, a, n, 0, pat.P0, pat.P2, ref isum);
-                Quarter1(w, a, n, 1, pat.P1, pat.P3, ref isum);
-            }
+                for (int h = 0; h < 2; h++)
+                {
+                    Scales(w, n, h == 0 ? pat.P0 : pat.P1, h == 0 ? pat.P2 : pat.P3, out var s0, out var s1, out var s2, out var s3);
+                    for (int p = 0; p < 2; p++)
+                    {
+                        int k = 4 * h + 2 * p;
+                        byte* q = w + QsOffset + 192 * (8 * n + k);
+                        Unpack(q, out var a0, out var a1, out var a2, out var a3);
+                        Unpack(q + 192, out var b0, out var b1, out var b2, out var b3);
+                        Pair(a0, a1, a2, a3, b0, b1, b2, b3, a + 4 + 128 * n + 4 * k, s0, s1, s2, s3, ref isum);
+                    }
+                }
             acc = Finish(isum, Offsets(pat, w, a), FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w)), a, acc);
         }
         acc.Store(y);
