@@ -56,6 +56,7 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
     {
         public readonly Vector512<byte> P0, P1, P2, P3, Pp0, Pp2;
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Patterns()
         {
             P0 = SinglePattern(0); P1 = SinglePattern(1); P2 = SinglePattern(2); P3 = SinglePattern(3);
@@ -135,6 +136,29 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
     private static Vector512<float> Finish(Vector512<int> isum, Vector512<int> offsets, Vector512<float> d, byte* a, Vector512<float> acc) =>
         Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(isum - offsets), d * Vector512.Create(*(float*)a), acc);
 
+    /// <summary>
+    /// Half n, quarter-offset h of one token: its two slot-group pairs (k = 4h, 4h + 2). Called with constant n and h,
+    /// so offsets and pattern choices are fixed when compiled: as loops the JIT kept index arithmetic and branches
+    /// that picked the patterns among the vector work.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Quarter1(in Patterns pat, byte* w, byte* a, int n, int h, ref Vector512<int> isum)
+    {
+        Scales(w, n, h == 0 ? pat.P0 : pat.P1, h == 0 ? pat.P2 : pat.P3, out var s0, out var s1, out var s2, out var s3);
+        Slots1(w, a, n, 4 * h, s0, s1, s2, s3, ref isum);
+        Slots1(w, a, n, 4 * h + 2, s0, s1, s2, s3, ref isum);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Slots1(byte* w, byte* a, int n, int k,
+        Vector512<short> s0, Vector512<short> s1, Vector512<short> s2, Vector512<short> s3, ref Vector512<int> isum)
+    {
+        byte* q = w + QsOffset + 192 * (8 * n + k);
+        Unpack(q, out var a0, out var a1, out var a2, out var a3);
+        Unpack(q + 192, out var b0, out var b1, out var b2, out var b3);
+        Pair(a0, a1, a2, a3, b0, b1, b2, b3, a + 4 + 128 * n + 4 * k, s0, s1, s2, s3, ref isum);
+    }
+
     public static void Group1(byte* w, int nb, byte* a, float* y)
     {
         int ahead = Prefetch.Ahead(GroupBlockBytes);
@@ -144,19 +168,10 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
         {
             if (Prefetch.Enabled) Prefetch.Lines(w + ahead, GroupBlockBytes);
             var isum = Vector512<int>.Zero;
-            for (int n = 0; n < 2; n++)
-                for (int h = 0; h < 2; h++)
-                {
-                    Scales(w, n, h == 0 ? pat.P0 : pat.P1, h == 0 ? pat.P2 : pat.P3, out var s0, out var s1, out var s2, out var s3);
-                    for (int p = 0; p < 2; p++)
-                    {
-                        int k = 4 * h + 2 * p;
-                        byte* q = w + QsOffset + 192 * (8 * n + k);
-                        Unpack(q, out var a0, out var a1, out var a2, out var a3);
-                        Unpack(q + 192, out var b0, out var b1, out var b2, out var b3);
-                        Pair(a0, a1, a2, a3, b0, b1, b2, b3, a + 4 + 128 * n + 4 * k, s0, s1, s2, s3, ref isum);
-                    }
-                }
+            Quarter1(pat, w, a, 0, 0, ref isum);
+            Quarter1(pat, w, a, 0, 1, ref isum);
+            Quarter1(pat, w, a, 1, 0, ref isum);
+            Quarter1(pat, w, a, 1, 1, ref isum);
             acc = Finish(isum, Offsets(pat, w, a), FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w)), a, acc);
         }
         acc.Store(y);
@@ -172,6 +187,7 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
         {
             if (prefetch) Prefetch.Lines(w + ahead, GroupBlockBytes);
             Vector512<int> i0 = default, i1 = default, i2 = default, i3 = default;
+            // Loops here: written out like Group1's, the method exceeded the JIT's inlining budget (calls, spills).
             for (int n = 0; n < 2; n++)
                 for (int h = 0; h < 2; h++)
                 {
