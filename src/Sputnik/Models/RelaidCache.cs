@@ -26,8 +26,9 @@ namespace Sputnik.Models;
 internal sealed unsafe class RelaidCache : IDisposable
 {
     private const ulong Magic = 0x3159414C_524B5053; // "SPKRLAY1"
-    // Bump when an interleaved layout or the digest changes (2: Q8_0 quants stored plus 128; 3: XxHash128 digests).
-    private const int FormatVersion = 3;
+    // Bump when an interleaved layout or the digest changes (2: Q8_0 quants stored plus 128; 3: XxHash128 digests;
+    // 4: Q5_0 re-laid too).
+    private const int FormatVersion = 4;
     // The digests guard against a stale or torn file, not an attacker (the cache directory is the user's own), so a
     // fast managed non-cryptographic hash does: .NET's SHA-256 maps OpenSSL, ≈ 5 MB resident in every model load.
     private const int DigestBytes = 16;

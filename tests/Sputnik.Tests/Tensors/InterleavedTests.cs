@@ -46,6 +46,7 @@ public unsafe class InterleavedTests
     [InlineData(GgmlType.Q4_K, 768)]
     [InlineData(GgmlType.Q8_0, 96)]
     [InlineData(GgmlType.Q6_K, 512)]
+    [InlineData(GgmlType.Q5_0, 96)]
     public void Interleaving_is_a_permutation_that_extract_row_undoes(GgmlType type, int cols)
     {
         const int rows = 32;
@@ -98,6 +99,7 @@ public unsafe class InterleavedTests
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
     [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q5_0)]
     public void Layout_covers_every_byte_of_a_block_once(GgmlType type)
     {
         var covered = new int[GgmlTypeInfo.BlockBytes(type)];
@@ -119,6 +121,7 @@ public unsafe class InterleavedTests
         Assert.False(Interleaving.Supports(GgmlType.Q4_K, 32, 576));
         Assert.False(Interleaving.Supports(GgmlType.Q8_0, 24, 64));
         Assert.Equal(avx512, Interleaving.Supports(GgmlType.Q6_K, 32, 512));
+        Assert.Equal(avx512 && Avx512Vbmi.IsSupported, Interleaving.Supports(GgmlType.Q5_0, 2048, 1408));
         Assert.False(Interleaving.Supports(GgmlType.Q5_K, 32, 512));
     }
 
@@ -134,6 +137,9 @@ public unsafe class InterleavedTests
     [InlineData(GgmlType.Q6_K, 256, 1)]
     [InlineData(GgmlType.Q6_K, 512, 5)]
     [InlineData(GgmlType.Q6_K, 768, 8)]
+    [InlineData(GgmlType.Q5_0, 32, 1)]
+    [InlineData(GgmlType.Q5_0, 96, 5)]
+    [InlineData(GgmlType.Q5_0, 1408, 9)]
     public void Kernels_match_the_scalar_reference(GgmlType type, int cols, int tokens)
     {
         // the AVX-512-off CI passes check the file-layout kernels instead
@@ -203,10 +209,60 @@ public unsafe class InterleavedTests
             }
     }
 
+    /// <summary>
+    /// Q5_0 weights at their ends (every quant 0 or 31, so −16 and 15, with all high bits clear or set, and mixed)
+    /// against all-equal, alternating, overflowed (all −128) and random activation blocks: the 16-bit pair sums
+    /// of four slots reach 4 · 2 · 31 · 128 = 31,744 and must not saturate.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(5)]
+    public void Q5_0_kernels_are_exact_at_the_ends_of_five_bits(int tokens)
+    {
+        const int rows = 32, cols = 128;
+        if (!Interleaving.Supports(GgmlType.Q5_0, rows, cols)) Assert.Skip("no 16-row interleaved Q5_0 kernel on this CPU (AVX-512 off or absent)");
+        int rb = (int)GgmlTypeInfo.RowBytes(GgmlType.Q5_0, cols);
+        var w = new byte[rows * rb];
+        var rng = new Random(22);
+        for (int r = 0; r < rows; r++)
+            for (int b = 0; b < cols / 32; b++)
+            {
+                int at = r * rb + b * 22;
+                BitConverter.TryWriteBytes(w.AsSpan(at, 2), (Half)(0.01f * (1 + r % 3)));
+                uint high = ((r + b) % 4) switch { 0 => 0u, 1 => uint.MaxValue, 2 => 0x55AA55AAu, _ => (uint)rng.Next() };
+                BitConverter.TryWriteBytes(w.AsSpan(at + 2, 4), high);
+                for (int i = 0; i < 16; i++)
+                    w[at + 6 + i] = ((r + 2 * b) % 3) switch { 0 => (byte)0xFF, 1 => (byte)0x00, _ => (byte)rng.Next(256) };
+            }
+        var x = new float[tokens * cols];
+        for (int i = 0; i < x.Length; i++)
+            x[i] = (i / 32 % 4) switch
+            {
+                0 => -1f,
+                1 => i % 2 == 0 ? -2f : 2f,
+                2 => 1e-39f, // a scale that overflows: every quant −128, d = 0
+                _ => (float)(rng.NextDouble() * 2 - 1),
+            };
+        int stride = MatMul.ActivationStride(GgmlType.Q5_0, cols);
+        var act = new byte[stride * tokens];
+        MatMul.QuantizeActivations(GgmlType.Q5_0, x, cols, act, 0, tokens);
+        var wx = Interleave(GgmlType.Q5_0, w, rows, cols);
+        var y = new float[tokens * rows];
+        fixed (byte* pw = wx) fixed (byte* pa = act) fixed (float* py = y)
+            Interleaving.Compute(GgmlType.Q5_0, pw, cols, pa, stride, tokens, py, rows, 0, rows / 16);
+        for (int t = 0; t < tokens; t++)
+            for (int r = 0; r < rows; r++)
+            {
+                float want = MatVec.Dot(GgmlType.Q5_0, w.AsSpan(r * rb, rb), act.AsSpan(t * stride, stride), cols, KernelPath.Scalar);
+                Assert.True(Math.Abs(y[t * rows + r] - want) <= 1e-5f * Math.Abs(want) + 1e-6f, $"token {t} row {r}: {y[t * rows + r]} vs reference {want}");
+            }
+    }
+
     [Theory]
     [InlineData(GgmlType.Q4_K, 512)]
     [InlineData(GgmlType.Q8_0, 160)]
     [InlineData(GgmlType.Q6_K, 512)]
+    [InlineData(GgmlType.Q5_0, 1408)]
     public void A_token_gives_the_same_bits_batched_or_alone(GgmlType type, int cols)
     {
         if (!Interleaving.Supports(type, 16, cols)) Assert.Skip($"no 16-row interleaved {type} kernel on this CPU (AVX-512 off or absent)");

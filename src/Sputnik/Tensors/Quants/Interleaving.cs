@@ -14,7 +14,7 @@ internal unsafe interface IGroupKernel
 
 /// <summary>
 /// The weight types that have a 16-row interleaved layout and kernels (<see cref="Q4KInterleaved"/>,
-/// <see cref="Q6KInterleaved"/>, <see cref="Q80Interleaved"/>). A group of 16 rows occupies exactly the bytes of those 16 rows in the file.
+/// <see cref="Q6KInterleaved"/>, <see cref="Q80Interleaved"/>, <see cref="Q50Interleaved"/>). A group of 16 rows occupies exactly the bytes of those 16 rows in the file.
 /// </summary>
 internal static unsafe class Interleaving
 {
@@ -29,9 +29,9 @@ internal static unsafe class Interleaving
 
     private const byte Bias = 0x80;
 
-    /// <summary>Whether a <paramref name="rows"/>×<paramref name="cols"/> matrix of <paramref name="type"/> can be interleaved and run here (the kernels need AVX-512 BW).</summary>
+    /// <summary>Whether a <paramref name="rows"/>×<paramref name="cols"/> matrix of <paramref name="type"/> can be interleaved and run here (the kernels need AVX-512 BW; Q5_0's VBMI too).</summary>
     public static bool Supports(GgmlType type, int rows, int cols) =>
-        MatVec.DefaultPath == KernelPath.Avx512 && LayoutOf(type) is not null
+        MatVec.DefaultPath == KernelPath.Avx512 && LayoutOf(type) is not null && (type != GgmlType.Q5_0 || Avx512Vbmi.IsSupported)
         && rows > 0 && rows % Rows == 0 && cols > 0 && cols % GgmlTypeInfo.BlockSize(type) == 0;
 
     private static Field[]? LayoutOf(GgmlType type) => type switch
@@ -39,6 +39,7 @@ internal static unsafe class Interleaving
         GgmlType.Q4_K => Q4KInterleaved.Layout,
         GgmlType.Q6_K => Q6KInterleaved.Layout,
         GgmlType.Q8_0 => Q80Interleaved.Layout,
+        GgmlType.Q5_0 => Q50Interleaved.Layout,
         _ => null,
     };
 
@@ -128,6 +129,7 @@ internal static unsafe class Interleaving
         if (type == GgmlType.Q4_K) Q4KInterleaved.Compute(w, cols, a, aStride, tokens, y, ldy, g0, g1);
         else if (type == GgmlType.Q8_0) Q80Interleaved.Compute(w, cols, a, aStride, tokens, y, ldy, g0, g1);
         else if (type == GgmlType.Q6_K) Q6KInterleaved.Compute(w, cols, a, aStride, tokens, y, ldy, g0, g1);
+        else if (type == GgmlType.Q5_0) Q50Interleaved.Compute(w, cols, a, aStride, tokens, y, ldy, g0, g1);
         else throw new NotSupportedException($"no interleaved layout for {type}");
     }
 
