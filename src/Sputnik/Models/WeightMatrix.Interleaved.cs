@@ -13,17 +13,26 @@ internal sealed unsafe partial class WeightMatrix
 
     [ThreadStatic] private static byte[]? t_staging;
 
-    /// <summary>Reads the tensor with positioned reads (not through the mapping) and interleaves it, groups in parallel.</summary>
-    private static byte[] ReadInterleaved(GgufFile file, GgufTensorInfo info, int rows, int cols, out byte* data)
+    /// <summary>
+    /// Reads the tensor with positioned reads (not through the mapping) and interleaves it, groups in parallel, into an
+    /// array of its own or, given an <paramref name="arena"/>, into the arena's current slab.
+    /// </summary>
+    private static byte[] ReadInterleaved(GgufFile file, GgufTensorInfo info, int rows, int cols, out byte* data, RelayArena? arena = null)
     {
         int rowBytes = checked((int)Tensors.GgmlTypeInfo.RowBytes(info.Type, cols));
         int groupBytes = Interleaving.Rows * rowBytes;
         long total = (long)rows * rowBytes;
-        var buffer = GC.AllocateUninitializedArray<byte>((int)(total + 64), pinned: true);
-        byte* p = (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(buffer, 0);
-        byte* aligned = (byte*)(((nint)p + 63) & ~(nint)63);
-        int offset = (int)(aligned - p);
-        Tensors.HugePages.Advise(aligned, total);
+        byte[] buffer;
+        int offset;
+        if (arena != null) buffer = arena.Rent(total, out offset);
+        else
+        {
+            buffer = GC.AllocateUninitializedArray<byte>((int)(total + 64), pinned: true);
+            byte* p = (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(buffer, 0);
+            offset = (int)((((nint)p + 63) & ~(nint)63) - (nint)p);
+            Tensors.HugePages.Advise(p + offset, total);
+        }
+        byte* aligned = (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(buffer, offset);
         int groups = rows / Interleaving.Rows;
         int perRead = Math.Max(1, ReadBytes / groupBytes);
         int reads = (groups + perRead - 1) / perRead;

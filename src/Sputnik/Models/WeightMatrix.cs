@@ -91,7 +91,7 @@ internal sealed unsafe partial class WeightMatrix
         lock (_relayLock!)
         {
             if (!_relayPending) return;
-            _interleaved = ReadInterleaved(_relayFile!, _relayInfo!, Rows, Cols, out _data);
+            _interleaved = ReadInterleaved(_relayFile!, _relayInfo!, Rows, Cols, out _data, RelayArena.Of(_relayFile!));
             IsInterleaved = true;
             (_relayFile, _relayInfo) = (null, null);
             _relayPending = false; // volatile: a thread that reads false sees the new _data and layout
