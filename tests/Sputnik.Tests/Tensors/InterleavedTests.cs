@@ -185,27 +185,37 @@ public unsafe class InterleavedTests
                 for (int i = 0; i < 32; i++)
                     w[at + 2 + i] = (byte)(sbyte)(((r + b) % 4) switch { 0 => -128, 1 => 127, 2 => (i % 2 == 0 ? -128 : 127), _ => rng.Next(-128, 128) });
             }
+        AgreesOnExtremeActivations(GgmlType.Q8_0, w, rows, cols, tokens, rng, allEqual: 1f);
+    }
+
+    /// <summary>
+    /// The interleaved kernels against the scalar reference over activation blocks that are all equal, alternating
+    /// ±2, overflowed (a scale below float's range: every quant −128, x86 ggml-cpu's behaviour, d = 0) and random.
+    /// </summary>
+    private static void AgreesOnExtremeActivations(GgmlType type, byte[] w, int rows, int cols, int tokens, Random rng, float allEqual)
+    {
+        int rb = (int)GgmlTypeInfo.RowBytes(type, cols);
         var x = new float[tokens * cols];
         for (int i = 0; i < x.Length; i++)
             x[i] = (i / 32 % 4) switch
             {
-                0 => 1f,
+                0 => allEqual,
                 1 => i % 2 == 0 ? -2f : 2f,
-                2 => 1e-39f, // a scale that overflows: every quant −128 (x86 ggml-cpu's behaviour), d = 0
+                2 => 1e-39f,
                 _ => (float)(rng.NextDouble() * 2 - 1),
             };
-        int stride = MatMul.ActivationStride(GgmlType.Q8_0, cols);
+        int stride = MatMul.ActivationStride(type, cols);
         var act = new byte[stride * tokens];
-        MatMul.QuantizeActivations(GgmlType.Q8_0, x, cols, act, 0, tokens);
-        var wx = Interleave(GgmlType.Q8_0, w, rows, cols);
+        MatMul.QuantizeActivations(type, x, cols, act, 0, tokens);
+        var wx = Interleave(type, w, rows, cols);
         var y = new float[tokens * rows];
         fixed (byte* pw = wx) fixed (byte* pa = act) fixed (float* py = y)
-            Interleaving.Compute(GgmlType.Q8_0, pw, cols, pa, stride, tokens, py, rows, 0, rows / 16);
+            Interleaving.Compute(type, pw, cols, pa, stride, tokens, py, rows, 0, rows / 16);
         for (int t = 0; t < tokens; t++)
             for (int r = 0; r < rows; r++)
             {
-                float want = MatVec.Dot(GgmlType.Q8_0, w.AsSpan(r * rb, rb), act.AsSpan(t * stride, stride), cols, KernelPath.Scalar);
-                Assert.True(Math.Abs(y[t * rows + r] - want) <= 1e-5f * Math.Abs(want) + 1e-6f, $"token {t} row {r}: {y[t * rows + r]} vs reference {want}");
+                float want = MatVec.Dot(type, w.AsSpan(r * rb, rb), act.AsSpan(t * stride, stride), cols, KernelPath.Scalar);
+                Assert.True(Math.Abs(y[t * rows + r] - want) <= 1e-5f * Math.Abs(want) + 1e-6f, $"{type} token {t} row {r}: {y[t * rows + r]} vs reference {want}");
             }
     }
 
@@ -234,28 +244,7 @@ public unsafe class InterleavedTests
                 for (int i = 0; i < 16; i++)
                     w[at + 6 + i] = ((r + 2 * b) % 3) switch { 0 => (byte)0xFF, 1 => (byte)0x00, _ => (byte)rng.Next(256) };
             }
-        var x = new float[tokens * cols];
-        for (int i = 0; i < x.Length; i++)
-            x[i] = (i / 32 % 4) switch
-            {
-                0 => -1f,
-                1 => i % 2 == 0 ? -2f : 2f,
-                2 => 1e-39f, // a scale that overflows: every quant −128, d = 0
-                _ => (float)(rng.NextDouble() * 2 - 1),
-            };
-        int stride = MatMul.ActivationStride(GgmlType.Q5_0, cols);
-        var act = new byte[stride * tokens];
-        MatMul.QuantizeActivations(GgmlType.Q5_0, x, cols, act, 0, tokens);
-        var wx = Interleave(GgmlType.Q5_0, w, rows, cols);
-        var y = new float[tokens * rows];
-        fixed (byte* pw = wx) fixed (byte* pa = act) fixed (float* py = y)
-            Interleaving.Compute(GgmlType.Q5_0, pw, cols, pa, stride, tokens, py, rows, 0, rows / 16);
-        for (int t = 0; t < tokens; t++)
-            for (int r = 0; r < rows; r++)
-            {
-                float want = MatVec.Dot(GgmlType.Q5_0, w.AsSpan(r * rb, rb), act.AsSpan(t * stride, stride), cols, KernelPath.Scalar);
-                Assert.True(Math.Abs(y[t * rows + r] - want) <= 1e-5f * Math.Abs(want) + 1e-6f, $"token {t} row {r}: {y[t * rows + r]} vs reference {want}");
-            }
+        AgreesOnExtremeActivations(GgmlType.Q5_0, w, rows, cols, tokens, rng, allEqual: -1f);
     }
 
     [Theory]

@@ -37,9 +37,9 @@ internal sealed unsafe class Q50Interleaved : IGroupKernel
     public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1) =>
         Interleaving.Run<Q50Interleaved>(w, cols / 32, GroupBlockBytes, a, aStride, tokens, y, ldy, g0, g1);
 
-    // The activation's float block scales and integer quant sums, after its blocks (MatVec.QuantizeActivation's layout).
-    private static float* Scales(byte* a, int nb) => (float*)(a + nb * (Q80 + 4));
-    private static int* QuantSums(byte* a, int nb) => (int*)(a + nb * (Q80 + 8));
+    // The activation (Q8_0 blocks, then their float scales and integer quant sums) is read as Q8_0's kernels read it.
+    private static float* Scales(byte* a, int nb) => Q80Interleaved.Scales(a, nb);
+    private static int* QuantSums(byte* a, int nb) => Q80Interleaved.QuantSums(a, nb);
 
     /// <summary>
     /// vpmultishiftqb's control that moves high bit <paramref name="first"/> + j of each row's 32-bit word (two rows per

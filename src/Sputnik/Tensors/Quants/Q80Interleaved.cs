@@ -35,8 +35,8 @@ internal sealed unsafe class Q80Interleaved : IGroupKernel
         Interleaving.Run<Q80Interleaved>(w, cols / 32, GroupBlockBytes, a, aStride, tokens, y, ldy, g0, g1);
 
     // The activation's float block scales and integer quant sums, after its blocks (MatVec.QuantizeActivation's layout).
-    private static float* Scales(byte* a, int nb) => (float*)(a + nb * (Q80 + 4));
-    private static int* QuantSums(byte* a, int nb) => (int*)(a + nb * (Q80 + 8));
+    internal static float* Scales(byte* a, int nb) => (float*)(a + nb * (Q80 + 4));
+    internal static int* QuantSums(byte* a, int nb) => (int*)(a + nb * (Q80 + 8));
 
     /// <summary>Slot k of a group block as signed quants (the top bit flipped back; the path without AVX-VNNI).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
