@@ -128,6 +128,24 @@ internal sealed unsafe class Q80Interleaved : IGroupKernel
         acc.Store(y);
     }
 
+    /// <summary>Four tokens' vpdpbusd sums, rows 0–7 (L) and 8–15 (H).</summary>
+    private struct Sums4
+    {
+        public Vector256<int> L0, H0, L1, H1, L2, H2, L3, H3;
+    }
+
+    /// <summary>Slot k of four tokens by vpdpbusd (written out by the caller, as <see cref="VnniSlot"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void VnniSlot4(byte* w, byte* x0, byte* x1, byte* x2, byte* x3, int k, ref Sums4 s)
+    {
+        var lo = Vector256.Load(w + 32 + 64 * k);
+        var hi = Vector256.Load(w + 64 + 64 * k);
+        Step(lo, hi, x0, k, ref s.L0, ref s.H0);
+        Step(lo, hi, x1, k, ref s.L1, ref s.H1);
+        Step(lo, hi, x2, k, ref s.L2, ref s.H2);
+        Step(lo, hi, x3, k, ref s.L3, ref s.H3);
+    }
+
     public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
         int ahead = Prefetch.Ahead(GroupBlockBytes);
@@ -142,17 +160,16 @@ internal sealed unsafe class Q80Interleaved : IGroupKernel
             if (AvxVnni.IsSupported)
             {
                 Vector256<int> l0 = Start(qs0, b), l1 = Start(qs1, b), l2 = Start(qs2, b), l3 = Start(qs3, b);
-                Vector256<int> h0 = l0, h1 = l1, h2 = l2, h3 = l3;
-                for (int k = 0; k < 8; k++)
-                {
-                    var lo = Vector256.Load(w + 32 + 64 * k);
-                    var hi = Vector256.Load(w + 64 + 64 * k);
-                    Step(lo, hi, x0, k, ref l0, ref h0);
-                    Step(lo, hi, x1, k, ref l1, ref h1);
-                    Step(lo, hi, x2, k, ref l2, ref h2);
-                    Step(lo, hi, x3, k, ref l3, ref h3);
-                }
-                i0 = Join(l0, h0); i1 = Join(l1, h1); i2 = Join(l2, h2); i3 = Join(l3, h3);
+                var s = new Sums4 { L0 = l0, H0 = l0, L1 = l1, H1 = l1, L2 = l2, H2 = l2, L3 = l3, H3 = l3 };
+                VnniSlot4(w, x0, x1, x2, x3, 0, ref s);
+                VnniSlot4(w, x0, x1, x2, x3, 1, ref s);
+                VnniSlot4(w, x0, x1, x2, x3, 2, ref s);
+                VnniSlot4(w, x0, x1, x2, x3, 3, ref s);
+                VnniSlot4(w, x0, x1, x2, x3, 4, ref s);
+                VnniSlot4(w, x0, x1, x2, x3, 5, ref s);
+                VnniSlot4(w, x0, x1, x2, x3, 6, ref s);
+                VnniSlot4(w, x0, x1, x2, x3, 7, ref s);
+                i0 = Join(s.L0, s.H0); i1 = Join(s.L1, s.H1); i2 = Join(s.L2, s.H2); i3 = Join(s.L3, s.H3);
             }
             else
             {
