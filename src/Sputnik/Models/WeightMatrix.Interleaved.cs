@@ -15,7 +15,7 @@ internal sealed unsafe partial class WeightMatrix
 
     /// <summary>
     /// Reads the tensor with positioned reads (not through the mapping) and interleaves it, groups in parallel, into an
-    /// array of its own or, given an <paramref name="arena"/>, into the arena's current slab.
+    /// array of its own or, given an <paramref name="arena"/> that holds a matrix this size, into the arena's current slab.
     /// </summary>
     private static byte[] ReadInterleaved(GgufFile file, GgufTensorInfo info, int rows, int cols, out byte* data, RelayArena? arena = null)
     {
@@ -24,7 +24,7 @@ internal sealed unsafe partial class WeightMatrix
         long total = (long)rows * rowBytes;
         byte[] buffer;
         int offset;
-        if (arena != null) buffer = arena.Rent(total, out offset);
+        if (arena != null && RelayArena.Holds(total)) buffer = arena.Rent(total, out offset);
         else
         {
             buffer = GC.AllocateUninitializedArray<byte>((int)(total + 64), pinned: true);

@@ -4,7 +4,7 @@ using Xunit;
 
 namespace Sputnik.Tests.Models;
 
-/// <summary>The slabs of experts re-laid at first use: aligned, disjoint ranges, 2 MiB-aligned slab starts, a new slab when one is full.</summary>
+/// <summary>The slabs of experts re-laid at first use: aligned, disjoint ranges, 2 MiB-aligned slab starts, a new slab when one is full, nothing past a slab's size.</summary>
 public sealed unsafe class RelayArenaTests
 {
     [Fact]
@@ -32,13 +32,11 @@ public sealed unsafe class RelayArenaTests
     }
 
     [Fact]
-    public void A_matrix_larger_than_a_slab_gets_a_slab_of_its_own()
+    public void A_matrix_larger_than_a_slab_is_not_rented()
     {
         var arena = new RelayArena();
-        long big = 70L << 20;
-        var slab = arena.Rent(big, out int offset);
-        Assert.True(offset + big <= slab.Length);
-        var next = arena.Rent(1000, out _);
-        Assert.NotSame(slab, next);
+        Assert.True(RelayArena.Holds(64L << 20));
+        Assert.False(RelayArena.Holds((64L << 20) + 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => arena.Rent((64L << 20) + 1, out _));
     }
 }

@@ -88,7 +88,7 @@ internal sealed unsafe class Q4KInterleaved : IGroupKernel
         return Ssse3.HorizontalAdd(Vector128.Load(bs), Vector128.Load(bs + 8)).AsInt32().ToVector256Unsafe().ToVector512Unsafe();
     }
 
-    /// <summary>Sub-block pair c of one token: Σ over 32 weights per row for sub-blocks 2c and 2c+1, as 16-bit sums.</summary>
+    /// <summary>Slot k of one token: its 4 + 4 products per row added to the 16-bit sums of sub-blocks 2c (acc0) and 2c+1 (acc1).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Step(Vector512<byte> lo, Vector512<byte> hi, byte* x, int k, ref Vector512<short> acc0, ref Vector512<short> acc1)
     {

@@ -159,8 +159,8 @@ internal sealed unsafe class Q80Interleaved : IGroupKernel
             Vector512<int> i0, i1, i2, i3;
             if (AvxVnni.IsSupported)
             {
-                Vector256<int> l0 = Start(qs0, b), l1 = Start(qs1, b), l2 = Start(qs2, b), l3 = Start(qs3, b);
-                var s = new Sums4 { L0 = l0, H0 = l0, L1 = l1, H1 = l1, L2 = l2, H2 = l2, L3 = l3, H3 = l3 };
+                var s = new Sums4 { L0 = Start(qs0, b), L1 = Start(qs1, b), L2 = Start(qs2, b), L3 = Start(qs3, b) };
+                (s.H0, s.H1, s.H2, s.H3) = (s.L0, s.L1, s.L2, s.L3);
                 VnniSlot4(w, x0, x1, x2, x3, 0, ref s);
                 VnniSlot4(w, x0, x1, x2, x3, 1, ref s);
                 VnniSlot4(w, x0, x1, x2, x3, 2, ref s);
