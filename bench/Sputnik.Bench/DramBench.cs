@@ -17,6 +17,11 @@ internal static unsafe class DramBench
         int threads = args.Length > 1 ? int.Parse(args[1]) : 1;
         int rows = args.Length > 2 ? int.Parse(args[2]) : 8960, cols = args.Length > 3 ? int.Parse(args[3]) : 1536;
         int copies = args.Length > 4 ? int.Parse(args[4]) : 64;
+        if (type == GgmlType.F16)
+        {
+            RunHalves(threads, rows, cols, copies);
+            return;
+        }
         // MoE experts stay in the file layout: `dram Q4_K 1 1408 2048 64 file` measures their kernels.
         if (type is GgmlType.MXFP4 or GgmlType.Q5_0 || (args.Length > 5 && args[5] == "file"))
         {
@@ -123,6 +128,72 @@ internal static unsafe class DramBench
             Console.WriteLine($"{type} {rows}x{cols} x{copies} ({total / 1e6:F0} MB), {threads} threads: rows kernel {rowsKernel:F1} GB/s, single-row kernel {single:F1} GB/s");
         }
         Console.WriteLine($"best: rows kernel {bestRows:F1} GB/s, single-row kernel {bestSingle:F1} GB/s (prefetch {(Prefetch.Enabled ? "on" : "off")})");
+    }
+
+    /// <summary>
+    /// F16 rows as the file has them (HalfWeights' exact eight-step widening) against the same rows scaled at load
+    /// (ScaledHalves: three steps), alternating, with the streaming sum over the same bytes; weights of standard
+    /// deviation 0.02 (about one half in 400 subnormal). `dram F16 1 256 1536 1` stays in L2 (the kernels' own rate).
+    /// </summary>
+    private static void RunHalves(int threads, int rows, int cols, int copies)
+    {
+        var rng = new Random(1);
+        int rb = cols * 2;
+        var w = new byte[(long)rows * rb];
+        var row = new float[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int i = 0; i < cols; i++) row[i] = (float)((rng.NextDouble() + rng.NextDouble() + rng.NextDouble() - 1.5) * 0.04);
+            Quant.Row(GgmlType.F16, row, w.AsSpan(r * rb, rb));
+        }
+        var scaled = new byte[w.Length];
+        if (!ScaledHalves.TryScale(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(w), System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(scaled.AsSpan())))
+            throw new InvalidOperationException("the random rows should scale");
+        byte[][] Copies(byte[] src) => Enumerable.Range(0, copies).Select(_ =>
+        {
+            var b = GC.AllocateUninitializedArray<byte>(src.Length, pinned: true);
+            src.CopyTo(b, 0);
+            return b;
+        }).ToArray();
+        var plainBufs = Copies(w);
+        var scaledBufs = Copies(scaled);
+        var x = new float[cols];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+        var act = GC.AllocateUninitializedArray<byte>(MatVec.ScratchBytes(GgmlType.F16, cols), pinned: true);
+        MatVec.QuantizeActivation(GgmlType.F16, x, act);
+        var y = GC.AllocateUninitializedArray<float>(rows, pinned: true);
+        using var pool = new WorkerPool(threads);
+        double total = (double)w.Length * copies;
+        int reps = Math.Max(1, (int)(2e9 / total));
+        double bestPlain = 0, bestScaled = 0, bestStream = 0;
+        for (int round = 0; round < 6; round++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            for (int rep = 0; rep < reps; rep++)
+                foreach (var b in plainBufs) pool.For(rows, (r0, r1) => MatVec.ComputeRows(GgmlType.F16, b, cols, act, y, r0, r1));
+            double plain = reps * total / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9;
+            t0 = Stopwatch.GetTimestamp();
+            for (int rep = 0; rep < reps; rep++)
+                foreach (var b in scaledBufs)
+                    pool.For(rows, (r0, r1) =>
+                    {
+                        fixed (byte* pw = b) fixed (byte* pa = act) fixed (float* py = y)
+                            HalfWeights.ScaledRows(pw, cols, (float*)pa, py, r0, r1, MatVec.DefaultPath);
+                    });
+            double scaledRate = reps * total / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9;
+            t0 = Stopwatch.GetTimestamp();
+            float sink = 0;
+            for (int rep = 0; rep < reps; rep++)
+                foreach (var b in plainBufs)
+                    pool.For(b.Length / 4, (s, e) =>
+                    {
+                        fixed (byte* pb = b) sink += TensorPrimitives.Sum(new ReadOnlySpan<float>((float*)pb + s, e - s));
+                    });
+            double stream = reps * total / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9;
+            (bestPlain, bestScaled, bestStream) = (Math.Max(bestPlain, plain), Math.Max(bestScaled, scaledRate), Math.Max(bestStream, stream));
+            Console.WriteLine($"F16 {rows}x{cols} x{copies} ({total / 1e6:F0} MB), {threads} threads: file halves {plain:F1} GB/s, scaled halves {scaledRate:F1} GB/s, streaming sum {stream:F1} GB/s {(sink == 12345 ? "" : "")}");
+        }
+        Console.WriteLine($"best: file halves {bestPlain:F1} GB/s, scaled halves {bestScaled:F1} GB/s, streaming sum {bestStream:F1} GB/s");
     }
 
     // Compiled optimised at once: the benchmark's few calls would otherwise leave the per-row loop at tier 0.

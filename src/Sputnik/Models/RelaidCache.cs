@@ -7,7 +7,8 @@ using Sputnik.Tensors;
 namespace Sputnik.Models;
 
 /// <summary>
-/// The 16-row interleaved weights of a model file, written once to a cache file and memory-mapped by later loads.
+/// The re-laid weights of a model file (16-row interleaved groups, scaled F16 rows), written once to a cache file and
+/// memory-mapped by later loads.
 /// </summary>
 /// <remarks>
 /// Re-laying at load writes every weight into fresh anonymous memory, and on this project's virtual machines the
@@ -27,7 +28,8 @@ internal sealed unsafe class RelaidCache : IDisposable
 {
     private const ulong Magic = 0x3159414C_524B5053; // "SPKRLAY1"
     // Bump when an interleaved layout or the digest changes (2: Q8_0 quants stored plus 128; 3: XxHash128 digests;
-    // 4: Q5_0 re-laid too).
+    // 4: Q5_0 re-laid too). F16 rows scaled by 2^10 (ScaledHalves) came later without a bump: no earlier version
+    // wrote or asks for F16 entries, so files of either kind read right in both.
     private const int FormatVersion = 4;
     // The digests guard against a stale or torn file, not an attacker (the cache directory is the user's own), so a
     // fast managed non-cryptographic hash does: .NET's SHA-256 maps OpenSSL, ≈ 5 MB resident in every model load.

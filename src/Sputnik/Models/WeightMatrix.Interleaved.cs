@@ -4,7 +4,7 @@ using Sputnik.Tensors.Quants;
 
 namespace Sputnik.Models;
 
-// Loading and running the 16-row interleaved layouts.
+// Loading the re-laid layouts (16-row interleaved groups, scaled F16 rows) and running the interleaved ones.
 internal sealed unsafe partial class WeightMatrix
 {
     // Bytes per positioned read at load: few syscalls, the staging buffer stays in L2, and a matrix of a few MB
@@ -14,13 +14,16 @@ internal sealed unsafe partial class WeightMatrix
     [ThreadStatic] private static byte[]? t_staging;
 
     /// <summary>
-    /// Reads the tensor with positioned reads (not through the mapping) and interleaves it, groups in parallel, into an
-    /// array of its own or, given an <paramref name="arena"/> that holds a matrix this size, into the arena's current slab.
+    /// Reads the tensor with positioned reads (not through the mapping) and re-lays it, in parallel pieces, into an
+    /// array of its own or, given an <paramref name="arena"/> that holds a matrix this size, into the arena's current
+    /// slab: 16-row groups interleaved, or F16 rows scaled (<see cref="ScaledHalves"/>). Null when an F16 matrix
+    /// cannot be scaled (a weight of 64 or more, inf or NaN): it stays in the mapping.
     /// </summary>
-    private static byte[] ReadInterleaved(GgufFile file, GgufTensorInfo info, int rows, int cols, out byte* data, RelayArena? arena = null)
+    private static byte[]? ReadRelaid(GgufFile file, GgufTensorInfo info, int rows, int cols, out byte* data, RelayArena? arena = null)
     {
+        bool scale = info.Type == Tensors.GgmlType.F16;
         int rowBytes = checked((int)Tensors.GgmlTypeInfo.RowBytes(info.Type, cols));
-        int groupBytes = Interleaving.Rows * rowBytes;
+        int unitRows = scale ? 1 : Interleaving.Rows, unitBytes = unitRows * rowBytes;
         long total = (long)rows * rowBytes;
         byte[] buffer;
         int offset;
@@ -33,33 +36,48 @@ internal sealed unsafe partial class WeightMatrix
             Tensors.HugePages.Advise(p + offset, total);
         }
         byte* aligned = (byte*)Marshal.UnsafeAddrOfPinnedArrayElement(buffer, offset);
-        int groups = rows / Interleaving.Rows;
-        int perRead = Math.Max(1, ReadBytes / groupBytes);
-        int reads = (groups + perRead - 1) / perRead;
+        int units = rows / unitRows;
+        int perRead = Math.Max(1, ReadBytes / unitBytes);
+        int reads = (units + perRead - 1) / perRead;
         long fileOffset = file.FileOffset(info);
+        bool refused = false;
         using var handle = File.OpenHandle(file.ShardPath(info), FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
         // Every matrix goes over the cores: faulting in (zeroing) the fresh pages is most of the cost, and a 1.5B
         // model's matrices are nearly all under 8 MB (the earlier cut-off left two thirds of its load on one core).
         var options = new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount };
-        Parallel.For(0, reads, options, i =>
+        Parallel.For(0, reads, options, (i, loop) =>
         {
-            int g0 = i * perRead, g1 = Math.Min(groups, g0 + perRead);
-            if (t_staging == null || t_staging.Length < perRead * groupBytes) t_staging = new byte[Math.Max(ReadBytes, perRead * groupBytes)];
-            var chunk = t_staging.AsSpan(0, (g1 - g0) * groupBytes);
+            int u0 = i * perRead, u1 = Math.Min(units, u0 + perRead);
+            if (t_staging == null || t_staging.Length < perRead * unitBytes) t_staging = new byte[Math.Max(ReadBytes, perRead * unitBytes)];
+            var chunk = t_staging.AsSpan(0, (u1 - u0) * unitBytes);
             int got = 0;
             while (got < chunk.Length)
             {
-                int n = RandomAccess.Read(handle, chunk[got..], fileOffset + (long)g0 * groupBytes + got);
+                int n = RandomAccess.Read(handle, chunk[got..], fileOffset + (long)u0 * unitBytes + got);
                 if (n <= 0) throw new GgufFormatException($"tensor '{info.Name}': file ends inside its data");
                 got += n;
             }
-            for (int g = g0; g < g1; g++)
-                Interleaving.InterleaveGroup(info.Type, chunk.Slice((g - g0) * groupBytes, groupBytes),
-                    buffer.AsSpan(offset + g * groupBytes, groupBytes), cols);
+            if (scale)
+            {
+                var dst = buffer.AsSpan(offset + u0 * unitBytes, chunk.Length);
+                if (!ScaledHalves.TryScale(MemoryMarshal.Cast<byte, ushort>(chunk), MemoryMarshal.Cast<byte, ushort>(dst)))
+                {
+                    refused = true;
+                    loop.Stop();
+                }
+                return;
+            }
+            for (int g = u0; g < u1; g++)
+                Interleaving.InterleaveGroup(info.Type, chunk.Slice((g - u0) * unitBytes, unitBytes),
+                    buffer.AsSpan(offset + g * unitBytes, unitBytes), cols);
         });
-        data = aligned;
-        return buffer;
+        data = refused ? null : aligned;
+        return refused ? null : buffer;
     }
+
+    /// <summary>Whether this machine re-lays a matrix of this type and shape at load (<see cref="Interleaving"/> or <see cref="ScaledHalves"/>).</summary>
+    internal static bool MayRelay(Tensors.GgmlType type, int rows, int cols) =>
+        Interleaving.Supports(type, rows, cols) || ScaledHalves.Supports(type, cols);
 
     // Edge groups of a row range that does not start or end on a group boundary are computed whole into this.
     [ThreadStatic] private static float[]? t_edge;

@@ -8,7 +8,8 @@ namespace Sputnik.Models;
 
 /// <summary>
 /// A read-only weight matrix: Rows rows of Cols weights of one ggml type, living in the memory-mapped GGUF file,
-/// or, for Q4_K, Q6_K and Q8_0 on AVX-512 machines, re-laid 16 rows at a time into memory of its own (<see cref="Interleaving"/>;
+/// or, for Q4_K, Q6_K, Q8_0 and Q5_0 on AVX-512 machines, re-laid 16 rows at a time into memory of its own (<see cref="Interleaving"/>;
+/// F16 rows on any SIMD machine are re-laid scaled by 2^10 instead, <see cref="ScaledHalves"/>;
 /// same size, read with positioned reads so the mapping's pages for it are never touched and RSS does not double),
 /// or mapped from the file of re-laid weights an earlier load left (<see cref="RelaidCache"/>), or (MoE routed experts)
 /// re-laid at its first use (<see cref="EnsureRelaid"/>).
@@ -52,7 +53,7 @@ internal sealed unsafe partial class WeightMatrix
         Cols = checked((int)info.Columns);
         Rows = checked((int)info.Rows);
         RowBytes = checked((int)GgmlTypeInfo.RowBytes(Type, Cols));
-        if (mayInterleave && file.RepackWeights && Interleaving.Supports(Type, Rows, Cols) && (long)Rows * RowBytes + 64 <= Array.MaxLength)
+        if (mayInterleave && file.RepackWeights && MayRelay(Type, Rows, Cols) && (long)Rows * RowBytes + 64 <= Array.MaxLength)
         {
             if (relayOnFirstUse)
             {
@@ -60,21 +61,37 @@ internal sealed unsafe partial class WeightMatrix
                 (_relayFile, _relayInfo, _relayLock, _relayPending) = (file, info, new Lock(), true);
                 return;
             }
-            IsInterleaved = true;
             // A row range of a tensor (split projections) has the tensor's name: the data offset tells them apart.
             string key = $"{info.Name}@{info.Shard}:{file.FileOffset(info)}";
             var cache = RelaidCache.Of(file);
             long bytes = (long)Rows * RowBytes;
-            if (cache.TryGet(key, Type, Rows, Cols, bytes, out _data)) return;
-            _interleaved = ReadInterleaved(file, info, Rows, Cols, out _data);
-            cache.Add(key, Type, Rows, Cols, _interleaved, _data, bytes);
-            return;
+            if (cache.TryGet(key, Type, Rows, Cols, bytes, out _data))
+            {
+                MarkRelaid();
+                return;
+            }
+            _interleaved = ReadRelaid(file, info, Rows, Cols, out _data);
+            if (_interleaved != null)
+            {
+                MarkRelaid();
+                cache.Add(key, Type, Rows, Cols, _interleaved, _data, bytes);
+                return;
+            }
         }
         _data = file.DataPointer(info);
     }
 
+    private void MarkRelaid()
+    {
+        if (Type == GgmlType.F16) IsScaledHalves = true;
+        else IsInterleaved = true;
+    }
+
     /// <summary>True when the rows are held in a 16-row interleaved layout (re-laid at load or first use, or mapped from <see cref="RelaidCache"/>).</summary>
     public bool IsInterleaved { get; private set; }
+
+    /// <summary>True when F16 rows are held scaled by 2^10 (<see cref="ScaledHalves"/>; re-laid like the interleaved ones).</summary>
+    public bool IsScaledHalves { get; private set; }
 
     /// <summary>True while a matrix made with relayOnFirstUse still reads its rows from the mapping.</summary>
     public bool RelayPending => _relayPending;
@@ -91,15 +108,20 @@ internal sealed unsafe partial class WeightMatrix
         lock (_relayLock!)
         {
             if (!_relayPending) return;
-            _interleaved = ReadInterleaved(_relayFile!, _relayInfo!, Rows, Cols, out _data, RelayArena.Of(_relayFile!));
-            IsInterleaved = true;
+            var relaid = ReadRelaid(_relayFile!, _relayInfo!, Rows, Cols, out byte* data, RelayArena.Of(_relayFile!));
+            if (relaid != null)
+            {
+                _interleaved = relaid;
+                _data = data;
+                MarkRelaid();
+            }
             (_relayFile, _relayInfo) = (null, null);
             _relayPending = false; // volatile: a thread that reads false sees the new _data and layout
         }
     }
 
-    /// <summary>True when the interleaved rows are mapped from the cache file rather than re-laid by this load.</summary>
-    public bool IsMapped => IsInterleaved && _interleaved == null;
+    /// <summary>True when the re-laid rows are mapped from the cache file rather than re-laid by this load.</summary>
+    public bool IsMapped => (IsInterleaved || IsScaledHalves) && _interleaved == null;
 
     /// <summary>Decodes row r into float (embedding lookups, norms, biases).</summary>
     public void GetRow(int r, Span<float> dst)
@@ -113,6 +135,12 @@ internal sealed unsafe partial class WeightMatrix
             var group = new ReadOnlySpan<byte>(_data + (long)(r / Interleaving.Rows) * groupBytes, groupBytes);
             Interleaving.ExtractRow(Type, group, r % Interleaving.Rows, t_rowBytes, Cols);
             RowFormats.Decode(Type, t_rowBytes.AsSpan(0, RowBytes), dst[..Cols]);
+            return;
+        }
+        if (IsScaledHalves)
+        {
+            fixed (float* d = dst[..Cols])
+                ScaledHalves.ToWeights((ushort*)(_data + (long)r * RowBytes), d, Cols);
             return;
         }
         RowFormats.Decode(Type, new ReadOnlySpan<byte>(_data + (long)r * RowBytes, RowBytes), dst[..Cols]);
@@ -162,6 +190,11 @@ internal sealed unsafe partial class WeightMatrix
             MatVecRows(input, y, r0, r1); // decode: the lean matrix-vector path
             return;
         }
+        if (IsScaledHalves)
+        {
+            MatMul.ComputeScaledHalfRows(new ReadOnlySpan<byte>(_data, checked(r1 * RowBytes)), Cols, input, tokens, y, Rows, r0, r1);
+            return;
+        }
         if (HasKernel)
         {
             var weights = new ReadOnlySpan<byte>(_data + (long)r0 * RowBytes, checked((r1 - r0) * RowBytes));
@@ -190,6 +223,14 @@ internal sealed unsafe partial class WeightMatrix
         if (IsInterleaved)
         {
             InterleavedRows(input, 1, y, r0, r1);
+            return;
+        }
+        if (IsScaledHalves)
+        {
+            if (input.Length < Cols * sizeof(float) || y.Length < r1) throw new ArgumentException($"'{Name}': rows [{r0}, {r1}) need {Cols * sizeof(float)} input bytes and {r1} outputs");
+            fixed (byte* a = input)
+            fixed (float* py = y)
+                HalfWeights.ScaledRows(_data, Cols, (float*)a, py, r0, r1, MatVec.DefaultPath);
             return;
         }
         var weights = new ReadOnlySpan<byte>(_data + (long)r0 * RowBytes, checked((r1 - r0) * RowBytes));

@@ -10,11 +10,16 @@ internal static class RandomQwen2
     public const int Dim = 256, Layers = 2, Heads = 4, KvHeads = 2, Ffn = 512, Vocab = 300;
 
     /// <summary>The model's path: written once per machine (the content is seeded, so a file left by an earlier run is the same), renamed into place so parallel test runs never see half a file.</summary>
-    public static string Path_ { get; } = Write();
+    public static string Path_ { get; } = Write("sputnik-test-random-qwen2-v1.gguf", f16: false);
 
-    private static string Write()
+    /// <summary>The same shape with every matrix F16, weights of standard deviation 0.002–0.1 (many subnormal halves), and one weight of 100 in blk.1.ffn_up (a matrix <see cref="ScaledHalves"/> refuses).</summary>
+    public static string F16Path => s_f16.Value;
+
+    private static readonly Lazy<string> s_f16 = new(() => Write("sputnik-test-random-qwen2-f16-v1.gguf", f16: true));
+
+    private static string Write(string name, bool f16)
     {
-        string path = Path.Combine(Path.GetTempPath(), "sputnik-test-random-qwen2-v1.gguf");
+        string path = Path.Combine(Path.GetTempPath(), name);
         if (File.Exists(path)) return path;
         string tmp = path + $".{Environment.ProcessId}.tmp";
         var rng = new Random(7);
@@ -30,12 +35,18 @@ internal static class RandomQwen2
             .Set("qwen2.attention.layer_norm_rms_epsilon", 1e-6f);
         void Mat(string n, GgmlType t, int cols, int rows, float std)
         {
+            if (f16)
+            {
+                t = GgmlType.F16;
+                std *= 0.05f * (1 + n.Length % 20); // 0.002–0.1 of the quantized file's: up to a tenth of the halves subnormal
+            }
             int rb = (int)GgmlTypeInfo.RowBytes(t, cols);
             var bytes = new byte[rb * rows];
             var row = new float[cols];
             for (int r = 0; r < rows; r++)
             {
                 for (int i = 0; i < cols; i++) row[i] = Normal(rng) * std;
+                if (f16 && r == 5 && n == "blk.1.ffn_up.weight") row[7] = 100f;
                 Quant.Row(t, row, bytes.AsSpan(r * rb, rb));
             }
             w.AddTensor(n, t, [cols, rows], bytes);

@@ -30,6 +30,7 @@ internal static unsafe class HalfWeights
         static abstract Vector256<float> Load256(ushort* p);
         static abstract float Scalar(ushort h);
         static abstract bool MayHoldInfNan { get; }
+        static abstract float ActivationScale { get; } // what the activation is multiplied by as it is loaded
     }
 
     private struct F16 : IFormat
@@ -42,6 +43,21 @@ internal static unsafe class HalfWeights
 
         public static float Scalar(ushort h) => FloatConvert.HalfToFloat(h);
         public static bool MayHoldInfNan => true;
+        public static float ActivationScale => 1f;
+    }
+
+    /// <summary>F16 rows re-laid by <see cref="ScaledHalves"/>: sign-extend, shift, mask gives w·2^-102, the activation is loaded times 2^102.</summary>
+    private struct ScaledF16 : IFormat
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load512(ushort* p) => ScaledHalves.Widen512(Vector256.Load((short*)p));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Load256(ushort* p) => ScaledHalves.Widen256(Vector128.Load((short*)p));
+
+        public static float Scalar(ushort h) => ScaledHalves.Weight(h);
+        public static bool MayHoldInfNan => false;
+        public static float ActivationScale => ScaledHalves.ActivationScale;
     }
 
     private struct BF16 : IFormat
@@ -54,6 +70,7 @@ internal static unsafe class HalfWeights
 
         public static float Scalar(ushort h) => FloatConvert.BF16ToFloat(h);
         public static bool MayHoldInfNan => false;
+        public static float ActivationScale => 1f;
     }
 
     /// <summary>Vector width in floats of a SIMD path (0 for scalar, which this class does not run).</summary>
@@ -65,6 +82,10 @@ internal static unsafe class HalfWeights
         if (type == GgmlType.F16) Rows<F16>((ushort*)w, cols, x, y, r0, r1, path);
         else Rows<BF16>((ushort*)w, cols, x, y, r0, r1, path);
     }
+
+    /// <summary><see cref="Rows"/> for F16 rows in <see cref="ScaledHalves"/>' layout: the same results, to the bit.</summary>
+    public static void ScaledRows(byte* w, int cols, float* x, float* y, int r0, int r1, KernelPath path) =>
+        Rows<ScaledF16>((ushort*)w, cols, x, y, r0, r1, path);
 
     /// <summary>One row's product, in the same order as <see cref="Rows"/>.</summary>
     public static float Dot(GgmlType type, byte* row, int cols, float* x, KernelPath path)
@@ -112,12 +133,12 @@ internal static unsafe class HalfWeights
             if (TF.MayHoldInfNan)
                 top = Vector512.Max(top, Vector512.Max(Vector512.Max(Magnitudes(Vector512.Load(w0 + k)), Magnitudes(Vector512.Load(w1 + k))),
                     Vector512.Max(Magnitudes(Vector512.Load(w2 + k)), Magnitudes(Vector512.Load(w3 + k)))));
-            var xv = Vector512.Load(x + k);
+            var xv = Activation512<TF>(x + k);
             a0 = Vector512.FusedMultiplyAdd(TF.Load512(w0 + k), xv, a0);
             a1 = Vector512.FusedMultiplyAdd(TF.Load512(w1 + k), xv, a1);
             a2 = Vector512.FusedMultiplyAdd(TF.Load512(w2 + k), xv, a2);
             a3 = Vector512.FusedMultiplyAdd(TF.Load512(w3 + k), xv, a3);
-            xv = Vector512.Load(x + k + 16);
+            xv = Activation512<TF>(x + k + 16);
             a0 = Vector512.FusedMultiplyAdd(TF.Load512(w0 + k + 16), xv, a0);
             a1 = Vector512.FusedMultiplyAdd(TF.Load512(w1 + k + 16), xv, a1);
             a2 = Vector512.FusedMultiplyAdd(TF.Load512(w2 + k + 16), xv, a2);
@@ -128,7 +149,7 @@ internal static unsafe class HalfWeights
             if (TF.MayHoldInfNan) // the upper half of each load is zero
                 top = Vector512.Max(top, Vector512.Max(Vector512.Max(Magnitudes(Vector256.Load(w0 + k).ToVector512()), Magnitudes(Vector256.Load(w1 + k).ToVector512())),
                     Vector512.Max(Magnitudes(Vector256.Load(w2 + k).ToVector512()), Magnitudes(Vector256.Load(w3 + k).ToVector512()))));
-            var xv = Vector512.Load(x + k);
+            var xv = Activation512<TF>(x + k);
             a0 = Vector512.FusedMultiplyAdd(TF.Load512(w0 + k), xv, a0);
             a1 = Vector512.FusedMultiplyAdd(TF.Load512(w1 + k), xv, a1);
             a2 = Vector512.FusedMultiplyAdd(TF.Load512(w2 + k), xv, a2);
@@ -160,6 +181,7 @@ internal static unsafe class HalfWeights
                 top = Vector128.Max(top, Vector128.Max(Vector128.Max(Vector128.Load(w0 + k) & Vector128.Create(HalfMagnitude), Vector128.Load(w1 + k) & Vector128.Create(HalfMagnitude)),
                     Vector128.Max(Vector128.Load(w2 + k) & Vector128.Create(HalfMagnitude), Vector128.Load(w3 + k) & Vector128.Create(HalfMagnitude))));
             var xv = Vector256.Load(x + k);
+            if (TF.ActivationScale != 1f) xv *= Vector256.Create(TF.ActivationScale);
             a0 = Vector256.FusedMultiplyAdd(TF.Load256(w0 + k), xv, a0);
             a1 = Vector256.FusedMultiplyAdd(TF.Load256(w1 + k), xv, a1);
             a2 = Vector256.FusedMultiplyAdd(TF.Load256(w2 + k), xv, a2);
@@ -173,6 +195,10 @@ internal static unsafe class HalfWeights
             S2 = Tail<TF>(Vector256.Sum(a2), w2, x, n, cols), S3 = Tail<TF>(Vector256.Sum(a3), w3, x, n, cols),
         };
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Activation512<TF>(float* x) where TF : struct, IFormat =>
+        TF.ActivationScale == 1f ? Vector512.Load(x) : Vector512.Load(x) * Vector512.Create(TF.ActivationScale);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<ushort> Magnitudes(Vector512<ushort> h) => h & Vector512.Create(HalfMagnitude);

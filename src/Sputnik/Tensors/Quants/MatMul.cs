@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -54,6 +53,21 @@ internal static unsafe partial class MatMul
             else if (wType is GgmlType.F16 or GgmlType.BF16) DecodedRows(wType, w, rowBytes, cols, (float*)a, tokens, yp, ldy, r0, r1, path);
             else Tiled(wType, w, weights.Length, rowBytes, cols, a, stride, tokens, yp, ldy, r0, r1, path);
         }
+    }
+
+    /// <summary><see cref="ComputeRows(GgmlType, ReadOnlySpan{byte}, int, ReadOnlySpan{byte}, int, Span{float}, int, int, int)"/> for F16 rows in <see cref="ScaledHalves"/>' layout (a SIMD path: the layout exists only there).</summary>
+    internal static void ComputeScaledHalfRows(ReadOnlySpan<byte> weights, int cols, ReadOnlySpan<byte> activations, int tokens, Span<float> y, int ldy, int r0, int r1)
+    {
+        int rowBytes = checked((int)GgmlTypeInfo.RowBytes(GgmlType.F16, cols));
+        if (r0 < 0 || r1 < r0 || ldy < r1) throw new ArgumentOutOfRangeException(nameof(r1), $"row range [{r0}, {r1}) does not fit rows of {ldy}");
+        if (tokens < 0 || (tokens > 0 && y.Length < (long)(tokens - 1) * ldy + r1)) throw new ArgumentException($"y of {y.Length} is too short for {tokens} tokens of stride {ldy}");
+        if (weights.Length < (long)rowBytes * r1 || activations.Length < (long)cols * sizeof(float) * tokens)
+            throw new ArgumentException($"{r1} scaled F16 rows of {cols} and {tokens} tokens need more than {weights.Length} and {activations.Length} bytes");
+        if (r1 == r0 || tokens == 0) return;
+        fixed (byte* w = weights)
+        fixed (byte* a = activations)
+        fixed (float* yp = y)
+            DecodedRows(GgmlType.F16, w, rowBytes, cols, (float*)a, tokens, yp, ldy, r0, r1, MatVec.DefaultPath, scaledHalves: true);
     }
 
     /// <summary>The reference: one scalar dot per (row, token), no tiling.</summary>
@@ -122,10 +136,13 @@ internal static unsafe partial class MatMul
     /// path, use <see cref="HalfWeights.FloatDot"/>. Both keep <see cref="HalfWeights"/>' summation order, so a token
     /// gives the same bits here as in single-token decode. One dot per (row, token) was load-bound at a third of the FMA rate.
     /// </summary>
-    private static void DecodedRows(GgmlType wType, byte* w, int rowBytes, int cols, float* x, int tokens, float* y, int ldy, int r0, int r1, KernelPath path)
+    private static void DecodedRows(GgmlType wType, byte* w, int rowBytes, int cols, float* x, int tokens, float* y, int ldy, int r0, int r1, KernelPath path,
+        bool scaledHalves = false)
     {
         if (t_row == null || t_row.Length < 4 * cols) t_row = new float[4 * cols];
-        int tokTile = Math.Max(4, TokenTileBytes / (cols * sizeof(float)));
+        // Whole groups of four: a tile's leftover tokens go through FloatDot's single dependency chain, several times
+        // slower a product (a 14-token tile of ffn_down's 8,960 columns left 2 of its 14 there: ~40 % of F16 prefill).
+        int tokTile = Math.Max(4, TokenTileBytes / (cols * sizeof(float)) & ~3);
         bool blocked = path == KernelPath.Avx512;
         fixed (float* rows = t_row)
         {
@@ -139,7 +156,8 @@ internal static unsafe partial class MatMul
                     {
                         var src = new ReadOnlySpan<byte>(w + (long)(r + i) * rowBytes, rowBytes);
                         var dst = new Span<float>(rows + i * cols, cols);
-                        if (wType == GgmlType.F16) FloatConvert.HalfToFloat(src, dst);
+                        if (scaledHalves) ScaledHalves.ToWeights((ushort*)(w + (long)(r + i) * rowBytes), rows + i * cols, cols, path);
+                        else if (wType == GgmlType.F16) FloatConvert.HalfToFloat(src, dst);
                         else FloatConvert.BF16ToFloat(src, dst);
                     }
                     int t = t0;
