@@ -75,6 +75,9 @@ internal sealed unsafe class RelaidCache : IDisposable
     /// <summary>The cache file's path; null when the cache is off.</summary>
     public string? Path => _path;
 
+    /// <summary>True when a valid cache file is mapped: re-laid weights then come from the page cache, not fresh memory.</summary>
+    public bool IsMapped => _entries != null;
+
     /// <summary>Tensors handed out from the mapped cache file.</summary>
     public int Hits { get; private set; }
 

@@ -47,6 +47,25 @@ public sealed class RelaidCacheTests : IDisposable
     }
 
     [Fact]
+    public void A_model_whose_re_laid_weights_exceed_the_memory_keeps_its_layout_unless_a_cache_file_maps()
+    {
+        RequireInterleaving();
+        long size = new FileInfo(_model).Length;
+        using (var file = GgufFile.Open(_model))
+        {
+            RelaidCache.Attach(file, _cacheDir, minBytes: 0);
+            Assert.True(ModelLoader.RelayFits(file, 2 * size));
+            Assert.False(ModelLoader.RelayFits(file, size / 4)); // nearly every byte of this file is a re-laid matrix
+        }
+        Load(); // writes the cache file
+        using (var file = GgufFile.Open(_model))
+        {
+            RelaidCache.Attach(file, _cacheDir, minBytes: 0);
+            Assert.True(ModelLoader.RelayFits(file, size / 4)); // mapped from the page cache, not copied
+        }
+    }
+
+    [Fact]
     public void A_second_load_maps_the_cache_file_and_computes_the_same_logits()
     {
         RequireInterleaving();
