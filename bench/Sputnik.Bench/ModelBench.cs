@@ -182,7 +182,7 @@ internal static class MatMulBench
             var y = new float[tokens * rows];
             // MXFP4: the four-row kernels against the one-row ones, alternating in this process (a loaded machine
             // moves both alike); other types: the kernels as they are.
-            bool[] variants = t == GgmlType.MXFP4 ? [true, false] : [true];
+            bool[] variants = t is GgmlType.MXFP4 or GgmlType.F16 or GgmlType.BF16 ? [true, false] : [true];
             var bestOf = new double[variants.Length];
             Array.Fill(bestOf, double.MaxValue);
             for (int i = 0; i < 3; i++) MatMul.ComputeRows(t, w, cols, act, tokens, y, rows, 0, rows);
@@ -191,13 +191,16 @@ internal static class MatMulBench
                 for (int v = 0; v < variants.Length; v++)
                 {
                     MatMul.Mxfp4FourRows = variants[v];
+                    MatMul.HalfSixRows = variants[v];
                     long t0 = Stopwatch.GetTimestamp();
                     MatMul.ComputeRows(t, w, cols, act, tokens, y, rows, 0, rows);
                     bestOf[v] = Math.Min(bestOf[v], Stopwatch.GetElapsedTime(t0).TotalSeconds);
                 }
             MatMul.Mxfp4FourRows = true;
+            MatMul.HalfSixRows = true;
             double best = bestOf[0];
-            if (variants.Length > 1) Console.WriteLine($"{t,-5} one-row kernels: best {bestOf[1] * 1e3:F2} ms, {2.0 * rows * cols * tokens / bestOf[1] / 1e9:F1} GOP/s; four-row kernels {bestOf[1] / best:F2}x faster");
+            if (variants.Length > 1)
+                Console.WriteLine($"{t,-5} {(t == GgmlType.MXFP4 ? "one-row kernels" : "four-row blocks")}: best {bestOf[1] * 1e3:F2} ms, {2.0 * rows * cols * tokens / bestOf[1] / 1e9:F1} GOP/s; {(t == GgmlType.MXFP4 ? "four-row kernels" : "six-row blocks")} {bestOf[1] / best:F2}x faster");
             Console.WriteLine($"{t,-5} {rows}x{cols} x {tokens} tokens: best {best * 1e3:F2} ms, {2.0 * rows * cols * tokens / best / 1e9:F1} GOP/s (multiply-adds x2), {tokens / best * rows * cols / 1.3e9:F1} model-tok/s-equiv for 1.3G MACs");
         }
     }

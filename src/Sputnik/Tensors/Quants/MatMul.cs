@@ -139,7 +139,7 @@ internal static unsafe partial class MatMul
     private static void DecodedRows(GgmlType wType, byte* w, int rowBytes, int cols, float* x, int tokens, float* y, int ldy, int r0, int r1, KernelPath path,
         bool scaledHalves = false)
     {
-        if (t_row == null || t_row.Length < 4 * cols) t_row = new float[4 * cols];
+        if (t_row == null || t_row.Length < 6 * cols) t_row = new float[6 * cols];
         // Whole groups of four: a tile's leftover tokens go through FloatDot's single dependency chain, several times
         // slower a product (a 14-token tile of ffn_down's 8,960 columns left 2 of its 14 there: ~40 % of F16 prefill).
         int tokTile = Math.Max(4, TokenTileBytes / (cols * sizeof(float)) & ~3);
@@ -149,9 +149,10 @@ internal static unsafe partial class MatMul
             for (int t0 = 0; t0 < tokens; t0 += tokTile)
             {
                 int t1 = Math.Min(tokens, t0 + tokTile);
-                for (int r = r0; r < r1; r += 4)
+                int rowStep = blocked && HalfSixRows ? 6 : 4;
+                for (int r = r0; r < r1; r += rowStep)
                 {
-                    int nr = Math.Min(4, r1 - r);
+                    int nr = Math.Min(rowStep, r1 - r);
                     for (int i = 0; i < nr; i++)
                     {
                         var src = new ReadOnlySpan<byte>(w + (long)(r + i) * rowBytes, rowBytes);
@@ -160,52 +161,21 @@ internal static unsafe partial class MatMul
                         else if (wType == GgmlType.F16) FloatConvert.HalfToFloat(src, dst);
                         else FloatConvert.BF16ToFloat(src, dst);
                     }
-                    int t = t0;
-                    if (blocked && nr == 4)
+                    int t = t0, blockedRows = !blocked ? 0 : nr == 6 ? 6 : nr >= 4 ? 4 : 0;
+                    if (blockedRows > 0)
                         for (; t + 4 <= t1; t += 4)
-                            Block4x4(rows, cols, x + (long)t * cols, y + (long)t * ldy + r, ldy);
+                        {
+                            if (blockedRows == 6) Block6x4(rows, cols, x + (long)t * cols, y + (long)t * ldy + r, ldy);
+                            else Block4x4(rows, cols, x + (long)t * cols, y + (long)t * ldy + r, ldy);
+                            for (int i = blockedRows; i < nr; i++)
+                                for (int u = t; u < t + 4; u++)
+                                    y[(long)u * ldy + r + i] = HalfWeights.FloatDot(rows + i * cols, x + (long)u * cols, cols, path);
+                        }
                     for (; t < t1; t++)
                         for (int i = 0; i < nr; i++)
                             y[(long)t * ldy + r + i] = HalfWeights.FloatDot(rows + i * cols, x + (long)t * cols, cols, path);
                 }
             }
         }
-    }
-
-    /// <summary>y[t·ldy + i] = dot(row i, token t) for 4 decoded rows (stride cols) and 4 tokens (stride cols), in <see cref="HalfWeights.FloatDot"/>'s order.</summary>
-    private static void Block4x4(float* w, int cols, float* x, float* y, int ldy)
-    {
-        int n = cols & ~15;
-        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
-        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
-        float* w1 = w + cols, w2 = w + 2 * cols, w3 = w + 3 * cols;
-        float* x1 = x + cols, x2 = x + 2 * cols, x3 = x + 3 * cols;
-        for (int k = 0; k < n; k += 16)
-        {
-            var r0 = Vector512.Load(w + k);
-            var r1 = Vector512.Load(w1 + k);
-            var r2 = Vector512.Load(w2 + k);
-            var r3 = Vector512.Load(w3 + k);
-            var t = Vector512.Load(x + k);
-            a00 = Vector512.FusedMultiplyAdd(r0, t, a00); a10 = Vector512.FusedMultiplyAdd(r1, t, a10);
-            a20 = Vector512.FusedMultiplyAdd(r2, t, a20); a30 = Vector512.FusedMultiplyAdd(r3, t, a30);
-            t = Vector512.Load(x1 + k);
-            a01 = Vector512.FusedMultiplyAdd(r0, t, a01); a11 = Vector512.FusedMultiplyAdd(r1, t, a11);
-            a21 = Vector512.FusedMultiplyAdd(r2, t, a21); a31 = Vector512.FusedMultiplyAdd(r3, t, a31);
-            t = Vector512.Load(x2 + k);
-            a02 = Vector512.FusedMultiplyAdd(r0, t, a02); a12 = Vector512.FusedMultiplyAdd(r1, t, a12);
-            a22 = Vector512.FusedMultiplyAdd(r2, t, a22); a32 = Vector512.FusedMultiplyAdd(r3, t, a32);
-            t = Vector512.Load(x3 + k);
-            a03 = Vector512.FusedMultiplyAdd(r0, t, a03); a13 = Vector512.FusedMultiplyAdd(r1, t, a13);
-            a23 = Vector512.FusedMultiplyAdd(r2, t, a23); a33 = Vector512.FusedMultiplyAdd(r3, t, a33);
-        }
-        y[0] = Vector512.Sum(a00); y[1] = Vector512.Sum(a10); y[2] = Vector512.Sum(a20); y[3] = Vector512.Sum(a30);
-        y[ldy] = Vector512.Sum(a01); y[ldy + 1] = Vector512.Sum(a11); y[ldy + 2] = Vector512.Sum(a21); y[ldy + 3] = Vector512.Sum(a31);
-        y[2 * ldy] = Vector512.Sum(a02); y[2 * ldy + 1] = Vector512.Sum(a12); y[2 * ldy + 2] = Vector512.Sum(a22); y[2 * ldy + 3] = Vector512.Sum(a32);
-        y[3 * ldy] = Vector512.Sum(a03); y[3 * ldy + 1] = Vector512.Sum(a13); y[3 * ldy + 2] = Vector512.Sum(a23); y[3 * ldy + 3] = Vector512.Sum(a33);
-        if (n < cols)
-            for (int t = 0; t < 4; t++)
-                for (int i = 0; i < 4; i++)
-                    y[t * ldy + i] = HalfWeights.FloatTail(y[t * ldy + i], w + i * cols, x + t * cols, n, cols);
     }
 }
