@@ -81,20 +81,43 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
         s3 = Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(b, odd).AsInt16(), 8);
     }
 
-    /// <summary>32 · Σ_j scale_j · bsum_j for the 16 rows (the −32 offset of every weight).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Offsets(in Patterns pat, byte* o, byte* a)
+    /// <summary>The 16 rows' scales as the offset term pairs them: (s_4m, s_4m+1) in L<i>m</i>, (s_4m+2, s_4m+3) in H<i>m</i>.</summary>
+    private struct OffsetScales
     {
-        var bsums = Vector256.Load((int*)(a + KQuants.Q8KBsumsOffset)).ToVector512Unsafe();
-        var sum = Vector512<int>.Zero;
-        for (int m = 0; m < 4; m++)
+        public Vector512<short> L0, L1, L2, L3, H0, H1, H2, H3;
+    }
+
+    /// <summary>The scale pairs of the offset term, once per group block (four tokens share them).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static OffsetScales PairedScales(in Patterns pat, byte* o)
+    {
+        var s0 = Vector512.Load(o + ScalesOffset);
+        var s1 = Vector512.Load(o + ScalesOffset + 64);
+        var s2 = Vector512.Load(o + ScalesOffset + 128);
+        var s3 = Vector512.Load(o + ScalesOffset + 192);
+        return new OffsetScales
         {
-            var s = Vector512.Load(o + ScalesOffset + 64 * m);
-            var lo = Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(s, pat.Pp0).AsInt16(), 8);
-            var hi = Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(s, pat.Pp2).AsInt16(), 8);
-            sum += Avx512BW.MultiplyAddAdjacent(lo, Avx512F.PermuteVar16x32(bsums, Vector512.Create(2 * m)).AsInt16())
-                 + Avx512BW.MultiplyAddAdjacent(hi, Avx512F.PermuteVar16x32(bsums, Vector512.Create(2 * m + 1)).AsInt16());
-        }
+            L0 = Paired(s0, pat.Pp0), H0 = Paired(s0, pat.Pp2), L1 = Paired(s1, pat.Pp0), H1 = Paired(s1, pat.Pp2),
+            L2 = Paired(s2, pat.Pp0), H2 = Paired(s2, pat.Pp2), L3 = Paired(s3, pat.Pp0), H3 = Paired(s3, pat.Pp2),
+        };
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Paired(Vector512<byte> scales, Vector512<byte> pattern) =>
+        Avx512BW.ShiftRightArithmetic(Avx512BW.Shuffle(scales, pattern).AsInt16(), 8);
+
+    /// <summary>
+    /// 32 · Σ_j scale_j · bsum_j for the 16 rows (the −32 offset of every weight). Each pair of the activation's
+    /// 16-bit block sums is broadcast straight from memory (a load, no shuffle).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Offsets(in OffsetScales s, byte* a)
+    {
+        int* b = (int*)(a + KQuants.Q8KBsumsOffset);
+        var sum = Avx512BW.MultiplyAddAdjacent(s.L0, Vector512.Create(b[0]).AsInt16()) + Avx512BW.MultiplyAddAdjacent(s.H0, Vector512.Create(b[1]).AsInt16())
+                + Avx512BW.MultiplyAddAdjacent(s.L1, Vector512.Create(b[2]).AsInt16()) + Avx512BW.MultiplyAddAdjacent(s.H1, Vector512.Create(b[3]).AsInt16())
+                + Avx512BW.MultiplyAddAdjacent(s.L2, Vector512.Create(b[4]).AsInt16()) + Avx512BW.MultiplyAddAdjacent(s.H2, Vector512.Create(b[5]).AsInt16())
+                + Avx512BW.MultiplyAddAdjacent(s.L3, Vector512.Create(b[6]).AsInt16()) + Avx512BW.MultiplyAddAdjacent(s.H3, Vector512.Create(b[7]).AsInt16());
         return sum << 5;
     }
 
@@ -172,7 +195,7 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
             Quarter1(pat, w, a, 0, 1, ref isum);
             Quarter1(pat, w, a, 1, 0, ref isum);
             Quarter1(pat, w, a, 1, 1, ref isum);
-            acc = Finish(isum, Offsets(pat, w, a), FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w)), a, acc);
+            acc = Finish(isum, Offsets(PairedScales(pat, w), a), FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w)), a, acc);
         }
         acc.Store(y);
     }
@@ -206,10 +229,11 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
                     }
                 }
             var d = FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w));
-            f0 = Finish(i0, Offsets(pat, w, x0), d, x0, f0);
-            f1 = Finish(i1, Offsets(pat, w, x1), d, x1, f1);
-            f2 = Finish(i2, Offsets(pat, w, x2), d, x2, f2);
-            f3 = Finish(i3, Offsets(pat, w, x3), d, x3, f3);
+            var paired = PairedScales(pat, w);
+            f0 = Finish(i0, Offsets(paired, x0), d, x0, f0);
+            f1 = Finish(i1, Offsets(paired, x1), d, x1, f1);
+            f2 = Finish(i2, Offsets(paired, x2), d, x2, f2);
+            f3 = Finish(i3, Offsets(paired, x3), d, x3, f3);
         }
         f0.Store(y);
         f1.Store(y + ldy);
