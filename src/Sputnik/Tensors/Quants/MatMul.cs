@@ -131,9 +131,10 @@ internal static unsafe partial class MatMul
     [ThreadStatic] private static float[]? t_row;
 
     /// <summary>
-    /// F16/BF16 weights: convert four rows at a time to float (exactly), then a 4-row × 4-token register block of FMAs
-    /// (16 accumulators, 8 loads per 16 FMAs) over each group of four tokens; leftover rows and tokens, and the AVX2
-    /// path, use <see cref="HalfWeights.FloatDot"/>. Both keep <see cref="HalfWeights"/>' summation order, so a token
+    /// F16/BF16 weights: convert six rows at a time to float (exactly), then a 6-row × 4-token register block of FMAs
+    /// (24 accumulators, 10 loads per 24 FMAs; <see cref="Block6x4"/>, or four rows with <see cref="HalfSixRows"/> off
+    /// or five left) over each group of four tokens; leftover rows and tokens, and the AVX2 path, use
+    /// <see cref="HalfWeights.FloatDot"/>. Both keep <see cref="HalfWeights"/>' summation order, so a token
     /// gives the same bits here as in single-token decode. One dot per (row, token) was load-bound at a third of the FMA rate.
     /// </summary>
     private static void DecodedRows(GgmlType wType, byte* w, int rowBytes, int cols, float* x, int tokens, float* y, int ldy, int r0, int r1, KernelPath path,
