@@ -143,7 +143,9 @@ internal static unsafe partial class MatMul
         if (t_row == null || t_row.Length < 6 * cols) t_row = new float[6 * cols];
         // Whole groups of four: a tile's leftover tokens go through FloatDot's single dependency chain, several times
         // slower a product (a 14-token tile of ffn_down's 8,960 columns left 2 of its 14 there: ~40 % of F16 prefill).
-        int tokTile = Math.Max(4, TokenTileBytes / (cols * sizeof(float)) & ~3);
+        // The tile's activations take half of L2 (2 MiB on the Xeon: a tile of ffn_down's 8,960 columns went from 12
+        // tokens to 28, and its blocks from 50-53 to 62 GFLOP/s, each row's conversion shared by more tokens).
+        int tokTile = Math.Max(4, CacheSizes.L2Bytes / 2 / (cols * sizeof(float)) & ~3);
         bool blocked = path == KernelPath.Avx512;
         fixed (float* rows = t_row)
         {
