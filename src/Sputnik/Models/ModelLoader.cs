@@ -45,10 +45,13 @@ internal static class ModelLoader
             throw new UnsupportedModelException($"{file.Path}: unknown architecture '{arch}' (supported: {string.Join(", ", Architectures.Keys)})");
     }
 
+    /// <summary>The share of the memory available now that a first load may fill with re-laid weights.</summary>
+    internal const double RelayMemoryShare = 0.75;
+
     /// <summary>
     /// Whether the weights re-laid at load fit in memory: a first load copies each re-laid matrix into memory of its
     /// own until the cache file is written, while a mapped file's pages can always be dropped and read again. When the
-    /// matrices re-laid at load come to more than <see cref="RelayBudget.AvailableShare"/> of the memory available now
+    /// matrices re-laid at load come to more than <see cref="RelayMemoryShare"/> of the memory available now
     /// and no valid cache file can be mapped, the file keeps its layout (slower kernels, but it loads as it would
     /// without re-laying, mapped, even beyond RAM) instead of being killed for memory halfway through its load.
     /// </summary>
@@ -61,7 +64,7 @@ internal static class ModelLoader
     /// <summary><see cref="RelayFits(GgufFile)"/> with the available memory given (tests).</summary>
     internal static bool RelayFits(GgufFile file, long availableBytes)
     {
-        double budget = availableBytes * RelayBudget.AvailableShare;
+        double budget = availableBytes * RelayMemoryShare;
         if (file.TotalFileSize <= budget || RelaidCache.Of(file).IsMapped) return true;
         // MoE routed experts ("_exps") are re-laid at first use, under ExpertWeights' own limit: count the rest.
         long eager = file.Tensors.Where(t => !t.Name.Contains("_exps", StringComparison.Ordinal) && t.Dims.Length <= 2
@@ -90,13 +93,6 @@ internal static class ModelLoader
             throw;
         }
     }
-}
-
-/// <summary>How much memory a first load may fill with re-laid weights (see <see cref="ModelLoader.RelayFits(GgufFile)"/>).</summary>
-internal static class RelayBudget
-{
-    /// <summary>The share of the memory available now that a first load may fill with re-laid weights.</summary>
-    public const double AvailableShare = 0.75;
 }
 
 /// <summary>A well-formed file for an architecture or feature Sputnik does not run.</summary>

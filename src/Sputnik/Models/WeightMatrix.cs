@@ -67,13 +67,13 @@ internal sealed unsafe partial class WeightMatrix
             long bytes = (long)Rows * RowBytes;
             if (cache.TryGet(key, Type, Rows, Cols, bytes, out _data))
             {
-                MarkRelaid();
+                _relaid = true;
                 return;
             }
             _interleaved = ReadRelaid(file, info, Rows, Cols, out _data);
             if (_interleaved != null)
             {
-                MarkRelaid();
+                _relaid = true;
                 cache.Add(key, Type, Rows, Cols, _interleaved, _data, bytes);
                 return;
             }
@@ -81,17 +81,14 @@ internal sealed unsafe partial class WeightMatrix
         _data = file.DataPointer(info);
     }
 
-    private void MarkRelaid()
-    {
-        if (Type == GgmlType.F16) IsScaledHalves = true;
-        else IsInterleaved = true;
-    }
+    // Re-laid at load or first use, or mapped from the cache: F16 rows scaled, every other type interleaved.
+    private bool _relaid;
 
     /// <summary>True when the rows are held in a 16-row interleaved layout (re-laid at load or first use, or mapped from <see cref="RelaidCache"/>).</summary>
-    public bool IsInterleaved { get; private set; }
+    public bool IsInterleaved => _relaid && Type != GgmlType.F16;
 
     /// <summary>True when F16 rows are held scaled by 2^10 (<see cref="ScaledHalves"/>; re-laid like the interleaved ones).</summary>
-    public bool IsScaledHalves { get; private set; }
+    public bool IsScaledHalves => _relaid && Type == GgmlType.F16;
 
     /// <summary>True while a matrix made with relayOnFirstUse still reads its rows from the mapping.</summary>
     public bool RelayPending => _relayPending;
@@ -113,7 +110,7 @@ internal sealed unsafe partial class WeightMatrix
             {
                 _interleaved = relaid;
                 _data = data;
-                MarkRelaid();
+                _relaid = true;
             }
             (_relayFile, _relayInfo) = (null, null);
             _relayPending = false; // volatile: a thread that reads false sees the new _data and layout
@@ -121,7 +118,7 @@ internal sealed unsafe partial class WeightMatrix
     }
 
     /// <summary>True when the re-laid rows are mapped from the cache file rather than re-laid by this load.</summary>
-    public bool IsMapped => (IsInterleaved || IsScaledHalves) && _interleaved == null;
+    public bool IsMapped => _relaid && _interleaved == null;
 
     /// <summary>Decodes row r into float (embedding lookups, norms, biases).</summary>
     public void GetRow(int r, Span<float> dst)
@@ -192,7 +189,7 @@ internal sealed unsafe partial class WeightMatrix
         }
         if (IsScaledHalves)
         {
-            MatMul.ComputeScaledHalfRows(new ReadOnlySpan<byte>(_data, checked(r1 * RowBytes)), Cols, input, tokens, y, Rows, r0, r1);
+            MatMul.ComputeRows(Type, new ReadOnlySpan<byte>(_data, checked(r1 * RowBytes)), Cols, input, tokens, y, Rows, r0, r1, MatVec.DefaultPath, scaledHalves: true);
             return;
         }
         if (HasKernel)

@@ -12,7 +12,7 @@ internal static class RandomQwen2
     /// <summary>The model's path: written once per machine (the content is seeded, so a file left by an earlier run is the same), renamed into place so parallel test runs never see half a file.</summary>
     public static string Path_ { get; } = Write("sputnik-test-random-qwen2-v1.gguf", f16: false);
 
-    /// <summary>The same shape with every matrix F16, weights of standard deviation 0.002–0.1 (many subnormal halves), and one weight of 100 in blk.1.ffn_up (a matrix <see cref="ScaledHalves"/> refuses).</summary>
+    /// <summary>The same shape with every matrix F16, each matrix's weights scaled down by 0.05–1 (so some halves are subnormal), and one weight of 100 in blk.1.ffn_up (a matrix <see cref="ScaledHalves"/> refuses).</summary>
     public static string F16Path => s_f16.Value;
 
     private static readonly Lazy<string> s_f16 = new(() => Write("sputnik-test-random-qwen2-f16-v1.gguf", f16: true));
@@ -38,7 +38,7 @@ internal static class RandomQwen2
             if (f16)
             {
                 t = GgmlType.F16;
-                std *= 0.05f * (1 + n.Length % 20); // 0.002–0.1 of the quantized file's: up to a tenth of the halves subnormal
+                std *= 0.05f * (1 + n.Length % 20); // 0.05–1 times the quantized file's: small weights give subnormal halves
             }
             int rb = (int)GgmlTypeInfo.RowBytes(t, cols);
             var bytes = new byte[rb * rows];

@@ -141,8 +141,8 @@ public unsafe class ScaledHalvesTests
         var batchedWant = new float[tokens * rows];
         var batchedGot = new float[tokens * rows];
         MatMul.ComputeRows(GgmlType.F16, w, cols, act, tokens, batchedWant, rows, 0, rows);
-        MatMul.ComputeScaledHalfRows(scaled, cols, act, tokens, batchedGot, rows, 0, 5);
-        MatMul.ComputeScaledHalfRows(scaled, cols, act, tokens, batchedGot, rows, 5, rows);
+        MatMul.ComputeRows(GgmlType.F16, scaled, cols, act, tokens, batchedGot, rows, 0, 5, MatVec.DefaultPath, scaledHalves: true);
+        MatMul.ComputeRows(GgmlType.F16, scaled, cols, act, tokens, batchedGot, rows, 5, rows, MatVec.DefaultPath, scaledHalves: true);
         for (int i = 0; i < batchedWant.Length; i++)
             Assert.True(SameBits(batchedWant[i], batchedGot[i]), $"cols {cols} batched {i}: scaled {batchedGot[i]} vs F16 {batchedWant[i]}");
     }
@@ -158,6 +158,11 @@ public unsafe class ScaledHalvesTests
         var q = new WeightMatrix(scaledFile, scaledFile.GetTensor("blk.0.attn_q.weight"));
         var plainQ = new WeightMatrix(plainFile, plainFile.GetTensor("blk.0.attn_q.weight"));
         Assert.True(q.IsScaledHalves && !q.IsInterleaved && !plainQ.IsScaledHalves);
+        var info = plainFile.GetTensor("blk.0.attn_q.weight");
+        var halves = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(plainFile.GetData(info));
+        int subnormal = 0;
+        foreach (ushort h in halves) if ((h & 0x7C00) == 0 && (h & 0x3FF) != 0) subnormal++;
+        Assert.True(subnormal > 0, "the file should hold subnormal halves, the case the scaling exists for");
         Assert.False(new WeightMatrix(scaledFile, scaledFile.GetTensor("blk.1.ffn_up.weight")).IsScaledHalves); // holds a 100
         var a = new float[q.Cols];
         var b = new float[q.Cols];

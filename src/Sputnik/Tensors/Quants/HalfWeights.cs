@@ -180,8 +180,7 @@ internal static unsafe class HalfWeights
             if (TF.MayHoldInfNan)
                 top = Vector128.Max(top, Vector128.Max(Vector128.Max(Vector128.Load(w0 + k) & Vector128.Create(HalfMagnitude), Vector128.Load(w1 + k) & Vector128.Create(HalfMagnitude)),
                     Vector128.Max(Vector128.Load(w2 + k) & Vector128.Create(HalfMagnitude), Vector128.Load(w3 + k) & Vector128.Create(HalfMagnitude))));
-            var xv = Vector256.Load(x + k);
-            if (TF.ActivationScale != 1f) xv *= Vector256.Create(TF.ActivationScale);
+            var xv = Activation256<TF>(x + k);
             a0 = Vector256.FusedMultiplyAdd(TF.Load256(w0 + k), xv, a0);
             a1 = Vector256.FusedMultiplyAdd(TF.Load256(w1 + k), xv, a1);
             a2 = Vector256.FusedMultiplyAdd(TF.Load256(w2 + k), xv, a2);
@@ -199,6 +198,10 @@ internal static unsafe class HalfWeights
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Activation512<TF>(float* x) where TF : struct, IFormat =>
         TF.ActivationScale == 1f ? Vector512.Load(x) : Vector512.Load(x) * Vector512.Create(TF.ActivationScale);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Activation256<TF>(float* x) where TF : struct, IFormat =>
+        TF.ActivationScale == 1f ? Vector256.Load(x) : Vector256.Load(x) * Vector256.Create(TF.ActivationScale);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<ushort> Magnitudes(Vector512<ushort> h) => h & Vector512.Create(HalfMagnitude);

@@ -35,10 +35,10 @@ internal static unsafe partial class MatMul
             a03 = Vector512.FusedMultiplyAdd(r0, t, a03); a13 = Vector512.FusedMultiplyAdd(r1, t, a13);
             a23 = Vector512.FusedMultiplyAdd(r2, t, a23); a33 = Vector512.FusedMultiplyAdd(r3, t, a33);
         }
-        y[0] = Vector512.Sum(a00); y[1] = Vector512.Sum(a10); y[2] = Vector512.Sum(a20); y[3] = Vector512.Sum(a30);
-        y[ldy] = Vector512.Sum(a01); y[ldy + 1] = Vector512.Sum(a11); y[ldy + 2] = Vector512.Sum(a21); y[ldy + 3] = Vector512.Sum(a31);
-        y[2 * ldy] = Vector512.Sum(a02); y[2 * ldy + 1] = Vector512.Sum(a12); y[2 * ldy + 2] = Vector512.Sum(a22); y[2 * ldy + 3] = Vector512.Sum(a32);
-        y[3 * ldy] = Vector512.Sum(a03); y[3 * ldy + 1] = Vector512.Sum(a13); y[3 * ldy + 2] = Vector512.Sum(a23); y[3 * ldy + 3] = Vector512.Sum(a33);
+        Store4(y, ldy, 0, a00, a01, a02, a03);
+        Store4(y, ldy, 1, a10, a11, a12, a13);
+        Store4(y, ldy, 2, a20, a21, a22, a23);
+        Store4(y, ldy, 3, a30, a31, a32, a33);
         if (n < cols)
             for (int t = 0; t < 4; t++)
                 for (int i = 0; i < 4; i++)

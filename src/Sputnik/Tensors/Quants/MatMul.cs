@@ -35,9 +35,11 @@ internal static unsafe partial class MatMul
         Span<float> y, int ldy, int r0, int r1) =>
         ComputeRows(wType, weights, cols, activations, tokens, y, ldy, r0, r1, MatVec.DefaultPath);
 
+    // scaledHalves: F16 rows in ScaledHalves' layout (made only where a SIMD path exists).
     internal static void ComputeRows(GgmlType wType, ReadOnlySpan<byte> weights, int cols, ReadOnlySpan<byte> activations, int tokens,
-        Span<float> y, int ldy, int r0, int r1, KernelPath path)
+        Span<float> y, int ldy, int r0, int r1, KernelPath path, bool scaledHalves = false)
     {
+        if (scaledHalves && (wType != GgmlType.F16 || path == KernelPath.Scalar)) throw new ArgumentException($"scaled halves are F16 rows on a SIMD path, not {wType} on {path}");
         int rowBytes = checked((int)GgmlTypeInfo.RowBytes(wType, cols));
         int stride = ActivationStride(wType, cols);
         if (r0 < 0 || r1 < r0 || ldy < r1) throw new ArgumentOutOfRangeException(nameof(r1), $"row range [{r0}, {r1}) does not fit rows of {ldy}");
@@ -50,24 +52,9 @@ internal static unsafe partial class MatMul
         fixed (float* yp = y)
         {
             if (path == KernelPath.Scalar) Reference(wType, w, rowBytes, cols, a, stride, tokens, yp, ldy, r0, r1);
-            else if (wType is GgmlType.F16 or GgmlType.BF16) DecodedRows(wType, w, rowBytes, cols, (float*)a, tokens, yp, ldy, r0, r1, path);
+            else if (wType is GgmlType.F16 or GgmlType.BF16) DecodedRows(wType, w, rowBytes, cols, (float*)a, tokens, yp, ldy, r0, r1, path, scaledHalves);
             else Tiled(wType, w, weights.Length, rowBytes, cols, a, stride, tokens, yp, ldy, r0, r1, path);
         }
-    }
-
-    /// <summary><see cref="ComputeRows(GgmlType, ReadOnlySpan{byte}, int, ReadOnlySpan{byte}, int, Span{float}, int, int, int)"/> for F16 rows in <see cref="ScaledHalves"/>' layout (a SIMD path: the layout exists only there).</summary>
-    internal static void ComputeScaledHalfRows(ReadOnlySpan<byte> weights, int cols, ReadOnlySpan<byte> activations, int tokens, Span<float> y, int ldy, int r0, int r1)
-    {
-        int rowBytes = checked((int)GgmlTypeInfo.RowBytes(GgmlType.F16, cols));
-        if (r0 < 0 || r1 < r0 || ldy < r1) throw new ArgumentOutOfRangeException(nameof(r1), $"row range [{r0}, {r1}) does not fit rows of {ldy}");
-        if (tokens < 0 || (tokens > 0 && y.Length < (long)(tokens - 1) * ldy + r1)) throw new ArgumentException($"y of {y.Length} is too short for {tokens} tokens of stride {ldy}");
-        if (weights.Length < (long)rowBytes * r1 || activations.Length < (long)cols * sizeof(float) * tokens)
-            throw new ArgumentException($"{r1} scaled F16 rows of {cols} and {tokens} tokens need more than {weights.Length} and {activations.Length} bytes");
-        if (r1 == r0 || tokens == 0) return;
-        fixed (byte* w = weights)
-        fixed (byte* a = activations)
-        fixed (float* yp = y)
-            DecodedRows(GgmlType.F16, w, rowBytes, cols, (float*)a, tokens, yp, ldy, r0, r1, MatVec.DefaultPath, scaledHalves: true);
     }
 
     /// <summary>The reference: one scalar dot per (row, token), no tiling.</summary>
@@ -138,7 +125,7 @@ internal static unsafe partial class MatMul
     /// gives the same bits here as in single-token decode. One dot per (row, token) was load-bound at a third of the FMA rate.
     /// </summary>
     private static void DecodedRows(GgmlType wType, byte* w, int rowBytes, int cols, float* x, int tokens, float* y, int ldy, int r0, int r1, KernelPath path,
-        bool scaledHalves = false)
+        bool scaledHalves)
     {
         if (t_row == null || t_row.Length < 6 * cols) t_row = new float[6 * cols];
         // Whole groups of four: a tile's leftover tokens go through FloatDot's single dependency chain, several times
