@@ -26,7 +26,7 @@ internal sealed partial class DeepSeek2
         public readonly BatchMatMul Mm;
         public readonly ExpertBatch Ffn;
         public readonly Action<int, int> AttnBody;
-        public int Tokens, Layer, Pos0;
+        public int Tokens, Layer, Pos0, HeadShares;
         /// <summary>Tokens of the chunk being run (Tokens is the capacity the buffers were grown to).</summary>
         public int ChunkTokens;
         public float[] X = [], Xb = [], QA = [], Q = [], KvA = [], AttnOut = [], FfnOut = [], RouterLogits = [], Cos = [], Sin = [], RouteWeights = [];
@@ -109,11 +109,8 @@ internal sealed partial class DeepSeek2
                 s.Latent!.Write(l, pos0 + i, row);
             }
             b.Layer = l;
-            // A short chunk (a speculative verification) attends one head per work item over all its tokens, so each
-            // cache tile is decoded once per head instead of once per token and head; a long prompt splits by token
-            // too, for work items enough to keep every thread busy. A row's result depends only on its position and
-            // the cache (FlashAttention), so both give the same bits.
-            Pool.For(n <= HeadMajorTokens ? c.Heads : n * c.Heads, b.AttnBody);
+            b.HeadShares = AttnHeadShares(n);
+            Pool.For((n + AttnTokenBlock - 1) / AttnTokenBlock * b.HeadShares, b.AttnBody);
 
             b.Mm.Run(L.Wo, b.AttnOut, n, b.Xb);
             if (L.Wo.Lora != null) LoraJobOf(s).Add(L.Wo, new LoraRows(s, null), b.AttnOut, 0, L.Wo.Cols, b.Xb, 0, L.Wo.Rows, n);
@@ -190,57 +187,58 @@ internal sealed partial class DeepSeek2
         b.Mm.Invalidate(); // Xb changed: its prepared activations are stale
     }
 
-    /// <summary>Chunks of at most this many tokens attend head by head over all their tokens at once (<see cref="AttendHeads"/>).</summary>
-    private const int HeadMajorTokens = 16;
+    /// <summary>
+    /// Query tokens of one prefill attention work item. An item attends its tokens and heads in one FlashAttention
+    /// call, which decodes each F16 cache tile once for all of them (the latent row of a position is every head's key
+    /// and value): per token, as before, the tiles of a 512-token chunk were decoded 512 times a layer, not 32.
+    /// </summary>
+    private const int AttnTokenBlock = 16;
 
     /// <summary>
-    /// Work items [i0, i1) of token × head (long chunks) or of heads (chunks of at most <see cref="HeadMajorTokens"/>):
-    /// each token's heads attend over the cache up to its own position.
+    /// Shares the heads of a chunk of <paramref name="tokens"/> are split in: one while its token blocks alone give every
+    /// thread two items, more for a short chunk (a speculative verification) so that every thread still gets work.
+    /// </summary>
+    private int AttnHeadShares(int tokens)
+    {
+        int blocks = (tokens + AttnTokenBlock - 1) / AttnTokenBlock;
+        return Math.Clamp(2 * Pool.Threads / blocks, 1, DsConfig.Heads);
+    }
+
+    /// <summary>
+    /// Work items [i0, i1) of (token block, head share), item = block · shares + share: each block's tokens attend over
+    /// the cache up to their own positions. A row's result depends only on its position and the cache
+    /// (FlashAttention), so any split gives the same bits.
     /// </summary>
     private void AttendChunk(State s, PrefillScratch b, int i0, int i1)
     {
         var c = DsConfig;
-        int heads = c.Heads, rank = c.KvLoraRank, qw = heads * c.QkHeadDim, vw = heads * c.VHeadDim;
-        int rl = rank + c.QkRopeDim, rows = b.ChunkTokens <= HeadMajorTokens ? b.ChunkTokens * heads : heads;
+        int heads = c.Heads, rank = c.KvLoraRank, rl = rank + c.QkRopeDim, shares = b.HeadShares, rows = AttnTokenBlock * heads;
         if (t_qAbs == null || t_qAbs.Length < rows * rl) { t_qAbs = new float[rows * rl]; t_oLat = new float[rows * rank]; }
         if (t_headInput == null || t_headInput.Length < _headInputBytes) t_headInput = new byte[_headInputBytes];
         if (t_headRows == null || t_headRows.Length < _headRowFloats) t_headRows = new float[Math.Max(1, _headRowFloats)];
-        if (b.ChunkTokens <= HeadMajorTokens)
+        for (int item = i0; item < i1; item++)
         {
-            AttendHeads(s, b, i0, i1);
-            return;
-        }
-        for (int t = i0 / heads; t * heads < i1; t++)
-        {
-            int h0 = Math.Max(i0, t * heads) - t * heads, h1 = Math.Min(i1, (t + 1) * heads) - t * heads;
-            AttendAbsorbed(s.Latent!, _layers[b.Layer], b.Layer, b.Pos0 + t, b.Q.AsSpan(t * qw, qw), t_qAbs, t_oLat!,
-                b.AttnOut.AsSpan(t * vw, vw), t_headInput, t_headRows, h0, h1);
+            int t0 = item / shares * AttnTokenBlock, share = item % shares;
+            AttendHeads(s, b, t0, Math.Min(b.ChunkTokens, t0 + AttnTokenBlock), share * heads / shares, (share + 1) * heads / shares);
         }
     }
 
     /// <summary>
-    /// Heads [h0, h1) of every token of a short chunk: the absorbed queries of all its tokens, then one FlashAttention
-    /// call over tokens × heads (each token causal at its own position), then the value up-projection per row.
+    /// Heads [h0, h1) of tokens [t0, t1) of the chunk: their absorbed queries, then one FlashAttention call over
+    /// tokens × heads (each token causal at its own position), then the value up-projection per row.
     /// </summary>
-    private void AttendHeads(State s, PrefillScratch b, int h0, int h1)
+    private void AttendHeads(State s, PrefillScratch b, int t0, int t1, int h0, int h1)
     {
         var c = DsConfig;
-        int n = b.ChunkTokens, heads = c.Heads, rank = c.KvLoraRank, rl = rank + c.QkRopeDim, qw = heads * c.QkHeadDim, vw = heads * c.VHeadDim;
+        int heads = c.Heads, rank = c.KvLoraRank, rl = rank + c.QkRopeDim, qw = heads * c.QkHeadDim, vw = heads * c.VHeadDim, n = t1 - t0;
         var L = _layers[b.Layer];
         var qAbs = t_qAbs!.AsSpan(0, n * heads * rl);
         var oLat = t_oLat!.AsSpan(0, n * heads * rank);
         for (int t = 0; t < n; t++)
-            for (int h = h0; h < h1; h++)
-            {
-                var q = b.Q.AsSpan(t * qw + h * c.QkHeadDim, c.QkHeadDim);
-                var qh = qAbs.Slice((t * heads + h) * rl, rl);
-                L.KAbsorb.Apply(h, q[..c.QkNopeDim], qh[..rank], t_headInput, t_headRows);
-                q[c.QkNopeDim..].CopyTo(qh[rank..]);
-            }
+            AbsorbQueries(L, b.Q.AsSpan((t0 + t) * qw, qw), qAbs.Slice(t * heads * rl, heads * rl), t_headInput, t_headRows, h0, h1);
         FlashAttention.Attend(s.Latent!.Keys(b.Layer), s.Latent.Values(b.Layer), qAbs[(h0 * rl)..], heads * rl, oLat[(h0 * rank)..], heads * rank,
-            tokens: n, group: h1 - h0, pos0: b.Pos0, window: 0, _kqScale);
+            tokens: n, group: h1 - h0, pos0: b.Pos0 + t0, window: 0, _kqScale);
         for (int t = 0; t < n; t++)
-            for (int h = h0; h < h1; h++)
-                L.VExpand.Apply(h, oLat.Slice((t * heads + h) * rank, rank), b.AttnOut.AsSpan(t * vw + h * c.VHeadDim, c.VHeadDim), t_headInput, t_headRows);
+            ExpandValues(L, oLat.Slice(t * heads * rank, heads * rank), b.AttnOut.AsSpan((t0 + t) * vw, vw), t_headInput, t_headRows, h0, h1);
     }
 }

@@ -106,10 +106,13 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         if (File.FindTensor(TensorNames.Weight(l, TensorNames.AttnKB)) != null)
         {
             // Split MLA layout: k_b is [heads][rank][nope] (ggml dims nope, rank, heads), v_b is [heads][v][rank].
-            var kb = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.AttnKB), c.QkNopeDim, c.KvLoraRank, c.Heads);
+            // Every decode step multiplies by each head's slice of both, so they are re-laid like the other matrices
+            // (the naive reference path reads k_b's rows transposed, which the interleaved layout also serves).
+            var kb = TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.AttnKB), c.QkNopeDim, c.KvLoraRank, c.Heads, relayAtLoad: true);
             kAbsorb = new HeadMatrices(kb, transposed: false);
             kExpand = new HeadMatrices(kb, transposed: true);
-            vExpand = new HeadMatrices(TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.AttnVB), c.KvLoraRank, c.VHeadDim, c.Heads), transposed: false);
+            vExpand = new HeadMatrices(TensorSlices.Split3D(File, TensorNames.Weight(l, TensorNames.AttnVB), c.KvLoraRank, c.VHeadDim, c.Heads,
+                relayAtLoad: true), transposed: false);
         }
         else
         {
@@ -215,8 +218,10 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         public WeightMatrix? MvW;
         public byte[] MvInput;
         public float[] MvY = [];
-        public Action<int, int>? MvBody, GateUpBody, DownBody, AttnBody;
-        public int AttnLayer;
+        public Action<int, int>? MvBody, GateUpBody, DownBody, AttnBody, AbsorbBody, SegmentBody, ExpandBody;
+        public int AttnLayer, AttnPos, AttnSegments;
+        /// <summary>Partial results of a segmented decode attention (segments × heads rows), grown on demand.</summary>
+        public float[] AttnPartials = [];
 
         // mtpHead: a state of the MTP head (one block of cache), not of the trunk.
         public State(DeepSeek2 m, int capacity, bool naive, KvCacheType kvType, bool mtpHead = false) : base(new KvCache(0, capacity, 0), m.DsConfig.VocabSize)
@@ -340,13 +345,7 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         Ops.Rope(row[c.KvLoraRank..], s.Cos, s.Sin, neox: false);
         s.Latent?.Write(l, pos, row);
 
-        s.AttnLayer = l;
-        s.AttnBlock = L;
-        s.AttnBody ??= s.Naive != null ? (h0, h1) => AttendNaive(s, h0, h1)
-            : (h0, h1) => AttendAbsorbed(s.Latent!, s.AttnBlock!, s.AttnLayer, s.Position, s.Q, s.QAbs, s.OLat, s.AttnOut,
-                s.HeadInput[h0], s.HeadRows[h0], h0, h1);
-        int work = c.KvLoraRank * (c.QkNopeDim + c.VHeadDim) + (pos + 1) * (c.KvLoraRank + c.QkRopeDim) * 2;
-        Pool.For(c.Heads, s.AttnBody, minPerThread: Math.Max(1, 32768 / work));
+        Attend(s, L, l, pos);
 
         MatVec(s, L.Wo, s.AttnOut, s.Xb);
         TensorPrimitives.Add(s.X, xb, s.X);
@@ -356,58 +355,6 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         else SetMoeSlots(s, L, statsLayer);
         RunFfn(s, xb);
         TensorPrimitives.Add(s.X, xb, s.X);
-    }
-
-    /// <summary>
-    /// Absorbed attention of heads [h0, h1) of one token at <paramref name="pos"/> over cache positions [0, pos] of
-    /// layer <paramref name="l"/>: multi-query attention whose single key row is the cached [latent | k_pe] and whose
-    /// value is the latent, so FlashAttention decodes each cache tile once for all heads of the call. q: heads ×
-    /// qk_head (roped); qAbs: heads × (rank + rope) scratch (each head's absorbed query and q_pe); oLat: heads × rank
-    /// scratch; out: heads × v_head. Single-threaded: callers split heads (decode) or tokens (prefill) over the
-    /// pool; headInput/headRows are this call's scratch for the head matrices.
-    /// </summary>
-    private void AttendAbsorbed(LatentKvCache cache, Layer L, int l, int pos, Span<float> q, Span<float> qAbs, Span<float> oLat,
-        Span<float> attnOut, Span<byte> headInput, Span<float> headRows, int h0, int h1)
-    {
-        var c = DsConfig;
-        int rank = c.KvLoraRank, rl = rank + c.QkRopeDim;
-        for (int h = h0; h < h1; h++)
-        {
-            // Fold the key up-projection into the query: score = (W_UK^T q_nope)·latent + q_pe·k_pe.
-            var qh = qAbs.Slice(h * rl, rl);
-            L.KAbsorb.Apply(h, q.Slice(h * c.QkHeadDim, c.QkNopeDim), qh[..rank], headInput, headRows);
-            q.Slice(h * c.QkHeadDim + c.QkNopeDim, c.QkRopeDim).CopyTo(qh[rank..]);
-        }
-        FlashAttention.Attend(cache.Keys(l), cache.Values(l), qAbs[(h0 * rl)..], 0, oLat[(h0 * rank)..], 0,
-            tokens: 1, group: h1 - h0, pos0: pos, window: 0, _kqScale);
-        // Values are the latents themselves; the value up-projection runs once per head, after attention.
-        for (int h = h0; h < h1; h++)
-            L.VExpand.Apply(h, oLat.Slice(h * rank, rank), attnOut.Slice(h * c.VHeadDim, c.VHeadDim), headInput, headRows);
-    }
-
-    private void AttendNaive(State s, int h0, int h1)
-    {
-        var c = DsConfig;
-        int l = s.AttnLayer, pos = s.Position, n = pos + 1, qk = c.QkHeadDim, vd = c.VHeadDim;
-        var L = s.AttnBlock!;
-        var cache = s.Naive!;
-        var latent = s.LatentRow.AsSpan(0, c.KvLoraRank);
-        var kpe = s.LatentRow.AsSpan(c.KvLoraRank, c.QkRopeDim);
-        for (int h = h0; h < h1; h++)
-        {
-            // Decompress this head's key and value for the new position, then plain attention over the cache.
-            var k = cache.Key(l, pos).Slice(h * qk, qk);
-            L.KExpand.Apply(h, latent, k[..c.QkNopeDim], s.HeadInput[h], s.HeadRows[h]);
-            kpe.CopyTo(k[c.QkNopeDim..]);
-            L.VExpand.Apply(h, latent, cache.Value(l, pos).Slice(h * vd, vd), s.HeadInput[h], s.HeadRows[h]);
-            var q = s.Q.AsSpan(h * qk, qk);
-            var scores = s.Scores.AsSpan(h * s.Capacity, n);
-            for (int t = 0; t < n; t++) scores[t] = TensorPrimitives.Dot(q, cache.Key(l, t).Slice(h * qk, qk)) * _kqScale;
-            Ops.Softmax(scores);
-            var o = s.AttnOut.AsSpan(h * vd, vd);
-            o.Clear();
-            for (int t = 0; t < n; t++) TensorPrimitives.MultiplyAdd(cache.Value(l, t).Slice(h * vd, vd), scores[t], o, o);
-        }
     }
 
     // ---- feed-forward: dense, or routed experts + shared experts, as one batched job ----------------------

@@ -13,15 +13,17 @@ internal static class TensorSlices
     /// <summary>
     /// The <paramref name="count"/> slices of tensor <paramref name="name"/> ([cols, rows, count]). Routed experts
     /// (<paramref name="experts"/>) are re-laid into the interleaved layout at their first use
-    /// (<see cref="WeightMatrix.EnsureRelaid"/>) where <see cref="ExpertsRelay"/> allows it.
+    /// (<see cref="WeightMatrix.EnsureRelaid"/>) where <see cref="ExpertsRelay"/> allows it; slices every token uses
+    /// (<paramref name="relayAtLoad"/>: MLA's per-head attn_k_b / attn_v_b) at load, like any matrix.
     /// </summary>
-    public static WeightMatrix[] Split3D(GgufFile file, string name, int cols, int rows, int count, bool experts = false)
+    public static WeightMatrix[] Split3D(GgufFile file, string name, int cols, int rows, int count, bool experts = false, bool relayAtLoad = false)
     {
         var info = file.GetTensor(name);
         long[] d = info.Dims;
         if (d.Length < 3 || d[0] != cols || d[1] != rows || d[2] != count || d.Skip(3).Any(x => x != 1))
             throw new GgufFormatException($"tensor '{name}' has shape [{string.Join(", ", d)}], expected [{cols}, {rows}, {count}]");
-        return RowBlocks(file, info, cols, rows, count, rowStride: rows, rowOffset: 0, relayOnFirstUse: experts && ExpertsRelay(file));
+        return RowBlocks(file, info, cols, rows, count, rowStride: rows, rowOffset: 0, relayOnFirstUse: experts && ExpertsRelay(file),
+            relayAtLoad: relayAtLoad && !experts);
     }
 
     /// <summary>
@@ -38,7 +40,7 @@ internal static class TensorSlices
     /// (the per-head K and V parts of an unsplit attn_kv_b).
     /// </summary>
     public static WeightMatrix[] RowBlocks(GgufFile file, GgufTensorInfo info, int cols, int rows, int count, int rowStride, int rowOffset,
-        bool relayOnFirstUse = false)
+        bool relayOnFirstUse = false, bool relayAtLoad = false)
     {
         long rowBytes = Tensors.GgmlTypeInfo.RowBytes(info.Type, cols);
         if (info.Columns != cols || (long)(count - 1) * rowStride + rowOffset + rows > info.Rows)
@@ -48,7 +50,7 @@ internal static class TensorSlices
         {
             long offset = info.Offset + ((long)i * rowStride + rowOffset) * rowBytes;
             var part = new GgufTensorInfo($"{info.Name}[{i}]", [cols, rows], info.Type, offset, rows * rowBytes) { Shard = info.Shard };
-            slices[i] = new WeightMatrix(file, part, mayInterleave: relayOnFirstUse, relayOnFirstUse: relayOnFirstUse);
+            slices[i] = new WeightMatrix(file, part, mayInterleave: relayOnFirstUse || relayAtLoad, relayOnFirstUse: relayOnFirstUse);
         }
         return slices;
     }
