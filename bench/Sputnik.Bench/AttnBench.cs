@@ -10,7 +10,8 @@ using Sputnik.Tensors;
 /// With variants, runs them alternating (seconds each, three rounds) so their ratio survives a noisy machine.
 /// `split` as the fourth argument instead runs the decode split of DecoderModel.SegmentedAttention on 2 threads
 /// (items = (KV head, segment), merged per head), alternating the item orders heads-outer and heads-inner.
-/// `attn prefill …` times prefill attention instead (<see cref="PrefillAttnBench"/>).
+/// `attn prefill …` times prefill attention instead (<see cref="PrefillAttnBench"/>), `attn mla …` DeepSeek-V2-Lite's
+/// absorbed MLA decode attention (<see cref="MlaAttnBench"/>).
 /// </summary>
 internal static class AttnBench
 {
@@ -19,6 +20,11 @@ internal static class AttnBench
         if (args.Length > 0 && args[0] == "prefill")
         {
             PrefillAttnBench.Run(args[1..]);
+            return;
+        }
+        if (args.Length > 0 && args[0] == "mla")
+        {
+            MlaAttnBench.Run(args[1..]);
             return;
         }
         int depth = args.Length > 0 ? int.Parse(args[0]) : 4096;

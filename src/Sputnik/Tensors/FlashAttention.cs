@@ -71,8 +71,8 @@ internal static partial class FlashAttention
     {
         public float[] Keys = [], Values = [], Max = [], Sum = [];
         // Per row: the tile's scores (then probabilities), Tile apart; the segment's running maximum, sum and
-        // unnormalized output; the tile's rescale factor and the span of the tile it sees.
-        public float[] Scores = [], SegMax = [], SegSum = [], SegOut = [], Alpha = [];
+        // unnormalized output; the tile's rescale factor, largest score and the span of the tile it sees.
+        public float[] Scores = [], SegMax = [], SegSum = [], SegOut = [], Alpha = [], TileMax = [];
         public int[] RowFrom = [], RowCount = [];
         // Quantized keys: the tile's 8-bit values and block scales, and the Q8_0 query rows.
         public sbyte[] KeyInts = [], QueryInts = [];
@@ -92,6 +92,7 @@ internal static partial class FlashAttention
                 SegMax = new float[rows];
                 SegSum = new float[rows];
                 Alpha = new float[rows];
+                TileMax = new float[rows];
                 RowFrom = new int[rows];
                 RowCount = new int[rows];
             }
@@ -288,66 +289,103 @@ internal static partial class FlashAttention
                     sc.RowCount[i * group + j] = Math.Max(0, b - a); // 0: outside this token's window
                 }
             }
-            for (int r = 0; r < rows;)
+            // Positions go through the scores, then through the values, a pass of `sub` at a time, so a pass's key rows
+            // stay in L1 while every row block reads them (wide MLA rows: a tile of 64 is 147 KB, past L1 and read
+            // from L2 once per block). A (row, key) score and each output element see the same operations in the same
+            // order whatever the passes: bits unchanged.
+            int sub = PassPositions(ks), count = end - first;
+            for (int r = 0; r < rows; r++) sc.TileMax[r] = float.NegativeInfinity;
+            for (int p0 = 0; p0 < count; p0 += sub)
             {
-                int n = sc.RowCount[r], from = sc.RowFrom[r];
-                if (n == 0)
+                int p1 = Math.Min(count, p0 + sub);
+                for (int r = 0; r < rows;)
                 {
-                    r++;
-                    continue;
-                }
-                if (blockScores && SameRange(sc, r, rows))
-                {
-                    ref float sr = ref sc.Scores[r * Tile];
-                    var (m0, m1, m2) = Scores3(ref QueryRow(sc, q, halfQueries, r, group, qStride, kw),
-                        ref QueryRow(sc, q, halfQueries, r + 1, group, qStride, kw), ref QueryRow(sc, q, halfQueries, r + 2, group, qStride, kw),
-                        ref Unsafe.Add(ref MemoryMarshal.GetReference(k), from * ks), ks, kw, n, scale, ref sr, ref Unsafe.Add(ref sr, Tile), ref Unsafe.Add(ref sr, 2 * Tile));
-                    Softmax(sc, r, m0, width);
-                    Softmax(sc, r + 1, m1, width);
-                    Softmax(sc, r + 2, m2, width);
-                    r += BlockRows;
-                    continue;
-                }
-                float tileMax;
-                if (quantized)
-                {
-                    int nb = kw / KvRowCodec.Block;
-                    var s = sc.Scores.AsSpan(r * Tile, Tile);
-                    tileMax = float.NegativeInfinity;
-                    for (int t = 0; t < n; t++)
+                    int from = sc.RowFrom[r], a = Math.Max(from, p0), b = Math.Min(from + sc.RowCount[r], p1);
+                    if (a >= b)
                     {
-                        float x = QuantDot(sc, from + t, r, nb, width) * scale;
-                        s[t] = x;
-                        tileMax = Math.Max(tileMax, x);
+                        r++;
+                        continue;
                     }
+                    if (blockScores && SameRange(sc, r, rows))
+                    {
+                        ref float sr = ref sc.Scores[r * Tile + a - from];
+                        var (m0, m1, m2) = Scores3(ref QueryRow(sc, q, halfQueries, r, group, qStride, kw),
+                            ref QueryRow(sc, q, halfQueries, r + 1, group, qStride, kw), ref QueryRow(sc, q, halfQueries, r + 2, group, qStride, kw),
+                            ref Unsafe.Add(ref MemoryMarshal.GetReference(k), a * ks), ks, kw, b - a, scale, ref sr, ref Unsafe.Add(ref sr, Tile), ref Unsafe.Add(ref sr, 2 * Tile));
+                        sc.TileMax[r] = Math.Max(sc.TileMax[r], m0);
+                        sc.TileMax[r + 1] = Math.Max(sc.TileMax[r + 1], m1);
+                        sc.TileMax[r + 2] = Math.Max(sc.TileMax[r + 2], m2);
+                        r += BlockRows;
+                        continue;
+                    }
+                    float passMax;
+                    if (quantized)
+                    {
+                        int nb = kw / KvRowCodec.Block;
+                        var s = sc.Scores.AsSpan(r * Tile, Tile);
+                        passMax = float.NegativeInfinity;
+                        for (int t = a; t < b; t++)
+                        {
+                            float x = QuantDot(sc, t, r, nb, width) * scale;
+                            s[t - from] = x;
+                            passMax = Math.Max(passMax, x);
+                        }
+                    }
+                    else passMax = Scores(ref QueryRow(sc, q, halfQueries, r, group, qStride, kw), ref Unsafe.Add(ref MemoryMarshal.GetReference(k), a * ks), ks, kw, b - a,
+                        scale, sc.Scores.AsSpan(r * Tile + a - from, Tile - (a - from)), width);
+                    sc.TileMax[r] = Math.Max(sc.TileMax[r], passMax);
+                    r++;
                 }
-                else tileMax = Scores(ref QueryRow(sc, q, halfQueries, r, group, qStride, kw), ref Unsafe.Add(ref MemoryMarshal.GetReference(k), from * ks), ks, kw, n,
-                    scale, sc.Scores.AsSpan(r * Tile, Tile), width);
-                Softmax(sc, r, tileMax, width);
-                r++;
             }
+            for (int r = 0; r < rows; r++)
+                if (sc.RowCount[r] > 0) Softmax(sc, r, sc.TileMax[r], width);
             int vs = ks;
             var v = shared ? k : DecodeTile(values, first, end - first, sc.Values, width, out vs);
-            for (int r = 0; r < rows;)
+            for (int p0 = 0; p0 < count; p0 += sub)
             {
-                int n = sc.RowCount[r];
-                if (n == 0)
+                int p1 = Math.Min(count, p0 + sub);
+                for (int r = 0; r < rows;)
                 {
+                    int from = sc.RowFrom[r], a = Math.Max(from, p0), b = Math.Min(from + sc.RowCount[r], p1);
+                    if (a >= b)
+                    {
+                        r++;
+                        continue;
+                    }
+                    // The row's rescale applies once, in the first pass that reaches it; later passes go on from o·1.
+                    bool firstPass = a == from;
+                    ref float vr = ref Unsafe.Add(ref MemoryMarshal.GetReference(v), a * vs);
+                    if (blockValues && SameRange(sc, r, rows))
+                    {
+                        Accumulate3(ref sc.SegOut[r * vw], ref sc.SegOut[(r + 1) * vw], ref sc.SegOut[(r + 2) * vw],
+                            firstPass ? sc.Alpha[r] : 1f, firstPass ? sc.Alpha[r + 1] : 1f, firstPass ? sc.Alpha[r + 2] : 1f,
+                            ref sc.Scores[r * Tile + a - from], ref sc.Scores[(r + 1) * Tile + a - from], ref sc.Scores[(r + 2) * Tile + a - from], b - a, ref vr, vs, vw);
+                        r += BlockRows;
+                        continue;
+                    }
+                    Accumulate(ref sc.SegOut[r * vw], firstPass ? sc.Alpha[r] : 1f, sc.Scores.AsSpan(r * Tile + a - from, b - a), ref vr, vs, vw, width);
                     r++;
-                    continue;
                 }
-                ref float vr = ref Unsafe.Add(ref MemoryMarshal.GetReference(v), sc.RowFrom[r] * vs);
-                if (blockValues && SameRange(sc, r, rows))
-                {
-                    Accumulate3(ref sc.SegOut[r * vw], ref sc.SegOut[(r + 1) * vw], ref sc.SegOut[(r + 2) * vw], sc.Alpha[r], sc.Alpha[r + 1], sc.Alpha[r + 2],
-                        ref sc.Scores[r * Tile], ref sc.Scores[(r + 1) * Tile], ref sc.Scores[(r + 2) * Tile], n, ref vr, vs, vw);
-                    r += BlockRows;
-                    continue;
-                }
-                Accumulate(ref sc.SegOut[r * vw], sc.Alpha[r], sc.Scores.AsSpan(r * Tile, n), ref vr, vs, vw, width);
-                r++;
             }
         }
+    }
+
+    /// <summary>Positions per pass forced (tests: whole tiles against passes; each gives the same bits); null: <see cref="PassPositions"/> chooses.</summary>
+    internal static int? PassOverride;
+
+    /// <summary>
+    /// Positions per pass of a tile whose decoded rows are <paramref name="rowFloats"/> apart: the whole tile while it
+    /// fits in 32 KiB (every GQA shape), else a multiple of 8 positions within three quarters of L1 (at least 8), the
+    /// rest of L1 for the query rows of a block. MLA's 576-wide rows (DeepSeek-V2-Lite, one thread, `Sputnik.Bench
+    /// attn mla 2048`, best of three alternating rounds): passes of 64 (the whole tile) 32.2–35.8 ms a token, of 8
+    /// 27.7–31.7, of 16 25.5–30.6; 16 is what a 48 KiB L1 gives, 8 a 32 KiB one.
+    /// </summary>
+    private static int PassPositions(int rowFloats)
+    {
+        if (PassOverride is int forced) return forced;
+        long rowBytes = 4L * rowFloats;
+        if (Tile * rowBytes <= 32 << 10) return Tile;
+        return (int)Math.Clamp(CacheSizes.L1Bytes * 3 / 4 / rowBytes / 8 * 8, 8, Tile);
     }
 
     /// <summary>Query row r (token r / group, head r % group) as q·k reads it: rounded to F16 for an F16 key cache.</summary>

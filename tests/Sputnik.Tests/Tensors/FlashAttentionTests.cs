@@ -161,6 +161,49 @@ public class FlashAttentionTests
     }
 
     /// <summary>
+    /// Rows too wide for a 64-position tile to sit in L1 (MLA's 576: passes of 16 or 8 positions; 200: passes of 40 or
+    /// 24, the last one short) go through the scores and the values a pass at a time: the bits of whole-tile passes,
+    /// for decode and for a causal prefill block, with blocked and single rows (4 heads: a block of three and one),
+    /// and close to the reference.
+    /// </summary>
+    [Theory]
+    [InlineData(576, KvCacheType.F16)]
+    [InlineData(576, KvCacheType.F32)]
+    [InlineData(576, KvCacheType.Q8_0)]
+    [InlineData(200, KvCacheType.F16)]
+    public void Passes_over_wide_rows_give_the_bits_of_whole_tiles(int hd, KvCacheType type)
+    {
+        const int group = 4, tokens = 9;
+        var cache = Cache(700, hd, type, type, 13);
+        var keys = cache.KeyHead(0, hd, hd);
+        var values = cache.ValueHead(0, hd, hd);
+        int qStride = group * hd;
+        foreach (int width in Widths())
+            foreach (var (pos0, window) in new[] { (0, 0), (150, 0), (683, 0), (600, 90) })
+            {
+                var q = Random(tokens * qStride, pos0 + hd);
+                var passes = new float[tokens * qStride];
+                var whole = new float[tokens * qStride];
+                try
+                {
+                    FlashAttention.PassOverride = FlashAttention.Tile;
+                    FlashAttention.Attend(keys, values, q, qStride, whole, qStride, tokens, group, pos0, window, 0.05f, width);
+                }
+                finally
+                {
+                    FlashAttention.PassOverride = null;
+                }
+                FlashAttention.Attend(keys, values, q, qStride, passes, qStride, tokens, group, pos0, window, 0.05f, width);
+                Assert.Equal(whole, passes);
+                var want = new float[tokens * qStride];
+                FlashAttention.Reference(keys, values, q, qStride, want, qStride, tokens, group, pos0, window, 0.05f);
+                for (int i = 0; i < want.Length; i++)
+                    Assert.True(Math.Abs(passes[i] - want[i]) <= 2e-5f + 2e-5f * Math.Abs(want[i]),
+                        $"width {width} hd {hd} {type} pos0 {pos0} window {window} [{i}]: {passes[i]} vs {want[i]}");
+            }
+    }
+
+    /// <summary>
     /// qwen2-1.5B's shape (6 query heads per KV head of 128) and an odd head size (72: its q·k not a multiple of 16, its
     /// values a 16-column tail): rows run three at a time through the register-blocked loops give the bits of rows run
     /// one at a time, a prefill block gives each token's decode bits, and both match the reference. On AVX-512 the
