@@ -11,6 +11,7 @@ using Sputnik.Tensors.Quants;
 // Whole-model prefill/decode:        dotnet run -c Release --project bench/Sputnik.Bench model [Q4_K|Q8_0] [threads] [pp] [tg] [F16|F32|Q8_0]
 // Decode attention at depth:        dotnet run -c Release --project bench/Sputnik.Bench attn [depth] [F16|F32|Q8_0|Q4_0] [seconds]
 // Prefill attention (one layer):    dotnet run -c Release --project bench/Sputnik.Bench attn prefill [depth] [type] [seconds] [tokens] [old,new]
+// MLA decode attention (V2-Lite):  dotnet run -c Release --project bench/Sputnik.Bench attn mla [depth] [seconds] [passes]
 // Logits along llama.cpp's path:   dotnet run -c Release --project bench/Sputnik.Bench logits MODEL.gguf LLAMA.json OUT.bin [ctx] [ctk] [ctv] [threads]
 // Training step (fwd/bwd/opt):     dotnet run -c Release --project bench/Sputnik.Bench train [preset] [threads] [B] [T] [steps]
 // Embeddings/s (embed-bench.sh):   dotnet run -c Release --project bench/Sputnik.Bench embed prepare|run ...
