@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Sputnik.Models;
 using Sputnik.Tensors;
 
@@ -104,23 +103,10 @@ internal static class AttnBench
 
         void Measure(string label, Action token)
         {
-            double best = double.MaxValue, total = 0;
-            int runs = 0;
-            var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
-            var sw = Stopwatch.StartNew();
-            while (sw.Elapsed.TotalSeconds < seconds)
-            {
-                long t0 = Stopwatch.GetTimestamp();
-                token();
-                double t = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-                best = Math.Min(best, t);
-                total += t;
-                runs++;
-            }
-            double cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds / runs; // the machine is shared: CPU time is steadier
+            var (best, mean, cpu, runs) = Repeat.For(seconds, token);
             double bytes = (double)layers * (depth + 1) * KvRowCodec.Bytes(type, kvHeads * hd) * 2;
             double perPosition = cpu / ((double)layers * kvHeads * (depth + 1)) * 1e9;
-            Console.WriteLine($"{label}attn depth {depth} {type}: best {best * 1e3:F2} ms/token, mean {total / runs * 1e3:F2} ms, CPU {cpu * 1e3:F2} ms ({runs} runs), " +
+            Console.WriteLine($"{label}attn depth {depth} {type}: best {best * 1e3:F2} ms/token, mean {mean * 1e3:F2} ms, CPU {cpu * 1e3:F2} ms ({runs} runs), " +
                 $"{perPosition:F1} ns CPU per position per KV head, {bytes / best / 1e9:F1} GB/s of cache");
         }
     }

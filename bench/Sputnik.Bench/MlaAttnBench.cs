@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Sputnik.Models;
 using Sputnik.Tensors;
 
@@ -53,18 +52,7 @@ internal static class MlaAttnBench
 
     private static void Measure(string label, int depth, double seconds, Action token)
     {
-        double best = double.MaxValue;
-        int runs = 0;
-        var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
-        var sw = Stopwatch.StartNew();
-        while (sw.Elapsed.TotalSeconds < seconds)
-        {
-            long t0 = Stopwatch.GetTimestamp();
-            token();
-            best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
-            runs++;
-        }
-        double cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds / runs;
+        var (best, _, cpu, runs) = Repeat.For(seconds, token);
         double macs = (double)Layers * (depth + 1) * Heads * (Rank + Rope + Rank);
         Console.WriteLine($"{label}mla attn depth {depth}: best {best * 1e3:F2} ms/token, CPU {cpu * 1e3:F2} ms ({runs} runs), " +
             $"{cpu / ((double)Layers * (depth + 1)) * 1e9:F1} ns CPU per position per layer, {macs / best / 1e9:F1} G multiply-adds/s");

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Sputnik.Models;
 using Sputnik.Tensors;
 
@@ -68,18 +67,7 @@ internal static class PrefillAttnBench
 
         void Measure(string label)
         {
-            double best = double.MaxValue;
-            int runs = 0;
-            var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
-            var sw = Stopwatch.StartNew();
-            while (sw.Elapsed.TotalSeconds < seconds)
-            {
-                long t0 = Stopwatch.GetTimestamp();
-                Chunk();
-                best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
-                runs++;
-            }
-            double cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds / runs;
+            var (best, _, cpu, runs) = Repeat.For(seconds, Chunk);
             Console.WriteLine($"{label} prefill attn ({layers} layers, blocks of {block}) {tokens} tokens at {start}…{depth - 1} {type}: best {best * 1e3:F1} ms, CPU {cpu * 1e3:F1} ms ({runs} runs), " +
                 $"{best / pairs * 1e9:F2} ns per pair (best), {cpu / pairs * 1e9:F2} (CPU), {pairs * 2 * hd / best / 1e9:F1} GMAC/s");
         }
