@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Sputnik.Tensors;
 using Sputnik.Tensors.Quants;
 
@@ -39,19 +38,8 @@ internal static unsafe class InterleaveBench
             foreach (var (name, f) in new[] { ("file", file), ("interleaved", inter) })
             {
                 for (int i = 0; i < 3; i++) f();
-                double best = double.MaxValue, total = 0;
-                int n = 0;
-                var sw = Stopwatch.StartNew();
-                while (sw.Elapsed.TotalSeconds < 1.5)
-                {
-                    long t0 = Stopwatch.GetTimestamp();
-                    f();
-                    double s = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-                    best = Math.Min(best, s);
-                    total += s;
-                    n++;
-                }
-                Console.WriteLine($"{name,-12} {rows}x{cols} x{tokens}: avg {total / n * 1e3:F3} ms ({w.Length / (total / n) / 1e9:F2} GB/s), best {best * 1e3:F3} ms ({w.Length / best / 1e9:F2} GB/s)");
+                var (best, mean, _, _) = Repeat.For(1.5, f);
+                Console.WriteLine($"{name,-12} {rows}x{cols} x{tokens}: avg {mean * 1e3:F3} ms ({w.Length / mean / 1e9:F2} GB/s), best {best * 1e3:F3} ms ({w.Length / best / 1e9:F2} GB/s)");
             }
         }
         double maxErr = 0, maxAbs = 0;

@@ -8,8 +8,9 @@ internal sealed partial class DeepSeek2
 {
     /// <summary>
     /// Attention of the token at <paramref name="pos"/> in layer <paramref name="l"/> (queries in s.Q, output in
-    /// s.AttnOut). Every head reads the same latent row per position, and decoding an F16 tile of them costs about as
-    /// much as two heads' products over it, so the work is split for a tile to be decoded once for many heads: within
+    /// s.AttnOut). Every head reads the same latent row per position, and decoding an F16 tile of them cost about as
+    /// much as two heads' products over it (from the thread time of eight two-head shares against two eight-head ones
+    /// on DeepSeek-V2-Lite), so the work is split for a tile to be decoded once for many heads: within
     /// a segment of context (<see cref="FlashAttention.Segment"/> positions) the heads go in one share per thread;
     /// beyond, the positions go in segments, each attended by all heads at once, and the partial results are merged
     /// in segment order, which gives the bits one call over every position gives. (Split into shares of two heads, as
@@ -36,7 +37,6 @@ internal sealed partial class DeepSeek2
         }
         int rows = segments * c.Heads * FlashAttention.PartialFloats(c.KvLoraRank);
         if (s.AttnPartials.Length < rows) s.AttnPartials = new float[Math.Max(rows, 2 * s.AttnPartials.Length)]; // grows a logarithmic number of times
-        s.AttnSegments = segments;
         s.AbsorbBody ??= (h0, h1) => AbsorbQueries(s.AttnBlock!, s.Q, s.QAbs, s.HeadInput[h0], s.HeadRows[h0], h0, h1);
         s.SegmentBody ??= (j0, j1) => AttendSegments(s, j0, j1);
         s.ExpandBody ??= (h0, h1) => ExpandValues(s.AttnBlock!, s.OLat, s.AttnOut, s.HeadInput[h0], s.HeadRows[h0], h0, h1);
@@ -125,5 +125,4 @@ internal sealed partial class DeepSeek2
             for (int t = 0; t < n; t++) TensorPrimitives.MultiplyAdd(cache.Value(l, t).Slice(h * vd, vd), scores[t], o, o);
         }
     }
-
 }

@@ -26,7 +26,7 @@ internal sealed partial class DeepSeek2
         public readonly BatchMatMul Mm;
         public readonly ExpertBatch Ffn;
         public readonly Action<int, int> AttnBody;
-        public int Tokens, Layer, Pos0, HeadShares;
+        public int Tokens, Layer, Pos0;
         /// <summary>Tokens of the chunk being run (Tokens is the capacity the buffers were grown to).</summary>
         public int ChunkTokens;
         public float[] X = [], Xb = [], QA = [], Q = [], KvA = [], AttnOut = [], FfnOut = [], RouterLogits = [], Cos = [], Sin = [], RouteWeights = [];
@@ -109,8 +109,7 @@ internal sealed partial class DeepSeek2
                 s.Latent!.Write(l, pos0 + i, row);
             }
             b.Layer = l;
-            b.HeadShares = AttnHeadShares(n);
-            Pool.For((n + AttnTokenBlock - 1) / AttnTokenBlock * b.HeadShares, b.AttnBody);
+            Pool.For((n + AttnTokenBlock - 1) / AttnTokenBlock * AttnHeadShares(n), b.AttnBody);
 
             b.Mm.Run(L.Wo, b.AttnOut, n, b.Xb);
             if (L.Wo.Lora != null) LoraJobOf(s).Add(L.Wo, new LoraRows(s, null), b.AttnOut, 0, L.Wo.Cols, b.Xb, 0, L.Wo.Rows, n);
@@ -212,7 +211,7 @@ internal sealed partial class DeepSeek2
     private void AttendChunk(State s, PrefillScratch b, int i0, int i1)
     {
         var c = DsConfig;
-        int heads = c.Heads, rank = c.KvLoraRank, rl = rank + c.QkRopeDim, shares = b.HeadShares, rows = AttnTokenBlock * heads;
+        int heads = c.Heads, rank = c.KvLoraRank, rl = rank + c.QkRopeDim, shares = AttnHeadShares(b.ChunkTokens), rows = AttnTokenBlock * heads;
         if (t_qAbs == null || t_qAbs.Length < rows * rl) { t_qAbs = new float[rows * rl]; t_oLat = new float[rows * rank]; }
         if (t_headInput == null || t_headInput.Length < _headInputBytes) t_headInput = new byte[_headInputBytes];
         if (t_headRows == null || t_headRows.Length < _headRowFloats) t_headRows = new float[Math.Max(1, _headRowFloats)];

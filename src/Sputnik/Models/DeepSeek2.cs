@@ -219,7 +219,7 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         public byte[] MvInput;
         public float[] MvY = [];
         public Action<int, int>? MvBody, GateUpBody, DownBody, AttnBody, AbsorbBody, SegmentBody, ExpandBody;
-        public int AttnLayer, AttnPos, AttnSegments;
+        public int AttnLayer, AttnPos;
         /// <summary>Partial results of a segmented decode attention (segments × heads rows), grown on demand.</summary>
         public float[] AttnPartials = [];
 

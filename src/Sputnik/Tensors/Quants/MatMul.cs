@@ -134,12 +134,12 @@ internal static unsafe partial class MatMul
         // tokens to 28, and its blocks from 50-53 to 62 GFLOP/s, each row's conversion shared by more tokens).
         int tokTile = Math.Max(4, CacheSizes.L2Bytes / 2 / (cols * sizeof(float)) & ~3);
         bool blocked = path == KernelPath.Avx512;
+        int rowStep = blocked && HalfSixRows ? 6 : 4;
         fixed (float* rows = t_row)
         {
             for (int t0 = 0; t0 < tokens; t0 += tokTile)
             {
                 int t1 = Math.Min(tokens, t0 + tokTile);
-                int rowStep = blocked && HalfSixRows ? 6 : 4;
                 for (int r = r0; r < r1; r += rowStep)
                 {
                     int nr = Math.Min(rowStep, r1 - r);
