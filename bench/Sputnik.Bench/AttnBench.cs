@@ -5,7 +5,8 @@ using Sputnik.Tensors;
 /// Single-threaded decode attention at depth: one token's attention over every layer of a qwen2-1.5B-shaped cache
 /// (28 layers, 2 KV heads of 128, 12 query heads), the cache filled with random rows. Prints ms per token and the
 /// cache bytes read per second, best of a few seconds of repeats.
-/// Usage: attn [depth=4096] [F16|F32|Q8_0|Q4_0] [seconds=3] [prefetch distances to compare, e.g. 0,16,64 (rows ahead; 0: off)]
+/// Usage: attn [group=N] [depth=4096] [F16|F32|Q8_0|Q4_0] [seconds=3] [prefetch distances to compare, e.g. 0,16,64 (rows ahead; 0: off)]
+/// `group=N` sets the query heads per KV head (default 6, qwen2-1.5B's; 4 is qwen3-8B's, 7 qwen2-7B's).
 /// With variants, runs them alternating (seconds each, three rounds) so their ratio survives a noisy machine.
 /// `split` as the fourth argument instead runs the decode split of DecoderModel.SegmentedAttention on 2 threads
 /// (items = (KV head, segment), merged per head), alternating the item orders heads-outer and heads-inner.
@@ -26,10 +27,16 @@ internal static class AttnBench
             MlaAttnBench.Run(args[1..]);
             return;
         }
+        int group = 6;
+        if (args.Length > 0 && args[0].StartsWith("group=", StringComparison.Ordinal))
+        {
+            group = int.Parse(args[0]["group=".Length..]);
+            args = args[1..];
+        }
         int depth = args.Length > 0 ? int.Parse(args[0]) : 4096;
         var type = args.Length > 1 ? Enum.Parse<KvCacheType>(args[1], ignoreCase: true) : KvCacheType.F16;
         double seconds = args.Length > 2 ? double.Parse(args[2]) : 3;
-        const int layers = 28, kvHeads = 2, hd = 128, group = 6;
+        const int layers = 28, kvHeads = 2, hd = 128;
         var cache = new KvCache(layers, depth + 1, kvHeads * hd, type, type, hd);
         var rng = new Random(1);
         var k = new float[kvHeads * hd];
@@ -106,7 +113,7 @@ internal static class AttnBench
             var (best, mean, cpu, runs) = Repeat.For(seconds, token);
             double bytes = (double)layers * (depth + 1) * KvRowCodec.Bytes(type, kvHeads * hd) * 2;
             double perPosition = cpu / ((double)layers * kvHeads * (depth + 1)) * 1e9;
-            Console.WriteLine($"{label}attn depth {depth} {type}: best {best * 1e3:F2} ms/token, mean {mean * 1e3:F2} ms, CPU {cpu * 1e3:F2} ms ({runs} runs), " +
+            Console.WriteLine($"{label}attn group {group} depth {depth} {type}: best {best * 1e3:F2} ms/token, mean {mean * 1e3:F2} ms, CPU {cpu * 1e3:F2} ms ({runs} runs), " +
                 $"{perPosition:F1} ns CPU per position per KV head, {bytes / best / 1e9:F1} GB/s of cache");
         }
     }
