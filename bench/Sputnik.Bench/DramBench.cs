@@ -22,8 +22,8 @@ internal static unsafe class DramBench
             RunHalves(threads, rows, cols, copies);
             return;
         }
-        // MoE experts stay in the file layout: `dram Q4_K 1 1408 2048 64 file` measures their kernels.
-        if (type is GgmlType.MXFP4 or GgmlType.Q5_0 || (args.Length > 5 && args[5] == "file"))
+        // `file` measures the file-layout rows kernels (MXFP4 has no other): `dram Q4_K 1 1408 2048 64 file`.
+        if (type is GgmlType.MXFP4 || (args.Length > 5 && args[5] == "file"))
         {
             RunRows(type, threads, rows, cols, copies);
             return;
@@ -66,7 +66,7 @@ internal static unsafe class DramBench
     }
 
     /// <summary>
-    /// A type without an interleaved layout (MXFP4, Q5_0: MoE experts stay in the file layout): the rows kernel
+    /// The file-layout rows kernels (MXFP4 has no interleaved layout; `file` asks for the others): the rows kernel
     /// (MatVec.ComputeRows) against the single-row kernel called row by row, same bytes, same threads.
     /// </summary>
     private static void RunRows(GgmlType type, int threads, int rows, int cols, int copies)

@@ -47,7 +47,7 @@ internal sealed class BatchMatMul
         _w = w;
         _y = y;
         _n = n;
-        _pool.For(w.Rows, _mul, minPerThread: (int)Math.Max(1, 32768 / ((long)w.Cols * n)));
+        _pool.For(w.Rows, _mul, minPerThread: (int)Math.Max(1, 32768 / ((long)w.Cols * n)), align: Interleaving.Rows);
         if (ReferenceEquals(y, _source)) _source = null;
     }
 }

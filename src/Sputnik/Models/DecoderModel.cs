@@ -281,7 +281,7 @@ internal abstract partial class DecoderModel : LanguageModel
         s.MmW = w;
         s.MmY = y;
         s.MmTokens = n;
-        Pool.For(w.Rows, s.MmBody!, minPerThread: MinRowsPerThread(w, n));
+        Pool.For(w.Rows, s.MmBody!, minPerThread: MinRowsPerThread(w, n), align: Interleaving.Rows);
         if (ReferenceEquals(y, s.ActSource)) s.ActSource = null;
         if (w.Lora != null) AddLora(s, w, x, n, y);
     }
@@ -319,7 +319,7 @@ internal abstract partial class DecoderModel : LanguageModel
         }
         s.MmTokens = n;
         int rows = w0.Rows + w1.Rows + (w2?.Rows ?? 0);
-        Pool.For(rows, s.SharedBody!, minPerThread: MinRowsPerThread(w0, n));
+        Pool.For(rows, s.SharedBody!, minPerThread: MinRowsPerThread(w0, n), align: Interleaving.Rows);
         if (w0.Lora != null) AddLora(s, w0, x, n, y0);
         if (w1.Lora != null) AddLora(s, w1, x, n, y1);
         if (w2?.Lora != null) AddLora(s, w2, x, n, y2!);

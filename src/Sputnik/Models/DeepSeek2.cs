@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using Sputnik.Gguf;
 using Sputnik.Tensors;
+using Sputnik.Tensors.Quants;
 
 namespace Sputnik.Models;
 
@@ -402,7 +403,7 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         }
         int total = s.SStart[s.Slots];
         s.GateUpBody ??= (r0, r1) => GateUpRows(s, r0, r1);
-        Pool.For(2 * total, s.GateUpBody, minPerThread: Math.Max(1, 32768 / dim));
+        Pool.For(2 * total, s.GateUpBody, minPerThread: Math.Max(1, 32768 / dim), align: Interleaving.Rows);
         // x is Xb's first dim floats (the normed row); the adapters' deltas go in before the activation.
         var lora = new LoraRows(s, null);
         bool adapted = lora.Any;
@@ -416,7 +417,7 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         for (int j = 0; j < s.Slots; j++)
             s.SDown[j].PrepareInput(s.G.AsSpan(s.SStart[j], s.SGate[j].Rows), s.InDown[j]);
         s.DownBody ??= (r0, r1) => DownRows(s, r0, r1);
-        Pool.For(s.Slots * dim, s.DownBody, minPerThread: Math.Max(1, 32768 / Math.Max(1, total / s.Slots)));
+        Pool.For(s.Slots * dim, s.DownBody, minPerThread: Math.Max(1, 32768 / Math.Max(1, total / s.Slots)), align: Interleaving.Rows);
         if (adapted)
             for (int j = 0; j < s.Slots; j++)
                 LoraJobOf(s).Add(s.SDown[j], lora, s.G, s.SStart[j], 0, s.DOut, j * dim, 0, 1);
@@ -458,7 +459,7 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         s.MvY = y;
         s.MvBody ??= (r0, r1) => s.MvW!.MatVecRows(s.MvInput, s.MvY, r0, r1);
         // Small matrices are cheaper on one thread than the hand-off to workers.
-        Pool.For(w.Rows, s.MvBody, minPerThread: Math.Max(1, 32768 / Math.Max(1, w.Cols)));
+        Pool.For(w.Rows, s.MvBody, minPerThread: Math.Max(1, 32768 / Math.Max(1, w.Cols)), align: Interleaving.Rows);
         if (w.Lora != null) LoraJobOf(s).Add(w, new LoraRows(s, null), x, 0, w.Cols, y, 0, w.Rows, 1);
     }
 

@@ -189,13 +189,13 @@ internal sealed class ExpertBatch
 
         for (int r = 0; r < _rows; r++) x.AsSpan(_tokenOf[r] * dim, dim).CopyTo(_in.AsSpan(r * dim, dim));
         _pool.For(_rows, _prepGateUpBody, minPerThread: Math.Max(1, 16384 / dim));
-        _pool.For(_guStart[_slots], _gateUpBody, minPerThread: Math.Max(1, 32768 / (dim * Math.Max(1, _rows / _slots))));
+        _pool.For(_guStart[_slots], _gateUpBody, minPerThread: Math.Max(1, 32768 / (dim * Math.Max(1, _rows / _slots))), align: Interleaving.Rows);
         bool lora = _lora.Any;
         if (lora) AddLora(gateUp: true);
         _pool.For((int)_hTotal, _swiGluBody, minPerThread: 1 << 15);
         // Like the gate/up inputs: a decode step's k rows are quantized inline, not handed to the workers.
         _pool.For(_rows, _prepDownBody, minPerThread: Math.Max(4, 16384 / Math.Max(1, _gate[0].Rows)));
-        _pool.For(_downStart[_slots], _downBody, minPerThread: Math.Max(1, 32768 / Math.Max(1, (int)(_hTotal / Math.Max(1, _slots)))));
+        _pool.For(_downStart[_slots], _downBody, minPerThread: Math.Max(1, 32768 / Math.Max(1, (int)(_hTotal / Math.Max(1, _slots)))), align: Interleaving.Rows);
         if (lora) AddLora(gateUp: false);
         _lora = default;
 

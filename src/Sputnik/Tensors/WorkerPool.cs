@@ -22,7 +22,7 @@ internal sealed class WorkerPool : IDisposable
     private readonly SemaphoreSlim[] _wake;
     private readonly int[] _sleeping;
     private Action<int, int>? _body;
-    private int _total, _chunks;
+    private int _total, _chunks, _align;
     // Generation of the current call (high 32 bits) and the next unclaimed chunk (low 32 bits) in one word, so a
     // late worker's claim of call g can never succeed against call g+1.
     private long _next;
@@ -50,23 +50,27 @@ internal sealed class WorkerPool : IDisposable
     }
 
     /// <summary>
-    /// Runs body(start, end) over [0, total) in contiguous chunks of at least <paramref name="minPerThread"/>, using at
-    /// most <see cref="Threads"/> threads (the caller included).
+    /// Runs body(start, end) over [0, total) in contiguous chunks, at most total / <paramref name="minPerThread"/> of
+    /// them (one call on the caller's thread when that is one), using at most <see cref="Threads"/> threads (the
+    /// caller included). Chunk boundaries fall on multiples of
+    /// <paramref name="align"/> (interleaved weight rows: a group of 16 split between two chunks is computed by both).
     /// </summary>
     /// <remarks>
     /// Chunks are claimed dynamically (a few per thread) rather than one fixed range per thread: when the machine is
     /// oversubscribed and a worker is descheduled, the others take its share instead of waiting for it at the
-    /// barrier, and uneven work evens out.
+    /// barrier, and uneven work evens out. Their sizes shrink from first to last (<see cref="Boundary"/>), so the
+    /// thread that finishes first waits at most for a small last chunk.
     /// </remarks>
-    public void For(int total, Action<int, int> body, int minPerThread = 1)
+    public void For(int total, Action<int, int> body, int minPerThread = 1, int align = 1)
     {
+        if (align < 1) throw new ArgumentOutOfRangeException(nameof(align), align, "chunk alignment must be at least 1");
         int chunks = Math.Min(Threads * ChunksPerThread, Math.Max(1, total / Math.Max(1, minPerThread)));
         if (Threads == 1 || chunks <= 1 || total <= 1)
         {
             if (total > 0) body(0, total);
             return;
         }
-        chunks = Math.Min(chunks, total);
+        chunks = Math.Min(chunks, (total + align - 1) / align);
         // A call that gives each thread one chunk still uses at most Threads threads.
         int helpers = Math.Min(Threads - 1, chunks - 1);
         // Close the finished call before its fields change. A worker can still be in RunChunks of that call, holding
@@ -78,6 +82,7 @@ internal sealed class WorkerPool : IDisposable
         _body = body;
         _total = total;
         _chunks = chunks;
+        _align = align;
         Volatile.Write(ref _completed, 0);
         Interlocked.Exchange(ref _next, gen << 32); // full fence: publishes the fields above
         for (int i = 0; i < helpers; i++)
@@ -113,17 +118,32 @@ internal sealed class WorkerPool : IDisposable
             if (chunk >= _chunks) return;
             if (Interlocked.CompareExchange(ref _next, v + 1, v) != v) continue;
             // A claimed chunk keeps the call alive (the caller waits for it), so its fields are stable here.
-            var (s, e) = Range(chunk, _chunks, _total);
-            try { _body!(s, e); }
+            int s = Boundary(chunk, _chunks, _total, _align), e = Boundary(chunk + 1, _chunks, _total, _align);
+            try { if (s < e) _body!(s, e); }
             catch (Exception ex) { _workerError = ex; }
             finally { Interlocked.Increment(ref _completed); }
         }
     }
 
-    private static (int Start, int End) Range(int part, int parts, int total)
+    /// <summary>
+    /// Where chunk <paramref name="part"/> of <paramref name="parts"/> starts (part = parts: the end), rounded down to
+    /// a multiple of <paramref name="align"/>. With more chunks than threads the sizes fall linearly from first to last
+    /// (chunk k covers (2·(parts − k) − 1)/parts² of the total: 15/64 down to 1/64 for 8), so when one thread runs out
+    /// of chunks the other is at most a small chunk from done. Equal chunks left the first thread idle for about half
+    /// a chunk, an eighth of a call, at the end of every product: measured over DeepSeek-V2-Lite decode (temporary
+    /// timers) 4.6 s of one thread waiting in 19 s of pool calls with equal chunks, 1.8 s with these.
+    /// </summary>
+    private int Boundary(int part, int parts, int total, int align)
     {
-        long s = (long)total * part / parts, e = (long)total * (part + 1) / parts;
-        return ((int)s, (int)e);
+        if (part >= parts) return total;
+        long b;
+        if (parts > Threads)
+        {
+            long left = parts - part;
+            b = total - (long)total * left * left / ((long)parts * parts);
+        }
+        else b = (long)total * part / parts;
+        return (int)(b / align * align);
     }
 
     private void WorkerLoop(int worker)
