@@ -211,6 +211,8 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         public readonly float[] SWeight, G, U, DOut, RouterLogits, RouteWeights;
         public readonly int[] SStart, RouteExperts;
         public readonly byte[][] InGate, InUp, InDown;
+        /// <summary>The input each slot's gate and up products read this step: its own buffer, or an earlier slot's when the formats match.</summary>
+        public readonly byte[][] GateInput, UpInput;
         public int Slots;
         public readonly MoeRouter? Router;
         /// <summary>Batched-prefill activations, created by the first multi-token Forward.</summary>
@@ -261,6 +263,8 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
             InGate = Enumerable.Range(0, slots).Select(_ => new byte[m._maxInputBytes]).ToArray();
             InUp = Enumerable.Range(0, slots).Select(_ => new byte[m._maxInputBytes]).ToArray();
             InDown = Enumerable.Range(0, slots).Select(_ => new byte[m._maxInputBytes]).ToArray();
+            GateInput = new byte[slots][];
+            UpInput = new byte[slots][];
             MvInput = new byte[m._maxInputBytes];
             RouterLogits = new float[Math.Max(1, c.ExpertCount)];
             RouteExperts = new int[Math.Max(1, c.ExpertsUsed)];
@@ -326,17 +330,15 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         var xb = s.Xb.AsSpan(0, c.Dim);
         int l = cacheLayer;
         Ops.RmsNorm(s.X, L.AttnNorm, c.RmsEps, xb);
-        if (L.Wq != null)
+        // kv_a first: the query's first product reads the same normed row and reuses its prepared input.
+        MatVec(s, L.WkvA, s.Xb, s.KvA);
+        var wq = L.Wq ?? L.WqA!;
+        MatVec(s, wq, s.Xb, L.Wq != null ? s.Q : s.QA, inputReady: wq.ReadsInputAs(L.WkvA));
+        if (L.Wq == null)
         {
-            MatVec(s, L.Wq, s.Xb, s.Q);
-        }
-        else
-        {
-            MatVec(s, L.WqA!, s.Xb, s.QA);
             Ops.RmsNorm(s.QA, L.QANorm!, c.RmsEps, s.QA);
             MatVec(s, L.WqB!, s.QA, s.Q);
         }
-        MatVec(s, L.WkvA, s.Xb, s.KvA);
         // RoPE only on the decoupled part: each head's q_pe and the single shared k_pe, consecutive pairs (NORM).
         for (int h = 0; h < c.Heads; h++)
             Ops.Rope(s.Q.AsSpan(h * c.QkHeadDim + c.QkNopeDim, c.QkRopeDim), s.Cos, s.Sin, neox: false);
@@ -395,11 +397,16 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
     {
         int dim = DsConfig.Dim;
         s.SStart[0] = 0;
+        // Every gate and up product reads the same x: quantized once for all slots whose matrices read the same
+        // format (all of them in the usual mixes), not twice per slot (14 Q8_K quantizations a layer, on the caller's
+        // thread while the worker waits, for DeepSeek-V2-Lite's 6 + 1 slots).
+        WeightMatrix? prepared = null;
+        byte[] preparedInput = [];
         for (int j = 0; j < s.Slots; j++)
         {
             s.SStart[j + 1] = s.SStart[j] + s.SGate[j].Rows;
-            s.SGate[j].PrepareInput(x, s.InGate[j]);
-            s.SUp[j].PrepareInput(x, s.InUp[j]);
+            s.GateInput[j] = PrepareOnce(s.SGate[j], x, s.InGate[j], ref prepared, ref preparedInput);
+            s.UpInput[j] = PrepareOnce(s.SUp[j], x, s.InUp[j], ref prepared, ref preparedInput);
         }
         int total = s.SStart[s.Slots];
         s.GateUpBody ??= (r0, r1) => GateUpRows(s, r0, r1);
@@ -425,6 +432,16 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         for (int j = 0; j < s.Slots; j++) TensorPrimitives.MultiplyAdd(s.DOut.AsSpan(j * dim, dim), s.SWeight[j], x, x);
     }
 
+    /// <summary>x prepared for <paramref name="w"/>: the input last prepared when it reads the same format, else prepared into <paramref name="own"/>.</summary>
+    private static byte[] PrepareOnce(WeightMatrix w, ReadOnlySpan<float> x, byte[] own, ref WeightMatrix? prepared, ref byte[] preparedInput)
+    {
+        if (prepared != null && w.ReadsInputAs(prepared)) return preparedInput;
+        w.PrepareInput(x, own);
+        prepared = w;
+        preparedInput = own;
+        return own;
+    }
+
     private static void GateUpRows(State s, int r0, int r1)
     {
         int total = s.SStart[s.Slots];
@@ -436,8 +453,8 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
                 int st = s.SStart[j], en = s.SStart[j + 1];
                 int lo = Math.Max(a, st), hi = Math.Min(b, en);
                 if (lo >= hi) continue;
-                if (half == 0) s.SGate[j].MatVecRows(s.InGate[j], s.G.AsSpan(st), lo - st, hi - st);
-                else s.SUp[j].MatVecRows(s.InUp[j], s.U.AsSpan(st), lo - st, hi - st);
+                if (half == 0) s.SGate[j].MatVecRows(s.GateInput[j], s.G.AsSpan(st), lo - st, hi - st);
+                else s.SUp[j].MatVecRows(s.UpInput[j], s.U.AsSpan(st), lo - st, hi - st);
             }
         }
     }
@@ -452,9 +469,10 @@ internal sealed partial class DeepSeek2 : LanguageModel, IMoeModel
         }
     }
 
-    private void MatVec(State s, WeightMatrix w, float[] x, float[] y)
+    /// <summary>y = w·x on the pool; with <paramref name="inputReady"/> s.MvInput already holds x as w reads it (the previous product read the same x in the same format).</summary>
+    private void MatVec(State s, WeightMatrix w, float[] x, float[] y, bool inputReady = false)
     {
-        w.PrepareInput(x, s.MvInput);
+        if (!inputReady) w.PrepareInput(x, s.MvInput);
         s.MvW = w;
         s.MvY = y;
         s.MvBody ??= (r0, r1) => s.MvW!.MatVecRows(s.MvInput, s.MvY, r0, r1);

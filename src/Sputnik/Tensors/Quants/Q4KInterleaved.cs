@@ -182,14 +182,18 @@ internal sealed unsafe class Q4KInterleaved : IGroupKernel
         var acc = Vector512<float>.Zero;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, a += Q8K)
         {
-            if (Prefetch.Enabled) Prefetch.Lines(w + ahead, GroupBlockBytes);
+            // The block ahead is requested a quarter before each sub-block pair (Prefetch.Part: not 36 lines at once).
+            if (Prefetch.Enabled) Prefetch.Part(w + ahead, GroupBlockBytes, 0, 4);
             Scales(w, out var s03, out var s47, out var m03, out var m47);
             var bsums = BlockSums(a);
             var isum = Vector512<int>.Zero;
             var msum = Vector512<int>.Zero;
             Pair1(pat, w, a, 0, m4, s03, m03, bsums, ref isum, ref msum);
+            if (Prefetch.Enabled) Prefetch.Part(w + ahead, GroupBlockBytes, 1, 4);
             Pair1(pat, w, a, 1, m4, s03, m03, bsums, ref isum, ref msum);
+            if (Prefetch.Enabled) Prefetch.Part(w + ahead, GroupBlockBytes, 2, 4);
             Pair1(pat, w, a, 2, m4, s47, m47, bsums, ref isum, ref msum);
+            if (Prefetch.Enabled) Prefetch.Part(w + ahead, GroupBlockBytes, 3, 4);
             Pair1(pat, w, a, 3, m4, s47, m47, bsums, ref isum, ref msum);
             acc = Finish(isum, msum, FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w)), FloatConvert.HalfToFloat512(Vector256.Load((ushort*)(w + 32))), a, acc);
         }
