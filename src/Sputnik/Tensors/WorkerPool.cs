@@ -64,13 +64,13 @@ internal sealed class WorkerPool : IDisposable
     public void For(int total, Action<int, int> body, int minPerThread = 1, int align = 1)
     {
         if (align < 1) throw new ArgumentOutOfRangeException(nameof(align), align, "chunk alignment must be at least 1");
-        int chunks = Math.Min(Threads * ChunksPerThread, Math.Max(1, total / Math.Max(1, minPerThread)));
+        // No more chunks than aligned spans: a call that fits one runs on the caller's thread, with no hand-off.
+        int chunks = Math.Min(Math.Min(Threads * ChunksPerThread, Math.Max(1, total / Math.Max(1, minPerThread))), (total + align - 1) / align);
         if (Threads == 1 || chunks <= 1 || total <= 1)
         {
             if (total > 0) body(0, total);
             return;
         }
-        chunks = Math.Min(chunks, (total + align - 1) / align);
         // A call that gives each thread one chunk still uses at most Threads threads.
         int helpers = Math.Min(Threads - 1, chunks - 1);
         // Close the finished call before its fields change. A worker can still be in RunChunks of that call, holding

@@ -53,8 +53,9 @@ internal static unsafe class Prefetch
     /// <summary>
     /// Requests the lines of part <paramref name="part"/> of <paramref name="parts"/> of the block of
     /// <paramref name="bytes"/> at p. A kernel whose block spans many lines (Q4_K: 36 for a group of 16 rows, Q6_K:
-    /// 53) requests a part before each part of its work rather than the whole block at once: a burst of 36–53
-    /// requests held the core's line-fill buffers, and the block's own loads waited behind them. Measured (Intel
+    /// 53) requests a part before each part of its work rather than the whole block at once. Our reading of why that is
+    /// faster (not measured directly; this VM has no hardware counters): a burst of 36–53 requests holds the core's
+    /// line-fill buffers, and the block's own loads wait behind them. Measured (Intel
     /// Xeon, `Sputnik.Bench dram Q4_K 1|2 8960 1536 48`, three alternating rounds, kernel ÷ streaming sum): one
     /// thread 0.89 / 0.89 / 0.90 all at once against 0.96 / 0.95 / 0.95 in four parts; two threads 0.71 / 0.77 / 0.61
     /// against 0.81 / 0.77 / 0.82.
