@@ -2,12 +2,15 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Sputnik.Tensors;
+using Sputnik.Tensors.Quants;
 
 /// <summary>
 /// The machine's arithmetic ceilings, the bounds that compute-bound targets are read against:
 /// float32 fused multiply-adds (what an exact F16/BF16 weight kernel ends in, since .NET 10 has neither F16C nor
 /// AVX512-BF16) and int8 products (what the quantized prefill kernels end in: vpdpbusd where AVX-VNNI exists, else
-/// vpmaddubsw + vpmaddwd), with 1 and 2 threads, registers only (no memory traffic):
+/// vpmaddubsw + vpmaddwd), with 1 and 2 threads, registers only (no memory traffic); then the batched Q4_K kernel's
+/// inner loop in both instruction sets (weights in L1) and the kernel itself on a matrix in L2:
 /// dotnet run -c Release --project bench/Sputnik.Bench -- peak [seconds]
 /// </summary>
 internal static class PeakBench
@@ -28,6 +31,12 @@ internal static class PeakBench
                 Report($"int8 vpmaddubsw+vpmaddwd, 512-bit, {threads} thread(s)", "GOP/s", threads, seconds, MaddUbs512);
             if (AvxVnni.IsSupported)
                 Report($"int8 vpdpbusd (AVX-VNNI), 256-bit, {threads} thread(s)", "GOP/s", threads, seconds, Vnni256);
+            if (Avx512BW.IsSupported)
+                Report($"Q4_K slot x4 tokens, vpmaddubsw 512-bit, {threads} thread(s)", "GOP/s", threads, seconds, SlotMaddUbs512);
+            if (AvxVnni.IsSupported)
+                Report($"Q4_K slot x4 tokens, vpdpbusd 256-bit, {threads} thread(s)", "GOP/s", threads, seconds, SlotVnni256);
+            if (Interleaving.Supports(GgmlType.Q4_K, 16, 1536))
+                Report($"Q4_K interleaved kernel, 8 tokens, 256x1536 in L2, {threads} thread(s)", "GOP/s", threads, seconds, KernelInL2);
         }
     }
 
@@ -138,5 +147,105 @@ internal static class PeakBench
         }
         var sum = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
         return (n * Chains * 32, Vector256.Sum(sum));
+    }
+
+    // Slot-shaped loops (the inner loop of the batched Q4_K kernel, weights and activations in L1): one 64-byte load
+    // of 16 rows × 4 bytes, nibbles split, four tokens' activations broadcast, products summed per token.
+    private static readonly byte[] s_slotBytes = Enumerable.Range(0, 4096).Select(i => (byte)(i * 37)).ToArray();
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static unsafe (long, float) SlotMaddUbs512(long n)
+    {
+        fixed (byte* p = s_slotBytes)
+        {
+            var m4 = Vector512.Create((byte)0x0F);
+            Vector512<short> p0 = default, q0 = default, p1 = default, q1 = default, p2 = default, q2 = default, p3 = default, q3 = default;
+            for (long i = 0; i < n; i++)
+            {
+                byte* w = p + (i & 31) * 64, x = p + 2048 + (i & 7) * 4;
+                var v = Vector512.Load(w);
+                var lo = v & m4;
+                var hi = (v.AsUInt16() >> 4).AsByte() & m4;
+                p0 += Avx512BW.MultiplyAddAdjacent(lo, Vector512.Create(*(int*)x).AsSByte());
+                q0 += Avx512BW.MultiplyAddAdjacent(hi, Vector512.Create(*(int*)(x + 32)).AsSByte());
+                p1 += Avx512BW.MultiplyAddAdjacent(lo, Vector512.Create(*(int*)(x + 256)).AsSByte());
+                q1 += Avx512BW.MultiplyAddAdjacent(hi, Vector512.Create(*(int*)(x + 288)).AsSByte());
+                p2 += Avx512BW.MultiplyAddAdjacent(lo, Vector512.Create(*(int*)(x + 512)).AsSByte());
+                q2 += Avx512BW.MultiplyAddAdjacent(hi, Vector512.Create(*(int*)(x + 544)).AsSByte());
+                p3 += Avx512BW.MultiplyAddAdjacent(lo, Vector512.Create(*(int*)(x + 768)).AsSByte());
+                q3 += Avx512BW.MultiplyAddAdjacent(hi, Vector512.Create(*(int*)(x + 800)).AsSByte());
+            }
+            return (n * 512, (float)Vector512.Sum(p0 + q0 + p1 + q1 + p2 + q2 + p3 + q3));
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static unsafe (long, float) SlotVnni256(long n)
+    {
+        fixed (byte* p = s_slotBytes)
+        {
+            var m4 = Vector256.Create((byte)0x0F);
+            Vector256<int> l0 = default, h0 = default, l1 = default, h1 = default, l2 = default, h2 = default, l3 = default, h3 = default;
+            Vector256<int> l0u = default, h0u = default, l1u = default, h1u = default, l2u = default, h2u = default, l3u = default, h3u = default;
+            for (long i = 0; i < n; i++)
+            {
+                byte* w = p + (i & 31) * 64, x = p + 2048 + (i & 7) * 4;
+                var v = Vector256.Load(w);
+                var u = Vector256.Load(w + 32);
+                var lo = v & m4;
+                var hi = (v.AsUInt16() >> 4).AsByte() & m4;
+                var lou = u & m4;
+                var hiu = (u.AsUInt16() >> 4).AsByte() & m4;
+                var b = Vector256.Create(*(int*)x).AsSByte();
+                l0 = AvxVnni.MultiplyWideningAndAdd(l0, lo, b); l0u = AvxVnni.MultiplyWideningAndAdd(l0u, lou, b);
+                b = Vector256.Create(*(int*)(x + 32)).AsSByte();
+                h0 = AvxVnni.MultiplyWideningAndAdd(h0, hi, b); h0u = AvxVnni.MultiplyWideningAndAdd(h0u, hiu, b);
+                b = Vector256.Create(*(int*)(x + 256)).AsSByte();
+                l1 = AvxVnni.MultiplyWideningAndAdd(l1, lo, b); l1u = AvxVnni.MultiplyWideningAndAdd(l1u, lou, b);
+                b = Vector256.Create(*(int*)(x + 288)).AsSByte();
+                h1 = AvxVnni.MultiplyWideningAndAdd(h1, hi, b); h1u = AvxVnni.MultiplyWideningAndAdd(h1u, hiu, b);
+                b = Vector256.Create(*(int*)(x + 512)).AsSByte();
+                l2 = AvxVnni.MultiplyWideningAndAdd(l2, lo, b); l2u = AvxVnni.MultiplyWideningAndAdd(l2u, lou, b);
+                b = Vector256.Create(*(int*)(x + 544)).AsSByte();
+                h2 = AvxVnni.MultiplyWideningAndAdd(h2, hi, b); h2u = AvxVnni.MultiplyWideningAndAdd(h2u, hiu, b);
+                b = Vector256.Create(*(int*)(x + 768)).AsSByte();
+                l3 = AvxVnni.MultiplyWideningAndAdd(l3, lo, b); l3u = AvxVnni.MultiplyWideningAndAdd(l3u, lou, b);
+                b = Vector256.Create(*(int*)(x + 800)).AsSByte();
+                h3 = AvxVnni.MultiplyWideningAndAdd(h3, hi, b); h3u = AvxVnni.MultiplyWideningAndAdd(h3u, hiu, b);
+            }
+            var sum = l0 + h0 + l1 + h1 + l2 + h2 + l3 + h3 + l0u + h0u + l1u + h1u + l2u + h2u + l3u + h3u;
+            return (n * 512, Vector256.Sum(sum));
+        }
+    }
+
+    /// <summary>The batched Q4_K kernel itself, each thread on its own 256×1536 matrix (221 KB, in L2) and 8 tokens.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static unsafe (long, float) KernelInL2(long n)
+    {
+        const int Rows = 256, Cols = 1536, Tokens = 8;
+        t_kernel ??= MakeKernelProblem(Rows, Cols, Tokens);
+        var (w, act, stride, y) = t_kernel.Value;
+        long reps = Math.Max(1, n / 2000);
+        fixed (byte* pw = w) fixed (byte* pa = act) fixed (float* py = y)
+            for (long i = 0; i < reps; i++)
+                Interleaving.Compute(GgmlType.Q4_K, pw, Cols, pa, stride, Tokens, py, Rows, 0, Rows / 16);
+        return (reps * Rows * Cols * Tokens, y[0]);
+    }
+
+    [ThreadStatic] private static (byte[] W, byte[] Act, int Stride, float[] Y)? t_kernel;
+
+    private static (byte[], byte[], int, float[]) MakeKernelProblem(int rows, int cols, int tokens)
+    {
+        var rng = new Random(Environment.CurrentManagedThreadId);
+        var w = InterleaveBench.RandomRows(GgmlType.Q4_K, rows, cols, rng);
+        int rb = (int)GgmlTypeInfo.RowBytes(GgmlType.Q4_K, cols);
+        var wx = new byte[w.Length];
+        for (int g = 0; g < rows / 16; g++) Interleaving.InterleaveGroup(GgmlType.Q4_K, w.AsSpan(g * 16 * rb), wx.AsSpan(g * 16 * rb), cols);
+        var x = new float[tokens * cols];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+        int stride = MatMul.ActivationStride(GgmlType.Q4_K, cols);
+        var act = new byte[stride * tokens];
+        MatMul.QuantizeActivations(GgmlType.Q4_K, x, cols, act, 0, tokens);
+        return (wx, act, stride, new float[tokens * rows]);
     }
 }
