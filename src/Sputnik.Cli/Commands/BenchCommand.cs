@@ -9,12 +9,13 @@ using Sputnik.Tools;
 namespace Sputnik.Cli.Commands;
 
 /// <summary>
-/// `sputnik bench -m MODEL [-p 512] [-n 128] [-d 0,4096] [-ctk f16] [-ctv f16] [-t N] [-r 3] [--json]` with
-/// llama-bench's semantics: ppN is the tokens/s of one Forward over an N-token prompt (BOS then fixed pseudo-random
-/// tokens) on an empty state; tgN is the tokens/s of N one-token Forward calls on an empty state, the first fed BOS
-/// and each next one the greedy pick. At depth D (-d, repeatable or a comma list) each run first feeds D prompt
-/// tokens untimed, so the test measures attention over a D-token context. Each test runs once to warm up, then r
-/// times; the result is the mean ± sample stddev of the per-run tokens/s.
+/// `sputnik bench -m MODEL [-p 512] [-n 128] [-d 0,4096] [-ctk f16] [-ctv f16] [-t N] [-r 3] [--json | -o md|json|jsonl|csv]`
+/// with llama-bench's semantics: ppN is the tokens/s of one Forward over an N-token prompt (BOS then fixed
+/// pseudo-random tokens) on an empty state; tgN is the tokens/s of N one-token Forward calls on an empty state, the
+/// first fed BOS and each next one the greedy pick. At depth D (-d) each run first feeds D prompt tokens untimed, so
+/// the test measures attention over a D-token context. -p, -n and -d each take several values (repeated or
+/// comma-separated, like llama-bench); for each depth the pp tests run, then the tg tests. Each test runs once to
+/// warm up, then r times; the result is the mean ± sample stddev of the per-run tokens/s.
 /// </summary>
 internal static class BenchCommand
 {
@@ -22,29 +23,33 @@ internal static class BenchCommand
     {
         var model = CliOptions.Model();
         var threads = CliOptions.Threads();
-        var pp = new Option<int>("--n-prompt", "-p") { Description = "Prompt tokens for the pp test (0 skips it)", DefaultValueFactory = _ => 512 };
-        var tg = new Option<int>("--n-gen", "-n") { Description = "Tokens to generate for the tg test (0 skips it)", DefaultValueFactory = _ => 128 };
+        var pp = new Option<string[]>("--n-prompt", "-p") { Description = "Prompt tokens for the pp test, 0 skips it (repeatable or comma-separated) [default: 512]" };
+        var tg = new Option<string[]>("--n-gen", "-n") { Description = "Tokens to generate for the tg test, 0 skips it (repeatable or comma-separated) [default: 128]" };
         var reps = new Option<int>("--repetitions", "-r") { Description = "Timed runs per test (after one warm-up run)", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of the table" };
+        var output = new Option<string>("--output", "-o") { Description = "llama-bench's output formats: md (the table), json, jsonl or csv (one record a test, llama-bench's field names)", DefaultValueFactory = _ => "md" };
         var depth = new Option<string[]>("--n-depth", "-d") { Description = "Tokens already in the context when a test starts (repeatable or comma-separated, like llama-bench)" };
         var ctk = CliOptions.CacheTypeK();
         var ctv = CliOptions.CacheTypeV();
-        var cmd = new Command("bench", "Measure prompt processing (pp) and generation (tg) speed like llama-bench") { model, threads, pp, tg, reps, json, depth, ctk, ctv };
+        var cmd = new Command("bench", "Measure prompt processing (pp) and generation (tg) speed like llama-bench") { model, threads, pp, tg, reps, json, output, depth, ctk, ctv };
         cmd.SetAction(r =>
         {
             MemoryTrace.Mark("bench start");
-            int p = r.GetValue(pp), n = r.GetValue(tg), t = r.GetValue(threads), reps_ = r.GetValue(reps);
-            if (p < 0) throw new ArgumentException($"-p {p} must not be negative");
-            if (n < 0) throw new ArgumentException($"-n {n} must not be negative");
+            int t = r.GetValue(threads), reps_ = r.GetValue(reps);
+            int[] prompts = Counts(r.GetValue(pp), "-p", 512), gens = Counts(r.GetValue(tg), "-n", 128);
             if (t < 1) throw new ArgumentException($"-t {t} must be at least 1");
             if (reps_ < 1) throw new ArgumentException($"-r {reps_} must be at least 1");
+            var format = BenchReport.ParseFormat(r.GetValue(output));
+            if (r.GetValue(json) && r.GetResult(output) is { Implicit: false })
+                throw new ArgumentException("--json and -o both choose the output: give one");
             string path = CliOptions.ResolveModel(r.GetValue(model));
             int[] depths = Depths(r.GetValue(depth));
+            int p = prompts.FirstOrDefault(x => x > 0), n = gens.FirstOrDefault(x => x > 0); // the single-test JSON fields' pp and tg
 
             var load = Stopwatch.StartNew();
             using var m = SputnikModel.Load(path, new ModelOptions
             {
-                Threads = t, ContextLength = Math.Max(1, depths.Max() + Math.Max(p, n)), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv),
+                Threads = t, ContextLength = Math.Max(1, depths.Max() + Math.Max(prompts.Max(), gens.Max())), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv),
             });
             double loadMs = load.Elapsed.TotalMilliseconds;
             MemoryTrace.Mark("model ready");
@@ -54,9 +59,24 @@ internal static class BenchCommand
             // One state for every run, cleared before each (llama-bench clears its context's memory between runs):
             // a fresh state per run would leave each run's KV cache and batch scratch to the GC, in the peak RSS.
             var state = m.CreateState();
+            var tests = new List<BenchTest>();
+            foreach (int d in depths)
+            {
+                foreach (int pn in prompts.Where(x => x > 0))
+                {
+                    var started = DateTime.UtcNow;
+                    tests.Add(new BenchTest(pn, 0, d, Measure(reps_, () => Prompt(m, state, PromptTokens(d + pn, bos, vocab), d), $"pp{pn} d{d}"), started));
+                }
+                foreach (int gn in gens.Where(x => x > 0))
+                {
+                    var started = DateTime.UtcNow;
+                    tests.Add(new BenchTest(0, gn, d, Measure(reps_, () => Generate(m, state, gn, bos, PromptTokens(d, bos, vocab)), $"tg{gn} d{d}"), started));
+                }
+            }
+            // The first nonzero -p and -n values at each depth: what the single-test JSON fields report.
             var results = depths.Select(d => (Depth: d,
-                Pp: p > 0 ? Measure(reps_, () => Prompt(m, state, PromptTokens(d + p, bos, vocab), d), $"pp{p} d{d}") : null,
-                Tg: n > 0 ? Measure(reps_, () => Generate(m, state, n, bos, PromptTokens(d, bos, vocab)), $"tg{n} d{d}") : null)).ToList();
+                Pp: tests.FirstOrDefault(x => x.Gen == 0 && x.Prompt == p && x.Depth == d)?.Runs,
+                Tg: tests.FirstOrDefault(x => x.Gen > 0 && x.Gen == n && x.Depth == d)?.Runs)).ToList();
 
             long peakRss = PeakRssBytes(); // before the report's own code (JSON) is loaded
             var info = Describe(m);
@@ -80,10 +100,24 @@ internal static class BenchCommand
                     {
                         ["depth"] = x.Depth, ["pp"] = Result(p, x.Depth, x.Pp), ["tg"] = Result(n, x.Depth, x.Tg),
                     }).ToArray()),
+                    // every test, every -p, -n and -d value, in the order they ran
+                    ["tests"] = new JsonArray(tests.Select(x =>
+                    {
+                        var o = Result(x.Tokens, x.Depth, x.Runs)!.AsObject();
+                        o.Insert(0, "test", x.Name);
+                        return (JsonNode)o;
+                    }).ToArray()),
                     ["peak_rss_bytes"] = peakRss,
                     ["load_ms"] = Math.Round(loadMs, 3),
                 };
                 Console.WriteLine(o.ToJsonString(JsonOutput.Options));
+                return 0;
+            }
+            if (format != BenchReport.Format.Markdown)
+            {
+                BenchReport.Write(format, Console.Out, new BenchReport.Setup(Path.GetFileName(path), info.Desc, info.TensorBytes, info.Params, t,
+                    CacheTypeName(m.KvType), CacheTypeName(m.KvTypeV)), tests);
+                Console.Error.WriteLine($"load {loadMs:F0} ms, peak RSS {ProgressBar.Size(peakRss)}");
                 return 0;
             }
             Console.WriteLine($"| {"model",-30} | {"size",10} | {"params",10} | {"backend",-10} | {"threads",7} | {"test",15} | {"t/s",20} |");
@@ -93,12 +127,7 @@ internal static class BenchCommand
                 var (mean, std) = Stats(runs);
                 Console.WriteLine($"| {info.Desc,-30} | {SizeText(info.TensorBytes),10} | {ParamsText(info.Params),10} | {"Sputnik",-10} | {t,7} | {test,15} | {$"{mean:F2} ± {std:F2}",20} |");
             }
-            foreach (var x in results)
-            {
-                string at = x.Depth > 0 ? $" @ d{x.Depth}" : "";
-                if (x.Pp != null) Row($"pp{p}{at}", x.Pp);
-                if (x.Tg != null) Row($"tg{n}{at}", x.Tg);
-            }
+            foreach (var x in tests) Row(x.Depth > 0 ? $"{x.Name} @ d{x.Depth}" : x.Name, x.Runs);
             Console.Error.WriteLine($"load {loadMs:F0} ms, peak RSS {ProgressBar.Size(peakRss)}");
             return 0;
         });
@@ -125,18 +154,24 @@ internal static class BenchCommand
     }
 
     /// <summary>llama-bench's -d values: each argument a comma list of token counts ≥ 0; none means depth 0.</summary>
-    internal static int[] Depths(string[]? args)
+    internal static int[] Depths(string[]? args) => Counts(args, "-d", 0);
+
+    /// <summary>
+    /// A list option's token counts as llama-bench takes them: each argument a comma list of counts ≥ 0, the option
+    /// repeatable; none given means <paramref name="fallback"/>.
+    /// </summary>
+    internal static int[] Counts(string[]? args, string flag, int fallback)
     {
-        if (args == null || args.Length == 0) return [0];
-        var depths = new List<int>();
+        if (args == null || args.Length == 0) return [fallback];
+        var counts = new List<int>();
         foreach (string arg in args)
             foreach (string part in arg.Split(',', StringSplitOptions.TrimEntries))
             {
-                if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int d) || d > 1 << 24)
-                    throw new ArgumentException($"-d '{part}' is not a token count (0 … {1 << 24})");
-                depths.Add(d);
+                if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int c) || c > 1 << 24)
+                    throw new ArgumentException($"{flag} '{part}' is not a token count (0 … {1 << 24})");
+                counts.Add(c);
             }
-        return depths.ToArray();
+        return counts.ToArray();
     }
 
     private static string CacheTypeName(Sputnik.Models.KvCacheType type) => type.ToString().ToLowerInvariant();

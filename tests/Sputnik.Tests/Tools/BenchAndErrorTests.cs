@@ -65,6 +65,54 @@ public sealed class BenchAndErrorTests : IClassFixture<TempDir>
     }
 
     [Fact]
+    public void Bench_takes_lists_of_prompt_and_generation_lengths_like_llama_bench()
+    {
+        using var doc = JsonDocument.Parse(CliHarness.Ok("bench", "-m", _model, "-p", "0,8", "-p", "12", "-n", "2,3", "-d", "0,16",
+            "-t", "1", "-r", "1", "--json"));
+        var o = doc.RootElement;
+        // for each depth the pp tests, then the tg tests; a 0 skips its test
+        var tests = o.GetProperty("tests").EnumerateArray().Select(x => $"{x.GetProperty("test").GetString()}@{x.GetProperty("depth").GetInt32()}");
+        Assert.Equal(["pp8@0", "pp12@0", "tg2@0", "tg3@0", "pp8@16", "pp12@16", "tg2@16", "tg3@16"], tests);
+        Assert.Equal(8, o.GetProperty("pp").GetProperty("n").GetInt32()); // the first nonzero -p
+        Assert.Equal(2, o.GetProperty("tg").GetProperty("n").GetInt32());
+        Assert.All(o.GetProperty("tests").EnumerateArray(), x => Assert.True(x.GetProperty("tok_s").GetDouble() > 0));
+        string table = CliHarness.Ok("bench", "-m", _model, "-p", "8,12", "-n", "2", "-d", "16", "-t", "1", "-r", "1");
+        Assert.Contains("pp12 @ d16", table);
+    }
+
+    [Fact]
+    public void Bench_writes_llama_bench_records_as_json_jsonl_and_csv()
+    {
+        string[] args = ["bench", "-m", _model, "-p", "8", "-n", "2", "-d", "0,4", "-t", "1", "-r", "2", "-ctk", "q8_0"];
+        using var doc = JsonDocument.Parse(CliHarness.Ok([.. args, "-o", "json"]));
+        var records = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal(4, records.Count);
+        var pp = records[0];
+        Assert.Equal(Path.GetFileName(_model), pp.GetProperty("model_filename").GetString());
+        Assert.Equal(1, pp.GetProperty("n_threads").GetInt32());
+        Assert.Equal("q8_0", pp.GetProperty("type_k").GetString());
+        Assert.Equal((8, 0, 0), (pp.GetProperty("n_prompt").GetInt32(), pp.GetProperty("n_gen").GetInt32(), pp.GetProperty("n_depth").GetInt32()));
+        Assert.Equal((0, 2, 4), (records[3].GetProperty("n_prompt").GetInt32(), records[3].GetProperty("n_gen").GetInt32(), records[3].GetProperty("n_depth").GetInt32()));
+        foreach (var r in records)
+        {
+            var ts = r.GetProperty("samples_ts").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+            var ns = r.GetProperty("samples_ns").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+            Assert.Equal(2, ts.Length);
+            Assert.Equal(ts.Average(), r.GetProperty("avg_ts").GetDouble(), 3);
+            int tokens = Math.Max(r.GetProperty("n_prompt").GetInt32(), r.GetProperty("n_gen").GetInt32());
+            for (int i = 0; i < 2; i++) Assert.Equal(tokens * 1e9 / ts[i], ns[i], ns[i] * 1e-6 + 1); // each run's time for its tokens
+        }
+        var lines = CliHarness.Ok([.. args, "-o", "jsonl"]).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(4, lines.Length);
+        Assert.All(lines, l => Assert.Equal(JsonValueKind.Object, JsonDocument.Parse(l).RootElement.ValueKind));
+        var csv = CliHarness.Ok([.. args, "-o", "csv"]).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(5, csv.Length);
+        var header = csv[0].Split(',');
+        Assert.Contains("avg_ts", header);
+        Assert.Equal("4", csv[4].Split(',')[Array.IndexOf(header, "n_depth")]);
+    }
+
+    [Fact]
     public void Run_stops_at_a_full_context_with_length_or_shifts_it()
     {
         using var full = JsonDocument.Parse(CliHarness.Ok("run", "-m", _model, "-p", "hello", "-n", "60", "-c", "24", "--temp", "0", "-t", "1", "--json"));
@@ -99,6 +147,9 @@ public sealed class BenchAndErrorTests : IClassFixture<TempDir>
         new[] { "bench", "-m", model, "-r", "0" },
         new[] { "bench", "-m", model, "-d", "-5" },
         new[] { "bench", "-m", model, "-d", "8,x" },
+        new[] { "bench", "-m", model, "-p", "8,-1" },
+        new[] { "bench", "-m", model, "-o", "xml" },
+        new[] { "bench", "-m", model, "-o", "json", "--json" },
         new[] { "bench", "-m", model, "-ctk", "q5_1" },
         new[] { "run", "-m", model, "-ctv", "bogus" },
     };
