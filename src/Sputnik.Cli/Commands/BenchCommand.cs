@@ -53,6 +53,9 @@ internal static class BenchCommand
             });
             double loadMs = load.Elapsed.TotalMilliseconds;
             MemoryTrace.Mark("model ready");
+            int reach = depths.Max() + Math.Max(prompts.Max(), gens.Max()), trained = m.Model.Config.ContextLength;
+            if (reach > trained) // llama-bench runs such tests too, with the same warning: the speed is real, the text would not be
+                Console.Error.WriteLine($"warning: the tests reach {reach} tokens, past the {trained} the model was trained for");
             int vocab = m.Model.Config.VocabSize;
             int bos = m.Tokenizer.BosId is >= 0 and var b && b < vocab ? b : 0;
 

@@ -81,6 +81,17 @@ public sealed class BenchAndErrorTests : IClassFixture<TempDir>
     }
 
     [Fact]
+    public void Bench_warns_when_its_tests_reach_past_the_trained_context()
+    {
+        string bundled = Sputnik.Tests.Server.TestServer.BundledModelPath; // trained for 640 tokens
+        var past = CliHarness.Run("bench", "-m", bundled, "-p", "8", "-n", "2", "-d", "636", "-t", "1", "-r", "1");
+        Assert.Equal(0, past.ExitCode);
+        Assert.Contains("warning: the tests reach 644 tokens, past the 640 the model was trained for", past.Err);
+        var within = CliHarness.Run("bench", "-m", bundled, "-p", "8", "-n", "2", "-d", "600", "-t", "1", "-r", "1");
+        Assert.DoesNotContain("warning", within.Err);
+    }
+
+    [Fact]
     public void Bench_writes_llama_bench_records_as_json_jsonl_and_csv()
     {
         string[] args = ["bench", "-m", _model, "-p", "8", "-n", "2", "-d", "0,4", "-t", "1", "-r", "2", "-ctk", "q8_0"];
