@@ -45,15 +45,16 @@ internal static class BenchCommand
             string path = CliOptions.ResolveModel(r.GetValue(model));
             int[] depths = Depths(r.GetValue(depth));
             int p = prompts.FirstOrDefault(x => x > 0), n = gens.FirstOrDefault(x => x > 0); // the single-test JSON fields' pp and tg
+            int reach = depths.Max() + Math.Max(prompts.Max(), gens.Max()); // the longest context a test fills
 
             var load = Stopwatch.StartNew();
             using var m = SputnikModel.Load(path, new ModelOptions
             {
-                Threads = t, ContextLength = Math.Max(1, depths.Max() + Math.Max(prompts.Max(), gens.Max())), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv),
+                Threads = t, ContextLength = Math.Max(1, reach), KvType = r.GetValue(ctk), KvTypeV = r.GetValue(ctv),
             });
             double loadMs = load.Elapsed.TotalMilliseconds;
             MemoryTrace.Mark("model ready");
-            int reach = depths.Max() + Math.Max(prompts.Max(), gens.Max()), trained = m.Model.Config.ContextLength;
+            int trained = m.Model.Config.ContextLength;
             if (reach > trained) // llama-bench runs such tests too, with the same warning: the speed is real, the text would not be
                 Console.Error.WriteLine($"warning: the tests reach {reach} tokens, past the {trained} the model was trained for");
             int vocab = m.Model.Config.VocabSize;
