@@ -9,7 +9,7 @@ using Sputnik.Tools;
 namespace Sputnik.Cli.Commands;
 
 /// <summary>
-/// `sputnik bench -m MODEL [-p 512] [-n 128] [-d 0,4096] [-ctk f16] [-ctv f16] [-t N] [-r 3] [--json | -o md|json|jsonl|csv]`
+/// `sputnik bench [-m MODEL] [-p 512] [-n 128] [-d 0,4096] [-ctk f16] [-ctv f16] [-t N] [-r 3] [--json | -o md|json|jsonl|csv]`
 /// with llama-bench's semantics: ppN is the tokens/s of one Forward over an N-token prompt (BOS then fixed
 /// pseudo-random tokens) on an empty state; tgN is the tokens/s of N one-token Forward calls on an empty state, the
 /// first fed BOS and each next one the greedy pick. At depth D (-d) each run first feeds D prompt tokens untimed, so
@@ -21,7 +21,7 @@ internal static class BenchCommand
 {
     public static Command Create()
     {
-        var model = CliOptions.Model();
+        var model = CliOptions.ModelOrDefault(); // llama-bench has a default model too; here the bundled one
         var threads = CliOptions.Threads();
         var pp = new Option<string[]>("--n-prompt", "-p") { Description = "Prompt tokens for the pp test, 0 skips it (repeatable or comma-separated) [default: 512]" };
         var tg = new Option<string[]>("--n-gen", "-n") { Description = "Tokens to generate for the tg test, 0 skips it (repeatable or comma-separated) [default: 128]" };

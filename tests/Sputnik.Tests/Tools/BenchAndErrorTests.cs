@@ -37,6 +37,14 @@ public sealed class BenchAndErrorTests : IClassFixture<TempDir>
     }
 
     [Fact]
+    public void Bench_without_a_model_measures_the_bundled_one()
+    {
+        using var doc = JsonDocument.Parse(CliHarness.Ok("bench", "-p", "4", "-n", "2", "-t", "1", "-r", "1", "--json"));
+        Assert.Equal(Path.GetFileName(Sputnik.Tests.Server.TestServer.BundledModelPath), doc.RootElement.GetProperty("model").GetString());
+        Assert.True(doc.RootElement.GetProperty("tg").GetProperty("tok_s").GetDouble() > 0);
+    }
+
+    [Fact]
     public void Bench_skips_a_test_given_zero_tokens()
     {
         using var doc = JsonDocument.Parse(CliHarness.Ok("bench", "-m", _model, "-p", "0", "-n", "2", "-t", "1", "-r", "1", "--json"));
