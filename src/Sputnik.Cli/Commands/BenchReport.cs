@@ -87,14 +87,12 @@ internal static class BenchReport
     /// <summary>A CSV field: numbers as they are, text quoted (quotes doubled), arrays as their values space-separated in quotes.</summary>
     private static string Csv(JsonNode? value)
     {
-        string text = value switch
+        string? quoted = value switch
         {
-            null => "",
             JsonArray a => string.Join(' ', a.Select(x => x?.ToJsonString() ?? "")),
             JsonValue v when v.TryGetValue(out string? str) => str,
-            _ => value.ToJsonString(),
+            _ => null,
         };
-        bool quote = value is JsonArray || (value is JsonValue sv && sv.TryGetValue(out string? _));
-        return quote ? "\"" + text.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : text;
+        return quoted == null ? value?.ToJsonString() ?? "" : "\"" + quoted.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
     }
 }

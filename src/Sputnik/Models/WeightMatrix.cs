@@ -159,7 +159,7 @@ internal sealed unsafe partial class WeightMatrix
     public int InputBytes => HasKernel ? MatVec.ScratchBytes(Type, Cols) : Cols * sizeof(float);
 
     /// <summary>Whether <see cref="PrepareInput"/> gives this matrix and <paramref name="other"/> the same bytes for the same x.</summary>
-    public bool ReadsInputAs(WeightMatrix other) => other.Type == Type && other.Cols == Cols && other.HasKernel == HasKernel;
+    public bool ReadsInputAs(WeightMatrix other) => other.Type == Type && other.Cols == Cols; // HasKernel follows from Type
 
     /// <summary>Converts x once per product into the format the kernel reads (Q8_0/Q8_K blocks or floats).</summary>
     public void PrepareInput(ReadOnlySpan<float> x, Span<byte> input)
