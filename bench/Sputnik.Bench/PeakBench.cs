@@ -29,12 +29,16 @@ internal static class PeakBench
                 Report($"f32 FMA, 256-bit, {threads} thread(s)", "GFLOP/s", threads, seconds, Fma256);
             if (Avx512BW.IsSupported)
                 Report($"int8 vpmaddubsw+vpmaddwd, 512-bit, {threads} thread(s)", "GOP/s", threads, seconds, MaddUbs512);
+            if (Avx2.IsSupported)
+                Report($"int8 vpmaddubsw+vpmaddwd, 256-bit, {threads} thread(s)", "GOP/s", threads, seconds, MaddUbs256);
             if (AvxVnni.IsSupported)
                 Report($"int8 vpdpbusd (AVX-VNNI), 256-bit, {threads} thread(s)", "GOP/s", threads, seconds, Vnni256);
             if (Avx512BW.IsSupported)
                 Report($"Q4_K slot x4 tokens, vpmaddubsw 512-bit, {threads} thread(s)", "GOP/s", threads, seconds, SlotMaddUbs512);
             if (AvxVnni.IsSupported)
                 Report($"Q4_K slot x4 tokens, vpdpbusd 256-bit, {threads} thread(s)", "GOP/s", threads, seconds, SlotVnni256);
+            if (Avx2.IsSupported)
+                Report($"Q4_K slot x4 tokens, vpmaddubsw 256-bit, {threads} thread(s)", "GOP/s", threads, seconds, SlotMaddUbs256);
             if (Interleaving.Supports(GgmlType.Q4_K, 16, 1536))
                 Report($"Q4_K interleaved kernel, 8 tokens, 256x1536 in L2, {threads} thread(s)", "GOP/s", threads, seconds, KernelInL2);
         }
@@ -127,6 +131,56 @@ internal static class PeakBench
             s += step;
         }
         return (n * 6 * 64, Vector512.Sum(a0 + a1 + a2 + a3 + a4 + a5));
+    }
+
+    /// <summary>The 256-bit <see cref="MaddUbs512"/> (AVX2: 32 products per pair of instructions).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static (long, float) MaddUbs256(long n)
+    {
+        Vector256<byte> u0 = Vector256.Create((byte)3), u1 = Vector256.Create((byte)5), u2 = Vector256.Create((byte)7);
+        Vector256<byte> u3 = Vector256.Create((byte)9), u4 = Vector256.Create((byte)11), u5 = Vector256.Create((byte)13);
+        var s = Vector256.Create((sbyte)-2);
+        var step = Vector256.Create((sbyte)1);
+        var one = Vector256<short>.One;
+        Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default;
+        for (long i = 0; i < n; i++)
+        {
+            a0 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u0, s), one);
+            a1 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u1, s), one);
+            a2 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u2, s), one);
+            a3 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u3, s), one);
+            a4 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u4, s), one);
+            a5 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u5, s), one);
+            s += step;
+        }
+        return (n * 6 * 32, Vector256.Sum(a0 + a1 + a2 + a3 + a4 + a5));
+    }
+
+    /// <summary>The 256-bit slot loop of the AVX2 kernel: one half (8 rows × 4 bytes), four tokens.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static unsafe (long, float) SlotMaddUbs256(long n)
+    {
+        fixed (byte* p = s_slotBytes)
+        {
+            var m4 = Vector256.Create((byte)0x0F);
+            Vector256<short> p0 = default, q0 = default, p1 = default, q1 = default, p2 = default, q2 = default, p3 = default, q3 = default;
+            for (long i = 0; i < n; i++)
+            {
+                byte* w = p + (i & 31) * 64, x = p + 2048 + (i & 7) * 4;
+                var v = Vector256.Load(w);
+                var lo = v & m4;
+                var hi = (v.AsUInt16() >> 4).AsByte() & m4;
+                p0 += Avx2.MultiplyAddAdjacent(lo, Vector256.Create(*(int*)x).AsSByte());
+                q0 += Avx2.MultiplyAddAdjacent(hi, Vector256.Create(*(int*)(x + 32)).AsSByte());
+                p1 += Avx2.MultiplyAddAdjacent(lo, Vector256.Create(*(int*)(x + 256)).AsSByte());
+                q1 += Avx2.MultiplyAddAdjacent(hi, Vector256.Create(*(int*)(x + 288)).AsSByte());
+                p2 += Avx2.MultiplyAddAdjacent(lo, Vector256.Create(*(int*)(x + 512)).AsSByte());
+                q2 += Avx2.MultiplyAddAdjacent(hi, Vector256.Create(*(int*)(x + 544)).AsSByte());
+                p3 += Avx2.MultiplyAddAdjacent(lo, Vector256.Create(*(int*)(x + 768)).AsSByte());
+                q3 += Avx2.MultiplyAddAdjacent(hi, Vector256.Create(*(int*)(x + 800)).AsSByte());
+            }
+            return (n * 256, (float)Vector256.Sum(p0 + q0 + p1 + q1 + p2 + q2 + p3 + q3));
+        }
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -29,10 +29,18 @@ internal static unsafe class Interleaving
 
     private const byte Bias = 0x80;
 
-    /// <summary>Whether a <paramref name="rows"/>×<paramref name="cols"/> matrix of <paramref name="type"/> can be interleaved and run here (the kernels need AVX-512 BW; Q5_0's VBMI too).</summary>
+    /// <summary>Whether a <paramref name="rows"/>×<paramref name="cols"/> matrix of <paramref name="type"/> can be interleaved and run here.</summary>
     public static bool Supports(GgmlType type, int rows, int cols) =>
-        MatVec.DefaultPath == KernelPath.Avx512 && LayoutOf(type) is not null && (type != GgmlType.Q5_0 || Avx512Vbmi.IsSupported)
+        LayoutOf(type) is not null && KernelsRunHere(type)
         && rows > 0 && rows % Rows == 0 && cols > 0 && cols % GgmlTypeInfo.BlockSize(type) == 0;
+
+    /// <summary>Every type's kernels run with AVX-512 BW (Q5_0's need VBMI too); Q4_K's and Q6_K's also have AVX2 forms.</summary>
+    internal static bool KernelsRunHere(GgmlType type) => MatVec.DefaultPath switch
+    {
+        KernelPath.Avx512 => type != GgmlType.Q5_0 || Avx512Vbmi.IsSupported,
+        KernelPath.Avx2 => type is GgmlType.Q4_K or GgmlType.Q6_K,
+        _ => false,
+    };
 
     private static Field[]? LayoutOf(GgmlType type) => type switch
     {

@@ -19,7 +19,7 @@ namespace Sputnik.Tensors.Quants;
 /// (<c>u0[16]</c>, <c>u1[16]</c>, <c>u2[16]</c>), then 32 slots of 64 bytes: slot 8c+k holds, for each row, the
 /// file's quant bytes 32c+4k..32c+4k+3 (low nibbles: sub-block 2c weights 4k..4k+3; high: sub-block 2c+1).
 /// </remarks>
-internal sealed unsafe class Q4KInterleaved : IGroupKernel
+internal sealed unsafe partial class Q4KInterleaved : IGroupKernel
 {
     private Q4KInterleaved() { }
 
@@ -39,13 +39,17 @@ internal sealed unsafe class Q4KInterleaved : IGroupKernel
         Interleaving.Run<Q4KInterleaved>(w, cols / 256, GroupBlockBytes, a, aStride, tokens, y, ldy, g0, g1);
 
 
-    private static Vector512<byte> ScalePattern(int j) =>
-        (Vector512.Create(0x80_00_80_00u | (uint)j | ((uint)j << 16)) + Vector512.Create(0x00_04_00_04u) * (Vector512<uint>.Indices & Vector512.Create(3u))).AsByte();
-
+    // The vpshufb patterns of one 128-bit lane (four rows; vpshufb works within lanes, so every lane of a 256- or
+    // 512-bit register takes the same): (s_j, s_j) as a 16-bit pair per row, zero-extended.
+    private static Vector128<byte> ScalePattern(int j) =>
+        (Vector128.Create(0x80_00_80_00u | (uint)j | ((uint)j << 16)) + Vector128.Create(0x00_04_00_04u) * Vector128<uint>.Indices).AsByte();
 
     // (m_j, m_j+1) as a 16-bit pair per row
-    private static Vector512<byte> MinPattern(int j) =>
-        (Vector512.Create(0x80_00_80_00u | (uint)j | ((uint)(j + 1) << 16)) + Vector512.Create(0x00_04_00_04u) * (Vector512<uint>.Indices & Vector512.Create(3u))).AsByte();
+    private static Vector128<byte> MinPattern(int j) =>
+        (Vector128.Create(0x80_00_80_00u | (uint)j | ((uint)(j + 1) << 16)) + Vector128.Create(0x00_04_00_04u) * Vector128<uint>.Indices).AsByte();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Lanes512(Vector128<byte> lane) => Vector512.Create(Vector256.Create(lane, lane), Vector256.Create(lane, lane));
 
     /// <summary>
     /// The vpshufb patterns, built per call and kept in registers: as static readonly fields they were sometimes
@@ -59,8 +63,8 @@ internal sealed unsafe class Q4KInterleaved : IGroupKernel
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Patterns()
         {
-            Sc0 = ScalePattern(0); Sc1 = ScalePattern(1); Sc2 = ScalePattern(2); Sc3 = ScalePattern(3);
-            Mn0 = MinPattern(0); Mn2 = MinPattern(2);
+            Sc0 = Lanes512(ScalePattern(0)); Sc1 = Lanes512(ScalePattern(1)); Sc2 = Lanes512(ScalePattern(2)); Sc3 = Lanes512(ScalePattern(3));
+            Mn0 = Lanes512(MinPattern(0)); Mn2 = Lanes512(MinPattern(2));
         }
     }
 
@@ -174,8 +178,12 @@ internal sealed unsafe class Q4KInterleaved : IGroupKernel
         Fold(acc0, acc1, sA, sB, mins, bsums, c, ref isum, ref msum);
     }
 
+    /// <summary>Whether the 512-bit kernels run here; otherwise the AVX2 ones (Q4KInterleaved.Avx2.cs) over the same layout.</summary>
+    private static bool Wide => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported;
+
     public static void Group1(byte* w, int nb, byte* a, float* y)
     {
+        if (!Wide) { Group1Avx2(w, nb, a, y); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var m4 = Vector512.Create((byte)0x0F);
         var pat = new Patterns();
@@ -206,7 +214,7 @@ internal sealed unsafe class Q4KInterleaved : IGroupKernel
         public Vector512<int> I0, I1, I2, I3, N0, N1, N2, N3;
     }
 
-    /// <summary>Sub-block pair c of four tokens (slots written out as in <see cref="Pair1"/>).</summary>
+    /// <summary>Sub-block pair c of four tokens (slots written out as in the one-token <c>Pair1</c>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Pair4(in Patterns pat, byte* w, byte* a0, byte* a1, byte* a2, byte* a3, int c, Vector512<byte> m4,
         Vector512<byte> s, Vector512<byte> m, ref Ints4 t)
@@ -232,6 +240,7 @@ internal sealed unsafe class Q4KInterleaved : IGroupKernel
 
     public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
+        if (!Wide) { Group4Avx2(w, nb, a, aStride, y, ldy, prefetch); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var m4 = Vector512.Create((byte)0x0F);
         var pat = new Patterns();

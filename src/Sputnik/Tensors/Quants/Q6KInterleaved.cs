@@ -16,7 +16,7 @@ namespace Sputnik.Tensors.Quants;
 /// 32-bit words per row (scales 4m..4m+3 of the 16 rows in the m-th 64 bytes); then for half n (0, 1) and k (0..7)
 /// three slots of 64 bytes, each holding 4 bytes per row: ql[64n+4k..], ql[64n+32+4k..], qh[32n+4k..].
 /// </remarks>
-internal sealed unsafe class Q6KInterleaved : IGroupKernel
+internal sealed unsafe partial class Q6KInterleaved : IGroupKernel
 {
     private Q6KInterleaved() { }
 
@@ -43,13 +43,20 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
         Interleaving.Run<Q6KInterleaved>(w, cols / 256, GroupBlockBytes, a, aStride, tokens, y, ldy, g0, g1);
 
 
-    // Byte j of each row's scale word into the high byte of both 16-bit halves (then >> 8 sign-extends): (s_j, s_j).
-    private static Vector512<byte> SinglePattern(int j) =>
-        (Vector512.Create(0x00_80_00_80u | ((uint)j << 8) | ((uint)j << 24)) + Vector512.Create(0x04_00_04_00u) * (Vector512<uint>.Indices & Vector512.Create(3u))).AsByte();
+    // The vpshufb patterns of one 128-bit lane (four rows; every lane of a wider register takes the same). Byte j of
+    // each row's scale word into the high byte of both 16-bit halves (then >> 8 sign-extends): (s_j, s_j).
+    private static Vector128<byte> SinglePattern(int j) =>
+        (Vector128.Create(0x00_80_00_80u | ((uint)j << 8) | ((uint)j << 24)) + Vector128.Create(0x04_00_04_00u) * Vector128<uint>.Indices).AsByte();
 
     // (s_j, s_j+1) for the offset term.
-    private static Vector512<byte> PairPattern(int j) =>
-        (Vector512.Create(0x00_80_00_80u | ((uint)j << 8) | ((uint)(j + 1) << 24)) + Vector512.Create(0x04_00_04_00u) * (Vector512<uint>.Indices & Vector512.Create(3u))).AsByte();
+    private static Vector128<byte> PairPattern(int j) =>
+        (Vector128.Create(0x00_80_00_80u | ((uint)j << 8) | ((uint)(j + 1) << 24)) + Vector128.Create(0x04_00_04_00u) * Vector128<uint>.Indices).AsByte();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Lanes512(Vector128<byte> lane) => Vector512.Create(Vector256.Create(lane, lane), Vector256.Create(lane, lane));
+
+    /// <summary>Whether the 512-bit kernels run here; otherwise the AVX2 ones (Q6KInterleaved.Avx2.cs) over the same layout.</summary>
+    private static bool Wide => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported;
 
     // Built per call and kept in registers, not static readonly fields (see Q4KInterleaved.Patterns).
     private readonly struct Patterns
@@ -59,8 +66,8 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Patterns()
         {
-            P0 = SinglePattern(0); P1 = SinglePattern(1); P2 = SinglePattern(2); P3 = SinglePattern(3);
-            Pp0 = PairPattern(0); Pp2 = PairPattern(2);
+            P0 = Lanes512(SinglePattern(0)); P1 = Lanes512(SinglePattern(1)); P2 = Lanes512(SinglePattern(2)); P3 = Lanes512(SinglePattern(3));
+            Pp0 = Lanes512(PairPattern(0)); Pp2 = Lanes512(PairPattern(2));
         }
     }
 
@@ -184,6 +191,7 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
 
     public static void Group1(byte* w, int nb, byte* a, float* y)
     {
+        if (!Wide) { Group1Avx2(w, nb, a, y); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var pat = new Patterns();
         var acc = Vector512<float>.Zero;
@@ -206,6 +214,7 @@ internal sealed unsafe class Q6KInterleaved : IGroupKernel
 
     public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
+        if (!Wide) { Group4Avx2(w, nb, a, aStride, y, ldy, prefetch); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var pat = new Patterns();
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
