@@ -19,7 +19,7 @@ namespace Sputnik.Tensors.Quants;
 /// Group g, block b (32 weights) at byte (g·nb + b)·544: <c>d[16]</c> (halves), then 8 slots of 64 bytes; slot k
 /// holds, for each row, the file's quants 4k..4k+3 of that block, each xor 0x80 (<see cref="Interleaving.Field.Biased"/>).
 /// </remarks>
-internal sealed unsafe class Q80Interleaved : IGroupKernel
+internal sealed unsafe partial class Q80Interleaved : IGroupKernel
 {
     private Q80Interleaved() { }
 
@@ -84,8 +84,12 @@ internal sealed unsafe class Q80Interleaved : IGroupKernel
         Step(Avx512BW.Abs(v), Vector512.LessThan(v, Vector512<sbyte>.Zero), x, k, ref isum);
     }
 
+    /// <summary>Whether the 512-bit kernels run here; otherwise the AVX2 ones (Q80Interleaved.Avx2.cs) over the same layout.</summary>
+    private static bool Wide => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported;
+
     public static void Group1(byte* w, int nb, byte* a, float* y)
     {
+        if (!Wide) { Group1Avx2(w, nb, a, y); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         float* sc = Scales(a, nb);
         int* qs = QuantSums(a, nb);
@@ -148,6 +152,7 @@ internal sealed unsafe class Q80Interleaved : IGroupKernel
 
     public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
+        if (!Wide) { Group4Avx2(w, nb, a, aStride, y, ldy, prefetch); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         float* sc0 = Scales(a, nb), sc1 = (float*)((byte*)sc0 + aStride), sc2 = (float*)((byte*)sc0 + 2 * aStride), sc3 = (float*)((byte*)sc0 + 3 * aStride);
         int* qs0 = QuantSums(a, nb), qs1 = (int*)((byte*)qs0 + aStride), qs2 = (int*)((byte*)qs0 + 2 * aStride), qs3 = (int*)((byte*)qs0 + 3 * aStride);
