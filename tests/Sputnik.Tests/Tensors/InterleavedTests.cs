@@ -275,6 +275,53 @@ public unsafe class InterleavedTests
     }
 
     /// <summary>
+    /// The AVX2 kernels (CPUs without AVX-512) against the 512-bit ones, called directly on a CPU that has both: the
+    /// same bits for one token and four. Where AVX-512 is absent, the scalar-reference tests above check the AVX2 ones.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 768)]
+    [InlineData(GgmlType.Q6_K, 512)]
+    [InlineData(GgmlType.Q8_0, 416)]
+    public void Avx2_kernels_give_the_512_bit_kernels_bits(GgmlType type, int cols)
+    {
+        if (!(Interleaving.Supports(type, 16, cols) && MatVec.DefaultPath == KernelPath.Avx512))
+            Assert.Skip("needs AVX-512 for the 512-bit kernels to compare with (the AVX2 ones are checked against the scalar reference)");
+        const int rows = 32, tokens = 5;
+        var (w, act, stride) = Problem(type, rows, cols, tokens, 17);
+        var wx = Interleave(type, w, rows, cols);
+        var wide = new float[tokens * rows];
+        var narrow = new float[tokens * rows];
+        int groupBytes = 16 * (int)GgmlTypeInfo.RowBytes(type, cols), nb = cols / GgmlTypeInfo.BlockSize(type);
+        fixed (byte* pw = wx) fixed (byte* pa = act) fixed (float* py = wide) fixed (float* pn = narrow)
+        {
+            Interleaving.Compute(type, pw, cols, pa, stride, tokens, py, rows, 0, rows / 16);
+            for (int g = 0; g < rows / 16; g++)
+            {
+                byte* wg = pw + g * groupBytes;
+                float* yg = pn + g * 16;
+                switch (type)
+                {
+                    case GgmlType.Q4_K:
+                        Q4KInterleaved.Group4Avx2(wg, nb, pa, stride, yg, rows, prefetch: true);
+                        Q4KInterleaved.Group1Avx2(wg, nb, pa + 4 * stride, yg + 4 * rows);
+                        break;
+                    case GgmlType.Q6_K:
+                        Q6KInterleaved.Group4Avx2(wg, nb, pa, stride, yg, rows, prefetch: true);
+                        Q6KInterleaved.Group1Avx2(wg, nb, pa + 4 * stride, yg + 4 * rows);
+                        break;
+                    default:
+                        Q80Interleaved.Group4Avx2(wg, nb, pa, stride, yg, rows, prefetch: true);
+                        Q80Interleaved.Group1Avx2(wg, nb, pa + 4 * stride, yg + 4 * rows);
+                        break;
+                }
+            }
+        }
+        for (int i = 0; i < wide.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(wide[i]) == BitConverter.SingleToInt32Bits(narrow[i]),
+                $"{type} token {i / rows} row {i % rows}: 512-bit {wide[i]} vs AVX2 {narrow[i]}");
+    }
+
+    /// <summary>
     /// Through WeightMatrix, as the models use it: row ranges that start and end inside a group (the worker pool's
     /// chunks), decoded rows, and whole-model logits, against the same file loaded without re-laying.
     /// </summary>

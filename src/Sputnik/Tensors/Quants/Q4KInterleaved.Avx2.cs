@@ -149,7 +149,7 @@ internal sealed unsafe partial class Q4KInterleaved
         return Finish(isum, msum, d, dmin, a, acc);
     }
 
-    private static void Group1Avx2(byte* w, int nb, byte* a, float* y)
+    internal static void Group1Avx2(byte* w, int nb, byte* a, float* y)
     {
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var m4 = Vector256.Create((byte)0x0F);
@@ -233,7 +233,7 @@ internal sealed unsafe partial class Q4KInterleaved
         f.F3 = Finish(t->I3, t->N3, d, dmin, a3, f.F3);
     }
 
-    private static void Group4Avx2(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
+    internal static void Group4Avx2(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var m4 = Vector256.Create((byte)0x0F);

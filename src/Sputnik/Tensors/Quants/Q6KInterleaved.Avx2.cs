@@ -122,7 +122,7 @@ internal sealed unsafe partial class Q6KInterleaved
         return Finish(isum, offsets, RowScales(w, half), a, acc);
     }
 
-    private static void Group1Avx2(byte* w, int nb, byte* a, float* y)
+    internal static void Group1Avx2(byte* w, int nb, byte* a, float* y)
     {
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var pat = new Patterns256();
@@ -201,7 +201,7 @@ internal sealed unsafe partial class Q6KInterleaved
         f.F3 = Finish(t.I3, o.I3, d, a3, f.F3);
     }
 
-    private static void Group4Avx2(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
+    internal static void Group4Avx2(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var pat = new Patterns256();

@@ -56,7 +56,7 @@ internal sealed unsafe partial class Q80Interleaved
         return isum;
     }
 
-    private static void Group1Avx2(byte* w, int nb, byte* a, float* y)
+    internal static void Group1Avx2(byte* w, int nb, byte* a, float* y)
     {
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         float* sc = Scales(a, nb);
@@ -120,7 +120,7 @@ internal sealed unsafe partial class Q80Interleaved
         f.F3 = Finish(i3, d, (float*)((byte*)sc0 + 3 * aStride), b, f.F3);
     }
 
-    private static void Group4Avx2(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
+    internal static void Group4Avx2(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         float* sc0 = Scales(a, nb), sc1 = (float*)((byte*)sc0 + aStride), sc2 = (float*)((byte*)sc0 + 2 * aStride), sc3 = (float*)((byte*)sc0 + 3 * aStride);
