@@ -91,6 +91,50 @@ internal static unsafe partial class MatMul
                     y[t * ldy + i] = HalfWeights.FloatTail(y[t * ldy + i], w + i * cols, x + t * cols, n, cols);
     }
 
+    /// <summary>
+    /// The AVX2 block: y[t·ldy + i] for 3 decoded rows and 4 tokens, in <see cref="HalfWeights.FloatDot"/>'s 8-lane order.
+    /// 12 accumulators, 3 rows and 1 token fill the 16 registers; each activation vector feeds three multiply-adds and
+    /// each row vector four, where one dot at a time needs two loads per multiply-add (load-bound at half the FMA rate).
+    /// </summary>
+    private static void Block3x4Avx2(float* w, int cols, float* x, float* y, int ldy)
+    {
+        int n = cols & ~7;
+        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector256<float> a20 = default, a21 = default, a22 = default, a23 = default;
+        float* w1 = w + cols, w2 = w + 2 * cols;
+        float* x1 = x + cols, x2 = x + 2 * cols, x3 = x + 3 * cols;
+        for (int k = 0; k < n; k += 8)
+        {
+            var r0 = Vector256.Load(w + k);
+            var r1 = Vector256.Load(w1 + k);
+            var r2 = Vector256.Load(w2 + k);
+            var t = Vector256.Load(x + k);
+            a00 = Vector256.FusedMultiplyAdd(r0, t, a00); a10 = Vector256.FusedMultiplyAdd(r1, t, a10); a20 = Vector256.FusedMultiplyAdd(r2, t, a20);
+            t = Vector256.Load(x1 + k);
+            a01 = Vector256.FusedMultiplyAdd(r0, t, a01); a11 = Vector256.FusedMultiplyAdd(r1, t, a11); a21 = Vector256.FusedMultiplyAdd(r2, t, a21);
+            t = Vector256.Load(x2 + k);
+            a02 = Vector256.FusedMultiplyAdd(r0, t, a02); a12 = Vector256.FusedMultiplyAdd(r1, t, a12); a22 = Vector256.FusedMultiplyAdd(r2, t, a22);
+            t = Vector256.Load(x3 + k);
+            a03 = Vector256.FusedMultiplyAdd(r0, t, a03); a13 = Vector256.FusedMultiplyAdd(r1, t, a13); a23 = Vector256.FusedMultiplyAdd(r2, t, a23);
+        }
+        Store4(y, ldy, 0, a00, a01, a02, a03);
+        Store4(y, ldy, 1, a10, a11, a12, a13);
+        Store4(y, ldy, 2, a20, a21, a22, a23);
+        if (n < cols)
+            for (int t = 0; t < 4; t++)
+                for (int i = 0; i < 3; i++)
+                    y[t * ldy + i] = HalfWeights.FloatTail(y[t * ldy + i], w + i * cols, x + t * cols, n, cols);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void Store4(float* y, int ldy, int i, Vector256<float> t0, Vector256<float> t1, Vector256<float> t2, Vector256<float> t3)
+    {
+        y[i] = Vector256.Sum(t0);
+        y[ldy + i] = Vector256.Sum(t1);
+        y[2 * ldy + i] = Vector256.Sum(t2);
+        y[3 * ldy + i] = Vector256.Sum(t3);
+    }
+
     /// <summary>Row i's four token sums (each accumulator's lanes added, as FloatDot does) into y[t·ldy + i].</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void Store4(float* y, int ldy, int i, Vector512<float> t0, Vector512<float> t1, Vector512<float> t2, Vector512<float> t3)

@@ -120,7 +120,7 @@ internal static unsafe partial class MatMul
     /// <summary>
     /// F16/BF16 weights: convert six rows at a time to float (exactly), then a 6-row × 4-token register block of FMAs
     /// (24 accumulators, 10 loads per 24 FMAs; <see cref="Block6x4"/>, or four rows with <see cref="HalfSixRows"/> off
-    /// or five left) over each group of four tokens; leftover rows and tokens, and the AVX2 path, use
+    /// or five left; three rows on AVX2, <see cref="Block3x4Avx2"/>) over each group of four tokens; leftover rows and tokens use
     /// <see cref="HalfWeights.FloatDot"/>. Both keep <see cref="HalfWeights"/>' summation order, so a token
     /// gives the same bits here as in single-token decode. One dot per (row, token) was load-bound at a third of the FMA rate.
     /// </summary>
@@ -133,8 +133,8 @@ internal static unsafe partial class MatMul
         // The tile's activations take half of L2 (2 MiB on the Xeon: a tile of ffn_down's 8,960 columns went from 12
         // tokens to 28, and its blocks from 50-53 to 62 GFLOP/s, each row's conversion shared by more tokens).
         int tokTile = Math.Max(4, CacheSizes.L2Bytes / 2 / (cols * sizeof(float)) & ~3);
-        bool blocked = path == KernelPath.Avx512;
-        int rowStep = blocked && HalfSixRows ? 6 : 4;
+        // Register blocks: 6 (or 4) rows × 4 tokens with AVX-512's 32 registers, 3 × 4 with AVX2's 16.
+        int rowStep = path switch { KernelPath.Avx512 => HalfSixRows ? 6 : 4, KernelPath.Avx2 => 3, _ => 4 };
         fixed (float* rows = t_row)
         {
             for (int t0 = 0; t0 < tokens; t0 += tokTile)
@@ -151,12 +151,18 @@ internal static unsafe partial class MatMul
                         else if (wType == GgmlType.F16) FloatConvert.HalfToFloat(src, dst);
                         else FloatConvert.BF16ToFloat(src, dst);
                     }
-                    int t = t0, blockedRows = !blocked ? 0 : nr == 6 ? 6 : nr >= 4 ? 4 : 0;
+                    int t = t0, blockedRows = path switch
+                    {
+                        KernelPath.Avx512 => nr == 6 ? 6 : nr >= 4 ? 4 : 0,
+                        KernelPath.Avx2 => nr == 3 ? 3 : 0,
+                        _ => 0,
+                    };
                     if (blockedRows > 0)
                         for (; t + 4 <= t1; t += 4)
                         {
                             if (blockedRows == 6) Block6x4(rows, cols, x + (long)t * cols, y + (long)t * ldy + r, ldy);
-                            else Block4x4(rows, cols, x + (long)t * cols, y + (long)t * ldy + r, ldy);
+                            else if (blockedRows == 4) Block4x4(rows, cols, x + (long)t * cols, y + (long)t * ldy + r, ldy);
+                            else Block3x4Avx2(rows, cols, x + (long)t * cols, y + (long)t * ldy + r, ldy);
                             for (int i = blockedRows; i < nr; i++)
                                 for (int u = t; u < t + 4; u++)
                                     y[(long)u * ldy + r + i] = HalfWeights.FloatDot(rows + i * cols, x + (long)u * cols, cols, path);
