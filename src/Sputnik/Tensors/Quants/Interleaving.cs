@@ -42,6 +42,14 @@ internal static unsafe class Interleaving
         _ => false,
     };
 
+    /// <summary>A 128-bit <c>vpshufb</c> pattern in every lane of a 256-bit register (the shuffle works within lanes).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<byte> Lanes256(Vector128<byte> lane) => Vector256.Create(lane, lane);
+
+    /// <summary>The same in every lane of a 512-bit register.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<byte> Lanes512(Vector128<byte> lane) => Vector512.Create(Lanes256(lane), Lanes256(lane));
+
     private static Field[]? LayoutOf(GgmlType type) => type switch
     {
         GgmlType.Q4_K => Q4KInterleaved.Layout,

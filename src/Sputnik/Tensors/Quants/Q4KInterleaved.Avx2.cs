@@ -21,12 +21,9 @@ internal sealed unsafe partial class Q4KInterleaved
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Patterns256()
         {
-            Sc0 = Lanes256(ScalePattern(0)); Sc1 = Lanes256(ScalePattern(1)); Sc2 = Lanes256(ScalePattern(2)); Sc3 = Lanes256(ScalePattern(3));
-            Mn0 = Lanes256(MinPattern(0)); Mn2 = Lanes256(MinPattern(2));
+            Sc0 = Interleaving.Lanes256(ScalePattern(0)); Sc1 = Interleaving.Lanes256(ScalePattern(1)); Sc2 = Interleaving.Lanes256(ScalePattern(2)); Sc3 = Interleaving.Lanes256(ScalePattern(3));
+            Mn0 = Interleaving.Lanes256(MinPattern(0)); Mn2 = Interleaving.Lanes256(MinPattern(2));
         }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<byte> Lanes256(Vector128<byte> lane) => Vector256.Create(lane, lane);
     }
 
     /// <summary>

@@ -48,8 +48,6 @@ internal sealed unsafe partial class Q4KInterleaved : IGroupKernel
     private static Vector128<byte> MinPattern(int j) =>
         (Vector128.Create(0x80_00_80_00u | (uint)j | ((uint)(j + 1) << 16)) + Vector128.Create(0x00_04_00_04u) * Vector128<uint>.Indices).AsByte();
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> Lanes512(Vector128<byte> lane) => Vector512.Create(Vector256.Create(lane, lane), Vector256.Create(lane, lane));
 
     /// <summary>
     /// The vpshufb patterns, built per call and kept in registers: as static readonly fields they were sometimes
@@ -63,8 +61,8 @@ internal sealed unsafe partial class Q4KInterleaved : IGroupKernel
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Patterns()
         {
-            Sc0 = Lanes512(ScalePattern(0)); Sc1 = Lanes512(ScalePattern(1)); Sc2 = Lanes512(ScalePattern(2)); Sc3 = Lanes512(ScalePattern(3));
-            Mn0 = Lanes512(MinPattern(0)); Mn2 = Lanes512(MinPattern(2));
+            Sc0 = Interleaving.Lanes512(ScalePattern(0)); Sc1 = Interleaving.Lanes512(ScalePattern(1)); Sc2 = Interleaving.Lanes512(ScalePattern(2)); Sc3 = Interleaving.Lanes512(ScalePattern(3));
+            Mn0 = Interleaving.Lanes512(MinPattern(0)); Mn2 = Interleaving.Lanes512(MinPattern(2));
         }
     }
 

@@ -21,12 +21,9 @@ internal sealed unsafe partial class Q6KInterleaved
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Patterns256()
         {
-            P0 = Lanes256(SinglePattern(0)); P1 = Lanes256(SinglePattern(1)); P2 = Lanes256(SinglePattern(2)); P3 = Lanes256(SinglePattern(3));
-            Pp0 = Lanes256(PairPattern(0)); Pp2 = Lanes256(PairPattern(2));
+            P0 = Interleaving.Lanes256(SinglePattern(0)); P1 = Interleaving.Lanes256(SinglePattern(1)); P2 = Interleaving.Lanes256(SinglePattern(2)); P3 = Interleaving.Lanes256(SinglePattern(3));
+            Pp0 = Interleaving.Lanes256(PairPattern(0)); Pp2 = Interleaving.Lanes256(PairPattern(2));
         }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<byte> Lanes256(Vector128<byte> lane) => Vector256.Create(lane, lane);
     }
 
     /// <summary>The scale of quarter i of sub-blocks 8n + hq + 2i for the 8 rows of <paramref name="half"/>, as (s, s) pairs (the 512-bit <c>Scales</c>, one of its four).</summary>

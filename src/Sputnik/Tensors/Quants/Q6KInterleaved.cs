@@ -52,8 +52,6 @@ internal sealed unsafe partial class Q6KInterleaved : IGroupKernel
     private static Vector128<byte> PairPattern(int j) =>
         (Vector128.Create(0x00_80_00_80u | ((uint)j << 8) | ((uint)(j + 1) << 24)) + Vector128.Create(0x04_00_04_00u) * Vector128<uint>.Indices).AsByte();
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> Lanes512(Vector128<byte> lane) => Vector512.Create(Vector256.Create(lane, lane), Vector256.Create(lane, lane));
 
     /// <summary>Whether the 512-bit kernels run here; otherwise the AVX2 ones (Q6KInterleaved.Avx2.cs) over the same layout.</summary>
     private static bool Wide => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported;
@@ -66,8 +64,8 @@ internal sealed unsafe partial class Q6KInterleaved : IGroupKernel
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Patterns()
         {
-            P0 = Lanes512(SinglePattern(0)); P1 = Lanes512(SinglePattern(1)); P2 = Lanes512(SinglePattern(2)); P3 = Lanes512(SinglePattern(3));
-            Pp0 = Lanes512(PairPattern(0)); Pp2 = Lanes512(PairPattern(2));
+            P0 = Interleaving.Lanes512(SinglePattern(0)); P1 = Interleaving.Lanes512(SinglePattern(1)); P2 = Interleaving.Lanes512(SinglePattern(2)); P3 = Interleaving.Lanes512(SinglePattern(3));
+            Pp0 = Interleaving.Lanes512(PairPattern(0)); Pp2 = Interleaving.Lanes512(PairPattern(2));
         }
     }
 
