@@ -69,16 +69,7 @@ internal sealed unsafe partial class Q80Interleaved
             Vector256<int> lo, hi;
             if (AvxVnni.IsSupported)
             {
-                lo = Start(qs, b);
-                hi = lo;
-                VnniSlot(w, x, 0, ref lo, ref hi);
-                VnniSlot(w, x, 1, ref lo, ref hi);
-                VnniSlot(w, x, 2, ref lo, ref hi);
-                VnniSlot(w, x, 3, ref lo, ref hi);
-                VnniSlot(w, x, 4, ref lo, ref hi);
-                VnniSlot(w, x, 5, ref lo, ref hi);
-                VnniSlot(w, x, 6, ref lo, ref hi);
-                VnniSlot(w, x, 7, ref lo, ref hi);
+                VnniBlock(w, x, qs, b, out lo, out hi);
             }
             else
             {
@@ -132,16 +123,7 @@ internal sealed unsafe partial class Q80Interleaved
             byte* x0 = a + b * Q80 + 2, x1 = x0 + aStride, x2 = x0 + 2 * aStride, x3 = x0 + 3 * aStride;
             if (AvxVnni.IsSupported)
             {
-                var s = new Sums4 { L0 = Start(qs0, b), L1 = Start(qs1, b), L2 = Start(qs2, b), L3 = Start(qs3, b) };
-                (s.H0, s.H1, s.H2, s.H3) = (s.L0, s.L1, s.L2, s.L3);
-                VnniSlot4(w, x0, x1, x2, x3, 0, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 1, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 2, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 3, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 4, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 5, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 6, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 7, ref s);
+                var s = VnniBlock4(w, x0, x1, x2, x3, qs0, qs1, qs2, qs3, b);
                 var dLo = RowScales(w, 0);
                 var dHi = RowScales(w, 1);
                 lo.F0 = Finish(s.L0, dLo, sc0, b, lo.F0); hi.F0 = Finish(s.H0, dHi, sc0, b, hi.F0);

@@ -101,18 +101,7 @@ internal sealed unsafe partial class Q80Interleaved : IGroupKernel
             Vector512<int> isum;
             if (AvxVnni.IsSupported)
             {
-                var lo = Start(qs, b);
-                var hi = lo;
-                // The eight slots written out: as a loop the JIT kept its index arithmetic and counter, about as many
-                // scalar µops as the two multiplies of a slot.
-                VnniSlot(w, x, 0, ref lo, ref hi);
-                VnniSlot(w, x, 1, ref lo, ref hi);
-                VnniSlot(w, x, 2, ref lo, ref hi);
-                VnniSlot(w, x, 3, ref lo, ref hi);
-                VnniSlot(w, x, 4, ref lo, ref hi);
-                VnniSlot(w, x, 5, ref lo, ref hi);
-                VnniSlot(w, x, 6, ref lo, ref hi);
-                VnniSlot(w, x, 7, ref lo, ref hi);
+                VnniBlock(w, x, qs, b, out var lo, out var hi);
                 isum = Join(lo, hi);
             }
             else
@@ -138,7 +127,7 @@ internal sealed unsafe partial class Q80Interleaved : IGroupKernel
         public Vector256<int> L0, H0, L1, H1, L2, H2, L3, H3;
     }
 
-    /// <summary>Slot k of four tokens by vpdpbusd (written out by the caller, as <see cref="VnniSlot"/>).</summary>
+    /// <summary>Slot k of four tokens by vpdpbusd (written out in <see cref="VnniBlock4"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void VnniSlot4(byte* w, byte* x0, byte* x1, byte* x2, byte* x3, int k, ref Sums4 s)
     {
@@ -148,6 +137,43 @@ internal sealed unsafe partial class Q80Interleaved : IGroupKernel
         Step(lo, hi, x1, k, ref s.L1, ref s.H1);
         Step(lo, hi, x2, k, ref s.L2, ref s.H2);
         Step(lo, hi, x3, k, ref s.L3, ref s.H3);
+    }
+
+    /// <summary>
+    /// One block of one token by vpdpbusd, rows 0–7 into lo and 8–15 into hi, from −128·Σx. The eight slots are
+    /// written out: as a loop the JIT kept its index arithmetic and counter, about as many scalar µops as the two
+    /// multiplies of a slot. Shared by the 512-bit and AVX2 kernels.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void VnniBlock(byte* w, byte* x, int* quantSums, int b, out Vector256<int> lo, out Vector256<int> hi)
+    {
+        lo = Start(quantSums, b);
+        hi = lo;
+        VnniSlot(w, x, 0, ref lo, ref hi);
+        VnniSlot(w, x, 1, ref lo, ref hi);
+        VnniSlot(w, x, 2, ref lo, ref hi);
+        VnniSlot(w, x, 3, ref lo, ref hi);
+        VnniSlot(w, x, 4, ref lo, ref hi);
+        VnniSlot(w, x, 5, ref lo, ref hi);
+        VnniSlot(w, x, 6, ref lo, ref hi);
+        VnniSlot(w, x, 7, ref lo, ref hi);
+    }
+
+    /// <summary>One block of four tokens by vpdpbusd (see <see cref="VnniBlock"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Sums4 VnniBlock4(byte* w, byte* x0, byte* x1, byte* x2, byte* x3, int* qs0, int* qs1, int* qs2, int* qs3, int b)
+    {
+        var s = new Sums4 { L0 = Start(qs0, b), L1 = Start(qs1, b), L2 = Start(qs2, b), L3 = Start(qs3, b) };
+        (s.H0, s.H1, s.H2, s.H3) = (s.L0, s.L1, s.L2, s.L3);
+        VnniSlot4(w, x0, x1, x2, x3, 0, ref s);
+        VnniSlot4(w, x0, x1, x2, x3, 1, ref s);
+        VnniSlot4(w, x0, x1, x2, x3, 2, ref s);
+        VnniSlot4(w, x0, x1, x2, x3, 3, ref s);
+        VnniSlot4(w, x0, x1, x2, x3, 4, ref s);
+        VnniSlot4(w, x0, x1, x2, x3, 5, ref s);
+        VnniSlot4(w, x0, x1, x2, x3, 6, ref s);
+        VnniSlot4(w, x0, x1, x2, x3, 7, ref s);
+        return s;
     }
 
     public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
@@ -164,16 +190,7 @@ internal sealed unsafe partial class Q80Interleaved : IGroupKernel
             Vector512<int> i0, i1, i2, i3;
             if (AvxVnni.IsSupported)
             {
-                var s = new Sums4 { L0 = Start(qs0, b), L1 = Start(qs1, b), L2 = Start(qs2, b), L3 = Start(qs3, b) };
-                (s.H0, s.H1, s.H2, s.H3) = (s.L0, s.L1, s.L2, s.L3);
-                VnniSlot4(w, x0, x1, x2, x3, 0, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 1, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 2, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 3, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 4, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 5, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 6, ref s);
-                VnniSlot4(w, x0, x1, x2, x3, 7, ref s);
+                var s = VnniBlock4(w, x0, x1, x2, x3, qs0, qs1, qs2, qs3, b);
                 i0 = Join(s.L0, s.H0); i1 = Join(s.L1, s.H1); i2 = Join(s.L2, s.H2); i3 = Join(s.L3, s.H3);
             }
             else
