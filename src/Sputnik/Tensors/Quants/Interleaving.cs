@@ -42,6 +42,24 @@ internal static unsafe class Interleaving
         _ => false,
     };
 
+    /// <summary>Whether the kernels' 512-bit forms run here; otherwise their AVX2 ones (<c>*Interleaved.Avx2.cs</c>), over the same layout.</summary>
+    internal static bool Wide512 => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported;
+
+    /// <summary>Four tokens' float sums of one 8-row half (the AVX2 four-token kernels).</summary>
+    internal struct Floats4x8
+    {
+        public Vector256<float> F0, F1, F2, F3;
+
+        /// <summary>Stores rows 0–7 (<paramref name="lo"/>) and 8–15 (<paramref name="hi"/>) of four tokens at y, ldy apart.</summary>
+        public static void Store(in Floats4x8 lo, in Floats4x8 hi, float* y, int ldy)
+        {
+            lo.F0.Store(y); hi.F0.Store(y + 8);
+            lo.F1.Store(y + ldy); hi.F1.Store(y + ldy + 8);
+            lo.F2.Store(y + 2 * ldy); hi.F2.Store(y + 2 * ldy + 8);
+            lo.F3.Store(y + 3 * ldy); hi.F3.Store(y + 3 * ldy + 8);
+        }
+    }
+
     /// <summary>A 128-bit <c>vpshufb</c> pattern in every lane of a 256-bit register (the shuffle works within lanes).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector256<byte> Lanes256(Vector128<byte> lane) => Vector256.Create(lane, lane);

@@ -168,16 +168,11 @@ internal sealed unsafe partial class Q4KInterleaved
         public Vector256<short> P0, Q0, P1, Q1, P2, Q2, P3, Q3;
     }
 
-    /// <summary>The integer and min sums of four tokens over one super-block, one half.</summary>
+    /// <summary>The integer and min sums of four tokens over one super-block, one half, and the tokens' block sums.</summary>
     private struct Ints4x8
     {
         public Vector256<int> I0, I1, I2, I3, N0, N1, N2, N3;
-    }
-
-    /// <summary>Four tokens' float sums of one half.</summary>
-    private struct Floats4x8
-    {
-        public Vector256<float> F0, F1, F2, F3;
+        public Vector128<int> B0, B1, B2, B3; // BlockSums128 of each token, once per super-block
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -208,17 +203,17 @@ internal sealed unsafe partial class Q4KInterleaved
         Slot4(q, x0, x1, x2, x3, 6, m4, ref sums);
         Slot4(q, x0, x1, x2, x3, 7, m4, ref sums);
         PairScales(pat, w, half, c, out var sA, out var sB, out var mins);
-        Fold(sums.P0, sums.Q0, sA, sB, mins, BlockSums128(a0), c, ref t->I0, ref t->N0);
-        Fold(sums.P1, sums.Q1, sA, sB, mins, BlockSums128(a1), c, ref t->I1, ref t->N1);
-        Fold(sums.P2, sums.Q2, sA, sB, mins, BlockSums128(a2), c, ref t->I2, ref t->N2);
-        Fold(sums.P3, sums.Q3, sA, sB, mins, BlockSums128(a3), c, ref t->I3, ref t->N3);
+        Fold(sums.P0, sums.Q0, sA, sB, mins, t->B0, c, ref t->I0, ref t->N0);
+        Fold(sums.P1, sums.Q1, sA, sB, mins, t->B1, c, ref t->I1, ref t->N1);
+        Fold(sums.P2, sums.Q2, sA, sB, mins, t->B2, c, ref t->I2, ref t->N2);
+        Fold(sums.P3, sums.Q3, sA, sB, mins, t->B3, c, ref t->I3, ref t->N3);
     }
 
     /// <summary>One half of one super-block, four tokens (not inlined, as <see cref="Half1"/>).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Half4(in Patterns256 pat, byte* w, byte* a0, byte* a1, byte* a2, byte* a3, int half, Vector256<byte> m4, ref Floats4x8 f, Ints4x8* t)
+    private static void Half4(in Patterns256 pat, byte* w, byte* a0, byte* a1, byte* a2, byte* a3, int half, Vector256<byte> m4, ref Interleaving.Floats4x8 f, Ints4x8* t)
     {
-        *t = default;
+        (t->I0, t->I1, t->I2, t->I3, t->N0, t->N1, t->N2, t->N3) = (default, default, default, default, default, default, default, default);
         Pair4(pat, w, a0, a1, a2, a3, half, 0, m4, t);
         Pair4(pat, w, a0, a1, a2, a3, half, 1, m4, t);
         Pair4(pat, w, a0, a1, a2, a3, half, 2, m4, t);
@@ -235,7 +230,7 @@ internal sealed unsafe partial class Q4KInterleaved
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var m4 = Vector256.Create((byte)0x0F);
         var pat = new Patterns256();
-        Floats4x8 lo = default, hi = default;
+        Interleaving.Floats4x8 lo = default, hi = default;
         // The integer sums live in memory, written through a pointer (kept in registers across a block's four pairs,
         // they left too few of the 16 for the slot loop, and the JIT spilled its sums instead).
         Ints4x8 ints;
@@ -243,12 +238,10 @@ internal sealed unsafe partial class Q4KInterleaved
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
         {
             if (prefetch) Prefetch.Lines(w + ahead, GroupBlockBytes);
+            (ints.B0, ints.B1, ints.B2, ints.B3) = (BlockSums128(a0), BlockSums128(a1), BlockSums128(a2), BlockSums128(a3));
             Half4(pat, w, a0, a1, a2, a3, 0, m4, ref lo, &ints);
             Half4(pat, w, a0, a1, a2, a3, 1, m4, ref hi, &ints);
         }
-        lo.F0.Store(y); hi.F0.Store(y + 8);
-        lo.F1.Store(y + ldy); hi.F1.Store(y + ldy + 8);
-        lo.F2.Store(y + 2 * ldy); hi.F2.Store(y + 2 * ldy + 8);
-        lo.F3.Store(y + 3 * ldy); hi.F3.Store(y + 3 * ldy + 8);
+        Interleaving.Floats4x8.Store(lo, hi, y, ldy);
     }
 }

@@ -38,7 +38,6 @@ internal sealed unsafe partial class Q4KInterleaved : IGroupKernel
     public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1) =>
         Interleaving.Run<Q4KInterleaved>(w, cols / 256, GroupBlockBytes, a, aStride, tokens, y, ldy, g0, g1);
 
-
     // The vpshufb patterns of one 128-bit lane (four rows; vpshufb works within lanes, so every lane of a 256- or
     // 512-bit register takes the same): (s_j, s_j) as a 16-bit pair per row, zero-extended.
     private static Vector128<byte> ScalePattern(int j) =>
@@ -47,7 +46,6 @@ internal sealed unsafe partial class Q4KInterleaved : IGroupKernel
     // (m_j, m_j+1) as a 16-bit pair per row
     private static Vector128<byte> MinPattern(int j) =>
         (Vector128.Create(0x80_00_80_00u | (uint)j | ((uint)(j + 1) << 16)) + Vector128.Create(0x00_04_00_04u) * Vector128<uint>.Indices).AsByte();
-
 
     /// <summary>
     /// The vpshufb patterns, built per call and kept in registers: as static readonly fields they were sometimes
@@ -84,11 +82,7 @@ internal sealed unsafe partial class Q4KInterleaved : IGroupKernel
 
     /// <summary>Per-32 sums of the Q8_K activation as 16-bit pairs: int32 lane c holds (B[2c], B[2c+1]).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> BlockSums(byte* a)
-    {
-        short* bs = (short*)(a + KQuants.Q8KBsumsOffset);
-        return Ssse3.HorizontalAdd(Vector128.Load(bs), Vector128.Load(bs + 8)).AsInt32().ToVector256Unsafe().ToVector512Unsafe();
-    }
+    private static Vector512<int> BlockSums(byte* a) => BlockSums128(a).ToVector256Unsafe().ToVector512Unsafe();
 
     /// <summary>Slot k of one token: its 4 + 4 products per row added to the 16-bit sums of sub-blocks 2c (acc0) and 2c+1 (acc1).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -176,12 +170,9 @@ internal sealed unsafe partial class Q4KInterleaved : IGroupKernel
         Fold(acc0, acc1, sA, sB, mins, bsums, c, ref isum, ref msum);
     }
 
-    /// <summary>Whether the 512-bit kernels run here; otherwise the AVX2 ones (Q4KInterleaved.Avx2.cs) over the same layout.</summary>
-    private static bool Wide => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported;
-
     public static void Group1(byte* w, int nb, byte* a, float* y)
     {
-        if (!Wide) { Group1Avx2(w, nb, a, y); return; }
+        if (!Interleaving.Wide512) { Group1Avx2(w, nb, a, y); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var m4 = Vector512.Create((byte)0x0F);
         var pat = new Patterns();
@@ -238,7 +229,7 @@ internal sealed unsafe partial class Q4KInterleaved : IGroupKernel
 
     public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
-        if (!Wide) { Group4Avx2(w, nb, a, aStride, y, ldy, prefetch); return; }
+        if (!Interleaving.Wide512) { Group4Avx2(w, nb, a, aStride, y, ldy, prefetch); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var m4 = Vector512.Create((byte)0x0F);
         var pat = new Patterns();

@@ -139,12 +139,6 @@ internal sealed unsafe partial class Q6KInterleaved
         public Vector256<int> I0, I1, I2, I3;
     }
 
-    /// <summary>Four tokens' float sums of one row half.</summary>
-    private struct Floats4x8
-    {
-        public Vector256<float> F0, F1, F2, F3;
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Unit4(byte* q, byte* x0, byte* x1, byte* x2, byte* x3, int i, Vector256<short> s, ref Ints4x8 t)
     {
@@ -175,7 +169,7 @@ internal sealed unsafe partial class Q6KInterleaved
 
     /// <summary>One row half of one super-block, four tokens (not inlined, as <see cref="Half1"/>).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Half4(in Patterns256 pat, byte* w, byte* a0, byte* a1, byte* a2, byte* a3, int half, ref Floats4x8 f)
+    private static void Half4(in Patterns256 pat, byte* w, byte* a0, byte* a1, byte* a2, byte* a3, int half, ref Interleaving.Floats4x8 f)
     {
         var t = default(Ints4x8);
         Quarter4(pat, w, a0, a1, a2, a3, half, 0, 0, ref t);
@@ -202,7 +196,7 @@ internal sealed unsafe partial class Q6KInterleaved
     {
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var pat = new Patterns256();
-        Floats4x8 lo = default, hi = default;
+        Interleaving.Floats4x8 lo = default, hi = default;
         byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
         {
@@ -210,9 +204,6 @@ internal sealed unsafe partial class Q6KInterleaved
             Half4(pat, w, a0, a1, a2, a3, 0, ref lo);
             Half4(pat, w, a0, a1, a2, a3, 1, ref hi);
         }
-        lo.F0.Store(y); hi.F0.Store(y + 8);
-        lo.F1.Store(y + ldy); hi.F1.Store(y + ldy + 8);
-        lo.F2.Store(y + 2 * ldy); hi.F2.Store(y + 2 * ldy + 8);
-        lo.F3.Store(y + 3 * ldy); hi.F3.Store(y + 3 * ldy + 8);
+        Interleaving.Floats4x8.Store(lo, hi, y, ldy);
     }
 }

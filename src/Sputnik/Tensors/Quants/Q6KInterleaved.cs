@@ -42,7 +42,6 @@ internal sealed unsafe partial class Q6KInterleaved : IGroupKernel
     public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1) =>
         Interleaving.Run<Q6KInterleaved>(w, cols / 256, GroupBlockBytes, a, aStride, tokens, y, ldy, g0, g1);
 
-
     // The vpshufb patterns of one 128-bit lane (four rows; every lane of a wider register takes the same). Byte j of
     // each row's scale word into the high byte of both 16-bit halves (then >> 8 sign-extends): (s_j, s_j).
     private static Vector128<byte> SinglePattern(int j) =>
@@ -52,9 +51,6 @@ internal sealed unsafe partial class Q6KInterleaved : IGroupKernel
     private static Vector128<byte> PairPattern(int j) =>
         (Vector128.Create(0x00_80_00_80u | ((uint)j << 8) | ((uint)(j + 1) << 24)) + Vector128.Create(0x04_00_04_00u) * Vector128<uint>.Indices).AsByte();
 
-
-    /// <summary>Whether the 512-bit kernels run here; otherwise the AVX2 ones (Q6KInterleaved.Avx2.cs) over the same layout.</summary>
-    private static bool Wide => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported;
 
     // Built per call and kept in registers, not static readonly fields (see Q4KInterleaved.Patterns).
     private readonly struct Patterns
@@ -189,7 +185,7 @@ internal sealed unsafe partial class Q6KInterleaved : IGroupKernel
 
     public static void Group1(byte* w, int nb, byte* a, float* y)
     {
-        if (!Wide) { Group1Avx2(w, nb, a, y); return; }
+        if (!Interleaving.Wide512) { Group1Avx2(w, nb, a, y); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var pat = new Patterns();
         var acc = Vector512<float>.Zero;
@@ -212,7 +208,7 @@ internal sealed unsafe partial class Q6KInterleaved : IGroupKernel
 
     public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
-        if (!Wide) { Group4Avx2(w, nb, a, aStride, y, ldy, prefetch); return; }
+        if (!Interleaving.Wide512) { Group4Avx2(w, nb, a, aStride, y, ldy, prefetch); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         var pat = new Patterns();
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;

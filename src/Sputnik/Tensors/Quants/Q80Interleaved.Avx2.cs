@@ -83,15 +83,9 @@ internal sealed unsafe partial class Q80Interleaved
         accHi.Store(y + 8);
     }
 
-    /// <summary>Four tokens' float sums of one half.</summary>
-    private struct Floats4x8
-    {
-        public Vector256<float> F0, F1, F2, F3;
-    }
-
     /// <summary>One half of one block, four tokens, without AVX-VNNI.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void SignedHalf4(byte* w, int half, byte* x0, int aStride, float* sc0, int b, ref Floats4x8 f)
+    private static void SignedHalf4(byte* w, int half, byte* x0, int aStride, float* sc0, int b, ref Interleaving.Floats4x8 f)
     {
         Vector256<int> i0 = default, i1 = default, i2 = default, i3 = default;
         byte* x1 = x0 + aStride, x2 = x0 + 2 * aStride, x3 = x0 + 3 * aStride;
@@ -116,7 +110,7 @@ internal sealed unsafe partial class Q80Interleaved
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         float* sc0 = Scales(a, nb), sc1 = (float*)((byte*)sc0 + aStride), sc2 = (float*)((byte*)sc0 + 2 * aStride), sc3 = (float*)((byte*)sc0 + 3 * aStride);
         int* qs0 = QuantSums(a, nb), qs1 = (int*)((byte*)qs0 + aStride), qs2 = (int*)((byte*)qs0 + 2 * aStride), qs3 = (int*)((byte*)qs0 + 3 * aStride);
-        Floats4x8 lo = default, hi = default;
+        Interleaving.Floats4x8 lo = default, hi = default;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes)
         {
             if (prefetch) Prefetch.Lines(w + ahead, GroupBlockBytes);
@@ -137,9 +131,6 @@ internal sealed unsafe partial class Q80Interleaved
                 SignedHalf4(w, 1, x0, aStride, sc0, b, ref hi);
             }
         }
-        lo.F0.Store(y); hi.F0.Store(y + 8);
-        lo.F1.Store(y + ldy); hi.F1.Store(y + ldy + 8);
-        lo.F2.Store(y + 2 * ldy); hi.F2.Store(y + 2 * ldy + 8);
-        lo.F3.Store(y + 3 * ldy); hi.F3.Store(y + 3 * ldy + 8);
+        Interleaving.Floats4x8.Store(lo, hi, y, ldy);
     }
 }

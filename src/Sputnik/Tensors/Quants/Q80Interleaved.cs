@@ -84,12 +84,9 @@ internal sealed unsafe partial class Q80Interleaved : IGroupKernel
         Step(Avx512BW.Abs(v), Vector512.LessThan(v, Vector512<sbyte>.Zero), x, k, ref isum);
     }
 
-    /// <summary>Whether the 512-bit kernels run here; otherwise the AVX2 ones (Q80Interleaved.Avx2.cs) over the same layout.</summary>
-    private static bool Wide => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported;
-
     public static void Group1(byte* w, int nb, byte* a, float* y)
     {
-        if (!Wide) { Group1Avx2(w, nb, a, y); return; }
+        if (!Interleaving.Wide512) { Group1Avx2(w, nb, a, y); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         float* sc = Scales(a, nb);
         int* qs = QuantSums(a, nb);
@@ -178,7 +175,7 @@ internal sealed unsafe partial class Q80Interleaved : IGroupKernel
 
     public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
-        if (!Wide) { Group4Avx2(w, nb, a, aStride, y, ldy, prefetch); return; }
+        if (!Interleaving.Wide512) { Group4Avx2(w, nb, a, aStride, y, ldy, prefetch); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         float* sc0 = Scales(a, nb), sc1 = (float*)((byte*)sc0 + aStride), sc2 = (float*)((byte*)sc0 + 2 * aStride), sc3 = (float*)((byte*)sc0 + 3 * aStride);
         int* qs0 = QuantSums(a, nb), qs1 = (int*)((byte*)qs0 + aStride), qs2 = (int*)((byte*)qs0 + 2 * aStride), qs3 = (int*)((byte*)qs0 + 3 * aStride);
