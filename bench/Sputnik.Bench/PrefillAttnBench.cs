@@ -55,11 +55,12 @@ internal static class PrefillAttnBench
         for (int round = 0; round < (variants.Length > 1 ? 3 : 1); round++)
             foreach (var variant in variants)
             {
-                if (variant != "") FlashAttention.BlockedRows = variant switch
+                if (variant.StartsWith('p')) FlashAttention.PassOverride = int.Parse(variant[1..]);
+                else if (variant != "") FlashAttention.BlockedRows = variant switch
                 {
                     "old" => false,
                     "new" => true,
-                    _ => throw new ArgumentException($"variant {variant}: old or new"),
+                    _ => throw new ArgumentException($"variant {variant}: old, new or pN (N positions a pass)"),
                 };
                 Chunk();
                 Measure(variant == "" ? "" : $"{variant,-4}");

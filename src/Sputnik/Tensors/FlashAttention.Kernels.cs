@@ -47,22 +47,32 @@ internal static partial class FlashAttention
         {
             for (; t + 8 <= n; t += 8)
             {
-                ref float kt = ref Unsafe.Add(ref k, t * ks);
+                // A reference per key: a load then needs no index arithmetic (the JIT recomputed t·ks + c for each of
+                // the eight, which made the loop wait on the integer units rather than the multiply-adds).
+                ref float k0 = ref Unsafe.Add(ref k, t * ks);
+                ref float k1 = ref Unsafe.Add(ref k0, ks);
+                ref float k2 = ref Unsafe.Add(ref k1, ks);
+                ref float k3 = ref Unsafe.Add(ref k2, ks);
+                ref float k4 = ref Unsafe.Add(ref k3, ks);
+                ref float k5 = ref Unsafe.Add(ref k4, ks);
+                ref float k6 = ref Unsafe.Add(ref k5, ks);
+                ref float k7 = ref Unsafe.Add(ref k6, ks);
                 Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-                for (int c = 0; c < kw; c += 8)
+                for (nuint c = 0; c < (nuint)kw; c += 8)
                 {
-                    var qc = Vector256.LoadUnsafe(ref q, (nuint)c);
-                    a0 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref kt, (nuint)c), a0);
-                    a1 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref kt, (nuint)(ks + c)), a1);
-                    a2 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref kt, (nuint)(2 * ks + c)), a2);
-                    a3 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref kt, (nuint)(3 * ks + c)), a3);
-                    a4 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref kt, (nuint)(4 * ks + c)), a4);
-                    a5 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref kt, (nuint)(5 * ks + c)), a5);
-                    a6 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref kt, (nuint)(6 * ks + c)), a6);
-                    a7 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref kt, (nuint)(7 * ks + c)), a7);
+                    var qc = Vector256.LoadUnsafe(ref q, c);
+                    a0 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref k0, c), a0);
+                    a1 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref k1, c), a1);
+                    a2 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref k2, c), a2);
+                    a3 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref k3, c), a3);
+                    a4 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref k4, c), a4);
+                    a5 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref k5, c), a5);
+                    a6 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref k6, c), a6);
+                    a7 = Vector256.FusedMultiplyAdd(qc, Vector256.LoadUnsafe(ref k7, c), a7);
                 }
-                max = Store8(ref Unsafe.Add(ref s0, t), scale, max, Vector256.Sum(a0), Vector256.Sum(a1), Vector256.Sum(a2), Vector256.Sum(a3),
-                    Vector256.Sum(a4), Vector256.Sum(a5), Vector256.Sum(a6), Vector256.Sum(a7));
+                var x = Sum8(a0, a1, a2, a3, a4, a5, a6, a7) * scale;
+                x.StoreUnsafe(ref Unsafe.Add(ref s0, t));
+                max = Math.Max(max, MaxLane(x));
             }
         }
         for (; t < n; t++)
@@ -96,7 +106,25 @@ internal static partial class FlashAttention
         return Avx512F.PermuteVar16x32(f, Vector512.Create(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0)).GetLower();
     }
 
-    /// <summary>One vector's sum in <see cref="Sum8"/>'s order: halves, quarters, then (x0 + x1) + (x2 + x3).</summary>
+    /// <summary>
+    /// The sums of 8 vectors, as a vector, by horizontal adds: 9 instructions where eight Vector256.Sum calls and
+    /// scalar stores took over 100, more than the 128 multiply-adds of eight 128-wide keys' dot products had cost. Lane
+    /// j is ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)) of vector j: Vector256.Sum's order, so a key's score has
+    /// the same bits here as in <see cref="Dot"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Sum8(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3,
+        Vector256<float> a4, Vector256<float> a5, Vector256<float> a6, Vector256<float> a7)
+    {
+        if (!Avx.IsSupported) return Vector256.Create(Vector256.Sum(a0), Vector256.Sum(a1), Vector256.Sum(a2), Vector256.Sum(a3),
+            Vector256.Sum(a4), Vector256.Sum(a5), Vector256.Sum(a6), Vector256.Sum(a7));
+        // Lane j (j < 4) of each 128-bit half: vector j's four-lane sum over that half, (x0 + x1) + (x2 + x3).
+        var q0 = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+        var q1 = Avx.HorizontalAdd(Avx.HorizontalAdd(a4, a5), Avx.HorizontalAdd(a6, a7));
+        return Avx.Permute2x128(q0, q1, 0x20) + Avx.Permute2x128(q0, q1, 0x31);
+    }
+
+    /// <summary>One vector's sum in the 512-bit Sum8's order: halves, quarters, then (x0 + x1) + (x2 + x3).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Sum1(Vector512<float> a)
     {
@@ -111,21 +139,6 @@ internal static partial class FlashAttention
         var m = Vector128.MaxNative(x.GetLower(), x.GetUpper());
         m = Vector128.MaxNative(m, Vector128.Shuffle(m, Vector128.Create(2, 3, 0, 1)));
         return Math.Max(m.GetElement(0), m.GetElement(1));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Store8(ref float s, float scale, float max, float d0, float d1, float d2, float d3, float d4, float d5, float d6, float d7)
-    {
-        s = d0 * scale;
-        Unsafe.Add(ref s, 1) = d1 * scale;
-        Unsafe.Add(ref s, 2) = d2 * scale;
-        Unsafe.Add(ref s, 3) = d3 * scale;
-        Unsafe.Add(ref s, 4) = d4 * scale;
-        Unsafe.Add(ref s, 5) = d5 * scale;
-        Unsafe.Add(ref s, 6) = d6 * scale;
-        Unsafe.Add(ref s, 7) = d7 * scale;
-        for (int i = 0; i < 8; i++) max = Math.Max(max, Unsafe.Add(ref s, i));
-        return max;
     }
 
     /// <summary>One key's dot product: the order <see cref="Scores"/>' grouped loops keep per key.</summary>

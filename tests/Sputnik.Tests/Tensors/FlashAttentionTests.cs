@@ -469,6 +469,41 @@ public class FlashAttentionTests
         }
         Assert.Throws<ArgumentException>(() => KvRowCodec.DecodeHalf(bytes.AsSpan(0, 10), new float[8], 256));
     }
+
+    /// <summary>
+    /// Rows with no infinity or NaN take the decoder's finite conversion (by min or, on AMD cores, by multiply): both
+    /// give the reference's bits for subnormals, ±0 and the largest halves; one infinity in the vector part or only in
+    /// the tail sends the row through the checked conversion, still exact.
+    /// </summary>
+    [Fact]
+    public void Half_row_decoder_finite_rows_match_the_reference_both_ways()
+    {
+        var rng = new Random(5);
+        var finite = new ushort[136];
+        for (int i = 0; i < finite.Length; i++)
+            do finite[i] = (ushort)rng.Next(65536); while ((finite[i] & 0x7C00) == 0x7C00);
+        ushort[] special = [0x0001, 0x83FF, 0x8000, 0x0000, 0x7BFF, 0xFBFF, 0x0400, 0x03FF];
+        special.CopyTo(finite, 9);
+        var withInfinity = (ushort[])finite.Clone();
+        withInfinity[40] = 0x7C00;
+        var infinityInTail = finite[..131];
+        infinityInTail[130] = 0xFE00;
+        foreach (var bits in new[] { finite, withInfinity, infinityInTail })
+        {
+            var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
+            var want = new float[bits.Length];
+            KvRowCodec.DecodeReference(KvCacheType.F16, bytes, want);
+            foreach (int width in Widths())
+                foreach (bool multiply in new[] { false, true })
+                {
+                    var got = new float[bits.Length];
+                    KvRowCodec.DecodeHalf(bytes, got, width, multiply);
+                    for (int i = 0; i < got.Length; i++)
+                        Assert.True(BitConverter.SingleToInt32Bits(want[i]) == BitConverter.SingleToInt32Bits(got[i]),
+                            $"width {width}, multiply {multiply}, {bits.Length} values [{i}] 0x{bits[i]:X4}: {got[i]} vs {want[i]}");
+                }
+        }
+    }
 }
 
 public class HadamardTests
