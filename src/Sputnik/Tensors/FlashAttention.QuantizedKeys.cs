@@ -44,38 +44,104 @@ internal static partial class FlashAttention
             }
     }
 
-    /// <summary>Positions [first, first + count) of a Q8_0/Q4_0 key head as 8-bit values (Q4_0's nibbles centred) and float block scales.</summary>
-    private static void UnpackKeyTile(in KvHead h, int first, int count, Scratch sc)
+    /// <summary>
+    /// Positions [first, first + count) of a Q8_0/Q4_0 key head as 8-bit values (Q4_0's nibbles centred) and float
+    /// block scales (block b of position t at b·Tile + t).
+    /// </summary>
+    private static void UnpackKeyTile(in KvHead h, int first, int count, Scratch sc, int width)
     {
         int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block);
         int start = h.Row(first), wrap = h.Ring > 0 ? h.Ring : int.MaxValue;
         ref sbyte ints = ref MemoryMarshal.GetArrayDataReference(sc.KeyInts);
+        ref ushort bits = ref MemoryMarshal.GetArrayDataReference(sc.ScaleBits);
         for (int t = 0; t < count; t++)
         {
             int r = start + t;
             PrefetchRow(h, r + PrefetchAhead, nb * blockBytes);
             if (r >= wrap) r -= wrap; // a ring's tile continues at its first row
-            var row = h.Rows.Slice(r * h.RowStride + h.RowOffset, nb * blockBytes);
+            ref byte row = ref MemoryMarshal.GetReference(h.Rows.Slice(r * h.RowStride + h.RowOffset, nb * blockBytes));
             for (int b = 0; b < nb; b++)
             {
-                var blk = row.Slice(b * blockBytes, blockBytes);
-                sc.KeyScales[t * nb + b] = (float)MemoryMarshal.Read<Half>(blk);
+                ref byte blk = ref Unsafe.Add(ref row, b * blockBytes);
+                Unsafe.Add(ref bits, b * Tile + t) = Unsafe.ReadUnaligned<ushort>(ref blk);
                 ref sbyte dst = ref Unsafe.Add(ref ints, t * h.Width + b * KvRowCodec.Block);
                 if (h.Type == KvCacheType.Q8_0)
                 {
-                    MemoryMarshal.Cast<byte, sbyte>(blk.Slice(2, KvRowCodec.Block)).CopyTo(MemoryMarshal.CreateSpan(ref dst, KvRowCodec.Block));
+                    ref sbyte q = ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref blk, 2));
+                    Vector128.LoadUnsafe(ref q).StoreUnsafe(ref dst);
+                    Vector128.LoadUnsafe(ref q, 16).StoreUnsafe(ref dst, 16);
                 }
                 else
                 {
-                    var packed = Vector128.Create(blk.Slice(2, 16));
+                    var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref blk, 2));
                     (packed & Vector128.Create((byte)0x0F)).AsSByte().Subtract8().StoreUnsafe(ref dst);
                     Vector128.ShiftRightLogical(packed, 4).AsSByte().Subtract8().StoreUnsafe(ref dst, 16);
                 }
             }
         }
+        ConvertScales(sc.ScaleBits, sc.KeyScales, nb * Tile, width);
+    }
+
+    /// <summary>The first n F16 scales of <paramref name="bits"/> as floats, 8 or 16 at a time (exact, as the scalar conversion).</summary>
+    private static unsafe void ConvertScales(ushort[] bits, float[] scales, int n, int width)
+    {
+        fixed (ushort* b = bits)
+        fixed (float* f = scales)
+            FloatConvert.HalfToFloat(b, f, n, width >= 256 ? width : 0);
+    }
+
+    /// <summary>
+    /// Positions [first, first + count) of a Q8_0/Q4_0 value head (not wrapping a ring) as floats in buffer, Width
+    /// apart: the tile's block scales are read, converted in one pass, then each block widened.
+    /// </summary>
+    private static void DecodeBlockTile(in KvHead h, int first, int count, float[] buffer, int width, Scratch sc)
+    {
+        int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block), start = h.Row(first);
+        if (sc.ValueScales.Length < nb * Tile) sc.ValueScales = new float[nb * Tile];
+        ref ushort bits = ref MemoryMarshal.GetArrayDataReference(sc.ScaleBits);
+        for (int t = 0; t < count; t++)
+        {
+            PrefetchRow(h, start + t + PrefetchAhead, nb * blockBytes);
+            ref byte row = ref MemoryMarshal.GetReference(h.Rows.Slice((start + t) * h.RowStride + h.RowOffset, nb * blockBytes));
+            for (int b = 0; b < nb; b++) Unsafe.Add(ref bits, b * Tile + t) = Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref row, b * blockBytes));
+        }
+        ConvertScales(sc.ScaleBits, sc.ValueScales, nb * Tile, width);
+        ref float o = ref MemoryMarshal.GetArrayDataReference(buffer);
+        for (int t = 0; t < count; t++)
+        {
+            ref byte row = ref MemoryMarshal.GetReference(h.Rows.Slice((start + t) * h.RowStride + h.RowOffset, nb * blockBytes));
+            for (int b = 0; b < nb; b++)
+                KvRowCodec.DecodeBlock(h.Type, ref Unsafe.Add(ref row, b * blockBytes), sc.ValueScales[b * Tile + t],
+                    ref Unsafe.Add(ref o, t * h.Width + b * KvRowCodec.Block), width);
+        }
     }
 
     private static Vector128<sbyte> Subtract8(this Vector128<sbyte> v) => v - Vector128.Create((sbyte)8);
+
+    /// <summary>
+    /// s[t − from] = (Q8_0 query row r · quantized key t)·scale for keys t in [a, b) of the tile; returns the largest.
+    /// Eight keys at a time on AVX2, each key's blocks in the order <see cref="QuantDot"/> takes them (same bits).
+    /// </summary>
+    private static float QuantScores(Scratch sc, int r, int a, int b, int from, int nb, float scale, Span<float> s, int width)
+    {
+        float max = float.NegativeInfinity;
+        int t = a;
+        ref float s0 = ref MemoryMarshal.GetReference(s);
+        if (width >= 256 && Avx2.IsSupported)
+            for (; t + 8 <= b; t += 8)
+            {
+                var x = QuantDot8(sc, t, r, nb) * scale;
+                x.StoreUnsafe(ref Unsafe.Add(ref s0, t - from));
+                max = Math.Max(max, MaxLane(x));
+            }
+        for (; t < b; t++)
+        {
+            float x = QuantDot(sc, t, r, nb, width) * scale;
+            Unsafe.Add(ref s0, t - from) = x;
+            max = Math.Max(max, x);
+        }
+        return max;
+    }
 
     /// <summary>Q8_0 query row r · quantized key t of the tile: Σ over blocks of (exact integer dot) · d_k · d_q, blocks in order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -89,7 +155,42 @@ internal static partial class FlashAttention
         for (int b = 0; b < nb; b++)
         {
             int dot = IntDot32(ref Unsafe.Add(ref k, t * kw + b * B), ref Unsafe.Add(ref q, r * kw + b * B), width);
-            s += dot * sc.KeyScales[t * nb + b] * sc.QueryScales[r * nb + b];
+            s += dot * sc.KeyScales[b * Tile + t] * sc.QueryScales[r * nb + b];
+        }
+        return s;
+    }
+
+    /// <summary>
+    /// <see cref="QuantDot"/> of keys t … t + 7 as one vector. Per block, each key's 32 products go through vpsignb
+    /// (the key takes the query's sign; |values| ≤ 127, so no 16-bit pair overflows), vpmaddubsw and vpmaddwd; the
+    /// eight keys' integer sums are gathered into one vector by horizontal adds (exact), then scaled as QuantDot does.
+    /// </summary>
+    private static Vector256<float> QuantDot8(Scratch sc, int t, int r, int nb)
+    {
+        const int B = KvRowCodec.Block;
+        int kw = nb * B;
+        ref sbyte k0 = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(sc.KeyInts), t * kw);
+        ref sbyte q = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(sc.QueryInts), r * kw);
+        ref float dk = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(sc.KeyScales), t);
+        var ones = Vector256.Create((short)1);
+        var s = Vector256<float>.Zero;
+        for (int b = 0; b < nb; b++)
+        {
+            var qb = Vector256.LoadUnsafe(ref Unsafe.Add(ref q, b * B));
+            var qa = Avx2.Abs(qb);
+            ref sbyte kb = ref Unsafe.Add(ref k0, b * B);
+            var d0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb), qb)), ones);
+            var d1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)kw), qb)), ones);
+            var d2 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)(2 * kw)), qb)), ones);
+            var d3 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)(3 * kw)), qb)), ones);
+            var d4 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)(4 * kw)), qb)), ones);
+            var d5 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)(5 * kw)), qb)), ones);
+            var d6 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)(6 * kw)), qb)), ones);
+            var d7 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)(7 * kw)), qb)), ones);
+            var h0 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(d0, d1), Avx2.HorizontalAdd(d2, d3));
+            var h1 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(d4, d5), Avx2.HorizontalAdd(d6, d7));
+            var dots = Avx2.Permute2x128(h0, h1, 0x20) + Avx2.Permute2x128(h0, h1, 0x31);
+            s += Vector256.ConvertToSingle(dots) * Vector256.LoadUnsafe(ref dk, (nuint)(b * Tile)) * sc.QueryScales[r * nb + b];
         }
         return s;
     }

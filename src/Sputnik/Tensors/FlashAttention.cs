@@ -75,8 +75,13 @@ internal static partial class FlashAttention
         public float[] Scores = [], SegMax = [], SegSum = [], SegOut = [], Alpha = [], TileMax = [];
         public int[] RowFrom = [], RowCount = [];
         // Quantized keys: the tile's 8-bit values and block scales, and the Q8_0 query rows.
+        // KeyScales: block b of tile position t at b·Tile + t, so eight keys' scales of a block are one vector load.
         public sbyte[] KeyInts = [], QueryInts = [];
         public float[] KeyScales = [], QueryScales = [];
+        // A block-format tile's F16 block scales as read (block b of position t at b·Tile + t), converted in one pass,
+        // and a value tile's scales as floats.
+        public ushort[] ScaleBits = [];
+        public float[] ValueScales = [];
         public byte[] QueryBlocks = new byte[34];
         public float[] QueryRow = [], HalfQueries = [];
         public Half[] HalfRow = [];
@@ -97,6 +102,8 @@ internal static partial class FlashAttention
                 RowCount = new int[rows];
             }
             if (SegOut.Length < rows * valueWidth) SegOut = new float[rows * valueWidth];
+            if (ScaleBits.Length < Tile * Math.Max(keyWidth, valueWidth) / KvRowCodec.Block)
+                ScaleBits = new ushort[Tile * Math.Max(keyWidth, valueWidth) / KvRowCodec.Block];
             if (!quantizedKeys)
             {
                 if (Keys.Length < Tile * keyWidth) Keys = new float[Tile * keyWidth];
@@ -278,8 +285,8 @@ internal static partial class FlashAttention
             int end = Math.Min(t0 + Tile, segEnd), first = Math.Max(t0, lo0);
             scoped ReadOnlySpan<float> k = default;
             int ks = kw;
-            if (quantized) UnpackKeyTile(keys, first, end - first, sc);
-            else k = DecodeTile(keys, first, end - first, sc.Keys, width, out ks);
+            if (quantized) UnpackKeyTile(keys, first, end - first, sc, width);
+            else k = DecodeTile(keys, first, end - first, sc.Keys, width, sc, out ks);
             for (int i = 0; i < tokens; i++)
             {
                 int pos = pos0 + i, a = Math.Max(WindowStart(pos, window), first), b = Math.Min(keyEnd > 0 ? keyEnd : pos + 1, end);
@@ -319,17 +326,7 @@ internal static partial class FlashAttention
                     }
                     float passMax;
                     if (quantized)
-                    {
-                        int nb = kw / KvRowCodec.Block;
-                        var s = sc.Scores.AsSpan(r * Tile, Tile);
-                        passMax = float.NegativeInfinity;
-                        for (int t = a; t < b; t++)
-                        {
-                            float x = QuantDot(sc, t, r, nb, width) * scale;
-                            s[t - from] = x;
-                            passMax = Math.Max(passMax, x);
-                        }
-                    }
+                        passMax = QuantScores(sc, r, a, b, from, kw / KvRowCodec.Block, scale, sc.Scores.AsSpan(r * Tile, Tile), width);
                     else passMax = Scores(ref QueryRow(sc, q, halfQueries, r, group, qStride, kw), ref Unsafe.Add(ref MemoryMarshal.GetReference(k), a * ks), ks, kw, b - a,
                         scale, sc.Scores.AsSpan(r * Tile + a - from, Tile - (a - from)), width);
                     sc.TileMax[r] = Math.Max(sc.TileMax[r], passMax);
@@ -339,7 +336,7 @@ internal static partial class FlashAttention
             for (int r = 0; r < rows; r++)
                 if (sc.RowCount[r] > 0) Softmax(sc, r, sc.TileMax[r], width);
             int vs = ks;
-            var v = shared ? k : DecodeTile(values, first, end - first, sc.Values, width, out vs);
+            var v = shared ? k : DecodeTile(values, first, end - first, sc.Values, width, sc, out vs);
             for (int p0 = 0; p0 < count; p0 += sub)
             {
                 int p1 = Math.Min(count, p0 + sub);
@@ -482,7 +479,7 @@ internal static partial class FlashAttention
     }
 
     /// <summary>Positions [first, first + count) of a head as floats: a view of an F32 cache, otherwise decoded into buffer.</summary>
-    private static ReadOnlySpan<float> DecodeTile(in KvHead h, int first, int count, float[] buffer, int width, out int stride)
+    private static ReadOnlySpan<float> DecodeTile(in KvHead h, int first, int count, float[] buffer, int width, Scratch sc, out int stride)
     {
         int bytes = KvRowCodec.Bytes(h.Type, h.Width);
         int start = h.Row(first);
@@ -501,6 +498,11 @@ internal static partial class FlashAttention
             return all.Slice(start * stride + h.RowOffset / 4, (count - 1) * stride + h.Width);
         }
         stride = h.Width;
+        if (KvRowCodec.IsBlockFormat(h.Type) && width >= 256)
+        {
+            DecodeBlockTile(h, first, count, buffer, width, sc);
+            return buffer.AsSpan(0, count * h.Width);
+        }
         bool half = h.Type == KvCacheType.F16 && width >= 256;
         for (int t = 0; t < count; t++)
         {
