@@ -115,12 +115,7 @@ internal static class KvRowCodec
     /// 128-value head row. Gives the floats <see cref="DecodeReference"/> gives.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void DecodeHalf(ReadOnlySpan<byte> src, Span<float> dst, int width) =>
-        DecodeHalf(src, dst, width, FloatConvert.MultiplyForSubnormals);
-
-    /// <summary><see cref="DecodeHalf(ReadOnlySpan{byte}, Span{float}, int)"/> with the 256-bit conversion chosen (tests run both).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void DecodeHalf(ReadOnlySpan<byte> src, Span<float> dst, int width, bool multiply)
+    public static void DecodeHalf(ReadOnlySpan<byte> src, Span<float> dst, int width)
     {
         int n = dst.Length, i = 0;
         if (src.Length < 2 * n) throw new ArgumentException($"{src.Length} bytes hold fewer than {n} F16 values");
@@ -133,9 +128,6 @@ internal static class KvRowCodec
             if (width == 512)
                 for (; i + 16 <= n; i += 16)
                     FloatConvert.FiniteHalfToFloat512(Vector256.LoadUnsafe(ref s, (nuint)i)).StoreUnsafe(ref d, (nuint)i);
-            if (multiply)
-                for (; i + 8 <= n; i += 8)
-                    FloatConvert.FiniteHalfToFloat256ByMultiply(Vector128.LoadUnsafe(ref s, (nuint)i)).StoreUnsafe(ref d, (nuint)i);
             for (; i + 8 <= n; i += 8)
                 FloatConvert.FiniteHalfToFloat256(Vector128.LoadUnsafe(ref s, (nuint)i)).StoreUnsafe(ref d, (nuint)i);
         }

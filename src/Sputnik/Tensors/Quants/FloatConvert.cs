@@ -119,29 +119,6 @@ internal static class FloatConvert
         return ((Avx.IsSupported ? Avx.Min(f, g) : Vector256.Min(f, g)).AsInt32() | (t & Vector256.Create(SignBit))).AsSingle();
     }
 
-    /// <summary>
-    /// Whether subnormal floats may reach a multiply here at full speed, so <see cref="FiniteHalfToFloat256ByMultiply"/>
-    /// (the earlier form above: three fewer steps) is the cheaper exact conversion. AMD cores: on a Zen 3 (family 25
-    /// model 1) a 64 × 128 tile of halves converted in 1.4 µs against 2.1 µs with the min form, 1.7 µs with a quarter of
-    /// them subnormal (best of 2,000, one thread). Intel cores take the assist described above.
-    /// </summary>
-    internal static readonly bool MultiplyForSubnormals = CpuVendor.Amd;
-
-    private const float TwoTo56 = 72057594037927936f, TwoTo112 = TwoTo56 * TwoTo56;
-
-    /// <summary>
-    /// <see cref="FiniteHalfToFloat256"/>'s floats by masking to the magnitude and multiplying by 2^112 (exact: a
-    /// subnormal half becomes a subnormal float, which the multiply scales to its value). For CPUs where
-    /// <see cref="MultiplyForSubnormals"/>.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> FiniteHalfToFloat256ByMultiply(Vector128<ushort> h)
-    {
-        var t = Vector256.WidenLower(h.AsInt16().ToVector256Unsafe()) << 13;
-        var f = (t & Vector256.Create(HalfMagnitudeBits)).AsSingle() * TwoTo112;
-        return (f.AsInt32() | (t & Vector256.Create(SignBit))).AsSingle();
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> HalfToFloat512(Vector256<ushort> h)
     {

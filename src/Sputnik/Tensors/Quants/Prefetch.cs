@@ -22,7 +22,7 @@ internal static unsafe class Prefetch
 {
     public static readonly bool Enabled = Sse.IsSupported && Environment.GetEnvironmentVariable("SPUTNIK_PREFETCH") != "0";
 
-    private static readonly bool IsIntel = CpuVendor.Intel;
+    private static readonly bool IsIntel = X86Base.IsSupported && IntelVendor();
 
     /// <summary>How far ahead of the block being multiplied the requested lines start.</summary>
     public static readonly int DistanceBytes =
@@ -65,5 +65,12 @@ internal static unsafe class Prefetch
     {
         int from = bytes * part / parts;
         Lines(p + from, bytes * (part + 1) / parts - from);
+    }
+
+    /// <summary>CPUID leaf 0's vendor string is "GenuineIntel" (EBX, EDX, ECX).</summary>
+    private static bool IntelVendor()
+    {
+        var (_, ebx, ecx, edx) = X86Base.CpuId(0, 0);
+        return ebx == 0x756E6547 && edx == 0x49656E69 && ecx == 0x6C65746E;
     }
 }
