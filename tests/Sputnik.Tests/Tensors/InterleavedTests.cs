@@ -122,7 +122,7 @@ public unsafe class InterleavedTests
         Assert.False(Interleaving.Supports(GgmlType.Q4_K, 32, 576));
         Assert.False(Interleaving.Supports(GgmlType.Q8_0, 24, 64));
         Assert.Equal(avx512 || avx2, Interleaving.Supports(GgmlType.Q6_K, 32, 512));
-        Assert.Equal(avx512 && Avx512Vbmi.IsSupported, Interleaving.Supports(GgmlType.Q5_0, 2048, 1408));
+        Assert.Equal(avx512 || avx2, Interleaving.Supports(GgmlType.Q5_0, 2048, 1408));
         Assert.False(Interleaving.Supports(GgmlType.Q5_K, 32, 512));
     }
 
@@ -282,6 +282,7 @@ public unsafe class InterleavedTests
     [InlineData(GgmlType.Q4_K, 768)]
     [InlineData(GgmlType.Q6_K, 512)]
     [InlineData(GgmlType.Q8_0, 416)]
+    [InlineData(GgmlType.Q5_0, 1408)]
     public void Avx2_kernels_give_the_512_bit_kernels_bits(GgmlType type, int cols)
     {
         if (!(Interleaving.Supports(type, 16, cols) && MatVec.DefaultPath == KernelPath.Avx512))
@@ -308,6 +309,10 @@ public unsafe class InterleavedTests
                     case GgmlType.Q6_K:
                         Q6KInterleaved.Group4Avx2(wg, nb, pa, stride, yg, rows, prefetch: true);
                         Q6KInterleaved.Group1Avx2(wg, nb, pa + 4 * stride, yg + 4 * rows);
+                        break;
+                    case GgmlType.Q5_0:
+                        Q50Interleaved.Group4Avx2(wg, nb, pa, stride, yg, rows, prefetch: true);
+                        Q50Interleaved.Group1Avx2(wg, nb, pa + 4 * stride, yg + 4 * rows);
                         break;
                     default:
                         Q80Interleaved.Group4Avx2(wg, nb, pa, stride, yg, rows, prefetch: true);

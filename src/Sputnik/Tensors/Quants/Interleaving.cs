@@ -34,13 +34,8 @@ internal static unsafe class Interleaving
         LayoutOf(type) is not null && KernelsRunHere(type)
         && rows > 0 && rows % Rows == 0 && cols > 0 && cols % GgmlTypeInfo.BlockSize(type) == 0;
 
-    /// <summary>Every type's kernels run with AVX-512 BW (Q5_0's need VBMI too); Q4_K's, Q6_K's and Q8_0's also have AVX2 forms.</summary>
-    internal static bool KernelsRunHere(GgmlType type) => MatVec.DefaultPath switch
-    {
-        KernelPath.Avx512 => type != GgmlType.Q5_0 || Avx512Vbmi.IsSupported,
-        KernelPath.Avx2 => type is GgmlType.Q4_K or GgmlType.Q6_K or GgmlType.Q8_0,
-        _ => false,
-    };
+    /// <summary>Every type's kernels have a 512-bit form (AVX-512 BW; Q5_0's needs VBMI too) and an AVX2 one.</summary>
+    internal static bool KernelsRunHere(GgmlType type) => MatVec.DefaultPath is KernelPath.Avx512 or KernelPath.Avx2;
 
     /// <summary>Whether the kernels' 512-bit forms run here; otherwise their AVX2 ones (<c>*Interleaved.Avx2.cs</c>), over the same layout.</summary>
     internal static bool Wide512 => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported;

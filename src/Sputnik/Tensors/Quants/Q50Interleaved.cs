@@ -20,7 +20,7 @@ namespace Sputnik.Tensors.Quants;
 /// bits), then 4 slots of 64 bytes; slot k holds, for each row, the file's quant bytes 4k..4k+3 (low nibbles: weights
 /// 4k..4k+3; high nibbles: weights 16+4k..16+4k+3).
 /// </remarks>
-internal sealed unsafe class Q50Interleaved : IGroupKernel
+internal sealed unsafe partial class Q50Interleaved : IGroupKernel
 {
     private Q50Interleaved() { }
 
@@ -36,6 +36,9 @@ internal sealed unsafe class Q50Interleaved : IGroupKernel
     /// <summary>y[t·ldy + 16g + r] for groups [g0, g1), tokens [0, tokens); see <see cref="Interleaving.Compute"/>.</summary>
     public static void Compute(byte* w, int cols, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1) =>
         Interleaving.Run<Q50Interleaved>(w, cols / 32, GroupBlockBytes, a, aStride, tokens, y, ldy, g0, g1);
+
+    /// <summary>Whether the 512-bit kernels run (they need VBMI's vpmultishiftqb); otherwise the AVX2 ones.</summary>
+    private static bool Wide => Interleaving.Wide512 && Avx512Vbmi.IsSupported;
 
     // The activation (Q8_0 blocks, then their float scales and integer quant sums) is read as Q8_0's kernels read it.
     private static float* Scales(byte* a, int nb) => Q80Interleaved.Scales(a, nb);
@@ -112,6 +115,7 @@ internal sealed unsafe class Q50Interleaved : IGroupKernel
 
     public static void Group1(byte* w, int nb, byte* a, float* y)
     {
+        if (!Wide) { Group1Avx2(w, nb, a, y); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         float* sc = Scales(a, nb);
         int* qs = QuantSums(a, nb);
@@ -129,6 +133,7 @@ internal sealed unsafe class Q50Interleaved : IGroupKernel
 
     public static void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
+        if (!Wide) { Group4Avx2(w, nb, a, aStride, y, ldy, prefetch); return; }
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         float* sc0 = Scales(a, nb), sc1 = (float*)((byte*)sc0 + aStride), sc2 = (float*)((byte*)sc0 + 2 * aStride), sc3 = (float*)((byte*)sc0 + 3 * aStride);
         int* qs0 = QuantSums(a, nb), qs1 = (int*)((byte*)qs0 + aStride), qs2 = (int*)((byte*)qs0 + 2 * aStride), qs3 = (int*)((byte*)qs0 + 3 * aStride);
