@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 
 namespace Sputnik.Tensors;
 
-// Register-blocked inner loops (AVX-512) for query rows that see the same keys of a tile: the query heads of one GQA
+// Register-blocked inner loops (AVX-512 here, AVX2 in FlashAttention.Blocked256.cs) for query rows that see the same keys of a tile: the query heads of one GQA
 // group always do, and in prefill every row of a block does on each tile below the diagonal. Three rows go together:
 // each key vector (q·k) and each value vector (p·v) is loaded once for the three of them instead of once per row,
 // 24 accumulators stay in the 32 vector registers, and the loop becomes bound by multiply-adds rather than loads.
@@ -20,8 +20,8 @@ internal static partial class FlashAttention
     /// <summary>Whether rows sharing a tile's keys run through the register-blocked loops (settable for the bench's A/B: `attn prefill … old,new`).</summary>
     internal static bool BlockedRows = true;
 
-    /// <summary>Whether the blocked loops run at this width (AVX-512 only; q·k also needs float keys a multiple of 16 wide).</summary>
-    private static bool Blocks(int width) => BlockedRows && width == 512 && Avx512F.IsSupported;
+    /// <summary>Whether the blocked loops run at this width (512 bits with AVX-512, 256 with AVX2 and FMA; q·k also needs float keys a multiple of the lanes wide).</summary>
+    private static bool Blocks(int width) => BlockedRows && (width == 512 ? Avx512F.IsSupported : width == 256 && Avx2.IsSupported && Fma.IsSupported);
 
     /// <summary>Whether rows r … r + BlockRows − 1 exist and see the same positions of the tile (and at least one).</summary>
     private static bool SameRange(Scratch sc, int r, int rows)
@@ -34,11 +34,12 @@ internal static partial class FlashAttention
 
     /// <summary>
     /// <see cref="Scores"/> for three query rows over the same n keys (key t at k + t·ks, kw floats, kw a multiple of 16):
-    /// s_r[t] = (q_r · k_t)·scale; returns each row's largest. AVX-512 only.
+    /// s_r[t] = (q_r · k_t)·scale; returns each row's largest. At 512 bits here; other widths go to Scores3x256.
     /// </summary>
     private static (float, float, float) Scores3(ref float q0, ref float q1, ref float q2, ref float k, int ks, int kw, int n, float scale,
-        ref float s0, ref float s1, ref float s2)
+        ref float s0, ref float s1, ref float s2, int width)
     {
+        if (width != 512) return Scores3x256(ref q0, ref q1, ref q2, ref k, ks, kw, n, scale, ref s0, ref s1, ref s2);
         float m0 = float.NegativeInfinity, m1 = m0, m2 = m0;
         int t = 0;
         for (; t + 8 <= n; t += 8)
@@ -96,11 +97,16 @@ internal static partial class FlashAttention
     /// <summary>
     /// <see cref="Accumulate"/> for three rows over the same values: o_r = o_r·alpha_r + Σ_t p_r[t]·v[t·vStride ..] for
     /// t &lt; count, over n output columns. Blocks of 128 columns (8 vectors × 3 rows) stay in registers while the
-    /// values stream past; columns past the last multiple of 16 go through the one-row loop. AVX-512 only.
+    /// values stream past; columns past the last multiple of 16 go through the one-row loop. At 512 bits here; other widths go to Accumulate3x256.
     /// </summary>
     private static void Accumulate3(ref float o0, ref float o1, ref float o2, float alpha0, float alpha1, float alpha2,
-        ref float p0, ref float p1, ref float p2, int count, ref float v, int vStride, int n)
+        ref float p0, ref float p1, ref float p2, int count, ref float v, int vStride, int n, int width)
     {
+        if (width != 512)
+        {
+            Accumulate3x256(ref o0, ref o1, ref o2, alpha0, alpha1, alpha2, ref p0, ref p1, ref p2, count, ref v, vStride, n);
+            return;
+        }
         int c = 0;
         for (; c + 128 <= n; c += 128)
         {

@@ -275,7 +275,7 @@ internal static partial class FlashAttention
         int kw = keys.Width, vw = values.Width, rows = tokens * group;
         bool quantized = KvRowCodec.IsBlockFormat(keys.Type), halfQueries = keys.Type == KvCacheType.F16;
         bool shared = values.SharesRowsWith(keys) && !quantized;
-        bool blockValues = Blocks(width), blockScores = blockValues && !quantized && kw % 16 == 0;
+        bool blockValues = Blocks(width), blockScores = blockValues && !quantized && kw % (width / 32) == 0;
         sc.SegMax.AsSpan(0, rows).Fill(float.NegativeInfinity);
         sc.SegSum.AsSpan(0, rows).Clear();
         sc.SegOut.AsSpan(0, rows * vw).Clear();
@@ -317,7 +317,7 @@ internal static partial class FlashAttention
                         ref float sr = ref sc.Scores[r * Tile + a - from];
                         var (m0, m1, m2) = Scores3(ref QueryRow(sc, q, halfQueries, r, group, qStride, kw),
                             ref QueryRow(sc, q, halfQueries, r + 1, group, qStride, kw), ref QueryRow(sc, q, halfQueries, r + 2, group, qStride, kw),
-                            ref Unsafe.Add(ref MemoryMarshal.GetReference(k), a * ks), ks, kw, b - a, scale, ref sr, ref Unsafe.Add(ref sr, Tile), ref Unsafe.Add(ref sr, 2 * Tile));
+                            ref Unsafe.Add(ref MemoryMarshal.GetReference(k), a * ks), ks, kw, b - a, scale, ref sr, ref Unsafe.Add(ref sr, Tile), ref Unsafe.Add(ref sr, 2 * Tile), width);
                         sc.TileMax[r] = Math.Max(sc.TileMax[r], m0);
                         sc.TileMax[r + 1] = Math.Max(sc.TileMax[r + 1], m1);
                         sc.TileMax[r + 2] = Math.Max(sc.TileMax[r + 2], m2);
@@ -354,7 +354,7 @@ internal static partial class FlashAttention
                     {
                         Accumulate3(ref sc.SegOut[r * vw], ref sc.SegOut[(r + 1) * vw], ref sc.SegOut[(r + 2) * vw],
                             firstPass ? sc.Alpha[r] : 1f, firstPass ? sc.Alpha[r + 1] : 1f, firstPass ? sc.Alpha[r + 2] : 1f,
-                            ref sc.Scores[r * Tile + a - from], ref sc.Scores[(r + 1) * Tile + a - from], ref sc.Scores[(r + 2) * Tile + a - from], b - a, ref vr, vs, vw);
+                            ref sc.Scores[r * Tile + a - from], ref sc.Scores[(r + 1) * Tile + a - from], ref sc.Scores[(r + 2) * Tile + a - from], b - a, ref vr, vs, vw, width);
                         r += BlockRows;
                         continue;
                     }
