@@ -8,6 +8,8 @@ using Sputnik.Tensors.Quants;
 /// End-to-end prefill/decode speed on a random model of qwen2-1.5B shape (1536 hidden, 28 layers, ffn 8960,
 /// 12 heads, 2 kv heads, vocab 151936), weights N(0, 0.02). One layer's matrices are quantized and written for
 /// every layer (different file offsets, so every token still streams all weights from memory).
+/// Usage: model [FILE.gguf | TYPE] [threads=2] [pp=128] [tg=64] [kv=F16] [old,new: the prompt alternately with
+/// attention's query rows one at a time and register-blocked, instead of the pp/tg measurement]
 /// </summary>
 internal static class ModelBench
 {
@@ -38,6 +40,21 @@ internal static class ModelBench
         int[] prompt = Enumerable.Range(0, pp).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
         // warm-up: pages the file in and tiers the JIT up
         model.Forward(model.CreateState(pp + tg + 8, kv), prompt);
+        if (args.Length > 5 && args[5] == "old,new")
+        {
+            // The prompt alternately with attention's query rows one at a time and register-blocked, three rounds.
+            for (int round = 0; round < 3; round++)
+                foreach (bool blocked in new[] { false, true })
+                {
+                    FlashAttention.BlockedRows = blocked;
+                    var s = model.CreateState(pp + 8, kv);
+                    long t0 = Stopwatch.GetTimestamp();
+                    model.Forward(s, prompt);
+                    double sec = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                    Console.WriteLine($"rows {(blocked ? "new" : "old")}: pp{pp} {pp / sec:F1} tok/s");
+                }
+            return;
+        }
         double best = double.MaxValue;
         for (int rep = 0; rep < 3; rep++)
         {
