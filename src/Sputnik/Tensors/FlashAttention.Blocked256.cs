@@ -66,22 +66,6 @@ internal static partial class FlashAttention
         return (m0, m1, m2);
     }
 
-    /// <summary>The sums of 4 vectors, each in Vector256.Sum's order (see the 8-vector Sum8), by horizontal adds.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> Sum4(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3)
-    {
-        // Lane j of each 128-bit half: vector j's four-lane sum over that half, (x0 + x1) + (x2 + x3).
-        var q = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
-        return q.GetLower() + q.GetUpper();
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float MaxLane(Vector128<float> x)
-    {
-        var m = Vector128.MaxNative(x, Vector128.Shuffle(x, Vector128.Create(2, 3, 0, 1)));
-        return Math.Max(m.GetElement(0), m.GetElement(1));
-    }
-
     /// <summary><see cref="Accumulate3"/> at 256 bits: blocks of 32 columns (4 vectors × 3 rows), then of 8, then the one-row loop.</summary>
     private static void Accumulate3x256(ref float o0, ref float o1, ref float o2, float alpha0, float alpha1, float alpha2,
         ref float p0, ref float p1, ref float p2, int count, ref float v, int vStride, int n)

@@ -107,10 +107,9 @@ internal static partial class FlashAttention
     }
 
     /// <summary>
-    /// The sums of 8 vectors, as a vector, by horizontal adds: 9 instructions where eight Vector256.Sum calls and
-    /// scalar stores took over 100, more than the 128 multiply-adds of eight 128-wide keys' dot products had cost. Lane
-    /// j is ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)) of vector j: Vector256.Sum's order, so a key's score has
-    /// the same bits here as in <see cref="Dot"/>.
+    /// The sums of 8 vectors, as a vector, by horizontal adds (<see cref="Sum4"/> twice): a few instructions where eight
+    /// Vector256.Sum calls and scalar stores took over 100, more than the 128 multiply-adds of eight 128-wide keys' dot
+    /// products had cost. Lane j is Vector256.Sum's order, so a key's score has the same bits here as in <see cref="Dot"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Sum8(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3,
@@ -118,10 +117,19 @@ internal static partial class FlashAttention
     {
         if (!Avx.IsSupported) return Vector256.Create(Vector256.Sum(a0), Vector256.Sum(a1), Vector256.Sum(a2), Vector256.Sum(a3),
             Vector256.Sum(a4), Vector256.Sum(a5), Vector256.Sum(a6), Vector256.Sum(a7));
-        // Lane j (j < 4) of each 128-bit half: vector j's four-lane sum over that half, (x0 + x1) + (x2 + x3).
-        var q0 = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
-        var q1 = Avx.HorizontalAdd(Avx.HorizontalAdd(a4, a5), Avx.HorizontalAdd(a6, a7));
-        return Avx.Permute2x128(q0, q1, 0x20) + Avx.Permute2x128(q0, q1, 0x31);
+        return Vector256.Create(Sum4(a0, a1, a2, a3), Sum4(a4, a5, a6, a7));
+    }
+
+    /// <summary>
+    /// The sums of 4 vectors by horizontal adds (AVX). Lane j is ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7)) of
+    /// vector j: Vector256.Sum's order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Sum4(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3)
+    {
+        // Lane j of each 128-bit half: vector j's four-lane sum over that half, (x0 + x1) + (x2 + x3).
+        var q = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+        return q.GetLower() + q.GetUpper();
     }
 
     /// <summary>One vector's sum in the 512-bit Sum8's order: halves, quarters, then (x0 + x1) + (x2 + x3).</summary>
@@ -134,10 +142,12 @@ internal static partial class FlashAttention
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float MaxLane(Vector256<float> x)
+    private static float MaxLane(Vector256<float> x) => MaxLane(Vector128.MaxNative(x.GetLower(), x.GetUpper()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float MaxLane(Vector128<float> x)
     {
-        var m = Vector128.MaxNative(x.GetLower(), x.GetUpper());
-        m = Vector128.MaxNative(m, Vector128.Shuffle(m, Vector128.Create(2, 3, 0, 1)));
+        var m = Vector128.MaxNative(x, Vector128.Shuffle(x, Vector128.Create(2, 3, 0, 1)));
         return Math.Max(m.GetElement(0), m.GetElement(1));
     }
 

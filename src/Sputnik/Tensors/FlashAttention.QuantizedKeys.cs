@@ -73,9 +73,9 @@ internal static partial class FlashAttention
                 }
                 else
                 {
-                    var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref blk, 2));
-                    (packed & Vector128.Create((byte)0x0F)).AsSByte().Subtract8().StoreUnsafe(ref dst);
-                    Vector128.ShiftRightLogical(packed, 4).AsSByte().Subtract8().StoreUnsafe(ref dst, 16);
+                    KvRowCodec.Q4_0Values(ref blk, out var lo, out var hi);
+                    lo.StoreUnsafe(ref dst);
+                    hi.StoreUnsafe(ref dst, 16);
                 }
             }
         }
@@ -97,7 +97,6 @@ internal static partial class FlashAttention
     private static void DecodeBlockTile(in KvHead h, int first, int count, float[] buffer, int width, Scratch sc)
     {
         int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block), start = h.Row(first);
-        if (sc.ValueScales.Length < nb * Tile) sc.ValueScales = new float[nb * Tile];
         ref ushort bits = ref MemoryMarshal.GetArrayDataReference(sc.ScaleBits);
         for (int t = 0; t < count; t++)
         {
@@ -115,8 +114,6 @@ internal static partial class FlashAttention
                     ref Unsafe.Add(ref o, t * h.Width + b * KvRowCodec.Block), width);
         }
     }
-
-    private static Vector128<sbyte> Subtract8(this Vector128<sbyte> v) => v - Vector128.Create((sbyte)8);
 
     /// <summary>
     /// s[t − from] = (Q8_0 query row r · quantized key t)·scale for keys t in [a, b) of the tile; returns the largest.
@@ -172,21 +169,20 @@ internal static partial class FlashAttention
         ref sbyte k0 = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(sc.KeyInts), t * kw);
         ref sbyte q = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(sc.QueryInts), r * kw);
         ref float dk = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(sc.KeyScales), t);
-        var ones = Vector256.Create((short)1);
         var s = Vector256<float>.Zero;
         for (int b = 0; b < nb; b++)
         {
             var qb = Vector256.LoadUnsafe(ref Unsafe.Add(ref q, b * B));
             var qa = Avx2.Abs(qb);
             ref sbyte kb = ref Unsafe.Add(ref k0, b * B);
-            var d0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb), qb)), ones);
-            var d1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)kw), qb)), ones);
-            var d2 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)(2 * kw)), qb)), ones);
-            var d3 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)(3 * kw)), qb)), ones);
-            var d4 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)(4 * kw)), qb)), ones);
-            var d5 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)(5 * kw)), qb)), ones);
-            var d6 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)(6 * kw)), qb)), ones);
-            var d7 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref kb, (nuint)(7 * kw)), qb)), ones);
+            var d0 = BlockDot(qa, qb, ref kb);
+            var d1 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, kw));
+            var d2 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 2 * kw));
+            var d3 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 3 * kw));
+            var d4 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 4 * kw));
+            var d5 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 5 * kw));
+            var d6 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 6 * kw));
+            var d7 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 7 * kw));
             var h0 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(d0, d1), Avx2.HorizontalAdd(d2, d3));
             var h1 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(d4, d5), Avx2.HorizontalAdd(d6, d7));
             var dots = Avx2.Permute2x128(h0, h1, 0x20) + Avx2.Permute2x128(h0, h1, 0x31);
@@ -194,6 +190,11 @@ internal static partial class FlashAttention
         }
         return s;
     }
+
+    /// <summary>One key block's 32 products with the query block (qa = |q|, qb = q), pair-summed to eight ints.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> BlockDot(Vector256<byte> qa, Vector256<sbyte> qb, ref sbyte k) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(qa, Avx2.Sign(Vector256.LoadUnsafe(ref k), qb)), Vector256<short>.One);
 
     /// <summary>Exact dot product of 32 signed bytes (|values| ≤ 128, so every product fits 16 bits).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

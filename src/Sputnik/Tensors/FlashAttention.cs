@@ -104,6 +104,7 @@ internal static partial class FlashAttention
             if (SegOut.Length < rows * valueWidth) SegOut = new float[rows * valueWidth];
             if (ScaleBits.Length < Tile * Math.Max(keyWidth, valueWidth) / KvRowCodec.Block)
                 ScaleBits = new ushort[Tile * Math.Max(keyWidth, valueWidth) / KvRowCodec.Block];
+            if (ValueScales.Length < Tile * valueWidth / KvRowCodec.Block) ValueScales = new float[Tile * valueWidth / KvRowCodec.Block];
             if (!quantizedKeys)
             {
                 if (Keys.Length < Tile * keyWidth) Keys = new float[Tile * keyWidth];

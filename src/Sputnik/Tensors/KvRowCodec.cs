@@ -174,12 +174,18 @@ internal static class KvRowCodec
             Widen(ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref blk, 2)), scale, ref o, width);
             return;
         }
-        var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref blk, 2));
-        // low nibbles are values 0..15, high nibbles 16..31; both centred on 8
-        var lo = (packed & Vector128.Create((byte)0x0F)).AsSByte() - Vector128.Create((sbyte)8);
-        var hi = Vector128.ShiftRightLogical(packed, 4).AsSByte() - Vector128.Create((sbyte)8);
+        Q4_0Values(ref blk, out var lo, out var hi);
         Widen16(lo, scale, ref o);
         Widen16(hi, scale, ref Unsafe.Add(ref o, 16));
+    }
+
+    /// <summary>A Q4_0 block's 32 quants, centred: low nibbles are values 0..15, high nibbles 16..31, each minus 8.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Q4_0Values(ref byte blk, out Vector128<sbyte> lo, out Vector128<sbyte> hi)
+    {
+        var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref blk, 2));
+        lo = (packed & Vector128.Create((byte)0x0F)).AsSByte() - Vector128.Create((sbyte)8);
+        hi = Vector128.ShiftRightLogical(packed, 4).AsSByte() - Vector128.Create((sbyte)8);
     }
 
     // 32 signed bytes times the block scale.

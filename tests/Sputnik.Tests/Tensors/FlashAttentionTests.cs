@@ -207,8 +207,8 @@ public class FlashAttentionTests
     /// qwen2-1.5B's shape (6 query heads per KV head of 128), groups that leave rows outside the three-row blocks (4,
     /// qwen3-8B's; 7, qwen2-7B's; 2; 16, MLA's heads) and an odd head size (72: its q·k not a multiple of 16, its values
     /// a 16-column tail): rows run three at a time through the register-blocked loops give the bits of rows run one at
-    /// a time, a prefill block gives each token's decode bits, and both match the reference. On AVX-512 the blocked
-    /// loops run; on the other widths (CI's reruns without AVX-512) both settings take the one-row loops.
+    /// a time, a prefill block gives each token's decode bits, and both match the reference. The blocked loops run at
+    /// 512 bits (AVX-512) and 256 (AVX2); at 128 and scalar both settings take the one-row loops.
     /// </summary>
     [Theory]
     [InlineData(6, 128, KvCacheType.F16)]
