@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Sputnik.Models;
 using Sputnik.Tensors.Quants;
 
@@ -121,7 +122,13 @@ internal static class KvRowCodec
         if (src.Length < 2 * n) throw new ArgumentException($"{src.Length} bytes hold fewer than {n} F16 values");
         ref ushort s = ref Unsafe.As<byte, ushort>(ref MemoryMarshal.GetReference(src));
         ref float d = ref MemoryMarshal.GetReference(dst);
-        if (width >= 256 && AllFinite(ref s, n & ~7))
+        if (width >= 256 && NormalRows && Avx2.IsSupported && AllNormal(ref s, n & ~15))
+        {
+            // The usual row: every half normal, converted in 4 instructions per 8 instead of 9.
+            for (; i + 8 <= (n & ~15); i += 8)
+                FloatConvert.NormalHalfToFloat256(Vector128.LoadUnsafe(ref s, (nuint)i).AsInt16()).StoreUnsafe(ref d, (nuint)i);
+        }
+        else if (width >= 256 && AllFinite(ref s, n & ~7))
         {
             // The common row: no infinity or NaN among the vector part, so the finite conversion (without its
             // per-vector check, a third of its instructions) gives the exact floats.
@@ -138,6 +145,25 @@ internal static class KvRowCodec
             for (; i + 8 <= n; i += 8)
                 FloatConvert.HalfToFloat256(Vector128.LoadUnsafe(ref s, (nuint)i)).StoreUnsafe(ref d, (nuint)i);
         for (; i < n; i++) Unsafe.Add(ref d, i) = FloatConvert.HalfToFloat(Unsafe.Add(ref s, i));
+    }
+
+    /// <summary>Whether F16 rows of normal halves take the 4-instruction conversion (settable for the bench's A/B: `attn … exact,normal`).</summary>
+    internal static bool NormalRows = true;
+
+    /// <summary>
+    /// Whether all of the first n halves (n a multiple of 16) are normal (exponent 1…30: no zero, subnormal, infinity
+    /// or NaN). (h &amp; 0x7C00) + 0x0400 is above 0x0400 as a signed 16-bit value exactly for exponents 1…30 (0 gives
+    /// 0x0400, 31 wraps to −32768), so one running minimum answers: 3 instructions per 16 halves.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool AllNormal(ref ushort s, int n)
+    {
+        var exponent = Vector256.Create((short)0x7C00);
+        var one = Vector256.Create((short)0x0400);
+        var low = Vector256.Create(short.MaxValue);
+        for (int i = 0; i + 16 <= n; i += 16)
+            low = Vector256.Min(low, (Vector256.LoadUnsafe(ref s, (nuint)i).AsInt16() & exponent) + one);
+        return Vector256.GreaterThanAll(low, one);
     }
 
     /// <summary>Whether none of the first n halves (n a multiple of 8) is an infinity or NaN: 16 exponents a compare.</summary>

@@ -471,6 +471,70 @@ public class FlashAttentionTests
     }
 
     /// <summary>
+    /// Rows of normal halves only take the 4-instruction conversion: every normal half (both signs, all 61,440 of them,
+    /// 128 a row) gives the reference's bits. One half that is not normal (±0, a subnormal, an infinity, a NaN) anywhere
+    /// in the checked part sends its row through the exact conversions, and one in the unchecked tail (past the last
+    /// 16) is converted by the tail's own path: still the reference's bits.
+    /// </summary>
+    [Fact]
+    public void Half_row_decoder_normal_rows_match_the_reference()
+    {
+        var normal = new List<ushort>();
+        for (int h = 0; h < 65536; h++)
+            if ((h & 0x7C00) != 0 && (h & 0x7C00) != 0x7C00) normal.Add((ushort)h);
+        Assert.Equal(61440, normal.Count);
+        var rows = new List<ushort[]>();
+        for (int i = 0; i < normal.Count; i += 128) rows.Add(normal.GetRange(i, 128).ToArray());
+        ushort[] notNormal = [0x0000, 0x8000, 0x0001, 0x83FF, 0x7C00, 0xFC00, 0x7E01];
+        for (int j = 0; j < notNormal.Length; j++)
+            foreach (int at in new[] { 0, 17, 127 })
+            {
+                var row = normal.GetRange(1000 * j + at, 128).ToArray();
+                row[at] = notNormal[j];
+                rows.Add(row);
+            }
+        var tail = normal.GetRange(5000, 133).ToArray(); // 128 checked, 5 converted by the 8-wide or scalar tail
+        tail[131] = 0x0001;
+        rows.Add(tail);
+        foreach (var bits in rows)
+        {
+            var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
+            var want = new float[bits.Length];
+            KvRowCodec.DecodeReference(KvCacheType.F16, bytes, want);
+            foreach (int width in Widths())
+            {
+                var got = new float[bits.Length];
+                KvRowCodec.DecodeHalf(bytes, got, width);
+                for (int i = 0; i < got.Length; i++)
+                    Assert.True(BitConverter.SingleToInt32Bits(want[i]) == BitConverter.SingleToInt32Bits(got[i]),
+                        $"width {width} [{i}] 0x{bits[i]:X4}: {got[i]} vs {want[i]}");
+            }
+        }
+    }
+
+    /// <summary>The normal-row check answers for exponents 1…30 only, whichever lane of which vector holds the exception.</summary>
+    [Fact]
+    public void Normal_half_check_rejects_zeros_subnormals_infinities_and_nans()
+    {
+        var row = new ushort[64];
+        Array.Fill(row, (ushort)0x3C00); // 1.0
+        Assert.True(KvRowCodec.AllNormal(ref row[0], 64));
+        foreach (ushort h in new ushort[] { 0x0400, 0x8400, 0x7BFF, 0xFBFF })
+        {
+            row[37] = h; // smallest and largest normal exponents pass
+            Assert.True(KvRowCodec.AllNormal(ref row[0], 64));
+        }
+        foreach (ushort h in new ushort[] { 0x0000, 0x8000, 0x0001, 0x03FF, 0x83FF, 0x7C00, 0xFC00, 0x7C01, 0xFFFF })
+            foreach (int at in new[] { 0, 15, 16, 63 })
+            {
+                Array.Fill(row, (ushort)0x3C00);
+                row[at] = h;
+                Assert.False(KvRowCodec.AllNormal(ref row[0], 64), $"0x{h:X4} at {at}");
+                Assert.True(KvRowCodec.AllNormal(ref row[0], at / 16 * 16), $"0x{h:X4} past the {at / 16 * 16} checked");
+            }
+    }
+
+    /// <summary>
     /// Rows with no infinity or NaN take the decoder's finite conversion (no per-vector check): the reference's bits
     /// for subnormals, ±0 and the largest halves; one infinity in the vector part, or only in the scalar tail, sends
     /// the row through the checked conversion, still exact.
