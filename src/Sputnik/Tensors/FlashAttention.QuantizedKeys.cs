@@ -48,7 +48,7 @@ internal static partial class FlashAttention
     /// Positions [first, first + count) of a Q8_0/Q4_0 key head as 8-bit values (Q4_0's nibbles centred) and float
     /// block scales (block b of position t at b·Tile + t).
     /// </summary>
-    private static void UnpackKeyTile(in KvHead h, int first, int count, Scratch sc, int width)
+    private static void UnpackKeyTile(in KvHead h, int first, int count, Scratch sc, int width, in KvHead companion)
     {
         int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block);
         int start = h.Row(first), wrap = h.Ring > 0 ? h.Ring : int.MaxValue;
@@ -57,7 +57,7 @@ internal static partial class FlashAttention
         for (int t = 0; t < count; t++)
         {
             int r = start + t;
-            PrefetchRow(h, r + PrefetchAhead, nb * blockBytes);
+            PrefetchRows(h, companion, r + PrefetchAhead);
             if (r >= wrap) r -= wrap; // a ring's tile continues at its first row
             ref byte row = ref MemoryMarshal.GetReference(h.Rows.Slice(r * h.RowStride + h.RowOffset, nb * blockBytes));
             for (int b = 0; b < nb; b++)
@@ -94,13 +94,13 @@ internal static partial class FlashAttention
     /// Positions [first, first + count) of a Q8_0/Q4_0 value head (not wrapping a ring) as floats in buffer, Width
     /// apart: the tile's block scales are read, converted in one pass, then each block widened.
     /// </summary>
-    private static void DecodeBlockTile(in KvHead h, int first, int count, float[] buffer, int width, Scratch sc)
+    private static void DecodeBlockTile(in KvHead h, int first, int count, float[] buffer, int width, Scratch sc, in KvHead companion, bool prefetch)
     {
         int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block), start = h.Row(first);
         ref ushort bits = ref MemoryMarshal.GetArrayDataReference(sc.ScaleBits);
         for (int t = 0; t < count; t++)
         {
-            PrefetchRow(h, start + t + PrefetchAhead, nb * blockBytes);
+            if (prefetch) PrefetchRows(h, companion, start + t + PrefetchAhead);
             ref byte row = ref MemoryMarshal.GetReference(h.Rows.Slice((start + t) * h.RowStride + h.RowOffset, nb * blockBytes));
             for (int b = 0; b < nb; b++) Unsafe.Add(ref bits, b * Tile + t) = Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref row, b * blockBytes));
         }
