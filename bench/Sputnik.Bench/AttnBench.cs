@@ -11,7 +11,8 @@ using Sputnik.Tensors;
 /// `split` as the fourth argument instead runs the decode split of DecoderModel.SegmentedAttention on 2 threads
 /// (items = (KV head, segment), merged per head), alternating the item orders heads-outer and heads-inner (`split apart,together`: heads inner, alternating the values' prefetch).
 /// `attn prefill …` times prefill attention instead (<see cref="PrefillAttnBench"/>), `attn mla …` DeepSeek-V2-Lite's
-/// absorbed MLA decode attention (<see cref="MlaAttnBench"/>).
+/// absorbed MLA decode attention (<see cref="MlaAttnBench"/>), `attn layout …` the cache's row layout against
+/// head-major planes (<see cref="LayoutAttnBench"/>).
 /// </summary>
 internal static class AttnBench
 {
@@ -25,6 +26,11 @@ internal static class AttnBench
         if (args.Length > 0 && args[0] == "mla")
         {
             MlaAttnBench.Run(args[1..]);
+            return;
+        }
+        if (args.Length > 0 && args[0] == "layout")
+        {
+            LayoutAttnBench.Run(args[1..]);
             return;
         }
         int group = 6;
