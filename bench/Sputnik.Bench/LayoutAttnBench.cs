@@ -8,7 +8,8 @@ using Sputnik.Tensors.Quants;
 /// one head's 256-byte key row every 1 KiB) and head-major planes (per layer and head, the keys of all positions
 /// contiguous, then the values). qwen2-1.5B's shape: 28 layers, 2 KV heads of 128, 6 query heads each. The question
 /// it answers: how much of decode attention at depth is the strided stream, which only a cache layout change removes.
-/// Usage: attn layout [depth=4096] [seconds=3]
+/// Usage: attn layout [depth=4096] [seconds=3] [split]; `split` runs the model's decode split instead (items of
+/// (segment, head), heads inner, on 2 threads, merged per head) rather than one thread, head after head.
 /// </summary>
 internal static class LayoutAttnBench
 {
@@ -43,16 +44,48 @@ internal static class LayoutAttnBench
         var strided = new float[q.Length];
         var contiguous = new float[q.Length];
         float scale = 1f / MathF.Sqrt(HeadDim);
+        // The model's decode split (DecoderModel.SegmentedAttention): items (segment, head), heads inner, over 2 threads.
+        bool split = args.Length > 2 && args[2] == "split";
+        using var pool = new WorkerPool(2);
+        int segments = FlashAttention.Segments(depth, 0), rowFloats = Group * FlashAttention.PartialFloats(HeadDim);
+        var partials = new float[KvHeads * segments * rowFloats];
+        KvHead KeyHead(bool headMajor, int l, int g) => headMajor ? new KvHead(planes[l][2 * g], headBytes, 0, HeadDim, KvCacheType.F16)
+            : new KvHead(rows[l], rowBytes, g * headBytes, HeadDim, KvCacheType.F16);
+        KvHead ValueHead(bool headMajor, int l, int g) => headMajor ? new KvHead(planes[l][2 * g + 1], headBytes, 0, HeadDim, KvCacheType.F16)
+            : new KvHead(rows[l], rowBytes, (KvHeads + g) * headBytes, HeadDim, KvCacheType.F16);
+        int layer = 0;
+        bool major = false;
+        Action<int, int> body = (i0, i1) =>
+        {
+            for (int item = i0; item < i1; item++)
+            {
+                int g = item % KvHeads, j = item / KvHeads;
+                FlashAttention.AttendSegment(KeyHead(major, layer, g), ValueHead(major, layer, g), q.AsSpan(g * Group * HeadDim, Group * HeadDim),
+                    partials.AsSpan((g * segments + j) * rowFloats, rowFloats), Group, depth, 0, scale, j);
+            }
+        };
+        void SplitToken(bool headMajor, float[] o)
+        {
+            major = headMajor;
+            for (layer = 0; layer < Layers; layer++)
+            {
+                pool.For(KvHeads * segments, body);
+                for (int g = 0; g < KvHeads; g++)
+                    FlashAttention.MergeSegments(partials.AsSpan(g * segments * rowFloats, segments * rowFloats), segments, Group,
+                        ValueHead(headMajor, layer, g), o.AsSpan(g * Group * HeadDim, Group * HeadDim));
+            }
+        }
         void Token(bool headMajor, float[] o)
         {
+            if (split)
+            {
+                SplitToken(headMajor, o);
+                return;
+            }
             for (int l = 0; l < Layers; l++)
                 for (int g = 0; g < KvHeads; g++)
                 {
-                    var keys = headMajor ? new KvHead(planes[l][2 * g], headBytes, 0, HeadDim, KvCacheType.F16)
-                        : new KvHead(rows[l], rowBytes, g * headBytes, HeadDim, KvCacheType.F16);
-                    var values = headMajor ? new KvHead(planes[l][2 * g + 1], headBytes, 0, HeadDim, KvCacheType.F16)
-                        : new KvHead(rows[l], rowBytes, (KvHeads + g) * headBytes, HeadDim, KvCacheType.F16);
-                    FlashAttention.Attend(keys, values, q.AsSpan(g * Group * HeadDim), 0, o.AsSpan(g * Group * HeadDim), 0, 1, Group, depth, 0, scale);
+                    FlashAttention.Attend(KeyHead(headMajor, l, g), ValueHead(headMajor, l, g), q.AsSpan(g * Group * HeadDim), 0, o.AsSpan(g * Group * HeadDim), 0, 1, Group, depth, 0, scale);
                 }
         }
         Token(false, strided);
@@ -66,7 +99,7 @@ internal static class LayoutAttnBench
                 for (int i = 0; i < 3; i++) Token(headMajor, o);
                 var (best, mean, cpu, runs) = Repeat.For(seconds, () => Token(headMajor, o));
                 double bytes = (double)Layers * positions * rowBytes;
-                Console.WriteLine($"attn layout {(headMajor ? "head-major planes" : "cache rows       ")} depth {depth}: best {best * 1e3:F2} ms/token, mean {mean * 1e3:F2} ms " +
+                Console.WriteLine($"attn layout{(split ? ", 2 threads split" : "")} {(headMajor ? "head-major planes" : "cache rows       ")} depth {depth}: best {best * 1e3:F2} ms/token, mean {mean * 1e3:F2} ms " +
                     $"({runs} runs), {cpu / ((double)Layers * KvHeads * positions) * 1e9:F1} ns CPU per position per KV head, {bytes / best / 1e9:F1} GB/s of cache");
             }
     }
