@@ -49,7 +49,10 @@ internal sealed class PromptCache
     private readonly string _layout;
     /// <summary>Starts the names of this model's files: other models' files in a shared folder are never opened.</summary>
     private readonly string _filePrefix;
-    private readonly int _planes, _rowBytes;
+    private readonly int _planes;
+    // Bytes of one position in each plane, and in all of them.
+    private readonly int[] _rowBytes;
+    private readonly long _positionBytes;
     private readonly Action<string>? _log;
     private readonly Action? _onRejected;
     private readonly List<Entry> _entries = [];
@@ -78,10 +81,11 @@ internal sealed class PromptCache
         _identity = modelIdentity;
         _layout = shape.Layout;
         _planes = shape.Planes;
-        _rowBytes = shape.RowBytes;
+        _rowBytes = [.. Enumerable.Range(0, _planes).Select(shape.RowBytes)];
+        _positionBytes = shape.PositionBytes;
         _log = log;
         _onRejected = rejected;
-        _filePrefix = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{_identity}\n{_layout}\n{_planes}\n{_rowBytes}")))[..12] + "-";
+        _filePrefix = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{_identity}\n{_layout}\n{_planes}\n{string.Join(',', _rowBytes)}")))[..12] + "-";
         if (_dir != null) LoadIndex();
     }
 
@@ -171,7 +175,7 @@ internal sealed class PromptCache
         var rows = Rows(slot);
         slot.Reset();
         slot.State.Adapters = e.Adapters;
-        for (int p = 0; p < _planes; p++) planes[p].AsSpan(0, length * _rowBytes).CopyTo(rows.Rows(p, 0, length));
+        for (int p = 0; p < _planes; p++) planes[p].AsSpan(0, length * _rowBytes[p]).CopyTo(rows.Rows(p, 0, length));
         slot.State.Cache.Length = length;
         slot.History.AddRange(e.Tokens.AsSpan(0, length));
         e.LastUsed = ++_clock;
@@ -380,7 +384,7 @@ internal sealed class PromptCache
                     w.Write(_identity);
                     w.Write(_layout);
                     w.Write(_planes);
-                    w.Write(_rowBytes);
+                    foreach (int rowBytes in _rowBytes) w.Write(rowBytes);
                     w.Write(e.Tokens.Length);
                     foreach (int t in e.Tokens) w.Write(t);
                     w.Write(Checksum(e.Tokens, e.Planes!));
@@ -458,11 +462,11 @@ internal sealed class PromptCache
     private int[] ReadHeader(BinaryReader r)
     {
         if (ShortString(r) != Magic) throw new InvalidDataException("it is not a prompt-cache snapshot of this version");
-        if (ShortString(r) != _identity || ShortString(r) != _layout || r.ReadInt32() != _planes || r.ReadInt32() != _rowBytes)
+        if (ShortString(r) != _identity || ShortString(r) != _layout || r.ReadInt32() != _planes || _rowBytes.Any(rowBytes => r.ReadInt32() != rowBytes))
             throw new InvalidDataException("its header names another model or cache layout");
         int n = r.ReadInt32();
         long rest = r.BaseStream.Length - r.BaseStream.Position;
-        if (n < 1 || rest != n * 4L + ChecksumBytes + (long)_planes * n * _rowBytes)
+        if (n < 1 || rest != n * 4L + ChecksumBytes + n * _positionBytes)
             throw new InvalidDataException($"its length does not match its header ({n} tokens)");
         var tokens = new int[n];
         for (int i = 0; i < n; i++) tokens[i] = r.ReadInt32();
@@ -495,7 +499,7 @@ internal sealed class PromptCache
             var planes = new byte[_planes][];
             for (int p = 0; p < _planes; p++)
             {
-                planes[p] = new byte[e.Tokens.Length * _rowBytes];
+                planes[p] = new byte[e.Tokens.Length * _rowBytes[p]];
                 r.BaseStream.ReadExactly(planes[p]);
             }
             if (!CryptographicOperations.FixedTimeEquals(expected, Checksum(e.Tokens, planes))) throw new InvalidDataException("its checksum does not match");

@@ -78,7 +78,7 @@ internal sealed class Scheduler : IDisposable
     public SchedulerLoad Load()
     {
         var rows = _slots[0].State.Rows;
-        long ramTokens = _cache != null && rows != null ? _cache.BytesInRam / ((long)rows.Planes * rows.RowBytes) : 0;
+        long ramTokens = _cache != null && rows != null ? _cache.BytesInRam / rows.PositionBytes : 0;
         lock (_lock)
         {
             int running = 0;

@@ -1,8 +1,8 @@
 namespace Sputnik.Models;
 
 /// <summary>
-/// A sequence's attention cache seen as raw byte planes, one row per position in each (a layer's keys, its values,
-/// or its MLA latent rows): what the server's prompt cache copies out and back. Bytes rather than floats, so a
+/// A sequence's attention cache seen as raw byte planes, one row per position in each (a KV head's keys or values in
+/// one layer, or a layer's MLA latent rows): what the server's prompt cache copies out and back. Bytes rather than floats, so a
 /// restore is bit-exact and converts nothing, whatever the storage type.
 /// </summary>
 internal interface ICacheRows
@@ -10,8 +10,19 @@ internal interface ICacheRows
     /// <summary>Planes per sequence (every layer's tensors).</summary>
     int Planes { get; }
 
-    /// <summary>Bytes of one position in one plane.</summary>
-    int RowBytes { get; }
+    /// <summary>Bytes of one position in plane <paramref name="plane"/> (a KV cache's key and value planes differ when their types do).</summary>
+    int RowBytes(int plane);
+
+    /// <summary>Bytes of one position in all planes together.</summary>
+    long PositionBytes
+    {
+        get
+        {
+            long bytes = 0;
+            for (int p = 0; p < Planes; p++) bytes += RowBytes(p);
+            return bytes;
+        }
+    }
 
     /// <summary>Names the storage layout; rows copied from one cache only fit another with the same layout.</summary>
     string Layout { get; }

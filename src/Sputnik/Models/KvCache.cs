@@ -3,8 +3,12 @@ using Sputnik.Tensors;
 namespace Sputnik.Models;
 
 /// <summary>
-/// Keys and values of every layer for one sequence, laid out [layer][position][key row | value row] so one
-/// position of one layer is one contiguous row: keys stored as <see cref="KeyType"/>, values as
+/// Keys and values of every layer for one sequence, laid out [layer][KV head][keys | values][position]: each head's
+/// keys, and its values, are a plane of their own, one row per position. Decode attention streams a head's rows
+/// from memory once per token. With every head's keys, then every head's values in one row per position (this
+/// cache's earlier layout), a head's 256-byte key rows sat 1 KiB apart, and the decode split at depth 4,096 took
+/// about 1.4× as long; with a row per head (keys, then values) about 1.15× (`Sputnik.Bench attn layout 4096 3 split`,
+/// bench/RESULTS.md). Keys are stored as <see cref="KeyType"/>, values as
 /// <see cref="ValueType"/> (llama.cpp's separate --cache-type-k / --cache-type-v). <see cref="Length"/> is how
 /// many positions are filled. Memory grows with use: positions are reserved <see cref="GrowthChunk"/> or more at a
 /// time (half again what is held, so a long generation reallocates a logarithmic number of times) up to
@@ -25,11 +29,14 @@ internal sealed class KvCache : ICacheRows
     /// <summary>Fewest positions a growth step adds.</summary>
     public const int GrowthChunk = 256;
 
-    private readonly byte[][] _layers;
+    // Plane 2·(l·heads + g): the keys of head g of layer l, one row per position; the next plane its values.
+    private readonly byte[][] _planes;
+    private readonly int _layerCount, _heads, _headDim;
     // Per layer: positions it holds (the context, or a sliding-window layer's ring), its window (0: global), and the
     // lowest position whose row is still intact (above 0 only once a ring has wrapped).
     private readonly int[] _rows, _windows, _floor;
-    private readonly int _keyBytes, _rowBytes;
+    // Bytes of one head's keys at one position, and of its values.
+    private readonly int _keyBytes, _valueBytes;
     // Rotated copies of the row being written (Write runs on one thread at a time).
     private readonly float[] _rotated;
 
@@ -77,10 +84,14 @@ internal sealed class KvCache : ICacheRows
         KeyRotation = KvRowCodec.IsBlockFormat(keyType) ? Hadamard.KeySize(head) : 0;
         ValueRotation = KvRowCodec.IsBlockFormat(valueType) ? Hadamard.ValueSize(head) : 0;
         _rotated = KeyRotation > 0 || ValueRotation > 0 ? new float[kvDim] : [];
-        _keyBytes = KvRowCodec.Bytes(keyType, kvDim);
-        _rowBytes = _keyBytes + KvRowCodec.Bytes(valueType, kvDim);
-        _layers = new byte[layers][];
-        for (int l = 0; l < layers; l++) _layers[l] = [];
+        if (head > 0 && kvDim % head != 0) throw new ArgumentException($"{kvDim} key values are not whole heads of {head}", nameof(headDim));
+        _layerCount = layers;
+        _headDim = head;
+        _heads = head > 0 ? kvDim / head : 0; // none: a cache that only counts positions (MLA models keep their own)
+        _keyBytes = KvRowCodec.Bytes(keyType, head);
+        _valueBytes = KvRowCodec.Bytes(valueType, head);
+        _planes = new byte[2 * layers * _heads][];
+        for (int i = 0; i < _planes.Length; i++) _planes[i] = [];
         if (windows != null && windows.Length != layers) throw new ArgumentException($"{windows.Length} windows for {layers} layers", nameof(windows));
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), "the batch must be at least 1");
         _windows = windows?.ToArray() ?? new int[layers];
@@ -115,8 +126,8 @@ internal sealed class KvCache : ICacheRows
         get
         {
             long rows = 0;
-            for (int l = 0; l < _layers.Length; l++) rows += Held(l);
-            return rows * _rowBytes;
+            for (int l = 0; l < _layerCount; l++) rows += Held(l);
+            return rows * (_keyBytes + _valueBytes) * _heads;
         }
     }
 
@@ -127,7 +138,7 @@ internal sealed class KvCache : ICacheRows
         {
             long rows = 0;
             foreach (int r in _rows) rows += r;
-            return rows * _rowBytes;
+            return rows * (_keyBytes + _valueBytes) * _heads;
         }
     }
 
@@ -138,23 +149,29 @@ internal sealed class KvCache : ICacheRows
         if (positions > Capacity) throw new InvalidOperationException($"context full: {positions} positions exceed the context of {Capacity}");
         int grown = Math.Max(positions, Reserved + Reserved / 2);
         grown = (int)Math.Min(Capacity, ((long)grown + GrowthChunk - 1) / GrowthChunk * GrowthChunk);
-        for (int l = 0; l < _layers.Length; l++)
+        for (int i = 0; i < _planes.Length; i++)
         {
             // A ring grows only until it is whole; before that no position has wrapped, so rows keep their index.
-            long bytes = (long)Math.Min(grown, _rows[l]) * _rowBytes;
-            if (bytes == _layers[l].Length) continue;
+            long bytes = (long)Math.Min(grown, _rows[i / (2 * _heads)]) * RowBytes(i);
+            if (bytes == _planes[i].Length) continue;
             var bigger = new byte[checked(bytes)];
             Tensors.HugePages.Advise(bigger);
-            _layers[l].CopyTo(bigger, 0); // whole rows: a batch in flight has rows past Length in earlier layers
-            _layers[l] = bigger;
+            _planes[i].CopyTo(bigger, 0); // whole rows: a batch in flight has rows past Length in earlier layers
+            _planes[i] = bigger;
         }
         Reserved = grown;
     }
 
-    // Snapshot planes: one per layer, each row a position's keys then values.
-    int ICacheRows.Planes => _layers.Length;
-    int ICacheRows.RowBytes => _rowBytes;
-    string ICacheRows.Layout => $"kv {KeyType}/{ValueType} {_layers.Length}x{KvDim}";
+    // Bytes of one position in plane i (even: keys, odd: values).
+    private int RowBytes(int i) => i % 2 == 0 ? _keyBytes : _valueBytes;
+
+    private byte[] KeyPlane(int layer, int head) => _planes[2 * (layer * _heads + head)];
+    private byte[] ValuePlane(int layer, int head) => _planes[2 * (layer * _heads + head) + 1];
+
+    // Snapshot planes: each head's keys and its values, per layer.
+    int ICacheRows.Planes => _planes.Length;
+    int ICacheRows.RowBytes(int plane) => RowBytes(plane);
+    string ICacheRows.Layout => $"kv {KeyType}/{ValueType} {_layerCount}x{_heads}x{_headDim} planes";
 
     Span<byte> ICacheRows.Rows(int plane, int pos0, int count)
     {
@@ -162,7 +179,7 @@ internal sealed class KvCache : ICacheRows
         if (pos0 < 0 || count < 0 || pos0 + count > Capacity)
             throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) outside the cache of {Capacity}");
         Reserve(pos0 + count);
-        return _layers[plane].AsSpan(pos0 * _rowBytes, count * _rowBytes);
+        return _planes[plane].AsSpan(pos0 * RowBytes(plane), count * RowBytes(plane));
     }
 
     /// <summary>Stores the key and value rows (kvDim floats each) of one position.</summary>
@@ -173,9 +190,13 @@ internal sealed class KvCache : ICacheRows
         int rows = _rows[layer];
         // Position pos takes the row of pos − rows in a ring: nothing at or below that is held any more.
         if (pos - rows >= _floor[layer]) _floor[layer] = pos - rows + 1;
-        var row = _layers[layer].AsSpan((pos < rows ? pos : pos % rows) * _rowBytes, _rowBytes);
-        KvRowCodec.Encode(KeyType, Rotated(key[..KvDim], KeyRotation), row[.._keyBytes]);
-        KvRowCodec.Encode(ValueType, Rotated(value[..KvDim], ValueRotation), row[_keyBytes..]);
+        int row = pos < rows ? pos : pos % rows;
+        var k = Rotated(key[..KvDim], KeyRotation);
+        for (int g = 0; g < _heads; g++)
+            KvRowCodec.Encode(KeyType, k.Slice(g * _headDim, _headDim), KeyPlane(layer, g).AsSpan(row * _keyBytes, _keyBytes));
+        var v = Rotated(value[..KvDim], ValueRotation); // after the keys: both rotate into one buffer
+        for (int g = 0; g < _heads; g++)
+            KvRowCodec.Encode(ValueType, v.Slice(g * _headDim, _headDim), ValuePlane(layer, g).AsSpan(row * _valueBytes, _valueBytes));
     }
 
     private ReadOnlySpan<float> Rotated(ReadOnlySpan<float> x, int rotation)
@@ -186,12 +207,21 @@ internal sealed class KvCache : ICacheRows
         return _rotated;
     }
 
-    /// <summary>Keys of one head (<paramref name="width"/> values from element <paramref name="offset"/>, on block boundaries for Q8_0/Q4_0) as attention reads them.</summary>
+    /// <summary>
+    /// Keys of one head (<paramref name="width"/> values from element <paramref name="offset"/> of the layer's key row,
+    /// within one head, on block boundaries for Q8_0/Q4_0) as attention reads them.
+    /// </summary>
     public KvHead KeyHead(int layer, int offset, int width) =>
-        new(_layers[layer], _rowBytes, KvRowCodec.Bytes(KeyType, offset), width, KeyType, KeyRotation, Ring(layer));
+        new(KeyPlane(layer, HeadOf(offset, width)), _keyBytes, KvRowCodec.Bytes(KeyType, offset % _headDim), width, KeyType, KeyRotation, Ring(layer));
 
     public KvHead ValueHead(int layer, int offset, int width) =>
-        new(_layers[layer], _rowBytes, _keyBytes + KvRowCodec.Bytes(ValueType, offset), width, ValueType, ValueRotation, Ring(layer));
+        new(ValuePlane(layer, HeadOf(offset, width)), _valueBytes, KvRowCodec.Bytes(ValueType, offset % _headDim), width, ValueType, ValueRotation, Ring(layer));
+
+    // The head that holds elements [offset, offset + width) of a layer's key or value row.
+    private int HeadOf(int offset, int width) =>
+        offset < 0 || width < 1 || offset / _headDim != (offset + width - 1) / _headDim || offset + width > KvDim
+            ? throw new ArgumentOutOfRangeException(nameof(width), $"elements [{offset}, {offset + width}) are not within one head of {_headDim} (of {KvDim})")
+            : offset / _headDim;
 
     // Rows of a layer's ring (0: the layer holds the context, position = row).
     private int Ring(int layer) => _rows[layer] < Capacity ? _rows[layer] : 0;
@@ -210,25 +240,34 @@ internal sealed class KvCache : ICacheRows
     }
 
     /// <summary>Decodes elements [offset, offset+width) of the keys at positions [pos0, pos0+count) into dst, width floats per position.</summary>
-    public void ReadKeys(int layer, int pos0, int count, int offset, int width, Span<float> dst) =>
-        Read(layer, KeyHead(layer, Aligned(offset, KeyRotation), Aligned(width, KeyRotation)), pos0, count, dst);
+    public void ReadKeys(int layer, int pos0, int count, int offset, int width, Span<float> dst) => Read(layer, keys: true, pos0, count, offset, width, dst);
 
-    public void ReadValues(int layer, int pos0, int count, int offset, int width, Span<float> dst) =>
-        Read(layer, ValueHead(layer, Aligned(offset, ValueRotation), Aligned(width, ValueRotation)), pos0, count, dst);
+    public void ReadValues(int layer, int pos0, int count, int offset, int width, Span<float> dst) => Read(layer, keys: false, pos0, count, offset, width, dst);
 
     // Rotated rows are read back in whole rotation chunks (whole heads).
     private static int Aligned(int n, int rotation) => rotation == 0 || n % rotation == 0 ? n
         : throw new ArgumentException($"{n} is not a multiple of the rotation size {rotation}: read whole heads");
 
-    private void Read(int layer, KvHead h, int pos0, int count, Span<float> dst)
+    // Head by head (each is a plane of its own), rotated back to the values as computed.
+    private void Read(int layer, bool keys, int pos0, int count, int offset, int width, Span<float> dst)
     {
-        if (pos0 < _floor[layer] || count < 0 || pos0 + count > Reserved || count > 0 && !h.Holds(pos0, pos0 + count - 1) || KvRowCodec.Bytes(h.Type, h.Width) + h.RowOffset > _rowBytes)
-            throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) outside the {Reserved} held");
-        for (int p = 0; p < count; p++)
+        int rotation = keys ? KeyRotation : ValueRotation;
+        Aligned(offset, rotation);
+        Aligned(width, rotation);
+        if (count < 0 || width < 0 || dst.Length < (long)count * width) throw new ArgumentException($"{dst.Length} floats cannot hold {count} positions of {width}");
+        for (int c0 = offset, end = offset + width; c0 < end;)
         {
-            var d = dst.Slice(p * h.Width, h.Width);
-            KvRowCodec.Decode(h.Type, h.Rows.Slice(h.Row(pos0 + p) * h.RowStride + h.RowOffset), d, FlashAttention.BestWidth);
-            Hadamard.Rotate(d, h.Rotation); // back to the values as computed
+            int cw = Math.Min(end, (c0 / _headDim + 1) * _headDim) - c0;
+            var h = keys ? KeyHead(layer, c0, cw) : ValueHead(layer, c0, cw);
+            if (pos0 < _floor[layer] || pos0 + count > Reserved || count > 0 && !h.Holds(pos0, pos0 + count - 1))
+                throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) outside the {Reserved} held");
+            for (int p = 0; p < count; p++)
+            {
+                var d = dst.Slice(p * width + c0 - offset, cw);
+                KvRowCodec.Decode(h.Type, h.Rows.Slice(h.Row(pos0 + p) * h.RowStride + h.RowOffset), d, FlashAttention.BestWidth);
+                Hadamard.Rotate(d, h.Rotation);
+            }
+            c0 += cw;
         }
     }
 
@@ -243,24 +282,19 @@ internal sealed class KvCache : ICacheRows
             throw new ArgumentOutOfRangeException(nameof(discard), $"cannot drop [{keep}, {keep + discard}) of {Length} positions");
         int moved = Length - keep - discard;
         var key = new float[KvDim];
-        for (int l = 0; l < _layers.Length; l++)
+        for (int l = 0; l < _layerCount; l++)
         {
             if (Ring(l) > 0)
             {
                 ShiftRing(l, keep, discard, key, reposition);
                 continue;
             }
-            var plane = _layers[l];
-            Array.Copy(plane, (keep + discard) * (long)_rowBytes, plane, keep * (long)_rowBytes, moved * (long)_rowBytes);
-            for (int p = keep; p < keep + moved; p++)
+            for (int i = 2 * l * _heads; i < 2 * (l + 1) * _heads; i++)
             {
-                var row = plane.AsSpan(p * _rowBytes, _keyBytes);
-                KvRowCodec.DecodeReference(KeyType, row, key);
-                Hadamard.Rotate(key, KeyRotation); // un-rotate, reposition, rotate again
-                reposition(l, key);
-                Hadamard.Rotate(key, KeyRotation);
-                KvRowCodec.Encode(KeyType, key, row);
+                long rowBytes = RowBytes(i);
+                Array.Copy(_planes[i], (keep + discard) * rowBytes, _planes[i], keep * rowBytes, moved * rowBytes);
             }
+            for (int p = keep; p < keep + moved; p++) RepositionKeys(l, p, key, reposition);
         }
         Length = keep + moved;
     }
@@ -273,26 +307,35 @@ internal sealed class KvCache : ICacheRows
     private void ShiftRing(int l, int keep, int discard, float[] key, KeyAction reposition)
     {
         int rows = _rows[l], length = Length - discard;
-        var plane = _layers[l];
-        var old = plane.ToArray(); // a context shift is rare: one copy of the ring
+        int first = 2 * l * _heads;
+        var old = new byte[2 * _heads][]; // a context shift is rare: one copy of the ring
+        for (int i = 0; i < old.Length; i++) old[i] = _planes[first + i].ToArray();
         int floor = length;
         for (int p = Math.Max(0, length - rows); p < length; p++)
         {
             int from = p < keep ? p : p + discard;
             if (from < _floor[l]) continue; // dropped from the ring before the shift
             floor = Math.Min(floor, p);
-            var src = old.AsSpan(from % rows * _rowBytes, _rowBytes);
-            var row = plane.AsSpan(p % rows * _rowBytes, _rowBytes);
-            src.CopyTo(row);
-            if (from == p) continue;
-            var keyRow = row[.._keyBytes];
-            KvRowCodec.DecodeReference(KeyType, keyRow, key);
-            Hadamard.Rotate(key, KeyRotation);
-            reposition(l, key);
-            Hadamard.Rotate(key, KeyRotation);
-            KvRowCodec.Encode(KeyType, key, keyRow);
+            for (int i = 0; i < old.Length; i++)
+            {
+                int rowBytes = RowBytes(i);
+                old[i].AsSpan(from % rows * rowBytes, rowBytes).CopyTo(_planes[first + i].AsSpan(p % rows * rowBytes, rowBytes));
+            }
+            if (from != p) RepositionKeys(l, p % rows, key, reposition);
         }
         _floor[l] = floor;
+    }
+
+    /// <summary>The keys of every head of layer <paramref name="l"/> stored in row <paramref name="row"/>, re-rotated for a new position and stored back.</summary>
+    private void RepositionKeys(int l, int row, float[] key, KeyAction reposition)
+    {
+        for (int g = 0; g < _heads; g++)
+            KvRowCodec.DecodeReference(KeyType, KeyPlane(l, g).AsSpan(row * _keyBytes, _keyBytes), key.AsSpan(g * _headDim, _headDim));
+        Hadamard.Rotate(key, KeyRotation); // un-rotate, reposition, rotate again
+        reposition(l, key);
+        Hadamard.Rotate(key, KeyRotation);
+        for (int g = 0; g < _heads; g++)
+            KvRowCodec.Encode(KeyType, key.AsSpan(g * _headDim, _headDim), KeyPlane(l, g).AsSpan(row * _keyBytes, _keyBytes));
     }
 
     /// <summary>Re-positions one key row (as float, un-rotated) of layer <paramref name="layer"/> in place.</summary>

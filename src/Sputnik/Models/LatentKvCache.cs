@@ -103,7 +103,7 @@ internal sealed class LatentKvCache : ICacheRows
 
     // Snapshot planes: one per layer.
     int ICacheRows.Planes => _rows.Length;
-    int ICacheRows.RowBytes => _rowBytes;
+    int ICacheRows.RowBytes(int plane) => _rowBytes;
     string ICacheRows.Layout => $"mla {Type} {_rows.Length}x{Rank}+{RopeDim}";
 
     Span<byte> ICacheRows.Rows(int plane, int pos0, int count)

@@ -49,7 +49,7 @@ public sealed class PromptCacheTests
         using (var model = Sputnik.SputnikModel.Load(TestServer.ModelPath))
         {
             var rows = model.CreateState().Rows!;
-            bytesPerToken = (long)rows.Planes * rows.RowBytes; // what the prompt cache charges a token
+            bytesPerToken = rows.PositionBytes; // what the prompt cache charges a token
         }
         async Task<double> RamTokensAfterTwoPrompts(double cacheRamMb)
         {

@@ -40,7 +40,7 @@ public sealed class ReplicaSet : IAsyncLifetime
     {
         using var model = Sputnik.SputnikModel.Load(TestServer.BundledModelPath);
         var rows = model.CreateState().Rows!;
-        return (long)rows.Planes * rows.RowBytes;
+        return rows.PositionBytes;
     });
 
     /// <summary>
