@@ -496,20 +496,7 @@ public class FlashAttentionTests
         var tail = normal.GetRange(5000, 133).ToArray(); // 128 checked, 5 converted by the 8-wide or scalar tail
         tail[131] = 0x0001;
         rows.Add(tail);
-        foreach (var bits in rows)
-        {
-            var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
-            var want = new float[bits.Length];
-            KvRowCodec.DecodeReference(KvCacheType.F16, bytes, want);
-            foreach (int width in Widths())
-            {
-                var got = new float[bits.Length];
-                KvRowCodec.DecodeHalf(bytes, got, width);
-                for (int i = 0; i < got.Length; i++)
-                    Assert.True(BitConverter.SingleToInt32Bits(want[i]) == BitConverter.SingleToInt32Bits(got[i]),
-                        $"width {width} [{i}] 0x{bits[i]:X4}: {got[i]} vs {want[i]}");
-            }
-        }
+        foreach (var bits in rows) AssertDecodesAsTheReference(bits);
     }
 
     /// <summary>The normal-row check answers for exponents 1…30 only, whichever lane of which vector holds the exception.</summary>
@@ -552,19 +539,22 @@ public class FlashAttentionTests
         withInfinity[40] = 0x7C00;
         var infinityInTail = finite[..131];
         infinityInTail[130] = 0xFE00;
-        foreach (var bits in new[] { finite, withInfinity, infinityInTail })
+        foreach (var bits in new[] { finite, withInfinity, infinityInTail }) AssertDecodesAsTheReference(bits);
+    }
+
+    /// <summary>The F16 row decoder gives the reference's bits for <paramref name="bits"/> at every vector width.</summary>
+    private static void AssertDecodesAsTheReference(ushort[] bits)
+    {
+        var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
+        var want = new float[bits.Length];
+        KvRowCodec.DecodeReference(KvCacheType.F16, bytes, want);
+        foreach (int width in Widths())
         {
-            var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
-            var want = new float[bits.Length];
-            KvRowCodec.DecodeReference(KvCacheType.F16, bytes, want);
-            foreach (int width in Widths())
-            {
-                var got = new float[bits.Length];
-                KvRowCodec.DecodeHalf(bytes, got, width);
-                for (int i = 0; i < got.Length; i++)
-                    Assert.True(BitConverter.SingleToInt32Bits(want[i]) == BitConverter.SingleToInt32Bits(got[i]),
-                        $"width {width}, {bits.Length} values [{i}] 0x{bits[i]:X4}: {got[i]} vs {want[i]}");
-            }
+            var got = new float[bits.Length];
+            KvRowCodec.DecodeHalf(bytes, got, width);
+            for (int i = 0; i < got.Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(want[i]) == BitConverter.SingleToInt32Bits(got[i]),
+                    $"width {width}, {bits.Length} values [{i}] 0x{bits[i]:X4}: {got[i]} vs {want[i]}");
         }
     }
 }
