@@ -5,7 +5,7 @@ using Sputnik.Tensors;
 /// Single-threaded decode attention at depth: one token's attention over every layer of a qwen2-1.5B-shaped cache
 /// (28 layers, 2 KV heads of 128, 12 query heads), the cache filled with random rows. Prints ms per token and the
 /// cache bytes read per second, best of a few seconds of repeats.
-/// Usage: attn [group=N] [depth=4096] [F16|F32|Q8_0|Q4_0] [seconds=3] [prefetch distances to compare, e.g. 0,16,64 (rows ahead; 0: off), or old,new (query rows one at a time, or register-blocked), or exact,normal (F16 rows converted by the exact 9-instruction form, or normal rows by the 4-instruction one), or apart,together (each pass prefetches its own rows, or the key pass the values' too)]
+/// Usage: attn [group=N] [depth=4096] [F16|F32|Q8_0|Q4_0] [seconds=3] [prefetch distances to compare, e.g. 0,16,64 (rows ahead; 0: off), or old,new (query rows one at a time, or register-blocked), or exact,normal (F16 rows converted by the exact 8-operation form, or normal rows by the 4-operation one), or apart,together (each pass prefetches its own rows, or the key pass the values' too)]
 /// `group=N` sets the query heads per KV head (default 6, qwen2-1.5B's; 4 is qwen3-8B's, 7 qwen2-7B's).
 /// With variants, runs them alternating (seconds each, three rounds) so their ratio survives a noisy machine.
 /// `split` as the fourth argument instead runs the decode split of DecoderModel.SegmentedAttention on 2 threads

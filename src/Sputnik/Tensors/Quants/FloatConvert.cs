@@ -101,7 +101,7 @@ internal static class FloatConvert
     /// <summary>
     /// Eight normal halves (exponent 1…30: no zero, subnormal, infinity or NaN; callers check, e.g.
     /// KvRowCodec.AllNormal) to floats, exactly, in four operations where <see cref="FiniteHalfToFloat256"/> takes
-    /// seven: sign-extended and shifted left by 13, a half's exponent and mantissa sit in float position with its sign
+    /// eight: sign-extended and shifted left by 13, a half's exponent and mantissa sit in float position with its sign
     /// in bit 31 (copied into bits 30…28); masked to sign and magnitude and rebiased (112 added to the exponent, which
     /// never carries into the sign), that is the float.
     /// </summary>
