@@ -6,9 +6,10 @@ namespace Sputnik.Models;
 /// Keys and values of every layer for one sequence, laid out [layer][KV head][keys | values][position]: each head's
 /// keys, and its values, are a plane of their own, one row per position. Decode attention streams a head's rows
 /// from memory once per token. With every head's keys, then every head's values in one row per position (this
-/// cache's earlier layout), a head's 256-byte key rows sat 1 KiB apart, and the decode split at depth 4,096 took
-/// about 1.4× as long; with a row per head (keys, then values) about 1.15× (`Sputnik.Bench attn layout 4096 3 split`,
-/// bench/RESULTS.md). Keys are stored as <see cref="KeyType"/>, values as
+/// cache's earlier layout), a head's 256-byte key rows sat 1 KiB apart: the decode split at depth 4,096 took up to
+/// 1.4× as long (three alternating rounds, best 26.3/26.1/25.9 against 26.8/20.7/18.1 ms a token; the first round
+/// showed nothing); a row per head, keys then values, measured 24.3/21.9/22.5 (`Sputnik.Bench attn layout 4096 3
+/// split`, bench/RESULTS.md). Keys are stored as <see cref="KeyType"/>, values as
 /// <see cref="ValueType"/> (llama.cpp's separate --cache-type-k / --cache-type-v). <see cref="Length"/> is how
 /// many positions are filled. Memory grows with use: positions are reserved <see cref="GrowthChunk"/> or more at a
 /// time (half again what is held, so a long generation reallocates a logarithmic number of times) up to

@@ -20,6 +20,9 @@ internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int 
     public readonly int RowStride = rowStride, RowOffset = rowOffset, Width = width, Rotation = rotation, Ring = ring;
     public readonly KvCacheType Type = type;
 
+    /// <summary>Bytes of one position's <see cref="Width"/> values in <see cref="Type"/> (computed once: decode reads it per row).</summary>
+    public readonly int RowBytes = KvRowCodec.Bytes(type, width);
+
     /// <summary>The row position <paramref name="pos"/> is stored in.</summary>
     public int Row(int pos) => Ring == 0 ? pos : pos % Ring;
 
@@ -28,8 +31,8 @@ internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int 
         Ring == 0 ? last < Positions : last - first < Ring && (last < Positions || Positions >= Ring);
 
     /// <summary>Positions the rows hold.</summary>
-    public int Positions => RowStride <= 0 || Rows.Length < RowOffset + KvRowCodec.Bytes(Type, Width) ? 0
-        : (Rows.Length - RowOffset - KvRowCodec.Bytes(Type, Width)) / RowStride + 1;
+    public int Positions => RowStride <= 0 || Rows.Length < RowOffset + RowBytes ? 0
+        : (Rows.Length - RowOffset - RowBytes) / RowStride + 1;
 
     /// <summary>The same head seen from position <paramref name="position"/> on, which becomes its position 0 (one of several sequences packed into one cache).</summary>
     public KvHead From(int position) => Ring != 0 ? throw new InvalidOperationException("a ring cache's rows are not in position order")
@@ -481,14 +484,15 @@ internal static partial class FlashAttention
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void PrefetchRows(in KvHead h, in KvHead companion, int row)
     {
-        PrefetchRow(h, row, KvRowCodec.Bytes(h.Type, h.Width));
-        if (!companion.Rows.IsEmpty) PrefetchRow(companion, row, KvRowCodec.Bytes(companion.Type, companion.Width));
+        PrefetchRow(h, row);
+        if (!companion.Rows.IsEmpty) PrefetchRow(companion, row);
     }
 
-    /// <summary>Asks for the cache lines of row <paramref name="row"/> (its <paramref name="bytes"/> bytes) if the head holds it (not in a ring: sliding windows are short).</summary>
+    /// <summary>Asks for the cache lines of row <paramref name="row"/> if the head holds it (not in a ring: sliding windows are short).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void PrefetchRow(in KvHead h, int row, int bytes)
+    private static unsafe void PrefetchRow(in KvHead h, int row)
     {
+        int bytes = h.RowBytes;
         if (!Sse.IsSupported || h.Ring != 0 || PrefetchAhead == 0) return;
         long at = (long)row * h.RowStride + h.RowOffset;
         if (at + bytes > h.Rows.Length) return;
@@ -507,7 +511,7 @@ internal static partial class FlashAttention
     private static ReadOnlySpan<float> DecodeTile(in KvHead h, int first, int count, float[] buffer, int width, Scratch sc, out int stride,
         in KvHead companion, bool prefetch)
     {
-        int bytes = KvRowCodec.Bytes(h.Type, h.Width);
+        int bytes = h.RowBytes;
         int start = h.Row(first);
         if (h.Ring > 0 && start + count > h.Ring)
         {
