@@ -2,10 +2,12 @@
 # Benchmarks one GGUF file with llama.cpp's llama-bench and with `sputnik bench`, same threads, alternating,
 # and prints both plus the Sputnik/llama.cpp ratios.
 #
-#   bench/compare-llamacpp.sh MODEL.gguf [THREADS]      (env: PP=128 TG=64 REPS=3 ROUNDS=2 DEPTH=0 CTK=f16 CTV=f16 FA=auto)
+#   bench/compare-llamacpp.sh MODEL.gguf [THREADS]      (env: PP=128 TG=64 REPS=3 ROUNDS=2 DEPTH=0 CTK=f16 CTV=f16 FA=auto WARMUP=1)
 #
 # DEPTH is llama-bench's -d (a comma list: each test runs after that many tokens are in the context); CTK/CTV its
-# -ctk/-ctv; FA its -fa (on, off or auto; a quantized V cache needs on). Both engines get the same values.
+# -ctk/-ctv; FA its -fa (on, off or auto; a quantized V cache needs on); WARMUP=0 passes --no-warmup to both (each
+# engine then skips the untimed run before each test, which at a large DEPTH repeats the whole prefill). Both engines
+# get the same values.
 #   bench/compare-llamacpp.sh --build-only              (just fetch + build llama-bench)
 #
 # llama-bench is fetched and built by bench/llamacpp.sh (llama.cpp's source from npm's node-llama-cpp package; a
@@ -17,7 +19,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PP="${PP:-128}"; TG="${TG:-64}"; REPS="${REPS:-3}"; ROUNDS="${ROUNDS:-2}"
-DEPTH="${DEPTH:-0}"; CTK="${CTK:-f16}"; CTV="${CTV:-f16}"; FA="${FA:-auto}"
+DEPTH="${DEPTH:-0}"; CTK="${CTK:-f16}"; CTV="${CTV:-f16}"; FA="${FA:-auto}"; WARMUP="${WARMUP:-1}"
+warmup_flag=(); [ "$WARMUP" = 0 ] && warmup_flag=(--no-warmup)
 
 build_only=0
 if [ "${1:-}" = "--build-only" ]; then build_only=1; shift; fi
@@ -41,12 +44,12 @@ llamacpp_version >&2
 "$root/sputnik" --help > /dev/null
 
 out="$(mktemp -d)"
-echo "== model $model, threads $threads, pp$PP, tg$TG, depth $DEPTH, cache $CTK/$CTV, $REPS reps, $ROUNDS alternating rounds" >&2
+echo "== model $model, threads $threads, pp$PP, tg$TG, depth $DEPTH, cache $CTK/$CTV, $REPS reps, warm-up $WARMUP, $ROUNDS alternating rounds" >&2
 for round in $(seq 1 "$ROUNDS"); do
   echo "-- round $round: llama-bench" >&2
-  (cd "$LLAMACPP_RUN_DIR" && "$bench_bin" -m "$model" -p "$PP" -n "$TG" -d "$DEPTH" -ctk "$CTK" -ctv "$CTV" -fa "$FA" -t "$threads" -r "$REPS" -o json) > "$out/llama.$round.json"
+  (cd "$LLAMACPP_RUN_DIR" && "$bench_bin" -m "$model" -p "$PP" -n "$TG" -d "$DEPTH" -ctk "$CTK" -ctv "$CTV" -fa "$FA" -t "$threads" -r "$REPS" "${warmup_flag[@]}" -o json) > "$out/llama.$round.json"
   echo "-- round $round: sputnik bench" >&2
-  "$root/sputnik" bench -m "$model" -p "$PP" -n "$TG" -d "$DEPTH" -ctk "$CTK" -ctv "$CTV" -t "$threads" -r "$REPS" --json > "$out/sputnik.$round.json"
+  "$root/sputnik" bench -m "$model" -p "$PP" -n "$TG" -d "$DEPTH" -ctk "$CTK" -ctv "$CTV" -t "$threads" -r "$REPS" "${warmup_flag[@]}" --json > "$out/sputnik.$round.json"
 done
 
 python3 - "$out" "$ROUNDS" "$model" "$threads" "$PP" "$TG" <<'PY'

@@ -29,13 +29,15 @@ internal static class BenchCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of the table" };
         var output = new Option<string>("--output", "-o") { Description = "llama-bench's output formats: md (the table), json, jsonl or csv (one record a test, llama-bench's field names)", DefaultValueFactory = _ => "md" };
         var depth = new Option<string[]>("--n-depth", "-d") { Description = "Tokens already in the context when a test starts (repeatable or comma-separated, like llama-bench)" };
+        var noWarmup = new Option<bool>("--no-warmup") { Description = "Skip the warm-up run before each test (llama-bench's flag; at a large -d it halves the time a test takes)" };
         var ctk = CliOptions.CacheTypeK();
         var ctv = CliOptions.CacheTypeV();
-        var cmd = new Command("bench", "Measure prompt processing (pp) and generation (tg) speed like llama-bench") { model, threads, pp, tg, reps, json, output, depth, ctk, ctv };
+        var cmd = new Command("bench", "Measure prompt processing (pp) and generation (tg) speed like llama-bench") { model, threads, pp, tg, reps, json, output, depth, noWarmup, ctk, ctv };
         cmd.SetAction(r =>
         {
             MemoryTrace.Mark("bench start");
             int t = r.GetValue(threads), reps_ = r.GetValue(reps);
+            bool warmup = !r.GetValue(noWarmup);
             int[] prompts = Counts(r.GetValue(pp), "-p", 512), gens = Counts(r.GetValue(tg), "-n", 128);
             if (t < 1) throw new ArgumentException($"-t {t} must be at least 1");
             if (reps_ < 1) throw new ArgumentException($"-r {reps_} must be at least 1");
@@ -69,12 +71,12 @@ internal static class BenchCommand
                 foreach (int pn in prompts.Where(x => x > 0))
                 {
                     var started = DateTime.UtcNow;
-                    tests.Add(new BenchTest(pn, 0, d, Measure(reps_, () => Prompt(m, state, PromptTokens(d + pn, bos, vocab), d), $"pp{pn} d{d}"), started));
+                    tests.Add(new BenchTest(pn, 0, d, Measure(reps_, warmup, () => Prompt(m, state, PromptTokens(d + pn, bos, vocab), d), $"pp{pn} d{d}"), started));
                 }
                 foreach (int gn in gens.Where(x => x > 0))
                 {
                     var started = DateTime.UtcNow;
-                    tests.Add(new BenchTest(0, gn, d, Measure(reps_, () => Generate(m, state, gn, bos, PromptTokens(d, bos, vocab)), $"tg{gn} d{d}"), started));
+                    tests.Add(new BenchTest(0, gn, d, Measure(reps_, warmup, () => Generate(m, state, gn, bos, PromptTokens(d, bos, vocab)), $"tg{gn} d{d}"), started));
                 }
             }
             // The first nonzero -p and -n values at each depth: what the single-test JSON fields report.
@@ -95,6 +97,7 @@ internal static class BenchCommand
                     ["params"] = info.Params,
                     ["threads"] = t,
                     ["repetitions"] = reps_,
+                    ["warmup"] = warmup,
                     ["type_k"] = CacheTypeName(m.KvType),
                     ["type_v"] = CacheTypeName(m.KvTypeV),
                     // pp and tg at the first depth (what single-depth scripts read), then every depth
@@ -138,10 +141,10 @@ internal static class BenchCommand
         return cmd;
     }
 
-    /// <summary>One warm-up run, then <paramref name="reps"/> timed runs; returns tokens/s per run.</summary>
-    private static double[] Measure(int reps, Func<double> run, string test)
+    /// <summary>One warm-up run (unless <paramref name="warmup"/> is false), then <paramref name="reps"/> timed runs; returns tokens/s per run.</summary>
+    private static double[] Measure(int reps, bool warmup, Func<double> run, string test)
     {
-        run();
+        if (warmup) run();
         var ts = new double[reps];
         for (int i = 0; i < reps; i++) ts[i] = run();
         MemoryTrace.Mark(test);

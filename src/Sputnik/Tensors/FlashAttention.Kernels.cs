@@ -191,7 +191,7 @@ internal static partial class FlashAttention
         if (width == 0)
         {
             float total = 0;
-            for (int t = 0; t < n; t++) total += s[t] = MathF.Exp(s[t] - m);
+            for (int t = 0; t < n; t++) total += s[t] = SoftmaxExp.Exp(s[t] - m);
             return total;
         }
         int step = width / 32, padded = (n + step - 1) / step * step;
@@ -203,7 +203,7 @@ internal static partial class FlashAttention
             var mv = Vector512.Create(m);
             for (int t = 0; t < padded; t += 16)
             {
-                var e = Vector512.Exp(Vector512.LoadUnsafe(ref p, (nuint)t) - mv);
+                var e = SoftmaxExp.Exp(Vector512.LoadUnsafe(ref p, (nuint)t) - mv);
                 e.StoreUnsafe(ref p, (nuint)t);
                 acc += e;
             }
@@ -215,7 +215,7 @@ internal static partial class FlashAttention
             var mv = Vector256.Create(m);
             for (int t = 0; t < padded; t += 8)
             {
-                var e = Vector256.Exp(Vector256.LoadUnsafe(ref p, (nuint)t) - mv);
+                var e = SoftmaxExp.Exp(Vector256.LoadUnsafe(ref p, (nuint)t) - mv);
                 e.StoreUnsafe(ref p, (nuint)t);
                 acc += e;
             }
@@ -225,7 +225,7 @@ internal static partial class FlashAttention
         var m4 = Vector128.Create(m);
         for (int t = 0; t < padded; t += 4)
         {
-            var e = Vector128.Exp(Vector128.LoadUnsafe(ref p, (nuint)t) - m4);
+            var e = SoftmaxExp.Exp(Vector128.LoadUnsafe(ref p, (nuint)t) - m4);
             e.StoreUnsafe(ref p, (nuint)t);
             acc4 += e;
         }

@@ -73,6 +73,17 @@ public sealed class BenchAndErrorTests : IClassFixture<TempDir>
     }
 
     [Fact]
+    public void Bench_skips_the_warm_up_runs_with_no_warmup_like_llama_bench()
+    {
+        using var cold = JsonDocument.Parse(CliHarness.Ok("bench", "-m", _model, "-p", "8", "-n", "2", "-d", "16", "-t", "1", "-r", "2",
+            "--no-warmup", "--json"));
+        Assert.False(cold.RootElement.GetProperty("warmup").GetBoolean());
+        Assert.All(cold.RootElement.GetProperty("tests").EnumerateArray(), x => Assert.Equal(2, x.GetProperty("samples_ts").GetArrayLength()));
+        using var warm = JsonDocument.Parse(CliHarness.Ok("bench", "-m", _model, "-p", "8", "-n", "0", "-t", "1", "-r", "1", "--json"));
+        Assert.True(warm.RootElement.GetProperty("warmup").GetBoolean());
+    }
+
+    [Fact]
     public void Bench_takes_lists_of_prompt_and_generation_lengths_like_llama_bench()
     {
         using var doc = JsonDocument.Parse(CliHarness.Ok("bench", "-m", _model, "-p", "0,8", "-p", "12", "-n", "2,3", "-d", "0,16",
