@@ -124,7 +124,10 @@ internal static class KvRowCodec
         ref float d = ref MemoryMarshal.GetReference(dst);
         if (width >= 256 && NormalRows && Avx2.IsSupported && AllNormal(ref s, n & ~15))
         {
-            // The usual row: every half normal, converted in 4 vector operations per 8 instead of 8.
+            // The usual row: every half normal, converted in 4 vector operations per 8 (or per 16) instead of 8.
+            if (width == 512)
+                for (; i + 16 <= (n & ~15); i += 16)
+                    FloatConvert.NormalHalfToFloat512(Vector256.LoadUnsafe(ref s, (nuint)i).AsInt16()).StoreUnsafe(ref d, (nuint)i);
             for (; i + 8 <= (n & ~15); i += 8)
                 FloatConvert.NormalHalfToFloat256(Vector128.LoadUnsafe(ref s, (nuint)i).AsInt16()).StoreUnsafe(ref d, (nuint)i);
         }

@@ -32,4 +32,31 @@ public class FloatConvertTests
                 $"width {width}: half 0x{src[i]:X4} gave {dst[i]} (0x{BitConverter.SingleToInt32Bits(dst[i]):X8}), expected {expect} (0x{BitConverter.SingleToInt32Bits(expect):X8})");
         }
     }
+
+    /// <summary>
+    /// The 4-operation conversion of normal halves, 16 and 8 lanes, against the runtime's exact conversion for all
+    /// 61,440 normal halves (software vectors where the CPU lacks the width, so every CI path checks both).
+    /// </summary>
+    [Fact]
+    public void Normal_half_conversions_are_exact_for_every_normal_half()
+    {
+        var normal = new List<short>();
+        for (int h = 0; h < 65536; h++)
+            if ((h & 0x7C00) != 0 && (h & 0x7C00) != 0x7C00) normal.Add((short)h);
+        Assert.Equal(61440, normal.Count);
+        var halves = normal.ToArray();
+        for (int i = 0; i < halves.Length; i += 16)
+        {
+            var wide = FloatConvert.NormalHalfToFloat512(Vector256.Create(halves, i));
+            for (int j = 0; j < 16; j++)
+            {
+                float expect = (float)BitConverter.Int16BitsToHalf(halves[i + j]);
+                float narrow = FloatConvert.NormalHalfToFloat256(Vector128.Create(halves, i + j / 8 * 8)).GetElement(j % 8);
+                Assert.True(BitConverter.SingleToInt32Bits(expect) == BitConverter.SingleToInt32Bits(wide.GetElement(j)),
+                    $"16 lanes: half 0x{(ushort)halves[i + j]:X4} gave {wide.GetElement(j)}, expected {expect}");
+                Assert.True(BitConverter.SingleToInt32Bits(expect) == BitConverter.SingleToInt32Bits(narrow),
+                    $"8 lanes: half 0x{(ushort)halves[i + j]:X4} gave {narrow}, expected {expect}");
+            }
+        }
+    }
 }

@@ -112,6 +112,14 @@ internal static class FloatConvert
         return ((t & Vector256.Create(HalfMagnitudeBits | SignBit)) + Vector256.Create(ExponentRebias)).AsSingle();
     }
 
+    /// <summary>The 16-lane <see cref="NormalHalfToFloat256"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> NormalHalfToFloat512(Vector256<short> h)
+    {
+        var t = Vector512.WidenLower(h.ToVector512Unsafe()) << 13;
+        return ((t & Vector512.Create(HalfMagnitudeBits | SignBit)) + Vector512.Create(ExponentRebias)).AsSingle();
+    }
+
     /// <summary>Exact for finite halves; inf and NaN come out as ±2^16·(1 + mantissa), for callers that check for them apart.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<float> FiniteHalfToFloat512(Vector256<ushort> h)
