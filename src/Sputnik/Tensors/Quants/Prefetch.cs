@@ -37,6 +37,23 @@ internal static unsafe class Prefetch
         _ => IsIntel,
     };
 
+    /// <summary>
+    /// Where the F16/BF16 decode kernels (<see cref="HalfWeights"/>) prefetch: their next group of four rows, 12–72 KB
+    /// ahead for qwen2-1.5B's matrices, as far as a whole L1 and more, so into L2 on every core (SPUTNIK_PREFETCH_LEVEL=1
+    /// brings back L1 for an A/B). On a Zen 4 (`Sputnik.Bench dram F16 2 8960 1536 16`, scaled halves ÷ streaming sum,
+    /// two alternating rounds): into L1 0.80 / 0.72, into L2 0.90 / 0.92. Q4_K's kernel, 2 KiB ahead, kept L1 there
+    /// (kernel ÷ streaming 0.99 / 1.05 against 0.86 / 0.91).
+    /// </summary>
+    public static readonly bool HalfRowsIntoL2 = Environment.GetEnvironmentVariable("SPUTNIK_PREFETCH_LEVEL") != "1";
+
+    /// <summary>Requests the line at p for the F16/BF16 decode kernels (<see cref="HalfRowsIntoL2"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void HalfRowLine(void* p)
+    {
+        if (HalfRowsIntoL2) Sse.Prefetch1(p);
+        else Sse.Prefetch0(p);
+    }
+
     /// <summary>The distance rounded up to whole blocks of <paramref name="blockBytes"/>, so each call requests one block's lines.</summary>
     public static int Ahead(int blockBytes) => (DistanceBytes + blockBytes - 1) / blockBytes * blockBytes;
 
