@@ -12,7 +12,7 @@ namespace Sputnik.Tensors.Quants;
 /// (multiply, then add). The scalar path (<see cref="MatVec"/>'s reference) keeps one float sum.
 /// Decode converts the weights in registers, four rows at a time: four independent accumulator chains share each
 /// activation load, and the next four rows are prefetched while these stream (decode of F16 weights only moves bytes:
-/// a 1.5B model is 3.1 GB per token), into L2 (<see cref="Prefetch.HalfRowsIntoL2"/>). Prefill converts rows to float once per token tile (<see cref="MatMul"/>) and
+/// a 1.5B model is 3.1 GB per token), into L2 (<see cref="Prefetch.WideIntoL2"/>). Prefill converts rows to float once per token tile (<see cref="MatMul"/>) and
 /// multiplies them with <see cref="FloatDot"/>'s order.
 /// </summary>
 internal static unsafe class HalfWeights
@@ -127,8 +127,8 @@ internal static unsafe class HalfWeights
         {
             if (Prefetch.Enabled)
             {
-                Prefetch.HalfRowLine(w0 + next + k); Prefetch.HalfRowLine(w1 + next + k);
-                Prefetch.HalfRowLine(w2 + next + k); Prefetch.HalfRowLine(w3 + next + k);
+                Prefetch.WideLine(w0 + next + k); Prefetch.WideLine(w1 + next + k);
+                Prefetch.WideLine(w2 + next + k); Prefetch.WideLine(w3 + next + k);
             }
             if (TF.MayHoldInfNan)
                 top = Vector512.Max(top, Vector512.Max(Vector512.Max(Magnitudes(Vector512.Load(w0 + k)), Magnitudes(Vector512.Load(w1 + k))),
@@ -174,8 +174,8 @@ internal static unsafe class HalfWeights
         {
             if (Prefetch.Enabled && (k & 31) == 0)
             {
-                Prefetch.HalfRowLine(w0 + next + k); Prefetch.HalfRowLine(w1 + next + k);
-                Prefetch.HalfRowLine(w2 + next + k); Prefetch.HalfRowLine(w3 + next + k);
+                Prefetch.WideLine(w0 + next + k); Prefetch.WideLine(w1 + next + k);
+                Prefetch.WideLine(w2 + next + k); Prefetch.WideLine(w3 + next + k);
             }
             if (TF.MayHoldInfNan)
                 top = Vector128.Max(top, Vector128.Max(Vector128.Max(Vector128.Load(w0 + k) & Vector128.Create(HalfMagnitude), Vector128.Load(w1 + k) & Vector128.Create(HalfMagnitude)),

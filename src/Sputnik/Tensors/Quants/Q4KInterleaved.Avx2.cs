@@ -237,7 +237,7 @@ internal sealed unsafe partial class Q4KInterleaved
         byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
         {
-            if (prefetch) Prefetch.Lines(w + ahead, GroupBlockBytes);
+            if (prefetch) Prefetch.WideLines(w + ahead, GroupBlockBytes);
             (ints.B0, ints.B1, ints.B2, ints.B3) = (BlockSums128(a0), BlockSums128(a1), BlockSums128(a2), BlockSums128(a3));
             Half4(pat, w, a0, a1, a2, a3, 0, m4, ref lo, &ints);
             Half4(pat, w, a0, a1, a2, a3, 1, m4, ref hi, &ints);

@@ -237,7 +237,7 @@ internal sealed unsafe partial class Q4KInterleaved : IGroupKernel
         byte* a0 = a, a1 = a + aStride, a2 = a + 2 * aStride, a3 = a + 3 * aStride;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, a0 += Q8K, a1 += Q8K, a2 += Q8K, a3 += Q8K)
         {
-            if (prefetch) Prefetch.Lines(w + ahead, GroupBlockBytes);
+            if (prefetch) Prefetch.WideLines(w + ahead, GroupBlockBytes);
             Scales(w, out var s03, out var s47, out var m03, out var m47);
             var t = default(Ints4);
             Pair4(pat, w, a0, a1, a2, a3, 0, m4, s03, m03, ref t);

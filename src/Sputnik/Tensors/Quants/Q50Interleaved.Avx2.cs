@@ -118,7 +118,7 @@ internal sealed unsafe partial class Q50Interleaved
         Interleaving.Floats4x8 lo = default, hi = default;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes)
         {
-            if (prefetch) Prefetch.Lines(w + ahead, GroupBlockBytes);
+            if (prefetch) Prefetch.WideLines(w + ahead, GroupBlockBytes);
             byte* x0 = a + b * Q80 + 2;
             Half4(w, 0, x0, aStride, qs0, sc0, b, ref lo);
             Half4(w, 1, x0, aStride, qs0, sc0, b, ref hi);

@@ -141,7 +141,7 @@ internal sealed unsafe partial class Q50Interleaved : IGroupKernel
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes)
         {
-            if (prefetch) Prefetch.Lines(w + ahead, GroupBlockBytes);
+            if (prefetch) Prefetch.WideLines(w + ahead, GroupBlockBytes);
             UnpackBlock(pat, w, out var q);
             byte* x0 = a + b * Q80 + 2;
             var d = FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w));

@@ -215,7 +215,7 @@ internal sealed unsafe partial class Q6KInterleaved : IGroupKernel
         byte* x0 = a, x1 = a + aStride, x2 = a + 2 * aStride, x3 = a + 3 * aStride;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes, x0 += Q8K, x1 += Q8K, x2 += Q8K, x3 += Q8K)
         {
-            if (prefetch) Prefetch.Lines(w + ahead, GroupBlockBytes);
+            if (prefetch) Prefetch.WideLines(w + ahead, GroupBlockBytes);
             Vector512<int> i0 = default, i1 = default, i2 = default, i3 = default;
             // Loops here: written out like Group1's, the method exceeded the JIT's inlining budget (calls, spills).
             for (int n = 0; n < 2; n++)

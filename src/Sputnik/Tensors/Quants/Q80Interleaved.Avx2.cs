@@ -113,7 +113,7 @@ internal sealed unsafe partial class Q80Interleaved
         Interleaving.Floats4x8 lo = default, hi = default;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes)
         {
-            if (prefetch) Prefetch.Lines(w + ahead, GroupBlockBytes);
+            if (prefetch) Prefetch.WideLines(w + ahead, GroupBlockBytes);
             byte* x0 = a + b * Q80 + 2, x1 = x0 + aStride, x2 = x0 + 2 * aStride, x3 = x0 + 3 * aStride;
             if (AvxVnni.IsSupported)
             {

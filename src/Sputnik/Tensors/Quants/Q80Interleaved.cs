@@ -182,7 +182,7 @@ internal sealed unsafe partial class Q80Interleaved : IGroupKernel
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default;
         for (int b = 0; b < nb; b++, w += GroupBlockBytes)
         {
-            if (prefetch) Prefetch.Lines(w + ahead, GroupBlockBytes);
+            if (prefetch) Prefetch.WideLines(w + ahead, GroupBlockBytes);
             byte* x0 = a + b * Q80 + 2, x1 = x0 + aStride, x2 = x0 + 2 * aStride, x3 = x0 + 3 * aStride;
             Vector512<int> i0, i1, i2, i3;
             if (AvxVnni.IsSupported)
