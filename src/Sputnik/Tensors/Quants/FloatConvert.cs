@@ -106,19 +106,29 @@ internal static class FloatConvert
     /// never carries into the sign), that is the float.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> NormalHalfToFloat256(Vector128<short> h)
-    {
-        var t = Vector256.WidenLower(h.ToVector256Unsafe()) << 13;
-        return ((t & Vector256.Create(HalfMagnitudeBits | SignBit)) + Vector256.Create(ExponentRebias)).AsSingle();
-    }
+    internal static Vector256<float> NormalHalfToFloat256(Vector128<short> h) =>
+        (HalfBitsInFloatPlace256(h) + Vector256.Create(ExponentRebias)).AsSingle();
 
     /// <summary>The 16-lane <see cref="NormalHalfToFloat256"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> NormalHalfToFloat512(Vector256<short> h)
-    {
-        var t = Vector512.WidenLower(h.ToVector512Unsafe()) << 13;
-        return ((t & Vector512.Create(HalfMagnitudeBits | SignBit)) + Vector512.Create(ExponentRebias)).AsSingle();
-    }
+    internal static Vector512<float> NormalHalfToFloat512(Vector256<short> h) =>
+        (HalfBitsInFloatPlace512(h) + Vector512.Create(ExponentRebias)).AsSingle();
+
+    /// <summary>A half's sign, exponent and mantissa in a float's places: sign-extended, shifted left 13, masked (bits 30…28 cleared).</summary>
+    internal const int HalfBitsInFloatMask = HalfMagnitudeBits | SignBit;
+
+    /// <summary>
+    /// Eight halves' bits in float place (<see cref="HalfBitsInFloatMask"/>): a normal half's float less its exponent
+    /// rebias (<see cref="NormalHalfToFloat256"/> adds it; ScaledHalves reads it as the weight times 2^-102).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> HalfBitsInFloatPlace256(Vector128<short> h) =>
+        (Vector256.WidenLower(h.ToVector256Unsafe()) << 13) & Vector256.Create(HalfBitsInFloatMask);
+
+    /// <summary>The 16-lane <see cref="HalfBitsInFloatPlace256"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<int> HalfBitsInFloatPlace512(Vector256<short> h) =>
+        (Vector512.WidenLower(h.ToVector512Unsafe()) << 13) & Vector512.Create(HalfBitsInFloatMask);
 
     /// <summary>Exact for finite halves; inf and NaN come out as ±2^16·(1 + mantissa), for callers that check for them apart.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

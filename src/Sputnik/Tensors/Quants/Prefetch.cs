@@ -7,7 +7,8 @@ namespace Sputnik.Tensors.Quants;
 /// Software prefetch for the single-token (decode) kernels, and for the four-token ones on their first pass over a
 /// group (batched decode; their weights come from DRAM there): while one block of weights is multiplied, the cache
 /// lines some KiB ahead are requested. Decode streams every weight once per token, and one core's kernel alone
-/// kept too few misses in flight for the hardware prefetchers. Distance and target level depend on the core:
+/// kept too few misses in flight for the hardware prefetchers. The four-token and F16/BF16 kernels' requests go to L2
+/// on every core (<see cref="WideIntoL2"/>); the single-token quantized kernels' distance and level depend on the core:
 /// <list type="bullet">
 /// <item>AMD EPYC (measured 2026-12-05): into L1 2 KiB ahead. With the weights in DRAM (bench <c>dram</c>, Q4_K
 /// 8960×1536, one thread) the interleaved kernel read 18.6 GB/s without and 29.9 GB/s with it.</item>
@@ -44,24 +45,29 @@ internal static unsafe class Prefetch
     /// SPUTNIK_PREFETCH_LEVEL=1 brings back L1 for an A/B. On a Zen 4, alternating: `Sputnik.Bench dram F16 2 8960
     /// 1536 16`, scaled halves ÷ streaming sum, into L1 0.70 / 0.73, into L2 1.09 / 1.04; eight streams (`batch …
     /// qwen2-1.5b-Q4_K_M.gguf 2 32 1 8`) 85.9 / 82.8 → 112.4 / 110.6 t/s. The single-token quantized kernels, 2 KiB
-    /// ahead, kept L1 there (Q4_K kernel ÷ streaming 0.99 / 1.05 against 0.86 / 0.91; one sequence at a time read
-    /// 41.6 / 46.6 t/s against 28.9 / 27.5 into L2).
+    /// ahead, kept L1 there (`dram Q4_K 2 8960 1536 48`, kernel ÷ streaming 0.99 / 1.05 against 0.86 / 0.91 into L2).
     /// </summary>
     public static readonly bool WideIntoL2 = Environment.GetEnvironmentVariable("SPUTNIK_PREFETCH_LEVEL") != "1";
 
     /// <summary>Requests the line at p for an F16/BF16 decode kernel (<see cref="WideIntoL2"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void WideLine(void* p)
-    {
-        if (WideIntoL2) Sse.Prefetch1(p);
-        else Sse.Prefetch0(p);
-    }
+    public static void WideLine(void* p) => Line(p, WideIntoL2);
 
     /// <summary>Requests the cache lines of [p, p + bytes) for a four-token kernel's first pass (<see cref="WideIntoL2"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void WideLines(byte* p, int bytes)
+    public static void WideLines(byte* p, int bytes) => Lines(p, bytes, WideIntoL2);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Lines(byte* p, int bytes, bool intoL2)
     {
-        for (int o = 0; o < bytes; o += 64) WideLine(p + o);
+        for (int o = 0; o < bytes; o += 64) Line(p + o, intoL2); // the level is a static readonly: folded, no branch per line
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Line(void* p, bool intoL2)
+    {
+        if (intoL2) Sse.Prefetch1(p);
+        else Sse.Prefetch0(p);
     }
 
     /// <summary>The distance rounded up to whole blocks of <paramref name="blockBytes"/>, so each call requests one block's lines.</summary>
@@ -69,13 +75,7 @@ internal static unsafe class Prefetch
 
     /// <summary>Requests the cache lines of [p, p + bytes) (a prefetch never faults, even past the end of a buffer).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Lines(byte* p, int bytes)
-    {
-        if (IntoL2)
-            for (int o = 0; o < bytes; o += 64) Sse.Prefetch1(p + o);
-        else
-            for (int o = 0; o < bytes; o += 64) Sse.Prefetch0(p + o);
-    }
+    public static void Lines(byte* p, int bytes) => Lines(p, bytes, IntoL2);
 
     /// <summary>
     /// Requests the lines of part <paramref name="part"/> of <paramref name="parts"/> of the block of

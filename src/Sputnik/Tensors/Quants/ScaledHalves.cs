@@ -31,7 +31,7 @@ internal static unsafe class ScaledHalves
     public const float ActivationScale = 5.0706024e30f; // 2^102 = 2^(112 − ExponentShift)
 
     /// <summary>Keeps the sign (bit 31) and the exponent and mantissa (bits 27…13) of a sign-extended half shifted left 13.</summary>
-    public const int FloatBitsMask = unchecked((int)0x8FFFE000);
+    public const int FloatBitsMask = FloatConvert.HalfBitsInFloatMask;
 
     // Magnitudes from 64 (2^6: exponent 21) up, inf and NaN included, cannot be scaled by 2^10 within F16.
     private const ushort FirstRefused = 21 << HalfMantissaBits;
@@ -78,13 +78,11 @@ internal static unsafe class ScaledHalves
 
     /// <summary>Sixteen scaled halves as floats w·2^-102 (normal or zero): sign-extend, shift into float position, mask.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Widen512(Vector256<short> h) =>
-        ((Vector512.WidenLower(h.ToVector512Unsafe()) << 13) & Vector512.Create(FloatBitsMask)).AsSingle();
+    public static Vector512<float> Widen512(Vector256<short> h) => FloatConvert.HalfBitsInFloatPlace512(h).AsSingle();
 
     /// <summary>The 8-lane <see cref="Widen512"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Widen256(Vector128<short> h) =>
-        ((Vector256.WidenLower(h.ToVector256Unsafe()) << 13) & Vector256.Create(FloatBitsMask)).AsSingle();
+    public static Vector256<float> Widen256(Vector128<short> h) => FloatConvert.HalfBitsInFloatPlace256(h).AsSingle();
 
     /// <summary>
     /// Writes the scaled halves of <paramref name="src"/> to <paramref name="dst"/> (same length); false, with
