@@ -33,6 +33,16 @@ public class FloatConvertTests
         }
     }
 
+    /// <summary>Every normal half's bits (exponent 1…30, both signs: 61,440), in order.</summary>
+    internal static List<ushort> NormalHalves()
+    {
+        var normal = new List<ushort>();
+        for (int h = 0; h < 65536; h++)
+            if ((h & 0x7C00) != 0 && (h & 0x7C00) != 0x7C00) normal.Add((ushort)h);
+        Assert.Equal(61440, normal.Count);
+        return normal;
+    }
+
     /// <summary>
     /// The 4-operation conversion of normal halves, 16 and 8 lanes, against the runtime's exact conversion for all
     /// 61,440 normal halves (software vectors where the CPU lacks the width, so every CI path checks both).
@@ -40,11 +50,7 @@ public class FloatConvertTests
     [Fact]
     public void Normal_half_conversions_are_exact_for_every_normal_half()
     {
-        var normal = new List<short>();
-        for (int h = 0; h < 65536; h++)
-            if ((h & 0x7C00) != 0 && (h & 0x7C00) != 0x7C00) normal.Add((short)h);
-        Assert.Equal(61440, normal.Count);
-        var halves = normal.ToArray();
+        var halves = NormalHalves().Select(h => (short)h).ToArray();
         for (int i = 0; i < halves.Length; i += 16)
         {
             var wide = FloatConvert.NormalHalfToFloat512(Vector256.Create(halves, i));
