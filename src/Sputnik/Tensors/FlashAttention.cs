@@ -88,9 +88,14 @@ internal static partial class FlashAttention
         public byte[] QueryBlocks = new byte[34];
         public float[] QueryRow = [], HalfQueries = [];
         public Half[] HalfRow = [];
+        // The fused F16 kernels (FlashAttention.FusedHalves.cs): queries and probabilities times 2^112, and the
+        // accumulators of eight keys for six rows between their multiply-adds and Sum8.
+        public float[] ScaledQueries = [], ScaledProbs = [];
+        public readonly float[] DotParts = new float[FusedRows * 8 * 16];
 
         public void Ensure(int rows, int keyWidth, int valueWidth, bool quantizedKeys)
         {
+            rows = FusedRowsPadded(rows); // the fused kernels write whole blocks of rows
             if (Values.Length < Tile * valueWidth) Values = new float[Tile * valueWidth];
             if (Max.Length < rows)
             {
@@ -111,7 +116,12 @@ internal static partial class FlashAttention
             if (!quantizedKeys)
             {
                 if (Keys.Length < Tile * keyWidth) Keys = new float[Tile * keyWidth];
-                if (HalfQueries.Length < rows * keyWidth) HalfQueries = new float[rows * keyWidth];
+                if (HalfQueries.Length < rows * keyWidth)
+                {
+                    HalfQueries = new float[rows * keyWidth];
+                    ScaledQueries = new float[rows * keyWidth];
+                    ScaledProbs = new float[rows * Tile];
+                }
                 if (HalfRow.Length < keyWidth) HalfRow = new Half[keyWidth];
                 return;
             }
@@ -156,7 +166,7 @@ internal static partial class FlashAttention
         int vw = values.Width, rows = tokens * group;
         Check(keys, values, q, qStride, output, oStride, tokens, group, pos0, window, keyEnd);
         if (!sinks.IsEmpty && sinks.Length != group) throw new ArgumentException($"{sinks.Length} sinks for {group} heads");
-        var sc = Prepare(keys, values, q, qStride, tokens, group);
+        var sc = Prepare(keys, values, q, qStride, tokens, group, width);
         var max = sc.Max.AsSpan(0, rows);
         var sum = sc.Sum.AsSpan(0, rows);
         max.Fill(float.NegativeInfinity);
@@ -213,7 +223,7 @@ internal static partial class FlashAttention
             throw new ArgumentOutOfRangeException(nameof(index), $"segment {index} of a token at {pos} that reads {Segments(pos, window)}");
         if (partials.Length < group * pf) throw new ArgumentException($"partials hold {partials.Length} floats, {group} rows need {group * pf}");
         Check(keys, values, q, 0, partials, 0, 1, group, pos, window, keyEnd: 0);
-        var sc = Prepare(keys, values, q, 0, 1, group);
+        var sc = Prepare(keys, values, q, 0, 1, group, width);
         RunSegment(keys, values, q, 0, 1, group, pos, window, scale, (WindowStart(pos, window) / Segment + index) * Segment, sc, width, keyEnd: 0);
         for (int j = 0; j < group; j++)
         {
@@ -255,7 +265,7 @@ internal static partial class FlashAttention
     }
 
     /// <summary>The thread's scratch, sized for the call, with the queries prepared for the key format.</summary>
-    private static Scratch Prepare(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, int tokens, int group)
+    private static Scratch Prepare(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, int tokens, int group, int width)
     {
         int kw = keys.Width;
         var sc = t_scratch ??= new Scratch();
@@ -263,6 +273,7 @@ internal static partial class FlashAttention
         sc.Ensure(tokens * group, kw, values.Width, quantized);
         if (quantized) QuantizeQueries(q, qStride, tokens, group, kw, keys.Rotation, sc);
         if (keys.Type == KvCacheType.F16) RoundQueries(q, qStride, tokens, group, kw, sc);
+        if (FusesHalves(keys, values, tokens, width)) ScaleQueries(sc, tokens * group, kw);
         return sc;
     }
 
@@ -280,6 +291,7 @@ internal static partial class FlashAttention
         bool quantized = KvRowCodec.IsBlockFormat(keys.Type), halfQueries = keys.Type == KvCacheType.F16;
         bool shared = values.SharesRowsWith(keys) && !quantized;
         bool blockValues = Blocks(width), blockScores = blockValues && !quantized && kw % (width / 32) == 0;
+        bool fused = FusesHalves(keys, values, tokens, width);
         sc.SegMax.AsSpan(0, rows).Fill(float.NegativeInfinity);
         sc.SegSum.AsSpan(0, rows).Clear();
         sc.SegOut.AsSpan(0, rows * vw).Clear();
@@ -287,12 +299,6 @@ internal static partial class FlashAttention
         for (int t0 = Math.Max(s0, lo0) / Tile * Tile; t0 < segEnd; t0 += Tile)
         {
             int end = Math.Min(t0 + Tile, segEnd), first = Math.Max(t0, lo0);
-            scoped ReadOnlySpan<float> k = default;
-            int ks = kw;
-            // The key pass prefetches the next tile's values too (shared rows: the keys' prefetch covers them).
-            scoped var valueRows = shared || !PrefetchValuesWithKeys ? default : values;
-            if (quantized) UnpackKeyTile(keys, first, end - first, sc, width, valueRows);
-            else k = DecodeTile(keys, first, end - first, sc.Keys, width, sc, out ks, valueRows, prefetch: true);
             for (int i = 0; i < tokens; i++)
             {
                 int pos = pos0 + i, a = Math.Max(WindowStart(pos, window), first), b = Math.Min(keyEnd > 0 ? keyEnd : pos + 1, end);
@@ -302,6 +308,13 @@ internal static partial class FlashAttention
                     sc.RowCount[i * group + j] = Math.Max(0, b - a); // 0: outside this token's window
                 }
             }
+            if (fused && sc.RowCount[0] > 0 && FusedHalfTile(keys, values, sc, rows, first, scale)) continue;
+            scoped ReadOnlySpan<float> k = default;
+            int ks = kw;
+            // The key pass prefetches the next tile's values too (shared rows: the keys' prefetch covers them).
+            scoped var valueRows = shared || !PrefetchValuesWithKeys ? default : values;
+            if (quantized) UnpackKeyTile(keys, first, end - first, sc, width, valueRows);
+            else k = DecodeTile(keys, first, end - first, sc.Keys, width, sc, out ks, valueRows, prefetch: true);
             // Positions go through the scores, then through the values, a pass of `sub` at a time, so a pass's key rows
             // stay in L1 while every row block reads them (wide MLA rows: a tile of 64 is 147 KB, past L1 and read
             // from L2 once per block). A (row, key) score and each output element see the same operations in the same

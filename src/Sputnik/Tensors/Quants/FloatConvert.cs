@@ -94,6 +94,12 @@ internal static class FloatConvert
     // Exponent 31 (inf/NaN) comes out as ±2^16·1.m (finite halves stay ≤ 65504), so those lanes get the all-ones float
     // exponent instead (NaNs also the quiet bit, as the runtime's conversion and F16C set it), in a branch taken only
     // when a lane needs it.
+    /// <summary>
+    /// 2^112: a half's bits in float place (<see cref="HalfBitsInFloatPlace512"/>) read as a float, times this, are the
+    /// half's value, exactly, for every finite half (a subnormal half is a subnormal float there, a zero a zero).
+    /// </summary>
+    internal const float HalfBitsScale = 5192296858534827628530496329220096f;
+
     private const int HalfMagnitudeBits = 0x0FFFE000, ExponentRebias = 0x38000000, SignBit = unchecked((int)0x80000000);
     private const float TwoToMinus14 = 1f / 16384;
     private const uint Pow2To16 = 0x47800000, FloatMagnitude = 0x7FFFFFFF, FloatInfNan = 0x7F800000, QuietBit = 0x00400000;

@@ -1,0 +1,114 @@
+using System.Runtime.Intrinsics.X86;
+using Sputnik.Models;
+using Sputnik.Tensors;
+using Xunit;
+
+namespace Sputnik.Tests.Tensors;
+
+/// <summary>
+/// Single-token attention over an F16 cache read in place (FlashAttention.FusedHalves.cs) gives the bits of the tiled
+/// path, which decodes each tile to floats first: for group sizes that fill, pad and span the six-row blocks, head
+/// sizes whose values end in a 16-column block, caches holding zeros and subnormal halves (read as subnormal floats
+/// there), and infinities and NaNs (keys: the tile goes the tiled way; values: the columns that hold one do).
+/// </summary>
+public class FlashAttentionFusedHalvesTests
+{
+    /// <summary>One layer, 2 KV heads of <paramref name="hd"/>: random rows with <paramref name="special"/> values planted.</summary>
+    private static KvCache Cache(int positions, int hd, int seed, Action<float[], float[], int, Random> special)
+    {
+        var cache = new KvCache(1, positions + 8, 2 * hd, KvCacheType.F16, KvCacheType.F16, hd);
+        var rng = new Random(seed);
+        var key = new float[2 * hd];
+        var value = new float[2 * hd];
+        for (int p = 0; p < positions; p++)
+        {
+            for (int i = 0; i < key.Length; i++) { key[i] = (float)(rng.NextDouble() * 4 - 2); value[i] = (float)(rng.NextDouble() * 2 - 1); }
+            special(key, value, p, rng);
+            cache.Write(0, p, key, value);
+        }
+        cache.Length = positions;
+        return cache;
+    }
+
+    /// <summary>Every few positions a zero and a few subnormal halves (F16's smallest: 2^-24 … 2^-15) among the keys and values.</summary>
+    private static void Tiny(float[] key, float[] value, int p, Random rng)
+    {
+        if (p % 3 != 0) return;
+        key[rng.Next(key.Length)] = 0f;
+        value[rng.Next(value.Length)] = -0f;
+        for (int i = 0; i < 4; i++)
+        {
+            key[rng.Next(key.Length)] = (rng.Next(2) * 2 - 1) * MathF.ScaleB(1f, -24) * rng.Next(1, 1024);
+            value[rng.Next(value.Length)] = (rng.Next(2) * 2 - 1) * MathF.ScaleB(1f, -24) * rng.Next(1, 1024);
+        }
+    }
+
+    private static float[] Attend(KvCache cache, int hd, int group, float[] q, int pos, int window, bool fused)
+    {
+        var output = new float[group * hd];
+        bool was = FlashAttention.FusedHalves;
+        try
+        {
+            FlashAttention.FusedHalves = fused;
+            FlashAttention.Attend(cache.KeyHead(0, hd, hd), cache.ValueHead(0, hd, hd), q, 0, output, 0, 1, group, pos, window, 0.11f, 512);
+        }
+        finally
+        {
+            FlashAttention.FusedHalves = was;
+        }
+        return output;
+    }
+
+    private static void RequireAvx512()
+    {
+        if (!Avx512F.IsSupported) Assert.Skip("the fused F16 kernels run at 512 bits only; this CPU (or DOTNET_EnableAVX512F=0) has no AVX-512");
+    }
+
+    [Theory]
+    [InlineData(6, 128)]
+    [InlineData(4, 128)]
+    [InlineData(7, 128)]
+    [InlineData(12, 64)]
+    [InlineData(1, 80)]
+    [InlineData(2, 48)]
+    public void Fused_kernels_give_the_tiled_bits_with_zeros_and_subnormals(int group, int hd)
+    {
+        RequireAvx512();
+        var cache = Cache(700, hd, group * 31 + hd, Tiny);
+        var rng = new Random(group);
+        foreach (var (pos, window) in new[] { (0, 0), (5, 0), (63, 0), (64, 0), (300, 0), (699, 0), (699, 90) })
+        {
+            var q = Enumerable.Range(0, group * hd).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+            var fused = Attend(cache, hd, group, q, pos, window, fused: true);
+            Assert.Equal(Attend(cache, hd, group, q, pos, window, fused: false), fused);
+            Assert.All(fused, x => Assert.True(float.IsFinite(x)));
+        }
+    }
+
+    /// <summary>
+    /// An infinite key at position 70 (its tile, 64…127, goes the tiled way; the others stay fused), and in another
+    /// cache a NaN value at position 200, column 37 (in that tile, columns 32 on finish the tiled way): the tiled bits,
+    /// and the NaN or infinity where it belongs.
+    /// </summary>
+    [Fact]
+    public void Infinities_and_nans_take_the_tiled_path_and_give_its_bits()
+    {
+        RequireAvx512();
+        const int hd = 128, group = 6;
+        // Planted in the second KV head, the one attended.
+        var infiniteKey = Cache(400, hd, 3, (key, _, p, _) => { if (p == 70) key[hd + 5] = float.PositiveInfinity; });
+        var nanValue = Cache(400, hd, 4, (_, value, p, _) => { if (p == 200) value[hd + 37] = float.NaN; });
+        var rng = new Random(9);
+        foreach (int pos in new[] { 69, 70, 127, 128, 199, 200, 399 })
+        {
+            var q = Enumerable.Range(0, group * hd).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+            for (int j = 0; j < group; j++) q[j * hd + 5] = 1f; // every row's score of the infinite key is +∞
+            var fused = Attend(infiniteKey, hd, group, q, pos, 0, fused: true);
+            Assert.Equal(Attend(infiniteKey, hd, group, q, pos, 0, fused: false), fused);
+            Assert.All(fused, x => Assert.Equal(pos >= 70, float.IsNaN(x)));
+            fused = Attend(nanValue, hd, group, q, pos, 0, fused: true);
+            Assert.Equal(Attend(nanValue, hd, group, q, pos, 0, fused: false), fused);
+            for (int i = 0; i < fused.Length; i++) Assert.Equal(pos >= 200 && i % hd == 37, float.IsNaN(fused[i]));
+        }
+    }
+}
