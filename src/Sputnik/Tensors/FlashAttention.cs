@@ -89,7 +89,7 @@ internal static partial class FlashAttention
         public float[] QueryRow = [], HalfQueries = [];
         public Half[] HalfRow = [];
         // The fused F16 kernels (FlashAttention.FusedHalves.cs): queries and probabilities times 2^112, and the
-        // accumulators of eight keys for six rows between their multiply-adds and Sum8.
+        // accumulators of eight keys for a block's rows between their multiply-adds and Sum8.
         public float[] ScaledQueries = [], ScaledProbs = [];
         public readonly float[] DotParts = new float[FusedRows * 8 * 16];
 

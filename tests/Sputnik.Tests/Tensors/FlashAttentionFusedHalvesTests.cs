@@ -7,7 +7,7 @@ namespace Sputnik.Tests.Tensors;
 
 /// <summary>
 /// Single-token attention over an F16 cache read in place (FlashAttention.FusedHalves.cs) gives the bits of the tiled
-/// path, which decodes each tile to floats first: for group sizes that fill, pad and span the six-row blocks, head
+/// path, which decodes each tile to floats first: for group sizes that fill, pad and span the blocks of 4, 6 and 8 rows, head
 /// sizes whose values end in a 16-column block, caches holding zeros and subnormal halves (read as subnormal floats
 /// there), and infinities and NaNs (keys: the tile goes the tiled way; values: the columns that hold one do).
 /// </summary>
@@ -71,6 +71,11 @@ public class FlashAttentionFusedHalvesTests
     [InlineData(12, 64)]
     [InlineData(1, 80)]
     [InlineData(2, 48)]
+    [InlineData(8, 128)]
+    [InlineData(5, 64)]
+    [InlineData(9, 128)]
+    [InlineData(3, 64)]
+    [InlineData(16, 64)]
     public void Fused_kernels_give_the_tiled_bits_with_zeros_and_subnormals(int group, int hd)
     {
         RequireAvx512();
