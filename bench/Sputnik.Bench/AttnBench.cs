@@ -6,7 +6,8 @@ using Sputnik.Tensors;
 /// (28 layers, 2 KV heads of 128, 12 query heads), the cache filled with random rows. Prints ms per token and the
 /// cache bytes read per second, best of a few seconds of repeats.
 /// Usage: attn [group=N] [depth=4096] [F16|F32|Q8_0|Q4_0] [seconds=3] [prefetch distances to compare, e.g. 0,16,64 (rows ahead; 0: off), or old,new (query rows one at a time, or register-blocked), or exact,normal (F16 rows converted by the exact 8-operation form, or normal rows by the 4-operation one), or apart,together (each pass prefetches its own rows, or the key pass the values' too), or tiled,fused (an F16 cache decoded a tile at a time, or read in place by the fused kernels)]
-/// `group=N` sets the query heads per KV head (default 6, qwen2-1.5B's; 4 is qwen3-8B's, 7 qwen2-7B's).
+/// `group=N` sets the query heads per KV head (default 6, qwen2-1.5B's; 4 is qwen3-8B's, 7 qwen2-7B's); `tiny=F` (after
+/// it) makes that fraction of the cache's values subnormal halves.
 /// With variants, runs them alternating (seconds each, three rounds) so their ratio survives a noisy machine.
 /// `split` as the fourth argument instead runs the decode split of DecoderModel.SegmentedAttention on 2 threads
 /// (items = (KV head, segment), merged per head), alternating the item orders heads-outer and heads-inner (`split apart,together`: heads inner, alternating the values' prefetch; `split tiled,fused`: the F16 kernels).
@@ -39,6 +40,13 @@ internal static class AttnBench
             group = int.Parse(args[0]["group=".Length..]);
             args = args[1..];
         }
+        // tiny=F: that fraction of the cache's values are subnormal halves (±m·2^-24), the inputs some CPUs slow down on.
+        double tiny = 0;
+        if (args.Length > 0 && args[0].StartsWith("tiny=", StringComparison.Ordinal))
+        {
+            tiny = double.Parse(args[0]["tiny=".Length..], System.Globalization.CultureInfo.InvariantCulture);
+            args = args[1..];
+        }
         int depth = args.Length > 0 ? int.Parse(args[0]) : 4096;
         var type = args.Length > 1 ? Enum.Parse<KvCacheType>(args[1], ignoreCase: true) : KvCacheType.F16;
         double seconds = args.Length > 2 ? double.Parse(args[2]) : 3;
@@ -51,6 +59,12 @@ internal static class AttnBench
             for (int p = 0; p <= depth; p++)
             {
                 for (int i = 0; i < k.Length; i++) { k[i] = (float)(rng.NextDouble() * 2 - 1); v[i] = (float)(rng.NextDouble() * 2 - 1); }
+                if (tiny > 0)
+                    for (int i = 0; i < k.Length; i++)
+                    {
+                        if (rng.NextDouble() < tiny) k[i] = MathF.CopySign(rng.Next(1, 1024) * MathF.ScaleB(1f, -24), k[i]);
+                        if (rng.NextDouble() < tiny) v[i] = MathF.CopySign(rng.Next(1, 1024) * MathF.ScaleB(1f, -24), v[i]);
+                    }
                 cache.Write(l, p, k, v);
             }
         cache.Length = depth + 1;

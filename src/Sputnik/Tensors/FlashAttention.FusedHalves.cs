@@ -40,8 +40,15 @@ internal static partial class FlashAttention
     /// <summary>The next block's rows for <paramref name="remaining"/> rows: 8 for 7 or more, 6 for 5 or 6, else 4 (padded).</summary>
     private static int FusedBlock(int remaining) => remaining >= 7 ? 8 : remaining >= 5 ? 6 : 4;
 
-    /// <summary>Whether single-token attention over F16 keys and values reads the halves in place (settable for tests and the bench's A/B: `attn … tiled,fused`).</summary>
-    internal static bool FusedHalves = true;
+    /// <summary>
+    /// Whether single-token attention over F16 keys and values reads the halves in place (settable for tests and the
+    /// bench's A/B: `attn … tiled,fused`). Off on Intel: a subnormal half reaches the multiply-adds as a subnormal
+    /// float, which a Xeon (family 6 model 207) served by a microcode assist per vector (RESULTS: the F16 weight kernel
+    /// ran 3× slower with 0.3 % of its weights subnormal), and no Intel machine has measured this kernel. On the Zen 4
+    /// here, caches with 0.1 %, 1 % and 12.5 % subnormal values ran at the speed of none (`attn tiny=F 1024 F16 1
+    /// tiled,fused`: 3.09–3.26 against 3.16 ms a token), while the tiled path slowed from 4.6 to 5.2–5.6.
+    /// </summary>
+    internal static bool FusedHalves = !Prefetch.IsIntel;
 
     /// <summary>A half's doubled bits at or above this: exponent 31 (infinity or NaN).</summary>
     private const ushort DoubledInfNan = 0xF800;

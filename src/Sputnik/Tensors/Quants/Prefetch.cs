@@ -23,7 +23,7 @@ internal static unsafe class Prefetch
 {
     public static readonly bool Enabled = Sse.IsSupported && Environment.GetEnvironmentVariable("SPUTNIK_PREFETCH") != "0";
 
-    private static readonly bool IsIntel = X86Base.IsSupported && IntelVendor();
+    internal static readonly bool IsIntel = X86Base.IsSupported && IntelVendor();
 
     /// <summary>How far ahead of the block being multiplied the requested lines start.</summary>
     public static readonly int DistanceBytes =
