@@ -175,7 +175,7 @@ internal sealed class PromptCache
         var rows = Rows(slot);
         slot.Reset();
         slot.State.Adapters = e.Adapters;
-        for (int p = 0; p < _planes; p++) planes[p].AsSpan(0, length * _rowBytes[p]).CopyTo(rows.Rows(p, 0, length));
+        for (int p = 0; p < _planes; p++) rows.WriteRows(p, 0, planes[p].AsSpan(0, length * _rowBytes[p]));
         slot.State.Cache.Length = length;
         slot.History.AddRange(e.Tokens.AsSpan(0, length));
         e.LastUsed = ++_clock;

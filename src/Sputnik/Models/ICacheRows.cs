@@ -27,6 +27,12 @@ internal interface ICacheRows
     /// <summary>Names the storage layout; rows copied from one cache only fit another with the same layout.</summary>
     string Layout { get; }
 
-    /// <summary>The stored bytes of positions [pos0, pos0 + count) of one plane, writable.</summary>
-    Span<byte> Rows(int plane, int pos0, int count);
+    /// <summary>The stored bytes of positions [pos0, pos0 + count) of one plane.</summary>
+    ReadOnlySpan<byte> Rows(int plane, int pos0, int count);
+
+    /// <summary>
+    /// Stores <paramref name="rows"/> (whole rows of plane <paramref name="plane"/>) as positions pos0 on: the way
+    /// back from a copy, through the cache, so it knows what it holds (KvCache.HalvesFinite).
+    /// </summary>
+    void WriteRows(int plane, int pos0, ReadOnlySpan<byte> rows);
 }

@@ -174,13 +174,36 @@ internal sealed class KvCache : ICacheRows
     int ICacheRows.RowBytes(int plane) => RowBytes(plane);
     string ICacheRows.Layout => $"kv {KeyType}/{ValueType} {_layerCount}x{_heads}x{_headDim} planes";
 
-    Span<byte> ICacheRows.Rows(int plane, int pos0, int count)
+    ReadOnlySpan<byte> ICacheRows.Rows(int plane, int pos0, int count) => PlaneRows(plane, pos0, count);
+
+    void ICacheRows.WriteRows(int plane, int pos0, ReadOnlySpan<byte> rows)
+    {
+        int rowBytes = RowBytes(plane);
+        if (rows.Length % rowBytes != 0) throw new ArgumentException($"{rows.Length} bytes are not whole rows of {rowBytes}");
+        rows.CopyTo(PlaneRows(plane, pos0, rows.Length / rowBytes));
+        if ((plane % 2 == 0 ? KeyType : ValueType) == KvCacheType.F16 && HalvesFinite && !KvRowCodec.HalvesFinite(rows)) HalvesFinite = false;
+    }
+
+    private Span<byte> PlaneRows(int plane, int pos0, int count)
     {
         if (HasRing) throw new InvalidOperationException("a sliding-window ring holds no prefix rows to snapshot");
         if (pos0 < 0 || count < 0 || pos0 + count > Capacity)
             throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) outside the cache of {Capacity}");
         Reserve(pos0 + count);
         return _planes[plane].AsSpan(pos0 * RowBytes(plane), count * RowBytes(plane));
+    }
+
+    /// <summary>
+    /// True while no F16 key or value row stored here holds an infinity or NaN (a float at or past F16's overflow, or
+    /// NaN, or such halves copied in): attention over the cache may then skip its check for them
+    /// (FlashAttention.FusedHalves.cs). Once false it stays false.
+    /// </summary>
+    public bool HalvesFinite { get; private set; } = true;
+
+    /// <summary>Notes a row of floats about to be stored as <paramref name="type"/>.</summary>
+    private void NoteRow(KvCacheType type, ReadOnlySpan<float> row)
+    {
+        if (type == KvCacheType.F16 && HalvesFinite && !KvRowCodec.FitsHalf(row)) HalvesFinite = false;
     }
 
     /// <summary>Stores the key and value rows (kvDim floats each) of one position.</summary>
@@ -193,9 +216,11 @@ internal sealed class KvCache : ICacheRows
         if (pos - rows >= _floor[layer]) _floor[layer] = pos - rows + 1;
         int row = pos < rows ? pos : pos % rows;
         var k = Rotated(key[..KvDim], KeyRotation);
+        NoteRow(KeyType, k);
         for (int g = 0; g < _heads; g++)
             KvRowCodec.Encode(KeyType, k.Slice(g * _headDim, _headDim), KeyPlane(layer, g).AsSpan(row * _keyBytes, _keyBytes));
         var v = Rotated(value[..KvDim], ValueRotation); // after the keys: both rotate into one buffer
+        NoteRow(ValueType, v);
         for (int g = 0; g < _heads; g++)
             KvRowCodec.Encode(ValueType, v.Slice(g * _headDim, _headDim), ValuePlane(layer, g).AsSpan(row * _valueBytes, _valueBytes));
     }
@@ -213,10 +238,10 @@ internal sealed class KvCache : ICacheRows
     /// within one head, on block boundaries for Q8_0/Q4_0) as attention reads them.
     /// </summary>
     public KvHead KeyHead(int layer, int offset, int width) =>
-        new(KeyPlane(layer, HeadOf(offset, width)), _keyBytes, KvRowCodec.Bytes(KeyType, offset % _headDim), width, KeyType, KeyRotation, Ring(layer));
+        new(KeyPlane(layer, HeadOf(offset, width)), _keyBytes, KvRowCodec.Bytes(KeyType, offset % _headDim), width, KeyType, KeyRotation, Ring(layer), HalvesFinite && KeyType == KvCacheType.F16);
 
     public KvHead ValueHead(int layer, int offset, int width) =>
-        new(ValuePlane(layer, HeadOf(offset, width)), _valueBytes, KvRowCodec.Bytes(ValueType, offset % _headDim), width, ValueType, ValueRotation, Ring(layer));
+        new(ValuePlane(layer, HeadOf(offset, width)), _valueBytes, KvRowCodec.Bytes(ValueType, offset % _headDim), width, ValueType, ValueRotation, Ring(layer), HalvesFinite && ValueType == KvCacheType.F16);
 
     // The head that holds elements [offset, offset + width) of a layer's key or value row.
     private int HeadOf(int offset, int width) =>
@@ -335,6 +360,7 @@ internal sealed class KvCache : ICacheRows
         Hadamard.Rotate(key, KeyRotation); // un-rotate, reposition, rotate again
         reposition(l, key);
         Hadamard.Rotate(key, KeyRotation);
+        NoteRow(KeyType, key);
         for (int g = 0; g < _heads; g++)
             KvRowCodec.Encode(KeyType, key.AsSpan(g * _headDim, _headDim), KeyPlane(l, g).AsSpan(row * _keyBytes, _keyBytes));
     }

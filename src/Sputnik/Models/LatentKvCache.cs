@@ -106,7 +106,15 @@ internal sealed class LatentKvCache : ICacheRows
     int ICacheRows.RowBytes(int plane) => _rowBytes;
     string ICacheRows.Layout => $"mla {Type} {_rows.Length}x{Rank}+{RopeDim}";
 
-    Span<byte> ICacheRows.Rows(int plane, int pos0, int count)
+    ReadOnlySpan<byte> ICacheRows.Rows(int plane, int pos0, int count) => PlaneRows(plane, pos0, count);
+
+    void ICacheRows.WriteRows(int plane, int pos0, ReadOnlySpan<byte> rows)
+    {
+        if (rows.Length % _rowBytes != 0) throw new ArgumentException($"{rows.Length} bytes are not whole rows of {_rowBytes}");
+        rows.CopyTo(PlaneRows(plane, pos0, rows.Length / _rowBytes));
+    }
+
+    private Span<byte> PlaneRows(int plane, int pos0, int count)
     {
         if (pos0 < 0 || count < 0 || pos0 + count > Capacity)
             throw new ArgumentOutOfRangeException(nameof(count), $"positions [{pos0}, {pos0 + count}) outside the cache of {Capacity}");

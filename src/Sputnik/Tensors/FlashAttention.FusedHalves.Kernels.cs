@@ -18,6 +18,11 @@ internal static partial class FlashAttention
     private struct SixRows : IFusedRows { public static int Rows => 6; }
     private struct EightRows : IFusedRows { public static int Rows => 8; }
 
+    /// <summary>Whether the kernels watch the halves for infinities and NaNs (<see cref="CheckHalves"/>) or may skip it, the cache knowing it holds none (<see cref="TrustHalves"/>).</summary>
+    private interface IHalfCheck { static abstract bool On { get; } }
+    private struct CheckHalves : IHalfCheck { public static bool On => true; }
+    private struct TrustHalves : IHalfCheck { public static bool On => false; }
+
     /// <summary>
     /// A block of query rows (scaled, kw apart from <paramref name="q"/>) against n keys of halves (ks apart): scores
     /// s_r[t] = (q_r·k_t)·scale at s + r·Tile, each row's largest into <paramref name="rowMax"/>. Every eight keys'
@@ -25,8 +30,8 @@ internal static partial class FlashAttention
     /// (r·8 + i)·16). False when a key holds an infinity or NaN (scores then partial and unused). Key t has row t of
     /// <paramref name="prefetch"/> fetched.
     /// </summary>
-    private static bool FusedScores<TRows>(ref float q, int kw, ref ushort k, int ks, int n, float scale, ref float s, float[] parts, Span<float> rowMax,
-        RowPrefetch prefetch) where TRows : struct, IFusedRows
+    private static bool FusedScores<TRows, TCheck>(ref float q, int kw, ref ushort k, int ks, int n, float scale, ref float s, float[] parts, Span<float> rowMax,
+        RowPrefetch prefetch) where TRows : struct, IFusedRows where TCheck : struct, IHalfCheck
     {
         int R = TRows.Rows, K = R > 6 ? 2 : 4;
         var check = Vector256<ushort>.Zero;
@@ -53,13 +58,13 @@ internal static partial class FlashAttention
                 Vector512<float> a70 = default, a71 = default, a72 = default, a73 = default;
                 for (int c = 0; c < kw; c += 16)
                 {
-                    var x0 = Widen(ref k0, (nuint)c, ref check);
-                    var x1 = Widen(ref k1, (nuint)c, ref check);
+                    var x0 = Widen<TCheck>(ref k0, (nuint)c, ref check);
+                    var x1 = Widen<TCheck>(ref k1, (nuint)c, ref check);
                     Vector512<float> x2 = default, x3 = default;
                     if (K > 2)
                     {
-                        x2 = Widen(ref k2, (nuint)c, ref check);
-                        x3 = Widen(ref k3, (nuint)c, ref check);
+                        x2 = Widen<TCheck>(ref k2, (nuint)c, ref check);
+                        x3 = Widen<TCheck>(ref k3, (nuint)c, ref check);
                     }
                     var y0 = Vector512.LoadUnsafe(ref q, (nuint)(0 * kw + c));
                     a00 = Vector512.FusedMultiplyAdd(y0, x0, a00); a01 = Vector512.FusedMultiplyAdd(y0, x1, a01);
@@ -137,8 +142,8 @@ internal static partial class FlashAttention
     /// 16. Returns the columns done: vw, or the first block whose values hold an infinity or NaN (left as it was), or
     /// the start of the last vw mod 16.
     /// </summary>
-    private static int FusedAccumulate<TRows>(ref float o, int vw, ReadOnlySpan<float> alpha, ref float p, int n, ref ushort v, int vs)
-        where TRows : struct, IFusedRows
+    private static int FusedAccumulate<TRows, TCheck>(ref float o, int vw, ReadOnlySpan<float> alpha, ref float p, int n, ref ushort v, int vs)
+        where TRows : struct, IFusedRows where TCheck : struct, IHalfCheck
     {
         int R = TRows.Rows, C = R > 6 ? 2 : 4, c = 0;
         for (; c + 16 * C <= vw; c += 16 * C)
@@ -184,13 +189,13 @@ internal static partial class FlashAttention
             for (int t = 0; t < n; t++)
             {
                 ref ushort vt = ref Unsafe.Add(ref v, t * vs + c);
-                var y0 = Widen(ref vt, 0, ref check);
-                var y1 = Widen(ref vt, 16, ref check);
+                var y0 = Widen<TCheck>(ref vt, 0, ref check);
+                var y1 = Widen<TCheck>(ref vt, 16, ref check);
                 Vector512<float> y2 = default, y3 = default;
                 if (C > 2)
                 {
-                    y2 = Widen(ref vt, 32, ref check);
-                    y3 = Widen(ref vt, 48, ref check);
+                    y2 = Widen<TCheck>(ref vt, 32, ref check);
+                    y3 = Widen<TCheck>(ref vt, 48, ref check);
                 }
                 ref float pt = ref Unsafe.Add(ref p, t);
                 var b0 = Vector512.Create(Unsafe.Add(ref pt, 0 * Tile));
@@ -275,7 +280,7 @@ internal static partial class FlashAttention
             for (int t = 0; t < n; t++)
             {
                 ref ushort vt = ref Unsafe.Add(ref v, t * vs + c);
-                var y0 = Widen(ref vt, 0, ref check);
+                var y0 = Widen<TCheck>(ref vt, 0, ref check);
                 ref float pt = ref Unsafe.Add(ref p, t);
                 a00 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 0 * Tile)), a00);
                 a10 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 1 * Tile)), a10);

@@ -21,15 +21,17 @@ namespace Sputnik.Tensors;
 // (power-of-two scalings are exact), each fused multiply-add rounds it the same, the per-key reduction is the same
 // tree (Sum8), and the results are the same bits. Infinities and NaNs (a half's exponent 31) would come out finite,
 // so every half loaded also feeds a running unsigned maximum of its bits doubled (the sign dropped); a tile whose keys
-// hold one goes the tiled way, and value columns that hold one are finished the tiled way.
+// hold one goes the tiled way, and value columns that hold one are finished the tiled way. A KvCache that has seen
+// every value stored and none was infinite or NaN (KvCache.HalvesFinite, KvHead.Finite) lets the kernels skip that
+// check (`attn 4096 F16 2 checked,trusted`, best per round: one thread 12.7–12.8 → 12.0–12.2 ms, the two-thread split
+// mean 7.3 → 7.0–7.1).
 //
 // Zen 4, qwen2-1.5B's cache (28 layers, 2 KV heads of 128, 6 query heads each), alternating (`Sputnik.Bench attn
 // 4096 F16 3 tiled,fused`, best per round): one thread 18.4–18.8 → 14.4–14.7 ms a token with the first six-row
 // kernels; the two-thread decode split (`… split tiled,fused`), mean 10.9–12.0 → 8.8–9.6 ms. With the prefetch's
 // addresses computed once a tile (`RowPrefetch`) and blocks of 4, 6 or 8 rows (`attn group=N 4096 F16 2 tiled,fused`,
 // one thread, best): 6 heads a group 18.8 → 12.8 ms, 4 (qwen3-8B's) 16.5 → 9.9, 7 (qwen2-7B's) 19.5 → 16.6, 8 21.6 →
-// 16.1. The infinity check is about a tenth of the fused time (12.2 against 13.6–14.0 ms without it, six heads, one
-// thread); a cache that knew it held no infinity could skip it. Prefetching fewer lines (keys only, a line a row, a
+// 16.1. Prefetching fewer lines (keys only, a line a row, a
 // line every 4 or 16 rows) was slower (14.6–18.0 against 12.1–12.6 ms).
 
 internal static partial class FlashAttention
@@ -49,6 +51,9 @@ internal static partial class FlashAttention
     /// tiled,fused`: 3.09–3.26 against 3.16 ms a token), while the tiled path slowed from 4.6 to 5.2–5.6.
     /// </summary>
     internal static bool FusedHalves = !Prefetch.IsIntel;
+
+    /// <summary>Whether a cache known to hold no infinity or NaN (<see cref="KvHead.Finite"/>) skips the kernels' check (settable for tests and the bench's A/B: `attn … checked,trusted`).</summary>
+    internal static bool TrustFiniteCaches = true;
 
     /// <summary>A half's doubled bits at or above this: exponent 31 (infinity or NaN).</summary>
     private const ushort DoubledInfNan = 0xF800;
@@ -94,11 +99,14 @@ internal static partial class FlashAttention
                 ref float sr = ref sc.Scores[r * Tile];
                 var maxes = sc.TileMax.AsSpan(r, block);
                 var fetch = r == 0 ? prefetch : default;
-                bool finite = block switch
+                bool finite = (block, keys.Finite && TrustFiniteCaches) switch
                 {
-                    8 => FusedScores<EightRows>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    6 => FusedScores<SixRows>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    _ => FusedScores<FourRows>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (8, false) => FusedScores<EightRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (6, false) => FusedScores<SixRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (_, false) => FusedScores<FourRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (8, true) => FusedScores<EightRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (6, true) => FusedScores<SixRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (_, true) => FusedScores<FourRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                 };
                 if (!finite) return false;
             }
@@ -115,11 +123,14 @@ internal static partial class FlashAttention
             ref float outputs = ref sc.SegOut[r * vw];
             var alpha = sc.Alpha.AsSpan(r, block);
             ref float pr = ref sc.ScaledProbs[r * Tile];
-            int done = block switch
+            int done = (block, values.Finite && TrustFiniteCaches) switch
             {
-                8 => FusedAccumulate<EightRows>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                6 => FusedAccumulate<SixRows>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                _ => FusedAccumulate<FourRows>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (8, false) => FusedAccumulate<EightRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (6, false) => FusedAccumulate<SixRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (_, false) => FusedAccumulate<FourRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (8, true) => FusedAccumulate<EightRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (6, true) => FusedAccumulate<SixRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (_, true) => FusedAccumulate<FourRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
             };
             if (done == vw) continue;
             // Columns from `done` on hold an infinity or NaN (or are the last few of a width not a multiple of 16):
@@ -154,12 +165,12 @@ internal static partial class FlashAttention
         sc.ScaledQueries.AsSpan(rows * kw, (FusedRowsPadded(rows) - rows) * kw).Clear();
     }
 
-    /// <summary>Sixteen halves in float place (value·2^-112), and their doubled bits into the running maximum.</summary>
+    /// <summary>Sixteen halves in float place (value·2^-112), and (when checking) their doubled bits into the running maximum.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Widen(ref ushort h, nuint at, ref Vector256<ushort> check)
+    private static Vector512<float> Widen<TCheck>(ref ushort h, nuint at, ref Vector256<ushort> check) where TCheck : struct, IHalfCheck
     {
         var x = Vector256.LoadUnsafe(ref h, at);
-        check = Avx2.Max(check, Avx2.Add(x, x));
+        if (TCheck.On) check = Avx2.Max(check, Avx2.Add(x, x));
         return FloatConvert.HalfBitsInFloatPlace512(x.AsInt16()).AsSingle();
     }
 

@@ -12,13 +12,16 @@ namespace Sputnik.Tensors;
 /// One KV head's keys or values as a cache stores them: <see cref="Width"/> values of <see cref="Type"/> starting
 /// <see cref="RowOffset"/> bytes into each row of <see cref="Rows"/>, position t at byte t·<see cref="RowStride"/>,
 /// stored rotated by <see cref="Hadamard"/> chunks of <see cref="Rotation"/> values (0: as computed). A sliding-window
-/// layer's ring (<see cref="Ring"/> rows) keeps position t in row t mod Ring instead.
+/// layer's ring (<see cref="Ring"/> rows) keeps position t in row t mod Ring instead. <see cref="Finite"/>: the rows are known
+/// to hold no infinity or NaN (a KvCache that has seen every value stored; false when unknown).
 /// </summary>
-internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int rowOffset, int width, KvCacheType type, int rotation = 0, int ring = 0)
+internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int rowOffset, int width, KvCacheType type, int rotation = 0, int ring = 0,
+    bool finite = false)
 {
     public readonly ReadOnlySpan<byte> Rows = rows;
     public readonly int RowStride = rowStride, RowOffset = rowOffset, Width = width, Rotation = rotation, Ring = ring;
     public readonly KvCacheType Type = type;
+    public readonly bool Finite = finite;
 
     /// <summary>Bytes of one position's <see cref="Width"/> values in <see cref="Type"/> (computed once: decode reads it per row).</summary>
     public readonly int RowBytes = KvRowCodec.Bytes(type, width);
@@ -36,7 +39,7 @@ internal readonly ref struct KvHead(ReadOnlySpan<byte> rows, int rowStride, int 
 
     /// <summary>The same head seen from position <paramref name="position"/> on, which becomes its position 0 (one of several sequences packed into one cache).</summary>
     public KvHead From(int position) => Ring != 0 ? throw new InvalidOperationException("a ring cache's rows are not in position order")
-        : new(Rows[(position * RowStride)..], RowStride, RowOffset, Width, Type, Rotation);
+        : new(Rows[(position * RowStride)..], RowStride, RowOffset, Width, Type, Rotation, finite: Finite);
 
     /// <summary>True when <paramref name="other"/> starts at the same stored values, so its decoded rows serve this head too (MLA: values are a prefix of the key rows).</summary>
     public bool SharesRowsWith(in KvHead other) =>

@@ -1,3 +1,5 @@
+using System.Numerics;
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -148,6 +150,22 @@ internal static class KvRowCodec
             for (; i + 8 <= n; i += 8)
                 FloatConvert.HalfToFloat256(Vector128.LoadUnsafe(ref s, (nuint)i)).StoreUnsafe(ref d, (nuint)i);
         for (; i < n; i++) Unsafe.Add(ref d, i) = FloatConvert.HalfToFloat(Unsafe.Add(ref s, i));
+    }
+
+    /// <summary>Whether every float of <paramref name="row"/> rounds to a finite half: |x| below 65520 (65520 and up round to infinity), not NaN.</summary>
+    public static bool FitsHalf(ReadOnlySpan<float> row) => row.IsEmpty || Math.Abs(TensorPrimitives.MaxMagnitude(row)) < 65520f; // NaN: false
+
+    /// <summary>Whether no half stored in <paramref name="bytes"/> (an even count) is an infinity or NaN (exponent 31).</summary>
+    public static bool HalvesFinite(ReadOnlySpan<byte> bytes)
+    {
+        var halves = MemoryMarshal.Cast<byte, ushort>(bytes);
+        int i = 0;
+        var exponent = new Vector<ushort>(0x7C00);
+        for (; i + Vector<ushort>.Count <= halves.Length; i += Vector<ushort>.Count)
+            if (Vector.EqualsAny(new Vector<ushort>(halves[i..]) & exponent, exponent)) return false;
+        for (; i < halves.Length; i++)
+            if ((halves[i] & 0x7C00) == 0x7C00) return false;
+        return true;
     }
 
     /// <summary>Whether F16 rows of normal halves take the 4-instruction conversion (settable for the bench's A/B: `attn … exact,normal`).</summary>

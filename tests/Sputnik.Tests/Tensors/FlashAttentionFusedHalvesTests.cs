@@ -43,18 +43,21 @@ public class FlashAttentionFusedHalvesTests
         }
     }
 
-    private static float[] Attend(KvCache cache, int hd, int group, float[] q, int pos, int window, bool fused)
+    /// <summary>One token's attention; <paramref name="trust"/>: a cache known to hold no infinity skips the kernels' check.</summary>
+    private static float[] Attend(KvCache cache, int hd, int group, float[] q, int pos, int window, bool fused, bool trust = true)
     {
         var output = new float[group * hd];
-        bool was = FlashAttention.FusedHalves;
+        bool was = FlashAttention.FusedHalves, trusted = FlashAttention.TrustFiniteCaches;
         try
         {
             FlashAttention.FusedHalves = fused;
+            FlashAttention.TrustFiniteCaches = trust;
             FlashAttention.Attend(cache.KeyHead(0, hd, hd), cache.ValueHead(0, hd, hd), q, 0, output, 0, 1, group, pos, window, 0.11f, 512);
         }
         finally
         {
             FlashAttention.FusedHalves = was;
+            FlashAttention.TrustFiniteCaches = trusted;
         }
         return output;
     }
@@ -80,12 +83,15 @@ public class FlashAttentionFusedHalvesTests
     {
         RequireAvx512();
         var cache = Cache(700, hd, group * 31 + hd, Tiny);
+        Assert.True(cache.HalvesFinite); // so the kernels run both with and without their check
         var rng = new Random(group);
         foreach (var (pos, window) in new[] { (0, 0), (5, 0), (63, 0), (64, 0), (300, 0), (699, 0), (699, 90) })
         {
             var q = Enumerable.Range(0, group * hd).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+            var tiled = Attend(cache, hd, group, q, pos, window, fused: false);
             var fused = Attend(cache, hd, group, q, pos, window, fused: true);
-            Assert.Equal(Attend(cache, hd, group, q, pos, window, fused: false), fused);
+            Assert.Equal(tiled, fused);
+            Assert.Equal(tiled, Attend(cache, hd, group, q, pos, window, fused: true, trust: false));
             Assert.All(fused, x => Assert.True(float.IsFinite(x)));
         }
     }
@@ -103,6 +109,8 @@ public class FlashAttentionFusedHalvesTests
         // Planted in the second KV head, the one attended.
         var infiniteKey = Cache(400, hd, 3, (key, _, p, _) => { if (p == 70) key[hd + 5] = float.PositiveInfinity; });
         var nanValue = Cache(400, hd, 4, (_, value, p, _) => { if (p == 200) value[hd + 37] = float.NaN; });
+        Assert.False(infiniteKey.HalvesFinite);
+        Assert.False(nanValue.HalvesFinite);
         var rng = new Random(9);
         foreach (int pos in new[] { 69, 70, 127, 128, 199, 200, 399 })
         {
@@ -115,5 +123,45 @@ public class FlashAttentionFusedHalvesTests
             Assert.Equal(Attend(nanValue, hd, group, q, pos, 0, fused: false), fused);
             for (int i = 0; i < fused.Length; i++) Assert.Equal(pos >= 200 && i % hd == 37, float.IsNaN(fused[i]));
         }
+    }
+
+    /// <summary>
+    /// A cache knows whether its F16 rows hold an infinity or NaN, from what it stores (a float that rounds past
+    /// 65504, NaN) or what is copied into it (a prompt-cache restore), and its heads say so; once told, it stays told.
+    /// </summary>
+    [Fact]
+    public void A_cache_learns_whether_its_halves_are_finite()
+    {
+        const int hd = 64;
+        var row = new float[2 * hd];
+        var cache = new KvCache(1, 16, 2 * hd, KvCacheType.F16, KvCacheType.F16, hd);
+        row[3] = 65519f; // rounds to 65504, F16's largest
+        cache.Write(0, 0, row, row);
+        Assert.True(cache.HalvesFinite);
+        Assert.True(cache.KeyHead(0, 0, hd).Finite && cache.ValueHead(0, hd, hd).Finite);
+        row[3] = 65520f; // rounds to infinity
+        cache.Write(0, 1, new float[2 * hd], row);
+        Assert.False(cache.HalvesFinite);
+        Assert.False(cache.KeyHead(0, 0, hd).Finite);
+        cache.Write(0, 2, new float[2 * hd], new float[2 * hd]);
+        Assert.False(cache.HalvesFinite);
+
+        var nan = new KvCache(1, 16, 2 * hd, KvCacheType.F16, KvCacheType.F16, hd);
+        row[3] = float.NaN;
+        nan.Write(0, 0, row, new float[2 * hd]);
+        Assert.False(nan.HalvesFinite);
+
+        ICacheRows restored = new KvCache(1, 16, 2 * hd, KvCacheType.F16, KvCacheType.F16, hd);
+        var bytes = new byte[4 * hd * 2];
+        restored.WriteRows(1, 0, bytes);
+        Assert.True(((KvCache)restored).HalvesFinite);
+        bytes[2 * hd + 11] = 0x7C; // a half of 0x7C00 (+infinity) in the second row
+        restored.WriteRows(1, 0, bytes);
+        Assert.False(((KvCache)restored).HalvesFinite);
+        Assert.Throws<ArgumentException>(() => restored.WriteRows(1, 0, new byte[3]));
+
+        // Other storage types make no claim.
+        var f32 = new KvCache(1, 16, 2 * hd, KvCacheType.F32, KvCacheType.F32, hd);
+        Assert.False(f32.KeyHead(0, 0, hd).Finite);
     }
 }
