@@ -119,7 +119,7 @@ internal static class AttnBench
                         {
                             "apart" => false,
                             "together" => true,
-                            _ => throw new ArgumentException($"split variant {variant}: apart, together, tiled or fused"),
+                            _ => throw new ArgumentException($"split variant {variant}: apart, together, tiled, fused, checked or trusted"),
                         };
                         for (int i = 0; i < 3; i++) SplitToken();
                         Measure(variant is "tiled" or "fused" or "checked" or "trusted" ? $"2 threads, F16 {variant,-8} " : $"2 threads, values prefetched {variant,-8} ", SplitToken);

@@ -22,7 +22,6 @@ internal static partial class FlashAttention
     private interface IHalfCheck { static abstract bool On { get; } }
     private struct CheckHalves : IHalfCheck { public static bool On => true; }
     private struct TrustHalves : IHalfCheck { public static bool On => false; }
-
     /// <summary>
     /// A block of query rows (scaled, kw apart from <paramref name="q"/>) against n keys of halves (ks apart): scores
     /// s_r[t] = (q_r·k_t)·scale at s + r·Tile, each row's largest into <paramref name="rowMax"/>. Every eight keys'
@@ -83,9 +82,6 @@ internal static partial class FlashAttention
                         var y4 = Vector512.LoadUnsafe(ref q, (nuint)(4 * kw + c));
                         a40 = Vector512.FusedMultiplyAdd(y4, x0, a40); a41 = Vector512.FusedMultiplyAdd(y4, x1, a41);
                         if (K > 2) { a42 = Vector512.FusedMultiplyAdd(y4, x2, a42); a43 = Vector512.FusedMultiplyAdd(y4, x3, a43); }
-                    }
-                    if (R > 4)
-                    {
                         var y5 = Vector512.LoadUnsafe(ref q, (nuint)(5 * kw + c));
                         a50 = Vector512.FusedMultiplyAdd(y5, x0, a50); a51 = Vector512.FusedMultiplyAdd(y5, x1, a51);
                         if (K > 2) { a52 = Vector512.FusedMultiplyAdd(y5, x2, a52); a53 = Vector512.FusedMultiplyAdd(y5, x3, a53); }
@@ -95,9 +91,6 @@ internal static partial class FlashAttention
                         var y6 = Vector512.LoadUnsafe(ref q, (nuint)(6 * kw + c));
                         a60 = Vector512.FusedMultiplyAdd(y6, x0, a60); a61 = Vector512.FusedMultiplyAdd(y6, x1, a61);
                         if (K > 2) { a62 = Vector512.FusedMultiplyAdd(y6, x2, a62); a63 = Vector512.FusedMultiplyAdd(y6, x3, a63); }
-                    }
-                    if (R > 6)
-                    {
                         var y7 = Vector512.LoadUnsafe(ref q, (nuint)(7 * kw + c));
                         a70 = Vector512.FusedMultiplyAdd(y7, x0, a70); a71 = Vector512.FusedMultiplyAdd(y7, x1, a71);
                         if (K > 2) { a72 = Vector512.FusedMultiplyAdd(y7, x2, a72); a73 = Vector512.FusedMultiplyAdd(y7, x3, a73); }
@@ -108,10 +101,16 @@ internal static partial class FlashAttention
                 a10.StoreUnsafe(ref pk, 128); a11.StoreUnsafe(ref pk, 144); if (K > 2) { a12.StoreUnsafe(ref pk, 160); a13.StoreUnsafe(ref pk, 176); }
                 a20.StoreUnsafe(ref pk, 256); a21.StoreUnsafe(ref pk, 272); if (K > 2) { a22.StoreUnsafe(ref pk, 288); a23.StoreUnsafe(ref pk, 304); }
                 a30.StoreUnsafe(ref pk, 384); a31.StoreUnsafe(ref pk, 400); if (K > 2) { a32.StoreUnsafe(ref pk, 416); a33.StoreUnsafe(ref pk, 432); }
-                if (R > 4) { a40.StoreUnsafe(ref pk, 512); a41.StoreUnsafe(ref pk, 528); if (K > 2) { a42.StoreUnsafe(ref pk, 544); a43.StoreUnsafe(ref pk, 560); } }
-                if (R > 4) { a50.StoreUnsafe(ref pk, 640); a51.StoreUnsafe(ref pk, 656); if (K > 2) { a52.StoreUnsafe(ref pk, 672); a53.StoreUnsafe(ref pk, 688); } }
-                if (R > 6) { a60.StoreUnsafe(ref pk, 768); a61.StoreUnsafe(ref pk, 784); if (K > 2) { a62.StoreUnsafe(ref pk, 800); a63.StoreUnsafe(ref pk, 816); } }
-                if (R > 6) { a70.StoreUnsafe(ref pk, 896); a71.StoreUnsafe(ref pk, 912); if (K > 2) { a72.StoreUnsafe(ref pk, 928); a73.StoreUnsafe(ref pk, 944); } }
+                if (R > 4)
+                {
+                    a40.StoreUnsafe(ref pk, 512); a41.StoreUnsafe(ref pk, 528); if (K > 2) { a42.StoreUnsafe(ref pk, 544); a43.StoreUnsafe(ref pk, 560); }
+                    a50.StoreUnsafe(ref pk, 640); a51.StoreUnsafe(ref pk, 656); if (K > 2) { a52.StoreUnsafe(ref pk, 672); a53.StoreUnsafe(ref pk, 688); }
+                }
+                if (R > 6)
+                {
+                    a60.StoreUnsafe(ref pk, 768); a61.StoreUnsafe(ref pk, 784); if (K > 2) { a62.StoreUnsafe(ref pk, 800); a63.StoreUnsafe(ref pk, 816); }
+                    a70.StoreUnsafe(ref pk, 896); a71.StoreUnsafe(ref pk, 912); if (K > 2) { a72.StoreUnsafe(ref pk, 928); a73.StoreUnsafe(ref pk, 944); }
+                }
             }
             for (int r = 0; r < R; r++)
             {
@@ -170,9 +169,6 @@ internal static partial class FlashAttention
             {
                 a40 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw)) * alpha[4]; a41 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw + 16)) * alpha[4];
                 if (C > 2) { a42 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw + 32)) * alpha[4]; a43 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw + 48)) * alpha[4]; }
-            }
-            if (R > 4)
-            {
                 a50 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw)) * alpha[5]; a51 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw + 16)) * alpha[5];
                 if (C > 2) { a52 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw + 32)) * alpha[5]; a53 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw + 48)) * alpha[5]; }
             }
@@ -180,9 +176,6 @@ internal static partial class FlashAttention
             {
                 a60 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw)) * alpha[6]; a61 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw + 16)) * alpha[6];
                 if (C > 2) { a62 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw + 32)) * alpha[6]; a63 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw + 48)) * alpha[6]; }
-            }
-            if (R > 6)
-            {
                 a70 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw)) * alpha[7]; a71 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw + 16)) * alpha[7];
                 if (C > 2) { a72 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw + 32)) * alpha[7]; a73 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw + 48)) * alpha[7]; }
             }
@@ -215,9 +208,6 @@ internal static partial class FlashAttention
                     var b4 = Vector512.Create(Unsafe.Add(ref pt, 4 * Tile));
                     a40 = Vector512.FusedMultiplyAdd(y0, b4, a40); a41 = Vector512.FusedMultiplyAdd(y1, b4, a41);
                     if (C > 2) { a42 = Vector512.FusedMultiplyAdd(y2, b4, a42); a43 = Vector512.FusedMultiplyAdd(y3, b4, a43); }
-                }
-                if (R > 4)
-                {
                     var b5 = Vector512.Create(Unsafe.Add(ref pt, 5 * Tile));
                     a50 = Vector512.FusedMultiplyAdd(y0, b5, a50); a51 = Vector512.FusedMultiplyAdd(y1, b5, a51);
                     if (C > 2) { a52 = Vector512.FusedMultiplyAdd(y2, b5, a52); a53 = Vector512.FusedMultiplyAdd(y3, b5, a53); }
@@ -227,23 +217,34 @@ internal static partial class FlashAttention
                     var b6 = Vector512.Create(Unsafe.Add(ref pt, 6 * Tile));
                     a60 = Vector512.FusedMultiplyAdd(y0, b6, a60); a61 = Vector512.FusedMultiplyAdd(y1, b6, a61);
                     if (C > 2) { a62 = Vector512.FusedMultiplyAdd(y2, b6, a62); a63 = Vector512.FusedMultiplyAdd(y3, b6, a63); }
-                }
-                if (R > 6)
-                {
                     var b7 = Vector512.Create(Unsafe.Add(ref pt, 7 * Tile));
                     a70 = Vector512.FusedMultiplyAdd(y0, b7, a70); a71 = Vector512.FusedMultiplyAdd(y1, b7, a71);
                     if (C > 2) { a72 = Vector512.FusedMultiplyAdd(y2, b7, a72); a73 = Vector512.FusedMultiplyAdd(y3, b7, a73); }
                 }
             }
             if (Vector256.GreaterThanOrEqualAny(check, Vector256.Create(DoubledInfNan))) return c;
-            a00.StoreUnsafe(ref o0, (nuint)(0 * vw)); a01.StoreUnsafe(ref o0, (nuint)(0 * vw + 16)); if (C > 2) { a02.StoreUnsafe(ref o0, (nuint)(0 * vw + 32)); a03.StoreUnsafe(ref o0, (nuint)(0 * vw + 48)); }
-            a10.StoreUnsafe(ref o0, (nuint)(1 * vw)); a11.StoreUnsafe(ref o0, (nuint)(1 * vw + 16)); if (C > 2) { a12.StoreUnsafe(ref o0, (nuint)(1 * vw + 32)); a13.StoreUnsafe(ref o0, (nuint)(1 * vw + 48)); }
-            a20.StoreUnsafe(ref o0, (nuint)(2 * vw)); a21.StoreUnsafe(ref o0, (nuint)(2 * vw + 16)); if (C > 2) { a22.StoreUnsafe(ref o0, (nuint)(2 * vw + 32)); a23.StoreUnsafe(ref o0, (nuint)(2 * vw + 48)); }
-            a30.StoreUnsafe(ref o0, (nuint)(3 * vw)); a31.StoreUnsafe(ref o0, (nuint)(3 * vw + 16)); if (C > 2) { a32.StoreUnsafe(ref o0, (nuint)(3 * vw + 32)); a33.StoreUnsafe(ref o0, (nuint)(3 * vw + 48)); }
-            if (R > 4) { a40.StoreUnsafe(ref o0, (nuint)(4 * vw)); a41.StoreUnsafe(ref o0, (nuint)(4 * vw + 16)); if (C > 2) { a42.StoreUnsafe(ref o0, (nuint)(4 * vw + 32)); a43.StoreUnsafe(ref o0, (nuint)(4 * vw + 48)); } }
-            if (R > 4) { a50.StoreUnsafe(ref o0, (nuint)(5 * vw)); a51.StoreUnsafe(ref o0, (nuint)(5 * vw + 16)); if (C > 2) { a52.StoreUnsafe(ref o0, (nuint)(5 * vw + 32)); a53.StoreUnsafe(ref o0, (nuint)(5 * vw + 48)); } }
-            if (R > 6) { a60.StoreUnsafe(ref o0, (nuint)(6 * vw)); a61.StoreUnsafe(ref o0, (nuint)(6 * vw + 16)); if (C > 2) { a62.StoreUnsafe(ref o0, (nuint)(6 * vw + 32)); a63.StoreUnsafe(ref o0, (nuint)(6 * vw + 48)); } }
-            if (R > 6) { a70.StoreUnsafe(ref o0, (nuint)(7 * vw)); a71.StoreUnsafe(ref o0, (nuint)(7 * vw + 16)); if (C > 2) { a72.StoreUnsafe(ref o0, (nuint)(7 * vw + 32)); a73.StoreUnsafe(ref o0, (nuint)(7 * vw + 48)); } }
+            a00.StoreUnsafe(ref o0, (nuint)(0 * vw)); a01.StoreUnsafe(ref o0, (nuint)(0 * vw + 16));
+            if (C > 2) { a02.StoreUnsafe(ref o0, (nuint)(0 * vw + 32)); a03.StoreUnsafe(ref o0, (nuint)(0 * vw + 48)); }
+            a10.StoreUnsafe(ref o0, (nuint)(1 * vw)); a11.StoreUnsafe(ref o0, (nuint)(1 * vw + 16));
+            if (C > 2) { a12.StoreUnsafe(ref o0, (nuint)(1 * vw + 32)); a13.StoreUnsafe(ref o0, (nuint)(1 * vw + 48)); }
+            a20.StoreUnsafe(ref o0, (nuint)(2 * vw)); a21.StoreUnsafe(ref o0, (nuint)(2 * vw + 16));
+            if (C > 2) { a22.StoreUnsafe(ref o0, (nuint)(2 * vw + 32)); a23.StoreUnsafe(ref o0, (nuint)(2 * vw + 48)); }
+            a30.StoreUnsafe(ref o0, (nuint)(3 * vw)); a31.StoreUnsafe(ref o0, (nuint)(3 * vw + 16));
+            if (C > 2) { a32.StoreUnsafe(ref o0, (nuint)(3 * vw + 32)); a33.StoreUnsafe(ref o0, (nuint)(3 * vw + 48)); }
+            if (R > 4)
+            {
+                a40.StoreUnsafe(ref o0, (nuint)(4 * vw)); a41.StoreUnsafe(ref o0, (nuint)(4 * vw + 16));
+                if (C > 2) { a42.StoreUnsafe(ref o0, (nuint)(4 * vw + 32)); a43.StoreUnsafe(ref o0, (nuint)(4 * vw + 48)); }
+                a50.StoreUnsafe(ref o0, (nuint)(5 * vw)); a51.StoreUnsafe(ref o0, (nuint)(5 * vw + 16));
+                if (C > 2) { a52.StoreUnsafe(ref o0, (nuint)(5 * vw + 32)); a53.StoreUnsafe(ref o0, (nuint)(5 * vw + 48)); }
+            }
+            if (R > 6)
+            {
+                a60.StoreUnsafe(ref o0, (nuint)(6 * vw)); a61.StoreUnsafe(ref o0, (nuint)(6 * vw + 16));
+                if (C > 2) { a62.StoreUnsafe(ref o0, (nuint)(6 * vw + 32)); a63.StoreUnsafe(ref o0, (nuint)(6 * vw + 48)); }
+                a70.StoreUnsafe(ref o0, (nuint)(7 * vw)); a71.StoreUnsafe(ref o0, (nuint)(7 * vw + 16));
+                if (C > 2) { a72.StoreUnsafe(ref o0, (nuint)(7 * vw + 32)); a73.StoreUnsafe(ref o0, (nuint)(7 * vw + 48)); }
+            }
         }
         for (; c + 16 <= vw; c += 16)
         {
@@ -264,17 +265,11 @@ internal static partial class FlashAttention
             if (R > 4)
             {
                 a40 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw)) * alpha[4];
-            }
-            if (R > 4)
-            {
                 a50 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw)) * alpha[5];
             }
             if (R > 6)
             {
                 a60 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw)) * alpha[6];
-            }
-            if (R > 6)
-            {
                 a70 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw)) * alpha[7];
             }
             for (int t = 0; t < n; t++)
@@ -289,17 +284,11 @@ internal static partial class FlashAttention
                 if (R > 4)
                 {
                     a40 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 4 * Tile)), a40);
-                }
-                if (R > 4)
-                {
                     a50 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 5 * Tile)), a50);
                 }
                 if (R > 6)
                 {
                     a60 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 6 * Tile)), a60);
-                }
-                if (R > 6)
-                {
                     a70 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 7 * Tile)), a70);
                 }
             }
@@ -308,10 +297,16 @@ internal static partial class FlashAttention
             a10.StoreUnsafe(ref o0, (nuint)(1 * vw));
             a20.StoreUnsafe(ref o0, (nuint)(2 * vw));
             a30.StoreUnsafe(ref o0, (nuint)(3 * vw));
-            if (R > 4) { a40.StoreUnsafe(ref o0, (nuint)(4 * vw)); }
-            if (R > 4) { a50.StoreUnsafe(ref o0, (nuint)(5 * vw)); }
-            if (R > 6) { a60.StoreUnsafe(ref o0, (nuint)(6 * vw)); }
-            if (R > 6) { a70.StoreUnsafe(ref o0, (nuint)(7 * vw)); }
+            if (R > 4)
+            {
+                a40.StoreUnsafe(ref o0, (nuint)(4 * vw));
+                a50.StoreUnsafe(ref o0, (nuint)(5 * vw));
+            }
+            if (R > 6)
+            {
+                a60.StoreUnsafe(ref o0, (nuint)(6 * vw));
+                a70.StoreUnsafe(ref o0, (nuint)(7 * vw));
+            }
         }
         return c;
     }

@@ -23,8 +23,8 @@ namespace Sputnik.Tensors;
 // so every half loaded also feeds a running unsigned maximum of its bits doubled (the sign dropped); a tile whose keys
 // hold one goes the tiled way, and value columns that hold one are finished the tiled way. A KvCache that has seen
 // every value stored and none was infinite or NaN (KvCache.HalvesFinite, KvHead.Finite) lets the kernels skip that
-// check (`attn 4096 F16 2 checked,trusted`, best per round: one thread 12.7–12.8 → 12.0–12.2 ms, the two-thread split
-// mean 7.3 → 7.0–7.1).
+// check (`attn 4096 F16 2 checked,trusted`, best per round: one thread 12.7–12.8 → 12.0–12.2 ms; the two-thread split,
+// mean per round, 7.3 / 7.3 / 7.9 → 7.1 / 7.0 / 7.7).
 //
 // Zen 4, qwen2-1.5B's cache (28 layers, 2 KV heads of 128, 6 query heads each), alternating (`Sputnik.Bench attn
 // 4096 F16 3 tiled,fused`, best per round): one thread 18.4–18.8 → 14.4–14.7 ms a token with the first six-row
@@ -39,7 +39,7 @@ internal static partial class FlashAttention
     /// <summary>The most query rows a fused block takes (FlashAttention.FusedHalves.Kernels.cs: blocks of 4, 6 or 8).</summary>
     private const int FusedRows = 8;
 
-    /// <summary>The next block's rows for <paramref name="remaining"/> rows: 8 for 7 or more, 6 for 5 or 6, else 4 (padded).</summary>
+    /// <summary>The next block's rows for <paramref name="remaining"/> rows: 8 for 7 or more, 6 for 5 or 6, else 4 (padded; blocks of 8 until fewer than 8 remain).</summary>
     private static int FusedBlock(int remaining) => remaining >= 7 ? 8 : remaining >= 5 ? 6 : 4;
 
     /// <summary>
@@ -66,12 +66,8 @@ internal static partial class FlashAttention
         (keys.RowStride | keys.RowOffset | values.RowStride | values.RowOffset) % 2 == 0;
 
     /// <summary>Rows padded to whole blocks (<see cref="FusedBlock"/>).</summary>
-    private static int FusedRowsPadded(int rows)
-    {
-        int padded = 0;
-        while (padded < rows) padded += FusedBlock(rows - padded);
-        return padded;
-    }
+    private static int FusedRowsPadded(int rows) =>
+        rows / FusedRows * FusedRows + (rows % FusedRows == 0 ? 0 : FusedBlock(rows % FusedRows));
 
     /// <summary>
     /// One tile of a single token's rows (all seeing positions first + RowFrom … + RowCount, set by the caller): scores,
@@ -186,14 +182,8 @@ internal static partial class FlashAttention
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Fetch(int i)
         {
-            Lines(keys + (long)i * keyStride, keyBytes);
-            Lines(values + (long)i * valueStride, valueBytes);
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Lines(byte* row, int bytes)
-        {
-            for (byte* line = (byte*)((nuint)row & ~(nuint)63); line < row + bytes; line += 64) Sse.Prefetch1(line);
+            PrefetchLines(keys + (long)i * keyStride, keyBytes);
+            PrefetchLines(values + (long)i * valueStride, valueBytes);
         }
     }
 }

@@ -512,11 +512,14 @@ internal static partial class FlashAttention
         if (!Sse.IsSupported || h.Ring != 0 || PrefetchAhead == 0) return;
         long at = (long)row * h.RowStride + h.RowOffset;
         if (at + bytes > h.Rows.Length) return;
-        fixed (byte* rows = h.Rows)
-        {
-            byte* end = rows + at + bytes;
-            for (byte* line = (byte*)((nuint)(rows + at) & ~(nuint)63); line < end; line += 64) Sse.Prefetch1(line);
-        }
+        fixed (byte* rows = h.Rows) PrefetchLines(rows + at, bytes);
+    }
+
+    /// <summary>Asks for every cache line [row, row + bytes) touches, into L2 (rows need not start on a line).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void PrefetchLines(byte* row, int bytes)
+    {
+        for (byte* line = (byte*)((nuint)row & ~(nuint)63); line < row + bytes; line += 64) Sse.Prefetch1(line);
     }
 
     /// <summary>
