@@ -5,17 +5,18 @@ using System.Runtime.Intrinsics.X86;
 
 namespace Sputnik.Tensors;
 
-// The fused F16 kernels' loops (FlashAttention.FusedHalves.cs) for a block of 4, 6 or 8 query rows. The row count is a
-// type argument, so the JIT compiles each block size apart and drops the statements of rows (and keys or columns)
+// The fused F16 kernels' loops (FlashAttention.FusedHalves.cs) for a block of 4, 6, 7 or 8 query rows. The row count is
+// a type argument, so the JIT compiles each block size apart and drops the statements of rows (and keys or columns)
 // the block has not: the statements for rows 4…7 and keys or column vectors 2…3 below are guarded by constants.
-// q·k goes four keys at a time for up to six rows (24 accumulators), two at a time for eight (16); p·v four 16-column
-// vectors at a time for up to six rows, two for eight. The 32 vector registers hold the accumulators, the widened
+// q·k goes four keys at a time for up to six rows (24 accumulators), two at a time for seven or eight (14, 16); p·v
+// four 16-column vectors at a time for up to six rows, two for seven or eight. The 32 vector registers hold the accumulators, the widened
 // halves and a query or probability.
 internal static partial class FlashAttention
 {
     private interface IFusedRows { static abstract int Rows { get; } }
     private struct FourRows : IFusedRows { public static int Rows => 4; }
     private struct SixRows : IFusedRows { public static int Rows => 6; }
+    private struct SevenRows : IFusedRows { public static int Rows => 7; }
     private struct EightRows : IFusedRows { public static int Rows => 8; }
 
     /// <summary>Whether the kernels watch the halves for infinities and NaNs (<see cref="CheckHalves"/>) or may skip it, the cache knowing it holds none (<see cref="TrustHalves"/>).</summary>
@@ -91,9 +92,12 @@ internal static partial class FlashAttention
                         var y6 = Vector512.LoadUnsafe(ref q, (nuint)(6 * kw + c));
                         a60 = Vector512.FusedMultiplyAdd(y6, x0, a60); a61 = Vector512.FusedMultiplyAdd(y6, x1, a61);
                         if (K > 2) { a62 = Vector512.FusedMultiplyAdd(y6, x2, a62); a63 = Vector512.FusedMultiplyAdd(y6, x3, a63); }
-                        var y7 = Vector512.LoadUnsafe(ref q, (nuint)(7 * kw + c));
-                        a70 = Vector512.FusedMultiplyAdd(y7, x0, a70); a71 = Vector512.FusedMultiplyAdd(y7, x1, a71);
-                        if (K > 2) { a72 = Vector512.FusedMultiplyAdd(y7, x2, a72); a73 = Vector512.FusedMultiplyAdd(y7, x3, a73); }
+                        if (R > 7)
+                        {
+                            var y7 = Vector512.LoadUnsafe(ref q, (nuint)(7 * kw + c));
+                            a70 = Vector512.FusedMultiplyAdd(y7, x0, a70); a71 = Vector512.FusedMultiplyAdd(y7, x1, a71);
+                            if (K > 2) { a72 = Vector512.FusedMultiplyAdd(y7, x2, a72); a73 = Vector512.FusedMultiplyAdd(y7, x3, a73); }
+                        }
                     }
                 }
                 ref float pk = ref Unsafe.Add(ref pp, (t - t0) * 16);
@@ -109,7 +113,7 @@ internal static partial class FlashAttention
                 if (R > 6)
                 {
                     a60.StoreUnsafe(ref pk, 768); a61.StoreUnsafe(ref pk, 784); if (K > 2) { a62.StoreUnsafe(ref pk, 800); a63.StoreUnsafe(ref pk, 816); }
-                    a70.StoreUnsafe(ref pk, 896); a71.StoreUnsafe(ref pk, 912); if (K > 2) { a72.StoreUnsafe(ref pk, 928); a73.StoreUnsafe(ref pk, 944); }
+                    if (R > 7) { a70.StoreUnsafe(ref pk, 896); a71.StoreUnsafe(ref pk, 912); if (K > 2) { a72.StoreUnsafe(ref pk, 928); a73.StoreUnsafe(ref pk, 944); } }
                 }
             }
             for (int r = 0; r < R; r++)
@@ -176,8 +180,11 @@ internal static partial class FlashAttention
             {
                 a60 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw)) * alpha[6]; a61 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw + 16)) * alpha[6];
                 if (C > 2) { a62 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw + 32)) * alpha[6]; a63 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw + 48)) * alpha[6]; }
-                a70 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw)) * alpha[7]; a71 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw + 16)) * alpha[7];
-                if (C > 2) { a72 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw + 32)) * alpha[7]; a73 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw + 48)) * alpha[7]; }
+                if (R > 7)
+                {
+                    a70 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw)) * alpha[7]; a71 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw + 16)) * alpha[7];
+                    if (C > 2) { a72 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw + 32)) * alpha[7]; a73 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw + 48)) * alpha[7]; }
+                }
             }
             for (int t = 0; t < n; t++)
             {
@@ -217,9 +224,12 @@ internal static partial class FlashAttention
                     var b6 = Vector512.Create(Unsafe.Add(ref pt, 6 * Tile));
                     a60 = Vector512.FusedMultiplyAdd(y0, b6, a60); a61 = Vector512.FusedMultiplyAdd(y1, b6, a61);
                     if (C > 2) { a62 = Vector512.FusedMultiplyAdd(y2, b6, a62); a63 = Vector512.FusedMultiplyAdd(y3, b6, a63); }
-                    var b7 = Vector512.Create(Unsafe.Add(ref pt, 7 * Tile));
-                    a70 = Vector512.FusedMultiplyAdd(y0, b7, a70); a71 = Vector512.FusedMultiplyAdd(y1, b7, a71);
-                    if (C > 2) { a72 = Vector512.FusedMultiplyAdd(y2, b7, a72); a73 = Vector512.FusedMultiplyAdd(y3, b7, a73); }
+                    if (R > 7)
+                    {
+                        var b7 = Vector512.Create(Unsafe.Add(ref pt, 7 * Tile));
+                        a70 = Vector512.FusedMultiplyAdd(y0, b7, a70); a71 = Vector512.FusedMultiplyAdd(y1, b7, a71);
+                        if (C > 2) { a72 = Vector512.FusedMultiplyAdd(y2, b7, a72); a73 = Vector512.FusedMultiplyAdd(y3, b7, a73); }
+                    }
                 }
             }
             if (Vector256.GreaterThanOrEqualAny(check, Vector256.Create(DoubledInfNan))) return c;
@@ -242,8 +252,11 @@ internal static partial class FlashAttention
             {
                 a60.StoreUnsafe(ref o0, (nuint)(6 * vw)); a61.StoreUnsafe(ref o0, (nuint)(6 * vw + 16));
                 if (C > 2) { a62.StoreUnsafe(ref o0, (nuint)(6 * vw + 32)); a63.StoreUnsafe(ref o0, (nuint)(6 * vw + 48)); }
-                a70.StoreUnsafe(ref o0, (nuint)(7 * vw)); a71.StoreUnsafe(ref o0, (nuint)(7 * vw + 16));
-                if (C > 2) { a72.StoreUnsafe(ref o0, (nuint)(7 * vw + 32)); a73.StoreUnsafe(ref o0, (nuint)(7 * vw + 48)); }
+                if (R > 7)
+                {
+                    a70.StoreUnsafe(ref o0, (nuint)(7 * vw)); a71.StoreUnsafe(ref o0, (nuint)(7 * vw + 16));
+                    if (C > 2) { a72.StoreUnsafe(ref o0, (nuint)(7 * vw + 32)); a73.StoreUnsafe(ref o0, (nuint)(7 * vw + 48)); }
+                }
             }
         }
         for (; c + 16 <= vw; c += 16)
@@ -270,7 +283,7 @@ internal static partial class FlashAttention
             if (R > 6)
             {
                 a60 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw)) * alpha[6];
-                a70 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw)) * alpha[7];
+                if (R > 7) a70 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw)) * alpha[7];
             }
             for (int t = 0; t < n; t++)
             {
@@ -289,7 +302,7 @@ internal static partial class FlashAttention
                 if (R > 6)
                 {
                     a60 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 6 * Tile)), a60);
-                    a70 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 7 * Tile)), a70);
+                    if (R > 7) a70 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 7 * Tile)), a70);
                 }
             }
             if (Vector256.GreaterThanOrEqualAny(check, Vector256.Create(DoubledInfNan))) return c;
@@ -305,7 +318,7 @@ internal static partial class FlashAttention
             if (R > 6)
             {
                 a60.StoreUnsafe(ref o0, (nuint)(6 * vw));
-                a70.StoreUnsafe(ref o0, (nuint)(7 * vw));
+                if (R > 7) a70.StoreUnsafe(ref o0, (nuint)(7 * vw));
             }
         }
         return c;

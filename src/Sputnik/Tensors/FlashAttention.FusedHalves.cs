@@ -7,11 +7,12 @@ using Sputnik.Tensors.Quants;
 
 namespace Sputnik.Tensors;
 
-// Single-token attention over an F16 cache at 512 bits, reading the halves where they lie. The tiled path decodes
+// Single-token attention over an F16 cache at 512 or 256 bits (FlashAttention.FusedHalves256.cs), reading the halves
+// where they lie. The tiled path decodes
 // each tile of keys and values into a float buffer and the register-blocked loops read it back: at depth 4,096 on a
 // Zen 4 that decode was 46 % of decode attention, and its stores and reloads cost more than the conversion. Here
-// the query heads of a GQA group go four, six or eight at a time (padded), so each 16 halves loaded are widened once
-// for all of them.
+// the query heads of a GQA group go four, six, seven or eight at a time (padded), so each 16 halves loaded (8 at 256
+// bits) are widened once for all of them.
 //
 // The widening is three operations: a half's sign, exponent and mantissa put in a float's places
 // (FloatConvert.HalfBitsInFloatPlace512) read as a float are the half's value times 2^-112, exactly, for every finite
@@ -19,7 +20,7 @@ namespace Sputnik.Tensors;
 // instead: the queries (rounded to F16, so at most 65504, and 65504·2^112 is a float) and the probabilities (at most
 // 1) are scaled by it once per call and per tile. Each product is then the same real number as the tiled path's
 // (power-of-two scalings are exact), each fused multiply-add rounds it the same, the per-key reduction is the same
-// tree (Sum8), and the results are the same bits. Infinities and NaNs (a half's exponent 31) would come out finite,
+// tree (Sum8; Sum4 at 256 bits), and the results are the same bits. Infinities and NaNs (a half's exponent 31) would come out finite,
 // so every half loaded also feeds a running unsigned maximum of its bits doubled (the sign dropped); a tile whose keys
 // hold one goes the tiled way, and value columns that hold one are finished the tiled way. A KvCache that has seen
 // every value stored and none was infinite or NaN (KvCache.HalvesFinite, KvHead.Finite) lets the kernels skip that
@@ -31,16 +32,17 @@ namespace Sputnik.Tensors;
 // kernels; the two-thread decode split (`… split tiled,fused`), mean 10.9–12.0 → 8.8–9.6 ms. With the prefetch's
 // addresses computed once a tile (`RowPrefetch`) and blocks of 4, 6 or 8 rows (`attn group=N 4096 F16 2 tiled,fused`,
 // one thread, best): 6 heads a group 18.8 → 12.8 ms, 4 (qwen3-8B's) 16.5 → 9.9, 7 (qwen2-7B's) 19.5 → 16.6, 8 21.6 →
-// 16.1. Prefetching fewer lines (keys only, a line a row, a
-// line every 4 or 16 rows) was slower (14.6–18.0 against 12.1–12.6 ms).
+// 16.1; seven rows as a block of their own instead of eight with one padded (2026-12-07 evening): 7 heads 21.3–21.5
+// (tiled) → 15.6–15.7. Prefetching fewer lines (keys only, a line a row, a line every 4 or 16 rows) was slower
+// (14.6–18.0 against 12.1–12.6 ms).
 
 internal static partial class FlashAttention
 {
-    /// <summary>The most query rows a fused block takes (FlashAttention.FusedHalves.Kernels.cs: blocks of 4, 6 or 8).</summary>
+    /// <summary>The most query rows a fused block takes (FlashAttention.FusedHalves.Kernels.cs: blocks of 4, 6, 7 or 8).</summary>
     private const int FusedRows = 8;
 
-    /// <summary>The next block's rows for <paramref name="remaining"/> rows: 8 for 7 or more, 6 for 5 or 6, else 4 (padded; blocks of 8 until fewer than 8 remain).</summary>
-    private static int FusedBlock(int remaining) => remaining >= 7 ? 8 : remaining >= 5 ? 6 : 4;
+    /// <summary>The next block's rows for <paramref name="remaining"/> rows: 8 for 8 or more, 7 for 7, 6 for 5 or 6, else 4 (padded; blocks of 8 until fewer than 8 remain).</summary>
+    private static int FusedBlock(int remaining) => remaining >= 8 ? 8 : remaining == 7 ? 7 : remaining >= 5 ? 6 : 4;
 
     /// <summary>
     /// Whether single-token attention over F16 keys and values reads the halves in place (settable for tests and the
@@ -58,9 +60,9 @@ internal static partial class FlashAttention
     /// <summary>A half's doubled bits at or above this: exponent 31 (infinity or NaN).</summary>
     private const ushort DoubledInfNan = 0xF800;
 
-    /// <summary>Whether this call's tiles go the fused way: one token, F16 keys and values in plain rows (not a ring, not shared), 512-bit vectors.</summary>
+    /// <summary>Whether this call's tiles go the fused way: one token, F16 keys and values in plain rows (not a ring, not shared), 512- or 256-bit vectors.</summary>
     private static bool FusesHalves(in KvHead keys, in KvHead values, int tokens, int width) =>
-        FusedHalves && width == 512 && tokens == 1 && Avx512F.IsSupported && Avx2.IsSupported &&
+        FusedHalves && tokens == 1 && (width == 512 ? Avx512F.IsSupported : width == 256 && Fma.IsSupported) && Avx2.IsSupported &&
         keys.Type == KvCacheType.F16 && values.Type == KvCacheType.F16 && keys.Ring == 0 && values.Ring == 0 &&
         keys.Width % 16 == 0 && values.Width >= 16 && !values.SharesRowsWith(keys) &&
         (keys.RowStride | keys.RowOffset | values.RowStride | values.RowOffset) % 2 == 0;
@@ -74,7 +76,7 @@ internal static partial class FlashAttention
     /// softmax update and values, as the tiled path does them. False, with nothing changed, when a key is infinite or
     /// NaN: the caller runs the tiled path for the tile.
     /// </summary>
-    private static unsafe bool FusedHalfTile(in KvHead keys, in KvHead values, Scratch sc, int rows, int first, float scale)
+    private static unsafe bool FusedHalfTile(in KvHead keys, in KvHead values, Scratch sc, int rows, int first, float scale, int width)
     {
         int a = sc.RowFrom[0], n = sc.RowCount[0], kw = keys.Width, vw = values.Width, padded = FusedRowsPadded(rows);
         ref ushort k = ref HalfRow(keys, first + a);
@@ -95,21 +97,34 @@ internal static partial class FlashAttention
                 ref float sr = ref sc.Scores[r * Tile];
                 var maxes = sc.TileMax.AsSpan(r, block);
                 var fetch = r == 0 ? prefetch : default;
-                bool finite = (block, keys.Finite && TrustFiniteCaches) switch
+                bool trusted = keys.Finite && TrustFiniteCaches;
+                bool finite = width == 512 ? (block, trusted) switch
                 {
                     (8, false) => FusedScores<EightRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (7, false) => FusedScores<SevenRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                     (6, false) => FusedScores<SixRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                     (_, false) => FusedScores<FourRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                     (8, true) => FusedScores<EightRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (7, true) => FusedScores<SevenRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                     (6, true) => FusedScores<SixRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                     (_, true) => FusedScores<FourRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                } : (block, trusted) switch
+                {
+                    (8, false) => FusedScores256<EightRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (7, false) => FusedScores256<SevenRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (6, false) => FusedScores256<SixRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (_, false) => FusedScores256<FourRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (8, true) => FusedScores256<EightRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (7, true) => FusedScores256<SevenRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (6, true) => FusedScores256<SixRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    (_, true) => FusedScores256<FourRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                 };
                 if (!finite) return false;
             }
         }
         for (int r = 0; r < rows; r++)
         {
-            Softmax(sc, r, sc.TileMax[r], 512);
+            Softmax(sc, r, sc.TileMax[r], width);
             ScaleProbabilities(sc.Scores.AsSpan(r * Tile, Tile), sc.ScaledProbs.AsSpan(r * Tile, Tile));
         }
         bool decoded = false;
@@ -119,23 +134,36 @@ internal static partial class FlashAttention
             ref float outputs = ref sc.SegOut[r * vw];
             var alpha = sc.Alpha.AsSpan(r, block);
             ref float pr = ref sc.ScaledProbs[r * Tile];
-            int done = (block, values.Finite && TrustFiniteCaches) switch
+            bool trusted = values.Finite && TrustFiniteCaches;
+            int done = width == 512 ? (block, trusted) switch
             {
                 (8, false) => FusedAccumulate<EightRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (7, false) => FusedAccumulate<SevenRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
                 (6, false) => FusedAccumulate<SixRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
                 (_, false) => FusedAccumulate<FourRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
                 (8, true) => FusedAccumulate<EightRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (7, true) => FusedAccumulate<SevenRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
                 (6, true) => FusedAccumulate<SixRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
                 (_, true) => FusedAccumulate<FourRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+            } : (block, trusted) switch
+            {
+                (8, false) => FusedAccumulate256<EightRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (7, false) => FusedAccumulate256<SevenRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (6, false) => FusedAccumulate256<SixRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (_, false) => FusedAccumulate256<FourRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (8, true) => FusedAccumulate256<EightRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (7, true) => FusedAccumulate256<SevenRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (6, true) => FusedAccumulate256<SixRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                (_, true) => FusedAccumulate256<FourRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
             };
             if (done == vw) continue;
             // Columns from `done` on hold an infinity or NaN (or are the last few of a width not a multiple of 16):
             // the tiled path's decode and loop for them, which give each column the same operations.
             // F16 rows decode to sc.Values, vw apart.
-            if (!decoded) DecodeTile(values, first + a, n, sc.Values, 512, sc, out _, default, prefetch: false);
+            if (!decoded) DecodeTile(values, first + a, n, sc.Values, width, sc, out _, default, prefetch: false);
             decoded = true;
             for (int j = r; j < Math.Min(rows, r + block); j++)
-                Accumulate(ref sc.SegOut[j * vw + done], sc.Alpha[j], sc.Scores.AsSpan(j * Tile, n), ref sc.Values[done], vw, vw - done, 512);
+                Accumulate(ref sc.SegOut[j * vw + done], sc.Alpha[j], sc.Scores.AsSpan(j * Tile, n), ref sc.Values[done], vw, vw - done, width);
         }
         return true;
     }
@@ -147,17 +175,17 @@ internal static partial class FlashAttention
     /// <summary>p·2^112 for the tile's probabilities (whole vectors: the lanes past a row's count are 0 or stale and never read).</summary>
     private static void ScaleProbabilities(ReadOnlySpan<float> p, Span<float> scaled)
     {
-        var m = Vector512.Create(FloatConvert.HalfBitsScale);
-        for (int t = 0; t < Tile; t += 16) (Vector512.LoadUnsafe(ref MemoryMarshal.GetReference(p), (nuint)t) * m).StoreUnsafe(ref MemoryMarshal.GetReference(scaled), (nuint)t);
+        var m = Vector256.Create(FloatConvert.HalfBitsScale);
+        for (int t = 0; t < Tile; t += 8) (Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(p), (nuint)t) * m).StoreUnsafe(ref MemoryMarshal.GetReference(scaled), (nuint)t);
     }
 
     /// <summary>Row i of q·2^112 for each F16-rounded query row (the fused kernels' other factor), pad rows zero.</summary>
     private static void ScaleQueries(Scratch sc, int rows, int kw)
     {
-        var m = Vector512.Create(FloatConvert.HalfBitsScale);
+        var m = Vector256.Create(FloatConvert.HalfBitsScale);
         ref float src = ref MemoryMarshal.GetArrayDataReference(sc.HalfQueries);
         ref float dst = ref MemoryMarshal.GetArrayDataReference(sc.ScaledQueries);
-        for (int i = 0; i < rows * kw; i += 16) (Vector512.LoadUnsafe(ref src, (nuint)i) * m).StoreUnsafe(ref dst, (nuint)i);
+        for (int i = 0; i < rows * kw; i += 8) (Vector256.LoadUnsafe(ref src, (nuint)i) * m).StoreUnsafe(ref dst, (nuint)i);
         sc.ScaledQueries.AsSpan(rows * kw, (FusedRowsPadded(rows) - rows) * kw).Clear();
     }
 

@@ -123,8 +123,9 @@ internal static partial class FlashAttention
                 {
                     HalfQueries = new float[rows * keyWidth];
                     ScaledQueries = new float[rows * keyWidth];
-                    ScaledProbs = new float[rows * Tile];
                 }
+                // Sized apart: more rows of a narrower head fit the queries' buffers but not these.
+                if (ScaledProbs.Length < rows * Tile) ScaledProbs = new float[rows * Tile];
                 if (HalfRow.Length < keyWidth) HalfRow = new Half[keyWidth];
                 return;
             }
@@ -311,7 +312,7 @@ internal static partial class FlashAttention
                     sc.RowCount[i * group + j] = Math.Max(0, b - a); // 0: outside this token's window
                 }
             }
-            if (fused && sc.RowCount[0] > 0 && FusedHalfTile(keys, values, sc, rows, first, scale)) continue;
+            if (fused && sc.RowCount[0] > 0 && FusedHalfTile(keys, values, sc, rows, first, scale, width)) continue;
             scoped ReadOnlySpan<float> k = default;
             int ks = kw;
             // The key pass prefetches the next tile's values too (shared rows: the keys' prefetch covers them).

@@ -44,7 +44,7 @@ public class FlashAttentionFusedHalvesTests
     }
 
     /// <summary>One token's attention; <paramref name="trust"/>: a cache known to hold no infinity skips the kernels' check.</summary>
-    private static float[] Attend(KvCache cache, int hd, int group, float[] q, int pos, int window, bool fused, bool trust = true)
+    private static float[] Attend(KvCache cache, int hd, int group, float[] q, int pos, int window, bool fused, int width, bool trust = true)
     {
         var output = new float[group * hd];
         bool was = FlashAttention.FusedHalves, trusted = FlashAttention.TrustFiniteCaches;
@@ -52,7 +52,7 @@ public class FlashAttentionFusedHalvesTests
         {
             FlashAttention.FusedHalves = fused;
             FlashAttention.TrustFiniteCaches = trust;
-            FlashAttention.Attend(cache.KeyHead(0, hd, hd), cache.ValueHead(0, hd, hd), q, 0, output, 0, 1, group, pos, window, 0.11f, 512);
+            FlashAttention.Attend(cache.KeyHead(0, hd, hd), cache.ValueHead(0, hd, hd), q, 0, output, 0, 1, group, pos, window, 0.11f, width);
         }
         finally
         {
@@ -62,36 +62,50 @@ public class FlashAttentionFusedHalvesTests
         return output;
     }
 
-    private static void RequireAvx512()
+    private static void RequireWidth(int width)
     {
-        if (!Avx512F.IsSupported) Assert.Skip("the fused F16 kernels run at 512 bits only; this CPU (or DOTNET_EnableAVX512F=0) has no AVX-512");
+        if (width == 512 && !Avx512F.IsSupported) Assert.Skip("the 512-bit fused F16 kernels need AVX-512, which this CPU (or DOTNET_EnableAVX512=0) has not");
+        if (width == 256 && !(Avx2.IsSupported && Fma.IsSupported)) Assert.Skip("the 256-bit fused F16 kernels need AVX2 and FMA, which this CPU (or DOTNET_EnableAVX2=0) has not");
     }
 
     [Theory]
-    [InlineData(6, 128)]
-    [InlineData(4, 128)]
-    [InlineData(7, 128)]
-    [InlineData(12, 64)]
-    [InlineData(1, 80)]
-    [InlineData(2, 48)]
-    [InlineData(8, 128)]
-    [InlineData(5, 64)]
-    [InlineData(9, 128)]
-    [InlineData(3, 64)]
-    [InlineData(16, 64)]
-    public void Fused_kernels_give_the_tiled_bits_with_zeros_and_subnormals(int group, int hd)
+    [InlineData(6, 128, 512)]
+    [InlineData(6, 128, 256)]
+    [InlineData(4, 128, 512)]
+    [InlineData(4, 128, 256)]
+    [InlineData(7, 128, 512)]
+    [InlineData(7, 128, 256)]
+    [InlineData(12, 64, 512)]
+    [InlineData(12, 64, 256)]
+    [InlineData(1, 80, 512)]
+    [InlineData(1, 80, 256)]
+    [InlineData(2, 48, 512)]
+    [InlineData(2, 48, 256)]
+    [InlineData(8, 128, 512)]
+    [InlineData(8, 128, 256)]
+    [InlineData(5, 64, 512)]
+    [InlineData(5, 64, 256)]
+    [InlineData(9, 128, 512)]
+    [InlineData(9, 128, 256)]
+    [InlineData(3, 64, 512)]
+    [InlineData(3, 64, 256)]
+    [InlineData(16, 64, 512)]
+    [InlineData(16, 64, 256)]
+    [InlineData(15, 64, 512)]
+    [InlineData(15, 64, 256)]
+    public void Fused_kernels_give_the_tiled_bits_with_zeros_and_subnormals(int group, int hd, int width)
     {
-        RequireAvx512();
+        RequireWidth(width);
         var cache = Cache(700, hd, group * 31 + hd, Tiny);
         Assert.True(cache.HalvesFinite); // so the kernels run both with and without their check
         var rng = new Random(group);
         foreach (var (pos, window) in new[] { (0, 0), (5, 0), (63, 0), (64, 0), (300, 0), (699, 0), (699, 90) })
         {
             var q = Enumerable.Range(0, group * hd).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
-            var tiled = Attend(cache, hd, group, q, pos, window, fused: false);
-            var fused = Attend(cache, hd, group, q, pos, window, fused: true);
+            var tiled = Attend(cache, hd, group, q, pos, window, fused: false, width);
+            var fused = Attend(cache, hd, group, q, pos, window, fused: true, width);
             Assert.Equal(tiled, fused);
-            Assert.Equal(tiled, Attend(cache, hd, group, q, pos, window, fused: true, trust: false));
+            Assert.Equal(tiled, Attend(cache, hd, group, q, pos, window, fused: true, width, trust: false));
             Assert.All(fused, x => Assert.True(float.IsFinite(x)));
         }
     }
@@ -101,10 +115,12 @@ public class FlashAttentionFusedHalvesTests
     /// cache a NaN value at position 200, column 37 (in that tile, columns 32 on finish the tiled way): the tiled bits,
     /// and the NaN or infinity where it belongs.
     /// </summary>
-    [Fact]
-    public void Infinities_and_nans_take_the_tiled_path_and_give_its_bits()
+    [Theory]
+    [InlineData(512)]
+    [InlineData(256)]
+    public void Infinities_and_nans_take_the_tiled_path_and_give_its_bits(int width)
     {
-        RequireAvx512();
+        RequireWidth(width);
         const int hd = 128, group = 6;
         // Planted in the second KV head, the one attended.
         var infiniteKey = Cache(400, hd, 3, (key, _, p, _) => { if (p == 70) key[hd + 5] = float.PositiveInfinity; });
@@ -116,11 +132,11 @@ public class FlashAttentionFusedHalvesTests
         {
             var q = Enumerable.Range(0, group * hd).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
             for (int j = 0; j < group; j++) q[j * hd + 5] = 1f; // every row's score of the infinite key is +∞
-            var fused = Attend(infiniteKey, hd, group, q, pos, 0, fused: true);
-            Assert.Equal(Attend(infiniteKey, hd, group, q, pos, 0, fused: false), fused);
+            var fused = Attend(infiniteKey, hd, group, q, pos, 0, fused: true, width);
+            Assert.Equal(Attend(infiniteKey, hd, group, q, pos, 0, fused: false, width), fused);
             Assert.All(fused, x => Assert.Equal(pos >= 70, float.IsNaN(x)));
-            fused = Attend(nanValue, hd, group, q, pos, 0, fused: true);
-            Assert.Equal(Attend(nanValue, hd, group, q, pos, 0, fused: false), fused);
+            fused = Attend(nanValue, hd, group, q, pos, 0, fused: true, width);
+            Assert.Equal(Attend(nanValue, hd, group, q, pos, 0, fused: false, width), fused);
             for (int i = 0; i < fused.Length; i++) Assert.Equal(pos >= 200 && i % hd == 37, float.IsNaN(fused[i]));
         }
     }
