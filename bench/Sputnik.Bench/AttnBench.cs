@@ -5,7 +5,7 @@ using Sputnik.Tensors;
 /// Single-threaded decode attention at depth: one token's attention over every layer of a qwen2-1.5B-shaped cache
 /// (28 layers, 2 KV heads of 128, 12 query heads), the cache filled with random rows. Prints ms per token and the
 /// cache bytes read per second, best of a few seconds of repeats.
-/// Usage: attn [group=N] [depth=4096] [F16|F32|Q8_0|Q4_0] [seconds=3] [prefetch distances to compare, e.g. 0,16,64 (rows ahead; 0: off), or old,new (query rows one at a time, or register-blocked), or exact,normal (F16 rows converted by the exact 8-operation form, or normal rows by the 4-operation one), or apart,together (each pass prefetches its own rows, or the key pass the values' too), or tiled,fused (an F16 cache decoded a tile at a time, or read in place by the fused kernels), or checked,trusted (the fused kernels watching for infinities, or trusting a cache that saw none)]
+/// Usage: attn [group=N] [tiny=F] [layers=N] [depth=4096] [F16|F32|Q8_0|Q4_0] [seconds=3] [prefetch distances to compare, e.g. 0,16,64 (rows ahead; 0: off), or old,new (query rows one at a time, or register-blocked), or exact,normal (F16 rows converted by the exact 8-operation form, or normal rows by the 4-operation one), or apart,together (each pass prefetches its own rows, or the key pass the values' too), or tiled,fused (an F16 cache decoded a tile at a time, or read in place by the fused kernels), or checked,trusted (the fused kernels watching for infinities, or trusting a cache that saw none)]
 /// `group=N` sets the query heads per KV head (default 6, qwen2-1.5B's; 4 is qwen3-8B's, 7 qwen2-7B's); `tiny=F` (after
 /// it) makes that fraction of the cache's values subnormal halves.
 /// With variants, runs them alternating (seconds each, three rounds) so their ratio survives a noisy machine.
@@ -47,10 +47,17 @@ internal static class AttnBench
             tiny = double.Parse(args[0]["tiny=".Length..], System.Globalization.CultureInfo.InvariantCulture);
             args = args[1..];
         }
+        // layers=N: fewer layers than qwen2-1.5B's 28, so the whole cache fits a cache level (1 layer of 512 positions: 512 KiB).
+        int layers = 28;
+        if (args.Length > 0 && args[0].StartsWith("layers=", StringComparison.Ordinal))
+        {
+            layers = int.Parse(args[0]["layers=".Length..]);
+            args = args[1..];
+        }
         int depth = args.Length > 0 ? int.Parse(args[0]) : 4096;
         var type = args.Length > 1 ? Enum.Parse<KvCacheType>(args[1], ignoreCase: true) : KvCacheType.F16;
         double seconds = args.Length > 2 ? double.Parse(args[2]) : 3;
-        const int layers = 28, kvHeads = 2, hd = 128;
+        const int kvHeads = 2, hd = 128;
         var cache = new KvCache(layers, depth + 1, kvHeads * hd, type, type, hd);
         var rng = new Random(1);
         var k = new float[kvHeads * hd];
