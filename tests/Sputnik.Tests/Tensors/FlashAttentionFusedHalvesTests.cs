@@ -93,6 +93,8 @@ public class FlashAttentionFusedHalvesTests
     [InlineData(16, 64, 256)]
     [InlineData(15, 64, 512)]
     [InlineData(15, 64, 256)]
+    [InlineData(2, 256, 512)]
+    [InlineData(2, 256, 256)]
     public void Fused_kernels_give_the_tiled_bits_with_zeros_and_subnormals(int group, int hd, int width)
     {
         RequireWidth(width);
