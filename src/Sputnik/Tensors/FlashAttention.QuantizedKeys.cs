@@ -45,11 +45,33 @@ internal static partial class FlashAttention
     }
 
     /// <summary>
-    /// Positions [first, first + count) of a Q8_0/Q4_0 key head as 8-bit values (Q4_0's nibbles centred) and float
-    /// block scales (block b of position t at b·Tile + t).
+    /// A tile's 8-bit key values: key t's block b at First + t·KeyStride + b·BlockStride. Either the cache's own Q8_0
+    /// rows, read where they lie (<see cref="InPlace"/>), or the tile unpacked into the scratch's KeyInts.
+    /// </summary>
+    private readonly ref struct KeyInts(ref sbyte first, int keyStride, int blockStride)
+    {
+        public readonly ref sbyte First = ref first;
+        public readonly int KeyStride = keyStride, BlockStride = blockStride;
+
+        /// <summary>Whether the tile's keys are read in place: Q8_0 rows (32 values after each block's scale) not wrapping a ring.</summary>
+        public static bool InPlace(in KvHead h) => h.Type == KvCacheType.Q8_0 && h.Ring == 0;
+
+        /// <summary>The keys of the tile starting at position <paramref name="first"/>, in place or unpacked (see <see cref="InPlace"/>).</summary>
+        public static KeyInts Of(in KvHead h, int first, Scratch sc)
+        {
+            if (!InPlace(h)) return new KeyInts(ref MemoryMarshal.GetArrayDataReference(sc.KeyInts), h.Width, KvRowCodec.Block);
+            ref byte row = ref Unsafe.Add(ref MemoryMarshal.GetReference(h.Rows), (nint)h.Row(first) * h.RowStride + h.RowOffset + 2);
+            return new KeyInts(ref Unsafe.As<byte, sbyte>(ref row), h.RowStride, KvRowCodec.Bytes(h.Type, KvRowCodec.Block));
+        }
+    }
+
+    /// <summary>
+    /// Positions [first, first + count) of a Q8_0/Q4_0 key head as float block scales (block b of position t at
+    /// b·Tile + t) and, unless <see cref="KeyInts.InPlace"/>, 8-bit values (Q4_0's nibbles centred).
     /// </summary>
     private static void UnpackKeyTile(in KvHead h, int first, int count, Scratch sc, int width, in KvHead companion)
     {
+        bool copy = !KeyInts.InPlace(h);
         int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block);
         int start = h.Row(first), wrap = h.Ring > 0 ? h.Ring : int.MaxValue;
         ref sbyte ints = ref MemoryMarshal.GetArrayDataReference(sc.KeyInts);
@@ -64,6 +86,7 @@ internal static partial class FlashAttention
             {
                 ref byte blk = ref Unsafe.Add(ref row, b * blockBytes);
                 Unsafe.Add(ref bits, b * Tile + t) = Unsafe.ReadUnaligned<ushort>(ref blk);
+                if (!copy) continue;
                 ref sbyte dst = ref Unsafe.Add(ref ints, t * h.Width + b * KvRowCodec.Block);
                 if (h.Type == KvCacheType.Q8_0)
                 {
@@ -119,7 +142,7 @@ internal static partial class FlashAttention
     /// s[t − from] = (Q8_0 query row r · quantized key t)·scale for keys t in [a, b) of the tile; returns the largest.
     /// Eight keys at a time on AVX2, each key's blocks in the order <see cref="QuantDot"/> takes them (same bits).
     /// </summary>
-    private static float QuantScores(Scratch sc, int r, int a, int b, int from, int nb, float scale, Span<float> s, int width)
+    private static float QuantScores(Scratch sc, scoped KeyInts keys, int r, int a, int b, int from, int nb, float scale, Span<float> s, int width)
     {
         float max = float.NegativeInfinity;
         int t = a;
@@ -127,13 +150,13 @@ internal static partial class FlashAttention
         if (width >= 256 && Avx2.IsSupported)
             for (; t + 8 <= b; t += 8)
             {
-                var x = QuantDot8(sc, t, r, nb) * scale;
+                var x = QuantDot8(sc, keys, t, r, nb) * scale;
                 x.StoreUnsafe(ref Unsafe.Add(ref s0, t - from));
                 max = Math.Max(max, MaxLane(x));
             }
         for (; t < b; t++)
         {
-            float x = QuantDot(sc, t, r, nb, width) * scale;
+            float x = QuantDot(sc, keys, t, r, nb, width) * scale;
             Unsafe.Add(ref s0, t - from) = x;
             max = Math.Max(max, x);
         }
@@ -142,16 +165,16 @@ internal static partial class FlashAttention
 
     /// <summary>Q8_0 query row r · quantized key t of the tile: Σ over blocks of (exact integer dot) · d_k · d_q, blocks in order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float QuantDot(Scratch sc, int t, int r, int nb, int width)
+    private static float QuantDot(Scratch sc, scoped KeyInts keys, int t, int r, int nb, int width)
     {
         const int B = KvRowCodec.Block;
-        ref sbyte k = ref MemoryMarshal.GetArrayDataReference(sc.KeyInts);
+        ref sbyte k = ref Unsafe.Add(ref keys.First, (nint)t * keys.KeyStride);
         ref sbyte q = ref MemoryMarshal.GetArrayDataReference(sc.QueryInts);
         int kw = nb * B;
         float s = 0;
         for (int b = 0; b < nb; b++)
         {
-            int dot = IntDot32(ref Unsafe.Add(ref k, t * kw + b * B), ref Unsafe.Add(ref q, r * kw + b * B), width);
+            int dot = IntDot32(ref Unsafe.Add(ref k, b * keys.BlockStride), ref Unsafe.Add(ref q, r * kw + b * B), width);
             s += dot * sc.KeyScales[b * Tile + t] * sc.QueryScales[r * nb + b];
         }
         return s;
@@ -162,11 +185,11 @@ internal static partial class FlashAttention
     /// (the key takes the query's sign; |values| ≤ 127, so no 16-bit pair overflows), vpmaddubsw and vpmaddwd; the
     /// eight keys' integer sums are gathered into one vector by horizontal adds (exact), then scaled as QuantDot does.
     /// </summary>
-    private static Vector256<float> QuantDot8(Scratch sc, int t, int r, int nb)
+    private static Vector256<float> QuantDot8(Scratch sc, scoped KeyInts keys, int t, int r, int nb)
     {
         const int B = KvRowCodec.Block;
-        int kw = nb * B;
-        ref sbyte k0 = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(sc.KeyInts), t * kw);
+        int kw = nb * B, ks = keys.KeyStride;
+        ref sbyte k0 = ref Unsafe.Add(ref keys.First, (nint)t * ks);
         ref sbyte q = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(sc.QueryInts), r * kw);
         ref float dk = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(sc.KeyScales), t);
         var s = Vector256<float>.Zero;
@@ -174,15 +197,15 @@ internal static partial class FlashAttention
         {
             var qb = Vector256.LoadUnsafe(ref Unsafe.Add(ref q, b * B));
             var qa = Avx2.Abs(qb);
-            ref sbyte kb = ref Unsafe.Add(ref k0, b * B);
+            ref sbyte kb = ref Unsafe.Add(ref k0, b * keys.BlockStride);
             var d0 = BlockDot(qa, qb, ref kb);
-            var d1 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, kw));
-            var d2 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 2 * kw));
-            var d3 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 3 * kw));
-            var d4 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 4 * kw));
-            var d5 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 5 * kw));
-            var d6 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 6 * kw));
-            var d7 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 7 * kw));
+            var d1 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, ks));
+            var d2 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 2 * ks));
+            var d3 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 3 * ks));
+            var d4 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 4 * ks));
+            var d5 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 5 * ks));
+            var d6 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 6 * ks));
+            var d7 = BlockDot(qa, qb, ref Unsafe.Add(ref kb, 7 * ks));
             var h0 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(d0, d1), Avx2.HorizontalAdd(d2, d3));
             var h1 = Avx2.HorizontalAdd(Avx2.HorizontalAdd(d4, d5), Avx2.HorizontalAdd(d6, d7));
             var dots = Avx2.Permute2x128(h0, h1, 0x20) + Avx2.Permute2x128(h0, h1, 0x31);

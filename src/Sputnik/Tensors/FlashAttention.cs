@@ -349,7 +349,7 @@ internal static partial class FlashAttention
                     }
                     float passMax;
                     if (quantized)
-                        passMax = QuantScores(sc, r, a, b, from, kw / KvRowCodec.Block, scale, sc.Scores.AsSpan(r * Tile, Tile), width);
+                        passMax = QuantScores(sc, KeyInts.Of(keys, first, sc), r, a, b, from, kw / KvRowCodec.Block, scale, sc.Scores.AsSpan(r * Tile, Tile), width);
                     else passMax = Scores(ref QueryRow(sc, q, halfQueries, r, group, qStride, kw), ref Unsafe.Add(ref MemoryMarshal.GetReference(k), a * ks), ks, kw, b - a,
                         scale, sc.Scores.AsSpan(r * Tile + a - from, Tile - (a - from)), width);
                     sc.TileMax[r] = Math.Max(sc.TileMax[r], passMax);
