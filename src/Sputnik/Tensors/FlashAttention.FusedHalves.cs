@@ -98,26 +98,12 @@ internal static partial class FlashAttention
                 var maxes = sc.TileMax.AsSpan(r, block);
                 var fetch = r == 0 ? prefetch : default;
                 bool trusted = keys.Finite && TrustFiniteCaches;
-                bool finite = width == 512 ? (block, trusted) switch
+                bool finite = block switch
                 {
-                    (8, false) => FusedScores<EightRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (7, false) => FusedScores<SevenRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (6, false) => FusedScores<SixRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (_, false) => FusedScores<FourRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (8, true) => FusedScores<EightRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (7, true) => FusedScores<SevenRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (6, true) => FusedScores<SixRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (_, true) => FusedScores<FourRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                } : (block, trusted) switch
-                {
-                    (8, false) => FusedScores256<EightRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (7, false) => FusedScores256<SevenRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (6, false) => FusedScores256<SixRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (_, false) => FusedScores256<FourRows, CheckHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (8, true) => FusedScores256<EightRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (7, true) => FusedScores256<SevenRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (6, true) => FusedScores256<SixRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    (_, true) => FusedScores256<FourRows, TrustHalves>(ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    8 => BlockScores<EightRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    7 => BlockScores<SevenRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    6 => BlockScores<SixRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    _ => BlockScores<FourRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                 };
                 if (!finite) return false;
             }
@@ -135,26 +121,12 @@ internal static partial class FlashAttention
             var alpha = sc.Alpha.AsSpan(r, block);
             ref float pr = ref sc.ScaledProbs[r * Tile];
             bool trusted = values.Finite && TrustFiniteCaches;
-            int done = width == 512 ? (block, trusted) switch
+            int done = block switch
             {
-                (8, false) => FusedAccumulate<EightRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (7, false) => FusedAccumulate<SevenRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (6, false) => FusedAccumulate<SixRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (_, false) => FusedAccumulate<FourRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (8, true) => FusedAccumulate<EightRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (7, true) => FusedAccumulate<SevenRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (6, true) => FusedAccumulate<SixRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (_, true) => FusedAccumulate<FourRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-            } : (block, trusted) switch
-            {
-                (8, false) => FusedAccumulate256<EightRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (7, false) => FusedAccumulate256<SevenRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (6, false) => FusedAccumulate256<SixRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (_, false) => FusedAccumulate256<FourRows, CheckHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (8, true) => FusedAccumulate256<EightRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (7, true) => FusedAccumulate256<SevenRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (6, true) => FusedAccumulate256<SixRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                (_, true) => FusedAccumulate256<FourRows, TrustHalves>(ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                8 => BlockValues<EightRows>(trusted, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                7 => BlockValues<SevenRows>(trusted, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                6 => BlockValues<SixRows>(trusted, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                _ => BlockValues<FourRows>(trusted, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
             };
             if (done == vw) continue;
             // Columns from `done` on hold an infinity or NaN (or are the last few of a width not a multiple of 16):
@@ -167,6 +139,26 @@ internal static partial class FlashAttention
         }
         return true;
     }
+
+    /// <summary>A block's q·k (<see cref="FusedScores{TRows, TCheck}"/>) at the call's width, checking the halves unless <paramref name="trusted"/>.</summary>
+    private static bool BlockScores<TRows>(bool trusted, int width, ref float q, int kw, ref ushort k, int ks, int n, float scale, ref float s,
+        float[] parts, Span<float> rowMax, RowPrefetch prefetch) where TRows : struct, IFusedRows => (trusted, width) switch
+    {
+        (true, 512) => FusedScores<TRows, TrustHalves>(ref q, kw, ref k, ks, n, scale, ref s, parts, rowMax, prefetch),
+        (false, 512) => FusedScores<TRows, CheckHalves>(ref q, kw, ref k, ks, n, scale, ref s, parts, rowMax, prefetch),
+        (true, _) => FusedScores256<TRows, TrustHalves>(ref q, kw, ref k, ks, n, scale, ref s, parts, rowMax, prefetch),
+        (false, _) => FusedScores256<TRows, CheckHalves>(ref q, kw, ref k, ks, n, scale, ref s, parts, rowMax, prefetch),
+    };
+
+    /// <summary>A block's p·v (<see cref="FusedAccumulate{TRows, TCheck}"/>) at the call's width, checking the halves unless <paramref name="trusted"/>.</summary>
+    private static int BlockValues<TRows>(bool trusted, int width, ref float o, int vw, ReadOnlySpan<float> alpha, ref float p, int n, ref ushort v, int vs)
+        where TRows : struct, IFusedRows => (trusted, width) switch
+    {
+        (true, 512) => FusedAccumulate<TRows, TrustHalves>(ref o, vw, alpha, ref p, n, ref v, vs),
+        (false, 512) => FusedAccumulate<TRows, CheckHalves>(ref o, vw, alpha, ref p, n, ref v, vs),
+        (true, _) => FusedAccumulate256<TRows, TrustHalves>(ref o, vw, alpha, ref p, n, ref v, vs),
+        (false, _) => FusedAccumulate256<TRows, CheckHalves>(ref o, vw, alpha, ref p, n, ref v, vs),
+    };
 
     /// <summary>The halves of the row holding position <paramref name="pos"/>.</summary>
     private static ref ushort HalfRow(in KvHead h, int pos) =>
