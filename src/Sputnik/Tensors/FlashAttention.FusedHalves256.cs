@@ -9,10 +9,10 @@ namespace Sputnik.Tensors;
 // 256 anywhere: the same blocks of 4, 6, 7 or 8 query rows, each 8 halves loaded widened once for all of a block's
 // rows (FloatConvert.HalfBitsInFloatPlace256, value·2^-112, the 2^112 in the queries and probabilities). Sixteen
 // registers shape them: q·k takes two keys at a time for up to six rows (12 accumulators), one for seven or eight;
-// p·v two 8-column vectors at a time for up to six rows, one for seven or eight. A key's score is the tiled path's at 256 bits
-// (Scores3x256, Scores, Dot): one accumulator over the columns, then Vector256.Sum's tree, which Sum4 gives four keys
-// at a time; an output element sees o·alpha and then one multiply-add per position, in order. So the bits are the
-// tiled path's.
+// p·v two 8-column vectors at a time for up to six rows, one for seven or eight. A key's score is the tiled path's at
+// 256 bits (Scores3x256, Scores, Dot): one accumulator over the columns, then Vector256.Sum's tree, which Sum4 gives
+// four keys at a time; an output element sees o·alpha and then one multiply-add per position, in order. So the bits
+// are the tiled path's.
 //
 // Zen 4 with AVX-512 off (`DOTNET_EnableAVX512=0 Sputnik.Bench attn group=N 4096 F16 2 tiled,fused`, one thread, best
 // per round, qwen2-1.5B's cache): 6 heads a group 22.8–23.4 → 14.4–14.6 ms a token, 4 heads 20.4–20.9 → 11.8–12.1,
