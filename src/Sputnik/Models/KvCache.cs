@@ -164,7 +164,10 @@ internal sealed class KvCache : ICacheRows
     }
 
     // Bytes of one position in plane i (even: keys, odd: values).
-    private int RowBytes(int i) => i % 2 == 0 ? _keyBytes : _valueBytes;
+    // Planes alternate per layer and head: keys (even), then values (odd); see KeyPlane and ValuePlane.
+    private static bool IsKeyPlane(int i) => i % 2 == 0;
+
+    private int RowBytes(int i) => IsKeyPlane(i) ? _keyBytes : _valueBytes;
 
     private byte[] KeyPlane(int layer, int head) => _planes[2 * (layer * _heads + head)];
     private byte[] ValuePlane(int layer, int head) => _planes[2 * (layer * _heads + head) + 1];
@@ -181,7 +184,7 @@ internal sealed class KvCache : ICacheRows
         int rowBytes = RowBytes(plane);
         if (rows.Length % rowBytes != 0) throw new ArgumentException($"{rows.Length} bytes are not whole rows of {rowBytes}");
         rows.CopyTo(PlaneRows(plane, pos0, rows.Length / rowBytes));
-        if ((plane % 2 == 0 ? KeyType : ValueType) == KvCacheType.F16 && HalvesFinite && !KvRowCodec.HalvesFinite(rows)) HalvesFinite = false;
+        if ((IsKeyPlane(plane) ? KeyType : ValueType) == KvCacheType.F16 && HalvesFinite && !KvRowCodec.HalvesFinite(rows)) HalvesFinite = false;
     }
 
     private Span<byte> PlaneRows(int plane, int pos0, int count)

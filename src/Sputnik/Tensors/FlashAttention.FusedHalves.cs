@@ -90,6 +90,7 @@ internal static partial class FlashAttention
                 keyRows + (long)ahead * keys.RowStride + keys.RowOffset, keys.RowStride, keys.RowBytes,
                 valueRows + (long)ahead * values.RowStride + values.RowOffset, values.RowStride, values.RowBytes,
                 Math.Clamp(Math.Min(keys.Positions, values.Positions) - ahead, 0, n));
+            bool trusted = keys.Finite && TrustFiniteCaches;
             for (int r = 0, block; r < padded; r += block)
             {
                 block = FusedBlock(rows - r);
@@ -97,7 +98,6 @@ internal static partial class FlashAttention
                 ref float sr = ref sc.Scores[r * Tile];
                 var maxes = sc.TileMax.AsSpan(r, block);
                 var fetch = r == 0 ? prefetch : default;
-                bool trusted = keys.Finite && TrustFiniteCaches;
                 bool finite = block switch
                 {
                     8 => BlockScores<EightRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
@@ -113,20 +113,19 @@ internal static partial class FlashAttention
             Softmax(sc, r, sc.TileMax[r], width);
             ScaleProbabilities(sc.Scores.AsSpan(r * Tile, Tile), sc.ScaledProbs.AsSpan(r * Tile, Tile));
         }
-        bool decoded = false;
+        bool decoded = false, trustedValues = values.Finite && TrustFiniteCaches;
         for (int r = 0, block; r < padded; r += block)
         {
             block = FusedBlock(rows - r);
             ref float outputs = ref sc.SegOut[r * vw];
             var alpha = sc.Alpha.AsSpan(r, block);
             ref float pr = ref sc.ScaledProbs[r * Tile];
-            bool trusted = values.Finite && TrustFiniteCaches;
             int done = block switch
             {
-                8 => BlockValues<EightRows>(trusted, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                7 => BlockValues<SevenRows>(trusted, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                6 => BlockValues<SixRows>(trusted, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                _ => BlockValues<FourRows>(trusted, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                8 => BlockValues<EightRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                7 => BlockValues<SevenRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                6 => BlockValues<SixRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
+                _ => BlockValues<FourRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
             };
             if (done == vw) continue;
             // Columns from `done` on hold an infinity or NaN (or are the last few of a width not a multiple of 16):

@@ -92,7 +92,7 @@ internal static partial class FlashAttention
         public float[] QueryRow = [], HalfQueries = [];
         public Half[] HalfRow = [];
         // The fused F16 kernels (FlashAttention.FusedHalves.cs): queries and probabilities times 2^112, and the
-        // accumulators of eight keys for a block's rows between their multiply-adds and Sum8.
+        // accumulators of eight keys (four at 256 bits) for a block's rows between their multiply-adds and Sum8 (Sum4).
         public float[] ScaledQueries = [], ScaledProbs = [];
         public readonly float[] DotParts = new float[FusedRows * 8 * 16];
 
@@ -317,7 +317,12 @@ internal static partial class FlashAttention
             int ks = kw;
             // The key pass prefetches the next tile's values too (shared rows: the keys' prefetch covers them).
             scoped var valueRows = shared || !PrefetchValuesWithKeys ? default : values;
-            if (quantized) UnpackKeyTile(keys, first, end - first, sc, width, valueRows);
+            scoped var keyInts = default(KeyInts);
+            if (quantized)
+            {
+                UnpackKeyTile(keys, first, end - first, sc, width, valueRows);
+                keyInts = KeyInts.Of(keys, first, sc);
+            }
             else k = DecodeTile(keys, first, end - first, sc.Keys, width, sc, out ks, valueRows, prefetch: true);
             // Positions go through the scores, then through the values, a pass of `sub` at a time, so a pass's key rows
             // stay in L1 while every row block reads them (wide MLA rows: a tile of 64 is 147 KB, past L1 and read
@@ -349,7 +354,7 @@ internal static partial class FlashAttention
                     }
                     float passMax;
                     if (quantized)
-                        passMax = QuantScores(sc, KeyInts.Of(keys, first, sc), r, a, b, from, kw / KvRowCodec.Block, scale, sc.Scores.AsSpan(r * Tile, Tile), width);
+                        passMax = QuantScores(sc, keyInts, r, a, b, from, kw / KvRowCodec.Block, scale, sc.Scores.AsSpan(r * Tile, Tile), width);
                     else passMax = Scores(ref QueryRow(sc, q, halfQueries, r, group, qStride, kw), ref Unsafe.Add(ref MemoryMarshal.GetReference(k), a * ks), ks, kw, b - a,
                         scale, sc.Scores.AsSpan(r * Tile + a - from, Tile - (a - from)), width);
                     sc.TileMax[r] = Math.Max(sc.TileMax[r], passMax);
