@@ -61,7 +61,7 @@ internal static partial class FlashAttention
     private const ushort DoubledInfNan = 0xF800;
 
     /// <summary>Whether this call's tiles go the fused way: one token, F16 keys and values in plain rows (not a ring, not shared), 512- or 256-bit vectors.</summary>
-    private static bool FusesHalves(in KvHead keys, in KvHead values, int tokens, int width) =>
+    internal static bool FusesHalves(in KvHead keys, in KvHead values, int tokens, int width) =>
         FusedHalves && tokens == 1 && (width == 512 ? Avx512F.IsSupported : width == 256 && Fma.IsSupported) && Avx2.IsSupported &&
         keys.Type == KvCacheType.F16 && values.Type == KvCacheType.F16 && keys.Ring == 0 && values.Ring == 0 &&
         keys.Width % 16 == 0 && values.Width >= 16 && !values.SharesRowsWith(keys) &&

@@ -52,6 +52,8 @@ public class FlashAttentionFusedHalvesTests
         {
             FlashAttention.FusedHalves = fused;
             FlashAttention.TrustFiniteCaches = trust;
+            // The fused runs must take the fused kernels, or comparing them with the tiled path proves nothing.
+            Assert.Equal(fused, FlashAttention.FusesHalves(cache.KeyHead(0, hd, hd), cache.ValueHead(0, hd, hd), 1, width));
             FlashAttention.Attend(cache.KeyHead(0, hd, hd), cache.ValueHead(0, hd, hd), q, 0, output, 0, 1, group, pos, window, 0.11f, width);
         }
         finally
