@@ -5,7 +5,7 @@ using Sputnik.Tensors;
 /// Single-threaded decode attention at depth: one token's attention over every layer of a qwen2-1.5B-shaped cache
 /// (28 layers, 2 KV heads of 128, 12 query heads), the cache filled with random rows. Prints ms per token and the
 /// cache bytes read per second, best of a few seconds of repeats.
-/// Usage: attn [group=N] [tiny=F] [layers=N] [depth=4096] [F16|F32|Q8_0|Q4_0] [seconds=3] [prefetch distances to compare, e.g. 0,16,64 (rows ahead; 0: off), or old,new (query rows one at a time, or register-blocked), or exact,normal (F16 rows converted by the exact 8-operation form, or normal rows by the 4-operation one), or apart,together (each pass prefetches its own rows, or the key pass the values' too), or tiled,fused (an F16 cache decoded a tile at a time, or read in place by the fused kernels), or checked,trusted (the fused kernels watching for infinities, or trusting a cache that saw none)]
+/// Usage: attn [group=N] [tiny=F] [layers=N] [depth=4096] [F16|F32|Q8_0|Q4_0] [seconds=3] [prefetch distances to compare, e.g. 0,16,64 (rows ahead; 0: off), or old,new (query rows one at a time, or register-blocked), or exact,normal (F16 rows converted by the exact 8-operation form, or normal rows by the 4-operation one), or apart,together (each pass prefetches its own rows, or the key pass the values' too), or tiled,fused (an F16 cache, or Q8_0/Q4_0 values, decoded a tile at a time, or read in place by the fused kernels), or checked,trusted (the fused kernels watching for infinities, or trusting a cache that saw none)]
 /// `group=N` sets the query heads per KV head (default 6, qwen2-1.5B's; 4 is qwen3-8B's, 7 qwen2-7B's); `tiny=F` (after
 /// it) makes that fraction of the cache's values subnormal halves.
 /// With variants, runs them alternating (seconds each, three rounds) so their ratio survives a noisy machine.
@@ -120,7 +120,7 @@ internal static class AttnBench
                 for (int round = 0; round < 3; round++)
                     foreach (var variant in args[4].Split(','))
                     {
-                        if (variant is "tiled" or "fused") FlashAttention.FusedHalves = variant == "fused";
+                        if (variant is "tiled" or "fused") FlashAttention.FusedHalves = FlashAttention.FusedBlockValues = variant == "fused";
                         else if (variant is "checked" or "trusted") FlashAttention.TrustFiniteCaches = variant == "trusted";
                         else FlashAttention.PrefetchValuesWithKeys = variant switch
                         {
@@ -150,14 +150,14 @@ internal static class AttnBench
                 {
                     string what = variant switch
                     {
-                        "old" or "new" => "rows", "exact" or "normal" => "F16 rows", "apart" or "together" => "values prefetched", "tiled" or "fused" => "F16 cache",
+                        "old" or "new" => "rows", "exact" or "normal" => "F16 rows", "apart" or "together" => "values prefetched", "tiled" or "fused" => "cache read",
                         "checked" or "trusted" => "F16 infinities",
                         _ => "prefetch",
                     };
                     if (variant is "old" or "new") FlashAttention.BlockedRows = variant == "new";
                     else if (variant is "exact" or "normal") KvRowCodec.NormalRows = variant == "normal";
                     else if (variant is "apart" or "together") FlashAttention.PrefetchValuesWithKeys = variant == "together";
-                    else if (variant is "tiled" or "fused") FlashAttention.FusedHalves = variant == "fused";
+                    else if (variant is "tiled" or "fused") FlashAttention.FusedHalves = FlashAttention.FusedBlockValues = variant == "fused";
                     else if (variant is "checked" or "trusted") FlashAttention.TrustFiniteCaches = variant == "trusted";
                     else FlashAttention.PrefetchAhead = int.Parse(variant);
                     Measure($"{what} {variant,-8} ", Token);

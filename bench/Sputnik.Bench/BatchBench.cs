@@ -11,10 +11,13 @@ internal static class BatchBench
 {
     public static void Run(string[] args)
     {
-        string path = args.Length > 0 ? args[0] : throw new ArgumentException("usage: batch <model.gguf> [threads] [steps] [B...]");
+        string path = args.Length > 0 ? args[0] : throw new ArgumentException("usage: batch <model.gguf> [threads] [steps] [B...] [only]");
         int threads = args.Length > 1 ? int.Parse(args[1]) : 2;
         int steps = args.Length > 2 ? int.Parse(args[2]) : 16;
-        int[] sizes = args.Length > 3 ? args[3..].Select(int.Parse).ToArray() : [1, 4, 8];
+        // "only" after the sizes skips the sequential runs (for profiling the batched step alone)
+        bool batchedOnly = args.Length > 3 && args[^1] == "only";
+        string[] rest = args.Length > 3 ? args[3..(batchedOnly ? ^1 : ^0)] : [];
+        int[] sizes = rest.Length > 0 ? rest.Select(int.Parse).ToArray() : [1, 4, 8];
         const int Prompt = 32, Reps = 3;
 
         using var model = ModelLoader.Load(GgufFile.Open(path), threads);
@@ -26,11 +29,11 @@ internal static class BatchBench
             double bestBatched = double.MaxValue, bestSeq = double.MaxValue;
             // warm-up (page-in, JIT tiering), then alternate the two so load swings hit both alike
             Time(model, b, steps, Prompt, rng, batched: true);
-            Time(model, b, steps, Prompt, rng, batched: false);
+            if (!batchedOnly) Time(model, b, steps, Prompt, rng, batched: false);
             for (int rep = 0; rep < Reps; rep++)
             {
                 bestBatched = Math.Min(bestBatched, Time(model, b, steps, Prompt, rng, batched: true));
-                bestSeq = Math.Min(bestSeq, Time(model, b, steps, Prompt, rng, batched: false));
+                if (!batchedOnly) bestSeq = Math.Min(bestSeq, Time(model, b, steps, Prompt, rng, batched: false));
             }
             double tb = b * steps / bestBatched, ts = b * steps / bestSeq;
             Console.WriteLine($"B={b}: batched {tb:F1} tok/s aggregate ({tb / b:F1} per sequence), sequential {ts:F1} tok/s; batched/sequential {tb / ts:F2}x");

@@ -5,7 +5,7 @@ using Sputnik.Tensors;
 using Sputnik.Tensors.Quants;
 
 // Single-threaded matvec throughput: dotnet run -c Release --project bench/Sputnik.Bench [rows] [cols] [types...]
-// Multi-sequence decode:            dotnet run -c Release --project bench/Sputnik.Bench batch <model.gguf> [threads] [steps] [B...]
+// Multi-sequence decode:            dotnet run -c Release --project bench/Sputnik.Bench batch <model.gguf> [threads] [steps] [B...] [only]
 // Server soak (exit 1 on failure):  dotnet run -c Release --project bench/Sputnik.Bench soak [--model m.gguf] [--seconds 60] [--clients 100] [--parallel 8] [--max-tokens 48] [--cache-mb 64]
 // Tiny random HF checkpoint:        dotnet run -c Release --project bench/Sputnik.Bench hf llama|qwen2|deepseek-v2|deepseek-v3 OUT_DIR [seed]
 // Whole-model prefill/decode:        dotnet run -c Release --project bench/Sputnik.Bench model [Q4_K|Q8_0] [threads] [pp] [tg] [F16|F32|Q8_0]

@@ -295,7 +295,7 @@ internal static partial class FlashAttention
         bool quantized = KvRowCodec.IsBlockFormat(keys.Type), halfQueries = keys.Type == KvCacheType.F16;
         bool shared = values.SharesRowsWith(keys) && !quantized;
         bool blockValues = Blocks(width), blockScores = blockValues && !quantized && kw % (width / 32) == 0;
-        bool fused = FusesHalves(keys, values, tokens, width);
+        bool fused = FusesHalves(keys, values, tokens, width), fusedValues = FusesBlockValues(keys, values, tokens, width);
         sc.SegMax.AsSpan(0, rows).Fill(float.NegativeInfinity);
         sc.SegSum.AsSpan(0, rows).Clear();
         sc.SegOut.AsSpan(0, rows * vw).Clear();
@@ -363,6 +363,12 @@ internal static partial class FlashAttention
             }
             for (int r = 0; r < rows; r++)
                 if (sc.RowCount[r] > 0) Softmax(sc, r, sc.TileMax[r], width);
+            if (fusedValues)
+            {
+                // One token: every row sees the same positions of the tile.
+                if (sc.RowCount[0] > 0) FusedBlockValueTile(values, sc, rows, first + sc.RowFrom[0], sc.RowCount[0], width);
+                continue;
+            }
             int vs = ks;
             var v = shared ? k : DecodeTile(values, first, end - first, sc.Values, width, sc, out vs, default, prefetch: !PrefetchValuesWithKeys);
             for (int p0 = 0; p0 < count; p0 += sub)

@@ -1,0 +1,122 @@
+using System.Runtime.Intrinsics.X86;
+using Sputnik.Models;
+using Sputnik.Tensors;
+using Xunit;
+
+namespace Sputnik.Tests.Tensors;
+
+/// <summary>
+/// Single-token attention over Q8_0 or Q4_0 values read in place (FlashAttention.FusedBlockValues.cs) gives the bits
+/// of the tiled path, which decodes each tile of values to floats first: for group sizes that fill, pad and span the
+/// blocks of 4, 6, 7 and 8 rows, heads of one to eight blocks (an odd count ends the 512-bit two-block passes with a
+/// one-block pass), every key type beside them, windows and tile edges, and the decode split's segments.
+/// </summary>
+public class FlashAttentionFusedBlockValuesTests
+{
+    /// <summary>One layer, 2 KV heads of <paramref name="hd"/>, random rows (some values zero, some blocks all zero).</summary>
+    private static KvCache Cache(int positions, int hd, KvCacheType keyType, KvCacheType valueType, int seed)
+    {
+        var cache = new KvCache(1, positions + 8, 2 * hd, keyType, valueType, hd);
+        var rng = new Random(seed);
+        var key = new float[2 * hd];
+        var value = new float[2 * hd];
+        for (int p = 0; p < positions; p++)
+        {
+            for (int i = 0; i < key.Length; i++) { key[i] = (float)(rng.NextDouble() * 4 - 2); value[i] = (float)(rng.NextDouble() * 2 - 1); }
+            if (p % 5 == 0) value[rng.Next(value.Length)] = 0f;
+            if (p % 17 == 0) Array.Clear(value, hd, 32); // a block of zeros: scale 0
+            cache.Write(0, p, key, value);
+        }
+        cache.Length = positions;
+        return cache;
+    }
+
+    private static float[] Attend(KvCache cache, int hd, int group, float[] q, int pos, int window, bool fused, int width)
+    {
+        var output = new float[group * hd];
+        bool was = FlashAttention.FusedBlockValues;
+        try
+        {
+            FlashAttention.FusedBlockValues = fused;
+            // The fused runs must take the fused kernels, or comparing them with the tiled path proves nothing.
+            Assert.Equal(fused, FlashAttention.FusesBlockValues(cache.KeyHead(0, hd, hd), cache.ValueHead(0, hd, hd), 1, width));
+            FlashAttention.Attend(cache.KeyHead(0, hd, hd), cache.ValueHead(0, hd, hd), q, 0, output, 0, 1, group, pos, window, 0.13f, width);
+        }
+        finally
+        {
+            FlashAttention.FusedBlockValues = was;
+        }
+        return output;
+    }
+
+    private static void RequireWidth(int width)
+    {
+        if (width == 512 && !Avx512F.IsSupported) Assert.Skip("the 512-bit fused value kernels need AVX-512, which this CPU (or DOTNET_EnableAVX512=0) has not");
+        if (width == 256 && !(Avx2.IsSupported && Fma.IsSupported)) Assert.Skip("the 256-bit fused value kernels need AVX2 and FMA, which this CPU (or DOTNET_EnableAVX2=0) has not");
+    }
+
+    [Theory]
+    [InlineData(6, 128, KvCacheType.Q8_0, KvCacheType.Q8_0, 512)]
+    [InlineData(6, 128, KvCacheType.Q8_0, KvCacheType.Q8_0, 256)]
+    [InlineData(4, 128, KvCacheType.Q8_0, KvCacheType.Q8_0, 512)]
+    [InlineData(4, 128, KvCacheType.Q8_0, KvCacheType.Q8_0, 256)]
+    [InlineData(7, 128, KvCacheType.Q8_0, KvCacheType.Q8_0, 512)]
+    [InlineData(7, 128, KvCacheType.Q8_0, KvCacheType.Q8_0, 256)]
+    [InlineData(8, 64, KvCacheType.Q8_0, KvCacheType.Q8_0, 512)]
+    [InlineData(8, 64, KvCacheType.Q8_0, KvCacheType.Q8_0, 256)]
+    [InlineData(3, 96, KvCacheType.Q8_0, KvCacheType.Q8_0, 512)]
+    [InlineData(3, 96, KvCacheType.Q8_0, KvCacheType.Q8_0, 256)]
+    [InlineData(1, 32, KvCacheType.Q8_0, KvCacheType.Q8_0, 512)]
+    [InlineData(1, 32, KvCacheType.Q8_0, KvCacheType.Q8_0, 256)]
+    [InlineData(15, 64, KvCacheType.Q8_0, KvCacheType.Q8_0, 512)]
+    [InlineData(15, 64, KvCacheType.Q8_0, KvCacheType.Q8_0, 256)]
+    [InlineData(2, 256, KvCacheType.Q8_0, KvCacheType.Q8_0, 512)]
+    [InlineData(2, 256, KvCacheType.Q8_0, KvCacheType.Q8_0, 256)]
+    [InlineData(6, 128, KvCacheType.Q4_0, KvCacheType.Q4_0, 512)]
+    [InlineData(6, 128, KvCacheType.Q4_0, KvCacheType.Q4_0, 256)]
+    [InlineData(7, 96, KvCacheType.Q4_0, KvCacheType.Q4_0, 512)]
+    [InlineData(7, 96, KvCacheType.Q4_0, KvCacheType.Q4_0, 256)]
+    [InlineData(5, 64, KvCacheType.F16, KvCacheType.Q8_0, 512)]
+    [InlineData(5, 64, KvCacheType.F16, KvCacheType.Q8_0, 256)]
+    [InlineData(9, 128, KvCacheType.F16, KvCacheType.Q4_0, 512)]
+    [InlineData(9, 128, KvCacheType.F16, KvCacheType.Q4_0, 256)]
+    [InlineData(4, 64, KvCacheType.Q4_0, KvCacheType.Q8_0, 512)]
+    [InlineData(4, 64, KvCacheType.F32, KvCacheType.Q8_0, 256)]
+    public void Fused_values_give_the_tiled_bits(int group, int hd, KvCacheType keyType, KvCacheType valueType, int width)
+    {
+        RequireWidth(width);
+        var cache = Cache(700, hd, keyType, valueType, group * 31 + hd);
+        var rng = new Random(group + hd);
+        foreach (var (pos, window) in new[] { (0, 0), (5, 0), (63, 0), (64, 0), (300, 0), (699, 0), (699, 90) })
+        {
+            var q = Enumerable.Range(0, group * hd).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+            var tiled = Attend(cache, hd, group, q, pos, window, fused: false, width);
+            var fused = Attend(cache, hd, group, q, pos, window, fused: true, width);
+            Assert.Equal(tiled, fused);
+            Assert.All(fused, x => Assert.True(float.IsFinite(x)));
+        }
+    }
+
+    /// <summary>The decode split (segments on threads, then merged) over fused values gives the one-call bits.</summary>
+    [Theory]
+    [InlineData(512)]
+    [InlineData(256)]
+    public void Fused_values_in_segments_merge_to_the_tiled_bits(int width)
+    {
+        RequireWidth(width);
+        const int hd = 128, group = 6, pos = 1000;
+        var cache = Cache(pos + 1, hd, KvCacheType.Q8_0, KvCacheType.Q8_0, 5);
+        var keys = cache.KeyHead(0, hd, hd);
+        var values = cache.ValueHead(0, hd, hd);
+        var q = Enumerable.Range(0, group * hd).Select(i => MathF.Sin(i * 0.37f)).ToArray();
+        var tiled = Attend(cache, hd, group, q, pos, 0, fused: false, width);
+        int segments = FlashAttention.Segments(pos, 0), pf = FlashAttention.PartialFloats(hd);
+        var partials = new float[segments * group * pf];
+        Assert.True(FlashAttention.FusesBlockValues(keys, values, 1, width));
+        for (int s = 0; s < segments; s++)
+            FlashAttention.AttendSegment(keys, values, q, partials.AsSpan(s * group * pf), group, pos, 0, 0.13f, s, width);
+        var merged = new float[group * hd];
+        FlashAttention.MergeSegments(partials, segments, group, values, merged, width);
+        Assert.Equal(tiled, merged);
+    }
+}
