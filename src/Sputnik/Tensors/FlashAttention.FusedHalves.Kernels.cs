@@ -9,8 +9,9 @@ namespace Sputnik.Tensors;
 // a type argument, so the JIT compiles each block size apart and drops the statements of rows (and keys or columns)
 // the block has not: the statements for rows 4…7 and keys or column vectors 2…3 below are guarded by constants.
 // q·k goes four keys at a time for up to six rows (24 accumulators), two at a time for seven or eight (14, 16); p·v
-// four 16-column vectors at a time for up to six rows, two for seven or eight. The 32 vector registers hold the accumulators, the widened
-// halves and a query or probability.
+// (the passes every in-place value format shares, FlashAttention.FusedValues.cs) four 16-column vectors at a time for
+// up to six rows, two for seven or eight. The 32 vector registers hold the accumulators, the widened halves and a
+// query or probability.
 internal static partial class FlashAttention
 {
     private interface IFusedRows { static abstract int Rows { get; } }
@@ -141,186 +142,24 @@ internal static partial class FlashAttention
 
     /// <summary>
     /// A block's outputs (vw floats, vw apart from <paramref name="o"/>) o_r = o_r·alpha_r + Σ_t p_r[t]·v_t over n value
-    /// rows of halves (vs apart), p the scaled probabilities (Tile apart): 64 columns at a time (32 for eight rows), then
-    /// 16. Returns the columns done: vw, or the first block whose values hold an infinity or NaN (left as it was), or
-    /// the start of the last vw mod 16.
+    /// rows of halves (vs apart), p the scaled probabilities (Tile apart): 64 columns at a time (32 for seven or eight
+    /// rows), then 16 (FusedColumns512). Returns the columns done: vw, or the first pass whose values hold an infinity
+    /// or NaN (left as it was), or the start of the last vw mod 16.
     /// </summary>
-    private static int FusedAccumulate<TRows, TCheck>(ref float o, int vw, ReadOnlySpan<float> alpha, ref float p, int n, ref ushort v, int vs)
+    private static unsafe int FusedAccumulate<TRows, TCheck>(ref float o, int vw, ReadOnlySpan<float> alpha, ref float p, int n, ushort* v, int vs)
         where TRows : struct, IFusedRows where TCheck : struct, IHalfCheck
     {
-        int R = TRows.Rows, C = R > 6 ? 2 : 4, c = 0;
-        for (; c + 16 * C <= vw; c += 16 * C)
+        int c = 0;
+        if (TRows.Rows <= 6)
         {
-            var check = Vector256<ushort>.Zero;
-            ref float o0 = ref Unsafe.Add(ref o, c);
-            Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
-            Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
-            Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
-            Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
-            Vector512<float> a40 = default, a41 = default, a42 = default, a43 = default;
-            Vector512<float> a50 = default, a51 = default, a52 = default, a53 = default;
-            Vector512<float> a60 = default, a61 = default, a62 = default, a63 = default;
-            Vector512<float> a70 = default, a71 = default, a72 = default, a73 = default;
-            a00 = Vector512.LoadUnsafe(ref o0, (nuint)(0 * vw)) * alpha[0]; a01 = Vector512.LoadUnsafe(ref o0, (nuint)(0 * vw + 16)) * alpha[0];
-            if (C > 2) { a02 = Vector512.LoadUnsafe(ref o0, (nuint)(0 * vw + 32)) * alpha[0]; a03 = Vector512.LoadUnsafe(ref o0, (nuint)(0 * vw + 48)) * alpha[0]; }
-            a10 = Vector512.LoadUnsafe(ref o0, (nuint)(1 * vw)) * alpha[1]; a11 = Vector512.LoadUnsafe(ref o0, (nuint)(1 * vw + 16)) * alpha[1];
-            if (C > 2) { a12 = Vector512.LoadUnsafe(ref o0, (nuint)(1 * vw + 32)) * alpha[1]; a13 = Vector512.LoadUnsafe(ref o0, (nuint)(1 * vw + 48)) * alpha[1]; }
-            a20 = Vector512.LoadUnsafe(ref o0, (nuint)(2 * vw)) * alpha[2]; a21 = Vector512.LoadUnsafe(ref o0, (nuint)(2 * vw + 16)) * alpha[2];
-            if (C > 2) { a22 = Vector512.LoadUnsafe(ref o0, (nuint)(2 * vw + 32)) * alpha[2]; a23 = Vector512.LoadUnsafe(ref o0, (nuint)(2 * vw + 48)) * alpha[2]; }
-            a30 = Vector512.LoadUnsafe(ref o0, (nuint)(3 * vw)) * alpha[3]; a31 = Vector512.LoadUnsafe(ref o0, (nuint)(3 * vw + 16)) * alpha[3];
-            if (C > 2) { a32 = Vector512.LoadUnsafe(ref o0, (nuint)(3 * vw + 32)) * alpha[3]; a33 = Vector512.LoadUnsafe(ref o0, (nuint)(3 * vw + 48)) * alpha[3]; }
-            if (R > 4)
-            {
-                a40 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw)) * alpha[4]; a41 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw + 16)) * alpha[4];
-                if (C > 2) { a42 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw + 32)) * alpha[4]; a43 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw + 48)) * alpha[4]; }
-                a50 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw)) * alpha[5]; a51 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw + 16)) * alpha[5];
-                if (C > 2) { a52 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw + 32)) * alpha[5]; a53 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw + 48)) * alpha[5]; }
-            }
-            if (R > 6)
-            {
-                a60 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw)) * alpha[6]; a61 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw + 16)) * alpha[6];
-                if (C > 2) { a62 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw + 32)) * alpha[6]; a63 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw + 48)) * alpha[6]; }
-                if (R > 7)
-                {
-                    a70 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw)) * alpha[7]; a71 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw + 16)) * alpha[7];
-                    if (C > 2) { a72 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw + 32)) * alpha[7]; a73 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw + 48)) * alpha[7]; }
-                }
-            }
-            for (int t = 0; t < n; t++)
-            {
-                ref ushort vt = ref Unsafe.Add(ref v, t * vs + c);
-                var y0 = Widen<TCheck>(ref vt, 0, ref check);
-                var y1 = Widen<TCheck>(ref vt, 16, ref check);
-                Vector512<float> y2 = default, y3 = default;
-                if (C > 2)
-                {
-                    y2 = Widen<TCheck>(ref vt, 32, ref check);
-                    y3 = Widen<TCheck>(ref vt, 48, ref check);
-                }
-                ref float pt = ref Unsafe.Add(ref p, t);
-                var b0 = Vector512.Create(Unsafe.Add(ref pt, 0 * Tile));
-                a00 = Vector512.FusedMultiplyAdd(y0, b0, a00); a01 = Vector512.FusedMultiplyAdd(y1, b0, a01);
-                if (C > 2) { a02 = Vector512.FusedMultiplyAdd(y2, b0, a02); a03 = Vector512.FusedMultiplyAdd(y3, b0, a03); }
-                var b1 = Vector512.Create(Unsafe.Add(ref pt, 1 * Tile));
-                a10 = Vector512.FusedMultiplyAdd(y0, b1, a10); a11 = Vector512.FusedMultiplyAdd(y1, b1, a11);
-                if (C > 2) { a12 = Vector512.FusedMultiplyAdd(y2, b1, a12); a13 = Vector512.FusedMultiplyAdd(y3, b1, a13); }
-                var b2 = Vector512.Create(Unsafe.Add(ref pt, 2 * Tile));
-                a20 = Vector512.FusedMultiplyAdd(y0, b2, a20); a21 = Vector512.FusedMultiplyAdd(y1, b2, a21);
-                if (C > 2) { a22 = Vector512.FusedMultiplyAdd(y2, b2, a22); a23 = Vector512.FusedMultiplyAdd(y3, b2, a23); }
-                var b3 = Vector512.Create(Unsafe.Add(ref pt, 3 * Tile));
-                a30 = Vector512.FusedMultiplyAdd(y0, b3, a30); a31 = Vector512.FusedMultiplyAdd(y1, b3, a31);
-                if (C > 2) { a32 = Vector512.FusedMultiplyAdd(y2, b3, a32); a33 = Vector512.FusedMultiplyAdd(y3, b3, a33); }
-                if (R > 4)
-                {
-                    var b4 = Vector512.Create(Unsafe.Add(ref pt, 4 * Tile));
-                    a40 = Vector512.FusedMultiplyAdd(y0, b4, a40); a41 = Vector512.FusedMultiplyAdd(y1, b4, a41);
-                    if (C > 2) { a42 = Vector512.FusedMultiplyAdd(y2, b4, a42); a43 = Vector512.FusedMultiplyAdd(y3, b4, a43); }
-                    var b5 = Vector512.Create(Unsafe.Add(ref pt, 5 * Tile));
-                    a50 = Vector512.FusedMultiplyAdd(y0, b5, a50); a51 = Vector512.FusedMultiplyAdd(y1, b5, a51);
-                    if (C > 2) { a52 = Vector512.FusedMultiplyAdd(y2, b5, a52); a53 = Vector512.FusedMultiplyAdd(y3, b5, a53); }
-                }
-                if (R > 6)
-                {
-                    var b6 = Vector512.Create(Unsafe.Add(ref pt, 6 * Tile));
-                    a60 = Vector512.FusedMultiplyAdd(y0, b6, a60); a61 = Vector512.FusedMultiplyAdd(y1, b6, a61);
-                    if (C > 2) { a62 = Vector512.FusedMultiplyAdd(y2, b6, a62); a63 = Vector512.FusedMultiplyAdd(y3, b6, a63); }
-                    if (R > 7)
-                    {
-                        var b7 = Vector512.Create(Unsafe.Add(ref pt, 7 * Tile));
-                        a70 = Vector512.FusedMultiplyAdd(y0, b7, a70); a71 = Vector512.FusedMultiplyAdd(y1, b7, a71);
-                        if (C > 2) { a72 = Vector512.FusedMultiplyAdd(y2, b7, a72); a73 = Vector512.FusedMultiplyAdd(y3, b7, a73); }
-                    }
-                }
-            }
-            if (Vector256.GreaterThanOrEqualAny(check, Vector256.Create(DoubledInfNan))) return c;
-            a00.StoreUnsafe(ref o0, (nuint)(0 * vw)); a01.StoreUnsafe(ref o0, (nuint)(0 * vw + 16));
-            if (C > 2) { a02.StoreUnsafe(ref o0, (nuint)(0 * vw + 32)); a03.StoreUnsafe(ref o0, (nuint)(0 * vw + 48)); }
-            a10.StoreUnsafe(ref o0, (nuint)(1 * vw)); a11.StoreUnsafe(ref o0, (nuint)(1 * vw + 16));
-            if (C > 2) { a12.StoreUnsafe(ref o0, (nuint)(1 * vw + 32)); a13.StoreUnsafe(ref o0, (nuint)(1 * vw + 48)); }
-            a20.StoreUnsafe(ref o0, (nuint)(2 * vw)); a21.StoreUnsafe(ref o0, (nuint)(2 * vw + 16));
-            if (C > 2) { a22.StoreUnsafe(ref o0, (nuint)(2 * vw + 32)); a23.StoreUnsafe(ref o0, (nuint)(2 * vw + 48)); }
-            a30.StoreUnsafe(ref o0, (nuint)(3 * vw)); a31.StoreUnsafe(ref o0, (nuint)(3 * vw + 16));
-            if (C > 2) { a32.StoreUnsafe(ref o0, (nuint)(3 * vw + 32)); a33.StoreUnsafe(ref o0, (nuint)(3 * vw + 48)); }
-            if (R > 4)
-            {
-                a40.StoreUnsafe(ref o0, (nuint)(4 * vw)); a41.StoreUnsafe(ref o0, (nuint)(4 * vw + 16));
-                if (C > 2) { a42.StoreUnsafe(ref o0, (nuint)(4 * vw + 32)); a43.StoreUnsafe(ref o0, (nuint)(4 * vw + 48)); }
-                a50.StoreUnsafe(ref o0, (nuint)(5 * vw)); a51.StoreUnsafe(ref o0, (nuint)(5 * vw + 16));
-                if (C > 2) { a52.StoreUnsafe(ref o0, (nuint)(5 * vw + 32)); a53.StoreUnsafe(ref o0, (nuint)(5 * vw + 48)); }
-            }
-            if (R > 6)
-            {
-                a60.StoreUnsafe(ref o0, (nuint)(6 * vw)); a61.StoreUnsafe(ref o0, (nuint)(6 * vw + 16));
-                if (C > 2) { a62.StoreUnsafe(ref o0, (nuint)(6 * vw + 32)); a63.StoreUnsafe(ref o0, (nuint)(6 * vw + 48)); }
-                if (R > 7)
-                {
-                    a70.StoreUnsafe(ref o0, (nuint)(7 * vw)); a71.StoreUnsafe(ref o0, (nuint)(7 * vw + 16));
-                    if (C > 2) { a72.StoreUnsafe(ref o0, (nuint)(7 * vw + 32)); a73.StoreUnsafe(ref o0, (nuint)(7 * vw + 48)); }
-                }
-            }
+            for (; c + 64 <= vw; c += 64)
+                if (!FusedColumns512<TRows, FourVectors, HalfVectors512<TCheck>>(ref Unsafe.Add(ref o, c), vw, alpha, ref p, n, new(v + c, vs))) return c;
         }
+        else
+            for (; c + 32 <= vw; c += 32)
+                if (!FusedColumns512<TRows, TwoVectors, HalfVectors512<TCheck>>(ref Unsafe.Add(ref o, c), vw, alpha, ref p, n, new(v + c, vs))) return c;
         for (; c + 16 <= vw; c += 16)
-        {
-            var check = Vector256<ushort>.Zero;
-            ref float o0 = ref Unsafe.Add(ref o, c);
-            Vector512<float> a00 = default;
-            Vector512<float> a10 = default;
-            Vector512<float> a20 = default;
-            Vector512<float> a30 = default;
-            Vector512<float> a40 = default;
-            Vector512<float> a50 = default;
-            Vector512<float> a60 = default;
-            Vector512<float> a70 = default;
-            a00 = Vector512.LoadUnsafe(ref o0, (nuint)(0 * vw)) * alpha[0];
-            a10 = Vector512.LoadUnsafe(ref o0, (nuint)(1 * vw)) * alpha[1];
-            a20 = Vector512.LoadUnsafe(ref o0, (nuint)(2 * vw)) * alpha[2];
-            a30 = Vector512.LoadUnsafe(ref o0, (nuint)(3 * vw)) * alpha[3];
-            if (R > 4)
-            {
-                a40 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw)) * alpha[4];
-                a50 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw)) * alpha[5];
-            }
-            if (R > 6)
-            {
-                a60 = Vector512.LoadUnsafe(ref o0, (nuint)(6 * vw)) * alpha[6];
-                if (R > 7) a70 = Vector512.LoadUnsafe(ref o0, (nuint)(7 * vw)) * alpha[7];
-            }
-            for (int t = 0; t < n; t++)
-            {
-                ref ushort vt = ref Unsafe.Add(ref v, t * vs + c);
-                var y0 = Widen<TCheck>(ref vt, 0, ref check);
-                ref float pt = ref Unsafe.Add(ref p, t);
-                a00 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 0 * Tile)), a00);
-                a10 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 1 * Tile)), a10);
-                a20 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 2 * Tile)), a20);
-                a30 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 3 * Tile)), a30);
-                if (R > 4)
-                {
-                    a40 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 4 * Tile)), a40);
-                    a50 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 5 * Tile)), a50);
-                }
-                if (R > 6)
-                {
-                    a60 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 6 * Tile)), a60);
-                    if (R > 7) a70 = Vector512.FusedMultiplyAdd(y0, Vector512.Create(Unsafe.Add(ref pt, 7 * Tile)), a70);
-                }
-            }
-            if (Vector256.GreaterThanOrEqualAny(check, Vector256.Create(DoubledInfNan))) return c;
-            a00.StoreUnsafe(ref o0, (nuint)(0 * vw));
-            a10.StoreUnsafe(ref o0, (nuint)(1 * vw));
-            a20.StoreUnsafe(ref o0, (nuint)(2 * vw));
-            a30.StoreUnsafe(ref o0, (nuint)(3 * vw));
-            if (R > 4)
-            {
-                a40.StoreUnsafe(ref o0, (nuint)(4 * vw));
-                a50.StoreUnsafe(ref o0, (nuint)(5 * vw));
-            }
-            if (R > 6)
-            {
-                a60.StoreUnsafe(ref o0, (nuint)(6 * vw));
-                if (R > 7) a70.StoreUnsafe(ref o0, (nuint)(7 * vw));
-            }
-        }
+            if (!FusedColumns512<TRows, OneVector, HalfVectors512<TCheck>>(ref Unsafe.Add(ref o, c), vw, alpha, ref p, n, new(v + c, vs))) return c;
         return c;
     }
 }

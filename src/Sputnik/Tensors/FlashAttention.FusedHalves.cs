@@ -80,7 +80,6 @@ internal static partial class FlashAttention
     {
         int a = sc.RowFrom[0], n = sc.RowCount[0], kw = keys.Width, vw = values.Width, padded = FusedRowsPadded(rows);
         ref ushort k = ref HalfRow(keys, first + a);
-        ref ushort v = ref HalfRow(values, first + a);
         int ks = keys.RowStride / 2, vs = values.RowStride / 2;
         fixed (byte* keyRows = keys.Rows, valueRows = values.Rows)
         {
@@ -120,13 +119,18 @@ internal static partial class FlashAttention
             ref float outputs = ref sc.SegOut[r * vw];
             var alpha = sc.Alpha.AsSpan(r, block);
             ref float pr = ref sc.ScaledProbs[r * Tile];
-            int done = block switch
+            int done;
+            fixed (byte* valueRows = values.Rows)
             {
-                8 => BlockValues<EightRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                7 => BlockValues<SevenRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                6 => BlockValues<SixRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
-                _ => BlockValues<FourRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, ref v, vs),
-            };
+                var v = (ushort*)(valueRows + (long)(first + a) * values.RowStride + values.RowOffset);
+                done = block switch
+                {
+                    8 => BlockValues<EightRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
+                    7 => BlockValues<SevenRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
+                    6 => BlockValues<SixRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
+                    _ => BlockValues<FourRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
+                };
+            }
             if (done == vw) continue;
             // Columns from `done` on hold an infinity or NaN (or are the last few of a width not a multiple of 16):
             // the tiled path's decode and loop for them, which give each column the same operations.
@@ -150,13 +154,13 @@ internal static partial class FlashAttention
     };
 
     /// <summary>A block's p·v (<see cref="FusedAccumulate{TRows, TCheck}"/>) at the call's width, checking the halves unless <paramref name="trusted"/>.</summary>
-    private static int BlockValues<TRows>(bool trusted, int width, ref float o, int vw, ReadOnlySpan<float> alpha, ref float p, int n, ref ushort v, int vs)
+    private static unsafe int BlockValues<TRows>(bool trusted, int width, ref float o, int vw, ReadOnlySpan<float> alpha, ref float p, int n, ushort* v, int vs)
         where TRows : struct, IFusedRows => (trusted, width) switch
     {
-        (true, 512) => FusedAccumulate<TRows, TrustHalves>(ref o, vw, alpha, ref p, n, ref v, vs),
-        (false, 512) => FusedAccumulate<TRows, CheckHalves>(ref o, vw, alpha, ref p, n, ref v, vs),
-        (true, _) => FusedAccumulate256<TRows, TrustHalves>(ref o, vw, alpha, ref p, n, ref v, vs),
-        (false, _) => FusedAccumulate256<TRows, CheckHalves>(ref o, vw, alpha, ref p, n, ref v, vs),
+        (true, 512) => FusedAccumulate<TRows, TrustHalves>(ref o, vw, alpha, ref p, n, v, vs),
+        (false, 512) => FusedAccumulate<TRows, CheckHalves>(ref o, vw, alpha, ref p, n, v, vs),
+        (true, _) => FusedAccumulate256<TRows, TrustHalves>(ref o, vw, alpha, ref p, n, v, vs),
+        (false, _) => FusedAccumulate256<TRows, CheckHalves>(ref o, vw, alpha, ref p, n, v, vs),
     };
 
     /// <summary>The halves of the row holding position <paramref name="pos"/>.</summary>

@@ -110,95 +110,20 @@ internal static partial class FlashAttention
     }
 
     /// <summary>
-    /// <see cref="FusedAccumulate{TRows, TCheck}"/> at 256 bits: 16 columns at a time (8 for eight rows), then 8.
-    /// Returns the columns done: vw, or the first block whose values hold an infinity or NaN (left as it was), or the
-    /// start of the last vw mod 8.
+    /// <see cref="FusedAccumulate{TRows, TCheck}"/> at 256 bits: 16 columns at a time (8 for seven or eight rows), then 8
+    /// (FusedColumns256). Returns the columns done: vw, or the first pass whose values hold an infinity or NaN (left as
+    /// it was), or the start of the last vw mod 8.
     /// </summary>
-    private static int FusedAccumulate256<TRows, TCheck>(ref float o, int vw, ReadOnlySpan<float> alpha, ref float p, int n, ref ushort v, int vs)
+    private static unsafe int FusedAccumulate256<TRows, TCheck>(ref float o, int vw, ReadOnlySpan<float> alpha, ref float p, int n, ushort* v, int vs)
         where TRows : struct, IFusedRows where TCheck : struct, IHalfCheck
     {
         int c = 0;
         if (TRows.Rows <= 6)
             for (; c + 16 <= vw; c += 16)
-                if (!FusedColumns256<TRows, TCheck, TwoVectors>(ref Unsafe.Add(ref o, c), vw, alpha, ref p, n, ref Unsafe.Add(ref v, c), vs)) return c;
+                if (!FusedColumns256<TRows, TwoVectors, HalfVectors256<TCheck>>(ref Unsafe.Add(ref o, c), vw, alpha, ref p, n, new(v + c, vs))) return c;
         for (; c + 8 <= vw; c += 8)
-            if (!FusedColumns256<TRows, TCheck, OneVector>(ref Unsafe.Add(ref o, c), vw, alpha, ref p, n, ref Unsafe.Add(ref v, c), vs)) return c;
+            if (!FusedColumns256<TRows, OneVector, HalfVectors256<TCheck>>(ref Unsafe.Add(ref o, c), vw, alpha, ref p, n, new(v + c, vs))) return c;
         return c;
-    }
-
-    /// <summary>How many 8-column vectors a p·v pass at 256 bits takes.</summary>
-    private interface IColumnVectors { static abstract int Count { get; } }
-    private struct OneVector : IColumnVectors { public static int Count => 1; }
-    private struct TwoVectors : IColumnVectors { public static int Count => 2; }
-
-    /// <summary>
-    /// One pass of <see cref="FusedAccumulate256{TRows, TCheck}"/> over the 8 or 16 columns at <paramref name="o0"/> (and
-    /// <paramref name="v"/>): false, the outputs left as they were, when those values hold an infinity or NaN.
-    /// </summary>
-    private static bool FusedColumns256<TRows, TCheck, TCols>(ref float o0, int vw, ReadOnlySpan<float> alpha, ref float p, int n, ref ushort v, int vs)
-        where TRows : struct, IFusedRows where TCheck : struct, IHalfCheck where TCols : struct, IColumnVectors
-    {
-        int R = TRows.Rows, C = TCols.Count;
-        var check = Vector128<ushort>.Zero;
-        Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
-        Vector256<float> a40 = default, a41 = default, a50 = default, a51 = default, a60 = default, a70 = default;
-        a00 = Vector256.LoadUnsafe(ref o0) * alpha[0]; if (C > 1) a01 = Vector256.LoadUnsafe(ref o0, 8) * alpha[0];
-        a10 = Vector256.LoadUnsafe(ref o0, (nuint)vw) * alpha[1]; if (C > 1) a11 = Vector256.LoadUnsafe(ref o0, (nuint)(vw + 8)) * alpha[1];
-        a20 = Vector256.LoadUnsafe(ref o0, (nuint)(2 * vw)) * alpha[2]; if (C > 1) a21 = Vector256.LoadUnsafe(ref o0, (nuint)(2 * vw + 8)) * alpha[2];
-        a30 = Vector256.LoadUnsafe(ref o0, (nuint)(3 * vw)) * alpha[3]; if (C > 1) a31 = Vector256.LoadUnsafe(ref o0, (nuint)(3 * vw + 8)) * alpha[3];
-        if (R > 4)
-        {
-            a40 = Vector256.LoadUnsafe(ref o0, (nuint)(4 * vw)) * alpha[4]; if (C > 1) a41 = Vector256.LoadUnsafe(ref o0, (nuint)(4 * vw + 8)) * alpha[4];
-            a50 = Vector256.LoadUnsafe(ref o0, (nuint)(5 * vw)) * alpha[5]; if (C > 1) a51 = Vector256.LoadUnsafe(ref o0, (nuint)(5 * vw + 8)) * alpha[5];
-        }
-        if (R > 6)
-        {
-            a60 = Vector256.LoadUnsafe(ref o0, (nuint)(6 * vw)) * alpha[6];
-            if (R > 7) a70 = Vector256.LoadUnsafe(ref o0, (nuint)(7 * vw)) * alpha[7];
-        }
-        for (int t = 0; t < n; t++)
-        {
-            ref ushort vt = ref Unsafe.Add(ref v, t * vs);
-            var y0 = Widen256<TCheck>(ref vt, 0, ref check);
-            var y1 = C > 1 ? Widen256<TCheck>(ref vt, 8, ref check) : default;
-            ref float pt = ref Unsafe.Add(ref p, t);
-            var b = Vector256.Create(pt);
-            a00 = Vector256.FusedMultiplyAdd(y0, b, a00); if (C > 1) a01 = Vector256.FusedMultiplyAdd(y1, b, a01);
-            b = Vector256.Create(Unsafe.Add(ref pt, Tile));
-            a10 = Vector256.FusedMultiplyAdd(y0, b, a10); if (C > 1) a11 = Vector256.FusedMultiplyAdd(y1, b, a11);
-            b = Vector256.Create(Unsafe.Add(ref pt, 2 * Tile));
-            a20 = Vector256.FusedMultiplyAdd(y0, b, a20); if (C > 1) a21 = Vector256.FusedMultiplyAdd(y1, b, a21);
-            b = Vector256.Create(Unsafe.Add(ref pt, 3 * Tile));
-            a30 = Vector256.FusedMultiplyAdd(y0, b, a30); if (C > 1) a31 = Vector256.FusedMultiplyAdd(y1, b, a31);
-            if (R > 4)
-            {
-                b = Vector256.Create(Unsafe.Add(ref pt, 4 * Tile));
-                a40 = Vector256.FusedMultiplyAdd(y0, b, a40); if (C > 1) a41 = Vector256.FusedMultiplyAdd(y1, b, a41);
-                b = Vector256.Create(Unsafe.Add(ref pt, 5 * Tile));
-                a50 = Vector256.FusedMultiplyAdd(y0, b, a50); if (C > 1) a51 = Vector256.FusedMultiplyAdd(y1, b, a51);
-            }
-            if (R > 6)
-            {
-                a60 = Vector256.FusedMultiplyAdd(y0, Vector256.Create(Unsafe.Add(ref pt, 6 * Tile)), a60);
-                if (R > 7) a70 = Vector256.FusedMultiplyAdd(y0, Vector256.Create(Unsafe.Add(ref pt, 7 * Tile)), a70);
-            }
-        }
-        if (Vector128.GreaterThanOrEqualAny(check, Vector128.Create(DoubledInfNan))) return false;
-        a00.StoreUnsafe(ref o0); if (C > 1) a01.StoreUnsafe(ref o0, 8);
-        a10.StoreUnsafe(ref o0, (nuint)vw); if (C > 1) a11.StoreUnsafe(ref o0, (nuint)(vw + 8));
-        a20.StoreUnsafe(ref o0, (nuint)(2 * vw)); if (C > 1) a21.StoreUnsafe(ref o0, (nuint)(2 * vw + 8));
-        a30.StoreUnsafe(ref o0, (nuint)(3 * vw)); if (C > 1) a31.StoreUnsafe(ref o0, (nuint)(3 * vw + 8));
-        if (R > 4)
-        {
-            a40.StoreUnsafe(ref o0, (nuint)(4 * vw)); if (C > 1) a41.StoreUnsafe(ref o0, (nuint)(4 * vw + 8));
-            a50.StoreUnsafe(ref o0, (nuint)(5 * vw)); if (C > 1) a51.StoreUnsafe(ref o0, (nuint)(5 * vw + 8));
-        }
-        if (R > 6)
-        {
-            a60.StoreUnsafe(ref o0, (nuint)(6 * vw));
-            if (R > 7) a70.StoreUnsafe(ref o0, (nuint)(7 * vw));
-        }
-        return true;
     }
 
     /// <summary>Eight halves in float place (value·2^-112), and (when checking) their doubled bits into the running maximum.</summary>
