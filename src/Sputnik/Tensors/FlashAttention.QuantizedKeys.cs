@@ -69,36 +69,47 @@ internal static partial class FlashAttention
     /// Positions [first, first + count) of a Q8_0/Q4_0 key head as float block scales (block b of position t at
     /// b·Tile + t) and, unless <see cref="KeyInts.InPlace"/>, 8-bit values (Q4_0's nibbles centred).
     /// </summary>
-    private static void UnpackKeyTile(in KvHead h, int first, int count, Scratch sc, int width, in KvHead companion)
+    private static unsafe void UnpackKeyTile(in KvHead h, int first, int count, Scratch sc, int width, in KvHead companion)
     {
         bool copy = !KeyInts.InPlace(h);
         int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block);
         int start = h.Row(first), wrap = h.Ring > 0 ? h.Ring : int.MaxValue;
-        ref sbyte ints = ref MemoryMarshal.GetArrayDataReference(sc.KeyInts);
-        ref ushort bits = ref MemoryMarshal.GetArrayDataReference(sc.ScaleBits);
-        for (int t = 0; t < count; t++)
+        // The rows a tile ahead (keys' and the companion's) are requested as each row is read, their addresses computed
+        // once here: per row, the checks and pinning of PrefetchRows cost as much as the row's own work.
+        int ahead = start + PrefetchAhead;
+        bool fetch = PrefetchAhead != 0 && Sse.IsSupported && h.Ring == 0;
+        int fetchKeys = fetch ? Math.Clamp(h.Positions - ahead, 0, count) : 0;
+        int fetchCompanion = fetch && !companion.Rows.IsEmpty && companion.Ring == 0 ? Math.Clamp(companion.Positions - ahead, 0, count) : 0;
+        fixed (byte* rows = h.Rows, companionRows = companion.Rows)
+        fixed (sbyte* ints = sc.KeyInts)
+        fixed (ushort* bits = sc.ScaleBits)
         {
-            int r = start + t;
-            PrefetchRows(h, companion, r + PrefetchAhead);
-            if (r >= wrap) r -= wrap; // a ring's tile continues at its first row
-            ref byte row = ref MemoryMarshal.GetReference(h.Rows.Slice(r * h.RowStride + h.RowOffset, nb * blockBytes));
-            for (int b = 0; b < nb; b++)
+            byte* keyAhead = rows + (long)ahead * h.RowStride + h.RowOffset;
+            byte* companionAhead = companionRows + (long)ahead * companion.RowStride + companion.RowOffset;
+            for (int t = 0; t < count; t++)
             {
-                ref byte blk = ref Unsafe.Add(ref row, b * blockBytes);
-                Unsafe.Add(ref bits, b * Tile + t) = Unsafe.ReadUnaligned<ushort>(ref blk);
-                if (!copy) continue;
-                ref sbyte dst = ref Unsafe.Add(ref ints, t * h.Width + b * KvRowCodec.Block);
-                if (h.Type == KvCacheType.Q8_0)
+                if (t < fetchKeys) PrefetchLines(keyAhead + (long)t * h.RowStride, h.RowBytes);
+                if (t < fetchCompanion) PrefetchLines(companionAhead + (long)t * companion.RowStride, companion.RowBytes);
+                int r = start + t;
+                if (r >= wrap) r -= wrap; // a ring's tile continues at its first row
+                byte* row = rows + (long)r * h.RowStride + h.RowOffset;
+                for (int b = 0; b < nb; b++)
                 {
-                    ref sbyte q = ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref blk, 2));
-                    Vector128.LoadUnsafe(ref q).StoreUnsafe(ref dst);
-                    Vector128.LoadUnsafe(ref q, 16).StoreUnsafe(ref dst, 16);
-                }
-                else
-                {
-                    KvRowCodec.Q4_0Values(ref blk, out var lo, out var hi);
-                    lo.StoreUnsafe(ref dst);
-                    hi.StoreUnsafe(ref dst, 16);
+                    byte* blk = row + b * blockBytes;
+                    bits[b * Tile + t] = *(ushort*)blk;
+                    if (!copy) continue;
+                    sbyte* dst = ints + t * h.Width + b * KvRowCodec.Block;
+                    if (h.Type == KvCacheType.Q8_0)
+                    {
+                        Vector128.Load(blk + 2).Store((byte*)dst);
+                        Vector128.Load(blk + 18).Store((byte*)dst + 16);
+                    }
+                    else
+                    {
+                        KvRowCodec.Q4_0Values(ref *blk, out var lo, out var hi);
+                        lo.Store(dst);
+                        hi.Store(dst + 16);
+                    }
                 }
             }
         }
