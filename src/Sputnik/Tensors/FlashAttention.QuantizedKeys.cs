@@ -196,6 +196,7 @@ internal static partial class FlashAttention
     /// (the key takes the query's sign; |values| ≤ 127, so no 16-bit pair overflows), vpmaddubsw and vpmaddwd; the
     /// eight keys' integer sums are gathered into one vector by horizontal adds (exact), then scaled as QuantDot does.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> QuantDot8(Scratch sc, scoped KeyInts keys, int t, int r, int nb)
     {
         const int B = KvRowCodec.Block;
