@@ -36,7 +36,8 @@ internal static class BatchBench
                 if (!batchedOnly) bestSeq = Math.Min(bestSeq, Time(model, b, steps, Prompt, rng, batched: false));
             }
             double tb = b * steps / bestBatched, ts = b * steps / bestSeq;
-            Console.WriteLine($"B={b}: batched {tb:F1} tok/s aggregate ({tb / b:F1} per sequence), sequential {ts:F1} tok/s; batched/sequential {tb / ts:F2}x");
+            if (batchedOnly) Console.WriteLine($"B={b}: batched {tb:F1} tok/s aggregate ({tb / b:F1} per sequence)");
+            else Console.WriteLine($"B={b}: batched {tb:F1} tok/s aggregate ({tb / b:F1} per sequence), sequential {ts:F1} tok/s; batched/sequential {tb / ts:F2}x");
         }
         Console.WriteLine($"load average after: {LoadAverage()}");
     }

@@ -42,7 +42,8 @@ internal static partial class FlashAttention
             for (int b = 0; b < nb; b++) Unsafe.Add(ref bits, b * Tile + t) = Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref row, b * blockBytes));
         }
         ConvertScales(sc.ScaleBits, sc.ValueScales, nb * Tile, width);
-        // Pad rows of the last block: no rescale and zero probabilities, so their (unused) sums stay finite.
+        // Pad rows of the last block: no rescale and zero probabilities, so their outputs (never read) are just the
+        // old contents times zero plus nothing, not arbitrary stale probabilities times the values.
         int padded = FusedRowsPadded(rows);
         for (int r = rows; r < padded; r++)
         {

@@ -5,9 +5,9 @@ using System.Runtime.Intrinsics.X86;
 
 namespace Sputnik.Tensors;
 
-// The fused F16 kernels' loops (FlashAttention.FusedHalves.cs) for a block of 4, 6, 7 or 8 query rows. The row count is
-// a type argument, so the JIT compiles each block size apart and drops the statements of rows (and keys or columns)
-// the block has not: the statements for rows 4…7 and keys or column vectors 2…3 below are guarded by constants.
+// The fused F16 q·k loops (FlashAttention.FusedHalves.cs) for a block of 4, 6, 7 or 8 query rows. The row count is
+// a type argument, so the JIT compiles each block size apart and drops the statements of rows (and keys) the block
+// has not: the statements for rows 4…7 and keys 2…3 below are guarded by constants.
 // q·k goes four keys at a time for up to six rows (24 accumulators), two at a time for seven or eight (14, 16); p·v
 // (the passes every in-place value format shares, FlashAttention.FusedValues.cs) four 16-column vectors at a time for
 // up to six rows, two for seven or eight. The 32 vector registers hold the accumulators, the widened halves and a

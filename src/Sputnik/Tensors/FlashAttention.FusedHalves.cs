@@ -38,7 +38,7 @@ namespace Sputnik.Tensors;
 
 internal static partial class FlashAttention
 {
-    /// <summary>The most query rows a fused block takes (FlashAttention.FusedHalves.Kernels.cs: blocks of 4, 6, 7 or 8).</summary>
+    /// <summary>The most query rows a fused block takes (blocks of 4, 6, 7 or 8: q·k in FlashAttention.FusedHalves.Kernels.cs and FusedHalves256.cs, p·v in FusedValues.cs).</summary>
     private const int FusedRows = 8;
 
     /// <summary>The next block's rows for <paramref name="remaining"/> rows: 8 for 8 or more, 7 for 7, 6 for 5 or 6, else 4 (padded; blocks of 8 until fewer than 8 remain).</summary>

@@ -174,11 +174,15 @@ internal static partial class FlashAttention
         return true;
     }
 
-    /// <summary><see cref="FusedColumns512{TRows, TCols, TValues}"/> at 256 bits: one or two 8-column vectors (16 registers: 12 accumulators for six rows).</summary>
+    /// <summary>
+    /// <see cref="FusedColumns512{TRows, TCols, TValues}"/> at 256 bits: two 8-column vectors for up to six rows (12
+    /// accumulators of 16 registers), one for seven or eight (rows 6 and 7 have no second vector's accumulators).
+    /// </summary>
     private static bool FusedColumns256<TRows, TCols, TValues>(ref float o0, int vw, ReadOnlySpan<float> alpha, ref float p, int n, TValues values)
         where TRows : struct, IFusedRows where TCols : struct, IColumnVectors where TValues : struct, IValueVectors256
     {
         int R = TRows.Rows, C = TCols.Count;
+        if (C > 2 || R > 6 && C > 1) throw new InvalidOperationException($"no 256-bit p·v pass of {R} rows × {C} vectors"); // constants: folded away
         Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
         Vector256<float> a40 = default, a41 = default, a50 = default, a51 = default, a60 = default, a70 = default;
         a00 = Vector256.LoadUnsafe(ref o0) * alpha[0]; if (C > 1) a01 = Vector256.LoadUnsafe(ref o0, 8) * alpha[0];

@@ -286,7 +286,10 @@ internal static partial class FlashAttention
     /// and causality let it see) into sc.SegMax/SegSum/SegOut, a tile at a time. Per tile, the keys are decoded and
     /// every row's scores, softmax update and probabilities computed first, then the values decoded and accumulated:
     /// each phase's tile buffer stays in L1. Rows that see the same positions of a tile go through the register-blocked
-    /// loops three at a time (FlashAttention.Blocked.cs), the others one at a time; both give the same bits.
+    /// loops three at a time (FlashAttention.Blocked.cs), the others one at a time; both give the same bits. A single
+    /// token reads the cache in place instead where the fused kernels take it, with the same bits: a whole tile of F16
+    /// keys and values (FlashAttention.FusedHalves.cs), or the value pass over Q8_0/Q4_0 values
+    /// (FlashAttention.FusedBlockValues.cs).
     /// </summary>
     private static void RunSegment(in KvHead keys, in KvHead values, ReadOnlySpan<float> q, int qStride, int tokens, int group,
         int pos0, int window, float scale, int s0, Scratch sc, int width, int keyEnd)

@@ -76,6 +76,8 @@ public class FlashAttentionFusedBlockValuesTests
     [InlineData(6, 128, KvCacheType.Q4_0, KvCacheType.Q4_0, 256)]
     [InlineData(7, 96, KvCacheType.Q4_0, KvCacheType.Q4_0, 512)]
     [InlineData(7, 96, KvCacheType.Q4_0, KvCacheType.Q4_0, 256)]
+    [InlineData(3, 96, KvCacheType.Q4_0, KvCacheType.Q4_0, 512)]
+    [InlineData(3, 96, KvCacheType.Q4_0, KvCacheType.Q4_0, 256)]
     [InlineData(5, 64, KvCacheType.F16, KvCacheType.Q8_0, 512)]
     [InlineData(5, 64, KvCacheType.F16, KvCacheType.Q8_0, 256)]
     [InlineData(9, 128, KvCacheType.F16, KvCacheType.Q4_0, 512)]
@@ -92,9 +94,63 @@ public class FlashAttentionFusedBlockValuesTests
             var q = Enumerable.Range(0, group * hd).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
             var tiled = Attend(cache, hd, group, q, pos, window, fused: false, width);
             var fused = Attend(cache, hd, group, q, pos, window, fused: true, width);
-            Assert.Equal(tiled, fused);
+            Assert.Equal(Bits.Of(tiled), Bits.Of(fused));
             Assert.All(fused, x => Assert.True(float.IsFinite(x)));
         }
+    }
+
+    /// <summary>
+    /// Heads whose rows start part way into a wider, padded row (a row offset and a stride past the row's bytes, as a
+    /// cache of several heads a row lays them out): the same bits as the cache's own heads, fused or tiled, with the
+    /// values prefetched by the key pass or by their own.
+    /// </summary>
+    [Theory]
+    [InlineData(6, 128, KvCacheType.Q8_0, 512)]
+    [InlineData(6, 128, KvCacheType.Q8_0, 256)]
+    [InlineData(7, 96, KvCacheType.Q4_0, 512)]
+    [InlineData(7, 96, KvCacheType.Q4_0, 256)]
+    public void Fused_values_read_rows_at_an_offset_and_stride(int group, int hd, KvCacheType type, int width)
+    {
+        RequireWidth(width);
+        const int positions = 300, pos = 299, pad = 6, tail = 40;
+        var cache = Cache(positions, hd, type, type, 11);
+        var keys = cache.KeyHead(0, hd, hd);
+        var values = cache.ValueHead(0, hd, hd);
+        var q = Enumerable.Range(0, group * hd).Select(i => MathF.Cos(i * 0.21f)).ToArray();
+        var expected = Attend(cache, hd, group, q, pos, 0, fused: false, width);
+        var keyRows = Padded(keys, positions, pad, tail);
+        var valueRows = Padded(values, positions, pad, tail);
+        bool was = FlashAttention.FusedBlockValues, together = FlashAttention.PrefetchValuesWithKeys;
+        try
+        {
+            foreach (var (fused, prefetchTogether) in new[] { (false, true), (true, true), (true, false) })
+            {
+                FlashAttention.FusedBlockValues = fused;
+                FlashAttention.PrefetchValuesWithKeys = prefetchTogether;
+                var k = new KvHead(keyRows, keys.RowBytes + pad + tail, pad, hd, type, keys.Rotation);
+                var v = new KvHead(valueRows, values.RowBytes + pad + tail, pad, hd, type, values.Rotation);
+                Assert.Equal(fused, FlashAttention.FusesBlockValues(k, v, 1, width));
+                var output = new float[group * hd];
+                FlashAttention.Attend(k, v, q, 0, output, 0, 1, group, pos, 0, 0.13f, width);
+                Assert.Equal(Bits.Of(expected), Bits.Of(output));
+            }
+        }
+        finally
+        {
+            FlashAttention.FusedBlockValues = was;
+            FlashAttention.PrefetchValuesWithKeys = together;
+        }
+    }
+
+    /// <summary>A head's rows copied into rows of pad + row + tail bytes, the row at byte pad.</summary>
+    private static byte[] Padded(KvHead head, int positions, int pad, int tail)
+    {
+        int stride = head.RowBytes + pad + tail;
+        var rows = new byte[positions * stride];
+        new Random(3).NextBytes(rows); // the padding holds noise a wrong offset would read
+        for (int p = 0; p < positions; p++)
+            head.Rows.Slice(p * head.RowStride + head.RowOffset, head.RowBytes).CopyTo(rows.AsSpan(p * stride + pad, head.RowBytes));
+        return rows;
     }
 
     /// <summary>The decode split (segments on threads, then merged) over fused values gives the one-call bits.</summary>
@@ -117,6 +173,6 @@ public class FlashAttentionFusedBlockValuesTests
             FlashAttention.AttendSegment(keys, values, q, partials.AsSpan(s * group * pf), group, pos, 0, 0.13f, s, width);
         var merged = new float[group * hd];
         FlashAttention.MergeSegments(partials, segments, group, values, merged, width);
-        Assert.Equal(tiled, merged);
+        Assert.Equal(Bits.Of(tiled), Bits.Of(merged));
     }
 }
