@@ -63,7 +63,10 @@ internal static partial class FlashAttention
                     case 8: BlockQuantValues<EightRows>(q8, width, job); break;
                     case 7: BlockQuantValues<SevenRows>(q8, width, job); break;
                     case 6: BlockQuantValues<SixRows>(q8, width, job); break;
-                    default: BlockQuantValues<FourRows>(q8, width, job); break;
+                    case 4: BlockQuantValues<FourRows>(q8, width, job); break;
+                    case 3: BlockQuantValues<ThreeRows>(q8, width, job); break;
+                    case 2: BlockQuantValues<TwoRows>(q8, width, job); break;
+                    default: BlockQuantValues<OneRow>(q8, width, job); break;
                 }
             }
         }

@@ -5,9 +5,9 @@ using System.Runtime.Intrinsics.X86;
 
 namespace Sputnik.Tensors;
 
-// The fused F16 q·k loops (FlashAttention.FusedHalves.cs) for a block of 4, 6, 7 or 8 query rows. The row count is
-// a type argument, so the JIT compiles each block size apart and drops the statements of rows (and keys) the block
-// has not: the statements for rows 4…7 and keys 2…3 below are guarded by constants.
+// The fused F16 q·k loops (FlashAttention.FusedHalves.cs) for a block of 1 to 4, 6, 7 or 8 query rows. The row count
+// is a type argument, so the JIT compiles each block size apart and drops the statements of rows (and keys) the block
+// has not: the statements for rows 1…7 and keys 2…3 below are guarded by constants.
 // q·k goes four keys at a time for up to six rows (24 accumulators), two at a time for seven or eight (14, 16); p·v
 // (the passes every in-place value format shares, FlashAttention.FusedValues.cs) four 16-column vectors at a time for
 // up to six rows, two for seven or eight. The 32 vector registers hold the accumulators, the widened halves and a
@@ -15,6 +15,9 @@ namespace Sputnik.Tensors;
 internal static partial class FlashAttention
 {
     private interface IFusedRows { static abstract int Rows { get; } }
+    private struct OneRow : IFusedRows { public static int Rows => 1; }
+    private struct TwoRows : IFusedRows { public static int Rows => 2; }
+    private struct ThreeRows : IFusedRows { public static int Rows => 3; }
     private struct FourRows : IFusedRows { public static int Rows => 4; }
     private struct SixRows : IFusedRows { public static int Rows => 6; }
     private struct SevenRows : IFusedRows { public static int Rows => 7; }
@@ -70,15 +73,15 @@ internal static partial class FlashAttention
                     var y0 = Vector512.LoadUnsafe(ref q, (nuint)(0 * kw + c));
                     a00 = Vector512.FusedMultiplyAdd(y0, x0, a00); a01 = Vector512.FusedMultiplyAdd(y0, x1, a01);
                     if (K > 2) { a02 = Vector512.FusedMultiplyAdd(y0, x2, a02); a03 = Vector512.FusedMultiplyAdd(y0, x3, a03); }
-                    var y1 = Vector512.LoadUnsafe(ref q, (nuint)(1 * kw + c));
-                    a10 = Vector512.FusedMultiplyAdd(y1, x0, a10); a11 = Vector512.FusedMultiplyAdd(y1, x1, a11);
-                    if (K > 2) { a12 = Vector512.FusedMultiplyAdd(y1, x2, a12); a13 = Vector512.FusedMultiplyAdd(y1, x3, a13); }
-                    var y2 = Vector512.LoadUnsafe(ref q, (nuint)(2 * kw + c));
-                    a20 = Vector512.FusedMultiplyAdd(y2, x0, a20); a21 = Vector512.FusedMultiplyAdd(y2, x1, a21);
-                    if (K > 2) { a22 = Vector512.FusedMultiplyAdd(y2, x2, a22); a23 = Vector512.FusedMultiplyAdd(y2, x3, a23); }
-                    var y3 = Vector512.LoadUnsafe(ref q, (nuint)(3 * kw + c));
-                    a30 = Vector512.FusedMultiplyAdd(y3, x0, a30); a31 = Vector512.FusedMultiplyAdd(y3, x1, a31);
-                    if (K > 2) { a32 = Vector512.FusedMultiplyAdd(y3, x2, a32); a33 = Vector512.FusedMultiplyAdd(y3, x3, a33); }
+                    var y1 = R > 1 ? Vector512.LoadUnsafe(ref q, (nuint)(1 * kw + c)) : default;
+                    if (R > 1) { a10 = Vector512.FusedMultiplyAdd(y1, x0, a10); a11 = Vector512.FusedMultiplyAdd(y1, x1, a11); }
+                    if (R > 1 && K > 2) { a12 = Vector512.FusedMultiplyAdd(y1, x2, a12); a13 = Vector512.FusedMultiplyAdd(y1, x3, a13); }
+                    var y2 = R > 2 ? Vector512.LoadUnsafe(ref q, (nuint)(2 * kw + c)) : default;
+                    if (R > 2) { a20 = Vector512.FusedMultiplyAdd(y2, x0, a20); a21 = Vector512.FusedMultiplyAdd(y2, x1, a21); }
+                    if (R > 2 && K > 2) { a22 = Vector512.FusedMultiplyAdd(y2, x2, a22); a23 = Vector512.FusedMultiplyAdd(y2, x3, a23); }
+                    var y3 = R > 3 ? Vector512.LoadUnsafe(ref q, (nuint)(3 * kw + c)) : default;
+                    if (R > 3) { a30 = Vector512.FusedMultiplyAdd(y3, x0, a30); a31 = Vector512.FusedMultiplyAdd(y3, x1, a31); }
+                    if (R > 3 && K > 2) { a32 = Vector512.FusedMultiplyAdd(y3, x2, a32); a33 = Vector512.FusedMultiplyAdd(y3, x3, a33); }
                     if (R > 4)
                     {
                         var y4 = Vector512.LoadUnsafe(ref q, (nuint)(4 * kw + c));
@@ -103,9 +106,9 @@ internal static partial class FlashAttention
                 }
                 ref float pk = ref Unsafe.Add(ref pp, (t - t0) * 16);
                 a00.StoreUnsafe(ref pk, 0); a01.StoreUnsafe(ref pk, 16); if (K > 2) { a02.StoreUnsafe(ref pk, 32); a03.StoreUnsafe(ref pk, 48); }
-                a10.StoreUnsafe(ref pk, 128); a11.StoreUnsafe(ref pk, 144); if (K > 2) { a12.StoreUnsafe(ref pk, 160); a13.StoreUnsafe(ref pk, 176); }
-                a20.StoreUnsafe(ref pk, 256); a21.StoreUnsafe(ref pk, 272); if (K > 2) { a22.StoreUnsafe(ref pk, 288); a23.StoreUnsafe(ref pk, 304); }
-                a30.StoreUnsafe(ref pk, 384); a31.StoreUnsafe(ref pk, 400); if (K > 2) { a32.StoreUnsafe(ref pk, 416); a33.StoreUnsafe(ref pk, 432); }
+                if (R > 1) { a10.StoreUnsafe(ref pk, 128); a11.StoreUnsafe(ref pk, 144); if (K > 2) { a12.StoreUnsafe(ref pk, 160); a13.StoreUnsafe(ref pk, 176); } }
+                if (R > 2) { a20.StoreUnsafe(ref pk, 256); a21.StoreUnsafe(ref pk, 272); if (K > 2) { a22.StoreUnsafe(ref pk, 288); a23.StoreUnsafe(ref pk, 304); } }
+                if (R > 3) { a30.StoreUnsafe(ref pk, 384); a31.StoreUnsafe(ref pk, 400); if (K > 2) { a32.StoreUnsafe(ref pk, 416); a33.StoreUnsafe(ref pk, 432); } }
                 if (R > 4)
                 {
                     a40.StoreUnsafe(ref pk, 512); a41.StoreUnsafe(ref pk, 528); if (K > 2) { a42.StoreUnsafe(ref pk, 544); a43.StoreUnsafe(ref pk, 560); }

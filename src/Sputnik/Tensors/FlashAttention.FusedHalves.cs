@@ -38,11 +38,15 @@ namespace Sputnik.Tensors;
 
 internal static partial class FlashAttention
 {
-    /// <summary>The most query rows a fused block takes (blocks of 4, 6, 7 or 8: q·k in FlashAttention.FusedHalves.Kernels.cs and FusedHalves256.cs, p·v in FusedValues.cs).</summary>
+    /// <summary>The most query rows a fused block takes (blocks of 1–4, 6, 7 or 8: q·k in FlashAttention.FusedHalves.Kernels.cs and FusedHalves256.cs, p·v in FusedValues.cs).</summary>
     private const int FusedRows = 8;
 
-    /// <summary>The next block's rows for <paramref name="remaining"/> rows: 8 for 8 or more, 7 for 7, 6 for 5 or 6, else 4 (padded; blocks of 8 until fewer than 8 remain).</summary>
-    private static int FusedBlock(int remaining) => remaining >= 8 ? 8 : remaining == 7 ? 7 : remaining >= 5 ? 6 : 4;
+    /// <summary>
+    /// The next block's rows for <paramref name="remaining"/> rows: 8 for 8 or more, 7 for 7, 6 for 5 (padded) or 6,
+    /// else all of them (blocks of 8 until fewer than 8 remain). Groups of one to three heads (Phi-3's one, Gemma 3's
+    /// two, Phi-4-mini's three) ran as blocks of four with padded rows before: see <see cref="FusedRows"/>.
+    /// </summary>
+    private static int FusedBlock(int remaining) => remaining >= 8 ? 8 : remaining == 7 ? 7 : remaining >= 5 ? 6 : remaining;
 
     /// <summary>
     /// Whether single-token attention over F16 keys and values reads the halves in place (settable for tests and the
@@ -102,7 +106,10 @@ internal static partial class FlashAttention
                     8 => BlockScores<EightRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                     7 => BlockScores<SevenRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                     6 => BlockScores<SixRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
-                    _ => BlockScores<FourRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    4 => BlockScores<FourRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    3 => BlockScores<ThreeRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    2 => BlockScores<TwoRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    _ => BlockScores<OneRow>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                 };
                 if (!finite) return false;
             }
@@ -128,7 +135,10 @@ internal static partial class FlashAttention
                     8 => BlockValues<EightRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
                     7 => BlockValues<SevenRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
                     6 => BlockValues<SixRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
-                    _ => BlockValues<FourRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
+                    4 => BlockValues<FourRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
+                    3 => BlockValues<ThreeRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
+                    2 => BlockValues<TwoRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
+                    _ => BlockValues<OneRow>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
                 };
             }
             if (done == vw) continue;

@@ -31,7 +31,7 @@ internal static partial class FlashAttention
         var check = Vector128<ushort>.Zero;
         ref float pp = ref MemoryMarshal.GetArrayDataReference(parts);
         // A reference per row: a load then needs no index arithmetic (r·kw + c took two or three integer operations a load).
-        ref float q0 = ref q, q1 = ref Unsafe.Add(ref q, kw), q2 = ref Unsafe.Add(ref q, 2 * kw), q3 = ref Unsafe.Add(ref q, 3 * kw);
+        ref float q0 = ref q, q1 = ref Unsafe.Add(ref q, R > 1 ? kw : 0), q2 = ref Unsafe.Add(ref q, R > 2 ? 2 * kw : 0), q3 = ref Unsafe.Add(ref q, R > 3 ? 3 * kw : 0);
         ref float q4 = ref Unsafe.Add(ref q, R > 4 ? 4 * kw : 0), q5 = ref Unsafe.Add(ref q, R > 4 ? 5 * kw : 0);
         ref float q6 = ref Unsafe.Add(ref q, R > 6 ? 6 * kw : 0), q7 = ref Unsafe.Add(ref q, R > 7 ? 7 * kw : 0);
         for (int r = 0; r < R; r++) rowMax[r] = float.NegativeInfinity;
@@ -52,12 +52,9 @@ internal static partial class FlashAttention
                     var x1 = K > 1 ? Widen256<TCheck>(ref k1, c, ref check) : default;
                     var y = Vector256.LoadUnsafe(ref q0, c);
                     a00 = Vector256.FusedMultiplyAdd(y, x0, a00); if (K > 1) a01 = Vector256.FusedMultiplyAdd(y, x1, a01);
-                    y = Vector256.LoadUnsafe(ref q1, c);
-                    a10 = Vector256.FusedMultiplyAdd(y, x0, a10); if (K > 1) a11 = Vector256.FusedMultiplyAdd(y, x1, a11);
-                    y = Vector256.LoadUnsafe(ref q2, c);
-                    a20 = Vector256.FusedMultiplyAdd(y, x0, a20); if (K > 1) a21 = Vector256.FusedMultiplyAdd(y, x1, a21);
-                    y = Vector256.LoadUnsafe(ref q3, c);
-                    a30 = Vector256.FusedMultiplyAdd(y, x0, a30); if (K > 1) a31 = Vector256.FusedMultiplyAdd(y, x1, a31);
+                    if (R > 1) { y = Vector256.LoadUnsafe(ref q1, c); a10 = Vector256.FusedMultiplyAdd(y, x0, a10); if (K > 1) a11 = Vector256.FusedMultiplyAdd(y, x1, a11); }
+                    if (R > 2) { y = Vector256.LoadUnsafe(ref q2, c); a20 = Vector256.FusedMultiplyAdd(y, x0, a20); if (K > 1) a21 = Vector256.FusedMultiplyAdd(y, x1, a21); }
+                    if (R > 3) { y = Vector256.LoadUnsafe(ref q3, c); a30 = Vector256.FusedMultiplyAdd(y, x0, a30); if (K > 1) a31 = Vector256.FusedMultiplyAdd(y, x1, a31); }
                     if (R > 4)
                     {
                         y = Vector256.LoadUnsafe(ref q4, c);
@@ -73,9 +70,9 @@ internal static partial class FlashAttention
                 }
                 ref float pk = ref Unsafe.Add(ref pp, (t - t0) * 8);
                 a00.StoreUnsafe(ref pk, 0); if (K > 1) a01.StoreUnsafe(ref pk, 8);
-                a10.StoreUnsafe(ref pk, 32); if (K > 1) a11.StoreUnsafe(ref pk, 40);
-                a20.StoreUnsafe(ref pk, 64); if (K > 1) a21.StoreUnsafe(ref pk, 72);
-                a30.StoreUnsafe(ref pk, 96); if (K > 1) a31.StoreUnsafe(ref pk, 104);
+                if (R > 1) { a10.StoreUnsafe(ref pk, 32); if (K > 1) a11.StoreUnsafe(ref pk, 40); }
+                if (R > 2) { a20.StoreUnsafe(ref pk, 64); if (K > 1) a21.StoreUnsafe(ref pk, 72); }
+                if (R > 3) { a30.StoreUnsafe(ref pk, 96); if (K > 1) a31.StoreUnsafe(ref pk, 104); }
                 if (R > 4)
                 {
                     a40.StoreUnsafe(ref pk, 128); if (K > 1) a41.StoreUnsafe(ref pk, 136);

@@ -81,12 +81,12 @@ internal static partial class FlashAttention
         Vector512<float> a70 = default, a71 = default, a72 = default, a73 = default;
         a00 = Vector512.LoadUnsafe(ref o0) * alpha[0]; if (C > 1) a01 = Vector512.LoadUnsafe(ref o0, 16) * alpha[0];
         if (C > 2) { a02 = Vector512.LoadUnsafe(ref o0, 32) * alpha[0]; a03 = Vector512.LoadUnsafe(ref o0, 48) * alpha[0]; }
-        a10 = Vector512.LoadUnsafe(ref o0, (nuint)vw) * alpha[1]; if (C > 1) a11 = Vector512.LoadUnsafe(ref o0, (nuint)(vw + 16)) * alpha[1];
-        if (C > 2) { a12 = Vector512.LoadUnsafe(ref o0, (nuint)(vw + 32)) * alpha[1]; a13 = Vector512.LoadUnsafe(ref o0, (nuint)(vw + 48)) * alpha[1]; }
-        a20 = Vector512.LoadUnsafe(ref o0, (nuint)(2 * vw)) * alpha[2]; if (C > 1) a21 = Vector512.LoadUnsafe(ref o0, (nuint)(2 * vw + 16)) * alpha[2];
-        if (C > 2) { a22 = Vector512.LoadUnsafe(ref o0, (nuint)(2 * vw + 32)) * alpha[2]; a23 = Vector512.LoadUnsafe(ref o0, (nuint)(2 * vw + 48)) * alpha[2]; }
-        a30 = Vector512.LoadUnsafe(ref o0, (nuint)(3 * vw)) * alpha[3]; if (C > 1) a31 = Vector512.LoadUnsafe(ref o0, (nuint)(3 * vw + 16)) * alpha[3];
-        if (C > 2) { a32 = Vector512.LoadUnsafe(ref o0, (nuint)(3 * vw + 32)) * alpha[3]; a33 = Vector512.LoadUnsafe(ref o0, (nuint)(3 * vw + 48)) * alpha[3]; }
+        if (R > 1) { a10 = Vector512.LoadUnsafe(ref o0, (nuint)vw) * alpha[1]; if (C > 1) a11 = Vector512.LoadUnsafe(ref o0, (nuint)(vw + 16)) * alpha[1]; }
+        if (R > 1 && C > 2) { a12 = Vector512.LoadUnsafe(ref o0, (nuint)(vw + 32)) * alpha[1]; a13 = Vector512.LoadUnsafe(ref o0, (nuint)(vw + 48)) * alpha[1]; }
+        if (R > 2) { a20 = Vector512.LoadUnsafe(ref o0, (nuint)(2 * vw)) * alpha[2]; if (C > 1) a21 = Vector512.LoadUnsafe(ref o0, (nuint)(2 * vw + 16)) * alpha[2]; }
+        if (R > 2 && C > 2) { a22 = Vector512.LoadUnsafe(ref o0, (nuint)(2 * vw + 32)) * alpha[2]; a23 = Vector512.LoadUnsafe(ref o0, (nuint)(2 * vw + 48)) * alpha[2]; }
+        if (R > 3) { a30 = Vector512.LoadUnsafe(ref o0, (nuint)(3 * vw)) * alpha[3]; if (C > 1) a31 = Vector512.LoadUnsafe(ref o0, (nuint)(3 * vw + 16)) * alpha[3]; }
+        if (R > 3 && C > 2) { a32 = Vector512.LoadUnsafe(ref o0, (nuint)(3 * vw + 32)) * alpha[3]; a33 = Vector512.LoadUnsafe(ref o0, (nuint)(3 * vw + 48)) * alpha[3]; }
         if (R > 4)
         {
             a40 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw)) * alpha[4]; if (C > 1) a41 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw + 16)) * alpha[4];
@@ -114,15 +114,12 @@ internal static partial class FlashAttention
             var b = Vector512.Create(pt);
             a00 = Vector512.FusedMultiplyAdd(y0, b, a00); if (C > 1) a01 = Vector512.FusedMultiplyAdd(y1, b, a01);
             if (C > 2) { a02 = Vector512.FusedMultiplyAdd(y2, b, a02); a03 = Vector512.FusedMultiplyAdd(y3, b, a03); }
-            b = Vector512.Create(Unsafe.Add(ref pt, Tile));
-            a10 = Vector512.FusedMultiplyAdd(y0, b, a10); if (C > 1) a11 = Vector512.FusedMultiplyAdd(y1, b, a11);
-            if (C > 2) { a12 = Vector512.FusedMultiplyAdd(y2, b, a12); a13 = Vector512.FusedMultiplyAdd(y3, b, a13); }
-            b = Vector512.Create(Unsafe.Add(ref pt, 2 * Tile));
-            a20 = Vector512.FusedMultiplyAdd(y0, b, a20); if (C > 1) a21 = Vector512.FusedMultiplyAdd(y1, b, a21);
-            if (C > 2) { a22 = Vector512.FusedMultiplyAdd(y2, b, a22); a23 = Vector512.FusedMultiplyAdd(y3, b, a23); }
-            b = Vector512.Create(Unsafe.Add(ref pt, 3 * Tile));
-            a30 = Vector512.FusedMultiplyAdd(y0, b, a30); if (C > 1) a31 = Vector512.FusedMultiplyAdd(y1, b, a31);
-            if (C > 2) { a32 = Vector512.FusedMultiplyAdd(y2, b, a32); a33 = Vector512.FusedMultiplyAdd(y3, b, a33); }
+            if (R > 1) { b = Vector512.Create(Unsafe.Add(ref pt, Tile)); a10 = Vector512.FusedMultiplyAdd(y0, b, a10); if (C > 1) a11 = Vector512.FusedMultiplyAdd(y1, b, a11); }
+            if (R > 1 && C > 2) { a12 = Vector512.FusedMultiplyAdd(y2, b, a12); a13 = Vector512.FusedMultiplyAdd(y3, b, a13); }
+            if (R > 2) { b = Vector512.Create(Unsafe.Add(ref pt, 2 * Tile)); a20 = Vector512.FusedMultiplyAdd(y0, b, a20); if (C > 1) a21 = Vector512.FusedMultiplyAdd(y1, b, a21); }
+            if (R > 2 && C > 2) { a22 = Vector512.FusedMultiplyAdd(y2, b, a22); a23 = Vector512.FusedMultiplyAdd(y3, b, a23); }
+            if (R > 3) { b = Vector512.Create(Unsafe.Add(ref pt, 3 * Tile)); a30 = Vector512.FusedMultiplyAdd(y0, b, a30); if (C > 1) a31 = Vector512.FusedMultiplyAdd(y1, b, a31); }
+            if (R > 3 && C > 2) { a32 = Vector512.FusedMultiplyAdd(y2, b, a32); a33 = Vector512.FusedMultiplyAdd(y3, b, a33); }
             if (R > 4)
             {
                 b = Vector512.Create(Unsafe.Add(ref pt, 4 * Tile));
@@ -148,12 +145,12 @@ internal static partial class FlashAttention
         if (!values.Finite) return false;
         a00.StoreUnsafe(ref o0); if (C > 1) a01.StoreUnsafe(ref o0, 16);
         if (C > 2) { a02.StoreUnsafe(ref o0, 32); a03.StoreUnsafe(ref o0, 48); }
-        a10.StoreUnsafe(ref o0, (nuint)vw); if (C > 1) a11.StoreUnsafe(ref o0, (nuint)(vw + 16));
-        if (C > 2) { a12.StoreUnsafe(ref o0, (nuint)(vw + 32)); a13.StoreUnsafe(ref o0, (nuint)(vw + 48)); }
-        a20.StoreUnsafe(ref o0, (nuint)(2 * vw)); if (C > 1) a21.StoreUnsafe(ref o0, (nuint)(2 * vw + 16));
-        if (C > 2) { a22.StoreUnsafe(ref o0, (nuint)(2 * vw + 32)); a23.StoreUnsafe(ref o0, (nuint)(2 * vw + 48)); }
-        a30.StoreUnsafe(ref o0, (nuint)(3 * vw)); if (C > 1) a31.StoreUnsafe(ref o0, (nuint)(3 * vw + 16));
-        if (C > 2) { a32.StoreUnsafe(ref o0, (nuint)(3 * vw + 32)); a33.StoreUnsafe(ref o0, (nuint)(3 * vw + 48)); }
+        if (R > 1) { a10.StoreUnsafe(ref o0, (nuint)vw); if (C > 1) a11.StoreUnsafe(ref o0, (nuint)(vw + 16)); }
+        if (R > 1 && C > 2) { a12.StoreUnsafe(ref o0, (nuint)(vw + 32)); a13.StoreUnsafe(ref o0, (nuint)(vw + 48)); }
+        if (R > 2) { a20.StoreUnsafe(ref o0, (nuint)(2 * vw)); if (C > 1) a21.StoreUnsafe(ref o0, (nuint)(2 * vw + 16)); }
+        if (R > 2 && C > 2) { a22.StoreUnsafe(ref o0, (nuint)(2 * vw + 32)); a23.StoreUnsafe(ref o0, (nuint)(2 * vw + 48)); }
+        if (R > 3) { a30.StoreUnsafe(ref o0, (nuint)(3 * vw)); if (C > 1) a31.StoreUnsafe(ref o0, (nuint)(3 * vw + 16)); }
+        if (R > 3 && C > 2) { a32.StoreUnsafe(ref o0, (nuint)(3 * vw + 32)); a33.StoreUnsafe(ref o0, (nuint)(3 * vw + 48)); }
         if (R > 4)
         {
             a40.StoreUnsafe(ref o0, (nuint)(4 * vw)); if (C > 1) a41.StoreUnsafe(ref o0, (nuint)(4 * vw + 16));
@@ -186,9 +183,9 @@ internal static partial class FlashAttention
         Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
         Vector256<float> a40 = default, a41 = default, a50 = default, a51 = default, a60 = default, a70 = default;
         a00 = Vector256.LoadUnsafe(ref o0) * alpha[0]; if (C > 1) a01 = Vector256.LoadUnsafe(ref o0, 8) * alpha[0];
-        a10 = Vector256.LoadUnsafe(ref o0, (nuint)vw) * alpha[1]; if (C > 1) a11 = Vector256.LoadUnsafe(ref o0, (nuint)(vw + 8)) * alpha[1];
-        a20 = Vector256.LoadUnsafe(ref o0, (nuint)(2 * vw)) * alpha[2]; if (C > 1) a21 = Vector256.LoadUnsafe(ref o0, (nuint)(2 * vw + 8)) * alpha[2];
-        a30 = Vector256.LoadUnsafe(ref o0, (nuint)(3 * vw)) * alpha[3]; if (C > 1) a31 = Vector256.LoadUnsafe(ref o0, (nuint)(3 * vw + 8)) * alpha[3];
+        if (R > 1) { a10 = Vector256.LoadUnsafe(ref o0, (nuint)vw) * alpha[1]; if (C > 1) a11 = Vector256.LoadUnsafe(ref o0, (nuint)(vw + 8)) * alpha[1]; }
+        if (R > 2) { a20 = Vector256.LoadUnsafe(ref o0, (nuint)(2 * vw)) * alpha[2]; if (C > 1) a21 = Vector256.LoadUnsafe(ref o0, (nuint)(2 * vw + 8)) * alpha[2]; }
+        if (R > 3) { a30 = Vector256.LoadUnsafe(ref o0, (nuint)(3 * vw)) * alpha[3]; if (C > 1) a31 = Vector256.LoadUnsafe(ref o0, (nuint)(3 * vw + 8)) * alpha[3]; }
         if (R > 4)
         {
             a40 = Vector256.LoadUnsafe(ref o0, (nuint)(4 * vw)) * alpha[4]; if (C > 1) a41 = Vector256.LoadUnsafe(ref o0, (nuint)(4 * vw + 8)) * alpha[4];
@@ -206,12 +203,9 @@ internal static partial class FlashAttention
             ref float pt = ref Unsafe.Add(ref p, t);
             var b = Vector256.Create(pt);
             a00 = Vector256.FusedMultiplyAdd(y0, b, a00); if (C > 1) a01 = Vector256.FusedMultiplyAdd(y1, b, a01);
-            b = Vector256.Create(Unsafe.Add(ref pt, Tile));
-            a10 = Vector256.FusedMultiplyAdd(y0, b, a10); if (C > 1) a11 = Vector256.FusedMultiplyAdd(y1, b, a11);
-            b = Vector256.Create(Unsafe.Add(ref pt, 2 * Tile));
-            a20 = Vector256.FusedMultiplyAdd(y0, b, a20); if (C > 1) a21 = Vector256.FusedMultiplyAdd(y1, b, a21);
-            b = Vector256.Create(Unsafe.Add(ref pt, 3 * Tile));
-            a30 = Vector256.FusedMultiplyAdd(y0, b, a30); if (C > 1) a31 = Vector256.FusedMultiplyAdd(y1, b, a31);
+            if (R > 1) { b = Vector256.Create(Unsafe.Add(ref pt, Tile)); a10 = Vector256.FusedMultiplyAdd(y0, b, a10); if (C > 1) a11 = Vector256.FusedMultiplyAdd(y1, b, a11); }
+            if (R > 2) { b = Vector256.Create(Unsafe.Add(ref pt, 2 * Tile)); a20 = Vector256.FusedMultiplyAdd(y0, b, a20); if (C > 1) a21 = Vector256.FusedMultiplyAdd(y1, b, a21); }
+            if (R > 3) { b = Vector256.Create(Unsafe.Add(ref pt, 3 * Tile)); a30 = Vector256.FusedMultiplyAdd(y0, b, a30); if (C > 1) a31 = Vector256.FusedMultiplyAdd(y1, b, a31); }
             if (R > 4)
             {
                 b = Vector256.Create(Unsafe.Add(ref pt, 4 * Tile));
@@ -227,9 +221,9 @@ internal static partial class FlashAttention
         }
         if (!values.Finite) return false;
         a00.StoreUnsafe(ref o0); if (C > 1) a01.StoreUnsafe(ref o0, 8);
-        a10.StoreUnsafe(ref o0, (nuint)vw); if (C > 1) a11.StoreUnsafe(ref o0, (nuint)(vw + 8));
-        a20.StoreUnsafe(ref o0, (nuint)(2 * vw)); if (C > 1) a21.StoreUnsafe(ref o0, (nuint)(2 * vw + 8));
-        a30.StoreUnsafe(ref o0, (nuint)(3 * vw)); if (C > 1) a31.StoreUnsafe(ref o0, (nuint)(3 * vw + 8));
+        if (R > 1) { a10.StoreUnsafe(ref o0, (nuint)vw); if (C > 1) a11.StoreUnsafe(ref o0, (nuint)(vw + 8)); }
+        if (R > 2) { a20.StoreUnsafe(ref o0, (nuint)(2 * vw)); if (C > 1) a21.StoreUnsafe(ref o0, (nuint)(2 * vw + 8)); }
+        if (R > 3) { a30.StoreUnsafe(ref o0, (nuint)(3 * vw)); if (C > 1) a31.StoreUnsafe(ref o0, (nuint)(3 * vw + 8)); }
         if (R > 4)
         {
             a40.StoreUnsafe(ref o0, (nuint)(4 * vw)); if (C > 1) a41.StoreUnsafe(ref o0, (nuint)(4 * vw + 8));
