@@ -9,7 +9,7 @@ namespace Sputnik.Tensors;
 // Single-token p·v over a Q8_0 or Q4_0 value cache, reading the blocks where they lie. The tiled path decodes each
 // tile of values into a float buffer (block value × scale) and the row loops read it back: at depth 4,096 on a Zen 4
 // that decode was about a fifth of Q8_0-cache decode attention. Here the query heads of a GQA group go in the fused
-// F16 kernels' blocks of 4, 6, 7 or 8 rows through the same p·v passes (FlashAttention.FusedValues.cs), and each block
+// F16 kernels' blocks of 1–4, 6, 7 or 8 rows through the same p·v passes (FlashAttention.FusedValues.cs), and each block
 // of values is widened and multiplied by its scale once for all of them: the same product, rounded the same, as the
 // decoded float, then one multiply-add a row and position in the tiled order (o·alpha first). So the bits are the
 // tiled path's. One thread, depth 4,096, qwen2-1.5B's cache (`attn 4096 Q8_0 2 tiled,fused`): 17.6 → 14.8–14.9 ms a

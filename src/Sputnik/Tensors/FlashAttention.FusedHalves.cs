@@ -11,7 +11,7 @@ namespace Sputnik.Tensors;
 // where they lie. The tiled path decodes
 // each tile of keys and values into a float buffer and the register-blocked loops read it back: at depth 4,096 on a
 // Zen 4 that decode was 46 % of decode attention, and its stores and reloads cost more than the conversion. Here
-// the query heads of a GQA group go four, six, seven or eight at a time (padded), so each 16 halves loaded (8 at 256
+// the query heads of a GQA group go one to four, six, seven or eight at a time (five padded to six), so each 16 halves loaded (8 at 256
 // bits) are widened once for all of them.
 //
 // The widening is three operations: a half's sign, exponent and mantissa put in a float's places

@@ -6,7 +6,7 @@ using Sputnik.Tensors.Quants;
 namespace Sputnik.Tensors;
 
 // The fused F16 kernels (FlashAttention.FusedHalves.cs) at 256 bits, for AVX2 CPUs (AMD Zen 2 and 3) and for width
-// 256 anywhere: the same blocks of 4, 6, 7 or 8 query rows, each 8 halves loaded widened once for all of a block's
+// 256 anywhere: the same blocks of 1–4, 6, 7 or 8 query rows, each 8 halves loaded widened once for all of a block's
 // rows (FloatConvert.HalfBitsInFloatPlace256, value·2^-112, the 2^112 in the queries and probabilities). Sixteen
 // registers shape them: q·k takes two keys at a time for up to six rows (12 accumulators), one for seven or eight;
 // p·v two 8-column vectors at a time for up to six rows, one for seven or eight. A key's score is the tiled path's at

@@ -5,7 +5,7 @@ namespace Sputnik.Tensors;
 
 // The fused p·v passes, one for every value format the fused paths read in place: F16 halves
 // (FlashAttention.FusedHalves.cs) and Q8_0/Q4_0 blocks (FlashAttention.FusedBlockValues.cs). A pass takes a block of
-// 4, 6, 7 or 8 query rows over one, two or four column vectors (16 floats at 512 bits, 8 at 256): o_r = o_r·alpha_r,
+// 1–4, 6, 7 or 8 query rows over one, two or four column vectors (16 floats at 512 bits, 8 at 256): o_r = o_r·alpha_r,
 // then o_r += p_r[t]·v_t for each position t in order, each value vector produced once for all the block's rows by
 // the format's reader (IValueVectors512/256). The row count and vector count are type arguments, so the JIT compiles
 // each shape apart and drops the statements of rows and vectors the shape has not.
