@@ -9,7 +9,7 @@ namespace Sputnik.Tensors;
 // Single-token p·v over a Q8_0 or Q4_0 value cache, reading the blocks where they lie. The tiled path decodes each
 // tile of values into a float buffer (block value × scale) and the row loops read it back: at depth 4,096 on a Zen 4
 // that decode was about a fifth of Q8_0-cache decode attention. Here the query heads of a GQA group go in the fused
-// F16 kernels' blocks of 1–4, 6, 7 or 8 rows through the same p·v passes (FlashAttention.FusedValues.cs), and each block
+// F16 kernels' blocks of 1–8 rows through the same p·v passes (FlashAttention.FusedValues.cs), and each block
 // of values is widened and multiplied by its scale once for all of them: the same product, rounded the same, as the
 // decoded float, then one multiply-add a row and position in the tiled order (o·alpha first). So the bits are the
 // tiled path's. One thread, depth 4,096, qwen2-1.5B's cache (`attn 4096 Q8_0 2 tiled,fused`): 17.6 → 14.8–14.9 ms a
@@ -42,19 +42,11 @@ internal static partial class FlashAttention
             for (int b = 0; b < nb; b++) Unsafe.Add(ref bits, b * Tile + t) = Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref row, b * blockBytes));
         }
         ConvertScales(sc.ScaleBits, sc.ValueScales, nb * Tile, width);
-        // Pad rows of the last block: no rescale and zero probabilities, so their outputs (never read) are just the
-        // old contents times zero plus nothing, not arbitrary stale probabilities times the values.
-        int padded = FusedRowsPadded(rows);
-        for (int r = rows; r < padded; r++)
-        {
-            sc.Alpha[r] = 0f;
-            sc.Scores.AsSpan(r * Tile, n).Clear();
-        }
         bool q8 = values.Type == KvCacheType.Q8_0;
         fixed (byte* v = &v0)
         fixed (float* d = sc.ValueScales)
         {
-            for (int r = 0, block; r < padded; r += block)
+            for (int r = 0, block; r < rows; r += block)
             {
                 block = FusedBlock(rows - r);
                 var job = new BlockValueJob(ref sc.SegOut[r * vw], vw, sc.Alpha.AsSpan(r, block), ref sc.Scores[r * Tile], n, v, vs, blockBytes, d);
@@ -63,6 +55,7 @@ internal static partial class FlashAttention
                     case 8: BlockQuantValues<EightRows>(q8, width, job); break;
                     case 7: BlockQuantValues<SevenRows>(q8, width, job); break;
                     case 6: BlockQuantValues<SixRows>(q8, width, job); break;
+                    case 5: BlockQuantValues<FiveRows>(q8, width, job); break;
                     case 4: BlockQuantValues<FourRows>(q8, width, job); break;
                     case 3: BlockQuantValues<ThreeRows>(q8, width, job); break;
                     case 2: BlockQuantValues<TwoRows>(q8, width, job); break;

@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 
 namespace Sputnik.Tensors;
 
-// The fused F16 q·k loops (FlashAttention.FusedHalves.cs) for a block of 1 to 4, 6, 7 or 8 query rows. The row count
+// The fused F16 q·k loops (FlashAttention.FusedHalves.cs) for a block of 1 to 8 query rows. The row count
 // is a type argument, so the JIT compiles each block size apart and drops the statements of rows (and keys) the block
 // has not: the statements for rows 1…7 and keys 2…3 below are guarded by constants.
 // q·k goes four keys at a time for up to six rows (24 accumulators), two at a time for seven or eight (14, 16); p·v
@@ -19,6 +19,7 @@ internal static partial class FlashAttention
     private struct TwoRows : IFusedRows { public static int Rows => 2; }
     private struct ThreeRows : IFusedRows { public static int Rows => 3; }
     private struct FourRows : IFusedRows { public static int Rows => 4; }
+    private struct FiveRows : IFusedRows { public static int Rows => 5; }
     private struct SixRows : IFusedRows { public static int Rows => 6; }
     private struct SevenRows : IFusedRows { public static int Rows => 7; }
     private struct EightRows : IFusedRows { public static int Rows => 8; }
@@ -73,23 +74,35 @@ internal static partial class FlashAttention
                     var y0 = Vector512.LoadUnsafe(ref q, (nuint)(0 * kw + c));
                     a00 = Vector512.FusedMultiplyAdd(y0, x0, a00); a01 = Vector512.FusedMultiplyAdd(y0, x1, a01);
                     if (K > 2) { a02 = Vector512.FusedMultiplyAdd(y0, x2, a02); a03 = Vector512.FusedMultiplyAdd(y0, x3, a03); }
-                    var y1 = R > 1 ? Vector512.LoadUnsafe(ref q, (nuint)(1 * kw + c)) : default;
-                    if (R > 1) { a10 = Vector512.FusedMultiplyAdd(y1, x0, a10); a11 = Vector512.FusedMultiplyAdd(y1, x1, a11); }
-                    if (R > 1 && K > 2) { a12 = Vector512.FusedMultiplyAdd(y1, x2, a12); a13 = Vector512.FusedMultiplyAdd(y1, x3, a13); }
-                    var y2 = R > 2 ? Vector512.LoadUnsafe(ref q, (nuint)(2 * kw + c)) : default;
-                    if (R > 2) { a20 = Vector512.FusedMultiplyAdd(y2, x0, a20); a21 = Vector512.FusedMultiplyAdd(y2, x1, a21); }
-                    if (R > 2 && K > 2) { a22 = Vector512.FusedMultiplyAdd(y2, x2, a22); a23 = Vector512.FusedMultiplyAdd(y2, x3, a23); }
-                    var y3 = R > 3 ? Vector512.LoadUnsafe(ref q, (nuint)(3 * kw + c)) : default;
-                    if (R > 3) { a30 = Vector512.FusedMultiplyAdd(y3, x0, a30); a31 = Vector512.FusedMultiplyAdd(y3, x1, a31); }
-                    if (R > 3 && K > 2) { a32 = Vector512.FusedMultiplyAdd(y3, x2, a32); a33 = Vector512.FusedMultiplyAdd(y3, x3, a33); }
+                    if (R > 1)
+                    {
+                        var y1 = Vector512.LoadUnsafe(ref q, (nuint)(1 * kw + c));
+                        a10 = Vector512.FusedMultiplyAdd(y1, x0, a10); a11 = Vector512.FusedMultiplyAdd(y1, x1, a11);
+                        if (K > 2) { a12 = Vector512.FusedMultiplyAdd(y1, x2, a12); a13 = Vector512.FusedMultiplyAdd(y1, x3, a13); }
+                    }
+                    if (R > 2)
+                    {
+                        var y2 = Vector512.LoadUnsafe(ref q, (nuint)(2 * kw + c));
+                        a20 = Vector512.FusedMultiplyAdd(y2, x0, a20); a21 = Vector512.FusedMultiplyAdd(y2, x1, a21);
+                        if (K > 2) { a22 = Vector512.FusedMultiplyAdd(y2, x2, a22); a23 = Vector512.FusedMultiplyAdd(y2, x3, a23); }
+                    }
+                    if (R > 3)
+                    {
+                        var y3 = Vector512.LoadUnsafe(ref q, (nuint)(3 * kw + c));
+                        a30 = Vector512.FusedMultiplyAdd(y3, x0, a30); a31 = Vector512.FusedMultiplyAdd(y3, x1, a31);
+                        if (K > 2) { a32 = Vector512.FusedMultiplyAdd(y3, x2, a32); a33 = Vector512.FusedMultiplyAdd(y3, x3, a33); }
+                    }
                     if (R > 4)
                     {
                         var y4 = Vector512.LoadUnsafe(ref q, (nuint)(4 * kw + c));
                         a40 = Vector512.FusedMultiplyAdd(y4, x0, a40); a41 = Vector512.FusedMultiplyAdd(y4, x1, a41);
                         if (K > 2) { a42 = Vector512.FusedMultiplyAdd(y4, x2, a42); a43 = Vector512.FusedMultiplyAdd(y4, x3, a43); }
-                        var y5 = Vector512.LoadUnsafe(ref q, (nuint)(5 * kw + c));
-                        a50 = Vector512.FusedMultiplyAdd(y5, x0, a50); a51 = Vector512.FusedMultiplyAdd(y5, x1, a51);
-                        if (K > 2) { a52 = Vector512.FusedMultiplyAdd(y5, x2, a52); a53 = Vector512.FusedMultiplyAdd(y5, x3, a53); }
+                        if (R > 5)
+                        {
+                            var y5 = Vector512.LoadUnsafe(ref q, (nuint)(5 * kw + c));
+                            a50 = Vector512.FusedMultiplyAdd(y5, x0, a50); a51 = Vector512.FusedMultiplyAdd(y5, x1, a51);
+                            if (K > 2) { a52 = Vector512.FusedMultiplyAdd(y5, x2, a52); a53 = Vector512.FusedMultiplyAdd(y5, x3, a53); }
+                        }
                     }
                     if (R > 6)
                     {
@@ -112,7 +125,7 @@ internal static partial class FlashAttention
                 if (R > 4)
                 {
                     a40.StoreUnsafe(ref pk, 512); a41.StoreUnsafe(ref pk, 528); if (K > 2) { a42.StoreUnsafe(ref pk, 544); a43.StoreUnsafe(ref pk, 560); }
-                    a50.StoreUnsafe(ref pk, 640); a51.StoreUnsafe(ref pk, 656); if (K > 2) { a52.StoreUnsafe(ref pk, 672); a53.StoreUnsafe(ref pk, 688); }
+                    if (R > 5) { a50.StoreUnsafe(ref pk, 640); a51.StoreUnsafe(ref pk, 656); if (K > 2) { a52.StoreUnsafe(ref pk, 672); a53.StoreUnsafe(ref pk, 688); } }
                 }
                 if (R > 6)
                 {

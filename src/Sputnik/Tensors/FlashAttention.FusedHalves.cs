@@ -11,7 +11,7 @@ namespace Sputnik.Tensors;
 // where they lie. The tiled path decodes
 // each tile of keys and values into a float buffer and the register-blocked loops read it back: at depth 4,096 on a
 // Zen 4 that decode was 46 % of decode attention, and its stores and reloads cost more than the conversion. Here
-// the query heads of a GQA group go one to four, six, seven or eight at a time (five padded to six), so each 16 halves loaded (8 at 256
+// the query heads of a GQA group go up to eight at a time (a group of up to eight in one block), so each 16 halves loaded (8 at 256
 // bits) are widened once for all of them.
 //
 // The widening is three operations: a half's sign, exponent and mantissa put in a float's places
@@ -38,15 +38,15 @@ namespace Sputnik.Tensors;
 
 internal static partial class FlashAttention
 {
-    /// <summary>The most query rows a fused block takes (blocks of 1–4, 6, 7 or 8: q·k in FlashAttention.FusedHalves.Kernels.cs and FusedHalves256.cs, p·v in FusedValues.cs).</summary>
+    /// <summary>The most query rows a fused block takes (blocks of 1–8: q·k in FlashAttention.FusedHalves.Kernels.cs and FusedHalves256.cs, p·v in FusedValues.cs).</summary>
     private const int FusedRows = 8;
 
     /// <summary>
-    /// The next block's rows for <paramref name="remaining"/> rows: 8 for 8 or more, 7 for 7, 6 for 5 (padded) or 6,
-    /// else all of them (blocks of 8 until fewer than 8 remain). Groups of one to three heads (Phi-3's one, Gemma 3's
-    /// two, Phi-4-mini's three) ran as blocks of four with padded rows before: see <see cref="FusedRows"/>.
+    /// The next block's rows for <paramref name="remaining"/> rows: 8 for 8 or more, else all of them (blocks of 8
+    /// until fewer than 8 remain). Groups of one to three heads (Phi-3's one, Gemma 3's two, Phi-4-mini's three) ran as
+    /// blocks of four with padded rows before, and five (R1-Distill-Qwen-14B's) as six.
     /// </summary>
-    private static int FusedBlock(int remaining) => remaining >= 8 ? 8 : remaining == 7 ? 7 : remaining >= 5 ? 6 : remaining;
+    private static int FusedBlock(int remaining) => Math.Min(remaining, FusedRows);
 
     /// <summary>
     /// Whether single-token attention over F16 keys and values reads the halves in place (settable for tests and the
@@ -71,10 +71,6 @@ internal static partial class FlashAttention
         keys.Width % 16 == 0 && values.Width >= 16 && !values.SharesRowsWith(keys) &&
         (keys.RowStride | keys.RowOffset | values.RowStride | values.RowOffset) % 2 == 0;
 
-    /// <summary>Rows padded to whole blocks (<see cref="FusedBlock"/>).</summary>
-    private static int FusedRowsPadded(int rows) =>
-        rows / FusedRows * FusedRows + (rows % FusedRows == 0 ? 0 : FusedBlock(rows % FusedRows));
-
     /// <summary>
     /// One tile of a single token's rows (all seeing positions first + RowFrom … + RowCount, set by the caller): scores,
     /// softmax update and values, as the tiled path does them. False, with nothing changed, when a key is infinite or
@@ -82,7 +78,7 @@ internal static partial class FlashAttention
     /// </summary>
     private static unsafe bool FusedHalfTile(in KvHead keys, in KvHead values, Scratch sc, int rows, int first, float scale, int width)
     {
-        int a = sc.RowFrom[0], n = sc.RowCount[0], kw = keys.Width, vw = values.Width, padded = FusedRowsPadded(rows);
+        int a = sc.RowFrom[0], n = sc.RowCount[0], kw = keys.Width, vw = values.Width;
         ref ushort k = ref HalfRow(keys, first + a);
         int ks = keys.RowStride / 2, vs = values.RowStride / 2;
         fixed (byte* keyRows = keys.Rows, valueRows = values.Rows)
@@ -94,7 +90,7 @@ internal static partial class FlashAttention
                 valueRows + (long)ahead * values.RowStride + values.RowOffset, values.RowStride, values.RowBytes,
                 Math.Clamp(Math.Min(keys.Positions, values.Positions) - ahead, 0, n));
             bool trusted = keys.Finite && TrustFiniteCaches;
-            for (int r = 0, block; r < padded; r += block)
+            for (int r = 0, block; r < rows; r += block)
             {
                 block = FusedBlock(rows - r);
                 ref float qr = ref sc.ScaledQueries[r * kw];
@@ -106,6 +102,7 @@ internal static partial class FlashAttention
                     8 => BlockScores<EightRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                     7 => BlockScores<SevenRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                     6 => BlockScores<SixRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
+                    5 => BlockScores<FiveRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                     4 => BlockScores<FourRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                     3 => BlockScores<ThreeRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
                     2 => BlockScores<TwoRows>(trusted, width, ref qr, kw, ref k, ks, n, scale, ref sr, sc.DotParts, maxes, fetch),
@@ -120,7 +117,7 @@ internal static partial class FlashAttention
             ScaleProbabilities(sc.Scores.AsSpan(r * Tile, Tile), sc.ScaledProbs.AsSpan(r * Tile, Tile));
         }
         bool decoded = false, trustedValues = values.Finite && TrustFiniteCaches;
-        for (int r = 0, block; r < padded; r += block)
+        for (int r = 0, block; r < rows; r += block)
         {
             block = FusedBlock(rows - r);
             ref float outputs = ref sc.SegOut[r * vw];
@@ -135,6 +132,7 @@ internal static partial class FlashAttention
                     8 => BlockValues<EightRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
                     7 => BlockValues<SevenRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
                     6 => BlockValues<SixRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
+                    5 => BlockValues<FiveRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
                     4 => BlockValues<FourRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
                     3 => BlockValues<ThreeRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
                     2 => BlockValues<TwoRows>(trustedValues, width, ref outputs, vw, alpha, ref pr, n, v, vs),
@@ -184,14 +182,13 @@ internal static partial class FlashAttention
         for (int t = 0; t < Tile; t += 8) (Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(p), (nuint)t) * m).StoreUnsafe(ref MemoryMarshal.GetReference(scaled), (nuint)t);
     }
 
-    /// <summary>Row i of q·2^112 for each F16-rounded query row (the fused kernels' other factor), pad rows zero.</summary>
+    /// <summary>Row i of q·2^112 for each F16-rounded query row (the fused kernels' other factor).</summary>
     private static void ScaleQueries(Scratch sc, int rows, int kw)
     {
         var m = Vector256.Create(FloatConvert.HalfBitsScale);
         ref float src = ref MemoryMarshal.GetArrayDataReference(sc.HalfQueries);
         ref float dst = ref MemoryMarshal.GetArrayDataReference(sc.ScaledQueries);
         for (int i = 0; i < rows * kw; i += 8) (Vector256.LoadUnsafe(ref src, (nuint)i) * m).StoreUnsafe(ref dst, (nuint)i);
-        sc.ScaledQueries.AsSpan(rows * kw, (FusedRowsPadded(rows) - rows) * kw).Clear();
     }
 
     /// <summary>Sixteen halves in float place (value·2^-112), and (when checking) their doubled bits into the running maximum.</summary>

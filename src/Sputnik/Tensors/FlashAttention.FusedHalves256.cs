@@ -6,7 +6,7 @@ using Sputnik.Tensors.Quants;
 namespace Sputnik.Tensors;
 
 // The fused F16 kernels (FlashAttention.FusedHalves.cs) at 256 bits, for AVX2 CPUs (AMD Zen 2 and 3) and for width
-// 256 anywhere: the same blocks of 1–4, 6, 7 or 8 query rows, each 8 halves loaded widened once for all of a block's
+// 256 anywhere: the same blocks of 1–8 query rows, each 8 halves loaded widened once for all of a block's
 // rows (FloatConvert.HalfBitsInFloatPlace256, value·2^-112, the 2^112 in the queries and probabilities). Sixteen
 // registers shape them: q·k takes two keys at a time for up to six rows (12 accumulators), one for seven or eight;
 // p·v two 8-column vectors at a time for up to six rows, one for seven or eight. A key's score is the tiled path's at
@@ -32,7 +32,7 @@ internal static partial class FlashAttention
         ref float pp = ref MemoryMarshal.GetArrayDataReference(parts);
         // A reference per row: a load then needs no index arithmetic (r·kw + c took two or three integer operations a load).
         ref float q0 = ref q, q1 = ref Unsafe.Add(ref q, R > 1 ? kw : 0), q2 = ref Unsafe.Add(ref q, R > 2 ? 2 * kw : 0), q3 = ref Unsafe.Add(ref q, R > 3 ? 3 * kw : 0);
-        ref float q4 = ref Unsafe.Add(ref q, R > 4 ? 4 * kw : 0), q5 = ref Unsafe.Add(ref q, R > 4 ? 5 * kw : 0);
+        ref float q4 = ref Unsafe.Add(ref q, R > 4 ? 4 * kw : 0), q5 = ref Unsafe.Add(ref q, R > 5 ? 5 * kw : 0);
         ref float q6 = ref Unsafe.Add(ref q, R > 6 ? 6 * kw : 0), q7 = ref Unsafe.Add(ref q, R > 7 ? 7 * kw : 0);
         for (int r = 0; r < R; r++) rowMax[r] = float.NegativeInfinity;
         for (int t0 = 0; t0 < n; t0 += 4)
@@ -59,8 +59,7 @@ internal static partial class FlashAttention
                     {
                         y = Vector256.LoadUnsafe(ref q4, c);
                         a40 = Vector256.FusedMultiplyAdd(y, x0, a40); if (K > 1) a41 = Vector256.FusedMultiplyAdd(y, x1, a41);
-                        y = Vector256.LoadUnsafe(ref q5, c);
-                        a50 = Vector256.FusedMultiplyAdd(y, x0, a50); if (K > 1) a51 = Vector256.FusedMultiplyAdd(y, x1, a51);
+                        if (R > 5) { y = Vector256.LoadUnsafe(ref q5, c); a50 = Vector256.FusedMultiplyAdd(y, x0, a50); if (K > 1) a51 = Vector256.FusedMultiplyAdd(y, x1, a51); }
                     }
                     if (R > 6)
                     {
@@ -76,7 +75,7 @@ internal static partial class FlashAttention
                 if (R > 4)
                 {
                     a40.StoreUnsafe(ref pk, 128); if (K > 1) a41.StoreUnsafe(ref pk, 136);
-                    a50.StoreUnsafe(ref pk, 160); if (K > 1) a51.StoreUnsafe(ref pk, 168);
+                    if (R > 5) { a50.StoreUnsafe(ref pk, 160); if (K > 1) a51.StoreUnsafe(ref pk, 168); }
                 }
                 if (R > 6)
                 {

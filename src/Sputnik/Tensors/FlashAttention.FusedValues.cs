@@ -5,7 +5,7 @@ namespace Sputnik.Tensors;
 
 // The fused p·v passes, one for every value format the fused paths read in place: F16 halves
 // (FlashAttention.FusedHalves.cs) and Q8_0/Q4_0 blocks (FlashAttention.FusedBlockValues.cs). A pass takes a block of
-// 1–4, 6, 7 or 8 query rows over one, two or four column vectors (16 floats at 512 bits, 8 at 256): o_r = o_r·alpha_r,
+// 1–8 query rows over one, two or four column vectors (16 floats at 512 bits, 8 at 256): o_r = o_r·alpha_r,
 // then o_r += p_r[t]·v_t for each position t in order, each value vector produced once for all the block's rows by
 // the format's reader (IValueVectors512/256). The row count and vector count are type arguments, so the JIT compiles
 // each shape apart and drops the statements of rows and vectors the shape has not.
@@ -91,8 +91,8 @@ internal static partial class FlashAttention
         {
             a40 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw)) * alpha[4]; if (C > 1) a41 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw + 16)) * alpha[4];
             if (C > 2) { a42 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw + 32)) * alpha[4]; a43 = Vector512.LoadUnsafe(ref o0, (nuint)(4 * vw + 48)) * alpha[4]; }
-            a50 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw)) * alpha[5]; if (C > 1) a51 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw + 16)) * alpha[5];
-            if (C > 2) { a52 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw + 32)) * alpha[5]; a53 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw + 48)) * alpha[5]; }
+            if (R > 5) { a50 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw)) * alpha[5]; if (C > 1) a51 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw + 16)) * alpha[5]; }
+            if (R > 5 && C > 2) { a52 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw + 32)) * alpha[5]; a53 = Vector512.LoadUnsafe(ref o0, (nuint)(5 * vw + 48)) * alpha[5]; }
         }
         if (R > 6)
         {
@@ -125,9 +125,8 @@ internal static partial class FlashAttention
                 b = Vector512.Create(Unsafe.Add(ref pt, 4 * Tile));
                 a40 = Vector512.FusedMultiplyAdd(y0, b, a40); if (C > 1) a41 = Vector512.FusedMultiplyAdd(y1, b, a41);
                 if (C > 2) { a42 = Vector512.FusedMultiplyAdd(y2, b, a42); a43 = Vector512.FusedMultiplyAdd(y3, b, a43); }
-                b = Vector512.Create(Unsafe.Add(ref pt, 5 * Tile));
-                a50 = Vector512.FusedMultiplyAdd(y0, b, a50); if (C > 1) a51 = Vector512.FusedMultiplyAdd(y1, b, a51);
-                if (C > 2) { a52 = Vector512.FusedMultiplyAdd(y2, b, a52); a53 = Vector512.FusedMultiplyAdd(y3, b, a53); }
+                if (R > 5) { b = Vector512.Create(Unsafe.Add(ref pt, 5 * Tile)); a50 = Vector512.FusedMultiplyAdd(y0, b, a50); if (C > 1) a51 = Vector512.FusedMultiplyAdd(y1, b, a51); }
+                if (R > 5 && C > 2) { a52 = Vector512.FusedMultiplyAdd(y2, b, a52); a53 = Vector512.FusedMultiplyAdd(y3, b, a53); }
             }
             if (R > 6)
             {
@@ -155,8 +154,8 @@ internal static partial class FlashAttention
         {
             a40.StoreUnsafe(ref o0, (nuint)(4 * vw)); if (C > 1) a41.StoreUnsafe(ref o0, (nuint)(4 * vw + 16));
             if (C > 2) { a42.StoreUnsafe(ref o0, (nuint)(4 * vw + 32)); a43.StoreUnsafe(ref o0, (nuint)(4 * vw + 48)); }
-            a50.StoreUnsafe(ref o0, (nuint)(5 * vw)); if (C > 1) a51.StoreUnsafe(ref o0, (nuint)(5 * vw + 16));
-            if (C > 2) { a52.StoreUnsafe(ref o0, (nuint)(5 * vw + 32)); a53.StoreUnsafe(ref o0, (nuint)(5 * vw + 48)); }
+            if (R > 5) { a50.StoreUnsafe(ref o0, (nuint)(5 * vw)); if (C > 1) a51.StoreUnsafe(ref o0, (nuint)(5 * vw + 16)); }
+            if (R > 5 && C > 2) { a52.StoreUnsafe(ref o0, (nuint)(5 * vw + 32)); a53.StoreUnsafe(ref o0, (nuint)(5 * vw + 48)); }
         }
         if (R > 6)
         {
@@ -189,7 +188,7 @@ internal static partial class FlashAttention
         if (R > 4)
         {
             a40 = Vector256.LoadUnsafe(ref o0, (nuint)(4 * vw)) * alpha[4]; if (C > 1) a41 = Vector256.LoadUnsafe(ref o0, (nuint)(4 * vw + 8)) * alpha[4];
-            a50 = Vector256.LoadUnsafe(ref o0, (nuint)(5 * vw)) * alpha[5]; if (C > 1) a51 = Vector256.LoadUnsafe(ref o0, (nuint)(5 * vw + 8)) * alpha[5];
+            if (R > 5) { a50 = Vector256.LoadUnsafe(ref o0, (nuint)(5 * vw)) * alpha[5]; if (C > 1) a51 = Vector256.LoadUnsafe(ref o0, (nuint)(5 * vw + 8)) * alpha[5]; }
         }
         if (R > 6)
         {
@@ -210,8 +209,7 @@ internal static partial class FlashAttention
             {
                 b = Vector256.Create(Unsafe.Add(ref pt, 4 * Tile));
                 a40 = Vector256.FusedMultiplyAdd(y0, b, a40); if (C > 1) a41 = Vector256.FusedMultiplyAdd(y1, b, a41);
-                b = Vector256.Create(Unsafe.Add(ref pt, 5 * Tile));
-                a50 = Vector256.FusedMultiplyAdd(y0, b, a50); if (C > 1) a51 = Vector256.FusedMultiplyAdd(y1, b, a51);
+                if (R > 5) { b = Vector256.Create(Unsafe.Add(ref pt, 5 * Tile)); a50 = Vector256.FusedMultiplyAdd(y0, b, a50); if (C > 1) a51 = Vector256.FusedMultiplyAdd(y1, b, a51); }
             }
             if (R > 6)
             {
@@ -227,7 +225,7 @@ internal static partial class FlashAttention
         if (R > 4)
         {
             a40.StoreUnsafe(ref o0, (nuint)(4 * vw)); if (C > 1) a41.StoreUnsafe(ref o0, (nuint)(4 * vw + 8));
-            a50.StoreUnsafe(ref o0, (nuint)(5 * vw)); if (C > 1) a51.StoreUnsafe(ref o0, (nuint)(5 * vw + 8));
+            if (R > 5) { a50.StoreUnsafe(ref o0, (nuint)(5 * vw)); if (C > 1) a51.StoreUnsafe(ref o0, (nuint)(5 * vw + 8)); }
         }
         if (R > 6)
         {

@@ -98,7 +98,6 @@ internal static partial class FlashAttention
 
         public void Ensure(int rows, int keyWidth, int valueWidth, bool quantizedKeys)
         {
-            rows = FusedRowsPadded(rows); // the fused kernels write whole blocks of rows
             if (Values.Length < Tile * valueWidth) Values = new float[Tile * valueWidth];
             if (Max.Length < rows)
             {
