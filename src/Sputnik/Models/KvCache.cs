@@ -163,10 +163,10 @@ internal sealed class KvCache : ICacheRows
         Reserved = grown;
     }
 
-    // Bytes of one position in plane i (even: keys, odd: values).
     // Planes alternate per layer and head: keys (even), then values (odd); see KeyPlane and ValuePlane.
     private static bool IsKeyPlane(int i) => i % 2 == 0;
 
+    // Bytes of one position in plane i.
     private int RowBytes(int i) => IsKeyPlane(i) ? _keyBytes : _valueBytes;
 
     private byte[] KeyPlane(int layer, int head) => _planes[2 * (layer * _heads + head)];

@@ -31,17 +31,10 @@ internal static partial class FlashAttention
     /// </summary>
     private static unsafe void FusedBlockValueTile(in KvHead values, Scratch sc, int rows, int first, int n, int width)
     {
-        int vw = values.Width, nb = vw / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(values.Type, KvRowCodec.Block), vs = values.RowStride;
-        // The tile's block scales, block b of position t at b·Tile + t, converted in one pass (as DecodeBlockTile does).
+        int vw = values.Width, blockBytes = KvRowCodec.Bytes(values.Type, KvRowCodec.Block), vs = values.RowStride;
+        // The values' own rows a tile ahead only when the key pass did not ask for them.
+        GatherScales(values, first, n, sc, sc.ValueScales, width, default, prefetch: !PrefetchValuesWithKeys);
         ref byte v0 = ref Unsafe.Add(ref MemoryMarshal.GetReference(values.Rows), (nint)first * vs + values.RowOffset);
-        ref ushort bits = ref MemoryMarshal.GetArrayDataReference(sc.ScaleBits);
-        for (int t = 0; t < n; t++)
-        {
-            if (!PrefetchValuesWithKeys) PrefetchRow(values, first + t + PrefetchAhead);
-            ref byte row = ref Unsafe.Add(ref v0, (nint)t * vs);
-            for (int b = 0; b < nb; b++) Unsafe.Add(ref bits, b * Tile + t) = Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref row, b * blockBytes));
-        }
-        ConvertScales(sc.ScaleBits, sc.ValueScales, nb * Tile, width);
         bool q8 = values.Type == KvCacheType.Q8_0;
         fixed (byte* v = &v0)
         fixed (float* d = sc.ValueScales)

@@ -11,8 +11,8 @@ namespace Sputnik.Tensors;
 // where they lie. The tiled path decodes
 // each tile of keys and values into a float buffer and the register-blocked loops read it back: at depth 4,096 on a
 // Zen 4 that decode was 46 % of decode attention, and its stores and reloads cost more than the conversion. Here
-// the query heads of a GQA group go up to eight at a time (a group of up to eight in one block), so each 16 halves loaded (8 at 256
-// bits) are widened once for all of them.
+// the query heads of a GQA group go through in blocks of up to eight, so each 16 halves loaded (8 at 256 bits) are
+// widened once for all of a block's heads.
 //
 // The widening is three operations: a half's sign, exponent and mantissa put in a float's places
 // (FloatConvert.HalfBitsInFloatPlace512) read as a float are the half's value times 2^-112, exactly, for every finite
@@ -84,11 +84,7 @@ internal static partial class FlashAttention
         fixed (byte* keyRows = keys.Rows, valueRows = values.Rows)
         {
             // The first block's pass prefetches the rows a tile ahead, keys' and values', as the tiled decode does.
-            int ahead = first + a + PrefetchAhead;
-            var prefetch = PrefetchAhead == 0 || !Sse.IsSupported ? default : new RowPrefetch(
-                keyRows + (long)ahead * keys.RowStride + keys.RowOffset, keys.RowStride, keys.RowBytes,
-                valueRows + (long)ahead * values.RowStride + values.RowOffset, values.RowStride, values.RowBytes,
-                Math.Clamp(Math.Min(keys.Positions, values.Positions) - ahead, 0, n));
+            var prefetch = RowPrefetch.Ahead(keys, keyRows, values, valueRows, first + a, n);
             bool trusted = keys.Finite && TrustFiniteCaches;
             for (int r = 0, block; r < rows; r += block)
             {
@@ -201,19 +197,34 @@ internal static partial class FlashAttention
     }
 
     /// <summary>
-    /// The rows a tile ahead that the fused q·k pass asks for, one of keys and one of values per key: row i
-    /// (i &lt; <see cref="Rows"/>, those the cache holds) starts i·stride bytes on. The pointers are into rows pinned for
-    /// the tile. default: none.
+    /// The rows a tile ahead that a pass over a tile asks for as it reads each of its rows, one of keys and one of values
+    /// a row: row i (i &lt; <see cref="Rows"/>, those the cache holds) starts i·stride bytes on. The pointers are into
+    /// rows pinned for the tile. default: none.
     /// </summary>
     private readonly unsafe struct RowPrefetch(byte* keys, int keyStride, int keyBytes, byte* values, int valueStride, int valueBytes, int rows)
     {
         public readonly int Rows = rows;
 
+        /// <summary>
+        /// <see cref="PrefetchAhead"/> rows on from <paramref name="from"/>, for a pass over <paramref name="count"/> rows of
+        /// <paramref name="keys"/> (pinned at <paramref name="keyRows"/>) and of <paramref name="values"/> (a head with
+        /// no rows: the keys' alone). None when prefetching is off or a head is a ring (sliding windows are short).
+        /// </summary>
+        public static RowPrefetch Ahead(in KvHead keys, byte* keyRows, in KvHead values, byte* valueRows, int from, int count)
+        {
+            if (PrefetchAhead == 0 || !Sse.IsSupported || keys.Ring != 0 || values.Ring != 0) return default;
+            int ahead = from + PrefetchAhead, held = values.Rows.IsEmpty ? keys.Positions : Math.Min(keys.Positions, values.Positions);
+            return values.Rows.IsEmpty
+                ? new RowPrefetch(keyRows + (long)ahead * keys.RowStride + keys.RowOffset, keys.RowStride, keys.RowBytes, null, 0, 0, Math.Clamp(held - ahead, 0, count))
+                : new RowPrefetch(keyRows + (long)ahead * keys.RowStride + keys.RowOffset, keys.RowStride, keys.RowBytes,
+                    valueRows + (long)ahead * values.RowStride + values.RowOffset, values.RowStride, values.RowBytes, Math.Clamp(held - ahead, 0, count));
+        }
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Fetch(int i)
         {
             PrefetchLines(keys + (long)i * keyStride, keyBytes);
-            PrefetchLines(values + (long)i * valueStride, valueBytes);
+            if (valueBytes > 0) PrefetchLines(values + (long)i * valueStride, valueBytes);
         }
     }
 }

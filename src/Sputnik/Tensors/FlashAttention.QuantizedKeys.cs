@@ -71,33 +71,21 @@ internal static partial class FlashAttention
     /// </summary>
     private static unsafe void UnpackKeyTile(in KvHead h, int first, int count, Scratch sc, int width, in KvHead companion)
     {
-        bool copy = !KeyInts.InPlace(h);
+        GatherScales(h, first, count, sc, sc.KeyScales, width, companion, prefetch: true);
+        if (KeyInts.InPlace(h)) return;
         int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block);
         int start = h.Row(first), wrap = h.Ring > 0 ? h.Ring : int.MaxValue;
-        // The rows a tile ahead (keys' and the companion's) are requested as each row is read, their addresses computed
-        // once here: per row, the checks and pinning of PrefetchRows cost as much as the row's own work.
-        int ahead = start + PrefetchAhead;
-        bool fetch = PrefetchAhead != 0 && Sse.IsSupported && h.Ring == 0;
-        int fetchKeys = fetch ? Math.Clamp(h.Positions - ahead, 0, count) : 0;
-        int fetchCompanion = fetch && !companion.Rows.IsEmpty && companion.Ring == 0 ? Math.Clamp(companion.Positions - ahead, 0, count) : 0;
-        fixed (byte* rows = h.Rows, companionRows = companion.Rows)
+        fixed (byte* rows = h.Rows)
         fixed (sbyte* ints = sc.KeyInts)
-        fixed (ushort* bits = sc.ScaleBits)
         {
-            byte* keyAhead = rows + (long)ahead * h.RowStride + h.RowOffset;
-            byte* companionAhead = companionRows + (long)ahead * companion.RowStride + companion.RowOffset;
             for (int t = 0; t < count; t++)
             {
-                if (t < fetchKeys) PrefetchLines(keyAhead + (long)t * h.RowStride, h.RowBytes);
-                if (t < fetchCompanion) PrefetchLines(companionAhead + (long)t * companion.RowStride, companion.RowBytes);
                 int r = start + t;
                 if (r >= wrap) r -= wrap; // a ring's tile continues at its first row
                 byte* row = rows + (long)r * h.RowStride + h.RowOffset;
                 for (int b = 0; b < nb; b++)
                 {
                     byte* blk = row + b * blockBytes;
-                    bits[b * Tile + t] = *(ushort*)blk;
-                    if (!copy) continue;
                     sbyte* dst = ints + t * h.Width + b * KvRowCodec.Block;
                     if (h.Type == KvCacheType.Q8_0)
                     {
@@ -113,7 +101,32 @@ internal static partial class FlashAttention
                 }
             }
         }
-        ConvertScales(sc.ScaleBits, sc.KeyScales, nb * Tile, width);
+    }
+
+    /// <summary>
+    /// The F16 block scales of positions [first, first + count) of a Q8_0/Q4_0 head (a ring's tile may wrap) as floats
+    /// in <paramref name="scales"/>, block b of position t at b·Tile + t, converted in one vector pass. With
+    /// <paramref name="prefetch"/>, reading a row requests the rows a tile ahead, the head's and
+    /// <paramref name="companion"/>'s (<see cref="RowPrefetch.Ahead"/>; a head with no rows: none).
+    /// </summary>
+    private static unsafe void GatherScales(in KvHead h, int first, int count, Scratch sc, float[] scales, int width, in KvHead companion, bool prefetch)
+    {
+        int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block);
+        int start = h.Row(first), wrap = h.Ring > 0 ? h.Ring : int.MaxValue;
+        fixed (byte* rows = h.Rows, companionRows = companion.Rows)
+        fixed (ushort* bits = sc.ScaleBits)
+        {
+            var ahead = prefetch ? RowPrefetch.Ahead(h, rows, companion, companionRows, start, count) : default;
+            for (int t = 0; t < count; t++)
+            {
+                if (t < ahead.Rows) ahead.Fetch(t);
+                int r = start + t;
+                if (r >= wrap) r -= wrap; // a ring's tile continues at its first row
+                byte* row = rows + (long)r * h.RowStride + h.RowOffset;
+                for (int b = 0; b < nb; b++) bits[b * Tile + t] = *(ushort*)(row + b * blockBytes);
+            }
+        }
+        ConvertScales(sc.ScaleBits, scales, nb * Tile, width);
     }
 
     /// <summary>The first n F16 scales of <paramref name="bits"/> as floats, 8 or 16 at a time (exact, as the scalar conversion).</summary>
@@ -131,14 +144,7 @@ internal static partial class FlashAttention
     private static void DecodeBlockTile(in KvHead h, int first, int count, float[] buffer, int width, Scratch sc, in KvHead companion, bool prefetch)
     {
         int nb = h.Width / KvRowCodec.Block, blockBytes = KvRowCodec.Bytes(h.Type, KvRowCodec.Block), start = h.Row(first);
-        ref ushort bits = ref MemoryMarshal.GetArrayDataReference(sc.ScaleBits);
-        for (int t = 0; t < count; t++)
-        {
-            if (prefetch) PrefetchRows(h, companion, start + t + PrefetchAhead);
-            ref byte row = ref MemoryMarshal.GetReference(h.Rows.Slice((start + t) * h.RowStride + h.RowOffset, nb * blockBytes));
-            for (int b = 0; b < nb; b++) Unsafe.Add(ref bits, b * Tile + t) = Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref row, b * blockBytes));
-        }
-        ConvertScales(sc.ScaleBits, sc.ValueScales, nb * Tile, width);
+        GatherScales(h, first, count, sc, sc.ValueScales, width, companion, prefetch);
         ref float o = ref MemoryMarshal.GetArrayDataReference(buffer);
         for (int t = 0; t < count; t++)
         {
