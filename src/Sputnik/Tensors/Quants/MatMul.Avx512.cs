@@ -116,13 +116,12 @@ internal static unsafe partial class MatMul
         for (int i = 0; i < pairs; i++, w += 2 * Q80, a0 += 2 * Q80, a1 += 2 * Q80, a2 += 2 * Q80, a3 += 2 * Q80)
         {
             var wq = Vector512.Create(Vector256.Load((sbyte*)(w + 2)), Vector256.Load((sbyte*)(w + Q80 + 2)));
-            var neg = Vector512.LessThan(wq, Vector512<sbyte>.Zero);
             var aw = Avx512BW.Abs(wq);
             var dw = Vector512.Create(Vector256.Create(Half(w)), Vector256.Create(Half(w + Q80)));
-            Q8Token(aw, neg, dw, a0, x0 + 2 * i, pairIndex, ref acc0);
-            Q8Token(aw, neg, dw, a1, x1 + 2 * i, pairIndex, ref acc1);
-            Q8Token(aw, neg, dw, a2, x2 + 2 * i, pairIndex, ref acc2);
-            Q8Token(aw, neg, dw, a3, x3 + 2 * i, pairIndex, ref acc3);
+            Q8Token(aw, wq, dw, a0, x0 + 2 * i, pairIndex, ref acc0);
+            Q8Token(aw, wq, dw, a1, x1 + 2 * i, pairIndex, ref acc1);
+            Q8Token(aw, wq, dw, a2, x2 + 2 * i, pairIndex, ref acc2);
+            Q8Token(aw, wq, dw, a3, x3 + 2 * i, pairIndex, ref acc3);
         }
         y[0] = Vector512.Sum(acc0);
         y[ldy] = Vector512.Sum(acc1);
@@ -173,11 +172,10 @@ internal static unsafe partial class MatMul
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q8Token(Vector512<byte> aw, Vector512<sbyte> neg, Vector512<float> dw, byte* a, float* dx, Vector512<int> pairIndex, ref Vector512<float> acc)
+    private static void Q8Token(Vector512<byte> aw, Vector512<sbyte> wq, Vector512<float> dw, byte* a, float* dx, Vector512<int> pairIndex, ref Vector512<float> acc)
     {
         var x = Vector512.Create(Vector256.Load((sbyte*)(a + 2)), Vector256.Load((sbyte*)(a + Q80 + 2)));
-        var sx = Vector512.ConditionalSelect(neg, -x, x);
-        var p = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(aw, sx), Vector512<short>.One);
+        var p = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(aw, MatVec.WithSignOf(x, wq)), Vector512<short>.One);
         var scales = Avx512F.PermuteVar16x32(Vector512.CreateScalarUnsafe(*(double*)dx).AsSingle(), pairIndex);
         acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), dw * scales, acc);
     }

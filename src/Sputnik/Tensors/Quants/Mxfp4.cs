@@ -115,11 +115,10 @@ internal static unsafe partial class MatVec
     /// gives the same bits alone and batched.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Mxfp4PairStep(Vector512<byte> absW, Vector512<sbyte> negW, float d0, float d1, byte* a, ref Vector512<float> acc)
+    internal static void Mxfp4PairStep(Vector512<byte> absW, Vector512<sbyte> w, float d0, float d1, byte* a, ref Vector512<float> acc)
     {
         var x = Vector512.Create(Vector256.Load((sbyte*)(a + 2)), Vector256.Load((sbyte*)(a + Q80 + 2)));
-        var sx = Vector512.ConditionalSelect(negW, -x, x);
-        var p = MulAddBytes512(absW, sx);
+        var p = MulAddBytes512(absW, WithSignOf(x, w));
         var d = Vector512.Create(Vector256.Create(d0 * Half(a)), Vector256.Create(d1 * Half(a + Q80)));
         acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p), d, acc);
     }
@@ -131,7 +130,7 @@ internal static unsafe partial class MatVec
         for (; i + 2 <= nb; i += 2, w += 2 * Mx, a += 2 * Q80)
         {
             var wq = Mxfp4Values512(w);
-            Mxfp4PairStep(Avx512BW.Abs(wq), Vector512.LessThan(wq, Vector512<sbyte>.Zero).AsSByte(),
+            Mxfp4PairStep(Avx512BW.Abs(wq), wq,
                 Mxfp4.HalfScale(w[0]), Mxfp4.HalfScale(w[Mx]), a, ref acc);
         }
         float sum = Vector512.Sum(acc);
@@ -154,12 +153,11 @@ internal static unsafe partial class MatMul
         {
             var wq = MatVec.Mxfp4Values512(w);
             var abs = Avx512BW.Abs(wq);
-            var neg = Vector512.LessThan(wq, Vector512<sbyte>.Zero).AsSByte();
             float d0 = Mxfp4.HalfScale(w[0]), d1 = Mxfp4.HalfScale(w[Mxfp4.BlockBytes]);
-            MatVec.Mxfp4PairStep(abs, neg, d0, d1, a0, ref acc0);
-            MatVec.Mxfp4PairStep(abs, neg, d0, d1, a1, ref acc1);
-            MatVec.Mxfp4PairStep(abs, neg, d0, d1, a2, ref acc2);
-            MatVec.Mxfp4PairStep(abs, neg, d0, d1, a3, ref acc3);
+            MatVec.Mxfp4PairStep(abs, wq, d0, d1, a0, ref acc0);
+            MatVec.Mxfp4PairStep(abs, wq, d0, d1, a1, ref acc1);
+            MatVec.Mxfp4PairStep(abs, wq, d0, d1, a2, ref acc2);
+            MatVec.Mxfp4PairStep(abs, wq, d0, d1, a3, ref acc3);
         }
         y[0] = Vector512.Sum(acc0);
         y[ldy] = Vector512.Sum(acc1);

@@ -44,11 +44,10 @@ internal sealed unsafe partial class Q80Interleaved : IGroupKernel
 
     /// <summary>One token's products for one slot without AVX-VNNI: |w| · (x with w's sign), pair-summed to 32 bits.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Step(Vector512<byte> aw, Vector512<sbyte> neg, byte* x, int k, ref Vector512<int> isum)
+    private static void Step(Vector512<byte> aw, Vector512<sbyte> w, byte* x, int k, ref Vector512<int> isum)
     {
         var xb = Vector512.Create(*(int*)(x + 4 * k)).AsSByte();
-        var sx = Vector512.ConditionalSelect(neg, -xb, xb);
-        isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(aw, sx), Vector512<short>.One);
+        isum += Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(aw, MatVec.WithSignOf(xb, w)), Vector512<short>.One);
     }
 
     /// <summary>−128·Σx of activation block b in every lane: where the vpdpbusd sums of its rows start.</summary>
@@ -81,7 +80,7 @@ internal sealed unsafe partial class Q80Interleaved : IGroupKernel
     private static void SignedSlot(byte* w, byte* x, int k, ref Vector512<int> isum)
     {
         var v = Signed(w, k);
-        Step(Avx512BW.Abs(v), Vector512.LessThan(v, Vector512<sbyte>.Zero), x, k, ref isum);
+        Step(Avx512BW.Abs(v), v, x, k, ref isum);
     }
 
     public static void Group1(byte* w, int nb, byte* a, float* y)
@@ -197,11 +196,10 @@ internal sealed unsafe partial class Q80Interleaved : IGroupKernel
                 {
                     var v = Signed(w, k);
                     var aw = Avx512BW.Abs(v);
-                    var neg = Vector512.LessThan(v, Vector512<sbyte>.Zero);
-                    Step(aw, neg, x0, k, ref i0);
-                    Step(aw, neg, x1, k, ref i1);
-                    Step(aw, neg, x2, k, ref i2);
-                    Step(aw, neg, x3, k, ref i3);
+                    Step(aw, v, x0, k, ref i0);
+                    Step(aw, v, x1, k, ref i1);
+                    Step(aw, v, x2, k, ref i2);
+                    Step(aw, v, x3, k, ref i3);
                 }
             }
             var d = FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w));
