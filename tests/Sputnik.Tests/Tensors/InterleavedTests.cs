@@ -126,7 +126,7 @@ public unsafe class InterleavedTests
         Assert.False(Interleaving.Supports(GgmlType.Q5_K, 32, 512));
     }
 
-    /// <summary>Against the scalar file-layout reference, tokens 1..9 (the 4-token and 1-token kernels), one to several blocks.</summary>
+    /// <summary>Against the scalar file-layout reference, tokens 1..13 (the 8-token, 4-token and 1-token kernels), one to several blocks.</summary>
     [Theory]
     [InlineData(GgmlType.Q4_K, 256, 1)]
     [InlineData(GgmlType.Q4_K, 512, 4)]
@@ -135,6 +135,7 @@ public unsafe class InterleavedTests
     [InlineData(GgmlType.Q8_0, 32, 1)]
     [InlineData(GgmlType.Q8_0, 96, 5)]
     [InlineData(GgmlType.Q8_0, 416, 9)]
+    [InlineData(GgmlType.Q8_0, 160, 13)]
     [InlineData(GgmlType.Q6_K, 256, 1)]
     [InlineData(GgmlType.Q6_K, 512, 5)]
     [InlineData(GgmlType.Q6_K, 768, 8)]
@@ -171,6 +172,7 @@ public unsafe class InterleavedTests
     [InlineData(1)]
     [InlineData(4)]
     [InlineData(6)]
+    [InlineData(9)]
     public void Q8_0_kernels_are_exact_at_the_ends_of_int8(int tokens)
     {
         const int rows = 32, cols = 128;
@@ -256,7 +258,7 @@ public unsafe class InterleavedTests
     public void A_token_gives_the_same_bits_batched_or_alone(GgmlType type, int cols)
     {
         if (!Interleaving.Supports(type, 16, cols)) Assert.Skip($"no 16-row interleaved {type} kernel on this CPU (AVX-512 off or absent)");
-        const int rows = 32, tokens = 7;
+        const int rows = 32, tokens = 15; // 8 + 4 + 1 + 1 + 1: every multi-token kernel a format has, and the single one
         var (w, act, stride) = Problem(type, rows, cols, tokens, 11);
         var wx = Interleave(type, w, rows, cols);
         var batched = new float[tokens * rows];

@@ -10,6 +10,13 @@ internal unsafe interface IGroupKernel
     static abstract void Group1(byte* w, int nb, byte* a, float* y);
     /// <summary>Four tokens; <paramref name="prefetch"/> on the first pass over a group, whose weights come from DRAM (later passes find them in L2).</summary>
     static abstract void Group4(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch);
+
+    /// <summary>Whether <see cref="Group8"/> is worth calling: a format whose per-load work (shared by the tokens) is a large share of a token's.</summary>
+    static virtual bool EightTokens => false;
+
+    /// <summary>Eight tokens (formats with <see cref="EightTokens"/>); the same bits as <see cref="Group4"/> twice.</summary>
+    static virtual void Group8(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch) =>
+        throw new NotSupportedException("no eight-token kernel");
 }
 
 /// <summary>
@@ -177,6 +184,9 @@ internal static unsafe class Interleaving
             {
                 byte* wg = w + (long)g * nb * groupBlockBytes;
                 int t = t0;
+                if (TKernel.EightTokens)
+                    for (; t + 8 <= t1; t += 8)
+                        TKernel.Group8(wg, nb, a + (long)t * aStride, aStride, y + (long)t * ldy + g * Rows, ldy, Prefetch.Enabled && t == t0);
                 for (; t + 4 <= t1; t += 4)
                     TKernel.Group4(wg, nb, a + (long)t * aStride, aStride, y + (long)t * ldy + g * Rows, ldy, Prefetch.Enabled && t == t0);
                 for (; t < t1; t++)

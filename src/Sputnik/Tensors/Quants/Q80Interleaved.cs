@@ -213,4 +213,57 @@ internal sealed unsafe partial class Q80Interleaved : IGroupKernel
         f2.Store(y + 2 * ldy);
         f3.Store(y + 3 * ldy);
     }
+
+    /// <summary>Eight tokens a weight load where the 512-bit path without AVX-VNNI runs (its sign split and scale conversion then serve eight), else Group4 twice.</summary>
+    public static bool EightTokens => Interleaving.Wide512 && !AvxVnni.IsSupported;
+
+    public static void Group8(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
+    {
+        if (!EightTokens)
+        {
+            Group4(w, nb, a, aStride, y, ldy, prefetch);
+            Group4(w, nb, a + 4 * (long)aStride, aStride, y + 4 * (long)ldy, ldy, prefetch);
+            return;
+        }
+        int ahead = Prefetch.Ahead(GroupBlockBytes);
+        float* sc0 = Scales(a, nb);
+        Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default, f4 = default, f5 = default, f6 = default, f7 = default;
+        for (int b = 0; b < nb; b++, w += GroupBlockBytes)
+        {
+            if (prefetch) Prefetch.WideLines(w + ahead, GroupBlockBytes);
+            byte* x0 = a + b * Q80 + 2;
+            Vector512<int> i0 = default, i1 = default, i2 = default, i3 = default, i4 = default, i5 = default, i6 = default, i7 = default;
+            for (int k = 0; k < 8; k++)
+            {
+                var v = Signed(w, k);
+                var aw = Avx512BW.Abs(v);
+                Step(aw, v, x0, k, ref i0);
+                Step(aw, v, x0 + aStride, k, ref i1);
+                Step(aw, v, x0 + 2 * aStride, k, ref i2);
+                Step(aw, v, x0 + 3 * aStride, k, ref i3);
+                Step(aw, v, x0 + 4 * aStride, k, ref i4);
+                Step(aw, v, x0 + 5 * aStride, k, ref i5);
+                Step(aw, v, x0 + 6 * aStride, k, ref i6);
+                Step(aw, v, x0 + 7 * aStride, k, ref i7);
+            }
+            var d = FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w));
+            float* sc = sc0 + b;
+            f0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i0), d * Vector512.Create(*sc), f0);
+            f1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i1), d * Vector512.Create(*(float*)((byte*)sc + aStride)), f1);
+            f2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i2), d * Vector512.Create(*(float*)((byte*)sc + 2 * aStride)), f2);
+            f3 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i3), d * Vector512.Create(*(float*)((byte*)sc + 3 * aStride)), f3);
+            f4 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i4), d * Vector512.Create(*(float*)((byte*)sc + 4 * aStride)), f4);
+            f5 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i5), d * Vector512.Create(*(float*)((byte*)sc + 5 * aStride)), f5);
+            f6 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i6), d * Vector512.Create(*(float*)((byte*)sc + 6 * aStride)), f6);
+            f7 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i7), d * Vector512.Create(*(float*)((byte*)sc + 7 * aStride)), f7);
+        }
+        f0.Store(y);
+        f1.Store(y + ldy);
+        f2.Store(y + 2 * ldy);
+        f3.Store(y + 3 * ldy);
+        f4.Store(y + 4 * ldy);
+        f5.Store(y + 5 * ldy);
+        f6.Store(y + 6 * ldy);
+        f7.Store(y + 7 * ldy);
+    }
 }
