@@ -258,7 +258,8 @@ public unsafe class InterleavedTests
     public void A_token_gives_the_same_bits_batched_or_alone(GgmlType type, int cols)
     {
         if (!Interleaving.Supports(type, 16, cols)) Assert.Skip($"no 16-row interleaved {type} kernel on this CPU (AVX-512 off or absent)");
-        const int rows = 32, tokens = 15; // 8 + 4 + 1 + 1 + 1: every multi-token kernel a format has, and the single one
+        // 8 + 4 + 3 × 1 where a format has an eight-token kernel (else 4 + 4 + 4 + 3 × 1): every kernel a format has
+        const int rows = 32, tokens = 15;
         var (w, act, stride) = Problem(type, rows, cols, tokens, 11);
         var wx = Interleave(type, w, rows, cols);
         var batched = new float[tokens * rows];

@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics.X86;
 
 namespace Sputnik.Tensors.Quants;
 
-/// <summary>The per-group kernels of one interleaved format: 16 rows × all blocks, one token or four.</summary>
+/// <summary>The per-group kernels of one interleaved format: 16 rows × all blocks, one token or four (or eight, where a format offers it).</summary>
 internal unsafe interface IGroupKernel
 {
     static abstract void Group1(byte* w, int nb, byte* a, float* y);
@@ -172,11 +172,13 @@ internal static unsafe class Interleaving
     // Token tiles whose activations stay in L2 while every group of the range streams past them.
     private const int TokenTileBytes = 256 * 1024;
 
-    /// <summary>The shared driver: token tiles outside, groups inside, four tokens at a time then one.</summary>
+    /// <summary>The shared driver: token tiles outside, groups inside, eight tokens at a time (formats with <see cref="IGroupKernel.EightTokens"/>), then four, then one.</summary>
     internal static void Run<TKernel>(byte* w, int nb, int groupBlockBytes, byte* a, int aStride, int tokens, float* y, int ldy, int g0, int g1)
         where TKernel : IGroupKernel
     {
-        int tile = Math.Max(4, TokenTileBytes / aStride & ~3);
+        // Tiles in whole multiples of the widest kernel, so no tile ends in a narrower one it need not.
+        bool eight = TKernel.EightTokens;
+        int tile = eight ? Math.Max(8, TokenTileBytes / aStride & ~7) : Math.Max(4, TokenTileBytes / aStride & ~3);
         for (int t0 = 0; t0 < tokens; t0 += tile)
         {
             int t1 = Math.Min(tokens, t0 + tile);
@@ -184,7 +186,7 @@ internal static unsafe class Interleaving
             {
                 byte* wg = w + (long)g * nb * groupBlockBytes;
                 int t = t0;
-                if (TKernel.EightTokens)
+                if (eight)
                     for (; t + 8 <= t1; t += 8)
                         TKernel.Group8(wg, nb, a + (long)t * aStride, aStride, y + (long)t * ldy + g * Rows, ldy, Prefetch.Enabled && t == t0);
                 for (; t + 4 <= t1; t += 4)

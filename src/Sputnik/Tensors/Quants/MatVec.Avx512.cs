@@ -15,8 +15,8 @@ internal static unsafe partial class MatVec
     /// x negated where the signed weight w is negative: with |w| as vpmaddubsw's unsigned operand the products are
     /// w·x (AVX-512 has no vpsignb). The comparison is written inside the select so the JIT keeps it in a mask
     /// register and negates under it, one masked vpsubb; a select on a byte mask computed apart (and shared by the
-    /// tokens of a 4-token kernel) compiled to a mask-to-vector move, a subtraction and a blend per token: the Q8_0
-    /// 4-token kernel ran 2.48 → 2.20 ms (`Sputnik.Bench q4kx 1536 1536 64 Q8_0`, one thread).
+    /// tokens of a 4-token kernel) compiled to a mask-to-vector move once a load, then a zeroing, a subtraction and a
+    /// blend per token: the Q8_0 4-token kernel ran 2.48 → 2.20 ms (`Sputnik.Bench q4kx 1536 1536 64 Q8_0`, one thread).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector512<sbyte> WithSignOf(Vector512<sbyte> x, Vector512<sbyte> w) =>

@@ -214,17 +214,16 @@ internal sealed unsafe partial class Q80Interleaved : IGroupKernel
         f3.Store(y + 3 * ldy);
     }
 
-    /// <summary>Eight tokens a weight load where the 512-bit path without AVX-VNNI runs (its sign split and scale conversion then serve eight), else Group4 twice.</summary>
+    /// <summary>
+    /// Eight tokens a weight load on the 512-bit path without AVX-VNNI, where a slot's sign split (load, flip, |w|,
+    /// the comparison) and a block's scale conversion are a large share of a token's work; with AVX-VNNI a slot is one
+    /// load shared by two vpdpbusd a token, and the AVX2 kernels have 16 registers, so both stay at four.
+    /// </summary>
     public static bool EightTokens => Interleaving.Wide512 && !AvxVnni.IsSupported;
 
     public static void Group8(byte* w, int nb, byte* a, int aStride, float* y, int ldy, bool prefetch)
     {
-        if (!EightTokens)
-        {
-            Group4(w, nb, a, aStride, y, ldy, prefetch);
-            Group4(w, nb, a + 4 * (long)aStride, aStride, y + 4 * (long)ldy, ldy, prefetch);
-            return;
-        }
+        if (!EightTokens) throw new NotSupportedException("the eight-token Q8_0 kernel needs AVX-512 without AVX-VNNI");
         int ahead = Prefetch.Ahead(GroupBlockBytes);
         float* sc0 = Scales(a, nb);
         Vector512<float> f0 = default, f1 = default, f2 = default, f3 = default, f4 = default, f5 = default, f6 = default, f7 = default;
@@ -247,15 +246,14 @@ internal sealed unsafe partial class Q80Interleaved : IGroupKernel
                 Step(aw, v, x0 + 7 * aStride, k, ref i7);
             }
             var d = FloatConvert.HalfToFloat512(Vector256.Load((ushort*)w));
-            float* sc = sc0 + b;
-            f0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i0), d * Vector512.Create(*sc), f0);
-            f1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i1), d * Vector512.Create(*(float*)((byte*)sc + aStride)), f1);
-            f2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i2), d * Vector512.Create(*(float*)((byte*)sc + 2 * aStride)), f2);
-            f3 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i3), d * Vector512.Create(*(float*)((byte*)sc + 3 * aStride)), f3);
-            f4 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i4), d * Vector512.Create(*(float*)((byte*)sc + 4 * aStride)), f4);
-            f5 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i5), d * Vector512.Create(*(float*)((byte*)sc + 5 * aStride)), f5);
-            f6 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i6), d * Vector512.Create(*(float*)((byte*)sc + 6 * aStride)), f6);
-            f7 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(i7), d * Vector512.Create(*(float*)((byte*)sc + 7 * aStride)), f7);
+            f0 = Finish(i0, d, sc0, b, f0);
+            f1 = Finish(i1, d, (float*)((byte*)sc0 + aStride), b, f1);
+            f2 = Finish(i2, d, (float*)((byte*)sc0 + 2 * aStride), b, f2);
+            f3 = Finish(i3, d, (float*)((byte*)sc0 + 3 * aStride), b, f3);
+            f4 = Finish(i4, d, (float*)((byte*)sc0 + 4 * aStride), b, f4);
+            f5 = Finish(i5, d, (float*)((byte*)sc0 + 5 * aStride), b, f5);
+            f6 = Finish(i6, d, (float*)((byte*)sc0 + 6 * aStride), b, f6);
+            f7 = Finish(i7, d, (float*)((byte*)sc0 + 7 * aStride), b, f7);
         }
         f0.Store(y);
         f1.Store(y + ldy);
