@@ -1,4 +1,3 @@
-using System.Runtime.Intrinsics.X86;
 using Sputnik.Models;
 using Sputnik.Tensors;
 using Xunit;
@@ -14,22 +13,12 @@ namespace Sputnik.Tests.Tensors;
 public class FlashAttentionFusedBlockValuesTests
 {
     /// <summary>One layer, 2 KV heads of <paramref name="hd"/>, random rows (some values zero, some blocks all zero).</summary>
-    private static KvCache Cache(int positions, int hd, KvCacheType keyType, KvCacheType valueType, int seed)
-    {
-        var cache = new KvCache(1, positions + 8, 2 * hd, keyType, valueType, hd);
-        var rng = new Random(seed);
-        var key = new float[2 * hd];
-        var value = new float[2 * hd];
-        for (int p = 0; p < positions; p++)
+    private static KvCache Cache(int positions, int hd, KvCacheType keyType, KvCacheType valueType, int seed) =>
+        AttentionCaches.Random(positions, hd, keyType, valueType, seed, (_, value, p, rng) =>
         {
-            for (int i = 0; i < key.Length; i++) { key[i] = (float)(rng.NextDouble() * 4 - 2); value[i] = (float)(rng.NextDouble() * 2 - 1); }
             if (p % 5 == 0) value[rng.Next(value.Length)] = 0f;
             if (p % 17 == 0) Array.Clear(value, hd, 32); // a block of zeros: scale 0
-            cache.Write(0, p, key, value);
-        }
-        cache.Length = positions;
-        return cache;
-    }
+        });
 
     private static float[] Attend(KvCache cache, int hd, int group, float[] q, int pos, int window, bool fused, int width)
     {
@@ -49,11 +38,7 @@ public class FlashAttentionFusedBlockValuesTests
         return output;
     }
 
-    private static void RequireWidth(int width)
-    {
-        if (width == 512 && !Avx512F.IsSupported) Assert.Skip("the 512-bit fused value kernels need AVX-512, which this CPU (or DOTNET_EnableAVX512=0) has not");
-        if (width == 256 && !(Avx2.IsSupported && Fma.IsSupported)) Assert.Skip("the 256-bit fused value kernels need AVX2 and FMA, which this CPU (or DOTNET_EnableAVX2=0) has not");
-    }
+    private static void RequireWidth(int width) => AttentionCaches.RequireWidth(width, "fused value kernels");
 
     [Theory]
     [InlineData(6, 128, KvCacheType.Q8_0, KvCacheType.Q8_0, 512)]

@@ -1,4 +1,3 @@
-using System.Runtime.Intrinsics.X86;
 using Sputnik.Models;
 using Sputnik.Tensors;
 using Xunit;
@@ -14,21 +13,8 @@ namespace Sputnik.Tests.Tensors;
 public class FlashAttentionFusedHalvesTests
 {
     /// <summary>One layer, 2 KV heads of <paramref name="hd"/>: random rows with <paramref name="special"/> values planted.</summary>
-    private static KvCache Cache(int positions, int hd, int seed, Action<float[], float[], int, Random> special)
-    {
-        var cache = new KvCache(1, positions + 8, 2 * hd, KvCacheType.F16, KvCacheType.F16, hd);
-        var rng = new Random(seed);
-        var key = new float[2 * hd];
-        var value = new float[2 * hd];
-        for (int p = 0; p < positions; p++)
-        {
-            for (int i = 0; i < key.Length; i++) { key[i] = (float)(rng.NextDouble() * 4 - 2); value[i] = (float)(rng.NextDouble() * 2 - 1); }
-            special(key, value, p, rng);
-            cache.Write(0, p, key, value);
-        }
-        cache.Length = positions;
-        return cache;
-    }
+    private static KvCache Cache(int positions, int hd, int seed, Action<float[], float[], int, Random> special) =>
+        AttentionCaches.Random(positions, hd, KvCacheType.F16, KvCacheType.F16, seed, special);
 
     /// <summary>Every few positions a zero and a few subnormal halves (F16's smallest: 2^-24 … 2^-15) among the keys and values.</summary>
     private static void Tiny(float[] key, float[] value, int p, Random rng)
@@ -64,11 +50,7 @@ public class FlashAttentionFusedHalvesTests
         return output;
     }
 
-    private static void RequireWidth(int width)
-    {
-        if (width == 512 && !Avx512F.IsSupported) Assert.Skip("the 512-bit fused F16 kernels need AVX-512, which this CPU (or DOTNET_EnableAVX512=0) has not");
-        if (width == 256 && !(Avx2.IsSupported && Fma.IsSupported)) Assert.Skip("the 256-bit fused F16 kernels need AVX2 and FMA, which this CPU (or DOTNET_EnableAVX2=0) has not");
-    }
+    private static void RequireWidth(int width) => AttentionCaches.RequireWidth(width, "fused F16 kernels");
 
     [Theory]
     [InlineData(6, 128, 512)]

@@ -33,22 +33,6 @@ public class FlashAttentionTests
         return d;
     }
 
-    /// <summary>A one-layer cache of <paramref name="positions"/> random rows (2 kv heads of size <paramref name="hd"/>).</summary>
-    private static KvCache Cache(int positions, int hd, KvCacheType k, KvCacheType v, int seed)
-    {
-        var cache = new KvCache(1, positions + 8, 2 * hd, k, v, hd);
-        var rng = new Random(seed);
-        var key = new float[2 * hd];
-        var value = new float[2 * hd];
-        for (int p = 0; p < positions; p++)
-        {
-            for (int i = 0; i < key.Length; i++) { key[i] = (float)(rng.NextDouble() * 4 - 2); value[i] = (float)(rng.NextDouble() * 2 - 1); }
-            cache.Write(0, p, key, value);
-        }
-        cache.Length = positions;
-        return cache;
-    }
-
     private static float[] Random(int n, int seed)
     {
         var rng = new Random(seed);
@@ -64,7 +48,7 @@ public class FlashAttentionTests
         // several segments: decode, a block crossing a segment edge, a window starting inside a segment
         (int Tokens, int Pos0, int Window)[] shapes = [(1, 0, 0), (1, 63, 0), (1, 200, 0), (20, 50, 0), (16, 0, 0), (1, 200, 37), (20, 120, 64), (5, 10, 1),
             (1, 700, 0), (20, 250, 0), (3, 600, 300)];
-        var cache = Cache(720, hd, kType, vType, 1);
+        var cache = AttentionCaches.Random(720, hd, kType, vType, 1);
         foreach (var (tokens, pos0, window) in shapes)
         {
             int qStride = 2 * group * hd;
@@ -94,7 +78,7 @@ public class FlashAttentionTests
     {
         const int hd = 64, group = 3;
         float[] sinks = [-30f, 0.5f, 40f];
-        var cache = Cache(200, hd, kType, vType, 4);
+        var cache = AttentionCaches.Random(200, hd, kType, vType, 4);
         foreach (var (tokens, pos0, window) in new[] { (1, 0, 0), (1, 150, 0), (20, 100, 0), (17, 120, 64) })
         {
             int qStride = group * hd;
@@ -126,7 +110,7 @@ public class FlashAttentionTests
     public void Window_of_one_returns_each_tokens_own_value()
     {
         const int hd = 32;
-        var cache = Cache(40, hd, KvCacheType.F32, KvCacheType.F32, 2);
+        var cache = AttentionCaches.Random(40, hd, KvCacheType.F32, KvCacheType.F32, 2);
         var q = Random(10 * hd, 3);
         var o = new float[10 * hd];
         FlashAttention.Attend(cache.KeyHead(0, 0, hd), cache.ValueHead(0, 0, hd), q, hd, o, hd, tokens: 10, group: 1, pos0: 20, window: 1, scale: 1f);
@@ -144,7 +128,7 @@ public class FlashAttentionTests
     public void A_row_alone_and_in_a_block_give_the_same_bits(int width, KvCacheType kType, KvCacheType vType)
     {
         const int hd = 64, group = 2, tokens = 23, pos0 = 90;
-        var cache = Cache(pos0 + tokens, hd, kType, vType, 5);
+        var cache = AttentionCaches.Random(pos0 + tokens, hd, kType, vType, 5);
         int qStride = group * hd;
         var q = Random(tokens * qStride, 8);
         foreach (int window in new[] { 0, 50 })
@@ -174,7 +158,7 @@ public class FlashAttentionTests
     public void Passes_over_wide_rows_give_the_bits_of_whole_tiles(int hd, KvCacheType type)
     {
         const int group = 4, tokens = 9;
-        var cache = Cache(700, hd, type, type, 13);
+        var cache = AttentionCaches.Random(700, hd, type, type, 13);
         var keys = cache.KeyHead(0, hd, hd);
         var values = cache.ValueHead(0, hd, hd);
         int qStride = group * hd;
@@ -223,7 +207,7 @@ public class FlashAttentionTests
     public void Blocked_rows_give_the_bits_of_rows_one_at_a_time(int group, int hd, KvCacheType type)
     {
         const int tokens = 16;
-        var cache = Cache(1100, hd, type, type, 11);
+        var cache = AttentionCaches.Random(1100, hd, type, type, 11);
         var keys = cache.KeyHead(0, hd, hd);
         var values = cache.ValueHead(0, hd, hd);
         int qStride = group * hd;
@@ -269,7 +253,7 @@ public class FlashAttentionTests
     public void Bidirectional_rows_see_every_key_of_their_sequence(int width, KvCacheType kType, KvCacheType vType)
     {
         const int hd = 64, group = 2, tokens = 23, start = 70, keyEnd = 40;
-        var cache = Cache(start + keyEnd, hd, kType, vType, 9);
+        var cache = AttentionCaches.Random(start + keyEnd, hd, kType, vType, 9);
         int qStride = group * hd;
         var q = Random(tokens * qStride, 10);
         var keys = cache.KeyHead(0, hd, hd).From(start);
@@ -364,7 +348,7 @@ public class FlashAttentionTests
     public void Segments_attended_apart_and_merged_give_the_bits_of_one_call(int width, KvCacheType kType, KvCacheType vType)
     {
         const int hd = 64, group = 3;
-        var cache = Cache(700, hd, kType, vType, 7);
+        var cache = AttentionCaches.Random(700, hd, kType, vType, 7);
         var keys = cache.KeyHead(0, hd, hd);
         var values = cache.ValueHead(0, hd, hd);
         int pf = FlashAttention.PartialFloats(hd);
@@ -421,7 +405,7 @@ public class FlashAttentionTests
     [Fact]
     public void Reading_past_the_cache_is_refused()
     {
-        var cache = Cache(10, 32, KvCacheType.F16, KvCacheType.F16, 1);
+        var cache = AttentionCaches.Random(10, 32, KvCacheType.F16, KvCacheType.F16, 1);
         var q = new float[64];
         var o = new float[64];
         Assert.Throws<ArgumentOutOfRangeException>(() =>
